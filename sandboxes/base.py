@@ -1,0 +1,88 @@
+"""The one sandbox interface every other folder uses.
+
+A `SandboxSpec` says what to isolate and how much it may use; `open_sandbox(spec)` picks a backend
+(Docker when an engine answers, else the weaker process sandbox) and returns a `Sandbox`.
+Files move in and out through the host workspace that is bind-mounted at /work.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Mapping, Protocol, Sequence
+
+ExitReason = Literal["exited", "timeout", "oom", "killed", "error"]
+
+
+class SandboxError(RuntimeError):
+    """A sandbox could not be created or used (bad spec, engine failure). Never raised for the
+    command's own failure: that is an `ExecResult` with a non-zero exit code."""
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What to isolate. Every limit is enforced by the backend or reported as not enforced by `doctor`."""
+
+    image: str = "m3lab/default"
+    """Image name (Docker backend); the process backend runs the host's own root read-only."""
+    workspace: Path | None = None
+    """Host folder bind-mounted read-write at /work; the only host path the code can write."""
+    memory_mb: int = 2048
+    """Hard memory limit (RAM + swap); exceeding it ends the exec with reason "oom"."""
+    cpus: float = 1.0
+    """CPU quota in cores."""
+    pids: int = 256
+    """Maximum number of processes/threads (fork bombs hit this)."""
+    tmpfs_mb: int = 512
+    """Size of the writable /tmp (and $HOME) tmpfs; the root filesystem is read-only."""
+    network: bool = False
+    """Network access; off by default (no interface but loopback)."""
+    exec_timeout_s: float = 600.0
+    """Default wall-time limit of one exec."""
+    lifetime_s: float = 6 * 3600.0
+    """Wall-time limit of the whole sandbox; the reaper removes it afterwards."""
+    gpu: bool = False
+    """Expose the host's GPUs (Docker device requests or the process backend's /dev/nvidia*)."""
+    user: str = "65534:65534"
+    """uid:gid the code runs as (non-root)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """The complete environment of the code; the host environment is never inherited."""
+    run_id: str | None = None
+    """Run that owns this sandbox (a container label; the reaper removes sandboxes of dead runs)."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """Outcome of one command in a sandbox."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_s: float
+    reason: ExitReason
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "exited" and self.exit_code == 0
+
+
+class Sandbox(Protocol):
+    """A running isolated environment. Use as a context manager; `close()` is idempotent."""
+
+    spec: SandboxSpec
+    backend: str
+
+    def exec(
+        self,
+        cmd: str | Sequence[str],
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str = "/work",
+    ) -> ExecResult:
+        """Run `cmd` (a string goes through `bash -lc`); never raises for the command's own failure."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "Sandbox": ...
+
+    def __exit__(self, *exc: object) -> None: ...

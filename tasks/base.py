@@ -1,0 +1,116 @@
+"""What a task is: the contract between the run spine (orchestrator/) and a kind of work.
+
+A task supplies the initial workspace, the producer's brief, a structural check that runs in a FRESH
+sandbox, the verifier's brief, a score, and when to stop. Tasks never import the orchestrator: the spine
+hands them a `CheckContext` with paths and callbacks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Protocol
+
+from sandboxes.base import Sandbox, SandboxSpec
+
+RecordEvent = Callable[[Mapping[str, Any]], None]
+"""Appends one event (a JSON-able dict with at least "kind") to the run's events.jsonl."""
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """Everything a task's check may use. `workspace` is a fresh export of the producer's committed tree
+    (untracked files removed); `open_sandbox` opens a NEW sandbox (never the producer's)."""
+
+    workspace: Path
+    run_dir: Path
+    iteration: int
+    open_sandbox: Callable[[SandboxSpec], Sandbox]
+    record: RecordEvent
+
+
+@dataclass
+class CheckReport:
+    """Outcome of a task's structural checks. `passed` is False unless the check positively passed."""
+
+    passed: bool
+    score: float
+    """Task score: 0..1 for code/paper tasks; the verified speed-up (0 when incorrect) for kernel tasks."""
+    summary: str
+    """Short, concrete text the verifier and producer read (what failed and where)."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)
+    evidence_path: str | None = None
+    """File (relative to the run dir) holding the full evidence: logs, verdict JSON, listings."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "score": self.score,
+            "summary": self.summary,
+            "metrics": self.metrics,
+            "findings": self.findings,
+            "evidence_path": self.evidence_path,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "CheckReport":
+        return cls(
+            passed=bool(data["passed"]),
+            score=float(data["score"]),
+            summary=str(data["summary"]),
+            metrics=dict(data.get("metrics", {})),
+            findings=list(data.get("findings", [])),
+            evidence_path=data.get("evidence_path"),
+        )
+
+
+class Task(Protocol):
+    """A kind of work the spine can run. Implementations are registered by `kind` in tasks/registry.py and
+    must be re-creatable from `params()` alone (a resumed run rebuilds its task from run.json)."""
+
+    kind: ClassVar[str]
+
+    def params(self) -> dict[str, Any]:
+        """JSON-able parameters from which `registry.build_task(kind, params)` rebuilds this task."""
+        ...
+
+    def title(self) -> str:
+        """One line naming the task for listings."""
+        ...
+
+    def prepare_workspace(self, workspace: Path) -> None:
+        """Fill the (empty) workspace with the starting files."""
+        ...
+
+    def producer_brief(self) -> str:
+        """What the producer must achieve, how it is checked, and the rules (markdown)."""
+        ...
+
+    def main_file(self) -> str | None:
+        """Workspace-relative file that a bare fenced code block from the model replaces, if any."""
+        ...
+
+    def sandbox_spec(self, workspace: Path) -> SandboxSpec:
+        """Spec of the producer's sandbox (image, limits, GPU) for this workspace."""
+        ...
+
+    def check(self, ctx: CheckContext) -> CheckReport:
+        """Structural verification in a fresh sandbox. Must not trust anything the producer claims."""
+        ...
+
+    def verifier_brief(self) -> str:
+        """What the adversarial reviewer must hunt for in this kind of task."""
+        ...
+
+    def is_complete(self, report: CheckReport) -> bool:
+        """True when an accepted (passed and reviewed) result ends the run, e.g. tests pass or the score
+        target is met. Kernel searches return False until their target speed-up, so they run to budget."""
+        ...
+
+    def on_iteration_end(self, run_dir: Path, iteration: int, report: CheckReport, accepted: bool) -> None:
+        """Task bookkeeping after the verdict (program database, plots). Must be idempotent."""
+        ...
+
+    def report_section(self, run_dir: Path) -> str:
+        """Task-specific markdown for report.md (best result, tables, figures)."""
+        ...
