@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Protocol
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
 from sandboxes.base import Sandbox, SandboxSpec
 
 RecordEvent = Callable[[Mapping[str, Any]], None]
 """Appends one event (a JSON-able dict with at least "kind") to the run's events.jsonl."""
+
+Judge = Callable[[str, Sequence[Path]], str]
+"""Asks the verifier's model: (prompt text, image paths to show it) -> reply text. Token use is counted
+against the run's budget and recorded by the spine. Images are sent only when the model supports vision."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,8 @@ class CheckContext:
     iteration: int
     open_sandbox: Callable[[SandboxSpec], Sandbox]
     record: RecordEvent
+    judge: Judge | None = None
+    """The verifier's model, for checks that need judgement (paper rubric grading); None in pure checks."""
 
 
 @dataclass
