@@ -1,0 +1,140 @@
+"""Model client for any OpenAI-compatible chat-completions endpoint (vLLM, MiniMax's API).
+
+One place knows how to talk to a model server: build a LangChain chat model for an endpoint, ask the server
+what it serves and how long a context it takes, and call it with retries so that a dead endpoint becomes one
+named exception (`EndpointUnavailable`) the run spine turns into a paused run.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Sequence
+
+import httpx
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+
+
+class EndpointUnavailable(RuntimeError):
+    """The model endpoint did not answer (connection refused, timeouts, 5xx) after all retries."""
+
+
+@dataclass(frozen=True)
+class ModelEndpoint:
+    """Where a role's model lives and how to call it."""
+
+    base_url: str = DEFAULT_BASE_URL
+    """OpenAI-compatible base URL, ending in /v1."""
+    model: str | None = None
+    """Served model name; None = the single model the server lists."""
+    api_key: str = "EMPTY"
+    """Bearer token (vLLM ignores it unless started with --api-key)."""
+    temperature: float = 0.2
+    """Sampling temperature."""
+    max_tokens: int = 2048
+    """Completion budget of one call (reasoning included)."""
+    timeout_s: float = 600.0
+    """Time one request may take before it counts as a failure."""
+    retry_for_s: float = 60.0
+    """How long connection errors / 5xx are retried (exponential backoff) before the endpoint is declared down."""
+    vision: bool = False
+    """The model accepts images (M3 does; the embedded SmolLM2 does not)."""
+    thinking_toggle: bool = True
+    """Send chat_template_kwargs.enable_thinking (templates that do not know it ignore it)."""
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description without the secret."""
+        return {"base_url": self.base_url, "model": self.model, "vision": self.vision}
+
+
+def _headers(endpoint: ModelEndpoint) -> dict[str, str]:
+    return {"Authorization": f"Bearer {endpoint.api_key}"}
+
+
+def list_models(endpoint: ModelEndpoint, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+    """The server's /v1/models entries; raises EndpointUnavailable when it does not answer."""
+    url = endpoint.base_url.rstrip("/") + "/models"
+    try:
+        response = httpx.get(url, headers=_headers(endpoint), timeout=timeout_s)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise EndpointUnavailable(f"model endpoint {endpoint.base_url} is not answering ({exc}); "
+                                  "start it with `m3lab serve --embedded` or set M3LAB_BASE_URL") from exc
+    return list(response.json().get("data", []))
+
+
+@lru_cache(maxsize=32)
+def _resolved_model_and_length(endpoint: ModelEndpoint) -> tuple[str, int | None]:
+    models = list_models(endpoint)
+    if endpoint.model is not None:
+        entry = next((m for m in models if m.get("id") == endpoint.model), None)
+        if entry is None and models:
+            # A hosted API may not list every model it serves: trust the configured name.
+            return endpoint.model, None
+        return endpoint.model, (entry or {}).get("max_model_len")
+    if len(models) != 1:
+        names = [m.get("id") for m in models]
+        raise EndpointUnavailable(f"{endpoint.base_url} serves {names}: set the model name (M3LAB_MODEL or m3lab.toml)")
+    return str(models[0]["id"]), models[0].get("max_model_len")
+
+
+def resolve_model(endpoint: ModelEndpoint) -> str:
+    """The model name to send: the configured one, else the single model the server lists."""
+    return _resolved_model_and_length(endpoint)[0]
+
+
+def context_length(endpoint: ModelEndpoint) -> int | None:
+    """The server's maximum model length in tokens (vLLM reports max_model_len), None if unknown."""
+    return _resolved_model_and_length(endpoint)[1]
+
+
+def make_chat_model(endpoint: ModelEndpoint, thinking: bool = False, max_tokens: int | None = None) -> Any:
+    """A LangChain ChatOpenAI on the chat-completions API for this endpoint.
+
+    Retries are ours (`invoke_with_retry`), so the client's own are off: one policy, one place."""
+    from langchain_openai import ChatOpenAI
+
+    extra_body: dict[str, Any] = {}
+    if endpoint.thinking_toggle:
+        extra_body["chat_template_kwargs"] = {"enable_thinking": thinking}
+    return ChatOpenAI(
+        base_url=endpoint.base_url,
+        api_key=endpoint.api_key,
+        model=resolve_model(endpoint),
+        temperature=endpoint.temperature,
+        max_tokens=max_tokens or endpoint.max_tokens,
+        timeout=endpoint.timeout_s,
+        max_retries=0,
+        use_responses_api=False,
+        extra_body=extra_body or None,
+    )
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Connection problems, timeouts and server errors are worth retrying; 4xx are not."""
+    import openai
+
+    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError, httpx.TransportError)):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code >= 500 or exc.status_code == 429
+    return False
+
+
+def invoke_with_retry(model: Any, messages: Sequence[Any], retry_for_s: float, tools: Sequence[Any] = ()) -> Any:
+    """Call `model` (optionally with tools bound) and return its AIMessage. Transient failures are retried with
+    exponential backoff for `retry_for_s` seconds, then raised as EndpointUnavailable; other errors propagate."""
+    runnable = model.bind_tools(list(tools)) if tools else model
+    deadline = time.monotonic() + retry_for_s
+    delay = 1.0
+    while True:
+        try:
+            return runnable.invoke(list(messages))
+        except Exception as exc:  # noqa: BLE001 - classified right below
+            if not _is_transient(exc):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise EndpointUnavailable(f"model endpoint failed for {retry_for_s:.0f} s: {exc}") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
