@@ -1,8 +1,41 @@
-"""`m3lab` commands of this group (filled in by its owner)."""
+"""`m3lab ui`: the local web viewer over run directories."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 
+def ui(
+    port: int = typer.Option(8765, "--port", "-p", help="TCP port to listen on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; loopback by default (no auth)."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Runs folder (default: settings' runs_dir)."),
+) -> None:
+    """Serve the run viewer: runs list, live run pages, kernel and paper views, steer/stop."""
+    from orchestrator.viewer.server import PortBusy, ViewerServer
+
+    folder = runs_dir if runs_dir is not None else _default_runs_dir()
+    try:
+        server = ViewerServer(folder, host=host, port=port)
+    except PortBusy as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: listening on {host}: anyone who can reach it can steer and stop runs", err=True)
+    typer.echo(f"M3 Lab viewer on {server.url}  (runs: {folder.resolve()})  Ctrl+C to stop")
+    server.run()
+
+
+def _default_runs_dir() -> Path:
+    """runs_dir from the project settings, or ./runs when the settings cannot be loaded."""
+    try:
+        from orchestrator.config import load_settings
+    except ImportError:
+        return Path("runs")
+    return load_settings().runs_dir
+
+
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the root app."""
+    app.command("ui")(ui)

@@ -1,0 +1,176 @@
+"""Read-only access to the run directories under one runs folder (the contract in orchestrator/README.md).
+
+The viewer never writes into a run except through orchestrator.control (steer, stop). Everything here is
+cheap per call: run.json and iteration files are small, the event log is read by offset (eventlog.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+_ITERATION_FILE = re.compile(r"^(\d+)\.json$")
+
+
+class RunNotFound(LookupError):
+    """No run directory with that id (or the id is not a plain directory name)."""
+
+
+class UnsafePath(ValueError):
+    """A requested file lies outside the run directory."""
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object, or None when the file is missing or half-written (the run is writing it now)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of the runs page."""
+
+    id: str
+    kind: str
+    title: str
+    status: str
+    stop_reason: str | None
+    iteration: int
+    best_score: float | None
+    best_iteration: int | None
+    budget: dict[str, Any]
+    created_at: Any
+    updated_at: Any
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def summarize(run_id: str, meta: dict[str, Any]) -> RunSummary:
+    """A runs-page row from run.json; missing fields stay empty rather than failing the whole page."""
+    task = meta.get("task") if isinstance(meta.get("task"), dict) else {}
+    return RunSummary(
+        id=run_id,
+        kind=str(task.get("kind", "?")),
+        title=str(task.get("title") or ""),
+        status=str(meta.get("status", "unknown")),
+        stop_reason=meta.get("stop_reason"),
+        iteration=int(meta.get("iteration") or 0),
+        best_score=meta.get("best_score"),
+        best_iteration=meta.get("best_iteration"),
+        budget=meta.get("budget") if isinstance(meta.get("budget"), dict) else {},
+        created_at=meta.get("created_at"),
+        updated_at=meta.get("updated_at"),
+    )
+
+
+class RunStore:
+    """The runs under `runs_dir`."""
+
+    def __init__(self, runs_dir: Path) -> None:
+        self.runs_dir = runs_dir
+
+    def run_dir(self, run_id: str) -> Path:
+        """The directory of run `run_id`; RunNotFound for unknown or malformed ids."""
+        if not _RUN_ID.match(run_id):
+            raise RunNotFound(f"not a run id: {run_id!r}")
+        path = self.runs_dir / run_id
+        if not (path / "run.json").is_file():
+            raise RunNotFound(f"no run {run_id!r} in {self.runs_dir}")
+        return path
+
+    def list_runs(self) -> list[RunSummary]:
+        """Every run with a readable run.json, newest first."""
+        if not self.runs_dir.is_dir():
+            return []
+        rows = []
+        for child in self.runs_dir.iterdir():
+            meta = _read_json(child / "run.json") if _RUN_ID.match(child.name) else None
+            if meta is not None:
+                rows.append(summarize(child.name, meta))
+        return sorted(rows, key=lambda r: str(r.created_at or ""), reverse=True)
+
+    def run_meta(self, run_id: str) -> dict[str, Any]:
+        """run.json as written by the spine."""
+        meta = _read_json(self.run_dir(run_id) / "run.json")
+        if meta is None:
+            raise RunNotFound(f"run.json of {run_id!r} is unreadable")
+        return meta
+
+    def iteration_numbers(self, run_id: str) -> list[int]:
+        """Finished iterations, from the listing of iterations/ (files are not opened)."""
+        folder = self.run_dir(run_id) / "iterations"
+        if not folder.is_dir():
+            return []
+        found = (_ITERATION_FILE.match(name) for name in os.listdir(folder))
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def iteration(self, run_id: str, number: int) -> dict[str, Any]:
+        """iterations/NNNN.json; RunNotFound when that iteration has not finished."""
+        data = _read_json(self.run_dir(run_id) / "iterations" / f"{number:04d}.json")
+        if data is None:
+            raise RunNotFound(f"run {run_id!r} has no finished iteration {number}")
+        return data
+
+    def iteration_rows(self, run_id: str, numbers: list[int]) -> list[dict[str, Any]]:
+        """Timeline rows (verdict, decision, score) for the given iterations."""
+        rows = []
+        for n in numbers:
+            data = _read_json(self.run_dir(run_id) / "iterations" / f"{n:04d}.json") or {}
+            rows.append(timeline_row(n, data))
+        return rows
+
+    def file(self, run_id: str, relative: str) -> Path:
+        """A file inside the run directory; UnsafePath for anything that escapes it."""
+        root = self.run_dir(run_id).resolve()
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root):
+            raise UnsafePath(f"{relative!r} is outside the run directory")
+        if not path.is_file():
+            raise RunNotFound(f"no file {relative!r} in run {run_id!r}")
+        return path
+
+    def log_files(self, run_id: str, number: int) -> list[str]:
+        """Files under logs/ that belong to an iteration: logs/NNNN/** or logs/NNNN-* / logs/NNNN_*."""
+        logs = self.run_dir(run_id) / "logs"
+        if not logs.is_dir():
+            return []
+        prefix = f"{number:04d}"
+        found = []
+        for path in sorted(logs.rglob("*")):
+            rel = path.relative_to(logs)
+            head = rel.parts[0]
+            if path.is_file() and (head == prefix or re.match(rf"^{prefix}[-_.]", head)):
+                found.append(str(Path("logs") / rel))
+        return found
+
+
+def _as_dict(value: Any, key: str) -> dict[str, Any]:
+    """Verdict/decision may be stored as an object or a bare string; the page wants an object."""
+    if isinstance(value, dict):
+        return value
+    return {key: value} if value is not None else {}
+
+
+def timeline_row(number: int, data: dict[str, Any]) -> dict[str, Any]:
+    """The few fields the iteration timeline shows."""
+    check = _as_dict(data.get("check"), "summary")
+    verdict = _as_dict(data.get("verdict"), "verdict")
+    decision = _as_dict(data.get("decision"), "action")
+    return {
+        "iteration": number,
+        "commit": data.get("commit"),
+        "passed": check.get("passed"),
+        "score": check.get("score", verdict.get("score")),
+        "verdict": verdict.get("verdict"),
+        "action": decision.get("action"),
+        "started_at": data.get("started_at"),
+        "ended_at": data.get("ended_at"),
+    }

@@ -1,0 +1,145 @@
+"""Task-specific views: what a kernel run and a paper run show beyond the common run page.
+
+Conventions read (all optional; a missing file shows as "not yet"):
+  kernel: artifacts/kernel/candidates.csv (any columns), artifacts/kernel/best_speedup.png, artifacts/kernel/best/*
+  paper:  artifacts/paper/rubric.json (tree: id, requirements, weight, score, sub_tasks), artifacts/paper/report.html,
+          tables/figures under artifacts/paper/ paired by name: `<name>.paper.<ext>` with `<name>.reproduced.<ext>`
+          (or `paper/<name>.<ext>` with `reproduced/<name>.<ext>`).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+_MAX_ROWS = 5000
+_MAX_CODE_CHARS = 200_000
+_IMAGE = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
+_TEXT = {".md", ".txt", ".tex", ".json"}
+_PAPER_WORDS = {"paper", "original", "reference"}
+_REPRO_WORDS = {"reproduced", "reproduction", "ours"}
+_ROLE_SUFFIX = re.compile(r"^(?P<name>.+?)[._-](?P<role>paper|original|reference|reproduced|reproduction|ours)$")
+
+
+def read_csv(path: Path, max_rows: int = _MAX_ROWS) -> dict[str, Any]:
+    """A CSV file as columns + rows (strings), capped at `max_rows`."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        columns = next(reader, [])
+        rows = []
+        total = 0
+        for row in reader:
+            total += 1
+            if len(rows) < max_rows:
+                rows.append(row)
+    return {"columns": columns, "rows": rows, "total": total}
+
+
+def kernel_view(run_dir: Path) -> dict[str, Any]:
+    """Best-speed-up plot, candidate table and best candidate code of a kernel run."""
+    root = run_dir / "artifacts" / "kernel"
+    plot = root / "best_speedup.png"
+    table = root / "candidates.csv"
+    best = []
+    if (root / "best").is_dir():
+        for path in sorted(p for p in (root / "best").rglob("*") if p.is_file()):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            best.append({"path": str(path.relative_to(run_dir)), "code": text[:_MAX_CODE_CHARS]})
+    return {
+        "kind": "kernel",
+        "plot": str(plot.relative_to(run_dir)) if plot.is_file() else None,
+        "candidates": read_csv(table) if table.is_file() else None,
+        "best": best,
+    }
+
+
+def rubric_node(node: dict[str, Any]) -> dict[str, Any]:
+    """A rubric node normalised for the page (label, score, weight, children), recursively."""
+    children = node.get("sub_tasks") or node.get("children") or []
+    return {
+        "id": node.get("id"),
+        "label": str(node.get("requirements") or node.get("name") or node.get("title") or node.get("id") or "?"),
+        "score": node.get("score"),
+        "weight": node.get("weight"),
+        "category": node.get("task_category"),
+        "explanation": node.get("explanation"),
+        "children": [rubric_node(c) for c in children if isinstance(c, dict)],
+    }
+
+
+def _role_and_key(rel: Path) -> tuple[str, str]:
+    """('paper' | 'reproduced' | 'other', pairing key) of a table/figure file."""
+    dirs = {part.lower() for part in rel.parts[:-1]}
+    stem = rel.stem
+    match = _ROLE_SUFFIX.match(stem)
+    if match:
+        role = match.group("role").lower()
+        stem = match.group("name")
+    else:
+        role = next((d for d in dirs if d in _PAPER_WORDS | _REPRO_WORDS), "other")
+    kind = "paper" if role in _PAPER_WORDS else "reproduced" if role in _REPRO_WORDS else "other"
+    section = "figures" if rel.suffix.lower() in _IMAGE else "tables"
+    return kind, f"{section}/{stem}"
+
+
+def _item(run_dir: Path, path: Path) -> dict[str, Any]:
+    """How the page shows one table or figure file."""
+    rel = str(path.relative_to(run_dir))
+    suffix = path.suffix.lower()
+    if suffix in _IMAGE:
+        return {"path": rel, "type": "image"}
+    if suffix == ".csv":
+        return {"path": rel, "type": "table", "table": read_csv(path, max_rows=500)}
+    if suffix in {".html", ".htm"}:
+        return {"path": rel, "type": "html"}
+    if suffix in _TEXT:
+        return {"path": rel, "type": "text", "text": path.read_text(encoding="utf-8", errors="replace")[:50_000]}
+    return {"path": rel, "type": "file"}
+
+
+def paper_pairs(run_dir: Path) -> list[dict[str, Any]]:
+    """Tables and figures, each paper version next to its reproduced version."""
+    root = run_dir / "artifacts" / "paper"
+    pairs: dict[str, dict[str, Any]] = {}
+    skip = {root / "rubric.json", root / "report.html"}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p not in skip):
+        rel = path.relative_to(root)
+        if not ({"tables", "figures"} & {part.lower() for part in rel.parts[:-1]}):
+            continue
+        role, key = _role_and_key(rel)
+        pair = pairs.setdefault(key, {"name": key, "paper": None, "reproduced": None, "other": []})
+        if role == "other":
+            pair["other"].append(_item(run_dir, path))
+        else:
+            pair[role] = _item(run_dir, path)
+    return list(pairs.values())
+
+
+def paper_view(run_dir: Path) -> dict[str, Any]:
+    """Rubric tree with scores, the report, and paper-vs-reproduced tables and figures of a paper run."""
+    root = run_dir / "artifacts" / "paper"
+    rubric = None
+    if (root / "rubric.json").is_file():
+        try:
+            data = json.loads((root / "rubric.json").read_text(encoding="utf-8"))
+            rubric = rubric_node(data) if isinstance(data, dict) else None
+        except ValueError:
+            rubric = None
+    report = root / "report.html"
+    return {
+        "kind": "paper",
+        "rubric": rubric,
+        "report": str(report.relative_to(run_dir)) if report.is_file() else None,
+        "pairs": paper_pairs(run_dir) if root.is_dir() else [],
+    }
+
+
+def task_view(run_dir: Path, kind: str) -> dict[str, Any] | None:
+    """The task view of a run, or None for kinds without one (code runs)."""
+    if kind == "kernel":
+        return kernel_view(run_dir)
+    if kind == "paper":
+        return paper_view(run_dir)
+    return None

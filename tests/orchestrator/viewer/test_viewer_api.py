@@ -1,0 +1,115 @@
+"""The viewer's HTTP API against a real server over run directories built to the contract."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator import control
+from orchestrator.viewer.server import PortBusy, ViewerServer
+
+from .builder import RunBuilder
+
+
+def test_runs_list_has_every_run(viewer: ViewerServer, sample_runs: dict[str, RunBuilder]) -> None:
+    rows = {r["id"]: r for r in httpx.get(f"{viewer.url}/api/runs").json()["runs"]}
+    assert set(rows) == {"20261126-code-a1", "20261126-kernel-b2", "20261126-paper-c3"}
+    kernel = rows["20261126-kernel-b2"]
+    assert (kernel["kind"], kernel["status"], kernel["stop_reason"], kernel["iteration"]) == ("kernel", "stopped", "budget", 3)
+    assert kernel["best_score"] == 1.4  # iteration 2 (1.6) failed review, so it is not the best
+    assert kernel["budget"]["used"]["tokens"] == 3 * 1800
+
+
+def test_run_detail_timeline_events_and_task_views(viewer: ViewerServer, sample_runs: dict[str, RunBuilder]) -> None:
+    detail = httpx.get(f"{viewer.url}/api/runs/20261126-code-a1").json()
+    assert [(r["iteration"], r["verdict"], r["action"]) for r in detail["timeline"]] == [(1, "fail", "iterate"), (2, "pass", "accept")]
+    assert detail["events"]["events"][-1]["kind"] == "run_finished"
+    assert detail["task"] is None
+    kernel = httpx.get(f"{viewer.url}/api/runs/20261126-kernel-b2").json()["task"]
+    assert kernel["plot"] == "artifacts/kernel/best_speedup.png"
+    assert kernel["candidates"]["rows"][1][-1] == "timing_hijack"
+    assert "best_kernel_marker" in kernel["best"][0]["code"]
+    paper = httpx.get(f"{viewer.url}/api/runs/20261126-paper-c3").json()["task"]
+    assert paper["rubric"]["children"][0]["children"][0]["score"] == 1.0
+    pair = next(p for p in paper["pairs"] if p["name"] == "tables/table1")
+    assert pair["paper"]["table"]["rows"][1] == ["ours", "91.2"]
+    assert pair["reproduced"]["table"]["rows"][1] == ["ours", "88.7"]
+    assert {p["name"] for p in paper["pairs"]} == {"tables/table1", "figures/fig1"}
+
+
+def test_iteration_has_diff_verdict_events_and_logs(viewer: ViewerServer, sample_runs: dict[str, RunBuilder]) -> None:
+    d = httpx.get(f"{viewer.url}/api/runs/20261126-code-a1/iterations/2").json()
+    assert "-    return 1" in d["diff"]["patch"] and "+    return 2" in d["diff"]["patch"]
+    assert d["diff"]["message"] == "iteration 2: pass"
+    assert d["iteration"]["verdict"]["verdict"] == "pass"
+    assert {e["iteration"] for e in d["events"]} == {2}
+    assert "exec" in [e["kind"] for e in d["events"]]
+    assert d["logs"] == ["logs/0002-check.log"]
+    log = httpx.get(f"{viewer.url}/api/runs/20261126-code-a1/files/logs/0002-check.log")
+    assert "full check log of iteration 2" in log.text
+    assert httpx.get(f"{viewer.url}/api/runs/20261126-code-a1/iterations/9").status_code == 404
+
+
+def test_files_cannot_escape_the_run(viewer: ViewerServer, sample_runs: dict[str, RunBuilder], runs_dir: Path) -> None:
+    (runs_dir.parent / "secret.txt").write_text("TOP-SECRET-CONTENT")
+    for path in ("..%2F..%2Fsecret.txt", "%2E%2E/%2E%2E/secret.txt"):
+        r = httpx.get(f"{viewer.url}/api/runs/20261126-code-a1/files/{path}")
+        assert r.status_code in (400, 404) and "TOP-SECRET-CONTENT" not in r.text
+    assert httpx.get(f"{viewer.url}/api/runs/..%2F/events").status_code == 404
+
+
+def test_steer_and_stop_use_the_control_files(viewer: ViewerServer, sample_runs: dict[str, RunBuilder]) -> None:
+    run_dir = sample_runs["paper"].dir
+    url = f"{viewer.url}/api/runs/{run_dir.name}"
+    assert httpx.post(f"{url}/steer", json={"text": "use the paper's learning rate"}).json() == {"ok": True}
+    assert control.read_steers(run_dir) == ["use the paper's learning rate"]
+    assert httpx.post(f"{url}/steer", json={"text": "  "}).status_code == 400
+    # A cross-site form post (not JSON) is refused.
+    assert httpx.post(f"{url}/stop", data={"reason": "user"}).status_code == 400
+    assert control.stop_requested(run_dir) is None
+    assert httpx.post(f"{url}/stop", json={}).json()["stop_requested"] == "user"
+    assert control.stop_requested(run_dir) == "user"
+
+
+def test_stream_follows_appended_events(viewer: ViewerServer, sample_runs: dict[str, RunBuilder]) -> None:
+    run = sample_runs["paper"]
+    end = httpx.get(f"{viewer.url}/api/runs/{run.dir.name}").json()["events"]["end"]
+    got: list[dict] = []
+
+    def listen() -> None:
+        with httpx.stream("GET", f"{viewer.url}/api/runs/{run.dir.name}/stream?offset={end}", timeout=10) as r:
+            kind = None
+            for line in r.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind == "events":
+                    got.extend(json.loads(line[6:])["events"])
+                    if any(e["kind"] == "steer" for e in got):
+                        return
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    run.event("steer", text="live event")
+    t.join(timeout=10)
+    assert [e["text"] for e in got if e["kind"] == "steer"] == ["live event"]
+
+
+def test_busy_port_gives_a_clear_error(runs_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(PortBusy, match=f"port {port} .* in use; choose another with --port"):
+            ViewerServer(runs_dir, port=port)
+
+
+def test_unknown_run_is_404(viewer: ViewerServer) -> None:
+    r = httpx.get(f"{viewer.url}/api/runs/nope")
+    assert r.status_code == 404 and "nope" in r.json()["error"]
+    assert httpx.get(f"{viewer.url}/api/runs").json()["runs"] == []
