@@ -53,6 +53,10 @@ class EventLog:
                         keys.add(event["key"])
         return seq, keys
 
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
     def has(self, key: str) -> bool:
         return key in self._keys
 

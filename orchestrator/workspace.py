@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -67,6 +68,13 @@ def export_head(workspace: Path, dest: Path) -> Path:
     with tarfile.open(fileobj=data) as tar:
         tar.extractall(dest, filter="data")
     return dest
+
+
+def share_tree(root: Path) -> None:
+    """Make a tree writable by the sandbox's non-root user (the loop runs as root; the code never does)."""
+    for path in [root, *root.rglob("*")]:
+        if ".git" not in path.relative_to(root).parts and not path.is_symlink():
+            os.chmod(path, 0o777 if path.is_dir() else 0o666)
 
 
 def tree_id(workspace: Path) -> str:

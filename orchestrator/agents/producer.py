@@ -1,0 +1,91 @@
+"""The producer: one model turn at a time (each turn is a checkpointed graph step)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+from orchestrator import prompts
+from orchestrator.agents.actions import TOOL_SCHEMAS, parse_reply
+from orchestrator.agents.context import Conversation, system_and_task
+from orchestrator.agents.tools import clip, execute
+from orchestrator.runtime import Runtime, Usage
+
+ARG_PREVIEW = 300
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    conv_len: int
+    done: bool
+    claim: str
+    usage: Usage
+    idle: bool
+    """The reply contained no action at all."""
+
+
+def system_prompt(rt: Runtime) -> str:
+    main_file = rt.task.main_file()
+    rule = prompts.MAIN_FILE_RULE.format(main_file=main_file) if main_file else ""
+    return prompts.PRODUCER_SYSTEM.format(main_file_rule=rule)
+
+
+def task_message(rt: Runtime, plan: str) -> str:
+    return prompts.TASK_MESSAGE.format(brief=rt.task.producer_brief(), plan=plan or "(no plan)")
+
+
+def open_conversation(rt: Runtime, path: Path, committed: int, plan: str) -> Conversation:
+    conv = Conversation(path, committed)
+    if len(conv) == 0:
+        conv.add(*system_and_task(system_prompt(rt), task_message(rt, plan)))
+    return conv
+
+
+def producer_turn(rt: Runtime, conv: Conversation, iteration: int, thinking: bool) -> TurnResult:
+    """Ask the model once, carry out every action it asked for, append all of it to the conversation."""
+    reply, usage = rt.call_model("producer", conv.messages, thinking, iteration, tools=TOOL_SCHEMAS)
+    conv.add(reply)
+    actions = parse_reply(reply.tool_calls or [], _text(reply), rt.task.main_file())
+    done, claim = False, ""
+    loop = rt.settings.loop
+    for action in actions:
+        if done:
+            break
+        obs, result = execute(action, rt.run.workspace, rt.producer_sandbox, loop.exec_timeout_s,
+                              loop.observation_chars)
+        _record(rt, iteration, action.tool, action.args, obs.ok, obs.text, result)
+        if action.call_id is not None:
+            conv.add(ToolMessage(content=obs.text, tool_call_id=action.call_id))
+        else:
+            conv.add(HumanMessage(content=f"Observation ({action.tool}):\n{obs.text}"))
+        if obs.done:
+            done, claim = True, str(action.args.get("summary", ""))
+    answered = {a.call_id for a in actions}
+    for call in reply.tool_calls or []:  # every native call needs an answer, even after done
+        if call.get("id") not in answered:
+            conv.add(ToolMessage(content="not run: work was already submitted", tool_call_id=call["id"]))
+    if not actions:
+        conv.add(HumanMessage(content=prompts.NO_ACTION_MESSAGE))
+    return TurnResult(len(conv), done, claim, usage, idle=not actions)
+
+
+def _text(reply: AIMessage) -> str:
+    if isinstance(reply.content, str):
+        return reply.content
+    return "\n".join(p.get("text", "") for p in reply.content if isinstance(p, dict))
+
+
+def _record(rt: Runtime, iteration: int, tool: str, args: dict, ok: bool, output: str, result) -> None:
+    preview = {k: (v if len(str(v)) <= ARG_PREVIEW else str(v)[:ARG_PREVIEW] + "...") for k, v in args.items()}
+    events = rt.run.events
+    events.append("tool_call", iteration, role="producer", tool=tool, args=preview, ok=ok,
+                  output=clip(output, 2000))
+    if result is not None:
+        log = rt.run.write_log(f"exec/{iteration:04d}-{events.last_seq + 1:07d}.json",
+                               json.dumps({"cmd": args.get("command"), "stdout": result.stdout,
+                                           "stderr": result.stderr}))
+        events.append("exec", iteration, where="producer", cmd=clip(str(args.get("command")), 500),
+                      exit_code=result.exit_code, reason=result.reason, duration_s=round(result.duration_s, 3),
+                      stdout_tail=result.stdout[-1500:], stderr_tail=result.stderr[-1500:], log=str(log))

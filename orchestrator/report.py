@@ -1,0 +1,64 @@
+"""Per-iteration records and the run's report.md (written whenever a run ends, for any reason)."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Mapping
+
+from orchestrator.agents.verifier import Verdict
+from orchestrator.rundir import RunDir, atomic_write_json
+
+
+def write_iteration_record(run: RunDir, iteration: int, sha: str, verdict: Verdict, action: str, reason: str) -> None:
+    atomic_write_json(run.iteration_path(iteration), {
+        "iteration": iteration, "commit": sha, "check": verdict.check.to_json(), "verdict": verdict.to_json(),
+        "decision": {"action": action, "reason": reason}, "ended_at": time.time()})
+
+
+def read_iteration(run: RunDir, iteration: int) -> dict[str, Any]:
+    return json.loads(run.iteration_path(iteration).read_text(encoding="utf-8"))
+
+
+def iteration_records(run: RunDir, last: int | None = None) -> list[dict[str, Any]]:
+    paths = sorted((run.path / "iterations").glob("*.json"))
+    if last is not None:
+        paths = paths[-last:]
+    return [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+
+
+def iteration_summaries(run: RunDir, last: int = 10) -> str:
+    """A few lines per recent iteration: what the verifier said (used to restart the producer's context)."""
+    lines = []
+    for rec in iteration_records(run, last):
+        v = rec["verdict"]
+        lines.append(f"- iteration {rec['iteration']}: {v['verdict']} (score {v['score']:.4g}); "
+                     f"check: {rec['check']['summary'][:300]}")
+        lines += [f"    - {f[:300]}" for f in v["findings"][:3]]
+    return "\n".join(lines) or "(no finished iteration)"
+
+
+def write_report(rt: Any, state: Mapping[str, Any]) -> None:
+    run = rt.run
+    meta = run.read_meta()
+    budget = meta.get("budget", {})
+    used, limits = budget.get("used", {}), budget.get("limits", {})
+    lines = [
+        f"# Run {run.id}", "",
+        f"- task: {meta['task']['kind']} — {meta['task'].get('title', '')}",
+        f"- status: **{state.get('status')}** ({state.get('stop_reason', '')})",
+        f"- iterations: {used.get('iterations', 0)} / {limits.get('max_iterations')}",
+        f"- tokens: {used.get('tokens', 0)} / {limits.get('max_tokens')} "
+        f"(prompt {used.get('prompt_tokens', 0)}, completion {used.get('completion_tokens', 0)}, "
+        f"reasoning {used.get('reasoning_tokens', 0)})",
+        f"- active time: {used.get('elapsed_s', 0) / 60:.1f} min / {limits.get('max_hours')} h",
+        f"- best score: {state.get('best_score', 0.0):.4g} (iteration {state.get('best_iteration', 0) or '-'})",
+        "", "## Iterations", "", "| iteration | verdict | score | decision | first finding |", "|---|---|---|---|---|",
+    ]
+    for rec in iteration_records(run):
+        v = rec["verdict"]
+        first = (v["findings"][0] if v["findings"] else "").replace("|", "\\|").replace("\n", " ")[:140]
+        lines.append(f"| {rec['iteration']} | {v['verdict']} | {v['score']:.4g} | {rec['decision']['action']} "
+                     f"| {first} |")
+    lines += ["", "## Task", "", rt.task.report_section(run.path), "",
+              "Inspect: `m3lab runs show {0}`, `m3lab runs logs {0}`, `m3lab runs diff {0} N`.".format(run.id)]
+    (run.path / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,113 @@
+"""Per-process resources of a run that never go into graph state: the run directory, the task, the settings,
+the producer's warm sandbox, and how chat models are made (real endpoints, or scripted ones in tests)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from langchain_core.messages import AIMessage, BaseMessage
+
+from orchestrator.agents.context import estimate_tokens, pack
+from orchestrator.config import Settings
+from orchestrator.rundir import RunDir
+from sandboxes.base import Sandbox, SandboxSpec
+from serving.client import ModelEndpoint, context_length, invoke_with_retry, make_chat_model
+from tasks.base import Task
+
+DEFAULT_CONTEXT_TOKENS = 32_768
+
+
+class ModelFactory(Protocol):
+    def __call__(self, role: str, endpoint: ModelEndpoint, thinking: bool, max_tokens: int | None = None) -> Any: ...
+
+
+def endpoint_models(role: str, endpoint: ModelEndpoint, thinking: bool, max_tokens: int | None = None) -> Any:
+    """The real factory: a ChatOpenAI on the role's endpoint."""
+    return make_chat_model(endpoint, thinking=thinking, max_tokens=max_tokens)
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    estimated: bool
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def usage_of(reply: AIMessage, prompt: Sequence[BaseMessage]) -> Usage:
+    """Token use reported by the server; estimated from text when a server (or a test double) reports none."""
+    meta = getattr(reply, "usage_metadata", None)
+    if meta:
+        details = meta.get("output_token_details") or {}
+        return Usage(int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0)),
+                     int(details.get("reasoning", 0) or 0), False)
+    return Usage(estimate_tokens(prompt), estimate_tokens([reply]), 0, True)
+
+
+@dataclass
+class Runtime:
+    run: RunDir
+    task: Task
+    settings: Settings
+    models: ModelFactory = endpoint_models
+    open_sandbox: Callable[[SandboxSpec, str], Sandbox] | None = None
+    _sandbox: Sandbox | None = field(default=None, repr=False)
+
+    def endpoint(self, role: str) -> ModelEndpoint:
+        return self.settings.verifier if role in ("verifier", "planner") else self.settings.producer
+
+    def context_tokens(self, role: str) -> int:
+        if self.models is not endpoint_models:
+            return DEFAULT_CONTEXT_TOKENS
+        endpoint = self.endpoint(role)
+        return (context_length(endpoint) or DEFAULT_CONTEXT_TOKENS) - endpoint.max_tokens - 256
+
+    def fresh_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        """A NEW sandbox (verifier checks never reuse the producer's)."""
+        opener = self.open_sandbox or _default_opener
+        return opener(spec, self.settings.sandbox_backend)
+
+    def producer_sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            spec = self.task.sandbox_spec(self.run.workspace)
+            self._sandbox = self.fresh_sandbox(spec)
+        return self._sandbox
+
+    def close(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
+        self.run.close()
+
+    def call_model(self, role: str, messages: list[BaseMessage], thinking: bool, iteration: int | None,
+                   tools: Sequence[Any] = (), tool_choice: str | None = None) -> tuple[AIMessage, Usage]:
+        """One model call, packed to the context, retried on transient errors, recorded as a `model_call` event."""
+        endpoint = self.endpoint(role)
+        model = self.models(role, endpoint, thinking)
+        if tools and tool_choice:
+            model = model.bind_tools(list(tools), tool_choice=tool_choice)
+            tools = ()
+        prompt = pack(messages, self.context_tokens(role))
+        started = time.monotonic()
+        reply = invoke_with_retry(model, prompt, endpoint.retry_for_s, tools)
+        usage = usage_of(reply, prompt)
+        self.run.events.append(
+            "model_call", iteration, role=role, model=endpoint.model or "(served model)", thinking=thinking,
+            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            reasoning_tokens=usage.reasoning_tokens, total_tokens=usage.total, estimated=usage.estimated,
+            latency_s=round(time.monotonic() - started, 3),
+            finish_reason=(reply.response_metadata or {}).get("finish_reason"),
+            tool_calls=len(reply.tool_calls or []),
+        )
+        return reply, usage
+
+
+def _default_opener(spec: SandboxSpec, backend: str) -> Sandbox:
+    from sandboxes import open_sandbox
+
+    return open_sandbox(spec, backend=backend)

@@ -1,0 +1,137 @@
+"""The generic code task: a workspace plus a check command that must pass (e.g. "make these tests pass").
+
+Protected paths (tests, fixtures) are restored from the original before the check runs, so editing the
+tests cannot make them pass; such edits are also reported as findings."""
+from __future__ import annotations
+
+import filecmp
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sandboxes.base import SandboxSpec
+from tasks.base import CheckContext, CheckReport
+
+IGNORED = shutil.ignore_patterns(".git", "__pycache__", ".pytest_cache", "*.pyc")
+
+
+class TaskError(ValueError):
+    """The task's parameters are invalid (missing workspace, empty check command...)."""
+
+
+@dataclass
+class CodeTask:
+    kind: ClassVar[str] = "code"
+
+    source: str
+    """Folder whose files form the starting workspace (copied, never modified)."""
+    check_command: str
+    """Shell command run in /work of a fresh sandbox; exit code 0 = pass."""
+    goal: str = ""
+    """What to achieve, in words (default: make the check command pass)."""
+    main: str | None = None
+    """Workspace file a bare code block from the model replaces."""
+    protect: list[str] = field(default_factory=list)
+    """Workspace paths restored from `source` before the check (tests the producer must not edit)."""
+    image: str = "m3lab/default"
+    timeout_s: float = 600.0
+    memory_mb: int = 2048
+
+    def __post_init__(self) -> None:
+        src = Path(self.source)
+        if not src.is_dir():
+            raise TaskError(f"workspace folder {self.source!r} does not exist")
+        if not self.check_command.strip():
+            raise TaskError("the check command is empty")
+        for rel in self.protect:
+            if not (src / rel).exists():
+                raise TaskError(f"protected path {rel!r} is not in {self.source}")
+        self.source = str(src.resolve())
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "CodeTask":
+        return cls(**params)
+
+    def params(self) -> dict[str, Any]:
+        return {"source": self.source, "check_command": self.check_command, "goal": self.goal, "main": self.main,
+                "protect": self.protect, "image": self.image, "timeout_s": self.timeout_s,
+                "memory_mb": self.memory_mb}
+
+    def title(self) -> str:
+        return f"{Path(self.source).name}: `{self.check_command}`"
+
+    def prepare_workspace(self, workspace: Path) -> None:
+        shutil.copytree(self.source, workspace, dirs_exist_ok=True, ignore=IGNORED)
+
+    def producer_brief(self) -> str:
+        goal = self.goal or f"Make the check command pass: `{self.check_command}`."
+        lines = [goal, "", f"The verifier runs `{self.check_command}` in /work of a FRESH sandbox on your committed "
+                 "files (no network, untracked files removed). Exit code 0 passes."]
+        if self.protect:
+            lines.append(f"These paths are restored from the original before the check; do not edit them: "
+                         f"{', '.join(self.protect)}.")
+        if self.main:
+            lines.append(f"The main file to change is `{self.main}`.")
+        return "\n".join(lines)
+
+    def main_file(self) -> str | None:
+        return self.main
+
+    def sandbox_spec(self, workspace: Path) -> SandboxSpec:
+        return SandboxSpec(image=self.image, workspace=workspace, memory_mb=self.memory_mb,
+                           exec_timeout_s=self.timeout_s)
+
+    def _restore_protected(self, workspace: Path) -> list[str]:
+        """Put the original protected files back; return the ones the producer had changed."""
+        changed = []
+        for rel in self.protect:
+            original, current = Path(self.source) / rel, workspace / rel
+            if original.is_dir():
+                diff = filecmp.dircmp(original, current) if current.is_dir() else None
+                if diff is None or diff.diff_files or diff.left_only:
+                    changed.append(rel)
+                shutil.rmtree(current, ignore_errors=True)
+                shutil.copytree(original, current, ignore=IGNORED)
+            else:
+                if not current.exists() or not filecmp.cmp(original, current, shallow=False):
+                    changed.append(rel)
+                current.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(original, current)
+        return changed
+
+    def check(self, ctx: CheckContext) -> CheckReport:
+        tampered = self._restore_protected(ctx.workspace)
+        spec = self.sandbox_spec(ctx.workspace)
+        with ctx.open_sandbox(spec) as box:
+            result = box.exec(self.check_command, timeout_s=self.timeout_s)
+        log = Path(ctx.run_dir) / "logs" / f"check-{ctx.iteration:04d}.txt"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"$ {self.check_command}\n[exit {result.exit_code}, {result.reason}, "
+                       f"{result.duration_s:.1f} s]\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}\n")
+        ctx.record({"kind": "exec", "where": "check", "cmd": self.check_command, "exit_code": result.exit_code,
+                    "reason": result.reason, "duration_s": round(result.duration_s, 3),
+                    "stdout_tail": result.stdout[-1500:], "stderr_tail": result.stderr[-1500:]})
+        tail = (result.stdout[-3000:] + ("\n" + result.stderr[-2000:] if result.stderr else "")).strip()
+        findings = [f"protected path {p} was modified; the original was restored for the check" for p in tampered]
+        if not result.ok:
+            why = {"timeout": "timed out", "oom": "ran out of memory"}.get(result.reason, f"exit {result.exit_code}")
+            findings.append(f"`{self.check_command}` failed ({why}). Output tail:\n{tail[-2500:]}")
+        summary = f"`{self.check_command}`: exit {result.exit_code} ({result.reason}, {result.duration_s:.1f} s)"
+        return CheckReport(passed=result.ok, score=1.0 if result.ok else 0.0, summary=summary + "\n" + tail[-1500:],
+                           metrics={"duration_s": round(result.duration_s, 3)}, findings=findings,
+                           evidence_path=str(log.relative_to(ctx.run_dir)))
+
+    def verifier_brief(self) -> str:
+        return ("Look for: tests or check scripts edited, deleted or bypassed (skip markers, early exit 0, "
+                "conftest tricks); outputs hard-coded to the tests' expected values; special cases keyed on test "
+                "inputs; work left undone behind a passing check; files the check does not see.")
+
+    def is_complete(self, report: CheckReport) -> bool:
+        return report.passed
+
+    def on_iteration_end(self, run_dir: Path, iteration: int, report: CheckReport, accepted: bool) -> None:
+        return None
+
+    def report_section(self, run_dir: Path) -> str:
+        return f"Code task on `{self.source}`; check command `{self.check_command}`."
