@@ -18,6 +18,11 @@ class SandboxError(RuntimeError):
     command's own failure: that is an `ExecResult` with a non-zero exit code."""
 
 
+class InvalidSpec(SandboxError, ValueError):
+    """A `SandboxSpec` that cannot work (unknown image, negative limits...); raised before anything starts,
+    listing every problem at once."""
+
+
 @dataclass(frozen=True)
 class SandboxSpec:
     """What to isolate. Every limit is enforced by the backend or reported as not enforced by `doctor`."""
@@ -34,6 +39,9 @@ class SandboxSpec:
     """Maximum number of processes/threads (fork bombs hit this)."""
     tmpfs_mb: int = 512
     """Size of the writable /tmp (and $HOME) tmpfs; the root filesystem is read-only."""
+    max_file_mb: int = 4096
+    """Largest single file the code may write anywhere (RLIMIT_FSIZE): bounds a disk fill of the workspace,
+    which is a host folder and so outside the tmpfs limit."""
     network: bool = False
     """Network access; off by default (no interface but loopback)."""
     exec_timeout_s: float = 600.0
@@ -48,6 +56,16 @@ class SandboxSpec:
     """The complete environment of the code; the host environment is never inherited."""
     run_id: str | None = None
     """Run that owns this sandbox (a container label; the reaper removes sandboxes of dead runs)."""
+    host_paths: tuple[Path, ...] = ()
+    """Host paths exposed read-only (e.g. the project's .venv, so the process backend can run the host's own
+    python): at the same path, except paths under /work (the workspace's mount point), which appear under
+    /host (`/work/main/.venv` -> `/host/work/main/.venv`; see `sandboxes.base.inside_path`)."""
+
+
+def inside_path(host_path: Path | str) -> str:
+    """Where a `SandboxSpec.host_paths` entry appears inside the sandbox (a venv's python works from there)."""
+    p = str(host_path)
+    return f"/host{p}" if p == "/work" or p.startswith("/work/") else p
 
 
 @dataclass(frozen=True)
@@ -78,7 +96,8 @@ class Sandbox(Protocol):
         env: Mapping[str, str] | None = None,
         workdir: str = "/work",
     ) -> ExecResult:
-        """Run `cmd` (a string goes through `bash -lc`); never raises for the command's own failure."""
+        """Run `cmd` (a string goes through `bash -c`; a list is exec'd as is); never raises for the command's
+        own failure. `env` is added to the spec's environment for this command only."""
         ...
 
     def close(self) -> None: ...

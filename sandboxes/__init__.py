@@ -1,0 +1,65 @@
+"""Isolation for every line of model-written code: `open_sandbox(spec)` returns a `Sandbox`.
+
+Backends: "docker" (a locked-down container, warm-pooled) when an engine answers, else "process"
+(bubblewrap + cgroups, weaker isolation, with a logged warning). See README.md.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from sandboxes.base import ExecResult, InvalidSpec, Sandbox, SandboxError, SandboxSpec, inside_path
+
+__all__ = ["ExecResult", "InvalidSpec", "Sandbox", "SandboxError", "SandboxSpec", "default_backend",
+           "inside_path", "open_sandbox"]
+log = logging.getLogger(__name__)
+Backend = Literal["auto", "docker", "process"]
+_warned = False
+
+
+def default_backend() -> str:
+    """"docker" when an engine answers `ping`, else "process"."""
+    from sandboxes.engine import engine_available
+
+    return "docker" if engine_available() else "process"
+
+
+def _open_docker(spec: SandboxSpec, pool: bool) -> Sandbox:
+    from sandboxes.docker_backend import DockerSandbox, start_container
+    from sandboxes.engine import EngineUnavailable, shared_client
+    from sandboxes.pool import shared_pool
+    from sandboxes.validate import validate_spec
+
+    validate_spec(spec)
+    try:
+        client = shared_client()
+    except EngineUnavailable as exc:
+        raise SandboxError(str(exc)) from exc
+    if not pool:
+        return DockerSandbox(spec, start_container(client, spec), client)
+    warm = shared_pool(client)
+    sandbox = warm.acquire(spec)
+    if sandbox is None:
+        sandbox = DockerSandbox(spec, start_container(client, spec), client)
+    warm.refill_async(spec)
+    return sandbox
+
+
+def open_sandbox(spec: SandboxSpec, backend: Backend | str = "auto", pool: bool = True) -> Sandbox:
+    """A running sandbox for `spec`. "auto" picks Docker when an engine answers, else the process sandbox
+    (logging that isolation is weaker); "docker"/"process" force one. Docker sandboxes come from a warm pool
+    keyed by spec (`pool=False` starts a fresh container synchronously). Bad specs raise `InvalidSpec` before
+    anything starts."""
+    global _warned
+    if backend not in ("auto", "docker", "process"):
+        raise InvalidSpec(f"unknown sandbox backend {backend!r}; use auto, docker or process")
+    chosen = default_backend() if backend == "auto" else backend
+    if chosen == "docker":
+        return _open_docker(spec, pool)
+    if backend == "auto" and not _warned:
+        log.warning("no Docker engine answers: using the process sandbox (bubblewrap); isolation is WEAKER "
+                    "(shared kernel without seccomp, limits only where cgroups are writable)")
+        _warned = True
+    from sandboxes.process_backend import ProcessSandbox
+
+    return ProcessSandbox(spec)

@@ -1,0 +1,167 @@
+"""`DockerSandbox`: one locked-down container per sandbox, driven through the docker SDK.
+
+The container's main process is `sleep <lifetime>` under Docker's init, so a sandbox ends on its own at its
+wall-time limit even if its owner dies; every command is a `docker exec` wrapped in `timeout` (the SDK's
+exec has no timeout of its own).
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+from sandboxes.base import ExecResult, InvalidSpec, SandboxError, SandboxSpec, inside_path
+from sandboxes.cgroups import docker_oom_count
+from sandboxes.engine import (LABEL, LABEL_DEADLINE, LABEL_OWNER_BOOT, LABEL_OWNER_PID, LABEL_POOL, LABEL_RUN,
+                              boot_id)
+from sandboxes.outcome import TailBuffer, make_result
+from sandboxes.validate import uid_gid, validate_spec
+from sandboxes.workspace import grant_workspace
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
+
+KILL_GRACE_S = 2
+"""After the TERM at the deadline, `timeout` sends KILL this much later."""
+
+
+def _container_kwargs(spec: SandboxSpec, pool_key: str | None) -> dict:
+    uid, gid = uid_gid(spec)
+    labels = {LABEL: "1", LABEL_RUN: spec.run_id or "", LABEL_OWNER_PID: str(os.getpid()),
+              LABEL_OWNER_BOOT: boot_id(), LABEL_DEADLINE: str(int(time.time() + spec.lifetime_s))}
+    if pool_key:
+        labels[LABEL_POOL] = pool_key
+    volumes = {str(p): {"bind": inside_path(p), "mode": "ro"} for p in spec.host_paths}
+    if spec.workspace is not None:
+        volumes[str(spec.workspace)] = {"bind": "/work", "mode": "rw"}
+    env = {"HOME": "/tmp", **spec.env}
+    fsize = spec.max_file_mb << 20
+    kwargs = dict(
+        command=["sleep", str(int(spec.lifetime_s))], detach=True, init=True, labels=labels,
+        user=f"{uid}:{gid}", environment=env, working_dir="/work" if spec.workspace else "/tmp",
+        read_only=True, tmpfs={"/tmp": f"rw,nosuid,nodev,size={spec.tmpfs_mb}m,mode=1777"},
+        cap_drop=["ALL"], security_opt=["no-new-privileges"], network_mode="bridge" if spec.network else "none",
+        mem_limit=f"{spec.memory_mb}m", memswap_limit=f"{spec.memory_mb}m", nano_cpus=int(spec.cpus * 1e9),
+        pids_limit=spec.pids, volumes=volumes, ipc_mode="private", auto_remove=True,
+    )
+    from docker.types import DeviceRequest, Ulimit
+
+    kwargs["ulimits"] = [Ulimit(name="fsize", soft=fsize, hard=fsize), Ulimit(name="core", soft=0, hard=0)]
+    if spec.gpu:
+        kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    return kwargs
+
+
+def start_container(client: "docker.DockerClient", spec: SandboxSpec, pool_key: str | None = None) -> "Container":
+    """Validate `spec`, check its image exists, and start its container (cold start)."""
+    from docker.errors import APIError, ImageNotFound
+
+    validate_spec(spec)
+    try:
+        client.images.get(spec.image)
+    except ImageNotFound:
+        raise InvalidSpec(f"unknown image {spec.image!r}: build it with `m3lab sandbox build`") from None
+    if spec.workspace is not None:
+        grant_workspace(spec.workspace, uid_gid(spec)[0])
+    try:
+        return client.containers.run(spec.image, **_container_kwargs(spec, pool_key))
+    except APIError as exc:
+        if spec.gpu and "gpu" in str(exc).lower():
+            raise SandboxError(f"GPU requested but the engine cannot provide one (nvidia-container-toolkit?): "
+                               f"{exc}") from exc
+        raise SandboxError(f"could not start a container of {spec.image}: {exc}") from exc
+
+
+def _argv(cmd: str | Sequence[str]) -> list[str]:
+    if isinstance(cmd, str):
+        return ["bash", "-c", cmd]
+    argv = [str(c) for c in cmd]
+    if not argv:
+        raise SandboxError("empty command")
+    return argv
+
+
+class DockerSandbox:
+    """A running container; see `sandboxes.base.Sandbox`."""
+
+    backend = "docker"
+
+    def __init__(self, spec: SandboxSpec, container: "Container", client: "docker.DockerClient") -> None:
+        self.spec = spec
+        self.container = container
+        self.client = client
+        self.started = time.monotonic()
+        self._closed = False
+
+    @property
+    def id(self) -> str:
+        return self.container.id
+
+    def _remaining_s(self) -> float:
+        return self.spec.lifetime_s - (time.monotonic() - self.started)
+
+    def exec(self, cmd: str | Sequence[str], timeout_s: float | None = None, env: Mapping[str, str] | None = None,
+             workdir: str = "/work") -> ExecResult:
+        if self._closed:
+            raise SandboxError("sandbox is closed")
+        timeout = min(timeout_s or self.spec.exec_timeout_s, self._remaining_s())
+        if timeout <= 0:
+            raise SandboxError(f"sandbox passed its lifetime of {self.spec.lifetime_s:g} s")
+        argv = ["timeout", "-k", str(KILL_GRACE_S), f"{timeout:.3f}", *_argv(cmd)]
+        return self._run(argv, timeout, dict(env or {}), workdir)
+
+    def _run(self, argv: list[str], timeout: float, env: dict[str, str], workdir: str) -> ExecResult:
+        from docker.errors import APIError, NotFound
+
+        api = self.client.api
+        oom_before = docker_oom_count(self.id)
+        out, err = TailBuffer(), TailBuffer()
+        start = time.monotonic()
+        try:
+            exec_id = api.exec_create(self.id, argv, environment=env, workdir=workdir,
+                                      user=self.spec.user)["Id"]
+            for chunk_out, chunk_err in api.exec_start(exec_id, stream=True, demux=True):
+                out.write(chunk_out or b"")
+                err.write(chunk_err or b"")
+            code = api.exec_inspect(exec_id)["ExitCode"]
+        except NotFound as exc:
+            raise SandboxError(f"sandbox container is gone (lifetime over or removed): {exc}") from exc
+        except APIError as exc:
+            # e.g. the pids limit is exhausted so runc cannot even start the exec: an observation, not a crash.
+            duration = time.monotonic() - start
+            return ExecResult(-1, "", f"[m3lab sandbox] exec could not start: {exc}", duration, "error")
+        duration = time.monotonic() - start
+        oom_after = docker_oom_count(self.id)
+        oom = oom_before is not None and oom_after is not None and oom_after > oom_before
+        return make_result(code if code is not None else -1, out, err, duration, timeout, oom)
+
+    def close(self) -> None:
+        """Remove the container (idempotent; a container already gone is fine)."""
+        if self._closed:
+            return
+        self._closed = True
+        remove_container(self.container)
+
+    def __enter__(self) -> "DockerSandbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"DockerSandbox({self.id[:12]}, image={self.spec.image!r})"
+
+
+def remove_container(container: "Container") -> None:
+    """Force-remove, tolerating "already gone" and "removal already in progress" (auto_remove races)."""
+    from docker.errors import APIError, NotFound
+
+    try:
+        container.remove(force=True)
+    except NotFound:
+        pass
+    except APIError as exc:
+        if "in progress" not in str(exc) and "No such container" not in str(exc):
+            raise SandboxError(f"could not remove container {container.id[:12]}: {exc}") from exc
+

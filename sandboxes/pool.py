@@ -1,0 +1,125 @@
+"""Warm pool: containers started ahead of time, one spec at a time, so `open_sandbox` returns at once.
+
+A pooled container is never reused: each is handed out once (fresh state for every verifier re-run) and a
+replacement is started in a background thread. Containers are keyed by their full spec, since the workspace
+bind mount and the limits are fixed when a container starts. Idle containers older than `MAX_IDLE_S` are
+dropped; everything left is removed at interpreter exit, and the reaper catches what a crash leaves.
+"""
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from sandboxes.base import SandboxError, SandboxSpec
+from sandboxes.docker_backend import DockerSandbox, remove_container, start_container
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
+
+log = logging.getLogger(__name__)
+MAX_IDLE_S = 600.0
+"""An idle container older than this is discarded rather than handed out (its lifetime clock is running)."""
+
+
+def spec_key(spec: SandboxSpec) -> str:
+    """A stable key of everything that is fixed when a container starts."""
+    data = json.dumps(dataclasses.asdict(spec), default=str, sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+class WarmPool:
+    """Ready containers per spec key; thread-safe."""
+
+    def __init__(self, client: "docker.DockerClient", size: int = 1) -> None:
+        self.client = client
+        self.size = size
+        self._ready: dict[str, list[tuple[float, "Container"]]] = defaultdict(list)
+        self._filling: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def acquire(self, spec: SandboxSpec) -> DockerSandbox | None:
+        """A pre-started sandbox for `spec`, or None (the caller starts one cold)."""
+        key = spec_key(spec)
+        while True:
+            with self._lock:
+                if not self._ready[key]:
+                    return None
+                born, container = self._ready[key].pop(0)
+            if time.monotonic() - born < min(MAX_IDLE_S, spec.lifetime_s / 2):
+                sandbox = DockerSandbox(spec, container, self.client)
+                sandbox.started = born
+                return sandbox
+            remove_container(container)
+
+    def refill_async(self, spec: SandboxSpec) -> None:
+        """Start containers in the background until `size` are ready for this spec."""
+        key = spec_key(spec)
+        with self._lock:
+            missing = self.size - len(self._ready[key]) - self._filling[key]
+            if missing <= 0:
+                return
+            self._filling[key] += missing
+        for _ in range(missing):
+            t = threading.Thread(target=self._fill_one, args=(spec, key), daemon=True, name="m3lab-pool")
+            t.start()
+            self._threads.append(t)
+
+    def _fill_one(self, spec: SandboxSpec, key: str) -> None:
+        try:
+            container = start_container(self.client, spec, pool_key=key)
+        except SandboxError as exc:
+            log.warning("warm pool could not start a container: %s", exc)
+            container = None
+        with self._lock:
+            self._filling[key] -= 1
+            if container is not None:
+                self._ready[key].append((time.monotonic(), container))
+
+    def prewarm(self, spec: SandboxSpec) -> None:
+        """Fill the pool for `spec` and wait until it is ready (benchmarks, run start)."""
+        self.refill_async(spec)
+        self.wait()
+
+    def wait(self) -> None:
+        """Wait for background starts to finish."""
+        for t in list(self._threads):
+            t.join()
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    def drain(self) -> int:
+        """Remove every idle container; returns how many."""
+        self.wait()
+        with self._lock:
+            items = [c for lst in self._ready.values() for _, c in lst]
+            self._ready.clear()
+        for container in items:
+            remove_container(container)
+        return len(items)
+
+
+_POOL: WarmPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def shared_pool(client: "docker.DockerClient") -> WarmPool:
+    """The process's pool (created on first use; drained at exit)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = WarmPool(client)
+            atexit.register(_POOL.drain)
+        return _POOL
+
+
+def drain_shared_pool() -> int:
+    """Remove the idle containers of this process's pool (tests, `m3lab sandbox reap`)."""
+    return _POOL.drain() if _POOL is not None else 0
