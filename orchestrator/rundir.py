@@ -38,6 +38,8 @@ class EventLog:
         self._lock = threading.Lock()
         self._seq, self._keys = self._scan()
         self._file = open(path, "a", encoding="utf-8")
+        if path.stat().st_size and not path.read_bytes()[-1:] == b"\n":
+            self._file.write("\n")  # a crash cut the last line: never glue the next event onto it
 
     def _scan(self) -> tuple[int, set[str]]:
         seq, keys = 0, set()

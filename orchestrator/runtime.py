@@ -12,7 +12,7 @@ from orchestrator.agents.context import estimate_tokens, pack
 from orchestrator.config import Settings
 from orchestrator.rundir import RunDir
 from sandboxes.base import Sandbox, SandboxSpec
-from serving.client import ModelEndpoint, context_length, invoke_with_retry, make_chat_model
+from serving.client import EndpointUnavailable, ModelEndpoint, context_length, invoke_with_retry, make_chat_model
 from tasks.base import Task
 
 DEFAULT_CONTEXT_TOKENS = 32_768
@@ -65,7 +65,11 @@ class Runtime:
         if self.models is not endpoint_models:
             return DEFAULT_CONTEXT_TOKENS
         endpoint = self.endpoint(role)
-        return (context_length(endpoint) or DEFAULT_CONTEXT_TOKENS) - endpoint.max_tokens - 256
+        try:
+            known = context_length(endpoint)
+        except EndpointUnavailable:  # the call itself will retry and pause the run if it stays down
+            known = None
+        return (known or DEFAULT_CONTEXT_TOKENS) - endpoint.max_tokens - 256
 
     def fresh_sandbox(self, spec: SandboxSpec) -> Sandbox:
         """A NEW sandbox (verifier checks never reuse the producer's)."""
@@ -88,13 +92,14 @@ class Runtime:
                    tools: Sequence[Any] = (), tool_choice: str | None = None) -> tuple[AIMessage, Usage]:
         """One model call, packed to the context, retried on transient errors, recorded as a `model_call` event."""
         endpoint = self.endpoint(role)
-        model = self.models(role, endpoint, thinking)
-        if tools and tool_choice:
-            model = model.bind_tools(list(tools), tool_choice=tool_choice)
-            tools = ()
-        prompt = pack(messages, self.context_tokens(role))
+
+        def build() -> Any:
+            model = self.models(role, endpoint, thinking)
+            return model.bind_tools(list(tools), tool_choice=tool_choice) if tools and tool_choice else model
+
         started = time.monotonic()
-        reply = invoke_with_retry(model, prompt, endpoint.retry_for_s, tools)
+        prompt = pack(messages, self.context_tokens(role))
+        reply = invoke_with_retry(build, prompt, endpoint.retry_for_s, () if tool_choice else tools)
         usage = usage_of(reply, prompt)
         self.run.events.append(
             "model_call", iteration, role=role, model=endpoint.model or "(served model)", thinking=thinking,

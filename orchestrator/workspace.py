@@ -34,10 +34,16 @@ def iteration_of(message: str) -> int | None:
     return None
 
 
+def _repo(workspace: Path) -> git.Repo:
+    """The workspace repo; a lock left by a killed git process is removed (the run is its only writer)."""
+    (workspace / ".git" / "index.lock").unlink(missing_ok=True)
+    return git.Repo(workspace)
+
+
 def commit_iteration(workspace: Path, iteration: int, summary: str) -> str:
     """Commit everything in the workspace for this iteration (empty commits too, so history stays contiguous).
     Idempotent: if HEAD already is this iteration's commit, it is returned unchanged."""
-    repo = git.Repo(workspace)
+    repo = _repo(workspace)
     if iteration_of(repo.head.commit.message) == iteration:
         return repo.head.commit.hexsha
     repo.git.add(A=True)
@@ -47,7 +53,7 @@ def commit_iteration(workspace: Path, iteration: int, summary: str) -> str:
 
 def set_verdict_message(workspace: Path, iteration: int, verdict_line: str) -> str:
     """Put the verdict into this iteration's commit message (amend; the tree is unchanged)."""
-    repo = git.Repo(workspace)
+    repo = _repo(workspace)
     if iteration_of(repo.head.commit.message) != iteration:
         return repo.head.commit.hexsha
     message = f"iteration {iteration}: {verdict_line}"

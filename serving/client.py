@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import httpx
 
@@ -122,19 +122,24 @@ def _is_transient(exc: BaseException) -> bool:
     return False
 
 
-def invoke_with_retry(model: Any, messages: Sequence[Any], retry_for_s: float, tools: Sequence[Any] = ()) -> Any:
-    """Call `model` (optionally with tools bound) and return its AIMessage. Transient failures are retried with
-    exponential backoff for `retry_for_s` seconds, then raised as EndpointUnavailable; other errors propagate."""
-    runnable = model.bind_tools(list(tools)) if tools else model
+def invoke_with_retry(build: Callable[[], Any], messages: Sequence[Any], retry_for_s: float,
+                      tools: Sequence[Any] = ()) -> Any:
+    """Build the chat model (`build` may ask the server which model it serves) and call it (optionally with
+    tools bound); return its AIMessage. Transient failures of either step are retried with exponential backoff
+    for `retry_for_s` seconds, then raised as EndpointUnavailable; other errors propagate."""
     deadline = time.monotonic() + retry_for_s
     delay = 1.0
     while True:
         try:
+            model = build()
+            runnable = model.bind_tools(list(tools)) if tools else model
             return runnable.invoke(list(messages))
         except Exception as exc:  # noqa: BLE001 - classified right below
-            if not _is_transient(exc):
+            if not (_is_transient(exc) or isinstance(exc, EndpointUnavailable)):
                 raise
             if time.monotonic() + delay > deadline:
+                if isinstance(exc, EndpointUnavailable):
+                    raise
                 raise EndpointUnavailable(f"model endpoint failed for {retry_for_s:.0f} s: {exc}") from exc
             time.sleep(delay)
             delay = min(delay * 2, 30.0)

@@ -99,3 +99,29 @@ def make_code_workspace(root: Path, solved: bool = False) -> Path:
     (ws / "calc.py").write_text(f"def add(a, b):\n    {body}\n")
     (ws / "check.sh").write_text("python3 -c 'from calc import add; assert add(2, 3) == 5; print(\"ok\")'\n")
     return ws
+
+
+class PolicyChatModel(GenericFakeChatModel):
+    """A scripted model whose reply is a function of the conversation (deterministic across resumes)."""
+
+    policy: Any = None
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> "PolicyChatModel":
+        return self
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[override]
+        from langchain_core.outputs import ChatGeneration, ChatResult
+
+        return ChatResult(generations=[ChatGeneration(message=self.policy(messages))])
+
+
+def fix_after(attempts: int, good: str, bad: str, path: str = "calc.py") -> Callable[[list], AIMessage]:
+    """Producer policy: write a wrong file until `attempts` verdicts came back, then the right one; then done."""
+    def policy(messages: list) -> AIMessage:
+        last = str(messages[-1].content)
+        if last.startswith("wrote ") or last.startswith("Observation (write_file)"):
+            return tool_call("done", summary="wrote the file")
+        seen = sum("Verifier verdict on iteration" in str(m.content) for m in messages)
+        content = good if seen >= attempts else f"{bad}# attempt {seen}\n"
+        return tool_call("write_file", path=path, content=content)
+    return policy

@@ -1,0 +1,38 @@
+"""A CLI-like process for the crash test: start the run (or resume the one in RUNS_DIR) with a deterministic
+policy model and the local test sandbox; the test kills it with SIGKILL at random points."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from orchestrator.config import BudgetLimits, LoopSettings, Settings
+from orchestrator.rundir import list_runs
+from orchestrator.runner import create_run, drive, resume_run
+from orchestrator.runtime import Runtime
+from tasks.code.task import CodeTask
+from tests.orchestrator.support import PolicyChatModel, Script, fix_after, local_opener
+
+GOOD = "def add(a, b):\n    return a + b\n"
+BAD = "def add(a, b):\n    return a - b\n"
+
+
+def models(role, endpoint, thinking, max_tokens=None):
+    if role == "producer":
+        return PolicyChatModel(messages=iter(()), policy=fix_after(5, GOOD, BAD))
+    return Script().factory()(role, endpoint, thinking)
+
+
+def main(runs_dir: Path, source: Path) -> None:
+    settings = Settings(runs_dir=runs_dir, budget=BudgetLimits(max_iterations=12),
+                        loop=LoopSettings(stuck_patience=20))
+    existing = list_runs(runs_dir)
+    if existing:
+        resume_run(existing[0].path, settings, models=models, open_sandbox=local_opener)
+    else:
+        task = CodeTask(source=str(source), check_command="sleep 0.2; bash check.sh", main="calc.py")
+        run = create_run(task, settings)
+        drive(Runtime(run, task, settings, models, local_opener), resume=False)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))

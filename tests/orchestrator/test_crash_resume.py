@@ -1,0 +1,56 @@
+"""Kill the run's process with SIGKILL at random points ten times, resume each time: the run completes, the
+iterations are contiguous, and no iteration is evaluated (or decided) twice."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import git
+
+from tests.orchestrator.support import make_code_workspace
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start(runs: Path, src: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "tests.orchestrator.crash_driver", str(runs), str(src)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_sigkill_ten_times_then_resume_to_completion(tmp_path: Path) -> None:
+    rng = random.Random(1234)
+    src, runs = make_code_workspace(tmp_path), tmp_path / "runs"
+    kills = 0
+    while kills < 10:
+        proc = _start(runs, src)
+        time.sleep(rng.uniform(0.5, 3.0))
+        if proc.poll() is not None:  # finished before the kill: that is fine too, but keep killing new runs
+            break
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    final = _start(runs, src)
+    _, err = final.communicate(timeout=300)
+    run = next(p for p in runs.iterdir() if (p / "run.json").exists())
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["status"] == "succeeded", err.decode()[-3000:]
+    assert kills >= 5, "the run finished too early to exercise crashes"
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line.strip()]
+    verdicts = Counter(e["iteration"] for e in events if e["kind"] == "verdict")
+    decisions = Counter(e["iteration"] for e in events if e["kind"] == "decision")
+    assert set(verdicts.values()) == {1} and set(decisions.values()) == {1}
+    assert sorted(verdicts) == list(range(1, meta["iteration"] + 1)) == [1, 2, 3, 4, 5, 6]
+    assert sorted(int(p.stem) for p in (run / "iterations").glob("*.json")) == list(range(1, 7))
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    messages = [c.message for c in git.Repo(run / "workspace").iter_commits("HEAD")]
+    numbers = [int(m.split(":")[0].split()[1]) for m in messages]
+    assert sorted(numbers) == list(range(0, 7))
