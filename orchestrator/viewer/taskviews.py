@@ -3,8 +3,9 @@
 Conventions read (all optional; a missing file shows as "not yet"):
   kernel: artifacts/kernel/candidates.csv (any columns), artifacts/kernel/best_speedup.png, artifacts/kernel/best/*
   paper:  artifacts/paper/rubric.json (tree: id, requirements, weight, score, sub_tasks), artifacts/paper/report.html,
-          tables/figures under artifacts/paper/ paired by name: `<name>.paper.<ext>` with `<name>.reproduced.<ext>`
-          (or `paper/<name>.<ext>` with `reproduced/<name>.<ext>`).
+          files under artifacts/paper/tables/ and artifacts/paper/figures/ paired by name: `<name>.paper.<ext>` with
+          `<name>.reproduced.<ext>` (or `paper/<name>.<ext>` with `reproduced/<name>.<ext>`); other files of the same
+          name (`<name>.deviation.csv`, `<name>_compare.png`) are shown with the pair.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ _IMAGE = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
 _TEXT = {".md", ".txt", ".tex", ".json"}
 _PAPER_WORDS = {"paper", "original", "reference"}
 _REPRO_WORDS = {"reproduced", "reproduction", "ours"}
-_ROLE_SUFFIX = re.compile(r"^(?P<name>.+?)[._-](?P<role>paper|original|reference|reproduced|reproduction|ours)$")
+_ROLE_SUFFIX = re.compile(r"^(?P<name>.+?)[._-](?P<role>paper|original|reference|reproduced|reproduction|ours|deviation|compare)$")
 
 
 def read_csv(path: Path, max_rows: int = _MAX_ROWS) -> dict[str, Any]:
@@ -103,12 +104,9 @@ def paper_pairs(run_dir: Path) -> list[dict[str, Any]]:
     """Tables and figures, each paper version next to its reproduced version."""
     root = run_dir / "artifacts" / "paper"
     pairs: dict[str, dict[str, Any]] = {}
-    skip = {root / "rubric.json", root / "report.html"}
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p not in skip):
-        rel = path.relative_to(root)
-        if not ({"tables", "figures"} & {part.lower() for part in rel.parts[:-1]}):
-            continue
-        role, key = _role_and_key(rel)
+    files = [p for section in ("tables", "figures") for p in sorted((root / section).rglob("*")) if p.is_file()]
+    for path in files:
+        role, key = _role_and_key(path.relative_to(root))
         pair = pairs.setdefault(key, {"name": key, "paper": None, "reproduced": None, "other": []})
         if role == "other":
             pair["other"].append(_item(run_dir, path))

@@ -29,7 +29,7 @@ function route() {
 
 // ---- runs page ----------------------------------------------------------------------------------------
 function runRow(r) {
-  const gauges = budgetGauges(r.budget);
+  const gauges = budgetGauges(r.budget, r.iteration);
   return el("tr", { class: "run-row", "data-run-id": r.id, "data-status": r.status, "data-kind": r.kind },
     el("td", {}, el("a", { href: `#/run/${encodeURIComponent(r.id)}` }, r.id)),
     el("td", {}, r.kind), el("td", {}, r.title),
@@ -74,7 +74,7 @@ function header(run) {
       run.stop_requested ? el("span", { class: "note", id: "stop-flag" }, ` stop requested (${run.stop_requested})`) : null),
     el("div", { class: "muted" }, `${s.id} · iteration ${s.iteration} · best ${fmtNum(s.best_score)}` +
       (s.best_iteration != null ? ` at #${s.best_iteration}` : "") + ` · started ${fmtTime(s.created_at)} · updated ${fmtTime(s.updated_at)}`),
-    el("div", { id: "gauges", style: "margin-top:8px" }, budgetGauges(s.budget).map(gaugeNode)));
+    el("div", { id: "gauges", style: "margin-top:8px" }, budgetGauges(s.budget, s.iteration).map(gaugeNode)));
 }
 
 function controls(runId) {
@@ -88,7 +88,12 @@ function controls(runId) {
   };
   const stop = async () => {
     if (!confirm("Stop this run at its next step?")) return;
-    try { await post("stop", { reason: "user" }); note.textContent = "stop requested"; }
+    try {
+      const res = await post("stop", { reason: "user" });
+      note.textContent = "stop requested";
+      state.run = { ...state.run, stop_requested: res.stop_requested };
+      document.getElementById("run-header")?.replaceWith(header(state.run));
+    }
     catch (err) { note.textContent = `stop failed: ${err.message}`; }
   };
   return el("div", { class: "panel controls" }, text, el("button", { id: "steer-btn", onclick: steer }, "Steer"),
@@ -137,7 +142,7 @@ async function showRun(runId, iteration) {
   const detail = el("div", { class: "panel", id: "iteration" }, el("span", { class: "muted" }, "select an iteration"));
   $main().replaceChildren(header(run), controls(runId),
     el("div", { class: "grid" },
-      el("div", {}, el("h2", {}, `Iterations (${run.timeline.length})`), el("div", { class: "panel" }, timelineNode(runId, run.timeline, iteration)), detail),
+      el("div", {}, el("h2", { id: "it-count" }, `Iterations (${run.timeline.length})`), el("div", { class: "panel" }, timelineNode(runId, run.timeline, iteration)), detail),
       el("div", {}, el("h2", {}, "Events"), eventsPanel(runId, run.events))),
     el("div", { id: "task" }, taskView(runId, run.task)));
   const list = document.getElementById("events");
@@ -161,6 +166,7 @@ function follow(runId, offset) {
       const fresh = await api(`/api/runs/${encodeURIComponent(runId)}`);
       const sel = document.querySelector(".it.sel");
       document.getElementById("timeline")?.replaceWith(timelineNode(runId, fresh.timeline, sel ? Number(sel.dataset.iteration) : null));
+      document.getElementById("it-count").textContent = `Iterations (${fresh.timeline.length})`;
       document.getElementById("task")?.replaceChildren(taskView(runId, fresh.task));
     }
   });
@@ -177,7 +183,7 @@ async function showIteration(runId, n, box) {
   const check = it.check || {};
   const findings = verdict.findings || check.findings || [];
   const execs = d.events.filter((e) => e.kind === "exec" || e.kind === "tool_call" || e.kind === "error");
-  box.replaceChildren(
+  box.replaceChildren(el("div", {},
     el("h3", {}, `Iteration ${n}`),
     el("div", { id: "verdict" }, "verdict ", badge(verdict.verdict, `v-${verdict.verdict}`), ` score ${fmtNum(verdict.score ?? check.score)} · decision `,
       badge(decision.action, `a-${decision.action}`), decision.reason ? ` ${decision.reason}` : ""),
@@ -188,7 +194,7 @@ async function showIteration(runId, n, box) {
     el("h2", {}, `Logs (${execs.length} execs/tools${d.events_truncated ? ", truncated" : ""})`),
     el("div", { id: "logs" }, execs.map((e) => el("div", {}, eventNode(e),
       e.stdout_tail ? el("pre", {}, e.stdout_tail) : null, e.stderr_tail ? el("pre", {}, e.stderr_tail) : null)),
-    d.logs.map((p) => el("div", {}, el("a", { href: fileUrl(runId, p), target: "_blank" }, p)))));
+    d.logs.map((p) => el("div", {}, el("a", { href: fileUrl(runId, p), target: "_blank" }, p))))));
 }
 
 // ---- task views ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ function el(tag, attrs, ...children) {
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : String(child));
   }
@@ -38,7 +38,7 @@ function fileUrl(runId, rel) {
 }
 
 // Budget: limits are `max_<name>`; the used amount is `used[<name>]` (hours may be reported as seconds).
-function budgetGauges(budget) {
+function budgetGauges(budget, iteration) {
   const limits = (budget && budget.limits) || {};
   const used = (budget && budget.used) || {};
   const out = [];
@@ -49,7 +49,7 @@ function budgetGauges(budget) {
       const s = used.seconds ?? used.elapsed_s ?? used.wall_s;
       value = s === undefined ? undefined : s / 3600;
     }
-    if (value === undefined && name === "iterations") value = used.iteration;
+    if (value === undefined && name === "iterations") value = used.iteration ?? iteration;
     const frac = limit ? Math.min(1, Number(value || 0) / Number(limit)) : 0;
     out.push({ name, used: value, limit, frac });
   }
@@ -64,8 +64,9 @@ function gaugeNode(g) {
 }
 
 function miniGauge(g) {
-  return el("span", { title: `${g.name}: ${fmtNum(g.used, 2)} / ${fmtNum(g.limit, 2)}` },
-    `${g.name[0]} `, el("span", { class: "mini" }, el("span", { style: `width:${(g.frac * 100).toFixed(0)}%` })), " ");
+  return el("div", { class: "minig", title: `${g.name}: ${fmtNum(g.used, 2)} / ${fmtNum(g.limit, 2)}` },
+    el("span", { class: "mini" }, el("span", { style: `width:${(g.frac * 100).toFixed(0)}%` })),
+    ` ${g.name} ${Math.round(g.frac * 100)}%`);
 }
 
 function short(text, n = 240) {

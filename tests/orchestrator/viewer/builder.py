@@ -145,6 +145,12 @@ def paper_artifacts(run: RunBuilder) -> None:
          "task_category": "Result Analysis"}]}
     (root / "rubric.json").write_text(json.dumps(rubric))
     (root / "report.html").write_text("<html><body><h1>Reproduction report</h1><p>score 0.5</p></body></html>")
-    for role, acc in (("paper", "91.2"), ("reproduced", "88.7")):
-        (root / "tables" / f"table1.{role}.csv").write_text(f"model,accuracy\nbaseline,85.0\nours,{acc}\n")
-        _plot(root / "figures" / f"fig1.{role}.png", [1, 2, 3], [1, 4, 9] if role == "paper" else [1, 3.5, 8], role)
+    # The paper task's layout: tables/<id>.{paper,reproduced,deviation}.csv, figures/<id>_compare.png, and
+    # per-iteration outputs elsewhere (which the view must not list).
+    for role, acc in (("paper", "91.2"), ("reproduced", "88.7"), ("deviation", "-2.5")):
+        (root / "tables" / f"table_1.{role}.csv").write_text(f"model,accuracy\nbaseline,85.0\nours,{acc}\n")
+    _plot(root / "figures" / "figure_1_compare.png", [1, 2, 3], [1, 4, 9], "paper | reproduced")
+    for role in ("paper", "reproduced"):
+        _plot(root / "figures" / f"figure_2.{role}.png", [1, 2, 3], [1, 4, 9] if role == "paper" else [1, 3.5, 8], role)
+    (root / "iterations" / "0001" / "outputs" / "figures").mkdir(parents=True)
+    (root / "iterations" / "0001" / "outputs" / "figures" / "figure_1.png").write_bytes(b"not listed")

@@ -36,10 +36,11 @@ def test_run_detail_timeline_events_and_task_views(viewer: ViewerServer, sample_
     assert "best_kernel_marker" in kernel["best"][0]["code"]
     paper = httpx.get(f"{viewer.url}/api/runs/20261126-paper-c3").json()["task"]
     assert paper["rubric"]["children"][0]["children"][0]["score"] == 1.0
-    pair = next(p for p in paper["pairs"] if p["name"] == "tables/table1")
+    pair = next(p for p in paper["pairs"] if p["name"] == "tables/table_1")
     assert pair["paper"]["table"]["rows"][1] == ["ours", "91.2"]
     assert pair["reproduced"]["table"]["rows"][1] == ["ours", "88.7"]
-    assert {p["name"] for p in paper["pairs"]} == {"tables/table1", "figures/fig1"}
+    assert [o["path"] for o in pair["other"]] == ["artifacts/paper/tables/table_1.deviation.csv"]
+    assert {p["name"] for p in paper["pairs"]} == {"tables/table_1", "figures/figure_1", "figures/figure_2"}
 
 
 def test_iteration_has_diff_verdict_events_and_logs(viewer: ViewerServer, sample_runs: dict[str, RunBuilder]) -> None:
