@@ -1,0 +1,116 @@
+"""Profiles and the launch commands they produce (no server needed)."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from serving.config import ServingConfig, ServingConfigError, config_from_mapping
+from serving.launch import LaunchError, LaunchOptions, build_launch
+from serving.profiles import ProfileError, list_profiles, load_profile, parse_profile
+
+
+@pytest.fixture()
+def config(tmp_path: Path) -> ServingConfig:
+    return ServingConfig(vllm_venv=tmp_path / "venv", models_dir=tmp_path / "models", state_dir=tmp_path / "state")
+
+
+def _flag(argv: tuple[str, ...], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_builtin_profiles_load():
+    assert {"embedded", "m3"} <= set(list_profiles())
+    for name in list_profiles():
+        load_profile(name)
+
+
+def test_m3_launch_uses_gpus_parsers_and_msa_plugin(config):
+    plan = build_launch(load_profile("m3"), config, LaunchOptions(gpus=4), dry_run=True)
+    argv = plan.argv
+    assert argv[:3] == (str(config.vllm_python), "-m", "vllm.entrypoints.openai.api_server")
+    assert _flag(argv, "--model") == "MiniMaxAI/MiniMax-M3"
+    assert _flag(argv, "--tensor-parallel-size") == "4" and "--enable-expert-parallel" in argv
+    assert (plan.tensor_parallel, plan.expert_parallel, plan.device) == (4, 4, "cuda")
+    assert _flag(argv, "--max-model-len") == "1048576"
+    assert _flag(argv, "--tool-call-parser") == "minimax_m3" and "--enable-auto-tool-choice" in argv
+    assert _flag(argv, "--reasoning-parser") == "minimax_m3"
+    assert _flag(argv, "--block-size") == "128" and _flag(argv, "--kv-cache-dtype") == "auto"
+    assert plan.env["VLLM_PLUGINS"] == "m3lab_msa"
+
+
+def test_m3_overrides(config):
+    options = LaunchOptions(gpus=8, tensor_parallel=2, model="/models/m3", max_model_len=131072,
+                            kv_cache_dtype="fp8", msa_plugin=False, port=9001)
+    plan = build_launch(load_profile("m3"), config, options, dry_run=True)
+    assert _flag(plan.argv, "--model") == "/models/m3"
+    assert _flag(plan.argv, "--tensor-parallel-size") == "2" and plan.expert_parallel == 2
+    assert _flag(plan.argv, "--max-model-len") == "131072" and _flag(plan.argv, "--kv-cache-dtype") == "fp8"
+    assert plan.env["VLLM_PLUGINS"] == "" and plan.base_url == "http://127.0.0.1:9001/v1"
+
+
+def test_m3_without_gpus(config, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    dry = build_launch(load_profile("m3"), config, LaunchOptions(), dry_run=True)
+    assert dry.tensor_parallel == 8 and dry.notes  # the profile's default_gpus, with a note saying so
+    with pytest.raises(LaunchError, match="needs GPUs"):
+        build_launch(load_profile("m3"), config, LaunchOptions())
+
+
+def test_embedded_launch_on_cpu(config, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    plan = build_launch(load_profile("embedded"), config, LaunchOptions())
+    assert _flag(plan.argv, "--model") == str(config.models_dir / "smollm2-135m-instruct")
+    assert _flag(plan.argv, "--served-model-name") == "smollm2-135m-instruct"
+    assert _flag(plan.argv, "--tool-call-parser") == "hermes" and "--enable-auto-tool-choice" in plan.argv
+    assert "--tensor-parallel-size" not in plan.argv and "--gpu-memory-utilization" not in plan.argv
+    assert plan.env["VLLM_CPU_KVCACHE_SPACE"] == "1" and plan.env["VLLM_PLUGINS"] == ""
+    assert plan.base_url == "http://127.0.0.1:8000/v1"
+
+
+def test_max_model_len_limit(config):
+    with pytest.raises(LaunchError, match="max-model-len"):
+        build_launch(load_profile("m3"), config, LaunchOptions(gpus=8, max_model_len=2_000_000), dry_run=True)
+
+
+def test_invalid_profile_lists_every_problem():
+    with pytest.raises(ProfileError) as info:
+        parse_profile({"name": "x", "max_model_len": True, "colour": "red", "parallel": "many"})
+    message = str(info.value)
+    for part in ("unknown key 'colour'", "missing key 'model'", "missing key 'served_model_name'",
+                 "max_model_len must be int", "parallel must be"):
+        assert part in message
+
+
+def test_user_profile_file(tmp_path, config):
+    path = tmp_path / "qwen.toml"
+    path.write_text('name = "qwen"\nmodel = "Qwen/Qwen3-8B"\nserved_model_name = "qwen3"\nmax_model_len = 32768\n'
+                    'tool_call_parser = "hermes"\nreasoning_parser = "qwen3"\n')
+    plan = build_launch(load_profile(str(path)), config, LaunchOptions())
+    assert _flag(plan.argv, "--model") == "Qwen/Qwen3-8B" and _flag(plan.argv, "--reasoning-parser") == "qwen3"
+    assert load_profile("qwen", extra_dir=tmp_path).served_model_name == "qwen3"
+    with pytest.raises(ProfileError, match="unknown profile"):
+        load_profile("nope")
+
+
+def test_serving_config_table():
+    cfg = config_from_mapping({"port": 8123, "vllm_venv": "~/v", "ready_timeout_s": 5})
+    assert cfg.port == 8123 and cfg.vllm_python == Path("~/v").expanduser() / "bin" / "python"
+    with pytest.raises(ServingConfigError) as info:
+        config_from_mapping({"port": "80", "bogus": 1})
+    assert "unknown key 'bogus'" in str(info.value) and "port must be an integer" in str(info.value)
+
+
+def test_cli_dry_run_prints_the_command(monkeypatch):
+    from orchestrator.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--profile", "m3", "--dry-run", "--gpus", "8", "--port", "8100"])
+    assert result.exit_code == 0, result.output
+    line = [l for l in result.stdout.splitlines() if "api_server" in l][0]
+    words = shlex.split(line)
+    assert words[0] == "VLLM_PLUGINS=m3lab_msa"
+    assert words[words.index("--tensor-parallel-size") + 1] == "8" and words[words.index("--port") + 1] == "8100"
+    bad = CliRunner().invoke(app, ["serve", "--profile", "nope", "--dry-run"])
+    assert bad.exit_code == 1 and "unknown profile" in bad.output

@@ -1,0 +1,89 @@
+"""Server lifecycle without a model: busy port, dead endpoint, start-up failures, stop of an unknown server.
+
+The start-up tests use a real child process with a test-double command (a Python one-liner standing in for vLLM);
+the real vLLM paths are in test_embedded_server.py.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from serving.client import EndpointUnavailable, ModelEndpoint, make_chat_model
+from serving.config import ServingConfig
+from serving.launch import LaunchPlan
+from serving.probe import served_models
+from serving.server import (PortInUse, ServerNotRunning, ServerStartError, pid_alive, read_state, start_server,
+                            state_path, stop_server)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _plan(port: int, argv: list[str], model: str = "m") -> LaunchPlan:
+    return LaunchPlan(argv=tuple(argv), env={}, model="org/" + model, served_model_name=model, host="127.0.0.1", port=port,
+                      device="cpu", tensor_parallel=1, expert_parallel=1)
+
+
+@pytest.fixture()
+def config(tmp_path: Path) -> ServingConfig:
+    return ServingConfig(vllm_venv=tmp_path / "venv", models_dir=tmp_path / "models", state_dir=tmp_path / "state")
+
+
+def test_busy_port_with_another_program(config):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(PortInUse, match=rf"port {port} .* another program.*--port"):
+            start_server(_plan(port, [sys.executable, "-c", "pass"]), config, profile="t", timeout_s=5)
+    assert read_state(config, port) is None
+
+
+def test_dead_endpoint_gives_a_clear_error():
+    base = f"http://127.0.0.1:{_free_port()}/v1"
+    with pytest.raises(EndpointUnavailable, match="not answering.*m3lab serve --embedded"):
+        served_models(base)
+    with pytest.raises(EndpointUnavailable, match="not answering"):
+        make_chat_model(ModelEndpoint(base_url=base))
+
+
+def test_status_of_a_dead_endpoint_exits_1():
+    from orchestrator.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "status", "--port", str(_free_port()), "--json"])
+    assert result.exit_code == 1 and '"up": false' in result.stdout and "not answering" in result.stdout
+
+
+def test_process_exiting_during_startup_shows_the_log_tail(config):
+    argv = [sys.executable, "-c", "import sys; print('engine init failed: no memory'); sys.exit(3)"]
+    port = _free_port()
+    with pytest.raises(ServerStartError, match="exited during start-up(.|\n)*engine init failed: no memory"):
+        start_server(_plan(port, argv), config, profile="t", timeout_s=30)
+    assert not state_path(config, port).exists()
+
+
+def test_readiness_timeout_stops_the_process(config):
+    argv = [sys.executable, "-c", "import time; print('loading weights...', flush=True); time.sleep(60)"]
+    port = _free_port()
+    with pytest.raises(ServerStartError, match="did not become ready within 2 s(.|\n)*loading weights") as info:
+        start_server(_plan(port, argv), config, profile="t", timeout_s=2)
+    pid = int(str(info.value).split("(pid ")[1].split(")")[0])
+    assert not pid_alive(pid) and not state_path(config, port).exists()
+
+
+def test_missing_install_is_reported(config):
+    plan = _plan(_free_port(), [str(config.vllm_python), "-m", "vllm"])
+    with pytest.raises(ServerStartError, match="scripts/setup/vllm.sh"):
+        start_server(plan, config, profile="t", timeout_s=2)
+
+
+def test_stop_unknown_server(config):
+    with pytest.raises(ServerNotRunning, match="no m3lab server known"):
+        stop_server(config, _free_port())
