@@ -49,6 +49,38 @@ def docker_oom_count(container_id: str) -> int | None:
     return None
 
 
+def docker_procs_file(container_id: str) -> Path | None:
+    """`cgroup.procs` of a local container (host pids), or None where the engine is not local."""
+    candidates = [
+        ROOT / "pids" / "docker" / container_id / "cgroup.procs",
+        ROOT / "pids" / "system.slice" / f"docker-{container_id}.scope" / "cgroup.procs",
+        ROOT / "docker" / container_id / "cgroup.procs",
+        ROOT / "system.slice" / f"docker-{container_id}.scope" / "cgroup.procs",
+    ]
+    return next((p for p in candidates if p.exists()), None)
+
+
+def kill_pids_in(procs_file: Path, keep: set[int]) -> int:
+    """SIGKILL every process listed in `procs_file` except `keep`, sweeping until none is left (a fork bomb
+    respawns between sweeps, but the pids limit bounds it). Returns how many were killed."""
+    killed = 0
+    for _ in range(100):
+        try:
+            pids = {int(x) for x in procs_file.read_text().split()} - keep
+        except (OSError, ValueError):
+            return killed
+        if not pids:
+            return killed
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+    return killed
+
+
 @dataclass
 class LimitGroup:
     """A cgroup holding one process sandbox; `enforced` says which limits the kernel will actually apply."""

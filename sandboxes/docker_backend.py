@@ -7,11 +7,13 @@ exec has no timeout of its own).
 from __future__ import annotations
 
 import os
+import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from sandboxes.base import ExecResult, InvalidSpec, SandboxError, SandboxSpec, inside_path
-from sandboxes.cgroups import docker_oom_count
+from sandboxes.cgroups import docker_oom_count, docker_procs_file, kill_pids_in
 from sandboxes.engine import (LABEL, LABEL_DEADLINE, LABEL_OWNER_BOOT, LABEL_OWNER_PID, LABEL_POOL, LABEL_RUN,
                               boot_id)
 from sandboxes.outcome import TailBuffer, make_result
@@ -93,6 +95,9 @@ class DockerSandbox:
         self.client = client
         self.started = time.monotonic()
         self._closed = False
+        self._keep: set[int] | None = None
+        self._lock = threading.Lock()
+        self._inflight = 0
 
     @property
     def id(self) -> str:
@@ -109,7 +114,18 @@ class DockerSandbox:
         if timeout <= 0:
             raise SandboxError(f"sandbox passed its lifetime of {self.spec.lifetime_s:g} s")
         argv = ["timeout", "-k", str(KILL_GRACE_S), f"{timeout:.3f}", *_argv(cmd)]
-        return self._run(argv, timeout, dict(env or {}), workdir)
+        with self._lock:
+            self._inflight += 1
+        try:
+            return self._run(argv, timeout, dict(env or {}), workdir)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+                last = self._inflight == 0
+            if last:
+                # Like the process backend (whose pid namespace dies with the command), nothing a command
+                # started outlives it: no daemon, no fork bomb left running after `timeout` raced it.
+                self.kill_strays()
 
     def _run(self, argv: list[str], timeout: float, env: dict[str, str], workdir: str) -> ExecResult:
         from docker.errors import APIError, NotFound
@@ -135,6 +151,29 @@ class DockerSandbox:
         oom_after = docker_oom_count(self.id)
         oom = oom_before is not None and oom_after is not None and oom_after > oom_before
         return make_result(code if code is not None else -1, out, err, duration, timeout, oom)
+
+    def _keep_pids(self) -> set[int]:
+        """Host pids of the container's init and its `sleep` (killing those would end the sandbox)."""
+        self.container.reload()
+        init = int(self.container.attrs["State"]["Pid"])
+        keep = {init}
+        try:
+            for task in Path(f"/proc/{init}/task").iterdir():
+                keep |= {int(c) for c in (task / "children").read_text().split()[:1]}
+        except OSError:
+            pass
+        return keep
+
+    def kill_strays(self) -> int:
+        """Kill every process of the container but its init and sleep (what finished commands left behind).
+        Host-side through the cgroup, so it works even when the pids limit leaves no room for an exec; 0 where
+        the engine is not local."""
+        procs = docker_procs_file(self.id)
+        if procs is None:
+            return 0
+        if self._keep is None:
+            self._keep = self._keep_pids()
+        return kill_pids_in(procs, self._keep)
 
     def close(self) -> None:
         """Remove the container (idempotent; a container already gone is fine)."""

@@ -128,7 +128,7 @@ class ProcessSandbox:
             args += ["--ro-bind", src, dest]
         if self.spec.gpu:
             args += _gpu_args()
-        args += ["--chdir", workdir, "--clearenv"]
+        args += ["--remount-ro", "/", "--chdir", workdir, "--clearenv"]
         for key, value in {"PATH": DEFAULT_PATH, "HOME": "/tmp", **self.spec.env, **env}.items():
             args += ["--setenv", key, value]
         return [*args, "--", *argv]
