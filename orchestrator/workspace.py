@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import git
+from functools import lru_cache
 
 AUTHOR = git.Actor("m3lab", "m3lab@localhost")
 
@@ -34,10 +35,16 @@ def iteration_of(message: str) -> int | None:
     return None
 
 
-def _repo(workspace: Path) -> git.Repo:
-    """The workspace repo; a lock left by a killed git process is removed (the run is its only writer)."""
-    (workspace / ".git" / "index.lock").unlink(missing_ok=True)
+@lru_cache(maxsize=8)
+def _open(workspace: Path) -> git.Repo:
     return git.Repo(workspace)
+
+
+def _repo(workspace: Path) -> git.Repo:
+    """The workspace repo (cached: opening one starts git helper processes); a lock left by a killed git
+    process is removed, since the run is the repository's only writer."""
+    (workspace / ".git" / "index.lock").unlink(missing_ok=True)
+    return _open(Path(workspace).resolve())
 
 
 def commit_iteration(workspace: Path, iteration: int, summary: str) -> str:
@@ -64,7 +71,7 @@ def set_verdict_message(workspace: Path, iteration: int, verdict_line: str) -> s
 
 def export_head(workspace: Path, dest: Path) -> Path:
     """A fresh copy of the committed tree (untracked and ignored files are left behind)."""
-    repo = git.Repo(workspace)
+    repo = _repo(workspace)
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
@@ -85,11 +92,13 @@ def share_tree(root: Path) -> None:
 
 def tree_id(workspace: Path) -> str:
     """Hash of HEAD's tree: equal trees mean the producer changed nothing."""
-    return git.Repo(workspace).head.commit.tree.hexsha
+    return _repo(workspace).head.commit.tree.hexsha
 
 
 def commit_for_iteration(workspace: Path, iteration: int) -> git.Commit | None:
-    repo = git.Repo(workspace)
+    repo = _repo(workspace)
+    if iteration_of(repo.head.commit.message) == iteration:  # the common case: the iteration being verified
+        return repo.head.commit
     for commit in repo.iter_commits("HEAD"):
         if iteration_of(commit.message) == iteration:
             return commit
@@ -101,11 +110,7 @@ def diff_for_iteration(workspace: Path, iteration: int, max_chars: int | None = 
     commit = commit_for_iteration(workspace, iteration)
     if commit is None:
         raise KeyError(f"no commit for iteration {iteration}")
-    repo = git.Repo(workspace)
-    if commit.parents:
-        text = repo.git.diff(commit.parents[0].hexsha, commit.hexsha, "--stat", "--patch")
-    else:
-        text = repo.git.show(commit.hexsha, "--stat", "--patch", "--format=")
+    text = _repo(workspace).git.show(commit.hexsha, "--stat", "--patch", "--format=")
     if max_chars is not None and len(text) > max_chars:
         text = text[:max_chars] + f"\n[... diff cut at {max_chars} of {len(text)} chars]"
     return text
