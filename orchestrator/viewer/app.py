@@ -5,6 +5,7 @@ Routes
   GET  /api/runs                           runs-page rows
   GET  /api/runs/{id}                      run.json, timeline, last events, task view
   GET  /api/runs/{id}/events?before=&limit= older events (byte-offset pagination)
+  GET  /api/runs/{id}/timeline?before=&limit= earlier iterations of the timeline
   GET  /api/runs/{id}/stream?offset=       server-sent events: new events and run.json changes
   GET  /api/runs/{id}/iterations/{n}       iteration file, its diff, events and log files
   GET  /api/runs/{id}/files/{path}         a file of the run (artifacts, logs, report)
@@ -33,6 +34,7 @@ STATIC = Path(__file__).parent / "static"
 POLL_S = 0.3
 HEARTBEAT_S = 15.0
 TAIL_EVENTS = 200
+TIMELINE_PAGE = 100
 MAX_PAGE = 2000
 
 
@@ -70,7 +72,8 @@ async def run_detail(request: Request) -> Response:
     return JSONResponse({
         "summary": summary.to_json(),
         "meta": meta,
-        "timeline": store.iteration_rows(run_id, numbers),
+        "timeline": store.iteration_rows(run_id, numbers[-TIMELINE_PAGE:]),
+        "iterations_total": len(numbers),
         "events": page.to_json(),
         "task": taskviews.task_view(run_dir, summary.kind),
         "stop_requested": control.stop_requested(run_dir),
@@ -82,6 +85,17 @@ async def older_events(request: Request) -> Response:
     limit = min(_int_param(request, "limit", TAIL_EVENTS) or TAIL_EVENTS, MAX_PAGE)
     page = eventlog.tail(run_dir / "events.jsonl", limit, before=_int_param(request, "before", None))
     return JSONResponse(page.to_json())
+
+
+async def timeline(request: Request) -> Response:
+    """Timeline rows of the iterations before `before` (the page shows the latest ones first)."""
+    store, run_id = _store(request), request.path_params["run_id"]
+    numbers = store.iteration_numbers(run_id)
+    before = _int_param(request, "before", None)
+    limit = min(_int_param(request, "limit", TIMELINE_PAGE) or TIMELINE_PAGE, MAX_PAGE)
+    if before is not None:
+        numbers = [n for n in numbers if n < before]
+    return JSONResponse({"timeline": store.iteration_rows(run_id, numbers[-limit:]), "remaining": max(0, len(numbers) - limit)})
 
 
 def _sse(event: str, data: Any, event_id: int | None = None) -> str:
@@ -192,6 +206,7 @@ def create_app(runs_dir: Path) -> Starlette:
         Route("/api/runs", list_runs),
         Route("/api/runs/{run_id}", run_detail),
         Route("/api/runs/{run_id}/events", older_events),
+        Route("/api/runs/{run_id}/timeline", timeline),
         Route("/api/runs/{run_id}/stream", stream),
         Route("/api/runs/{run_id}/iterations/{number:int}", iteration_detail),
         Route("/api/runs/{run_id}/files/{path:path}", run_file),

@@ -100,7 +100,7 @@ function controls(runId) {
     el("button", { id: "stop-btn", class: "danger", onclick: stop }, "Stop run"), note);
 }
 
-function timelineNode(runId, rows, selected) {
+function timelineNode(runId, rows, selected, total) {
   const items = rows.map((r) => el("div", { class: `it ${r.iteration === selected ? "sel" : ""}`, "data-iteration": r.iteration,
     onclick: () => { location.hash = `#/run/${encodeURIComponent(runId)}/${r.iteration}`; } },
     el("span", { class: "n" }, `#${r.iteration}`),
@@ -108,7 +108,17 @@ function timelineNode(runId, rows, selected) {
     el("span", { class: "flow" }, " → verifier "), badge(r.verdict, `v-${r.verdict}`),
     el("span", { class: "flow" }, " → "), badge(r.action, `a-${r.action}`),
     el("span", { class: "score" }, ` ${fmtNum(r.score)}`)));
-  return el("div", { class: "timeline", id: "timeline" }, items.length ? items : el("div", { class: "muted" }, "no finished iteration yet"));
+  const box = el("div", { class: "timeline", id: "timeline" }, items.length ? items : el("div", { class: "muted" }, "no finished iteration yet"));
+  if (total > rows.length) {  // long runs: the latest iterations first, earlier ones on request
+    const earlier = el("button", { id: "earlier", onclick: async () => {
+      const first = Number(box.querySelector(".it")?.dataset.iteration ?? 0);
+      const page = await api(`/api/runs/${encodeURIComponent(runId)}/timeline?before=${first}&limit=200`);
+      if (page.timeline.length) earlier.after(...timelineNode(runId, page.timeline, selected, 0).children);
+      if (!page.remaining) earlier.remove();
+    } }, "earlier iterations");
+    box.prepend(earlier);
+  }
+  return box;
 }
 
 function eventsPanel(runId, page) {
@@ -142,7 +152,7 @@ async function showRun(runId, iteration) {
   const detail = el("div", { class: "panel", id: "iteration" }, el("span", { class: "muted" }, "select an iteration"));
   $main().replaceChildren(header(run), controls(runId),
     el("div", { class: "grid" },
-      el("div", {}, el("h2", { id: "it-count" }, `Iterations (${run.timeline.length})`), el("div", { class: "panel" }, timelineNode(runId, run.timeline, iteration)), detail),
+      el("div", {}, el("h2", { id: "it-count" }, `Iterations (${run.iterations_total})`), el("div", { class: "panel" }, timelineNode(runId, run.timeline, iteration, run.iterations_total)), detail),
       el("div", {}, el("h2", {}, "Events"), eventsPanel(runId, run.events))),
     el("div", { id: "task" }, taskView(runId, run.task)));
   const list = document.getElementById("events");
@@ -165,8 +175,8 @@ function follow(runId, offset) {
     if (changed) {  // a new iteration finished: refresh the timeline and the task view
       const fresh = await api(`/api/runs/${encodeURIComponent(runId)}`);
       const sel = document.querySelector(".it.sel");
-      document.getElementById("timeline")?.replaceWith(timelineNode(runId, fresh.timeline, sel ? Number(sel.dataset.iteration) : null));
-      document.getElementById("it-count").textContent = `Iterations (${fresh.timeline.length})`;
+      document.getElementById("timeline")?.replaceWith(timelineNode(runId, fresh.timeline, sel ? Number(sel.dataset.iteration) : null, fresh.iterations_total));
+      document.getElementById("it-count").textContent = `Iterations (${fresh.iterations_total})`;
       document.getElementById("task")?.replaceChildren(taskView(runId, fresh.task));
     }
   });

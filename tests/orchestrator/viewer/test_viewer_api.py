@@ -43,6 +43,14 @@ def test_run_detail_timeline_events_and_task_views(viewer: ViewerServer, sample_
     assert {p["name"] for p in paper["pairs"]} == {"tables/table_1", "figures/figure_1", "figures/figure_2"}
 
 
+def test_timeline_pages_backwards(viewer: ViewerServer, sample_runs: dict[str, RunBuilder]) -> None:
+    url = f"{viewer.url}/api/runs/20261126-kernel-b2"
+    assert httpx.get(url).json()["iterations_total"] == 3
+    page = httpx.get(f"{url}/timeline?before=3&limit=1").json()
+    assert [r["iteration"] for r in page["timeline"]] == [2] and page["remaining"] == 1
+    assert httpx.get(f"{url}/timeline?before=-1").status_code == 400
+
+
 def test_iteration_has_diff_verdict_events_and_logs(viewer: ViewerServer, sample_runs: dict[str, RunBuilder]) -> None:
     d = httpx.get(f"{viewer.url}/api/runs/20261126-code-a1/iterations/2").json()
     assert "-    return 1" in d["diff"]["patch"] and "+    return 2" in d["diff"]["patch"]
@@ -114,3 +122,16 @@ def test_unknown_run_is_404(viewer: ViewerServer) -> None:
     r = httpx.get(f"{viewer.url}/api/runs/nope")
     assert r.status_code == 404 and "nope" in r.json()["error"]
     assert httpx.get(f"{viewer.url}/api/runs").json()["runs"] == []
+
+
+def test_benchmark_run_opens(tmp_path: Path) -> None:
+    """The benchmark's synthetic run follows the contract the viewer reads (smoke test, not timed)."""
+    from benchmarks.viewer_bench import build_run
+
+    build_run(tmp_path, iterations=20, events=400)
+    with ViewerServer(tmp_path, port=0) as server:
+        detail = httpx.get(f"{server.url}/api/runs/bench-run").json()
+        assert detail["iterations_total"] == 20 and len(detail["events"]["events"]) == 200
+        it = httpx.get(f"{server.url}/api/runs/bench-run/iterations/7").json()
+        assert it["diff"]["message"] == "iteration 7: pass"
+        assert {e["iteration"] for e in it["events"]} == {7} and len(it["events"]) == 20
