@@ -1,8 +1,110 @@
-"""`m3lab` commands of this group (filled in by its owner)."""
+"""`m3lab kernel eval|targets` and `m3lab optimize`: evaluate one kernel candidate, or start a kernel search."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from orchestrator.cli.common import ConfigOpt, JsonOpt, fail, launch, load, print_json
+
+kernel_app = typer.Typer(help="Kernel targets and the evaluation harness.", no_args_is_help=True)
+DeviceOpt = typer.Option("cpu", "--device", help="cpu or cuda.")
+IsolationOpt = typer.Option("sandbox", "--isolation",
+                            help="sandbox (fresh sandbox per evaluation) or subprocess (hosts without one).")
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the root app."""
+    app.add_typer(kernel_app, name="kernel")
+    app.command("optimize")(optimize)
+
+
+@kernel_app.command("eval")
+def kernel_eval(
+    target: str = typer.Argument(..., help="Target file (KernelBench format) or a bundled target name."),
+    candidate: Path = typer.Argument(..., help="Candidate file defining ModelNew."),
+    device: str = DeviceOpt,
+    isolation: str = IsolationOpt,
+    iters: int = typer.Option(20, help="Timed calls per model per timing shape."),
+    warmup: int = typer.Option(3, help="Warm-up calls (indistinguishable from timed ones)."),
+    no_timing: bool = typer.Option(False, "--no-timing", help="Correctness only."),
+    eval_dir: Optional[Path] = typer.Option(None, help="Where to lay out the evaluation (default: a temp dir)."),
+    json_out: JsonOpt = False,
+) -> None:
+    """Evaluate CANDIDATE against TARGET and print the verdict (exit 0 accepted, 1 rejected, 2 no verdict)."""
+    import tempfile
+
+    from tasks.kernel.runner import EvalFailed, EvalOptions, evaluate_candidate
+    from tasks.kernel.targets import resolve_target
+
+    if device not in ("cpu", "cuda") or isolation not in ("sandbox", "subprocess"):
+        fail("--device must be cpu|cuda and --isolation sandbox|subprocess")
+    opts = EvalOptions(device=device, isolation=isolation, iters=iters, warmup=warmup,  # type: ignore[arg-type]
+                       timing=not no_timing)
+    folder = eval_dir or Path(tempfile.mkdtemp(prefix="m3lab-kernel-eval-"))
+    try:
+        verdict = evaluate_candidate(resolve_target(target), candidate, opts, folder)
+    except (EvalFailed, FileNotFoundError) as exc:
+        fail(str(exc))
+    if json_out:
+        print_json(verdict.to_json())
+    else:
+        _print_verdict(verdict, folder)
+    raise typer.Exit(0 if verdict.accepted else 1)
+
+
+def _print_verdict(verdict, folder: Path) -> None:  # noqa: ANN001
+    from rich.console import Console
+
+    out = Console()
+    colour = "green" if verdict.accepted else "red"
+    out.print(f"[{colour}]{verdict.summary()}[/{colour}]")
+    for t in verdict.timings:
+        out.print(f"  {t.shape}: ref {t.ref_ms:.4g} ms | cand {t.cand_ms:.4g} ms | {t.speedup:.3f}x | "
+                  f"A/A {t.aa_ratio:.3f} | floor {t.floor_ms:.3g} ms")
+    for label, items in (("cheat", verdict.cheats), ("wrong", verdict.failures), ("error", verdict.errors),
+                         ("flag", verdict.flags), ("warning", verdict.warnings)):
+        for item in items:
+            out.print(f"  {label}: {item[:400]}")
+    out.print(f"  {verdict.checked_calls} checked calls on {verdict.device_name}, {verdict.eval_s:.1f} s; "
+              f"logs in {folder}")
+
+
+@kernel_app.command("targets")
+def kernel_targets(json_out: JsonOpt = False) -> None:
+    """List the bundled targets and their honest candidates."""
+    from tasks.kernel.harness.spec import read_meta_static
+    from tasks.kernel.targets import BUNDLED, HONEST, resolve_target
+
+    rows = []
+    for name in BUNDLED:
+        meta = read_meta_static(resolve_target(name))
+        rows.append({"name": name, "devices": meta.get("devices", ["cpu", "cuda"]), "honest": HONEST[name],
+                     "path": str(resolve_target(name))})
+    if json_out:
+        return print_json(rows)
+    for r in rows:
+        print(f"{r['name']:<18} {','.join(r['devices']):<10} {', '.join(r['honest'])}")
+
+
+def optimize(
+    target: str = typer.Argument(..., help="Target file (KernelBench format) or a bundled target name."),
+    device: str = DeviceOpt,
+    hours: Optional[float] = typer.Option(None, help="Budget: active wall-clock hours."),
+    max_iterations: Optional[int] = typer.Option(None, help="Budget: producer-verifier rounds."),
+    tokens: Optional[int] = typer.Option(None, help="Budget: total tokens."),
+    target_speedup: Optional[float] = typer.Option(None, help="Stop once this verified speed-up is reached."),
+    isolation: str = IsolationOpt,
+    iters: int = typer.Option(20, help="Timed calls per model per timing shape in each check."),
+    config: ConfigOpt = None,
+) -> None:
+    """Start a kernel search: the producer rewrites ModelNew, the harness verifies and times every candidate."""
+    from tasks.kernel.task import KernelTask, KernelTaskError
+
+    try:
+        task = KernelTask(target=target, device=device, target_speedup=target_speedup, isolation=isolation,
+                          iters=iters)
+    except (KernelTaskError, FileNotFoundError) as exc:
+        fail(str(exc))
+    launch(task, load(config, max_iterations, hours, tokens))

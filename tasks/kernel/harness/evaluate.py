@@ -1,0 +1,285 @@
+"""The evaluator (parent process): holds the secret seed, computes references, compares, times, and prints the
+verdict as `M3LAB-VERDICT <nonce> <json>`. The nonce is read from a file that is deleted before any candidate
+code runs, so a candidate that writes to our stdout (or exits early) cannot produce an accepted verdict.
+
+Stages: static -> import -> quick check -> full correctness -> timing -> roofline/flags."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import secrets
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .compare import compare_one, inputs_unchanged
+from .procs import WorkerConfig, WorkerFailed, WorkerHandle
+from .protocol import Message
+from .spec import Target, TargetError, build_reference, flops, init_args, load_target, make_inputs, random_shape, \
+    set_shape, tolerance
+from .static_checks import check_source
+from .timing import roofline_floor_ms, time_shape
+from .verdict import ShapeTiming, Verdict
+
+REQUEST_TIMEOUT_S = 120.0
+
+
+@dataclass
+class EvalConfig:
+    target: Path
+    candidate: Path
+    device: str = "cpu"
+    static: bool = True
+    timing: bool = True
+    warmup: int = 3
+    iters: int = 20
+    threads: int = 1
+    log_dir: Path = Path("logs")
+
+
+class _Stop(Exception):
+    """Ends the staged evaluation early; the verdict already says why."""
+
+
+def _outputs(model: torch.nn.Module, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    with torch.no_grad():
+        out = model(*[x.clone() for x in inputs])
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+class Evaluation:
+    def __init__(self, cfg: EvalConfig) -> None:
+        self.cfg = cfg
+        self.verdict = Verdict(device=cfg.device)
+        self.rng = random.Random(secrets.randbits(63))  # the secret: never written anywhere a worker can read
+        self.workers: dict[str, WorkerHandle] = {}
+        self.target: Target | None = None
+
+    def _worker(self, name: str, module: Path, cls: str) -> WorkerHandle:
+        cfg = self.cfg
+        wcfg = WorkerConfig(module=module.resolve(), cls=cls, device=cfg.device, threads=cfg.threads,
+                            eval_dir=Path(__file__).resolve().parent.parent, log_path=cfg.log_dir / f"{name}.log",
+                            home=cfg.log_dir / f"home_{name}", drop_privileges=(name == "cand"))
+        handle = WorkerHandle(wcfg)
+        self.workers[name] = handle
+        return handle
+
+    def run(self) -> Verdict:
+        v = self.verdict
+        start = time.monotonic()
+        try:
+            self._setup()
+            self._static()
+            self._start_workers()
+            self._correctness()
+            if self.cfg.timing:
+                self._timing()
+            v.stage = "done"
+        except _Stop:
+            pass
+        except WorkerFailed as exc:
+            v.errors.append(f"{v.stage}: {exc}"[:3000])
+        except TargetError as exc:
+            v.errors.append(f"target: {exc}")
+        except Exception as exc:  # a harness fault is an error verdict, never a pass
+            v.errors.append(f"harness error at {v.stage}: {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}")
+        finally:
+            self._finish_checks()
+            for w in self.workers.values():
+                w.close()
+            v.eval_s = round(time.monotonic() - start, 3)
+        if v.errors or v.cheats or v.failures:
+            v.correct = v.correct and not v.failures
+        return v
+
+    def _setup(self) -> None:
+        v = self.verdict
+        self.cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        self.target = load_target(self.cfg.target)
+        if self.cfg.device not in self.target.meta.devices:
+            v.errors.append(f"target supports {self.target.meta.devices}, not {self.cfg.device}")
+            raise _Stop
+        if self.cfg.device == "cuda":
+            if not torch.cuda.is_available():
+                v.errors.append("--device cuda but no CUDA device is visible")
+                raise _Stop
+            v.device_name = torch.cuda.get_device_name()
+        else:
+            v.device_name = f"cpu x{self.cfg.threads} thread(s)"
+        torch.set_num_threads(self.cfg.threads)
+
+    def _static(self) -> None:
+        v = self.verdict
+        v.stage = "static"
+        report = check_source(self.cfg.candidate.read_text(), self.target.meta.forbidden_ops)
+        v.warnings.extend(report.warnings)
+        if not self.cfg.static:
+            v.warnings.extend(f"static check (disabled): {c}" for c in report.cheats)
+        elif report.cheats:
+            v.cheats.extend(f"static: {c}" for c in report.cheats)
+            raise _Stop
+
+    def _start_workers(self) -> None:
+        # Reference workers start first, so nothing the candidate does afterwards can touch their code.
+        self.verdict.stage = "import"
+        if self.cfg.timing:
+            self._worker("ref_a", self.cfg.target, "Model")
+            self._worker("ref_b", self.cfg.target, "Model")
+        cand = self._worker("cand", self.cfg.candidate, "ModelNew")
+        if not cand.dropped:
+            self.verdict.warnings.append("candidate worker runs with the evaluator's uid (not root, or the interpreter "
+                                         "is unreadable for nobody): isolation rests on the sandbox")
+
+    def _init_shape(self, shape: dict[str, Any], names: list[str]) -> torch.nn.Module:
+        set_shape(self.target, shape)
+        args = init_args(self.target)
+        ref = build_reference(self.target, args, self.rng.getrandbits(62), self.cfg.device)
+        state = ref.state_dict()
+        msg = Message({"cmd": "init", "init_args": args, "state_keys": list(state)}, list(state.values()))
+        for name in names:
+            try:
+                self.workers[name].request(msg, REQUEST_TIMEOUT_S)
+            except WorkerFailed as exc:
+                raise WorkerFailed(f"building ModelNew{tuple(args)} with the reference's weights: {exc}") from None
+        return ref
+
+    def _shapes(self) -> list[dict[str, Any]]:
+        meta = self.target.meta
+        shapes = list(meta.shapes)
+        hidden = random_shape(self.target, self.rng)
+        if hidden is not None:
+            shapes.append(hidden)  # drawn from the secret seed: no special-casing of known shapes
+        shapes.extend(s for s in meta.timing_shapes if s not in shapes)
+        return shapes
+
+    def _correctness(self) -> None:
+        v, cand = self.verdict, self.workers["cand"]
+        for si, shape in enumerate(self._shapes()):
+            v.stage = "quick" if si == 0 else "full"
+            ref_model = self._init_shape(shape, ["cand"])
+            for trial in range(1 if si == 0 else self.target.meta.trials):
+                inputs = make_inputs(self.target, self.rng.getrandbits(62), self.cfg.device)
+                refs = _outputs(ref_model, inputs)
+                reply = cand.request(Message({"cmd": "run", "trace": trial == 0}, inputs), REQUEST_TIMEOUT_S)
+                self._judge_run(shape, reply, inputs, refs)
+                v.checked_calls += 1
+                if v.failures or v.cheats:
+                    raise _Stop
+        v.correct = True
+
+    def _judge_run(self, shape: dict[str, Any], reply: Message, inputs: list[torch.Tensor],
+                   refs: list[torch.Tensor]) -> None:
+        v = self.verdict
+        infos = reply.header.get("outputs")
+        if not isinstance(infos, list) or len(infos) != len(refs) or len(reply.tensors) != len(refs) + len(inputs):
+            v.failures.append(f"shape {shape}: returned {len(infos or [])} outputs, expected {len(refs)}")
+            return
+        for i, (out, info, ref) in enumerate(zip(reply.tensors, infos, refs)):
+            atol, rtol = tolerance(self.target, ref.dtype)
+            cmp = compare_one(out, info, ref, atol, rtol, self.cfg.device)
+            v.max_rel_err = max(v.max_rel_err or 0.0, cmp.rel_l2_err)
+            v.failures.extend(f"shape {shape}, output {i}: {p}" for p in cmp.problems)
+        v.failures.extend(f"shape {shape}: {p}" for p in inputs_unchanged(inputs, reply.tensors[len(refs):]))
+        ops = [str(o) for o in reply.header.get("ops", [])]
+        for op in ops:
+            if any(f.lower() in op.lower() for f in self.target.meta.forbidden_ops):
+                v.cheats.append(f"dispatched the forbidden library op {op} (the reference op, not a new kernel)")
+
+    def _timing(self) -> None:
+        v, cfg = self.verdict, self.cfg
+        v.stage = "timing"
+        names = ["ref_a", "ref_b", "cand"]
+        workers = {n: self.workers[n] for n in names}
+        for shape in self.target.meta.timing_shapes:
+            ref_model = self._init_shape(shape, names)
+            case_seed = random.Random(self.rng.getrandbits(62))
+            last_bytes = [0.0]
+
+            def next_case() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+                inputs = make_inputs(self.target, case_seed.getrandbits(62), cfg.device)
+                refs = _outputs(ref_model, inputs)
+                params = sum(p.numel() * p.element_size() for p in ref_model.state_dict().values())
+                last_bytes[0] = params + sum(t.numel() * t.element_size() for t in inputs + refs)
+                return inputs, refs
+
+            probe_inputs, probe_refs = next_case()
+            tols = [tolerance(self.target, r.dtype) for r in probe_refs]
+            res = time_shape(workers, next_case, tols, self.rng, cfg.warmup, cfg.iters, REQUEST_TIMEOUT_S)
+            if res.problems:
+                v.failures.extend(res.problems)
+                v.correct = False
+                raise _Stop
+            self._judge_timing(shape, res, roofline_floor_ms(flops(self.target), last_bytes[0], cfg.device,
+                                                             v.device_name, cfg.threads))
+        sp = [t.speedup for t in v.timings]
+        v.speedup = math.exp(sum(math.log(s) for s in sp) / len(sp))  # geometric mean: no shape dominates
+        v.ref_ms = sum(t.ref_ms for t in v.timings)
+        v.cand_ms = sum(t.cand_ms for t in v.timings)
+        v.aa_spread = max(abs(t.aa_ratio - 1.0) for t in v.timings)
+        if v.speedup > 10:
+            v.flags.append(f"speed-up {v.speedup:.1f}x > 10x: check the code by hand before trusting it")
+
+    def _judge_timing(self, shape: dict[str, Any], res: Any, floor_ms: float) -> None:
+        v = self.verdict
+        v.timings.append(ShapeTiming(shape=shape, ref_ms=res.ref_ms, cand_ms=res.cand_ms, aa_ratio=res.aa_ratio,
+                                     speedup=res.ref_ms / res.cand_ms, floor_ms=floor_ms, samples=res.samples))
+        if res.cand_ms < floor_ms:
+            v.cheats.append(f"shape {shape}: candidate time {res.cand_ms:.4g} ms is below the roofline floor "
+                            f"{floor_ms:.4g} ms (physically impossible)")
+        if res.stage_excess_ms > 0.1 * res.cand_ms:
+            v.flags.append(f"shape {shape}: candidate spent {res.stage_excess_ms:.3g} ms more than the reference in "
+                           "the untimed staging step (charged to its time)")
+        if res.background_cpu_s > max(0.05, 0.05 * res.ref_window_s):
+            v.cheats.append(f"candidate process used {res.background_cpu_s:.2f} s of CPU while the reference was "
+                            "being timed (background work slowing the baseline)")
+
+    def _finish_checks(self) -> None:
+        cand = self.workers.get("cand")
+        if cand is not None and cand.proc.poll() is None:
+            extra = cand.descendants()
+            if extra:
+                self.verdict.cheats.append(f"candidate left {len(extra)} extra process(es) running")
+
+
+def _read_nonce(path: Path | None) -> str:
+    if path is None:
+        return "-"
+    nonce = path.read_text().strip()
+    path.unlink()  # gone before any candidate code starts
+    return nonce
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Evaluate a kernel candidate against a KernelBench-format target.")
+    p.add_argument("--target", type=Path, required=True)
+    p.add_argument("--candidate", type=Path, required=True)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--nonce-file", type=Path)
+    p.add_argument("--no-static", action="store_true", help="skip static rejection (tests of the dynamic layer)")
+    p.add_argument("--no-timing", action="store_true")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--log-dir", type=Path, default=Path("logs"))
+    a = p.parse_args(argv)
+    nonce = _read_nonce(a.nonce_file)
+    from .worker import _set_nondumpable
+
+    _set_nondumpable()
+    cfg = EvalConfig(target=a.target, candidate=a.candidate, device=a.device, static=not a.no_static,
+                     timing=not a.no_timing, warmup=a.warmup, iters=a.iters, threads=a.threads, log_dir=a.log_dir)
+    verdict = Evaluation(cfg).run()
+    sys.stdout.write(f"M3LAB-VERDICT {nonce} {json.dumps(verdict.to_json())}\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

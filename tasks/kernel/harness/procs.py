@@ -1,0 +1,169 @@
+"""Starting, talking to and watching worker processes from the evaluator."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .protocol import Message, ProtocolError, recv, send
+
+NOBODY = 65534
+
+
+class WorkerFailed(RuntimeError):
+    """A worker could not start, crashed, timed out or answered with an error."""
+
+
+@dataclass
+class WorkerConfig:
+    module: Path
+    cls: str
+    device: str
+    threads: int
+    eval_dir: Path
+    log_path: Path
+    home: Path
+    drop_privileges: bool
+
+
+def _env(cfg: WorkerConfig) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(cfg.home), "TMPDIR": str(cfg.home), "TRITON_CACHE_DIR": str(cfg.home / "triton"),
+        "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": str(cfg.threads),
+        # glibc fills every malloc'd/freed block with garbage: uninitialised CPU reads see junk, not old results.
+        "MALLOC_PERTURB_": "165", "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    }
+    for key in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "CUDA_HOME", "TRITON_PTXAS_PATH"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    if cfg.device == "cpu":
+        env["TRITON_INTERPRET"] = "1"  # Triton kernels run on CPU through the interpreter
+    return env
+
+
+def _world_usable(path: Path) -> bool:
+    """True when uid nobody can reach `path` (every parent searchable, the file itself readable)."""
+    path = path.resolve()
+    try:
+        if not path.stat().st_mode & 0o004:
+            return False
+        return all(p.stat().st_mode & 0o001 for p in path.parents)
+    except OSError:
+        return False
+
+
+def can_drop_privileges() -> bool:
+    """Running the candidate as nobody needs root and an interpreter (and stdlib) that nobody can read."""
+    return os.geteuid() == 0 and _world_usable(Path(sys.executable)) and _world_usable(Path(os.__file__))
+
+
+class WorkerHandle:
+    def __init__(self, cfg: WorkerConfig, start_timeout_s: float = 300.0) -> None:
+        self.cfg = cfg
+        cfg.home.mkdir(parents=True, exist_ok=True)
+        child_in, self._to_child = os.pipe()
+        self._from_child, child_out = os.pipe()
+        self._log = open(cfg.log_path, "ab")
+        extra: dict = {}
+        self.dropped = cfg.drop_privileges and can_drop_privileges()
+        if self.dropped:
+            # Another uid than the evaluator and the reference workers: no signals, ptrace or /proc/<pid>/mem on them.
+            os.chown(cfg.home, NOBODY, NOBODY)
+            extra = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.worker", "--module", str(cfg.module), "--cls", cfg.cls,
+             "--device", cfg.device, "--threads", str(cfg.threads), "--fd-in", str(child_in),
+             "--fd-out", str(child_out)],
+            cwd=cfg.eval_dir, env=_env(cfg), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            pass_fds=(child_in, child_out), start_new_session=True, **extra,
+        )
+        os.close(child_in)
+        os.close(child_out)
+        hello = self._recv(start_timeout_s, "start")
+        if not hello.header.get("ok"):
+            self.close()
+            raise WorkerFailed(f"import failed: {hello.header.get('error')}\n{hello.header.get('traceback', '')}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _recv(self, timeout_s: float, what: str) -> Message:
+        try:
+            return recv(self._from_child, timeout_s)
+        except ProtocolError as exc:
+            code = self.proc.poll()
+            self.close()
+            raise WorkerFailed(f"{self.cfg.cls} worker failed during {what}: {exc}"
+                               f"{'' if code is None else f' (exit code {code})'}; log tail: {self.log_tail()}") from None
+
+    def send(self, msg: Message) -> None:
+        try:
+            send(self._to_child, msg)
+        except OSError as exc:
+            self.close()
+            raise WorkerFailed(f"{self.cfg.cls} worker is gone ({exc}); log tail: {self.log_tail()}") from None
+
+    def request(self, msg: Message, timeout_s: float) -> Message:
+        self.send(msg)
+        reply = self._recv(timeout_s, str(msg.header.get("cmd")))
+        if not reply.header.get("ok"):
+            raise WorkerFailed(f"{reply.header.get('error')}\n{str(reply.header.get('traceback', ''))[-1500:]}")
+        return reply
+
+    def log_tail(self, n: int = 1500) -> str:
+        try:
+            return self.cfg.log_path.read_bytes()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the worker (all its threads), from /proc; 0 when unreadable."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def descendants(self) -> list[int]:
+        """Other live processes in the worker's process group (it was started as a session leader)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == self.pid:
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.pid or int(fields[1]) == self.pid:
+                found.append(int(entry.name))
+        return found
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                try:
+                    send(self._to_child, Message({"cmd": "quit"}))
+                    self.proc.wait(timeout=2)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything the worker left behind in its group
+        except (ProcessLookupError, PermissionError):
+            pass
+        for fd in (self._to_child, self._from_child):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._to_child = self._from_child = -1
+        self._log.close()

@@ -1,0 +1,168 @@
+"""Static (AST) checks on candidate source: the cheat patterns that are easier to see than to catch running.
+
+Findings are `cheats` (the candidate is rejected) or `warnings` (shown to the verifier agent). The dynamic checks
+catch most of these too; the static layer turns them into a clear message for the producer."""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+# Modules with no business in a kernel: introspection, threads/processes, raw memory, files, networking.
+_BANNED_IMPORTS = {
+    "gc": "introspects the heap (reading expected outputs)",
+    "inspect": "stack inspection",
+    "ctypes": "raw memory access",
+    "threading": "background threads (work outside the timed window)",
+    "multiprocessing": "background processes",
+    "concurrent": "background threads",
+    "subprocess": "spawns processes",
+    "signal": "signals other processes",
+    "socket": "network access",
+    "pickle": "replays serialized results",
+    "shelve": "replays stored results",
+    "mmap": "shared memory",
+    "importlib": "dynamic imports (loading the reference)",
+    "builtins": "patching builtins",
+    "time": "timer access",
+    "timeit": "timer access",
+}
+_BANNED_CALLS = {
+    "open": "file access", "exec": "dynamic code", "eval": "dynamic code", "compile": "dynamic code",
+    "__import__": "dynamic imports", "setattr": "monkey-patching", "delattr": "monkey-patching",
+    "globals": "frame introspection", "id": "caching keyed by object id",
+}
+_BANNED_ATTRS = {
+    "_getframe": "stack inspection", "f_back": "stack inspection", "f_locals": "stack inspection",
+    "get_objects": "heap introspection", "get_referrers": "heap introspection",
+    "Stream": "work on another stream", "_exit": "early exit", "exit": "early exit", "kill": "signals",
+    "fork": "background processes", "system": "spawns processes", "popen": "spawns processes",
+    "manual_seed": "guesses the input seed", "seed": "guesses the input seed",
+    "elapsed_time": "timer access", "perf_counter": "timer access", "perf_counter_ns": "timer access",
+    "__torch_function__": "tensor subclass (lazy results)", "__torch_dispatch__": "tensor subclass (lazy results)",
+    "_make_subclass": "tensor subclass (lazy results)", "_make_wrapper_subclass": "tensor subclass (lazy results)",
+    "shared_memory": "shared memory", "from_file": "replays results from files", "load": None,
+}
+_PATCHABLE_ROOTS = {"torch", "time", "triton", "F", "nn", "np", "numpy", "math", "os", "sys"}
+_TARGET_NAMES = {"Model", "m3lab_target", "target", "reference"}
+
+
+@dataclass
+class StaticReport:
+    cheats: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _root_name(node: ast.AST) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _call_name(node: ast.Call) -> str | None:
+    f = node.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+
+
+class _Visitor(ast.NodeVisitor):
+    def __init__(self, forbidden_ops: list[str], docstrings: set[int]) -> None:
+        self.report = StaticReport()
+        self.docstrings = docstrings
+        self.forbidden = [op.lower() for op in forbidden_ops]
+
+    def cheat(self, node: ast.AST, text: str) -> None:
+        self.report.cheats.append(f"line {getattr(node, 'lineno', '?')}: {text}")
+
+    def warn(self, node: ast.AST, text: str) -> None:
+        self.report.warnings.append(f"line {getattr(node, 'lineno', '?')}: {text}")
+
+    def _module(self, node: ast.AST, name: str) -> None:
+        top = name.split(".")[0]
+        if top in _BANNED_IMPORTS:
+            self.cheat(node, f"imports {name}: {_BANNED_IMPORTS[top]}")
+        if top in _TARGET_NAMES or name.endswith("target"):
+            self.cheat(node, f"imports {name}: calls the reference instead of optimizing it")
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._module(node, alias.name)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        self._module(node, node.module or "")
+        for alias in node.names:
+            if alias.name in ("Model", "get_inputs") and node.module not in ("torch", "torch.nn"):
+                self.cheat(node, f"imports {alias.name} from {node.module}: reuses the reference")
+            if alias.name in _BANNED_ATTRS and _BANNED_ATTRS[alias.name]:
+                self.cheat(node, f"imports {alias.name}: {_BANNED_ATTRS[alias.name]}")
+
+    def visit_Call(self, node: ast.Call) -> None:
+        name = _call_name(node)
+        if isinstance(node.func, ast.Name) and name in _BANNED_CALLS:
+            self.cheat(node, f"calls {name}(): {_BANNED_CALLS[name]}")
+        if name and any(op in name.lower() for op in self.forbidden):
+            self.cheat(node, f"calls {name}: the target forbids this library op")
+        if name == "Model":
+            self.cheat(node, "instantiates the reference Model")
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        why = _BANNED_ATTRS.get(node.attr)
+        if why:
+            self.cheat(node, f"uses .{node.attr}: {why}")
+        if node.attr == "data_ptr":
+            self.warn(node, "uses data_ptr(): fine for kernel launches, suspicious as a cache key")
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if id(node) in self.docstrings:
+            return
+        if isinstance(node.value, str) and ("/proc" in node.value or "/dev/shm" in node.value):
+            self.cheat(node, f"mentions {node.value[:40]!r}: reads process memory or shared memory")
+
+    def visit_Try(self, node: ast.Try) -> None:
+        self.cheat(node, "try/except: a silent fallback path (kernels must fail loudly)")
+        self.generic_visit(node)
+
+    def _assign_targets(self, node: ast.AST, targets: list[ast.expr]) -> None:
+        for t in targets:
+            if isinstance(t, ast.Attribute) and _root_name(t) in _PATCHABLE_ROOTS:
+                self.cheat(node, f"assigns {ast.unparse(t)}: monkey-patches a library (timers, reference ops)")
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self._assign_targets(node, node.targets)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self._assign_targets(node, [node.target])
+        self.generic_visit(node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for base in node.bases:
+            if ast.unparse(base) in ("torch.Tensor", "Tensor"):
+                self.cheat(node, f"class {node.name} subclasses torch.Tensor (lazy/deferred results)")
+        self.generic_visit(node)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        self.warn(node, f"global state {node.names}: check it is not a result cache")
+
+    def visit_Compare(self, node: ast.Compare) -> None:
+        text = ast.unparse(node)
+        if ".shape" in text and any(isinstance(c, (ast.Tuple, ast.Constant)) for c in node.comparators):
+            self.warn(node, f"compares a shape with a constant ({text[:60]}): special-cased shapes?")
+        self.generic_visit(node)
+
+
+def check_source(source: str, forbidden_ops: list[str] | None = None) -> StaticReport:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        return StaticReport(cheats=[], warnings=[f"syntax error: {exc}"])
+    docstrings = {
+        id(n.body[0].value) for n in ast.walk(tree)
+        if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body
+        and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)
+    }
+    visitor = _Visitor(forbidden_ops or [], docstrings)
+    visitor.visit(tree)
+    if not any(isinstance(n, ast.ClassDef) and n.name == "ModelNew" for n in tree.body):
+        visitor.report.warnings.append("no top-level class ModelNew")
+    return visitor.report

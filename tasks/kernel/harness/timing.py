@@ -1,0 +1,108 @@
+"""Timing in the evaluator, with its own clock: reference, reference again (A/A) and candidate alternate in a
+random order on the same fresh inputs; each timed window is one `go` round trip (run + whole-device sync + probe
+gather), so a candidate that patches timers in its own process changes nothing. Values at secret positions are
+checked after every timed call (catches side streams, threads, warm-up vs timed behaviour and replayed results)."""
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .compare import check_probes
+from .procs import WorkerHandle
+from .protocol import Message
+
+PROBES_PER_OUTPUT = 64
+
+# Generous peaks (the best dtype of each chip): a time below max(FLOPs/peak, bytes/bandwidth) is impossible.
+_GPU_PEAKS = {"H200": (1979e12, 4.8e12), "H100": (1979e12, 3.35e12), "A100": (624e12, 2.0e12)}
+_DEFAULT_GPU_PEAK = (2500e12, 8.0e12)
+_CPU_PEAK_PER_CORE = (2.0e11, 1.0e11)
+
+
+@dataclass
+class TimingResult:
+    ref_ms: float
+    cand_ms: float
+    aa_ratio: float
+    samples: int
+    problems: list[str] = field(default_factory=list)
+    background_cpu_s: float = 0.0
+    ref_window_s: float = 0.0
+    stage_excess_ms: float = 0.0
+    """Extra time the candidate spent in the untimed staging step beyond the reference's (charged to it)."""
+
+
+def roofline_floor_ms(flops: float | None, nbytes: float, device: str, device_name: str, threads: int) -> float:
+    if device == "cuda":
+        peak_flops, peak_bw = next((v for k, v in _GPU_PEAKS.items() if k in device_name), _DEFAULT_GPU_PEAK)
+    else:
+        peak_flops, peak_bw = (_CPU_PEAK_PER_CORE[0] * threads, _CPU_PEAK_PER_CORE[1] * threads)
+    return max((flops or 0.0) / peak_flops, nbytes / peak_bw) * 1e3
+
+
+def _timed_go(worker: WorkerHandle, probes: list[torch.Tensor], timeout_s: float) -> tuple[float, Message]:
+    worker.send(Message({"cmd": "go"}, probes))
+    t0 = time.perf_counter_ns()
+    reply = worker._recv(timeout_s, "go")
+    t1 = time.perf_counter_ns()
+    if not reply.header.get("ok"):
+        from .procs import WorkerFailed
+
+        raise WorkerFailed(f"timed call failed: {reply.header.get('error')}")
+    return (t1 - t0) / 1e6, reply
+
+
+def time_shape(
+    workers: dict[str, WorkerHandle],
+    next_case: Callable[[], tuple[list[torch.Tensor], list[torch.Tensor]]],
+    tols: list[tuple[float, float]],
+    rng: random.Random,
+    warmup: int,
+    iters: int,
+    timeout_s: float,
+) -> TimingResult:
+    """`workers` has keys ref_a, ref_b, cand; `next_case()` returns fresh (inputs, reference outputs)."""
+    samples: dict[str, list[float]] = {k: [] for k in workers}
+    stages: dict[str, list[float]] = {k: [] for k in workers}
+    problems: list[str] = []
+    background, ref_window = 0.0, 0.0
+    cand = workers["cand"]
+    for it in range(warmup + iters):
+        inputs, refs = next_case()
+        gen = torch.Generator().manual_seed(rng.getrandbits(62))
+        probes = [torch.randint(0, max(r.numel(), 1), (min(PROBES_PER_OUTPUT, r.numel()),), generator=gen)
+                  for r in refs]
+        order = list(workers)
+        rng.shuffle(order)
+        for name in order:
+            w = workers[name]
+            t0 = time.perf_counter_ns()
+            w.request(Message({"cmd": "stage"}, inputs), timeout_s)
+            stage_ms = (time.perf_counter_ns() - t0) / 1e6
+            cpu_before = cand.cpu_seconds() if name != "cand" else 0.0
+            ms, reply = _timed_go(w, probes, timeout_s)
+            if name != "cand":
+                background += cand.cpu_seconds() - cpu_before
+                ref_window += ms / 1e3
+            bad = check_probes(reply.tensors, probes, refs, tols)
+            if bad:
+                who = "candidate" if name == "cand" else "reference (harness fault)"
+                problems.extend(f"{who}, timed call {it}: {b}" for b in bad)
+                return TimingResult(0, 0, 0, it, problems)
+            if it >= warmup:  # warm-up calls look exactly like timed ones to the worker
+                samples[name].append(ms)
+                stages[name].append(stage_ms)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    smed = {k: statistics.median(v) for k, v in stages.items()}
+    # Work moved from `go` into `stage` (by a candidate that patched its worker) is charged back to the candidate;
+    # the A/A difference of the reference's own staging times is the noise allowance.
+    allowance = 2 * abs(smed["ref_a"] - smed["ref_b"])
+    excess = max(0.0, smed["cand"] - (smed["ref_a"] + smed["ref_b"]) / 2 - allowance)
+    ref_ms = statistics.median(samples["ref_a"] + samples["ref_b"])
+    return TimingResult(ref_ms, med["cand"] + excess, med["ref_b"] / med["ref_a"], iters, problems, background,
+                        ref_window, excess)

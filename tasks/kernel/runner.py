@@ -1,0 +1,135 @@
+"""Host side of one evaluation: lay out an evaluation folder (harness copy, pristine target, candidate), run the
+evaluator in a fresh sandbox (or a plain subprocess for tests and GPU hosts without a sandbox), and read back the
+verdict line tagged with a nonce only this process and the evaluator know."""
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+from sandboxes.base import Sandbox, SandboxSpec, inside_path
+from tasks.kernel.harness.verdict import Verdict
+
+HARNESS_DIR = Path(__file__).resolve().parent / "harness"
+EVAL_IMAGE = "m3lab/torch-cpu"
+# Files that Python would run on its own at start-up: never copied next to a candidate.
+_UNSAFE_NAMES = {"sitecustomize.py", "usercustomize.py", "target.py", "harness"}
+
+
+class EvalFailed(RuntimeError):
+    """The evaluation could not run at all (sandbox failure, no verdict line)."""
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    device: Literal["cpu", "cuda"] = "cpu"
+    isolation: Literal["sandbox", "subprocess"] = "sandbox"
+    """`sandbox`: a fresh sandbox through sandboxes.open_sandbox; `subprocess`: the host's python (tests, GPU hosts
+    without a GPU-enabled sandbox). The evaluator/worker split and the nonce apply in both."""
+    sandbox_backend: str = "auto"
+    static: bool = True
+    timing: bool = True
+    warmup: int = 3
+    iters: int = 20
+    threads: int = 1
+    timeout_s: float = 1800.0
+    memory_mb: int = 8192
+
+
+def prepare_eval_dir(eval_dir: Path, target: Path, candidate: Path) -> str:
+    """Fresh folder: harness/, target.py, cand/<candidate + sibling helper modules>, nonce. Returns the nonce."""
+    if eval_dir.exists():
+        shutil.rmtree(eval_dir)
+    (eval_dir / "cand").mkdir(parents=True)
+    shutil.copytree(HARNESS_DIR, eval_dir / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(target, eval_dir / "target.py")
+    for helper in candidate.parent.glob("*.py"):
+        if helper.name not in _UNSAFE_NAMES and helper.resolve() != candidate.resolve():
+            shutil.copy(helper, eval_dir / "cand" / helper.name)
+    shutil.copy(candidate, eval_dir / "cand" / "candidate.py")
+    nonce = secrets.token_hex(16)
+    (eval_dir / "nonce").write_text(nonce)
+    for p in [eval_dir, *eval_dir.rglob("*")]:
+        p.chmod(0o777 if p.is_dir() else 0o666)  # the sandbox user must delete the nonce and write logs
+    return nonce
+
+
+def _args(opts: EvalOptions) -> list[str]:
+    args = ["-m", "harness.evaluate", "--target", "target.py", "--candidate", "cand/candidate.py",
+            "--device", opts.device, "--nonce-file", "nonce", "--warmup", str(opts.warmup), "--iters",
+            str(opts.iters), "--threads", str(opts.threads), "--log-dir", "logs"]
+    return args + ([] if opts.static else ["--no-static"]) + ([] if opts.timing else ["--no-timing"])
+
+
+def parse_verdict(stdout: str, nonce: str) -> Verdict:
+    """The LAST line carrying our nonce; anything else (no line, bad JSON) raises EvalFailed."""
+    tag = f"M3LAB-VERDICT {nonce} "
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(tag)]
+    if not lines:
+        raise EvalFailed("the evaluator printed no verdict (crashed, killed, or timed out)")
+    try:
+        return Verdict.from_json(json.loads(lines[-1][len(tag):]))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise EvalFailed(f"unparsable verdict: {exc}") from None
+
+
+def _run_subprocess(eval_dir: Path, opts: EvalOptions) -> tuple[int, str, str]:
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(eval_dir), "PYTHONDONTWRITEBYTECODE": "1"}
+    for key in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "CUDA_HOME"):
+        if key in __import__("os").environ:
+            env[key] = __import__("os").environ[key]
+    try:
+        proc = subprocess.run([sys.executable, *_args(opts)], cwd=eval_dir, env=env, capture_output=True, text=True,
+                              timeout=opts.timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        return 124, str(exc.stdout or ""), f"evaluation timed out after {opts.timeout_s:.0f} s"
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def sandbox_spec(eval_dir: Path, opts: EvalOptions) -> SandboxSpec:
+    return SandboxSpec(image=EVAL_IMAGE, workspace=eval_dir, memory_mb=opts.memory_mb, cpus=2.0, pids=512,
+                       gpu=opts.device == "cuda", exec_timeout_s=opts.timeout_s, lifetime_s=opts.timeout_s + 600,
+                       env={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}, host_paths=(Path(sys.prefix),))
+
+
+def _run_sandbox(eval_dir: Path, opts: EvalOptions, opener: Callable[[SandboxSpec], Sandbox] | None) -> tuple[int, str, str]:
+    if opener is None:
+        from sandboxes import open_sandbox
+
+        def opener(spec: SandboxSpec) -> Sandbox:
+            return open_sandbox(spec, backend=opts.sandbox_backend)
+
+    with opener(sandbox_spec(eval_dir, opts)) as sb:
+        python = "python3" if sb.backend == "docker" else inside_path(Path(sys.executable))
+        res = sb.exec(" ".join(shlex.quote(a) for a in [python, *_args(opts)]), timeout_s=opts.timeout_s)
+        return res.exit_code, res.stdout, res.stderr + (f"\n[{res.reason}]" if res.reason != "exited" else "")
+
+
+def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_dir: Path,
+                       opener: Callable[[SandboxSpec], Sandbox] | None = None) -> Verdict:
+    """Evaluate `candidate` against `target`; never raises for the candidate's own failures (they are in the
+    verdict). Raises EvalFailed only when no verdict could be produced at all, with the evaluator's output."""
+    for path, what in ((target, "target"), (candidate, "candidate")):
+        if not path.is_file():
+            raise FileNotFoundError(f"{what} file {path} does not exist")
+    nonce = prepare_eval_dir(eval_dir, target, candidate)
+    if opts.isolation == "subprocess":
+        code, out, err = _run_subprocess(eval_dir, opts)
+    else:
+        code, out, err = _run_sandbox(eval_dir, opts, opener)
+    (eval_dir / "evaluator.log").write_text(f"exit code {code}\n--- stdout\n{out[-20000:]}\n--- stderr\n{err[-20000:]}")
+    try:
+        return parse_verdict(out, nonce)
+    except EvalFailed as exc:
+        raise EvalFailed(f"{exc}; exit code {code}; stderr tail: {err[-1500:]}") from None
+
+
+def error_verdict(message: str, device: str) -> Verdict:
+    """A verdict for an evaluation that produced none: an error, never a pass."""
+    return Verdict(device=device, errors=[message])
