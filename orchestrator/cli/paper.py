@@ -1,8 +1,134 @@
-"""`m3lab` commands of this group (filled in by its owner)."""
+"""`m3lab paper ingest|rubric` and `m3lab reproduce`: paper reproduction (tasks/paper)."""
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
+from orchestrator.cli.common import ConfigOpt, JsonOpt, console, fail, launch, load, print_json
+
+paper_app = typer.Typer(help="Paper reproduction: ingest a PDF, make or check its rubric.", no_args_is_help=True)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
+    app.add_typer(paper_app, name="paper")
+    app.command("reproduce")(reproduce)
+
+
+def _ingest(pdf: Path, out: Path, password: Optional[str], max_pages: int) -> Any:
+    from tasks.paper.errors import PaperError
+    from tasks.paper.ingest import ingest_pdf
+
+    try:
+        return ingest_pdf(pdf, out, password=password, max_pages=max_pages)
+    except PaperError as exc:
+        fail(str(exc))
+
+
+@paper_app.command("ingest")
+def ingest(
+    pdf: Path = typer.Argument(..., help="Paper PDF."),
+    out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
+    password: Optional[str] = typer.Option(None, help="Password of an encrypted PDF."),
+    max_pages: int = typer.Option(150, help="Refuse longer PDFs (budget guard)."),
+    json_out: JsonOpt = False,
+) -> None:
+    """Extract sections, equations, tables, figures, numbers and references into OUT."""
+    bundle = _ingest(pdf, out, password, max_pages)
+    summary = bundle.summary()
+    if json_out:
+        return print_json({**summary, "out": str(out)})
+    counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
+    console.print(f"[bold]{bundle.title}[/bold]: {counts}")
+    for warning in summary["warnings"][:10]:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    console.print(f"bundle written to {out} (summary.json, bundle.json, text.md, tables/, figures/, equations/)")
+
+
+def _make_rubric(bundle: Any, use_model: bool, settings: Any) -> Any:
+    """The model's rubric when it is usable, else the deterministic one (the reason is printed)."""
+    from serving.client import EndpointUnavailable, make_chat_model
+    from tasks.paper.asker import chat_asker
+    from tasks.paper.rubric_gen import generate_rubric
+
+    ask = None
+    if use_model:
+        try:
+            ask = chat_asker(make_chat_model(settings.verifier), vision=settings.verifier.vision)
+        except EndpointUnavailable as exc:
+            console.print(f"[yellow]model unavailable ({exc}); using the deterministic rubric[/yellow]")
+    try:
+        result = generate_rubric(bundle, ask)
+    except EndpointUnavailable as exc:
+        console.print(f"[yellow]model failed ({exc}); using the deterministic rubric[/yellow]")
+        result = generate_rubric(bundle, None)
+    if result.source == "fallback" and use_model:
+        console.print(f"[yellow]the model's rubric was not usable ({'; '.join(result.problems)[:300]}); "
+                      "using the deterministic rubric[/yellow]")
+    return result
+
+
+@paper_app.command("rubric")
+def rubric(
+    pdf: Path = typer.Argument(..., help="Paper PDF."),
+    out: Path = typer.Option(..., "--out", help="rubric.json to write (review and edit it before the run)."),
+    model: bool = typer.Option(True, "--model/--no-model", help="Ask the verifier model to refine the rubric."),
+    password: Optional[str] = typer.Option(None, help="Password of an encrypted PDF."),
+    max_pages: int = typer.Option(150, help="Refuse longer PDFs (budget guard)."),
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a PaperBench-format rubric for PDF (Code Development / Code Execution / Result Analysis leaves)."""
+    from tasks.paper.rubric import save_rubric
+
+    bundle = _ingest(pdf, out.parent / f".{out.stem}.bundle", password, max_pages)
+    result = _make_rubric(bundle, model, load(config) if model else None)
+    save_rubric(result.rubric, out)
+    leaves = list(result.rubric.leaves())
+    info = {"out": str(out), "source": result.source, "leaves": len(leaves), "problems": result.problems,
+            "by_category": {c: sum(leaf.task_category == c for leaf in leaves)
+                            for c in ("Code Development", "Code Execution", "Result Analysis")}}
+    if json_out:
+        return print_json(info)
+    console.print(f"rubric ({result.source}) with {len(leaves)} leaves {info['by_category']} written to {out}")
+
+
+def reproduce(
+    pdf: Path = typer.Argument(..., help="Paper PDF."),
+    rubric_file: Optional[Path] = typer.Option(None, "--rubric", help="Reviewed rubric.json (else one is made)."),
+    hours: Optional[float] = typer.Option(None, help="Budget: active wall-clock hours."),
+    max_iterations: Optional[int] = typer.Option(None, help="Budget: producer-verifier rounds."),
+    tokens: Optional[int] = typer.Option(None, help="Budget: total tokens of all model calls."),
+    target: float = typer.Option(0.8, help="Weighted rubric score that completes the run."),
+    timeout: float = typer.Option(1800.0, help="Time limit of one `bash reproduce.sh` re-run, seconds."),
+    image: str = typer.Option("m3lab/default", help="Sandbox image."),
+    model_rubric: bool = typer.Option(True, "--model-rubric/--no-model-rubric",
+                                      help="Without --rubric: ask the verifier model to refine the rubric."),
+    config: ConfigOpt = None,
+) -> None:
+    """Reproduce PDF: the producer writes reproduce.sh; each iteration re-runs it in a fresh sandbox and grades it."""
+    from tasks.paper.errors import RubricError
+    from tasks.paper.rubric import load_rubric, save_rubric
+    from tasks.paper.task import PaperTask
+
+    settings = load(config, max_iterations, hours, tokens)
+    pdf = pdf.resolve()
+    inputs = settings.runs_dir.resolve() / "paper-inputs" / hashlib.sha256(pdf.read_bytes()).hexdigest()[:12]
+    bundle = _ingest(pdf, inputs / "bundle", None, 150)
+    rubric_path = inputs / "rubric.json"
+    if rubric_file is not None:
+        try:
+            save_rubric(load_rubric(rubric_file), rubric_path)
+        except RubricError as exc:
+            fail(str(exc))
+    else:
+        result = _make_rubric(bundle, model_rubric, settings)
+        save_rubric(result.rubric, rubric_path)
+        console.print(f"rubric ({result.source}) written to {rubric_path}")
+    (inputs / "summary.json").write_text(json.dumps(bundle.summary(), indent=1), encoding="utf-8")
+    task = PaperTask(pdf=str(pdf), rubric=str(rubric_path), score_target=target, reproduce_timeout_s=timeout,
+                     image=image)
+    launch(task, settings)

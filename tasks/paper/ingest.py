@@ -1,0 +1,159 @@
+"""`ingest_pdf`: a paper PDF -> an ingest bundle on disk (see bundle.py for the layout).
+
+Per page: tables and figures are found first, their areas and captions are taken out of the running text, the rest
+is put in reading order, displayed equations are cropped, and headings split the text into sections. The
+references section is kept apart; every number in the text, the tables and the captions is listed with context."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from tasks.paper.bundle import Bundle, Equation, Figure, ReportedNumber, Section, Table, write_bundle_files
+from tasks.paper.equations import extract_equations
+from tasks.paper.errors import EmptyPdfError
+from tasks.paper.figures import extract_figures
+from tasks.paper.layout import Line, body_font_size, caption_kind, is_heading, is_reference_heading, page_lines, reading_order
+from tasks.paper.numbers import numbers_in_sentence, sentences
+from tasks.paper.pdf import DEFAULT_MAX_PAGES, check_usable, open_pdf
+from tasks.paper.tables import extract_tables, table_numbers
+
+if TYPE_CHECKING:
+    import pymupdf
+
+REFERENCE_START = re.compile(r"^(\[\d+\]|\d+\.\s)")
+
+
+def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages: int = DEFAULT_MAX_PAGES) -> Bundle:
+    """Extract `pdf` into `out_dir`; raises a `PaperError` subclass for unusable PDFs."""
+    doc = open_pdf(pdf, password=password, max_pages=max_pages)
+    use_ocr = check_usable(doc, pdf)
+    pages = [_page_lines(page, use_ocr) for page in doc]
+    body_size = body_font_size(line for lines in pages for line in lines)
+    title, title_line = _title(doc, pages)
+    tables: list[Table] = []
+    figures: list[Figure] = []
+    equations: list[Equation] = []
+    stream: list[tuple[str, Line]] = []
+    for page, lines in zip(doc, pages):
+        # Ruled tables and vector figures are made of drawings; the table finder is slow, so skip bare pages.
+        drawn = bool(page.get_cdrawings())
+        page_tables = extract_tables(page, lines, out_dir, len(tables) + 1) if drawn else []
+        page_figures = extract_figures(page, lines, [t.bbox for t in page_tables], out_dir, len(figures) + 1)
+        text_lines = _running_text(lines, page_tables, page_figures, title_line)
+        ordered = reading_order(text_lines, page.rect.width)
+        page_eqs, used = extract_equations(page, ordered, out_dir, len(equations) + 1)
+        by_line = {id(line): eq for eq in page_eqs for line in ordered if line.text == eq.text and id(line) in used}
+        for line in ordered:
+            if id(line) in by_line:
+                eq = by_line[id(line)]
+                stream.append(("equation", Line(line.page, line.bbox, f"[Equation {eq.number or eq.id}: {eq.text}]", line.size, False, False)))
+            elif id(line) not in used:
+                stream.append(("heading" if is_heading(line, body_size) else "text", line))
+        tables += page_tables
+        figures += page_figures
+        equations += page_eqs
+    sections, references, warnings = _sections(stream)
+    if not sections and not tables and not figures:
+        raise EmptyPdfError(f"{pdf}: no text, tables or figures could be extracted")
+    numbers = _numbers(sections, tables, figures)
+    warnings += [f"{t.id}: {w}" for t in tables for w in t.warnings]
+    bundle = Bundle(
+        source=str(pdf), title=title, metadata={k: v for k, v in (doc.metadata or {}).items() if v},
+        page_count=doc.page_count, sections=sections, equations=equations, tables=tables, figures=figures,
+        numbers=numbers, references=references, ocr=use_ocr, warnings=warnings,
+    )
+    write_bundle_files(bundle, out_dir)
+    return bundle
+
+
+def _page_lines(page: "pymupdf.Page", use_ocr: bool) -> list[Line]:
+    textpage = page.get_textpage_ocr(full=True) if use_ocr else None
+    return page_lines(page, textpage)
+
+
+def _title(doc: "pymupdf.Document", pages: Sequence[Sequence[Line]]) -> tuple[str, Line | None]:
+    """The largest line in the top half of page 1 (the metadata title is often missing or a file name)."""
+    top = [ln for ln in pages[0] if ln.bbox[1] < doc[0].rect.height / 2] if pages else []
+    if top:
+        line = max(top, key=lambda ln: ln.size)
+        if line.size > body_font_size(pages[0]) + 1:
+            return line.text, line
+    return (doc.metadata or {}).get("title") or Path(doc.name or "paper").stem, None
+
+
+def _inside(line: Line, bbox: Sequence[float]) -> bool:
+    x, y = line.center
+    return bbox[0] <= x <= bbox[2] and bbox[1] <= y <= bbox[3]
+
+
+def _running_text(lines: Sequence[Line], tables: Sequence[Table], figures: Sequence[Figure],
+                  title_line: Line | None) -> list[Line]:
+    """Lines that are neither inside a table/figure, nor one of their captions, nor the title."""
+    captions = {t.caption for t in tables} | {f.caption for f in figures}
+    areas = [t.bbox for t in tables] + [f.bbox for f in figures]
+    return [
+        ln for ln in lines
+        if ln is not title_line and not any(_inside(ln, a) for a in areas)
+        and not (caption_kind(ln.text) and ln.text in captions)
+    ]
+
+
+def _join(parts: list[str]) -> str:
+    """Join lines into text, undoing end-of-line hyphenation."""
+    text = ""
+    for part in parts:
+        if text.endswith("-") and part[:1].islower():
+            text = text[:-1] + part
+        else:
+            text = f"{text} {part}" if text else part
+    return text
+
+
+def _sections(stream: Sequence[tuple[str, Line]]) -> tuple[list[Section], list[str], list[str]]:
+    """Split the line stream at headings; the references section becomes a list of entries."""
+    sections: list[Section] = []
+    references: list[str] = []
+    current: tuple[str, int, list[str]] | None = None
+    in_refs = False
+    front: list[str] = []
+
+    def close() -> None:
+        if current is not None:
+            sections.append(Section(current[0], current[1], _join(current[2])))
+
+    for role, line in stream:
+        if role == "heading":
+            close()
+            in_refs = is_reference_heading(line.text)
+            current = None if in_refs else (line.text, line.page, [])
+        elif in_refs:
+            if not references or REFERENCE_START.match(line.text) and REFERENCE_START.match(references[0]):
+                references.append(line.text)
+            else:
+                references[-1] = _join([references[-1], line.text])
+        elif current is not None:
+            current[2].append(line.text)
+        else:
+            front.append(line.text)
+    close()
+    warnings: list[str] = []
+    if not sections and front:
+        warnings.append("no section headings recognised: all running text is in one section 'Body'")
+        sections.append(Section("Body", 0, _join(front)))
+    return sections, references, warnings
+
+
+def _numbers(sections: Sequence[Section], tables: Sequence[Table], figures: Sequence[Figure]) -> list[ReportedNumber]:
+    found: list[ReportedNumber] = []
+    for section in sections:
+        text = re.sub(r"\[Equation [^\]]*\]", " ", section.text)
+        for sentence in sentences(text):
+            for value, printed in numbers_in_sentence(sentence):
+                found.append(ReportedNumber(value, printed, "sentence", sentence, section.page, {"section": section.title}))
+    for table in tables:
+        found += table_numbers(table)
+    for figure in figures:
+        for value, printed in numbers_in_sentence(figure.caption):
+            found.append(ReportedNumber(value, printed, "caption", figure.caption, figure.page, {"figure": figure.id}))
+    return found
