@@ -164,3 +164,26 @@ def build_launch(profile: Profile, config: ServingConfig, options: LaunchOptions
 def vllm_installed(config: ServingConfig) -> bool:
     """True when the configured vLLM venv has a python (setup has run)."""
     return Path(config.vllm_python).is_file()
+
+
+@dataclass(frozen=True)
+class ArgsCheck:
+    """vLLM's verdict on one launch command (see serving/check_launch.py)."""
+
+    ok: bool
+    problems: tuple[str, ...]
+
+
+def check_with_vllm(plans: list[LaunchPlan], config: ServingConfig, timeout_s: float = 300.0) -> list[ArgsCheck]:
+    """Parse and validate each plan's arguments with the installed vLLM (in its venv); starts no server."""
+    import json
+
+    if not vllm_installed(config):
+        raise LaunchError(f"no vLLM environment at {config.vllm_venv}; run scripts/setup/vllm.sh")
+    argvs = [list(plan.argv[3:]) for plan in plans]  # after `python -m vllm.entrypoints.openai.api_server`
+    done = subprocess.run([str(config.vllm_python), "-m", "serving.check_launch"], input=json.dumps(argvs),
+                          capture_output=True, text=True, timeout=timeout_s, check=False,
+                          env={**os.environ, "VLLM_PLUGINS": ""})
+    if done.returncode != 0:
+        raise LaunchError(f"vLLM argument check failed to run: {done.stderr.strip()[-2000:]}")
+    return [ArgsCheck(bool(r["ok"]), tuple(r["problems"])) for r in json.loads(done.stdout.strip().splitlines()[-1])]

@@ -182,7 +182,8 @@ def start_server(plan: LaunchPlan, config: ServingConfig, profile: str, timeout_
     _write_state(config, state)
     try:
         ready = wait_ready(plan.base_url, plan.served_model_name, proc.pid, timeout, log)
-    except ServerStartError:
+    except (ServerStartError, KeyboardInterrupt):
+        # A server nobody waited for to the end is not left behind (Ctrl-C during the wait stops it too).
         _terminate(proc.pid)
         state_path(config, plan.port).unlink(missing_ok=True)
         raise

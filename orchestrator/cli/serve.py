@@ -42,6 +42,7 @@ def serve(
     kv_cache_dtype: Optional[str] = typer.Option(None, "--kv-cache-dtype", help="KV-cache dtype override."),
     msa_plugin: Optional[bool] = typer.Option(None, "--msa-plugin/--no-msa-plugin", help="Load our MSA vLLM plugin."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the vLLM command and exit."),
+    check: bool = typer.Option(False, "--check", help="With --dry-run: validate the command with the installed vLLM."),
     ready_timeout: Optional[float] = typer.Option(None, "--ready-timeout", help="Seconds to wait for readiness."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="m3lab.toml whose serving table to read."),
 ) -> None:
@@ -54,7 +55,7 @@ def serve(
     if name is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
-    from serving.launch import LaunchError, LaunchOptions, build_launch
+    from serving.launch import LaunchError, LaunchOptions, build_launch, check_with_vllm
     from serving.profiles import ProfileError, load_profile
     from serving.server import ServerError, start_server
 
@@ -71,6 +72,14 @@ def serve(
         typer.echo(f"# profile {name}: device={plan.device} tensor_parallel={plan.tensor_parallel} "
                    f"expert_parallel={plan.expert_parallel} endpoint={plan.base_url}", err=True)
         typer.echo(plan.shell_command())
+        if check:
+            try:
+                verdict = check_with_vllm([plan], config)[0]
+            except LaunchError as exc:
+                _fail(str(exc))
+            if not verdict.ok:
+                _fail("vLLM rejects this command: " + "; ".join(verdict.problems))
+            typer.echo("# check: the installed vLLM accepts this command", err=True)
         return
     typer.echo(f"starting vLLM ({name}, {plan.served_model_name}) on {plan.base_url} ...")
     try:

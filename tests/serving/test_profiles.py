@@ -114,3 +114,24 @@ def test_cli_dry_run_prints_the_command(monkeypatch):
     assert words[words.index("--tensor-parallel-size") + 1] == "8" and words[words.index("--port") + 1] == "8100"
     bad = CliRunner().invoke(app, ["serve", "--profile", "nope", "--dry-run"])
     assert bad.exit_code == 1 and "unknown profile" in bad.output
+
+
+@pytest.mark.vllm
+def test_profile_commands_are_accepted_by_the_installed_vllm(tmp_path):
+    """The printed launches parse with vLLM's own serve parser; parser names exist in its registries."""
+    from serving.config import load_serving_config
+    from serving.launch import check_with_vllm
+    from tests.fixtures.vllm_server import require_vllm_install
+
+    require_vllm_install()
+    config = load_serving_config()
+    m3 = build_launch(load_profile("m3"), config, LaunchOptions(gpus=8), dry_run=True)
+    embedded = build_launch(load_profile("embedded"), config, LaunchOptions())
+    bad_file = tmp_path / "bad.toml"
+    bad_file.write_text('name = "bad"\nmodel = "x"\nserved_model_name = "x"\nmax_model_len = 8\n'
+                        'tool_call_parser = "no_such_parser"\n')
+    bad = build_launch(load_profile(str(bad_file)), config, LaunchOptions())
+    results = check_with_vllm([m3, embedded, bad], config)
+    assert results[0].ok, results[0].problems
+    assert results[1].ok, results[1].problems
+    assert not results[2].ok and "no_such_parser" in " ".join(results[2].problems)
