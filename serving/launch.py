@@ -149,7 +149,8 @@ def build_launch(profile: Profile, config: ServingConfig, options: LaunchOptions
             "--host", options.host, "--port", str(options.port)]
     if tp > 1 or profile.parallel == "visible_gpus":
         argv += ["--tensor-parallel-size", str(tp)]
-    if profile.expert_parallel:
+    expert_parallel = profile.expert_parallel and tp > 1  # EP over one rank is a no-op: keep the command honest
+    if expert_parallel:
         argv.append("--enable-expert-parallel")
     if device == "cuda" and profile.gpu_memory_utilization is not None:
         argv += ["--gpu-memory-utilization", str(profile.gpu_memory_utilization)]
@@ -157,7 +158,7 @@ def build_launch(profile: Profile, config: ServingConfig, options: LaunchOptions
     msa = profile.msa_plugin if options.msa_plugin is None else options.msa_plugin
     return LaunchPlan(argv=tuple(argv), env=_environment(profile, msa, device),
                       model=_model_source(profile, options, config), served_model_name=profile.served_model_name, host=options.host, port=options.port,
-                      device=device, tensor_parallel=tp, expert_parallel=tp if profile.expert_parallel else 1,
+                      device=device, tensor_parallel=tp, expert_parallel=tp if expert_parallel else 1,
                       notes=tuple(notes))
 
 

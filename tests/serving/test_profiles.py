@@ -135,3 +135,9 @@ def test_profile_commands_are_accepted_by_the_installed_vllm(tmp_path):
     assert results[0].ok, results[0].problems
     assert results[1].ok, results[1].problems
     assert not results[2].ok and "no_such_parser" in " ".join(results[2].problems)
+
+
+def test_m3_on_one_gpu_has_no_expert_parallel(config):
+    plan = build_launch(load_profile("m3"), config, LaunchOptions(gpus=1))
+    assert _flag(plan.argv, "--tensor-parallel-size") == "1" and "--enable-expert-parallel" not in plan.argv
+    assert plan.device == "cuda" and _flag(plan.argv, "--gpu-memory-utilization") == "0.92"

@@ -87,3 +87,23 @@ def test_missing_install_is_reported(config):
 def test_stop_unknown_server(config):
     with pytest.raises(ServerNotRunning, match="no m3lab server known"):
         stop_server(config, _free_port())
+
+
+def test_missing_model_folder_is_reported(config, tmp_path):
+    config.vllm_python.parent.mkdir(parents=True)
+    config.vllm_python.write_text("")  # stands in for an installed venv; the model check comes first
+    plan = _plan(_free_port(), [str(config.vllm_python), "-m", "vllm"])
+    plan = LaunchPlan(**{**plan.__dict__, "model": str(tmp_path / "no-model")})
+    with pytest.raises(ServerStartError, match="model folder .*no-model is missing"):
+        start_server(plan, config, profile="t", timeout_s=2)
+
+
+def test_missing_service_fails_in_ci_and_skips_elsewhere(monkeypatch):
+    from tests.fixtures.vllm_server import service_missing
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        service_missing("no vLLM venv")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        service_missing("no vLLM venv")
