@@ -1,0 +1,141 @@
+"""Triton MSA indexer: block-max index scores fused with a running top-k, one pass over the index keys.
+
+A program owns a tile of BLOCK_T consecutive query tokens of one request and ALL index heads (the index key
+is one shared head, so the 4 heads share every K load: rows = BLOCK_T x heads). It streams the visible
+index-key pages once; for each page it computes the [rows, 128] scores on the tensor cores, takes the max,
+and inserts the block into a per-row running top-k held in registers. Scores never touch memory.
+
+Ranking key (int64, larger = better): (order-preserving bits of the fp32 score + 2^31) << 31 | (2^31 - 1 - block).
+Forced blocks (init and local) get +inf as score; equal scores prefer the lower block id; empty slots hold
+distinct negative keys. Selection semantics: see reference.select_blocks (local_blocks >= 1 here).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.msa.reference import BLOCK_SIZE, TOP_K, MSAShapeError
+
+
+@triton.jit
+def _block_key(score, blk):
+    """int64 ranking key of a block score (order-preserving float -> int, then id tiebreak)."""
+    bits = score.to(tl.int32, bitcast=True)
+    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # flips the magnitude bits of negatives: int order == float order
+    return ((ordered.to(tl.int64) + 2147483648) << 31) | (2147483647 - blk)
+
+
+@triton.jit
+def _index_topk_kernel(
+    iq_ptr, ik_ptr, sel_ptr, bt_ptr, qsl_ptr, seq_lens_ptr,
+    stride_iqt, stride_iqh,
+    stride_ikp, stride_ikt,
+    stride_sh, stride_st,
+    stride_btr,
+    n_tiles,
+    NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr, TOPK: tl.constexpr,
+    INIT_BLOCKS: tl.constexpr, LOCAL_BLOCKS: tl.constexpr, NUM_STAGES: tl.constexpr,
+):
+    ROWS: tl.constexpr = BLOCK_T * NUM_HEADS
+    # Longest tiles (latest positions) first: the causal work grows with the tile index.
+    tile = n_tiles - 1 - tl.program_id(0)
+    req = tl.program_id(1)
+    q_start = tl.load(qsl_ptr + req)
+    q_len = tl.load(qsl_ptr + req + 1) - q_start
+    if tile * BLOCK_T >= q_len:
+        return
+    seq_len = tl.load(seq_lens_ptr + req)
+    prefix = seq_len - q_len
+
+    offs_r = tl.arange(0, ROWS)
+    tok = tile * BLOCK_T + offs_r // NUM_HEADS
+    head = offs_r % NUM_HEADS
+    row_ok = tok < q_len
+    pos = prefix + tok
+    nb_row = pos // 128 + 1  # visible blocks of each row
+    offs_d = tl.arange(0, HEAD_DIM)
+    offs_k = tl.arange(0, 128)
+    q = tl.load(iq_ptr + (q_start + tok).to(tl.int64)[:, None] * stride_iqt + head[:, None] * stride_iqh
+                + offs_d[None, :], mask=row_ok[:, None], other=0.0)
+
+    offs_s = tl.arange(0, TOPK)
+    keys = tl.zeros((ROWS, TOPK), dtype=tl.int64) - 1 - offs_s[None, :].to(tl.int64)  # distinct empties
+    last_pos = prefix + tl.minimum(q_len, (tile + 1) * BLOCK_T) - 1
+    n_blocks = last_pos // 128 + 1
+    bt_row = bt_ptr + req.to(tl.int64) * stride_btr
+    for blk in tl.range(0, n_blocks, num_stages=NUM_STAGES):
+        page = tl.load(bt_row + blk).to(tl.int64)
+        k = tl.load(ik_ptr + page * stride_ikp + offs_k[None, :] * stride_ikt + offs_d[:, None])  # [D, 128]
+        s = tl.max(tl.dot(q, k), axis=1)
+        forced = (blk < INIT_BLOCKS) | (blk >= nb_row - LOCAL_BLOCKS)
+        s = tl.where(forced, float("inf"), s)
+        key = _block_key(s, tl.zeros((ROWS,), dtype=tl.int64) + blk)
+        cur_min = tl.min(keys, axis=1)
+        insert = row_ok & (blk < nb_row) & (key > cur_min)
+        keys = tl.where((keys == cur_min[:, None]) & insert[:, None], key[:, None], keys)
+
+    keys = tl.sort(keys, dim=1, descending=True)
+    ids = tl.where(keys >= 0, 2147483647 - (keys & 2147483647), -1).to(tl.int32)
+    out = sel_ptr + head[:, None].to(tl.int64) * stride_sh + (q_start + tok).to(tl.int64)[:, None] * stride_st \
+        + offs_s[None, :]
+    tl.store(out, ids, mask=row_ok[:, None])
+
+
+def msa_index_topk_triton(
+    index_q: torch.Tensor,
+    index_k_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    query_start_loc: torch.Tensor,
+    seq_lens: torch.Tensor,
+    top_k: int = TOP_K,
+    init_blocks: int = 0,
+    local_blocks: int = 1,
+    max_query_len: int | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Selection [num_kv_heads, num_tokens, top_k] int32 (valid ids by descending rank, then -1).
+
+    ``max_query_len`` avoids a device sync when given (as vLLM's metadata has it on the host).
+    """
+    num_tokens, num_heads, head_dim = index_q.shape
+    _check(index_q, index_k_cache, top_k, local_blocks)
+    if out is None:
+        out = torch.empty((num_heads, num_tokens, top_k), dtype=torch.int32, device=index_q.device)
+    if num_tokens == 0:
+        return out
+    if max_query_len is None:
+        max_query_len = int((query_start_loc[1:] - query_start_loc[:-1]).max())
+    block_t = max(1, 128 // num_heads)  # 128 rows per MMA tile
+    n_tiles = triton.cdiv(max_query_len, block_t)
+    grid = (n_tiles, seq_lens.numel())
+    _index_topk_kernel[grid](
+        index_q, index_k_cache, out, block_table, query_start_loc, seq_lens,
+        index_q.stride(0), index_q.stride(1),
+        index_k_cache.stride(0), index_k_cache.stride(1),
+        out.stride(0), out.stride(1),
+        block_table.stride(0),
+        n_tiles,
+        NUM_HEADS=num_heads, HEAD_DIM=head_dim, BLOCK_T=block_t, TOPK=top_k,
+        INIT_BLOCKS=init_blocks, LOCAL_BLOCKS=local_blocks, NUM_STAGES=3,
+        num_warps=8,
+    )
+    return out
+
+
+def _check(index_q: torch.Tensor, index_k_cache: torch.Tensor, top_k: int, local_blocks: int) -> None:
+    problems = []
+    if index_q.dim() != 3 or index_q.stride(2) != 1:
+        problems.append(f"index_q must be [tokens, heads, head_dim] with unit last stride, got {tuple(index_q.shape)}")
+    elif index_q.shape[1] & (index_q.shape[1] - 1) or index_q.shape[1] > 128:
+        problems.append(f"index heads must be a power of two <= 128, got {index_q.shape[1]}")
+    if index_k_cache.dim() != 3 or index_k_cache.shape[1] != BLOCK_SIZE or index_k_cache.stride(2) != 1:
+        problems.append(f"index_k_cache must be [pages, {BLOCK_SIZE}, head_dim], got {tuple(index_k_cache.shape)}")
+    elif index_q.dim() == 3 and index_k_cache.shape[2] != index_q.shape[2]:
+        problems.append(f"head_dim mismatch: index_q {index_q.shape[2]}, index_k_cache {index_k_cache.shape[2]}")
+    if top_k & (top_k - 1):
+        problems.append(f"top_k must be a power of two, got {top_k}")
+    if local_blocks < 1:
+        problems.append("the Triton indexer needs local_blocks >= 1 (use the reference otherwise)")
+    if problems:
+        raise MSAShapeError("; ".join(problems))

@@ -1,0 +1,92 @@
+"""Shared pieces of the MSA attention kernels: token positions on the device, and the partial-output merge.
+
+Partials are laid out [num_kv_heads, num_tokens, num_parts, group, head_dim] (output) and
+[num_kv_heads, num_tokens, num_parts, group] (log2-sum-exp), so the parts of one (token, KV head) are contiguous.
+Prefill writes one part per selection slot (KV-outer); decode one part per split-K chunk.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+def device_positions(query_start_loc: torch.Tensor, seq_lens: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """int32 absolute position of each query token (bottom-right aligned), computed without a host sync."""
+    qsl = query_start_loc.to(torch.int64)
+    q_lens = qsl[1:] - qsl[:-1]
+    req = torch.repeat_interleave(torch.arange(q_lens.numel(), device=qsl.device), q_lens, output_size=num_tokens)
+    offset = torch.arange(num_tokens, device=qsl.device) - qsl[:-1][req]
+    return ((seq_lens.to(torch.int64) - q_lens)[req] + offset).to(torch.int32)
+
+
+def device_requests(query_start_loc: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """int64 request id of each query token."""
+    qsl = query_start_loc.to(torch.int64)
+    q_lens = qsl[1:] - qsl[:-1]
+    return torch.repeat_interleave(torch.arange(q_lens.numel(), device=qsl.device), q_lens, output_size=num_tokens)
+
+
+@triton.jit
+def _merge_kernel(
+    po_ptr, plse_ptr, sel_ptr, out_ptr,
+    num_tokens,
+    stride_sh, stride_st,
+    stride_ot, stride_oh,
+    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_PARTS: tl.constexpr,
+    TILE_T: tl.constexpr, HAS_SEL: tl.constexpr,
+):
+    # Rows = TILE_T tokens x GROUP_PAD heads of one KV head; one online pass over the parts.
+    h = tl.program_id(1)
+    offs_r = tl.arange(0, TILE_T * GROUP_PAD)
+    t = tl.program_id(0) * TILE_T + offs_r // GROUP_PAD
+    g = offs_r % GROUP_PAD
+    row_ok = (t < num_tokens) & (g < GROUP)
+    offs_d = tl.arange(0, HEAD_DIM)
+    base = (h.to(tl.int64) * num_tokens + t) * NUM_PARTS  # first part of each row's (kv head, token)
+    m = tl.full((TILE_T * GROUP_PAD,), float("-inf"), tl.float32)
+    denom = tl.zeros((TILE_T * GROUP_PAD,), tl.float32)
+    acc = tl.zeros((TILE_T * GROUP_PAD, HEAD_DIM), tl.float32)
+    for k in range(NUM_PARTS):
+        lse = tl.load(plse_ptr + (base + k) * GROUP + g, mask=row_ok, other=float("-inf"))
+        if HAS_SEL:  # parts of -1 selection entries were never written
+            blk = tl.load(sel_ptr + h * stride_sh + t.to(tl.int64) * stride_st + k, mask=row_ok, other=-1)
+            lse = tl.where(blk >= 0, lse, float("-inf"))
+        m_new = tl.maximum(m, lse)
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp2(m - m_safe)
+        w = tl.exp2(lse - m_safe)
+        o = tl.load(po_ptr + ((base + k) * GROUP + g)[:, None] * HEAD_DIM + offs_d[None, :],
+                    mask=row_ok[:, None], other=0.0)
+        o = tl.where((w > 0)[:, None], o.to(tl.float32), 0.0)  # a missing part may hold garbage (NaN)
+        denom = denom * alpha + w
+        acc = acc * alpha[:, None] + w[:, None] * o
+        m = m_new
+    acc = acc / tl.where(denom > 0, denom, 1.0)[:, None]
+    out = out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + g)[:, None] * stride_oh + offs_d[None, :]
+    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+
+
+def merge_partials(
+    partial_o: torch.Tensor,
+    partial_lse: torch.Tensor,
+    out: torch.Tensor,
+    selection: torch.Tensor | None,
+) -> None:
+    """out[t, h*G + g] = softmax-weighted sum over parts; ``selection`` (if given) marks which parts exist."""
+    num_kv_heads, num_tokens, num_parts, group, head_dim = partial_o.shape
+    if num_tokens == 0:
+        return
+    sel = selection if selection is not None else partial_lse  # unused pointer when HAS_SEL is False
+    group_pad = triton.next_power_of_2(group)
+    # 32 rows (16 KiB fp32 accumulator) on the GPU; under the CPU interpreter the cost is per op, so go wide.
+    tile_t = max(1, (32 if partial_o.is_cuda else 512) // group_pad)
+    _merge_kernel[(triton.cdiv(num_tokens, tile_t), num_kv_heads)](
+        partial_o, partial_lse, sel, out,
+        num_tokens,
+        sel.stride(0), sel.stride(1),
+        out.stride(0), out.stride(1),
+        GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, NUM_PARTS=num_parts,
+        TILE_T=tile_t, HAS_SEL=selection is not None,
+        num_warps=4,
+    )

@@ -1,0 +1,165 @@
+"""Triton MSA prefill attention, KV-outer ("gather Q").
+
+Query-outer kernels reload every selected K/V block once per query token. Here the selection is inverted into a
+CSR (for each (KV head, request, block): the (token, slot) entries that chose it); a program loads the K/V of one
+block once and streams gathered query tiles through it (TILE_T tokens x 16 heads = 128 rows per MMA), writing a
+normalised partial output and its log2-sum-exp per (token, slot). ``merge.merge_partials`` combines the <= 16
+parts of each token. Balance: a block's entry list is cut into chunks of CHUNK entries, one program each, so a
+very popular block (the first blocks, chosen by most tokens) spreads over many programs.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.msa.merge import device_positions, device_requests, merge_partials
+from kernels.msa.reference import BLOCK_SIZE, MSAShapeError
+
+
+@triton.jit
+def _kv_outer_kernel(
+    q_ptr, kv_ptr, perm_ptr, row_ptr, work_seg_ptr, work_chunk_ptr, bt_ptr, seq_lens_ptr, pos_ptr,
+    po_ptr, plse_ptr,
+    num_tokens, num_segs, blocks_per_head, max_blocks, sm_scale_log2,
+    stride_qt, stride_qh,
+    stride_kvp, stride_kvh, stride_kvt,
+    stride_btr,
+    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, TOPK: tl.constexpr,
+    TILE_T: tl.constexpr, CHUNK: tl.constexpr,
+):
+    w = tl.program_id(0)
+    seg = tl.load(work_seg_ptr + w)
+    if seg >= num_segs:
+        return
+    start = tl.load(row_ptr + seg) + tl.load(work_chunk_ptr + w) * CHUNK
+    end = tl.minimum(start + CHUNK, tl.load(row_ptr + seg + 1))
+    h = seg // blocks_per_head
+    req = (seg % blocks_per_head) // max_blocks
+    blk = seg % max_blocks
+    page = tl.load(bt_ptr + req.to(tl.int64) * stride_btr + blk).to(tl.int64)
+    seq_len = tl.load(seq_lens_ptr + req)
+
+    offs_j = tl.arange(0, 128)
+    offs_d = tl.arange(0, HEAD_DIM)
+    kpos = blk * 128 + offs_j
+    kv_ok = kpos < seq_len
+    kv_base = kv_ptr + page * stride_kvp + h * stride_kvh
+    # K and V of the block: loaded once, reused by every query tile below.
+    k_t = tl.load(kv_base + offs_j[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
+    v = tl.load(kv_base + offs_j[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :], mask=kv_ok[:, None], other=0.0)
+
+    ROWS: tl.constexpr = TILE_T * GROUP_PAD
+    offs_r = tl.arange(0, ROWS)
+    r_tok = offs_r // GROUP_PAD
+    r_g = offs_r % GROUP_PAD
+    for i in range(start, end, TILE_T):
+        ent_ok = (i + r_tok < end) & (r_g < GROUP)
+        e = tl.load(perm_ptr + i + r_tok, mask=ent_ok, other=0).to(tl.int64)  # e = (h * T + t) * TOPK + slot
+        t = (e // TOPK) % num_tokens
+        q = tl.load(q_ptr + t[:, None] * stride_qt + (h * GROUP + r_g)[:, None] * stride_qh + offs_d[None, :],
+                    mask=ent_ok[:, None], other=0.0)
+        p_t = tl.load(pos_ptr + t, mask=ent_ok, other=0)
+        s = tl.dot(q, k_t) * sm_scale_log2
+        s = tl.where((kpos[None, :] <= p_t[:, None]) & kv_ok[None, :], s, float("-inf"))
+        m = tl.max(s, axis=1)
+        m = tl.where(m == float("-inf"), 0.0, m)  # a row with no visible key (bad selection) stays finite
+        p = tl.exp2(s - m[:, None])
+        l = tl.sum(p, axis=1)
+        o = tl.dot(p.to(v.dtype), v) / tl.where(l > 0, l, 1.0)[:, None]
+        lse = tl.where(l > 0, m + tl.log2(l), float("-inf"))
+        part = e * GROUP + r_g
+        tl.store(po_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], o.to(po_ptr.dtype.element_ty),
+                 mask=ent_ok[:, None])
+        tl.store(plse_ptr + part, lse, mask=ent_ok)
+
+
+def build_block_csr(
+    selection: torch.Tensor, query_start_loc: torch.Tensor, max_blocks: int, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Invert the selection: (perm, row_ptr, work_seg, work_chunk, num_segs), no host sync.
+
+    Segment id = (kv_head * num_requests + request) * max_blocks + block. ``perm`` lists selection entries
+    (flat index into [kv_heads, tokens, top_k]) grouped by segment; ``row_ptr`` [num_segs + 1] are the offsets.
+    Work item w handles entries [row_ptr[seg] + work_chunk[w] * chunk, ... + chunk) of seg = work_seg[w];
+    items past the real count carry seg == num_segs.
+    """
+    num_kv_heads, num_tokens, top_k = selection.shape
+    num_requests = query_start_loc.numel() - 1
+    num_segs = num_kv_heads * num_requests * max_blocks
+    dev = selection.device
+    req = device_requests(query_start_loc, num_tokens)
+    head = torch.arange(num_kv_heads, device=dev)[:, None, None]
+    sel = selection.to(torch.int64)
+    seg = (head * num_requests + req[None, :, None]) * max_blocks + sel
+    seg = torch.where(sel >= 0, seg, num_segs).flatten()
+    perm = torch.sort(seg, stable=True).indices.to(torch.int32)  # stable: entries of a block stay in token order
+    counts = torch.bincount(seg, minlength=num_segs + 1)[:num_segs]
+    row_ptr = torch.zeros(num_segs + 1, dtype=torch.int64, device=dev)
+    row_ptr[1:] = torch.cumsum(counts, 0)
+    chunks = (counts + chunk - 1) // chunk
+    work_end = torch.cumsum(chunks, 0)
+    max_work = num_segs + triton.cdiv(seg.numel(), chunk)  # host bound: sum(ceil(c / chunk)) <= segs + n / chunk
+    w = torch.arange(max_work, device=dev)
+    work_seg = torch.searchsorted(work_end, w, right=True)
+    work_chunk = w - (work_end - chunks).gather(0, work_seg.clamp(max=num_segs - 1))
+    return perm, row_ptr, work_seg.to(torch.int32), work_chunk.to(torch.int32), num_segs
+
+
+def sparse_attention_triton(
+    q: torch.Tensor,
+    kv_cache: torch.Tensor,
+    selection: torch.Tensor,
+    block_table: torch.Tensor,
+    query_start_loc: torch.Tensor,
+    seq_lens: torch.Tensor,
+    sm_scale: float | None = None,
+    out: torch.Tensor | None = None,
+    chunk: int = 64,
+) -> torch.Tensor:
+    """KV-outer sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype."""
+    num_tokens, num_heads, head_dim = q.shape
+    num_kv_heads = kv_cache.shape[1]
+    _check(q, kv_cache, selection)
+    group = num_heads // num_kv_heads
+    top_k = selection.shape[2]
+    scale = sm_scale if sm_scale is not None else head_dim ** -0.5
+    if out is None:
+        out = torch.empty_like(q)
+    if num_tokens == 0:
+        return out
+    max_blocks = block_table.shape[1]
+    group_pad = triton.next_power_of_2(group)
+    tile_t = max(1, 128 // group_pad)
+    perm, row_ptr, work_seg, work_chunk, num_segs = build_block_csr(selection, query_start_loc, max_blocks, chunk)
+    pos = device_positions(query_start_loc, seq_lens, num_tokens)
+    partial_o = torch.empty((num_kv_heads, num_tokens, top_k, group, head_dim), dtype=q.dtype, device=q.device)
+    partial_lse = torch.empty((num_kv_heads, num_tokens, top_k, group), dtype=torch.float32, device=q.device)
+    _kv_outer_kernel[(work_seg.numel(),)](
+        q, kv_cache, perm, row_ptr, work_seg, work_chunk, block_table, seq_lens, pos,
+        partial_o, partial_lse,
+        num_tokens, num_segs, (query_start_loc.numel() - 1) * max_blocks, max_blocks, scale * 1.4426950408889634,
+        q.stride(0), q.stride(1),
+        kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
+        block_table.stride(0),
+        GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, TOPK=top_k, TILE_T=tile_t, CHUNK=chunk,
+        num_warps=8,
+    )
+    merge_partials(partial_o, partial_lse, out, selection)
+    return out
+
+
+def _check(q: torch.Tensor, kv_cache: torch.Tensor, selection: torch.Tensor) -> None:
+    problems = []
+    if q.dim() != 3 or q.stride(2) != 1:
+        problems.append(f"q must be [tokens, heads, head_dim] with unit last stride, got {tuple(q.shape)}")
+    if kv_cache.dim() != 4 or kv_cache.shape[2] != BLOCK_SIZE or kv_cache.stride(3) != 1:
+        problems.append(f"kv_cache must be [pages, kv_heads, {BLOCK_SIZE}, 2*head_dim], got {tuple(kv_cache.shape)}")
+    elif q.dim() == 3 and (kv_cache.shape[3] != 2 * q.shape[2] or q.shape[1] % kv_cache.shape[1]):
+        problems.append(f"q {tuple(q.shape)} does not fit kv_cache {tuple(kv_cache.shape)}")
+    if selection.dim() != 3 or not selection.is_contiguous():
+        problems.append(f"selection must be a contiguous [kv_heads, tokens, top_k] tensor, got {tuple(selection.shape)}")
+    elif q.dim() == 3 and kv_cache.dim() == 4 and tuple(selection.shape[:2]) != (kv_cache.shape[1], q.shape[0]):
+        problems.append(f"selection {tuple(selection.shape)} does not fit q {tuple(q.shape)} / kv_cache heads")
+    if problems:
+        raise MSAShapeError("; ".join(problems))
