@@ -132,7 +132,7 @@ def _markdown(rubric: RubricNode, n: int, grading: Grading, verdicts: list[dict[
              "### Rubric", "", *_tree_md(rubric, grading.scores), "", "### Numeric results", "",
              "| leaf | paper | reproduced | abs dev | rel dev | tolerance | ok |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for g in _deviations(grading):
-        rel = f"{g.rel_deviation:.1%}" if g.rel_deviation is not None else "-"
+        rel = f"{g.rel_deviation:.2%}" if g.rel_deviation is not None else "-"
         got = f"{g.got:g}" if g.got is not None else "missing"
         dev = f"{g.abs_deviation:.4g}" if g.abs_deviation is not None else "-"
         lines.append(f"| {g.id} | {g.expected:g} | {got} | {dev} | {rel} | ±{g.tolerance:g} | {'yes' if g.score else 'no'} |")

@@ -67,11 +67,11 @@ def fallback_rubric(bundle: Bundle) -> RubricNode:
     execution = [RubricNode("exec/reproduce", "Running reproduce.sh completes without error within the time limit.",
                             2.0, task_category="Code Execution", finegrained_task_category="Experimental Setup",
                             extra={"check": "exit_ok"})]
-    execution += [RubricNode(f"exec/{t.id}", f"reproduce.sh regenerates {t.caption or t.id} as results/{t.id}.csv.",
+    execution += [RubricNode(f"exec/{t.id}", f"reproduce.sh regenerates {_name(t.caption, t.id)} as results/{t.id}.csv.",
                              1.0, task_category="Code Execution",
                              finegrained_task_category="Logging, Analysis & Presentation",
                              extra={"outputs": [f"results/{t.id}.csv"]}) for t in bundle.tables]
-    execution += [RubricNode(f"exec/{f.id}", f"reproduce.sh regenerates {f.caption or f.id} as figures/{f.id}.png.",
+    execution += [RubricNode(f"exec/{f.id}", f"reproduce.sh regenerates {_name(f.caption, f.id)} as figures/{f.id}.png.",
                              1.0, task_category="Code Execution",
                              finegrained_task_category="Logging, Analysis & Presentation",
                              extra={"outputs": [f"figures/{f.id}.png"]}) for f in bundle.figures]
@@ -89,7 +89,7 @@ def _result_groups(bundle: Bundle) -> list[RubricNode]:
     for table in bundle.tables:
         leaves = [_number_leaf(n, 0) for n in cells if n.ref["table"] == table.id]
         if leaves:
-            groups.append(RubricNode(f"results/{table.id}", f"The re-run reproduces {table.caption or table.id}.",
+            groups.append(RubricNode(f"results/{table.id}", f"The re-run reproduces {_name(table.caption, table.id)}.",
                                      float(len(leaves)), leaves))
     table_values = {n.value for n in cells}
     text = [n for n in _result_sentences(bundle) if ("." in n.text or "%" in n.text)
@@ -99,13 +99,18 @@ def _result_groups(bundle: Bundle) -> list[RubricNode]:
         groups.append(RubricNode("results/text", "The re-run reproduces the numbers reported in the text.",
                                  float(len(leaves)), leaves))
     figures = [RubricNode(f"results/{f.id}", f"The reproduced figures/{f.id}.png shows the same content and trends as "
-                          f"the paper's {f.caption or f.id}", 1.0, task_category="Result Analysis",
+                          f"the paper's {_name(f.caption, f.id)}.", 1.0, task_category="Result Analysis",
                           finegrained_task_category="Logging, Analysis & Presentation",
                           extra={"figure": f.id, "output": f"figures/{f.id}.png"}) for f in bundle.figures]
     if figures:
         groups.append(RubricNode("results/figures", "The re-run reproduces the paper's figures.", float(len(figures)),
                                  figures))
     return groups
+
+
+def _name(caption: str, fallback: str) -> str:
+    """A caption usable inside a sentence (no trailing period)."""
+    return caption.rstrip(". ") or fallback
 
 
 def _result_sentences(bundle: Bundle) -> list[ReportedNumber]:
@@ -118,7 +123,7 @@ def _result_sentences(bundle: Bundle) -> list[ReportedNumber]:
 
 def _number_leaf(number: ReportedNumber, index: int) -> RubricNode:
     key = metric_key(number, index)
-    where = number.context if number.source == "table" else f'the sentence "{number.context[:160]}"'
+    where = number.context.rstrip(". ") if number.source == "table" else f'the sentence "{number.context[:160]}"'
     return RubricNode(
         f"results/{key}", f"The re-run reproduces {number.text} from {where}.", 1.0,
         task_category="Result Analysis", finegrained_task_category="Evaluation, Metrics & Benchmarking",

@@ -85,7 +85,7 @@ def table_numbers(table: Table) -> list[ReportedNumber]:
             column = table.header[c] if c < len(table.header) else f"col{c}"
             found.append(ReportedNumber(
                 value=value, text=cell, source="table", page=table.page,
-                context=f"{table.caption or table.id} row {label!r}, column {column!r}",
+                context=f"{table.caption.rstrip('. ') or table.id}, row {label!r}, column {column!r}",
                 ref={"table": table.id, "row": label, "column": column},
             ))
     return found
