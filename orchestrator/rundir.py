@@ -83,7 +83,7 @@ class RunDir:
     """Paths and small read/write helpers of one run directory."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # sandboxes bind-mount its folders: never a relative path
         self._events: EventLog | None = None
 
     @property

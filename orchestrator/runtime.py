@@ -61,15 +61,19 @@ class Runtime:
     def endpoint(self, role: str) -> ModelEndpoint:
         return self.settings.verifier if role in ("verifier", "planner") else self.settings.producer
 
-    def context_tokens(self, role: str) -> int:
-        if self.models is not endpoint_models:
-            return DEFAULT_CONTEXT_TOKENS
+    def token_limits(self, role: str) -> tuple[int, int]:
+        """(prompt budget, completion budget) for this role's server: a small-context server (the embedded
+        model serves 4K) gets at most a quarter of its context for the completion."""
         endpoint = self.endpoint(role)
-        try:
-            known = context_length(endpoint)
-        except EndpointUnavailable:  # the call itself will retry and pause the run if it stays down
-            known = None
-        return (known or DEFAULT_CONTEXT_TOKENS) - endpoint.max_tokens - 256
+        known = None
+        if self.models is endpoint_models:
+            try:
+                known = context_length(endpoint)
+            except EndpointUnavailable:  # the call itself will retry and pause the run if it stays down
+                known = None
+        context = known or DEFAULT_CONTEXT_TOKENS
+        completion = min(endpoint.max_tokens, context // 4)
+        return context - completion - 256, completion
 
     def fresh_sandbox(self, spec: SandboxSpec) -> Sandbox:
         """A NEW sandbox (verifier checks never reuse the producer's)."""
@@ -93,12 +97,14 @@ class Runtime:
         """One model call, packed to the context, retried on transient errors, recorded as a `model_call` event."""
         endpoint = self.endpoint(role)
 
+        prompt_budget, completion_budget = self.token_limits(role)
+
         def build() -> Any:
-            model = self.models(role, endpoint, thinking)
+            model = self.models(role, endpoint, thinking, completion_budget)
             return model.bind_tools(list(tools), tool_choice=tool_choice) if tools and tool_choice else model
 
         started = time.monotonic()
-        prompt = pack(messages, self.context_tokens(role))
+        prompt = pack(messages, prompt_budget)
         reply = invoke_with_retry(build, prompt, endpoint.retry_for_s, () if tool_choice else tools)
         usage = usage_of(reply, prompt)
         self.run.events.append(

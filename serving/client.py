@@ -32,8 +32,8 @@ class ModelEndpoint:
     """Bearer token (vLLM ignores it unless started with --api-key)."""
     temperature: float = 0.2
     """Sampling temperature."""
-    max_tokens: int = 2048
-    """Completion budget of one call (reasoning included)."""
+    max_tokens: int = 16384
+    """Completion budget of one call (reasoning included); capped at a quarter of a small server's context."""
     timeout_s: float = 600.0
     """Time one request may take before it counts as a failure."""
     retry_for_s: float = 60.0

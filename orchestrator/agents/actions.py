@@ -35,7 +35,8 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
 
 TOOL_NAMES = {t["function"]["name"] for t in TOOL_SCHEMAS}
 
-_FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.DOTALL)
+_FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+"""A fenced block: opening and closing fences at the start of a line (inline ``` in prose is not a block)."""
 _DONE = re.compile(r"^\s*DONE\b:?\s*(.*)$", re.MULTILINE)
 
 
@@ -64,7 +65,7 @@ def from_text(text: str, main_file: str | None) -> list[Action]:
             command = "\n".join(line[2:] if line.startswith("$ ") else line for line in body.splitlines()).strip()
             if command:
                 actions.append(Action("run", {"command": command}))
-        elif word == "write" and rest.strip():
+        elif word == "write" and re.fullmatch(r"[\w./-]+", rest.strip()):
             actions.append(Action("write_file", {"path": rest.strip(), "content": body}))
         elif body.strip():
             bare.append(body)

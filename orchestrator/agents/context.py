@@ -77,7 +77,7 @@ def pack(messages: list[BaseMessage], max_tokens: int, keep_head: int = 2, keep_
     The head (system prompt and task) and the last `keep_tail` messages are always kept whole."""
     if estimate_tokens(messages) <= max_tokens:
         return messages
-    head, body = messages[:keep_head], list(messages[keep_head:])
+    head, body = _fit_head(messages[:keep_head], int(max_tokens * 0.7)), list(messages[keep_head:])
     cut = max(0, len(body) - keep_tail)
     for i in range(cut):
         if _is_observation(body[i]):
@@ -90,6 +90,21 @@ def pack(messages: list[BaseMessage], max_tokens: int, keep_head: int = 2, keep_
         dropped += len(rounds.pop(0))
     note = [HumanMessage(content=f"[{dropped} older messages were dropped to fit the context]")] if dropped else []
     return head + note + [m for r in rounds for m in r]
+
+
+def _fit_head(head: list[BaseMessage], max_tokens: int) -> list[BaseMessage]:
+    """The head is never dropped; on a small-context server its longest parts are cut in the middle."""
+    if estimate_tokens(head) <= max_tokens:
+        return head
+    share = int(max_tokens * CHARS_PER_TOKEN / max(1, len(head)))
+    fitted: list[BaseMessage] = []
+    for m in head:
+        if isinstance(m.content, str) and len(m.content) > share:
+            half = share // 2
+            m = m.model_copy(update={"content": m.content[:half] + "\n[... cut to fit the context ...]\n"
+                                     + m.content[-half:]})
+        fitted.append(m)
+    return fitted
 
 
 def system_and_task(system: str, task: str) -> list[BaseMessage]:

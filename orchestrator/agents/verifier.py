@@ -18,6 +18,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from orchestrator import prompts
 from orchestrator.runtime import Runtime
 from orchestrator.workspace import diff_for_iteration, export_head, share_tree
+from sandboxes.base import SandboxError
 from tasks.base import CheckContext, CheckReport
 
 VerdictKind = Literal["pass", "fail", "error"]
@@ -132,6 +133,8 @@ def run_check(rt: Runtime, iteration: int, meter: _TokenMeter) -> CheckReport:
                        judge=_judge(rt, iteration, meter))
     try:
         return rt.task.check(ctx)
+    except SandboxError:
+        raise  # infrastructure, not the producer's fault: retried by the graph, then the run fails resumably
     except Exception as exc:  # noqa: BLE001 - a crashing check is a failed check, with its traceback kept
         log = rt.run.write_log(f"check-{iteration:04d}-crash.txt", traceback.format_exc())
         return CheckReport(False, 0.0, f"the check itself failed: {exc!r}", findings=[f"check crashed: {exc!r}"],

@@ -50,21 +50,20 @@ def ingest(
 
 def _make_rubric(bundle: Any, use_model: bool, settings: Any) -> Any:
     """The model's rubric when it is usable, else the deterministic one (the reason is printed)."""
-    from serving.client import EndpointUnavailable, make_chat_model
+    from serving.client import EndpointUnavailable, context_length, make_chat_model
     from tasks.paper.asker import chat_asker
     from tasks.paper.rubric_gen import generate_rubric
 
-    ask = None
+    ask, max_chars = None, None
     if use_model:
+        endpoint = settings.verifier
         try:
-            ask = chat_asker(make_chat_model(settings.verifier), vision=settings.verifier.vision)
+            ask = chat_asker(make_chat_model(endpoint), vision=endpoint.vision)
+            # ~3 characters a token, leaving room for the reply.
+            max_chars = ((context_length(endpoint) or 32768) - endpoint.max_tokens - 256) * 3
         except EndpointUnavailable as exc:
             console.print(f"[yellow]model unavailable ({exc}); using the deterministic rubric[/yellow]")
-    try:
-        result = generate_rubric(bundle, ask)
-    except EndpointUnavailable as exc:
-        console.print(f"[yellow]model failed ({exc}); using the deterministic rubric[/yellow]")
-        result = generate_rubric(bundle, None)
+    result = generate_rubric(bundle, ask, max_chars)
     if result.source == "fallback" and use_model:
         console.print(f"[yellow]the model's rubric was not usable ({'; '.join(result.problems)[:300]}); "
                       "using the deterministic rubric[/yellow]")

@@ -29,4 +29,5 @@ if ! docker info >/dev/null 2>&1; then
 fi
 echo "[setup] docker engine: $(docker version --format '{{.Server.Version}}')"
 
-.venv/bin/m3lab sandbox build --image all
+# Which images: "all" (tests) or one name (the main job needs only "default").
+.venv/bin/m3lab sandbox build --image "${1:-all}"
