@@ -39,6 +39,8 @@ def create_run(task: Task, settings: Settings) -> RunDir:
     init_repo(run.workspace)
     run.update_meta(id=run.id, task={"kind": task.kind, "params": task.params(), "title": task.title()},
                     config=settings.to_json(), status="created", stop_reason="", iteration=0, best_score=0.0,
+                    budget={"limits": dataclasses.asdict(settings.budget), "used": {"iterations": 0, "tokens": 0,
+                                                                                   "elapsed_s": 0.0}},
                     best_iteration=0, created_at=time.time(), pid=None)
     run.events.append("run_started", None, key="run_started", task=task.title())
     return run
