@@ -32,6 +32,7 @@ class MSAIndexerImpl(MiniMaxM3IndexerImpl):
 
     implementation_name = "m3lab-msa"
     index_topk_fn = "kernels.msa.reference:msa_index_topk"
+    writes_in_place = False
 
     def forward(self, index_query: torch.Tensor, **_: object) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         attn_metadata = get_forward_context().attn_metadata
@@ -49,26 +50,27 @@ class MSAIndexerImpl(MiniMaxM3IndexerImpl):
         if md.num_decodes > 0:
             d = md.decode
             assert d is not None
-            qsl = reference.decode_query_start_loc(md.num_decodes, d.decode_query_len)
-            sel = self._select(iq[:nd], cache, d.block_table, qsl, d.seq_lens)
-            buf[:nd].copy_(sel.permute(1, 0, 2))
-            decode_topk = buf[:nd].transpose(0, 1)
+            qsl = reference.decode_query_start_loc(md.num_decodes, d.decode_query_len, iq.device)
+            decode_topk = buf[:nd].transpose(0, 1)  # [heads, tokens, k] view of the token-major buffer
+            self._select(iq[:nd], cache, d.block_table, qsl, d.seq_lens, d.decode_query_len, decode_topk)
         if md.num_prefills > 0:
             p = md.prefill
             assert p is not None
-            sel = self._select(iq[nd:n], cache, p.block_table, p.cu_seqlens_q, p.seq_lens)
-            buf[nd:n].copy_(sel.permute(1, 0, 2))
             prefill_topk = buf[nd:n].transpose(0, 1)
+            self._select(iq[nd:n], cache, p.block_table, p.cu_seqlens_q, p.seq_lens, p.max_query_len, prefill_topk)
         return decode_topk, prefill_topk
 
     def _select(
-        self, iq: torch.Tensor, cache: torch.Tensor, block_table: torch.Tensor, qsl: torch.Tensor, seq_lens: torch.Tensor
-    ) -> torch.Tensor:
+        self, iq: torch.Tensor, cache: torch.Tensor, block_table: torch.Tensor, qsl: torch.Tensor,
+        seq_lens: torch.Tensor, max_query_len: int, out: torch.Tensor,
+    ) -> None:
+        """Selection [heads, tokens, k] into `out` (a strided view of the shared buffer)."""
+        kwargs = dict(top_k=self.topk_blocks, init_blocks=self.init_blocks, local_blocks=self.local_blocks)
         fn = _kernel(self.index_topk_fn)
-        return fn(
-            iq, cache, block_table, qsl.to(iq.device), seq_lens,
-            top_k=self.topk_blocks, init_blocks=self.init_blocks, local_blocks=self.local_blocks,
-        ).to(iq.device)
+        if self.writes_in_place:  # Triton: straight into the buffer, no host sync for the query length
+            fn(iq, cache, block_table, qsl, seq_lens, max_query_len=max_query_len, out=out, **kwargs)
+        else:
+            out.copy_(fn(iq, cache, block_table, qsl, seq_lens, **kwargs))
 
 
 class MSASparseImpl(MiniMaxM3SparseImpl):
@@ -77,6 +79,7 @@ class MSASparseImpl(MiniMaxM3SparseImpl):
     implementation_name = "m3lab-msa"
     attention_fn = "kernels.msa.reference:sparse_attention"
     decode_fn = "kernels.msa.reference:sparse_decode"
+    writes_in_place = False
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -104,18 +107,21 @@ class MSASparseImpl(MiniMaxM3SparseImpl):
         if md.num_decodes > 0:
             d = md.decode
             assert d is not None
-            res = _kernel(self.decode_fn)(
-                q[:nd], kv_cache, topk[:, :nd], d.block_table, d.seq_lens, d.decode_query_len, self.scale
-            )
-            out[:nd].copy_(res.to(out.dtype))
+            self._run(self.decode_fn, out[:nd], q[:nd], kv_cache, topk[:, :nd].contiguous(), d.block_table,
+                      d.seq_lens, d.decode_query_len, self.scale)
         if md.num_prefills > 0:
             p = md.prefill
             assert p is not None
-            res = _kernel(self.attention_fn)(
-                q[nd:n], kv_cache, topk[:, nd:n], p.block_table, p.cu_seqlens_q, p.seq_lens, self.scale
-            )
-            out[nd:n].copy_(res.to(out.dtype))
+            self._run(self.attention_fn, out[nd:n], q[nd:n], kv_cache, topk[:, nd:n].contiguous(), p.block_table,
+                      p.cu_seqlens_q, p.seq_lens, self.scale)
         return output
+
+    def _run(self, fn_path: str, out: torch.Tensor, *args: object) -> None:
+        fn = _kernel(fn_path)
+        if self.writes_in_place:
+            fn(*args, out=out)
+        else:
+            out.copy_(fn(*args).to(out.dtype))
 
 
 class TorchMSAIndexerImpl(MSAIndexerImpl):
@@ -135,6 +141,7 @@ class TritonMSAIndexerImpl(MSAIndexerImpl):
 
     implementation_name = "m3lab-triton"
     index_topk_fn = "kernels.msa.indexer:msa_index_topk_triton"
+    writes_in_place = True
 
 
 class TritonMSASparseImpl(MSASparseImpl):
@@ -143,3 +150,4 @@ class TritonMSASparseImpl(MSASparseImpl):
     implementation_name = "m3lab-triton"
     attention_fn = "kernels.msa.prefill:sparse_attention_triton"
     decode_fn = "kernels.msa.decode:sparse_decode_triton"
+    writes_in_place = True
