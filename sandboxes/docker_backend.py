@@ -6,6 +6,7 @@ exec has no timeout of its own).
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -16,7 +17,8 @@ from sandboxes.base import ExecResult, InvalidSpec, SandboxError, SandboxSpec, i
 from sandboxes.cgroups import docker_oom_count, docker_procs_file, kill_pids_in
 from sandboxes.engine import (LABEL, LABEL_DEADLINE, LABEL_OWNER_BOOT, LABEL_OWNER_PID, LABEL_POOL, LABEL_RUN,
                               boot_id)
-from sandboxes.outcome import TailBuffer, make_result
+from sandboxes.agent import AgentDied, ExecAgent
+from sandboxes.outcome import KILLED_EXIT, TailBuffer, make_result
 from sandboxes.validate import uid_gid, validate_spec
 from sandboxes.workspace import grant_workspace
 
@@ -24,8 +26,14 @@ if TYPE_CHECKING:
     import docker
     from docker.models.containers import Container
 
+log = logging.getLogger(__name__)
 KILL_GRACE_S = 2
-"""After the TERM at the deadline, `timeout` sends KILL this much later."""
+"""After the TERM at the deadline, KILL follows this much later."""
+LIFETIME_MARGIN_S = 5
+"""The container outlives the sandbox's lifetime by this much, so a command running at the end is reported
+as timed out by the agent rather than killed by the container's exit."""
+MAX_AGENT_FAILURES = 3
+"""After this many agent deaths or failed starts, the sandbox uses plain `docker exec` only."""
 
 
 def _container_kwargs(spec: SandboxSpec, pool_key: str | None) -> dict:
@@ -40,8 +48,8 @@ def _container_kwargs(spec: SandboxSpec, pool_key: str | None) -> dict:
     env = {"HOME": "/tmp", **spec.env}
     fsize = spec.max_file_mb << 20
     kwargs = dict(
-        command=["sleep", str(int(spec.lifetime_s))], detach=True, init=True, labels=labels,
-        user=f"{uid}:{gid}", environment=env, working_dir="/work" if spec.workspace else "/tmp",
+        command=["sleep", str(int(spec.lifetime_s) + LIFETIME_MARGIN_S)], detach=True, init=True, labels=labels,
+        user=_keeper_user(uid), environment=env, working_dir="/work" if spec.workspace else "/tmp",
         read_only=True, tmpfs={"/tmp": f"rw,nosuid,nodev,size={spec.tmpfs_mb}m,mode=1777"},
         cap_drop=["ALL"], security_opt=["no-new-privileges"], network_mode="bridge" if spec.network else "none",
         mem_limit=f"{spec.memory_mb}m", memswap_limit=f"{spec.memory_mb}m", nano_cpus=int(spec.cpus * 1e9),
@@ -53,6 +61,13 @@ def _container_kwargs(spec: SandboxSpec, pool_key: str | None) -> dict:
     if spec.gpu:
         kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
     return kwargs
+
+
+def _keeper_user(sandbox_uid: int) -> str:
+    """The uid of the container's init and sleep: unprivileged but not the sandbox user, so code in the
+    sandbox cannot end its own container with `kill -9 -1`."""
+    keeper = 65533 if sandbox_uid != 65533 else 65532
+    return f"{keeper}:{keeper}"
 
 
 def start_container(client: "docker.DockerClient", spec: SandboxSpec, pool_key: str | None = None) -> "Container":
@@ -85,7 +100,8 @@ def _argv(cmd: str | Sequence[str]) -> list[str]:
 
 
 class DockerSandbox:
-    """A running container; see `sandboxes.base.Sandbox`."""
+    """A running container; see `sandboxes.base.Sandbox`. Commands go through the in-container agent when it
+    runs (a fork per command), else through `docker exec` (a runc exec per command, ~85 ms)."""
 
     backend = "docker"
 
@@ -95,9 +111,12 @@ class DockerSandbox:
         self.client = client
         self.started = time.monotonic()
         self._closed = False
-        self._keep: set[int] | None = None
+        self._keep = self._keep_pids()
         self._lock = threading.Lock()
+        self._agent_lock = threading.Lock()
         self._inflight = 0
+        self._agent: ExecAgent | None = None
+        self._agent_failures = 0
 
     @property
     def id(self) -> str:
@@ -106,6 +125,19 @@ class DockerSandbox:
     def _remaining_s(self) -> float:
         return self.spec.lifetime_s - (time.monotonic() - self.started)
 
+    def start_agent(self) -> ExecAgent | None:
+        """Start the exec agent unless it runs or failed too often (e.g. an image without python3)."""
+        if self._agent is not None or self._agent_failures >= MAX_AGENT_FAILURES:
+            return self._agent
+        try:
+            self._agent = ExecAgent(self.client, self.id, self.spec.user)
+        except Exception as exc:  # any failure only means the slower docker-exec path
+            log.debug("exec agent unavailable in %s: %s", self.id[:12], exc)
+            self._agent_failures += 1
+            return None
+        self._keep.add(self._agent.host_pid)
+        return self._agent
+
     def exec(self, cmd: str | Sequence[str], timeout_s: float | None = None, env: Mapping[str, str] | None = None,
              workdir: str = "/work") -> ExecResult:
         if self._closed:
@@ -113,10 +145,18 @@ class DockerSandbox:
         timeout = min(timeout_s or self.spec.exec_timeout_s, self._remaining_s())
         if timeout <= 0:
             raise SandboxError(f"sandbox passed its lifetime of {self.spec.lifetime_s:g} s")
-        argv = ["timeout", "-k", str(KILL_GRACE_S), f"{timeout:.3f}", *_argv(cmd)]
         with self._lock:
             self._inflight += 1
         try:
+            # One agent request at a time; a concurrent exec takes the docker-exec path.
+            if self._agent_lock.acquire(blocking=False):
+                try:
+                    agent = self.start_agent()
+                    if agent is not None:
+                        return self._run_agent(agent, _argv(cmd), timeout, dict(env or {}), workdir)
+                finally:
+                    self._agent_lock.release()
+            argv = ["timeout", "-k", str(KILL_GRACE_S), f"{timeout:.3f}", *_argv(cmd)]
             return self._run(argv, timeout, dict(env or {}), workdir)
         finally:
             with self._lock:
@@ -127,11 +167,44 @@ class DockerSandbox:
                 # started outlives it: no daemon, no fork bomb left running after `timeout` raced it.
                 self.kill_strays()
 
+    def _oom_count(self) -> int | None:
+        return docker_oom_count(self.id)
+
+    def _run_agent(self, agent: ExecAgent, argv: list[str], timeout: float, env: dict[str, str],
+                   workdir: str) -> ExecResult:
+        oom_before = self._oom_count()
+        start = time.monotonic()
+        out, err = TailBuffer(), TailBuffer()
+        try:
+            code, stdout, stderr, timed_out = agent.run(argv, env, workdir, timeout, KILL_GRACE_S)
+        except AgentDied as exc:
+            self._agent = None
+            self._agent_failures += 1
+            agent.close()
+            self._check_alive()
+            oom = _grew(oom_before, self._oom_count())
+            err.write(f"[m3lab sandbox] the command took the exec agent down with it ({exc})".encode())
+            return make_result(KILLED_EXIT, out, err, time.monotonic() - start, timeout, oom)
+        out.write(stdout)
+        err.write(stderr)
+        oom = _grew(oom_before, self._oom_count())
+        return make_result(code, out, err, time.monotonic() - start, timeout, oom, timed_out)
+
+    def _check_alive(self) -> None:
+        from docker.errors import NotFound
+
+        try:
+            self.container.reload()
+        except NotFound:
+            raise SandboxError("sandbox container is gone (lifetime over or removed)") from None
+        if self.container.status != "running":
+            raise SandboxError(f"sandbox container is {self.container.status} (its main process ended)")
+
     def _run(self, argv: list[str], timeout: float, env: dict[str, str], workdir: str) -> ExecResult:
         from docker.errors import APIError, NotFound
 
         api = self.client.api
-        oom_before = docker_oom_count(self.id)
+        oom_before = self._oom_count()
         out, err = TailBuffer(), TailBuffer()
         start = time.monotonic()
         try:
@@ -144,35 +217,38 @@ class DockerSandbox:
         except NotFound as exc:
             raise SandboxError(f"sandbox container is gone (lifetime over or removed): {exc}") from exc
         except APIError as exc:
+            if "is not running" in str(exc):
+                raise SandboxError(f"sandbox container is not running (lifetime over?): {exc}") from exc
             # e.g. the pids limit is exhausted so runc cannot even start the exec: an observation, not a crash.
             duration = time.monotonic() - start
             return ExecResult(-1, "", f"[m3lab sandbox] exec could not start: {exc}", duration, "error")
-        duration = time.monotonic() - start
-        oom_after = docker_oom_count(self.id)
-        oom = oom_before is not None and oom_after is not None and oom_after > oom_before
-        return make_result(code if code is not None else -1, out, err, duration, timeout, oom)
+        oom = _grew(oom_before, self._oom_count())
+        return make_result(code if code is not None else -1, out, err, time.monotonic() - start, timeout, oom)
 
     def _keep_pids(self) -> set[int]:
-        """Host pids of the container's init and its `sleep` (killing those would end the sandbox)."""
+        """Host pids of the container's init and its `sleep` (killing those would end the sandbox). Read at
+        start, when init's only child is the sleep; init may not have forked it yet, so wait for it."""
         self.container.reload()
         init = int(self.container.attrs["State"]["Pid"])
-        keep = {init}
-        try:
-            for task in Path(f"/proc/{init}/task").iterdir():
-                keep |= {int(c) for c in (task / "children").read_text().split()[:1]}
-        except OSError:
-            pass
-        return keep
+        children: set[int] = set()
+        for _ in range(200):
+            try:
+                for task in Path(f"/proc/{init}/task").iterdir():
+                    children |= {int(c) for c in (task / "children").read_text().split()}
+            except OSError:
+                break  # not a local engine: kill_strays is a no-op there anyway
+            if children:
+                break
+            time.sleep(0.005)
+        return {init, *children}
 
     def kill_strays(self) -> int:
-        """Kill every process of the container but its init and sleep (what finished commands left behind).
-        Host-side through the cgroup, so it works even when the pids limit leaves no room for an exec; 0 where
-        the engine is not local."""
+        """Kill every process of the container but its init, sleep and agent (what finished commands left
+        behind). Host-side through the cgroup, so it works even when the pids limit leaves no room for an exec;
+        0 where the engine is not local."""
         procs = docker_procs_file(self.id)
         if procs is None:
             return 0
-        if self._keep is None:
-            self._keep = self._keep_pids()
         return kill_pids_in(procs, self._keep)
 
     def close(self) -> None:
@@ -180,6 +256,8 @@ class DockerSandbox:
         if self._closed:
             return
         self._closed = True
+        if self._agent is not None:
+            self._agent.close()
         remove_container(self.container)
 
     def __enter__(self) -> "DockerSandbox":
@@ -190,6 +268,10 @@ class DockerSandbox:
 
     def __repr__(self) -> str:
         return f"DockerSandbox({self.id[:12]}, image={self.spec.image!r})"
+
+
+def _grew(before: int | None, after: int | None) -> bool:
+    return before is not None and after is not None and after > before
 
 
 def remove_container(container: "Container") -> None:

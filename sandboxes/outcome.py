@@ -43,11 +43,13 @@ class TailBuffer:
         return body
 
 
-def classify(exit_code: int, duration_s: float, timeout_s: float, oom: bool) -> ExitReason:
+def classify(exit_code: int, duration_s: float, timeout_s: float, oom: bool, timed_out: bool = False) -> ExitReason:
     """Why a command ended. OOM wins (the cgroup counter is unambiguous); a kill after the deadline is a
     timeout; any other SIGKILL is "killed"."""
     if oom:
         return "oom"
+    if timed_out:
+        return "timeout"
     if exit_code == TIMEOUT_EXIT and duration_s >= timeout_s * 0.98:
         return "timeout"
     if exit_code in (KILLED_EXIT, -9) and duration_s >= timeout_s * 0.98:
@@ -58,8 +60,8 @@ def classify(exit_code: int, duration_s: float, timeout_s: float, oom: bool) -> 
 
 
 def make_result(exit_code: int, out: TailBuffer, err: TailBuffer, duration_s: float, timeout_s: float,
-                oom: bool) -> ExecResult:
-    reason = classify(exit_code, duration_s, timeout_s, oom)
+                oom: bool, timed_out: bool = False) -> ExecResult:
+    reason = classify(exit_code, duration_s, timeout_s, oom, timed_out)
     stderr = err.text()
     if reason == "oom":
         stderr += "\n[m3lab sandbox] out of memory: the command exceeded the sandbox memory limit and was killed"

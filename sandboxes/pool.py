@@ -18,11 +18,10 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from sandboxes.base import SandboxError, SandboxSpec
-from sandboxes.docker_backend import DockerSandbox, remove_container, start_container
+from sandboxes.docker_backend import DockerSandbox, start_container
 
 if TYPE_CHECKING:
     import docker
-    from docker.models.containers import Container
 
 log = logging.getLogger(__name__)
 MAX_IDLE_S = 600.0
@@ -41,7 +40,7 @@ class WarmPool:
     def __init__(self, client: "docker.DockerClient", size: int = 1) -> None:
         self.client = client
         self.size = size
-        self._ready: dict[str, list[tuple[float, "Container"]]] = defaultdict(list)
+        self._ready: dict[str, list[DockerSandbox]] = defaultdict(list)
         self._filling: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -53,12 +52,10 @@ class WarmPool:
             with self._lock:
                 if not self._ready[key]:
                     return None
-                born, container = self._ready[key].pop(0)
-            if time.monotonic() - born < min(MAX_IDLE_S, spec.lifetime_s / 2):
-                sandbox = DockerSandbox(spec, container, self.client)
-                sandbox.started = born
+                sandbox = self._ready[key].pop(0)
+            if time.monotonic() - sandbox.started < min(MAX_IDLE_S, spec.lifetime_s / 2):
                 return sandbox
-            remove_container(container)
+            sandbox.close()
 
     def refill_async(self, spec: SandboxSpec) -> None:
         """Start containers in the background until `size` are ready for this spec."""
@@ -74,15 +71,16 @@ class WarmPool:
             self._threads.append(t)
 
     def _fill_one(self, spec: SandboxSpec, key: str) -> None:
+        sandbox = None
         try:
-            container = start_container(self.client, spec, pool_key=key)
+            sandbox = DockerSandbox(spec, start_container(self.client, spec, pool_key=key), self.client)
+            sandbox.start_agent()
         except SandboxError as exc:
             log.warning("warm pool could not start a container: %s", exc)
-            container = None
         with self._lock:
             self._filling[key] -= 1
-            if container is not None:
-                self._ready[key].append((time.monotonic(), container))
+            if sandbox is not None:
+                self._ready[key].append(sandbox)
 
     def prewarm(self, spec: SandboxSpec) -> None:
         """Fill the pool for `spec` and wait until it is ready (benchmarks, run start)."""
@@ -99,10 +97,10 @@ class WarmPool:
         """Remove every idle container; returns how many."""
         self.wait()
         with self._lock:
-            items = [c for lst in self._ready.values() for _, c in lst]
+            items = [sb for lst in self._ready.values() for sb in lst]
             self._ready.clear()
-        for container in items:
-            remove_container(container)
+        for sandbox in items:
+            sandbox.close()
         return len(items)
 
 

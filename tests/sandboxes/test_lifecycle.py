@@ -14,7 +14,7 @@ import pytest
 
 import sandboxes
 from sandboxes import SandboxError, SandboxSpec, open_sandbox
-from sandboxes.engine import LABEL
+from sandboxes.engine import LABEL, LABEL_OWNER_PID
 from sandboxes.process_backend import RUNTIME_DIR
 from sandboxes.reaper import reap
 from tests.sandboxes.conftest import Factory
@@ -24,7 +24,8 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def _labelled(client) -> list:
-    return client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
+    """Containers this test process created (other processes on the host may run sandboxes meanwhile)."""
+    return client.containers.list(all=True, filters={"label": [f"{LABEL}=1", f"{LABEL_OWNER_PID}={os.getpid()}"]})
 
 
 def _process_leftovers(pid: int) -> list[Path]:
@@ -119,7 +120,7 @@ def test_containers_of_killed_parent_are_reaped(docker_engine, sandbox_image: st
     assert docker_engine.containers.get(cid).status == "running"  # the crash left it behind...
     result = reap(docker_engine)
     assert cid[:12] in [r[:12] for r in result.removed]
-    assert cid not in {c.id for c in _labelled(docker_engine)}  # ...and the reaper removed it
+    assert cid not in {c.id for c in docker_engine.containers.list(all=True)}  # ...and the reaper removed it
 
 
 def test_process_sandbox_of_killed_parent_dies_and_is_reaped(bwrap: str, tmp_path: Path) -> None:
