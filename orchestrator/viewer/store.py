@@ -138,16 +138,16 @@ class RunStore:
         return path
 
     def log_files(self, run_id: str, number: int) -> list[str]:
-        """Files under logs/ that belong to an iteration: logs/NNNN/** or logs/NNNN-* / logs/NNNN_*."""
+        """Files under logs/ whose first path part names the iteration as a 4-digit number (logs/0003/...,
+        logs/0003-check.log, logs/check-0003-crash.txt)."""
         logs = self.run_dir(run_id) / "logs"
         if not logs.is_dir():
             return []
-        prefix = f"{number:04d}"
+        token = re.compile(rf"(?<!\d){number:04d}(?!\d)")
         found = []
         for path in sorted(logs.rglob("*")):
             rel = path.relative_to(logs)
-            head = rel.parts[0]
-            if path.is_file() and (head == prefix or re.match(rf"^{prefix}[-_.]", head)):
+            if path.is_file() and token.search(rel.parts[0]):
                 found.append(str(Path("logs") / rel))
         return found
 

@@ -79,7 +79,7 @@ function header(run) {
 
 function controls(runId) {
   const note = el("span", { class: "note", id: "control-note" });
-  const text = el("textarea", { id: "steer-text", placeholder: "Steer the producer (a requirement it sees at its next step)" });
+  const text = el("textarea", { id: "steer-text", placeholder: "Steer the producer: a requirement it sees at its next step" });
   const post = (what, body) => api(`/api/runs/${encodeURIComponent(runId)}/${what}`,
     { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
   const steer = async () => {

@@ -81,12 +81,12 @@ const EVENT_TEXT = {
   run_resumed: (e) => `task ${short(e.task)}`,
   plan: (e) => `plan at ${e.path}`,
   iteration_started: () => "",
-  model_call: (e) => `${e.role} ${e.model || ""} tokens ${e.prompt_tokens}+${e.completion_tokens}` +
+  model_call: (e) => `${e.role ?? ""} ${e.model || ""} tokens ${e.prompt_tokens}+${e.completion_tokens}` +
     (e.reasoning_tokens ? ` (reasoning ${e.reasoning_tokens})` : "") + ` = ${e.total_tokens}` +
     ` · ${fmtNum(e.latency_s, 2)} s · thinking ${e.thinking ? "on" : "off"} · ${e.finish_reason || ""}`,
-  tool_call: (e) => `${e.role} ${e.tool}(${short(e.args, 120)}) ${e.ok ? "ok" : "FAILED"} → ${short(e.output, 200)}`,
+  tool_call: (e) => `${e.role ?? ""} ${e.tool}(${short(e.args, 120)}) ${e.ok ? "ok" : "FAILED"} → ${short(e.output, 200)}`,
   exec: (e) => `[${e.where}] $ ${short(e.cmd, 160)} → exit ${e.exit_code} (${e.reason}) ${fmtNum(e.duration_s, 2)} s`,
-  commit: (e) => `${String(e.sha || "").slice(0, 10)} ${e.message}`,
+  commit: (e) => `${String(e.sha || "").slice(0, 10)} ${e.message ?? ""}`,
   check: (e) => `${e.passed ? "passed" : "not passed"} score ${fmtNum(e.score)} · ${short(e.summary)}`,
   verdict: (e) => `${e.verdict} score ${fmtNum(e.score)} · ${(e.findings || []).length} findings`,
   decision: (e) => `${e.action}: ${short(e.reason)}`,

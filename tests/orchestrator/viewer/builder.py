@@ -74,6 +74,8 @@ class RunBuilder:
         self.event("exec", n, where="check", cmd="python -m pytest -q", exit_code=0 if verdict == "pass" else 1,
                    reason="exited", duration_s=2.5, stdout_tail=stdout, stderr_tail="")
         (self.dir / "logs" / f"{n:04d}-check.log").write_text(f"full check log of iteration {n}\n{stdout}\n")
+        (self.dir / "logs" / f"check-{n:04d}-crash.txt").write_text("crash")
+        (self.dir / "logs" / f"check-{n:04d}1.txt").write_text("another iteration's log")
         check = {"passed": verdict == "pass", "score": score, "summary": f"check of iteration {n}",
                  "metrics": {"score": score}, "findings": [], "evidence_path": None}
         self.event("check", n, **{k: check[k] for k in ("passed", "score", "summary", "metrics")})
@@ -125,7 +127,8 @@ def kernel_artifacts(run: RunBuilder, speedups: list[float]) -> None:
             cheat = "timing_hijack" if i == 2 else ""
             w.writerow([f"c{i}", i, f"c{i - 1}" if i > 1 else "", "pass" if not cheat else "fail",
                         str(not cheat).lower(), "1.000", f"{1 / s:.3f}", f"{s:.2f}", cheat])
-    best = [max(speedups[: i + 1]) for i in range(len(speedups))]
+    verified = [0.0 if i == 1 else s for i, s in enumerate(speedups)]  # candidate 2 cheated: not verified
+    best = [max(verified[: i + 1]) for i in range(len(verified))]
     _plot(root / "best_speedup.png", list(range(1, len(speedups) + 1)), best, "best speed-up")
     (root / "best" / "kernel.py").write_text("import triton\n\n\ndef best_kernel_marker():\n    return 42\n")
 

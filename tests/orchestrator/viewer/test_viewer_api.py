@@ -58,7 +58,7 @@ def test_iteration_has_diff_verdict_events_and_logs(viewer: ViewerServer, sample
     assert d["iteration"]["verdict"]["verdict"] == "pass"
     assert {e["iteration"] for e in d["events"]} == {2}
     assert "exec" in [e["kind"] for e in d["events"]]
-    assert d["logs"] == ["logs/0002-check.log"]
+    assert d["logs"] == ["logs/0002-check.log", "logs/check-0002-crash.txt"]
     log = httpx.get(f"{viewer.url}/api/runs/20261126-code-a1/files/logs/0002-check.log")
     assert "full check log of iteration 2" in log.text
     assert httpx.get(f"{viewer.url}/api/runs/20261126-code-a1/iterations/9").status_code == 404

@@ -97,6 +97,8 @@ def test_kernel_and_paper_views(page: Any, viewer: ViewerServer, sample_runs: di
     assert page.locator("#candidates td.cheat").inner_text() == "timing_hijack"
     assert page.locator("#candidates tbody tr").count() == 3
     assert "best_kernel_marker" in page.inner_text("#best-code")
+    page.click('#timeline .it[data-iteration="3"]')
+    page.wait_for_selector('[data-testid="diff"] >> text=SPEEDUP = 1.4')
     shot("kernel")
     page.goto(f"{viewer.url}/#/run/20261126-paper-c3")
     page.wait_for_selector("#rubric")
