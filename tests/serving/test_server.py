@@ -107,3 +107,46 @@ def test_missing_service_fails_in_ci_and_skips_elsewhere(monkeypatch):
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         service_missing("no vLLM venv")
+
+
+# A stand-in for vLLM: lists one model on /v1/models, answers completions, and (like vLLM's engine core) keeps
+# a child process in its group, so a stop must take the whole group down.
+FAKE_SERVER = r"""
+import json, subprocess, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+print("child", child.pid, flush=True)
+class H(BaseHTTPRequestHandler):
+    def _send(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
+    def do_GET(self):
+        self._send({"data": [{"id": "fake-model", "max_model_len": 1234}]})
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._send({"choices": [{"text": "x"}]})
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_cli_status_and_stop_of_a_started_server(config, tmp_path):
+    from orchestrator.cli import app
+
+    port = _free_port()
+    result = start_server(_plan(port, [sys.executable, "-c", FAKE_SERVER, str(port)], model="fake-model"),
+                          config, profile="fake", timeout_s=30)
+    assert not result.reused and result.state is not None
+    child = int(Path(result.state.log_path).read_text().split("child ")[1].split()[0])
+    cfg = tmp_path / "m3lab.toml"
+    cfg.write_text(f'[serving]\nstate_dir = "{config.state_dir}"\nport = {port}\n')
+    status = CliRunner().invoke(app, ["serve", "status", "--json", "--config", str(cfg)])
+    assert status.exit_code == 0, status.output
+    assert '"id": "fake-model"' in status.stdout and '"max_model_len": 1234' in status.stdout
+    again = start_server(_plan(port, [sys.executable, "-c", "pass"], model="fake-model"), config, "fake", 5)
+    assert again.reused and again.state.pid == result.state.pid
+    stop = CliRunner().invoke(app, ["serve", "stop", "--config", str(cfg)])
+    assert stop.exit_code == 0 and "stopped fake-model" in stop.stdout
+    assert not pid_alive(result.state.pid) and not pid_alive(child) and read_state(config, port) is None
