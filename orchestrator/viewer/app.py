@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -157,6 +159,7 @@ async def iteration_detail(request: Request) -> Response:
         "events": page.events,
         "events_truncated": truncated,
         "logs": store.log_files(run_id, number),
+        "artifacts": store.artifact_files(run_id, number),
     })
 
 
@@ -199,8 +202,10 @@ async def _bad_request(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": str(exc)}, status_code=400)
 
 
-def create_app(runs_dir: Path) -> Starlette:
-    """The viewer app over the runs in `runs_dir` (which may not exist yet: the page then lists none)."""
+def create_app(runs_dir: Path, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The viewer app over the runs in `runs_dir` (which may not exist yet: the page then lists none).
+    `allowed_hosts` are the Host header names served (all when None); a loopback viewer serves only
+    localhost names, so a web page that rebinds its DNS name to 127.0.0.1 cannot drive it."""
     routes = [
         Route("/", index),
         Route("/api/runs", list_runs),
@@ -215,7 +220,8 @@ def create_app(runs_dir: Path) -> Starlette:
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     handlers = {RunNotFound: _not_found, UnsafePath: _bad_request, ValueError: _bad_request}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
     app.state.store = RunStore(runs_dir)
     app.state.stopping = threading.Event()
     return app

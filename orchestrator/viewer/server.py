@@ -42,7 +42,8 @@ class ViewerServer:
 
         from orchestrator.viewer.app import create_app
 
-        self.app = create_app(runs_dir)
+        loopback = host in ("127.0.0.1", "localhost")
+        self.app = create_app(runs_dir, allowed_hosts=["127.0.0.1", "localhost"] if loopback else None)
         self.sock = bind(host, port)
         self.host, self.port = host, self.sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off")

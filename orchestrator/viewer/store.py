@@ -151,6 +151,20 @@ class RunStore:
                 found.append(str(Path("logs") / rel))
         return found
 
+    def artifact_files(self, run_id: str, number: int, limit: int = 100) -> list[str]:
+        """Task artifacts of one iteration: files under artifacts/ with a path part named NNNN (e.g.
+        artifacts/kernel/sources/0003.py, artifacts/paper/iterations/0003/grades.json); at most `limit`."""
+        run_dir = self.run_dir(run_id)
+        name = f"{number:04d}"
+        found: list[str] = []
+        for path in sorted((run_dir / "artifacts").rglob("*")):
+            rel = path.relative_to(run_dir)
+            if path.is_file() and any(Path(part).stem == name for part in rel.parts):
+                found.append(str(rel))
+                if len(found) >= limit:
+                    break
+        return found
+
 
 def _as_dict(value: Any, key: str) -> dict[str, Any]:
     """Verdict/decision may be stored as an object or a bare string; the page wants an object."""

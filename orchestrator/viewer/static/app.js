@@ -204,7 +204,9 @@ async function showIteration(runId, n, box) {
     el("h2", {}, `Logs (${execs.length} execs/tools${d.events_truncated ? ", truncated" : ""})`),
     el("div", { id: "logs" }, execs.map((e) => el("div", {}, eventNode(e),
       e.stdout_tail ? el("pre", {}, e.stdout_tail) : null, e.stderr_tail ? el("pre", {}, e.stderr_tail) : null)),
-    d.logs.map((p) => el("div", {}, el("a", { href: fileUrl(runId, p), target: "_blank" }, p))))));
+    d.logs.map((p) => el("div", {}, el("a", { href: fileUrl(runId, p), target: "_blank" }, p)))),
+    d.artifacts.length ? [el("h2", {}, "Artifacts"), el("div", { id: "iteration-artifacts" },
+      d.artifacts.map((p) => el("div", {}, el("a", { href: fileUrl(runId, p), target: "_blank" }, p))))] : null));
 }
 
 // ---- task views ---------------------------------------------------------------------------------------

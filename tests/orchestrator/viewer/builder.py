@@ -117,20 +117,25 @@ def _plot(path: Path, xs: list[float], ys: list[float], title: str) -> None:
 
 
 def kernel_artifacts(run: RunBuilder, speedups: list[float]) -> None:
-    """candidates.csv, best_speedup.png and best/ as a kernel task writes them."""
+    """The kernel task's program database (tasks/kernel/database.py layout): candidates.csv, verdicts/,
+    sources/, best/ and best_speedup.png. Candidate 2 is caught cheating and not accepted."""
     root = run.dir / "artifacts" / "kernel"
-    (root / "best").mkdir(parents=True)
+    for sub in ("best", "verdicts", "sources"):
+        (root / sub).mkdir(parents=True)
     with open(root / "candidates.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", "iteration", "parent", "verdict", "correct", "ref_ms", "cand_ms", "speedup", "cheats"])
+        w.writerow(["iteration", "parent", "correct", "accepted", "speedup", "ref_ms", "cand_ms", "aa_spread",
+                    "cheats", "errors"])
         for i, s in enumerate(speedups, 1):
             cheat = "timing_hijack" if i == 2 else ""
-            w.writerow([f"c{i}", i, f"c{i - 1}" if i > 1 else "", "pass" if not cheat else "fail",
-                        str(not cheat).lower(), "1.000", f"{1 / s:.3f}", f"{s:.2f}", cheat])
-    verified = [0.0 if i == 1 else s for i, s in enumerate(speedups)]  # candidate 2 cheated: not verified
+            w.writerow([i, i - 1 if i > 1 else -1, not cheat, not cheat, f"{s:.2f}", "1.000", f"{1 / s:.3f}",
+                        "0.01", cheat, ""])
+            (root / "verdicts" / f"{i:04d}.json").write_text(json.dumps({"speedup": s, "cheats": [cheat] if cheat else []}))
+            (root / "sources" / f"{i:04d}.py").write_text(f"SPEEDUP = {s}\n")
+    verified = [0.0 if i == 1 else s for i, s in enumerate(speedups)]
     best = [max(verified[: i + 1]) for i in range(len(verified))]
     _plot(root / "best_speedup.png", list(range(1, len(speedups) + 1)), best, "best speed-up")
-    (root / "best" / "kernel.py").write_text("import triton\n\n\ndef best_kernel_marker():\n    return 42\n")
+    (root / "best" / "candidate.py").write_text("import triton\n\n\ndef best_kernel_marker():\n    return 42\n")
 
 
 def paper_artifacts(run: RunBuilder) -> None:

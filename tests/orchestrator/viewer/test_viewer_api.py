@@ -32,7 +32,8 @@ def test_run_detail_timeline_events_and_task_views(viewer: ViewerServer, sample_
     assert detail["task"] is None
     kernel = httpx.get(f"{viewer.url}/api/runs/20261126-kernel-b2").json()["task"]
     assert kernel["plot"] == "artifacts/kernel/best_speedup.png"
-    assert kernel["candidates"]["rows"][1][-1] == "timing_hijack"
+    cheats = kernel["candidates"]["columns"].index("cheats")
+    assert [row[cheats] for row in kernel["candidates"]["rows"]] == ["", "timing_hijack", ""]
     assert "best_kernel_marker" in kernel["best"][0]["code"]
     paper = httpx.get(f"{viewer.url}/api/runs/20261126-paper-c3").json()["task"]
     assert paper["rubric"]["children"][0]["children"][0]["score"] == 1.0
@@ -62,6 +63,8 @@ def test_iteration_has_diff_verdict_events_and_logs(viewer: ViewerServer, sample
     log = httpx.get(f"{viewer.url}/api/runs/20261126-code-a1/files/logs/0002-check.log")
     assert "full check log of iteration 2" in log.text
     assert httpx.get(f"{viewer.url}/api/runs/20261126-code-a1/iterations/9").status_code == 404
+    k = httpx.get(f"{viewer.url}/api/runs/20261126-kernel-b2/iterations/2").json()
+    assert k["artifacts"] == ["artifacts/kernel/sources/0002.py", "artifacts/kernel/verdicts/0002.json"]
 
 
 def test_files_cannot_escape_the_run(viewer: ViewerServer, sample_runs: dict[str, RunBuilder], runs_dir: Path) -> None:
@@ -83,6 +86,14 @@ def test_steer_and_stop_use_the_control_files(viewer: ViewerServer, sample_runs:
     assert control.stop_requested(run_dir) is None
     assert httpx.post(f"{url}/stop", json={}).json()["stop_requested"] == "user"
     assert control.stop_requested(run_dir) == "user"
+
+
+def test_loopback_viewer_refuses_foreign_host_names(viewer: ViewerServer, sample_runs: dict[str, RunBuilder]) -> None:
+    # DNS rebinding: a page of evil.example resolved to 127.0.0.1 sends its own name as Host.
+    url = f"{viewer.url}/api/runs/{sample_runs['paper'].dir.name}/stop"
+    assert httpx.post(url, json={}, headers={"Host": "evil.example"}).status_code == 400
+    assert control.stop_requested(sample_runs["paper"].dir) is None
+    assert httpx.get(f"http://localhost:{viewer.port}/api/runs").status_code == 200
 
 
 def test_stream_follows_appended_events(viewer: ViewerServer, sample_runs: dict[str, RunBuilder]) -> None:
