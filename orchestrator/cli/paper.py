@@ -64,7 +64,7 @@ def _make_rubric(bundle: Any, use_model: bool, settings: Any) -> Any:
         except EndpointUnavailable as exc:
             console.print(f"[yellow]model unavailable ({exc}); using the deterministic rubric[/yellow]")
     result = generate_rubric(bundle, ask, max_chars)
-    if result.source == "fallback" and use_model:
+    if result.source == "fallback" and ask is not None:
         console.print(f"[yellow]the model's rubric was not usable ({'; '.join(result.problems)[:300]}); "
                       "using the deterministic rubric[/yellow]")
     return result

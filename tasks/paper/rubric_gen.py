@@ -131,19 +131,24 @@ def _number_leaf(number: ReportedNumber, index: int) -> RubricNode:
     )
 
 
-def rubric_prompt(bundle: Bundle, draft: RubricNode) -> str:
-    """Ask the model to refine the deterministic draft; it sees the paper's text, tables and the draft."""
-    text = bundle.text_markdown()[:12000]
-    return (
+def rubric_prompt(bundle: Bundle, draft: RubricNode, max_chars: int | None = None) -> str | None:
+    """Ask the model to refine the deterministic draft; it sees the paper's text (cut to fit) and the draft.
+    None when even the draft alone does not fit `max_chars`."""
+    draft_json = json.dumps(draft.to_json(), separators=(",", ":"))
+    head = (
         "You write grading rubrics for reproducing ML papers, in PaperBench's rubric.json format.\n"
         "Improve the DRAFT rubric below for the PAPER below: make the Code Development leaves name the concrete "
         "algorithmic steps, keep every numeric Result Analysis leaf (metric, expected, tolerance) and every "
         "figure leaf unchanged, keep ids unique.\n"
         "Each leaf needs: id, requirements (one sentence), weight (> 0), sub_tasks ([]), task_category "
         "(Code Development | Code Execution | Result Analysis), finegrained_task_category.\n"
-        "Reply with only the JSON object in one ```json block.\n\n"
-        f"PAPER:\n{text}\n\nDRAFT:\n```json\n{json.dumps(draft.to_json(), indent=1)}\n```\n"
+        "Reply with only the JSON object in one ```json block.\n\nPAPER:\n"
     )
+    tail = f"\n\nDRAFT:\n```json\n{draft_json}\n```\n"
+    budget = (max_chars if max_chars is not None else 10**9) - len(head) - len(tail)
+    if budget < 500:
+        return None
+    return head + bundle.text_markdown()[: min(budget, 12000)] + tail
 
 
 def parse_reply(reply: str) -> RubricNode:
@@ -171,13 +176,22 @@ def usable_problems(candidate: RubricNode, draft: RubricNode) -> list[str]:
     return problems
 
 
-def generate_rubric(bundle: Bundle, ask: Ask | None) -> RubricResult:
-    """The model's rubric when it is valid and keeps the numeric targets, else the deterministic one."""
+def generate_rubric(bundle: Bundle, ask: Ask | None, max_prompt_chars: int | None = None) -> RubricResult:
+    """The model's rubric when it is valid and keeps the numeric targets, else the deterministic one. The model is
+    optional here: a failing call (dead endpoint, context overflow) is a reason to fall back, never a crash."""
     draft = fallback_rubric(bundle)
     if ask is None:
         return RubricResult(draft, "fallback", ["no model given"])
+    prompt = rubric_prompt(bundle, draft, max_prompt_chars)
+    if prompt is None:
+        return RubricResult(draft, "fallback", [f"the draft rubric alone exceeds the model's prompt budget "
+                                                f"({max_prompt_chars} chars)"])
     try:
-        candidate = parse_reply(ask(rubric_prompt(bundle, draft), []))
+        reply = ask(prompt, [])
+    except Exception as exc:  # noqa: BLE001 - any model failure means: use the deterministic rubric
+        return RubricResult(draft, "fallback", [f"model call failed: {exc!r}"[:500]])
+    try:
+        candidate = parse_reply(reply)
     except RubricError as exc:
         return RubricResult(draft, "fallback", [str(exc)])
     problems = usable_problems(candidate, draft)
