@@ -1,4 +1,4 @@
-"""The LangGraph loop: plan -> produce (one model turn per step) -> verify -> decide -> (produce | finish).
+"""The LangGraph loop: plan -> produce (one model turn per step) -> verify -> decide -> (produce | report).
 
 State holds only small numbers, short strings and bounded lists; conversations, verdicts and evidence live
 in files of the run directory. Every step is checkpointed (SQLite), and every side effect that must happen
@@ -97,14 +97,14 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
         return Command(goto="produce", update={**_tokens(state, usage), "elapsed_s": timed(state, started),
                                                "planned": True, "status": "running", "stop_reason": ""})
 
-    def produce(state: LoopState) -> Command[Literal["produce", "verify", "finish"]]:
+    def produce(state: LoopState) -> Command[Literal["produce", "verify", "report"]]:
         started = time.monotonic()
         iteration = state.get("completed", 0) + 1
         if reason := stop_requested(run.path):
-            return Command(goto="finish", update={"status": "stopped", "stop_reason": f"user: {reason}"})
+            return Command(goto="report", update={"status": "stopped", "stop_reason": f"user: {reason}"})
         over = exhausted(rt.settings.budget, used(state), 0)
         if over:
-            return Command(goto="finish", update={"status": "stopped", "stop_reason": over})
+            return Command(goto="report", update={"status": "stopped", "stop_reason": over})
         run.events.append("iteration_started", iteration, key=f"iteration-{iteration}")
         conv = conversation(state)
         steer_seen = state.get("steer_seen", 0)
@@ -135,7 +135,7 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
                           score=verdict.score, findings=verdict.findings)
         return Command(goto="decide", update={**_tokens(state, verdict.tokens), "elapsed_s": timed(state, started)})
 
-    def decide(state: LoopState) -> Command[Literal["produce", "finish"]]:
+    def decide(state: LoopState) -> Command[Literal["produce", "report"]]:
         started = time.monotonic()
         iteration = state.get("completed", 0) + 1
         verdict = run.once(f"verdict-{iteration:04d}", lambda: None, Verdict.to_json, Verdict.from_json)
@@ -173,7 +173,7 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
         if action == "iterate":
             return Command(goto="produce", update=update)
         update.update({"status": "succeeded" if action == "accept" else "stopped", "stop_reason": reason})
-        return Command(goto="finish", update=update)
+        return Command(goto="report", update=update)
 
     def finish(state: LoopState) -> dict[str, Any]:
         status, reason = state.get("status", "stopped"), state.get("stop_reason", "")
@@ -188,9 +188,9 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
     graph.add_node("produce", produce)
     graph.add_node("verify", verify_node, retry_policy=RetryPolicy(max_attempts=3, retry_on=SandboxError))
     graph.add_node("decide", decide)
-    graph.add_node("finish", finish)
+    graph.add_node("report", finish)
     graph.add_edge(START, "plan")
-    graph.add_edge("finish", END)
+    graph.add_edge("report", END)
     return graph.compile(checkpointer=checkpointer)
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
@@ -42,14 +44,17 @@ def launch(task: Any, settings: Any, resume: Path | None = None,
     from serving.client import EndpointUnavailable
 
     holder: dict[str, Path] = {}
+    progress = Progress()
 
     def announce(run: Any) -> None:
         holder["path"] = run.path
         console.print(f"run [bold]{run.id}[/bold] started in {run.path}")
+        progress.follow(run.path / "events.jsonl")
 
     try:
         if resume is not None:
             holder["path"] = resume
+            progress.follow(resume / "events.jsonl", from_end=True)
             path = resume_run(resume, settings, budget_overrides=budget_overrides)
         else:
             path = start_run(task, settings, on_created=announce)
@@ -57,12 +62,69 @@ def launch(task: Any, settings: Any, resume: Path | None = None,
         fail(f"{exc}\nThe run is paused; resume it with `m3lab runs resume {_id(holder)}`.", code=3)
     except (RunInterrupted, KeyboardInterrupt):
         fail(f"interrupted; the run is paused. Resume: `m3lab runs resume {_id(holder)}`", code=130)
+    finally:
+        progress.stop()
     meta = json.loads((path / "run.json").read_text())
     console.print(f"run {meta['id']}: [bold]{meta['status']}[/bold] ({meta.get('stop_reason', '')}); "
                   f"best score {meta.get('best_score', 0):.4g} at iteration {meta.get('best_iteration') or '-'}")
     console.print(f"inspect: m3lab runs show {meta['id']} | m3lab runs logs {meta['id']} | "
                   f"m3lab runs diff {meta['id']} 1 | report: {path / 'report.md'}")
     return path
+
+
+class Progress:
+    """Prints one line per notable event of a foreground run (the same events `m3lab runs logs` shows)."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def follow(self, events: Path, from_end: bool = False) -> None:
+        self._thread = threading.Thread(target=self._loop, args=(events, from_end), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def _loop(self, events: Path, from_end: bool) -> None:
+        while not events.exists() and not self._stop.is_set():
+            time.sleep(0.2)
+        with open(events, encoding="utf-8") as f:
+            if from_end:
+                f.seek(0, 2)
+            while True:
+                line = f.readline()
+                if line.endswith("\n"):
+                    text = describe(json.loads(line)) if line.strip() else None
+                    if text:
+                        console.print(text, highlight=False)
+                elif self._stop.is_set():
+                    return
+                else:
+                    time.sleep(0.3)
+
+
+def describe(e: dict[str, Any]) -> str | None:
+    """A short human line for the events worth showing live, None for the rest."""
+    it, kind = e.get("iteration"), e.get("kind")
+    if kind == "iteration_started":
+        return f"[bold]iteration {it}[/bold]"
+    if kind == "model_call":
+        mode = "thinking" if e.get("thinking") else "fast"
+        return f"  {e['role']}: {e['total_tokens']} tokens ({mode}, {e['latency_s']:.1f} s)"
+    if kind == "tool_call":
+        args = ", ".join(f"{k}={str(v)[:60]!r}" for k, v in (e.get("args") or {}).items() if k != "content")
+        return f"  {e['tool']}({args}) -> {'ok' if e.get('ok') else 'failed'}"
+    if kind == "check":
+        return f"  check: {'passed' if e['passed'] else 'failed'} (score {e['score']:.4g})"
+    if kind == "verdict":
+        return f"  verdict: [bold]{e['verdict']}[/bold] {(e.get('findings') or [''])[0][:160]}"
+    if kind in ("decision", "strategy_change", "steer", "error", "status"):
+        rest = e.get("reason") or e.get("text") or e.get("message") or ""
+        return f"  {kind}: {e.get('action', '')} {str(rest)[:160]}"
+    return None
 
 
 def _id(holder: dict[str, Path]) -> str:
