@@ -119,11 +119,15 @@ async def _follow(request: Request, run_dir: Path, offset: int) -> AsyncIterator
         mtime = meta_path.stat().st_mtime_ns if meta_path.exists() else None
         if mtime != last_mtime:
             last_mtime = mtime
-            meta = _store(request).run_meta(run_dir.name)
-            data = {"summary": summarize(run_dir.name, meta).to_json(), "meta": meta,
-                    "stop_requested": control.stop_requested(run_dir)}
-            yield _sse("run", data)
-            sent = True
+            try:
+                meta = _store(request).run_meta(run_dir.name)
+            except RunNotFound:  # removed or unreadable for a moment: try again at the next poll
+                last_mtime = None
+            else:
+                data = {"summary": summarize(run_dir.name, meta).to_json(), "meta": meta,
+                        "stop_requested": control.stop_requested(run_dir)}
+                yield _sse("run", data)
+                sent = True
         idle = 0.0 if sent else idle + POLL_S
         if idle >= HEARTBEAT_S:
             idle = 0.0

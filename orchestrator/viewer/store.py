@@ -95,7 +95,7 @@ class RunStore:
             meta = _read_json(child / "run.json") if _RUN_ID.match(child.name) else None
             if meta is not None:
                 rows.append(summarize(child.name, meta))
-        return sorted(rows, key=lambda r: str(r.created_at or ""), reverse=True)
+        return sorted(rows, key=_created_key, reverse=True)
 
     def run_meta(self, run_id: str) -> dict[str, Any]:
         """run.json as written by the spine."""
@@ -164,6 +164,14 @@ class RunStore:
                 if len(found) >= limit:
                     break
         return found
+
+
+def _created_key(row: RunSummary) -> tuple[int, float, str]:
+    """Sort key for created_at, which is unix seconds in the spine's run.json (ISO text tolerated)."""
+    value = row.created_at
+    if isinstance(value, (int, float)):
+        return (1, float(value), row.id)
+    return (0, 0.0, f"{value or ''}{row.id}")
 
 
 def _as_dict(value: Any, key: str) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from .builder import RunBuilder
 
 
 def test_runs_list_has_every_run(viewer: ViewerServer, sample_runs: dict[str, RunBuilder]) -> None:
-    rows = {r["id"]: r for r in httpx.get(f"{viewer.url}/api/runs").json()["runs"]}
-    assert set(rows) == {"20261126-code-a1", "20261126-kernel-b2", "20261126-paper-c3"}
+    listed = httpx.get(f"{viewer.url}/api/runs").json()["runs"]
+    assert [r["id"] for r in listed] == ["20261126-paper-c3", "20261126-kernel-b2", "20261126-code-a1"]  # newest first
+    rows = {r["id"]: r for r in listed}
     kernel = rows["20261126-kernel-b2"]
     assert (kernel["kind"], kernel["status"], kernel["stop_reason"], kernel["iteration"]) == ("kernel", "stopped", "budget", 3)
     assert kernel["best_score"] == 1.4  # iteration 2 (1.6) failed review, so it is not the best
