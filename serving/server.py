@@ -216,7 +216,21 @@ def _terminate(pid: int, grace_s: float = 20.0) -> bool:
     except ProcessLookupError:
         pass
     _reap(pid)
+    _wait_group_gone(pid, timeout_s=5.0)
     return killed
+
+
+def _wait_group_gone(pgid: int, timeout_s: float) -> None:
+    """Give killed group members a moment to disappear, so the port and memory are free when we return.
+
+    Bounded: zombies of a container whose init does not reap stay group members forever."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
 
 
 def stop_server(config: ServingConfig, port: int) -> ServerState:
