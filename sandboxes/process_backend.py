@@ -93,8 +93,17 @@ class ProcessSandbox:
         self._closed = False
         self.group: LimitGroup = create_group(self.id, spec.memory_mb, spec.pids, spec.cpus)
         self.tmp_dir = self._mount_tmp()
+        self._probe()
         self.enforced = {**self.group.enforced, "tmpfs": True,
                          "tmp_persists": self.tmp_dir is not None, "network": True, "filesystem": True}
+
+    def _probe(self) -> None:
+        """Fail at open, with bubblewrap's own words, where namespaces are not allowed (e.g. no user
+        namespaces), instead of every exec returning exit 1."""
+        res = self._run(self._limits_prefix() + self._bwrap_argv(["true"], {}, "/"), 30.0)
+        if res.exit_code != 0:
+            self.close()
+            raise SandboxError(f"bubblewrap cannot create a sandbox on this host: {res.stderr.strip()[-500:]}")
 
     def _mount_tmp(self) -> Path | None:
         """A host tmpfs per sandbox so /tmp persists across execs like Docker's; needs root (mount)."""
