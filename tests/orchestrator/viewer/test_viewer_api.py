@@ -130,6 +130,11 @@ def test_busy_port_gives_a_clear_error(runs_dir: Path) -> None:
             ViewerServer(runs_dir, port=port)
 
 
+def test_listening_socket_is_loopback_and_nodelay(viewer: ViewerServer) -> None:
+    assert viewer.sock.getsockname()[0] == "127.0.0.1"
+    assert viewer.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0  # no 40 ms delayed-ACK stalls
+
+
 def test_unknown_run_is_404(viewer: ViewerServer) -> None:
     r = httpx.get(f"{viewer.url}/api/runs/nope")
     assert r.status_code == 404 and "nope" in r.json()["error"]
