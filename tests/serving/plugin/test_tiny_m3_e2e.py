@@ -7,49 +7,19 @@ prune must disagree there (the comparison can fail).
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 import torch
 
-from serving.config import ServingConfig
-from serving.plugin.tiny_m3 import TinyM3Config, TokenizerNotFound, find_tokenizer_dir, write_tiny_m3
 from tests.serving.plugin.m3_reference import TinyM3Reference
-from tests.serving.plugin.tiny_server import RunningServer, agreement, complete, start_server
+from tests.serving.plugin.tiny_server import RunningServer, agreement, complete, start_server, vllm_python
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 LONG, SHORT = 460, 40
 PRUNED_FROM = 2 * 128  # top-k 2 blocks: positions >= 256 see 3+ blocks, one is dropped
-
-
-def _missing(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def vllm_python() -> Path:
-    python = ServingConfig().vllm_python
-    if not python.exists():
-        _missing(f"no vLLM CPU venv at {python.parent.parent} (scripts/setup/vllm.sh installs it)")
-    probe = subprocess.run([str(python), "-c", "import vllm, serving.plugin, kernels.msa"], capture_output=True,
-                           text=True, cwd=Path(__file__).resolve().parents[3])
-    if probe.returncode != 0:
-        _missing(f"vLLM venv cannot import vllm + this repo (pip install --no-deps -e . in it): {probe.stderr[-500:]}")
-    return python
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    try:
-        find_tokenizer_dir()
-    except TokenizerNotFound as exc:
-        _missing(str(exc))
-    return write_tiny_m3(tmp_path_factory.mktemp("tiny_m3") / "model", TinyM3Config())
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving.plugin.test_tiny_m3_e2e import vllm_python
+from tests.serving.plugin.tiny_server import vllm_python
 
 pytestmark = pytest.mark.vllm
 
@@ -19,12 +19,12 @@ VLLM_INDEXER = "vllm.models.minimax_m3.common.indexer.MiniMaxM3IndexerTritonImpl
 VLLM_BACKEND = "vllm.models.minimax_m3.common.sparse_attention.MiniMaxM3SparseBackend"
 
 
-def run_checks(mode: str, plugins: str | None) -> dict:
-    env = dict(os.environ)
+def run_checks(mode: str, plugins: str | None, script: str = "vllm_checks.py") -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env.pop("VLLM_PLUGINS", None)
     if plugins is not None:
         env["VLLM_PLUGINS"] = plugins
-    proc = subprocess.run([str(vllm_python()), str(Path(__file__).with_name("vllm_checks.py")), mode],
+    proc = subprocess.run([str(vllm_python()), str(Path(__file__).with_name(script)), mode],
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("M3LAB_JSON ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
@@ -78,3 +78,14 @@ def test_allow_list_without_us_leaves_vllm_alone() -> None:
         assert "torchvision" in result["import_error"]
     else:
         assert not result["main_hooked"] and not result["indexer_hooked"]
+
+
+def test_impls_with_metadata_from_vllm_builders(tiny_dir: Path) -> None:
+    """Mixed batch (2 decodes, chunked prefill with context, fresh prefill), shuffled pages, top-k 2 of 5 blocks,
+    metadata from vLLM's own MiniMaxM3SparseMetadataBuilder / MiniMaxM3IndexerTritonMetadataBuilder."""
+    result = run_checks(str(tiny_dir), plugins=None, script="vllm_builder_check.py")
+    assert result["split"] == [2, 2, 2, 2]  # decode-first split agreed by both builders
+    assert result["selection_mismatches"] == 0, result
+    assert result["pruned_tokens"] > 100, result  # selection really prunes on most tokens
+    assert result["max_abs_err"] < 2e-2, result  # bf16 output of an fp32 computation
+    assert result["untouched_rows_ok"], result  # nothing written past the batch's rows

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 import torch
+
+from serving.config import ServingConfig
 
 SERVED_NAME = "tiny-m3"
 
@@ -36,6 +39,26 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=30)
+
+
+def missing_service(reason: str) -> None:
+    """Service-dependent tests fail under CI=true and skip elsewhere."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def vllm_python() -> Path:
+    """The vLLM venv's python, able to import vllm and this repo (else skip / fail in CI)."""
+    python = ServingConfig().vllm_python
+    if not python.exists():
+        missing_service(f"no vLLM CPU venv at {python.parent.parent} (scripts/setup/vllm.sh installs it)")
+    probe = subprocess.run([str(python), "-c", "import vllm, serving.plugin, kernels.msa"], capture_output=True,
+                           text=True, cwd=Path(__file__).resolve().parents[3])
+    if probe.returncode != 0:
+        missing_service(f"the vLLM venv cannot import vllm + this repo (pip install --no-deps -e . in it): "
+                        f"{probe.stderr[-500:]}")
+    return python
 
 
 def free_port() -> int:
