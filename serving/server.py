@@ -139,21 +139,35 @@ def wait_ready(base_url: str, model: str, pid: int, timeout_s: float, log: Path)
 def _reuse_existing(plan: LaunchPlan, config: ServingConfig, timeout_s: float) -> StartResult | None:
     """A server of ours (state file, live pid) or any server listing our model on the port, else None."""
     state = read_state(config, plan.port)
-    if state is not None and not pid_alive(state.pid):
+    if state is not None and not _state_is_live(state):
         state_path(config, plan.port).unlink(missing_ok=True)
         state = None
-    if state is not None and state.model == plan.served_model_name:
+    if state is not None:
+        if state.model != plan.served_model_name:
+            raise PortInUse(f"port {plan.port} belongs to the m3lab server of {state.model!r} (pid {state.pid}), "
+                            f"not {plan.served_model_name!r}; stop it (`m3lab serve stop --port {plan.port}`) "
+                            "or pick another port with --port N")
         # Possibly still starting (a second `serve` right after the first): wait for it like its starter does.
         ready = wait_ready(plan.base_url, state.model, state.pid, timeout_s, Path(state.log_path))
         return StartResult(plan.base_url, state.model, reused=True, ready_s=ready, state=state)
     if port_open(plan.host, plan.port):
-        if state is None and _serves(plan.base_url, plan.served_model_name):
+        if _serves(plan.base_url, plan.served_model_name):
             return StartResult(plan.base_url, plan.served_model_name, reused=True, ready_s=0.0, state=None)
-        what = f"m3lab server of {state.model!r} (pid {state.pid})" if state else "another program"
-        raise PortInUse(f"port {plan.port} on {plan.host} is in use by {what}, not a server of "
-                        f"{plan.served_model_name!r}; pick a free one with --port N (or `m3lab serve stop --port "
-                        f"{plan.port}` if it is ours)")
+        raise PortInUse(f"port {plan.port} on {plan.host} is in use by another program (not a server of "
+                        f"{plan.served_model_name!r}); pick a free one with --port N")
     return None
+
+
+def _state_is_live(state: ServerState) -> bool:
+    """The state's pid is alive and still the server it names (pids get reused after a crash or reboot)."""
+    if not pid_alive(state.pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{state.pid}/cmdline").read_bytes().decode(errors="replace").lower()
+    except OSError:
+        return False
+    # Lenient on purpose: vLLM may retitle its processes, but the title keeps "vllm" or the model name.
+    return state.model.lower() in cmdline or "vllm" in cmdline
 
 
 def _check_installed(plan: LaunchPlan) -> None:
@@ -251,7 +265,7 @@ def known_servers(config: ServingConfig) -> list[ServerState]:
     alive = []
     for path in sorted(config.state_dir.glob("server-*.json")):
         state = read_state(config, int(path.stem.split("-", 1)[1]))
-        if state is not None and pid_alive(state.pid):
+        if state is not None and _state_is_live(state):
             alive.append(state)
         else:
             path.unlink(missing_ok=True)
