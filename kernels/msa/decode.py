@@ -2,7 +2,7 @@
 
 Decode is memory-bound: each (query token, KV head) reads its 16 selected pages (16 x 128 x 2 x d x 2 B = 1 MiB
 at d = 128) once. The grid is (tokens x splits, kv_heads); each program streams TOPK / splits pages with a
-software-pipelined loop (the next page's loads are in flight while the current one is in the MMAs), keeps an
+software-pipelined loop (no host-side tensor ops: the launch is CUDA-graph friendly) (the next page's loads are in flight while the current one is in the MMAs), keeps an
 online softmax over its pages, and writes one partial (fp32) per split. The split count is chosen so that the
 grid has at least ~8 programs per SM. Several queries per request (1 + MTP drafts) are just more tokens: each
 has its own selection and causal position (bottom-right aligned).
@@ -13,15 +13,15 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.msa.merge import device_positions, device_requests, merge_partials
+from kernels.msa.merge import merge_partials
 from kernels.msa.prefill import _check
-from kernels.msa.reference import decode_query_start_loc
+from kernels.msa.reference import MSAShapeError
 
 
 @triton.jit
 def _split_k_kernel(
-    q_ptr, kv_ptr, sel_ptr, bt_ptr, req_ptr, pos_ptr, po_ptr, plse_ptr,
-    num_tokens, sm_scale_log2,
+    q_ptr, kv_ptr, sel_ptr, bt_ptr, seq_lens_ptr, po_ptr, plse_ptr,
+    num_tokens, decode_query_len, sm_scale_log2,
     stride_qt, stride_qh,
     stride_kvp, stride_kvh, stride_kvt,
     stride_sh, stride_st,
@@ -33,8 +33,8 @@ def _split_k_kernel(
     t = tl.program_id(0) % num_tokens
     c = tl.program_id(0) // num_tokens
     h = tl.program_id(1)
-    req = tl.load(req_ptr + t)
-    p_t = tl.load(pos_ptr + t)
+    req = t // decode_query_len  # decode batches are request-major, decode_query_len queries each
+    p_t = tl.load(seq_lens_ptr + req) - decode_query_len + t % decode_query_len
     offs_g = tl.arange(0, GROUP_PAD)
     offs_d = tl.arange(0, HEAD_DIM)
     offs_j = tl.arange(0, 128)
@@ -89,6 +89,7 @@ def sparse_decode_triton(
     sm_scale: float | None = None,
     out: torch.Tensor | None = None,
     num_splits: int | None = None,
+    num_stages: int = 2,
 ) -> torch.Tensor:
     """Split-K sparse decode; ``decode_query_len`` queries per request (1 + MTP); returns out in q's dtype."""
     num_tokens, num_heads, head_dim = q.shape
@@ -104,20 +105,19 @@ def sparse_decode_triton(
     splits = num_splits or choose_splits(num_tokens, num_kv_heads, top_k)
     if top_k % splits:
         raise ValueError(f"num_splits {splits} must divide top_k {top_k}")
-    qsl = decode_query_start_loc(seq_lens.numel(), decode_query_len, q.device)
-    req = device_requests(qsl, num_tokens)
-    pos = device_positions(qsl, seq_lens, num_tokens)
+    if num_tokens != seq_lens.numel() * decode_query_len:
+        raise MSAShapeError(f"decode expects {seq_lens.numel()} x {decode_query_len} query tokens, got {num_tokens}")
     partial_o = torch.empty((num_kv_heads, num_tokens, splits, group, head_dim), dtype=torch.float32, device=q.device)
     partial_lse = torch.empty((num_kv_heads, num_tokens, splits, group), dtype=torch.float32, device=q.device)
     _split_k_kernel[(num_tokens * splits, num_kv_heads)](
-        q, kv_cache, selection, block_table, req, pos, partial_o, partial_lse,
-        num_tokens, scale * 1.4426950408889634,
+        q, kv_cache, selection, block_table, seq_lens, partial_o, partial_lse,
+        num_tokens, decode_query_len, scale * 1.4426950408889634,
         q.stride(0), q.stride(1),
         kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
         selection.stride(0), selection.stride(1),
         block_table.stride(0),
         GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim, TOPK=top_k,
-        NUM_SPLITS=splits, NUM_STAGES=2,
+        NUM_SPLITS=splits, NUM_STAGES=num_stages,
         num_warps=4,
     )
     merge_partials(partial_o, partial_lse, out, None)

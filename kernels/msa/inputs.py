@@ -54,6 +54,8 @@ def make_case(
     if len(seq_lens) != len(q_lens) or any(ql > sl for ql, sl in zip(q_lens, seq_lens)):
         raise ValueError(f"need one q_len <= seq_len per request: seq_lens={seq_lens}, q_lens={q_lens}")
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    # Large tensors are drawn where they live (a CPU draw of 1e9 values then a copy takes many seconds).
+    dev_gen = torch.Generator(device=device).manual_seed(seed)
     blocks = [math.ceil(s / BLOCK_SIZE) for s in seq_lens]
     num_pages = sum(blocks) + 1  # one spare page that no request owns
     perm = torch.randperm(num_pages, generator=gen)[: sum(blocks)].to(torch.int32)
@@ -65,7 +67,7 @@ def make_case(
     num_tokens = sum(q_lens)
 
     def rand(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
+        return torch.randn(*shape, generator=dev_gen, dtype=torch.float32, device=device).to(dtype)
 
     qsl = torch.zeros(len(q_lens) + 1, dtype=torch.int32)
     qsl[1:] = torch.cumsum(torch.tensor(q_lens), 0)

@@ -72,6 +72,7 @@ def merge_partials(
     partial_lse: torch.Tensor,
     out: torch.Tensor,
     selection: torch.Tensor | None,
+    rows: int | None = None,
 ) -> None:
     """out[t, h*G + g] = softmax-weighted sum over parts; ``selection`` (if given) marks which parts exist."""
     num_kv_heads, num_tokens, num_parts, group, head_dim = partial_o.shape
@@ -80,7 +81,7 @@ def merge_partials(
     sel = selection if selection is not None else partial_lse  # unused pointer when HAS_SEL is False
     group_pad = triton.next_power_of_2(group)
     # 32 rows (16 KiB fp32 accumulator) on the GPU; under the CPU interpreter the cost is per op, so go wide.
-    tile_t = max(1, (32 if partial_o.is_cuda else 512) // group_pad)
+    tile_t = max(1, (rows or (32 if partial_o.is_cuda else 512)) // group_pad)
     _merge_kernel[(triton.cdiv(num_tokens, tile_t), num_kv_heads)](
         partial_o, partial_lse, sel, out,
         num_tokens,

@@ -21,7 +21,7 @@ from kernels.msa.reference import BLOCK_SIZE, MSAShapeError
 def _kv_outer_kernel(
     q_ptr, kv_ptr, perm_ptr, row_ptr, work_seg_ptr, work_chunk_ptr, bt_ptr, seq_lens_ptr, pos_ptr,
     po_ptr, plse_ptr,
-    num_tokens, num_segs, blocks_per_head, max_blocks, sm_scale_log2,
+    num_tokens, num_segs, blocks_per_head, max_blocks, num_kv_heads, sm_scale_log2,
     stride_qt, stride_qh,
     stride_kvp, stride_kvh, stride_kvt,
     stride_btr,
@@ -34,7 +34,7 @@ def _kv_outer_kernel(
         return
     start = tl.load(row_ptr + seg) + tl.load(work_chunk_ptr + w) * CHUNK
     end = tl.minimum(start + CHUNK, tl.load(row_ptr + seg + 1))
-    h = seg // blocks_per_head
+    h = (seg // blocks_per_head) % num_kv_heads  # seg = ((window * Hkv + h) * requests + req) * max_blocks + blk
     req = (seg % blocks_per_head) // max_blocks
     blk = seg % max_blocks
     page = tl.load(bt_ptr + req.to(tl.int64) * stride_btr + blk).to(tl.int64)
@@ -75,23 +75,29 @@ def _kv_outer_kernel(
 
 
 def build_block_csr(
-    selection: torch.Tensor, query_start_loc: torch.Tensor, max_blocks: int, chunk: int
+    selection: torch.Tensor, query_start_loc: torch.Tensor, max_blocks: int, chunk: int, window: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Invert the selection: (perm, row_ptr, work_seg, work_chunk, num_segs), no host sync.
 
-    Segment id = (kv_head * num_requests + request) * max_blocks + block. ``perm`` lists selection entries
+    Segment id = ((token_window * kv_heads + kv_head) * num_requests + request) * max_blocks + block, where
+    token_window = token // window (one window when window == 0). Windows make the work window-major, so the
+    programs running at one time gather queries from one window of tokens (which the L2 can hold) instead of
+    from the whole sequence; the price is one more K/V load per (block, window). ``perm`` lists selection entries
     (flat index into [kv_heads, tokens, top_k]) grouped by segment; ``row_ptr`` [num_segs + 1] are the offsets.
     Work item w handles entries [row_ptr[seg] + work_chunk[w] * chunk, ... + chunk) of seg = work_seg[w];
     items past the real count carry seg == num_segs.
     """
     num_kv_heads, num_tokens, top_k = selection.shape
     num_requests = query_start_loc.numel() - 1
-    num_segs = num_kv_heads * num_requests * max_blocks
+    window = window or num_tokens
+    num_windows = triton.cdiv(num_tokens, window)
+    num_segs = num_windows * num_kv_heads * num_requests * max_blocks
     dev = selection.device
     req = device_requests(query_start_loc, num_tokens)
+    win = torch.arange(num_tokens, device=dev) // window
     head = torch.arange(num_kv_heads, device=dev)[:, None, None]
     sel = selection.to(torch.int64)
-    seg = (head * num_requests + req[None, :, None]) * max_blocks + sel
+    seg = (((win[None, :, None] * num_kv_heads + head) * num_requests + req[None, :, None]) * max_blocks + sel)
     seg = torch.where(sel >= 0, seg, num_segs).flatten()
     perm = torch.sort(seg, stable=True).indices.to(torch.int32)  # stable: entries of a block stay in token order
     counts = torch.bincount(seg, minlength=num_segs + 1)[:num_segs]
@@ -106,6 +112,42 @@ def build_block_csr(
     return perm, row_ptr, work_seg.to(torch.int32), work_chunk.to(torch.int32), num_segs
 
 
+def kv_outer_partials(
+    q: torch.Tensor,
+    kv_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    seq_lens: torch.Tensor,
+    csr: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int],
+    positions: torch.Tensor,
+    top_k: int,
+    scale: float,
+    chunk: int,
+    num_warps: int = 8,
+    num_stages: int = 2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attention stage alone: (partial_o [Hkv, T, top_k, G, d] in q's dtype, partial_lse fp32)."""
+    num_tokens, num_heads, head_dim = q.shape
+    num_kv_heads = kv_cache.shape[1]
+    group = num_heads // num_kv_heads
+    group_pad = triton.next_power_of_2(group)
+    perm, row_ptr, work_seg, work_chunk, num_segs = csr
+    max_blocks = block_table.shape[1]
+    partial_o = torch.empty((num_kv_heads, num_tokens, top_k, group, head_dim), dtype=q.dtype, device=q.device)
+    partial_lse = torch.empty((num_kv_heads, num_tokens, top_k, group), dtype=torch.float32, device=q.device)
+    _kv_outer_kernel[(work_seg.numel(),)](
+        q, kv_cache, perm, row_ptr, work_seg, work_chunk, block_table, seq_lens, positions,
+        partial_o, partial_lse,
+        num_tokens, num_segs, block_table.shape[0] * max_blocks, max_blocks, num_kv_heads,
+        scale * 1.4426950408889634,
+        q.stride(0), q.stride(1),
+        kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
+        block_table.stride(0),
+        GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, TOPK=top_k, TILE_T=max(1, 128 // group_pad),
+        CHUNK=chunk, num_warps=num_warps, num_stages=num_stages,
+    )
+    return partial_o, partial_lse
+
+
 def sparse_attention_triton(
     q: torch.Tensor,
     kv_cache: torch.Tensor,
@@ -116,35 +158,27 @@ def sparse_attention_triton(
     sm_scale: float | None = None,
     out: torch.Tensor | None = None,
     chunk: int = 64,
+    num_warps: int = 8,
+    num_stages: int = 2,
+    window: int = 0,
 ) -> torch.Tensor:
-    """KV-outer sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype."""
+    """KV-outer sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
+
+    ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
+    """
     num_tokens, num_heads, head_dim = q.shape
-    num_kv_heads = kv_cache.shape[1]
     _check(q, kv_cache, selection)
-    group = num_heads // num_kv_heads
-    top_k = selection.shape[2]
+    if block_table.shape[0] != query_start_loc.numel() - 1:
+        raise MSAShapeError(f"block_table has {block_table.shape[0]} rows for {query_start_loc.numel() - 1} requests")
     scale = sm_scale if sm_scale is not None else head_dim ** -0.5
     if out is None:
         out = torch.empty_like(q)
     if num_tokens == 0:
         return out
-    max_blocks = block_table.shape[1]
-    group_pad = triton.next_power_of_2(group)
-    tile_t = max(1, 128 // group_pad)
-    perm, row_ptr, work_seg, work_chunk, num_segs = build_block_csr(selection, query_start_loc, max_blocks, chunk)
+    csr = build_block_csr(selection, query_start_loc, block_table.shape[1], chunk, window)
     pos = device_positions(query_start_loc, seq_lens, num_tokens)
-    partial_o = torch.empty((num_kv_heads, num_tokens, top_k, group, head_dim), dtype=q.dtype, device=q.device)
-    partial_lse = torch.empty((num_kv_heads, num_tokens, top_k, group), dtype=torch.float32, device=q.device)
-    _kv_outer_kernel[(work_seg.numel(),)](
-        q, kv_cache, perm, row_ptr, work_seg, work_chunk, block_table, seq_lens, pos,
-        partial_o, partial_lse,
-        num_tokens, num_segs, (query_start_loc.numel() - 1) * max_blocks, max_blocks, scale * 1.4426950408889634,
-        q.stride(0), q.stride(1),
-        kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
-        block_table.stride(0),
-        GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, TOPK=top_k, TILE_T=tile_t, CHUNK=chunk,
-        num_warps=8,
-    )
+    partial_o, partial_lse = kv_outer_partials(q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2],
+                                               scale, chunk, num_warps, num_stages)
     merge_partials(partial_o, partial_lse, out, selection)
     return out
 

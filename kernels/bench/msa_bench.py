@@ -1,0 +1,371 @@
+"""MSA benchmark on one GPU: our Triton kernels against vLLM's Hopper kernels, dense SDPA and FlexAttention.
+
+Run (on the GPU machine, from the repo root):
+    python -m kernels.bench.msa_bench --vllm-ops .bench-vendor --json $OUT/msa_bench.json
+``--vllm-ops`` holds copies of vLLM's sparse_attn.py and index_topk.py (see vllm_standin.py). Prints a
+markdown table last. Shapes: M3 (64 query heads, 4 KV heads, head_dim 128, bf16), per-token top-16 selection
+produced by the indexer on random inputs. Every timing is a median of CUDA-event timings (triton do_bench).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+HEADS, KV_HEADS, HEAD_DIM = 64, 4, 128
+
+
+@dataclass
+class Row:
+    """One measured line of the table."""
+
+    section: str
+    shape: str
+    impl: str
+    time_ms: float
+    tflops: float | None = None
+    tb_per_s: float | None = None
+    note: str = ""
+
+
+def bench_ms(fn, rep_ms: float = 200.0) -> float:
+    import triton.testing
+
+    return float(triton.testing.do_bench(fn, warmup=25, rep=rep_ms, return_mode="median"))
+
+
+def graph_ms(fn) -> float:
+    """Median time of ``fn`` replayed from a CUDA graph (how vLLM runs decode; hides launch overhead)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return bench_ms(graph.replay)
+
+
+def ceilings() -> tuple[float, float]:
+    """(copy bandwidth TB/s counting read + write, bf16 GEMM TFLOP/s), measured here."""
+    src = torch.randn(2 ** 30 // 2, device="cuda", dtype=torch.bfloat16)  # 1 GiB
+    dst = torch.empty_like(src)
+    copy_ms = bench_ms(lambda: dst.copy_(src))
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    gemm_ms = bench_ms(lambda: a @ b)
+    return 2 * 2 ** 30 / copy_ms / 1e9, 2 * 8192 ** 3 / gemm_ms / 1e9
+
+
+def attention_flops(selection: torch.Tensor, positions: torch.Tensor) -> float:
+    """FLOPs of exact attention over the selected keys (QK and PV: 4 * visible keys * d per head)."""
+    blk = selection.long()
+    visible = (positions.long()[None, :, None] - blk * 128 + 1).clamp(0, 128)
+    keys = torch.where(blk >= 0, visible, 0).sum()  # summed over kv heads, tokens, slots
+    return float(keys) * (HEADS // KV_HEADS) * HEAD_DIM * 4
+
+
+def bench_indexer(case, vllm_index, rows: list[Row], n: int, gemm_tflops: float) -> torch.Tensor:
+    from kernels.msa.indexer import msa_index_topk_triton
+
+    args = (case.index_q, case.index_k_cache, case.block_table, case.query_start_loc, case.seq_lens)
+    sel = msa_index_topk_triton(*args, max_query_len=n)
+    score_flops = KV_HEADS * 2 * HEAD_DIM * 128 * sum(p // 128 + 1 for p in range(0, n, 128)) * 128
+    t = bench_ms(lambda: msa_index_topk_triton(*args, max_query_len=n))
+    rows.append(Row("indexer", f"N={n // 1024}K", "ours: fused block-max + top-k", t, score_flops / t / 1e9,
+                    note=f"{score_flops / t / 1e9 / gemm_tflops:.0%} of GEMM"))
+    if vllm_index is not None:
+        prefix = torch.zeros(1, dtype=torch.int32, device="cuda")
+
+        def vllm_run() -> torch.Tensor:
+            score = vllm_index.minimax_m3_index_score(case.index_q, case.index_k_cache, case.block_table,
+                                                      case.query_start_loc, case.seq_lens, prefix, n, n, KV_HEADS)
+            return vllm_index.minimax_m3_index_topk(score, case.query_start_loc, prefix, n, 16, 0, 1)
+
+        ref = vllm_run()
+        t_v = bench_ms(vllm_run)
+        same = (sel.sort(-1).values == ref.sort(-1).values).all(-1).float().mean().item()
+        rows.append(Row("indexer", f"N={n // 1024}K", "vLLM index_score + topk", t_v, score_flops / t_v / 1e9,
+                        note=f"ours {t_v / t:.2f}x faster; same set on {same:.2%} rows"))
+    return sel
+
+
+def check_against_reference(case, sel: torch.Tensor, out: torch.Tensor, n: int, tail: int = 48) -> tuple[float, float]:
+    """Reference (fp32, CPU) on the last ``tail`` tokens: (selection agreement, attention rel. error)."""
+    from kernels.msa import msa_index_topk, sparse_attention
+
+    qsl = torch.tensor([0, tail], dtype=torch.int32)
+    cpu = dict(block_table=case.block_table.cpu(), query_start_loc=qsl, seq_lens=case.seq_lens.cpu())
+    ref_sel = msa_index_topk(case.index_q[-tail:].cpu(), case.index_k_cache.cpu(), **cpu)
+    agree = (ref_sel.sort(-1).values == sel[:, -tail:].cpu().sort(-1).values).all(-1).float().mean().item()
+    ref = sparse_attention(case.q[-tail:].cpu(), case.kv_cache.cpu(), sel[:, -tail:].cpu().contiguous(), **cpu)
+    err = float((out[-tail:].double().cpu() - ref.double()).norm() / ref.double().norm())
+    return agree, err
+
+
+def bench_prefill(n: int, vllm_sparse, vllm_index, flex_max: int, dense: bool, rows: list[Row],
+                  gemm_tflops: float, check: bool) -> None:
+    from kernels.msa.inputs import make_case
+    from kernels.msa.merge import device_positions
+    from kernels.msa.prefill import sparse_attention_triton
+
+    shape = f"N={n // 1024}K"
+    case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
+    sel = bench_indexer(case, vllm_index, rows, n, gemm_tflops)
+    pos = device_positions(case.query_start_loc, case.seq_lens, n)
+    flops = attention_flops(sel, pos)
+    scale = HEAD_DIM ** -0.5
+    out = torch.empty_like(case.q)
+    ours = lambda: sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,  # noqa: E731
+                                           case.seq_lens, scale, out)
+    ours()
+    t = bench_ms(ours)
+    note = f"floor {flops / gemm_tflops / 1e9:.2f} ms"
+    if check:
+        agree, err = check_against_reference(case, sel, out, n)
+        note += f"; ref check last 48 tok: sel {agree:.0%}, err {err:.1e}"
+    rows.append(Row("prefill", shape, "ours: KV-outer (CSR+attn+merge)", t, flops / t / 1e9, note=note))
+    prefill_breakdown(case, sel, pos, n, scale, rows, flops, sweep=n == 65536)
+    if vllm_sparse is not None:
+        out_v = torch.empty_like(case.q)
+        zero = torch.zeros(1, dtype=torch.int32, device="cuda")
+        vl = lambda: vllm_sparse.minimax_m3_sparse_attn(case.q, case.kv_cache, sel, case.block_table,  # noqa: E731
+                                                        case.query_start_loc, case.seq_lens, zero, n, KV_HEADS,
+                                                        scale, out_v)
+        vl()
+        diff = float((out.float() - out_v.float()).norm() / out_v.float().norm())
+        t_v = bench_ms(vl)
+        rows.append(Row("prefill", shape, "vLLM query-outer (Hopper Triton)", t_v, flops / t_v / 1e9,
+                        note=f"ours {t_v / t:.2f}x; |ours-vLLM|/|vLLM| {diff:.1e}"))
+    if dense:
+        bench_dense(case, n, rows, t, flops)
+    if n <= flex_max:
+        bench_flex(case, sel, n, rows, t, flops)
+    del case, out
+
+
+def prefill_breakdown(case, sel, pos, n: int, scale: float, rows: list[Row], flops: float, sweep: bool) -> None:
+    """Time the three stages alone (CSR build, KV-outer attention, merge); at one size, sweep the knobs."""
+    from kernels.msa.merge import merge_partials
+    from kernels.msa.prefill import build_block_csr, kv_outer_partials
+
+    shape = f"N={n // 1024}K"
+    nb = case.block_table.shape[1]
+    t_csr = bench_ms(lambda: build_block_csr(sel, case.query_start_loc, nb, 64))
+    csr = build_block_csr(sel, case.query_start_loc, nb, 64)
+    po, plse = kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16, scale, 64)
+    t_attn = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16,
+                                                scale, 64))
+    out = torch.empty_like(case.q)
+    t_merge = bench_ms(lambda: merge_partials(po, plse, out, sel))
+    part_bytes = po.numel() * po.element_size() + plse.numel() * 4
+    q_bytes = sel.ge(0).sum().item() * (HEADS // KV_HEADS) * HEAD_DIM * 2
+    rows.append(Row("prefill-stages", shape, "CSR build (torch sort/bincount)", t_csr))
+    rows.append(Row("prefill-stages", shape, "KV-outer attention kernel", t_attn, flops / t_attn / 1e9,
+                    tb_per_s=(part_bytes + q_bytes) / t_attn / 1e9,
+                    note=f"writes {part_bytes / 1e9:.1f} GB partials, gathers {q_bytes / 1e9:.1f} GB of Q"))
+    rows.append(Row("prefill-stages", shape, "merge kernel", t_merge, tb_per_s=(part_bytes + out.numel() * 2) / t_merge / 1e9))
+    if not sweep:
+        return
+    for chunk in (32, 64, 128, 256):
+        c = build_block_csr(sel, case.query_start_loc, nb, chunk)
+        for warps, stages in ((8, 2), (8, 3), (4, 2), (8, 1)):
+            try:
+                t_k = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, c,
+                                                         pos, 16, scale, chunk, warps, stages), rep_ms=100)
+                rows.append(Row("prefill-sweep", shape, f"attn chunk={chunk} warps={warps} stages={stages}", t_k,
+                                flops / t_k / 1e9))
+            except Exception as exc:  # noqa: BLE001 - e.g. out of shared memory for one config
+                rows.append(Row("prefill-sweep", shape, f"attn chunk={chunk} warps={warps} stages={stages}",
+                                float("nan"), note=f"{type(exc).__name__}"))
+    for window in (1024, 2048, 4096, 8192):
+        c = build_block_csr(sel, case.query_start_loc, nb, 64, window)
+        t_k = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, c,
+                                                 pos, 16, scale, 64), rep_ms=100)
+        t_c = bench_ms(lambda: build_block_csr(sel, case.query_start_loc, nb, 64, window), rep_ms=50)
+        rows.append(Row("prefill-sweep", shape, f"attn window={window} chunk=64", t_k, flops / t_k / 1e9,
+                        note=f"CSR build {t_c:.2f} ms"))
+    for merge_rows in (16, 64, 128):
+        t_m = bench_ms(lambda: merge_partials(po, plse, out, sel, rows=merge_rows), rep_ms=100)
+        rows.append(Row("prefill-sweep", shape, f"merge rows={merge_rows}", t_m,
+                        tb_per_s=(part_bytes + out.numel() * 2) / t_m / 1e9))
+    del po, plse
+
+
+def bench_dense(case, n: int, rows: list[Row], t_ours: float, flops_sparse: float) -> None:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    import torch.nn.functional as F
+
+    q = case.q.transpose(0, 1)[None]  # [1, H, N, D]
+    kv = case.kv_cache.transpose(1, 2).flatten(0, 1)[:n]  # pages are shuffled: order does not matter for timing
+    k = kv[..., :HEAD_DIM].transpose(0, 1)[None].repeat_interleave(HEADS // KV_HEADS, 1)
+    v = kv[..., HEAD_DIM:].transpose(0, 1)[None].repeat_interleave(HEADS // KV_HEADS, 1)
+    dense_flops = 4 * HEADS * HEAD_DIM * n * (n + 1) / 2
+    for name, backend in (("cuDNN", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION)):
+        try:
+            with sdpa_kernel(backend):
+                fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
+                fn()
+                t = bench_ms(fn, rep_ms=100 if n < 65536 else 1)
+            rows.append(Row("prefill", f"N={n // 1024}K", f"dense causal SDPA ({name})", t, dense_flops / t / 1e9,
+                            note=f"ours {t / t_ours:.1f}x; effective sparse {flops_sparse / t / 1e9:.0f} TFLOP/s"))
+        except RuntimeError as exc:
+            rows.append(Row("prefill", f"N={n // 1024}K", f"dense causal SDPA ({name})", float("nan"),
+                            note=f"failed: {str(exc)[:80]}"))
+    del q, k, v
+
+
+def bench_flex(case, sel: torch.Tensor, n: int, rows: list[Row], t_ours: float, flops: float) -> None:
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+    group = HEADS // KV_HEADS
+    nb = n // 128
+    chosen = torch.zeros(KV_HEADS, n, nb + 1, dtype=torch.bool, device="cuda")
+    chosen.scatter_(2, torch.where(sel >= 0, sel, nb).long(), True)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return (kv_idx <= q_idx) & chosen[h // group, q_idx, kv_idx // 128]
+
+    # Tiles to visit: for each 128-query tile, the union of the blocks its tokens selected (built directly:
+    # create_block_mask would evaluate mask_mod on all H x N x N points).
+    t0 = time.time()
+    union = chosen[:, :, :nb].view(KV_HEADS, nb, 128, nb).any(2).repeat_interleave(group, 0)[None]  # [1, H, nq, nb]
+    kv_num = union.sum(-1, dtype=torch.int32)
+    kv_idx = torch.argsort(union.to(torch.int8), dim=-1, descending=True, stable=True).to(torch.int32)
+    block_mask = BlockMask.from_kv_blocks(kv_num, kv_idx, BLOCK_SIZE=128, mask_mod=mask_mod, seq_lengths=(n, n))
+    mask_s = time.time() - t0
+    tiles = float(kv_num.sum()) / (HEADS * nb * (nb + 1) / 2)
+    flex = torch.compile(flex_attention)
+    q = case.q.transpose(0, 1)[None]
+    kv = case.kv_cache.transpose(1, 2).flatten(0, 1)[:n]
+    k = kv[..., :HEAD_DIM].transpose(0, 1)[None].contiguous()
+    v = kv[..., HEAD_DIM:].transpose(0, 1)[None].contiguous()
+    fn = lambda: flex(q, k, v, block_mask=block_mask, enable_gqa=True)  # noqa: E731
+    fn()
+    t = bench_ms(fn, rep_ms=100)
+    rows.append(Row("prefill", f"N={n // 1024}K", "FlexAttention, per-token mask", t, flops / t / 1e9,
+                    note=f"ours {t / t_ours:.1f}x; visits {tiles:.0%} of causal tiles; mask build {mask_s:.1f} s untimed"))
+
+
+def bench_decode(batch: int, ctx: int, vllm_sparse, rows: list[Row], copy_tbs: float, check: bool,
+                 query_len: int = 1, sweep: bool = False) -> None:
+    from kernels.msa import sparse_decode
+    from kernels.msa.decode import sparse_decode_triton
+    from kernels.msa.indexer import msa_index_topk_triton
+    from kernels.msa.inputs import make_case
+    from kernels.msa.merge import device_positions
+
+    shape = f"B={batch} ctx={ctx // 1024}K" + (f" q={query_len}" if query_len > 1 else "")
+    case = make_case([ctx] * batch, [query_len] * batch, HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda",
+                     seed=batch + ctx)
+    sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
+                                case.seq_lens, max_query_len=query_len)
+    pos = device_positions(case.query_start_loc, case.seq_lens, batch * query_len)
+    keys = attention_flops(sel, pos) / ((HEADS // KV_HEADS) * HEAD_DIM * 4)
+    nbytes = keys * 2 * HEAD_DIM * 2  # K and V bf16 of every selected visible key, read once
+    scale = HEAD_DIM ** -0.5
+    out = torch.empty_like(case.q)
+
+    def ours(splits=None, stages=2):
+        return lambda: sparse_decode_triton(case.q, case.kv_cache, sel, case.block_table, case.seq_lens, query_len,
+                                            scale, out, num_splits=splits, num_stages=stages)
+
+    ours()()
+    t = graph_ms(ours()) * 1e3  # us
+    t_eager = bench_ms(ours()) * 1e3
+    note = f"{nbytes / t / 1e6 / copy_tbs:.0%} of copy BW; eager {t_eager:.0f} us"
+    if check:
+        n_chk = 4 * query_len
+        ref = sparse_decode(case.q[:n_chk].cpu(), case.kv_cache.cpu(), sel[:, :n_chk].cpu().contiguous(),
+                            case.block_table[:4].cpu(), case.seq_lens[:4].cpu(), query_len, scale)
+        err = float((out[:n_chk].double().cpu() - ref.double()).norm() / ref.double().norm())
+        note += f"; ref err {err:.1e}"
+    rows.append(Row("decode", shape, "ours: split-K + merge (graph)", t / 1e3, tb_per_s=nbytes / t / 1e6, note=note))
+    if sweep:
+        for splits in (2, 4, 8, 16):
+            for stages in (2, 3):
+                t_s = graph_ms(ours(splits, stages)) * 1e3
+                rows.append(Row("decode-sweep", shape, f"ours splits={splits} stages={stages}", t_s / 1e3,
+                                tb_per_s=nbytes / t_s / 1e6))
+    if vllm_sparse is not None:
+        out_v = torch.empty_like(case.q)
+        vl = lambda: vllm_sparse.minimax_m3_sparse_attn_decode(case.q, case.kv_cache, sel, case.block_table,  # noqa: E731
+                                                               case.seq_lens, KV_HEADS, scale, out_v, query_len)
+        vl()
+        diff = float((out.float() - out_v.float()).norm() / out_v.float().norm())
+        t_v = graph_ms(vl) * 1e3
+        t_v_eager = bench_ms(vl) * 1e3
+        rows.append(Row("decode", shape, "vLLM split-K decode (graph)", t_v / 1e3, tb_per_s=nbytes / t_v / 1e6,
+                        note=f"ours {t_v / t:.2f}x; eager {t_v_eager:.0f} us; |ours-vLLM|/|vLLM| {diff:.1e}"))
+    del case
+
+
+def guarded(rows: list[Row], section: str, shape: str, fn, *args, **kwargs) -> None:
+    """Run one benchmark section; a failure becomes a row (the rest of the run still counts)."""
+    import traceback
+
+    before = len(rows)
+    try:
+        fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - recorded in the table, the run goes on
+        traceback.print_exc()
+        rows.append(Row(section, shape, "FAILED", float("nan"), note=f"{type(exc).__name__}: {str(exc)[:100]}"))
+    for r in rows[before:]:
+        print(r, flush=True)
+    torch.cuda.empty_cache()
+
+
+def print_table(rows: list[Row], header: str) -> None:
+    print("\n" + header)
+    print("| section | shape | implementation | time | TFLOP/s | TB/s | note |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        time_s = f"{r.time_ms * 1e3:.0f} us" if r.time_ms < 1 else f"{r.time_ms:.2f} ms"
+        tf = f"{r.tflops:.0f}" if r.tflops is not None else ""
+        bw = f"{r.tb_per_s:.2f}" if r.tb_per_s is not None else ""
+        print(f"| {r.section} | {r.shape} | {r.impl} | {time_s} | {tf} | {bw} | {r.note} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="16384,65536,131072", help="prefill lengths N")
+    parser.add_argument("--decode", default="16x32768,16x131072,64x32768,64x131072", help="batch x context")
+    parser.add_argument("--vllm-ops", type=Path, default=Path(".bench-vendor"))
+    parser.add_argument("--flex-max", type=int, default=65536, help="FlexAttention only up to this N")
+    parser.add_argument("--no-dense", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    import triton
+
+    from kernels.bench.vllm_standin import load_vllm_ops
+
+    vllm_sparse, vllm_index = load_vllm_ops(args.vllm_ops) if args.vllm_ops.is_dir() else (None, None)
+    copy_tbs, gemm_tflops = ceilings()
+    print(f"copy {copy_tbs:.2f} TB/s, GEMM {gemm_tflops:.0f} TFLOP/s", flush=True)
+    rows: list[Row] = []
+    for i, spec in enumerate(s for s in args.decode.split(",") if s):
+        batch, ctx = (int(x) for x in spec.split("x"))
+        guarded(rows, "decode", spec, bench_decode, batch, ctx, vllm_sparse, rows, copy_tbs, check=i == 0,
+                sweep=spec == "64x131072")
+    guarded(rows, "decode", "64x131072 q=2", bench_decode, 64, 131072, vllm_sparse, rows, copy_tbs, check=True,
+            query_len=2)
+    for n in (int(s) for s in args.sizes.split(",") if s):
+        guarded(rows, "prefill", str(n), bench_prefill, n, vllm_sparse, vllm_index, args.flex_max,
+                not args.no_dense, rows, gemm_tflops, check=n <= 16384)
+    header = (f"{torch.cuda.get_device_name()} | torch {torch.__version__} | triton {triton.__version__} | "
+              f"{time.strftime('%Y-%m-%d', time.gmtime())} | copy {copy_tbs:.2f} TB/s (read+write) | "
+              f"bf16 GEMM {gemm_tflops:.0f} TFLOP/s")
+    if args.json:
+        args.json.write_text(json.dumps({"header": header, "rows": [asdict(r) for r in rows]}, indent=1))
+    print_table(rows, header)
+
+
+if __name__ == "__main__":
+    main()
