@@ -127,18 +127,30 @@ function eventsPanel(runId, page) {
   const older = el("button", { id: "older", onclick: async () => {
     const p = await api(`/api/runs/${encodeURIComponent(runId)}/events?before=${before}&limit=200`);
     before = p.start;
-    list.prepend(...p.events.map(eventNode));
+    const rows = p.events.map(eventNode);
+    applyEventFilter(list, rows);
+    list.prepend(...rows);
     if (p.start === 0) older.disabled = true;
   } }, "older events");
   if (page.start === 0) older.disabled = true;
-  return el("div", { class: "panel" }, older, list);
+  const kinds = ["model_call", "tool_call", "exec", "commit", "check", "verdict", "decision", "steer", "error"];
+  const filter = el("select", { id: "event-kind", onchange: () => applyEventFilter(list) },
+    el("option", { value: "" }, "all events"), kinds.map((k) => el("option", { value: k }, k)));
+  return el("div", { class: "panel" }, older, " ", filter, list);
+}
+
+function applyEventFilter(list, rows) {
+  const kind = document.getElementById("event-kind")?.value || "";
+  for (const row of rows || list.children) row.hidden = kind !== "" && !row.classList.contains(kind);
 }
 
 function appendEvents(events) {
   const list = document.getElementById("events");
   if (!list) return;
   const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 30;
-  list.append(...events.map(eventNode));
+  const rows = events.map(eventNode);
+  applyEventFilter(list, rows);
+  list.append(...rows);
   while (list.childElementCount > MAX_EVENT_ROWS) list.firstElementChild.remove();
   if (atBottom) list.scrollTop = list.scrollHeight;
 }

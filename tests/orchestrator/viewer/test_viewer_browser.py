@@ -54,6 +54,13 @@ def test_live_run_page_shows_appended_events(page: Any, viewer: ViewerServer, sa
     page.wait_for_selector('#timeline .it[data-iteration="2"]', timeout=8000)
     page.wait_for_selector("#run-header >> text=iteration 2", timeout=8000)
     assert page.locator("#events .ev.decision").last.inner_text().find("accept") >= 0
+    page.select_option("#event-kind", "verdict")
+    run.event("verdict", 2, verdict="pass", score=0.8, findings=[])
+    run.event("exec", 2, where="producer", cmd="ls", exit_code=0, reason="exited", duration_s=0.1)
+    page.wait_for_function("document.querySelector('#events').lastElementChild.classList.contains('exec')")
+    visible = page.eval_on_selector_all("#events .ev", "rows => rows.filter(r => !r.hidden).map(r => r.classList[1])")
+    assert visible == ["verdict", "verdict", "verdict"]
+    page.select_option("#event-kind", "")
     shot("run-live")
 
 
