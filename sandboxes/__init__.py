@@ -15,6 +15,7 @@ __all__ = ["ExecResult", "InvalidSpec", "Sandbox", "SandboxError", "SandboxSpec"
 log = logging.getLogger(__name__)
 Backend = Literal["auto", "docker", "process"]
 _warned = False
+_reaped = False
 
 
 def default_backend() -> str:
@@ -35,6 +36,7 @@ def _open_docker(spec: SandboxSpec, pool: bool) -> Sandbox:
         client = shared_client()
     except EngineUnavailable as exc:
         raise SandboxError(str(exc)) from exc
+    _reap_once(client)
     if not pool:
         return DockerSandbox(spec, start_container(client, spec), client)
     warm = shared_pool(client)
@@ -43,6 +45,28 @@ def _open_docker(spec: SandboxSpec, pool: bool) -> Sandbox:
         sandbox = DockerSandbox(spec, start_container(client, spec), client)
     warm.refill_async(spec)
     return sandbox
+
+
+def _reap_once(client: object) -> None:
+    """On a process's first Docker sandbox, remove in the background what crashed owners left behind."""
+    global _reaped
+    if _reaped:
+        return
+    _reaped = True
+    import threading
+
+    from sandboxes.reaper import ReapResult, reap_containers
+
+    def run() -> None:
+        try:
+            result = ReapResult()
+            reap_containers(client, result)  # type: ignore[arg-type]
+            if result.removed:
+                log.info("reaped %d sandbox containers of dead owners", len(result.removed))
+        except Exception as exc:  # cleanup is best effort; `m3lab sandbox reap` reports errors
+            log.debug("background reap failed: %s", exc)
+
+    threading.Thread(target=run, daemon=True, name="m3lab-reaper").start()
 
 
 def open_sandbox(spec: SandboxSpec, backend: Backend | str = "auto", pool: bool = True) -> Sandbox:
