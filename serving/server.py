@@ -6,13 +6,16 @@ the configured state folder. Starting on a port where our model already answers 
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 from serving.client import EndpointUnavailable
 from serving.config import ServingConfig
@@ -136,26 +139,17 @@ def wait_ready(base_url: str, model: str, pid: int, timeout_s: float, log: Path)
         time.sleep(1.0)
 
 
-def _reuse_existing(plan: LaunchPlan, config: ServingConfig, timeout_s: float) -> StartResult | None:
-    """A server of ours (state file, live pid) or any server listing our model on the port, else None."""
+def _live_state(plan: LaunchPlan, config: ServingConfig) -> ServerState | None:
+    """The state of our live server of this model on the port (stale files are removed), else None."""
     state = read_state(config, plan.port)
     if state is not None and not _state_is_live(state):
         state_path(config, plan.port).unlink(missing_ok=True)
-        state = None
-    if state is not None:
-        if state.model != plan.served_model_name:
-            raise PortInUse(f"port {plan.port} belongs to the m3lab server of {state.model!r} (pid {state.pid}), "
-                            f"not {plan.served_model_name!r}; stop it (`m3lab serve stop --port {plan.port}`) "
-                            "or pick another port with --port N")
-        # Possibly still starting (a second `serve` right after the first): wait for it like its starter does.
-        ready = wait_ready(plan.base_url, state.model, state.pid, timeout_s, Path(state.log_path))
-        return StartResult(plan.base_url, state.model, reused=True, ready_s=ready, state=state)
-    if port_open(plan.host, plan.port):
-        if _serves(plan.base_url, plan.served_model_name):
-            return StartResult(plan.base_url, plan.served_model_name, reused=True, ready_s=0.0, state=None)
-        raise PortInUse(f"port {plan.port} on {plan.host} is in use by another program (not a server of "
-                        f"{plan.served_model_name!r}); pick a free one with --port N")
-    return None
+        return None
+    if state is not None and state.model != plan.served_model_name:
+        raise PortInUse(f"port {plan.port} belongs to the m3lab server of {state.model!r} (pid {state.pid}), "
+                        f"not {plan.served_model_name!r}; stop it (`m3lab serve stop --port {plan.port}`) "
+                        "or pick another port with --port N")
+    return state
 
 
 def _state_is_live(state: ServerState) -> bool:
@@ -179,14 +173,16 @@ def _check_installed(plan: LaunchPlan) -> None:
         raise ServerStartError(f"model folder {plan.model} is missing; run scripts/setup/vllm.sh to convert it")
 
 
-def start_server(plan: LaunchPlan, config: ServingConfig, profile: str, timeout_s: float | None = None) -> StartResult:
-    """Start `plan` detached and wait until it serves its model, or reuse a server already doing so."""
-    timeout = config.ready_timeout_s if timeout_s is None else timeout_s
-    existing = _reuse_existing(plan, config, timeout)
-    if existing is not None:
-        return existing
-    _check_installed(plan)
+@contextmanager
+def _port_lock(config: ServingConfig, port: int) -> Iterator[None]:
+    """Serialise check-then-spawn per port: two `serve` calls at once start one server; the second waits on it."""
     config.state_dir.mkdir(parents=True, exist_ok=True)
+    with (config.state_dir / f"server-{port}.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _spawn(plan: LaunchPlan, config: ServingConfig, profile: str) -> ServerState:
     log = log_path(config, plan.port)
     with log.open("w") as fh:
         proc = subprocess.Popen(plan.argv, env={**os.environ, **plan.env}, stdout=fh, stderr=subprocess.STDOUT,
@@ -194,14 +190,32 @@ def start_server(plan: LaunchPlan, config: ServingConfig, profile: str, timeout_
     state = ServerState(pid=proc.pid, host=plan.host, port=plan.port, model=plan.served_model_name,
                         log_path=str(log), profile=profile, started_at=time.time(), argv=list(plan.argv))
     _write_state(config, state)
+    return state
+
+
+def start_server(plan: LaunchPlan, config: ServingConfig, profile: str, timeout_s: float | None = None) -> StartResult:
+    """Start `plan` detached and wait until it serves its model, or reuse a server already doing so."""
+    timeout = config.ready_timeout_s if timeout_s is None else timeout_s
+    with _port_lock(config, plan.port):
+        state = _live_state(plan, config)
+        reused = state is not None
+        if state is None:
+            if port_open(plan.host, plan.port):
+                if _serves(plan.base_url, plan.served_model_name):
+                    return StartResult(plan.base_url, plan.served_model_name, reused=True, ready_s=0.0, state=None)
+                raise PortInUse(f"port {plan.port} on {plan.host} is in use by another program (not a server of "
+                                f"{plan.served_model_name!r}); pick a free one with --port N")
+            _check_installed(plan)
+            state = _spawn(plan, config, profile)
     try:
-        ready = wait_ready(plan.base_url, plan.served_model_name, proc.pid, timeout, log)
+        # A reused server may still be starting (a second `serve` right after the first): wait for it too.
+        ready = wait_ready(plan.base_url, state.model, state.pid, timeout, Path(state.log_path))
     except (ServerStartError, KeyboardInterrupt):
-        # A server nobody waited for to the end is not left behind (Ctrl-C during the wait stops it too).
-        _terminate(proc.pid)
-        state_path(config, plan.port).unlink(missing_ok=True)
+        if not reused:  # a server nobody waited for to the end is not left behind (Ctrl-C stops it too)
+            _terminate(state.pid)
+            state_path(config, plan.port).unlink(missing_ok=True)
         raise
-    return StartResult(plan.base_url, plan.served_model_name, reused=False, ready_s=ready, state=state)
+    return StartResult(plan.base_url, state.model, reused=reused, ready_s=ready, state=state)
 
 
 def _reap(pid: int) -> None:

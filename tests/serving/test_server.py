@@ -155,3 +155,17 @@ def test_cli_status_and_stop_of_a_started_server(config, tmp_path):
     while pid_alive(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pid_alive(child)
+
+
+def test_two_simultaneous_starts_share_one_server(config):
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = _free_port()
+    plan = _plan(port, [sys.executable, "-c", FAKE_SERVER, str(port)], model="fake-model")
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: start_server(plan, config, "fake", 30), range(2)))
+    try:
+        assert sorted(r.reused for r in results) == [False, True]
+        assert results[0].state.pid == results[1].state.pid
+    finally:
+        stop_server(config, port)
