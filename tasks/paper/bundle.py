@@ -109,6 +109,16 @@ class Bundle:
         return "\n".join(parts)
 
 
+def unique_id(base: str, taken: set[str]) -> str:
+    """`base` if free, else `base_2`, `base_3`...; records the id as taken."""
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}_{n}"
+    taken.add(candidate)
+    return candidate
+
+
 def write_bundle_files(bundle: Bundle, out_dir: Path) -> None:
     """Write the JSON and text files (images and CSVs are written during extraction)."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,40 +1,69 @@
-"""Displayed equations: the raw text PyMuPDF reads (it cannot give LaTeX) and a PNG crop a vision model can read."""
+"""Displayed equations: the raw text PyMuPDF reads (it cannot give LaTeX) and a PNG crop a vision model can read.
+
+A displayed equation is a run of consecutive math lines in reading order (a fraction is three lines: numerator,
+the "a =" row with its "(1)" label, denominator), grouped while they stay in one column and close together."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from tasks.paper.bundle import Equation
-from tasks.paper.layout import Line, equation_number_for, looks_like_equation
+from tasks.paper.bundle import Equation, unique_id
+from tasks.paper.layout import EQUATION_NUMBER, Line, equation_number_for, looks_like_equation
 
 if TYPE_CHECKING:
     import pymupdf
 
 MARGIN_PT = 3.0
 RENDER_DPI = 200
+GROUP_GAP_FACTOR = 0.8
+"""Lines at most this many font sizes apart vertically belong to one equation."""
+
+
+def _groups(lines: Sequence[Line]) -> list[list[Line]]:
+    groups: list[list[Line]] = []
+    for line in lines:
+        if not looks_like_equation(line):
+            continue
+        last = groups[-1][-1] if groups else None
+        if last is not None and last.column == line.column and lines.index(line) - lines.index(last) <= 2 \
+                and line.bbox[1] - last.bbox[3] <= GROUP_GAP_FACTOR * line.size:
+            groups[-1].append(line)
+        else:
+            groups.append([line])
+    return groups
+
+
+def _is_display(group: Sequence[Line], label: Line | None) -> bool:
+    """A labelled formula, several math lines, or one line with a relation; not a stray inline symbol."""
+    return label is not None or len(group) >= 2 or any("=" in ln.text or "≤" in ln.text for ln in group)
 
 
 def extract_equations(page: "pymupdf.Page", lines: Sequence[Line], out_dir: Path,
-                      first_index: int) -> tuple[list[Equation], set[int]]:
-    """Equations of one page and the ids (`id(line)`) of the lines they consumed."""
+                      taken: set[str]) -> tuple[dict[int, Equation], set[int]]:
+    """Equations of one page keyed by `id()` of their first line, and the ids of every line they consumed."""
     import pymupdf
 
-    equations: list[Equation] = []
+    found: dict[int, Equation] = {}
     used: set[int] = set()
-    for line in lines:
-        if id(line) in used or not looks_like_equation(line):
+    for group in _groups(list(lines)):
+        label = next((lab for ln in group if (lab := equation_number_for(ln, lines)) is not None), None)
+        if not _is_display(group, label):
             continue
-        label = equation_number_for(line, lines)
-        rect = pymupdf.Rect(line.bbox)
+        rect = pymupdf.Rect(group[0].bbox)
+        for line in group[1:] + ([label] if label is not None else []):
+            rect |= pymupdf.Rect(line.bbox)
+        used.update(id(ln) for ln in group)
         if label is not None:
-            rect |= pymupdf.Rect(label.bbox)
             used.add(id(label))
-        used.add(id(line))
         number = label.text.strip("()") if label is not None else None
-        eq_id = f"eq_{number or first_index + len(equations)}"
+        eq_id = unique_id(f"eq_{number}" if number else "eq_unnumbered", taken)
         rel = f"equations/{eq_id}.png"
         (out_dir / "equations").mkdir(parents=True, exist_ok=True)
         clip = (rect + (-MARGIN_PT, -MARGIN_PT, MARGIN_PT, MARGIN_PT)) & page.rect
         page.get_pixmap(clip=clip, dpi=RENDER_DPI).save(out_dir / rel)
-        equations.append(Equation(eq_id, page.number, tuple(round(v, 2) for v in rect), line.text, number, rel))
-    return equations, used
+        text = " ".join(ln.text for ln in sorted(group, key=lambda ln: (ln.bbox[1], ln.bbox[0])))
+        found[id(group[0])] = Equation(eq_id, page.number, tuple(round(v, 2) for v in rect), text, number, rel)
+    return found, used
+
+
+__all__ = ["extract_equations", "EQUATION_NUMBER"]

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-from tasks.paper.bundle import Figure
-from tasks.paper.layout import Line, caption_kind
+from tasks.paper.bundle import Figure, unique_id
+from tasks.paper.layout import Line, caption_kind, caption_text
 
 if TYPE_CHECKING:
     import pymupdf
@@ -13,12 +13,15 @@ if TYPE_CHECKING:
 MIN_SIDE_PT = 40.0
 """Smaller images and drawing clusters are logos, rules or glyph decorations, not figures."""
 CAPTION_DISTANCE_PT = 60.0
+LABEL_REACH_PT = 12.0
+"""Short text this close to a vector figure (axis labels, legends) belongs to it."""
+LABEL_MAX_CHARS = 40
 RENDER_DPI = 150
 
 
-def extract_figures(page: "pymupdf.Page", lines: Sequence[Line], tables: Sequence[tuple[float, ...]],
-                    out_dir: Path, first_index: int) -> list[Figure]:
-    """Figures of one page (tables' own rulings excluded), written as `figures/<id>.png`."""
+def extract_figures(page: "pymupdf.Page", lines: Sequence[Line], captions: Mapping[int, tuple[str, list[Line]]],
+                    tables: Sequence[tuple[float, ...]], out_dir: Path, taken: set[str]) -> list[Figure]:
+    """Figures of one page (tables' own rulings excluded), written as `figures/<id>.png`; `taken` holds ids."""
     import pymupdf
 
     regions: list[tuple[str, pymupdf.Rect]] = []
@@ -31,11 +34,11 @@ def extract_figures(page: "pymupdf.Page", lines: Sequence[Line], tables: Sequenc
             continue
         if _overlaps(rect, [r for _, r in regions]):
             continue
-        regions.append(("vector", rect))
+        regions.append(("vector", _with_labels(rect, lines)))
     figures: list[Figure] = []
     for kind, rect in sorted(regions, key=lambda kr: (kr[1].y0, kr[1].x0)):
-        caption, number = _caption(rect, lines)
-        fig_id = f"figure_{number or first_index + len(figures)}"
+        caption, number = _caption(rect, lines, captions)
+        fig_id = unique_id(f"figure_{number}" if number else "figure_unnumbered", taken)
         rel = f"figures/{fig_id}.png"
         (out_dir / "figures").mkdir(parents=True, exist_ok=True)
         page.get_pixmap(clip=rect, dpi=RENDER_DPI).save(out_dir / rel)
@@ -53,7 +56,21 @@ def _overlaps(rect: "pymupdf.Rect", others: Sequence["pymupdf.Rect"]) -> bool:
     return any((rect & other).get_area() > 0.5 * rect.get_area() for other in others)
 
 
-def _caption(rect: "pymupdf.Rect", lines: Sequence[Line]) -> tuple[str, str | None]:
+def _with_labels(rect: "pymupdf.Rect", lines: Sequence[Line]) -> "pymupdf.Rect":
+    """Grow a drawing cluster by the short text around it (tick and axis labels are text, not drawings)."""
+    import pymupdf
+
+    reach = rect + (-LABEL_REACH_PT, -LABEL_REACH_PT, LABEL_REACH_PT, LABEL_REACH_PT)
+    grown = pymupdf.Rect(rect)
+    for line in lines:
+        box = pymupdf.Rect(line.bbox)
+        if len(line.text) <= LABEL_MAX_CHARS and not caption_kind(line.text) and box.intersects(reach):
+            grown |= box
+    return grown
+
+
+def _caption(rect: "pymupdf.Rect", lines: Sequence[Line],
+             captions: Mapping[int, tuple[str, list[Line]]]) -> tuple[str, str | None]:
     """The nearest "Figure N:" line, preferring below the figure (the usual place)."""
     best: tuple[float, Line] | None = None
     for line in lines:
@@ -69,4 +86,5 @@ def _caption(rect: "pymupdf.Rect", lines: Sequence[Line]) -> tuple[str, str | No
             best = (gap, line)
     if best is None:
         return "", None
-    return best[1].text, caption_kind(best[1].text)[1]
+    text = caption_text(captions.get(id(best[1]), (best[1].text, [best[1]])), tuple(rect))
+    return text, caption_kind(text)[1]

@@ -13,7 +13,15 @@ from tasks.paper.bundle import Bundle, Equation, Figure, ReportedNumber, Section
 from tasks.paper.equations import extract_equations
 from tasks.paper.errors import EmptyPdfError
 from tasks.paper.figures import extract_figures
-from tasks.paper.layout import Line, body_font_size, caption_kind, is_heading, is_reference_heading, page_lines, reading_order
+from tasks.paper.layout import (
+    Line,
+    body_font_size,
+    caption_blocks,
+    is_heading,
+    is_reference_heading,
+    page_lines,
+    reading_order,
+)
 from tasks.paper.numbers import numbers_in_sentence, sentences
 from tasks.paper.pdf import DEFAULT_MAX_PAGES, check_usable, open_pdf
 from tasks.paper.tables import extract_tables, table_numbers
@@ -35,24 +43,27 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
     figures: list[Figure] = []
     equations: list[Equation] = []
     stream: list[tuple[str, Line]] = []
+    taken: set[str] = set()
     for page, lines in zip(doc, pages):
+        captions = caption_blocks(lines)
         # Ruled tables and vector figures are made of drawings; the table finder is slow, so skip bare pages.
         drawn = bool(page.get_cdrawings())
-        page_tables = extract_tables(page, lines, out_dir, len(tables) + 1) if drawn else []
-        page_figures = extract_figures(page, lines, [t.bbox for t in page_tables], out_dir, len(figures) + 1)
-        text_lines = _running_text(lines, page_tables, page_figures, title_line)
-        ordered = reading_order(text_lines, page.rect.width)
-        page_eqs, used = extract_equations(page, ordered, out_dir, len(equations) + 1)
-        by_line = {id(line): eq for eq in page_eqs for line in ordered if line.text == eq.text and id(line) in used}
+        page_tables = extract_tables(page, lines, captions, out_dir, taken) if drawn else []
+        page_figures = extract_figures(page, lines, captions, [t.bbox for t in page_tables], out_dir, taken)
+        text_lines = _running_text(lines, page_tables, page_figures, captions, title_line)
+        front = _front_matter_end(text_lines, body_size) if page.number == 0 else 0.0
+        ordered = reading_order(text_lines, page.rect.width, full_above=front)
+        page_eqs, used = extract_equations(page, ordered, out_dir, taken)
         for line in ordered:
-            if id(line) in by_line:
-                eq = by_line[id(line)]
-                stream.append(("equation", Line(line.page, line.bbox, f"[Equation {eq.number or eq.id}: {eq.text}]", line.size, False, False)))
+            if id(line) in page_eqs:
+                eq = page_eqs[id(line)]
+                text = f"[Equation {eq.number or eq.id}: {eq.text}]"
+                stream.append(("equation", Line(line.page, line.bbox, text, line.size, False, False)))
             elif id(line) not in used:
                 stream.append(("heading" if is_heading(line, body_size) else "text", line))
         tables += page_tables
         figures += page_figures
-        equations += page_eqs
+        equations += page_eqs.values()
     sections, references, warnings = _sections(stream)
     if not sections and not tables and not figures:
         raise EmptyPdfError(f"{pdf}: no text, tables or figures could be extracted")
@@ -87,15 +98,20 @@ def _inside(line: Line, bbox: Sequence[float]) -> bool:
     return bbox[0] <= x <= bbox[2] and bbox[1] <= y <= bbox[3]
 
 
+def _front_matter_end(lines: Sequence[Line], body_size: float) -> float:
+    """Top of the first heading on page 1: above it sit the title block's centred, side-by-side author names."""
+    tops = [ln.bbox[1] for ln in lines if is_heading(ln, body_size)]
+    return min(tops) if tops else 0.0
+
+
 def _running_text(lines: Sequence[Line], tables: Sequence[Table], figures: Sequence[Figure],
-                  title_line: Line | None) -> list[Line]:
-    """Lines that are neither inside a table/figure, nor one of their captions, nor the title."""
-    captions = {t.caption for t in tables} | {f.caption for f in figures}
+                  captions: dict[int, tuple[str, list[Line]]], title_line: Line | None) -> list[Line]:
+    """Lines that are neither inside a table/figure, nor part of a caption, nor the title."""
+    caption_lines = {id(part) for _, parts in captions.values() for part in parts}
     areas = [t.bbox for t in tables] + [f.bbox for f in figures]
     return [
         ln for ln in lines
-        if ln is not title_line and not any(_inside(ln, a) for a in areas)
-        and not (caption_kind(ln.text) and ln.text in captions)
+        if ln is not title_line and id(ln) not in caption_lines and not any(_inside(ln, a) for a in areas)
     ]
 
 

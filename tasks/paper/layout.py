@@ -28,6 +28,11 @@ NUMBERED_HEADING = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z]\.)\s+[A-Z][^
 CAPTION = re.compile(r"^(Table|Figure|Fig\.)\s*(\d+|[IVX]+)\s*[:.]", re.IGNORECASE)
 EQUATION_NUMBER = re.compile(r"^\((\d+[a-z]?)\)$")
 MATH_CHARS = set("=≤≥≈∑∏∫√∂∇±×·→←∈∉⊂⊆∀∃αβγδεθλμσφψωΣΠΔ∞")
+MATH_FONT = re.compile(r"CMMI|CMSY|CMEX|MSBM|MSAM|Math|Symbol|STIX|rsfs|esint|LMMathItalic|LMMathSymbols", re.IGNORECASE)
+"""Fonts that typeset formulas (TeX's math italic, symbols and extension fonts and their kin)."""
+PAGE_NUMBER = re.compile(r"^(?:page\s*)?(?:\d{1,4}|[ivxlc]{1,6})$", re.IGNORECASE)
+MARGIN_SHARE = (0.07, 0.86)
+"""Lines above 7% or below 86% of the page height that are only a number are page numbers."""
 
 
 @dataclass
@@ -39,6 +44,8 @@ class Line:
     bold: bool
     italic: bool
     column: str = "full"
+    math_share: float = 0.0
+    """Share of the line's characters set in math fonts."""
 
     @property
     def center(self) -> tuple[float, float]:
@@ -46,7 +53,8 @@ class Line:
 
 
 def page_lines(page: "pymupdf.Page", textpage: "pymupdf.TextPage | None" = None) -> list[Line]:
-    """Non-empty text lines of a page with their dominant font properties."""
+    """Non-empty text lines of a page with their dominant font properties; fragments of one row are merged
+    (TeX sets a heading's number and title, or a bold phrase, as separate pieces) and page numbers dropped."""
     data = page.get_text("dict", textpage=textpage) if textpage else page.get_text("dict")
     lines: list[Line] = []
     for block in data["blocks"]:
@@ -58,23 +66,65 @@ def page_lines(page: "pymupdf.Page", textpage: "pymupdf.TextPage | None" = None)
                 continue
             text = " ".join("".join(s["text"] for s in raw["spans"]).split())
             main = max(spans, key=lambda s: len(s["text"]))
+            chars = sum(len(s["text"].strip()) for s in spans)
+            math = sum(len(s["text"].strip()) for s in spans if MATH_FONT.search(s["font"]))
             lines.append(Line(
                 page=page.number,
                 bbox=tuple(round(v, 2) for v in raw["bbox"]),
                 text=text,
                 size=round(main["size"], 1),
-                bold=bool(main["flags"] & BOLD_FLAG) or "bold" in main["font"].lower(),
+                bold=bool(main["flags"] & BOLD_FLAG) or "bold" in main["font"].lower() or "CMBX" in main["font"],
                 italic=bool(main["flags"] & ITALIC_FLAG) or "italic" in main["font"].lower(),
+                math_share=math / chars if chars else 0.0,
             ))
-    return lines
+    height = page.rect.height
+    lines = [ln for ln in lines if not (PAGE_NUMBER.match(ln.text) and (
+        ln.bbox[3] < MARGIN_SHARE[0] * height or ln.bbox[1] > MARGIN_SHARE[1] * height))]
+    return merge_rows(lines, page.rect.width / 2)
 
 
-def reading_order(lines: Sequence[Line], page_width: float) -> list[Line]:
-    """Lines sorted for reading: bands cut by full-width lines, left column before right column."""
+def merge_rows(lines: Sequence[Line], mid: float) -> list[Line]:
+    """Join pieces of one row that sit close together on the same side of the page's middle."""
+    merged: list[Line] = []
+    for line in sorted(lines, key=lambda ln: (round(ln.center[1]), ln.bbox[0])):
+        prev = merged[-1] if merged else None
+        if prev is not None and _same_row(prev, line, mid) and not EQUATION_NUMBER.match(line.text):
+            merged[-1] = _join_lines(prev, line)
+        else:
+            merged.append(line)
+    return merged
+
+
+def _same_row(a: Line, b: Line, mid: float) -> bool:
+    height = min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
+    gap = b.bbox[0] - a.bbox[2]
+    same_side = (a.bbox[2] <= mid + GUTTER_PT) == (b.bbox[2] <= mid + GUTTER_PT)
+    return abs(a.center[1] - b.center[1]) < 0.35 * height and -1 <= gap < 1.6 * max(a.size, b.size) and same_side
+
+
+def _join_lines(a: Line, b: Line) -> Line:
+    longer = a if len(a.text) >= len(b.text) else b
+    chars = len(a.text) + len(b.text)
+    return Line(
+        page=a.page,
+        bbox=(min(a.bbox[0], b.bbox[0]), min(a.bbox[1], b.bbox[1]), max(a.bbox[2], b.bbox[2]), max(a.bbox[3], b.bbox[3])),
+        text=f"{a.text} {b.text}",
+        size=longer.size,
+        bold=a.bold and b.bold,
+        italic=a.italic and b.italic,
+        math_share=(a.math_share * len(a.text) + b.math_share * len(b.text)) / chars,
+    )
+
+
+def reading_order(lines: Sequence[Line], page_width: float, full_above: float = 0.0) -> list[Line]:
+    """Lines sorted for reading: bands cut by full-width lines, left column before right column. Lines above
+    `full_above` (the title block of page 1: centred author names side by side) count as full-width."""
     mid = page_width / 2
     for line in lines:
         x0, _, x1, _ = line.bbox
-        if x1 <= mid + GUTTER_PT:
+        if line.bbox[3] <= full_above:
+            line.column = "full"
+        elif x1 <= mid + GUTTER_PT:
             line.column = "left"
         elif x0 >= mid - GUTTER_PT:
             line.column = "right"
@@ -136,12 +186,41 @@ def caption_kind(text: str) -> tuple[str, str] | None:
 
 
 def looks_like_equation(line: Line) -> bool:
-    """A displayed formula: short, with math symbols, not a sentence of words."""
+    """A piece of a displayed formula: short, mostly math (symbols or math fonts), not a sentence of words."""
     text = line.text.strip()
-    if len(text) > 140 or not any(ch in MATH_CHARS for ch in text):
+    if len(text) > 140 or EQUATION_NUMBER.match(text):
         return False
     words = re.findall(r"[A-Za-z]{4,}", text)
-    return len(words) <= 3 and not text.endswith(".")
+    if len(words) > 3 or text.endswith("."):
+        return False
+    return line.math_share >= 0.25 or any(ch in MATH_CHARS for ch in text)
+
+
+def caption_blocks(lines: Sequence[Line]) -> dict[int, tuple[str, list[Line]]]:
+    """Captions that run over several lines: `id(first line)` -> (full text, its lines)."""
+    ordered = sorted(lines, key=lambda ln: (ln.bbox[1], ln.bbox[0]))
+    blocks: dict[int, tuple[str, list[Line]]] = {}
+    for i, first in enumerate(ordered):
+        if not caption_kind(first.text):
+            continue
+        parts = [first]
+        for nxt in ordered[i + 1:]:
+            last = parts[-1]
+            if nxt.bbox[0] >= first.bbox[2] or nxt.bbox[2] <= first.bbox[0] or nxt.bbox[1] < last.bbox[1] + 1:
+                continue  # the other column, or the same row
+            if nxt.bbox[1] - last.bbox[3] > 0.6 * last.size or caption_kind(nxt.text) \
+                    or abs(nxt.size - first.size) > 0.5:
+                break
+            parts.append(nxt)
+        blocks[id(first)] = (" ".join(p.text for p in parts), parts)
+    return blocks
+
+
+def caption_text(block: tuple[str, list[Line]], area: Sequence[float]) -> str:
+    """A caption block's text without lines inside `area` (a table's header row can sit right under it)."""
+    x0, y0, x1, y1 = area
+    parts = [ln.text for ln in block[1] if not (x0 <= ln.center[0] <= x1 and y0 <= ln.center[1] <= y1)]
+    return " ".join(parts) or block[0]
 
 
 def equation_number_for(line: Line, lines: Sequence[Line]) -> Line | None:

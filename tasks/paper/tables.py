@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from tasks.paper.bundle import ReportedNumber, Table
-from tasks.paper.layout import Line, caption_kind
+from tasks.paper.layout import Line, caption_kind, caption_text
+from tasks.paper.bundle import unique_id
 from tasks.paper.numbers import parse_number
 
 if TYPE_CHECKING:
@@ -16,16 +17,17 @@ if TYPE_CHECKING:
 CAPTION_DISTANCE_PT = 60.0
 
 
-def extract_tables(page: "pymupdf.Page", lines: Sequence[Line], out_dir: Path, first_index: int) -> list[Table]:
-    """Tables of one page, written as `tables/<id>.csv` under `out_dir`."""
+def extract_tables(page: "pymupdf.Page", lines: Sequence[Line], captions: Mapping[int, tuple[str, list[Line]]],
+                   out_dir: Path, taken: set[str]) -> list[Table]:
+    """Tables of one page, written as `tables/<id>.csv` under `out_dir`; `taken` holds the ids in use."""
     tables: list[Table] = []
     for found in page.find_tables().tables:
         rows, warnings = _validated_rows(page, found)
         if len(rows) < 2 or max(len(r) for r in rows) < 2:
             continue
         bbox = tuple(round(v, 2) for v in found.bbox)
-        caption, number = _caption(bbox, lines)
-        table_id = f"table_{number or first_index + len(tables)}"
+        caption, number = _caption(bbox, lines, captions)
+        table_id = unique_id(f"table_{number}" if number else "table_unnumbered", taken)
         rel = f"tables/{table_id}.csv"
         (out_dir / "tables").mkdir(parents=True, exist_ok=True)
         with open(out_dir / rel, "w", newline="", encoding="utf-8") as f:
@@ -58,19 +60,22 @@ def _validated_rows(page: "pymupdf.Page", found: "pymupdf.table.Table") -> tuple
     return rows, warnings
 
 
-def _caption(bbox: tuple[float, ...], lines: Sequence[Line]) -> tuple[str, str | None]:
+def _caption(bbox: tuple[float, ...], lines: Sequence[Line],
+             captions: Mapping[int, tuple[str, list[Line]]]) -> tuple[str, str | None]:
     """The nearest "Table N:" line above or below the table."""
     best: tuple[float, Line] | None = None
     for line in lines:
         kind = caption_kind(line.text)
         if not kind or kind[0] != "table":
             continue
-        gap = min(abs(line.bbox[3] - bbox[1]), abs(line.bbox[1] - bbox[3]))
+        last = captions.get(id(line), ("", [line]))[1][-1]
+        gap = min(abs(last.bbox[3] - bbox[1]), abs(line.bbox[1] - bbox[3]))
         if gap <= CAPTION_DISTANCE_PT and (best is None or gap < best[0]):
             best = (gap, line)
     if best is None:
         return "", None
-    return best[1].text, caption_kind(best[1].text)[1]
+    text = caption_text(captions.get(id(best[1]), (best[1].text, [best[1]])), bbox)
+    return text, caption_kind(text)[1]
 
 
 def table_numbers(table: Table) -> list[ReportedNumber]:
