@@ -128,7 +128,8 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
         started = time.monotonic()
         iteration = state.get("completed", 0) + 1
         sha = commit_iteration(run.workspace, iteration, "submitted (verdict pending)")
-        run.events.append("commit", iteration, key=f"commit-{iteration}", sha=sha)
+        run.events.append("commit", iteration, key=f"commit-{iteration}", sha=sha,
+                          message=f"iteration {iteration}: submitted (verdict pending)")
         verdict = run.once(f"verdict-{iteration:04d}", lambda: verify(rt, iteration, state.get("claim", "")),
                            Verdict.to_json, Verdict.from_json)
         run.events.append("verdict", iteration, key=f"verdict-{iteration}", verdict=verdict.verdict,
