@@ -1,38 +1,40 @@
 """M3 sparse-layer impls backed by kernels/msa: the torch reference (CPU build) or the Triton kernels (SM90).
 
-Imported only by the plugin's hooks once vLLM's M3 modules are loaded (it subclasses their impl bases).
-Contract honoured (vLLM 0.32 `common/indexer.py`, `common/sparse_attention.py`): the batch is decode-first;
-the indexer writes int32 block ids, valid first then -1, into the shared token-major
-`topk_indices_buffer[tokens, kv_heads, top_k]` (decode rows [:nd], prefill rows [nd:n]); the attend reads them
-back and attends over the paged cache [pages, kv_heads, 128, 2 * head_dim]. Prefill rows may be a later chunk
-of a prompt (context_lens > 0): the reference aligns queries bottom-right (position = seq_len - q_len + i).
+Imported only by the plugin's hooks once vLLM's M3 modules are loaded (it subclasses their impl bases). The impls
+translate vLLM's metadata into `msa_calls.Batch` and hand the work to kernels/msa (see msa_calls for the contract:
+decode-first rows, rebased prefill offsets, the shared token-major `topk_indices_buffer`). Runs inside the layer's
+eager break (`_run_attention`), so host syncs of the reference path do not meet CUDA-graph capture.
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
-import importlib
-from collections.abc import Callable
-from typing import Any
-
-from kernels.msa import reference
+from serving.plugin import msa_calls
 from vllm.forward_context import get_forward_context
 from vllm.models.minimax_m3.common.indexer import MiniMaxM3IndexerImpl, MiniMaxM3IndexerMetadata
 from vllm.models.minimax_m3.common.sparse_attention import MiniMaxM3SparseImpl, MiniMaxM3SparseMetadata
 
 
-def _kernel(path: str) -> Callable[..., Any]:
-    """`module:function` from kernels/msa, imported on first use (Triton stays unloaded on CPU)."""
-    module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)
+def batch_of(md: MiniMaxM3IndexerMetadata | MiniMaxM3SparseMetadata) -> msa_calls.Batch:
+    """The MSA view of either builder's metadata (both builders split the batch identically)."""
+    decode = prefill = None
+    if md.num_decodes > 0:
+        d = md.decode
+        assert d is not None
+        decode = msa_calls.DecodePart(md.num_decodes, d.block_table, d.seq_lens, d.decode_query_len)
+    if md.num_prefills > 0:
+        p = md.prefill
+        assert p is not None
+        prefill = msa_calls.PrefillPart(p.block_table, p.cu_seqlens_q, p.seq_lens, p.max_query_len)
+    return msa_calls.Batch(md.num_actual_tokens, md.num_decode_tokens, decode, prefill)
 
 
 class MSAIndexerImpl(MiniMaxM3IndexerImpl):
-    """Index score + top-k through kernels/msa's `msa_index_topk` contract (bf16 index cache)."""
+    """Index score + top-k into the shared selection buffer (bf16 index cache)."""
 
-    implementation_name = "m3lab-msa"
-    index_topk_fn = "kernels.msa.reference:msa_index_topk"
-    writes_in_place = False
+    kernels: ClassVar[msa_calls.MSAKernels] = msa_calls.REFERENCE
 
     def forward(self, index_query: torch.Tensor, **_: object) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         attn_metadata = get_forward_context().attn_metadata
@@ -40,46 +42,23 @@ class MSAIndexerImpl(MiniMaxM3IndexerImpl):
             return None, None  # memory-profiling run: caches unbound
         md = attn_metadata[self.index_cache.prefix]
         assert isinstance(md, MiniMaxM3IndexerMetadata)
-        n, nd = md.num_actual_tokens, md.num_decode_tokens
+        batch = batch_of(md)
+        n, nd = batch.num_tokens, batch.num_decode_tokens
         iq = index_query[:n].view(-1, self.num_index_heads, self.index_head_dim)
-        cache = self.index_cache.kv_cache
         buf = self.topk_indices_buffer
         if buf is None:
             buf = torch.full((n, self.num_index_heads, self.topk_blocks), -1, dtype=torch.int32, device=iq.device)
-        decode_topk = prefill_topk = None
-        if md.num_decodes > 0:
-            d = md.decode
-            assert d is not None
-            qsl = reference.decode_query_start_loc(md.num_decodes, d.decode_query_len, iq.device)
-            decode_topk = buf[:nd].transpose(0, 1)  # [heads, tokens, k] view of the token-major buffer
-            self._select(iq[:nd], cache, d.block_table, qsl, d.seq_lens, d.decode_query_len, decode_topk)
-        if md.num_prefills > 0:
-            p = md.prefill
-            assert p is not None
-            prefill_topk = buf[nd:n].transpose(0, 1)
-            self._select(iq[nd:n], cache, p.block_table, p.cu_seqlens_q, p.seq_lens, p.max_query_len, prefill_topk)
+        msa_calls.index_batch(self.kernels, batch, iq, self.index_cache.kv_cache, buf, self.topk_blocks,
+                              self.init_blocks, self.local_blocks)
+        decode_topk = buf[:nd].transpose(0, 1) if batch.decode is not None else None
+        prefill_topk = buf[nd:n].transpose(0, 1) if batch.prefill is not None else None
         return decode_topk, prefill_topk
-
-    def _select(
-        self, iq: torch.Tensor, cache: torch.Tensor, block_table: torch.Tensor, qsl: torch.Tensor,
-        seq_lens: torch.Tensor, max_query_len: int, out: torch.Tensor,
-    ) -> None:
-        """Selection [heads, tokens, k] into `out` (a strided view of the shared buffer)."""
-        kwargs = dict(top_k=self.topk_blocks, init_blocks=self.init_blocks, local_blocks=self.local_blocks)
-        fn = _kernel(self.index_topk_fn)
-        if self.writes_in_place:  # Triton: straight into the buffer, no host sync for the query length
-            fn(iq, cache, block_table, qsl, seq_lens, max_query_len=max_query_len, out=out, **kwargs)
-        else:
-            out.copy_(fn(iq, cache, block_table, qsl, seq_lens, **kwargs))
 
 
 class MSASparseImpl(MiniMaxM3SparseImpl):
-    """Exact attention over the selected blocks through kernels/msa's `sparse_attention`/`sparse_decode` contract."""
+    """Exact attention over the selected blocks (bf16/fp16 KV cache)."""
 
-    implementation_name = "m3lab-msa"
-    attention_fn = "kernels.msa.reference:sparse_attention"
-    decode_fn = "kernels.msa.reference:sparse_decode"
-    writes_in_place = False
+    kernels: ClassVar[msa_calls.MSAKernels] = msa_calls.REFERENCE
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -100,54 +79,30 @@ class MSASparseImpl(MiniMaxM3SparseImpl):
             return output  # memory-profiling run
         md = attn_metadata[layer.layer_name]  # type: ignore[attr-defined]
         assert isinstance(md, MiniMaxM3SparseMetadata)
-        n, nd = md.num_actual_tokens, md.num_decode_tokens
-        topk = layer.topk_indices_buffer[:n].transpose(0, 1)  # type: ignore[attr-defined]  # [Hkv, n, k]
+        batch = batch_of(md)
+        n = batch.num_tokens
         q = query[:n].view(-1, self.num_heads, self.head_size)
         out = output[:n].view(-1, self.num_heads, self.head_size)
-        if md.num_decodes > 0:
-            d = md.decode
-            assert d is not None
-            self._run(self.decode_fn, out[:nd], q[:nd], kv_cache, topk[:, :nd].contiguous(), d.block_table,
-                      d.seq_lens, d.decode_query_len, self.scale)
-        if md.num_prefills > 0:
-            p = md.prefill
-            assert p is not None
-            self._run(self.attention_fn, out[nd:n], q[nd:n], kv_cache, topk[:, nd:n].contiguous(), p.block_table,
-                      p.cu_seqlens_q, p.seq_lens, self.scale)
+        msa_calls.attend_batch(self.kernels, batch, q, kv_cache, layer.topk_indices_buffer, out,  # type: ignore[attr-defined]
+                               self.scale)
         return output
-
-    def _run(self, fn_path: str, out: torch.Tensor, *args: object) -> None:
-        fn = _kernel(fn_path)
-        if self.writes_in_place:
-            fn(*args, out=out)
-        else:
-            out.copy_(fn(*args).to(out.dtype))
 
 
 class TorchMSAIndexerImpl(MSAIndexerImpl):
     """CPU build: the fp32 torch reference."""
 
-    implementation_name = "m3lab-torch-cpu"
-
 
 class TorchMSASparseImpl(MSASparseImpl):
     """CPU build: the fp32 torch reference."""
-
-    implementation_name = "m3lab-torch-cpu"
 
 
 class TritonMSAIndexerImpl(MSAIndexerImpl):
     """SM90 + bf16 KV: m3lab Triton indexer (score + top-k)."""
 
-    implementation_name = "m3lab-triton"
-    index_topk_fn = "kernels.msa.indexer:msa_index_topk_triton"
-    writes_in_place = True
+    kernels = msa_calls.TRITON
 
 
 class TritonMSASparseImpl(MSASparseImpl):
     """SM90 + bf16 KV: m3lab Triton KV-outer prefill and split-K decode."""
 
-    implementation_name = "m3lab-triton"
-    attention_fn = "kernels.msa.prefill:sparse_attention_triton"
-    decode_fn = "kernels.msa.decode:sparse_decode_triton"
-    writes_in_place = True
+    kernels = msa_calls.TRITON

@@ -1,17 +1,17 @@
-"""Whether kernels/msa ships the Triton entry points the GPU impls call (checked without importing Triton)."""
+"""Whether kernels/msa ships the Triton entry points the GPU impls call (found, not imported: Triton stays unloaded)."""
 from __future__ import annotations
 
 import importlib.util
 
-TRITON_MODULES = ("kernels.msa.indexer", "kernels.msa.prefill", "kernels.msa.decode")
-"""Modules holding `msa_index_topk_triton`, `sparse_attention_triton`, `sparse_decode_triton` (kernels/msa/README)."""
-
 
 def available() -> bool:
-    """True when Triton and all three kernel modules can be found."""
+    """True when Triton and the modules of all three `msa_calls.TRITON` entry points can be found."""
+    from serving.plugin.msa_calls import TRITON
+
+    modules = {path.split(":")[0] for path in (TRITON.index_topk, TRITON.attention, TRITON.decode)}
     try:
-        if importlib.util.find_spec("triton") is None:
-            return False
-        return all(importlib.util.find_spec(name) is not None for name in TRITON_MODULES)
+        return importlib.util.find_spec("triton") is not None and all(
+            importlib.util.find_spec(name) is not None for name in modules
+        )
     except (ImportError, ValueError):
         return False

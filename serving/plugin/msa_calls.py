@@ -1,0 +1,113 @@
+"""How a decode-first vLLM batch is handed to kernels/msa (no vLLM import: testable with the Triton interpreter).
+
+vLLM's contract (0.32, `vllm/models/minimax_m3/common/`): the batch is decode-first; decode rows [:nd] have
+`decode_query_len` queries per request, prefill rows [nd:n] have `cu_seqlens_q` rebased to 0 and `seq_lens` =
+context + new tokens; the selection lives in a token-major int32 buffer [tokens, kv_heads, top_k] (valid ids first,
+then -1) that the indexer writes and the attention reads.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kernels.msa.reference import decode_query_start_loc
+
+
+@dataclass(frozen=True)
+class MSAKernels:
+    """Where an implementation's three entry points live ("module:function") and how they return results."""
+
+    index_topk: str
+    attention: str
+    decode: str
+    in_place: bool
+    """The functions take `out=` (and the indexer `max_query_len=`); else they return a fresh tensor to copy."""
+
+
+REFERENCE = MSAKernels("kernels.msa.reference:msa_index_topk", "kernels.msa.reference:sparse_attention",
+                       "kernels.msa.reference:sparse_decode", in_place=False)
+TRITON = MSAKernels("kernels.msa.indexer:msa_index_topk_triton", "kernels.msa.prefill:sparse_attention_triton",
+                    "kernels.msa.decode:sparse_decode_triton", in_place=True)
+
+
+@dataclass(frozen=True)
+class DecodePart:
+    num_requests: int
+    block_table: torch.Tensor
+    seq_lens: torch.Tensor
+    query_len: int
+    """Queries per decode request (1, or 1 + speculative tokens)."""
+
+
+@dataclass(frozen=True)
+class PrefillPart:
+    block_table: torch.Tensor
+    cu_seqlens_q: torch.Tensor
+    """[num_prefills + 1], rebased to 0 at the first prefill row."""
+    seq_lens: torch.Tensor
+    max_query_len: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The part of vLLM's per-layer metadata MSA needs."""
+
+    num_tokens: int
+    num_decode_tokens: int
+    decode: DecodePart | None
+    prefill: PrefillPart | None
+
+
+def _fn(path: str) -> Callable[..., Any]:
+    """`module:function`, imported on first use (Triton stays unloaded where the reference is used)."""
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def index_batch(kernels: MSAKernels, batch: Batch, index_q: torch.Tensor, index_cache: torch.Tensor,
+                buffer: torch.Tensor, top_k: int, init_blocks: int, local_blocks: int) -> None:
+    """Fill buffer[:num_tokens] (token-major) with the selection of every row of the batch."""
+    n, nd = batch.num_tokens, batch.num_decode_tokens
+    opts = dict(top_k=top_k, init_blocks=init_blocks, local_blocks=local_blocks)
+    fn = _fn(kernels.index_topk)
+    parts = []
+    if batch.decode is not None:
+        d = batch.decode
+        qsl = decode_query_start_loc(d.num_requests, d.query_len, index_q.device)
+        parts.append((slice(0, nd), d.block_table, qsl, d.seq_lens, d.query_len))
+    if batch.prefill is not None:
+        p = batch.prefill
+        parts.append((slice(nd, n), p.block_table, p.cu_seqlens_q, p.seq_lens, p.max_query_len))
+    for rows, table, qsl, seq_lens, max_q in parts:
+        out = buffer[rows].transpose(0, 1)  # [heads, tokens, k] view of the token-major buffer
+        if kernels.in_place:
+            fn(index_q[rows], index_cache, table, qsl, seq_lens, max_query_len=max_q, out=out, **opts)
+        else:
+            out.copy_(fn(index_q[rows], index_cache, table, qsl, seq_lens, **opts))
+
+
+def attend_batch(kernels: MSAKernels, batch: Batch, q: torch.Tensor, kv_cache: torch.Tensor, buffer: torch.Tensor,
+                 out: torch.Tensor, scale: float) -> None:
+    """out[:num_tokens] = attention of q [tokens, heads, d] over the blocks selected in buffer."""
+    n, nd = batch.num_tokens, batch.num_decode_tokens
+    sel = buffer[:n].transpose(0, 1)  # [kv_heads, tokens, k]
+    if batch.decode is not None:
+        d = batch.decode
+        _call(kernels.decode, kernels.in_place, out[:nd], q[:nd], kv_cache, sel[:, :nd].contiguous(), d.block_table,
+              d.seq_lens, d.query_len, scale)
+    if batch.prefill is not None:
+        p = batch.prefill
+        _call(kernels.attention, kernels.in_place, out[nd:n], q[nd:n], kv_cache, sel[:, nd:n].contiguous(),
+              p.block_table, p.cu_seqlens_q, p.seq_lens, scale)
+
+
+def _call(path: str, in_place: bool, out: torch.Tensor, *args: Any) -> None:
+    fn = _fn(path)
+    if in_place:
+        fn(*args, out=out)
+    else:
+        out.copy_(fn(*args).to(out.dtype))
