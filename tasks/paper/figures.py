@@ -17,17 +17,20 @@ LABEL_REACH_PT = 12.0
 """Short text this close to a vector figure (axis labels, legends) belongs to it."""
 LABEL_MAX_CHARS = 40
 RENDER_DPI = 150
+SCAN_SHARE = 0.5
 
 
 def extract_figures(page: "pymupdf.Page", lines: Sequence[Line], captions: Mapping[int, tuple[str, list[Line]]],
-                    tables: Sequence[tuple[float, ...]], out_dir: Path, taken: set[str]) -> list[Figure]:
-    """Figures of one page (tables' own rulings excluded), written as `figures/<id>.png`; `taken` holds ids."""
+                    tables: Sequence[tuple[float, ...]], out_dir: Path, taken: set[str],
+                    scanned: bool = False) -> list[Figure]:
+    """Figures of one page (tables' own rulings excluded), written as `figures/<id>.png`; `taken` holds ids.
+    On `scanned` pages, an image covering most of the page is the scan itself, not a figure."""
     import pymupdf
 
     regions: list[tuple[str, pymupdf.Rect]] = []
     for info in page.get_image_info():
         rect = pymupdf.Rect(info["bbox"]) & page.rect
-        if _big_enough(rect):
+        if _big_enough(rect) and not (scanned and rect.get_area() > SCAN_SHARE * page.rect.get_area()):
             regions.append(("raster", rect))
     for rect in (page.cluster_drawings() if page.get_cdrawings() else []):
         if not _big_enough(rect) or _overlaps(rect, [pymupdf.Rect(t) for t in tables]):

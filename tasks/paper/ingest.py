@@ -49,7 +49,8 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
         # Ruled tables and vector figures are made of drawings; the table finder is slow, so skip bare pages.
         drawn = bool(page.get_cdrawings())
         page_tables = extract_tables(page, lines, captions, out_dir, taken) if drawn else []
-        page_figures = extract_figures(page, lines, captions, [t.bbox for t in page_tables], out_dir, taken)
+        page_figures = extract_figures(page, lines, captions, [t.bbox for t in page_tables], out_dir, taken,
+                                       scanned=use_ocr)
         text_lines = _running_text(lines, page_tables, page_figures, captions, title_line)
         front = _front_matter_end(text_lines, body_size) if page.number == 0 else 0.0
         ordered = reading_order(text_lines, page.rect.width, full_above=front)

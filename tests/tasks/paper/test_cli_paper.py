@@ -1,0 +1,47 @@
+"""The paper CLI commands' input handling (no model, no run): rubric writing and clear refusals."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from tasks.paper.rubric import load_rubric
+from tasks.paper.task import PaperTask
+from tasks.registry import build_task
+
+from .synthetic_pdfs import write_corrupt
+
+
+def _flat(text: str) -> str:
+    """Rich wraps long error lines at the terminal width."""
+    return " ".join(text.split())
+
+
+def test_rubric_command_writes_a_valid_rubric(paper_pdf: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rubric.json"
+    result = CliRunner().invoke(app, ["paper", "rubric", str(paper_pdf), "--out", str(out), "--no-model", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["source"] == "fallback" and info["by_category"]["Result Analysis"] == 9
+    assert len(list(load_rubric(out).leaves())) == info["leaves"]
+
+
+def test_reproduce_refuses_bad_inputs_before_starting(paper_pdf: Path, tmp_path: Path) -> None:
+    config = tmp_path / "m3lab.toml"
+    config.write_text(f'runs_dir = "{tmp_path / "runs"}"\n')
+    bad_rubric = tmp_path / "bad.json"
+    bad_rubric.write_text(json.dumps({"id": "root", "requirements": "r", "sub_tasks": [{"id": "x"}]}))
+    result = CliRunner().invoke(app, ["reproduce", str(paper_pdf), "--rubric", str(bad_rubric), "--config",
+                                      str(config)])
+    assert result.exit_code == 2 and "invalid rubric" in _flat(result.output)
+    result = CliRunner().invoke(app, ["reproduce", str(write_corrupt(tmp_path / "c.pdf")), "--config", str(config)])
+    assert result.exit_code == 2 and "no readable pages" in _flat(result.output)
+    assert not list((tmp_path / "runs").glob("2*")), "no run may start on bad input"
+
+
+def test_task_rebuilds_from_params(paper_pdf: Path) -> None:
+    task = PaperTask(pdf=str(paper_pdf), rubric=None, score_target=0.7)
+    rebuilt = build_task("paper", json.loads(json.dumps(task.params())))
+    assert rebuilt == task and rebuilt.title() == "reproduce synthetic.pdf"
