@@ -39,6 +39,10 @@ class EvalOptions:
     iters: int = 20
     threads: int = 1
     timeout_s: float = 1800.0
+    drop_privileges: bool = True
+    """When the evaluator runs as root, run the candidate worker as uid nobody (no signals/ptrace on the others)."""
+    call_timeout_s: float = 120.0
+    """Longest single call of the candidate (import, one check, one timed call) before it is killed."""
     memory_mb: int = 8192
 
 
@@ -63,8 +67,10 @@ def prepare_eval_dir(eval_dir: Path, target: Path, candidate: Path) -> str:
 def _args(opts: EvalOptions) -> list[str]:
     args = ["-m", "harness.evaluate", "--target", "target.py", "--candidate", "cand/candidate.py",
             "--device", opts.device, "--nonce-file", "nonce", "--warmup", str(opts.warmup), "--iters",
-            str(opts.iters), "--threads", str(opts.threads), "--log-dir", "logs"]
-    return args + ([] if opts.static else ["--no-static"]) + ([] if opts.timing else ["--no-timing"])
+            str(opts.iters), "--threads", str(opts.threads), "--log-dir", "logs",
+            "--call-timeout", str(opts.call_timeout_s)]
+    return (args + ([] if opts.static else ["--no-static"]) + ([] if opts.timing else ["--no-timing"])
+            + ([] if opts.drop_privileges else ["--no-drop"]))
 
 
 def parse_verdict(stdout: str, nonce: str) -> Verdict:

@@ -23,12 +23,11 @@ from .compare import compare_one, inputs_unchanged
 from .procs import WorkerConfig, WorkerFailed, WorkerHandle
 from .protocol import Message
 from .spec import Target, TargetError, build_reference, flops, init_args, load_target, make_inputs, random_shape, \
-    set_shape, tolerance
+    set_shape, timing_shapes, tolerance
 from .static_checks import check_source
 from .timing import roofline_floor_ms, time_shape
 from .verdict import ShapeTiming, Verdict
 
-REQUEST_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -42,6 +41,10 @@ class EvalConfig:
     iters: int = 20
     threads: int = 1
     log_dir: Path = Path("logs")
+    drop_privileges: bool = True
+    """Run the candidate worker as uid nobody when the evaluator is root (and the files allow it)."""
+    call_timeout_s: float = 120.0
+    """Longest one request to a worker may take (a hung candidate is killed after this)."""
 
 
 class _Stop(Exception):
@@ -62,12 +65,12 @@ class Evaluation:
         self.workers: dict[str, WorkerHandle] = {}
         self.target: Target | None = None
 
-    def _worker(self, name: str, module: Path, cls: str) -> WorkerHandle:
+    def _worker(self, name: str, module: Path, cls: str, wait: bool = True) -> WorkerHandle:
         cfg = self.cfg
         wcfg = WorkerConfig(module=module.resolve(), cls=cls, device=cfg.device, threads=cfg.threads,
                             eval_dir=Path(__file__).resolve().parent.parent, log_path=cfg.log_dir / f"{name}.log",
-                            home=cfg.log_dir / f"home_{name}", drop_privileges=(name == "cand"))
-        handle = WorkerHandle(wcfg)
+                            home=cfg.log_dir / f"home_{name}", drop_privileges=(name == "cand" and cfg.drop_privileges))
+        handle = WorkerHandle(wcfg, wait=wait)
         self.workers[name] = handle
         return handle
 
@@ -130,8 +133,9 @@ class Evaluation:
         # Reference workers start first, so nothing the candidate does afterwards can touch their code.
         self.verdict.stage = "import"
         if self.cfg.timing:
-            self._worker("ref_a", self.cfg.target, "Model")
-            self._worker("ref_b", self.cfg.target, "Model")
+            refs = [self._worker(n, self.cfg.target, "Model", wait=False) for n in ("ref_a", "ref_b")]
+            for ref in refs:  # started together, both ready before any candidate code runs
+                ref.wait_ready()
         cand = self._worker("cand", self.cfg.candidate, "ModelNew")
         if not cand.dropped:
             self.verdict.warnings.append("candidate worker runs with the evaluator's uid (not root, or the interpreter "
@@ -145,7 +149,7 @@ class Evaluation:
         msg = Message({"cmd": "init", "init_args": args, "state_keys": list(state)}, list(state.values()))
         for name in names:
             try:
-                self.workers[name].request(msg, REQUEST_TIMEOUT_S)
+                self.workers[name].request(msg, self.cfg.call_timeout_s)
             except WorkerFailed as exc:
                 raise WorkerFailed(f"building ModelNew{tuple(args)} with the reference's weights: {exc}") from None
         return ref
@@ -156,7 +160,7 @@ class Evaluation:
         hidden = random_shape(self.target, self.rng)
         if hidden is not None:
             shapes.append(hidden)  # drawn from the secret seed: no special-casing of known shapes
-        shapes.extend(s for s in meta.timing_shapes if s not in shapes)
+        shapes.extend(s for s in timing_shapes(self.target, self.cfg.device) if s not in shapes)
         return shapes
 
     def _correctness(self) -> None:
@@ -167,7 +171,7 @@ class Evaluation:
             for trial in range(1 if si == 0 else self.target.meta.trials):
                 inputs = make_inputs(self.target, self.rng.getrandbits(62), self.cfg.device)
                 refs = _outputs(ref_model, inputs)
-                reply = cand.request(Message({"cmd": "run", "trace": trial == 0}, inputs), REQUEST_TIMEOUT_S)
+                reply = cand.request(Message({"cmd": "run", "trace": trial == 0}, inputs), self.cfg.call_timeout_s)
                 self._judge_run(shape, reply, inputs, refs)
                 v.checked_calls += 1
                 if v.failures or v.cheats:
@@ -197,7 +201,7 @@ class Evaluation:
         v.stage = "timing"
         names = ["ref_a", "ref_b", "cand"]
         workers = {n: self.workers[n] for n in names}
-        for shape in self.target.meta.timing_shapes:
+        for shape in timing_shapes(self.target, cfg.device):
             ref_model = self._init_shape(shape, names)
             case_seed = random.Random(self.rng.getrandbits(62))
             last_bytes = [0.0]
@@ -211,7 +215,7 @@ class Evaluation:
 
             probe_inputs, probe_refs = next_case()
             tols = [tolerance(self.target, r.dtype) for r in probe_refs]
-            res = time_shape(workers, next_case, tols, self.rng, cfg.warmup, cfg.iters, REQUEST_TIMEOUT_S)
+            res = time_shape(workers, next_case, tols, self.rng, cfg.warmup, cfg.iters, self.cfg.call_timeout_s)
             if res.problems:
                 v.failures.extend(res.problems)
                 v.correct = False
@@ -229,7 +233,7 @@ class Evaluation:
     def _judge_timing(self, shape: dict[str, Any], res: Any, floor_ms: float) -> None:
         v = self.verdict
         v.timings.append(ShapeTiming(shape=shape, ref_ms=res.ref_ms, cand_ms=res.cand_ms, aa_ratio=res.aa_ratio,
-                                     speedup=res.ref_ms / res.cand_ms, floor_ms=floor_ms, samples=res.samples))
+                                     speedup=res.speedup, floor_ms=floor_ms, samples=res.samples))
         if res.cand_ms < floor_ms:
             v.cheats.append(f"shape {shape}: candidate time {res.cand_ms:.4g} ms is below the roofline floor "
                             f"{floor_ms:.4g} ms (physically impossible)")
@@ -268,13 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--log-dir", type=Path, default=Path("logs"))
+    p.add_argument("--call-timeout", type=float, default=120.0)
+    p.add_argument("--no-drop", action="store_true", help="keep the candidate worker at the evaluator's uid")
     a = p.parse_args(argv)
     nonce = _read_nonce(a.nonce_file)
     from .worker import _set_nondumpable
 
     _set_nondumpable()
     cfg = EvalConfig(target=a.target, candidate=a.candidate, device=a.device, static=not a.no_static,
-                     timing=not a.no_timing, warmup=a.warmup, iters=a.iters, threads=a.threads, log_dir=a.log_dir)
+                     timing=not a.no_timing, warmup=a.warmup, iters=a.iters, threads=a.threads, log_dir=a.log_dir,
+                     call_timeout_s=a.call_timeout, drop_privileges=not a.no_drop)
     verdict = Evaluation(cfg).run()
     sys.stdout.write(f"M3LAB-VERDICT {nonce} {json.dumps(verdict.to_json())}\n")
     sys.stdout.flush()

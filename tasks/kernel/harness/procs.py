@@ -56,20 +56,22 @@ def _world_usable(path: Path) -> bool:
         return False
 
 
-def can_drop_privileges() -> bool:
-    """Running the candidate as nobody needs root and an interpreter (and stdlib) that nobody can read."""
-    return os.geteuid() == 0 and _world_usable(Path(sys.executable)) and _world_usable(Path(os.__file__))
+def can_drop_privileges(*needed: Path) -> bool:
+    """Running the candidate as nobody needs root, and an interpreter, stdlib and evaluation files nobody can read."""
+    paths = [Path(sys.executable), Path(os.__file__), *needed]
+    return os.geteuid() == 0 and all(_world_usable(p) for p in paths)
 
 
 class WorkerHandle:
-    def __init__(self, cfg: WorkerConfig, start_timeout_s: float = 300.0) -> None:
+    def __init__(self, cfg: WorkerConfig, start_timeout_s: float = 300.0, wait: bool = True) -> None:
         self.cfg = cfg
         cfg.home.mkdir(parents=True, exist_ok=True)
         child_in, self._to_child = os.pipe()
         self._from_child, child_out = os.pipe()
         self._log = open(cfg.log_path, "ab")
         extra: dict = {}
-        self.dropped = cfg.drop_privileges and can_drop_privileges()
+        self.dropped = cfg.drop_privileges and can_drop_privileges(
+            cfg.module, cfg.eval_dir / "harness" / "worker.py", cfg.eval_dir / "harness" / "protocol.py")
         if self.dropped:
             # Another uid than the evaluator and the reference workers: no signals, ptrace or /proc/<pid>/mem on them.
             os.chown(cfg.home, NOBODY, NOBODY)
@@ -83,6 +85,11 @@ class WorkerHandle:
         )
         os.close(child_in)
         os.close(child_out)
+        if wait:
+            self.wait_ready(start_timeout_s)
+
+    def wait_ready(self, start_timeout_s: float = 300.0) -> None:
+        """Wait for the worker's hello (its imports done); raises WorkerFailed with the import error."""
         hello = self._recv(start_timeout_s, "start")
         if not hello.header.get("ok"):
             self.close()
@@ -111,6 +118,20 @@ class WorkerHandle:
     def request(self, msg: Message, timeout_s: float) -> Message:
         self.send(msg)
         reply = self._recv(timeout_s, str(msg.header.get("cmd")))
+        if not reply.header.get("ok"):
+            raise WorkerFailed(f"{reply.header.get('error')}\n{str(reply.header.get('traceback', ''))[-1500:]}")
+        return reply
+
+    def request_raw(self, frame: bytes, timeout_s: float, what: str) -> Message:
+        """Like `request`, for a frame encoded once and sent to several workers."""
+        try:
+            view = memoryview(frame)
+            while view:
+                view = view[os.write(self._to_child, view):]
+        except OSError as exc:
+            self.close()
+            raise WorkerFailed(f"{self.cfg.cls} worker is gone ({exc}); log tail: {self.log_tail()}") from None
+        reply = self._recv(timeout_s, what)
         if not reply.header.get("ok"):
             raise WorkerFailed(f"{reply.header.get('error')}\n{str(reply.header.get('traceback', ''))[-1500:]}")
         return reply

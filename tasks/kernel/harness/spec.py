@@ -2,7 +2,8 @@
 
 A target file defines `class Model(nn.Module)`, `get_inputs()`, `get_init_inputs()` and may add:
 - `M3LAB_META = {...}`: "shapes" (list of module-global overrides; correctness runs on each), "timing_shapes"
-  (defaults to the first shape), "random_shape" ({global: [lo, hi]}, one hidden shape drawn per evaluation from the
+  (defaults to the first shape), "timing_shapes_cuda" (bigger ones for GPUs, where the default ones would be too
+  small to time), "random_shape" ({global: [lo, hi]}, one hidden shape drawn per evaluation from the
   secret seed), "tolerances" ({dtype: [atol, rtol]}), "forbidden_ops" (names a candidate must not call, matched
   statically and against the aten ops it dispatches), "devices" (where the target runs), "trials" (per shape).
 - `get_flops()`: FLOPs of one forward at the current globals (for the roofline); bytes are computed from tensors.
@@ -36,6 +37,7 @@ class TargetError(ValueError):
 class TargetMeta:
     shapes: list[dict[str, Any]]
     timing_shapes: list[dict[str, Any]]
+    timing_shapes_cuda: list[dict[str, Any]]
     random_shape: dict[str, tuple[int, int]]
     tolerances: dict[str, tuple[float, float]]
     forbidden_ops: list[str]
@@ -71,6 +73,7 @@ def _parse_meta(raw: dict[str, Any]) -> TargetMeta:
     return TargetMeta(
         shapes=shapes,
         timing_shapes=list(raw.get("timing_shapes") or shapes[:1]),
+        timing_shapes_cuda=list(raw.get("timing_shapes_cuda") or raw.get("timing_shapes") or shapes[:1]),
         random_shape={k: (int(v[0]), int(v[1])) for k, v in (raw.get("random_shape") or {}).items()},
         tolerances=tolerances,
         forbidden_ops=[str(x) for x in raw.get("forbidden_ops", [])],
@@ -95,7 +98,7 @@ def load_target(path: Path) -> Target:
     if missing:
         raise TargetError(f"{path}: missing {', '.join(missing)} (KernelBench format)")
     meta = _parse_meta(read_meta_static(path))
-    keys = {k for s in meta.shapes + meta.timing_shapes for k in s} | set(meta.random_shape)
+    keys = {k for s in meta.shapes + meta.timing_shapes + meta.timing_shapes_cuda for k in s} | set(meta.random_shape)
     defaults = {k: getattr(module, k) for k in keys if hasattr(module, k)}
     unknown = keys - set(defaults)
     if unknown:
@@ -134,6 +137,10 @@ def make_inputs(target: Target, seed: int, device: str) -> list[torch.Tensor]:
 def build_reference(target: Target, args: list[Any], seed: int, device: str) -> torch.nn.Module:
     torch.manual_seed(seed)
     return target.module.Model(*args).to(device).eval()
+
+
+def timing_shapes(target: Target, device: str) -> list[dict[str, Any]]:
+    return target.meta.timing_shapes_cuda if device == "cuda" else target.meta.timing_shapes
 
 
 def flops(target: Target) -> float | None:

@@ -14,7 +14,7 @@ import torch
 
 from .compare import check_probes
 from .procs import WorkerHandle
-from .protocol import Message
+from .protocol import Message, encode
 
 PROBES_PER_OUTPUT = 64
 
@@ -33,6 +33,9 @@ class TimingResult:
     problems: list[str] = field(default_factory=list)
     background_cpu_s: float = 0.0
     ref_window_s: float = 0.0
+    speedup: float = 0.0
+    """Median over iterations of (mean reference time / candidate time) in the same iteration: pairing cancels
+    slow drifts in machine load that a ratio of medians would keep."""
     stage_excess_ms: float = 0.0
     """Extra time the candidate spent in the untimed staging step beyond the reference's (charged to it)."""
 
@@ -79,10 +82,11 @@ def time_shape(
                   for r in refs]
         order = list(workers)
         rng.shuffle(order)
+        staged = encode(Message({"cmd": "stage"}, inputs))  # encoded once, sent to all three
         for name in order:
             w = workers[name]
             t0 = time.perf_counter_ns()
-            w.request(Message({"cmd": "stage"}, inputs), timeout_s)
+            w.request_raw(staged, timeout_s, "stage")
             stage_ms = (time.perf_counter_ns() - t0) / 1e6
             cpu_before = cand.cpu_seconds() if name != "cand" else 0.0
             ms, reply = _timed_go(w, probes, timeout_s)
@@ -104,5 +108,7 @@ def time_shape(
     allowance = 2 * abs(smed["ref_a"] - smed["ref_b"])
     excess = max(0.0, smed["cand"] - (smed["ref_a"] + smed["ref_b"]) / 2 - allowance)
     ref_ms = statistics.median(samples["ref_a"] + samples["ref_b"])
-    return TimingResult(ref_ms, med["cand"] + excess, med["ref_b"] / med["ref_a"], iters, problems, background,
-                        ref_window, excess)
+    pairs = list(zip(samples["ref_a"], samples["ref_b"], samples["cand"]))
+    speedup = statistics.median((a + b) / 2 / (c + excess) for a, b, c in pairs)
+    aa = statistics.median(b / a for a, b, _ in pairs)
+    return TimingResult(ref_ms, med["cand"] + excess, aa, iters, problems, background, ref_window, speedup, excess)

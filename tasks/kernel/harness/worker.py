@@ -24,12 +24,16 @@ L2_FLUSH_BYTES = 256 << 20
 POISON_BYTES = 256 << 20
 
 
-def _set_nondumpable() -> None:
-    """No other process of the same user may ptrace us or read /proc/<pid>/mem (PR_SET_DUMPABLE = 4)."""
+def _set_nondumpable(die_with_parent: bool = False) -> None:
+    """No other process of the same user may ptrace us or read /proc/<pid>/mem (PR_SET_DUMPABLE = 4); a worker
+    also dies when its evaluator dies (PR_SET_PDEATHSIG = 1, SIGKILL), so a killed evaluation leaves nothing."""
     try:
         import ctypes
 
-        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
+        libc = ctypes.CDLL(None)
+        libc.prctl(4, 0, 0, 0, 0)
+        if die_with_parent:
+            libc.prctl(1, 9, 0, 0, 0)
     except (OSError, AttributeError):
         pass
 
@@ -143,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fd-in", type=int, required=True)
     p.add_argument("--fd-out", type=int, required=True)
     args = p.parse_args(argv)
-    _set_nondumpable()
+    _set_nondumpable(die_with_parent=True)
     torch.set_num_threads(args.threads)
     try:
         from .spec import load_module

@@ -8,7 +8,7 @@ K = 2048
 
 M3LAB_META = {
     "shapes": [{"M": 2048, "N": 2048, "K": 2048}, {"M": 256, "N": 512, "K": 384}],
-    "timing_shapes": [{"M": 4096, "N": 4096, "K": 4096}],
+    "timing_shapes_cuda": [{"M": 4096, "N": 4096, "K": 4096}],
     "tolerances": {"bfloat16": [2e-2, 2e-2]},
     "devices": ["cuda"],
     "trials": 2,

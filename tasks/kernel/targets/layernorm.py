@@ -8,6 +8,7 @@ hidden = 1024
 M3LAB_META = {
     "shapes": [{"batch_size": 512, "hidden": 1024}, {"batch_size": 5, "hidden": 777}],
     "timing_shapes": [{"batch_size": 512, "hidden": 1024}],
+    "timing_shapes_cuda": [{"batch_size": 4096, "hidden": 4096}],
     "random_shape": {"batch_size": [1, 64], "hidden": [8, 2048]},
     "tolerances": {"float32": [1e-4, 1e-4]},
     "forbidden_ops": ["layer_norm", "layernorm"],

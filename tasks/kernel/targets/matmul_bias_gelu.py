@@ -12,6 +12,7 @@ M3LAB_META = {
     "shapes": [{"batch_size": 256, "in_features": 512, "out_features": 512},
                {"batch_size": 3, "in_features": 65, "out_features": 129}],
     "timing_shapes": [{"batch_size": 256, "in_features": 512, "out_features": 512}],
+    "timing_shapes_cuda": [{"batch_size": 4096, "in_features": 4096, "out_features": 4096}],
     "random_shape": {"batch_size": [1, 48], "in_features": [16, 300], "out_features": [16, 300]},
     "tolerances": {"float32": [2e-4, 2e-4]},
     "trials": 2,

@@ -8,6 +8,7 @@ dim = 2048
 M3LAB_META = {
     "shapes": [{"batch_size": 256, "dim": 2048}, {"batch_size": 7, "dim": 1000}],
     "timing_shapes": [{"batch_size": 256, "dim": 2048}],
+    "timing_shapes_cuda": [{"batch_size": 4096, "dim": 4096}],
     "random_shape": {"batch_size": [1, 64], "dim": [3, 3000]},
     "tolerances": {"float32": [1e-5, 1e-4]},
     "trials": 2,

@@ -4,7 +4,7 @@ import importlib.util
 
 import torch.nn as nn
 
-_spec = importlib.util.spec_from_file_location("t", "/work/target.py")
+_spec = importlib.util.spec_from_file_location("t", "target.py")
 _t = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_t)
 

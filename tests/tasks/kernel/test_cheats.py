@@ -1,0 +1,34 @@
+"""The planted-cheat battery on CPU: every cheat is rejected by the full harness, and the dynamic layer alone
+(static checks off) rejects or neutralises it as its CheatCase says. Pattern 16 (editing target.py) is a task-level
+check: see test_task.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tasks.kernel.targets import TARGETS_DIR
+from tasks.kernel.targets.battery import CHEAT_CASES, CheatCase, dynamic_ok
+from tests.tasks.kernel.support import evaluate
+
+
+@pytest.mark.parametrize("case", CHEAT_CASES, ids=[c.file.removesuffix(".py") for c in CHEAT_CASES])
+def test_cheat_rejected(tmp_path: Path, case: CheatCase) -> None:
+    cand = TARGETS_DIR / "cheats" / case.file
+    full = evaluate(tmp_path / "full", case.target, cand, timing=case.timed)
+    assert not full.accepted, f"{case.file} was accepted: {full.summary()}"
+    assert full.cheats or full.failures or full.errors
+    if full.stage == "static" or case.dynamic != "reject":
+        # The static layer stopped it (or it is not the dynamic layer's to reject): run without it.
+        dyn = evaluate(tmp_path / "dyn", case.target, cand, timing=case.timed, static=False)
+        ok, why = dynamic_ok(case, dyn)
+        assert ok, why
+        if case.dynamic == "reject":
+            assert any("static check (disabled)" in w for w in dyn.warnings)
+
+
+def test_forged_verdict_line_is_ignored(tmp_path: Path) -> None:
+    """The forger prints a 1000x verdict on stdout and to the evaluator's fd 1; only the nonce-tagged line counts."""
+    v = evaluate(tmp_path, "softmax", TARGETS_DIR / "cheats" / "c18_forge_verdict.py", timing=False, static=False)
+    assert not v.accepted and v.speedup is None and v.errors
+    assert "worker failed" in v.errors[0] or "gone" in v.errors[0]
