@@ -8,9 +8,11 @@ cgroups being writable (see `enforced`).
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -18,8 +20,9 @@ from pathlib import Path
 from typing import IO, Mapping, Sequence
 
 from sandboxes.base import ExecResult, SandboxError, SandboxSpec, inside_path
-from sandboxes.cgroups import LimitGroup, create_group
-from sandboxes.outcome import TailBuffer, make_result
+from sandboxes.agent import BOOT, AgentDied, PipeAgent
+from sandboxes.cgroups import LimitGroup, create_group, kill_pids_in
+from sandboxes.outcome import KILLED_EXIT, TailBuffer, make_result
 from sandboxes.validate import uid_gid, validate_spec
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -28,6 +31,11 @@ ETC_FILES = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl",
              "python3", "python3.11")
 """The part of /etc programs need; the rest (credentials, host config) stays invisible."""
 RUNTIME_DIR = Path("/run/m3lab")
+HOST_PYTHON = Path("/usr/bin/python3")
+"""Runs the exec agent (stdlib only); the sandbox sees the host's /usr, so any python3 >= 3.8 there works."""
+KILL_GRACE_S = 2
+MAX_AGENT_FAILURES = 3
+log = logging.getLogger(__name__)
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
@@ -93,7 +101,14 @@ class ProcessSandbox:
         self._closed = False
         self.group: LimitGroup = create_group(self.id, spec.memory_mb, spec.pids, spec.cpus)
         self.tmp_dir = self._mount_tmp()
-        self._probe()
+        self._lock = threading.Lock()
+        self._agent_lock = threading.Lock()
+        self._inflight = 0
+        self._agent: PipeAgent | None = None
+        self._agent_failures = 0
+        self._keep: set[int] = set()
+        if self._start_agent() is None:
+            self._probe()
         self.enforced = {**self.group.enforced, "tmpfs": True,
                          "tmp_persists": self.tmp_dir is not None, "network": True, "filesystem": True}
 
@@ -104,6 +119,31 @@ class ProcessSandbox:
         if res.exit_code != 0:
             self.close()
             raise SandboxError(f"bubblewrap cannot create a sandbox on this host: {res.stderr.strip()[-500:]}")
+
+    def _start_agent(self) -> PipeAgent | None:
+        """One bubblewrap running the exec agent: later commands cost a fork, not new namespaces. Needs the
+        host's python3; None (per-exec bubblewrap) when it is missing or fails."""
+        if self._agent is not None or self._agent_failures >= MAX_AGENT_FAILURES or not HOST_PYTHON.exists():
+            return self._agent
+        fd, err_path = tempfile.mkstemp(prefix=f"m3lab-{self.id}-", suffix=".agent.err")
+        os.close(fd)
+        self._agent_err = Path(err_path)
+        argv = self._limits_prefix() + self._bwrap_argv([str(HOST_PYTHON), "-u", "-c", BOOT], {}, "/")
+        try:
+            self._agent = PipeAgent(argv, self._agent_err)
+        except AgentDied as exc:
+            self._agent_failures += 1
+            log.debug("process sandbox %s: exec agent unavailable: %s", self.id, exc)
+            return None
+        # bwrap, its pid-1 and the agent: everything else in the group after a command is a stray.
+        self._keep = self.group.pids()
+        return self._agent
+
+    def _sweep(self) -> None:
+        """Kill what finished commands left running (the agent's namespace outlives each command)."""
+        procs = self.group.procs_files
+        if procs and self._agent is not None:
+            kill_pids_in(procs[0], self._keep)
 
     def _mount_tmp(self) -> Path | None:
         """A host tmpfs per sandbox so /tmp persists across execs like Docker's; needs root (mount)."""
@@ -166,8 +206,45 @@ class ProcessSandbox:
         argv = ["bash", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
         if not argv:
             raise SandboxError("empty command")
-        full = self._limits_prefix() + self._bwrap_argv(argv, dict(env or {}), workdir)
-        return self._run(full, timeout)
+        with self._lock:
+            self._inflight += 1
+        try:
+            if self._agent_lock.acquire(blocking=False):
+                try:
+                    agent = self._start_agent()
+                    if agent is not None:
+                        return self._run_agent(agent, argv, dict(env or {}), workdir, timeout)
+                finally:
+                    self._agent_lock.release()
+            full = self._limits_prefix() + self._bwrap_argv(argv, dict(env or {}), workdir)
+            return self._run(full, timeout)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+                last = self._inflight == 0
+            if last:
+                self._sweep()
+
+    def _run_agent(self, agent: PipeAgent, argv: list[str], env: dict[str, str], workdir: str,
+                   timeout: float) -> ExecResult:
+        oom_before = self.group.oom_count()
+        out, err = TailBuffer(), TailBuffer()
+        start = time.monotonic()
+        try:
+            code, stdout, stderr, timed_out = agent.run(argv, env, workdir, timeout, KILL_GRACE_S)
+        except AgentDied as exc:
+            # The command killed the agent (or it stalled): drop the whole namespace, start afresh next time.
+            agent.close()
+            self.group.kill_all()
+            self._agent, self._keep = None, set()
+            self._agent_failures += 1
+            err.write(f"[m3lab sandbox] the command took the exec agent down with it ({exc})".encode())
+            oom = self.group.oom_count() > oom_before
+            return make_result(KILLED_EXIT, out, err, time.monotonic() - start, timeout, oom)
+        out.write(stdout)
+        err.write(stderr)
+        oom = self.group.oom_count() > oom_before
+        return make_result(code, out, err, time.monotonic() - start, timeout, oom, timed_out)
 
     def _run(self, full: list[str], timeout: float) -> ExecResult:
         oom_before = self.group.oom_count()
@@ -198,7 +275,12 @@ class ProcessSandbox:
         if self._closed:
             return
         self._closed = True
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
         self.group.remove()
+        if getattr(self, "_agent_err", None) is not None:
+            self._agent_err.unlink(missing_ok=True)
         if self.tmp_dir is not None:
             subprocess.run(["umount", "-l", str(self.tmp_dir)], capture_output=True)
             shutil.rmtree(self.tmp_dir, ignore_errors=True)

@@ -1,60 +1,61 @@
-"""The in-container exec agent: fast round trips, survival of hostile commands, and the docker-exec path
-it falls back to (exercised directly so both paths stay tested)."""
+"""The exec agent on both backends: fast round trips, survival of hostile commands, and the per-command path
+(docker exec / a fresh bubblewrap) it falls back to, exercised directly so both paths stay tested."""
 from __future__ import annotations
 
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from sandboxes import SandboxSpec, open_sandbox
-from sandboxes.docker_backend import MAX_AGENT_FAILURES, DockerSandbox
+from sandboxes import Sandbox
+from sandboxes.docker_backend import MAX_AGENT_FAILURES
+from tests.sandboxes.conftest import Factory
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture
-def docker_sandbox(sandbox_image: str, tmp_path: Path):
-    with open_sandbox(SandboxSpec(workspace=tmp_path, exec_timeout_s=30), backend="docker", pool=False) as sb:
-        assert isinstance(sb, DockerSandbox)
-        yield sb
+def sb(sandbox_factory: Factory) -> Sandbox:
+    """A sandbox of the parametrized backend (conftest.backend)."""
+    return sandbox_factory(exec_timeout_s=30)
 
 
-def test_round_trip_under_30_ms(docker_sandbox: DockerSandbox) -> None:
-    docker_sandbox.exec("true")
+def test_round_trip_under_30_ms(sb: Sandbox) -> None:
+    sb.exec("true")
     times = []
     for _ in range(30):
         start = time.perf_counter()
-        assert docker_sandbox.exec(["true"]).ok
+        assert sb.exec(["true"]).ok
         times.append(time.perf_counter() - start)
-    assert docker_sandbox._agent is not None
+    assert sb._agent is not None
     assert statistics.median(times) < 0.030, times
 
 
-def test_agent_survives_kill_all_and_sandbox_keeps_working(docker_sandbox: DockerSandbox) -> None:
-    res = docker_sandbox.exec("kill -9 -1; sleep 1; echo unreachable")
+def test_agent_survives_kill_all_and_sandbox_keeps_working(sb: Sandbox) -> None:
+    res = sb.exec("kill -9 -1; sleep 1; echo unreachable")
     assert res.reason == "killed" and "unreachable" not in res.stdout
-    again = docker_sandbox.exec("echo recovered")
+    again = sb.exec("echo recovered")
     assert again.ok and again.stdout == "recovered\n"  # a new agent; init and sleep belong to another uid
 
 
-def test_docker_exec_fallback_path(docker_sandbox: DockerSandbox) -> None:
-    docker_sandbox._agent = None
-    docker_sandbox._agent_failures = MAX_AGENT_FAILURES
-    res = docker_sandbox.exec("echo via-exec; exit 4", env={"X": "1"})
+def test_per_command_fallback_path(sb: Sandbox) -> None:
+    if sb._agent is not None:
+        sb._agent.close()
+    sb._agent = None
+    sb._agent_failures = MAX_AGENT_FAILURES
+    res = sb.exec("echo via-exec; exit 4", env={"X": "1"})
     assert (res.exit_code, res.stdout, res.reason) == (4, "via-exec\n", "exited")
-    res = docker_sandbox.exec("sleep 30", timeout_s=1)
+    res = sb.exec("sleep 30", timeout_s=1)
     assert res.reason == "timeout" and res.duration_s < 8, res
-    assert docker_sandbox._agent is None
+    assert sb._agent is None
 
 
-def test_concurrent_execs(docker_sandbox: DockerSandbox) -> None:
+def test_concurrent_execs(sb: Sandbox) -> None:
     results = []
 
     def run(i: int) -> None:
-        results.append(docker_sandbox.exec(f"sleep 0.5; echo {i}"))
+        results.append(sb.exec(f"sleep 0.5; echo {i}"))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
     for t in threads:
@@ -65,7 +66,7 @@ def test_concurrent_execs(docker_sandbox: DockerSandbox) -> None:
     assert all(r.ok for r in results)
 
 
-def test_background_processes_do_not_outlive_their_exec(docker_sandbox: DockerSandbox) -> None:
-    docker_sandbox.exec("setsid sleep 300 & nohup sleep 301 &")
-    res = docker_sandbox.exec("ps -eo args")
+def test_background_processes_do_not_outlive_their_exec(sb: Sandbox) -> None:
+    sb.exec("setsid sleep 300 & nohup sleep 301 &")
+    res = sb.exec("ps -eo args")
     assert "sleep 300" not in res.stdout and "sleep 301" not in res.stdout, res.stdout
