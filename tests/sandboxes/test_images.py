@@ -100,3 +100,17 @@ def test_cli_build_doctor_reap(docker_engine, sandbox_image: str, torch_image: s
     assert res.exit_code == 0 and "removed" in res.output
     res = runner.invoke(app, ["sandbox", "build", "--image", "gpu-magic"])
     assert res.exit_code != 0
+
+
+def test_doctor_without_engine_reports_process_backend(bwrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandboxes import doctor
+    from sandboxes.engine import EngineUnavailable
+
+    def no_engine(timeout_s: float = 10.0):
+        raise EngineUnavailable("no Docker engine answers: test")
+
+    monkeypatch.setattr(doctor, "connect", no_engine)
+    report = doctor.diagnose()
+    assert report.backend == "process" and report.ok
+    assert "WEAKER" in " ".join(report.notes).upper()
+    assert report.limits["memory"] in ("cgroup", "NOT enforced by cgroup (prlimit fallback)")
