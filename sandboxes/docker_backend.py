@@ -1,8 +1,9 @@
 """`DockerSandbox`: one locked-down container per sandbox, driven through the docker SDK.
 
-The container's main process is `sleep <lifetime>` under Docker's init, so a sandbox ends on its own at its
-wall-time limit even if its owner dies; every command is a `docker exec` wrapped in `timeout` (the SDK's
-exec has no timeout of its own).
+The container's main process is `sleep <lifetime>` under Docker's init, run by a "keeper" uid the sandboxed
+code cannot signal, so a sandbox ends on its own at its wall-time limit even if its owner dies. Commands go
+through the exec agent (agent.py) when it runs, else each is a `docker exec` wrapped in `timeout` (the SDK's
+exec has no timeout of its own). After each command the host kills whatever it left running (cgroup sweep).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ MAX_AGENT_FAILURES = 3
 
 
 def _container_kwargs(spec: SandboxSpec, pool_key: str | None) -> dict:
-    uid, gid = uid_gid(spec)
+    uid, _ = uid_gid(spec)
     labels = {LABEL: "1", LABEL_RUN: spec.run_id or "", LABEL_OWNER_PID: str(os.getpid()),
               LABEL_OWNER_BOOT: boot_id(), LABEL_DEADLINE: str(int(time.time() + spec.lifetime_s))}
     if pool_key:

@@ -8,7 +8,6 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sandboxes.cgroups import ROOT
