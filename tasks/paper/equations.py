@@ -20,16 +20,22 @@ GROUP_GAP_FACTOR = 0.8
 
 
 def _groups(lines: Sequence[Line]) -> list[list[Line]]:
+    """Runs of consecutive, close math lines in one column; a new "(n)" label starts a new equation."""
     groups: list[list[Line]] = []
+    labels: list[Line | None] = []
     for line in lines:
         if not looks_like_equation(line):
             continue
+        label = equation_number_for(line, lines)
         last = groups[-1][-1] if groups else None
-        if last is not None and last.column == line.column and lines.index(line) - lines.index(last) <= 2 \
-                and line.bbox[1] - last.bbox[3] <= GROUP_GAP_FACTOR * line.size:
+        close = last is not None and last.column == line.column and lines.index(line) - lines.index(last) <= 2 \
+            and line.bbox[1] - last.bbox[3] <= GROUP_GAP_FACTOR * line.size
+        if close and not (label is not None and labels[-1] is not None and label is not labels[-1]):
             groups[-1].append(line)
+            labels[-1] = labels[-1] or label
         else:
             groups.append([line])
+            labels.append(label)
     return groups
 
 

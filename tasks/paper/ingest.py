@@ -14,6 +14,7 @@ from tasks.paper.equations import extract_equations
 from tasks.paper.errors import EmptyPdfError
 from tasks.paper.figures import extract_figures
 from tasks.paper.layout import (
+    EQUATION_NUMBER,
     Line,
     body_font_size,
     caption_blocks,
@@ -48,7 +49,7 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
         captions = caption_blocks(lines)
         # Ruled tables and vector figures are made of drawings; the table finder is slow, so skip bare pages.
         drawn = bool(page.get_cdrawings())
-        page_tables = extract_tables(page, lines, captions, out_dir, taken) if drawn else []
+        page_tables = extract_tables(page, lines, captions, out_dir, taken, ruled=drawn)
         page_figures = extract_figures(page, lines, captions, [t.bbox for t in page_tables], out_dir, taken,
                                        scanned=use_ocr)
         text_lines = _running_text(lines, page_tables, page_figures, captions, title_line)
@@ -60,7 +61,7 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
                 eq = page_eqs[id(line)]
                 text = f"[Equation {eq.number or eq.id}: {eq.text}]"
                 stream.append(("equation", Line(line.page, line.bbox, text, line.size, False, False)))
-            elif id(line) not in used:
+            elif id(line) not in used and not EQUATION_NUMBER.match(line.text):  # stray labels are no text
                 stream.append(("heading" if is_heading(line, body_size) else "text", line))
         tables += page_tables
         figures += page_figures

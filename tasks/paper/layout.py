@@ -191,9 +191,9 @@ def looks_like_equation(line: Line) -> bool:
     if len(text) > 140 or EQUATION_NUMBER.match(text):
         return False
     words = re.findall(r"[A-Za-z]{4,}", text)
-    if len(words) > 3 or text.endswith("."):
-        return False
-    return line.math_share >= 0.25 or any(ch in MATH_CHARS for ch in text)
+    mathy = line.math_share >= 0.25 or any(ch in MATH_CHARS for ch in text)
+    # A final period ends a sentence, or a displayed formula that closes a sentence ("a = b.").
+    return len(words) <= 3 and mathy and not (text.endswith(".") and line.math_share < 0.25 and "=" not in text)
 
 
 def caption_blocks(lines: Sequence[Line]) -> dict[int, tuple[str, list[Line]]]:
@@ -208,8 +208,9 @@ def caption_blocks(lines: Sequence[Line]) -> dict[int, tuple[str, list[Line]]]:
             last = parts[-1]
             if nxt.bbox[0] >= first.bbox[2] or nxt.bbox[2] <= first.bbox[0] or nxt.bbox[1] < last.bbox[1] + 1:
                 continue  # the other column, or the same row
+            # A caption's later lines start where its first line starts (a paragraph); table rows do not.
             if nxt.bbox[1] - last.bbox[3] > 0.6 * last.size or caption_kind(nxt.text) \
-                    or abs(nxt.size - first.size) > 0.5:
+                    or abs(nxt.size - first.size) > 0.5 or abs(nxt.bbox[0] - first.bbox[0]) > 2.0:
                 break
             parts.append(nxt)
         blocks[id(first)] = (" ".join(p.text for p in parts), parts)

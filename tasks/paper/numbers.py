@@ -5,7 +5,7 @@ import re
 
 MINUS_SIGNS = str.maketrans({"−": "-", "–": "-", "‐": "-", "—": "-"})
 CELL_NUMBER = re.compile(r"^([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?)\s*(%)?\s*(?:(?:±|\+/-|\+-)\s*[\d.]+%?)?[*†‡]*$")
-TEXT_NUMBER = re.compile(r"(?<![\w.\-])([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+)(\s?%)?(?![\w])")
+TEXT_NUMBER = re.compile(r"(?<![\w.\-])([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+)(\s?%|[x×](?![A-Za-z]))?(?![\w]|\.\d)")
 NOT_RESULTS = re.compile(
     r"(?:Table|Tab\.|Figure|Fig\.|Section|Sec\.|Eq\.|Equation|Appendix|Algorithm|Alg\.|Step|Line|Chapter)\s*$",
     re.IGNORECASE,

@@ -13,24 +13,38 @@ import pytest
 from tasks.paper.bundle import Bundle
 from tasks.paper.ingest import ingest_pdf
 
-SOURCE = Path(__file__).parent / "data" / "two_column.tex"
+DATA = Path(__file__).parent / "data"
+FILLER_WORDS = "attention sparse model key query token cost layer head training data scale quality speed memory".split()
 
 
-@pytest.fixture(scope="module")
-def latex_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+def _compile(name: str, work: Path) -> Path:
+    """pdflatex DATA/<name> in `work` (with the image and filler text it inputs); the PDF's path."""
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex missing (apt-get install texlive-latex-base texlive-latex-recommended texlive-pictures)")
-    work = tmp_path_factory.mktemp("latex")
-    shutil.copy(SOURCE, work / "paper.tex")
+    shutil.copy(DATA / name, work / "paper.tex")
     pix = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 64, 48), False)
     for y in range(48):
         for x in range(64):
             pix.set_pixel(x, y, (4 * x, 5 * y, 100))
     pix.save(work / "heat.png")
+    words = [FILLER_WORDS[(i * 7) % len(FILLER_WORDS)] for i in range(180)]
+    (work / "filler.tex").write_text(" ".join(words).capitalize() + ".\n")
     for _ in range(2):  # the second pass resolves references ("Table 1")
         subprocess.run(["pdflatex", "-interaction=nonstopmode", "paper.tex"], cwd=work, check=True,
                        capture_output=True, timeout=120)
-    return ingest_pdf(work / "paper.pdf", work / "bundle")
+    return work / "paper.pdf"
+
+
+@pytest.fixture(scope="module")
+def latex_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    work = tmp_path_factory.mktemp("latex")
+    return ingest_pdf(_compile("two_column.tex", work), work / "bundle")
+
+
+@pytest.fixture(scope="module")
+def longer_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    work = tmp_path_factory.mktemp("latex_longer")
+    return ingest_pdf(_compile("longer.tex", work), work / "bundle")
 
 
 def test_sections_and_reading_order(latex_bundle: Bundle) -> None:
@@ -73,3 +87,21 @@ def test_figures_references_and_numbers(latex_bundle: Bundle) -> None:
     sentence = {n.value for n in latex_bundle.numbers if n.source == "sentence"}
     assert {12.4, 25.0, 0.0003, 10000.0, 0.3, 1.8, 2.5} <= sentence
     assert not any("loss step" in s.text for s in latex_bundle.sections), "figure labels leaked into the text"
+
+
+def test_longer_paper_subsections_full_width_and_unruled_tables(longer_bundle: Bundle) -> None:
+    assert [s.title for s in longer_bundle.sections] == [
+        "Abstract", "1 Introduction", "2 Related Work", "3 Method", "3.1 Indexer", "3.2 Training", "4 Experiments",
+        "5 Conclusion"]
+    tables = {t.id: t for t in longer_bundle.tables}
+    assert tables["table_1"].caption == "Table 1: Results across model sizes. Lower perplexity is better."
+    assert tables["table_1"].header == ["Size", "Dense PPL", "Sparse PPL", "Speed-up", "Memory (GB)"]
+    assert tables["table_1"].rows[2] == ["1.3B", "10.87", "11.27", "2.1", "19.5"]
+    # A tabular without rules: no drawings to find, read from the words under its caption.
+    assert tables["table_2"].header == ["k", "PPL"]
+    assert tables["table_2"].rows == [["64", "12.90"], ["128", "11.95"], ["256", "11.27"]]
+    assert [(e.number, e.text) for e in longer_bundle.equations] == [("1", "si = q⊤ki,"),
+                                                                     ("2", "a = softmax(topk(s)).")]
+    sentence = [(n.value, n.text) for n in longer_bundle.numbers if n.source == "sentence"]
+    assert sentence == [(2.1, "2.1×"), (0.4, "0.4"), (11.27, "11.27"), (10.87, "10.87")]
+    assert len(longer_bundle.references) == 2 and longer_bundle.references[0].endswith("Systems, 2017.")
