@@ -110,7 +110,21 @@ def install_torchvision_stand_in() -> None:
     sys.modules.setdefault("torchvision.transforms", transforms)
 
 
+def needs_hooks() -> bool:
+    """Whether this process can ever pick one of our impls (CPU build, or a Hopper GPU); else stay out entirely."""
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        return True
+    if current_platform.is_cuda() and not current_platform.is_rocm():
+        cap = current_platform.get_device_capability()
+        return cap is not None and cap.major == 9
+    return False
+
+
 def after_indexer_module(module: ModuleType) -> None:
+    if not needs_hooks():
+        return
     check_vllm_version(_vllm_version())
     _require(module, "select_indexer_impl_cls", "MiniMaxM3IndexerImpl", "MiniMaxM3IndexerTritonImpl")
     if getattr(module.select_indexer_impl_cls, "__m3lab__", False):
@@ -129,6 +143,8 @@ def after_indexer_module(module: ModuleType) -> None:
 
 
 def after_model_module(module: ModuleType) -> None:
+    if not needs_hooks():
+        return
     check_vllm_version(_vllm_version())
     _require(module, "select_main_backend_and_impl_cls", "MiniMAXGemmaRMSNorm", "ops", "FusedMoEFactory")
     if getattr(module.select_main_backend_and_impl_cls, "__m3lab__", False):
