@@ -80,6 +80,7 @@ class Bundle:
     references: list[str]
     ocr: bool = False
     warnings: list[str] = field(default_factory=list)
+    footnotes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         chars = sum(len(s.text) for s in self.sections)
@@ -96,6 +97,7 @@ class Bundle:
                 "figures": len(self.figures),
                 "numbers": len(self.numbers),
                 "references": len(self.references),
+                "footnotes": len(self.footnotes),
                 "text_chars": chars,
                 "approx_tokens": chars // 4,
             },
@@ -144,4 +146,5 @@ def load_bundle(out_dir: Path) -> Bundle:
         references=data["references"],
         ocr=data.get("ocr", False),
         warnings=data.get("warnings", []),
+        footnotes=data.get("footnotes", []),
     )

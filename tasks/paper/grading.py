@@ -204,11 +204,14 @@ def parse_judge_reply(reply: str) -> tuple[float, str]:
 
 
 def _code_excerpt(repo: Path) -> str:
+    """Source files for the judge. Symlinks are never followed: a committed link could point at host files."""
+    from tasks.paper.reproduce import listing
+
     parts: list[str] = []
     total = 0
-    for path in sorted(repo.rglob("*")):
-        rel = path.relative_to(repo).as_posix()
-        if not path.is_file() or rel.startswith((".git/", "paper/")) or path.suffix.lower() not in CODE_SUFFIXES:
+    for rel in sorted(listing(repo)):
+        path = repo / rel
+        if rel.startswith("paper/") or path.suffix.lower() not in CODE_SUFFIXES:
             continue
         text = path.read_text(encoding="utf-8", errors="replace")[:MAX_FILE_CHARS]
         if total + len(text) > MAX_CODE_CHARS:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     import pymupdf
 
 REFERENCE_START = re.compile(r"^(\[\d+\]|\d+\.\s)")
+FOOTNOTE_START = re.compile(r"^(\d{1,2}|[*∗†‡§¶])\s*\S")
+FOOTNOTE_ZONE = 0.75
 
 
 def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages: int = DEFAULT_MAX_PAGES) -> Bundle:
@@ -44,6 +46,7 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
     figures: list[Figure] = []
     equations: list[Equation] = []
     stream: list[tuple[str, Line]] = []
+    footnotes: list[str] = []
     taken: set[str] = set()
     for page, lines in zip(doc, pages):
         captions = caption_blocks(lines)
@@ -53,6 +56,9 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
         page_figures = extract_figures(page, lines, captions, [t.bbox for t in page_tables], out_dir, taken,
                                        scanned=use_ocr)
         text_lines = _running_text(lines, page_tables, page_figures, captions, title_line)
+        notes = [ln for ln in text_lines if _is_footnote(ln, body_size, page.rect.height)]
+        footnotes += _join_footnotes(notes)
+        text_lines = [ln for ln in text_lines if ln not in notes]
         front = _front_matter_end(text_lines, body_size) if page.number == 0 else 0.0
         ordered = reading_order(text_lines, page.rect.width, full_above=front)
         page_eqs, used = extract_equations(page, ordered, out_dir, taken)
@@ -74,7 +80,7 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
     bundle = Bundle(
         source=str(pdf), title=title, metadata={k: v for k, v in (doc.metadata or {}).items() if v},
         page_count=doc.page_count, sections=sections, equations=equations, tables=tables, figures=figures,
-        numbers=numbers, references=references, ocr=use_ocr, warnings=warnings,
+        numbers=numbers, references=references, ocr=use_ocr, warnings=warnings, footnotes=footnotes,
     )
     write_bundle_files(bundle, out_dir)
     return bundle
@@ -115,6 +121,21 @@ def _running_text(lines: Sequence[Line], tables: Sequence[Table], figures: Seque
         ln for ln in lines
         if ln is not title_line and id(ln) not in caption_lines and not any(_inside(ln, a) for a in areas)
     ]
+
+
+def _is_footnote(line: Line, body_size: float, page_height: float) -> bool:
+    """Small print in the lowest quarter of the page (affiliations, "equal contribution", footnotes)."""
+    return line.size <= body_size - 1.5 and line.bbox[1] > FOOTNOTE_ZONE * page_height
+
+
+def _join_footnotes(lines: Sequence[Line]) -> list[str]:
+    notes: list[str] = []
+    for line in sorted(lines, key=lambda ln: (ln.column != "left", ln.bbox[1])):
+        if not notes or FOOTNOTE_START.match(line.text):
+            notes.append(line.text)
+        else:
+            notes[-1] = _join([notes[-1], line.text])
+    return notes
 
 
 def _join(parts: list[str]) -> str:

@@ -112,3 +112,13 @@ def test_failed_run_fails_the_exit_leaf(tmp_path: Path) -> None:
 ])
 def test_unparsable_judge_replies_never_pass(reply: str, score: float) -> None:
     assert parse_judge_reply(reply)[0] == score
+
+
+def test_committed_symlinks_never_leak_host_files_to_the_judge(tmp_path: Path) -> None:
+    secret = tmp_path / "host_secret.txt"
+    secret.write_text("HOST-SECRET")
+    ev = _evidence(tmp_path, GOOD)
+    (ev.repo / "leak.py").symlink_to(secret)
+    judge = ScriptedJudge('{"score": 1, "explanation": "ok"}')
+    grade(RUBRIC, ev, judge)
+    assert judge.calls and not any("HOST-SECRET" in prompt for prompt, _ in judge.calls)

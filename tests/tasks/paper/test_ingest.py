@@ -77,7 +77,7 @@ def test_summary_counts(paper_bundle_dir: Path) -> None:
     summary = json.loads((paper_bundle_dir / "summary.json").read_text())
     assert summary["counts"] | {"text_chars": 0, "approx_tokens": 0} == {
         "pages": 2, "sections": 5, "equations": 1, "tables": 1, "figures": 2, "numbers": 10, "references": 2,
-        "text_chars": 0, "approx_tokens": 0}
+        "footnotes": 0, "text_chars": 0, "approx_tokens": 0}
     assert summary["ocr"] is False
     assert (paper_bundle_dir / "text.md").read_text().startswith(f"# {PAPER.title}")
 

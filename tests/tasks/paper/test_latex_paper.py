@@ -105,3 +105,5 @@ def test_longer_paper_subsections_full_width_and_unruled_tables(longer_bundle: B
     sentence = [(n.value, n.text) for n in longer_bundle.numbers if n.source == "sentence"]
     assert sentence == [(2.1, "2.1×"), (0.4, "0.4"), (11.27, "11.27"), (10.87, "10.87")]
     assert len(longer_bundle.references) == 2 and longer_bundle.references[0].endswith("Systems, 2017.")
+    assert longer_bundle.footnotes == ["*Equal contribution."]
+    assert not any("contribution" in s.text for s in longer_bundle.sections)
