@@ -111,7 +111,7 @@ def check_against_reference(case, sel: torch.Tensor, out: torch.Tensor, n: int, 
 
 
 def bench_prefill(n: int, vllm_sparse, vllm_index, flex_max: int, dense: bool, rows: list[Row],
-                  gemm_tflops: float, check: bool) -> None:
+                  gemm_tflops: float, check: bool, sweep: bool = False) -> None:
     from kernels.msa.inputs import make_case
     from kernels.msa.merge import device_positions
     from kernels.msa.prefill import sparse_attention_triton
@@ -132,7 +132,7 @@ def bench_prefill(n: int, vllm_sparse, vllm_index, flex_max: int, dense: bool, r
         agree, err = check_against_reference(case, sel, out, n)
         note += f"; ref check last 48 tok: sel {agree:.0%}, err {err:.1e}"
     rows.append(Row("prefill", shape, "ours: KV-outer (CSR+attn+merge)", t, flops / t / 1e9, note=note))
-    prefill_breakdown(case, sel, pos, n, scale, rows, flops, sweep=n == 65536)
+    prefill_breakdown(case, sel, pos, n, scale, rows, flops, sweep=sweep)
     if vllm_sparse is not None:
         out_v = torch.empty_like(case.q)
         zero = torch.zeros(1, dtype=torch.int32, device="cuda")
@@ -158,11 +158,11 @@ def prefill_breakdown(case, sel, pos, n: int, scale: float, rows: list[Row], flo
 
     shape = f"N={n // 1024}K"
     nb = case.block_table.shape[1]
-    t_csr = bench_ms(lambda: build_block_csr(sel, case.query_start_loc, nb, 64))
-    csr = build_block_csr(sel, case.query_start_loc, nb, 64)
-    po, plse = kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16, scale, 64)
+    t_csr = bench_ms(lambda: build_block_csr(sel, case.query_start_loc, nb, 128))
+    csr = build_block_csr(sel, case.query_start_loc, nb, 128)
+    po, plse = kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16, scale, 128)
     t_attn = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16,
-                                                scale, 64))
+                                                scale, 128))
     out = torch.empty_like(case.q)
     t_merge = bench_ms(lambda: merge_partials(po, plse, out, sel))
     part_bytes = po.numel() * po.element_size() + plse.numel() * 4
@@ -174,24 +174,16 @@ def prefill_breakdown(case, sel, pos, n: int, scale: float, rows: list[Row], flo
     rows.append(Row("prefill-stages", shape, "merge kernel", t_merge, tb_per_s=(part_bytes + out.numel() * 2) / t_merge / 1e9))
     if not sweep:
         return
-    for chunk in (32, 64, 128, 256):
+    for chunk in (64, 128, 256):
         c = build_block_csr(sel, case.query_start_loc, nb, chunk)
-        for warps, stages in ((8, 2), (8, 3), (4, 2), (8, 1)):
-            try:
-                t_k = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, c,
-                                                         pos, 16, scale, chunk, warps, stages), rep_ms=100)
-                rows.append(Row("prefill-sweep", shape, f"attn chunk={chunk} warps={warps} stages={stages}", t_k,
-                                flops / t_k / 1e9))
-            except Exception as exc:  # noqa: BLE001 - e.g. out of shared memory for one config
-                rows.append(Row("prefill-sweep", shape, f"attn chunk={chunk} warps={warps} stages={stages}",
-                                float("nan"), note=f"{type(exc).__name__}"))
-    for window in (1024, 2048, 4096, 8192):
-        c = build_block_csr(sel, case.query_start_loc, nb, 64, window)
-        t_k = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, c,
-                                                 pos, 16, scale, 64), rep_ms=100)
-        t_c = bench_ms(lambda: build_block_csr(sel, case.query_start_loc, nb, 64, window), rep_ms=50)
-        rows.append(Row("prefill-sweep", shape, f"attn window={window} chunk=64", t_k, flops / t_k / 1e9,
-                        note=f"CSR build {t_c:.2f} ms"))
+        for prefetch in (False, True):
+            t_k = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, c,
+                                                     pos, 16, scale, chunk, prefetch=prefetch), rep_ms=100)
+            rows.append(Row("prefill-sweep", shape, f"attn chunk={chunk} prefetch={prefetch}", t_k, flops / t_k / 1e9))
+    c = build_block_csr(sel, case.query_start_loc, nb, 128, 2048)
+    t_k = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, c,
+                                             pos, 16, scale, 128), rep_ms=100)
+    rows.append(Row("prefill-sweep", shape, "attn chunk=128 prefetch=True window=2048", t_k, flops / t_k / 1e9))
     for merge_rows in (16, 64, 128):
         t_m = bench_ms(lambda: merge_partials(po, plse, out, sel, rows=merge_rows), rep_ms=100)
         rows.append(Row("prefill-sweep", shape, f"merge rows={merge_rows}", t_m,
@@ -340,6 +332,7 @@ def main() -> None:
     parser.add_argument("--vllm-ops", type=Path, default=Path(".bench-vendor"))
     parser.add_argument("--flex-max", type=int, default=65536, help="FlexAttention only up to this N")
     parser.add_argument("--no-dense", action="store_true")
+    parser.add_argument("--sweep", action="store_true", help="also sweep kernel knobs at 64K / B=64x128K")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     import triton
@@ -353,12 +346,12 @@ def main() -> None:
     for i, spec in enumerate(s for s in args.decode.split(",") if s):
         batch, ctx = (int(x) for x in spec.split("x"))
         guarded(rows, "decode", spec, bench_decode, batch, ctx, vllm_sparse, rows, copy_tbs, check=i == 0,
-                sweep=spec == "64x131072")
+                sweep=spec == "64x131072" and args.sweep)
     guarded(rows, "decode", "64x131072 q=2", bench_decode, 64, 131072, vllm_sparse, rows, copy_tbs, check=True,
             query_len=2)
     for n in (int(s) for s in args.sizes.split(",") if s):
         guarded(rows, "prefill", str(n), bench_prefill, n, vllm_sparse, vllm_index, args.flex_max,
-                not args.no_dense, rows, gemm_tflops, check=n <= 16384)
+                not args.no_dense, rows, gemm_tflops, check=n <= 16384, sweep=args.sweep and n == 65536)
     header = (f"{torch.cuda.get_device_name()} | torch {torch.__version__} | triton {triton.__version__} | "
               f"{time.strftime('%Y-%m-%d', time.gmtime())} | copy {copy_tbs:.2f} TB/s (read+write) | "
               f"bf16 GEMM {gemm_tflops:.0f} TFLOP/s")

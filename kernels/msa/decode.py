@@ -71,8 +71,8 @@ def _split_k_kernel(
     tl.store(plse_ptr + part, lse, mask=g_ok)
 
 
-def choose_splits(num_tokens: int, num_kv_heads: int, top_k: int, min_programs: int = 1024) -> int:
-    """Smallest power-of-two split (dividing top_k) giving >= min_programs programs (132 SMs x ~8)."""
+def choose_splits(num_tokens: int, num_kv_heads: int, top_k: int, min_programs: int = 512) -> int:
+    """Smallest power-of-two split (dividing top_k) giving >= min_programs programs (H100 sweep, NOTES.md v2)."""
     splits = 1
     while splits < top_k and num_tokens * num_kv_heads * splits < min_programs:
         splits *= 2
@@ -89,7 +89,7 @@ def sparse_decode_triton(
     sm_scale: float | None = None,
     out: torch.Tensor | None = None,
     num_splits: int | None = None,
-    num_stages: int = 2,
+    num_stages: int = 3,
 ) -> torch.Tensor:
     """Split-K sparse decode; ``decode_query_len`` queries per request (1 + MTP); returns out in q's dtype."""
     num_tokens, num_heads, head_dim = q.shape

@@ -26,7 +26,7 @@ def _kv_outer_kernel(
     stride_kvp, stride_kvh, stride_kvt,
     stride_btr,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, TOPK: tl.constexpr,
-    TILE_T: tl.constexpr, CHUNK: tl.constexpr,
+    TILE_T: tl.constexpr, CHUNK: tl.constexpr, PREFETCH: tl.constexpr,
 ):
     w = tl.program_id(0)
     seg = tl.load(work_seg_ptr + w)
@@ -53,13 +53,16 @@ def _kv_outer_kernel(
     offs_r = tl.arange(0, ROWS)
     r_tok = offs_r // GROUP_PAD
     r_g = offs_r % GROUP_PAD
+    ent_ok, e, q, p_t = _gather_tile(q_ptr, perm_ptr, pos_ptr, start, end, r_tok, r_g, offs_d, h, num_tokens,
+                                     stride_qt, stride_qh, GROUP, TOPK)
     for i in range(start, end, TILE_T):
-        ent_ok = (i + r_tok < end) & (r_g < GROUP)
-        e = tl.load(perm_ptr + i + r_tok, mask=ent_ok, other=0).to(tl.int64)  # e = (h * T + t) * TOPK + slot
-        t = (e // TOPK) % num_tokens
-        q = tl.load(q_ptr + t[:, None] * stride_qt + (h * GROUP + r_g)[:, None] * stride_qh + offs_d[None, :],
-                    mask=ent_ok[:, None], other=0.0)
-        p_t = tl.load(pos_ptr + t, mask=ent_ok, other=0)
+        if PREFETCH:  # issue the next tile's gathers before this tile's MMAs, so their latency overlaps
+            nxt = _gather_tile(q_ptr, perm_ptr, pos_ptr, i + TILE_T, end, r_tok, r_g, offs_d, h, num_tokens,
+                               stride_qt, stride_qh, GROUP, TOPK)
+        else:
+            nxt = _gather_tile(q_ptr, perm_ptr, pos_ptr, i, end, r_tok, r_g, offs_d, h, num_tokens,
+                               stride_qt, stride_qh, GROUP, TOPK)
+            ent_ok, e, q, p_t = nxt
         s = tl.dot(q, k_t) * sm_scale_log2
         s = tl.where((kpos[None, :] <= p_t[:, None]) & kv_ok[None, :], s, float("-inf"))
         m = tl.max(s, axis=1)
@@ -72,6 +75,20 @@ def _kv_outer_kernel(
         tl.store(po_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], o.to(po_ptr.dtype.element_ty),
                  mask=ent_ok[:, None])
         tl.store(plse_ptr + part, lse, mask=ent_ok)
+        ent_ok, e, q, p_t = nxt
+
+
+@triton.jit
+def _gather_tile(q_ptr, perm_ptr, pos_ptr, i, end, r_tok, r_g, offs_d, h, num_tokens, stride_qt, stride_qh,
+                 GROUP: tl.constexpr, TOPK: tl.constexpr):
+    """Entries i .. i + TILE_T of the block's list: (row mask, entry ids, gathered Q rows, token positions)."""
+    ent_ok = (i + r_tok < end) & (r_g < GROUP)
+    e = tl.load(perm_ptr + i + r_tok, mask=ent_ok, other=0).to(tl.int64)  # e = (h * T + t) * TOPK + slot
+    t = (e // TOPK) % num_tokens
+    q = tl.load(q_ptr + t[:, None] * stride_qt + (h * GROUP + r_g)[:, None] * stride_qh + offs_d[None, :],
+                mask=ent_ok[:, None], other=0.0)
+    p_t = tl.load(pos_ptr + t, mask=ent_ok, other=0)
+    return ent_ok, e, q, p_t
 
 
 def build_block_csr(
@@ -124,6 +141,7 @@ def kv_outer_partials(
     chunk: int,
     num_warps: int = 8,
     num_stages: int = 2,
+    prefetch: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The attention stage alone: (partial_o [Hkv, T, top_k, G, d] in q's dtype, partial_lse fp32)."""
     num_tokens, num_heads, head_dim = q.shape
@@ -143,7 +161,7 @@ def kv_outer_partials(
         kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
         block_table.stride(0),
         GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, TOPK=top_k, TILE_T=max(1, 128 // group_pad),
-        CHUNK=chunk, num_warps=num_warps, num_stages=num_stages,
+        CHUNK=chunk, PREFETCH=prefetch, num_warps=num_warps, num_stages=num_stages,
     )
     return partial_o, partial_lse
 
@@ -157,10 +175,11 @@ def sparse_attention_triton(
     seq_lens: torch.Tensor,
     sm_scale: float | None = None,
     out: torch.Tensor | None = None,
-    chunk: int = 64,
+    chunk: int = 128,
     num_warps: int = 8,
     num_stages: int = 2,
     window: int = 0,
+    prefetch: bool = True,
 ) -> torch.Tensor:
     """KV-outer sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
@@ -178,7 +197,7 @@ def sparse_attention_triton(
     csr = build_block_csr(selection, query_start_loc, block_table.shape[1], chunk, window)
     pos = device_positions(query_start_loc, seq_lens, num_tokens)
     partial_o, partial_lse = kv_outer_partials(q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2],
-                                               scale, chunk, num_warps, num_stages)
+                                               scale, chunk, num_warps, num_stages, prefetch)
     merge_partials(partial_o, partial_lse, out, selection)
     return out
 
