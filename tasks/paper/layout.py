@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     import pymupdf
 
 BOLD_FLAG = 16
+MONO_FLAG = 8
+MONO_FONT = re.compile(r"mono|courier|CMTT|Consol|Menlo", re.IGNORECASE)
 ITALIC_FLAG = 2
 GUTTER_PT = 12.0
 """How far a line may cross the page's middle and still count as a left-column line."""
@@ -46,6 +48,8 @@ class Line:
     column: str = "full"
     math_share: float = 0.0
     """Share of the line's characters set in math fonts."""
+    mono: bool = False
+    """Set in a monospaced (code) font."""
 
     @property
     def center(self) -> tuple[float, float]:
@@ -76,6 +80,7 @@ def page_lines(page: "pymupdf.Page", textpage: "pymupdf.TextPage | None" = None)
                 bold=bool(main["flags"] & BOLD_FLAG) or "bold" in main["font"].lower() or "CMBX" in main["font"],
                 italic=bool(main["flags"] & ITALIC_FLAG) or "italic" in main["font"].lower(),
                 math_share=math / chars if chars else 0.0,
+                mono=bool(main["flags"] & MONO_FLAG) or bool(MONO_FONT.search(main["font"])),
             ))
     height = page.rect.height
     lines = [ln for ln in lines if not (PAGE_NUMBER.match(ln.text) and (
@@ -113,6 +118,7 @@ def _join_lines(a: Line, b: Line) -> Line:
         bold=a.bold and b.bold,
         italic=a.italic and b.italic,
         math_share=(a.math_share * len(a.text) + b.math_share * len(b.text)) / chars,
+        mono=a.mono and b.mono,
     )
 
 
@@ -188,8 +194,8 @@ def caption_kind(text: str) -> tuple[str, str] | None:
 def looks_like_equation(line: Line) -> bool:
     """A piece of a displayed formula: short, mostly math (symbols or math fonts), not a sentence of words."""
     text = line.text.strip()
-    if len(text) > 140 or EQUATION_NUMBER.match(text):
-        return False
+    if len(text) > 140 or EQUATION_NUMBER.match(text) or line.mono or ". . ." in text:
+        return False  # code listings have "=" too; ". . ." is a table of contents' dot leader
     words = re.findall(r"[A-Za-z]{4,}", text)
     mathy = line.math_share >= 0.25 or any(ch in MATH_CHARS for ch in text)
     # A final period ends a sentence, or a displayed formula that closes a sentence ("a = b.").
