@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +84,12 @@ def _compare_figure(fig_id: str, paper_png: Path, reproduced_png: Path, root: Pa
 
     if not paper_png.is_file():
         return fig_id, None
+    out_dir = root / "figures"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # <name>.paper.png / <name>.reproduced.png: the run viewer pairs files by these names.
+    shutil.copy2(paper_png, out_dir / f"{fig_id}.paper.png")
+    if reproduced_png.is_file():
+        shutil.copy2(reproduced_png, out_dir / f"{fig_id}.reproduced.png")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, path, title in ((axes[0], paper_png, "paper"), (axes[1], reproduced_png, "reproduced")):
         ax.axis("off")

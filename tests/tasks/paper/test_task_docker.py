@@ -60,6 +60,7 @@ def test_honest_reproduction_scores_full(run_dir: tuple[PaperTask, Path]) -> Non
     task.on_iteration_end(run, 1, report, True)
     art = run / "artifacts" / "paper"
     assert (art / "report.html").is_file() and (art / "figures" / "figure_1_compare.png").is_file()
+    assert (art / "figures" / "figure_1.paper.png").is_file() and (art / "figures" / "figure_1.reproduced.png").is_file()
     assert json.loads((art / "rubric.json").read_text())["score"] == 1.0
     assert (art / "tables" / "table_1.deviation.csv").is_file()
     assert "Best weighted rubric score: **1.000**" in task.report_section(run)
