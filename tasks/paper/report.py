@@ -49,9 +49,16 @@ def _compare_table(table: Table, art: PaperArtifacts, outputs: Path) -> tuple[st
     path = outputs / "results" / f"{table.id}.csv"
     if not path.is_file():
         return table.caption or table.id, paper, None, None
-    reproduced = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        reproduced = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError, OSError) as exc:  # the re-run's file: anything can be in it
+        note = pd.DataFrame([{"unreadable": f"{path.name}: {exc}"[:300]}])
+        return table.caption or table.id, paper, note, None
     reproduced.to_csv(out_dir / f"{table.id}.reproduced.csv", index=False)
-    deviation = _deviation(paper, reproduced)
+    try:
+        deviation = _deviation(paper, reproduced)
+    except (IndexError, KeyError, TypeError) as exc:  # a reproduced table of another shape
+        return table.caption or table.id, paper, reproduced, pd.DataFrame([{"not comparable": str(exc)[:200]}])
     deviation.to_csv(out_dir / f"{table.id}.deviation.csv", index=False)
     return table.caption or table.id, paper, reproduced, deviation
 
@@ -94,10 +101,13 @@ def _compare_figure(fig_id: str, paper_png: Path, reproduced_png: Path, root: Pa
     for ax, path, title in ((axes[0], paper_png, "paper"), (axes[1], reproduced_png, "reproduced")):
         ax.axis("off")
         ax.set_title(f"{fig_id}: {title}")
+        ax.text(0.5, 0.5, "not produced by the re-run", ha="center", va="center")
         if path.is_file():
-            ax.imshow(mpimg.imread(path))
-        else:
-            ax.text(0.5, 0.5, "not produced by the re-run", ha="center", va="center")
+            try:
+                ax.imshow(mpimg.imread(path))
+                ax.texts[-1].remove()
+            except Exception as exc:  # noqa: BLE001 - a broken image from the re-run must not break the report
+                ax.texts[-1].set_text(f"unreadable image: {exc}"[:80])
     out = root / "figures" / f"{fig_id}_compare.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, bbox_inches="tight")
@@ -176,8 +186,12 @@ def _html(bundle: Bundle, rubric: RubricNode, n: int, grading: Grading, tables: 
     parts.append("<h2>Tables: paper | reproduced | reproduced − paper</h2>")
     for caption, paper, reproduced, deviation in tables:
         cells = [paper.to_html(index=False)]
-        cells += [reproduced.to_html(index=False), deviation.to_html(index=False, na_rep="-")] if reproduced is not None \
-            else ["<p>not produced by the re-run</p>"]
+        if reproduced is None:
+            cells.append("<p>not produced by the re-run</p>")
+        else:
+            cells.append(reproduced.to_html(index=False))
+            if deviation is not None:
+                cells.append(deviation.to_html(index=False, na_rep="-"))
         parts.append(f"<h3>{html.escape(caption)}</h3><table><tr>" + "".join(f"<td valign=top>{c}</td>" for c in cells)
                      + "</tr></table>")
     parts.append("<h2>Figures: paper | reproduced</h2>")

@@ -1,0 +1,62 @@
+"""The report is rebuilt from files and survives whatever the re-run wrote (broken CSV, broken PNG)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tasks.paper.artifacts import PaperArtifacts
+from tasks.paper.bundle import load_bundle
+from tasks.paper.grading import Grading, LeafGrade
+from tasks.paper.report import write_report
+from tasks.paper.rubric import save_rubric, weighted_scores
+from tasks.paper.rubric_gen import fallback_rubric
+
+
+def _run(tmp_path: Path, bundle_dir: Path, outputs: dict[str, bytes]) -> Path:
+    run = tmp_path / "run"
+    art = PaperArtifacts(run)
+    shutil.copytree(bundle_dir, art.bundle)
+    rubric = fallback_rubric(load_bundle(art.bundle))
+    save_rubric(rubric, art.source_rubric)
+    leaves = [LeafGrade(leaf.id, leaf.task_category or "", 0.0, "numeric", "outside", expected=leaf.extra["expected"],
+                        got=leaf.extra["expected"] + 1, tolerance=leaf.extra["tolerance"], abs_deviation=1.0,
+                        rel_deviation=None) for leaf in rubric.leaves() if "metric" in leaf.extra]
+    scores = weighted_scores(rubric, {})
+    grading = Grading(leaves, scores, scores["root"])
+    it = art.iteration(1)
+    it.mkdir(parents=True)
+    (it / "grades.json").write_text(json.dumps(grading.to_json()))
+    for rel, data in outputs.items():
+        (it / "outputs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (it / "outputs" / rel).write_bytes(data)
+    (run / "iterations").mkdir()
+    (run / "iterations" / "0001.json").write_text(json.dumps(
+        {"iteration": 1, "verdict": {"verdict": "fail", "findings": ["table_1/ours/mse off by 1.0"]}}))
+    return run
+
+
+def test_report_lists_deviations_and_verdicts(paper_bundle_dir: Path, tmp_path: Path) -> None:
+    run = _run(tmp_path, paper_bundle_dir, {"results/table_1.csv": b"Method,MSE,Delta\nOurs,0.30,-1.50\n"})
+    markdown = write_report(run)
+    assert "| results/table_1/ours/mse | 0.25 | 1.25 | 1 |" in markdown
+    assert "iteration 1: fail" in markdown and "off by 1.0" in markdown
+    art = run / "artifacts" / "paper"
+    deviation = (art / "tables" / "table_1.deviation.csv").read_text().splitlines()
+    assert deviation[2] == "Ours,0.05,0.05"
+    html = (art / "report.html").read_text()
+    assert "Tiny Linear Regression Revisited" in html and "figures/figure_2_compare.png" in html
+    assert json.loads((art / "rubric.json").read_text())["score"] == 0.0
+
+
+def test_broken_outputs_do_not_break_the_report(paper_bundle_dir: Path, tmp_path: Path) -> None:
+    run = _run(tmp_path, paper_bundle_dir, {"results/table_1.csv": b"\xff\xfe\x00garbage\n\"unclosed",
+                                            "figures/figure_1.png": b"not a png"})
+    write_report(run)
+    html = (run / "artifacts" / "paper" / "report.html").read_text()
+    assert "figure_1_compare.png" in html
+    assert (run / "artifacts" / "paper" / "figures" / "figure_1_compare.png").is_file()
+
+
+def test_no_graded_iteration_yet(tmp_path: Path) -> None:
+    assert "No iteration was graded yet" in write_report(tmp_path)
