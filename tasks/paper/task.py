@@ -101,14 +101,19 @@ class PaperTask:
         _keep_outputs(work / "repo", rep.fresh, work / "outputs")
         shutil.rmtree(work / "repo", ignore_errors=True)
         failed = [g for g in grading.leaves if g.score < 1]
-        findings = [f"{g.id}: {g.explanation}" for g in failed]
+        # Most actionable first: the run itself, then numbers off target, then the judge's reasons.
+        order = {"rule": 0, "numeric": 1, "judge": 2, "none": 3}
+        findings = [f"{g.id}: {g.explanation}" for g in sorted(failed, key=lambda g: order.get(g.method, 4))]
+        numeric = [g for g in grading.leaves if g.method == "numeric"]
+        within = sum(g.score >= 1 for g in numeric)
         run_state = "reproduce.sh ok" if rep.ok else f"reproduce.sh {rep.reason} (exit {rep.exit_code})"
         by_cat = {c: grading.scores.get(c, 0.0) for c in ("code", "execution", "results")}
         return CheckReport(
             passed=rep.ok and grading.score >= self.score_target,
             score=grading.score,
             summary=(f"{run_state} in {rep.duration_s:.1f} s; rubric score {grading.score:.3f} "
-                     f"(target {self.score_target}); {len(grading.leaves) - len(failed)}/{len(grading.leaves)} leaves met"),
+                     f"(target {self.score_target}); {len(grading.leaves) - len(failed)}/{len(grading.leaves)} leaves met; "
+                     f"{within}/{len(numeric)} numbers within tolerance"),
             metrics={"score": grading.score, "reproduce_s": rep.duration_s, "timed_out": float(rep.timed_out),
                      "fresh_files": float(len(rep.fresh)), **{f"score_{k}": v for k, v in by_cat.items()}},
             findings=findings[:40],
