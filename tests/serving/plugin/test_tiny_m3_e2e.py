@@ -63,6 +63,7 @@ def test_matches_plain_pytorch_forward(completions: dict, tiny_dir: Path) -> Non
     for name, (prompt, choice) in completions.items():
         full = prompt + choice["token_ids"]
         ours = agreement(choice, prompt, ref.logprobs(full))
+        print(f"{name}: {ours.summary()}")  # shown with -s / -rP: the numbers behind the thresholds
         # bf16 logits of magnitude ~16 carry ~0.06-0.12 of rounding: the floor of |d| per position.
         assert float(ours.top1_abs_diff.mean()) < 0.06, f"{name}: {ours.summary()}"
         assert float((ours.top1_abs_diff > 0.15).float().mean()) < 0.08, f"{name}: {ours.summary()}"
@@ -72,6 +73,9 @@ def test_matches_plain_pytorch_forward(completions: dict, tiny_dir: Path) -> Non
         if name == "long":
             pruned = ours.top1_abs_diff[PRUNED_FROM - 1:]
             unpruned = agreement(choice, prompt, control.logprobs(full)).top1_abs_diff[PRUNED_FROM - 1:]
+            print(f"pruned region: mean |d| {float(pruned.mean()):.4f} (>0.15: {int((pruned > 0.15).sum())}), "
+                  f"no-pruning reference {float(unpruned.mean()):.4f} (>0.15: {int((unpruned > 0.15).sum())}) "
+                  f"of {pruned.numel()}")
             # Without top-k the reference must be clearly further away where pruning happens.
             assert float(unpruned.mean()) > max(0.1, 2 * float(pruned.mean())), (
                 f"control too close: pruned-region mean |d| ours {float(pruned.mean()):.4f}, "
