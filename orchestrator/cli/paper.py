@@ -95,6 +95,17 @@ def rubric(
     console.print(f"rubric ({result.source}) with {len(leaves)} leaves {info['by_category']} written to {out}")
 
 
+def _decrypted_copy(pdf: Path, password: str, out: Path) -> Path:
+    """The run re-ingests its PDF without a password: give it a decrypted copy (never stored in run.json)."""
+    from tasks.paper.pdf import open_pdf
+
+    doc = open_pdf(pdf, password=password, max_pages=10**6)
+    import pymupdf
+
+    doc.save(out, encryption=pymupdf.PDF_ENCRYPT_NONE)
+    return out
+
+
 def reproduce(
     pdf: Path = typer.Argument(..., help="Paper PDF."),
     rubric_file: Optional[Path] = typer.Option(None, "--rubric", help="Reviewed rubric.json (else one is made)."),
@@ -104,6 +115,8 @@ def reproduce(
     target: float = typer.Option(0.8, help="Weighted rubric score that completes the run."),
     timeout: float = typer.Option(1800.0, help="Time limit of one `bash reproduce.sh` re-run, seconds."),
     image: str = typer.Option("m3lab/default", help="Sandbox image."),
+    password: Optional[str] = typer.Option(None, help="Password of an encrypted PDF (the run gets a decrypted copy)."),
+    max_pages: int = typer.Option(150, help="Refuse longer PDFs (budget guard)."),
     model_rubric: bool = typer.Option(True, "--model-rubric/--no-model-rubric",
                                       help="Without --rubric: ask the verifier model to refine the rubric."),
     config: ConfigOpt = None,
@@ -115,8 +128,12 @@ def reproduce(
 
     settings = load(config, max_iterations, hours, tokens)
     pdf = pdf.resolve()
+    if not pdf.is_file():
+        fail(f"{pdf}: no such file")
     inputs = settings.runs_dir.resolve() / "paper-inputs" / hashlib.sha256(pdf.read_bytes()).hexdigest()[:12]
-    bundle = _ingest(pdf, inputs / "bundle", None, 150)
+    bundle = _ingest(pdf, inputs / "bundle", password, max_pages)
+    if password:
+        pdf = _decrypted_copy(pdf, password, inputs / "paper.pdf")
     rubric_path = inputs / "rubric.json"
     if rubric_file is not None:
         try:
@@ -129,5 +146,5 @@ def reproduce(
         console.print(f"rubric ({result.source}) written to {rubric_path}")
     (inputs / "summary.json").write_text(json.dumps(bundle.summary(), indent=1), encoding="utf-8")
     task = PaperTask(pdf=str(pdf), rubric=str(rubric_path), score_target=target, reproduce_timeout_s=timeout,
-                     image=image)
+                     image=image, max_pages=max_pages)
     launch(task, settings)

@@ -41,6 +41,26 @@ def test_reproduce_refuses_bad_inputs_before_starting(paper_pdf: Path, tmp_path:
     assert not list((tmp_path / "runs").glob("2*")), "no run may start on bad input"
 
 
+def test_reproduce_gives_the_run_a_decrypted_copy(tmp_path: Path, monkeypatch) -> None:
+    from orchestrator.cli import paper as paper_cli
+    from tasks.paper.pdf import open_pdf
+
+    from .synthetic_pdfs import write_encrypted
+
+    launched = {}
+    monkeypatch.setattr(paper_cli, "launch", lambda task, settings: launched.setdefault("task", task))
+    config = tmp_path / "m3lab.toml"
+    config.write_text(f'runs_dir = "{tmp_path / "runs"}"\n')
+    pdf = write_encrypted(tmp_path / "enc.pdf")
+    result = CliRunner().invoke(app, ["reproduce", str(pdf), "--password", "user", "--no-model-rubric",
+                                      "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    task = launched["task"]
+    assert task.pdf != str(pdf) and not open_pdf(Path(task.pdf)).needs_pass
+    assert "password" not in task.params() and "enc.pdf" not in task.pdf
+    assert len(list(load_rubric(Path(task.rubric)).leaves())) > 0
+
+
 def test_task_rebuilds_from_params(paper_pdf: Path) -> None:
     task = PaperTask(pdf=str(paper_pdf), rubric=None, score_target=0.7)
     rebuilt = build_task("paper", json.loads(json.dumps(task.params())))
