@@ -192,6 +192,8 @@ def _numbers(sections: Sequence[Section], tables: Sequence[Table], figures: Sequ
                 found.append(ReportedNumber(value, printed, "sentence", sentence, section.page, {"section": section.title}))
     for table in tables:
         found += table_numbers(table)
+        for value, printed in numbers_in_sentence(table.caption):
+            found.append(ReportedNumber(value, printed, "caption", table.caption, table.page, {"table": table.id}))
     for figure in figures:
         for value, printed in numbers_in_sentence(figure.caption):
             found.append(ReportedNumber(value, printed, "caption", figure.caption, figure.page, {"figure": figure.id}))
