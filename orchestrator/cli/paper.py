@@ -117,6 +117,7 @@ def reproduce(
     image: str = typer.Option("m3lab/default", help="Sandbox image."),
     password: Optional[str] = typer.Option(None, help="Password of an encrypted PDF (the run gets a decrypted copy)."),
     max_pages: int = typer.Option(150, help="Refuse longer PDFs (budget guard)."),
+    gpu: bool = typer.Option(False, "--gpu", help="Give the sandboxes the host's GPUs."),
     model_rubric: bool = typer.Option(True, "--model-rubric/--no-model-rubric",
                                       help="Without --rubric: ask the verifier model to refine the rubric."),
     config: ConfigOpt = None,
@@ -146,5 +147,5 @@ def reproduce(
         console.print(f"rubric ({result.source}) written to {rubric_path}")
     (inputs / "summary.json").write_text(json.dumps(bundle.summary(), indent=1), encoding="utf-8")
     task = PaperTask(pdf=str(pdf), rubric=str(rubric_path), score_target=target, reproduce_timeout_s=timeout,
-                     image=image, max_pages=max_pages)
+                     image=image, max_pages=max_pages, gpu=gpu)
     launch(task, settings)

@@ -44,6 +44,8 @@ class PaperTask:
     memory_mb: int = 4096
     cpus: float = 1.0
     max_pages: int = 150
+    gpu: bool = False
+    """Expose the host's GPUs to the producer's sandbox and to the re-runs."""
 
     def params(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,14 +85,15 @@ class PaperTask:
 
     def sandbox_spec(self, workspace: Path) -> SandboxSpec:
         return SandboxSpec(image=self.image, workspace=workspace, memory_mb=self.memory_mb, cpus=self.cpus,
-                           exec_timeout_s=self.reproduce_timeout_s)
+                           exec_timeout_s=self.reproduce_timeout_s, gpu=self.gpu)
 
     def check(self, ctx: CheckContext) -> CheckReport:
         _, rubric = self._paper(ctx.run_dir)
         art = PaperArtifacts(ctx.run_dir)
         work = art.iteration(ctx.iteration)
         work.mkdir(parents=True, exist_ok=True)
-        spec = SandboxSpec(image=self.image, memory_mb=self.memory_mb, cpus=self.cpus, run_id=ctx.run_dir.name)
+        spec = SandboxSpec(image=self.image, memory_mb=self.memory_mb, cpus=self.cpus, gpu=self.gpu,
+                           run_id=ctx.run_dir.name)
         rep = run_reproduction(ctx.workspace, work, ctx.open_sandbox, self.reproduce_timeout_s, spec)
         tail = log_tail(rep, 2000)
         ctx.record({"kind": "exec", "where": "check", "cmd": "bash reproduce.sh", "exit_code": rep.exit_code,
