@@ -1,8 +1,25 @@
 """The producer's and the verifier's briefs for paper reproduction (prompts live together, apart from logic)."""
 from __future__ import annotations
 
+from typing import Any, Mapping
 
-def producer_brief(pdf_name: str, timeout_s: float) -> str:
+MAX_LISTED_METRICS = 40
+
+
+def producer_brief(pdf_name: str, timeout_s: float, contract: Mapping[str, Any] | None = None) -> str:
+    return _brief(pdf_name, timeout_s) + (_contract_text(contract) if contract else "")
+
+
+def _contract_text(contract: Mapping[str, Any]) -> str:
+    metrics = list(contract["metrics"].items())
+    lines = [f"- `{key}`: {what}" for key, what in metrics[:MAX_LISTED_METRICS]]
+    if len(metrics) > MAX_LISTED_METRICS:
+        lines.append(f"- ... {len(metrics) - MAX_LISTED_METRICS} more in `paper/results_contract.json`")
+    files = ", ".join(f"`{f}`" for f in contract["files"]) or "(none)"
+    return "\n## Required outputs\nFiles: " + files + "\n\nKeys of `results/metrics.json`:\n" + "\n".join(lines) + "\n"
+
+
+def _brief(pdf_name: str, timeout_s: float) -> str:
     return f"""# Reproduce the paper {pdf_name}
 
 The paper is extracted under `paper/`: `text.md` (sections in reading order), `tables/*.csv`, `figures/*.png`,

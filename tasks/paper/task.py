@@ -77,7 +77,8 @@ class PaperTask:
             script.chmod(0o755)
 
     def producer_brief(self) -> str:
-        return producer_brief(Path(self.pdf).name, self.reproduce_timeout_s)
+        contract = _contract(load_rubric(Path(self.rubric))) if self.rubric else None
+        return producer_brief(Path(self.pdf).name, self.reproduce_timeout_s, contract)
 
     def main_file(self) -> str | None:
         # Weak models answer with one bare Python block: it becomes reproduce.py, which reproduce.sh runs.
@@ -141,7 +142,8 @@ class PaperTask:
 
 
 def _contract(rubric: RubricNode) -> dict[str, Any]:
-    """What the re-run must write, without the graded target values: metric keys, table and figure files."""
+    """What the re-run must write: metric keys with their requirement sentence (which quotes the paper's printed
+    value: it is in the paper anyway; tolerances stay with the grader), table and figure files."""
     metrics = {leaf.extra["metric"]: leaf.requirements for leaf in rubric.leaves() if "metric" in leaf.extra}
     files = sorted({o for leaf in rubric.leaves() for o in leaf.extra.get("outputs", [])}
                    | {leaf.extra["output"] for leaf in rubric.leaves() if "output" in leaf.extra})
