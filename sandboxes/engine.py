@@ -30,9 +30,11 @@ def connect(timeout_s: float = 10.0) -> "docker.DockerClient":
 
     `use_context=False` would be nicer but is not in every SDK version; `from_env` honours DOCKER_HOST,
     which is what users expect."""
-    import docker
-    from docker.errors import DockerException
-
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError as exc:  # e.g. a GPU host whose environment lacks the SDK: no engine for us
+        raise EngineUnavailable(f"the docker SDK is not installed ({exc})") from exc
     try:
         client = docker.from_env(timeout=int(timeout_s))
         client.ping()

@@ -92,8 +92,11 @@ class ProcessSandbox:
 
     def __init__(self, spec: SandboxSpec) -> None:
         validate_spec(spec)
-        if not bwrap_available():
-            raise SandboxError("the process sandbox needs bubblewrap: apt-get install -y bubblewrap")
+        self._bwrap = shutil.which("bwrap")
+        self._prlimit = shutil.which("prlimit")
+        if self._bwrap is None or self._prlimit is None:
+            raise SandboxError("the process sandbox needs bubblewrap and prlimit: "
+                               "apt-get install -y bubblewrap util-linux")
         self.spec = spec
         # The owner pid in the name lets the reaper find leftovers of a crashed parent.
         self.id = f"proc-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -161,7 +164,7 @@ class ProcessSandbox:
 
     def _bwrap_argv(self, argv: list[str], env: Mapping[str, str], workdir: str) -> list[str]:
         uid, gid = uid_gid(self.spec)
-        args = ["bwrap", "--unshare-all", "--unshare-user", "--uid", str(uid), "--gid", str(gid),
+        args = [self._bwrap, "--unshare-all", "--unshare-user", "--uid", str(uid), "--gid", str(gid),
                 "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
         if self.spec.network:
             args.append("--share-net")
@@ -190,7 +193,7 @@ class ProcessSandbox:
         if not self.group.enforced.get("pids"):
             limits.append(f"--nproc={self.spec.pids}")
         join = " ".join(f"echo $$ > {f};" for f in self.group.procs_files)
-        prefix = ["/bin/sh", "-c", f'{join} exec prlimit {" ".join(limits)} -- "$@"', "m3lab-sandbox"]
+        prefix = ["/bin/sh", "-c", f'{join} exec {self._prlimit} {" ".join(limits)} -- "$@"', "m3lab-sandbox"]
         return prefix
 
     def exec(self, cmd: str | Sequence[str], timeout_s: float | None = None, env: Mapping[str, str] | None = None,
