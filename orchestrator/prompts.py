@@ -26,11 +26,11 @@ MAIN_FILE_RULE = (
 )
 
 TASK_MESSAGE = """\
+# Plan (from the planner)
+{plan}
+
 # Task
 {brief}
-
-# Plan
-{plan}
 """
 
 PLANNER_PROMPT = """\

@@ -71,9 +71,19 @@ class CodeTask:
         if self.protect:
             lines.append(f"These paths are restored from the original before the check; do not edit them: "
                          f"{', '.join(self.protect)}.")
+        for rel in [*self.protect, *([self.main] if self.main else [])]:
+            lines += self._show(rel)
         if self.main:
-            lines.append(f"The main file to change is `{self.main}`.")
+            lines.append(f"\nThe main file to change is `{self.main}`: write its complete new content.")
         return "\n".join(lines)
+
+    def _show(self, rel: str, limit: int = 6000) -> list[str]:
+        """Small key files are shown in the brief, so the producer starts with the code in front of it."""
+        path = Path(self.source) / rel
+        if not path.is_file() or path.stat().st_size > limit:
+            return []
+        return [f"\nCurrent `{rel}`:", f"```{path.suffix.lstrip('.')}", path.read_text(errors="replace").rstrip(),
+                "```"]
 
     def main_file(self) -> str | None:
         return self.main
