@@ -3,15 +3,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-need_apt=()
-for pair in dockerd:docker.io bwrap:bubblewrap debootstrap:debootstrap chromium:chromium chromedriver:chromium-driver git:git; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
+# Each entry: a command that shows the package is there, the packages, and whether apt may add recommends.
+# tesseract: OCR of scanned papers; pdflatex: the paper tests typeset real two-column papers.
+packages=(
+  "dockerd docker.io"
+  "bwrap bubblewrap"
+  "debootstrap debootstrap"
+  "chromium chromium"
+  "chromedriver chromium-driver"
+  "git git"
+  "setfacl acl"
+  "tesseract tesseract-ocr tesseract-ocr-eng --no-install-recommends"
+  "pdflatex texlive-latex-base texlive-latex-recommended texlive-pictures --no-install-recommends"
+)
+updated=0
+for entry in "${packages[@]}"; do
+  read -r probe rest <<<"$entry"
+  command -v "$probe" >/dev/null 2>&1 && continue
+  [ "$updated" = 1 ] || { apt-get update -qq; updated=1; }
+  echo "[setup] apt-get install $rest"
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $rest >/dev/null
 done
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "[setup] apt-get install ${need_apt[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
