@@ -35,6 +35,7 @@ def _eval(target: Path, cand: Path, opts: EvalOptions, work: Path) -> tuple[Verd
 
 
 ONLY: set[str] = set()
+ONLY_CANDIDATES: set[str] = set()
 
 
 def _targets(device: str) -> list[str]:
@@ -59,13 +60,13 @@ def run_aa(device: str, opts: EvalOptions, work: Path) -> list[dict]:
 def run_honest(device: str, opts: EvalOptions, work: Path) -> list[dict]:
     rows = []
     for name in _targets(device):
-        for cand in HONEST[name]:
+        for cand in [c for c in HONEST[name] if not ONLY_CANDIDATES or c in ONLY_CANDIDATES]:
             timed = not (device == "cpu" and "triton" in cand)  # the Triton interpreter is not worth timing
             o = EvalOptions(**{**opts.__dict__, "timing": timed and opts.timing})
             v, wall = _eval(TARGETS_DIR / f"{name}.py", TARGETS_DIR / "candidates" / cand, o, work / f"h_{cand}")
             rows.append({"target": name, "candidate": cand, "accepted": v.accepted, "speedup": v.speedup,
                          "ref_ms": v.ref_ms, "cand_ms": v.cand_ms, "aa_spread": v.aa_spread, "flags": v.flags,
-                         "wall_s": round(wall, 1), "summary": v.summary()[:300]})
+                         "wall_s": round(wall, 1), "device_name": v.device_name, "summary": v.summary()[:300]})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -139,9 +140,11 @@ def main() -> int:
     p.add_argument("--json", type=Path)
     p.add_argument("--md", type=Path, help="append a markdown section here")
     p.add_argument("--no-drop", action="store_true", help="candidate worker keeps the evaluator's uid")
+    p.add_argument("--candidates", default="", help="comma-separated subset of the honest candidates")
     p.add_argument("--targets", default="", help="comma-separated subset of the bundled targets")
     a = p.parse_args()
     ONLY.update(t for t in a.targets.split(",") if t)
+    ONLY_CANDIDATES.update(c for c in a.candidates.split(",") if c)
     opts = EvalOptions(device=a.device, isolation=a.isolation, iters=a.iters, warmup=a.warmup,
                        drop_privileges=not a.no_drop)
     suites = set(a.suite.split(","))
@@ -151,10 +154,11 @@ def main() -> int:
     if "aa" in suites:
         results["aa"] = run_aa(a.device, opts, work)
         results["device_name"] = results["aa"][0]["device_name"] if results["aa"] else ""
-    if "honest" in suites:
-        results["honest"] = run_honest(a.device, opts, work)
     if "cheats" in suites:
         results["cheats"] = run_cheats(opts, work, a.parallel)
+    if "honest" in suites:
+        results["honest"] = run_honest(a.device, opts, work)
+        results.setdefault("device_name", results["honest"][0]["device_name"] if results["honest"] else "")
     md = markdown(a.device, results)
     print(md)
     if a.json:

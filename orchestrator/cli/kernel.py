@@ -42,8 +42,11 @@ def kernel_eval(
         fail("--device must be cpu|cuda and --isolation sandbox|subprocess")
     opts = EvalOptions(device=device, isolation=isolation, iters=iters, warmup=warmup,  # type: ignore[arg-type]
                        timing=not no_timing)
-    folder = eval_dir or Path(tempfile.mkdtemp(prefix="m3lab-kernel-eval-")) / "eval"
-    folder.parent.chmod(0o755)  # the candidate worker may run as nobody
+    if eval_dir is None:
+        temp = Path(tempfile.mkdtemp(prefix="m3lab-kernel-eval-"))
+        temp.chmod(0o755)  # the candidate worker may run as nobody
+        eval_dir = temp / "eval"
+    folder = eval_dir
     try:
         verdict = evaluate_candidate(resolve_target(target), candidate, opts, folder)
     except (EvalFailed, FileNotFoundError) as exc:

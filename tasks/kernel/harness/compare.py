@@ -33,8 +33,9 @@ def compare_one(out: torch.Tensor, info: dict[str, Any], ref: torch.Tensor, atol
             problems.append(f"output {key} {info.get(key)} != reference {want[key]}")
     if problems or list(out.shape) != want["shape"]:
         return Comparison(False, problems or ["output shape mismatch"])
-    o = out.to(torch.float64)
-    r = ref.detach().to("cpu", torch.float64)
+    # Compared where the reference lives (the GPU for cuda targets: 16M-element checks take ms, not seconds).
+    r = ref.detach().to(torch.float64)
+    o = out.to(r.device, torch.float64)
     finite_ref = torch.isfinite(r)
     if not torch.isfinite(o)[finite_ref].all():
         problems.append("output has NaN/Inf where the reference is finite")
@@ -70,7 +71,7 @@ def check_probes(values: Sequence[torch.Tensor], probes: Sequence[torch.Tensor],
         return [f"timed call returned {len(values)} probe sets, expected {len(refs)}"]
     problems = []
     for i, (v, idx, ref, (atol, rtol)) in enumerate(zip(values, probes, refs, tols)):
-        r = ref.detach().to("cpu").reshape(-1)[idx].to(torch.float64)
+        r = ref.detach().reshape(-1)[idx.to(ref.device)].to("cpu", torch.float64)
         if v.shape != r.shape:
             problems.append(f"output {i}: probe shape mismatch in a timed call")
             continue

@@ -23,7 +23,7 @@ from .compare import compare_one, inputs_unchanged
 from .procs import WorkerConfig, WorkerFailed, WorkerHandle
 from .protocol import Message
 from .spec import Target, TargetError, build_reference, flops, init_args, load_target, make_inputs, random_shape, \
-    set_shape, timing_shapes, tolerance
+    resolved_shape, set_shape, timing_shapes, tolerance
 from .static_checks import check_source
 from .timing import roofline_floor_ms, time_shape
 from .verdict import ShapeTiming, Verdict
@@ -67,9 +67,10 @@ class Evaluation:
 
     def _worker(self, name: str, module: Path, cls: str, wait: bool = True) -> WorkerHandle:
         cfg = self.cfg
-        wcfg = WorkerConfig(module=module.resolve(), cls=cls, device=cfg.device, threads=cfg.threads,
-                            eval_dir=Path(__file__).resolve().parent.parent, log_path=cfg.log_dir / f"{name}.log",
-                            home=cfg.log_dir / f"home_{name}", drop_privileges=(name == "cand" and cfg.drop_privileges))
+        wcfg = WorkerConfig(module=module.resolve(), target=cfg.target.resolve(), cls=cls, device=cfg.device,
+                            threads=cfg.threads, eval_dir=Path(__file__).resolve().parent.parent,
+                            log_path=cfg.log_dir / f"{name}.log", home=cfg.log_dir / f"home_{name}",
+                            drop_privileges=(name == "cand" and cfg.drop_privileges))
         handle = WorkerHandle(wcfg, wait=wait)
         self.workers[name] = handle
         return handle
@@ -203,19 +204,21 @@ class Evaluation:
         workers = {n: self.workers[n] for n in names}
         for shape in timing_shapes(self.target, cfg.device):
             ref_model = self._init_shape(shape, names)
-            case_seed = random.Random(self.rng.getrandbits(62))
+            full_shape = resolved_shape(self.target, shape)
             last_bytes = [0.0]
 
-            def next_case() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-                inputs = make_inputs(self.target, case_seed.getrandbits(62), cfg.device)
+            def next_case() -> tuple[int, list[torch.Tensor]]:
+                seed = secrets.randbits(62)  # independent of the correctness seeds
+                inputs = make_inputs(self.target, seed, cfg.device)
                 refs = _outputs(ref_model, inputs)
                 params = sum(p.numel() * p.element_size() for p in ref_model.state_dict().values())
                 last_bytes[0] = params + sum(t.numel() * t.element_size() for t in inputs + refs)
-                return inputs, refs
+                return seed, refs
 
-            probe_inputs, probe_refs = next_case()
+            _, probe_refs = next_case()
             tols = [tolerance(self.target, r.dtype) for r in probe_refs]
-            res = time_shape(workers, next_case, tols, self.rng, cfg.warmup, cfg.iters, self.cfg.call_timeout_s)
+            res = time_shape(workers, full_shape, next_case, tols, self.rng, cfg.warmup, cfg.iters,
+                             self.cfg.call_timeout_s)
             if res.problems:
                 v.failures.extend(res.problems)
                 v.correct = False

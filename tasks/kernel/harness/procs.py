@@ -20,6 +20,7 @@ class WorkerFailed(RuntimeError):
 @dataclass
 class WorkerConfig:
     module: Path
+    target: Path
     cls: str
     device: str
     threads: int
@@ -36,6 +37,9 @@ def _env(cfg: WorkerConfig) -> dict[str, str]:
         "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": str(cfg.threads),
         # glibc fills every malloc'd/freed block with garbage: uninitialised CPU reads see junk, not old results.
         "MALLOC_PERTURB_": "165", "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+        # Never give heap memory back to the OS: otherwise a worker that ran fewer calls (the references) pays page
+        # faults on every call that one with a warmer heap (the candidate) does not: a systematic bias.
+        "MALLOC_TRIM_THRESHOLD_": str(1 << 40),
     }
     for key in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "CUDA_HOME", "TRITON_PTXAS_PATH"):
         if key in os.environ:
@@ -71,13 +75,13 @@ class WorkerHandle:
         self._log = open(cfg.log_path, "ab")
         extra: dict = {}
         self.dropped = cfg.drop_privileges and can_drop_privileges(
-            cfg.module, cfg.eval_dir / "harness" / "worker.py", cfg.eval_dir / "harness" / "protocol.py")
+            cfg.module, cfg.target, cfg.eval_dir / "harness" / "worker.py", cfg.eval_dir / "harness" / "protocol.py")
         if self.dropped:
             # Another uid than the evaluator and the reference workers: no signals, ptrace or /proc/<pid>/mem on them.
             os.chown(cfg.home, NOBODY, NOBODY)
             extra = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.worker", "--module", str(cfg.module), "--cls", cfg.cls,
+            [sys.executable, "-m", "harness.worker", "--module", str(cfg.module), "--target", str(cfg.target), "--cls", cfg.cls,
              "--device", cfg.device, "--threads", str(cfg.threads), "--fd-in", str(child_in),
              "--fd-out", str(child_out)],
             cwd=cfg.eval_dir, env=_env(cfg), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,

@@ -126,12 +126,23 @@ def init_args(target: Target) -> list[Any]:
     return args
 
 
-def make_inputs(target: Target, seed: int, device: str) -> list[torch.Tensor]:
+def resolved_shape(target: Target, shape: dict[str, Any]) -> dict[str, Any]:
+    return {**target.defaults, **shape}
+
+
+def generate_inputs(module: ModuleType, seed: int, device: str) -> list[torch.Tensor]:
+    """get_inputs() with the factories defaulting to `device` (fast on GPUs) under `seed`: the same seed gives the
+    same tensors in any process on the same kind of device."""
     torch.manual_seed(seed)
-    inputs = list(target.module.get_inputs())
+    with torch.device(device):
+        inputs = list(module.get_inputs())
     if not all(isinstance(x, torch.Tensor) for x in inputs):
         raise TargetError("get_inputs() must return tensors only")
     return [x.to(device) for x in inputs]
+
+
+def make_inputs(target: Target, seed: int, device: str) -> list[torch.Tensor]:
+    return generate_inputs(target.module, seed, device)
 
 
 def build_reference(target: Target, args: list[Any], seed: int, device: str) -> torch.nn.Module:

@@ -17,6 +17,17 @@ from .procs import WorkerHandle
 from .protocol import Message, encode
 
 PROBES_PER_OUTPUT = 64
+TIME_QUANTILE = 0.25
+"""Statistic of the timed calls: a low quantile, because interference (preemption on a shared CPU, another process
+on the GPU) only ever adds time; on a quiet GPU it equals the median within noise."""
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 # Generous peaks (the best dtype of each chip): a time below max(FLOPs/peak, bytes/bandwidth) is impossible.
 _GPU_PEAKS = {"H200": (1979e12, 4.8e12), "H100": (1979e12, 3.35e12), "A100": (624e12, 2.0e12)}
@@ -34,8 +45,7 @@ class TimingResult:
     background_cpu_s: float = 0.0
     ref_window_s: float = 0.0
     speedup: float = 0.0
-    """Median over iterations of (mean reference time / candidate time) in the same iteration: pairing cancels
-    slow drifts in machine load that a ratio of medians would keep."""
+    """Reference time / candidate time, both the TIME_QUANTILE of their timed calls (the reference pools A and B)."""
     stage_excess_ms: float = 0.0
     """Extra time the candidate spent in the untimed staging step beyond the reference's (charged to it)."""
 
@@ -62,27 +72,29 @@ def _timed_go(worker: WorkerHandle, probes: list[torch.Tensor], timeout_s: float
 
 def time_shape(
     workers: dict[str, WorkerHandle],
-    next_case: Callable[[], tuple[list[torch.Tensor], list[torch.Tensor]]],
+    shape: dict,
+    next_case: Callable[[], tuple[int, list[torch.Tensor]]],
     tols: list[tuple[float, float]],
     rng: random.Random,
     warmup: int,
     iters: int,
     timeout_s: float,
 ) -> TimingResult:
-    """`workers` has keys ref_a, ref_b, cand; `next_case()` returns fresh (inputs, reference outputs)."""
+    """`workers` has keys ref_a, ref_b, cand; `next_case()` returns a fresh input seed and the reference outputs
+    for the inputs that seed generates (each worker generates them itself in the untimed staging step)."""
     samples: dict[str, list[float]] = {k: [] for k in workers}
     stages: dict[str, list[float]] = {k: [] for k in workers}
     problems: list[str] = []
     background, ref_window = 0.0, 0.0
     cand = workers["cand"]
     for it in range(warmup + iters):
-        inputs, refs = next_case()
+        seed, refs = next_case()
         gen = torch.Generator().manual_seed(rng.getrandbits(62))
         probes = [torch.randint(0, max(r.numel(), 1), (min(PROBES_PER_OUTPUT, r.numel()),), generator=gen)
                   for r in refs]
         order = list(workers)
         rng.shuffle(order)
-        staged = encode(Message({"cmd": "stage"}, inputs))  # encoded once, sent to all three
+        staged = encode(Message({"cmd": "stage", "seed": seed, "shape": shape}))  # same frame to all three
         for name in order:
             w = workers[name]
             t0 = time.perf_counter_ns()
@@ -101,14 +113,14 @@ def time_shape(
             if it >= warmup:  # warm-up calls look exactly like timed ones to the worker
                 samples[name].append(ms)
                 stages[name].append(stage_ms)
-    med = {k: statistics.median(v) for k, v in samples.items()}
-    smed = {k: statistics.median(v) for k, v in stages.items()}
     # Work moved from `go` into `stage` (by a candidate that patched its worker) is charged back to the candidate;
-    # the A/A difference of the reference's own staging times is the noise allowance.
-    allowance = 2 * abs(smed["ref_a"] - smed["ref_b"])
-    excess = max(0.0, smed["cand"] - (smed["ref_a"] + smed["ref_b"]) / 2 - allowance)
-    ref_ms = statistics.median(samples["ref_a"] + samples["ref_b"])
-    pairs = list(zip(samples["ref_a"], samples["ref_b"], samples["cand"]))
-    speedup = statistics.median((a + b) / 2 / (c + excess) for a, b, c in pairs)
-    aa = statistics.median(b / a for a, b, _ in pairs)
-    return TimingResult(ref_ms, med["cand"] + excess, aa, iters, problems, background, ref_window, speedup, excess)
+    # the reference-vs-reference spread of the staging times is the noise allowance.
+    st = list(zip(stages["ref_a"], stages["ref_b"], stages["cand"]))
+    extra = statistics.median(c - (a + b) / 2 for a, b, c in st)
+    noise = statistics.median(abs(b - a) for a, b, _ in st)
+    excess = max(0.0, extra - 3 * noise)
+    q = {k: quantile(v, TIME_QUANTILE) for k, v in samples.items()}
+    ref_ms = quantile(samples["ref_a"] + samples["ref_b"], TIME_QUANTILE)
+    speedup = ref_ms / (q["cand"] + excess)
+    aa = q["ref_b"] / q["ref_a"]
+    return TimingResult(ref_ms, q["cand"] + excess, aa, iters, problems, background, ref_window, speedup, excess)
