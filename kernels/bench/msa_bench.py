@@ -174,16 +174,21 @@ def prefill_breakdown(case, sel, pos, n: int, scale: float, rows: list[Row], flo
     rows.append(Row("prefill-stages", shape, "merge kernel", t_merge, tb_per_s=(part_bytes + out.numel() * 2) / t_merge / 1e9))
     if not sweep:
         return
-    for chunk in (64, 128, 256):
+    for tile_rows, warps, chunk in ((128, 8, 128), (64, 4, 64), (64, 4, 128), (64, 4, 256), (32, 4, 128),
+                                    (32, 2, 128)):
         c = build_block_csr(sel, case.query_start_loc, nb, chunk)
-        for prefetch in (False, True):
-            t_k = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, c,
-                                                     pos, 16, scale, chunk, prefetch=prefetch), rep_ms=100)
-            rows.append(Row("prefill-sweep", shape, f"attn chunk={chunk} prefetch={prefetch}", t_k, flops / t_k / 1e9))
+        try:
+            t_k = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, c, pos,
+                                                     16, scale, chunk, warps, tile_rows=tile_rows), rep_ms=100)
+            rows.append(Row("prefill-sweep", shape, f"attn rows={tile_rows} warps={warps} chunk={chunk}", t_k,
+                            flops / t_k / 1e9))
+        except Exception as exc:  # noqa: BLE001 - a config that does not compile is a row, not the end
+            rows.append(Row("prefill-sweep", shape, f"attn rows={tile_rows} warps={warps} chunk={chunk}",
+                            float("nan"), note=type(exc).__name__))
     c = build_block_csr(sel, case.query_start_loc, nb, 128, 2048)
     t_k = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, c,
                                              pos, 16, scale, 128), rep_ms=100)
-    rows.append(Row("prefill-sweep", shape, "attn chunk=128 prefetch=True window=2048", t_k, flops / t_k / 1e9))
+    rows.append(Row("prefill-sweep", shape, "attn (defaults) window=2048", t_k, flops / t_k / 1e9))
     for merge_rows in (16, 64, 128):
         t_m = bench_ms(lambda: merge_partials(po, plse, out, sel, rows=merge_rows), rep_ms=100)
         rows.append(Row("prefill-sweep", shape, f"merge rows={merge_rows}", t_m,
@@ -265,9 +270,9 @@ def bench_decode(batch: int, ctx: int, vllm_sparse, rows: list[Row], copy_tbs: f
     scale = HEAD_DIM ** -0.5
     out = torch.empty_like(case.q)
 
-    def ours(splits=None, stages=2):
+    def ours(splits=None, stages=3, warps=4):
         return lambda: sparse_decode_triton(case.q, case.kv_cache, sel, case.block_table, case.seq_lens, query_len,
-                                            scale, out, num_splits=splits, num_stages=stages)
+                                            scale, out, num_splits=splits, num_stages=stages, num_warps=warps)
 
     ours()()
     t = graph_ms(ours()) * 1e3  # us
@@ -281,11 +286,10 @@ def bench_decode(batch: int, ctx: int, vllm_sparse, rows: list[Row], copy_tbs: f
         note += f"; ref err {err:.1e}"
     rows.append(Row("decode", shape, "ours: split-K + merge (graph)", t / 1e3, tb_per_s=nbytes / t / 1e6, note=note))
     if sweep:
-        for splits in (2, 4, 8, 16):
-            for stages in (2, 3):
-                t_s = graph_ms(ours(splits, stages)) * 1e3
-                rows.append(Row("decode-sweep", shape, f"ours splits={splits} stages={stages}", t_s / 1e3,
-                                tb_per_s=nbytes / t_s / 1e6))
+        for splits, stages, warps in ((1, 3, 4), (2, 3, 4), (4, 3, 4), (2, 3, 2), (2, 3, 8), (1, 3, 8), (2, 4, 4)):
+            t_s = graph_ms(ours(splits, stages, warps)) * 1e3
+            rows.append(Row("decode-sweep", shape, f"ours splits={splits} stages={stages} warps={warps}", t_s / 1e3,
+                            tb_per_s=nbytes / t_s / 1e6))
     if vllm_sparse is not None:
         out_v = torch.empty_like(case.q)
         vl = lambda: vllm_sparse.minimax_m3_sparse_attn_decode(case.q, case.kv_cache, sel, case.block_table,  # noqa: E731

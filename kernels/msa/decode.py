@@ -90,6 +90,7 @@ def sparse_decode_triton(
     out: torch.Tensor | None = None,
     num_splits: int | None = None,
     num_stages: int = 3,
+    num_warps: int = 4,
 ) -> torch.Tensor:
     """Split-K sparse decode; ``decode_query_len`` queries per request (1 + MTP); returns out in q's dtype."""
     num_tokens, num_heads, head_dim = q.shape
@@ -118,7 +119,7 @@ def sparse_decode_triton(
         block_table.stride(0),
         GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim, TOPK=top_k,
         NUM_SPLITS=splits, NUM_STAGES=num_stages,
-        num_warps=4,
+        num_warps=num_warps,
     )
     merge_partials(partial_o, partial_lse, out, None)
     return out
