@@ -3,8 +3,9 @@
 Decode is memory-bound: each (query token, KV head) reads its 16 selected pages (16 x 128 x 2 x d x 2 B = 1 MiB
 at d = 128) once. The grid is (tokens x splits, kv_heads); each program streams TOPK / splits pages with a
 software-pipelined loop (no host-side tensor ops: the launch is CUDA-graph friendly) (the next page's loads are in flight while the current one is in the MMAs), keeps an
-online softmax over its pages, and writes one partial (fp32) per split. The split count is chosen so that the
-grid has at least ~8 programs per SM. Several queries per request (1 + MTP drafts) are just more tokens: each
+online softmax over its pages, and writes one partial (fp32) per split. The split count is the smallest giving
+>= 256 programs (H100 sweeps: fewer, longer programs beat more splits; B=64 -> 1 split, B=16 -> 4).
+Several queries per request (1 + MTP drafts) are just more tokens: each
 has its own selection and causal position (bottom-right aligned).
 """
 from __future__ import annotations
@@ -71,8 +72,8 @@ def _split_k_kernel(
     tl.store(plse_ptr + part, lse, mask=g_ok)
 
 
-def choose_splits(num_tokens: int, num_kv_heads: int, top_k: int, min_programs: int = 512) -> int:
-    """Smallest power-of-two split (dividing top_k) giving >= min_programs programs (H100 sweep, NOTES.md v2)."""
+def choose_splits(num_tokens: int, num_kv_heads: int, top_k: int, min_programs: int = 256) -> int:
+    """Smallest power-of-two split (dividing top_k) giving >= min_programs programs (H100 sweeps, NOTES.md v2 and v5)."""
     splits = 1
     while splits < top_k and num_tokens * num_kv_heads * splits < min_programs:
         splits *= 2
