@@ -2,11 +2,11 @@
 
 Decode is memory-bound: each (query token, KV head) reads its 16 selected pages (16 x 128 x 2 x d x 2 B = 1 MiB
 at d = 128) once. The grid is (tokens x splits, kv_heads); each program streams TOPK / splits pages with a
-software-pipelined loop (no host-side tensor ops: the launch is CUDA-graph friendly) (the next page's loads are in flight while the current one is in the MMAs), keeps an
+software-pipelined loop (the next pages' loads are in flight while the current one is in the MMAs), keeps an
 online softmax over its pages, and writes one partial (fp32) per split. The split count is the smallest giving
->= 256 programs (H100 sweeps: fewer, longer programs beat more splits; B=64 -> 1 split, B=16 -> 4).
-Several queries per request (1 + MTP drafts) are just more tokens: each
-has its own selection and causal position (bottom-right aligned).
+>= 256 programs (H100 sweeps: fewer, longer programs beat more splits; B=64 -> 1 split, B=16 -> 4). No
+host-side tensor ops, so the launch can be captured in a CUDA graph. Several queries per request (1 + MTP
+drafts) are just more tokens: each has its own selection and causal position (bottom-right aligned).
 """
 from __future__ import annotations
 
