@@ -105,24 +105,22 @@ def select_blocks(
 
     With nb = p // 128 + 1 visible blocks: all of them if nb <= top_k; otherwise the forced blocks (the first
     ``init_blocks`` and the last ``local_blocks`` visible ones) plus the best-scoring others (ties -> lower id).
-    Order: forced blocks first (ascending), then by descending score.
+    Order: forced blocks first (ascending), then by descending score; ``-1`` after the valid ids.
     """
     num_heads, num_tokens, max_blocks = block_scores.shape
     _, pos = token_positions(query_start_loc, seq_lens)
     out = torch.full((num_heads, num_tokens, top_k), -1, dtype=torch.int32)
     ids = torch.arange(max_blocks)
-    for t in range(num_tokens):
-        nb = int(pos[t]) // BLOCK_SIZE + 1
-        if nb <= top_k:
-            out[:, t, :nb] = ids[:nb].to(torch.int32)
-            continue
-        forced = (ids < init_blocks) | ((ids >= nb - local_blocks) & (ids < nb))
-        keys = block_scores[:, t, :].clone()
-        keys[:, nb:] = float("-inf")
-        # Forced blocks outrank every score; among them lower ids come first (stable sort).
-        keys[:, forced] = float("inf")
-        order = torch.sort(-keys, dim=-1, stable=True).indices[:, :top_k]
-        out[:, t, :] = order.to(torch.int32)
+    for c0 in range(0, num_tokens, 1024):  # chunks bound the [H, c, max_blocks] key tensor
+        nb = (pos[c0:c0 + 1024] // BLOCK_SIZE + 1)[:, None]  # visible blocks per token, [c, 1]
+        visible = ids[None, :] < nb
+        # Forced blocks outrank every score (when nb <= top_k every visible block is selected anyway).
+        forced = visible & ((ids[None, :] < init_blocks) | (ids[None, :] >= nb - local_blocks) | (nb <= top_k))
+        keys = block_scores[:, c0:c0 + 1024].float().cpu().masked_fill(~visible[None], float("-inf"))
+        keys = keys.masked_fill(forced[None], float("inf"))
+        order = torch.sort(-keys, dim=-1, stable=True).indices[..., :top_k]  # stable: ties -> lower block id
+        order = order.masked_fill(order >= nb[None], -1)
+        out[:, c0:c0 + 1024, : order.shape[-1]] = order.to(torch.int32)
     return out
 
 
