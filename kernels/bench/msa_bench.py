@@ -142,7 +142,7 @@ def bench_prefill(n: int, vllm_sparse, vllm_index, flex_max: int, dense: bool, r
         diff = float((out.float() - out_v.float()).norm() / out_v.float().norm())
         t_v = bench_ms(vl)
         rows.append(Row("prefill", shape, "vLLM query-outer (Hopper Triton)", t_v, flops / t_v / 1e9,
-                        note=f"ours {t_v / t:.2f}x; |ours-vLLM|/|vLLM| {diff:.1e}"))
+                        note=f"ours {t_v / t:.2f}x; ‖ours−vLLM‖/‖vLLM‖ {diff:.1e}"))
     if dense:
         bench_dense(case, n, rows, t, flops)
     if n <= flex_max:
@@ -298,7 +298,7 @@ def bench_decode(batch: int, ctx: int, vllm_sparse, rows: list[Row], copy_tbs: f
         t_v = graph_ms(vl) * 1e3
         t_v_eager = bench_ms(vl) * 1e3
         rows.append(Row("decode", shape, "vLLM split-K decode (graph)", t_v / 1e3, tb_per_s=nbytes / t_v / 1e6,
-                        note=f"ours {t_v / t:.2f}x; eager {t_v_eager:.0f} us; |ours-vLLM|/|vLLM| {diff:.1e}"))
+                        note=f"ours {t_v / t:.2f}x; eager {t_v_eager:.0f} us; ‖ours−vLLM‖/‖vLLM‖ {diff:.1e}"))
     del case
 
 
