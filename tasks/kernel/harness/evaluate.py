@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import math
 import random
 import secrets
@@ -70,10 +71,16 @@ class Evaluation:
         wcfg = WorkerConfig(module=module.resolve(), target=cfg.target.resolve(), cls=cls, device=cfg.device,
                             threads=cfg.threads, eval_dir=Path(__file__).resolve().parent.parent,
                             log_path=cfg.log_dir / f"{name}.log", home=cfg.log_dir / f"home_{name}",
-                            drop_privileges=(name == "cand" and cfg.drop_privileges))
+                            drop_privileges=(name == "cand" and cfg.drop_privileges), cpus=self._cpus())
         handle = WorkerHandle(wcfg, wait=wait)
         self.workers[name] = handle
         return handle
+
+    def _cpus(self) -> frozenset[int] | None:
+        """CPU timing: every worker on the same core (they never run at once); the evaluator keeps the rest."""
+        if self.cfg.device != "cpu" or self.cfg.threads != 1:
+            return None
+        return frozenset({max(os.sched_getaffinity(0))})
 
     def run(self) -> Verdict:
         v = self.verdict
@@ -250,6 +257,8 @@ class Evaluation:
     def _finish_checks(self) -> None:
         cand = self.workers.get("cand")
         if cand is not None and cand.proc.poll() is None:
+            if cand.affinity_changed():
+                self.verdict.cheats.append("candidate changed its CPU affinity (escaping the shared timing core)")
             extra = cand.descendants()
             if extra:
                 self.verdict.cheats.append(f"candidate left {len(extra)} extra process(es) running")

@@ -40,7 +40,8 @@ _BANNED_ATTRS = {
     "elapsed_time": "timer access", "perf_counter": "timer access", "perf_counter_ns": "timer access",
     "__torch_function__": "tensor subclass (lazy results)", "__torch_dispatch__": "tensor subclass (lazy results)",
     "_make_subclass": "tensor subclass (lazy results)", "_make_wrapper_subclass": "tensor subclass (lazy results)",
-    "shared_memory": "shared memory", "from_file": "replays results from files", "load": None,
+    "shared_memory": "shared memory", "sched_setaffinity": "moves itself to another CPU core",
+    "setpriority": "changes its scheduling priority", "nice": "changes its scheduling priority", "from_file": "replays results from files", "load": None,
 }
 _PATCHABLE_ROOTS = {"torch", "time", "triton", "F", "nn", "np", "numpy", "math", "os", "sys"}
 _TARGET_NAMES = {"Model", "m3lab_target", "target", "reference"}

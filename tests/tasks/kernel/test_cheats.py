@@ -32,3 +32,25 @@ def test_forged_verdict_line_is_ignored(tmp_path: Path) -> None:
     v = evaluate(tmp_path, "softmax", TARGETS_DIR / "cheats" / "c18_forge_verdict.py", timing=False, static=False)
     assert not v.accepted and v.speedup is None and v.errors
     assert "worker failed" in v.errors[0] or "gone" in v.errors[0]
+
+
+def test_escaping_the_timing_core_is_caught(tmp_path: Path) -> None:
+    """CPU timing pins every worker to one core; a candidate that moves itself elsewhere is rejected."""
+    if len(__import__("os").sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs")
+    cand = TARGETS_DIR / "cheats" / "c19_escape_core.py"
+    assert not evaluate(tmp_path / "full", "softmax", cand, timing=False).accepted
+    dyn = evaluate(tmp_path / "dyn", "softmax", cand, timing=True, static=False)
+    assert not dyn.accepted and any("affinity" in c for c in dyn.cheats), dyn.summary()
+
+
+def test_time_below_the_roofline_is_a_cheat(tmp_path: Path) -> None:
+    """A target claiming absurd FLOPs makes every real time 'faster than physics': the floor check fires."""
+    target = tmp_path / "absurd.py"
+    target.write_text((TARGETS_DIR / "softmax.py").read_text().replace("return 5.0 * batch_size * dim",
+                                                                        "return 1e18"))
+    from tasks.kernel.runner import EvalOptions, evaluate_candidate
+
+    v = evaluate_candidate(target, TARGETS_DIR / "candidates" / "softmax_torch.py",
+                           EvalOptions(isolation="subprocess", warmup=1, iters=3), tmp_path / "ev")
+    assert not v.accepted and any("roofline" in c for c in v.cheats), v.summary()

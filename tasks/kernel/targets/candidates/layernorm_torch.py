@@ -1,4 +1,5 @@
-"""Honest CPU candidate for layernorm.py: one fused var_mean pass, rsqrt, and one fused multiply-add."""
+"""Honest CPU candidate for layernorm.py: centre once, the variance as a row dot product, one in-place scale by
+rsqrt, one fused multiply-add for the affine part (three full passes fewer than the reference)."""
 import torch
 import torch.nn as nn
 
@@ -11,5 +12,6 @@ class ModelNew(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
-        return torch.addcmul(self.bias, (x - mean) * torch.rsqrt(var + self.eps), self.weight)
+        xc = x - x.mean(dim=-1, keepdim=True)  # a new tensor: the in-place ops below never touch x
+        rstd = torch.rsqrt(torch.linalg.vecdot(xc, xc).unsqueeze(-1) / x.shape[-1] + self.eps)
+        return torch.addcmul(self.bias, xc.mul_(rstd), self.weight)
