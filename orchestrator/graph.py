@@ -21,10 +21,12 @@ from orchestrator.budgets import exhausted, failure_signature, is_stuck, push
 from orchestrator.control import read_steers, stop_requested
 from orchestrator.report import write_iteration_record, write_report
 from orchestrator.runtime import Runtime, Usage
-from orchestrator.workspace import commit_iteration, set_verdict_message, tree_id
+from orchestrator.workspace import commit_tree, stage_tree
 from sandboxes.base import SandboxError
 
 HISTORY = 8
+COMPACT_FACTOR = 2
+"""Restart the producer's context from a summary once it holds this many contexts' worth of tokens."""
 
 
 class LoopState(TypedDict, total=False):
@@ -127,10 +129,8 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
     def verify_node(state: LoopState) -> Command[Literal["decide"]]:
         started = time.monotonic()
         iteration = state.get("completed", 0) + 1
-        sha = commit_iteration(run.workspace, iteration, "submitted (verdict pending)")
-        run.events.append("commit", iteration, key=f"commit-{iteration}", sha=sha,
-                          message=f"iteration {iteration}: submitted (verdict pending)")
-        verdict = run.once(f"verdict-{iteration:04d}", lambda: verify(rt, iteration, state.get("claim", "")),
+        tree = run.once(f"tree-{iteration:04d}", lambda: stage_tree(run.workspace))
+        verdict = run.once(f"verdict-{iteration:04d}", lambda: verify(rt, iteration, tree, state.get("claim", "")),
                            Verdict.to_json, Verdict.from_json)
         run.events.append("verdict", iteration, key=f"verdict-{iteration}", verdict=verdict.verdict,
                           score=verdict.score, findings=verdict.findings)
@@ -148,7 +148,8 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
         failures = 0 if accepted else state.get("consecutive_failures", 0) + 1
         fails = push(state.get("fail_history", []), f"pass-{iteration}" if accepted else
                      failure_signature(verdict.verdict, verdict.check.summary, verdict.findings), HISTORY)
-        trees = push(state.get("tree_history", []), tree_id(run.workspace), HISTORY)
+        tree = run.once(f"tree-{iteration:04d}", lambda: stage_tree(run.workspace))
+        trees = push(state.get("tree_history", []), tree[:12], HISTORY)
         update: dict[str, Any] = {"completed": iteration, "turn": 0, "idle_turns": 0, "claim": "",
                                   "consecutive_failures": failures, "best_score": best_score,
                                   "best_iteration": best_iteration, "fail_history": fails, "tree_history": trees}
@@ -159,13 +160,17 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
             action = "iterate"
         elif action == "iterate":
             conv = conversation(state)
+            if sum(conv.sizes) > COMPACT_FACTOR * rt.token_limits("producer")[0]:
+                conv, compacted = _compact(rt, state, iteration)
+                update.update(compacted)
             conv.add(HumanMessage(content=prompts.FINDINGS_MESSAGE.format(
                 iteration=iteration, verdict=verdict.verdict, summary=verdict.check.summary,
                 findings="\n".join(f"- {f}" for f in verdict.findings) or "- (none)")))
             update["conv_len"] = len(conv)
         line = f"{verdict.verdict} (score {verdict.score:.4g})" + (f": {verdict.findings[0][:120]}"
                                                                    if verdict.findings else "")
-        sha = set_verdict_message(run.workspace, iteration, line)
+        sha = commit_tree(run.workspace, iteration, tree, line)
+        run.events.append("commit", iteration, key=f"commit-{iteration}", sha=sha, message=f"iteration {iteration}: {line}")
         write_iteration_record(run, iteration, sha, verdict, action, reason)
         run.events.append("decision", iteration, key=f"decision-{iteration}", action=action, reason=reason)
         update["elapsed_s"] = timed(state, started)
@@ -215,20 +220,35 @@ def _decision(rt: Runtime, stats: dict[str, Any], verdict: Verdict, accepted: bo
     return "iterate", "not accepted yet" if not accepted else "accepted; searching for a better result"
 
 
-def _change_strategy(rt: Runtime, state: LoopState, iteration: int, reason: str) -> dict[str, Any]:
-    """Summarise the attempts so far and restart the producer's context (deep thinking from now on)."""
+def _new_epoch(rt: Runtime, state: LoopState, reason: str, advice: str) -> tuple[Conversation, dict[str, Any]]:
+    """A fresh producer context: system prompt, task, and a summary of the attempts so far."""
     from orchestrator.report import iteration_summaries
 
     epoch = state.get("epoch", 0) + 1
     path = rt.run.path / "conversations" / f"producer-{epoch:02d}.jsonl"
+    path.unlink(missing_ok=True)  # left by a step that crashed before its checkpoint
     plan_path = rt.run.artifacts / "plan.md"
     conv = open_conversation(rt, path, 0, plan_path.read_text(encoding="utf-8") if plan_path.exists() else "")
     conv.add(HumanMessage(content=prompts.RESTART_SUMMARY.format(
-        reason=reason, summary=iteration_summaries(rt.run, last=10))))
+        reason=reason, summary=iteration_summaries(rt.run, last=10), advice=advice)))
+    return conv, {"epoch": epoch, "conv_len": len(conv)}
+
+
+def _change_strategy(rt: Runtime, state: LoopState, iteration: int, reason: str) -> dict[str, Any]:
+    """Summarise the attempts so far and restart the producer's context (deep thinking from now on)."""
+    conv, update = _new_epoch(rt, state, f"strategy change: {reason}", prompts.ADVICE_STRATEGY)
     rt.run.events.append("strategy_change", iteration, key=f"strategy-{iteration}", reason=reason,
                          action="new producer context with a summary; deep thinking on")
-    return {"epoch": epoch, "conv_len": len(conv), "strategy_changes": state.get("strategy_changes", 0) + 1,
-            "fail_history": [], "tree_history": []}
+    return {**update, "strategy_changes": state.get("strategy_changes", 0) + 1, "fail_history": [],
+            "tree_history": []}
+
+
+def _compact(rt: Runtime, state: LoopState, iteration: int) -> tuple[Conversation, dict[str, Any]]:
+    """The conversation outgrew the context several times over: restart it from a summary, so a run of
+    thousands of iterations costs the same per step as a short one."""
+    conv, update = _new_epoch(rt, state, "the conversation outgrew the model's context", prompts.ADVICE_COMPACT)
+    rt.run.events.append("context_compacted", iteration, key=f"compact-{iteration}", epoch=update["epoch"])
+    return conv, update
 
 
 def _budget_json(rt: Runtime, state: dict[str, Any]) -> dict[str, Any]:

@@ -65,12 +65,16 @@ write a file, or `DONE: summary` when the work is finished."""
 TURN_LIMIT_MESSAGE = "Turn limit for this iteration reached: your committed work goes to the verifier now."
 
 RESTART_SUMMARY = """\
-# Fresh start (strategy change: {reason})
-Your previous attempts were not accepted. Summary of what happened so far:
+# Fresh context ({reason})
+Summary of the recent iterations (verdicts and findings):
 {summary}
 
-Take a different approach from the ones that failed. Think carefully before acting.
+{advice}
 """
+
+ADVICE_STRATEGY = ("Your previous attempts were not accepted. Take a different approach from the ones that failed. "
+                   "Think carefully before acting.")
+ADVICE_COMPACT = "Continue from the current state of the workspace; read the files you need again."
 
 VERIFIER_SYSTEM = """\
 You are the VERIFIER in a producer-verifier loop: independent and adversarial. Your job is to find why the

@@ -22,6 +22,10 @@ from tasks.base import Task
 from tasks.registry import build_task
 
 
+class RunNotResumable(RuntimeError):
+    """The run is live in another process, or already succeeded."""
+
+
 class RunInterrupted(RuntimeError):
     """The process was asked to terminate (SIGTERM/SIGINT); the run is paused and resumable."""
 
@@ -77,7 +81,9 @@ def resume_run(run_path: Path, settings: Settings, models: ModelFactory = endpoi
     rt = load_runtime(run_path, settings, models, open_sandbox, budget_overrides)
     status = effective_status(rt.run.read_meta())
     if status == "running":
-        raise RuntimeError(f"run {rt.run.id} is already running (pid {rt.run.read_meta().get('pid')})")
+        raise RunNotResumable(f"run {rt.run.id} is already running (pid {rt.run.read_meta().get('pid')})")
+    if status == "succeeded":
+        raise RunNotResumable(f"run {rt.run.id} already succeeded; start a new run to go further")
     clear_stop(rt.run.path)
     drive(rt, resume=True)
     return rt.run.path

@@ -93,7 +93,8 @@ class Runtime:
         self.run.close()
 
     def call_model(self, role: str, messages: list[BaseMessage], thinking: bool, iteration: int | None,
-                   tools: Sequence[Any] = (), tool_choice: str | None = None) -> tuple[AIMessage, Usage]:
+                   tools: Sequence[Any] = (), tool_choice: str | None = None,
+                   sizes: Sequence[int] | None = None) -> tuple[AIMessage, Usage]:
         """One model call, packed to the context, retried on transient errors, recorded as a `model_call` event."""
         endpoint = self.endpoint(role)
 
@@ -103,8 +104,8 @@ class Runtime:
             model = self.models(role, endpoint, thinking, completion_budget)
             return model.bind_tools(list(tools), tool_choice=tool_choice) if tools and tool_choice else model
 
+        prompt = pack(messages, prompt_budget, sizes)
         started = time.monotonic()
-        prompt = pack(messages, prompt_budget)
         reply = invoke_with_retry(build, prompt, endpoint.retry_for_s, () if tool_choice else tools)
         usage = usage_of(reply, prompt)
         self.run.events.append(

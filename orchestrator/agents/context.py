@@ -15,6 +15,10 @@ CHARS_PER_TOKEN = 3.0
 """Conservative estimate (code and JSON tokenize densely); the server rejects prompts that are too long."""
 
 
+TRIM_MIN_TOKENS = 64
+"""Observations shorter than this are not worth trimming (the note replacing them is about as long)."""
+
+
 class Conversation:
     """Append-only message log of one producer context epoch."""
 
@@ -26,6 +30,8 @@ class Conversation:
             self.messages = messages_from_dict([json.loads(line) for line in lines[:committed]])
             if len(lines) > committed:  # written by a step that did not reach its checkpoint
                 self._rewrite()
+        self.sizes = [message_tokens(m) for m in self.messages]
+        """Token estimate per message, computed once: packing a long conversation must not re-measure it."""
 
     def _rewrite(self) -> None:
         self.path.write_text("".join(json.dumps(d) + "\n" for d in messages_to_dict(self.messages)),
@@ -37,17 +43,20 @@ class Conversation:
             for d in messages_to_dict(list(messages)):
                 f.write(json.dumps(d) + "\n")
         self.messages.extend(messages)
+        self.sizes.extend(message_tokens(m) for m in messages)
 
     def __len__(self) -> int:
         return len(self.messages)
 
 
+def message_tokens(m: BaseMessage) -> int:
+    content = m.content if isinstance(m.content, str) else json.dumps(m.content)
+    calls = len(json.dumps(m.tool_calls)) if isinstance(m, AIMessage) and m.tool_calls else 0
+    return int((len(content) + calls + 16) / CHARS_PER_TOKEN)
+
+
 def estimate_tokens(messages: Sequence[BaseMessage]) -> int:
-    total = 0
-    for m in messages:
-        content = m.content if isinstance(m.content, str) else json.dumps(m.content)
-        total += len(content) + (len(json.dumps(m.tool_calls)) if isinstance(m, AIMessage) else 0) + 16
-    return int(total / CHARS_PER_TOKEN)
+    return sum(message_tokens(m) for m in messages)
 
 
 def _rounds(messages: list[BaseMessage]) -> list[list[BaseMessage]]:
@@ -72,24 +81,43 @@ def _is_observation(m: BaseMessage) -> bool:
     return isinstance(m, ToolMessage) or (isinstance(m, HumanMessage) and str(m.content).startswith("Observation"))
 
 
-def pack(messages: list[BaseMessage], max_tokens: int, keep_head: int = 2, keep_tail: int = 6) -> list[BaseMessage]:
+def pack(messages: list[BaseMessage], max_tokens: int, sizes: Sequence[int] | None = None, keep_head: int = 2,
+         keep_tail: int = 6) -> list[BaseMessage]:
     """Fit `messages` into `max_tokens`: first trim the oldest tool outputs, then drop the oldest rounds.
-    The head (system prompt and task) and the last `keep_tail` messages are always kept whole."""
-    if estimate_tokens(messages) <= max_tokens:
+    The head (system prompt and task) and the last `keep_tail` messages are always kept (the head may be cut in
+    the middle on a very small context). `sizes` are the messages' cached token estimates."""
+    sizes = list(sizes) if sizes is not None else [message_tokens(m) for m in messages]
+    if sum(sizes) <= max_tokens:
         return messages
-    head, body = _fit_head(messages[:keep_head], int(max_tokens * 0.7)), list(messages[keep_head:])
-    cut = max(0, len(body) - keep_tail)
-    for i in range(cut):
-        if _is_observation(body[i]):
+    head = _fit_head(messages[:keep_head], int(max_tokens * 0.7))
+    body, body_sizes = list(messages[keep_head:]), sizes[keep_head:]
+    total = estimate_tokens(head) + sum(body_sizes)
+    for i in range(max(0, len(body) - keep_tail)):
+        if total <= max_tokens:
+            return head + body
+        if body_sizes[i] > TRIM_MIN_TOKENS and _is_observation(body[i]):
             body[i] = _trimmed(body[i])
-            if estimate_tokens(head + body) <= max_tokens:
-                return head + body
-    rounds = _rounds(body)
-    dropped = 0
-    while len(rounds) > 1 and estimate_tokens(head + [m for r in rounds for m in r]) > max_tokens:
-        dropped += len(rounds.pop(0))
+            total -= body_sizes[i] - (new := message_tokens(body[i]))
+            body_sizes[i] = new
+    if total <= max_tokens:
+        return head + body
+    start, dropped = 0, 0
+    for group in _round_sizes(body, body_sizes):  # oldest rounds first, never the last one
+        if total <= max_tokens or start + group[0] >= len(body):
+            break
+        start, dropped, total = start + group[0], dropped + group[0], total - group[1]
     note = [HumanMessage(content=f"[{dropped} older messages were dropped to fit the context]")] if dropped else []
-    return head + note + [m for r in rounds for m in r]
+    return head + note + body[start:]
+
+
+def _round_sizes(body: list[BaseMessage], sizes: list[int]) -> list[tuple[int, int]]:
+    """(message count, tokens) of each round, oldest first."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    for round_ in _rounds(body):
+        out.append((len(round_), sum(sizes[start:start + len(round_)])))
+        start += len(round_)
+    return out
 
 
 def _fit_head(head: list[BaseMessage], max_tokens: int) -> list[BaseMessage]:

@@ -45,7 +45,8 @@ def open_conversation(rt: Runtime, path: Path, committed: int, plan: str) -> Con
 
 def producer_turn(rt: Runtime, conv: Conversation, iteration: int, thinking: bool) -> TurnResult:
     """Ask the model once, carry out every action it asked for, append all of it to the conversation."""
-    reply, usage = rt.call_model("producer", conv.messages, thinking, iteration, tools=TOOL_SCHEMAS)
+    reply, usage = rt.call_model("producer", conv.messages, thinking, iteration, tools=TOOL_SCHEMAS,
+                                 sizes=conv.sizes)
     conv.add(reply)
     actions = parse_reply(reply.tool_calls or [], _text(reply), rt.task.main_file())
     done, claim = False, ""

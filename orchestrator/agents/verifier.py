@@ -17,7 +17,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from orchestrator import prompts
 from orchestrator.runtime import Runtime
-from orchestrator.workspace import diff_for_iteration, export_head, share_tree
+from orchestrator.workspace import diff_tree, export_tree, share_tree
 from sandboxes.base import SandboxError
 from tasks.base import CheckContext, CheckReport
 
@@ -124,9 +124,9 @@ def _judge(rt: Runtime, iteration: int, meter: _TokenMeter):
     return judge
 
 
-def run_check(rt: Runtime, iteration: int, meter: _TokenMeter) -> CheckReport:
-    """Export the committed tree to a fresh folder and run the task's check on it in fresh sandboxes."""
-    export = export_head(rt.run.workspace, rt.run.path / "checks" / f"{iteration:04d}" / "workspace")
+def run_check(rt: Runtime, iteration: int, tree: str, meter: _TokenMeter) -> CheckReport:
+    """Export the staged tree to a fresh folder and run the task's check on it in fresh sandboxes."""
+    export = export_tree(rt.run.workspace, tree, rt.run.path / "checks" / f"{iteration:04d}" / "workspace")
     share_tree(export)
     ctx = CheckContext(workspace=export, run_dir=rt.run.path, iteration=iteration, open_sandbox=rt.fresh_sandbox,
                        record=lambda e: rt.run.events.append(iteration=iteration, **dict(e)),
@@ -143,8 +143,8 @@ def run_check(rt: Runtime, iteration: int, meter: _TokenMeter) -> CheckReport:
         shutil.rmtree(export, ignore_errors=True)
 
 
-def review(rt: Runtime, iteration: int, claim: str, check: CheckReport, meter: _TokenMeter) -> Review:
-    diff = diff_for_iteration(rt.run.workspace, iteration, max_chars=DIFF_CHARS)
+def review(rt: Runtime, iteration: int, tree: str, claim: str, check: CheckReport, meter: _TokenMeter) -> Review:
+    diff = diff_tree(rt.run.workspace, tree, max_chars=DIFF_CHARS)
     text = prompts.VERIFIER_PROMPT.format(
         brief=rt.task.producer_brief(), verifier_brief=rt.task.verifier_brief(), iteration=iteration,
         claim=claim or "(no claim: the producer ran out of turns)", passed=check.passed, score=check.score,
@@ -163,12 +163,13 @@ def review(rt: Runtime, iteration: int, claim: str, check: CheckReport, meter: _
     return parse_review(reply.tool_calls or [], content)
 
 
-def verify(rt: Runtime, iteration: int, claim: str) -> Verdict:
+def verify(rt: Runtime, iteration: int, tree: str, claim: str) -> Verdict:
+    """Check the staged tree `tree` of this iteration, then review it."""
     meter = _TokenMeter()
-    check = run_check(rt, iteration, meter)
+    check = run_check(rt, iteration, tree, meter)
     rt.run.events.append("check", iteration, passed=check.passed, score=check.score, summary=check.summary[:2000],
                          metrics=check.metrics)
-    rev = review(rt, iteration, claim, check, meter) if (check.passed or rt.settings.loop.review_on_failure) else None
+    rev = review(rt, iteration, tree, claim, check, meter) if (check.passed or rt.settings.loop.review_on_failure) else None
     kind, findings = combine(check, rev)
     return Verdict(kind, check.score if kind == "pass" else 0.0, findings, check, rev,
                    {"prompt": meter.prompt, "completion": meter.completion, "reasoning": meter.reasoning})

@@ -40,7 +40,7 @@ def load(config: Optional[Path], max_iterations: Optional[int] = None, hours: Op
 def launch(task: Any, settings: Any, resume: Path | None = None,
            budget_overrides: dict[str, Any] | None = None) -> Path:
     """Start (or resume) a run in the foreground; on every ending, tell the user where it is and what next."""
-    from orchestrator.runner import RunInterrupted, resume_run, start_run
+    from orchestrator.runner import RunInterrupted, RunNotResumable, resume_run, start_run
     from serving.client import EndpointUnavailable
 
     holder: dict[str, Path] = {}
@@ -58,6 +58,8 @@ def launch(task: Any, settings: Any, resume: Path | None = None,
             path = resume_run(resume, settings, budget_overrides=budget_overrides)
         else:
             path = start_run(task, settings, on_created=announce)
+    except RunNotResumable as exc:
+        fail(str(exc))
     except EndpointUnavailable as exc:
         fail(f"{exc}\nThe run is paused; resume it with `m3lab runs resume {_id(holder)}`.", code=3)
     except (RunInterrupted, KeyboardInterrupt):

@@ -18,18 +18,20 @@ BAD = "def add(a, b):\n    return a - b\n"
 
 def models(role, endpoint, thinking, max_tokens=None):
     if role == "producer":
-        return PolicyChatModel(messages=iter(()), policy=fix_after(5, GOOD, BAD))
+        return PolicyChatModel(messages=iter(()), policy=fix_after(8, GOOD, BAD))
     return Script().factory()(role, endpoint, thinking)
 
 
 def main(runs_dir: Path, source: Path) -> None:
-    settings = Settings(runs_dir=runs_dir, budget=BudgetLimits(max_iterations=12),
+    settings = Settings(runs_dir=runs_dir, budget=BudgetLimits(max_iterations=15),
                         loop=LoopSettings(stuck_patience=20))
     existing = list_runs(runs_dir)
+    if existing and existing[0].read_meta()["status"] == "succeeded":
+        return
     if existing:
         resume_run(existing[0].path, settings, models=models, open_sandbox=local_opener)
     else:
-        task = CodeTask(source=str(source), check_command="sleep 0.2; bash check.sh", main="calc.py")
+        task = CodeTask(source=str(source), check_command="sleep 0.5; bash check.sh", main="calc.py")
         run = create_run(task, settings)
         drive(Runtime(run, task, settings, models, local_opener), resume=False)
 
