@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
+from sandboxes.reaper import pid_alive
+
 T = TypeVar("T")
 
 STATUSES = ("running", "paused", "succeeded", "stopped", "failed")
@@ -152,22 +154,11 @@ class RunDir:
             self._events = None
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def effective_status(meta: Mapping[str, Any]) -> str:
     """A run whose process died while `running` is really `paused` (crashed): resumable."""
     status = meta.get("status", "paused")
-    if status == "running" and not pid_alive(meta.get("pid")):
+    pid = meta.get("pid")
+    if status == "running" and not (pid and pid_alive(int(pid))):
         return "paused"
     return status
 
