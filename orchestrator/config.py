@@ -108,7 +108,8 @@ def load_settings(config_file: Path | None = None) -> Settings:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    known = {"runs_dir", "sandbox_backend", "model", "producer", "verifier", "budget", "loop"}
+    # [serving] belongs to serving/config.py (server paths); it shares the file.
+    known = {"runs_dir", "sandbox_backend", "model", "producer", "verifier", "budget", "loop", "serving"}
     if unknown := sorted(set(data) - known):
         raise ConfigError(f"unknown sections/keys in {path}: {', '.join(unknown)}")
     shared = data.get("model", {})
