@@ -3,7 +3,6 @@ and verifier, the bundled code task, checks in real Docker sandboxes. The tiny m
 the loop must still behave correctly and record everything."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 

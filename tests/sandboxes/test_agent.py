@@ -2,9 +2,7 @@
 (docker exec / a fresh bubblewrap) it falls back to, exercised directly so both paths stay tested."""
 from __future__ import annotations
 
-import statistics
 import threading
-import time
 
 import pytest
 
@@ -21,22 +19,12 @@ def sb(sandbox_factory: Factory) -> Sandbox:
     return sandbox_factory(exec_timeout_s=30)
 
 
-def test_round_trip_under_30_ms(sb: Sandbox) -> None:
-    sb.exec("true")
-    medians = []
-    # Best of three batches: a shared 2-core machine can stall one batch; a slow path (~85 ms per docker
-    # exec, a fresh bubblewrap per command) fails all three.
-    for _ in range(3):
-        times = []
-        for _ in range(30):
-            start = time.perf_counter()
-            assert sb.exec(["true"]).ok
-            times.append(time.perf_counter() - start)
-        medians.append(statistics.median(times))
-        if medians[-1] < 0.030:
-            break
+def test_execs_are_served_by_the_agent(sb: Sandbox) -> None:
+    """Commands go through the in-sandbox agent (the fast path; its speed is measured by
+    benchmarks/sandbox_bench.py, not asserted here)."""
+    for i in range(30):
+        assert sb.exec(["echo", str(i)]).stdout == f"{i}\n"
     assert sb._agent is not None
-    assert min(medians) < 0.030, medians
 
 
 def test_agent_survives_kill_all_and_sandbox_keeps_working(sb: Sandbox) -> None:

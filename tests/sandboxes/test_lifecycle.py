@@ -78,7 +78,7 @@ def test_100_process_sandboxes_leave_nothing(bwrap: str, tmp_path: Path) -> None
 
 
 @pytest.mark.docker
-def test_warm_pool_start_is_fast_and_fresh(docker_engine, sandbox_image: str, tmp_path: Path) -> None:
+def test_warm_pool_hands_out_prestarted_fresh_containers(docker_engine, sandbox_image: str, tmp_path: Path) -> None:
     spec = SandboxSpec(workspace=tmp_path)
     pool = sandboxes.pool.shared_pool(docker_engine)
     pool.prewarm(spec)
@@ -88,11 +88,11 @@ def test_warm_pool_start_is_fast_and_fresh(docker_engine, sandbox_image: str, tm
         pool.wait()
         start = time.monotonic()
         second = open_sandbox(spec)
-        elapsed = time.monotonic() - start
         with second:
             assert second.exec("cat /tmp/state").exit_code != 0  # never the same container twice
             assert second.id != first.id
-        assert elapsed < 0.5, f"warm start took {elapsed:.2f} s"
+        # Taken from the pool: started before it was asked for (start-up speed is benchmarked, not asserted).
+        assert second.started < start
     finally:
         pool.drain()
 

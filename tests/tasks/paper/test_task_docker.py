@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from sandboxes.base import SandboxSpec
 from tasks.base import CheckContext
 from tasks.paper.task import PaperTask
 
