@@ -163,14 +163,17 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
             if sum(conv.sizes) > COMPACT_FACTOR * rt.token_limits("producer")[0]:
                 conv, compacted = _compact(rt, state, iteration)
                 update.update(compacted)
+            next_step = (prompts.NEXT_AFTER_PASS.format(score=verdict.score, best=best_score) if accepted
+                         else prompts.NEXT_AFTER_FAIL)
             conv.add(HumanMessage(content=prompts.FINDINGS_MESSAGE.format(
                 iteration=iteration, verdict=verdict.verdict, summary=verdict.check.summary,
-                findings="\n".join(f"- {f}" for f in verdict.findings) or "- (none)")))
+                findings="\n".join(f"- {f}" for f in verdict.findings) or "- (none)", next_step=next_step)))
             update["conv_len"] = len(conv)
         line = f"{verdict.verdict} (score {verdict.score:.4g})" + (f": {verdict.findings[0][:120]}"
                                                                    if verdict.findings else "")
         sha = commit_tree(run.workspace, iteration, tree, line)
-        run.events.append("commit", iteration, key=f"commit-{iteration}", sha=sha, message=f"iteration {iteration}: {line}")
+        run.events.append("commit", iteration, key=f"commit-{iteration}", sha=sha,
+                          message=f"iteration {iteration}: {line}")
         write_iteration_record(run, iteration, sha, verdict, action, reason)
         run.events.append("decision", iteration, key=f"decision-{iteration}", action=action, reason=reason)
         update["elapsed_s"] = timed(state, started)

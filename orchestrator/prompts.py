@@ -50,8 +50,12 @@ FINDINGS_MESSAGE = """\
 Findings (verbatim):
 {findings}
 
-Fix every finding, check your work, then declare done again.
+{next_step}
 """
+
+NEXT_AFTER_FAIL = "Fix every finding, check your work, then declare done again."
+NEXT_AFTER_PASS = ("This result was accepted (score {score:.4g}; best so far {best:.4g}). The search goes on: "
+                   "improve on the best result, then declare done again.")
 
 STEER_MESSAGE = """\
 # New requirement from the user (steering, applies from now on)
