@@ -38,6 +38,13 @@ def candidates(target: str) -> list[tuple[str, str]]:
     return pool
 
 
+def label_sources(run: Path, pool: list[tuple[str, str]]) -> dict[int, str]:
+    """Which pool entry each iteration submitted (from the program database's saved sources)."""
+    by_code = {code.strip(): label for label, code in pool}
+    sources = sorted((run / "artifacts" / "kernel" / "sources").glob("*.py"))
+    return {int(p.stem): by_code.get(p.read_text().strip(), "unknown") for p in sources}
+
+
 def models(pool: list[tuple[str, str]]):
     def policy(messages: list) -> AIMessage:
         seen = sum("Verifier verdict on iteration" in str(m.content) for m in messages)
@@ -74,14 +81,22 @@ def main() -> None:
         table = pd.read_csv(run / "artifacts/kernel/candidates.csv")
         assert list(table["iteration"]) == list(range(1, args.iterations + 1)), "program database has gaps"
         assert meta["iteration"] == args.iterations
-        cheats = table[table["cheats"].fillna("").astype(str) != ""]
-        accepted_cheat = cheats[cheats["accepted"] == True]  # noqa: E712
+        labels = label_sources(run, pool)
+        table["label"] = table["iteration"].map(labels)
+        submitted = table[table["label"].str.startswith("cheat")]
+        accepted_cheats = submitted[submitted["accepted"] == True]  # noqa: E712
+        flagged = submitted[submitted["cheats"].fillna("").astype(str) != ""]
+        assert accepted_cheats.empty, f"cheats accepted: {accepted_cheats[['iteration', 'label']].values.tolist()}"
+        best_label = labels.get(meta["best_iteration"], "?")
         db_mb = sum(p.stat().st_size for p in run.glob("checkpoints.sqlite*")) / 2**20
     rows = [("iterations (stopped at half, resumed)", str(args.iterations)),
             ("wall time", f"{wall / 60:.1f} min"),
             ("evaluations per hour", f"{args.iterations / wall * 3600:.0f}"),
-            ("best verified speed-up", f"{meta['best_score']:.3f}x at iteration {meta['best_iteration']}"),
-            ("candidates flagged as cheats / accepted among them", f"{len(cheats)} / {len(accepted_cheat)}"),
+            ("best verified speed-up", f"{meta['best_score']:.3f}x at iteration {meta['best_iteration']} "
+                                       f"({best_label})"),
+            ("planted cheats submitted / flagged as cheats / accepted",
+             f"{len(submitted)} / {len(flagged)} / {len(accepted_cheats)}"),
+            ("submissions by kind", ", ".join(f"{k} {v}" for k, v in table["label"].value_counts().items())),
             ("checkpoint database", f"{db_mb:.1f} MB")]
     text = (f"# Kernel search soak: {args.target} on CPU ({time.strftime('%Y-%m-%d')}, {platform.node()}, "
             f"{platform.machine()})\n\n| metric | value |\n| --- | --- |\n"
