@@ -15,9 +15,13 @@ import os
 import select
 import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 if TYPE_CHECKING:
     import docker
@@ -178,3 +182,34 @@ class PipeAgent(_LineAgent):
                     f.close()
                 except OSError:
                     pass
+
+
+class ExecGate:
+    """How both backends route an exec: through the sandbox's agent when it is free (one request at a time),
+    else the backend's slower fallback; when the last running exec ends, `sweep` kills whatever the commands
+    left behind, so nothing a command starts outlives it."""
+
+    def __init__(self, sweep: Callable[[], None]) -> None:
+        self._sweep = sweep
+        self._lock = threading.Lock()
+        self._agent_lock = threading.Lock()
+        self._inflight = 0
+
+    def run(self, start_agent: Callable[[], T | None], via_agent: Callable[[T], R], fallback: Callable[[], R]) -> R:
+        with self._lock:
+            self._inflight += 1
+        try:
+            if self._agent_lock.acquire(blocking=False):
+                try:
+                    agent = start_agent()
+                    if agent is not None:
+                        return via_agent(agent)
+                finally:
+                    self._agent_lock.release()
+            return fallback()
+        finally:
+            with self._lock:
+                self._inflight -= 1
+                last = self._inflight == 0
+            if last:
+                self._sweep()

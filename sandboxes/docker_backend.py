@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -18,7 +17,7 @@ from sandboxes.base import ExecResult, InvalidSpec, SandboxError, SandboxSpec, i
 from sandboxes.cgroups import docker_oom_count, docker_procs_file, kill_pids_in
 from sandboxes.engine import (LABEL, LABEL_DEADLINE, LABEL_OWNER_BOOT, LABEL_OWNER_PID, LABEL_POOL, LABEL_RUN,
                               boot_id)
-from sandboxes.agent import AgentDied, ExecAgent
+from sandboxes.agent import AgentDied, ExecGate, ExecAgent
 from sandboxes.outcome import KILLED_EXIT, TailBuffer, make_result
 from sandboxes.validate import uid_gid, validate_spec
 from sandboxes.workspace import grant_workspace
@@ -113,9 +112,9 @@ class DockerSandbox:
         self.started = time.monotonic()
         self._closed = False
         self._keep = self._keep_pids()
-        self._lock = threading.Lock()
-        self._agent_lock = threading.Lock()
-        self._inflight = 0
+        # Like the process backend (whose pid namespace dies with the command), nothing a command started
+        # outlives it: no daemon, no fork bomb left running after `timeout` raced it.
+        self._gate = ExecGate(self.kill_strays)
         self._agent: ExecAgent | None = None
         self._agent_failures = 0
 
@@ -146,27 +145,11 @@ class DockerSandbox:
         timeout = min(timeout_s or self.spec.exec_timeout_s, self._remaining_s())
         if timeout <= 0:
             raise SandboxError(f"sandbox passed its lifetime of {self.spec.lifetime_s:g} s")
-        with self._lock:
-            self._inflight += 1
-        try:
-            # One agent request at a time; a concurrent exec takes the docker-exec path.
-            if self._agent_lock.acquire(blocking=False):
-                try:
-                    agent = self.start_agent()
-                    if agent is not None:
-                        return self._run_agent(agent, _argv(cmd), timeout, dict(env or {}), workdir)
-                finally:
-                    self._agent_lock.release()
-            argv = ["timeout", "-k", str(KILL_GRACE_S), f"{timeout:.3f}", *_argv(cmd)]
-            return self._run(argv, timeout, dict(env or {}), workdir)
-        finally:
-            with self._lock:
-                self._inflight -= 1
-                last = self._inflight == 0
-            if last:
-                # Like the process backend (whose pid namespace dies with the command), nothing a command
-                # started outlives it: no daemon, no fork bomb left running after `timeout` raced it.
-                self.kill_strays()
+        argv, env_ = _argv(cmd), dict(env or {})
+        return self._gate.run(
+            self.start_agent,
+            lambda agent: self._run_agent(agent, argv, timeout, env_, workdir),
+            lambda: self._run(["timeout", "-k", str(KILL_GRACE_S), f"{timeout:.3f}", *argv], timeout, env_, workdir))
 
     def _oom_count(self) -> int | None:
         return docker_oom_count(self.id)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Mapping, Sequence
 
 from sandboxes.base import ExecResult, SandboxError, SandboxSpec, inside_path
-from sandboxes.agent import BOOT, AgentDied, PipeAgent
+from sandboxes.agent import BOOT, AgentDied, ExecGate, PipeAgent
 from sandboxes.cgroups import LimitGroup, create_group, kill_pids_in
 from sandboxes.outcome import KILLED_EXIT, TailBuffer, make_result
 from sandboxes.validate import uid_gid, validate_spec
@@ -104,9 +104,7 @@ class ProcessSandbox:
         self._closed = False
         self.group: LimitGroup = create_group(self.id, spec.memory_mb, spec.pids, spec.cpus)
         self.tmp_dir = self._mount_tmp()
-        self._lock = threading.Lock()
-        self._agent_lock = threading.Lock()
-        self._inflight = 0
+        self._gate = ExecGate(self._sweep)
         self._agent: PipeAgent | None = None
         self._agent_failures = 0
         self._keep: set[int] = set()
@@ -209,24 +207,11 @@ class ProcessSandbox:
         argv = ["bash", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
         if not argv:
             raise SandboxError("empty command")
-        with self._lock:
-            self._inflight += 1
-        try:
-            if self._agent_lock.acquire(blocking=False):
-                try:
-                    agent = self._start_agent()
-                    if agent is not None:
-                        return self._run_agent(agent, argv, dict(env or {}), workdir, timeout)
-                finally:
-                    self._agent_lock.release()
-            full = self._limits_prefix() + self._bwrap_argv(argv, dict(env or {}), workdir)
-            return self._run(full, timeout)
-        finally:
-            with self._lock:
-                self._inflight -= 1
-                last = self._inflight == 0
-            if last:
-                self._sweep()
+        env_ = dict(env or {})
+        return self._gate.run(
+            self._start_agent,
+            lambda agent: self._run_agent(agent, argv, env_, workdir, timeout),
+            lambda: self._run(self._limits_prefix() + self._bwrap_argv(argv, env_, workdir), timeout))
 
     def _run_agent(self, agent: PipeAgent, argv: list[str], env: dict[str, str], workdir: str,
                    timeout: float) -> ExecResult:
