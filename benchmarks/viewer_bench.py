@@ -1,7 +1,7 @@
 """How fast the run viewer opens a large run: 1,000 iterations, 100,000 events (the issue's bar: < 1 s).
 
-Builds a synthetic run directory to the orchestrator/README.md contract (events.jsonl, iterations/, a workspace
-git history with one commit per iteration via `git fast-import`, run.json), serves it with the real viewer,
+Builds a synthetic run directory to the orchestrator/README.md contract (events.jsonl, iterations/, the run's
+bare git directory runs/<id>/git/ with one commit per iteration via `git fast-import`, run.json), serves it with the real viewer,
 and times the API calls a page makes, plus (when Chromium is there) the browser opening the run page.
 
     .venv/bin/python -m benchmarks.viewer_bench [--iterations 1000] [--events 100000] [--repeats 5] [--no-browser]
@@ -53,8 +53,9 @@ def build_run(runs_dir: Path, iterations: int, events: int) -> Path:
         stream.append(f"commit refs/heads/main\ncommitter m3lab <m3lab@localhost> {1700000000 + n} +0000\n"
                       f"data {len(f'iteration {n}: pass')}\niteration {n}: pass\n"
                       f"M 644 inline kernel.py\ndata {len(data)}\n{body}\n")
-    subprocess.run(["git", "init", "-q", "-b", "main", str(run / "workspace")], check=True)
-    subprocess.run(["git", "fast-import", "--quiet"], input="".join(stream).encode(), cwd=run / "workspace", check=True)
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(run / "git")], check=True)
+    subprocess.run(["git", "--git-dir", str(run / "git"), "fast-import", "--quiet"], input="".join(stream).encode(),
+                   check=True)
     for n in range(1, iterations + 1):
         record = {"iteration": n, "commit": None, "started_at": 1.7e9, "ended_at": 1.7e9 + 60,
                   "check": {"passed": True, "score": 1 + n / iterations, "summary": "ok", "metrics": {}, "findings": []},

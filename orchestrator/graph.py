@@ -129,7 +129,7 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
     def verify_node(state: LoopState) -> Command[Literal["decide"]]:
         started = time.monotonic()
         iteration = state.get("completed", 0) + 1
-        tree = run.once(f"tree-{iteration:04d}", lambda: stage_tree(run.workspace))
+        tree = run.once(f"tree-{iteration:04d}", lambda: stage_tree(run.git_dir, run.workspace))
         verdict = run.once(f"verdict-{iteration:04d}", lambda: verify(rt, iteration, tree, state.get("claim", "")),
                            Verdict.to_json, Verdict.from_json)
         run.events.append("verdict", iteration, key=f"verdict-{iteration}", verdict=verdict.verdict,
@@ -148,7 +148,7 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
         failures = 0 if accepted else state.get("consecutive_failures", 0) + 1
         fails = push(state.get("fail_history", []), f"pass-{iteration}" if accepted else
                      failure_signature(verdict.verdict, verdict.check.summary, verdict.findings), HISTORY)
-        tree = run.once(f"tree-{iteration:04d}", lambda: stage_tree(run.workspace))
+        tree = run.once(f"tree-{iteration:04d}", lambda: stage_tree(run.git_dir, run.workspace))
         trees = push(state.get("tree_history", []), tree[:12], HISTORY)
         update: dict[str, Any] = {"completed": iteration, "turn": 0, "idle_turns": 0, "claim": "",
                                   "consecutive_failures": failures, "best_score": best_score,
@@ -171,7 +171,7 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
             update["conv_len"] = len(conv)
         line = f"{verdict.verdict} (score {verdict.score:.4g})" + (f": {verdict.findings[0][:120]}"
                                                                    if verdict.findings else "")
-        sha = commit_tree(run.workspace, iteration, tree, line)
+        sha = commit_tree(run.git_dir, iteration, tree, line)
         run.events.append("commit", iteration, key=f"commit-{iteration}", sha=sha,
                           message=f"iteration {iteration}: {line}")
         write_iteration_record(run, iteration, sha, verdict, action, reason)

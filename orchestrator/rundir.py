@@ -97,6 +97,11 @@ class RunDir:
         return self.path / "workspace"
 
     @property
+    def git_dir(self) -> Path:
+        """The run's bare git repository: outside the workspace, so no sandbox can reach it."""
+        return self.path / "git"
+
+    @property
     def artifacts(self) -> Path:
         return self.path / "artifacts"
 

@@ -40,7 +40,7 @@ def create_run(task: Task, settings: Settings) -> RunDir:
     run.create()
     task.prepare_workspace(run.workspace)
     share_tree(run.workspace)
-    init_repo(run.workspace)
+    init_repo(run.git_dir, run.workspace)
     run.update_meta(id=run.id, task={"kind": task.kind, "params": task.params(), "title": task.title()},
                     config=settings.to_json(), status="created", stop_reason="", iteration=0, best_score=0.0,
                     budget={"limits": dataclasses.asdict(settings.budget), "used": {"iterations": 0, "tokens": 0,

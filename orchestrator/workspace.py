@@ -1,27 +1,50 @@
-"""The producer's workspace as a git repository: one commit per iteration, fresh exports for the verifier."""
+"""The producer's workspace and its history: one commit per iteration, fresh exports for the verifier.
+
+The history lives in the run's bare git directory (`runs/<id>/git/`), which the sandbox never sees; the
+workspace (`runs/<id>/workspace/`) is only a folder of bytes the sandbox wrote. Staging reads that folder with
+sandboxes.hostfs (no link followed) and writes git objects itself, so git never opens the work tree and nothing in
+it (.gitattributes, .gitmodules, a nested .git, hooks...) can configure or run anything on the host. Commits,
+diffs and exports go through orchestrator.safegit on the git directory alone.
+"""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
-from pathlib import Path
+import stat
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
-import git
-from functools import lru_cache
+from orchestrator.safegit import GitFailed, git, git_text, init_bare, patch_args
+from sandboxes import hostfs
 
-AUTHOR = git.Actor("m3lab", "m3lab@localhost")
-SYMLINK_MODE = 0o120000
-TREE_MODE = 0o040000
+SYMLINK_MODE = "120000"
+SKIP_DIRS = frozenset({"__pycache__", ".pytest_cache"})
+"""Caches no check needs; leaving them out keeps trees (and the stuck detector) stable."""
 
 
-def init_repo(workspace: Path) -> git.Repo:
-    """Initialise the workspace repository and commit the starting files as iteration 0."""
-    repo = git.Repo.init(workspace, initial_branch="main")
-    with repo.config_writer() as cfg:
-        cfg.set_value("user", "name", AUTHOR.name)
-        cfg.set_value("user", "email", AUTHOR.email)
-    repo.git.add(A=True)
-    repo.index.commit("iteration 0: initial workspace", author=AUTHOR, committer=AUTHOR)
-    return repo
+class LegacyRun(RuntimeError):
+    """A run made before the git directory moved out of the sandbox: its history is not read."""
+
+
+@dataclass
+class Export:
+    """A tree written out to a host folder, with what was left out and why (findings for the producer)."""
+
+    path: Path
+    dropped: list[str] = field(default_factory=list)
+
+
+def require_git_dir(git_dir: Path) -> Path:
+    """The run's git directory, or a clear error for runs of the old layout (history inside the workspace)."""
+    if (git_dir / "HEAD").is_file():
+        return git_dir
+    if (git_dir.parent / "workspace" / ".git").exists():
+        raise LegacyRun(f"run {git_dir.parent.name} keeps its git history inside the sandbox-writable workspace "
+                        "(made before M3 Lab moved it to runs/<id>/git/): it is not read, since the sandbox "
+                        "could have written it; start a new run")
+    raise LegacyRun(f"run {git_dir.parent.name} has no git history ({git_dir} is missing)")
 
 
 def iteration_of(message: str) -> int | None:
@@ -35,68 +58,196 @@ def iteration_of(message: str) -> int | None:
     return None
 
 
-@lru_cache(maxsize=8)
-def _open(workspace: Path) -> git.Repo:
-    return git.Repo(workspace)
-
-
-def _repo(workspace: Path) -> git.Repo:
-    """The workspace repo (cached: opening one starts git helper processes); a lock left by a killed git
-    process is removed, since the run is the repository's only writer."""
-    workspace = Path(workspace).absolute()
-    (workspace / ".git" / "index.lock").unlink(missing_ok=True)
-    return _open(workspace)
-
-
-def stage_tree(workspace: Path) -> str:
-    """Stage everything the producer left (untracked files too, ignored ones not) and return the tree id:
-    what the verifier checks, and what this iteration's commit will hold."""
-    repo = _repo(workspace)
-    repo.git.add(A=True)
-    return repo.git.write_tree()
-
-
-def commit_tree(workspace: Path, iteration: int, tree: str, summary: str) -> str:
-    """This iteration's commit, with the verdict in its message (empty commits too, so history stays
-    contiguous). Idempotent: if HEAD already is this iteration's commit, it is returned unchanged.
-    Plumbing (commit-tree + update-ref) costs half of `git commit` and the commit is made once, after the
-    verdict, instead of committing before verification and amending after."""
-    repo = _repo(workspace)
-    head = repo.head.commit
-    if iteration_of(head.message) == iteration:
-        return head.hexsha
-    sha = repo.git.commit_tree(tree, "-p", head.hexsha, "-m", f"iteration {iteration}: {summary}")
-    repo.git.update_ref("HEAD", sha, head.hexsha)
+def _write_object(git_dir: Path, kind: bytes, data: bytes) -> str:
+    """Store a loose object (what `git hash-object -w` does, without a process or any filter)."""
+    header = b"%s %d\0" % (kind, len(data))
+    digest = hashlib.sha1(header)
+    digest.update(data)
+    sha = digest.hexdigest()
+    path = git_dir / "objects" / sha[:2] / sha[2:]
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.parent / f".tmp-{os.getpid()}-{sha[2:]}"
+        packer = zlib.compressobj(1)
+        tmp.write_bytes(packer.compress(header) + packer.compress(data) + packer.flush())
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, path)
     return sha
 
 
-def export_tree(workspace: Path, tree: str, dest: Path) -> Path:
-    """A fresh copy of a staged tree (untracked-but-ignored files are left behind), read through git's object
-    store without starting a process."""
-    repo = _repo(workspace)
-    if dest.exists():
+def _is_git_name(name: str) -> bool:
+    """Names git refuses in a tree (`.git` in any case, its NTFS short name): data git cannot hold."""
+    lowered = name.lower().rstrip(". ")
+    return lowered in (".git", "git~1")
+
+
+def _tree_entries(git_dir: Path, root: Path, parts: tuple[str, ...]) -> list[tuple[bytes, bytes, str]]:
+    """(mode, name, sha) of one directory of the workspace, read without following links."""
+    entries = []
+    dfd = hostfs.open_dir(root, parts)
+    try:
+        with os.scandir(dfd) as it:
+            names = sorted(e.name for e in it)
+        for name in names:
+            if _is_git_name(name) or name in SKIP_DIRS:
+                continue
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            rel = "/".join((*parts, name))
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    sub = _tree_entries(git_dir, root, (*parts, name))
+                except (hostfs.UnsafePath, FileNotFoundError):
+                    continue  # swapped for a link while we read: left out
+                if sub:
+                    entries.append((b"40000", os.fsencode(name), _write_tree(git_dir, sub)))
+            elif stat.S_ISLNK(st.st_mode):
+                target = os.fsencode(os.readlink(name, dir_fd=dfd))
+                entries.append((SYMLINK_MODE.encode(), os.fsencode(name), _write_object(git_dir, b"blob", target)))
+            elif stat.S_ISREG(st.st_mode):
+                try:
+                    data = hostfs.read_bytes(root, rel)
+                except (hostfs.UnsafePath, FileNotFoundError):
+                    continue
+                mode = b"100755" if st.st_mode & 0o111 else b"100644"
+                entries.append((mode, os.fsencode(name), _write_object(git_dir, b"blob", data)))
+            # fifos, sockets and devices are not content: left out
+    finally:
+        os.close(dfd)
+    return entries
+
+
+def _write_tree(git_dir: Path, entries: list[tuple[bytes, bytes, str]]) -> str:
+    # git orders a tree's entries by name, a directory's name compared as if it ended with "/".
+    ordered = sorted(entries, key=lambda e: e[1] + (b"/" if e[0] == b"40000" else b""))
+    body = b"".join(mode + b" " + name + b"\0" + bytes.fromhex(sha) for mode, name, sha in ordered)
+    return _write_object(git_dir, b"tree", body)
+
+
+def stage_tree(git_dir: Path, workspace: Path) -> str:
+    """The tree id of everything the producer left in the workspace: what the verifier checks, and what this
+    iteration's commit will hold. Links are stored as links (data), never followed."""
+    return _write_tree(require_git_dir(git_dir), _tree_entries(git_dir, Path(workspace), ()))
+
+
+def _head(git_dir: Path) -> str | None:
+    try:
+        return git_text(git_dir, "rev-parse", "--verify", "-q", "HEAD^{commit}").strip() or None
+    except GitFailed:
+        return None
+
+
+def _commit(git_dir: Path, tree: str, parent: str | None, message: str) -> str:
+    args = ["commit-tree", tree, *(["-p", parent] if parent else []), "-m", message]
+    sha = git_text(git_dir, *args).strip()
+    git(git_dir, "update-ref", "HEAD", sha, *([parent] if parent else []))
+    return sha
+
+
+def init_repo(git_dir: Path, workspace: Path) -> str:
+    """A new run's repository, with the starting files committed as iteration 0."""
+    init_bare(git_dir)
+    return _commit(git_dir, stage_tree(git_dir, workspace), None, "iteration 0: initial workspace")
+
+
+def commit_tree(git_dir: Path, iteration: int, tree: str, summary: str) -> str:
+    """This iteration's commit, with the verdict in its message (empty commits too, so history stays
+    contiguous). Idempotent: if HEAD already is this iteration's commit, it is returned unchanged."""
+    require_git_dir(git_dir)
+    head = _head(git_dir)
+    if head and iteration_of(_message(git_dir, head)) == iteration:
+        return head
+    return _commit(git_dir, tree, head, f"iteration {iteration}: {summary}")
+
+
+def _message(git_dir: Path, sha: str) -> str:
+    return git_text(git_dir, "log", "-1", "--format=%B", sha, "--")
+
+
+def _safe_link(target: bytes) -> bool:
+    """A link kept in an export: relative and only downwards, so it resolves inside the export whatever
+    other links exist there."""
+    path = PurePosixPath(os.fsdecode(target))
+    return bool(target) and b"\0" not in target and not path.is_absolute() and ".." not in path.parts
+
+
+def _ls_tree(git_dir: Path, tree: str) -> list[tuple[str, str, str]]:
+    """(mode, sha, path) of every blob of a tree."""
+    out = git(git_dir, "ls-tree", "-r", "-z", "--full-tree", tree)
+    rows = []
+    for record in out.split(b"\0"):
+        if record:
+            meta, path = record.split(b"\t", 1)
+            mode, kind, sha = meta.decode().split()
+            if kind == "blob":
+                rows.append((mode, sha, os.fsdecode(path)))
+    return rows
+
+
+def _blobs(git_dir: Path, shas: list[str]) -> dict[str, bytes]:
+    """The contents of blobs, read by one `git cat-file --batch`."""
+    unique = list(dict.fromkeys(shas))
+    if not unique:
+        return {}
+    out = git(git_dir, "cat-file", "--batch", input=("\n".join(unique) + "\n").encode())
+    blobs, pos = {}, 0
+    for sha in unique:
+        end = out.index(b"\n", pos)
+        _, _, size = out[pos:end].decode().split()
+        start = end + 1
+        blobs[sha] = out[start:start + int(size)]
+        pos = start + int(size) + 1
+    return blobs
+
+
+def export_tree(git_dir: Path, tree: str, dest: Path) -> Export:
+    """A fresh copy of a tree, written from git objects. Links that are absolute or climb with `..` are
+    dropped (noted in `dropped`): nothing in an export can lead a host step out of it."""
+    require_git_dir(git_dir)
+    if dest.exists() or dest.is_symlink():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    root = git.Tree(repo, bytes.fromhex(tree), mode=TREE_MODE, path="")  # repo.tree() leaves the path unset
-    for item in root.traverse():
-        target = dest / item.path
-        if item.type == "tree":
-            target.mkdir(parents=True, exist_ok=True)
-        elif item.type == "blob":
-            target.parent.mkdir(parents=True, exist_ok=True)
-            data = item.data_stream.read()
-            if item.mode == SYMLINK_MODE:
-                os.symlink(data.decode(), target)
-            else:
-                target.write_bytes(data)
-                if item.mode & 0o111:
-                    os.chmod(target, 0o755)
-    return dest
+    rows = _ls_tree(git_dir, tree)
+    blobs = _blobs(git_dir, [sha for _, sha, _ in rows])
+    result = Export(dest)
+    for mode, sha, rel in rows:
+        data = blobs[sha]
+        if mode == SYMLINK_MODE:
+            if not _safe_link(data):
+                result.dropped.append(f"symbolic link {rel} -> {os.fsdecode(data)!r} was left out of the checked "
+                                      "copy: links must be relative and stay inside the workspace")
+                continue
+            parent = hostfs.open_dir(dest, hostfs.parts_of(rel)[:-1], create=True)
+            try:
+                os.symlink(data, PurePosixPath(rel).name, dir_fd=parent)
+            finally:
+                os.close(parent)
+        else:
+            hostfs.write_bytes(dest, rel, data, 0o755 if mode == "100755" else 0o644)
+    return result
 
 
-def diff_tree(workspace: Path, tree: str, max_chars: int | None = None) -> str:
+def restore_tree(git_dir: Path, tree: str, workspace: Path) -> Export:
+    """Put the workspace back to `tree` (a quota overrun rolls back to the last staged tree)."""
+    staging = workspace.parent / f".{workspace.name}.restore"
+    export = export_tree(git_dir, tree, staging)
+    for child in list(workspace.iterdir()):
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    for child in list(staging.iterdir()):
+        os.replace(child, workspace / child.name)
+    staging.rmdir()
+    share_tree(workspace)
+    return Export(workspace, export.dropped)
+
+
+def diff_tree(git_dir: Path, tree: str, max_chars: int | None = None) -> str:
     """The staged change against the last commit (what the verifier reviews)."""
-    text = _repo(workspace).git.diff("HEAD", tree, "--stat", "--patch")
+    text = git_text(require_git_dir(git_dir), "diff", *patch_args(["--stat", "--patch"]), "HEAD", tree, "--")
     return _clip(text, max_chars)
 
 
@@ -107,26 +258,35 @@ def _clip(text: str, max_chars: int | None) -> str:
 
 
 def share_tree(root: Path) -> None:
-    """Make a tree writable by the sandbox's non-root user (the loop runs as root; the code never does)."""
-    for path in [root, *root.rglob("*")]:
-        if ".git" not in path.relative_to(root).parts and not path.is_symlink():
-            os.chmod(path, 0o777 if path.is_dir() else 0o666)
+    """Make a tree the host just wrote writable by the sandbox's non-root user (the loop runs as root; the
+    code never does). Links are skipped, never followed."""
+    os.chmod(root, 0o777)
+    for rel, st in hostfs.walk(root):
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+            os.chmod(root / rel, 0o777 if stat.S_ISDIR(st.st_mode) else 0o666)
 
 
-def commit_for_iteration(workspace: Path, iteration: int) -> git.Commit | None:
-    repo = _repo(workspace)
-    head = repo.head.commit
-    if iteration_of(head.message) == iteration:  # the common case: the iteration being verified
-        return head
-    for commit in repo.iter_commits("HEAD"):
-        if iteration_of(commit.message) == iteration:
-            return commit
+def commit_for_iteration(git_dir: Path, iteration: int) -> tuple[str, str] | None:
+    """(sha, message) of the commit of one iteration, newest first along HEAD."""
+    out = git_text(require_git_dir(git_dir), "log", "--first-parent", "-z", "--format=%H %B", "HEAD", "--")
+    for record in out.split("\0"):
+        sha, _, message = record.strip("\n").partition(" ")
+        if sha and iteration_of(message) == iteration:
+            return sha, message.strip()
     return None
 
 
-def diff_for_iteration(workspace: Path, iteration: int, max_chars: int | None = None) -> str:
+def show_commit(git_dir: Path, sha: str) -> tuple[str, str, str]:
+    """(full sha, message, stat + patch against its parent) of a commit."""
+    require_git_dir(git_dir)
+    full = git_text(git_dir, "rev-parse", "--verify", "--end-of-options", f"{sha}^{{commit}}").strip()
+    patch = git_text(git_dir, "show", *patch_args(["--stat", "--patch", "--format="]), full, "--")
+    return full, _message(git_dir, full).strip(), patch
+
+
+def diff_for_iteration(git_dir: Path, iteration: int, max_chars: int | None = None) -> str:
     """The patch of one committed iteration against the previous commit."""
-    commit = commit_for_iteration(workspace, iteration)
-    if commit is None:
+    found = commit_for_iteration(git_dir, iteration)
+    if found is None:
         raise KeyError(f"no commit for iteration {iteration}")
-    return _clip(_repo(workspace).git.show(commit.hexsha, "--stat", "--patch", "--format="), max_chars)
+    return _clip(show_commit(git_dir, found[0])[2], max_chars)

@@ -126,13 +126,14 @@ def _judge(rt: Runtime, iteration: int, meter: _TokenMeter):
 
 def run_check(rt: Runtime, iteration: int, tree: str, meter: _TokenMeter) -> CheckReport:
     """Export the staged tree to a fresh folder and run the task's check on it in fresh sandboxes."""
-    export = export_tree(rt.run.workspace, tree, rt.run.path / "checks" / f"{iteration:04d}" / "workspace")
+    exported = export_tree(rt.run.git_dir, tree, rt.run.path / "checks" / f"{iteration:04d}" / "workspace")
+    export = exported.path
     share_tree(export)
     ctx = CheckContext(workspace=export, run_dir=rt.run.path, iteration=iteration, open_sandbox=rt.fresh_sandbox,
                        record=lambda e: rt.run.events.append(iteration=iteration, **dict(e)),
                        judge=_judge(rt, iteration, meter))
     try:
-        return rt.task.check(ctx)
+        return _with_dropped(rt.task.check(ctx), exported.dropped)
     except SandboxError:
         raise  # infrastructure, not the producer's fault: retried by the graph, then the run fails resumably
     except Exception as exc:  # noqa: BLE001 - a crashing check is a failed check, with its traceback kept
@@ -143,8 +144,16 @@ def run_check(rt: Runtime, iteration: int, tree: str, meter: _TokenMeter) -> Che
         shutil.rmtree(export, ignore_errors=True)
 
 
+def _with_dropped(report: CheckReport, dropped: list[str]) -> CheckReport:
+    """Links left out of the export are findings the producer sees (in the summary too, which it always reads)."""
+    if dropped:
+        report.findings = [*dropped, *report.findings]
+        report.summary = "\n".join([*dropped, report.summary])
+    return report
+
+
 def review(rt: Runtime, iteration: int, tree: str, claim: str, check: CheckReport, meter: _TokenMeter) -> Review:
-    diff = diff_tree(rt.run.workspace, tree, max_chars=DIFF_CHARS)
+    diff = diff_tree(rt.run.git_dir, tree, max_chars=DIFF_CHARS)
     text = prompts.VERIFIER_PROMPT.format(
         brief=rt.task.producer_brief(), verifier_brief=rt.task.verifier_brief(), iteration=iteration,
         claim=claim or "(no claim: the producer ran out of turns)", passed=check.passed, score=check.score,

@@ -147,13 +147,16 @@ def _emit(line: str, json_out: bool) -> None:
 
 @runs_app.command("diff")
 def runs_diff(run_id: str, iteration: int, config: ConfigOpt = None) -> None:
-    """The producer's change in one iteration (from the workspace git history) and its verdict."""
-    from orchestrator.workspace import diff_for_iteration
+    """The producer's change in one iteration (from the run's git history) and its verdict."""
+    from orchestrator.safegit import GitFailed
+    from orchestrator.workspace import LegacyRun, diff_for_iteration
 
     run = _find(run_id, config)
     try:
-        print(diff_for_iteration(run.workspace, iteration))
+        print(diff_for_iteration(run.git_dir, iteration))
     except KeyError as exc:
+        fail(str(exc.args[0]))
+    except (LegacyRun, GitFailed) as exc:
         fail(str(exc))
     record = run.iteration_path(iteration)
     if record.exists():

@@ -153,7 +153,7 @@ async def iteration_detail(request: Request) -> Response:
     data = store.iteration(run_id, number)
     run_dir = store.run_dir(run_id)
     try:
-        diff: dict[str, Any] = gitdiff.iteration_diff(run_dir / "workspace", number, data.get("commit")).to_json()
+        diff: dict[str, Any] = gitdiff.iteration_diff(run_dir, number, data.get("commit")).to_json()
     except gitdiff.DiffUnavailable as exc:
         diff = {"error": str(exc)}
     page, truncated = eventlog.iteration_events(run_dir / "events.jsonl", number)

@@ -1,4 +1,7 @@
-"""An iteration's change, read from the run's workspace git history (one commit per producer iteration)."""
+"""An iteration's change, read from the run's git directory (`runs/<id>/git/`, one commit per iteration).
+
+Through orchestrator.workspace and safegit only: git runs on the host-side git directory with hooks, fsmonitor,
+external diff and textconv off and no work tree, so nothing a sandbox wrote is ever run by a page view."""
 from __future__ import annotations
 
 import re
@@ -6,12 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.safegit import GitFailed
+from orchestrator.workspace import LegacyRun, commit_for_iteration, show_commit
+
 _MAX_DIFF_CHARS = 400_000
 _SHA = re.compile(r"^[0-9a-fA-F]{4,64}$")
 
 
 class DiffUnavailable(LookupError):
-    """The workspace has no git history or no commit for that iteration."""
+    """The run has no git history or no commit for that iteration."""
 
 
 @dataclass(frozen=True)
@@ -25,36 +31,17 @@ class IterationDiff:
         return {"sha": self.sha, "message": self.message, "patch": self.patch, "truncated": self.truncated}
 
 
-def _find_commit(repo: Any, iteration: int) -> Any:
-    """The commit whose message starts with `iteration N:` (used when iterations/NNNN.json names none)."""
-    pattern = re.compile(rf"^iteration {iteration}\b")
-    for commit in repo.iter_commits():
-        if pattern.match(commit.message):
-            return commit
-    raise DiffUnavailable(f"no commit for iteration {iteration} in the workspace history")
-
-
-def iteration_diff(workspace: Path, iteration: int, sha: str | None) -> IterationDiff:
+def iteration_diff(run_dir: Path, iteration: int, sha: str | None) -> IterationDiff:
     """The patch of the iteration's commit against its parent (the whole tree for the first commit)."""
-    import git  # gitpython: imported here so the viewer starts without touching git
-
+    git_dir = run_dir / "git"
     try:
-        repo = git.Repo(workspace)
-    except (git.NoSuchPathError, git.InvalidGitRepositoryError) as exc:
-        raise DiffUnavailable(f"{workspace} is not a git repository") from exc
-    try:
-        if sha and _SHA.match(sha):
-            commit = repo.commit(sha)
-        else:
-            commit = _find_commit(repo, iteration)
-        patch = repo.git.show(commit.hexsha, "--format=", "--patch", "--stat", "--no-color", "--no-ext-diff")
-        return IterationDiff(
-            sha=commit.hexsha,
-            message=str(commit.message).strip(),
-            patch=patch[:_MAX_DIFF_CHARS],
-            truncated=len(patch) > _MAX_DIFF_CHARS,
-        )
-    except (ValueError, git.BadName, git.GitCommandError) as exc:
+        if not (sha and _SHA.match(sha)):
+            found = commit_for_iteration(git_dir, iteration)
+            if found is None:
+                raise DiffUnavailable(f"no commit for iteration {iteration} in the run's history")
+            sha = found[0]
+        full, message, patch = show_commit(git_dir, sha)
+    except (LegacyRun, GitFailed) as exc:
         raise DiffUnavailable(f"commit {sha or '?'} of iteration {iteration}: {exc}") from exc
-    finally:
-        repo.close()
+    return IterationDiff(sha=full, message=message, patch=patch[:_MAX_DIFF_CHARS],
+                         truncated=len(patch) > _MAX_DIFF_CHARS)

@@ -51,6 +51,6 @@ def test_sigkill_ten_times_then_resume_to_completion(tmp_path: Path) -> None:
     assert sorted(int(p.stem) for p in (run / "iterations").glob("*.json")) == list(range(1, 10))
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    messages = [c.message for c in git.Repo(run / "workspace").iter_commits("HEAD")]
+    messages = [c.message for c in git.Repo(run / "git").iter_commits("HEAD")]
     numbers = [int(m.split(":")[0].split()[1]) for m in messages]
     assert sorted(numbers) == list(range(0, 10))

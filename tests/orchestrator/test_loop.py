@@ -52,7 +52,7 @@ def test_pass_first_time(tmp_path: Path) -> None:
     assert meta(run)["iteration"] == 1
     kinds = [e["kind"] for e in events(run)]
     assert kinds.count("verdict") == 1 and "run_finished" in kinds
-    repo = git.Repo(run / "workspace")
+    repo = git.Repo(run / "git")
     assert repo.head.commit.message.startswith("iteration 1: pass")
     assert (run / "report.md").read_text().count("| 1 | pass |") == 1
 

@@ -1,5 +1,6 @@
 """Builds run directories the way the spine writes them (orchestrator/README.md contract), for the viewer's
-tests: run.json, events.jsonl, iterations/NNNN.json, a workspace git repository with one commit per iteration,
+tests: run.json, events.jsonl, iterations/NNNN.json, the run's git directory (runs/<id>/git/, written by the
+spine's own orchestrator.workspace) with one commit per iteration,
 and kernel / paper artifacts. A live run is a builder that keeps appending while the page is open."""
 from __future__ import annotations
 
@@ -14,15 +15,14 @@ from typing import Any
 class RunBuilder:
     def __init__(self, runs_dir: Path, run_id: str, kind: str, title: str, *, status: str = "running",
                  max_iterations: int = 20, max_hours: float = 2.0, max_tokens: int = 200_000) -> None:
-        import git
+        from orchestrator.workspace import init_repo
 
         self.dir = runs_dir / run_id
         self.dir.mkdir(parents=True)
         for sub in ("iterations", "workspace", "artifacts", "logs"):
             (self.dir / sub).mkdir()
-        self.repo = git.Repo.init(self.dir / "workspace")
-        with self.repo.config_writer() as cfg:
-            cfg.set_value("user", "name", "m3lab").set_value("user", "email", "m3lab@localhost")
+        self.git_dir = self.dir / "git"
+        init_repo(self.git_dir, self.dir / "workspace")
         self.seq = 0
         self.tokens = 0
         self.t0 = time.time()
@@ -68,8 +68,9 @@ class RunBuilder:
             path = self.dir / "workspace" / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-        self.repo.index.add(list(files))
-        sha = self.repo.index.commit(f"iteration {n}: {verdict}").hexsha
+        from orchestrator.workspace import commit_tree, stage_tree
+
+        sha = commit_tree(self.git_dir, n, stage_tree(self.git_dir, self.dir / "workspace"), verdict)
         self.event("commit", n, sha=sha, message=f"iteration {n}: {verdict}")
         self.event("exec", n, where="check", cmd="python -m pytest -q", exit_code=0 if verdict == "pass" else 1,
                    reason="exited", duration_s=2.5, stdout_tail=stdout, stderr_tail="")

@@ -1,0 +1,97 @@
+"""The one way the host runs git: on a run's git directory, which no sandbox can reach, never on a work tree.
+
+A run's repository is a bare git directory (`runs/<id>/git/`) outside the sandbox's bind mount. Host-side git
+never gets a work tree: staging reads the workspace itself (sandboxes.hostfs, no links followed) and writes
+objects (orchestrator/workspace.py), so no `.gitattributes`, `.gitmodules`, nested `.git` or anything else in
+the sandbox-written tree is ever read by git. On top of that, every call:
+- ignores system and global config (GIT_CONFIG_NOSYSTEM, GIT_CONFIG_GLOBAL=/dev/null, GIT_ATTR_NOSYSTEM);
+- disables hooks, fsmonitor, pagers, external diff and textconv, whatever the repository's config says;
+- runs with a minimal environment: no host secret (M3LAB_API_KEY...), no inherited GIT_* variable, HOME an empty
+  directory, a fixed PATH.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+GIT = "git"
+SAFE_CONFIG = (
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "core.pager=cat",
+    "core.attributesFile=/dev/null",
+    "core.askPass=",
+    "core.editor=false",
+    "credential.helper=",
+    "gc.auto=0",
+    "maintenance.auto=false",
+    "protocol.allow=never",
+    "advice.detachedHead=false",
+)
+"""Given with -c, so they win over anything in the repository's config."""
+DIFF_FLAGS = ("--no-ext-diff", "--no-textconv", "--no-color")
+"""For every command that prints a patch."""
+AUTHOR = ("m3lab", "m3lab@localhost")
+
+
+class GitFailed(RuntimeError):
+    """A git command exited non-zero (its stderr is in the message)."""
+
+
+@lru_cache(maxsize=1)
+def _empty_home() -> str:
+    """An empty, private HOME for git (it must not read the host user's files)."""
+    return tempfile.mkdtemp(prefix="m3lab-git-home-")
+
+
+def clean_env() -> dict[str, str]:
+    """The whole environment of a host-side git: nothing inherited from the host process."""
+    name, email = AUTHOR
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": _empty_home(),
+        "LC_ALL": "C",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_ATTR_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_NO_REPLACE_OBJECTS": "1",
+        "GIT_OPTIONAL_LOCKS": "0",
+        "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email,
+    }
+
+
+def git(git_dir: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> bytes:
+    """Run `git --git-dir=<git_dir> <args>` safely; returns stdout, raises GitFailed on a non-zero exit."""
+    argv = [GIT, f"--git-dir={git_dir}"]
+    for item in SAFE_CONFIG:
+        argv += ["-c", item]
+    proc = subprocess.run([*argv, *args], input=input, capture_output=True, cwd=str(git_dir),
+                          env={**clean_env(), **(env or {})}, stdin=None if input is not None else subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise GitFailed(f"git {' '.join(args[:3])} failed ({proc.returncode}): "
+                        f"{proc.stderr.decode(errors='replace').strip()[:500]}")
+    return proc.stdout
+
+
+def git_text(git_dir: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
+    return git(git_dir, *args, input=input, env=env).decode("utf-8", errors="replace")
+
+
+def init_bare(git_dir: Path) -> None:
+    """A new bare repository only the host's user can read (mode 0700)."""
+    git_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(git_dir, 0o700)
+    proc = subprocess.run([GIT, "init", "--bare", "-q", "-b", "main", str(git_dir)], capture_output=True,
+                          env=clean_env(), stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise GitFailed(f"git init failed: {proc.stderr.decode(errors='replace').strip()}")
+
+
+def patch_args(extra: Sequence[str] = ()) -> list[str]:
+    return [*DIFF_FLAGS, *extra]
