@@ -29,8 +29,10 @@ def parts_of(rel: str | PurePosixPath) -> tuple[str, ...]:
 
 
 def _refused(rel: str, exc: OSError) -> UnsafePath:
-    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+    if exc.errno in (errno.ELOOP, errno.EMLINK):
         return UnsafePath(f"{rel} is (or passes through) a symbolic link; links are not followed")
+    if exc.errno == errno.ENOTDIR:
+        return UnsafePath(f"{rel}: a part of it is a file or a symbolic link, not a directory")
     return UnsafePath(f"{rel}: {exc.strerror or exc}")
 
 
@@ -39,14 +41,18 @@ def open_dir(root: Path, parts: tuple[str, ...], create: bool = False) -> int:
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for part in parts:
+            made = False
             if create:
                 try:
                     os.mkdir(part, 0o777, dir_fd=fd)
+                    made = True
                 except FileExistsError:
                     pass
             nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = nfd
+            if made:
+                os.fchmod(fd, 0o777)  # past the umask: the sandbox's user writes there too
     except OSError as exc:
         os.close(fd)
         if isinstance(exc, FileNotFoundError):
@@ -124,10 +130,28 @@ def is_regular(root: Path, rel: str | PurePosixPath) -> bool:
         return False
 
 
-def walk(root: Path, skip_dirs: frozenset[str] = frozenset()) -> Iterator[tuple[str, os.stat_result]]:
-    """(relative path, lstat) of everything under root, depth first, sorted by name; directories are entered
-    through O_NOFOLLOW fds, so a directory swapped for a link is never entered."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def listdir(root: Path, rel: str = ".") -> list[tuple[str, os.stat_result]]:
+    """(name, lstat) of the entries of one directory, sorted by name; links are listed, not followed."""
+    fd = open_dir(root, parts_of(rel))
+    try:
+        with os.scandir(fd) as it:
+            names = sorted(entry.name for entry in it)
+        found = []
+        for name in names:
+            try:
+                found.append((name, os.stat(name, dir_fd=fd, follow_symlinks=False)))
+            except FileNotFoundError:
+                continue
+        return found
+    finally:
+        os.close(fd)
+
+
+def walk(root: Path, rel: str = ".", skip_dirs: frozenset[str] = frozenset()
+         ) -> Iterator[tuple[str, os.stat_result]]:
+    """(path relative to root/rel, lstat) of everything under root/rel, depth first, sorted by name; directories
+    are entered through O_NOFOLLOW fds, so a directory swapped for a link is never entered."""
+    fd = open_dir(root, parts_of(rel))
     try:
         yield from _walk(fd, "", skip_dirs)
     finally:

@@ -2,12 +2,15 @@
 its sandbox) and commands in its sandbox. Failures become observations the model sees, never exceptions."""
 from __future__ import annotations
 
+import itertools
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from orchestrator.agents.actions import TOOL_NAMES, Action
+from sandboxes import hostfs
 from sandboxes.base import ExecResult, Sandbox
 
 MAX_LIST = 500
@@ -28,62 +31,61 @@ def clip(text: str, limit: int) -> str:
     return f"{text[:half]}\n[... {len(text) - limit} chars cut ...]\n{text[-half:]}"
 
 
-def _resolve(workspace: Path, rel: str) -> Path:
+def _relative(rel: str) -> str:
+    """A workspace-relative path from what the model wrote (`/work/x`, `x`, `./x`); outside paths refused.
+    Files are then reached with sandboxes.hostfs: a link the sandbox made is refused, never followed."""
     rel = rel.removeprefix("/work/").removeprefix("/work") or "."
-    path = (workspace / rel).resolve()
-    root = workspace.resolve()
-    if path != root and root not in path.parents:
-        raise PermissionError(f"{rel!r} is outside the workspace")
-    if ".git" in path.relative_to(root).parts:
-        raise PermissionError("the workspace's .git is managed by the loop")
-    return path
+    parts = hostfs.parts_of(os.path.normpath(rel))
+    if any(_is_git(p) for p in parts):
+        raise PermissionError("names starting with .git are not workspace files")
+    return "/".join(parts) or "."
 
 
-def _share(path: Path, root: Path) -> None:
-    """Files written by the loop must stay writable by the sandbox's non-root user."""
-    for p in [path, *path.parents]:
-        if p == root or root not in p.parents:
-            break
-        os.chmod(p, 0o777 if p.is_dir() else 0o666)
+def _is_git(name: str) -> bool:
+    return name.lower().rstrip(". ") == ".git"
 
 
 def list_files(workspace: Path, rel: str = ".") -> str:
-    base = _resolve(workspace, rel)
-    if not base.exists():
-        raise FileNotFoundError(f"{rel} does not exist")
+    base = _relative(rel)
+    walker = hostfs.walk(workspace, base, skip_dirs=frozenset({"__pycache__"}))
+    try:
+        first = next(walker, None)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{rel} does not exist") from None
     names = []
-    for path in sorted(base.rglob("*")):
-        parts = path.relative_to(workspace.resolve()).parts
-        if ".git" in parts or "__pycache__" in parts or path.is_dir():
+    for sub, st in itertools.chain([first] if first else [], walker):
+        name = sub if base == "." else f"{base}/{sub}"
+        if stat.S_ISDIR(st.st_mode) or "__pycache__" in name.split("/"):
             continue
-        names.append(f"{'/'.join(parts)}  ({path.stat().st_size} B)")
+        kind = "link, not followed" if stat.S_ISLNK(st.st_mode) else f"{st.st_size} B"
+        names.append(f"{name}  ({kind})")
         if len(names) >= MAX_LIST:
             names.append(f"[... more than {MAX_LIST} files]")
             break
     return "\n".join(names) or "(no files)"
 
 
+def _read_text(workspace: Path, rel: str) -> str:
+    return hostfs.read_bytes(workspace, _relative(rel)).decode("utf-8", errors="replace")
+
+
 def read_file(workspace: Path, rel: str, start: int | None = None, end: int | None = None) -> str:
-    lines = _resolve(workspace, rel).read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = _read_text(workspace, rel).splitlines()
     lo, hi = (start or 1), (end or len(lines))
     return "\n".join(f"{i:5d}  {line}" for i, line in enumerate(lines[lo - 1:hi], start=lo)) or "(empty file)"
 
 
 def write_file(workspace: Path, rel: str, content: str) -> str:
-    path = _resolve(workspace, rel)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content, encoding="utf-8")
-    _share(path, workspace.resolve())
+    hostfs.write_bytes(workspace, _relative(rel), content.encode("utf-8"), 0o666)
     return f"wrote {rel} ({len(content)} chars, {content.count(chr(10)) + 1} lines)"
 
 
 def edit_file(workspace: Path, rel: str, old: str, new: str) -> str:
-    path = _resolve(workspace, rel)
-    text = path.read_text(encoding="utf-8")
+    text = hostfs.read_bytes(workspace, _relative(rel)).decode("utf-8")
     count = text.count(old)
     if count != 1:
         raise ValueError(f"`old` occurs {count} times in {rel}; it must occur exactly once")
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    hostfs.write_bytes(workspace, _relative(rel), text.replace(old, new, 1).encode("utf-8"), 0o666)
     return f"edited {rel}"
 
 

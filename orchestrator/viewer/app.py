@@ -15,8 +15,9 @@ Routes
 from __future__ import annotations
 
 import asyncio
-import threading
 import json
+import mimetypes
+import threading
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -168,10 +169,15 @@ async def iteration_detail(request: Request) -> Response:
 
 
 async def run_file(request: Request) -> Response:
-    path = _store(request).file(request.path_params["run_id"], request.path_params["path"])
+    relative = request.path_params["path"]
+    data = _store(request).file(request.path_params["run_id"], relative)
     # Run files are written by generated code: never let an HTML report run scripts on the viewer's origin.
-    headers = {"Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"}
-    return FileResponse(path, headers=headers)
+    headers = {"Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'",
+               "X-Content-Type-Options": "nosniff"}
+    media_type = mimetypes.guess_type(relative)[0] or "application/octet-stream"
+    if media_type.startswith("text/") or media_type in ("application/json", "image/svg+xml"):
+        media_type += "; charset=utf-8"
+    return Response(data, media_type=media_type, headers=headers)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

@@ -8,10 +8,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sandboxes import hostfs
+
+MAX_FILE_BYTES = 64 << 20
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 _ITERATION_FILE = re.compile(r"^(\d+)\.json$")
 
@@ -127,15 +131,18 @@ class RunStore:
             rows.append(timeline_row(n, data))
         return rows
 
-    def file(self, run_id: str, relative: str) -> Path:
-        """A file inside the run directory; UnsafePath for anything that escapes it."""
-        root = self.run_dir(run_id).resolve()
-        path = (root / relative).resolve()
-        if not path.is_relative_to(root):
-            raise UnsafePath(f"{relative!r} is outside the run directory")
-        if not path.is_file():
-            raise RunNotFound(f"no file {relative!r} in run {run_id!r}")
-        return path
+    def file(self, run_id: str, relative: str, limit: int = MAX_FILE_BYTES) -> bytes:
+        """The bytes of a regular file inside the run directory, reached without following any link (much of a
+        run is sandbox-written); UnsafePath for anything that escapes or passes through a link."""
+        root = self.run_dir(run_id)
+        try:
+            return hostfs.read_bytes(root, relative, limit)
+        except FileNotFoundError:
+            raise RunNotFound(f"no file {relative!r} in run {run_id!r}") from None
+        except IsADirectoryError:
+            raise RunNotFound(f"{relative!r} in run {run_id!r} is a folder") from None
+        except hostfs.UnsafePath as exc:
+            raise UnsafePath(str(exc)) from None
 
     def log_files(self, run_id: str, number: int) -> list[str]:
         """Files under logs/ whose first path part names the iteration as a 4-digit number (logs/0003/...,
@@ -144,12 +151,7 @@ class RunStore:
         if not logs.is_dir():
             return []
         token = re.compile(rf"(?<!\d){number:04d}(?!\d)")
-        found = []
-        for path in sorted(logs.rglob("*")):
-            rel = path.relative_to(logs)
-            if path.is_file() and token.search(rel.parts[0]):
-                found.append(str(Path("logs") / rel))
-        return found
+        return [f"logs/{rel}" for rel in _regular_files(self.run_dir(run_id), "logs") if token.search(rel.split("/")[0])]
 
     def artifact_files(self, run_id: str, number: int, limit: int = 100) -> list[str]:
         """Task artifacts of one iteration: files under artifacts/ with a path part named NNNN (e.g.
@@ -157,13 +159,20 @@ class RunStore:
         run_dir = self.run_dir(run_id)
         name = f"{number:04d}"
         found: list[str] = []
-        for path in sorted((run_dir / "artifacts").rglob("*")):
-            rel = path.relative_to(run_dir)
-            if path.is_file() and any(Path(part).stem == name for part in rel.parts):
-                found.append(str(rel))
+        for rel in _regular_files(run_dir, "artifacts"):
+            if any(Path(part).stem == name for part in rel.split("/")):
+                found.append(f"artifacts/{rel}")
                 if len(found) >= limit:
                     break
         return found
+
+
+def _regular_files(run_dir: Path, folder: str) -> list[str]:
+    """Folder-relative names of the regular files under run_dir/folder; links are not followed."""
+    try:
+        return [rel for rel, st in hostfs.walk(run_dir, folder) if stat.S_ISREG(st.st_mode)]
+    except (OSError, ValueError):
+        return []
 
 
 def _created_key(row: RunSummary) -> tuple[int, float, str]:

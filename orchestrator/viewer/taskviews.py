@@ -10,10 +10,14 @@ Conventions read (all optional; a missing file shows as "not yet"):
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
+import stat
 from pathlib import Path
 from typing import Any
+
+from sandboxes import hostfs
 
 _MAX_ROWS = 5000
 _MAX_CODE_CHARS = 200_000
@@ -24,9 +28,31 @@ _REPRO_WORDS = {"reproduced", "reproduction", "ours"}
 _ROLE_SUFFIX = re.compile(r"^(?P<name>.+?)[._-](?P<role>paper|original|reference|reproduced|reproduction|ours|deviation|compare)$")
 
 
-def read_csv(path: Path, max_rows: int = _MAX_ROWS) -> dict[str, Any]:
-    """A CSV file as columns + rows (strings), capped at `max_rows`."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+_MAX_READ = 32 << 20
+
+
+def _text(run_dir: Path, path: Path, limit: int = _MAX_READ) -> str:
+    """A run file's text, read like the files route: from the run directory down, no link followed (artifacts
+    can be sandbox-written)."""
+    return hostfs.read_bytes(run_dir, str(path.relative_to(run_dir)), limit).decode("utf-8", errors="replace")
+
+
+def _files(run_dir: Path, folder: Path) -> list[Path]:
+    """Regular files under a folder of the run, found without following links."""
+    try:
+        return [folder / rel for rel, st in hostfs.walk(run_dir, str(folder.relative_to(run_dir)))
+                if stat.S_ISREG(st.st_mode)]
+    except (OSError, ValueError):
+        return []
+
+
+def _is_file(run_dir: Path, path: Path) -> bool:
+    return hostfs.is_regular(run_dir, str(path.relative_to(run_dir)))
+
+
+def read_csv(run_dir: Path, path: Path, max_rows: int = _MAX_ROWS) -> dict[str, Any]:
+    """A CSV file of the run as columns + rows (strings), capped at `max_rows`."""
+    with io.StringIO(_text(run_dir, path), newline="") as f:
         reader = csv.reader(f)
         columns = next(reader, [])
         rows = []
@@ -44,14 +70,13 @@ def kernel_view(run_dir: Path) -> dict[str, Any]:
     plot = root / "best_speedup.png"
     table = root / "candidates.csv"
     best = []
-    if (root / "best").is_dir():
-        for path in sorted(p for p in (root / "best").rglob("*") if p.is_file()):
-            text = path.read_text(encoding="utf-8", errors="replace")
-            best.append({"path": str(path.relative_to(run_dir)), "code": text[:_MAX_CODE_CHARS]})
+    for path in sorted(_files(run_dir, root / "best")):
+        text = _text(run_dir, path, _MAX_CODE_CHARS * 4)
+        best.append({"path": str(path.relative_to(run_dir)), "code": text[:_MAX_CODE_CHARS]})
     return {
         "kind": "kernel",
-        "plot": str(plot.relative_to(run_dir)) if plot.is_file() else None,
-        "candidates": read_csv(table) if table.is_file() else None,
+        "plot": str(plot.relative_to(run_dir)) if _is_file(run_dir, plot) else None,
+        "candidates": read_csv(run_dir, table) if _is_file(run_dir, table) else None,
         "best": best,
     }
 
@@ -92,11 +117,11 @@ def _item(run_dir: Path, path: Path) -> dict[str, Any]:
     if suffix in _IMAGE:
         return {"path": rel, "type": "image"}
     if suffix == ".csv":
-        return {"path": rel, "type": "table", "table": read_csv(path, max_rows=500)}
+        return {"path": rel, "type": "table", "table": read_csv(run_dir, path, max_rows=500)}
     if suffix in {".html", ".htm"}:
         return {"path": rel, "type": "html"}
     if suffix in _TEXT:
-        return {"path": rel, "type": "text", "text": path.read_text(encoding="utf-8", errors="replace")[:50_000]}
+        return {"path": rel, "type": "text", "text": _text(run_dir, path, 200_000)[:50_000]}
     return {"path": rel, "type": "file"}
 
 
@@ -104,7 +129,7 @@ def paper_pairs(run_dir: Path) -> list[dict[str, Any]]:
     """Tables and figures, each paper version next to its reproduced version."""
     root = run_dir / "artifacts" / "paper"
     pairs: dict[str, dict[str, Any]] = {}
-    files = [p for section in ("tables", "figures") for p in sorted((root / section).rglob("*")) if p.is_file()]
+    files = [p for section in ("tables", "figures") for p in sorted(_files(run_dir, root / section))]
     for path in files:
         role, key = _role_and_key(path.relative_to(root))
         pair = pairs.setdefault(key, {"name": key, "paper": None, "reproduced": None, "other": []})
@@ -119,9 +144,9 @@ def paper_view(run_dir: Path) -> dict[str, Any]:
     """Rubric tree with scores, the report, and paper-vs-reproduced tables and figures of a paper run."""
     root = run_dir / "artifacts" / "paper"
     rubric = None
-    if (root / "rubric.json").is_file():
+    if _is_file(run_dir, root / "rubric.json"):
         try:
-            data = json.loads((root / "rubric.json").read_text(encoding="utf-8"))
+            data = json.loads(_text(run_dir, root / "rubric.json"))
             rubric = rubric_node(data) if isinstance(data, dict) else None
         except ValueError:
             rubric = None
@@ -129,8 +154,8 @@ def paper_view(run_dir: Path) -> dict[str, Any]:
     return {
         "kind": "paper",
         "rubric": rubric,
-        "report": str(report.relative_to(run_dir)) if report.is_file() else None,
-        "pairs": paper_pairs(run_dir) if root.is_dir() else [],
+        "report": str(report.relative_to(run_dir)) if _is_file(run_dir, report) else None,
+        "pairs": paper_pairs(run_dir),
     }
 
 

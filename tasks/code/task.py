@@ -4,16 +4,63 @@ Protected paths (tests, fixtures) are restored from the original before the chec
 tests cannot make them pass; such edits are also reported as findings."""
 from __future__ import annotations
 
-import filecmp
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from sandboxes import hostfs
 from sandboxes.base import SandboxSpec
 from tasks.base import CheckContext, CheckReport
 
 IGNORED = shutil.ignore_patterns(".git", "__pycache__", ".pytest_cache", "*.pyc")
+
+
+def _source_files(source: Path, folder: Path) -> list[str]:
+    """Source-relative names of the regular files of a protected folder (caches left out, as when copied)."""
+    names = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(source)
+        if path.is_file() and not path.is_symlink() and not (set(rel.parts) & {".git", "__pycache__", ".pytest_cache"}
+                                                              or path.suffix == ".pyc"):
+            names.append(str(rel))
+    return names
+
+
+def _differs(workspace: Path, rel: str, original: Path, files: list[str], source: Path) -> bool:
+    """True unless workspace/rel holds exactly the original's regular files, reached without links."""
+    try:
+        present = {name for name, st in hostfs.walk(workspace, rel) if not stat.S_ISDIR(st.st_mode)} \
+            if original.is_dir() else None
+    except (OSError, ValueError):
+        return True
+    if present is not None and present != {str(Path(f).relative_to(rel)) for f in files}:
+        return True
+    for name in files:
+        try:
+            if hostfs.read_bytes(workspace, name) != (source / name).read_bytes():
+                return True
+        except (OSError, ValueError):
+            return True
+    return False
+
+
+def _remove(workspace: Path, rel: str) -> None:
+    """Remove whatever is at rel, and every link on the way to it (rmtree never follows links)."""
+    parts = hostfs.parts_of(rel)
+    for depth in range(1, len(parts) + 1):
+        path = workspace.joinpath(*parts[:depth])
+        if path.is_symlink() or (depth == len(parts) and not path.is_dir()):
+            path.unlink(missing_ok=True)
+            return
+        if not path.exists():
+            return
+        if depth == len(parts):
+            shutil.rmtree(path)
+        elif not path.is_dir():
+            path.unlink()
+            return
 
 
 class TaskError(ValueError):
@@ -93,21 +140,19 @@ class CodeTask:
                            exec_timeout_s=self.timeout_s)
 
     def _restore_protected(self, workspace: Path) -> list[str]:
-        """Put the original protected files back; return the ones the producer had changed."""
+        """Put the original protected files back; return the ones the producer had changed. The workspace is
+        sandbox-written: nothing in it is followed (a protected path, or a folder above it, that became a link
+        counts as changed and is replaced, so the restore never writes outside the workspace)."""
         changed = []
         for rel in self.protect:
-            original, current = Path(self.source) / rel, workspace / rel
-            if original.is_dir():
-                diff = filecmp.dircmp(original, current) if current.is_dir() else None
-                if diff is None or diff.diff_files or diff.left_only:
-                    changed.append(rel)
-                shutil.rmtree(current, ignore_errors=True)
-                shutil.copytree(original, current, ignore=IGNORED)
-            else:
-                if not current.exists() or not filecmp.cmp(original, current, shallow=False):
-                    changed.append(rel)
-                current.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(original, current)
+            original = Path(self.source) / rel
+            files = [rel] if original.is_file() else _source_files(Path(self.source), original)
+            if _differs(workspace, rel, original, files, Path(self.source)):
+                changed.append(rel)
+                _remove(workspace, rel)
+            for name in files:
+                data = (Path(self.source) / name).read_bytes()
+                hostfs.write_bytes(workspace, name, data, 0o666)
         return changed
 
     def check(self, ctx: CheckContext) -> CheckReport:

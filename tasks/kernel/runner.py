@@ -7,12 +7,14 @@ import json
 import secrets
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
+from sandboxes import hostfs
 from sandboxes.base import Sandbox, SandboxSpec, inside_path
 from tasks.kernel.harness.verdict import Verdict
 
@@ -53,10 +55,13 @@ def prepare_eval_dir(eval_dir: Path, target: Path, candidate: Path) -> str:
     (eval_dir / "cand").mkdir(parents=True)
     shutil.copytree(HARNESS_DIR, eval_dir / "harness", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(target, eval_dir / "target.py")
-    for helper in candidate.parent.glob("*.py"):
-        if helper.name not in _UNSAFE_NAMES and helper.resolve() != candidate.resolve():
-            shutil.copy(helper, eval_dir / "cand" / helper.name)
-    shutil.copy(candidate, eval_dir / "cand" / "candidate.py")
+    # The candidate's folder is sandbox-written: only regular files are copied, never through a link.
+    folder = candidate.parent
+    for rel, st in hostfs.listdir(folder):
+        if rel.endswith(".py") and rel not in _UNSAFE_NAMES and rel != candidate.name \
+                and stat.S_ISREG(st.st_mode):
+            hostfs.write_bytes(eval_dir / "cand", rel, hostfs.read_bytes(folder, rel))
+    hostfs.write_bytes(eval_dir / "cand", "candidate.py", hostfs.read_bytes(folder, candidate.name))
     nonce = secrets.token_hex(16)
     (eval_dir / "nonce").write_text(nonce)
     for p in [eval_dir, *eval_dir.rglob("*")]:
@@ -121,9 +126,11 @@ def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_di
                        opener: Callable[[SandboxSpec], Sandbox] | None = None) -> Verdict:
     """Evaluate `candidate` against `target`; never raises for the candidate's own failures (they are in the
     verdict). Raises EvalFailed only when no verdict could be produced at all, with the evaluator's output."""
-    for path, what in ((target, "target"), (candidate, "candidate")):
-        if not path.is_file():
-            raise FileNotFoundError(f"{what} file {path} does not exist")
+    if not target.is_file():
+        raise FileNotFoundError(f"target file {target} does not exist")
+    if not hostfs.is_regular(candidate.parent, candidate.name):
+        raise FileNotFoundError(f"candidate file {candidate} does not exist or is not a regular file (links are "
+                                "not followed)")
     nonce = prepare_eval_dir(eval_dir, target, candidate)
     if opts.isolation == "subprocess":
         code, out, err = _run_subprocess(eval_dir, opts)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import sys
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from sandboxes import hostfs
 from sandboxes.base import SandboxError, SandboxSpec
 from tasks.base import CheckContext, CheckReport
 from tasks.kernel import briefs, database
@@ -107,24 +109,28 @@ class KernelTask:
 
     def _tampering(self, workspace: Path) -> list[str]:
         found = []
-        target = workspace / TARGET
-        if not target.is_file() or _sha256(target) != self.target_sha256:
+        try:
+            edited = hashlib.sha256(hostfs.read_bytes(workspace, TARGET)).hexdigest() != self.target_sha256
+        except (OSError, ValueError):
+            edited = True  # missing, or a link (never followed)
+        if edited:
             found.append(f"{TARGET} in the workspace was edited or removed (the pristine target was used)")
         found.extend(f"workspace contains {name}: start-up hooks and harness shadows are not allowed"
-                     for name in _FORBIDDEN_FILES if (workspace / name).exists())
+                     for name in _FORBIDDEN_FILES if os.path.lexists(workspace / name))
         return found
 
     def _evaluate(self, ctx: CheckContext) -> tuple[Verdict, str]:
         candidate = ctx.workspace / CANDIDATE
-        if not candidate.is_file():
-            return error_verdict(f"{CANDIDATE} is missing from the workspace", self.device), ""
+        if not hostfs.is_regular(ctx.workspace, CANDIDATE):
+            return error_verdict(f"{CANDIDATE} is missing from the workspace or is not a regular file (a symbolic "
+                                 "link is never followed)", self.device), ""
         eval_dir = Path(ctx.run_dir) / "logs" / "kernel" / f"eval-{ctx.iteration:04d}"
         opener = ctx.open_sandbox if self.isolation == "sandbox" else None
         try:
             verdict = evaluate_candidate(self._pristine(), candidate, self._options(), eval_dir, opener)
         except (EvalFailed, SandboxError, OSError) as exc:
             verdict = error_verdict(f"evaluation failed: {exc}", self.device)
-        return verdict, candidate.read_text()
+        return verdict, hostfs.read_bytes(ctx.workspace, CANDIDATE).decode("utf-8", errors="replace")
 
     def check(self, ctx: CheckContext) -> CheckReport:
         verdict, source = self._evaluate(ctx)
