@@ -9,7 +9,10 @@ import typer
 
 def ui(
     port: int = typer.Option(8765, "--port", "-p", help="TCP port to listen on."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; loopback by default (no auth)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; loopback by default (no token). Any "
+                             "other address requires the token printed at start."),
+    allow_host: list[str] = typer.Option([], "--allow-host", help="Extra Host name the viewer answers to (a DNS "
+                                         "name of this machine); repeatable."),
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Runs folder (default: settings' runs_dir)."),
 ) -> None:
     """Serve the run viewer: runs list, live run pages, kernel and paper views, steer/stop."""
@@ -17,13 +20,15 @@ def ui(
 
     folder = runs_dir if runs_dir is not None else _default_runs_dir()
     try:
-        server = ViewerServer(folder, host=host, port=port)
-    except PortBusy as exc:
+        server = ViewerServer(folder, host=host, port=port, allow_hosts=tuple(allow_host))
+    except (PortBusy, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        typer.echo(f"warning: listening on {host}: anyone who can reach it can steer and stop runs", err=True)
     typer.echo(f"M3 Lab viewer on {server.url}  (runs: {folder.resolve()})  Ctrl+C to stop")
+    if server.login_url:
+        # Printed once: the token is not stored anywhere.
+        typer.echo(f"not loopback: a token is required. Open once: {server.login_url}\n"
+                   f"scripts: Authorization: Bearer {server.access.token}")
     server.run()
 
 

@@ -11,6 +11,7 @@ Routes
   GET  /api/runs/{id}/files/{path}         a file of the run (artifacts, logs, report)
   POST /api/runs/{id}/steer  {"text": ...} orchestrator.control.add_steer
   POST /api/runs/{id}/stop                 orchestrator.control.request_stop
+  GET  /login?code=                        one-time login of a token-protected viewer (guard.py)
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -31,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 
 from orchestrator import control
 from orchestrator.viewer import eventlog, gitdiff, taskviews
+from orchestrator.viewer.guard import Access, Guard
 from orchestrator.viewer.store import RunNotFound, RunStore, UnsafePath, summarize
 
 STATIC = Path(__file__).parent / "static"
@@ -212,10 +213,10 @@ async def _bad_request(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": str(exc)}, status_code=400)
 
 
-def create_app(runs_dir: Path, allowed_hosts: list[str] | None = None) -> Starlette:
-    """The viewer app over the runs in `runs_dir` (which may not exist yet: the page then lists none).
-    `allowed_hosts` are the Host header names served (all when None); a loopback viewer serves only
-    localhost names, so a web page that rebinds its DNS name to 127.0.0.1 cannot drive it."""
+def create_app(runs_dir: Path, access: Access | None = None) -> Starlette:
+    """The viewer app over the runs in `runs_dir` (which may not exist yet: the page then lists none), behind
+    `access` (viewer/guard.py: Host allow-list, Origin check on POSTs, token beyond loopback); the default
+    is a loopback viewer's policy."""
     routes = [
         Route("/", index),
         Route("/api/runs", list_runs),
@@ -230,8 +231,9 @@ def create_app(runs_dir: Path, allowed_hosts: list[str] | None = None) -> Starle
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     handlers = {RunNotFound: _not_found, UnsafePath: _bad_request, ValueError: _bad_request}
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
-    app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
+    access = access or Access.for_bind("127.0.0.1")
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(Guard, access=access)])
     app.state.store = RunStore(runs_dir)
     app.state.stopping = threading.Event()
+    app.state.access = access
     return app

@@ -40,13 +40,17 @@ def bind(host: str, port: int) -> socket.socket:
 class ViewerServer:
     """The viewer on a socket it bound itself, served by uvicorn in a daemon thread."""
 
-    def __init__(self, runs_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    def __init__(self, runs_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                 allow_hosts: tuple[str, ...] = (), token: str | None = None) -> None:
+        """A loopback host needs no token; any other bind gets one (`token`, or a generated one) and its
+        one-time `login_url`."""
         import uvicorn
 
         from orchestrator.viewer.app import create_app
+        from orchestrator.viewer.guard import Access
 
-        loopback = host in ("127.0.0.1", "localhost")
-        self.app = create_app(runs_dir, allowed_hosts=["127.0.0.1", "localhost"] if loopback else None)
+        self.access = Access.for_bind(host, allow_hosts, token)
+        self.app = create_app(runs_dir, self.access)
         self.sock = bind(host, port)
         self.host, self.port = host, self.sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off")
@@ -57,6 +61,11 @@ class ViewerServer:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def login_url(self) -> str | None:
+        """The one-time URL that sets the token cookie (None for a loopback viewer without a token)."""
+        return self.access.login_url(self.url)
 
     def run(self) -> None:
         """Serve in the calling thread until interrupted."""
