@@ -56,6 +56,9 @@ class LoopSettings:
     """Default time limit of one producer command."""
     observation_chars: int = 12_000
     """Tool output longer than this is cut (head and tail) in the producer's context; the full text is logged."""
+    workspace_quota_mb: int = 8192
+    """Disk quota of the producer's workspace: a command that fills it past this is stopped (exit reason
+    `quota`) and the workspace rolled back to the last commit. 0 turns it off."""
 
 
 @dataclass(frozen=True)

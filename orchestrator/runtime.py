@@ -2,6 +2,7 @@
 the producer's warm sandbox, and how chat models are made (real endpoints, or scripted ones in tests)."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
@@ -82,7 +83,8 @@ class Runtime:
 
     def producer_sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            spec = self.task.sandbox_spec(self.run.workspace)
+            spec = dataclasses.replace(self.task.sandbox_spec(self.run.workspace),
+                                       disk_mb=self.settings.loop.workspace_quota_mb)
             self._sandbox = self.fresh_sandbox(spec)
         return self._sandbox
 

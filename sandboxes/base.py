@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping, Protocol, Sequence
 
-ExitReason = Literal["exited", "timeout", "oom", "killed", "error"]
+ExitReason = Literal["exited", "timeout", "oom", "killed", "error", "quota"]
 
 
 class SandboxError(RuntimeError):
@@ -42,6 +42,9 @@ class SandboxSpec:
     max_file_mb: int = 4096
     """Largest single file the code may write anywhere (RLIMIT_FSIZE): bounds a disk fill of the workspace,
     which is a host folder and so outside the tmpfs limit."""
+    disk_mb: int = 8192
+    """Most the workspace may hold (all files, lstat sizes, links not followed); a command that goes over it is
+    stopped and its exec ends with reason "quota" (sandboxes/quota.py). 0 turns the quota off."""
     network: bool = False
     """Network access; off by default (no interface but loopback)."""
     exec_timeout_s: float = 600.0

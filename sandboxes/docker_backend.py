@@ -17,6 +17,7 @@ from sandboxes.base import ExecResult, InvalidSpec, SandboxError, SandboxSpec, i
 from sandboxes.cgroups import docker_oom_count, docker_procs_file, kill_pids_in
 from sandboxes.engine import (LABEL, LABEL_DEADLINE, LABEL_OWNER_BOOT, LABEL_OWNER_PID, LABEL_POOL, LABEL_RUN,
                               boot_id)
+from sandboxes import quota
 from sandboxes.agent import AgentDied, ExecGate, ExecAgent
 from sandboxes.outcome import KILLED_EXIT, TailBuffer, make_result
 from sandboxes.validate import uid_gid, validate_spec
@@ -146,10 +147,13 @@ class DockerSandbox:
         if timeout <= 0:
             raise SandboxError(f"sandbox passed its lifetime of {self.spec.lifetime_s:g} s")
         argv, env_ = _argv(cmd), dict(env or {})
-        return self._gate.run(
-            self.start_agent,
-            lambda agent: self._run_agent(agent, argv, timeout, env_, workdir),
-            lambda: self._run(["timeout", "-k", str(KILL_GRACE_S), f"{timeout:.3f}", *argv], timeout, env_, workdir))
+        with quota.watching(self.spec, self.kill_strays):
+            result = self._gate.run(
+                self.start_agent,
+                lambda agent: self._run_agent(agent, argv, timeout, env_, workdir),
+                lambda: self._run(["timeout", "-k", str(KILL_GRACE_S), f"{timeout:.3f}", *argv], timeout, env_,
+                                  workdir))
+        return quota.enforce(self.spec, result)
 
     def _oom_count(self) -> int | None:
         return docker_oom_count(self.id)

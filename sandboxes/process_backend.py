@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Mapping, Sequence
 
 from sandboxes.base import ExecResult, SandboxError, SandboxSpec, inside_path
+from sandboxes import quota
 from sandboxes.agent import BOOT, AgentDied, ExecGate, PipeAgent
 from sandboxes.cgroups import LimitGroup, create_group, kill_pids_in
 from sandboxes.outcome import KILLED_EXIT, TailBuffer, make_result
@@ -208,10 +209,12 @@ class ProcessSandbox:
         if not argv:
             raise SandboxError("empty command")
         env_ = dict(env or {})
-        return self._gate.run(
-            self._start_agent,
-            lambda agent: self._run_agent(agent, argv, env_, workdir, timeout),
-            lambda: self._run(self._limits_prefix() + self._bwrap_argv(argv, env_, workdir), timeout))
+        with quota.watching(self.spec, self.group.kill_all):
+            result = self._gate.run(
+                self._start_agent,
+                lambda agent: self._run_agent(agent, argv, env_, workdir, timeout),
+                lambda: self._run(self._limits_prefix() + self._bwrap_argv(argv, env_, workdir), timeout))
+        return quota.enforce(self.spec, result)
 
     def _run_agent(self, agent: PipeAgent, argv: list[str], env: dict[str, str], workdir: str,
                    timeout: float) -> ExecResult:

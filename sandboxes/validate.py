@@ -28,6 +28,8 @@ def _limit_problems(spec: SandboxSpec) -> list[str]:
         problems.append(f"tmpfs_mb must be > 0, got {spec.tmpfs_mb}")
     if spec.max_file_mb <= 0:
         problems.append(f"max_file_mb must be > 0, got {spec.max_file_mb}")
+    if spec.disk_mb < 0:
+        problems.append(f"disk_mb must be >= 0 (0: no quota), got {spec.disk_mb}")
     if spec.exec_timeout_s <= 0:
         problems.append(f"exec_timeout_s must be > 0, got {spec.exec_timeout_s}")
     if spec.lifetime_s <= 0:

@@ -12,6 +12,7 @@ from orchestrator.agents.actions import TOOL_SCHEMAS, parse_reply
 from orchestrator.agents.context import Conversation, system_and_task
 from orchestrator.agents.tools import clip, execute
 from orchestrator.runtime import Runtime, Usage
+from orchestrator.workspace import restore_tree
 
 ARG_PREVIEW = 300
 
@@ -55,7 +56,7 @@ def producer_turn(rt: Runtime, conv: Conversation, iteration: int, thinking: boo
         if done:
             break
         obs, result = execute(action, rt.run.workspace, rt.producer_sandbox, loop.exec_timeout_s,
-                              loop.observation_chars)
+                              loop.observation_chars, lambda: _roll_back(rt, iteration))
         _record(rt, iteration, action.tool, action.args, obs.ok, obs.text, result)
         if action.call_id is not None:
             conv.add(ToolMessage(content=obs.text, tool_call_id=action.call_id))
@@ -90,3 +91,12 @@ def _record(rt: Runtime, iteration: int, tool: str, args: dict, ok: bool, output
         events.append("exec", iteration, where="producer", cmd=clip(str(args.get("command")), 500),
                       exit_code=result.exit_code, reason=result.reason, duration_s=round(result.duration_s, 3),
                       stdout_tail=result.stdout[-1500:], stderr_tail=result.stderr[-1500:], log=str(log))
+
+
+def _roll_back(rt: Runtime, iteration: int) -> str:
+    """After a quota overrun: the workspace goes back to the last committed tree (this iteration's changes so far
+    are lost, and the bytes that filled the disk with them)."""
+    restore_tree(rt.run.git_dir, "HEAD", rt.run.workspace)
+    rt.run.events.append("rollback", iteration, reason="quota", to="HEAD")
+    return ("The workspace went over its disk quota and was rolled back to the last committed state (your "
+            "changes of this iteration are gone). Keep large outputs out of /work.")

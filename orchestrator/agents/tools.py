@@ -95,6 +95,8 @@ def format_exec(result: ExecResult, limit: int) -> str:
         head += " - the command was killed at its time limit"
     elif result.reason == "oom":
         head += " - killed: out of memory"
+    elif result.reason == "quota":
+        head += " - stopped: the workspace went over its disk quota"
     parts = [head]
     if result.stdout:
         parts.append("stdout:\n" + clip(result.stdout, limit))
@@ -104,8 +106,9 @@ def format_exec(result: ExecResult, limit: int) -> str:
 
 
 def execute(action: Action, workspace: Path, sandbox: Callable[[], Sandbox], exec_timeout_s: float,
-            limit: int) -> tuple[Observation, ExecResult | None]:
-    """Carry out one action; returns the observation and, for `run`, the raw exec result."""
+            limit: int, on_quota: Callable[[], str] | None = None) -> tuple[Observation, ExecResult | None]:
+    """Carry out one action; returns the observation and, for `run`, the raw exec result. A command that
+    filled the workspace past its quota is followed by `on_quota` (the rollback), whose note is shown."""
     args = action.args
     if action.tool not in TOOL_NAMES:
         return Observation(f"unknown tool {action.tool!r}; tools: {', '.join(sorted(TOOL_NAMES))}", False), None
@@ -114,7 +117,10 @@ def execute(action: Action, workspace: Path, sandbox: Callable[[], Sandbox], exe
             command = str(args["command"])
             timeout = float(args.get("timeout_s") or exec_timeout_s)
             result = sandbox().exec(command, timeout_s=min(timeout, exec_timeout_s))
-            return Observation(format_exec(result, limit), result.ok), result
+            text = format_exec(result, limit)
+            if result.reason == "quota" and on_quota is not None:
+                text += "\n" + on_quota()
+            return Observation(text, result.ok), result
         if action.tool == "done":
             return Observation("Submitted to the verifier.", True, done=True), None
         if action.tool == "list_files":

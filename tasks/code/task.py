@@ -170,7 +170,8 @@ class CodeTask:
         tail = (result.stdout[-3000:] + ("\n" + result.stderr[-2000:] if result.stderr else "")).strip()
         findings = [f"protected path {p} was modified; the original was restored for the check" for p in tampered]
         if not result.ok:
-            why = {"timeout": "timed out", "oom": "ran out of memory"}.get(result.reason, f"exit {result.exit_code}")
+            why = {"timeout": "timed out", "oom": "ran out of memory",
+                   "quota": "filled the workspace past its disk quota"}.get(result.reason, f"exit {result.exit_code}")
             findings.append(f"`{self.check_command}` failed ({why}). Output tail:\n{tail[-2500:]}")
         summary = f"`{self.check_command}`: exit {result.exit_code} ({result.reason}, {result.duration_s:.1f} s)"
         return CheckReport(passed=result.ok, score=1.0 if result.ok else 0.0, summary=summary + "\n" + tail[-1500:],

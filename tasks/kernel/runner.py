@@ -46,6 +46,9 @@ class EvalOptions:
     call_timeout_s: float = 120.0
     """Longest single call of the candidate (import, one check, one timed call) before it is killed."""
     memory_mb: int = 8192
+    disk_mb: int = 2048
+    """Disk quota of the evaluation folder (the candidate's logs and files): over it, the evaluation fails and the
+    folder is emptied."""
 
 
 def prepare_eval_dir(eval_dir: Path, target: Path, candidate: Path) -> str:
@@ -104,7 +107,8 @@ def _run_subprocess(eval_dir: Path, opts: EvalOptions) -> tuple[int, str, str]:
 
 
 def sandbox_spec(eval_dir: Path, opts: EvalOptions) -> SandboxSpec:
-    return SandboxSpec(image=EVAL_IMAGE, workspace=eval_dir, memory_mb=opts.memory_mb, cpus=2.0, pids=512,
+    return SandboxSpec(image=EVAL_IMAGE, workspace=eval_dir, memory_mb=opts.memory_mb, disk_mb=opts.disk_mb,
+                       cpus=2.0, pids=512,
                        gpu=opts.device == "cuda", exec_timeout_s=opts.timeout_s, lifetime_s=opts.timeout_s + 600,
                        env={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}, host_paths=(Path(sys.prefix),))
 
@@ -136,7 +140,14 @@ def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_di
         code, out, err = _run_subprocess(eval_dir, opts)
     else:
         code, out, err = _run_sandbox(eval_dir, opts, opener)
+    used = hostfs.disk_usage(eval_dir)
+    if used > opts.disk_mb << 20:
+        shutil.rmtree(eval_dir)  # the bytes that filled it go; the log below says why
+        eval_dir.mkdir()
+        err += f"\n[quota] the evaluation folder held {used >> 20} MB, over its quota of {opts.disk_mb} MB"
     (eval_dir / "evaluator.log").write_text(f"exit code {code}\n--- stdout\n{out[-20000:]}\n--- stderr\n{err[-20000:]}")
+    if used > opts.disk_mb << 20:
+        raise EvalFailed(f"the evaluation folder went over its disk quota of {opts.disk_mb} MB ({used >> 20} MB)")
     try:
         return parse_verdict(out, nonce)
     except EvalFailed as exc:
