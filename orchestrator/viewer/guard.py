@@ -83,7 +83,7 @@ class Access:
         if name in self.names:
             return True
         # IP literals cannot be rebound by DNS; a non-loopback viewer is reached by its addresses.
-        return not is_loopback(self.bind_host) and _is_ip(name) and not ipaddress.ip_address(name).is_loopback
+        return not is_loopback(self.bind_host) and _is_ip(name)
 
     def login_url(self, base_url: str) -> str | None:
         return f"{base_url}{LOGIN_PATH}?code={self.login_code}" if self.login_code else None

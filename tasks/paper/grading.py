@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from sandboxes import hostfs
 from tasks.paper.reproduce import Reproduction, log_tail
 from tasks.paper.rubric import RubricNode, weighted_scores
 from tasks.paper.rubric_gen import slug
@@ -178,7 +179,10 @@ def judge_request(leaf: RubricNode, ev: Evidence) -> tuple[str, list[Path]]:
         evidence = "FILES WRITTEN BY THE RE-RUN:\n" + _fresh_results(ev)
         if "figure" in leaf.extra:
             paper_png = ev.paper_dir / "figures" / f"{leaf.extra['figure']}.png"
-            images = [p for p in (paper_png, ev.repo / leaf.extra.get("output", "")) if p.is_file()]
+            output = leaf.extra.get("output", "")
+            # The re-run's figure is sandbox-written: shown only as a regular file reached without links.
+            images = ([paper_png] if paper_png.is_file() else []) + (
+                [ev.repo / output] if output and hostfs.is_regular(ev.repo, output) else [])
             evidence += "\nIMAGES: first the paper's figure, then the reproduced one."
     prompt = (
         "You grade one requirement of a paper reproduction. Be strict: reward only what the evidence shows; "

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from sandboxes import hostfs
 from sandboxes.base import SandboxSpec
 from tasks.base import CheckContext, CheckReport
 from tasks.paper.artifacts import PaperArtifacts
@@ -154,11 +155,10 @@ def _keep_outputs(repo: Path, fresh: list[str], dest: Path) -> None:
     """Copy the re-run's fresh results/ and figures/ files for the report (size-capped)."""
     total = 0
     for rel in fresh:
-        src = repo / rel
-        if rel.split("/", 1)[0] not in OUTPUT_DIRS or not src.is_file():
+        # The re-run's tree is sandbox-written: regular files only, reached without following a link.
+        if rel.split("/", 1)[0] not in OUTPUT_DIRS or not hostfs.is_regular(repo, rel):
             continue
-        total += src.stat().st_size
+        total += hostfs.lstat(repo, rel).st_size
         if total > MAX_OUTPUT_BYTES:
             break
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dest / rel)
+        hostfs.write_bytes(dest, rel, hostfs.read_bytes(repo, rel, MAX_OUTPUT_BYTES), 0o644)

@@ -177,3 +177,15 @@ def test_host_environment_secrets_absent(sandbox_factory: Factory, monkeypatch: 
     assert "sk-host-secret" not in res.stdout and "host-aws-secret" not in res.stdout
     assert "M3LAB_API_KEY" not in res.stdout
     assert "GIVEN=yes" in res.stdout and "PER_EXEC=1" in res.stdout  # positive control
+
+
+def test_workspace_disk_fill_is_stopped_at_the_quota(sandbox_factory: Factory, workspace: Path) -> None:
+    """A command that keeps writing is stopped while it runs (not at its time limit), and the exec says why."""
+    sb = sandbox_factory(disk_mb=32)
+    ok = sb.exec("head -c 8M /dev/zero > small.bin && echo fine")
+    assert ok.ok and ok.reason == "exited"  # positive control: under the quota nothing happens
+    started = time.monotonic()
+    res = sb.exec("i=0; while true; do head -c 4M /dev/zero > f$i.bin; i=$((i+1)); sleep 0.05; done", timeout_s=60)
+    assert res.reason == "quota", res
+    assert time.monotonic() - started < 20, "the fill ran on to its time limit"
+    assert "disk quota" in res.stderr
