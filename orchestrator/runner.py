@@ -15,7 +15,7 @@ from orchestrator.control import clear_stop
 from orchestrator.graph import build_graph
 from orchestrator.rundir import RunDir, effective_status, new_run_id
 from orchestrator.runtime import ModelFactory, Runtime, endpoint_models
-from orchestrator.workspace import init_repo, share_tree
+from orchestrator.workspace import LegacyRun, init_repo, require_git_dir, share_tree
 from sandboxes.base import Sandbox, SandboxSpec
 from serving.client import EndpointUnavailable
 from tasks.base import Task
@@ -84,6 +84,10 @@ def resume_run(run_path: Path, settings: Settings, models: ModelFactory = endpoi
         raise RunNotResumable(f"run {rt.run.id} is already running (pid {rt.run.read_meta().get('pid')})")
     if status == "succeeded":
         raise RunNotResumable(f"run {rt.run.id} already succeeded; start a new run to go further")
+    try:
+        require_git_dir(rt.run.git_dir)
+    except LegacyRun as exc:
+        raise RunNotResumable(str(exc)) from None
     clear_stop(rt.run.path)
     drive(rt, resume=True)
     return rt.run.path

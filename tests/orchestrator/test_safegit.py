@@ -76,3 +76,11 @@ def test_runs_of_the_old_layout_fail_with_a_clear_message(tmp_path: Path) -> Non
     result = CliRunner().invoke(app, ["runs", "diff", run.name, "1", "--config", str(config)])
     assert result.exit_code == 2 and "start a new run" in result.output.replace("\n", " "), result.output
     assert "Traceback" not in result.output
+    from orchestrator.config import Settings
+    from orchestrator.runner import RunNotResumable, resume_run
+
+    (run / "run.json").write_text(json.dumps({"id": run.name, "status": "paused", "config": Settings().to_json(),
+                                              "task": {"kind": "code", "params": {
+                                                  "source": str(tmp_path), "check_command": "true"}}}))
+    with pytest.raises(RunNotResumable, match="start a new run"):
+        resume_run(run, Settings(runs_dir=tmp_path / "runs"))
