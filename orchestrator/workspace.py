@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import stat
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -81,6 +82,28 @@ def _is_git_name(name: str) -> bool:
     return lowered in (".git", "git~1")
 
 
+_seen: dict[tuple[str, str], tuple[tuple[int, ...], str]] = {}
+"""(git dir, path) -> (stat signature, blob id) of files staged before: like git's index, an unchanged file is
+not read again. ctime cannot be set from user space, so a rewrite always changes the signature."""
+RACY_S = 2.0
+
+
+def _blob_of(git_dir: Path, root: Path, rel: str, st: os.stat_result) -> str | None:
+    """The blob id of a regular file (None when it vanished or became a link meanwhile)."""
+    key = (str(git_dir), rel)
+    sig = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+    cached = _seen.get(key)
+    if cached is not None and cached[0] == sig:
+        return cached[1]
+    try:
+        sha = _write_object(git_dir, b"blob", hostfs.read_bytes(root, rel))
+    except (hostfs.UnsafePath, FileNotFoundError):
+        return None
+    if time.time() - st.st_ctime_ns / 1e9 > RACY_S:  # a file changed just now could change again unseen
+        _seen[key] = (sig, sha)
+    return sha
+
+
 def _tree_entries(git_dir: Path, root: Path, parts: tuple[str, ...]) -> list[tuple[bytes, bytes, str]]:
     """(mode, name, sha) of one directory of the workspace, read without following links."""
     entries = []
@@ -107,12 +130,10 @@ def _tree_entries(git_dir: Path, root: Path, parts: tuple[str, ...]) -> list[tup
                 target = os.fsencode(os.readlink(name, dir_fd=dfd))
                 entries.append((SYMLINK_MODE.encode(), os.fsencode(name), _write_object(git_dir, b"blob", target)))
             elif stat.S_ISREG(st.st_mode):
-                try:
-                    data = hostfs.read_bytes(root, rel)
-                except (hostfs.UnsafePath, FileNotFoundError):
-                    continue
-                mode = b"100755" if st.st_mode & 0o111 else b"100644"
-                entries.append((mode, os.fsencode(name), _write_object(git_dir, b"blob", data)))
+                sha = _blob_of(git_dir, root, rel, st)
+                if sha is not None:
+                    mode = b"100755" if st.st_mode & 0o111 else b"100644"
+                    entries.append((mode, os.fsencode(name), sha))
             # fifos, sockets and devices are not content: left out
     finally:
         os.close(dfd)
