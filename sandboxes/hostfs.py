@@ -171,6 +171,8 @@ def _walk(dfd: int, prefix: str, skip_dirs: frozenset[str]) -> Iterator[tuple[st
         if stat.S_ISDIR(st.st_mode) and name not in skip_dirs:
             try:
                 sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+            except PermissionError:
+                raise UnsafePath(f"{rel} cannot be read (permissions changed by its writer?)") from None
             except OSError:
                 continue  # swapped for a link or removed since the stat: not entered
             try:
@@ -181,7 +183,8 @@ def _walk(dfd: int, prefix: str, skip_dirs: frozenset[str]) -> Iterator[tuple[st
 
 def disk_usage(root: Path) -> int:
     """Bytes a tree holds: per entry the larger of its length and its allocated blocks (sparse files count
-    at their length, since copying or staging them materialises it). Links are counted, never followed."""
+    at their length, since copying or staging them materialises it). Links are counted, never followed.
+    UnsafePath when part of the tree cannot be read (its size is unknown)."""
     total = 0
     for _, st in walk(root):
         total += max(st.st_size, st.st_blocks * 512)

@@ -26,8 +26,10 @@ def usage_mb(spec: SandboxSpec) -> float:
         return 0.0
     try:
         return hostfs.disk_usage(spec.workspace) / MB
-    except OSError:
+    except FileNotFoundError:
         return 0.0
+    except OSError:
+        return float("inf")  # a folder hidden from the host could hold anything: fail closed
 
 
 def over_quota(spec: SandboxSpec) -> float | None:
