@@ -302,6 +302,153 @@ def bench_decode(batch: int, ctx: int, vllm_sparse, rows: list[Row], copy_tbs: f
     del case
 
 
+def reference_tail(case, sel: torch.Tensor, out: torch.Tensor, tail: int = 16) -> float:
+    """fp32 reference (kernels/msa/reference.py, on the CPU) for the last ``tail`` tokens of the last request:
+    ‖out − ref‖ / ‖ref‖."""
+    from kernels.msa import sparse_attention
+
+    qsl = torch.tensor([0, tail], dtype=torch.int32)
+    ref = sparse_attention(case.q[-tail:].cpu(), case.kv_cache, sel[:, -tail:].cpu().contiguous(),
+                           case.block_table[-1:].cpu(), qsl, case.seq_lens[-1:].cpu())
+    return float((out[-tail:].double().cpu() - ref.double()).norm() / ref.double().norm())
+
+
+def timed_attention(case, sel: torch.Tensor, **knobs):
+    """(callable running our prefill attention into a fixed output, that output)."""
+    from kernels.msa.prefill import sparse_attention_triton
+
+    out = torch.empty_like(case.q)
+    fn = lambda: sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,  # noqa: E731
+                                         case.seq_lens, HEAD_DIM ** -0.5, out, **knobs)
+    fn()
+    return fn, out
+
+
+def vllm_attention(case, sel: torch.Tensor, vllm_sparse):
+    out = torch.empty_like(case.q)
+    q_lens = case.query_start_loc[1:] - case.query_start_loc[:-1]
+    prefix = (case.seq_lens - q_lens).to(torch.int32)
+    fn = lambda: vllm_sparse.minimax_m3_sparse_attn(case.q, case.kv_cache, sel, case.block_table,  # noqa: E731
+                                                    case.query_start_loc, case.seq_lens, prefix, case.max_query_len,
+                                                    KV_HEADS, HEAD_DIM ** -0.5, out)
+    fn()
+    return fn, out
+
+
+def tile_outer_share(case, sel: torch.Tensor, tile_t: int, max_union: int, min_share: int) -> tuple[float, float]:
+    """(share of selection entries computed tile-outer, share of (token, KV head) rows that skip the merge)."""
+    from kernels.msa.merge import device_requests
+    from kernels.msa.tile_outer import tile_unions
+
+    split = tile_unions(sel, device_requests(case.query_start_loc, sel.shape[1]), tile_t, max_union, min_share)
+    shared = float((split.rest < 0).sum() - (sel < 0).sum()) / float((sel >= 0).sum())
+    return shared, float(split.direct.float().mean())
+
+
+ADAPTIVE_VARIANTS = (  # (label, knobs of sparse_attention_triton); the first is the default
+    ("ours v7: adaptive (tile 8, share >= 3, union <= 32)", {}),
+    ("v7 whole tiles (tile 8, share >= 1, union <= 32)", {"min_share": 1}),
+    ("v7 tile 8, share >= 5", {"min_share": 5}),
+    ("v7 tile 8, share >= 2, union <= 48", {"min_share": 2, "max_union": 48}),
+    ("v7 tile 4, share >= 2", {"union_tile": 4, "min_share": 2}),
+)
+
+
+def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops: float, variants: bool) -> None:
+    """One N-token prefill; selections from the indexer on random inputs and synthetic f = 0.5 / 0.9 / 1.0
+    (local block in slot 0: vLLM's contract). Every row: v6 (KV-outer only), v7 (adaptive), vLLM, fp32 check,
+    and the whole layer (indexer + attention, sum of the two timed stages)."""
+    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.merge import device_positions
+
+    shape = f"N={n // 1024}K"
+    case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
+    sel_idx = bench_indexer(case, vllm_index, rows, n, gemm_tflops)
+    t_idx = rows[-2].time_ms if vllm_index is not None else rows[-1].time_ms
+    t_idx_v = rows[-1].time_ms if vllm_index is not None else float("nan")
+    pos = device_positions(case.query_start_loc, case.seq_lens, n)
+    kinds = [("indexer sel", sel_idx)] + [
+        (f"f={f}", local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10)))
+        for f in (0.5, 0.9, 1.0)]
+    for kind, sel in kinds:
+        flops = attention_flops(sel, pos)
+        label = f"{shape} {kind}"
+        fn6, out6 = timed_attention(case, sel, max_union=0)
+        t6 = bench_ms(fn6)
+        rows.append(Row("locality", label, "ours v6: KV-outer only", t6, flops / t6 / 1e9,
+                        note=f"floor {flops / gemm_tflops / 1e9:.2f} ms; layer {t_idx + t6:.2f} ms"))
+        t7 = None
+        for name, knobs in ADAPTIVE_VARIANTS if variants else ADAPTIVE_VARIANTS[:1]:
+            fn, out = timed_attention(case, sel, **knobs)
+            t = bench_ms(fn)
+            share, direct = tile_outer_share(case, sel, knobs.get("union_tile", 8), knobs.get("max_union", 32),
+                                             knobs.get("min_share", 3))
+            err = reference_tail(case, sel, out)
+            agree = float((out.float() - out6.float()).norm() / out6.float().norm())
+            rows.append(Row("locality", label, name, t, flops / t / 1e9,
+                            note=f"{t6 / t:.2f}x v6; tile-outer {share:.0%} of entries, {direct:.0%} rows unmerged; "
+                                 f"ref err {err:.1e}; vs v6 {agree:.1e}; layer {t_idx + t:.2f} ms"))
+            t7 = t if t7 is None else t7
+        if vllm_sparse is not None:
+            fnv, outv = vllm_attention(case, sel, vllm_sparse)
+            tv = bench_ms(fnv)
+            diff = float((out6.float() - outv.float()).norm() / outv.float().norm())
+            rows.append(Row("locality", label, "vLLM query-outer (Hopper Triton)", tv, flops / tv / 1e9,
+                            note=f"v7 default {tv / t7:.2f}x, v6 {tv / t6:.2f}x faster; ‖ours−vLLM‖/‖vLLM‖ "
+                                 f"{diff:.1e}; layer {t_idx_v + tv:.2f} ms (vLLM indexer)"))
+        torch.cuda.empty_cache()
+    del case
+
+
+def bench_chunked(chunk: int, ctx: int, decodes: int, vllm_sparse, rows: list[Row], gemm_tflops: float) -> None:
+    """One ``chunk``-token prefill chunk after ``ctx`` cached tokens (plus ``decodes`` decode requests at 128K
+    context, batched first); selection from our indexer on random inputs. Peak extra memory of each call."""
+    from kernels.msa.indexer import msa_index_topk_triton
+    from kernels.msa.inputs import make_case
+    from kernels.msa.merge import device_positions
+
+    shape = f"chunk={chunk // 1024}K ctx={ctx // 1024}K" + (f" +{decodes} dec@128K" if decodes else "")
+    seq = [131072] * decodes + [ctx + chunk]
+    ql = [1] * decodes + [chunk]
+    case = make_case(seq, ql, HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=ctx + chunk + decodes)
+    args = (case.index_q, case.index_k_cache, case.block_table, case.query_start_loc, case.seq_lens)
+    sel = msa_index_topk_triton(*args, max_query_len=chunk)
+    t_idx = bench_ms(lambda: msa_index_topk_triton(*args, max_query_len=chunk))
+    pos = device_positions(case.query_start_loc, case.seq_lens, sum(ql))
+    flops = attention_flops(sel, pos)
+    rows.append(Row("chunked", shape, "ours indexer (fused)", t_idx))
+    results = []
+    for name, knobs in (("ours v6: KV-outer only", {"max_union": 0}), ("ours v7: adaptive", {})):
+        fn, out = timed_attention(case, sel, **knobs)
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        extra = torch.cuda.max_memory_allocated() - base
+        t = bench_ms(fn)
+        results.append((t, out))
+        rows.append(Row("chunked", shape, name, t, flops / t / 1e9,
+                        note=f"peak extra memory {extra / 2 ** 30:.2f} GiB; layer {t_idx + t:.2f} ms"))
+    rows[-1].note += f"; ref err (last 16 tok) {reference_tail(case, sel, results[-1][1]):.1e}"
+    if vllm_sparse is not None:
+        fnv, outv = vllm_attention(case, sel, vllm_sparse)
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fnv()
+        torch.cuda.synchronize()
+        extra = torch.cuda.max_memory_allocated() - base
+        tv = bench_ms(fnv)
+        diff = float((results[-1][1].float() - outv.float()).norm() / outv.float().norm())
+        rows.append(Row("chunked", shape, "vLLM query-outer (Hopper Triton)", tv, flops / tv / 1e9,
+                        note=f"ours v7 {tv / results[-1][0]:.2f}x; ‖ours−vLLM‖/‖vLLM‖ {diff:.1e}; "
+                             f"peak extra memory {extra / 2 ** 30:.2f} GiB"))
+    rows.append(Row("chunked", shape, "KV cache + index cache (bf16)", float("nan"),
+                    note=f"{(case.kv_cache.numel() + case.index_k_cache.numel()) * 2 / 2 ** 30:.1f} GiB"))
+    del case
+
+
 def guarded(rows: list[Row], section: str, shape: str, fn, *args, **kwargs) -> None:
     """Run one benchmark section; a failure becomes a row (the rest of the run still counts)."""
     import traceback
@@ -336,6 +483,9 @@ def main() -> None:
     parser.add_argument("--flex-max", type=int, default=65536, help="FlexAttention only up to this N")
     parser.add_argument("--no-dense", action="store_true")
     parser.add_argument("--sweep", action="store_true", help="also sweep kernel knobs at 64K / B=64x128K")
+    parser.add_argument("--locality", default="", help="prefill lengths for the locality sweep (e.g. 32768,131072)")
+    parser.add_argument("--locality-variants", action="store_true", help="also the v7 knob variants per row")
+    parser.add_argument("--chunked", default="", help="chunk x context[+decodes], e.g. 8192x131072,32768x1048576+16")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     import triton
@@ -355,6 +505,13 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",") if s):
         guarded(rows, "prefill", str(n), bench_prefill, n, vllm_sparse, vllm_index, args.flex_max,
                 not args.no_dense, rows, gemm_tflops, check=n <= 16384, sweep=args.sweep and n == 65536)
+    for n in (int(x) for x in args.locality.split(",") if x):
+        guarded(rows, "locality", str(n), bench_locality, n, vllm_sparse, vllm_index, rows, gemm_tflops,
+                args.locality_variants)
+    for spec in (x for x in args.chunked.split(",") if x):
+        sizes, _, dec = spec.partition("+")
+        chunk, ctx = (int(x) for x in sizes.split("x"))
+        guarded(rows, "chunked", spec, bench_chunked, chunk, ctx, int(dec or 0), vllm_sparse, rows, gemm_tflops)
     header = (f"{torch.cuda.get_device_name()} | torch {torch.__version__} | triton {triton.__version__} | "
               f"{time.strftime('%Y-%m-%d', time.gmtime())} | copy {copy_tbs:.2f} TB/s (read+write) | "
               f"bf16 GEMM {gemm_tflops:.0f} TFLOP/s")

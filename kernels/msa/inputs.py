@@ -80,3 +80,61 @@ def make_case(
         query_start_loc=qsl.to(device),
         seq_lens=torch.tensor(seq_lens, dtype=torch.int32, device=device),
     )
+
+
+def local_selection(
+    query_start_loc: torch.Tensor,
+    seq_lens: torch.Tensor,
+    num_kv_heads: int,
+    shared: float,
+    window: int = 64,
+    top_k: int = 16,
+    seed: int = 0,
+    chunk_tokens: int = 0,
+) -> torch.Tensor:
+    """Synthetic selections with locality, in vLLM's contract: [num_kv_heads, num_tokens, top_k] int32.
+
+    Slot 0 is the token's local block (what vLLM's Hopper kernel assumes). A token with nb <= top_k visible
+    blocks selects all of them. Otherwise each of its top_k - 1 other slots holds, with probability ``shared``,
+    the same slot of its ``window``-token window's shared set (15 random full blocks visible to the window's first
+    token), else a random full block outside that set; blocks of one token are distinct. Built where
+    ``seq_lens`` lives, ``chunk_tokens`` tokens at a time (a multiple of ``window``; 0 = sized to the context).
+    """
+    dev = seq_lens.device
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    qsl = query_start_loc.tolist()
+    lens = seq_lens.tolist()
+    out = torch.full((num_kv_heads, qsl[-1], top_k), -1, dtype=torch.int32, device=dev)
+    other = top_k - 1
+    for r, seq_len in enumerate(lens):
+        q_len = qsl[r + 1] - qsl[r]
+        # ~2^25 scores per chunk (a few hundred MB), whole windows
+        chunk_tokens = chunk_tokens or max(window, (2 ** 25 // (num_kv_heads * (seq_len // BLOCK_SIZE + 1))) // window * window)
+        for c0 in range(0, q_len, chunk_tokens):
+            c1 = min(q_len, c0 + chunk_tokens)
+            pos = torch.arange(seq_len - q_len + c0, seq_len - q_len + c1, device=dev)
+            nb = pos // BLOCK_SIZE + 1
+            width = max(int(nb[-1]), top_k)
+            blocks = torch.arange(width, device=dev)
+            full = blocks[None, :] < (nb - 1)[:, None]  # [n, width]: full blocks visible to each token
+            score = torch.rand((num_kv_heads, pos.numel(), width), generator=gen, device=dev)
+            score = torch.where(full[None], score, -1.0)
+            first = (torch.arange(c0, c1, device=dev) // window * window).clamp(min=c0) - c0  # window's first row
+            win_ok = (nb[first] - 1 >= other)[None, :, None]
+            win_set = score[:, first].topk(other, dim=-1).indices  # [H, n, 15] shared set of the window
+            score_own = score.scatter(2, win_set, torch.where(win_ok, -1.0, score.gather(2, win_set)))
+            own_val, own = score_own.topk(min(other, width), dim=-1)
+            if own.shape[-1] < other:  # fewer blocks than slots (short sequences): pad, these rows are overridden
+                own = torch.nn.functional.pad(own, (0, other - own.shape[-1]))
+                own_val = torch.nn.functional.pad(own_val, (0, other - own_val.shape[-1]), value=-1.0)
+            take = win_ok & ((torch.rand(own.shape, generator=gen, device=dev) < shared) | (own_val < 0))
+            picks = torch.where(take, win_set, own)
+            sel = torch.cat([(nb - 1).expand(num_kv_heads, -1)[..., None], picks], dim=-1)
+            # Tokens with nb <= top_k take every visible block: local first, then 0 .. nb - 2.
+            few = nb <= top_k
+            slots = torch.arange(top_k, device=dev)
+            all_blocks = torch.where(slots[None, :] == 0, (nb - 1)[:, None], slots[None, :] - 1)
+            all_blocks = torch.where(slots[None, :] < nb[:, None], all_blocks, -1)
+            sel = torch.where(few[None, :, None], all_blocks[None], sel)
+            out[:, qsl[r] + c0:qsl[r] + c1] = sel.to(torch.int32)
+    return out

@@ -29,12 +29,12 @@ def device_requests(query_start_loc: torch.Tensor, num_tokens: int) -> torch.Ten
 
 @triton.jit
 def _merge_kernel(
-    po_ptr, plse_ptr, sel_ptr, out_ptr,
+    po_ptr, plse_ptr, sel_ptr, skip_ptr, out_ptr,
     num_tokens,
     stride_sh, stride_st,
     stride_ot, stride_oh,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_PARTS: tl.constexpr,
-    TILE_T: tl.constexpr, HAS_SEL: tl.constexpr,
+    TILE_T: tl.constexpr, HAS_SEL: tl.constexpr, HAS_SKIP: tl.constexpr,
 ):
     # Rows = TILE_T tokens x GROUP_PAD heads of one KV head; one online pass over the parts.
     h = tl.program_id(1)
@@ -42,6 +42,8 @@ def _merge_kernel(
     t = tl.program_id(0) * TILE_T + offs_r // GROUP_PAD
     g = offs_r % GROUP_PAD
     row_ok = (t < num_tokens) & (g < GROUP)
+    if HAS_SKIP:  # rows another kernel (tile-outer prefill) owns: neither read nor written here
+        row_ok = row_ok & (tl.load(skip_ptr + h * num_tokens + t, mask=row_ok, other=1) == 0)
     offs_d = tl.arange(0, HEAD_DIM)
     base = (h.to(tl.int64) * num_tokens + t) * NUM_PARTS  # first part of each row's (kv head, token)
     m = tl.full((TILE_T * GROUP_PAD,), float("-inf"), tl.float32)
@@ -57,7 +59,7 @@ def _merge_kernel(
         alpha = tl.exp2(m - m_safe)
         w = tl.exp2(lse - m_safe)
         o = tl.load(po_ptr + ((base + k) * GROUP + g)[:, None] * HEAD_DIM + offs_d[None, :],
-                    mask=row_ok[:, None], other=0.0)
+                    mask=(row_ok & (w > 0))[:, None], other=0.0)  # absent parts cost no bytes
         o = tl.where((w > 0)[:, None], o.to(tl.float32), 0.0)  # a missing part may hold garbage (NaN)
         denom = denom * alpha + w
         acc = acc * alpha[:, None] + w[:, None] * o
@@ -73,8 +75,12 @@ def merge_partials(
     out: torch.Tensor,
     selection: torch.Tensor | None,
     rows: int | None = None,
+    skip: torch.Tensor | None = None,
 ) -> None:
-    """out[t, h*G + g] = softmax-weighted sum over parts; ``selection`` (if given) marks which parts exist."""
+    """out[t, h*G + g] = softmax-weighted sum over parts; ``selection`` (if given) marks which parts exist.
+
+    ``skip`` [kv_heads, tokens] bool: (token, KV head) rows to leave untouched (written by another kernel).
+    """
     num_kv_heads, num_tokens, num_parts, group, head_dim = partial_o.shape
     if num_tokens == 0:
         return
@@ -84,11 +90,11 @@ def merge_partials(
     # so go wide.
     tile_t = max(1, (rows or (16 if partial_o.is_cuda else 512)) // group_pad)
     _merge_kernel[(triton.cdiv(num_tokens, tile_t), num_kv_heads)](
-        partial_o, partial_lse, sel, out,
+        partial_o, partial_lse, sel, skip.view(torch.uint8) if skip is not None else sel, out,
         num_tokens,
         sel.stride(0), sel.stride(1),
         out.stride(0), out.stride(1),
         GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, NUM_PARTS=num_parts,
-        TILE_T=tile_t, HAS_SEL=selection is not None,
+        TILE_T=tile_t, HAS_SEL=selection is not None, HAS_SKIP=skip is not None,
         num_warps=4,
     )

@@ -16,6 +16,8 @@ import triton.language as tl
 
 from kernels.msa.merge import device_positions, device_requests, merge_partials
 from kernels.msa.reference import BLOCK_SIZE, MSAShapeError
+from kernels.msa.tile_outer import (DEFAULT_MAX_UNION, DEFAULT_MIN_SHARE, DEFAULT_TILE_T, tile_outer_attention,
+                                    tile_unions)
 
 
 @triton.jit
@@ -192,10 +194,18 @@ def sparse_attention_triton(
     window: int = 0,
     prefetch: bool = True,
     tile_rows: int = 64,
+    max_union: int = DEFAULT_MAX_UNION,
+    union_tile: int = DEFAULT_TILE_T,
+    min_share: int = DEFAULT_MIN_SHARE,
 ) -> torch.Tensor:
-    """KV-outer sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
+    """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
+    Per tile of ``union_tile`` tokens and KV head, the blocks chosen by >= ``min_share`` of the tile's tokens
+    (when there are at most ``max_union`` of them) run tile-outer (tile_outer.py: all the tile's rows at once, no
+    partials); the other entries run KV-outer (CSR + partials); the merge combines the two per token, and tokens
+    with no KV-outer entry skip it. All choices are made on the device. ``max_union=0`` runs KV-outer only (v6).
     ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
+    Selection slots may be in any order, with -1 entries anywhere.
     """
     num_tokens, num_heads, head_dim = q.shape
     _check(q, kv_cache, selection)
@@ -206,11 +216,21 @@ def sparse_attention_triton(
         out = torch.empty_like(q)
     if num_tokens == 0:
         return out
-    csr = build_block_csr(selection, query_start_loc, block_table.shape[1], chunk, window)
     pos = device_positions(query_start_loc, seq_lens, num_tokens)
+    if max_union <= 0:  # KV-outer only
+        csr = build_block_csr(selection, query_start_loc, block_table.shape[1], chunk, window)
+        partial_o, partial_lse = kv_outer_partials(q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2],
+                                                   scale, chunk, num_warps, num_stages, prefetch, tile_rows)
+        merge_partials(partial_o, partial_lse, out, selection)
+        return out
+    req = device_requests(query_start_loc, num_tokens)
+    split = tile_unions(selection, req, union_tile, max_union, min_share)
+    csr = build_block_csr(split.rest, query_start_loc, block_table.shape[1], chunk, window)
     partial_o, partial_lse = kv_outer_partials(q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2],
                                                scale, chunk, num_warps, num_stages, prefetch, tile_rows)
-    merge_partials(partial_o, partial_lse, out, selection)
+    tile_outer_attention(q, kv_cache, block_table, seq_lens, pos, req, split, scale, out, partial_o, partial_lse,
+                         union_tile)
+    merge_partials(partial_o, partial_lse, out, split.merge_sel, skip=split.direct)
     return out
 
 

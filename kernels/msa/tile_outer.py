@@ -1,0 +1,252 @@
+"""Triton MSA prefill attention, tile-outer: for query tiles whose tokens share their selected blocks.
+
+Neighbouring query tokens usually select mostly the same key blocks. For a tile of TILE_T consecutive tokens of
+one request and one KV head, ``tile_unions`` lists the distinct blocks the tile selected (its union, at most
+MAX_UNION of them) and, per token, a bit mask of which union entries that token chose. ``tile_outer_attention``
+then runs one program per (tile, KV head): the tile's TILE_T tokens x 16 query heads are the MMA rows (128 rows
+for TILE_T = 8), every union block's K/V is loaded once for all of them, and each row is masked to its own
+token's selection (plus causality), with the softmax kept on chip: no partial outputs, no merge. A tile whose
+union is larger than MAX_UNION (random selections), or which spans two requests, is skipped here and left to the
+KV-outer path (prefill.py); the choice is made on the GPU from ``count`` (no host sync, CUDA-graph safe), and the
+two paths write disjoint (token, KV head) outputs.
+
+Cost model (why a threshold): a tile-outer program does union x 128 keys of MMA work for all of its rows, so a
+token pays for the blocks its neighbours chose; KV-outer pays ~16 slots x (Q gather + partial write + merge read)
+per token whatever the neighbours do. With 8-token tiles the two meet near a union of ~32 blocks (NOTES.md v7).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.msa.reference import BLOCK_SIZE
+
+DEFAULT_TILE_T = 8
+"""Tokens per tile-outer tile: 8 tokens x 16 heads = 128 MMA rows (M3's group of 16)."""
+DEFAULT_MAX_UNION = 32
+"""Largest union (distinct shared blocks per tile and KV head) handled tile-outer; bit masks are int64."""
+DEFAULT_MIN_SHARE = 3
+"""A block goes tile-outer when at least this many of the tile's tokens chose it (NOTES.md v7)."""
+
+
+@triton.jit
+def _bit_or(a, b):
+    return a | b
+
+
+@triton.jit
+def _tile_union_kernel(
+    sel_ptr, req_ptr, union_ptr, count_ptr, tokmask_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
+    num_tokens, num_tiles,
+    stride_sh, stride_st,
+    TILE_T: tl.constexpr, TOPK: tl.constexpr, MAX_UNION: tl.constexpr, MIN_SHARE: tl.constexpr,
+):
+    i = tl.program_id(0)
+    h = tl.program_id(1)
+    N: tl.constexpr = TILE_T * TOPK
+    offs = tl.arange(0, N)
+    t = i * TILE_T + offs // TOPK
+    k = offs % TOPK
+    ok = t < num_tokens
+    x = tl.load(sel_ptr + h * stride_sh + t.to(tl.int64) * stride_st + k, mask=ok, other=-1)
+    valid = x >= 0
+    # Distinct ids without a sort: same[a, b] = entries a and b hold one id. A token's ids are distinct, so the
+    # number of entries holding an id is the number of the tile's tokens that chose it.
+    same = (x[:, None] == x[None, :]) & valid[:, None]
+    shared = valid & (tl.sum(same.to(tl.int32), axis=1) >= MIN_SHARE)
+    earlier = offs[None, :] < offs[:, None]
+    first = shared & (tl.max(tl.where(same & earlier, 1, 0), axis=1) == 0)
+    rank = tl.cumsum(first.to(tl.int32), 0) - 1  # union position of each first occurrence
+    count = tl.sum(first.to(tl.int32), 0)
+    # A tile must belong to one request (its blocks index that request's block table) and have a small union.
+    r = tl.load(req_ptr + t, mask=ok, other=-1)
+    r0 = tl.load(req_ptr + i * TILE_T)
+    mixed = tl.max(tl.where(ok & (r != r0), 1, 0), axis=0)
+    # as a vector comparison (the 3.x interpreter keeps scalar comparisons as int32, which masks reject)
+    usable = (tl.zeros((N,), tl.int32) + mixed + tl.where(count <= MAX_UNION, 0, 1)) == 0
+    shared = shared & usable
+    count = tl.where((mixed == 0) & (count <= MAX_UNION), count, MAX_UNION + 1)
+    slot = tl.max(tl.where(same & first[None, :], rank[None, :], -1), axis=1)  # union position of every entry
+    tile = h.to(tl.int64) * num_tiles + i
+    tl.store(union_ptr + tile * MAX_UNION + rank, x, mask=first & usable)
+    tl.store(count_ptr + tile, count)
+    bits = tl.where(shared, tl.full((N,), 1, tl.int64) << tl.maximum(slot, 0).to(tl.int64), 0)
+    tokmask = tl.reduce(tl.reshape(bits, (TILE_T, TOPK)), 1, _bit_or)
+    tl.store(tokmask_ptr + tile * TILE_T + tl.arange(0, TILE_T), tokmask)
+    # Per token: the first shared slot carries the tile-outer part into the merge; a token with no other entry
+    # is written directly (no merge).
+    carrier = tl.min(tl.reshape(tl.where(shared, k, TOPK), (TILE_T, TOPK)), axis=1)
+    n_rest = tl.sum(tl.reshape((valid & ~shared).to(tl.int32), (TILE_T, TOPK)), axis=1)
+    t_tok = i * TILE_T + tl.arange(0, TILE_T)
+    tok_ok = t_tok < num_tokens
+    row = h.to(tl.int64) * num_tokens + t_tok
+    tl.store(carrier_ptr + row, tl.where(carrier < TOPK, carrier, -1), mask=tok_ok)
+    tl.store(direct_ptr + row, ((n_rest == 0) & (carrier < TOPK)).to(tl.int8), mask=tok_ok)
+    carrier_e = tl.reshape(tl.broadcast_to(carrier[:, None], (TILE_T, TOPK)), (N,))
+    rest = tl.where(shared, -1, x)
+    entry = (h.to(tl.int64) * num_tokens + t) * TOPK + k
+    tl.store(rest_ptr + entry, rest, mask=ok)
+    tl.store(msel_ptr + entry, tl.where(shared & (k == carrier_e), x, rest), mask=ok)
+
+
+class TileSplit(NamedTuple):
+    """What ``tile_unions`` decided, all on the device."""
+
+    union: torch.Tensor
+    """[Hkv, tiles, max_union] int32: the tile's shared blocks (entries past ``count`` unwritten)"""
+    count: torch.Tensor
+    """[Hkv, tiles] int32: union size; > max_union = the tile runs KV-outer only"""
+    tokmask: torch.Tensor
+    """[Hkv, tiles * tile_t] int64: bit j = the token chose union entry j"""
+    rest: torch.Tensor
+    """[Hkv, T, top_k] int32: the entries left to KV-outer (shared ones set to -1)"""
+    merge_sel: torch.Tensor
+    """[Hkv, T, top_k] int32: ``rest`` plus each token's carrier slot (the tile-outer part) for the merge"""
+    carrier: torch.Tensor
+    """[Hkv, T] int32: slot whose partial holds the tile-outer part, -1 if none"""
+    direct: torch.Tensor
+    """[Hkv, T] bool: every entry (at least one) is shared: tile-outer writes the output, the merge skips the row"""
+
+
+def tile_unions(
+    selection: torch.Tensor, requests: torch.Tensor, tile_t: int = DEFAULT_TILE_T, max_union: int = DEFAULT_MAX_UNION,
+    min_share: int = DEFAULT_MIN_SHARE,
+) -> TileSplit:
+    """Split the selection between tile-outer (blocks chosen by >= ``min_share`` of a tile's tokens, when the
+    tile belongs to one request and has at most ``max_union`` such blocks) and KV-outer (everything else).
+    ``requests``: request id of every token (int64). ``min_share=1``: a whole tile goes one way or the other.
+    """
+    num_kv_heads, num_tokens, top_k = selection.shape
+    if max_union > 63:
+        raise ValueError(f"max_union must be <= 63 (int64 token masks), got {max_union}")
+    num_tiles = triton.cdiv(num_tokens, tile_t)
+    dev = selection.device
+    split = TileSplit(
+        union=torch.empty((num_kv_heads, num_tiles, max_union), dtype=torch.int32, device=dev),
+        count=torch.empty((num_kv_heads, num_tiles), dtype=torch.int32, device=dev),
+        tokmask=torch.empty((num_kv_heads, num_tiles * tile_t), dtype=torch.int64, device=dev),
+        rest=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev),
+        merge_sel=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev),
+        carrier=torch.empty((num_kv_heads, num_tokens), dtype=torch.int32, device=dev),
+        direct=torch.empty((num_kv_heads, num_tokens), dtype=torch.bool, device=dev),
+    )
+    if num_tiles:
+        _tile_union_kernel[(num_tiles, num_kv_heads)](
+            selection, requests, split.union, split.count, split.tokmask, split.rest, split.merge_sel,
+            split.carrier, split.direct.view(torch.int8), num_tokens, num_tiles,
+            selection.stride(0), selection.stride(1),
+            TILE_T=tile_t, TOPK=top_k, MAX_UNION=max_union, MIN_SHARE=min_share, num_warps=8,
+        )
+    return split
+
+
+@triton.jit
+def _tile_outer_kernel(
+    q_ptr, kv_ptr, union_ptr, count_ptr, tokmask_ptr, carrier_ptr, direct_ptr, bt_ptr, seq_lens_ptr, pos_ptr,
+    req_ptr, out_ptr, po_ptr, plse_ptr,
+    num_tokens, num_tiles, sm_scale_log2,
+    stride_qt, stride_qh,
+    stride_kvp, stride_kvh, stride_kvt,
+    stride_btr,
+    stride_ot, stride_oh,
+    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, TILE_T: tl.constexpr,
+    TOPK: tl.constexpr, MAX_UNION: tl.constexpr,
+):
+    i = tl.program_id(0)
+    h = tl.program_id(1)
+    tile = h.to(tl.int64) * num_tiles + i
+    cnt = tl.load(count_ptr + tile)
+    if (cnt > MAX_UNION) | (cnt == 0):  # a KV-outer tile, or no block shared enough
+        return
+    ROWS: tl.constexpr = TILE_T * GROUP_PAD
+    offs_r = tl.arange(0, ROWS)
+    r_tok = offs_r // GROUP_PAD
+    r_g = offs_r % GROUP_PAD
+    t = i * TILE_T + r_tok
+    row_ok = (t < num_tokens) & (r_g < GROUP)
+    offs_d = tl.arange(0, HEAD_DIM)
+    offs_j = tl.arange(0, 128)
+    q = tl.load(q_ptr + t.to(tl.int64)[:, None] * stride_qt + (h * GROUP + r_g)[:, None] * stride_qh
+                + offs_d[None, :], mask=row_ok[:, None], other=0.0)
+    p_t = tl.load(pos_ptr + t, mask=row_ok, other=-1)
+    tm = tl.load(tokmask_ptr + tile * TILE_T + r_tok)
+    req = tl.load(req_ptr + i * TILE_T)
+    seq_len = tl.load(seq_lens_ptr + req)
+    kv_head = kv_ptr + h * stride_kvh
+    m = tl.full((ROWS,), float("-inf"), tl.float32)
+    l = tl.zeros((ROWS,), tl.float32)
+    acc = tl.zeros((ROWS, HEAD_DIM), tl.float32)
+    for j in range(0, cnt):
+        blk = tl.load(union_ptr + tile * MAX_UNION + j)
+        page = tl.load(bt_ptr + req.to(tl.int64) * stride_btr + blk).to(tl.int64)
+        kpos = blk * 128 + offs_j
+        kv_ok = kpos < seq_len
+        kv_base = kv_head + page * stride_kvp
+        k_t = tl.load(kv_base + offs_j[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
+        v = tl.load(kv_base + offs_j[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :], mask=kv_ok[:, None],
+                    other=0.0)
+        s = tl.dot(q, k_t) * sm_scale_log2
+        chosen = ((tm >> j) & 1) != 0  # this row's token selected union entry j
+        s = tl.where(chosen[:, None] & (kpos[None, :] <= p_t[:, None]) & kv_ok[None, :], s, float("-inf"))
+        m_new = tl.maximum(m, tl.max(s, axis=1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing visible yet stay finite
+        alpha = tl.exp2(m - m_safe)
+        p = tl.exp2(s - m_safe[:, None])
+        l = l * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m = m_new
+    acc = acc / tl.where(l > 0, l, 1.0)[:, None]
+    # Tokens whose every entry was shared get their output here; the others hand a part to the merge.
+    row = h.to(tl.int64) * num_tokens + t
+    direct = tl.load(direct_ptr + row, mask=row_ok, other=0) != 0
+    carrier = tl.load(carrier_ptr + row, mask=row_ok, other=-1)
+    out = out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + r_g)[:, None] * stride_oh + offs_d[None, :]
+    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=(row_ok & direct)[:, None])
+    part_ok = row_ok & (direct == 0) & (carrier >= 0)
+    part = (row * TOPK + carrier) * GROUP + r_g
+    tl.store(po_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], acc.to(po_ptr.dtype.element_ty),
+             mask=part_ok[:, None])
+    tl.store(plse_ptr + part, tl.where(l > 0, m + tl.log2(l), float("-inf")), mask=part_ok)
+
+
+def tile_outer_attention(
+    q: torch.Tensor,
+    kv_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    seq_lens: torch.Tensor,
+    positions: torch.Tensor,
+    requests: torch.Tensor,
+    split: TileSplit,
+    scale: float,
+    out: torch.Tensor,
+    partial_o: torch.Tensor,
+    partial_lse: torch.Tensor,
+    tile_t: int = DEFAULT_TILE_T,
+    num_warps: int | None = None,
+    num_stages: int = 3,
+) -> None:
+    """Attention over each tile's shared blocks: into ``out`` for ``split.direct`` rows, else into the carrier
+    slot of ``partial_o`` / ``partial_lse`` ([Hkv, T, top_k, G, d] / [Hkv, T, top_k, G], the KV-outer layout)."""
+    num_tokens, num_heads, head_dim = q.shape
+    num_kv_heads = kv_cache.shape[1]
+    group = num_heads // num_kv_heads
+    num_tiles = split.count.shape[1]
+    if num_tiles == 0:
+        return
+    if kv_cache.shape[2] != BLOCK_SIZE:
+        raise ValueError(f"kv_cache pages must hold {BLOCK_SIZE} tokens")
+    _tile_outer_kernel[(num_tiles, num_kv_heads)](
+        q, kv_cache, split.union, split.count, split.tokmask, split.carrier, split.direct.view(torch.int8),
+        block_table, seq_lens, positions, requests, out, partial_o, partial_lse,
+        num_tokens, num_tiles, scale * 1.4426950408889634,
+        q.stride(0), q.stride(1),
+        kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
+        block_table.stride(0),
+        out.stride(0), out.stride(1),
+        GROUP=group, GROUP_PAD=triton.next_power_of_2(group), HEAD_DIM=head_dim, TILE_T=tile_t,
+        TOPK=split.rest.shape[2], MAX_UNION=split.union.shape[2], num_stages=num_stages,
+        num_warps=num_warps or (8 if tile_t * triton.next_power_of_2(group) >= 128 else 4),
+    )

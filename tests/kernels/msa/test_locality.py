@@ -1,0 +1,141 @@
+"""Locality-adaptive prefill (tile-outer where a tile's union of blocks is small, KV-outer elsewhere) against the
+fp32 reference: on CPU under TRITON_INTERPRET=1 (small shapes, fp32), on a GPU when one is present (bf16).
+
+Covers tiles on both sides of the union threshold in one call, tiles that span two requests, selection slots in
+any order with -1 holes, padding tokens past the last full tile, and chunked prefill with context."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():  # must be set before the kernels' @triton.jit run
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+
+from kernels.msa import msa_index_topk, sparse_attention  # noqa: E402
+from kernels.msa.inputs import local_selection, make_case  # noqa: E402
+from kernels.msa.merge import device_requests  # noqa: E402
+from kernels.msa.prefill import sparse_attention_triton  # noqa: E402
+from kernels.msa.tile_outer import tile_unions  # noqa: E402
+from tests.kernels.msa.checks import rel_err  # noqa: E402
+
+GPU = torch.cuda.is_available()
+DEVICE = "cuda" if GPU else "cpu"
+DTYPE = torch.bfloat16 if GPU else torch.float32
+TOL = 2e-2 if GPU else 1e-5
+HEAD_DIM = 128 if GPU else 32
+TILE = 8 if GPU else 2  # tokens per tile-outer tile: x 8 query heads per KV head = 16 MMA rows on the CPU
+
+
+def _shuffled(sel: torch.Tensor, seed: int) -> torch.Tensor:
+    """Every (head, token) row's slots in a different random order (-1 holes end up anywhere)."""
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.rand(sel.shape, generator=gen).argsort(-1)
+    return sel.cpu().gather(-1, order).contiguous()
+
+
+def _expected_unions(sel: torch.Tensor, req: torch.Tensor, tile: int):
+    """Per (head, tile): set of blocks (None where the tile spans two requests) and each token's set."""
+    heads, tokens, _ = sel.shape
+    out = {}
+    for h in range(heads):
+        for i in range((tokens + tile - 1) // tile):
+            rows = range(i * tile, min(tokens, (i + 1) * tile))
+            sets = [set(sel[h, t].tolist()) - {-1} for t in rows]
+            one_request = len({int(req[t]) for t in rows}) == 1
+            out[h, i] = (set().union(*sets) if one_request else None, sets)
+    return out
+
+
+@pytest.mark.parametrize("min_share", [1, 2])
+def test_tile_unions_match_sets(min_share):
+    """Union, token masks and the split of every entry between the two paths, against Python sets."""
+    seq_lens, q_lens = [2300, 700], [37, 300]  # 37 tokens: the last tile of request 0 spans both requests
+    qsl = torch.tensor([0, 37, 337], dtype=torch.int32)
+    sel = _shuffled(local_selection(qsl, torch.tensor(seq_lens, dtype=torch.int32), 2, 0.7, window=8, seed=1), 2)
+    req = device_requests(qsl, sel.shape[1])
+    max_union = 20
+    split = tile_unions(sel.to(DEVICE), req.to(DEVICE), 4, max_union, min_share)
+    union, count, tokmask, rest, msel, carrier, direct = (x.cpu() for x in split)
+    small = large = 0
+    for (h, i), (blocks, token_sets) in _expected_unions(sel, req, 4).items():
+        rows = range(i * 4, min(sel.shape[1], (i + 1) * 4))
+        if blocks is not None:
+            blocks = {b for b in blocks if sum(b in ts for ts in token_sets) >= min_share}
+        if blocks is None or len(blocks) > max_union:
+            assert int(count[h, i]) > max_union, (h, i)
+            large += 1
+            blocks = set()
+        else:
+            small += 1
+            assert int(count[h, i]) == len(blocks)
+            got = union[h, i, :len(blocks)].tolist()
+            assert set(got) == blocks
+            for k, want in enumerate(token_sets):
+                bits = int(tokmask[h, i * 4 + k])
+                assert {got[j] for j in range(len(got)) if bits >> j & 1} == want & blocks
+        for t in rows:  # every entry goes exactly one way; the carrier slot marks the tile-outer part
+            entries = sel[h, t].tolist()
+            assert rest[h, t].tolist() == [b if b not in blocks else -1 for b in entries]
+            shared_slots = [k for k, b in enumerate(entries) if b in blocks]
+            assert int(carrier[h, t]) == (shared_slots[0] if shared_slots else -1)
+            assert bool(direct[h, t]) == (bool(shared_slots) and all(b in blocks for b in entries if b >= 0))
+            want_msel = [b if (b >= 0 and b not in blocks) or k == int(carrier[h, t]) else -1
+                         for k, b in enumerate(entries)]
+            assert msel[h, t].tolist() == want_msel
+    assert small and large, "the case must put tiles on both sides of the threshold"
+
+
+@pytest.mark.parametrize("seq_lens,q_lens,shared,max_union,min_share", [
+    ([2400, 300], [41, 300], 0.8, 18, 1),  # chunked prefill with 2359 tokens of context; whole tiles both ways
+    ([2400, 300], [41, 300], 0.8, 32, 2),  # shared blocks tile-outer, the rest KV-outer, merged per token
+    ([2600], [150], 1.0, 63, 1),  # all tiles tile-outer (the padding tile too), no merge
+    ([2100, 77], [33, 77], 0.0, 0, 1),  # KV-outer only (the v6 kernel)
+])
+def test_adaptive_prefill_matches_reference(seq_lens, q_lens, shared, max_union, min_share):
+    case = make_case(seq_lens, q_lens, num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE, device=DEVICE,
+                     seed=21)
+    sel = _shuffled(local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, shared, window=8, seed=5), 6)
+    if max_union:
+        split = tile_unions(sel.to(DEVICE), device_requests(case.query_start_loc, sel.shape[1]), TILE, max_union,
+                            min_share)
+        on_tile_outer = float((split.count <= max_union).float().mean())
+        direct = float(split.direct.float().mean())
+        assert on_tile_outer > 0 and (max_union == 63 or direct < 1), (on_tile_outer, direct)
+    out = torch.full_like(case.q, float("nan"))  # poisoned: every element must be written by one of the paths
+    sparse_attention_triton(case.q, case.kv_cache, sel.to(DEVICE), case.block_table, case.query_start_loc,
+                            case.seq_lens, out=out, max_union=max_union, union_tile=TILE, min_share=min_share)
+    want = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel, case.block_table.cpu(),
+                            case.query_start_loc.cpu(), case.seq_lens.cpu())
+    assert rel_err(out, want) < TOL
+
+
+def test_indexer_selection_both_paths_agree():
+    """The indexer's own selections (early tokens select every block: small unions) give the same output
+    through the adaptive kernel as through KV-outer alone."""
+    case = make_case([2500], [96], num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE, device=DEVICE,
+                     seed=22)
+    sel = msa_index_topk(case.index_q.cpu(), case.index_k_cache.cpu(), case.block_table.cpu(),
+                         case.query_start_loc.cpu(), case.seq_lens.cpu()).to(DEVICE)
+    args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
+    adaptive = sparse_attention_triton(*args, max_union=63, union_tile=TILE, min_share=2)
+    kv_outer = sparse_attention_triton(*args, max_union=0)
+    assert rel_err(adaptive, kv_outer.float()) < TOL
+
+
+def test_local_selection_contract():
+    """Synthetic selections: local block in slot 0, distinct ids, valid prefix, only visible full blocks."""
+    qsl = torch.tensor([0, 500], dtype=torch.int32)
+    lens = torch.tensor([4000], dtype=torch.int32)
+    sel = local_selection(qsl, lens, 2, 0.9, seed=3)
+    pos = torch.arange(3500, 4000)
+    assert torch.equal(sel[:, :, 0].long(), (pos // 128).expand(2, -1))
+    others = sel[:, :, 1:].long()
+    assert bool((others >= 0).all()) and bool((others < (pos // 128)[None, :, None]).all())
+    srt = sel.sort(-1).values
+    assert bool((srt[..., 1:] != srt[..., :-1]).all())
+    # f = 0.9 over 64-token windows: a window's tokens share most of their blocks
+    per_window = [len(set(sel[0, w:w + 64].flatten().tolist())) for w in range(0, 448, 64)]
+    assert max(per_window) < 16 + 64 * 15 * 0.3
