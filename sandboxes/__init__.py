@@ -1,6 +1,6 @@
 """Isolation for every line of model-written code: `open_sandbox(spec)` returns a `Sandbox`.
 
-Backends: "docker" (a locked-down container, warm-pooled) when an engine answers, else "process"
+Backends: "docker" (a locked-down container, warm-pooled on request) when an engine answers, else "process"
 (bubblewrap + cgroups, weaker isolation, with a logged warning). See README.md.
 """
 from __future__ import annotations
@@ -69,11 +69,12 @@ def _reap_once(client: object) -> None:
     threading.Thread(target=run, daemon=True, name="m3lab-reaper").start()
 
 
-def open_sandbox(spec: SandboxSpec, backend: Backend | str = "auto", pool: bool = True) -> Sandbox:
+def open_sandbox(spec: SandboxSpec, backend: Backend | str = "auto", pool: bool = False) -> Sandbox:
     """A running sandbox for `spec`. "auto" picks Docker when an engine answers, else the process sandbox
-    (logging that isolation is weaker); "docker"/"process" force one. Docker sandboxes come from a warm pool
-    keyed by spec (`pool=False` starts a fresh container synchronously). Bad specs raise `InvalidSpec` before
-    anything starts."""
+    (logging that isolation is weaker); "docker"/"process" force one. By default a fresh container is started
+    and nothing stays behind when it closes; `pool=True` (for callers that open the same spec again) takes a
+    pre-started one from the warm pool and starts its replacement in the background. Bad specs raise
+    `InvalidSpec` before anything starts."""
     global _warned
     if backend not in ("auto", "docker", "process"):
         raise InvalidSpec(f"unknown sandbox backend {backend!r}; use auto, docker or process")
