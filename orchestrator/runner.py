@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.config import Settings, settings_from_json
+from orchestrator.config import ConfigError, Settings, settings_from_json
 from orchestrator.control import clear_stop
 from orchestrator.graph import build_graph
 from orchestrator.rundir import RunDir, effective_status, new_run_id
@@ -35,6 +35,30 @@ def recursion_limit(settings: Settings) -> int:
     return settings.budget.max_iterations * (settings.loop.max_turns + 3) + 16
 
 
+def startup_problems(settings: Settings, spec: SandboxSpec | None) -> list[str]:
+    """What would stop a run from starting, found before anything is created or any model is called: a runs
+    folder that is a file, a sandbox `spec` (the producer's; None with a test opener) that cannot start."""
+    from sandboxes import startup_problems as sandbox_problems
+
+    problems = []
+    folder = Path(settings.runs_dir)
+    existing = next((p for p in (folder, *folder.absolute().parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        problems.append(f"runs_dir: {existing} is a file, not a folder")
+    elif existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(f"runs_dir: {existing} is not writable")
+    if spec is not None:
+        problems += [f"sandbox: {p}" for p in sandbox_problems(spec, settings.sandbox_backend)]
+    return problems
+
+
+def check_startable(settings: Settings, spec: SandboxSpec | None) -> None:
+    """Raise `ConfigError` listing every `startup_problems` entry."""
+    problems = startup_problems(settings, spec)
+    if problems:
+        raise ConfigError("cannot start the run: " + "; ".join(problems), problems)
+
+
 def create_run(task: Task, settings: Settings) -> RunDir:
     run = RunDir(settings.runs_dir / new_run_id(task.kind))
     run.create()
@@ -53,7 +77,10 @@ def create_run(task: Task, settings: Settings) -> RunDir:
 def start_run(task: Task, settings: Settings, models: ModelFactory = endpoint_models,
               open_sandbox: Callable[[SandboxSpec, str], Sandbox] | None = None,
               on_created: Callable[[RunDir], None] | None = None) -> Path:
-    """Create runs/<id>/ and drive the loop in the foreground to its end; returns the run directory."""
+    """Create runs/<id>/ and drive the loop in the foreground to its end; returns the run directory. Nothing
+    is created when the run could not start (`check_startable`)."""
+    producer_spec = dataclasses.replace(task.sandbox_spec(Path(settings.runs_dir)), workspace=None)
+    check_startable(settings, producer_spec if open_sandbox is None else None)
     run = create_run(task, settings)
     if on_created:
         on_created(run)

@@ -11,7 +11,7 @@ from typing import Literal
 from sandboxes.base import ExecResult, InvalidSpec, Sandbox, SandboxError, SandboxSpec, inside_path
 
 __all__ = ["ExecResult", "InvalidSpec", "Sandbox", "SandboxError", "SandboxSpec", "default_backend",
-           "inside_path", "open_sandbox"]
+           "inside_path", "open_sandbox", "startup_problems"]
 log = logging.getLogger(__name__)
 Backend = Literal["auto", "docker", "process"]
 _warned = False
@@ -45,6 +45,32 @@ def _open_docker(spec: SandboxSpec, pool: bool) -> Sandbox:
         sandbox = DockerSandbox(spec, start_container(client, spec), client)
     warm.refill_async(spec)
     return sandbox
+
+
+def startup_problems(spec: SandboxSpec, backend: Backend | str = "auto") -> list[str]:
+    """Why `spec` could not start on `backend`, found without starting anything: every spec problem, no
+    engine for a forced Docker backend, an image the engine does not have. Empty when it can start."""
+    from sandboxes.validate import spec_problems
+
+    if backend not in ("auto", "docker", "process"):
+        return [f"unknown sandbox backend {backend!r}; use auto, docker or process"]
+    problems = spec_problems(spec)
+    chosen = default_backend() if backend == "auto" else backend
+    if chosen != "docker":
+        return problems
+    from docker.errors import DockerException, ImageNotFound
+
+    from sandboxes.engine import EngineUnavailable, shared_client
+
+    try:
+        shared_client().images.get(spec.image)
+    except EngineUnavailable as exc:
+        problems.append(str(exc))
+    except ImageNotFound:
+        problems.append(f"unknown image {spec.image!r}: build it with `m3lab sandbox build` or pull it")
+    except DockerException as exc:  # e.g. a malformed reference ("no such:img")
+        problems.append(f"unusable image {spec.image!r}: {exc}")
+    return problems
 
 
 def _reap_once(client: object) -> None:
