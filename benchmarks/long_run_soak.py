@@ -38,11 +38,11 @@ Sample = dict[str, float]
 def process_sample(run_dir: Path, run_id: str) -> Sample:
     """Containers of the run (and of this process), open fds, RSS and run-folder size, now."""
     client = shared_client()
-    mine = client.containers.list(all=True, filters={"label": f"{LABEL_OWNER_PID}={os.getpid()}"})
+    mine = client.api.containers(all=True, filters={"label": f"{LABEL_OWNER_PID}={os.getpid()}"})
     rss_kb = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
                   if line.startswith("VmRSS:"))
     size = sum(f.stat().st_size for f in run_dir.rglob("*") if f.is_file() and not f.is_symlink())
-    return {"run_containers": sum(c.labels.get(LABEL_RUN) == run_id for c in mine), "process_containers": len(mine),
+    return {"run_containers": sum(c["Labels"].get(LABEL_RUN) == run_id for c in mine), "process_containers": len(mine),
             "fds": len(os.listdir("/proc/self/fd")), "rss_mb": rss_kb / 1024, "run_mb": size / 2**20}
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from orchestrator.config import ConfigError, Settings, settings_from_json
 from orchestrator.control import clear_stop
 from orchestrator.graph import build_graph
-from orchestrator.rundir import RunDir, effective_status, new_run_id
+from orchestrator.rundir import RunDir, create_run_dir, disk_full, effective_status, new_run_id
 from orchestrator.runtime import ModelFactory, Runtime, endpoint_models
 from orchestrator.workspace import init_repo, share_tree
 from sandboxes.base import Sandbox, SandboxSpec
@@ -24,6 +24,10 @@ from tasks.registry import build_task
 
 class RunNotResumable(RuntimeError):
     """The run is live in another process, or already succeeded."""
+
+
+class DiskFull(RuntimeError):
+    """The disk (or quota) under the runs folder is full; the run is paused and resumable once there is room."""
 
 
 class RunInterrupted(RuntimeError):
@@ -60,18 +64,26 @@ def check_startable(settings: Settings, spec: SandboxSpec | None) -> None:
 
 
 def create_run(task: Task, settings: Settings) -> RunDir:
-    run = RunDir(settings.runs_dir / new_run_id(task.kind))
-    run.create()
-    task.prepare_workspace(run.workspace)
-    share_tree(run.workspace)
-    init_repo(run.workspace)
-    run.update_meta(id=run.id, task={"kind": task.kind, "params": task.params(), "title": task.title()},
-                    config=settings.to_json(), status="created", stop_reason="", iteration=0, best_score=0.0,
-                    budget={"limits": dataclasses.asdict(settings.budget), "used": {"iterations": 0, "tokens": 0,
-                                                                                   "elapsed_s": 0.0}},
-                    best_iteration=0, created_at=time.time(), pid=None)
-    run.events.append("run_started", None, key="run_started", task=task.title())
-    return run
+    """A new run folder, complete with workspace, repository, event log and run.json, or none at all."""
+    run_id = new_run_id(task.kind)
+
+    def fill(run: RunDir) -> None:
+        task.prepare_workspace(run.workspace)
+        share_tree(run.workspace)
+        init_repo(run.workspace)
+        run.events.append("run_started", None, key="run_started", task=task.title())
+        run.update_meta(id=run_id, task={"kind": task.kind, "params": task.params(), "title": task.title()},
+                        config=settings.to_json(), status="created", stop_reason="", iteration=0, best_score=0.0,
+                        budget={"limits": dataclasses.asdict(settings.budget),
+                                "used": {"iterations": 0, "tokens": 0, "elapsed_s": 0.0}},
+                        best_iteration=0, created_at=time.time(), pid=None)
+
+    try:
+        return create_run_dir(settings.runs_dir, run_id, fill)
+    except Exception as exc:
+        if disk_full(exc):
+            raise DiskFull(f"disk full under {settings.runs_dir}: no run was created ({exc})") from exc
+        raise
 
 
 def start_run(task: Task, settings: Settings, models: ModelFactory = endpoint_models,
@@ -89,29 +101,47 @@ def start_run(task: Task, settings: Settings, models: ModelFactory = endpoint_mo
 
 
 def load_runtime(run_path: Path, settings: Settings, models: ModelFactory = endpoint_models,
-                 open_sandbox: Callable[[SandboxSpec, str], Sandbox] | None = None,
-                 budget_overrides: dict[str, Any] | None = None) -> Runtime:
+                 open_sandbox: Callable[[SandboxSpec, str], Sandbox] | None = None) -> Runtime:
+    """The runtime of an existing run: its own budget/loop snapshot, the task rebuilt from run.json."""
     run = RunDir(run_path)
     meta = run.read_meta()
-    merged = settings_from_json(meta["config"], settings)
-    if budget_overrides:
-        merged = dataclasses.replace(merged, budget=dataclasses.replace(merged.budget, **budget_overrides))
-        run.update_meta(config=merged.to_json())
     task = build_task(meta["task"]["kind"], meta["task"]["params"])
-    return Runtime(run, task, merged, models, open_sandbox)
+    return Runtime(run, task, settings_from_json(meta["config"], settings), models, open_sandbox)
+
+
+def claim_for_resume(run: RunDir, budget_overrides: dict[str, Any] | None = None) -> str:
+    """Under the run's lock: refuse a live or succeeded run without changing anything; else write the budget
+    overrides and mark the run as running in this process (a second resume then sees it live). Returns the
+    status the run had."""
+    with run.locked():
+        meta = run.read_meta()
+        status = effective_status(meta)
+        if status == "running":
+            raise RunNotResumable(f"run {run.id} is already running (pid {meta.get('pid')}); nothing was changed")
+        if status == "succeeded":
+            raise RunNotResumable(f"run {run.id} already succeeded; start a new run to go further")
+        fields: dict[str, Any] = {"status": "running", "pid": os.getpid()}
+        if budget_overrides:
+            config = dict(meta["config"])
+            config["budget"] = {**config["budget"], **budget_overrides}
+            fields["config"] = config
+        run.update_meta(**fields)
+        clear_stop(run.path)  # a user resuming a stopped run wants it to go on
+        return status
 
 
 def resume_run(run_path: Path, settings: Settings, models: ModelFactory = endpoint_models,
                open_sandbox: Callable[[SandboxSpec, str], Sandbox] | None = None,
                budget_overrides: dict[str, Any] | None = None) -> Path:
-    """Continue a paused (crashed, interrupted, endpoint down) or stopped run from its last checkpoint."""
-    rt = load_runtime(run_path, settings, models, open_sandbox, budget_overrides)
-    status = effective_status(rt.run.read_meta())
-    if status == "running":
-        raise RunNotResumable(f"run {rt.run.id} is already running (pid {rt.run.read_meta().get('pid')})")
-    if status == "succeeded":
-        raise RunNotResumable(f"run {rt.run.id} already succeeded; start a new run to go further")
-    clear_stop(rt.run.path)
+    """Continue a paused (crashed, interrupted, endpoint down, disk full) or stopped run from its last
+    checkpoint. A refused resume (live or succeeded run) changes nothing."""
+    run = RunDir(run_path)
+    previous = claim_for_resume(run, budget_overrides)
+    try:
+        rt = load_runtime(run_path, settings, models, open_sandbox)
+    except BaseException:
+        run.update_meta(status=previous, pid=None)
+        raise
     drive(rt, resume=True)
     return rt.run.path
 
@@ -137,7 +167,15 @@ def compact_saver(conn: sqlite3.Connection) -> Any:
 def drive(rt: Runtime, resume: bool) -> None:
     """Invoke the graph until it ends; record why it stopped if it did not end by itself."""
     run = rt.run
-    run.update_meta(status="running", pid=os.getpid())
+    try:
+        run.reserve_space()
+        run.update_meta(status="running", pid=os.getpid())
+    except OSError as exc:
+        if not disk_full(exc):
+            raise
+        rt.close()
+        _pause(run, _disk_full_message(run, exc))
+        raise DiskFull(_disk_full_message(run, exc)) from exc
     if resume:
         run.events.append("run_resumed", run.read_meta().get("iteration"), task=rt.task.title())
     in_main = threading.current_thread() is threading.main_thread()
@@ -161,6 +199,10 @@ def drive(rt: Runtime, resume: bool) -> None:
         _pause(run, f"interrupted ({exc or 'Ctrl-C'}); resume with `m3lab runs resume {run.id}`")
         raise
     except Exception as exc:
+        if disk_full(exc):
+            run.release_space()
+            _pause(run, _disk_full_message(run, exc))
+            raise DiskFull(_disk_full_message(run, exc)) from exc
         run.events.append("error", run.read_meta().get("iteration"), message=repr(exc)[:2000])
         run.update_meta(status="failed", stop_reason=f"error: {exc!r}"[:500], pid=None)
         raise
@@ -171,8 +213,18 @@ def drive(rt: Runtime, resume: bool) -> None:
             signal.signal(signal.SIGTERM, previous)
         conn.close()
         rt.close()
+        run.release_space()
+
+
+def _disk_full_message(run: RunDir, exc: BaseException) -> str:
+    detail = " ".join(str(exc).split())[:300]  # one line, whatever tool raised it (git's errors span lines)
+    return (f"disk full under {run.path.parent} ({detail}); the run is paused: free some space, then resume with "
+            f"`m3lab runs resume {run.id}`")
 
 
 def _pause(run: RunDir, message: str) -> None:
-    run.events.append("status", run.read_meta().get("iteration"), status="paused", reason=message)
-    run.update_meta(status="paused", stop_reason=message, pid=None)
+    try:
+        run.events.append("status", run.read_meta().get("iteration"), status="paused", reason=message)
+        run.update_meta(status="paused", stop_reason=message, pid=None)
+    except OSError:  # the disk is still full: the dead pid in run.json already reads as paused
+        pass

@@ -43,7 +43,7 @@ def launch(task: Any, settings: Any, resume: Path | None = None,
            budget_overrides: dict[str, Any] | None = None) -> Path:
     """Start (or resume) a run in the foreground; on every ending, tell the user where it is and what next."""
     from orchestrator.config import ConfigError
-    from orchestrator.runner import RunInterrupted, RunNotResumable, resume_run, start_run
+    from orchestrator.runner import DiskFull, RunInterrupted, RunNotResumable, resume_run, start_run
     from sandboxes.base import SandboxError
     from serving.client import EndpointUnavailable
 
@@ -67,6 +67,8 @@ def launch(task: Any, settings: Any, resume: Path | None = None,
     except SandboxError as exc:  # recorded in the run as failed (resumable once the sandbox works again)
         fail(f"sandbox failure: {exc}. The run {_id(holder)} failed; resume it with "
              f"`m3lab runs resume {_id(holder)}` once the sandbox works.")
+    except DiskFull as exc:
+        fail(str(exc), code=4)
     except EndpointUnavailable as exc:
         fail(f"{exc}\nThe run is paused; resume it with `m3lab runs resume {_id(holder)}`.", code=3)
     except (RunInterrupted, KeyboardInterrupt):

@@ -30,14 +30,15 @@ class ContainerWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def mine(self) -> list:
-        return self.client.containers.list(all=True, filters={"label": f"{LABEL_OWNER_PID}={os.getpid()}"})
+    def mine(self) -> list[dict]:
+        """Listed without a per-container inspect, which races with removal."""
+        return self.client.api.containers(all=True, filters={"label": f"{LABEL_OWNER_PID}={os.getpid()}"})
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             found = self.mine()
             self.most = max(self.most, len(found))
-            self.run_ids |= {c.labels.get(LABEL_RUN, "") for c in found}
+            self.run_ids |= {c["Labels"].get(LABEL_RUN, "") for c in found}
             self._stop.wait(0.05)
 
     def __enter__(self) -> "ContainerWatch":
