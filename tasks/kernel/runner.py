@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from sandboxes.base import Sandbox, SandboxSpec, inside_path
+from tasks.kernel.harness.static_checks import syntax_error
 from tasks.kernel.harness.verdict import Verdict
 
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
@@ -42,7 +43,9 @@ class EvalOptions:
     drop_privileges: bool = True
     """When the evaluator runs as root, run the candidate worker as uid nobody (no signals/ptrace on the others)."""
     call_timeout_s: float = 120.0
-    """Longest single call of the candidate (import, one check, one timed call) before it is killed."""
+    """Longest single call of the candidate (one check, one timed call) before it is killed."""
+    start_timeout_s: float = 300.0
+    """Longest start of a worker (imports and the candidate's module body) before it is killed."""
     memory_mb: int = 8192
 
 
@@ -68,7 +71,7 @@ def _args(opts: EvalOptions) -> list[str]:
     args = ["-m", "harness.evaluate", "--target", "target.py", "--candidate", "cand/candidate.py",
             "--device", opts.device, "--nonce-file", "nonce", "--warmup", str(opts.warmup), "--iters",
             str(opts.iters), "--threads", str(opts.threads), "--log-dir", "logs",
-            "--call-timeout", str(opts.call_timeout_s)]
+            "--call-timeout", str(opts.call_timeout_s), "--start-timeout", str(opts.start_timeout_s)]
     return (args + ([] if opts.static else ["--no-static"]) + ([] if opts.timing else ["--no-timing"])
             + ([] if opts.drop_privileges else ["--no-drop"]))
 
@@ -94,7 +97,7 @@ def _run_subprocess(eval_dir: Path, opts: EvalOptions) -> tuple[int, str, str]:
         proc = subprocess.run([sys.executable, *_args(opts)], cwd=eval_dir, env=env, capture_output=True, text=True,
                               timeout=opts.timeout_s)
     except subprocess.TimeoutExpired as exc:
-        return 124, str(exc.stdout or ""), f"evaluation timed out after {opts.timeout_s:.0f} s"
+        return 124, str(exc.stdout or ""), f"[{_ended('timeout', opts)}]"
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -114,7 +117,16 @@ def _run_sandbox(eval_dir: Path, opts: EvalOptions, opener: Callable[[SandboxSpe
     with opener(sandbox_spec(eval_dir, opts)) as sb:
         python = "python3" if sb.backend == "docker" else inside_path(Path(sys.executable))
         res = sb.exec(" ".join(shlex.quote(a) for a in [python, *_args(opts)]), timeout_s=opts.timeout_s)
-        return res.exit_code, res.stdout, res.stderr + (f"\n[{res.reason}]" if res.reason != "exited" else "")
+        return res.exit_code, res.stdout, res.stderr + (f"\n[{_ended(res.reason, opts)}]" if res.reason != "exited" else "")
+
+
+def _ended(reason: str, opts: EvalOptions) -> str:
+    """How the whole evaluator ended, in words, when it did not exit by itself."""
+    if reason == "oom":
+        return f"killed: out of memory (limit {opts.memory_mb / 1024:.3g} GiB)"
+    if reason == "timeout":
+        return f"timed out after {opts.timeout_s:g} s (the whole evaluation)"
+    return reason
 
 
 def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_dir: Path,
@@ -123,7 +135,10 @@ def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_di
     verdict). Raises EvalFailed only when no verdict could be produced at all, with the evaluator's output."""
     for path, what in ((target, "target"), (candidate, "candidate")):
         if not path.is_file():
-            raise FileNotFoundError(f"{what} file {path} does not exist")
+            raise FileNotFoundError(f"{what} file {path} " + ("is a folder" if path.is_dir() else "does not exist"))
+    problem = syntax_error(candidate.read_text(encoding="utf-8", errors="replace"), candidate.name)
+    if problem is not None:  # no sandbox, no worker: the producer gets the line at once
+        return error_verdict(f"syntax error: {problem}", opts.device)
     nonce = prepare_eval_dir(eval_dir, target, candidate)
     if opts.isolation == "subprocess":
         code, out, err = _run_subprocess(eval_dir, opts)
@@ -133,7 +148,9 @@ def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_di
     try:
         return parse_verdict(out, nonce)
     except EvalFailed as exc:
-        raise EvalFailed(f"{exc}; exit code {code}; stderr tail: {err[-1500:]}") from None
+        ended = err.rstrip().rsplit("\n", 1)[-1] if err.rstrip().endswith("]") else ""
+        raise EvalFailed(f"{exc}: {ended.strip('[]')}" if ended else
+                         f"{exc}; exit code {code}; stderr tail: {err[-1500:]}") from None
 
 
 def error_verdict(message: str, device: str) -> Verdict:
