@@ -11,9 +11,10 @@ from pathlib import Path
 from .protocol import Message, PeerTimeout, ProtocolError, recv, send
 
 NOBODY = 65534
-PHASES = {"start": "at import", "init": "in __init__", "run": "in forward", "stage": "in warm-up",
-          "go": "in forward (timing)"}
-"""Where a worker was when it failed, by the request it was answering."""
+PHASES = {"start": "at import", "init": "in __init__", "run": "in forward", "stage": "staging timing inputs",
+          "go": "in warm-up or a timed forward"}
+"""Where a worker was when it failed, by the request it was answering (warm-up and timed calls are the same
+request by design, so a worker cannot tell them apart, nor can this message)."""
 
 
 class WorkerFailed(RuntimeError):
