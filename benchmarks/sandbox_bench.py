@@ -68,7 +68,7 @@ def bench_backend(backend: str, workspace: Path, repeats: int) -> Row:
         for _ in range(repeats):
             pool.prewarm(spec)
             start = time.perf_counter()
-            sb = open_sandbox(spec, backend=backend)
+            sb = open_sandbox(spec, backend=backend, pool=True)
             warm.append(time.perf_counter() - start)
             sb.close()
             pool.wait()

@@ -17,17 +17,23 @@ m3lab.toml:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from serving.client import ModelEndpoint
 
 
 class ConfigError(ValueError):
-    """The configuration file or a flag is invalid."""
+    """The configuration file or a flag is invalid; `problems` lists each one (`[table] key: what is wrong`)."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems) or [message]
 
 
 @dataclass(frozen=True)
@@ -85,53 +91,137 @@ class Settings:
         }
 
 
-def _typed(cls: type, data: Mapping[str, Any], section: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown keys in [{section}]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    return cls(**data)
+Check = tuple[str, Callable[[Any], bool]]
+"""(what is expected, in words; a test of a value)."""
 
 
-def _endpoint(shared: Mapping[str, Any], role: Mapping[str, Any], section: str) -> ModelEndpoint:
-    env = {
-        key: os.environ[var]
-        for key, var in (("base_url", "M3LAB_BASE_URL"), ("model", "M3LAB_MODEL"), ("api_key", "M3LAB_API_KEY"))
-        if os.environ.get(var)
-    }
-    return _typed(ModelEndpoint, {**shared, **env, **role}, section)
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _url(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018 - raises ValueError for a port outside 0..65535
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+POSITIVE_INT: Check = ("a positive integer", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0)
+POSITIVE_NUMBER: Check = ("a positive number", lambda v: _number(v) and v > 0)
+BY_TYPE: dict[str, Check] = {
+    "int": POSITIVE_INT,
+    "float": POSITIVE_NUMBER,
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "str | None": ("a string", lambda v: isinstance(v, str)),
+    "Path": ("a path (a string)", lambda v: isinstance(v, str) and bool(v)),
+}
+"""The check of a field by its annotation; `BY_NAME` refines it where the range is narrower or wider."""
+BY_NAME: dict[str, Check] = {
+    "base_url": ("an http(s) URL with a valid port, e.g. \"http://127.0.0.1:8000/v1\"", _url),
+    "temperature": ("a number from 0 to 2", lambda v: _number(v) and 0 <= v <= 2),
+    "retry_for_s": ("a number >= 0", lambda v: _number(v) and v >= 0),
+    "sandbox_backend": ("one of auto, docker, process", lambda v: v in ("auto", "docker", "process")),
+}
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it in TOML (strings quoted)."""
+    return json.dumps(value, default=str)
+
+
+def field_problems(cls: type, data: Mapping[str, Any], where: str) -> list[str]:
+    """Every unknown key and every value of the wrong type or range in one table, as
+    `[table] key: expected ..., got ...` lines (`where` is "[table] " or the name of a flag's source)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    problems = [f"{where}{key}: unknown key (known: {', '.join(sorted(fields))})" for key in data if key not in fields]
+    for key, value in data.items():
+        if key not in fields:
+            continue
+        kind = fields[key].type if isinstance(fields[key].type, str) else getattr(fields[key].type, "__name__", "")
+        expected, ok = BY_NAME.get(key) or BY_TYPE.get(kind, ("a value", lambda v: True))
+        if not ok(value):
+            problems.append(f"{where}{key}: expected {expected}, got {_shown(value)}")
+    return problems
+
+
+def _table(data: Mapping[str, Any], name: str, problems: list[str]) -> dict[str, Any]:
+    value = data.get(name, {})
+    if isinstance(value, dict):
+        return value
+    problems.append(f"{name}: expected a table [{name}], got {_shown(value)}")
+    return {}
+
+
+ENDPOINT_ENV = {"base_url": "M3LAB_BASE_URL", "model": "M3LAB_MODEL", "api_key": "M3LAB_API_KEY"}
+
+
+def _endpoint_env(problems: list[str]) -> dict[str, str]:
+    """The endpoint fields set in the environment (they override [model], not the role tables)."""
+    env = {key: os.environ[var] for key, var in ENDPOINT_ENV.items() if os.environ.get(var)}
+    if "base_url" in env and not _url(env["base_url"]):
+        problems.append(f"M3LAB_BASE_URL: expected {BY_NAME['base_url'][0]}, got {_shown(env['base_url'])}")
+    return env
+
+
+TOP_LEVEL: dict[str, Check] = {"runs_dir": BY_TYPE["Path"], "sandbox_backend": BY_NAME["sandbox_backend"]}
+TABLES = ("model", "producer", "verifier", "budget", "loop", "serving")
+"""[serving] belongs to serving/config.py (server paths); it shares the file."""
+
+
+def settings_problems(data: Mapping[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Every problem of a parsed m3lab.toml, and its tables (empty where missing or not a table)."""
+    problems = [f"{key}: unknown key (known: {', '.join([*TOP_LEVEL, *(f'[{t}]' for t in TABLES)])})"
+                for key in data if key not in TOP_LEVEL and key not in TABLES]
+    for key, (expected, ok) in TOP_LEVEL.items():
+        if key in data and not ok(data[key]):
+            problems.append(f"{key}: expected {expected}, got {_shown(data[key])}")
+    tables = {name: _table(data, name, problems) for name in TABLES}
+    for name, cls in (("model", ModelEndpoint), ("producer", ModelEndpoint), ("verifier", ModelEndpoint),
+                      ("budget", BudgetLimits), ("loop", LoopSettings)):
+        problems += field_problems(cls, tables[name], f"[{name}] ")
+    return problems, tables
 
 
 def load_settings(config_file: Path | None = None) -> Settings:
-    """Read m3lab.toml (the given file, else ./m3lab.toml when present) and the endpoint environment."""
+    """Read m3lab.toml (the given file, else ./m3lab.toml when present) and the endpoint environment; a
+    `ConfigError` lists every problem at once, before anything is created."""
     path = config_file or (Path("m3lab.toml") if Path("m3lab.toml").exists() else None)
     data: dict[str, Any] = {}
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    # [serving] belongs to serving/config.py (server paths); it shares the file.
-    known = {"runs_dir", "sandbox_backend", "model", "producer", "verifier", "budget", "loop", "serving"}
-    if unknown := sorted(set(data) - known):
-        raise ConfigError(f"unknown sections/keys in {path}: {', '.join(unknown)}")
-    shared = data.get("model", {})
+    problems, tables = settings_problems(data)
+    env = _endpoint_env(problems)
+    roles = {role: {**tables["model"], **env, **tables[role]} for role in ("producer", "verifier")}
+    if problems:
+        raise ConfigError(f"invalid config {path or '(environment)'}: " + "; ".join(problems), problems)
     return Settings(
-        producer=_endpoint(shared, data.get("producer", {}), "producer"),
-        verifier=_endpoint(shared, data.get("verifier", {}), "verifier"),
-        budget=_typed(BudgetLimits, data.get("budget", {}), "budget"),
-        loop=_typed(LoopSettings, data.get("loop", {}), "loop"),
+        producer=ModelEndpoint(**roles["producer"]),
+        verifier=ModelEndpoint(**roles["verifier"]),
+        budget=BudgetLimits(**tables["budget"]),
+        loop=LoopSettings(**tables["loop"]),
         runs_dir=Path(data.get("runs_dir", "runs")),
         sandbox_backend=str(data.get("sandbox_backend", "auto")),
     )
 
 
+BUDGET_FLAGS = {"max_iterations": "--max-iterations", "max_hours": "--hours", "max_tokens": "--tokens"}
+
+
 def with_budget(settings: Settings, **overrides: Any) -> Settings:
     """Settings with budget fields replaced by the CLI flags that were given (None = keep)."""
     given = {k: v for k, v in overrides.items() if v is not None}
-    for key, value in given.items():
-        if value <= 0:
-            raise ConfigError(f"budget {key} must be positive, got {value}")
+    problems = [f"{BUDGET_FLAGS.get(k, k)}{p[len(k):]}" for k, v in given.items()
+                for p in field_problems(BudgetLimits, {k: v}, "")]
+    if problems:
+        raise ConfigError("; ".join(problems), problems)
     return dataclasses.replace(settings, budget=dataclasses.replace(settings.budget, **given))
 
 

@@ -2,27 +2,81 @@
 the journal that makes side effects happen once across crashes and resumes."""
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import secrets
+import shutil
+import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from sandboxes.reaper import pid_alive
 
 T = TypeVar("T")
 
 STATUSES = ("running", "paused", "succeeded", "stopped", "failed")
+ENDED = ("succeeded", "stopped", "failed")
+"""Statuses of a run with no process and nothing queued: steering or stopping it writes nothing."""
+RESERVE_BYTES = 256 << 10
+"""Space a running run keeps in `.reserve`: freed when the disk fills, so the pause can still be recorded."""
+NEW_PREFIX = ".new-"
+"""A run folder being created is named `.new-<id>.<pid>` until its run.json is in it (never listed)."""
+
+
+class UnreadableRun(ValueError):
+    """A run folder whose run.json cannot be read or is not a run's metadata; the message is the reason."""
+
+
+def load_meta(run_dir: Path) -> dict[str, Any]:
+    """run.json of `run_dir`, checked to be a run's metadata (an object with an id and a task kind);
+    `UnreadableRun` with the reason otherwise (listings show such runs as unreadable, never crash)."""
+    path = Path(run_dir) / "run.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UnreadableRun(f"cannot read run.json: {exc.strerror if isinstance(exc, OSError) else exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UnreadableRun(f"run.json is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise UnreadableRun(f"run.json is not an object but {type(meta).__name__}")
+    task = meta.get("task")
+    if not isinstance(meta.get("id"), str) or not isinstance(task, dict) or not isinstance(task.get("kind"), str):
+        raise UnreadableRun("run.json lacks the run id or the task kind")
+    return meta
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON so that a reader (or a crash) never sees half a file."""
+    """Write JSON so that a reader (or a crash) never sees half a file; a failed write (disk full) leaves
+    the old file and no temp file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def disk_full(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) says the disk or quota is full: OSError ENOSPC/EDQUOT, SQLite's
+    "database or disk is full", a tool's "No space left on device"."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc):
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
 
 
 def new_run_id(kind: str) -> str:
@@ -78,7 +132,10 @@ class EventLog:
             self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:  # a disk-full flush of the last event: its cut line is skipped when read
+            pass
 
 
 class RunDir:
@@ -126,8 +183,37 @@ class RunDir:
         for sub in ("workspace", "artifacts", "logs", "iterations", "journal", "control"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
 
+    def reserve_space(self) -> None:
+        """Hold `RESERVE_BYTES` of real blocks (OSError ENOSPC when the disk has not that much room)."""
+        path = self.path / ".reserve"
+        if path.exists() and path.stat().st_size >= RESERVE_BYTES:
+            return
+        try:
+            with open(path, "wb") as f:
+                f.write(b"\0" * RESERVE_BYTES)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
+
+    def release_space(self) -> None:
+        """Give the reserve back to the file system (the disk is full: the pause must be written)."""
+        (self.path / ".reserve").unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run's lock: status changes from outside the loop (resume, stop, steer) check the status
+        and write under it, so two of them never both see `paused` and act."""
+        with open(self.path / ".lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def read_meta(self) -> dict[str, Any]:
-        return json.loads(self.meta_path.read_text(encoding="utf-8"))
+        return load_meta(self.path)
 
     def update_meta(self, **fields: Any) -> dict[str, Any]:
         meta = self.read_meta() if self.meta_path.exists() else {}
@@ -159,6 +245,33 @@ class RunDir:
             self._events = None
 
 
+def create_run_dir(runs_dir: Path, run_id: str, fill: Callable[[RunDir], None]) -> RunDir:
+    """Create `runs_dir/run_id` whole: `fill` lays it out (run.json last) under a temporary name, which is then
+    renamed. A kill at any moment leaves either no run or a complete, resumable one; a failure (disk full)
+    removes the temporary folder. Leftovers of killed creators are removed here too."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(runs_dir)
+    temp = RunDir(runs_dir / f"{NEW_PREFIX}{run_id}.{os.getpid()}")
+    try:
+        temp.create()
+        fill(temp)
+        temp.close()
+        os.rename(temp.path, runs_dir / run_id)  # fails if the id exists: never over another run
+    except BaseException:
+        temp.close()
+        shutil.rmtree(temp.path, ignore_errors=True)
+        raise
+    return RunDir(runs_dir / run_id)
+
+
+def _remove_abandoned(runs_dir: Path) -> None:
+    for path in runs_dir.glob(f"{NEW_PREFIX}*"):
+        pid = path.name.rsplit(".", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def effective_status(meta: Mapping[str, Any]) -> str:
     """A run whose process died while `running` is really `paused` (crashed): resumable."""
     status = meta.get("status", "paused")
@@ -169,10 +282,11 @@ def effective_status(meta: Mapping[str, Any]) -> str:
 
 
 def list_runs(runs_dir: Path) -> list[RunDir]:
-    """Run directories under runs_dir, newest first."""
+    """Run directories under runs_dir (those with a run.json, readable or not), newest first; folders being
+    created (hidden names) are not runs yet."""
     if not runs_dir.exists():
         return []
-    runs = [RunDir(p) for p in runs_dir.iterdir() if (p / "run.json").exists()]
+    runs = [RunDir(p) for p in runs_dir.iterdir() if not p.name.startswith(".") and (p / "run.json").exists()]
     return sorted(runs, key=lambda r: r.id, reverse=True)
 
 

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.config import Settings, settings_from_json
+from orchestrator.config import ConfigError, Settings, settings_from_json
 from orchestrator.control import clear_stop
 from orchestrator.graph import build_graph
-from orchestrator.rundir import RunDir, effective_status, new_run_id
+from orchestrator.rundir import RunDir, create_run_dir, disk_full, effective_status, new_run_id
 from orchestrator.runtime import ModelFactory, Runtime, endpoint_models
 from orchestrator.workspace import LegacyRun, init_repo, require_git_dir, share_tree
 from sandboxes.base import Sandbox, SandboxSpec
@@ -26,6 +26,10 @@ class RunNotResumable(RuntimeError):
     """The run is live in another process, or already succeeded."""
 
 
+class DiskFull(RuntimeError):
+    """The disk (or quota) under the runs folder is full; the run is paused and resumable once there is room."""
+
+
 class RunInterrupted(RuntimeError):
     """The process was asked to terminate (SIGTERM/SIGINT); the run is paused and resumable."""
 
@@ -35,25 +39,60 @@ def recursion_limit(settings: Settings) -> int:
     return settings.budget.max_iterations * (settings.loop.max_turns + 3) + 16
 
 
+def startup_problems(settings: Settings, spec: SandboxSpec | None) -> list[str]:
+    """What would stop a run from starting, found before anything is created or any model is called: a runs
+    folder that is a file, a sandbox `spec` (the producer's; None with a test opener) that cannot start."""
+    from sandboxes import startup_problems as sandbox_problems
+
+    problems = []
+    folder = Path(settings.runs_dir)
+    existing = next((p for p in (folder, *folder.absolute().parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        problems.append(f"runs_dir: {existing} is a file, not a folder")
+    elif existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(f"runs_dir: {existing} is not writable")
+    if spec is not None:
+        problems += [f"sandbox: {p}" for p in sandbox_problems(spec, settings.sandbox_backend)]
+    return problems
+
+
+def check_startable(settings: Settings, spec: SandboxSpec | None) -> None:
+    """Raise `ConfigError` listing every `startup_problems` entry."""
+    problems = startup_problems(settings, spec)
+    if problems:
+        raise ConfigError("cannot start the run: " + "; ".join(problems), problems)
+
+
 def create_run(task: Task, settings: Settings) -> RunDir:
-    run = RunDir(settings.runs_dir / new_run_id(task.kind))
-    run.create()
-    task.prepare_workspace(run.workspace)
-    share_tree(run.workspace)
-    init_repo(run.git_dir, run.workspace)
-    run.update_meta(id=run.id, task={"kind": task.kind, "params": task.params(), "title": task.title()},
-                    config=settings.to_json(), status="created", stop_reason="", iteration=0, best_score=0.0,
-                    budget={"limits": dataclasses.asdict(settings.budget), "used": {"iterations": 0, "tokens": 0,
-                                                                                   "elapsed_s": 0.0}},
-                    best_iteration=0, created_at=time.time(), pid=None)
-    run.events.append("run_started", None, key="run_started", task=task.title())
-    return run
+    """A new run folder, complete with workspace, repository, event log and run.json, or none at all."""
+    run_id = new_run_id(task.kind)
+
+    def fill(run: RunDir) -> None:
+        task.prepare_workspace(run.workspace)
+        share_tree(run.workspace)
+        init_repo(run.git_dir, run.workspace)
+        run.events.append("run_started", None, key="run_started", task=task.title())
+        run.update_meta(id=run_id, task={"kind": task.kind, "params": task.params(), "title": task.title()},
+                        config=settings.to_json(), status="created", stop_reason="", iteration=0, best_score=0.0,
+                        budget={"limits": dataclasses.asdict(settings.budget),
+                                "used": {"iterations": 0, "tokens": 0, "elapsed_s": 0.0}},
+                        best_iteration=0, created_at=time.time(), pid=None)
+
+    try:
+        return create_run_dir(settings.runs_dir, run_id, fill)
+    except Exception as exc:
+        if disk_full(exc):
+            raise DiskFull(f"disk full under {settings.runs_dir}: no run was created ({exc})") from exc
+        raise
 
 
 def start_run(task: Task, settings: Settings, models: ModelFactory = endpoint_models,
               open_sandbox: Callable[[SandboxSpec, str], Sandbox] | None = None,
               on_created: Callable[[RunDir], None] | None = None) -> Path:
-    """Create runs/<id>/ and drive the loop in the foreground to its end; returns the run directory."""
+    """Create runs/<id>/ and drive the loop in the foreground to its end; returns the run directory. Nothing
+    is created when the run could not start (`check_startable`)."""
+    producer_spec = dataclasses.replace(task.sandbox_spec(Path(settings.runs_dir)), workspace=None)
+    check_startable(settings, producer_spec if open_sandbox is None else None)
     run = create_run(task, settings)
     if on_created:
         on_created(run)
@@ -62,33 +101,51 @@ def start_run(task: Task, settings: Settings, models: ModelFactory = endpoint_mo
 
 
 def load_runtime(run_path: Path, settings: Settings, models: ModelFactory = endpoint_models,
-                 open_sandbox: Callable[[SandboxSpec, str], Sandbox] | None = None,
-                 budget_overrides: dict[str, Any] | None = None) -> Runtime:
+                 open_sandbox: Callable[[SandboxSpec, str], Sandbox] | None = None) -> Runtime:
+    """The runtime of an existing run: its own budget/loop snapshot, the task rebuilt from run.json."""
     run = RunDir(run_path)
     meta = run.read_meta()
-    merged = settings_from_json(meta["config"], settings)
-    if budget_overrides:
-        merged = dataclasses.replace(merged, budget=dataclasses.replace(merged.budget, **budget_overrides))
-        run.update_meta(config=merged.to_json())
     task = build_task(meta["task"]["kind"], meta["task"]["params"])
-    return Runtime(run, task, merged, models, open_sandbox)
+    return Runtime(run, task, settings_from_json(meta["config"], settings), models, open_sandbox)
+
+
+def claim_for_resume(run: RunDir, budget_overrides: dict[str, Any] | None = None) -> str:
+    """Under the run's lock: refuse a live or succeeded run without changing anything; else write the budget
+    overrides and mark the run as running in this process (a second resume then sees it live). Returns the
+    status the run had."""
+    with run.locked():
+        meta = run.read_meta()
+        status = effective_status(meta)
+        if status == "running":
+            raise RunNotResumable(f"run {run.id} is already running (pid {meta.get('pid')}); nothing was changed")
+        if status == "succeeded":
+            raise RunNotResumable(f"run {run.id} already succeeded; start a new run to go further")
+        try:
+            require_git_dir(run.git_dir)
+        except LegacyRun as exc:
+            raise RunNotResumable(str(exc)) from None
+        fields: dict[str, Any] = {"status": "running", "pid": os.getpid()}
+        if budget_overrides:
+            config = dict(meta["config"])
+            config["budget"] = {**config["budget"], **budget_overrides}
+            fields["config"] = config
+        run.update_meta(**fields)
+        clear_stop(run.path)  # a user resuming a stopped run wants it to go on
+        return status
 
 
 def resume_run(run_path: Path, settings: Settings, models: ModelFactory = endpoint_models,
                open_sandbox: Callable[[SandboxSpec, str], Sandbox] | None = None,
                budget_overrides: dict[str, Any] | None = None) -> Path:
-    """Continue a paused (crashed, interrupted, endpoint down) or stopped run from its last checkpoint."""
-    rt = load_runtime(run_path, settings, models, open_sandbox, budget_overrides)
-    status = effective_status(rt.run.read_meta())
-    if status == "running":
-        raise RunNotResumable(f"run {rt.run.id} is already running (pid {rt.run.read_meta().get('pid')})")
-    if status == "succeeded":
-        raise RunNotResumable(f"run {rt.run.id} already succeeded; start a new run to go further")
+    """Continue a paused (crashed, interrupted, endpoint down, disk full) or stopped run from its last
+    checkpoint. A refused resume (live or succeeded run) changes nothing."""
+    run = RunDir(run_path)
+    previous = claim_for_resume(run, budget_overrides)
     try:
-        require_git_dir(rt.run.git_dir)
-    except LegacyRun as exc:
-        raise RunNotResumable(str(exc)) from None
-    clear_stop(rt.run.path)
+        rt = load_runtime(run_path, settings, models, open_sandbox)
+    except BaseException:
+        run.update_meta(status=previous, pid=None)
+        raise
     drive(rt, resume=True)
     return rt.run.path
 
@@ -114,7 +171,15 @@ def compact_saver(conn: sqlite3.Connection) -> Any:
 def drive(rt: Runtime, resume: bool) -> None:
     """Invoke the graph until it ends; record why it stopped if it did not end by itself."""
     run = rt.run
-    run.update_meta(status="running", pid=os.getpid())
+    try:
+        run.reserve_space()
+        run.update_meta(status="running", pid=os.getpid())
+    except OSError as exc:
+        if not disk_full(exc):
+            raise
+        rt.close()
+        _pause(run, _disk_full_message(run, exc))
+        raise DiskFull(_disk_full_message(run, exc)) from exc
     if resume:
         run.events.append("run_resumed", run.read_meta().get("iteration"), task=rt.task.title())
     in_main = threading.current_thread() is threading.main_thread()
@@ -138,6 +203,10 @@ def drive(rt: Runtime, resume: bool) -> None:
         _pause(run, f"interrupted ({exc or 'Ctrl-C'}); resume with `m3lab runs resume {run.id}`")
         raise
     except Exception as exc:
+        if disk_full(exc):
+            run.release_space()
+            _pause(run, _disk_full_message(run, exc))
+            raise DiskFull(_disk_full_message(run, exc)) from exc
         run.events.append("error", run.read_meta().get("iteration"), message=repr(exc)[:2000])
         run.update_meta(status="failed", stop_reason=f"error: {exc!r}"[:500], pid=None)
         raise
@@ -148,8 +217,18 @@ def drive(rt: Runtime, resume: bool) -> None:
             signal.signal(signal.SIGTERM, previous)
         conn.close()
         rt.close()
+        run.release_space()
+
+
+def _disk_full_message(run: RunDir, exc: BaseException) -> str:
+    detail = " ".join(str(exc).split())[:300]  # one line, whatever tool raised it (git's errors span lines)
+    return (f"disk full under {run.path.parent} ({detail}); the run is paused: free some space, then resume with "
+            f"`m3lab runs resume {run.id}`")
 
 
 def _pause(run: RunDir, message: str) -> None:
-    run.events.append("status", run.read_meta().get("iteration"), status="paused", reason=message)
-    run.update_meta(status="paused", stop_reason=message, pid=None)
+    try:
+        run.events.append("status", run.read_meta().get("iteration"), status="paused", reason=message)
+        run.update_meta(status="paused", stop_reason=message, pid=None)
+    except OSError:  # the disk is still full: the dead pid in run.json already reads as paused
+        pass

@@ -77,9 +77,11 @@ class Runtime:
         return context - completion - 256, completion
 
     def fresh_sandbox(self, spec: SandboxSpec) -> Sandbox:
-        """A NEW sandbox (verifier checks never reuse the producer's)."""
+        """A NEW sandbox (verifier checks never reuse the producer's), labelled with this run's id. It is a
+        one-off: it ends when its user closes it and leaves nothing warm behind (its workspace is a
+        per-iteration folder no later sandbox shares)."""
         opener = self.open_sandbox or _default_opener
-        return opener(spec, self.settings.sandbox_backend)
+        return opener(dataclasses.replace(spec, run_id=self.run.id), self.settings.sandbox_backend)
 
     def producer_sandbox(self) -> Sandbox:
         if self._sandbox is None:

@@ -1,9 +1,13 @@
-"""Warm pool: containers started ahead of time, one spec at a time, so `open_sandbox` returns at once.
+"""Warm pool: containers started ahead of time, one spec at a time, so `open_sandbox(pool=True)` returns at once.
 
-A pooled container is never reused: each is handed out once (fresh state for every verifier re-run) and a
-replacement is started in a background thread. Containers are keyed by their full spec, since the workspace
-bind mount and the limits are fixed when a container starts. Idle containers older than `MAX_IDLE_S` are
-dropped; everything left is removed at interpreter exit, and the reaper catches what a crash leaves.
+Only callers that open the same spec again and again ask for the pool (benchmarks, a service handing out
+sandboxes on one workspace): a one-off sandbox (an iteration's check, a kernel evaluation, a reproduction) is
+opened with `pool=False` and never refills it, since its workspace is a per-iteration folder that no later
+sandbox shares. A pooled container is never reused: each is handed out once and a replacement is started in a
+background thread. Containers are keyed by their full spec, since the workspace bind mount and the limits are
+fixed when a container starts; whatever the keys, the pool holds at most `cap` idle containers (the oldest of
+another key makes room). Idle containers older than `MAX_IDLE_S` are dropped; everything left is removed at
+interpreter exit, and the reaper catches what a crash leaves.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_IDLE_S = 600.0
 """An idle container older than this is discarded rather than handed out (its lifetime clock is running)."""
+POOL_CAP = 2
+"""Idle (ready or starting) containers one process keeps at most, over all spec keys."""
 
 
 def spec_key(spec: SandboxSpec) -> str:
@@ -35,11 +41,12 @@ def spec_key(spec: SandboxSpec) -> str:
 
 
 class WarmPool:
-    """Ready containers per spec key; thread-safe."""
+    """Ready containers per spec key, at most `cap` idle in all; thread-safe."""
 
-    def __init__(self, client: "docker.DockerClient", size: int = 1) -> None:
+    def __init__(self, client: "docker.DockerClient", size: int = 1, cap: int = POOL_CAP) -> None:
         self.client = client
-        self.size = size
+        self.size = min(size, cap)
+        self.cap = cap
         self._ready: dict[str, list[DockerSandbox]] = defaultdict(list)
         self._filling: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
@@ -58,17 +65,41 @@ class WarmPool:
             sandbox.close()
 
     def refill_async(self, spec: SandboxSpec) -> None:
-        """Start containers in the background until `size` are ready for this spec."""
+        """Start containers in the background until `size` are ready for this spec, evicting the oldest idle
+        containers of other specs when the pool is at its cap."""
         key = spec_key(spec)
         with self._lock:
             missing = self.size - len(self._ready[key]) - self._filling[key]
             if missing <= 0:
                 return
-            self._filling[key] += missing
+            evicted = self._make_room(key, missing)
+            missing = min(missing, self.cap - self.idle_count())
+            self._filling[key] += max(missing, 0)
+        for sandbox in evicted:
+            sandbox.close()
         for _ in range(missing):
             t = threading.Thread(target=self._fill_one, args=(spec, key), daemon=True, name="m3lab-pool")
             t.start()
             self._threads.append(t)
+
+    def idle_count(self) -> int:
+        """Containers ready or starting, over all keys (call with the lock held)."""
+        return sum(len(v) for v in self._ready.values()) + sum(self._filling.values())
+
+    def _make_room(self, key: str, wanted: int) -> list[DockerSandbox]:
+        """Take the oldest idle containers of other keys out until `wanted` more fit under the cap (lock held);
+        the caller closes them outside the lock."""
+        others = sorted((sb for k, lst in self._ready.items() if k != key for sb in lst), key=lambda sb: sb.started)
+        excess = self.idle_count() + wanted - self.cap
+        evicted = others[:max(excess, 0)]
+        for sb in evicted:
+            for lst in self._ready.values():
+                if sb in lst:
+                    lst.remove(sb)
+        for k in [k for k in {*self._ready, *self._filling} if not self._ready.get(k) and not self._filling.get(k)]:
+            self._ready.pop(k, None)  # keys of specs opened once must not pile up either
+            self._filling.pop(k, None)
+        return evicted
 
     def _fill_one(self, spec: SandboxSpec, key: str) -> None:
         sandbox = None

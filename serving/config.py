@@ -58,8 +58,8 @@ def config_from_mapping(table: Mapping[str, Any]) -> ServingConfig:
             continue
         if key in _PATH_FIELDS:
             values[key] = Path(str(raw)).expanduser()
-        elif key == "port" and not isinstance(raw, int):
-            problems.append(f"port must be an integer, got {raw!r}")
+        elif key == "port" and (not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= 65535):
+            problems.append(f"port must be an integer from 1 to 65535, got {raw!r}")
         elif key == "ready_timeout_s" and not isinstance(raw, (int, float)):
             problems.append(f"ready_timeout_s must be a number, got {raw!r}")
         else:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from orchestrator.agents.actions import TOOL_NAMES, Action
+from orchestrator.rundir import disk_full
 from sandboxes import hostfs
 from sandboxes.base import ExecResult, Sandbox
 
@@ -135,4 +136,6 @@ def execute(action: Action, workspace: Path, sandbox: Callable[[], Sandbox], exe
     except KeyError as exc:
         return Observation(f"{action.tool}: missing argument {exc}", False), None
     except (OSError, ValueError, PermissionError, UnicodeDecodeError) as exc:
+        if disk_full(exc):
+            raise  # not the producer's to fix: the run pauses until there is room
         return Observation(f"{action.tool} failed: {exc}", False), None

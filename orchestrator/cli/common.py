@@ -9,6 +9,7 @@ from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 
@@ -17,7 +18,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON out
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}")
+    # The message is data (paths, "[budget]" tables, the model's text): escaped, never read as markup.
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -40,7 +42,9 @@ def load(config: Optional[Path], max_iterations: Optional[int] = None, hours: Op
 def launch(task: Any, settings: Any, resume: Path | None = None,
            budget_overrides: dict[str, Any] | None = None) -> Path:
     """Start (or resume) a run in the foreground; on every ending, tell the user where it is and what next."""
-    from orchestrator.runner import RunInterrupted, RunNotResumable, resume_run, start_run
+    from orchestrator.config import ConfigError
+    from orchestrator.runner import DiskFull, RunInterrupted, RunNotResumable, resume_run, start_run
+    from sandboxes.base import SandboxError
     from serving.client import EndpointUnavailable
 
     holder: dict[str, Path] = {}
@@ -58,8 +62,13 @@ def launch(task: Any, settings: Any, resume: Path | None = None,
             path = resume_run(resume, settings, budget_overrides=budget_overrides)
         else:
             path = start_run(task, settings, on_created=announce)
-    except RunNotResumable as exc:
+    except (RunNotResumable, ConfigError) as exc:
         fail(str(exc))
+    except SandboxError as exc:  # recorded in the run as failed (resumable once the sandbox works again)
+        fail(f"sandbox failure: {exc}. The run {_id(holder)} failed; resume it with "
+             f"`m3lab runs resume {_id(holder)}` once the sandbox works.")
+    except DiskFull as exc:
+        fail(str(exc), code=4)
     except EndpointUnavailable as exc:
         fail(f"{exc}\nThe run is paused; resume it with `m3lab runs resume {_id(holder)}`.", code=3)
     except (RunInterrupted, KeyboardInterrupt):

@@ -29,6 +29,10 @@ def kernel_eval(
     iters: int = typer.Option(20, help="Timed calls per model per timing shape."),
     warmup: int = typer.Option(3, help="Warm-up calls (indistinguishable from timed ones)."),
     no_timing: bool = typer.Option(False, "--no-timing", help="Correctness only."),
+    start_timeout: float = typer.Option(300.0, "--start-timeout", min=1,
+                                        help="Seconds a worker may take to start (imports, the candidate's module)."),
+    call_timeout: float = typer.Option(120.0, "--call-timeout", min=1,
+                                       help="Seconds one call of the candidate (a check, a timed call) may take."),
     eval_dir: Optional[Path] = typer.Option(None, help="Where to lay out the evaluation (default: a temp dir)."),
     json_out: JsonOpt = False,
 ) -> None:
@@ -41,7 +45,7 @@ def kernel_eval(
     if device not in ("cpu", "cuda") or isolation not in ("sandbox", "subprocess"):
         fail("--device must be cpu|cuda and --isolation sandbox|subprocess")
     opts = EvalOptions(device=device, isolation=isolation, iters=iters, warmup=warmup,  # type: ignore[arg-type]
-                       timing=not no_timing)
+                       timing=not no_timing, start_timeout_s=start_timeout, call_timeout_s=call_timeout)
     if eval_dir is None:
         temp = Path(tempfile.mkdtemp(prefix="m3lab-kernel-eval-"))
         temp.chmod(0o755)  # the candidate worker may run as nobody

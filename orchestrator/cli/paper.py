@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from orchestrator.cli.common import ConfigOpt, JsonOpt, console, fail, launch, load, print_json
 
@@ -62,7 +63,7 @@ def _make_rubric(bundle: Any, use_model: bool, settings: Any) -> Any:
             # ~3 characters a token, leaving room for the reply.
             max_chars = ((context_length(endpoint) or 32768) - endpoint.max_tokens - 256) * 3
         except EndpointUnavailable as exc:
-            console.print(f"[yellow]model unavailable ({exc}); using the deterministic rubric[/yellow]")
+            console.print(f"[yellow]model unavailable ({escape(str(exc))}); using the deterministic rubric[/yellow]")
     result = generate_rubric(bundle, ask, max_chars)
     if result.source == "fallback" and ask is not None:
         console.print(f"[yellow]the model's rubric was not usable ({'; '.join(result.problems)[:300]}); "
@@ -106,6 +107,18 @@ def _decrypted_copy(pdf: Path, password: str, out: Path) -> Path:
     return out
 
 
+def _check_startable(settings: Any, image: str, gpu: bool) -> None:
+    """A bad image or runs folder fails here, before ingestion and before the model writes a rubric."""
+    from orchestrator.config import ConfigError
+    from orchestrator.runner import check_startable
+    from sandboxes.base import SandboxSpec
+
+    try:
+        check_startable(settings, SandboxSpec(image=image, gpu=gpu))
+    except ConfigError as exc:
+        fail(str(exc))
+
+
 def reproduce(
     pdf: Path = typer.Argument(..., help="Paper PDF."),
     rubric_file: Optional[Path] = typer.Option(None, "--rubric", help="Reviewed rubric.json (else one is made)."),
@@ -128,6 +141,7 @@ def reproduce(
     from tasks.paper.task import PaperTask
 
     settings = load(config, max_iterations, hours, tokens)
+    _check_startable(settings, image, gpu)
     pdf = pdf.resolve()
     if not pdf.is_file():
         fail(f"{pdf}: no such file")

@@ -50,12 +50,26 @@ def _row(meta: dict[str, Any]) -> dict[str, Any]:
     from orchestrator.rundir import effective_status
 
     used = meta.get("budget", {}).get("used", {})
+    # Numbers are coerced here, so a run.json with a field of the wrong type is caught as unreadable.
     return {"id": meta["id"], "kind": meta["task"]["kind"], "status": effective_status(meta),
-            "stop_reason": meta.get("stop_reason", ""), "iterations": meta.get("iteration", 0),
-            "best_score": meta.get("best_score", 0.0), "best_iteration": meta.get("best_iteration", 0),
-            "tokens": used.get("tokens", 0), "elapsed_s": used.get("elapsed_s", 0.0),
+            "stop_reason": meta.get("stop_reason", ""), "iterations": int(meta.get("iteration") or 0),
+            "best_score": float(meta.get("best_score") or 0.0), "best_iteration": int(meta.get("best_iteration") or 0),
+            "tokens": int(used.get("tokens") or 0), "elapsed_s": float(used.get("elapsed_s") or 0.0),
             "title": meta["task"].get("title", ""), "created_at": meta.get("created_at"),
             "updated_at": meta.get("updated_at")}
+
+
+def _row_or_reason(run_dir: Path) -> dict[str, Any]:
+    """A listing row; a run whose run.json cannot be read is a row with status "unreadable" and the reason."""
+    from orchestrator.rundir import UnreadableRun, load_meta
+
+    try:
+        return _row(load_meta(run_dir))
+    except (UnreadableRun, KeyError, TypeError, ValueError, AttributeError) as exc:
+        reason = str(exc) if isinstance(exc, UnreadableRun) else f"run.json has a bad field ({exc!r})"
+        return {"id": run_dir.name, "kind": "?", "status": "unreadable", "stop_reason": reason, "error": reason,
+                "iterations": 0, "best_score": 0.0, "best_iteration": 0, "tokens": 0, "elapsed_s": 0.0,
+                "title": reason, "created_at": None, "updated_at": None}
 
 
 @runs_app.command("list")
@@ -63,7 +77,7 @@ def runs_list(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     """Every run, newest first."""
     from orchestrator.rundir import list_runs
 
-    rows = [_row(r.read_meta()) for r in list_runs(load(config).runs_dir)]
+    rows = [_row_or_reason(r.path) for r in list_runs(load(config).runs_dir)]
     if json_out:
         return print_json(rows)
     table = Table("id", "kind", "status", "iter", "best", "tokens", "title")
@@ -175,37 +189,38 @@ def runs_resume(run_id: str, max_iterations: Optional[int] = typer.Option(None, 
     run = _find(run_id, config)
     overrides = {k: v for k, v in (("max_iterations", max_iterations), ("max_hours", hours),
                                    ("max_tokens", tokens)) if v is not None}
+    load(config, max_iterations, hours, tokens)  # the same checks as at start: bad values change nothing
     launch(None, load(config), resume=run.path, budget_overrides=overrides)
 
 
 @runs_app.command("stop")
 def runs_stop(run_id: str, config: ConfigOpt = None) -> None:
-    """Ask a running run to stop cleanly (it writes its report); a run with no live process is marked stopped."""
-    from orchestrator.control import request_stop
-    from orchestrator.rundir import effective_status
+    """Ask a running run to stop cleanly (it writes its report); a run with no live process is marked stopped.
+    An ended run is left as it is (exit 1)."""
+    from orchestrator.control import RunEnded, request_stop
 
     run = _find(run_id, config)
-    request_stop(run.path, "user")
-    status = effective_status(run.read_meta())
-    if status == "running":
-        console.print(f"stop requested: {run.id} stops at its next step")
-    elif status == "paused":
-        run.update_meta(status="stopped", stop_reason="user: stopped while paused", pid=None)
-        run.events.append("run_finished", run.read_meta().get("iteration"), status="stopped",
-                          stop_reason="user: stopped while paused")
+    try:
+        status = request_stop(run.path, "user")
+    except RunEnded as exc:
+        fail(str(exc), code=1)
+    if status == "paused":
         console.print(f"{run.id} was paused; marked stopped (resume still possible)")
     else:
-        console.print(f"{run.id} already ended ({status})")
+        console.print(f"stop requested: {run.id} stops at its next step")
 
 
 @runs_app.command("steer")
 def runs_steer(run_id: str, text: str, config: ConfigOpt = None) -> None:
-    """Add a requirement to a running or paused run; the producer sees it at its next step."""
-    from orchestrator.control import add_steer
+    """Add a requirement to a running or paused run; the producer sees it at its next step. An ended run is
+    left as it is (exit 1)."""
+    from orchestrator.control import RunEnded, add_steer
 
     run = _find(run_id, config)
     try:
         add_steer(run.path, text)
+    except RunEnded as exc:
+        fail(str(exc), code=1)
     except ValueError as exc:
         fail(str(exc))
     console.print(f"steering queued for {run.id}")
@@ -214,7 +229,13 @@ def runs_steer(run_id: str, text: str, config: ConfigOpt = None) -> None:
 def _find(run_id: str, config: Optional[Path]):
     from orchestrator.rundir import find_run
 
+    from orchestrator.rundir import UnreadableRun, load_meta
+
     try:
-        return find_run(load(config).runs_dir, run_id)
+        run = find_run(load(config).runs_dir, run_id)
+        load_meta(run.path)
     except KeyError as exc:
-        fail(str(exc))
+        fail(str(exc.args[0]))
+    except UnreadableRun as exc:
+        fail(f"run {run.id} is unreadable: {exc}")
+    return run

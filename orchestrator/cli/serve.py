@@ -34,7 +34,7 @@ def serve(
     embedded: bool = typer.Option(False, "--embedded", help="Serve the offline default model (profile 'embedded')."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Profile name (serving/profiles/) or .toml path."),
     model: Optional[str] = typer.Option(None, "--model", help="Hub id or local path replacing the profile's model."),
-    port: Optional[int] = typer.Option(None, "--port", help="Port (default 8000)."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port (default 8000)."),
     host: Optional[str] = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="Size for N GPUs instead of the visible ones (dry runs)."),
     tp: Optional[int] = typer.Option(None, "--tp", help="Tensor-parallel size override."),
@@ -96,7 +96,7 @@ def serve(
 
 @serve_app.command("status")
 def status(
-    port: Optional[int] = typer.Option(None, "--port", help="Port of the server (default 8000)."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port of the server (default 8000)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     config_file: Optional[Path] = typer.Option(None, "--config"),
 ) -> None:
@@ -137,7 +137,7 @@ def _print_status(report: dict) -> None:
 
 @serve_app.command("stop")
 def stop(
-    port: Optional[int] = typer.Option(None, "--port", help="Port of the server (default 8000)."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port of the server (default 8000)."),
     config_file: Optional[Path] = typer.Option(None, "--config"),
 ) -> None:
     """Stop the server `m3lab serve` started on the port (its whole process group)."""

@@ -8,7 +8,7 @@ import typer
 
 
 def ui(
-    port: int = typer.Option(8765, "--port", "-p", help="TCP port to listen on."),
+    port: int = typer.Option(8765, "--port", "-p", min=1, max=65535, help="TCP port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; loopback by default (no token). Any "
                              "other address requires the token printed at start."),
     allow_host: list[str] = typer.Option([], "--allow-host", help="Extra Host name the viewer answers to (a DNS "

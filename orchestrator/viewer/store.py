@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.rundir import UnreadableRun, load_meta
 from sandboxes import hostfs
 
 MAX_FILE_BYTES = 64 << 20
@@ -75,6 +76,15 @@ def summarize(run_id: str, meta: dict[str, Any]) -> RunSummary:
     )
 
 
+def _summary_or_reason(run_dir: Path) -> RunSummary:
+    try:
+        return summarize(run_dir.name, load_meta(run_dir))
+    except (UnreadableRun, TypeError, ValueError) as exc:  # also fields of the wrong type ("iteration": "x")
+        return RunSummary(id=run_dir.name, kind="?", title="", status="unreadable", stop_reason=str(exc),
+                          iteration=0, best_score=None, best_iteration=None, budget={}, created_at=None,
+                          updated_at=None)
+
+
 class RunStore:
     """The runs under `runs_dir`."""
 
@@ -91,14 +101,14 @@ class RunStore:
         return path
 
     def list_runs(self) -> list[RunSummary]:
-        """Every run with a readable run.json, newest first."""
+        """Every run (a folder with a run.json), newest first; one whose run.json cannot be read is a row with
+        status "unreadable" and the reason, never an error of the whole page."""
         if not self.runs_dir.is_dir():
             return []
         rows = []
         for child in self.runs_dir.iterdir():
-            meta = _read_json(child / "run.json") if _RUN_ID.match(child.name) else None
-            if meta is not None:
-                rows.append(summarize(child.name, meta))
+            if _RUN_ID.match(child.name) and (child / "run.json").exists():
+                rows.append(_summary_or_reason(child))
         return sorted(rows, key=_created_key, reverse=True)
 
     def run_meta(self, run_id: str) -> dict[str, Any]:

@@ -88,7 +88,8 @@ class CodeTask:
     def __post_init__(self) -> None:
         src = Path(self.source)
         if not src.is_dir():
-            raise TaskError(f"workspace folder {self.source!r} does not exist")
+            what = "is a file, not a folder" if src.exists() else "does not exist"
+            raise TaskError(f"workspace folder {self.source!r} {what}")
         if not self.check_command.strip():
             raise TaskError("the check command is empty")
         for rel in self.protect:

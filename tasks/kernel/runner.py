@@ -16,6 +16,7 @@ from typing import Callable, Literal
 
 from sandboxes import hostfs
 from sandboxes.base import Sandbox, SandboxSpec, inside_path
+from tasks.kernel.harness.static_checks import syntax_error
 from tasks.kernel.harness.verdict import Verdict
 
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
@@ -44,7 +45,9 @@ class EvalOptions:
     drop_privileges: bool = True
     """When the evaluator runs as root, run the candidate worker as uid nobody (no signals/ptrace on the others)."""
     call_timeout_s: float = 120.0
-    """Longest single call of the candidate (import, one check, one timed call) before it is killed."""
+    """Longest single call of the candidate (one check, one timed call) before it is killed."""
+    start_timeout_s: float = 300.0
+    """Longest start of a worker (imports and the candidate's module body) before it is killed."""
     memory_mb: int = 8192
     disk_mb: int = 2048
     """Disk quota of the evaluation folder (the candidate's logs and files): over it, the evaluation fails and the
@@ -76,7 +79,7 @@ def _args(opts: EvalOptions) -> list[str]:
     args = ["-m", "harness.evaluate", "--target", "target.py", "--candidate", "cand/candidate.py",
             "--device", opts.device, "--nonce-file", "nonce", "--warmup", str(opts.warmup), "--iters",
             str(opts.iters), "--threads", str(opts.threads), "--log-dir", "logs",
-            "--call-timeout", str(opts.call_timeout_s)]
+            "--call-timeout", str(opts.call_timeout_s), "--start-timeout", str(opts.start_timeout_s)]
     return (args + ([] if opts.static else ["--no-static"]) + ([] if opts.timing else ["--no-timing"])
             + ([] if opts.drop_privileges else ["--no-drop"]))
 
@@ -102,7 +105,7 @@ def _run_subprocess(eval_dir: Path, opts: EvalOptions) -> tuple[int, str, str]:
         proc = subprocess.run([sys.executable, *_args(opts)], cwd=eval_dir, env=env, capture_output=True, text=True,
                               timeout=opts.timeout_s)
     except subprocess.TimeoutExpired as exc:
-        return 124, str(exc.stdout or ""), f"evaluation timed out after {opts.timeout_s:.0f} s"
+        return 124, str(exc.stdout or ""), f"[{_ended('timeout', opts)}]"
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -123,7 +126,16 @@ def _run_sandbox(eval_dir: Path, opts: EvalOptions, opener: Callable[[SandboxSpe
     with opener(sandbox_spec(eval_dir, opts)) as sb:
         python = "python3" if sb.backend == "docker" else inside_path(Path(sys.executable))
         res = sb.exec(" ".join(shlex.quote(a) for a in [python, *_args(opts)]), timeout_s=opts.timeout_s)
-        return res.exit_code, res.stdout, res.stderr + (f"\n[{res.reason}]" if res.reason != "exited" else "")
+        return res.exit_code, res.stdout, res.stderr + (f"\n[{_ended(res.reason, opts)}]" if res.reason != "exited" else "")
+
+
+def _ended(reason: str, opts: EvalOptions) -> str:
+    """How the whole evaluator ended, in words, when it did not exit by itself."""
+    if reason == "oom":
+        return f"killed: out of memory (limit {opts.memory_mb / 1024:.3g} GiB)"
+    if reason == "timeout":
+        return f"timed out after {opts.timeout_s:g} s (the whole evaluation)"
+    return reason
 
 
 def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_dir: Path,
@@ -131,10 +143,14 @@ def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_di
     """Evaluate `candidate` against `target`; never raises for the candidate's own failures (they are in the
     verdict). Raises EvalFailed only when no verdict could be produced at all, with the evaluator's output."""
     if not target.is_file():
-        raise FileNotFoundError(f"target file {target} does not exist")
+        raise FileNotFoundError(f"target file {target} " + ("is a folder" if target.is_dir() else "does not exist"))
     if not hostfs.is_regular(candidate.parent, candidate.name):
-        raise FileNotFoundError(f"candidate file {candidate} does not exist or is not a regular file (links are "
-                                "not followed)")
+        raise FileNotFoundError(f"candidate file {candidate} " + ("is a folder" if candidate.is_dir() else
+                                "does not exist or is not a regular file (links are not followed)"))
+    source = hostfs.read_bytes(candidate.parent, candidate.name).decode("utf-8", errors="replace")
+    problem = syntax_error(source, candidate.name)
+    if problem is not None:  # no sandbox, no worker: the producer gets the line at once
+        return error_verdict(f"syntax error: {problem}", opts.device)
     nonce = prepare_eval_dir(eval_dir, target, candidate)
     if opts.isolation == "subprocess":
         code, out, err = _run_subprocess(eval_dir, opts)
@@ -151,7 +167,9 @@ def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_di
     try:
         return parse_verdict(out, nonce)
     except EvalFailed as exc:
-        raise EvalFailed(f"{exc}; exit code {code}; stderr tail: {err[-1500:]}") from None
+        ended = err.rstrip().rsplit("\n", 1)[-1] if err.rstrip().endswith("]") else ""
+        raise EvalFailed(f"{exc}: {ended.strip('[]')}" if ended else
+                         f"{exc}; exit code {code}; stderr tail: {err[-1500:]}") from None
 
 
 def error_verdict(message: str, device: str) -> Verdict:

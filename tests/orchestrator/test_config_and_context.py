@@ -28,13 +28,44 @@ def test_file_roles_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     cfg = tmp_path / "m3lab.toml"
     cfg.write_text("[budget]\nmax_iteration = 3\n")
-    with pytest.raises(ConfigError, match="unknown keys in \\[budget\\]: max_iteration"):
+    with pytest.raises(ConfigError, match="\\[budget\\] max_iteration: unknown key"):
         load_settings(cfg)
     cfg.write_text("[budget\n")
     with pytest.raises(ConfigError, match="cannot read config"):
         load_settings(cfg)
-    with pytest.raises(ConfigError, match="must be positive"):
+    with pytest.raises(ConfigError, match="--tokens: expected a positive integer, got 0"):
         with_budget(load_settings(None), max_tokens=0)
+
+
+def test_every_config_problem_at_once_with_table_and_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "m3lab.toml"
+    cfg.write_text('runs_dir = 5\nsandbox_backend = "vm"\n[budget]\nmax_iterations = "ten"\nmax_hours = -5\n'
+                   '[loop]\nmax_turns = "many"\nreview_on_failure = "yes"\n[producer]\ntemperature = "hot"\n'
+                   '[model]\nbase_url = "http://x:99999/v1"\n[verifier]\nmodle = "m"\n')
+    monkeypatch.setenv("M3LAB_BASE_URL", "localhost:8000")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert sorted(info.value.problems) == sorted([
+        'runs_dir: expected a path (a string), got 5',
+        'sandbox_backend: expected one of auto, docker, process, got "vm"',
+        '[budget] max_iterations: expected a positive integer, got "ten"',
+        '[budget] max_hours: expected a positive number, got -5',
+        '[loop] max_turns: expected a positive integer, got "many"',
+        '[loop] review_on_failure: expected true or false, got "yes"',
+        '[producer] temperature: expected a number from 0 to 2, got "hot"',
+        '[model] base_url: expected an http(s) URL with a valid port, e.g. "http://127.0.0.1:8000/v1", '
+        'got "http://x:99999/v1"',
+        '[verifier] modle: unknown key (known: api_key, base_url, max_tokens, model, retry_for_s, temperature, '
+        'thinking_toggle, timeout_s, vision)',
+        'M3LAB_BASE_URL: expected an http(s) URL with a valid port, e.g. "http://127.0.0.1:8000/v1", '
+        'got "localhost:8000"'])
+    assert "\n" not in str(info.value)
+    cfg.write_text("budget = 3\n[loop]\nmax_turns = 0\n")
+    monkeypatch.delenv("M3LAB_BASE_URL")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert info.value.problems == ["budget: expected a table [budget], got 3",
+                                   "[loop] max_turns: expected a positive integer, got 0"]
 
 
 def test_text_actions() -> None:

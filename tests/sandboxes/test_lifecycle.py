@@ -61,7 +61,7 @@ def test_100_docker_sandboxes_leave_no_container(docker_engine, sandbox_image: s
     before = {c.id for c in _labelled(docker_engine)}
     spec = SandboxSpec(workspace=tmp_path)
     for i in range(100):
-        with open_sandbox(spec, backend="docker") as sb:  # through the warm pool, as the agent loop does
+        with open_sandbox(spec, backend="docker", pool=True) as sb:  # through the warm pool
             if i % 25 == 0:
                 assert sb.exec(f"echo {i}").stdout.strip() == str(i)
     assert sandboxes.pool.drain_shared_pool() >= 0
@@ -83,11 +83,11 @@ def test_warm_pool_hands_out_prestarted_fresh_containers(docker_engine, sandbox_
     pool = sandboxes.pool.shared_pool(docker_engine)
     pool.prewarm(spec)
     try:
-        with open_sandbox(spec) as first:
+        with open_sandbox(spec, pool=True) as first:
             first.exec("echo secret > /tmp/state")
         pool.wait()
         start = time.monotonic()
-        second = open_sandbox(spec)
+        second = open_sandbox(spec, pool=True)
         with second:
             assert second.exec("cat /tmp/state").exit_code != 0  # never the same container twice
             assert second.id != first.id
@@ -95,6 +95,32 @@ def test_warm_pool_hands_out_prestarted_fresh_containers(docker_engine, sandbox_
         assert second.started < start
     finally:
         pool.drain()
+
+
+@pytest.mark.docker
+def test_warm_pool_keeps_at_most_its_cap_over_all_specs(docker_engine, sandbox_image: str, tmp_path: Path) -> None:
+    """Specs that differ only by a per-iteration folder must not pile up idle containers."""
+    pool = sandboxes.pool.WarmPool(docker_engine, cap=2)
+    try:
+        for i in range(4):
+            folder = tmp_path / f"iteration-{i}"
+            folder.mkdir()
+            pool.prewarm(SandboxSpec(workspace=folder))
+            assert pool.idle_count() <= 2
+        mine = [c for c in _labelled(docker_engine) if c.labels.get("m3lab.pool")]
+        ours = {sb.id for lst in pool._ready.values() for sb in lst}
+        assert len(ours) == 2 and ours <= {c.id for c in mine}
+        assert len(pool._ready) == 2  # the keys of evicted specs are gone too
+    finally:
+        assert pool.drain() == 2
+
+
+@pytest.mark.docker
+def test_one_off_docker_sandbox_leaves_nothing_warm(docker_engine, sandbox_image: str, tmp_path: Path) -> None:
+    before = {c.id for c in _labelled(docker_engine)}
+    with open_sandbox(SandboxSpec(workspace=tmp_path, run_id="one-off"), backend="docker") as sb:
+        assert docker_engine.containers.get(sb.id).labels["m3lab.run_id"] == "one-off"
+    assert {c.id for c in _labelled(docker_engine)} - before == set()
 
 
 def _spawn_owner(backend: str, workspace: Path) -> tuple[subprocess.Popen, str]:

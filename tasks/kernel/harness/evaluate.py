@@ -46,6 +46,8 @@ class EvalConfig:
     """Run the candidate worker as uid nobody when the evaluator is root (and the files allow it)."""
     call_timeout_s: float = 120.0
     """Longest one request to a worker may take (a hung candidate is killed after this)."""
+    start_timeout_s: float = 300.0
+    """Longest a worker's start (its imports, the candidate's module body) may take."""
 
 
 class _Stop(Exception):
@@ -72,7 +74,7 @@ class Evaluation:
                             threads=cfg.threads, eval_dir=Path(__file__).resolve().parent.parent,
                             log_path=cfg.log_dir / f"{name}.log", home=cfg.log_dir / f"home_{name}",
                             drop_privileges=(name == "cand" and cfg.drop_privileges), cpus=self._cpus())
-        handle = WorkerHandle(wcfg, wait=wait)
+        handle = WorkerHandle(wcfg, start_timeout_s=cfg.start_timeout_s, wait=wait)
         self.workers[name] = handle
         return handle
 
@@ -95,8 +97,8 @@ class Evaluation:
             v.stage = "done"
         except _Stop:
             pass
-        except WorkerFailed as exc:
-            v.errors.append(f"{v.stage}: {exc}"[:3000])
+        except WorkerFailed as exc:  # its message says where the worker was
+            v.errors.append(str(exc)[:3000])
         except TargetError as exc:
             v.errors.append(f"target: {exc}")
         except Exception as exc:  # a harness fault is an error verdict, never a pass
@@ -285,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--log-dir", type=Path, default=Path("logs"))
     p.add_argument("--call-timeout", type=float, default=120.0)
+    p.add_argument("--start-timeout", type=float, default=300.0)
     p.add_argument("--no-drop", action="store_true", help="keep the candidate worker at the evaluator's uid")
     a = p.parse_args(argv)
     nonce = _read_nonce(a.nonce_file)
@@ -293,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     _set_nondumpable()
     cfg = EvalConfig(target=a.target, candidate=a.candidate, device=a.device, static=not a.no_static,
                      timing=not a.no_timing, warmup=a.warmup, iters=a.iters, threads=a.threads, log_dir=a.log_dir,
-                     call_timeout_s=a.call_timeout, drop_privileges=not a.no_drop)
+                     call_timeout_s=a.call_timeout, start_timeout_s=a.start_timeout, drop_privileges=not a.no_drop)
     verdict = Evaluation(cfg).run()
     sys.stdout.write(f"M3LAB-VERDICT {nonce} {json.dumps(verdict.to_json())}\n")
     sys.stdout.flush()

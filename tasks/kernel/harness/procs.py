@@ -8,9 +8,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .protocol import Message, ProtocolError, recv, send
+from .protocol import Message, PeerTimeout, ProtocolError, recv, send
 
 NOBODY = 65534
+PHASES = {"start": "at import", "init": "in __init__", "run": "in forward", "stage": "staging timing inputs",
+          "go": "in warm-up or a timed forward"}
+"""Where a worker was when it failed, by the request it was answering (warm-up and timed calls are the same
+request by design, so a worker cannot tell them apart, nor can this message)."""
 
 
 class WorkerFailed(RuntimeError):
@@ -49,6 +53,67 @@ def _env(cfg: WorkerConfig) -> dict[str, str]:
     if cfg.device == "cpu":
         env["TRITON_INTERPRET"] = "1"  # Triton kernels run on CPU through the interpreter
     return env
+
+
+def _cgroup_value(*names: str, key: str | None = None) -> int | None:
+    """A number from this process's cgroup (v2 first, then v1): a whole file, or one `key value` line."""
+    for name in names:
+        try:
+            text = Path("/sys/fs/cgroup", name).read_text()
+        except OSError:
+            continue
+        if key is None:
+            return int(text) if text.strip().isdigit() else None
+        for line in text.splitlines():
+            if line.startswith(key + " ") and line.split()[1].isdigit():
+                return int(line.split()[1])
+    return None
+
+
+def oom_kills() -> int | None:
+    """How many processes the memory limit of our cgroup has killed so far (None where unreadable)."""
+    return _cgroup_value("memory.events", "memory/memory.oom_control", key="oom_kill")
+
+
+def memory_limit_text() -> str:
+    """" (limit 8 GiB)" from our cgroup's memory limit, "" when there is none or it is unreadable."""
+    limit = _cgroup_value("memory.max", "memory/memory.limit_in_bytes")
+    if limit is None or limit >= 1 << 60:
+        return ""
+    return f" (limit {limit / 2**30:.3g} GiB)" if limit >= 1 << 30 else f" (limit {limit >> 20} MiB)"
+
+
+def exit_text(code: int | None, oom_before: int | None) -> str:
+    """What an exit code means, in words: "killed: out of memory (limit 8 GiB)", "killed by SIGSEGV"..."""
+    if code is None:
+        return "still running"
+    if code >= 0:
+        return f"exited with code {code}"
+    after = oom_kills()
+    if code == -signal.SIGKILL and after is not None and oom_before is not None and after > oom_before:
+        return f"killed: out of memory{memory_limit_text()}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
+
+
+def candidate_traceback(text: str, module: Path) -> str:
+    """The frames of a worker's traceback that lie in the candidate's own files, and the exception line;
+    the harness frames around them say nothing to the candidate's author. The whole text when none match."""
+    lines = str(text).rstrip().splitlines()
+    if not lines:
+        return ""
+    folder = str(Path(module).resolve().parent)
+    kept, keep = [], False
+    for line in lines[1:-1]:
+        if line.startswith('  File "'):
+            keep = line[len('  File "'):].startswith(folder)
+        if keep:
+            kept.append(line)
+    if not kept:
+        return "\n".join(lines)[-1500:]
+    return "\n".join([lines[0], *kept, lines[-1]])[-1500:]
 
 
 def _world_usable(path: Path) -> bool:
@@ -93,28 +158,44 @@ class WorkerHandle:
         os.close(child_out)
         if cfg.cpus:
             os.sched_setaffinity(self.proc.pid, cfg.cpus)  # before the worker starts any thread
+        self._oom_before = oom_kills()
+        self.start_timeout_s = start_timeout_s
         if wait:
-            self.wait_ready(start_timeout_s)
+            self.wait_ready()
 
-    def wait_ready(self, start_timeout_s: float = 300.0) -> None:
+    def wait_ready(self, start_timeout_s: float | None = None) -> None:
         """Wait for the worker's hello (its imports done); raises WorkerFailed with the import error."""
-        hello = self._recv(start_timeout_s, "start")
+        hello = self._recv(start_timeout_s or self.start_timeout_s, "start")
         if not hello.header.get("ok"):
             self.close()
-            raise WorkerFailed(f"import failed: {hello.header.get('error')}\n{hello.header.get('traceback', '')}")
+            raise WorkerFailed(self._raised(hello, "start"))
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
+    def _raised(self, reply: Message, what: str) -> str:
+        """A worker's error reply as one line (what it raised, where) and the candidate's frames, once."""
+        where = PHASES.get(what, f"during {what}")
+        tb = candidate_traceback(str(reply.header.get("traceback", "")), self.cfg.module)
+        return f"{self.cfg.cls} raised {where}: {reply.header.get('error')}\n{tb}"
+
     def _recv(self, timeout_s: float, what: str) -> Message:
+        where = PHASES.get(what, f"during {what}")
         try:
             return recv(self._from_child, timeout_s)
-        except ProtocolError as exc:
-            code = self.proc.poll()
+        except PeerTimeout:
             self.close()
-            raise WorkerFailed(f"{self.cfg.cls} worker failed during {what}: {exc}"
-                               f"{'' if code is None else f' (exit code {code})'}; log tail: {self.log_tail()}") from None
+            raise WorkerFailed(f"{self.cfg.cls} timed out after {timeout_s:g} s {where}") from None
+        except ProtocolError as exc:
+            try:
+                code = self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                code = None
+            how = exit_text(code, self._oom_before) if code is not None else str(exc)
+            self.close()
+            tail = self.log_tail(500).strip()
+            raise WorkerFailed(f"{self.cfg.cls} {how} {where}" + (f"; its output: {tail}" if tail else "")) from None
 
     def send(self, msg: Message) -> None:
         try:
@@ -127,7 +208,7 @@ class WorkerHandle:
         self.send(msg)
         reply = self._recv(timeout_s, str(msg.header.get("cmd")))
         if not reply.header.get("ok"):
-            raise WorkerFailed(f"{reply.header.get('error')}\n{str(reply.header.get('traceback', ''))[-1500:]}")
+            raise WorkerFailed(self._raised(reply, str(msg.header.get("cmd"))))
         return reply
 
     def request_raw(self, frame: bytes, timeout_s: float, what: str) -> Message:
@@ -141,7 +222,7 @@ class WorkerHandle:
             raise WorkerFailed(f"{self.cfg.cls} worker is gone ({exc}); log tail: {self.log_tail()}") from None
         reply = self._recv(timeout_s, what)
         if not reply.header.get("ok"):
-            raise WorkerFailed(f"{reply.header.get('error')}\n{str(reply.header.get('traceback', ''))[-1500:]}")
+            raise WorkerFailed(self._raised(reply, what))
         return reply
 
     def log_tail(self, n: int = 1500) -> str:

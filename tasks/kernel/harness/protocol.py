@@ -32,6 +32,10 @@ class ProtocolError(RuntimeError):
     """The peer sent something that is not a well-formed frame, or went silent/closed the channel."""
 
 
+class PeerTimeout(ProtocolError):
+    """The peer did not answer in time (a hung or endless call)."""
+
+
 @dataclass
 class Message:
     """One frame: a JSON-able header and a list of CPU tensors."""
@@ -73,7 +77,7 @@ def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
         if deadline is not None:
             wait = deadline - time.monotonic()
             if wait <= 0 or not select.select([fd], [], [], wait)[0]:
-                raise ProtocolError(f"peer timed out (waiting for {left} of {n} bytes)")
+                raise PeerTimeout(f"peer timed out (waiting for {left} of {n} bytes)")
         chunk = os.read(fd, min(left, 1 << 22))
         if not chunk:
             raise ProtocolError("peer closed the channel")

@@ -152,6 +152,20 @@ class _Visitor(ast.NodeVisitor):
         self.generic_visit(node)
 
 
+def syntax_error(source: str, filename: str = "candidate.py") -> str | None:
+    """Why `source` is not valid Python ("candidate.py line 3: invalid syntax ..."), or None. Parsing runs
+    nothing, so the host checks this before any sandbox or worker starts."""
+    try:
+        ast.parse(source, filename=filename)
+    except SyntaxError as exc:
+        where = f" line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "") if exc.lineno else ""
+        code = f": {exc.text.strip()}" if exc.text and exc.text.strip() else ""
+        return f"{filename}{where}: {exc.msg}{code}"
+    except (ValueError, RecursionError, MemoryError) as exc:  # null bytes, absurd nesting
+        return f"{filename}: not parsable Python ({type(exc).__name__}: {str(exc)[:200]})"
+    return None
+
+
 def check_source(source: str, forbidden_ops: list[str] | None = None) -> StaticReport:
     try:
         tree = ast.parse(source)

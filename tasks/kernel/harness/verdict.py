@@ -69,7 +69,8 @@ class Verdict:
 
     def summary(self) -> str:
         if self.errors:
-            return f"ERROR at {self.stage}: " + "; ".join(self.errors)[:600]
+            # First lines only: a traceback belongs in the error list, shown once.
+            return f"ERROR at {self.stage}: " + "; ".join(e.splitlines()[0] for e in self.errors if e)[:600]
         if self.cheats:
             return "REJECTED (cheat): " + "; ".join(self.cheats)[:600]
         if not self.correct:
