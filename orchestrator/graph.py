@@ -23,6 +23,7 @@ from orchestrator.report import write_iteration_record, write_report
 from orchestrator.runtime import Runtime, Usage
 from orchestrator.workspace import commit_tree, stage_tree
 from sandboxes.base import SandboxError
+from tasks.text import shorten
 
 HISTORY = 8
 COMPACT_FACTOR = 2
@@ -169,7 +170,7 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
                 iteration=iteration, verdict=verdict.verdict, summary=verdict.check.summary,
                 findings="\n".join(f"- {f}" for f in verdict.findings) or "- (none)", next_step=next_step)))
             update["conv_len"] = len(conv)
-        line = f"{verdict.verdict} (score {verdict.score:.4g})" + (f": {verdict.findings[0][:120]}"
+        line = f"{verdict.verdict} (score {verdict.score:.4g})" + (f": {shorten(verdict.findings[0], 120)}"
                                                                    if verdict.findings else "")
         sha = commit_tree(run.workspace, iteration, tree, line)
         run.events.append("commit", iteration, key=f"commit-{iteration}", sha=sha,

@@ -10,6 +10,8 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 from rich.console import Console
 
+from tasks.text import shorten
+
 console = Console(stderr=True)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="m3lab.toml to use (default ./m3lab.toml).")]
@@ -122,10 +124,10 @@ def describe(e: dict[str, Any]) -> str | None:
     if kind == "check":
         return f"  check: {'passed' if e['passed'] else 'failed'} (score {e['score']:.4g})"
     if kind == "verdict":
-        return f"  verdict: [bold]{e['verdict']}[/bold] {(e.get('findings') or [''])[0][:160]}"
+        return f"  verdict: [bold]{e['verdict']}[/bold] {shorten((e.get('findings') or [''])[0], 160)}"
     if kind in ("decision", "strategy_change", "steer", "error", "status"):
         rest = e.get("reason") or e.get("text") or e.get("message") or ""
-        return f"  {kind}: {e.get('action', '')} {str(rest)[:160]}"
+        return f"  {kind}: {e.get('action', '')} {shorten(str(rest), 160)}"
     return None
 
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.cli.common import ConfigOpt, JsonOpt, fail, launch, load, print_json
+from tasks.text import shorten
 
 console = Console()
 run_app = typer.Typer(help="Start a run of a task kind.", no_args_is_help=True)
@@ -98,7 +99,7 @@ def runs_show(run_id: str, config: ConfigOpt = None, json_out: JsonOpt = False) 
                   f"time {used.get('elapsed_s', 0) / 3600:.2f}/{limits.get('max_hours')} h")
     table = Table("iter", "verdict", "score", "decision", "first finding")
     for it in row["iterations_detail"]:
-        first = it["findings"][0].splitlines()[0][:90] if it["findings"] else ""
+        first = shorten(it["findings"][0], 90) if it["findings"] else ""
         table.add_row(str(it["iteration"]), it["verdict"], f"{it['score']:.4g}", it["decision"], first)
     console.print(table)
 
