@@ -28,6 +28,9 @@ from tasks.text import shorten
 HISTORY = 8
 COMPACT_FACTOR = 2
 """Restart the producer's context from a summary once it holds this many contexts' worth of tokens."""
+REPEAT_TEMPERATURE_STEP = 0.3
+"""Sampling temperature added per repeated producer reply in the run (capped at 1.0): same prompt, same
+temperature, same reply; a repeat must change something."""
 
 
 class LoopState(TypedDict, total=False):
@@ -45,6 +48,8 @@ class LoopState(TypedDict, total=False):
     elapsed_s: float
     consecutive_failures: int
     strategy_changes: int
+    repeats: int            # producer replies that repeated an earlier one word for word (whole run)
+    iteration_repeated: bool
     fail_history: list[str]
     tree_history: list[str]
     best_score: float
@@ -116,7 +121,8 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
             run.events.append("steer", iteration, key=f"steer-{steer_seen + offset}", text=text)
             steer_seen += 1
         thinking = state.get("consecutive_failures", 0) >= 2 or state.get("strategy_changes", 0) > 0
-        result = producer_turn(rt, conv, iteration, thinking)
+        repeats = state.get("repeats", 0)
+        result = producer_turn(rt, conv, iteration, thinking, REPEAT_TEMPERATURE_STEP * repeats)
         turn = state.get("turn", 0) + 1
         idle = state.get("idle_turns", 0) + 1 if result.idle else 0
         finished = result.done or turn >= loop.max_turns or idle >= 2
@@ -124,7 +130,9 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
             conv.add(HumanMessage(content=prompts.TURN_LIMIT_MESSAGE))
         update: dict[str, Any] = {**_tokens(state, result.usage), "turn": turn, "idle_turns": idle,
                                   "conv_len": len(conv), "steer_seen": steer_seen,
-                                  "claim": result.claim, "elapsed_s": timed(state, started)}
+                                  "claim": result.claim, "elapsed_s": timed(state, started),
+                                  "repeats": repeats + int(result.repeated),
+                                  "iteration_repeated": state.get("iteration_repeated", False) or result.repeated}
         return Command(goto="verify" if finished else "produce", update=update)
 
     def verify_node(state: LoopState) -> Command[Literal["decide"]]:
@@ -152,9 +160,10 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
         tree = run.once(f"tree-{iteration:04d}", lambda: stage_tree(run.workspace))
         trees = push(state.get("tree_history", []), tree[:12], HISTORY)
         update: dict[str, Any] = {"completed": iteration, "turn": 0, "idle_turns": 0, "claim": "",
+                                  "iteration_repeated": False,
                                   "consecutive_failures": failures, "best_score": best_score,
                                   "best_iteration": best_iteration, "fail_history": fails, "tree_history": trees}
-        stats = {**state, **update}
+        stats = {**state, **update, "iteration_repeated": state.get("iteration_repeated", False)}
         action, reason = _decision(rt, stats, verdict, accepted)
         if action == "change":
             update.update(_change_strategy(rt, state, iteration, reason))
@@ -215,9 +224,13 @@ def _decision(rt: Runtime, stats: dict[str, Any], verdict: Verdict, accepted: bo
     patience = rt.settings.loop.stuck_patience
     same_fail = is_stuck(stats["fail_history"], patience)
     same_tree = is_stuck(stats["tree_history"], patience)
-    if same_fail or same_tree:
-        why = "the same failure" if same_fail else "no change in the workspace"
-        why += f" over {patience} iterations"
+    repeated = not accepted and stats.get("iteration_repeated", False)
+    if same_fail or same_tree or repeated:
+        if repeated:  # a model that repeats itself is stuck now, not after `patience` iterations
+            why = "the producer repeated an earlier reply word for word"
+        else:
+            why = "the same failure" if same_fail else "no change in the workspace"
+            why += f" over {patience} iterations"
         if stats.get("strategy_changes", 0) >= 1:
             return "stop", f"stuck: {why}, also after a strategy change"
         return "change", why

@@ -117,7 +117,8 @@ def describe(e: dict[str, Any]) -> str | None:
         return f"[bold]iteration {it}[/bold]"
     if kind == "model_call":
         mode = "thinking" if e.get("thinking") else "fast"
-        return f"  {e['role']}: {e['total_tokens']} tokens ({mode}, {e['latency_s']:.1f} s)"
+        cut = f", cut at the {e.get('completion_limit')}-token limit" if e.get("cut_at_limit") else ""
+        return f"  {e['role']}: {e['total_tokens']} tokens ({mode}, {e['latency_s']:.1f} s{cut})"
     if kind == "tool_call":
         args = ", ".join(f"{k}={str(v)[:60]!r}" for k, v in (e.get("args") or {}).items() if k != "content")
         return f"  {e['tool']}({args}) -> {'ok' if e.get('ok') else 'failed'}"
@@ -125,6 +126,8 @@ def describe(e: dict[str, Any]) -> str | None:
         return f"  check: {'passed' if e['passed'] else 'failed'} (score {e['score']:.4g})"
     if kind == "verdict":
         return f"  verdict: [bold]{e['verdict']}[/bold] {shorten((e.get('findings') or [''])[0], 160)}"
+    if kind == "repeated_output":
+        return f"  {e.get('role')} repeated an earlier reply word for word: {e.get('action', '')}"
     if kind in ("decision", "strategy_change", "steer", "error", "status"):
         rest = e.get("reason") or e.get("text") or e.get("message") or ""
         return f"  {kind}: {e.get('action', '')} {shorten(str(rest), 160)}"
