@@ -19,8 +19,23 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON out
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}")
+    """End the command with a clear message: `{"error": ...}` on stdout under --json, else one red line."""
+    if json_requested():
+        print_json({"error": message})
+    else:
+        console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def json_requested() -> bool:
+    """The running command was given --json (its parameter is `json_out`, or `as_json`)."""
+    try:  # typer >= 0.22 runs commands on its own copy of click (tests/orchestrator/test_cli_output.py checks)
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+
+    ctx = get_current_context(silent=True)
+    return bool(ctx is not None and (ctx.params.get("json_out") or ctx.params.get("as_json")))
 
 
 def print_json(data: Any) -> None:
@@ -50,7 +65,7 @@ def launch(task: Any, settings: Any, resume: Path | None = None,
 
     def announce(run: Any) -> None:
         holder["path"] = run.path
-        console.print(f"run [bold]{run.id}[/bold] started in {run.path}")
+        console.print(f"run [bold]{run.id}[/bold] started in {run.path}", soft_wrap=True)
         progress.follow(run.path / "events.jsonl")
 
     try:
@@ -70,9 +85,10 @@ def launch(task: Any, settings: Any, resume: Path | None = None,
         progress.stop()
     meta = json.loads((path / "run.json").read_text())
     console.print(f"run {meta['id']}: [bold]{meta['status']}[/bold] ({meta.get('stop_reason', '')}); "
-                  f"best score {meta.get('best_score', 0):.4g} at iteration {meta.get('best_iteration') or '-'}")
-    console.print(f"inspect: m3lab runs show {meta['id']} | m3lab runs logs {meta['id']} | "
-                  f"m3lab runs diff {meta['id']} 1 | report: {path / 'report.md'}")
+                  f"best score {meta.get('best_score', 0):.4g} at iteration {meta.get('best_iteration') or '-'}",
+                  soft_wrap=True)
+    console.print(f"inspect: m3lab runs show {meta['id']}", soft_wrap=True)
+    console.print(f"report:  {path / 'report.md'}", soft_wrap=True)
     return path
 
 

@@ -67,11 +67,38 @@ def runs_list(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     rows = [_row(r.read_meta()) for r in list_runs(load(config).runs_dir)]
     if json_out:
         return print_json(rows)
-    table = Table("id", "kind", "status", "iter", "best", "tokens", "title")
-    for r in rows:
-        table.add_row(r["id"], r["kind"], r["status"], str(r["iterations"]), f"{r['best_score']:.4g}",
-                      str(r["tokens"]), r["title"][:60])
-    console.print(table)
+    console.print(runs_table(rows, console.width))
+
+
+LIST_COLUMNS = {"id": lambda r: r["id"], "status": lambda r: r["status"], "iter": lambda r: str(r["iterations"]),
+                "best": lambda r: f"{r['best_score']:.4g}", "kind": lambda r: r["kind"],
+                "tokens": lambda r: str(r["tokens"]), "title": lambda r: r["title"]}
+DROP_ORDER = ("tokens", "kind", "best", "title", "iter")
+"""Columns given up, in this order, when the terminal is too narrow: the id (what a user copies) never is."""
+TITLE_MIN = 16
+
+
+def runs_table(rows: list[dict[str, Any]], width: int) -> Table:
+    """One line per run; ids are never cut or wrapped: the title shrinks first, then columns are dropped."""
+    cells = {name: [get(r) for r in rows] for name, get in LIST_COLUMNS.items()}
+    need = {name: max([len(name), *map(len, values)]) + 3 for name, values in cells.items()}  # + padding, rule
+    need["title"] = min(need["title"], TITLE_MIN + 3)
+    shown = list(LIST_COLUMNS)
+    for name in DROP_ORDER:
+        if sum(need[c] for c in shown) + 1 <= width:
+            break
+        shown.remove(name)
+    table = Table(*shown)
+    for column in table.columns:
+        column.no_wrap = True
+        if column.header == "title":  # whatever the other columns leave
+            column.overflow = "ellipsis"
+            column.max_width = max(TITLE_MIN, width - 1 - sum(need[c] for c in shown if c != "title") - 3)
+        else:
+            column.min_width = need[str(column.header)] - 3
+    for i in range(len(rows)):
+        table.add_row(*(cells[name][i] for name in shown))
+    return table
 
 
 @runs_app.command("show")
@@ -115,11 +142,15 @@ def _format_event(e: dict[str, Any]) -> str:
 def runs_logs(run_id: str, follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
               tail: int = typer.Option(0, help="Only the last N events (0 = all)."),
               config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
-    """The run's events (model calls, tool calls, execs, verdicts, decisions)."""
+    """The run's events (model calls, tool calls, execs, verdicts, decisions); --json: one array, or JSON Lines
+    with --follow."""
     run = _find(run_id, config)
     path = run.path / "events.jsonl"
     with open(path, encoding="utf-8") as f:
         lines = f.readlines()
+        if json_out and not follow:  # one JSON document; --follow streams JSON Lines instead
+            whole = [line for line in (lines[-tail:] if tail else lines) if line.endswith("\n")]
+            return print_json([json.loads(line) for line in whole])
         for line in lines[-tail:] if tail else lines:
             _emit(line, json_out)
         while follow:
@@ -155,7 +186,7 @@ def runs_diff(run_id: str, iteration: int, config: ConfigOpt = None) -> None:
     try:
         print(diff_for_iteration(run.workspace, iteration))
     except KeyError as exc:
-        fail(str(exc))
+        fail(str(exc.args[0]) if exc.args else str(exc))
     record = run.iteration_path(iteration)
     if record.exists():
         verdict = json.loads(record.read_text())["verdict"]
@@ -215,4 +246,4 @@ def _find(run_id: str, config: Optional[Path]):
     try:
         return find_run(load(config).runs_dir, run_id)
     except KeyError as exc:
-        fail(str(exc))
+        fail(str(exc.args[0]) if exc.args else str(exc))
