@@ -53,6 +53,7 @@ def write_report(rt: Any, state: Mapping[str, Any]) -> None:
         f"reasoning {used.get('reasoning_tokens', 0)})",
         f"- active time: {used.get('elapsed_s', 0) / 60:.1f} min / {limits.get('max_hours')} h",
         f"- best score: {state.get('best_score', 0.0):.4g} (iteration {state.get('best_iteration', 0) or '-'})",
+        f"- model: {model_behaviour(model_call_counts(run))}",
         "", "## Iterations", "", "| iteration | verdict | score | decision | first finding |", "|---|---|---|---|---|",
     ]
     for rec in iteration_records(run):
@@ -75,3 +76,27 @@ def _last_findings(run: RunDir) -> list[str]:
     for finding in records[0]["verdict"]["findings"]:
         lines += ["", "~~~text", finding, "~~~"]
     return lines
+
+
+def model_call_counts(run: RunDir) -> dict[str, int]:
+    """How the model behaved over the run: calls, replies cut at the completion limit, repeated replies.
+    (Only the lines of those two event kinds are parsed: a long run's log stays cheap to read.)"""
+    counts = {"model_calls": 0, "cut_at_limit": 0, "repeated_replies": 0}
+    path = run.path / "events.jsonl"
+    if not path.exists():
+        return counts
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if '"model_call"' in line:
+                event = json.loads(line)
+                counts["model_calls"] += 1
+                counts["cut_at_limit"] += bool(event.get("cut_at_limit"))
+            elif '"repeated_output"' in line:
+                counts["repeated_replies"] += 1
+    return counts
+
+
+def model_behaviour(counts: dict[str, int]) -> str:
+    """One line a person reads to tell "the model is too weak" from "the system did nothing"."""
+    return (f"{counts['model_calls']} calls, {counts['cut_at_limit']} cut at the completion limit, "
+            f"{counts['repeated_replies']} repeated an earlier reply word for word")

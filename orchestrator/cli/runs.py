@@ -104,12 +104,13 @@ def runs_table(rows: list[dict[str, Any]], width: int) -> Table:
 @runs_app.command("show")
 def runs_show(run_id: str, config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     """Status, iterations, best score / speed-up and budget use of one run."""
-    from orchestrator.report import iteration_records
+    from orchestrator.report import iteration_records, model_behaviour, model_call_counts
 
     run = _find(run_id, config)
     meta = run.read_meta()
     row = _row(meta)
     row["budget"] = meta.get("budget", {})
+    row["model"] = model_call_counts(run)
     row["iterations_detail"] = [
         {"iteration": r["iteration"], "verdict": r["verdict"]["verdict"], "score": r["verdict"]["score"],
          "decision": r["decision"]["action"], "findings": r["verdict"]["findings"][:3]}
@@ -124,6 +125,7 @@ def runs_show(run_id: str, config: ConfigOpt = None, json_out: JsonOpt = False) 
     console.print(f"budget: iterations {used.get('iterations', 0)}/{limits.get('max_iterations')}, "
                   f"tokens {used.get('tokens', 0)}/{limits.get('max_tokens')}, "
                   f"time {used.get('elapsed_s', 0) / 3600:.2f}/{limits.get('max_hours')} h")
+    console.print(f"model: {model_behaviour(row['model'])}")
     table = Table("iter", "verdict", "score", "decision", "first finding")
     for it in row["iterations_detail"]:
         first = shorten(it["findings"][0], 90) if it["findings"] else ""
