@@ -56,6 +56,8 @@ class LoopSettings:
     """Default time limit of one producer command."""
     observation_chars: int = 12_000
     """Tool output longer than this is cut (head and tail) in the producer's context; the full text is logged."""
+    plan: bool = True
+    """Ask the planner for a plan first (a tiny model's plan misleads more than it helps, and costs a call)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,10 @@ def _endpoint(shared: Mapping[str, Any], role: Mapping[str, Any], section: str) 
         for key, var in (("base_url", "M3LAB_BASE_URL"), ("model", "M3LAB_MODEL"), ("api_key", "M3LAB_API_KEY"))
         if os.environ.get(var)
     }
-    return _typed(ModelEndpoint, {**shared, **env, **role}, section)
+    merged = {**shared, **env, **role}
+    if isinstance(merged.get("stop"), (list, str)):  # TOML gives a list; the endpoint is hashable (cached)
+        merged["stop"] = (merged["stop"],) if isinstance(merged["stop"], str) else tuple(merged["stop"])
+    return _typed(ModelEndpoint, merged, section)
 
 
 def load_settings(config_file: Path | None = None) -> Settings:

@@ -91,6 +91,9 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
         started = time.monotonic()
 
         def make_plan() -> dict[str, Any]:
+            if not loop.plan:
+                (run.artifacts / "plan.md").write_text("", encoding="utf-8")  # [loop] plan = false
+                return {}
             message = HumanMessage(content=prompts.PLANNER_PROMPT.format(brief=task.producer_brief()))
             reply, usage = rt.call_model("planner", [message], True, None)
             text = reply.content if isinstance(reply.content, str) else str(reply.content)
@@ -175,8 +178,10 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
                 update.update(compacted)
             next_step = (prompts.NEXT_AFTER_PASS.format(score=verdict.score, best=best_score) if accepted
                          else prompts.NEXT_AFTER_FAIL)
+            # The findings carry the check's output: its first line is enough here (a small context is precious).
+            summary = verdict.check.summary.splitlines()[0] if verdict.findings else verdict.check.summary
             conv.add(HumanMessage(content=prompts.FINDINGS_MESSAGE.format(
-                iteration=iteration, verdict=verdict.verdict, summary=verdict.check.summary,
+                iteration=iteration, verdict=verdict.verdict, summary=summary,
                 findings="\n".join(f"- {f}" for f in verdict.findings) or "- (none)", next_step=next_step)))
             update["conv_len"] = len(conv)
         line = f"{verdict.verdict} (score {verdict.score:.4g})" + (f": {shorten(verdict.findings[0], 120)}"

@@ -35,7 +35,9 @@ def system_prompt(rt: Runtime) -> str:
 
 
 def task_message(rt: Runtime, plan: str) -> str:
-    return prompts.TASK_MESSAGE.format(brief=rt.task.producer_brief(), plan=plan or "(no plan)")
+    if not plan.strip():  # no planner ([loop] plan = false): the task alone
+        return prompts.TASK_MESSAGE.split("# Task\n", 1)[1].format(brief=rt.task.producer_brief())
+    return prompts.TASK_MESSAGE.format(brief=rt.task.producer_brief(), plan=plan)
 
 
 def open_conversation(rt: Runtime, path: Path, committed: int, plan: str) -> Conversation:

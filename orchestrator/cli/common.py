@@ -146,7 +146,7 @@ def describe(e: dict[str, Any]) -> str | None:
         return f"  {e.get('role')} repeated an earlier reply word for word: {e.get('action', '')}"
     if kind in ("decision", "strategy_change", "steer", "error", "status"):
         rest = e.get("reason") or e.get("text") or e.get("message") or ""
-        return f"  {kind}: {e.get('action', '')} {shorten(str(rest), 160)}"
+        return f"  {kind}: {e.get('action', '')} — {shorten(str(rest), 160)}"
     return None
 
 

@@ -76,7 +76,9 @@ class CodeTask:
         for rel in [*self.protect, *([self.main] if self.main else [])]:
             lines += self._show(rel)
         if self.main:
-            lines.append(f"\nThe main file to change is `{self.main}`: write its complete new content.")
+            fence = "```" + {".py": "python"}.get(Path(self.main).suffix, Path(self.main).suffix.lstrip("."))
+            lines.append(f"\nThe main file to change is `{self.main}`: write its complete new content (with the "
+                         f"tools, or as your whole reply: one {fence} block).")
         return "\n".join(lines)
 
     def _show(self, rel: str, limit: int = 6000) -> list[str]:
