@@ -98,5 +98,5 @@ def model_call_counts(run: RunDir) -> dict[str, int]:
 
 def model_behaviour(counts: dict[str, int]) -> str:
     """One line a person reads to tell "the model is too weak" from "the system did nothing"."""
-    return (f"{counts['model_calls']} calls, {counts['cut_at_limit']} cut at the completion limit, "
-            f"{counts['repeated_replies']} repeated an earlier reply word for word")
+    return (f"{counts['model_calls']} calls; {counts['cut_at_limit']} cut at the completion limit; "
+            f"{counts['repeated_replies']} repeated word for word")

@@ -27,7 +27,7 @@ def test_reply_cut_at_the_limit_is_recorded_and_said(tmp_path: Path) -> None:
     said = [json.loads(line)["data"]["content"] for line in _conversation(run).splitlines()]
     cut_note = next(m for m in said if isinstance(m, str) and m.startswith("Your reply was cut off"))
     assert f"({calls[0]['completion_limit']} tokens) before it held a complete action" in cut_note
-    assert "calls, 1 cut at the completion limit, 0 repeated" in (run / "report.md").read_text()
+    assert "calls; 1 cut at the completion limit; 0 repeated" in (run / "report.md").read_text()
 
 
 def test_repeated_reply_raises_temperature_and_changes_strategy_at_once(tmp_path: Path) -> None:
