@@ -65,6 +65,8 @@ class LoopSettings:
     workspace_quota_mb: int = 8192
     """Disk quota of the producer's workspace: a command that fills it past this is stopped (exit reason
     `quota`) and the workspace rolled back to the last commit. 0 turns it off."""
+    plan: bool = True
+    """Ask the planner for a plan first (a tiny model's plan misleads more than it helps, and costs a call)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ BY_NAME: dict[str, Check] = {
     "temperature": ("a number from 0 to 2", lambda v: _number(v) and 0 <= v <= 2),
     "retry_for_s": ("a number >= 0", lambda v: _number(v) and v >= 0),
     "sandbox_backend": ("one of auto, docker, process", lambda v: v in ("auto", "docker", "process")),
+    "stop": ("a string or a list of strings",
+             lambda v: isinstance(v, str) or (isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v))),
 }
 
 
@@ -187,6 +191,14 @@ def settings_problems(data: Mapping[str, Any]) -> tuple[list[str], dict[str, dic
     return problems, tables
 
 
+def _with_stop_tuple(endpoint: dict[str, Any]) -> dict[str, Any]:
+    """TOML gives `stop` as a list (or one string); the endpoint is hashable (cached), so it holds a tuple."""
+    stop = endpoint.get("stop")
+    if isinstance(stop, (list, str)):
+        endpoint["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
+    return endpoint
+
+
 def load_settings(config_file: Path | None = None) -> Settings:
     """Read m3lab.toml (the given file, else ./m3lab.toml when present) and the endpoint environment; a
     `ConfigError` lists every problem at once, before anything is created."""
@@ -199,7 +211,7 @@ def load_settings(config_file: Path | None = None) -> Settings:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
     problems, tables = settings_problems(data)
     env = _endpoint_env(problems)
-    roles = {role: {**tables["model"], **env, **tables[role]} for role in ("producer", "verifier")}
+    roles = {role: _with_stop_tuple({**tables["model"], **env, **tables[role]}) for role in ("producer", "verifier")}
     if problems:
         raise ConfigError(f"invalid config {path or '(environment)'}: " + "; ".join(problems), problems)
     return Settings(

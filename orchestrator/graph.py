@@ -23,10 +23,14 @@ from orchestrator.report import write_iteration_record, write_report
 from orchestrator.runtime import Runtime, Usage
 from orchestrator.workspace import commit_tree, stage_tree
 from sandboxes.base import SandboxError
+from tasks.text import shorten
 
 HISTORY = 8
 COMPACT_FACTOR = 2
 """Restart the producer's context from a summary once it holds this many contexts' worth of tokens."""
+REPEAT_TEMPERATURE_STEP = 0.3
+"""Sampling temperature added per repeated producer reply in the run (capped at 1.0): same prompt, same
+temperature, same reply; a repeat must change something."""
 
 
 class LoopState(TypedDict, total=False):
@@ -44,6 +48,8 @@ class LoopState(TypedDict, total=False):
     elapsed_s: float
     consecutive_failures: int
     strategy_changes: int
+    repeats: int            # producer replies that repeated an earlier one word for word (whole run)
+    iteration_repeated: bool
     fail_history: list[str]
     tree_history: list[str]
     best_score: float
@@ -85,6 +91,9 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
         started = time.monotonic()
 
         def make_plan() -> dict[str, Any]:
+            if not loop.plan:
+                (run.artifacts / "plan.md").write_text("", encoding="utf-8")  # [loop] plan = false
+                return {}
             message = HumanMessage(content=prompts.PLANNER_PROMPT.format(brief=task.producer_brief()))
             reply, usage = rt.call_model("planner", [message], True, None)
             text = reply.content if isinstance(reply.content, str) else str(reply.content)
@@ -115,7 +124,8 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
             run.events.append("steer", iteration, key=f"steer-{steer_seen + offset}", text=text)
             steer_seen += 1
         thinking = state.get("consecutive_failures", 0) >= 2 or state.get("strategy_changes", 0) > 0
-        result = producer_turn(rt, conv, iteration, thinking)
+        repeats = state.get("repeats", 0)
+        result = producer_turn(rt, conv, iteration, thinking, REPEAT_TEMPERATURE_STEP * repeats)
         turn = state.get("turn", 0) + 1
         idle = state.get("idle_turns", 0) + 1 if result.idle else 0
         finished = result.done or turn >= loop.max_turns or idle >= 2
@@ -123,7 +133,9 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
             conv.add(HumanMessage(content=prompts.TURN_LIMIT_MESSAGE))
         update: dict[str, Any] = {**_tokens(state, result.usage), "turn": turn, "idle_turns": idle,
                                   "conv_len": len(conv), "steer_seen": steer_seen,
-                                  "claim": result.claim, "elapsed_s": timed(state, started)}
+                                  "claim": result.claim, "elapsed_s": timed(state, started),
+                                  "repeats": repeats + int(result.repeated),
+                                  "iteration_repeated": state.get("iteration_repeated", False) or result.repeated}
         return Command(goto="verify" if finished else "produce", update=update)
 
     def verify_node(state: LoopState) -> Command[Literal["decide"]]:
@@ -151,9 +163,10 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
         tree = run.once(f"tree-{iteration:04d}", lambda: stage_tree(run.git_dir, run.workspace))
         trees = push(state.get("tree_history", []), tree[:12], HISTORY)
         update: dict[str, Any] = {"completed": iteration, "turn": 0, "idle_turns": 0, "claim": "",
+                                  "iteration_repeated": False,
                                   "consecutive_failures": failures, "best_score": best_score,
                                   "best_iteration": best_iteration, "fail_history": fails, "tree_history": trees}
-        stats = {**state, **update}
+        stats = {**state, **update, "iteration_repeated": state.get("iteration_repeated", False)}
         action, reason = _decision(rt, stats, verdict, accepted)
         if action == "change":
             update.update(_change_strategy(rt, state, iteration, reason))
@@ -165,11 +178,13 @@ def build_graph(rt: Runtime, checkpointer: Any) -> Any:
                 update.update(compacted)
             next_step = (prompts.NEXT_AFTER_PASS.format(score=verdict.score, best=best_score) if accepted
                          else prompts.NEXT_AFTER_FAIL)
+            # The findings carry the check's output: its first line is enough here (a small context is precious).
+            summary = verdict.check.summary.splitlines()[0] if verdict.findings else verdict.check.summary
             conv.add(HumanMessage(content=prompts.FINDINGS_MESSAGE.format(
-                iteration=iteration, verdict=verdict.verdict, summary=verdict.check.summary,
+                iteration=iteration, verdict=verdict.verdict, summary=summary,
                 findings="\n".join(f"- {f}" for f in verdict.findings) or "- (none)", next_step=next_step)))
             update["conv_len"] = len(conv)
-        line = f"{verdict.verdict} (score {verdict.score:.4g})" + (f": {verdict.findings[0][:120]}"
+        line = f"{verdict.verdict} (score {verdict.score:.4g})" + (f": {shorten(verdict.findings[0], 120)}"
                                                                    if verdict.findings else "")
         sha = commit_tree(run.git_dir, iteration, tree, line)
         run.events.append("commit", iteration, key=f"commit-{iteration}", sha=sha,
@@ -214,9 +229,13 @@ def _decision(rt: Runtime, stats: dict[str, Any], verdict: Verdict, accepted: bo
     patience = rt.settings.loop.stuck_patience
     same_fail = is_stuck(stats["fail_history"], patience)
     same_tree = is_stuck(stats["tree_history"], patience)
-    if same_fail or same_tree:
-        why = "the same failure" if same_fail else "no change in the workspace"
-        why += f" over {patience} iterations"
+    repeated = not accepted and stats.get("iteration_repeated", False)
+    if same_fail or same_tree or repeated:
+        if repeated:  # a model that repeats itself is stuck now, not after `patience` iterations
+            why = "the producer repeated an earlier reply word for word"
+        else:
+            why = "the same failure" if same_fail else "no change in the workspace"
+            why += f" over {patience} iterations"
         if stats.get("strategy_changes", 0) >= 1:
             return "stop", f"stuck: {why}, also after a strategy change"
         return "change", why

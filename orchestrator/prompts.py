@@ -66,6 +66,14 @@ NO_ACTION_MESSAGE = """\
 No action found in your reply. Call a tool, or write a ```bash block to run commands, a ```write PATH block to
 write a file, or `DONE: summary` when the work is finished."""
 
+CUT_AT_LIMIT_MESSAGE = """\
+Your reply was cut off at the completion limit ({limit} tokens){acted}. Keep each reply short: one action
+(one ```bash block, one ```write PATH block, or one tool call) and no explanation around it."""
+CUT_NO_ACTION = " before it held a complete action, so nothing was done"
+
+REPEATED_MESSAGE = ("Your reply is word for word one you already gave in this conversation; it did not work then. "
+                    "Do something different.")
+
 TURN_LIMIT_MESSAGE = "Turn limit for this iteration reached: your committed work goes to the verifier now."
 
 RESTART_SUMMARY = """\

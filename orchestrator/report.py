@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from orchestrator.agents.verifier import Verdict
 from orchestrator.rundir import RunDir, atomic_write_json
+from tasks.text import shorten
 
 
 def write_iteration_record(run: RunDir, iteration: int, sha: str, verdict: Verdict, action: str, reason: str) -> None:
@@ -32,8 +33,8 @@ def iteration_summaries(run: RunDir, last: int = 10) -> str:
     for rec in iteration_records(run, last):
         v = rec["verdict"]
         lines.append(f"- iteration {rec['iteration']}: {v['verdict']} (score {v['score']:.4g}); "
-                     f"check: {rec['check']['summary'][:300]}")
-        lines += [f"    - {f[:300]}" for f in v["findings"][:3]]
+                     f"check: {shorten(rec['check']['summary'], 300)}")
+        lines += [f"    - {shorten(f, 300)}" for f in v["findings"][:3]]
     return "\n".join(lines) or "(no finished iteration)"
 
 
@@ -52,13 +53,50 @@ def write_report(rt: Any, state: Mapping[str, Any]) -> None:
         f"reasoning {used.get('reasoning_tokens', 0)})",
         f"- active time: {used.get('elapsed_s', 0) / 60:.1f} min / {limits.get('max_hours')} h",
         f"- best score: {state.get('best_score', 0.0):.4g} (iteration {state.get('best_iteration', 0) or '-'})",
+        f"- model: {model_behaviour(model_call_counts(run))}",
         "", "## Iterations", "", "| iteration | verdict | score | decision | first finding |", "|---|---|---|---|---|",
     ]
     for rec in iteration_records(run):
         v = rec["verdict"]
-        first = (v["findings"][0] if v["findings"] else "").replace("|", "\\|").replace("\n", " ")[:140]
+        first = shorten(v["findings"][0] if v["findings"] else "", 160).replace("|", "\\|")
         lines.append(f"| {rec['iteration']} | {v['verdict']} | {v['score']:.4g} | {rec['decision']['action']} "
                      f"| {first} |")
+    lines += _last_findings(run)
     lines += ["", "## Task", "", rt.task.report_section(run.path), "",
               "Inspect: `m3lab runs show {0}`, `m3lab runs logs {0}`, `m3lab runs diff {0} N`.".format(run.id)]
     (run.path / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _last_findings(run: RunDir) -> list[str]:
+    """The last verdict's findings in full (the text the producer was sent and the viewer shows)."""
+    records = iteration_records(run, last=1)
+    if not records or not records[0]["verdict"]["findings"]:
+        return []
+    lines = ["", f"## Findings of iteration {records[0]['iteration']}"]
+    for finding in records[0]["verdict"]["findings"]:
+        lines += ["", "~~~text", finding, "~~~"]
+    return lines
+
+
+def model_call_counts(run: RunDir) -> dict[str, int]:
+    """How the model behaved over the run: calls, replies cut at the completion limit, repeated replies.
+    (Only the lines of those two event kinds are parsed: a long run's log stays cheap to read.)"""
+    counts = {"model_calls": 0, "cut_at_limit": 0, "repeated_replies": 0}
+    path = run.path / "events.jsonl"
+    if not path.exists():
+        return counts
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if '"model_call"' in line:
+                event = json.loads(line)
+                counts["model_calls"] += 1
+                counts["cut_at_limit"] += bool(event.get("cut_at_limit"))
+            elif '"repeated_output"' in line:
+                counts["repeated_replies"] += 1
+    return counts
+
+
+def model_behaviour(counts: dict[str, int]) -> str:
+    """One line a person reads to tell "the model is too weak" from "the system did nothing"."""
+    return (f"{counts['model_calls']} calls; {counts['cut_at_limit']} cut at the completion limit; "
+            f"{counts['repeated_replies']} repeated word for word")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage
@@ -59,8 +59,13 @@ class Runtime:
     open_sandbox: Callable[[SandboxSpec, str], Sandbox] | None = None
     _sandbox: Sandbox | None = field(default=None, repr=False)
 
-    def endpoint(self, role: str) -> ModelEndpoint:
-        return self.settings.verifier if role in ("verifier", "planner") else self.settings.producer
+    def endpoint(self, role: str, extra_temperature: float = 0.0) -> ModelEndpoint:
+        """The role's endpoint; `extra_temperature` raises its sampling temperature (at most to 1.0) to get a
+        different reply from a model that repeats itself."""
+        endpoint = self.settings.verifier if role in ("verifier", "planner") else self.settings.producer
+        if extra_temperature > 0:
+            endpoint = replace(endpoint, temperature=round(min(1.0, endpoint.temperature + extra_temperature), 3))
+        return endpoint
 
     def token_limits(self, role: str) -> tuple[int, int]:
         """(prompt budget, completion budget) for this role's server: a small-context server (the embedded
@@ -98,9 +103,10 @@ class Runtime:
 
     def call_model(self, role: str, messages: list[BaseMessage], thinking: bool, iteration: int | None,
                    tools: Sequence[Any] = (), tool_choice: str | None = None,
-                   sizes: Sequence[int] | None = None) -> tuple[AIMessage, Usage]:
-        """One model call, packed to the context, retried on transient errors, recorded as a `model_call` event."""
-        endpoint = self.endpoint(role)
+                   sizes: Sequence[int] | None = None, extra_temperature: float = 0.0) -> tuple[AIMessage, Usage]:
+        """One model call, packed to the context, retried on transient errors, recorded as a `model_call` event
+        (`cut_at_limit` when the reply hit the completion limit: finish_reason "length")."""
+        endpoint = self.endpoint(role, extra_temperature)
 
         prompt_budget, completion_budget = self.token_limits(role)
 
@@ -112,15 +118,23 @@ class Runtime:
         started = time.monotonic()
         reply = invoke_with_retry(build, prompt, endpoint.retry_for_s, () if tool_choice else tools)
         usage = usage_of(reply, prompt)
+        finish_reason = finish_reason_of(reply)
         self.run.events.append(
             "model_call", iteration, role=role, model=endpoint.model or "(served model)", thinking=thinking,
+            temperature=endpoint.temperature, completion_limit=completion_budget,
+            cut_at_limit=finish_reason == "length",
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             reasoning_tokens=usage.reasoning_tokens, total_tokens=usage.total, estimated=usage.estimated,
             latency_s=round(time.monotonic() - started, 3),
-            finish_reason=(reply.response_metadata or {}).get("finish_reason"),
+            finish_reason=finish_reason,
             tool_calls=len(reply.tool_calls or []),
         )
         return reply, usage
+
+
+def finish_reason_of(reply: AIMessage) -> str | None:
+    """Why the server ended the reply: "stop", "tool_calls", or "length" (cut at the completion limit)."""
+    return (reply.response_metadata or {}).get("finish_reason")
 
 
 def _default_opener(spec: SandboxSpec, backend: str) -> Sandbox:

@@ -79,7 +79,9 @@ def start_container(client: "docker.DockerClient", spec: SandboxSpec, pool_key: 
     try:
         client.images.get(spec.image)
     except ImageNotFound:
-        raise InvalidSpec(f"unknown image {spec.image!r}: build it with `m3lab sandbox build`") from None
+        name = spec.image.removeprefix("m3lab/").removesuffix(":latest")
+        how = f"m3lab sandbox build --image {name}" if spec.image.startswith("m3lab/") else "m3lab sandbox build"
+        raise InvalidSpec(f"unknown image {spec.image!r}: build it with `{how}`") from None
     if spec.workspace is not None:
         grant_workspace(spec.workspace, uid_gid(spec)[0])
     try:

@@ -42,6 +42,11 @@ class ModelEndpoint:
     """The model accepts images (M3 does; the embedded SmolLM2 does not)."""
     thinking_toggle: bool = True
     """Send chat_template_kwargs.enable_thinking (templates that do not know it ignore it)."""
+    frequency_penalty: float = 0.0
+    """OpenAI's penalty on tokens already generated (0 = off): a tiny model otherwise loops on one sentence."""
+    stop: tuple[str, ...] = ()
+    """Stop sequences, kept in the reply (vLLM's include_stop_str_in_output): a small model's reply can end at
+    its first complete action (a closing code fence) instead of rambling on to the completion limit."""
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description without the secret."""
@@ -98,6 +103,8 @@ def make_chat_model(endpoint: ModelEndpoint, thinking: bool = False, max_tokens:
     extra_body: dict[str, Any] = {}
     if endpoint.thinking_toggle:
         extra_body["chat_template_kwargs"] = {"enable_thinking": thinking}
+    if endpoint.stop:
+        extra_body["include_stop_str_in_output"] = True
     return ChatOpenAI(
         base_url=endpoint.base_url,
         api_key=endpoint.api_key,
@@ -106,6 +113,8 @@ def make_chat_model(endpoint: ModelEndpoint, thinking: bool = False, max_tokens:
         max_tokens=max_tokens or endpoint.max_tokens,
         timeout=endpoint.timeout_s,
         max_retries=0,
+        stop=list(endpoint.stop) or None,
+        frequency_penalty=endpoint.frequency_penalty or None,
         use_responses_api=False,
         extra_body=extra_body or None,
     )

@@ -11,7 +11,7 @@ from orchestrator import prompts
 from orchestrator.agents.actions import TOOL_SCHEMAS, parse_reply
 from orchestrator.agents.context import Conversation, system_and_task
 from orchestrator.agents.tools import clip, execute
-from orchestrator.runtime import Runtime, Usage
+from orchestrator.runtime import Runtime, Usage, finish_reason_of
 from orchestrator.workspace import restore_tree
 
 ARG_PREVIEW = 300
@@ -25,6 +25,8 @@ class TurnResult:
     usage: Usage
     idle: bool
     """The reply contained no action at all."""
+    repeated: bool = False
+    """The reply was word for word an earlier reply of this context (a stuck signal)."""
 
 
 def system_prompt(rt: Runtime) -> str:
@@ -34,7 +36,9 @@ def system_prompt(rt: Runtime) -> str:
 
 
 def task_message(rt: Runtime, plan: str) -> str:
-    return prompts.TASK_MESSAGE.format(brief=rt.task.producer_brief(), plan=plan or "(no plan)")
+    if not plan.strip():  # no planner ([loop] plan = false): the task alone
+        return prompts.TASK_MESSAGE.split("# Task\n", 1)[1].format(brief=rt.task.producer_brief())
+    return prompts.TASK_MESSAGE.format(brief=rt.task.producer_brief(), plan=plan)
 
 
 def open_conversation(rt: Runtime, path: Path, committed: int, plan: str) -> Conversation:
@@ -44,10 +48,13 @@ def open_conversation(rt: Runtime, path: Path, committed: int, plan: str) -> Con
     return conv
 
 
-def producer_turn(rt: Runtime, conv: Conversation, iteration: int, thinking: bool) -> TurnResult:
-    """Ask the model once, carry out every action it asked for, append all of it to the conversation."""
+def producer_turn(rt: Runtime, conv: Conversation, iteration: int, thinking: bool,
+                  extra_temperature: float = 0.0) -> TurnResult:
+    """Ask the model once, carry out every action it asked for, append all of it to the conversation.
+    A reply cut at the completion limit, or repeating an earlier one, is recorded and said to the model."""
     reply, usage = rt.call_model("producer", conv.messages, thinking, iteration, tools=TOOL_SCHEMAS,
-                                 sizes=conv.sizes)
+                                 sizes=conv.sizes, extra_temperature=extra_temperature)
+    repeated = _repeats_earlier_reply(conv, reply)
     conv.add(reply)
     actions = parse_reply(reply.tool_calls or [], _text(reply), rt.task.main_file())
     done, claim = False, ""
@@ -68,9 +75,30 @@ def producer_turn(rt: Runtime, conv: Conversation, iteration: int, thinking: boo
     for call in reply.tool_calls or []:  # every native call needs an answer, even after done
         if call.get("id") not in answered:
             conv.add(ToolMessage(content="not run: work was already submitted", tool_call_id=call["id"]))
-    if not actions:
-        conv.add(HumanMessage(content=prompts.NO_ACTION_MESSAGE))
-    return TurnResult(len(conv), done, claim, usage, idle=not actions)
+    notes = []
+    if finish_reason_of(reply) == "length":
+        limit = rt.token_limits("producer")[1]
+        notes.append(prompts.CUT_AT_LIMIT_MESSAGE.format(limit=limit, acted="" if actions else prompts.CUT_NO_ACTION))
+    elif not actions:
+        notes.append(prompts.NO_ACTION_MESSAGE)
+    if repeated:
+        rt.run.events.append("repeated_output", iteration, role="producer",
+                             action="sampling temperature raised; a failed iteration changes strategy at once")
+        notes.append(prompts.REPEATED_MESSAGE)
+    if notes:
+        conv.add(HumanMessage(content="\n\n".join(notes)))
+    return TurnResult(len(conv), done, claim, usage, idle=not actions, repeated=repeated)
+
+
+def _repeats_earlier_reply(conv: Conversation, reply: AIMessage) -> bool:
+    """Word for word the same text and tool calls as an earlier reply in this context."""
+    key = _reply_key(reply)
+    return bool(key.strip()) and any(_reply_key(m) == key for m in conv.messages if isinstance(m, AIMessage))
+
+
+def _reply_key(reply: AIMessage) -> str:
+    calls = [(c.get("name"), json.dumps(c.get("args"), sort_keys=True)) for c in reply.tool_calls or []]
+    return _text(reply).strip() + (json.dumps(calls) if calls else "")
 
 
 def _text(reply: AIMessage) -> str:

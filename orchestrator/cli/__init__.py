@@ -18,4 +18,22 @@ for _module in (runs, sandbox, serve, kernel, paper, ui):
 
 
 def main() -> None:
-    app()
+    """The console script. Errors a command did not foresee end in one line (one JSON document under --json);
+    their traceback goes to a file, named in that line, so nothing is lost."""
+    import json
+    import sys
+    import traceback
+    from pathlib import Path
+
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the CLI's one boundary for unforeseen errors
+        log = Path.home() / ".cache" / "m3lab" / "last-error.txt"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        message = f"{type(exc).__name__}: {exc} (traceback: {log})"
+        if "--json" in sys.argv[1:]:
+            print(json.dumps({"error": message}))
+        else:
+            print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)

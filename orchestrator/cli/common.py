@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from tasks.text import shorten
+
 console = Console(stderr=True)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="m3lab.toml to use (default ./m3lab.toml).")]
@@ -18,9 +20,24 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON out
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    # The message is data (paths, "[budget]" tables, the model's text): escaped, never read as markup.
-    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    """End the command with a clear message: `{"error": ...}` on stdout under --json, else one red line."""
+    if json_requested():
+        print_json({"error": message})
+    else:
+        # The message is data (paths, "[budget]" tables, the model's text): escaped, never read as markup.
+        console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def json_requested() -> bool:
+    """The running command was given --json (its parameter is `json_out`, or `as_json`)."""
+    try:  # typer >= 0.22 runs commands on its own copy of click (tests/orchestrator/test_cli_output.py checks)
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+
+    ctx = get_current_context(silent=True)
+    return bool(ctx is not None and (ctx.params.get("json_out") or ctx.params.get("as_json")))
 
 
 def print_json(data: Any) -> None:
@@ -52,7 +69,7 @@ def launch(task: Any, settings: Any, resume: Path | None = None,
 
     def announce(run: Any) -> None:
         holder["path"] = run.path
-        console.print(f"run [bold]{run.id}[/bold] started in {run.path}")
+        console.print(f"run [bold]{run.id}[/bold] started in {run.path}", soft_wrap=True)
         progress.follow(run.path / "events.jsonl")
 
     try:
@@ -77,9 +94,10 @@ def launch(task: Any, settings: Any, resume: Path | None = None,
         progress.stop()
     meta = json.loads((path / "run.json").read_text())
     console.print(f"run {meta['id']}: [bold]{meta['status']}[/bold] ({meta.get('stop_reason', '')}); "
-                  f"best score {meta.get('best_score', 0):.4g} at iteration {meta.get('best_iteration') or '-'}")
-    console.print(f"inspect: m3lab runs show {meta['id']} | m3lab runs logs {meta['id']} | "
-                  f"m3lab runs diff {meta['id']} 1 | report: {path / 'report.md'}")
+                  f"best score {meta.get('best_score', 0):.4g} at iteration {meta.get('best_iteration') or '-'}",
+                  soft_wrap=True)
+    console.print(f"inspect: m3lab runs show {meta['id']}", soft_wrap=True)
+    console.print(f"report:  {path / 'report.md'}", soft_wrap=True)
     return path
 
 
@@ -124,17 +142,20 @@ def describe(e: dict[str, Any]) -> str | None:
         return f"[bold]iteration {it}[/bold]"
     if kind == "model_call":
         mode = "thinking" if e.get("thinking") else "fast"
-        return f"  {e['role']}: {e['total_tokens']} tokens ({mode}, {e['latency_s']:.1f} s)"
+        cut = f", cut at the {e.get('completion_limit')}-token limit" if e.get("cut_at_limit") else ""
+        return f"  {e['role']}: {e['total_tokens']} tokens ({mode}, {e['latency_s']:.1f} s{cut})"
     if kind == "tool_call":
         args = ", ".join(f"{k}={str(v)[:60]!r}" for k, v in (e.get("args") or {}).items() if k != "content")
         return f"  {e['tool']}({args}) -> {'ok' if e.get('ok') else 'failed'}"
     if kind == "check":
         return f"  check: {'passed' if e['passed'] else 'failed'} (score {e['score']:.4g})"
     if kind == "verdict":
-        return f"  verdict: [bold]{e['verdict']}[/bold] {(e.get('findings') or [''])[0][:160]}"
+        return f"  verdict: [bold]{e['verdict']}[/bold] {shorten((e.get('findings') or [''])[0], 160)}"
+    if kind == "repeated_output":
+        return f"  {e.get('role')} repeated an earlier reply word for word: {e.get('action', '')}"
     if kind in ("decision", "strategy_change", "steer", "error", "status"):
         rest = e.get("reason") or e.get("text") or e.get("message") or ""
-        return f"  {kind}: {e.get('action', '')} {str(rest)[:160]}"
+        return f"  {kind}: {e.get('action', '')} — {shorten(str(rest), 160)}"
     return None
 
 

@@ -39,6 +39,8 @@ def kernel_eval(
     """Evaluate CANDIDATE against TARGET and print the verdict (exit 0 accepted, 1 rejected, 2 no verdict)."""
     import tempfile
 
+    from sandboxes.base import SandboxError
+    from sandboxes.engine import EngineUnavailable
     from tasks.kernel.runner import EvalFailed, EvalOptions, evaluate_candidate
     from tasks.kernel.targets import resolve_target
 
@@ -53,8 +55,8 @@ def kernel_eval(
     folder = eval_dir
     try:
         verdict = evaluate_candidate(resolve_target(target), candidate, opts, folder)
-    except (EvalFailed, FileNotFoundError) as exc:
-        fail(str(exc))
+    except (EvalFailed, FileNotFoundError, SandboxError, EngineUnavailable) as exc:
+        fail(str(exc))  # a missing image or engine names its fix (`m3lab sandbox build --image torch-cpu`)
     if json_out:
         print_json(verdict.to_json())
     else:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.cli.common import ConfigOpt, JsonOpt, fail, launch, load, print_json
+from tasks.text import shorten
 
 console = Console()
 run_app = typer.Typer(help="Start a run of a task kind.", no_args_is_help=True)
@@ -80,22 +81,50 @@ def runs_list(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     rows = [_row_or_reason(r.path) for r in list_runs(load(config).runs_dir)]
     if json_out:
         return print_json(rows)
-    table = Table("id", "kind", "status", "iter", "best", "tokens", "title")
-    for r in rows:
-        table.add_row(r["id"], r["kind"], r["status"], str(r["iterations"]), f"{r['best_score']:.4g}",
-                      str(r["tokens"]), r["title"][:60])
-    console.print(table)
+    console.print(runs_table(rows, console.width))
+
+
+LIST_COLUMNS = {"id": lambda r: r["id"], "status": lambda r: r["status"], "iter": lambda r: str(r["iterations"]),
+                "best": lambda r: f"{r['best_score']:.4g}", "kind": lambda r: r["kind"],
+                "tokens": lambda r: str(r["tokens"]), "title": lambda r: r["title"]}
+DROP_ORDER = ("tokens", "kind", "best", "title", "iter")
+"""Columns given up, in this order, when the terminal is too narrow: the id (what a user copies) never is."""
+TITLE_MIN = 16
+
+
+def runs_table(rows: list[dict[str, Any]], width: int) -> Table:
+    """One line per run; ids are never cut or wrapped: the title shrinks first, then columns are dropped."""
+    cells = {name: [get(r) for r in rows] for name, get in LIST_COLUMNS.items()}
+    need = {name: max([len(name), *map(len, values)]) + 3 for name, values in cells.items()}  # + padding, rule
+    need["title"] = min(need["title"], TITLE_MIN + 3)
+    shown = list(LIST_COLUMNS)
+    for name in DROP_ORDER:
+        if sum(need[c] for c in shown) + 1 <= width:
+            break
+        shown.remove(name)
+    table = Table(*shown)
+    for column in table.columns:
+        column.no_wrap = True
+        if column.header == "title":  # whatever the other columns leave
+            column.overflow = "ellipsis"
+            column.max_width = max(TITLE_MIN, width - 1 - sum(need[c] for c in shown if c != "title") - 3)
+        else:
+            column.min_width = need[str(column.header)] - 3
+    for i in range(len(rows)):
+        table.add_row(*(cells[name][i] for name in shown))
+    return table
 
 
 @runs_app.command("show")
 def runs_show(run_id: str, config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     """Status, iterations, best score / speed-up and budget use of one run."""
-    from orchestrator.report import iteration_records
+    from orchestrator.report import iteration_records, model_behaviour, model_call_counts
 
     run = _find(run_id, config)
     meta = run.read_meta()
     row = _row(meta)
     row["budget"] = meta.get("budget", {})
+    row["model"] = model_call_counts(run)
     row["iterations_detail"] = [
         {"iteration": r["iteration"], "verdict": r["verdict"]["verdict"], "score": r["verdict"]["score"],
          "decision": r["decision"]["action"], "findings": r["verdict"]["findings"][:3]}
@@ -110,9 +139,10 @@ def runs_show(run_id: str, config: ConfigOpt = None, json_out: JsonOpt = False) 
     console.print(f"budget: iterations {used.get('iterations', 0)}/{limits.get('max_iterations')}, "
                   f"tokens {used.get('tokens', 0)}/{limits.get('max_tokens')}, "
                   f"time {used.get('elapsed_s', 0) / 3600:.2f}/{limits.get('max_hours')} h")
+    console.print(f"model: {model_behaviour(row['model'])}")
     table = Table("iter", "verdict", "score", "decision", "first finding")
     for it in row["iterations_detail"]:
-        first = it["findings"][0].splitlines()[0][:90] if it["findings"] else ""
+        first = shorten(it["findings"][0], 90) if it["findings"] else ""
         table.add_row(str(it["iteration"]), it["verdict"], f"{it['score']:.4g}", it["decision"], first)
     console.print(table)
 
@@ -128,11 +158,15 @@ def _format_event(e: dict[str, Any]) -> str:
 def runs_logs(run_id: str, follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
               tail: int = typer.Option(0, help="Only the last N events (0 = all)."),
               config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
-    """The run's events (model calls, tool calls, execs, verdicts, decisions)."""
+    """The run's events (model calls, tool calls, execs, verdicts, decisions); --json: one array, or JSON Lines
+    with --follow."""
     run = _find(run_id, config)
     path = run.path / "events.jsonl"
     with open(path, encoding="utf-8") as f:
         lines = f.readlines()
+        if json_out and not follow:  # one JSON document; --follow streams JSON Lines instead
+            whole = [line for line in (lines[-tail:] if tail else lines) if line.endswith("\n")]
+            return print_json([json.loads(line) for line in whole])
         for line in lines[-tail:] if tail else lines:
             _emit(line, json_out)
         while follow:
@@ -169,7 +203,7 @@ def runs_diff(run_id: str, iteration: int, config: ConfigOpt = None) -> None:
     try:
         print(diff_for_iteration(run.git_dir, iteration))
     except KeyError as exc:
-        fail(str(exc.args[0]))
+        fail(str(exc.args[0]) if exc.args else str(exc))
     except (LegacyRun, GitFailed) as exc:
         fail(str(exc))
     record = run.iteration_path(iteration)
@@ -235,7 +269,7 @@ def _find(run_id: str, config: Optional[Path]):
         run = find_run(load(config).runs_dir, run_id)
         load_meta(run.path)
     except KeyError as exc:
-        fail(str(exc.args[0]))
+        fail(str(exc.args[0]) if exc.args else str(exc))
     except UnreadableRun as exc:
         fail(f"run {run.id} is unreadable: {exc}")
     return run

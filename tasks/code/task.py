@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 from sandboxes import hostfs
 from sandboxes.base import SandboxSpec
 from tasks.base import CheckContext, CheckReport
+from tasks.code.findings import PYTEST_ENV, failure_finding
+from tasks.text import clip_tail
 
 IGNORED = shutil.ignore_patterns(".git", "__pycache__", ".pytest_cache", "*.pyc")
 
@@ -122,7 +124,9 @@ class CodeTask:
         for rel in [*self.protect, *([self.main] if self.main else [])]:
             lines += self._show(rel)
         if self.main:
-            lines.append(f"\nThe main file to change is `{self.main}`: write its complete new content.")
+            fence = "```" + {".py": "python"}.get(Path(self.main).suffix, Path(self.main).suffix.lstrip("."))
+            lines.append(f"\nThe main file to change is `{self.main}`: write its complete new content (with the "
+                         f"tools, or as your whole reply: one {fence} block).")
         return "\n".join(lines)
 
     def _show(self, rel: str, limit: int = 6000) -> list[str]:
@@ -160,22 +164,23 @@ class CodeTask:
         tampered = self._restore_protected(ctx.workspace)
         spec = self.sandbox_spec(ctx.workspace)
         with ctx.open_sandbox(spec) as box:
-            result = box.exec(self.check_command, timeout_s=self.timeout_s)
+            result = box.exec(self.check_command, timeout_s=self.timeout_s, env=PYTEST_ENV)
         log = Path(ctx.run_dir) / "logs" / f"check-{ctx.iteration:04d}.txt"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(f"$ {self.check_command}\n[exit {result.exit_code}, {result.reason}, "
                        f"{result.duration_s:.1f} s]\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}\n")
         ctx.record({"kind": "exec", "where": "check", "cmd": self.check_command, "exit_code": result.exit_code,
                     "reason": result.reason, "duration_s": round(result.duration_s, 3),
-                    "stdout_tail": result.stdout[-1500:], "stderr_tail": result.stderr[-1500:]})
-        tail = (result.stdout[-3000:] + ("\n" + result.stderr[-2000:] if result.stderr else "")).strip()
+                    "stdout_tail": clip_tail(result.stdout, 1500), "stderr_tail": clip_tail(result.stderr, 1500)})
+        output = result.stdout + ("\n" + result.stderr if result.stderr.strip() else "")
         findings = [f"protected path {p} was modified; the original was restored for the check" for p in tampered]
         if not result.ok:
             why = {"timeout": "timed out", "oom": "ran out of memory",
                    "quota": "filled the workspace past its disk quota"}.get(result.reason, f"exit {result.exit_code}")
-            findings.append(f"`{self.check_command}` failed ({why}). Output tail:\n{tail[-2500:]}")
+            findings.append(failure_finding(self.check_command, why, output))
         summary = f"`{self.check_command}`: exit {result.exit_code} ({result.reason}, {result.duration_s:.1f} s)"
-        return CheckReport(passed=result.ok, score=1.0 if result.ok else 0.0, summary=summary + "\n" + tail[-1500:],
+        return CheckReport(passed=result.ok, score=1.0 if result.ok else 0.0,
+                           summary=summary + "\n" + clip_tail(output, 800),
                            metrics={"duration_s": round(result.duration_s, 3)}, findings=findings,
                            evidence_path=str(log.relative_to(ctx.run_dir)))
 

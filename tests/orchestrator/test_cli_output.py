@@ -1,0 +1,54 @@
+"""CLI output a person can use in an 80-column terminal, and --json that is always one JSON document."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from tests.orchestrator.support import Script, tool_call
+from tests.orchestrator.test_loop import BAD, run_with
+
+
+@pytest.fixture()
+def two_runs(tmp_path: Path) -> Path:
+    """Two real (scripted-model) runs in tmp_path/runs and an m3lab.toml pointing at them."""
+    for _ in range(2):
+        run_with(tmp_path, Script(producer=[tool_call("write_file", path="calc.py", content=BAD),
+                                            tool_call("done", summary="x")]), max_iterations=1)
+    config = tmp_path / "m3lab.toml"
+    config.write_text(f'runs_dir = "{tmp_path / "runs"}"\n')
+    return config
+
+
+def _cli(*args: str, columns: int = 80) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": str(columns)})
+    return result.exit_code, result.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_runs_list_never_cuts_an_id(two_runs: Path, columns: int) -> None:
+    code, out = _cli("runs", "list", "--config", str(two_runs), columns=columns)
+    assert code == 0
+    ids = [r["id"] for r in json.loads(_cli("runs", "list", "--json", "--config", str(two_runs))[1])]
+    lines = out.splitlines()
+    assert all(len(line) <= columns for line in lines)
+    for run_id in ids:
+        assert any(run_id in line for line in lines), (run_id, out)
+
+
+def test_json_errors_are_one_document_with_nonzero_exit(two_runs: Path) -> None:
+    for args in (["runs", "show", "no-such-run"], ["runs", "logs", "no-such-run"],
+                 ["kernel", "eval", "softmax", "/no/such/candidate.py"]):
+        code, out = _cli(*args, "--json", "--config", str(two_runs)) if args[0] == "runs" else _cli(*args, "--json")
+        assert code != 0
+        assert list(json.loads(out)) == ["error"], out  # exactly one JSON document, nothing else on stdout
+
+
+def test_runs_logs_json_is_one_array(two_runs: Path) -> None:
+    run_id = json.loads(_cli("runs", "list", "--json", "--config", str(two_runs))[1])[0]["id"]
+    code, out = _cli("runs", "logs", run_id, "--json", "--config", str(two_runs))
+    events = json.loads(out)
+    assert code == 0 and isinstance(events, list) and events[-1]["kind"] == "run_finished"
