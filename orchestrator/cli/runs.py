@@ -261,9 +261,7 @@ def runs_steer(run_id: str, text: str, config: ConfigOpt = None) -> None:
 
 
 def _find(run_id: str, config: Optional[Path]):
-    from orchestrator.rundir import find_run
-
-    from orchestrator.rundir import UnreadableRun, load_meta
+    from orchestrator.rundir import UnreadableRun, find_run, load_meta
 
     try:
         run = find_run(load(config).runs_dir, run_id)
