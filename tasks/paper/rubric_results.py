@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from tasks.paper import numbers
 from tasks.paper.bundle import Bundle, Figure, Table
 from tasks.paper.numbers import MINUS_SIGNS, decimals_of, numbers_in_sentence, parse_number, sentences
 
@@ -53,6 +54,7 @@ RESULT_FIGURE = re.compile(r"result|accuracy|error|loss|performance|compar|\bvs\
                            r"throughput|latency|ablation|score|reward|convergence|trade-?off", re.IGNORECASE)
 YEAR = re.compile(r"^(?:19|20)\d\d$")
 PLUS_MINUS = re.compile(r"(?:±|\+/-|\+-)\s*(\d+(?:\.\d+)?)")
+MANTISSA = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -115,33 +117,64 @@ def result_columns(table: Table) -> list[int]:
     return columns
 
 
+def printed_spread(text: str) -> float | None:
+    """The ± the paper prints in a cell, in the value's unit ("2.1 ± 0.3 × 10⁻³" -> 0.0003)."""
+    parse_value = getattr(numbers, "parse_value", None)  # the ingest's parser, when it reads spreads itself
+    if parse_value is not None:
+        parsed = parse_value(text)
+        return parsed[1] if parsed else None
+    spread = PLUS_MINUS.search(text.translate(MINUS_SIGNS))
+    return float(spread.group(1)) if spread else None
+
+
+def printed_unit(text: str, value: float) -> float:
+    """One unit of the printed precision, in the value's unit ("3.2 × 10⁻⁴" -> 1e-5, "85.2%" -> 0.1)."""
+    cleaned = " ".join(text.translate(MINUS_SIGNS).split())
+    head = MANTISSA.match(cleaned)
+    mantissa = float(head.group(0).replace(",", "")) if head and re.search(r"\d", head.group(0)) else value
+    scale = abs(value / mantissa) if mantissa else 1.0
+    return 10.0 ** -decimals_of(head.group(0) if head else cleaned) * (scale or 1.0)
+
+
 def cell_tolerance(text: str, value: float, others: Sequence[float]) -> float:
     """The paper's own spread: its ± if printed, else half the gap to the nearest other value of the column;
     at least one printed unit, at most MAX_RELATIVE_TOLERANCE of the value."""
-    unit = 10.0 ** -decimals_of(text)
+    unit = printed_unit(text, value)
     ceiling = max(MAX_RELATIVE_TOLERANCE * abs(value), unit)
-    spread = PLUS_MINUS.search(text.translate(MINUS_SIGNS))
-    if spread:
-        return round(max(float(spread.group(1)), unit), 10)
+    spread = printed_spread(text)
+    if spread is not None:
+        return float(f"{max(spread, unit):.6g}")
     gaps = [abs(value - o) for o in others if o != value]
     half_gap = min(gaps) / 2 if gaps else ceiling
-    return round(max(min(half_gap, ceiling), unit), 10)
+    return float(f"{max(min(half_gap, ceiling), unit):.6g}")
+
+
+def ours_rows(table: Table, name: str | None) -> set[int]:
+    """Rows of the paper's own method: named so ("ours", "proposed", the title's method name), else the row with
+    the most bold cells (papers bold the best result, usually theirs) when it has at least two."""
+    named = {r for r, row in enumerate(table.rows) if row and is_ours(row[0], name)}
+    if named:
+        return named
+    styles = getattr(table, "styles", None) or []
+    bold = [sum("b" in s for s in row) for row in styles]
+    best = max(range(len(bold)), key=bold.__getitem__, default=None)
+    return {best} if best is not None and bold[best] >= 2 else set()
 
 
 def table_cells(table: Table, name: str | None) -> list[CellResult]:
     """The numeric result cells of a results table, the method's rows first."""
     if not is_results_table(table):
         return []
+    ours = ours_rows(table, name)
     cells: list[CellResult] = []
-    columns = result_columns(table)
-    for c in columns:
+    for c in result_columns(table):
         values = [(r, row[c], v) for r, row in enumerate(table.rows)
                   if c < len(row) and (v := parse_number(row[c])) is not None]
         for r, text, value in values:
             label = (table.rows[r][0] if table.rows[r] else "").strip() or f"row {r + 1}"
             others = [v for rr, _, v in values if rr != r]
             cells.append(CellResult(table, r, c, label, table.header[c].strip() or f"column {c + 1}", text.strip(),
-                                    value, cell_tolerance(text, value, others), is_ours(label, name)))
+                                    value, cell_tolerance(text, value, others), r in ours))
     cells.sort(key=lambda cell: (not cell.ours, cell.row, cell.column))
     return cells[:MAX_TABLE_LEAVES]
 

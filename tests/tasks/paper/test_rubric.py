@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from tasks.paper.asker import prompt_budget
-from tasks.paper.bundle import Bundle, Section, load_bundle
+from tasks.paper.bundle import Bundle, Section, Table, load_bundle
 from tasks.paper.errors import RubricError
 from tasks.paper.numbers import numbers_in_sentence, parse_number
 from tasks.paper.rubric import RubricNode, load_rubric, parse_rubric, save_rubric, weighted_scores
 from tasks.paper.rubric_gen import fallback_rubric, generate_rubric
+from tasks.paper.rubric_results import cell_tolerance, ours_rows
 
 
 @pytest.mark.parametrize("text, value", [("1.50", 1.5), ("−0.30", -0.3), ("12,000", 12000.0), ("85.2%", 85.2),
@@ -208,3 +209,48 @@ def test_parse_rubric_enforces_paperbench_categories() -> None:
         parse_rubric(bad)
     assert "inner node cannot have a task_category" in str(info.value)
     assert "finegrained_task_category must be one of" in str(info.value)
+
+
+@pytest.mark.parametrize("text, value, others, tolerance", [
+    ("58.9 ± 1.9", 58.9, [50.0], 1.9),            # the printed spread
+    ("84.20", 84.2, [18.37, 57.52], 4.21),        # far from its baselines: 5% of the value
+    ("0.25", 0.25, [0.30, 1.5], 0.0125),          # 5% of 0.25 is below half the gap to 0.30
+    ("71.2", 71.2, [70.9, 65.0], 0.15),           # close competitor: half the gap keeps them apart
+    ("71.2", 71.2, [71.2, 71.2], 3.56),           # ties only: 5%
+    ("3.2 × 10⁻⁴", 3.2e-4, [3.0e-4], 1e-5),       # scientific notation: units of the mantissa's precision
+    ("12", 12.0, [12.1], 1.0),                    # never below one printed unit
+])
+def test_tolerances_come_from_the_papers_spread(text: str, value: float, others: list, tolerance: float) -> None:
+    assert cell_tolerance(text, value, others) == pytest.approx(tolerance)
+
+
+def _table(caption: str, header: list[str], rows: list[list[str]], styles: list | None = None) -> Table:
+    table = Table("table_2", 3, (0, 0, 1, 1), caption, header, rows, "tables/table_2.csv", 0)
+    if styles is not None:
+        table.styles = styles
+    return table
+
+
+def test_result_leaves_name_table_row_column_and_number_and_skip_setup_values() -> None:
+    results = _table("Table 2: Test accuracy (%) on three benchmarks.", ["Method", "#Params", "CIFAR-10", "SVHN"],
+                     [["ResNet-18", "11M", "93.0", "96.1"], ["Mixup", "11M", "94.1", "96.5"],
+                      ["Ours", "11M", "95.3 ± 0.2", "97.0"]])
+    hyper = _table("Table 3: Hyper-parameters of all runs.", ["Name", "Value"], [["lr", "0.1"], ["batch", "128"]])
+    hyper.id = "table_3"
+    bundle = Bundle("p.pdf", "Ours", {}, 8, [Section("4 Results", 3, "Table 2 shows it. As Table 2 shows, we win.")],
+                    [], [results, hyper], [], [], [])
+    leaves = {leaf.id: leaf for leaf in fallback_rubric(bundle).leaves() if leaf.task_category == "Result Analysis"}
+    ours = leaves["results/table_2/ours/cifar_10"]
+    assert ours.requirements == ("Table 2, row 'Ours' (the paper's method), column 'CIFAR-10': the re-run "
+                                 "reproduces the paper's 95.3 ± 0.2.")
+    assert (ours.extra["expected"], ours.extra["tolerance"], ours.weight) == (95.3, 0.2, 2)
+    assert leaves["results/table_2/mixup/svhn"].extra["tolerance"] == pytest.approx(0.2)  # half the gap to 96.1
+    assert not [i for i in leaves if "param" in i or "table_3" in i]
+    group = next(n for n in fallback_rubric(bundle).nodes() if n.id == "results/table_2")
+    assert group.weight == 3  # cited twice in the main text
+
+
+def test_bold_marks_the_method_when_no_row_is_named() -> None:
+    table = _table("Table 2: Results.", ["Model", "BLEU", "chrF"], [["Base", "27.1", "55.0"], ["Big", "28.4", "56.2"]],
+                   styles=[["", "", ""], ["", "b", "b"]])
+    assert ours_rows(table, None) == {1}
