@@ -4,6 +4,7 @@ same shape as `tasks.base.Judge`), and the prompt budget a served context leaves
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -62,3 +63,16 @@ def endpoint_asker(endpoint: Any) -> tuple[Ask, PromptBudget]:
 
     budget = prompt_budget(context_length(endpoint), endpoint.max_tokens)
     return chat_asker(make_chat_model(endpoint, max_tokens=budget.reply_tokens), vision=endpoint.vision), budget
+
+
+def first_json(reply: str, opener: str) -> object | None:
+    """The first JSON value starting at an `opener` ("[" or "{") in a reply, ignoring text around it (models add
+    prose and trailing remarks); None when there is none."""
+    decoder = json.JSONDecoder()
+    start = reply.find(opener)
+    while start != -1:
+        try:
+            return decoder.raw_decode(reply, start)[0]
+        except json.JSONDecodeError:
+            start = reply.find(opener, start + 1)
+    return None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tasks.paper.evidence import Evidence, evidence_text, figure_images, kind_of
+from tasks.paper.asker import first_json
 from tasks.paper.rubric import RubricNode
 
 Judge = Callable[[str, Sequence[Path]], str]
@@ -89,15 +90,9 @@ def make_batches(leaves: list[RubricNode], ev: Evidence, prompt_chars: int, max_
 def parse_batch_reply(reply: str, batch: Batch) -> dict[str, Verdict]:
     """Verdicts by leaf id from a batch reply (an object with "grades", or a bare list); entries may name the
     leaf by its id or by its [number]. Entries that do not parse are left out (the caller scores them 0)."""
-    data: Any = None
-    for pattern in (r"\{.*\}", r"\[.*\]"):
-        match = re.search(pattern, reply, re.DOTALL)
-        if match:
-            try:
-                data = json.loads(match.group(0))
-                break
-            except json.JSONDecodeError:
-                continue
+    data: Any = first_json(reply, "{")
+    if not isinstance(data, dict) or "grades" not in data:
+        data = first_json(reply, "[")
     entries = data.get("grades") if isinstance(data, dict) else data
     by_number = {str(i + 1): leaf.id for i, leaf in enumerate(batch.leaves)}
     ids = {leaf.id for leaf in batch.leaves}

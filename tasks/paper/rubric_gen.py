@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from tasks.paper.asker import first_json
 from tasks.paper.bundle import Bundle, Section, unique_id
 from tasks.paper.numbers import sentences
 from tasks.paper.rubric import RubricNode
@@ -216,15 +217,11 @@ def pieces(bundle: Bundle, text_chars: int) -> list[Piece]:
 
 def parse_piece_reply(reply: str) -> list[tuple[str, int]]:
     """(requirement, weight) items of a reply; raises ValueError saying what is wrong."""
-    match = re.search(r"\[.*\]", reply, re.DOTALL)
-    if not match:
-        raise ValueError("no JSON list in the reply")
-    try:
-        items = json.loads(match.group(0))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"the reply's list is not JSON ({exc.msg})") from exc
+    items = first_json(reply, "[")
+    if not isinstance(items, list):
+        raise ValueError(f"no JSON list in the reply: {reply.strip()[:120]!r}")
     found = []
-    for item in items if isinstance(items, list) else []:
+    for item in items:
         text = item.get("requirements") if isinstance(item, dict) else None
         if not isinstance(text, str) or len(text.strip()) < 15:
             continue
@@ -232,7 +229,7 @@ def parse_piece_reply(reply: str) -> list[tuple[str, int]]:
         weight = int(weight) if isinstance(weight, (int, float)) and not isinstance(weight, bool) else 1
         found.append((" ".join(text.split())[:400], min(3, max(1, weight))))
     if not found:
-        raise ValueError("the reply's list holds no usable requirement")
+        raise ValueError(f"the reply's list holds no usable requirement: {reply.strip()[:120]!r}")
     return found[:MAX_MODEL_LEAVES]
 
 

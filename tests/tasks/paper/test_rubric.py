@@ -11,7 +11,7 @@ from tasks.paper.bundle import Bundle, Section, Table, load_bundle
 from tasks.paper.errors import RubricError
 from tasks.paper.numbers import numbers_in_sentence, parse_number
 from tasks.paper.rubric import RubricNode, load_rubric, parse_rubric, save_rubric, weighted_scores
-from tasks.paper.rubric_gen import fallback_rubric, generate_rubric
+from tasks.paper.rubric_gen import fallback_rubric, generate_rubric, parse_piece_reply
 from tasks.paper.rubric_results import cell_tolerance, ours_rows
 
 
@@ -254,3 +254,8 @@ def test_bold_marks_the_method_when_no_row_is_named() -> None:
     table = _table("Table 2: Results.", ["Model", "BLEU", "chrF"], [["Base", "27.1", "55.0"], ["Big", "28.4", "56.2"]],
                    styles=[["", "", ""], ["", "b", "b"]])
     assert ours_rows(table, None) == {1}
+
+
+def test_piece_replies_are_read_through_surrounding_prose() -> None:
+    reply = 'Here: [{"requirements": "The code computes the Gorder score of a window.", "weight": 5}] and [more]'
+    assert parse_piece_reply(reply) == [("The code computes the Gorder score of a window.", 3)]
