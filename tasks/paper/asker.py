@@ -56,12 +56,14 @@ def chat_asker(model: Any, vision: bool = False) -> Ask:
     return ask
 
 
-def endpoint_asker(endpoint: Any) -> tuple[Ask, PromptBudget]:
-    """An asker on a served endpoint whose completion size fits its context, and the prompt budget that leaves.
+def endpoint_asker(endpoint: Any, max_reply_tokens: int | None = None) -> tuple[Ask, PromptBudget]:
+    """An asker on a served endpoint whose completion size fits its context (and `max_reply_tokens`, for callers
+    whose replies are short: a small model otherwise rambles up to the cap), and the prompt budget that leaves.
     Raises serving.client.EndpointUnavailable when the server does not answer."""
     from serving.client import context_length, make_chat_model
 
-    budget = prompt_budget(context_length(endpoint), endpoint.max_tokens)
+    cap = min(endpoint.max_tokens, max_reply_tokens or endpoint.max_tokens)
+    budget = prompt_budget(context_length(endpoint), cap)
     return chat_asker(make_chat_model(endpoint, max_tokens=budget.reply_tokens), vision=endpoint.vision), budget
 
 

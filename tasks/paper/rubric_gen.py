@@ -11,7 +11,6 @@ concurrently (bounded), and a piece that fails keeps the draft's leaf with the r
 tolerances and result leaves are never the model's: they come from the paper's printed values."""
 from __future__ import annotations
 
-import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ MAX_PIECE_CHARS = 12_000
 MAX_PIECES = 12
 MAX_MODEL_LEAVES = 6
 MAX_WORKERS = 4
+REPLY_TOKENS = 640
+"""A piece's reply is at most MAX_MODEL_LEAVES one-sentence items: about 400 tokens, with room to spare."""
 ROOT_WEIGHTS = {"code": 2, "execution": 1, "results": 3}
 """PaperBench weighs results most: matching them is what a reproduction is for."""
 
