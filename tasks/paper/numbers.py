@@ -11,8 +11,11 @@ FROM_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "012345678
 _NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?"
 _EXP = r"(?:\s*(?:[x×·⋅*]|\\times)\s*10\s*(?:\^\s*\(?\s*[-+]?\d+\)?|[⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)|[eE][-+]?\d+)"
 _SPREAD = r"(?:±|\+/-|\+-)\s*(" + _NUM + r")(" + _EXP + r")?\s*%?"
+_UNIT = r"(?:\s?[A-Za-zµμΩ°]{1,3}[²³⁻¹]{0,2}(?:/[A-Za-z]{1,3}[²³⁻¹]{0,2})?)?"
+"""A short unit after the number ("60 mV²", "3.0 nA", "12 ms"); longer words make it text, not a value."""
 CELL_NUMBER = re.compile(
-    r"^[(\[]?([-+]?" + _NUM + r")(" + _EXP + r")?\s*(%)?\s*(?:" + _SPREAD + r")?[)\]]?\s*[*†‡§¶⋆∗]*$"
+    r"^[(\[]?([-+]?" + _NUM + r")(" + _EXP + r")?\s*(%)?\s*(?:" + _SPREAD + r")?" + _UNIT
+    + r"[)\]]?\s*[*†‡§¶⋆∗]*$"
 )
 BARE_POWER = re.compile(r"^([-+]?)10([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)$")
 TEXT_POWER = re.compile(r"(?<![\w.\-×·])([-+]?)10([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)(?![\w])")

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 ROW_GAP_FACTOR = 1.9
 """A vertical gap wider than this many line heights (with no rule in it) ends the table."""
+CAPTION_GAP_FACTOR = 3.2
+"""Between the caption and the table's first line TeX leaves a caption skip: a wider gap is allowed there."""
 PROSE_WORDS = 7
 """A line of at least this many words with no cell-wide gap is running text, not a table row."""
 RULE_MIN_WIDTH_PT = 20.0
@@ -82,8 +84,10 @@ def _is_prose(line: Line, page_words: Sequence[tuple]) -> bool:
 def _table_below_or_above(page: "pymupdf.Page", caption: Sequence[Line], lines: Sequence[Line],
                           rules: Sequence[tuple[float, float, float]], verticals: Sequence[tuple[float, float, float]],
                           page_words: Sequence[tuple], claimed: set[int]):
-    for below in (True, False):
-        members = _neighbours(page_words, caption, lines, rules, claimed, below)
+    candidates = [_neighbours(page_words, caption, lines, rules, claimed, below) for below in (True, False)]
+    # The table is on the side of the caption with the nearer first line (papers put captions above or below).
+    candidates.sort(key=lambda m: _distance(caption, m) if m else float("inf"))
+    for members in candidates:
         if len(members) < 2:
             continue
         x0 = min(ln.bbox[0] for ln in members) - 1
@@ -97,6 +101,11 @@ def _table_below_or_above(page: "pymupdf.Page", caption: Sequence[Line], lines: 
         if grid is not None:
             return grid, members
     return None
+
+
+def _distance(caption: Sequence[Line], members: Sequence[Line]) -> float:
+    top, bottom = caption[0].bbox[1], caption[-1].bbox[3]
+    return min(abs(members[0].bbox[1] - bottom), abs(top - members[-1].bbox[3]))
 
 
 def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Sequence[Line],
@@ -123,7 +132,8 @@ def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Seq
                         and abs(near - y) <= 1.4 * height for y, _, _ in rules)
         if caption_kind(line.text) or _is_prose(line, page_words):
             break
-        if gap > ROW_GAP_FACTOR * height and not ruled_gap:
+        allowed = (CAPTION_GAP_FACTOR if not picked else ROW_GAP_FACTOR) * height
+        if gap > allowed and not ruled_gap:
             break
         picked.append(line)
         ref = line.bbox[3] if below else line.bbox[1]

@@ -271,8 +271,9 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     cells, styles = [cells[i] for i in keep], [styles[i] for i in keep]
     numeric = sum(parse_number(c) is not None for row in cells for c in row[1:])
     filled = sum(1 for row in cells for c in row[1:] if c)
-    if not filled or numeric < 0.25 * filled:
-        return None  # prose or a list, not a table of values
+    longest = max((len(c) for row in cells for c in row), default=0)
+    if not filled or (numeric < 0.25 * filled and longest > 40):
+        return None  # prose or a list, not a table
     header = [_header_text(header_rows, c) for c in range(n)] if header_rows else cells.pop(0)
     if not header_rows:
         styles.pop(0)
