@@ -71,13 +71,13 @@ def _make_rubric(bundle: Any, use_model: bool, settings: Any) -> Any:
     """The model's rubric when it is usable, else the deterministic one (the reason is printed)."""
     from serving.client import EndpointUnavailable
     from tasks.paper.asker import endpoint_asker
-    from tasks.paper.rubric_gen import generate_rubric
+    from tasks.paper.rubric_gen import REPLY_TOKENS, generate_rubric
 
     ask, max_chars = None, None
     if use_model:
         try:
             # The reply gets at most a quarter of the served context; the prompt pieces get the rest.
-            ask, budget = endpoint_asker(settings.verifier)
+            ask, budget = endpoint_asker(settings.verifier, REPLY_TOKENS)
             max_chars = budget.prompt_chars
         except EndpointUnavailable as exc:
             console.print(f"[yellow]model unavailable ({exc}); using the deterministic rubric[/yellow]")
