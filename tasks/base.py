@@ -32,6 +32,8 @@ class CheckContext:
     record: RecordEvent
     judge: Judge | None = None
     """The verifier's model, for checks that need judgement (paper rubric grading); None in pure checks."""
+    judge_prompt_chars: int | None = None
+    """How many characters one judge prompt may hold on the verifier's server (None: unknown)."""
 
 
 @dataclass

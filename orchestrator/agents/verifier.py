@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import shutil
+import threading
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Literal, Sequence
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from orchestrator import prompts
+from orchestrator.agents.context import CHARS_PER_TOKEN
 from orchestrator.runtime import Runtime
 from orchestrator.workspace import diff_tree, export_tree, share_tree
 from sandboxes.base import SandboxError
@@ -99,15 +101,17 @@ def combine(check: CheckReport, review: Review | None) -> tuple[VerdictKind, lis
 
 
 class _TokenMeter:
-    """Counts the tokens of judge calls made inside a task's check."""
+    """Counts the tokens of judge calls made inside a task's check (a check may call the judge from threads)."""
 
     def __init__(self) -> None:
         self.prompt = self.completion = self.reasoning = 0
+        self._lock = threading.Lock()
 
     def add(self, usage: Any) -> None:
-        self.prompt += usage.prompt_tokens
-        self.completion += usage.completion_tokens
-        self.reasoning += usage.reasoning_tokens
+        with self._lock:
+            self.prompt += usage.prompt_tokens
+            self.completion += usage.completion_tokens
+            self.reasoning += usage.reasoning_tokens
 
 
 def _judge(rt: Runtime, iteration: int, meter: _TokenMeter):
@@ -131,7 +135,8 @@ def run_check(rt: Runtime, iteration: int, tree: str, meter: _TokenMeter) -> Che
     share_tree(export)
     ctx = CheckContext(workspace=export, run_dir=rt.run.path, iteration=iteration, open_sandbox=rt.fresh_sandbox,
                        record=lambda e: rt.run.events.append(iteration=iteration, **dict(e)),
-                       judge=_judge(rt, iteration, meter))
+                       judge=_judge(rt, iteration, meter),
+                       judge_prompt_chars=int(rt.token_limits("verifier")[0] * CHARS_PER_TOKEN))
     try:
         return _with_dropped(rt.task.check(ctx), exported.dropped)
     except SandboxError:

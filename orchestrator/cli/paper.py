@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 import typer
 from rich.markup import escape
@@ -19,14 +19,33 @@ def register(app: typer.Typer) -> None:
     app.command("reproduce")(reproduce)
 
 
-def _ingest(pdf: Path, out: Path, password: Optional[str], max_pages: int) -> Any:
+def _fail(message: str, json_out: bool, kind: str = "PaperError") -> NoReturn:
+    """One clear line; with --json one JSON object on stdout ({"error": ...}), exit code 2 either way."""
+    if json_out:
+        print_json({"error": message, "kind": kind})
+        raise typer.Exit(2)
+    fail(message)
+
+
+def _ingest(pdf: Path, out: Path, password: Optional[str], max_pages: int, json_out: bool = False) -> Any:
     from tasks.paper.errors import PaperError
     from tasks.paper.ingest import ingest_pdf
 
     try:
         return ingest_pdf(pdf, out, password=password, max_pages=max_pages)
     except PaperError as exc:
-        fail(str(exc))
+        _fail(str(exc), json_out, type(exc).__name__)
+    except (RuntimeError, ValueError, OSError) as exc:  # a PDF that breaks MuPDF mid-way, a full disk
+        _fail(f"{pdf}: ingest failed ({type(exc).__name__}: {exc})", json_out, type(exc).__name__)
+
+
+def _settings(config: Optional[Path], json_out: bool) -> Any:
+    from orchestrator.config import ConfigError, load_settings
+
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        _fail(str(exc), json_out, "ConfigError")
 
 
 @paper_app.command("ingest")
@@ -38,7 +57,7 @@ def ingest(
     json_out: JsonOpt = False,
 ) -> None:
     """Extract sections, equations, tables, figures, numbers and references into OUT."""
-    bundle = _ingest(pdf, out, password, max_pages)
+    bundle = _ingest(pdf, out, password, max_pages, json_out)
     summary = bundle.summary()
     if json_out:
         return print_json({**summary, "out": str(out)})
@@ -51,17 +70,16 @@ def ingest(
 
 def _make_rubric(bundle: Any, use_model: bool, settings: Any) -> Any:
     """The model's rubric when it is usable, else the deterministic one (the reason is printed)."""
-    from serving.client import EndpointUnavailable, context_length, make_chat_model
-    from tasks.paper.asker import chat_asker
-    from tasks.paper.rubric_gen import generate_rubric
+    from serving.client import EndpointUnavailable
+    from tasks.paper.asker import endpoint_asker
+    from tasks.paper.rubric_gen import REPLY_TOKENS, generate_rubric
 
     ask, max_chars = None, None
     if use_model:
-        endpoint = settings.verifier
         try:
-            ask = chat_asker(make_chat_model(endpoint), vision=endpoint.vision)
-            # ~3 characters a token, leaving room for the reply.
-            max_chars = ((context_length(endpoint) or 32768) - endpoint.max_tokens - 256) * 3
+            # The reply gets at most a quarter of the served context; the prompt pieces get the rest.
+            ask, budget = endpoint_asker(settings.verifier, REPLY_TOKENS)
+            max_chars = budget.prompt_chars
         except EndpointUnavailable as exc:
             console.print(f"[yellow]model unavailable ({escape(str(exc))}); using the deterministic rubric[/yellow]")
     result = generate_rubric(bundle, ask, max_chars)
@@ -84,9 +102,13 @@ def rubric(
     """Write a PaperBench-format rubric for PDF (Code Development / Code Execution / Result Analysis leaves)."""
     from tasks.paper.rubric import save_rubric
 
-    bundle = _ingest(pdf, out.parent / f".{out.stem}.bundle", password, max_pages)
-    result = _make_rubric(bundle, model, load(config) if model else None)
-    save_rubric(result.rubric, out)
+    bundle = _ingest(pdf, out.parent / f".{out.stem}.bundle", password, max_pages, json_out)
+    settings = _settings(config, json_out) if model else None
+    result = _make_rubric(bundle, model, settings)
+    try:
+        save_rubric(result.rubric, out)
+    except OSError as exc:
+        _fail(f"{out}: cannot write the rubric ({exc})", json_out, type(exc).__name__)
     leaves = list(result.rubric.leaves())
     info = {"out": str(out), "source": result.source, "leaves": len(leaves), "problems": result.problems,
             "by_category": {c: sum(leaf.task_category == c for leaf in leaves)

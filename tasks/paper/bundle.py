@@ -41,6 +41,11 @@ class Table:
     csv: str
     numeric_cells: int
     warnings: list[str] = field(default_factory=list)
+    styles: list[list[str]] = field(default_factory=list)
+    """Per body cell (same shape as `rows`): "b" bold, "i" italic, "bi" both, "" plain (bold marks the best result)."""
+    header_rows: list[list[str]] = field(default_factory=list)
+    """The header lines as printed, one list per line, a spanning header repeated over the columns it spans;
+    `header` joins them per column top to bottom with " / " ("Accuracy [%] / α = 0.05")."""
 
 
 @dataclass
@@ -64,6 +69,10 @@ class ReportedNumber:
     page: int
     ref: dict[str, str] = field(default_factory=dict)
     """Where it sits: {"section": ...} for sentences, {"table", "row", "column"} for cells, {"figure"} for captions."""
+    uncertainty: float | None = None
+    """The printed spread of the value ("58.9 ± 1.9" -> 1.9), in the value's unit; None when none is printed."""
+    style: str = ""
+    """For table cells: "b" bold (usually the best result), "i" italic, "bi" both, "" plain."""
 
 
 @dataclass

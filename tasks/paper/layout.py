@@ -32,6 +32,8 @@ EQUATION_NUMBER = re.compile(r"^\((\d+[a-z]?)\)$")
 MATH_CHARS = set("=≤≥≈∑∏∫√∂∇±×·→←∈∉⊂⊆∀∃αβγδεθλμσφψωΣΠΔ∞")
 MATH_FONT = re.compile(r"CMMI|CMSY|CMEX|MSBM|MSAM|Math|Symbol|STIX|rsfs|esint|LMMathItalic|LMMathSymbols", re.IGNORECASE)
 """Fonts that typeset formulas (TeX's math italic, symbols and extension fonts and their kin)."""
+SMALL_CAPS_GLYPHS = str.maketrans({"ſ": "S", "ı": "I"})
+"""Small-caps fonts name their s and i glyphs long s and dotless i."""
 PAGE_NUMBER = re.compile(r"^(?:page\s*)?(?:\d{1,4}|[ivxlc]{1,6})$", re.IGNORECASE)
 MARGIN_SHARE = (0.07, 0.86)
 """Lines above 7% or below 86% of the page height that are only a number are page numbers."""
@@ -68,7 +70,7 @@ def page_lines(page: "pymupdf.Page", textpage: "pymupdf.TextPage | None" = None)
             spans = [s for s in raw["spans"] if s["text"].strip()]
             if not spans:
                 continue
-            text = " ".join("".join(s["text"] for s in raw["spans"]).split())
+            text = " ".join("".join(s["text"] for s in raw["spans"]).split()).translate(SMALL_CAPS_GLYPHS)
             main = max(spans, key=lambda s: len(s["text"]))
             chars = sum(len(s["text"].strip()) for s in spans)
             math = sum(len(s["text"].strip()) for s in spans if MATH_FONT.search(s["font"]))
@@ -91,19 +93,23 @@ def page_lines(page: "pymupdf.Page", textpage: "pymupdf.TextPage | None" = None)
 def merge_rows(lines: Sequence[Line], mid: float) -> list[Line]:
     """Join pieces of one row that sit close together on the same side of the page's middle."""
     merged: list[Line] = []
+    crossing = sum(1 for ln in lines if ln.bbox[0] < mid - GUTTER_PT and ln.bbox[2] > mid + GUTTER_PT)
+    single_column = crossing >= 0.6 * max(len(lines), 1)
     for line in sorted(lines, key=lambda ln: (round(ln.center[1]), ln.bbox[0])):
         prev = merged[-1] if merged else None
-        if prev is not None and _same_row(prev, line, mid) and not EQUATION_NUMBER.match(line.text):
+        if prev is not None and _same_row(prev, line, None if single_column else mid) \
+                and not EQUATION_NUMBER.match(line.text):
             merged[-1] = _join_lines(prev, line)
         else:
             merged.append(line)
     return merged
 
 
-def _same_row(a: Line, b: Line, mid: float) -> bool:
+def _same_row(a: Line, b: Line, mid: float | None) -> bool:
+    """Pieces of one printed line; on two-column pages (`mid` given) only on the same side of the middle."""
     height = min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
     gap = b.bbox[0] - a.bbox[2]
-    same_side = (a.bbox[2] <= mid + GUTTER_PT) == (b.bbox[2] <= mid + GUTTER_PT)
+    same_side = mid is None or (a.bbox[2] <= mid + GUTTER_PT) == (b.bbox[2] <= mid + GUTTER_PT)
     return abs(a.center[1] - b.center[1]) < 0.35 * height and -1 <= gap < 1.6 * max(a.size, b.size) and same_side
 
 

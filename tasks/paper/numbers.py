@@ -1,11 +1,28 @@
-"""Numbers as papers print them: parsing one cell, and finding every reported number in running text."""
+"""Numbers as papers print them: parsing one cell (value, ± spread, scientific notation), and finding every
+reported number in running text."""
 from __future__ import annotations
 
 import re
 
 MINUS_SIGNS = str.maketrans({"−": "-", "–": "-", "‐": "-", "—": "-"})
-CELL_NUMBER = re.compile(r"^([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?)\s*(%)?\s*(?:(?:±|\+/-|\+-)\s*[\d.]+%?)?[*†‡]*$")
-TEXT_NUMBER = re.compile(r"(?<![\w.\-])([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+)(\s?%|[x×](?![A-Za-z]))?(?![\w]|\.\d)")
+SUPERSCRIPTS = str.maketrans("0123456789-+", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺")
+SUBSCRIPTS = str.maketrans("0123456789-+", "₀₁₂₃₄₅₆₇₈₉₋₊")
+FROM_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+")
+_NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?"
+_EXP = r"(?:\s*(?:[x×·⋅*]|\\times)\s*10\s*(?:\^\s*\(?\s*[-+]?\d+\)?|[⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)|[eE][-+]?\d+)"
+_SPREAD = r"(?:±|\+/-|\+-)\s*(" + _NUM + r")(" + _EXP + r")?\s*%?"
+_UNIT = r"(?:\s?[A-Za-zµμΩ°]{1,3}[²³⁻¹]{0,2}(?:/[A-Za-z]{1,3}[²³⁻¹]{0,2})?)?"
+"""A short unit after the number ("60 mV²", "3.0 nA", "12 ms"); longer words make it text, not a value."""
+CELL_NUMBER = re.compile(
+    r"^[(\[]?([-+]?" + _NUM + r")(" + _EXP + r")?\s*(%)?\s*(?:" + _SPREAD + r")?" + _UNIT
+    + r"[)\]]?\s*[*†‡§¶⋆∗]*$"
+)
+BARE_POWER = re.compile(r"^([-+]?)10([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)$")
+TEXT_POWER = re.compile(r"(?<![\w.\-×·])([-+]?)10([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)(?![\w])")
+TEXT_NUMBER = re.compile(
+    r"(?<![\w.\-])([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+)(" + _EXP + r")?"
+    r"(\s?%|[x×](?![A-Za-z\d]))?(?![\w]|\.\d)"
+)
 NOT_RESULTS = re.compile(
     r"(?:Table|Tab\.|Figure|Fig\.|Section|Sec\.|Eq\.|Equation|Appendix|Algorithm|Alg\.|Step|Line|Chapter)\s*$",
     re.IGNORECASE,
@@ -13,13 +30,38 @@ NOT_RESULTS = re.compile(
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[])")
 
 
-def parse_number(text: str) -> float | None:
-    """The value of a table cell such as "1.50", "−0.3", "12,000", "85.2%", "0.25 ± 0.01"; None if not a number."""
+def _exponent(text: str | None) -> int:
+    """The power of ten of a printed "× 10⁻⁴", "·10^-4" or "e-4" (0 when there is none)."""
+    if not text:
+        return 0
+    digits = re.search(r"([-+]?\d+)\)?\s*$", text.translate(FROM_SUPERSCRIPT).translate(MINUS_SIGNS).replace(" ", ""))
+    return int(digits.group(1)) if digits else 0
+
+
+def _value(number: str, exponent: str | None) -> float:
+    return float(number.replace(",", "")) * 10.0 ** _exponent(exponent)
+
+
+def parse_value(text: str) -> tuple[float, float | None] | None:
+    """(value, printed ± spread or None) of a cell such as "58.9 ± 1.9%", "3.2 × 10⁻⁴", "1e-3", "10⁴", "−0.3";
+    None if the cell is not a number."""
     cleaned = " ".join(text.translate(MINUS_SIGNS).split())
+    power = BARE_POWER.match(cleaned)
+    if power:
+        return float(f"{power.group(1)}1e{power.group(2).translate(FROM_SUPERSCRIPT)}"), None
     match = CELL_NUMBER.match(cleaned)
     if not match or not re.search(r"\d", match.group(1) or ""):
         return None
-    return float(match.group(1).replace(",", ""))
+    # "(2.1 ± 0.3) × 10⁻³" is printed "2.1 ± 0.3 × 10⁻³" too: the power after the spread applies to both.
+    value = _value(match.group(1), match.group(2) or match.group(5))
+    spread = _value(match.group(4), match.group(5)) if match.group(4) and re.search(r"\d", match.group(4)) else None
+    return value, spread
+
+
+def parse_number(text: str) -> float | None:
+    """The value of a table cell such as "1.50", "−0.3", "12,000", "85.2%", "0.25 ± 0.01"; None if not a number."""
+    parsed = parse_value(text)
+    return parsed[0] if parsed else None
 
 
 def decimals_of(text: str) -> int:
@@ -35,10 +77,13 @@ def sentences(text: str) -> list[str]:
 def numbers_in_sentence(sentence: str) -> list[tuple[float, str]]:
     """(value, printed text) of each reported number, skipping labels like "Table 1" or citations "[3]"."""
     found: list[tuple[float, str]] = []
-    for match in TEXT_NUMBER.finditer(sentence.translate(MINUS_SIGNS)):
-        before = sentence[: match.start()]
+    plain = sentence.translate(MINUS_SIGNS)
+    for match in TEXT_NUMBER.finditer(plain):
+        before = plain[: match.start()]
         if NOT_RESULTS.search(before) or before.rstrip().endswith(("[", ",")) and "[" in before[-12:]:
             continue
         printed = match.group(0).strip()
-        found.append((float(match.group(1).replace(",", "")), printed))
+        found.append((_value(match.group(1), match.group(2)), printed))
+    for match in TEXT_POWER.finditer(plain):  # "10⁴ steps": a power of ten printed alone
+        found.append((float(f"{match.group(1)}1e{match.group(2).translate(FROM_SUPERSCRIPT)}"), match.group(0)))
     return found

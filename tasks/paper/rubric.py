@@ -1,7 +1,9 @@
 """The rubric tree in PaperBench's rubric.json format, its validation, and weighted scoring.
 
 Node keys: `id`, `requirements` (one sentence), `weight` (relative, > 0), `sub_tasks` (children). Leaves also carry
-`task_category` ("Code Development", "Code Execution", "Result Analysis") and `finegrained_task_category`.
+`task_category` ("Code Development", "Code Execution", "Result Analysis") and `finegrained_task_category` (one of
+PaperBench's seven); inner nodes carry neither. These are the rules of PaperBench's own `TaskNode`
+(openai/frontier-evals, project/paperbench/paperbench/rubric/tasks.py), checked by `parse_rubric`.
 Our additions, all optional: `metric` (key in the reproduction's results/metrics.json), `expected` and `tolerance`
 (absolute) for numeric result leaves; `figure` (paper figure id) and `output` (file the re-run must write) for
 figure leaves; `outputs` (files the re-run must write) and `check: "exit_ok"` for execution leaves."""
@@ -16,6 +18,11 @@ from typing import Any, Iterator, Mapping
 from tasks.paper.errors import RubricError
 
 CATEGORIES = ("Code Development", "Code Execution", "Result Analysis")
+FINEGRAINED_CATEGORIES = (
+    "Environment & Infrastructure Setup", "Dataset and Model Acquisition", "Data Processing & Preparation",
+    "Method Implementation", "Experimental Setup", "Evaluation, Metrics & Benchmarking",
+    "Logging, Analysis & Presentation",
+)
 EXTRA_KEYS = ("metric", "expected", "tolerance", "figure", "output", "outputs", "check")
 
 
@@ -45,7 +52,9 @@ class RubricNode:
             yield from child.nodes()
 
     def to_json(self, scores: Mapping[str, float] | None = None) -> dict[str, Any]:
-        data: dict[str, Any] = {"id": self.id, "requirements": self.requirements, "weight": self.weight}
+        # PaperBench's rubrics use integer weights: write them as such when they are whole numbers.
+        weight = int(self.weight) if float(self.weight).is_integer() else self.weight
+        data: dict[str, Any] = {"id": self.id, "requirements": self.requirements, "weight": weight}
         if self.is_leaf:
             data["task_category"] = self.task_category
             data["finegrained_task_category"] = self.finegrained_task_category
@@ -91,6 +100,8 @@ def _parse_node(data: Any, where: str, problems: list[str]) -> RubricNode | None
         raw_children = []
     children = [c for i, raw in enumerate(raw_children) if (c := _parse_node(raw, f"{where}.{i}", problems))]
     node = RubricNode(node_id, str(requirements or "").strip(), float(weight), children)
+    if raw_children and data.get("task_category") not in (None, "Subtree"):
+        problems.append(f"{where}: an inner node cannot have a task_category (PaperBench rule)")
     if not raw_children:
         node.task_category = data.get("task_category")
         node.finegrained_task_category = data.get("finegrained_task_category")
@@ -103,6 +114,9 @@ def _leaf_problems(leaf: RubricNode, where: str) -> list[str]:
     problems = []
     if leaf.task_category not in CATEGORIES:
         problems.append(f"{where}: task_category must be one of {list(CATEGORIES)}, got {leaf.task_category!r}")
+    fine = leaf.finegrained_task_category
+    if fine is not None and fine not in FINEGRAINED_CATEGORIES:
+        problems.append(f"{where}: finegrained_task_category must be one of {list(FINEGRAINED_CATEGORIES)}, got {fine!r}")
     expected, tolerance = leaf.extra.get("expected"), leaf.extra.get("tolerance")
     if expected is not None:
         if not _is_number(expected):

@@ -1,111 +1,174 @@
-"""Making a rubric from an ingest bundle: asked of a model, validated, and otherwise built deterministically.
+"""Making a rubric from an ingest bundle: a deterministic draft, refined by a model in pieces that fit its context.
 
-The deterministic rubric is honest about what it knows: code leaves name the paper's method sections and numbered
-equations; execution leaves ask for each table and figure to be regenerated; result leaves take every numeric
-table cell and decimal number in the text as a target with a tolerance of 5% (at least one unit of the printed
-precision), and every figure as a judged side-by-side comparison. Numbers from the text are taken only from
-results-like sections when there are any, since method sections state setup values, not results."""
+The draft (`fallback_rubric`) is built like a PaperBench rubric: Result Analysis leaves from the paper's results
+tables, result numbers and claims of the text and results figures (`rubric_results`), Code Execution leaves
+(reproduce.sh runs; each results table and figure is regenerated), and one Code Development leaf per method
+section. Equations and hyper-parameter values never become leaves.
+
+The model step asks, for each method section (cut into pieces that fit the served context), for the concrete
+things the code must implement; those leaves replace the section's generic leaf. Pieces are independent, asked
+concurrently (bounded), and a piece that fails keeps the draft's leaf with the reason in `problems`. Numbers,
+tolerances and result leaves are never the model's: they come from the paper's printed values."""
 from __future__ import annotations
 
-import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from tasks.paper.bundle import Bundle, ReportedNumber
-from tasks.paper.errors import RubricError
-from tasks.paper.numbers import decimals_of
-from tasks.paper.rubric import RubricNode, parse_rubric
+from tasks.paper.asker import first_json
+from tasks.paper.bundle import Bundle, Section, unique_id
+from tasks.paper.numbers import sentences
+from tasks.paper.rubric import RubricNode
+from tasks.paper import rubric_results as rr
+from tasks.paper.rubric_results import slug
 
 Ask = Callable[[str, Sequence], str]
 """(prompt, image paths) -> reply text: the same shape as `tasks.base.Judge`."""
 
-RELATIVE_TOLERANCE = 0.05
-MAX_TABLE_LEAVES = 60
-MAX_TEXT_LEAVES = 12
-NON_METHOD = re.compile(r"abstract|introduction|related|background|conclusion|discussion|acknowledg|appendix|limitation",
-                        re.IGNORECASE)
-RESULT_SECTION = re.compile(r"experiment|result|evaluation|ablation|benchmark|performance|finding|analysis",
-                            re.IGNORECASE)
+NON_METHOD = re.compile(r"abstract|introduction|related|background|conclusion|discussion|acknowledg|appendix|"
+                        r"limitation|reference|impact|ethic|reproducibility", re.IGNORECASE)
+MIN_PIECE_CHARS = 600
+"""A piece of section text shorter than this says too little to ask about."""
+MAX_PIECE_CHARS = 12_000
+MAX_PIECES = 12
+MAX_MODEL_LEAVES = 6
+MAX_WORKERS = 4
+REPLY_TOKENS = 640
+"""A piece's reply is at most MAX_MODEL_LEAVES one-sentence items: about 400 tokens, with room to spare."""
+ROOT_WEIGHTS = {"code": 2, "execution": 1, "results": 3}
+"""PaperBench weighs results most: matching them is what a reproduction is for."""
 
 
 @dataclass(frozen=True)
 class RubricResult:
     rubric: RubricNode
     source: str
-    """"model" or "fallback"."""
+    """"model" (at least one piece of the model's was used) or "fallback"."""
     problems: list[str]
-    """Why the model's rubric was rejected (empty when it was used)."""
-
-
-def tolerance_for(number: ReportedNumber) -> float:
-    unit = 10.0 ** -decimals_of(number.text)
-    return round(max(RELATIVE_TOLERANCE * abs(number.value), unit), 10)
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
-
-
-def metric_key(number: ReportedNumber, index: int) -> str:
-    if number.source == "table":
-        return f"{number.ref['table']}/{slug(number.ref['row'])}/{slug(number.ref['column'])}"
-    return f"text/{index}"
+    """Why the model was not used, or which pieces fell back to the draft (empty when every piece was used)."""
+    calls: int = 0
+    """Model calls made."""
 
 
 def fallback_rubric(bundle: Bundle) -> RubricNode:
     """The deterministic rubric described in the module docstring."""
-    code = [RubricNode(f"code/{slug(s.title)}", f"The code implements what section '{s.title}' of the paper describes.",
-                       1.0, task_category="Code Development", finegrained_task_category="Method Implementation")
-            for s in bundle.sections if not NON_METHOD.search(s.title)]
-    code += [RubricNode(f"code/{e.id}", f"The code implements equation ({e.number or e.id}): {e.text}", 1.0,
-                        task_category="Code Development", finegrained_task_category="Method Implementation")
-             for e in bundle.equations]
-    if not code:
-        code = [RubricNode("code/method", f"The code implements the method of '{bundle.title}'.", 1.0,
-                           task_category="Code Development", finegrained_task_category="Method Implementation")]
-    execution = [RubricNode("exec/reproduce", "Running reproduce.sh completes without error within the time limit.",
-                            2.0, task_category="Code Execution", finegrained_task_category="Experimental Setup",
-                            extra={"check": "exit_ok"})]
-    execution += [RubricNode(f"exec/{t.id}", f"reproduce.sh regenerates {_name(t.caption, t.id)} as results/{t.id}.csv.",
-                             1.0, task_category="Code Execution",
-                             finegrained_task_category="Logging, Analysis & Presentation",
-                             extra={"outputs": [f"results/{t.id}.csv"]}) for t in bundle.tables]
-    execution += [RubricNode(f"exec/{f.id}", f"reproduce.sh regenerates {_name(f.caption, f.id)} as figures/{f.id}.png.",
-                             1.0, task_category="Code Execution",
-                             finegrained_task_category="Logging, Analysis & Presentation",
-                             extra={"outputs": [f"figures/{f.id}.png"]}) for f in bundle.figures]
-    results = _result_groups(bundle)
-    children = [RubricNode("code", "The repository implements the paper's method.", 1.0, code),
-                RubricNode("execution", "reproduce.sh runs the experiments and writes the outputs.", 1.0, execution)]
+    results, outputs = _results(bundle)
+    children = [RubricNode("code", "The repository implements the paper's method and experiments.",
+                           ROOT_WEIGHTS["code"], _code_leaves(bundle)),
+                RubricNode("execution", "reproduce.sh runs the experiments and writes the outputs.",
+                           ROOT_WEIGHTS["execution"], _execution_leaves(outputs))]
     if results:
-        children.append(RubricNode("results", "The re-run reproduces the paper's reported results.", 2.0, results))
-    return RubricNode("root", f"Reproduce the paper '{bundle.title}'.", 1.0, children)
+        children.append(RubricNode("results", "The re-run reproduces the paper's reported results.",
+                                   ROOT_WEIGHTS["results"], results))
+    return RubricNode("root", f"Reproduce the paper '{bundle.title}'.", 1, children)
 
 
-def _result_groups(bundle: Bundle) -> list[RubricNode]:
+def method_sections(bundle: Bundle) -> list[Section]:
+    return [s for s in bundle.sections if not NON_METHOD.search(s.title) and not rr.RESULTS_SECTION.search(s.title)]
+
+
+def setup_sections(bundle: Bundle) -> list[Section]:
+    method = {id(s) for s in method_sections(bundle)}
+    return [s for s in bundle.sections if re.search(r"experiment|setup|evaluation", s.title, re.IGNORECASE)
+            and not NON_METHOD.search(s.title) and id(s) not in method]
+
+
+def _code_leaves(bundle: Bundle) -> list[RubricNode]:
+    taken: set[str] = set()
+    leaves = [RubricNode(unique_id(f"code/{slug(s.title)}", taken),
+                         f"The code implements what section '{s.title}' describes{_gist(s)}.", 1,
+                         task_category="Code Development", finegrained_task_category="Method Implementation")
+              for s in method_sections(bundle)]
+    leaves += [RubricNode(unique_id(f"code/setup_{slug(s.title)}", taken),
+                          f"The code sets up the experiments of section '{s.title}' (data, models, baselines, "
+                          "metrics) as the paper describes.", 1, task_category="Code Development",
+                          finegrained_task_category="Experimental Setup") for s in setup_sections(bundle)]
+    return leaves or [RubricNode("code/method", f"The code implements the method of '{bundle.title}'.", 1,
+                                 task_category="Code Development", finegrained_task_category="Method Implementation")]
+
+
+def _gist(section: Section) -> str:
+    first = next(iter(sentences(section.text)), "")
+    return f" (it begins: \"{first[:160]}\")" if len(first) > 30 else ""
+
+
+def _execution_leaves(outputs: list[tuple[str, str, str]]) -> list[RubricNode]:
+    leaves = [RubricNode("exec/reproduce", "Running reproduce.sh completes without error within the time limit.", 2,
+                         task_category="Code Execution", finegrained_task_category="Experimental Setup",
+                         extra={"check": "exit_ok"})]
+    leaves += [RubricNode(f"exec/{item}", f"reproduce.sh regenerates {name} as {path}.", 1,
+                          task_category="Code Execution", finegrained_task_category="Logging, Analysis & Presentation",
+                          extra={"outputs": [path]}) for item, name, path in outputs]
+    return leaves
+
+
+def _results(bundle: Bundle) -> tuple[list[RubricNode], list[tuple[str, str, str]]]:
+    """The results groups and the (id, name, path) of every output they need."""
     groups: list[RubricNode] = []
-    cells = [n for n in bundle.numbers if n.source == "table"][:MAX_TABLE_LEAVES]
-    for table in bundle.tables:
-        leaves = [_number_leaf(n, 0) for n in cells if n.ref["table"] == table.id]
-        if leaves:
-            groups.append(RubricNode(f"results/{table.id}", f"The re-run reproduces {_name(table.caption, table.id)}.",
-                                     float(len(leaves)), leaves))
-    table_values = {n.value for n in cells}
-    text = [n for n in _result_sentences(bundle) if ("." in n.text or "%" in n.text)
-            and n.value not in table_values][:MAX_TEXT_LEAVES]
-    leaves = [_number_leaf(n, i + 1) for i, n in enumerate(text)]
-    if leaves:
-        groups.append(RubricNode("results/text", "The re-run reproduces the numbers reported in the text.",
-                                 float(len(leaves)), leaves))
-    figures = [RubricNode(f"results/{f.id}", f"The reproduced figures/{f.id}.png shows the same content and trends as "
-                          f"the paper's {_name(f.caption, f.id)}.", 1.0, task_category="Result Analysis",
-                          finegrained_task_category="Logging, Analysis & Presentation",
-                          extra={"figure": f.id, "output": f"figures/{f.id}.png"}) for f in bundle.figures]
+    outputs: list[tuple[str, str, str]] = []
+    name = rr.method_name(bundle.title)
+    budget = rr.MAX_RESULT_LEAVES
+    tables = sorted(bundle.tables, key=lambda t: -rr.emphasis(bundle, "table", rr.table_number(t.id), t.page))
+    table_values: set[float] = set()
+    for table in tables:
+        cells = rr.table_cells(table, name)[:budget]
+        if not cells:
+            continue
+        budget -= len(cells)
+        table_values |= {c.value for c in cells}
+        label = f"Table {rr.table_number(table.id)}"
+        caption = _name(table.caption, label)
+        groups.append(RubricNode(f"results/{table.id}", "The re-run reproduces the results of "
+                                 + (caption if caption.startswith(label) else f"{label}: {caption}") + ".",
+                                 rr.emphasis(bundle, "table", rr.table_number(table.id), table.page),
+                                 _cell_leaves(cells, label)))
+        outputs.append((table.id, _name(table.caption, table.id), f"results/{table.id}.csv"))
+    text = rr.text_results(bundle, table_values)
+    if text:
+        groups.append(RubricNode("results/text", "The re-run reproduces the result numbers stated in the text.",
+                                 2, [_text_leaf(t, i + 1) for i, t in enumerate(text)]))
+    claims = rr.claims(bundle, {t.sentence for t in text})
+    if claims:
+        groups.append(RubricNode("results/claims", "The re-run's results support the paper's main claims.", 2, [
+            RubricNode(f"results/claim_{i + 1}", f"The results written by the re-run support the paper's claim "
+                       f"(section '{section}'): \"{sentence}\"", 2 if "abstract" in section.lower() else 1,
+                       task_category="Result Analysis", finegrained_task_category="Evaluation, Metrics & Benchmarking")
+            for i, (section, sentence) in enumerate(claims)]))
+    figures = rr.result_figures(bundle)
     if figures:
-        groups.append(RubricNode("results/figures", "The re-run reproduces the paper's figures.", float(len(figures)),
-                                 figures))
-    return groups
+        groups.append(RubricNode("results/figures", "The re-run reproduces the paper's results figures.", 1, [
+            RubricNode(f"results/{f.id}", f"The reproduced figures/{f.id}.png shows the same content and trends as "
+                       f"the paper's {_name(f.caption, f.id)}.",
+                       rr.emphasis(bundle, "figure", rr.table_number(f.id), f.page),
+                       task_category="Result Analysis", finegrained_task_category="Logging, Analysis & Presentation",
+                       extra={"figure": f.id, "output": f"figures/{f.id}.png"}) for f in figures]))
+        outputs += [(f.id, _name(f.caption, f.id), f"figures/{f.id}.png") for f in figures]
+    return groups, outputs
+
+
+def _cell_leaves(cells: list[rr.CellResult], label: str) -> list[RubricNode]:
+    taken: set[str] = set()
+    leaves = []
+    for cell in cells:
+        key = unique_id(f"{cell.table.id}/{slug(cell.row_label)}/{slug(cell.column_label)}", taken)
+        who = " (the paper's method)" if cell.ours else ""
+        leaves.append(RubricNode(
+            f"results/{key}", f"{label}, row '{cell.row_label}'{who}, column '{cell.column_label}': the re-run "
+            f"reproduces the paper's {cell.text}.", 2 if cell.ours else 1,
+            task_category="Result Analysis", finegrained_task_category="Evaluation, Metrics & Benchmarking",
+            extra={"metric": key, "expected": cell.value, "tolerance": cell.tolerance}))
+    return leaves
+
+
+def _text_leaf(result: rr.TextResult, index: int) -> RubricNode:
+    key = f"text/{index}"
+    return RubricNode(
+        f"results/{key}", f"The re-run reproduces {result.text} from the sentence \"{result.sentence[:200]}\" "
+        f"(section '{result.section}').", 1, task_category="Result Analysis",
+        finegrained_task_category="Evaluation, Metrics & Benchmarking",
+        extra={"metric": key, "expected": result.value,
+               "tolerance": rr.cell_tolerance(result.text, result.value, [])})
 
 
 def _name(caption: str, fallback: str) -> str:
@@ -113,88 +176,114 @@ def _name(caption: str, fallback: str) -> str:
     return caption.rstrip(". ") or fallback
 
 
-def _result_sentences(bundle: Bundle) -> list[ReportedNumber]:
-    """Numbers from results-like sections (setup values in a method section are not results); all sections'
-    numbers when no section looks like results."""
-    sentence_numbers = [n for n in bundle.numbers if n.source == "sentence"]
-    results = [n for n in sentence_numbers if RESULT_SECTION.search(n.ref.get("section", ""))]
-    return results or sentence_numbers
+# --- the model step, in pieces --------------------------------------------------------------------------------
+
+PIECE_PROMPT = (
+    "You write grading-rubric leaves for reproducing an ML paper (PaperBench style).\n"
+    "Paper: \"{title}\". Below is {part} of its section \"{section}\".\n"
+    "List the concrete things the code of a faithful reproduction must implement for this text: algorithmic steps, "
+    "model components, losses, data processing, evaluation metrics. One sentence each, starting with \"The code\". "
+    "No hyper-parameter values, no equation numbers, nothing the text does not say.\n"
+    "Reply with only a JSON list of at most {max_leaves} items: "
+    "[{{\"requirements\": \"The code ...\", \"weight\": 1}}] (weight 1-3 by importance).\n\nTEXT:\n"
+)
 
 
-def _number_leaf(number: ReportedNumber, index: int) -> RubricNode:
-    key = metric_key(number, index)
-    where = number.context.rstrip(". ") if number.source == "table" else f'the sentence "{number.context[:160]}"'
-    return RubricNode(
-        f"results/{key}", f"The re-run reproduces {number.text} from {where}.", 1.0,
-        task_category="Result Analysis", finegrained_task_category="Evaluation, Metrics & Benchmarking",
-        extra={"metric": key, "expected": number.value, "tolerance": tolerance_for(number)},
-    )
+@dataclass(frozen=True)
+class Piece:
+    section: Section
+    part: str
+    text: str
+
+    def prompt(self, title: str) -> str:
+        return PIECE_PROMPT.format(title=title[:200], part=self.part, section=self.section.title[:120],
+                                   max_leaves=MAX_MODEL_LEAVES) + self.text
 
 
-def rubric_prompt(bundle: Bundle, draft: RubricNode, max_chars: int | None = None) -> str | None:
-    """Ask the model to refine the deterministic draft; it sees the paper's text (cut to fit) and the draft.
-    None when even the draft alone does not fit `max_chars`."""
-    draft_json = json.dumps(draft.to_json(), separators=(",", ":"))
-    head = (
-        "You write grading rubrics for reproducing ML papers, in PaperBench's rubric.json format.\n"
-        "Improve the DRAFT rubric below for the PAPER below: make the Code Development leaves name the concrete "
-        "algorithmic steps, keep every numeric Result Analysis leaf (metric, expected, tolerance) and every "
-        "figure leaf unchanged, keep ids unique.\n"
-        "Each leaf needs: id, requirements (one sentence), weight (> 0), sub_tasks ([]), task_category "
-        "(Code Development | Code Execution | Result Analysis), finegrained_task_category.\n"
-        "Reply with only the JSON object in one ```json block.\n\nPAPER:\n"
-    )
-    tail = f"\n\nDRAFT:\n```json\n{draft_json}\n```\n"
-    budget = (max_chars if max_chars is not None else 10**9) - len(head) - len(tail)
-    if budget < 500:
-        return None
-    return head + bundle.text_markdown()[: min(budget, 12000)] + tail
+def pieces(bundle: Bundle, text_chars: int) -> list[Piece]:
+    """Each method section's text cut (at sentence ends) into parts of at most `text_chars` characters."""
+    out: list[Piece] = []
+    for section in method_sections(bundle) + setup_sections(bundle):
+        chunks: list[str] = []
+        for sentence in sentences(section.text):
+            if chunks and len(chunks[-1]) + len(sentence) + 1 <= text_chars:
+                chunks[-1] += " " + sentence
+            else:
+                chunks.append(sentence[:text_chars])
+        chunks = [c for c in chunks if len(c) >= min(MIN_PIECE_CHARS, len(section.text))]
+        out += [Piece(section, "all" if len(chunks) == 1 else f"part {i + 1} of {len(chunks)}", chunk)
+                for i, chunk in enumerate(chunks)]
+    return out[:MAX_PIECES]
 
 
-def parse_reply(reply: str) -> RubricNode:
-    """The rubric inside a model reply (a ```json block or the outermost braces); raises RubricError."""
-    match = re.search(r"```(?:json)?\s*(\{.*?\})\s*```", reply, re.DOTALL)
-    raw = match.group(1) if match else reply[reply.find("{"): reply.rfind("}") + 1]
+def parse_piece_reply(reply: str) -> list[tuple[str, int]]:
+    """(requirement, weight) items of a reply; raises ValueError saying what is wrong."""
+    items = first_json(reply, "[")
+    if not isinstance(items, list):
+        raise ValueError(f"no JSON list in the reply: {reply.strip()[:120]!r}")
+    found = []
+    for item in items:
+        text = item.get("requirements") if isinstance(item, dict) else None
+        if not isinstance(text, str) or len(text.strip()) < 15:
+            continue
+        weight = item.get("weight", 1)
+        weight = int(weight) if isinstance(weight, (int, float)) and not isinstance(weight, bool) else 1
+        found.append((" ".join(text.split())[:400], min(3, max(1, weight))))
+    if not found:
+        raise ValueError(f"the reply's list holds no usable requirement: {reply.strip()[:120]!r}")
+    return found[:MAX_MODEL_LEAVES]
+
+
+def _ask_piece(ask: Ask, title: str, piece: Piece) -> tuple[Piece, list[tuple[str, int]] | str]:
     try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise RubricError(f"the model's reply holds no JSON rubric ({exc.msg})") from exc
-    return parse_rubric(data)
+        return piece, parse_piece_reply(ask(piece.prompt(title), []))
+    except ValueError as exc:
+        return piece, str(exc)
+    except Exception as exc:  # noqa: BLE001 - a failing call (dead endpoint, context overflow) keeps the draft leaf
+        return piece, f"model call failed: {exc!r}"[:300]
 
 
-def usable_problems(candidate: RubricNode, draft: RubricNode) -> list[str]:
-    """Why a model rubric must not replace the draft: it dropped categories or numeric targets."""
-    problems = []
-    categories = {leaf.task_category for leaf in candidate.leaves()}
-    problems += [f"no {c} leaf" for c in ("Code Development", "Code Execution", "Result Analysis")
-                 if c not in categories]
-    kept = {(leaf.extra.get("metric"), leaf.extra.get("expected")) for leaf in candidate.leaves()}
-    lost = [leaf.id for leaf in draft.leaves() if "metric" in leaf.extra
-            and (leaf.extra["metric"], leaf.extra["expected"]) not in kept]
-    if lost:
-        problems.append(f"dropped or changed {len(lost)} numeric result leaves (e.g. {lost[0]})")
-    return problems
-
-
-def generate_rubric(bundle: Bundle, ask: Ask | None, max_prompt_chars: int | None = None) -> RubricResult:
-    """The model's rubric when it is valid and keeps the numeric targets, else the deterministic one. The model is
-    optional here: a failing call (dead endpoint, context overflow) is a reason to fall back, never a crash."""
+def generate_rubric(bundle: Bundle, ask: Ask | None, max_prompt_chars: int | None = None,
+                    max_workers: int = MAX_WORKERS) -> RubricResult:
+    """The draft with its method leaves written by the model where it answered usefully (see module docstring).
+    `max_prompt_chars`: what one prompt may hold on the served model (see `asker.prompt_budget`)."""
     draft = fallback_rubric(bundle)
     if ask is None:
         return RubricResult(draft, "fallback", ["no model given"])
-    prompt = rubric_prompt(bundle, draft, max_prompt_chars)
-    if prompt is None:
-        return RubricResult(draft, "fallback", [f"the draft rubric alone exceeds the model's prompt budget "
-                                                f"({max_prompt_chars} chars)"])
-    try:
-        reply = ask(prompt, [])
-    except Exception as exc:  # noqa: BLE001 - any model failure means: use the deterministic rubric
-        return RubricResult(draft, "fallback", [f"model call failed: {exc!r}"[:500]])
-    try:
-        candidate = parse_reply(reply)
-    except RubricError as exc:
-        return RubricResult(draft, "fallback", [str(exc)])
-    problems = usable_problems(candidate, draft)
-    if problems:
-        return RubricResult(draft, "fallback", problems)
-    return RubricResult(candidate, "model", [])
+    instructions = len(Piece(Section("x" * 120, 0, ""), "part 10 of 10", "").prompt(bundle.title))
+    text_chars = min(MAX_PIECE_CHARS, (max_prompt_chars if max_prompt_chars is not None else 10**9) - instructions)
+    if text_chars < MIN_PIECE_CHARS:
+        return RubricResult(draft, "fallback", [
+            f"the model's prompt budget ({max_prompt_chars} characters) leaves {max(text_chars, 0)} characters of "
+            f"paper text after the {instructions}-character instructions; at least {MIN_PIECE_CHARS} are needed"])
+    todo = pieces(bundle, text_chars)
+    if not todo:
+        return RubricResult(draft, "fallback", ["the paper has no method section text to ask about"])
+    with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
+        answers = list(pool.map(lambda p: _ask_piece(ask, bundle.title, p), todo))
+    problems = [f"section '{p.section.title}' ({p.part}): {a}" for p, a in answers if isinstance(a, str)]
+    written = {p.section.title: [] for p, a in answers if not isinstance(a, str)}
+    for piece, answer in answers:
+        if not isinstance(answer, str):
+            written[piece.section.title] += answer
+    if not written:
+        return RubricResult(draft, "fallback", problems, len(todo))
+    return RubricResult(_with_model_leaves(draft, bundle, written), "model", problems, len(todo))
+
+
+def _with_model_leaves(draft: RubricNode, bundle: Bundle, written: dict[str, list[tuple[str, int]]]) -> RubricNode:
+    """The draft with each answered section's generic leaf replaced by a node of the model's leaves."""
+    code = next(c for c in draft.sub_tasks if c.id == "code")
+    titles = {leaf.id: s.title for s, leaf in zip(method_sections(bundle) + setup_sections(bundle), code.sub_tasks)}
+    replaced = []
+    for leaf in code.sub_tasks:
+        items = written.get(titles.get(leaf.id, ""), [])
+        if not items:
+            replaced.append(leaf)
+            continue
+        replaced.append(RubricNode(leaf.id, leaf.requirements, len(items), [
+            RubricNode(f"{leaf.id}/{i + 1}", text, weight, task_category="Code Development",
+                       finegrained_task_category=leaf.finegrained_task_category)
+            for i, (text, weight) in enumerate(items)]))
+    code.sub_tasks = replaced
+    return draft

@@ -1,143 +1,181 @@
-"""Tables: PyMuPDF's table finder, with every cell re-read from the words inside it, because the finder can
-scramble numbers (it was seen to return "150\\n." for a printed "1.50"); captions left without a table are read
-as unruled tables (unruled.py). The CSV keeps the printed text."""
+"""Tables found by their captions: the lines next to a "Table N" caption (below it, else above it) down to the
+next prose line, caption or wide gap (horizontal rules bridge gaps) are rebuilt from word positions
+(`unruled.build_grid`), ruled or not. No layout model or table finder runs, so pages without a table caption cost
+nothing. The CSV keeps the printed text; `styles` keeps bold/italic per cell; `table_numbers` lists every value
+with its ± spread."""
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from tasks.paper.bundle import ReportedNumber, Table
+from tasks.paper.bundle import ReportedNumber, Table, unique_id
 from tasks.paper.layout import Line, caption_kind, caption_text
-from tasks.paper.bundle import unique_id
-from tasks.paper.numbers import parse_number
-from tasks.paper.unruled import unruled_table
+from tasks.paper.numbers import parse_value
+from tasks.paper.unruled import build_grid, rows_of, words_in
 
 if TYPE_CHECKING:
     import pymupdf
 
-CAPTION_DISTANCE_PT = 60.0
+ROW_GAP_FACTOR = 1.9
+"""A vertical gap wider than this many line heights (with no rule in it) ends the table."""
+CAPTION_GAP_FACTOR = 3.2
+"""Between the caption and the table's first line TeX leaves a caption skip: a wider gap is allowed there."""
+PROSE_WORDS = 7
+"""A line of at least this many words with no cell-wide gap is running text, not a table row."""
+RULE_MIN_WIDTH_PT = 20.0
 
 
 def extract_tables(page: "pymupdf.Page", lines: Sequence[Line], captions: Mapping[int, tuple[str, list[Line]]],
                    out_dir: Path, taken: set[str], ruled: bool = True) -> list[Table]:
-    """Tables of one page, written as `tables/<id>.csv` under `out_dir`; `taken` holds the ids in use. Fully
-    ruled tables come from the table finder (only when `ruled`: the page has drawings); a table caption left
-    without a table is then read from word positions (booktabs and rule-less tables)."""
+    """Tables of one page, written as `tables/<id>.csv` under `out_dir`; `taken` holds the ids in use.
+    `ruled` says whether the page has drawings (rules are then read to split header and row groups)."""
+    table_captions = [block for block in captions.values() if (caption_kind(block[1][0].text) or ("",))[0] == "table"]
+    if not table_captions:
+        return []
+    rules, verticals = page_rules(page) if ruled else ([], [])
+    page_words = page.get_text("words")
+    claimed: set[int] = set()
     tables: list[Table] = []
-    used: set[int] = set()
-    for found in (page.find_tables().tables if ruled else []):
-        if not _has_vertical_rules(page, found.bbox):
-            # booktabs-style: horizontal rules plus text alignment made the finder merge this table, the next
-            # one and the references into one grid; the caption-based reader below gets it right.
+    for block in table_captions:
+        found = _table_below_or_above(page, block[1], lines, rules, verticals, page_words, claimed)
+        if found is None:
             continue
-        rows, warnings = _validated_rows(page, found)
-        if len(rows) < 2 or max(len(r) for r in rows) < 2:
-            continue
-        bbox = tuple(round(v, 2) for v in found.bbox)
-        caption, number, first = _caption(bbox, lines, captions)
-        used.add(first)
-        tables.append(_table(out_dir, taken, page.number, bbox, caption, number, rows, warnings))
-    for first_id, block in captions.items():
-        first = block[1][0]
-        if first_id in used or (caption_kind(first.text) or ("",))[0] != "table":
-            continue
-        found_unruled = unruled_table(page, block[1], lines, _column_width(page, first))
-        if found_unruled is None:
-            continue
-        bbox, rows = found_unruled
-        caption = caption_text(block, bbox)
-        tables.append(_table(out_dir, taken, page.number, bbox, caption, caption_kind(caption)[1], rows,
-                             ["read without rulings: columns from word positions"]))
+        grid, members = found
+        claimed.update(id(ln) for ln in members)
+        caption = caption_text(block, grid.bbox)
+        tables.append(_table(out_dir, taken, page.number, grid, caption, caption_kind(caption)[1] if caption_kind(caption) else None))
     return tables
 
 
-def _has_vertical_rules(page: "pymupdf.Page", bbox: Sequence[float]) -> bool:
-    """True when drawn vertical lines or boxes lie inside `bbox`: a fully ruled grid the finder can trust."""
-    import pymupdf
-
-    area = pymupdf.Rect(bbox) + (-2, -2, 2, 2)
+def page_rules(page: "pymupdf.Page") -> tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]]:
+    """Drawn rules: horizontal (y, x0, x1) and vertical (x, y0, y1), from lines and hairline rectangles
+    (booktabs and tabular draw their rules as thin filled boxes)."""
+    horizontal: list[tuple[float, float, float]] = []
+    vertical: list[tuple[float, float, float]] = []
     for drawing in page.get_drawings():
         for item in drawing["items"]:
-            if item[0] == "l" and abs(item[1].x - item[2].x) < 1 and abs(item[1].y - item[2].y) > 5 \
-                    and area.contains(item[1]) and area.contains(item[2]):
-                return True
-            if item[0] == "re" and item[1].height > 5 and area.contains(item[1]):
-                return True
-    return False
+            if item[0] == "l":
+                p, q = item[1], item[2]
+                if abs(p.y - q.y) < 1 and abs(p.x - q.x) >= RULE_MIN_WIDTH_PT:
+                    horizontal.append(((p.y + q.y) / 2, min(p.x, q.x), max(p.x, q.x)))
+                elif abs(p.x - q.x) < 1 and abs(p.y - q.y) >= 5:
+                    vertical.append(((p.x + q.x) / 2, min(p.y, q.y), max(p.y, q.y)))
+            elif item[0] == "re":
+                rect = item[1]
+                if rect.height < 1.6 and rect.width >= RULE_MIN_WIDTH_PT:
+                    horizontal.append(((rect.y0 + rect.y1) / 2, rect.x0, rect.x1))
+                elif rect.width < 1.6 and rect.height >= 5:
+                    vertical.append(((rect.x0 + rect.x1) / 2, rect.y0, rect.y1))
+    return sorted(horizontal), sorted(vertical)
 
 
-def _column_width(page: "pymupdf.Page", line: Line) -> float:
-    mid = page.rect.width / 2
-    in_column = line.bbox[2] <= mid + 12 or line.bbox[0] >= mid - 12
-    return page.rect.width * (0.4 if in_column else 0.8)
+def _is_prose(line: Line, page_words: Sequence[tuple]) -> bool:
+    """Running text: many words and no gap wider than a cell gap between them."""
+    x0, y0, x1, y1 = line.bbox
+    words = [w for w in page_words if x0 - 1 <= (w[0] + w[2]) / 2 <= x1 + 1 and y0 - 1 <= (w[1] + w[3]) / 2 <= y1 + 1]
+    if len(words) < PROSE_WORDS:
+        return False
+    words.sort(key=lambda w: w[0])
+    widest = max((b[0] - a[2] for a, b in zip(words, words[1:])), default=0.0)
+    return widest < 0.75 * line.size
 
 
-def _table(out_dir: Path, taken: set[str], page: int, bbox: tuple[float, ...], caption: str, number: str | None,
-           rows: list[list[str]], warnings: list[str]) -> Table:
+def _table_below_or_above(page: "pymupdf.Page", caption: Sequence[Line], lines: Sequence[Line],
+                          rules: Sequence[tuple[float, float, float]], verticals: Sequence[tuple[float, float, float]],
+                          page_words: Sequence[tuple], claimed: set[int]):
+    candidates = [_neighbours(page_words, caption, lines, rules, claimed, below) for below in (True, False)]
+    # The table is on the side of the caption with the nearer first line (papers put captions above or below).
+    candidates.sort(key=lambda m: _distance(caption, m) if m else float("inf"))
+    for members in candidates:
+        if len(members) < 2:
+            continue
+        x0 = min(ln.bbox[0] for ln in members) - 1
+        x1 = max(ln.bbox[2] for ln in members) + 1
+        y0 = min(ln.bbox[1] for ln in members) - 1
+        y1 = max(ln.bbox[3] for ln in members) + 1
+        words = words_in(page, (x0, y0, x1, y1))
+        inside = [(y, a, b) for y, a, b in rules if y0 - 4 <= y <= y1 + 4 and b > x0 and a < x1]
+        cuts = sorted({round(x, 1) for x, a, b in verticals if x0 <= x <= x1 and a < y1 and b > y0})
+        grid = build_grid(rows_of(words), inside, cuts)
+        if grid is not None:
+            return grid, members
+    return None
+
+
+def _distance(caption: Sequence[Line], members: Sequence[Line]) -> float:
+    top, bottom = caption[0].bbox[1], caption[-1].bbox[3]
+    return min(abs(members[0].bbox[1] - bottom), abs(top - members[-1].bbox[3]))
+
+
+def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Sequence[Line],
+                rules: Sequence[tuple[float, float, float]], claimed: set[int], below: bool) -> list[Line]:
+    """The lines of the table block next to the caption, nearest first, in page order."""
+    edge = caption[-1].bbox[3] if below else caption[0].bbox[1]
+    cap_ids = {id(ln) for ln in caption}
+    left, right = min(ln.bbox[0] for ln in caption), max(ln.bbox[2] for ln in caption)
+    # Lines under the caption's column (the other column of a two-column page is not part of the table).
+    side = [ln for ln in lines if id(ln) not in cap_ids and id(ln) not in claimed
+            and ln.bbox[0] < right and ln.bbox[2] > left
+            and (ln.center[1] > edge if below else ln.center[1] < edge)]
+    side.sort(key=lambda ln: ln.bbox[1], reverse=not below)
+    picked: list[Line] = []
+    ref = edge
+    for line in side:
+        gap = line.bbox[1] - ref if below else ref - line.bbox[3]
+        # Line height of the table so far (a larger heading after the table must not widen the allowed gap).
+        height = max(min([ln.bbox[3] - ln.bbox[1] for ln in picked[-3:]] + [line.bbox[3] - line.bbox[1]]), 1.0)
+        near = line.bbox[1] if below else line.bbox[3]
+        # A rule in a wide gap (under a header, between row groups) keeps the table going when it sits close
+        # to both lines; a figure after the bottom rule is further away.
+        ruled_gap = any(min(ref, near) <= y <= max(ref, near) and abs(y - ref) <= 1.4 * height
+                        and abs(near - y) <= 1.4 * height for y, _, _ in rules)
+        if caption_kind(line.text) or _is_prose(line, page_words):
+            break
+        allowed = (CAPTION_GAP_FACTOR if not picked else ROW_GAP_FACTOR) * height
+        if gap > allowed and not ruled_gap:
+            break
+        picked.append(line)
+        ref = line.bbox[3] if below else line.bbox[1]
+    return picked if below else picked[::-1]
+
+
+def _table(out_dir: Path, taken: set[str], page: int, grid, caption: str, number: str | None) -> Table:
     table_id = unique_id(f"table_{number}" if number else "table_unnumbered", taken)
     rel = f"tables/{table_id}.csv"
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
     with open(out_dir / rel, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows(rows)
-    numeric = sum(parse_number(cell) is not None for row in rows[1:] for cell in row[1:])
-    return Table(table_id, page, bbox, caption, rows[0], rows[1:], rel, numeric, warnings)
+        csv.writer(f).writerows([grid.header, *grid.rows])
+    numeric = sum(parse_value(cell) is not None for row in grid.rows for cell in row[1:])
+    return Table(table_id, page, grid.bbox, caption, grid.header, grid.rows, rel, numeric,
+                 ["rebuilt from word positions under its caption"], grid.styles, grid.header_rows)
 
 
-def _validated_rows(page: "pymupdf.Page", found: "pymupdf.table.Table") -> tuple[list[list[str]], list[str]]:
-    """Cell texts read from the words inside each cell; differences from the finder's text become warnings."""
-    import pymupdf
-
-    extracted = found.extract()
-    rows: list[list[str]] = []
-    warnings: list[str] = []
-    for r, row in enumerate(found.rows):
-        out_row: list[str] = []
-        for c, cell in enumerate(row.cells):
-            finder = " ".join((extracted[r][c] or "").split()) if r < len(extracted) else ""
-            if cell is None:
-                out_row.append(finder)
-                continue
-            words = page.get_text("words", clip=pymupdf.Rect(cell))
-            text = " ".join(w[4] for w in sorted(words, key=lambda w: (round(w[1]), w[0])))
-            if text.replace(" ", "") != finder.replace(" ", ""):
-                warnings.append(f"cell ({r},{c}): table finder read {finder!r}, words inside the cell read {text!r}")
-            out_row.append(text)
-        rows.append(out_row)
-    return rows, warnings
-
-
-def _caption(bbox: tuple[float, ...], lines: Sequence[Line],
-             captions: Mapping[int, tuple[str, list[Line]]]) -> tuple[str, str | None, int]:
-    """The nearest "Table N:" caption above or below the table: (text, number, id of its first line)."""
-    best: tuple[float, Line] | None = None
-    for line in lines:
-        kind = caption_kind(line.text)
-        if not kind or kind[0] != "table":
-            continue
-        last = captions.get(id(line), ("", [line]))[1][-1]
-        gap = min(abs(last.bbox[3] - bbox[1]), abs(line.bbox[1] - bbox[3]))
-        if gap <= CAPTION_DISTANCE_PT and (best is None or gap < best[0]):
-            best = (gap, line)
-    if best is None:
-        return "", None, 0
-    text = caption_text(captions.get(id(best[1]), (best[1].text, [best[1]])), bbox)
-    return text, caption_kind(text)[1], id(best[1])
+def row_label(row: Sequence[str]) -> str:
+    """The leading text cells of a row ("CIFAR-10 ResNet-56 (ours)"): what names the row."""
+    parts: list[str] = []
+    for cell in row:
+        if parse_value(cell) is not None:
+            break
+        if cell:
+            parts.append(cell)
+    return " ".join(parts) or (row[0] if row else "")
 
 
 def table_numbers(table: Table) -> list[ReportedNumber]:
-    """Every numeric cell, with its row label (first cell) and column header as context."""
+    """Every numeric cell, with its row label and column header as context, its ± spread and bold/italic mark."""
     found: list[ReportedNumber] = []
-    for row in table.rows:
-        label = row[0] if row else ""
+    for r, row in enumerate(table.rows):
+        label = row_label(row)
         for c, cell in enumerate(row[1:], start=1):
-            value = parse_number(cell)
-            if value is None:
+            parsed = parse_value(cell)
+            if parsed is None:
                 continue
             column = table.header[c] if c < len(table.header) else f"col{c}"
+            style = table.styles[r][c] if r < len(table.styles) and c < len(table.styles[r]) else ""
             found.append(ReportedNumber(
-                value=value, text=cell, source="table", page=table.page,
+                value=parsed[0], text=cell, source="table", page=table.page,
                 context=f"{table.caption.rstrip('. ') or table.id}, row {label!r}, column {column!r}",
-                ref={"table": table.id, "row": label, "column": column},
+                ref={"table": table.id, "row": label, "column": column}, uncertainty=parsed[1], style=style,
             ))
     return found

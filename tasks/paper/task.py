@@ -101,7 +101,7 @@ class PaperTask:
         ctx.record({"kind": "exec", "where": "check", "cmd": "bash reproduce.sh", "exit_code": rep.exit_code,
                     "reason": rep.reason, "duration_s": round(rep.duration_s, 3), "stdout_tail": tail,
                     "stderr_tail": ""})
-        grading = grade(rubric, Evidence(work / "repo", rep, art.bundle), ctx.judge)
+        grading = grade(rubric, Evidence(work / "repo", rep, art.bundle), ctx.judge, ctx.judge_prompt_chars)
         (work / "grades.json").write_text(json.dumps(grading.to_json(), indent=1), encoding="utf-8")
         _keep_outputs(work / "repo", rep.fresh, work / "outputs")
         shutil.rmtree(work / "repo", ignore_errors=True)
@@ -118,8 +118,9 @@ class PaperTask:
             score=grading.score,
             summary=(f"{run_state} in {rep.duration_s:.1f} s; rubric score {grading.score:.3f} "
                      f"(target {self.score_target}); {len(grading.leaves) - len(failed)}/{len(grading.leaves)} leaves met; "
-                     f"{within}/{len(numeric)} numbers within tolerance"),
+                     f"{within}/{len(numeric)} numbers within tolerance; {grading.judge_calls} judge calls"),
             metrics={"score": grading.score, "reproduce_s": rep.duration_s, "timed_out": float(rep.timed_out),
+                     "judge_calls": float(grading.judge_calls),
                      "fresh_files": float(len(rep.fresh)), **{f"score_{k}": v for k, v in by_cat.items()}},
             findings=findings[:40],
             evidence_path=(work / "grades.json").relative_to(ctx.run_dir).as_posix(),

@@ -1,100 +1,365 @@
-"""Tables without rulings (plain tabular, or booktabs drawn without rules): the table finder cannot see them,
-so a table caption with no table found next to it is read here from the words around it.
+"""A table rebuilt from word positions, ruled or not (booktabs, fully ruled, rule-less all read the same way).
 
-Rows are the caption's neighbouring lines until body text (a line as wide as the column) or a gap; columns are
-the gaps in the horizontal projection of all words (cells are separated by wider gaps than words)."""
+Words come from the characters inside the table's area with their font (bold/italic marks per cell, superscripts
+and subscripts by size and baseline). Every printed line is a row, so stacked sub-rows stay apart. Columns are the
+gaps in the horizontal projection of the body rows' word groups (words of one cell sit a space apart, cells
+further); header lines are laid over those columns, a header that spans several columns is repeated over them
+and the levels are joined per column ("Accuracy [%] / α = 0.05"). A row label printed once for a group of rows
+(a multirow cell) is given to every row of its group (rows between two horizontal rules)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
-from tasks.paper.layout import Line, caption_kind
-from tasks.paper.numbers import parse_number
+from tasks.paper.numbers import SUBSCRIPTS, SUPERSCRIPTS, parse_number
 
 if TYPE_CHECKING:
     import pymupdf
 
-MAX_ROW_GAP_FACTOR = 1.2
-"""A vertical gap larger than this many line heights ends the table."""
-BODY_WIDTH_SHARE = 0.8
-"""A line at least this wide (share of the column) is running text, not a table row."""
-COLUMN_GAP_PT = 6.0
+BBox = tuple[float, float, float, float]
+CELL_GAP_EM = 0.42
+"""Words further apart than this share of the font size are in different cells."""
+SCRIPT_SIZE = 0.85
+"""A word smaller than this share of its row's font size, set above or below the baseline, is a super/subscript."""
+ITALIC_FONT = ("italic", "oblique", "cmti", "-it")
+WEIGHTS = (("thin", 0), ("light", 0), ("semibold", 3), ("demibold", 3), ("medium", 2), ("extrabold", 4),
+           ("bold", 4), ("black", 4), ("heavy", 4), ("cmbx", 4), ("cmb", 4))
+"""Font weight from the font name; "regular", "book", "roman" and Computer Modern's CMR are 1."""
+SMALL_CAPS_GLYPHS = str.maketrans({"ſ": "S", "ı": "I", "‐": "-"})
+"""Small-caps fonts name their s and i glyphs long s and dotless i; U+2010 is a plain hyphen."""
 
 
-def unruled_table(page: "pymupdf.Page", caption: Sequence[Line], lines: Sequence[Line],
-                  column_width: float) -> tuple[tuple[float, float, float, float], list[list[str]]] | None:
-    """(bbox, rows) of the table under (else above) a caption, or None when no table-like block is there."""
-    for rows_lines in (_neighbours(caption, lines, column_width, below=True),
-                       _neighbours(caption, lines, column_width, below=False)):
-        if len(rows_lines) >= 2:
-            table = _grid(page, rows_lines)
-            if table is not None:
-                return table
-    return None
+def font_weight(font: str, flags: int) -> int:
+    name = font.lower()
+    weight = next((w for key, w in WEIGHTS if key in name), 1)
+    return max(weight, 4 if flags & 16 else 0)
 
 
-def _neighbours(caption: Sequence[Line], lines: Sequence[Line], column_width: float, below: bool) -> list[Line]:
-    edge = caption[-1].bbox[3] if below else caption[0].bbox[1]
-    x0 = min(ln.bbox[0] for ln in caption) - column_width * 0.25
-    x1 = max(ln.bbox[2] for ln in caption) + column_width * 0.25
-    side = [ln for ln in lines if ln.bbox[0] >= x0 and ln.bbox[2] <= x1
-            and (ln.bbox[1] >= edge - 1 if below else ln.bbox[3] <= edge + 1) and ln not in caption]
-    side.sort(key=lambda ln: ln.bbox[1], reverse=not below)
-    picked: list[Line] = []
-    for line in side:
-        last = picked[-1] if picked else None
-        ref = last.bbox if last else (0, edge, 0, edge)
-        gap = line.bbox[1] - ref[3] if below else ref[1] - line.bbox[3]
-        height = line.bbox[3] - line.bbox[1]
-        if gap > MAX_ROW_GAP_FACTOR * height or caption_kind(line.text) \
-                or line.bbox[2] - line.bbox[0] >= BODY_WIDTH_SHARE * column_width:
-            break
-        picked.append(line)
-    return picked if below else picked[::-1]
+@dataclass
+class Word:
+    text: str
+    bbox: BBox
+    size: float
+    baseline: float
+    weight: int
+    italic: bool
+    bold: bool = False
+    """Heavier than the table's body text (set by `mark_bold`)."""
+
+    @property
+    def cy(self) -> float:
+        return (self.bbox[1] + self.bbox[3]) / 2
 
 
-def _grid(page: "pymupdf.Page", rows_lines: Sequence[Line]) -> tuple[tuple[float, float, float, float], list[list[str]]] | None:
+@dataclass
+class Row:
+    words: list[Word] = field(default_factory=list)
+    baseline: float = 0.0
+    size: float = 0.0
+
+    @property
+    def top(self) -> float:
+        return min(w.bbox[1] for w in self.words)
+
+
+@dataclass
+class Grid:
+    bbox: BBox
+    header_rows: list[list[str]]
+    header: list[str]
+    rows: list[list[str]]
+    styles: list[list[str]]
+
+
+def words_in(page: "pymupdf.Page", area: BBox) -> list[Word]:
+    """The words inside `area` from its characters, with font size, baseline and bold/italic."""
     import pymupdf
 
-    box = pymupdf.Rect(rows_lines[0].bbox)
-    for line in rows_lines[1:]:
-        box |= pymupdf.Rect(line.bbox)
-    words = page.get_text("words", clip=box + (-1, -1, 1, 1))
-    spans = _column_spans([(w[0], w[2]) for w in words])
-    if len(spans) < 2:
-        return None
-    rows: list[list[str]] = []
-    for top, bottom in _row_bands(rows_lines):
-        cells: list[list[str]] = [[] for _ in spans]
-        for w in sorted(words, key=lambda w: w[0]):
-            cy = (w[1] + w[3]) / 2
-            if top <= cy <= bottom:
-                col = next(i for i, (a, b) in enumerate(spans) if w[0] <= b and w[2] >= a)
-                cells[col].append(w[4])
-        rows.append([" ".join(c) for c in cells])
-    numeric = sum(parse_number(c) is not None for row in rows[1:] for c in row[1:])
-    total = sum(1 for row in rows[1:] for _ in row[1:])
-    if not total or numeric < 0.5 * total:
-        return None  # not a results table (or not a table at all): leave it to the running text
-    return tuple(round(v, 2) for v in box), rows
+    words: list[Word] = []
+    data = page.get_text("rawdict", clip=pymupdf.Rect(area), flags=pymupdf.TEXT_PRESERVE_WHITESPACE)
+    for block in data["blocks"]:
+        for line in block.get("lines", []):
+            current: list[tuple[dict, dict]] = []
+            for span in line["spans"]:
+                for char in span["chars"]:
+                    cx, cy = (char["bbox"][0] + char["bbox"][2]) / 2, (char["bbox"][1] + char["bbox"][3]) / 2
+                    if not (area[0] <= cx <= area[2] and area[1] <= cy <= area[3]):
+                        continue  # the clip also returns characters that only touch the area
+                    if char["c"].isspace():
+                        _flush(current, words)
+                        current = []
+                        continue
+                    if current and (current[-1][0]["size"] != span["size"]
+                                    or abs(current[-1][0]["origin"][1] - span["origin"][1]) > 0.5):
+                        _flush(current, words)  # a super/subscript is its own word, joined back per row
+                        current = []
+                    current.append((span, char))
+            _flush(current, words)
+    return words
 
 
-def _row_bands(rows_lines: Sequence[Line]) -> list[tuple[float, float]]:
-    """One (top, bottom) band per visual row: pieces of a row set far apart are separate lines."""
-    bands: list[list[float]] = []
-    for line in sorted(rows_lines, key=lambda ln: ln.center[1]):
-        if bands and line.center[1] - (bands[-1][0] + bands[-1][1]) / 2 < 0.5 * (line.bbox[3] - line.bbox[1]):
-            bands[-1] = [min(bands[-1][0], line.bbox[1]), max(bands[-1][1], line.bbox[3])]
+def _flush(chars: list[tuple[dict, dict]], words: list[Word]) -> None:
+    if not chars:
+        return
+    span = chars[0][0]
+    font = span["font"].lower()
+    words.append(Word(
+        text="".join(c["c"] for _, c in chars).translate(SMALL_CAPS_GLYPHS),
+        bbox=(min(c["bbox"][0] for _, c in chars), min(c["bbox"][1] for _, c in chars),
+              max(c["bbox"][2] for _, c in chars), max(c["bbox"][3] for _, c in chars)),
+        size=span["size"],
+        baseline=span["origin"][1],
+        weight=font_weight(font, span["flags"]),
+        italic=bool(span["flags"] & 2) or any(k in font for k in ITALIC_FONT),
+    ))
+
+
+def rows_of(words: Sequence[Word]) -> list[Row]:
+    """Printed lines: full-size words grouped by baseline, then super/subscripts joined to the word before them."""
+    if not words:
+        return []
+    big = max(w.size for w in words)
+    main = [w for w in words if w.size >= SCRIPT_SIZE * big]
+    rows: list[Row] = []
+    for word in sorted(main, key=lambda w: w.baseline):
+        if rows and abs(word.baseline - rows[-1].baseline) < 0.3 * word.size:
+            rows[-1].words.append(word)
         else:
-            bands.append([line.bbox[1], line.bbox[3]])
-    return [(a, b) for a, b in bands]
+            rows.append(Row([word], word.baseline, word.size))
+    for row in rows:
+        row.size = max(w.size for w in row.words)
+    for word in (w for w in words if w.size < SCRIPT_SIZE * big):
+        row = min(rows, key=lambda r: abs(r.baseline - 0.3 * r.size - word.cy))
+        if word.size >= SCRIPT_SIZE * row.size:
+            row.words.append(word)  # a row set in a smaller font (a table footnote line)
+            continue
+        raised = word.baseline < row.baseline - 0.15 * row.size
+        lowered = word.baseline > row.baseline + 0.1 * row.size
+        if raised or lowered:
+            word.text = _script(word.text, SUPERSCRIPTS if raised else SUBSCRIPTS, "^" if raised else "_")
+        row.words.append(word)
+    for row in rows:
+        row.words = _join_scripts(sorted(row.words, key=lambda w: w.bbox[0]))
+    return rows
 
 
-def _column_spans(intervals: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Merge the words' x-intervals into column spans separated by gaps wider than COLUMN_GAP_PT."""
+def _script(text: str, table: dict[int, str], mark: str) -> str:
+    """Digits and signs as Unicode super/subscripts ("10" + "4" -> "10⁴"); other text as ^(...) / _(...)."""
+    if all(ch.isdigit() or ch in "-+−" for ch in text):
+        return text.replace("−", "-").translate(table)
+    return f"{mark}({text})"
+
+
+def _join_scripts(words: list[Word]) -> list[Word]:
+    """Glue a super/subscript to the word it touches."""
+    out: list[Word] = []
+    for word in words:
+        scripted = word.text[:1] in "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺₀₁₂₃₄₅₆₇₈₉₋₊" or word.text.startswith(("^(", "_("))
+        if out and scripted and word.bbox[0] - out[-1].bbox[2] < 0.3 * out[-1].size:
+            prev = out[-1]
+            out[-1] = Word(prev.text + word.text, (prev.bbox[0], min(prev.bbox[1], word.bbox[1]),
+                           max(prev.bbox[2], word.bbox[2]), max(prev.bbox[3], word.bbox[3])),
+                           prev.size, prev.baseline, prev.weight, prev.italic, prev.bold)
+        else:
+            out.append(word)
+    return out
+
+
+def mark_bold(rows: Sequence[Row]) -> None:
+    """Bold = heavier than most of the table's words: papers set in a light face print "bold" results in the
+    regular weight, so a fixed threshold would miss them."""
+    from collections import Counter
+
+    counts = Counter(w.weight for r in rows for w in r.words for _ in w.text)
+    if not counts:
+        return
+    common = counts.most_common(1)[0][0]
+    for row in rows:
+        for word in row.words:
+            word.bold = word.weight > common
+
+
+def _groups(row: Row, verticals: Sequence[float] = ()) -> list[list[Word]]:
+    """Words of a row split where the gap is wider than a cell gap or a vertical rule runs between them."""
+    groups: list[list[Word]] = []
+    for word in row.words:
+        ruled = groups and any(groups[-1][-1].bbox[2] - 0.5 <= x <= word.bbox[0] + 0.5 for x in verticals)
+        if groups and not ruled and word.bbox[0] - groups[-1][-1].bbox[2] < CELL_GAP_EM * row.size:
+            groups[-1].append(word)
+        else:
+            groups.append([word])
+    return groups
+
+
+def _span(group: Sequence[Word]) -> tuple[float, float]:
+    return group[0].bbox[0], max(w.bbox[2] for w in group)
+
+
+def _column_spans(rows: Sequence[Row], verticals: Sequence[float] = ()) -> list[tuple[float, float]]:
+    """Columns from the projection of the word groups of rows with two or more groups (a one-cell row, such as
+    a section line inside the table, would bridge every gap)."""
+    intervals = [_span(g) for row in rows if len(gs := _groups(row, verticals)) >= 2 for g in gs]
     spans: list[list[float]] = []
     for a, b in sorted(intervals):
-        if spans and a - spans[-1][1] < COLUMN_GAP_PT:
+        if spans and a <= spans[-1][1] + 1.0:
             spans[-1][1] = max(spans[-1][1], b)
         else:
             spans.append([a, b])
     return [(a, b) for a, b in spans]
+
+
+def _columns_of(group: Sequence[Word], spans: Sequence[tuple[float, float]]) -> list[int]:
+    """Indexes of the columns a word group covers (the nearest one when it falls in a gap)."""
+    a, b = _span(group)
+    covered = [i for i, (x0, x1) in enumerate(spans) if a < x1 - 0.5 and b > x0 + 0.5]
+    if covered:
+        return covered
+    centre = (a + b) / 2
+    return [min(range(len(spans)), key=lambda i: min(abs(centre - spans[i][0]), abs(centre - spans[i][1])))]
+
+
+def _style(words: Sequence[Word]) -> str:
+    letters = [w for w in words if any(ch.isalnum() for ch in w.text)] or list(words)
+    bold = bool(letters) and all(w.bold for w in letters)
+    italic = bool(letters) and all(w.italic for w in letters)
+    return ("b" if bold else "") + ("i" if italic else "")
+
+
+def _text(words: Sequence[Word]) -> str:
+    return " ".join(w.text for w in words).strip()
+
+
+def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float]],
+               verticals: Sequence[float] = ()) -> Grid | None:
+    """The table's cells from its printed lines and its horizontal rules (y, x0, x1); None when the block does
+    not look like a table (fewer than two columns or rows, or hardly any numbers)."""
+    if len(rows) < 2:
+        return None
+    mark_bold(rows)
+    left = min(w.bbox[0] for r in rows for w in r.words)
+    right = max(w.bbox[2] for r in rows for w in r.words)
+    rules = [y for y, a, b in segments if b - a >= 0.85 * (right - left)]
+    partial = [(y, a, b) for y, a, b in segments if b - a < 0.85 * (right - left)]
+    header_count = _header_count(rows, rules)
+    body = list(rows[header_count:]) or list(rows)
+    spans = _column_spans(body, verticals)
+    if len(spans) < 2:
+        return None
+    n = len(spans)
+    cells: list[list[str]] = []
+    styles: list[list[str]] = []
+    for row in body:
+        texts: list[list[Word]] = [[] for _ in range(n)]
+        for group in _groups(row, verticals):
+            cols = _columns_of(group, spans)
+            texts[cols[0]].extend(group)
+        cells.append([_text(t) for t in texts])
+        styles.append([_style(t) if t else "" for t in texts])
+    header_rows: list[list[str]] = []
+    for i, row in enumerate(rows[:header_count]):
+        line = [""] * n
+        below = rows[i + 1].top if i + 1 < len(rows) else row.baseline + row.size
+        placed = [(group, _columns_of(_under_rule(group, row.baseline, below, partial), spans))
+                  for group in _groups(row, verticals)]
+        taken = {c for _, cols in placed for c in cols}
+        for group, cols in placed:
+            for c in _centred_span(cols, taken, n):
+                line[c] = f"{line[c]} {_text(group)}".strip()
+        header_rows.append(line)
+    _fill_group_labels(cells, body, rules)
+    keep = [i for i, row in enumerate(cells) if any(row[1:]) or not _used_label(cells, i)]
+    cells, styles = [cells[i] for i in keep], [styles[i] for i in keep]
+    numeric = sum(parse_number(c) is not None for row in cells for c in row[1:])
+    filled = sum(1 for row in cells for c in row[1:] if c)
+    longest = max((len(c) for row in cells for c in row), default=0)
+    if not filled or (numeric < 0.25 * filled and longest > 40):
+        return None  # prose or a list, not a table
+    header = [_header_text(header_rows, c) for c in range(n)] if header_rows else cells.pop(0)
+    if not header_rows:
+        styles.pop(0)
+    box = (min(w.bbox[0] for r in rows for w in r.words), min(w.bbox[1] for r in rows for w in r.words),
+           max(w.bbox[2] for r in rows for w in r.words), max(w.bbox[3] for r in rows for w in r.words))
+    return Grid(tuple(round(v, 2) for v in box), header_rows, header, cells, styles)
+
+
+def _under_rule(group: list[Word], top: float, bottom: float,
+                segments: Sequence[tuple[float, float, float]]) -> list[Word]:
+    """A header over a partial rule (booktabs' cmidrule) spans the columns the rule spans: stretch its box."""
+    a, b = _span(group)
+    for y, x0, x1 in segments:
+        if top <= y <= bottom + 2 and x0 <= (a + b) / 2 <= x1:
+            w = group[0]
+            return [Word(w.text, (x0, w.bbox[1], x1, w.bbox[3]), w.size, w.baseline, w.weight, w.italic, w.bold)]
+    return group
+
+
+def _centred_span(cols: list[int], taken: set[int], n: int) -> list[int]:
+    """A header centred over several columns without a rule under it ("Accuracy [%]" over five α columns):
+    widen it symmetrically while both neighbours in its line are empty."""
+    if len(cols) != 1:
+        return cols
+    lo = hi = cols[0]
+    while lo - 1 >= 0 and hi + 1 < n and lo - 1 not in taken and hi + 1 not in taken:
+        lo, hi = lo - 1, hi + 1
+    return list(range(lo, hi + 1))
+
+
+def _header_text(header_rows: Sequence[Sequence[str]], c: int) -> str:
+    levels: list[str] = []
+    for line in header_rows:
+        text = line[c]
+        if not text:
+            continue
+        spanning = (c > 0 and line[c - 1] == text) or (c + 1 < len(line) and line[c + 1] == text)
+        if levels and not spanning and not levels[-1].endswith(" /"):
+            levels[-1] = f"{levels[-1]} {text}"  # one header cell printed over two lines
+        else:
+            levels.append(f"{text} /" if spanning else text)
+    return " ".join(levels).rstrip(" /")
+
+
+def _header_count(rows: Sequence[Row], rules: Sequence[float]) -> int:
+    """Header lines: those above the first rule under the first line (booktabs' midrule, a ruled grid's line);
+    without rules, the lines before the first one that holds a number."""
+    first_top = rows[0].top
+    inner = [y for y in rules if y > rows[0].baseline and y < rows[-1].baseline]
+    if inner:
+        cut = min(inner)
+        count = sum(1 for r in rows if r.baseline < cut)
+        if 0 < count < len(rows):
+            return count
+    del first_top
+    for i, row in enumerate(rows):
+        if any(parse_number(w.text) is not None for w in row.words[1:]):
+            return max(i, 1)
+    return 1
+
+
+def _used_label(cells: Sequence[Sequence[str]], i: int) -> bool:
+    """A label-only line (a multirow label set between two rows) whose label its neighbours now carry."""
+    return any(0 <= j < len(cells) and cells[j][0] == cells[i][0] and any(cells[j][1:]) for j in (i - 1, i + 1))
+
+
+def _fill_group_labels(cells: list[list[str]], rows: Sequence[Row], rules: Sequence[float]) -> None:
+    """Give the row label printed once for several rows (a multirow cell) to each row of its group."""
+    if not cells or not any(not row[0] for row in cells):
+        return
+    groups: list[list[int]] = []
+    for i, row in enumerate(rows):
+        new_group = not groups or any(rows[i - 1].baseline < y < row.baseline for y in rules)
+        if new_group:
+            groups.append([i])
+        else:
+            groups[-1].append(i)
+    if len(groups) == 1 and not rules:
+        groups = [[i] for i in range(len(rows))]  # no rules: fill down from the row above
+        for i in range(1, len(cells)):
+            if not cells[i][0] and cells[i - 1][0]:
+                cells[i][0] = cells[i - 1][0]
+        return
+    for group in groups:
+        labels = {cells[i][0] for i in group if cells[i][0]}
+        if len(labels) == 1:
+            label = labels.pop()
+            for i in group:
+                cells[i][0] = cells[i][0] or label

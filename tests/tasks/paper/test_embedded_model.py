@@ -10,12 +10,12 @@ import pytest
 
 from orchestrator.config import BudgetLimits, LoopSettings, Settings
 from orchestrator.runner import start_run
-from serving.client import ModelEndpoint, make_chat_model
-from tasks.paper.asker import chat_asker
+from serving.client import ModelEndpoint
+from tasks.paper.asker import endpoint_asker
 from tasks.paper.bundle import load_bundle
 from tasks.paper.ingest import ingest_pdf
 from tasks.paper.rubric import parse_rubric, save_rubric
-from tasks.paper.rubric_gen import fallback_rubric, generate_rubric
+from tasks.paper.rubric_gen import REPLY_TOKENS, fallback_rubric, generate_rubric
 from tasks.paper.task import PaperTask
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -29,11 +29,14 @@ def _endpoint(embedded_endpoint: tuple[str, str]) -> ModelEndpoint:
 def test_rubric_from_the_real_model_is_valid_or_falls_back(embedded_endpoint: tuple[str, str], tiny_pdf: Path,
                                                            tmp_path: Path) -> None:
     bundle = ingest_pdf(tiny_pdf, tmp_path / "bundle")
-    endpoint = _endpoint(embedded_endpoint)
-    result = generate_rubric(bundle, chat_asker(make_chat_model(endpoint)), max_prompt_chars=(4096 - 384 - 256) * 3)
-    assert result.source in ("model", "fallback")
+    endpoint = ModelEndpoint(base_url=embedded_endpoint[0], model=embedded_endpoint[1], retry_for_s=30)
+    ask, budget = endpoint_asker(endpoint, REPLY_TOKENS)  # the default 16K completion must not eat a 4K context
+    assert budget.context_tokens == 4096 and budget.prompt_chars > 0
+    result = generate_rubric(bundle, ask, budget.prompt_chars)
+    assert result.source in ("model", "fallback") and result.calls >= 1  # the pieces fit: the model was asked
     if result.source == "fallback":
         assert result.problems and result.rubric.to_json() == fallback_rubric(bundle).to_json()
+    assert not any("model call failed" in p for p in result.problems), result.problems
     parse_rubric(result.rubric.to_json())  # whatever is used is a valid rubric
 
 

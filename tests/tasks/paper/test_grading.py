@@ -12,6 +12,8 @@ from tasks.paper.grading import Evidence, grade, parse_judge_reply
 from tasks.paper.reproduce import Reproduction, fresh_files, listing
 from tasks.paper.rubric import RubricNode
 
+from .judges import ScriptedJudge, always
+
 RUBRIC = RubricNode("root", "Reproduce.", 1, [
     RubricNode("code", "The code fits least squares.", 1, task_category="Code Development"),
     RubricNode("run", "reproduce.sh exits 0.", 1, task_category="Code Execution", extra={"check": "exit_ok"}),
@@ -48,22 +50,13 @@ def _evidence(tmp_path: Path, files: dict[str, str], stale: set[str] = frozenset
     return Evidence(repo, rep, paper)
 
 
-class ScriptedJudge:
-    def __init__(self, reply: str) -> None:
-        self.reply, self.calls = reply, []
-
-    def __call__(self, prompt: str, images: list[Path]) -> str:
-        self.calls.append((prompt, list(images)))
-        return self.reply
-
-
 GOOD = {"results/metrics.json": json.dumps({"table_1/ours/mse": 0.26, "table_1/ours/delta": -1.2}),
         "results/table_1.csv": "Method,MSE,Delta\nOurs,0.26,-1.20\n", "figures/figure_1.png": "img",
         "reproduce.sh": "python3 fit.py\n", "fit.py": "import numpy  # least squares\n"}
 
 
 def test_numbers_within_and_outside_tolerance(tmp_path: Path) -> None:
-    judge = ScriptedJudge('{"score": 1, "explanation": "looks right"}')
+    judge = ScriptedJudge(always(1, "looks right"))
     grading = grade(RUBRIC, _evidence(tmp_path, GOOD, stale={"reproduce.sh", "fit.py"}), judge)
     by_id = {g.id: g for g in grading.leaves}
     assert by_id["mse"].score == 1 and by_id["mse"].abs_deviation == pytest.approx(0.01)
@@ -72,7 +65,7 @@ def test_numbers_within_and_outside_tolerance(tmp_path: Path) -> None:
     assert by_id["run"].score == 1 and by_id["table"].score == 1
     assert by_id["code"].method == "judge" and by_id["fig"].method == "judge"
     assert grading.score == pytest.approx(5 / 6)
-    code_prompt = next(p for p, _ in judge.calls if "Code Development" in p)
+    code_prompt = next(p for p, _ in judge.calls if "(id: code)" in p)
     assert "fit.py" in code_prompt and "least squares" in code_prompt
     fig_images = next(imgs for p, imgs in judge.calls if "Figure 1 matches" in p)
     assert [p.name for p in fig_images] == ["figure_1.png", "figure_1.png"] and fig_images[0] != fig_images[1]
@@ -81,7 +74,7 @@ def test_numbers_within_and_outside_tolerance(tmp_path: Path) -> None:
 def test_committed_results_earn_nothing(tmp_path: Path) -> None:
     """Hard-coded outputs that the re-run did not write score 0, whatever their values."""
     ev = _evidence(tmp_path, GOOD, stale=set(GOOD))
-    grading = grade(RUBRIC, ev, ScriptedJudge('{"score": 1, "explanation": "ok"}'))
+    grading = grade(RUBRIC, ev, ScriptedJudge(always(1, "ok")))
     by_id = {g.id: g for g in grading.leaves}
     assert by_id["mse"].score == 0 and "did not write it" in by_id["mse"].explanation
     assert by_id["table"].score == 0 and by_id["fig"].score == 0
@@ -119,6 +112,6 @@ def test_committed_symlinks_never_leak_host_files_to_the_judge(tmp_path: Path) -
     secret.write_text("HOST-SECRET")
     ev = _evidence(tmp_path, GOOD)
     (ev.repo / "leak.py").symlink_to(secret)
-    judge = ScriptedJudge('{"score": 1, "explanation": "ok"}')
+    judge = ScriptedJudge(always(1, "ok"))
     grade(RUBRIC, ev, judge)
     assert judge.calls and not any("HOST-SECRET" in prompt for prompt, _ in judge.calls)

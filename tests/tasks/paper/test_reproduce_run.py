@@ -19,6 +19,8 @@ from tasks.paper.rubric_gen import fallback_rubric
 from tasks.paper.task import PaperTask
 from tests.orchestrator.support import PolicyChatModel, tool_call
 
+from .judges import ScriptedJudge, always
+
 from . import tiny_experiment
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -32,10 +34,13 @@ def producer(messages: list) -> AIMessage:
     return AIMessage(content="```python\n" + (RIGHT if seen else WRONG) + "```")
 
 
+GRADER = ScriptedJudge(always(1, "scripted: the code does least squares"))
+
+
 def verifier(messages: list) -> AIMessage:
     prompt = str(messages[-1].content)
-    if "You grade one requirement" in prompt:
-        return AIMessage(content='{"score": 1, "explanation": "scripted: the code does least squares"}')
+    if "You grade" in prompt:
+        return AIMessage(content=GRADER(prompt))
     return tool_call("submit_verdict", verdict="pass", findings=["scripted review: numbers checked"])
 
 

@@ -11,13 +11,14 @@ import pytest
 from tasks.base import CheckContext
 from tasks.paper.task import PaperTask
 
+from .judges import ScriptedJudge, always
+
 from . import tiny_experiment
 
 pytestmark = pytest.mark.docker
 
 
-def _judge(prompt: str, images: list[Path]) -> str:
-    return json.dumps({"score": 1, "explanation": "scripted judge: accepted"})
+_judge = ScriptedJudge(always(1, "scripted judge: accepted"))
 
 
 def _check(task: PaperTask, run_dir: Path, iteration: int, events: list) -> object:

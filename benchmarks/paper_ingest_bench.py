@@ -1,0 +1,181 @@
+"""`paper ingest` on the real-paper corpus (tests/tasks/paper/corpus/): tables found, checked cells right,
+headline numbers in the number list, headings found, figures, and time per paper, against the hand-checked
+`<name>.expect.json` files. Baseline in the same run: PyMuPDF's table finder run on every page (what the
+ingest did before tables were found by their captions), timed on the same PDFs.
+
+    .venv/bin/python -m benchmarks.paper_ingest_bench [--only NAME ...] [--no-baseline]
+
+Writes benchmarks/results/paper_ingest.md. Goals (issue 19): >= 90 % tables found, >= 98 % checked cells right,
+>= 95 % headline numbers in the number list, >= 95 % headings, <= 10 s for a 30-page paper on 2 cores."""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tempfile
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CORPUS = Path(__file__).resolve().parents[1] / "tests" / "tasks" / "paper" / "corpus"
+RESULTS = Path(__file__).resolve().parent / "results" / "paper_ingest.md"
+
+
+def norm(text: str) -> str:
+    """Compare printed text loosely: NFKC (superscript digits -> digits), case-folded, alphanumerics only."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(ch for ch in text if ch.isalnum() or ch in ".±%")
+
+
+def tokens(text: str) -> list[str]:
+    return [t for t in (norm(w) for w in re.split(r"[\s/|,;:()\[\]]+", text)) if t]
+
+
+def _contains(haystack: str, needle: str) -> bool:
+    have = set(tokens(haystack))
+    return all(t in have for t in tokens(needle))
+
+
+@dataclass
+class Score:
+    name: str
+    pages: int = 0
+    seconds: float = 0.0
+    baseline_seconds: float | None = None
+    tables: tuple[int, int] = (0, 0)
+    cells: tuple[int, int] = (0, 0)
+    headline: tuple[int, int] = (0, 0)
+    headings: tuple[int, int] = (0, 0)
+    figures: tuple[int, int] = (0, 0)
+    misses: list[str] = field(default_factory=list)
+
+
+def _cell_right(table, want: dict) -> bool:
+    """The expected value sits in a row whose label holds the row key, under a header holding the column key."""
+    from tasks.paper.tables import row_label
+
+    columns = [c for c, h in enumerate(table.header) if _contains(h, want["column"])]
+    for row in table.rows:
+        if not _contains(row_label(row), want["row"]):
+            continue
+        if any(c < len(row) and norm(row[c]) == norm(want["value"]) for c in columns):
+            return True
+    return False
+
+
+def score_bundle(name: str, bundle, expect: dict) -> Score:
+    """Compare a bundle with the expectations of one paper."""
+    from tasks.paper.numbers import parse_value
+
+    score = Score(name, pages=bundle.page_count)
+    by_number = {}
+    for table in bundle.tables:
+        match = re.match(r"table_(\w+?)(?:_\d+)?$", table.id)
+        if match:
+            by_number.setdefault(match.group(1), table)
+    found = cells_ok = cells_all = 0
+    for want in expect["tables"]:
+        table = by_number.get(str(want["number"]))
+        ok_caption = table is not None and norm(want["caption"])[:30] in norm(table.caption)
+        found += ok_caption
+        if not ok_caption:
+            score.misses.append(f"table {want['number']} not found")
+        for cell in want["cells"]:
+            cells_all += 1
+            right = ok_caption and _cell_right(table, cell)
+            cells_ok += right
+            if not right and ok_caption:
+                score.misses.append(f"table {want['number']} cell {cell['row']!r}/{cell['column']!r}={cell['value']!r}")
+    score.tables = (found, len(expect["tables"]))
+    score.cells = (cells_ok, cells_all)
+    values = [n.value for n in bundle.numbers]
+    hits = 0
+    for printed in expect["headline"]:
+        parsed = parse_value(printed)
+        hit = parsed is not None and any(abs(v - parsed[0]) <= 1e-9 * max(1.0, abs(v)) for v in values)
+        hits += hit
+        if not hit:
+            score.misses.append(f"headline {printed!r} not in the number list")
+    score.headline = (hits, len(expect["headline"]))
+    titles = [norm(re.sub(r"^[\dA-Z]+(\.\d+)*\.?\s+", "", s.title)) for s in bundle.sections]
+    heads = 0
+    for heading in expect["headings"]:
+        hit = any(norm(heading) == t or (len(norm(heading)) > 8 and norm(heading) in t) for t in titles)
+        heads += hit
+        if not hit:
+            score.misses.append(f"heading {heading!r} missing")
+    score.headings = (heads, len(expect["headings"]))
+    score.figures = (min(len(bundle.figures), expect["figures"]), expect["figures"])
+    return score
+
+
+def run_paper(pdf: Path, baseline: bool) -> Score:
+    from tasks.paper.ingest import ingest_pdf
+
+    expect = json.loads(pdf.with_suffix(".expect.json").read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        bundle = ingest_pdf(pdf, Path(out) / "bundle")
+        seconds = time.perf_counter() - start
+    score = score_bundle(pdf.stem, bundle, expect)
+    score.seconds = seconds
+    if baseline:
+        score.baseline_seconds = _finder_everywhere(pdf)
+    return score
+
+
+def _finder_everywhere(pdf: Path) -> float:
+    """The old approach's dominant cost: PyMuPDF's table finder on every page."""
+    import pymupdf
+
+    start = time.perf_counter()
+    for page in pymupdf.open(pdf):
+        page.find_tables()
+    return time.perf_counter() - start
+
+
+def _pct(pair: tuple[int, int]) -> str:
+    return f"{pair[0]}/{pair[1]}" + (f" ({100 * pair[0] / pair[1]:.0f} %)" if pair[1] else "")
+
+
+def table(scores: list[Score]) -> str:
+    rows = ["| paper | pages | tables found | cells right | headline numbers | headings | figures | ingest s | s/page | finder-on-every-page s (baseline) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    total = Score("**all**")
+    for s in scores:
+        base = f"{s.baseline_seconds:.1f}" if s.baseline_seconds is not None else "-"
+        rows.append(f"| {s.name} | {s.pages} | {_pct(s.tables)} | {_pct(s.cells)} | {_pct(s.headline)} | "
+                    f"{_pct(s.headings)} | {_pct(s.figures)} | {s.seconds:.1f} | {s.seconds / max(s.pages, 1):.2f} | {base} |")
+        for attr in ("tables", "cells", "headline", "headings", "figures"):
+            a, b = getattr(total, attr)
+            c, d = getattr(s, attr)
+            setattr(total, attr, (a + c, b + d))
+        total.pages += s.pages
+        total.seconds += s.seconds
+    rows.append(f"| **all** | {total.pages} | {_pct(total.tables)} | {_pct(total.cells)} | {_pct(total.headline)} | "
+                f"{_pct(total.headings)} | {_pct(total.figures)} | {total.seconds:.1f} | "
+                f"{total.seconds / max(total.pages, 1):.2f} (≈ {30 * total.seconds / max(total.pages, 1):.1f} s per 30 pages) | |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="paper names (file stems) to run")
+    parser.add_argument("--no-baseline", action="store_true", help="skip timing the table finder on every page")
+    args = parser.parse_args()
+    pdfs = [p for p in sorted(CORPUS.glob("*.pdf")) if not args.only or p.stem in args.only]
+    scores = []
+    for pdf in pdfs:
+        scores.append(run_paper(pdf, not args.no_baseline))
+        print(f"{pdf.stem}: {scores[-1].seconds:.1f} s", flush=True)
+    report = table(scores)
+    misses = "\n".join(f"- {s.name}: " + "; ".join(s.misses[:12]) for s in scores if s.misses)
+    print(report)
+    print(misses)
+    RESULTS.write_text("# paper ingest on the real-paper corpus\n\n" + report + "\n\nMisses (first 12 per paper):\n\n"
+                       + misses + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
