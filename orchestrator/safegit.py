@@ -24,6 +24,7 @@ SAFE_CONFIG = (
     "core.fsmonitor=false",
     "core.pager=cat",
     "core.attributesFile=/dev/null",
+    "attr.tree=4b825dc642cb6eb9a060e54bf8d69288fbee4904",  # git >= 2.42 reads a bare repo's HEAD attributes: the empty tree
     "core.askPass=",
     "core.editor=false",
     "credential.helper=",

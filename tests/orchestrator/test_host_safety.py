@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 from orchestrator.config import BudgetLimits, LoopSettings, Settings
 from orchestrator.runner import start_run
