@@ -48,7 +48,7 @@ class LoopState(TypedDict, total=False):
     elapsed_s: float
     consecutive_failures: int
     strategy_changes: int
-    repeats: int            # producer replies that repeated an earlier one word for word (whole run)
+    repeats: int            # producer replies that repeated the previous one word for word (whole run)
     iteration_repeated: bool
     fail_history: list[str]
     tree_history: list[str]
@@ -232,7 +232,7 @@ def _decision(rt: Runtime, stats: dict[str, Any], verdict: Verdict, accepted: bo
     repeated = not accepted and stats.get("iteration_repeated", False)
     if same_fail or same_tree or repeated:
         if repeated:  # a model that repeats itself is stuck now, not after `patience` iterations
-            why = "the producer repeated an earlier reply word for word"
+            why = "the producer repeated its previous reply word for word"
         else:
             why = "the same failure" if same_fail else "no change in the workspace"
             why += f" over {patience} iterations"

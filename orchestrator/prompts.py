@@ -71,8 +71,8 @@ Your reply was cut off at the completion limit ({limit} tokens){acted}. Keep eac
 (one ```bash block, one ```write PATH block, or one tool call) and no explanation around it."""
 CUT_NO_ACTION = " before it held a complete action, so nothing was done"
 
-REPEATED_MESSAGE = ("Your reply is word for word one you already gave in this conversation; it did not work then. "
-                    "Do something different.")
+REPEATED_MESSAGE = ("Your reply is word for word the same as your previous one, which did not get the work "
+                    "accepted. Do something different.")
 
 TURN_LIMIT_MESSAGE = "Turn limit for this iteration reached: your committed work goes to the verifier now."
 

@@ -72,7 +72,8 @@ def prepared(cmd: Command, run_id: str | None) -> list[str]:
 
 def assert_works_or_says_why(cmd: Command, proc: subprocess.CompletedProcess) -> None:
     text = proc.stdout + proc.stderr
-    assert "Traceback" not in text, f"{cmd.line}\n{text[-3000:]}"
+    # stderr only: stdout may quote a check's output (findings), tracebacks of the producer's code included
+    assert "Traceback (most recent call last)" not in proc.stderr, f"{cmd.line}\n{text[-3000:]}"
     if proc.returncode != 0:  # allowed when it says why: an `error:` line, or the m3lab command that fixes it
         errors = [line for line in proc.stderr.splitlines() if line.strip()]
         says_why = (errors and errors[-1].startswith("error:")) or re.search(r"\(m3lab \w+[^)]*\)|`m3lab ", text)

@@ -26,7 +26,7 @@ class TurnResult:
     idle: bool
     """The reply contained no action at all."""
     repeated: bool = False
-    """The reply was word for word an earlier reply of this context (a stuck signal)."""
+    """The reply was word for word the previous reply of this context (a stuck signal)."""
 
 
 def system_prompt(rt: Runtime) -> str:
@@ -91,9 +91,12 @@ def producer_turn(rt: Runtime, conv: Conversation, iteration: int, thinking: boo
 
 
 def _repeats_earlier_reply(conv: Conversation, reply: AIMessage) -> bool:
-    """Word for word the same text and tool calls as an earlier reply in this context."""
+    """Word for word the same text and tool calls as the previous reply of this context, whatever came back in
+    between (an observation, findings). Only the previous one: a capable model that edits, runs the tests, edits
+    and runs them again is not repeating itself."""
+    previous = next((m for m in reversed(conv.messages) if isinstance(m, AIMessage)), None)
     key = _reply_key(reply)
-    return bool(key.strip()) and any(_reply_key(m) == key for m in conv.messages if isinstance(m, AIMessage))
+    return previous is not None and bool(key.strip()) and _reply_key(previous) == key
 
 
 def _reply_key(reply: AIMessage) -> str:

@@ -152,7 +152,7 @@ def describe(e: dict[str, Any]) -> str | None:
     if kind == "verdict":
         return f"  verdict: [bold]{e['verdict']}[/bold] {shorten((e.get('findings') or [''])[0], 160)}"
     if kind == "repeated_output":
-        return f"  {e.get('role')} repeated an earlier reply word for word: {e.get('action', '')}"
+        return f"  {e.get('role')} repeated its previous reply word for word: {e.get('action', '')}"
     if kind in ("decision", "strategy_change", "steer", "error", "status"):
         rest = e.get("reason") or e.get("text") or e.get("message") or ""
         return f"  {kind}: {e.get('action', '')} — {shorten(str(rest), 160)}"

@@ -52,3 +52,14 @@ def test_runs_logs_json_is_one_array(two_runs: Path) -> None:
     code, out = _cli("runs", "logs", run_id, "--json", "--config", str(two_runs))
     events = json.loads(out)
     assert code == 0 and isinstance(events, list) and events[-1]["kind"] == "run_finished"
+
+
+def test_console_script_usage_error_under_json_is_one_document(tmp_path: Path) -> None:
+    """Through the real entry point (`main`), where click's own usage errors are printed."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "from orchestrator.cli import main; main()", "runs", "show",
+                           "--json"], cwd=tmp_path, capture_output=True, text=True, env={**os.environ})
+    assert proc.returncode == 2 and json.loads(proc.stdout) == {"error": "Missing argument 'run_id'."}

@@ -38,8 +38,21 @@ def test_repeated_reply_raises_temperature_and_changes_strategy_at_once(tmp_path
     repeats = [e for e in evs if e["kind"] == "repeated_output"]
     assert repeats and repeats[0]["iteration"] == 2
     changes = [e for e in evs if e["kind"] == "strategy_change"]
-    assert changes[0]["iteration"] == 2 and "repeated an earlier reply" in changes[0]["reason"]
+    assert changes[0]["iteration"] == 2 and "repeated its previous reply" in changes[0]["reason"]
     temps = [e["temperature"] for e in evs if e["kind"] == "model_call" and e["role"] == "producer"]
     assert temps[0] < temps[-1]  # sampling varied after the repeat
     assert "word for word" in _conversation(run)
     assert meta(run)["iteration"] >= 2
+
+
+def test_running_the_same_check_again_after_an_edit_is_not_a_repeat(tmp_path: Path) -> None:
+    from tests.orchestrator.support import tool_call
+    from tests.orchestrator.test_loop import GOOD
+
+    check = tool_call("run", command="bash check.sh")
+    script = Script(producer=[tool_call("write_file", path="calc.py", content=BAD), check,
+                              tool_call("write_file", path="calc.py", content=GOOD), check,
+                              tool_call("done", summary="fixed")])
+    run = run_with(tmp_path, script, max_iterations=1)
+    assert meta(run)["status"] == "succeeded"
+    assert not [e for e in events(run) if e["kind"] == "repeated_output"]

@@ -187,6 +187,7 @@ def test_auto_falls_back_to_process_with_a_warning(bwrap: str, tmp_path: Path, m
 @pytest.mark.docker
 def test_unknown_image_fails_before_any_container(docker_engine, tmp_path: Path) -> None:
     before = len(_labelled(docker_engine))
-    with pytest.raises(sandboxes.InvalidSpec, match="unknown image"):
+    # the message names the command that fixes it (the CLI prints it as its one error line)
+    with pytest.raises(sandboxes.InvalidSpec, match="unknown image.*`m3lab sandbox build --image does-not-exist`"):
         open_sandbox(SandboxSpec(image="m3lab/does-not-exist", workspace=tmp_path), backend="docker")
     assert len(_labelled(docker_engine)) == before
