@@ -24,6 +24,8 @@ CAPTION_GAP_FACTOR = 3.2
 PROSE_WORDS = 7
 """A line of at least this many words with no cell-wide gap is running text, not a table row."""
 RULE_MIN_WIDTH_PT = 20.0
+WIDEN_GAP_PT = 40.0
+"""Cells beside the caption's width join the table while they sit this close to it."""
 
 
 def extract_tables(page: "pymupdf.Page", lines: Sequence[Line], captions: Mapping[int, tuple[str, list[Line]]],
@@ -90,6 +92,7 @@ def _table_below_or_above(page: "pymupdf.Page", caption: Sequence[Line], lines: 
     for members in candidates:
         if len(members) < 2:
             continue
+        members = _widen(members, caption, lines, page_words, claimed)
         x0 = min(ln.bbox[0] for ln in members) - 1
         x1 = max(ln.bbox[2] for ln in members) + 1
         y0 = min(ln.bbox[1] for ln in members) - 1
@@ -101,6 +104,27 @@ def _table_below_or_above(page: "pymupdf.Page", caption: Sequence[Line], lines: 
         if grid is not None:
             return grid, members
     return None
+
+
+def _widen(members: list[Line], caption: Sequence[Line], lines: Sequence[Line], page_words: Sequence[tuple],
+           claimed: set[int]) -> list[Line]:
+    """Add the cells of the same rows that lie beside the caption's width (a table wider than its caption)."""
+    y0 = min(ln.bbox[1] for ln in members)
+    y1 = max(ln.bbox[3] for ln in members)
+    inside = {id(ln) for ln in members} | {id(ln) for ln in caption} | claimed
+    band = [ln for ln in lines if id(ln) not in inside and y0 - 1 <= ln.center[1] <= y1 + 1
+            and not caption_kind(ln.text) and not _is_prose(ln, page_words)]
+    x0, x1 = min(ln.bbox[0] for ln in members), max(ln.bbox[2] for ln in members)
+    added = True
+    while added:
+        added = False
+        for line in band:
+            if id(line) not in inside and line.bbox[0] - x1 < WIDEN_GAP_PT and x0 - line.bbox[2] < WIDEN_GAP_PT:
+                members.append(line)
+                inside.add(id(line))
+                x0, x1 = min(x0, line.bbox[0]), max(x1, line.bbox[2])
+                added = True
+    return sorted(members, key=lambda ln: (ln.bbox[1], ln.bbox[0]))
 
 
 def _distance(caption: Sequence[Line], members: Sequence[Line]) -> float:
