@@ -249,6 +249,11 @@ def caption_blocks(lines: Sequence[Line]) -> dict[int, tuple[str, list[Line]]]:
         if not caption_kind(first.text):
             continue
         parts = [first]
+        # "Table 3." and its text can be separate pieces of one printed line (justified, across the middle).
+        parts += sorted((other for other in ordered if other is not first
+                         and abs(other.center[1] - first.center[1]) < 0.35 * first.size
+                         and 0 <= other.bbox[0] - first.bbox[2] < 1.2 * first.size and not caption_kind(other.text)),
+                        key=lambda ln: ln.bbox[0])
         for nxt in ordered[i + 1:]:
             last = parts[-1]
             if nxt.bbox[0] >= first.bbox[2] or nxt.bbox[2] <= first.bbox[0] or nxt.bbox[1] < last.bbox[1] + 1:

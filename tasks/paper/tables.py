@@ -113,7 +113,7 @@ def _widen(members: list[Line], caption: Sequence[Line], lines: Sequence[Line], 
     y1 = max(ln.bbox[3] for ln in members)
     inside = {id(ln) for ln in members} | {id(ln) for ln in caption} | claimed
     band = [ln for ln in lines if id(ln) not in inside and y0 - 1 <= ln.center[1] <= y1 + 1
-            and not caption_kind(ln.text) and not _is_prose(ln, page_words)]
+            and not caption_kind(ln.text) and not _is_prose(ln, page_words) and not _wrapped_text(ln)]
     x0, x1 = min(ln.bbox[0] for ln in members), max(ln.bbox[2] for ln in members)
     added = True
     while added:
@@ -125,6 +125,11 @@ def _widen(members: list[Line], caption: Sequence[Line], lines: Sequence[Line], 
                 x0, x1 = min(x0, line.bbox[0]), max(x1, line.bbox[2])
                 added = True
     return sorted(members, key=lambda ln: (ln.bbox[1], ln.bbox[0]))
+
+
+def _wrapped_text(line: Line) -> bool:
+    """A line of a paragraph set beside a table (wraptable): several words and no figures."""
+    return len(line.text.split()) >= 5 and not any(ch.isdigit() for ch in line.text)
 
 
 def _distance(caption: Sequence[Line], members: Sequence[Line]) -> float:
