@@ -65,7 +65,10 @@ def fallback_rubric(bundle: Bundle) -> RubricNode:
 
 
 def method_sections(bundle: Bundle) -> list[Section]:
-    return [s for s in bundle.sections if not NON_METHOD.search(s.title) and not rr.RESULTS_SECTION.search(s.title)]
+    """Sections that describe the method: not front/back matter, not results, and titled with a word (a stray
+    "25 g g" heading is a figure's label, not a section)."""
+    return [s for s in bundle.sections if not NON_METHOD.search(s.title) and not rr.RESULTS_SECTION.search(s.title)
+            and re.search(r"[A-Za-z]{3,}", s.title)]
 
 
 def setup_sections(bundle: Bundle) -> list[Section]:
@@ -89,7 +92,7 @@ def _code_leaves(bundle: Bundle) -> list[RubricNode]:
 
 
 def _gist(section: Section) -> str:
-    first = next(iter(sentences(section.text)), "")
+    first = rr.INLINE_EQUATION.sub("[equation]", next(iter(sentences(section.text)), ""))
     return f" (it begins: \"{first[:160]}\")" if len(first) > 30 else ""
 
 
