@@ -55,9 +55,8 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
     taken: set[str] = set()
     for page, lines in zip(doc, pages):
         captions = caption_blocks(lines)
-        # Ruled tables and vector figures are made of drawings; the table finder is slow, so skip bare pages.
-        drawn = bool(page.get_cdrawings())
-        page_tables = extract_tables(page, lines, captions, out_dir, taken, ruled=drawn)
+        # Tables are looked for next to "Table N" captions only, so pages without one cost nothing here.
+        page_tables = extract_tables(page, lines, captions, out_dir, taken)
         page_figures = extract_figures(page, lines, captions, [t.bbox for t in page_tables], out_dir, taken,
                                        scanned=use_ocr)
         text_lines = _running_text(lines, page_tables, page_figures, captions, title_line)

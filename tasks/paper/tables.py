@@ -52,23 +52,23 @@ def extract_tables(page: "pymupdf.Page", lines: Sequence[Line], captions: Mappin
 
 def page_rules(page: "pymupdf.Page") -> tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]]:
     """Drawn rules: horizontal (y, x0, x1) and vertical (x, y0, y1), from lines and hairline rectangles
-    (booktabs and tabular draw their rules as thin filled boxes)."""
+    (booktabs and tabular draw their rules as thin filled boxes). Raw drawings: no Python objects per path."""
     horizontal: list[tuple[float, float, float]] = []
     vertical: list[tuple[float, float, float]] = []
-    for drawing in page.get_drawings():
+    for drawing in page.get_cdrawings():
         for item in drawing["items"]:
             if item[0] == "l":
-                p, q = item[1], item[2]
-                if abs(p.y - q.y) < 1 and abs(p.x - q.x) >= RULE_MIN_WIDTH_PT:
-                    horizontal.append(((p.y + q.y) / 2, min(p.x, q.x), max(p.x, q.x)))
-                elif abs(p.x - q.x) < 1 and abs(p.y - q.y) >= 5:
-                    vertical.append(((p.x + q.x) / 2, min(p.y, q.y), max(p.y, q.y)))
+                (px, py), (qx, qy) = item[1], item[2]
+                if abs(py - qy) < 1 and abs(px - qx) >= RULE_MIN_WIDTH_PT:
+                    horizontal.append(((py + qy) / 2, min(px, qx), max(px, qx)))
+                elif abs(px - qx) < 1 and abs(py - qy) >= 5:
+                    vertical.append(((px + qx) / 2, min(py, qy), max(py, qy)))
             elif item[0] == "re":
-                rect = item[1]
-                if rect.height < 1.6 and rect.width >= RULE_MIN_WIDTH_PT:
-                    horizontal.append(((rect.y0 + rect.y1) / 2, rect.x0, rect.x1))
-                elif rect.width < 1.6 and rect.height >= 5:
-                    vertical.append(((rect.x0 + rect.x1) / 2, rect.y0, rect.y1))
+                x0, y0, x1, y1 = item[1]
+                if abs(y1 - y0) < 1.6 and abs(x1 - x0) >= RULE_MIN_WIDTH_PT:
+                    horizontal.append(((y0 + y1) / 2, min(x0, x1), max(x0, x1)))
+                elif abs(x1 - x0) < 1.6 and abs(y1 - y0) >= 5:
+                    vertical.append(((x0 + x1) / 2, min(y0, y1), max(y0, y1)))
     return sorted(horizontal), sorted(vertical)
 
 
