@@ -111,14 +111,12 @@ def _results(bundle: Bundle) -> tuple[list[RubricNode], list[tuple[str, str, str
     groups: list[RubricNode] = []
     outputs: list[tuple[str, str, str]] = []
     name = rr.method_name(bundle.title)
-    budget = rr.MAX_RESULT_LEAVES
     tables = sorted(bundle.tables, key=lambda t: -rr.emphasis(bundle, "table", rr.table_number(t.id), t.page))
+    found = [(table, cells) for table in tables if (cells := rr.table_cells(table, name))]
+    share = max(rr.MIN_TABLE_SHARE, rr.MAX_RESULT_LEAVES // max(1, len(found)))
     table_values: set[float] = set()
-    for table in tables:
-        cells = rr.table_cells(table, name)[:budget]
-        if not cells:
-            continue
-        budget -= len(cells)
+    for table, cells in found:
+        cells = cells[:share]
         table_values |= {c.value for c in cells}
         label = f"Table {rr.table_number(table.id)}"
         caption = _name(table.caption, label)

@@ -26,7 +26,9 @@ from tasks.paper.tables import row_label
 MAX_RELATIVE_TOLERANCE = 0.05
 MAX_TABLE_LEAVES = 40
 """Per table; the method's rows are taken first. Numeric leaves cost no model call when graded."""
-MAX_RESULT_LEAVES = 120
+MAX_RESULT_LEAVES = 160
+"""Over all tables, shared out evenly (at least MIN_TABLE_SHARE a table) so no table is left without leaves."""
+MIN_TABLE_SHARE = 12
 MAX_TEXT_LEAVES = 10
 MAX_CLAIMS = 8
 NOT_RESULTS_TABLE = re.compile(
@@ -34,7 +36,8 @@ NOT_RESULTS_TABLE = re.compile(
     r"training detail|glossary|symbol|overview of (?:the )?data|data ?sets? (?:used|summary|details)|licen[cs]e",
     re.IGNORECASE)
 SETUP_COLUMN = re.compile(
-    r"#|\bnum(?:ber)?\b|\bparams?\b|parameters|\bsize\b|batch|learning rate|\blr\b|epochs?|\bsteps?\b|\bseeds?\b|"
+    r"(?:#|\bnum(?:ber)?s?\b(?: of)?)\s*(?:params?|parameters|settings?|layers?|heads?|samples?|examples?|gpus?|"
+    r"runs?|seeds?|train|classes|epochs?)|\beqn\b|\bequation|\bparams?\b|parameters|\bsize\b|batch|learning rate|\blr\b|epochs?|\bsteps?\b|\bseeds?\b|"
     r"\byears?\b|layers|hidden|heads|\bdim|settings|count|\bn\b|samples|tokens|warm-?up|decay|dropout",
     re.IGNORECASE)
 SETUP_SENTENCE = re.compile(

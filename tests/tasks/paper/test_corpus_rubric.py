@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tasks.paper.ingest import ingest_pdf
+from tasks.paper.numbers import parse_number
 from tasks.paper.rubric import RubricNode, parse_rubric
 from tasks.paper.rubric_gen import fallback_rubric
 from tasks.paper.rubric_results import SETUP_COLUMN
@@ -64,3 +65,10 @@ def test_corpus_rubric_has_result_leaves_for_results_tables_only(name: str, tmp_
     wide = [leaf.id for leaf in leaves if "metric" in leaf.extra and not printed_spread.search(leaf.requirements)
             and not 0 < leaf.extra["tolerance"] <= max(0.05 * abs(leaf.extra["expected"]), 1.0)]
     assert not wide, f"tolerance wider than the paper's own spread: {wide[:3]}"
+    # The headline results (hand-listed in the expectation file) are each a leaf's number or quoted by a leaf.
+    headline = json.loads((CORPUS / f"{name}.expect.json").read_text())["headline"]
+    values = {leaf.extra["expected"] for leaf in leaves if "metric" in leaf.extra}
+    text = " ".join(leaf.requirements for leaf in leaves)
+    missed = [h for h in headline if parse_number(h) not in values
+              and not re.search(rf"(?<![\d.]){re.escape(h)}(?!\d)", text)]
+    assert not missed, f"headline results in no rubric leaf: {missed}"
