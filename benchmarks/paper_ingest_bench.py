@@ -29,6 +29,7 @@ def norm(text: str) -> str:
 
 
 def tokens(text: str) -> list[str]:
+    text = text.replace("^(", "").replace("_(", "")  # the bundle's super/subscript marks: "ϵ_(t)" is "ϵt"
     return [t for t in (norm(w) for w in re.split(r"[\s/|,;:()\[\]]+", text)) if t]
 
 

@@ -23,12 +23,14 @@ def _groups(lines: Sequence[Line]) -> list[list[Line]]:
     """Runs of consecutive, close math lines in one column; a new "(n)" label starts a new equation."""
     groups: list[list[Line]] = []
     labels: list[Line | None] = []
+    position = {id(ln): i for i, ln in enumerate(lines)}  # list.index compares dataclasses field by field: slow
+    numbers = [ln for ln in lines if EQUATION_NUMBER.match(ln.text.strip())]
     for line in lines:
         if not looks_like_equation(line):
             continue
-        label = equation_number_for(line, lines)
+        label = equation_number_for(line, numbers)
         last = groups[-1][-1] if groups else None
-        close = last is not None and last.column == line.column and lines.index(line) - lines.index(last) <= 2 \
+        close = last is not None and last.column == line.column and position[id(line)] - position[id(last)] <= 2 \
             and line.bbox[1] - last.bbox[3] <= GROUP_GAP_FACTOR * line.size
         if close and not (label is not None and labels[-1] is not None and label is not labels[-1]):
             groups[-1].append(line)
@@ -51,8 +53,10 @@ def extract_equations(page: "pymupdf.Page", lines: Sequence[Line], out_dir: Path
 
     found: dict[int, Equation] = {}
     used: set[int] = set()
+    numbers = [ln for ln in lines if EQUATION_NUMBER.match(ln.text.strip())]
+    display = None  # the page's display list, built once for all its crops
     for group in _groups(list(lines)):
-        label = next((lab for ln in group if (lab := equation_number_for(ln, lines)) is not None), None)
+        label = next((lab for ln in group if (lab := equation_number_for(ln, numbers)) is not None), None)
         if not _is_display(group, label):
             continue
         rect = pymupdf.Rect(group[0].bbox)
@@ -66,7 +70,8 @@ def extract_equations(page: "pymupdf.Page", lines: Sequence[Line], out_dir: Path
         rel = f"equations/{eq_id}.png"
         (out_dir / "equations").mkdir(parents=True, exist_ok=True)
         clip = (rect + (-MARGIN_PT, -MARGIN_PT, MARGIN_PT, MARGIN_PT)) & page.rect
-        page.get_pixmap(clip=clip, dpi=RENDER_DPI).save(out_dir / rel)
+        display = display or page.get_displaylist()
+        display.get_pixmap(matrix=pymupdf.Matrix(RENDER_DPI / 72, RENDER_DPI / 72), clip=clip).save(out_dir / rel)
         text = " ".join(ln.text for ln in sorted(group, key=lambda ln: (ln.bbox[1], ln.bbox[0])))
         found[id(group[0])] = Equation(eq_id, page.number, tuple(round(v, 2) for v in rect), text, number, rel)
     return found, used

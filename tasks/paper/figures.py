@@ -32,7 +32,9 @@ def extract_figures(page: "pymupdf.Page", lines: Sequence[Line], captions: Mappi
         rect = pymupdf.Rect(info["bbox"]) & page.rect
         if _big_enough(rect) and not (scanned and rect.get_area() > SCAN_SHARE * page.rect.get_area()):
             regions.append(("raster", rect))
-    for rect in (page.cluster_drawings() if page.get_cdrawings() else []):
+    # Clustering vector paths is the slow part: only pages with a figure caption can hold a vector figure.
+    figure_caption = any((caption_kind(block[1][0].text) or ("",))[0] == "figure" for block in captions.values())
+    for rect in (page.cluster_drawings() if figure_caption and page.get_cdrawings() else []):
         if not _big_enough(rect) or _overlaps(rect, [pymupdf.Rect(t) for t in tables]):
             continue
         if _overlaps(rect, [r for _, r in regions]):

@@ -19,6 +19,7 @@ from tasks.paper.judging import (DEFAULT_PROMPT_CHARS, MAX_BATCH_LEAVES, MAX_JUD
                                  parse_judge_reply)
 from tasks.paper.rubric import RubricNode, weighted_scores
 from tasks.paper.rubric_results import slug
+from tasks.paper.tables import row_label
 
 METRICS_FILE = "results/metrics.json"
 MAX_RESULT_BYTES = 16 << 20
@@ -169,6 +170,7 @@ def _from_table_csv(key: str, ev: Evidence) -> tuple[float | None, str]:
         return None, rel
     col = header.index(parts[2])
     for row in rows[1:]:
-        if row and slug(row[0]) == parts[1] and col < len(row):
+        # The rubric names a row by its leading text cells ("CIFAR-10 ResNet-56"); a re-run may write one label.
+        if row and parts[1] in (slug(row[0]), slug(row_label(row))) and col < len(row):
             return parse_number(row[col]), rel
     return None, rel

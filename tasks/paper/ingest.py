@@ -19,6 +19,8 @@ from tasks.paper.layout import (
     body_font_size,
     caption_blocks,
     is_heading,
+    is_licence,
+    running_lines,
     is_reference_heading,
     page_lines,
     reading_order,
@@ -40,6 +42,9 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
     doc = open_pdf(pdf, password=password, max_pages=max_pages)
     use_ocr = check_usable(doc, pdf)
     pages = [_page_lines(page, use_ocr) for page in doc]
+    running = running_lines(pages, [page.rect.height for page in doc])
+    pages = [[ln for ln in lines if id(ln) not in running and not is_licence(ln)] for lines in pages]
+    outline = _outline(doc)
     body_size = body_font_size(line for lines in pages for line in lines)
     title, title_line = _title(doc, pages)
     tables: list[Table] = []
@@ -50,9 +55,8 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
     taken: set[str] = set()
     for page, lines in zip(doc, pages):
         captions = caption_blocks(lines)
-        # Ruled tables and vector figures are made of drawings; the table finder is slow, so skip bare pages.
-        drawn = bool(page.get_cdrawings())
-        page_tables = extract_tables(page, lines, captions, out_dir, taken, ruled=drawn)
+        # Tables are looked for next to "Table N" captions only, so pages without one cost nothing here.
+        page_tables = extract_tables(page, lines, captions, out_dir, taken)
         page_figures = extract_figures(page, lines, captions, [t.bbox for t in page_tables], out_dir, taken,
                                        scanned=use_ocr)
         text_lines = _running_text(lines, page_tables, page_figures, captions, title_line)
@@ -68,7 +72,8 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
                 text = f"[Equation {eq.number or eq.id}: {eq.text}]"
                 stream.append(("equation", Line(line.page, line.bbox, text, line.size, False, False)))
             elif id(line) not in used and not EQUATION_NUMBER.match(line.text):  # stray labels are no text
-                stream.append(("heading" if is_heading(line, body_size) else "text", line))
+                heading = is_heading(line, body_size) or _in_outline(line, outline)
+                stream.append(("heading" if heading else "text", line))
         tables += page_tables
         figures += page_figures
         equations += page_eqs.values()
@@ -84,6 +89,26 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
     )
     write_bundle_files(bundle, out_dir)
     return bundle
+
+
+def _bare(title: str) -> str:
+    """A heading without its number, case-folded, letters and digits only ("3.1 Neural model" -> "neuralmodel")."""
+    title = re.sub(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z]\.)\s+", "", title.strip())
+    return "".join(ch for ch in title.casefold() if ch.isalnum())
+
+
+def _outline(doc: "pymupdf.Document") -> dict[int, set[str]]:
+    """The PDF's own outline (bookmarks, written by hyperref from the sections): page index -> bare titles."""
+    outline: dict[int, set[str]] = {}
+    for _level, title, page in doc.get_toc(simple=True):
+        if page >= 1 and _bare(title):
+            outline.setdefault(page - 1, set()).add(_bare(title))
+    return outline
+
+
+def _in_outline(line: Line, outline: dict[int, set[str]]) -> bool:
+    """A short line whose text is a bookmark title of its page: a heading even without bold or numbering."""
+    return len(line.text) <= 90 and _bare(line.text) in outline.get(line.page, ())
 
 
 def _page_lines(page: "pymupdf.Page", use_ocr: bool) -> list[Line]:

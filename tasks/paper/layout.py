@@ -90,6 +90,39 @@ def page_lines(page: "pymupdf.Page", textpage: "pymupdf.TextPage | None" = None)
     return merge_rows(lines, page.rect.width / 2)
 
 
+MARGIN_ZONE = 0.09
+"""Running headers and footers sit in the top and bottom 9 % of the page."""
+LICENCE_LINE = re.compile(
+    r"copyright\s*(?:©|\(c\))|©\s*\d{4}|creative commons|international licen[cs]e|licensed under|released under a|"
+    r"permission to make digital|correspondence should be addressed|competing interests? exist|"
+    r"^(?:edited by|reviewed by|received|accepted|published|doi|open peer review|keywords)\b",
+    re.IGNORECASE,
+)
+"""Licence, copyright and editorial lines (a journal's side bar, a proceedings' copyright box): not body text."""
+
+
+def running_lines(pages: Sequence[Sequence[Line]], heights: Sequence[float]) -> set[int]:
+    """`id()` of running headers/footers: margin lines whose text (digits ignored) recurs on many pages."""
+    def key(line: Line) -> str:
+        return re.sub(r"\d+", "#", line.text.strip().lower())
+
+    margin: list[tuple[Line, str]] = []
+    for lines, height in zip(pages, heights):
+        edge = [ln for ln in lines if ln.bbox[3] < MARGIN_ZONE * height or ln.bbox[1] > (1 - MARGIN_ZONE) * height]
+        if len(edge) < len(lines):  # a page of margin lines only is content, not furniture
+            margin += [(ln, key(ln)) for ln in edge]
+    pages_with: Counter[str] = Counter()
+    for lines, height in zip(pages, heights):
+        seen = {key(ln) for ln in lines if ln.bbox[3] < MARGIN_ZONE * height or ln.bbox[1] > (1 - MARGIN_ZONE) * height}
+        pages_with.update(seen)
+    needed = max(2, int(0.3 * len(pages)))
+    return {id(ln) for ln, k in margin if pages_with[k] >= needed}
+
+
+def is_licence(line: Line) -> bool:
+    return bool(LICENCE_LINE.search(line.text))
+
+
 def merge_rows(lines: Sequence[Line], mid: float) -> list[Line]:
     """Join pieces of one row that sit close together on the same side of the page's middle."""
     merged: list[Line] = []
@@ -216,6 +249,11 @@ def caption_blocks(lines: Sequence[Line]) -> dict[int, tuple[str, list[Line]]]:
         if not caption_kind(first.text):
             continue
         parts = [first]
+        # "Table 3." and its text can be separate pieces of one printed line (justified, across the middle).
+        parts += sorted((other for other in ordered if other is not first
+                         and abs(other.center[1] - first.center[1]) < 0.35 * first.size
+                         and 0 <= other.bbox[0] - first.bbox[2] < 1.2 * first.size and not caption_kind(other.text)),
+                        key=lambda ln: ln.bbox[0])
         for nxt in ordered[i + 1:]:
             last = parts[-1]
             if nxt.bbox[0] >= first.bbox[2] or nxt.bbox[2] <= first.bbox[0] or nxt.bbox[1] < last.bbox[1] + 1:

@@ -65,7 +65,10 @@ def fallback_rubric(bundle: Bundle) -> RubricNode:
 
 
 def method_sections(bundle: Bundle) -> list[Section]:
-    return [s for s in bundle.sections if not NON_METHOD.search(s.title) and not rr.RESULTS_SECTION.search(s.title)]
+    """Sections that describe the method: not front/back matter, not results, and titled with a word (a stray
+    "25 g g" heading is a figure's label, not a section)."""
+    return [s for s in bundle.sections if not NON_METHOD.search(s.title) and not rr.RESULTS_SECTION.search(s.title)
+            and re.search(r"[A-Za-z]{3,}", s.title)]
 
 
 def setup_sections(bundle: Bundle) -> list[Section]:
@@ -89,7 +92,7 @@ def _code_leaves(bundle: Bundle) -> list[RubricNode]:
 
 
 def _gist(section: Section) -> str:
-    first = next(iter(sentences(section.text)), "")
+    first = rr.INLINE_EQUATION.sub("[equation]", next(iter(sentences(section.text)), ""))
     return f" (it begins: \"{first[:160]}\")" if len(first) > 30 else ""
 
 
@@ -108,14 +111,12 @@ def _results(bundle: Bundle) -> tuple[list[RubricNode], list[tuple[str, str, str
     groups: list[RubricNode] = []
     outputs: list[tuple[str, str, str]] = []
     name = rr.method_name(bundle.title)
-    budget = rr.MAX_RESULT_LEAVES
     tables = sorted(bundle.tables, key=lambda t: -rr.emphasis(bundle, "table", rr.table_number(t.id), t.page))
+    found = [(table, cells) for table in tables if (cells := rr.table_cells(table, name))]
+    share = max(rr.MIN_TABLE_SHARE, rr.MAX_RESULT_LEAVES // max(1, len(found)))
     table_values: set[float] = set()
-    for table in tables:
-        cells = rr.table_cells(table, name)[:budget]
-        if not cells:
-            continue
-        budget -= len(cells)
+    for table, cells in found:
+        cells = cells[:share]
         table_values |= {c.value for c in cells}
         label = f"Table {rr.table_number(table.id)}"
         caption = _name(table.caption, label)

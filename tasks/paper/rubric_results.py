@@ -21,23 +21,27 @@ from typing import Sequence
 from tasks.paper import numbers
 from tasks.paper.bundle import Bundle, Figure, Table
 from tasks.paper.numbers import MINUS_SIGNS, decimals_of, numbers_in_sentence, parse_number, sentences
+from tasks.paper.tables import row_label
 
 MAX_RELATIVE_TOLERANCE = 0.05
 MAX_TABLE_LEAVES = 40
 """Per table; the method's rows are taken first. Numeric leaves cost no model call when graded."""
-MAX_RESULT_LEAVES = 120
+MAX_RESULT_LEAVES = 160
+"""Over all tables, shared out evenly (at least MIN_TABLE_SHARE a table) so no table is left without leaves."""
+MIN_TABLE_SHARE = 12
 MAX_TEXT_LEAVES = 10
 MAX_CLAIMS = 8
 NOT_RESULTS_TABLE = re.compile(
-    r"hyper-?param|setting|configuration|(?:data ?(?:set)?|corpus|corpora) statistic|statistics of the data|notation|definition|prompt|example|implementation detail|"
+    r"hyper-?param|\bparameters?\b(?! estimate)|\bpriors?\b|overview of|\bdata used\b|setting|configuration|(?:data ?(?:set)?|corpus|corpora) statistic|statistics of the data|notation|definition|prompt|example|implementation detail|"
     r"training detail|glossary|symbol|overview of (?:the )?data|data ?sets? (?:used|summary|details)|licen[cs]e",
     re.IGNORECASE)
 SETUP_COLUMN = re.compile(
-    r"#|\bnum(?:ber)?\b|\bparams?\b|parameters|\bsize\b|batch|learning rate|\blr\b|epochs?|\bsteps?\b|\bseeds?\b|"
+    r"(?:#|\bnum(?:ber)?s?\b(?: of)?)\s*(?:params?|parameters|settings?|layers?|heads?|samples?|examples?|gpus?|"
+    r"runs?|seeds?|train|classes|epochs?)|\beqn\b|\bequation|\bparams?\b|parameters|\bsize\b|batch|learning rate|\blr\b|epochs?|\bsteps?\b|\bseeds?\b|"
     r"\byears?\b|layers|hidden|heads|\bdim|settings|count|\bn\b|samples|tokens|warm-?up|decay|dropout",
     re.IGNORECASE)
 SETUP_SENTENCE = re.compile(
-    r"learning rate|batch size|epochs?\b|weight decay|hyper-?param|we set|dropout|warm-?up|momentum|random seed|"
+    r"learning rate|batch size|epochs?\b|weight decay|hyper-?param|we set|\bset to\b|ranging from|dropout|warm-?up|momentum|random seed|"
     r"trained for|we use|we train|optimi[sz]er|\bconsist|contain|split into|we collect|we sample|\bet al\b",
     re.IGNORECASE)
 RESULTS_SECTION = re.compile(r"experiment|result|evaluation|ablation|benchmark|performance|finding|analysis|"
@@ -54,6 +58,11 @@ RESULT_FIGURE = re.compile(r"result|accuracy|error|loss|performance|compar|\bvs\
                            r"throughput|latency|ablation|score|reward|convergence|trade-?off", re.IGNORECASE)
 YEAR = re.compile(r"^(?:19|20)\d\d$")
 PLUS_MINUS = re.compile(r"(?:±|\+/-|\+-)\s*(\d+(?:\.\d+)?)")
+INTERVAL_CELL = re.compile(r"^\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[\[(]\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[,;–-]?\s*"
+                           r"([-+]?\d[\d,]*(?:\.\d+)?)\s*[\])]\s*$")
+"""A value with its interval, "224.80 [196.80 284.20]" (a median and its confidence interval)."""
+INLINE_EQUATION = re.compile(r"\[Equation [^\]]*\]")
+"""How the ingest marks an equation inside running text; its numbers are symbols and constants, not results."""
 MANTISSA = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?")
 
 
@@ -112,9 +121,20 @@ def result_columns(table: Table) -> list[int]:
     for c, name in enumerate(table.header):
         if c == 0 or SETUP_COLUMN.search(name):
             continue
-        if any(c < len(row) and parse_number(row[c]) is not None for row in table.rows):
+        if any(c < len(row) and cell_value(row[c]) is not None for row in table.rows):
             columns.append(c)
     return columns
+
+
+def cell_value(text: str) -> tuple[float, float | None] | None:
+    """(value, printed spread or None) of a result cell; a value printed with its interval ("224.80 [196.80
+    284.20]") takes the interval's larger half-width as its spread."""
+    interval = INTERVAL_CELL.match(text.translate(MINUS_SIGNS))
+    if interval:
+        value, low, high = (float(g.replace(",", "")) for g in interval.groups())
+        return (value, max(abs(value - low), abs(high - value))) if low <= value <= high else None
+    value = parse_number(text)
+    return None if value is None else (value, printed_spread(text))
 
 
 def printed_spread(text: str) -> float | None:
@@ -137,11 +157,12 @@ def printed_unit(text: str, value: float) -> float:
 
 
 def cell_tolerance(text: str, value: float, others: Sequence[float]) -> float:
-    """The paper's own spread: its ± if printed, else half the gap to the nearest other value of the column;
-    at least one printed unit, at most MAX_RELATIVE_TOLERANCE of the value."""
+    """The paper's own spread: its ± (or interval) if printed, else half the gap to the nearest other value of the
+    column; at least one printed unit, at most MAX_RELATIVE_TOLERANCE of the value."""
     unit = printed_unit(text, value)
     ceiling = max(MAX_RELATIVE_TOLERANCE * abs(value), unit)
-    spread = printed_spread(text)
+    parsed = cell_value(text)
+    spread = parsed[1] if parsed else None
     if spread is not None:
         return float(f"{max(spread, unit):.6g}")
     gaps = [abs(value - o) for o in others if o != value]
@@ -152,7 +173,7 @@ def cell_tolerance(text: str, value: float, others: Sequence[float]) -> float:
 def ours_rows(table: Table, name: str | None) -> set[int]:
     """Rows of the paper's own method: named so ("ours", "proposed", the title's method name), else the row with
     the most bold cells (papers bold the best result, usually theirs) when it has at least two."""
-    named = {r for r, row in enumerate(table.rows) if row and is_ours(row[0], name)}
+    named = {r for r, row in enumerate(table.rows) if row and is_ours(row_label(row), name)}
     if named:
         return named
     styles = getattr(table, "styles", None) or []
@@ -168,10 +189,10 @@ def table_cells(table: Table, name: str | None) -> list[CellResult]:
     ours = ours_rows(table, name)
     cells: list[CellResult] = []
     for c in result_columns(table):
-        values = [(r, row[c], v) for r, row in enumerate(table.rows)
-                  if c < len(row) and (v := parse_number(row[c])) is not None]
+        values = [(r, row[c], parsed[0]) for r, row in enumerate(table.rows)
+                  if c < len(row) and (parsed := cell_value(row[c])) is not None]
         for r, text, value in values:
-            label = (table.rows[r][0] if table.rows[r] else "").strip() or f"row {r + 1}"
+            label = row_label(table.rows[r]).strip() or f"row {r + 1}"
             others = [v for rr, _, v in values if rr != r]
             cells.append(CellResult(table, r, c, label, table.header[c].strip() or f"column {c + 1}", text.strip(),
                                     value, cell_tolerance(text, value, others), r in ours))
@@ -208,7 +229,8 @@ def text_results(bundle: Bundle, table_values: set[float]) -> list[TextResult]:
         for sentence in sentences(section.text):
             if SETUP_SENTENCE.search(sentence):
                 continue
-            for value, printed in numbers_in_sentence(sentence):
+            sentence = INLINE_EQUATION.sub("[equation]", sentence)
+            for value, printed in numbers_in_sentence(sentence.replace("[equation]", " ")):
                 if re.search(rf"§\s*{re.escape(printed)}", sentence):  # a section reference, not a result
                     continue
                 if YEAR.match(printed) or not ("." in printed or "%" in printed) or value in table_values:
@@ -224,7 +246,8 @@ def claims(bundle: Bundle, taken: set[str]) -> list[tuple[str, str]]:
         if not RESULTS_SECTION.search(section.title) or APPENDIX.search(section.title):
             continue
         for sentence in sentences(section.text):
-            if CLAIM.search(sentence) and AUTHORS_VOICE.search(sentence) and sentence not in taken and 40 <= len(sentence) <= 400 \
+            if CLAIM.search(sentence) and AUTHORS_VOICE.search(sentence) and sentence not in taken \
+                    and not INLINE_EQUATION.search(sentence) and 40 <= len(sentence) <= 400 \
                     and not SETUP_SENTENCE.search(sentence):
                 found.append((section.title, sentence))
     # The abstract states what the authors consider their main results: those first.

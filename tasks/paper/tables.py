@@ -24,6 +24,8 @@ CAPTION_GAP_FACTOR = 3.2
 PROSE_WORDS = 7
 """A line of at least this many words with no cell-wide gap is running text, not a table row."""
 RULE_MIN_WIDTH_PT = 20.0
+WIDEN_GAP_PT = 40.0
+"""Cells beside the caption's width join the table while they sit this close to it."""
 
 
 def extract_tables(page: "pymupdf.Page", lines: Sequence[Line], captions: Mapping[int, tuple[str, list[Line]]],
@@ -50,23 +52,23 @@ def extract_tables(page: "pymupdf.Page", lines: Sequence[Line], captions: Mappin
 
 def page_rules(page: "pymupdf.Page") -> tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]]:
     """Drawn rules: horizontal (y, x0, x1) and vertical (x, y0, y1), from lines and hairline rectangles
-    (booktabs and tabular draw their rules as thin filled boxes)."""
+    (booktabs and tabular draw their rules as thin filled boxes). Raw drawings: no Python objects per path."""
     horizontal: list[tuple[float, float, float]] = []
     vertical: list[tuple[float, float, float]] = []
-    for drawing in page.get_drawings():
+    for drawing in page.get_cdrawings():
         for item in drawing["items"]:
             if item[0] == "l":
-                p, q = item[1], item[2]
-                if abs(p.y - q.y) < 1 and abs(p.x - q.x) >= RULE_MIN_WIDTH_PT:
-                    horizontal.append(((p.y + q.y) / 2, min(p.x, q.x), max(p.x, q.x)))
-                elif abs(p.x - q.x) < 1 and abs(p.y - q.y) >= 5:
-                    vertical.append(((p.x + q.x) / 2, min(p.y, q.y), max(p.y, q.y)))
+                (px, py), (qx, qy) = item[1], item[2]
+                if abs(py - qy) < 1 and abs(px - qx) >= RULE_MIN_WIDTH_PT:
+                    horizontal.append(((py + qy) / 2, min(px, qx), max(px, qx)))
+                elif abs(px - qx) < 1 and abs(py - qy) >= 5:
+                    vertical.append(((px + qx) / 2, min(py, qy), max(py, qy)))
             elif item[0] == "re":
-                rect = item[1]
-                if rect.height < 1.6 and rect.width >= RULE_MIN_WIDTH_PT:
-                    horizontal.append(((rect.y0 + rect.y1) / 2, rect.x0, rect.x1))
-                elif rect.width < 1.6 and rect.height >= 5:
-                    vertical.append(((rect.x0 + rect.x1) / 2, rect.y0, rect.y1))
+                x0, y0, x1, y1 = item[1]
+                if abs(y1 - y0) < 1.6 and abs(x1 - x0) >= RULE_MIN_WIDTH_PT:
+                    horizontal.append(((y0 + y1) / 2, min(x0, x1), max(x0, x1)))
+                elif abs(x1 - x0) < 1.6 and abs(y1 - y0) >= 5:
+                    vertical.append(((x0 + x1) / 2, min(y0, y1), max(y0, y1)))
     return sorted(horizontal), sorted(vertical)
 
 
@@ -90,6 +92,7 @@ def _table_below_or_above(page: "pymupdf.Page", caption: Sequence[Line], lines: 
     for members in candidates:
         if len(members) < 2:
             continue
+        members = _widen(members, caption, lines, page_words, claimed)
         x0 = min(ln.bbox[0] for ln in members) - 1
         x1 = max(ln.bbox[2] for ln in members) + 1
         y0 = min(ln.bbox[1] for ln in members) - 1
@@ -101,6 +104,32 @@ def _table_below_or_above(page: "pymupdf.Page", caption: Sequence[Line], lines: 
         if grid is not None:
             return grid, members
     return None
+
+
+def _widen(members: list[Line], caption: Sequence[Line], lines: Sequence[Line], page_words: Sequence[tuple],
+           claimed: set[int]) -> list[Line]:
+    """Add the cells of the same rows that lie beside the caption's width (a table wider than its caption)."""
+    y0 = min(ln.bbox[1] for ln in members)
+    y1 = max(ln.bbox[3] for ln in members)
+    inside = {id(ln) for ln in members} | {id(ln) for ln in caption} | claimed
+    band = [ln for ln in lines if id(ln) not in inside and y0 - 1 <= ln.center[1] <= y1 + 1
+            and not caption_kind(ln.text) and not _is_prose(ln, page_words) and not _wrapped_text(ln)]
+    x0, x1 = min(ln.bbox[0] for ln in members), max(ln.bbox[2] for ln in members)
+    added = True
+    while added:
+        added = False
+        for line in band:
+            if id(line) not in inside and line.bbox[0] - x1 < WIDEN_GAP_PT and x0 - line.bbox[2] < WIDEN_GAP_PT:
+                members.append(line)
+                inside.add(id(line))
+                x0, x1 = min(x0, line.bbox[0]), max(x1, line.bbox[2])
+                added = True
+    return sorted(members, key=lambda ln: (ln.bbox[1], ln.bbox[0]))
+
+
+def _wrapped_text(line: Line) -> bool:
+    """A line of a paragraph set beside a table (wraptable): several words and no figures."""
+    return len(line.text.split()) >= 5 and not any(ch.isdigit() for ch in line.text)
 
 
 def _distance(caption: Sequence[Line], members: Sequence[Line]) -> float:

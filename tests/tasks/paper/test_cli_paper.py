@@ -65,3 +65,14 @@ def test_task_rebuilds_from_params(paper_pdf: Path) -> None:
     task = PaperTask(pdf=str(paper_pdf), rubric=None, score_target=0.7)
     rebuilt = build_task("paper", json.loads(json.dumps(task.params())))
     assert rebuilt == task and rebuilt.title() == "reproduce synthetic.pdf"
+
+
+def test_json_errors_are_one_json_object(tmp_path: Path) -> None:
+    """`--json` prints exactly one JSON object on stdout for bad input too, with a non-zero exit."""
+    for bad in (write_corrupt(tmp_path / "c.pdf"), tmp_path / "missing.pdf"):
+        for command in (["paper", "ingest", str(bad), "--out", str(tmp_path / "o"), "--json"],
+                        ["paper", "rubric", str(bad), "--out", str(tmp_path / "r.json"), "--no-model", "--json"]):
+            result = CliRunner().invoke(app, command)
+            assert result.exit_code == 2, result.output
+            info = json.loads(result.stdout)
+            assert set(info) == {"error", "kind"} and str(bad) in info["error"]
