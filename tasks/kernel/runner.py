@@ -4,6 +4,8 @@ verdict line tagged with a nonce only this process and the evaluator know."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import secrets
 import shlex
 import shutil
@@ -14,12 +16,17 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from sandboxes.base import Sandbox, SandboxSpec, inside_path
+from tasks.kernel.harness.extensions import FAILED, MAX_FAILURE_BYTES
 from tasks.kernel.harness.verdict import Verdict
 
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 EVAL_IMAGE = "m3lab/torch-cpu"
 # Files that Python would run on its own at start-up: never copied next to a candidate.
 _UNSAFE_NAMES = {"sitecustomize.py", "usercustomize.py", "target.py", "harness"}
+# Besides Python helper modules, the C++/CUDA sources a candidate may `load` from its own folder.
+_HELPER_SUFFIXES = (".py", ".cu", ".cuh", ".cpp", ".cc", ".cxx", ".h", ".hpp")
+EXT_BUILD = "ext-build"
+_MAX_LIB_BYTES = 512 << 20
 
 
 class EvalFailed(RuntimeError):
@@ -44,6 +51,20 @@ class EvalOptions:
     call_timeout_s: float = 120.0
     """Longest single call of the candidate (import, one check, one timed call) before it is killed."""
     memory_mb: int = 8192
+    compile_timeout_s: float = 300.0
+    """Time limit of the compile stage (the candidate's C++/CUDA extensions), added to `timeout_s`."""
+    ext_cache: Path | None = None
+    """Host folder of finished extension builds shared by the evaluations of a run (keyed by a hash of sources,
+    flags, torch version and CUDA arch); None keeps builds inside the one evaluation."""
+    sanitize: bool = False
+    """compute-sanitizer memcheck + racecheck on a small shape (CUDA)."""
+    sanitize_above: float | None = None
+    """Sanitize when the candidate is accepted faster than this (the run's best so far)."""
+
+    @property
+    def total_timeout_s(self) -> float:
+        return self.timeout_s + self.compile_timeout_s + (1200.0 if self.sanitize or self.sanitize_above is not None
+                                                          else 0.0)
 
 
 def prepare_eval_dir(eval_dir: Path, target: Path, candidate: Path) -> str:
@@ -53,10 +74,12 @@ def prepare_eval_dir(eval_dir: Path, target: Path, candidate: Path) -> str:
     (eval_dir / "cand").mkdir(parents=True)
     shutil.copytree(HARNESS_DIR, eval_dir / "harness", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(target, eval_dir / "target.py")
-    for helper in candidate.parent.glob("*.py"):
-        if helper.name not in _UNSAFE_NAMES and helper.resolve() != candidate.resolve():
+    for helper in sorted(candidate.parent.iterdir()):
+        if (helper.suffix in _HELPER_SUFFIXES and helper.is_file() and helper.name not in _UNSAFE_NAMES
+                and helper.resolve() != candidate.resolve()):
             shutil.copy(helper, eval_dir / "cand" / helper.name)
     shutil.copy(candidate, eval_dir / "cand" / "candidate.py")
+    (eval_dir / EXT_BUILD).mkdir()
     nonce = secrets.token_hex(16)
     (eval_dir / "nonce").write_text(nonce)
     for p in [eval_dir, *eval_dir.rglob("*")]:
@@ -64,13 +87,91 @@ def prepare_eval_dir(eval_dir: Path, target: Path, candidate: Path) -> str:
     return nonce
 
 
-def _args(opts: EvalOptions) -> list[str]:
+def _args(opts: EvalOptions, cache_inside: str | None = None) -> list[str]:
     args = ["-m", "harness.evaluate", "--target", "target.py", "--candidate", "cand/candidate.py",
             "--device", opts.device, "--nonce-file", "nonce", "--warmup", str(opts.warmup), "--iters",
             str(opts.iters), "--threads", str(opts.threads), "--log-dir", "logs",
-            "--call-timeout", str(opts.call_timeout_s)]
+            "--call-timeout", str(opts.call_timeout_s), "--compile-timeout", str(opts.compile_timeout_s),
+            "--ext-build", EXT_BUILD]
+    args += ["--ext-cache", cache_inside] if cache_inside else []
+    args += ["--sanitize"] if opts.sanitize else []
+    args += ["--sanitize-above", str(opts.sanitize_above)] if opts.sanitize_above is not None else []
     return (args + ([] if opts.static else ["--no-static"]) + ([] if opts.timing else ["--no-timing"])
             + ([] if opts.drop_privileges else ["--no-drop"]))
+
+
+def toolchain_path(inside: Callable[[Path], str] = str) -> str:
+    """PATH for evaluations that run the host's Python (subprocess mode, process sandbox): ninja from the running
+    Python environment (the `ninja` wheel puts it next to python), nvcc and compute-sanitizer from CUDA_HOME,
+    then the system compiler."""
+    dirs: list[str] = []
+    bin_dir = Path(sys.executable).parent
+    if (bin_dir / "ninja").exists():
+        dirs.append(inside(bin_dir))
+    cuda_home = Path(os.environ.get("CUDA_HOME") or "/usr/local/cuda")
+    if (cuda_home / "bin" / "nvcc").exists():
+        dirs.append(inside(cuda_home / "bin"))
+    return ":".join([*dirs, "/usr/local/bin", "/usr/bin", "/bin"])
+
+
+def _prepare_cache(cache: Path | None) -> Path | None:
+    """The run's compile cache: readable (never writable) by the sandbox user."""
+    if cache is None:
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    cache.chmod(0o755)
+    return cache.resolve()
+
+
+def harvest_builds(eval_dir: Path, cache: Path | None, verdict: Verdict) -> list[str]:
+    """Copy the extensions the evaluation built into the run's cache. The sandbox wrote these bytes: only a
+    regular file at the exact expected name is taken (no links followed, size bounded); they are only ever loaded
+    inside later sandboxes, never on the host. Returns the keys added."""
+    if cache is None or not verdict.compile:
+        return []
+    added = []
+    for ext in verdict.compile.get("extensions", []):
+        key, name = str(ext.get("key", "")), str(ext.get("name", ""))
+        if ext.get("cached") or not re.fullmatch(r"[0-9a-f]{64}", key) \
+                or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", name) or (cache / key).exists():
+            continue
+        src = eval_dir / EXT_BUILD / key
+        if not ext.get("ok"):
+            if _copy_regular(src / FAILED, cache / key, FAILED, max_bytes=MAX_FAILURE_BYTES, json_only=True):
+                added.append(key)
+        elif _copy_regular(src / f"{name}.so", cache / key, f"{name}.so"):
+            (cache / key / "complete").write_text(key)
+            added.append(key)
+    return added
+
+
+def _copy_regular(src: Path, dest_dir: Path, name: str, max_bytes: int = _MAX_LIB_BYTES,
+                  json_only: bool = False) -> bool:
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not (st.st_mode & 0o170000 == 0o100000) or st.st_size > max_bytes:
+            return False
+        data = f.read(max_bytes + 1) if json_only else None
+        if json_only:
+            try:
+                json.loads(data or b"")
+            except ValueError:
+                return False
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest_dir.chmod(0o755)
+        tmp = dest_dir / f".{name}.tmp"
+        with open(tmp, "wb") as out:
+            if data is not None:
+                out.write(data)
+            else:
+                shutil.copyfileobj(f, out)
+        tmp.chmod(0o644)
+        tmp.replace(dest_dir / name)
+    return True
 
 
 def parse_verdict(stdout: str, nonce: str) -> Verdict:
@@ -85,35 +186,42 @@ def parse_verdict(stdout: str, nonce: str) -> Verdict:
         raise EvalFailed(f"unparsable verdict: {exc}") from None
 
 
-def _run_subprocess(eval_dir: Path, opts: EvalOptions) -> tuple[int, str, str]:
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(eval_dir), "PYTHONDONTWRITEBYTECODE": "1"}
+def _run_subprocess(eval_dir: Path, opts: EvalOptions, cache: Path | None) -> tuple[int, str, str]:
+    env = {"PATH": toolchain_path(), "HOME": str(eval_dir), "PYTHONDONTWRITEBYTECODE": "1"}
     for key in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "CUDA_HOME"):
-        if key in __import__("os").environ:
-            env[key] = __import__("os").environ[key]
+        if key in os.environ:
+            env[key] = os.environ[key]
     try:
-        proc = subprocess.run([sys.executable, *_args(opts)], cwd=eval_dir, env=env, capture_output=True, text=True,
-                              timeout=opts.timeout_s)
+        proc = subprocess.run([sys.executable, *_args(opts, str(cache) if cache else None)], cwd=eval_dir, env=env,
+                              capture_output=True, text=True, timeout=opts.total_timeout_s)
     except subprocess.TimeoutExpired as exc:
-        return 124, str(exc.stdout or ""), f"evaluation timed out after {opts.timeout_s:.0f} s"
+        return 124, str(exc.stdout or ""), f"evaluation timed out after {opts.total_timeout_s:.0f} s"
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def sandbox_spec(eval_dir: Path, opts: EvalOptions) -> SandboxSpec:
+def sandbox_spec(eval_dir: Path, opts: EvalOptions, cache: Path | None = None) -> SandboxSpec:
+    timeout = opts.total_timeout_s
     return SandboxSpec(image=EVAL_IMAGE, workspace=eval_dir, memory_mb=opts.memory_mb, cpus=2.0, pids=512,
-                       gpu=opts.device == "cuda", exec_timeout_s=opts.timeout_s, lifetime_s=opts.timeout_s + 600,
-                       env={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}, host_paths=(Path(sys.prefix),))
+                       gpu=opts.device == "cuda", exec_timeout_s=timeout, lifetime_s=timeout + 600,
+                       env={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
+                       host_paths=(Path(sys.prefix),) + ((cache,) if cache else ()))
 
 
-def _run_sandbox(eval_dir: Path, opts: EvalOptions, opener: Callable[[SandboxSpec], Sandbox] | None) -> tuple[int, str, str]:
+def _run_sandbox(eval_dir: Path, opts: EvalOptions, opener: Callable[[SandboxSpec], Sandbox] | None,
+                 cache: Path | None) -> tuple[int, str, str]:
     if opener is None:
         from sandboxes import open_sandbox
 
         def opener(spec: SandboxSpec) -> Sandbox:
             return open_sandbox(spec, backend=opts.sandbox_backend)
 
-    with opener(sandbox_spec(eval_dir, opts)) as sb:
-        python = "python3" if sb.backend == "docker" else inside_path(Path(sys.executable))
-        res = sb.exec(" ".join(shlex.quote(a) for a in [python, *_args(opts)]), timeout_s=opts.timeout_s)
+    with opener(sandbox_spec(eval_dir, opts, cache)) as sb:
+        docker = sb.backend == "docker"
+        python = "python3" if docker else inside_path(Path(sys.executable))
+        # The image has its toolchain on PATH; the process sandbox runs the host's (seen under inside_path).
+        env = None if docker else {"PATH": toolchain_path(lambda p: inside_path(p))}
+        args = _args(opts, inside_path(cache) if cache else None)
+        res = sb.exec(" ".join(shlex.quote(a) for a in [python, *args]), timeout_s=opts.total_timeout_s, env=env)
         return res.exit_code, res.stdout, res.stderr + (f"\n[{res.reason}]" if res.reason != "exited" else "")
 
 
@@ -125,15 +233,18 @@ def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_di
         if not path.is_file():
             raise FileNotFoundError(f"{what} file {path} does not exist")
     nonce = prepare_eval_dir(eval_dir, target, candidate)
+    cache = _prepare_cache(opts.ext_cache)
     if opts.isolation == "subprocess":
-        code, out, err = _run_subprocess(eval_dir, opts)
+        code, out, err = _run_subprocess(eval_dir, opts, cache)
     else:
-        code, out, err = _run_sandbox(eval_dir, opts, opener)
+        code, out, err = _run_sandbox(eval_dir, opts, opener, cache)
     (eval_dir / "evaluator.log").write_text(f"exit code {code}\n--- stdout\n{out[-20000:]}\n--- stderr\n{err[-20000:]}")
     try:
-        return parse_verdict(out, nonce)
+        verdict = parse_verdict(out, nonce)
     except EvalFailed as exc:
         raise EvalFailed(f"{exc}; exit code {code}; stderr tail: {err[-1500:]}") from None
+    harvest_builds(eval_dir, cache, verdict)
+    return verdict
 
 
 def error_verdict(message: str, device: str) -> Verdict:
