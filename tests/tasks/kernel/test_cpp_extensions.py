@@ -40,7 +40,7 @@ class ModelNew(nn.Module):
 def kernel_eval(tmp: Path, candidate: Path, cache: Path, *extra: str) -> tuple[int, dict]:
     """`m3lab kernel eval softmax CANDIDATE --json` as a user runs it (Docker sandbox, CPU)."""
     cmd = [sys.executable, "-c", "from orchestrator.cli import main; main()", "kernel", "eval", "softmax", str(candidate), "--device", "cpu",
-           "--iters", "3", "--warmup", "1", "--ext-cache", str(cache), "--eval-dir", str(tmp), "--json", *extra]
+           "--iters", "3", "--warmup", "1", "--compile-timeout", "1500", "--ext-cache", str(cache), "--eval-dir", str(tmp), "--json", *extra]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.stdout.strip().startswith("{"), f"no JSON verdict: {proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"

@@ -39,7 +39,7 @@ __inline__ __device__ float block_reduce(float v, float* shared) {
     return result;
 }
 
-__global__ void layernorm_rows_kernel(const float* __restrict__ x, const float* __restrict__ w,
+__global__ void affine_row_norm_kernel(const float* __restrict__ x, const float* __restrict__ w,
                                       const float* __restrict__ b, float* __restrict__ y, int cols, float eps) {
     __shared__ float shared[33];
     const float* row = x + static_cast<size_t>(blockIdx.x) * cols;
@@ -53,7 +53,7 @@ __global__ void layernorm_rows_kernel(const float* __restrict__ x, const float* 
     for (int c = threadIdx.x; c < cols; c += blockDim.x) out[c] = (row[c] - mean) * rstd * w[c] + b[c];
 }
 
-torch::Tensor layernorm_rows(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps) {
+torch::Tensor affine_row_norm(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps) {
     TORCH_CHECK(x.is_cuda() && x.scalar_type() == torch::kFloat32, "float32 CUDA tensor");
     auto in = x.contiguous();
     auto out = torch::empty_like(in);
@@ -61,7 +61,7 @@ torch::Tensor layernorm_rows(torch::Tensor x, torch::Tensor w, torch::Tensor b, 
     const int rows = cols == 0 ? 0 : in.numel() / cols;
     if (rows == 0) return out;
     const int threads = cols >= 1024 ? 512 : 128;
-    layernorm_rows_kernel<<<rows, threads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+    affine_row_norm_kernel<<<rows, threads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         in.data_ptr<float>(), w.contiguous().data_ptr<float>(), b.contiguous().data_ptr<float>(),
         out.data_ptr<float>(), cols, static_cast<float>(eps));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -70,9 +70,9 @@ torch::Tensor layernorm_rows(torch::Tensor x, torch::Tensor w, torch::Tensor b, 
 """
 
 _ext = load_inline(name="m3lab_layernorm_cuda",
-                   cpp_sources="torch::Tensor layernorm_rows(torch::Tensor x, torch::Tensor w, torch::Tensor b, "
+                   cpp_sources="torch::Tensor affine_row_norm(torch::Tensor x, torch::Tensor w, torch::Tensor b, "
                                "double eps);",
-                   cuda_sources=CUDA_SOURCE, functions=["layernorm_rows"], extra_cuda_cflags=["-O3"])
+                   cuda_sources=CUDA_SOURCE, functions=["affine_row_norm"], extra_cuda_cflags=["-O3"])
 
 
 class ModelNew(nn.Module):
@@ -83,4 +83,4 @@ class ModelNew(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _ext.layernorm_rows(x, self.weight, self.bias, self.eps)
+        return _ext.affine_row_norm(x, self.weight, self.bias, self.eps)
