@@ -185,6 +185,9 @@ def _download_debs(dest: Path, log: Log) -> None:
         log("apt-get missing: relying on the base image's Python headers")
         return
     proc = subprocess.run(["apt-get", "download", *HEADER_DEBS], cwd=dest, capture_output=True, text=True)
+    if proc.returncode != 0:  # package lists missing or stale (a fresh CI machine): refresh once, retry
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+        proc = subprocess.run(["apt-get", "download", *HEADER_DEBS], cwd=dest, capture_output=True, text=True)
     log(f"$ apt-get download {' '.join(HEADER_DEBS)} -> exit {proc.returncode}")
     if proc.returncode != 0:
         log(f"apt-get download failed ({proc.stderr.strip()[-300:]}): relying on the base image's Python headers")

@@ -34,8 +34,8 @@ def _ensure_eval_image(build: bool) -> None:
     if image_label(client, tag_of(name)) is not None:
         return
     if not build:
-        fail(f"sandbox image {tag_of(name)} is missing: build it with `m3lab sandbox build --image {name}` "
-             "(a few minutes, offline) or rerun with --build-image")
+        fail(f"sandbox image {tag_of(name)} is missing: run `m3lab sandbox build --image {name}` (minutes, offline) "
+             "or add --build-image")
     console = Console(stderr=True)
     try:
         with console.status(f"building {tag_of(name)} (first time: a few minutes)") as status:
