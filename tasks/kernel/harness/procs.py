@@ -80,7 +80,7 @@ def can_drop_privileges(*needed: Path) -> bool:
     return os.geteuid() == 0 and all(_world_usable(p) for p in paths)
 
 
-def _ext_args(cfg: WorkerConfig) -> list[str]:
+def ext_args(cfg: WorkerConfig) -> list[str]:
     if cfg.ext_build is None:
         return []
     args = ["--ext-build", str(cfg.ext_build.resolve())]
@@ -107,7 +107,7 @@ class WorkerHandle:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "harness.worker", "--module", str(cfg.module), "--target", str(cfg.target), "--cls", cfg.cls,
              "--device", cfg.device, "--threads", str(cfg.threads), "--fd-in", str(child_in),
-             "--fd-out", str(child_out), *_ext_args(cfg)],
+             "--fd-out", str(child_out), *ext_args(cfg)],
             cwd=cfg.eval_dir, env=_env(cfg), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             pass_fds=(child_in, child_out), start_new_session=True, **extra,
         )

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .procs import NOBODY, WorkerConfig, _env, _ext_args, can_drop_privileges
+from .procs import NOBODY, WorkerConfig, _env, ext_args, can_drop_privileges
 
 TOOLS = ("memcheck", "racecheck")
 ERROR_EXIT = 86
@@ -54,7 +54,7 @@ def run_tool(tool: str, sanitizer: str, wcfg: WorkerConfig, shape: dict[str, Any
              timeout_s: float) -> dict[str, Any]:
     cmd = [sanitizer, "--tool", tool, "--error-exitcode", str(ERROR_EXIT), "--print-limit", "5",
            "--target-processes", "all", sys.executable, "-m", "harness.sanitize", "--module", str(wcfg.module),
-           "--target", str(wcfg.target), "--shape", json.dumps(shape), "--seed", str(seed), *_ext_args(wcfg)]
+           "--target", str(wcfg.target), "--shape", json.dumps(shape), "--seed", str(seed), *ext_args(wcfg)]
     env = dict(_env(wcfg), PYTORCH_NO_CUDA_MEMORY_CACHING="1")
     wcfg.home.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = {}
