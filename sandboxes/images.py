@@ -32,6 +32,9 @@ SUITE = "bookworm"
 BASE_IMAGE = "python:3.11-slim"
 TORCH_WHEEL = Path("/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")
 DEBOOTSTRAP_CACHE = Path("/var/cache/m3lab/debootstrap")
+HEADER_DEBS = ("libpython3.11-dev",)
+"""Python headers for C++ extensions in torch-cpu: the offline base (bookworm's python3) has none; a host on the
+same Debian suite downloads the .deb (`apt-get download`), the build unpacks it (python:3.11-slim has them)."""
 Method = Literal["auto", "offline", "registry"]
 Log = Callable[[str], None]
 
@@ -68,7 +71,7 @@ def recipe_hash(name: str, method: str, base_id: str = "") -> str:
         return _hash_files([RECIPES / "default" / "Dockerfile"], f"dockerfile:{BASE_IMAGE}")
     if name == "torch-cpu":
         files = [RECIPES / "torch-cpu" / "Dockerfile", RECIPES / "torch-cpu" / "requirements.txt"]
-        return _hash_files(files, f"base:{base_id}")
+        return _hash_files(files, f"base:{base_id};debs:{','.join(HEADER_DEBS)}")
     raise SandboxError(f"unknown image {name!r}; known: {', '.join(IMAGES)}")
 
 
@@ -170,7 +173,24 @@ def _torch_context(tmp: Path, log: Log) -> Path:
           "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
           "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
           "--platform", "manylinux2014_x86_64", "-r", str(wheels / "requirements.txt")], log)
+    _download_debs(wheels / "debs", log)
     return ctx
+
+
+def _download_debs(dest: Path, log: Log) -> None:
+    """The Python header .debs, when this host's apt knows them (a Debian bookworm host); otherwise the base
+    must bring its own headers (the registry base python:3.11-slim does; the Dockerfile checks)."""
+    dest.mkdir()
+    if shutil.which("apt-get") is None:
+        log("apt-get missing: relying on the base image's Python headers")
+        return
+    proc = subprocess.run(["apt-get", "download", *HEADER_DEBS], cwd=dest, capture_output=True, text=True)
+    if proc.returncode != 0:  # package lists missing or stale (a fresh CI machine): refresh once, retry
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+        proc = subprocess.run(["apt-get", "download", *HEADER_DEBS], cwd=dest, capture_output=True, text=True)
+    log(f"$ apt-get download {' '.join(HEADER_DEBS)} -> exit {proc.returncode}")
+    if proc.returncode != 0:
+        log(f"apt-get download failed ({proc.stderr.strip()[-300:]}): relying on the base image's Python headers")
 
 
 def choose_method(client: "docker.DockerClient", method: Method) -> str:

@@ -12,6 +12,37 @@ kernel_app = typer.Typer(help="Kernel targets and the evaluation harness.", no_a
 DeviceOpt = typer.Option("cpu", "--device", help="cpu or cuda.")
 IsolationOpt = typer.Option("sandbox", "--isolation",
                             help="sandbox (fresh sandbox per evaluation) or subprocess (hosts without one).")
+DEFAULT_EXT_CACHE = Path("/var/tmp/m3lab-kernel-ext")
+"""World-traversable (the candidate's user reads it), written only by this process."""
+
+
+def _ensure_eval_image(build: bool) -> None:
+    """With a Docker engine, the evaluation image must exist: say how to build it, or build it (--build-image)."""
+    from sandboxes import default_backend
+
+    if default_backend() != "docker":
+        return  # the process sandbox runs the host's own Python
+    from rich.console import Console
+
+    from sandboxes.base import SandboxError
+    from sandboxes.engine import connect
+    from sandboxes.images import build_image, image_label, tag_of
+    from tasks.kernel.runner import EVAL_IMAGE
+
+    client = connect()
+    name = EVAL_IMAGE.split("/", 1)[1].split(":")[0]
+    if image_label(client, tag_of(name)) is not None:
+        return
+    if not build:
+        fail(f"sandbox image {tag_of(name)} is missing: run `m3lab sandbox build --image {name}` (minutes, offline) "
+             "or add --build-image")
+    console = Console(stderr=True)
+    try:
+        with console.status(f"building {tag_of(name)} (first time: a few minutes)") as status:
+            for image in ("default", name):
+                build_image(client, image, log=lambda m: (status.update(m[:100]), console.log(m[:200])))
+    except SandboxError as exc:
+        fail(f"building {tag_of(name)} failed: {str(exc).splitlines()[0]}")
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +65,11 @@ def kernel_eval(
     call_timeout: float = typer.Option(120.0, "--call-timeout", min=1,
                                        help="Seconds one call of the candidate (a check, a timed call) may take."),
     eval_dir: Optional[Path] = typer.Option(None, help="Where to lay out the evaluation (default: a temp dir)."),
+    compile_timeout: float = typer.Option(300.0, help="Time limit (s) of the compile stage (C++/CUDA extensions)."),
+    ext_cache: Path = typer.Option(DEFAULT_EXT_CACHE, help="Compile cache shared by evaluations (keyed by a hash "
+                                   "of sources, flags, torch version and CUDA arch)."),
+    sanitize: bool = typer.Option(False, "--sanitize", help="Run compute-sanitizer memcheck + racecheck (CUDA)."),
+    build_image: bool = typer.Option(False, "--build-image", help="Build the sandbox image first if it is missing."),
     json_out: JsonOpt = False,
 ) -> None:
     """Evaluate CANDIDATE against TARGET and print the verdict (exit 0 accepted, 1 rejected, 2 no verdict)."""
@@ -46,8 +82,11 @@ def kernel_eval(
 
     if device not in ("cpu", "cuda") or isolation not in ("sandbox", "subprocess"):
         fail("--device must be cpu|cuda and --isolation sandbox|subprocess")
+    if isolation == "sandbox":
+        _ensure_eval_image(build_image)
     opts = EvalOptions(device=device, isolation=isolation, iters=iters, warmup=warmup,  # type: ignore[arg-type]
-                       timing=not no_timing, start_timeout_s=start_timeout, call_timeout_s=call_timeout)
+                       timing=not no_timing, start_timeout_s=start_timeout, call_timeout_s=call_timeout,
+                       compile_timeout_s=compile_timeout, ext_cache=ext_cache, sanitize=sanitize)
     if eval_dir is None:
         temp = Path(tempfile.mkdtemp(prefix="m3lab-kernel-eval-"))
         temp.chmod(0o755)  # the candidate worker may run as nobody
@@ -70,6 +109,11 @@ def _print_verdict(verdict, folder: Path) -> None:  # noqa: ANN001
     out = Console()
     colour = "green" if verdict.accepted else "red"
     out.print(f"[{colour}]{verdict.summary()}[/{colour}]")
+    comp = verdict.compile
+    if comp:
+        out.print(f"  compile: {comp.get('stage_s', comp.get('seconds', 0)):.1f} s, "
+                  f"{'cached' if comp.get('cached') else 'built'}, {len(comp.get('extensions', []))} extension(s), "
+                  f"{len(comp.get('errors', []))} error(s), {len(comp.get('warnings', []))} warning(s)")
     for t in verdict.timings:
         out.print(f"  {t.shape}: ref {t.ref_ms:.4g} ms | cand {t.cand_ms:.4g} ms | {t.speedup:.3f}x | "
                   f"A/A {t.aa_ratio:.3f} | floor {t.floor_ms:.3g} ms")

@@ -22,15 +22,50 @@ CHEATS = [
 ]
 
 
+LOAD_INLINE_CUDA = r"""
+
+CUDA C++ pattern (the harness builds it once in a compile stage, caches it by source hash, and shows you the
+compiler's first errors when it does not build; launch on the current stream, keep no static state, never create
+streams or events, never copy results to the host):
+```python
+import torch, torch.nn as nn
+from torch.utils.cpp_extension import load_inline
+
+CUDA_SRC = '''
+#include <torch/extension.h>
+#include <c10/cuda/CUDAStream.h>
+__global__ void scale_kernel(const float* x, float* y, float a, int64_t n) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < n) y[i] = a * x[i];  // always mask the tail
+}
+torch::Tensor scale(torch::Tensor x, double a) {
+    auto in = x.contiguous(); auto y = torch::empty_like(in);
+    int64_t n = in.numel(); int threads = 256;
+    scale_kernel<<<(n + threads - 1) / threads, threads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        in.data_ptr<float>(), y.data_ptr<float>(), (float)a, n);
+    return y;
+}
+'''
+_ext = load_inline(name="my_scale", cpp_sources="torch::Tensor scale(torch::Tensor x, double a);",
+                   cuda_sources=CUDA_SRC, functions=["scale"], extra_cuda_cflags=["-O3"])
+
+
+class ModelNew(nn.Module):
+    def forward(self, x):
+        return _ext.scale(x, 2.0)
+```"""
+
+
 def producer_brief(target_name: str, target_source: str, device: str, forbidden: list[str],
                    target_speedup: float | None) -> str:
     forbid = f" Do not call these library ops: {', '.join(forbidden)}." if forbidden else ""
     goal = f" The run stops once a verified speed-up of {target_speedup:g}x is reached." if target_speedup else ""
-    how = ("Write Triton kernels (`import triton`, `triton.language as tl`) or CUDA through "
-           "`torch.utils.cpp_extension.load_inline`; fuse passes and avoid extra memory traffic."
-           if device == "cuda" else
+    how = ("Write Triton kernels (`import triton`, `triton.language as tl`) or CUDA C++ through "
+           "`torch.utils.cpp_extension.load_inline` (pattern below); fuse passes and avoid extra memory traffic."
+           + LOAD_INLINE_CUDA if device == "cuda" else
            "This is a CPU target: PyTorch-level rewrites that fuse passes (fewer temporaries, fused library ops, "
-           "better memory order) are the way to win; Triton kernels are checked for correctness only "
+           "better memory order) are the way to win; C++ extensions through `torch.utils.cpp_extension.load_inline`"
+           " (cpp_sources only) are compiled and timed too; Triton kernels are checked for correctness only "
            "(they run in the slow Triton interpreter on CPU).")
     return f"""# Kernel optimization: make `ModelNew` in `candidate.py` faster than `Model` in `target.py` ({device})
 
@@ -40,8 +75,10 @@ same parameter names as `Model` (the harness loads the reference's weights into 
 {how}{forbid}{goal}
 
 ## How every candidate is checked (in a fresh sandbox, by code you cannot see or change)
-1. static scan of candidate.py: no threads/processes, timers, gc/inspect/ctypes, file or /proc access, seeds,
-   monkey-patching, try/except fallbacks, tensor subclasses, importing or calling the reference;
+1. static scan of candidate.py (and of its C++/CUDA source strings): no threads/processes, timers,
+   gc/inspect/ctypes, file or /proc access, seeds, monkey-patching, try/except fallbacks, tensor subclasses,
+   importing or calling the reference; in C++: no stream/event creation, no static containers or mutable statics,
+   no copies to the host; C++/CUDA extensions are then compiled once (compiler errors come back with file/line);
 2. import, then a quick check and a full check: several trials, several shapes including a hidden random one,
    fresh inputs from a secret seed, freed memory poisoned, inputs must stay unchanged, the output must be a
    plain torch.Tensor with the reference's dtype, shape and strides, no NaN/Inf, within the dtype tolerance;

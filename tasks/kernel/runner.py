@@ -3,7 +3,10 @@ evaluator in a fresh sandbox (or a plain subprocess for tests and GPU hosts with
 verdict line tagged with a nonce only this process and the evaluator know."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
 import secrets
 import shlex
 import shutil
@@ -16,6 +19,7 @@ from typing import Callable, Literal
 
 from sandboxes import hostfs
 from sandboxes.base import Sandbox, SandboxSpec, inside_path
+from tasks.kernel.harness.extensions import FAILED, MAX_FAILURE_BYTES
 from tasks.kernel.harness.static_checks import syntax_error
 from tasks.kernel.harness.verdict import Verdict
 
@@ -23,6 +27,10 @@ HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 EVAL_IMAGE = "m3lab/torch-cpu"
 # Files that Python would run on its own at start-up: never copied next to a candidate.
 _UNSAFE_NAMES = {"sitecustomize.py", "usercustomize.py", "target.py", "harness"}
+# Besides Python helper modules, the C++/CUDA sources a candidate may `load` from its own folder.
+_HELPER_SUFFIXES = (".py", ".cu", ".cuh", ".cpp", ".cc", ".cxx", ".h", ".hpp")
+EXT_BUILD = "ext-build"
+_MAX_LIB_BYTES = 512 << 20
 
 
 class EvalFailed(RuntimeError):
@@ -52,6 +60,20 @@ class EvalOptions:
     disk_mb: int = 2048
     """Disk quota of the evaluation folder (the candidate's logs and files): over it, the evaluation fails and the
     folder is emptied."""
+    compile_timeout_s: float = 300.0
+    """Time limit of the compile stage (the candidate's C++/CUDA extensions), added to `timeout_s`."""
+    ext_cache: Path | None = None
+    """Host folder of finished extension builds shared by the evaluations of a run (keyed by a hash of sources,
+    flags, torch version and CUDA arch); None keeps builds inside the one evaluation."""
+    sanitize: bool = False
+    """compute-sanitizer memcheck + racecheck on a small shape (CUDA)."""
+    sanitize_above: float | None = None
+    """Sanitize when the candidate is accepted faster than this (the run's best so far)."""
+
+    @property
+    def total_timeout_s(self) -> float:
+        return self.timeout_s + self.compile_timeout_s + (1200.0 if self.sanitize or self.sanitize_above is not None
+                                                          else 0.0)
 
 
 def prepare_eval_dir(eval_dir: Path, target: Path, candidate: Path) -> str:
@@ -64,10 +86,11 @@ def prepare_eval_dir(eval_dir: Path, target: Path, candidate: Path) -> str:
     # The candidate's folder is sandbox-written: only regular files are copied, never through a link.
     folder = candidate.parent
     for rel, st in hostfs.listdir(folder):
-        if rel.endswith(".py") and rel not in _UNSAFE_NAMES and rel != candidate.name \
+        if rel.endswith(_HELPER_SUFFIXES) and rel not in _UNSAFE_NAMES and rel != candidate.name \
                 and stat.S_ISREG(st.st_mode):
             hostfs.write_bytes(eval_dir / "cand", rel, hostfs.read_bytes(folder, rel))
     hostfs.write_bytes(eval_dir / "cand", "candidate.py", hostfs.read_bytes(folder, candidate.name))
+    (eval_dir / EXT_BUILD).mkdir()
     nonce = secrets.token_hex(16)
     (eval_dir / "nonce").write_text(nonce)
     for p in [eval_dir, *eval_dir.rglob("*")]:
@@ -75,13 +98,96 @@ def prepare_eval_dir(eval_dir: Path, target: Path, candidate: Path) -> str:
     return nonce
 
 
-def _args(opts: EvalOptions) -> list[str]:
+def _args(opts: EvalOptions, cache_inside: str | None = None) -> list[str]:
     args = ["-m", "harness.evaluate", "--target", "target.py", "--candidate", "cand/candidate.py",
             "--device", opts.device, "--nonce-file", "nonce", "--warmup", str(opts.warmup), "--iters",
             str(opts.iters), "--threads", str(opts.threads), "--log-dir", "logs",
-            "--call-timeout", str(opts.call_timeout_s), "--start-timeout", str(opts.start_timeout_s)]
+            "--call-timeout", str(opts.call_timeout_s), "--start-timeout", str(opts.start_timeout_s),
+            "--compile-timeout", str(opts.compile_timeout_s),             "--ext-build", EXT_BUILD]
+    args += ["--ext-cache", cache_inside] if cache_inside else []
+    args += ["--sanitize"] if opts.sanitize else []
+    args += ["--sanitize-above", str(opts.sanitize_above)] if opts.sanitize_above is not None else []
     return (args + ([] if opts.static else ["--no-static"]) + ([] if opts.timing else ["--no-timing"])
             + ([] if opts.drop_privileges else ["--no-drop"]))
+
+
+def toolchain_path(inside: Callable[[Path], str] = str) -> str:
+    """PATH for evaluations that run the host's Python (subprocess mode, process sandbox): ninja from the running
+    Python environment (the `ninja` wheel puts it next to python), nvcc and compute-sanitizer from CUDA_HOME,
+    then the system compiler."""
+    dirs: list[str] = []
+    bin_dir = Path(sys.executable).parent
+    if (bin_dir / "ninja").exists():
+        dirs.append(inside(bin_dir))
+    cuda_home = Path(os.environ.get("CUDA_HOME") or "/usr/local/cuda")
+    if (cuda_home / "bin" / "nvcc").exists():
+        dirs.append(inside(cuda_home / "bin"))
+    return ":".join([*dirs, "/usr/local/bin", "/usr/bin", "/bin"])
+
+
+def _prepare_cache(cache: Path | None) -> Path | None:
+    """The run's compile cache: readable (never writable) by the sandbox user."""
+    if cache is None:
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    cache.chmod(0o755)
+    return cache.resolve()
+
+
+def harvest_builds(eval_dir: Path, cache: Path | None, verdict: Verdict) -> list[str]:
+    """Copy the extensions the evaluation built into the run's cache. The sandbox wrote these bytes: only a
+    regular file at the exact expected name is taken (no links followed, size bounded); they are only ever loaded
+    inside later sandboxes, never on the host. Returns the keys added."""
+    if cache is None or not verdict.compile:
+        return []
+    added = []
+    for ext in verdict.compile.get("extensions", []):
+        key, name = str(ext.get("key", "")), str(ext.get("name", ""))
+        if ext.get("cached") or not re.fullmatch(r"[0-9a-f]{64}", key) \
+                or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", name) or (cache / key).exists():
+            continue
+        if not ext.get("ok"):
+            if _copy_regular(eval_dir, f"{EXT_BUILD}/{key}/{FAILED}", cache / key, FAILED,
+                             max_bytes=MAX_FAILURE_BYTES, json_only=True):
+                added.append(key)
+        elif _copy_regular(eval_dir, f"{EXT_BUILD}/{key}/{name}.so", cache / key, f"{name}.so"):
+            (cache / key / "complete").write_text(key)
+            added.append(key)
+    return added
+
+
+def _copy_regular(root: Path, rel: str, dest_dir: Path, name: str, max_bytes: int = _MAX_LIB_BYTES,
+                  json_only: bool = False) -> bool:
+    """Copy the sandbox-written regular file root/rel (reached without following any link, at most `max_bytes`)."""
+    try:
+        data = hostfs.read_bytes(root, rel, max_bytes + 1)
+    except OSError:  # hostfs.UnsafePath included: a link or a special file
+        return False
+    if len(data) > max_bytes:
+        return False
+    if json_only:
+        try:
+            json.loads(data)
+        except ValueError:
+            return False
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest_dir.chmod(0o755)
+    tmp = dest_dir / f".{name}.tmp"
+    tmp.write_bytes(data)
+    tmp.chmod(0o644)
+    tmp.replace(dest_dir / name)
+    return True
+
+
+def candidate_digest(cand_dir: Path) -> str:
+    """A hash of the candidate's files as the host copied them. The compile cache is kept per digest, so an
+    evaluation can only ever seed builds for its own, identical sources: a candidate cannot plant a binary that
+    a later, innocent-looking candidate would load."""
+    digest = hashlib.sha256()
+    for name, st in hostfs.listdir(cand_dir):
+        if stat.S_ISREG(st.st_mode):
+            digest.update(name.encode() + b"\0" + hostfs.read_bytes(cand_dir, name) + b"\0")
+    return digest.hexdigest()[:32]
 
 
 def parse_verdict(stdout: str, nonce: str) -> Verdict:
@@ -96,36 +202,42 @@ def parse_verdict(stdout: str, nonce: str) -> Verdict:
         raise EvalFailed(f"unparsable verdict: {exc}") from None
 
 
-def _run_subprocess(eval_dir: Path, opts: EvalOptions) -> tuple[int, str, str]:
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(eval_dir), "PYTHONDONTWRITEBYTECODE": "1"}
+def _run_subprocess(eval_dir: Path, opts: EvalOptions, cache: Path | None) -> tuple[int, str, str]:
+    env = {"PATH": toolchain_path(), "HOME": str(eval_dir), "PYTHONDONTWRITEBYTECODE": "1"}
     for key in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "CUDA_HOME"):
-        if key in __import__("os").environ:
-            env[key] = __import__("os").environ[key]
+        if key in os.environ:
+            env[key] = os.environ[key]
     try:
-        proc = subprocess.run([sys.executable, *_args(opts)], cwd=eval_dir, env=env, capture_output=True, text=True,
-                              timeout=opts.timeout_s)
+        proc = subprocess.run([sys.executable, *_args(opts, str(cache) if cache else None)], cwd=eval_dir, env=env,
+                              capture_output=True, text=True, timeout=opts.total_timeout_s)
     except subprocess.TimeoutExpired as exc:
         return 124, str(exc.stdout or ""), f"[{_ended('timeout', opts)}]"
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def sandbox_spec(eval_dir: Path, opts: EvalOptions) -> SandboxSpec:
+def sandbox_spec(eval_dir: Path, opts: EvalOptions, cache: Path | None = None) -> SandboxSpec:
+    timeout = opts.total_timeout_s
     return SandboxSpec(image=EVAL_IMAGE, workspace=eval_dir, memory_mb=opts.memory_mb, disk_mb=opts.disk_mb,
-                       cpus=2.0, pids=512,
-                       gpu=opts.device == "cuda", exec_timeout_s=opts.timeout_s, lifetime_s=opts.timeout_s + 600,
-                       env={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}, host_paths=(Path(sys.prefix),))
+                       cpus=2.0, pids=512, gpu=opts.device == "cuda", exec_timeout_s=timeout, lifetime_s=timeout + 600,
+                       env={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
+                       host_paths=(Path(sys.prefix),) + ((cache,) if cache else ()))
 
 
-def _run_sandbox(eval_dir: Path, opts: EvalOptions, opener: Callable[[SandboxSpec], Sandbox] | None) -> tuple[int, str, str]:
+def _run_sandbox(eval_dir: Path, opts: EvalOptions, opener: Callable[[SandboxSpec], Sandbox] | None,
+                 cache: Path | None) -> tuple[int, str, str]:
     if opener is None:
         from sandboxes import open_sandbox
 
         def opener(spec: SandboxSpec) -> Sandbox:
             return open_sandbox(spec, backend=opts.sandbox_backend)
 
-    with opener(sandbox_spec(eval_dir, opts)) as sb:
-        python = "python3" if sb.backend == "docker" else inside_path(Path(sys.executable))
-        res = sb.exec(" ".join(shlex.quote(a) for a in [python, *_args(opts)]), timeout_s=opts.timeout_s)
+    with opener(sandbox_spec(eval_dir, opts, cache)) as sb:
+        docker = sb.backend == "docker"
+        python = "python3" if docker else inside_path(Path(sys.executable))
+        # The image has its toolchain on PATH; the process sandbox runs the host's (seen under inside_path).
+        env = None if docker else {"PATH": toolchain_path(lambda p: inside_path(p))}
+        args = _args(opts, inside_path(cache) if cache else None)
+        res = sb.exec(" ".join(shlex.quote(a) for a in [python, *args]), timeout_s=opts.total_timeout_s, env=env)
         return res.exit_code, res.stdout, res.stderr + (f"\n[{_ended(res.reason, opts)}]" if res.reason != "exited" else "")
 
 
@@ -134,7 +246,7 @@ def _ended(reason: str, opts: EvalOptions) -> str:
     if reason == "oom":
         return f"killed: out of memory (limit {opts.memory_mb / 1024:.3g} GiB)"
     if reason == "timeout":
-        return f"timed out after {opts.timeout_s:g} s (the whole evaluation)"
+        return f"timed out after {opts.total_timeout_s:g} s (the whole evaluation)"
     return reason
 
 
@@ -152,10 +264,11 @@ def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_di
     if problem is not None:  # no sandbox, no worker: the producer gets the line at once
         return error_verdict(f"syntax error: {problem}", opts.device)
     nonce = prepare_eval_dir(eval_dir, target, candidate)
+    cache = _prepare_cache(opts.ext_cache / candidate_digest(eval_dir / "cand") if opts.ext_cache else None)
     if opts.isolation == "subprocess":
-        code, out, err = _run_subprocess(eval_dir, opts)
+        code, out, err = _run_subprocess(eval_dir, opts, cache)
     else:
-        code, out, err = _run_sandbox(eval_dir, opts, opener)
+        code, out, err = _run_sandbox(eval_dir, opts, opener, cache)
     used = hostfs.disk_usage(eval_dir)
     if used > opts.disk_mb << 20:
         shutil.rmtree(eval_dir)  # the bytes that filled it go; the log below says why
@@ -165,11 +278,13 @@ def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_di
     if used > opts.disk_mb << 20:
         raise EvalFailed(f"the evaluation folder went over its disk quota of {opts.disk_mb} MB ({used >> 20} MB)")
     try:
-        return parse_verdict(out, nonce)
+        verdict = parse_verdict(out, nonce)
     except EvalFailed as exc:
         ended = err.rstrip().rsplit("\n", 1)[-1] if err.rstrip().endswith("]") else ""
         raise EvalFailed(f"{exc}: {ended.strip('[]')}" if ended else
                          f"{exc}; exit code {code}; stderr tail: {err[-1500:]}") from None
+    harvest_builds(eval_dir, cache, verdict)
+    return verdict
 
 
 def error_verdict(message: str, device: str) -> Verdict:

@@ -48,6 +48,9 @@ class KernelTask:
     warmup: int = 3
     threads: int = 1
     timeout_s: float = 1800.0
+    sanitize_best: bool = True
+    """CUDA: run compute-sanitizer on a candidate about to become the run's best (accepted, faster than the best)."""
+    compile_timeout_s: float = 300.0
     target_sha256: str = ""
     """Hash of the target when the run started: a resumed run refuses a target that changed since."""
 
@@ -70,7 +73,8 @@ class KernelTask:
     def params(self) -> dict[str, Any]:
         return {"target": self.target, "device": self.device, "target_speedup": self.target_speedup,
                 "isolation": self.isolation, "iters": self.iters, "warmup": self.warmup, "threads": self.threads,
-                "timeout_s": self.timeout_s, "target_sha256": self.target_sha256}
+                "timeout_s": self.timeout_s, "sanitize_best": self.sanitize_best,
+                "compile_timeout_s": self.compile_timeout_s, "target_sha256": self.target_sha256}
 
     def title(self) -> str:
         goal = f", goal {self.target_speedup:g}x" if self.target_speedup else ""
@@ -103,9 +107,13 @@ class KernelTask:
         return SandboxSpec(image=EVAL_IMAGE, workspace=workspace, memory_mb=8192, cpus=2.0, pids=512,
                            gpu=self.device == "cuda", env=env, host_paths=(Path(sys.prefix),))
 
-    def _options(self) -> EvalOptions:
+    def _options(self, run_dir: Path) -> EvalOptions:
+        best = database.best(run_dir)
+        sanitize_above = (best.speedup if best else 0.0) if self.device == "cuda" and self.sanitize_best else None
         return EvalOptions(device=self.device, isolation=self.isolation, iters=self.iters,  # type: ignore[arg-type]
-                           warmup=self.warmup, threads=self.threads, timeout_s=self.timeout_s)
+                           warmup=self.warmup, threads=self.threads, timeout_s=self.timeout_s,
+                           compile_timeout_s=self.compile_timeout_s, sanitize_above=sanitize_above,
+                           ext_cache=run_dir / "logs" / "kernel" / "ext-cache")
 
     def _tampering(self, workspace: Path) -> list[str]:
         found = []
@@ -127,7 +135,8 @@ class KernelTask:
         eval_dir = Path(ctx.run_dir) / "logs" / "kernel" / f"eval-{ctx.iteration:04d}"
         opener = ctx.open_sandbox if self.isolation == "sandbox" else None
         try:
-            verdict = evaluate_candidate(self._pristine(), candidate, self._options(), eval_dir, opener)
+            verdict = evaluate_candidate(self._pristine(), candidate, self._options(Path(ctx.run_dir)), eval_dir,
+                                         opener)
         except (EvalFailed, SandboxError, OSError) as exc:
             verdict = error_verdict(f"evaluation failed: {exc}", self.device)
         return verdict, hostfs.read_bytes(ctx.workspace, CANDIDATE).decode("utf-8", errors="replace")

@@ -2,7 +2,8 @@
 verdict as `M3LAB-VERDICT <nonce> <json>`. The nonce is read from a file that is deleted before any candidate
 code runs, so a candidate that writes to our stdout (or exits early) cannot produce an accepted verdict.
 
-Stages: static -> import -> quick check -> full correctness -> timing -> roofline/flags."""
+Stages: static -> compile (C++/CUDA extensions, own time limit) -> import -> quick check -> full correctness ->
+timing -> roofline/flags -> compute-sanitizer (optional, CUDA)."""
 from __future__ import annotations
 
 import argparse
@@ -21,11 +22,12 @@ from typing import Any
 import torch
 
 from .compare import compare_one, inputs_unchanged
+from .extensions import NATIVE_SUFFIXES, arch_list, uses_extensions
 from .procs import WorkerConfig, WorkerFailed, WorkerHandle
 from .protocol import Message
 from .spec import Target, TargetError, build_reference, flops, init_args, load_target, make_inputs, random_shape, \
     resolved_shape, set_shape, timing_shapes, tolerance
-from .static_checks import check_source
+from .static_checks import check_native, check_source, imported_helpers, native_texts
 from .timing import roofline_floor_ms, time_shape
 from .verdict import ShapeTiming, Verdict
 
@@ -48,6 +50,16 @@ class EvalConfig:
     """Longest one request to a worker may take (a hung candidate is killed after this)."""
     start_timeout_s: float = 300.0
     """Longest a worker's start (its imports, the candidate's module body) may take."""
+    compile_timeout_s: float = 300.0
+    """Time limit of the compile stage (building the candidate's extensions), on top of the others."""
+    ext_build: Path = Path("ext-build")
+    ext_cache: tuple[Path, ...] = ()
+    """Read-only folders of earlier builds (the run's compile cache)."""
+    sanitize: bool = False
+    """Run compute-sanitizer (memcheck, racecheck) on the candidate at a small shape (CUDA only)."""
+    sanitize_above: float | None = None
+    """Also sanitize when the candidate is accepted with a speed-up above this (about to become the best)."""
+    sanitize_timeout_s: float = 600.0
 
 
 class _Stop(Exception):
@@ -67,15 +79,26 @@ class Evaluation:
         self.rng = random.Random(secrets.randbits(63))  # the secret: never written anywhere a worker can read
         self.workers: dict[str, WorkerHandle] = {}
         self.target: Target | None = None
+        self.cuda_arch = ""
 
-    def _worker(self, name: str, module: Path, cls: str, wait: bool = True) -> WorkerHandle:
+    def _worker_config(self, name: str, module: Path, cls: str) -> WorkerConfig:
         cfg = self.cfg
-        wcfg = WorkerConfig(module=module.resolve(), target=cfg.target.resolve(), cls=cls, device=cfg.device,
+        candidate_side = name in ("cand", "compile", "sanitize")
+        return WorkerConfig(module=module.resolve(), target=cfg.target.resolve(), cls=cls, device=cfg.device,
                             threads=cfg.threads, eval_dir=Path(__file__).resolve().parent.parent,
                             log_path=cfg.log_dir / f"{name}.log", home=cfg.log_dir / f"home_{name}",
-                            drop_privileges=(name == "cand" and cfg.drop_privileges), cpus=self._cpus())
-        handle = WorkerHandle(wcfg, start_timeout_s=cfg.start_timeout_s, wait=wait)
+                            drop_privileges=candidate_side and cfg.drop_privileges,
+                            cpus=None if name in ("compile", "sanitize") else self._cpus(),
+                            ext_build=cfg.ext_build if candidate_side else None, ext_cache=cfg.ext_cache,
+                            compile_only=name == "compile", cuda_arch=self.cuda_arch)
+
+    def _worker(self, name: str, module: Path, cls: str, wait: bool = True,
+                start_timeout_s: float | None = None) -> WorkerHandle:
+        handle = WorkerHandle(self._worker_config(name, module, cls), start_timeout_s=self.cfg.start_timeout_s,
+                              wait=False)
         self.workers[name] = handle
+        if wait:
+            handle.wait_ready(start_timeout_s)
         return handle
 
     def _cpus(self) -> frozenset[int] | None:
@@ -90,10 +113,12 @@ class Evaluation:
         try:
             self._setup()
             self._static()
+            self._compile()
             self._start_workers()
             self._correctness()
             if self.cfg.timing:
                 self._timing()
+            self._sanitize()
             v.stage = "done"
         except _Stop:
             pass
@@ -124,6 +149,7 @@ class Evaluation:
                 v.errors.append("--device cuda but no CUDA device is visible")
                 raise _Stop
             v.device_name = torch.cuda.get_device_name()
+            self.cuda_arch = arch_list()
         else:
             v.device_name = f"cpu x{self.cfg.threads} thread(s)"
         torch.set_num_threads(self.cfg.threads)
@@ -131,13 +157,75 @@ class Evaluation:
     def _static(self) -> None:
         v = self.verdict
         v.stage = "static"
-        report = check_source(self.cfg.candidate.read_text(), self.target.meta.forbidden_ops)
+        source = self.cfg.candidate.read_text()
+        report = check_source(source, self.target.meta.forbidden_ops)
+        sources = [source]
+        for helper in imported_helpers(source, self.cfg.candidate.parent):
+            sources.append(helper.read_text())
+            sub = check_source(sources[-1], self.target.meta.forbidden_ops)
+            report.cheats.extend(f"{helper.name}: {c}" for c in sub.cheats)
+            report.warnings.extend(f"{helper.name}: {w}" for w in sub.warnings if "ModelNew" not in w)
+        native = check_native(native_texts(sources, self.cfg.candidate.parent, NATIVE_SUFFIXES))
+        report.cheats.extend(native.cheats)
+        report.warnings.extend(native.warnings)
         v.warnings.extend(report.warnings)
         if not self.cfg.static:
             v.warnings.extend(f"static check (disabled): {c}" for c in report.cheats)
         elif report.cheats:
             v.cheats.extend(f"static: {c}" for c in report.cheats)
             raise _Stop
+
+    def _compile(self) -> None:
+        """Build the candidate's C++/CUDA extensions once, as the candidate's user, under their own time limit;
+        a build failure is a rejection carrying the compiler's first errors."""
+        cfg, v = self.cfg, self.verdict
+        sources = [cfg.candidate.read_text()] + [h.read_text() for h in imported_helpers(cfg.candidate.read_text(),
+                                                                                            cfg.candidate.parent)]
+        if not uses_extensions("\n".join(sources), cfg.candidate.parent):
+            return
+        v.stage = "compile"
+        if not cfg.ext_build.exists():  # (the runner creates it world-writable; a bare harness run gets one here)
+            cfg.ext_build.mkdir(parents=True)
+            cfg.ext_build.chmod(0o777)  # the candidate's user builds here
+        start = time.monotonic()
+        try:
+            worker = self._worker("compile", cfg.candidate, "ModelNew", start_timeout_s=cfg.compile_timeout_s)
+        except WorkerFailed as exc:
+            worker = self.workers["compile"]
+            report = worker.hello.get("compile")
+            v.compile = _compile_block(report, time.monotonic() - start)
+            if report and report.get("errors"):
+                first = "; ".join(f"{e['file']}:{e['line']}: {e['message']}" for e in report["errors"][:3])
+                v.errors.append(f"compile: {first}\n{report.get('log_excerpt', '')}"[:3000])
+            elif not worker.hello and time.monotonic() - start >= cfg.compile_timeout_s:
+                v.errors.append(f"compile: the build did not finish within {cfg.compile_timeout_s:.0f} s "
+                                f"(--compile-timeout); log tail: {worker.log_tail(600)}")
+            else:
+                v.errors.append(f"compile: {exc}"[:3000])
+            raise _Stop from None
+        worker.close()
+        v.compile = _compile_block(worker.hello.get("compile"), time.monotonic() - start)
+        v.warnings.extend(f"compiler warning: {w['file']}:{w['line']}: {w['message']}"
+                          for w in (v.compile or {}).get("warnings", [])[:5])
+
+    def _sanitize(self) -> None:
+        cfg, v = self.cfg, self.verdict
+        wanted = cfg.sanitize or (cfg.sanitize_above is not None and v.speedup is not None
+                                  and v.speedup > cfg.sanitize_above and not v.cheats and not v.failures)
+        if not wanted:
+            return
+        if cfg.device != "cuda":
+            v.warnings.append("compute-sanitizer skipped: it checks CUDA kernels (device is cpu)")
+            return
+        from .sanitize import run_sanitizers
+
+        v.stage = "sanitize"
+        wcfg = self._worker_config("sanitize", cfg.candidate, "ModelNew")
+        v.sanitizer = run_sanitizers(wcfg, self.target.meta.shapes[0], self.rng.getrandbits(62),
+                                     cfg.sanitize_timeout_s)
+        for tool, res in v.sanitizer.get("tools", {}).items():
+            if not res.get("ok"):
+                v.errors.append(f"compute-sanitizer {tool}: {res.get('report', '')}"[:2000])
 
     def _start_workers(self) -> None:
         # Reference workers start first, so nothing the candidate does afterwards can touch their code.
@@ -266,6 +354,14 @@ class Evaluation:
                 self.verdict.cheats.append(f"candidate left {len(extra)} extra process(es) running")
 
 
+def _compile_block(report: dict | None, wall_s: float) -> dict[str, Any]:
+    """The verdict's `compile` block: wall seconds of the stage (process start and import included)."""
+    block = dict(report or {"seconds": 0.0, "cached": False, "extensions": [], "errors": [], "warnings": [],
+                            "log_excerpt": ""})
+    block["stage_s"] = round(wall_s, 3)
+    return block
+
+
 def _read_nonce(path: Path | None) -> str:
     if path is None:
         return "-"
@@ -289,6 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--call-timeout", type=float, default=120.0)
     p.add_argument("--start-timeout", type=float, default=300.0)
     p.add_argument("--no-drop", action="store_true", help="keep the candidate worker at the evaluator's uid")
+    p.add_argument("--compile-timeout", type=float, default=300.0)
+    p.add_argument("--ext-build", type=Path, default=Path("ext-build"))
+    p.add_argument("--ext-cache", type=Path, action="append", default=[])
+    p.add_argument("--sanitize", action="store_true", help="compute-sanitizer memcheck + racecheck (CUDA)")
+    p.add_argument("--sanitize-above", type=float, default=None,
+                   help="sanitize when accepted with a speed-up above this (the run's best so far)")
     a = p.parse_args(argv)
     nonce = _read_nonce(a.nonce_file)
     from .worker import _set_nondumpable
@@ -296,7 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     _set_nondumpable()
     cfg = EvalConfig(target=a.target, candidate=a.candidate, device=a.device, static=not a.no_static,
                      timing=not a.no_timing, warmup=a.warmup, iters=a.iters, threads=a.threads, log_dir=a.log_dir,
-                     call_timeout_s=a.call_timeout, start_timeout_s=a.start_timeout, drop_privileges=not a.no_drop)
+                     call_timeout_s=a.call_timeout, start_timeout_s=a.start_timeout, drop_privileges=not a.no_drop,
+                     compile_timeout_s=a.compile_timeout, ext_build=a.ext_build, ext_cache=tuple(a.ext_cache),
+                     sanitize=a.sanitize, sanitize_above=a.sanitize_above)
     verdict = Evaluation(cfg).run()
     sys.stdout.write(f"M3LAB-VERDICT {nonce} {json.dumps(verdict.to_json())}\n")
     sys.stdout.flush()

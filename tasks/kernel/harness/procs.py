@@ -34,12 +34,22 @@ class WorkerConfig:
     drop_privileges: bool
     cpus: frozenset[int] | None = None
     """CPU affinity of the worker (CPU timing pins every worker to the same core, so none gets a quieter one)."""
+    ext_build: Path | None = None
+    """Where the worker builds C++/CUDA extensions (shared by the compile stage and the candidate worker)."""
+    ext_cache: tuple[Path, ...] = ()
+    """Read-only folders of earlier builds of this run (the compile cache)."""
+    compile_only: bool = False
+    """The compile stage: import the module (building its extensions), report, exit."""
+    cuda_arch: str = ""
+    """TORCH_CUDA_ARCH_LIST for the visible card: builds for this card only (faster, and the cache key)."""
 
 
 def _env(cfg: WorkerConfig) -> dict[str, str]:
+    home = cfg.home.resolve()  # absolute: nvcc runs in the build folder and writes its temporaries to TMPDIR
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(cfg.home), "TMPDIR": str(cfg.home), "TRITON_CACHE_DIR": str(cfg.home / "triton"),
+        "HOME": str(home), "TMPDIR": str(home), "TRITON_CACHE_DIR": str(home / "triton"),
+        "TORCH_EXTENSIONS_DIR": str(home / "torch_extensions"),
         "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": str(cfg.threads),
         # glibc fills every malloc'd/freed block with garbage: uninitialised CPU reads see junk, not old results.
         "MALLOC_PERTURB_": "165", "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
@@ -52,6 +62,8 @@ def _env(cfg: WorkerConfig) -> dict[str, str]:
             env[key] = os.environ[key]
     if cfg.device == "cpu":
         env["TRITON_INTERPRET"] = "1"  # Triton kernels run on CPU through the interpreter
+    if cfg.cuda_arch:
+        env["TORCH_CUDA_ARCH_LIST"] = cfg.cuda_arch
     return env
 
 
@@ -133,9 +145,19 @@ def can_drop_privileges(*needed: Path) -> bool:
     return os.geteuid() == 0 and all(_world_usable(p) for p in paths)
 
 
+def ext_args(cfg: WorkerConfig) -> list[str]:
+    if cfg.ext_build is None:
+        return []
+    args = ["--ext-build", str(cfg.ext_build.resolve())]
+    for cache in cfg.ext_cache:
+        args += ["--ext-cache", str(cache)]
+    return args + (["--compile-only"] if cfg.compile_only else [])
+
+
 class WorkerHandle:
     def __init__(self, cfg: WorkerConfig, start_timeout_s: float = 300.0, wait: bool = True) -> None:
         self.cfg = cfg
+        self.hello: dict = {}
         cfg.home.mkdir(parents=True, exist_ok=True)
         child_in, self._to_child = os.pipe()
         self._from_child, child_out = os.pipe()
@@ -150,7 +172,7 @@ class WorkerHandle:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "harness.worker", "--module", str(cfg.module), "--target", str(cfg.target), "--cls", cfg.cls,
              "--device", cfg.device, "--threads", str(cfg.threads), "--fd-in", str(child_in),
-             "--fd-out", str(child_out)],
+             "--fd-out", str(child_out), *ext_args(cfg)],
             cwd=cfg.eval_dir, env=_env(cfg), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             pass_fds=(child_in, child_out), start_new_session=True, **extra,
         )
@@ -166,6 +188,7 @@ class WorkerHandle:
     def wait_ready(self, start_timeout_s: float | None = None) -> None:
         """Wait for the worker's hello (its imports done); raises WorkerFailed with the import error."""
         hello = self._recv(start_timeout_s or self.start_timeout_s, "start")
+        self.hello = hello.header
         if not hello.header.get("ok"):
             self.close()
             raise WorkerFailed(self._raised(hello, "start"))

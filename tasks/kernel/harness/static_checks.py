@@ -5,7 +5,9 @@ catch most of these too; the static layer turns them into a clear message for th
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Modules with no business in a kernel: introspection, threads/processes, raw memory, files, networking.
 _BANNED_IMPORTS = {
@@ -181,3 +183,84 @@ def check_source(source: str, forbidden_ops: list[str] | None = None) -> StaticR
     if not any(isinstance(n, ast.ClassDef) and n.name == "ModelNew" for n in tree.body):
         visitor.report.warnings.append("no top-level class ModelNew")
     return visitor.report
+
+
+# ---- C++ / CUDA sources (load_inline strings, .cu/.cpp files next to the candidate) ----
+# (pattern, text, cheat?) Cheats reject; warnings go to the verifier. Comments are stripped first.
+_NATIVE_RULES: list[tuple[re.Pattern[str], str, bool]] = [
+    (re.compile(r"\bcudaStreamCreate\w*\s*\("), "creates a CUDA stream in C++ (work on a private stream escapes "
+     "the caller's ordering; launch on at::cuda::getCurrentCUDAStream())", True),
+    (re.compile(r"\bcudaEvent(?:Create\w*|ElapsedTime)\s*\("), "creates/reads CUDA events in C++ (timer access)", True),
+    (re.compile(r"\bcudaMemcpy\w*\s*\([^;]*cudaMemcpyDeviceToHost"), "copies device memory to the host inside the "
+     "extension (result replay or a hidden sync)", True),
+    (re.compile(r"\bstatic\s+(?:thread_local\s+)?(?:std::)?(?:unordered_map|map|vector|set|unordered_set|deque|list|"
+                r"array|optional|pair|tuple)\s*<"), "static container in C++ (a result cache across calls)", True),
+    (re.compile(r"\bstatic\s+(?:thread_local\s+)?(?:at|torch|c10)::Tensor\b"), "static tensor in C++ (a cached "
+     "result)", True),
+    (re.compile(r"\bstatic\s+(?!constexpr\b|inline\b|__|struct\b|class\b|const\b[^;=(*]*[=;\[{])(?:[\w:<>]+[\s*&]+)+"
+                r"(?P<name>\w+)\s*(?:=|;|\[|\{)"), "mutable static variable in C++ (state kept between calls, e.g. "
+     "skipping work when a pointer repeats)", True),
+    (re.compile(r"M3LAB-VERDICT"), "mentions the harness's verdict tag (printing a forged verdict)", True),
+    (re.compile(r"\bstd::(?:thread|async|jthread)\b|\bpthread_create\b"), "background threads in C++", True),
+    (re.compile(r"\b(?:fork|vfork|system|popen|execv\w*|dlopen|fopen|kill|_exit|exit|abort)\s*\(|std::[io]?fstream|"
+                r"/proc/|/dev/shm"), "process, file or early-exit access from C++", True),
+    (re.compile(r"\bcublasSetStream\w*\s*\((?![^;]*getCurrentCUDAStream)[^;]*\)"),
+     "cuBLAS handle put on a stream other than the current one (work escapes the caller's ordering)", True),
+    (re.compile(r"\bcublas(?:Lt)?Create\s*\("), "creates its own cuBLAS handle (prefer "
+     "at::cuda::getCurrentCUDABlasHandle(), which follows the current stream)", False),
+    (re.compile(r"\b(?:__half|half2|__nv_bfloat16|(?:at|c10)::(?:Half|BFloat16)|__float2half\w*|__float2bfloat16\w*|kHalf|kBFloat16|kFloat16|"
+                r"wmma::|tf32)\b"), "reduced precision inside the kernel (the target's dtype tolerance decides)", False),
+    (re.compile(r"\b(?:printf|fprintf|puts|std::cout|std::cerr)\b"), "prints from C++/CUDA", False),
+]
+_COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+
+
+def check_native(texts: list[tuple[str, str]]) -> StaticReport:
+    """Static findings in C++/CUDA source texts, each given as (where, text)."""
+    report = StaticReport()
+    for where, text in texts:
+        code = _COMMENTS.sub(" ", text)
+        starts: set[int] = set()  # one finding per construct (a static map is not also a "static variable")
+        for pattern, why, is_cheat in _NATIVE_RULES:
+            m = pattern.search(code)
+            if m and m.start() not in starts:
+                starts.add(m.start())
+                line = code.count("\n", 0, m.start()) + 1
+                found = f"{where} (C++ line {line}): {m.group(0).strip()[:60]!r}: {why}"
+                (report.cheats if is_cheat else report.warnings).append(found)
+    return report
+
+
+def native_texts(sources: list[str], candidate_dir: Path, suffixes: set[str]) -> list[tuple[str, str]]:
+    """Every string constant of the candidate that looks like C++ (load_inline sources are strings) and every
+    native source file next to it."""
+    texts: list[tuple[str, str]] = []
+    trees = []
+    for source in sources:
+        try:
+            trees.append(ast.parse(source))
+        except SyntaxError:
+            continue
+    for node in (n for tree in trees for n in ast.walk(tree)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and (
+                "M3LAB-VERDICT" in node.value or re.search(r"[;{}]|#include", node.value)):
+            texts.append((f"string at line {node.lineno}", node.value))
+    for path in sorted(candidate_dir.iterdir()):
+        if path.suffix in suffixes and path.is_file():
+            texts.append((path.name, path.read_text(errors="replace")))
+    return texts
+
+
+def imported_helpers(source: str, candidate_dir: Path) -> list[Path]:
+    """Helper modules next to the candidate that it imports (their code runs as the candidate's: checked too)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return [candidate_dir / f"{n}.py" for n in sorted(names) if (candidate_dir / f"{n}.py").is_file()]

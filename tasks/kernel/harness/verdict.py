@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Stage = Literal["setup", "static", "import", "quick", "full", "timing", "done"]
+Stage = Literal["setup", "static", "compile", "import", "quick", "full", "timing", "sanitize", "done"]
 
 
 @dataclass
@@ -42,6 +42,11 @@ class Verdict:
     checked_calls: int = 0
     timings: list[ShapeTiming] = field(default_factory=list)
     eval_s: float = 0.0
+    compile: dict[str, Any] | None = None
+    """The compile stage (C++/CUDA extensions): seconds, cached, extensions, errors, warnings; None when the
+    candidate builds none."""
+    sanitizer: dict[str, Any] | None = None
+    """compute-sanitizer results per tool (memcheck, racecheck) when that stage ran."""
 
     @property
     def accepted(self) -> bool:

@@ -159,20 +159,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--fd-in", type=int, required=True)
     p.add_argument("--fd-out", type=int, required=True)
+    p.add_argument("--ext-build", help="private folder for C++/CUDA extension builds")
+    p.add_argument("--ext-cache", action="append", default=[], help="read-only folder of earlier builds")
+    p.add_argument("--compile-only", action="store_true", help="the compile stage: import (build), report, exit")
     args = p.parse_args(argv)
     _set_nondumpable(die_with_parent=True)
     torch.set_num_threads(args.threads)
+    hooks = None
+    if args.ext_build:
+        from pathlib import Path
+
+        from .extensions import ExtensionHooks
+
+        hooks = ExtensionHooks(Path(args.ext_build), [Path(c) for c in args.ext_cache])
+        hooks.install()  # before any candidate code: its load_inline/load calls go through the cache
     try:
         from .spec import load_module
 
         sys.path.insert(0, os.path.dirname(os.path.abspath(args.module)))
         module = load_module(args.module, "m3lab_model_under_test")
-        worker = Worker(getattr(module, args.cls), args.device, os.path.abspath(args.target))
+        worker = None if args.compile_only else Worker(getattr(module, args.cls), args.device,
+                                                       os.path.abspath(args.target))
         hello = Message({"ok": True, "pid": os.getpid()})
     except BaseException as exc:  # import/compile errors are the producer's feedback
         hello = Message({"ok": False, "error": f"{type(exc).__name__}: {exc}",
                          "traceback": traceback.format_exc()[-4000:]})
         worker = None
+    if hooks is not None:
+        hello.header["compile"] = hooks.report.to_json()
     send(args.fd_out, hello)
     if worker is not None:
         try:
