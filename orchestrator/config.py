@@ -126,6 +126,7 @@ BY_TYPE: dict[str, Check] = {
 BY_NAME: dict[str, Check] = {
     "base_url": ("an http(s) URL with a valid port, e.g. \"http://127.0.0.1:8000/v1\"", _url),
     "temperature": ("a number from 0 to 2", lambda v: _number(v) and 0 <= v <= 2),
+    "frequency_penalty": ("a number from -2 to 2", lambda v: _number(v) and -2 <= v <= 2),
     "retry_for_s": ("a number >= 0", lambda v: _number(v) and v >= 0),
     "sandbox_backend": ("one of auto, docker, process", lambda v: v in ("auto", "docker", "process")),
     "stop": ("a string or a list of strings",
