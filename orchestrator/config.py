@@ -13,6 +13,10 @@ m3lab.toml:
     max_iterations = 10
     [loop]
     max_turns = 12
+    [store]            # run state in PostgreSQL (default: SQLite files); URL also from M3LAB_STORE_URL
+    url = "postgresql://m3lab@db:5432/m3lab"
+    [cluster]          # where `--cluster` submits runs (orchestrator/store/settings.py)
+    address = "auto"
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from orchestrator.store.settings import ClusterSettings, StoreSettings  # [issue 15]
 from serving.client import ModelEndpoint
 
 
@@ -69,6 +74,10 @@ class Settings:
     runs_dir: Path = Path("runs")
     sandbox_backend: str = "auto"
     """"auto" (Docker when an engine answers, else the process sandbox), "docker" or "process"."""
+    store: StoreSettings = field(default_factory=StoreSettings)  # [issue 15]
+    """Run state: SQLite files (default) or PostgreSQL (checkpoints, run index, leases)."""
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)  # [issue 15]
+    """The Ray cluster `--cluster` submits to."""
 
     def to_json(self) -> dict[str, Any]:
         """Snapshot for run.json (no secrets)."""
@@ -109,7 +118,8 @@ def load_settings(config_file: Path | None = None) -> Settings:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
     # [serving] belongs to serving/config.py (server paths); it shares the file.
-    known = {"runs_dir", "sandbox_backend", "model", "producer", "verifier", "budget", "loop", "serving"}
+    known = {"runs_dir", "sandbox_backend", "model", "producer", "verifier", "budget", "loop", "serving",
+             "store", "cluster"}  # [issue 15] store, cluster
     if unknown := sorted(set(data) - known):
         raise ConfigError(f"unknown sections/keys in {path}: {', '.join(unknown)}")
     shared = data.get("model", {})
@@ -120,7 +130,19 @@ def load_settings(config_file: Path | None = None) -> Settings:
         loop=_typed(LoopSettings, data.get("loop", {}), "loop"),
         runs_dir=Path(data.get("runs_dir", "runs")),
         sandbox_backend=str(data.get("sandbox_backend", "auto")),
+        store=_store(data.get("store", {})),  # [issue 15]
+        cluster=_typed(ClusterSettings, data.get("cluster", {}), "cluster"),
     )
+
+
+def _store(table: Mapping[str, Any]) -> StoreSettings:
+    """[store] with the URL from M3LAB_STORE_URL when set (it may carry a password)."""
+    store = _typed(StoreSettings, table, "store")
+    if os.environ.get("M3LAB_STORE_URL"):
+        store = dataclasses.replace(store, url=os.environ["M3LAB_STORE_URL"])
+    if store.url and not store.url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"[store] url must be a postgresql:// URL (or empty for SQLite), got {store.url[:40]!r}")
+    return store
 
 
 def with_budget(settings: Settings, **overrides: Any) -> Settings:

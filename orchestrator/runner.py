@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from orchestrator.control import clear_stop
 from orchestrator.graph import build_graph
 from orchestrator.rundir import RunDir, effective_status, new_run_id
 from orchestrator.runtime import ModelFactory, Runtime, endpoint_models
+from orchestrator import store  # [issue 15] checkpointer selection, run index, leases
 from orchestrator.workspace import init_repo, share_tree
 from sandboxes.base import Sandbox, SandboxSpec
 from serving.client import EndpointUnavailable
@@ -38,6 +38,7 @@ def recursion_limit(settings: Settings) -> int:
 def create_run(task: Task, settings: Settings) -> RunDir:
     run = RunDir(settings.runs_dir / new_run_id(task.kind))
     run.create()
+    store.mirror(run, settings.store)  # [issue 15] the run index sees the run from its creation on
     task.prepare_workspace(run.workspace)
     share_tree(run.workspace)
     init_repo(run.workspace)
@@ -93,34 +94,23 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise RunInterrupted(f"signal {signum}")
 
 
-def compact_saver(conn: sqlite3.Connection) -> Any:
-    """SqliteSaver with integer channel versions: its default 60-byte version strings, repeated for every
-    channel in every checkpoint, are most of a checkpoint's size (SQLite needs no sortable version keys)."""
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    class CompactSqliteSaver(SqliteSaver):
-        def get_next_version(self, current: Any, channel: Any) -> int:
-            if current is None:
-                return 1
-            return int(str(current).split(".", 1)[0]) + 1
-
-    return CompactSqliteSaver(conn)
-
-
-def drive(rt: Runtime, resume: bool) -> None:
+def drive(rt: Runtime, resume: bool, lease: "store.Lease | None" = None) -> None:
     """Invoke the graph until it ends; record why it stopped if it did not end by itself."""
     run = rt.run
+    if lease is None:  # [issue 15] with a store, one owner per run: the lease (a cluster worker brings its own)
+        try:
+            lease = store.claim(run, rt.settings.store)
+        except store.LeaseHeld as exc:
+            rt.close()
+            raise RunNotResumable(str(exc)) from None
     run.update_meta(status="running", pid=os.getpid())
     if resume:
         run.events.append("run_resumed", run.read_meta().get("iteration"), task=rt.task.title())
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
-    conn = sqlite3.connect(run.path / "checkpoints.sqlite", check_same_thread=False)
-    # WAL keeps every committed checkpoint across kill -9; NORMAL skips an fsync per step (power loss only).
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    checkpoints = store.open_checkpointer(run.path, rt.settings.store)  # [issue 15] SQLite file or PostgreSQL
     try:
-        graph = build_graph(rt, compact_saver(conn))
+        graph = build_graph(rt, checkpoints.__enter__())
         config = {"configurable": {"thread_id": run.id}, "recursion_limit": recursion_limit(rt.settings)}
         snapshot = graph.get_state(config)
         if snapshot.next:  # interrupted mid-run: continue from the last checkpoint
@@ -133,6 +123,8 @@ def drive(rt: Runtime, resume: bool) -> None:
     except (RunInterrupted, KeyboardInterrupt) as exc:
         _pause(run, f"interrupted ({exc or 'Ctrl-C'}); resume with `m3lab runs resume {run.id}`")
         raise
+    except store.LeaseLost:  # [issue 15] another worker owns the run now: write nothing more
+        raise
     except Exception as exc:
         run.events.append("error", run.read_meta().get("iteration"), message=repr(exc)[:2000])
         run.update_meta(status="failed", stop_reason=f"error: {exc!r}"[:500], pid=None)
@@ -142,7 +134,8 @@ def drive(rt: Runtime, resume: bool) -> None:
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
-        conn.close()
+        checkpoints.__exit__(None, None, None)
+        store.release(run, lease)  # [issue 15]
         rt.close()
 
 

@@ -56,6 +56,8 @@ class Runtime:
     settings: Settings
     models: ModelFactory = endpoint_models
     open_sandbox: Callable[[SandboxSpec, str], Sandbox] | None = None
+    offload: Callable[..., Any] | None = None
+    """[issue 15] Runs a task's heavy work elsewhere (kernel evaluations as Ray tasks); None = in this process."""
     _sandbox: Sandbox | None = field(default=None, repr=False)
 
     def endpoint(self, role: str) -> ModelEndpoint:

@@ -32,6 +32,9 @@ class CheckContext:
     record: RecordEvent
     judge: Judge | None = None
     """The verifier's model, for checks that need judgement (paper rubric grading); None in pure checks."""
+    offload: Callable[..., Any] | None = None
+    """`offload(fn, *args, gpu=bool)` runs a picklable function elsewhere (a Ray task on a cluster) and returns
+    its result; None = call it here. Paths passed must be on storage the other node sees (the shared runs_dir)."""
 
 
 @dataclass

@@ -130,7 +130,7 @@ def run_check(rt: Runtime, iteration: int, tree: str, meter: _TokenMeter) -> Che
     share_tree(export)
     ctx = CheckContext(workspace=export, run_dir=rt.run.path, iteration=iteration, open_sandbox=rt.fresh_sandbox,
                        record=lambda e: rt.run.events.append(iteration=iteration, **dict(e)),
-                       judge=_judge(rt, iteration, meter))
+                       judge=_judge(rt, iteration, meter), offload=rt.offload)
     try:
         return rt.task.check(ctx)
     except SandboxError:

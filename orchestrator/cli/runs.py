@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.cli.cluster import ClusterOpt, submit  # [issue 15]
 from orchestrator.cli.common import ConfigOpt, JsonOpt, fail, launch, load, print_json
 
 console = Console()
@@ -34,6 +35,7 @@ def run_code(
     hours: Optional[float] = typer.Option(None, help="Budget: active wall-clock hours."),
     tokens: Optional[int] = typer.Option(None, help="Budget: total tokens of all model calls."),
     config: ConfigOpt = None,
+    cluster: bool = ClusterOpt,  # [issue 15]
 ) -> None:
     """Run the generic code task: make WORKSPACE's check command pass, verified in a fresh sandbox."""
     from tasks.code.task import CodeTask, TaskError
@@ -43,6 +45,8 @@ def run_code(
                         image=image)
     except TaskError as exc:
         fail(str(exc))
+    if cluster:  # [issue 15]
+        return submit(task, load(config, max_iterations, hours, tokens))
     launch(task, load(config, max_iterations, hours, tokens))
 
 
@@ -63,7 +67,13 @@ def runs_list(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     """Every run, newest first."""
     from orchestrator.rundir import list_runs
 
-    rows = [_row(r.read_meta()) for r in list_runs(load(config).runs_dir)]
+    settings = load(config)
+    if settings.store.enabled:  # [issue 15] one query on the run index instead of reading every run.json
+        from orchestrator.cli.cluster import index_rows_or_fail
+
+        rows = index_rows_or_fail(settings)
+    else:
+        rows = [_row(r.read_meta()) for r in list_runs(settings.runs_dir)]
     if json_out:
         return print_json(rows)
     table = Table("id", "kind", "status", "iter", "best", "tokens", "title")
@@ -81,6 +91,7 @@ def runs_show(run_id: str, config: ConfigOpt = None, json_out: JsonOpt = False) 
     run = _find(run_id, config)
     meta = run.read_meta()
     row = _row(meta)
+    row["status"] = _status(run, config, meta)  # [issue 15] from the lease when a store is configured
     row["budget"] = meta.get("budget", {})
     row["iterations_detail"] = [
         {"iteration": r["iteration"], "verdict": r["verdict"]["verdict"], "score": r["verdict"]["score"],
@@ -126,9 +137,7 @@ def runs_logs(run_id: str, follow: bool = typer.Option(False, "--follow", "-f", 
             if line.endswith("\n"):
                 _emit(line, json_out)
                 continue
-            from orchestrator.rundir import effective_status
-
-            if effective_status(run.read_meta()) != "running":
+            if _status(run, config) not in ("running", "queued"):  # [issue 15] queued: submitted to a cluster
                 break
             time.sleep(0.5)
 
@@ -167,11 +176,16 @@ def runs_diff(run_id: str, iteration: int, config: ConfigOpt = None) -> None:
 def runs_resume(run_id: str, max_iterations: Optional[int] = typer.Option(None, help="New iteration budget."),
                 hours: Optional[float] = typer.Option(None, help="New time budget."),
                 tokens: Optional[int] = typer.Option(None, help="New token budget."),
-                config: ConfigOpt = None) -> None:
+                config: ConfigOpt = None, cluster: bool = ClusterOpt) -> None:
     """Continue a paused, crashed or stopped run from its last checkpoint (optionally with a larger budget)."""
     run = _find(run_id, config)
     overrides = {k: v for k, v in (("max_iterations", max_iterations), ("max_hours", hours),
                                    ("max_tokens", tokens)) if v is not None}
+    if cluster:  # [issue 15] the new budget is written here; a cluster worker continues the run
+        from orchestrator.runner import load_runtime
+
+        load_runtime(run.path, load(config), budget_overrides=overrides).close()
+        return submit(None, load(config), resume=run)
     launch(None, load(config), resume=run.path, budget_overrides=overrides)
 
 
@@ -179,11 +193,10 @@ def runs_resume(run_id: str, max_iterations: Optional[int] = typer.Option(None, 
 def runs_stop(run_id: str, config: ConfigOpt = None) -> None:
     """Ask a running run to stop cleanly (it writes its report); a run with no live process is marked stopped."""
     from orchestrator.control import request_stop
-    from orchestrator.rundir import effective_status
 
     run = _find(run_id, config)
     request_stop(run.path, "user")
-    status = effective_status(run.read_meta())
+    status = _status(run, config)  # [issue 15]
     if status == "running":
         console.print(f"stop requested: {run.id} stops at its next step")
     elif status == "paused":
@@ -210,8 +223,19 @@ def runs_steer(run_id: str, text: str, config: ConfigOpt = None) -> None:
 
 def _find(run_id: str, config: Optional[Path]):
     from orchestrator.rundir import find_run
+    from orchestrator.store import mirror
 
+    settings = load(config)
     try:
-        return find_run(load(config).runs_dir, run_id)
+        run = find_run(settings.runs_dir, run_id)
     except KeyError as exc:
         fail(str(exc))
+    mirror(run, settings.store)  # [issue 15] the CLI's own run.json writes (stop while paused) reach the index
+    return run
+
+
+def _status(run, config: Optional[Path], meta: dict[str, Any] | None = None) -> str:
+    """[issue 15] Effective status: the lease decides when a store is configured, else the local pid."""
+    from orchestrator.cli.cluster import status_or_fail
+
+    return status_or_fail(run, load(config), meta)
