@@ -12,7 +12,8 @@ from orchestrator.agents.context import estimate_tokens, pack
 from orchestrator.config import Settings
 from orchestrator.rundir import RunDir
 from sandboxes.base import Sandbox, SandboxSpec
-from serving.client import EndpointUnavailable, ModelEndpoint, context_length, invoke_with_retry, make_chat_model
+from serving.client import (EndpointUnavailable, ModelEndpoint, context_length, endpoint_slot, invoke_with_retry,
+                            make_chat_model)
 from tasks.base import Task
 
 DEFAULT_CONTEXT_TOKENS = 32_768
@@ -108,7 +109,8 @@ class Runtime:
 
         prompt = pack(messages, prompt_budget, sizes)
         started = time.monotonic()
-        reply = invoke_with_retry(build, prompt, endpoint.retry_for_s, () if tool_choice else tools)
+        reply = invoke_with_retry(build, prompt, endpoint.retry_for_s, () if tool_choice else tools,
+                                  slot=endpoint_slot(endpoint), overload_retry_for_s=endpoint.overload_retry_for_s)
         usage = usage_of(reply, prompt)
         self.run.events.append(
             "model_call", iteration, role=role, model=endpoint.model or "(served model)", thinking=thinking,
