@@ -101,8 +101,10 @@ class Offloader:
 
     def __init__(self, cluster: ClusterSettings):
         self.cluster = cluster
+        self.submitted = 0
 
     def __call__(self, fn: Callable[..., Any], *args: Any, gpu: bool = False, **kwargs: Any) -> Any:
+        self.submitted += 1
         size = {"num_gpus": self.cluster.eval_gpus, "num_cpus": 0} if gpu else {"num_cpus": self.cluster.eval_cpus}
         task = _call.options(name=f"m3lab-eval:{getattr(fn, '__name__', 'fn')}", max_retries=2, **size)
         return ray.get(task.remote(fn, *args, **kwargs))

@@ -18,7 +18,9 @@ from orchestrator.store import Lease, LeaseHeld, LeaseLost, RunIndex, StoreSetti
 from orchestrator.store.db import migrate, pool
 from serving.client import ModelEndpoint
 from tasks.code.task import CodeTask
-from tests.orchestrator.support import PolicyChatModel, Script, fix_after, local_opener, make_code_workspace, tool_call
+from tests.orchestrator.support import PolicyChatModel, Script, fix_after, local_opener, make_code_workspace
+
+pytestmark = pytest.mark.cluster
 
 GOOD = "def add(a, b):\n    return a + b\n"
 BAD = "def add(a, b):\n    return a - b\n"
