@@ -12,7 +12,7 @@ from typing import Any, Callable
 from orchestrator.config import Settings, settings_from_json
 from orchestrator.control import clear_stop
 from orchestrator.graph import build_graph
-from orchestrator.rundir import RunDir, effective_status, new_run_id
+from orchestrator.rundir import RunDir, new_run_id
 from orchestrator.runtime import ModelFactory, Runtime, endpoint_models
 from orchestrator import store  # [issue 15] checkpointer selection, run index, leases
 from orchestrator.workspace import init_repo, share_tree
@@ -80,7 +80,7 @@ def resume_run(run_path: Path, settings: Settings, models: ModelFactory = endpoi
                budget_overrides: dict[str, Any] | None = None) -> Path:
     """Continue a paused (crashed, interrupted, endpoint down) or stopped run from its last checkpoint."""
     rt = load_runtime(run_path, settings, models, open_sandbox, budget_overrides)
-    status = effective_status(rt.run.read_meta())
+    status = store.run_status(rt.run, rt.settings.store)  # [issue 15] the lease decides when a store is configured
     if status == "running":
         raise RunNotResumable(f"run {rt.run.id} is already running (pid {rt.run.read_meta().get('pid')})")
     if status == "succeeded":

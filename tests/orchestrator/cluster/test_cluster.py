@@ -143,3 +143,34 @@ def test_kernel_evaluations_as_ray_tasks_match_local(tmp_path: Path, pg_url: str
         assert verdicts[0] == verdicts[1], name
         assert verdicts[0][0] is (name != "cheat"), name  # the cheat is rejected in both places
     assert offload.submitted == len(candidates)
+
+
+def test_cli_submit_returns_the_id_at_once_and_logs_follow(tmp_path: Path, pg_url: str, ray_cluster: str) -> None:
+    """`m3lab run code … --cluster` prints the run id and returns; `runs logs --follow` follows the run on the
+    cluster until it stops (here it pauses: the configured endpoint does not answer, a real outcome of a real run);
+    `cluster status` lists the nodes."""
+    import subprocess
+    import sys
+
+    m3lab = str(Path(sys.executable).with_name("m3lab"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    config = tmp_path / "m3lab.toml"
+    config.write_text(f'runs_dir = "{tmp_path / "runs"}"\n[model]\nbase_url = "http://127.0.0.1:9/v1"\n'
+                      f'retry_for_s = 1.0\n[store]\nurl = "{pg_url}"\n[cluster]\naddress = "{ray_cluster}"\n')
+    src = make_code_workspace(tmp_path)
+    submitted = subprocess.run([m3lab, "run", "code", str(src), "--check", "bash check.sh", "--cluster",
+                                "--config", str(config)], capture_output=True, text=True, env=env, timeout=300)
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    assert (tmp_path / "runs" / run_id / "run.json").exists()
+    follow = subprocess.run([m3lab, "runs", "logs", run_id, "--follow", "--json", "--config", str(config)],
+                            capture_output=True, text=True, env=env, timeout=600)
+    kinds = [json.loads(line)["kind"] for line in follow.stdout.splitlines() if line.strip()]
+    assert kinds[0] == "run_started" and "lease_acquired" in kinds and kinds[-1] == "status"
+    shown = json.loads(subprocess.run([m3lab, "runs", "show", run_id, "--json", "--config", str(config)],
+                                      capture_output=True, text=True, env=env, timeout=120).stdout)
+    assert shown["status"] == "paused" and "endpoint" in shown["stop_reason"]
+    status = json.loads(subprocess.run([m3lab, "cluster", "status", "--json", "--config", str(config)],
+                                       capture_output=True, text=True, env=env, timeout=120).stdout)
+    assert sum(n["alive"] for n in status["nodes"]) == 3 and status["resources"]["CPU"]["total"] == 8
+    assert status["runs"].get("paused", 0) >= 1

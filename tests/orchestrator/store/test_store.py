@@ -173,3 +173,33 @@ def test_sync_folder_imports_runs_made_without_a_store(tmp_path: Path, pg_url: s
     assert sync_folder(RunIndex(s.store), s.runs_dir) >= 1
     assert RunIndex(s.store).get(path.name)["status"] == "succeeded"
     assert [r.id for r in list_runs(s.runs_dir)][0] in {r["id"] for r in index_rows(s.store, s.runs_dir)}
+
+
+def _cli(*args: str, cwd: Path) -> "subprocess.CompletedProcess[str]":
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[3]
+    return subprocess.run([str(Path(sys.executable).with_name("m3lab")), *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
+
+
+def test_cli_list_and_show_read_the_index(tmp_path: Path, pg_url: str) -> None:
+    s = settings(tmp_path, pg_url)
+    path = start_run(task(tmp_path), s, models=fixer(1), open_sandbox=local_opener)
+    plain = tmp_path / "plain.toml"
+    plain.write_text(f'runs_dir = "{s.runs_dir}"\n')
+    stored = tmp_path / "stored.toml"
+    stored.write_text(f'runs_dir = "{s.runs_dir}"\n[store]\nurl = "{pg_url}"\n')
+    from_folder = json.loads(_cli("runs", "list", "--json", "--config", str(plain), cwd=tmp_path).stdout)
+    listed = _cli("runs", "list", "--json", "--config", str(stored), cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    from_index = json.loads(listed.stdout)
+    assert from_index == from_folder and from_index[0]["id"] == path.name
+    shown = json.loads(_cli("runs", "show", path.name, "--json", "--config", str(stored), cwd=tmp_path).stdout)
+    assert shown["status"] == "succeeded" and shown["iterations"] == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[store]\nurl = "postgresql://nobody@127.0.0.1:9/none"\n')
+    down = _cli("runs", "list", "--config", str(bad), cwd=tmp_path)
+    assert down.returncode == 2 and "run store" in down.stderr and "Traceback" not in down.stderr
