@@ -57,5 +57,5 @@ def run_status(run: RunDir, store: StoreSettings, meta: Mapping[str, Any] | None
 
 
 def index_rows(store: StoreSettings, runs_dir: Path) -> list[dict[str, Any]]:
-    """`runs list` rows from the index (newest first)."""
-    return [list_row(r) for r in RunIndex(store).rows()]
+    """`runs list` rows of runs_dir from the index (newest first)."""
+    return [list_row(r) for r in RunIndex(store).rows(runs_dir)]

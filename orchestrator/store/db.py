@@ -28,6 +28,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX IF NOT EXISTS m3lab_runs_status ON m3lab_runs (status);
     """,
+    # 2: `runs list` shows the runs of one runs_dir (one database may serve several labs / checkouts)
+    "CREATE INDEX IF NOT EXISTS m3lab_runs_path ON m3lab_runs (path text_pattern_ops);",
 )
 _LOCK_KEY = 0x6D336C6162  # "m3lab": one advisory lock serialises concurrent migrations
 

@@ -70,11 +70,19 @@ class RunIndex:
             return conn.execute(f"SELECT *, status AS raw_status, {_STATUS} FROM m3lab_runs WHERE id = %s",
                                 (run_id,)).fetchone()
 
-    def rows(self, limit: int | None = None, statuses: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-        """Runs newest first (ids start with their creation time), with the effective status."""
-        where, args = "", []
+    def rows(self, runs_dir: Path | None = None, limit: int | None = None,
+             statuses: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Runs (of one runs_dir, when given) newest first (ids start with their creation time), with the
+        effective status."""
+        clauses, args = [], []
+        if runs_dir is not None:
+            prefix = str(runs_dir.absolute()).rstrip("/") + "/"
+            clauses.append("path LIKE %s")
+            args.append(prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         if statuses:
-            where, args = "WHERE status = ANY(%s)", [list(statuses)]
+            clauses.append("status = ANY(%s)")
+            args.append(list(statuses))
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         sql = (f"SELECT id, kind, title, path, {_STATUS}, stop_reason, iteration, tokens, elapsed_s, best_score, "
                f"best_iteration, created_at, updated_at, owner, lease_until FROM m3lab_runs {where} "
                "ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else ""))

@@ -80,7 +80,7 @@ def test_migrations_are_idempotent_and_safe_in_parallel(pg_url: str) -> None:
     assert errors == []
     with p.connection() as conn:
         versions = [r["version"] for r in conn.execute("SELECT version FROM m3lab_migrations").fetchall()]
-    assert versions == [1]
+    assert versions == [1, 2]
 
 
 def test_lease_one_owner_and_takeover_after_expiry(tmp_path: Path, pg_url: str) -> None:
