@@ -123,7 +123,7 @@ def test_kernel_evaluations_as_ray_tasks_match_local(tmp_path: Path, pg_url: str
 
     task = KernelTask(target="softmax", isolation="subprocess", iters=3, warmup=1)
     offload = Offloader(ClusterSettings(address=ray_cluster, eval_cpus=1.0))
-    candidates = {"starter": None, "honest": TARGETS_DIR / "candidates" / "softmax_torch.py",
+    candidates = {"honest": TARGETS_DIR / "candidates" / "softmax_torch.py",
                   "cheat": TARGETS_DIR / "cheats" / "c10_nan_wildcard.py"}
     for name, source in candidates.items():
         verdicts = []
@@ -131,8 +131,7 @@ def test_kernel_evaluations_as_ray_tasks_match_local(tmp_path: Path, pg_url: str
             run = tmp_path / f"{name}-{where}"
             (run / "workspace").mkdir(parents=True)
             task.prepare_workspace(run / "workspace")
-            if source is not None:
-                shutil.copy(source, run / "workspace" / "candidate.py")
+            shutil.copy(source, run / "workspace" / "candidate.py")
             ctx = CheckContext(workspace=run / "workspace", run_dir=run, iteration=1, open_sandbox=None,
                                record=lambda e: None, offload=off)
             report = task.check(ctx)
