@@ -73,7 +73,10 @@ def queue_depth(base_url: str, timeout_s: float = 5.0) -> dict[str, float] | Non
         return None
     wanted = {"vllm:num_requests_waiting": "waiting", "vllm:num_requests_running": "running"}
     found: dict[str, float] = {}
-    for family in text_string_to_metric_families(response.text):
-        if family.name in wanted:
-            found[wanted[family.name]] = sum(sample.value for sample in family.samples)
+    try:
+        for family in text_string_to_metric_families(response.text):
+            if family.name in wanted:
+                found[wanted[family.name]] = sum(sample.value for sample in family.samples)
+    except ValueError:  # not a Prometheus page (a server that answers every path with something else)
+        return None
     return found or None
