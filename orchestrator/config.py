@@ -88,6 +88,7 @@ class Settings:
             "loop": dataclasses.asdict(self.loop),
             "runs_dir": str(self.runs_dir),
             "sandbox_backend": self.sandbox_backend,
+            "store": self.store.describe(),  # [issue 15] where the checkpoints are (never the URL)
         }
 
 

@@ -67,6 +67,10 @@ def load_runtime(run_path: Path, settings: Settings, models: ModelFactory = endp
                  budget_overrides: dict[str, Any] | None = None) -> Runtime:
     run = RunDir(run_path)
     meta = run.read_meta()
+    kept_in = meta["config"].get("store", {}).get("kind", "sqlite")  # [issue 15]
+    if kept_in != settings.store.describe()["kind"]:
+        raise RunNotResumable(f"run {run.id} keeps its checkpoints in {kept_in}: configure the same store "
+                              "(store.url in m3lab.toml or M3LAB_STORE_URL) to continue it")
     merged = settings_from_json(meta["config"], settings)
     if budget_overrides:
         merged = dataclasses.replace(merged, budget=dataclasses.replace(merged.budget, **budget_overrides))

@@ -165,6 +165,13 @@ def test_interrupted_run_resumes_from_postgres_checkpoint(tmp_path: Path, pg_url
     assert sorted(verdicts) == list(range(1, meta["iteration"] + 1)) and set(verdicts.values()) == {1}
 
 
+def test_a_postgres_run_is_not_resumed_without_its_store(tmp_path: Path, pg_url: str) -> None:
+    s = settings(tmp_path, pg_url)
+    run = create_run(task(tmp_path), s)
+    with pytest.raises(RunNotResumable, match="keeps its checkpoints in postgresql"):
+        resume_run(run.path, dataclasses.replace(s, store=StoreSettings()), models=fixer(1), open_sandbox=local_opener)
+
+
 def test_sync_folder_imports_runs_made_without_a_store(tmp_path: Path, pg_url: str) -> None:
     plain = dataclasses.replace(settings(tmp_path, pg_url), store=StoreSettings())
     path = start_run(task(tmp_path), plain, models=fixer(0), open_sandbox=local_opener)
