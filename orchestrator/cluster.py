@@ -177,6 +177,20 @@ def submit_resume(run: RunDir, settings: Settings, models: str = ENDPOINT_MODELS
     ray.get(sched.submit.remote(str(run.path), settings, models, opener))
 
 
+def reconcile(settings: Settings, models: str = ENDPOINT_MODELS, opener: str | None = None) -> list[str]:
+    """Resubmit the runs of runs_dir that the index says are queued or running while no task of the scheduler
+    carries them and no live lease holds them (their scheduler actor died, taking its tasks with it).
+    Returns the run ids resubmitted."""
+    _require_store(settings)
+    sched = scheduler(settings.cluster)
+    inflight = set(ray.get(sched.inflight_runs.remote()))
+    orphans = [r for r in RunIndex(settings.store).rows(settings.runs_dir, statuses=ACTIVE)
+               if r["id"] not in inflight and r["status"] != "running"]  # effective status: lease ran out
+    for row in orphans:
+        ray.get(sched.submit.remote(row["path"], settings, models, opener))
+    return [r["id"] for r in orphans]
+
+
 def cluster_status(settings: Settings) -> dict[str, Any]:
     """Nodes, resources in use (evaluations hold GPUs / eval CPUs, runs hold run CPUs), runs per status."""
     connect(settings.cluster)

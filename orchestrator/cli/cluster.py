@@ -85,6 +85,19 @@ def status(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
                   + f"; queue {report['queue']}; tasks in flight {len(report['inflight_runs'])}")
 
 
+@cluster_app.command("reconcile")
+def reconcile_cmd(config: ConfigOpt = None) -> None:
+    """Resubmit queued or running runs that no cluster task carries any more (e.g. the scheduler actor died)."""
+    from orchestrator.cluster import ClusterError, reconcile
+    from orchestrator.store import StoreUnavailable
+
+    try:
+        ids = reconcile(load(config))
+    except (ClusterError, StoreUnavailable) as exc:
+        fail(str(exc))
+    console.print(f"resubmitted {len(ids)} runs" + (": " + ", ".join(ids) if ids else ""))
+
+
 @cluster_app.command("sync")
 def sync(config: ConfigOpt = None, runs_dir: Optional[Path] = typer.Option(None, help="Folder to import.")) -> None:
     """Import run folders into the run index (runs made before [store] url was set)."""

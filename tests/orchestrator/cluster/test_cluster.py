@@ -15,7 +15,7 @@ from typing import Callable
 import pytest
 import ray
 
-from orchestrator.cluster import Offloader, _drive_task, cluster_status, submit_run
+from orchestrator.cluster import Offloader, _drive_task, cluster_status, reconcile, submit_run
 from orchestrator.config import BudgetLimits, ClusterSettings, LoopSettings, Settings
 from orchestrator.runner import create_run
 from orchestrator.store import RunIndex, StoreSettings, mirror
@@ -112,6 +112,20 @@ def test_two_workers_racing_for_one_run_exactly_one_drives(tmp_path: Path, pg_ur
     assert results == ["skipped: succeeded", "succeeded"]
     assert len([e for e in events(run.path) if e["kind"] == "lease_acquired"]) == 1
     assert assert_each_iteration_once(run.path)["iteration"] == 3
+
+
+def test_reconcile_resubmits_runs_no_task_carries(tmp_path: Path, pg_url: str, ray_cluster: str) -> None:
+    """A run left `queued` with no task (as when the scheduler actor died with its tasks) is resubmitted once."""
+    s = settings(tmp_path, pg_url, ray_cluster)
+    run = create_run(code_task(tmp_path), s)
+    mirror(run, s.store)
+    run.update_meta(status="queued")
+    models = "tests.orchestrator.cluster.drivers:fix_after_2"
+    assert reconcile(s, models=models, opener=OPENER) == [run.id]
+    assert reconcile(s, models=models, opener=OPENER) == []  # its task is in flight now
+    index = RunIndex(s.store)
+    wait_for("the run to end", lambda: index.get(run.id)["raw_status"] not in ("queued", "running"), 600)
+    assert assert_each_iteration_once(run.path)["status"] == "succeeded"
 
 
 def test_kernel_evaluations_as_ray_tasks_match_local(tmp_path: Path, pg_url: str, ray_cluster: str) -> None:
