@@ -13,6 +13,10 @@ m3lab.toml:
     max_iterations = 10
     [loop]
     max_turns = 12
+    [store]            # run state in PostgreSQL (default: SQLite files); URL also from M3LAB_STORE_URL
+    url = "postgresql://m3lab@db:5432/m3lab"
+    [cluster]          # where `--cluster` submits runs (orchestrator/store/settings.py)
+    address = "auto"
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from orchestrator.store.settings import ClusterSettings, StoreSettings  # [issue 15]
 from serving.client import ModelEndpoint
 
 
@@ -80,6 +85,10 @@ class Settings:
     runs_dir: Path = Path("runs")
     sandbox_backend: str = "auto"
     """"auto" (Docker when an engine answers, else the process sandbox), "docker" or "process"."""
+    store: StoreSettings = field(default_factory=StoreSettings)  # [issue 15]
+    """Run state: SQLite files (default) or PostgreSQL (checkpoints, run index, leases)."""
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)  # [issue 15]
+    """The Ray cluster `--cluster` submits to."""
 
     def to_json(self) -> dict[str, Any]:
         """Snapshot for run.json (no secrets)."""
@@ -90,6 +99,7 @@ class Settings:
             "loop": dataclasses.asdict(self.loop),
             "runs_dir": str(self.runs_dir),
             "sandbox_backend": self.sandbox_backend,
+            "store": self.store.describe(),  # [issue 15] where the checkpoints are (never the URL)
         }
 
 
@@ -128,6 +138,10 @@ BY_NAME: dict[str, Check] = {
     "temperature": ("a number from 0 to 2", lambda v: _number(v) and 0 <= v <= 2),
     "frequency_penalty": ("a number from -2 to 2", lambda v: _number(v) and -2 <= v <= 2),
     "retry_for_s": ("a number >= 0", lambda v: _number(v) and v >= 0),
+    "overload_retry_for_s": ("a number >= 0", lambda v: _number(v) and v >= 0),
+    "max_concurrency": ("an integer >= 0 (0: no limit)",
+                        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+    "max_retries": ("an integer >= 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
     "sandbox_backend": ("one of auto, docker, process", lambda v: v in ("auto", "docker", "process")),
     "stop": ("a string or a list of strings",
              lambda v: isinstance(v, str) or (isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v))),
@@ -174,7 +188,7 @@ def _endpoint_env(problems: list[str]) -> dict[str, str]:
 
 
 TOP_LEVEL: dict[str, Check] = {"runs_dir": BY_TYPE["Path"], "sandbox_backend": BY_NAME["sandbox_backend"]}
-TABLES = ("model", "producer", "verifier", "budget", "loop", "serving")
+TABLES = ("model", "producer", "verifier", "budget", "loop", "serving", "store", "cluster")
 """[serving] belongs to serving/config.py (server paths); it shares the file."""
 
 
@@ -187,9 +201,21 @@ def settings_problems(data: Mapping[str, Any]) -> tuple[list[str], dict[str, dic
             problems.append(f"{key}: expected {expected}, got {_shown(data[key])}")
     tables = {name: _table(data, name, problems) for name in TABLES}
     for name, cls in (("model", ModelEndpoint), ("producer", ModelEndpoint), ("verifier", ModelEndpoint),
-                      ("budget", BudgetLimits), ("loop", LoopSettings)):
+                      ("budget", BudgetLimits), ("loop", LoopSettings), ("store", StoreSettings),
+                      ("cluster", ClusterSettings)):
         problems += field_problems(cls, tables[name], f"[{name}] ")
+    store_url = os.environ.get("M3LAB_STORE_URL") or tables["store"].get("url")
+    if isinstance(store_url, str) and store_url and not store_url.startswith(("postgresql://", "postgres://")):
+        problems.append(f"[store] url: expected a postgresql:// URL (or empty for SQLite), got {_shown(store_url[:40])}")
     return problems, tables
+
+
+def _store(table: Mapping[str, Any]) -> StoreSettings:
+    """[store] with the URL from M3LAB_STORE_URL when set (it may carry a password)."""
+    store = StoreSettings(**table)
+    if os.environ.get("M3LAB_STORE_URL"):
+        store = dataclasses.replace(store, url=os.environ["M3LAB_STORE_URL"])
+    return store
 
 
 def _with_stop_tuple(endpoint: dict[str, Any]) -> dict[str, Any]:
@@ -222,6 +248,8 @@ def load_settings(config_file: Path | None = None) -> Settings:
         loop=LoopSettings(**tables["loop"]),
         runs_dir=Path(data.get("runs_dir", "runs")),
         sandbox_backend=str(data.get("sandbox_backend", "auto")),
+        store=_store(tables["store"]),  # [issue 15]
+        cluster=ClusterSettings(**tables["cluster"]),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from orchestrator.rundir import ENDED, RunDir, effective_status
 
@@ -16,16 +17,20 @@ class RunEnded(ValueError):
     """Steering or stopping a run that has ended; nothing was written."""
 
 
-def _refuse_ended(run: RunDir, what: str) -> str:
+StatusOf = Callable[[Mapping[str, Any]], str]
+"""The effective status of a run from its run.json (pid-based here; the run index's lease with a store)."""
+
+
+def _refuse_ended(run: RunDir, what: str, status_of: StatusOf = effective_status) -> str:
     """The run's status; `RunEnded` when it has ended (call with the run's lock held)."""
-    status = effective_status(run.read_meta())
+    status = status_of(run.read_meta())
     if status in ENDED:
         hint = "" if status == "succeeded" else f"; resume it first (`m3lab runs resume {run.id}`)"
         raise RunEnded(f"run {run.id} has ended ({status}): nothing to {what}{hint}")
     return status
 
 
-def add_steer(run_dir: Path, text: str) -> None:
+def add_steer(run_dir: Path, text: str, status_of: StatusOf = effective_status) -> None:
     """Queue a steering requirement; the producer sees it at its next step. `RunEnded` for an ended run."""
     text = text.strip()
     if not text:
@@ -33,7 +38,7 @@ def add_steer(run_dir: Path, text: str) -> None:
     line = json.dumps({"ts": time.time(), "text": text})
     run = RunDir(run_dir)
     with run.locked():
-        _refuse_ended(run, "steer")
+        _refuse_ended(run, "steer", status_of)
         with open(run_dir / "steer.jsonl", "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
@@ -48,13 +53,13 @@ def read_steers(run_dir: Path, start: int = 0) -> list[str]:
     return [json.loads(line)["text"] for line in lines[start:] if line.strip()]
 
 
-def request_stop(run_dir: Path, reason: str = "user") -> str:
+def request_stop(run_dir: Path, reason: str = "user", status_of: StatusOf = effective_status) -> str:
     """Ask the run to stop cleanly at its next step (it writes its report and ends as `stopped`); a run with
     no live process (paused, crashed) is marked stopped at once. Returns the status the run had; `RunEnded`
     for an ended run."""
     run = RunDir(run_dir)
     with run.locked():
-        status = _refuse_ended(run, "stop")
+        status = _refuse_ended(run, "stop", status_of)
         control = run_dir / "control"
         control.mkdir(exist_ok=True)
         (control / "stop").write_text(reason, encoding="utf-8")

@@ -144,6 +144,9 @@ class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path).absolute()  # sandboxes bind-mount its folders: never a relative path
         self._events: EventLog | None = None
+        # [issue 15] set by orchestrator/store: mirrors each run.json write into the run index, fenced by the
+        # owner's lease (raises LeaseLost before the file is written when another worker took the run over).
+        self.on_meta: Callable[[Path, dict[str, Any]], None] | None = None
 
     @property
     def id(self) -> str:
@@ -219,6 +222,8 @@ class RunDir:
         meta = self.read_meta() if self.meta_path.exists() else {}
         meta.update(fields)
         meta["updated_at"] = time.time()
+        if self.on_meta is not None:  # [issue 15]
+            self.on_meta(self.path, meta)
         atomic_write_json(self.meta_path, meta)
         return meta
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any, Callable
 from orchestrator.config import ConfigError, Settings, settings_from_json
 from orchestrator.control import clear_stop
 from orchestrator.graph import build_graph
+from orchestrator import store  # [issue 15] checkpointer selection, run index, leases
 from orchestrator.rundir import RunDir, create_run_dir, disk_full, effective_status, new_run_id
 from orchestrator.runtime import ModelFactory, Runtime, endpoint_models
 from orchestrator.workspace import LegacyRun, init_repo, require_git_dir, share_tree
@@ -79,11 +79,15 @@ def create_run(task: Task, settings: Settings) -> RunDir:
                         best_iteration=0, created_at=time.time(), pid=None)
 
     try:
-        return create_run_dir(settings.runs_dir, run_id, fill)
+        run = create_run_dir(settings.runs_dir, run_id, fill)
     except Exception as exc:
         if disk_full(exc):
             raise DiskFull(f"disk full under {settings.runs_dir}: no run was created ({exc})") from exc
         raise
+    if settings.store.enabled:  # [issue 15] the run index sees the run from its creation on
+        store.mirror(run, settings.store)
+        run.update_meta()
+    return run
 
 
 def start_run(task: Task, settings: Settings, models: ModelFactory = endpoint_models,
@@ -105,17 +109,23 @@ def load_runtime(run_path: Path, settings: Settings, models: ModelFactory = endp
     """The runtime of an existing run: its own budget/loop snapshot, the task rebuilt from run.json."""
     run = RunDir(run_path)
     meta = run.read_meta()
+    kept_in = meta["config"].get("store", {}).get("kind", "sqlite")  # [issue 15]
+    if kept_in != settings.store.describe()["kind"]:
+        raise RunNotResumable(f"run {run.id} keeps its checkpoints in {kept_in}: configure the same store "
+                              "(store.url in m3lab.toml or M3LAB_STORE_URL) to continue it")
     task = build_task(meta["task"]["kind"], meta["task"]["params"])
     return Runtime(run, task, settings_from_json(meta["config"], settings), models, open_sandbox)
 
 
-def claim_for_resume(run: RunDir, budget_overrides: dict[str, Any] | None = None) -> str:
+def claim_for_resume(run: RunDir, budget_overrides: dict[str, Any] | None = None,
+                     store_settings: store.StoreSettings | None = None, mark_running: bool = True) -> str:
     """Under the run's lock: refuse a live or succeeded run without changing anything; else write the budget
-    overrides and mark the run as running in this process (a second resume then sees it live). Returns the
-    status the run had."""
+    overrides and (`mark_running`) mark the run as running in this process (a second resume then sees it live).
+    With a store, the lease says whether the run is live (its owner may be on another node). Returns the status
+    the run had."""
     with run.locked():
         meta = run.read_meta()
-        status = effective_status(meta)
+        status = store.run_status(run, store_settings or store.StoreSettings(), meta)
         if status == "running":
             raise RunNotResumable(f"run {run.id} is already running (pid {meta.get('pid')}); nothing was changed")
         if status == "succeeded":
@@ -124,7 +134,7 @@ def claim_for_resume(run: RunDir, budget_overrides: dict[str, Any] | None = None
             require_git_dir(run.git_dir)
         except LegacyRun as exc:
             raise RunNotResumable(str(exc)) from None
-        fields: dict[str, Any] = {"status": "running", "pid": os.getpid()}
+        fields: dict[str, Any] = {"status": "running", "pid": os.getpid()} if mark_running else {}
         if budget_overrides:
             config = dict(meta["config"])
             config["budget"] = {**config["budget"], **budget_overrides}
@@ -140,13 +150,17 @@ def resume_run(run_path: Path, settings: Settings, models: ModelFactory = endpoi
     """Continue a paused (crashed, interrupted, endpoint down, disk full) or stopped run from its last
     checkpoint. A refused resume (live or succeeded run) changes nothing."""
     run = RunDir(run_path)
-    previous = claim_for_resume(run, budget_overrides)
+    previous = claim_for_resume(run, budget_overrides, settings.store)
     try:
         rt = load_runtime(run_path, settings, models, open_sandbox)
     except BaseException:
         run.update_meta(status=previous, pid=None)
         raise
-    drive(rt, resume=True)
+    try:
+        drive(rt, resume=True)
+    except RunNotResumable:  # [issue 15] another worker took the lease meanwhile: put the status back
+        run.update_meta(status=previous, pid=None)
+        raise
     return rt.run.path
 
 
@@ -154,25 +168,18 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise RunInterrupted(f"signal {signum}")
 
 
-def compact_saver(conn: sqlite3.Connection) -> Any:
-    """SqliteSaver with integer channel versions: its default 60-byte version strings, repeated for every
-    channel in every checkpoint, are most of a checkpoint's size (SQLite needs no sortable version keys)."""
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    class CompactSqliteSaver(SqliteSaver):
-        def get_next_version(self, current: Any, channel: Any) -> int:
-            if current is None:
-                return 1
-            return int(str(current).split(".", 1)[0]) + 1
-
-    return CompactSqliteSaver(conn)
-
-
-def drive(rt: Runtime, resume: bool) -> None:
+def drive(rt: Runtime, resume: bool, lease: "store.Lease | None" = None) -> None:
     """Invoke the graph until it ends; record why it stopped if it did not end by itself."""
     run = rt.run
     try:
         run.reserve_space()
+        if lease is None:  # [issue 15] with a store, one owner per run: the lease (a cluster worker brings its own)
+            try:
+                lease = store.claim(run, rt.settings.store)
+            except store.LeaseHeld as exc:
+                run.release_space()
+                rt.close()
+                raise RunNotResumable(str(exc)) from None
         run.update_meta(status="running", pid=os.getpid())
     except OSError as exc:
         if not disk_full(exc):
@@ -184,12 +191,9 @@ def drive(rt: Runtime, resume: bool) -> None:
         run.events.append("run_resumed", run.read_meta().get("iteration"), task=rt.task.title())
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
-    conn = sqlite3.connect(run.path / "checkpoints.sqlite", check_same_thread=False)
-    # WAL keeps every committed checkpoint across kill -9; NORMAL skips an fsync per step (power loss only).
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    checkpoints = store.open_checkpointer(run.path, rt.settings.store)  # [issue 15] SQLite file or PostgreSQL
     try:
-        graph = build_graph(rt, compact_saver(conn))
+        graph = build_graph(rt, checkpoints.__enter__())
         config = {"configurable": {"thread_id": run.id}, "recursion_limit": recursion_limit(rt.settings)}
         snapshot = graph.get_state(config)
         if snapshot.next:  # interrupted mid-run: continue from the last checkpoint
@@ -201,6 +205,8 @@ def drive(rt: Runtime, resume: bool) -> None:
         raise
     except (RunInterrupted, KeyboardInterrupt) as exc:
         _pause(run, f"interrupted ({exc or 'Ctrl-C'}); resume with `m3lab runs resume {run.id}`")
+        raise
+    except store.LeaseLost:  # [issue 15] another worker owns the run now: write nothing more
         raise
     except Exception as exc:
         if disk_full(exc):
@@ -215,7 +221,8 @@ def drive(rt: Runtime, resume: bool) -> None:
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
-        conn.close()
+        checkpoints.__exit__(None, None, None)
+        store.release(run, lease)  # [issue 15]
         rt.close()
         run.release_space()
 

@@ -13,7 +13,8 @@ from orchestrator.agents.context import estimate_tokens, pack
 from orchestrator.config import Settings
 from orchestrator.rundir import RunDir
 from sandboxes.base import Sandbox, SandboxSpec
-from serving.client import EndpointUnavailable, ModelEndpoint, context_length, invoke_with_retry, make_chat_model
+from serving.client import (EndpointUnavailable, ModelEndpoint, context_length, endpoint_slot, invoke_with_retry,
+                            make_chat_model)
 from tasks.base import Task
 
 DEFAULT_CONTEXT_TOKENS = 32_768
@@ -57,6 +58,8 @@ class Runtime:
     settings: Settings
     models: ModelFactory = endpoint_models
     open_sandbox: Callable[[SandboxSpec, str], Sandbox] | None = None
+    offload: Callable[..., Any] | None = None
+    """[issue 15] Runs a task's heavy work elsewhere (kernel evaluations as Ray tasks); None = in this process."""
     _sandbox: Sandbox | None = field(default=None, repr=False)
 
     def endpoint(self, role: str, extra_temperature: float = 0.0) -> ModelEndpoint:
@@ -116,7 +119,8 @@ class Runtime:
 
         prompt = pack(messages, prompt_budget, sizes)
         started = time.monotonic()
-        reply = invoke_with_retry(build, prompt, endpoint.retry_for_s, () if tool_choice else tools)
+        reply = invoke_with_retry(build, prompt, endpoint.retry_for_s, () if tool_choice else tools,
+                                  slot=endpoint_slot(endpoint), overload_retry_for_s=endpoint.overload_retry_for_s)
         usage = usage_of(reply, prompt)
         finish_reason = finish_reason_of(reply)
         self.run.events.append(

@@ -6,10 +6,12 @@ named exception (`EndpointUnavailable`) the run spine turns into a paused run.
 """
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 import httpx
 
@@ -47,6 +49,11 @@ class ModelEndpoint:
     stop: tuple[str, ...] = ()
     """Stop sequences, kept in the reply (vLLM's include_stop_str_in_output): a small model's reply can end at
     its first complete action (a closing code fence) instead of rambling on to the completion limit."""
+    max_concurrency: int = 0
+    """Requests this process sends to the endpoint at once (0 = no limit): many runs sharing one server queue
+    here instead of piling onto its waiting queue."""
+    overload_retry_for_s: float = 1800.0
+    """How long 429 (overloaded) answers are retried: the server is alive, only busy."""
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description without the secret."""
@@ -120,6 +127,35 @@ def make_chat_model(endpoint: ModelEndpoint, thinking: bool = False, max_tokens:
     )
 
 
+_slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_slots_guard = threading.Lock()
+
+
+def endpoint_slot(endpoint: ModelEndpoint) -> ContextManager[Any]:
+    """Hold one of the endpoint's `max_concurrency` request slots (shared by every run of this process)."""
+    if endpoint.max_concurrency <= 0:
+        return nullcontext()
+    key = (endpoint.base_url, endpoint.max_concurrency)
+    with _slots_guard:
+        slot = _slots.setdefault(key, threading.BoundedSemaphore(endpoint.max_concurrency))
+    return slot
+
+
+def _overloaded(exc: BaseException) -> float | None:
+    """Seconds to wait when the server said it is overloaded (429, or 503 with Retry-After), else None."""
+    import openai
+
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (429, 503):
+        return None
+    raw = exc.response.headers.get("retry-after") if exc.response is not None else None
+    if exc.status_code == 503 and raw is None:
+        return None  # a plain 503 is a server error: the normal retry window applies
+    try:
+        return max(0.0, float(raw)) if raw is not None else 0.0
+    except ValueError:
+        return 0.0  # an HTTP-date Retry-After: fall back to our own back-off
+
+
 def _is_transient(exc: BaseException) -> bool:
     """Connection problems, timeouts and server errors are worth retrying; 4xx are not."""
     import openai
@@ -132,20 +168,31 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def invoke_with_retry(build: Callable[[], Any], messages: Sequence[Any], retry_for_s: float,
-                      tools: Sequence[Any] = ()) -> Any:
+                      tools: Sequence[Any] = (), slot: ContextManager[Any] | None = None,
+                      overload_retry_for_s: float | None = None) -> Any:
     """Build the chat model (`build` may ask the server which model it serves) and call it (optionally with
     tools bound); return its AIMessage. Transient failures of either step are retried with exponential backoff
-    for `retry_for_s` seconds, then raised as EndpointUnavailable; other errors propagate."""
-    deadline = time.monotonic() + retry_for_s
+    for `retry_for_s` seconds, then raised as EndpointUnavailable; overload answers (429) are retried for
+    `overload_retry_for_s` (honouring Retry-After); other errors propagate. `slot` (endpoint_slot) is held
+    during each request, not during the waits."""
+    started = time.monotonic()
+    deadline = started + retry_for_s
     delay = 1.0
     while True:
         try:
-            model = build()
-            runnable = model.bind_tools(list(tools)) if tools else model
-            return runnable.invoke(list(messages))
+            with slot or nullcontext():
+                model = build()
+                runnable = model.bind_tools(list(tools)) if tools else model
+                return runnable.invoke(list(messages))
         except Exception as exc:  # noqa: BLE001 - classified right below
             if not (_is_transient(exc) or isinstance(exc, EndpointUnavailable)):
                 raise
+            wait = _overloaded(exc)
+            if wait is not None and overload_retry_for_s is not None:
+                if time.monotonic() + max(wait, delay) <= started + overload_retry_for_s:
+                    time.sleep(max(wait, delay))
+                    delay = min(delay * 2, 30.0)
+                    continue
             if time.monotonic() + delay > deadline:
                 if isinstance(exc, EndpointUnavailable):
                     raise

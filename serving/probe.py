@@ -57,3 +57,26 @@ def endpoint_info(base_url: str, measure_latency: bool = True) -> EndpointInfo:
     models = served_models(base_url)
     latency = one_token_latency(base_url, models[0].id) if measure_latency and models else None
     return EndpointInfo(base_url=base_url, models=models, latency_s=latency)
+
+
+def queue_depth(base_url: str, timeout_s: float = 5.0) -> dict[str, float] | None:
+    """Requests waiting and running on a vLLM server, summed over its models (from its Prometheus /metrics:
+    `vllm:num_requests_waiting`, `vllm:num_requests_running`); None when the server exports no such metrics
+    (a hosted API, another server)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    root = base_url.rstrip("/").removesuffix("/v1")
+    try:
+        response = httpx.get(f"{root}/metrics", timeout=timeout_s)
+        response.raise_for_status()
+    except httpx.HTTPError:
+        return None
+    wanted = {"vllm:num_requests_waiting": "waiting", "vllm:num_requests_running": "running"}
+    found: dict[str, float] = {}
+    try:
+        for family in text_string_to_metric_families(response.text):
+            if family.name in wanted:
+                found[wanted[family.name]] = sum(sample.value for sample in family.samples)
+    except ValueError:  # not a Prometheus page (a server that answers every path with something else)
+        return None
+    return found or None

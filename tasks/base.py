@@ -34,6 +34,9 @@ class CheckContext:
     """The verifier's model, for checks that need judgement (paper rubric grading); None in pure checks."""
     judge_prompt_chars: int | None = None
     """How many characters one judge prompt may hold on the verifier's server (None: unknown)."""
+    offload: Callable[..., Any] | None = None
+    """`offload(fn, *args, gpu=bool)` runs a picklable function elsewhere (a Ray task on a cluster) and returns
+    its result; None = call it here. Paths passed must be on storage the other node sees (the shared runs_dir)."""
 
 
 @dataclass

@@ -136,7 +136,7 @@ def run_check(rt: Runtime, iteration: int, tree: str, meter: _TokenMeter) -> Che
     ctx = CheckContext(workspace=export, run_dir=rt.run.path, iteration=iteration, open_sandbox=rt.fresh_sandbox,
                        record=lambda e: rt.run.events.append(iteration=iteration, **dict(e)),
                        judge=_judge(rt, iteration, meter),
-                       judge_prompt_chars=int(rt.token_limits("verifier")[0] * CHARS_PER_TOKEN))
+                       judge_prompt_chars=int(rt.token_limits("verifier")[0] * CHARS_PER_TOKEN), offload=rt.offload)
     try:
         return _with_dropped(rt.task.check(ctx), exported.dropped)
     except SandboxError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from orchestrator.cli import kernel, paper, runs, sandbox, serve, ui
+from orchestrator.cli import cluster, kernel, paper, runs, sandbox, serve, ui
 
 app = typer.Typer(
     name="m3lab",
@@ -13,7 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (runs, sandbox, serve, kernel, paper, ui):
+for _module in (runs, sandbox, serve, kernel, paper, ui, cluster):  # [issue 15] cluster
     _module.register(app)
 
 

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from orchestrator.cli.cluster import ClusterOpt, submit  # [issue 15]
 from orchestrator.cli.common import ConfigOpt, JsonOpt, fail, launch, load, print_json
 
 kernel_app = typer.Typer(help="Kernel targets and the evaluation harness.", no_args_is_help=True)
@@ -152,6 +153,7 @@ def optimize(
     isolation: str = IsolationOpt,
     iters: int = typer.Option(20, help="Timed calls per model per timing shape in each check."),
     config: ConfigOpt = None,
+    cluster: bool = ClusterOpt,  # [issue 15]
 ) -> None:
     """Start a kernel search: the producer rewrites ModelNew, the harness verifies and times every candidate."""
     from tasks.kernel.task import KernelTask, KernelTaskError
@@ -161,4 +163,6 @@ def optimize(
                           iters=iters)
     except (KernelTaskError, FileNotFoundError) as exc:
         fail(str(exc))
+    if cluster:  # [issue 15] evaluations then run as Ray tasks sized for one GPU (or CPU) each
+        return submit(task, load(config, max_iterations, hours, tokens))
     launch(task, load(config, max_iterations, hours, tokens))

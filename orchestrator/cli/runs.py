@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.cli.cluster import ClusterOpt, submit  # [issue 15]
 from orchestrator.cli.common import ConfigOpt, JsonOpt, fail, launch, load, print_json
 from tasks.text import shorten
 
@@ -35,6 +36,7 @@ def run_code(
     hours: Optional[float] = typer.Option(None, help="Budget: active wall-clock hours."),
     tokens: Optional[int] = typer.Option(None, help="Budget: total tokens of all model calls."),
     config: ConfigOpt = None,
+    cluster: bool = ClusterOpt,  # [issue 15]
 ) -> None:
     """Run the generic code task: make WORKSPACE's check command pass, verified in a fresh sandbox."""
     from tasks.code.task import CodeTask, TaskError
@@ -44,6 +46,8 @@ def run_code(
                         image=image)
     except TaskError as exc:
         fail(str(exc))
+    if cluster:  # [issue 15]
+        return submit(task, load(config, max_iterations, hours, tokens))
     launch(task, load(config, max_iterations, hours, tokens))
 
 
@@ -78,7 +82,13 @@ def runs_list(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     """Every run, newest first."""
     from orchestrator.rundir import list_runs
 
-    rows = [_row_or_reason(r.path) for r in list_runs(load(config).runs_dir)]
+    settings = load(config)
+    if settings.store.enabled:  # [issue 15] one query on the run index instead of reading every run.json
+        from orchestrator.cli.cluster import index_rows_or_fail
+
+        rows = index_rows_or_fail(settings)
+    else:
+        rows = [_row_or_reason(r.path) for r in list_runs(settings.runs_dir)]
     if json_out:
         return print_json(rows)
     console.print(runs_table(rows, console.width))
@@ -123,6 +133,7 @@ def runs_show(run_id: str, config: ConfigOpt = None, json_out: JsonOpt = False) 
     run = _find(run_id, config)
     meta = run.read_meta()
     row = _row(meta)
+    row["status"] = _status(run, config, meta)  # [issue 15] from the lease when a store is configured
     row["budget"] = meta.get("budget", {})
     row["model"] = model_call_counts(run)
     row["iterations_detail"] = [
@@ -174,9 +185,7 @@ def runs_logs(run_id: str, follow: bool = typer.Option(False, "--follow", "-f", 
             if line.endswith("\n"):
                 _emit(line, json_out)
                 continue
-            from orchestrator.rundir import effective_status
-
-            if effective_status(run.read_meta()) != "running":
+            if _status(run, config) not in ("running", "queued"):  # [issue 15] queued: submitted to a cluster
                 break
             time.sleep(0.5)
 
@@ -218,12 +227,20 @@ def runs_diff(run_id: str, iteration: int, config: ConfigOpt = None) -> None:
 def runs_resume(run_id: str, max_iterations: Optional[int] = typer.Option(None, help="New iteration budget."),
                 hours: Optional[float] = typer.Option(None, help="New time budget."),
                 tokens: Optional[int] = typer.Option(None, help="New token budget."),
-                config: ConfigOpt = None) -> None:
+                config: ConfigOpt = None, cluster: bool = ClusterOpt) -> None:
     """Continue a paused, crashed or stopped run from its last checkpoint (optionally with a larger budget)."""
     run = _find(run_id, config)
     overrides = {k: v for k, v in (("max_iterations", max_iterations), ("max_hours", hours),
                                    ("max_tokens", tokens)) if v is not None}
-    load(config, max_iterations, hours, tokens)  # the same checks as at start: bad values change nothing
+    settings = load(config, max_iterations, hours, tokens)  # the same checks as at start: bad values change nothing
+    if cluster:  # [issue 15] the new budget is written here (checked under the run's lock); a cluster worker
+        from orchestrator.runner import RunNotResumable, claim_for_resume  # continues the run
+
+        try:
+            claim_for_resume(run, overrides, settings.store, mark_running=False)
+        except RunNotResumable as exc:
+            fail(str(exc))
+        return submit(None, load(config), resume=run)
     launch(None, load(config), resume=run.path, budget_overrides=overrides)
 
 
@@ -234,11 +251,12 @@ def runs_stop(run_id: str, config: ConfigOpt = None) -> None:
     from orchestrator.control import RunEnded, request_stop
 
     run = _find(run_id, config)
-    try:
-        status = request_stop(run.path, "user")
+    try:  # [issue 15] with a store, the lease says whether the run is live (its owner may be on another node)
+        status = request_stop(run.path, "user", status_of=lambda meta: _status(run, config, dict(meta)))
     except RunEnded as exc:
         fail(str(exc), code=1)
     if status == "paused":
+        run.update_meta()  # [issue 15] the run index sees the stop too
         console.print(f"{run.id} was paused; marked stopped (resume still possible)")
     else:
         console.print(f"stop requested: {run.id} stops at its next step")
@@ -251,8 +269,8 @@ def runs_steer(run_id: str, text: str, config: ConfigOpt = None) -> None:
     from orchestrator.control import RunEnded, add_steer
 
     run = _find(run_id, config)
-    try:
-        add_steer(run.path, text)
+    try:  # [issue 15] with a store, the lease says whether the run is live
+        add_steer(run.path, text, status_of=lambda meta: _status(run, config, dict(meta)))
     except RunEnded as exc:
         fail(str(exc), code=1)
     except ValueError as exc:
@@ -262,12 +280,22 @@ def runs_steer(run_id: str, text: str, config: ConfigOpt = None) -> None:
 
 def _find(run_id: str, config: Optional[Path]):
     from orchestrator.rundir import UnreadableRun, find_run, load_meta
+    from orchestrator.store import mirror
 
+    settings = load(config)
     try:
-        run = find_run(load(config).runs_dir, run_id)
+        run = find_run(settings.runs_dir, run_id)
         load_meta(run.path)
     except KeyError as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
     except UnreadableRun as exc:
         fail(f"run {run.id} is unreadable: {exc}")
+    mirror(run, settings.store)  # [issue 15] the CLI's own run.json writes (stop while paused) reach the index
     return run
+
+
+def _status(run, config: Optional[Path], meta: dict[str, Any] | None = None) -> str:
+    """[issue 15] Effective status: the lease decides when a store is configured, else the local pid."""
+    from orchestrator.cli.cluster import status_or_fail
+
+    return status_or_fail(run, load(config), meta)

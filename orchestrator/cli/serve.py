@@ -102,7 +102,7 @@ def status(
 ) -> None:
     """Served models, max model length and one-token latency of the server on the port."""
     from serving.client import EndpointUnavailable
-    from serving.probe import endpoint_info
+    from serving.probe import endpoint_info, queue_depth
     from serving.server import read_state
 
     config = _config(config_file, port=port)
@@ -111,7 +111,8 @@ def status(
     report: dict = {"base_url": base_url, "state": asdict(state) if state else None}
     try:
         info = endpoint_info(base_url)
-        report.update(up=True, models=[asdict(m) for m in info.models], latency_s=info.latency_s)
+        report.update(up=True, models=[asdict(m) for m in info.models], latency_s=info.latency_s,
+                      queue=queue_depth(base_url))  # [issue 15] many runs share one endpoint
     except EndpointUnavailable as exc:
         report.update(up=False, error=str(exc))
     if as_json:
@@ -133,6 +134,9 @@ def _print_status(report: dict) -> None:
         typer.echo(f"  model {m['id']}  max_model_len {m['max_model_len']}")
     if report["latency_s"] is not None:
         typer.echo(f"  one-token latency {report['latency_s'] * 1000:.0f} ms")
+    if report.get("queue") is not None:
+        queue = report["queue"]
+        typer.echo(f"  requests waiting {queue.get('waiting', 0):g}, running {queue.get('running', 0):g}")
 
 
 @serve_app.command("stop")

@@ -135,8 +135,12 @@ class KernelTask:
         eval_dir = Path(ctx.run_dir) / "logs" / "kernel" / f"eval-{ctx.iteration:04d}"
         opener = ctx.open_sandbox if self.isolation == "sandbox" else None
         try:
-            verdict = evaluate_candidate(self._pristine(), candidate, self._options(Path(ctx.run_dir)), eval_dir,
-                                         opener)
+            options = self._options(Path(ctx.run_dir))
+            if ctx.offload is not None:  # on a cluster: a task sized for one evaluation, in that node's sandbox
+                verdict = ctx.offload(evaluate_candidate, self._pristine(), candidate, options, eval_dir,
+                                      None, gpu=self.device == "cuda")
+            else:
+                verdict = evaluate_candidate(self._pristine(), candidate, options, eval_dir, opener)
         except (EvalFailed, SandboxError, OSError) as exc:
             verdict = error_verdict(f"evaluation failed: {exc}", self.device)
         return verdict, hostfs.read_bytes(ctx.workspace, CANDIDATE).decode("utf-8", errors="replace")

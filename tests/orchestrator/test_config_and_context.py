@@ -55,8 +55,8 @@ def test_every_config_problem_at_once_with_table_and_key(tmp_path: Path, monkeyp
         '[producer] temperature: expected a number from 0 to 2, got "hot"',
         '[model] base_url: expected an http(s) URL with a valid port, e.g. "http://127.0.0.1:8000/v1", '
         'got "http://x:99999/v1"',
-        '[verifier] modle: unknown key (known: api_key, base_url, frequency_penalty, max_tokens, model, '
-        'retry_for_s, stop, temperature, thinking_toggle, timeout_s, vision)',
+        '[verifier] modle: unknown key (known: api_key, base_url, frequency_penalty, max_concurrency, max_tokens, '
+        'model, overload_retry_for_s, retry_for_s, stop, temperature, thinking_toggle, timeout_s, vision)',
         'M3LAB_BASE_URL: expected an http(s) URL with a valid port, e.g. "http://127.0.0.1:8000/v1", '
         'got "localhost:8000"'])
     assert "\n" not in str(info.value)
