@@ -48,7 +48,8 @@ def kernel_eval(
         eval_dir = temp / "eval"
     folder = eval_dir
     try:
-        verdict = evaluate_candidate(resolve_target(target), candidate, opts, folder)
+        # The user's own file: a link they made is followed here (the runner refuses links in sandbox output).
+        verdict = evaluate_candidate(resolve_target(target), candidate.resolve(), opts, folder)
     except (EvalFailed, FileNotFoundError) as exc:
         fail(str(exc))
     if json_out:
