@@ -118,6 +118,7 @@ class DockerSandbox:
         # Like the process backend (whose pid namespace dies with the command), nothing a command started
         # outlives it: no daemon, no fork bomb left running after `timeout` raced it.
         self._gate = ExecGate(self.kill_strays)
+        self._quota = quota.Watcher(spec, self.kill_strays)
         self._agent: ExecAgent | None = None
         self._agent_failures = 0
 
@@ -149,7 +150,7 @@ class DockerSandbox:
         if timeout <= 0:
             raise SandboxError(f"sandbox passed its lifetime of {self.spec.lifetime_s:g} s")
         argv, env_ = _argv(cmd), dict(env or {})
-        with quota.watching(self.spec, self.kill_strays):
+        with self._quota.running():
             result = self._gate.run(
                 self.start_agent,
                 lambda agent: self._run_agent(agent, argv, timeout, env_, workdir),
@@ -246,6 +247,7 @@ class DockerSandbox:
         if self._closed:
             return
         self._closed = True
+        self._quota.stop()
         if self._agent is not None:
             self._agent.close()
         remove_container(self.container)

@@ -106,6 +106,7 @@ class ProcessSandbox:
         self.group: LimitGroup = create_group(self.id, spec.memory_mb, spec.pids, spec.cpus)
         self.tmp_dir = self._mount_tmp()
         self._gate = ExecGate(self._sweep)
+        self._quota = quota.Watcher(spec, lambda: self.group.kill_all())
         self._agent: PipeAgent | None = None
         self._agent_failures = 0
         self._keep: set[int] = set()
@@ -209,7 +210,7 @@ class ProcessSandbox:
         if not argv:
             raise SandboxError("empty command")
         env_ = dict(env or {})
-        with quota.watching(self.spec, self.group.kill_all):
+        with self._quota.running():
             result = self._gate.run(
                 self._start_agent,
                 lambda agent: self._run_agent(agent, argv, env_, workdir, timeout),
@@ -266,6 +267,7 @@ class ProcessSandbox:
         if self._closed:
             return
         self._closed = True
+        self._quota.stop()
         if self._agent is not None:
             self._agent.close()
             self._agent = None

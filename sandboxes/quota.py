@@ -1,8 +1,8 @@
 """The disk quota of a sandbox's workspace: a host folder, so no container limit covers it.
 
-While a command runs, a watcher measures the workspace (sandboxes.hostfs: lstat walk, no link followed) every
-`POLL_S` and kills the command's processes when it goes over `SandboxSpec.disk_mb`; after every exec the tree is
-measured once more, and an exec that left it over the quota ends with reason "quota" (like "oom"). Cleaning up
+While a command runs, a watcher thread (one per sandbox) measures the workspace (sandboxes.hostfs: lstat walk,
+no link followed) every `POLL_S` and kills the command's processes when it goes over `SandboxSpec.disk_mb`; after
+every exec the tree is measured once more, and an exec that left it over the quota ends with reason "quota" (like "oom"). Cleaning up
 (rolling the workspace back) is the owner's job: the sandbox does not know what the tree should hold.
 RLIMIT_FSIZE (`max_file_mb`) still bounds each single file between two polls.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import Callable, Iterator
 from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from sandboxes import hostfs
 from sandboxes.base import ExecResult, SandboxSpec
@@ -40,27 +40,49 @@ def over_quota(spec: SandboxSpec) -> float | None:
     return used if used > spec.disk_mb else None
 
 
-@contextmanager
-def watching(spec: SandboxSpec, kill: Callable[[], object]) -> Iterator[None]:
-    """Kill the sandbox's commands (`kill`) as soon as the workspace goes over its quota."""
-    if not spec.disk_mb or spec.workspace is None:
-        yield
-        return
-    done = threading.Event()
+class Watcher:
+    """One thread per sandbox (started at its first exec) that measures the workspace every `POLL_S` while an
+    exec runs and calls `kill` when it is over the quota; idle between execs, ended by `stop`."""
 
-    def watch() -> None:
-        while not done.wait(POLL_S):
-            if over_quota(spec) is not None:
-                kill()
-                return
+    def __init__(self, spec: SandboxSpec, kill: Callable[[], object]) -> None:
+        self.spec, self.kill = spec, kill
+        self._running = 0
+        self._lock = threading.Lock()
+        self._busy = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    thread = threading.Thread(target=watch, name="m3lab-quota", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Watch while the body (one exec) runs."""
+        if not self.spec.disk_mb or self.spec.workspace is None:
+            yield
+            return
+        with self._lock:
+            self._running += 1
+            self._busy.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="m3lab-quota", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    self._busy.clear()
+
+    def _watch(self) -> None:
+        while not self._stopped.is_set():
+            self._busy.wait()
+            if self._stopped.wait(POLL_S) or not self._busy.is_set():
+                continue
+            if over_quota(self.spec) is not None:
+                self.kill()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._busy.set()
 
 
 def enforce(spec: SandboxSpec, result: ExecResult) -> ExecResult:

@@ -94,7 +94,8 @@ def kernel_eval(
         eval_dir = temp / "eval"
     folder = eval_dir
     try:
-        verdict = evaluate_candidate(resolve_target(target), candidate, opts, folder)
+        # The user's own file: a link they made is followed here (the runner refuses links in sandbox output).
+        verdict = evaluate_candidate(resolve_target(target), candidate.resolve(), opts, folder)
     except (EvalFailed, FileNotFoundError, SandboxError, EngineUnavailable) as exc:
         fail(str(exc))  # a missing image or engine names its fix (`m3lab sandbox build --image torch-cpu`)
     if json_out:

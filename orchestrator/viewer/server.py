@@ -65,6 +65,8 @@ class ViewerServer:
     @property
     def login_url(self) -> str | None:
         """The one-time URL that sets the token cookie (None for a loopback viewer without a token)."""
+        if self.host in ("0.0.0.0", "::"):  # a wildcard bind: this machine's name reaches it (and is allowed)
+            return self.access.login_url(f"http://{socket.gethostname()}:{self.port}")
         return self.access.login_url(self.url)
 
     def run(self) -> None:

@@ -162,4 +162,5 @@ def _keep_outputs(repo: Path, fresh: list[str], dest: Path) -> None:
         total += hostfs.lstat(repo, rel).st_size
         if total > MAX_OUTPUT_BYTES:
             break
+        dest.mkdir(parents=True, exist_ok=True)
         hostfs.write_bytes(dest, rel, hostfs.read_bytes(repo, rel, MAX_OUTPUT_BYTES), 0o644)

@@ -2,6 +2,7 @@
 interfaces, probed with foreign Host and Origin headers, with and without the token."""
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import httpx
@@ -55,7 +56,9 @@ def test_a_non_loopback_bind_requires_the_token(one_run: Path) -> None:
         assert httpx.get(f"{url}/api/runs", headers={**bearer, "Host": "evil.example"}).status_code == 400
         assert _stop(url, **bearer, Origin="http://evil.example") == 403
         # The one-time login URL sets the cookie once.
-        login = server.login_url.replace("0.0.0.0", "127.0.0.1")
+        login = server.login_url
+        assert login.startswith(f"http://{socket.gethostname()}:{server.port}/login?code=")
+        login = login.replace(socket.gethostname(), "127.0.0.1", 1)
         first = httpx.get(login)
         assert first.status_code == 303 and first.cookies.get(COOKIE) == token
         assert "httponly" in first.headers["set-cookie"].lower() and "samesite=strict" in first.headers["set-cookie"].lower()
