@@ -335,26 +335,27 @@ def vllm_attention(case, sel: torch.Tensor, vllm_sparse):
     return fn, out
 
 
-def tile_outer_share(case, sel: torch.Tensor, tile_t: int, max_union: int, min_share: int) -> tuple[float, float]:
+def tile_outer_share(case, sel: torch.Tensor, knobs: dict) -> tuple[float, float]:
     """(share of selection entries computed tile-outer, share of (token, KV head) rows that skip the merge)."""
     from kernels.msa.merge import device_requests
     from kernels.msa.tile_outer import tile_unions
 
-    split = tile_unions(sel, device_requests(case.query_start_loc, sel.shape[1]), tile_t, max_union, min_share)
+    keys = ("union_tile", "max_union", "min_share", "min_shared_pct")
+    split = tile_unions(sel, device_requests(case.query_start_loc, sel.shape[1]), case.block_table,
+                        **{("tile_t" if k == "union_tile" else k): v for k, v in knobs.items() if k in keys})
     shared = float((split.rest < 0).sum() - (sel < 0).sum()) / float((sel >= 0).sum())
     return shared, float(split.direct.float().mean())
 
 
 ADAPTIVE_VARIANTS = (  # (label, knobs of sparse_attention_triton); the first is the default
-    ("ours v7: adaptive (tile 8, share >= 3, union <= 32)", {}),
-    ("v7 whole tiles (tile 8, share >= 1, union <= 32)", {"min_share": 1}),
-    ("v7 tile 8, share >= 5", {"min_share": 5}),
-    ("v7 tile 8, share >= 2, union <= 48", {"min_share": 2, "max_union": 48}),
-    ("v7 tile 4, share >= 2", {"union_tile": 4, "min_share": 2}),
+    ("ours v7: adaptive", {}),
+    ("v7 without the 75% gate", {"min_shared_pct": 0}),
+    ("v7 tile-outer 128-key blocks", {"tile_keys": 128}),
 )
 
 
-def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops: float, variants: bool) -> None:
+def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops: float, variants: bool,
+                   stages: bool = False, kinds_wanted: str = "") -> None:
     """One N-token prefill; selections from the indexer on random inputs and synthetic f = 0.5 / 0.9 / 1.0
     (local block in slot 0: vLLM's contract). Every row: v6 (KV-outer only), v7 (adaptive), vLLM, fp32 check,
     and the whole layer (indexer + attention, sum of the two timed stages)."""
@@ -371,6 +372,8 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
         (f"f={f}", local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10)))
         for f in (0.5, 0.9, 1.0)]
     for kind, sel in kinds:
+        if kinds_wanted and kind not in kinds_wanted.split(","):
+            continue
         flops = attention_flops(sel, pos)
         label = f"{shape} {kind}"
         fn6, out6 = timed_attention(case, sel, max_union=0)
@@ -381,14 +384,15 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
         for name, knobs in ADAPTIVE_VARIANTS if variants else ADAPTIVE_VARIANTS[:1]:
             fn, out = timed_attention(case, sel, **knobs)
             t = bench_ms(fn)
-            share, direct = tile_outer_share(case, sel, knobs.get("union_tile", 8), knobs.get("max_union", 32),
-                                             knobs.get("min_share", 3))
-            err = reference_tail(case, sel, out)
+            share, direct = tile_outer_share(case, sel, knobs)
+            check = f"ref err {reference_tail(case, sel, out):.1e}; " if t7 is None else ""
             agree = float((out.float() - out6.float()).norm() / out6.float().norm())
             rows.append(Row("locality", label, name, t, flops / t / 1e9,
                             note=f"{t6 / t:.2f}x v6; tile-outer {share:.0%} of entries, {direct:.0%} rows unmerged; "
-                                 f"ref err {err:.1e}; vs v6 {agree:.1e}; layer {t_idx + t:.2f} ms"))
+                                 f"{check}vs v6 {agree:.1e}; layer {t_idx + t:.2f} ms"))
             t7 = t if t7 is None else t7
+        if stages and n >= 131072:
+            locality_stages(case, sel, label, rows, flops)
         if vllm_sparse is not None:
             fnv, outv = vllm_attention(case, sel, vllm_sparse)
             tv = bench_ms(fnv)
@@ -398,6 +402,44 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
                                  f"{diff:.1e}; layer {t_idx_v + tv:.2f} ms (vLLM indexer)"))
         torch.cuda.empty_cache()
     del case
+
+
+def locality_stages(case, sel: torch.Tensor, label: str, rows: list[Row], flops: float) -> None:
+    """Stages of the v7 path alone (union/split kernel, tile-outer kernel and its knobs, CSR, KV-outer, merge)."""
+    from kernels.msa.merge import device_positions, device_requests, merge_partials
+    from kernels.msa.prefill import build_block_csr, kv_outer_partials
+    from kernels.msa.tile_outer import tile_outer_attention, tile_unions
+
+    n = case.q.shape[0]
+    req = device_requests(case.query_start_loc, n)
+    pos = device_positions(case.query_start_loc, case.seq_lens, n)
+    for warps in (2, 4):
+        t = bench_ms(lambda: tile_unions(sel, req, case.block_table, num_warps=warps), rep_ms=100)
+        rows.append(Row("v7-stages", label, f"split kernel (tile_unions) warps={warps}", t))
+    split = tile_unions(sel, req, case.block_table)
+    po = torch.empty((KV_HEADS, n, 16, HEADS // KV_HEADS, HEAD_DIM), dtype=case.q.dtype, device="cuda")
+    plse = torch.empty((KV_HEADS, n, 16, HEADS // KV_HEADS), dtype=torch.float32, device="cuda")
+    out = torch.empty_like(case.q)
+    shared_keys = float((split.rest < 0).sum() - (sel < 0).sum()) / float((sel >= 0).sum())
+    for warps, stages, keys in ((4, 3, 64), (4, 4, 64), (4, 2, 64), (4, 3, 32), (8, 3, 128)):
+        try:
+            t = bench_ms(lambda: tile_outer_attention(case.q, case.kv_cache, case.seq_lens, pos, req, split,
+                                                      HEAD_DIM ** -0.5, out, po, plse, num_warps=warps,
+                                                      num_stages=stages, keys=keys), rep_ms=100)
+            rows.append(Row("v7-stages", label, f"tile-outer kernel warps={warps} stages={stages} keys={keys}", t,
+                            flops * shared_keys / t / 1e9, note="TFLOP/s of the shared entries' keys"))
+        except Exception as exc:  # noqa: BLE001 - a config that does not compile is a row
+            rows.append(Row("v7-stages", label, f"tile-outer kernel warps={warps} stages={stages} keys={keys}",
+                            float("nan"), note=type(exc).__name__))
+    nb = case.block_table.shape[1]
+    t = bench_ms(lambda: build_block_csr(split.rest, case.query_start_loc, nb, 128), rep_ms=100)
+    rows.append(Row("v7-stages", label, "CSR build on the KV-outer entries", t))
+    csr = build_block_csr(split.rest, case.query_start_loc, nb, 128)
+    t = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16,
+                                           HEAD_DIM ** -0.5, 128), rep_ms=100)
+    rows.append(Row("v7-stages", label, "KV-outer kernel on the rest", t))
+    t = bench_ms(lambda: merge_partials(po, plse, out, split.merge_sel, skip=split.direct), rep_ms=100)
+    rows.append(Row("v7-stages", label, "merge (present parts, direct rows skipped)", t))
 
 
 def bench_chunked(chunk: int, ctx: int, decodes: int, vllm_sparse, rows: list[Row], gemm_tflops: float) -> None:
@@ -485,6 +527,8 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="also sweep kernel knobs at 64K / B=64x128K")
     parser.add_argument("--locality", default="", help="prefill lengths for the locality sweep (e.g. 32768,131072)")
     parser.add_argument("--locality-variants", action="store_true", help="also the v7 knob variants per row")
+    parser.add_argument("--locality-stages", action="store_true", help="also time the v7 stages alone")
+    parser.add_argument("--locality-kinds", default="", help="only these selections, e.g. 'indexer sel,f=1.0'")
     parser.add_argument("--chunked", default="", help="chunk x context[+decodes], e.g. 8192x131072,32768x1048576+16")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -507,7 +551,7 @@ def main() -> None:
                 not args.no_dense, rows, gemm_tflops, check=n <= 16384, sweep=args.sweep and n == 65536)
     for n in (int(x) for x in args.locality.split(",") if x):
         guarded(rows, "locality", str(n), bench_locality, n, vllm_sparse, vllm_index, rows, gemm_tflops,
-                args.locality_variants)
+                args.locality_variants, args.locality_stages, args.locality_kinds)
     for spec in (x for x in args.chunked.split(",") if x):
         sizes, _, dec = spec.partition("+")
         chunk, ctx = (int(x) for x in sizes.split("x"))

@@ -44,6 +44,8 @@ def _merge_kernel(
     row_ok = (t < num_tokens) & (g < GROUP)
     if HAS_SKIP:  # rows another kernel (tile-outer prefill) owns: neither read nor written here
         row_ok = row_ok & (tl.load(skip_ptr + h * num_tokens + t, mask=row_ok, other=1) == 0)
+        if tl.max(row_ok.to(tl.int32), axis=0) == 0:  # 16 masked passes cost 5.6 ms at 128K (NOTES v7)
+            return
     offs_d = tl.arange(0, HEAD_DIM)
     base = (h.to(tl.int64) * num_tokens + t) * NUM_PARTS  # first part of each row's (kv head, token)
     m = tl.full((TILE_T * GROUP_PAD,), float("-inf"), tl.float32)

@@ -16,8 +16,8 @@ import triton.language as tl
 
 from kernels.msa.merge import device_positions, device_requests, merge_partials
 from kernels.msa.reference import BLOCK_SIZE, MSAShapeError
-from kernels.msa.tile_outer import (DEFAULT_MAX_UNION, DEFAULT_MIN_SHARE, DEFAULT_TILE_T, tile_outer_attention,
-                                    tile_unions)
+from kernels.msa.tile_outer import (DEFAULT_MAX_UNION, DEFAULT_MIN_SHARE, DEFAULT_MIN_SHARED_PCT, DEFAULT_TILE_T,
+                                    tile_outer_attention, tile_unions)
 
 
 @triton.jit
@@ -197,6 +197,9 @@ def sparse_attention_triton(
     max_union: int = DEFAULT_MAX_UNION,
     union_tile: int = DEFAULT_TILE_T,
     min_share: int = DEFAULT_MIN_SHARE,
+    tile_keys: int = 64,
+    tile_stages: int = 3,
+    min_shared_pct: int = DEFAULT_MIN_SHARED_PCT,
 ) -> torch.Tensor:
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
@@ -224,12 +227,12 @@ def sparse_attention_triton(
         merge_partials(partial_o, partial_lse, out, selection)
         return out
     req = device_requests(query_start_loc, num_tokens)
-    split = tile_unions(selection, req, union_tile, max_union, min_share)
+    split = tile_unions(selection, req, block_table, union_tile, max_union, min_share, min_shared_pct)
     csr = build_block_csr(split.rest, query_start_loc, block_table.shape[1], chunk, window)
     partial_o, partial_lse = kv_outer_partials(q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2],
                                                scale, chunk, num_warps, num_stages, prefetch, tile_rows)
-    tile_outer_attention(q, kv_cache, block_table, seq_lens, pos, req, split, scale, out, partial_o, partial_lse,
-                         union_tile)
+    tile_outer_attention(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
+                         num_stages=tile_stages, keys=tile_keys)
     merge_partials(partial_o, partial_lse, out, split.merge_sel, skip=split.direct)
     return out
 

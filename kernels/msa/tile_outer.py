@@ -30,6 +30,8 @@ DEFAULT_MAX_UNION = 32
 """Largest union (distinct shared blocks per tile and KV head) handled tile-outer; bit masks are int64."""
 DEFAULT_MIN_SHARE = 3
 """A block goes tile-outer when at least this many of the tile's tokens chose it (NOTES.md v7)."""
+DEFAULT_MIN_SHARED_PCT = 75
+"""A tile goes tile-outer only if at least this share (%) of its entries are on shared blocks (NOTES.md v7)."""
 
 
 @triton.jit
@@ -39,10 +41,12 @@ def _bit_or(a, b):
 
 @triton.jit
 def _tile_union_kernel(
-    sel_ptr, req_ptr, union_ptr, count_ptr, tokmask_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
+    sel_ptr, req_ptr, bt_ptr, union_ptr, upage_ptr, count_ptr, tokmask_ptr, rest_ptr, msel_ptr, carrier_ptr,
+    direct_ptr,
     num_tokens, num_tiles,
-    stride_sh, stride_st,
+    stride_sh, stride_st, stride_btr,
     TILE_T: tl.constexpr, TOPK: tl.constexpr, MAX_UNION: tl.constexpr, MIN_SHARE: tl.constexpr,
+    MIN_SHARED_PCT: tl.constexpr,
 ):
     i = tl.program_id(0)
     h = tl.program_id(1)
@@ -65,13 +69,19 @@ def _tile_union_kernel(
     r = tl.load(req_ptr + t, mask=ok, other=-1)
     r0 = tl.load(req_ptr + i * TILE_T)
     mixed = tl.max(tl.where(ok & (r != r0), 1, 0), axis=0)
+    # Worth it only if most of the tile's entries are shared: else the tile-outer pass (and one more part per token
+    # in the merge) is paid on top of KV-outer's full cost (random selections share only the local block).
+    few = tl.sum(shared.to(tl.int32), 0) * 100 < MIN_SHARED_PCT * tl.sum(valid.to(tl.int32), 0)
     # as a vector comparison (the 3.x interpreter keeps scalar comparisons as int32, which masks reject)
-    usable = (tl.zeros((N,), tl.int32) + mixed + tl.where(count <= MAX_UNION, 0, 1)) == 0
+    usable = (tl.zeros((N,), tl.int32) + mixed + tl.where(count <= MAX_UNION, 0, 1) + tl.where(few, 1, 0)) == 0
     shared = shared & usable
-    count = tl.where((mixed == 0) & (count <= MAX_UNION), count, MAX_UNION + 1)
+    count = tl.where((mixed == 0) & (count <= MAX_UNION) & (few == 0), count, MAX_UNION + 1)
     slot = tl.max(tl.where(same & first[None, :], rank[None, :], -1), axis=1)  # union position of every entry
     tile = h.to(tl.int64) * num_tiles + i
     tl.store(union_ptr + tile * MAX_UNION + rank, x, mask=first & usable)
+    # the page of each union block, so the attention loop's K/V addresses hang on one load, not two
+    page = tl.load(bt_ptr + r0.to(tl.int64) * stride_btr + x, mask=first & usable, other=0)
+    tl.store(upage_ptr + tile * MAX_UNION + rank, page, mask=first & usable)
     tl.store(count_ptr + tile, count)
     bits = tl.where(shared, tl.full((N,), 1, tl.int64) << tl.maximum(slot, 0).to(tl.int64), 0)
     tokmask = tl.reduce(tl.reshape(bits, (TILE_T, TOPK)), 1, _bit_or)
@@ -97,6 +107,8 @@ class TileSplit(NamedTuple):
 
     union: torch.Tensor
     """[Hkv, tiles, max_union] int32: the tile's shared blocks (entries past ``count`` unwritten)"""
+    pages: torch.Tensor
+    """[Hkv, tiles, max_union] int32: their KV-cache pages"""
     count: torch.Tensor
     """[Hkv, tiles] int32: union size; > max_union = the tile runs KV-outer only"""
     tokmask: torch.Tensor
@@ -112,11 +124,13 @@ class TileSplit(NamedTuple):
 
 
 def tile_unions(
-    selection: torch.Tensor, requests: torch.Tensor, tile_t: int = DEFAULT_TILE_T, max_union: int = DEFAULT_MAX_UNION,
-    min_share: int = DEFAULT_MIN_SHARE,
+    selection: torch.Tensor, requests: torch.Tensor, block_table: torch.Tensor, tile_t: int = DEFAULT_TILE_T,
+    max_union: int = DEFAULT_MAX_UNION, min_share: int = DEFAULT_MIN_SHARE,
+    min_shared_pct: int = DEFAULT_MIN_SHARED_PCT, num_warps: int = 2,
 ) -> TileSplit:
     """Split the selection between tile-outer (blocks chosen by >= ``min_share`` of a tile's tokens, when the
-    tile belongs to one request and has at most ``max_union`` such blocks) and KV-outer (everything else).
+    tile belongs to one request, has at most ``max_union`` such blocks and at least ``min_shared_pct`` % of its
+    entries are on them) and KV-outer (everything else).
     ``requests``: request id of every token (int64). ``min_share=1``: a whole tile goes one way or the other.
     """
     num_kv_heads, num_tokens, top_k = selection.shape
@@ -126,6 +140,7 @@ def tile_unions(
     dev = selection.device
     split = TileSplit(
         union=torch.empty((num_kv_heads, num_tiles, max_union), dtype=torch.int32, device=dev),
+        pages=torch.empty((num_kv_heads, num_tiles, max_union), dtype=torch.int32, device=dev),
         count=torch.empty((num_kv_heads, num_tiles), dtype=torch.int32, device=dev),
         tokmask=torch.empty((num_kv_heads, num_tiles * tile_t), dtype=torch.int64, device=dev),
         rest=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev),
@@ -135,25 +150,25 @@ def tile_unions(
     )
     if num_tiles:
         _tile_union_kernel[(num_tiles, num_kv_heads)](
-            selection, requests, split.union, split.count, split.tokmask, split.rest, split.merge_sel,
-            split.carrier, split.direct.view(torch.int8), num_tokens, num_tiles,
-            selection.stride(0), selection.stride(1),
-            TILE_T=tile_t, TOPK=top_k, MAX_UNION=max_union, MIN_SHARE=min_share, num_warps=8,
+            selection, requests, block_table, split.union, split.pages, split.count, split.tokmask, split.rest,
+            split.merge_sel, split.carrier, split.direct.view(torch.int8), num_tokens, num_tiles,
+            selection.stride(0), selection.stride(1), block_table.stride(0),
+            TILE_T=tile_t, TOPK=top_k, MAX_UNION=max_union, MIN_SHARE=min_share, MIN_SHARED_PCT=min_shared_pct,
+            num_warps=num_warps,
         )
     return split
 
 
 @triton.jit
 def _tile_outer_kernel(
-    q_ptr, kv_ptr, union_ptr, count_ptr, tokmask_ptr, carrier_ptr, direct_ptr, bt_ptr, seq_lens_ptr, pos_ptr,
+    q_ptr, kv_ptr, union_ptr, upage_ptr, count_ptr, tokmask_ptr, carrier_ptr, direct_ptr, seq_lens_ptr, pos_ptr,
     req_ptr, out_ptr, po_ptr, plse_ptr,
     num_tokens, num_tiles, sm_scale_log2,
     stride_qt, stride_qh,
     stride_kvp, stride_kvh, stride_kvt,
-    stride_btr,
     stride_ot, stride_oh,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, TILE_T: tl.constexpr,
-    TOPK: tl.constexpr, MAX_UNION: tl.constexpr,
+    TOPK: tl.constexpr, MAX_UNION: tl.constexpr, KEYS: tl.constexpr,
 ):
     i = tl.program_id(0)
     h = tl.program_id(1)
@@ -168,7 +183,7 @@ def _tile_outer_kernel(
     t = i * TILE_T + r_tok
     row_ok = (t < num_tokens) & (r_g < GROUP)
     offs_d = tl.arange(0, HEAD_DIM)
-    offs_j = tl.arange(0, 128)
+    offs_j = tl.arange(0, KEYS)
     q = tl.load(q_ptr + t.to(tl.int64)[:, None] * stride_qt + (h * GROUP + r_g)[:, None] * stride_qh
                 + offs_d[None, :], mask=row_ok[:, None], other=0.0)
     p_t = tl.load(pos_ptr + t, mask=row_ok, other=-1)
@@ -179,14 +194,17 @@ def _tile_outer_kernel(
     m = tl.full((ROWS,), float("-inf"), tl.float32)
     l = tl.zeros((ROWS,), tl.float32)
     acc = tl.zeros((ROWS, HEAD_DIM), tl.float32)
-    for j in range(0, cnt):
+    # KEYS < 128 walks each block in pieces (smaller S tile, fewer registers)
+    for jj in range(0, cnt * (128 // KEYS)):
+        j = jj // (128 // KEYS)
         blk = tl.load(union_ptr + tile * MAX_UNION + j)
-        page = tl.load(bt_ptr + req.to(tl.int64) * stride_btr + blk).to(tl.int64)
-        kpos = blk * 128 + offs_j
+        page = tl.load(upage_ptr + tile * MAX_UNION + j).to(tl.int64)
+        key = (jj % (128 // KEYS)) * KEYS + offs_j
+        kpos = blk * 128 + key
         kv_ok = kpos < seq_len
         kv_base = kv_head + page * stride_kvp
-        k_t = tl.load(kv_base + offs_j[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
-        v = tl.load(kv_base + offs_j[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :], mask=kv_ok[:, None],
+        k_t = tl.load(kv_base + key[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
+        v = tl.load(kv_base + key[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :], mask=kv_ok[:, None],
                     other=0.0)
         s = tl.dot(q, k_t) * sm_scale_log2
         chosen = ((tm >> j) & 1) != 0  # this row's token selected union entry j
@@ -215,7 +233,6 @@ def _tile_outer_kernel(
 def tile_outer_attention(
     q: torch.Tensor,
     kv_cache: torch.Tensor,
-    block_table: torch.Tensor,
     seq_lens: torch.Tensor,
     positions: torch.Tensor,
     requests: torch.Tensor,
@@ -227,6 +244,7 @@ def tile_outer_attention(
     tile_t: int = DEFAULT_TILE_T,
     num_warps: int | None = None,
     num_stages: int = 3,
+    keys: int = 64,
 ) -> None:
     """Attention over each tile's shared blocks: into ``out`` for ``split.direct`` rows, else into the carrier
     slot of ``partial_o`` / ``partial_lse`` ([Hkv, T, top_k, G, d] / [Hkv, T, top_k, G], the KV-outer layout)."""
@@ -239,14 +257,13 @@ def tile_outer_attention(
     if kv_cache.shape[2] != BLOCK_SIZE:
         raise ValueError(f"kv_cache pages must hold {BLOCK_SIZE} tokens")
     _tile_outer_kernel[(num_tiles, num_kv_heads)](
-        q, kv_cache, split.union, split.count, split.tokmask, split.carrier, split.direct.view(torch.int8),
-        block_table, seq_lens, positions, requests, out, partial_o, partial_lse,
+        q, kv_cache, split.union, split.pages, split.count, split.tokmask, split.carrier,
+        split.direct.view(torch.int8), seq_lens, positions, requests, out, partial_o, partial_lse,
         num_tokens, num_tiles, scale * 1.4426950408889634,
         q.stride(0), q.stride(1),
         kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
-        block_table.stride(0),
         out.stride(0), out.stride(1),
         GROUP=group, GROUP_PAD=triton.next_power_of_2(group), HEAD_DIM=head_dim, TILE_T=tile_t,
-        TOPK=split.rest.shape[2], MAX_UNION=split.union.shape[2], num_stages=num_stages,
-        num_warps=num_warps or (8 if tile_t * triton.next_power_of_2(group) >= 128 else 4),
+        TOPK=split.rest.shape[2], MAX_UNION=split.union.shape[2], KEYS=keys, num_stages=num_stages,
+        num_warps=num_warps or 4,  # H200 128K sweep: 4 warps x 64-key pieces 24.3 ms, 8 x 128 keys 26.6 ms
     )

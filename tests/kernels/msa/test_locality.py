@@ -57,8 +57,9 @@ def test_tile_unions_match_sets(min_share):
     sel = _shuffled(local_selection(qsl, torch.tensor(seq_lens, dtype=torch.int32), 2, 0.7, window=8, seed=1), 2)
     req = device_requests(qsl, sel.shape[1])
     max_union = 20
-    split = tile_unions(sel.to(DEVICE), req.to(DEVICE), 4, max_union, min_share)
-    union, count, tokmask, rest, msel, carrier, direct = (x.cpu() for x in split)
+    table = torch.randperm(2 * 24).view(2, 24).to(torch.int32)  # request -> block -> page
+    split = tile_unions(sel.to(DEVICE), req.to(DEVICE), table.to(DEVICE), 4, max_union, min_share, min_shared_pct=0)
+    union, pages, count, tokmask, rest, msel, carrier, direct = (x.cpu() for x in split)
     small = large = 0
     for (h, i), (blocks, token_sets) in _expected_unions(sel, req, 4).items():
         rows = range(i * 4, min(sel.shape[1], (i + 1) * 4))
@@ -73,6 +74,7 @@ def test_tile_unions_match_sets(min_share):
             assert int(count[h, i]) == len(blocks)
             got = union[h, i, :len(blocks)].tolist()
             assert set(got) == blocks
+            assert pages[h, i, :len(blocks)].tolist() == [int(table[req[i * 4], b]) for b in got]
             for k, want in enumerate(token_sets):
                 bits = int(tokmask[h, i * 4 + k])
                 assert {got[j] for j in range(len(got)) if bits >> j & 1} == want & blocks
@@ -88,28 +90,42 @@ def test_tile_unions_match_sets(min_share):
     assert small and large, "the case must put tiles on both sides of the threshold"
 
 
-@pytest.mark.parametrize("seq_lens,q_lens,shared,max_union,min_share", [
-    ([2400, 300], [41, 300], 0.8, 18, 1),  # chunked prefill with 2359 tokens of context; whole tiles both ways
-    ([2400, 300], [41, 300], 0.8, 32, 2),  # shared blocks tile-outer, the rest KV-outer, merged per token
-    ([2600], [150], 1.0, 63, 1),  # all tiles tile-outer (the padding tile too), no merge
-    ([2100, 77], [33, 77], 0.0, 0, 1),  # KV-outer only (the v6 kernel)
+@pytest.mark.parametrize("seq_lens,q_lens,shared,max_union,min_share,keys", [
+    ([2400, 300], [41, 300], 0.8, 18, 1, 128),  # chunked prefill with 2359 tokens of context; whole tiles both ways
+    ([2400, 300], [41, 300], 0.8, 32, 2, 64),  # shared blocks tile-outer (in 64-key pieces), the rest KV-outer
+    ([2600], [150], 1.0, 63, 1, 128),  # all tiles tile-outer (the padding tile too), no merge
+    ([2100, 77], [33, 77], 0.0, 0, 1, 128),  # KV-outer only (the v6 kernel)
 ])
-def test_adaptive_prefill_matches_reference(seq_lens, q_lens, shared, max_union, min_share):
+def test_adaptive_prefill_matches_reference(seq_lens, q_lens, shared, max_union, min_share, keys):
     case = make_case(seq_lens, q_lens, num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE, device=DEVICE,
                      seed=21)
     sel = _shuffled(local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, shared, window=8, seed=5), 6)
     if max_union:
-        split = tile_unions(sel.to(DEVICE), device_requests(case.query_start_loc, sel.shape[1]), TILE, max_union,
-                            min_share)
+        split = tile_unions(sel.to(DEVICE), device_requests(case.query_start_loc, sel.shape[1]), case.block_table,
+                            TILE, max_union, min_share, min_shared_pct=0)
         on_tile_outer = float((split.count <= max_union).float().mean())
         direct = float(split.direct.float().mean())
         assert on_tile_outer > 0 and (max_union == 63 or direct < 1), (on_tile_outer, direct)
     out = torch.full_like(case.q, float("nan"))  # poisoned: every element must be written by one of the paths
     sparse_attention_triton(case.q, case.kv_cache, sel.to(DEVICE), case.block_table, case.query_start_loc,
-                            case.seq_lens, out=out, max_union=max_union, union_tile=TILE, min_share=min_share)
+                            case.seq_lens, out=out, max_union=max_union, union_tile=TILE, min_share=min_share,
+                            tile_keys=keys, min_shared_pct=0)
     want = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel, case.block_table.cpu(),
                             case.query_start_loc.cpu(), case.seq_lens.cpu())
     assert rel_err(out, want) < TOL
+
+
+def test_gate_sends_unshared_tiles_to_kv_outer():
+    """With random selections only the local block is shared: the 75% gate leaves those tiles to KV-outer whole."""
+    qsl = torch.tensor([0, 64], dtype=torch.int32)
+    sel = local_selection(qsl, torch.tensor([40000], dtype=torch.int32), 2, 0.0, window=8, seed=4)
+    table = torch.arange(313, dtype=torch.int32)[None]
+    split = tile_unions(sel.to(DEVICE), device_requests(qsl, 64).to(DEVICE), table.to(DEVICE), 4, 32, 2)
+    assert bool((split.count.cpu() > 32).all())
+    assert torch.equal(split.rest.cpu(), sel) and torch.equal(split.merge_sel.cpu(), sel)
+    assert not bool(split.direct.any())
+    ungated = tile_unions(sel.to(DEVICE), device_requests(qsl, 64).to(DEVICE), table.to(DEVICE), 4, 32, 2, 0)
+    assert bool((ungated.count.cpu() <= 32).all())  # the local block alone is shared
 
 
 def test_indexer_selection_both_paths_agree():
