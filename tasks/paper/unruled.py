@@ -263,7 +263,7 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
                   for group in _groups(row, verticals)]
         taken = {c for _, cols in placed for c in cols}
         for group, cols in placed:
-            for c in _centred_span(cols, taken, n):
+            for c in _centred_span(cols, taken, spans, sum(_span(group)) / 2):
                 line[c] = f"{line[c]} {_text(group)}".strip()
         header_rows.append(line)
     _fill_group_labels(cells, body, rules)
@@ -293,12 +293,20 @@ def _under_rule(group: list[Word], top: float, bottom: float,
     return group
 
 
-def _centred_span(cols: list[int], taken: set[int], n: int) -> list[int]:
+def _centred_span(cols: list[int], taken: set[int], spans: Sequence[tuple[float, float]], centre: float) -> list[int]:
     """A header centred over several columns without a rule under it ("Accuracy [%]" over five α columns):
-    widen it symmetrically while both neighbours in its line are empty."""
+    widen it symmetrically while both neighbours in its line are empty; one centred over the gap between two
+    columns spans both ("Estimate (%)" over "original" and "reproduction")."""
     if len(cols) != 1:
         return cols
+    n = len(spans)
     lo = hi = cols[0]
+    middle = (spans[lo][0] + spans[lo][1]) / 2
+    for other in (lo - 1, lo + 1):
+        if 0 <= other < n and other not in taken:
+            gap = (spans[min(lo, other)][1] + spans[max(lo, other)][0]) / 2
+            if abs(centre - gap) < abs(centre - middle):
+                lo, hi = min(lo, other), max(hi, other)
     while lo - 1 >= 0 and hi + 1 < n and lo - 1 not in taken and hi + 1 not in taken:
         lo, hi = lo - 1, hi + 1
     return list(range(lo, hi + 1))
