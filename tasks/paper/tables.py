@@ -161,7 +161,7 @@ def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Seq
                         and abs(near - y) <= 1.4 * height for y, _, _ in rules)
         if caption_kind(line.text) or _is_prose(line, page_words):
             break
-        if picked and line.size > 1.15 * max(ln.size for ln in picked):
+        if picked and line.size > 1.15 * max(ln.size for ln in [*picked, *caption]):
             break  # a heading after the table
         allowed = (CAPTION_GAP_FACTOR if not picked else ROW_GAP_FACTOR) * height
         if gap > allowed and not ruled_gap:

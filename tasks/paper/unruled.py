@@ -21,6 +21,8 @@ CELL_GAP_EM = 0.42
 """Words further apart than this share of the font size are in different cells."""
 SCRIPT_SIZE = 0.85
 """A word smaller than this share of its row's font size, set above or below the baseline, is a super/subscript."""
+SINGLE_COLUMN_MAX_ROWS = 4
+"""A captioned one-column table (a header over a line of symbols) is kept only when this short."""
 ITALIC_FONT = ("italic", "oblique", "cmti", "-it")
 WEIGHTS = (("thin", 0), ("light", 0), ("semibold", 3), ("demibold", 3), ("medium", 2), ("extrabold", 4),
            ("bold", 4), ("black", 4), ("heavy", 4), ("cmbx", 4), ("cmb", 4))
@@ -243,8 +245,10 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     header_count = _header_count(rows, rules)
     body = list(rows[header_count:]) or list(rows)
     spans = _column_spans(body, verticals)
-    if len(spans) < 2:
-        return None
+    if not spans:
+        spans = [(min(w.bbox[0] for r in body for w in r.words), max(w.bbox[2] for r in body for w in r.words))]
+    if len(spans) < 2 and len(rows) > SINGLE_COLUMN_MAX_ROWS:
+        return None  # one column of many lines is a list or prose, not a table
     n = len(spans)
     cells: list[list[str]] = []
     styles: list[list[str]] = []
@@ -272,7 +276,7 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     numeric = sum(parse_number(c) is not None for row in cells for c in row[1:])
     filled = sum(1 for row in cells for c in row[1:] if c)
     longest = max((len(c) for row in cells for c in row), default=0)
-    if not filled or (numeric < 0.25 * filled and longest > 40):
+    if n > 1 and (not filled or (numeric < 0.25 * filled and longest > 40)):
         return None  # prose or a list, not a table
     header = [_header_text(header_rows, c) for c in range(n)] if header_rows else cells.pop(0)
     if not header_rows:
