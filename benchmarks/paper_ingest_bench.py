@@ -29,7 +29,8 @@ def norm(text: str) -> str:
 
 
 def tokens(text: str) -> list[str]:
-    text = text.replace("^(", "").replace("_(", "")  # the bundle's super/subscript marks: "ϵ_(t)" is "ϵt"
+    # The bundle's super/subscript marks: "ϵ_(t)" is "ϵt", "A_(LT)_(D)" is "ALTD".
+    text = text.replace("^(", "").replace("_(", "").replace(")", "")
     return [t for t in (norm(w) for w in re.split(r"[\s/|,;:()\[\]]+", text)) if t]
 
 
