@@ -45,7 +45,7 @@ def _endpoint_judge(url: str):
     from serving.client import ModelEndpoint
     from tasks.paper.asker import endpoint_asker
 
-    ask, budget = endpoint_asker(ModelEndpoint(base_url=url, retry_for_s=30))
+    ask, budget = endpoint_asker(ModelEndpoint(base_url=url, retry_for_s=30, timeout_s=900))
     return ask, budget.prompt_chars
 
 
@@ -53,6 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-s", type=float, default=0.5, help="Scripted judge's time per call.")
     parser.add_argument("--endpoint", default=None, help="Also grade with this OpenAI-compatible server.")
+    parser.add_argument("--endpoint-leaf-by-leaf", action="store_true",
+                        help="With --endpoint, also grade leaf by leaf through it (one call per judged leaf: slow).")
     parser.add_argument("--md", type=Path, default=None, help="Write the table here too.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,9 +65,10 @@ def main() -> None:
                 _run("batched, 4 concurrent (new)", TimedJudge(args.latency_s), ev)]
         if args.endpoint:
             ask, chars = _endpoint_judge(args.endpoint)
-            rows += [_run("served model: leaf by leaf, sequential", ask, ev, max_prompt_chars=chars,
-                          max_batch_leaves=1, max_workers=1),
-                     _run("served model: batched, 4 concurrent", ask, ev, max_prompt_chars=chars)]
+            if args.endpoint_leaf_by_leaf:
+                rows.append(_run("served model: leaf by leaf, sequential", ask, ev, max_prompt_chars=chars,
+                                 max_batch_leaves=1, max_workers=1))
+            rows.append(_run("served model: batched, 4 concurrent", ask, ev, max_prompt_chars=chars))
     reference = {g.id: g.score for g in rows[0][1].leaves}
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [f"machine: {os.cpu_count()} cores, load average {load}; scripted judge latency {args.latency_s} s/call; "

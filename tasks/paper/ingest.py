@@ -32,7 +32,8 @@ from tasks.paper.tables import extract_tables, table_numbers
 if TYPE_CHECKING:
     import pymupdf
 
-REFERENCE_START = re.compile(r"^(\[\d+\]|\d+\.\s)")
+REFERENCE_START = re.compile(r"^(\[\d+\]|\d+\.(?:\s|$))")
+"""A numbered reference entry: "[3] ...", "3. ...", or the number alone in the margin ("3." then the text)."""
 FOOTNOTE_START = re.compile(r"^(\d{1,2}|[*∗†‡§¶])\s*\S")
 FOOTNOTE_ZONE = 0.75
 

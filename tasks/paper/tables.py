@@ -6,6 +6,7 @@ with its ± spread."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
@@ -24,6 +25,8 @@ CAPTION_GAP_FACTOR = 3.2
 PROSE_WORDS = 7
 """A line of at least this many words with no cell-wide gap is running text, not a table row."""
 RULE_MIN_WIDTH_PT = 20.0
+RESULT_CELL = re.compile(r"\d\.\d|±|%")
+"""A cell that reads as a measured result (decimals, a spread, a percentage), not as a label."""
 WIDEN_GAP_PT = 40.0
 """Cells beside the caption's width join the table while they sit this close to it."""
 
@@ -161,6 +164,8 @@ def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Seq
                         and abs(near - y) <= 1.4 * height for y, _, _ in rules)
         if caption_kind(line.text) or _is_prose(line, page_words):
             break
+        if picked and line.size > 1.15 * max(ln.size for ln in [*picked, *caption]):
+            break  # a heading after the table
         allowed = (CAPTION_GAP_FACTOR if not picked else ROW_GAP_FACTOR) * height
         if gap > allowed and not ruled_gap:
             break
@@ -181,7 +186,11 @@ def _table(out_dir: Path, taken: set[str], page: int, grid, caption: str, number
 
 
 def row_label(row: Sequence[str]) -> str:
-    """The leading text cells of a row ("CIFAR-10 ResNet-56 (ours)"): what names the row."""
+    """The leading text cells of a row ("CIFAR-10 ResNet-56 (ours)"): what names the row. Integer label columns
+    before a text label count too when results follow ("1 32 l_shape" then "0.688 ± 0.001": K, grid, geometry)."""
+    first_result = next((i for i, cell in enumerate(row) if RESULT_CELL.search(cell)), None)
+    if first_result and any(parse_value(c) is None and c for c in row[:first_result]):
+        return " ".join(c for c in row[:first_result] if c)
     parts: list[str] = []
     for cell in row:
         if parse_value(cell) is not None:

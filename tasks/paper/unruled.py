@@ -21,6 +21,8 @@ CELL_GAP_EM = 0.42
 """Words further apart than this share of the font size are in different cells."""
 SCRIPT_SIZE = 0.85
 """A word smaller than this share of its row's font size, set above or below the baseline, is a super/subscript."""
+SINGLE_COLUMN_MAX_ROWS = 4
+"""A captioned one-column table (a header over a line of symbols) is kept only when this short."""
 ITALIC_FONT = ("italic", "oblique", "cmti", "-it")
 WEIGHTS = (("thin", 0), ("light", 0), ("semibold", 3), ("demibold", 3), ("medium", 2), ("extrabold", 4),
            ("bold", 4), ("black", 4), ("heavy", 4), ("cmbx", 4), ("cmb", 4))
@@ -243,8 +245,10 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     header_count = _header_count(rows, rules)
     body = list(rows[header_count:]) or list(rows)
     spans = _column_spans(body, verticals)
-    if len(spans) < 2:
-        return None
+    if not spans:
+        spans = [(min(w.bbox[0] for r in body for w in r.words), max(w.bbox[2] for r in body for w in r.words))]
+    if len(spans) < 2 and len(rows) > SINGLE_COLUMN_MAX_ROWS:
+        return None  # one column of many lines is a list or prose, not a table
     n = len(spans)
     cells: list[list[str]] = []
     styles: list[list[str]] = []
@@ -263,7 +267,7 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
                   for group in _groups(row, verticals)]
         taken = {c for _, cols in placed for c in cols}
         for group, cols in placed:
-            for c in _centred_span(cols, taken, n):
+            for c in _centred_span(cols, taken, spans, sum(_span(group)) / 2):
                 line[c] = f"{line[c]} {_text(group)}".strip()
         header_rows.append(line)
     _fill_group_labels(cells, body, rules)
@@ -272,7 +276,7 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     numeric = sum(parse_number(c) is not None for row in cells for c in row[1:])
     filled = sum(1 for row in cells for c in row[1:] if c)
     longest = max((len(c) for row in cells for c in row), default=0)
-    if not filled or (numeric < 0.25 * filled and longest > 40):
+    if n > 1 and (not filled or (numeric < 0.25 * filled and longest > 40)):
         return None  # prose or a list, not a table
     header = [_header_text(header_rows, c) for c in range(n)] if header_rows else cells.pop(0)
     if not header_rows:
@@ -293,12 +297,20 @@ def _under_rule(group: list[Word], top: float, bottom: float,
     return group
 
 
-def _centred_span(cols: list[int], taken: set[int], n: int) -> list[int]:
+def _centred_span(cols: list[int], taken: set[int], spans: Sequence[tuple[float, float]], centre: float) -> list[int]:
     """A header centred over several columns without a rule under it ("Accuracy [%]" over five α columns):
-    widen it symmetrically while both neighbours in its line are empty."""
+    widen it symmetrically while both neighbours in its line are empty; one centred over the gap between two
+    columns spans both ("Estimate (%)" over "original" and "reproduction")."""
     if len(cols) != 1:
         return cols
+    n = len(spans)
     lo = hi = cols[0]
+    middle = (spans[lo][0] + spans[lo][1]) / 2
+    for other in (lo - 1, lo + 1):
+        if 0 <= other < n and other not in taken:
+            gap = (spans[min(lo, other)][1] + spans[max(lo, other)][0]) / 2
+            if abs(centre - gap) < abs(centre - middle):
+                lo, hi = min(lo, other), max(hi, other)
     while lo - 1 >= 0 and hi + 1 < n and lo - 1 not in taken and hi + 1 not in taken:
         lo, hi = lo - 1, hi + 1
     return list(range(lo, hi + 1))

@@ -52,3 +52,10 @@ def test_bold_and_spread_reach_the_number_list(tmp_path: Path) -> None:
     table2 = next(t for t in ingest_pdf(CORPUS / "label_smoothing.pdf", tmp_path / "b2").tables if t.id == "table_2")
     best = [row[c] for row, styles in zip(table2.rows, table2.styles) for c, s in enumerate(styles) if s == "b"]
     assert "99.33" in best and "93.62" in best and "99.06" not in best
+
+
+def test_references_split_into_numbered_entries_in_order(tmp_path: Path) -> None:
+    """ReScience sets each reference number alone in the margin ("1." then the entry's lines)."""
+    refs = ingest_pdf(CORPUS / "meta_learning.pdf", tmp_path / "bundle").references
+    assert refs[0].startswith("1. D. Silver, A. Huang")
+    assert [r.split(".")[0] for r in refs] == [str(i) for i in range(1, len(refs) + 1)] and len(refs) >= 10
