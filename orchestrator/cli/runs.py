@@ -153,7 +153,7 @@ def runs_show(run_id: str, config: ConfigOpt = None, json_out: JsonOpt = False) 
     console.print(f"model: {model_behaviour(row['model'])}")
     table = Table("iter", "verdict", "score", "decision", "first finding")
     for it in row["iterations_detail"]:
-        first = shorten(it["findings"][0], 90) if it["findings"] else ""
+        first = shorten(it["findings"][0], 160) if it["findings"] else ""  # wraps in its cell
         table.add_row(str(it["iteration"]), it["verdict"], f"{it['score']:.4g}", it["decision"], first)
     console.print(table)
 

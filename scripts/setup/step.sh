@@ -31,6 +31,7 @@ step_bg() {
 
 wait_steps() {
   local i failed=0
+  echo "[setup] waiting for: $(IFS=,; echo "${BG_NAMES[*]}") (each one's output follows when it ends)"
   for i in "${!BG_PIDS[@]}"; do
     wait "${BG_PIDS[$i]}" || failed=1
     cat "$SETUP_LOGS/$i.log"
