@@ -60,7 +60,9 @@ def test_run_holds_only_sandboxes_in_use(tmp_path: Path, docker_engine, sandbox_
     # own sandbox each iteration.
     task = CodeTask(source=str(make_code_workspace(tmp_path)), check_command="bash check.sh", main="calc.py",
                     image=sandbox_image)
-    script = Script(default={"producer": tool_call("run", command="echo working")})
+    # Distinct replies: a reply that repeats the previous one word for word would stop the run as stuck.
+    script = Script(producer=[tool_call("run", command=f"echo working {i}") for i in range(4 * ITERATIONS)],
+                    default={"producer": tool_call("run", command="echo working")})
     with ContainerWatch(docker_engine) as watch:
         run = start_run(task, settings, models=script.factory())
         left = watch.mine()
