@@ -1,4 +1,8 @@
-"""Triton MSA prefill attention, KV-outer ("gather Q").
+"""Triton MSA prefill attention: locality-adaptive (v7) over a KV-outer ("gather Q") core.
+
+``sparse_attention_triton`` first splits the selection with ``tile_outer.tile_unions``: blocks shared by most of a
+query tile's tokens run tile-outer (tile_outer.py, no partials), the rest runs KV-outer as described below, and the
+merge combines both per token. ``max_union=0`` runs KV-outer alone (v6).
 
 Query-outer kernels reload every selected K/V block once per query token. Here the selection is inverted into a
 CSR (for each (KV head, request, block): the (token, slot) entries that chose it); a program loads the K/V of one

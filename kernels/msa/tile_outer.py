@@ -1,18 +1,21 @@
-"""Triton MSA prefill attention, tile-outer: for query tiles whose tokens share their selected blocks.
+"""Triton MSA prefill attention, tile-outer: the blocks that most of a query tile's tokens selected.
 
 Neighbouring query tokens usually select mostly the same key blocks. For a tile of TILE_T consecutive tokens of
-one request and one KV head, ``tile_unions`` lists the distinct blocks the tile selected (its union, at most
-MAX_UNION of them) and, per token, a bit mask of which union entries that token chose. ``tile_outer_attention``
-then runs one program per (tile, KV head): the tile's TILE_T tokens x 16 query heads are the MMA rows (128 rows
-for TILE_T = 8), every union block's K/V is loaded once for all of them, and each row is masked to its own
-token's selection (plus causality), with the softmax kept on chip: no partial outputs, no merge. A tile whose
-union is larger than MAX_UNION (random selections), or which spans two requests, is skipped here and left to the
-KV-outer path (prefill.py); the choice is made on the GPU from ``count`` (no host sync, CUDA-graph safe), and the
-two paths write disjoint (token, KV head) outputs.
+one request and one KV head, ``tile_unions`` (one program per (tile, KV head), an all-pairs compare of the tile's
+TILE_T x 16 entries, no sort, no host sync) marks as shared the blocks that >= MIN_SHARE of the tile's tokens
+chose, lists them (at most MAX_UNION, with their pages), and records per token a bit mask of the shared blocks it
+chose, the entries left to KV-outer (``rest``), a carrier slot and a ``direct`` flag. ``tile_outer_attention`` then
+runs one program per (tile, KV head): the tile's tokens x 16 query heads are the MMA rows (128 rows for TILE_T =
+8), each shared block's K/V is loaded once for all of them (in KEYS-key pieces), each row is masked to its own
+token's selection and causality, and the softmax stays on chip. A token whose entries were all shared gets its
+output directly; another one hands its tile-outer result to the merge as one more part (in its carrier slot),
+next to its KV-outer parts. Tiles spanning two requests, with more than MAX_UNION shared blocks, or with fewer than
+MIN_SHARED_PCT % of their entries on shared blocks (random selections share only the local block) stay KV-outer
+whole.
 
-Cost model (why a threshold): a tile-outer program does union x 128 keys of MMA work for all of its rows, so a
-token pays for the blocks its neighbours chose; KV-outer pays ~16 slots x (Q gather + partial write + merge read)
-per token whatever the neighbours do. With 8-token tiles the two meet near a union of ~32 blocks (NOTES.md v7).
+Why thresholds: a tile-outer block costs 128 rows x 128 keys of MMA work whoever chose it, KV-outer costs a Q
+gather + a partial write + a merge read per chosen (token, block); on the H200 a block is worth doing tile-outer
+when about 3 or more of the 8 tokens chose it (NOTES.md v7 has the estimate and the sweeps).
 """
 from __future__ import annotations
 
