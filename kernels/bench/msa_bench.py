@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from kernels.msa.tile_outer import DEFAULT_MAX_UNION
+
 HEADS, KV_HEADS, HEAD_DIM = 64, 4, 128
 
 
@@ -348,9 +350,9 @@ def tile_outer_share(case, sel: torch.Tensor, knobs: dict) -> tuple[float, float
 
 
 ADAPTIVE_VARIANTS = (  # (label, knobs of sparse_attention_triton); the first is the default
-    ("ours v7: adaptive", {}),
-    ("v7 without the 75% gate", {"min_shared_pct": 0}),
-    ("v7 tile-outer 128-key blocks", {"tile_keys": 128}),
+    ("ours v7: adaptive", {"max_union": DEFAULT_MAX_UNION}),
+    ("v7 without the 75% gate", {"max_union": DEFAULT_MAX_UNION, "min_shared_pct": 0}),
+    ("v7 tile-outer 128-key blocks", {"max_union": DEFAULT_MAX_UNION, "tile_keys": 128}),
 )
 
 
@@ -460,7 +462,8 @@ def bench_chunked(chunk: int, ctx: int, decodes: int, vllm_sparse, rows: list[Ro
     flops = attention_flops(sel, pos)
     rows.append(Row("chunked", shape, "ours indexer (fused)", t_idx))
     results = []
-    for name, knobs in (("ours v6: KV-outer only", {"max_union": 0}), ("ours v7: adaptive", {})):
+    for name, knobs in (("ours v6: KV-outer only", {"max_union": 0}),
+                        ("ours v7: adaptive", {"max_union": DEFAULT_MAX_UNION})):
         fn, out = timed_attention(case, sel, **knobs)
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()

@@ -198,7 +198,7 @@ def sparse_attention_triton(
     window: int = 0,
     prefetch: bool = True,
     tile_rows: int = 64,
-    max_union: int = DEFAULT_MAX_UNION,
+    max_union: int = 0,
     union_tile: int = DEFAULT_TILE_T,
     min_share: int = DEFAULT_MIN_SHARE,
     tile_keys: int = 64,
@@ -210,7 +210,10 @@ def sparse_attention_triton(
     Per tile of ``union_tile`` tokens and KV head, the blocks chosen by >= ``min_share`` of the tile's tokens
     (when there are at most ``max_union`` of them) run tile-outer (tile_outer.py: all the tile's rows at once, no
     partials); the other entries run KV-outer (CSR + partials); the merge combines the two per token, and tokens
-    with no KV-outer entry skip it. All choices are made on the device. ``max_union=0`` runs KV-outer only (v6).
+    with no KV-outer entry skip it. All choices are made on the device. ``max_union=0`` (the default) runs
+    KV-outer only (v6): on selections with little sharing the split costs more than tile-outer saves (v7 was
+    0.90-0.94x of v6 on the indexer's random selections and at f = 0.5 on the H200, 1.15-1.42x faster at f >= 0.9;
+    NOTES.md), so the adaptive path is opt-in (``max_union=DEFAULT_MAX_UNION``) until that regression is gone.
     ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
     Selection slots may be in any order, with -1 entries anywhere.
     """
