@@ -16,6 +16,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Iterator
 
 from orchestrator.safegit import GitFailed, git, git_text, init_bare, patch_args
 from sandboxes import hostfs
@@ -207,20 +208,38 @@ def _ls_tree(git_dir: Path, tree: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _blobs(git_dir: Path, shas: list[str]) -> dict[str, bytes]:
-    """The contents of blobs, read by one `git cat-file --batch`."""
-    unique = list(dict.fromkeys(shas))
-    if not unique:
-        return {}
-    out = git(git_dir, "cat-file", "--batch", input=("\n".join(unique) + "\n").encode())
+BATCH_BYTES = 256 << 20
+"""Blob bytes read per `git cat-file --batch` call: an export of a large tree never holds it all in memory."""
+
+
+def _batch(git_dir: Path, shas: list[str]) -> dict[str, bytes]:
+    out = git(git_dir, "cat-file", "--batch", input=("\n".join(shas) + "\n").encode())
     blobs, pos = {}, 0
-    for sha in unique:
+    for sha in shas:
         end = out.index(b"\n", pos)
         _, _, size = out[pos:end].decode().split()
         start = end + 1
         blobs[sha] = out[start:start + int(size)]
         pos = start + int(size) + 1
     return blobs
+
+
+def _blobs(git_dir: Path, shas: list[str]) -> Iterator[dict[str, bytes]]:
+    """The contents of blobs, in batches of about BATCH_BYTES (sizes from one `cat-file --batch-check`)."""
+    unique = list(dict.fromkeys(shas))
+    if not unique:
+        return
+    sizes = git(git_dir, "cat-file", "--batch-check=%(objectsize)", input=("\n".join(unique) + "\n").encode())
+    batch: list[str] = []
+    total = 0
+    for sha, size in zip(unique, sizes.split()):
+        if batch and total + int(size) > BATCH_BYTES:
+            yield _batch(git_dir, batch)
+            batch, total = [], 0
+        batch.append(sha)
+        total += int(size)
+    if batch:
+        yield _batch(git_dir, batch)
 
 
 def export_tree(git_dir: Path, tree: str, dest: Path) -> Export:
@@ -231,23 +250,27 @@ def export_tree(git_dir: Path, tree: str, dest: Path) -> Export:
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     rows = _ls_tree(git_dir, tree)
-    blobs = _blobs(git_dir, [sha for _, sha, _ in rows])
     result = Export(dest)
-    for mode, sha, rel in rows:
-        data = blobs[sha]
-        if mode == SYMLINK_MODE:
-            if not _safe_link(data):
-                result.dropped.append(f"symbolic link {rel} -> {os.fsdecode(data)!r} was left out of the checked "
-                                      "copy: links must be relative and stay inside the workspace")
-                continue
-            parent = hostfs.open_dir(dest, hostfs.parts_of(rel)[:-1], create=True)
-            try:
-                os.symlink(data, PurePosixPath(rel).name, dir_fd=parent)
-            finally:
-                os.close(parent)
-        else:
-            hostfs.write_bytes(dest, rel, data, 0o755 if mode == "100755" else 0o644)
+    for blobs in _blobs(git_dir, [sha for _, sha, _ in rows]):
+        for mode, sha, rel in rows:
+            if sha in blobs:
+                _export_one(dest, mode, rel, blobs[sha], result)
     return result
+
+
+def _export_one(dest: Path, mode: str, rel: str, data: bytes, result: Export) -> None:
+    """Write one tree entry into an export; a link only when it stays inside (else noted in `result`)."""
+    if mode != SYMLINK_MODE:
+        hostfs.write_bytes(dest, rel, data, 0o755 if mode == "100755" else 0o644)
+    elif not _safe_link(data):
+        result.dropped.append(f"symbolic link {rel} -> {os.fsdecode(data)!r} was left out of the checked copy: "
+                              "links must be relative and stay inside the workspace")
+    else:
+        parent = hostfs.open_dir(dest, hostfs.parts_of(rel)[:-1], create=True)
+        try:
+            os.symlink(data, PurePosixPath(rel).name, dir_fd=parent)
+        finally:
+            os.close(parent)
 
 
 def restore_tree(git_dir: Path, tree: str, workspace: Path) -> Export:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import BudgetLimits, LoopSettings, Settings
-from tasks.kernel.runner import EvalOptions, evaluate_candidate
+from tasks.kernel.runner import EvalFailed, EvalOptions, evaluate_candidate
 from tasks.kernel.targets import TARGETS_DIR
 from tasks.kernel.task import KernelTask
 from tests.orchestrator.support import Script, tool_call
@@ -59,3 +59,22 @@ def test_linked_candidate_from_the_sandbox_never_reaches_artifacts(tmp_path: Pat
     for path in run.rglob("*"):
         if path.is_file() and not path.is_symlink() and path.relative_to(run).parts[0] != "git":
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_an_evaluation_folder_filled_past_its_quota_fails_and_is_emptied(tmp_path: Path) -> None:
+    honest = (TARGETS_DIR / "candidates" / "softmax_torch.py").read_text()
+    filler = tmp_path / "ws" / "candidate.py"
+    filler.parent.mkdir()
+    filler.write_text("import os\n_here = os.path.dirname(os.path.abspath(__file__))\n"
+                      "with open(os.path.join(_here, 'fill.bin'), 'wb') as _f:\n    _f.write(b'0' * (24 << 20))\n"
+                      + honest)
+    # Static checks off: they would refuse the file write before the candidate ever ran.
+    opts = EvalOptions(isolation="subprocess", timing=False, static=False, disk_mb=16)
+    with pytest.raises(EvalFailed, match="disk quota of 16 MB"):
+        evaluate_candidate(TARGETS_DIR / "softmax.py", filler, opts, tmp_path / "eval")
+    assert [p.name for p in (tmp_path / "eval").iterdir()] == ["evaluator.log"]
+    # Positive control: the same candidate under a larger quota is evaluated normally.
+    roomy = EvalOptions(isolation="subprocess", timing=False, static=False, disk_mb=64)
+    verdict = evaluate_candidate(TARGETS_DIR / "softmax.py", filler, roomy, tmp_path / "eval2")
+    assert verdict.correct, verdict.to_json()
+    assert (tmp_path / "eval2" / "cand" / "fill.bin").stat().st_size == 24 << 20
