@@ -333,14 +333,12 @@ def _header_text(header_rows: Sequence[Sequence[str]], c: int) -> str:
 def _header_count(rows: Sequence[Row], rules: Sequence[float]) -> int:
     """Header lines: those above the first rule under the first line (booktabs' midrule, a ruled grid's line);
     without rules, the lines before the first one that holds a number."""
-    first_top = rows[0].top
     inner = [y for y in rules if y > rows[0].baseline and y < rows[-1].baseline]
     if inner:
         cut = min(inner)
         count = sum(1 for r in rows if r.baseline < cut)
         if 0 < count < len(rows):
             return count
-    del first_top
     for i, row in enumerate(rows):
         if any(parse_number(w.text) is not None for w in row.words[1:]):
             return max(i, 1)
