@@ -144,7 +144,8 @@ def _deviations(grading: Grading) -> list[LeafGrade]:
 
 def _markdown(rubric: RubricNode, n: int, grading: Grading, verdicts: list[dict[str, Any]]) -> str:
     lines = ["## Paper reproduction", "",
-             f"Best weighted rubric score: **{grading.score:.3f}** (iteration {n}). "
+             f"Best weighted rubric score: **{grading.score:.3f}** (iteration {n}; graded with "
+             f"{grading.judge_calls} judge calls). "
              "Full page: `artifacts/paper/report.html`; scored rubric: `artifacts/paper/rubric.json`.", "",
              "### Rubric", "", *_tree_md(rubric, grading.scores), "", "### Numeric results", "",
              "| leaf | paper | reproduced | abs dev | rel dev | tolerance | ok |", "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -178,7 +179,8 @@ def _html(bundle: Bundle, rubric: RubricNode, n: int, grading: Grading, tables: 
 
     grades = {g.id: g for g in grading.leaves}
     parts = [f"<h1>Reproduction of {html.escape(bundle.title)}</h1>",
-             f"<p>Best weighted rubric score <b>{grading.score:.3f}</b> (iteration {n}).</p>",
+             f"<p>Best weighted rubric score <b>{grading.score:.3f}</b> (iteration {n}; graded with "
+             f"{grading.judge_calls} judge calls).</p>",
              "<h2>Rubric</h2><ul>", _tree_html(rubric, grading.scores, grades), "</ul>", "<h2>Deviations</h2>"]
     devs = [{"leaf": g.id, "paper": g.expected, "reproduced": g.got, "abs_dev": g.abs_deviation,
              "rel_dev": g.rel_deviation, "tolerance": g.tolerance, "within": bool(g.score)} for g in _deviations(grading)]

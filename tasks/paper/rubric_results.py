@@ -173,7 +173,7 @@ def cell_tolerance(text: str, value: float, others: Sequence[float]) -> float:
 def ours_rows(table: Table, name: str | None) -> set[int]:
     """Rows of the paper's own method: named so ("ours", "proposed", the title's method name), else the row with
     the most bold cells (papers bold the best result, usually theirs) when it has at least two."""
-    named = {r for r, row in enumerate(table.rows) if row and is_ours(row_label(row), name)}
+    named = {r for r, row in enumerate(table.rows) if row and is_ours(row_label(row), name)}  # any text cell
     if named:
         return named
     styles = getattr(table, "styles", None) or []
@@ -182,17 +182,26 @@ def ours_rows(table: Table, name: str | None) -> set[int]:
     return {best} if best is not None and bold[best] >= 2 else set()
 
 
+def label_of(table: Table, row: Sequence[str], first_result: int) -> str:
+    """What names a row: its leading text cells before the first result column, set-up columns left out
+    ("Ours", not "Ours 11M" when the next column is #Params)."""
+    lead = [cell for c, cell in enumerate(row[:first_result])
+            if cell and not (c and c < len(table.header) and SETUP_COLUMN.search(table.header[c]))]
+    return row_label(lead) if lead else ""
+
+
 def table_cells(table: Table, name: str | None) -> list[CellResult]:
     """The numeric result cells of a results table, the method's rows first."""
     if not is_results_table(table):
         return []
     ours = ours_rows(table, name)
     cells: list[CellResult] = []
-    for c in result_columns(table):
+    columns = result_columns(table)
+    for c in columns:
         values = [(r, row[c], parsed[0]) for r, row in enumerate(table.rows)
                   if c < len(row) and (parsed := cell_value(row[c])) is not None]
         for r, text, value in values:
-            label = row_label(table.rows[r]).strip() or f"row {r + 1}"
+            label = label_of(table, table.rows[r], columns[0]).strip() or f"row {r + 1}"
             others = [v for rr, _, v in values if rr != r]
             cells.append(CellResult(table, r, c, label, table.header[c].strip() or f"column {c + 1}", text.strip(),
                                     value, cell_tolerance(text, value, others), r in ours))

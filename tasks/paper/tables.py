@@ -40,10 +40,12 @@ def extract_tables(page: "pymupdf.Page", lines: Sequence[Line], captions: Mappin
         return []
     rules, verticals = page_rules(page) if ruled else ([], [])
     page_words = page.get_text("words")
+    # Every caption's lines end a table (a caption's last line, "original results.", is no table row).
     claimed: set[int] = set()
+    stops = {id(ln) for _, parts in captions.values() for ln in parts}
     tables: list[Table] = []
     for block in table_captions:
-        found = _table_below_or_above(page, block[1], lines, rules, verticals, page_words, claimed)
+        found = _table_below_or_above(page, block[1], lines, rules, verticals, page_words, claimed | stops)
         if found is None:
             continue
         grid, members = found
@@ -147,8 +149,7 @@ def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Seq
     cap_ids = {id(ln) for ln in caption}
     left, right = min(ln.bbox[0] for ln in caption), max(ln.bbox[2] for ln in caption)
     # Lines under the caption's column (the other column of a two-column page is not part of the table).
-    side = [ln for ln in lines if id(ln) not in cap_ids and id(ln) not in claimed
-            and ln.bbox[0] < right and ln.bbox[2] > left
+    side = [ln for ln in lines if id(ln) not in cap_ids and ln.bbox[0] < right and ln.bbox[2] > left
             and (ln.center[1] > edge if below else ln.center[1] < edge)]
     side.sort(key=lambda ln: ln.bbox[1], reverse=not below)
     picked: list[Line] = []
@@ -162,8 +163,8 @@ def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Seq
         # to both lines; a figure after the bottom rule is further away.
         ruled_gap = any(min(ref, near) <= y <= max(ref, near) and abs(y - ref) <= 1.4 * height
                         and abs(near - y) <= 1.4 * height for y, _, _ in rules)
-        if caption_kind(line.text) or _is_prose(line, page_words):
-            break
+        if caption_kind(line.text) or id(line) in claimed or _is_prose(line, page_words):
+            break  # another caption, another table's line, or running text
         if picked and line.size > 1.15 * max(ln.size for ln in [*picked, *caption]):
             break  # a heading after the table
         allowed = (CAPTION_GAP_FACTOR if not picked else ROW_GAP_FACTOR) * height

@@ -21,6 +21,8 @@ CELL_GAP_EM = 0.42
 """Words further apart than this share of the font size are in different cells."""
 SCRIPT_SIZE = 0.85
 """A word smaller than this share of its row's font size, set above or below the baseline, is a super/subscript."""
+SHORT_LABEL_CHARS = 6
+"""A one-cell line this short is a row-group label (its column counts), not a section line across the table."""
 SINGLE_COLUMN_MAX_ROWS = 4
 """A captioned one-column table (a header over a line of symbols) is kept only when this short."""
 ITALIC_FONT = ("italic", "oblique", "cmti", "-it")
@@ -201,6 +203,9 @@ def _column_spans(rows: Sequence[Row], verticals: Sequence[float] = ()) -> list[
     """Columns from the projection of the word groups of rows with two or more groups (a one-cell row, such as
     a section line inside the table, would bridge every gap)."""
     intervals = [_span(g) for row in rows if len(gs := _groups(row, verticals)) >= 2 for g in gs]
+    # A short label printed alone on its line (a multirow "32" between two rows) marks its column too.
+    intervals += [_span(gs[0]) for row in rows if len(gs := _groups(row, verticals)) == 1
+                  and len(_text(gs[0])) <= SHORT_LABEL_CHARS]
     spans: list[list[float]] = []
     for a, b in sorted(intervals):
         if spans and a <= spans[-1][1] + 1.0:
@@ -271,7 +276,9 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
                 line[c] = f"{line[c]} {_text(group)}".strip()
         header_rows.append(line)
     _fill_group_labels(cells, body, rules)
-    keep = [i for i, row in enumerate(cells) if any(row[1:]) or not _used_label(cells, i)]
+    labels = _label_columns(cells)
+    _fill_label_columns(cells, body, segments, spans, labels)
+    keep = [i for i, row in enumerate(cells) if any(row[labels:]) or not _label_only_used(cells, i, labels)]
     cells, styles = [cells[i] for i in keep], [styles[i] for i in keep]
     numeric = sum(parse_number(c) is not None for row in cells for c in row[1:])
     filled = sum(1 for row in cells for c in row[1:] if c)
@@ -333,23 +340,57 @@ def _header_text(header_rows: Sequence[Sequence[str]], c: int) -> str:
 def _header_count(rows: Sequence[Row], rules: Sequence[float]) -> int:
     """Header lines: those above the first rule under the first line (booktabs' midrule, a ruled grid's line);
     without rules, the lines before the first one that holds a number."""
-    first_top = rows[0].top
     inner = [y for y in rules if y > rows[0].baseline and y < rows[-1].baseline]
     if inner:
         cut = min(inner)
         count = sum(1 for r in rows if r.baseline < cut)
         if 0 < count < len(rows):
             return count
-    del first_top
     for i, row in enumerate(rows):
         if any(parse_number(w.text) is not None for w in row.words[1:]):
             return max(i, 1)
     return 1
 
 
-def _used_label(cells: Sequence[Sequence[str]], i: int) -> bool:
-    """A label-only line (a multirow label set between two rows) whose label its neighbours now carry."""
-    return any(0 <= j < len(cells) and cells[j][0] == cells[i][0] and any(cells[j][1:]) for j in (i - 1, i + 1))
+def _label_columns(cells: Sequence[Sequence[str]]) -> int:
+    """How many leading columns hold row labels: those before the first column with a measured result."""
+    from tasks.paper.tables import RESULT_CELL
+
+    for c in range(len(cells[0]) if cells else 0):
+        if any(c < len(row) and RESULT_CELL.search(row[c]) for row in cells):
+            return max(c, 1)
+    return 1
+
+
+def _label_only_used(cells: Sequence[Sequence[str]], i: int, labels: int) -> bool:
+    """A label-only line (multirow labels set between rows) whose labels its neighbours now carry."""
+    mine = [(c, cells[i][c]) for c in range(labels) if cells[i][c]]
+    return any(0 <= j < len(cells) and any(cells[j][labels:]) and all(cells[j][c] == text for c, text in mine)
+               for j in (i - 1, i + 1))
+
+
+def _fill_label_columns(cells: list[list[str]], rows: Sequence[Row], segments: Sequence[tuple[float, float, float]],
+                        spans: Sequence[tuple[float, float]], labels: int) -> None:
+    """Label columns after the first (K, grid size, ...): a label printed once is given to every row of its
+    group, the rows between the rules (full, or partial ones under that column) around it."""
+    for c in range(1, labels):
+        centre = (spans[c][0] + spans[c][1]) / 2
+        cuts = [y for y, a, b in segments if a - 1 <= centre <= b + 1]
+        if not cuts:
+            continue
+        groups: list[list[int]] = []
+        for i, row in enumerate(rows):
+            if not groups or any(rows[i - 1].baseline < y < row.baseline for y in cuts):
+                groups.append([i])
+            else:
+                groups[-1].append(i)
+        for group in groups:
+            holders = [i for i in group if cells[i][c]]
+            for i in group:
+                if not cells[i][c] and holders:
+                    # The nearest label: a multirow label is printed at the middle of its rows.
+                    nearest = min(holders, key=lambda h: abs(rows[h].baseline - rows[i].baseline))
+                    cells[i][c] = cells[nearest][c]
 
 
 def _fill_group_labels(cells: list[list[str]], rows: Sequence[Row], rules: Sequence[float]) -> None:

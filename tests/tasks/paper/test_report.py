@@ -23,7 +23,7 @@ def _run(tmp_path: Path, bundle_dir: Path, outputs: dict[str, bytes]) -> Path:
                         got=leaf.extra["expected"] + 1, tolerance=leaf.extra["tolerance"], abs_deviation=1.0,
                         rel_deviation=None) for leaf in rubric.leaves() if "metric" in leaf.extra]
     scores = weighted_scores(rubric, {})
-    grading = Grading(leaves, scores, scores["root"])
+    grading = Grading(leaves, scores, scores["root"], judge_calls=3)
     it = art.iteration(1)
     it.mkdir(parents=True)
     (it / "grades.json").write_text(json.dumps(grading.to_json()))
@@ -41,6 +41,7 @@ def test_report_lists_deviations_and_verdicts(paper_bundle_dir: Path, tmp_path: 
     markdown = write_report(run)
     assert "| results/table_1/ours/mse | 0.25 | 1.25 | 1 |" in markdown
     assert "iteration 1: fail" in markdown and "off by 1.0" in markdown
+    assert "graded with 3 judge calls" in markdown
     art = run / "artifacts" / "paper"
     deviation = (art / "tables" / "table_1.deviation.csv").read_text().splitlines()
     assert deviation[2] == "Ours,0.05,0.05"
