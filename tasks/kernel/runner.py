@@ -125,12 +125,13 @@ def toolchain_path(inside: Callable[[Path], str] = str) -> str:
     return ":".join([*dirs, "/usr/local/bin", "/usr/bin", "/bin"])
 
 
-def _prepare_cache(cache: Path | None) -> Path | None:
-    """The run's compile cache: readable (never writable) by the sandbox user."""
-    if cache is None:
-        return None
+def _prepare_cache(root: Path, digest: str) -> Path:
+    """The candidate's part of the run's compile cache (`root/digest`): readable, never writable, by the
+    sandbox user, who must also pass through `root`."""
+    cache = root / digest
     cache.mkdir(parents=True, exist_ok=True)
-    cache.chmod(0o755)
+    for folder in (root, cache):
+        folder.chmod(0o755)
     return cache.resolve()
 
 
@@ -264,7 +265,7 @@ def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_di
     if problem is not None:  # no sandbox, no worker: the producer gets the line at once
         return error_verdict(f"syntax error: {problem}", opts.device)
     nonce = prepare_eval_dir(eval_dir, target, candidate)
-    cache = _prepare_cache(opts.ext_cache / candidate_digest(eval_dir / "cand") if opts.ext_cache else None)
+    cache = _prepare_cache(opts.ext_cache, candidate_digest(eval_dir / "cand")) if opts.ext_cache else None
     if opts.isolation == "subprocess":
         code, out, err = _run_subprocess(eval_dir, opts, cache)
     else:
