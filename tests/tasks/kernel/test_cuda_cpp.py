@@ -24,8 +24,9 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run(tmp: Path, cache: Path, target: str, cand: Path, **kw: object):  # noqa: ANN201
     tmp.parent.chmod(0o755)  # the candidate's user reaches its evaluation folder
-    opts = EvalOptions(device="cuda", isolation="subprocess", warmup=1, iters=5, timeout_s=600, timing=False,
-                       ext_cache=cache, **kw)  # type: ignore[arg-type]
+    options = {"warmup": 1, "iters": 5, "timing": False, **kw}  # a test's own settings win
+    opts = EvalOptions(device="cuda", isolation="subprocess", timeout_s=600, ext_cache=cache,
+                       **options)  # type: ignore[arg-type]
     return evaluate_candidate(TARGETS_DIR / f"{target}.py", cand, opts, tmp / cand.stem)
 
 
