@@ -263,7 +263,9 @@ def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_di
     source = hostfs.read_bytes(candidate.parent, candidate.name).decode("utf-8", errors="replace")
     problem = syntax_error(source, candidate.name)
     if problem is not None:  # no sandbox, no worker: the producer gets the line at once
-        return error_verdict(f"syntax error: {problem}", opts.device)
+        verdict = error_verdict(f"SyntaxError: {problem}", opts.device)
+        verdict.stage = "import"  # the module cannot be imported: the same stage a worker would have failed at
+        return verdict
     nonce = prepare_eval_dir(eval_dir, target, candidate)
     cache = _prepare_cache(opts.ext_cache, candidate_digest(eval_dir / "cand")) if opts.ext_cache else None
     if opts.isolation == "subprocess":

@@ -31,7 +31,8 @@ def test_forged_verdict_line_is_ignored(tmp_path: Path) -> None:
     """The forger prints a 1000x verdict on stdout and to the evaluator's fd 1; only the nonce-tagged line counts."""
     v = evaluate(tmp_path, "softmax", TARGETS_DIR / "cheats" / "c18_forge_verdict.py", timing=False, static=False)
     assert not v.accepted and v.speedup is None and v.errors
-    assert "worker failed" in v.errors[0] or "gone" in v.errors[0]
+    # The forger's worker ends after printing; the harness says so (its own words, not the forged line's).
+    assert any(words in v.errors[0] for words in ("worker failed", "gone", "exited with code"))
 
 
 def test_escaping_the_timing_core_is_caught(tmp_path: Path) -> None:

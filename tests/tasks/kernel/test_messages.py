@@ -29,8 +29,8 @@ def test_syntax_error_is_found_before_any_sandbox(tmp_path: Path) -> None:
         raise AssertionError("a sandbox was opened for a candidate that does not parse")
 
     verdict = evaluate_candidate(target("softmax"), bad, EvalOptions(), tmp_path / "eval", opener=no_sandbox)
-    assert not verdict.accepted
-    assert verdict.errors == ["syntax error: cand.py line 2, column 32: expected ':': "
+    assert not verdict.accepted and verdict.stage == "import"
+    assert verdict.errors == ["SyntaxError: cand.py line 2, column 32: expected ':': "
                               "class ModelNew(torch.nn.Module)"]
     assert syntax_error("x = (1,\n") is not None and syntax_error("x = 1\n") is None
     assert "null bytes" in (syntax_error("x = 1\0\n") or "")
