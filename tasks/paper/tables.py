@@ -28,6 +28,8 @@ RULE_MIN_WIDTH_PT = 20.0
 RESULT_CELL = re.compile(r"\d\.\d|±|%")
 """A cell that reads as a measured result (decimals, a spread, a percentage), not as a label."""
 WIDEN_GAP_PT = 40.0
+CELL_BOX_MAX_PT = 40.0
+"""Stroked rectangles up to this height are table cells whose edges are rules; larger ones frame figures."""
 """Cells beside the caption's width join the table while they sit this close to it."""
 
 
@@ -70,11 +72,27 @@ def page_rules(page: "pymupdf.Page") -> tuple[list[tuple[float, float, float]], 
                     vertical.append(((px + qx) / 2, min(py, qy), max(py, qy)))
             elif item[0] == "re":
                 x0, y0, x1, y1 = item[1]
-                if abs(y1 - y0) < 1.6 and abs(x1 - x0) >= RULE_MIN_WIDTH_PT:
-                    horizontal.append(((y0 + y1) / 2, min(x0, x1), max(x0, x1)))
-                elif abs(x1 - x0) < 1.6 and abs(y1 - y0) >= 5:
-                    vertical.append(((x0 + x1) / 2, min(y0, y1), max(y0, y1)))
-    return sorted(horizontal), sorted(vertical)
+                x0, x1, y0, y1 = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+                if y1 - y0 < 1.6 and x1 - x0 >= RULE_MIN_WIDTH_PT:
+                    horizontal.append(((y0 + y1) / 2, x0, x1))
+                elif x1 - x0 < 1.6 and y1 - y0 >= 5:
+                    vertical.append(((x0 + x1) / 2, y0, y1))
+                elif "s" in str(drawing.get("type", "")) and y1 - y0 <= CELL_BOX_MAX_PT:
+                    # A stroked cell box (grids drawn cell by cell, as word processors do): its edges are rules.
+                    horizontal += [(y0, x0, x1), (y1, x0, x1)]
+                    vertical += [(x0, y0, y1), (x1, y0, y1)]
+    return _joined(horizontal), sorted(vertical)
+
+
+def _joined(segments: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """Horizontal rules with collinear pieces that touch joined (a row rule drawn cell by cell is one rule)."""
+    out: list[tuple[float, float, float]] = []
+    for y, a, b in sorted(segments, key=lambda s: (round(s[0]), s[1])):
+        if out and abs(out[-1][0] - y) < 0.5 and a <= out[-1][2] + 1:
+            out[-1] = (out[-1][0], out[-1][1], max(out[-1][2], b))
+        else:
+            out.append((y, a, b))
+    return sorted(out)
 
 
 def _is_prose(line: Line, page_words: Sequence[tuple]) -> bool:
@@ -97,7 +115,7 @@ def _table_below_or_above(page: "pymupdf.Page", caption: Sequence[Line], lines: 
     for members in candidates:
         if len(members) < 2:
             continue
-        members = _widen(members, caption, lines, page_words, claimed)
+        members = _widen(members, caption, lines, page_words, claimed, rules)
         x0 = min(ln.bbox[0] for ln in members) - 1
         x1 = max(ln.bbox[2] for ln in members) + 1
         y0 = min(ln.bbox[1] for ln in members) - 1
@@ -112,8 +130,9 @@ def _table_below_or_above(page: "pymupdf.Page", caption: Sequence[Line], lines: 
 
 
 def _widen(members: list[Line], caption: Sequence[Line], lines: Sequence[Line], page_words: Sequence[tuple],
-           claimed: set[int]) -> list[Line]:
-    """Add the cells of the same rows that lie beside the caption's width (a table wider than its caption)."""
+           claimed: set[int], rules: Sequence[tuple[float, float, float]] = ()) -> list[Line]:
+    """Add the cells of the same rows that lie beside the caption's width (a table wider than its caption):
+    near ones, and far ones when a rule of the table's rows runs across the gap (a ruled grid)."""
     y0 = min(ln.bbox[1] for ln in members)
     y1 = max(ln.bbox[3] for ln in members)
     inside = {id(ln) for ln in members} | {id(ln) for ln in caption} | claimed
@@ -124,7 +143,10 @@ def _widen(members: list[Line], caption: Sequence[Line], lines: Sequence[Line], 
     while added:
         added = False
         for line in band:
-            if id(line) not in inside and line.bbox[0] - x1 < WIDEN_GAP_PT and x0 - line.bbox[2] < WIDEN_GAP_PT:
+            near = line.bbox[0] - x1 < WIDEN_GAP_PT and x0 - line.bbox[2] < WIDEN_GAP_PT
+            bridged = any(y0 - 4 <= y <= y1 + 4 and a <= min(x1, line.bbox[0]) + 1 and b >= max(x0, line.bbox[2]) - 1
+                          for y, a, b in rules)
+            if id(line) not in inside and (near or bridged):
                 members.append(line)
                 inside.add(id(line))
                 x0, x1 = min(x0, line.bbox[0]), max(x1, line.bbox[2])
