@@ -315,6 +315,16 @@ def reference_tail(case, sel: torch.Tensor, out: torch.Tensor, tail: int = 16) -
     return float((out[-tail:].double().cpu() - ref.double()).norm() / ref.double().norm())
 
 
+def peak_extra_bytes(fn) -> int:  # noqa: ANN001 - a callable launching GPU work
+    """Bytes one call of `fn` allocates on the GPU beyond what was allocated before it (its peak)."""
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
 def timed_attention(case, sel: torch.Tensor, **knobs):
     """(callable running our prefill attention into a fixed output, that output)."""
     from kernels.msa.prefill import sparse_attention_triton
@@ -465,12 +475,7 @@ def bench_chunked(chunk: int, ctx: int, decodes: int, vllm_sparse, rows: list[Ro
     for name, knobs in (("ours v6: KV-outer only", {"max_union": 0}),
                         ("ours v7: adaptive", {"max_union": DEFAULT_MAX_UNION})):
         fn, out = timed_attention(case, sel, **knobs)
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        extra = torch.cuda.max_memory_allocated() - base
+        extra = peak_extra_bytes(fn)
         t = bench_ms(fn)
         results.append((t, out))
         rows.append(Row("chunked", shape, name, t, flops / t / 1e9,
@@ -478,12 +483,7 @@ def bench_chunked(chunk: int, ctx: int, decodes: int, vllm_sparse, rows: list[Ro
     rows[-1].note += f"; ref err (last 16 tok) {reference_tail(case, sel, results[-1][1]):.1e}"
     if vllm_sparse is not None:
         fnv, outv = vllm_attention(case, sel, vllm_sparse)
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fnv()
-        torch.cuda.synchronize()
-        extra = torch.cuda.max_memory_allocated() - base
+        extra = peak_extra_bytes(fnv)
         tv = bench_ms(fnv)
         diff = float((results[-1][1].float() - outv.float()).norm() / outv.float().norm())
         rows.append(Row("chunked", shape, "vLLM query-outer (Hopper Triton)", tv, flops / tv / 1e9,

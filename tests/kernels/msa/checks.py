@@ -3,6 +3,13 @@ from __future__ import annotations
 
 import torch
 
+GPU = torch.cuda.is_available()
+"""Where the kernel tests run: bf16 at real head size on a GPU, fp32 small shapes under the CPU interpreter."""
+DEVICE = "cuda" if GPU else "cpu"
+DTYPE = torch.bfloat16 if GPU else torch.float32
+TOL = 2e-2 if GPU else 1e-5
+HEAD_DIM = 128 if GPU else 32
+
 
 def assert_selection_equivalent(got: torch.Tensor, want: torch.Tensor, scores: torch.Tensor, tol: float) -> None:
     """Same blocks per (head, token) as the reference, up to near-ties (score gap < tol).

@@ -19,13 +19,8 @@ from kernels.msa.inputs import local_selection, make_case  # noqa: E402
 from kernels.msa.merge import device_requests  # noqa: E402
 from kernels.msa.prefill import sparse_attention_triton  # noqa: E402
 from kernels.msa.tile_outer import tile_unions  # noqa: E402
-from tests.kernels.msa.checks import rel_err  # noqa: E402
+from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM, TOL, rel_err  # noqa: E402
 
-GPU = torch.cuda.is_available()
-DEVICE = "cuda" if GPU else "cpu"
-DTYPE = torch.bfloat16 if GPU else torch.float32
-TOL = 2e-2 if GPU else 1e-5
-HEAD_DIM = 128 if GPU else 32
 TILE = 8 if GPU else 2  # tokens per tile-outer tile: x 8 query heads per KV head = 16 MMA rows on the CPU
 
 
