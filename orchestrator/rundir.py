@@ -230,12 +230,22 @@ class RunDir:
     def once(self, key: str, compute: Callable[[], T], encode: Callable[[T], Any] = lambda x: x,
              decode: Callable[[Any], T] = lambda x: x) -> T:
         """Run `compute` once per key across crashes: its result is journaled and replayed on a rerun."""
-        path = self.path / "journal" / f"{key}.json"
-        if path.exists():
-            return decode(json.loads(path.read_text(encoding="utf-8")))
+        if self._journal(key).exists():
+            return self.recall(key, decode)
         value = compute()
-        atomic_write_json(path, encode(value))
+        atomic_write_json(self._journal(key), encode(value))
         return value
+
+    def recall(self, key: str, decode: Callable[[Any], T] = lambda x: x) -> T:
+        """What `once` journaled under `key` (a later step reads what an earlier one computed); KeyError if
+        nothing was."""
+        path = self._journal(key)
+        if not path.exists():
+            raise KeyError(f"nothing journaled under {key!r} in run {self.id}")
+        return decode(json.loads(path.read_text(encoding="utf-8")))
+
+    def _journal(self, key: str) -> Path:
+        return self.path / "journal" / f"{key}.json"
 
     def write_log(self, name: str, text: str) -> Path:
         """Full text of a tool output/exec too large for events; returns the path relative to the run."""
