@@ -1,22 +1,17 @@
-"""The producer's conversation: kept in a JSONL file (never in graph state) and packed to the model's context.
+"""The producer's conversation: kept in a JSONL file (never in graph state); `orchestrator/tokens.py` packs it
+to the model's context.
 
-The graph state holds only the file path and how many messages were committed at the last checkpoint; a
+The graph state holds only the context epoch and how many messages were committed at the last checkpoint; a
 resume truncates anything an interrupted step appended after that, so replays stay consistent."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.messages import messages_from_dict, messages_to_dict
 
-CHARS_PER_TOKEN = 3.0
-"""Conservative estimate (code and JSON tokenize densely); the server rejects prompts that are too long."""
-
-
-TRIM_MIN_TOKENS = 64
-"""Observations shorter than this are not worth trimming (the note replacing them is about as long)."""
+from orchestrator.tokens import message_tokens
 
 
 class Conversation:
@@ -47,92 +42,6 @@ class Conversation:
 
     def __len__(self) -> int:
         return len(self.messages)
-
-
-def message_tokens(m: BaseMessage) -> int:
-    content = m.content if isinstance(m.content, str) else json.dumps(m.content)
-    calls = len(json.dumps(m.tool_calls)) if isinstance(m, AIMessage) and m.tool_calls else 0
-    return int((len(content) + calls + 16) / CHARS_PER_TOKEN)
-
-
-def estimate_tokens(messages: Sequence[BaseMessage]) -> int:
-    return sum(message_tokens(m) for m in messages)
-
-
-def _rounds(messages: list[BaseMessage]) -> list[list[BaseMessage]]:
-    """Groups that must be kept or dropped together: an AI message with the answers to its tool calls."""
-    rounds: list[list[BaseMessage]] = []
-    for m in messages:
-        if isinstance(m, AIMessage) or not rounds or not isinstance(m, ToolMessage):
-            rounds.append([m])
-        else:
-            rounds[-1].append(m)
-    return rounds
-
-
-def _trimmed(m: BaseMessage) -> BaseMessage:
-    note = f"[output trimmed to fit the context: {len(str(m.content))} chars]"
-    if isinstance(m, ToolMessage):
-        return ToolMessage(content=note, tool_call_id=m.tool_call_id)
-    return HumanMessage(content=note)
-
-
-def _is_observation(m: BaseMessage) -> bool:
-    return isinstance(m, ToolMessage) or (isinstance(m, HumanMessage) and str(m.content).startswith("Observation"))
-
-
-def pack(messages: list[BaseMessage], max_tokens: int, sizes: Sequence[int] | None = None, keep_head: int = 2,
-         keep_tail: int = 6) -> list[BaseMessage]:
-    """Fit `messages` into `max_tokens`: first trim the oldest tool outputs, then drop the oldest rounds.
-    The head (system prompt and task) and the last `keep_tail` messages are always kept (the head may be cut in
-    the middle on a very small context). `sizes` are the messages' cached token estimates."""
-    sizes = list(sizes) if sizes is not None else [message_tokens(m) for m in messages]
-    if sum(sizes) <= max_tokens:
-        return messages
-    head = _fit_head(messages[:keep_head], int(max_tokens * 0.7))
-    body, body_sizes = list(messages[keep_head:]), sizes[keep_head:]
-    total = estimate_tokens(head) + sum(body_sizes)
-    for i in range(max(0, len(body) - keep_tail)):
-        if total <= max_tokens:
-            return head + body
-        if body_sizes[i] > TRIM_MIN_TOKENS and _is_observation(body[i]):
-            body[i] = _trimmed(body[i])
-            total -= body_sizes[i] - (new := message_tokens(body[i]))
-            body_sizes[i] = new
-    if total <= max_tokens:
-        return head + body
-    start, dropped = 0, 0
-    for group in _round_sizes(body, body_sizes):  # oldest rounds first, never the last one
-        if total <= max_tokens or start + group[0] >= len(body):
-            break
-        start, dropped, total = start + group[0], dropped + group[0], total - group[1]
-    note = [HumanMessage(content=f"[{dropped} older messages were dropped to fit the context]")] if dropped else []
-    return head + note + body[start:]
-
-
-def _round_sizes(body: list[BaseMessage], sizes: list[int]) -> list[tuple[int, int]]:
-    """(message count, tokens) of each round, oldest first."""
-    out: list[tuple[int, int]] = []
-    start = 0
-    for round_ in _rounds(body):
-        out.append((len(round_), sum(sizes[start:start + len(round_)])))
-        start += len(round_)
-    return out
-
-
-def _fit_head(head: list[BaseMessage], max_tokens: int) -> list[BaseMessage]:
-    """The head is never dropped; on a small-context server its longest parts are cut in the middle."""
-    if estimate_tokens(head) <= max_tokens:
-        return head
-    share = int(max_tokens * CHARS_PER_TOKEN / max(1, len(head)))
-    fitted: list[BaseMessage] = []
-    for m in head:
-        if isinstance(m.content, str) and len(m.content) > share:
-            half = share // 2
-            m = m.model_copy(update={"content": m.content[:half] + "\n[... cut to fit the context ...]\n"
-                                     + m.content[-half:]})
-        fitted.append(m)
-    return fitted
 
 
 def system_and_task(system: str, task: str) -> list[BaseMessage]:

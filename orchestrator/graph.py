@@ -1,26 +1,30 @@
 """The LangGraph loop: plan -> produce (one model turn per step) -> verify -> decide -> (produce | report).
 
-State holds only small numbers, short strings and bounded lists; conversations, verdicts and evidence live
-in files of the run directory. Every step is checkpointed (SQLite), and every side effect that must happen
-once per iteration (verification, decision, events) is journaled or keyed, so a resume after `kill -9`
-neither loses a completed iteration nor repeats one."""
+Each node is a function of `(rt, state)`: `rt` holds what never goes into state (run directory, task, settings,
+models, sandbox, the open conversation), and `build_graph` binds it. State holds only small numbers, short strings
+and bounded lists; conversations, verdicts and evidence live in files of the run directory. Every step is
+checkpointed (SQLite), and every side effect that must happen once per iteration (verification, decision, events)
+is journaled or keyed, so a resume after `kill -9` neither loses a completed iteration nor repeats one."""
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, TypedDict
+from functools import partial
+from typing import Any, Callable, Literal, TypedDict, get_args, get_type_hints
 
 from langchain_core.messages import HumanMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, RetryPolicy
 
 from orchestrator import prompts
-from orchestrator.agents.context import Conversation
 from orchestrator.agents.producer import open_conversation, producer_turn
 from orchestrator.agents.verifier import Verdict, verify
 from orchestrator.budgets import exhausted, failure_signature, is_stuck, push
 from orchestrator.control import read_steers, stop_requested
-from orchestrator.report import write_iteration_record, write_report
-from orchestrator.runtime import Runtime, Usage
+from orchestrator.conversation import Conversation
+from orchestrator.report import iteration_summaries, write_iteration_record, write_report
+from orchestrator.rundir import RunDir
+from orchestrator.runtime import Runtime
+from orchestrator.tokens import Usage
 from orchestrator.workspace import commit_tree, stage_tree
 from sandboxes.base import SandboxError
 from tasks.text import shorten
@@ -59,167 +63,190 @@ class LoopState(TypedDict, total=False):
 
 
 def used(state: LoopState) -> dict[str, float]:
-    tokens = state.get("prompt_tokens", 0) + state.get("completion_tokens", 0)
-    return {"tokens": tokens, "elapsed_s": state.get("elapsed_s", 0.0)}
+    return {"tokens": state_usage(state).total, "elapsed_s": state.get("elapsed_s", 0.0)}
 
 
-def _tokens(state: LoopState, usage: Usage | dict[str, int]) -> dict[str, int]:
-    get = usage.get if isinstance(usage, dict) else (lambda k, d=0: getattr(usage, f"{k}_tokens", d))
-    return {"prompt_tokens": state.get("prompt_tokens", 0) + int(get("prompt", 0)),
-            "completion_tokens": state.get("completion_tokens", 0) + int(get("completion", 0)),
-            "reasoning_tokens": state.get("reasoning_tokens", 0) + int(get("reasoning", 0))}
+def state_usage(state: LoopState) -> Usage:
+    """The run's token counters (state keeps plain ints, so checkpoints stay plain data)."""
+    return Usage(state.get("prompt_tokens", 0), state.get("completion_tokens", 0), state.get("reasoning_tokens", 0))
+
+
+def add_usage(state: LoopState, usage: Usage) -> dict[str, int]:
+    """The state update that adds `usage` to the run's token counters."""
+    total = state_usage(state) + usage
+    return {"prompt_tokens": total.prompt_tokens, "completion_tokens": total.completion_tokens,
+            "reasoning_tokens": total.reasoning_tokens}
+
+
+def timed(state: LoopState, started: float) -> float:
+    """The run's elapsed time after a step that started at `started` (time.monotonic)."""
+    return state.get("elapsed_s", 0.0) + (time.monotonic() - started)
+
+
+# --- nodes, in the order the loop runs them ---
+
+def plan(rt: Runtime, state: LoopState) -> Command[Literal["produce"]]:
+    """Write artifacts/plan.md once (the planner's plan, or an empty one with `[loop] plan = false`)."""
+    if state.get("planned"):  # a finished run that is resumed re-enters here
+        return Command(goto="produce", update={"status": "running", "stop_reason": ""})
+    started = time.monotonic()
+    run = rt.run
+    usage = Usage.from_json(run.once("plan", lambda: _write_plan(rt)))
+    run.events.append("plan", None, key="plan", path="artifacts/plan.md")
+    return Command(goto="produce", update={**add_usage(state, usage), "elapsed_s": timed(state, started),
+                                           "planned": True, "status": "running", "stop_reason": ""})
+
+
+def produce(rt: Runtime, state: LoopState) -> Command[Literal["produce", "verify", "report"]]:
+    """One producer turn: steering first, then the model's reply and its actions. The iteration goes to the
+    verifier when the producer says it is done, or runs out of turns, or idles twice in a row."""
+    started = time.monotonic()
+    run, loop = rt.run, rt.settings.loop
+    iteration = state.get("completed", 0) + 1
+    if reason := stop_requested(run.path):
+        return Command(goto="report", update={"status": "stopped", "stop_reason": f"user: {reason}"})
+    over = exhausted(rt.settings.budget, used(state), 0)
+    if over:
+        return Command(goto="report", update={"status": "stopped", "stop_reason": over})
+    run.events.append("iteration_started", iteration, key=f"iteration-{iteration}")
+    conv = conversation(rt, state)
+    steer_seen = state.get("steer_seen", 0)
+    for offset, text in enumerate(read_steers(run.path, steer_seen)):
+        conv.add(HumanMessage(content=prompts.STEER_MESSAGE.format(text=text)))
+        run.events.append("steer", iteration, key=f"steer-{steer_seen + offset}", text=text)
+        steer_seen += 1
+    thinking = state.get("consecutive_failures", 0) >= 2 or state.get("strategy_changes", 0) > 0
+    repeats = state.get("repeats", 0)
+    result = producer_turn(rt, conv, iteration, thinking, REPEAT_TEMPERATURE_STEP * repeats)
+    turn = state.get("turn", 0) + 1
+    idle = state.get("idle_turns", 0) + 1 if result.idle else 0
+    finished = result.done or turn >= loop.max_turns or idle >= 2
+    if finished and not result.done:
+        conv.add(HumanMessage(content=prompts.TURN_LIMIT_MESSAGE))
+    update: dict[str, Any] = {**add_usage(state, result.usage), "turn": turn, "idle_turns": idle,
+                              "conv_len": len(conv), "steer_seen": steer_seen,
+                              "claim": result.claim, "elapsed_s": timed(state, started),
+                              "repeats": repeats + int(result.repeated),
+                              "iteration_repeated": state.get("iteration_repeated", False) or result.repeated}
+    return Command(goto="verify" if finished else "produce", update=update)
+
+
+def verify_node(rt: Runtime, state: LoopState) -> Command[Literal["decide"]]:
+    """Stage the workspace and verify it, both journaled: a rerun (crash, retried sandbox error) replays them."""
+    started = time.monotonic()
+    run = rt.run
+    iteration = state.get("completed", 0) + 1
+    tree = run.once(f"tree-{iteration:04d}", lambda: stage_tree(run.git_dir, run.workspace))
+    verdict = run.once(f"verdict-{iteration:04d}", lambda: verify(rt, iteration, tree, state.get("claim", "")),
+                       Verdict.to_json, Verdict.from_json)
+    run.events.append("verdict", iteration, key=f"verdict-{iteration}", verdict=verdict.verdict,
+                      score=verdict.score, findings=verdict.findings)
+    return Command(goto="decide", update={**add_usage(state, verdict.usage), "elapsed_s": timed(state, started)})
+
+
+def decide(rt: Runtime, state: LoopState) -> Command[Literal["produce", "report"]]:
+    """Tally the verified iteration, choose what comes next (accept / iterate / change strategy / stop), tell the
+    producer, and close the iteration."""
+    started = time.monotonic()
+    iteration = state.get("completed", 0) + 1
+    verdict = rt.run.recall(f"verdict-{iteration:04d}", Verdict.from_json)
+    tree: str = rt.run.recall(f"tree-{iteration:04d}")
+    rt.task.on_iteration_end(rt.run.path, iteration, verdict.check, verdict.passed)
+    update: dict[str, Any] = _tally(state, iteration, verdict, tree)
+    action, reason = _decision(rt, {**state, **update, "iteration_repeated": state.get("iteration_repeated", False)},
+                               verdict)
+    if action == "change":
+        update.update(_change_strategy(rt, state, iteration, reason))
+        action = "iterate"
+    elif action == "iterate":
+        update.update(_tell_producer(rt, state, iteration, verdict, update["best_score"]))
+    update["elapsed_s"] = timed(state, started)
+    close_iteration(rt, {**state, **update}, tree, verdict, action, reason)
+    if action == "iterate":
+        return Command(goto="produce", update=update)
+    update.update({"status": "succeeded" if action == "accept" else "stopped", "stop_reason": reason})
+    return Command(goto="report", update=update)
+
+
+def finish(rt: Runtime, state: LoopState) -> dict[str, Any]:
+    """The run ends (accepted, budget, stuck, user): run.json's final status, report.md, `run_finished`."""
+    run = rt.run
+    status, reason = state.get("status", "stopped"), state.get("stop_reason", "")
+    run.update_meta(status=status, stop_reason=reason, budget=_budget_json(rt, state),
+                    best_score=state.get("best_score", 0.0), best_iteration=state.get("best_iteration", 0))
+    write_report(rt, state)
+    run.events.append("run_finished", state.get("completed", 0), status=status, stop_reason=reason)
+    return {}
 
 
 def build_graph(rt: Runtime, checkpointer: Any) -> Any:
-    run, task, loop = rt.run, rt.task, rt.settings.loop
-    convs: dict[str, Conversation] = {}
-
-    def conversation(state: LoopState) -> Conversation:
-        path = run.path / "conversations" / f"producer-{state.get('epoch', 0):02d}.jsonl"
-        cached = convs.get(str(path))
-        if cached is None or len(cached) != state.get("conv_len", 0):
-            plan_path = run.artifacts / "plan.md"
-            plan = plan_path.read_text(encoding="utf-8") if plan_path.exists() else ""
-            convs.clear()
-            cached = convs[str(path)] = open_conversation(rt, path, state.get("conv_len", 0), plan)
-        return cached
-
-    def timed(state: LoopState, started: float) -> float:
-        return state.get("elapsed_s", 0.0) + (time.monotonic() - started)
-
-    def plan(state: LoopState) -> Command[Literal["produce"]]:
-        started = time.monotonic()
-
-        def make_plan() -> dict[str, Any]:
-            if not loop.plan:
-                (run.artifacts / "plan.md").write_text("", encoding="utf-8")  # [loop] plan = false
-                return {}
-            message = HumanMessage(content=prompts.PLANNER_PROMPT.format(brief=task.producer_brief()))
-            reply, usage = rt.call_model("planner", [message], True, None)
-            text = reply.content if isinstance(reply.content, str) else str(reply.content)
-            (run.artifacts / "plan.md").write_text(text, encoding="utf-8")
-            return {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens,
-                    "reasoning": usage.reasoning_tokens}
-
-        if state.get("planned"):  # a finished run that is resumed re-enters here
-            return Command(goto="produce", update={"status": "running", "stop_reason": ""})
-        usage = run.once("plan", make_plan)
-        run.events.append("plan", None, key="plan", path="artifacts/plan.md")
-        return Command(goto="produce", update={**_tokens(state, usage), "elapsed_s": timed(state, started),
-                                               "planned": True, "status": "running", "stop_reason": ""})
-
-    def produce(state: LoopState) -> Command[Literal["produce", "verify", "report"]]:
-        started = time.monotonic()
-        iteration = state.get("completed", 0) + 1
-        if reason := stop_requested(run.path):
-            return Command(goto="report", update={"status": "stopped", "stop_reason": f"user: {reason}"})
-        over = exhausted(rt.settings.budget, used(state), 0)
-        if over:
-            return Command(goto="report", update={"status": "stopped", "stop_reason": over})
-        run.events.append("iteration_started", iteration, key=f"iteration-{iteration}")
-        conv = conversation(state)
-        steer_seen = state.get("steer_seen", 0)
-        for offset, text in enumerate(read_steers(run.path, steer_seen)):
-            conv.add(HumanMessage(content=prompts.STEER_MESSAGE.format(text=text)))
-            run.events.append("steer", iteration, key=f"steer-{steer_seen + offset}", text=text)
-            steer_seen += 1
-        thinking = state.get("consecutive_failures", 0) >= 2 or state.get("strategy_changes", 0) > 0
-        repeats = state.get("repeats", 0)
-        result = producer_turn(rt, conv, iteration, thinking, REPEAT_TEMPERATURE_STEP * repeats)
-        turn = state.get("turn", 0) + 1
-        idle = state.get("idle_turns", 0) + 1 if result.idle else 0
-        finished = result.done or turn >= loop.max_turns or idle >= 2
-        if finished and not result.done:
-            conv.add(HumanMessage(content=prompts.TURN_LIMIT_MESSAGE))
-        update: dict[str, Any] = {**_tokens(state, result.usage), "turn": turn, "idle_turns": idle,
-                                  "conv_len": len(conv), "steer_seen": steer_seen,
-                                  "claim": result.claim, "elapsed_s": timed(state, started),
-                                  "repeats": repeats + int(result.repeated),
-                                  "iteration_repeated": state.get("iteration_repeated", False) or result.repeated}
-        return Command(goto="verify" if finished else "produce", update=update)
-
-    def verify_node(state: LoopState) -> Command[Literal["decide"]]:
-        started = time.monotonic()
-        iteration = state.get("completed", 0) + 1
-        tree = run.once(f"tree-{iteration:04d}", lambda: stage_tree(run.git_dir, run.workspace))
-        verdict = run.once(f"verdict-{iteration:04d}", lambda: verify(rt, iteration, tree, state.get("claim", "")),
-                           Verdict.to_json, Verdict.from_json)
-        run.events.append("verdict", iteration, key=f"verdict-{iteration}", verdict=verdict.verdict,
-                          score=verdict.score, findings=verdict.findings)
-        return Command(goto="decide", update={**_tokens(state, verdict.tokens), "elapsed_s": timed(state, started)})
-
-    def decide(state: LoopState) -> Command[Literal["produce", "report"]]:
-        started = time.monotonic()
-        iteration = state.get("completed", 0) + 1
-        verdict = run.once(f"verdict-{iteration:04d}", lambda: None, Verdict.to_json, Verdict.from_json)
-        accepted = verdict.passed
-        task.on_iteration_end(run.path, iteration, verdict.check, accepted)
-        best_score, best_iteration = state.get("best_score", 0.0), state.get("best_iteration", 0)
-        if accepted and (best_iteration == 0 or verdict.score > best_score):
-            best_score, best_iteration = verdict.score, iteration
-        failures = 0 if accepted else state.get("consecutive_failures", 0) + 1
-        fails = push(state.get("fail_history", []), f"pass-{iteration}" if accepted else
-                     failure_signature(verdict.verdict, verdict.check.summary, verdict.findings), HISTORY)
-        tree = run.once(f"tree-{iteration:04d}", lambda: stage_tree(run.git_dir, run.workspace))
-        trees = push(state.get("tree_history", []), tree[:12], HISTORY)
-        update: dict[str, Any] = {"completed": iteration, "turn": 0, "idle_turns": 0, "claim": "",
-                                  "iteration_repeated": False,
-                                  "consecutive_failures": failures, "best_score": best_score,
-                                  "best_iteration": best_iteration, "fail_history": fails, "tree_history": trees}
-        stats = {**state, **update, "iteration_repeated": state.get("iteration_repeated", False)}
-        action, reason = _decision(rt, stats, verdict, accepted)
-        if action == "change":
-            update.update(_change_strategy(rt, state, iteration, reason))
-            action = "iterate"
-        elif action == "iterate":
-            conv = conversation(state)
-            if sum(conv.sizes) > COMPACT_FACTOR * rt.token_limits("producer")[0]:
-                conv, compacted = _compact(rt, state, iteration)
-                update.update(compacted)
-            next_step = (prompts.NEXT_AFTER_PASS.format(score=verdict.score, best=best_score) if accepted
-                         else prompts.NEXT_AFTER_FAIL)
-            # The findings carry the check's output: its first line is enough here (a small context is precious).
-            summary = verdict.check.summary.splitlines()[0] if verdict.findings else verdict.check.summary
-            conv.add(HumanMessage(content=prompts.FINDINGS_MESSAGE.format(
-                iteration=iteration, verdict=verdict.verdict, summary=summary,
-                findings="\n".join(f"- {f}" for f in verdict.findings) or "- (none)", next_step=next_step)))
-            update["conv_len"] = len(conv)
-        line = f"{verdict.verdict} (score {verdict.score:.4g})" + (f": {shorten(verdict.findings[0], 120)}"
-                                                                   if verdict.findings else "")
-        sha = commit_tree(run.git_dir, iteration, tree, line)
-        run.events.append("commit", iteration, key=f"commit-{iteration}", sha=sha,
-                          message=f"iteration {iteration}: {line}")
-        write_iteration_record(run, iteration, sha, verdict, action, reason)
-        run.events.append("decision", iteration, key=f"decision-{iteration}", action=action, reason=reason)
-        update["elapsed_s"] = timed(state, started)
-        run.update_meta(iteration=iteration, best_score=best_score, best_iteration=best_iteration,
-                        budget=_budget_json(rt, {**state, **update}))
-        if action == "iterate":
-            return Command(goto="produce", update=update)
-        update.update({"status": "succeeded" if action == "accept" else "stopped", "stop_reason": reason})
-        return Command(goto="report", update=update)
-
-    def finish(state: LoopState) -> dict[str, Any]:
-        status, reason = state.get("status", "stopped"), state.get("stop_reason", "")
-        run.update_meta(status=status, stop_reason=reason, budget=_budget_json(rt, state),
-                        best_score=state.get("best_score", 0.0), best_iteration=state.get("best_iteration", 0))
-        write_report(rt, state)
-        run.events.append("run_finished", state.get("completed", 0), status=status, stop_reason=reason)
-        return {}
-
     graph = StateGraph(LoopState)
-    graph.add_node("plan", plan)
-    graph.add_node("produce", produce)
-    graph.add_node("verify", verify_node, retry_policy=RetryPolicy(max_attempts=3, retry_on=SandboxError))
-    graph.add_node("decide", decide)
-    graph.add_node("report", finish)
+    graph.add_node("plan", partial(plan, rt), destinations=routes(plan))
+    graph.add_node("produce", partial(produce, rt), destinations=routes(produce))
+    graph.add_node("verify", partial(verify_node, rt), destinations=routes(verify_node),
+                   retry_policy=RetryPolicy(max_attempts=3, retry_on=SandboxError))
+    graph.add_node("decide", partial(decide, rt), destinations=routes(decide))
+    graph.add_node("report", partial(finish, rt))
     graph.add_edge(START, "plan")
     graph.add_edge("report", END)
     return graph.compile(checkpointer=checkpointer)
 
 
-def _decision(rt: Runtime, stats: dict[str, Any], verdict: Verdict, accepted: bool) -> tuple[str, str]:
+def routes(node: Callable[..., Any]) -> tuple[str, ...]:
+    """Where `node` may go, read from its `Command[Literal[...]]` return type (LangGraph reads it from a plain
+    function, not through the `partial` that binds the runtime)."""
+    return get_args(get_args(get_type_hints(node)["return"])[0])
+
+
+# --- what the nodes share ---
+
+def conversation(rt: Runtime, state: LoopState) -> Conversation:
+    """The producer's conversation at this checkpoint: the one this process keeps open, or else reopened from its
+    file (a resume, or a step replayed after a crash: messages past the checkpoint are dropped)."""
+    path = rt.run.path / "conversations" / f"producer-{state.get('epoch', 0):02d}.jsonl"
+    committed = state.get("conv_len", 0)
+    conv = rt.conversation
+    if conv is None or conv.path != path or len(conv) != committed:
+        conv = rt.conversation = open_conversation(rt, path, committed, _plan_text(rt.run))
+    return conv
+
+
+def _write_plan(rt: Runtime) -> dict[str, int]:
+    """artifacts/plan.md from the planner model; returns the call's usage as the journal keeps it."""
+    if not rt.settings.loop.plan:
+        (rt.run.artifacts / "plan.md").write_text("", encoding="utf-8")  # [loop] plan = false
+        return {}
+    message = HumanMessage(content=prompts.PLANNER_PROMPT.format(brief=rt.task.producer_brief()))
+    reply, usage = rt.call_model("planner", [message], True, None)
+    text = reply.content if isinstance(reply.content, str) else str(reply.content)
+    (rt.run.artifacts / "plan.md").write_text(text, encoding="utf-8")
+    return usage.to_json()
+
+
+def _plan_text(run: RunDir) -> str:
+    path = run.artifacts / "plan.md"
+    return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+# --- decide: the tally, the decision, what the producer hears next ---
+
+def _tally(state: LoopState, iteration: int, verdict: Verdict, tree: str) -> dict[str, Any]:
+    """The state update of a finished iteration: counters reset, best result, failure and tree histories."""
+    accepted = verdict.passed
+    best_score, best_iteration = state.get("best_score", 0.0), state.get("best_iteration", 0)
+    if accepted and (best_iteration == 0 or verdict.score > best_score):
+        best_score, best_iteration = verdict.score, iteration
+    fails = push(state.get("fail_history", []), f"pass-{iteration}" if accepted else
+                 failure_signature(verdict.verdict, verdict.check.summary, verdict.findings), HISTORY)
+    return {"completed": iteration, "turn": 0, "idle_turns": 0, "claim": "", "iteration_repeated": False,
+            "consecutive_failures": 0 if accepted else state.get("consecutive_failures", 0) + 1,
+            "best_score": best_score, "best_iteration": best_iteration, "fail_history": fails,
+            "tree_history": push(state.get("tree_history", []), tree[:12], HISTORY)}
+
+
+def _decision(rt: Runtime, stats: dict[str, Any], verdict: Verdict) -> tuple[str, str]:
     """accept / iterate / change (strategy) / stop, with the reason."""
+    accepted = verdict.passed
     if accepted and rt.task.is_complete(verdict.check):
         return "accept", "accepted: the verifier passed the work and the task is complete"
     if reason := stop_requested(rt.run.path):
@@ -242,15 +269,30 @@ def _decision(rt: Runtime, stats: dict[str, Any], verdict: Verdict, accepted: bo
     return "iterate", "not accepted yet" if not accepted else "accepted; searching for a better result"
 
 
+def _tell_producer(rt: Runtime, state: LoopState, iteration: int, verdict: Verdict,
+                   best_score: float) -> dict[str, Any]:
+    """The verdict and what to do next, added to the producer's conversation (compacted first when it outgrew
+    the context)."""
+    update: dict[str, Any] = {}
+    conv = conversation(rt, state)
+    if sum(conv.sizes) > COMPACT_FACTOR * rt.token_limits("producer")[0]:
+        conv, update = _compact(rt, state, iteration)
+    next_step = (prompts.NEXT_AFTER_PASS.format(score=verdict.score, best=best_score) if verdict.passed
+                 else prompts.NEXT_AFTER_FAIL)
+    # The findings carry the check's output: its first line is enough here (a small context is precious).
+    summary = verdict.check.summary.splitlines()[0] if verdict.findings else verdict.check.summary
+    conv.add(HumanMessage(content=prompts.FINDINGS_MESSAGE.format(
+        iteration=iteration, verdict=verdict.verdict, summary=summary,
+        findings="\n".join(f"- {f}" for f in verdict.findings) or "- (none)", next_step=next_step)))
+    return {**update, "conv_len": len(conv)}
+
+
 def _new_epoch(rt: Runtime, state: LoopState, reason: str, advice: str) -> tuple[Conversation, dict[str, Any]]:
     """A fresh producer context: system prompt, task, and a summary of the attempts so far."""
-    from orchestrator.report import iteration_summaries
-
     epoch = state.get("epoch", 0) + 1
     path = rt.run.path / "conversations" / f"producer-{epoch:02d}.jsonl"
     path.unlink(missing_ok=True)  # left by a step that crashed before its checkpoint
-    plan_path = rt.run.artifacts / "plan.md"
-    conv = open_conversation(rt, path, 0, plan_path.read_text(encoding="utf-8") if plan_path.exists() else "")
+    conv = open_conversation(rt, path, 0, _plan_text(rt.run))
     conv.add(HumanMessage(content=prompts.RESTART_SUMMARY.format(
         reason=reason, summary=iteration_summaries(rt.run, last=10), advice=advice)))
     return conv, {"epoch": epoch, "conv_len": len(conv)}
@@ -271,6 +313,25 @@ def _compact(rt: Runtime, state: LoopState, iteration: int) -> tuple[Conversatio
     conv, update = _new_epoch(rt, state, "the conversation outgrew the model's context", prompts.ADVICE_COMPACT)
     rt.run.events.append("context_compacted", iteration, key=f"compact-{iteration}", epoch=update["epoch"])
     return conv, update
+
+
+# --- closing an iteration ---
+
+def close_iteration(rt: Runtime, after: dict[str, Any], tree: str, verdict: Verdict, action: str,
+                    reason: str) -> None:
+    """The finished iteration's bookkeeping, each part once across crashes (keyed events, a commit per
+    iteration): its commit, the `commit` event, iterations/NNNN.json, the `decision` event and run.json.
+    `after` is the loop state the iteration leaves."""
+    run, iteration = rt.run, after["completed"]
+    line = f"{verdict.verdict} (score {verdict.score:.4g})" + (f": {shorten(verdict.findings[0], 120)}"
+                                                               if verdict.findings else "")
+    sha = commit_tree(run.git_dir, iteration, tree, line)
+    run.events.append("commit", iteration, key=f"commit-{iteration}", sha=sha,
+                      message=f"iteration {iteration}: {line}")
+    write_iteration_record(run, iteration, sha, verdict, action, reason)
+    run.events.append("decision", iteration, key=f"decision-{iteration}", action=action, reason=reason)
+    run.update_meta(iteration=iteration, best_score=after["best_score"], best_iteration=after["best_iteration"],
+                    budget=_budget_json(rt, after))
 
 
 def _budget_json(rt: Runtime, state: dict[str, Any]) -> dict[str, Any]:

@@ -1,17 +1,19 @@
 """Per-process resources of a run that never go into graph state: the run directory, the task, the settings,
-the producer's warm sandbox, and how chat models are made (real endpoints, or scripted ones in tests)."""
+the producer's warm sandbox and open conversation, and how chat models are made (real endpoints, or scripted ones
+in tests)."""
 from __future__ import annotations
 
 import dataclasses
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from langchain_core.messages import AIMessage, BaseMessage
 
-from orchestrator.agents.context import estimate_tokens, pack
 from orchestrator.config import Settings
+from orchestrator.conversation import Conversation
 from orchestrator.rundir import RunDir
+from orchestrator.tokens import Usage, pack, usage_of
 from sandboxes.base import Sandbox, SandboxSpec
 from serving.client import (EndpointUnavailable, ModelEndpoint, context_length, endpoint_slot, invoke_with_retry,
                             make_chat_model)
@@ -24,31 +26,28 @@ class ModelFactory(Protocol):
     def __call__(self, role: str, endpoint: ModelEndpoint, thinking: bool, max_tokens: int | None = None) -> Any: ...
 
 
-def endpoint_models(role: str, endpoint: ModelEndpoint, thinking: bool, max_tokens: int | None = None) -> Any:
-    """The real factory: a ChatOpenAI on the role's endpoint."""
-    return make_chat_model(endpoint, thinking=thinking, max_tokens=max_tokens)
+@runtime_checkable
+class KnowsContext(Protocol):
+    """A model factory that can say how long a context its models take (None = unknown). A factory without it
+    (a scripted model) gets `DEFAULT_CONTEXT_TOKENS`."""
+
+    def context_length(self, endpoint: ModelEndpoint) -> int | None: ...
 
 
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-    reasoning_tokens: int
-    estimated: bool
+class EndpointModels:
+    """The real factory: a ChatOpenAI on the role's endpoint, whose server says how long its context is."""
 
-    @property
-    def total(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+    def __call__(self, role: str, endpoint: ModelEndpoint, thinking: bool, max_tokens: int | None = None) -> Any:
+        return make_chat_model(endpoint, thinking=thinking, max_tokens=max_tokens)
+
+    def context_length(self, endpoint: ModelEndpoint) -> int | None:
+        try:
+            return context_length(endpoint)
+        except EndpointUnavailable:  # the call itself will retry and pause the run if it stays down
+            return None
 
 
-def usage_of(reply: AIMessage, prompt: Sequence[BaseMessage]) -> Usage:
-    """Token use reported by the server; estimated from text when a server (or a test double) reports none."""
-    meta = getattr(reply, "usage_metadata", None)
-    if meta:
-        details = meta.get("output_token_details") or {}
-        return Usage(int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0)),
-                     int(details.get("reasoning", 0) or 0), False)
-    return Usage(estimate_tokens(prompt), estimate_tokens([reply]), 0, True)
+endpoint_models = EndpointModels()
 
 
 @dataclass
@@ -61,6 +60,9 @@ class Runtime:
     offload: Callable[..., Any] | None = None
     """[issue 15] Runs a task's heavy work elsewhere (kernel evaluations as Ray tasks); None = in this process."""
     _sandbox: Sandbox | None = field(default=None, repr=False)
+    conversation: Conversation | None = field(default=None, repr=False)
+    """The producer's conversation kept open between graph steps (`graph.conversation` reopens it from its file
+    when the checkpoint says otherwise)."""
 
     def endpoint(self, role: str, extra_temperature: float = 0.0) -> ModelEndpoint:
         """The role's endpoint; `extra_temperature` raises its sampling temperature (at most to 1.0) to get a
@@ -74,12 +76,7 @@ class Runtime:
         """(prompt budget, completion budget) for this role's server: a small-context server (the embedded
         model serves 4K) gets at most a quarter of its context for the completion."""
         endpoint = self.endpoint(role)
-        known = None
-        if self.models is endpoint_models:
-            try:
-                known = context_length(endpoint)
-            except EndpointUnavailable:  # the call itself will retry and pause the run if it stays down
-                known = None
+        known = self.models.context_length(endpoint) if isinstance(self.models, KnowsContext) else None
         context = known or DEFAULT_CONTEXT_TOKENS
         completion = min(endpoint.max_tokens, context // 4)
         return context - completion - 256, completion

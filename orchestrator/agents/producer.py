@@ -9,9 +9,10 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from orchestrator import prompts
 from orchestrator.agents.actions import TOOL_SCHEMAS, parse_reply
-from orchestrator.agents.context import Conversation, system_and_task
 from orchestrator.agents.tools import clip, execute
-from orchestrator.runtime import Runtime, Usage, finish_reason_of
+from orchestrator.conversation import Conversation, system_and_task
+from orchestrator.runtime import Runtime, finish_reason_of
+from orchestrator.tokens import Usage
 from orchestrator.workspace import restore_tree
 
 ARG_PREVIEW = 300
@@ -19,7 +20,6 @@ ARG_PREVIEW = 300
 
 @dataclass(frozen=True)
 class TurnResult:
-    conv_len: int
     done: bool
     claim: str
     usage: Usage
@@ -87,7 +87,7 @@ def producer_turn(rt: Runtime, conv: Conversation, iteration: int, thinking: boo
         notes.append(prompts.REPEATED_MESSAGE)
     if notes:
         conv.add(HumanMessage(content="\n\n".join(notes)))
-    return TurnResult(len(conv), done, claim, usage, idle=not actions, repeated=repeated)
+    return TurnResult(done, claim, usage, idle=not actions, repeated=repeated)
 
 
 def _repeats_earlier_reply(conv: Conversation, reply: AIMessage) -> bool:

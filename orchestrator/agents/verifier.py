@@ -8,7 +8,6 @@ import base64
 import json
 import re
 import shutil
-import threading
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,10 +16,11 @@ from typing import Any, Literal, Sequence
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from orchestrator import prompts
-from orchestrator.agents.context import CHARS_PER_TOKEN
 from orchestrator.runtime import Runtime
+from orchestrator.tokens import CHARS_PER_TOKEN, Usage
 from orchestrator.workspace import diff_tree, export_tree, share_tree
 from sandboxes.base import SandboxError
+from serving.client import EndpointUnavailable
 from tasks.base import CheckContext, CheckReport
 
 VerdictKind = Literal["pass", "fail", "error"]
@@ -49,7 +49,8 @@ class Verdict:
     findings: list[str]
     check: CheckReport
     review: Review | None = None
-    tokens: dict[str, int] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    """Tokens of the verifier's model calls (the check's judge and the review)."""
 
     @property
     def passed(self) -> bool:
@@ -58,13 +59,13 @@ class Verdict:
     def to_json(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "score": self.score, "findings": self.findings,
                 "check": self.check.to_json(), "review": asdict(self.review) if self.review else None,
-                "tokens": self.tokens}
+                "tokens": self.usage.to_json()}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Verdict":
         review = Review(**d["review"]) if d.get("review") else None
         return cls(d["verdict"], float(d["score"]), list(d["findings"]), CheckReport.from_json(d["check"]),
-                   review, dict(d.get("tokens", {})))
+                   review, Usage.from_json(d.get("tokens", {})))
 
 
 def parse_review(tool_calls: list[dict[str, Any]], text: str) -> Review:
@@ -100,21 +101,9 @@ def combine(check: CheckReport, review: Review | None) -> tuple[VerdictKind, lis
     return "pass", review.findings
 
 
-class _TokenMeter:
-    """Counts the tokens of judge calls made inside a task's check (a check may call the judge from threads)."""
-
-    def __init__(self) -> None:
-        self.prompt = self.completion = self.reasoning = 0
-        self._lock = threading.Lock()
-
-    def add(self, usage: Any) -> None:
-        with self._lock:
-            self.prompt += usage.prompt_tokens
-            self.completion += usage.completion_tokens
-            self.reasoning += usage.reasoning_tokens
-
-
-def _judge(rt: Runtime, iteration: int, meter: _TokenMeter):
+def _judge(rt: Runtime, iteration: int, usages: list[Usage]):
+    """The check's judge: each call's usage is appended to `usages` (a check may call it from threads; a list
+    append is atomic)."""
     def judge(prompt: str, images: Sequence[Path] = ()) -> str:
         content: Any = prompt
         if images and rt.endpoint("verifier").vision:
@@ -123,19 +112,19 @@ def _judge(rt: Runtime, iteration: int, meter: _TokenMeter):
                                                    + base64.b64encode(Path(p).read_bytes()).decode()}}
                 for p in images]
         reply, usage = rt.call_model("verifier", [HumanMessage(content=content)], True, iteration)
-        meter.add(usage)
+        usages.append(usage)
         return reply.content if isinstance(reply.content, str) else json.dumps(reply.content)
     return judge
 
 
-def run_check(rt: Runtime, iteration: int, tree: str, meter: _TokenMeter) -> CheckReport:
+def run_check(rt: Runtime, iteration: int, tree: str, usages: list[Usage]) -> CheckReport:
     """Export the staged tree to a fresh folder and run the task's check on it in fresh sandboxes."""
     exported = export_tree(rt.run.git_dir, tree, rt.run.path / "checks" / f"{iteration:04d}" / "workspace")
     export = exported.path
     share_tree(export)
     ctx = CheckContext(workspace=export, run_dir=rt.run.path, iteration=iteration, open_sandbox=rt.fresh_sandbox,
                        record=lambda e: rt.run.events.append(iteration=iteration, **dict(e)),
-                       judge=_judge(rt, iteration, meter),
+                       judge=_judge(rt, iteration, usages),
                        judge_prompt_chars=int(rt.token_limits("verifier")[0] * CHARS_PER_TOKEN), offload=rt.offload)
     try:
         return _with_dropped(rt.task.check(ctx), exported.dropped)
@@ -157,7 +146,7 @@ def _with_dropped(report: CheckReport, dropped: list[str]) -> CheckReport:
     return report
 
 
-def review(rt: Runtime, iteration: int, tree: str, claim: str, check: CheckReport, meter: _TokenMeter) -> Review:
+def review(rt: Runtime, iteration: int, tree: str, claim: str, check: CheckReport) -> tuple[Review, Usage]:
     diff = diff_tree(rt.run.git_dir, tree, max_chars=DIFF_CHARS)
     text = prompts.VERIFIER_PROMPT.format(
         brief=rt.task.producer_brief(), verifier_brief=rt.task.verifier_brief(), iteration=iteration,
@@ -168,22 +157,23 @@ def review(rt: Runtime, iteration: int, tree: str, claim: str, check: CheckRepor
     try:
         reply, usage = rt.call_model("verifier", messages, True, iteration, tools=[VERDICT_TOOL],
                                      tool_choice="submit_verdict")
-    except Exception as exc:  # noqa: BLE001 - some servers reject forced tool choice: ask for JSON text
-        if type(exc).__name__ == "EndpointUnavailable":
-            raise
+    except EndpointUnavailable:
+        raise
+    except Exception:  # noqa: BLE001 - some servers reject forced tool choice: ask for JSON text
         reply, usage = rt.call_model("verifier", messages, True, iteration)
-    meter.add(usage)
     content = reply.content if isinstance(reply.content, str) else json.dumps(reply.content)
-    return parse_review(reply.tool_calls or [], content)
+    return parse_review(reply.tool_calls or [], content), usage
 
 
 def verify(rt: Runtime, iteration: int, tree: str, claim: str) -> Verdict:
     """Check the staged tree `tree` of this iteration, then review it."""
-    meter = _TokenMeter()
-    check = run_check(rt, iteration, tree, meter)
+    usages: list[Usage] = []
+    check = run_check(rt, iteration, tree, usages)
     rt.run.events.append("check", iteration, passed=check.passed, score=check.score, summary=check.summary[:2000],
                          metrics=check.metrics)
-    rev = review(rt, iteration, tree, claim, check, meter) if (check.passed or rt.settings.loop.review_on_failure) else None
+    rev = None
+    if check.passed or rt.settings.loop.review_on_failure:
+        rev, usage = review(rt, iteration, tree, claim, check)
+        usages.append(usage)
     kind, findings = combine(check, rev)
-    return Verdict(kind, check.score if kind == "pass" else 0.0, findings, check, rev,
-                   {"prompt": meter.prompt, "completion": meter.completion, "reasoning": meter.reasoning})
+    return Verdict(kind, check.score if kind == "pass" else 0.0, findings, check, rev, sum(usages, Usage()))

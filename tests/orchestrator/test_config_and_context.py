@@ -7,7 +7,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from orchestrator.agents.actions import from_text
-from orchestrator.agents.context import estimate_tokens, pack
+from orchestrator.tokens import estimate_tokens, pack
 from orchestrator.config import ConfigError, load_settings, with_budget
 
 
