@@ -30,6 +30,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 2: `runs list` shows the runs of one runs_dir (one database may serve several labs / checkouts)
     "CREATE INDEX IF NOT EXISTS m3lab_runs_path ON m3lab_runs (path text_pattern_ops);",
+    # 3: run.json's budget (limits and use): the viewer's run list draws its gauges from the index
+    "ALTER TABLE m3lab_runs ADD COLUMN IF NOT EXISTS budget jsonb NOT NULL DEFAULT '{}'::jsonb;",
 )
 _LOCK_KEY = 0x6D336C6162  # "m3lab": one advisory lock serialises concurrent migrations
 
