@@ -203,4 +203,15 @@ def cluster_status(settings: Settings) -> dict[str, Any]:
     inflight = ray.get(scheduler(settings.cluster).inflight_runs.remote()) if settings.store.enabled else []
     runs = RunIndex(settings.store).counts() if settings.store.enabled else {}
     return {"address": settings.cluster.address, "nodes": nodes, "resources": resources,
-            "runs": runs, "queue": runs.get("queued", 0), "inflight_runs": inflight}
+            "runs": runs, "queue": runs.get("queued", 0), "inflight_runs": inflight,
+            "endpoint_slots": endpoint_slots(settings)}
+
+
+def endpoint_slots(settings: Settings) -> dict[str, dict[str, int]]:
+    """Requests in flight now / the cluster-wide limit, per model endpoint that has one."""
+    from orchestrator.store.slots import slots_in_use
+
+    limits = {e.base_url: e.max_concurrency for e in (settings.producer, settings.verifier) if e.max_concurrency > 0}
+    if not settings.store.enabled:
+        return {}
+    return {url: {"in_use": slots_in_use(settings.store, url), "limit": limit} for url, limit in limits.items()}

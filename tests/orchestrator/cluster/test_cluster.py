@@ -187,3 +187,29 @@ def test_cli_submit_returns_the_id_at_once_and_logs_follow(tmp_path: Path, pg_ur
                                        capture_output=True, text=True, env=env, timeout=120).stdout)
     assert sum(n["alive"] for n in status["nodes"]) == 3 and status["resources"]["CPU"]["total"] == 8
     assert status["runs"].get("paused", 0) >= 1
+
+
+def test_endpoint_limit_holds_across_the_cluster(pg_url: str, ray_cluster: str) -> None:
+    """8 Ray tasks (separate worker processes on 2 nodes) call one real HTTP endpoint with max_concurrency = 2:
+    with the store, never more than 2 requests are in flight at the server; without it (the per-process limit)
+    the same tasks overrun it, so the check can tell the two apart."""
+    import threading
+
+    from tests.orchestrator.cluster.drivers import ask_endpoint
+    from tests.serving.test_shared_endpoint import Server
+
+    server = Server()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    ask = ray.remote(num_cpus=0.5)(ask_endpoint)
+    seen = {}
+    try:
+        for scope, store_url in (("process", ""), ("cluster", pg_url)):
+            server.max_in_flight = server.calls = 0
+            start_at = time.time() + 15  # every task asks at once, after its worker process is up
+            assert sum(ray.get([ask.remote(base_url, store_url, 2, 4, start_at) for _ in range(8)], timeout=600)) == 32
+            seen[scope] = (server.max_in_flight, server.calls)
+    finally:
+        server.shutdown()
+    assert seen["cluster"] == (2, 32), seen
+    assert seen["process"][0] > 2 and seen["process"][1] == 32, seen
