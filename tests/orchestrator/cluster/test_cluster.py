@@ -213,3 +213,28 @@ def test_endpoint_limit_holds_across_the_cluster(pg_url: str, ray_cluster: str) 
         server.shutdown()
     assert seen["cluster"] == (2, 32), seen
     assert seen["process"][0] > 2 and seen["process"][1] == 32, seen
+
+
+def test_runs_of_a_killed_scheduler_are_taken_over_by_themselves(tmp_path: Path, pg_url: str,
+                                                                  ray_cluster: str) -> None:
+    """The scheduler actor dies with a run in flight (its run task dies with it: Ray kills the tasks of a dead
+    owner). Ray restarts the scheduler; its reconcile round resubmits the run once the lease ran out — nobody
+    calls reconcile — and the run ends with contiguous iterations, each verdict once."""
+    import dataclasses
+
+    from orchestrator.cluster import scheduler_name
+
+    s = settings(tmp_path, pg_url, ray_cluster, lease_s=4.0)
+    s = dataclasses.replace(s, cluster=dataclasses.replace(s.cluster, reconcile_s=2.0))
+    run = submit_run(code_task(tmp_path, "sleep 1; bash check.sh"), s,
+                     models="tests.orchestrator.cluster.drivers:fix_after_6", opener=OPENER)
+    index = RunIndex(s.store)
+    wait_for("iteration 2", lambda: (json.loads(run.meta_path.read_text()).get("iteration") or 0) >= 2, 600)
+    first_driver = int(json.loads(run.meta_path.read_text())["pid"])
+    ray.kill(ray.get_actor(scheduler_name(s), namespace=s.cluster.namespace), no_restart=False)
+    wait_for("the run to end", lambda: index.get(run.id)["raw_status"] not in ("queued", "running"), 900)
+    meta = assert_each_iteration_once(run.path)
+    assert meta["status"] == "succeeded" and meta["iteration"] == 7
+    leases = [e for e in events(run.path) if e["kind"] == "lease_acquired"]
+    assert len(leases) == 2 and str(first_driver) == leases[0]["owner"].split(":")[1], leases
+    assert any(e["kind"] == "run_resumed" for e in events(run.path))
