@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +27,8 @@ import ray
 
 from orchestrator.config import Settings
 from orchestrator.rundir import RunDir
-from orchestrator.store import ACTIVE, ClusterSettings, LeaseHeld, LeaseLost, RunIndex, claim
+from orchestrator.store import ACTIVE, ClusterSettings, LeaseHeld, LeaseLost, RunIndex, StoreSettings, claim
+from orchestrator.store.slots import evaluations_in_flight, marked_in_flight
 
 ENDPOINT_MODELS = "orchestrator.runtime:endpoint_models"
 
@@ -77,7 +79,7 @@ def drive_here(run_path: str, settings: Settings, models: str = ENDPOINT_MODELS,
             time.sleep(poll_s)
             continue
         if settings.cluster.evaluations != "local":
-            rt.offload = Offloader(settings.cluster)
+            rt.offload = Offloader(settings.cluster, settings.store)
         rt.run.events.append("lease_acquired", rt.run.read_meta().get("iteration"), owner=lease.owner)
         try:
             drive(rt, resume=row["raw_status"] == "running", lease=lease)
@@ -102,17 +104,20 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 class Offloader:
     """Runs a function as a Ray task sized for one evaluation: `num_gpus` for CUDA work, `num_cpus` otherwise.
-    The result comes back to the caller, which stays the only writer of its run's files."""
+    The result comes back to the caller, which stays the only writer of its run's files. With a store, each
+    evaluation is marked in flight there for as long as it runs (`m3lab cluster status` counts them)."""
 
-    def __init__(self, cluster: ClusterSettings):
-        self.cluster = cluster
+    def __init__(self, cluster: ClusterSettings, store: StoreSettings | None = None):
+        self.cluster, self.store = cluster, store
         self.submitted = 0
 
     def __call__(self, fn: Callable[..., Any], *args: Any, gpu: bool = False, **kwargs: Any) -> Any:
         self.submitted += 1
         size = {"num_gpus": self.cluster.eval_gpus, "num_cpus": 0} if gpu else {"num_cpus": self.cluster.eval_cpus}
         task = _call.options(name=f"m3lab-eval:{getattr(fn, '__name__', 'fn')}", max_retries=2, **size)
-        return ray.get(task.remote(fn, *args, **kwargs))
+        marked = marked_in_flight(self.store) if self.store is not None and self.store.enabled else nullcontext()
+        with marked:
+            return ray.get(task.remote(fn, *args, **kwargs))
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
@@ -263,6 +268,7 @@ def cluster_status(settings: Settings) -> dict[str, Any]:
     runs = RunIndex(settings.store).counts() if settings.store.enabled else {}
     return {"address": settings.cluster.address, "nodes": nodes, "resources": resources,
             "runs": runs, "queue": runs.get("queued", 0), "inflight_runs": inflight,
+            "evaluations_in_flight": evaluations_in_flight(settings.store) if settings.store.enabled else None,
             "endpoint_slots": endpoint_slots(settings)}
 
 

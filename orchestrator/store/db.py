@@ -57,19 +57,19 @@ def pool(url: str, size: int = 4) -> Any:
         return found
 
 
-def lock_pool(url: str, size: int) -> Any:
+def lock_pool(url: str, size: int, purpose: str = "slots") -> Any:
     """The process's pool of connections that hold session advisory locks (slots.py) for a long time, apart from
     the state pool so that they never starve checkpoints or heartbeats. Every connection returned to it drops
     its locks; the server drops them when the connection dies, and TCP keepalives (server side, a session
     setting) tell it within about a minute that a lost node's connection died."""
     with _guard:
-        found = _pools.get(("locks", url))
+        found = _pools.get((purpose, url))
         if found is None:
             from psycopg_pool import ConnectionPool
 
             keepalive = "-c tcp_keepalives_idle=15 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=6"
-            found = _pools[("locks", url)] = _open_pool(
-                url, size, name="m3lab-locks", options=keepalive, check=ConnectionPool.check_connection,
+            found = _pools[(purpose, url)] = _open_pool(
+                url, size, name=f"m3lab-{purpose}", options=keepalive, check=ConnectionPool.check_connection,
                 reset=lambda conn: conn.execute("SELECT pg_advisory_unlock_all()"))
         return found
 

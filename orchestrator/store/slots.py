@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import time
-from typing import Any, ContextManager
+from contextlib import contextmanager
+from typing import Any, ContextManager, Iterator
 
 from orchestrator.store.db import lock_pool
 from orchestrator.store.settings import StoreSettings
@@ -21,9 +23,13 @@ _MAX_POLL_S = 0.5
 _WAIT_FOR_CONNECTION_S = 24 * 3600.0  # this process's own slots are all in flight: wait as long as they take
 
 
-def endpoint_key(base_url: str) -> int:
-    """The first advisory-lock key of an endpoint: a signed 32-bit hash of its URL (the second key is the slot)."""
-    digest = hashlib.blake2b(base_url.rstrip("/").encode(), digest_size=4).digest()
+EVALUATIONS = "m3lab:evaluations"
+"""What kernel candidate evaluations in flight are counted under (`marked_in_flight`)."""
+
+
+def lock_key(name: str) -> int:
+    """The first advisory-lock key of a family of locks (an endpoint's URL, EVALUATIONS): a signed 32-bit hash."""
+    digest = hashlib.blake2b(name.rstrip("/").encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -33,7 +39,7 @@ class ClusterSlot:
 
     def __init__(self, store_url: str, base_url: str, limit: int):
         self.pool = lock_pool(store_url, limit)  # never more connections than slots this process can hold
-        self.key, self.limit = endpoint_key(base_url), limit
+        self.key, self.limit = lock_key(base_url), limit
         self._held: tuple[Any, int] | None = None
 
     def __enter__(self) -> int:
@@ -78,12 +84,37 @@ def request_slot(endpoint: ModelEndpoint, store: StoreSettings) -> ContextManage
     return ClusterSlot(store.url, endpoint.base_url, endpoint.max_concurrency)
 
 
+@contextmanager
+def marked_in_flight(store: StoreSettings, what: str = EVALUATIONS) -> Iterator[None]:
+    """Count one piece of work as in flight, cluster-wide, while the block runs (`m3lab cluster status`): a lock
+    (key of `what`, a random second key) that ends with the block or with its holder, however that dies."""
+    key = lock_key(what)
+    with lock_pool(store.url, 4, purpose="marks").connection(timeout=_WAIT_FOR_CONNECTION_S) as conn:
+        mark = secrets.randbits(31)
+        while not conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS ok", (key, mark)).fetchone()["ok"]:
+            mark = secrets.randbits(31)  # that second key is taken (a 1 in 2^31 chance): draw another
+        try:
+            yield
+        finally:  # (the pool's reset would drop it too, but in the background, a moment later)
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (key, mark))
+
+
 def slots_in_use(store: StoreSettings, base_url: str) -> int:
-    """How many of the endpoint's slots are held now, by anyone (for status output)."""
+    """How many of the endpoint's request slots are held now, by anyone."""
+    return locks_held(store, lock_key(base_url))
+
+
+def evaluations_in_flight(store: StoreSettings) -> int:
+    """Kernel candidate evaluations running now anywhere on the cluster (each driver marks its own)."""
+    return locks_held(store, lock_key(EVALUATIONS))
+
+
+def locks_held(store: StoreSettings, key: int) -> int:
+    """Granted two-key advisory locks with first key `key` in the store's database."""
     from orchestrator.store.db import pool
 
     with pool(store.url, store.pool_size).connection() as conn:
         return int(conn.execute("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted "
                                 "AND classid = %s::oid AND objsubid = 2 "
                                 "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                                (endpoint_key(base_url) & 0xFFFFFFFF,)).fetchone()["n"])
+                                (key & 0xFFFFFFFF,)).fetchone()["n"])

@@ -19,6 +19,7 @@ from orchestrator.cluster import Offloader, _drive_task, cluster_status, reconci
 from orchestrator.config import BudgetLimits, ClusterSettings, LoopSettings, Settings
 from orchestrator.runner import create_run
 from orchestrator.store import RunIndex, StoreSettings, mirror
+from orchestrator.store.slots import evaluations_in_flight
 from serving.client import ModelEndpoint
 from tasks.code.task import CodeTask
 from tests.orchestrator.support import make_code_workspace
@@ -136,7 +137,7 @@ def test_kernel_evaluations_as_ray_tasks_match_local(tmp_path: Path, pg_url: str
     from tasks.kernel.task import KernelTask
 
     task = KernelTask(target="softmax", isolation="subprocess", iters=3, warmup=1)
-    offload = Offloader(ClusterSettings(address=ray_cluster, eval_cpus=1.0))
+    offload = Offloader(ClusterSettings(address=ray_cluster, eval_cpus=1.0), StoreSettings(url=pg_url))
     candidates = {"honest": TARGETS_DIR / "candidates" / "softmax_torch.py",
                   "cheat": TARGETS_DIR / "cheats" / "c10_nan_wildcard.py"}
     for name, source in candidates.items():
@@ -156,6 +157,7 @@ def test_kernel_evaluations_as_ray_tasks_match_local(tmp_path: Path, pg_url: str
         assert verdicts[0] == verdicts[1], name
         assert verdicts[0][0] is (name != "cheat"), name  # the cheat is rejected in both places
     assert offload.submitted == len(candidates)
+    assert evaluations_in_flight(StoreSettings(url=pg_url)) == 0  # each was marked while it ran, then unmarked
 
 
 def test_cli_submit_returns_the_id_at_once_and_logs_follow(tmp_path: Path, pg_url: str, ray_cluster: str) -> None:
@@ -186,7 +188,7 @@ def test_cli_submit_returns_the_id_at_once_and_logs_follow(tmp_path: Path, pg_ur
     status = json.loads(subprocess.run([m3lab, "cluster", "status", "--json", "--config", str(config)],
                                        capture_output=True, text=True, env=env, timeout=120).stdout)
     assert sum(n["alive"] for n in status["nodes"]) == 3 and status["resources"]["CPU"]["total"] == 8
-    assert status["runs"].get("paused", 0) >= 1
+    assert status["runs"].get("paused", 0) >= 1 and status["evaluations_in_flight"] == 0
 
 
 def test_endpoint_limit_holds_across_the_cluster(pg_url: str, ray_cluster: str) -> None:

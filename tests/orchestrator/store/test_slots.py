@@ -14,7 +14,8 @@ import pytest
 from orchestrator.cluster import endpoint_slots
 from orchestrator.config import Settings
 from orchestrator.store import StoreSettings
-from orchestrator.store.slots import ClusterSlot, request_slot, slots_in_use
+from orchestrator.store.slots import (ClusterSlot, evaluations_in_flight, marked_in_flight, request_slot,
+                                       slots_in_use)
 from serving.client import ModelEndpoint
 
 pytestmark = pytest.mark.cluster
@@ -74,3 +75,12 @@ def test_without_a_store_or_a_limit_the_slot_is_this_process(pg_url: str) -> Non
     assert isinstance(request_slot(limited, StoreSettings(url=pg_url)), ClusterSlot)
     assert not isinstance(request_slot(limited, StoreSettings()), ClusterSlot)
     assert not isinstance(request_slot(ModelEndpoint(base_url=URL), StoreSettings(url=pg_url)), ClusterSlot)
+
+
+def test_evaluations_in_flight_are_counted_while_they_run(pg_url: str) -> None:
+    store = StoreSettings(url=pg_url)
+    assert evaluations_in_flight(store) == 0
+    with marked_in_flight(store), marked_in_flight(store):
+        assert evaluations_in_flight(store) == 2
+        assert slots_in_use(store, URL) == 0  # another family of locks
+    assert evaluations_in_flight(store) == 0
