@@ -6,10 +6,16 @@ PostgreSQL server (scripts/setup/services.sh):
    Each run: the code task with a scripted model that fails twice and passes in iteration 3, answering at once
    (model time 0: pure spine + cluster overhead) and after 2 s a call (`--latency 2`: runs that wait on a model,
    which is what concurrency buys on a cluster).
-2. `runs list` latency at 1,000 runs: the run index (one query) vs the folder scan (read every run.json).
+2. `runs list` and the viewer's run list at 1,000 runs: the run index (one query) vs the folder scan (read
+   every run.json).
+3. The cluster-wide endpoint slot (orchestrator/store/slots.py) vs the per-process semaphore: the cost of one
+   uncontended acquire + release, and the wall time of 12 callers x 4 requests of 0.5 s through 4 slots (ideal
+   6 s; waiters poll, so a freed slot may stay idle up to one poll interval).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/cluster_bench.py [--runs 1 4 16] [--list-runs 1000]
-        [--pg postgresql://postgres@127.0.0.1:55432/m3lab] [--md benchmarks/results/cluster_bench.md]
+    PYTHONPATH=. .venv/bin/python benchmarks/cluster_bench.py [--parts runs list slots] [--runs 1 4 16]
+        [--list-runs 1000] [--pg postgresql://postgres@127.0.0.1:55432/m3lab] [--md benchmarks/results/cluster_bench.md]
+
+A run of some parts keeps the other parts' last results (each part records when it was measured).
 """
 from __future__ import annotations
 
@@ -119,8 +125,17 @@ def list_latency(root: Path, url: str, count: int) -> dict[str, float]:
     def query() -> int:
         return len(index_rows(s.store, runs_dir))
 
+    from orchestrator.viewer.store import RunStore
+
+    def viewer_scan() -> int:
+        return len(RunStore(runs_dir).list_runs())
+
+    def viewer_index() -> int:
+        return len(RunStore(runs_dir, s.store).list_runs())
+
     out = {}
-    for name, fn in (("folder_scan", scan), ("postgres_index", query)):
+    for name, fn in (("folder_scan", scan), ("postgres_index", query), ("viewer_folder_scan", viewer_scan),
+                     ("viewer_postgres_index", viewer_index)):
         assert fn() == count
         samples = []
         for _ in range(7):
@@ -129,6 +144,72 @@ def list_latency(root: Path, url: str, count: int) -> dict[str, float]:
             samples.append((time.perf_counter() - t0) * 1000)
         out[f"{name}_ms"] = statistics.median(samples)
     return out
+
+
+def slot_costs(url: str) -> dict[str, float]:
+    """Uncontended acquire + release (median of 200, ms) and 12 callers x 4 requests of 0.5 s through 4 slots."""
+    import threading
+
+    from orchestrator.store.slots import request_slot
+
+    endpoint = ModelEndpoint(base_url="http://bench.invalid/v1", max_concurrency=4)
+    out: dict[str, float] = {}
+    for name, store in (("process", StoreSettings()), ("cluster", StoreSettings(url=url))):
+        samples = []
+        for _ in range(200):
+            slot = request_slot(endpoint, store)
+            t0 = time.perf_counter()
+            with slot:
+                pass
+            samples.append((time.perf_counter() - t0) * 1000)
+        out[f"{name}_acquire_release_ms"] = statistics.median(samples)
+
+        def caller() -> None:
+            for _ in range(4):
+                with request_slot(endpoint, store):
+                    time.sleep(0.5)
+
+        threads = [threading.Thread(target=caller) for _ in range(12)]
+        t0 = time.monotonic()
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        out[f"{name}_contended_wall_s"] = time.monotonic() - t0
+    return out
+
+
+def render(results: dict, list_runs_n: int) -> str:
+    """The markdown page of every part's latest results."""
+    lines = ["# Cluster benchmark", "",
+             f"Machine: {results['machine']}; local Ray cluster = head + 2 worker nodes (4 logical CPUs each, runs "
+             "ask 0.5) on loopback; PostgreSQL 15 on loopback. Shared, loaded machine: numbers are noisy.", ""]
+    if results.get("runs"):
+        lines += [f"## Concurrent runs ({results.get('runs_measured_at', 'earlier run')})", "",
+                  "| model s/call | concurrent runs | one by one (s) | cluster (s) | one by one runs/h | cluster runs/h | "
+                  "one by one ms/iteration | cluster ms/iteration |", "|---|---|---|---|---|---|---|---|"]
+        for r in results["runs"]:
+            lines.append(f"| {r['model_latency_s']:g} | {r['runs']} | {r['one_by_one_s']:.1f} | "
+                         f"{r['cluster_s']:.1f} | {r['one_by_one_runs_per_h']:.0f} | {r['cluster_runs_per_h']:.0f} | "
+                         f"{r['one_by_one_ms_per_iteration']:.0f} | {r['cluster_ms_per_iteration']:.0f} |")
+        lines.append("")
+    listing = results.get("list") or {}
+    if listing:
+        lines += [f"## Run lists at {list_runs_n} runs, median of 7 ({results.get('list_measured_at', 'earlier run')})",
+                  "", "| listing | folder scan (ms) | PostgreSQL run index (ms) |", "|---|---|---|",
+                  f"| `runs list` | {listing['folder_scan_ms']:.1f} | {listing['postgres_index_ms']:.1f} |"]
+        if "viewer_folder_scan_ms" in listing:
+            lines.append(f"| viewer `/api/runs` rows | {listing['viewer_folder_scan_ms']:.1f} | "
+                         f"{listing['viewer_postgres_index_ms']:.1f} |")
+        lines.append("")
+    slots = results.get("slots") or {}
+    if slots:
+        lines += [f"## Endpoint slots, max_concurrency = 4 ({results.get('slots_measured_at', 'earlier run')})", "",
+                  "| slot | acquire + release, uncontended (ms) | 12 callers x 4 requests of 0.5 s (s; ideal 6.0) |",
+                  "|---|---|---|"]
+        for name in ("process", "cluster"):
+            lines.append(f"| {name} | {slots[f'{name}_acquire_release_ms']:.2f} | "
+                         f"{slots[f'{name}_contended_wall_s']:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -140,44 +221,42 @@ def main() -> None:
     parser.add_argument("--pg", default=os.environ.get("M3LAB_TEST_PG_URL",
                                                        "postgresql://postgres@127.0.0.1:55432/m3lab"))
     parser.add_argument("--md", type=Path, default=Path("benchmarks/results/cluster_bench.md"))
+    parser.add_argument("--parts", nargs="+", default=["runs", "list", "slots"], choices=["runs", "list", "slots"])
     args = parser.parse_args()
-    rows, listing = [], {}
+    json_path = args.md.with_suffix(".json")
+    results = json.loads(json_path.read_text()) if json_path.exists() else {}
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="m3lab-cluster-bench-") as tmp:
         root = Path(tmp)
         url = fresh_db(args.pg)
         cluster = LocalRayCluster(root / "ray-logs")
         try:
-            address = cluster.start()
-            for latency, n in itertools.product(args.latency, args.runs):
-                local_s, local_it = one_by_one(root / f"local{n}-{latency}", n, latency)
-                ray_s, ray_it = on_cluster(root / f"ray{n}-{latency}", n, url, address, latency)
-                rows.append({"model_latency_s": latency, "runs": n, "one_by_one_s": local_s, "cluster_s": ray_s,
-                             "one_by_one_runs_per_h": n * 3600 / local_s, "cluster_runs_per_h": n * 3600 / ray_s,
-                             "one_by_one_ms_per_iteration": local_s * 1000 / local_it,
-                             "cluster_ms_per_iteration": ray_s * 1000 / ray_it})
-                print(json.dumps(rows[-1]), flush=True)
-            cluster.stop()
-            listing = list_latency(root / "list", url, args.list_runs)
+            if "runs" in args.parts:
+                rows = []
+                address = cluster.start()
+                for latency, n in itertools.product(args.latency, args.runs):
+                    local_s, local_it = one_by_one(root / f"local{n}-{latency}", n, latency)
+                    ray_s, ray_it = on_cluster(root / f"ray{n}-{latency}", n, url, address, latency)
+                    rows.append({"model_latency_s": latency, "runs": n, "one_by_one_s": local_s, "cluster_s": ray_s,
+                                 "one_by_one_runs_per_h": n * 3600 / local_s, "cluster_runs_per_h": n * 3600 / ray_s,
+                                 "one_by_one_ms_per_iteration": local_s * 1000 / local_it,
+                                 "cluster_ms_per_iteration": ray_s * 1000 / ray_it})
+                    print(json.dumps(rows[-1]), flush=True)
+                cluster.stop()
+                results.update(runs=rows, runs_measured_at=now)
+            if "list" in args.parts:
+                results.update(list=list_latency(root / "list", url, args.list_runs), list_measured_at=now)
+            if "slots" in args.parts:
+                results.update(slots=slot_costs(url), slots_measured_at=now)
         finally:
             cluster.stop()
             drop_db(args.pg, url)
-    machine = f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}"
-    lines = [f"# Cluster benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
-             f"Machine: {machine}; local Ray cluster = head + 2 worker nodes (4 logical CPUs each, runs ask 0.5) on "
-             "loopback; PostgreSQL 15 on loopback. Shared, loaded machine: numbers are noisy.", "",
-             "| model s/call | concurrent runs | one by one (s) | cluster (s) | one by one runs/h | cluster runs/h | "
-             "one by one ms/iteration | cluster ms/iteration |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['model_latency_s']:g} | {r['runs']} | {r['one_by_one_s']:.1f} | {r['cluster_s']:.1f} | "
-                     f"{r['one_by_one_runs_per_h']:.0f} | {r['cluster_runs_per_h']:.0f} | "
-                     f"{r['one_by_one_ms_per_iteration']:.0f} | {r['cluster_ms_per_iteration']:.0f} |")
-    lines += ["", f"`runs list` at {args.list_runs} runs (median of 7): folder scan "
-              f"{listing['folder_scan_ms']:.1f} ms, PostgreSQL run index {listing['postgres_index_ms']:.1f} ms", ""]
-    text = "\n".join(lines)
+    results["machine"] = f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}"
+    text = render(results, args.list_runs)
     print(text)
     args.md.parent.mkdir(parents=True, exist_ok=True)
     args.md.write_text(text)
-    args.md.with_suffix(".json").write_text(json.dumps({"machine": machine, "runs": rows, "list": listing}, indent=1))
+    json_path.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

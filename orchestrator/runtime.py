@@ -13,9 +13,10 @@ from langchain_core.messages import AIMessage, BaseMessage
 from orchestrator.config import Settings
 from orchestrator.conversation import Conversation
 from orchestrator.rundir import RunDir
+from orchestrator.store.slots import request_slot
 from orchestrator.tokens import Usage, pack, usage_of
 from sandboxes.base import Sandbox, SandboxSpec
-from serving.client import (EndpointUnavailable, ModelEndpoint, context_length, endpoint_slot, invoke_with_retry,
+from serving.client import (EndpointUnavailable, ModelEndpoint, context_length, invoke_with_retry,
                             make_chat_model)
 from tasks.base import Task
 
@@ -117,7 +118,8 @@ class Runtime:
         prompt = pack(messages, prompt_budget, sizes)
         started = time.monotonic()
         reply = invoke_with_retry(build, prompt, endpoint.retry_for_s, () if tool_choice else tools,
-                                  slot=endpoint_slot(endpoint), overload_retry_for_s=endpoint.overload_retry_for_s)
+                                  slot=request_slot(endpoint, self.settings.store),
+                                  overload_retry_for_s=endpoint.overload_retry_for_s)
         usage = usage_of(reply, prompt)
         finish_reason = finish_reason_of(reply)
         self.run.events.append(

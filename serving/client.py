@@ -50,8 +50,9 @@ class ModelEndpoint:
     """Stop sequences, kept in the reply (vLLM's include_stop_str_in_output): a small model's reply can end at
     its first complete action (a closing code fence) instead of rambling on to the completion limit."""
     max_concurrency: int = 0
-    """Requests this process sends to the endpoint at once (0 = no limit): many runs sharing one server queue
-    here instead of piling onto its waiting queue."""
+    """Requests sent to the endpoint at once (0 = no limit): by this process, or, with a PostgreSQL run store, by
+    every process that shares the store (a whole cluster; orchestrator/store/slots.py). Many runs sharing one
+    server queue here instead of piling onto its waiting queue."""
     overload_retry_for_s: float = 1800.0
     """How long 429 (overloaded) answers are retried: the server is alive, only busy."""
 

@@ -83,6 +83,10 @@ def status(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
         console.print(f"{name}: {r['in_use']:g}/{r['total']:g} in use")
     console.print("runs: " + (", ".join(f"{k} {v}" for k, v in sorted(report["runs"].items())) or "none")
                   + f"; queue {report['queue']}; tasks in flight {len(report['inflight_runs'])}")
+    if report.get("evaluations_in_flight") is not None:
+        console.print(f"kernel evaluations in flight: {report['evaluations_in_flight']}")
+    for url, slots in report.get("endpoint_slots", {}).items():
+        console.print(f"model requests in flight to {url}: {slots['in_use']}/{slots['limit']}")
 
 
 @cluster_app.command("reconcile")

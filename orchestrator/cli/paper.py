@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any, NoReturn, Optional
 
 import typer
 from rich.markup import escape
 
+from orchestrator.cli.cluster import ClusterOpt, submit  # [issue 15]
 from orchestrator.cli.common import ConfigOpt, JsonOpt, console, fail, launch, load, print_json
 
 paper_app = typer.Typer(help="Paper reproduction: ingest a PDF, make or check its rubric.", no_args_is_help=True)
@@ -156,6 +158,7 @@ def reproduce(
     model_rubric: bool = typer.Option(True, "--model-rubric/--no-model-rubric",
                                       help="Without --rubric: ask the verifier model to refine the rubric."),
     config: ConfigOpt = None,
+    cluster: bool = ClusterOpt,  # [issue 15]
 ) -> None:
     """Reproduce PDF: the producer writes reproduce.sh; each iteration re-runs it in a fresh sandbox and grades it."""
     from tasks.paper.errors import RubricError
@@ -163,7 +166,8 @@ def reproduce(
     from tasks.paper.task import PaperTask
 
     settings = load(config, max_iterations, hours, tokens)
-    _check_startable(settings, image, gpu)
+    if not cluster:  # [issue 15] on a cluster, the sandbox image lives on the worker nodes, not here
+        _check_startable(settings, image, gpu)
     pdf = pdf.resolve()
     if not pdf.is_file():
         fail(f"{pdf}: no such file")
@@ -171,6 +175,9 @@ def reproduce(
     bundle = _ingest(pdf, inputs / "bundle", password, max_pages)
     if password:
         pdf = _decrypted_copy(pdf, password, inputs / "paper.pdf")
+    elif cluster:  # [issue 15] the worker that drives the run sees runs_dir (a shared mount), not this machine
+        shutil.copy2(pdf, inputs / "paper.pdf")
+        pdf = inputs / "paper.pdf"
     rubric_path = inputs / "rubric.json"
     if rubric_file is not None:
         try:
@@ -184,4 +191,6 @@ def reproduce(
     (inputs / "summary.json").write_text(json.dumps(bundle.summary(), indent=1), encoding="utf-8")
     task = PaperTask(pdf=str(pdf), rubric=str(rubric_path), score_target=target, reproduce_timeout_s=timeout,
                      image=image, max_pages=max_pages, gpu=gpu)
+    if cluster:  # [issue 15]
+        return submit(task, settings)
     launch(task, settings)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -18,9 +18,11 @@ def ui(
     """Serve the run viewer: runs list, live run pages, kernel and paper views, steer/stop."""
     from orchestrator.viewer.server import PortBusy, ViewerServer
 
-    folder = runs_dir if runs_dir is not None else _default_runs_dir()
+    settings = _settings()
+    folder = runs_dir if runs_dir is not None else (settings.runs_dir if settings else Path("runs"))
+    store = settings.store if settings else None  # [issue 15] PostgreSQL: the run list comes from the run index
     try:
-        server = ViewerServer(folder, host=host, port=port, allow_hosts=tuple(allow_host))
+        server = ViewerServer(folder, host=host, port=port, allow_hosts=tuple(allow_host), store=store)
     except (PortBusy, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
@@ -32,13 +34,13 @@ def ui(
     server.run()
 
 
-def _default_runs_dir() -> Path:
-    """runs_dir from the project settings, or ./runs when the settings cannot be loaded."""
+def _settings() -> Any:
+    """The project settings (runs_dir, store), or None when they cannot be loaded (then ./runs, no store)."""
     try:
         from orchestrator.config import load_settings
     except ImportError:
-        return Path("runs")
-    return load_settings().runs_dir
+        return None
+    return load_settings()
 
 
 def register(app: typer.Typer) -> None:

@@ -30,10 +30,12 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 2: `runs list` shows the runs of one runs_dir (one database may serve several labs / checkouts)
     "CREATE INDEX IF NOT EXISTS m3lab_runs_path ON m3lab_runs (path text_pattern_ops);",
+    # 3: run.json's budget (limits and use): the viewer's run list draws its gauges from the index
+    "ALTER TABLE m3lab_runs ADD COLUMN IF NOT EXISTS budget jsonb NOT NULL DEFAULT '{}'::jsonb;",
 )
 _LOCK_KEY = 0x6D336C6162  # "m3lab": one advisory lock serialises concurrent migrations
 
-_pools: dict[str, Any] = {}
+_pools: dict[tuple[str, str], Any] = {}  # (purpose, url) -> pool
 _migrated: set[str] = set()
 _guard = threading.Lock()
 
@@ -46,22 +48,41 @@ def pool(url: str, size: int = 4) -> Any:
     """The process's connection pool for `url` (opened and migrated on first use). LangGraph's PostgresSaver
     needs autocommit connections with dict rows and no server-side prepared statements."""
     with _guard:
-        found = _pools.get(url)
+        found = _pools.get(("state", url))
         if found is None:
-            found = _pools[url] = _open_pool(url, size)
+            found = _pools[("state", url)] = _open_pool(url, size)
         if url not in _migrated:
             migrate(found)
             _migrated.add(url)
         return found
 
 
-def _open_pool(url: str, size: int) -> Any:
+def lock_pool(url: str, size: int, purpose: str = "slots") -> Any:
+    """The process's pool of connections that hold session advisory locks (slots.py) for a long time, apart from
+    the state pool so that they never starve checkpoints or heartbeats. Every connection returned to it drops
+    its locks; the server drops them when the connection dies, and TCP keepalives (server side, a session
+    setting) tell it within about a minute that a lost node's connection died."""
+    with _guard:
+        found = _pools.get((purpose, url))
+        if found is None:
+            from psycopg_pool import ConnectionPool
+
+            keepalive = "-c tcp_keepalives_idle=15 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=6"
+            found = _pools[(purpose, url)] = _open_pool(
+                url, size, name=f"m3lab-{purpose}", options=keepalive, check=ConnectionPool.check_connection,
+                reset=lambda conn: conn.execute("SELECT pg_advisory_unlock_all()"))
+        return found
+
+
+def _open_pool(url: str, size: int, name: str = "m3lab", options: str | None = None, **pool_args: Any) -> Any:
     import psycopg
     from psycopg.rows import dict_row
     from psycopg_pool import ConnectionPool
 
     kwargs = {"autocommit": True, "prepare_threshold": None, "row_factory": dict_row}
-    p = ConnectionPool(url, min_size=1, max_size=max(2, size), kwargs=kwargs, open=False, name="m3lab")
+    if options:
+        kwargs["options"] = options
+    p = ConnectionPool(url, min_size=1, max_size=max(2, size), kwargs=kwargs, open=False, name=name, **pool_args)
     try:
         p.open(wait=True, timeout=15)
     except (psycopg.Error, Exception) as exc:  # PoolTimeout carries the connection error in its message

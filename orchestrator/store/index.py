@@ -16,7 +16,7 @@ from orchestrator.store.settings import StoreSettings
 # Statuses of run.json plus the one a cluster submission adds before any worker picked the run up.
 ACTIVE = ("queued", "running")
 _COLUMNS = ("id", "kind", "title", "path", "status", "stop_reason", "iteration", "tokens", "elapsed_s",
-            "best_score", "best_iteration", "created_at", "updated_at")
+            "best_score", "best_iteration", "created_at", "updated_at", "budget")
 
 
 class LeaseLost(RuntimeError):
@@ -25,14 +25,18 @@ class LeaseLost(RuntimeError):
 
 def row_of_meta(path: Path, meta: Mapping[str, Any]) -> dict[str, Any]:
     """The index columns of one run.json."""
+    from psycopg.types.json import Jsonb
+
     task = meta.get("task") or {}
-    used = (meta.get("budget") or {}).get("used", {})
+    budget = meta.get("budget") if isinstance(meta.get("budget"), dict) else {}
+    used = budget.get("used", {})
     return {"id": meta.get("id") or path.name, "kind": task.get("kind", "?"), "title": task.get("title", ""),
             "path": str(path), "status": meta.get("status", "paused"),
             "stop_reason": str(meta.get("stop_reason", ""))[:2000], "iteration": int(meta.get("iteration", 0)),
             "tokens": int(used.get("tokens", 0)), "elapsed_s": float(used.get("elapsed_s", 0.0)),
             "best_score": float(meta.get("best_score", 0.0)), "best_iteration": int(meta.get("best_iteration", 0)),
-            "created_at": meta.get("created_at"), "updated_at": meta.get("updated_at") or time.time()}
+            "created_at": meta.get("created_at"), "updated_at": meta.get("updated_at") or time.time(),
+            "budget": Jsonb(budget)}
 
 
 _UPSERT = (f"INSERT INTO m3lab_runs ({', '.join(_COLUMNS)}) VALUES ({', '.join('%(' + c + ')s' for c in _COLUMNS)}) "
@@ -84,7 +88,7 @@ class RunIndex:
             args.append(list(statuses))
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         sql = (f"SELECT id, kind, title, path, {_STATUS}, stop_reason, iteration, tokens, elapsed_s, best_score, "
-               f"best_iteration, created_at, updated_at, owner, lease_until FROM m3lab_runs {where} "
+               f"best_iteration, created_at, updated_at, budget, owner, lease_until FROM m3lab_runs {where} "
                "ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else ""))
         with self.pool.connection() as conn:
             return conn.execute(sql, args).fetchall()

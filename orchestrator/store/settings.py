@@ -45,5 +45,8 @@ class ClusterSettings:
     """CPUs one kernel candidate evaluation asks for (CPU targets)."""
     max_retries: int = 5
     """How often Ray restarts a run's driver after its worker process or node died (the lease hands it over)."""
+    reconcile_s: float = 30.0
+    """How often the scheduler actor resubmits queued or running runs that no task carries and no live lease holds
+    (their driver, or the scheduler itself, died past Ray's retries); 0 = only `m3lab cluster reconcile`."""
     evaluations: str = "auto"
     """"auto": kernel evaluations of runs driven on the cluster are Ray tasks; "local": in the driver's process."""

@@ -30,6 +30,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from orchestrator import control
+from orchestrator.store import StoreSettings
 from orchestrator.viewer import eventlog, gitdiff, taskviews
 from orchestrator.viewer.guard import Access, Guard
 from orchestrator.viewer.store import RunNotFound, RunStore, UnsafePath, summarize
@@ -213,10 +214,10 @@ async def _bad_request(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": str(exc)}, status_code=400)
 
 
-def create_app(runs_dir: Path, access: Access | None = None) -> Starlette:
+def create_app(runs_dir: Path, access: Access | None = None, store: StoreSettings | None = None) -> Starlette:
     """The viewer app over the runs in `runs_dir` (which may not exist yet: the page then lists none), behind
     `access` (viewer/guard.py: Host allow-list, Origin check on POSTs, token beyond loopback); the default
-    is a loopback viewer's policy."""
+    is a loopback viewer's policy. With a PostgreSQL `store`, the run list is read from its run index."""
     routes = [
         Route("/", index),
         Route("/api/runs", list_runs),
@@ -233,7 +234,7 @@ def create_app(runs_dir: Path, access: Access | None = None) -> Starlette:
     handlers = {RunNotFound: _not_found, UnsafePath: _bad_request, ValueError: _bad_request}
     access = access or Access.for_bind("127.0.0.1")
     app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(Guard, access=access)])
-    app.state.store = RunStore(runs_dir)
+    app.state.store = RunStore(runs_dir, store)
     app.state.stopping = threading.Event()
     app.state.access = access
     return app

@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+from orchestrator.store.settings import StoreSettings
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 
@@ -41,16 +43,17 @@ class ViewerServer:
     """The viewer on a socket it bound itself, served by uvicorn in a daemon thread."""
 
     def __init__(self, runs_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 allow_hosts: tuple[str, ...] = (), token: str | None = None) -> None:
+                 allow_hosts: tuple[str, ...] = (), token: str | None = None,
+                 store: StoreSettings | None = None) -> None:
         """A loopback host needs no token; any other bind gets one (`token`, or a generated one) and its
-        one-time `login_url`."""
+        one-time `login_url`. `store` (StoreSettings): list runs from its run index when it is PostgreSQL."""
         import uvicorn
 
         from orchestrator.viewer.app import create_app
         from orchestrator.viewer.guard import Access
 
         self.access = Access.for_bind(host, allow_hosts, token)
-        self.app = create_app(runs_dir, self.access)
+        self.app = create_app(runs_dir, self.access, store)
         self.sock = bind(host, port)
         self.host, self.port = host, self.sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off")

@@ -6,6 +6,7 @@ cheap per call: run.json and iteration files are small, the event log is read by
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import stat
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.rundir import UnreadableRun, load_meta
+from orchestrator.store import RunIndex, StoreSettings, StoreUnavailable
 from sandboxes import hostfs
 
 MAX_FILE_BYTES = 64 << 20
@@ -85,11 +87,20 @@ def _summary_or_reason(run_dir: Path) -> RunSummary:
                           updated_at=None)
 
 
-class RunStore:
-    """The runs under `runs_dir`."""
+def summary_of_index_row(row: dict[str, Any]) -> RunSummary:
+    """A runs-page row from the run index (orchestrator/store/index.py), with the lease's effective status."""
+    return RunSummary(id=row["id"], kind=row["kind"], title=row["title"], status=row["status"],
+                      stop_reason=row["stop_reason"], iteration=row["iteration"], best_score=row["best_score"],
+                      best_iteration=row["best_iteration"], budget=row["budget"] or {},
+                      created_at=row["created_at"], updated_at=row["updated_at"])
 
-    def __init__(self, runs_dir: Path) -> None:
+
+class RunStore:
+    """The runs under `runs_dir`; with a PostgreSQL `store`, the run list comes from its run index."""
+
+    def __init__(self, runs_dir: Path, store: StoreSettings | None = None) -> None:
         self.runs_dir = runs_dir
+        self.store = store if store is not None and store.enabled else None
 
     def run_dir(self, run_id: str) -> Path:
         """The directory of run `run_id`; RunNotFound for unknown or malformed ids."""
@@ -101,7 +112,17 @@ class RunStore:
         return path
 
     def list_runs(self) -> list[RunSummary]:
-        """Every run (a folder with a run.json), newest first; one whose run.json cannot be read is a row with
+        """Every run, newest first: one query on the run index when a store is configured (status from the
+        leases: owners may run on other nodes), else a scan of the run folders."""
+        if self.store is not None:
+            try:
+                return [summary_of_index_row(r) for r in RunIndex(self.store).rows(self.runs_dir)]
+            except StoreUnavailable as exc:  # the folders are the record: show them rather than no page
+                logging.getLogger(__name__).warning("run list from the run folders: %s", exc)
+        return self.scan_runs()
+
+    def scan_runs(self) -> list[RunSummary]:
+        """Every run folder with a run.json, newest first; one whose run.json cannot be read is a row with
         status "unreadable" and the reason, never an error of the whole page."""
         if not self.runs_dir.is_dir():
             return []

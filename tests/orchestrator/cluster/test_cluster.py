@@ -19,6 +19,7 @@ from orchestrator.cluster import Offloader, _drive_task, cluster_status, reconci
 from orchestrator.config import BudgetLimits, ClusterSettings, LoopSettings, Settings
 from orchestrator.runner import create_run
 from orchestrator.store import RunIndex, StoreSettings, mirror
+from orchestrator.store.slots import evaluations_in_flight
 from serving.client import ModelEndpoint
 from tasks.code.task import CodeTask
 from tests.orchestrator.support import make_code_workspace
@@ -136,7 +137,7 @@ def test_kernel_evaluations_as_ray_tasks_match_local(tmp_path: Path, pg_url: str
     from tasks.kernel.task import KernelTask
 
     task = KernelTask(target="softmax", isolation="subprocess", iters=3, warmup=1)
-    offload = Offloader(ClusterSettings(address=ray_cluster, eval_cpus=1.0))
+    offload = Offloader(ClusterSettings(address=ray_cluster, eval_cpus=1.0), StoreSettings(url=pg_url))
     candidates = {"honest": TARGETS_DIR / "candidates" / "softmax_torch.py",
                   "cheat": TARGETS_DIR / "cheats" / "c10_nan_wildcard.py"}
     for name, source in candidates.items():
@@ -156,6 +157,7 @@ def test_kernel_evaluations_as_ray_tasks_match_local(tmp_path: Path, pg_url: str
         assert verdicts[0] == verdicts[1], name
         assert verdicts[0][0] is (name != "cheat"), name  # the cheat is rejected in both places
     assert offload.submitted == len(candidates)
+    assert evaluations_in_flight(StoreSettings(url=pg_url)) == 0  # each was marked while it ran, then unmarked
 
 
 def test_cli_submit_returns_the_id_at_once_and_logs_follow(tmp_path: Path, pg_url: str, ray_cluster: str) -> None:
@@ -186,4 +188,55 @@ def test_cli_submit_returns_the_id_at_once_and_logs_follow(tmp_path: Path, pg_ur
     status = json.loads(subprocess.run([m3lab, "cluster", "status", "--json", "--config", str(config)],
                                        capture_output=True, text=True, env=env, timeout=120).stdout)
     assert sum(n["alive"] for n in status["nodes"]) == 3 and status["resources"]["CPU"]["total"] == 8
-    assert status["runs"].get("paused", 0) >= 1
+    assert status["runs"].get("paused", 0) >= 1 and status["evaluations_in_flight"] == 0
+
+
+def test_endpoint_limit_holds_across_the_cluster(pg_url: str, ray_cluster: str) -> None:
+    """8 Ray tasks (separate worker processes on 2 nodes) call one real HTTP endpoint with max_concurrency = 2:
+    with the store, never more than 2 requests are in flight at the server; without it (the per-process limit)
+    the same tasks overrun it, so the check can tell the two apart."""
+    import threading
+
+    from tests.orchestrator.cluster.drivers import ask_endpoint
+    from tests.serving.test_shared_endpoint import Server
+
+    server = Server()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    ask = ray.remote(num_cpus=0.5)(ask_endpoint)
+    seen = {}
+    try:
+        for scope, store_url in (("process", ""), ("cluster", pg_url)):
+            server.max_in_flight = server.calls = 0
+            start_at = time.time() + 15  # every task asks at once, after its worker process is up
+            assert sum(ray.get([ask.remote(base_url, store_url, 2, 4, start_at) for _ in range(8)], timeout=600)) == 32
+            seen[scope] = (server.max_in_flight, server.calls)
+    finally:
+        server.shutdown()
+    assert seen["cluster"] == (2, 32), seen
+    assert seen["process"][0] > 2 and seen["process"][1] == 32, seen
+
+
+def test_runs_of_a_killed_scheduler_are_taken_over_by_themselves(tmp_path: Path, pg_url: str,
+                                                                  ray_cluster: str) -> None:
+    """The scheduler actor dies with a run in flight (its run task dies with it: Ray kills the tasks of a dead
+    owner). Ray restarts the scheduler; its reconcile round resubmits the run once the lease ran out — nobody
+    calls reconcile — and the run ends with contiguous iterations, each verdict once."""
+    import dataclasses
+
+    from orchestrator.cluster import scheduler_name
+
+    s = settings(tmp_path, pg_url, ray_cluster, lease_s=4.0)
+    s = dataclasses.replace(s, cluster=dataclasses.replace(s.cluster, reconcile_s=2.0))
+    run = submit_run(code_task(tmp_path, "sleep 1; bash check.sh"), s,
+                     models="tests.orchestrator.cluster.drivers:fix_after_6", opener=OPENER)
+    index = RunIndex(s.store)
+    wait_for("iteration 2", lambda: (json.loads(run.meta_path.read_text()).get("iteration") or 0) >= 2, 600)
+    first_driver = int(json.loads(run.meta_path.read_text())["pid"])
+    ray.kill(ray.get_actor(scheduler_name(s), namespace=s.cluster.namespace), no_restart=False)
+    wait_for("the run to end", lambda: index.get(run.id)["raw_status"] not in ("queued", "running"), 900)
+    meta = assert_each_iteration_once(run.path)
+    assert meta["status"] == "succeeded" and meta["iteration"] == 7
+    leases = [e for e in events(run.path) if e["kind"] == "lease_acquired"]
+    assert len(leases) == 2 and str(first_driver) == leases[0]["owner"].split(":")[1], leases
+    assert any(e["kind"] == "run_resumed" for e in events(run.path))

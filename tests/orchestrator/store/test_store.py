@@ -80,7 +80,7 @@ def test_migrations_are_idempotent_and_safe_in_parallel(pg_url: str) -> None:
     assert errors == []
     with p.connection() as conn:
         versions = [r["version"] for r in conn.execute("SELECT version FROM m3lab_migrations").fetchall()]
-    assert versions == [1, 2]
+    assert versions == [1, 2, 3]
 
 
 def test_lease_one_owner_and_takeover_after_expiry(tmp_path: Path, pg_url: str) -> None:
@@ -210,3 +210,28 @@ def test_cli_list_and_show_read_the_index(tmp_path: Path, pg_url: str) -> None:
     bad.write_text('[store]\nurl = "postgresql://nobody@127.0.0.1:9/none"\n')
     down = _cli("runs", "list", "--config", str(bad), cwd=tmp_path)
     assert down.returncode == 2 and "run store" in down.stderr and "Traceback" not in down.stderr
+
+
+def test_viewer_lists_runs_from_the_index(tmp_path: Path, pg_url: str) -> None:
+    """With a store, the viewer's run list is the index's: the same rows as the folder scan for finished runs,
+    and the lease's status for a run whose owner died (run.json still says running; the index: paused)."""
+    import httpx
+
+    from orchestrator.viewer.server import ViewerServer
+
+    s = settings(tmp_path, pg_url)
+    done = start_run(task(tmp_path / "a"), s, models=fixer(1), open_sandbox=local_opener)
+    orphan = create_run(task(tmp_path / "b"), s)
+    mirror_run = RunDir(orphan.path)
+    from orchestrator.store import mirror
+
+    mirror(mirror_run, s.store)
+    mirror_run.update_meta(status="running")  # as a worker killed mid-run leaves it: no lease behind it
+    lists = {}
+    for name, store in (("folders", None), ("index", s.store)):
+        with ViewerServer(s.runs_dir, port=0, store=store).start() as viewer:
+            lists[name] = {r["id"]: r for r in httpx.get(f"{viewer.url}/api/runs").json()["runs"]}
+    assert list(lists["index"]) == list(lists["folders"]) == [orphan.id, done.name]  # newest first
+    assert lists["index"][done.name] == lists["folders"][done.name]
+    assert lists["index"][done.name]["budget"]["used"]["tokens"] > 0
+    assert (lists["folders"][orphan.id]["status"], lists["index"][orphan.id]["status"]) == ("running", "paused")

@@ -76,3 +76,21 @@ def test_json_errors_are_one_json_object(tmp_path: Path) -> None:
             assert result.exit_code == 2, result.output
             info = json.loads(result.stdout)
             assert set(info) == {"error", "kind"} and str(bad) in info["error"]
+
+
+def test_reproduce_on_the_cluster_gives_the_run_a_copy_in_the_shared_runs_dir(paper_pdf: Path, tmp_path: Path,
+                                                                              monkeypatch) -> None:
+    """`--cluster`: the worker that drives the run sees runs_dir (a shared mount), not the submitter's files.
+    The submission itself is stubbed here; tests/orchestrator/cluster submits real runs to a real Ray cluster."""
+    from orchestrator.cli import paper as paper_cli
+
+    submitted = {}
+    monkeypatch.setattr(paper_cli, "submit", lambda task, settings: submitted.setdefault("task", task))
+    config = tmp_path / "m3lab.toml"
+    config.write_text(f'runs_dir = "{tmp_path / "runs"}"\n')
+    result = CliRunner().invoke(app, ["reproduce", str(paper_pdf), "--no-model-rubric", "--cluster",
+                                      "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    task = submitted["task"]
+    assert Path(task.pdf).is_relative_to((tmp_path / "runs").resolve())
+    assert Path(task.pdf).read_bytes() == paper_pdf.read_bytes() and Path(task.rubric).is_file()
