@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from orchestrator.agents.context import estimate_tokens, pack
 from orchestrator.config import Settings
+from orchestrator.events import model_call
 from orchestrator.rundir import RunDir
 from sandboxes.base import Sandbox, SandboxSpec
 from serving.client import (EndpointUnavailable, ModelEndpoint, context_length, endpoint_slot, invoke_with_retry,
@@ -123,16 +124,12 @@ class Runtime:
                                   slot=endpoint_slot(endpoint), overload_retry_for_s=endpoint.overload_retry_for_s)
         usage = usage_of(reply, prompt)
         finish_reason = finish_reason_of(reply)
-        self.run.events.append(
-            "model_call", iteration, role=role, model=endpoint.model or "(served model)", thinking=thinking,
-            temperature=endpoint.temperature, completion_limit=completion_budget,
-            cut_at_limit=finish_reason == "length",
+        self.run.events.add(model_call(
+            iteration, role=role, model=endpoint.model or "(served model)", thinking=thinking,
+            temperature=endpoint.temperature, completion_limit=completion_budget, finish_reason=finish_reason,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             reasoning_tokens=usage.reasoning_tokens, total_tokens=usage.total, estimated=usage.estimated,
-            latency_s=round(time.monotonic() - started, 3),
-            finish_reason=finish_reason,
-            tool_calls=len(reply.tool_calls or []),
-        )
+            latency_s=time.monotonic() - started, tool_calls=len(reply.tool_calls or [])))
         return reply, usage
 
 
