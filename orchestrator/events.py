@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, TypedDict
+from typing import Any, Literal, Mapping, TypedDict, cast
 
 from tasks.base import CheckReport
 from tasks.text import shorten
@@ -204,10 +204,12 @@ class IterationRecord:
             verdict, decision = data["verdict"], data["decision"]
             if not isinstance(verdict, dict) or not isinstance(decision, dict):
                 raise TypeError("verdict and decision must be objects")
+            if not isinstance(verdict["verdict"], str) or not isinstance(verdict.get("findings", []), list):
+                raise TypeError("the verdict needs its kind and a list of findings")
+            float(verdict["score"])
             return cls(iteration=int(data["iteration"]), commit=data.get("commit"),
-                       check=CheckReport.from_json(data["check"]),
-                       verdict=VerdictJSON(verdict), decision=Decision(str(decision["action"]),
-                                                                       str(decision.get("reason", ""))),
+                       check=CheckReport.from_json(data["check"]), verdict=cast(VerdictJSON, verdict),
+                       decision=Decision(str(decision["action"]), str(decision.get("reason", ""))),
                        started_at=data.get("started_at"), ended_at=data.get("ended_at"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not an iteration record ({exc!r})") from None

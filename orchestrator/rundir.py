@@ -100,7 +100,7 @@ class EventLog:
             self._file.write("\n")  # a crash cut the last line: never glue the next event onto it
 
     def _scan(self) -> tuple[int, dict[str, float]]:
-        seq, keys = 0, {}
+        seq, keys = 0, dict[str, float]()
         if self.path.exists():
             with open(self.path, encoding="utf-8") as f:
                 for line in f:
