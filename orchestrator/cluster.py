@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import ray
 
+from orchestrator import events
 from orchestrator.config import Settings
 from orchestrator.rundir import RunDir
 from orchestrator.store import ACTIVE, ClusterSettings, LeaseHeld, LeaseLost, RunIndex, StoreSettings, claim
@@ -80,7 +81,7 @@ def drive_here(run_path: str, settings: Settings, models: str = ENDPOINT_MODELS,
             continue
         if settings.cluster.evaluations != "local":
             rt.offload = Offloader(settings.cluster, settings.store)
-        rt.run.events.append("lease_acquired", rt.run.read_meta().get("iteration"), owner=lease.owner)
+        rt.run.events.add(events.lease_acquired(rt.run.read_meta().get("iteration"), lease.owner))
         try:
             drive(rt, resume=row["raw_status"] == "running", lease=lease)
         except (RunInterrupted, EndpointUnavailable):
@@ -226,7 +227,7 @@ def submit_run(task: Any, settings: Settings, models: str = ENDPOINT_MODELS, ope
     sched = scheduler(settings, models, opener)  # fail before creating a run folder when no cluster answers
     run = create_run(task, settings)
     run.update_meta(status="queued")
-    run.events.append("status", 0, status="queued", reason=f"submitted to the cluster at {settings.cluster.address}")
+    run.events.add(events.status(0, "queued", f"submitted to the cluster at {settings.cluster.address}"))
     ray.get(sched.submit.remote(str(run.path), settings, models, opener))
     return run
 

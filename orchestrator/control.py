@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from orchestrator import events
 from orchestrator.rundir import ENDED, RunDir, effective_status
 
 
@@ -66,8 +67,7 @@ def request_stop(run_dir: Path, reason: str = "user", status_of: StatusOf = effe
         if status == "paused":
             message = f"{reason}: stopped while paused"
             run.update_meta(status="stopped", stop_reason=message, pid=None)
-            run.events.append("run_finished", run.read_meta().get("iteration"), status="stopped",
-                              stop_reason=message)
+            run.events.add(events.run_finished(run.read_meta().get("iteration"), "stopped", message))
             run.close()
         return status
 

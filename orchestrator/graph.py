@@ -15,7 +15,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, RetryPolicy
 
-from orchestrator import prompts
+from orchestrator import events, prompts
 from orchestrator.agents.producer import open_conversation, producer_turn
 from orchestrator.agents.verifier import Verdict, verify
 from orchestrator.budgets import exhausted, failure_signature, is_stuck, push
@@ -92,7 +92,7 @@ def plan(rt: Runtime, state: LoopState) -> Command[Literal["produce"]]:
     started = time.monotonic()
     run = rt.run
     usage = Usage.from_json(run.once("plan", lambda: _write_plan(rt)))
-    run.events.append("plan", None, key="plan", path="artifacts/plan.md")
+    run.events.add(events.plan())
     return Command(goto="produce", update={**add_usage(state, usage), "elapsed_s": timed(state, started),
                                            "planned": True, "status": "running", "stop_reason": ""})
 
@@ -108,12 +108,12 @@ def produce(rt: Runtime, state: LoopState) -> Command[Literal["produce", "verify
     over = exhausted(rt.settings.budget, used(state), 0)
     if over:
         return Command(goto="report", update={"status": "stopped", "stop_reason": over})
-    run.events.append("iteration_started", iteration, key=f"iteration-{iteration}")
+    run.events.add(events.iteration_started(iteration))
     conv = conversation(rt, state)
     steer_seen = state.get("steer_seen", 0)
     for offset, text in enumerate(read_steers(run.path, steer_seen)):
         conv.add(HumanMessage(content=prompts.STEER_MESSAGE.format(text=text)))
-        run.events.append("steer", iteration, key=f"steer-{steer_seen + offset}", text=text)
+        run.events.add(events.steer(iteration, steer_seen + offset, text))
         steer_seen += 1
     thinking = state.get("consecutive_failures", 0) >= 2 or state.get("strategy_changes", 0) > 0
     repeats = state.get("repeats", 0)
@@ -139,8 +139,7 @@ def verify_node(rt: Runtime, state: LoopState) -> Command[Literal["decide"]]:
     tree = run.once(f"tree-{iteration:04d}", lambda: stage_tree(run.git_dir, run.workspace))
     verdict = run.once(f"verdict-{iteration:04d}", lambda: verify(rt, iteration, tree, state.get("claim", "")),
                        Verdict.to_json, Verdict.from_json)
-    run.events.append("verdict", iteration, key=f"verdict-{iteration}", verdict=verdict.verdict,
-                      score=verdict.score, findings=verdict.findings)
+    run.events.add(events.verdict(iteration, verdict.verdict, verdict.score, verdict.findings))
     return Command(goto="decide", update={**add_usage(state, verdict.usage), "elapsed_s": timed(state, started)})
 
 
@@ -175,7 +174,7 @@ def finish(rt: Runtime, state: LoopState) -> dict[str, Any]:
     run.update_meta(status=status, stop_reason=reason, budget=_budget_json(rt, state),
                     best_score=state.get("best_score", 0.0), best_iteration=state.get("best_iteration", 0))
     write_report(rt, state)
-    run.events.append("run_finished", state.get("completed", 0), status=status, stop_reason=reason)
+    run.events.add(events.run_finished(state.get("completed", 0), status, reason))
     return {}
 
 
@@ -301,8 +300,8 @@ def _new_epoch(rt: Runtime, state: LoopState, reason: str, advice: str) -> tuple
 def _change_strategy(rt: Runtime, state: LoopState, iteration: int, reason: str) -> dict[str, Any]:
     """Summarise the attempts so far and restart the producer's context (deep thinking from now on)."""
     conv, update = _new_epoch(rt, state, f"strategy change: {reason}", prompts.ADVICE_STRATEGY)
-    rt.run.events.append("strategy_change", iteration, key=f"strategy-{iteration}", reason=reason,
-                         action="new producer context with a summary; deep thinking on")
+    rt.run.events.add(events.strategy_change(iteration, reason,
+                                             "new producer context with a summary; deep thinking on"))
     return {**update, "strategy_changes": state.get("strategy_changes", 0) + 1, "fail_history": [],
             "tree_history": []}
 
@@ -311,7 +310,7 @@ def _compact(rt: Runtime, state: LoopState, iteration: int) -> tuple[Conversatio
     """The conversation outgrew the context several times over: restart it from a summary, so a run of
     thousands of iterations costs the same per step as a short one."""
     conv, update = _new_epoch(rt, state, "the conversation outgrew the model's context", prompts.ADVICE_COMPACT)
-    rt.run.events.append("context_compacted", iteration, key=f"compact-{iteration}", epoch=update["epoch"])
+    rt.run.events.add(events.context_compacted(iteration, update["epoch"]))
     return conv, update
 
 
@@ -326,10 +325,9 @@ def close_iteration(rt: Runtime, after: dict[str, Any], tree: str, verdict: Verd
     line = f"{verdict.verdict} (score {verdict.score:.4g})" + (f": {shorten(verdict.findings[0], 120)}"
                                                                if verdict.findings else "")
     sha = commit_tree(run.git_dir, iteration, tree, line)
-    run.events.append("commit", iteration, key=f"commit-{iteration}", sha=sha,
-                      message=f"iteration {iteration}: {line}")
+    run.events.add(events.commit(iteration, sha, f"iteration {iteration}: {line}"))
     write_iteration_record(run, iteration, sha, verdict, action, reason)
-    run.events.append("decision", iteration, key=f"decision-{iteration}", action=action, reason=reason)
+    run.events.add(events.decision(iteration, action, reason))
     run.update_meta(iteration=iteration, best_score=after["best_score"], best_iteration=after["best_iteration"],
                     budget=_budget_json(rt, after))
 

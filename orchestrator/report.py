@@ -3,38 +3,35 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from orchestrator.agents.verifier import Verdict
+from orchestrator.events import Decision, IterationRecord, VerdictJSON, iteration_key, read_record
 from orchestrator.rundir import RunDir, atomic_write_json
 from tasks.text import shorten
 
 
 def write_iteration_record(run: RunDir, iteration: int, sha: str, verdict: Verdict, action: str, reason: str) -> None:
-    atomic_write_json(run.iteration_path(iteration), {
-        "iteration": iteration, "commit": sha, "check": verdict.check.to_json(), "verdict": verdict.to_json(),
-        "decision": {"action": action, "reason": reason}, "ended_at": time.time()})
+    record = IterationRecord(iteration=iteration, commit=sha, check=verdict.check,
+                             verdict=cast(VerdictJSON, verdict.to_json()), decision=Decision(action, reason),
+                             started_at=run.events.time_of(iteration_key(iteration)), ended_at=time.time())
+    atomic_write_json(run.iteration_path(iteration), record.to_json())
 
 
-def read_iteration(run: RunDir, iteration: int) -> dict[str, Any]:
-    return json.loads(run.iteration_path(iteration).read_text(encoding="utf-8"))
-
-
-def iteration_records(run: RunDir, last: int | None = None) -> list[dict[str, Any]]:
+def iteration_records(run: RunDir, last: int | None = None) -> list[IterationRecord]:
     paths = sorted((run.path / "iterations").glob("*.json"))
     if last is not None:
         paths = paths[-last:]
-    return [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    return [read_record(p) for p in paths]
 
 
 def iteration_summaries(run: RunDir, last: int = 10) -> str:
     """A few lines per recent iteration: what the verifier said (used to restart the producer's context)."""
     lines = []
     for rec in iteration_records(run, last):
-        v = rec["verdict"]
-        lines.append(f"- iteration {rec['iteration']}: {v['verdict']} (score {v['score']:.4g}); "
-                     f"check: {shorten(rec['check']['summary'], 300)}")
-        lines += [f"    - {shorten(f, 300)}" for f in v["findings"][:3]]
+        lines.append(f"- iteration {rec.iteration}: {rec.verdict_kind} (score {rec.score:.4g}); "
+                     f"check: {shorten(rec.check.summary, 300)}")
+        lines += [f"    - {shorten(f, 300)}" for f in rec.findings[:3]]
     return "\n".join(lines) or "(no finished iteration)"
 
 
@@ -57,10 +54,8 @@ def write_report(rt: Any, state: Mapping[str, Any]) -> None:
         "", "## Iterations", "", "| iteration | verdict | score | decision | first finding |", "|---|---|---|---|---|",
     ]
     for rec in iteration_records(run):
-        v = rec["verdict"]
-        first = shorten(v["findings"][0] if v["findings"] else "", 160).replace("|", "\\|")
-        lines.append(f"| {rec['iteration']} | {v['verdict']} | {v['score']:.4g} | {rec['decision']['action']} "
-                     f"| {first} |")
+        first = shorten(rec.findings[0] if rec.findings else "", 160).replace("|", "\\|")
+        lines.append(f"| {rec.iteration} | {rec.verdict_kind} | {rec.score:.4g} | {rec.decision.action} | {first} |")
     lines += _last_findings(run)
     lines += ["", "## Task", "", rt.task.report_section(run.path), "",
               "Inspect: `m3lab runs show {0}`, `m3lab runs logs {0}`, `m3lab runs diff {0} N`.".format(run.id)]
@@ -70,10 +65,10 @@ def write_report(rt: Any, state: Mapping[str, Any]) -> None:
 def _last_findings(run: RunDir) -> list[str]:
     """The last verdict's findings in full (the text the producer was sent and the viewer shows)."""
     records = iteration_records(run, last=1)
-    if not records or not records[0]["verdict"]["findings"]:
+    if not records or not records[0].findings:
         return []
-    lines = ["", f"## Findings of iteration {records[0]['iteration']}"]
-    for finding in records[0]["verdict"]["findings"]:
+    lines = ["", f"## Findings of iteration {records[0].iteration}"]
+    for finding in records[0].findings:
         lines += ["", "~~~text", finding, "~~~"]
     return lines
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
+from orchestrator.events import Event
 from sandboxes.reaper import pid_alive
 
 T = TypeVar("T")
@@ -84,7 +85,8 @@ def new_run_id(kind: str) -> str:
 
 
 class EventLog:
-    """events.jsonl: one JSON object a line, flushed per event, with an increasing `seq`.
+    """events.jsonl: one JSON object a line, flushed per event, with an increasing `seq` (schema and
+    constructors: orchestrator/events.py).
 
     An event may carry an idempotency `key`: an event whose key is already in the log is not written again,
     so a node that reruns after a crash does not record its side effects twice."""
@@ -97,8 +99,8 @@ class EventLog:
         if path.stat().st_size and not path.read_bytes()[-1:] == b"\n":
             self._file.write("\n")  # a crash cut the last line: never glue the next event onto it
 
-    def _scan(self) -> tuple[int, set[str]]:
-        seq, keys = 0, set()
+    def _scan(self) -> tuple[int, dict[str, float]]:
+        seq, keys = 0, dict[str, float]()
         if self.path.exists():
             with open(self.path, encoding="utf-8") as f:
                 for line in f:
@@ -108,7 +110,7 @@ class EventLog:
                         continue  # a line cut by a crash; the next append starts on a fresh line
                     seq = max(seq, int(event.get("seq", 0)))
                     if "key" in event:
-                        keys.add(event["key"])
+                        keys.setdefault(event["key"], event.get("ts"))
         return seq, keys
 
     @property
@@ -118,17 +120,22 @@ class EventLog:
     def has(self, key: str) -> bool:
         return key in self._keys
 
-    def append(self, kind: str, iteration: int | None = None, key: str | None = None, **fields: Any) -> None:
+    def time_of(self, key: str) -> float | None:
+        """`ts` of the event written with `key` (None when there is none)."""
+        return self._keys.get(key)
+
+    def add(self, event: Event) -> None:
         with self._lock:
-            if key is not None and key in self._keys:
+            if event.key is not None and event.key in self._keys:
                 return
             self._seq += 1
-            event: dict[str, Any] = {"seq": self._seq, "ts": round(time.time(), 3), "kind": kind,
-                                     "iteration": iteration, **fields}
-            if key is not None:
-                event["key"] = key
-                self._keys.add(key)
-            self._file.write(json.dumps(event, default=str) + "\n")
+            ts = round(time.time(), 3)
+            line: dict[str, Any] = {"seq": self._seq, "ts": ts, "kind": event.kind, "iteration": event.iteration,
+                                    **event.fields}
+            if event.key is not None:
+                line["key"] = event.key
+                self._keys[event.key] = ts
+            self._file.write(json.dumps(line, default=str) + "\n")
             self._file.flush()
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from orchestrator import events
 from orchestrator.config import ConfigError, Settings, settings_from_json
 from orchestrator.control import clear_stop
 from orchestrator.graph import build_graph
@@ -71,7 +72,7 @@ def create_run(task: Task, settings: Settings) -> RunDir:
         task.prepare_workspace(run.workspace)
         share_tree(run.workspace)
         init_repo(run.git_dir, run.workspace)
-        run.events.append("run_started", None, key="run_started", task=task.title())
+        run.events.add(events.run_started(task.title()))
         run.update_meta(id=run_id, task={"kind": task.kind, "params": task.params(), "title": task.title()},
                         config=settings.to_json(), status="created", stop_reason="", iteration=0, best_score=0.0,
                         budget={"limits": dataclasses.asdict(settings.budget),
@@ -188,7 +189,7 @@ def drive(rt: Runtime, resume: bool, lease: "store.Lease | None" = None) -> None
         _pause(run, _disk_full_message(run, exc))
         raise DiskFull(_disk_full_message(run, exc)) from exc
     if resume:
-        run.events.append("run_resumed", run.read_meta().get("iteration"), task=rt.task.title())
+        run.events.add(events.run_resumed(run.read_meta().get("iteration"), rt.task.title()))
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
     checkpoints = store.open_checkpointer(run.path, rt.settings.store)  # [issue 15] SQLite file or PostgreSQL
@@ -213,7 +214,7 @@ def drive(rt: Runtime, resume: bool, lease: "store.Lease | None" = None) -> None
             run.release_space()
             _pause(run, _disk_full_message(run, exc))
             raise DiskFull(_disk_full_message(run, exc)) from exc
-        run.events.append("error", run.read_meta().get("iteration"), message=repr(exc)[:2000])
+        run.events.add(events.error(run.read_meta().get("iteration"), repr(exc)))
         run.update_meta(status="failed", stop_reason=f"error: {exc!r}"[:500], pid=None)
         raise
     else:
@@ -235,7 +236,7 @@ def _disk_full_message(run: RunDir, exc: BaseException) -> str:
 
 def _pause(run: RunDir, message: str) -> None:
     try:
-        run.events.append("status", run.read_meta().get("iteration"), status="paused", reason=message)
+        run.events.add(events.status(run.read_meta().get("iteration"), "paused", message))
         run.update_meta(status="paused", stop_reason=message, pid=None)
     except OSError:  # the disk is still full: the dead pid in run.json already reads as paused
         pass

@@ -12,6 +12,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from orchestrator.config import Settings
 from orchestrator.conversation import Conversation
+from orchestrator.events import model_call
 from orchestrator.rundir import RunDir
 from orchestrator.store.slots import request_slot
 from orchestrator.tokens import Usage, pack, usage_of
@@ -122,16 +123,12 @@ class Runtime:
                                   overload_retry_for_s=endpoint.overload_retry_for_s)
         usage = usage_of(reply, prompt)
         finish_reason = finish_reason_of(reply)
-        self.run.events.append(
-            "model_call", iteration, role=role, model=endpoint.model or "(served model)", thinking=thinking,
-            temperature=endpoint.temperature, completion_limit=completion_budget,
-            cut_at_limit=finish_reason == "length",
+        self.run.events.add(model_call(
+            iteration, role=role, model=endpoint.model or "(served model)", thinking=thinking,
+            temperature=endpoint.temperature, completion_limit=completion_budget, finish_reason=finish_reason,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             reasoning_tokens=usage.reasoning_tokens, total_tokens=usage.total, estimated=usage.estimated,
-            latency_s=round(time.monotonic() - started, 3),
-            finish_reason=finish_reason,
-            tool_calls=len(reply.tool_calls or []),
-        )
+            latency_s=time.monotonic() - started, tool_calls=len(reply.tool_calls or [])))
         return reply, usage
 
 

@@ -11,9 +11,29 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
 from sandboxes.base import Sandbox, SandboxSpec
+from tasks.text import clip_tail
 
 RecordEvent = Callable[[Mapping[str, Any]], None]
-"""Appends one event (a JSON-able dict with at least "kind") to the run's events.jsonl."""
+"""Appends one event to the run's events.jsonl: the fields of `exec_fields` (the only kind a check records)."""
+
+EXEC_TAIL_CHARS = 1500
+"""Characters of stdout / stderr an `exec` event keeps (whole last lines); the full text goes to a log file."""
+EXEC_CMD_CHARS = 500
+
+
+def exec_fields(where: str, cmd: str, exit_code: int | None, reason: str, duration_s: float, stdout: str,
+                stderr: str, log: str | None = None) -> dict[str, Any]:
+    """The `exec` event of a command run in a sandbox (schema: orchestrator/README.md). Built here, the one place
+    for every exec event: checks record it and tasks never import the orchestrator, whose producer uses it too.
+    `where` is producer/check; `log` the run-relative file with the whole output, when one was written."""
+    fields: dict[str, Any] = {
+        "kind": "exec", "where": where,
+        "cmd": cmd if len(cmd) <= EXEC_CMD_CHARS else cmd[:EXEC_CMD_CHARS] + " …",
+        "exit_code": exit_code, "reason": reason, "duration_s": round(duration_s, 3),
+        "stdout_tail": clip_tail(stdout, EXEC_TAIL_CHARS), "stderr_tail": clip_tail(stderr, EXEC_TAIL_CHARS)}
+    if log is not None:
+        fields["log"] = log
+    return fields
 
 Judge = Callable[[str, Sequence[Path]], str]
 """Asks the verifier's model: (prompt text, image paths to show it) -> reply text. Token use is counted

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from orchestrator import prompts
+from orchestrator import events, prompts
 from orchestrator.agents.actions import TOOL_SCHEMAS, parse_reply
 from orchestrator.agents.tools import clip, execute
 from orchestrator.conversation import Conversation, system_and_task
 from orchestrator.runtime import Runtime, finish_reason_of
 from orchestrator.tokens import Usage
 from orchestrator.workspace import restore_tree
+from tasks.base import exec_fields
 
 ARG_PREVIEW = 300
 
@@ -82,8 +83,8 @@ def producer_turn(rt: Runtime, conv: Conversation, iteration: int, thinking: boo
     elif not actions:
         notes.append(prompts.NO_ACTION_MESSAGE)
     if repeated:
-        rt.run.events.append("repeated_output", iteration, role="producer",
-                             action="sampling temperature raised; a failed iteration changes strategy at once")
+        rt.run.events.add(events.repeated_output(
+            iteration, "producer", "sampling temperature raised; a failed iteration changes strategy at once"))
         notes.append(prompts.REPEATED_MESSAGE)
     if notes:
         conv.add(HumanMessage(content="\n\n".join(notes)))
@@ -112,22 +113,20 @@ def _text(reply: AIMessage) -> str:
 
 def _record(rt: Runtime, iteration: int, tool: str, args: dict, ok: bool, output: str, result) -> None:
     preview = {k: (v if len(str(v)) <= ARG_PREVIEW else str(v)[:ARG_PREVIEW] + "...") for k, v in args.items()}
-    events = rt.run.events
-    events.append("tool_call", iteration, role="producer", tool=tool, args=preview, ok=ok,
-                  output=clip(output, 2000))
+    run = rt.run
+    run.events.add(events.tool_call(iteration, "producer", tool, preview, ok, clip(output, 2000)))
     if result is not None:
-        log = rt.run.write_log(f"exec/{iteration:04d}-{events.last_seq + 1:07d}.json",
-                               json.dumps({"cmd": args.get("command"), "stdout": result.stdout,
-                                           "stderr": result.stderr}))
-        events.append("exec", iteration, where="producer", cmd=clip(str(args.get("command")), 500),
-                      exit_code=result.exit_code, reason=result.reason, duration_s=round(result.duration_s, 3),
-                      stdout_tail=result.stdout[-1500:], stderr_tail=result.stderr[-1500:], log=str(log))
+        log = run.write_log(f"exec/{iteration:04d}-{run.events.last_seq + 1:07d}.json",
+                            json.dumps({"cmd": args.get("command"), "stdout": result.stdout, "stderr": result.stderr}))
+        run.events.add(events.exec_event(iteration, exec_fields(
+            "producer", str(args.get("command")), result.exit_code, result.reason, result.duration_s,
+            result.stdout, result.stderr, log=str(log))))
 
 
 def _roll_back(rt: Runtime, iteration: int) -> str:
     """After a quota overrun: the workspace goes back to the last committed tree (this iteration's changes so far
     are lost, and the bytes that filled the disk with them)."""
     restore_tree(rt.run.git_dir, "HEAD", rt.run.workspace)
-    rt.run.events.append("rollback", iteration, reason="quota", to="HEAD")
+    rt.run.events.add(events.rollback(iteration, "quota", "HEAD"))
     return ("The workspace went over its disk quota and was rolled back to the last committed state (your "
             "changes of this iteration are gone). Keep large outputs out of /work.")

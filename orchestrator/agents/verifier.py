@@ -15,7 +15,7 @@ from typing import Any, Literal, Sequence
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from orchestrator import prompts
+from orchestrator import events, prompts
 from orchestrator.runtime import Runtime
 from orchestrator.tokens import CHARS_PER_TOKEN, Usage
 from orchestrator.workspace import diff_tree, export_tree, share_tree
@@ -123,7 +123,7 @@ def run_check(rt: Runtime, iteration: int, tree: str, usages: list[Usage]) -> Ch
     export = exported.path
     share_tree(export)
     ctx = CheckContext(workspace=export, run_dir=rt.run.path, iteration=iteration, open_sandbox=rt.fresh_sandbox,
-                       record=lambda e: rt.run.events.append(iteration=iteration, **dict(e)),
+                       record=lambda fields: rt.run.events.add(events.from_task(iteration, fields)),
                        judge=_judge(rt, iteration, usages),
                        judge_prompt_chars=int(rt.token_limits("verifier")[0] * CHARS_PER_TOKEN), offload=rt.offload)
     try:
@@ -169,8 +169,7 @@ def verify(rt: Runtime, iteration: int, tree: str, claim: str) -> Verdict:
     """Check the staged tree `tree` of this iteration, then review it."""
     usages: list[Usage] = []
     check = run_check(rt, iteration, tree, usages)
-    rt.run.events.append("check", iteration, passed=check.passed, score=check.score, summary=check.summary[:2000],
-                         metrics=check.metrics)
+    rt.run.events.add(events.check(iteration, check))
     rev = None
     if check.passed or rt.settings.loop.review_on_failure:
         rev, usage = review(rt, iteration, tree, claim, check)

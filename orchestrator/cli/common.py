@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-
-from tasks.text import shorten
 
 console = Console(stderr=True)
 
@@ -118,45 +115,13 @@ class Progress:
             self._thread.join(timeout=2)
 
     def _loop(self, events: Path, from_end: bool) -> None:
-        while not events.exists() and not self._stop.is_set():
-            time.sleep(0.2)
-        with open(events, encoding="utf-8") as f:
-            if from_end:
-                f.seek(0, 2)
-            while True:
-                line = f.readline()
-                if line.endswith("\n"):
-                    text = describe(json.loads(line)) if line.strip() else None
-                    if text:
-                        console.print(text, highlight=False)
-                elif self._stop.is_set():
-                    return
-                else:
-                    time.sleep(0.3)
+        from orchestrator.eventlog import file_end, follow
+        from orchestrator.events import format_event
 
-
-def describe(e: dict[str, Any]) -> str | None:
-    """A short human line for the events worth showing live, None for the rest."""
-    it, kind = e.get("iteration"), e.get("kind")
-    if kind == "iteration_started":
-        return f"[bold]iteration {it}[/bold]"
-    if kind == "model_call":
-        mode = "thinking" if e.get("thinking") else "fast"
-        cut = f", cut at the {e.get('completion_limit')}-token limit" if e.get("cut_at_limit") else ""
-        return f"  {e['role']}: {e['total_tokens']} tokens ({mode}, {e['latency_s']:.1f} s{cut})"
-    if kind == "tool_call":
-        args = ", ".join(f"{k}={str(v)[:60]!r}" for k, v in (e.get("args") or {}).items() if k != "content")
-        return f"  {e['tool']}({args}) -> {'ok' if e.get('ok') else 'failed'}"
-    if kind == "check":
-        return f"  check: {'passed' if e['passed'] else 'failed'} (score {e['score']:.4g})"
-    if kind == "verdict":
-        return f"  verdict: [bold]{e['verdict']}[/bold] {shorten((e.get('findings') or [''])[0], 160)}"
-    if kind == "repeated_output":
-        return f"  {e.get('role')} repeated its previous reply word for word: {e.get('action', '')}"
-    if kind in ("decision", "strategy_change", "steer", "error", "status"):
-        rest = e.get("reason") or e.get("text") or e.get("message") or ""
-        return f"  {kind}: {e.get('action', '')} — {shorten(str(rest), 160)}"
-    return None
+        for event in follow(events, file_end(events) if from_end else 0, self._stop.is_set):
+            text = format_event(event, live=True)
+            if text:
+                console.print(text, highlight=False)
 
 
 def _id(holder: dict[str, Path]) -> str:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -137,8 +136,8 @@ def runs_show(run_id: str, config: ConfigOpt = None, json_out: JsonOpt = False) 
     row["budget"] = meta.get("budget", {})
     row["model"] = model_call_counts(run)
     row["iterations_detail"] = [
-        {"iteration": r["iteration"], "verdict": r["verdict"]["verdict"], "score": r["verdict"]["score"],
-         "decision": r["decision"]["action"], "findings": r["verdict"]["findings"][:3]}
+        {"iteration": r.iteration, "verdict": r.verdict_kind, "score": r.score, "decision": r.decision.action,
+         "findings": r.findings[:3]}
         for r in iteration_records(run)]
     if json_out:
         return print_json(row)
@@ -158,53 +157,32 @@ def runs_show(run_id: str, config: ConfigOpt = None, json_out: JsonOpt = False) 
     console.print(table)
 
 
-def _format_event(e: dict[str, Any]) -> str:
-    stamp = time.strftime("%H:%M:%S", time.localtime(e.get("ts", 0)))
-    skip = {"seq", "ts", "kind", "iteration", "key"}
-    fields = " ".join(f"{k}={json.dumps(v)[:160]}" for k, v in e.items() if k not in skip)
-    return f"{stamp} #{e.get('seq')} [it {e.get('iteration')}] {e.get('kind')}: {fields}"
-
-
 @runs_app.command("logs")
 def runs_logs(run_id: str, follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
               tail: int = typer.Option(0, help="Only the last N events (0 = all)."),
               config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     """The run's events (model calls, tool calls, execs, verdicts, decisions); --json: one array, or JSON Lines
     with --follow."""
+    from orchestrator import eventlog
+    from orchestrator.events import format_event
+
     run = _find(run_id, config)
     path = run.path / "events.jsonl"
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-        if json_out and not follow:  # one JSON document; --follow streams JSON Lines instead
-            whole = [line for line in (lines[-tail:] if tail else lines) if line.endswith("\n")]
-            return print_json([json.loads(line) for line in whole])
-        for line in lines[-tail:] if tail else lines:
-            _emit(line, json_out)
-        while follow:
-            line = f.readline()
-            if line.endswith("\n"):
-                _emit(line, json_out)
-                continue
-            if _status(run, config) not in ("running", "queued"):  # [issue 15] queued: submitted to a cluster
-                break
-            time.sleep(0.5)
+    start = eventlog.tail(path, tail).start if tail else 0
+    if json_out and not follow:  # one JSON document; --follow streams JSON Lines instead
+        return print_json([eventlog.as_written(e) for e in eventlog.follow(path, start, lambda: True)])
 
+    def ended() -> bool:  # [issue 15] queued: submitted to a cluster
+        return not follow or _status(run, config) not in ("running", "queued")
 
-def _emit(line: str, json_out: bool) -> None:
-    if not line.strip():
-        return
-    if json_out:
-        print(line.rstrip(), flush=True)
-        return
-    try:
-        print(_format_event(json.loads(line)), flush=True)
-    except json.JSONDecodeError:
-        pass
+    for event in eventlog.follow(path, start, ended, poll_s=0.5):
+        print(json.dumps(eventlog.as_written(event)) if json_out else format_event(event), flush=True)
 
 
 @runs_app.command("diff")
 def runs_diff(run_id: str, iteration: int, config: ConfigOpt = None) -> None:
     """The producer's change in one iteration (from the run's git history) and its verdict."""
+    from orchestrator.events import read_record
     from orchestrator.safegit import GitFailed
     from orchestrator.workspace import LegacyRun, diff_for_iteration
 
@@ -215,11 +193,11 @@ def runs_diff(run_id: str, iteration: int, config: ConfigOpt = None) -> None:
         fail(str(exc.args[0]) if exc.args else str(exc))
     except (LegacyRun, GitFailed) as exc:
         fail(str(exc))
-    record = run.iteration_path(iteration)
-    if record.exists():
-        verdict = json.loads(record.read_text())["verdict"]
-        print(f"\nverdict: {verdict['verdict']} (score {verdict['score']:.4g})")
-        for finding in verdict["findings"]:
+    path = run.iteration_path(iteration)
+    if path.exists():
+        record = read_record(path)
+        print(f"\nverdict: {record.verdict_kind} (score {record.score:.4g})")
+        for finding in record.findings:
             print(f"- {finding}")
 
 

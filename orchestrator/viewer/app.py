@@ -29,9 +29,9 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from orchestrator import control
+from orchestrator import control, eventlog
 from orchestrator.store import StoreSettings
-from orchestrator.viewer import eventlog, gitdiff, taskviews
+from orchestrator.viewer import gitdiff, taskviews
 from orchestrator.viewer.guard import Access, Guard
 from orchestrator.viewer.store import RunNotFound, RunStore, UnsafePath, summarize
 
@@ -153,15 +153,15 @@ async def stream(request: Request) -> Response:
 async def iteration_detail(request: Request) -> Response:
     store, run_id = _store(request), request.path_params["run_id"]
     number = int(request.path_params["number"])
-    data = store.iteration(run_id, number)
+    record = store.iteration(run_id, number)
     run_dir = store.run_dir(run_id)
     try:
-        diff: dict[str, Any] = gitdiff.iteration_diff(run_dir, number, data.get("commit")).to_json()
+        diff: dict[str, Any] = gitdiff.iteration_diff(run_dir, number, record.commit).to_json()
     except gitdiff.DiffUnavailable as exc:
         diff = {"error": str(exc)}
     page, truncated = eventlog.iteration_events(run_dir / "events.jsonl", number)
     return JSONResponse({
-        "iteration": data,
+        "iteration": record.to_json(),
         "diff": diff,
         "events": page.events,
         "events_truncated": truncated,

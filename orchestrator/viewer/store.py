@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.events import IterationRecord, read_record
 from orchestrator.rundir import UnreadableRun, load_meta
 from orchestrator.store import RunIndex, StoreSettings, StoreUnavailable
 from sandboxes import hostfs
@@ -147,20 +148,17 @@ class RunStore:
         found = (_ITERATION_FILE.match(name) for name in os.listdir(folder))
         return sorted(int(m.group(1)) for m in found if m)
 
-    def iteration(self, run_id: str, number: int) -> dict[str, Any]:
-        """iterations/NNNN.json; RunNotFound when that iteration has not finished."""
-        data = _read_json(self.run_dir(run_id) / "iterations" / f"{number:04d}.json")
-        if data is None:
+    def iteration(self, run_id: str, number: int) -> IterationRecord:
+        """iterations/NNNN.json; RunNotFound when that iteration has not finished (or its file is not a record)."""
+        record = _read_record(self.run_dir(run_id), number)
+        if record is None:
             raise RunNotFound(f"run {run_id!r} has no finished iteration {number}")
-        return data
+        return record
 
     def iteration_rows(self, run_id: str, numbers: list[int]) -> list[dict[str, Any]]:
         """Timeline rows (verdict, decision, score) for the given iterations."""
-        rows = []
-        for n in numbers:
-            data = _read_json(self.run_dir(run_id) / "iterations" / f"{n:04d}.json") or {}
-            rows.append(timeline_row(n, data))
-        return rows
+        run_dir = self.run_dir(run_id)
+        return [timeline_row(n, _read_record(run_dir, n)) for n in numbers]
 
     def file(self, run_id: str, relative: str, limit: int = MAX_FILE_BYTES) -> bytes:
         """The bytes of a regular file inside the run directory, reached without following any link (much of a
@@ -214,25 +212,26 @@ def _created_key(row: RunSummary) -> tuple[int, float, str]:
     return (0, 0.0, f"{value or ''}{row.id}")
 
 
-def _as_dict(value: Any, key: str) -> dict[str, Any]:
-    """Verdict/decision may be stored as an object or a bare string; the page wants an object."""
-    if isinstance(value, dict):
-        return value
-    return {key: value} if value is not None else {}
+def _read_record(run_dir: Path, number: int) -> IterationRecord | None:
+    """The record, or None when the file is missing, half-written (the run is writing it now) or not a record."""
+    try:
+        return read_record(run_dir / "iterations" / f"{number:04d}.json")
+    except (OSError, ValueError):
+        return None
 
 
-def timeline_row(number: int, data: dict[str, Any]) -> dict[str, Any]:
-    """The few fields the iteration timeline shows."""
-    check = _as_dict(data.get("check"), "summary")
-    verdict = _as_dict(data.get("verdict"), "verdict")
-    decision = _as_dict(data.get("decision"), "action")
+def timeline_row(number: int, record: IterationRecord | None) -> dict[str, Any]:
+    """The few fields the iteration timeline shows (empty for a record that cannot be read)."""
+    if record is None:
+        return {"iteration": number, "commit": None, "passed": None, "score": None, "verdict": None, "action": None,
+                "started_at": None, "ended_at": None}
     return {
         "iteration": number,
-        "commit": data.get("commit"),
-        "passed": check.get("passed"),
-        "score": check.get("score", verdict.get("score")),
-        "verdict": verdict.get("verdict"),
-        "action": decision.get("action"),
-        "started_at": data.get("started_at"),
-        "ended_at": data.get("ended_at"),
+        "commit": record.commit,
+        "passed": record.check.passed,
+        "score": record.check.score,
+        "verdict": record.verdict_kind,
+        "action": record.decision.action,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
     }

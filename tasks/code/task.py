@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from sandboxes import hostfs
 from sandboxes.base import SandboxSpec
-from tasks.base import CheckContext, CheckReport
+from tasks.base import CheckContext, CheckReport, exec_fields
 from tasks.code.findings import PYTEST_ENV, failure_finding
 from tasks.text import clip_tail
 
@@ -169,9 +169,8 @@ class CodeTask:
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(f"$ {self.check_command}\n[exit {result.exit_code}, {result.reason}, "
                        f"{result.duration_s:.1f} s]\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}\n")
-        ctx.record({"kind": "exec", "where": "check", "cmd": self.check_command, "exit_code": result.exit_code,
-                    "reason": result.reason, "duration_s": round(result.duration_s, 3),
-                    "stdout_tail": clip_tail(result.stdout, 1500), "stderr_tail": clip_tail(result.stderr, 1500)})
+        ctx.record(exec_fields("check", self.check_command, result.exit_code, result.reason, result.duration_s,
+                               result.stdout, result.stderr))
         output = result.stdout + ("\n" + result.stderr if result.stderr.strip() else "")
         findings = [f"protected path {p} was modified; the original was restored for the check" for p in tampered]
         if not result.ok:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from sandboxes import hostfs
 from sandboxes.base import SandboxSpec
-from tasks.base import CheckContext, CheckReport
+from tasks.base import CheckContext, CheckReport, exec_fields
 from tasks.paper.artifacts import PaperArtifacts
 from tasks.paper.briefs import producer_brief, verifier_brief
 from tasks.paper.bundle import Bundle, load_bundle
@@ -98,9 +98,7 @@ class PaperTask:
                            run_id=ctx.run_dir.name)
         rep = run_reproduction(ctx.workspace, work, ctx.open_sandbox, self.reproduce_timeout_s, spec)
         tail = log_tail(rep, 2000)
-        ctx.record({"kind": "exec", "where": "check", "cmd": "bash reproduce.sh", "exit_code": rep.exit_code,
-                    "reason": rep.reason, "duration_s": round(rep.duration_s, 3), "stdout_tail": tail,
-                    "stderr_tail": ""})
+        ctx.record(exec_fields("check", "bash reproduce.sh", rep.exit_code, rep.reason, rep.duration_s, tail, ""))
         grading = grade(rubric, Evidence(work / "repo", rep, art.bundle), ctx.judge, ctx.judge_prompt_chars)
         (work / "grades.json").write_text(json.dumps(grading.to_json(), indent=1), encoding="utf-8")
         _keep_outputs(work / "repo", rep.fresh, work / "outputs")

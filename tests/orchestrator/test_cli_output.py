@@ -54,6 +54,28 @@ def test_runs_logs_json_is_one_array(two_runs: Path) -> None:
     assert code == 0 and isinstance(events, list) and events[-1]["kind"] == "run_finished"
 
 
+def test_runs_logs_prints_every_line_of_the_file_once(two_runs: Path) -> None:
+    """Text: one `format_event` line per event; --tail N: the last N; --json: the objects as written."""
+    from orchestrator.events import format_event
+
+    run_id = json.loads(_cli("runs", "list", "--json", "--config", str(two_runs))[1])[0]["id"]
+    lines = (two_runs.parent / "runs" / run_id / "events.jsonl").read_text().splitlines()
+    code, out = _cli("runs", "logs", run_id, "--config", str(two_runs))
+    assert code == 0 and out.splitlines() == [format_event(json.loads(line)) for line in lines]
+    code, out = _cli("runs", "logs", run_id, "--tail", "3", "--config", str(two_runs))
+    assert code == 0 and out.splitlines() == [format_event(json.loads(line)) for line in lines[-3:]]
+    code, out = _cli("runs", "logs", run_id, "--json", "--config", str(two_runs))
+    assert [json.dumps(e) for e in json.loads(out)] == lines
+
+
+def test_runs_show_reads_the_iteration_records(two_runs: Path) -> None:
+    run_id = json.loads(_cli("runs", "list", "--json", "--config", str(two_runs))[1])[0]["id"]
+    code, out = _cli("runs", "show", run_id, "--json", "--config", str(two_runs))
+    detail = json.loads(out)["iterations_detail"]
+    assert code == 0 and [(d["iteration"], d["verdict"], d["decision"]) for d in detail] == [(1, "fail", "stop")]
+    assert detail[0]["findings"] and detail[0]["score"] == 0.0
+
+
 def test_console_script_usage_error_under_json_is_one_document(tmp_path: Path) -> None:
     """Through the real entry point (`main`), where click's own usage errors are printed."""
     import os

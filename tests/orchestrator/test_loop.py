@@ -55,6 +55,9 @@ def test_pass_first_time(tmp_path: Path) -> None:
     repo = git.Repo(run / "git")
     assert repo.head.commit.message.startswith("iteration 1: pass")
     assert (run / "report.md").read_text().count("| 1 | pass |") == 1
+    record = json.loads((run / "iterations" / "0001.json").read_text())
+    started = next(e["ts"] for e in events(run) if e["kind"] == "iteration_started")
+    assert record["started_at"] == started <= record["ended_at"]
 
 
 def test_fail_then_fix_gets_findings_verbatim(tmp_path: Path) -> None:

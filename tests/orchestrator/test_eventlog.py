@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.viewer import eventlog
+from orchestrator import eventlog
 
 
 def _write(path: Path, events: list[dict]) -> None:

@@ -1,16 +1,19 @@
-"""Reads a run's events.jsonl by byte offset, so a log of any size opens in constant time.
+"""The one reader of a run's events.jsonl (the viewer, `m3lab runs logs`, a foreground run's progress): by byte
+offset, so a log of any size opens in constant time. The writer is `rundir.EventLog`; the schema `events.py`.
 
 Offsets are byte positions of line starts. A page of events carries the offsets on both sides, so the page
-can ask for older events (`tail(before=start)`) or follow new ones (`read_from(end)`). A trailing line
-without its newline is still being written and is left for the next read.
+can ask for older events (`tail(before=start)`) or follow new ones (`read_from(end)`, `follow`). A trailing line
+without its newline is still being written and is left for the next read. Each event read carries its line's
+offset as `_offset`.
 """
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 _BLOCK = 64 * 1024
 
@@ -113,6 +116,24 @@ def read_from(path: Path, offset: int, max_bytes: int = 1 << 20) -> EventPage:
             events.append(_parse(line, pos))
         pos += len(line) + 1
     return EventPage(events, offset, offset + cut + 1)
+
+
+def as_written(event: dict[str, Any]) -> dict[str, Any]:
+    """The event without the reader's `_offset`: the object of its line."""
+    return {k: v for k, v in event.items() if k != "_offset"}
+
+
+def follow(path: Path, offset: int, done: Callable[[], bool], poll_s: float = 0.3) -> Iterator[dict[str, Any]]:
+    """Every complete event from byte `offset` on, as the file grows (it may not exist yet); ends once a read
+    finds nothing new and `done()` is true, so what was written before `done` turned true is still read."""
+    while True:
+        page = read_from(path, offset)
+        yield from page.events
+        offset = page.end
+        if not page.events:
+            if done():
+                return
+            time.sleep(poll_s)
 
 
 def _next_line_start(f: Any, pos: int) -> int:
