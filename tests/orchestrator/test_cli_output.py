@@ -68,6 +68,35 @@ def test_runs_logs_prints_every_line_of_the_file_once(two_runs: Path) -> None:
     assert [json.dumps(e) for e in json.loads(out)] == lines
 
 
+def test_runs_logs_follow_prints_new_events_until_the_run_ends(two_runs: Path) -> None:
+    """--follow --json: the events as they are appended (JSON Lines), ending once the run is no longer running."""
+    import os
+    import threading
+    import time
+
+    from orchestrator import events
+    from orchestrator.rundir import RunDir
+
+    run_id = json.loads(_cli("runs", "list", "--json", "--config", str(two_runs))[1])[0]["id"]
+    run = RunDir(two_runs.parent / "runs" / run_id)
+    run.update_meta(status="running", pid=os.getpid())  # a live process: the follower keeps waiting
+    before = len((run.path / "events.jsonl").read_text().splitlines())
+
+    def later() -> None:
+        time.sleep(1.0)
+        run.events.add(events.steer(2, 0, "appended while followed"))
+        run.close()
+        time.sleep(1.0)
+        run.update_meta(status="stopped", pid=None)
+
+    writer = threading.Thread(target=later)
+    writer.start()
+    code, out = _cli("runs", "logs", run_id, "--follow", "--json", "--config", str(two_runs))
+    writer.join()
+    followed = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(followed) == before + 1 and followed[-1]["text"] == "appended while followed"
+
+
 def test_runs_show_reads_the_iteration_records(two_runs: Path) -> None:
     run_id = json.loads(_cli("runs", "list", "--json", "--config", str(two_runs))[1])[0]["id"]
     code, out = _cli("runs", "show", run_id, "--json", "--config", str(two_runs))
