@@ -12,8 +12,9 @@ import hashlib
 import logging
 import secrets
 import time
-from contextlib import contextmanager
-from typing import Any, ContextManager, Iterator
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 from orchestrator.store.db import lock_pool
 from orchestrator.store.settings import StoreSettings
@@ -76,7 +77,7 @@ class ClusterSlot:
             self.pool.putconn(conn)
 
 
-def request_slot(endpoint: ModelEndpoint, store: StoreSettings) -> ContextManager[Any]:
+def request_slot(endpoint: ModelEndpoint, store: StoreSettings) -> AbstractContextManager[Any]:
     """What one model request holds: a cluster-wide slot when a PostgreSQL store is configured (the limit is the
     endpoint's, whoever calls it), else one of this process's `max_concurrency` slots."""
     if endpoint.max_concurrency <= 0 or not store.enabled:
