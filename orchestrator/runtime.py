@@ -17,8 +17,7 @@ from orchestrator.rundir import RunDir
 from orchestrator.store.slots import request_slot
 from orchestrator.tokens import Usage, pack, usage_of
 from sandboxes.base import Sandbox, SandboxSpec
-from serving.client import (EndpointUnavailable, ModelEndpoint, context_length, invoke_with_retry,
-                            make_chat_model)
+from serving.client import EndpointUnavailable, ModelEndpoint, context_length, invoke_with_retry, make_chat_model
 from tasks.base import Task
 
 DEFAULT_CONTEXT_TOKENS = 32_768

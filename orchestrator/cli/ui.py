@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
+
+from orchestrator.cli.common import ConfigOpt, load
 
 
 def ui(
@@ -14,15 +16,15 @@ def ui(
     allow_host: list[str] = typer.Option([], "--allow-host", help="Extra Host name the viewer answers to (a DNS "
                                          "name of this machine); repeatable."),
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Runs folder (default: settings' runs_dir)."),
+    config: ConfigOpt = None,
 ) -> None:
     """Serve the run viewer: runs list, live run pages, kernel and paper views, steer/stop."""
     from orchestrator.viewer.server import PortBusy, ViewerServer
 
-    settings = _settings()
-    folder = runs_dir if runs_dir is not None else (settings.runs_dir if settings else Path("runs"))
-    store = settings.store if settings else None  # [issue 15] PostgreSQL: the run list comes from the run index
-    try:
-        server = ViewerServer(folder, host=host, port=port, allow_hosts=tuple(allow_host), store=store)
+    settings = load(config)
+    folder = runs_dir if runs_dir is not None else settings.runs_dir
+    try:  # [issue 15] with a PostgreSQL store, the run list comes from its run index
+        server = ViewerServer(folder, host=host, port=port, allow_hosts=tuple(allow_host), store=settings.store)
     except (PortBusy, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
@@ -32,15 +34,6 @@ def ui(
         typer.echo(f"not loopback: a token is required. Open once: {server.login_url}\n"
                    f"scripts: Authorization: Bearer {server.access.token}")
     server.run()
-
-
-def _settings() -> Any:
-    """The project settings (runs_dir, store), or None when they cannot be loaded (then ./runs, no store)."""
-    try:
-        from orchestrator.config import load_settings
-    except ImportError:
-        return None
-    return load_settings()
 
 
 def register(app: typer.Typer) -> None:

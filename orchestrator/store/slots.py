@@ -12,15 +12,17 @@ import hashlib
 import logging
 import secrets
 import time
-from contextlib import contextmanager
-from typing import Any, ContextManager, Iterator
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
-from orchestrator.store.db import lock_pool
+from orchestrator.store.db import StoreUnavailable, lock_pool
 from orchestrator.store.settings import StoreSettings
 from serving.client import ModelEndpoint, endpoint_slot
 
 _MAX_POLL_S = 0.5
-_WAIT_FOR_CONNECTION_S = 24 * 3600.0  # this process's own slots are all in flight: wait as long as they take
+_POOL_CHECK_S = 60.0  # how often a wait for a connection of the lock pool checks that the store still answers
+_WAIT_FOR_CONNECTION_S = 24 * 3600.0
 
 
 EVALUATIONS = "m3lab:evaluations"
@@ -43,7 +45,7 @@ class ClusterSlot:
         self._held: tuple[Any, int] | None = None
 
     def __enter__(self) -> int:
-        conn = self.pool.getconn(timeout=_WAIT_FOR_CONNECTION_S)
+        conn = self._connection()
         try:
             slot = self._take(conn)
         except BaseException:
@@ -51,6 +53,18 @@ class ClusterSlot:
             raise
         self._held = (conn, slot)
         return slot
+
+    def _connection(self) -> Any:
+        """A connection of the lock pool: wait while this process's own slots are all in flight (as long as its
+        requests take), fail when the pool has no connection at all (the store is down)."""
+        from psycopg_pool import PoolTimeout
+
+        while True:
+            try:
+                return self.pool.getconn(timeout=_POOL_CHECK_S)
+            except PoolTimeout as exc:
+                if self.pool.get_stats().get("pool_size", 0) == 0:
+                    raise StoreUnavailable(f"endpoint slots: no connection to the store ({exc})") from exc
 
     def _take(self, conn: Any) -> int:
         delay = 0.02
@@ -76,7 +90,7 @@ class ClusterSlot:
             self.pool.putconn(conn)
 
 
-def request_slot(endpoint: ModelEndpoint, store: StoreSettings) -> ContextManager[Any]:
+def request_slot(endpoint: ModelEndpoint, store: StoreSettings) -> AbstractContextManager[Any]:
     """What one model request holds: a cluster-wide slot when a PostgreSQL store is configured (the limit is the
     endpoint's, whoever calls it), else one of this process's `max_concurrency` slots."""
     if endpoint.max_concurrency <= 0 or not store.enabled:

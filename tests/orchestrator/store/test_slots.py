@@ -14,8 +14,7 @@ import pytest
 from orchestrator.cluster import endpoint_slots
 from orchestrator.config import Settings
 from orchestrator.store import StoreSettings
-from orchestrator.store.slots import (ClusterSlot, evaluations_in_flight, marked_in_flight, request_slot,
-                                       slots_in_use)
+from orchestrator.store.slots import ClusterSlot, evaluations_in_flight, marked_in_flight, request_slot, slots_in_use
 from serving.client import ModelEndpoint
 
 pytestmark = pytest.mark.cluster

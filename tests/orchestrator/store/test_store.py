@@ -221,15 +221,11 @@ def test_viewer_lists_runs_from_the_index(tmp_path: Path, pg_url: str) -> None:
 
     s = settings(tmp_path, pg_url)
     done = start_run(task(tmp_path / "a"), s, models=fixer(1), open_sandbox=local_opener)
-    orphan = create_run(task(tmp_path / "b"), s)
-    mirror_run = RunDir(orphan.path)
-    from orchestrator.store import mirror
-
-    mirror(mirror_run, s.store)
-    mirror_run.update_meta(status="running")  # as a worker killed mid-run leaves it: no lease behind it
+    orphan = create_run(task(tmp_path / "b"), s)  # create_run mirrors its run.json writes into the index
+    orphan.update_meta(status="running")  # as a worker killed mid-run leaves it: no lease behind it
     lists = {}
     for name, store in (("folders", None), ("index", s.store)):
-        with ViewerServer(s.runs_dir, port=0, store=store).start() as viewer:
+        with ViewerServer(s.runs_dir, port=0, store=store) as viewer:
             lists[name] = {r["id"]: r for r in httpx.get(f"{viewer.url}/api/runs").json()["runs"]}
     assert list(lists["index"]) == list(lists["folders"]) == [orphan.id, done.name]  # newest first
     assert lists["index"][done.name] == lists["folders"][done.name]
