@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from langchain_core.messages import messages_from_dict, messages_to_dict
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, messages_from_dict, messages_to_dict
 
 from orchestrator.tokens import message_tokens
 

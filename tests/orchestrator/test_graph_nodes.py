@@ -13,8 +13,7 @@ from langchain_core.messages import AIMessage
 from orchestrator.agents.verifier import Verdict
 from orchestrator.config import BudgetLimits, LoopSettings, Settings
 from orchestrator.control import request_stop
-from orchestrator.graph import (build_graph, close_iteration, decide, plan, produce, routes, state_usage,
-                                verify_node)
+from orchestrator.graph import build_graph, close_iteration, decide, plan, produce, routes, state_usage, verify_node
 from orchestrator.runner import create_run
 from orchestrator.runtime import Runtime
 from orchestrator.tokens import Usage
