@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
-from sandboxes.reaper import pid_alive
+from sandboxes.engine import pid_alive
 
 T = TypeVar("T")
 
