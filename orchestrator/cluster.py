@@ -12,6 +12,7 @@ Ray is imported here, so only commands that use the cluster import this module."
 from __future__ import annotations
 
 import importlib
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +37,7 @@ def connect(cluster: ClusterSettings) -> None:
         return
     try:
         ray.init(address=cluster.address, namespace=cluster.namespace, log_to_driver=False,
-                 logging_level="ERROR", configure_logging=False)
+                 logging_level=logging.ERROR, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(f"no Ray cluster at {cluster.address!r}: {exc}. Start one with `ray start --head` "
                            "or set cluster.address in m3lab.toml") from exc
@@ -71,6 +72,9 @@ def drive_here(run_path: str, settings: Settings, models: str = ENDPOINT_MODELS,
             rt.close()
             time.sleep(poll_s)
             continue
+        if lease is None:  # RunIndex above already needed the store; say so rather than fail on None below
+            rt.close()
+            raise ClusterError("cluster runs need the run store (PostgreSQL): set [store] in m3lab.toml")
         if settings.cluster.evaluations != "local":
             rt.offload = Offloader(settings.cluster)
         rt.run.events.append("lease_acquired", rt.run.read_meta().get("iteration"), owner=lease.owner)
@@ -137,8 +141,9 @@ class Scheduler:
 def scheduler(cluster: ClusterSettings) -> Any:
     """The cluster's scheduler actor (created on first use; detached, restarted by Ray if it dies)."""
     connect(cluster)
-    return Scheduler.options(name=SCHEDULER, namespace=cluster.namespace, lifetime="detached",
-                             get_if_exists=True).remote()
+    actor_class: Any = Scheduler  # @ray.remote made it an ActorClass; ray's typing keeps the plain class
+    return actor_class.options(name=SCHEDULER, namespace=cluster.namespace, lifetime="detached",
+                               get_if_exists=True).remote()
 
 
 def _require_store(settings: Settings) -> None:

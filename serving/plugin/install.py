@@ -139,7 +139,8 @@ def after_indexer_module(module: ModuleType) -> None:
 
     select_indexer_impl_cls.__m3lab__ = True  # type: ignore[attr-defined]
     select_indexer_impl_cls.__wrapped__ = original  # type: ignore[attr-defined]
-    module.select_indexer_impl_cls = select_indexer_impl_cls
+    # Patching vLLM's module is the point; ModuleType declares no attributes to assign.
+    module.select_indexer_impl_cls = select_indexer_impl_cls  # type: ignore[attr-defined]
 
 
 def after_model_module(module: ModuleType) -> None:
@@ -162,7 +163,7 @@ def after_model_module(module: ModuleType) -> None:
 
     select_main_backend_and_impl_cls.__m3lab__ = True  # type: ignore[attr-defined]
     select_main_backend_and_impl_cls.__wrapped__ = original  # type: ignore[attr-defined]
-    module.select_main_backend_and_impl_cls = select_main_backend_and_impl_cls
+    module.select_main_backend_and_impl_cls = select_main_backend_and_impl_cls  # type: ignore[attr-defined]
     from vllm.platforms import current_platform
 
     if current_platform.is_cpu():

@@ -263,7 +263,7 @@ def generate_rubric(bundle: Bundle, ask: Ask | None, max_prompt_chars: int | Non
     with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
         answers = list(pool.map(lambda p: _ask_piece(ask, bundle.title, p), todo))
     problems = [f"section '{p.section.title}' ({p.part}): {a}" for p, a in answers if isinstance(a, str)]
-    written = {p.section.title: [] for p, a in answers if not isinstance(a, str)}
+    written: dict[str, list[tuple[str, int]]] = {p.section.title: [] for p, a in answers if not isinstance(a, str)}
     for piece, answer in answers:
         if not isinstance(answer, str):
             written[piece.section.title] += answer

@@ -53,7 +53,8 @@ def extract_tables(page: "pymupdf.Page", lines: Sequence[Line], captions: Mappin
         grid, members = found
         claimed.update(id(ln) for ln in members)
         caption = caption_text(block, grid.bbox)
-        tables.append(_table(out_dir, taken, page.number, grid, caption, caption_kind(caption)[1] if caption_kind(caption) else None))
+        kind = caption_kind(caption)
+        tables.append(_table(out_dir, taken, page.number, grid, caption, kind[1] if kind else None))
     return tables
 
 

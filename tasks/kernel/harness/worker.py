@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -112,7 +113,7 @@ class Worker:
         if self.target is None:
             from .spec import load_module
 
-            self.target = load_module(self.target_path, "m3lab_target_inputs")
+            self.target = load_module(Path(self.target_path), "m3lab_target_inputs")
         for key, value in msg.header["shape"].items():
             setattr(self.target, key, value)
         from .spec import generate_inputs
@@ -143,7 +144,7 @@ def _serve(worker: Worker, fd_in: int, fd_out: int) -> None:
         if cmd == "quit":
             return
         try:
-            reply = handlers[cmd](msg)
+            reply = handlers[str(cmd)](msg)
         except Exception as exc:  # candidate failures are reported to the evaluator, not raised
             reply = Message({"ok": False, "error": f"{type(exc).__name__}: {exc}",
                              "traceback": traceback.format_exc()[-4000:]})
