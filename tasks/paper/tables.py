@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import re
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
@@ -103,7 +104,7 @@ def _is_prose(line: Line, page_words: Sequence[tuple]) -> bool:
     if len(words) < PROSE_WORDS:
         return False
     words.sort(key=lambda w: w[0])
-    widest = max((b[0] - a[2] for a, b in zip(words, words[1:])), default=0.0)
+    widest = max((b[0] - a[2] for a, b in pairwise(words)), default=0.0)
     return widest < 0.75 * line.size
 
 

@@ -24,7 +24,7 @@ def test_frame_roundtrip_all_dtypes() -> None:
     send(w, Message({"cmd": "x", "n": 1}, tensors))
     got = recv(r, timeout_s=5)
     assert got.header == {"cmd": "x", "n": 1}
-    for a, b in zip(tensors, got.tensors):
+    for a, b in zip(tensors, got.tensors, strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape
         assert torch.equal(a.view(torch.uint8) if a.numel() else a, b.view(torch.uint8) if b.numel() else b)
 
