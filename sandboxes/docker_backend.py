@@ -195,21 +195,9 @@ class DockerSandbox(GatedSandbox):
             return 0
         return kill_pids_in(procs, self._keep)
 
-    def close(self) -> None:
-        """Remove the container (idempotent; a container already gone is fine)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._quota.stop()
-        if self._agent is not None:
-            self._agent.close()
+    def _release(self) -> None:
+        """Remove the container (one already gone is fine)."""
         remove_container(self.container)
-
-    def __enter__(self) -> "DockerSandbox":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"DockerSandbox({self.id[:12]}, image={self.spec.image!r})"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import Self
 
 from sandboxes import quota
 from sandboxes.agent import AgentDied, ExecGate, LineAgent
@@ -61,8 +62,29 @@ class GatedSandbox:
         """Clean up after a command took the agent down (the agent is already closed and forgotten)."""
         raise NotImplementedError
 
+    def _release(self) -> None:
+        """Free what the sandbox holds (container, limit group, mounts); the agent is already closed."""
+        raise NotImplementedError
+
     def _exec_workdir(self, workdir: str) -> str:
         return workdir
+
+    def close(self) -> None:
+        """End the sandbox: stop the quota watcher and the agent, then release the rest (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._quota.stop()
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
+        self._release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def exec(self, cmd: str | Sequence[str], timeout_s: float | None = None, env: Mapping[str, str] | None = None,
              workdir: str = "/work") -> ExecResult:

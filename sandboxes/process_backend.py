@@ -231,27 +231,14 @@ class ProcessSandbox(GatedSandbox):
             code = 128 - code
         return make_result(code, out, err, duration, timeout, oom)
 
-    def close(self) -> None:
-        """Kill what is left, remove the limit group and the /tmp tmpfs (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._quota.stop()
-        if self._agent is not None:
-            self._agent.close()
-            self._agent = None
+    def _release(self) -> None:
+        """Kill what is left, remove the limit group and the /tmp tmpfs."""
         self.group.remove()
         if getattr(self, "_agent_err", None) is not None:
             self._agent_err.unlink(missing_ok=True)
         if self.tmp_dir is not None:
             subprocess.run(["umount", "-l", str(self.tmp_dir)], capture_output=True)
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
-
-    def __enter__(self) -> "ProcessSandbox":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"ProcessSandbox({self.id})"
