@@ -77,8 +77,8 @@ def cold_start(port: int, state_dir: Path, extra_env: dict[str, str]):  # -> (St
 
 
 def machine() -> str:
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor())
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
     return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
 
 

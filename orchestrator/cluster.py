@@ -44,7 +44,7 @@ def connect(cluster: ClusterSettings) -> None:
         return
     try:
         ray.init(address=cluster.address, namespace=cluster.namespace, log_to_driver=False,
-                 logging_level="ERROR", configure_logging=False)
+                 logging_level=logging.ERROR, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(f"no Ray cluster at {cluster.address!r}: {exc}. Start one with `ray start --head` "
                            "or set cluster.address in m3lab.toml") from exc
@@ -79,6 +79,9 @@ def drive_here(run_path: str, settings: Settings, models: str = ENDPOINT_MODELS,
             rt.close()
             time.sleep(poll_s)
             continue
+        if lease is None:  # RunIndex above already needed the store; say so rather than fail on None below
+            rt.close()
+            raise ClusterError("cluster runs need the run store (PostgreSQL): set [store] in m3lab.toml")
         if settings.cluster.evaluations != "local":
             rt.offload = Offloader(settings.cluster, settings.store)
         rt.run.events.add(events.lease_acquired(rt.run.read_meta().get("iteration"), lease.owner))
@@ -209,8 +212,9 @@ def scheduler(settings: Settings, models: str = ENDPOINT_MODELS, opener: str | N
     """The scheduler actor of this runs_dir and store (created on first use; detached, restarted by Ray if it
     dies)."""
     connect(settings.cluster)
-    return Scheduler.options(name=scheduler_name(settings), namespace=settings.cluster.namespace,
-                             lifetime="detached", get_if_exists=True).remote(settings, models, opener)
+    actor_class: Any = Scheduler  # @ray.remote made it an ActorClass; ray's typing keeps the plain class
+    return actor_class.options(name=scheduler_name(settings), namespace=settings.cluster.namespace,
+                               lifetime="detached", get_if_exists=True).remote(settings, models, opener)
 
 
 def _require_store(settings: Settings) -> None:

@@ -161,7 +161,8 @@ def field_problems(cls: type, data: Mapping[str, Any], where: str) -> list[str]:
     for key, value in data.items():
         if key not in fields:
             continue
-        kind = fields[key].type if isinstance(fields[key].type, str) else getattr(fields[key].type, "__name__", "")
+        declared = fields[key].type
+        kind = declared if isinstance(declared, str) else getattr(declared, "__name__", "")
         expected, ok = BY_NAME.get(key) or BY_TYPE.get(kind, ("a value", lambda v: True))
         if not ok(value):
             problems.append(f"{where}{key}: expected {expected}, got {_shown(value)}")

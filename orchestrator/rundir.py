@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from orchestrator.events import Event
-from sandboxes.reaper import pid_alive
+from sandboxes.engine import pid_alive
 
 T = TypeVar("T")
 

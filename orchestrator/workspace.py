@@ -232,7 +232,7 @@ def _blobs(git_dir: Path, shas: list[str]) -> Iterator[dict[str, bytes]]:
     sizes = git(git_dir, "cat-file", "--batch-check=%(objectsize)", input=("\n".join(unique) + "\n").encode())
     batch: list[str] = []
     total = 0
-    for sha, size in zip(unique, sizes.split()):
+    for sha, size in zip(unique, sizes.split(), strict=True):  # one size per object asked for
         if batch and total + int(size) > BATCH_BYTES:
             yield _batch(git_dir, batch)
             batch, total = [], 0

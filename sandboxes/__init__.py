@@ -29,9 +29,7 @@ def _open_docker(spec: SandboxSpec, pool: bool) -> Sandbox:
     from sandboxes.docker_backend import DockerSandbox, start_container
     from sandboxes.engine import EngineUnavailable, shared_client
     from sandboxes.pool import shared_pool
-    from sandboxes.validate import validate_spec
 
-    validate_spec(spec)
     try:
         client = shared_client()
     except EngineUnavailable as exc:
@@ -102,8 +100,11 @@ def open_sandbox(spec: SandboxSpec, backend: Backend | str = "auto", pool: bool 
     pre-started one from the warm pool and starts its replacement in the background. Bad specs raise
     `InvalidSpec` before anything starts."""
     global _warned
+    from sandboxes.validate import validate_spec
+
     if backend not in ("auto", "docker", "process"):
         raise InvalidSpec(f"unknown sandbox backend {backend!r}; use auto, docker or process")
+    validate_spec(spec)  # the one check, for both backends and the warm pool's refills
     chosen = default_backend() if backend == "auto" else backend
     if chosen == "docker":
         return _open_docker(spec, pool)

@@ -38,8 +38,8 @@ class AgentDied(RuntimeError):
     """The agent's stream ended or stalled (killed by the command, OOM, or the sandbox is gone)."""
 
 
-class _LineAgent:
-    """The protocol, over a transport given by `_send` and `_recv`."""
+class LineAgent:
+    """The protocol, over a transport given by `_send` and `_recv`; `close` ends the agent."""
 
     def __init__(self) -> None:
         self._stdout = b""
@@ -57,6 +57,9 @@ class _LineAgent:
         if "ready" not in hello:
             raise AgentDied(f"agent did not start: {hello}")
         return int(hello["ready"])
+
+    def close(self) -> None:
+        raise NotImplementedError
 
     def _read_line(self, deadline: float) -> dict[str, Any]:
         while b"\n" not in self._stdout:
@@ -89,7 +92,7 @@ def _wait_readable(fd: Any, deadline: float) -> None:
             return
 
 
-class ExecAgent(_LineAgent):
+class ExecAgent(LineAgent):
     """The agent in a container, through one `docker exec`. Not thread-safe (the sandbox serialises)."""
 
     def __init__(self, client: "docker.DockerClient", container_id: str, user: str) -> None:
@@ -135,7 +138,7 @@ class ExecAgent(_LineAgent):
                 pass
 
 
-class PipeAgent(_LineAgent):
+class PipeAgent(LineAgent):
     """The agent as the command of a bubblewrap process (`argv`), talking over its stdin/stdout pipes.
     Its stderr goes to a file so a chatty failure can never block it."""
 
@@ -189,7 +192,7 @@ class ExecGate:
     else the backend's slower fallback; when the last running exec ends, `sweep` kills whatever the commands
     left behind, so nothing a command starts outlives it."""
 
-    def __init__(self, sweep: Callable[[], None]) -> None:
+    def __init__(self, sweep: Callable[[], object]) -> None:
         self._sweep = sweep
         self._lock = threading.Lock()
         self._agent_lock = threading.Lock()

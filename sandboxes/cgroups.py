@@ -35,29 +35,23 @@ def _read_oom_kill(path: Path) -> int | None:
     return 0
 
 
+def _docker_cgroup_file(container_id: str, v1_controller: str, v1_file: str, v2_file: str) -> Path | None:
+    """A file of a local container's cgroup: cgroup v1 (under its controller) or v2, with Docker's cgroupfs or
+    systemd driver; None where the engine is not local."""
+    groups = (Path("docker") / container_id, Path("system.slice") / f"docker-{container_id}.scope")
+    candidates = [ROOT / v1_controller / g / v1_file for g in groups] + [ROOT / g / v2_file for g in groups]
+    return next((p for p in candidates if p.exists()), None)
+
+
 def docker_oom_count(container_id: str) -> int | None:
-    """OOM kills so far in a local container's memory group (cgroupfs or systemd driver); None if unknown."""
-    candidates = [
-        ROOT / "memory" / "docker" / container_id / "memory.oom_control",
-        ROOT / "memory" / "system.slice" / f"docker-{container_id}.scope" / "memory.oom_control",
-        ROOT / "docker" / container_id / "memory.events",
-        ROOT / "system.slice" / f"docker-{container_id}.scope" / "memory.events",
-    ]
-    for path in candidates:
-        if path.exists():
-            return _read_oom_kill(path)
-    return None
+    """OOM kills so far in a local container's memory group; None if unknown."""
+    path = _docker_cgroup_file(container_id, "memory", "memory.oom_control", "memory.events")
+    return None if path is None else _read_oom_kill(path)
 
 
 def docker_procs_file(container_id: str) -> Path | None:
     """`cgroup.procs` of a local container (host pids), or None where the engine is not local."""
-    candidates = [
-        ROOT / "pids" / "docker" / container_id / "cgroup.procs",
-        ROOT / "pids" / "system.slice" / f"docker-{container_id}.scope" / "cgroup.procs",
-        ROOT / "docker" / container_id / "cgroup.procs",
-        ROOT / "system.slice" / f"docker-{container_id}.scope" / "cgroup.procs",
-    ]
-    return next((p for p in candidates if p.exists()), None)
+    return _docker_cgroup_file(container_id, "pids", "cgroup.procs", "cgroup.procs")
 
 
 def kill_pids_in(procs_file: Path, keep: set[int]) -> int:

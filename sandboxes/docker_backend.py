@@ -11,16 +11,17 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from sandboxes.base import ExecResult, InvalidSpec, SandboxError, SandboxSpec, inside_path
 from sandboxes.cgroups import docker_oom_count, docker_procs_file, kill_pids_in
 from sandboxes.engine import (LABEL, LABEL_DEADLINE, LABEL_OWNER_BOOT, LABEL_OWNER_PID, LABEL_POOL, LABEL_RUN,
                               boot_id)
 from sandboxes import quota
-from sandboxes.agent import AgentDied, ExecGate, ExecAgent
-from sandboxes.outcome import KILLED_EXIT, TailBuffer, make_result
-from sandboxes.validate import uid_gid, validate_spec
+from sandboxes.agent import ExecAgent, ExecGate, LineAgent
+from sandboxes.execpath import KILL_GRACE_S, MAX_AGENT_FAILURES, GatedSandbox, oom_grew
+from sandboxes.outcome import TailBuffer, make_result
+from sandboxes.validate import uid_gid
 from sandboxes.workspace import grant_workspace
 
 if TYPE_CHECKING:
@@ -28,13 +29,9 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 log = logging.getLogger(__name__)
-KILL_GRACE_S = 2
-"""After the TERM at the deadline, KILL follows this much later."""
 LIFETIME_MARGIN_S = 5
 """The container outlives the sandbox's lifetime by this much, so a command running at the end is reported
 as timed out by the agent rather than killed by the container's exit."""
-MAX_AGENT_FAILURES = 3
-"""After this many agent deaths or failed starts, the sandbox uses plain `docker exec` only."""
 
 
 def _container_kwargs(spec: SandboxSpec, pool_key: str | None) -> dict:
@@ -72,10 +69,9 @@ def _keeper_user(sandbox_uid: int) -> str:
 
 
 def start_container(client: "docker.DockerClient", spec: SandboxSpec, pool_key: str | None = None) -> "Container":
-    """Validate `spec`, check its image exists, and start its container (cold start)."""
+    """Check the image of a validated `spec` exists and start its container (cold start)."""
     from docker.errors import APIError, ImageNotFound
 
-    validate_spec(spec)
     try:
         client.images.get(spec.image)
     except ImageNotFound:
@@ -93,16 +89,7 @@ def start_container(client: "docker.DockerClient", spec: SandboxSpec, pool_key: 
         raise SandboxError(f"could not start a container of {spec.image}: {exc}") from exc
 
 
-def _argv(cmd: str | Sequence[str]) -> list[str]:
-    if isinstance(cmd, str):
-        return ["bash", "-c", cmd]
-    argv = [str(c) for c in cmd]
-    if not argv:
-        raise SandboxError("empty command")
-    return argv
-
-
-class DockerSandbox:
+class DockerSandbox(GatedSandbox):
     """A running container; see `sandboxes.base.Sandbox`. Commands go through the in-container agent when it
     runs (a fork per command), else through `docker exec` (a runc exec per command, ~85 ms)."""
 
@@ -119,67 +106,33 @@ class DockerSandbox:
         # outlives it: no daemon, no fork bomb left running after `timeout` raced it.
         self._gate = ExecGate(self.kill_strays)
         self._quota = quota.Watcher(spec, self.kill_strays)
-        self._agent: ExecAgent | None = None
-        self._agent_failures = 0
 
     @property
     def id(self) -> str:
         return self.container.id
 
-    def _remaining_s(self) -> float:
-        return self.spec.lifetime_s - (time.monotonic() - self.started)
-
-    def start_agent(self) -> ExecAgent | None:
+    def start_agent(self) -> LineAgent | None:
         """Start the exec agent unless it runs or failed too often (e.g. an image without python3)."""
         if self._agent is not None or self._agent_failures >= MAX_AGENT_FAILURES:
             return self._agent
         try:
-            self._agent = ExecAgent(self.client, self.id, self.spec.user)
+            agent = ExecAgent(self.client, self.id, self.spec.user)
         except Exception as exc:  # any failure only means the slower docker-exec path
             log.debug("exec agent unavailable in %s: %s", self.id[:12], exc)
             self._agent_failures += 1
             return None
-        self._keep.add(self._agent.host_pid)
-        return self._agent
-
-    def exec(self, cmd: str | Sequence[str], timeout_s: float | None = None, env: Mapping[str, str] | None = None,
-             workdir: str = "/work") -> ExecResult:
-        if self._closed:
-            raise SandboxError("sandbox is closed")
-        timeout = min(timeout_s or self.spec.exec_timeout_s, self._remaining_s())
-        if timeout <= 0:
-            raise SandboxError(f"sandbox passed its lifetime of {self.spec.lifetime_s:g} s")
-        argv, env_ = _argv(cmd), dict(env or {})
-        with self._quota.running():
-            result = self._gate.run(
-                self.start_agent,
-                lambda agent: self._run_agent(agent, argv, timeout, env_, workdir),
-                lambda: self._run(["timeout", "-k", str(KILL_GRACE_S), f"{timeout:.3f}", *argv], timeout, env_,
-                                  workdir))
-        return quota.enforce(self.spec, result)
+        self._keep.add(agent.host_pid)
+        self._agent = agent
+        return agent
 
     def _oom_count(self) -> int | None:
         return docker_oom_count(self.id)
 
-    def _run_agent(self, agent: ExecAgent, argv: list[str], timeout: float, env: dict[str, str],
-                   workdir: str) -> ExecResult:
-        oom_before = self._oom_count()
-        start = time.monotonic()
-        out, err = TailBuffer(), TailBuffer()
-        try:
-            code, stdout, stderr, timed_out = agent.run(argv, env, workdir, timeout, KILL_GRACE_S)
-        except AgentDied as exc:
-            self._agent = None
-            self._agent_failures += 1
-            agent.close()
-            self._check_alive()
-            oom = _grew(oom_before, self._oom_count())
-            err.write(f"[m3lab sandbox] the command took the exec agent down with it ({exc})".encode())
-            return make_result(KILLED_EXIT, out, err, time.monotonic() - start, timeout, oom)
-        out.write(stdout)
-        err.write(stderr)
-        oom = _grew(oom_before, self._oom_count())
-        return make_result(code, out, err, time.monotonic() - start, timeout, oom, timed_out)
+    def _after_agent_death(self) -> None:
+        self._check_alive()  # a command that ended the container itself ends the sandbox: say so
+
+    def _run_fallback(self, argv: list[str], env: dict[str, str], workdir: str, timeout: float) -> ExecResult:
+        return self._run(["timeout", "-k", str(KILL_GRACE_S), f"{timeout:.3f}", *argv], timeout, env, workdir)
 
     def _check_alive(self) -> None:
         from docker.errors import NotFound
@@ -213,7 +166,7 @@ class DockerSandbox:
             # e.g. the pids limit is exhausted so runc cannot even start the exec: an observation, not a crash.
             duration = time.monotonic() - start
             return ExecResult(-1, "", f"[m3lab sandbox] exec could not start: {exc}", duration, "error")
-        oom = _grew(oom_before, self._oom_count())
+        oom = oom_grew(oom_before, self._oom_count())
         return make_result(code if code is not None else -1, out, err, time.monotonic() - start, timeout, oom)
 
     def _keep_pids(self) -> set[int]:
@@ -242,28 +195,12 @@ class DockerSandbox:
             return 0
         return kill_pids_in(procs, self._keep)
 
-    def close(self) -> None:
-        """Remove the container (idempotent; a container already gone is fine)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._quota.stop()
-        if self._agent is not None:
-            self._agent.close()
+    def _release(self) -> None:
+        """Remove the container (one already gone is fine)."""
         remove_container(self.container)
-
-    def __enter__(self) -> "DockerSandbox":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"DockerSandbox({self.id[:12]}, image={self.spec.image!r})"
-
-
-def _grew(before: int | None, after: int | None) -> bool:
-    return before is not None and after is not None and after > before
 
 
 def remove_container(container: "Container") -> None:

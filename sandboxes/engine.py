@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -67,3 +69,20 @@ def boot_id() -> str:
             return f.read().strip()
     except OSError:
         return "unknown"
+
+
+def pid_alive(pid: int) -> bool:
+    """True while process `pid` runs. A zombie (ended, not yet reaped by its parent) is dead: it runs no code,
+    so a sandbox owner or a model server in that state is gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    try:
+        # /proc/<pid>/stat is "pid (comm) state ...", and comm may itself contain ")".
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False  # it ended between the two looks
+    return state != "Z"

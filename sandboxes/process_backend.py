@@ -21,10 +21,11 @@ from typing import IO, Mapping, Sequence
 
 from sandboxes.base import ExecResult, SandboxError, SandboxSpec, inside_path
 from sandboxes import quota
-from sandboxes.agent import BOOT, AgentDied, ExecGate, PipeAgent
+from sandboxes.agent import BOOT, AgentDied, ExecGate, LineAgent, PipeAgent
 from sandboxes.cgroups import LimitGroup, create_group, kill_pids_in
-from sandboxes.outcome import KILLED_EXIT, TailBuffer, make_result
-from sandboxes.validate import uid_gid, validate_spec
+from sandboxes.execpath import MAX_AGENT_FAILURES, GatedSandbox
+from sandboxes.outcome import TailBuffer, make_result
+from sandboxes.validate import uid_gid
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC_FILES = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl", "ca-certificates",
@@ -34,8 +35,6 @@ ETC_FILES = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl",
 RUNTIME_DIR = Path("/run/m3lab")
 HOST_PYTHON = Path("/usr/bin/python3")
 """Runs the exec agent (stdlib only); the sandbox sees the host's /usr, so any python3 >= 3.8 there works."""
-KILL_GRACE_S = 2
-MAX_AGENT_FAILURES = 3
 log = logging.getLogger(__name__)
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -86,18 +85,18 @@ def _gpu_args() -> list[str]:
     return args
 
 
-class ProcessSandbox:
+class ProcessSandbox(GatedSandbox):
     """See `sandboxes.base.Sandbox`; `enforced` names the limits the kernel really applies here."""
 
     backend = "process"
 
     def __init__(self, spec: SandboxSpec) -> None:
-        validate_spec(spec)
-        self._bwrap = shutil.which("bwrap")
-        self._prlimit = shutil.which("prlimit")
-        if self._bwrap is None or self._prlimit is None:
+        """`spec` is validated (`open_sandbox` checks it once for every backend)."""
+        bwrap, prlimit = shutil.which("bwrap"), shutil.which("prlimit")
+        if bwrap is None or prlimit is None:
             raise SandboxError("the process sandbox needs bubblewrap and prlimit: "
                                "apt-get install -y bubblewrap util-linux")
+        self._bwrap, self._prlimit = bwrap, prlimit
         self.spec = spec
         # The owner pid in the name lets the reaper find leftovers of a crashed parent.
         self.id = f"proc-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -107,10 +106,8 @@ class ProcessSandbox:
         self.tmp_dir = self._mount_tmp()
         self._gate = ExecGate(self._sweep)
         self._quota = quota.Watcher(spec, lambda: self.group.kill_all())
-        self._agent: PipeAgent | None = None
-        self._agent_failures = 0
         self._keep: set[int] = set()
-        if self._start_agent() is None:
+        if self.start_agent() is None:
             self._probe()
         self.enforced = {**self.group.enforced, "tmpfs": True,
                          "tmp_persists": self.tmp_dir is not None, "network": True, "filesystem": True}
@@ -123,7 +120,7 @@ class ProcessSandbox:
             self.close()
             raise SandboxError(f"bubblewrap cannot create a sandbox on this host: {res.stderr.strip()[-500:]}")
 
-    def _start_agent(self) -> PipeAgent | None:
+    def start_agent(self) -> LineAgent | None:
         """One bubblewrap running the exec agent: later commands cost a fork, not new namespaces. Needs the
         host's python3; None (per-exec bubblewrap) when it is missing or fails."""
         if self._agent is not None or self._agent_failures >= MAX_AGENT_FAILURES or not HOST_PYTHON.exists():
@@ -196,47 +193,19 @@ class ProcessSandbox:
         prefix = ["/bin/sh", "-c", f'{join} exec {self._prlimit} {" ".join(limits)} -- "$@"', "m3lab-sandbox"]
         return prefix
 
-    def exec(self, cmd: str | Sequence[str], timeout_s: float | None = None, env: Mapping[str, str] | None = None,
-             workdir: str = "/work") -> ExecResult:
-        if self._closed:
-            raise SandboxError("sandbox is closed")
-        remaining = self.spec.lifetime_s - (time.monotonic() - self.started)
-        timeout = min(timeout_s or self.spec.exec_timeout_s, remaining)
-        if timeout <= 0:
-            raise SandboxError(f"sandbox passed its lifetime of {self.spec.lifetime_s:g} s")
-        if self.spec.workspace is None and workdir == "/work":
-            workdir = "/tmp"
-        argv = ["bash", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
-        if not argv:
-            raise SandboxError("empty command")
-        env_ = dict(env or {})
-        with self._quota.running():
-            result = self._gate.run(
-                self._start_agent,
-                lambda agent: self._run_agent(agent, argv, env_, workdir, timeout),
-                lambda: self._run(self._limits_prefix() + self._bwrap_argv(argv, env_, workdir), timeout))
-        return quota.enforce(self.spec, result)
+    def _exec_workdir(self, workdir: str) -> str:
+        return "/tmp" if self.spec.workspace is None and workdir == "/work" else workdir
 
-    def _run_agent(self, agent: PipeAgent, argv: list[str], env: dict[str, str], workdir: str,
-                   timeout: float) -> ExecResult:
-        oom_before = self.group.oom_count()
-        out, err = TailBuffer(), TailBuffer()
-        start = time.monotonic()
-        try:
-            code, stdout, stderr, timed_out = agent.run(argv, env, workdir, timeout, KILL_GRACE_S)
-        except AgentDied as exc:
-            # The command killed the agent (or it stalled): drop the whole namespace, start afresh next time.
-            agent.close()
-            self.group.kill_all()
-            self._agent, self._keep = None, set()
-            self._agent_failures += 1
-            err.write(f"[m3lab sandbox] the command took the exec agent down with it ({exc})".encode())
-            oom = self.group.oom_count() > oom_before
-            return make_result(KILLED_EXIT, out, err, time.monotonic() - start, timeout, oom)
-        out.write(stdout)
-        err.write(stderr)
-        oom = self.group.oom_count() > oom_before
-        return make_result(code, out, err, time.monotonic() - start, timeout, oom, timed_out)
+    def _oom_count(self) -> int | None:
+        return self.group.oom_count()
+
+    def _after_agent_death(self) -> None:
+        # The command killed the agent (or it stalled): drop the whole namespace, start afresh next time.
+        self.group.kill_all()
+        self._keep = set()
+
+    def _run_fallback(self, argv: list[str], env: dict[str, str], workdir: str, timeout: float) -> ExecResult:
+        return self._run(self._limits_prefix() + self._bwrap_argv(argv, env, workdir), timeout)
 
     def _run(self, full: list[str], timeout: float) -> ExecResult:
         oom_before = self.group.oom_count()
@@ -262,27 +231,14 @@ class ProcessSandbox:
             code = 128 - code
         return make_result(code, out, err, duration, timeout, oom)
 
-    def close(self) -> None:
-        """Kill what is left, remove the limit group and the /tmp tmpfs (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._quota.stop()
-        if self._agent is not None:
-            self._agent.close()
-            self._agent = None
+    def _release(self) -> None:
+        """Kill what is left, remove the limit group and the /tmp tmpfs."""
         self.group.remove()
         if getattr(self, "_agent_err", None) is not None:
             self._agent_err.unlink(missing_ok=True)
         if self.tmp_dir is not None:
             subprocess.run(["umount", "-l", str(self.tmp_dir)], capture_output=True)
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
-
-    def __enter__(self) -> "ProcessSandbox":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"ProcessSandbox({self.id})"
@@ -291,6 +247,7 @@ class ProcessSandbox:
 def _pump(stream: IO[bytes] | None, buf: TailBuffer) -> None:
     if stream is None:
         return
-    for chunk in iter(lambda: stream.read1(65536), b""):
+    fd = stream.fileno()
+    for chunk in iter(lambda: os.read(fd, 65536), b""):  # whatever is there, without waiting for 64 KiB
         buf.write(chunk)
     stream.close()

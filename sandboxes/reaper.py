@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from sandboxes.cgroups import ROOT
 from sandboxes.docker_backend import remove_container
-from sandboxes.engine import LABEL, LABEL_DEADLINE, LABEL_OWNER_BOOT, LABEL_OWNER_PID, boot_id
+from sandboxes.engine import LABEL, LABEL_DEADLINE, LABEL_OWNER_BOOT, LABEL_OWNER_PID, boot_id, pid_alive
 from sandboxes.process_backend import RUNTIME_DIR
 
 if TYPE_CHECKING:
@@ -27,16 +27,6 @@ class ReapResult:
     """Container ids (short) and process-sandbox names removed."""
     kept: int = 0
     """Sandboxes left alone because their owner is alive and their lifetime not over."""
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _container_dead(labels: dict[str, str], status: str, now: float) -> str | None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any, Callable, Sequence
 
 import httpx
 
@@ -132,7 +132,7 @@ _slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
 _slots_guard = threading.Lock()
 
 
-def endpoint_slot(endpoint: ModelEndpoint) -> ContextManager[Any]:
+def endpoint_slot(endpoint: ModelEndpoint) -> AbstractContextManager[Any]:
     """Hold one of the endpoint's `max_concurrency` request slots (shared by every run of this process)."""
     if endpoint.max_concurrency <= 0:
         return nullcontext()
@@ -169,7 +169,7 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def invoke_with_retry(build: Callable[[], Any], messages: Sequence[Any], retry_for_s: float,
-                      tools: Sequence[Any] = (), slot: ContextManager[Any] | None = None,
+                      tools: Sequence[Any] = (), slot: AbstractContextManager[Any] | None = None,
                       overload_retry_for_s: float | None = None) -> Any:
     """Build the chat model (`build` may ask the server which model it serves) and call it (optionally with
     tools bound); return its AIMessage. Transient failures of either step are retried with exponential backoff

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+from sandboxes.engine import pid_alive
 from serving.client import EndpointUnavailable
 from serving.config import ServingConfig
 from serving.launch import LaunchPlan
@@ -96,20 +97,6 @@ def _write_state(config: ServingConfig, state: ServerState) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(state), indent=1))
     tmp.replace(path)
-
-
-def pid_alive(pid: int) -> bool:
-    """True for a running process (zombies count as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -23,6 +23,4 @@ def task_class(kind: str) -> type:
 
 def build_task(kind: str, params: Mapping[str, Any]) -> Task:
     """Rebuild a task from the parameters stored in run.json."""
-    cls = task_class(kind)
-    factory = getattr(cls, "from_params", None)
-    return factory(dict(params)) if factory else cls(**dict(params))
+    return task_class(kind)(**dict(params))

@@ -149,7 +149,6 @@ def bench_prefill(n: int, vllm_sparse, vllm_index, flex_max: int, dense: bool, r
         bench_dense(case, n, rows, t, flops)
     if n <= flex_max:
         bench_flex(case, sel, n, rows, t, flops)
-    del case, out
 
 
 def prefill_breakdown(case, sel, pos, n: int, scale: float, rows: list[Row], flops: float, sweep: bool) -> None:
@@ -194,7 +193,6 @@ def prefill_breakdown(case, sel, pos, n: int, scale: float, rows: list[Row], flo
         t_m = bench_ms(lambda: merge_partials(po, plse, out, sel, rows=merge_rows), rep_ms=100)
         rows.append(Row("prefill-sweep", shape, f"merge rows={merge_rows}", t_m,
                         tb_per_s=(part_bytes + out.numel() * 2) / t_m / 1e9))
-    del po, plse
 
 
 def bench_dense(case, n: int, rows: list[Row], t_ours: float, flops_sparse: float) -> None:
@@ -217,7 +215,6 @@ def bench_dense(case, n: int, rows: list[Row], t_ours: float, flops_sparse: floa
         except RuntimeError as exc:
             rows.append(Row("prefill", f"N={n // 1024}K", f"dense causal SDPA ({name})", float("nan"),
                             note=f"failed: {str(exc)[:80]}"))
-    del q, k, v
 
 
 def bench_flex(case, sel: torch.Tensor, n: int, rows: list[Row], t_ours: float, flops: float) -> None:
@@ -301,7 +298,6 @@ def bench_decode(batch: int, ctx: int, vllm_sparse, rows: list[Row], copy_tbs: f
         t_v_eager = bench_ms(vl) * 1e3
         rows.append(Row("decode", shape, "vLLM split-K decode (graph)", t_v / 1e3, tb_per_s=nbytes / t_v / 1e6,
                         note=f"ours {t_v / t:.2f}x; eager {t_v_eager:.0f} us; ‖ours−vLLM‖/‖vLLM‖ {diff:.1e}"))
-    del case
 
 
 def reference_tail(case, sel: torch.Tensor, out: torch.Tensor, tail: int = 16) -> float:
@@ -413,7 +409,6 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
                             note=f"v7 default {tv / t7:.2f}x, v6 {tv / t6:.2f}x faster; ‖ours−vLLM‖/‖vLLM‖ "
                                  f"{diff:.1e}; layer {t_idx_v + tv:.2f} ms (vLLM indexer)"))
         torch.cuda.empty_cache()
-    del case
 
 
 def locality_stages(case, sel: torch.Tensor, label: str, rows: list[Row], flops: float) -> None:
@@ -491,7 +486,6 @@ def bench_chunked(chunk: int, ctx: int, decodes: int, vllm_sparse, rows: list[Ro
                              f"peak extra memory {extra / 2 ** 30:.2f} GiB"))
     rows.append(Row("chunked", shape, "KV cache + index cache (bf16)", float("nan"),
                     note=f"{(case.kv_cache.numel() + case.index_k_cache.numel()) * 2 / 2 ** 30:.1f} GiB"))
-    del case
 
 
 def guarded(rows: list[Row], section: str, shape: str, fn, *args, **kwargs) -> None:

@@ -51,7 +51,7 @@ def make_case(
     seed: int = 0,
 ) -> MSACase:
     """Random case; each request's last ``q_lens[i]`` positions are its queries."""
-    if len(seq_lens) != len(q_lens) or any(ql > sl for ql, sl in zip(q_lens, seq_lens)):
+    if len(seq_lens) != len(q_lens) or any(ql > sl for ql, sl in zip(q_lens, seq_lens, strict=True)):
         raise ValueError(f"need one q_len <= seq_len per request: seq_lens={seq_lens}, q_lens={q_lens}")
     gen = torch.Generator(device="cpu").manual_seed(seed)
     # Large tensors are drawn where they live (a CPU draw of 1e9 values then a copy takes many seconds).

@@ -52,7 +52,7 @@ def _run_for_json() -> int:
     try:  # typer >= 0.22 runs on its own copy of click (tests/orchestrator/test_cli_output.py checks)
         from typer._click.exceptions import ClickException
     except ImportError:
-        from click.exceptions import ClickException
+        from click.exceptions import ClickException  # type: ignore[assignment]  # the same class, older typer
     try:
         return int(app(standalone_mode=False) or 0)
     except ClickException as exc:

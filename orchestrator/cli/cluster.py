@@ -3,7 +3,7 @@ configured (`--cluster` submission, index-backed listing and status)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(cluster_app, name="cluster")
 
 
-def _store_error(exc: Exception) -> None:
+def _store_error(exc: Exception) -> NoReturn:
     fail(f"run store: {exc}")
 
 

@@ -40,8 +40,12 @@ def _ensure_eval_image(build: bool) -> None:
     console = Console(stderr=True)
     try:
         with console.status(f"building {tag_of(name)} (first time: a few minutes)") as status:
+            def log(message: str) -> None:
+                status.update(message[:100])
+                console.log(message[:200])
+
             for image in ("default", name):
-                build_image(client, image, log=lambda m: (status.update(m[:100]), console.log(m[:200])))
+                build_image(client, image, log=log)
     except SandboxError as exc:
         fail(f"building {tag_of(name)} failed: {str(exc).splitlines()[0]}")
 

@@ -127,7 +127,7 @@ def _decrypted_copy(pdf: Path, password: str, out: Path) -> Path:
     doc = open_pdf(pdf, password=password, max_pages=10**6)
     import pymupdf
 
-    doc.save(out, encryption=pymupdf.PDF_ENCRYPT_NONE)
+    doc.save(out, encryption=pymupdf.mupdf.PDF_ENCRYPT_NONE)
     return out
 
 

@@ -1,6 +1,8 @@
 """`m3lab sandbox build|doctor|reap`: images, a health check of the isolation, and cleanup after crashes."""
 from __future__ import annotations
 
+from typing import get_args
+
 import typer
 
 sandbox_app = typer.Typer(help="Sandboxes: build images, check isolation, reap leftovers.", no_args_is_help=True)
@@ -15,15 +17,16 @@ def build(
     """Build the sandbox images (cached by recipe hash; rebuilt only when the recipe changes)."""
     from sandboxes.base import SandboxError
     from sandboxes.engine import EngineUnavailable, connect
-    from sandboxes.images import IMAGES, build_image
+    from sandboxes.images import IMAGES, Method, build_image
 
+    methods: dict[str, Method] = {m: m for m in get_args(Method)}
     names = list(IMAGES) if image == "all" else [image]
-    if method not in ("auto", "offline", "registry") or any(n not in IMAGES for n in names):
-        raise typer.BadParameter(f"--image one of all, {', '.join(IMAGES)}; --method auto|offline|registry")
+    if method not in methods or any(n not in IMAGES for n in names):
+        raise typer.BadParameter(f"--image one of all, {', '.join(IMAGES)}; --method {'|'.join(methods)}")
     try:
         client = connect()
         for name in names:
-            res = build_image(client, name, method=method, force=force, log=lambda m: typer.echo(m, err=True))
+            res = build_image(client, name, method=methods[method], force=force, log=lambda m: typer.echo(m, err=True))
             how = f"built via {res.method}" if res.built else "up to date"
             typer.echo(f"{res.tag}: {how} (recipe {res.recipe_hash}, {res.duration_s:.1f} s)")
     except (EngineUnavailable, SandboxError) as exc:

@@ -86,12 +86,13 @@ def serve(
         result = start_server(plan, config, profile=name)
     except ServerError as exc:
         _fail(str(exc))
-    if result.reused:
-        owner = f"pid {result.state.pid}" if result.state else "not started by m3lab serve"
+    state = result.state  # None only for a reused server that `m3lab serve` did not start
+    if result.reused or state is None:
+        owner = f"pid {state.pid}" if state else "not started by m3lab serve"
         typer.echo(f"already serving {result.model} at {result.base_url} ({owner}); reusing it")
     else:
         typer.echo(f"ready in {result.ready_s:.1f} s: {result.model} at {result.base_url} "
-                   f"(pid {result.state.pid}, log {result.state.log_path})")
+                   f"(pid {state.pid}, log {state.log_path})")
 
 
 @serve_app.command("status")

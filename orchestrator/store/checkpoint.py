@@ -16,7 +16,8 @@ def compact_saver(conn: sqlite3.Connection) -> Any:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     class CompactSqliteSaver(SqliteSaver):
-        def get_next_version(self, current: Any, channel: Any) -> int:
+        # SqliteSaver is typed for its string versions; LangGraph's own base saver makes int ones, which it accepts.
+        def get_next_version(self, current: Any, channel: Any) -> int:  # type: ignore[override]
             if current is None:
                 return 1
             return int(str(current).split(".", 1)[0]) + 1

@@ -78,7 +78,8 @@ class RunIndex:
              statuses: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """Runs (of one runs_dir, when given) newest first (ids start with their creation time), with the
         effective status."""
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[object] = []
         if runs_dir is not None:
             prefix = str(runs_dir.absolute()).rstrip("/") + "/"
             clauses.append("path LIKE %s")

@@ -63,7 +63,8 @@ class RunSummary:
 
 def summarize(run_id: str, meta: dict[str, Any]) -> RunSummary:
     """A runs-page row from run.json; missing fields stay empty rather than failing the whole page."""
-    task = meta.get("task") if isinstance(meta.get("task"), dict) else {}
+    task, budget = meta.get("task"), meta.get("budget")
+    task = task if isinstance(task, dict) else {}
     return RunSummary(
         id=run_id,
         kind=str(task.get("kind", "?")),
@@ -73,7 +74,7 @@ def summarize(run_id: str, meta: dict[str, Any]) -> RunSummary:
         iteration=int(meta.get("iteration") or 0),
         best_score=meta.get("best_score"),
         best_iteration=meta.get("best_iteration"),
-        budget=meta.get("budget") if isinstance(meta.get("budget"), dict) else {},
+        budget=budget if isinstance(budget, dict) else {},
         created_at=meta.get("created_at"),
         updated_at=meta.get("updated_at"),
     )

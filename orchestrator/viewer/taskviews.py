@@ -55,7 +55,7 @@ def read_csv(run_dir: Path, path: Path, max_rows: int = _MAX_ROWS) -> dict[str, 
     with io.StringIO(_text(run_dir, path), newline="") as f:
         reader = csv.reader(f)
         columns = next(reader, [])
-        rows = []
+        rows: list[list[str]] = []
         total = 0
         for row in reader:
             total += 1

@@ -71,8 +71,9 @@ def _interleave_after_loading(runner: torch.nn.Module) -> None:
 
         def process(layer: torch.nn.Module, _original: Any = original) -> None:
             if not getattr(layer, "_m3lab_w13_interleaved", False):
-                layer.w13_weight.data = cpu_ops.interleave_w13(layer.w13_weight.data)
-                layer._m3lab_w13_interleaved = True
+                w13 = layer.get_parameter("w13_weight")
+                w13.data = cpu_ops.interleave_w13(w13.data)
+                layer._m3lab_w13_interleaved = True  # type: ignore[assignment]  # a plain flag; torch types tensors
             _original(layer)
 
         method.process_weights_after_loading = process
@@ -81,7 +82,8 @@ def _interleave_after_loading(runner: torch.nn.Module) -> None:
 def patch_model_module(module: ModuleType) -> None:
     """Apply the CPU patches to vLLM's `vllm.models.minimax_m3.nvidia.model` (idempotent)."""
     if not isinstance(module.ops, _OpsWithTorchFusedQKNorm):
-        module.ops = _OpsWithTorchFusedQKNorm(module.ops)
+        # Patching vLLM's module is the point; ModuleType declares no attributes to assign.
+        module.ops = _OpsWithTorchFusedQKNorm(module.ops)  # type: ignore[attr-defined]
     module.MiniMAXGemmaRMSNorm.forward = _gemma_norm_forward
     if not getattr(module.FusedMoEFactory, "__m3lab__", False):
-        module.FusedMoEFactory = _cpu_moe_factory(module.FusedMoEFactory)
+        module.FusedMoEFactory = _cpu_moe_factory(module.FusedMoEFactory)  # type: ignore[attr-defined]

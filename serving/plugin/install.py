@@ -133,13 +133,14 @@ def after_indexer_module(module: ModuleType) -> None:
 
     def select_indexer_impl_cls(*, topk_blocks: int, indexer_kv_dtype: Any = "bf16") -> type:
         selection = select_implementation(platform_facts("bfloat16" if indexer_kv_dtype == "bf16" else indexer_kv_dtype))
-        cls = _indexer_cls(selection) or original(topk_blocks=topk_blocks, indexer_kv_dtype=indexer_kv_dtype)
+        cls = _impl_cls(selection, "indexer") or original(topk_blocks=topk_blocks, indexer_kv_dtype=indexer_kv_dtype)
         _record("indexer", cls, selection)
         return cls
 
     select_indexer_impl_cls.__m3lab__ = True  # type: ignore[attr-defined]
     select_indexer_impl_cls.__wrapped__ = original  # type: ignore[attr-defined]
-    module.select_indexer_impl_cls = select_indexer_impl_cls
+    # Patching vLLM's module is the point; ModuleType declares no attributes to assign.
+    module.select_indexer_impl_cls = select_indexer_impl_cls  # type: ignore[attr-defined]
 
 
 def after_model_module(module: ModuleType) -> None:
@@ -154,7 +155,7 @@ def after_model_module(module: ModuleType) -> None:
     def select_main_backend_and_impl_cls(*, topk_blocks: int, kv_cache_dtype: str, num_kv_heads: int, **kw: Any):
         selection = select_implementation(platform_facts(kv_cache_dtype))
         backend, impl = original(topk_blocks=topk_blocks, kv_cache_dtype=kv_cache_dtype, num_kv_heads=num_kv_heads, **kw)
-        ours = _main_impl_cls(selection)
+        ours = _impl_cls(selection, "main")
         if ours is not None:
             impl = ours  # backend stays vLLM's MiniMaxM3SparseBackend: same cache layout and metadata builder
         _record("main", impl, selection)
@@ -162,7 +163,7 @@ def after_model_module(module: ModuleType) -> None:
 
     select_main_backend_and_impl_cls.__m3lab__ = True  # type: ignore[attr-defined]
     select_main_backend_and_impl_cls.__wrapped__ = original  # type: ignore[attr-defined]
-    module.select_main_backend_and_impl_cls = select_main_backend_and_impl_cls
+    module.select_main_backend_and_impl_cls = select_main_backend_and_impl_cls  # type: ignore[attr-defined]
     from vllm.platforms import current_platform
 
     if current_platform.is_cpu():
@@ -171,28 +172,22 @@ def after_model_module(module: ModuleType) -> None:
         cpu_patches.patch_model_module(module)
 
 
-def _indexer_cls(selection: Selection) -> type | None:
-    if selection.implementation is Implementation.M3LAB_TORCH_CPU:
-        from serving.plugin.impls import TorchMSAIndexerImpl
-
-        return TorchMSAIndexerImpl
-    if selection.implementation is Implementation.M3LAB_TRITON:
-        from serving.plugin.impls import TritonMSAIndexerImpl
-
-        return TritonMSAIndexerImpl
-    return None
+_IMPL_CLASSES = {
+    Implementation.M3LAB_TORCH_CPU: {"indexer": "TorchMSAIndexerImpl", "main": "TorchMSASparseImpl"},
+    Implementation.M3LAB_TRITON: {"indexer": "TritonMSAIndexerImpl", "main": "TritonMSASparseImpl"},
+}
+"""Our impl class (in serving/plugin/impls.py) per implementation and layer kind; vLLM's own: none."""
 
 
-def _main_impl_cls(selection: Selection) -> type | None:
-    if selection.implementation is Implementation.M3LAB_TORCH_CPU:
-        from serving.plugin.impls import TorchMSASparseImpl
+def _impl_cls(selection: Selection, layer: str) -> type | None:
+    """Our impl class for a layer kind ("indexer" or "main"), or None to keep vLLM's."""
+    names = _IMPL_CLASSES.get(selection.implementation)
+    if names is None:
+        return None
+    from serving.plugin import impls  # imports torch and our kernels: only once a layer needs them
 
-        return TorchMSASparseImpl
-    if selection.implementation is Implementation.M3LAB_TRITON:
-        from serving.plugin.impls import TritonMSASparseImpl
+    return getattr(impls, names[layer])
 
-        return TritonMSASparseImpl
-    return None
 
 
 def _record(kind: str, cls: type, selection: Selection) -> None:

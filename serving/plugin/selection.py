@@ -18,7 +18,7 @@ class UnsupportedVllmVersion(RuntimeError):
     """The installed vLLM is not a series whose MiniMax M3 hook points this plugin knows."""
 
 
-class Implementation(str, enum.Enum):
+class Implementation(enum.StrEnum):
     M3LAB_TRITON = "m3lab-triton"
     """Our Triton kernels from kernels/msa (SM90, bf16 KV cache)."""
     M3LAB_TORCH_CPU = "m3lab-torch-cpu"

@@ -99,10 +99,6 @@ class CodeTask:
                 raise TaskError(f"protected path {rel!r} is not in {self.source}")
         self.source = str(src.resolve())
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "CodeTask":
-        return cls(**params)
-
     def params(self) -> dict[str, Any]:
         return {"source": self.source, "check_command": self.check_command, "goal": self.goal, "main": self.main,
                 "protect": self.protect, "image": self.image, "timeout_s": self.timeout_s,

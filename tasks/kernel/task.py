@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +64,6 @@ class KernelTask:
         if self.device not in meta.get("devices", ["cpu", "cuda"]):
             raise KernelTaskError(f"target {path.name} runs on {meta['devices']}, not {self.device}")
         self.target_sha256 = self.target_sha256 or _sha256(path)
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "KernelTask":
-        return cls(**params)
 
     def params(self) -> dict[str, Any]:
         return {"target": self.target, "device": self.device, "target_speedup": self.target_speedup,
@@ -193,11 +188,3 @@ class KernelTask:
             lines += ["![best speed-up](artifacts/kernel/best_speedup.png)", ""]
         return "\n".join(lines)
 
-
-def copy_best(run_dir: Path, dest: Path) -> Path | None:
-    """Copy the best candidate of a run to `dest` (for users who want the winning code)."""
-    src = database.kernel_dir(run_dir) / "best" / "candidate.py"
-    if not src.is_file():
-        return None
-    shutil.copy(src, dest)
-    return dest

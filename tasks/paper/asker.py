@@ -45,7 +45,7 @@ def chat_asker(model: Any, vision: bool = False) -> Ask:
     from langchain_core.messages import HumanMessage
 
     def ask(prompt: str, images: Sequence[Path] = ()) -> str:
-        content: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
+        content: list[str | dict[str, Any]] = [{"type": "text", "text": prompt}]
         if vision:
             for path in images:
                 data = base64.b64encode(Path(path).read_bytes()).decode("ascii")

@@ -13,6 +13,11 @@ from typing import Any
 BBox = tuple[float, float, float, float]
 
 
+def rounded_box(x0: float, y0: float, x1: float, y1: float) -> BBox:
+    """A box as records store it: points to 0.01."""
+    return round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2)
+
+
 @dataclass
 class Section:
     title: str

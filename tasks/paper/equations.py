@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from tasks.paper.bundle import Equation, unique_id
+from tasks.paper.bundle import Equation, rounded_box, unique_id
 from tasks.paper.layout import EQUATION_NUMBER, Line, equation_number_for, looks_like_equation
 
 if TYPE_CHECKING:
@@ -73,7 +73,8 @@ def extract_equations(page: "pymupdf.Page", lines: Sequence[Line], out_dir: Path
         display = display or page.get_displaylist()
         display.get_pixmap(matrix=pymupdf.Matrix(RENDER_DPI / 72, RENDER_DPI / 72), clip=clip).save(out_dir / rel)
         text = " ".join(ln.text for ln in sorted(group, key=lambda ln: (ln.bbox[1], ln.bbox[0])))
-        found[id(group[0])] = Equation(eq_id, page.number, tuple(round(v, 2) for v in rect), text, number, rel)
+        box = rounded_box(rect.x0, rect.y0, rect.x1, rect.y1)
+        found[id(group[0])] = Equation(eq_id, page.number, box, text, number, rel)
     return found, used
 
 

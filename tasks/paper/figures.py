@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from tasks.paper.bundle import Figure, unique_id
+from tasks.paper.bundle import Figure, rounded_box, unique_id
 from tasks.paper.layout import Line, caption_kind, caption_text
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def extract_figures(page: "pymupdf.Page", lines: Sequence[Line], captions: Mappi
         rel = f"figures/{fig_id}.png"
         (out_dir / "figures").mkdir(parents=True, exist_ok=True)
         page.get_pixmap(clip=rect, dpi=RENDER_DPI).save(out_dir / rel)
-        bbox = tuple(round(v, 2) for v in rect)
+        bbox = rounded_box(rect.x0, rect.y0, rect.x1, rect.y1)
         figures.append(Figure(fig_id, page.number, bbox, kind, caption, rel))
     return figures
 
@@ -91,5 +91,6 @@ def _caption(rect: "pymupdf.Rect", lines: Sequence[Line],
             best = (gap, line)
     if best is None:
         return "", None
-    text = caption_text(captions.get(id(best[1]), (best[1].text, [best[1]])), tuple(rect))
-    return text, caption_kind(text)[1]
+    text = caption_text(captions.get(id(best[1]), (best[1].text, [best[1]])), (rect.x0, rect.y0, rect.x1, rect.y1))
+    kind = caption_kind(text)
+    return text, kind[1] if kind else None

@@ -115,9 +115,9 @@ def decided_grade(leaf: RubricNode, ev: Evidence, metrics: dict[str, float], met
         return LeafGrade(leaf.id, category, 1.0, "rule", f"written by the re-run: {', '.join(extra['outputs'])}")
     if "output" in extra and not ev.is_fresh(extra["output"]):
         return LeafGrade(leaf.id, category, 0.0, "rule", f"{extra['output']} was not written by the re-run")
-    missing = missing_evidence(category, ev)
-    if missing:
-        return LeafGrade(leaf.id, category, 0.0, "rule", missing)
+    lacking = missing_evidence(category, ev)
+    if lacking:
+        return LeafGrade(leaf.id, category, 0.0, "rule", lacking)
     if judge is None:
         return LeafGrade(leaf.id, category, 0.0, "none", "needs the verifier's judgement and no judge was available")
     return None

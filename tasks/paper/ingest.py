@@ -42,8 +42,8 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
     """Extract `pdf` into `out_dir`; raises a `PaperError` subclass for unusable PDFs."""
     doc = open_pdf(pdf, password=password, max_pages=max_pages)
     use_ocr = check_usable(doc, pdf)
-    pages = [_page_lines(page, use_ocr) for page in doc]
-    running = running_lines(pages, [page.rect.height for page in doc])
+    pages = [_page_lines(page, use_ocr) for page in doc.pages()]
+    running = running_lines(pages, [page.rect.height for page in doc.pages()])
     pages = [[ln for ln in lines if id(ln) not in running and not is_licence(ln)] for lines in pages]
     outline = _outline(doc)
     body_size = body_font_size(line for lines in pages for line in lines)
@@ -54,7 +54,7 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
     stream: list[tuple[str, Line]] = []
     footnotes: list[str] = []
     taken: set[str] = set()
-    for page, lines in zip(doc, pages):
+    for page, lines in zip(doc.pages(), pages, strict=True):
         captions = caption_blocks(lines)
         # Tables are looked for next to "Table N" captions only, so pages without one cost nothing here.
         page_tables = extract_tables(page, lines, captions, out_dir, taken)

@@ -107,12 +107,12 @@ def running_lines(pages: Sequence[Sequence[Line]], heights: Sequence[float]) -> 
         return re.sub(r"\d+", "#", line.text.strip().lower())
 
     margin: list[tuple[Line, str]] = []
-    for lines, height in zip(pages, heights):
+    for lines, height in zip(pages, heights, strict=True):
         edge = [ln for ln in lines if ln.bbox[3] < MARGIN_ZONE * height or ln.bbox[1] > (1 - MARGIN_ZONE) * height]
         if len(edge) < len(lines):  # a page of margin lines only is content, not furniture
             margin += [(ln, key(ln)) for ln in edge]
     pages_with: Counter[str] = Counter()
-    for lines, height in zip(pages, heights):
+    for lines, height in zip(pages, heights, strict=True):
         seen = {key(ln) for ln in lines if ln.bbox[3] < MARGIN_ZONE * height or ln.bbox[1] > (1 - MARGIN_ZONE) * height}
         pages_with.update(seen)
     needed = max(2, int(0.3 * len(pages)))

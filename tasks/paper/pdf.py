@@ -56,10 +56,10 @@ def ocr_available() -> bool:
 
 def text_layer_state(doc: "pymupdf.Document") -> str:
     """"text" when the document has a usable text layer, "scanned" (images only) or "empty" (nothing)."""
-    chars = sum(len(page.get_text("text").strip()) for page in doc)
+    chars = sum(len(page.get_text("text").strip()) for page in doc.pages())
     if chars >= MIN_TEXT_CHARS_PER_PAGE * doc.page_count or chars >= 2000:
         return "text"
-    has_images = any(page.get_images(full=False) for page in doc)
+    has_images = any(page.get_images(full=False) for page in doc.pages())
     return "scanned" if has_images else ("text" if chars else "empty")
 
 

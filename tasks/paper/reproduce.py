@@ -89,7 +89,7 @@ def run_reproduction(source: Path, work: Path, open_sandbox: OpenSandbox, timeou
 
 def _open_permissions(repo: Path) -> None:
     """The sandbox runs the code as an unprivileged uid; it must be able to write into its copy."""
-    for dirpath, dirnames, filenames in os.walk(repo):
+    for dirpath, _dirnames, filenames in os.walk(repo):
         os.chmod(dirpath, 0o777)
         for name in filenames:
             path = Path(dirpath) / name

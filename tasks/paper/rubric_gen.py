@@ -263,7 +263,7 @@ def generate_rubric(bundle: Bundle, ask: Ask | None, max_prompt_chars: int | Non
     with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
         answers = list(pool.map(lambda p: _ask_piece(ask, bundle.title, p), todo))
     problems = [f"section '{p.section.title}' ({p.part}): {a}" for p, a in answers if isinstance(a, str)]
-    written = {p.section.title: [] for p, a in answers if not isinstance(a, str)}
+    written: dict[str, list[tuple[str, int]]] = {p.section.title: [] for p, a in answers if not isinstance(a, str)}
     for piece, answer in answers:
         if not isinstance(answer, str):
             written[piece.section.title] += answer
@@ -275,7 +275,8 @@ def generate_rubric(bundle: Bundle, ask: Ask | None, max_prompt_chars: int | Non
 def _with_model_leaves(draft: RubricNode, bundle: Bundle, written: dict[str, list[tuple[str, int]]]) -> RubricNode:
     """The draft with each answered section's generic leaf replaced by a node of the model's leaves."""
     code = next(c for c in draft.sub_tasks if c.id == "code")
-    titles = {leaf.id: s.title for s, leaf in zip(method_sections(bundle) + setup_sections(bundle), code.sub_tasks)}
+    sections = method_sections(bundle) + setup_sections(bundle)
+    titles = {leaf.id: s.title for s, leaf in zip(sections, code.sub_tasks, strict=False)}
     replaced = []
     for leaf in code.sub_tasks:
         items = written.get(titles.get(leaf.id, ""), [])

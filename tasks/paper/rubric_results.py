@@ -106,9 +106,10 @@ def method_name(title: str) -> str | None:
 def is_ours(label: str, name: str | None) -> bool:
     if OURS.search(label):
         return True
+    if not name:
+        return False
     # "ToolLLM" names its model "ToolLLaMA": a shared 5-letter prefix counts.
-    return bool(name) and any(w.lower().startswith(name.lower()[:5]) for w in re.findall(r"[\w-]+", label)
-                              if len(w) >= 4)
+    return any(w.lower().startswith(name.lower()[:5]) for w in re.findall(r"[\w-]+", label) if len(w) >= 4)
 
 
 def is_results_table(table: Table) -> bool:
@@ -133,8 +134,8 @@ def cell_value(text: str) -> tuple[float, float | None] | None:
     if interval:
         value, low, high = (float(g.replace(",", "")) for g in interval.groups())
         return (value, max(abs(value - low), abs(high - value))) if low <= value <= high else None
-    value = parse_number(text)
-    return None if value is None else (value, printed_spread(text))
+    number = parse_number(text)
+    return None if number is None else (number, printed_spread(text))
 
 
 def printed_spread(text: str) -> float | None:

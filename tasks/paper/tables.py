@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import re
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
@@ -53,7 +54,8 @@ def extract_tables(page: "pymupdf.Page", lines: Sequence[Line], captions: Mappin
         grid, members = found
         claimed.update(id(ln) for ln in members)
         caption = caption_text(block, grid.bbox)
-        tables.append(_table(out_dir, taken, page.number, grid, caption, caption_kind(caption)[1] if caption_kind(caption) else None))
+        kind = caption_kind(caption)
+        tables.append(_table(out_dir, taken, page.number, grid, caption, kind[1] if kind else None))
     return tables
 
 
@@ -102,7 +104,7 @@ def _is_prose(line: Line, page_words: Sequence[tuple]) -> bool:
     if len(words) < PROSE_WORDS:
         return False
     words.sort(key=lambda w: w[0])
-    widest = max((b[0] - a[2] for a, b in zip(words, words[1:])), default=0.0)
+    widest = max((b[0] - a[2] for a, b in pairwise(words)), default=0.0)
     return widest < 0.75 * line.size
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
+from tasks.paper.bundle import rounded_box
 from tasks.paper.numbers import SUBSCRIPTS, SUPERSCRIPTS, parse_number
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ def rows_of(words: Sequence[Word]) -> list[Row]:
     return rows
 
 
-def _script(text: str, table: dict[int, str], mark: str) -> str:
+def _script(text: str, table: dict[int, int], mark: str) -> str:
     """Digits and signs as Unicode super/subscripts ("10" + "4" -> "10⁴"); other text as ^(...) / _(...)."""
     if all(ch.isdigit() or ch in "-+−" for ch in text):
         return text.replace("−", "-").translate(table)
@@ -290,7 +291,7 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
         styles.pop(0)
     box = (min(w.bbox[0] for r in rows for w in r.words), min(w.bbox[1] for r in rows for w in r.words),
            max(w.bbox[2] for r in rows for w in r.words), max(w.bbox[3] for r in rows for w in r.words))
-    return Grid(tuple(round(v, 2) for v in box), header_rows, header, cells, styles)
+    return Grid(rounded_box(*box), header_rows, header, cells, styles)
 
 
 def _under_rule(group: list[Word], top: float, bottom: float,

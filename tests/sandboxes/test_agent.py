@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from sandboxes import Sandbox
-from sandboxes.docker_backend import MAX_AGENT_FAILURES
+from sandboxes.execpath import MAX_AGENT_FAILURES
 from tests.sandboxes.conftest import Factory
 
 pytestmark = pytest.mark.timeout(180)

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from serving.client import ModelEndpoint, make_chat_model
 from serving.probe import endpoint_info
-from serving.server import PortInUse, ServerStartError, pid_alive, start_server
+from sandboxes.engine import pid_alive
+from serving.server import PortInUse, ServerStartError, start_server
 from tests.fixtures.vllm_server import embedded_plan, require_vllm_install
 
 pytestmark = pytest.mark.vllm

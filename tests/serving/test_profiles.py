@@ -108,7 +108,7 @@ def test_cli_dry_run_prints_the_command(monkeypatch):
 
     result = CliRunner().invoke(app, ["serve", "--profile", "m3", "--dry-run", "--gpus", "8", "--port", "8100"])
     assert result.exit_code == 0, result.output
-    line = [l for l in result.stdout.splitlines() if "api_server" in l][0]
+    line = [text for text in result.stdout.splitlines() if "api_server" in text][0]
     words = shlex.split(line)
     assert words[0] == "VLLM_PLUGINS=m3lab_msa"
     assert words[words.index("--tensor-parallel-size") + 1] == "8" and words[words.index("--port") + 1] == "8100"

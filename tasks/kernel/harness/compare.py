@@ -55,7 +55,7 @@ def inputs_unchanged(before: Sequence[torch.Tensor], after: Sequence[torch.Tenso
     problems = []
     if len(before) != len(after):
         return [f"worker returned {len(after)} inputs, expected {len(before)}"]
-    for i, (b, a) in enumerate(zip(before, after)):
+    for i, (b, a) in enumerate(zip(before, after, strict=True)):
         b = b.detach().to("cpu")
         same = b.dtype == a.dtype and b.shape == a.shape and torch.equal(
             b.reshape(-1).view(torch.uint8), a.reshape(-1).view(torch.uint8))
@@ -70,7 +70,7 @@ def check_probes(values: Sequence[torch.Tensor], probes: Sequence[torch.Tensor],
     if len(values) != len(refs):
         return [f"timed call returned {len(values)} probe sets, expected {len(refs)}"]
     problems = []
-    for i, (v, idx, ref, (atol, rtol)) in enumerate(zip(values, probes, refs, tols)):
+    for i, (v, idx, ref, (atol, rtol)) in enumerate(zip(values, probes, refs, tols, strict=False)):
         r = ref.detach().reshape(-1)[idx.to(ref.device)].to("cpu", torch.float64)
         if v.shape != r.shape:
             problems.append(f"output {i}: probe shape mismatch in a timed call")

@@ -283,7 +283,7 @@ class Evaluation:
         if not isinstance(infos, list) or len(infos) != len(refs) or len(reply.tensors) != len(refs) + len(inputs):
             v.failures.append(f"shape {shape}: returned {len(infos or [])} outputs, expected {len(refs)}")
             return
-        for i, (out, info, ref) in enumerate(zip(reply.tensors, infos, refs)):
+        for i, (out, info, ref) in enumerate(zip(reply.tensors, infos, refs, strict=False)):  # inputs follow
             atol, rtol = tolerance(self.target, ref.dtype)
             cmp = compare_one(out, info, ref, atol, rtol, self.cfg.device)
             v.max_rel_err = max(v.max_rel_err or 0.0, cmp.rel_l2_err)

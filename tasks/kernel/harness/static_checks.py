@@ -257,7 +257,7 @@ def imported_helpers(source: str, candidate_dir: Path) -> list[Path]:
         tree = ast.parse(source)
     except SyntaxError:
         return []
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.name.split(".")[0] for a in node.names)

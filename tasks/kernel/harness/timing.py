@@ -113,7 +113,7 @@ def time_shape(
                 stages[name].append(stage_ms)
     # Work moved from `go` into `stage` (by a candidate that patched its worker) is charged back to the candidate;
     # the reference-vs-reference spread of the staging times is the noise allowance.
-    st = list(zip(stages["ref_a"], stages["ref_b"], stages["cand"]))
+    st = list(zip(stages["ref_a"], stages["ref_b"], stages["cand"], strict=False))
     extra = statistics.median(c - (a + b) / 2 for a, b, c in st)
     noise = statistics.median(abs(b - a) for a, b, _ in st)
     excess = max(0.0, extra - 3 * noise)

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -66,7 +67,7 @@ class Worker:
             model = self.cls(*msg.header["init_args"])
             names = msg.header["state_keys"]
             if names:
-                model.load_state_dict(dict(zip(names, msg.tensors)), strict=True)
+                model.load_state_dict(dict(zip(names, msg.tensors, strict=False)), strict=True)
             self.model = model.to(self.device).eval()
         return Message({"ok": True})
 
@@ -112,7 +113,7 @@ class Worker:
         if self.target is None:
             from .spec import load_module
 
-            self.target = load_module(self.target_path, "m3lab_target_inputs")
+            self.target = load_module(Path(self.target_path), "m3lab_target_inputs")
         for key, value in msg.header["shape"].items():
             setattr(self.target, key, value)
         from .spec import generate_inputs
@@ -128,7 +129,7 @@ class Worker:
         outs = self._call(self.staged)
         self.sync()
         vals = []
-        for o, idx in zip(outs, msg.tensors):
+        for o, idx in zip(outs, msg.tensors, strict=False):
             # Gathered on the default stream after a whole-device sync: work left on a side stream or thread
             # shows up as wrong values here.
             vals.append(o.reshape(-1)[idx.to(o.device)].to("cpu"))
@@ -143,7 +144,7 @@ def _serve(worker: Worker, fd_in: int, fd_out: int) -> None:
         if cmd == "quit":
             return
         try:
-            reply = handlers[cmd](msg)
+            reply = handlers[str(cmd)](msg)
         except Exception as exc:  # candidate failures are reported to the evaluator, not raised
             reply = Message({"ok": False, "error": f"{type(exc).__name__}: {exc}",
                              "traceback": traceback.format_exc()[-4000:]})

@@ -47,7 +47,7 @@ def _expected_unions(sel: torch.Tensor, req: torch.Tensor, tile: int):
 @pytest.mark.parametrize("min_share", [1, 2])
 def test_tile_unions_match_sets(min_share):
     """Union, token masks and the split of every entry between the two paths, against Python sets."""
-    seq_lens, q_lens = [2300, 700], [37, 300]  # 37 tokens: the last tile of request 0 spans both requests
+    seq_lens, _q_lens = [2300, 700], [37, 300]  # 37 tokens: the last tile of request 0 spans both requests
     qsl = torch.tensor([0, 37, 337], dtype=torch.int32)
     sel = _shuffled(local_selection(qsl, torch.tensor(seq_lens, dtype=torch.int32), 2, 0.7, window=8, seed=1), 2)
     req = device_requests(qsl, sel.shape[1])

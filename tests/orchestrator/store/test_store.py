@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -182,11 +185,7 @@ def test_sync_folder_imports_runs_made_without_a_store(tmp_path: Path, pg_url: s
     assert [r.id for r in list_runs(s.runs_dir)][0] in {r["id"] for r in index_rows(s.store, s.runs_dir)}
 
 
-def _cli(*args: str, cwd: Path) -> "subprocess.CompletedProcess[str]":
-    import os
-    import subprocess
-    import sys
-
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     root = Path(__file__).resolve().parents[3]
     return subprocess.run([str(Path(sys.executable).with_name("m3lab")), *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)

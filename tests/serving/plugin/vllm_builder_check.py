@@ -46,7 +46,7 @@ def common_metadata(seq_lens: list[int], q_lens: list[int], table: torch.Tensor)
     qsl = torch.tensor([0, *torch.tensor(q_lens).cumsum(0).tolist()], dtype=torch.int32)
     sl = torch.tensor(seq_lens, dtype=torch.int32)
     slots = []
-    for r, (s, q) in enumerate(zip(seq_lens, q_lens)):
+    for r, (s, q) in enumerate(zip(seq_lens, q_lens, strict=True)):
         for p in range(s - q, s):
             slots.append(int(table[r, p // BLOCK]) * BLOCK + p % BLOCK)
     return CommonAttentionMetadata(
@@ -121,7 +121,7 @@ def main(model_dir: str) -> dict:
     result = {"split": [md.num_decodes, md.num_prefills, imd.num_decodes, imd.num_prefills],
               "selection_mismatches": 0, "max_abs_err": 0.0, "pruned_tokens": 0, "untouched_rows_ok": True}
     start = 0
-    for r, (s, ql) in enumerate(zip(seq_lens, q_lens)):
+    for r, (s, ql) in enumerate(zip(seq_lens, q_lens, strict=True)):
         nb = (s + BLOCK - 1) // BLOCK
         rows = slice(start, start + ql)
         pages_r = table[r, :nb].long()

@@ -3,6 +3,7 @@
 check: see test_task.py."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def test_forged_verdict_line_is_ignored(tmp_path: Path) -> None:
 
 def test_escaping_the_timing_core_is_caught(tmp_path: Path) -> None:
     """CPU timing pins every worker to one core; a candidate that moves itself elsewhere is rejected."""
-    if len(__import__("os").sched_getaffinity(0)) < 2:
+    if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two CPUs")
     cand = TARGETS_DIR / "cheats" / "c19_escape_core.py"
     assert not evaluate(tmp_path / "full", "softmax", cand, timing=False).accepted

@@ -1,6 +1,7 @@
 """Unit tests of the harness pieces that need no worker process: frames, static checks, comparisons, verdicts."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -23,7 +24,7 @@ def test_frame_roundtrip_all_dtypes() -> None:
     send(w, Message({"cmd": "x", "n": 1}, tensors))
     got = recv(r, timeout_s=5)
     assert got.header == {"cmd": "x", "n": 1}
-    for a, b in zip(tensors, got.tensors):
+    for a, b in zip(tensors, got.tensors, strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape
         assert torch.equal(a.view(torch.uint8) if a.numel() else a, b.view(torch.uint8) if b.numel() else b)
 
@@ -110,7 +111,7 @@ def test_inputs_unchanged_and_probes() -> None:
 
 def test_verdict_roundtrip_and_nonce() -> None:
     v = Verdict(correct=True, speedup=2.0, ref_ms=2.0, cand_ms=1.0, aa_spread=0.01)
-    line = "M3LAB-VERDICT abc " + __import__("json").dumps(v.to_json())
+    line = "M3LAB-VERDICT abc " + json.dumps(v.to_json())
     forged = 'M3LAB-VERDICT zzz {"correct": true, "speedup": 1000}'
     got = parse_verdict("noise\n" + forged + "\n" + line + "\n", "abc")
     assert got.accepted and got.speedup == 2.0 and got.score == 2.0

@@ -50,7 +50,7 @@ def test_bold_and_spread_reach_the_number_list(tmp_path: Path) -> None:
                and n.ref["row"] == "5-way, 1-shot" and n.ref["column"].startswith("R2D2 ours")]
     assert (cell.value, cell.uncertainty) == (62.7, 1.8)
     table2 = next(t for t in ingest_pdf(CORPUS / "label_smoothing.pdf", tmp_path / "b2").tables if t.id == "table_2")
-    best = [row[c] for row, styles in zip(table2.rows, table2.styles) for c, s in enumerate(styles) if s == "b"]
+    best = [row[c] for row, styles in zip(table2.rows, table2.styles, strict=True) for c, s in enumerate(styles) if s == "b"]
     assert "99.33" in best and "93.62" in best and "99.06" not in best
 
 

@@ -11,12 +11,12 @@ YS = [2.0 * x + 1.0 + (0.5 if i % 2 else -0.5) * (1 + x / 4) for i, x in enumera
 def fit(xs, ys):
     n = len(xs)
     mx, my = sum(xs) / n, sum(ys) / n
-    w = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    w = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
     return w, my - w * mx
 
 
 def mse(pred, ys):
-    return sum((p - y) ** 2 for p, y in zip(pred, ys)) / len(ys)
+    return sum((p - y) ** 2 for p, y in zip(pred, ys, strict=True)) / len(ys)
 
 
 def results():
