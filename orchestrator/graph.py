@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import Any, Callable, Literal, TypedDict, get_args, get_type_hints
+from typing import Any, Callable, Literal, Mapping, TypedDict, get_args, get_type_hints
 
 from langchain_core.messages import HumanMessage
 from langgraph.graph import END, START, StateGraph
@@ -62,11 +62,11 @@ class LoopState(TypedDict, total=False):
     stop_reason: str
 
 
-def used(state: LoopState) -> dict[str, float]:
+def used(state: Mapping[str, Any]) -> dict[str, float]:
     return {"tokens": state_usage(state).total, "elapsed_s": state.get("elapsed_s", 0.0)}
 
 
-def state_usage(state: LoopState) -> Usage:
+def state_usage(state: Mapping[str, Any]) -> Usage:
     """The run's token counters (state keeps plain ints, so checkpoints stay plain data)."""
     return Usage(state.get("prompt_tokens", 0), state.get("completion_tokens", 0), state.get("reasoning_tokens", 0))
 
@@ -332,7 +332,7 @@ def close_iteration(rt: Runtime, after: dict[str, Any], tree: str, verdict: Verd
                     budget=_budget_json(rt, after))
 
 
-def _budget_json(rt: Runtime, state: dict[str, Any]) -> dict[str, Any]:
+def _budget_json(rt: Runtime, state: Mapping[str, Any]) -> dict[str, Any]:
     limits = rt.settings.budget
     return {"limits": {"max_iterations": limits.max_iterations, "max_hours": limits.max_hours,
                        "max_tokens": limits.max_tokens},
