@@ -29,16 +29,17 @@ def norm(text: str) -> str:
     return "".join(ch for ch in text if ch.isalnum() or ch in ".±%")
 
 
-def tokens(text: str) -> list[str]:
+def tokens(text: str, split_superscripts: bool = False) -> list[str]:
     # The bundle's super/subscript marks: "ϵ_(t)" is "ϵt", "A_(LT)_(D)" is "ALTD".
     text = text.replace("^(", "").replace("_(", "").replace(")", "")
-    # A superscript run is its own token: "SVM⁶⁷" (a citation mark) holds "SVM", "(10⁶)" holds "10" and "6".
-    text = re.sub(r"([⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻]+)", r" \1", text)
-    return [t for t in (norm(w) for w in re.split(r"[\s/|,;:()\[\]]+", text)) if t]
+    if split_superscripts:  # a superscript run as its own token: "SVM⁶⁷" (a citation mark) holds "SVM"
+        text = re.sub(r"([⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻]+)", r" \1", text)
+    # Dots that end or open a word are punctuation ("synthases...", ".5" stays a number).
+    return [t for t in (norm(w).rstrip(".") for w in re.split(r"[\s/|,;:()\[\]]+", text)) if t]
 
 
 def _contains(haystack: str, needle: str) -> bool:
-    have = set(tokens(haystack))
+    have = set(tokens(haystack)) | set(tokens(haystack, split_superscripts=True))
     return all(t in have for t in tokens(needle))
 
 

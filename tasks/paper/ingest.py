@@ -15,6 +15,7 @@ from tasks.paper.errors import EmptyPdfError
 from tasks.paper.figures import extract_figures
 from tasks.paper.layout import (
     EQUATION_NUMBER,
+    SECTION_NUMBER,
     Line,
     body_font_size,
     caption_blocks,
@@ -94,7 +95,7 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
 
 def _bare(title: str) -> str:
     """A heading without its number, case-folded, letters and digits only ("3.1 Neural model" -> "neuralmodel")."""
-    title = re.sub(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z]\.)\s+", "", title.strip())
+    title = SECTION_NUMBER.sub("", title.strip())
     return "".join(ch for ch in title.casefold() if ch.isalnum())
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
+from tasks.paper.layout import SMALL_CAPS_GLYPHS
 from tasks.paper.numbers import SUBSCRIPTS, SUPERSCRIPTS, parse_number
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ ITALIC_FONT = ("italic", "oblique", "cmti", "-it")
 WEIGHTS = (("thin", 0), ("light", 0), ("semibold", 3), ("demibold", 3), ("medium", 2), ("extrabold", 4),
            ("bold", 4), ("black", 4), ("heavy", 4), ("cmbx", 4), ("cmb", 4))
 """Font weight from the font name; "regular", "book", "roman" and Computer Modern's CMR are 1."""
-SMALL_CAPS_GLYPHS = str.maketrans({"ſ": "S", "ı": "I", "‐": "-"})
-"""Small-caps fonts name their s and i glyphs long s and dotless i; U+2010 is a plain hyphen."""
 
 
 def font_weight(font: str, flags: int) -> int:
@@ -268,8 +267,9 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     for i, row in enumerate(rows[:header_count]):
         line = [""] * n
         below = rows[i + 1].top if i + 1 < len(rows) else row.baseline + row.size
-        placed = [(group, _columns_of(_under_rule(group, row.baseline, below, partial), spans))
-                  for group in _groups(row, verticals)]
+        groups = _groups(row, verticals)
+        placed = [(group, _columns_of(_under_rule(group, groups, row.baseline, below, partial, verticals), spans))
+                  for group in groups]
         taken = {c for _, cols in placed for c in cols}
         for group, cols in placed:
             for c in _centred_span(cols, taken, spans, sum(_span(group)) / 2):
@@ -293,14 +293,21 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     return Grid(tuple(round(v, 2) for v in box), header_rows, header, cells, styles)
 
 
-def _under_rule(group: list[Word], top: float, bottom: float,
-                segments: Sequence[tuple[float, float, float]]) -> list[Word]:
-    """A header over a partial rule (booktabs' cmidrule) spans the columns the rule spans: stretch its box."""
+def _under_rule(group: list[Word], line: Sequence[list[Word]], top: float, bottom: float,
+                segments: Sequence[tuple[float, float, float]], verticals: Sequence[float] = ()) -> list[Word]:
+    """A header over a partial rule (booktabs' cmidrule) spans the columns the rule spans: stretch its box, up to
+    the vertical rules beside it. A rule under several headers of the line is a row's rule in a grid drawn cell by
+    cell, not a cmidrule."""
     a, b = _span(group)
     for y, x0, x1 in segments:
-        if top <= y <= bottom + 2 and x0 <= (a + b) / 2 <= x1:
-            w = group[0]
-            return [Word(w.text, (x0, w.bbox[1], x1, w.bbox[3]), w.size, w.baseline, w.weight, w.italic, w.bold)]
+        if not (top <= y <= bottom + 2 and x0 <= (a + b) / 2 <= x1):
+            continue
+        if sum(x0 <= sum(_span(other)) / 2 <= x1 for other in line) > 1:
+            return group
+        x0 = max([x0] + [x for x in verticals if x <= a + 0.5])
+        x1 = min([x1] + [x for x in verticals if x >= b - 0.5])
+        w = group[0]
+        return [Word(w.text, (x0, w.bbox[1], x1, w.bbox[3]), w.size, w.baseline, w.weight, w.italic, w.bold)]
     return group
 
 
