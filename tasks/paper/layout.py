@@ -37,8 +37,9 @@ EQUATION_NUMBER = re.compile(r"^\((\d+[a-z]?)\)$")
 MATH_CHARS = set("=≤≥≈∑∏∫√∂∇±×·→←∈∉⊂⊆∀∃αβγδεθλμσφψωΣΠΔ∞")
 MATH_FONT = re.compile(r"CMMI|CMSY|CMEX|MSBM|MSAM|Math|Symbol|STIX|rsfs|esint|LMMathItalic|LMMathSymbols", re.IGNORECASE)
 """Fonts that typeset formulas (TeX's math italic, symbols and extension fonts and their kin)."""
-SMALL_CAPS_GLYPHS = str.maketrans({"ſ": "S", "ı": "I", "ĸ": "K", "‐": "-"})
-"""Small-caps fonts name their s, i and k glyphs long s, dotless i and kra; U+2010 is a plain hyphen."""
+SMALL_CAPS_GLYPHS = str.maketrans({"ſ": "S", "ı": "I", "ĸ": "K", "‐": "-", "ʼ": "’"})
+"""Small-caps fonts name their s, i and k glyphs long s, dotless i and kra; U+2010 is a plain hyphen and a
+font's apostrophe named U+02BC (a modifier letter, which would join the word as a letter) is a right quote."""
 PAGE_NUMBER = re.compile(r"^(?:page\s*)?(?:\d{1,4}|[ivxlc]{1,6})$", re.IGNORECASE)
 MARGIN_SHARE = (0.07, 0.86)
 """Lines above 7% or below 86% of the page height that are only a number are page numbers."""

@@ -17,6 +17,9 @@ CELL_NUMBER = re.compile(
     r"^[(\[]?([-+]?" + _NUM + r")(" + _EXP + r")?\s*(%)?\s*(?:" + _SPREAD + r")?" + _UNIT
     + r"[)\]]?\s*[*†‡§¶⋆∗]*$"
 )
+INTERVAL_CELL = re.compile(r"^\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[\[(]\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[,;–-]?\s*"
+                           r"([-+]?\d[\d,]*(?:\.\d+)?)\s*[\])]\s*$")
+"""A value with its interval, "224.80 [196.80 284.20]" or "54 (32–72)" (a median or estimate and its interval)."""
 BARE_POWER = re.compile(r"^([-+]?)10([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)$")
 TEXT_POWER = re.compile(r"(?<![\w.\-×·])([-+]?)10([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)(?![\w])")
 TEXT_NUMBER = re.compile(
@@ -44,8 +47,13 @@ def _value(number: str, exponent: str | None) -> float:
 
 def parse_value(text: str) -> tuple[float, float | None] | None:
     """(value, printed ± spread or None) of a cell such as "58.9 ± 1.9%", "3.2 × 10⁻⁴", "1e-3", "10⁴", "−0.3";
-    None if the cell is not a number."""
+    a value printed with its interval ("224.80 [196.80 284.20]") takes the interval's larger half-width as its
+    spread. None if the cell is not a number."""
     cleaned = " ".join(text.translate(MINUS_SIGNS).split())
+    interval = INTERVAL_CELL.match(cleaned)
+    if interval:
+        value, low, high = (float(g.replace(",", "")) for g in interval.groups())
+        return (value, max(value - low, high - value)) if low <= value <= high else None
     power = BARE_POWER.match(cleaned)
     if power:
         return float(f"{power.group(1)}1e{power.group(2).translate(FROM_SUPERSCRIPT)}"), None

@@ -20,7 +20,7 @@ from typing import Sequence
 
 from tasks.paper import numbers
 from tasks.paper.bundle import Bundle, Figure, Table
-from tasks.paper.numbers import MINUS_SIGNS, decimals_of, numbers_in_sentence, parse_number, sentences
+from tasks.paper.numbers import MINUS_SIGNS, decimals_of, numbers_in_sentence, sentences
 from tasks.paper.tables import row_label
 
 MAX_RELATIVE_TOLERANCE = 0.05
@@ -58,9 +58,6 @@ RESULT_FIGURE = re.compile(r"result|accuracy|error|loss|performance|compar|\bvs\
                            r"throughput|latency|ablation|score|reward|convergence|trade-?off", re.IGNORECASE)
 YEAR = re.compile(r"^(?:19|20)\d\d$")
 PLUS_MINUS = re.compile(r"(?:±|\+/-|\+-)\s*(\d+(?:\.\d+)?)")
-INTERVAL_CELL = re.compile(r"^\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[\[(]\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[,;–-]?\s*"
-                           r"([-+]?\d[\d,]*(?:\.\d+)?)\s*[\])]\s*$")
-"""A value with its interval, "224.80 [196.80 284.20]" (a median and its confidence interval)."""
 INLINE_EQUATION = re.compile(r"\[Equation [^\]]*\]")
 """How the ingest marks an equation inside running text; its numbers are symbols and constants, not results."""
 MANTISSA = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?")
@@ -129,12 +126,7 @@ def result_columns(table: Table) -> list[int]:
 def cell_value(text: str) -> tuple[float, float | None] | None:
     """(value, printed spread or None) of a result cell; a value printed with its interval ("224.80 [196.80
     284.20]") takes the interval's larger half-width as its spread."""
-    interval = INTERVAL_CELL.match(text.translate(MINUS_SIGNS))
-    if interval:
-        value, low, high = (float(g.replace(",", "")) for g in interval.groups())
-        return (value, max(abs(value - low), abs(high - value))) if low <= value <= high else None
-    value = parse_number(text)
-    return None if value is None else (value, printed_spread(text))
+    return numbers.parse_value(text)
 
 
 def printed_spread(text: str) -> float | None:

@@ -244,8 +244,12 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     mark_bold(rows)
     left = min(w.bbox[0] for r in rows for w in r.words)
     right = max(w.bbox[2] for r in rows for w in r.words)
-    rules = [y for y, a, b in segments if b - a >= 0.85 * (right - left)]
-    partial = [(y, a, b) for y, a, b in segments if b - a < 0.85 * (right - left)]
+    # A full rule runs from the table's left edge to its right one; a rule from the second column on (under
+    # a multirow label, between its sub-groups) is partial even when nearly as long.
+    edge = max(r.size for r in rows)
+    full = [(y, a, b) for y, a, b in segments if b - a >= 0.85 * (right - left) and a <= left + edge and b >= right - edge]
+    rules = [y for y, _, _ in full]
+    partial = [seg for seg in segments if seg not in full]
     header_count = _header_count(rows, rules)
     body = list(rows[header_count:]) or list(rows)
     spans = _column_spans(body, verticals)
@@ -275,10 +279,12 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
             for c in _centred_span(cols, taken, spans, sum(_span(group)) / 2):
                 line[c] = f"{line[c]} {_text(group)}".strip()
         header_rows.append(line)
-    _fill_group_labels(cells, body, rules)
     labels = _label_columns(cells)
+    _join_wrapped_labels(cells, body, rules, labels)
+    _fill_group_labels(cells, body, rules)
+    printed = [list(row) for row in cells]
     _fill_label_columns(cells, body, segments, spans, labels)
-    keep = [i for i, row in enumerate(cells) if any(row[labels:]) or not _label_only_used(cells, i, labels)]
+    keep = [i for i, row in enumerate(cells) if any(row[labels:]) or not _label_only_used(cells, printed[i], i, labels)]
     cells, styles = [cells[i] for i in keep], [styles[i] for i in keep]
     numeric = sum(parse_number(c) is not None for row in cells for c in row[1:])
     filled = sum(1 for row in cells for c in row[1:] if c)
@@ -369,9 +375,9 @@ def _label_columns(cells: Sequence[Sequence[str]]) -> int:
     return 1
 
 
-def _label_only_used(cells: Sequence[Sequence[str]], i: int, labels: int) -> bool:
-    """A label-only line (multirow labels set between rows) whose labels its neighbours now carry."""
-    mine = [(c, cells[i][c]) for c in range(labels) if cells[i][c]]
+def _label_only_used(cells: Sequence[Sequence[str]], printed: Sequence[str], i: int, labels: int) -> bool:
+    """A label-only line (multirow labels set between rows) whose printed labels its neighbours now carry."""
+    mine = [(c, printed[c]) for c in range(labels) if printed[c]]
     return any(0 <= j < len(cells) and any(cells[j][labels:]) and all(cells[j][c] == text for c, text in mine)
                for j in (i - 1, i + 1))
 
@@ -400,17 +406,53 @@ def _fill_label_columns(cells: list[list[str]], rows: Sequence[Row], segments: S
                     cells[i][c] = cells[nearest][c]
 
 
+def _rule_groups(rows: Sequence[Row], rules: Sequence[float]) -> list[list[int]]:
+    """Indexes of the rows between two full rules."""
+    groups: list[list[int]] = []
+    for i, row in enumerate(rows):
+        if not groups or any(rows[i - 1].baseline < y < row.baseline for y in rules):
+            groups.append([i])
+        else:
+            groups[-1].append(i)
+    return groups
+
+
+def _join_wrapped_labels(cells: list[list[str]], rows: Sequence[Row], rules: Sequence[float], labels: int) -> None:
+    """A row label wrapped over lines of its own ("Max. Info." / "Gain" around the row's values, "Random" /
+    "QE only" beside a group of sub-rows) is one label: joined and given to the value rows it belongs to; the
+    label lines are emptied (dropped later with the other empty lines)."""
+    def label_only(i: int) -> bool:
+        return bool(cells[i][0]) and not any(cells[i][1:])
+
+    def unlabelled(i: int) -> bool:
+        return not cells[i][0] and any(cells[i][labels:])
+
+    for group in _rule_groups(rows, rules):
+        holders = [i for i in group if cells[i][0]]
+        if len(holders) >= 2 and all(label_only(i) for i in holders) and any(unlabelled(i) for i in group):
+            text = " ".join(cells[i][0] for i in holders)
+            for i in holders:
+                cells[i][0] = ""
+            for i in group:
+                if unlabelled(i):
+                    cells[i][0] = text
+    for i in range(len(cells)):
+        if not unlabelled(i):
+            continue
+        # Label lines set half a line above and below the values (a two-line cell centred on a one-line row).
+        near = [j for j in (i - 1, i + 1) if 0 <= j < len(cells) and label_only(j)
+                and abs(rows[j].baseline - rows[i].baseline) < 0.8 * rows[i].size]
+        if near:
+            cells[i][0] = " ".join(cells[j][0] for j in near)
+            for j in near:
+                cells[j][0] = ""
+
+
 def _fill_group_labels(cells: list[list[str]], rows: Sequence[Row], rules: Sequence[float]) -> None:
     """Give the row label printed once for several rows (a multirow cell) to each row of its group."""
     if not cells or not any(not row[0] for row in cells):
         return
-    groups: list[list[int]] = []
-    for i, row in enumerate(rows):
-        new_group = not groups or any(rows[i - 1].baseline < y < row.baseline for y in rules)
-        if new_group:
-            groups.append([i])
-        else:
-            groups[-1].append(i)
+    groups = _rule_groups(rows, rules)
     if len(groups) == 1 and not rules:
         groups = [[i] for i in range(len(rows))]  # no rules: fill down from the row above
         for i in range(1, len(cells)):
