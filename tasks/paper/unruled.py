@@ -24,6 +24,9 @@ SCRIPT_SIZE = 0.85
 """A word smaller than this share of its row's font size, set above or below the baseline, is a super/subscript."""
 SHORT_LABEL_CHARS = 6
 """A one-cell line this short is a row-group label (its column counts), not a section line across the table."""
+TEX_EXTENSION_FONTS = ("cmex", "lmex", "mathex")
+TEX_EXTENSION_DROP = 0.75
+"""How far below a TeX extension glyph's origin the baseline of its line lies, in font sizes."""
 SINGLE_COLUMN_MAX_ROWS = 4
 """A captioned one-column table (a header over a line of symbols) is kept only when this short."""
 ITALIC_FONT = ("italic", "oblique", "cmti", "-it")
@@ -106,12 +109,15 @@ def _flush(chars: list[tuple[dict, dict]], words: list[Word]) -> None:
         return
     span = chars[0][0]
     font = span["font"].lower()
+    # TeX's extension font (cmex: ∑, ∫, big brackets) puts a glyph's origin at its top, 0.75 em above the
+    # baseline when centred on the math axis: its row is found from the baseline of the text around it.
+    drop = TEX_EXTENSION_DROP * span["size"] if any(k in font for k in TEX_EXTENSION_FONTS) else 0.0
     words.append(Word(
         text="".join(c["c"] for _, c in chars).translate(SMALL_CAPS_GLYPHS),
         bbox=(min(c["bbox"][0] for _, c in chars), min(c["bbox"][1] for _, c in chars),
               max(c["bbox"][2] for _, c in chars), max(c["bbox"][3] for _, c in chars)),
         size=span["size"],
-        baseline=span["origin"][1],
+        baseline=span["origin"][1] + drop,
         weight=font_weight(font, span["flags"]),
         italic=bool(span["flags"] & 2) or any(k in font for k in ITALIC_FONT),
     ))

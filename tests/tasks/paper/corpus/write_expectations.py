@@ -23,7 +23,7 @@ E["label_smoothing"] = dict(figures=9, headline=["99.33", "93.62", "72.07", "81.
   ("FMNIST FCN", "α = 0.05 T = 1.0", "0.042"), ("CIFAR-10 AlexNet", "α = 0.05 T = 1.0", "0.026"),
   ("CIFAR-10 ResNet-56", "α = 0.0 T", "3.1"), ("CIFAR-100 ResNet-56 (ours)", "α = 0.1 T = 1.0", "0.043"),
   ("CIFAR-100 ResNet-56 [20]", "α = 0.05 T = 1.0", "0.024"), ("CUB-200-2011 ResNet-34", "α = 0.3 T = 1.0", "0.400"),
-  ("TinyImageNet ResNet-50", "α = 0.1 T = 1.0", "0.045"), ("ImageNet Inception", "α = 0.1 T = 1.0", "0.035"),
+  ("TinyImageNet ResNet-50", "α = 0.1 T = 1.0", "0.045"), ("ImageNet InceptionV4", "α = 0.1 T = 1.0", "0.035"),
   ("Multi30k Transformer", "α = 0.3 T = 1.0", "0.110")])),
  dict(number="4", caption="Errors of the FCN networks trained on MNIST", cells=cells([
   ("Teacher w/o LS", "Müller et al.", "0.67%"), ("Teacher w/o LS", "Ours", "0.81%"), ("Teacher w/ LS", "Müller et al.", "0.59%"),
