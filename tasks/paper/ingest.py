@@ -77,6 +77,9 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
                 text = f"[Equation {eq.number or eq.id}: {eq.text}]"
                 stream.append(("equation", Line(line.page, line.bbox, text, line.size, False, False)))
             elif id(line) not in used and not EQUATION_NUMBER.match(line.text):  # stray labels are no text
+                if stream and stream[-1][0] == "heading" and _continues_heading(stream[-1][1], line, body_size):
+                    stream[-1] = ("heading", _joined(stream[-1][1], line))
+                    continue
                 run_in = _run_in_heading(line, outline)
                 if run_in:
                     stream += [("heading", run_in[0]), ("text", run_in[1])]
@@ -118,6 +121,21 @@ def _outline(doc: "pymupdf.Document") -> dict[int, set[str]]:
 def _in_outline(line: Line, outline: dict[int, set[str]]) -> bool:
     """A short line whose text is a bookmark title of its page: a heading even without bold or numbering."""
     return len(line.text) <= 90 and _bare(line.text) in outline.get(line.page, ())
+
+
+def _continues_heading(heading: Line, line: Line, body_size: float) -> bool:
+    """The second line of a heading wrapped over two ("3. HOW INVARIANT IS THE MEL-FREQUENCY" / "CEPSTRUM ?"):
+    right under it, in its font, short, within its width and not numbered itself."""
+    styled = heading.bold or heading.size >= body_size + 1.5
+    return (styled and line.page == heading.page and abs(line.size - heading.size) < 0.3 and line.bold == heading.bold
+            and 0 <= line.bbox[1] - heading.bbox[3] < 0.6 * heading.size and len(line.text) <= 60
+            and heading.bbox[0] - 1 <= line.center[0] <= heading.bbox[2] + 1 and not SECTION_NUMBER.match(line.text)
+            and not heading.text.rstrip().endswith("."))
+
+
+def _joined(a: Line, b: Line) -> Line:
+    box = (min(a.bbox[0], b.bbox[0]), a.bbox[1], max(a.bbox[2], b.bbox[2]), b.bbox[3])
+    return replace(a, text=f"{a.text} {b.text}", bbox=box)
 
 
 def _run_in_heading(line: Line, outline: dict[int, set[str]]) -> tuple[Line, Line] | None:

@@ -33,8 +33,11 @@ MAX_TEXT_LEAVES = 10
 MAX_CLAIMS = 8
 NOT_RESULTS_TABLE = re.compile(
     r"hyper-?param|\bparameters?\b(?! estimate)|\bpriors?\b|overview of|\bdata used\b|setting|configuration|(?:data ?(?:set)?|corpus|corpora) statistic|statistics of the data|notation|definition|prompt|example|implementation detail|"
-    r"training detail|glossary|symbol|overview of (?:the )?data|data ?sets? (?:used|summary|details)|licen[cs]e",
+    r"training detail|glossary|symbol|overview of (?:the )?data|data ?sets? (?:used|summary|details)|licen[cs]e|"
+    r"(?:quantity|amount|size) of (?:the )?(?:data|training)",
     re.IGNORECASE)
+SUMMARY_COLUMN = re.compile(r"\b(?:average|avg|mean|overall|total|all)\b", re.IGNORECASE)
+"""A column that sums up the others: its cells come before the per-item ones when a table is cut."""
 SETUP_COLUMN = re.compile(
     r"(?:#|\bnum(?:ber)?s?\b(?: of)?)\s*(?:params?|parameters|settings?|layers?|heads?|samples?|examples?|gpus?|"
     r"runs?|seeds?|train|classes|epochs?)|\beqn\b|\bequation|\bparams?\b|parameters|\bsize\b|batch|learning rate|\blr\b|epochs?|\bsteps?\b|\bseeds?\b|"
@@ -197,7 +200,13 @@ def table_cells(table: Table, name: str | None) -> list[CellResult]:
             others = [v for rr, _, v in values if rr != r]
             cells.append(CellResult(table, r, c, label, table.header[c].strip() or f"column {c + 1}", text.strip(),
                                     value, cell_tolerance(text, value, others), r in ours))
-    cells.sort(key=lambda cell: (not cell.ours, cell.row, cell.column))
+    # Past the method's rows, what the paper stresses first: its bold (best) cells, then summary columns
+    # ("average", "overall"), then the rest in reading order; a large table is cut at MAX_TABLE_LEAVES.
+    styles = getattr(table, "styles", None) or []
+    def stressed(cell: CellResult) -> bool:
+        return cell.row < len(styles) and cell.column < len(styles[cell.row]) and "b" in styles[cell.row][cell.column]
+    cells.sort(key=lambda cell: (not cell.ours, not stressed(cell), not SUMMARY_COLUMN.search(cell.column_label),
+                                 cell.row, cell.column))
     return cells[:MAX_TABLE_LEAVES]
 
 

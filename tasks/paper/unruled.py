@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 from tasks.paper.layout import SMALL_CAPS_GLYPHS
-from tasks.paper.numbers import SUBSCRIPTS, SUPERSCRIPTS, parse_number
+from tasks.paper.numbers import SUBSCRIPTS, SUPERSCRIPTS, is_spread, parse_number
 
 if TYPE_CHECKING:
     import pymupdf
@@ -273,6 +273,7 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
             texts[cols[0]].extend(group)
         cells.append([_text(t) for t in texts])
         styles.append([_style(t) if t else "" for t in texts])
+    body = _merge_spread_rows(cells, styles, body)
     header_rows: list[list[str]] = []
     for i, row in enumerate(rows[:header_count]):
         line = [""] * n
@@ -281,8 +282,9 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
         placed = [(group, _columns_of(_under_rule(group, groups, row.baseline, below, partial, verticals), spans))
                   for group in groups]
         taken = {c for _, cols in placed for c in cols}
+        above = header_rows[-1] if header_rows else None
         for group, cols in placed:
-            for c in _centred_span(cols, taken, spans, sum(_span(group)) / 2):
+            for c in _centred_span(cols, taken, spans, sum(_span(group)) / 2, above):
                 line[c] = f"{line[c]} {_text(group)}".strip()
         header_rows.append(line)
     labels = _label_columns(cells)
@@ -305,6 +307,28 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     return Grid(tuple(round(v, 2) for v in box), header_rows, header, cells, styles)
 
 
+def _merge_spread_rows(cells: list[list[str]], styles: list[list[str]], rows: list[Row]) -> list[Row]:
+    """A line of spreads under a line of values ("99.7" over "(± 0.1)") is the second line of the same row: its
+    spreads join the values above them and its label text the label ("spiral" + "(36k parameters)"). Merges
+    in place; returns the rows that remain."""
+    keep: list[int] = []
+    for i, row in enumerate(cells):
+        prev = keep[-1] if keep else None
+        spreads = [c for c, text in enumerate(row) if text and is_spread(text)]
+        others = [c for c, text in enumerate(row) if text and c not in spreads]
+        if prev is None or not spreads or any(parse_number(row[c]) is not None for c in others) \
+                or any(parse_number(cells[prev][c]) is None for c in spreads):
+            keep.append(i)
+            continue
+        for c, text in enumerate(row):
+            if text:
+                cells[prev][c] = f"{cells[prev][c]} {text}".strip()
+                styles[prev][c] = styles[prev][c] if styles[prev][c] == styles[i][c] else styles[prev][c] or styles[i][c]
+    cells[:] = [cells[i] for i in keep]
+    styles[:] = [styles[i] for i in keep]
+    return [rows[i] for i in keep]
+
+
 def _under_rule(group: list[Word], line: Sequence[list[Word]], top: float, bottom: float,
                 segments: Sequence[tuple[float, float, float]], verticals: Sequence[float] = ()) -> list[Word]:
     """A header over a partial rule (booktabs' cmidrule) spans the columns the rule spans: stretch its box, up to
@@ -323,11 +347,16 @@ def _under_rule(group: list[Word], line: Sequence[list[Word]], top: float, botto
     return group
 
 
-def _centred_span(cols: list[int], taken: set[int], spans: Sequence[tuple[float, float]], centre: float) -> list[int]:
+def _centred_span(cols: list[int], taken: set[int], spans: Sequence[tuple[float, float]], centre: float,
+                  above: Sequence[str] | None = None) -> list[int]:
     """A header centred over several columns without a rule under it ("Accuracy [%]" over five α columns):
     widen it symmetrically while both neighbours in its line are empty; one centred over the gap between two
-    columns spans both ("Estimate (%)" over "original" and "reproduction")."""
+    columns spans both ("Estimate (%)" over "original" and "reproduction"). Under a header line that has its
+    own cell in this column, it is that cell's second line ("tenor" / "sax.") and stays in its column."""
     if len(cols) != 1:
+        return cols
+    c = cols[0]
+    if above and above[c] and (c == 0 or above[c - 1] != above[c]) and (c + 1 >= len(above) or above[c + 1] != above[c]):
         return cols
     n = len(spans)
     lo = hi = cols[0]

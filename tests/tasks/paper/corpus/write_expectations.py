@@ -193,6 +193,28 @@ E["phishing_shap"] = dict(_pdf="shared/paper_corpus/phishing_shap.pdf", _toc=(2,
   ("DNN", "Recall (%)", "93.07"), ("LightGBM", "Accuracy (%)", "95.1"), ("DeepSeek R1 Distill Qwen 14B Q8", "Accuracy (%)", "75"),
   ("DeepSeek R1 Distill Qwen 14B Q8", "Precision (%)", "81")])),
 ])
+E["pitch_spiral_ismir"] = dict(_pdf="shared/paper_corpus/pitch_spiral_ismir.pdf", _source=(
+ "ISMIR 2016, CC BY 4.0, shared/paper_corpus/pitch_spiral_ismir.pdf (see README.md)"),
+ # No outline in this PDF: the headings were read off the pages (ISMIR's centred capitals, one over two lines).
+ _headings=["Abstract", "Introduction", "Related work", "How invariant is the mel-frequency cepstrum ?",
+            "Deep convolutional networks", "Improved weight sharing strategies",
+            "One-dimensional convolutions at high frequencies", "Convolutions on the pitch spiral at low frequencies",
+            "Applications", "Conclusions"],
+ figures=3, headline=["74.0", "73.8", "69.1", "61.4", "99.7"], tables=[
+ dict(number="1", caption="Quantity of data in the training set (left) and test set (right)", cells=cells([
+  ("piano", "minutes", "58"), ("piano", "tracks", "15"), ("violin", "minutes", "49"), ("dist. guitar", "tracks", "14"),
+  ("female singer", "minutes", "19"), ("clarinet", "tracks", "18"), ("flute", "minutes", "53"), ("trumpet", "tracks", "27"),
+  ("tenor sax.", "minutes", "3"), ("total", "minutes", "158"), ("total", "tracks", "139")])),
+ # Each accuracy is printed over two lines, the mean and under it "(± spread)"; a row's label too (name, then size).
+ dict(number="2", caption="Test set accuracies for all presented architectures", cells=cells([
+  ("bag-of-features and random forest", "piano", "99.7 (± 0.1)"), ("bag-of-features and random forest", "average", "61.4 (± 0.5)"),
+  ("spiral (36k parameters)", "female singer", "84.4 (± 6.1)"), ("1-d (20k parameters)", "flute", "51.3 (± 13.4)"),
+  ("1-d (20k parameters)", "tenor sax.", "59.0 (± 6.8)"), ("2-d, 32 kernels (93k parameters)", "average", "69.1 (± 2.0)"),
+  ("spiral & 1-d (55k parameters)", "violin", "47.6 (± 6.1)"), ("spiral & 2-d (128k parameters)", "clarinet", "82.3 (± 3.2)"),
+  ("1-d & 2-d (111k parameters)", "average", "73.8 (± 2.3)"), ("2-d & 1-d & spiral (147k parameters)", "average", "74.0 (± 0.6)"),
+  ("2-d & 1-d & spiral (147k parameters)", "tenor sax.", "59.0 (± 7.3)"), ("2-d, 48 kernels (158k parameters)", "trumpet", "68.8 (± 1.8)"),
+  ("2-d, 48 kernels (158k parameters)", "dist. guitar", "84.5 (± 2.5)")])),
+])
 for name, e in E.items():
     pdf = Path(e.pop("_pdf", C / f"{name}.pdf"))
     levels = e.pop("_toc", (1, 2))
@@ -200,7 +222,8 @@ for name, e in E.items():
     doc = pymupdf.open(pdf)
     # The outline's section levels (a journal whose level 1 is the paper's title starts at 2); the reference list
     # is not a body section.
-    toc = [t[1].replace("\ufeff", "").strip() for t in doc.get_toc() if levels[0] <= t[0] <= levels[-1]]
+    toc = e.pop("_headings", None) or [
+        t[1].replace("\ufeff", "").strip() for t in doc.get_toc() if levels[0] <= t[0] <= levels[-1]]
     e = {"source": source, **({"pdf": str(pdf)} if pdf.parent != C else {}), "pages": doc.page_count, **e,
          "headings": [t.replace("``", "“").replace("''", "”") for t in toc if t != "References"]}
     (C / f"{name}.expect.json").write_text(json.dumps(e, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
