@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from tasks.paper.bundle import ReportedNumber, Table, unique_id
-from tasks.paper.layout import Line, caption_kind, caption_text
+from tasks.paper.layout import EQUATION_NUMBER, Line, caption_kind, caption_text
 from tasks.paper.numbers import parse_value
 from tasks.paper.unruled import build_grid, rows_of, words_in
 
@@ -203,7 +203,7 @@ def _number_beside(line: Line, others: Sequence[Line]) -> bool:
     beside it on the same row makes the row a table row."""
     height = line.bbox[3] - line.bbox[1]
     return any(abs(o.center[1] - line.center[1]) < 0.5 * height and (o.bbox[0] > line.bbox[2] or o.bbox[2] < line.bbox[0])
-               and parse_value(o.text) is not None for o in others)
+               and parse_value(o.text) is not None and not EQUATION_NUMBER.match(o.text) for o in others)
 
 
 def _table(out_dir: Path, taken: set[str], page: int, grid, caption: str, number: str | None) -> Table:
