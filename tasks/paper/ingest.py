@@ -6,6 +6,7 @@ references section is kept apart; every number in the text, the tables and the c
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -15,6 +16,7 @@ from tasks.paper.errors import EmptyPdfError
 from tasks.paper.figures import extract_figures
 from tasks.paper.layout import (
     EQUATION_NUMBER,
+    SECTION_NUMBER,
     Line,
     body_font_size,
     caption_blocks,
@@ -36,6 +38,8 @@ REFERENCE_START = re.compile(r"^(\[\d+\]|\d+\.(?:\s|$))")
 """A numbered reference entry: "[3] ...", "3. ...", or the number alone in the margin ("3." then the text)."""
 FOOTNOTE_START = re.compile(r"^(\d{1,2}|[*∗†‡§¶])\s*\S")
 FOOTNOTE_ZONE = 0.75
+RUN_IN_HEADING = re.compile(r"^(\S.{0,58}?)\s*[—–:.]\s+(\S.*)$")
+"""A paragraph's opening words ended by a dash, colon or full stop: a run-in heading when the outline agrees."""
 
 
 def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages: int = DEFAULT_MAX_PAGES) -> Bundle:
@@ -73,6 +77,13 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
                 text = f"[Equation {eq.number or eq.id}: {eq.text}]"
                 stream.append(("equation", Line(line.page, line.bbox, text, line.size, False, False)))
             elif id(line) not in used and not EQUATION_NUMBER.match(line.text):  # stray labels are no text
+                if stream and stream[-1][0] == "heading" and _continues_heading(stream[-1][1], line, body_size):
+                    stream[-1] = ("heading", _joined(stream[-1][1], line))
+                    continue
+                run_in = _run_in_heading(line, outline)
+                if run_in:
+                    stream += [("heading", run_in[0]), ("text", run_in[1])]
+                    continue
                 heading = is_heading(line, body_size) or _in_outline(line, outline)
                 stream.append(("heading" if heading else "text", line))
         tables += page_tables
@@ -94,7 +105,7 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
 
 def _bare(title: str) -> str:
     """A heading without its number, case-folded, letters and digits only ("3.1 Neural model" -> "neuralmodel")."""
-    title = re.sub(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z]\.)\s+", "", title.strip())
+    title = SECTION_NUMBER.sub("", title.strip())
     return "".join(ch for ch in title.casefold() if ch.isalnum())
 
 
@@ -110,6 +121,30 @@ def _outline(doc: "pymupdf.Document") -> dict[int, set[str]]:
 def _in_outline(line: Line, outline: dict[int, set[str]]) -> bool:
     """A short line whose text is a bookmark title of its page: a heading even without bold or numbering."""
     return len(line.text) <= 90 and _bare(line.text) in outline.get(line.page, ())
+
+
+def _continues_heading(heading: Line, line: Line, body_size: float) -> bool:
+    """The second line of a heading wrapped over two ("3. HOW INVARIANT IS THE MEL-FREQUENCY" / "CEPSTRUM ?"):
+    right under it, in its font, short, within its width and not numbered itself."""
+    styled = heading.bold or heading.size >= body_size + 1.5
+    return (styled and line.page == heading.page and abs(line.size - heading.size) < 0.3 and line.bold == heading.bold
+            and 0 <= line.bbox[1] - heading.bbox[3] < 0.6 * heading.size and len(line.text) <= 60
+            and heading.bbox[0] - 1 <= line.center[0] <= heading.bbox[2] + 1 and not SECTION_NUMBER.match(line.text)
+            and not heading.text.rstrip().endswith("."))
+
+
+def _joined(a: Line, b: Line) -> Line:
+    box = (min(a.bbox[0], b.bbox[0]), a.bbox[1], max(a.bbox[2], b.bbox[2]), b.bbox[3])
+    return replace(a, text=f"{a.text} {b.text}", bbox=box)
+
+
+def _run_in_heading(line: Line, outline: dict[int, set[str]]) -> tuple[Line, Line] | None:
+    """A paragraph that opens with its own heading ("Results — We were able to...", "Abstract. We..."), split
+    into heading and text when the PDF's outline names that heading on this page."""
+    match = RUN_IN_HEADING.match(line.text)
+    if not match or _bare(match.group(1)) not in outline.get(line.page, ()):
+        return None
+    return replace(line, text=match.group(1)), replace(line, text=match.group(2))
 
 
 def _page_lines(page: "pymupdf.Page", use_ocr: bool) -> list[Line]:

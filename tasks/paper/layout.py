@@ -19,6 +19,8 @@ MONO_FONT = re.compile(r"mono|courier|CMTT|Consol|Menlo", re.IGNORECASE)
 ITALIC_FLAG = 2
 GUTTER_PT = 12.0
 """How far a line may cross the page's middle and still count as a left-column line."""
+ROW_SIZE_RATIO = 0.6
+"""Pieces of one printed row have font sizes within this ratio (a superscript piece is ~0.7 of its line)."""
 
 KNOWN_HEADINGS = {
     "abstract", "introduction", "related work", "background", "method", "methods", "experiments", "results",
@@ -26,14 +28,18 @@ KNOWN_HEADINGS = {
     "bibliography", "appendix",
 }
 REFERENCE_HEADINGS = {"references", "bibliography"}
-NUMBERED_HEADING = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z]\.)\s+[A-Z][^.]{1,80}$")
+SECTION_NUMBER = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)*\.?)\s+")
+"""A heading's number: "3", "3.1.", "IV.", appendix "A", "A.", "A.1" (a bare capital only where the outline or a
+known name confirms the heading: "A Appendix", not "A model of...")."""
+NUMBERED_HEADING = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)+\.?|[A-Z]\.)\s+[A-Z][^.]{1,80}$")
 CAPTION = re.compile(r"^(Table|Figure|Fig\.)\s*(\d+|[IVX]+)\s*[:.]", re.IGNORECASE)
 EQUATION_NUMBER = re.compile(r"^\((\d+[a-z]?)\)$")
 MATH_CHARS = set("=≤≥≈∑∏∫√∂∇±×·→←∈∉⊂⊆∀∃αβγδεθλμσφψωΣΠΔ∞")
 MATH_FONT = re.compile(r"CMMI|CMSY|CMEX|MSBM|MSAM|Math|Symbol|STIX|rsfs|esint|LMMathItalic|LMMathSymbols", re.IGNORECASE)
 """Fonts that typeset formulas (TeX's math italic, symbols and extension fonts and their kin)."""
-SMALL_CAPS_GLYPHS = str.maketrans({"ſ": "S", "ı": "I"})
-"""Small-caps fonts name their s and i glyphs long s and dotless i."""
+SMALL_CAPS_GLYPHS = str.maketrans({"ſ": "S", "ı": "I", "ĸ": "K", "‐": "-", "ʼ": "’"})
+"""Small-caps fonts name their s, i and k glyphs long s, dotless i and kra; U+2010 is a plain hyphen and a
+font's apostrophe named U+02BC (a modifier letter, which would join the word as a letter) is a right quote."""
 PAGE_NUMBER = re.compile(r"^(?:page\s*)?(?:\d{1,4}|[ivxlc]{1,6})$", re.IGNORECASE)
 MARGIN_SHARE = (0.07, 0.86)
 """Lines above 7% or below 86% of the page height that are only a number are page numbers."""
@@ -143,7 +149,10 @@ def _same_row(a: Line, b: Line, mid: float | None) -> bool:
     height = min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
     gap = b.bbox[0] - a.bbox[2]
     same_side = mid is None or (a.bbox[2] <= mid + GUTTER_PT) == (b.bbox[2] <= mid + GUTTER_PT)
-    return abs(a.center[1] - b.center[1]) < 0.35 * height and -1 <= gap < 1.6 * max(a.size, b.size) and same_side
+    # A much smaller neighbour is another block (a side bar's "Edited by" beside the heading "1 Introduction").
+    alike = min(a.size, b.size) >= ROW_SIZE_RATIO * max(a.size, b.size)
+    return abs(a.center[1] - b.center[1]) < 0.35 * height and -1 <= gap < 1.6 * max(a.size, b.size) \
+        and same_side and alike
 
 
 def _join_lines(a: Line, b: Line) -> Line:
@@ -208,7 +217,7 @@ def is_heading(line: Line, body_size: float) -> bool:
     if len(text) > 90 or CAPTION.match(text):
         return False
     emphasised = line.bold or line.size >= body_size + 1.5
-    bare = re.sub(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z]\.)\s+", "", text).strip().lower()
+    bare = SECTION_NUMBER.sub("", text).strip().lower()
     if bare in KNOWN_HEADINGS:
         return emphasised or text.isupper() or text == bare.title()
     if re.match(r"^[A-Z]\.\s", text) and not line.bold:

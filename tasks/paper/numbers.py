@@ -10,13 +10,18 @@ SUBSCRIPTS = str.maketrans("0123456789-+", "₀₁₂₃₄₅₆₇₈₉₋₊
 FROM_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+")
 _NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?"
 _EXP = r"(?:\s*(?:[x×·⋅*]|\\times)\s*10\s*(?:\^\s*\(?\s*[-+]?\d+\)?|[⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)|[eE][-+]?\d+)"
-_SPREAD = r"(?:±|\+/-|\+-)\s*(" + _NUM + r")(" + _EXP + r")?\s*%?"
+_SPREAD = r"[(\[]?\s*(?:±|\+/-|\+-)\s*(" + _NUM + r")(" + _EXP + r")?\s*%?\s*[)\]]?"
+"""The ± part of a cell, bare or in brackets ("0.25 ± 0.01", "99.7 (± 0.1)")."""
 _UNIT = r"(?:\s?[A-Za-zµμΩ°]{1,3}[²³⁻¹]{0,2}(?:/[A-Za-z]{1,3}[²³⁻¹]{0,2})?)?"
 """A short unit after the number ("60 mV²", "3.0 nA", "12 ms"); longer words make it text, not a value."""
 CELL_NUMBER = re.compile(
     r"^[(\[]?([-+]?" + _NUM + r")(" + _EXP + r")?\s*(%)?\s*(?:" + _SPREAD + r")?" + _UNIT
     + r"[)\]]?\s*[*†‡§¶⋆∗]*$"
 )
+INTERVAL_CELL = re.compile(r"^\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[\[(]\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[,;–-]?\s*"
+                           r"([-+]?\d[\d,]*(?:\.\d+)?)\s*[\])]\s*$")
+"""A value with its interval, "224.80 [196.80 284.20]" or "54 (32–72)" (a median or estimate and its interval)."""
+SPREAD_ONLY = re.compile(r"^" + _SPREAD + r"$")
 BARE_POWER = re.compile(r"^([-+]?)10([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)$")
 TEXT_POWER = re.compile(r"(?<![\w.\-×·])([-+]?)10([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)(?![\w])")
 TEXT_NUMBER = re.compile(
@@ -44,8 +49,13 @@ def _value(number: str, exponent: str | None) -> float:
 
 def parse_value(text: str) -> tuple[float, float | None] | None:
     """(value, printed ± spread or None) of a cell such as "58.9 ± 1.9%", "3.2 × 10⁻⁴", "1e-3", "10⁴", "−0.3";
-    None if the cell is not a number."""
+    a value printed with its interval ("224.80 [196.80 284.20]") takes the interval's larger half-width as its
+    spread. None if the cell is not a number."""
     cleaned = " ".join(text.translate(MINUS_SIGNS).split())
+    interval = INTERVAL_CELL.match(cleaned)
+    if interval:
+        value, low, high = (float(g.replace(",", "")) for g in interval.groups())
+        return (value, max(value - low, high - value)) if low <= value <= high else None
     power = BARE_POWER.match(cleaned)
     if power:
         return float(f"{power.group(1)}1e{power.group(2).translate(FROM_SUPERSCRIPT)}"), None
@@ -56,6 +66,11 @@ def parse_value(text: str) -> tuple[float, float | None] | None:
     value = _value(match.group(1), match.group(2) or match.group(5))
     spread = _value(match.group(4), match.group(5)) if match.group(4) and re.search(r"\d", match.group(4)) else None
     return value, spread
+
+
+def is_spread(text: str) -> bool:
+    """A cell that holds only a ± spread ("(± 0.1)", "±1.9%"): the second line of a value printed on two."""
+    return bool(SPREAD_ONLY.match(" ".join(text.translate(MINUS_SIGNS).split())))
 
 
 def parse_number(text: str) -> float | None:

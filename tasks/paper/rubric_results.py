@@ -20,7 +20,7 @@ from typing import Sequence
 
 from tasks.paper import numbers
 from tasks.paper.bundle import Bundle, Figure, Table
-from tasks.paper.numbers import MINUS_SIGNS, decimals_of, numbers_in_sentence, parse_number, sentences
+from tasks.paper.numbers import MINUS_SIGNS, decimals_of, numbers_in_sentence, sentences
 from tasks.paper.tables import row_label
 
 MAX_RELATIVE_TOLERANCE = 0.05
@@ -33,8 +33,11 @@ MAX_TEXT_LEAVES = 10
 MAX_CLAIMS = 8
 NOT_RESULTS_TABLE = re.compile(
     r"hyper-?param|\bparameters?\b(?! estimate)|\bpriors?\b|overview of|\bdata used\b|setting|configuration|(?:data ?(?:set)?|corpus|corpora) statistic|statistics of the data|notation|definition|prompt|example|implementation detail|"
-    r"training detail|glossary|symbol|overview of (?:the )?data|data ?sets? (?:used|summary|details)|licen[cs]e",
+    r"training detail|glossary|symbol|overview of (?:the )?data|data ?sets? (?:used|summary|details)|licen[cs]e|"
+    r"(?:quantity|amount|size) of (?:the )?(?:data|training)",
     re.IGNORECASE)
+SUMMARY_COLUMN = re.compile(r"\b(?:average|avg|mean|overall|total|all)\b", re.IGNORECASE)
+"""A column that sums up the others: its cells come before the per-item ones when a table is cut."""
 SETUP_COLUMN = re.compile(
     r"(?:#|\bnum(?:ber)?s?\b(?: of)?)\s*(?:params?|parameters|settings?|layers?|heads?|samples?|examples?|gpus?|"
     r"runs?|seeds?|train|classes|epochs?)|\beqn\b|\bequation|\bparams?\b|parameters|\bsize\b|batch|learning rate|\blr\b|epochs?|\bsteps?\b|\bseeds?\b|"
@@ -58,9 +61,6 @@ RESULT_FIGURE = re.compile(r"result|accuracy|error|loss|performance|compar|\bvs\
                            r"throughput|latency|ablation|score|reward|convergence|trade-?off", re.IGNORECASE)
 YEAR = re.compile(r"^(?:19|20)\d\d$")
 PLUS_MINUS = re.compile(r"(?:±|\+/-|\+-)\s*(\d+(?:\.\d+)?)")
-INTERVAL_CELL = re.compile(r"^\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[\[(]\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[,;–-]?\s*"
-                           r"([-+]?\d[\d,]*(?:\.\d+)?)\s*[\])]\s*$")
-"""A value with its interval, "224.80 [196.80 284.20]" (a median and its confidence interval)."""
 INLINE_EQUATION = re.compile(r"\[Equation [^\]]*\]")
 """How the ingest marks an equation inside running text; its numbers are symbols and constants, not results."""
 MANTISSA = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?")
@@ -130,12 +130,7 @@ def result_columns(table: Table) -> list[int]:
 def cell_value(text: str) -> tuple[float, float | None] | None:
     """(value, printed spread or None) of a result cell; a value printed with its interval ("224.80 [196.80
     284.20]") takes the interval's larger half-width as its spread."""
-    interval = INTERVAL_CELL.match(text.translate(MINUS_SIGNS))
-    if interval:
-        value, low, high = (float(g.replace(",", "")) for g in interval.groups())
-        return (value, max(abs(value - low), abs(high - value))) if low <= value <= high else None
-    number = parse_number(text)
-    return None if number is None else (number, printed_spread(text))
+    return numbers.parse_value(text)
 
 
 def printed_spread(text: str) -> float | None:
@@ -206,7 +201,13 @@ def table_cells(table: Table, name: str | None) -> list[CellResult]:
             others = [v for rr, _, v in values if rr != r]
             cells.append(CellResult(table, r, c, label, table.header[c].strip() or f"column {c + 1}", text.strip(),
                                     value, cell_tolerance(text, value, others), r in ours))
-    cells.sort(key=lambda cell: (not cell.ours, cell.row, cell.column))
+    # Past the method's rows, what the paper stresses first: its bold (best) cells, then summary columns
+    # ("average", "overall"), then the rest in reading order; a large table is cut at MAX_TABLE_LEAVES.
+    styles = getattr(table, "styles", None) or []
+    def stressed(cell: CellResult) -> bool:
+        return cell.row < len(styles) and cell.column < len(styles[cell.row]) and "b" in styles[cell.row][cell.column]
+    cells.sort(key=lambda cell: (not cell.ours, not stressed(cell), not SUMMARY_COLUMN.search(cell.column_label),
+                                 cell.row, cell.column))
     return cells[:MAX_TABLE_LEAVES]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from tasks.paper.bundle import ReportedNumber, Table, unique_id
-from tasks.paper.layout import Line, caption_kind, caption_text
+from tasks.paper.layout import EQUATION_NUMBER, Line, caption_kind, caption_text
 from tasks.paper.numbers import parse_value
 from tasks.paper.unruled import build_grid, rows_of, words_in
 
@@ -187,7 +187,8 @@ def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Seq
         # to both lines; a figure after the bottom rule is further away.
         ruled_gap = any(min(ref, near) <= y <= max(ref, near) and abs(y - ref) <= 1.4 * height
                         and abs(near - y) <= 1.4 * height for y, _, _ in rules)
-        if caption_kind(line.text) or id(line) in claimed or _is_prose(line, page_words):
+        if caption_kind(line.text) or id(line) in claimed or (_is_prose(line, page_words)
+                                                              and not _number_beside(line, side)):
             break  # another caption, another table's line, or running text
         if picked and line.size > 1.15 * max(ln.size for ln in [*picked, *caption]):
             break  # a heading after the table
@@ -197,6 +198,14 @@ def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Seq
         picked.append(line)
         ref = line.bbox[3] if below else line.bbox[1]
     return picked if below else picked[::-1]
+
+
+def _number_beside(line: Line, others: Sequence[Line]) -> bool:
+    """A long label cell ("Ranges n-m, 1 ≤ n ≤ 100, n ≤ m ≤ 100") reads like running text, but a number printed
+    beside it on the same row makes the row a table row."""
+    height = line.bbox[3] - line.bbox[1]
+    return any(abs(o.center[1] - line.center[1]) < 0.5 * height and (o.bbox[0] > line.bbox[2] or o.bbox[2] < line.bbox[0])
+               and parse_value(o.text) is not None and not EQUATION_NUMBER.match(o.text) for o in others)
 
 
 def _table(out_dir: Path, taken: set[str], page: int, grid, caption: str, number: str | None) -> Table:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 from tasks.paper.bundle import rounded_box
-from tasks.paper.numbers import SUBSCRIPTS, SUPERSCRIPTS, parse_number
+from tasks.paper.layout import SMALL_CAPS_GLYPHS
+from tasks.paper.numbers import SUBSCRIPTS, SUPERSCRIPTS, is_spread, parse_number
 
 if TYPE_CHECKING:
     import pymupdf
@@ -24,14 +25,15 @@ SCRIPT_SIZE = 0.85
 """A word smaller than this share of its row's font size, set above or below the baseline, is a super/subscript."""
 SHORT_LABEL_CHARS = 6
 """A one-cell line this short is a row-group label (its column counts), not a section line across the table."""
+TEX_EXTENSION_FONTS = ("cmex", "lmex", "mathex")
+TEX_EXTENSION_DROP = 0.75
+"""How far below a TeX extension glyph's origin the baseline of its line lies, in font sizes."""
 SINGLE_COLUMN_MAX_ROWS = 4
 """A captioned one-column table (a header over a line of symbols) is kept only when this short."""
 ITALIC_FONT = ("italic", "oblique", "cmti", "-it")
 WEIGHTS = (("thin", 0), ("light", 0), ("semibold", 3), ("demibold", 3), ("medium", 2), ("extrabold", 4),
            ("bold", 4), ("black", 4), ("heavy", 4), ("cmbx", 4), ("cmb", 4))
 """Font weight from the font name; "regular", "book", "roman" and Computer Modern's CMR are 1."""
-SMALL_CAPS_GLYPHS = str.maketrans({"ſ": "S", "ı": "I", "‐": "-"})
-"""Small-caps fonts name their s and i glyphs long s and dotless i; U+2010 is a plain hyphen."""
 
 
 def font_weight(font: str, flags: int) -> int:
@@ -108,12 +110,15 @@ def _flush(chars: list[tuple[dict, dict]], words: list[Word]) -> None:
         return
     span = chars[0][0]
     font = span["font"].lower()
+    # TeX's extension font (cmex: ∑, ∫, big brackets) puts a glyph's origin at its top, 0.75 em above the
+    # baseline when centred on the math axis: its row is found from the baseline of the text around it.
+    drop = TEX_EXTENSION_DROP * span["size"] if any(k in font for k in TEX_EXTENSION_FONTS) else 0.0
     words.append(Word(
         text="".join(c["c"] for _, c in chars).translate(SMALL_CAPS_GLYPHS),
         bbox=(min(c["bbox"][0] for _, c in chars), min(c["bbox"][1] for _, c in chars),
               max(c["bbox"][2] for _, c in chars), max(c["bbox"][3] for _, c in chars)),
         size=span["size"],
-        baseline=span["origin"][1],
+        baseline=span["origin"][1] + drop,
         weight=font_weight(font, span["flags"]),
         italic=bool(span["flags"] & 2) or any(k in font for k in ITALIC_FONT),
     ))
@@ -246,8 +251,12 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     mark_bold(rows)
     left = min(w.bbox[0] for r in rows for w in r.words)
     right = max(w.bbox[2] for r in rows for w in r.words)
-    rules = [y for y, a, b in segments if b - a >= 0.85 * (right - left)]
-    partial = [(y, a, b) for y, a, b in segments if b - a < 0.85 * (right - left)]
+    # A full rule runs from the table's left edge to its right one; a rule from the second column on (under
+    # a multirow label, between its sub-groups) is partial even when nearly as long.
+    edge = max(r.size for r in rows)
+    full = [(y, a, b) for y, a, b in segments if b - a >= 0.85 * (right - left) and a <= left + edge and b >= right - edge]
+    rules = [y for y, _, _ in full]
+    partial = [seg for seg in segments if seg not in full]
     header_count = _header_count(rows, rules)
     body = list(rows[header_count:]) or list(rows)
     spans = _column_spans(body, verticals)
@@ -265,21 +274,26 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
             texts[cols[0]].extend(group)
         cells.append([_text(t) for t in texts])
         styles.append([_style(t) if t else "" for t in texts])
+    body = _merge_spread_rows(cells, styles, body)
     header_rows: list[list[str]] = []
     for i, row in enumerate(rows[:header_count]):
         line = [""] * n
         below = rows[i + 1].top if i + 1 < len(rows) else row.baseline + row.size
-        placed = [(group, _columns_of(_under_rule(group, row.baseline, below, partial), spans))
-                  for group in _groups(row, verticals)]
+        groups = _groups(row, verticals)
+        placed = [(group, _columns_of(_under_rule(group, groups, row.baseline, below, partial, verticals), spans))
+                  for group in groups]
         taken = {c for _, cols in placed for c in cols}
+        above = header_rows[-1] if header_rows else None
         for group, cols in placed:
-            for c in _centred_span(cols, taken, spans, sum(_span(group)) / 2):
+            for c in _centred_span(cols, taken, spans, sum(_span(group)) / 2, above):
                 line[c] = f"{line[c]} {_text(group)}".strip()
         header_rows.append(line)
-    _fill_group_labels(cells, body, rules)
     labels = _label_columns(cells)
+    _join_wrapped_labels(cells, body, rules, labels)
+    _fill_group_labels(cells, body, rules)
+    printed = [list(row) for row in cells]
     _fill_label_columns(cells, body, segments, spans, labels)
-    keep = [i for i, row in enumerate(cells) if any(row[labels:]) or not _label_only_used(cells, i, labels)]
+    keep = [i for i, row in enumerate(cells) if any(row[labels:]) or not _label_only_used(cells, printed[i], i, labels)]
     cells, styles = [cells[i] for i in keep], [styles[i] for i in keep]
     numeric = sum(parse_number(c) is not None for row in cells for c in row[1:])
     filled = sum(1 for row in cells for c in row[1:] if c)
@@ -294,22 +308,56 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     return Grid(rounded_box(*box), header_rows, header, cells, styles)
 
 
-def _under_rule(group: list[Word], top: float, bottom: float,
-                segments: Sequence[tuple[float, float, float]]) -> list[Word]:
-    """A header over a partial rule (booktabs' cmidrule) spans the columns the rule spans: stretch its box."""
+def _merge_spread_rows(cells: list[list[str]], styles: list[list[str]], rows: list[Row]) -> list[Row]:
+    """A line of spreads under a line of values ("99.7" over "(± 0.1)") is the second line of the same row: its
+    spreads join the values above them and its label text the label ("spiral" + "(36k parameters)"). Merges
+    in place; returns the rows that remain."""
+    keep: list[int] = []
+    for i, row in enumerate(cells):
+        prev = keep[-1] if keep else None
+        spreads = [c for c, text in enumerate(row) if text and is_spread(text)]
+        others = [c for c, text in enumerate(row) if text and c not in spreads]
+        if prev is None or not spreads or any(parse_number(row[c]) is not None for c in others) \
+                or any(parse_number(cells[prev][c]) is None for c in spreads):
+            keep.append(i)
+            continue
+        for c, text in enumerate(row):
+            if text:
+                cells[prev][c] = f"{cells[prev][c]} {text}".strip()
+                styles[prev][c] = styles[prev][c] if styles[prev][c] == styles[i][c] else styles[prev][c] or styles[i][c]
+    cells[:] = [cells[i] for i in keep]
+    styles[:] = [styles[i] for i in keep]
+    return [rows[i] for i in keep]
+
+
+def _under_rule(group: list[Word], line: Sequence[list[Word]], top: float, bottom: float,
+                segments: Sequence[tuple[float, float, float]], verticals: Sequence[float] = ()) -> list[Word]:
+    """A header over a partial rule (booktabs' cmidrule) spans the columns the rule spans: stretch its box, up to
+    the vertical rules beside it. A rule under several headers of the line is a row's rule in a grid drawn cell by
+    cell, not a cmidrule."""
     a, b = _span(group)
     for y, x0, x1 in segments:
-        if top <= y <= bottom + 2 and x0 <= (a + b) / 2 <= x1:
-            w = group[0]
-            return [Word(w.text, (x0, w.bbox[1], x1, w.bbox[3]), w.size, w.baseline, w.weight, w.italic, w.bold)]
+        if not (top <= y <= bottom + 2 and x0 <= (a + b) / 2 <= x1):
+            continue
+        if sum(x0 <= sum(_span(other)) / 2 <= x1 for other in line) > 1:
+            return group
+        x0 = max([x0] + [x for x in verticals if x <= a + 0.5])
+        x1 = min([x1] + [x for x in verticals if x >= b - 0.5])
+        w = group[0]
+        return [Word(w.text, (x0, w.bbox[1], x1, w.bbox[3]), w.size, w.baseline, w.weight, w.italic, w.bold)]
     return group
 
 
-def _centred_span(cols: list[int], taken: set[int], spans: Sequence[tuple[float, float]], centre: float) -> list[int]:
+def _centred_span(cols: list[int], taken: set[int], spans: Sequence[tuple[float, float]], centre: float,
+                  above: Sequence[str] | None = None) -> list[int]:
     """A header centred over several columns without a rule under it ("Accuracy [%]" over five α columns):
     widen it symmetrically while both neighbours in its line are empty; one centred over the gap between two
-    columns spans both ("Estimate (%)" over "original" and "reproduction")."""
+    columns spans both ("Estimate (%)" over "original" and "reproduction"). Under a header line that has its
+    own cell in this column, it is that cell's second line ("tenor" / "sax.") and stays in its column."""
     if len(cols) != 1:
+        return cols
+    c = cols[0]
+    if above and above[c] and (c == 0 or above[c - 1] != above[c]) and (c + 1 >= len(above) or above[c + 1] != above[c]):
         return cols
     n = len(spans)
     lo = hi = cols[0]
@@ -363,9 +411,9 @@ def _label_columns(cells: Sequence[Sequence[str]]) -> int:
     return 1
 
 
-def _label_only_used(cells: Sequence[Sequence[str]], i: int, labels: int) -> bool:
-    """A label-only line (multirow labels set between rows) whose labels its neighbours now carry."""
-    mine = [(c, cells[i][c]) for c in range(labels) if cells[i][c]]
+def _label_only_used(cells: Sequence[Sequence[str]], printed: Sequence[str], i: int, labels: int) -> bool:
+    """A label-only line (multirow labels set between rows) whose printed labels its neighbours now carry."""
+    mine = [(c, printed[c]) for c in range(labels) if printed[c]]
     return any(0 <= j < len(cells) and any(cells[j][labels:]) and all(cells[j][c] == text for c, text in mine)
                for j in (i - 1, i + 1))
 
@@ -394,17 +442,53 @@ def _fill_label_columns(cells: list[list[str]], rows: Sequence[Row], segments: S
                     cells[i][c] = cells[nearest][c]
 
 
+def _rule_groups(rows: Sequence[Row], rules: Sequence[float]) -> list[list[int]]:
+    """Indexes of the rows between two full rules."""
+    groups: list[list[int]] = []
+    for i, row in enumerate(rows):
+        if not groups or any(rows[i - 1].baseline < y < row.baseline for y in rules):
+            groups.append([i])
+        else:
+            groups[-1].append(i)
+    return groups
+
+
+def _join_wrapped_labels(cells: list[list[str]], rows: Sequence[Row], rules: Sequence[float], labels: int) -> None:
+    """A row label wrapped over lines of its own ("Max. Info." / "Gain" around the row's values, "Random" /
+    "QE only" beside a group of sub-rows) is one label: joined and given to the value rows it belongs to; the
+    label lines are emptied (dropped later with the other empty lines)."""
+    def label_only(i: int) -> bool:
+        return bool(cells[i][0]) and not any(cells[i][1:])
+
+    def unlabelled(i: int) -> bool:
+        return not cells[i][0] and any(cells[i][labels:])
+
+    for group in _rule_groups(rows, rules):
+        holders = [i for i in group if cells[i][0]]
+        if len(holders) >= 2 and all(label_only(i) for i in holders) and any(unlabelled(i) for i in group):
+            text = " ".join(cells[i][0] for i in holders)
+            for i in holders:
+                cells[i][0] = ""
+            for i in group:
+                if unlabelled(i):
+                    cells[i][0] = text
+    for i in range(len(cells)):
+        if not unlabelled(i):
+            continue
+        # Label lines set half a line above and below the values (a two-line cell centred on a one-line row).
+        near = [j for j in (i - 1, i + 1) if 0 <= j < len(cells) and label_only(j)
+                and abs(rows[j].baseline - rows[i].baseline) < 0.8 * rows[i].size]
+        if near:
+            cells[i][0] = " ".join(cells[j][0] for j in near)
+            for j in near:
+                cells[j][0] = ""
+
+
 def _fill_group_labels(cells: list[list[str]], rows: Sequence[Row], rules: Sequence[float]) -> None:
     """Give the row label printed once for several rows (a multirow cell) to each row of its group."""
     if not cells or not any(not row[0] for row in cells):
         return
-    groups: list[list[int]] = []
-    for i, row in enumerate(rows):
-        new_group = not groups or any(rows[i - 1].baseline < y < row.baseline for y in rules)
-        if new_group:
-            groups.append([i])
-        else:
-            groups[-1].append(i)
+    groups = _rule_groups(rows, rules)
     if len(groups) == 1 and not rules:
         groups = [[i] for i in range(len(rows))]  # no rules: fill down from the row above
         for i in range(1, len(cells)):

@@ -23,7 +23,7 @@ E["label_smoothing"] = dict(figures=9, headline=["99.33", "93.62", "72.07", "81.
   ("FMNIST FCN", "α = 0.05 T = 1.0", "0.042"), ("CIFAR-10 AlexNet", "α = 0.05 T = 1.0", "0.026"),
   ("CIFAR-10 ResNet-56", "α = 0.0 T", "3.1"), ("CIFAR-100 ResNet-56 (ours)", "α = 0.1 T = 1.0", "0.043"),
   ("CIFAR-100 ResNet-56 [20]", "α = 0.05 T = 1.0", "0.024"), ("CUB-200-2011 ResNet-34", "α = 0.3 T = 1.0", "0.400"),
-  ("TinyImageNet ResNet-50", "α = 0.1 T = 1.0", "0.045"), ("ImageNet Inception", "α = 0.1 T = 1.0", "0.035"),
+  ("TinyImageNet ResNet-50", "α = 0.1 T = 1.0", "0.045"), ("ImageNet InceptionV4", "α = 0.1 T = 1.0", "0.035"),
   ("Multi30k Transformer", "α = 0.3 T = 1.0", "0.110")])),
  dict(number="4", caption="Errors of the FCN networks trained on MNIST", cells=cells([
   ("Teacher w/o LS", "Müller et al.", "0.67%"), ("Teacher w/o LS", "Ours", "0.81%"), ("Teacher w/ LS", "Müller et al.", "0.59%"),
@@ -169,9 +169,62 @@ E["food_chain_chaos"] = dict(figures=6, headline=["0.76", "9.9"], tables=[
  dict(number="1", caption="Nondimensional parameters and the values used in the simulations", cells=cells([
   ("a1", "Values", "5.0"), ("b1", "Values", "2.0 → 6.2"), ("a2", "Values", "0.1"), ("b2", "Values", "2.0"), ("d1", "Values", "0.4"), ("d2", "Values", "0.01")])),
 ])
+# Outside ReScience (data files fetched from public repositories live under shared/paper_corpus/, see README.md).
+E["phishing_shap"] = dict(_pdf="shared/paper_corpus/phishing_shap.pdf", _toc=(2, 3), _source=(
+ "Scientific Reports 15:41751 (2025), CC BY 4.0, shared/paper_corpus/phishing_shap.pdf (see README.md)"),
+ figures=8, headline=["97.3", "97.0", "97.6", "96.25", "90.0"], tables=[
+ dict(number="1", caption="Components Description", cells=cells([
+  ("Dataset used", "Description", "Kaggle / UCI repository"), ("Training and testing split", "Description", "80/20"),
+  ("Classes", "Description", "Binary (legitimate/phishing)"), ("No. of samples", "Description", "11,000 URLs"),
+  ("No. of features", "Description", "30"), ("System used", "Description", "Windows 10"), ("GPU", "Description", "Google colab GPU"),
+  ("Processor", "Description", "2.4 GHz processor")])),
+ dict(number="2", caption="Performance Analysis of Proposed Methodology with SHAP", cells=cells([
+  ("KNN", "F1-score", "94.9"), ("KNN", "Accuracy", "94.3"), ("SVM", "Precision", "92.9"), ("SVM", "Recall", "95.5"),
+  ("LR", "F1-score", "94.1"), ("LR", "Accuracy", "93.3"), ("DT", "Precision", "96.7"), ("DT", "Recall", "96.1"),
+  ("RF", "F1-score", "97.3"), ("RF", "Precision", "97.0"), ("RF", "Recall", "97.6"), ("RF", "Accuracy", "97.0")])),
+ dict(number="3", caption="Models Performance Metrics Without SHAP", cells=cells([
+  ("KNN", "F1-score", "88.0"), ("KNN", "Recall", "89.0"), ("SVM", "Precision", "85.0"), ("SVM", "Accuracy", "86.0"),
+  ("LR", "F1-score", "86.0"), ("LR", "Precision", "84.0"), ("DT", "Recall", "91.0"), ("DT", "Accuracy", "90.0"),
+  ("RF", "F1-score", "92.0"), ("RF", "Recall", "93.0"), ("RF", "Accuracy", "90.0")])),
+ dict(number="4", caption="Comparison of the Proposed RF+SHAP Model with State-of-the-Art", cells=cells([
+  ("Proposed RF + SHAP", "Accuracy (%)", "97.0"), ("Proposed RF + SHAP", "F1-Score (%)", "97.3"),
+  ("RF (Baseline)", "Accuracy (%)", "96.25"), ("RF (Baseline)", "Recall (%)", "98.3"), ("SVM", "Precision (%)", "93.5"),
+  ("CNN+LSTM (IPDS)", "Accuracy (%)", "93.28"), ("CNN+LSTM (IPDS)", "Precision (%)", "93.30"), ("DNN", "F1-Score (%)", "92.21"),
+  ("DNN", "Recall (%)", "93.07"), ("LightGBM", "Accuracy (%)", "95.1"), ("DeepSeek R1 Distill Qwen 14B Q8", "Accuracy (%)", "75"),
+  ("DeepSeek R1 Distill Qwen 14B Q8", "Precision (%)", "81")])),
+])
+E["pitch_spiral_ismir"] = dict(_pdf="shared/paper_corpus/pitch_spiral_ismir.pdf", _source=(
+ "ISMIR 2016, CC BY 4.0, shared/paper_corpus/pitch_spiral_ismir.pdf (see README.md)"),
+ # No outline in this PDF: the headings were read off the pages (ISMIR's centred capitals, one over two lines).
+ _headings=["Abstract", "Introduction", "Related work", "How invariant is the mel-frequency cepstrum ?",
+            "Deep convolutional networks", "Improved weight sharing strategies",
+            "One-dimensional convolutions at high frequencies", "Convolutions on the pitch spiral at low frequencies",
+            "Applications", "Conclusions"],
+ figures=3, headline=["74.0", "73.8", "69.1", "61.4", "99.7"], tables=[
+ dict(number="1", caption="Quantity of data in the training set (left) and test set (right)", cells=cells([
+  ("piano", "minutes", "58"), ("piano", "tracks", "15"), ("violin", "minutes", "49"), ("dist. guitar", "tracks", "14"),
+  ("female singer", "minutes", "19"), ("clarinet", "tracks", "18"), ("flute", "minutes", "53"), ("trumpet", "tracks", "27"),
+  ("tenor sax.", "minutes", "3"), ("total", "minutes", "158"), ("total", "tracks", "139")])),
+ # Each accuracy is printed over two lines, the mean and under it "(± spread)"; a row's label too (name, then size).
+ dict(number="2", caption="Test set accuracies for all presented architectures", cells=cells([
+  ("bag-of-features and random forest", "piano", "99.7 (± 0.1)"), ("bag-of-features and random forest", "average", "61.4 (± 0.5)"),
+  ("spiral (36k parameters)", "female singer", "84.4 (± 6.1)"), ("1-d (20k parameters)", "flute", "51.3 (± 13.4)"),
+  ("1-d (20k parameters)", "tenor sax.", "59.0 (± 6.8)"), ("2-d, 32 kernels (93k parameters)", "average", "69.1 (± 2.0)"),
+  ("spiral & 1-d (55k parameters)", "violin", "47.6 (± 6.1)"), ("spiral & 2-d (128k parameters)", "clarinet", "82.3 (± 3.2)"),
+  ("1-d & 2-d (111k parameters)", "average", "73.8 (± 2.3)"), ("2-d & 1-d & spiral (147k parameters)", "average", "74.0 (± 0.6)"),
+  ("2-d & 1-d & spiral (147k parameters)", "tenor sax.", "59.0 (± 7.3)"), ("2-d, 48 kernels (158k parameters)", "trumpet", "68.8 (± 1.8)"),
+  ("2-d, 48 kernels (158k parameters)", "dist. guitar", "84.5 (± 2.5)")])),
+])
 for name, e in E.items():
-    doc = pymupdf.open(C / f"{name}.pdf")
-    e = {"source": f"ReScience C, {name}.pdf (see README.md)", "pages": doc.page_count, **e,
-         "headings": [t[1].replace("``", "“").replace("''", "”") for t in doc.get_toc() if t[0] <= 2]}
+    pdf = Path(e.pop("_pdf", C / f"{name}.pdf"))
+    levels = e.pop("_toc", (1, 2))
+    source = e.pop("_source", f"ReScience C, {name}.pdf (see README.md)")
+    doc = pymupdf.open(pdf)
+    # The outline's section levels (a journal whose level 1 is the paper's title starts at 2); the reference list
+    # is not a body section.
+    toc = e.pop("_headings", None) or [
+        t[1].replace("\ufeff", "").strip() for t in doc.get_toc() if levels[0] <= t[0] <= levels[-1]]
+    e = {"source": source, **({"pdf": str(pdf)} if pdf.parent != C else {}), "pages": doc.page_count, **e,
+         "headings": [t.replace("``", "“").replace("''", "”") for t in toc if t != "References"]}
     (C / f"{name}.expect.json").write_text(json.dumps(e, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 print(len(E))
