@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "tasks" / "paper" / "corpus"
+PDFS = ROOT / "shared" / "paper_corpus"
 RESULTS = Path(__file__).resolve().parent / "results" / "paper_ingest.md"
 
 
@@ -120,14 +121,14 @@ def score_bundle(name: str, bundle, expect: dict) -> Score:
 
 
 def corpus_pdfs() -> dict[str, Path]:
-    """Paper name -> PDF: one per expectation file; the PDF sits next to it unless the file names its path
-    (relative to the repository root: data fetched from public repositories lives under shared/paper_corpus/)."""
-    pdfs = {}
-    for expect in sorted(CORPUS.glob("*.expect.json")):
-        name = expect.name.removesuffix(".expect.json")
-        where = json.loads(expect.read_text(encoding="utf-8")).get("pdf")
-        pdfs[name] = ROOT / where if where else CORPUS / f"{name}.pdf"
-    return pdfs
+    """Paper name -> PDF: one per expectation file. The PDFs are data fetched from public repositories, kept apart
+    from the code under shared/paper_corpus/ (licences and sources in the corpus README)."""
+    return {name: corpus_pdf(name) for name in
+            (e.name.removesuffix(".expect.json") for e in sorted(CORPUS.glob("*.expect.json")))}
+
+
+def corpus_pdf(name: str) -> Path:
+    return PDFS / f"{name}.pdf"
 
 
 def run_paper(name: str, pdf: Path, baseline: bool) -> Score:

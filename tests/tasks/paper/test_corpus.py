@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.paper_ingest_bench import CORPUS, corpus_pdfs, score_bundle
+from benchmarks.paper_ingest_bench import CORPUS, corpus_pdf, corpus_pdfs, score_bundle
 from tasks.paper.ingest import ingest_pdf
 
 # (paper, min share of tables found, of checked cells right, of headline numbers, of headings)
@@ -41,25 +41,25 @@ def test_real_paper_scores(name: str, tables: float, cells: float, headline: flo
 
 
 def test_running_headers_and_licence_block_stay_out_of_the_text(tmp_path: Path) -> None:
-    bundle = ingest_pdf(CORPUS / "label_smoothing.pdf", tmp_path / "bundle")
+    bundle = ingest_pdf(corpus_pdf("label_smoothing"), tmp_path / "bundle")
     text = " ".join(s.text for s in bundle.sections)
     assert "ReScience C 10.1" not in text  # the running footer of every page
     assert "Creative Commons" not in text and "Correspondence should be addressed" not in text
 
 
 def test_bold_and_spread_reach_the_number_list(tmp_path: Path) -> None:
-    bundle = ingest_pdf(CORPUS / "meta_learning.pdf", tmp_path / "bundle")
+    bundle = ingest_pdf(corpus_pdf("meta_learning"), tmp_path / "bundle")
     (cell,) = [n for n in bundle.numbers if n.source == "table" and n.ref["table"] == "table_1"
                and n.ref["row"] == "5-way, 1-shot" and n.ref["column"].startswith("R2D2 ours")]
     assert (cell.value, cell.uncertainty) == (62.7, 1.8)
-    table2 = next(t for t in ingest_pdf(CORPUS / "label_smoothing.pdf", tmp_path / "b2").tables if t.id == "table_2")
+    table2 = next(t for t in ingest_pdf(corpus_pdf("label_smoothing"), tmp_path / "b2").tables if t.id == "table_2")
     best = [row[c] for row, styles in zip(table2.rows, table2.styles, strict=True) for c, s in enumerate(styles) if s == "b"]
     assert "99.33" in best and "93.62" in best and "99.06" not in best
 
 
 def test_references_split_into_numbered_entries_in_order(tmp_path: Path) -> None:
     """ReScience sets each reference number alone in the margin ("1." then the entry's lines)."""
-    refs = ingest_pdf(CORPUS / "meta_learning.pdf", tmp_path / "bundle").references
+    refs = ingest_pdf(corpus_pdf("meta_learning"), tmp_path / "bundle").references
     assert refs[0].startswith("1. D. Silver, A. Huang")
     assert [r.split(".")[0] for r in refs] == [str(i) for i in range(1, len(refs) + 1)] and len(refs) >= 10
 
@@ -67,24 +67,24 @@ def test_references_split_into_numbered_entries_in_order(tmp_path: Path) -> None
 def test_wrapped_and_multirow_row_labels(tmp_path: Path) -> None:
     """Labels printed over several lines or once for a group of rows name every row they belong to, and the
     label-only lines leave no empty rows behind."""
-    tables = {t.id: t for t in ingest_pdf(CORPUS / "pomdp_teaching.pdf", tmp_path / "b").tables}
+    tables = {t.id: t for t in ingest_pdf(corpus_pdf("pomdp_teaching"), tmp_path / "b").tables}
     policies = [row[0] for row in tables["table_7"].rows]
     assert policies == ["Random", "QE only", "Max. Info. Gain", "Memoryless", "Memory", "Continuous"]
     assert tables["table_7"].rows[2][1] == "16%"
     assert [row[0] for row in tables["table_9"].rows[3:6]] == ["Random QE only"] * 3
-    grid = next(t for t in ingest_pdf(CORPUS / "neural_pde.pdf", tmp_path / "n").tables if t.id == "table_2")
+    grid = next(t for t in ingest_pdf(corpus_pdf("neural_pde"), tmp_path / "n").tables if t.id == "table_2")
     assert len(grid.rows) == 20 and all(all(row[:3]) for row in grid.rows)
     assert grid.rows[4][:3] == ["2", "32", "l_shape"] and grid.rows[4][4] == "0.161 ± 0.032"
 
 
 def test_interval_cells_reach_the_number_list_with_their_spread(tmp_path: Path) -> None:
-    bundle = ingest_pdf(CORPUS / "pomdp_teaching.pdf", tmp_path / "b")
+    bundle = ingest_pdf(corpus_pdf("pomdp_teaching"), tmp_path / "b")
     (cell,) = [n for n in bundle.numbers if n.source == "table" and n.text == "224.80 [196.80 284.20]"]
     assert cell.value == 224.8 and cell.uncertainty == pytest.approx(59.4)
 
 
 def test_appendix_run_in_and_side_bar_headings(tmp_path: Path) -> None:
-    titles = [s.title for s in ingest_pdf(CORPUS / "label_smoothing.pdf", tmp_path / "l").sections]
+    titles = [s.title for s in ingest_pdf(corpus_pdf("label_smoothing"), tmp_path / "l").sections]
     assert {"A Appendix", "A.1 Code for Penultimate Layer Representation", "Results"} <= set(titles)
     # ReScience's side bar prints "Edited by" on the row of the first heading: they stay apart.
-    assert ingest_pdf(CORPUS / "meta_learning.pdf", tmp_path / "m").sections[0].title == "1 Introduction"
+    assert ingest_pdf(corpus_pdf("meta_learning"), tmp_path / "m").sections[0].title == "1 Introduction"

@@ -2,6 +2,7 @@
 (pages rendered with PyMuPDF and looked at); headings are the PDF outline's level 1-2 entries. Run from the repo root."""
 import json, pymupdf
 from pathlib import Path
+from benchmarks.paper_ingest_bench import corpus_pdf
 C = Path("tests/tasks/paper/corpus")
 
 def cells(rows):
@@ -170,7 +171,7 @@ E["food_chain_chaos"] = dict(figures=6, headline=["0.76", "9.9"], tables=[
   ("a1", "Values", "5.0"), ("b1", "Values", "2.0 → 6.2"), ("a2", "Values", "0.1"), ("b2", "Values", "2.0"), ("d1", "Values", "0.4"), ("d2", "Values", "0.01")])),
 ])
 # Outside ReScience (data files fetched from public repositories live under shared/paper_corpus/, see README.md).
-E["phishing_shap"] = dict(_pdf="shared/paper_corpus/phishing_shap.pdf", _toc=(2, 3), _source=(
+E["phishing_shap"] = dict(_toc=(2, 3), _source=(
  "Scientific Reports 15:41751 (2025), CC BY 4.0, shared/paper_corpus/phishing_shap.pdf (see README.md)"),
  figures=8, headline=["97.3", "97.0", "97.6", "96.25", "90.0"], tables=[
  dict(number="1", caption="Components Description", cells=cells([
@@ -193,7 +194,7 @@ E["phishing_shap"] = dict(_pdf="shared/paper_corpus/phishing_shap.pdf", _toc=(2,
   ("DNN", "Recall (%)", "93.07"), ("LightGBM", "Accuracy (%)", "95.1"), ("DeepSeek R1 Distill Qwen 14B Q8", "Accuracy (%)", "75"),
   ("DeepSeek R1 Distill Qwen 14B Q8", "Precision (%)", "81")])),
 ])
-E["pitch_spiral_ismir"] = dict(_pdf="shared/paper_corpus/pitch_spiral_ismir.pdf", _source=(
+E["pitch_spiral_ismir"] = dict(_source=(
  "ISMIR 2016, CC BY 4.0, shared/paper_corpus/pitch_spiral_ismir.pdf (see README.md)"),
  # No outline in this PDF: the headings were read off the pages (ISMIR's centred capitals, one over two lines).
  _headings=["Abstract", "Introduction", "Related work", "How invariant is the mel-frequency cepstrum ?",
@@ -216,7 +217,7 @@ E["pitch_spiral_ismir"] = dict(_pdf="shared/paper_corpus/pitch_spiral_ismir.pdf"
   ("2-d, 48 kernels (158k parameters)", "dist. guitar", "84.5 (± 2.5)")])),
 ])
 for name, e in E.items():
-    pdf = Path(e.pop("_pdf", C / f"{name}.pdf"))
+    pdf = corpus_pdf(name)
     levels = e.pop("_toc", (1, 2))
     source = e.pop("_source", f"ReScience C, {name}.pdf (see README.md)")
     doc = pymupdf.open(pdf)
@@ -224,7 +225,7 @@ for name, e in E.items():
     # is not a body section.
     toc = e.pop("_headings", None) or [
         t[1].replace("\ufeff", "").strip() for t in doc.get_toc() if levels[0] <= t[0] <= levels[-1]]
-    e = {"source": source, **({"pdf": str(pdf)} if pdf.parent != C else {}), "pages": doc.page_count, **e,
+    e = {"source": source, "pages": doc.page_count, **e,
          "headings": [t.replace("``", "“").replace("''", "”") for t in toc if t != "References"]}
     (C / f"{name}.expect.json").write_text(json.dumps(e, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 print(len(E))
