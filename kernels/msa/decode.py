@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.msa.merge import merge_partials
+from kernels.msa.merge import LOG2E, merge_partials
 from kernels.msa.prefill import _check
 from kernels.msa.reference import MSAShapeError
 
@@ -113,7 +113,7 @@ def sparse_decode_triton(
     partial_lse = torch.empty((num_kv_heads, num_tokens, splits, group), dtype=torch.float32, device=q.device)
     _split_k_kernel[(num_tokens * splits, num_kv_heads)](
         q, kv_cache, selection, block_table, seq_lens, partial_o, partial_lse,
-        num_tokens, decode_query_len, scale * 1.4426950408889634,
+        num_tokens, decode_query_len, scale * LOG2E,
         q.stride(0), q.stride(1),
         kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
         selection.stride(0), selection.stride(1),
