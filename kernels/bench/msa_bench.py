@@ -252,7 +252,7 @@ def bench_flex(case, sel: torch.Tensor, n: int, rows: list[Row], t_ours: float, 
 
 
 def bench_decode(batch: int, ctx: int, vllm_sparse, rows: list[Row], copy_tbs: float, check: bool,
-                 query_len: int = 1, sweep: bool = False) -> None:
+                 query_len: int = 1, sweep: bool = False, fp8: bool = False) -> None:
     from kernels.msa import sparse_decode
     from kernels.msa.decode import sparse_decode_triton
     from kernels.msa.indexer import msa_index_topk_triton
@@ -285,6 +285,8 @@ def bench_decode(batch: int, ctx: int, vllm_sparse, rows: list[Row], copy_tbs: f
         err = float((out[:n_chk].double().cpu() - ref.double()).norm() / ref.double().norm())
         note += f"; ref err {err:.1e}"
     rows.append(Row("decode", shape, "ours: split-K + merge (graph)", t / 1e3, tb_per_s=nbytes / t / 1e6, note=note))
+    if fp8:
+        bench_decode_fp8(case, sel, query_len, out, shape, rows, t, nbytes)
     if sweep:
         for splits, stages, warps in ((1, 3, 4), (2, 3, 4), (4, 3, 4), (2, 3, 2), (2, 3, 8), (1, 3, 8), (2, 4, 4)):
             t_s = graph_ms(ours(splits, stages, warps)) * 1e3
@@ -301,6 +303,23 @@ def bench_decode(batch: int, ctx: int, vllm_sparse, rows: list[Row], copy_tbs: f
         rows.append(Row("decode", shape, "vLLM split-K decode (graph)", t_v / 1e3, tb_per_s=nbytes / t_v / 1e6,
                         note=f"ours {t_v / t:.2f}x; eager {t_v_eager:.0f} us; ‖ours−vLLM‖/‖vLLM‖ {diff:.1e}"))
     del case
+
+
+def bench_decode_fp8(case, sel, query_len: int, out_bf16: torch.Tensor, shape: str, rows: list[Row], t_bf16_us: float,
+                     nbytes_bf16: float) -> None:
+    """Our decode on an fp8 e4m3 copy of the cache (per-tensor scales): time, and the output's difference from
+    the bf16 cache's output."""
+    from kernels.msa.decode import sparse_decode_triton
+    from kernels.msa.inputs import quantize_kv_fp8
+
+    kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
+    out = torch.empty_like(case.q)
+    fn = lambda: sparse_decode_triton(case.q, kv8, sel, case.block_table, case.seq_lens, query_len,  # noqa: E731
+                                      HEAD_DIM ** -0.5, out, k_scale=k_scale, v_scale=v_scale)
+    fn()
+    t = graph_ms(fn) * 1e3
+    rows.append(Row("decode", shape, "ours, fp8 e4m3 KV cache (graph)", t / 1e3, tb_per_s=nbytes_bf16 / 2 / t / 1e6,
+                    note=f"{t_bf16_us / t:.2f}x the bf16 cache; ‖fp8−bf16‖/‖bf16‖ {rel_diff(out, out_bf16):.1e}"))
 
 
 def reference_tail(case, sel: torch.Tensor, out: torch.Tensor, tail: int = 16) -> float:
@@ -637,6 +656,7 @@ def main() -> None:
     parser.add_argument("--locality-stages", action="store_true", help="also time the v8 stages alone")
     parser.add_argument("--locality-kinds", default="", help="only these selections, e.g. 'indexer sel,f=1.0'")
     parser.add_argument("--chunked", default="", help="chunk x context[+decodes], e.g. 8192x131072,32768x1048576+16")
+    parser.add_argument("--fp8", action="store_true", help="also our decode on an fp8 e4m3 KV cache")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     import triton
@@ -650,7 +670,7 @@ def main() -> None:
     for i, spec in enumerate(s for s in args.decode.split(",") if s):
         batch, ctx = (int(x) for x in spec.split("x"))
         guarded(rows, "decode", spec, bench_decode, batch, ctx, vllm_sparse, rows, copy_tbs, check=i == 0,
-                sweep=spec == "64x131072" and args.sweep)
+                sweep=spec == "64x131072" and args.sweep, fp8=args.fp8)
     guarded(rows, "decode", "64x131072 q=2", bench_decode, 64, 131072, vllm_sparse, rows, copy_tbs, check=True,
             query_len=2)
     for n in (int(s) for s in args.sizes.split(",") if s):

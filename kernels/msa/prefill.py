@@ -28,13 +28,13 @@ from kernels.msa.tile_outer import (DEFAULT_MAX_UNION, DEFAULT_MIN_SHARE, DEFAUL
 def _kv_outer_kernel(
     q_ptr, kv_ptr, perm_ptr, row_ptr, work_seg_ptr, work_chunk_ptr, bt_ptr, seq_lens_ptr, pos_ptr,
     po_ptr, plse_ptr,
-    num_tokens, num_segs, blocks_per_head, max_blocks, num_kv_heads, sm_scale_log2,
+    num_tokens, num_segs, blocks_per_head, max_blocks, num_kv_heads, sm_scale_log2, v_scale,
     stride_qt, stride_qh,
     stride_kvp, stride_kvh, stride_kvt,
     stride_btr,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, TOPK: tl.constexpr,
     TILE_T: tl.constexpr, CHUNK: tl.constexpr, PREFETCH: tl.constexpr, RELOAD_KV: tl.constexpr,
-    BLOCK: tl.constexpr,
+    BLOCK: tl.constexpr, SCALE_V: tl.constexpr,
 ):
     w = tl.program_id(0)
     seg = tl.load(work_seg_ptr + w)
@@ -56,8 +56,11 @@ def _kv_outer_kernel(
     # K and V of the block: read from memory once per program, reused by every query tile below. With
     # RELOAD_KV the tiles re-read them (L1/L2 hits) instead of keeping 128 registers per thread live across
     # the loop, which limits the SM to one program (ncu: 255 registers, 12.5% occupancy).
-    k_t = tl.load(kv_base + offs_j[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
-    v = tl.load(kv_base + offs_j[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :], mask=kv_ok[:, None], other=0.0)
+    # An fp8 cache is widened to q's dtype (exact); its K scale is folded into sm_scale_log2, V's applied to o.
+    k_t = tl.load(kv_base + offs_j[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :],
+                  other=0.0).to(q_ptr.dtype.element_ty)
+    v = tl.load(kv_base + offs_j[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :], mask=kv_ok[:, None],
+                other=0.0).to(q_ptr.dtype.element_ty)
 
     ROWS: tl.constexpr = TILE_T * GROUP_PAD
     offs_r = tl.arange(0, ROWS)
@@ -74,9 +77,10 @@ def _kv_outer_kernel(
                                stride_qt, stride_qh, GROUP, TOPK)
             ent_ok, e, q, p_t = nxt
         if RELOAD_KV:
-            k_t = tl.load(kv_base + offs_j[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
+            k_t = tl.load(kv_base + offs_j[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :],
+                          other=0.0).to(q_ptr.dtype.element_ty)
             v = tl.load(kv_base + offs_j[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :], mask=kv_ok[:, None],
-                        other=0.0)
+                        other=0.0).to(q_ptr.dtype.element_ty)
         s = tl.dot(q, k_t) * sm_scale_log2
         s = tl.where((kpos[None, :] <= p_t[:, None]) & kv_ok[None, :], s, float("-inf"))
         m = tl.max(s, axis=1)
@@ -84,6 +88,8 @@ def _kv_outer_kernel(
         p = tl.exp2(s - m[:, None])
         l = tl.sum(p, axis=1)
         o = tl.dot(p.to(v.dtype), v) / tl.where(l > 0, l, 1.0)[:, None]
+        if SCALE_V:
+            o = o * v_scale
         lse = tl.where(l > 0, m + tl.log2(l), float("-inf"))
         part = e * GROUP + r_g
         tl.store(po_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], o.to(po_ptr.dtype.element_ty),
@@ -163,6 +169,8 @@ def kv_outer_partials(
     tile_rows: int = 64,
     reload_kv: bool = False,
     maxnreg: int | None = None,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The attention stage alone: (partial_o [Hkv, T, top_k, G, d] in q's dtype, partial_lse fp32)."""
     num_tokens, num_heads, head_dim = q.shape
@@ -178,12 +186,13 @@ def kv_outer_partials(
         q, kv_cache, perm, row_ptr, work_seg, work_chunk, block_table, seq_lens, positions,
         partial_o, partial_lse,
         num_tokens, num_segs, block_table.shape[0] * max_blocks, max_blocks, num_kv_heads,
-        scale * LOG2E,
+        scale * k_scale * LOG2E, float(v_scale),
         q.stride(0), q.stride(1),
         kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
         block_table.stride(0),
         GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, TOPK=top_k, TILE_T=max(1, tile_rows // group_pad),
-        CHUNK=chunk, PREFETCH=prefetch, RELOAD_KV=reload_kv, BLOCK=BLOCK_SIZE, num_warps=num_warps,
+        CHUNK=chunk, PREFETCH=prefetch, RELOAD_KV=reload_kv, BLOCK=BLOCK_SIZE, SCALE_V=v_scale != 1.0,
+        num_warps=num_warps,
         num_stages=num_stages, **extra,
     )
     return partial_o, partial_lse
@@ -212,6 +221,8 @@ def sparse_attention_triton(
     min_shared_pct: int = DEFAULT_MIN_SHARED_PCT,
     tile_warps: int = 4,
     tile_per_sm: int = 0,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> torch.Tensor:
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
@@ -222,6 +233,8 @@ def sparse_attention_triton(
     The adaptive path is the default (v8): on the H200 it was 1.02-1.10x v6 on selections with little sharing
     and 1.36-1.98x at f >= 0.9 (NOTES.md v8, RESULTS.md); ``max_union=0`` runs KV-outer only (v6).
     ``tile_*`` knobs: the tile-outer kernel's warps, pipeline stages, key piece and programs per SM (0: one per tile).
+    ``kv_cache`` may be float8 e4m3 (``torch.float8_e4m3fn``, vLLM's layout) with per-tensor ``k_scale`` /
+    ``v_scale`` (not yet timed on a GPU: NOTES.md v8).
     ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
     Selection slots may be in any order, with -1 entries anywhere.
     """
@@ -238,16 +251,19 @@ def sparse_attention_triton(
     if max_union <= 0:  # KV-outer only
         csr = build_block_csr(selection, query_start_loc, block_table.shape[1], chunk, window)
         partial_o, partial_lse = kv_outer_partials(q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2],
-                                                   scale, chunk, num_warps, num_stages, prefetch, tile_rows)
+                                                   scale, chunk, num_warps, num_stages, prefetch, tile_rows,
+                                                   k_scale=k_scale, v_scale=v_scale)
         merge_partials(partial_o, partial_lse, out, selection)
         return out
     req = device_requests(query_start_loc, num_tokens)
     split = tile_unions(selection, req, pos, block_table, union_tile, max_union, min_share, min_shared_pct)
     csr = build_block_csr(split.rest, query_start_loc, block_table.shape[1], chunk, window)
     partial_o, partial_lse = kv_outer_partials(q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2],
-                                               scale, chunk, num_warps, num_stages, prefetch, tile_rows)
+                                               scale, chunk, num_warps, num_stages, prefetch, tile_rows,
+                                               k_scale=k_scale, v_scale=v_scale)
     tile_outer_attention(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
-                         num_warps=tile_warps, num_stages=tile_stages, keys=tile_keys, per_sm=tile_per_sm)
+                         num_warps=tile_warps, num_stages=tile_stages, keys=tile_keys, per_sm=tile_per_sm,
+                         k_scale=k_scale, v_scale=v_scale)
     merge_partials(partial_o, partial_lse, out, split.merge_sel, skip=split.direct)
     return out
 

@@ -207,13 +207,13 @@ def tile_unions(
 def _tile_outer_kernel(
     q_ptr, kv_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, carrier_ptr, direct_ptr, work_ptr,
     nwork_ptr, seq_lens_ptr, pos_ptr, req_ptr, out_ptr, po_ptr, plse_ptr,
-    num_tokens, num_tiles, sm_scale_log2,
+    num_tokens, num_tiles, sm_scale_log2, v_scale,
     stride_qt, stride_qh,
     stride_kvp, stride_kvh, stride_kvt,
     stride_ot, stride_oh,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, TILE_T: tl.constexpr,
     TOPK: tl.constexpr, MAX_UNION: tl.constexpr, KEYS: tl.constexpr, BLOCK: tl.constexpr, USE_CLEAN: tl.constexpr,
-    WARP_SPEC: tl.constexpr,
+    WARP_SPEC: tl.constexpr, SCALE_V: tl.constexpr,
 ):
     ROWS: tl.constexpr = TILE_T * GROUP_PAD
     PIECES: tl.constexpr = BLOCK // KEYS  # KEYS < BLOCK walks each block in pieces (smaller S tile, fewer registers)
@@ -248,8 +248,8 @@ def _tile_outer_kernel(
             page = tl.load(upage_ptr + tile * MAX_UNION + jj // PIECES).to(tl.int64)
             key = (jj % PIECES) * KEYS + offs_j
             kv_base = kv_head + page * stride_kvp
-            k_t = tl.load(kv_base + key[None, :] * stride_kvt + offs_d[:, None])
-            v = tl.load(kv_base + key[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :])
+            k_t = tl.load(kv_base + key[None, :] * stride_kvt + offs_d[:, None]).to(q.dtype)  # fp8 cache: widened
+            v = tl.load(kv_base + key[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :]).to(q.dtype)
             s = tl.dot(q, k_t)
             m_new = tl.maximum(m, tl.max(s, axis=1) * sm_scale_log2)
             alpha = tl.exp2(m - m_new)
@@ -266,9 +266,10 @@ def _tile_outer_kernel(
             kpos = blk * BLOCK + key
             kv_ok = kpos < seq_len
             kv_base = kv_head + page * stride_kvp
-            k_t = tl.load(kv_base + key[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
+            k_t = tl.load(kv_base + key[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :],
+                          other=0.0).to(q.dtype)
             v = tl.load(kv_base + key[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :], mask=kv_ok[:, None],
-                        other=0.0)
+                        other=0.0).to(q.dtype)
             s = tl.dot(q, k_t) * sm_scale_log2
             chosen = ((tm >> j) & 1) != 0  # this row's token selected union entry j
             s = tl.where(chosen[:, None] & (kpos[None, :] <= p_t[:, None]) & kv_ok[None, :], s, float("-inf"))
@@ -280,6 +281,8 @@ def _tile_outer_kernel(
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
             m = m_new
         acc = acc / tl.where(l > 0, l, 1.0)[:, None]
+        if SCALE_V:  # fp8 cache: V's per-tensor scale (K's is in sm_scale_log2)
+            acc = acc * v_scale
         # Tokens whose every entry was shared get their output here; the others hand a part to the merge.
         row = h.to(tl.int64) * num_tokens + t
         direct = tl.load(direct_ptr + row, mask=row_ok, other=0) != 0
@@ -322,11 +325,14 @@ def tile_outer_attention(
     use_clean: bool = True,
     per_sm: int = 0,
     warp_specialize: bool = False,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ):
     """Attention over each tile's shared blocks: into ``out`` for ``split.direct`` rows, else into the carrier
     slot of ``partial_o`` / ``partial_lse`` ([Hkv, T, top_k, G, d] / [Hkv, T, top_k, G], the KV-outer layout).
     ``use_clean=False`` masks every block (the v7 loop; for measurements); ``per_sm``: persistent programs per SM
-    (0: one program per tile); ``warp_specialize``: Triton's automatic warp specialisation of the loops. Returns Triton's launch handle
+    (0: one program per tile); ``warp_specialize``: Triton's automatic warp specialisation of the loops;
+    ``k_scale`` / ``v_scale``: per-tensor scales of an fp8 cache. Returns Triton's launch handle
     (registers, spills and shared memory of the compiled kernel, for the benchmark), None if nothing ran."""
     num_tokens, num_heads, head_dim = q.shape
     num_kv_heads = kv_cache.shape[1]
@@ -341,12 +347,12 @@ def tile_outer_attention(
         q, kv_cache, split.union, split.pages, split.count, split.clean, split.tokmask, split.carrier,
         split.direct.view(torch.int8), split.work, split.num_work, seq_lens, positions, requests, out, partial_o,
         partial_lse,
-        num_tokens, num_tiles, scale * LOG2E,
+        num_tokens, num_tiles, scale * k_scale * LOG2E, float(v_scale),
         q.stride(0), q.stride(1),
         kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
         out.stride(0), out.stride(1),
         GROUP=group, GROUP_PAD=triton.next_power_of_2(group), HEAD_DIM=head_dim, TILE_T=tile_t,
         TOPK=split.rest.shape[2], MAX_UNION=split.union.shape[2], KEYS=keys, BLOCK=BLOCK_SIZE, USE_CLEAN=use_clean,
-        WARP_SPEC=warp_specialize, num_stages=num_stages,
+        WARP_SPEC=warp_specialize, SCALE_V=v_scale != 1.0, num_stages=num_stages,
         num_warps=num_warps or 4,  # H200 128K sweep: 4 warps x 64-key pieces 24.3 ms, 8 x 128 keys 26.6 ms
     )
