@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from kernels.msa.tile_outer import DEFAULT_MAX_UNION
 
 HEADS, KV_HEADS, HEAD_DIM = 64, 4, 128
 
@@ -250,7 +249,7 @@ def bench_flex(case, sel: torch.Tensor, n: int, rows: list[Row], t_ours: float, 
 
 
 def bench_decode(batch: int, ctx: int, vllm_sparse, rows: list[Row], copy_tbs: float, check: bool,
-                 query_len: int = 1, sweep: bool = False) -> None:
+                 query_len: int = 1, sweep: bool = False, fp8: bool = False) -> None:
     from kernels.msa import sparse_decode
     from kernels.msa.decode import sparse_decode_triton
     from kernels.msa.indexer import msa_index_topk_triton
@@ -283,6 +282,8 @@ def bench_decode(batch: int, ctx: int, vllm_sparse, rows: list[Row], copy_tbs: f
         err = float((out[:n_chk].double().cpu() - ref.double()).norm() / ref.double().norm())
         note += f"; ref err {err:.1e}"
     rows.append(Row("decode", shape, "ours: split-K + merge (graph)", t / 1e3, tb_per_s=nbytes / t / 1e6, note=note))
+    if fp8:
+        bench_decode_fp8(case, sel, query_len, out, shape, rows, t, nbytes)
     if sweep:
         for splits, stages, warps in ((1, 3, 4), (2, 3, 4), (4, 3, 4), (2, 3, 2), (2, 3, 8), (1, 3, 8), (2, 4, 4)):
             t_s = graph_ms(ours(splits, stages, warps)) * 1e3
@@ -298,6 +299,23 @@ def bench_decode(batch: int, ctx: int, vllm_sparse, rows: list[Row], copy_tbs: f
         t_v_eager = bench_ms(vl) * 1e3
         rows.append(Row("decode", shape, "vLLM split-K decode (graph)", t_v / 1e3, tb_per_s=nbytes / t_v / 1e6,
                         note=f"ours {t_v / t:.2f}x; eager {t_v_eager:.0f} us; ‖ours−vLLM‖/‖vLLM‖ {diff:.1e}"))
+
+
+def bench_decode_fp8(case, sel, query_len: int, out_bf16: torch.Tensor, shape: str, rows: list[Row], t_bf16_us: float,
+                     nbytes_bf16: float) -> None:
+    """Our decode on an fp8 e4m3 copy of the cache (per-tensor scales): time, and the output's difference from
+    the bf16 cache's output."""
+    from kernels.msa.decode import sparse_decode_triton
+    from kernels.msa.inputs import quantize_kv_fp8
+
+    kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
+    out = torch.empty_like(case.q)
+    fn = lambda: sparse_decode_triton(case.q, kv8, sel, case.block_table, case.seq_lens, query_len,  # noqa: E731
+                                      HEAD_DIM ** -0.5, out, k_scale=k_scale, v_scale=v_scale)
+    fn()
+    t = graph_ms(fn) * 1e3
+    rows.append(Row("decode", shape, "ours, fp8 e4m3 KV cache (graph)", t / 1e3, tb_per_s=nbytes_bf16 / 2 / t / 1e6,
+                    note=f"{t_bf16_us / t:.2f}x the bf16 cache; ‖fp8−bf16‖/‖bf16‖ {rel_diff(out, out_bf16):.1e}"))
 
 
 def reference_tail(case, sel: torch.Tensor, out: torch.Tensor, tail: int = 16) -> float:
@@ -319,6 +337,11 @@ def peak_extra_bytes(fn) -> int:  # noqa: ANN001 - a callable launching GPU work
     fn()
     torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated() - base
+
+
+def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖a − b‖ / ‖b‖ in fp32."""
+    return float((a.float() - b.float()).norm() / b.float().norm())
 
 
 def timed_attention(case, sel: torch.Tensor, **knobs):
@@ -345,27 +368,77 @@ def vllm_attention(case, sel: torch.Tensor, vllm_sparse):
 
 def tile_outer_share(case, sel: torch.Tensor, knobs: dict) -> tuple[float, float]:
     """(share of selection entries computed tile-outer, share of (token, KV head) rows that skip the merge)."""
-    from kernels.msa.merge import device_requests
+    from kernels.msa.merge import device_positions, device_requests
     from kernels.msa.tile_outer import tile_unions
 
     keys = ("union_tile", "max_union", "min_share", "min_shared_pct")
-    split = tile_unions(sel, device_requests(case.query_start_loc, sel.shape[1]), case.block_table,
+    n = sel.shape[1]
+    split = tile_unions(sel, device_requests(case.query_start_loc, n),
+                        device_positions(case.query_start_loc, case.seq_lens, n), case.block_table,
                         **{("tile_t" if k == "union_tile" else k): v for k, v in knobs.items() if k in keys})
     shared = float((split.rest < 0).sum() - (sel < 0).sum()) / float((sel >= 0).sum())
     return shared, float(split.direct.float().mean())
 
 
 ADAPTIVE_VARIANTS = (  # (label, knobs of sparse_attention_triton); the first is the default
-    ("ours v7: adaptive", {"max_union": DEFAULT_MAX_UNION}),
-    ("v7 without the 75% gate", {"max_union": DEFAULT_MAX_UNION, "min_shared_pct": 0}),
-    ("v7 tile-outer 128-key blocks", {"max_union": DEFAULT_MAX_UNION, "tile_keys": 128}),
+    ("ours v8: adaptive (default)", {}),
+    ("v8, persistent tile-outer (2 programs per SM)", {"tile_per_sm": 2}),
+    ("v8, tile-outer 8 warps 128-key pieces, persistent",
+     {"tile_warps": 8, "tile_keys": 128, "tile_stages": 3, "tile_per_sm": 2}),
+    ("v8, tile-outer 8 warps 128-key pieces", {"tile_warps": 8, "tile_keys": 128, "tile_stages": 3}),
 )
+
+
+def v7_block_csr(selection: torch.Tensor, query_start_loc: torch.Tensor, max_blocks: int, chunk: int):
+    """The CSR build of v6/v7 (int64 radix sort, bincount), kept here as the baseline for today's v6 row: v8's
+    build_block_csr sorts 32-bit keys and takes the offsets from the sorted keys."""
+    import triton
+
+    from kernels.msa.merge import device_requests
+
+    num_kv_heads, num_tokens, _ = selection.shape
+    num_requests = query_start_loc.numel() - 1
+    num_segs = num_kv_heads * num_requests * max_blocks
+    req = device_requests(query_start_loc, num_tokens)
+    head = torch.arange(num_kv_heads, device=selection.device)[:, None, None]
+    sel = selection.to(torch.int64)
+    seg = torch.where(sel >= 0, (head * num_requests + req[None, :, None]) * max_blocks + sel, num_segs).flatten()
+    perm = torch.sort(seg, stable=True).indices.to(torch.int32)
+    counts = torch.bincount(seg, minlength=num_segs + 1)[:num_segs]
+    row_ptr = torch.zeros(num_segs + 1, dtype=torch.int64, device=selection.device)
+    row_ptr[1:] = torch.cumsum(counts, 0)
+    chunks = (counts + chunk - 1) // chunk
+    work_end = torch.cumsum(chunks, 0)
+    w = torch.arange(num_segs + triton.cdiv(seg.numel(), chunk), device=selection.device)
+    work_seg = torch.searchsorted(work_end, w, right=True)
+    work_chunk = w - (work_end - chunks).gather(0, work_seg.clamp(max=num_segs - 1))
+    return perm, row_ptr, work_seg.to(torch.int32), work_chunk.to(torch.int32), num_segs
+
+
+def v6_today(case, sel: torch.Tensor):
+    """(callable, output) of today's default before v8 (v6: KV-outer with the v7 CSR build), the baseline of
+    "never slower than today's kernel"."""
+    from kernels.msa.merge import device_positions, merge_partials
+    from kernels.msa.prefill import kv_outer_partials
+
+    out = torch.empty_like(case.q)
+
+    def run() -> None:
+        pos = device_positions(case.query_start_loc, case.seq_lens, sel.shape[1])
+        csr = v7_block_csr(sel, case.query_start_loc, case.block_table.shape[1], 128)
+        po, plse = kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16,
+                                     HEAD_DIM ** -0.5, 128)
+        merge_partials(po, plse, out, sel)
+
+    run()
+    return run, out
 
 
 def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops: float, variants: bool,
                    stages: bool = False, kinds_wanted: str = "") -> None:
     """One N-token prefill; selections from the indexer on random inputs and synthetic f = 0.5 / 0.9 / 1.0
-    (local block in slot 0: vLLM's contract). Every row: v6 (KV-outer only), v7 (adaptive), vLLM, fp32 check,
+    (local block in slot 0: vLLM's contract). Every row: today's default (v6 with the v7 CSR build), v8 KV-outer
+    only, v8 adaptive (and its variants), vLLM, fp32 check,
     and the whole layer (indexer + attention, sum of the two timed stages)."""
     from kernels.msa.inputs import local_selection, make_case
     from kernels.msa.merge import device_positions
@@ -384,20 +457,24 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
             continue
         flops = attention_flops(sel, pos)
         label = f"{shape} {kind}"
+        fn0, out0 = v6_today(case, sel)
+        t0 = bench_ms(fn0)
+        rows.append(Row("locality", label, "today's default (v6, v7 CSR build)", t0, flops / t0 / 1e9,
+                        note=f"floor {flops / gemm_tflops / 1e9:.2f} ms; layer {t_idx + t0:.2f} ms"))
         fn6, out6 = timed_attention(case, sel, max_union=0)
         t6 = bench_ms(fn6)
-        rows.append(Row("locality", label, "ours v6: KV-outer only", t6, flops / t6 / 1e9,
-                        note=f"floor {flops / gemm_tflops / 1e9:.2f} ms; layer {t_idx + t6:.2f} ms"))
+        rows.append(Row("locality", label, "ours v8 KV-outer only (max_union=0)", t6, flops / t6 / 1e9,
+                        note=f"{t0 / t6:.2f}x today; vs today {rel_diff(out6, out0):.1e}; layer {t_idx + t6:.2f} ms"))
         t7 = None
         for name, knobs in ADAPTIVE_VARIANTS if variants else ADAPTIVE_VARIANTS[:1]:
             fn, out = timed_attention(case, sel, **knobs)
             t = bench_ms(fn)
             share, direct = tile_outer_share(case, sel, knobs)
             check = f"ref err {reference_tail(case, sel, out):.1e}; " if t7 is None else ""
-            agree = float((out.float() - out6.float()).norm() / out6.float().norm())
             rows.append(Row("locality", label, name, t, flops / t / 1e9,
-                            note=f"{t6 / t:.2f}x v6; tile-outer {share:.0%} of entries, {direct:.0%} rows unmerged; "
-                                 f"{check}vs v6 {agree:.1e}; layer {t_idx + t:.2f} ms"))
+                            note=f"{t0 / t:.2f}x today, {t6 / t:.2f}x KV-outer only; tile-outer {share:.0%} of "
+                                 f"entries, {direct:.0%} rows unmerged; {check}vs today {rel_diff(out, out0):.1e}; "
+                                 f"layer {t_idx + t:.2f} ms"))
             t7 = t if t7 is None else t7
         if stages and n >= 131072:
             locality_stages(case, sel, label, rows, flops)
@@ -406,13 +483,20 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
             tv = bench_ms(fnv)
             diff = float((out6.float() - outv.float()).norm() / outv.float().norm())
             rows.append(Row("locality", label, "vLLM query-outer (Hopper Triton)", tv, flops / tv / 1e9,
-                            note=f"v7 default {tv / t7:.2f}x, v6 {tv / t6:.2f}x faster; ‖ours−vLLM‖/‖vLLM‖ "
+                            note=f"v8 default {tv / t7:.2f}x, today {tv / t0:.2f}x faster; ‖ours−vLLM‖/‖vLLM‖ "
                                  f"{diff:.1e}; layer {t_idx_v + tv:.2f} ms (vLLM indexer)"))
         torch.cuda.empty_cache()
 
 
+TILE_OUTER_STAGE_CONFIGS = (  # (warps, stages, keys, clean loop, programs per SM (0: one per tile), warp spec.)
+    (4, 2, 64, True, 2, False), (4, 2, 64, True, 0, False), (4, 2, 64, False, 0, False), (8, 3, 128, True, 2, False),
+    (8, 3, 128, True, 0, False), (4, 2, 64, True, 2, True), (8, 3, 128, True, 2, True),
+)
+
+
 def locality_stages(case, sel: torch.Tensor, label: str, rows: list[Row], flops: float) -> None:
-    """Stages of the v7 path alone (union/split kernel, tile-outer kernel and its knobs, CSR, KV-outer, merge)."""
+    """Stages of the adaptive path alone (split kernel, tile-outer kernel and its knobs with its registers, spills
+    and shared memory, CSR builds, KV-outer, merge)."""
     from kernels.msa.merge import device_positions, device_requests, merge_partials
     from kernels.msa.prefill import build_block_csr, kv_outer_partials
     from kernels.msa.tile_outer import tile_outer_attention, tile_unions
@@ -421,32 +505,67 @@ def locality_stages(case, sel: torch.Tensor, label: str, rows: list[Row], flops:
     req = device_requests(case.query_start_loc, n)
     pos = device_positions(case.query_start_loc, case.seq_lens, n)
     for warps in (2, 4):
-        t = bench_ms(lambda: tile_unions(sel, req, case.block_table, num_warps=warps), rep_ms=100)
-        rows.append(Row("v7-stages", label, f"split kernel (tile_unions) warps={warps}", t))
-    split = tile_unions(sel, req, case.block_table)
+        t = bench_ms(lambda: tile_unions(sel, req, pos, case.block_table, num_warps=warps), rep_ms=100)
+        rows.append(Row("v8-stages", label, f"split kernel (tile_unions) warps={warps}", t))
+    split = tile_unions(sel, req, pos, case.block_table)
     po = torch.empty((KV_HEADS, n, 16, HEADS // KV_HEADS, HEAD_DIM), dtype=case.q.dtype, device="cuda")
     plse = torch.empty((KV_HEADS, n, 16, HEADS // KV_HEADS), dtype=torch.float32, device="cuda")
     out = torch.empty_like(case.q)
     shared_keys = float((split.rest < 0).sum() - (sel < 0).sum()) / float((sel >= 0).sum())
-    for warps, stages, keys in ((4, 3, 64), (4, 4, 64), (4, 2, 64), (4, 3, 32), (8, 3, 128)):
+    union_blocks = torch.where(split.count <= split.union.shape[2], split.count, 0).sum()
+    clean = float(split.clean.sum()) / max(1.0, float(union_blocks))
+    for warps, stages, keys, use_clean, per_sm, spec in TILE_OUTER_STAGE_CONFIGS:
+        name = (f"tile-outer warps={warps} stages={stages} keys={keys} clean={int(use_clean)} per_sm={per_sm}"
+                + (" warp-specialised" if spec else ""))
         try:
-            t = bench_ms(lambda: tile_outer_attention(case.q, case.kv_cache, case.seq_lens, pos, req, split,
-                                                      HEAD_DIM ** -0.5, out, po, plse, num_warps=warps,
-                                                      num_stages=stages, keys=keys), rep_ms=100)
-            rows.append(Row("v7-stages", label, f"tile-outer kernel warps={warps} stages={stages} keys={keys}", t,
-                            flops * shared_keys / t / 1e9, note="TFLOP/s of the shared entries' keys"))
+            def fn():
+                return tile_outer_attention(case.q, case.kv_cache, case.seq_lens, pos, req, split, HEAD_DIM ** -0.5,
+                                            out, po, plse, num_warps=warps, num_stages=stages, keys=keys,
+                                            use_clean=use_clean, per_sm=per_sm, warp_specialize=spec)
+            k = fn()
+            t = bench_ms(fn, rep_ms=100)
+            info = (f"{k.n_regs} regs, {k.n_spills} spills, {k.metadata.shared // 1024} KiB smem"
+                    if k is not None else "")
+            rows.append(Row("v8-stages", label, name, t, flops * shared_keys / t / 1e9,
+                            note=f"TFLOP/s of the shared entries' keys; {info}; clean blocks {clean:.0%}"))
         except Exception as exc:  # noqa: BLE001 - a config that does not compile is a row
-            rows.append(Row("v7-stages", label, f"tile-outer kernel warps={warps} stages={stages} keys={keys}",
-                            float("nan"), note=type(exc).__name__))
+            rows.append(Row("v8-stages", label, name, float("nan"), note=f"{type(exc).__name__}: {str(exc)[:80]}"))
     nb = case.block_table.shape[1]
-    t = bench_ms(lambda: build_block_csr(split.rest, case.query_start_loc, nb, 128), rep_ms=100)
-    rows.append(Row("v7-stages", label, "CSR build on the KV-outer entries", t))
+    for name, build in (("v8 CSR build (32-bit keys, offsets by search)", build_block_csr),
+                        ("v7 CSR build (64-bit keys, bincount)", v7_block_csr)):
+        for what, s in (("all entries", sel), ("KV-outer entries", split.rest)):
+            t = bench_ms(lambda: build(s, case.query_start_loc, nb, 128), rep_ms=100)
+            rows.append(Row("v8-stages", label, f"{name} on {what}", t))
     csr = build_block_csr(split.rest, case.query_start_loc, nb, 128)
     t = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16,
                                            HEAD_DIM ** -0.5, 128), rep_ms=100)
-    rows.append(Row("v7-stages", label, "KV-outer kernel on the rest", t))
+    rows.append(Row("v8-stages", label, "KV-outer kernel on the rest", t))
+    kv_outer_ab(case, sel, label, rows)
     t = bench_ms(lambda: merge_partials(po, plse, out, split.merge_sel, skip=split.direct), rep_ms=100)
-    rows.append(Row("v7-stages", label, "merge (present parts, direct rows skipped)", t))
+    rows.append(Row("v8-stages", label, "merge (present parts, direct rows skipped)", t))
+
+
+def kv_outer_ab(case, sel: torch.Tensor, label: str, rows: list[Row]) -> None:
+    """KV-outer only, today's CSR build against v8's: same permutation? kernel alone with each; the two whole
+    paths timed twice, interleaved (to tell a real difference from drift)."""
+    from kernels.msa.merge import device_positions
+    from kernels.msa.prefill import build_block_csr, kv_outer_partials
+
+    nb = case.block_table.shape[1]
+    pos = device_positions(case.query_start_loc, case.seq_lens, sel.shape[1])
+    old = v7_block_csr(sel, case.query_start_loc, nb, 128)
+    new = build_block_csr(sel, case.query_start_loc, nb, 128)
+    same = all(torch.equal(a.long(), b.long()) for a, b in zip(old[:4], new[:4]))
+    for name, csr in (("v7 CSR", old), ("v8 CSR", new)):
+        t = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16,
+                                               HEAD_DIM ** -0.5, 128), rep_ms=100)
+        rows.append(Row("v8-stages", label, f"KV-outer kernel, all entries, {name}", t,
+                        note=f"CSR tensors identical: {same}"))
+    fn0, _ = v6_today(case, sel)
+    fn6, _ = timed_attention(case, sel, max_union=0)
+    for rep in range(2):
+        for name, fn in (("today's default (v6, v7 CSR build)", fn0), ("v8 KV-outer only (max_union=0)", fn6)):
+            rows.append(Row("v8-stages", label, f"{name}, interleaved run {rep + 1}", bench_ms(fn)))
 
 
 def bench_chunked(chunk: int, ctx: int, decodes: int, vllm_sparse, rows: list[Row], gemm_tflops: float) -> None:
@@ -467,22 +586,26 @@ def bench_chunked(chunk: int, ctx: int, decodes: int, vllm_sparse, rows: list[Ro
     flops = attention_flops(sel, pos)
     rows.append(Row("chunked", shape, "ours indexer (fused)", t_idx))
     results = []
-    for name, knobs in (("ours v6: KV-outer only", {"max_union": 0}),
-                        ("ours v7: adaptive", {"max_union": DEFAULT_MAX_UNION})):
-        fn, out = timed_attention(case, sel, **knobs)
+    runs = (("today's default (v6, v7 CSR build)", lambda: v6_today(case, sel)),
+            ("ours v8 KV-outer only (max_union=0)", lambda: timed_attention(case, sel, max_union=0)),
+            ("ours v8: adaptive (default)", lambda: timed_attention(case, sel)),
+            ("v8, persistent tile-outer (2 programs per SM)", lambda: timed_attention(case, sel, tile_per_sm=2)))
+    for name, make in runs:
+        fn, out = make()
         extra = peak_extra_bytes(fn)
         t = bench_ms(fn)
         results.append((t, out))
+        vs = f"{results[0][0] / t:.2f}x today; " if results[1:] else ""
         rows.append(Row("chunked", shape, name, t, flops / t / 1e9,
-                        note=f"peak extra memory {extra / 2 ** 30:.2f} GiB; layer {t_idx + t:.2f} ms"))
-    rows[-1].note += f"; ref err (last 16 tok) {reference_tail(case, sel, results[-1][1]):.1e}"
+                        note=f"{vs}peak extra memory {extra / 2 ** 30:.2f} GiB; layer {t_idx + t:.2f} ms"))
+    rows[-2].note += f"; ref err (last 16 tok) {reference_tail(case, sel, results[2][1]):.1e}"
     if vllm_sparse is not None:
         fnv, outv = vllm_attention(case, sel, vllm_sparse)
         extra = peak_extra_bytes(fnv)
         tv = bench_ms(fnv)
-        diff = float((results[-1][1].float() - outv.float()).norm() / outv.float().norm())
+        diff = float((results[2][1].float() - outv.float()).norm() / outv.float().norm())
         rows.append(Row("chunked", shape, "vLLM query-outer (Hopper Triton)", tv, flops / tv / 1e9,
-                        note=f"ours v7 {tv / results[-1][0]:.2f}x; ‖ours−vLLM‖/‖vLLM‖ {diff:.1e}; "
+                        note=f"ours v8 {tv / results[2][0]:.2f}x; ‖ours−vLLM‖/‖vLLM‖ {diff:.1e}; "
                              f"peak extra memory {extra / 2 ** 30:.2f} GiB"))
     rows.append(Row("chunked", shape, "KV cache + index cache (bf16)", float("nan"),
                     note=f"{(case.kv_cache.numel() + case.index_k_cache.numel()) * 2 / 2 ** 30:.1f} GiB"))
@@ -523,10 +646,11 @@ def main() -> None:
     parser.add_argument("--no-dense", action="store_true")
     parser.add_argument("--sweep", action="store_true", help="also sweep kernel knobs at 64K / B=64x128K")
     parser.add_argument("--locality", default="", help="prefill lengths for the locality sweep (e.g. 32768,131072)")
-    parser.add_argument("--locality-variants", action="store_true", help="also the v7 knob variants per row")
-    parser.add_argument("--locality-stages", action="store_true", help="also time the v7 stages alone")
+    parser.add_argument("--locality-variants", action="store_true", help="also the v8 knob variants per row")
+    parser.add_argument("--locality-stages", action="store_true", help="also time the v8 stages alone")
     parser.add_argument("--locality-kinds", default="", help="only these selections, e.g. 'indexer sel,f=1.0'")
     parser.add_argument("--chunked", default="", help="chunk x context[+decodes], e.g. 8192x131072,32768x1048576+16")
+    parser.add_argument("--fp8", action="store_true", help="also our decode on an fp8 e4m3 KV cache")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     import triton
@@ -540,7 +664,7 @@ def main() -> None:
     for i, spec in enumerate(s for s in args.decode.split(",") if s):
         batch, ctx = (int(x) for x in spec.split("x"))
         guarded(rows, "decode", spec, bench_decode, batch, ctx, vllm_sparse, rows, copy_tbs, check=i == 0,
-                sweep=spec == "64x131072" and args.sweep)
+                sweep=spec == "64x131072" and args.sweep, fp8=args.fp8)
     guarded(rows, "decode", "64x131072 q=2", bench_decode, 64, 131072, vllm_sparse, rows, copy_tbs, check=True,
             query_len=2)
     for n in (int(s) for s in args.sizes.split(",") if s):

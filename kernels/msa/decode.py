@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.msa.merge import merge_partials
+from kernels.msa.merge import LOG2E, merge_partials
 from kernels.msa.prefill import _check
 from kernels.msa.reference import MSAShapeError
 
@@ -22,13 +22,13 @@ from kernels.msa.reference import MSAShapeError
 @triton.jit
 def _split_k_kernel(
     q_ptr, kv_ptr, sel_ptr, bt_ptr, seq_lens_ptr, po_ptr, plse_ptr,
-    num_tokens, decode_query_len, sm_scale_log2,
+    num_tokens, decode_query_len, sm_scale_log2, v_scale,
     stride_qt, stride_qh,
     stride_kvp, stride_kvh, stride_kvt,
     stride_sh, stride_st,
     stride_btr,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, TOPK: tl.constexpr,
-    NUM_SPLITS: tl.constexpr, NUM_STAGES: tl.constexpr,
+    NUM_SPLITS: tl.constexpr, NUM_STAGES: tl.constexpr, SCALE_V: tl.constexpr,
 ):
     PER_SPLIT: tl.constexpr = TOPK // NUM_SPLITS
     t = tl.program_id(0) % num_tokens
@@ -54,9 +54,11 @@ def _split_k_kernel(
         kpos = blk * 128 + offs_j
         key_ok = (kpos >= 0) & (kpos <= p_t)  # blk == -1 gives negative positions
         base = kv_ptr + page * stride_kvp + h * stride_kvh
-        k_t = tl.load(base + offs_j[None, :] * stride_kvt + offs_d[:, None], mask=key_ok[None, :], other=0.0)
+        # an fp8 cache is widened to q's dtype (exact); its K scale is folded into sm_scale_log2
+        k_t = tl.load(base + offs_j[None, :] * stride_kvt + offs_d[:, None], mask=key_ok[None, :],
+                      other=0.0).to(q.dtype)
         v = tl.load(base + offs_j[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :], mask=key_ok[:, None],
-                    other=0.0)
+                    other=0.0).to(q.dtype)
         s = tl.where(key_ok[None, :], tl.dot(q, k_t) * sm_scale_log2, float("-inf"))
         m_new = tl.maximum(m, tl.max(s, axis=1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -67,6 +69,8 @@ def _split_k_kernel(
         m = m_new
     lse = tl.where(l > 0, m + tl.log2(l), float("-inf"))
     acc = acc / tl.where(l > 0, l, 1.0)[:, None]
+    if SCALE_V:  # fp8 cache: V's per-tensor scale (a runtime value: one compile for every layer), once on the output
+        acc = acc * v_scale
     part = ((h.to(tl.int64) * num_tokens + t) * NUM_SPLITS + c) * GROUP + offs_g
     tl.store(po_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], acc, mask=g_ok[:, None])
     tl.store(plse_ptr + part, lse, mask=g_ok)
@@ -92,8 +96,13 @@ def sparse_decode_triton(
     num_splits: int | None = None,
     num_stages: int = 3,
     num_warps: int = 4,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> torch.Tensor:
-    """Split-K sparse decode; ``decode_query_len`` queries per request (1 + MTP); returns out in q's dtype."""
+    """Split-K sparse decode; ``decode_query_len`` queries per request (1 + MTP); returns out in q's dtype.
+
+    ``kv_cache`` may be float8 e4m3 (``torch.float8_e4m3fn``, vLLM's layout) with per-tensor ``k_scale`` /
+    ``v_scale`` (K = stored K * k_scale, V likewise; ``inputs.quantize_kv_fp8``)."""
     num_tokens, num_heads, head_dim = q.shape
     num_kv_heads = kv_cache.shape[1]
     _check(q, kv_cache, selection)
@@ -113,13 +122,13 @@ def sparse_decode_triton(
     partial_lse = torch.empty((num_kv_heads, num_tokens, splits, group), dtype=torch.float32, device=q.device)
     _split_k_kernel[(num_tokens * splits, num_kv_heads)](
         q, kv_cache, selection, block_table, seq_lens, partial_o, partial_lse,
-        num_tokens, decode_query_len, scale * 1.4426950408889634,
+        num_tokens, decode_query_len, scale * k_scale * LOG2E, float(v_scale),
         q.stride(0), q.stride(1),
         kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
         selection.stride(0), selection.stride(1),
         block_table.stride(0),
         GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim, TOPK=top_k,
-        NUM_SPLITS=splits, NUM_STAGES=num_stages,
+        NUM_SPLITS=splits, NUM_STAGES=num_stages, SCALE_V=v_scale != 1.0,
         num_warps=num_warps,
     )
     merge_partials(partial_o, partial_lse, out, None)

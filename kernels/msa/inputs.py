@@ -138,3 +138,26 @@ def local_selection(
             sel = torch.where(few[None, :, None], all_blocks[None], sel)
             out[:, qsl[r] + c0:qsl[r] + c1] = sel.to(torch.int32)
     return out
+
+
+FP8_E4M3_MAX = 448.0
+"""Largest finite float8 e4m3 (``torch.float8_e4m3fn``) value."""
+
+
+def quantize_kv_fp8(kv_cache: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """(fp8 e4m3 cache, k_scale, v_scale): one scale per tensor half (K, V), amax / 448, as vLLM's per-tensor
+    ``k_scale`` / ``v_scale``; the cache keeps vLLM's layout [pages, kv_heads, 128, 2 * head_dim]."""
+    d = kv_cache.shape[-1] // 2
+    k_scale = max(float(kv_cache[..., :d].abs().max()), 1e-12) / FP8_E4M3_MAX
+    v_scale = max(float(kv_cache[..., d:].abs().max()), 1e-12) / FP8_E4M3_MAX
+    scale = torch.cat([torch.full((d,), k_scale), torch.full((d,), v_scale)]).to(kv_cache.device)
+    return (kv_cache.float() / scale).to(torch.float8_e4m3fn), k_scale, v_scale
+
+
+def dequantize_kv_fp8(kv_fp8: torch.Tensor, k_scale: float, v_scale: float) -> torch.Tensor:
+    """fp32 cache the fp8 one stands for (what the kernels compute with): the reference's input."""
+    d = kv_fp8.shape[-1] // 2
+    out = kv_fp8.float()
+    out[..., :d] *= k_scale
+    out[..., d:] *= v_scale
+    return out

@@ -6,9 +6,14 @@ Prefill writes one part per selection slot (KV-outer); decode one part per split
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
+
+LOG2E = math.log2(math.e)
+"""1 / ln(2): the kernels take softmax in base 2 (exp2), so scores are scaled by sm_scale * log2(e)."""
 
 
 def device_positions(query_start_loc: torch.Tensor, seq_lens: torch.Tensor, num_tokens: int) -> torch.Tensor:

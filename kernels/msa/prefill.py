@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.msa.merge import device_positions, device_requests, merge_partials
+from kernels.msa.merge import LOG2E, device_positions, device_requests, merge_partials
 from kernels.msa.reference import BLOCK_SIZE, MSAShapeError
 from kernels.msa.tile_outer import (DEFAULT_MAX_UNION, DEFAULT_MIN_SHARE, DEFAULT_MIN_SHARED_PCT, DEFAULT_TILE_T,
                                     tile_outer_attention, tile_unions)
@@ -28,12 +28,13 @@ from kernels.msa.tile_outer import (DEFAULT_MAX_UNION, DEFAULT_MIN_SHARE, DEFAUL
 def _kv_outer_kernel(
     q_ptr, kv_ptr, perm_ptr, row_ptr, work_seg_ptr, work_chunk_ptr, bt_ptr, seq_lens_ptr, pos_ptr,
     po_ptr, plse_ptr,
-    num_tokens, num_segs, blocks_per_head, max_blocks, num_kv_heads, sm_scale_log2,
+    num_tokens, num_segs, blocks_per_head, max_blocks, num_kv_heads, sm_scale_log2, v_scale,
     stride_qt, stride_qh,
     stride_kvp, stride_kvh, stride_kvt,
     stride_btr,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, TOPK: tl.constexpr,
     TILE_T: tl.constexpr, CHUNK: tl.constexpr, PREFETCH: tl.constexpr, RELOAD_KV: tl.constexpr,
+    BLOCK: tl.constexpr, SCALE_V: tl.constexpr,
 ):
     w = tl.program_id(0)
     seg = tl.load(work_seg_ptr + w)
@@ -47,16 +48,19 @@ def _kv_outer_kernel(
     page = tl.load(bt_ptr + req.to(tl.int64) * stride_btr + blk).to(tl.int64)
     seq_len = tl.load(seq_lens_ptr + req)
 
-    offs_j = tl.arange(0, 128)
+    offs_j = tl.arange(0, BLOCK)
     offs_d = tl.arange(0, HEAD_DIM)
-    kpos = blk * 128 + offs_j
+    kpos = blk * BLOCK + offs_j
     kv_ok = kpos < seq_len
     kv_base = kv_ptr + page * stride_kvp + h * stride_kvh
     # K and V of the block: read from memory once per program, reused by every query tile below. With
     # RELOAD_KV the tiles re-read them (L1/L2 hits) instead of keeping 128 registers per thread live across
     # the loop, which limits the SM to one program (ncu: 255 registers, 12.5% occupancy).
-    k_t = tl.load(kv_base + offs_j[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
-    v = tl.load(kv_base + offs_j[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :], mask=kv_ok[:, None], other=0.0)
+    # An fp8 cache is widened to q's dtype (exact); its K scale is folded into sm_scale_log2, V's applied to o.
+    k_t = tl.load(kv_base + offs_j[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :],
+                  other=0.0).to(q_ptr.dtype.element_ty)
+    v = tl.load(kv_base + offs_j[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :], mask=kv_ok[:, None],
+                other=0.0).to(q_ptr.dtype.element_ty)
 
     ROWS: tl.constexpr = TILE_T * GROUP_PAD
     offs_r = tl.arange(0, ROWS)
@@ -73,9 +77,10 @@ def _kv_outer_kernel(
                                stride_qt, stride_qh, GROUP, TOPK)
             ent_ok, e, q, p_t = nxt
         if RELOAD_KV:
-            k_t = tl.load(kv_base + offs_j[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
+            k_t = tl.load(kv_base + offs_j[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :],
+                          other=0.0).to(q_ptr.dtype.element_ty)
             v = tl.load(kv_base + offs_j[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :], mask=kv_ok[:, None],
-                        other=0.0)
+                        other=0.0).to(q_ptr.dtype.element_ty)
         s = tl.dot(q, k_t) * sm_scale_log2
         s = tl.where((kpos[None, :] <= p_t[:, None]) & kv_ok[None, :], s, float("-inf"))
         m = tl.max(s, axis=1)
@@ -83,6 +88,8 @@ def _kv_outer_kernel(
         p = tl.exp2(s - m[:, None])
         l = tl.sum(p, axis=1)
         o = tl.dot(p.to(v.dtype), v) / tl.where(l > 0, l, 1.0)[:, None]
+        if SCALE_V:
+            o = o * v_scale
         lse = tl.where(l > 0, m + tl.log2(l), float("-inf"))
         part = e * GROUP + r_g
         tl.store(po_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], o.to(po_ptr.dtype.element_ty),
@@ -129,10 +136,14 @@ def build_block_csr(
     sel = selection.to(torch.int64)
     seg = (((win[None, :, None] * num_kv_heads + head) * num_requests + req[None, :, None]) * max_blocks + sel)
     seg = torch.where(sel >= 0, seg, num_segs).flatten()
-    perm = torch.sort(seg, stable=True).indices.to(torch.int32)  # stable: entries of a block stay in token order
-    counts = torch.bincount(seg, minlength=num_segs + 1)[:num_segs]
-    row_ptr = torch.zeros(num_segs + 1, dtype=torch.int64, device=dev)
-    row_ptr[1:] = torch.cumsum(counts, 0)
+    # 32-bit keys halve the radix sort's passes; stable: entries of a block stay in token order
+    key_dtype = torch.int32 if num_segs < 2 ** 31 else torch.int64
+    sorted_seg, perm = torch.sort(seg.to(key_dtype), stable=True)
+    perm = perm.to(torch.int32)
+    # Segment offsets from the sorted keys: a bincount would pile every -1 entry onto one atomic counter (3.1 ms
+    # at 128K when tile-outer took every entry, NOTES v8).
+    row_ptr = torch.searchsorted(sorted_seg, torch.arange(num_segs + 1, device=dev, dtype=key_dtype))
+    counts = row_ptr[1:] - row_ptr[:-1]
     chunks = (counts + chunk - 1) // chunk
     work_end = torch.cumsum(chunks, 0)
     max_work = num_segs + triton.cdiv(seg.numel(), chunk)  # host bound: sum(ceil(c / chunk)) <= segs + n / chunk
@@ -158,6 +169,8 @@ def kv_outer_partials(
     tile_rows: int = 64,
     reload_kv: bool = False,
     maxnreg: int | None = None,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The attention stage alone: (partial_o [Hkv, T, top_k, G, d] in q's dtype, partial_lse fp32)."""
     num_tokens, num_heads, head_dim = q.shape
@@ -173,12 +186,14 @@ def kv_outer_partials(
         q, kv_cache, perm, row_ptr, work_seg, work_chunk, block_table, seq_lens, positions,
         partial_o, partial_lse,
         num_tokens, num_segs, block_table.shape[0] * max_blocks, max_blocks, num_kv_heads,
-        scale * 1.4426950408889634,
+        scale * k_scale * LOG2E, float(v_scale),
         q.stride(0), q.stride(1),
         kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
         block_table.stride(0),
         GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, TOPK=top_k, TILE_T=max(1, tile_rows // group_pad),
-        CHUNK=chunk, PREFETCH=prefetch, RELOAD_KV=reload_kv, num_warps=num_warps, num_stages=num_stages, **extra,
+        CHUNK=chunk, PREFETCH=prefetch, RELOAD_KV=reload_kv, BLOCK=BLOCK_SIZE, SCALE_V=v_scale != 1.0,
+        num_warps=num_warps,
+        num_stages=num_stages, **extra,
     )
     return partial_o, partial_lse
 
@@ -198,22 +213,28 @@ def sparse_attention_triton(
     window: int = 0,
     prefetch: bool = True,
     tile_rows: int = 64,
-    max_union: int = 0,
+    max_union: int = DEFAULT_MAX_UNION,
     union_tile: int = DEFAULT_TILE_T,
     min_share: int = DEFAULT_MIN_SHARE,
     tile_keys: int = 64,
-    tile_stages: int = 3,
+    tile_stages: int = 2,
     min_shared_pct: int = DEFAULT_MIN_SHARED_PCT,
+    tile_warps: int = 4,
+    tile_per_sm: int = 0,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> torch.Tensor:
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
     Per tile of ``union_tile`` tokens and KV head, the blocks chosen by >= ``min_share`` of the tile's tokens
     (when there are at most ``max_union`` of them) run tile-outer (tile_outer.py: all the tile's rows at once, no
     partials); the other entries run KV-outer (CSR + partials); the merge combines the two per token, and tokens
-    with no KV-outer entry skip it. All choices are made on the device. ``max_union=0`` (the default) runs
-    KV-outer only (v6): on selections with little sharing the split costs more than tile-outer saves (v7 was
-    0.90-0.94x of v6 on the indexer's random selections and at f = 0.5 on the H200, 1.15-1.42x faster at f >= 0.9;
-    NOTES.md), so the adaptive path is opt-in (``max_union=DEFAULT_MAX_UNION``) until that regression is gone.
+    with no KV-outer entry skip it. All choices are made on the device, per tile (no host sync, graph-safe).
+    The adaptive path is the default (v8): on the H200 it was 1.02-1.10x v6 on selections with little sharing
+    and 1.36-1.98x at f >= 0.9 (NOTES.md v8, RESULTS.md); ``max_union=0`` runs KV-outer only (v6).
+    ``tile_*`` knobs: the tile-outer kernel's warps, pipeline stages, key piece and programs per SM (0: one per tile).
+    ``kv_cache`` may be float8 e4m3 (``torch.float8_e4m3fn``, vLLM's layout) with per-tensor ``k_scale`` /
+    ``v_scale`` (not yet timed on a GPU: NOTES.md v8).
     ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
     Selection slots may be in any order, with -1 entries anywhere.
     """
@@ -230,16 +251,19 @@ def sparse_attention_triton(
     if max_union <= 0:  # KV-outer only
         csr = build_block_csr(selection, query_start_loc, block_table.shape[1], chunk, window)
         partial_o, partial_lse = kv_outer_partials(q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2],
-                                                   scale, chunk, num_warps, num_stages, prefetch, tile_rows)
+                                                   scale, chunk, num_warps, num_stages, prefetch, tile_rows,
+                                                   k_scale=k_scale, v_scale=v_scale)
         merge_partials(partial_o, partial_lse, out, selection)
         return out
     req = device_requests(query_start_loc, num_tokens)
-    split = tile_unions(selection, req, block_table, union_tile, max_union, min_share, min_shared_pct)
+    split = tile_unions(selection, req, pos, block_table, union_tile, max_union, min_share, min_shared_pct)
     csr = build_block_csr(split.rest, query_start_loc, block_table.shape[1], chunk, window)
     partial_o, partial_lse = kv_outer_partials(q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2],
-                                               scale, chunk, num_warps, num_stages, prefetch, tile_rows)
+                                               scale, chunk, num_warps, num_stages, prefetch, tile_rows,
+                                               k_scale=k_scale, v_scale=v_scale)
     tile_outer_attention(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
-                         num_stages=tile_stages, keys=tile_keys)
+                         num_warps=tile_warps, num_stages=tile_stages, keys=tile_keys, per_sm=tile_per_sm,
+                         k_scale=k_scale, v_scale=v_scale)
     merge_partials(partial_o, partial_lse, out, split.merge_sel, skip=split.direct)
     return out
 

@@ -11,7 +11,9 @@ token's selection and causality, and the softmax stays on chip. A token whose en
 output directly; another one hands its tile-outer result to the merge as one more part (in its carrier slot),
 next to its KV-outer parts. Tiles spanning two requests, with more than MAX_UNION shared blocks, or with fewer than
 MIN_SHARED_PCT % of their entries on shared blocks (random selections share only the local block) stay KV-outer
-whole.
+whole; the split kernel stops early for them. The union lists first the *clean* blocks (chosen by every token of the
+tile and wholly before its first token), which the attention loop runs without any mask, then the others; and the
+split kernel appends each tile with tile-outer work to a device-side work list, which the attention kernel walks.
 
 Why thresholds: a tile-outer block costs 128 rows x 128 keys of MMA work whoever chose it, KV-outer costs a Q
 gather + a partial write + a merge read per chosen (token, block); on the H200 a block is worth doing tile-outer
@@ -25,6 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.msa.merge import LOG2E
 from kernels.msa.reference import BLOCK_SIZE
 
 DEFAULT_TILE_T = 8
@@ -44,12 +47,12 @@ def _bit_or(a, b):
 
 @triton.jit
 def _tile_union_kernel(
-    sel_ptr, req_ptr, bt_ptr, union_ptr, upage_ptr, count_ptr, tokmask_ptr, rest_ptr, msel_ptr, carrier_ptr,
-    direct_ptr,
+    sel_ptr, req_ptr, pos_ptr, bt_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, rest_ptr, msel_ptr,
+    carrier_ptr, direct_ptr, work_ptr, nwork_ptr,
     num_tokens, num_tiles,
     stride_sh, stride_st, stride_btr,
     TILE_T: tl.constexpr, TOPK: tl.constexpr, MAX_UNION: tl.constexpr, MIN_SHARE: tl.constexpr,
-    MIN_SHARED_PCT: tl.constexpr,
+    MIN_SHARED_PCT: tl.constexpr, BLOCK: tl.constexpr,
 ):
     i = tl.program_id(0)
     h = tl.program_id(1)
@@ -58,34 +61,54 @@ def _tile_union_kernel(
     t = i * TILE_T + offs // TOPK
     k = offs % TOPK
     ok = t < num_tokens
+    entry = (h.to(tl.int64) * num_tokens + t) * TOPK + k
     x = tl.load(sel_ptr + h * stride_sh + t.to(tl.int64) * stride_st + k, mask=ok, other=-1)
     valid = x >= 0
+    t_tok = i * TILE_T + tl.arange(0, TILE_T)
+    tok_ok = t_tok < num_tokens
+    row = h.to(tl.int64) * num_tokens + t_tok
+    tile = h.to(tl.int64) * num_tiles + i
     # Distinct ids without a sort: same[a, b] = entries a and b hold one id. A token's ids are distinct, so the
     # number of entries holding an id is the number of the tile's tokens that chose it.
     same = (x[:, None] == x[None, :]) & valid[:, None]
-    shared = valid & (tl.sum(same.to(tl.int32), axis=1) >= MIN_SHARE)
-    earlier = offs[None, :] < offs[:, None]
-    first = shared & (tl.max(tl.where(same & earlier, 1, 0), axis=1) == 0)
-    rank = tl.cumsum(first.to(tl.int32), 0) - 1  # union position of each first occurrence
-    count = tl.sum(first.to(tl.int32), 0)
-    # A tile must belong to one request (its blocks index that request's block table) and have a small union.
+    n_same = tl.sum(same.to(tl.int32), axis=1)
+    shared = valid & (n_same >= MIN_SHARE)
+    # A tile must belong to one request (its blocks index that request's block table), and be worth it: most of
+    # its entries shared, else the tile-outer pass (and one more part per token in the merge) is paid on top of
+    # KV-outer's full cost (random selections share only the local block). Rejected tiles stop here, before the
+    # rest of the all-pairs work (NOTES v8: this is what the split costs on random selections).
     r = tl.load(req_ptr + t, mask=ok, other=-1)
     r0 = tl.load(req_ptr + i * TILE_T)
     mixed = tl.max(tl.where(ok & (r != r0), 1, 0), axis=0)
-    # Worth it only if most of the tile's entries are shared: else the tile-outer pass (and one more part per token
-    # in the merge) is paid on top of KV-outer's full cost (random selections share only the local block).
     few = tl.sum(shared.to(tl.int32), 0) * 100 < MIN_SHARED_PCT * tl.sum(valid.to(tl.int32), 0)
-    # as a vector comparison (the 3.x interpreter keeps scalar comparisons as int32, which masks reject)
-    usable = (tl.zeros((N,), tl.int32) + mixed + tl.where(count <= MAX_UNION, 0, 1) + tl.where(few, 1, 0)) == 0
-    shared = shared & usable
-    count = tl.where((mixed == 0) & (count <= MAX_UNION) & (few == 0), count, MAX_UNION + 1)
+    if (mixed != 0) | few:
+        _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
+                       TILE_T, MAX_UNION)
+        return
+    earlier = offs[None, :] < offs[:, None]
+    first = shared & (tl.max(tl.where(same & earlier, 1, 0), axis=1) == 0)
+    count = tl.sum(first.to(tl.int32), 0)
+    if count > MAX_UNION:
+        _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
+                       TILE_T, MAX_UNION)
+        return
+    # Clean blocks (chosen by every token of the tile and wholly before its first token) need no mask in the
+    # tile-outer loop: they come first in the union, the masked ones after.
+    n_tok = tl.minimum(num_tokens - i * TILE_T, TILE_T)
+    p0 = tl.load(pos_ptr + i * TILE_T)
+    clean = first & (n_same == n_tok) & ((x + 1) * BLOCK <= p0 + 1)
+    n_clean = tl.sum(clean.to(tl.int32), 0)
+    rank = tl.where(clean, tl.cumsum(clean.to(tl.int32), 0) - 1,
+                    n_clean + tl.cumsum((first & ~clean).to(tl.int32), 0) - 1)  # union position of first entries
     slot = tl.max(tl.where(same & first[None, :], rank[None, :], -1), axis=1)  # union position of every entry
-    tile = h.to(tl.int64) * num_tiles + i
-    tl.store(union_ptr + tile * MAX_UNION + rank, x, mask=first & usable)
+    tl.store(union_ptr + tile * MAX_UNION + rank, x, mask=first)
     # the page of each union block, so the attention loop's K/V addresses hang on one load, not two
-    page = tl.load(bt_ptr + r0.to(tl.int64) * stride_btr + x, mask=first & usable, other=0)
-    tl.store(upage_ptr + tile * MAX_UNION + rank, page, mask=first & usable)
+    page = tl.load(bt_ptr + r0.to(tl.int64) * stride_btr + x, mask=first, other=0)
+    tl.store(upage_ptr + tile * MAX_UNION + rank, page, mask=first)
     tl.store(count_ptr + tile, count)
+    tl.store(clean_ptr + tile, n_clean)
+    if count > 0:  # the tile-outer kernel walks this list (persistent grid: no program per rejected tile)
+        tl.store(work_ptr + tl.atomic_add(nwork_ptr, 1), tile)
     bits = tl.where(shared, tl.full((N,), 1, tl.int64) << tl.maximum(slot, 0).to(tl.int64), 0)
     tokmask = tl.reduce(tl.reshape(bits, (TILE_T, TOPK)), 1, _bit_or)
     tl.store(tokmask_ptr + tile * TILE_T + tl.arange(0, TILE_T), tokmask)
@@ -93,27 +116,36 @@ def _tile_union_kernel(
     # is written directly (no merge).
     carrier = tl.min(tl.reshape(tl.where(shared, k, TOPK), (TILE_T, TOPK)), axis=1)
     n_rest = tl.sum(tl.reshape((valid & ~shared).to(tl.int32), (TILE_T, TOPK)), axis=1)
-    t_tok = i * TILE_T + tl.arange(0, TILE_T)
-    tok_ok = t_tok < num_tokens
-    row = h.to(tl.int64) * num_tokens + t_tok
     tl.store(carrier_ptr + row, tl.where(carrier < TOPK, carrier, -1), mask=tok_ok)
     tl.store(direct_ptr + row, ((n_rest == 0) & (carrier < TOPK)).to(tl.int8), mask=tok_ok)
     carrier_e = tl.reshape(tl.broadcast_to(carrier[:, None], (TILE_T, TOPK)), (N,))
     rest = tl.where(shared, -1, x)
-    entry = (h.to(tl.int64) * num_tokens + t) * TOPK + k
     tl.store(rest_ptr + entry, rest, mask=ok)
     tl.store(msel_ptr + entry, tl.where(shared & (k == carrier_e), x, rest), mask=ok)
+
+
+@triton.jit
+def _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
+                   TILE_T: tl.constexpr, MAX_UNION: tl.constexpr):
+    """The whole tile goes KV-outer: every entry stays in ``rest`` and the merge, no carrier, no direct row."""
+    tl.store(count_ptr + tile, MAX_UNION + 1)
+    tl.store(rest_ptr + entry, x, mask=ok)
+    tl.store(msel_ptr + entry, x, mask=ok)
+    tl.store(carrier_ptr + row, tl.full((TILE_T,), -1, tl.int32), mask=tok_ok)
+    tl.store(direct_ptr + row, tl.zeros((TILE_T,), tl.int8), mask=tok_ok)
 
 
 class TileSplit(NamedTuple):
     """What ``tile_unions`` decided, all on the device."""
 
     union: torch.Tensor
-    """[Hkv, tiles, max_union] int32: the tile's shared blocks (entries past ``count`` unwritten)"""
+    """[Hkv, tiles, max_union] int32: the tile's shared blocks, clean ones first (entries past ``count`` unwritten)"""
     pages: torch.Tensor
     """[Hkv, tiles, max_union] int32: their KV-cache pages"""
     count: torch.Tensor
     """[Hkv, tiles] int32: union size; > max_union = the tile runs KV-outer only"""
+    clean: torch.Tensor
+    """[Hkv, tiles] int32: the first ``clean`` union blocks were chosen by every token and precede them all"""
     tokmask: torch.Tensor
     """[Hkv, tiles * tile_t] int64: bit j = the token chose union entry j"""
     rest: torch.Tensor
@@ -124,17 +156,22 @@ class TileSplit(NamedTuple):
     """[Hkv, T] int32: slot whose partial holds the tile-outer part, -1 if none"""
     direct: torch.Tensor
     """[Hkv, T] bool: every entry (at least one) is shared: tile-outer writes the output, the merge skips the row"""
+    work: torch.Tensor
+    """[Hkv * tiles] int32: the tiles (h * tiles + i) that have tile-outer work, in no particular order"""
+    num_work: torch.Tensor
+    """[1] int32: how many entries of ``work`` are filled"""
 
 
 def tile_unions(
-    selection: torch.Tensor, requests: torch.Tensor, block_table: torch.Tensor, tile_t: int = DEFAULT_TILE_T,
-    max_union: int = DEFAULT_MAX_UNION, min_share: int = DEFAULT_MIN_SHARE,
+    selection: torch.Tensor, requests: torch.Tensor, positions: torch.Tensor, block_table: torch.Tensor,
+    tile_t: int = DEFAULT_TILE_T, max_union: int = DEFAULT_MAX_UNION, min_share: int = DEFAULT_MIN_SHARE,
     min_shared_pct: int = DEFAULT_MIN_SHARED_PCT, num_warps: int = 2,
 ) -> TileSplit:
     """Split the selection between tile-outer (blocks chosen by >= ``min_share`` of a tile's tokens, when the
     tile belongs to one request, has at most ``max_union`` such blocks and at least ``min_shared_pct`` % of its
     entries are on them) and KV-outer (everything else).
-    ``requests``: request id of every token (int64). ``min_share=1``: a whole tile goes one way or the other.
+    ``requests``: request id of every token (int64); ``positions``: its position (int32).
+    ``min_share=1``: a whole tile goes one way or the other.
     """
     num_kv_heads, num_tokens, top_k = selection.shape
     if max_union > 63:
@@ -145,92 +182,129 @@ def tile_unions(
         union=torch.empty((num_kv_heads, num_tiles, max_union), dtype=torch.int32, device=dev),
         pages=torch.empty((num_kv_heads, num_tiles, max_union), dtype=torch.int32, device=dev),
         count=torch.empty((num_kv_heads, num_tiles), dtype=torch.int32, device=dev),
+        clean=torch.zeros((num_kv_heads, num_tiles), dtype=torch.int32, device=dev),
         tokmask=torch.empty((num_kv_heads, num_tiles * tile_t), dtype=torch.int64, device=dev),
         rest=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev),
         merge_sel=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev),
         carrier=torch.empty((num_kv_heads, num_tokens), dtype=torch.int32, device=dev),
         direct=torch.empty((num_kv_heads, num_tokens), dtype=torch.bool, device=dev),
+        work=torch.empty((num_kv_heads * num_tiles,), dtype=torch.int32, device=dev),
+        num_work=torch.zeros((1,), dtype=torch.int32, device=dev),
     )
     if num_tiles:
         _tile_union_kernel[(num_tiles, num_kv_heads)](
-            selection, requests, block_table, split.union, split.pages, split.count, split.tokmask, split.rest,
-            split.merge_sel, split.carrier, split.direct.view(torch.int8), num_tokens, num_tiles,
+            selection, requests, positions, block_table, split.union, split.pages, split.count, split.clean,
+            split.tokmask, split.rest, split.merge_sel, split.carrier, split.direct.view(torch.int8), split.work,
+            split.num_work, num_tokens, num_tiles,
             selection.stride(0), selection.stride(1), block_table.stride(0),
             TILE_T=tile_t, TOPK=top_k, MAX_UNION=max_union, MIN_SHARE=min_share, MIN_SHARED_PCT=min_shared_pct,
-            num_warps=num_warps,
+            BLOCK=BLOCK_SIZE, num_warps=num_warps,
         )
     return split
 
 
 @triton.jit
 def _tile_outer_kernel(
-    q_ptr, kv_ptr, union_ptr, upage_ptr, count_ptr, tokmask_ptr, carrier_ptr, direct_ptr, seq_lens_ptr, pos_ptr,
-    req_ptr, out_ptr, po_ptr, plse_ptr,
-    num_tokens, num_tiles, sm_scale_log2,
+    q_ptr, kv_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, carrier_ptr, direct_ptr, work_ptr,
+    nwork_ptr, seq_lens_ptr, pos_ptr, req_ptr, out_ptr, po_ptr, plse_ptr,
+    num_tokens, num_tiles, sm_scale_log2, v_scale,
     stride_qt, stride_qh,
     stride_kvp, stride_kvh, stride_kvt,
     stride_ot, stride_oh,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, TILE_T: tl.constexpr,
-    TOPK: tl.constexpr, MAX_UNION: tl.constexpr, KEYS: tl.constexpr,
+    TOPK: tl.constexpr, MAX_UNION: tl.constexpr, KEYS: tl.constexpr, BLOCK: tl.constexpr, USE_CLEAN: tl.constexpr,
+    WARP_SPEC: tl.constexpr, SCALE_V: tl.constexpr,
 ):
-    i = tl.program_id(0)
-    h = tl.program_id(1)
-    tile = h.to(tl.int64) * num_tiles + i
-    cnt = tl.load(count_ptr + tile)
-    if (cnt > MAX_UNION) | (cnt == 0):  # a KV-outer tile, or no block shared enough
-        return
     ROWS: tl.constexpr = TILE_T * GROUP_PAD
+    PIECES: tl.constexpr = BLOCK // KEYS  # KEYS < BLOCK walks each block in pieces (smaller S tile, fewer registers)
     offs_r = tl.arange(0, ROWS)
     r_tok = offs_r // GROUP_PAD
     r_g = offs_r % GROUP_PAD
-    t = i * TILE_T + r_tok
-    row_ok = (t < num_tokens) & (r_g < GROUP)
     offs_d = tl.arange(0, HEAD_DIM)
     offs_j = tl.arange(0, KEYS)
-    q = tl.load(q_ptr + t.to(tl.int64)[:, None] * stride_qt + (h * GROUP + r_g)[:, None] * stride_qh
-                + offs_d[None, :], mask=row_ok[:, None], other=0.0)
-    p_t = tl.load(pos_ptr + t, mask=row_ok, other=-1)
-    tm = tl.load(tokmask_ptr + tile * TILE_T + r_tok)
-    req = tl.load(req_ptr + i * TILE_T)
-    seq_len = tl.load(seq_lens_ptr + req)
-    kv_head = kv_ptr + h * stride_kvh
-    m = tl.full((ROWS,), float("-inf"), tl.float32)
-    l = tl.zeros((ROWS,), tl.float32)
-    acc = tl.zeros((ROWS, HEAD_DIM), tl.float32)
-    # KEYS < 128 walks each block in pieces (smaller S tile, fewer registers)
-    for jj in range(0, cnt * (128 // KEYS)):
-        j = jj // (128 // KEYS)
-        blk = tl.load(union_ptr + tile * MAX_UNION + j)
-        page = tl.load(upage_ptr + tile * MAX_UNION + j).to(tl.int64)
-        key = (jj % (128 // KEYS)) * KEYS + offs_j
-        kpos = blk * 128 + key
-        kv_ok = kpos < seq_len
-        kv_base = kv_head + page * stride_kvp
-        k_t = tl.load(kv_base + key[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
-        v = tl.load(kv_base + key[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :], mask=kv_ok[:, None],
-                    other=0.0)
-        s = tl.dot(q, k_t) * sm_scale_log2
-        chosen = ((tm >> j) & 1) != 0  # this row's token selected union entry j
-        s = tl.where(chosen[:, None] & (kpos[None, :] <= p_t[:, None]) & kv_ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m, tl.max(s, axis=1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing visible yet stay finite
-        alpha = tl.exp2(m - m_safe)
-        p = tl.exp2(s - m_safe[:, None])
-        l = l * alpha + tl.sum(p, axis=1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m = m_new
-    acc = acc / tl.where(l > 0, l, 1.0)[:, None]
-    # Tokens whose every entry was shared get their output here; the others hand a part to the merge.
-    row = h.to(tl.int64) * num_tokens + t
-    direct = tl.load(direct_ptr + row, mask=row_ok, other=0) != 0
-    carrier = tl.load(carrier_ptr + row, mask=row_ok, other=-1)
-    out = out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + r_g)[:, None] * stride_oh + offs_d[None, :]
-    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=(row_ok & direct)[:, None])
-    part_ok = row_ok & (direct == 0) & (carrier >= 0)
-    part = (row * TOPK + carrier) * GROUP + r_g
-    tl.store(po_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], acc.to(po_ptr.dtype.element_ty),
-             mask=part_ok[:, None])
-    tl.store(plse_ptr + part, tl.where(l > 0, m + tl.log2(l), float("-inf")), mask=part_ok)
+    # Programs walk the list of tiles with tile-outer work (strided: a persistent grid of a few programs per SM,
+    # or one program per list entry), so no program is spent on a tile left to KV-outer.
+    for w in range(tl.program_id(0), tl.load(nwork_ptr), tl.num_programs(0)):
+        tile = tl.load(work_ptr + w).to(tl.int64)  # = h * num_tiles + i
+        h = (tile // num_tiles).to(tl.int32)
+        i = (tile % num_tiles).to(tl.int32)
+        cnt = tl.load(count_ptr + tile)
+        n_clean = 0
+        if USE_CLEAN:
+            n_clean = tl.load(clean_ptr + tile)
+        t = i * TILE_T + r_tok
+        row_ok = (t < num_tokens) & (r_g < GROUP)
+        q = tl.load(q_ptr + t.to(tl.int64)[:, None] * stride_qt + (h * GROUP + r_g)[:, None] * stride_qh
+                    + offs_d[None, :], mask=row_ok[:, None], other=0.0)
+        p_t = tl.load(pos_ptr + t, mask=row_ok, other=-1)
+        tm = tl.load(tokmask_ptr + tile * TILE_T + r_tok)
+        seq_len = tl.load(seq_lens_ptr + tl.load(req_ptr + i * TILE_T))
+        kv_head = kv_ptr + h * stride_kvh
+        m = tl.full((ROWS,), float("-inf"), tl.float32)  # running max of the scaled (base-2) scores
+        l = tl.zeros((ROWS,), tl.float32)
+        acc = tl.zeros((ROWS, HEAD_DIM), tl.float32)
+        # Clean blocks: every row chose them and sees every key, so no mask (and no -inf row) can occur.
+        for jj in tl.range(0, n_clean * PIECES, warp_specialize=WARP_SPEC):
+            page = tl.load(upage_ptr + tile * MAX_UNION + jj // PIECES).to(tl.int64)
+            key = (jj % PIECES) * KEYS + offs_j
+            kv_base = kv_head + page * stride_kvp
+            k_t = tl.load(kv_base + key[None, :] * stride_kvt + offs_d[:, None]).to(q.dtype)  # fp8 cache: widened
+            v = tl.load(kv_base + key[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :]).to(q.dtype)
+            s = tl.dot(q, k_t)
+            m_new = tl.maximum(m, tl.max(s, axis=1) * sm_scale_log2)
+            alpha = tl.exp2(m - m_new)
+            p = tl.exp2(s * sm_scale_log2 - m_new[:, None])  # one FMA per score
+            l = l * alpha + tl.sum(p, axis=1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            m = m_new
+        # The others: per-row selection mask and causality (the local block), rows may see nothing yet.
+        for jj in tl.range(n_clean * PIECES, cnt * PIECES, warp_specialize=WARP_SPEC):
+            j = jj // PIECES
+            blk = tl.load(union_ptr + tile * MAX_UNION + j)
+            page = tl.load(upage_ptr + tile * MAX_UNION + j).to(tl.int64)
+            key = (jj % PIECES) * KEYS + offs_j
+            kpos = blk * BLOCK + key
+            kv_ok = kpos < seq_len
+            kv_base = kv_head + page * stride_kvp
+            k_t = tl.load(kv_base + key[None, :] * stride_kvt + offs_d[:, None], mask=kv_ok[None, :],
+                          other=0.0).to(q.dtype)
+            v = tl.load(kv_base + key[:, None] * stride_kvt + HEAD_DIM + offs_d[None, :], mask=kv_ok[:, None],
+                        other=0.0).to(q.dtype)
+            s = tl.dot(q, k_t) * sm_scale_log2
+            chosen = ((tm >> j) & 1) != 0  # this row's token selected union entry j
+            s = tl.where(chosen[:, None] & (kpos[None, :] <= p_t[:, None]) & kv_ok[None, :], s, float("-inf"))
+            m_new = tl.maximum(m, tl.max(s, axis=1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing visible yet stay finite
+            alpha = tl.exp2(m - m_safe)
+            p = tl.exp2(s - m_safe[:, None])
+            l = l * alpha + tl.sum(p, axis=1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            m = m_new
+        acc = acc / tl.where(l > 0, l, 1.0)[:, None]
+        if SCALE_V:  # fp8 cache: V's per-tensor scale (K's is in sm_scale_log2)
+            acc = acc * v_scale
+        # Tokens whose every entry was shared get their output here; the others hand a part to the merge.
+        row = h.to(tl.int64) * num_tokens + t
+        direct = tl.load(direct_ptr + row, mask=row_ok, other=0) != 0
+        carrier = tl.load(carrier_ptr + row, mask=row_ok, other=-1)
+        out = (out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + r_g)[:, None] * stride_oh
+               + offs_d[None, :])
+        tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=(row_ok & direct)[:, None])
+        part_ok = row_ok & (direct == 0) & (carrier >= 0)
+        part = (row * TOPK + carrier) * GROUP + r_g
+        tl.store(po_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], acc.to(po_ptr.dtype.element_ty),
+                 mask=part_ok[:, None])
+        tl.store(plse_ptr + part, tl.where(l > 0, m + tl.log2(l), float("-inf")), mask=part_ok)
+
+
+def persistent_programs(device: torch.device, work_items: int, per_sm: int = 0) -> int:
+    """Programs for a persistent grid: ``per_sm`` per SM on a GPU, 3 under the CPU interpreter (so tests walk
+    the strided loop), never more than there is work; ``per_sm=0``: one program per possible work item."""
+    if per_sm <= 0:
+        return max(1, work_items)
+    if device.type == "cuda":
+        return max(1, min(work_items, per_sm * torch.cuda.get_device_properties(device).multi_processor_count))
+    return max(1, min(work_items, 3))
 
 
 def tile_outer_attention(
@@ -248,25 +322,37 @@ def tile_outer_attention(
     num_warps: int | None = None,
     num_stages: int = 3,
     keys: int = 64,
-) -> None:
+    use_clean: bool = True,
+    per_sm: int = 0,
+    warp_specialize: bool = False,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
+):
     """Attention over each tile's shared blocks: into ``out`` for ``split.direct`` rows, else into the carrier
-    slot of ``partial_o`` / ``partial_lse`` ([Hkv, T, top_k, G, d] / [Hkv, T, top_k, G], the KV-outer layout)."""
+    slot of ``partial_o`` / ``partial_lse`` ([Hkv, T, top_k, G, d] / [Hkv, T, top_k, G], the KV-outer layout).
+    ``use_clean=False`` masks every block (the v7 loop; for measurements); ``per_sm``: persistent programs per SM
+    (0: one program per tile); ``warp_specialize``: Triton's automatic warp specialisation of the loops;
+    ``k_scale`` / ``v_scale``: per-tensor scales of an fp8 cache. Returns Triton's launch handle
+    (registers, spills and shared memory of the compiled kernel, for the benchmark), None if nothing ran."""
     num_tokens, num_heads, head_dim = q.shape
     num_kv_heads = kv_cache.shape[1]
     group = num_heads // num_kv_heads
     num_tiles = split.count.shape[1]
     if num_tiles == 0:
-        return
+        return None
     if kv_cache.shape[2] != BLOCK_SIZE:
         raise ValueError(f"kv_cache pages must hold {BLOCK_SIZE} tokens")
-    _tile_outer_kernel[(num_tiles, num_kv_heads)](
-        q, kv_cache, split.union, split.pages, split.count, split.tokmask, split.carrier,
-        split.direct.view(torch.int8), seq_lens, positions, requests, out, partial_o, partial_lse,
-        num_tokens, num_tiles, scale * 1.4426950408889634,
+    grid = (persistent_programs(q.device, num_tiles * num_kv_heads, per_sm),)
+    return _tile_outer_kernel[grid](
+        q, kv_cache, split.union, split.pages, split.count, split.clean, split.tokmask, split.carrier,
+        split.direct.view(torch.int8), split.work, split.num_work, seq_lens, positions, requests, out, partial_o,
+        partial_lse,
+        num_tokens, num_tiles, scale * k_scale * LOG2E, float(v_scale),
         q.stride(0), q.stride(1),
         kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
         out.stride(0), out.stride(1),
         GROUP=group, GROUP_PAD=triton.next_power_of_2(group), HEAD_DIM=head_dim, TILE_T=tile_t,
-        TOPK=split.rest.shape[2], MAX_UNION=split.union.shape[2], KEYS=keys, num_stages=num_stages,
+        TOPK=split.rest.shape[2], MAX_UNION=split.union.shape[2], KEYS=keys, BLOCK=BLOCK_SIZE, USE_CLEAN=use_clean,
+        WARP_SPEC=warp_specialize, SCALE_V=v_scale != 1.0, num_stages=num_stages,
         num_warps=num_warps or 4,  # H200 128K sweep: 4 warps x 64-key pieces 24.3 ms, 8 x 128 keys 26.6 ms
     )

@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 
 from kernels.msa import msa_index_topk, sparse_attention  # noqa: E402
 from kernels.msa.inputs import local_selection, make_case  # noqa: E402
-from kernels.msa.merge import device_requests  # noqa: E402
+from kernels.msa.merge import device_positions, device_requests  # noqa: E402
 from kernels.msa.prefill import sparse_attention_triton  # noqa: E402
 from kernels.msa.tile_outer import tile_unions  # noqa: E402
 from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM, TOL, rel_err  # noqa: E402
@@ -53,9 +53,11 @@ def test_tile_unions_match_sets(min_share):
     req = device_requests(qsl, sel.shape[1])
     max_union = 20
     table = torch.randperm(2 * 24).view(2, 24).to(torch.int32)  # request -> block -> page
-    split = tile_unions(sel.to(DEVICE), req.to(DEVICE), table.to(DEVICE), 4, max_union, min_share, min_shared_pct=0)
-    union, pages, count, tokmask, rest, msel, carrier, direct = (x.cpu() for x in split)
-    small = large = 0
+    pos = device_positions(qsl, torch.tensor(seq_lens, dtype=torch.int32), sel.shape[1])
+    split = tile_unions(sel.to(DEVICE), req.to(DEVICE), pos.to(DEVICE), table.to(DEVICE), 4, max_union, min_share,
+                        min_shared_pct=0)
+    union, pages, count, clean, tokmask, rest, msel, carrier, direct, work, num_work = (x.cpu() for x in split)
+    small = large = listed = 0
     for (h, i), (blocks, token_sets) in _expected_unions(sel, req, 4).items():
         rows = range(i * 4, min(sel.shape[1], (i + 1) * 4))
         if blocks is not None:
@@ -70,6 +72,10 @@ def test_tile_unions_match_sets(min_share):
             got = union[h, i, :len(blocks)].tolist()
             assert set(got) == blocks
             assert pages[h, i, :len(blocks)].tolist() == [int(table[req[i * 4], b]) for b in got]
+            # clean blocks (chosen by every token, wholly before the tile's first token) come first
+            want_clean = {b for b in blocks if all(b in ts for ts in token_sets) and (b + 1) * 128 <= pos[i * 4] + 1}
+            assert set(got[:int(clean[h, i])]) == want_clean, (h, i)
+            listed += bool(blocks)
             for k, want in enumerate(token_sets):
                 bits = int(tokmask[h, i * 4 + k])
                 assert {got[j] for j in range(len(got)) if bits >> j & 1} == want & blocks
@@ -83,28 +89,55 @@ def test_tile_unions_match_sets(min_share):
                          for k, b in enumerate(entries)]
             assert msel[h, t].tolist() == want_msel
     assert small and large, "the case must put tiles on both sides of the threshold"
+    assert int(clean.sum()) > 0, "the case must have clean blocks"
+    # the work list holds exactly the tiles with tile-outer work, once each
+    tiles = sorted(work[:int(num_work)].tolist())
+    assert tiles == sorted(h * count.shape[1] + i for h in range(count.shape[0]) for i in range(count.shape[1])
+                           if 0 < int(count[h, i]) <= max_union)
+    assert len(tiles) == listed
 
 
-@pytest.mark.parametrize("seq_lens,q_lens,shared,max_union,min_share,keys", [
-    ([2400, 300], [41, 300], 0.8, 18, 1, 128),  # chunked prefill with 2359 tokens of context; whole tiles both ways
-    ([2400, 300], [41, 300], 0.8, 32, 2, 64),  # shared blocks tile-outer (in 64-key pieces), the rest KV-outer
-    ([2600], [150], 1.0, 63, 1, 128),  # all tiles tile-outer (the padding tile too), no merge
-    ([2100, 77], [33, 77], 0.0, 0, 1, 128),  # KV-outer only (the v6 kernel)
+@pytest.mark.parametrize("seq_lens,q_lens,shared,max_union,min_share,keys,per_sm", [
+    ([2400, 300], [41, 300], 0.8, 18, 1, 128, 2),  # chunked prefill with 2359 tokens of context; whole tiles both ways
+    ([2400, 300], [41, 300], 0.8, 32, 2, 64, 0),  # shared blocks tile-outer (64-key pieces, a program per tile)
+    ([2600], [150], 1.0, 63, 1, 128, 2),  # all tiles tile-outer (the padding tile too), no merge
+    ([2100, 77], [33, 77], 0.0, 0, 1, 128, 2),  # KV-outer only (the v6 kernel)
 ])
-def test_adaptive_prefill_matches_reference(seq_lens, q_lens, shared, max_union, min_share, keys):
+def test_adaptive_prefill_matches_reference(seq_lens, q_lens, shared, max_union, min_share, keys, per_sm):
     case = make_case(seq_lens, q_lens, num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE, device=DEVICE,
                      seed=21)
     sel = _shuffled(local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, shared, window=8, seed=5), 6)
     if max_union:
-        split = tile_unions(sel.to(DEVICE), device_requests(case.query_start_loc, sel.shape[1]), case.block_table,
+        n = sel.shape[1]
+        split = tile_unions(sel.to(DEVICE), device_requests(case.query_start_loc, n),
+                            device_positions(case.query_start_loc, case.seq_lens, n), case.block_table,
                             TILE, max_union, min_share, min_shared_pct=0)
         on_tile_outer = float((split.count <= max_union).float().mean())
         direct = float(split.direct.float().mean())
         assert on_tile_outer > 0 and (max_union == 63 or direct < 1), (on_tile_outer, direct)
+        assert int(split.clean.sum()) > 0 and int(split.num_work) > 3  # the unmasked loop and the strided walk run
     out = torch.full_like(case.q, float("nan"))  # poisoned: every element must be written by one of the paths
     sparse_attention_triton(case.q, case.kv_cache, sel.to(DEVICE), case.block_table, case.query_start_loc,
                             case.seq_lens, out=out, max_union=max_union, union_tile=TILE, min_share=min_share,
-                            tile_keys=keys, min_shared_pct=0)
+                            tile_keys=keys, min_shared_pct=0, tile_per_sm=per_sm)
+    want = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel, case.block_table.cpu(),
+                            case.query_start_loc.cpu(), case.seq_lens.cpu())
+    assert rel_err(out, want) < TOL
+
+
+def test_default_is_adaptive_and_matches_reference():
+    """The default knobs (adaptive, gate on): tokens with locality then tokens without, so tiles go both ways (one
+    tile mixes the two); the output matches the reference."""
+    case = make_case([40000], [200], num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE, device=DEVICE,
+                     seed=23)
+    local = local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, 0.9, window=64, seed=7)
+    scattered = local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, 0.0, window=64, seed=8)
+    sel = torch.cat([local[:, :100], scattered[:, 100:]], dim=1).contiguous()
+    split = tile_unions(sel.to(DEVICE), device_requests(case.query_start_loc, 200),
+                        device_positions(case.query_start_loc, case.seq_lens, 200), case.block_table)
+    assert 0 < int(split.num_work) < split.count.numel(), "some tiles tile-outer, some KV-outer"
+    out = sparse_attention_triton(case.q, case.kv_cache, sel.to(DEVICE), case.block_table, case.query_start_loc,
+                                  case.seq_lens)
     want = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel, case.block_table.cpu(),
                             case.query_start_loc.cpu(), case.seq_lens.cpu())
     assert rel_err(out, want) < TOL
@@ -115,12 +148,15 @@ def test_gate_sends_unshared_tiles_to_kv_outer():
     qsl = torch.tensor([0, 64], dtype=torch.int32)
     sel = local_selection(qsl, torch.tensor([40000], dtype=torch.int32), 2, 0.0, window=8, seed=4)
     table = torch.arange(313, dtype=torch.int32)[None]
-    split = tile_unions(sel.to(DEVICE), device_requests(qsl, 64).to(DEVICE), table.to(DEVICE), 4, 32, 2)
+    req, pos = device_requests(qsl, 64).to(DEVICE), device_positions(qsl, torch.tensor([40000]), 64).to(DEVICE)
+    split = tile_unions(sel.to(DEVICE), req, pos, table.to(DEVICE), 4, 32, 2)
     assert bool((split.count.cpu() > 32).all())
     assert torch.equal(split.rest.cpu(), sel) and torch.equal(split.merge_sel.cpu(), sel)
-    assert not bool(split.direct.any())
-    ungated = tile_unions(sel.to(DEVICE), device_requests(qsl, 64).to(DEVICE), table.to(DEVICE), 4, 32, 2, 0)
+    assert not bool(split.direct.any()) and int(split.num_work) == 0  # no tile-outer work at all
+    ungated = tile_unions(sel.to(DEVICE), req, pos, table.to(DEVICE), 4, 32, 2, 0)
     assert bool((ungated.count.cpu() <= 32).all())  # the local block alone is shared
+    assert bool((ungated.clean.cpu() == 0).all())  # ... and it is causal-masked: not clean
+    assert int(ungated.num_work) == ungated.count.numel()
 
 
 def test_indexer_selection_both_paths_agree():
