@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from langchain_core.messages import AIMessage, BaseMessage
 
@@ -13,8 +14,14 @@ from orchestrator.agents.context import estimate_tokens, pack
 from orchestrator.config import Settings
 from orchestrator.rundir import RunDir
 from sandboxes.base import Sandbox, SandboxSpec
-from serving.client import (EndpointUnavailable, ModelEndpoint, context_length, endpoint_slot, invoke_with_retry,
-                            make_chat_model)
+from serving.client import (
+    EndpointUnavailable,
+    ModelEndpoint,
+    context_length,
+    endpoint_slot,
+    invoke_with_retry,
+    make_chat_model,
+)
 from tasks.base import Task
 
 DEFAULT_CONTEXT_TOKENS = 32_768

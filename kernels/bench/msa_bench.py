@@ -196,8 +196,8 @@ def prefill_breakdown(case, sel, pos, n: int, scale: float, rows: list[Row], flo
 
 
 def bench_dense(case, n: int, rows: list[Row], t_ours: float, flops_sparse: float) -> None:
-    from torch.nn.attention import SDPBackend, sdpa_kernel
     import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     q = case.q.transpose(0, 1)[None]  # [1, H, N, D]
     kv = case.kv_cache.transpose(1, 2).flatten(0, 1)[:n]  # pages are shuffled: order does not matter for timing

@@ -5,11 +5,18 @@ resume truncates anything an interrupted step appended after that, so replays st
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.messages import messages_from_dict, messages_to_dict
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    messages_from_dict,
+    messages_to_dict,
+)
 
 CHARS_PER_TOKEN = 3.0
 """Conservative estimate (code and JSON tokenize densely); the server rejects prompts that are too long."""

@@ -10,9 +10,10 @@ import re
 import shutil
 import threading
 import traceback
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
@@ -61,7 +62,7 @@ class Verdict:
                 "tokens": self.tokens}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Verdict":
+    def from_json(cls, d: dict[str, Any]) -> Verdict:
         review = Review(**d["review"]) if d.get("review") else None
         return cls(d["verdict"], float(d["score"]), list(d["findings"]), CheckReport.from_json(d["check"]),
                    review, dict(d.get("tokens", {})))

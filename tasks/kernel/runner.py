@@ -13,9 +13,10 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from sandboxes import hostfs
 from sandboxes.base import Sandbox, SandboxSpec, inside_path

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import math
+import os
 import random
 import secrets
 import sys
@@ -25,12 +25,23 @@ from .compare import compare_one, inputs_unchanged
 from .extensions import NATIVE_SUFFIXES, arch_list, uses_extensions
 from .procs import WorkerConfig, WorkerFailed, WorkerHandle
 from .protocol import Message
-from .spec import Target, TargetError, build_reference, flops, init_args, load_target, make_inputs, random_shape, \
-    resolved_shape, set_shape, timing_shapes, tolerance
+from .spec import (
+    Target,
+    TargetError,
+    build_reference,
+    flops,
+    init_args,
+    load_target,
+    make_inputs,
+    random_shape,
+    resolved_shape,
+    set_shape,
+    timing_shapes,
+    tolerance,
+)
 from .static_checks import check_native, check_source, imported_helpers, native_texts
 from .timing import roofline_floor_ms, time_shape
 from .verdict import ShapeTiming, Verdict
-
 
 
 @dataclass

@@ -1,7 +1,10 @@
 """Writes the corpus expectation files: table cells, captions and headline numbers read off the rendered pages by hand
 (pages rendered with PyMuPDF and looked at); headings are the PDF outline's level 1-2 entries. Run from the repo root."""
-import json, pymupdf
+import json
 from pathlib import Path
+
+import pymupdf
+
 C = Path("tests/tasks/paper/corpus")
 
 def cells(rows):
