@@ -13,6 +13,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -380,7 +381,7 @@ def tile_outer_share(case, sel: torch.Tensor, knobs: dict) -> tuple[float, float
     return shared, float(split.direct.float().mean())
 
 
-ADAPTIVE_VARIANTS = (  # (label, knobs of sparse_attention_triton); the first is the default
+ADAPTIVE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (  # (label, knobs of sparse_attention_triton); the first is the default
     ("ours v8: adaptive (default)", {}),
     ("v8, persistent tile-outer (2 programs per SM)", {"tile_per_sm": 2}),
     ("v8, tile-outer 8 warps 128-key pieces, persistent",
@@ -465,7 +466,7 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
         t6 = bench_ms(fn6)
         rows.append(Row("locality", label, "ours v8 KV-outer only (max_union=0)", t6, flops / t6 / 1e9,
                         note=f"{t0 / t6:.2f}x today; vs today {rel_diff(out6, out0):.1e}; layer {t_idx + t6:.2f} ms"))
-        t7 = None
+        t7: float | None = None
         for name, knobs in ADAPTIVE_VARIANTS if variants else ADAPTIVE_VARIANTS[:1]:
             fn, out = timed_attention(case, sel, **knobs)
             t = bench_ms(fn)
@@ -483,7 +484,7 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
             tv = bench_ms(fnv)
             diff = float((out6.float() - outv.float()).norm() / outv.float().norm())
             rows.append(Row("locality", label, "vLLM query-outer (Hopper Triton)", tv, flops / tv / 1e9,
-                            note=f"v8 default {tv / t7:.2f}x, today {tv / t0:.2f}x faster; ‖ours−vLLM‖/‖vLLM‖ "
+                            note=f"v8 default {tv / (t7 or tv):.2f}x, today {tv / t0:.2f}x faster; ‖ours−vLLM‖/‖vLLM‖ "
                                  f"{diff:.1e}; layer {t_idx_v + tv:.2f} ms (vLLM indexer)"))
         torch.cuda.empty_cache()
 
@@ -512,7 +513,7 @@ def locality_stages(case, sel: torch.Tensor, label: str, rows: list[Row], flops:
     plse = torch.empty((KV_HEADS, n, 16, HEADS // KV_HEADS), dtype=torch.float32, device="cuda")
     out = torch.empty_like(case.q)
     shared_keys = float((split.rest < 0).sum() - (sel < 0).sum()) / float((sel >= 0).sum())
-    union_blocks = torch.where(split.count <= split.union.shape[2], split.count, 0).sum()
+    union_blocks = torch.where(split.union_size <= split.union.shape[2], split.union_size, 0).sum()
     clean = float(split.clean.sum()) / max(1.0, float(union_blocks))
     for warps, stages, keys, use_clean, per_sm, spec in TILE_OUTER_STAGE_CONFIGS:
         name = (f"tile-outer warps={warps} stages={stages} keys={keys} clean={int(use_clean)} per_sm={per_sm}"

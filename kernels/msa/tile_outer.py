@@ -139,10 +139,10 @@ class TileSplit(NamedTuple):
     """What ``tile_unions`` decided, all on the device."""
 
     union: torch.Tensor
-    """[Hkv, tiles, max_union] int32: the tile's shared blocks, clean ones first (entries past ``count`` unwritten)"""
+    """[Hkv, tiles, max_union] int32: the tile's shared blocks, clean ones first (entries past ``union_size`` unwritten)"""
     pages: torch.Tensor
     """[Hkv, tiles, max_union] int32: their KV-cache pages"""
-    count: torch.Tensor
+    union_size: torch.Tensor
     """[Hkv, tiles] int32: union size; > max_union = the tile runs KV-outer only"""
     clean: torch.Tensor
     """[Hkv, tiles] int32: the first ``clean`` union blocks were chosen by every token and precede them all"""
@@ -181,7 +181,7 @@ def tile_unions(
     split = TileSplit(
         union=torch.empty((num_kv_heads, num_tiles, max_union), dtype=torch.int32, device=dev),
         pages=torch.empty((num_kv_heads, num_tiles, max_union), dtype=torch.int32, device=dev),
-        count=torch.empty((num_kv_heads, num_tiles), dtype=torch.int32, device=dev),
+        union_size=torch.empty((num_kv_heads, num_tiles), dtype=torch.int32, device=dev),
         clean=torch.zeros((num_kv_heads, num_tiles), dtype=torch.int32, device=dev),
         tokmask=torch.empty((num_kv_heads, num_tiles * tile_t), dtype=torch.int64, device=dev),
         rest=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev),
@@ -193,7 +193,7 @@ def tile_unions(
     )
     if num_tiles:
         _tile_union_kernel[(num_tiles, num_kv_heads)](
-            selection, requests, positions, block_table, split.union, split.pages, split.count, split.clean,
+            selection, requests, positions, block_table, split.union, split.pages, split.union_size, split.clean,
             split.tokmask, split.rest, split.merge_sel, split.carrier, split.direct.view(torch.int8), split.work,
             split.num_work, num_tokens, num_tiles,
             selection.stride(0), selection.stride(1), block_table.stride(0),
@@ -337,14 +337,14 @@ def tile_outer_attention(
     num_tokens, num_heads, head_dim = q.shape
     num_kv_heads = kv_cache.shape[1]
     group = num_heads // num_kv_heads
-    num_tiles = split.count.shape[1]
+    num_tiles = split.union_size.shape[1]
     if num_tiles == 0:
         return None
     if kv_cache.shape[2] != BLOCK_SIZE:
         raise ValueError(f"kv_cache pages must hold {BLOCK_SIZE} tokens")
     grid = (persistent_programs(q.device, num_tiles * num_kv_heads, per_sm),)
     return _tile_outer_kernel[grid](
-        q, kv_cache, split.union, split.pages, split.count, split.clean, split.tokmask, split.carrier,
+        q, kv_cache, split.union, split.pages, split.union_size, split.clean, split.tokmask, split.carrier,
         split.direct.view(torch.int8), split.work, split.num_work, seq_lens, positions, requests, out, partial_o,
         partial_lse,
         num_tokens, num_tiles, scale * k_scale * LOG2E, float(v_scale),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 TOOL_SCHEMAS: list[dict[str, Any]] = [
@@ -49,7 +50,7 @@ class Action:
     call_id: str | None = None
 
 
-def from_tool_calls(tool_calls: list[dict[str, Any]]) -> list[Action]:
+def from_tool_calls(tool_calls: Sequence[Mapping[str, Any]]) -> list[Action]:
     return [Action(tool=c["name"], args=dict(c.get("args") or {}), call_id=c.get("id") or f"call_{i}")
             for i, c in enumerate(tool_calls)]
 
@@ -80,7 +81,7 @@ def from_text(text: str, main_file: str | None) -> list[Action]:
     return actions
 
 
-def parse_reply(tool_calls: list[dict[str, Any]], text: str, main_file: str | None) -> list[Action]:
+def parse_reply(tool_calls: Sequence[Mapping[str, Any]], text: str, main_file: str | None) -> list[Action]:
     """Native tool calls win; otherwise text actions."""
     if tool_calls:
         return from_tool_calls(tool_calls)

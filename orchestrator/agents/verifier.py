@@ -11,7 +11,7 @@ import shutil
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
@@ -68,7 +68,7 @@ class Verdict:
                    review, Usage.from_json(d.get("tokens", {})))
 
 
-def parse_review(tool_calls: list[dict[str, Any]], text: str) -> Review:
+def parse_review(tool_calls: Sequence[Mapping[str, Any]], text: str) -> Review:
     """A review from a submit_verdict call or a JSON object in the text; anything else is an error verdict."""
     data: Any = None
     for call in tool_calls:

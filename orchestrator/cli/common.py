@@ -31,7 +31,7 @@ def json_requested() -> bool:
     try:  # typer >= 0.22 runs commands on its own copy of click (tests/orchestrator/test_cli_output.py checks)
         from typer._click.globals import get_current_context
     except ImportError:
-        from click import get_current_context
+        from click import get_current_context  # type: ignore[no-redef]  # the same function, older typer
 
     ctx = get_current_context(silent=True)
     return bool(ctx is not None and (ctx.params.get("json_out") or ctx.params.get("as_json")))

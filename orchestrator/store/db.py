@@ -79,7 +79,7 @@ def _open_pool(url: str, size: int, name: str = "m3lab", options: str | None = N
     from psycopg.rows import dict_row
     from psycopg_pool import ConnectionPool
 
-    kwargs = {"autocommit": True, "prepare_threshold": None, "row_factory": dict_row}
+    kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": None, "row_factory": dict_row}
     if options:
         kwargs["options"] = options
     p = ConnectionPool(url, min_size=1, max_size=max(2, size), kwargs=kwargs, open=False, name=name, **pool_args)

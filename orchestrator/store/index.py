@@ -28,7 +28,7 @@ def row_of_meta(path: Path, meta: Mapping[str, Any]) -> dict[str, Any]:
     from psycopg.types.json import Jsonb
 
     task = meta.get("task") or {}
-    budget = meta.get("budget") if isinstance(meta.get("budget"), dict) else {}
+    budget = meta["budget"] if isinstance(meta.get("budget"), dict) else {}
     used = budget.get("used", {})
     return {"id": meta.get("id") or path.name, "kind": task.get("kind", "?"), "title": task.get("title", ""),
             "path": str(path), "status": meta.get("status", "paused"),

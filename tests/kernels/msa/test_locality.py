@@ -112,7 +112,7 @@ def test_adaptive_prefill_matches_reference(seq_lens, q_lens, shared, max_union,
         split = tile_unions(sel.to(DEVICE), device_requests(case.query_start_loc, n),
                             device_positions(case.query_start_loc, case.seq_lens, n), case.block_table,
                             TILE, max_union, min_share, min_shared_pct=0)
-        on_tile_outer = float((split.count <= max_union).float().mean())
+        on_tile_outer = float((split.union_size <= max_union).float().mean())
         direct = float(split.direct.float().mean())
         assert on_tile_outer > 0 and (max_union == 63 or direct < 1), (on_tile_outer, direct)
         assert int(split.clean.sum()) > 0 and int(split.num_work) > 3  # the unmasked loop and the strided walk run
@@ -135,7 +135,7 @@ def test_default_is_adaptive_and_matches_reference():
     sel = torch.cat([local[:, :100], scattered[:, 100:]], dim=1).contiguous()
     split = tile_unions(sel.to(DEVICE), device_requests(case.query_start_loc, 200),
                         device_positions(case.query_start_loc, case.seq_lens, 200), case.block_table)
-    assert 0 < int(split.num_work) < split.count.numel(), "some tiles tile-outer, some KV-outer"
+    assert 0 < int(split.num_work) < split.union_size.numel(), "some tiles tile-outer, some KV-outer"
     out = sparse_attention_triton(case.q, case.kv_cache, sel.to(DEVICE), case.block_table, case.query_start_loc,
                                   case.seq_lens)
     want = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel, case.block_table.cpu(),
@@ -150,13 +150,13 @@ def test_gate_sends_unshared_tiles_to_kv_outer():
     table = torch.arange(313, dtype=torch.int32)[None]
     req, pos = device_requests(qsl, 64).to(DEVICE), device_positions(qsl, torch.tensor([40000]), 64).to(DEVICE)
     split = tile_unions(sel.to(DEVICE), req, pos, table.to(DEVICE), 4, 32, 2)
-    assert bool((split.count.cpu() > 32).all())
+    assert bool((split.union_size.cpu() > 32).all())
     assert torch.equal(split.rest.cpu(), sel) and torch.equal(split.merge_sel.cpu(), sel)
     assert not bool(split.direct.any()) and int(split.num_work) == 0  # no tile-outer work at all
     ungated = tile_unions(sel.to(DEVICE), req, pos, table.to(DEVICE), 4, 32, 2, 0)
-    assert bool((ungated.count.cpu() <= 32).all())  # the local block alone is shared
+    assert bool((ungated.union_size.cpu() <= 32).all())  # the local block alone is shared
     assert bool((ungated.clean.cpu() == 0).all())  # ... and it is causal-masked: not clean
-    assert int(ungated.num_work) == ungated.count.numel()
+    assert int(ungated.num_work) == ungated.union_size.numel()
 
 
 def test_indexer_selection_both_paths_agree():
