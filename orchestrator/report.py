@@ -11,10 +11,12 @@ from orchestrator.rundir import RunDir, atomic_write_json
 from tasks.text import shorten
 
 
-def write_iteration_record(run: RunDir, iteration: int, sha: str, verdict: Verdict, action: str, reason: str) -> None:
+def write_iteration_record(run: RunDir, iteration: int, sha: str, verdict: Verdict, action: str, reason: str,
+                           island: int | None = None) -> None:
     record = IterationRecord(iteration=iteration, commit=sha, check=verdict.check,
                              verdict=cast(VerdictJSON, verdict.to_json()), decision=Decision(action, reason),
-                             started_at=run.events.time_of(iteration_key(iteration)), ended_at=time.time())
+                             started_at=run.events.time_of(iteration_key(iteration)), ended_at=time.time(),
+                             island=island)
     atomic_write_json(run.iteration_path(iteration), record.to_json())
 
 
