@@ -36,10 +36,11 @@ from langgraph.types import Command
 from orchestrator import events, prompts
 from orchestrator.agents.producer import producer_turn
 from orchestrator.agents.verifier import Verdict, verify
-from orchestrator.budgets import exhausted
+from orchestrator.budgets import exhausted, push
 from orchestrator.control import read_steers, stop_requested
 from orchestrator.events import read_record
 from orchestrator.graph import (
+    HISTORY,
     REPEAT_TEMPERATURE_STEP,
     LoopState,
     _change_strategy,
@@ -129,6 +130,8 @@ def decide_round(rt: Runtime, state: LoopState) -> Command[Literal["produce", "r
     tally: dict[str, Any] = dict(state)
     update: dict[str, Any] = {}
     closed: list[tuple[int, str, Verdict, dict[str, Any]]] = []
+    signatures: list[str] = []
+    trees: list[str] = []
     for k in range(size):
         iteration = first + k
         verdict = run.recall(f"verdict-{iteration:04d}", Verdict.from_json)
@@ -136,9 +139,16 @@ def decide_round(rt: Runtime, state: LoopState) -> Command[Literal["produce", "r
         rt.task.on_iteration_end(run.path, iteration, verdict.check, verdict.passed)  # the program database
         update.update(_tally(tally, iteration, verdict, tree))  # type: ignore[arg-type]
         tally.update(update)
+        signatures.append(update["fail_history"][-1])
+        trees.append(update["tree_history"][-1])
         if verdict.passed and (islands[k]["best_iteration"] == 0 or verdict.score > islands[k]["best_score"]):
             islands[k].update(best_score=verdict.score, best_iteration=iteration)
         closed.append((iteration, tree, verdict, dict(tally)))
+    # The stuck rules count rounds: one history entry per round holds every island's, so "the same failure" or
+    # "no change" over `stuck_patience` entries means every island is stuck, not K islands in one round.
+    update.update(fail_history=push(state.get("fail_history", []), " | ".join(signatures), HISTORY),
+                  tree_history=push(state.get("tree_history", []), " ".join(trees), HISTORY))
+    tally.update(update)
     action, reason = _decision(rt, {**tally, "iteration_repeated": state.get("iteration_repeated", False)},
                                _deciding(rt, [c[2] for c in closed]))
     if action == "change":

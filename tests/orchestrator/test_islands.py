@@ -157,7 +157,7 @@ SCORES = {0: [1, 2, 3], 1: [5, 6, 7], 2: [2, 3, 4]}
 
 def scored_policy(messages: list) -> AIMessage:
     last = str(messages[-1].content)
-    if last.startswith("wrote ") or last.startswith("Observation (write_file)"):
+    if last.startswith(("wrote ", "Observation (write_file)")):
         return tool_call("done", summary="wrote the score")
     island = ev.ISLAND.get()  # the scripted model knows which island's producer it plays
     rounds = sum("Verifier verdict on iteration" in str(m.content) for m in messages)
@@ -240,7 +240,7 @@ def test_a_retried_round_replays_the_finished_islands_from_the_journal(tmp_path:
         def exec(self, *args: Any, **kwargs: Any) -> Any:
             raise SandboxError("the docker daemon went away")
 
-        def __enter__(self) -> Broken:
+        def __enter__(self) -> Broken:  # noqa: PYI034 - a test double
             return self
 
         def __exit__(self, *exc: object) -> None:
@@ -258,3 +258,44 @@ def test_a_retried_round_replays_the_finished_islands_from_the_journal(tmp_path:
     assert opened["0001"] == opened["0002"] == 1 and opened["0003"] == 2
     calls = Counter(e["iteration"] for e in events(run) if e["kind"] == "model_call" and e["role"] == "producer")
     assert calls == {1: 2, 2: 2, 3: 2}  # write, done: once per island
+
+
+def test_a_stop_mid_round_then_resume_decides_each_island_verdict_once(tmp_path: Path) -> None:
+    """The user stops the run while island 1 works: the round ends without deciding anything; the resumed run
+    replays the verdicts the islands had journaled and records every iteration once."""
+    from orchestrator.control import request_stop
+    from orchestrator.runner import create_run, drive, resume_run
+    from orchestrator.runtime import Runtime
+
+    task = CodeTask(source=str(make_code_workspace(tmp_path)), check_command="bash check.sh", main="calc.py")
+    s = settings(tmp_path, 2, 4)
+    run = create_run(task, s)
+    fixer = fix_after(1, GOOD, BAD)
+
+    def stopping(messages: list) -> AIMessage:
+        if ev.ISLAND.get() == 1 and len(messages) <= 2:  # island 1's first turn of the run
+            request_stop(run.path, "enough for now")
+        return fixer(messages)
+
+    drive(Runtime(run, task, s, models(stopping), local_opener), resume=False)
+    assert meta(run.path)["status"] == "stopped" and meta(run.path)["stop_reason"].startswith("user")
+    assert not (run.path / "iterations").exists() or not list((run.path / "iterations").glob("*.json"))
+    journaled = {e["iteration"] for e in events(run.path) if e["kind"] == "verdict"}
+    resume_run(run.path, s, models=models(fixer), open_sandbox=local_opener)
+    assert meta(run.path)["status"] == "succeeded" and meta(run.path)["iteration"] == 4
+    assert_each_iteration_once(run.path, 2)
+    assert journaled <= {1}  # at most island 0 finished its iteration before the stop reached it
+
+
+def test_stuck_islands_change_strategy_together_then_stop(tmp_path: Path) -> None:
+    task = CodeTask(source=str(make_code_workspace(tmp_path)), check_command="bash check.sh", main="calc.py")
+    idle = Script(default={"producer": AIMessage(content="DONE: nothing changed")})
+    run = start_run(task, settings(tmp_path, 2, 40), models=idle.factory(), open_sandbox=local_opener)
+    m = meta(run)
+    assert m["status"] == "stopped" and m["stop_reason"].startswith("stuck"), m["stop_reason"]
+    assert m["iteration"] % 2 == 0 and m["iteration"] < 40
+    changes = [e for e in events(run) if e["kind"] == "strategy_change"]
+    assert sorted(e["island"] for e in changes) == [0, 1] and len({e["reason"] for e in changes}) == 1
+    for k in range(2):
+        assert (run / "conversations" / f"island-{k:02d}" / "producer-01.jsonl").exists()
+    assert_each_iteration_once(run, 2)

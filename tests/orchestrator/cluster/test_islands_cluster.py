@@ -13,7 +13,13 @@ from langchain_core.messages import AIMessage
 
 from orchestrator import events as ev
 from orchestrator.cluster import Offloader
-from orchestrator.config import BudgetLimits, ClusterSettings, LoopSettings, SearchSettings, Settings
+from orchestrator.config import (
+    BudgetLimits,
+    ClusterSettings,
+    LoopSettings,
+    SearchSettings,
+    Settings,
+)
 from orchestrator.runner import create_run, drive
 from orchestrator.runtime import Runtime
 from orchestrator.store import StoreSettings
