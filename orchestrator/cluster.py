@@ -117,8 +117,8 @@ class Offloader:
         self.submitted += 1
         size = {"num_gpus": self.cluster.eval_gpus, "num_cpus": 0} if gpu else {"num_cpus": self.cluster.eval_cpus}
         task = _call.options(name=f"m3lab-eval:{getattr(fn, '__name__', 'fn')}", max_retries=2, **size)
-        enabled = self.store is not None and self.store.enabled
-        marked = marked_in_flight(self.store, at_once=self.at_once) if enabled else nullcontext()
+        store = self.store
+        marked = marked_in_flight(store, at_once=self.at_once) if store is not None and store.enabled else nullcontext()
         with marked:
             return ray.get(task.remote(fn, *args, **kwargs))
 

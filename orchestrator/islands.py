@@ -142,7 +142,7 @@ def decide_round(rt: Runtime, state: LoopState) -> Command[Literal["produce", "r
         signatures.append(update["fail_history"][-1])
         trees.append(update["tree_history"][-1])
         if verdict.passed and (islands[k]["best_iteration"] == 0 or verdict.score > islands[k]["best_score"]):
-            islands[k].update(best_score=verdict.score, best_iteration=iteration)
+            islands[k]["best_score"], islands[k]["best_iteration"] = verdict.score, iteration
         closed.append((iteration, tree, verdict, dict(tally)))
     # The stuck rules count rounds: one history entry per round holds every island's, so "the same failure" or
     # "no change" over `stuck_patience` entries means every island is stuck, not K islands in one round.
@@ -155,7 +155,7 @@ def decide_round(rt: Runtime, state: LoopState) -> Command[Literal["produce", "r
         for k, (iteration, _, _, _) in enumerate(closed):
             with on_island(k):
                 changed = _change_strategy(rt.for_island(k), {**tally, **islands[k]}, iteration, reason)  # type: ignore
-            islands[k].update(epoch=changed["epoch"], conv_len=changed["conv_len"])
+            islands[k]["epoch"], islands[k]["conv_len"] = changed["epoch"], changed["conv_len"]
         update.update(strategy_changes=state.get("strategy_changes", 0) + 1, fail_history=[], tree_history=[])
         action = "iterate"
     elif action == "iterate":
@@ -163,7 +163,8 @@ def decide_round(rt: Runtime, state: LoopState) -> Command[Literal["produce", "r
             with on_island(k):
                 told = _tell_producer(rt.for_island(k), {**tally, **islands[k]}, iteration, verdict,  # type: ignore
                                       tally["best_score"])
-            islands[k].update(epoch=told.get("epoch", islands[k]["epoch"]), conv_len=told["conv_len"])
+            islands[k]["epoch"] = told.get("epoch", islands[k]["epoch"])
+            islands[k]["conv_len"] = told["conv_len"]
     update["elapsed_s"] = timed(state, started)
     for k, (iteration, tree, verdict, after) in enumerate(closed):
         with on_island(k):
@@ -188,10 +189,10 @@ def migrate(rt: Runtime, islands: list[IslandState], rounds: int, after: dict[st
     if not every or rounds % every or not best_iteration:
         return
     best_score = after["best_score"]
-    source = next((k for k, i in enumerate(islands) if i["best_iteration"] == best_iteration), None)
-    if source is None:
-        return
-    sha = _commit_of(rt, best_iteration)
+    best = read_record(rt.run.iteration_path(best_iteration))
+    source, sha = best.island, best.commit
+    if source is None or not sha:
+        raise ValueError(f"iteration {best_iteration} of run {rt.run.id} has no island or no commit")
     targets = [k for k, i in enumerate(islands)
                if k != source and (i["best_iteration"] == 0 or i["best_score"] < best_score)]
     for k in targets:
@@ -201,7 +202,8 @@ def migrate(rt: Runtime, islands: list[IslandState], rounds: int, after: dict[st
         conv = conversation(irt, islands[k])  # type: ignore[arg-type]
         conv.add(HumanMessage(content=prompts.MIGRATION_MESSAGE.format(source=source, score=best_score,
                                                                        iteration=best_iteration)))
-        islands[k].update(head=sha, conv_len=len(conv), best_score=best_score, best_iteration=best_iteration)
+        islands[k]["head"], islands[k]["conv_len"] = sha, len(conv)
+        islands[k]["best_score"], islands[k]["best_iteration"] = best_score, best_iteration
     if targets:
         rt.run.events.add(events.migration(best_iteration, rounds, source, best_score, targets))
 
@@ -277,10 +279,3 @@ def _deciding(rt: Runtime, verdicts: list[Verdict]) -> Verdict:
         return complete[0]
     accepted = [v for v in verdicts if v.passed]
     return max(accepted, key=lambda v: v.score) if accepted else verdicts[-1]
-
-
-def _commit_of(rt: Runtime, iteration: int) -> str:
-    commit = read_record(rt.run.iteration_path(iteration)).commit
-    if not commit:
-        raise ValueError(f"iteration {iteration} has no commit")
-    return commit
