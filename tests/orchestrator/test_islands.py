@@ -111,6 +111,8 @@ def test_three_islands_fix_in_parallel_and_one_writer_records_them(tmp_path: Pat
         workspace = run / "workspace" if k == 0 else run / "islands" / f"{k:02d}" / "workspace"
         assert (workspace / "calc.py").read_text() == GOOD
     assert not (run / "conversations" / "producer-00.jsonl").exists()
+    report = (run / "report.md").read_text()
+    assert "| iteration | island | verdict |" in report and "| 8 | 1 | pass |" in report
     # the rounds ran the islands at the same time: each round's three iterations started before any verdict
     order = [(e["kind"], e["iteration"]) for e in evs if e["kind"] in ("iteration_started", "verdict")]
     first_verdict = next(i for i, (kind, _) in enumerate(order) if kind == "verdict")
