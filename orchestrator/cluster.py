@@ -112,9 +112,11 @@ class Offloader:
     def __init__(self, cluster: ClusterSettings, store: StoreSettings | None = None, at_once: int = 1):
         self.cluster, self.store, self.at_once = cluster, store, at_once
         self.submitted = 0
+        self._count = threading.Lock()
 
     def __call__(self, fn: Callable[..., Any], *args: Any, gpu: bool = False, **kwargs: Any) -> Any:
-        self.submitted += 1
+        with self._count:
+            self.submitted += 1
         size = {"num_gpus": self.cluster.eval_gpus, "num_cpus": 0} if gpu else {"num_cpus": self.cluster.eval_cpus}
         task = _call.options(name=f"m3lab-eval:{getattr(fn, '__name__', 'fn')}", max_retries=2, **size)
         store = self.store

@@ -166,7 +166,7 @@ def decide_round(rt: Runtime, state: LoopState) -> Command[Literal["produce", "r
             islands[k]["epoch"] = told.get("epoch", islands[k]["epoch"])
             islands[k]["conv_len"] = told["conv_len"]
     update["elapsed_s"] = timed(state, started)
-    for k, (iteration, tree, verdict, after) in enumerate(closed):
+    for k, (_, tree, verdict, after) in enumerate(closed):
         with on_island(k):
             sha = close_iteration(rt.for_island(k), {**after, "elapsed_s": update["elapsed_s"]}, tree, verdict,
                                   action, reason)

@@ -20,25 +20,12 @@ import git
 from langchain_core.messages import AIMessage
 
 from orchestrator import events as ev
-from orchestrator.config import (
-    BudgetLimits,
-    LoopSettings,
-    SearchSettings,
-    Settings,
-    load_settings,
-)
+from orchestrator.config import BudgetLimits, LoopSettings, SearchSettings, Settings, load_settings, settings_from_json
 from orchestrator.runner import start_run
 from serving.client import ModelEndpoint
 from tasks.base import CheckContext, CheckReport
 from tasks.code.task import CodeTask
-from tests.orchestrator.support import (
-    PolicyChatModel,
-    Script,
-    fix_after,
-    local_opener,
-    make_code_workspace,
-    tool_call,
-)
+from tests.orchestrator.support import PolicyChatModel, Script, fix_after, local_opener, make_code_workspace, tool_call
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = "def add(a, b):\n    return a + b\n"
@@ -192,6 +179,9 @@ def test_islands_config_is_read_and_checked(tmp_path: Path) -> None:
     config = tmp_path / "m3lab.toml"
     config.write_text("[search]\nislands = 4\nmigrate_every = 0\n")
     assert load_settings(config).search == SearchSettings(islands=4, migrate_every=0)
+    snapshot = settings(tmp_path, 3, 9).to_json()  # run.json's config: a resumed run keeps its islands
+    assert settings_from_json(snapshot, Settings()).search == SearchSettings(islands=3, migrate_every=2)
+    assert "search" not in Settings().to_json() and settings_from_json(Settings().to_json(), Settings()).search.islands == 1
     config.write_text("[search]\nislands = 0\n")
     try:
         load_settings(config)
