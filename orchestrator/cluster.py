@@ -83,7 +83,7 @@ def drive_here(run_path: str, settings: Settings, models: str = ENDPOINT_MODELS,
             rt.close()
             raise ClusterError("cluster runs need the run store (PostgreSQL): set [store] in m3lab.toml")
         if settings.cluster.evaluations != "local":
-            rt.offload = Offloader(settings.cluster, settings.store)
+            rt.offload = Offloader(settings.cluster, settings.store, settings.search.islands)
         rt.run.events.add(events.lease_acquired(rt.run.read_meta().get("iteration"), lease.owner))
         try:
             drive(rt, resume=row["raw_status"] == "running", lease=lease)
@@ -109,17 +109,21 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 class Offloader:
     """Runs a function as a Ray task sized for one evaluation: `num_gpus` for CUDA work, `num_cpus` otherwise.
     The result comes back to the caller, which stays the only writer of its run's files. With a store, each
-    evaluation is marked in flight there for as long as it runs (`m3lab cluster status` counts them)."""
+    evaluation is marked in flight there for as long as it runs (`m3lab cluster status` counts them). It may be
+    called from several threads at once (the islands of a search: `at_once` evaluations in flight)."""
 
-    def __init__(self, cluster: ClusterSettings, store: StoreSettings | None = None):
-        self.cluster, self.store = cluster, store
+    def __init__(self, cluster: ClusterSettings, store: StoreSettings | None = None, at_once: int = 1):
+        self.cluster, self.store, self.at_once = cluster, store, at_once
         self.submitted = 0
+        self._count = threading.Lock()
 
     def __call__(self, fn: Callable[..., Any], *args: Any, gpu: bool = False, **kwargs: Any) -> Any:
-        self.submitted += 1
+        with self._count:
+            self.submitted += 1
         size = {"num_gpus": self.cluster.eval_gpus, "num_cpus": 0} if gpu else {"num_cpus": self.cluster.eval_cpus}
         task = _call.options(name=f"m3lab-eval:{getattr(fn, '__name__', 'fn')}", max_retries=2, **size)
-        marked = marked_in_flight(self.store) if self.store is not None and self.store.enabled else nullcontext()
+        store = self.store
+        marked = marked_in_flight(store, at_once=self.at_once) if store is not None and store.enabled else nullcontext()
         with marked:
             return ray.get(task.remote(fn, *args, **kwargs))
 

@@ -13,6 +13,8 @@ m3lab.toml:
     max_iterations = 10
     [loop]
     max_turns = 12
+    [search]           # K producers (islands) per kernel/code search, evaluated concurrently
+    islands = 4
     [store]            # run state in PostgreSQL (default: SQLite files); URL also from M3LAB_STORE_URL
     url = "postgresql://m3lab@db:5432/m3lab"
     [cluster]          # where `--cluster` submits runs (orchestrator/store/settings.py)
@@ -75,6 +77,18 @@ class LoopSettings:
 
 
 @dataclass(frozen=True)
+class SearchSettings:
+    """A population search (islands, as OpenEvolve and AlphaEvolve run): `islands` producers, each with its own
+    conversation and workspace, whose candidates are evaluated at the same time; one node records them all."""
+
+    islands: int = 1
+    """Producers in flight; 1 = the one-producer loop. Each round produces and verifies one candidate per island."""
+    migrate_every: int = 2
+    """Every this many rounds the best candidate so far is copied into the islands that have not matched it
+    (0: never)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a run needs besides its task."""
 
@@ -82,6 +96,8 @@ class Settings:
     verifier: ModelEndpoint = field(default_factory=ModelEndpoint)
     budget: BudgetLimits = field(default_factory=BudgetLimits)
     loop: LoopSettings = field(default_factory=LoopSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    """Islands: how many producers a search keeps in flight."""
     runs_dir: Path = Path("runs")
     sandbox_backend: str = "auto"
     """"auto" (Docker when an engine answers, else the process sandbox), "docker" or "process"."""
@@ -100,6 +116,8 @@ class Settings:
             "runs_dir": str(self.runs_dir),
             "sandbox_backend": self.sandbox_backend,
             "store": self.store.describe(),  # [issue 15] where the checkpoints are (never the URL)
+            # islands: only when there are several, so a one-producer run's run.json is as it always was
+            **({"search": dataclasses.asdict(self.search)} if self.search.islands > 1 else {}),
         }
 
 
@@ -141,6 +159,8 @@ BY_NAME: dict[str, Check] = {
     "overload_retry_for_s": ("a number >= 0", lambda v: _number(v) and v >= 0),
     "max_concurrency": ("an integer >= 0 (0: no limit)",
                         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+    "migrate_every": ("an integer >= 0 (0: never)",
+                      lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
     "max_retries": ("an integer >= 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
     "sandbox_backend": ("one of auto, docker, process", lambda v: v in ("auto", "docker", "process")),
     "stop": ("a string or a list of strings",
@@ -189,7 +209,7 @@ def _endpoint_env(problems: list[str]) -> dict[str, str]:
 
 
 TOP_LEVEL: dict[str, Check] = {"runs_dir": BY_TYPE["Path"], "sandbox_backend": BY_NAME["sandbox_backend"]}
-TABLES = ("model", "producer", "verifier", "budget", "loop", "serving", "store", "cluster")
+TABLES = ("model", "producer", "verifier", "budget", "loop", "search", "serving", "store", "cluster")
 """[serving] belongs to serving/config.py (server paths); it shares the file."""
 
 
@@ -202,7 +222,8 @@ def settings_problems(data: Mapping[str, Any]) -> tuple[list[str], dict[str, dic
             problems.append(f"{key}: expected {expected}, got {_shown(data[key])}")
     tables = {name: _table(data, name, problems) for name in TABLES}
     for name, cls in (("model", ModelEndpoint), ("producer", ModelEndpoint), ("verifier", ModelEndpoint),
-                      ("budget", BudgetLimits), ("loop", LoopSettings), ("store", StoreSettings),
+                      ("budget", BudgetLimits), ("loop", LoopSettings), ("search", SearchSettings),
+                      ("store", StoreSettings),
                       ("cluster", ClusterSettings)):
         problems += field_problems(cls, tables[name], f"[{name}] ")
     store_url = os.environ.get("M3LAB_STORE_URL") or tables["store"].get("url")
@@ -247,6 +268,7 @@ def load_settings(config_file: Path | None = None) -> Settings:
         verifier=ModelEndpoint(**roles["verifier"]),
         budget=BudgetLimits(**tables["budget"]),
         loop=LoopSettings(**tables["loop"]),
+        search=SearchSettings(**tables["search"]),
         runs_dir=Path(data.get("runs_dir", "runs")),
         sandbox_backend=str(data.get("sandbox_backend", "auto")),
         store=_store(tables["store"]),  # [issue 15]
@@ -274,6 +296,7 @@ def settings_from_json(snapshot: Mapping[str, Any], current: Settings) -> Settin
         current,
         budget=BudgetLimits(**snapshot["budget"]),
         loop=LoopSettings(**snapshot["loop"]),
+        search=SearchSettings(**snapshot.get("search", {})),  # a run keeps the islands it started with
         runs_dir=Path(snapshot["runs_dir"]),
         sandbox_backend=snapshot.get("sandbox_backend", "auto"),
     )

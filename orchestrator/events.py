@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, TypedDict, cast
@@ -18,7 +19,11 @@ from tasks.text import shorten
 
 Kind = Literal["run_started", "run_resumed", "lease_acquired", "plan", "iteration_started", "model_call",
                "tool_call", "exec", "rollback", "commit", "check", "verdict", "decision", "steer", "strategy_change",
-               "context_compacted", "repeated_output", "error", "status", "run_finished"]
+               "context_compacted", "repeated_output", "migration", "error", "status", "run_finished"]
+
+ISLAND: ContextVar[int | None] = ContextVar("m3lab_island", default=None)
+"""The island whose work is being recorded (a search with `[search] islands` > 1 sets it in each island's worker
+thread); None otherwise, so a one-producer run's events never carry the field."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class Event:
     iteration: int | None
     fields: dict[str, Any] = field(default_factory=dict)
     key: str | None = None
+    island: int | None = field(default_factory=ISLAND.get)
+    """Set from `ISLAND` where the event is built: written right after `iteration`, only when not None."""
 
 
 # --- the run -------------------------------------------------------------------------------------------------
@@ -137,6 +144,13 @@ def context_compacted(iteration: int, epoch: int) -> Event:
     return Event("context_compacted", iteration, {"epoch": epoch}, key=f"compact-{iteration}")
 
 
+def migration(iteration: int, round_no: int, source_island: int, score: float, to: list[int]) -> Event:
+    """The best candidate so far (iteration `iteration`, on `source_island`) was copied into the workspaces of
+    the islands `to` after round `round_no` (islands search, `[search] migrate_every`)."""
+    return Event("migration", iteration, {"round": round_no, "source_island": source_island, "score": score,
+                                          "to": to}, key=f"migration-{round_no}")
+
+
 def from_task(iteration: int, fields: Mapping[str, Any]) -> Event:
     """An event a task's check recorded through `CheckContext.record` (tasks never import this module)."""
     if fields.get("kind") != "exec":
@@ -178,6 +192,8 @@ class IterationRecord:
     started_at: float | None
     """Unix seconds of the iteration's `iteration_started` event (None in runs recorded before it was kept)."""
     ended_at: float | None
+    island: int | None = None
+    """The island that produced it (searches with `[search] islands` > 1; absent from the file otherwise)."""
 
     @property
     def verdict_kind(self) -> str:
@@ -195,7 +211,8 @@ class IterationRecord:
         return {"iteration": self.iteration, "commit": self.commit, "check": self.check.to_json(),
                 "verdict": dict(self.verdict), "decision": {"action": self.decision.action,
                                                             "reason": self.decision.reason},
-                "started_at": self.started_at, "ended_at": self.ended_at}
+                "started_at": self.started_at, "ended_at": self.ended_at,
+                **({"island": self.island} if self.island is not None else {})}
 
     @classmethod
     def from_json(cls, data: Any) -> "IterationRecord":
@@ -210,7 +227,8 @@ class IterationRecord:
             return cls(iteration=int(data["iteration"]), commit=data.get("commit"),
                        check=CheckReport.from_json(data["check"]), verdict=cast(VerdictJSON, verdict),
                        decision=Decision(str(decision["action"]), str(decision.get("reason", ""))),
-                       started_at=data.get("started_at"), ended_at=data.get("ended_at"))
+                       started_at=data.get("started_at"), ended_at=data.get("ended_at"),
+                       island=data.get("island"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not an iteration record ({exc!r})") from None
 
@@ -226,7 +244,7 @@ def _summary(e: Mapping[str, Any]) -> str | None:
     """The live line of the events worth showing while a run is in the foreground (rich markup), else None."""
     it, kind = e.get("iteration"), e.get("kind")
     if kind == "iteration_started":
-        return f"[bold]iteration {it}[/bold]"
+        return f"[bold]iteration {it}[/bold]" + (f" (island {e['island']})" if e.get("island") is not None else "")
     if kind == "model_call":
         mode = "thinking" if e.get("thinking") else "fast"
         cut = f", cut at the {e.get('completion_limit')}-token limit" if e.get("cut_at_limit") else ""
@@ -240,13 +258,15 @@ def _summary(e: Mapping[str, Any]) -> str | None:
         return f"  verdict: [bold]{e['verdict']}[/bold] {shorten((e.get('findings') or [''])[0], 160)}"
     if kind == "repeated_output":
         return f"  {e.get('role')} repeated its previous reply word for word: {e.get('action', '')}"
+    if kind == "migration":
+        return f"  migration: iteration {it} (island {e.get('source_island')}) -> islands {e.get('to')}"
     if kind in ("decision", "strategy_change", "steer", "error", "status"):
         rest = e.get("reason") or e.get("text") or e.get("message") or ""
         return f"  {kind}: {e.get('action', '')} — {shorten(str(rest), 160)}"
     return None
 
 
-_HEADER = ("seq", "ts", "kind", "iteration", "key")
+_HEADER = ("seq", "ts", "kind", "iteration", "island", "key")
 
 
 def format_event(e: Mapping[str, Any], live: bool = False) -> str | None:
@@ -256,4 +276,5 @@ def format_event(e: Mapping[str, Any], live: bool = False) -> str | None:
         return _summary(e)
     stamp = time.strftime("%H:%M:%S", time.localtime(e.get("ts") or 0))
     fields = " ".join(f"{k}={json.dumps(v)[:160]}" for k, v in e.items() if k not in _HEADER and k[0] != "_")
-    return f"{stamp} #{e.get('seq')} [it {e.get('iteration')}] {e.get('kind')}: {fields}"
+    where = f"it {e.get('iteration')}" + (f" island {e['island']}" if e.get("island") is not None else "")
+    return f"{stamp} #{e.get('seq')} [{where}] {e.get('kind')}: {fields}"

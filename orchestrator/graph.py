@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, TypedDict, get_args, get_type_hints
 
 from langchain_core.messages import HumanMessage
@@ -60,6 +61,10 @@ class LoopState(TypedDict, total=False):
     best_iteration: int
     status: str
     stop_reason: str
+    # a search with islands ([search] islands > 1, orchestrator/islands.py); absent otherwise
+    islands: list[dict[str, Any]]  # per island: epoch, conv_len, head, best_score, best_iteration
+    round_size: int         # islands in the current round (fewer than K when the iteration budget ends)
+    rounds: int             # rounds recorded
 
 
 def used(state: Mapping[str, Any]) -> dict[str, float]:
@@ -181,10 +186,17 @@ def finish(rt: Runtime, state: LoopState) -> dict[str, Any]:
 def build_graph(rt: Runtime, checkpointer: Any) -> Any:
     graph = StateGraph(LoopState)
     graph.add_node("plan", partial(plan, rt), destinations=routes(plan))
-    graph.add_node("produce", partial(produce, rt), destinations=routes(produce))
-    graph.add_node("verify", partial(verify_node, rt), destinations=routes(verify_node),
-                   retry_policy=RetryPolicy(max_attempts=3, retry_on=SandboxError))
-    graph.add_node("decide", partial(decide, rt), destinations=routes(decide))
+    if rt.settings.search.islands > 1:  # plan -> produce (K islands, each through its verdict) -> decide
+        from orchestrator import islands  # it builds on this module's nodes
+
+        graph.add_node("produce", partial(islands.produce_round, rt), destinations=routes(islands.produce_round),
+                       retry_policy=RetryPolicy(max_attempts=3, retry_on=SandboxError))
+        graph.add_node("decide", partial(islands.decide_round, rt), destinations=routes(islands.decide_round))
+    else:
+        graph.add_node("produce", partial(produce, rt), destinations=routes(produce))
+        graph.add_node("verify", partial(verify_node, rt), destinations=routes(verify_node),
+                       retry_policy=RetryPolicy(max_attempts=3, retry_on=SandboxError))
+        graph.add_node("decide", partial(decide, rt), destinations=routes(decide))
     graph.add_node("report", partial(finish, rt))
     graph.add_edge(START, "plan")
     graph.add_edge("report", END)
@@ -202,12 +214,20 @@ def routes(node: Callable[..., Any]) -> tuple[str, ...]:
 def conversation(rt: Runtime, state: LoopState) -> Conversation:
     """The producer's conversation at this checkpoint: the one this process keeps open, or else reopened from its
     file (a resume, or a step replayed after a crash: messages past the checkpoint are dropped)."""
-    path = rt.run.path / "conversations" / f"producer-{state.get('epoch', 0):02d}.jsonl"
+    path = conversation_path(rt, state.get("epoch", 0))
     committed = state.get("conv_len", 0)
     conv = rt.conversation
     if conv is None or conv.path != path or len(conv) != committed:
         conv = rt.conversation = open_conversation(rt, path, committed, _plan_text(rt.run))
     return conv
+
+
+def conversation_path(rt: Runtime, epoch: int) -> Path:
+    """conversations/producer-EE.jsonl; an island's: conversations/island-NN/producer-EE.jsonl."""
+    folder = rt.run.path / "conversations"
+    if rt.island is not None:
+        folder = folder / f"island-{rt.island:02d}"
+    return folder / f"producer-{epoch:02d}.jsonl"
 
 
 def _write_plan(rt: Runtime) -> dict[str, int]:
@@ -289,7 +309,7 @@ def _tell_producer(rt: Runtime, state: LoopState, iteration: int, verdict: Verdi
 def _new_epoch(rt: Runtime, state: LoopState, reason: str, advice: str) -> tuple[Conversation, dict[str, Any]]:
     """A fresh producer context: system prompt, task, and a summary of the attempts so far."""
     epoch = state.get("epoch", 0) + 1
-    path = rt.run.path / "conversations" / f"producer-{epoch:02d}.jsonl"
+    path = conversation_path(rt, epoch)
     path.unlink(missing_ok=True)  # left by a step that crashed before its checkpoint
     conv = open_conversation(rt, path, 0, _plan_text(rt.run))
     conv.add(HumanMessage(content=prompts.RESTART_SUMMARY.format(
@@ -317,19 +337,24 @@ def _compact(rt: Runtime, state: LoopState, iteration: int) -> tuple[Conversatio
 # --- closing an iteration ---
 
 def close_iteration(rt: Runtime, after: dict[str, Any], tree: str, verdict: Verdict, action: str,
-                    reason: str) -> None:
+                    reason: str) -> str:
     """The finished iteration's bookkeeping, each part once across crashes (keyed events, a commit per
     iteration): its commit, the `commit` event, iterations/NNNN.json, the `decision` event and run.json.
-    `after` is the loop state the iteration leaves."""
+    `after` is the loop state the iteration leaves. Returns the commit. An island's runtime (`rt.island`) journals
+    its commit too: a round closes several iterations, and only the last one is HEAD after a crash."""
     run, iteration = rt.run, after["completed"]
     line = f"{verdict.verdict} (score {verdict.score:.4g})" + (f": {shorten(verdict.findings[0], 120)}"
                                                                if verdict.findings else "")
-    sha = commit_tree(run.git_dir, iteration, tree, line)
+    if rt.island is None:
+        sha = commit_tree(run.git_dir, iteration, tree, line)
+    else:
+        sha = run.once(f"commit-{iteration:04d}", lambda: commit_tree(run.git_dir, iteration, tree, line))
     run.events.add(events.commit(iteration, sha, f"iteration {iteration}: {line}"))
-    write_iteration_record(run, iteration, sha, verdict, action, reason)
+    write_iteration_record(run, iteration, sha, verdict, action, reason, rt.island)
     run.events.add(events.decision(iteration, action, reason))
     run.update_meta(iteration=iteration, best_score=after["best_score"], best_iteration=after["best_iteration"],
                     budget=_budget_json(rt, after))
+    return sha
 
 
 def _budget_json(rt: Runtime, state: Mapping[str, Any]) -> dict[str, Any]:

@@ -74,6 +74,12 @@ CUT_NO_ACTION = " before it held a complete action, so nothing was done"
 REPEATED_MESSAGE = ("Your reply is word for word the same as your previous one, which did not get the work "
                     "accepted. Do something different.")
 
+MIGRATION_MESSAGE = """\
+# Migration: the best candidate so far is now your starting point
+Another producer of this search (island {source}) reached score {score:.4g} in iteration {iteration}, better than
+your best. Its files replaced your workspace: read them, then improve on them and declare done again.
+"""
+
 TURN_LIMIT_MESSAGE = "Turn limit for this iteration reached: your committed work goes to the verifier now."
 
 RESTART_SUMMARY = """\

@@ -11,10 +11,12 @@ from orchestrator.rundir import RunDir, atomic_write_json
 from tasks.text import shorten
 
 
-def write_iteration_record(run: RunDir, iteration: int, sha: str, verdict: Verdict, action: str, reason: str) -> None:
+def write_iteration_record(run: RunDir, iteration: int, sha: str, verdict: Verdict, action: str, reason: str,
+                           island: int | None = None) -> None:
     record = IterationRecord(iteration=iteration, commit=sha, check=verdict.check,
                              verdict=cast(VerdictJSON, verdict.to_json()), decision=Decision(action, reason),
-                             started_at=run.events.time_of(iteration_key(iteration)), ended_at=time.time())
+                             started_at=run.events.time_of(iteration_key(iteration)), ended_at=time.time(),
+                             island=island)
     atomic_write_json(run.iteration_path(iteration), record.to_json())
 
 
@@ -51,11 +53,16 @@ def write_report(rt: Any, state: Mapping[str, Any]) -> None:
         f"- active time: {used.get('elapsed_s', 0) / 60:.1f} min / {limits.get('max_hours')} h",
         f"- best score: {state.get('best_score', 0.0):.4g} (iteration {state.get('best_iteration', 0) or '-'})",
         f"- model: {model_behaviour(model_call_counts(run))}",
-        "", "## Iterations", "", "| iteration | verdict | score | decision | first finding |", "|---|---|---|---|---|",
+        "", "## Iterations", "",
     ]
+    islands = rt.settings.search.islands > 1  # a search with islands: which island made each candidate
+    lines += ["| iteration |" + (" island |" if islands else "") + " verdict | score | decision | first finding |",
+              "|---|" + ("---|" if islands else "") + "---|---|---|---|"]
     for rec in iteration_records(run):
         first = shorten(rec.findings[0] if rec.findings else "", 160).replace("|", "\\|")
-        lines.append(f"| {rec.iteration} | {rec.verdict_kind} | {rec.score:.4g} | {rec.decision.action} | {first} |")
+        island = f" {rec.island} |" if islands else ""
+        lines.append(f"| {rec.iteration} |{island} {rec.verdict_kind} | {rec.score:.4g} | {rec.decision.action} | "
+                     f"{first} |")
     lines += _last_findings(run)
     lines += ["", "## Task", "", rt.task.report_section(run.path), "",
               "Inspect: `m3lab runs show {0}`, `m3lab runs logs {0}`, `m3lab runs diff {0} N`.".format(run.id)]

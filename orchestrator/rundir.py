@@ -131,6 +131,7 @@ class EventLog:
             self._seq += 1
             ts = round(time.time(), 3)
             line: dict[str, Any] = {"seq": self._seq, "ts": ts, "kind": event.kind, "iteration": event.iteration,
+                                    **({"island": event.island} if event.island is not None else {}),
                                     **event.fields}
             if event.key is not None:
                 line["key"] = event.key

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from langchain_core.messages import AIMessage, BaseMessage
@@ -64,6 +65,26 @@ class Runtime:
     conversation: Conversation | None = field(default=None, repr=False)
     """The producer's conversation kept open between graph steps (`graph.conversation` reopens it from its file
     when the checkpoint says otherwise)."""
+    island: int | None = None
+    """The island whose producer this runtime drives (`for_island`); None = the run's one producer."""
+    head: str = "HEAD"
+    """The commit the producer's workspace holds: what a quota overrun rolls back to and what the verifier's diff
+    is taken against (an island's own last commit; HEAD is the run's last, of whichever island)."""
+    _islands: dict[int, Runtime] = field(default_factory=dict, repr=False)
+
+    @property
+    def workspace(self) -> Path:
+        """The producer's files: `workspace/` (island 0 too), `islands/NN/workspace/` for the other islands."""
+        if not self.island:
+            return self.run.workspace
+        return self.run.path / "islands" / f"{self.island:02d}" / "workspace"
+
+    def for_island(self, island: int) -> Runtime:
+        """Island `island`'s runtime: the same run, task, settings and models, its own workspace, warm sandbox and
+        open conversation (kept between rounds)."""
+        if island not in self._islands:
+            self._islands[island] = replace(self, island=island, _sandbox=None, conversation=None, _islands={})
+        return self._islands[island]
 
     def endpoint(self, role: str, extra_temperature: float = 0.0) -> ModelEndpoint:
         """The role's endpoint; `extra_temperature` raises its sampling temperature (at most to 1.0) to get a
@@ -91,16 +112,21 @@ class Runtime:
 
     def producer_sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            spec = dataclasses.replace(self.task.sandbox_spec(self.run.workspace),
+            spec = dataclasses.replace(self.task.sandbox_spec(self.workspace),
                                        disk_mb=self.settings.loop.workspace_quota_mb)
             self._sandbox = self.fresh_sandbox(spec)
         return self._sandbox
 
     def close(self) -> None:
+        for island in self._islands.values():
+            island.close_sandbox()
+        self.close_sandbox()
+        self.run.close()
+
+    def close_sandbox(self) -> None:
         if self._sandbox is not None:
             self._sandbox.close()
             self._sandbox = None
-        self.run.close()
 
     def call_model(self, role: str, messages: list[BaseMessage], thinking: bool, iteration: int | None,
                    tools: Sequence[Any] = (), tool_choice: str | None = None,

@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import stat
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ def _write_object(git_dir: Path, kind: bytes, data: bytes) -> str:
     path = git_dir / "objects" / sha[:2] / sha[2:]
     if not path.exists():
         path.parent.mkdir(exist_ok=True)
-        tmp = path.parent / f".tmp-{os.getpid()}-{sha[2:]}"
+        tmp = path.parent / f".tmp-{os.getpid()}-{threading.get_ident()}-{sha[2:]}"  # islands stage at once
         packer = zlib.compressobj(1)
         tmp.write_bytes(packer.compress(header) + packer.compress(data) + packer.flush())
         os.chmod(tmp, 0o444)
@@ -289,9 +290,10 @@ def restore_tree(git_dir: Path, tree: str, workspace: Path) -> Export:
     return Export(workspace, export.dropped)
 
 
-def diff_tree(git_dir: Path, tree: str, max_chars: int | None = None) -> str:
-    """The staged change against the last commit (what the verifier reviews)."""
-    text = git_text(require_git_dir(git_dir), "diff", *patch_args(["--stat", "--patch"]), "HEAD", tree, "--")
+def diff_tree(git_dir: Path, tree: str, max_chars: int | None = None, base: str = "HEAD") -> str:
+    """The staged change against the last commit, or `base` (an island's own last commit): what the verifier
+    reviews."""
+    text = git_text(require_git_dir(git_dir), "diff", *patch_args(["--stat", "--patch"]), base, tree, "--")
     return _clip(text, max_chars)
 
 

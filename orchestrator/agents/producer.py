@@ -63,7 +63,7 @@ def producer_turn(rt: Runtime, conv: Conversation, iteration: int, thinking: boo
     for action in actions:
         if done:
             break
-        obs, result = execute(action, rt.run.workspace, rt.producer_sandbox, loop.exec_timeout_s,
+        obs, result = execute(action, rt.workspace, rt.producer_sandbox, loop.exec_timeout_s,
                               loop.observation_chars, lambda: _roll_back(rt, iteration))
         _record(rt, iteration, action.tool, action.args, obs.ok, obs.text, result)
         if action.call_id is not None:
@@ -126,7 +126,7 @@ def _record(rt: Runtime, iteration: int, tool: str, args: dict, ok: bool, output
 def _roll_back(rt: Runtime, iteration: int) -> str:
     """After a quota overrun: the workspace goes back to the last committed tree (this iteration's changes so far
     are lost, and the bytes that filled the disk with them)."""
-    restore_tree(rt.run.git_dir, "HEAD", rt.run.workspace)
+    restore_tree(rt.run.git_dir, rt.head, rt.workspace)
     rt.run.events.add(events.rollback(iteration, "quota", "HEAD"))
     return ("The workspace went over its disk quota and was rolled back to the last committed state (your "
             "changes of this iteration are gone). Keep large outputs out of /work.")

@@ -147,7 +147,7 @@ def _with_dropped(report: CheckReport, dropped: list[str]) -> CheckReport:
 
 
 def review(rt: Runtime, iteration: int, tree: str, claim: str, check: CheckReport) -> tuple[Review, Usage]:
-    diff = diff_tree(rt.run.git_dir, tree, max_chars=DIFF_CHARS)
+    diff = diff_tree(rt.run.git_dir, tree, max_chars=DIFF_CHARS, base=rt.head)
     text = prompts.VERIFIER_PROMPT.format(
         brief=rt.task.producer_brief(), verifier_brief=rt.task.verifier_brief(), iteration=iteration,
         claim=claim or "(no claim: the producer ran out of turns)", passed=check.passed, score=check.score,

@@ -99,11 +99,13 @@ def request_slot(endpoint: ModelEndpoint, store: StoreSettings) -> AbstractConte
 
 
 @contextmanager
-def marked_in_flight(store: StoreSettings, what: str = EVALUATIONS) -> Iterator[None]:
+def marked_in_flight(store: StoreSettings, what: str = EVALUATIONS, at_once: int = 4) -> Iterator[None]:
     """Count one piece of work as in flight, cluster-wide, while the block runs (`m3lab cluster status`): a lock
-    (key of `what`, a random second key) that ends with the block or with its holder, however that dies."""
-    key = lock_key(what)
-    with lock_pool(store.url, 4, purpose="marks").connection(timeout=_WAIT_FOR_CONNECTION_S) as conn:
+    (key of `what`, a random second key) that ends with the block or with its holder, however that dies.
+    `at_once`: how many this process may mark at the same time (one connection each, from a pool of that size),
+    e.g. the islands of a search whose evaluations are in flight together."""
+    key, size = lock_key(what), max(4, at_once)
+    with lock_pool(store.url, size, purpose=f"marks-{size}").connection(timeout=_WAIT_FOR_CONNECTION_S) as conn:
         mark = secrets.randbits(31)
         while not conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS ok", (key, mark)).fetchone()["ok"]:
             mark = secrets.randbits(31)  # that second key is taken (a 1 in 2^31 chance): draw another

@@ -1,30 +1,33 @@
 """A CLI-like process for the crash test: start the run (or resume the one in RUNS_DIR) with a deterministic
-policy model and the local test sandbox; the test kills it with SIGKILL at random points."""
+policy model and the local test sandbox; the test kills it with SIGKILL at random points. M3LAB_TEST_ISLANDS=K
+runs a search with K islands instead (each island fails four times, then fixes the file)."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-from orchestrator.config import BudgetLimits, LoopSettings, Settings
+from orchestrator.config import BudgetLimits, LoopSettings, SearchSettings, Settings
 from orchestrator.rundir import list_runs
 from orchestrator.runner import create_run, drive, resume_run
 from orchestrator.runtime import Runtime
 from tasks.code.task import CodeTask
 from tests.orchestrator.support import PolicyChatModel, Script, fix_after, local_opener
 
+ISLANDS = int(os.environ.get("M3LAB_TEST_ISLANDS", "1"))
 GOOD = "def add(a, b):\n    return a + b\n"
 BAD = "def add(a, b):\n    return a - b\n"
 
 
 def models(role, endpoint, thinking, max_tokens=None):
     if role == "producer":
-        return PolicyChatModel(messages=iter(()), policy=fix_after(8, GOOD, BAD))
+        return PolicyChatModel(messages=iter(()), policy=fix_after(8 if ISLANDS == 1 else 4, GOOD, BAD))
     return Script().factory()(role, endpoint, thinking)
 
 
 def main(runs_dir: Path, source: Path) -> None:
     settings = Settings(runs_dir=runs_dir, budget=BudgetLimits(max_iterations=15),
-                        loop=LoopSettings(stuck_patience=20))
+                        loop=LoopSettings(stuck_patience=20), search=SearchSettings(islands=ISLANDS))
     existing = list_runs(runs_dir)
     if existing and existing[0].read_meta()["status"] == "succeeded":
         return

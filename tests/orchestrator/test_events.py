@@ -59,6 +59,8 @@ CASES: list[tuple[events.Event, str | None, str]] = [
     (events.repeated_output(2, "producer", "temperature raised"),
      "  producer repeated its previous reply word for word: temperature raised",
      '[it 2] repeated_output: role="producer" action="temperature raised"'),
+    (events.migration(5, 2, 1, 6.0, [0, 2]), "  migration: iteration 5 (island 1) -> islands [0, 2]",
+     '[it 5] migration: round=2 source_island=1 score=6.0 to=[0, 2]'),
     (events.error(2, "RuntimeError('boom')"), "  error:  — RuntimeError('boom')",
      "[it 2] error: message=\"RuntimeError('boom')\""),
     (events.status(2, "paused", "model endpoint down"), "  status:  — model endpoint down",
