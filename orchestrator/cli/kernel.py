@@ -157,11 +157,12 @@ def optimize(
     cluster: bool = ClusterOpt,  # [issue 15]
 ) -> None:
     """Start a kernel search: the producer rewrites ModelNew, the harness verifies and times every candidate."""
+    from tasks.kernel.runner import EvalOptions
     from tasks.kernel.task import KernelTask, KernelTaskError
 
     try:
         task = KernelTask(target=target, device=device, target_speedup=target_speedup, isolation=isolation,
-                          iters=iters)
+                          options=EvalOptions(iters=iters))
     except (KernelTaskError, FileNotFoundError) as exc:
         fail(str(exc))
     if cluster:  # [issue 15] evaluations then run as Ray tasks sized for one GPU (or CPU) each
