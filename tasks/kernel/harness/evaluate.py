@@ -153,14 +153,13 @@ class Evaluation:
         v = self.verdict
         start = time.monotonic()
         try:
-            self._setup()
-            self._static()
-            self._compile()
-            self._start_workers()
-            self._correctness()
-            if self.cfg.timing:
-                self._timing()
-            self._sanitize()
+            steps = [("setup", self._setup), ("static", self._static), ("compile", self._compile),
+                     ("import", self._start_workers), ("correctness", self._correctness)]
+            steps += [("timing", self._timing)] if self.cfg.timing else []
+            for name, step in [*steps, ("sanitize", self._sanitize)]:
+                began = time.monotonic()
+                step()
+                v.stage_s[name] = round(time.monotonic() - began, 3)
             v.stage = "done"
         except _Stop:
             pass

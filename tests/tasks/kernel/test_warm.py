@@ -127,3 +127,66 @@ def test_a_hung_evaluation_kills_the_server_and_the_next_starts_fresh(tmp_path: 
                  start_timeout_s=60)
     again = evaluate(tmp_path / "n", "softmax", HONEST, warm=True)
     assert again.accepted and not _ref_pids() & refs
+
+
+@pytest.mark.slow
+def test_real_loop_with_warm_references_stops_resumes_and_rejects_the_cheat(tmp_path: Path) -> None:
+    """`m3lab optimize --warm` path: the scripted producer cycles honest, a planted cheat and broken code; the run
+    stops at its budget and resumes; the same two reference workers serve every timed check."""
+    from langchain_core.messages import AIMessage
+
+    from orchestrator.config import BudgetLimits, LoopSettings, Settings
+    from orchestrator.runner import resume_run, start_run
+    from serving.client import ModelEndpoint
+    from tasks.kernel.runner import EvalOptions
+    from tasks.kernel.task import KernelTask
+    from tests.orchestrator.support import Script, local_opener
+
+    import pandas as pd
+
+    pool = [HONEST.read_text(), (TARGETS_DIR / "cheats" / "c10_nan_wildcard.py").read_text(),
+            "import torch\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n        return x[0]\n"]
+
+    def script(n: int) -> Script:
+        return Script(producer=[AIMessage(content=f"```python\n{pool[i % len(pool)]}```\n") for i in range(n)])
+
+    ep = ModelEndpoint(retry_for_s=0.5)
+
+    def settings(n: int) -> Settings:
+        return Settings(producer=ep, verifier=ep, runs_dir=tmp_path / "runs", budget=BudgetLimits(max_iterations=n),
+                        loop=LoopSettings(stuck_patience=100))
+
+    task = KernelTask(target="softmax", isolation="subprocess", options=EvalOptions(iters=4, warmup=1, warm=True))
+    run = start_run(task, settings(3), models=script(3).factory(), open_sandbox=local_opener)
+    refs = _ref_pids()
+    resume_run(run, settings(6), models=script(3).factory(), open_sandbox=local_opener,
+               budget_overrides={"max_iterations": 6})
+    table = pd.read_csv(run / "artifacts/kernel/candidates.csv")
+    assert list(table["iteration"]) == [1, 2, 3, 4, 5, 6]
+    assert list(table["accepted"].astype(bool)) == [True, False, False, True, False, False]
+    assert len(refs) == 2 and _ref_pids() == refs  # resumed in the same process: the same warm references
+
+
+def test_two_gpus_get_one_warm_evaluator_each_and_two_evaluations_in_flight(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dispatch on a 2-GPU host, run here without GPUs: two evaluations asked for at once each take a server
+    of their own, pinned to its GPU (each then answers that it sees no CUDA device: an error, never a pass)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tasks.kernel.runner import EvalFailed
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+
+    def one(i: int) -> str:
+        try:
+            verdict = evaluate(tmp_path / str(i), "softmax", HONEST, warm=True, device="cuda")
+        except EvalFailed as exc:
+            return str(exc)
+        assert not verdict.accepted
+        return verdict.errors[0]
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(one, range(2)))
+    servers = [s for group in POOL._free.values() for s in group]
+    assert sorted(s.slot for s in servers) == ["0", "1"], answers
+    assert all("CUDA" in a for a in answers), answers
