@@ -129,9 +129,11 @@ def sanitizer(b: Bench) -> list[dict[str, Any]]:
         return list(pool.map(lambda f: f(), jobs))
 
 
-def timed(b: Bench) -> list[dict[str, Any]]:
+def timed(b: Bench, targets: list[str]) -> list[dict[str, Any]]:
     rows = []
     for target, cand in HONEST_CUDA.items():
+        if target not in targets:
+            continue
         # softmax: sanitize-above 0 = the path a candidate takes when it is about to become a run's best
         extra = {"sanitize_above": 0.0} if target == "softmax" else {}
         rows.append(b.ev(target, CANDS / cand, "honest-timed", timing=True, iters=20, warmup=3, **extra))
@@ -139,10 +141,18 @@ def timed(b: Bench) -> list[dict[str, Any]]:
 
 
 def throughput(b: Bench, n: int) -> dict[str, Any]:
-    walls = [b.ev("softmax", CANDS / "softmax_cuda.py", "throughput", timing=True, iters=20, warmup=3)["wall_s"]
-             for _ in range(n)]
-    per = sum(walls) / len(walls)
-    return {"evaluations": n, "mean_wall_s": round(per, 2), "evals_per_hour": round(3600 / per), "walls": walls}
+    """softmax_cuda timed (iters 20), cold (fresh evaluator each time) then warm (tasks/kernel/warm.py), same run."""
+    from tasks.kernel.warm import POOL
+
+    out: dict[str, Any] = {}
+    for mode in ("cold", "warm"):
+        walls = [b.ev("softmax", CANDS / "softmax_cuda.py", f"throughput-{mode}", timing=True, iters=20, warmup=3,
+                      warm=mode == "warm")["wall_s"] for _ in range(n)]
+        POOL.close()
+        per = sum(walls) / len(walls)
+        out[mode] = {"evaluations": n, "mean_wall_s": round(per, 2), "evals_per_hour": round(3600 / per),
+                     "walls": walls}
+    return out
 
 
 # ---- the real loop: optimize with a scripted producer ----
@@ -164,6 +174,10 @@ class ModelNew(nn.Module):
     def forward(self, x):
         return _ext.twice(x)
 '''
+
+
+WARM_SEARCH = True
+"""The search's evaluations keep their reference workers warm (tasks/kernel/warm.py)."""
 
 
 def search(work: Path, iterations: int) -> dict[str, Any]:
@@ -191,8 +205,8 @@ def search(work: Path, iterations: int) -> dict[str, Any]:
     endpoint = ModelEndpoint(retry_for_s=0.5)
     settings = Settings(producer=endpoint, verifier=endpoint, runs_dir=work / "runs",
                         budget=BudgetLimits(max_iterations=iterations // 2), loop=LoopSettings(stuck_patience=10_000))
-    task = KernelTask(target="softmax", device="cuda", isolation="subprocess", iters=5, warmup=1,
-                      sanitize_best=False)
+    task = KernelTask(target="softmax", device="cuda", isolation="subprocess",
+                      options=EvalOptions(iters=5, warmup=1, warm=WARM_SEARCH), sanitize_best=False)
     t0 = time.monotonic()
     run = start_run(task, settings, models=make, open_sandbox=local_opener)
     half = time.monotonic() - t0
@@ -229,8 +243,8 @@ def markdown(res: dict[str, Any]) -> str:
     t = res.get("throughput") or {}
     s = res.get("search") or {}
     out += ["", "| metric | value |", "| --- | --- |",
-            f"| evaluations per hour (softmax_cuda, timed, iters 20) | {t.get('evals_per_hour')} "
-            f"(mean {t.get('mean_wall_s')} s) |",
+            *[f"| evaluations per hour (softmax_cuda, timed, iters 20, {mode}) | {t[mode]['evals_per_hour']} "
+              f"(mean {t[mode]['mean_wall_s']} s; {t[mode]['walls']}) |" for mode in t],
             f"| search: iterations (stopped at half, resumed) | {s.get('iterations')} (contiguous "
             f"{s.get('contiguous')}) |",
             f"| search: evaluations per hour | {s.get('evals_per_hour')} |",
@@ -258,6 +272,9 @@ def main() -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--search-iterations", type=int, default=30)
     p.add_argument("--throughput-n", type=int, default=3)
+    p.add_argument("--phases", default="battery,isolation,sanitizer,search,timed,throughput",
+                   help="comma-separated subset of the phases")
+    p.add_argument("--timed-targets", default=",".join(HONEST_CUDA), help="honest CUDA candidates to time")
     p.add_argument("--search-deadline-s", type=float, default=330.0,
                    help="stop waiting for the search after this many seconds from the start (reported as unfinished)")
     a = p.parse_args()
@@ -277,16 +294,21 @@ def main() -> int:
             searched["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-2000:]}"
             log(f"search failed: {searched['error']}")
 
+    phases = set(a.phases.split(","))
     loop = threading.Thread(target=run_search, daemon=True)
-    loop.start()
-    for phase in (battery, isolation, sanitizer):
-        res["rows"] += phase(b)
-    loop.join(timeout=max(1.0, a.search_deadline_s - (time.monotonic() - T0)))
-    if loop.is_alive():
-        searched["error"] = f"not finished within {a.search_deadline_s:.0f} s"
-    log(f"search done: {json.dumps(searched)[:600]}")
-    res["rows"] += timed(b)
-    res["throughput"] = throughput(b, a.throughput_n)
+    if "search" in phases:
+        loop.start()
+    for name, phase in (("battery", battery), ("isolation", isolation), ("sanitizer", sanitizer)):
+        if name in phases:
+            res["rows"] += phase(b)
+    if "search" in phases:
+        loop.join(timeout=max(1.0, a.search_deadline_s - (time.monotonic() - T0)))
+        if loop.is_alive():
+            searched["error"] = f"not finished within {a.search_deadline_s:.0f} s"
+        log(f"search done: {json.dumps(searched)[:600]}")
+    if "timed" in phases:
+        res["rows"] += timed(b, a.timed_targets.split(","))
+    res["throughput"] = throughput(b, a.throughput_n) if "throughput" in phases else {}
     res["search"] = searched
     res["device_name"] = next((r["device_name"] for r in res["rows"] if r.get("device_name")), "?")
     failures = []
@@ -294,7 +316,7 @@ def main() -> int:
         r["expected"], ok = expected(r)
         if not ok:
             failures.append(f"{r['label']}:{r['candidate']}")
-    if searched.get("cheats_accepted") or searched.get("error"):
+    if "search" in phases and (searched.get("cheats_accepted") or searched.get("error")):
         failures.append("search")
     res["failures"] = failures
     (a.out / "kernel_cuda.json").write_text(json.dumps(res, indent=1, default=str))

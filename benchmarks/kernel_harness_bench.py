@@ -1,5 +1,6 @@
 """Kernel harness benchmark and battery: A/A spread (reference vs a renamed copy of itself, and the harness's own
-reference-vs-reference ratio), evaluations per hour, honest candidates, and the planted-cheat battery.
+reference-vs-reference ratio), evaluations per hour, honest candidates, the planted-cheat battery, and
+throughput cold vs warm reference workers (`--suite throughput [--modes cold,warm] [--in-flight 2]`).
 
     .venv/bin/python benchmarks/kernel_harness_bench.py --device cpu --suite aa,honest,cheats \
         --md benchmarks/results/kernel_harness.md --json /tmp/kernel_bench.json
@@ -99,6 +100,39 @@ def run_cheats(opts: EvalOptions, work: Path, parallel: int) -> list[dict]:
     return rows
 
 
+def run_throughput(device: str, opts: EvalOptions, work: Path, n: int, modes: list[str], in_flight: int) -> list[dict]:
+    """Evaluations per hour of one honest PyTorch candidate per target (no compile stage: the harness's own cost),
+    in the same run: `cold` (a fresh evaluator and reference workers every time, the default) and `warm` (one
+    warm evaluator per target and GPU keeps the references, tasks/kernel/warm.py), `in_flight` at once."""
+    from tasks.kernel.warm import POOL, visible_gpus
+
+    rows = []
+    for name in _targets(device):
+        cand = TARGETS_DIR / "candidates" / f"{name}_torch.py"
+        if not cand.is_file():
+            continue
+        for mode in modes:
+            o = EvalOptions(**{**opts.__dict__, "warm": mode == "warm"})
+            t0 = time.monotonic()
+            target = TARGETS_DIR / f"{name}.py"
+            with ThreadPoolExecutor(max_workers=in_flight) as pool:
+                done = list(pool.map(lambda i: _eval(target, cand, o, work / f"t_{mode}_{name}_{i}"), range(n)))
+            wall = time.monotonic() - t0
+            POOL.close()
+            walls = [w for _, w in done]
+            later = sorted(walls[1:] or walls)
+            vs = [v for v, _ in done]
+            rows.append({"target": name, "mode": mode, "in_flight": in_flight, "gpus": len(visible_gpus())
+                         if device == "cuda" else 0, "evaluations": n, "accepted": sum(v.accepted for v in vs),
+                         "wall_s": round(wall, 1), "evals_per_hour": round(3600 * n / wall),
+                         "first_s": round(walls[0], 2), "steady_s": round(later[len(later) // 2], 2),
+                         "ref_ms": vs[-1].ref_ms, "speedup": vs[-1].speedup,
+                         "aa_spread": max((v.aa_spread or 0) for v in vs), "device_name": vs[-1].device_name,
+                         "errors": [e[:200] for v in vs for e in v.errors][:2]})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def _n(v: float | None) -> str:
     return "-" if v is None else f"{v:.4g}"
 
@@ -121,6 +155,14 @@ def markdown(device: str, results: dict) -> str:
                 f"| {_n(r['ref_ms'])} | {_n(r['cand_ms'])} | {_n(r['aa_spread'])} |"
                 for r in results["honest"]]
         out.append("")
+    if results.get("throughput"):
+        out += ["| target | mode | GPUs | in flight | evaluations (accepted) | wall s | evaluations / h | first s "
+                "| median s | ref ms | speed-up | worst A/A |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- "
+                "| --- | --- | --- |"]
+        out += [f"| {r['target']} | {r['mode']} | {r['gpus']} | {r['in_flight']} | {r['evaluations']} "
+                f"({r['accepted']}) | {r['wall_s']} | {r['evals_per_hour']} | {r['first_s']} | {r['steady_s']} "
+                f"| {_n(r['ref_ms'])} | {_x(r['speedup'])} | {r['aa_spread']:.3f} |" for r in results["throughput"]]
+        out.append("")
     if results.get("cheats"):
         out += ["| cheat | rejected (full harness) | dynamic layer alone | why |", "| --- | --- | --- | --- |"]
         out += [f"| {r['cheat']} | {r['rejected_full']} | {r['dynamic_expectation']}: {'ok' if r['dynamic_ok'] else 'FAILED'} "
@@ -142,6 +184,9 @@ def main() -> int:
     p.add_argument("--no-drop", action="store_true", help="candidate worker keeps the evaluator's uid")
     p.add_argument("--candidates", default="", help="comma-separated subset of the honest candidates")
     p.add_argument("--targets", default="", help="comma-separated subset of the bundled targets")
+    p.add_argument("--n", type=int, default=6, help="throughput: evaluations per target and mode")
+    p.add_argument("--modes", default="cold,warm", help="throughput: cold (fresh evaluator) and/or warm")
+    p.add_argument("--in-flight", type=int, default=1, help="throughput: evaluations at once (one per GPU)")
     a = p.parse_args()
     ONLY.update(t for t in a.targets.split(",") if t)
     ONLY_CANDIDATES.update(c for c in a.candidates.split(",") if c)
@@ -156,6 +201,9 @@ def main() -> int:
         results["device_name"] = results["aa"][0]["device_name"] if results["aa"] else ""
     if "cheats" in suites:
         results["cheats"] = run_cheats(opts, work, a.parallel)
+    if "throughput" in suites:
+        results["throughput"] = run_throughput(a.device, opts, work, a.n, a.modes.split(","), a.in_flight)
+        results.setdefault("device_name", results["throughput"][0]["device_name"] if results["throughput"] else "")
     if "honest" in suites:
         results["honest"] = run_honest(a.device, opts, work)
         results.setdefault("device_name", results["honest"][0]["device_name"] if results["honest"] else "")
@@ -168,6 +216,7 @@ def main() -> int:
             fh.write(md + "\n")
     bad = [r for r in results.get("cheats", []) if not (r["rejected_full"] and r["dynamic_ok"])]
     bad += [r for r in results.get("honest", []) if not r["accepted"]]
+    bad += [r for r in results.get("throughput", []) if r["accepted"] != r["evaluations"]]
     return 1 if bad else 0
 
 

@@ -24,6 +24,7 @@ from orchestrator.config import BudgetLimits, LoopSettings, Settings  # noqa: E4
 from orchestrator.runner import resume_run, start_run  # noqa: E402
 from serving.client import ModelEndpoint  # noqa: E402
 from tasks.kernel.targets import TARGETS_DIR  # noqa: E402
+from tasks.kernel.runner import EvalOptions  # noqa: E402
 from tasks.kernel.task import KernelTask  # noqa: E402
 from tests.orchestrator.support import PolicyChatModel, Script, local_opener  # noqa: E402
 
@@ -71,7 +72,7 @@ def main() -> None:
         settings = Settings(producer=endpoint, verifier=endpoint, runs_dir=Path(tmp) / "runs",
                             budget=BudgetLimits(max_iterations=args.iterations // 2),
                             loop=LoopSettings(stuck_patience=10_000))
-        task = KernelTask(target=args.target, isolation="subprocess", iters=4, warmup=1)
+        task = KernelTask(target=args.target, isolation="subprocess", options=EvalOptions(iters=4, warmup=1))
         started = time.perf_counter()
         run = start_run(task, settings, models=models(pool), open_sandbox=local_opener)
         resume_run(run, settings, models=models(pool), open_sandbox=local_opener,

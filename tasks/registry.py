@@ -22,5 +22,8 @@ def task_class(kind: str) -> type:
 
 
 def build_task(kind: str, params: Mapping[str, Any]) -> Task:
-    """Rebuild a task from the parameters stored in run.json."""
-    return task_class(kind)(**dict(params))
+    """Rebuild a task from the parameters stored in run.json; a kind whose stored form changed over time reads the
+    older forms in its own `from_params`."""
+    cls = task_class(kind)
+    from_params = getattr(cls, "from_params", None)
+    return from_params(dict(params)) if from_params is not None else cls(**dict(params))

@@ -157,15 +157,18 @@ def optimize(
     target_speedup: Optional[float] = typer.Option(None, help="Stop once this verified speed-up is reached."),
     isolation: str = IsolationOpt,
     iters: int = typer.Option(20, help="Timed calls per model per timing shape in each check."),
+    warm: bool = typer.Option(False, "--warm", help="Subprocess isolation: keep the reference workers started "
+                              "across the run's evaluations (one warm evaluator per GPU; candidates still fresh)."),
     config: ConfigOpt = None,
     cluster: bool = ClusterOpt,  # [issue 15]
 ) -> None:
     """Start a kernel search: the producer rewrites ModelNew, the harness verifies and times every candidate."""
+    from tasks.kernel.runner import EvalOptions
     from tasks.kernel.task import KernelTask, KernelTaskError
 
     try:
         task = KernelTask(target=target, device=device, target_speedup=target_speedup, isolation=isolation,
-                          iters=iters)
+                          options=EvalOptions(iters=iters, warm=warm))
     except (KernelTaskError, FileNotFoundError) as exc:
         fail(str(exc))
     if cluster:  # [issue 15] evaluations then run as Ray tasks sized for one GPU (or CPU) each

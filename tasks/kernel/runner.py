@@ -3,6 +3,7 @@ evaluator in a fresh sandbox (or a plain subprocess for tests and GPU hosts with
 verdict line tagged with a nonce only this process and the evaluator know."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -13,23 +14,24 @@ import shutil
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 from sandboxes import hostfs
 from sandboxes.base import Sandbox, SandboxSpec, inside_path
 from tasks.kernel.harness.extensions import FAILED, MAX_FAILURE_BYTES
+from tasks.kernel.harness.options import CANDIDATE_FILE, EXT_BUILD, NONCE_FILE, TARGET_FILE, EvalOptions, \
+    write_options
 from tasks.kernel.harness.static_checks import syntax_error
 from tasks.kernel.harness.verdict import Verdict
 
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 EVAL_IMAGE = "m3lab/torch-cpu"
-# Files that Python would run on its own at start-up: never copied next to a candidate.
-_UNSAFE_NAMES = {"sitecustomize.py", "usercustomize.py", "target.py", "harness"}
+FORBIDDEN_FILES = ("sitecustomize.py", "usercustomize.py", "harness", "conftest.py")
+"""Files Python (or pytest) runs by itself at start-up, or that shadow the harness: never copied next to a
+candidate, and their presence in a kernel task's workspace is tampering."""
 # Besides Python helper modules, the C++/CUDA sources a candidate may `load` from its own folder.
 _HELPER_SUFFIXES = (".py", ".cu", ".cuh", ".cpp", ".cc", ".cxx", ".h", ".hpp")
-EXT_BUILD = "ext-build"
 _MAX_LIB_BYTES = 512 << 20
 
 
@@ -37,78 +39,31 @@ class EvalFailed(RuntimeError):
     """The evaluation could not run at all (sandbox failure, no verdict line)."""
 
 
-@dataclass(frozen=True)
-class EvalOptions:
-    device: Literal["cpu", "cuda"] = "cpu"
-    isolation: Literal["sandbox", "subprocess"] = "sandbox"
-    """`sandbox`: a fresh sandbox through sandboxes.open_sandbox; `subprocess`: the host's python (tests, GPU hosts
-    without a GPU-enabled sandbox). The evaluator/worker split and the nonce apply in both."""
-    sandbox_backend: str = "auto"
-    static: bool = True
-    timing: bool = True
-    warmup: int = 3
-    iters: int = 20
-    threads: int = 1
-    timeout_s: float = 1800.0
-    drop_privileges: bool = True
-    """When the evaluator runs as root, run the candidate worker as uid nobody (no signals/ptrace on the others)."""
-    call_timeout_s: float = 120.0
-    """Longest single call of the candidate (one check, one timed call) before it is killed."""
-    start_timeout_s: float = 300.0
-    """Longest start of a worker (imports and the candidate's module body) before it is killed."""
-    memory_mb: int = 8192
-    disk_mb: int = 2048
-    """Disk quota of the evaluation folder (the candidate's logs and files): over it, the evaluation fails and the
-    folder is emptied."""
-    compile_timeout_s: float = 300.0
-    """Time limit of the compile stage (the candidate's C++/CUDA extensions), added to `timeout_s`."""
-    ext_cache: Path | None = None
-    """Host folder of finished extension builds shared by the evaluations of a run (keyed by a hash of sources,
-    flags, torch version and CUDA arch); None keeps builds inside the one evaluation."""
-    sanitize: bool = False
-    """compute-sanitizer memcheck + racecheck on a small shape (CUDA)."""
-    sanitize_above: float | None = None
-    """Sanitize when the candidate is accepted faster than this (the run's best so far)."""
-
-    @property
-    def total_timeout_s(self) -> float:
-        return self.timeout_s + self.compile_timeout_s + (1200.0 if self.sanitize or self.sanitize_above is not None
-                                                          else 0.0)
-
-
 def prepare_eval_dir(eval_dir: Path, target: Path, candidate: Path) -> str:
     """Fresh folder: harness/, target.py, cand/<candidate + sibling helper modules>, nonce. Returns the nonce."""
     if eval_dir.exists():
         shutil.rmtree(eval_dir)
-    (eval_dir / "cand").mkdir(parents=True)
+    cand_dir = eval_dir / Path(CANDIDATE_FILE).parent
+    cand_dir.mkdir(parents=True)
     shutil.copytree(HARNESS_DIR, eval_dir / "harness", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(target, eval_dir / "target.py")
+    shutil.copy(target, eval_dir / TARGET_FILE)
     # The candidate's folder is sandbox-written: only regular files are copied, never through a link.
     folder = candidate.parent
     for rel, st in hostfs.listdir(folder):
-        if rel.endswith(_HELPER_SUFFIXES) and rel not in _UNSAFE_NAMES and rel != candidate.name \
-                and stat.S_ISREG(st.st_mode):
-            hostfs.write_bytes(eval_dir / "cand", rel, hostfs.read_bytes(folder, rel))
-    hostfs.write_bytes(eval_dir / "cand", "candidate.py", hostfs.read_bytes(folder, candidate.name))
+        if rel.endswith(_HELPER_SUFFIXES) and rel not in (*FORBIDDEN_FILES, TARGET_FILE) \
+                and rel != candidate.name and stat.S_ISREG(st.st_mode):
+            hostfs.write_bytes(cand_dir, rel, hostfs.read_bytes(folder, rel))
+    hostfs.write_bytes(cand_dir, Path(CANDIDATE_FILE).name, hostfs.read_bytes(folder, candidate.name))
     (eval_dir / EXT_BUILD).mkdir()
     nonce = secrets.token_hex(16)
-    (eval_dir / "nonce").write_text(nonce)
+    (eval_dir / NONCE_FILE).write_text(nonce)
     for p in [eval_dir, *eval_dir.rglob("*")]:
         p.chmod(0o777 if p.is_dir() else 0o666)  # the sandbox user must delete the nonce and write logs
     return nonce
 
 
-def _args(opts: EvalOptions, cache_inside: str | None = None) -> list[str]:
-    args = ["-m", "harness.evaluate", "--target", "target.py", "--candidate", "cand/candidate.py",
-            "--device", opts.device, "--nonce-file", "nonce", "--warmup", str(opts.warmup), "--iters",
-            str(opts.iters), "--threads", str(opts.threads), "--log-dir", "logs",
-            "--call-timeout", str(opts.call_timeout_s), "--start-timeout", str(opts.start_timeout_s),
-            "--compile-timeout", str(opts.compile_timeout_s),             "--ext-build", EXT_BUILD]
-    args += ["--ext-cache", cache_inside] if cache_inside else []
-    args += ["--sanitize"] if opts.sanitize else []
-    args += ["--sanitize-above", str(opts.sanitize_above)] if opts.sanitize_above is not None else []
-    return (args + ([] if opts.static else ["--no-static"]) + ([] if opts.timing else ["--no-timing"])
-            + ([] if opts.drop_privileges else ["--no-drop"]))
+EVALUATOR_ARGS = ["-m", "harness.evaluate"]
+"""The evaluator's command line: everything else is in the evaluation folder (options.json, nonce, files)."""
 
 
 def toolchain_path(inside: Callable[[Path], str] = str) -> str:
@@ -203,25 +158,37 @@ def parse_verdict(stdout: str, nonce: str) -> Verdict:
         raise EvalFailed(f"unparsable verdict: {exc}") from None
 
 
-def _run_subprocess(eval_dir: Path, opts: EvalOptions, cache: Path | None) -> tuple[int, str, str]:
+def _run_subprocess(eval_dir: Path, opts: EvalOptions, target: Path, nonce: str) -> tuple[int, str, str]:
     env = {"PATH": toolchain_path(), "HOME": str(eval_dir), "PYTHONDONTWRITEBYTECODE": "1"}
     for key in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "CUDA_HOME"):
         if key in os.environ:
             env[key] = os.environ[key]
+    if opts.warm:
+        from tasks.kernel.warm import POOL
+
+        return POOL.run(target, opts.device, env, eval_dir, nonce, opts.total_timeout_s)
     try:
-        proc = subprocess.run([sys.executable, *_args(opts, str(cache) if cache else None)], cwd=eval_dir, env=env,
+        proc = subprocess.run([sys.executable, *EVALUATOR_ARGS], cwd=eval_dir, env=env,
                               capture_output=True, text=True, timeout=opts.total_timeout_s)
     except subprocess.TimeoutExpired as exc:
         return 124, str(exc.stdout or ""), f"[{_ended('timeout', opts)}]"
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def sandbox_spec(eval_dir: Path, opts: EvalOptions, cache: Path | None = None) -> SandboxSpec:
-    timeout = opts.total_timeout_s
-    return SandboxSpec(image=EVAL_IMAGE, workspace=eval_dir, memory_mb=opts.memory_mb, disk_mb=opts.disk_mb,
-                       cpus=2.0, pids=512, gpu=opts.device == "cuda", exec_timeout_s=timeout, lifetime_s=timeout + 600,
-                       env={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
-                       host_paths=(Path(sys.prefix),) + ((cache,) if cache else ()))
+def sandbox_spec(workspace: Path, device: str, evaluation: EvalOptions | None = None,
+                 cache: Path | None = None) -> SandboxSpec:
+    """The kernel task's one sandbox recipe: the torch image, the host's Python read-only (the process backend runs
+    it), the GPUs for cuda. `evaluation` None: the producer's workspace (Triton interpreted on CPU); else one
+    evaluation's sandbox, sized by its options, with the candidate's part of the compile cache read-only."""
+    spec = SandboxSpec(image=EVAL_IMAGE, workspace=workspace, memory_mb=8192, cpus=2.0, pids=512,
+                       gpu=device == "cuda", host_paths=(Path(sys.prefix),))
+    if evaluation is None:
+        return dataclasses.replace(spec, env={"TRITON_INTERPRET": "1"} if device == "cpu" else {})
+    timeout = evaluation.total_timeout_s
+    return dataclasses.replace(spec, memory_mb=evaluation.memory_mb, disk_mb=evaluation.disk_mb,
+                               exec_timeout_s=timeout, lifetime_s=timeout + 600,
+                               env={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
+                               host_paths=spec.host_paths + ((cache,) if cache else ()))
 
 
 def _run_sandbox(eval_dir: Path, opts: EvalOptions, opener: Callable[[SandboxSpec], Sandbox] | None,
@@ -232,13 +199,13 @@ def _run_sandbox(eval_dir: Path, opts: EvalOptions, opener: Callable[[SandboxSpe
         def opener(spec: SandboxSpec) -> Sandbox:
             return open_sandbox(spec, backend=opts.sandbox_backend)
 
-    with opener(sandbox_spec(eval_dir, opts, cache)) as sb:
+    with opener(sandbox_spec(eval_dir, opts.device, opts, cache)) as sb:
         docker = sb.backend == "docker"
         python = "python3" if docker else inside_path(Path(sys.executable))
         # The image has its toolchain on PATH; the process sandbox runs the host's (seen under inside_path).
         env = None if docker else {"PATH": toolchain_path(lambda p: inside_path(p))}
-        args = _args(opts, inside_path(cache) if cache else None)
-        res = sb.exec(" ".join(shlex.quote(a) for a in [python, *args]), timeout_s=opts.total_timeout_s, env=env)
+        res = sb.exec(" ".join(shlex.quote(a) for a in [python, *EVALUATOR_ARGS]), timeout_s=opts.total_timeout_s,
+                      env=env)
         return res.exit_code, res.stdout, res.stderr + (f"\n[{_ended(res.reason, opts)}]" if res.reason != "exited" else "")
 
 
@@ -267,9 +234,13 @@ def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_di
         verdict.stage = "import"  # the module cannot be imported: the same stage a worker would have failed at
         return verdict
     nonce = prepare_eval_dir(eval_dir, target, candidate)
-    cache = _prepare_cache(opts.ext_cache, candidate_digest(eval_dir / "cand")) if opts.ext_cache else None
+    cand_dir = eval_dir / Path(CANDIDATE_FILE).parent
+    cache = _prepare_cache(opts.ext_cache, candidate_digest(cand_dir)) if opts.ext_cache else None
+    # The process sandbox and Docker show the cache under inside_path; the subprocess mode at its own path.
+    write_options(eval_dir, opts, (str(cache) if opts.isolation == "subprocess" else inside_path(cache))
+                  if cache else None)
     if opts.isolation == "subprocess":
-        code, out, err = _run_subprocess(eval_dir, opts, cache)
+        code, out, err = _run_subprocess(eval_dir, opts, target, nonce)
     else:
         code, out, err = _run_sandbox(eval_dir, opts, opener, cache)
     used = hostfs.disk_usage(eval_dir)

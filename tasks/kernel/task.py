@@ -1,11 +1,11 @@
 """KernelTask: optimise a KernelBench-format target; the check is the evaluation harness in a fresh sandbox."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,13 +15,12 @@ from tasks.base import CheckContext, CheckReport
 from tasks.kernel import briefs, database
 from tasks.kernel.harness.spec import read_meta_static
 from tasks.kernel.harness.verdict import Verdict
-from tasks.kernel.runner import EVAL_IMAGE, EvalFailed, EvalOptions, error_verdict, evaluate_candidate
+from tasks.kernel.runner import FORBIDDEN_FILES, EvalFailed, EvalOptions, error_verdict, evaluate_candidate, \
+    sandbox_spec
 from tasks.kernel.targets import resolve_target
 
 CANDIDATE = "candidate.py"
 TARGET = "target.py"
-# Files Python runs by itself at start-up, or that shadow the harness: their presence is tampering.
-_FORBIDDEN_FILES = ("sitecustomize.py", "usercustomize.py", "harness", "conftest.py")
 
 
 class KernelTaskError(ValueError):
@@ -43,13 +42,11 @@ class KernelTask:
     """Stop (succeed) once an accepted candidate reaches this verified speed-up; None runs to budget."""
     isolation: str = "sandbox"
     """`sandbox` (fresh sandbox per check) or `subprocess` (GPU hosts without a GPU-enabled sandbox, tests)."""
-    iters: int = 20
-    warmup: int = 3
-    threads: int = 1
-    timeout_s: float = 1800.0
+    options: EvalOptions = field(default_factory=EvalOptions)
+    """Settings and limits of every check (timing, timeouts, memory); device, isolation, the compile cache and the
+    sanitizer threshold are set per check from this task and its run."""
     sanitize_best: bool = True
     """CUDA: run compute-sanitizer on a candidate about to become the run's best (accepted, faster than the best)."""
-    compile_timeout_s: float = 300.0
     target_sha256: str = ""
     """Hash of the target when the run started: a resumed run refuses a target that changed since."""
 
@@ -58,6 +55,9 @@ class KernelTask:
             raise KernelTaskError(f"device must be cpu or cuda, not {self.device!r}")
         if self.isolation not in ("sandbox", "subprocess"):
             raise KernelTaskError(f"isolation must be sandbox or subprocess, not {self.isolation!r}")
+        if isinstance(self.options, dict):  # from params(): validated like options read from a file
+            self.options = EvalOptions.from_json(self.options)
+        self.options = dataclasses.replace(self.options, device=self.device, isolation=self.isolation)
         path = resolve_target(self.target)
         self.target = str(path)
         meta = read_meta_static(path)
@@ -65,11 +65,17 @@ class KernelTask:
             raise KernelTaskError(f"target {path.name} runs on {meta['devices']}, not {self.device}")
         self.target_sha256 = self.target_sha256 or _sha256(path)
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "KernelTask":
+        """Runs started before the options had one declaration kept them as flat keys: folded in on resume."""
+        flat = {k: params[k] for k in ("iters", "warmup", "threads", "timeout_s", "compile_timeout_s") if k in params}
+        rest = {k: v for k, v in params.items() if k not in flat and k != "options"}
+        return cls(**rest, options={**params.get("options", {}), **flat})
+
     def params(self) -> dict[str, Any]:
         return {"target": self.target, "device": self.device, "target_speedup": self.target_speedup,
-                "isolation": self.isolation, "iters": self.iters, "warmup": self.warmup, "threads": self.threads,
-                "timeout_s": self.timeout_s, "sanitize_best": self.sanitize_best,
-                "compile_timeout_s": self.compile_timeout_s, "target_sha256": self.target_sha256}
+                "isolation": self.isolation, "options": self.options.to_json(), "sanitize_best": self.sanitize_best,
+                "target_sha256": self.target_sha256}
 
     def title(self) -> str:
         goal = f", goal {self.target_speedup:g}x" if self.target_speedup else ""
@@ -98,17 +104,13 @@ class KernelTask:
         return CANDIDATE
 
     def sandbox_spec(self, workspace: Path) -> SandboxSpec:
-        env = {"TRITON_INTERPRET": "1"} if self.device == "cpu" else {}
-        return SandboxSpec(image=EVAL_IMAGE, workspace=workspace, memory_mb=8192, cpus=2.0, pids=512,
-                           gpu=self.device == "cuda", env=env, host_paths=(Path(sys.prefix),))
+        return sandbox_spec(workspace, self.device)
 
     def _options(self, run_dir: Path) -> EvalOptions:
         best = database.best(run_dir)
         sanitize_above = (best.speedup if best else 0.0) if self.device == "cuda" and self.sanitize_best else None
-        return EvalOptions(device=self.device, isolation=self.isolation, iters=self.iters,  # type: ignore[arg-type]
-                           warmup=self.warmup, threads=self.threads, timeout_s=self.timeout_s,
-                           compile_timeout_s=self.compile_timeout_s, sanitize_above=sanitize_above,
-                           ext_cache=run_dir / "logs" / "kernel" / "ext-cache")
+        return dataclasses.replace(self.options, sanitize_above=sanitize_above,
+                                   ext_cache=run_dir / "logs" / "kernel" / "ext-cache")
 
     def _tampering(self, workspace: Path) -> list[str]:
         found = []
@@ -119,7 +121,7 @@ class KernelTask:
         if edited:
             found.append(f"{TARGET} in the workspace was edited or removed (the pristine target was used)")
         found.extend(f"workspace contains {name}: start-up hooks and harness shadows are not allowed"
-                     for name in _FORBIDDEN_FILES if os.path.lexists(workspace / name))
+                     for name in FORBIDDEN_FILES if os.path.lexists(workspace / name))
         return found
 
     def _evaluate(self, ctx: CheckContext) -> tuple[Verdict, str]:

@@ -6,7 +6,6 @@ Stages: static -> compile (C++/CUDA extensions, own time limit) -> import -> qui
 timing -> roofline/flags -> compute-sanitizer (optional, CUDA)."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import math
@@ -23,6 +22,8 @@ import torch
 
 from .compare import compare_one, inputs_unchanged
 from .extensions import NATIVE_SUFFIXES, arch_list, uses_extensions
+from .options import CANDIDATE_FILE, EXT_BUILD, LOG_DIR, NONCE_FILE, OPTIONS_FILE, TARGET_FILE, EvalOptions, \
+    OptionsError, load_options
 from .procs import WorkerConfig, WorkerFailed, WorkerHandle
 from .protocol import Message
 from .spec import Target, TargetError, build_reference, flops, init_args, load_target, make_inputs, random_shape, \
@@ -30,36 +31,6 @@ from .spec import Target, TargetError, build_reference, flops, init_args, load_t
 from .static_checks import check_native, check_source, imported_helpers, native_texts
 from .timing import roofline_floor_ms, time_shape
 from .verdict import ShapeTiming, Verdict
-
-
-
-@dataclass
-class EvalConfig:
-    target: Path
-    candidate: Path
-    device: str = "cpu"
-    static: bool = True
-    timing: bool = True
-    warmup: int = 3
-    iters: int = 20
-    threads: int = 1
-    log_dir: Path = Path("logs")
-    drop_privileges: bool = True
-    """Run the candidate worker as uid nobody when the evaluator is root (and the files allow it)."""
-    call_timeout_s: float = 120.0
-    """Longest one request to a worker may take (a hung candidate is killed after this)."""
-    start_timeout_s: float = 300.0
-    """Longest a worker's start (its imports, the candidate's module body) may take."""
-    compile_timeout_s: float = 300.0
-    """Time limit of the compile stage (building the candidate's extensions), on top of the others."""
-    ext_build: Path = Path("ext-build")
-    ext_cache: tuple[Path, ...] = ()
-    """Read-only folders of earlier builds (the run's compile cache)."""
-    sanitize: bool = False
-    """Run compute-sanitizer (memcheck, racecheck) on the candidate at a small shape (CUDA only)."""
-    sanitize_above: float | None = None
-    """Also sanitize when the candidate is accepted with a speed-up above this (about to become the best)."""
-    sanitize_timeout_s: float = 600.0
 
 
 class _Stop(Exception):
@@ -72,30 +43,101 @@ def _outputs(model: torch.nn.Module, inputs: list[torch.Tensor]) -> list[torch.T
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
+REFS = ("ref_a", "ref_b")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where an evaluation folder (laid out by the runner) keeps things; `root` holds its harness/ copy too."""
+
+    root: Path = Path(".")
+
+    @property
+    def target(self) -> Path:
+        return self.root / TARGET_FILE
+
+    @property
+    def candidate(self) -> Path:
+        return self.root / CANDIDATE_FILE
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / LOG_DIR
+
+    @property
+    def ext_build(self) -> Path:
+        return self.root / EXT_BUILD
+
+
+class WarmRefs:
+    """The two reference workers, kept across the evaluations of one evaluator process (harness/serve.py): started
+    from the evaluator's own folder (never an evaluation folder a candidate can write), at the evaluator's uid
+    (a candidate runs as nobody: it cannot signal or trace them), replaced when one has died or the device or
+    thread count changed. Every evaluation still re-initialises and re-times them (weights and inputs come from
+    that evaluation's secret seed)."""
+
+    def __init__(self, home: Layout) -> None:
+        self.home = home
+        self.handles: dict[str, WorkerHandle] = {}
+        self.key: tuple = ()
+        self.started = 0
+
+    def get(self, evaluation: "Evaluation") -> dict[str, WorkerHandle]:
+        key = (evaluation.cfg.device, evaluation.cfg.threads, evaluation.cfg.start_timeout_s)
+        if key != self.key or not self._answering():
+            self.close()
+            self.handles = {n: evaluation.start_worker(n, self.home.target, "Model", self.home) for n in REFS}
+            for handle in self.handles.values():
+                handle.wait_ready()
+            self.key = key
+            self.started += 1
+        return self.handles
+
+    def _answering(self) -> bool:
+        """Both references answer a ping (a dying process may not have been reaped yet: poll() is not enough)."""
+        try:
+            for handle in self.handles.values():
+                handle.request(Message({"cmd": "ping"}), 30.0)
+        except WorkerFailed:
+            return False
+        return len(self.handles) == len(REFS)
+
+    def close(self) -> None:
+        for handle in self.handles.values():
+            handle.close()
+        self.handles = {}
+
+
 class Evaluation:
-    def __init__(self, cfg: EvalConfig) -> None:
+    def __init__(self, cfg: EvalOptions, layout: Layout = Layout(), warm: WarmRefs | None = None) -> None:
         self.cfg = cfg
+        self.paths = layout
+        self.warm = warm
         self.verdict = Verdict(device=cfg.device)
         self.rng = random.Random(secrets.randbits(63))  # the secret: never written anywhere a worker can read
         self.workers: dict[str, WorkerHandle] = {}
         self.target: Target | None = None
         self.cuda_arch = ""
 
-    def _worker_config(self, name: str, module: Path, cls: str) -> WorkerConfig:
-        cfg = self.cfg
+    def _worker_config(self, name: str, module: Path, cls: str, layout: Layout | None = None) -> WorkerConfig:
+        cfg, paths = self.cfg, layout or self.paths
         candidate_side = name in ("cand", "compile", "sanitize")
-        return WorkerConfig(module=module.resolve(), target=cfg.target.resolve(), cls=cls, device=cfg.device,
-                            threads=cfg.threads, eval_dir=Path(__file__).resolve().parent.parent,
-                            log_path=cfg.log_dir / f"{name}.log", home=cfg.log_dir / f"home_{name}",
+        return WorkerConfig(module=module.resolve(), target=paths.target.resolve(), cls=cls, device=cfg.device,
+                            threads=cfg.threads, eval_dir=paths.root.resolve(),
+                            log_path=paths.log_dir / f"{name}.log", home=paths.log_dir / f"home_{name}",
                             drop_privileges=candidate_side and cfg.drop_privileges,
                             cpus=None if name in ("compile", "sanitize") else self._cpus(),
-                            ext_build=cfg.ext_build if candidate_side else None, ext_cache=cfg.ext_cache,
+                            ext_build=paths.ext_build if candidate_side else None,
+                            ext_cache=(cfg.ext_cache,) if cfg.ext_cache else (),
                             compile_only=name == "compile", cuda_arch=self.cuda_arch)
+
+    def start_worker(self, name: str, module: Path, cls: str, layout: Layout | None = None) -> WorkerHandle:
+        return WorkerHandle(self._worker_config(name, module, cls, layout), start_timeout_s=self.cfg.start_timeout_s,
+                            wait=False)
 
     def _worker(self, name: str, module: Path, cls: str, wait: bool = True,
                 start_timeout_s: float | None = None) -> WorkerHandle:
-        handle = WorkerHandle(self._worker_config(name, module, cls), start_timeout_s=self.cfg.start_timeout_s,
-                              wait=False)
+        handle = self.start_worker(name, module, cls)
         self.workers[name] = handle
         if wait:
             handle.wait_ready(start_timeout_s)
@@ -111,14 +153,13 @@ class Evaluation:
         v = self.verdict
         start = time.monotonic()
         try:
-            self._setup()
-            self._static()
-            self._compile()
-            self._start_workers()
-            self._correctness()
-            if self.cfg.timing:
-                self._timing()
-            self._sanitize()
+            steps = [("setup", self._setup), ("static", self._static), ("compile", self._compile),
+                     ("import", self._start_workers), ("correctness", self._correctness)]
+            steps += [("timing", self._timing)] if self.cfg.timing else []
+            for name, step in [*steps, ("sanitize", self._sanitize)]:
+                began = time.monotonic()
+                step()
+                v.stage_s[name] = round(time.monotonic() - began, 3)
             v.stage = "done"
         except _Stop:
             pass
@@ -130,8 +171,9 @@ class Evaluation:
             v.errors.append(f"harness error at {v.stage}: {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}")
         finally:
             self._finish_checks()
-            for w in self.workers.values():
-                w.close()
+            for name, w in self.workers.items():
+                if self.warm is None or name not in REFS:  # warm references stay for the next evaluation
+                    w.close()
             v.eval_s = round(time.monotonic() - start, 3)
         if v.errors or v.cheats or v.failures:
             v.correct = v.correct and not v.failures
@@ -139,8 +181,8 @@ class Evaluation:
 
     def _setup(self) -> None:
         v = self.verdict
-        self.cfg.log_dir.mkdir(parents=True, exist_ok=True)
-        self.target = load_target(self.cfg.target)
+        self.paths.log_dir.mkdir(parents=True, exist_ok=True)
+        self.target = load_target(self.paths.target)
         if self.cfg.device not in self.target.meta.devices:
             v.errors.append(f"target supports {self.target.meta.devices}, not {self.cfg.device}")
             raise _Stop
@@ -157,15 +199,15 @@ class Evaluation:
     def _static(self) -> None:
         v = self.verdict
         v.stage = "static"
-        source = self.cfg.candidate.read_text()
+        source = self.paths.candidate.read_text()
         report = check_source(source, self.target.meta.forbidden_ops)
         sources = [source]
-        for helper in imported_helpers(source, self.cfg.candidate.parent):
+        for helper in imported_helpers(source, self.paths.candidate.parent):
             sources.append(helper.read_text())
             sub = check_source(sources[-1], self.target.meta.forbidden_ops)
             report.cheats.extend(f"{helper.name}: {c}" for c in sub.cheats)
             report.warnings.extend(f"{helper.name}: {w}" for w in sub.warnings if "ModelNew" not in w)
-        native = check_native(native_texts(sources, self.cfg.candidate.parent, NATIVE_SUFFIXES))
+        native = check_native(native_texts(sources, self.paths.candidate.parent, NATIVE_SUFFIXES))
         report.cheats.extend(native.cheats)
         report.warnings.extend(native.warnings)
         v.warnings.extend(report.warnings)
@@ -179,17 +221,17 @@ class Evaluation:
         """Build the candidate's C++/CUDA extensions once, as the candidate's user, under their own time limit;
         a build failure is a rejection carrying the compiler's first errors."""
         cfg, v = self.cfg, self.verdict
-        sources = [cfg.candidate.read_text()] + [h.read_text() for h in imported_helpers(cfg.candidate.read_text(),
-                                                                                            cfg.candidate.parent)]
-        if not uses_extensions("\n".join(sources), cfg.candidate.parent):
+        cand = self.paths.candidate
+        sources = [cand.read_text()] + [h.read_text() for h in imported_helpers(cand.read_text(), cand.parent)]
+        if not uses_extensions("\n".join(sources), cand.parent):
             return
         v.stage = "compile"
-        if not cfg.ext_build.exists():  # (the runner creates it world-writable; a bare harness run gets one here)
-            cfg.ext_build.mkdir(parents=True)
-            cfg.ext_build.chmod(0o777)  # the candidate's user builds here
+        if not self.paths.ext_build.exists():  # (the runner creates it world-writable; a bare run gets one here)
+            self.paths.ext_build.mkdir(parents=True)
+            self.paths.ext_build.chmod(0o777)  # the candidate's user builds here
         start = time.monotonic()
         try:
-            worker = self._worker("compile", cfg.candidate, "ModelNew", start_timeout_s=cfg.compile_timeout_s)
+            worker = self._worker("compile", self.paths.candidate, "ModelNew", start_timeout_s=cfg.compile_timeout_s)
         except WorkerFailed as exc:
             worker = self.workers["compile"]
             report = worker.hello.get("compile")
@@ -220,7 +262,7 @@ class Evaluation:
         from .sanitize import run_sanitizers
 
         v.stage = "sanitize"
-        wcfg = self._worker_config("sanitize", cfg.candidate, "ModelNew")
+        wcfg = self._worker_config("sanitize", self.paths.candidate, "ModelNew")
         v.sanitizer = run_sanitizers(wcfg, self.target.meta.shapes[0], self.rng.getrandbits(62),
                                      cfg.sanitize_timeout_s)
         for tool, res in v.sanitizer.get("tools", {}).items():
@@ -230,11 +272,13 @@ class Evaluation:
     def _start_workers(self) -> None:
         # Reference workers start first, so nothing the candidate does afterwards can touch their code.
         self.verdict.stage = "import"
-        if self.cfg.timing:
-            refs = [self._worker(n, self.cfg.target, "Model", wait=False) for n in ("ref_a", "ref_b")]
+        if self.cfg.timing and self.warm is not None:
+            self.workers.update(self.warm.get(self))
+        elif self.cfg.timing:
+            refs = [self._worker(n, self.paths.target, "Model", wait=False) for n in REFS]
             for ref in refs:  # started together, both ready before any candidate code runs
                 ref.wait_ready()
-        cand = self._worker("cand", self.cfg.candidate, "ModelNew")
+        cand = self._worker("cand", self.paths.candidate, "ModelNew")
         if not cand.dropped:
             self.verdict.warnings.append("candidate worker runs with the evaluator's uid (not root, or the interpreter "
                                          "is unreadable for nobody): isolation rests on the sandbox")
@@ -371,37 +415,17 @@ def _read_nonce(path: Path | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Evaluate a kernel candidate against a KernelBench-format target.")
-    p.add_argument("--target", type=Path, required=True)
-    p.add_argument("--candidate", type=Path, required=True)
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--nonce-file", type=Path)
-    p.add_argument("--no-static", action="store_true", help="skip static rejection (tests of the dynamic layer)")
-    p.add_argument("--no-timing", action="store_true")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--iters", type=int, default=20)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--log-dir", type=Path, default=Path("logs"))
-    p.add_argument("--call-timeout", type=float, default=120.0)
-    p.add_argument("--start-timeout", type=float, default=300.0)
-    p.add_argument("--no-drop", action="store_true", help="keep the candidate worker at the evaluator's uid")
-    p.add_argument("--compile-timeout", type=float, default=300.0)
-    p.add_argument("--ext-build", type=Path, default=Path("ext-build"))
-    p.add_argument("--ext-cache", type=Path, action="append", default=[])
-    p.add_argument("--sanitize", action="store_true", help="compute-sanitizer memcheck + racecheck (CUDA)")
-    p.add_argument("--sanitize-above", type=float, default=None,
-                   help="sanitize when accepted with a speed-up above this (the run's best so far)")
-    a = p.parse_args(argv)
-    nonce = _read_nonce(a.nonce_file)
+    """`python -m harness.evaluate` in a folder the runner laid out (options.json, nonce, target.py, cand/)."""
+    nonce = _read_nonce(Path(NONCE_FILE))
     from .worker import _set_nondumpable
 
     _set_nondumpable()
-    cfg = EvalConfig(target=a.target, candidate=a.candidate, device=a.device, static=not a.no_static,
-                     timing=not a.no_timing, warmup=a.warmup, iters=a.iters, threads=a.threads, log_dir=a.log_dir,
-                     call_timeout_s=a.call_timeout, start_timeout_s=a.start_timeout, drop_privileges=not a.no_drop,
-                     compile_timeout_s=a.compile_timeout, ext_build=a.ext_build, ext_cache=tuple(a.ext_cache),
-                     sanitize=a.sanitize, sanitize_above=a.sanitize_above)
-    verdict = Evaluation(cfg).run()
+    try:
+        opts = load_options(Path(OPTIONS_FILE))
+    except OptionsError as exc:  # never a pass: the verdict says why
+        verdict = Verdict(errors=[f"harness options: {exc}"])
+    else:
+        verdict = Evaluation(opts).run()
     sys.stdout.write(f"M3LAB-VERDICT {nonce} {json.dumps(verdict.to_json())}\n")
     sys.stdout.flush()
     return 0

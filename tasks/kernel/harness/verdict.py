@@ -42,6 +42,8 @@ class Verdict:
     checked_calls: int = 0
     timings: list[ShapeTiming] = field(default_factory=list)
     eval_s: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=dict)
+    """Wall seconds of each stage the evaluator ran (setup, static, compile, import, correctness, timing, sanitize)."""
     compile: dict[str, Any] | None = None
     """The compile stage (C++/CUDA extensions): seconds, cached, extensions, errors, warnings; None when the
     candidate builds none."""

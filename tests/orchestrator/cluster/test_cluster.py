@@ -134,9 +134,10 @@ def test_kernel_evaluations_as_ray_tasks_match_local(tmp_path: Path, pg_url: str
 
     from tasks.base import CheckContext
     from tasks.kernel.targets import TARGETS_DIR
+    from tasks.kernel.runner import EvalOptions
     from tasks.kernel.task import KernelTask
 
-    task = KernelTask(target="softmax", isolation="subprocess", iters=3, warmup=1)
+    task = KernelTask(target="softmax", isolation="subprocess", options=EvalOptions(iters=3, warmup=1))
     offload = Offloader(ClusterSettings(address=ray_cluster, eval_cpus=1.0), StoreSettings(url=pg_url))
     candidates = {"honest": TARGETS_DIR / "candidates" / "softmax_torch.py",
                   "cheat": TARGETS_DIR / "cheats" / "c10_nan_wildcard.py"}

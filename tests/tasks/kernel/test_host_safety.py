@@ -50,7 +50,7 @@ def test_linked_candidate_from_the_sandbox_never_reaches_artifacts(tmp_path: Pat
     script = Script(producer=[tool_call("run", command=attack), tool_call("done", summary="linked")])
     settings = Settings(runs_dir=tmp_path / "runs", budget=BudgetLimits(max_iterations=1),
                         loop=LoopSettings(max_turns=3), sandbox_backend="docker")
-    task = KernelTask(target="softmax", isolation="sandbox", iters=2, warmup=1)
+    task = KernelTask(target="softmax", isolation="sandbox", options=EvalOptions(iters=2, warmup=1))
     run = start_run(task, settings, models=script.factory())
     record = json.loads((run / "iterations" / "0001.json").read_text())
     assert not record["check"]["passed"]

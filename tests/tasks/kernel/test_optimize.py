@@ -13,6 +13,7 @@ from orchestrator.config import BudgetLimits, LoopSettings, Settings
 from orchestrator.runner import resume_run, start_run
 from serving.client import ModelEndpoint
 from tasks.kernel.targets import TARGETS_DIR
+from tasks.kernel.runner import EvalOptions
 from tasks.kernel.task import KernelTask
 from tests.orchestrator.support import Script, local_opener, tool_call
 
@@ -27,7 +28,7 @@ def _settings(tmp: Path, iterations: int, endpoint: ModelEndpoint | None = None)
 
 
 def _task() -> KernelTask:
-    return KernelTask(target="softmax", isolation="subprocess", iters=4, warmup=1)
+    return KernelTask(target="softmax", isolation="subprocess", options=EvalOptions(iters=4, warmup=1))
 
 
 def _meta(run: Path) -> dict:

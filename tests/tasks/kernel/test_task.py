@@ -11,12 +11,14 @@ import pytest
 from tasks.base import CheckContext, CheckReport
 from tasks.kernel import database
 from tasks.kernel.targets import TARGETS_DIR
+from tasks.kernel.runner import EvalOptions
 from tasks.kernel.task import KernelTask, KernelTaskError
 from tasks.registry import build_task
 
 
 def _task(**kw: object) -> KernelTask:
-    return KernelTask(target="softmax", isolation="subprocess", iters=4, warmup=1, **kw)  # type: ignore[arg-type]
+    return KernelTask(target="softmax", isolation="subprocess", options=EvalOptions(iters=4, warmup=1),
+                      **kw)  # type: ignore[arg-type]
 
 
 def _ctx(run: Path, iteration: int) -> CheckContext:
