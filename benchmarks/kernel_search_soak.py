@@ -23,8 +23,8 @@ from langchain_core.messages import AIMessage  # noqa: E402
 from orchestrator.config import BudgetLimits, LoopSettings, Settings  # noqa: E402
 from orchestrator.runner import resume_run, start_run  # noqa: E402
 from serving.client import ModelEndpoint  # noqa: E402
-from tasks.kernel.targets import TARGETS_DIR  # noqa: E402
 from tasks.kernel.runner import EvalOptions  # noqa: E402
+from tasks.kernel.targets import TARGETS_DIR  # noqa: E402
 from tasks.kernel.task import KernelTask  # noqa: E402
 from tests.orchestrator.support import PolicyChatModel, Script, local_opener  # noqa: E402
 

@@ -22,7 +22,6 @@ from typing import Annotated, Any, ClassVar, TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from langchain_core.messages import AIMessage  # noqa: E402
 
 from orchestrator.config import BudgetLimits, LoopSettings, Settings  # noqa: E402
 from orchestrator.runner import create_run, drive  # noqa: E402

@@ -15,8 +15,8 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -137,7 +137,7 @@ def main() -> None:
                     rows.append(("browser: run page to events+timeline", browser))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"machine: {os.cpu_count()} cores, load average {load} (timings are wall time, shared CPU)")
-    print(f"\n| step | median_ms | max_ms |\n| --- | --- | --- |")
+    print("\n| step | median_ms | max_ms |\n| --- | --- | --- |")
     for name, (median_ms, max_ms) in rows:
         print(f"| {name} | {median_ms:.1f} | {max_ms:.1f} |")
 

@@ -26,9 +26,10 @@ import dataclasses
 import json
 import os
 import tomllib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator.store.settings import ClusterSettings, StoreSettings  # [issue 15]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, TypedDict, cast
+from typing import Any, Literal, TypedDict, cast
 
 from tasks.base import CheckReport
 from tasks.text import shorten
@@ -215,7 +216,7 @@ class IterationRecord:
                 **({"island": self.island} if self.island is not None else {})}
 
     @classmethod
-    def from_json(cls, data: Any) -> "IterationRecord":
+    def from_json(cls, data: Any) -> IterationRecord:
         """The record; `ValueError` with the reason when `data` is not one (a reader shows it as unreadable)."""
         try:
             verdict, decision = data["verdict"], data["decision"]

@@ -8,9 +8,10 @@ is journaled or keyed, so a resume after `kill -9` neither loses a completed ite
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, TypedDict, get_args, get_type_hints
+from typing import Any, Literal, TypedDict, get_args, get_type_hints
 
 from langchain_core.messages import HumanMessage
 from langgraph.graph import END, START, StateGraph

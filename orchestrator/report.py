@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Mapping, cast
+from collections.abc import Mapping
+from typing import Any, cast
 
 from orchestrator.agents.verifier import Verdict
 from orchestrator.events import Decision, IterationRecord, VerdictJSON, iteration_key, read_record
@@ -65,7 +66,7 @@ def write_report(rt: Any, state: Mapping[str, Any]) -> None:
                      f"{first} |")
     lines += _last_findings(run)
     lines += ["", "## Task", "", rt.task.report_section(run.path), "",
-              "Inspect: `m3lab runs show {0}`, `m3lab runs logs {0}`, `m3lab runs diff {0} N`.".format(run.id)]
+              f"Inspect: `m3lab runs show {run.id}`, `m3lab runs logs {run.id}`, `m3lab runs diff {run.id} N`."]
     (run.path / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -12,8 +12,9 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from orchestrator.events import Event
 from sandboxes.engine import pid_alive

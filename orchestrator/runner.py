@@ -6,15 +6,18 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from orchestrator import events
+from orchestrator import (
+    events,
+    store,  # [issue 15] checkpointer selection, run index, leases
+)
 from orchestrator.config import ConfigError, Settings, settings_from_json
 from orchestrator.control import clear_stop
 from orchestrator.graph import build_graph
-from orchestrator import store  # [issue 15] checkpointer selection, run index, leases
-from orchestrator.rundir import RunDir, create_run_dir, disk_full, effective_status, new_run_id
+from orchestrator.rundir import RunDir, create_run_dir, disk_full, new_run_id
 from orchestrator.runtime import ModelFactory, Runtime, endpoint_models
 from orchestrator.workspace import LegacyRun, init_repo, require_git_dir, share_tree
 from sandboxes.base import Sandbox, SandboxSpec
@@ -169,7 +172,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise RunInterrupted(f"signal {signum}")
 
 
-def drive(rt: Runtime, resume: bool, lease: "store.Lease | None" = None) -> None:
+def drive(rt: Runtime, resume: bool, lease: store.Lease | None = None) -> None:
     """Invoke the graph until it ends; record why it stopped if it did not end by itself."""
     run = rt.run
     try:

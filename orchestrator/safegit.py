@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 GIT = "git"
 SAFE_CONFIG = (

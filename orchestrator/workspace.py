@@ -15,9 +15,9 @@ import stat
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
 from orchestrator.safegit import GitFailed, git, git_text, init_bare, patch_args
 from sandboxes import hostfs

@@ -17,8 +17,9 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -95,7 +96,7 @@ def _wait_readable(fd: Any, deadline: float) -> None:
 class ExecAgent(LineAgent):
     """The agent in a container, through one `docker exec`. Not thread-safe (the sandbox serialises)."""
 
-    def __init__(self, client: "docker.DockerClient", container_id: str, user: str) -> None:
+    def __init__(self, client: docker.DockerClient, container_id: str, user: str) -> None:
         super().__init__()
         api = client.api
         self.exec_id = api.exec_create(container_id, ["python3", "-u", "-c", BOOT], stdin=True, stdout=True,

@@ -6,9 +6,10 @@ Files move in and out through the host workspace that is bind-mounted at /work.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping, Protocol, Sequence
+from typing import Literal, Protocol
 
 ExitReason = Literal["exited", "timeout", "oom", "killed", "error", "quota"]
 
@@ -105,6 +106,6 @@ class Sandbox(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> "Sandbox": ...
+    def __enter__(self) -> Sandbox: ...
 
     def __exit__(self, *exc: object) -> None: ...

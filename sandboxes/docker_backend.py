@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sandboxes.base import ExecResult, InvalidSpec, SandboxError, SandboxSpec, inside_path
-from sandboxes.cgroups import docker_oom_count, docker_procs_file, kill_pids_in
-from sandboxes.engine import (LABEL, LABEL_DEADLINE, LABEL_OWNER_BOOT, LABEL_OWNER_PID, LABEL_POOL, LABEL_RUN,
-                              boot_id)
 from sandboxes import quota
 from sandboxes.agent import ExecAgent, ExecGate, LineAgent
+from sandboxes.base import ExecResult, InvalidSpec, SandboxError, SandboxSpec, inside_path
+from sandboxes.cgroups import docker_oom_count, docker_procs_file, kill_pids_in
+from sandboxes.engine import LABEL, LABEL_DEADLINE, LABEL_OWNER_BOOT, LABEL_OWNER_PID, LABEL_POOL, LABEL_RUN, boot_id
 from sandboxes.execpath import KILL_GRACE_S, MAX_AGENT_FAILURES, GatedSandbox, oom_grew
 from sandboxes.outcome import TailBuffer, make_result
 from sandboxes.validate import uid_gid
@@ -68,7 +67,7 @@ def _keeper_user(sandbox_uid: int) -> str:
     return f"{keeper}:{keeper}"
 
 
-def start_container(client: "docker.DockerClient", spec: SandboxSpec, pool_key: str | None = None) -> "Container":
+def start_container(client: docker.DockerClient, spec: SandboxSpec, pool_key: str | None = None) -> Container:
     """Check the image of a validated `spec` exists and start its container (cold start)."""
     from docker.errors import APIError, ImageNotFound
 
@@ -95,7 +94,7 @@ class DockerSandbox(GatedSandbox):
 
     backend = "docker"
 
-    def __init__(self, spec: SandboxSpec, container: "Container", client: "docker.DockerClient") -> None:
+    def __init__(self, spec: SandboxSpec, container: Container, client: docker.DockerClient) -> None:
         self.spec = spec
         self.container = container
         self.client = client
@@ -203,7 +202,7 @@ class DockerSandbox(GatedSandbox):
         return f"DockerSandbox({self.id[:12]}, image={self.spec.image!r})"
 
 
-def remove_container(container: "Container") -> None:
+def remove_container(container: Container) -> None:
     """Force-remove, tolerating "already gone" and "removal already in progress" (auto_remove races)."""
     from docker.errors import APIError, NotFound
 

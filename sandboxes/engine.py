@@ -27,7 +27,7 @@ class EngineUnavailable(RuntimeError):
     """No Docker engine answers (daemon not running, no socket, no permission)."""
 
 
-def connect(timeout_s: float = 10.0) -> "docker.DockerClient":
+def connect(timeout_s: float = 10.0) -> docker.DockerClient:
     """A client for the local engine, or `EngineUnavailable` with the reason.
 
     `use_context=False` would be nicer but is not in every SDK version; `from_env` honours DOCKER_HOST,
@@ -46,7 +46,7 @@ def connect(timeout_s: float = 10.0) -> "docker.DockerClient":
 
 
 @lru_cache(maxsize=1)
-def shared_client() -> "docker.DockerClient":
+def shared_client() -> docker.DockerClient:
     """One client per process for the hot path (creating a client costs ~10 ms)."""
     return connect()
 

@@ -14,9 +14,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Literal
 
 from sandboxes.base import SandboxError
 from sandboxes.engine import LABEL_RECIPE
@@ -75,7 +76,7 @@ def recipe_hash(name: str, method: str, base_id: str = "") -> str:
     raise SandboxError(f"unknown image {name!r}; known: {', '.join(IMAGES)}")
 
 
-def image_label(client: "docker.DockerClient", tag: str) -> tuple[str, str] | None:
+def image_label(client: docker.DockerClient, tag: str) -> tuple[str, str] | None:
     """(image id, recipe label) of a local image, or None when absent."""
     from docker.errors import ImageNotFound
 
@@ -144,7 +145,7 @@ def _build_default_offline(h: str, log: Log) -> None:
         _run(f"tar -C {rootfs} -c . | docker import {change_args} - {tag_of('default')}", log, shell=True)
 
 
-def _build_dockerfile(client: "docker.DockerClient", context: Path, tag: str, h: str, log: Log,
+def _build_dockerfile(client: docker.DockerClient, context: Path, tag: str, h: str, log: Log,
                       pull: bool, buildargs: dict[str, str] | None = None) -> None:
     from docker.errors import APIError, BuildError
 
@@ -193,7 +194,7 @@ def _download_debs(dest: Path, log: Log) -> None:
         log(f"apt-get download failed ({proc.stderr.strip()[-300:]}): relying on the base image's Python headers")
 
 
-def choose_method(client: "docker.DockerClient", method: Method) -> str:
+def choose_method(client: docker.DockerClient, method: Method) -> str:
     """"dockerfile" where the base can be had (present or a registry answers), else "debootstrap"."""
     if method == "offline":
         return "debootstrap"
@@ -202,7 +203,7 @@ def choose_method(client: "docker.DockerClient", method: Method) -> str:
     return "debootstrap"
 
 
-def build_image(client: "docker.DockerClient", name: str, method: Method = "auto", force: bool = False,
+def build_image(client: docker.DockerClient, name: str, method: Method = "auto", force: bool = False,
                 log: Log = print) -> BuildResult:
     """Build one image unless an image of the same recipe is already there."""
     if name not in IMAGES:

@@ -43,7 +43,7 @@ def spec_key(spec: SandboxSpec) -> str:
 class WarmPool:
     """Ready containers per spec key, at most `cap` idle in all; thread-safe."""
 
-    def __init__(self, client: "docker.DockerClient", size: int = 1, cap: int = POOL_CAP) -> None:
+    def __init__(self, client: docker.DockerClient, size: int = 1, cap: int = POOL_CAP) -> None:
         self.client = client
         self.size = min(size, cap)
         self.cap = cap
@@ -139,7 +139,7 @@ _POOL: WarmPool | None = None
 _POOL_LOCK = threading.Lock()
 
 
-def shared_pool(client: "docker.DockerClient") -> WarmPool:
+def shared_pool(client: docker.DockerClient) -> WarmPool:
     """The process's pool (created on first use; drained at exit)."""
     global _POOL
     with _POOL_LOCK:

@@ -16,12 +16,13 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Mapping, Sequence
+from typing import IO
 
-from sandboxes.base import ExecResult, SandboxError, SandboxSpec, inside_path
 from sandboxes import quota
 from sandboxes.agent import BOOT, AgentDied, ExecGate, LineAgent, PipeAgent
+from sandboxes.base import ExecResult, SandboxError, SandboxSpec, inside_path
 from sandboxes.cgroups import LimitGroup, create_group, kill_pids_in
 from sandboxes.execpath import MAX_AGENT_FAILURES, GatedSandbox
 from sandboxes.outcome import TailBuffer, make_result

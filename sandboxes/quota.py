@@ -9,9 +9,9 @@ RLIMIT_FSIZE (`max_file_mb`) still bounds each single file between two polls.
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from dataclasses import replace
 
 from sandboxes import hostfs
 from sandboxes.base import ExecResult, SandboxSpec

@@ -43,7 +43,7 @@ def _container_dead(labels: dict[str, str], status: str, now: float) -> str | No
     return None
 
 
-def reap_containers(client: "docker.DockerClient", result: ReapResult) -> None:
+def reap_containers(client: docker.DockerClient, result: ReapResult) -> None:
     now = time.time()
     for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
         if _container_dead(container.labels, container.status, now) is None:
@@ -79,7 +79,7 @@ def reap_process_leftovers(result: ReapResult) -> None:
             result.removed.append(d.name)
 
 
-def reap(client: "docker.DockerClient | None" = None) -> ReapResult:
+def reap(client: docker.DockerClient | None = None) -> ReapResult:
     """Remove leftovers of dead owners on both backends; `client=None` skips Docker."""
     result = ReapResult()
     if client is not None:

@@ -6,9 +6,10 @@ variables: paths are configuration, not secrets or endpoints.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 DEFAULT_CACHE = Path.home() / ".cache" / "m3lab"
 
@@ -40,7 +41,7 @@ class ServingConfig:
     def vllm_python(self) -> Path:
         return self.vllm_venv / "bin" / "python"
 
-    def with_overrides(self, **values: Any) -> "ServingConfig":
+    def with_overrides(self, **values: Any) -> ServingConfig:
         """Copy with the given fields replaced; `None` values (unset CLI flags) are ignored."""
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 

@@ -12,10 +12,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 from sandboxes.engine import pid_alive
 from serving.client import EndpointUnavailable

@@ -6,9 +6,10 @@ hands them a `CheckContext` with paths and callbacks.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 
 from sandboxes.base import Sandbox, SandboxSpec
 from tasks.text import clip_tail
@@ -84,7 +85,7 @@ class CheckReport:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "CheckReport":
+    def from_json(cls, data: Mapping[str, Any]) -> CheckReport:
         return cls(
             passed=bool(data["passed"]),
             score=float(data["score"]),

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 
-
 HEADS, KV_HEADS, HEAD_DIM = 64, 4, 128
 
 
@@ -196,8 +195,8 @@ def prefill_breakdown(case, sel, pos, n: int, scale: float, rows: list[Row], flo
 
 
 def bench_dense(case, n: int, rows: list[Row], t_ours: float, flops_sparse: float) -> None:
-    from torch.nn.attention import SDPBackend, sdpa_kernel
     import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     q = case.q.transpose(0, 1)[None]  # [1, H, N, D]
     kv = case.kv_cache.transpose(1, 2).flatten(0, 1)[:n]  # pages are shuffled: order does not matter for timing
@@ -556,7 +555,7 @@ def kv_outer_ab(case, sel: torch.Tensor, label: str, rows: list[Row]) -> None:
     pos = device_positions(case.query_start_loc, case.seq_lens, sel.shape[1])
     old = v7_block_csr(sel, case.query_start_loc, nb, 128)
     new = build_block_csr(sel, case.query_start_loc, nb, 128)
-    same = all(torch.equal(a.long(), b.long()) for a, b in zip(old[:4], new[:4]))
+    same = all(torch.equal(a.long(), b.long()) for a, b in zip(old[:4], new[:4], strict=True))
     for name, csr in (("v7 CSR", old), ("v8 CSR", new)):
         t = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16,
                                                HEAD_DIM ** -0.5, 128), rep_ms=100)

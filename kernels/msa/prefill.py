@@ -20,8 +20,14 @@ import triton.language as tl
 
 from kernels.msa.merge import LOG2E, device_positions, device_requests, merge_partials
 from kernels.msa.reference import BLOCK_SIZE, MSAShapeError
-from kernels.msa.tile_outer import (DEFAULT_MAX_UNION, DEFAULT_MIN_SHARE, DEFAULT_MIN_SHARED_PCT, DEFAULT_TILE_T,
-                                    tile_outer_attention, tile_unions)
+from kernels.msa.tile_outer import (
+    DEFAULT_MAX_UNION,
+    DEFAULT_MIN_SHARE,
+    DEFAULT_MIN_SHARED_PCT,
+    DEFAULT_TILE_T,
+    tile_outer_attention,
+    tile_unions,
+)
 
 
 @triton.jit

@@ -5,8 +5,8 @@ a bare fenced code block as the new content of the task's main file (which also 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 TOOL_SCHEMAS: list[dict[str, Any]] = [

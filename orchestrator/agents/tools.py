@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from orchestrator.agents.actions import TOOL_NAMES, Action
 from orchestrator.rundir import disk_full

@@ -9,9 +9,10 @@ import json
 import re
 import shutil
 import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
@@ -62,7 +63,7 @@ class Verdict:
                 "tokens": self.usage.to_json()}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Verdict":
+    def from_json(cls, d: dict[str, Any]) -> Verdict:
         review = Review(**d["review"]) if d.get("review") else None
         return cls(d["verdict"], float(d["score"]), list(d["findings"]), CheckReport.from_json(d["check"]),
                    review, Usage.from_json(d.get("tokens", {})))

@@ -2,8 +2,9 @@
 configured (`--cluster` submission, index-backed listing and status)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, NoReturn, Optional
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -103,7 +104,7 @@ def reconcile_cmd(config: ConfigOpt = None) -> None:
 
 
 @cluster_app.command("sync")
-def sync(config: ConfigOpt = None, runs_dir: Optional[Path] = typer.Option(None, help="Folder to import.")) -> None:
+def sync(config: ConfigOpt = None, runs_dir: Path | None = typer.Option(None, help="Folder to import.")) -> None:
     """Import run folders into the run index (runs made before [store] url was set)."""
     from orchestrator.store import RunIndex, StoreUnavailable, sync_folder
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -12,7 +12,7 @@ from rich.markup import escape
 
 console = Console(stderr=True)
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="m3lab.toml to use (default ./m3lab.toml).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="m3lab.toml to use (default ./m3lab.toml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
@@ -41,8 +41,8 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def load(config: Optional[Path], max_iterations: Optional[int] = None, hours: Optional[float] = None,
-         tokens: Optional[int] = None) -> Any:
+def load(config: Path | None, max_iterations: int | None = None, hours: float | None = None,
+         tokens: int | None = None) -> Any:
     """Settings from the config file and environment, with the CLI's budget flags on top."""
     from orchestrator.config import ConfigError, load_settings, with_budget
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -69,7 +68,7 @@ def kernel_eval(
                                         help="Seconds a worker may take to start (imports, the candidate's module)."),
     call_timeout: float = typer.Option(120.0, "--call-timeout", min=1,
                                        help="Seconds one call of the candidate (a check, a timed call) may take."),
-    eval_dir: Optional[Path] = typer.Option(None, help="Where to lay out the evaluation (default: a temp dir)."),
+    eval_dir: Path | None = typer.Option(None, help="Where to lay out the evaluation (default: a temp dir)."),
     compile_timeout: float = typer.Option(300.0, help="Time limit (s) of the compile stage (C++/CUDA extensions)."),
     ext_cache: Path = typer.Option(DEFAULT_EXT_CACHE, help="Compile cache shared by evaluations (keyed by a hash "
                                    "of sources, flags, torch version and CUDA arch)."),
@@ -151,10 +150,10 @@ def kernel_targets(json_out: JsonOpt = False) -> None:
 def optimize(
     target: str = typer.Argument(..., help="Target file (KernelBench format) or a bundled target name."),
     device: str = DeviceOpt,
-    hours: Optional[float] = typer.Option(None, help="Budget: active wall-clock hours."),
-    max_iterations: Optional[int] = typer.Option(None, help="Budget: producer-verifier rounds."),
-    tokens: Optional[int] = typer.Option(None, help="Budget: total tokens."),
-    target_speedup: Optional[float] = typer.Option(None, help="Stop once this verified speed-up is reached."),
+    hours: float | None = typer.Option(None, help="Budget: active wall-clock hours."),
+    max_iterations: int | None = typer.Option(None, help="Budget: producer-verifier rounds."),
+    tokens: int | None = typer.Option(None, help="Budget: total tokens."),
+    target_speedup: float | None = typer.Option(None, help="Stop once this verified speed-up is reached."),
     isolation: str = IsolationOpt,
     iters: int = typer.Option(20, help="Timed calls per model per timing shape in each check."),
     warm: bool = typer.Option(False, "--warm", help="Subprocess isolation: keep the reference workers started "

@@ -5,7 +5,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn
 
 import typer
 from rich.markup import escape
@@ -29,7 +29,7 @@ def _fail(message: str, json_out: bool, kind: str = "PaperError") -> NoReturn:
     fail(message)
 
 
-def _ingest(pdf: Path, out: Path, password: Optional[str], max_pages: int, json_out: bool = False) -> Any:
+def _ingest(pdf: Path, out: Path, password: str | None, max_pages: int, json_out: bool = False) -> Any:
     from tasks.paper.errors import PaperError
     from tasks.paper.ingest import ingest_pdf
 
@@ -41,7 +41,7 @@ def _ingest(pdf: Path, out: Path, password: Optional[str], max_pages: int, json_
         _fail(f"{pdf}: ingest failed ({type(exc).__name__}: {exc})", json_out, type(exc).__name__)
 
 
-def _settings(config: Optional[Path], json_out: bool) -> Any:
+def _settings(config: Path | None, json_out: bool) -> Any:
     from orchestrator.config import ConfigError, load_settings
 
     try:
@@ -54,7 +54,7 @@ def _settings(config: Optional[Path], json_out: bool) -> Any:
 def ingest(
     pdf: Path = typer.Argument(..., help="Paper PDF."),
     out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
-    password: Optional[str] = typer.Option(None, help="Password of an encrypted PDF."),
+    password: str | None = typer.Option(None, help="Password of an encrypted PDF."),
     max_pages: int = typer.Option(150, help="Refuse longer PDFs (budget guard)."),
     json_out: JsonOpt = False,
 ) -> None:
@@ -96,7 +96,7 @@ def rubric(
     pdf: Path = typer.Argument(..., help="Paper PDF."),
     out: Path = typer.Option(..., "--out", help="rubric.json to write (review and edit it before the run)."),
     model: bool = typer.Option(True, "--model/--no-model", help="Ask the verifier model to refine the rubric."),
-    password: Optional[str] = typer.Option(None, help="Password of an encrypted PDF."),
+    password: str | None = typer.Option(None, help="Password of an encrypted PDF."),
     max_pages: int = typer.Option(150, help="Refuse longer PDFs (budget guard)."),
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
@@ -145,14 +145,14 @@ def _check_startable(settings: Any, image: str, gpu: bool) -> None:
 
 def reproduce(
     pdf: Path = typer.Argument(..., help="Paper PDF."),
-    rubric_file: Optional[Path] = typer.Option(None, "--rubric", help="Reviewed rubric.json (else one is made)."),
-    hours: Optional[float] = typer.Option(None, help="Budget: active wall-clock hours."),
-    max_iterations: Optional[int] = typer.Option(None, help="Budget: producer-verifier rounds."),
-    tokens: Optional[int] = typer.Option(None, help="Budget: total tokens of all model calls."),
+    rubric_file: Path | None = typer.Option(None, "--rubric", help="Reviewed rubric.json (else one is made)."),
+    hours: float | None = typer.Option(None, help="Budget: active wall-clock hours."),
+    max_iterations: int | None = typer.Option(None, help="Budget: producer-verifier rounds."),
+    tokens: int | None = typer.Option(None, help="Budget: total tokens of all model calls."),
     target: float = typer.Option(0.8, help="Weighted rubric score that completes the run."),
     timeout: float = typer.Option(1800.0, help="Time limit of one `bash reproduce.sh` re-run, seconds."),
     image: str = typer.Option("m3lab/default", help="Sandbox image."),
-    password: Optional[str] = typer.Option(None, help="Password of an encrypted PDF (the run gets a decrypted copy)."),
+    password: str | None = typer.Option(None, help="Password of an encrypted PDF (the run gets a decrypted copy)."),
     max_pages: int = typer.Option(150, help="Refuse longer PDFs (budget guard)."),
     gpu: bool = typer.Option(False, "--gpu", help="Give the sandboxes the host's GPUs."),
     model_rubric: bool = typer.Option(True, "--model-rubric/--no-model-rubric",

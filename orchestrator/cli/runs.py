@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -28,12 +28,12 @@ def run_code(
     workspace: Path = typer.Argument(..., help="Folder with the starting files (copied into the run)."),
     check: str = typer.Option(..., "--check", help="Command that must exit 0, e.g. 'pytest -q'."),
     goal: str = typer.Option("", help="What to achieve, in words."),
-    main: Optional[str] = typer.Option(None, help="Main file a bare code block from the model replaces."),
+    main: str | None = typer.Option(None, help="Main file a bare code block from the model replaces."),
     protect: list[str] = typer.Option([], help="Paths the producer must not edit (restored before the check)."),
     image: str = typer.Option("m3lab/default", help="Sandbox image."),
-    max_iterations: Optional[int] = typer.Option(None, help="Budget: producer-verifier rounds."),
-    hours: Optional[float] = typer.Option(None, help="Budget: active wall-clock hours."),
-    tokens: Optional[int] = typer.Option(None, help="Budget: total tokens of all model calls."),
+    max_iterations: int | None = typer.Option(None, help="Budget: producer-verifier rounds."),
+    hours: float | None = typer.Option(None, help="Budget: active wall-clock hours."),
+    tokens: int | None = typer.Option(None, help="Budget: total tokens of all model calls."),
     config: ConfigOpt = None,
     cluster: bool = ClusterOpt,  # [issue 15]
 ) -> None:
@@ -202,9 +202,9 @@ def runs_diff(run_id: str, iteration: int, config: ConfigOpt = None) -> None:
 
 
 @runs_app.command("resume")
-def runs_resume(run_id: str, max_iterations: Optional[int] = typer.Option(None, help="New iteration budget."),
-                hours: Optional[float] = typer.Option(None, help="New time budget."),
-                tokens: Optional[int] = typer.Option(None, help="New token budget."),
+def runs_resume(run_id: str, max_iterations: int | None = typer.Option(None, help="New iteration budget."),
+                hours: float | None = typer.Option(None, help="New time budget."),
+                tokens: int | None = typer.Option(None, help="New token budget."),
                 config: ConfigOpt = None, cluster: bool = ClusterOpt) -> None:
     """Continue a paused, crashed or stopped run from its last checkpoint (optionally with a larger budget)."""
     run = _find(run_id, config)
@@ -256,7 +256,7 @@ def runs_steer(run_id: str, text: str, config: ConfigOpt = None) -> None:
     console.print(f"steering queued for {run.id}")
 
 
-def _find(run_id: str, config: Optional[Path]):
+def _find(run_id: str, config: Path | None):
     from orchestrator.rundir import UnreadableRun, find_run, load_meta
     from orchestrator.store import mirror
 
@@ -272,7 +272,7 @@ def _find(run_id: str, config: Optional[Path]):
     return run
 
 
-def _status(run, config: Optional[Path], meta: dict[str, Any] | None = None) -> str:
+def _status(run, config: Path | None, meta: dict[str, Any] | None = None) -> str:
     """[issue 15] Effective status: the lease decides when a store is configured, else the local pid."""
     from orchestrator.cli.cluster import status_or_fail
 

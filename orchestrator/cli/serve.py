@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 serve_app = typer.Typer(help="Model servers (vLLM): start from a profile, status, stop.", no_args_is_help=False)
 
 
-def _config(config_file: Optional[Path], **overrides):  # -> ServingConfig (import kept lazy)
+def _config(config_file: Path | None, **overrides):  # -> ServingConfig (import kept lazy)
     from serving.config import load_serving_config
 
     return load_serving_config(config_file).with_overrides(**overrides)
@@ -32,19 +31,19 @@ def _fail(message: str) -> None:
 def serve(
     ctx: typer.Context,
     embedded: bool = typer.Option(False, "--embedded", help="Serve the offline default model (profile 'embedded')."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Profile name (serving/profiles/) or .toml path."),
-    model: Optional[str] = typer.Option(None, "--model", help="Hub id or local path replacing the profile's model."),
-    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port (default 8000)."),
-    host: Optional[str] = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
-    gpus: Optional[int] = typer.Option(None, "--gpus", help="Size for N GPUs instead of the visible ones (dry runs)."),
-    tp: Optional[int] = typer.Option(None, "--tp", help="Tensor-parallel size override."),
-    max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="Context length override (<= 1M)."),
-    kv_cache_dtype: Optional[str] = typer.Option(None, "--kv-cache-dtype", help="KV-cache dtype override."),
-    msa_plugin: Optional[bool] = typer.Option(None, "--msa-plugin/--no-msa-plugin", help="Load our MSA vLLM plugin."),
+    profile: str | None = typer.Option(None, "--profile", help="Profile name (serving/profiles/) or .toml path."),
+    model: str | None = typer.Option(None, "--model", help="Hub id or local path replacing the profile's model."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Port (default 8000)."),
+    host: str | None = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
+    gpus: int | None = typer.Option(None, "--gpus", help="Size for N GPUs instead of the visible ones (dry runs)."),
+    tp: int | None = typer.Option(None, "--tp", help="Tensor-parallel size override."),
+    max_model_len: int | None = typer.Option(None, "--max-model-len", help="Context length override (<= 1M)."),
+    kv_cache_dtype: str | None = typer.Option(None, "--kv-cache-dtype", help="KV-cache dtype override."),
+    msa_plugin: bool | None = typer.Option(None, "--msa-plugin/--no-msa-plugin", help="Load our MSA vLLM plugin."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the vLLM command and exit."),
     check: bool = typer.Option(False, "--check", help="With --dry-run: validate the command with the installed vLLM."),
-    ready_timeout: Optional[float] = typer.Option(None, "--ready-timeout", help="Seconds to wait for readiness."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="m3lab.toml whose serving table to read."),
+    ready_timeout: float | None = typer.Option(None, "--ready-timeout", help="Seconds to wait for readiness."),
+    config_file: Path | None = typer.Option(None, "--config", help="m3lab.toml whose serving table to read."),
 ) -> None:
     """Start a vLLM server from a profile as a background process; returns once the model answers."""
     if ctx.invoked_subcommand is not None:
@@ -97,9 +96,9 @@ def serve(
 
 @serve_app.command("status")
 def status(
-    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port of the server (default 8000)."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Port of the server (default 8000)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    config_file: Optional[Path] = typer.Option(None, "--config"),
+    config_file: Path | None = typer.Option(None, "--config"),
 ) -> None:
     """Served models, max model length and one-token latency of the server on the port."""
     from serving.client import EndpointUnavailable
@@ -142,8 +141,8 @@ def _print_status(report: dict) -> None:
 
 @serve_app.command("stop")
 def stop(
-    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port of the server (default 8000)."),
-    config_file: Optional[Path] = typer.Option(None, "--config"),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Port of the server (default 8000)."),
+    config_file: Path | None = typer.Option(None, "--config"),
 ) -> None:
     """Stop the server `m3lab serve` started on the port (its whole process group)."""
     from serving.server import ServerError, stop_server
@@ -157,7 +156,7 @@ def stop(
 
 
 @serve_app.command("profiles")
-def profiles(config_file: Optional[Path] = typer.Option(None, "--config")) -> None:
+def profiles(config_file: Path | None = typer.Option(None, "--config")) -> None:
     """List the launch profiles."""
     from serving.profiles import list_profiles, load_profile
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,7 +14,7 @@ def ui(
                              "other address requires the token printed at start."),
     allow_host: list[str] = typer.Option([], "--allow-host", help="Extra Host name the viewer answers to (a DNS "
                                          "name of this machine); repeatable."),
-    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Runs folder (default: settings' runs_dir)."),
+    runs_dir: Path | None = typer.Option(None, "--runs-dir", help="Runs folder (default: settings' runs_dir)."),
     config: ConfigOpt = None,
 ) -> None:
     """Serve the run viewer: runs list, live run pages, kernel and paper views, steer/stop."""

@@ -2,8 +2,9 @@
 the viewer and the cluster scheduler read, and the leases that give each run one owner (README.md)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from orchestrator.rundir import RunDir, effective_status
 from orchestrator.store.checkpoint import compact_saver, open_checkpointer

@@ -7,8 +7,9 @@ the store was configured. run.json stays the record of a run; the index is a pro
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from orchestrator.store.db import pool
 from orchestrator.store.settings import StoreSettings

@@ -41,7 +41,7 @@ class Lease:
 
     @classmethod
     def acquire(cls, index: RunIndex, run_id: str, lease_s: float,
-                statuses: tuple[str, ...] | None = None) -> "Lease":
+                statuses: tuple[str, ...] | None = None) -> Lease:
         """Take the run if nobody holds a live lease on it (and, when given, its status is one of `statuses`);
         raises LeaseHeld otherwise. Starts the heartbeat."""
         owner = new_owner()

@@ -15,8 +15,9 @@ import hmac
 import ipaddress
 import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -73,7 +74,7 @@ class Access:
         self.names = frozenset(n for n in names if n)
 
     @classmethod
-    def for_bind(cls, host: str, extra_hosts: tuple[str, ...] = (), token: str | None = None) -> "Access":
+    def for_bind(cls, host: str, extra_hosts: tuple[str, ...] = (), token: str | None = None) -> Access:
         """Loopback binds need no token; any other bind gets one (generated unless given)."""
         if is_loopback(host) and token is None:
             return cls(host, extra_hosts)

@@ -80,7 +80,7 @@ class ViewerServer:
             self.app.state.stopping.set()
             self.sock.close()
 
-    def start(self, timeout_s: float = 10.0) -> "ViewerServer":
+    def start(self, timeout_s: float = 10.0) -> ViewerServer:
         """Serve in a background thread; returns once the server accepts connections."""
         self._thread = threading.Thread(target=self.run, name="m3lab-viewer", daemon=True)
         self._thread.start()
@@ -98,7 +98,7 @@ class ViewerServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    def __enter__(self) -> "ViewerServer":
+    def __enter__(self) -> ViewerServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-
-from serving.plugin import msa_calls
 from vllm.forward_context import get_forward_context
 from vllm.models.minimax_m3.common.indexer import MiniMaxM3IndexerImpl, MiniMaxM3IndexerMetadata
 from vllm.models.minimax_m3.common.sparse_attention import MiniMaxM3SparseImpl, MiniMaxM3SparseMetadata
+
+from serving.plugin import msa_calls
 
 
 def batch_of(md: MiniMaxM3IndexerMetadata | MiniMaxM3SparseMetadata) -> msa_calls.Batch:

@@ -55,7 +55,7 @@ def _row(iteration: int, parent: int | None, verdict: dict[str, Any], accepted: 
     }
 
 
-def load_table(run_dir: Path) -> "Any":
+def load_table(run_dir: Path) -> Any:
     import pandas as pd
 
     path = kernel_dir(run_dir) / "candidates.csv"

@@ -14,14 +14,13 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sandboxes import hostfs
 from sandboxes.base import Sandbox, SandboxSpec, inside_path
 from tasks.kernel.harness.extensions import FAILED, MAX_FAILURE_BYTES
-from tasks.kernel.harness.options import CANDIDATE_FILE, EXT_BUILD, NONCE_FILE, TARGET_FILE, EvalOptions, \
-    write_options
+from tasks.kernel.harness.options import CANDIDATE_FILE, EXT_BUILD, NONCE_FILE, TARGET_FILE, EvalOptions, write_options
 from tasks.kernel.harness.static_checks import syntax_error
 from tasks.kernel.harness.verdict import Verdict
 

@@ -15,8 +15,14 @@ from tasks.base import CheckContext, CheckReport
 from tasks.kernel import briefs, database
 from tasks.kernel.harness.spec import read_meta_static
 from tasks.kernel.harness.verdict import Verdict
-from tasks.kernel.runner import FORBIDDEN_FILES, EvalFailed, EvalOptions, error_verdict, evaluate_candidate, \
-    sandbox_spec
+from tasks.kernel.runner import (
+    FORBIDDEN_FILES,
+    EvalFailed,
+    EvalOptions,
+    error_verdict,
+    evaluate_candidate,
+    sandbox_spec,
+)
 from tasks.kernel.targets import resolve_target
 
 CANDIDATE = "candidate.py"
@@ -55,9 +61,10 @@ class KernelTask:
             raise KernelTaskError(f"device must be cpu or cuda, not {self.device!r}")
         if self.isolation not in ("sandbox", "subprocess"):
             raise KernelTaskError(f"isolation must be sandbox or subprocess, not {self.isolation!r}")
-        if isinstance(self.options, dict):  # from params(): validated like options read from a file
-            self.options = EvalOptions.from_json(self.options)
-        self.options = dataclasses.replace(self.options, device=self.device, isolation=self.isolation)
+        options: EvalOptions | dict[str, Any] = self.options
+        if isinstance(options, dict):  # from params(): validated like options read from a file
+            options = EvalOptions.from_json(options)
+        self.options = dataclasses.replace(options, device=self.device, isolation=self.isolation)  # type: ignore[arg-type]  # both checked just above
         path = resolve_target(self.target)
         self.target = str(path)
         meta = read_meta_static(path)
@@ -66,11 +73,12 @@ class KernelTask:
         self.target_sha256 = self.target_sha256 or _sha256(path)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "KernelTask":
+    def from_params(cls, params: dict[str, Any]) -> KernelTask:
         """Runs started before the options had one declaration kept them as flat keys: folded in on resume."""
         flat = {k: params[k] for k in ("iters", "warmup", "threads", "timeout_s", "compile_timeout_s") if k in params}
         rest = {k: v for k, v in params.items() if k not in flat and k != "options"}
-        return cls(**rest, options={**params.get("options", {}), **flat})
+        options: Any = {**params.get("options", {}), **flat}  # __post_init__ validates the dict form
+        return cls(**rest, options=options)
 
     def params(self) -> dict[str, Any]:
         return {"target": self.target, "device": self.device, "target_speedup": self.target_speedup,

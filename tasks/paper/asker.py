@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 Ask = Callable[[str, Sequence[Path]], str]
 CHARS_PER_TOKEN = 3

@@ -1,7 +1,8 @@
 """The producer's and the verifier's briefs for paper reproduction (prompts live together, apart from logic)."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 MAX_LISTED_METRICS = 40
 

@@ -4,8 +4,9 @@ A displayed equation is a run of consecutive math lines in reading order (a frac
 the "a =" row with its "(1)" label, denominator), grouped while they stay in one column and close together."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from tasks.paper.bundle import Equation, rounded_box, unique_id
 from tasks.paper.layout import EQUATION_NUMBER, Line, equation_number_for, looks_like_equation
@@ -46,7 +47,7 @@ def _is_display(group: Sequence[Line], label: Line | None) -> bool:
     return label is not None or len(group) >= 2 or any("=" in ln.text or "≤" in ln.text for ln in group)
 
 
-def extract_equations(page: "pymupdf.Page", lines: Sequence[Line], out_dir: Path,
+def extract_equations(page: pymupdf.Page, lines: Sequence[Line], out_dir: Path,
                       taken: set[str]) -> tuple[dict[int, Equation], set[int]]:
     """Equations of one page keyed by `id()` of their first line, and the ids of every line they consumed."""
     import pymupdf

@@ -1,8 +1,9 @@
 """Figures: embedded raster images and clusters of vector drawings, rendered to PNG, each with its caption."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from tasks.paper.bundle import Figure, rounded_box, unique_id
 from tasks.paper.layout import Line, caption_kind, caption_text
@@ -20,7 +21,7 @@ RENDER_DPI = 150
 SCAN_SHARE = 0.5
 
 
-def extract_figures(page: "pymupdf.Page", lines: Sequence[Line], captions: Mapping[int, tuple[str, list[Line]]],
+def extract_figures(page: pymupdf.Page, lines: Sequence[Line], captions: Mapping[int, tuple[str, list[Line]]],
                     tables: Sequence[tuple[float, ...]], out_dir: Path, taken: set[str],
                     scanned: bool = False) -> list[Figure]:
     """Figures of one page (tables' own rulings excluded), written as `figures/<id>.png`; `taken` holds ids.
@@ -52,16 +53,16 @@ def extract_figures(page: "pymupdf.Page", lines: Sequence[Line], captions: Mappi
     return figures
 
 
-def _big_enough(rect: "pymupdf.Rect") -> bool:
+def _big_enough(rect: pymupdf.Rect) -> bool:
     return rect.width >= MIN_SIDE_PT and rect.height >= MIN_SIDE_PT
 
 
-def _overlaps(rect: "pymupdf.Rect", others: Sequence["pymupdf.Rect"]) -> bool:
+def _overlaps(rect: pymupdf.Rect, others: Sequence[pymupdf.Rect]) -> bool:
     """True when more than half of `rect` lies inside one of `others`."""
     return any((rect & other).get_area() > 0.5 * rect.get_area() for other in others)
 
 
-def _with_labels(rect: "pymupdf.Rect", lines: Sequence[Line]) -> "pymupdf.Rect":
+def _with_labels(rect: pymupdf.Rect, lines: Sequence[Line]) -> pymupdf.Rect:
     """Grow a drawing cluster by the short text around it (tick and axis labels are text, not drawings)."""
     import pymupdf
 
@@ -74,7 +75,7 @@ def _with_labels(rect: "pymupdf.Rect", lines: Sequence[Line]) -> "pymupdf.Rect":
     return grown
 
 
-def _caption(rect: "pymupdf.Rect", lines: Sequence[Line],
+def _caption(rect: pymupdf.Rect, lines: Sequence[Line],
              captions: Mapping[int, tuple[str, list[Line]]]) -> tuple[str, str | None]:
     """The nearest "Figure N:" line, preferring below the figure (the usual place)."""
     best: tuple[float, Line] | None = None

@@ -15,8 +15,14 @@ from typing import Any
 
 from sandboxes import hostfs
 from tasks.paper.evidence import RESULT_DIRS, Evidence, run_failure
-from tasks.paper.judging import (DEFAULT_PROMPT_CHARS, MAX_BATCH_LEAVES, MAX_JUDGE_WORKERS, Judge, judge_leaves,
-                                 parse_judge_reply)
+from tasks.paper.judging import (
+    DEFAULT_PROMPT_CHARS,
+    MAX_BATCH_LEAVES,
+    MAX_JUDGE_WORKERS,
+    Judge,
+    judge_leaves,
+    parse_judge_reply,
+)
 from tasks.paper.rubric import RubricNode, weighted_scores
 from tasks.paper.rubric_results import slug
 from tasks.paper.tables import row_label
@@ -54,7 +60,7 @@ class Grading:
                 "leaves": [asdict(g) for g in self.leaves]}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Grading":
+    def from_json(cls, data: dict[str, Any]) -> Grading:
         return cls([LeafGrade(**g) for g in data["leaves"]], dict(data["scores"]), float(data["score"]),
                    int(data.get("judge_calls", 0)))
 

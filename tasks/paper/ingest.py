@@ -6,9 +6,10 @@ references section is kept apart; every number in the text, the tables and the c
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from tasks.paper.bundle import Bundle, Equation, Figure, ReportedNumber, Section, Table, write_bundle_files
 from tasks.paper.equations import extract_equations
@@ -22,10 +23,10 @@ from tasks.paper.layout import (
     caption_blocks,
     is_heading,
     is_licence,
-    running_lines,
     is_reference_heading,
     page_lines,
     reading_order,
+    running_lines,
 )
 from tasks.paper.numbers import numbers_in_sentence, sentences
 from tasks.paper.pdf import DEFAULT_MAX_PAGES, check_usable, open_pdf
@@ -109,7 +110,7 @@ def _bare(title: str) -> str:
     return "".join(ch for ch in title.casefold() if ch.isalnum())
 
 
-def _outline(doc: "pymupdf.Document") -> dict[int, set[str]]:
+def _outline(doc: pymupdf.Document) -> dict[int, set[str]]:
     """The PDF's own outline (bookmarks, written by hyperref from the sections): page index -> bare titles."""
     outline: dict[int, set[str]] = {}
     for _level, title, page in doc.get_toc(simple=True):
@@ -147,12 +148,12 @@ def _run_in_heading(line: Line, outline: dict[int, set[str]]) -> tuple[Line, Lin
     return replace(line, text=match.group(1)), replace(line, text=match.group(2))
 
 
-def _page_lines(page: "pymupdf.Page", use_ocr: bool) -> list[Line]:
+def _page_lines(page: pymupdf.Page, use_ocr: bool) -> list[Line]:
     textpage = page.get_textpage_ocr(full=True) if use_ocr else None
     return page_lines(page, textpage)
 
 
-def _title(doc: "pymupdf.Document", pages: Sequence[Sequence[Line]]) -> tuple[str, Line | None]:
+def _title(doc: pymupdf.Document, pages: Sequence[Sequence[Line]]) -> tuple[str, Line | None]:
     """The largest line in the top half of page 1 (the metadata title is often missing or a file name)."""
     top = [ln for ln in pages[0] if ln.bbox[1] < doc[0].rect.height / 2] if pages else []
     if top:

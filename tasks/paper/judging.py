@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from tasks.paper.evidence import Evidence, evidence_text, figure_images, kind_of
 from tasks.paper.asker import first_json
+from tasks.paper.evidence import Evidence, evidence_text, figure_images, kind_of
 from tasks.paper.rubric import RubricNode
 
 Judge = Callable[[str, Sequence[Path]], str]

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pymupdf
@@ -64,7 +65,7 @@ class Line:
         return ((self.bbox[0] + self.bbox[2]) / 2, (self.bbox[1] + self.bbox[3]) / 2)
 
 
-def page_lines(page: "pymupdf.Page", textpage: "pymupdf.TextPage | None" = None) -> list[Line]:
+def page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None = None) -> list[Line]:
     """Non-empty text lines of a page with their dominant font properties; fragments of one row are merged
     (TeX sets a heading's number and title, or a bold phrase, as separate pieces) and page numbers dropped."""
     data = page.get_text("dict", textpage=textpage) if textpage else page.get_text("dict")

@@ -22,7 +22,7 @@ MIN_TEXT_CHARS_PER_PAGE = 20
 """Below this average the document is treated as having no text layer (a scan)."""
 
 
-def open_pdf(path: Path, password: str | None = None, max_pages: int = DEFAULT_MAX_PAGES) -> "pymupdf.Document":
+def open_pdf(path: Path, password: str | None = None, max_pages: int = DEFAULT_MAX_PAGES) -> pymupdf.Document:
     """Open and authenticate `path`; raise a named `PaperError` subclass when it cannot be used."""
     import pymupdf
 
@@ -54,7 +54,7 @@ def ocr_available() -> bool:
     return shutil.which("tesseract") is not None
 
 
-def text_layer_state(doc: "pymupdf.Document") -> str:
+def text_layer_state(doc: pymupdf.Document) -> str:
     """"text" when the document has a usable text layer, "scanned" (images only) or "empty" (nothing)."""
     chars = sum(len(page.get_text("text").strip()) for page in doc.pages())
     if chars >= MIN_TEXT_CHARS_PER_PAGE * doc.page_count or chars >= 2000:
@@ -63,7 +63,7 @@ def text_layer_state(doc: "pymupdf.Document") -> str:
     return "scanned" if has_images else ("text" if chars else "empty")
 
 
-def check_usable(doc: "pymupdf.Document", path: Path) -> bool:
+def check_usable(doc: pymupdf.Document, path: Path) -> bool:
     """Raise for empty documents and for scans without OCR; return True when OCR must be used."""
     state = text_layer_state(doc)
     if state == "empty":

@@ -38,7 +38,7 @@ def write_report(run_dir: Path) -> str:
     return _markdown(rubric, n, grading, verdicts)
 
 
-def _compare_table(table: Table, art: PaperArtifacts, outputs: Path) -> tuple[str, "pd.DataFrame", "pd.DataFrame | None", "pd.DataFrame | None"]:
+def _compare_table(table: Table, art: PaperArtifacts, outputs: Path) -> tuple[str, pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
     """Paper table, reproduced table (if the re-run wrote one) and their numeric difference, saved as CSV."""
     import pandas as pd
 
@@ -63,7 +63,7 @@ def _compare_table(table: Table, art: PaperArtifacts, outputs: Path) -> tuple[st
     return table.caption or table.id, paper, reproduced, deviation
 
 
-def _deviation(paper: "pd.DataFrame", reproduced: "pd.DataFrame") -> "pd.DataFrame":
+def _deviation(paper: pd.DataFrame, reproduced: pd.DataFrame) -> pd.DataFrame:
     """reproduced − paper for every numeric cell matched by row label (first column) and column name."""
     import pandas as pd
 

@@ -9,9 +9,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from sandboxes.base import Sandbox, SandboxSpec
 

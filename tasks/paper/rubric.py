@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, TypeGuard
+from typing import Any, TypeGuard
 
 from tasks.paper.errors import RubricError
 
@@ -31,7 +32,7 @@ class RubricNode:
     id: str
     requirements: str
     weight: float = 1.0
-    sub_tasks: list["RubricNode"] = field(default_factory=list)
+    sub_tasks: list[RubricNode] = field(default_factory=list)
     task_category: str | None = None
     finegrained_task_category: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -40,13 +41,13 @@ class RubricNode:
     def is_leaf(self) -> bool:
         return not self.sub_tasks
 
-    def leaves(self) -> Iterator["RubricNode"]:
+    def leaves(self) -> Iterator[RubricNode]:
         if self.is_leaf:
             yield self
         for child in self.sub_tasks:
             yield from child.leaves()
 
-    def nodes(self) -> Iterator["RubricNode"]:
+    def nodes(self) -> Iterator[RubricNode]:
         yield self
         for child in self.sub_tasks:
             yield from child.nodes()

@@ -12,15 +12,15 @@ tolerances and result leaves are never the model's: they come from the paper's p
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
+from tasks.paper import rubric_results as rr
 from tasks.paper.asker import first_json
 from tasks.paper.bundle import Bundle, Section, unique_id
 from tasks.paper.numbers import sentences
 from tasks.paper.rubric import RubricNode
-from tasks.paper import rubric_results as rr
 from tasks.paper.rubric_results import slug
 
 Ask = Callable[[str, Sequence], str]

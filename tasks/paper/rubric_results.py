@@ -15,8 +15,8 @@ Equations and hyper-parameter values never become leaves."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from tasks.paper import numbers
 from tasks.paper.bundle import Bundle, Figure, Table

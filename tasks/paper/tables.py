@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from tasks.paper.bundle import ReportedNumber, Table, unique_id
 from tasks.paper.layout import EQUATION_NUMBER, Line, caption_kind, caption_text
@@ -34,7 +35,7 @@ CELL_BOX_MAX_PT = 40.0
 """Cells beside the caption's width join the table while they sit this close to it."""
 
 
-def extract_tables(page: "pymupdf.Page", lines: Sequence[Line], captions: Mapping[int, tuple[str, list[Line]]],
+def extract_tables(page: pymupdf.Page, lines: Sequence[Line], captions: Mapping[int, tuple[str, list[Line]]],
                    out_dir: Path, taken: set[str], ruled: bool = True) -> list[Table]:
     """Tables of one page, written as `tables/<id>.csv` under `out_dir`; `taken` holds the ids in use.
     `ruled` says whether the page has drawings (rules are then read to split header and row groups)."""
@@ -59,7 +60,7 @@ def extract_tables(page: "pymupdf.Page", lines: Sequence[Line], captions: Mappin
     return tables
 
 
-def page_rules(page: "pymupdf.Page") -> tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]]:
+def page_rules(page: pymupdf.Page) -> tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]]:
     """Drawn rules: horizontal (y, x0, x1) and vertical (x, y0, y1), from lines and hairline rectangles
     (booktabs and tabular draw their rules as thin filled boxes). Raw drawings: no Python objects per path."""
     horizontal: list[tuple[float, float, float]] = []
@@ -108,7 +109,7 @@ def _is_prose(line: Line, page_words: Sequence[tuple]) -> bool:
     return widest < 0.75 * line.size
 
 
-def _table_below_or_above(page: "pymupdf.Page", caption: Sequence[Line], lines: Sequence[Line],
+def _table_below_or_above(page: pymupdf.Page, caption: Sequence[Line], lines: Sequence[Line],
                           rules: Sequence[tuple[float, float, float]], verticals: Sequence[tuple[float, float, float]],
                           page_words: Sequence[tuple], claimed: set[int]):
     candidates = [_neighbours(page_words, caption, lines, rules, claimed, below) for below in (True, False)]

@@ -8,8 +8,9 @@ and the levels are joined per column ("Accuracy [%] / α = 0.05"). A row label p
 (a multirow cell) is given to every row of its group (rows between two horizontal rules)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from tasks.paper.bundle import rounded_box
 from tasks.paper.layout import SMALL_CAPS_GLYPHS
@@ -78,7 +79,7 @@ class Grid:
     styles: list[list[str]]
 
 
-def words_in(page: "pymupdf.Page", area: BBox) -> list[Word]:
+def words_in(page: pymupdf.Page, area: BBox) -> list[Word]:
     """The words inside `area` from its characters, with font size, baseline and bold/italic."""
     import pymupdf
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
@@ -18,7 +19,7 @@ from sandboxes.base import ExecResult, SandboxSpec
 class ScriptedChatModel(GenericFakeChatModel):
     """GenericFakeChatModel that accepts bind_tools (ignored: replies are scripted)."""
 
-    def bind_tools(self, tools: Any, **kwargs: Any) -> "ScriptedChatModel":
+    def bind_tools(self, tools: Any, **kwargs: Any) -> ScriptedChatModel:
         return self
 
 
@@ -80,7 +81,7 @@ class LocalSandbox:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "LocalSandbox":
+    def __enter__(self) -> LocalSandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -106,7 +107,7 @@ class PolicyChatModel(GenericFakeChatModel):
 
     policy: Any = None
 
-    def bind_tools(self, tools: Any, **kwargs: Any) -> "PolicyChatModel":
+    def bind_tools(self, tools: Any, **kwargs: Any) -> PolicyChatModel:
         return self
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[override]

@@ -7,8 +7,8 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from orchestrator.agents.actions import from_text
-from orchestrator.tokens import estimate_tokens, pack
 from orchestrator.config import ConfigError, load_settings, with_budget
+from orchestrator.tokens import estimate_tokens, pack
 
 
 def test_file_roles_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

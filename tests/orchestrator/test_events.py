@@ -7,8 +7,8 @@ import re
 import threading
 import time
 import typing
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -91,7 +91,7 @@ def test_each_kind_written_and_printed(tmp_path: Path, monkeypatch: pytest.Monke
     log.close()
     read = eventlog.tail(tmp_path / "events.jsonl", 100).events
     assert len(read) == len(CASES)
-    for seq, (e, (event, live, line)) in enumerate(zip(read, CASES), 1):
+    for seq, (e, (event, live, line)) in enumerate(zip(read, CASES, strict=True), 1):
         assert list(e)[:4] == ["seq", "ts", "kind", "iteration"] and e["seq"] == seq and e["ts"] == T0
         assert format_event(e, live=True) == live, event.kind
         assert format_event(e) == f"22:13:20 #{seq} {line}", event.kind

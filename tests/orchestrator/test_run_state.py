@@ -16,7 +16,7 @@ import pytest
 
 from orchestrator.config import BudgetLimits, LoopSettings, Settings
 from orchestrator.control import RunEnded, add_steer, request_stop
-from orchestrator.rundir import RunDir, effective_status, list_runs
+from orchestrator.rundir import effective_status, list_runs
 from orchestrator.runner import DiskFull, RunNotResumable, create_run, resume_run, start_run
 from orchestrator.viewer.store import RunStore
 from serving.client import ModelEndpoint

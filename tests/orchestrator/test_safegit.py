@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from orchestrator.safegit import clean_env, git_text
 from orchestrator.viewer.gitdiff import DiffUnavailable, iteration_diff
-from orchestrator.workspace import (LegacyRun, commit_tree, diff_for_iteration, export_tree, init_repo, stage_tree)
+from orchestrator.workspace import LegacyRun, commit_tree, diff_for_iteration, export_tree, init_repo, stage_tree
 
 
 def test_git_runs_with_a_clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,7 +41,7 @@ class ContainerWatch:
             self.run_ids |= {c["Labels"].get(LABEL_RUN, "") for c in found}
             self._stop.wait(0.05)
 
-    def __enter__(self) -> "ContainerWatch":
+    def __enter__(self) -> ContainerWatch:
         self._thread.start()
         return self
 

@@ -1,8 +1,8 @@
 """`sandbox_factory`: opens sandboxes on one backend (the test runs once per backend) and closes them."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 

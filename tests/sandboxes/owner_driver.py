@@ -13,7 +13,7 @@ from sandboxes import SandboxSpec, open_sandbox
 def main() -> None:
     backend, workspace = sys.argv[1], Path(sys.argv[2])
     sb = open_sandbox(SandboxSpec(workspace=workspace, run_id="reaper-test"), backend=backend, pool=False)
-    print(getattr(sb, "id"), flush=True)
+    print(sb.id, flush=True)
     threading.Thread(target=sb.exec, args=("echo started > /work/started; sleep 600",), daemon=True).start()
     time.sleep(600)
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sandboxes import SandboxSpec, open_sandbox
-from sandboxes import images
+from sandboxes import SandboxSpec, images, open_sandbox
 from sandboxes.base import SandboxError
 
 

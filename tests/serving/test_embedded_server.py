@@ -12,9 +12,9 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from typer.testing import CliRunner
 
+from sandboxes.engine import pid_alive
 from serving.client import ModelEndpoint, make_chat_model
 from serving.probe import endpoint_info
-from sandboxes.engine import pid_alive
 from serving.server import PortInUse, ServerStartError, start_server
 from tests.fixtures.vllm_server import embedded_plan, require_vllm_install
 

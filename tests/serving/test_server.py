@@ -13,13 +13,20 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from sandboxes.engine import pid_alive
 from serving.client import EndpointUnavailable, ModelEndpoint, make_chat_model
 from serving.config import ServingConfig
-from sandboxes.engine import pid_alive
 from serving.launch import LaunchPlan
 from serving.probe import served_models
-from serving.server import (PortInUse, ServerNotRunning, ServerStartError, read_state, start_server, state_path,
-                            stop_server)
+from serving.server import (
+    PortInUse,
+    ServerNotRunning,
+    ServerStartError,
+    read_state,
+    start_server,
+    state_path,
+    stop_server,
+)
 
 
 def _free_port() -> int:

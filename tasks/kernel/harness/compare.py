@@ -1,8 +1,9 @@
 """Comparing a candidate's outputs (as received, data only) with the evaluator's reference."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 

@@ -7,8 +7,8 @@ timing -> roofline/flags -> compute-sanitizer (optional, CUDA)."""
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import random
 import secrets
 import sys
@@ -22,12 +22,33 @@ import torch
 
 from .compare import compare_one, inputs_unchanged
 from .extensions import NATIVE_SUFFIXES, arch_list, uses_extensions
-from .options import CANDIDATE_FILE, EXT_BUILD, LOG_DIR, NONCE_FILE, OPTIONS_FILE, TARGET_FILE, EvalOptions, \
-    OptionsError, load_options
+from .options import (
+    CANDIDATE_FILE,
+    EXT_BUILD,
+    LOG_DIR,
+    NONCE_FILE,
+    OPTIONS_FILE,
+    TARGET_FILE,
+    EvalOptions,
+    OptionsError,
+    load_options,
+)
 from .procs import WorkerConfig, WorkerFailed, WorkerHandle
 from .protocol import Message
-from .spec import Target, TargetError, build_reference, flops, init_args, load_target, make_inputs, random_shape, \
-    resolved_shape, set_shape, timing_shapes, tolerance
+from .spec import (
+    Target,
+    TargetError,
+    build_reference,
+    flops,
+    init_args,
+    load_target,
+    make_inputs,
+    random_shape,
+    resolved_shape,
+    set_shape,
+    timing_shapes,
+    tolerance,
+)
 from .static_checks import check_native, check_source, imported_helpers, native_texts
 from .timing import roofline_floor_ms, time_shape
 from .verdict import ShapeTiming, Verdict
@@ -82,7 +103,7 @@ class WarmRefs:
         self.key: tuple = ()
         self.started = 0
 
-    def get(self, evaluation: "Evaluation") -> dict[str, WorkerHandle]:
+    def get(self, evaluation: Evaluation) -> dict[str, WorkerHandle]:
         key = (evaluation.cfg.device, evaluation.cfg.threads, evaluation.cfg.start_timeout_s)
         if key != self.key or not self._answering():
             self.close()
@@ -116,8 +137,15 @@ class Evaluation:
         self.verdict = Verdict(device=cfg.device)
         self.rng = random.Random(secrets.randbits(63))  # the secret: never written anywhere a worker can read
         self.workers: dict[str, WorkerHandle] = {}
-        self.target: Target | None = None
+        self._target: Target | None = None
         self.cuda_arch = ""
+
+    @property
+    def target(self) -> Target:
+        """The target module, loaded by the first stage (every later stage runs after it)."""
+        if self._target is None:
+            raise RuntimeError("the target is read before it was loaded")
+        return self._target
 
     def _worker_config(self, name: str, module: Path, cls: str, layout: Layout | None = None) -> WorkerConfig:
         cfg, paths = self.cfg, layout or self.paths
@@ -182,7 +210,7 @@ class Evaluation:
     def _setup(self) -> None:
         v = self.verdict
         self.paths.log_dir.mkdir(parents=True, exist_ok=True)
-        self.target = load_target(self.paths.target)
+        self._target = load_target(self.paths.target)
         if self.cfg.device not in self.target.meta.devices:
             v.errors.append(f"target supports {self.target.meta.devices}, not {self.cfg.device}")
             raise _Stop

@@ -16,9 +16,10 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
@@ -137,7 +138,7 @@ class _CapturedFd1:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def __enter__(self) -> "_CapturedFd1":
+    def __enter__(self) -> _CapturedFd1:
         sys.stdout.flush()
         self.saved = os.dup(1)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

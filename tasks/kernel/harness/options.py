@@ -88,7 +88,7 @@ class EvalOptions:
         return data
 
     @classmethod
-    def from_json(cls, data: Any) -> "EvalOptions":
+    def from_json(cls, data: Any) -> EvalOptions:
         """Validated: unknown keys, wrong types, out-of-range or non-finite numbers raise OptionsError (all
         reasons at once); missing keys take their defaults."""
         if not isinstance(data, dict):

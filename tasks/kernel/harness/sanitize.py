@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .procs import NOBODY, WorkerConfig, _env, ext_args, can_drop_privileges
+from .procs import NOBODY, WorkerConfig, _env, can_drop_privileges, ext_args
 
 TOOLS = ("memcheck", "racecheck")
 ERROR_EXIT = 86

@@ -64,7 +64,7 @@ class Verdict:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Verdict":
+    def from_json(cls, data: dict[str, Any]) -> Verdict:
         data = dict(data)
         data.pop("accepted", None)
         timings = [ShapeTiming(**t) for t in data.pop("timings", [])]

@@ -19,9 +19,7 @@ from kernels.msa.decode import sparse_decode_triton  # noqa: E402
 from kernels.msa.indexer import msa_index_topk_triton  # noqa: E402
 from kernels.msa.inputs import make_case  # noqa: E402
 from kernels.msa.prefill import sparse_attention_triton  # noqa: E402
-from tests.kernels.msa.checks import (DEVICE, DTYPE, GPU, HEAD_DIM, TOL,  # noqa: E402
-                                      assert_selection_equivalent, rel_err)
-
+from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM, TOL, assert_selection_equivalent, rel_err  # noqa: E402
 
 PREFILL = [  # (seq_lens, q_lens, heads, kv_heads)
     ([300], [300], 8, 2),  # 3 blocks only, last one partial

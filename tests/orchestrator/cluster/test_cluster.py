@@ -9,8 +9,8 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import ray
@@ -133,8 +133,8 @@ def test_kernel_evaluations_as_ray_tasks_match_local(tmp_path: Path, pg_url: str
     import shutil
 
     from tasks.base import CheckContext
-    from tasks.kernel.targets import TARGETS_DIR
     from tasks.kernel.runner import EvalOptions
+    from tasks.kernel.targets import TARGETS_DIR
     from tasks.kernel.task import KernelTask
 
     task = KernelTask(target="softmax", isolation="subprocess", options=EvalOptions(iters=3, warmup=1))

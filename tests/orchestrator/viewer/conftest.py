@@ -3,8 +3,8 @@ loopback port, and headless Debian Chromium driven by Playwright (never a downlo
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 

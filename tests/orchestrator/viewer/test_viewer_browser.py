@@ -2,8 +2,9 @@
 stop, kernel and paper views. Screenshots go to test-artifacts/viewer/."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

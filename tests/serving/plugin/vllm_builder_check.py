@@ -75,12 +75,13 @@ def main(model_dir: str) -> dict:
     from vllm.plugins import load_general_plugins
 
     load_general_plugins()  # our plugin: the CPU build needs it to import M3's modules at all
-    import serving.plugin.impls as impls
-    from kernels.msa import reference
     from vllm.config import set_current_vllm_config
     from vllm.models.minimax_m3.common.indexer import MiniMaxM3IndexerTritonMetadataBuilder
     from vllm.models.minimax_m3.common.sparse_attention import MiniMaxM3SparseMetadataBuilder
     from vllm.v1.kv_cache_interface import FullAttentionSpec, MLAAttentionSpec
+
+    import serving.plugin.impls as impls
+    from kernels.msa import reference
 
     g = torch.Generator().manual_seed(0)
     seq_lens = [c + q for c, q in REQUESTS]

@@ -15,9 +15,10 @@ def _name(cls: type) -> str:
 
 def select_under(facts: Any) -> dict[str, str]:
     """Call vLLM's (hooked) selectors as the M3 layers do, with platform facts forced to `facts`."""
-    from serving.plugin import install
     from vllm.models.minimax_m3.common import indexer
     from vllm.models.minimax_m3.nvidia import model
+
+    from serving.plugin import install
 
     saved = install.platform_facts
     install.platform_facts = lambda kv: facts  # type: ignore[assignment]

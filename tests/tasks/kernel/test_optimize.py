@@ -12,8 +12,8 @@ from langchain_core.messages import AIMessage
 from orchestrator.config import BudgetLimits, LoopSettings, Settings
 from orchestrator.runner import resume_run, start_run
 from serving.client import ModelEndpoint
-from tasks.kernel.targets import TARGETS_DIR
 from tasks.kernel.runner import EvalOptions
+from tasks.kernel.targets import TARGETS_DIR
 from tasks.kernel.task import KernelTask
 from tests.orchestrator.support import Script, local_opener, tool_call
 

@@ -11,8 +11,8 @@ import pytest
 from tasks.kernel.harness.options import OPTIONS_FILE, EvalOptions, OptionsError, load_options, write_options
 from tasks.kernel.runner import EVALUATOR_ARGS, parse_verdict, prepare_eval_dir, sandbox_spec
 from tasks.kernel.targets import TARGETS_DIR
-from tasks.registry import build_task
 from tasks.kernel.task import KernelTask
+from tasks.registry import build_task
 
 
 def test_options_round_trip_through_the_file(tmp_path: Path) -> None:

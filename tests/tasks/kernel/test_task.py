@@ -10,8 +10,8 @@ import pytest
 
 from tasks.base import CheckContext, CheckReport
 from tasks.kernel import database
-from tasks.kernel.targets import TARGETS_DIR
 from tasks.kernel.runner import EvalOptions
+from tasks.kernel.targets import TARGETS_DIR
 from tasks.kernel.task import KernelTask, KernelTaskError
 from tasks.registry import build_task
 

@@ -133,6 +133,7 @@ def test_a_hung_evaluation_kills_the_server_and_the_next_starts_fresh(tmp_path: 
 def test_real_loop_with_warm_references_stops_resumes_and_rejects_the_cheat(tmp_path: Path) -> None:
     """`m3lab optimize --warm` path: the scripted producer cycles honest, a planted cheat and broken code; the run
     stops at its budget and resumes; the same two reference workers serve every timed check."""
+    import pandas as pd
     from langchain_core.messages import AIMessage
 
     from orchestrator.config import BudgetLimits, LoopSettings, Settings
@@ -141,8 +142,6 @@ def test_real_loop_with_warm_references_stops_resumes_and_rejects_the_cheat(tmp_
     from tasks.kernel.runner import EvalOptions
     from tasks.kernel.task import KernelTask
     from tests.orchestrator.support import Script, local_opener
-
-    import pandas as pd
 
     pool = [HONEST.read_text(), (TARGETS_DIR / "cheats" / "c10_nan_wildcard.py").read_text(),
             "import torch\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n        return x[0]\n"]

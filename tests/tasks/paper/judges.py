@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 Decide = Callable[[str, str], tuple[int, str]]
 BATCH_LINE = re.compile(r"^\[(\d+)\] \(id: (.+?)\) (.*)$", re.MULTILINE)

@@ -19,9 +19,8 @@ from tasks.paper.rubric_gen import fallback_rubric
 from tasks.paper.task import PaperTask
 from tests.orchestrator.support import PolicyChatModel, tool_call
 
-from .judges import ScriptedJudge, always
-
 from . import tiny_experiment
+from .judges import ScriptedJudge, always
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

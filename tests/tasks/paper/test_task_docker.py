@@ -11,9 +11,8 @@ import pytest
 from tasks.base import CheckContext
 from tasks.paper.task import PaperTask
 
-from .judges import ScriptedJudge, always
-
 from . import tiny_experiment
+from .judges import ScriptedJudge, always
 
 pytestmark = pytest.mark.docker
 

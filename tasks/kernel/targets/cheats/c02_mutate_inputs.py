@@ -1,6 +1,5 @@
 """Cheat 2: compute in place on the input (saves an allocation; corrupts the caller's tensor).
 Caught by: the evaluator compares the inputs the worker hands back with its own copy."""
-import torch
 import torch.nn as nn
 
 

@@ -1,8 +1,12 @@
 """Writes the corpus expectation files: table cells, captions and headline numbers read off the rendered pages by hand
 (pages rendered with PyMuPDF and looked at); headings are the PDF outline's level 1-2 entries. Run from the repo root."""
-import json, pymupdf
+import json
 from pathlib import Path
+
+import pymupdf
+
 from benchmarks.paper_ingest_bench import corpus_pdf
+
 C = Path("tests/tasks/paper/corpus")
 
 def cells(rows):
