@@ -4,6 +4,7 @@ runs a search with K islands instead (each island fails four times, then fixes t
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from tasks.code.task import CodeTask
 from tests.orchestrator.support import PolicyChatModel, Script, fix_after, local_opener
 
 ISLANDS = int(os.environ.get("M3LAB_TEST_ISLANDS", "1"))
+ROOT = Path(__file__).resolve().parents[2]
 GOOD = "def add(a, b):\n    return a + b\n"
 BAD = "def add(a, b):\n    return a - b\n"
 
@@ -23,6 +25,13 @@ def models(role, endpoint, thinking, max_tokens=None):
     if role == "producer":
         return PolicyChatModel(messages=iter(()), policy=fix_after(8 if ISLANDS == 1 else 4, GOOD, BAD))
     return Script().factory()(role, endpoint, thinking)
+
+
+def start(runs: Path, src: Path, islands: int = 1) -> subprocess.Popen:
+    """This driver in a child process (the crash tests kill it)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "M3LAB_TEST_ISLANDS": str(islands)}
+    return subprocess.Popen([sys.executable, "-m", "tests.orchestrator.crash_driver", str(runs), str(src)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def main(runs_dir: Path, source: Path) -> None:

@@ -6,23 +6,14 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import git
 
+from tests.orchestrator.crash_driver import start
 from tests.orchestrator.support import make_code_workspace
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _start(runs: Path, src: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "tests.orchestrator.crash_driver", str(runs), str(src)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def test_sigkill_ten_times_then_resume_to_completion(tmp_path: Path) -> None:
@@ -30,14 +21,14 @@ def test_sigkill_ten_times_then_resume_to_completion(tmp_path: Path) -> None:
     src, runs = make_code_workspace(tmp_path), tmp_path / "runs"
     kills = 0
     while kills < 10:
-        proc = _start(runs, src)
+        proc = start(runs, src)
         time.sleep(rng.uniform(0.8, 2.5))
         if proc.poll() is not None:  # finished before the kill: that is fine too, but keep killing new runs
             break
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1
-    final = _start(runs, src)
+    final = start(runs, src)
     _, err = final.communicate(timeout=300)
     run = next(p for p in runs.iterdir() if not p.name.startswith(".") and (p / "run.json").exists())  # .new-*: creation cut
     meta = json.loads((run / "run.json").read_text())

@@ -9,8 +9,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,9 +23,9 @@ from orchestrator.runner import start_run
 from serving.client import ModelEndpoint
 from tasks.base import CheckContext, CheckReport
 from tasks.code.task import CodeTask
+from tests.orchestrator.crash_driver import start
 from tests.orchestrator.support import PolicyChatModel, Script, fix_after, local_opener, make_code_workspace, tool_call
 
-ROOT = Path(__file__).resolve().parents[2]
 GOOD = "def add(a, b):\n    return a + b\n"
 BAD = "def add(a, b):\n    return a - b\n"
 
@@ -191,25 +189,19 @@ def test_islands_config_is_read_and_checked(tmp_path: Path) -> None:
         raise AssertionError("islands = 0 was accepted")
 
 
-def _start(runs: Path, src: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "M3LAB_TEST_ISLANDS": "3"}
-    return subprocess.Popen([sys.executable, "-m", "tests.orchestrator.crash_driver", str(runs), str(src)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
 def test_sigkill_mid_rounds_then_resume_loses_and_repeats_no_island_verdict(tmp_path: Path) -> None:
     rng = random.Random(4321)
     src, runs = make_code_workspace(tmp_path), tmp_path / "runs"
     kills = 0
     while kills < 6:
-        proc = _start(runs, src)
+        proc = start(runs, src, islands=3)
         time.sleep(rng.uniform(1.0, 3.0))
         if proc.poll() is not None:
             break
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1
-    _, err = _start(runs, src).communicate(timeout=300)
+    _, err = start(runs, src, islands=3).communicate(timeout=300)
     run = next(p for p in runs.iterdir() if not p.name.startswith(".") and (p / "run.json").exists())
     m: dict[str, Any] = meta(run)
     assert m["status"] == "succeeded", err.decode()[-3000:]

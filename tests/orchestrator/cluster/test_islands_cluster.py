@@ -25,6 +25,7 @@ from orchestrator.runtime import Runtime
 from orchestrator.store import StoreSettings
 from orchestrator.store.slots import evaluations_in_flight
 from serving.client import ModelEndpoint
+from tasks.kernel.runner import EvalOptions
 from tasks.kernel.targets import TARGETS_DIR
 from tasks.kernel.task import KernelTask
 from tests.orchestrator.support import PolicyChatModel, Script, local_opener, tool_call
@@ -81,7 +82,7 @@ def verdicts(run: Path) -> dict[int, tuple[Any, ...]]:
 def test_island_evaluations_run_concurrently_on_ray_with_local_verdicts(tmp_path: Path, pg_url: str,
                                                                         ray_cluster: str) -> None:
     fast = ModelEndpoint(retry_for_s=0.5)
-    task = KernelTask(target="softmax", isolation="subprocess", iters=3, warmup=1)
+    task = KernelTask(target="softmax", isolation="subprocess", options=EvalOptions(iters=3, warmup=1))
     settings = Settings(producer=fast, verifier=fast, runs_dir=tmp_path / "runs", budget=BudgetLimits(max_iterations=3),
                         loop=LoopSettings(stuck_patience=20), search=SearchSettings(islands=3),
                         cluster=ClusterSettings(address=ray_cluster, eval_cpus=1.0))
