@@ -78,7 +78,9 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
                 text = f"[Equation {eq.number or eq.id}: {eq.text}]"
                 stream.append(("equation", Line(line.page, line.bbox, text, line.size, False, False)))
             elif id(line) not in used and not EQUATION_NUMBER.match(line.text):  # stray labels are no text
-                if stream and stream[-1][0] == "heading" and _continues_heading(stream[-1][1], line, body_size):
+                # Two headings the outline names apart ("Measurement Scale ..." then "Model 1: ...") stay two.
+                if stream and stream[-1][0] == "heading" and _continues_heading(stream[-1][1], line, body_size) \
+                        and not (_in_outline(stream[-1][1], outline) and _in_outline(line, outline)):
                     stream[-1] = ("heading", _joined(stream[-1][1], line))
                     continue
                 run_in = _run_in_heading(line, outline)
