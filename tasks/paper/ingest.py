@@ -106,6 +106,9 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
     return bundle
 
 
+FLOAT_BOOKMARK = re.compile(r"(?:table|figure|fig\.?|graph|chart|plate|scheme|listing)\s*[\dA-Z]+\.?$", re.IGNORECASE)
+
+
 def _bare(title: str) -> str:
     """A heading without its number, case-folded, letters and digits only ("3.1 Neural model" -> "neuralmodel")."""
     title = SECTION_NUMBER.sub("", title.strip())
@@ -116,7 +119,8 @@ def _outline(doc: pymupdf.Document) -> dict[int, set[str]]:
     """The PDF's own outline (bookmarks, written by hyperref from the sections): page index -> bare titles."""
     outline: dict[int, set[str]] = {}
     for _level, title, page in doc.get_toc(simple=True):
-        if page >= 1 and _bare(title):
+        # Some outlines also bookmark every float ("Table 3", "Graph 1"): a float's label is no section heading.
+        if page >= 1 and _bare(title) and not FLOAT_BOOKMARK.match(title.strip()):
             outline.setdefault(page - 1, set()).add(_bare(title))
     return outline
 

@@ -424,15 +424,26 @@ def _header_text(header_rows: Sequence[Sequence[str]], c: int) -> str:
 
 def _set_like_body(rows: Sequence[Row]) -> bool:
     """The first line starts in the label column, as the next lines do, with their weights (label, then the other
-    cells), and is not all bold: a data line, not a header (a header over the values leaves the stub empty)."""
-    def pattern(row: Row) -> tuple[bool, bool]:
-        return row.words[0].bold, any(w.bold for w in row.words[1:])
+    cells) and numbers (or none, as they have none), and is not all bold: a data line, not a header (a header
+    over the values leaves the stub empty, or names columns whose cells are numbers)."""
+    def pattern(row: Row) -> tuple[bool, bool, bool]:
+        return (row.words[0].bold, any(w.bold for w in row.words[1:]),
+                any(parse_number(w.text) is not None for w in row.words[1:]))
 
     def label_column(a: Row, b: Row) -> bool:  # both lines start in the same (label) column
         return a.words[0].bbox[0] < b.words[0].bbox[2] and b.words[0].bbox[0] < a.words[0].bbox[2]
 
-    return len(rows) > 2 and pattern(rows[0]) == pattern(rows[1]) == pattern(rows[2]) != (True, True) \
-        and label_column(rows[0], rows[1])
+    return len(rows) > 2 and pattern(rows[0]) == pattern(rows[1]) == pattern(rows[2]) \
+        and not all(w.bold for w in rows[0].words) and label_column(rows[0], rows[1])
+
+
+def _header_below(rows: Sequence[Row], count: int) -> bool:
+    """The line under a boxed grid's header line is a second header level ("1 2 3" under "Software process quality
+    model") when it leaves the label column empty while every line after it fills it."""
+    rest = rows[count + 1:]
+    if count + 1 >= len(rows) or not rest:
+        return False
+    return rows[count].words[0].bbox[0] > max(r.words[0].bbox[2] for r in rest)
 
 
 def _header_count(rows: Sequence[Row], rules: Sequence[float], boxed: bool = False) -> int:
@@ -446,7 +457,7 @@ def _header_count(rows: Sequence[Row], rules: Sequence[float], boxed: bool = Fal
         cut = min(inner)
         count = sum(1 for r in rows if r.baseline < cut)
         if 0 < count < len(rows):
-            return count
+            return count + (boxed and _header_below(rows, count))
     for i, row in enumerate(rows):
         if any(parse_number(w.text) is not None for w in row.words[1:]):
             return max(i, 1)

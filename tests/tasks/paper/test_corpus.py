@@ -21,7 +21,7 @@ LEVELS = [
     ("pomdp_teaching", 1.0, 0.98, 1.0, 1.0),    # wrapped labels, value [interval] cells, ∑ rows, run-in Abstract
     ("phishing_shap", 1.0, 1.0, 1.0, 1.0),      # Springer Nature layout, citation superscripts in row labels
     ("pitch_spiral_ismir", 1.0, 1.0, 1.0, 1.0), # two columns, "(± x)" lines under values, two-line labels/heading
-    ("sw_quality_models", 1.0, 0.95, 1.0, 1.0), # two columns, boxed grids with captions below, headerless grids
+    ("sw_quality_models", 1.0, 0.98, 1.0, 1.0), # two columns, boxed grids with captions below, headerless grids
 ]
 
 
