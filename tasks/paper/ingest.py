@@ -78,7 +78,9 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
                 text = f"[Equation {eq.number or eq.id}: {eq.text}]"
                 stream.append(("equation", Line(line.page, line.bbox, text, line.size, False, False)))
             elif id(line) not in used and not EQUATION_NUMBER.match(line.text):  # stray labels are no text
-                if stream and stream[-1][0] == "heading" and _continues_heading(stream[-1][1], line, body_size):
+                # Two headings the outline names apart ("Measurement Scale ..." then "Model 1: ...") stay two.
+                if stream and stream[-1][0] == "heading" and _continues_heading(stream[-1][1], line, body_size) \
+                        and not (_in_outline(stream[-1][1], outline) and _in_outline(line, outline)):
                     stream[-1] = ("heading", _joined(stream[-1][1], line))
                     continue
                 run_in = _run_in_heading(line, outline)
@@ -104,6 +106,9 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
     return bundle
 
 
+FLOAT_BOOKMARK = re.compile(r"(?:table|figure|fig\.?|graph|chart|plate|scheme|listing)\s*[\dA-Z]+\.?$", re.IGNORECASE)
+
+
 def _bare(title: str) -> str:
     """A heading without its number, case-folded, letters and digits only ("3.1 Neural model" -> "neuralmodel")."""
     title = SECTION_NUMBER.sub("", title.strip())
@@ -114,7 +119,8 @@ def _outline(doc: pymupdf.Document) -> dict[int, set[str]]:
     """The PDF's own outline (bookmarks, written by hyperref from the sections): page index -> bare titles."""
     outline: dict[int, set[str]] = {}
     for _level, title, page in doc.get_toc(simple=True):
-        if page >= 1 and _bare(title):
+        # Some outlines also bookmark every float ("Table 3", "Graph 1"): a float's label is no section heading.
+        if page >= 1 and _bare(title) and not FLOAT_BOOKMARK.match(title.strip()):
             outline.setdefault(page - 1, set()).add(_bare(title))
     return outline
 

@@ -99,6 +99,9 @@ def page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None = None) -> 
 
 MARGIN_ZONE = 0.09
 """Running headers and footers sit in the top and bottom 9 % of the page."""
+PLACED_ZONE = 0.12
+"""Further in (to 12 %), a line counts as running furniture only where its text recurs at the same height."""
+PLACED_TOLERANCE_PT = 3.0
 LICENCE_LINE = re.compile(
     r"copyright\s*(?:©|\(c\))|©\s*\d{4}|creative commons|international licen[cs]e|licensed under|released under a|"
     r"permission to make digital|correspondence should be addressed|competing interests? exist|"
@@ -109,19 +112,23 @@ LICENCE_LINE = re.compile(
 
 
 def running_lines(pages: Sequence[Sequence[Line]], heights: Sequence[float]) -> set[int]:
-    """`id()` of running headers/footers: margin lines whose text (digits ignored) recurs on many pages."""
-    def key(line: Line) -> str:
-        return re.sub(r"\d+", "#", line.text.strip().lower())
+    """`id()` of running headers/footers: margin lines whose text (digits ignored) recurs on many pages, and lines
+    a little further in ("Page 3 of 6" under a two-line citation header) whose text recurs at the same height."""
+    def key(line: Line, height: float) -> str | None:
+        text = re.sub(r"\d+", "#", line.text.strip().lower())
+        if line.bbox[3] < MARGIN_ZONE * height or line.bbox[1] > (1 - MARGIN_ZONE) * height:
+            return text
+        if line.bbox[3] < PLACED_ZONE * height or line.bbox[1] > (1 - PLACED_ZONE) * height:
+            return f"{text}@{round(line.bbox[1] / PLACED_TOLERANCE_PT)}"
+        return None
 
     margin: list[tuple[Line, str]] = []
-    for lines, height in zip(pages, heights, strict=True):
-        edge = [ln for ln in lines if ln.bbox[3] < MARGIN_ZONE * height or ln.bbox[1] > (1 - MARGIN_ZONE) * height]
-        if len(edge) < len(lines):  # a page of margin lines only is content, not furniture
-            margin += [(ln, key(ln)) for ln in edge]
     pages_with: Counter[str] = Counter()
     for lines, height in zip(pages, heights, strict=True):
-        seen = {key(ln) for ln in lines if ln.bbox[3] < MARGIN_ZONE * height or ln.bbox[1] > (1 - MARGIN_ZONE) * height}
-        pages_with.update(seen)
+        keyed = [(ln, k) for ln in lines if (k := key(ln, height)) is not None]
+        if len(keyed) < len(lines):  # a page of margin lines only is content, not furniture
+            margin += keyed
+        pages_with.update({k for _, k in keyed})
     needed = max(2, int(0.3 * len(pages)))
     return {id(ln) for ln, k in margin if pages_with[k] >= needed}
 

@@ -47,6 +47,10 @@ def _value(number: str, exponent: str | None) -> float:
     return float(number.replace(",", "")) * 10.0 ** _exponent(exponent)
 
 
+COUNT_WITH_SHARE = re.compile(r"^(\d{1,3}(?:,\d{3})*|\d+)\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)$")
+"""A count printed with its percentage of the total in parentheses: "61 (49.59%)", "0 (0.0%)"."""
+
+
 def parse_value(text: str) -> tuple[float, float | None] | None:
     """(value, printed ± spread or None) of a cell such as "58.9 ± 1.9%", "3.2 × 10⁻⁴", "1e-3", "10⁴", "−0.3";
     a value printed with its interval ("224.80 [196.80 284.20]") takes the interval's larger half-width as its
@@ -56,6 +60,9 @@ def parse_value(text: str) -> tuple[float, float | None] | None:
     if interval:
         value, low, high = (float(g.replace(",", "")) for g in interval.groups())
         return (value, max(value - low, high - value)) if low <= value <= high else None
+    share = COUNT_WITH_SHARE.match(cleaned)
+    if share:  # "61 (49.59%)": a count with its share of the total; the count is the cell's value
+        return float(share.group(1).replace(",", "")), None
     power = BARE_POWER.match(cleaned)
     if power:
         return float(f"{power.group(1)}1e{power.group(2).translate(FROM_SUPERSCRIPT)}"), None

@@ -36,6 +36,7 @@ NOT_RESULTS_TABLE = re.compile(
     r"training detail|glossary|symbol|overview of (?:the )?data|data ?sets? (?:used|summary|details)|licen[cs]e|"
     r"(?:quantity|amount|size) of (?:the )?(?:data|training)",
     re.IGNORECASE)
+IDENTIFIER_CELL = re.compile(r"^\d+[A-Za-z]$")
 SUMMARY_COLUMN = re.compile(r"\b(?:average|avg|mean|overall|total|all)\b", re.IGNORECASE)
 """A column that sums up the others: its cells come before the per-item ones when a table is cut."""
 SETUP_COLUMN = re.compile(
@@ -129,7 +130,10 @@ def result_columns(table: Table) -> list[int]:
 
 def cell_value(text: str) -> tuple[float, float | None] | None:
     """(value, printed spread or None) of a result cell; a value printed with its interval ("224.80 [196.80
-    284.20]") takes the interval's larger half-width as its spread."""
+    284.20]") takes the interval's larger half-width as its spread. A code such as "1A" or "2B" (a case, a
+    variant) names something and is no result."""
+    if IDENTIFIER_CELL.match(text.strip()):
+        return None
     return numbers.parse_value(text)
 
 

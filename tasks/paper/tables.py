@@ -48,8 +48,9 @@ def extract_tables(page: pymupdf.Page, lines: Sequence[Line], captions: Mapping[
     claimed: set[int] = set()
     stops = {id(ln) for _, parts in captions.values() for ln in parts}
     tables: list[Table] = []
+    side = _captions_side(table_captions, lines, rules, page_words, stops)
     for block in table_captions:
-        found = _table_below_or_above(page, block[1], lines, rules, verticals, page_words, claimed | stops)
+        found = _table_below_or_above(page, block[1], lines, rules, verticals, page_words, claimed | stops, side)
         if found is None:
             continue
         grid, members = found
@@ -111,9 +112,12 @@ def _is_prose(line: Line, page_words: Sequence[tuple]) -> bool:
 
 def _table_below_or_above(page: pymupdf.Page, caption: Sequence[Line], lines: Sequence[Line],
                           rules: Sequence[tuple[float, float, float]], verticals: Sequence[tuple[float, float, float]],
-                          page_words: Sequence[tuple], claimed: set[int]):
+                          page_words: Sequence[tuple], claimed: set[int], side: bool | None = None):
     candidates = [_neighbours(page_words, caption, lines, rules, claimed, below) for below in (True, False)]
-    # The table is on the side of the caption with the nearer first line (papers put captions above or below).
+    # The table is on the side of the caption with the nearer first line (papers put captions above or below),
+    # unless the page's unambiguous captions show on which side its tables are (a caption between two tables).
+    if side is not None and all(len(m) >= 2 for m in candidates):
+        candidates = [candidates[0 if side else 1]]
     candidates.sort(key=lambda m: _distance(caption, m) if m else float("inf"))
     for members in candidates:
         if len(members) < 2:
@@ -130,6 +134,18 @@ def _table_below_or_above(page: pymupdf.Page, caption: Sequence[Line], lines: Se
         if grid is not None:
             return grid, members
     return None
+
+
+def _captions_side(table_captions, lines: Sequence[Line], rules: Sequence[tuple[float, float, float]],
+                   page_words: Sequence[tuple], stops: set[int]) -> bool | None:
+    """Whether this page's tables lie below their captions (True) or above (False), by the captions with a table
+    on one side only; None when they do not say or disagree."""
+    votes = set()
+    for _, caption in table_captions:
+        sides = [len(_neighbours(page_words, caption, lines, rules, stops, below)) >= 2 for below in (True, False)]
+        if sides[0] != sides[1]:
+            votes.add(sides[0])
+    return votes.pop() if len(votes) == 1 else None
 
 
 def _widen(members: list[Line], caption: Sequence[Line], lines: Sequence[Line], page_words: Sequence[tuple],
@@ -189,7 +205,8 @@ def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Seq
         ruled_gap = any(min(ref, near) <= y <= max(ref, near) and abs(y - ref) <= 1.4 * height
                         and abs(near - y) <= 1.4 * height for y, _, _ in rules)
         if caption_kind(line.text) or id(line) in claimed or (_is_prose(line, page_words)
-                                                              and not _number_beside(line, side)):
+                                                              and not _number_beside(line, side)
+                                                              and not _cell_beside(line, lines)):
             break  # another caption, another table's line, or running text
         if picked and line.size > 1.15 * max(ln.size for ln in [*picked, *caption]):
             break  # a heading after the table
@@ -199,6 +216,24 @@ def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Seq
         picked.append(line)
         ref = line.bbox[3] if below else line.bbox[1]
     return picked if below else picked[::-1]
+
+
+def _cell_beside(line: Line, lines: Sequence[Line]) -> bool:
+    """A long text cell ("Model does not satisfy the idea in the requirements.") reads like running text, but a
+    short cell printed beside it on the same row, in the same column of the page, makes the row a table row."""
+    height = line.bbox[3] - line.bbox[1]
+    mid = (min(ln.bbox[0] for ln in lines) + max(ln.bbox[2] for ln in lines)) / 2
+
+    def same_half(other: Line) -> bool:
+        if line.bbox[2] <= mid:
+            return other.bbox[2] <= mid
+        if line.bbox[0] >= mid:
+            return other.bbox[0] >= mid
+        return True
+
+    return any(abs(o.center[1] - line.center[1]) < 0.5 * height and len(o.text.split()) < PROSE_WORDS
+               and (o.bbox[0] - line.bbox[2] > height or line.bbox[0] - o.bbox[2] > height) and same_half(o)
+               for o in lines if o is not line)
 
 
 def _number_beside(line: Line, others: Sequence[Line]) -> bool:

@@ -8,8 +8,10 @@ and the levels are joined per column ("Accuracy [%] / α = 0.05"). A row label p
 (a multirow cell) is given to every row of its group (rows between two horizontal rules)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from tasks.paper.bundle import rounded_box
@@ -243,6 +245,12 @@ def _text(words: Sequence[Word]) -> str:
     return " ".join(w.text for w in words).strip()
 
 
+def _rule_between_all(rows: Sequence[Row], rules: Sequence[float]) -> bool:
+    """Every pair of consecutive rows has a full rule between them: a boxed grid of cells."""
+    spans = sorted((min(w.bbox[1] for w in r.words), max(w.bbox[3] for w in r.words)) for r in rows)
+    return len(spans) > 1 and all(any(a[1] - 2 <= y <= b[0] + 2 for y in rules) for a, b in pairwise(spans))
+
+
 def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float]],
                verticals: Sequence[float] = ()) -> Grid | None:
     """The table's cells from its printed lines and its horizontal rules (y, x0, x1); None when the block does
@@ -258,7 +266,7 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     full = [(y, a, b) for y, a, b in segments if b - a >= 0.85 * (right - left) and a <= left + edge and b >= right - edge]
     rules = [y for y, _, _ in full]
     partial = [seg for seg in segments if seg not in full]
-    header_count = _header_count(rows, rules)
+    header_count = _header_count(rows, rules, boxed=bool(verticals))
     body = list(rows[header_count:]) or list(rows)
     spans = _column_spans(body, verticals)
     if not spans:
@@ -299,14 +307,41 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     numeric = sum(parse_number(c) is not None for row in cells for c in row[1:])
     filled = sum(1 for row in cells for c in row[1:] if c)
     longest = max((len(c) for row in cells for c in row), default=0)
-    if n > 1 and (not filled or (numeric < 0.25 * filled and longest > 40)):
-        return None  # prose or a list, not a table
-    header = [_header_text(header_rows, c) for c in range(n)] if header_rows else cells.pop(0)
-    if not header_rows:
+    if n > 1 and (not filled or (numeric < 0.25 * filled and longest > 40 and not _rule_between_all(rows, rules))):
+        return None  # prose or a list, not a table (a text table ruled under every row is a table)
+    if header_rows:
+        header = [_header_text(header_rows, c) for c in range(n)]
+    elif header_count == 0:
+        header = [""] * n
+    else:
+        header = cells.pop(0)
         styles.pop(0)
+    _join_citation_columns(header_rows, header, cells, styles)
     box = (min(w.bbox[0] for r in rows for w in r.words), min(w.bbox[1] for r in rows for w in r.words),
            max(w.bbox[2] for r in rows for w in r.words), max(w.bbox[3] for r in rows for w in r.words))
     return Grid(rounded_box(*box), header_rows, header, cells, styles)
+
+
+CITATION_MARK = re.compile(r"\[\d+(?:[,–-]\s*\d+)*\]")
+
+
+def _join_citation_columns(header_rows: list[list[str]], header: list[str], cells: list[list[str]],
+                           styles: list[list[str]]) -> None:
+    """A headerless column that holds only citation marks ("[8]" set apart from "ISO 9000-3") belongs to the
+    cell on its left. Joins in place."""
+    for c in range(len(header) - 1, 0, -1):
+        marks = [row[c] for row in cells if c < len(row) and row[c]]
+        if header[c] or not marks or not all(CITATION_MARK.fullmatch(m) for m in marks):
+            continue
+        for row, style in zip(cells, styles, strict=True):
+            if c < len(row):
+                row[c - 1] = f"{row[c - 1]} {row.pop(c)}".strip()
+                if c < len(style):
+                    style.pop(c)
+        header.pop(c)
+        for line in header_rows:
+            if c < len(line):
+                line.pop(c)
 
 
 def _merge_spread_rows(cells: list[list[str]], styles: list[list[str]], rows: list[Row]) -> list[Row]:
@@ -387,15 +422,42 @@ def _header_text(header_rows: Sequence[Sequence[str]], c: int) -> str:
     return " ".join(levels).rstrip(" /")
 
 
-def _header_count(rows: Sequence[Row], rules: Sequence[float]) -> int:
+def _set_like_body(rows: Sequence[Row]) -> bool:
+    """The first line starts in the label column, as the next lines do, with their weights (label, then the other
+    cells) and numbers (or none, as they have none), and is not all bold: a data line, not a header (a header
+    over the values leaves the stub empty, or names columns whose cells are numbers)."""
+    def pattern(row: Row) -> tuple[bool, bool, bool]:
+        return (row.words[0].bold, any(w.bold for w in row.words[1:]),
+                any(parse_number(w.text) is not None for w in row.words[1:]))
+
+    def label_column(a: Row, b: Row) -> bool:  # both lines start in the same (label) column
+        return a.words[0].bbox[0] < b.words[0].bbox[2] and b.words[0].bbox[0] < a.words[0].bbox[2]
+
+    return len(rows) > 2 and pattern(rows[0]) == pattern(rows[1]) == pattern(rows[2]) \
+        and not all(w.bold for w in rows[0].words) and label_column(rows[0], rows[1])
+
+
+def _header_below(rows: Sequence[Row], count: int) -> bool:
+    """The line under a boxed grid's header line is a second header level ("1 2 3" under "Software process quality
+    model") when it leaves the label column empty while every line after it fills it."""
+    rest = rows[count + 1:]
+    if count + 1 >= len(rows) or not rest:
+        return False
+    return rows[count].words[0].bbox[0] > max(r.words[0].bbox[2] for r in rest)
+
+
+def _header_count(rows: Sequence[Row], rules: Sequence[float], boxed: bool = False) -> int:
     """Header lines: those above the first rule under the first line (booktabs' midrule, a ruled grid's line);
-    without rules, the lines before the first one that holds a number."""
+    without rules, the lines before the first one that holds a number; none in a boxed grid (`boxed`: vertical
+    rules too) whose first line is set like the rest."""
     inner = [y for y in rules if y > rows[0].baseline and y < rows[-1].baseline]
+    if boxed and _rule_between_all(rows, rules) and _set_like_body(rows):
+        return 0  # a boxed grid (rules round every cell) whose first line is set like the lines under it has no header line
     if inner:
         cut = min(inner)
         count = sum(1 for r in rows if r.baseline < cut)
         if 0 < count < len(rows):
-            return count
+            return count + (boxed and _header_below(rows, count))
     for i, row in enumerate(rows):
         if any(parse_number(w.text) is not None for w in row.words[1:]):
             return max(i, 1)

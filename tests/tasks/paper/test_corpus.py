@@ -1,5 +1,5 @@
 """Ingest scored on real published papers (tests/tasks/paper/corpus/, CC BY 4.0, hand-checked expectations).
-The full 14-paper table with timings is benchmarks/paper_ingest_bench.py; here eight papers of different table
+The full 15-paper table with timings is benchmarks/paper_ingest_bench.py; here nine papers of different table
 kinds are scored with the same scorer and must keep the levels measured when the corpus was last scored."""
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ LEVELS = [
     ("pomdp_teaching", 1.0, 0.98, 1.0, 1.0),    # wrapped labels, value [interval] cells, ∑ rows, run-in Abstract
     ("phishing_shap", 1.0, 1.0, 1.0, 1.0),      # Springer Nature layout, citation superscripts in row labels
     ("pitch_spiral_ismir", 1.0, 1.0, 1.0, 1.0), # two columns, "(± x)" lines under values, two-line labels/heading
+    ("sw_quality_models", 1.0, 0.98, 1.0, 1.0), # two columns, boxed grids with captions below, headerless grids
 ]
 
 
@@ -88,3 +89,22 @@ def test_appendix_run_in_and_side_bar_headings(tmp_path: Path) -> None:
     assert {"A Appendix", "A.1 Code for Penultimate Layer Representation", "Results"} <= set(titles)
     # ReScience's side bar prints "Edited by" on the row of the first heading: they stay apart.
     assert ingest_pdf(corpus_pdf("meta_learning"), tmp_path / "m").sections[0].title == "1 Introduction"
+
+
+def test_boxed_grids_with_captions_below_in_two_columns(tmp_path: Path) -> None:
+    bundle = ingest_pdf(corpus_pdf("sw_quality_models"), tmp_path / "b")
+    tables = {t.id: t for t in bundle.tables}
+    # Three tables stacked in one column, each caption under its own grid (not over the next one).
+    assert tables["table_1"].header == ["Forms", "Remarks"]  # and its long text cells do not end the table
+    assert tables["table_1"].rows[2] == ["Not satisfied", "Model does not satisfy the idea in the requirements."]
+    assert tables["table_2"].rows[0] == ["UC1", "SW developers"]
+    assert tables["table_3"].rows[0] == ["S", "All requirements in ideal process"]
+    # A grid whose first line is set like the others has no header line; the running "Page 5 of 6" (under the
+    # citation header, outside the top margin band) is in no table and no section.
+    assert tables["table_14"].header == ["", ""] and tables["table_14"].rows[0] == ["Unsatisfied", "53 (43.08%)"]
+    assert tables["table_5"].rows[0] == ["1", "ISO 9001:1994/ ISO 9000-3 [8]"]  # the citation column joins its cell
+    text = " ".join(s.text for s in bundle.sections)
+    assert "Page 5 of 6" not in text and not any("Page" in c for t in bundle.tables for c in t.header)
+    # Two headings the outline names apart stay two although set in the same font, one right under the other.
+    titles = [s.title for s in bundle.sections]
+    assert "Measurement Scale for Software Quality Models" in titles and "Model 1: ISO 9001:1994 / ISO 9000-3" in titles

@@ -111,8 +111,9 @@ E["mobile_backup"] = dict(figures=3, headline=[], tables=[
 ])
 E["neural_pde"] = dict(figures=4, headline=["0.688", "0.212", "0.094"], tables=[
  dict(number="1", caption="Parameters used in the training process", cells=cells([
-  ("Number of problems", "16 × 16", "50"), ("Batch size", "16 × 16", "10"), ("Max epochs", "16 × 16", "1000"), ("Tolerance", "16 × 16", "1e-6"),
-  ("Optimizer", "16 × 16", "Adadelta"), ("ρ", "16 × 16", "0.9")])),
+  # A boxed grid with no header line: "Grid size N × N | 16 × 16" is its first data row (the value column's key is "").
+  ("Grid size N × N", "", "16 × 16"), ("Number of problems", "", "50"), ("Batch size", "", "10"), ("Max epochs", "", "1000"),
+  ("Tolerance", "", "1e-6"), ("Optimizer", "", "Adadelta"), ("ρ", "", "0.9")])),
  dict(number="2", caption="Test results of solver trained on a 16 × 16 grid", cells=cells([
   ("1 32 l_shape", "FLOPS", "0.688 ± 0.001"), ("1 32 square", "CPU time [s]", "0.332 ± 0.097"), ("1 64 l_shape", "#iterations k", "0.212 ± 0.000"),
   ("1 64 square", "FLOPS", "0.686 ± 0.011"), ("2 32 l_shape", "CPU time [s]", "0.161 ± 0.032"), ("2 32 square", "#iterations k", "0.094 ± 0.000"),
@@ -219,6 +220,68 @@ E["pitch_spiral_ismir"] = dict(_source=(
   ("1-d & 2-d (111k parameters)", "average", "73.8 (± 2.3)"), ("2-d & 1-d & spiral (147k parameters)", "average", "74.0 (± 0.6)"),
   ("2-d & 1-d & spiral (147k parameters)", "tenor sax.", "59.0 (± 7.3)"), ("2-d, 48 kernels (158k parameters)", "trumpet", "68.8 (± 1.8)"),
   ("2-d, 48 kernels (158k parameters)", "dist. guitar", "84.5 (± 2.5)")])),
+])
+E["sw_quality_models"] = dict(_source=(
+ "J Inform Tech Softw Eng 7:202 (2017), CC BY, shared/paper_corpus/sw_quality_models.pdf (see README.md)"),
+ # Two-column journal layout, every table a boxed grid (a rule under each row) with its caption BELOW it, two
+ # tables stacked between captions, tables side by side in the two columns, a citation header plus "Page N of 6"
+ # on every page. Headings from the outline (its Table/Figure/Graph/Keywords/References entries left out), in
+ # page order. Tables 3, 4, 6 and 11-16 have no header line: their column key is "".
+ _headings=["Abstract", "Introduction", "Theoretical Assessment of SW Quality Models",
+            "Approaches for theoretical assessment", "Approach of user class based appraisal",
+            "Experiential Assessment Approach", "Approaches to experiential assessment",
+            "Results to obtain by experiential assessment", "Input resources for experiential assessment procedure",
+            "Case Study", "Case ‘A’", "Case ‘B’", "Case Study Contents",
+            "Measurement Scale for Software Quality Models", "Model 1: ISO 9001:1994 / ISO 9000-3", "Model 2: SPICE",
+            "Model3: SW-CMM", "Results and Discussion", "Case studies (1A, 2A, 3A)", "Case study 2A: SPICE",
+            "Case study 3A: CMM", "Case studies (1B, 2B,3B)", "Result graphs of entire mode",
+            "Conclusion and Future Work"],
+ figures=1, headline=["42.77%", "49.59%", "47.99%", "54.98%", "56.92%", "56.60%"], tables=[
+ dict(number="1", caption="Form of correctness", cells=cells([
+  ("Satisfied", "Remarks", "Model completely satisfy all requirements"),
+  ("Partly satisfied", "Remarks", "Model satisfies the part of the requirements."),
+  ("Not satisfied", "Remarks", "Model does not satisfy the idea in the requirements.")])),
+ dict(number="2", caption="User classes", cells=cells([
+  ("UC1", "Description", "SW developers"), ("UC2", "Description", "Manager"), ("UC3", "Description", "Customers")])),
+ dict(number="3", caption="Key words for requirements", cells=cells([
+  ("S", "", "All requirements in ideal process"), ("R", "", "Requirements known in ideal process."),
+  ("T", "", "Requirements mapped with no user class"), ("R1, R2, R3", "", "Requirements mapped to specific class"),
+  ("A", "", "Common requirements for all classes")])),
+ dict(number="4", caption="Relationship b/w user classes and requirements", cells=cells([
+  ("R1", "", "UC1(developers)"), ("R2", "", "UC2(process manager)"), ("R3", "", "UC3(customer or client)")])),
+ dict(number="5", caption="The software process model selected", cells=cells([
+  ("1", "Model name", "ISO 9001:1994/ ISO 9000-3 [8]"), ("2", "Model name", "Spice v1.3 [10]"),
+  ("3", "Model name", "SW-CMM v1.3 [9]")])),
+ dict(number="6", caption="Requirements of a case study process", cells=cells([
+  ("PReq1", "", "stable process"), ("PReq2", "", "Non trivial process"), ("PReq4", "", "Multiple workers in the process"),
+  ("PReq6", "", "Principles of sw engineering are utilized"), ("PReq8", "", "Open for investigation"),
+  ("PReq10", "", "Can be observed"), ("PReq11", "", "Publication info is not restricted"),
+  ("PReq12", "", "Publication not restricted by process"), ("PReq13", "", "It’s a real process"),
+  ("PReq15", "", "Mature process")])),
+ dict(number="7", caption="Case studies", cells=cells([
+  ("A", "Name", "University of Durham [11,12]"), ("B", "Name", "GNU GCC [13,14]")])),
+ dict(number="8", caption="Values for spice model", cells=cells([
+  ("n/a", "Remarks", "Not applicable"), ("F", "Remarks", "Full adequate"), ("P", "Remarks", "Partly adequate"),
+  ("L", "Remarks", "Large adequate"), ("N", "Remarks", "Not adequate")])),
+ dict(number="9", caption="Values for SW CMM model", cells=cells([
+  ("n/a", "Remarks", "Not applicable"), ("Satisfied", "Remarks", "complete satisfied"),
+  ("Unsatisfied", "Remarks", "Wholly not satisfied")])),
+ # A two-level header: "Software process quality model" over the columns 1, 2, 3; "processes" spans rows A and B.
+ dict(number="10", caption="Set for case studies", cells=cells([
+  ("A", "Software process quality model 1", "1A"), ("A", "Software process quality model 2", "2A"),
+  ("B", "Software process quality model 3", "3B")])),
+ dict(number="11", caption="Overall results of case study1A", cells=cells([
+  ("Unsatisfied", "", "55 (44.72%)"), ("Satisfied", "", "61 (49.59%)"), ("n/a", "", "7 (5.69%)"), ("total", "", "123 (100%)")])),
+ dict(number="12", caption="Overall results of case study 2A: SPICE", cells=cells([
+  ("Unsatisfied", "", "163 (46.82%)"), ("Satisfied", "", "167 (47.49%)"), ("n/a", "", "18 (5.17%)"), ("Total", "", "348 (100%)")])),
+ dict(number="13", caption="Overall results of case study 3A: CMM", cells=cells([
+  ("Unsatisfied", "", "152 (48.87%)"), ("Satisfied", "", "133 (42.77%)"), ("n/a", "", "26 (8.36%)"), ("Total", "", "311 (100%)")])),
+ dict(number="14", caption="Overall results of case study 1B", cells=cells([
+  ("Unsatisfied", "", "53 (43.08%)"), ("Satisfied", "", "70 (56.92%)"), ("n/a", "", "0 (0.0%)"), ("total", "", "123 (100%)")])),
+ dict(number="15", caption="Overall results of case study 2B: SPICE", cells=cells([
+  ("Unsatisfied", "", "148 (42.52%)"), ("Satisfied", "", "197 (56.60%)"), ("n/a", "", "3 (0.86%)"), ("Total", "", "348 (100%)")])),
+ dict(number="16", caption="Overall results of case study 3B: CMM", cells=cells([
+  ("Unsatisfied", "", "133 (42.77%)"), ("Satisfied", "", "171 (54.98%)"), ("n/a", "", "7 (2.25%)"), ("Total", "", "311 (100%)")])),
 ])
 for name, e in E.items():
     pdf = corpus_pdf(name)
