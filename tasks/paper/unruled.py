@@ -490,13 +490,7 @@ def _fill_label_columns(cells: list[list[str]], rows: Sequence[Row], segments: S
         cuts = [y for y, a, b in segments if a - 1 <= centre <= b + 1]
         if not cuts:
             continue
-        groups: list[list[int]] = []
-        for i, row in enumerate(rows):
-            if not groups or any(rows[i - 1].baseline < y < row.baseline for y in cuts):
-                groups.append([i])
-            else:
-                groups[-1].append(i)
-        for group in groups:
+        for group in _rule_groups(rows, cuts):
             holders = [i for i in group if cells[i][c]]
             for i in group:
                 if not cells[i][c] and holders:
@@ -506,7 +500,7 @@ def _fill_label_columns(cells: list[list[str]], rows: Sequence[Row], segments: S
 
 
 def _rule_groups(rows: Sequence[Row], rules: Sequence[float]) -> list[list[int]]:
-    """Indexes of the rows between two full rules."""
+    """Indexes of the rows between two rules (full rules, or a column's own partial ones)."""
     groups: list[list[int]] = []
     for i, row in enumerate(rows):
         if not groups or any(rows[i - 1].baseline < y < row.baseline for y in rules):
