@@ -77,8 +77,8 @@ class RunIndex:
 
     def rows(self, runs_dir: Path | None = None, limit: int | None = None,
              statuses: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-        """Runs (of one runs_dir, when given) newest first (ids start with their creation time), with the
-        effective status."""
+        """Runs (of one runs_dir, when given) newest first — by creation time, then id, as the viewer's folder scan
+        orders them (two runs created in the same second have ids in no time order) — with the effective status."""
         clauses: list[str] = []
         args: list[object] = []
         if runs_dir is not None:
@@ -91,7 +91,7 @@ class RunIndex:
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         sql = (f"SELECT id, kind, title, path, {_STATUS}, stop_reason, iteration, tokens, elapsed_s, best_score, "
                f"best_iteration, created_at, updated_at, budget, owner, lease_until FROM m3lab_runs {where} "
-               "ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else ""))
+               "ORDER BY created_at DESC NULLS LAST, id DESC" + (f" LIMIT {int(limit)}" if limit else ""))
         with self.pool.connection() as conn:
             return conn.execute(sql, args).fetchall()
 
