@@ -280,14 +280,18 @@ def load_settings(config_file: Path | None = None) -> Settings:
 BUDGET_FLAGS = {"max_iterations": "--max-iterations", "max_hours": "--hours", "max_tokens": "--tokens"}
 
 
-def with_budget(settings: Settings, **overrides: Any) -> Settings:
-    """Settings with budget fields replaced by the CLI flags that were given (None = keep)."""
+def with_budget(settings: Settings, islands: int | None = None, **overrides: Any) -> Settings:
+    """Settings with budget fields (and `[search] islands`) replaced by the CLI flags that were given
+    (None = keep)."""
     given = {k: v for k, v in overrides.items() if v is not None}
     problems = [f"{BUDGET_FLAGS.get(k, k)}{p[len(k):]}" for k, v in given.items()
                 for p in field_problems(BudgetLimits, {k: v}, "")]
+    if islands is not None:
+        problems += [f"--islands{p[len('islands'):]}" for p in field_problems(SearchSettings, {"islands": islands}, "")]
     if problems:
         raise ConfigError("; ".join(problems), problems)
-    return dataclasses.replace(settings, budget=dataclasses.replace(settings.budget, **given))
+    search = settings.search if islands is None else dataclasses.replace(settings.search, islands=islands)
+    return dataclasses.replace(settings, budget=dataclasses.replace(settings.budget, **given), search=search)
 
 
 def settings_from_json(snapshot: Mapping[str, Any], current: Settings) -> Settings:

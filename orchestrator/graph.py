@@ -157,14 +157,14 @@ def decide(rt: Runtime, state: LoopState) -> Command[Literal["produce", "report"
     verdict = rt.run.recall(f"verdict-{iteration:04d}", Verdict.from_json)
     tree: str = rt.run.recall(f"tree-{iteration:04d}")
     rt.task.on_iteration_end(rt.run.path, iteration, verdict.check, verdict.passed)
-    update: dict[str, Any] = _tally(state, iteration, verdict, tree)
-    action, reason = _decision(rt, {**state, **update, "iteration_repeated": state.get("iteration_repeated", False)},
+    update: dict[str, Any] = tally_iteration(state, iteration, verdict, tree)
+    action, reason = decide_action(rt, {**state, **update, "iteration_repeated": state.get("iteration_repeated", False)},
                                verdict)
     if action == "change":
-        update.update(_change_strategy(rt, state, iteration, reason))
+        update.update(change_strategy(rt, state, iteration, reason))
         action = "iterate"
     elif action == "iterate":
-        update.update(_tell_producer(rt, state, iteration, verdict, update["best_score"]))
+        update.update(tell_producer(rt, state, iteration, verdict, update["best_score"]))
     update["elapsed_s"] = timed(state, started)
     close_iteration(rt, {**state, **update}, tree, verdict, action, reason)
     if action == "iterate":
@@ -250,7 +250,7 @@ def _plan_text(run: RunDir) -> str:
 
 # --- decide: the tally, the decision, what the producer hears next ---
 
-def _tally(state: LoopState, iteration: int, verdict: Verdict, tree: str) -> dict[str, Any]:
+def tally_iteration(state: LoopState, iteration: int, verdict: Verdict, tree: str) -> dict[str, Any]:
     """The state update of a finished iteration: counters reset, best result, failure and tree histories."""
     accepted = verdict.passed
     best_score, best_iteration = state.get("best_score", 0.0), state.get("best_iteration", 0)
@@ -264,7 +264,7 @@ def _tally(state: LoopState, iteration: int, verdict: Verdict, tree: str) -> dic
             "tree_history": push(state.get("tree_history", []), tree[:12], HISTORY)}
 
 
-def _decision(rt: Runtime, stats: dict[str, Any], verdict: Verdict) -> tuple[str, str]:
+def decide_action(rt: Runtime, stats: dict[str, Any], verdict: Verdict) -> tuple[str, str]:
     """accept / iterate / change (strategy) / stop, with the reason."""
     accepted = verdict.passed
     if accepted and rt.task.is_complete(verdict.check):
@@ -289,7 +289,7 @@ def _decision(rt: Runtime, stats: dict[str, Any], verdict: Verdict) -> tuple[str
     return "iterate", "not accepted yet" if not accepted else "accepted; searching for a better result"
 
 
-def _tell_producer(rt: Runtime, state: LoopState, iteration: int, verdict: Verdict,
+def tell_producer(rt: Runtime, state: LoopState, iteration: int, verdict: Verdict,
                    best_score: float) -> dict[str, Any]:
     """The verdict and what to do next, added to the producer's conversation (compacted first when it outgrew
     the context)."""
@@ -318,7 +318,7 @@ def _new_epoch(rt: Runtime, state: LoopState, reason: str, advice: str) -> tuple
     return conv, {"epoch": epoch, "conv_len": len(conv)}
 
 
-def _change_strategy(rt: Runtime, state: LoopState, iteration: int, reason: str) -> dict[str, Any]:
+def change_strategy(rt: Runtime, state: LoopState, iteration: int, reason: str) -> dict[str, Any]:
     """Summarise the attempts so far and restart the producer's context (deep thinking from now on)."""
     conv, update = _new_epoch(rt, state, f"strategy change: {reason}", prompts.ADVICE_STRATEGY)
     rt.run.events.add(events.strategy_change(iteration, reason,

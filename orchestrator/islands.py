@@ -43,13 +43,13 @@ from orchestrator.graph import (
     HISTORY,
     REPEAT_TEMPERATURE_STEP,
     LoopState,
-    _change_strategy,
-    _decision,
-    _tally,
-    _tell_producer,
     add_usage,
+    change_strategy,
     close_iteration,
     conversation,
+    decide_action,
+    tally_iteration,
+    tell_producer,
     timed,
     used,
 )
@@ -137,7 +137,7 @@ def decide_round(rt: Runtime, state: LoopState) -> Command[Literal["produce", "r
         verdict = run.recall(f"verdict-{iteration:04d}", Verdict.from_json)
         tree: str = run.recall(f"tree-{iteration:04d}")
         rt.task.on_iteration_end(run.path, iteration, verdict.check, verdict.passed)  # the program database
-        update.update(_tally(tally, iteration, verdict, tree))  # type: ignore[arg-type]
+        update.update(tally_iteration(tally, iteration, verdict, tree))  # type: ignore[arg-type]
         tally.update(update)
         signatures.append(update["fail_history"][-1])
         trees.append(update["tree_history"][-1])
@@ -149,19 +149,19 @@ def decide_round(rt: Runtime, state: LoopState) -> Command[Literal["produce", "r
     update.update(fail_history=push(state.get("fail_history", []), " | ".join(signatures), HISTORY),
                   tree_history=push(state.get("tree_history", []), " ".join(trees), HISTORY))
     tally.update(update)
-    action, reason = _decision(rt, {**tally, "iteration_repeated": state.get("iteration_repeated", False)},
+    action, reason = decide_action(rt, {**tally, "iteration_repeated": state.get("iteration_repeated", False)},
                                _deciding(rt, [c[2] for c in closed]))
     if action == "change":
         for k, (iteration, _, _, _) in enumerate(closed):
             with on_island(k):
-                changed = _change_strategy(rt.for_island(k), {**tally, **islands[k]}, iteration, reason)  # type: ignore
+                changed = change_strategy(rt.for_island(k), {**tally, **islands[k]}, iteration, reason)  # type: ignore
             islands[k]["epoch"], islands[k]["conv_len"] = changed["epoch"], changed["conv_len"]
         update.update(strategy_changes=state.get("strategy_changes", 0) + 1, fail_history=[], tree_history=[])
         action = "iterate"
     elif action == "iterate":
         for k, (iteration, _, verdict, _) in enumerate(closed):
             with on_island(k):
-                told = _tell_producer(rt.for_island(k), {**tally, **islands[k]}, iteration, verdict,  # type: ignore
+                told = tell_producer(rt.for_island(k), {**tally, **islands[k]}, iteration, verdict,  # type: ignore
                                       tally["best_score"])
             islands[k]["epoch"] = told.get("epoch", islands[k]["epoch"])
             islands[k]["conv_len"] = told["conv_len"]

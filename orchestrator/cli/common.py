@@ -14,6 +14,8 @@ console = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="m3lab.toml to use (default ./m3lab.toml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+IslandsOpt = Annotated[int | None, typer.Option(
+    "--islands", help="Producers in flight in one search (overrides [search] islands; 1 = the one-producer loop).")]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -42,12 +44,12 @@ def print_json(data: Any) -> None:
 
 
 def load(config: Path | None, max_iterations: int | None = None, hours: float | None = None,
-         tokens: int | None = None) -> Any:
-    """Settings from the config file and environment, with the CLI's budget flags on top."""
+         tokens: int | None = None, islands: int | None = None) -> Any:
+    """Settings from the config file and environment, with the CLI's budget (and `--islands`) flags on top."""
     from orchestrator.config import ConfigError, load_settings, with_budget
 
     try:
-        return with_budget(load_settings(config), max_iterations=max_iterations, max_hours=hours,
+        return with_budget(load_settings(config), islands=islands, max_iterations=max_iterations, max_hours=hours,
                            max_tokens=tokens)
     except ConfigError as exc:
         fail(str(exc))

@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from orchestrator.cli.cluster import ClusterOpt, submit  # [issue 15]
-from orchestrator.cli.common import ConfigOpt, JsonOpt, fail, launch, load, print_json
+from orchestrator.cli.common import ConfigOpt, IslandsOpt, JsonOpt, fail, launch, load, print_json
 
 kernel_app = typer.Typer(help="Kernel targets and the evaluation harness.", no_args_is_help=True)
 DeviceOpt = typer.Option("cpu", "--device", help="cpu or cuda.")
@@ -158,6 +158,7 @@ def optimize(
     iters: int = typer.Option(20, help="Timed calls per model per timing shape in each check."),
     warm: bool = typer.Option(False, "--warm", help="Subprocess isolation: keep the reference workers started "
                               "across the run's evaluations (one warm evaluator per GPU; candidates still fresh)."),
+    islands: IslandsOpt = None,
     config: ConfigOpt = None,
     cluster: bool = ClusterOpt,  # [issue 15]
 ) -> None:
@@ -171,5 +172,5 @@ def optimize(
     except (KernelTaskError, FileNotFoundError) as exc:
         fail(str(exc))
     if cluster:  # [issue 15] evaluations then run as Ray tasks sized for one GPU (or CPU) each
-        return submit(task, load(config, max_iterations, hours, tokens))
-    launch(task, load(config, max_iterations, hours, tokens))
+        return submit(task, load(config, max_iterations, hours, tokens, islands))
+    launch(task, load(config, max_iterations, hours, tokens, islands))

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.cli.cluster import ClusterOpt, submit  # [issue 15]
-from orchestrator.cli.common import ConfigOpt, JsonOpt, fail, launch, load, print_json
+from orchestrator.cli.common import ConfigOpt, IslandsOpt, JsonOpt, fail, launch, load, print_json
 from tasks.text import shorten
 
 console = Console()
@@ -34,6 +34,7 @@ def run_code(
     max_iterations: int | None = typer.Option(None, help="Budget: producer-verifier rounds."),
     hours: float | None = typer.Option(None, help="Budget: active wall-clock hours."),
     tokens: int | None = typer.Option(None, help="Budget: total tokens of all model calls."),
+    islands: IslandsOpt = None,
     config: ConfigOpt = None,
     cluster: bool = ClusterOpt,  # [issue 15]
 ) -> None:
@@ -46,8 +47,8 @@ def run_code(
     except TaskError as exc:
         fail(str(exc))
     if cluster:  # [issue 15]
-        return submit(task, load(config, max_iterations, hours, tokens))
-    launch(task, load(config, max_iterations, hours, tokens))
+        return submit(task, load(config, max_iterations, hours, tokens, islands))
+    launch(task, load(config, max_iterations, hours, tokens, islands))
 
 
 def _row(meta: dict[str, Any]) -> dict[str, Any]:

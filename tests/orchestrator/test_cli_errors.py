@@ -51,6 +51,8 @@ def test_bad_paths_and_flags(tmp_path: Path, workspace: Path) -> None:
     line = one_line_error(m3lab(tmp_path, "run", "code", str(workspace), "--check", "true", "--max-iterations",
                                 "-5"))
     assert "--max-iterations: expected a positive integer, got -5" in line
+    line = one_line_error(m3lab(tmp_path, "optimize", "softmax", "--islands", "0"))
+    assert "--islands: expected a positive integer, got 0" in line
     (tmp_path / "m3lab.toml").write_text(f'runs_dir = "{workspace / "a.py"}"\n')
     line = one_line_error(m3lab(tmp_path, "run", "code", str(workspace), "--check", "true"))
     assert "runs_dir:" in line and "is a file, not a folder" in line

@@ -1,6 +1,7 @@
 """Configuration precedence, text actions, and context packing."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,16 @@ def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
         load_settings(cfg)
     with pytest.raises(ConfigError, match="--tokens: expected a positive integer, got 0"):
         with_budget(load_settings(None), max_tokens=0)
+    with pytest.raises(ConfigError, match="--islands: expected a positive integer, got 0"):
+        with_budget(load_settings(None), islands=0)
+
+
+def test_islands_flag_overrides_the_search_table(tmp_path: Path) -> None:
+    cfg = tmp_path / "m3lab.toml"
+    cfg.write_text("[search]\nislands = 4\nmigrate_every = 3\n")
+    s = load_settings(cfg)
+    assert with_budget(s).search.islands == 4  # no flag: the file's value
+    assert with_budget(s, islands=2).search == dataclasses.replace(s.search, islands=2)  # migrate_every kept
 
 
 def test_every_config_problem_at_once_with_table_and_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
