@@ -58,7 +58,8 @@ class SoakTask(CodeTask):
     def is_complete(self, report: CheckReport) -> bool:
         return False
 
-    def on_iteration_end(self, run_dir: Path, iteration: int, report: CheckReport, accepted: bool) -> None:
+    def on_iteration_end(self, run_dir: Path, iteration: int, report: CheckReport, accepted: bool,
+                         parent: int | None = None) -> None:
         if iteration % self.every == 0:
             sample = process_sample(Path(run_dir), Path(run_dir).name)
             sample.update(iteration=iteration, minutes=(time.monotonic() - self.started) / 60)

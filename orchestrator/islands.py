@@ -65,6 +65,7 @@ class IslandState(TypedDict):
     head: str           # the commit its workspace holds (its last iteration's, or a migrated one)
     best_score: float   # its best accepted score (a migrated candidate counts as its own)
     best_iteration: int
+    head_iteration: int  # the iteration whose commit `head` is (0: the starting files): the next one's parent
 
 
 class _Stopped(Exception):
@@ -136,7 +137,8 @@ def decide_round(rt: Runtime, state: LoopState) -> Command[Literal["produce", "r
         iteration = first + k
         verdict = run.recall(f"verdict-{iteration:04d}", Verdict.from_json)
         tree: str = run.recall(f"tree-{iteration:04d}")
-        rt.task.on_iteration_end(run.path, iteration, verdict.check, verdict.passed)  # the program database
+        # The program database; a checkpoint from before head_iteration was kept gives the old parent rule.
+        rt.task.on_iteration_end(run.path, iteration, verdict.check, verdict.passed, islands[k].get("head_iteration"))
         update.update(tally_iteration(tally, iteration, verdict, tree))  # type: ignore[arg-type]
         tally.update(update)
         signatures.append(update["fail_history"][-1])
@@ -166,11 +168,11 @@ def decide_round(rt: Runtime, state: LoopState) -> Command[Literal["produce", "r
             islands[k]["epoch"] = told.get("epoch", islands[k]["epoch"])
             islands[k]["conv_len"] = told["conv_len"]
     update["elapsed_s"] = timed(state, started)
-    for k, (_, tree, verdict, after) in enumerate(closed):
+    for k, (iteration, tree, verdict, after) in enumerate(closed):
         with on_island(k):
             sha = close_iteration(rt.for_island(k), {**after, "elapsed_s": update["elapsed_s"]}, tree, verdict,
                                   action, reason)
-        islands[k]["head"] = sha
+        islands[k]["head"], islands[k]["head_iteration"] = sha, iteration
     rounds = state.get("rounds", 0) + 1
     if action == "iterate":
         migrate(rt, islands, rounds, {**tally, **update})
@@ -202,7 +204,7 @@ def migrate(rt: Runtime, islands: list[IslandState], rounds: int, after: dict[st
         conv = conversation(irt, islands[k])  # type: ignore[arg-type]
         conv.add(HumanMessage(content=prompts.MIGRATION_MESSAGE.format(source=source, score=best_score,
                                                                        iteration=best_iteration)))
-        islands[k]["head"], islands[k]["conv_len"] = sha, len(conv)
+        islands[k]["head"], islands[k]["head_iteration"], islands[k]["conv_len"] = sha, best_iteration, len(conv)
         islands[k]["best_score"], islands[k]["best_iteration"] = best_score, best_iteration
     if targets:
         rt.run.events.add(events.migration(best_iteration, rounds, source, best_score, targets))
@@ -214,7 +216,7 @@ def island_states(rt: Runtime, state: LoopState) -> list[IslandState]:
     known: list[IslandState] = [IslandState(**i) for i in state.get("islands", [])]  # type: ignore[typeddict-item]
     if len(known) < rt.settings.search.islands:
         head = git_text(rt.run.git_dir, "rev-parse", "--verify", "HEAD^{commit}").strip()
-        known += [IslandState(epoch=0, conv_len=0, head=head, best_score=0.0, best_iteration=0)
+        known += [IslandState(epoch=0, conv_len=0, head=head, best_score=0.0, best_iteration=0, head_iteration=0)
                   for _ in range(rt.settings.search.islands - len(known))]
     return known
 

@@ -139,8 +139,11 @@ class Task(Protocol):
         target is met. Kernel searches return False until their target speed-up, so they run to budget."""
         ...
 
-    def on_iteration_end(self, run_dir: Path, iteration: int, report: CheckReport, accepted: bool) -> None:
-        """Task bookkeeping after the verdict (program database, plots). Must be idempotent."""
+    def on_iteration_end(self, run_dir: Path, iteration: int, report: CheckReport, accepted: bool,
+                         parent: int | None = None) -> None:
+        """Task bookkeeping after the verdict (program database, plots). Must be idempotent. `parent`: the
+        iteration whose files the producer started from (0: the starting files; None: the iteration before, as
+        in the one-producer loop; a search with islands passes the island's own last or migrated iteration)."""
         ...
 
     def report_section(self, run_dir: Path) -> str:

@@ -187,7 +187,8 @@ class CodeTask:
     def is_complete(self, report: CheckReport) -> bool:
         return report.passed
 
-    def on_iteration_end(self, run_dir: Path, iteration: int, report: CheckReport, accepted: bool) -> None:
+    def on_iteration_end(self, run_dir: Path, iteration: int, report: CheckReport, accepted: bool,
+                         parent: int | None = None) -> None:
         return None
 
     def report_section(self, run_dir: Path) -> str:

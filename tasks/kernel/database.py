@@ -45,9 +45,9 @@ def save_evidence(run_dir: Path, iteration: int, verdict: dict[str, Any], source
     return vp
 
 
-def _row(iteration: int, parent: int | None, verdict: dict[str, Any], accepted: bool) -> dict[str, Any]:
+def _row(iteration: int, parent: int, verdict: dict[str, Any], accepted: bool) -> dict[str, Any]:
     return {
-        "iteration": iteration, "parent": parent if parent is not None else -1,
+        "iteration": iteration, "parent": parent or -1,  # -1: derived from the starting files
         "correct": bool(verdict.get("correct")), "accepted": bool(accepted and verdict.get("accepted")),
         "speedup": verdict.get("speedup"), "ref_ms": verdict.get("ref_ms"), "cand_ms": verdict.get("cand_ms"),
         "aa_spread": verdict.get("aa_spread"), "cheats": " | ".join(verdict.get("cheats", []))[:500],
@@ -74,15 +74,17 @@ def best(run_dir: Path) -> Best | None:
     return Best(int(row["iteration"]), float(row["speedup"]), float(row["cand_ms"]), float(row["ref_ms"]))
 
 
-def record_iteration(run_dir: Path, iteration: int, accepted: bool) -> None:
-    """Upsert this iteration's row from its saved verdict, then refresh best/ and the plot. Idempotent."""
+def record_iteration(run_dir: Path, iteration: int, accepted: bool, parent: int | None = None) -> None:
+    """Upsert this iteration's row from its saved verdict, then refresh best/ and the plot. Idempotent.
+    `parent`: the iteration the candidate was derived from (0: the starting files; None: the one before)."""
     import pandas as pd
 
     vp = verdict_path(run_dir, iteration)
     verdict = json.loads(vp.read_text()) if vp.is_file() else {"errors": ["no verdict was saved"], "correct": False}
     table = load_table(run_dir)
-    previous = table[table["iteration"] < iteration]["iteration"]
-    parent = int(previous.max()) if len(previous) else None
+    if parent is None:
+        previous = table[table["iteration"] < iteration]["iteration"]
+        parent = int(previous.max()) if len(previous) else 0
     table = table[table["iteration"] != iteration]
     row = pd.DataFrame([_row(iteration, parent, verdict, accepted)], columns=COLUMNS)
     table = row if not len(table) else pd.concat([table, row], ignore_index=True)

@@ -181,8 +181,9 @@ class KernelTask:
     def is_complete(self, report: CheckReport) -> bool:
         return bool(self.target_speedup) and report.passed and report.score >= float(self.target_speedup or 0)
 
-    def on_iteration_end(self, run_dir: Path, iteration: int, report: CheckReport, accepted: bool) -> None:
-        database.record_iteration(Path(run_dir), iteration, accepted and report.passed)
+    def on_iteration_end(self, run_dir: Path, iteration: int, report: CheckReport, accepted: bool,
+                         parent: int | None = None) -> None:
+        database.record_iteration(Path(run_dir), iteration, accepted and report.passed, parent)
 
     def report_section(self, run_dir: Path) -> str:
         run_dir = Path(run_dir)

@@ -130,7 +130,8 @@ class PaperTask:
     def is_complete(self, report: CheckReport) -> bool:
         return report.passed and report.score >= self.score_target
 
-    def on_iteration_end(self, run_dir: Path, iteration: int, report: CheckReport, accepted: bool) -> None:
+    def on_iteration_end(self, run_dir: Path, iteration: int, report: CheckReport, accepted: bool,
+                         parent: int | None = None) -> None:
         from tasks.paper.report import write_report
 
         write_report(run_dir)

@@ -137,6 +137,13 @@ class ScoredTask(CodeTask):
     def is_complete(self, report: CheckReport) -> bool:
         return False
 
+    def on_iteration_end(self, run_dir: Path, iteration: int, report: CheckReport, accepted: bool,
+                         parent: int | None = None) -> None:
+        """Keeps the lineage the loop passes (the kernel task's program database stores it as `parent`)."""
+        path = Path(run_dir) / "parents.json"
+        parents = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**parents, str(iteration): parent}))
+
 
 SCORES = {0: [1, 2, 3], 1: [5, 6, 7], 2: [2, 3, 4]}
 """What island k writes in round r (island 1 leads)."""
@@ -171,6 +178,9 @@ def test_the_best_candidate_migrates_to_the_islands_behind(tmp_path: Path) -> No
         third = git.Repo(run / "git").commit(records(run)[6 + k]["commit"]).tree
         assert {d.a_path for d in best5.diff(third)} == {"score.txt"}
         assert "# island 1" in (best5 / "score.txt").data_stream.read().decode()
+    # each candidate's parent is its own island's last candidate, or the migrated one (0: the starting files)
+    parents = json.loads((run / "parents.json").read_text())
+    assert parents == {"1": 0, "2": 0, "3": 0, "4": 1, "5": 2, "6": 3, "7": 5, "8": 5, "9": 5}
 
 
 def test_islands_config_is_read_and_checked(tmp_path: Path) -> None:
