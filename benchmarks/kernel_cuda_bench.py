@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -155,79 +156,20 @@ def throughput(b: Bench, n: int) -> dict[str, Any]:
     return out
 
 
-# ---- the real loop: optimize with a scripted producer ----
-WRONG = (CANDS / "softmax_cuda.py").read_text().replace("const float inv = 1.f / block_reduce<false>(s, shared);",
-                                                        "const float inv = 1.f / (block_reduce<false>(s, shared) + 1e-3f);")
-BROKEN = '''"""Compile error: a missing semicolon in the CUDA source."""
-import torch.nn as nn
-from torch.utils.cpp_extension import load_inline
-
-CUDA = r"""
-#include <torch/extension.h>
-torch::Tensor twice(torch::Tensor x) { return x * 2 }
-"""
-_ext = load_inline(name="m3lab_broken_cuda", cpp_sources="torch::Tensor twice(torch::Tensor x);", cuda_sources=CUDA,
-                   functions=["twice"])
-
-
-class ModelNew(nn.Module):
-    def forward(self, x):
-        return _ext.twice(x)
-'''
-
-
-WARM_SEARCH = True
-"""The search's evaluations keep their reference workers warm (tasks/kernel/warm.py)."""
-
-
+# ---- the real loop: optimize with a scripted producer (benchmarks/kernel_search_soak.py, CUDA pool) ----
 def search(work: Path, iterations: int) -> dict[str, Any]:
-    from langchain_core.messages import AIMessage
-
-    from orchestrator.config import BudgetLimits, LoopSettings, Settings
-    from orchestrator.runner import resume_run, start_run
-    from serving.client import ModelEndpoint
-    from tasks.kernel.task import KernelTask
-    from tests.orchestrator.support import PolicyChatModel, Script, local_opener
-
-    assert "1e-3f" in WRONG
-    pool = [("faster", (CANDS / "softmax_cuda.py").read_text()), ("wrong", WRONG), ("compile_error", BROKEN),
-            ("cheat", (CHEATS / "cx03_cpp_pointer_repeat.py").read_text())]
-
-    def policy(messages: list) -> AIMessage:
-        seen = sum("Verifier verdict on iteration" in str(m.content) for m in messages)
-        seen += sum("Summary of the recent iterations" in str(m.content) for m in messages) * 10_000
-        return AIMessage(content=f"```python\n{pool[seen % len(pool)][1]}```\n")
-
-    def make(role, endpoint, thinking, max_tokens=None):  # noqa: ANN001, ANN202
-        return PolicyChatModel(messages=iter(()), policy=policy) if role == "producer" \
-            else Script().factory()(role, endpoint, thinking)
-
-    endpoint = ModelEndpoint(retry_for_s=0.5)
-    settings = Settings(producer=endpoint, verifier=endpoint, runs_dir=work / "runs",
-                        budget=BudgetLimits(max_iterations=iterations // 2), loop=LoopSettings(stuck_patience=10_000))
-    task = KernelTask(target="softmax", device="cuda", isolation="subprocess",
-                      options=EvalOptions(iters=5, warmup=1, warm=WARM_SEARCH), sanitize_best=False)
-    t0 = time.monotonic()
-    run = start_run(task, settings, models=make, open_sandbox=local_opener)
-    half = time.monotonic() - t0
-    log(f"search: stopped after {iterations // 2} iterations ({half:.0f} s); resuming")
-    resume_run(run, settings, models=make, open_sandbox=local_opener, budget_overrides={"max_iterations": iterations})
-    wall = time.monotonic() - t0
-    import pandas as pd
-
-    table = pd.read_csv(run / "artifacts/kernel/candidates.csv")
-    by_code = {code.strip(): label for label, code in pool}
-    labels = {int(p.stem): by_code.get(p.read_text().strip(), "?")
-              for p in (run / "artifacts/kernel/sources").glob("*.py")}
-    table["label"] = table["iteration"].map(labels)
-    meta = json.loads((run / "run.json").read_text())
-    cheats = table[table["label"] == "cheat"]
-    return {"iterations": int(len(table)), "contiguous": list(table["iteration"]) == list(range(1, len(table) + 1)),
-            "wall_s": round(wall, 1), "evals_per_hour": round(len(table) / wall * 3600),
-            "best_speedup": meta.get("best_score"), "best_iteration": meta.get("best_iteration"),
-            "accepted_by_label": {k: int(v) for k, v in table.groupby("label")["accepted"].sum().items()},
-            "submitted_by_label": {k: int(v) for k, v in table["label"].value_counts().items()},
-            "cheats_accepted": int(cheats["accepted"].astype(bool).sum())}
+    """The soak script with the CUDA C++ pool, stopped by `m3lab runs stop` half-way and resumed; its own report
+    lands next to the search's run (search/kernel_cuda_search.md/.json)."""
+    out = work / "search" / "kernel_cuda_search.md"
+    subprocess.run([sys.executable, str(Path(__file__).with_name("kernel_search_soak.py")), "--device", "cuda",
+                    "--pool", "cuda", "--iterations", str(iterations), "--iters", "5", "--warm", "--prebuild",
+                    "--work", str(work / "search"), "--out", str(out)], check=False)
+    res = json.loads(out.with_suffix(".json").read_text())
+    return {"iterations": res["iterations"], "contiguous": res["contiguous"], "wall_s": res["wall_s"]["total"],
+            "evals_per_hour": res["evals_per_hour"]["with_prebuild"], "best_speedup": res["best"]["speedup"],
+            "best_iteration": res["best"]["iteration"], "cheats_accepted": res["cheats_accepted"],
+            "accepted_by_label": {k: v["accepted"] for k, v in res["kinds"].items()},
+            "submitted_by_label": {k: v["submitted"] for k, v in res["kinds"].items()}}
 
 
 def markdown(res: dict[str, Any]) -> str:
