@@ -84,6 +84,8 @@ def test_check_database_and_report(tmp_path: Path) -> None:
     task.on_iteration_end(run, 2, r2, accepted=False)  # idempotent
     table = pd.read_csv(run / "artifacts/kernel/candidates.csv")
     assert list(table["iteration"]) == [1, 2] and list(table["parent"]) == [-1, 1]
+    database.record_iteration(run, 3, False, parent=1)  # an island's candidate derived from iteration 1
+    assert pd.read_csv(run / "artifacts/kernel/candidates.csv")["parent"].tolist() == [-1, 1, 1]
     assert list(table["accepted"]) == [True, False]
     best = database.best(run)
     assert best is not None and best.iteration == 1
