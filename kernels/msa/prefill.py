@@ -233,7 +233,7 @@ def sparse_attention_triton(
     tile_per_sm: int = 0,
     k_scale: float = 1.0,
     v_scale: float = 1.0,
-    fuse_merge: bool = True,
+    fuse_merge: bool = False,
     partial_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
@@ -247,10 +247,11 @@ def sparse_attention_triton(
     ``tile_*`` knobs: the tile-outer kernel's warps, pipeline stages, key piece and programs per SM (0: one per tile).
     ``kv_cache`` may be float8 e4m3 (``torch.float8_e4m3fn``, vLLM's layout) with per-tensor ``k_scale`` /
     ``v_scale`` (not yet timed on a GPU: NOTES.md v8).
-    ``fuse_merge`` (v9, default): the tile-outer kernel folds its rows' KV-outer parts in on chip and writes them
-    (no carrier part, no merge pass over those rows); False is v8. ``partial_dtype``: dtype of the KV-outer
-    partial outputs (default q's dtype; ``torch.int8`` with a per-row scale or ``torch.float8_e4m3fn`` halve
-    their bytes at an accuracy cost, NOTES v9).
+    ``fuse_merge`` (v9, off by default): the tile-outer kernel folds its rows' KV-outer parts in on chip and
+    writes them (no carrier part, no merge pass over those rows); on the H200 it was 0.88-0.98x the v8 path on
+    selections with locality and 1.03x on a chunked row, so v8's separate merge stays the default (NOTES v9).
+    ``partial_dtype``: dtype of the KV-outer partial outputs (default q's dtype; ``torch.int8`` with a per-row
+    scale, 6.8e-3 output error at M3 shapes, or ``torch.float8_e4m3fn``, 2.7e-2, halve their bytes; NOTES v9).
     ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
     Selection slots may be in any order, with -1 entries anywhere.
     """

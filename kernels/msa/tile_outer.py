@@ -362,10 +362,10 @@ def tile_outer_attention(
     warp_specialize: bool = False,
     k_scale: float = 1.0,
     v_scale: float = 1.0,
-    fuse_merge: bool = True,
+    fuse_merge: bool = False,
     partial_scale: torch.Tensor | None = None,
 ):
-    """Attention over each tile's shared blocks. ``fuse_merge`` (v9, default): the KV-outer parts of the tile's
+    """Attention over each tile's shared blocks. ``fuse_merge`` (v9, opt-in): the KV-outer parts of the tile's
     rows (``split.rest``; ``partial_o`` / ``partial_lse`` [Hkv, T, top_k, G, d] / [Hkv, T, top_k, G], already
     written) are merged on chip and every row of ``split.owned`` is written to ``out``. Without it (v8): into
     ``out`` for ``split.direct`` rows, else into the carrier slot of the partials, for the merge kernel.

@@ -1,5 +1,5 @@
 """The v9 prefill paths at M3 shapes (64 query heads, 4 KV heads, d = 128, bf16) on a GPU, against the fp32
-reference: the fused merge (default), v8's separate merge, fp8 e4m3 partials and an fp8 e4m3 KV cache, on the
+reference: the default (v8's separate merge), the fused merge, int8 and fp8 e4m3 partials and an fp8 e4m3 KV cache, on the
 indexer's selections (random inputs: little sharing) and on synthetic selections with locality (f = 0.9, 1.0).
 Needs a CUDA GPU (run through the device tool; skipped elsewhere)."""
 from __future__ import annotations
@@ -48,7 +48,7 @@ def test_m3_prefill_variants(case, kind):
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
     ref = _reference_tail(case, sel)
     kv_outer = sparse_attention_triton(*args, max_union=0)
-    for knobs, tol in (({}, TOL), ({"fuse_merge": False}, TOL), ({"min_shared_pct": 0}, TOL),
+    for knobs, tol in (({}, TOL), ({"fuse_merge": True}, TOL), ({"fuse_merge": True, "min_shared_pct": 0}, TOL),
                        ({"partial_dtype": torch.int8}, TOL), ({"partial_dtype": torch.int8, "max_union": 0}, TOL),
                        ({"partial_dtype": torch.float8_e4m3fn}, FP8_PARTIAL_TOL)):
         out = torch.full_like(case.q, float("nan"))
