@@ -501,7 +501,7 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
                                  f"entries, {direct:.0%} rows unmerged; {check}vs v6 {rel_diff(out, out0):.1e}; "
                                  f"layer {t_idx + t:.2f} ms"))
             t7 = t if t7 is None else t7
-        if fp8:
+        if fp8 and t7 is not None:
             fp8_prefill_row(case, sel, label, rows, flops, t7, out0)
         if stages and n >= 131072:
             locality_stages(case, sel, label, rows, flops)

@@ -17,7 +17,8 @@ import pytest
 # Found without importing triton: importing it here, at collection, would fix its interpreter setting before the
 # kernel test modules set TRITON_INTERPRET=1, and every interpreted kernel test would fail.
 _SPEC = importlib.util.find_spec("triton")
-BIN = Path(_SPEC.submodule_search_locations[0]) / "backends" / "nvidia" / "bin" if _SPEC else Path("/nonexistent")
+_ROOTS = list(_SPEC.submodule_search_locations or []) if _SPEC else []
+BIN = Path(_ROOTS[0]) / "backends" / "nvidia" / "bin" if _ROOTS else Path("/nonexistent")
 pytestmark = pytest.mark.skipif(not (BIN / "ptxas").is_file() or not (BIN / "cuobjdump").is_file(),
                                 reason="Triton or its NVIDIA tools (ptxas, cuobjdump) are not here")
 ROOT = Path(__file__).resolve().parents[3]
