@@ -159,7 +159,7 @@ def prefill_breakdown(case, sel, pos, n: int, scale: float, rows: list[Row], flo
     nb = case.block_table.shape[1]
     t_csr = bench_ms(lambda: build_block_csr(sel, case.query_start_loc, nb, 128))
     csr = build_block_csr(sel, case.query_start_loc, nb, 128)
-    po, plse = kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16, scale, 128)
+    po, plse, _ = kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16, scale, 128)
     t_attn = bench_ms(lambda: kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16,
                                                 scale, 128))
     out = torch.empty_like(case.q)
@@ -310,12 +310,16 @@ def bench_decode_fp8(case, sel, query_len: int, out_bf16: torch.Tensor, shape: s
 
     kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
     out = torch.empty_like(case.q)
-    fn = lambda: sparse_decode_triton(case.q, kv8, sel, case.block_table, case.seq_lens, query_len,  # noqa: E731
-                                      HEAD_DIM ** -0.5, out, k_scale=k_scale, v_scale=v_scale)
-    fn()
-    t = graph_ms(fn) * 1e3
-    rows.append(Row("decode", shape, "ours, fp8 e4m3 KV cache (graph)", t / 1e3, tb_per_s=nbytes_bf16 / 2 / t / 1e6,
-                    note=f"{t_bf16_us / t:.2f}x the bf16 cache; ‖fp8−bf16‖/‖bf16‖ {rel_diff(out, out_bf16):.1e}"))
+    # Half the bytes per page: with the bf16 heuristic's 256 programs the kernel waits on latency (v9 run 1: 80 us
+    # both), so more splits are swept here.
+    for splits in (None, 2, 4, 8):
+        fn = lambda: sparse_decode_triton(case.q, kv8, sel, case.block_table, case.seq_lens, query_len,  # noqa: E731
+                                          HEAD_DIM ** -0.5, out, k_scale=k_scale, v_scale=v_scale, num_splits=splits)
+        fn()
+        t = graph_ms(fn) * 1e3
+        rows.append(Row("decode", shape, f"ours, fp8 e4m3 KV cache (graph), splits={splits or 'default'}", t / 1e3,
+                        tb_per_s=nbytes_bf16 / 2 / t / 1e6,
+                        note=f"{t_bf16_us / t:.2f}x the bf16 cache; ‖fp8−bf16‖/‖bf16‖ {rel_diff(out, out_bf16):.1e}"))
 
 
 def reference_tail(case, sel: torch.Tensor, out: torch.Tensor, tail: int = 16) -> float:
@@ -381,12 +385,14 @@ def tile_outer_share(case, sel: torch.Tensor, knobs: dict) -> tuple[float, float
 
 
 ADAPTIVE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (  # (label, knobs of sparse_attention_triton); the first is the default
-    ("ours v8: adaptive (default)", {}),
-    ("v8, persistent tile-outer (2 programs per SM)", {"tile_per_sm": 2}),
-    ("v8, tile-outer 8 warps 128-key pieces, persistent",
-     {"tile_warps": 8, "tile_keys": 128, "tile_stages": 3, "tile_per_sm": 2}),
-    ("v8, tile-outer 8 warps 128-key pieces", {"tile_warps": 8, "tile_keys": 128, "tile_stages": 3}),
+    ("ours: adaptive, separate merge (default, = v8)", {}),
+    ("v9 option: fused merge", {"fuse_merge": True}),
+    ("v9 option: no gate, local block tile-outer + fused merge", {"fuse_merge": True, "min_shared_pct": 0}),
+    ("v9 option: int8 partials (row scale)", {"partial_dtype": torch.int8}),
+    ("v9 option: fp8 e4m3 partials", {"partial_dtype": torch.float8_e4m3fn}),
+    ("v9 option: KV-outer only + int8 partials (row scale)", {"max_union": 0, "partial_dtype": torch.int8}),
 )
+"""v8's knob variants (persistent grid, 8 warps x 128 keys) lost to its default in the v8 run (RESULTS.md v8)."""
 
 
 def v7_block_csr(selection: torch.Tensor, query_start_loc: torch.Tensor, max_blocks: int, chunk: int):
@@ -426,7 +432,7 @@ def v6_today(case, sel: torch.Tensor):
     def run() -> None:
         pos = device_positions(case.query_start_loc, case.seq_lens, sel.shape[1])
         csr = v7_block_csr(sel, case.query_start_loc, case.block_table.shape[1], 128)
-        po, plse = kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16,
+        po, plse, _ = kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16,
                                      HEAD_DIM ** -0.5, 128)
         merge_partials(po, plse, out, sel)
 
@@ -434,8 +440,26 @@ def v6_today(case, sel: torch.Tensor):
     return run, out
 
 
+def fp8_prefill_row(case, sel: torch.Tensor, label: str, rows: list[Row], flops: float, t_bf16: float,
+                    out_v6: torch.Tensor) -> None:
+    """Our default prefill on an fp8 e4m3 copy of the cache (per-tensor scales): time, error against the fp32
+    reference on the original cache (last 16 tokens), difference from the bf16 cache's output."""
+    import dataclasses
+
+    from kernels.msa.inputs import quantize_kv_fp8
+
+    kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
+    case8 = dataclasses.replace(case, kv_cache=kv8)
+    fn, out = timed_attention(case8, sel, k_scale=k_scale, v_scale=v_scale)
+    t = bench_ms(fn)
+    rows.append(Row("locality", label, "ours default, fp8 e4m3 KV cache", t, flops / t / 1e9,
+                    note=f"{t_bf16 / t:.2f}x the bf16 cache; ref err (bf16 cache's reference) "
+                         f"{reference_tail(case, sel, out):.1e}; ‖fp8−v6 bf16‖/‖v6‖ {rel_diff(out, out_v6):.1e}"))
+    del kv8, case8
+
+
 def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops: float, variants: bool,
-                   stages: bool = False, kinds_wanted: str = "") -> None:
+                   stages: bool = False, kinds_wanted: str = "", fp8: bool = False) -> None:
     """One N-token prefill; selections from the indexer on random inputs and synthetic f = 0.5 / 0.9 / 1.0
     (local block in slot 0: vLLM's contract). Every row: today's default (v6 with the v7 CSR build), v8 KV-outer
     only, v8 adaptive (and its variants), vLLM, fp32 check,
@@ -465,17 +489,20 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
         t6 = bench_ms(fn6)
         rows.append(Row("locality", label, "ours v8 KV-outer only (max_union=0)", t6, flops / t6 / 1e9,
                         note=f"{t0 / t6:.2f}x today; vs today {rel_diff(out6, out0):.1e}; layer {t_idx + t6:.2f} ms"))
-        t7: float | None = None
-        for name, knobs in ADAPTIVE_VARIANTS if variants else ADAPTIVE_VARIANTS[:1]:
+        t7: float | None = None  # the default's time: the "before" of every v9 option
+        for name, knobs in ADAPTIVE_VARIANTS if variants else ADAPTIVE_VARIANTS[:2]:
             fn, out = timed_attention(case, sel, **knobs)
             t = bench_ms(fn)
             share, direct = tile_outer_share(case, sel, knobs)
-            check = f"ref err {reference_tail(case, sel, out):.1e}; " if t7 is None else ""
+            check = f"ref err {reference_tail(case, sel, out):.1e}; " if t7 is None or "partials" in name else ""
+            vs = f"{t7 / t:.2f}x default; " if t7 is not None else ""
             rows.append(Row("locality", label, name, t, flops / t / 1e9,
-                            note=f"{t0 / t:.2f}x today, {t6 / t:.2f}x KV-outer only; tile-outer {share:.0%} of "
-                                 f"entries, {direct:.0%} rows unmerged; {check}vs today {rel_diff(out, out0):.1e}; "
+                            note=f"{vs}{t0 / t:.2f}x v6, {t6 / t:.2f}x KV-outer only; tile-outer {share:.0%} of "
+                                 f"entries, {direct:.0%} rows unmerged; {check}vs v6 {rel_diff(out, out0):.1e}; "
                                  f"layer {t_idx + t:.2f} ms"))
             t7 = t if t7 is None else t7
+        if fp8 and t7 is not None:
+            fp8_prefill_row(case, sel, label, rows, flops, t7, out0)
         if stages and n >= 131072:
             locality_stages(case, sel, label, rows, flops)
         if vllm_sparse is not None:
@@ -483,7 +510,7 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
             tv = bench_ms(fnv)
             diff = float((out6.float() - outv.float()).norm() / outv.float().norm())
             rows.append(Row("locality", label, "vLLM query-outer (Hopper Triton)", tv, flops / tv / 1e9,
-                            note=f"v8 default {tv / (t7 or tv):.2f}x, today {tv / t0:.2f}x faster; ‖ours−vLLM‖/‖vLLM‖ "
+                            note=f"default {tv / (t7 or tv):.2f}x, v6 {tv / t0:.2f}x faster; ‖ours−vLLM‖/‖vLLM‖ "
                                  f"{diff:.1e}; layer {t_idx_v + tv:.2f} ms (vLLM indexer)"))
         torch.cuda.empty_cache()
 
@@ -588,8 +615,8 @@ def bench_chunked(chunk: int, ctx: int, decodes: int, vllm_sparse, rows: list[Ro
     results = []
     runs = (("today's default (v6, v7 CSR build)", lambda: v6_today(case, sel)),
             ("ours v8 KV-outer only (max_union=0)", lambda: timed_attention(case, sel, max_union=0)),
-            ("ours v8: adaptive (default)", lambda: timed_attention(case, sel)),
-            ("v8, persistent tile-outer (2 programs per SM)", lambda: timed_attention(case, sel, tile_per_sm=2)))
+            ("ours: adaptive, separate merge (default, = v8)", lambda: timed_attention(case, sel)),
+            ("v9 option: fused merge", lambda: timed_attention(case, sel, fuse_merge=True)))
     for name, make in runs:
         fn, out = make()
         extra = peak_extra_bytes(fn)
@@ -598,6 +625,7 @@ def bench_chunked(chunk: int, ctx: int, decodes: int, vllm_sparse, rows: list[Ro
         vs = f"{results[0][0] / t:.2f}x today; " if results[1:] else ""
         rows.append(Row("chunked", shape, name, t, flops / t / 1e9,
                         note=f"{vs}peak extra memory {extra / 2 ** 30:.2f} GiB; layer {t_idx + t:.2f} ms"))
+    rows[-1].note = f"{results[2][0] / results[3][0]:.2f}x default; " + rows[-1].note
     rows[-2].note += f"; ref err (last 16 tok) {reference_tail(case, sel, results[2][1]):.1e}"
     if vllm_sparse is not None:
         fnv, outv = vllm_attention(case, sel, vllm_sparse)
@@ -605,7 +633,7 @@ def bench_chunked(chunk: int, ctx: int, decodes: int, vllm_sparse, rows: list[Ro
         tv = bench_ms(fnv)
         diff = float((results[2][1].float() - outv.float()).norm() / outv.float().norm())
         rows.append(Row("chunked", shape, "vLLM query-outer (Hopper Triton)", tv, flops / tv / 1e9,
-                        note=f"ours v8 {tv / results[2][0]:.2f}x; ‖ours−vLLM‖/‖vLLM‖ {diff:.1e}; "
+                        note=f"ours {tv / results[2][0]:.2f}x; ‖ours−vLLM‖/‖vLLM‖ {diff:.1e}; "
                              f"peak extra memory {extra / 2 ** 30:.2f} GiB"))
     rows.append(Row("chunked", shape, "KV cache + index cache (bf16)", float("nan"),
                     note=f"{(case.kv_cache.numel() + case.index_k_cache.numel()) * 2 / 2 ** 30:.1f} GiB"))
@@ -615,15 +643,21 @@ def guarded(rows: list[Row], section: str, shape: str, fn, *args, **kwargs) -> N
     """Run one benchmark section; a failure becomes a row (the rest of the run still counts)."""
     import traceback
 
-    before = len(rows)
     try:
         fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - recorded in the table, the run goes on
         traceback.print_exc()
         rows.append(Row(section, shape, "FAILED", float("nan"), note=f"{type(exc).__name__}: {str(exc)[:100]}"))
-    for r in rows[before:]:
-        print(r, flush=True)
     torch.cuda.empty_cache()
+
+
+class PrintedRows(list):
+    """The table's rows, each printed as it is added: a run stopped by a time limit keeps what it measured (the
+    v9 run lost a whole 128K section that printed only at the section's end)."""
+
+    def append(self, row: Row) -> None:
+        print(row, flush=True)
+        super().append(row)
 
 
 def print_table(rows: list[Row], header: str) -> None:
@@ -650,7 +684,7 @@ def main() -> None:
     parser.add_argument("--locality-stages", action="store_true", help="also time the v8 stages alone")
     parser.add_argument("--locality-kinds", default="", help="only these selections, e.g. 'indexer sel,f=1.0'")
     parser.add_argument("--chunked", default="", help="chunk x context[+decodes], e.g. 8192x131072,32768x1048576+16")
-    parser.add_argument("--fp8", action="store_true", help="also our decode on an fp8 e4m3 KV cache")
+    parser.add_argument("--fp8", action="store_true", help="also our decode and prefill on an fp8 e4m3 KV cache")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     import triton
@@ -660,7 +694,7 @@ def main() -> None:
     vllm_sparse, vllm_index = load_vllm_ops(args.vllm_ops) if args.vllm_ops.is_dir() else (None, None)
     copy_tbs, gemm_tflops = ceilings()
     print(f"copy {copy_tbs:.2f} TB/s, GEMM {gemm_tflops:.0f} TFLOP/s", flush=True)
-    rows: list[Row] = []
+    rows: list[Row] = PrintedRows()
     for i, spec in enumerate(s for s in args.decode.split(",") if s):
         batch, ctx = (int(x) for x in spec.split("x"))
         guarded(rows, "decode", spec, bench_decode, batch, ctx, vllm_sparse, rows, copy_tbs, check=i == 0,
@@ -672,7 +706,7 @@ def main() -> None:
                 not args.no_dense, rows, gemm_tflops, check=n <= 16384, sweep=args.sweep and n == 65536)
     for n in (int(x) for x in args.locality.split(",") if x):
         guarded(rows, "locality", str(n), bench_locality, n, vllm_sparse, vllm_index, rows, gemm_tflops,
-                args.locality_variants, args.locality_stages, args.locality_kinds)
+                args.locality_variants, args.locality_stages, args.locality_kinds, args.fp8)
     for spec in (x for x in args.chunked.split(",") if x):
         sizes, _, dec = spec.partition("+")
         chunk, ctx = (int(x) for x in sizes.split("x"))

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.msa.merge import LOG2E, device_positions, device_requests, merge_partials
+from kernels.msa.merge import LOG2E, device_positions, device_requests, merge_partials, store_part
 from kernels.msa.reference import BLOCK_SIZE, MSAShapeError
 from kernels.msa.tile_outer import (
     DEFAULT_MAX_UNION,
@@ -33,7 +33,7 @@ from kernels.msa.tile_outer import (
 @triton.jit
 def _kv_outer_kernel(
     q_ptr, kv_ptr, perm_ptr, row_ptr, work_seg_ptr, work_chunk_ptr, bt_ptr, seq_lens_ptr, pos_ptr,
-    po_ptr, plse_ptr,
+    po_ptr, plse_ptr, ps_ptr,
     num_tokens, num_segs, blocks_per_head, max_blocks, num_kv_heads, sm_scale_log2, v_scale,
     stride_qt, stride_qh,
     stride_kvp, stride_kvh, stride_kvt,
@@ -98,8 +98,7 @@ def _kv_outer_kernel(
             o = o * v_scale
         lse = tl.where(l > 0, m + tl.log2(l), float("-inf"))
         part = e * GROUP + r_g
-        tl.store(po_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], o.to(po_ptr.dtype.element_ty),
-                 mask=ent_ok[:, None])
+        store_part(po_ptr, ps_ptr, part, offs_d, o, ent_ok, HEAD_DIM)
         tl.store(plse_ptr + part, lse, mask=ent_ok)
         ent_ok, e, q, p_t = nxt
 
@@ -177,20 +176,25 @@ def kv_outer_partials(
     maxnreg: int | None = None,
     k_scale: float = 1.0,
     v_scale: float = 1.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The attention stage alone: (partial_o [Hkv, T, top_k, G, d] in q's dtype, partial_lse fp32)."""
+    partial_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The attention stage alone: (partial_o [Hkv, T, top_k, G, d] in ``partial_dtype`` (default q's dtype; also
+    ``torch.float8_e4m3fn`` or ``torch.int8``), partial_lse fp32 [Hkv, T, top_k, G], the per-row scales of int8
+    partials (fp32, same shape; None for other dtypes))."""
     num_tokens, num_heads, head_dim = q.shape
     num_kv_heads = kv_cache.shape[1]
     group = num_heads // num_kv_heads
     group_pad = triton.next_power_of_2(group)
     perm, row_ptr, work_seg, work_chunk, num_segs = csr
     max_blocks = block_table.shape[1]
-    partial_o = torch.empty((num_kv_heads, num_tokens, top_k, group, head_dim), dtype=q.dtype, device=q.device)
+    partial_o = torch.empty((num_kv_heads, num_tokens, top_k, group, head_dim), dtype=partial_dtype or q.dtype,
+                            device=q.device)
     partial_lse = torch.empty((num_kv_heads, num_tokens, top_k, group), dtype=torch.float32, device=q.device)
+    partial_scale = torch.empty_like(partial_lse) if partial_o.dtype == torch.int8 else None
     extra = {"maxnreg": maxnreg} if maxnreg else {}  # register cap: trades spills for programs per SM
     _kv_outer_kernel[(work_seg.numel(),)](
         q, kv_cache, perm, row_ptr, work_seg, work_chunk, block_table, seq_lens, positions,
-        partial_o, partial_lse,
+        partial_o, partial_lse, partial_scale if partial_scale is not None else partial_lse,
         num_tokens, num_segs, block_table.shape[0] * max_blocks, max_blocks, num_kv_heads,
         scale * k_scale * LOG2E, float(v_scale),
         q.stride(0), q.stride(1),
@@ -201,7 +205,7 @@ def kv_outer_partials(
         num_warps=num_warps,
         num_stages=num_stages, **extra,
     )
-    return partial_o, partial_lse
+    return partial_o, partial_lse, partial_scale
 
 
 def sparse_attention_triton(
@@ -229,6 +233,8 @@ def sparse_attention_triton(
     tile_per_sm: int = 0,
     k_scale: float = 1.0,
     v_scale: float = 1.0,
+    fuse_merge: bool = False,
+    partial_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
@@ -241,6 +247,11 @@ def sparse_attention_triton(
     ``tile_*`` knobs: the tile-outer kernel's warps, pipeline stages, key piece and programs per SM (0: one per tile).
     ``kv_cache`` may be float8 e4m3 (``torch.float8_e4m3fn``, vLLM's layout) with per-tensor ``k_scale`` /
     ``v_scale`` (not yet timed on a GPU: NOTES.md v8).
+    ``fuse_merge`` (v9, off by default): the tile-outer kernel folds its rows' KV-outer parts in on chip and
+    writes them (no carrier part, no merge pass over those rows); on the H200 it was 0.88-0.98x the v8 path on
+    selections with locality and 1.03x on a chunked row, so v8's separate merge stays the default (NOTES v9).
+    ``partial_dtype``: dtype of the KV-outer partial outputs (default q's dtype; ``torch.int8`` with a per-row
+    scale, 6.8e-3 output error at M3 shapes, or ``torch.float8_e4m3fn``, 2.7e-2, halve their bytes; NOTES v9).
     ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
     Selection slots may be in any order, with -1 entries anywhere.
     """
@@ -256,21 +267,23 @@ def sparse_attention_triton(
     pos = device_positions(query_start_loc, seq_lens, num_tokens)
     if max_union <= 0:  # KV-outer only
         csr = build_block_csr(selection, query_start_loc, block_table.shape[1], chunk, window)
-        partial_o, partial_lse = kv_outer_partials(q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2],
-                                                   scale, chunk, num_warps, num_stages, prefetch, tile_rows,
-                                                   k_scale=k_scale, v_scale=v_scale)
-        merge_partials(partial_o, partial_lse, out, selection)
+        partial_o, partial_lse, partial_scale = kv_outer_partials(
+            q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2], scale, chunk, num_warps, num_stages,
+            prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype)
+        merge_partials(partial_o, partial_lse, out, selection, partial_scale=partial_scale)
         return out
     req = device_requests(query_start_loc, num_tokens)
     split = tile_unions(selection, req, pos, block_table, union_tile, max_union, min_share, min_shared_pct)
     csr = build_block_csr(split.rest, query_start_loc, block_table.shape[1], chunk, window)
-    partial_o, partial_lse = kv_outer_partials(q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2],
-                                               scale, chunk, num_warps, num_stages, prefetch, tile_rows,
-                                               k_scale=k_scale, v_scale=v_scale)
+    partial_o, partial_lse, partial_scale = kv_outer_partials(
+        q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2], scale, chunk, num_warps, num_stages,
+        prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype)
     tile_outer_attention(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
                          num_warps=tile_warps, num_stages=tile_stages, keys=tile_keys, per_sm=tile_per_sm,
-                         k_scale=k_scale, v_scale=v_scale)
-    merge_partials(partial_o, partial_lse, out, split.merge_sel, skip=split.direct)
+                         k_scale=k_scale, v_scale=v_scale, fuse_merge=fuse_merge, partial_scale=partial_scale)
+    # the merge runs over the rows the tile-outer kernel did not write (tiles left to KV-outer whole)
+    merge_partials(partial_o, partial_lse, out, split.merge_sel, skip=split.owned if fuse_merge else split.direct,
+                   partial_scale=partial_scale)
     return out
 
 

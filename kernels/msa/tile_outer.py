@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.msa.merge import LOG2E
+from kernels.msa.merge import LOG2E, load_part, store_part
 from kernels.msa.reference import BLOCK_SIZE
 
 DEFAULT_TILE_T = 8
@@ -48,7 +48,7 @@ def _bit_or(a, b):
 @triton.jit
 def _tile_union_kernel(
     sel_ptr, req_ptr, pos_ptr, bt_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, rest_ptr, msel_ptr,
-    carrier_ptr, direct_ptr, work_ptr, nwork_ptr,
+    carrier_ptr, direct_ptr, owned_ptr, work_ptr, nwork_ptr,
     num_tokens, num_tiles,
     stride_sh, stride_st, stride_btr,
     TILE_T: tl.constexpr, TOPK: tl.constexpr, MAX_UNION: tl.constexpr, MIN_SHARE: tl.constexpr,
@@ -83,14 +83,14 @@ def _tile_union_kernel(
     few = tl.sum(shared.to(tl.int32), 0) * 100 < MIN_SHARED_PCT * tl.sum(valid.to(tl.int32), 0)
     if (mixed != 0) | few:
         _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
-                       TILE_T, MAX_UNION)
+                       owned_ptr, TILE_T, MAX_UNION)
         return
     earlier = offs[None, :] < offs[:, None]
     first = shared & (tl.max(tl.where(same & earlier, 1, 0), axis=1) == 0)
     count = tl.sum(first.to(tl.int32), 0)
     if count > MAX_UNION:
         _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
-                       TILE_T, MAX_UNION)
+                       owned_ptr, TILE_T, MAX_UNION)
         return
     # Clean blocks (chosen by every token of the tile and wholly before its first token) need no mask in the
     # tile-outer loop: they come first in the union, the masked ones after.
@@ -118,6 +118,8 @@ def _tile_union_kernel(
     n_rest = tl.sum(tl.reshape((valid & ~shared).to(tl.int32), (TILE_T, TOPK)), axis=1)
     tl.store(carrier_ptr + row, tl.where(carrier < TOPK, carrier, -1), mask=tok_ok)
     tl.store(direct_ptr + row, ((n_rest == 0) & (carrier < TOPK)).to(tl.int8), mask=tok_ok)
+    # the tile is in the work list: with the fused merge the tile-outer kernel writes all its rows
+    tl.store(owned_ptr + row, tl.full((TILE_T,), 1, tl.int8) * (count > 0).to(tl.int8), mask=tok_ok)
     carrier_e = tl.reshape(tl.broadcast_to(carrier[:, None], (TILE_T, TOPK)), (N,))
     rest = tl.where(shared, -1, x)
     tl.store(rest_ptr + entry, rest, mask=ok)
@@ -126,13 +128,14 @@ def _tile_union_kernel(
 
 @triton.jit
 def _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
-                   TILE_T: tl.constexpr, MAX_UNION: tl.constexpr):
+                   owned_ptr, TILE_T: tl.constexpr, MAX_UNION: tl.constexpr):
     """The whole tile goes KV-outer: every entry stays in ``rest`` and the merge, no carrier, no direct row."""
     tl.store(count_ptr + tile, MAX_UNION + 1)
     tl.store(rest_ptr + entry, x, mask=ok)
     tl.store(msel_ptr + entry, x, mask=ok)
     tl.store(carrier_ptr + row, tl.full((TILE_T,), -1, tl.int32), mask=tok_ok)
     tl.store(direct_ptr + row, tl.zeros((TILE_T,), tl.int8), mask=tok_ok)
+    tl.store(owned_ptr + row, tl.zeros((TILE_T,), tl.int8), mask=tok_ok)
 
 
 class TileSplit(NamedTuple):
@@ -156,6 +159,9 @@ class TileSplit(NamedTuple):
     """[Hkv, T] int32: slot whose partial holds the tile-outer part, -1 if none"""
     direct: torch.Tensor
     """[Hkv, T] bool: every entry (at least one) is shared: tile-outer writes the output, the merge skips the row"""
+    owned: torch.Tensor
+    """[Hkv, T] bool: the row's tile has tile-outer work (it is in ``work``): with the fused merge (v9) the
+    tile-outer kernel writes the row's output, KV-outer parts included, and the merge kernel skips it"""
     work: torch.Tensor
     """[Hkv * tiles] int32: the tiles (h * tiles + i) that have tile-outer work, in no particular order"""
     num_work: torch.Tensor
@@ -188,14 +194,15 @@ def tile_unions(
         merge_sel=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev),
         carrier=torch.empty((num_kv_heads, num_tokens), dtype=torch.int32, device=dev),
         direct=torch.empty((num_kv_heads, num_tokens), dtype=torch.bool, device=dev),
+        owned=torch.empty((num_kv_heads, num_tokens), dtype=torch.bool, device=dev),
         work=torch.empty((num_kv_heads * num_tiles,), dtype=torch.int32, device=dev),
         num_work=torch.zeros((1,), dtype=torch.int32, device=dev),
     )
     if num_tiles:
         _tile_union_kernel[(num_tiles, num_kv_heads)](
             selection, requests, positions, block_table, split.union, split.pages, split.union_size, split.clean,
-            split.tokmask, split.rest, split.merge_sel, split.carrier, split.direct.view(torch.int8), split.work,
-            split.num_work, num_tokens, num_tiles,
+            split.tokmask, split.rest, split.merge_sel, split.carrier, split.direct.view(torch.int8),
+            split.owned.view(torch.int8), split.work, split.num_work, num_tokens, num_tiles,
             selection.stride(0), selection.stride(1), block_table.stride(0),
             TILE_T=tile_t, TOPK=top_k, MAX_UNION=max_union, MIN_SHARE=min_share, MIN_SHARED_PCT=min_shared_pct,
             BLOCK=BLOCK_SIZE, num_warps=num_warps,
@@ -206,14 +213,14 @@ def tile_unions(
 @triton.jit
 def _tile_outer_kernel(
     q_ptr, kv_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, carrier_ptr, direct_ptr, work_ptr,
-    nwork_ptr, seq_lens_ptr, pos_ptr, req_ptr, out_ptr, po_ptr, plse_ptr,
+    nwork_ptr, seq_lens_ptr, pos_ptr, req_ptr, rest_ptr, out_ptr, po_ptr, plse_ptr, ps_ptr,
     num_tokens, num_tiles, sm_scale_log2, v_scale,
     stride_qt, stride_qh,
     stride_kvp, stride_kvh, stride_kvt,
     stride_ot, stride_oh,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, TILE_T: tl.constexpr,
     TOPK: tl.constexpr, MAX_UNION: tl.constexpr, KEYS: tl.constexpr, BLOCK: tl.constexpr, USE_CLEAN: tl.constexpr,
-    WARP_SPEC: tl.constexpr, SCALE_V: tl.constexpr,
+    WARP_SPEC: tl.constexpr, SCALE_V: tl.constexpr, FUSE_MERGE: tl.constexpr,
 ):
     ROWS: tl.constexpr = TILE_T * GROUP_PAD
     PIECES: tl.constexpr = BLOCK // KEYS  # KEYS < BLOCK walks each block in pieces (smaller S tile, fewer registers)
@@ -280,21 +287,49 @@ def _tile_outer_kernel(
             l = l * alpha + tl.sum(p, axis=1)
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
             m = m_new
-        acc = acc / tl.where(l > 0, l, 1.0)[:, None]
-        if SCALE_V:  # fp8 cache: V's per-tensor scale (K's is in sm_scale_log2)
+        if SCALE_V:  # fp8 cache: V's per-tensor scale (K's is in sm_scale_log2; KV-outer parts carry theirs)
             acc = acc * v_scale
-        # Tokens whose every entry was shared get their output here; the others hand a part to the merge.
         row = h.to(tl.int64) * num_tokens + t
-        direct = tl.load(direct_ptr + row, mask=row_ok, other=0) != 0
-        carrier = tl.load(carrier_ptr + row, mask=row_ok, other=-1)
+        if FUSE_MERGE:
+            # v9: fold this tile's KV-outer parts (written before this launch) into the on-chip softmax state
+            # and write every row: no carrier part is written and read back, no merge pass over these rows.
+            ent = tl.arange(0, TILE_T * TOPK)
+            n_rest = tl.sum((tl.load(rest_ptr + (h.to(tl.int64) * num_tokens + i * TILE_T) * TOPK + ent,
+                                     mask=i * TILE_T + ent // TOPK < num_tokens, other=-1) >= 0).to(tl.int32), 0)
+            if n_rest > 0:  # f = 1: nothing to fold, skip the 16 passes
+                for k in range(TOPK):
+                    has = tl.load(rest_ptr + row * TOPK + k, mask=row_ok, other=-1) >= 0
+                    part = (row * TOPK + k) * GROUP + r_g
+                    lse = tl.load(plse_ptr + part, mask=has, other=float("-inf"))
+                    m_new = tl.maximum(m, lse)
+                    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+                    alpha = tl.exp2(m - m_safe)
+                    wk = tl.exp2(lse - m_safe)  # (not `w`: the work-list loop's variable)
+                    o = load_part(po_ptr, ps_ptr, part, offs_d, has & (wk > 0), HEAD_DIM)
+                    l = l * alpha + wk
+                    acc = acc * alpha[:, None] + wk[:, None] * o
+                    m = m_new
+        acc = acc / tl.where(l > 0, l, 1.0)[:, None]
         out = (out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + r_g)[:, None] * stride_oh
                + offs_d[None, :])
-        tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=(row_ok & direct)[:, None])
-        part_ok = row_ok & (direct == 0) & (carrier >= 0)
-        part = (row * TOPK + carrier) * GROUP + r_g
-        tl.store(po_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], acc.to(po_ptr.dtype.element_ty),
-                 mask=part_ok[:, None])
-        tl.store(plse_ptr + part, tl.where(l > 0, m + tl.log2(l), float("-inf")), mask=part_ok)
+        if FUSE_MERGE:
+            tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+        else:
+            _write_direct_or_part(acc, l, m, row, row_ok, r_g, offs_d, out, direct_ptr, carrier_ptr, po_ptr, plse_ptr,
+                                  ps_ptr, GROUP, HEAD_DIM, TOPK)
+
+
+@triton.jit
+def _write_direct_or_part(acc, l, m, row, row_ok, r_g, offs_d, out, direct_ptr, carrier_ptr, po_ptr, plse_ptr,
+                          ps_ptr, GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, TOPK: tl.constexpr):
+    # v8: tokens whose every entry was shared get their output here; the others hand a part to the merge.
+    direct = tl.load(direct_ptr + row, mask=row_ok, other=0) != 0
+    carrier = tl.load(carrier_ptr + row, mask=row_ok, other=-1)
+    tl.store(out, acc.to(out.dtype.element_ty), mask=(row_ok & direct)[:, None])
+    part_ok = row_ok & (direct == 0) & (carrier >= 0)
+    part = (row * TOPK + carrier) * GROUP + r_g
+    store_part(po_ptr, ps_ptr, part, offs_d, acc, part_ok, HEAD_DIM)
+    tl.store(plse_ptr + part, tl.where(l > 0, m + tl.log2(l), float("-inf")), mask=part_ok)
 
 
 def persistent_programs(device: torch.device, work_items: int, per_sm: int = 0) -> int:
@@ -327,12 +362,16 @@ def tile_outer_attention(
     warp_specialize: bool = False,
     k_scale: float = 1.0,
     v_scale: float = 1.0,
+    fuse_merge: bool = False,
+    partial_scale: torch.Tensor | None = None,
 ):
-    """Attention over each tile's shared blocks: into ``out`` for ``split.direct`` rows, else into the carrier
-    slot of ``partial_o`` / ``partial_lse`` ([Hkv, T, top_k, G, d] / [Hkv, T, top_k, G], the KV-outer layout).
+    """Attention over each tile's shared blocks. ``fuse_merge`` (v9, opt-in): the KV-outer parts of the tile's
+    rows (``split.rest``; ``partial_o`` / ``partial_lse`` [Hkv, T, top_k, G, d] / [Hkv, T, top_k, G], already
+    written) are merged on chip and every row of ``split.owned`` is written to ``out``. Without it (v8): into
+    ``out`` for ``split.direct`` rows, else into the carrier slot of the partials, for the merge kernel.
     ``use_clean=False`` masks every block (the v7 loop; for measurements); ``per_sm``: persistent programs per SM
     (0: one program per tile); ``warp_specialize``: Triton's automatic warp specialisation of the loops;
-    ``k_scale`` / ``v_scale``: per-tensor scales of an fp8 cache. Returns Triton's launch handle
+    ``k_scale`` / ``v_scale``: per-tensor scales of an fp8 cache; ``partial_scale``: int8 partials' row scales. Returns Triton's launch handle
     (registers, spills and shared memory of the compiled kernel, for the benchmark), None if nothing ran."""
     num_tokens, num_heads, head_dim = q.shape
     num_kv_heads = kv_cache.shape[1]
@@ -345,14 +384,14 @@ def tile_outer_attention(
     grid = (persistent_programs(q.device, num_tiles * num_kv_heads, per_sm),)
     return _tile_outer_kernel[grid](
         q, kv_cache, split.union, split.pages, split.union_size, split.clean, split.tokmask, split.carrier,
-        split.direct.view(torch.int8), split.work, split.num_work, seq_lens, positions, requests, out, partial_o,
-        partial_lse,
+        split.direct.view(torch.int8), split.work, split.num_work, seq_lens, positions, requests, split.rest, out,
+        partial_o, partial_lse, partial_scale if partial_scale is not None else partial_lse,
         num_tokens, num_tiles, scale * k_scale * LOG2E, float(v_scale),
         q.stride(0), q.stride(1),
         kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
         out.stride(0), out.stride(1),
         GROUP=group, GROUP_PAD=triton.next_power_of_2(group), HEAD_DIM=head_dim, TILE_T=tile_t,
         TOPK=split.rest.shape[2], MAX_UNION=split.union.shape[2], KEYS=keys, BLOCK=BLOCK_SIZE, USE_CLEAN=use_clean,
-        WARP_SPEC=warp_specialize, SCALE_V=v_scale != 1.0, num_stages=num_stages,
+        WARP_SPEC=warp_specialize, SCALE_V=v_scale != 1.0, FUSE_MERGE=fuse_merge, num_stages=num_stages,
         num_warps=num_warps or 4,  # H200 128K sweep: 4 warps x 64-key pieces 24.3 ms, 8 x 128 keys 26.6 ms
     )

@@ -45,15 +45,15 @@ def test_fp8_decode():
     assert rel_err(out, sparse_decode(case.q.cpu(), case.kv_cache.cpu(), *args)) < FP8_TOL
 
 
-@pytest.mark.parametrize("max_union", [0, 63])  # KV-outer only; adaptive with tiles both ways
-def test_fp8_prefill(max_union):
+@pytest.mark.parametrize("max_union,fuse", [(0, False), (63, False), (63, True)])  # KV-outer; adaptive; fused merge
+def test_fp8_prefill(max_union, fuse):
     case = make_case([2400, 300], [41, 300], num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE,
                      device=DEVICE, seed=33)
     sel = local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, 0.8, window=8, seed=4)
     kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
     out = sparse_attention_triton(case.q, kv8, sel.to(DEVICE), case.block_table, case.query_start_loc, case.seq_lens,
                                   max_union=max_union, union_tile=8 if GPU else 2, min_share=2, min_shared_pct=0,
-                                  k_scale=k_scale, v_scale=v_scale)
+                                  k_scale=k_scale, v_scale=v_scale, fuse_merge=fuse)
     args = (sel, case.block_table.cpu(), case.query_start_loc.cpu(), case.seq_lens.cpu())
     exact = sparse_attention(case.q.cpu(), dequantize_kv_fp8(kv8, k_scale, v_scale).cpu(), *args)
     assert rel_err(out, exact) < TOL

@@ -1,0 +1,70 @@
+"""Registers, spills and local-memory instructions of the tile-outer prefill kernel, compiled for sm_90 with no GPU.
+
+Triton compiles ahead of time for a named target with its bundled ptxas, so the register cost of a kernel change
+can be read on a CPU-only machine before spending device time (NOTES.md v9: the fused merge's slowdown). Run:
+    python -m kernels.bench.tile_outer_sass --fuse-merge 0 1
+Prints one line per configuration: registers per thread, stack (spill) bytes, LDL / STL count, HGMMA count.
+The local Triton may differ from the GPU machine's, so compare configurations, not absolute numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import triton
+from triton.backends.compiler import GPUTarget
+
+from kernels.msa.tile_outer import _tile_outer_kernel
+
+POINTERS = {"tokmask_ptr": "*i64", "req_ptr": "*i64", "direct_ptr": "*i8", "plse_ptr": "*fp32", "ps_ptr": "*fp32",
+            "q_ptr": "*bf16", "kv_ptr": "*bf16", "out_ptr": "*bf16", "po_ptr": "*bf16"}
+FLOATS = ("sm_scale_log2", "v_scale")
+
+
+def compile_sm90(fuse_merge: bool, warps: int, keys: int, stages: int) -> bytes:
+    """cubin of the kernel at M3 shapes (16 heads per KV head, d = 128, 8-token tiles, bf16)."""
+    constexprs = dict(GROUP=16, GROUP_PAD=16, HEAD_DIM=128, TILE_T=8, TOPK=16, MAX_UNION=32, KEYS=keys, BLOCK=128,
+                      USE_CLEAN=True, WARP_SPEC=False, SCALE_V=False, FUSE_MERGE=fuse_merge)
+    signature = {}
+    for name in _tile_outer_kernel.arg_names:
+        if name in constexprs:
+            signature[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            signature[name] = POINTERS.get(name, "*i32")
+        else:
+            signature[name] = "fp32" if name in FLOATS else "i32"
+    src = triton.compiler.ASTSource(fn=_tile_outer_kernel, signature=signature, constexprs=constexprs)
+    kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": stages})
+    return kernel.asm["cubin"]
+
+
+def report(cubin: bytes) -> str:
+    """'REG:n STACK:b' from cuobjdump, and the LDL / STL / HGMMA counts of the SASS."""
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        usage = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
+        sass = subprocess.run([tool, "--dump-sass", f.name], capture_output=True, text=True).stdout
+    regs = " ".join(re.findall(r"(?:REG|STACK):\d+", usage))
+    counts = {op: len(re.findall(rf"\b{op}\b", sass)) for op in ("LDL", "STL", "HGMMA")}
+    return f"{regs} " + " ".join(f"{k}:{v}" for k, v in counts.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fuse-merge", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--warps", type=int, default=4)
+    parser.add_argument("--keys", type=int, default=64)
+    parser.add_argument("--stages", type=int, default=2)
+    args = parser.parse_args()
+    print(f"triton {triton.__version__}, target sm_90, {args.warps} warps, {args.keys}-key pieces, {args.stages} stages")
+    for fuse in args.fuse_merge:
+        print(f"fuse_merge={bool(fuse)}: {report(compile_sm90(bool(fuse), args.warps, args.keys, args.stages))}")
+
+
+if __name__ == "__main__":
+    main()
