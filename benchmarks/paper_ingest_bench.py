@@ -31,10 +31,10 @@ def norm(text: str) -> str:
 
 
 def tokens(text: str, split_superscripts: bool = False) -> list[str]:
+    if split_superscripts:  # a superscript run as its own token: "SVM⁶⁷", "(2012)^(p)" (marks) hold "SVM", "2012"
+        text = re.sub(r"([⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻]+)", r" \1", text).replace("^(", " ")
     # The bundle's super/subscript marks: "ϵ_(t)" is "ϵt", "A_(LT)_(D)" is "ALTD".
     text = text.replace("^(", "").replace("_(", "").replace(")", "")
-    if split_superscripts:  # a superscript run as its own token: "SVM⁶⁷" (a citation mark) holds "SVM"
-        text = re.sub(r"([⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻]+)", r" \1", text)
     # Dots that end or open a word are punctuation ("synthases...", ".5" stays a number).
     return [t for t in (norm(w).rstrip(".") for w in re.split(r"[\s/|,;:()\[\]]+", text)) if t]
 

@@ -15,7 +15,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from tasks.paper.bundle import rounded_box
-from tasks.paper.layout import SMALL_CAPS_GLYPHS
+from tasks.paper.layout import SMALL_CAPS_GLYPHS, join_accents
 from tasks.paper.numbers import SUBSCRIPTS, SUPERSCRIPTS, is_spread, parse_number
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ TEX_EXTENSION_DROP = 0.75
 """How far below a TeX extension glyph's origin the baseline of its line lies, in font sizes."""
 SINGLE_COLUMN_MAX_ROWS = 4
 """A captioned one-column table (a header over a line of symbols) is kept only when this short."""
+FOOTNOTE_MARKS = "*†‡§¶⋆∗"
 ITALIC_FONT = ("italic", "oblique", "cmti", "-it")
 WEIGHTS = (("thin", 0), ("light", 0), ("semibold", 3), ("demibold", 3), ("medium", 2), ("extrabold", 4),
            ("bold", 4), ("black", 4), ("heavy", 4), ("cmbx", 4), ("cmb", 4))
@@ -89,6 +90,9 @@ def words_in(page: pymupdf.Page, area: BBox) -> list[Word]:
     data = page.get_text("rawdict", clip=pymupdf.Rect(area), flags=pymupdf.TEXT_PRESERVE_WHITESPACE)
     for block in data["blocks"]:
         for line in block.get("lines", []):
+            if abs(line["dir"][0]) < 0.5:  # set rotated (a column header printed upwards): one word per line
+                _rotated_word(line, area, words)
+                continue
             current: list[tuple[dict, dict]] = []
             for span in line["spans"]:
                 for char in span["chars"]:
@@ -108,6 +112,21 @@ def words_in(page: pymupdf.Page, area: BBox) -> list[Word]:
     return words
 
 
+def _rotated_word(line: dict, area: BBox, words: list[Word]) -> None:
+    """A rotated line (vertical text) as one word standing on its bottom edge: the headers of a table whose
+    column titles are set upwards share a baseline there and so form one header row."""
+    chars = [(span, c) for span in line["spans"] for c in span["chars"]
+             if area[0] <= (c["bbox"][0] + c["bbox"][2]) / 2 <= area[2] and area[1] <= (c["bbox"][1] + c["bbox"][3]) / 2 <= area[3]]
+    text = " ".join("".join(c["c"] for _, c in chars).split())
+    if not text:
+        return
+    span = max(line["spans"], key=lambda sp: len(sp["chars"]))
+    x0, y0 = min(c["bbox"][0] for _, c in chars), min(c["bbox"][1] for _, c in chars)
+    x1, y1 = max(c["bbox"][2] for _, c in chars), max(c["bbox"][3] for _, c in chars)
+    words.append(Word(join_accents(text.translate(SMALL_CAPS_GLYPHS)), (x0, y0, x1, y1), span["size"], y1,
+                      font_weight(span["font"].lower(), span["flags"]), bool(span["flags"] & 2)))
+
+
 def _flush(chars: list[tuple[dict, dict]], words: list[Word]) -> None:
     if not chars:
         return
@@ -117,7 +136,7 @@ def _flush(chars: list[tuple[dict, dict]], words: list[Word]) -> None:
     # baseline when centred on the math axis: its row is found from the baseline of the text around it.
     drop = TEX_EXTENSION_DROP * span["size"] if any(k in font for k in TEX_EXTENSION_FONTS) else 0.0
     words.append(Word(
-        text="".join(c["c"] for _, c in chars).translate(SMALL_CAPS_GLYPHS),
+        text=join_accents("".join(c["c"] for _, c in chars).translate(SMALL_CAPS_GLYPHS)),
         bbox=(min(c["bbox"][0] for _, c in chars), min(c["bbox"][1] for _, c in chars),
               max(c["bbox"][2] for _, c in chars), max(c["bbox"][3] for _, c in chars)),
         size=span["size"],
@@ -160,6 +179,8 @@ def _script(text: str, table: dict[int, int], mark: str) -> str:
     """Digits and signs as Unicode super/subscripts ("10" + "4" -> "10⁴"); other text as ^(...) / _(...)."""
     if all(ch.isdigit() or ch in "-+−" for ch in text):
         return text.replace("−", "-").translate(table)
+    if all(ch in FOOTNOTE_MARKS for ch in text):
+        return text  # "93.16†": a footnote mark stays a mark (the value still parses)
     return f"{mark}({text})"
 
 
@@ -293,6 +314,14 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
                   for group in groups]
         taken = {c for _, cols in placed for c in cols}
         above = header_rows[-1] if header_rows else None
+        if i + 1 < header_count and len(placed) >= 2 and all(len(cols) >= 2 for _, cols in placed):
+            # Spanning titles side by side over the column groups ("Wiki-Convert" | "Numeracy600K", no rule
+            # under them): each spans the widest run of its free columns centred under it.
+            first = 1 if rows[header_count - 1].words and not any(
+                w.bbox[2] <= spans[0][1] + 1 for w in rows[header_count - 1].words) else 0
+            placed = [(group, _widest_centred(cols, taken, spans, sum(_span(group)) / 2, first))
+                      for group, cols in placed]
+            taken = {c for _, cols in placed for c in cols}
         for group, cols in placed:
             for c in _centred_span(cols, taken, spans, sum(_span(group)) / 2, above):
                 line[c] = f"{line[c]} {_text(group)}".strip()
@@ -307,7 +336,8 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     numeric = sum(parse_number(c) is not None for row in cells for c in row[1:])
     filled = sum(1 for row in cells for c in row[1:] if c)
     longest = max((len(c) for row in cells for c in row), default=0)
-    if n > 1 and (not filled or (numeric < 0.25 * filled and longest > 40 and not _rule_between_all(rows, rules))):
+    if n > 1 and (not filled or (numeric < 0.25 * filled and longest > 40 and not _rule_between_all(rows, rules)
+                                 and not _full_text_grid(cells))):
         return None  # prose or a list, not a table (a text table ruled under every row is a table)
     if header_rows:
         header = [_header_text(header_rows, c) for c in range(n)]
@@ -408,6 +438,22 @@ def _centred_span(cols: list[int], taken: set[int], spans: Sequence[tuple[float,
     return list(range(lo, hi + 1))
 
 
+def _widest_centred(cols: list[int], taken: set[int], spans: Sequence[tuple[float, float]], centre: float,
+                    first: int) -> list[int]:
+    """The widest run of columns from `first` on, holding `cols` and no other title's column, whose middle is
+    the title's centre (within a third of a column pitch: one column more on one side moves it by half a pitch)."""
+    pitch = min((b[0] - a[0] for a, b in pairwise(spans)), default=0.0)
+    best = cols
+    for lo in range(first, cols[0] + 1):
+        for hi in range(cols[-1], len(spans)):
+            run = range(lo, hi + 1)
+            if any(c in taken and c not in cols for c in run) or len(run) <= len(best):
+                continue
+            if abs((spans[lo][0] + spans[hi][1]) / 2 - centre) <= pitch / 3:
+                best = list(run)
+    return best
+
+
 def _header_text(header_rows: Sequence[Sequence[str]], c: int) -> str:
     levels: list[str] = []
     for line in header_rows:
@@ -462,6 +508,12 @@ def _header_count(rows: Sequence[Row], rules: Sequence[float], boxed: bool = Fal
         if any(parse_number(w.text) is not None for w in row.words[1:]):
             return max(i, 1)
     return 1
+
+
+def _full_text_grid(cells: Sequence[Sequence[str]]) -> bool:
+    """Rows of three or more columns with every cell filled (one at most empty): a table of text cells (example
+    sentences with their predictions), not prose, whose lines fill one or two cells of a few columns at most."""
+    return len(cells) >= 2 and len(cells[0]) >= 3 and all(sum(1 for c in row if c) >= len(row) - 1 for row in cells)
 
 
 def _label_columns(cells: Sequence[Sequence[str]]) -> int:
@@ -523,12 +575,32 @@ def _join_wrapped_labels(cells: list[list[str]], rows: Sequence[Row], rules: Seq
     for group in _rule_groups(rows, rules):
         holders = [i for i in group if cells[i][0]]
         if len(holders) >= 2 and all(label_only(i) for i in holders) and any(unlabelled(i) for i in group):
+            if min(b - a for a, b in pairwise(holders)) > 2:
+                # Two or more value rows between each pair of label lines: one multirow label per sub-group
+                # ("Unsup" between its "crawl" and "wiki" rows, then "IdentChar"...), not one wrapped label.
+                for i in (i for i in group if unlabelled(i)):
+                    nearest = min(holders, key=lambda h: abs(rows[h].baseline - rows[i].baseline))
+                    cells[i][0] = cells[nearest][0]
+                for i in holders:
+                    cells[i][0] = ""
+                continue
             text = " ".join(cells[i][0] for i in holders)
             for i in holders:
                 cells[i][0] = ""
             for i in group:
                 if unlabelled(i):
                     cells[i][0] = text
+    for i in range(len(cells) - 1, 0, -1):
+        # A label wrapped onto the next line under its row's values ("Dot Product with" / "L2 Regularization",
+        # a method then its citation): the next line holds only label text, one line down, with no rule between,
+        # and the line after it starts a row of its own.
+        j, prev = i, i - 1
+        ends = j + 1 >= len(cells) or (cells[j + 1][0] and any(cells[j + 1][labels:]))
+        if label_only(j) and cells[prev][0] and any(cells[prev][labels:]) and ends \
+                and rows[j].baseline - rows[prev].baseline < 1.6 * rows[j].size \
+                and not any(rows[prev].baseline < y < rows[j].baseline for y in rules):
+            cells[prev][0] = f"{cells[prev][0]} {cells[j][0]}"
+            cells[j][0] = ""
     for i in range(len(cells)):
         if not unlabelled(i):
             continue
