@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from tasks.paper.bundle import ReportedNumber, Table, unique_id
 from tasks.paper.layout import EQUATION_NUMBER, GUTTER_PT, Line, caption_kind, caption_text
 from tasks.paper.numbers import parse_value
-from tasks.paper.unruled import build_grid, rows_of, words_in
+from tasks.paper.unruled import build_grid
+from tasks.paper.words import rows_of, words_in
 
 if TYPE_CHECKING:
     import pymupdf
