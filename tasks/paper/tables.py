@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from tasks.paper.bundle import ReportedNumber, Table, unique_id
 from tasks.paper.layout import EQUATION_NUMBER, GUTTER_PT, Line, caption_kind, caption_text
 from tasks.paper.numbers import parse_value
+from tasks.paper.outlined import OCR_WARNING, outlined_table
 from tasks.paper.unruled import build_grid
 from tasks.paper.words import rows_of, words_in
 
@@ -58,13 +59,20 @@ def extract_tables(page: pymupdf.Page, lines: Sequence[Line], captions: Mapping[
     side = _captions_side(table_captions, lines, rules, page_words, stops)
     for block in table_captions:
         found = _table_below_or_above(page, block[1], lines, rules, verticals, page_words, claimed | stops, side)
-        if found is None:
-            continue
+        ocr = found is None
+        if ocr:
+            outlined = outlined_table(page, block[1], lines, rules, verticals, page_words)
+            if outlined is None:
+                continue
+            found = outlined, []
         grid, members = found
         claimed.update(id(ln) for ln in members)
         caption = caption_text(block, grid.bbox)
         kind = caption_kind(caption)
-        tables.append(_table(out_dir, taken, page.number, grid, caption, kind[1] if kind else None))
+        table = _table(out_dir, taken, page.number, grid, caption, kind[1] if kind else None)
+        if ocr:
+            table.warnings = [OCR_WARNING]
+        tables.append(table)
     return tables
 
 

@@ -52,13 +52,7 @@ def _table_of(leaf: RubricNode) -> str | None:
     return match.group(1) if match else None
 
 
-# IEEE Access prints its tables as vector outlines (no text layer): the abstract's "180" frames per second is only
-# in Table 3, which the ingest cannot read yet. Strict: it fails loudly once the tables are read.
-OUTLINED_TABLES = pytest.mark.xfail(reason="tables drawn as glyph outlines are not read yet", strict=True)
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=OUTLINED_TABLES) if n == "polyp_segmentation_ieee" else n
-                                  for n in sorted(RESULTS_TABLES)])
+@pytest.mark.parametrize("name", sorted(RESULTS_TABLES))
 def test_corpus_rubric_has_result_leaves_for_results_tables_only(name: str, tmp_path: Path) -> None:
     bundle = ingest_pdf(corpus_pdfs()[name], tmp_path / "bundle")
     rubric = fallback_rubric(bundle)
