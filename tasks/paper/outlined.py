@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import subprocess
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,6 +32,8 @@ CAP_HEIGHT_EM = 0.7
 """Digits and capitals are about this share of the font size tall: OCR boxes give the font size back."""
 RULE_MARKS = set("|=_~¦")
 OCR_TIMEOUT_S = 60
+OCR_EXPONENT = re.compile(r"^([0-9lIO]+(?:\.[0-9]+)?)e([~—–\-−])([0-9]{1,3})$")
+OCR_DIGITS = str.maketrans("lIO", "110")
 OCR_WARNING = "printed as glyph outlines (no text layer): read by OCR, bold not seen, check superscripts"
 
 
@@ -123,5 +126,16 @@ def ocr_words(page: pymupdf.Page, area: tuple[float, float, float, float],
     words: list[Word] = []
     for line in boxes.values():
         baseline = median(b[3] for _, b in line)
-        words += [Word(text, bbox, size, baseline, 1, False) for text, bbox in line]
+        words += [Word(_exponent_fixed(text), bbox, size, baseline, 1, False) for text, bbox in line]
     return words
+
+
+def _exponent_fixed(text: str) -> str:
+    """A number in e-notation as OCR reads it: the raised minus comes out as "~" or a dash and a leading 1 as "l"
+    ("le~4", "2.5e—4"); between the "e" and the exponent only a sign can stand, so it is read as a minus. Without
+    such a mark the text stays as read (a lost minus would make 1e⁻⁴ read 1e4)."""
+    match = OCR_EXPONENT.match(text)
+    if not match:
+        return text
+    mantissa = match.group(1).translate(OCR_DIGITS)
+    return f"{mantissa}e-{match.group(3)}"

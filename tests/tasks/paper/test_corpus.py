@@ -149,3 +149,5 @@ def test_tables_printed_as_outlines_are_read_by_ocr(tmp_path: Path) -> None:
     assert ours[2:] == ["0.8000", "0.8100", "0.9000", "0.8166", "0.6706", "180.00"]
     assert ["UNet [58]", "ResNet34", "0.8100", "0.8757"] == tables["table_5"].rows[9][:4]
     assert "OCR" in tables["table_5"].warnings[0]
+    # The raised minus of "2.5e⁻⁴" comes out of OCR as a dash or "~": read as the exponent's sign.
+    assert tables["table_2"].rows[0][:2] == ["Faster R-CNN [51]", "2.5e-4"] and parse_value("2.5e-4") == (0.00025, None)
