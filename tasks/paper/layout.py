@@ -6,6 +6,7 @@ their top-to-bottom order."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ ROW_SIZE_RATIO = 0.6
 
 KNOWN_HEADINGS = {
     "abstract", "introduction", "related work", "background", "method", "methods", "experiments", "results",
-    "discussion", "conclusion", "conclusions", "acknowledgments", "acknowledgements", "references",
+    "discussion", "conclusion", "conclusions", "acknowledgments", "acknowledgements", "acknowledgment",
+    "acknowledgement", "references",
     "bibliography", "appendix",
 }
 REFERENCE_HEADINGS = {"references", "bibliography"}
@@ -33,6 +35,10 @@ SECTION_NUMBER = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)*\.?)\
 """A heading's number: "3", "3.1.", "IV.", appendix "A", "A.", "A.1" (a bare capital only where the outline or a
 known name confirms the heading: "A Appendix", not "A model of...")."""
 NUMBERED_HEADING = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)+\.?|[A-Z]\.)\s+[A-Z][^.]{1,80}$")
+CAPITALS_HEADING = re.compile(r"^[A-Z]\.\s+[A-Z][A-Z0-9 ,:&–\-/()]{2,80}$")
+"""A lettered sub-heading in capitals ("A. EVALUATION METRICS")."""
+APPENDIX_HEADING = re.compile(r"^[A-Z]\s+[A-Z][^.]{1,80}$")
+"""An appendix heading numbered by a bare letter ("A Significance Tests", "B Weight update equations")."""
 CAPTION = re.compile(r"^(Table|Figure|Fig\.)\s*(\d+|[IVX]+)\s*[:.]", re.IGNORECASE)
 EQUATION_NUMBER = re.compile(r"^\((\d+[a-z]?)\)$")
 MATH_CHARS = set("=≤≥≈∑∏∫√∂∇±×·→←∈∉⊂⊆∀∃αβγδεθλμσφψωΣΠΔ∞")
@@ -41,6 +47,17 @@ MATH_FONT = re.compile(r"CMMI|CMSY|CMEX|MSBM|MSAM|Math|Symbol|STIX|rsfs|esint|LM
 SMALL_CAPS_GLYPHS = str.maketrans({"ſ": "S", "ı": "I", "ĸ": "K", "‐": "-", "ʼ": "’"})
 """Small-caps fonts name their s, i and k glyphs long s, dotless i and kra; U+2010 is a plain hyphen and a
 font's apostrophe named U+02BC (a modifier letter, which would join the word as a letter) is a right quote."""
+SPACING_ACCENTS = {"¨": "\u0308", "´": "\u0301", "`": "\u0300", "ˆ": "\u0302", "˜": "\u0303", "¸": "\u0327", "˚": "\u030a"}
+ACCENT_BEFORE_LETTER = re.compile("([" + "".join(SPACING_ACCENTS) + "])([A-Za-z])")
+
+
+def join_accents(text: str) -> str:
+    """TeX sets an accent as its own glyph before the letter ("T¨ackstr¨om"): one accented letter ("Täckström")."""
+    if not any(a in text for a in SPACING_ACCENTS):
+        return text
+    return ACCENT_BEFORE_LETTER.sub(lambda m: unicodedata.normalize("NFC", m.group(2) + SPACING_ACCENTS[m.group(1)]), text)
+
+
 PAGE_NUMBER = re.compile(r"^(?:page\s*)?(?:\d{1,4}|[ivxlc]{1,6})$", re.IGNORECASE)
 MARGIN_SHARE = (0.07, 0.86)
 """Lines above 7% or below 86% of the page height that are only a number are page numbers."""
@@ -77,7 +94,7 @@ def page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None = None) -> 
             spans = [s for s in raw["spans"] if s["text"].strip()]
             if not spans:
                 continue
-            text = " ".join("".join(s["text"] for s in raw["spans"]).split()).translate(SMALL_CAPS_GLYPHS)
+            text = join_accents(" ".join("".join(s["text"] for s in raw["spans"]).split()).translate(SMALL_CAPS_GLYPHS))
             main = max(spans, key=lambda s: len(s["text"]))
             chars = sum(len(s["text"].strip()) for s in spans)
             math = sum(len(s["text"].strip()) for s in spans if MATH_FONT.search(s["font"]))
@@ -229,7 +246,10 @@ def is_heading(line: Line, body_size: float) -> bool:
     if bare in KNOWN_HEADINGS:
         return emphasised or text.isupper() or text == bare.title()
     if re.match(r"^[A-Z]\.\s", text) and not line.bold:
-        return False  # "C. Author, University" is a byline, not appendix section C
+        # "C. Author, University" is a byline, not section C; IEEE sets its sub-headings in italic capitals.
+        return line.italic and bool(CAPITALS_HEADING.match(text))
+    if APPENDIX_HEADING.match(text):  # "A Significance Tests": a bare letter only when set larger and bold
+        return line.bold and line.size >= body_size + 0.5
     return emphasised and bool(NUMBERED_HEADING.match(text))
 
 

@@ -49,13 +49,19 @@ def _value(number: str, exponent: str | None) -> float:
 
 COUNT_WITH_SHARE = re.compile(r"^(\d{1,3}(?:,\d{3})*|\d+)\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)$")
 """A count printed with its percentage of the total in parentheses: "61 (49.59%)", "0 (0.0%)"."""
+WITH_DIFFERENCE = re.compile(r"^([-+]?\d[\d,]*(?:\.\d+)?)\s*(%)?\s*\(\s*[-+]\d+(?:\.\d+)?\s*%?\s*\)\s*[*†‡§¶⋆∗]*$")
+"""A value printed with its signed difference to a baseline: "90.75 (+1.15)", "87.15 (-2.45)" (no spread)."""
 
 
 def parse_value(text: str) -> tuple[float, float | None] | None:
-    """(value, printed ± spread or None) of a cell such as "58.9 ± 1.9%", "3.2 × 10⁻⁴", "1e-3", "10⁴", "−0.3";
+    """(value, printed ± spread or None) of a cell such as "58.9 ± 1.9%", "3.2 × 10⁻⁴", "1e-3", "10⁴", "−0.3",
+    "90.75 (+1.15)" (a value and its difference to a baseline);
     a value printed with its interval ("224.80 [196.80 284.20]") takes the interval's larger half-width as its
     spread. None if the cell is not a number."""
     cleaned = " ".join(text.translate(MINUS_SIGNS).split())
+    difference = WITH_DIFFERENCE.match(cleaned)
+    if difference:  # the signed number in brackets compares with a baseline; the cell's value comes first
+        return float(difference.group(1).replace(",", "")), None
     interval = INTERVAL_CELL.match(cleaned)
     if interval:
         value, low, high = (float(g.replace(",", "")) for g in interval.groups())

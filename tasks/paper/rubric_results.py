@@ -36,12 +36,15 @@ NOT_RESULTS_TABLE = re.compile(
     r"training detail|glossary|symbol|overview of (?:the )?data|data ?sets? (?:used|summary|details)|licen[cs]e|"
     r"(?:quantity|amount|size) of (?:the )?(?:data|training)",
     re.IGNORECASE)
+MEASURED_SCORE = re.compile(r"\bF[1₁] scores?\b|\baccuracy\b|\bBLEU\b|\bperplexity\b", re.IGNORECASE)
 IDENTIFIER_CELL = re.compile(r"^\d+[A-Za-z]$")
 SUMMARY_COLUMN = re.compile(r"\b(?:average|avg|mean|overall|total|all)\b", re.IGNORECASE)
 """A column that sums up the others: its cells come before the per-item ones when a table is cut."""
+SUMMARY_ROW = re.compile(r"^(?:[μµ]|mean|average|avg\.?|overall)\b", re.IGNORECASE)
+"""A row that sums up the rows above it (the mean over 41 languages): its cells come first when a table is cut."""
 SETUP_COLUMN = re.compile(
     r"(?:#|\bnum(?:ber)?s?\b(?: of)?)\s*(?:params?|parameters|settings?|layers?|heads?|samples?|examples?|gpus?|"
-    r"runs?|seeds?|train|classes|epochs?)|\beqn\b|\bequation|\bparams?\b|parameters|\bsize\b|batch|learning rate|\blr\b|epochs?|\bsteps?\b|\bseeds?\b|"
+    r"runs?|seeds?|train|test|classes|epochs?)|\beqn\b|\bequation|\bparams?\b|parameters|\bsize\b|batch|learning rate|\blr\b|epochs?|\bsteps?\b|\bseeds?\b|"
     r"\byears?\b|layers|hidden|heads|\bdim|settings|count|\bn\b|samples|tokens|warm-?up|decay|dropout",
     re.IGNORECASE)
 SETUP_SENTENCE = re.compile(
@@ -114,7 +117,9 @@ def is_ours(label: str, name: str | None) -> bool:
 
 
 def is_results_table(table: Table) -> bool:
-    return not NOT_RESULTS_TABLE.search(table.caption)
+    """Not a table of set-up, data or examples, unless its caption also names the scores it reports ("The size
+    of training and test sets ... F1 scores on the test set")."""
+    return not NOT_RESULTS_TABLE.search(table.caption) or bool(MEASURED_SCORE.search(table.caption))
 
 
 def result_columns(table: Table) -> list[int]:
@@ -205,13 +210,14 @@ def table_cells(table: Table, name: str | None) -> list[CellResult]:
             others = [v for rr, _, v in values if rr != r]
             cells.append(CellResult(table, r, c, label, table.header[c].strip() or f"column {c + 1}", text.strip(),
                                     value, cell_tolerance(text, value, others), r in ours))
-    # Past the method's rows, what the paper stresses first: its bold (best) cells, then summary columns
-    # ("average", "overall"), then the rest in reading order; a large table is cut at MAX_TABLE_LEAVES.
+    # Past the method's rows, what the paper stresses first: a summary row over all items ("μ", "Average"), its
+    # bold (best) cells, then summary columns ("average", "overall"), then the rest in reading order; a large
+    # table is cut at MAX_TABLE_LEAVES.
     styles = getattr(table, "styles", None) or []
     def stressed(cell: CellResult) -> bool:
         return cell.row < len(styles) and cell.column < len(styles[cell.row]) and "b" in styles[cell.row][cell.column]
-    cells.sort(key=lambda cell: (not cell.ours, not stressed(cell), not SUMMARY_COLUMN.search(cell.column_label),
-                                 cell.row, cell.column))
+    cells.sort(key=lambda cell: (not cell.ours, not SUMMARY_ROW.match(cell.row_label), not stressed(cell),
+                                 not SUMMARY_COLUMN.search(cell.column_label), cell.row, cell.column))
     return cells[:MAX_TABLE_LEAVES]
 
 

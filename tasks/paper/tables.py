@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tasks.paper.bundle import ReportedNumber, Table, unique_id
-from tasks.paper.layout import EQUATION_NUMBER, Line, caption_kind, caption_text
+from tasks.paper.layout import EQUATION_NUMBER, GUTTER_PT, Line, caption_kind, caption_text
 from tasks.paper.numbers import parse_value
-from tasks.paper.unruled import build_grid, rows_of, words_in
+from tasks.paper.outlined import OCR_WARNING, outlined_table
+from tasks.paper.unruled import build_grid
+from tasks.paper.words import rows_of, words_in
 
 if TYPE_CHECKING:
     import pymupdf
@@ -26,10 +28,16 @@ CAPTION_GAP_FACTOR = 3.2
 """Between the caption and the table's first line TeX leaves a caption skip: a wider gap is allowed there."""
 PROSE_WORDS = 7
 """A line of at least this many words with no cell-wide gap is running text, not a table row."""
+NUMERIC_ROW_SHARE = 0.4
+EMPTY_CELLS = {"—", "–", "-", "n/a", "N/A"}
+"""A line whose words are this share of measured values (decimals, percentages) or empty-cell dashes is a table
+row, not prose."""
 RULE_MIN_WIDTH_PT = 20.0
 RESULT_CELL = re.compile(r"\d\.\d|±|%")
 """A cell that reads as a measured result (decimals, a spread, a percentage), not as a label."""
 WIDEN_GAP_PT = 40.0
+TWO_COLUMN_CROSSING = 0.4
+"""A page where fewer of the lines than this share cross its middle is set in two columns."""
 CELL_BOX_MAX_PT = 40.0
 """Stroked rectangles up to this height are table cells whose edges are rules; larger ones frame figures."""
 """Cells beside the caption's width join the table while they sit this close to it."""
@@ -51,13 +59,20 @@ def extract_tables(page: pymupdf.Page, lines: Sequence[Line], captions: Mapping[
     side = _captions_side(table_captions, lines, rules, page_words, stops)
     for block in table_captions:
         found = _table_below_or_above(page, block[1], lines, rules, verticals, page_words, claimed | stops, side)
-        if found is None:
-            continue
+        ocr = found is None
+        if ocr:
+            outlined = outlined_table(page, block[1], lines, rules, verticals, page_words)
+            if outlined is None:
+                continue
+            found = outlined, []
         grid, members = found
         claimed.update(id(ln) for ln in members)
         caption = caption_text(block, grid.bbox)
         kind = caption_kind(caption)
-        tables.append(_table(out_dir, taken, page.number, grid, caption, kind[1] if kind else None))
+        table = _table(out_dir, taken, page.number, grid, caption, kind[1] if kind else None)
+        if ocr:
+            table.warnings = [OCR_WARNING]
+        tables.append(table)
     return tables
 
 
@@ -100,10 +115,13 @@ def _joined(segments: list[tuple[float, float, float]]) -> list[tuple[float, flo
 
 
 def _is_prose(line: Line, page_words: Sequence[tuple]) -> bool:
-    """Running text: many words and no gap wider than a cell gap between them."""
+    """Running text: many words and no gap wider than a cell gap between them, most of them not numbers (a
+    narrow results row "Mayhew et al. (2017) 59.1 66.0 66.5 —" is set as tightly as a sentence)."""
     x0, y0, x1, y1 = line.bbox
     words = [w for w in page_words if x0 - 1 <= (w[0] + w[2]) / 2 <= x1 + 1 and y0 - 1 <= (w[1] + w[3]) / 2 <= y1 + 1]
     if len(words) < PROSE_WORDS:
+        return False
+    if sum(RESULT_CELL.search(w[4]) is not None or w[4] in EMPTY_CELLS for w in words) >= NUMERIC_ROW_SHARE * len(words):
         return False
     words.sort(key=lambda w: w[0])
     widest = max((b[0] - a[2] for a, b in pairwise(words)), default=0.0)
@@ -155,8 +173,10 @@ def _widen(members: list[Line], caption: Sequence[Line], lines: Sequence[Line], 
     y0 = min(ln.bbox[1] for ln in members)
     y1 = max(ln.bbox[3] for ln in members)
     inside = {id(ln) for ln in members} | {id(ln) for ln in caption} | claimed
+    column = _one_column(list(members) + list(caption), lines)
     band = [ln for ln in lines if id(ln) not in inside and y0 - 1 <= ln.center[1] <= y1 + 1
-            and not caption_kind(ln.text) and not _is_prose(ln, page_words) and not _wrapped_text(ln)]
+            and not caption_kind(ln.text) and not _is_prose(ln, page_words) and not _wrapped_text(ln)
+            and (column is None or _one_column([ln], lines) == column)]
     x0, x1 = min(ln.bbox[0] for ln in members), max(ln.bbox[2] for ln in members)
     added = True
     while added:
@@ -171,6 +191,21 @@ def _widen(members: list[Line], caption: Sequence[Line], lines: Sequence[Line], 
                 x0, x1 = min(x0, line.bbox[0]), max(x1, line.bbox[2])
                 added = True
     return sorted(members, key=lambda ln: (ln.bbox[1], ln.bbox[0]))
+
+
+def _one_column(block: Sequence[Line], lines: Sequence[Line]) -> str | None:
+    """"left" / "right" when `block` lies in one column of a two-column page (most of the page's lines stay on
+    one side of its middle), else None. A table set in one column never reaches into the other column's text."""
+    x0, x1 = min(ln.bbox[0] for ln in lines), max(ln.bbox[2] for ln in lines)
+    mid = (x0 + x1) / 2
+    crossing = sum(1 for ln in lines if ln.bbox[0] < mid - GUTTER_PT and ln.bbox[2] > mid + GUTTER_PT)
+    if crossing >= TWO_COLUMN_CROSSING * len(lines):
+        return None
+    if all(ln.bbox[2] <= mid + GUTTER_PT for ln in block):
+        return "left"
+    if all(ln.bbox[0] >= mid - GUTTER_PT for ln in block):
+        return "right"
+    return None
 
 
 def _wrapped_text(line: Line) -> bool:
@@ -195,6 +230,7 @@ def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Seq
     side.sort(key=lambda ln: ln.bbox[1], reverse=not below)
     picked: list[Line] = []
     ref = edge
+    stop: Line | None = None
     for line in side:
         gap = line.bbox[1] - ref if below else ref - line.bbox[3]
         # Line height of the table so far (a larger heading after the table must not widen the allowed gap).
@@ -204,10 +240,11 @@ def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Seq
         # to both lines; a figure after the bottom rule is further away.
         ruled_gap = any(min(ref, near) <= y <= max(ref, near) and abs(y - ref) <= 1.4 * height
                         and abs(near - y) <= 1.4 * height for y, _, _ in rules)
-        if caption_kind(line.text) or id(line) in claimed or (_is_prose(line, page_words)
-                                                              and not _number_beside(line, side)
-                                                              and not _cell_beside(line, lines)):
-            break  # another caption, another table's line, or running text
+        if caption_kind(line.text) or id(line) in claimed:
+            break  # another caption or another table's line
+        if _is_prose(line, page_words) and not _number_beside(line, side) and not _cell_beside(line, lines):
+            stop = line
+            break  # running text
         if picked and line.size > 1.15 * max(ln.size for ln in [*picked, *caption]):
             break  # a heading after the table
         allowed = (CAPTION_GAP_FACTOR if not picked else ROW_GAP_FACTOR) * height
@@ -215,7 +252,21 @@ def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Seq
             break
         picked.append(line)
         ref = line.bbox[3] if below else line.bbox[1]
+    # The short last line of the paragraph that ends where the table begins ("future work."), past the table's
+    # outer rule, is text: it hugs the prose line that stopped the search.
+    while stop is not None and len(picked) >= 2 and _hugs(picked[-1], stop) and any(
+            min(picked[-1].center[1], picked[-2].center[1]) < y < max(picked[-1].center[1], picked[-2].center[1])
+            for y, _, _ in rules):
+        stop = picked.pop()
     return picked if below else picked[::-1]
+
+
+def _hugs(line: Line, prose: Line) -> bool:
+    """`line` ends the paragraph of `prose`: a sentence's end, the next line at body line spacing, same size, set
+    from the same left edge."""
+    gap = max(line.bbox[1] - prose.bbox[3], prose.bbox[1] - line.bbox[3])
+    return abs(line.size - prose.size) < 0.3 and gap < 0.6 * (prose.bbox[3] - prose.bbox[1]) \
+        and abs(line.bbox[0] - prose.bbox[0]) < 2.0 and line.text.rstrip().endswith((".", "!", "?", ":"))
 
 
 def _cell_beside(line: Line, lines: Sequence[Line]) -> bool:

@@ -10,67 +10,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING
 
 from tasks.paper.bundle import rounded_box
-from tasks.paper.layout import SMALL_CAPS_GLYPHS
-from tasks.paper.numbers import SUBSCRIPTS, SUPERSCRIPTS, is_spread, parse_number
+from tasks.paper.numbers import is_spread, parse_number
+from tasks.paper.words import BBox, Row, Word
 
-if TYPE_CHECKING:
-    import pymupdf
-
-BBox = tuple[float, float, float, float]
 CELL_GAP_EM = 0.42
 """Words further apart than this share of the font size are in different cells."""
-SCRIPT_SIZE = 0.85
-"""A word smaller than this share of its row's font size, set above or below the baseline, is a super/subscript."""
 SHORT_LABEL_CHARS = 6
 """A one-cell line this short is a row-group label (its column counts), not a section line across the table."""
-TEX_EXTENSION_FONTS = ("cmex", "lmex", "mathex")
-TEX_EXTENSION_DROP = 0.75
-"""How far below a TeX extension glyph's origin the baseline of its line lies, in font sizes."""
 SINGLE_COLUMN_MAX_ROWS = 4
 """A captioned one-column table (a header over a line of symbols) is kept only when this short."""
-ITALIC_FONT = ("italic", "oblique", "cmti", "-it")
-WEIGHTS = (("thin", 0), ("light", 0), ("semibold", 3), ("demibold", 3), ("medium", 2), ("extrabold", 4),
-           ("bold", 4), ("black", 4), ("heavy", 4), ("cmbx", 4), ("cmb", 4))
-"""Font weight from the font name; "regular", "book", "roman" and Computer Modern's CMR are 1."""
-
-
-def font_weight(font: str, flags: int) -> int:
-    name = font.lower()
-    weight = next((w for key, w in WEIGHTS if key in name), 1)
-    return max(weight, 4 if flags & 16 else 0)
-
-
-@dataclass
-class Word:
-    text: str
-    bbox: BBox
-    size: float
-    baseline: float
-    weight: int
-    italic: bool
-    bold: bool = False
-    """Heavier than the table's body text (set by `mark_bold`)."""
-
-    @property
-    def cy(self) -> float:
-        return (self.bbox[1] + self.bbox[3]) / 2
-
-
-@dataclass
-class Row:
-    words: list[Word] = field(default_factory=list)
-    baseline: float = 0.0
-    size: float = 0.0
-
-    @property
-    def top(self) -> float:
-        return min(w.bbox[1] for w in self.words)
-
 
 @dataclass
 class Grid:
@@ -79,103 +31,6 @@ class Grid:
     header: list[str]
     rows: list[list[str]]
     styles: list[list[str]]
-
-
-def words_in(page: pymupdf.Page, area: BBox) -> list[Word]:
-    """The words inside `area` from its characters, with font size, baseline and bold/italic."""
-    import pymupdf
-
-    words: list[Word] = []
-    data = page.get_text("rawdict", clip=pymupdf.Rect(area), flags=pymupdf.TEXT_PRESERVE_WHITESPACE)
-    for block in data["blocks"]:
-        for line in block.get("lines", []):
-            current: list[tuple[dict, dict]] = []
-            for span in line["spans"]:
-                for char in span["chars"]:
-                    cx, cy = (char["bbox"][0] + char["bbox"][2]) / 2, (char["bbox"][1] + char["bbox"][3]) / 2
-                    if not (area[0] <= cx <= area[2] and area[1] <= cy <= area[3]):
-                        continue  # the clip also returns characters that only touch the area
-                    if char["c"].isspace():
-                        _flush(current, words)
-                        current = []
-                        continue
-                    if current and (current[-1][0]["size"] != span["size"]
-                                    or abs(current[-1][0]["origin"][1] - span["origin"][1]) > 0.5):
-                        _flush(current, words)  # a super/subscript is its own word, joined back per row
-                        current = []
-                    current.append((span, char))
-            _flush(current, words)
-    return words
-
-
-def _flush(chars: list[tuple[dict, dict]], words: list[Word]) -> None:
-    if not chars:
-        return
-    span = chars[0][0]
-    font = span["font"].lower()
-    # TeX's extension font (cmex: ∑, ∫, big brackets) puts a glyph's origin at its top, 0.75 em above the
-    # baseline when centred on the math axis: its row is found from the baseline of the text around it.
-    drop = TEX_EXTENSION_DROP * span["size"] if any(k in font for k in TEX_EXTENSION_FONTS) else 0.0
-    words.append(Word(
-        text="".join(c["c"] for _, c in chars).translate(SMALL_CAPS_GLYPHS),
-        bbox=(min(c["bbox"][0] for _, c in chars), min(c["bbox"][1] for _, c in chars),
-              max(c["bbox"][2] for _, c in chars), max(c["bbox"][3] for _, c in chars)),
-        size=span["size"],
-        baseline=span["origin"][1] + drop,
-        weight=font_weight(font, span["flags"]),
-        italic=bool(span["flags"] & 2) or any(k in font for k in ITALIC_FONT),
-    ))
-
-
-def rows_of(words: Sequence[Word]) -> list[Row]:
-    """Printed lines: full-size words grouped by baseline, then super/subscripts joined to the word before them."""
-    if not words:
-        return []
-    big = max(w.size for w in words)
-    main = [w for w in words if w.size >= SCRIPT_SIZE * big]
-    rows: list[Row] = []
-    for word in sorted(main, key=lambda w: w.baseline):
-        if rows and abs(word.baseline - rows[-1].baseline) < 0.3 * word.size:
-            rows[-1].words.append(word)
-        else:
-            rows.append(Row([word], word.baseline, word.size))
-    for row in rows:
-        row.size = max(w.size for w in row.words)
-    for word in (w for w in words if w.size < SCRIPT_SIZE * big):
-        row = min(rows, key=lambda r: abs(r.baseline - 0.3 * r.size - word.cy))
-        if word.size >= SCRIPT_SIZE * row.size:
-            row.words.append(word)  # a row set in a smaller font (a table footnote line)
-            continue
-        raised = word.baseline < row.baseline - 0.15 * row.size
-        lowered = word.baseline > row.baseline + 0.1 * row.size
-        if raised or lowered:
-            word.text = _script(word.text, SUPERSCRIPTS if raised else SUBSCRIPTS, "^" if raised else "_")
-        row.words.append(word)
-    for row in rows:
-        row.words = _join_scripts(sorted(row.words, key=lambda w: w.bbox[0]))
-    return rows
-
-
-def _script(text: str, table: dict[int, int], mark: str) -> str:
-    """Digits and signs as Unicode super/subscripts ("10" + "4" -> "10⁴"); other text as ^(...) / _(...)."""
-    if all(ch.isdigit() or ch in "-+−" for ch in text):
-        return text.replace("−", "-").translate(table)
-    return f"{mark}({text})"
-
-
-def _join_scripts(words: list[Word]) -> list[Word]:
-    """Glue a super/subscript to the word it touches."""
-    out: list[Word] = []
-    for word in words:
-        scripted = word.text[:1] in "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺₀₁₂₃₄₅₆₇₈₉₋₊" or word.text.startswith(("^(", "_("))
-        if out and scripted and word.bbox[0] - out[-1].bbox[2] < 0.3 * out[-1].size:
-            prev = out[-1]
-            out[-1] = Word(prev.text + word.text, (prev.bbox[0], min(prev.bbox[1], word.bbox[1]),
-                           max(prev.bbox[2], word.bbox[2]), max(prev.bbox[3], word.bbox[3])),
-                           prev.size, prev.baseline, prev.weight, prev.italic, prev.bold)
-        else:
-            out.append(word)
-    return out
 
 
 def mark_bold(rows: Sequence[Row]) -> None:
@@ -293,6 +148,14 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
                   for group in groups]
         taken = {c for _, cols in placed for c in cols}
         above = header_rows[-1] if header_rows else None
+        if i + 1 < header_count and len(placed) >= 2 and all(len(cols) >= 2 for _, cols in placed):
+            # Spanning titles side by side over the column groups ("Wiki-Convert" | "Numeracy600K", no rule
+            # under them): each spans the widest run of its free columns centred under it.
+            first = 1 if rows[header_count - 1].words and not any(
+                w.bbox[2] <= spans[0][1] + 1 for w in rows[header_count - 1].words) else 0
+            placed = [(group, _widest_centred(cols, taken, spans, sum(_span(group)) / 2, first))
+                      for group, cols in placed]
+            taken = {c for _, cols in placed for c in cols}
         for group, cols in placed:
             for c in _centred_span(cols, taken, spans, sum(_span(group)) / 2, above):
                 line[c] = f"{line[c]} {_text(group)}".strip()
@@ -307,7 +170,8 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     numeric = sum(parse_number(c) is not None for row in cells for c in row[1:])
     filled = sum(1 for row in cells for c in row[1:] if c)
     longest = max((len(c) for row in cells for c in row), default=0)
-    if n > 1 and (not filled or (numeric < 0.25 * filled and longest > 40 and not _rule_between_all(rows, rules))):
+    if n > 1 and (not filled or (numeric < 0.25 * filled and longest > 40 and not _rule_between_all(rows, rules)
+                                 and not _full_text_grid(cells))):
         return None  # prose or a list, not a table (a text table ruled under every row is a table)
     if header_rows:
         header = [_header_text(header_rows, c) for c in range(n)]
@@ -408,6 +272,22 @@ def _centred_span(cols: list[int], taken: set[int], spans: Sequence[tuple[float,
     return list(range(lo, hi + 1))
 
 
+def _widest_centred(cols: list[int], taken: set[int], spans: Sequence[tuple[float, float]], centre: float,
+                    first: int) -> list[int]:
+    """The widest run of columns from `first` on, holding `cols` and no other title's column, whose middle is
+    the title's centre (within a third of a column pitch: one column more on one side moves it by half a pitch)."""
+    pitch = min((b[0] - a[0] for a, b in pairwise(spans)), default=0.0)
+    best = cols
+    for lo in range(first, cols[0] + 1):
+        for hi in range(cols[-1], len(spans)):
+            run = range(lo, hi + 1)
+            if any(c in taken and c not in cols for c in run) or len(run) <= len(best):
+                continue
+            if abs((spans[lo][0] + spans[hi][1]) / 2 - centre) <= pitch / 3:
+                best = list(run)
+    return best
+
+
 def _header_text(header_rows: Sequence[Sequence[str]], c: int) -> str:
     levels: list[str] = []
     for line in header_rows:
@@ -462,6 +342,12 @@ def _header_count(rows: Sequence[Row], rules: Sequence[float], boxed: bool = Fal
         if any(parse_number(w.text) is not None for w in row.words[1:]):
             return max(i, 1)
     return 1
+
+
+def _full_text_grid(cells: Sequence[Sequence[str]]) -> bool:
+    """Rows of three or more columns with every cell filled (one at most empty): a table of text cells (example
+    sentences with their predictions), not prose, whose lines fill one or two cells of a few columns at most."""
+    return len(cells) >= 2 and len(cells[0]) >= 3 and all(sum(1 for c in row if c) >= len(row) - 1 for row in cells)
 
 
 def _label_columns(cells: Sequence[Sequence[str]]) -> int:
@@ -523,12 +409,32 @@ def _join_wrapped_labels(cells: list[list[str]], rows: Sequence[Row], rules: Seq
     for group in _rule_groups(rows, rules):
         holders = [i for i in group if cells[i][0]]
         if len(holders) >= 2 and all(label_only(i) for i in holders) and any(unlabelled(i) for i in group):
+            if min(b - a for a, b in pairwise(holders)) > 2:
+                # Two or more value rows between each pair of label lines: one multirow label per sub-group
+                # ("Unsup" between its "crawl" and "wiki" rows, then "IdentChar"...), not one wrapped label.
+                for i in (i for i in group if unlabelled(i)):
+                    nearest = min(holders, key=lambda h: abs(rows[h].baseline - rows[i].baseline))
+                    cells[i][0] = cells[nearest][0]
+                for i in holders:
+                    cells[i][0] = ""
+                continue
             text = " ".join(cells[i][0] for i in holders)
             for i in holders:
                 cells[i][0] = ""
             for i in group:
                 if unlabelled(i):
                     cells[i][0] = text
+    for i in range(len(cells) - 1, 0, -1):
+        # A label wrapped onto the next line under its row's values ("Dot Product with" / "L2 Regularization",
+        # a method then its citation): the next line holds only label text, one line down, with no rule between,
+        # and the line after it starts a row of its own.
+        j, prev = i, i - 1
+        ends = j + 1 >= len(cells) or (cells[j + 1][0] and any(cells[j + 1][labels:]))
+        if label_only(j) and cells[prev][0] and any(cells[prev][labels:]) and ends \
+                and rows[j].baseline - rows[prev].baseline < 1.6 * rows[j].size \
+                and not any(rows[prev].baseline < y < rows[j].baseline for y in rules):
+            cells[prev][0] = f"{cells[prev][0]} {cells[j][0]}"
+            cells[j][0] = ""
     for i in range(len(cells)):
         if not unlabelled(i):
             continue

@@ -283,6 +283,159 @@ E["sw_quality_models"] = dict(_source=(
  dict(number="16", caption="Overall results of case study 3B: CMM", cells=cells([
   ("Unsatisfied", "", "133 (42.77%)"), ("Satisfied", "", "171 (54.98%)"), ("n/a", "", "7 (2.25%)"), ("Total", "", "311 (100%)")])),
 ])
+# ACL two-column style (ACL Anthology, CC BY 4.0 for ACL materials since 2016; camera-ready PDFs from the authors'
+# repositories, see README.md). No outline: headings read off the pages (sections and subsections, "2.1.1" left
+# out like outline level 3; "Abstract" is a heading of its own in this style).
+E["multilingual_ner_acl"] = dict(_source=(
+ "ACL 2019 (Anthology P19-1015), CC BY 4.0, shared/paper_corpus/multilingual_ner_acl.pdf (see README.md)"),
+ _headings=["Abstract", "Introduction", "Approach", "Zero-Shot Transfer", "Few-Shot Transfer", "Experiments", "Data",
+            "Model Variations", "Results", "Related Work", "Conclusion", "Acknowledgments", "Appendices",
+            "Hyperparameters", "Cross-lingual Word Embeddings", "Direct Transfer Results",
+            "Detailed Low-resource Results"],
+ # Headline: the mean F1 over 41 languages (Table 4's μ row: the unsupervised BEA_uns×2 72.8 beside the oracle
+ # 71.6, RaRe all 76.9, HSup 89.2) and RaRe on CoNLL German (Table 2).
+ figures=5, headline=["72.8", "71.6", "76.9", "89.2", "64.0"], tables=[
+ # Row labels M with subscript 1..5 and superscript h stacked (one row per transfer model), span columns "[1, 4]".
+ dict(number="1", caption="An example sentence with its aggregated labels in both token view and entity view", cells=cells([
+  ("M₁ʰ", "w1", "B-ORG"), ("M₁ʰ", "[1, 4]", "ORG"), ("M₂ʰ", "w2", "B-ORG"), ("M₃ʰ", "w3", "B-ORG"), ("M₃ʰ", "[3, 4]", "ORG"),
+  ("M₄ʰ", "w2", "B-PER"), ("M₄ʰ", "[2, 4]", "PER"), ("M₅ʰ", "w4", "I-PER"), ("Agg.", "w1", "O"), ("Agg.", "w2", "B-PER"),
+  ("Agg.", "w3", "I-ORG"), ("Agg.", "[2, 4]", "PER")])),
+ # Citation rows with resource superscripts; an "our work" group label; MV^(tok, 0) style labels.
+ dict(number="2", caption="The performance of RaRe and BEA in terms of phrase-based F1", cells=cells([
+  ("Täckström et al. (2012)", "de", "40.4"), ("Nothman et al. (2013)", "en", "61.3"), ("Tsai et al. (2016)", "es", "60.6"),
+  ("Ni et al. (2017)", "nl", "65.4"), ("Mayhew et al. (2017)", "de", "59.1"), ("Xie et al. (2018)", "es", "72.4"),
+  ("MVtok", "de", "57.4"), ("MVent", "nl", "70.3"), ("RaRe", "de", "64.0"), ("RaRe", "en", "70.0"),
+  ("HSup", "de", "79.1"), ("HSup", "en", "89.5")])),
+ # Multirow labels (Unsup / IdentChar / Sup over crawl and wiki), bold best values.
+ dict(number="3", caption="The effect of the choice of monolingual word embeddings", cells=cells([
+  ("Unsup crawl", "Transl. Acc.", "34"), ("Unsup crawl", "Dir.Transf. F1", "26"), ("Unsup wiki", "Transl. Acc.", "24"),
+  ("Unsup wiki", "Dir.Transf. F1", "21"), ("IdentChar crawl", "Transl. Acc.", "43"), ("IdentChar crawl", "Dir.Transf. F1", "37"),
+  ("IdentChar wiki", "Transl. Acc.", "53"), ("IdentChar wiki", "Dir.Transf. F1", "44"), ("Sup crawl", "Transl. Acc.", "50"),
+  ("Sup crawl", "Dir.Transf. F1", "39"), ("Sup wiki", "Transl. Acc.", "54"), ("Sup wiki", "Dir.Transf. F1", "45")])),
+ # Full-width table whose column headers are set rotated (vertical text) under "Supervised"/"Unsupervised"; 41
+ # language rows, then mean and standard deviation rows.
+ dict(number="4", caption="The size of training and test sets", cells=cells([
+  ("af", "#train(k)", "5"), ("af", "HSup", "84"), ("af", "Oracle", "80"), ("de", "RaRe t1", "73"), ("fa", "BWET", "16"),
+  ("hi", "LSup", "68"), ("mk", "MVtok", "3"), ("nl", "RaRe t10", "80"), ("ru", "#test(k)", "10"), ("ta", "Oracle", "38"),
+  ("vi", "RaRe all", "72"), ("bn", "BiDic.P@1", "1"), ("μ", "HSup", "89.2"), ("μ", "RaRe uns", "60.2"), ("σ", "Oracle", "11.5")])),
+])
+E["numeracy_literacy_emnlp"] = dict(_source=(
+ "EMNLP 2021 (Anthology 2021.emnlp-main.557), CC BY 4.0, shared/paper_corpus/numeracy_literacy_emnlp.pdf (see README.md)"),
+ _headings=["Abstract", "Introduction", "Methods", "Wiki-Convert", "Experiments", "Results and Discussion", "Related Work",
+            "Conclusion", "Ethical Considerations", "Significance Tests"],
+ figures=1, headline=["3.05", "66.15", "4.63", "60.03", "7.05", "51.66"], tables=[
+ dict(number="1", caption="Numerate language models perform better at masked word prediction", cells=cells([
+  ("The [mask] weighs 100 lbs.", "BERT", "statue"), ("The [mask] weighs 100 lbs.", "Exp", "bomb"),
+  ("The [mask] weighs 10000 lbs.", "BERT", "statue"), ("The [mask] weighs 10000 lbs.", "Exp", "car")])),
+ dict(number="2", caption="Examples sentences from Wiki-Convert along with annotated numbers and units", cells=cells([
+  ("U-559 had a displacement", "Number", "871.0"), ("U-559 had a displacement", "Unit", "tonne"),
+  ("temperature ranges from", "Number", "73.9"), ("temperature ranges from", "Unit", "°F")])),
+ # Full width, two header levels (dataset over metric), two row groups, bold best row.
+ dict(number="3", caption="Results on masked word prediction over two datasets and six methods", cells=cells([
+  ("Default", "Wiki-Convert PPL", "3.11"), ("Default", "Wiki-Convert Hit@1", "65.57"), ("Num", "Wiki-Convert Hit@5", "82.83"),
+  ("None", "Wiki-Convert Hit@20", "90.20"), ("Value", "Wiki-Convert Hit@100", "95.37"), ("Exp", "Wiki-Convert PPL", "3.05"),
+  ("Exp", "Wiki-Convert Hit@1", "66.15"), ("Exp", "Numeracy600K PPL", "4.63"), ("Exp", "Numeracy600K Hit@100", "91.06"),
+  ("Default", "Numeracy600K Hit@1", "57.94"), ("LValue", "Numeracy600K Hit@20", "83.54"), ("Value", "Numeracy600K PPL", "4.90"),
+  ("None", "Numeracy600K Hit@5", "73.78")])),
+ dict(number="4", caption="Results on masked word prediction in non-numeric contexts from Wikicorpus", cells=cells([
+  ("PPL", "Default", "7.30 ± 0.14"), ("PPL", "Exp", "7.05 ± 0.06"), ("H@1", "Default", "51.12 ± 0.35"), ("H@1", "Exp", "51.66 ± 0.26"),
+  ("H@5", "Default", "67.89 ± 0.33"), ("H@5", "Exp", "68.36 ± 0.11"), ("H@20", "Default", "78.09 ± 0.17"),
+  ("H@20", "Exp", "78.59 ± 0.15"), ("H@100", "Default", "86.98 ± 0.17"), ("H@100", "Exp", "87.27 ± 0.11")])),
+ # Every cell is text: the row's label is the whole row (case, sentence and both predictions).
+ dict(number="5", caption="Qualitative error analysis over Wiki-Convert", cells=cells([
+  ("four petals", "Case", "Intuitive"), ("four petals", "Exp*", "mm"), ("four petals", "Default", "meters"),
+  ("hard shoulder of the M11", "Exp*", "drove"), ("hard shoulder of the M11", "Default", "walked"),
+  ("solar panels", "Exp*", "meters"), ("solar panels", "Default", "kilometers"), ("Grimsel Pass", "Case", "Subtle"),
+  ("Grimsel Pass", "Exp*", "elevation"), ("Grimsel Pass", "Default", "altitude")])),
+ dict(number="6", caption="Results over a sample of Wiki-Convert test set", cells=cells([
+  ("N", "Exp Others", "7187"), ("N", "Exp Units", "717"), ("N", "Default Others", "7167"), ("N", "Default Units", "716"),
+  ("PPL", "Exp Others", "5.22"), ("PPL", "Default Units", "1.95"), ("H@1", "Exp Units", "71.06"), ("H@5", "Default Others", "73.85"),
+  ("H@20", "Exp Units", "99.87"), ("H@100", "Exp Units", "100.00"), ("H@100", "Default Units", "99.87")])),
+])
+E["doc_embeddings_cosine_acl"] = dict(_source=(
+ "ACL 2019 Student Research Workshop (Anthology P19-2057, corrected version), CC BY 4.0, "
+ "shared/paper_corpus/doc_embeddings_cosine_acl.pdf (see README.md)"),
+ _headings=["Abstract", "Introduction", "Related Work", "Proposed Model", "Architecture", "Negative Sampling", "Experiments",
+            "Optimal Hyperparameters", "Results", "Discussion", "Feature Combination", "Conclusion and Future Work",
+            "Obtaining the weight update equations in the case of cosine similarity",
+            "Weight update equations in the case of dot product",
+            "Weight update equations in the case of L2R dot product"],
+ figures=2, headline=["93.68", "93.13", "90.75", "92.56"], tables=[
+ # Three-line column headers, value (difference) cells, bold best column.
+ dict(number="1", caption="Experimental Results", cells=cells([
+  ("Unigrams", "Dot Product (DV-ngram)", "89.60"), ("Unigrams", "Dot Product with L2R", "87.15 (-2.45)"),
+  ("Unigrams", "Cosine Similarity", "90.75 (+1.15)"), ("Unigrams+Bigrams", "Dot Product (DV-ngram)", "91.27"),
+  ("Unigrams+Bigrams", "Dot Product with L2R", "91.72 (+0.45)"), ("Unigrams+Bigrams", "Cosine Similarity", "92.56 (+1.29)"),
+  ("Unigrams+Bigrams+Trigrams", "Dot Product (DV-ngram)", "92.14"),
+  ("Unigrams+Bigrams+Trigrams", "Dot Product with L2R", "92.45 (+0.31)"),
+  ("Unigrams+Bigrams+Trigrams", "Cosine Similarity", "93.13 (+0.99)")])),
+ dict(number="2", caption="Optimal Hyperparameters", cells=cells([
+  ("N (dimensionality)", "Dot Prod.", "500"), ("Neg. Sampling Size", "L2R Dot Prod.", "5"), ("Iterations", "L2R Dot Prod.", "20"),
+  ("Iterations", "Cos. Sim.", "120"), ("Learning Rate", "Dot Prod.", "0.25"), ("Learning Rate", "L2R Dot Prod.", "0.025"),
+  ("Learning Rate", "Cos. Sim.", "0.001"), ("α", "Cos. Sim.", "6"), ("λ", "L2R Dot Prod.", "0.01"),
+  ("LR annealing", "Dot Prod.", "true"), ("LR annealing", "Cos. Sim.", "false")])),
+ dict(number="3", caption="Embedding statistics", cells=cells([
+  ("Same Mean Cos. Sim.", "Dot Prod.", "0.23"), ("Same Mean Cos. Sim.", "L2R Dot Prod.", "0.20"),
+  ("Same Mean Cos. Sim.", "Cos. Sim.", "0.35"), ("Diff. Mean Cos. Sim.", "Dot Prod.", "0.21"),
+  ("Diff. Mean Cos. Sim.", "L2R Dot Prod.", "0.17"), ("Diff. Mean Cos. Sim.", "Cos. Sim.", "0.32"),
+  ("Mean Norm", "Dot Prod.", "8.91"), ("Mean Norm", "L2R Dot Prod.", "6.30"), ("Mean Norm", "Cos. Sim.", "5.35")])),
+ # Row labels over two lines (method, then its citation), a dagger mark after three values, bold own methods.
+ dict(number="4", caption="Comparison with other models", cells=cells([
+  ("NB-SVM Bigrams", "Accuracy", "91.22"), ("NB-SVM Trigrams", "Accuracy", "91.87"), ("DV-ngram", "Accuracy", "92.14"),
+  ("Dot Product with L2 Regularization", "Accuracy", "92.45"), ("Paragraph Vector", "Accuracy", "92.58"),
+  ("Document Vectors using Cosine Similarity", "Accuracy", "93.13"), ("NB-weighted-BON + DV-ngram", "Accuracy", "93.16"),
+  ("NB-weighted-BON + L2R Dot Product", "Accuracy", "93.35"), ("W-Neural-BON Ensemble", "Accuracy", "93.51"),
+  ("TGNR Ensemble", "Accuracy", "93.51"), ("NB-weighted-BON + Cosine Similarity", "Accuracy", "93.68"),
+  ("TopicRNN", "Accuracy", "93.76"), ("One-hot bi-LSTM", "Accuracy", "94.06"), ("Virtual Adversarial", "Accuracy", "94.09"),
+  ("BERT large finetune UDA", "Accuracy", "95.80")])),
+])
+# IEEE Access two-column layout (the published article: "This work is licensed under a Creative Commons Attribution
+# 4.0 License" in every page footer): upper-case "TABLE N." captions above the tables, coloured small capitals
+# headings "I. INTRODUCTION" / "A. EVALUATION METRICS" (read off the pages; no outline; the run-in ABSTRACT and the
+# "1)" paragraph headings left out), scientific notation with superscript exponents (2.5e⁻⁴), bold best scores.
+E["polyp_segmentation_ieee"] = dict(_source=(
+ "IEEE Access 9:40496 (2021), CC BY 4.0, shared/paper_corpus/polyp_segmentation_ieee.pdf (see README.md)"),
+ _headings=["Introduction", "Related Work", "Materials – Dataset", "Method", "Detection and Localization Baseline Methods",
+            "Segmentation Baseline Methods", "ColonSegNet", "Results", "Evaluation Metrics",
+            "Experimental Setup and Configuration", "Quantitative Evaluation", "Qualitative Evaluation", "Discussion",
+            "Conclusion", "Acknowledgment"],
+ figures=5, headline=["0.8000", "0.8100", "180", "0.8206", "182.38", "0.8745", "0.8513"], tables=[
+ # Text cells over two or three lines in a grid ruled under every row.
+ dict(number="1", caption="Available endoscopic datasets", cells=cells([
+  ("Kvasir-SEG [17]", "Organ", "Large bowel"), ("Kvasir-SEG [17]", "Dataset content", "1000 images"),
+  ("Kvasir [19]", "Dataset content", "8,000 images"), ("Nerthus [20]", "Findings", "Stool - categorization of bowel cleanliness"),
+  ("HyperKvasir [21]", "Dataset content", "110,079 images & 373 videos"), ("ETIS-Larib [22]", "Organ", "Colonoscopy"),
+  ("CVC-Clinic [23]", "Dataset content", "612 images"), ("CVC-Clinic [23]", "Task type", "Segmentation"),
+  ("KvasirCapsule [24]", "Source", "VCE"), ("EDD 2020 [25]", "Dataset content", "386 images"),
+  ("Kvasir-Instrument [26]", "Findings", "Tools and instruments")])),
+ dict(number="2", caption="Hyperparameters used for baseline methods for polyp detection and localization", cells=cells([
+  ("Faster R-CNN [51]", "Learning rate", "2.5e⁻⁴"), ("Faster R-CNN [51]", "Optimizer", "Adam"),
+  ("RetinaNet [50]", "Learning rate", "1e⁻⁵"), ("RetinaNet [50]", "Anchors", "15 (pyramid)"), ("RetinaNet [50]", "Threshold", "0.3"),
+  ("YOLOv3+spp [56]", "Batch size", "16"), ("YOLOv3+spp [56]", "Loss", "MSE, CE"), ("YOLOv4 [57]", "Loss", "CIoU, CE"),
+  ("YOLOv4 [57]", "Threshold", "0.25"), ("EfficientDet-D0 [53]", "Anchors", "default"),
+  ("EfficientDet-D0 [53]", "Learning rate", "1e⁻⁴")])),
+ # Subscripted headers AP₂₅ AP₅₀ AP₇₅; row labels = method and backbone.
+ dict(number="3", caption="Result on the polyp detection and localization task on the Kvasir-SEG dataset", cells=cells([
+  ("EfficientDet-D0", "AP", "0.4756"), ("Faster R-CNN", "IoU", "0.5621"), ("RetinaNet ResNet50", "AP", "0.8697"),
+  ("RetinaNet ResNet101", "AP", "0.8745"), ("RetinaNet ResNet101", "AP50", "0.9095"), ("YOLOv3+spp", "IoU", "0.8248"),
+  ("YOLOv3+spp", "FPS", "45.01"), ("YOLOv4", "AP", "0.8513"), ("YOLOv4", "AP75", "0.7594"), ("YOLOv4", "FPS", "48.00"),
+  ("ColonSegNet (Proposed)", "FPS", "180.00"), ("ColonSegNet (Proposed)", "IoU", "0.8100"),
+  ("ColonSegNet (Proposed)", "AP25", "0.9000")])),
+ dict(number="4", caption="Hyperparameters used for baseline methods for polyp segmentation task", cells=cells([
+  ("UNet [58]", "No. of parameters", "7,858,433"), ("UNet [58]", "Learning rate", "1e⁻²"), ("ResUNet [61]", "Loss", "Dice loss"),
+  ("ResUNet++ [3]", "No. of parameters", "16,242,785"), ("HRNet [64]", "Learning rate", "1e⁻⁴"),
+  ("DoubleUNet [42]", "No. of parameters", "29,303,426"), ("PSPNet [59]", "Optimizer", "SGD"),
+  ("DeepLabv3+ [60]", "No. of parameters", "ResNet50: 39,756,962"), ("FCN8 [57]", "Momentum", "0.9"),
+  ("UNet-ResNet34", "Learning rate", "1e⁻⁵"), ("ColonSegNet (Proposed)", "No. of parameters", "5,014,049"),
+  ("ColonSegNet (Proposed)", "Loss", "Cross-entropy + Dice loss")])),
+ dict(number="5", caption="Baseline methods for polyp segmentation on the Kvasir-SEG dataset", cells=cells([
+  ("UNet [58]", "Jaccard C.", "0.4713"), ("ResUNet [61]", "DSC", "0.6902"), ("ResUNet++ [3]", "F2-score", "0.7198"),
+  ("FCN8 [57]", "Precision", "0.8817"), ("HRNet [64]", "Recall", "0.8588"), ("DoubleUNet [42]", "Overall Acc.", "0.9489"),
+  ("PSPNet [59]", "FPS", "16.8000"), ("DeepLabv3+ [60] ResNet50", "Recall", "0.8616"),
+  ("DeepLabv3+ [60] ResNet101", "Jaccard C.", "0.7862"), ("UNet [58] ResNet34", "DSC", "0.8757"),
+  ("UNet [58] ResNet34", "Overall Acc.", "0.9681"), ("ColonSegNet (Proposed)", "FPS", "182.3812"),
+  ("ColonSegNet (Proposed)", "DSC", "0.8206")])),
+])
 for name, e in E.items():
     pdf = corpus_pdf(name)
     levels = e.pop("_toc", (1, 2))
