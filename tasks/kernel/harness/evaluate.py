@@ -6,6 +6,7 @@ Stages: static -> compile (C++/CUDA extensions, own time limit) -> import -> qui
 timing -> roofline/flags -> compute-sanitizer (optional, CUDA)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -33,7 +34,7 @@ from .options import (
     OptionsError,
     load_options,
 )
-from .procs import WorkerConfig, WorkerFailed, WorkerHandle
+from .procs import WorkerConfig, WorkerFailed, WorkerHandle, would_drop
 from .protocol import Message
 from .spec import (
     Target,
@@ -95,13 +96,62 @@ class WarmRefs:
     from the evaluator's own folder (never an evaluation folder a candidate can write), at the evaluator's uid
     (a candidate runs as nobody: it cannot signal or trace them), replaced when one has died or the device or
     thread count changed. Every evaluation still re-initialises and re-times them (weights and inputs come from
-    that evaluation's secret seed)."""
+    that evaluation's secret seed).
+
+    Also the next candidate's pre-started worker (options.prestart): started from the same folder while an
+    evaluation runs (SCHED_IDLE: it imports on otherwise idle CPUs; its device work waits until the timed calls
+    are over), with no candidate code and a home it cannot write; the next evaluation pings it, restores its
+    scheduling and hands it its candidate (`WorkerHandle.load`), or starts a fresh worker when it is gone, stopped,
+    silent or started for other options. It serves that one candidate and is closed with it, never reused."""
 
     def __init__(self, home: Layout) -> None:
         self.home = home
         self.handles: dict[str, WorkerHandle] = {}
         self.key: tuple = ()
         self.started = 0
+        self.next_cand: WorkerHandle | None = None
+        self.next_key: tuple = ()
+
+    @staticmethod
+    def _prestart_key(evaluation: Evaluation) -> tuple:
+        cfg = evaluation.cfg
+        return cfg.device, cfg.threads, cfg.drop_privileges, evaluation.cuda_arch
+
+    def prestart(self, evaluation: Evaluation) -> None:
+        """Start the next candidate's worker now (its imports on idle CPUs only; its device work waits for
+        `prepare_next`); nobody waits for it until `take`."""
+        self.discard_next()
+        cfg = evaluation._worker_config("cand", self.home.target, "ModelNew", self.home)
+        cfg = dataclasses.replace(cfg, prestart=True, cpus=None, ext_build=None, ext_cache=(),
+                                  log_path=self.home.log_dir / "prestart.log",
+                                  home=self.home.log_dir / "home_prestart")  # root's, read-only for nobody
+        self.next_cand = WorkerHandle(cfg, start_timeout_s=evaluation.cfg.start_timeout_s, wait=False)
+        self.next_key = self._prestart_key(evaluation)
+
+    def prepare_next(self) -> None:
+        """The pre-started worker may initialise its device now (the evaluation's timed calls are over)."""
+        if self.next_cand is not None:
+            try:
+                self.next_cand.prepare()
+            except WorkerFailed:
+                self.next_cand = None
+
+    def take(self, evaluation: Evaluation, cfg: WorkerConfig) -> WorkerHandle | None:
+        """The pre-started worker for this candidate, ready and answering (None: start a fresh one)."""
+        handle, self.next_cand = self.next_cand, None
+        if handle is None:
+            return None
+        if self.next_key != self._prestart_key(evaluation) or handle.dropped != would_drop(cfg):
+            handle.close()
+            return None
+        if not handle.usable(evaluation.cfg.start_timeout_s):  # killed or stopped meanwhile: a fresh one instead
+            return None
+        return handle
+
+    def discard_next(self) -> None:
+        if self.next_cand is not None:
+            self.next_cand.close()
+        self.next_cand = None
 
     def get(self, evaluation: Evaluation) -> dict[str, WorkerHandle]:
         key = (evaluation.cfg.device, evaluation.cfg.threads, evaluation.cfg.start_timeout_s)
@@ -127,6 +177,7 @@ class WarmRefs:
         for handle in self.handles.values():
             handle.close()
         self.handles = {}
+        self.discard_next()
 
 
 class Evaluation:
@@ -202,6 +253,8 @@ class Evaluation:
             for name, w in self.workers.items():
                 if self.warm is None or name not in REFS:  # warm references stay for the next evaluation
                     w.close()
+            if self.warm is not None:
+                self.warm.prepare_next()  # no timed call runs any more: its device work disturbs none
             v.eval_s = round(time.monotonic() - start, 3)
         if v.errors or v.cheats or v.failures:
             v.correct = v.correct and not v.failures
@@ -306,10 +359,22 @@ class Evaluation:
             refs = [self._worker(n, self.paths.target, "Model", wait=False) for n in REFS]
             for ref in refs:  # started together, both ready before any candidate code runs
                 ref.wait_ready()
-        cand = self._worker("cand", self.paths.candidate, "ModelNew")
+        cand = self._candidate_worker()
+        if self.warm is not None and self.cfg.prestart:
+            self.warm.prestart(self)  # the next candidate's process starts while this one is checked
         if not cand.dropped:
             self.verdict.warnings.append("candidate worker runs with the evaluator's uid (not root, or the interpreter "
                                          "is unreadable for nobody): isolation rests on the sandbox")
+
+    def _candidate_worker(self) -> WorkerHandle:
+        """A pre-started worker given this candidate (warm evaluators), else a freshly started one."""
+        cfg = self._worker_config("cand", self.paths.candidate, "ModelNew")
+        handle = self.warm.take(self, cfg) if self.warm is not None else None
+        if handle is None:
+            return self._worker("cand", self.paths.candidate, "ModelNew")
+        self.workers["cand"] = handle
+        handle.load(cfg, self.cfg.start_timeout_s)  # the candidate's import errors raise WorkerFailed, as fresh
+        return handle
 
     def _init_shape(self, shape: dict[str, Any], names: list[str]) -> torch.nn.Module:
         set_shape(self.target, shape)

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,9 @@ class WorkerConfig:
     """The compile stage: import the module (building its extensions), report, exit."""
     cuda_arch: str = ""
     """TORCH_CUDA_ARCH_LIST for the visible card: builds for this card only (faster, and the cache key)."""
+    prestart: bool = False
+    """Start before the candidate is known (module/target unused until `WorkerHandle.load`): python up, torch
+    imported, the device initialised; `home` is then a folder the worker can read but not write."""
 
 
 def _env(cfg: WorkerConfig) -> dict[str, str]:
@@ -145,6 +150,45 @@ def can_drop_privileges(*needed: Path) -> bool:
     return os.geteuid() == 0 and all(_world_usable(p) for p in paths)
 
 
+def would_drop(cfg: WorkerConfig) -> bool:
+    """Whether a worker started with `cfg` runs as nobody."""
+    return cfg.drop_privileges and can_drop_privileges(
+        cfg.module, cfg.target, cfg.eval_dir / "harness" / "worker.py", cfg.eval_dir / "harness" / "protocol.py")
+
+
+def worker_args(cfg: WorkerConfig) -> list[str]:
+    """The worker's command line (`-s`: no user site-packages from a HOME the candidate's user may write)."""
+    common = ["--device", cfg.device, "--threads", str(cfg.threads)]
+    if cfg.prestart:
+        return [sys.executable, "-s", "-m", "harness.worker", "--prestart", *common]
+    return [sys.executable, "-s", "-m", "harness.worker", "--module", str(cfg.module), "--target", str(cfg.target),
+            "--cls", cfg.cls, *common, *ext_args(cfg)]
+
+
+def pin_threads(pid: int, cpus: frozenset[int]) -> None:
+    """Every thread of `pid` onto `cpus` (sched_setaffinity of a pid moves its main thread only)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def normal_scheduling(pid: int) -> bool:
+    """Every thread of `pid` back to SCHED_OTHER (from a pre-start's SCHED_IDLE); True when all of them are."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setscheduler(int(task.name), os.SCHED_OTHER, os.sched_param(0))
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            return False
+    try:
+        return all(os.sched_getscheduler(int(t.name)) == os.SCHED_OTHER for t in Path(f"/proc/{pid}/task").iterdir())
+    except (OSError, ValueError):
+        return False
+
+
 def ext_args(cfg: WorkerConfig) -> list[str]:
     if cfg.ext_build is None:
         return []
@@ -163,21 +207,25 @@ class WorkerHandle:
         self._from_child, child_out = os.pipe()
         self._log = open(cfg.log_path, "ab")
         extra: dict = {}
-        self.dropped = cfg.drop_privileges and can_drop_privileges(
-            cfg.module, cfg.target, cfg.eval_dir / "harness" / "worker.py", cfg.eval_dir / "harness" / "protocol.py")
+        self.dropped = would_drop(cfg)
         if self.dropped:
             # Another uid than the evaluator and the reference workers: no signals, ptrace or /proc/<pid>/mem on them.
-            os.chown(cfg.home, NOBODY, NOBODY)
+            if not cfg.prestart:  # a pre-started worker gets its writable home with its candidate (`load`)
+                os.chown(cfg.home, NOBODY, NOBODY)
             extra = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.worker", "--module", str(cfg.module), "--target", str(cfg.target), "--cls", cfg.cls,
-             "--device", cfg.device, "--threads", str(cfg.threads), "--fd-in", str(child_in),
-             "--fd-out", str(child_out), *ext_args(cfg)],
+            [*worker_args(cfg), "--fd-in", str(child_in), "--fd-out", str(child_out)],
             cwd=cfg.eval_dir, env=_env(cfg), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             pass_fds=(child_in, child_out), start_new_session=True, **extra,
         )
         os.close(child_in)
         os.close(child_out)
+        self.prepared = False
+        if cfg.prestart:  # it starts beside timed calls: only on otherwise idle CPUs, until `usable` (threads inherit)
+            try:
+                os.sched_setscheduler(self.proc.pid, os.SCHED_IDLE, os.sched_param(0))
+            except OSError:
+                pass
         if cfg.cpus:
             os.sched_setaffinity(self.proc.pid, cfg.cpus)  # before the worker starts any thread
         self._oom_before = oom_kills()
@@ -192,6 +240,64 @@ class WorkerHandle:
         if not hello.header.get("ok"):
             self.close()
             raise WorkerFailed(self._raised(hello, "start"))
+
+    def stopped(self) -> bool:
+        """True when the worker is stopped (SIGSTOP, traced) or gone."""
+        try:
+            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        return state in ("T", "t", "Z", "X")
+
+    def prepare(self) -> None:
+        """Let a pre-started worker initialise its device (once; the evaluator sends it when no timed call runs)."""
+        if not self.prepared:
+            self.prepared = True
+            self.send(Message({"cmd": "prepare"}))
+
+    def usable(self, timeout_s: float) -> bool:
+        """A pre-started worker is prepared and ready (its hello within `timeout_s`), not stopped, answers a ping
+        and is back to normal scheduling (every thread, checked); False (and closed) otherwise. A candidate of the
+        same uid beside it could have stopped or killed it."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            self.prepare()
+            if not normal_scheduling(self.pid):  # no timed call runs now: what is left of its start at full speed
+                raise WorkerFailed("the pre-started worker's scheduling could not be restored")
+            while not self.hello:
+                if self.stopped() or time.monotonic() > deadline:
+                    raise WorkerFailed("the pre-started worker is stopped, gone or late")
+                if select.select([self._from_child], [], [], 0.25)[0]:
+                    self.wait_ready(max(1.0, deadline - time.monotonic()))
+            if self.stopped():
+                raise WorkerFailed("the pre-started worker is stopped or gone")
+            self.request(Message({"cmd": "ping"}), 10.0)
+            if not normal_scheduling(self.pid):  # again: threads it started since; timed as the references are
+                raise WorkerFailed("the pre-started worker's scheduling could not be restored")
+        except WorkerFailed:
+            self.close()
+            return False
+        return True
+
+    def load(self, cfg: WorkerConfig, start_timeout_s: float) -> None:
+        """Hand a pre-started worker (ready, pinged) its one candidate: the candidate's folder, environment paths
+        and log, as a fresh start with `cfg` would have had them; then wait for its hello like `wait_ready`.
+        The worker's uid must be the one `cfg` asks for (the caller checked `dropped`)."""
+        cfg.home.mkdir(parents=True, exist_ok=True)
+        with open(cfg.log_path, "ab"):
+            pass
+        if self.dropped:
+            for path in (cfg.home, cfg.log_path):
+                os.chown(path, NOBODY, NOBODY)
+        if cfg.cpus:
+            pin_threads(self.pid, cfg.cpus)  # it is idle, blocked on its pipe: no thread is being created
+        self.cfg = cfg
+        env = _env(cfg)
+        self.send(Message({"cmd": "load", "module": str(cfg.module), "target": str(cfg.target), "cls": cfg.cls,
+                           "cwd": str(cfg.eval_dir), "log": str(cfg.log_path.resolve()), "env": env,
+                           "ext_build": str(cfg.ext_build.resolve()) if cfg.ext_build else None,
+                           "ext_cache": [str(c) for c in cfg.ext_cache]}))
+        self.wait_ready(start_timeout_s)
 
     @property
     def pid(self) -> int:
