@@ -29,12 +29,12 @@ print(f"one process: python + import torch {a - t:.2f} s, CUDA init {time.time()
       f"{torch.cuda.device_count()} GPU(s)")
 PY
 echo "## one GPU (GPU 0), the three modes one after another" >>"$OUT/tables.md"
-CUDA_VISIBLE_DEVICES=0 bench cold 100 --targets softmax,layernorm --modes cold --n "${N_COLD:-2}"
-CUDA_VISIBLE_DEVICES=0 bench warm 100 --targets softmax,layernorm --modes warm --n "${N_WARM:-3}"
-CUDA_VISIBLE_DEVICES=0 bench prestart 100 --targets softmax,layernorm --modes prestart --n "${N_PRE:-5}"
+CUDA_VISIBLE_DEVICES=0 bench cold 130 --targets softmax,layernorm --modes cold --n "${N_COLD:-2}"
+CUDA_VISIBLE_DEVICES=0 bench warm 130 --targets softmax,layernorm --modes warm --n "${N_WARM:-3}"
+CUDA_VISIBLE_DEVICES=0 bench prestart 130 --targets softmax,layernorm --modes prestart --n "${N_PRE:-5}"
 if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then  # the 1-GPU row to compare with: prestart above (1 in flight)
     echo "## softmax, warm + pre-started workers on 2 GPUs, 2 evaluations in flight" >>"$OUT/tables.md"
-    CUDA_VISIBLE_DEVICES=0,1 bench two_gpus 75 --targets softmax --modes prestart --n "${N_TWO:-12}" --in-flight 2
+    CUDA_VISIBLE_DEVICES=0,1 bench two_gpus 120 --targets softmax --modes prestart --n "${N_TWO:-12}" --in-flight 2
 fi
 nvidia-smi --query-gpu=index,clocks.sm,power.draw,utilization.gpu --format=csv
 grep -h '"errors": \["' "$OUT"/*.log | head -5

@@ -12,6 +12,7 @@ import math
 import os
 import random
 import secrets
+import signal
 import sys
 import time
 import traceback
@@ -66,6 +67,9 @@ def _outputs(model: torch.nn.Module, inputs: list[torch.Tensor]) -> list[torch.T
 
 
 REFS = ("ref_a", "ref_b")
+PRESTART_DEPTH = {"cuda": 2, "cpu": 1}
+"""Pre-started candidate workers kept under way per warm evaluator. On the H200 host a start (python, torch,
+CUDA) takes ~5-6 s and a pre-started evaluation of a 1 ms kernel ~4 s: two must be starting at once to keep up."""
 
 
 @dataclass(frozen=True)
@@ -98,19 +102,20 @@ class WarmRefs:
     thread count changed. Every evaluation still re-initialises and re-times them (weights and inputs come from
     that evaluation's secret seed).
 
-    Also the next candidate's pre-started worker (options.prestart): started from the same folder while an
-    evaluation runs (SCHED_IDLE: it imports on otherwise idle CPUs; its device work waits until the timed calls
-    are over), with no candidate code and a home it cannot write; the next evaluation pings it, restores its
-    scheduling and hands it its candidate (`WorkerHandle.load`), or starts a fresh worker when it is gone, stopped,
-    silent or started for other options. It serves that one candidate and is closed with it, never reused."""
+    Also the next candidates' pre-started workers (options.prestart): `PRESTART_DEPTH` processes started from the
+    same folder while evaluations run (a start takes longer than a GPU evaluation, so two are under way there),
+    with no candidate code and a home they cannot write. They are stopped (SIGSTOP) during the timed calls, so
+    neither their imports nor their device set-up run beside one. The next evaluation resumes the oldest, pings it
+    and hands it its candidate (`WorkerHandle.load`), or starts a fresh worker when it is gone, silent or started
+    for other options. Each serves that one candidate and is closed with it, never reused."""
 
     def __init__(self, home: Layout) -> None:
         self.home = home
         self.handles: dict[str, WorkerHandle] = {}
         self.key: tuple = ()
         self.started = 0
-        self.next_cand: WorkerHandle | None = None
-        self.next_key: tuple = ()
+        self.waiting: list[WorkerHandle] = []
+        self.waiting_key: tuple = ()
 
     @staticmethod
     def _prestart_key(evaluation: Evaluation) -> tuple:
@@ -118,40 +123,37 @@ class WarmRefs:
         return cfg.device, cfg.threads, cfg.drop_privileges, evaluation.cuda_arch
 
     def prestart(self, evaluation: Evaluation) -> None:
-        """Start the next candidate's worker now (its imports on idle CPUs only; its device work waits for
-        `prepare_next`); nobody waits for it until `take`."""
-        self.discard_next()
+        """Top the waiting workers up to PRESTART_DEPTH[device]; nobody waits for them until `take`."""
+        key = self._prestart_key(evaluation)
+        if key != self.waiting_key:
+            self.discard_waiting()
+            self.waiting_key = key
         cfg = evaluation._worker_config("cand", self.home.target, "ModelNew", self.home)
         cfg = dataclasses.replace(cfg, prestart=True, cpus=None, ext_build=None, ext_cache=(),
                                   log_path=self.home.log_dir / "prestart.log",
                                   home=self.home.log_dir / "home_prestart")  # root's, read-only for nobody
-        self.next_cand = WorkerHandle(cfg, start_timeout_s=evaluation.cfg.start_timeout_s, wait=False)
-        self.next_key = self._prestart_key(evaluation)
+        while len(self.waiting) < PRESTART_DEPTH[evaluation.cfg.device]:
+            self.waiting.append(WorkerHandle(cfg, start_timeout_s=evaluation.cfg.start_timeout_s, wait=False))
 
-    def prepare_next(self) -> None:
-        """The pre-started worker may initialise its device now (the evaluation's timed calls are over)."""
-        if self.next_cand is not None:
-            try:
-                self.next_cand.prepare()
-            except WorkerFailed:
-                self.next_cand = None
+    def pause(self, paused: bool) -> None:
+        """Stop (or resume) the waiting workers: nothing of theirs runs beside a timed call."""
+        for handle in self.waiting:
+            handle.signal(signal.SIGSTOP if paused else signal.SIGCONT)
 
     def take(self, evaluation: Evaluation, cfg: WorkerConfig) -> WorkerHandle | None:
-        """The pre-started worker for this candidate, ready and answering (None: start a fresh one)."""
-        handle, self.next_cand = self.next_cand, None
-        if handle is None:
+        """The oldest waiting worker for this candidate, ready and answering (None: start a fresh one)."""
+        if not self.waiting:
             return None
-        if self.next_key != self._prestart_key(evaluation) or handle.dropped != would_drop(cfg):
+        handle = self.waiting.pop(0)
+        if self.waiting_key != self._prestart_key(evaluation) or handle.dropped != would_drop(cfg):
             handle.close()
             return None
-        if not handle.usable(evaluation.cfg.start_timeout_s):  # killed or stopped meanwhile: a fresh one instead
-            return None
-        return handle
+        return handle if handle.usable(evaluation.cfg.start_timeout_s) else None
 
-    def discard_next(self) -> None:
-        if self.next_cand is not None:
-            self.next_cand.close()
-        self.next_cand = None
+    def discard_waiting(self) -> None:
+        for handle in self.waiting:
+            handle.close()
+        self.waiting = []
 
     def get(self, evaluation: Evaluation) -> dict[str, WorkerHandle]:
         key = (evaluation.cfg.device, evaluation.cfg.threads, evaluation.cfg.start_timeout_s)
@@ -177,7 +179,7 @@ class WarmRefs:
         for handle in self.handles.values():
             handle.close()
         self.handles = {}
-        self.discard_next()
+        self.discard_waiting()
 
 
 class Evaluation:
@@ -253,8 +255,6 @@ class Evaluation:
             for name, w in self.workers.items():
                 if self.warm is None or name not in REFS:  # warm references stay for the next evaluation
                     w.close()
-            if self.warm is not None:
-                self.warm.prepare_next()  # no timed call runs any more: its device work disturbs none
             v.eval_s = round(time.monotonic() - start, 3)
         if v.errors or v.cheats or v.failures:
             v.correct = v.correct and not v.failures
@@ -432,6 +432,15 @@ class Evaluation:
                 v.cheats.append(f"dispatched the forbidden library op {op} (the reference op, not a new kernel)")
 
     def _timing(self) -> None:
+        if self.warm is None:
+            return self._timed_shapes()
+        self.warm.pause(True)
+        try:
+            return self._timed_shapes()
+        finally:
+            self.warm.pause(False)
+
+    def _timed_shapes(self) -> None:
         v, cfg = self.verdict, self.cfg
         v.stage = "timing"
         names = ["ref_a", "ref_b", "cand"]

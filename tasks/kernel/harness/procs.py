@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,21 +172,6 @@ def pin_threads(pid: int, cpus: frozenset[int]) -> None:
             pass
 
 
-def normal_scheduling(pid: int) -> bool:
-    """Every thread of `pid` back to SCHED_OTHER (from a pre-start's SCHED_IDLE); True when all of them are."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            os.sched_setscheduler(int(task.name), os.SCHED_OTHER, os.sched_param(0))
-        except ProcessLookupError:
-            pass
-        except (OSError, ValueError):
-            return False
-    try:
-        return all(os.sched_getscheduler(int(t.name)) == os.SCHED_OTHER for t in Path(f"/proc/{pid}/task").iterdir())
-    except (OSError, ValueError):
-        return False
-
-
 def ext_args(cfg: WorkerConfig) -> list[str]:
     if cfg.ext_build is None:
         return []
@@ -220,12 +203,6 @@ class WorkerHandle:
         )
         os.close(child_in)
         os.close(child_out)
-        self.prepared = False
-        if cfg.prestart:  # it starts beside timed calls: only on otherwise idle CPUs, until `usable` (threads inherit)
-            try:
-                os.sched_setscheduler(self.proc.pid, os.SCHED_IDLE, os.sched_param(0))
-            except OSError:
-                pass
         if cfg.cpus:
             os.sched_setaffinity(self.proc.pid, cfg.cpus)  # before the worker starts any thread
         self._oom_before = oom_kills()
@@ -241,39 +218,21 @@ class WorkerHandle:
             self.close()
             raise WorkerFailed(self._raised(hello, "start"))
 
-    def stopped(self) -> bool:
-        """True when the worker is stopped (SIGSTOP, traced) or gone."""
+    def signal(self, sig: signal.Signals) -> None:
         try:
-            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return True
-        return state in ("T", "t", "Z", "X")
-
-    def prepare(self) -> None:
-        """Let a pre-started worker initialise its device (once; the evaluator sends it when no timed call runs)."""
-        if not self.prepared:
-            self.prepared = True
-            self.send(Message({"cmd": "prepare"}))
+            os.kill(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def usable(self, timeout_s: float) -> bool:
-        """A pre-started worker is prepared and ready (its hello within `timeout_s`), not stopped, answers a ping
-        and is back to normal scheduling (every thread, checked); False (and closed) otherwise. A candidate of the
-        same uid beside it could have stopped or killed it."""
-        deadline = time.monotonic() + timeout_s
+        """A pre-started worker is running (SIGCONT undoes any stop: the evaluator's during timed calls, or one sent
+        by a candidate of the same uid), ready (its hello within `timeout_s`) and answers a ping; False (and
+        closed) otherwise: killed, crashed or silent."""
+        self.signal(signal.SIGCONT)
         try:
-            self.prepare()
-            if not normal_scheduling(self.pid):  # no timed call runs now: what is left of its start at full speed
-                raise WorkerFailed("the pre-started worker's scheduling could not be restored")
-            while not self.hello:
-                if self.stopped() or time.monotonic() > deadline:
-                    raise WorkerFailed("the pre-started worker is stopped, gone or late")
-                if select.select([self._from_child], [], [], 0.25)[0]:
-                    self.wait_ready(max(1.0, deadline - time.monotonic()))
-            if self.stopped():
-                raise WorkerFailed("the pre-started worker is stopped or gone")
+            if not self.hello:
+                self.wait_ready(timeout_s)
             self.request(Message({"cmd": "ping"}), 10.0)
-            if not normal_scheduling(self.pid):  # again: threads it started since; timed as the references are
-                raise WorkerFailed("the pre-started worker's scheduling could not be restored")
         except WorkerFailed:
             self.close()
             return False

@@ -7,9 +7,9 @@ left after the call, the aten ops dispatched), stage (inputs onto the device, po
 go (the timed call: run, synchronize the whole device, return values at secret probe positions), ping, quit.
 
 Pre-started (`--prestart`, warm evaluators): the worker starts before its candidate is known (python up, torch
-imported, no candidate code) and waits; on `prepare` it initialises the device and says it is ready; the evaluator
-then hands it ONE candidate with a `load` request (module, folder, environment, log) and from there on it is that
-candidate's worker, exactly as if started for it. It never takes a second `load`: each pre-started process serves
+imported, the device initialised, no candidate code), says it is ready and waits; the evaluator then hands it ONE
+candidate with a `load` request (module, folder, environment, log) and from there on it is that candidate's
+worker, exactly as if started for it. It never takes a second `load`: each pre-started process serves
 one candidate only."""
 from __future__ import annotations
 
@@ -194,22 +194,15 @@ def _prepare_device(device: str) -> torch.Tensor | None:
 LOADED_ENV = ("HOME", "TMPDIR", "TRITON_CACHE_DIR", "TORCH_EXTENSIONS_DIR", "TORCH_CUDA_ARCH_LIST")
 
 
-def _await_candidate(device: str, fd_in: int, fd_out: int) -> tuple[dict[str, Any], torch.Tensor | None] | None:
-    """A pre-started worker's wait (torch imported): `prepare` (sent once no timed call runs: the device work
-    would disturb one) initialises the device and says ready; pings are answered; then the ONE `load` request
-    (None on quit or a closed channel) makes it that candidate's worker: its folder, its environment paths, its
-    log on fds 1 and 2. Returns the load request and the L2 flush buffer."""
-    flush = None
+def _await_candidate(fd_in: int, fd_out: int) -> dict[str, Any] | None:
+    """A pre-started worker's wait (ready, said so): pings are answered; the ONE `load` request (None on quit or a
+    closed channel) makes it that candidate's worker: its folder, its environment paths, its log on fds 1 and 2."""
     while True:
         try:
             msg = recv(fd_in)
         except ProtocolError:
             return None
         cmd = msg.header.get("cmd")
-        if cmd == "prepare":
-            flush = _prepare_device(device)
-            send(fd_out, Message({"ok": True, "pid": os.getpid(), "prestarted": True}))
-            continue
         if cmd == "ping":
             send(fd_out, Message({"ok": True}))
             continue
@@ -227,7 +220,7 @@ def _await_candidate(device: str, fd_in: int, fd_out: int) -> tuple[dict[str, An
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
-        return load, flush
+        return load
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,10 +245,11 @@ def main(argv: list[str] | None = None) -> int:
 
         from . import spec  # noqa: F401  (timing inputs)
 
-        awaited = _await_candidate(args.device, args.fd_in, args.fd_out)
-        if awaited is None:
+        flush = _prepare_device(args.device)
+        send(args.fd_out, Message({"ok": True, "pid": os.getpid(), "prestarted": True}))
+        load = _await_candidate(args.fd_in, args.fd_out)
+        if load is None:
             return 0
-        load, flush = awaited
         args.module, args.target, args.cls = load["module"], load["target"], load["cls"]
         args.ext_build, args.ext_cache = load.get("ext_build"), list(load.get("ext_cache", []))
     if not (args.module and args.target and args.cls):
