@@ -365,3 +365,38 @@ def test_the_warm_loop_with_prestarted_workers_rejects_every_planted_cheat(tmp_p
             if not ok:
                 missed.append(f"{case.file} (dynamic layer alone): {why}")
     assert not missed, missed
+
+
+# Watches the waiting pre-started worker(s) from inside every call it gets: their process state each time.
+WATCHER = WHOAMI + '''
+from pathlib import Path
+
+
+def states():
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if b"--prestart" in cmd and entry.name.isdigit() and int(entry.name) != os.getpid():
+            found.append(state)
+    print("states:", "".join(found), flush=True)
+''' + SOFTMAX.replace("return torch.softmax", "states()\n        return torch.softmax")
+
+
+def test_waiting_workers_are_stopped_during_the_timed_calls_only() -> None:
+    tmp = _world_tmp()
+    watcher = _write(tmp / "src", "watcher", WATCHER)
+    first = evaluate(tmp / "1", "softmax", watcher, warm=True, static=False, warmup=1, iters=3)
+    assert first.accepted, first.summary()
+    seen = [ln.split()[1] if len(ln.split()) > 1 else "" for ln in _log(tmp / "1").splitlines()
+            if ln.startswith("states:")]
+    # correctness calls come first (the waiting worker runs or sleeps), then the timed calls (it is stopped)
+    checked, timed = seen[:first.checked_calls], seen[first.checked_calls:]
+    assert timed and all(s and set(s) <= {"T", "t"} for s in timed), seen
+    assert checked and not any("T" in s for s in checked), seen
+    after = evaluate(tmp / "2", "softmax", watcher, warm=True, static=False, warmup=1, iters=3)
+    assert after.accepted and _whoami(tmp / "2")[1] == "prestarted"  # resumed, and it served the next candidate
+    shutil.rmtree(tmp)
