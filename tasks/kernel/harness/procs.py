@@ -156,7 +156,7 @@ def would_drop(cfg: WorkerConfig) -> bool:
 
 def worker_args(cfg: WorkerConfig) -> list[str]:
     """The worker's command line (`-s`: no user site-packages from a HOME the candidate's user may write)."""
-    common = ["--device", cfg.device, "--threads", str(cfg.threads)]
+    common = ["--device", cfg.device, "--threads", str(cfg.threads), "--parent-pid", str(os.getpid())]
     if cfg.prestart:
         return [sys.executable, "-s", "-m", "harness.worker", "--prestart", *common]
     return [sys.executable, "-s", "-m", "harness.worker", "--module", str(cfg.module), "--target", str(cfg.target),

@@ -30,10 +30,22 @@ def _set_nondumpable(die_with_parent: bool = False) -> None:
         pass
 
 
+def _orphaned(argv: list[str]) -> bool:
+    """True when the evaluator that started us (`--parent-pid`) died before our parent-death signal was set:
+    nothing would ever end us otherwise."""
+    if "--parent-pid" not in argv[:-1]:
+        return False
+    return os.getppid() != int(argv[argv.index("--parent-pid") + 1])
+
+
 if __name__ == "__main__":
+    import sys
+
     # First thing, before the seconds of imports: a pre-started worker waits beside a running candidate of the
     # same uid, which must not be able to trace it or write its memory meanwhile.
     _set_nondumpable(die_with_parent=True)
+    if _orphaned(sys.argv):
+        os._exit(0)
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
@@ -236,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ext-cache", action="append", default=[], help="read-only folder of earlier builds")
     p.add_argument("--compile-only", action="store_true", help="the compile stage: import (build), report, exit")
     p.add_argument("--prestart", action="store_true", help="start before the candidate is known; one `load` later")
+    p.add_argument("--parent-pid", type=int, help="the evaluator: exit at once if it is already gone")
     args = p.parse_args(argv)
     _set_nondumpable(die_with_parent=True)
     torch.set_num_threads(args.threads)

@@ -377,10 +377,10 @@ def states():
     for entry in Path("/proc").iterdir():
         try:
             cmd = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError, ValueError):
             continue
-        if b"--prestart" in cmd and entry.name.isdigit() and int(entry.name) != os.getpid():
+        if b"--prestart" in cmd and int(ppid) == os.getppid():  # started by our evaluator
             found.append(state)
     print("states:", "".join(found), flush=True)
 ''' + SOFTMAX.replace("return torch.softmax", "states()\n        return torch.softmax")
