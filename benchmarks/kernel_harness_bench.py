@@ -1,6 +1,7 @@
 """Kernel harness benchmark and battery: A/A spread (reference vs a renamed copy of itself, and the harness's own
 reference-vs-reference ratio), evaluations per hour, honest candidates, the planted-cheat battery, and
-throughput cold vs warm reference workers (`--suite throughput [--modes cold,warm] [--in-flight 2]`).
+throughput cold vs warm reference workers vs warm + pre-started candidate workers (`--suite throughput
+[--modes cold,warm,prestart] [--in-flight 2]`).
 
     .venv/bin/python benchmarks/kernel_harness_bench.py --device cpu --suite aa,honest,cheats \
         --md benchmarks/results/kernel_harness.md --json /tmp/kernel_bench.json
@@ -11,6 +12,7 @@ import argparse
 import json
 import platform
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -102,8 +104,10 @@ def run_cheats(opts: EvalOptions, work: Path, parallel: int) -> list[dict]:
 
 def run_throughput(device: str, opts: EvalOptions, work: Path, n: int, modes: list[str], in_flight: int) -> list[dict]:
     """Evaluations per hour of one honest PyTorch candidate per target (no compile stage: the harness's own cost),
-    in the same run: `cold` (a fresh evaluator and reference workers every time, the default) and `warm` (one
-    warm evaluator per target and GPU keeps the references, tasks/kernel/warm.py), `in_flight` at once."""
+    in the same run: `cold` (a fresh evaluator and reference workers every time), `warm` (one warm evaluator per
+    target and GPU keeps the references, tasks/kernel/warm.py; every candidate worker started for its candidate)
+    and `prestart` (warm, and the next candidate worker is started while the current evaluation runs),
+    `in_flight` at once."""
     from tasks.kernel.warm import POOL, visible_gpus
 
     rows = []
@@ -112,7 +116,7 @@ def run_throughput(device: str, opts: EvalOptions, work: Path, n: int, modes: li
         if not cand.is_file():
             continue
         for mode in modes:
-            o = EvalOptions(**{**opts.__dict__, "warm": mode == "warm"})
+            o = EvalOptions(**{**opts.__dict__, "warm": mode != "cold", "prestart": mode == "prestart"})
             t0 = time.monotonic()
             target = TARGETS_DIR / f"{name}.py"
             with ThreadPoolExecutor(max_workers=in_flight) as pool:
@@ -122,12 +126,18 @@ def run_throughput(device: str, opts: EvalOptions, work: Path, n: int, modes: li
             walls = [w for _, w in done]
             later = sorted(walls[1:] or walls)
             vs = [v for v, _ in done]
+            steady = vs[1:] or vs  # the first evaluation also starts the warm evaluator
+            stages = {k: round(statistics.median(v.stage_s.get(k, 0.0) for v in steady), 3)
+                      for k in dict.fromkeys(k for v in steady for k in v.stage_s)}
             rows.append({"target": name, "mode": mode, "in_flight": in_flight, "gpus": len(visible_gpus())
                          if device == "cuda" else 0, "evaluations": n, "accepted": sum(v.accepted for v in vs),
                          "wall_s": round(wall, 1), "evals_per_hour": round(3600 * n / wall),
                          "first_s": round(walls[0], 2), "steady_s": round(later[len(later) // 2], 2),
                          "ref_ms": vs[-1].ref_ms, "speedup": vs[-1].speedup,
                          "aa_spread": max((v.aa_spread or 0) for v in vs), "device_name": vs[-1].device_name,
+                         "stage_s": stages, "outside_s": round(statistics.median(w - v.eval_s for v, w in
+                                                                                 done[1:] or done), 2),
+                         "aa_each": [round(v.aa_spread, 3) if v.aa_spread is not None else None for v in vs],
                          "errors": [e[:200] for v in vs for e in v.errors][:2]})
             print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -139,6 +149,12 @@ def _n(v: float | None) -> str:
 
 def _x(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}x"
+
+
+def _stages(row: dict) -> str:
+    """"import 1.2, correctness 1.3, ..., outside 0.3": the verdict's stage seconds and the host's share."""
+    parts = [f"{k} {v:.2f}" for k, v in row.get("stage_s", {}).items() if v >= 0.005]
+    return ", ".join([*parts, f"outside {row.get('outside_s', 0):.2f}"])
 
 
 def markdown(device: str, results: dict) -> str:
@@ -157,11 +173,12 @@ def markdown(device: str, results: dict) -> str:
         out.append("")
     if results.get("throughput"):
         out += ["| target | mode | GPUs | in flight | evaluations (accepted) | wall s | evaluations / h | first s "
-                "| median s | ref ms | speed-up | worst A/A |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- "
-                "| --- | --- | --- |"]
+                "| median s | median stage s (after the first) | ref ms | speed-up | worst A/A |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         out += [f"| {r['target']} | {r['mode']} | {r['gpus']} | {r['in_flight']} | {r['evaluations']} "
                 f"({r['accepted']}) | {r['wall_s']} | {r['evals_per_hour']} | {r['first_s']} | {r['steady_s']} "
-                f"| {_n(r['ref_ms'])} | {_x(r['speedup'])} | {r['aa_spread']:.3f} |" for r in results["throughput"]]
+                f"| {_stages(r)} | {_n(r['ref_ms'])} | {_x(r['speedup'])} | {r['aa_spread']:.3f} |"
+                for r in results["throughput"]]
         out.append("")
     if results.get("cheats"):
         out += ["| cheat | rejected (full harness) | dynamic layer alone | why |", "| --- | --- | --- | --- |"]
@@ -185,7 +202,8 @@ def main() -> int:
     p.add_argument("--candidates", default="", help="comma-separated subset of the honest candidates")
     p.add_argument("--targets", default="", help="comma-separated subset of the bundled targets")
     p.add_argument("--n", type=int, default=6, help="throughput: evaluations per target and mode")
-    p.add_argument("--modes", default="cold,warm", help="throughput: cold (fresh evaluator) and/or warm")
+    p.add_argument("--modes", default="cold,warm,prestart",
+                   help="throughput: cold (fresh evaluator), warm, prestart (warm + pre-started candidate workers)")
     p.add_argument("--in-flight", type=int, default=1, help="throughput: evaluations at once (one per GPU)")
     a = p.parse_args()
     ONLY.update(t for t in a.targets.split(",") if t)

@@ -147,6 +147,12 @@ def kernel_targets(json_out: JsonOpt = False) -> None:
         print(f"{r['name']:<18} {','.join(r['devices']):<10} {', '.join(r['honest'])}")
 
 
+def warm_default(warm: bool | None, isolation: str, cluster: bool) -> bool:
+    """Warm evaluators unless turned off, where they apply: subprocess isolation (a sandboxed evaluation always
+    starts fresh) in this process (a cluster's evaluations run in Ray workers whose GPUs change per task)."""
+    return warm if warm is not None else isolation == "subprocess" and not cluster
+
+
 def optimize(
     target: str = typer.Argument(..., help="Target file (KernelBench format) or a bundled target name."),
     device: str = DeviceOpt,
@@ -156,8 +162,10 @@ def optimize(
     target_speedup: float | None = typer.Option(None, help="Stop once this verified speed-up is reached."),
     isolation: str = IsolationOpt,
     iters: int = typer.Option(20, help="Timed calls per model per timing shape in each check."),
-    warm: bool = typer.Option(False, "--warm", help="Subprocess isolation: keep the reference workers started "
-                              "across the run's evaluations (one warm evaluator per GPU; candidates still fresh)."),
+    warm: bool | None = typer.Option(None, "--warm/--no-warm", help="Subprocess isolation: keep the reference "
+                                     "workers started across the run's evaluations and the next candidate worker "
+                                     "pre-started (one warm evaluator per GPU; every candidate still gets a fresh "
+                                     "process). Default: on with --isolation subprocess (not with --cluster)."),
     islands: IslandsOpt = None,
     config: ConfigOpt = None,
     cluster: bool = ClusterOpt,  # [issue 15]
@@ -168,7 +176,7 @@ def optimize(
 
     try:
         task = KernelTask(target=target, device=device, target_speedup=target_speedup, isolation=isolation,
-                          options=EvalOptions(iters=iters, warm=warm))
+                          options=EvalOptions(iters=iters, warm=warm_default(warm, isolation, cluster)))
     except (KernelTaskError, FileNotFoundError) as exc:
         fail(str(exc))
     if cluster:  # [issue 15] evaluations then run as Ray tasks sized for one GPU (or CPU) each

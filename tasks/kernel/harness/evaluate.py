@@ -6,11 +6,13 @@ Stages: static -> compile (C++/CUDA extensions, own time limit) -> import -> qui
 timing -> roofline/flags -> compute-sanitizer (optional, CUDA)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import random
 import secrets
+import signal
 import sys
 import time
 import traceback
@@ -33,7 +35,7 @@ from .options import (
     OptionsError,
     load_options,
 )
-from .procs import WorkerConfig, WorkerFailed, WorkerHandle
+from .procs import WorkerConfig, WorkerFailed, WorkerHandle, would_drop
 from .protocol import Message
 from .spec import (
     Target,
@@ -65,6 +67,9 @@ def _outputs(model: torch.nn.Module, inputs: list[torch.Tensor]) -> list[torch.T
 
 
 REFS = ("ref_a", "ref_b")
+PRESTART_DEPTH = {"cuda": 2, "cpu": 1}
+"""Pre-started candidate workers kept under way per warm evaluator. On the H200 host a start (python, torch,
+CUDA) takes ~5-6 s and a pre-started evaluation of a 1 ms kernel ~4 s: two must be starting at once to keep up."""
 
 
 @dataclass(frozen=True)
@@ -95,13 +100,60 @@ class WarmRefs:
     from the evaluator's own folder (never an evaluation folder a candidate can write), at the evaluator's uid
     (a candidate runs as nobody: it cannot signal or trace them), replaced when one has died or the device or
     thread count changed. Every evaluation still re-initialises and re-times them (weights and inputs come from
-    that evaluation's secret seed)."""
+    that evaluation's secret seed).
+
+    Also the next candidates' pre-started workers (options.prestart): `PRESTART_DEPTH` processes started from the
+    same folder while evaluations run (a start takes longer than a GPU evaluation, so two are under way there),
+    with no candidate code and a home they cannot write. They are stopped (SIGSTOP) during the timed calls, so
+    neither their imports nor their device set-up run beside one. The next evaluation resumes the oldest, pings it
+    and hands it its candidate (`WorkerHandle.load`), or starts a fresh worker when it is gone, silent or started
+    for other options. Each serves that one candidate and is closed with it, never reused."""
 
     def __init__(self, home: Layout) -> None:
         self.home = home
         self.handles: dict[str, WorkerHandle] = {}
         self.key: tuple = ()
         self.started = 0
+        self.waiting: list[WorkerHandle] = []
+        self.waiting_key: tuple = ()
+
+    @staticmethod
+    def _prestart_key(evaluation: Evaluation) -> tuple:
+        cfg = evaluation.cfg
+        return cfg.device, cfg.threads, cfg.drop_privileges, evaluation.cuda_arch
+
+    def prestart(self, evaluation: Evaluation) -> None:
+        """Top the waiting workers up to PRESTART_DEPTH[device]; nobody waits for them until `take`."""
+        key = self._prestart_key(evaluation)
+        if key != self.waiting_key:
+            self.discard_waiting()
+            self.waiting_key = key
+        cfg = evaluation._worker_config("cand", self.home.target, "ModelNew", self.home)
+        cfg = dataclasses.replace(cfg, prestart=True, cpus=None, ext_build=None, ext_cache=(),
+                                  log_path=self.home.log_dir / "prestart.log",
+                                  home=self.home.log_dir / "home_prestart")  # root's, read-only for nobody
+        while len(self.waiting) < PRESTART_DEPTH[evaluation.cfg.device]:
+            self.waiting.append(WorkerHandle(cfg, start_timeout_s=evaluation.cfg.start_timeout_s, wait=False))
+
+    def pause(self, paused: bool) -> None:
+        """Stop (or resume) the waiting workers: nothing of theirs runs beside a timed call."""
+        for handle in self.waiting:
+            handle.signal(signal.SIGSTOP if paused else signal.SIGCONT)
+
+    def take(self, evaluation: Evaluation, cfg: WorkerConfig) -> WorkerHandle | None:
+        """The oldest waiting worker for this candidate, ready and answering (None: start a fresh one)."""
+        if not self.waiting:
+            return None
+        handle = self.waiting.pop(0)
+        if self.waiting_key != self._prestart_key(evaluation) or handle.dropped != would_drop(cfg):
+            handle.close()
+            return None
+        return handle if handle.usable(evaluation.cfg.start_timeout_s) else None
+
+    def discard_waiting(self) -> None:
+        for handle in self.waiting:
+            handle.close()
+        self.waiting = []
 
     def get(self, evaluation: Evaluation) -> dict[str, WorkerHandle]:
         key = (evaluation.cfg.device, evaluation.cfg.threads, evaluation.cfg.start_timeout_s)
@@ -127,6 +179,7 @@ class WarmRefs:
         for handle in self.handles.values():
             handle.close()
         self.handles = {}
+        self.discard_waiting()
 
 
 class Evaluation:
@@ -306,10 +359,22 @@ class Evaluation:
             refs = [self._worker(n, self.paths.target, "Model", wait=False) for n in REFS]
             for ref in refs:  # started together, both ready before any candidate code runs
                 ref.wait_ready()
-        cand = self._worker("cand", self.paths.candidate, "ModelNew")
+        cand = self._candidate_worker()
+        if self.warm is not None and self.cfg.prestart:
+            self.warm.prestart(self)  # the next candidate's process starts while this one is checked
         if not cand.dropped:
             self.verdict.warnings.append("candidate worker runs with the evaluator's uid (not root, or the interpreter "
                                          "is unreadable for nobody): isolation rests on the sandbox")
+
+    def _candidate_worker(self) -> WorkerHandle:
+        """A pre-started worker given this candidate (warm evaluators), else a freshly started one."""
+        cfg = self._worker_config("cand", self.paths.candidate, "ModelNew")
+        handle = self.warm.take(self, cfg) if self.warm is not None else None
+        if handle is None:
+            return self._worker("cand", self.paths.candidate, "ModelNew")
+        self.workers["cand"] = handle
+        handle.load(cfg, self.cfg.start_timeout_s)  # the candidate's import errors raise WorkerFailed, as fresh
+        return handle
 
     def _init_shape(self, shape: dict[str, Any], names: list[str]) -> torch.nn.Module:
         set_shape(self.target, shape)
@@ -367,6 +432,15 @@ class Evaluation:
                 v.cheats.append(f"dispatched the forbidden library op {op} (the reference op, not a new kernel)")
 
     def _timing(self) -> None:
+        if self.warm is None:
+            return self._timed_shapes()
+        self.warm.pause(True)
+        try:
+            return self._timed_shapes()
+        finally:
+            self.warm.pause(False)
+
+    def _timed_shapes(self) -> None:
         v, cfg = self.verdict, self.cfg
         v.stage = "timing"
         names = ["ref_a", "ref_b", "cand"]

@@ -75,7 +75,12 @@ class EvalOptions:
     warm: bool = False
     """Subprocess isolation: evaluate in a long-lived evaluator per target and GPU whose two reference workers stay
     started across evaluations (tasks/kernel/warm.py); the candidate still gets fresh workers, a fresh seed, and
-    the references are re-timed. A sandboxed evaluation always starts fresh."""
+    the references are re-timed. A sandboxed evaluation always starts fresh. `m3lab optimize` turns it on by
+    default with subprocess isolation (`--no-warm`: off)."""
+    prestart: bool = True
+    """Warm evaluators: while this evaluation runs, start the next candidate worker (python, torch, the device
+    initialised, no candidate code; uid nobody when the evaluator is root), so the next candidate is handed to a
+    ready process. Each pre-started worker serves one candidate and is then discarded."""
 
     @property
     def total_timeout_s(self) -> float:

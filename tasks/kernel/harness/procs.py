@@ -42,6 +42,9 @@ class WorkerConfig:
     """The compile stage: import the module (building its extensions), report, exit."""
     cuda_arch: str = ""
     """TORCH_CUDA_ARCH_LIST for the visible card: builds for this card only (faster, and the cache key)."""
+    prestart: bool = False
+    """Start before the candidate is known (module/target unused until `WorkerHandle.load`): python up, torch
+    imported, the device initialised; `home` is then a folder the worker can read but not write."""
 
 
 def _env(cfg: WorkerConfig) -> dict[str, str]:
@@ -145,6 +148,30 @@ def can_drop_privileges(*needed: Path) -> bool:
     return os.geteuid() == 0 and all(_world_usable(p) for p in paths)
 
 
+def would_drop(cfg: WorkerConfig) -> bool:
+    """Whether a worker started with `cfg` runs as nobody."""
+    return cfg.drop_privileges and can_drop_privileges(
+        cfg.module, cfg.target, cfg.eval_dir / "harness" / "worker.py", cfg.eval_dir / "harness" / "protocol.py")
+
+
+def worker_args(cfg: WorkerConfig) -> list[str]:
+    """The worker's command line (`-s`: no user site-packages from a HOME the candidate's user may write)."""
+    common = ["--device", cfg.device, "--threads", str(cfg.threads), "--parent-pid", str(os.getpid())]
+    if cfg.prestart:
+        return [sys.executable, "-s", "-m", "harness.worker", "--prestart", *common]
+    return [sys.executable, "-s", "-m", "harness.worker", "--module", str(cfg.module), "--target", str(cfg.target),
+            "--cls", cfg.cls, *common, *ext_args(cfg)]
+
+
+def pin_threads(pid: int, cpus: frozenset[int]) -> None:
+    """Every thread of `pid` onto `cpus` (sched_setaffinity of a pid moves its main thread only)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
 def ext_args(cfg: WorkerConfig) -> list[str]:
     if cfg.ext_build is None:
         return []
@@ -163,16 +190,14 @@ class WorkerHandle:
         self._from_child, child_out = os.pipe()
         self._log = open(cfg.log_path, "ab")
         extra: dict = {}
-        self.dropped = cfg.drop_privileges and can_drop_privileges(
-            cfg.module, cfg.target, cfg.eval_dir / "harness" / "worker.py", cfg.eval_dir / "harness" / "protocol.py")
+        self.dropped = would_drop(cfg)
         if self.dropped:
             # Another uid than the evaluator and the reference workers: no signals, ptrace or /proc/<pid>/mem on them.
-            os.chown(cfg.home, NOBODY, NOBODY)
+            if not cfg.prestart:  # a pre-started worker gets its writable home with its candidate (`load`)
+                os.chown(cfg.home, NOBODY, NOBODY)
             extra = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.worker", "--module", str(cfg.module), "--target", str(cfg.target), "--cls", cfg.cls,
-             "--device", cfg.device, "--threads", str(cfg.threads), "--fd-in", str(child_in),
-             "--fd-out", str(child_out), *ext_args(cfg)],
+            [*worker_args(cfg), "--fd-in", str(child_in), "--fd-out", str(child_out)],
             cwd=cfg.eval_dir, env=_env(cfg), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             pass_fds=(child_in, child_out), start_new_session=True, **extra,
         )
@@ -192,6 +217,46 @@ class WorkerHandle:
         if not hello.header.get("ok"):
             self.close()
             raise WorkerFailed(self._raised(hello, "start"))
+
+    def signal(self, sig: signal.Signals) -> None:
+        try:
+            os.kill(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def usable(self, timeout_s: float) -> bool:
+        """A pre-started worker is running (SIGCONT undoes any stop: the evaluator's during timed calls, or one sent
+        by a candidate of the same uid), ready (its hello within `timeout_s`) and answers a ping; False (and
+        closed) otherwise: killed, crashed or silent."""
+        self.signal(signal.SIGCONT)
+        try:
+            if not self.hello:
+                self.wait_ready(timeout_s)
+            self.request(Message({"cmd": "ping"}), 10.0)
+        except WorkerFailed:
+            self.close()
+            return False
+        return True
+
+    def load(self, cfg: WorkerConfig, start_timeout_s: float) -> None:
+        """Hand a pre-started worker (ready, pinged) its one candidate: the candidate's folder, environment paths
+        and log, as a fresh start with `cfg` would have had them; then wait for its hello like `wait_ready`.
+        The worker's uid must be the one `cfg` asks for (the caller checked `dropped`)."""
+        cfg.home.mkdir(parents=True, exist_ok=True)
+        with open(cfg.log_path, "ab"):
+            pass
+        if self.dropped:
+            for path in (cfg.home, cfg.log_path):
+                os.chown(path, NOBODY, NOBODY)
+        if cfg.cpus:
+            pin_threads(self.pid, cfg.cpus)  # it is idle, blocked on its pipe: no thread is being created
+        self.cfg = cfg
+        env = _env(cfg)
+        self.send(Message({"cmd": "load", "module": str(cfg.module), "target": str(cfg.target), "cls": cfg.cls,
+                           "cwd": str(cfg.eval_dir), "log": str(cfg.log_path.resolve()), "env": env,
+                           "ext_build": str(cfg.ext_build.resolve()) if cfg.ext_build else None,
+                           "ext_cache": [str(c) for c in cfg.ext_cache]}))
+        self.wait_ready(start_timeout_s)
 
     @property
     def pid(self) -> int:
