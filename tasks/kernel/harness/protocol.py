@@ -62,7 +62,7 @@ def _parts(msg: Message) -> list[memoryview]:
     for t in tensors:
         # Byte view so every dtype (fp8 and bool included) travels the same way.
         if t.numel():
-            parts.append(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+            parts.append(t.reshape(-1).view(torch.uint8).numpy().data)
     return parts
 
 
