@@ -280,9 +280,9 @@ def load_settings(config_file: Path | None = None) -> Settings:
 BUDGET_FLAGS = {"max_iterations": "--max-iterations", "max_hours": "--hours", "max_tokens": "--tokens"}
 
 
-def with_budget(settings: Settings, islands: int | None = None, **overrides: Any) -> Settings:
-    """Settings with budget fields (and `[search] islands`) replaced by the CLI flags that were given
-    (None = keep)."""
+def with_flags(settings: Settings, islands: int | None = None, **overrides: Any) -> Settings:
+    """Settings with the run-starting CLI flags that were given (None = keep): the budget fields, and `--islands`
+    for `[search] islands`."""
     given = {k: v for k, v in overrides.items() if v is not None}
     problems = [f"{BUDGET_FLAGS.get(k, k)}{p[len(k):]}" for k, v in given.items()
                 for p in field_problems(BudgetLimits, {k: v}, "")]

@@ -46,10 +46,10 @@ def print_json(data: Any) -> None:
 def load(config: Path | None, max_iterations: int | None = None, hours: float | None = None,
          tokens: int | None = None, islands: int | None = None) -> Any:
     """Settings from the config file and environment, with the CLI's budget (and `--islands`) flags on top."""
-    from orchestrator.config import ConfigError, load_settings, with_budget
+    from orchestrator.config import ConfigError, load_settings, with_flags
 
     try:
-        return with_budget(load_settings(config), islands=islands, max_iterations=max_iterations, max_hours=hours,
+        return with_flags(load_settings(config), islands=islands, max_iterations=max_iterations, max_hours=hours,
                            max_tokens=tokens)
     except ConfigError as exc:
         fail(str(exc))

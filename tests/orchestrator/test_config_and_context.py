@@ -8,7 +8,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from orchestrator.agents.actions import from_text
-from orchestrator.config import ConfigError, load_settings, with_budget
+from orchestrator.config import ConfigError, load_settings, with_flags
 from orchestrator.tokens import estimate_tokens, pack
 
 
@@ -21,7 +21,7 @@ def test_file_roles_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert s.producer.base_url == s.verifier.base_url == "http://a/v1"
     assert s.verifier.model == "judge" and s.producer.model is None and s.verifier.temperature == 0.0
     assert s.producer.api_key == "secret" and "secret" not in str(s.to_json())
-    assert with_budget(s, max_iterations=3, max_hours=None).budget.max_iterations == 3
+    assert with_flags(s, max_iterations=3, max_hours=None).budget.max_iterations == 3
     monkeypatch.setenv("M3LAB_BASE_URL", "http://env/v1")
     assert load_settings(cfg).producer.base_url == "http://env/v1"
 
@@ -35,17 +35,17 @@ def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_settings(cfg)
     with pytest.raises(ConfigError, match="--tokens: expected a positive integer, got 0"):
-        with_budget(load_settings(None), max_tokens=0)
+        with_flags(load_settings(None), max_tokens=0)
     with pytest.raises(ConfigError, match="--islands: expected a positive integer, got 0"):
-        with_budget(load_settings(None), islands=0)
+        with_flags(load_settings(None), islands=0)
 
 
 def test_islands_flag_overrides_the_search_table(tmp_path: Path) -> None:
     cfg = tmp_path / "m3lab.toml"
     cfg.write_text("[search]\nislands = 4\nmigrate_every = 3\n")
     s = load_settings(cfg)
-    assert with_budget(s).search.islands == 4  # no flag: the file's value
-    assert with_budget(s, islands=2).search == dataclasses.replace(s.search, islands=2)  # migrate_every kept
+    assert with_flags(s).search.islands == 4  # no flag: the file's value
+    assert with_flags(s, islands=2).search == dataclasses.replace(s.search, islands=2)  # migrate_every kept
 
 
 def test_every_config_problem_at_once_with_table_and_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
