@@ -1,6 +1,6 @@
 """The partial-output codecs (``merge.store_part`` / ``load_part``) against torch: int8 with a per-row absmax scale
 must equal round-half-even(o / scale) exactly (v10t encodes and decodes it with float bit tricks instead of
-float<->int conversions), every other dtype a plain cast. CPU under TRITON_INTERPRET=1, or the GPU when present."""
+float<->int conversions), bf16 a plain cast. CPU under TRITON_INTERPRET=1, or the GPU when present."""
 from __future__ import annotations
 
 import os
@@ -63,7 +63,6 @@ def test_partial_codec_round_trip(dtype):
         assert int(po[2, 0]) == -127 and int(po[2, 1]) == 127
         err = (back - o)[keep].abs() / amax[keep, None].clamp_min(1e-30)
         assert float(err.max()) <= 0.5 / 127 + 1e-6  # at most half a step of the row's scale
-    else:
-        want = o.clamp(-448, 448).to(dtype) if dtype == torch.float8_e4m3fn else o.to(dtype)
-        assert torch.equal(po[keep].view(torch.int8), want[keep].view(torch.int8))
-        assert torch.equal(back[keep], want[keep].float())
+    else:  # a plain cast (the interpreter truncates where the GPU rounds to nearest: one bf16 step either way)
+        assert bool(((po.float() - o).abs() <= o.abs() * 2.0 ** -7)[keep].all())
+        assert torch.equal(back[keep], po[keep].float())
