@@ -384,16 +384,47 @@ def tile_outer_share(case, sel: torch.Tensor, knobs: dict) -> tuple[float, float
     return shared, float(split.direct.float().mean())
 
 
-ADAPTIVE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (  # (label, knobs of sparse_attention_triton); the first is the default
-    ("ours: adaptive, separate merge (default, = v8)", {}),
-    ("v9 option: fused merge", {"fuse_merge": True}),
-    ("v9 option: no gate, local block tile-outer + fused merge", {"fuse_merge": True, "min_shared_pct": 0}),
-    ("v9 option: int8 partials (row scale)", {"partial_dtype": torch.int8}),
-    ("v9 option: fp8 e4m3 partials", {"partial_dtype": torch.float8_e4m3fn}),
-    ("v9 option: KV-outer only + int8 partials (row scale)", {"max_union": 0, "partial_dtype": torch.int8}),
-    ("v9 option: KV-outer only + fp8 e4m3 partials", {"max_union": 0, "partial_dtype": torch.float8_e4m3fn}),
+ADAPTIVE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (  # (label, knobs of sparse_attention_triton)
+    ("int8 partials", {"partial_dtype": torch.int8}),
+    ("KV-outer only + int8 partials", {"max_union": 0, "partial_dtype": torch.int8}),
+    ("fp8 partials", {"partial_dtype": torch.float8_e4m3fn}),
+    ("KV-outer only + fp8 partials", {"max_union": 0, "partial_dtype": torch.float8_e4m3fn}),
+    ("fused merge", {"fuse_merge": True}),
+    ("no gate + fused merge", {"fuse_merge": True, "min_shared_pct": 0}),
 )
-"""v8's knob variants (persistent grid, 8 warps x 128 keys) lost to its default in the v8 run (RESULTS.md v8)."""
+"""Options timed against the default (``--locality-variants``: all, or a comma list of these labels). v8's knob
+variants (persistent grid, 8 warps x 128 keys) lost to its default in the v8 run (RESULTS.md v8)."""
+
+
+def chosen_variants(wanted: str) -> list[tuple[str, dict[str, Any]]]:
+    """The ADAPTIVE_VARIANTS named in ``wanted`` ("all", "" for none, or a comma list of labels)."""
+    if wanted in ("", "all"):
+        return list(ADAPTIVE_VARIANTS) if wanted else []
+    labels = [w.strip() for w in wanted.split(",")]
+    unknown = sorted(set(labels) - {name for name, _ in ADAPTIVE_VARIANTS})
+    if unknown:
+        raise SystemExit(f"unknown --locality-variants {unknown}; known: {[n for n, _ in ADAPTIVE_VARIANTS]}")
+    return [(name, knobs) for name, knobs in ADAPTIVE_VARIANTS if name in labels]
+
+
+class SectionClock:
+    """A time cap per benchmark section: loops ask ``over()`` before each timed row and stop (with a row saying
+    so) once the section has used its share, so one slow section cannot eat the call's remaining rows."""
+
+    cap_s: float = 0.0
+    start: float = 0.0
+
+    @classmethod
+    def begin(cls) -> None:
+        cls.start = time.time()
+
+    @classmethod
+    def over(cls, rows: list[Row], section: str, shape: str, what: str) -> bool:
+        if cls.cap_s <= 0 or time.time() - cls.start < cls.cap_s:
+            return False
+        rows.append(Row(section, shape, f"skipped from here: {what}", float("nan"),
+                        note=f"section cap {cls.cap_s:.0f} s reached"))
+        return True
 
 
 def v7_block_csr(selection: torch.Tensor, query_start_loc: torch.Tensor, max_blocks: int, chunk: int):
@@ -441,6 +472,54 @@ def v6_today(case, sel: torch.Tensor):
     return run, out
 
 
+def v9_default(case, sel: torch.Tensor):
+    """(callable, output) of the default before v10t: the adaptive path with the CSR built by a torch sort of the
+    split's KV-outer entries (``build_block_csr``), where v10t counts it in the split kernel."""
+    from kernels.msa.merge import device_positions, device_requests, merge_partials
+    from kernels.msa.prefill import build_block_csr, kv_outer_partials
+    from kernels.msa.tile_outer import tile_outer_attention, tile_unions
+
+    out = torch.empty_like(case.q)
+    n = sel.shape[1]
+    scale = HEAD_DIM ** -0.5
+
+    def run() -> None:
+        pos = device_positions(case.query_start_loc, case.seq_lens, n)
+        req = device_requests(case.query_start_loc, n)
+        split = tile_unions(sel, req, pos, case.block_table)
+        csr = build_block_csr(split.rest, case.query_start_loc, case.block_table.shape[1], 128)
+        po, plse, _ = kv_outer_partials(case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, 16, scale,
+                                        128)
+        tile_outer_attention(case.q, case.kv_cache, case.seq_lens, pos, req, split, scale, out, po, plse, num_stages=2)
+        merge_partials(po, plse, out, split.merge_sel, skip=split.direct)
+
+    run()
+    return run, out
+
+
+def split_csr_stages(case, sel: torch.Tensor, label: str, rows: list[Row]) -> None:
+    """v10t stages: the split kernel without and with the CSR counting, the torch CSR build on the KV-outer entries
+    against ``csr_from_split``."""
+    from kernels.msa.merge import device_positions, device_requests
+    from kernels.msa.prefill import build_block_csr, csr_from_split
+    from kernels.msa.tile_outer import tile_unions
+
+    n, nb = sel.shape[1], case.block_table.shape[1]
+    req = device_requests(case.query_start_loc, n)
+    pos = device_positions(case.query_start_loc, case.seq_lens, n)
+    t_split = bench_ms(lambda: tile_unions(sel, req, pos, case.block_table), rep_ms=100)
+    t_split_csr = bench_ms(lambda: tile_unions(sel, req, pos, case.block_table, csr_blocks=nb), rep_ms=100)
+    split = tile_unions(sel, req, pos, case.block_table, csr_blocks=nb)
+    t_sort = bench_ms(lambda: build_block_csr(split.rest, case.query_start_loc, nb, 128), rep_ms=100)
+    t_count = bench_ms(lambda: csr_from_split(split, req, nb, 128), rep_ms=100)
+    kept = float((split.rest >= 0).sum()) / float((sel >= 0).sum())
+    rows.append(Row("v10t-stages", label, "split kernel alone / + CSR counting", t_split_csr,
+                    note=f"without the counting {t_split:.3f} ms; KV-outer entries {kept:.0%}"))
+    rows.append(Row("v10t-stages", label, "CSR from the split's counts (cumsum + scatter)", t_count,
+                    note=f"torch sort build on the same entries {t_sort:.3f} ms; split+CSR {t_split_csr + t_count:.3f}"
+                         f" vs {t_split + t_sort:.3f} ms"))
+
+
 def fp8_prefill_row(case, sel: torch.Tensor, label: str, rows: list[Row], flops: float, t_bf16: float,
                     out_v6: torch.Tensor) -> None:
     """Our default prefill on an fp8 e4m3 copy of the cache (per-tensor scales): time, error against the fp32
@@ -459,12 +538,13 @@ def fp8_prefill_row(case, sel: torch.Tensor, label: str, rows: list[Row], flops:
     del kv8, case8
 
 
-def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops: float, variants: bool,
+def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops: float, variants: str = "",
                    stages: bool = False, kinds_wanted: str = "", fp8: bool = False) -> None:
     """One N-token prefill; selections from the indexer on random inputs and synthetic f = 0.5 / 0.9 / 1.0
-    (local block in slot 0: vLLM's contract). Every row: today's default (v6 with the v7 CSR build), v8 KV-outer
-    only, v8 adaptive (and its variants), vLLM, fp32 check,
-    and the whole layer (indexer + attention, sum of the two timed stages)."""
+    (local block in slot 0: vLLM's contract). Every row: today's v6 (with the v7 CSR build), KV-outer only, the
+    default before v10t (torch CSR), the default, the chosen options, vLLM, the fp32 check, the whole layer
+    (indexer + attention, sum of the two timed stages), and the v10t split/CSR stages with a repeat of the two
+    defaults (the run's noise)."""
     from kernels.msa.inputs import local_selection, make_case
     from kernels.msa.merge import device_positions
 
@@ -482,37 +562,52 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
             continue
         flops = attention_flops(sel, pos)
         label = f"{shape} {kind}"
+        if SectionClock.over(rows, "locality", label, "this selection"):
+            return
         fn0, out0 = v6_today(case, sel)
         t0 = bench_ms(fn0)
-        rows.append(Row("locality", label, "today's default (v6, v7 CSR build)", t0, flops / t0 / 1e9,
+        rows.append(Row("locality", label, "v6 (v7 CSR build)", t0, flops / t0 / 1e9,
                         note=f"floor {flops / gemm_tflops / 1e9:.2f} ms; layer {t_idx + t0:.2f} ms"))
         fn6, out6 = timed_attention(case, sel, max_union=0)
         t6 = bench_ms(fn6)
-        rows.append(Row("locality", label, "ours v8 KV-outer only (max_union=0)", t6, flops / t6 / 1e9,
-                        note=f"{t0 / t6:.2f}x today; vs today {rel_diff(out6, out0):.1e}; layer {t_idx + t6:.2f} ms"))
-        t7: float | None = None  # the default's time: the "before" of every v9 option
-        for name, knobs in ADAPTIVE_VARIANTS if variants else ADAPTIVE_VARIANTS[:2]:
+        rows.append(Row("locality", label, "ours KV-outer only (max_union=0)", t6, flops / t6 / 1e9,
+                        note=f"{t0 / t6:.2f}x v6; vs v6 {rel_diff(out6, out0):.1e}; layer {t_idx + t6:.2f} ms"))
+        fn9, out9 = v9_default(case, sel)
+        t9 = bench_ms(fn9)
+        rows.append(Row("locality", label, "v9 default (adaptive, torch CSR)", t9, flops / t9 / 1e9,
+                        note=f"{t0 / t9:.2f}x v6; vs v6 {rel_diff(out9, out0):.1e}; layer {t_idx + t9:.2f} ms"))
+        fn_def, out = timed_attention(case, sel)
+        t7 = bench_ms(fn_def)
+        share, direct = tile_outer_share(case, sel, {})
+        rows.append(Row("locality", label, "ours: default (adaptive, split-counted CSR)", t7, flops / t7 / 1e9,
+                        note=f"{t9 / t7:.2f}x v9 default, {t0 / t7:.2f}x v6; tile-outer {share:.0%} of entries, "
+                             f"{direct:.0%} rows unmerged; ref err {reference_tail(case, sel, out):.1e}; "
+                             f"vs v9 {rel_diff(out, out9):.1e}; layer {t_idx + t7:.2f} ms"))
+        for name, knobs in chosen_variants(variants):
+            if SectionClock.over(rows, "locality", label, name):
+                return
             fn, out = timed_attention(case, sel, **knobs)
             t = bench_ms(fn)
-            share, direct = tile_outer_share(case, sel, knobs)
-            check = f"ref err {reference_tail(case, sel, out):.1e}; " if t7 is None or "partials" in name else ""
-            vs = f"{t7 / t:.2f}x default; " if t7 is not None else ""
+            check = f"ref err {reference_tail(case, sel, out):.1e}; " if "partials" in name else ""
             rows.append(Row("locality", label, name, t, flops / t / 1e9,
-                            note=f"{vs}{t0 / t:.2f}x v6, {t6 / t:.2f}x KV-outer only; tile-outer {share:.0%} of "
-                                 f"entries, {direct:.0%} rows unmerged; {check}vs v6 {rel_diff(out, out0):.1e}; "
-                                 f"layer {t_idx + t:.2f} ms"))
-            t7 = t if t7 is None else t7
-        if fp8 and t7 is not None:
-            fp8_prefill_row(case, sel, label, rows, flops, t7, out0)
-        if stages and n >= 131072:
-            locality_stages(case, sel, label, rows, flops)
+                            note=f"{t7 / t:.2f}x default, {t6 / t:.2f}x KV-outer only; {check}"
+                                 f"vs v6 {rel_diff(out, out0):.1e}; layer {t_idx + t:.2f} ms"))
         if vllm_sparse is not None:
             fnv, outv = vllm_attention(case, sel, vllm_sparse)
             tv = bench_ms(fnv)
             diff = float((out6.float() - outv.float()).norm() / outv.float().norm())
             rows.append(Row("locality", label, "vLLM query-outer (Hopper Triton)", tv, flops / tv / 1e9,
-                            note=f"default {tv / (t7 or tv):.2f}x, v6 {tv / t0:.2f}x faster; ‖ours−vLLM‖/‖vLLM‖ "
+                            note=f"default {tv / t7:.2f}x, v6 {tv / t0:.2f}x faster; ‖ours−vLLM‖/‖vLLM‖ "
                                  f"{diff:.1e}; layer {t_idx_v + tv:.2f} ms (vLLM indexer)"))
+        if fp8 and not SectionClock.over(rows, "locality", label, "fp8 KV cache"):
+            fp8_prefill_row(case, sel, label, rows, flops, t7, out0)
+        if SectionClock.over(rows, "locality", label, "v10t stages"):
+            return
+        split_csr_stages(case, sel, label, rows)
+        for name, f in (("v9 default (adaptive, torch CSR), repeat", fn9), ("ours: default, repeat", fn_def)):
+            rows.append(Row("v10t-stages", label, name, bench_ms(f)))
+        if stages and n >= 131072:
+            locality_stages(case, sel, label, rows, flops)
         torch.cuda.empty_cache()
 
 
@@ -614,36 +709,38 @@ def bench_chunked(chunk: int, ctx: int, decodes: int, vllm_sparse, rows: list[Ro
     flops = attention_flops(sel, pos)
     rows.append(Row("chunked", shape, "ours indexer (fused)", t_idx))
     results = []
-    runs = (("today's default (v6, v7 CSR build)", lambda: v6_today(case, sel)),
-            ("ours v8 KV-outer only (max_union=0)", lambda: timed_attention(case, sel, max_union=0)),
-            ("ours: adaptive, separate merge (default, = v8)", lambda: timed_attention(case, sel)),
-            ("v9 option: fused merge", lambda: timed_attention(case, sel, fuse_merge=True)))
+    runs = (("v9 default (adaptive, torch CSR)", lambda: v9_default(case, sel)),
+            ("ours: default (adaptive, split-counted CSR)", lambda: timed_attention(case, sel)),
+            ("int8 partials", lambda: timed_attention(case, sel, partial_dtype=torch.int8)))
     for name, make in runs:
+        if SectionClock.over(rows, "chunked", shape, name):
+            return
         fn, out = make()
         extra = peak_extra_bytes(fn)
         t = bench_ms(fn)
         results.append((t, out))
-        vs = f"{results[0][0] / t:.2f}x today; " if results[1:] else ""
+        vs = f"{results[0][0] / t:.2f}x v9 default; " if results[1:] else ""
         rows.append(Row("chunked", shape, name, t, flops / t / 1e9,
-                        note=f"{vs}peak extra memory {extra / 2 ** 30:.2f} GiB; layer {t_idx + t:.2f} ms"))
-    rows[-1].note = f"{results[2][0] / results[3][0]:.2f}x default; " + rows[-1].note
-    rows[-2].note += f"; ref err (last 16 tok) {reference_tail(case, sel, results[2][1]):.1e}"
+                        note=f"{vs}peak extra memory {extra / 2 ** 30:.2f} GiB; layer {t_idx + t:.2f} ms; ref err "
+                             f"(last 16 tok) {reference_tail(case, sel, out):.1e}"))
     if vllm_sparse is not None:
         fnv, outv = vllm_attention(case, sel, vllm_sparse)
         extra = peak_extra_bytes(fnv)
         tv = bench_ms(fnv)
-        diff = float((results[2][1].float() - outv.float()).norm() / outv.float().norm())
+        diff = float((results[1][1].float() - outv.float()).norm() / outv.float().norm())
         rows.append(Row("chunked", shape, "vLLM query-outer (Hopper Triton)", tv, flops / tv / 1e9,
-                        note=f"ours {tv / results[2][0]:.2f}x; ‖ours−vLLM‖/‖vLLM‖ {diff:.1e}; "
-                             f"peak extra memory {extra / 2 ** 30:.2f} GiB"))
+                        note=f"ours {tv / results[1][0]:.2f}x; ‖ours−vLLM‖/‖vLLM‖ {diff:.1e}; "
+                             f"peak extra memory {extra / 2 ** 30:.2f} GiB; layer {t_idx + tv:.2f} ms (our indexer)"))
     rows.append(Row("chunked", shape, "KV cache + index cache (bf16)", float("nan"),
                     note=f"{(case.kv_cache.numel() + case.index_k_cache.numel()) * 2 / 2 ** 30:.1f} GiB"))
 
 
 def guarded(rows: list[Row], section: str, shape: str, fn, *args, **kwargs) -> None:
-    """Run one benchmark section; a failure becomes a row (the rest of the run still counts)."""
+    """Run one benchmark section (under its ``SectionClock`` cap); a failure becomes a row (the rest of the run
+    still counts)."""
     import traceback
 
+    SectionClock.begin()
     try:
         fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - recorded in the table, the run goes on
@@ -656,8 +753,14 @@ class PrintedRows(list):
     """The table's rows, each printed as it is added: a run stopped by a time limit keeps what it measured (the
     v9 run lost a whole 128K section that printed only at the section's end)."""
 
+    jsonl: Path | None = None
+    """Each row is also appended here as one JSON line (a run killed by its time limit keeps them)."""
+
     def append(self, row: Row) -> None:
         print(row, flush=True)
+        if self.jsonl is not None:
+            with self.jsonl.open("a") as f:
+                f.write(json.dumps(asdict(row)) + "\n")
         super().append(row)
 
 
@@ -681,7 +784,10 @@ def main() -> None:
     parser.add_argument("--no-dense", action="store_true")
     parser.add_argument("--sweep", action="store_true", help="also sweep kernel knobs at 64K / B=64x128K")
     parser.add_argument("--locality", default="", help="prefill lengths for the locality sweep (e.g. 32768,131072)")
-    parser.add_argument("--locality-variants", action="store_true", help="also the v8 knob variants per row")
+    parser.add_argument("--locality-variants", nargs="?", const="all", default="",
+                        help="also these options per row: all, or a comma list of ADAPTIVE_VARIANTS labels")
+    parser.add_argument("--section-cap-s", type=float, default=0.0,
+                        help="stop a section's remaining rows after this many seconds (0: no cap)")
     parser.add_argument("--locality-stages", action="store_true", help="also time the v8 stages alone")
     parser.add_argument("--locality-kinds", default="", help="only these selections, e.g. 'indexer sel,f=1.0'")
     parser.add_argument("--chunked", default="", help="chunk x context[+decodes], e.g. 8192x131072,32768x1048576+16")
@@ -695,7 +801,11 @@ def main() -> None:
     vllm_sparse, vllm_index = load_vllm_ops(args.vllm_ops) if args.vllm_ops.is_dir() else (None, None)
     copy_tbs, gemm_tflops = ceilings()
     print(f"copy {copy_tbs:.2f} TB/s, GEMM {gemm_tflops:.0f} TFLOP/s", flush=True)
-    rows: list[Row] = PrintedRows()
+    chosen_variants(args.locality_variants)  # an unknown label ends the run here, before any GPU work
+    SectionClock.cap_s = args.section_cap_s
+    rows = PrintedRows()
+    if args.json:
+        rows.jsonl = args.json.with_suffix(".jsonl")
     for i, spec in enumerate(s for s in args.decode.split(",") if s):
         batch, ctx = (int(x) for x in spec.split("x"))
         guarded(rows, "decode", spec, bench_decode, batch, ctx, vllm_sparse, rows, copy_tbs, check=i == 0,

@@ -25,6 +25,7 @@ from kernels.msa.tile_outer import (
     DEFAULT_MIN_SHARE,
     DEFAULT_MIN_SHARED_PCT,
     DEFAULT_TILE_T,
+    TileSplit,
     tile_outer_attention,
     tile_unions,
 )
@@ -148,14 +149,56 @@ def build_block_csr(
     # Segment offsets from the sorted keys: a bincount would pile every -1 entry onto one atomic counter (3.1 ms
     # at 128K when tile-outer took every entry, NOTES v8).
     row_ptr = torch.searchsorted(sorted_seg, torch.arange(num_segs + 1, device=dev, dtype=key_dtype))
+    return (perm, row_ptr, *_work_items(row_ptr, chunk, seg.numel()), num_segs)
+
+
+def _work_items(row_ptr: torch.Tensor, chunk: int, num_entries: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(work_seg, work_chunk) int32: one work item per ``chunk`` entries of each segment, padded to a host-known
+    bound (sum(ceil(c / chunk)) <= segments + entries / chunk) with seg == num_segs."""
+    num_segs = row_ptr.numel() - 1
     counts = row_ptr[1:] - row_ptr[:-1]
     chunks = (counts + chunk - 1) // chunk
     work_end = torch.cumsum(chunks, 0)
-    max_work = num_segs + triton.cdiv(seg.numel(), chunk)  # host bound: sum(ceil(c / chunk)) <= segs + n / chunk
-    w = torch.arange(max_work, device=dev)
+    w = torch.arange(num_segs + triton.cdiv(num_entries, chunk), device=row_ptr.device)
     work_seg = torch.searchsorted(work_end, w, right=True)
     work_chunk = w - (work_end - chunks).gather(0, work_seg.clamp(max=num_segs - 1))
-    return perm, row_ptr, work_seg.to(torch.int32), work_chunk.to(torch.int32), num_segs
+    return work_seg.to(torch.int32), work_chunk.to(torch.int32)
+
+
+@triton.jit
+def _csr_scatter_kernel(rest_ptr, seg_pos_ptr, req_ptr, row_ptr, perm_ptr, num_entries, num_tokens, num_requests,
+                        max_blocks, TOPK: tl.constexpr, BLOCK_E: tl.constexpr):
+    e = tl.program_id(0).to(tl.int64) * BLOCK_E + tl.arange(0, BLOCK_E)  # e = (h * T + t) * TOPK + slot
+    ok = e < num_entries
+    x = tl.load(rest_ptr + e, mask=ok, other=-1)
+    keep = x >= 0
+    slot = tl.load(seg_pos_ptr + e, mask=keep, other=0)
+    t = (e // TOPK) % num_tokens
+    req = tl.load(req_ptr + t, mask=keep, other=0)
+    seg = ((e // TOPK) // num_tokens * num_requests + req) * max_blocks + x
+    tl.store(perm_ptr + tl.load(row_ptr + seg, mask=keep, other=0) + slot, e.to(tl.int32), mask=keep)
+
+
+def csr_from_split(
+    split: TileSplit, requests: torch.Tensor, max_blocks: int, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """The CSR of ``build_block_csr(split.rest, ...)`` (same offsets and work items; entries of a segment in the
+    order the split kernel's atomics gave them) from the split kernel's counts and slots (``tile_unions`` with
+    ``csr_blocks``): a cumsum and one scatter instead of a sort of every entry (v10t)."""
+    if split.seg_count is None or split.seg_pos is None:
+        raise ValueError("the split has no CSR counts: call tile_unions with csr_blocks=max_blocks")
+    num_kv_heads, num_tokens, top_k = split.rest.shape
+    num_segs = split.seg_count.numel()
+    row_ptr = torch.zeros(num_segs + 1, dtype=torch.int64, device=split.rest.device)
+    row_ptr[1:] = torch.cumsum(split.seg_count, 0)
+    num_entries = split.rest.numel()
+    perm = torch.empty(num_entries, dtype=torch.int32, device=split.rest.device)
+    block_e = 1024
+    if num_entries:
+        _csr_scatter_kernel[(triton.cdiv(num_entries, block_e),)](
+            split.rest, split.seg_pos, requests, row_ptr, perm, num_entries, num_tokens,
+            num_segs // (num_kv_heads * max_blocks), max_blocks, TOPK=top_k, BLOCK_E=block_e)
+    return (perm, row_ptr, *_work_items(row_ptr, chunk, num_entries), num_segs)
 
 
 def kv_outer_partials(
@@ -273,8 +316,11 @@ def sparse_attention_triton(
         merge_partials(partial_o, partial_lse, out, selection, partial_scale=partial_scale)
         return out
     req = device_requests(query_start_loc, num_tokens)
-    split = tile_unions(selection, req, pos, block_table, union_tile, max_union, min_share, min_shared_pct)
-    csr = build_block_csr(split.rest, query_start_loc, block_table.shape[1], chunk, window)
+    # v10t: the split kernel also counts the CSR's segments (no sort); token windows keep the torch build
+    split = tile_unions(selection, req, pos, block_table, union_tile, max_union, min_share, min_shared_pct,
+                        csr_blocks=0 if window else block_table.shape[1])
+    csr = (build_block_csr(split.rest, query_start_loc, block_table.shape[1], chunk, window) if window
+           else csr_from_split(split, req, block_table.shape[1], chunk))
     partial_o, partial_lse, partial_scale = kv_outer_partials(
         q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2], scale, chunk, num_warps, num_stages,
         prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype)

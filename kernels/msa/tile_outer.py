@@ -48,11 +48,11 @@ def _bit_or(a, b):
 @triton.jit
 def _tile_union_kernel(
     sel_ptr, req_ptr, pos_ptr, bt_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, rest_ptr, msel_ptr,
-    carrier_ptr, direct_ptr, owned_ptr, work_ptr, nwork_ptr,
-    num_tokens, num_tiles,
+    carrier_ptr, direct_ptr, owned_ptr, work_ptr, nwork_ptr, seg_count_ptr, seg_pos_ptr,
+    num_tokens, num_tiles, num_requests, max_blocks,
     stride_sh, stride_st, stride_btr,
     TILE_T: tl.constexpr, TOPK: tl.constexpr, MAX_UNION: tl.constexpr, MIN_SHARE: tl.constexpr,
-    MIN_SHARED_PCT: tl.constexpr, BLOCK: tl.constexpr,
+    MIN_SHARED_PCT: tl.constexpr, BLOCK: tl.constexpr, CSR: tl.constexpr,
 ):
     i = tl.program_id(0)
     h = tl.program_id(1)
@@ -84,6 +84,8 @@ def _tile_union_kernel(
     if (mixed != 0) | few:
         _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
                        owned_ptr, TILE_T, MAX_UNION)
+        if CSR:
+            _csr_slots(x, valid, r, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok)
         return
     earlier = offs[None, :] < offs[:, None]
     first = shared & (tl.max(tl.where(same & earlier, 1, 0), axis=1) == 0)
@@ -91,6 +93,8 @@ def _tile_union_kernel(
     if count > MAX_UNION:
         _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
                        owned_ptr, TILE_T, MAX_UNION)
+        if CSR:
+            _csr_slots(x, valid, r, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok)
         return
     # Clean blocks (chosen by every token of the tile and wholly before its first token) need no mask in the
     # tile-outer loop: they come first in the union, the masked ones after.
@@ -124,6 +128,19 @@ def _tile_union_kernel(
     rest = tl.where(shared, -1, x)
     tl.store(rest_ptr + entry, rest, mask=ok)
     tl.store(msel_ptr + entry, tl.where(shared & (k == carrier_e), x, rest), mask=ok)
+    if CSR:
+        _csr_slots(x, valid & ~shared, r0, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok)
+
+
+@triton.jit
+def _csr_slots(x, kv_outer, req, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok):
+    """v10t: the KV-outer CSR's counting pass, done here instead of a torch sort of the whole selection. Each entry
+    left to KV-outer takes the next free slot of its segment (KV head, request, block) by an atomic increment of the
+    segment's count; ``csr_from_split`` turns counts and slots into offsets and the entry list. The order of entries
+    inside a segment is the order of the atomics, which changes no result (each entry is its own partial)."""
+    seg = (h * num_requests + req) * max_blocks + x
+    slot = tl.atomic_add(seg_count_ptr + seg, 1, mask=kv_outer & ok, sem="relaxed")
+    tl.store(seg_pos_ptr + entry, tl.where(kv_outer, slot, -1), mask=ok)
 
 
 @triton.jit
@@ -166,18 +183,25 @@ class TileSplit(NamedTuple):
     """[Hkv * tiles] int32: the tiles (h * tiles + i) that have tile-outer work, in no particular order"""
     num_work: torch.Tensor
     """[1] int32: how many entries of ``work`` are filled"""
+    seg_count: torch.Tensor | None = None
+    """[Hkv * requests * max_blocks] int32 (with ``csr_blocks``): KV-outer entries per segment (KV head, request,
+    block), the CSR's counts (v10t)"""
+    seg_pos: torch.Tensor | None = None
+    """[Hkv, T, top_k] int32 (with ``csr_blocks``): each KV-outer entry's slot inside its segment, -1 elsewhere"""
 
 
 def tile_unions(
     selection: torch.Tensor, requests: torch.Tensor, positions: torch.Tensor, block_table: torch.Tensor,
     tile_t: int = DEFAULT_TILE_T, max_union: int = DEFAULT_MAX_UNION, min_share: int = DEFAULT_MIN_SHARE,
-    min_shared_pct: int = DEFAULT_MIN_SHARED_PCT, num_warps: int = 2,
+    min_shared_pct: int = DEFAULT_MIN_SHARED_PCT, num_warps: int = 2, csr_blocks: int = 0,
 ) -> TileSplit:
     """Split the selection between tile-outer (blocks chosen by >= ``min_share`` of a tile's tokens, when the
     tile belongs to one request, has at most ``max_union`` such blocks and at least ``min_shared_pct`` % of its
     entries are on them) and KV-outer (everything else).
     ``requests``: request id of every token (int64); ``positions``: its position (int32).
     ``min_share=1``: a whole tile goes one way or the other.
+    ``csr_blocks`` > 0 (the block table's width): also count the KV-outer entries per segment and give each its
+    slot (``seg_count``, ``seg_pos``), from which ``prefill.csr_from_split`` builds the CSR without a sort.
     """
     num_kv_heads, num_tokens, top_k = selection.shape
     if max_union > 63:
@@ -197,15 +221,20 @@ def tile_unions(
         owned=torch.empty((num_kv_heads, num_tokens), dtype=torch.bool, device=dev),
         work=torch.empty((num_kv_heads * num_tiles,), dtype=torch.int32, device=dev),
         num_work=torch.zeros((1,), dtype=torch.int32, device=dev),
+        seg_count=(torch.zeros((num_kv_heads * block_table.shape[0] * csr_blocks,), dtype=torch.int32, device=dev)
+                   if csr_blocks else None),
+        seg_pos=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev) if csr_blocks else None,
     )
     if num_tiles:
         _tile_union_kernel[(num_tiles, num_kv_heads)](
             selection, requests, positions, block_table, split.union, split.pages, split.union_size, split.clean,
             split.tokmask, split.rest, split.merge_sel, split.carrier, split.direct.view(torch.int8),
-            split.owned.view(torch.int8), split.work, split.num_work, num_tokens, num_tiles,
+            split.owned.view(torch.int8), split.work, split.num_work,
+            split.seg_count if csr_blocks else split.union_size, split.seg_pos if csr_blocks else split.rest,
+            num_tokens, num_tiles, block_table.shape[0], max(csr_blocks, 1),
             selection.stride(0), selection.stride(1), block_table.stride(0),
             TILE_T=tile_t, TOPK=top_k, MAX_UNION=max_union, MIN_SHARE=min_share, MIN_SHARED_PCT=min_shared_pct,
-            BLOCK=BLOCK_SIZE, num_warps=num_warps,
+            BLOCK=BLOCK_SIZE, CSR=csr_blocks > 0, num_warps=num_warps,
         )
     return split
 

@@ -56,7 +56,7 @@ def test_tile_unions_match_sets(min_share):
     pos = device_positions(qsl, torch.tensor(seq_lens, dtype=torch.int32), sel.shape[1])
     split = tile_unions(sel.to(DEVICE), req.to(DEVICE), pos.to(DEVICE), table.to(DEVICE), 4, max_union, min_share,
                         min_shared_pct=0)
-    union, pages, count, clean, tokmask, rest, msel, carrier, direct, owned, work, num_work = (x.cpu() for x in split)
+    union, pages, count, clean, tokmask, rest, msel, carrier, direct, owned, work, num_work = (x.cpu() for x in split[:12])
     small = large = listed = 0
     for (h, i), (blocks, token_sets) in _expected_unions(sel, req, 4).items():
         rows = range(i * 4, min(sel.shape[1], (i + 1) * 4))
@@ -211,3 +211,44 @@ def test_8bit_partials(dtype, max_union, fuse):
     err = rel_err(out, want)
     print(f"{dtype} partials, max_union={max_union}, fuse={fuse}: rel err {err:.2e}")
     assert err < PARTIAL_TOL[dtype]
+
+
+def _segment_sorted(perm: torch.Tensor, row_ptr: torch.Tensor) -> torch.Tensor:
+    """``perm`` with each segment's entries in ascending order (the split kernel lists them in atomic order)."""
+    pos = torch.arange(perm.numel())
+    seg = torch.searchsorted(row_ptr.cpu(), pos, right=True) - 1
+    return perm.cpu().long()[torch.argsort(seg * (perm.numel() + 1) + perm.cpu().long())]
+
+
+@pytest.mark.parametrize("seq_lens,q_lens,shared,min_shared_pct", [
+    ([2400, 300], [41, 300], 0.8, 0),  # chunked prefill with context; a tile spans the two requests; padding tile
+    ([2400, 300], [41, 300], 0.5, 75),  # the gate rejects some tiles: those go KV-outer whole
+    ([3000], [203], 0.0, 75),  # random selections: every tile rejected, the CSR holds every entry
+    ([2600], [150], 1.0, 0),  # all shared: the CSR is (almost) empty
+])
+def test_split_csr_matches_torch_build(seq_lens, q_lens, shared, min_shared_pct):
+    """v10t: the CSR counted by the split kernel (atomics, no sort) has the torch build's offsets and work items,
+    and the same entries per segment; slots in any order with -1 holes."""
+    from kernels.msa.prefill import build_block_csr, csr_from_split
+
+    qsl = torch.tensor([0, *torch.tensor(q_lens).cumsum(0).tolist()], dtype=torch.int32)
+    lens = torch.tensor(seq_lens, dtype=torch.int32)
+    n = int(qsl[-1])
+    sel = _shuffled(local_selection(qsl, lens, 2, shared, window=8, seed=11), 12)
+    sel[:, 5, 3] = -1  # a hole in the middle of a row
+    blocks = (max(seq_lens) + 127) // 128
+    table = torch.randperm(len(seq_lens) * blocks, generator=torch.Generator().manual_seed(3)).view(-1, blocks)
+    req, pos = device_requests(qsl, n).to(DEVICE), device_positions(qsl, lens, n).to(DEVICE)
+    split = tile_unions(sel.to(DEVICE), req, pos, table.to(torch.int32).to(DEVICE), TILE, 32, 2, min_shared_pct,
+                        csr_blocks=blocks)
+    for chunk in (4, 128):
+        got = csr_from_split(split, req, blocks, chunk)
+        want = build_block_csr(split.rest, qsl.to(DEVICE), blocks, chunk)
+        assert got[4] == want[4]
+        for g, w in zip(got[1:4], want[1:4], strict=True):
+            assert torch.equal(g.cpu().long(), w.cpu().long())
+        kept = int((split.rest >= 0).sum())
+        assert int(got[1][-1]) == kept
+        assert torch.equal(_segment_sorted(got[0][:kept], got[1]), _segment_sorted(want[0][:kept], want[1]))
+    if min_shared_pct == 0 and shared >= 0.8:
+        assert int(split.num_work) > 0 and kept < int((sel >= 0).sum())  # both paths have entries
