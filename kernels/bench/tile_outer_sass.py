@@ -36,7 +36,12 @@ def compile_sm90(fuse_merge: bool, warps: int, keys: int, stages: int) -> bytes:
             signature[name] = POINTERS.get(name, "*i32")
         else:
             signature[name] = "fp32" if name in FLOATS else "i32"
-    src = triton.compiler.ASTSource(fn=_tile_outer_kernel, signature=signature, constexprs=constexprs)
+    # The JIT specialises pointers (16-byte aligned) and integers divisible by 16 as such; without these hints the
+    # compile uses 2-byte loads and spills twice as much as the kernel that runs (v10t: 760 vs 352 B of stack).
+    aligned = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(_tile_outer_kernel.arg_names)
+               if signature[name] != "constexpr" and (name.endswith("_ptr") or name.startswith("stride")
+                                                      or name == "num_tokens")}
+    src = triton.compiler.ASTSource(fn=_tile_outer_kernel, signature=signature, constexprs=constexprs, attrs=aligned)
     kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": stages})
     return kernel.asm["cubin"]
 

@@ -222,8 +222,11 @@ def kv_outer_partials(
     partial_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The attention stage alone: (partial_o [Hkv, T, top_k, G, d] in ``partial_dtype`` (default q's dtype; also
-    ``torch.float8_e4m3fn`` or ``torch.int8``), partial_lse fp32 [Hkv, T, top_k, G], the per-row scales of int8
-    partials (fp32, same shape; None for other dtypes))."""
+    ``torch.int8``), partial_lse fp32 [Hkv, T, top_k, G], the per-row scales of int8 partials (fp32, same shape;
+    None for other dtypes))."""
+    if partial_dtype not in (None, q.dtype, torch.int8):
+        raise ValueError(f"partial_dtype must be q's dtype or torch.int8, got {partial_dtype} (fp8 partials were "
+                         "removed in v10t: 2.7e-2 output error at M3 shapes, NOTES.md)")
     num_tokens, num_heads, head_dim = q.shape
     num_kv_heads = kv_cache.shape[1]
     group = num_heads // num_kv_heads
@@ -289,12 +292,13 @@ def sparse_attention_triton(
     and 1.36-1.98x at f >= 0.9 (NOTES.md v8, RESULTS.md); ``max_union=0`` runs KV-outer only (v6).
     ``tile_*`` knobs: the tile-outer kernel's warps, pipeline stages, key piece and programs per SM (0: one per tile).
     ``kv_cache`` may be float8 e4m3 (``torch.float8_e4m3fn``, vLLM's layout) with per-tensor ``k_scale`` /
-    ``v_scale`` (not yet timed on a GPU: NOTES.md v8).
+    ``v_scale`` (H200: 0.99x the bf16 cache on random selections, 0.79x at f = 0.9; NOTES.md v10t).
     ``fuse_merge`` (v9, off by default): the tile-outer kernel folds its rows' KV-outer parts in on chip and
     writes them (no carrier part, no merge pass over those rows); on the H200 it was 0.88-0.98x the v8 path on
     selections with locality and 1.03x on a chunked row, so v8's separate merge stays the default (NOTES v9).
     ``partial_dtype``: dtype of the KV-outer partial outputs (default q's dtype; ``torch.int8`` with a per-row
-    scale, 6.8e-3 output error at M3 shapes, or ``torch.float8_e4m3fn``, 2.7e-2, halve their bytes; NOTES v9).
+    scale halves their bytes and memory, 6.8e-3 output error at M3 shapes: 1.04-1.05x on random selections, 0.97x
+    at f = 0.9 on the H200, so opt-in; NOTES v10t).
     ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
     Selection slots may be in any order, with -1 entries anywhere.
     """
