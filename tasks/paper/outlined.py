@@ -1,8 +1,15 @@
 """Tables printed as glyph outlines: some publishers' production (IEEE Access) inserts each table as vector paths,
 so the table has no text layer and no words to rebuild. When a table caption has no table text beside it but a
-block of filled paths, that block is rendered and read by Tesseract (the vertical rules painted out first: with
-them Tesseract drops the cells between two rules), and its words go through the same grid builder as text words.
-Bold is not seen this way; each such table says so in its warnings."""
+block of filled paths, the paths are read by Tesseract and their words go through the same grid builder as text
+words.
+
+The paths themselves give the layout: the producer fills one path per printed word run (a cell's line), and a
+superscript, a subscript or a raised minus is a path of its own. So the table is not OCR'd as a picture (Tesseract's
+page layout breaks on cells of two lines beside cells of one, and reads a raised "−5" as "~®"): each run is redrawn
+alone on its own line of a clean sheet (scripts enlarged to the body size), the sheet is read in ONE Tesseract call
+with a single-block layout, and each word is mapped back to the page through its run's position. A flat run is a
+dash read by its shape; scripts keep their size and height, so `words.rows_of` writes them as ⁻⁴ / ₂₅ like text
+words. Bold is measured too: the median stroke width of a run against the table's (outlines carry no font name)."""
 from __future__ import annotations
 
 import csv
@@ -12,6 +19,7 @@ import re
 import subprocess
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from statistics import median
 from typing import TYPE_CHECKING
 
@@ -21,20 +29,51 @@ from tasks.paper.unruled import Grid, build_grid
 from tasks.paper.words import Word, rows_of
 
 if TYPE_CHECKING:
+    import numpy as np
     import pymupdf
 
 OCR_DPI = 300
 MIN_OUTLINE_PATHS = 30
 """A block of at least this many filled paths and no text beside a table caption is a table set as outlines."""
-RULE_MASK_PT = 1.2
-"""Half-width of the strip painted white over a vertical rule before reading."""
 CAP_HEIGHT_EM = 0.7
 """Digits and capitals are about this share of the font size tall: OCR boxes give the font size back."""
+SCRIPT_HEIGHT = 0.8
+"""Beside a word, a path less tall than this share of the usual height (a digit's) set lower is a subscript; one
+set higher is a superscript whatever its height ("smooth" with ascenders)."""
+MARK_HEIGHT = 0.6
+"""A path on its own less tall than this share of the usual height is a mark or script ("◇", "†")."""
+DASH_HEIGHT = 0.25
+"""A run flatter than this share of the usual run height (and wider than tall) is a dash or a minus sign."""
+SPECK_HEIGHT = 0.35
+"""A run this small that is no dash (a comma or dot set apart) is not read."""
+JOIN_GAP = 0.33
+"""Paths closer than this share of the usual height are one word: a glyph's side bearings ("1" in tabular figures)
+leave up to ~0.2 em between glyphs drawn apart, a word space is 0.25 em or more (the usual height, a digit's,
+is ~0.7 em)."""
+MAX_SCRIPT_ZOOM = 3.0
+SHEET_MARGIN_PT = 12.0
+LINE_GAP = 1.0
+"""Blank space between two runs on the OCR sheet, in run heights."""
+BOLD_STROKE = 1.3
+"""A run whose strokes are this much wider than the table's usual stroke is bold."""
 RULE_MARKS = set("|=_~¦")
 OCR_TIMEOUT_S = 60
 OCR_EXPONENT = re.compile(r"^([0-9lIO]+(?:\.[0-9]+)?)e([~—–\-−])([0-9]{1,3})$")
+OCR_SCRIPT_EXPONENT = re.compile(r"^([0-9lIO]+(?:\.[0-9]+)?)e([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)$")
 OCR_DIGITS = str.maketrans("lIO", "110")
-OCR_WARNING = "printed as glyph outlines (no text layer): read by OCR, bold not seen, check superscripts"
+OCR_WARNING = "printed as glyph outlines (no text layer): read by OCR from its drawn paths, check the numbers"
+
+
+@dataclass
+class Run:
+    """Filled paths drawn side by side (one word run of the table) and how they are read."""
+    paths: list[dict]
+    bbox: tuple[float, float, float, float]
+    kind: str  # "body", "script" or "dash"
+
+    @property
+    def height(self) -> float:
+        return self.bbox[3] - self.bbox[1]
 
 
 def outlined_table(page: pymupdf.Page, caption: Sequence[Line], lines: Sequence[Line],
@@ -44,19 +83,27 @@ def outlined_table(page: pymupdf.Page, caption: Sequence[Line], lines: Sequence[
     Tesseract)."""
     if not ocr_available():
         return None
+    filled = [d for d in page.get_drawings() if "f" in (d.get("type") or "")]
     for below in (True, False):
-        area = _outline_block(page, caption, lines, page_words, below)
+        area = _outline_block(page, caption, lines, page_words, filled, below)
         if area is None:
             continue
         x0, y0, x1, y1 = area
-        columns = _column_rules(verticals, area)
-        words = ocr_words(page, area, columns)
+        words = outline_words([d for d in filled if _inside(d["rect"], area)])
         inside = [(y, a, b) for y, a, b in rules if y0 - 4 <= y <= y1 + 4 and b > x0 and a < x1]
-        cuts = sorted({round(x, 1) for x, _, _ in columns})
-        grid = build_grid(rows_of(words), inside, cuts)
+        cuts = sorted({round(x, 1) for x, _, _ in _column_rules(verticals, area)})
+        rows = rows_of(words)
+        for row in rows:
+            for word in row.words:
+                word.text = _exponent_fixed(word.text)
+        grid = build_grid(rows, inside, cuts, known_table=True)  # outlines under a caption: no prose
         if grid is not None:
             return grid
     return None
+
+
+def _inside(rect: pymupdf.Rect, area: tuple[float, float, float, float]) -> bool:
+    return area[0] <= rect.x0 and rect.x1 <= area[2] and area[1] <= rect.y0 and rect.y1 <= area[3]
 
 
 def _column_rules(verticals: Sequence[tuple[float, float, float]], area: tuple[float, float, float, float]
@@ -72,7 +119,7 @@ def _column_rules(verticals: Sequence[tuple[float, float, float]], area: tuple[f
 
 
 def _outline_block(page: pymupdf.Page, caption: Sequence[Line], lines: Sequence[Line], page_words: Sequence[tuple],
-                   below: bool) -> tuple[float, float, float, float] | None:
+                   filled: Sequence[dict], below: bool) -> tuple[float, float, float, float] | None:
     """The filled paths between the caption and the next text line on that side, when no word lies there."""
     top, bottom = caption[0].bbox[1], caption[-1].bbox[3]
     if below:
@@ -83,57 +130,217 @@ def _outline_block(page: pymupdf.Page, caption: Sequence[Line], lines: Sequence[
         y0, y1 = max(ends, default=0.0), top
     if any(y0 < (w[1] + w[3]) / 2 < y1 for w in page_words):
         return None
-    paths = [d["rect"] for d in page.get_drawings() if "f" in (d.get("type") or "")
-             and y0 <= d["rect"].y0 and d["rect"].y1 <= y1 and d["rect"].height < 0.5 * (y1 - y0)]
+    paths = [d["rect"] for d in filled if y0 <= d["rect"].y0 and d["rect"].y1 <= y1
+             and d["rect"].height < 0.5 * (y1 - y0)]
     if len(paths) < MIN_OUTLINE_PATHS:
         return None
     return (min(r.x0 for r in paths) - 2, min(r.y0 for r in paths) - 2,
             max(r.x1 for r in paths) + 2, max(r.y1 for r in paths) + 2)
 
 
-def ocr_words(page: pymupdf.Page, area: tuple[float, float, float, float],
-              verticals: Sequence[tuple[float, float, float]]) -> list[Word]:
-    """Words of `area` read by Tesseract from a 400-dpi rendering with the vertical rules painted out, in page
-    coordinates; the words of one OCR line share its baseline, all share one font size."""
+def glyph_runs(paths: Sequence[dict]) -> list[Run]:
+    """The table's filled paths as runs, left to right: a path that touches a body run on its line joins it (bold
+    text is drawn glyph by glyph, its points and hyphens too), a path raised or lowered beside its left neighbour
+    (or small) stands apart as a script, a flat one as a dash; a speck on its own (a comma drawn apart) is dropped."""
+    heights = [d["rect"].height for d in paths if d["rect"].height >= 1.0]
+    if not heights:
+        return []
+    # The usual height of a capital or digit (with or without descenders): x-height glyphs of text drawn glyph by
+    # glyph and the scripts are left out.
+    usual = median(h for h in heights if h >= 0.65 * max(heights))
+    runs: list[Run] = []
+    for path in sorted(paths, key=lambda d: d["rect"].x0):
+        r = path["rect"]
+        flat = r.height < DASH_HEIGHT * usual and r.width >= 1.5 * r.height
+        left = next((run for run in reversed(runs) if -0.5 < r.x0 - run.bbox[2] < JOIN_GAP * usual
+                     and min(r.y1, run.bbox[3]) > max(r.y0, run.bbox[1])), None)
+        relation = _relation(left, r, flat, usual) if left is not None else ""
+        if relation == "join":
+            left.paths.append(path)
+            left.bbox = (left.bbox[0], min(left.bbox[1], r.y0), max(left.bbox[2], r.x1), max(left.bbox[3], r.y1))
+            continue
+        if flat:
+            kind = "dash"
+        elif r.height < SPECK_HEIGHT * usual:
+            continue
+        else:
+            kind = "script" if relation == "script" or r.height < MARK_HEIGHT * usual else "body"
+        runs.append(Run([path], (r.x0, r.y0, r.x1, r.y1), kind))
+    return runs
+
+
+def _relation(run: Run, r: pymupdf.Rect, flat: bool, usual: float) -> str:
+    """How path `r`, just right of `run` on its line, relates to it: "join" (the same word), "script" (a
+    super/subscript set beside it) or "" (a new word)."""
+    top = min(p["rect"].y0 for p in run.paths)
+    base = median(p["rect"].y1 for p in run.paths)
+    if run.kind == "dash":  # the digits after a raised minus are its exponent
+        return "script" if not flat and r.height < usual and r.y1 < run.bbox[3] + 0.4 * usual else ""
+    if run.kind == "script":
+        return "join" if not flat and abs(r.y1 - base) < 0.15 * usual else ""
+    if flat:  # a hyphen sits in the lower part of the line; a raised minus (of a superscript) higher
+        return "join" if (r.y0 + r.y1) / 2 > top + 0.4 * (base - top) else ""
+    raised = r.y1 < base - 0.25 * usual
+    lowered = SPECK_HEIGHT * usual <= r.height < SCRIPT_HEIGHT * usual and r.y0 > top + 0.45 * (base - top) \
+        and r.y1 > base + 0.1 * usual
+    return "script" if raised or lowered else "join"
+
+
+def outline_words(paths: Sequence[dict]) -> list[Word]:
+    """Words of a table drawn as outlines, in page coordinates with font size, baseline and weight."""
+    runs = glyph_runs(paths)
+    readable = [r for r in runs if r.kind != "dash"]
+    if not readable:
+        return []
+    usual = median(r.height for r in readable if r.kind == "body") if any(r.kind == "body" for r in readable) \
+        else median(r.height for r in readable)
+    zooms = [1.0 if r.kind == "body" else min(usual / r.height, MAX_SCRIPT_ZOOM) for r in readable]
+    pix, origins = _sheet(readable, zooms, usual)
+    boxes = _tesseract(pix.tobytes("png"))
+    scale = OCR_DPI / 72
+    found: dict[int, list[tuple[str, tuple[float, float, float, float], str]]] = defaultdict(list)
+    for text, (left, top, right, bottom), line in boxes:
+        cy = (top + bottom) / 2 / scale
+        index = next((i for i, (ox, oy) in enumerate(origins)
+                      if oy - 2 <= cy <= oy + readable[i].height * zooms[i] + 2), None)
+        if index is None:
+            continue
+        run, zoom, (ox, oy) = readable[index], zooms[index], origins[index]
+        bbox = (run.bbox[0] + (left / scale - ox) / zoom, run.bbox[1] + (top / scale - oy) / zoom,
+                run.bbox[0] + (right / scale - ox) / zoom, run.bbox[1] + (bottom / scale - oy) / zoom)
+        found[index].append((text, bbox, line))
+    body_heights = [b[3] - b[1] for i, ws in found.items() if readable[i].kind == "body" for _, b, _ in ws]
+    if not body_heights:
+        return []
+    size = median(body_heights) / CAP_HEIGHT_EM
+    strokes = _stroke_widths(pix, readable, zooms, origins)
+    body_strokes = [s for s, r in zip(strokes, readable, strict=True) if s > 0 and r.kind == "body"]
+    usual_stroke = median(body_strokes) if body_strokes else 0.0
+    words: list[Word] = []
+    for index, read in found.items():
+        run = readable[index]
+        # Scripts are enlarged on the sheet, their strokes with them: only body runs are weighed.
+        weight = 4 if run.kind == "body" and usual_stroke and strokes[index] > BOLD_STROKE * usual_stroke else 1
+        if run.kind == "script":
+            script_size = size * run.height / usual
+            words += [Word(text, bbox, script_size, run.bbox[3], weight, False) for text, bbox, _ in read]
+            continue
+        # The baseline of an OCR line: its highest word bottom (words with descenders or brackets reach lower).
+        bases: dict[str, float] = {}
+        for _, bbox, line in read:
+            bases[line] = min(bases.get(line, bbox[3]), bbox[3])
+        words += [Word(text, bbox, size, bases[line], weight, False) for text, bbox, line in read]
+    return words + _dash_words([r for r in runs if r.kind == "dash"], words, size)
+
+
+def _dash_words(dashes: Sequence[Run], words: Sequence[Word], size: float) -> list[Word]:
+    """Dashes read by their shape: a sign set just before a script word is that script's (a raised minus), else
+    a dash of the body size on the math axis (an empty cell "-")."""
+    out: list[Word] = []
+    for dash in dashes:
+        x0, y0, x1, y1 = dash.bbox
+        cy = (y0 + y1) / 2
+        script = next((w for w in words if w.size < size * SCRIPT_HEIGHT * 1.1 and 0 <= w.bbox[0] - x1 < 0.3 * size
+                       and w.bbox[1] <= cy <= w.bbox[3]), None)
+        if script is not None:
+            out.append(Word("-", dash.bbox, script.size, script.baseline, script.weight, False))
+        else:
+            out.append(Word("-", dash.bbox, size, cy + 0.25 * size, 1, False))
+    return out
+
+
+def _sheet(runs: Sequence[Run], zooms: Sequence[float], usual: float):
+    """Each run redrawn alone on its own line of a blank page (scripts enlarged), rendered in grey for OCR; the
+    origin of each run on that page."""
     import pymupdf
 
-    x0, y0, x1, y1 = area
-    scale = OCR_DPI / 72
-    pix = page.get_pixmap(dpi=OCR_DPI, clip=pymupdf.Rect(area), colorspace=pymupdf.csGRAY)
-    for x, a, b in verticals:
-        if x0 <= x <= x1 and a < y1 and b > y0:
-            # The pixmap of a clip keeps page coordinates at its resolution (its origin is the clip's corner).
-            strip = pymupdf.IRect(int((x - RULE_MASK_PT) * scale), int(max(a, y0) * scale),
-                                  int((x + RULE_MASK_PT) * scale) + 1, int(min(b, y1) * scale) + 1)
-            pix.set_rect(strip & pix.irect, (255,))
+    width = max((r.bbox[2] - r.bbox[0]) * z for r, z in zip(runs, zooms, strict=True)) + 2 * SHEET_MARGIN_PT
+    height = sum(r.height * z + LINE_GAP * usual for r, z in zip(runs, zooms, strict=True)) + 2 * SHEET_MARGIN_PT
+    doc = pymupdf.open()
+    page = doc.new_page(width=width, height=height)
+    shape = page.new_shape()
+    origins: list[tuple[float, float]] = []
+    y = SHEET_MARGIN_PT
+    for run, zoom in zip(runs, zooms, strict=True):
+        ox, oy = SHEET_MARGIN_PT, y
+        for path in run.paths:
+            _redraw(shape, path, lambda p, r=run, z=zoom, ox=ox, oy=oy: pymupdf.Point(
+                (p.x - r.bbox[0]) * z + ox, (p.y - r.bbox[1]) * z + oy))
+        origins.append((ox, oy))
+        y += run.height * zoom + LINE_GAP * usual
+    shape.commit()
+    return page.get_pixmap(dpi=OCR_DPI, colorspace=pymupdf.csGRAY), origins
+
+
+def _redraw(shape, path: dict, move) -> None:
+    """One filled path of the page drawn again (black) through `move`."""
+    import pymupdf
+
+    for item in path["items"]:
+        if item[0] == "l":
+            shape.draw_line(move(item[1]), move(item[2]))
+        elif item[0] == "c":
+            shape.draw_bezier(move(item[1]), move(item[2]), move(item[3]), move(item[4]))
+        elif item[0] == "re":
+            shape.draw_rect(pymupdf.Rect(move(item[1].tl), move(item[1].br)))
+        elif item[0] == "qu":
+            shape.draw_quad(pymupdf.Quad(*(move(p) for p in item[1])))
+    shape.finish(color=None, fill=(0, 0, 0), even_odd=bool(path.get("even_odd")), closePath=False)
+
+
+def _tesseract(png: bytes) -> list[tuple[str, tuple[float, float, float, float], str]]:
+    """(text, pixel box, line key) of each word Tesseract reads on the sheet (one uniform block: psm 6)."""
     # One thread: on a table-sized image Tesseract's OpenMP threads cost more CPU than they save.
-    result = subprocess.run(["tesseract", "stdin", "stdout", "--psm", "6", "tsv"], input=pix.tobytes("png"),
+    result = subprocess.run(["tesseract", "stdin", "stdout", "--psm", "6", "tsv"], input=png,
                             capture_output=True, timeout=OCR_TIMEOUT_S, check=False,
                             env={**os.environ, "OMP_THREAD_LIMIT": "1"})
-    boxes: dict[tuple[str, str, str], list[tuple[str, tuple[float, float, float, float]]]] = defaultdict(list)
+    boxes = []
     for row in csv.DictReader(io.StringIO(result.stdout.decode("utf-8", "replace")), delimiter="\t",
                               quoting=csv.QUOTE_NONE):
         text = (row.get("text") or "").strip()
         if row.get("level") != "5" or not text or set(text) <= RULE_MARKS:
             continue
-        left, top_px, width, height = (float(row[k]) for k in ("left", "top", "width", "height"))
-        boxes[(row["block_num"], row["par_num"], row["line_num"])].append(
-            (text, (x0 + left / scale, y0 + top_px / scale, x0 + (left + width) / scale, y0 + (top_px + height) / scale)))
-    heights = [b[3] - b[1] for line in boxes.values() for _, b in line]
-    if not heights:
-        return []
-    size = median(heights) / CAP_HEIGHT_EM
-    words: list[Word] = []
-    for line in boxes.values():
-        baseline = median(b[3] for _, b in line)
-        words += [Word(_exponent_fixed(text), bbox, size, baseline, 1, False) for text, bbox in line]
-    return words
+        left, top, width, height = (float(row[k]) for k in ("left", "top", "width", "height"))
+        boxes.append((text, (left, top, left + width, top + height),
+                      f"{row['block_num']}.{row['par_num']}.{row['line_num']}"))
+    return boxes
+
+
+def _stroke_widths(pix, runs: Sequence[Run], zooms: Sequence[float], origins: Sequence[tuple[float, float]]
+                   ) -> list[float]:
+    """Median horizontal run of ink per run on the sheet, where every run is set at body size (bold strokes are
+    wider)."""
+    import numpy as np
+
+    scale = OCR_DPI / 72
+    ink = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.stride)[:, :pix.width] < 128
+    widths = []
+    for run, zoom, (ox, oy) in zip(runs, zooms, origins, strict=True):
+        x0, y0 = int(ox * scale), int(oy * scale)
+        x1, y1 = int((ox + (run.bbox[2] - run.bbox[0]) * zoom) * scale) + 1, int((oy + run.height * zoom) * scale) + 1
+        widths.append(_median_ink_run(ink[y0:y1, x0:x1]) / scale)
+    return widths
+
+
+def _median_ink_run(ink: np.ndarray) -> float:
+    import numpy as np
+
+    if ink.size == 0 or not ink.any():
+        return 0.0
+    padded = np.pad(ink.astype(np.int8), ((0, 0), (1, 1)))
+    edges = np.diff(padded, axis=1)
+    starts, ends = np.nonzero(edges == 1), np.nonzero(edges == -1)
+    lengths = ends[1] - starts[1]
+    return float(np.median(lengths)) if lengths.size else 0.0
 
 
 def _exponent_fixed(text: str) -> str:
-    """A number in e-notation as OCR reads it: the raised minus comes out as "~" or a dash and a leading 1 as "l"
-    ("le~4", "2.5e—4"); between the "e" and the exponent only a sign can stand, so it is read as a minus. Without
-    such a mark the text stays as read (a lost minus would make 1e⁻⁴ read 1e4)."""
+    """A number in e-notation as OCR reads it: a leading 1 as "l" or "I", a 0 as "O" ("le⁻⁵"); an inline raised
+    minus as "~" or a dash ("2.5e—4"): between the "e" and the exponent only a sign can stand, so it is read as a
+    minus. Without such a mark the text stays as read (a lost minus would make 1e⁻⁴ read 1e4)."""
+    script = OCR_SCRIPT_EXPONENT.match(text)
+    if script:
+        return f"{script.group(1).translate(OCR_DIGITS)}e{script.group(2)}"
     match = OCR_EXPONENT.match(text)
     if not match:
         return text
