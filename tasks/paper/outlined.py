@@ -83,7 +83,10 @@ def outlined_table(page: pymupdf.Page, caption: Sequence[Line], lines: Sequence[
     Tesseract)."""
     if not ocr_available():
         return None
-    filled = [d for d in page.get_drawings() if "f" in (d.get("type") or "")]
+    import pymupdf
+
+    # Raw drawings (tuples, no Python objects per point): a table of outlines holds tens of thousands of segments.
+    filled = [{**d, "rect": pymupdf.Rect(d["rect"])} for d in page.get_cdrawings() if "f" in (d.get("type") or "")]
     for below in (True, False):
         area = _outline_block(page, caption, lines, page_words, filled, below)
         if area is None:
@@ -194,43 +197,59 @@ def outline_words(paths: Sequence[dict]) -> list[Word]:
         return []
     usual = median(r.height for r in readable if r.kind == "body") if any(r.kind == "body" for r in readable) \
         else median(r.height for r in readable)
-    zooms = [1.0 if r.kind == "body" else min(usual / r.height, MAX_SCRIPT_ZOOM) for r in readable]
-    pix, origins = _sheet(readable, zooms, usual)
-    boxes = _tesseract(pix.tobytes("png"))
+    # A run drawn again with the same shape ("Adam", "8", "Cross-entropy" down a column) reads the same: it goes
+    # on the sheet once.
+    sheet_index: dict[str, int] = {}
+    which = [sheet_index.setdefault(_shape_key(r), len(sheet_index)) for r in readable]
+    sheet_runs = [readable[which.index(k)] for k in range(len(sheet_index))]
+    zooms = [1.0 if r.kind == "body" else min(usual / r.height, MAX_SCRIPT_ZOOM) for r in sheet_runs]
+    pix, origins = _sheet(sheet_runs, zooms, usual)
     scale = OCR_DPI / 72
-    found: dict[int, list[tuple[str, tuple[float, float, float, float], str]]] = defaultdict(list)
-    for text, (left, top, right, bottom), line in boxes:
+    # Per sheet run: (text, box relative to the run's corner in page units, OCR line) of each word read.
+    read: dict[int, list[tuple[str, tuple[float, float, float, float], str]]] = defaultdict(list)
+    for text, (left, top, right, bottom), line in _tesseract(pix.tobytes("png")):
         cy = (top + bottom) / 2 / scale
-        index = next((i for i, (ox, oy) in enumerate(origins)
-                      if oy - 2 <= cy <= oy + readable[i].height * zooms[i] + 2), None)
-        if index is None:
-            continue
-        run, zoom, (ox, oy) = readable[index], zooms[index], origins[index]
-        bbox = (run.bbox[0] + (left / scale - ox) / zoom, run.bbox[1] + (top / scale - oy) / zoom,
-                run.bbox[0] + (right / scale - ox) / zoom, run.bbox[1] + (bottom / scale - oy) / zoom)
-        found[index].append((text, bbox, line))
-    body_heights = [b[3] - b[1] for i, ws in found.items() if readable[i].kind == "body" for _, b, _ in ws]
+        k = next((k for k, (ox, oy) in enumerate(origins)
+                  if oy - 2 <= cy <= oy + sheet_runs[k].height * zooms[k] + 2), None)
+        if k is not None:
+            (ox, oy), zoom = origins[k], zooms[k]
+            read[k].append((text, ((left / scale - ox) / zoom, (top / scale - oy) / zoom,
+                                   (right / scale - ox) / zoom, (bottom / scale - oy) / zoom), line))
+    body_heights = [b[3] - b[1] for k, ws in read.items() if sheet_runs[k].kind == "body" for _, b, _ in ws]
     if not body_heights:
         return []
     size = median(body_heights) / CAP_HEIGHT_EM
-    strokes = _stroke_widths(pix, readable, zooms, origins)
-    body_strokes = [s for s, r in zip(strokes, readable, strict=True) if s > 0 and r.kind == "body"]
+    strokes = _stroke_widths(pix, sheet_runs, zooms, origins)
+    body_strokes = [s for s, r in zip(strokes, sheet_runs, strict=True) if s > 0 and r.kind == "body"]
     usual_stroke = median(body_strokes) if body_strokes else 0.0
     words: list[Word] = []
-    for index, read in found.items():
-        run = readable[index]
+    for run, k in zip(readable, which, strict=True):
+        placed = [(text, (run.bbox[0] + b[0], run.bbox[1] + b[1], run.bbox[0] + b[2], run.bbox[1] + b[3]), line)
+                  for text, b, line in read.get(k, [])]
         # Scripts are enlarged on the sheet, their strokes with them: only body runs are weighed.
-        weight = 4 if run.kind == "body" and usual_stroke and strokes[index] > BOLD_STROKE * usual_stroke else 1
+        weight = 4 if run.kind == "body" and usual_stroke and strokes[k] > BOLD_STROKE * usual_stroke else 1
         if run.kind == "script":
-            script_size = size * run.height / usual
-            words += [Word(text, bbox, script_size, run.bbox[3], weight, False) for text, bbox, _ in read]
+            words += [Word(text, bbox, size * run.height / usual, run.bbox[3], weight, False)
+                      for text, bbox, _ in placed]
             continue
         # The baseline of an OCR line: its highest word bottom (words with descenders or brackets reach lower).
         bases: dict[str, float] = {}
-        for _, bbox, line in read:
+        for _, bbox, line in placed:
             bases[line] = min(bases.get(line, bbox[3]), bbox[3])
-        words += [Word(text, bbox, size, bases[line], weight, False) for text, bbox, line in read]
+        words += [Word(text, bbox, size, bases[line], weight, False) for text, bbox, line in placed]
     return words + _dash_words([r for r in runs if r.kind == "dash"], words, size)
+
+
+def _shape_key(run: Run) -> str:
+    """The run's drawing relative to its corner (to 0.05 pt) and its kind: equal keys print the same text."""
+    x0, y0 = run.bbox[0], run.bbox[1]
+    numbers: list[float] = []
+    for path in run.paths:
+        for item in path["items"]:
+            for part in item[1:]:  # points (x, y), a rect (x0, y0, x1, y1), a quad of points; not the orientation
+                if isinstance(part, tuple):
+                    numbers += [v for p in part for v in p] if isinstance(part[0], tuple) else list(part)
+    return run.kind + ":" + " ".join(str(round((v - (y0 if i % 2 else x0)) * 20)) for i, v in enumerate(numbers))
 
 
 def _dash_words(dashes: Sequence[Run], words: Sequence[Word], size: float) -> list[Word]:
@@ -251,41 +270,55 @@ def _dash_words(dashes: Sequence[Run], words: Sequence[Word], size: float) -> li
 
 def _sheet(runs: Sequence[Run], zooms: Sequence[float], usual: float):
     """Each run redrawn alone on its own line of a blank page (scripts enlarged), rendered in grey for OCR; the
-    origin of each run on that page."""
+    origin of each run on that page. The paths go straight into the page's content stream (PDF operators)."""
     import pymupdf
 
     width = max((r.bbox[2] - r.bbox[0]) * z for r, z in zip(runs, zooms, strict=True)) + 2 * SHEET_MARGIN_PT
     height = sum(r.height * z + LINE_GAP * usual for r, z in zip(runs, zooms, strict=True)) + 2 * SHEET_MARGIN_PT
-    doc = pymupdf.open()
-    page = doc.new_page(width=width, height=height)
-    shape = page.new_shape()
     origins: list[tuple[float, float]] = []
+    ops: list[str] = ["0 g"]
     y = SHEET_MARGIN_PT
     for run, zoom in zip(runs, zooms, strict=True):
         ox, oy = SHEET_MARGIN_PT, y
+        x0, y0 = run.bbox[0], run.bbox[1]
+
+        def move(p: Sequence[float], x0: float = x0, y0: float = y0, zoom: float = zoom, ox: float = ox,
+                 oy: float = oy) -> str:
+            return f"{(p[0] - x0) * zoom + ox:.3f} {height - ((p[1] - y0) * zoom + oy):.3f}"  # PDF's y runs up
+
         for path in run.paths:
-            _redraw(shape, path, lambda p, r=run, z=zoom, ox=ox, oy=oy: pymupdf.Point(
-                (p.x - r.bbox[0]) * z + ox, (p.y - r.bbox[1]) * z + oy))
+            ops += _path_ops(path, move)
         origins.append((ox, oy))
         y += run.height * zoom + LINE_GAP * usual
-    shape.commit()
+    doc = pymupdf.open()
+    page = doc.new_page(width=width, height=height)
+    xref = doc.get_new_xref()
+    doc.update_object(xref, "<<>>")
+    doc.update_stream(xref, "\n".join(ops).encode())
+    page.set_contents(xref)
     return page.get_pixmap(dpi=OCR_DPI, colorspace=pymupdf.csGRAY), origins
 
 
-def _redraw(shape, path: dict, move) -> None:
-    """One filled path of the page drawn again (black) through `move`."""
-    import pymupdf
-
+def _path_ops(path: dict, move) -> list[str]:
+    """PDF operators that fill one drawn path again (black), its points placed by `move`."""
+    ops: list[str] = []
+    last = None
     for item in path["items"]:
-        if item[0] == "l":
-            shape.draw_line(move(item[1]), move(item[2]))
-        elif item[0] == "c":
-            shape.draw_bezier(move(item[1]), move(item[2]), move(item[3]), move(item[4]))
+        if item[0] in ("l", "c"):
+            if item[1] != last:
+                ops.append(f"{move(item[1])} m")
+            ops.append(f"{move(item[2])} l" if item[0] == "l" else f"{move(item[2])} {move(item[3])} {move(item[4])} c")
+            last = item[-1]
         elif item[0] == "re":
-            shape.draw_rect(pymupdf.Rect(move(item[1].tl), move(item[1].br)))
+            x0, y0, x1, y1 = item[1]
+            ops += [f"{move((x0, y0))} m", f"{move((x1, y0))} l", f"{move((x1, y1))} l", f"{move((x0, y1))} l", "h"]
+            last = None
         elif item[0] == "qu":
-            shape.draw_quad(pymupdf.Quad(*(move(p) for p in item[1])))
-    shape.finish(color=None, fill=(0, 0, 0), even_odd=bool(path.get("even_odd")), closePath=False)
+            ul, ur, ll, lr = item[1]  # a quad lists its corners as ul, ur, ll, lr
+            ops += [f"{move(ul)} m", f"{move(ur)} l", f"{move(lr)} l", f"{move(ll)} l", "h"]
+            last = None
+    ops.append("f*" if path.get("even_odd") else "f")
+    return ops
 
 
 def _tesseract(png: bytes) -> list[tuple[str, tuple[float, float, float, float], str]]:
