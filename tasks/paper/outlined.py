@@ -158,7 +158,7 @@ def glyph_runs(paths: Sequence[dict]) -> list[Run]:
         left = next((run for run in reversed(runs) if -0.5 < r.x0 - run.bbox[2] < JOIN_GAP * usual
                      and min(r.y1, run.bbox[3]) > max(r.y0, run.bbox[1])), None)
         relation = _relation(left, r, flat, usual) if left is not None else ""
-        if relation == "join":
+        if left is not None and relation == "join":
             left.paths.append(path)
             left.bbox = (left.bbox[0], min(left.bbox[1], r.y0), max(left.bbox[2], r.x1), max(left.bbox[3], r.y1))
             continue
