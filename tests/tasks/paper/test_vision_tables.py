@@ -150,3 +150,25 @@ def test_images_go_only_to_a_model_that_takes_them(tmp_path: Path) -> None:
 
     chat_asker(TextModel(), vision=False)("prompt", [png])
     assert seen == ["prompt"]
+
+
+def test_cli_ingest_asks_only_a_vision_verifier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`m3lab paper ingest`: with the default (text-only) verifier nothing is asked; with a vision verifier that
+    is down, the bundle gets one note and the ingest still succeeds; `--no-vision` turns the step off."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    for name in ("M3LAB_BASE_URL", "M3LAB_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "m3lab.toml"
+    config.write_text('[verifier]\nbase_url = "http://127.0.0.1:9/v1"\nvision = true\nretry_for_s = 0.0\n')
+    pdf = str(corpus_pdf("mobile_backup"))
+    runs = {"vision": ["--config", str(config)], "off": ["--config", str(config), "--no-vision"], "default": []}
+    warnings = {}
+    for key, extra in runs.items():
+        result = CliRunner().invoke(app, ["paper", "ingest", pdf, "--out", str(tmp_path / key), "--json", *extra])
+        assert result.exit_code == 0, result.output
+        warnings[key] = json.loads(result.stdout)["warnings"]
+    assert sum("vision transcription of tables skipped" in w for w in warnings["vision"]) == 1
+    assert not any("vision" in w for w in warnings["off"] + warnings["default"])
