@@ -71,6 +71,8 @@ class Run:
     paths: list[dict]
     bbox: tuple[float, float, float, float]
     kind: str  # "body", "script" or "dash"
+    raised: bool = False
+    """A dash set high beside the word before it: the minus of an exponent."""
 
     @property
     def height(self) -> float:
@@ -146,6 +148,7 @@ def glyph_runs(paths: Sequence[dict]) -> list[Run]:
     """The table's filled paths as runs, left to right: a path that touches a body run on its line joins it (bold
     text is drawn glyph by glyph, its points and hyphens too), a path raised or lowered beside its left neighbour
     (or small) stands apart as a script, a flat one as a dash; a speck on its own (a comma drawn apart) is dropped."""
+    paths = _glyph_paths(paths)
     heights = [d["rect"].height for d in paths if d["rect"].height >= 1.0]
     if not heights:
         return []
@@ -169,21 +172,40 @@ def glyph_runs(paths: Sequence[dict]) -> list[Run]:
             continue
         else:
             kind = "script" if relation == "script" or r.height < MARK_HEIGHT * usual else "body"
-        runs.append(Run([path], (r.x0, r.y0, r.x1, r.y1), kind))
+        runs.append(Run([path], (r.x0, r.y0, r.x1, r.y1), kind, raised=flat and relation == "raised"))
     return runs
+
+
+def _glyph_paths(paths: Sequence[dict]) -> list[dict]:
+    """The paths that draw glyphs: not a rule drawn as a filled bar (wider than any dash) nor a shaded box behind
+    cells (taller than a line, with other paths inside it)."""
+    heights = sorted(d["rect"].height for d in paths if d["rect"].height >= 1.0)
+    if not heights:
+        return list(paths)
+    line = heights[len(heights) // 2]
+    kept = []
+    for d in paths:
+        r = d["rect"]
+        if r.height < DASH_HEIGHT * line and r.width > 3 * line:
+            continue  # a rule (an em dash is about 1.3 line heights wide)
+        if r.height > 1.6 * line and sum(1 for o in paths if o is not d and r.contains(o["rect"])) >= 2:
+            continue  # a box or shading behind cells
+        kept.append(d)
+    return kept
 
 
 def _relation(run: Run, r: pymupdf.Rect, flat: bool, usual: float) -> str:
     """How path `r`, just right of `run` on its line, relates to it: "join" (the same word), "script" (a
-    super/subscript set beside it) or "" (a new word)."""
+    super/subscript set beside it), "raised" (a dash set high beside it: an exponent's minus) or "" (a new
+    word)."""
     top = min(p["rect"].y0 for p in run.paths)
     base = median(p["rect"].y1 for p in run.paths)
     if run.kind == "dash":  # the digits after a raised minus are its exponent
-        return "script" if not flat and r.height < usual and r.y1 < run.bbox[3] + 0.4 * usual else ""
+        return "script" if run.raised and not flat and r.height < usual else ""
     if run.kind == "script":
         return "join" if not flat and abs(r.y1 - base) < 0.15 * usual else ""
     if flat:  # a hyphen sits in the lower part of the line; a raised minus (of a superscript) higher
-        return "join" if (r.y0 + r.y1) / 2 > top + 0.4 * (base - top) else ""
+        return "join" if (r.y0 + r.y1) / 2 > top + 0.4 * (base - top) else "raised"
     raised = r.y1 < base - 0.25 * usual
     lowered = SPECK_HEIGHT * usual <= r.height < SCRIPT_HEIGHT * usual and r.y0 > top + 0.45 * (base - top) \
         and r.y1 > base + 0.1 * usual
