@@ -17,6 +17,7 @@ import io
 import os
 import re
 import subprocess
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ JOIN_GAP = 0.33
 leave up to ~0.2 em between glyphs drawn apart, a word space is 0.25 em or more (the usual height, a digit's,
 is ~0.7 em)."""
 MAX_SCRIPT_ZOOM = 3.0
+SHEET_RUNS = 400
+"""Runs per OCR sheet (a sheet of 400 body runs is about 5,000 pt tall)."""
 SHEET_MARGIN_PT = 12.0
 LINE_GAP = 1.0
 """Blank space between two runs on the OCR sheet, in run heights."""
@@ -224,25 +227,18 @@ def outline_words(paths: Sequence[dict]) -> list[Word]:
     # on the sheet once.
     sheet_index: dict[str, int] = {}
     which = [sheet_index.setdefault(_shape_key(r), len(sheet_index)) for r in readable]
-    sheet_runs = [readable[which.index(k)] for k in range(len(sheet_index))]
+    first = {k: i for i, k in reversed(list(enumerate(which)))}
+    sheet_runs = [readable[first[k]] for k in range(len(sheet_index))]
     zooms = [1.0 if r.kind == "body" else min(usual / r.height, MAX_SCRIPT_ZOOM) for r in sheet_runs]
-    pix, origins = _sheet(sheet_runs, zooms, usual)
-    scale = OCR_DPI / 72
-    # Per sheet run: (text, box relative to the run's corner in page units, OCR line) of each word read.
     read: dict[int, list[tuple[str, tuple[float, float, float, float], str]]] = defaultdict(list)
-    for text, (left, top, right, bottom), line in _tesseract(pix.tobytes("png")):
-        cy = (top + bottom) / 2 / scale
-        k = next((k for k, (ox, oy) in enumerate(origins)
-                  if oy - 2 <= cy <= oy + sheet_runs[k].height * zooms[k] + 2), None)
-        if k is not None:
-            (ox, oy), zoom = origins[k], zooms[k]
-            read[k].append((text, ((left / scale - ox) / zoom, (top / scale - oy) / zoom,
-                                   (right / scale - ox) / zoom, (bottom / scale - oy) / zoom), line))
+    strokes: list[float] = []
+    for start in range(0, len(sheet_runs), SHEET_RUNS):  # a very large table goes on several sheets
+        chunk = range(start, min(start + SHEET_RUNS, len(sheet_runs)))
+        strokes += _read_sheet([sheet_runs[k] for k in chunk], [zooms[k] for k in chunk], usual, start, read)
     body_heights = [b[3] - b[1] for k, ws in read.items() if sheet_runs[k].kind == "body" for _, b, _ in ws]
     if not body_heights:
         return []
     size = median(body_heights) / CAP_HEIGHT_EM
-    strokes = _stroke_widths(pix, sheet_runs, zooms, origins)
     body_strokes = [s for s, r in zip(strokes, sheet_runs, strict=True) if s > 0 and r.kind == "body"]
     usual_stroke = median(body_strokes) if body_strokes else 0.0
     words: list[Word] = []
@@ -261,6 +257,24 @@ def outline_words(paths: Sequence[dict]) -> list[Word]:
             bases[line] = min(bases.get(line, bbox[3]), bbox[3])
         words += [Word(text, bbox, size, bases[line], weight, False) for text, bbox, line in placed]
     return words + _dash_words([r for r in runs if r.kind == "dash"], words, size)
+
+
+def _read_sheet(runs: Sequence[Run], zooms: Sequence[float], usual: float, first: int,
+                read: dict[int, list[tuple[str, tuple[float, float, float, float], str]]]) -> list[float]:
+    """OCR one sheet of runs: adds to `read`, under each run's index (`first` + its place), the words read in it
+    as (text, box relative to the run's corner in page units, OCR line); returns the runs' stroke widths."""
+    pix, origins = _sheet(runs, zooms, usual)
+    scale = OCR_DPI / 72
+    tops = [oy for _, oy in origins]
+    for text, (left, top, right, bottom), line in _tesseract(pix.tobytes("png")):
+        cy = (top + bottom) / 2 / scale
+        k = bisect_right(tops, cy + 2) - 1  # the last run starting above the word's middle
+        if k < 0 or cy > tops[k] + runs[k].height * zooms[k] + 2:
+            continue
+        (ox, oy), zoom = origins[k], zooms[k]
+        read[first + k].append((text, ((left / scale - ox) / zoom, (top / scale - oy) / zoom,
+                                       (right / scale - ox) / zoom, (bottom / scale - oy) / zoom), line))
+    return _stroke_widths(pix, runs, zooms, origins)
 
 
 def _shape_key(run: Run) -> str:
