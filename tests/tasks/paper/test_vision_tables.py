@@ -172,3 +172,18 @@ def test_cli_ingest_asks_only_a_vision_verifier(tmp_path: Path, monkeypatch: pyt
         warnings[key] = json.loads(result.stdout)["warnings"]
     assert sum("vision transcription of tables skipped" in w for w in warnings["vision"]) == 1
     assert not any("vision" in w for w in warnings["off"] + warnings["default"])
+
+
+def test_cli_ingest_with_a_broken_default_config_still_ingests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vision step is optional: a broken ./m3lab.toml skips it with a note, the ingest itself succeeds."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m3lab.toml").write_text("[verifier\nvision = true\n")
+    result = CliRunner().invoke(app, ["paper", "ingest", str(corpus_pdf("mobile_backup")), "--out",
+                                      str(tmp_path / "b"), "--json"])
+    assert result.exit_code == 0, result.output
+    warnings = json.loads(result.stdout)["warnings"]
+    assert sum("vision transcription of tables skipped" in w for w in warnings) == 1
