@@ -9,7 +9,8 @@ page layout breaks on cells of two lines beside cells of one, and reads a raised
 alone on its own line of a clean sheet (scripts enlarged to the body size), the sheet is read in ONE Tesseract call
 with a single-block layout, and each word is mapped back to the page through its run's position. A flat run is a
 dash read by its shape; scripts keep their size and height, so `words.rows_of` writes them as ⁻⁴ / ₂₅ like text
-words. Bold is measured too: the median stroke width of a run against the table's (outlines carry no font name)."""
+words; rules drawn as filled bars and shading behind cells are no glyphs. Bold is measured too (outlines carry no
+font name): a run's stroke width against the table's usual one."""
 from __future__ import annotations
 
 import csv
