@@ -3,7 +3,7 @@ headline numbers in the number list, headings found, figures, and time per paper
 `<name>.expect.json` files. Baseline in the same run: PyMuPDF's table finder run on every page (what the
 ingest did before tables were found by their captions), timed on the same PDFs.
 
-    .venv/bin/python -m benchmarks.paper_ingest_bench [--only NAME ...] [--no-baseline]
+    .venv/bin/python -m benchmarks.paper_ingest_bench [--only NAME ...] [--no-baseline] [--vision]
 
 Writes benchmarks/results/paper_ingest.md. Goals (issue 19): >= 90 % tables found, >= 98 % checked cells right,
 >= 95 % headline numbers in the number list, >= 95 % headings, <= 10 s for a 30-page paper on 2 cores."""
@@ -132,15 +132,24 @@ def corpus_pdf(name: str) -> Path:
     return PDFS / f"{name}.pdf"
 
 
-def run_paper(name: str, pdf: Path, baseline: bool) -> Score:
+def run_paper(name: str, pdf: Path, baseline: bool, vision=None) -> Score:
+    """Ingest and score one paper; with `vision` (a ModelEndpoint that takes images) the low-confidence tables are
+    also transcribed by that model (tasks/paper/vision_tables.py), its time counted in the ingest's."""
     from tasks.paper.ingest import ingest_pdf
 
     expect = json.loads((CORPUS / f"{name}.expect.json").read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory() as out:
         start, cpu = time.perf_counter(), _cpu_seconds()
         bundle = ingest_pdf(pdf, Path(out) / "bundle")
+        if vision is not None:
+            import pymupdf
+
+            from tasks.paper.vision_tables import transcribe_with_endpoint
+
+            transcribe_with_endpoint(bundle, pymupdf.open(pdf), Path(out) / "bundle", vision)
         seconds, cpu_seconds = time.perf_counter() - start, _cpu_seconds() - cpu
     score = score_bundle(name, bundle, expect)
+    score.misses += [w for w in bundle.warnings if "vision transcription" in w]
     score.seconds, score.cpu_seconds = seconds, cpu_seconds
     if baseline:
         score.baseline = _finder_everywhere(pdf)
@@ -204,11 +213,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="paper names (file stems) to run")
     parser.add_argument("--no-baseline", action="store_true", help="skip timing the table finder on every page")
+    parser.add_argument("--vision", action="store_true",
+                        help="also have the verifier endpoint of m3lab.toml / M3LAB_BASE_URL transcribe low-confidence "
+                             "tables (only when it is configured with vision = true)")
     args = parser.parse_args()
     pdfs = {name: pdf for name, pdf in corpus_pdfs().items() if not args.only or name in args.only}
+    vision = None
+    if args.vision:
+        from orchestrator.config import load_settings
+
+        vision = load_settings(None).verifier
+        if not vision.vision:
+            parser.error("--vision: the verifier endpoint is not configured with vision = true")
     scores = []
     for name, pdf in pdfs.items():
-        scores.append(run_paper(name, pdf, not args.no_baseline))
+        scores.append(run_paper(name, pdf, not args.no_baseline, vision))
         print(f"{name}: {scores[-1].seconds:.1f} s", flush=True)
     report = table(scores)
     misses = "\n".join(f"- {s.name}: " + "; ".join(s.misses[:12]) for s in scores if s.misses)

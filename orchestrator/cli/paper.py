@@ -50,16 +50,46 @@ def _settings(config: Path | None, json_out: bool) -> Any:
         _fail(str(exc), json_out, "ConfigError")
 
 
+def _vision_tables(bundle: Any, pdf: Path, out: Path, password: str | None, settings: Any) -> None:
+    """Low-confidence tables transcribed from their image by the verifier model when it takes images (only then:
+    the embedded model does not); what changed is noted in the bundle's warnings."""
+    from tasks.paper.pdf import open_pdf
+    from tasks.paper.vision_tables import transcribe_with_endpoint
+
+    if settings is not None and settings.verifier.vision:
+        transcribe_with_endpoint(bundle, open_pdf(pdf, password=password, max_pages=10**6), out, settings.verifier)
+
+
+def _default_settings(bundle: Any, out: Path) -> Any:
+    """The settings of ./m3lab.toml for the optional vision step; a broken file there skips the step with a note
+    instead of failing an ingest that needs no model."""
+    from orchestrator.config import ConfigError, load_settings
+    from tasks.paper.bundle import write_bundle_files
+
+    try:
+        return load_settings(None)
+    except ConfigError as exc:
+        bundle.warnings.append(f"vision transcription of tables skipped: {' '.join(str(exc).split())[:200]}")
+        write_bundle_files(bundle, out)
+        return None
+
+
 @paper_app.command("ingest")
 def ingest(
     pdf: Path = typer.Argument(..., help="Paper PDF."),
     out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
     password: str | None = typer.Option(None, help="Password of an encrypted PDF."),
     max_pages: int = typer.Option(150, help="Refuse longer PDFs (budget guard)."),
+    vision: bool = typer.Option(True, "--vision/--no-vision",
+                                help="When the verifier model takes images: have it transcribe low-confidence "
+                                     "tables (cells kept only where the page prints them)."),
+    config: ConfigOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Extract sections, equations, tables, figures, numbers and references into OUT."""
     bundle = _ingest(pdf, out, password, max_pages, json_out)
+    if vision:
+        _vision_tables(bundle, pdf, out, password, _settings(config, json_out) if config else _default_settings(bundle, out))
     summary = bundle.summary()
     if json_out:
         return print_json({**summary, "out": str(out)})
@@ -106,6 +136,7 @@ def rubric(
 
     bundle = _ingest(pdf, out.parent / f".{out.stem}.bundle", password, max_pages, json_out)
     settings = _settings(config, json_out) if model else None
+    _vision_tables(bundle, pdf, out.parent / f".{out.stem}.bundle", password, settings)
     result = _make_rubric(bundle, model, settings)
     try:
         save_rubric(result.rubric, out)
@@ -173,6 +204,8 @@ def reproduce(
         fail(f"{pdf}: no such file")
     inputs = settings.runs_dir.resolve() / "paper-inputs" / hashlib.sha256(pdf.read_bytes()).hexdigest()[:12]
     bundle = _ingest(pdf, inputs / "bundle", password, max_pages)
+    if rubric_file is None and model_rubric:  # the tables the rubric's result leaves come from
+        _vision_tables(bundle, pdf, inputs / "bundle", password, settings)
     if password:
         pdf = _decrypted_copy(pdf, password, inputs / "paper.pdf")
     elif cluster:  # [issue 15] the worker that drives the run sees runs_dir (a shared mount), not this machine

@@ -51,6 +51,9 @@ class Table:
     header_rows: list[list[str]] = field(default_factory=list)
     """The header lines as printed, one list per line, a spanning header repeated over the columns it spans;
     `header` joins them per column top to bottom with " / " ("Accuracy [%] / α = 0.05")."""
+    sources: list[list[str]] = field(default_factory=list)
+    """Per body cell where it was read, when not all from word positions: "" the page's words (or OCR), "vision" a
+    model's transcription of the table's image that the page confirms (tasks/paper/vision_tables.py)."""
 
 
 @dataclass

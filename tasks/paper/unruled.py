@@ -107,9 +107,10 @@ def _rule_between_all(rows: Sequence[Row], rules: Sequence[float]) -> bool:
 
 
 def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float]],
-               verticals: Sequence[float] = ()) -> Grid | None:
+               verticals: Sequence[float] = (), known_table: bool = False) -> Grid | None:
     """The table's cells from its printed lines and its horizontal rules (y, x0, x1); None when the block does
-    not look like a table (fewer than two columns or rows, or hardly any numbers)."""
+    not look like a table (fewer than two columns or rows, or hardly any numbers unless `known_table`: a block
+    that cannot be prose, such as a table drawn as outlines under its caption)."""
     if len(rows) < 2:
         return None
     mark_bold(rows)
@@ -171,7 +172,7 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
     filled = sum(1 for row in cells for c in row[1:] if c)
     longest = max((len(c) for row in cells for c in row), default=0)
     if n > 1 and (not filled or (numeric < 0.25 * filled and longest > 40 and not _rule_between_all(rows, rules)
-                                 and not _full_text_grid(cells))):
+                                 and not _full_text_grid(cells) and not known_table)):
         return None  # prose or a list, not a table (a text table ruled under every row is a table)
     if header_rows:
         header = [_header_text(header_rows, c) for c in range(n)]
