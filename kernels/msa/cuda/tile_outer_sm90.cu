@@ -1,0 +1,354 @@
+// MSA prefill, tile-outer step, as an FA3-style Hopper kernel (CUTLASS/CuTe, sm_90a).
+//
+// Same contract as `_tile_outer_kernel` in kernels/msa/tile_outer.py (the v8 path, bf16 only): one work item =
+// (query tile of 8 tokens, KV head) from the split's device-side work list; its rows are 8 tokens x 16 query heads
+// = 128 MMA rows; it walks the tile's union of shared 128-token KV blocks (a page table: `pages`), the first
+// `clean` of them without a mask, the others with the per-row mask (own selection bit & causal); the softmax
+// stays on chip. A `direct` row goes to `out`, another row to its carrier slot of the partials (+ log2-sum-exp).
+//
+// Structure (FlashAttention-3's forward, without its scheduler): 3 warpgroups per CTA.
+//   warpgroup 0 = producer: one thread issues TMA loads of each union page's K [128 keys, 128] and V^T
+//                 [128, 128 keys] into a STAGES-deep shared-memory ring (full/empty mbarriers); 24 registers.
+//   warpgroups 1, 2 = consumers, 64 rows (4 tokens x 16 heads) each, 240 registers: S = Q K^T by wgmma (Q and K
+//                 from shared memory), mask + online softmax in registers, O += P V by wgmma with P from registers.
+//                 Each warp of a consumer holds 16 rows = one token, so a row's token, position and selection
+//                 bits are warp-uniform.
+// With OVERLAP, a consumer issues the next block's S = Q K^T before the softmax of the current one, so the tensor
+// cores work during the exponentials (FA3's intra-warpgroup overlap); the two consumers interleave on their own.
+// The CTA walks the work list with a stride of gridDim.x (gridDim.x = list bound: one CTA per work item, exits
+// when its index is past the list's filled length). Why each choice: kernels/msa/NOTES.md v10.
+
+#include <cstdint>
+#include <cuda_runtime.h>
+
+#include <cute/tensor.hpp>
+#include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
+#include <cutlass/cutlass.h>
+#include <cutlass/numeric_types.h>
+
+#include "tile_outer_sm90.h"
+
+namespace msa_sm90 {
+
+using namespace cute;
+using Element = cutlass::bfloat16_t;
+
+constexpr int kHeadDim = 128;
+constexpr int kKeys = 128;       // one page = one sparse block
+constexpr int kGroup = 16;       // query heads per KV head (M3)
+constexpr int kTileT = 8;        // tokens per tile
+constexpr int kRowsWG = 64;      // rows per consumer warpgroup = 4 tokens x 16 heads
+constexpr int kStages = 2;
+constexpr int kThreads = 384;    // producer + 2 consumer warpgroups
+
+using TileS = Shape<Int<kRowsWG>, Int<kKeys>, Int<kHeadDim>>;   // S = Q K^T: M rows, N keys, K head dim
+using TileO = Shape<Int<kRowsWG>, Int<kHeadDim>, Int<kKeys>>;   // O = P V:   M rows, N head dim, K keys
+using MmaS = decltype(make_tiled_mma(GMMA::ss_op_selector<Element, Element, float, TileS>()));
+using MmaO = decltype(make_tiled_mma(
+    GMMA::rs_op_selector<Element, Element, float, TileO, GMMA::Major::K, GMMA::Major::MN>()));
+
+using SmemLayoutQ = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<Int<kRowsWG>, Int<kHeadDim>>{}));
+using SmemLayoutK = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{},
+                                           Shape<Int<kKeys>, Int<kHeadDim>, Int<kStages>>{}));
+// V^T (head dim x keys), head dim contiguous in the cache: MN-major for the P V product (as FA3's Vt)
+using SmemLayoutVt = decltype(tile_to_shape(GMMA::Layout_MN_SW128_Atom<Element>{},
+                                            Shape<Int<kHeadDim>, Int<kKeys>, Int<kStages>>{}, Step<_2, _1, _3>{}));
+
+struct SharedStorage {
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q[2];
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK>> k;
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutVt>> vt;
+  uint64_t full[kStages];
+  uint64_t empty[kStages];
+};
+
+// GMEM views of the cache for TMA: K = (key, d, kv head, page), V^T = (d, key, kv head, page).
+using GShape = Shape<Int<128>, Int<128>, int32_t, int32_t>;  // static tile modes: the TMA box is the whole page
+using GStrideK = Stride<int64_t, _1, int64_t, int64_t>;
+using GStrideVt = Stride<_1, int64_t, int64_t, int64_t>;
+using TmaK = decltype(make_tma_copy(SM90_TMA_LOAD{},
+    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShape{}, GStrideK{}), take<0, 2>(SmemLayoutK{})));
+using TmaVt = decltype(make_tma_copy(SM90_TMA_LOAD{},
+    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShape{}, GStrideVt{}), take<0, 2>(SmemLayoutVt{})));
+
+constexpr uint32_t kStageBytes = 2 * kKeys * kHeadDim * sizeof(Element);
+
+// The wgmma accumulator ((2, 2, N/8), MMA_M, MMA_N) seen as (rows = (2, MMA_M), cols = (2, N/8, MMA_N)), as FA3.
+template <class L>
+CUTLASS_DEVICE auto rowcol(L l) {
+  return make_layout(make_layout(get<0, 1>(l), get<1>(l)), make_layout(get<0, 0>(l), get<0, 2>(l), get<2>(l)));
+}
+
+// The same accumulator re-read as the A operand (bf16 registers) of the next wgmma: ((2, 2, 2), MMA_M, (N/16, MMA_N)).
+template <class L>
+CUTLASS_DEVICE auto acc_as_a(L l) {
+  auto d = logical_divide(get<0, 2>(l), Tile<_2>{});
+  return make_layout(make_layout(get<0, 0>(l), get<0, 1>(l), get<0, 0>(d)), get<1>(l),
+                     coalesce(make_layout(get<0, 1>(d), get<2>(l))));
+}
+
+template <class TA, class TB, class TC>
+CUTLASS_DEVICE void wgmma(MmaS& mma, TA const& a, TB const& b, TC& c, bool zero) { // issue only; caller waits
+  warpgroup_fence_operand(c);
+  warpgroup_arrive();
+  mma.accumulate_ = zero ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
+  CUTLASS_PRAGMA_UNROLL
+  for (int kb = 0; kb < size<2>(a); ++kb) {
+    cute::gemm(mma, a(_, _, kb), b(_, _, kb), c);
+    mma.accumulate_ = GMMA::ScaleOut::One;
+  }
+  warpgroup_commit_batch();
+}
+
+template <class TA, class TB, class TC>
+CUTLASS_DEVICE void wgmma_rs(MmaO& mma, TA& a, TB const& b, TC& c) {
+  warpgroup_fence_operand(a);
+  warpgroup_fence_operand(c);
+  warpgroup_arrive();
+  mma.accumulate_ = GMMA::ScaleOut::One;
+  CUTLASS_PRAGMA_UNROLL
+  for (int kb = 0; kb < size<2>(a); ++kb) {
+    cute::gemm(mma, a(_, _, kb), b(_, _, kb), c);
+  }
+  warpgroup_commit_batch();
+}
+
+CUTLASS_DEVICE float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+CUTLASS_DEVICE float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// Per consumer thread: its 2 rows (same token) and their online-softmax state.
+CUTLASS_DEVICE void NamedBarrierSync(int cw) { cutlass::arch::NamedBarrier::sync(128, 1 + cw); }
+
+struct RowState {
+  float m[2];   // running max of the scaled base-2 scores (-inf: nothing visible yet)
+  float l[2];   // this thread's share of the running sum (reduced over the quad at the end)
+};
+
+// Mask (when MASKED), online softmax of one S tile, P written into `p` (bf16), O rescaled.
+template <bool MASKED, class TS, class TC, class TP, class TO>
+CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, TP& p, TO& o, RowState& st, float scale_log2,
+                                 bool chosen, int kpos0, int pos) {
+  Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
+  Tensor c_rc = make_tensor(coord.data(), rowcol(coord.layout()));
+  Tensor o_rc = make_tensor(o.data(), rowcol(o.layout()));
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < size<0>(s_rc); ++r) {
+    float mx = -INFINITY;
+    CUTLASS_PRAGMA_UNROLL
+    for (int c = 0; c < size<1>(s_rc); ++c) {
+      float v = s_rc(r, c) * scale_log2;
+      if constexpr (MASKED) {
+        int kpos = kpos0 + get<1>(c_rc(r, c));
+        v = (chosen && kpos <= pos) ? v : -INFINITY;
+      }
+      s_rc(r, c) = v;
+      mx = fmaxf(mx, v);
+    }
+    float m_new = fmaxf(st.m[r], quad_max(mx));
+    float m_safe = m_new == -INFINITY ? 0.f : m_new;  // rows with nothing visible yet stay finite
+    float alpha = exp2f(st.m[r] - m_safe);
+    float sum = 0.f;
+    CUTLASS_PRAGMA_UNROLL
+    for (int c = 0; c < size<1>(s_rc); ++c) {
+      float e = exp2f(s_rc(r, c) - m_safe);
+      s_rc(r, c) = e;
+      sum += e;
+    }
+    st.l[r] = st.l[r] * alpha + sum;
+    st.m[r] = m_new;
+    CUTLASS_PRAGMA_UNROLL
+    for (int c = 0; c < size<1>(o_rc); ++c) o_rc(r, c) *= alpha;
+  }
+  CUTLASS_PRAGMA_UNROLL
+  for (int i = 0; i < size(s); ++i) p(i) = static_cast<Element>(s(i));
+}
+
+__global__ void __launch_bounds__(kThreads, 1)
+tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
+                  CUTE_GRID_CONSTANT TileOuterParams const prm) {
+  extern __shared__ char smem_raw[];
+  SharedStorage& sh = *reinterpret_cast<SharedStorage*>(smem_raw);
+  int const wg = threadIdx.x / 128;
+  int const tid = threadIdx.x % 128;
+
+  if (threadIdx.x == 0) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int s = 0; s < kStages; ++s) {
+      cutlass::arch::ClusterTransactionBarrier::init(&sh.full[s], 1);
+      cutlass::arch::ClusterBarrier::init(&sh.empty[s], 2 * 128);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+  int const num_work = *prm.num_work;
+
+  Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), SmemLayoutK{});
+  Tensor sVt = make_tensor(make_smem_ptr(sh.vt.data()), SmemLayoutVt{});
+
+  if (wg == 0) {  // producer
+    cutlass::arch::warpgroup_reg_dealloc<24>();
+    if (threadIdx.x / 32 != 0 || !cute::elect_one_sync()) return;
+    Tensor mK = tma_k.get_tma_tensor(GShape{Int<kKeys>{}, Int<kHeadDim>{}, prm.num_kv_heads, prm.num_pages});
+    Tensor mVt = tma_vt.get_tma_tensor(GShape{Int<kHeadDim>{}, Int<kKeys>{}, prm.num_kv_heads, prm.num_pages});
+    int it = 0;
+    for (int w = blockIdx.x; w < num_work; w += gridDim.x) {
+      int64_t const tile = prm.work[w];
+      int const h = static_cast<int>(tile / prm.num_tiles);
+      int const cnt = prm.count[tile];
+      auto [tKg, tKs] = tma_partition(tma_k, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sK),
+                                      group_modes<0, 2>(mK(_, _, h, _)));
+      auto [tVg, tVs] = tma_partition(tma_vt, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sVt),
+                                      group_modes<0, 2>(mVt(_, _, h, _)));
+      for (int j = 0; j < cnt; ++j, ++it) {
+        int const stage = it % kStages;
+        int const page = prm.pages[tile * prm.max_union + j];
+        cutlass::arch::ClusterBarrier::wait(&sh.empty[stage], ((it / kStages) & 1) ^ 1);
+        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.full[stage], kStageBytes);
+        copy(tma_k.with(sh.full[stage]), tKg(_, page), tKs(_, stage));
+        copy(tma_vt.with(sh.full[stage]), tVg(_, page), tVs(_, stage));
+      }
+    }
+    return;
+  }
+
+  // consumers
+  cutlass::arch::warpgroup_reg_alloc<240>();
+  int const cw = wg - 1;  // 0, 1: rows 64 * cw ...
+  Tensor sQ = make_tensor(make_smem_ptr(sh.q[cw].data()), SmemLayoutQ{});
+  MmaS mma_s;
+  MmaO mma_o;
+  auto thr_s = mma_s.get_thread_slice(tid);
+  auto thr_o = mma_o.get_thread_slice(tid);
+  Tensor tSrQ = thr_s.partition_fragment_A(sQ);
+  Tensor tSrK = thr_s.partition_fragment_B(sK);
+  Tensor tOrVt = thr_o.partition_fragment_B(sVt);
+  Tensor cS = thr_s.partition_C(make_identity_tensor(Shape<Int<kRowsWG>, Int<kKeys>>{}));
+  Tensor cO = thr_o.partition_C(make_identity_tensor(Shape<Int<kRowsWG>, Int<kHeadDim>>{}));
+  Tensor cS_rc = make_tensor(cS.data(), rowcol(cS.layout()));
+  Tensor cO_rc = make_tensor(cO.data(), rowcol(cO.layout()));
+  int const row0 = get<0>(cS_rc(0, 0));       // this thread's rows: row0, row0 + 8 (same 16-row warp slice)
+  int const tok_local = cw * 4 + row0 / 16;   // token of the tile this warp holds
+
+  int it = 0;
+  for (int w = blockIdx.x; w < num_work; w += gridDim.x) {
+    int64_t const tile = prm.work[w];
+    int const h = static_cast<int>(tile / prm.num_tiles);
+    int const i = static_cast<int>(tile % prm.num_tiles);
+    int const cnt = prm.count[tile];
+    int const n_clean = prm.use_clean ? prm.clean[tile] : 0;
+    int const t = i * kTileT + tok_local;
+    bool const tok_ok = t < prm.num_tokens;
+    int const pos = tok_ok ? prm.positions[t] : -1;
+    uint64_t const tm = static_cast<uint64_t>(prm.tokmask[tile * kTileT + tok_local]);
+
+    // Q rows of this warpgroup (4 tokens x 16 heads) into shared memory, 16 bytes per access.
+    NamedBarrierSync(cw);  // the previous tile's wgmmas of this warpgroup are done with sQ (they were waited)
+    for (int idx = tid; idx < kRowsWG * kHeadDim / 8; idx += 128) {
+      int const r = idx / (kHeadDim / 8);
+      int const c = (idx % (kHeadDim / 8)) * 8;
+      int const tq = i * kTileT + cw * 4 + r / kGroup;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (tq < prm.num_tokens) {
+        v = *reinterpret_cast<uint4 const*>(static_cast<Element const*>(prm.q) + tq * prm.stride_qt + (h * kGroup + r % kGroup) * prm.stride_qh + c);
+      }
+      *reinterpret_cast<uint4*>(&sQ(r, c)) = v;
+    }
+    cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read next by wgmma (async proxy)
+    NamedBarrierSync(cw);
+
+    Tensor tOrO = partition_fragment_C(mma_o, Shape<Int<kRowsWG>, Int<kHeadDim>>{});
+    clear(tOrO);
+    RowState st{{-INFINITY, -INFINITY}, {0.f, 0.f}};
+    Tensor tSrS = partition_fragment_C(mma_s, Shape<Int<kRowsWG>, Int<kKeys>>{});
+    Tensor rP = make_tensor_like<Element>(tSrS);
+    Tensor tOrP = make_tensor(rP.data(), acc_as_a(rP.layout()));
+
+    for (int j = 0; j < cnt; ++j, ++it) {
+      int const stage = it % kStages;
+      cutlass::arch::ClusterTransactionBarrier::wait(&sh.full[stage], (it / kStages) & 1);
+      wgmma(mma_s, tSrQ, tSrK(_, _, _, stage), tSrS, true);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tSrS);
+      if (j < n_clean) {
+        softmax_step<false>(tSrS, cS, rP, tOrO, st, prm.scale_log2, true, 0, 0);
+      } else {
+        int const blk = prm.union_blocks[tile * prm.max_union + j];
+        softmax_step<true>(tSrS, cS, rP, tOrO, st, prm.scale_log2, ((tm >> j) & 1) != 0, blk * kKeys, pos);
+      }
+      wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, stage), tOrO);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tOrO);
+      cutlass::arch::ClusterBarrier::arrive(&sh.empty[stage]);
+    }
+
+    // Epilogue: normalise; a direct row -> out, else -> its carrier slot of the partials (+ log2-sum-exp).
+    Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
+    int64_t const row = static_cast<int64_t>(h) * prm.num_tokens + t;
+    bool const direct = tok_ok && prm.direct[row] != 0;
+    int const carrier = tok_ok ? prm.carrier[row] : -1;
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      float const l = quad_sum(st.l[r]);
+      float const inv = l > 0.f ? 1.f / l : 1.f;
+      int const g = (row0 + 8 * r) % kGroup;
+      Element* dst = nullptr;
+      if (direct) {
+        dst = static_cast<Element*>(prm.out) + t * prm.stride_ot + (h * kGroup + g) * prm.stride_oh;
+      } else if (tok_ok && carrier >= 0) {
+        int64_t const part = (row * prm.top_k + carrier) * kGroup + g;
+        dst = static_cast<Element*>(prm.partial_o) + part * kHeadDim;
+        if ((threadIdx.x & 3) == 0) prm.partial_lse[part] = l > 0.f ? st.m[r] + log2f(l) : -INFINITY;
+      }
+      if (dst != nullptr) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(o_rc); c += 2) {  // columns c, c + 1 are adjacent: one 4-byte store
+          int const d = get<1>(cO_rc(r, c));
+          __nv_bfloat162 v = __floats2bfloat162_rn(o_rc(r, c) * inv, o_rc(r, c + 1) * inv);
+          *reinterpret_cast<__nv_bfloat162*>(dst + d) = v;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace msa_sm90
+
+using namespace msa_sm90;
+
+int tile_outer_sm90_smem_bytes() { return static_cast<int>(sizeof(SharedStorage)); }
+
+cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
+                                   int64_t stride_kvh, int64_t stride_kvt, int grid, cudaStream_t stream) {
+  Element const* kv = static_cast<Element const*>(kv_raw);
+  GShape const shape{Int<kKeys>{}, Int<kHeadDim>{}, int32_t(prm.num_kv_heads), int32_t(prm.num_pages)};
+  Tensor gK = make_tensor(make_gmem_ptr(kv), shape, make_stride(stride_kvt, _1{}, stride_kvh, stride_kvp));
+  Tensor gVt = make_tensor(make_gmem_ptr(kv + kHeadDim), shape, make_stride(_1{}, stride_kvt, stride_kvh, stride_kvp));
+  TmaK tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(SmemLayoutK{}));
+  TmaVt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(SmemLayoutVt{}));
+  int const smem = tile_outer_sm90_smem_bytes();
+  cudaError_t err = cudaFuncSetAttribute(tile_outer_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  if (grid <= 0) return cudaSuccess;
+  tile_outer_kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
+  return cudaGetLastError();
+}
+
+// C entry point for ctypes (kernels/msa/cuda/__init__.py): no torch headers, so one nvcc call builds the library
+// and the same build serves any torch version. Returns a cudaError_t.
+extern "C" int msa_tile_outer_sm90(TileOuterParams const* prm, void const* kv, int64_t stride_kvp, int64_t stride_kvh,
+                                   int64_t stride_kvt, int grid, void* stream) {
+  return static_cast<int>(tile_outer_sm90_launch(*prm, kv, stride_kvp, stride_kvh, stride_kvt, grid,
+                                                 static_cast<cudaStream_t>(stream)));
+}
+
+extern "C" char const* msa_tile_outer_sm90_error(int err) { return cudaGetErrorString(static_cast<cudaError_t>(err)); }
+
+extern "C" int msa_tile_outer_sm90_smem_bytes() { return tile_outer_sm90_smem_bytes(); }
