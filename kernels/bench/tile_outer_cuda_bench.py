@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from kernels.bench.msa_bench import HEAD_DIM, HEADS, KV_HEADS, attention_flops, bench_ms, reference_tail, rel_diff
+from kernels.msa.cuda import VARIANTS
 
 ROWS: list[dict] = []
 
@@ -67,10 +68,10 @@ def tile_outer_flops(split) -> float:
     return float(counts.sum()) * 128 * 128 * HEAD_DIM * 4
 
 
-def compare_kernels(case, sel, label: str, out: Path | None) -> None:
+def compare_kernels(case, sel, label: str, out: Path | None, variant: int) -> None:
     """Both tile-outer kernels on one split: direct rows of ``out`` and the carrier parts (+ LSE) must agree."""
     fn_t, (out_t, po_t, lse_t), split, _ = tile_outer_runner(case, sel, "triton")
-    fn_c, (out_c, po_c, lse_c), _, _ = tile_outer_runner(case, sel, "cuda")
+    fn_c, (out_c, po_c, lse_c), _, _ = tile_outer_runner(case, sel, "cuda", variant=variant)
     fn_t()
     fn_c()
     torch.cuda.synchronize()
@@ -82,7 +83,7 @@ def compare_kernels(case, sel, label: str, out: Path | None) -> None:
     lse_err = float((lse_c[written] - lse_t[written]).abs().max()) if bool(written.any()) else 0.0
     unwritten = int(torch.isnan(out_c[rows]).sum()) + int(torch.isnan(po_c[written]).sum())
     extra = int((~torch.isnan(lse_c) & ~written).sum())  # parts the CUDA kernel wrote that Triton did not
-    emit(out, kind="kernel check", case=label, direct_rows=int(rows.sum()), direct_err=d_err, parts=int(written.sum()),
+    emit(out, kind="kernel check", case=label, variant=variant, direct_rows=int(rows.sum()), direct_err=d_err, parts=int(written.sum()),
          part_err=p_err, lse_max_abs=lse_err, nan_left=unwritten, extra_parts=extra)
 
 
@@ -106,7 +107,8 @@ def correctness(out: Path | None) -> None:
     small = make_case([700, 1500], [700, 1100], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=3)
     for f in (1.0, 0.9):  # two requests, chunked prefill with context, tiles spanning the request boundary
         sel = local_selection(small.query_start_loc, small.seq_lens, KV_HEADS, f, seed=5)
-        compare_kernels(small, sel, f"small f={f}", out)
+        for variant in VARIANTS:
+            compare_kernels(small, sel, f"small f={f}", out, variant)
         check_prefill(small, sel, f"small f={f}", out, tail=64)
     sel = local_selection(small.query_start_loc, small.seq_lens, KV_HEADS, 1.0, seed=6)
     sel = sel[:, :, torch.randperm(sel.shape[2], device="cuda")].contiguous()  # slots in any order
@@ -118,7 +120,8 @@ def correctness(out: Path | None) -> None:
     for label, sel in (("8K indexer sel", idx),
                        ("8K f=0.9", local_selection(m3.query_start_loc, m3.seq_lens, KV_HEADS, 0.9, seed=42)),
                        ("8K f=1.0", local_selection(m3.query_start_loc, m3.seq_lens, KV_HEADS, 1.0, seed=42))):
-        compare_kernels(m3, sel, label, out)
+        for variant in VARIANTS:
+            compare_kernels(m3, sel, label, out, variant)
         check_prefill(m3, sel, label, out)
 
 
@@ -135,8 +138,8 @@ def timings(sizes: list[int], out: Path | None, fractions: list[float]) -> None:
             label = f"N={n // 1024}K f={f}"
             flops_sel = attention_flops(sel, pos)
             times = {}
-            for name, impl, knobs in (("triton", "triton", {}), ("cuda", "cuda", {}),
-                                      ("cuda 1 CTA/SM persistent", "cuda", {"per_sm": 1})):
+            for name, impl, knobs in (("triton", "triton", {}),
+                                      *((f"cuda v{v}: {d}", "cuda", {"variant": v}) for v, d in VARIANTS.items())):
                 fn, _, split, _ = tile_outer_runner(case, sel, impl, **knobs)
                 t = bench_ms(fn)
                 times[name] = t
@@ -169,7 +172,7 @@ def main() -> None:
     t0 = time.time()
     lib = cuda.load(a.lib_cache, a.cutlass_include)
     emit(a.out, kind="build", library=Path(lib._name).name, seconds=time.time() - t0,
-         smem_bytes=lib.msa_tile_outer_sm90_smem_bytes(), device=torch.cuda.get_device_name())
+         smem_bytes=[lib.msa_tile_outer_sm90_smem_bytes(v) for v in VARIANTS], device=torch.cuda.get_device_name())
     if not a.skip_check:
         correctness(a.out)
     timings([int(s) for s in a.sizes.split(",") if s], a.out, [float(f) for f in a.fractions.split(",") if f])

@@ -27,6 +27,9 @@ GROUP = 16
 """Query heads per KV head the kernel is built for (M3)."""
 HEAD_DIM = 128
 TILE_T = 8
+VARIANTS = {0: "2 stages, in sequence", 1: "2 stages, intra-warpgroup overlap", 2: "3 stages, intra-warpgroup overlap"}
+"""Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times."""
+DEFAULT_VARIANT = 2
 NVCC_FLAGS = (
     "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
     "-Xcompiler", "-fPIC", "-shared",
@@ -121,9 +124,10 @@ def load(cache_dir: Path | None = None, include: Path | None = None) -> ctypes.C
     lib = ctypes.CDLL(str(build(cache_dir, include)))
     lib.msa_tile_outer_sm90.restype = ctypes.c_int
     lib.msa_tile_outer_sm90.argtypes = [ctypes.POINTER(_Params), ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                                        ctypes.c_int64, ctypes.c_int, ctypes.c_void_p]
+                                        ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
     lib.msa_tile_outer_sm90_error.restype = ctypes.c_char_p
     lib.msa_tile_outer_sm90_error.argtypes = [ctypes.c_int]
+    lib.msa_tile_outer_sm90_smem_bytes.argtypes = [ctypes.c_int]
     _LIB.append(lib)
     return lib
 
@@ -162,13 +166,17 @@ def tile_outer_attention_cuda(
     tile_t: int = TILE_T,
     use_clean: bool = True,
     per_sm: int = 0,
+    variant: int = DEFAULT_VARIANT,
 ) -> None:
     """``tile_outer_attention`` (v8 contract) on the sm_90a kernel. ``seq_lens`` / ``requests`` are accepted for
     the same signature: a key is visible when its position <= the token's, which already keeps it < seq_len.
-    ``per_sm``: CTAs per SM walking the work list (0: one CTA per possible work item, as the Triton default)."""
+    ``per_sm``: CTAs per SM walking the work list (0: one CTA per possible work item, as the Triton default);
+    ``variant``: one of ``VARIANTS``."""
     from kernels.msa.merge import LOG2E
 
     problems = check_inputs(q, kv_cache, partial_o, tile_t)
+    if variant not in VARIANTS:
+        problems.append(f"variant must be one of {sorted(VARIANTS)}, got {variant}")
     if problems:
         raise ValueError("; ".join(problems))
     num_kv_heads, num_tiles = split.union_size.shape
@@ -187,6 +195,6 @@ def tile_outer_attention_cuda(
     grid = items if per_sm <= 0 else min(items, per_sm * torch.cuda.get_device_properties(q.device).multi_processor_count)
     stream = torch.cuda.current_stream(q.device).cuda_stream
     err = load().msa_tile_outer_sm90(ctypes.byref(prm), kv_cache.data_ptr(), kv_cache.stride(0),
-                                         kv_cache.stride(1), kv_cache.stride(2), grid, stream)
+                                         kv_cache.stride(1), kv_cache.stride(2), grid, variant, stream)
     if err != 0:
         raise RuntimeError(f"tile_outer_sm90 launch failed: {load().msa_tile_outer_sm90_error(err).decode()}")

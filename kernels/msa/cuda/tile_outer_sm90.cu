@@ -39,7 +39,6 @@ constexpr int kKeys = 128;       // one page = one sparse block
 constexpr int kGroup = 16;       // query heads per KV head (M3)
 constexpr int kTileT = 8;        // tokens per tile
 constexpr int kRowsWG = 64;      // rows per consumer warpgroup = 4 tokens x 16 heads
-constexpr int kStages = 2;
 constexpr int kThreads = 384;    // producer + 2 consumer warpgroups
 
 using TileS = Shape<Int<kRowsWG>, Int<kKeys>, Int<kHeadDim>>;   // S = Q K^T: M rows, N keys, K head dim
@@ -49,18 +48,21 @@ using MmaO = decltype(make_tiled_mma(
     GMMA::rs_op_selector<Element, Element, float, TileO, GMMA::Major::K, GMMA::Major::MN>()));
 
 using SmemLayoutQ = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<Int<kRowsWG>, Int<kHeadDim>>{}));
+template <int STAGES>
 using SmemLayoutK = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{},
-                                           Shape<Int<kKeys>, Int<kHeadDim>, Int<kStages>>{}));
+                                           Shape<Int<kKeys>, Int<kHeadDim>, Int<STAGES>>{}));
 // V^T (head dim x keys), head dim contiguous in the cache: MN-major for the P V product (as FA3's Vt)
+template <int STAGES>
 using SmemLayoutVt = decltype(tile_to_shape(GMMA::Layout_MN_SW128_Atom<Element>{},
-                                            Shape<Int<kHeadDim>, Int<kKeys>, Int<kStages>>{}, Step<_2, _1, _3>{}));
+                                            Shape<Int<kHeadDim>, Int<kKeys>, Int<STAGES>>{}, Step<_2, _1, _3>{}));
 
+template <int STAGES>  // 3 stages: 32 KiB Q + 3 x 64 KiB K/V = 225 KiB of the 227 KiB a CTA may have
 struct SharedStorage {
   alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q[2];
-  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK>> k;
-  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutVt>> vt;
-  uint64_t full[kStages];
-  uint64_t empty[kStages];
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK<STAGES>>> k;
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutVt<STAGES>>> vt;
+  uint64_t full[STAGES];
+  uint64_t empty[STAGES];
 };
 
 // GMEM views of the cache for TMA: K = (key, d, kv head, page), V^T = (d, key, kv head, page).
@@ -68,9 +70,9 @@ using GShape = Shape<Int<128>, Int<128>, int32_t, int32_t>;  // static tile mode
 using GStrideK = Stride<int64_t, _1, int64_t, int64_t>;
 using GStrideVt = Stride<_1, int64_t, int64_t, int64_t>;
 using TmaK = decltype(make_tma_copy(SM90_TMA_LOAD{},
-    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShape{}, GStrideK{}), take<0, 2>(SmemLayoutK{})));
+    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShape{}, GStrideK{}), take<0, 2>(SmemLayoutK<1>{})));
 using TmaVt = decltype(make_tma_copy(SM90_TMA_LOAD{},
-    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShape{}, GStrideVt{}), take<0, 2>(SmemLayoutVt{})));
+    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShape{}, GStrideVt{}), take<0, 2>(SmemLayoutVt<1>{})));
 
 constexpr uint32_t kStageBytes = 2 * kKeys * kHeadDim * sizeof(Element);
 
@@ -132,13 +134,13 @@ struct RowState {
   float l[2];   // this thread's share of the running sum (reduced over the quad at the end)
 };
 
-// Mask (when MASKED), online softmax of one S tile, P written into `p` (bf16), O rescaled.
-template <bool MASKED, class TS, class TC, class TP, class TO>
-CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, TP& p, TO& o, RowState& st, float scale_log2,
+// Mask (when MASKED) and online softmax of one S tile, in place: s becomes exp2(s - max); alpha = the factor
+// the rows' O must be scaled by (applied by the caller once the previous P V product has finished).
+template <bool MASKED, class TS, class TC>
+CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&alpha)[2], float scale_log2,
                                  bool chosen, int kpos0, int pos) {
   Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
   Tensor c_rc = make_tensor(coord.data(), rowcol(coord.layout()));
-  Tensor o_rc = make_tensor(o.data(), rowcol(o.layout()));
   CUTLASS_PRAGMA_UNROLL
   for (int r = 0; r < size<0>(s_rc); ++r) {
     float mx = -INFINITY;
@@ -154,7 +156,7 @@ CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, TP& p, TO& o, RowState&
     }
     float m_new = fmaxf(st.m[r], quad_max(mx));
     float m_safe = m_new == -INFINITY ? 0.f : m_new;  // rows with nothing visible yet stay finite
-    float alpha = exp2f(st.m[r] - m_safe);
+    alpha[r] = exp2f(st.m[r] - m_safe);
     float sum = 0.f;
     CUTLASS_PRAGMA_UNROLL
     for (int c = 0; c < size<1>(s_rc); ++c) {
@@ -162,26 +164,39 @@ CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, TP& p, TO& o, RowState&
       s_rc(r, c) = e;
       sum += e;
     }
-    st.l[r] = st.l[r] * alpha + sum;
+    st.l[r] = st.l[r] * alpha[r] + sum;
     st.m[r] = m_new;
-    CUTLASS_PRAGMA_UNROLL
-    for (int c = 0; c < size<1>(o_rc); ++c) o_rc(r, c) *= alpha;
   }
+}
+
+template <class TO>
+CUTLASS_DEVICE void rescale(TO& o, float const (&alpha)[2]) {
+  Tensor o_rc = make_tensor(o.data(), rowcol(o.layout()));
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < size<0>(o_rc); ++r) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int c = 0; c < size<1>(o_rc); ++c) o_rc(r, c) *= alpha[r];
+  }
+}
+
+template <class TS, class TP>
+CUTLASS_DEVICE void to_bf16(TS const& s, TP& p) {
   CUTLASS_PRAGMA_UNROLL
   for (int i = 0; i < size(s); ++i) p(i) = static_cast<Element>(s(i));
 }
 
+template <int STAGES, bool OVERLAP>
 __global__ void __launch_bounds__(kThreads, 1)
 tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
                   CUTE_GRID_CONSTANT TileOuterParams const prm) {
   extern __shared__ char smem_raw[];
-  SharedStorage& sh = *reinterpret_cast<SharedStorage*>(smem_raw);
+  SharedStorage<STAGES>& sh = *reinterpret_cast<SharedStorage<STAGES>*>(smem_raw);
   int const wg = threadIdx.x / 128;
   int const tid = threadIdx.x % 128;
 
   if (threadIdx.x == 0) {
     CUTLASS_PRAGMA_UNROLL
-    for (int s = 0; s < kStages; ++s) {
+    for (int s = 0; s < STAGES; ++s) {
       cutlass::arch::ClusterTransactionBarrier::init(&sh.full[s], 1);
       cutlass::arch::ClusterBarrier::init(&sh.empty[s], 2 * 128);
     }
@@ -190,8 +205,8 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
   __syncthreads();
   int const num_work = *prm.num_work;
 
-  Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), SmemLayoutK{});
-  Tensor sVt = make_tensor(make_smem_ptr(sh.vt.data()), SmemLayoutVt{});
+  Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), SmemLayoutK<STAGES>{});
+  Tensor sVt = make_tensor(make_smem_ptr(sh.vt.data()), SmemLayoutVt<STAGES>{});
 
   if (wg == 0) {  // producer
     cutlass::arch::warpgroup_reg_dealloc<24>();
@@ -208,9 +223,9 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       auto [tVg, tVs] = tma_partition(tma_vt, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sVt),
                                       group_modes<0, 2>(mVt(_, _, h, _)));
       for (int j = 0; j < cnt; ++j, ++it) {
-        int const stage = it % kStages;
+        int const stage = it % STAGES;
         int const page = prm.pages[tile * prm.max_union + j];
-        cutlass::arch::ClusterBarrier::wait(&sh.empty[stage], ((it / kStages) & 1) ^ 1);
+        cutlass::arch::ClusterBarrier::wait(&sh.empty[stage], ((it / STAGES) & 1) ^ 1);
         cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.full[stage], kStageBytes);
         copy(tma_k.with(sh.full[stage]), tKg(_, page), tKs(_, stage));
         copy(tma_vt.with(sh.full[stage]), tVg(_, page), tVs(_, stage));
@@ -271,22 +286,66 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
     Tensor rP = make_tensor_like<Element>(tSrS);
     Tensor tOrP = make_tensor(rP.data(), acc_as_a(rP.layout()));
 
-    for (int j = 0; j < cnt; ++j, ++it) {
-      int const stage = it % kStages;
-      cutlass::arch::ClusterTransactionBarrier::wait(&sh.full[stage], (it / kStages) & 1);
+    float alpha[2];
+    // S of block j (masked unless clean), softmax in place; O is rescaled by the caller
+    auto scores = [&](int j, int stage) {
       wgmma(mma_s, tSrQ, tSrK(_, _, _, stage), tSrS, true);
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tSrS);
+    };
+    auto softmax = [&](int j) {
       if (j < n_clean) {
-        softmax_step<false>(tSrS, cS, rP, tOrO, st, prm.scale_log2, true, 0, 0);
+        softmax_step<false>(tSrS, cS, st, alpha, prm.scale_log2, true, 0, 0);
       } else {
         int const blk = prm.union_blocks[tile * prm.max_union + j];
-        softmax_step<true>(tSrS, cS, rP, tOrO, st, prm.scale_log2, ((tm >> j) & 1) != 0, blk * kKeys, pos);
+        softmax_step<true>(tSrS, cS, st, alpha, prm.scale_log2, ((tm >> j) & 1) != 0, blk * kKeys, pos);
       }
-      wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, stage), tOrO);
+    };
+    auto wait_full = [&](int k) {
+      cutlass::arch::ClusterTransactionBarrier::wait(&sh.full[k % STAGES], (k / STAGES) & 1);
+    };
+    if constexpr (!OVERLAP) {
+      for (int j = 0; j < cnt; ++j, ++it) {
+        int const stage = it % STAGES;
+        wait_full(it);
+        scores(j, stage);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tSrS);
+        softmax(j);
+        rescale(tOrO, alpha);
+        to_bf16(tSrS, rP);
+        wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, stage), tOrO);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tOrO);
+        cutlass::arch::ClusterBarrier::arrive(&sh.empty[stage]);
+      }
+    } else {
+      // FA3's intra-warpgroup overlap: S of block j runs on the tensor cores while ... P V of block j - 1 too,
+      // and the softmax of block j runs while P V of block j - 1 finishes.
+      wait_full(it);
+      scores(0, it % STAGES);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tSrS);
+      softmax(0);
+      to_bf16(tSrS, rP);
+      for (int j = 1; j < cnt; ++j, ++it) {
+        int const prev = it % STAGES;
+        int const stage = (it + 1) % STAGES;
+        wait_full(it + 1);
+        scores(j, stage);
+        wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, prev), tOrO);
+        warpgroup_wait<1>();  // S of block j is done (groups complete in order); P V of j - 1 may still run
+        warpgroup_fence_operand(tSrS);
+        softmax(j);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tOrO);
+        cutlass::arch::ClusterBarrier::arrive(&sh.empty[prev]);
+        rescale(tOrO, alpha);
+        to_bf16(tSrS, rP);  // only now: the P V of block j - 1 read rP from registers until it finished
+      }
+      wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, it % STAGES), tOrO);
       warpgroup_wait<0>();
       warpgroup_fence_operand(tOrO);
-      cutlass::arch::ClusterBarrier::arrive(&sh.empty[stage]);
+      cutlass::arch::ClusterBarrier::arrive(&sh.empty[it % STAGES]);
+      ++it;
     }
 
     // Epilogue: normalise; a direct row -> out, else -> its carrier slot of the partials (+ log2-sum-exp).
@@ -323,32 +382,47 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
 
 using namespace msa_sm90;
 
-int tile_outer_sm90_smem_bytes() { return static_cast<int>(sizeof(SharedStorage)); }
+template <int STAGES, bool OVERLAP>
+cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TileOuterParams const& prm, int grid,
+                           cudaStream_t stream) {
+  int const smem = static_cast<int>(sizeof(SharedStorage<STAGES>));
+  auto kernel = tile_outer_kernel<STAGES, OVERLAP>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess || grid <= 0) return err;
+  kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
+  return cudaGetLastError();
+}
 
+int tile_outer_sm90_smem_bytes(int variant) {
+  return static_cast<int>(variant == 2 ? sizeof(SharedStorage<3>) : sizeof(SharedStorage<2>));
+}
+
+// variant 0: 2 stages, S / softmax / P V in sequence per warpgroup; 1: 2 stages with the intra-warpgroup overlap;
+// 2: 3 stages with the overlap.
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
-                                   int64_t stride_kvh, int64_t stride_kvt, int grid, cudaStream_t stream) {
+                                   int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
   Element const* kv = static_cast<Element const*>(kv_raw);
   GShape const shape{Int<kKeys>{}, Int<kHeadDim>{}, int32_t(prm.num_kv_heads), int32_t(prm.num_pages)};
   Tensor gK = make_tensor(make_gmem_ptr(kv), shape, make_stride(stride_kvt, _1{}, stride_kvh, stride_kvp));
   Tensor gVt = make_tensor(make_gmem_ptr(kv + kHeadDim), shape, make_stride(_1{}, stride_kvt, stride_kvh, stride_kvp));
-  TmaK tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(SmemLayoutK{}));
-  TmaVt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(SmemLayoutVt{}));
-  int const smem = tile_outer_sm90_smem_bytes();
-  cudaError_t err = cudaFuncSetAttribute(tile_outer_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (err != cudaSuccess) return err;
-  if (grid <= 0) return cudaSuccess;
-  tile_outer_kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
-  return cudaGetLastError();
+  TmaK tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(SmemLayoutK<1>{}));
+  TmaVt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(SmemLayoutVt<1>{}));
+  switch (variant) {
+    case 0: return launch_variant<2, false>(tma_k, tma_vt, prm, grid, stream);
+    case 1: return launch_variant<2, true>(tma_k, tma_vt, prm, grid, stream);
+    case 2: return launch_variant<3, true>(tma_k, tma_vt, prm, grid, stream);
+    default: return cudaErrorInvalidValue;
+  }
 }
 
-// C entry point for ctypes (kernels/msa/cuda/__init__.py): no torch headers, so one nvcc call builds the library
+// C entry points for ctypes (kernels/msa/cuda/__init__.py): no torch headers, so one nvcc call builds the library
 // and the same build serves any torch version. Returns a cudaError_t.
 extern "C" int msa_tile_outer_sm90(TileOuterParams const* prm, void const* kv, int64_t stride_kvp, int64_t stride_kvh,
-                                   int64_t stride_kvt, int grid, void* stream) {
-  return static_cast<int>(tile_outer_sm90_launch(*prm, kv, stride_kvp, stride_kvh, stride_kvt, grid,
+                                   int64_t stride_kvt, int grid, int variant, void* stream) {
+  return static_cast<int>(tile_outer_sm90_launch(*prm, kv, stride_kvp, stride_kvh, stride_kvt, grid, variant,
                                                  static_cast<cudaStream_t>(stream)));
 }
 
 extern "C" char const* msa_tile_outer_sm90_error(int err) { return cudaGetErrorString(static_cast<cudaError_t>(err)); }
 
-extern "C" int msa_tile_outer_sm90_smem_bytes() { return tile_outer_sm90_smem_bytes(); }
+extern "C" int msa_tile_outer_sm90_smem_bytes(int variant) { return tile_outer_sm90_smem_bytes(variant); }
