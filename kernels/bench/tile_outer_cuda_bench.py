@@ -139,7 +139,9 @@ def timings(sizes: list[int], out: Path | None, fractions: list[float]) -> None:
             flops_sel = attention_flops(sel, pos)
             times = {}
             for name, impl, knobs in (("triton", "triton", {}),
-                                      *((f"cuda v{v}: {d}", "cuda", {"variant": v}) for v, d in VARIANTS.items())):
+                                      *((f"cuda v{v}: {d}", "cuda", {"variant": v}) for v, d in VARIANTS.items()),
+                                      ("cuda v3, 1 CTA/SM persistent", "cuda", {"variant": 3, "per_sm": 1}),
+                                      ("cuda v4, 1 CTA/SM persistent", "cuda", {"variant": 4, "per_sm": 1})):
                 fn, _, split, _ = tile_outer_runner(case, sel, impl, **knobs)
                 t = bench_ms(fn)
                 times[name] = t
@@ -158,6 +160,21 @@ def timings(sizes: list[int], out: Path | None, fractions: list[float]) -> None:
         torch.cuda.empty_cache()
 
 
+def run_once(n: int, variant: int) -> None:
+    """One launch of each tile-outer kernel after a warm-up, for a profiler wrapped around this process
+    (``ncu --kernel-name regex:tile_outer_kernel --launch-skip 2 ...``)."""
+    from kernels.msa.inputs import local_selection, make_case
+
+    case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
+    sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, 1.0, seed=n + 10)
+    fn_t, _, _, _ = tile_outer_runner(case, sel, "triton")
+    fn_c, _, _, _ = tile_outer_runner(case, sel, "cuda", variant=variant)
+    for _ in range(2):  # launches 1-2: warm-up (Triton compiles), 3-4: the profiled pair
+        fn_t()
+        fn_c()
+    torch.cuda.synchronize()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="32768,131072")
@@ -166,6 +183,8 @@ def main() -> None:
     parser.add_argument("--lib-cache", type=Path, default=None, help="folder holding (or to hold) the built library")
     parser.add_argument("--cutlass-include", type=Path, default=None, help="CUTLASS headers, if not from the wheel")
     parser.add_argument("--skip-check", action="store_true")
+    parser.add_argument("--once", type=int, default=0, help="N: one launch of each kernel at N tokens (profiling)")
+    parser.add_argument("--variant", type=int, default=3, help="CUDA variant for --once")
     a = parser.parse_args()
     from kernels.msa import cuda
 
@@ -173,6 +192,9 @@ def main() -> None:
     lib = cuda.load(a.lib_cache, a.cutlass_include)
     emit(a.out, kind="build", library=Path(lib._name).name, seconds=time.time() - t0,
          smem_bytes=[lib.msa_tile_outer_sm90_smem_bytes(v) for v in VARIANTS], device=torch.cuda.get_device_name())
+    if a.once:
+        run_once(a.once, a.variant)
+        return
     if not a.skip_check:
         correctness(a.out)
     timings([int(s) for s in a.sizes.split(",") if s], a.out, [float(f) for f in a.fractions.split(",") if f])

@@ -27,9 +27,12 @@ GROUP = 16
 """Query heads per KV head the kernel is built for (M3)."""
 HEAD_DIM = 128
 TILE_T = 8
-VARIANTS = {0: "2 stages, in sequence", 1: "2 stages, intra-warpgroup overlap", 2: "3 stages, intra-warpgroup overlap"}
+VARIANTS = {
+    0: "2 stages, in sequence", 1: "2 stages, intra-warpgroup overlap", 2: "3 stages, intra-warpgroup overlap",
+    3: "v2 + FFMA/ex2.approx softmax", 4: "v3 + ping-pong of the 2 consumers",
+}
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times."""
-DEFAULT_VARIANT = 2
+DEFAULT_VARIANT = 3
 NVCC_FLAGS = (
     "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
     "-Xcompiler", "-fPIC", "-shared",

@@ -134,9 +134,17 @@ struct RowState {
   float l[2];   // this thread's share of the running sum (reduced over the quad at the end)
 };
 
-// Mask (when MASKED) and online softmax of one S tile, in place: s becomes exp2(s - max); alpha = the factor
-// the rows' O must be scaled by (applied by the caller once the previous P V product has finished).
-template <bool MASKED, class TS, class TC>
+CUTLASS_DEVICE float ex2_approx(float x) {  // 2^x on the special-function unit (ex2.approx(-inf) = +0)
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Mask (when MASKED) and online softmax of one S tile, in place: s becomes exp2(s * scale - max); alpha = the
+// factor the rows' O must be scaled by (applied by the caller once the previous P V product has finished).
+// FAST: the max is taken on the raw scores (scale > 0) and each exponent is one FFMA + ex2.approx, FA3's form; else
+// a scaled copy first and exp2f (v0-v2 as measured).
+template <bool MASKED, bool FAST, class TS, class TC>
 CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&alpha)[2], float scale_log2,
                                  bool chosen, int kpos0, int pos) {
   Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
@@ -146,7 +154,7 @@ CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&a
     float mx = -INFINITY;
     CUTLASS_PRAGMA_UNROLL
     for (int c = 0; c < size<1>(s_rc); ++c) {
-      float v = s_rc(r, c) * scale_log2;
+      float v = FAST ? s_rc(r, c) : s_rc(r, c) * scale_log2;
       if constexpr (MASKED) {
         int kpos = kpos0 + get<1>(c_rc(r, c));
         v = (chosen && kpos <= pos) ? v : -INFINITY;
@@ -154,13 +162,14 @@ CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&a
       s_rc(r, c) = v;
       mx = fmaxf(mx, v);
     }
+    if constexpr (FAST) mx *= scale_log2;  // -inf stays -inf
     float m_new = fmaxf(st.m[r], quad_max(mx));
     float m_safe = m_new == -INFINITY ? 0.f : m_new;  // rows with nothing visible yet stay finite
-    alpha[r] = exp2f(st.m[r] - m_safe);
+    alpha[r] = FAST ? ex2_approx(st.m[r] - m_safe) : exp2f(st.m[r] - m_safe);
     float sum = 0.f;
     CUTLASS_PRAGMA_UNROLL
     for (int c = 0; c < size<1>(s_rc); ++c) {
-      float e = exp2f(s_rc(r, c) - m_safe);
+      float e = FAST ? ex2_approx(fmaf(s_rc(r, c), scale_log2, -m_safe)) : exp2f(s_rc(r, c) - m_safe);
       s_rc(r, c) = e;
       sum += e;
     }
@@ -185,7 +194,7 @@ CUTLASS_DEVICE void to_bf16(TS const& s, TP& p) {
   for (int i = 0; i < size(s); ++i) p(i) = static_cast<Element>(s(i));
 }
 
-template <int STAGES, bool OVERLAP>
+template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG>
 __global__ void __launch_bounds__(kThreads, 1)
 tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
                   CUTE_GRID_CONSTANT TileOuterParams const prm) {
@@ -252,6 +261,12 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
   int const row0 = get<0>(cS_rc(0, 0));       // this thread's rows: row0, row0 + 8 (same 16-row warp slice)
   int const tok_local = cw * 4 + row0 / 16;   // token of the tile this warp holds
 
+  // PINGPONG (FA3's warp-scheduler barriers): the two consumers take turns issuing their wgmmas (named barriers
+  // 3 and 4: one syncs on its own, the other arrives on it), so one's softmax runs under the other's products.
+  // Consumer 1 opens consumer 0's first turn; every issue is one turn of each, so the counts stay matched.
+  auto my_turn = [&] { if constexpr (PINGPONG) cutlass::arch::NamedBarrier::sync(256, 3 + cw); };
+  auto their_turn = [&] { if constexpr (PINGPONG) cutlass::arch::NamedBarrier::arrive(256, 3 + (1 - cw)); };
+  if (cw == 1) their_turn();
   int it = 0;
   for (int w = blockIdx.x; w < num_work; w += gridDim.x) {
     int64_t const tile = prm.work[w];
@@ -293,10 +308,10 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
     };
     auto softmax = [&](int j) {
       if (j < n_clean) {
-        softmax_step<false>(tSrS, cS, st, alpha, prm.scale_log2, true, 0, 0);
+        softmax_step<false, FAST>(tSrS, cS, st, alpha, prm.scale_log2, true, 0, 0);
       } else {
         int const blk = prm.union_blocks[tile * prm.max_union + j];
-        softmax_step<true>(tSrS, cS, st, alpha, prm.scale_log2, ((tm >> j) & 1) != 0, blk * kKeys, pos);
+        softmax_step<true, FAST>(tSrS, cS, st, alpha, prm.scale_log2, ((tm >> j) & 1) != 0, blk * kKeys, pos);
       }
     };
     auto wait_full = [&](int k) {
@@ -321,7 +336,9 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       // FA3's intra-warpgroup overlap: S of block j runs on the tensor cores while ... P V of block j - 1 too,
       // and the softmax of block j runs while P V of block j - 1 finishes.
       wait_full(it);
+      my_turn();
       scores(0, it % STAGES);
+      their_turn();
       warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
       softmax(0);
@@ -330,8 +347,10 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
         int const prev = it % STAGES;
         int const stage = (it + 1) % STAGES;
         wait_full(it + 1);
+        my_turn();
         scores(j, stage);
         wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, prev), tOrO);
+        their_turn();
         warpgroup_wait<1>();  // S of block j is done (groups complete in order); P V of j - 1 may still run
         warpgroup_fence_operand(tSrS);
         softmax(j);
@@ -341,7 +360,9 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
         rescale(tOrO, alpha);
         to_bf16(tSrS, rP);  // only now: the P V of block j - 1 read rP from registers until it finished
       }
+      my_turn();
       wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, it % STAGES), tOrO);
+      their_turn();
       warpgroup_wait<0>();
       warpgroup_fence_operand(tOrO);
       cutlass::arch::ClusterBarrier::arrive(&sh.empty[it % STAGES]);
@@ -382,11 +403,11 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
 
 using namespace msa_sm90;
 
-template <int STAGES, bool OVERLAP>
+template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false>
 cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TileOuterParams const& prm, int grid,
                            cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<STAGES>));
-  auto kernel = tile_outer_kernel<STAGES, OVERLAP>;
+  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
@@ -394,11 +415,11 @@ cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TileOuterPara
 }
 
 int tile_outer_sm90_smem_bytes(int variant) {
-  return static_cast<int>(variant == 2 ? sizeof(SharedStorage<3>) : sizeof(SharedStorage<2>));
+  return static_cast<int>(variant >= 2 ? sizeof(SharedStorage<3>) : sizeof(SharedStorage<2>));
 }
 
 // variant 0: 2 stages, S / softmax / P V in sequence per warpgroup; 1: 2 stages with the intra-warpgroup overlap;
-// 2: 3 stages with the overlap.
+// 2: 3 stages with the overlap; 3: 2 + the FFMA / ex2.approx softmax; 4: 3 + ping-pong between the consumers.
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
                                    int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
   Element const* kv = static_cast<Element const*>(kv_raw);
@@ -411,6 +432,8 @@ cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_ra
     case 0: return launch_variant<2, false>(tma_k, tma_vt, prm, grid, stream);
     case 1: return launch_variant<2, true>(tma_k, tma_vt, prm, grid, stream);
     case 2: return launch_variant<3, true>(tma_k, tma_vt, prm, grid, stream);
+    case 3: return launch_variant<3, true, true>(tma_k, tma_vt, prm, grid, stream);
+    case 4: return launch_variant<3, true, true, true>(tma_k, tma_vt, prm, grid, stream);
     default: return cudaErrorInvalidValue;
   }
 }
