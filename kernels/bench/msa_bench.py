@@ -391,6 +391,7 @@ ADAPTIVE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (  # (label, knobs o
     ("v9 option: int8 partials (row scale)", {"partial_dtype": torch.int8}),
     ("v9 option: fp8 e4m3 partials", {"partial_dtype": torch.float8_e4m3fn}),
     ("v9 option: KV-outer only + int8 partials (row scale)", {"max_union": 0, "partial_dtype": torch.int8}),
+    ("v10 option: tile-outer on the sm_90a CUDA kernel", {"tile_impl": "cuda"}),  # needs nvcc + nvidia-cutlass
 )
 """v8's knob variants (persistent grid, 8 warps x 128 keys) lost to its default in the v8 run (RESULTS.md v8)."""
 

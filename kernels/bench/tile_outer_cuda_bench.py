@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from kernels.bench.msa_bench import HEAD_DIM, HEADS, KV_HEADS, attention_flops, bench_ms, reference_tail, rel_diff
-from kernels.msa.cuda import VARIANTS
+from kernels.msa.cuda import DEFAULT_PER_SM, DEFAULT_VARIANT, VARIANTS
 
 ROWS: list[dict] = []
 
@@ -68,10 +68,14 @@ def tile_outer_flops(split) -> float:
     return float(counts.sum()) * 128 * 128 * HEAD_DIM * 4
 
 
-def compare_kernels(case, sel, label: str, out: Path | None, variant: int) -> None:
+CHECKED = [(v, 0) for v in VARIANTS] + [(3, 1), (5, 1)]
+"""(variant, CTAs per SM) pairs the correctness section checks: every variant, and the persistent grid."""
+
+
+def compare_kernels(case, sel, label: str, out: Path | None, variant: int, per_sm: int = 0) -> None:
     """Both tile-outer kernels on one split: direct rows of ``out`` and the carrier parts (+ LSE) must agree."""
     fn_t, (out_t, po_t, lse_t), split, _ = tile_outer_runner(case, sel, "triton")
-    fn_c, (out_c, po_c, lse_c), _, _ = tile_outer_runner(case, sel, "cuda", variant=variant)
+    fn_c, (out_c, po_c, lse_c), _, _ = tile_outer_runner(case, sel, "cuda", variant=variant, per_sm=per_sm)
     fn_t()
     fn_c()
     torch.cuda.synchronize()
@@ -83,7 +87,7 @@ def compare_kernels(case, sel, label: str, out: Path | None, variant: int) -> No
     lse_err = float((lse_c[written] - lse_t[written]).abs().max()) if bool(written.any()) else 0.0
     unwritten = int(torch.isnan(out_c[rows]).sum()) + int(torch.isnan(po_c[written]).sum())
     extra = int((~torch.isnan(lse_c) & ~written).sum())  # parts the CUDA kernel wrote that Triton did not
-    emit(out, kind="kernel check", case=label, variant=variant, direct_rows=int(rows.sum()), direct_err=d_err, parts=int(written.sum()),
+    emit(out, kind="kernel check", case=label, variant=variant, per_sm=per_sm, direct_rows=int(rows.sum()), direct_err=d_err, parts=int(written.sum()),
          part_err=p_err, lse_max_abs=lse_err, nan_left=unwritten, extra_parts=extra)
 
 
@@ -107,8 +111,8 @@ def correctness(out: Path | None) -> None:
     small = make_case([700, 1500], [700, 1100], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=3)
     for f in (1.0, 0.9):  # two requests, chunked prefill with context, tiles spanning the request boundary
         sel = local_selection(small.query_start_loc, small.seq_lens, KV_HEADS, f, seed=5)
-        for variant in VARIANTS:
-            compare_kernels(small, sel, f"small f={f}", out, variant)
+        for variant, per_sm in CHECKED:
+            compare_kernels(small, sel, f"small f={f}", out, variant, per_sm)
         check_prefill(small, sel, f"small f={f}", out, tail=64)
     sel = local_selection(small.query_start_loc, small.seq_lens, KV_HEADS, 1.0, seed=6)
     sel = sel[:, :, torch.randperm(sel.shape[2], device="cuda")].contiguous()  # slots in any order
@@ -120,8 +124,8 @@ def correctness(out: Path | None) -> None:
     for label, sel in (("8K indexer sel", idx),
                        ("8K f=0.9", local_selection(m3.query_start_loc, m3.seq_lens, KV_HEADS, 0.9, seed=42)),
                        ("8K f=1.0", local_selection(m3.query_start_loc, m3.seq_lens, KV_HEADS, 1.0, seed=42))):
-        for variant in VARIANTS:
-            compare_kernels(m3, sel, label, out, variant)
+        for variant, per_sm in CHECKED:
+            compare_kernels(m3, sel, label, out, variant, per_sm)
         check_prefill(m3, sel, label, out)
 
 
@@ -138,10 +142,12 @@ def timings(sizes: list[int], out: Path | None, fractions: list[float]) -> None:
             label = f"N={n // 1024}K f={f}"
             flops_sel = attention_flops(sel, pos)
             times = {}
-            for name, impl, knobs in (("triton", "triton", {}),
-                                      *((f"cuda v{v}: {d}", "cuda", {"variant": v}) for v, d in VARIANTS.items()),
+            for name, impl, knobs in (("triton", "triton", {"per_sm": 0}),
+                                      *((f"cuda v{v}: {d}", "cuda", {"variant": v, "per_sm": 0})
+                                        for v, d in VARIANTS.items()),
                                       ("cuda v3, 1 CTA/SM persistent", "cuda", {"variant": 3, "per_sm": 1}),
-                                      ("cuda v4, 1 CTA/SM persistent", "cuda", {"variant": 4, "per_sm": 1})):
+                                      ("cuda v4, 1 CTA/SM persistent", "cuda", {"variant": 4, "per_sm": 1}),
+                                      ("cuda v5, 1 CTA/SM persistent", "cuda", {"variant": 5, "per_sm": 1})):
                 fn, _, split, _ = tile_outer_runner(case, sel, impl, **knobs)
                 t = bench_ms(fn)
                 times[name] = t
@@ -154,7 +160,8 @@ def timings(sizes: list[int], out: Path | None, fractions: list[float]) -> None:
             for impl in ("triton", "cuda"):
                 t = bench_ms(lambda impl=impl: sparse_attention_triton(*args, out=buf, tile_impl=impl))
                 times[f"prefill {impl}"] = t
-                emit(out, kind="whole prefill", case=label, impl=impl, ms=t, sel_tflops=flops_sel / t / 1e9,
+                name = impl if impl == "triton" else f"cuda (defaults: v{DEFAULT_VARIANT}, {DEFAULT_PER_SM} CTA/SM)"
+                emit(out, kind="whole prefill", case=label, impl=name, ms=t, sel_tflops=flops_sel / t / 1e9,
                      vs_triton=times["prefill triton"] / t)
         del case
         torch.cuda.empty_cache()

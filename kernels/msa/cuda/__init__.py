@@ -30,9 +30,13 @@ TILE_T = 8
 VARIANTS = {
     0: "2 stages, in sequence", 1: "2 stages, intra-warpgroup overlap", 2: "3 stages, intra-warpgroup overlap",
     3: "v2 + FFMA/ex2.approx softmax", 4: "v3 + ping-pong of the 2 consumers",
+    5: "v3 + next tile's Q by cp.async (persistent grid)",
 }
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times."""
-DEFAULT_VARIANT = 3
+DEFAULT_VARIANT = 5
+DEFAULT_PER_SM = 1
+"""A persistent grid (1 CTA per SM walking the work list): with variant 5 the next tile's Q loads during the last
+blocks of the current one (H200: 16.4 vs 17.6 ms for variant 3 per item at 128K f = 1; NOTES.md v10)."""
 NVCC_FLAGS = (
     "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
     "-Xcompiler", "-fPIC", "-shared",
@@ -168,7 +172,7 @@ def tile_outer_attention_cuda(
     partial_lse: torch.Tensor,
     tile_t: int = TILE_T,
     use_clean: bool = True,
-    per_sm: int = 0,
+    per_sm: int = DEFAULT_PER_SM,
     variant: int = DEFAULT_VARIANT,
 ) -> None:
     """``tile_outer_attention`` (v8 contract) on the sm_90a kernel. ``seq_lens`` / ``requests`` are accepted for

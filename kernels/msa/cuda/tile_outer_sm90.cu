@@ -194,7 +194,30 @@ CUTLASS_DEVICE void to_bf16(TS const& s, TP& p) {
   for (int i = 0; i < size(s); ++i) p(i) = static_cast<Element>(s(i));
 }
 
-template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG>
+// A tile's Q rows for consumer cw into sQ: plain 16-byte loads and stores, or (ASYNC) cp.async with zero fill for
+// rows past the last token, completed by the caller's cp.async.wait_group.
+template <class TQ>
+CUTLASS_DEVICE void load_q(TQ& sQ, TileOuterParams const& prm, int64_t tile, int cw, int tid, bool async) {
+  int const h = static_cast<int>(tile / prm.num_tiles);
+  int const i = static_cast<int>(tile % prm.num_tiles);
+  Element const* q = static_cast<Element const*>(prm.q);
+  for (int idx = tid; idx < kRowsWG * kHeadDim / 8; idx += 128) {
+    int const r = idx / (kHeadDim / 8);
+    int const c = (idx % (kHeadDim / 8)) * 8;
+    int const tq = i * kTileT + cw * 4 + r / kGroup;
+    bool const ok = tq < prm.num_tokens;
+    Element const* src = ok ? q + tq * prm.stride_qt + (h * kGroup + r % kGroup) * prm.stride_qh + c : q;
+    if (async) {
+      uint32_t const dst = static_cast<uint32_t>(__cvta_generic_to_shared(&sQ(r, c)));
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(dst), "l"(src), "r"(ok ? 16 : 0));
+    } else {
+      *reinterpret_cast<uint4*>(&sQ(r, c)) = ok ? *reinterpret_cast<uint4 const*>(src) : make_uint4(0, 0, 0, 0);
+    }
+  }
+  if (async) asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH>
 __global__ void __launch_bounds__(kThreads, 1)
 tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
                   CUTE_GRID_CONSTANT TileOuterParams const prm) {
@@ -279,17 +302,13 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
     int const pos = tok_ok ? prm.positions[t] : -1;
     uint64_t const tm = static_cast<uint64_t>(prm.tokmask[tile * kTileT + tok_local]);
 
-    // Q rows of this warpgroup (4 tokens x 16 heads) into shared memory, 16 bytes per access.
-    NamedBarrierSync(cw);  // the previous tile's wgmmas of this warpgroup are done with sQ (they were waited)
-    for (int idx = tid; idx < kRowsWG * kHeadDim / 8; idx += 128) {
-      int const r = idx / (kHeadDim / 8);
-      int const c = (idx % (kHeadDim / 8)) * 8;
-      int const tq = i * kTileT + cw * 4 + r / kGroup;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (tq < prm.num_tokens) {
-        v = *reinterpret_cast<uint4 const*>(static_cast<Element const*>(prm.q) + tq * prm.stride_qt + (h * kGroup + r % kGroup) * prm.stride_qh + c);
-      }
-      *reinterpret_cast<uint4*>(&sQ(r, c)) = v;
+    // Q rows of this warpgroup (4 tokens x 16 heads) into shared memory, 16 bytes per access; with QPREFETCH
+    // (after the first tile) they were requested by cp.async during the previous tile, once its last S was done.
+    if (!QPREFETCH || w == static_cast<int>(blockIdx.x)) {
+      NamedBarrierSync(cw);  // the previous tile's wgmmas of this warpgroup are done with sQ (they were waited)
+      load_q(sQ, prm, tile, cw, tid, false);
+    } else {
+      asm volatile("cp.async.wait_group 0;\n" ::: "memory");
     }
     cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read next by wgmma (async proxy)
     NamedBarrierSync(cw);
@@ -312,6 +331,14 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       } else {
         int const blk = prm.union_blocks[tile * prm.max_union + j];
         softmax_step<true, FAST>(tSrS, cS, st, alpha, prm.scale_log2, ((tm >> j) & 1) != 0, blk * kKeys, pos);
+      }
+    };
+    auto prefetch_next_q = [&] {  // sQ is free once every warp's last S of this tile has completed
+      if constexpr (QPREFETCH) {
+        if (w + static_cast<int>(gridDim.x) < num_work) {
+          NamedBarrierSync(cw);
+          load_q(sQ, prm, prm.work[w + gridDim.x], cw, tid, true);
+        }
       }
     };
     auto wait_full = [&](int k) {
@@ -341,6 +368,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       their_turn();
       warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
+      if (cnt == 1) prefetch_next_q();
       softmax(0);
       to_bf16(tSrS, rP);
       for (int j = 1; j < cnt; ++j, ++it) {
@@ -353,6 +381,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
         their_turn();
         warpgroup_wait<1>();  // S of block j is done (groups complete in order); P V of j - 1 may still run
         warpgroup_fence_operand(tSrS);
+        if (j == cnt - 1) prefetch_next_q();
         softmax(j);
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
@@ -403,11 +432,11 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
 
 using namespace msa_sm90;
 
-template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false>
+template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false>
 cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TileOuterParams const& prm, int grid,
                            cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<STAGES>));
-  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG>;
+  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
@@ -419,7 +448,8 @@ int tile_outer_sm90_smem_bytes(int variant) {
 }
 
 // variant 0: 2 stages, S / softmax / P V in sequence per warpgroup; 1: 2 stages with the intra-warpgroup overlap;
-// 2: 3 stages with the overlap; 3: 2 + the FFMA / ex2.approx softmax; 4: 3 + ping-pong between the consumers.
+// 2: 3 stages with the overlap; 3: 2 + the FFMA / ex2.approx softmax; 4: 3 + ping-pong between the consumers;
+// 5: 3 + the next tile's Q fetched during the current tile (pays off with a persistent grid).
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
                                    int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
   Element const* kv = static_cast<Element const*>(kv_raw);
@@ -434,6 +464,7 @@ cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_ra
     case 2: return launch_variant<3, true>(tma_k, tma_vt, prm, grid, stream);
     case 3: return launch_variant<3, true, true>(tma_k, tma_vt, prm, grid, stream);
     case 4: return launch_variant<3, true, true, true>(tma_k, tma_vt, prm, grid, stream);
+    case 5: return launch_variant<3, true, true, false, true>(tma_k, tma_vt, prm, grid, stream);
     default: return cudaErrorInvalidValue;
   }
 }

@@ -60,8 +60,9 @@ def test_inputs_it_cannot_take_are_named():
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
 @pytest.mark.parametrize("variant", sorted(cuda.VARIANTS))
-@pytest.mark.parametrize("shared", [1.0, 0.9, 0.3])
-def test_cuda_tile_outer_matches_triton(variant, shared):
+@pytest.mark.parametrize("per_sm", [0, 1])
+@pytest.mark.parametrize("shared", [1.0, 0.3])
+def test_cuda_tile_outer_matches_triton(variant, per_sm, shared):
     from kernels.bench.tile_outer_cuda_bench import tile_outer_runner
     from kernels.msa import sparse_attention
     from kernels.msa.inputs import local_selection, make_case
@@ -75,7 +76,7 @@ def test_cuda_tile_outer_matches_triton(variant, shared):
     sel = sel[:, :, torch.randperm(sel.shape[2], device="cuda")].contiguous()  # slots in any order
     # the kernel alone: direct rows and carrier parts (+ LSE) as the Triton kernel writes them, nothing else
     fn_t, (out_t, po_t, lse_t), split, _ = tile_outer_runner(case, sel, "triton")
-    fn_c, (out_c, po_c, lse_c), _, _ = tile_outer_runner(case, sel, "cuda", variant=variant)
+    fn_c, (out_c, po_c, lse_c), _, _ = tile_outer_runner(case, sel, "cuda", variant=variant, per_sm=per_sm)
     fn_t()
     fn_c()
     rows = split.direct.T[:, :, None].expand(-1, -1, 16).reshape(case.q.shape[:2])
