@@ -92,16 +92,18 @@ def compare_kernels(case, sel, label: str, out: Path | None, variant: int, per_s
 
 
 def check_prefill(case, sel, label: str, out: Path | None, tail: int = 16) -> None:
-    """The whole adaptive prefill with each tile-outer kernel: every token vs Triton, the tail vs fp32."""
+    """The whole adaptive prefill with each tile-outer kernel (CUDA also with the fused merge): every token vs
+    Triton, the tail vs fp32."""
     from kernels.msa.prefill import sparse_attention_triton
 
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
     out_t = sparse_attention_triton(*args)
-    out_c = torch.full_like(case.q, float("nan"))
-    sparse_attention_triton(*args, out=out_c, tile_impl="cuda")
-    emit(out, kind="prefill check", case=label, vs_triton=rel_diff(out_c, out_t),
-         ref_err_cuda=reference_tail(case, sel, out_c, tail), ref_err_triton=reference_tail(case, sel, out_t, tail),
-         nan=int(torch.isnan(out_c).sum()))
+    ref_t = reference_tail(case, sel, out_t, tail)
+    for fuse in (False, True):
+        out_c = torch.full_like(case.q, float("nan"))
+        sparse_attention_triton(*args, out=out_c, tile_impl="cuda", fuse_merge=fuse)
+        emit(out, kind="prefill check", case=label, fuse_merge=fuse, vs_triton=rel_diff(out_c, out_t),
+             ref_err_cuda=reference_tail(case, sel, out_c, tail), ref_err_triton=ref_t, nan=int(torch.isnan(out_c).sum()))
 
 
 def correctness(out: Path | None) -> None:
@@ -157,10 +159,12 @@ def timings(sizes: list[int], out: Path | None, fractions: list[float]) -> None:
                 del fn
             args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
             buf = torch.empty_like(case.q)
-            for impl in ("triton", "cuda"):
-                t = bench_ms(lambda impl=impl: sparse_attention_triton(*args, out=buf, tile_impl=impl))
-                times[f"prefill {impl}"] = t
+            for impl, fuse in (("triton", False), ("cuda", False), ("cuda", True)):
+                t = bench_ms(lambda impl=impl, fuse=fuse: sparse_attention_triton(*args, out=buf, tile_impl=impl,
+                                                                                  fuse_merge=fuse))
+                times.setdefault(f"prefill {impl}", t)
                 name = impl if impl == "triton" else f"cuda (defaults: v{DEFAULT_VARIANT}, {DEFAULT_PER_SM} CTA/SM)"
+                name += " + fused merge" if fuse else ""
                 emit(out, kind="whole prefill", case=label, impl=name, ms=t, sel_tflops=flops_sel / t / 1e9,
                      vs_triton=times["prefill triton"] / t)
         del case

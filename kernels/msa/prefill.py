@@ -254,7 +254,7 @@ def sparse_attention_triton(
     ``partial_dtype``: dtype of the KV-outer partial outputs (default q's dtype; ``torch.int8`` with a per-row
     scale, 6.8e-3 output error at M3 shapes, or ``torch.float8_e4m3fn``, 2.7e-2, halve their bytes; NOTES v9).
     ``tile_impl="cuda"`` (v10, opt-in): the tile-outer step on the FA3-style sm_90a kernel of ``kernels.msa.cuda``
-    (bf16, 16 query heads per KV head, head_dim 128, v8 contract: not with ``fuse_merge``; NOTES.md v10).
+    (bf16, 16 query heads per KV head, head_dim 128, bf16 partials; with ``fuse_merge`` too; NOTES.md v10).
     ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
     Selection slots may be in any order, with -1 entries anywhere.
     """
@@ -284,9 +284,10 @@ def sparse_attention_triton(
     if tile_impl == "cuda":
         from kernels.msa.cuda import tile_outer_attention_cuda
 
-        if fuse_merge or partial_scale is not None:
-            raise ValueError("tile_impl='cuda' takes neither fuse_merge nor int8 partials")
-        tile_outer_attention_cuda(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile)
+        if partial_scale is not None:
+            raise ValueError("tile_impl='cuda' takes bf16 partials only")
+        tile_outer_attention_cuda(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
+                                  fuse_merge=fuse_merge)
     else:
         tile_outer_attention(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
                              num_warps=tile_warps, num_stages=tile_stages, keys=tile_keys, per_sm=tile_per_sm,

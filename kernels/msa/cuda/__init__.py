@@ -118,6 +118,8 @@ class _Params(ctypes.Structure):
         *[(name, ctypes.c_int32) for name in (
             "num_tokens", "num_tiles", "num_kv_heads", "num_pages", "max_union", "top_k", "use_clean")],
         ("scale_log2", ctypes.c_float),
+        ("rest", ctypes.c_void_p),
+        ("fuse_merge", ctypes.c_int32),
     ]
 
 
@@ -174,11 +176,14 @@ def tile_outer_attention_cuda(
     use_clean: bool = True,
     per_sm: int = DEFAULT_PER_SM,
     variant: int = DEFAULT_VARIANT,
+    fuse_merge: bool = False,
 ) -> None:
     """``tile_outer_attention`` (v8 contract) on the sm_90a kernel. ``seq_lens`` / ``requests`` are accepted for
     the same signature: a key is visible when its position <= the token's, which already keeps it < seq_len.
     ``per_sm``: CTAs per SM walking the work list (0: one CTA per possible work item, as the Triton default);
-    ``variant``: one of ``VARIANTS``."""
+    ``variant``: one of ``VARIANTS``; ``fuse_merge``: as the Triton kernel's (v9): the rows' KV-outer parts
+    (``partial_o`` / ``partial_lse``, already written; slots in ``split.rest``) are folded in on chip and every row of
+    a tile in the work list is written to ``out`` (the merge then skips ``split.owned``)."""
     from kernels.msa.merge import LOG2E
 
     problems = check_inputs(q, kv_cache, partial_o, tile_t)
@@ -196,7 +201,7 @@ def tile_outer_attention_cuda(
         split.carrier.data_ptr(), split.direct.data_ptr(), split.work.data_ptr(), split.num_work.data_ptr(),
         pos.data_ptr(), q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         q.shape[0], num_tiles, num_kv_heads, kv_cache.shape[0], split.union.shape[2], split.rest.shape[2],
-        int(use_clean), scale * LOG2E,
+        int(use_clean), scale * LOG2E, split.rest.data_ptr(), int(fuse_merge),
     )
     items = num_tiles * num_kv_heads
     grid = items if per_sm <= 0 else min(items, per_sm * torch.cuda.get_device_properties(q.device).multi_processor_count)

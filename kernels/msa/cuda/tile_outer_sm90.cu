@@ -398,14 +398,41 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       ++it;
     }
 
-    // Epilogue: normalise; a direct row -> out, else -> its carrier slot of the partials (+ log2-sum-exp).
+    // Epilogue: normalise; a direct row -> out, else -> its carrier slot of the partials (+ log2-sum-exp). With
+    // fuse_merge (v9's option, here with register headroom): the row's KV-outer parts (written before this launch;
+    // `rest` lists their slots) are folded into the softmax state first, and every row of the tile goes to out.
     Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
     int64_t const row = static_cast<int64_t>(h) * prm.num_tokens + t;
-    bool const direct = tok_ok && prm.direct[row] != 0;
-    int const carrier = tok_ok ? prm.carrier[row] : -1;
+    float lsum[2] = {quad_sum(st.l[0]), quad_sum(st.l[1])};
+    if (prm.fuse_merge && tok_ok) {
+      int32_t const* rest = prm.rest + row * prm.top_k;
+      for (int k = 0; k < prm.top_k; ++k) {
+        if (rest[k] < 0) continue;  // one token per warp: uniform
+        CUTLASS_PRAGMA_UNROLL
+        for (int r = 0; r < 2; ++r) {
+          int64_t const part = (row * prm.top_k + k) * kGroup + (row0 + 8 * r) % kGroup;
+          float const lse = prm.partial_lse[part];
+          float const m_new = fmaxf(st.m[r], lse);
+          float const m_safe = m_new == -INFINITY ? 0.f : m_new;
+          float const a = ex2_approx(st.m[r] - m_safe);
+          float const wk = ex2_approx(lse - m_safe);
+          lsum[r] = lsum[r] * a + wk;
+          st.m[r] = m_new;
+          Element const* po = static_cast<Element const*>(prm.partial_o) + part * kHeadDim;
+          CUTLASS_PRAGMA_UNROLL
+          for (int c = 0; c < size<1>(o_rc); c += 2) {
+            float2 const v = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 const*>(po + get<1>(cO_rc(r, c))));
+            o_rc(r, c) = o_rc(r, c) * a + wk * v.x;
+            o_rc(r, c + 1) = o_rc(r, c + 1) * a + wk * v.y;
+          }
+        }
+      }
+    }
+    bool const direct = tok_ok && (prm.fuse_merge || prm.direct[row] != 0);
+    int const carrier = tok_ok && !prm.fuse_merge ? prm.carrier[row] : -1;
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < 2; ++r) {
-      float const l = quad_sum(st.l[r]);
+      float const l = lsum[r];
       float const inv = l > 0.f ? 1.f / l : 1.f;
       int const g = (row0 + 8 * r) % kGroup;
       Element* dst = nullptr;

@@ -22,6 +22,8 @@ struct TileOuterParams {
   int64_t stride_qt, stride_qh, stride_ot, stride_oh;
   int32_t num_tokens, num_tiles, num_kv_heads, num_pages, max_union, top_k, use_clean;
   float scale_log2;              // softmax scale * log2(e)
+  int32_t const* rest;           // [Hkv, T, top_k] slots left to KV-outer (-1: none), read with fuse_merge
+  int32_t fuse_merge;            // 1: fold the rows' KV-outer parts in and write every row of the tile to out
 };
 
 int tile_outer_sm90_smem_bytes(int variant);

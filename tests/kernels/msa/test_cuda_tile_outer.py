@@ -88,10 +88,12 @@ def test_cuda_tile_outer_matches_triton(variant, per_sm, shared):
         assert rel_err(po_c[parts], po_t[parts].float()) < TOL
         assert float((lse_c[parts] - lse_t[parts]).abs().max()) < 1e-3
     assert bool(torch.isnan(out_c[~rows]).all())  # rows left to the merge are not touched
-    # the whole adaptive prefill with the default variant, against Triton and the fp32 reference
+    # the whole adaptive prefill with the default variant (and the fused merge), against Triton and the fp32 reference
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
-    got = torch.full_like(case.q, float("nan"))
-    sparse_attention_triton(*args, out=got, tile_impl="cuda")
     ref = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel.cpu(), case.block_table.cpu(),
                            case.query_start_loc.cpu(), case.seq_lens.cpu())
-    assert rel_err(got, sparse_attention_triton(*args).float()) < TOL and rel_err(got, ref) < TOL
+    want = sparse_attention_triton(*args).float()
+    for fuse in (False, True):
+        got = torch.full_like(case.q, float("nan"))
+        sparse_attention_triton(*args, out=got, tile_impl="cuda", fuse_merge=fuse)
+        assert rel_err(got, want) < TOL and rel_err(got, ref) < TOL, fuse
