@@ -131,7 +131,10 @@ def correctness(out: Path | None) -> None:
         check_prefill(m3, sel, label, out)
 
 
-def timings(sizes: list[int], out: Path | None, fractions: list[float]) -> None:
+def timings(sizes: list[int], out: Path | None, kinds: list[str]) -> None:
+    """``kinds``: shared fractions f of ``local_selection`` ("1.0", "0.9", ...) or "indexer" (the indexer's
+    selections on random inputs: little sharing, most entries stay KV-outer)."""
+    from kernels.msa.indexer import msa_index_topk_triton
     from kernels.msa.inputs import local_selection, make_case
     from kernels.msa.merge import device_positions
     from kernels.msa.prefill import sparse_attention_triton
@@ -139,9 +142,15 @@ def timings(sizes: list[int], out: Path | None, fractions: list[float]) -> None:
     for n in sizes:
         case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
         pos = device_positions(case.query_start_loc, case.seq_lens, n)
-        for f in fractions:
-            sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
-            label = f"N={n // 1024}K f={f}"
+        for kind in kinds:
+            if kind == "indexer":
+                sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
+                                            case.seq_lens, max_query_len=n)
+                label = f"N={n // 1024}K indexer sel"
+            else:
+                f = float(kind)
+                sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
+                label = f"N={n // 1024}K f={f}"
             flops_sel = attention_flops(sel, pos)
             times = {}
             for name, impl, knobs in (("triton", "triton", {"per_sm": 0}),
@@ -189,7 +198,7 @@ def run_once(n: int, variant: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="32768,131072")
-    parser.add_argument("--fractions", default="1.0,0.9")
+    parser.add_argument("--fractions", default="1.0,0.9", help="shared fractions f, or 'indexer'")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--lib-cache", type=Path, default=None, help="folder holding (or to hold) the built library")
     parser.add_argument("--cutlass-include", type=Path, default=None, help="CUTLASS headers, if not from the wheel")
@@ -208,7 +217,7 @@ def main() -> None:
         return
     if not a.skip_check:
         correctness(a.out)
-    timings([int(s) for s in a.sizes.split(",") if s], a.out, [float(f) for f in a.fractions.split(",") if f])
+    timings([int(s) for s in a.sizes.split(",") if s], a.out, [f for f in a.fractions.split(",") if f])
     print("\n## table")
     for row in ROWS:
         print(" | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
