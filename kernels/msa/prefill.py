@@ -281,6 +281,7 @@ def sparse_attention_triton(
     v_scale: float = 1.0,
     fuse_merge: bool = False,
     partial_dtype: torch.dtype | None = None,
+    tile_impl: str = "triton",
 ) -> torch.Tensor:
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
@@ -295,10 +296,13 @@ def sparse_attention_triton(
     ``v_scale`` (H200: 0.99x the bf16 cache on random selections, 0.79x at f = 0.9; NOTES.md v10t).
     ``fuse_merge`` (v9, off by default): the tile-outer kernel folds its rows' KV-outer parts in on chip and
     writes them (no carrier part, no merge pass over those rows); on the H200 it was 0.88-0.98x the v8 path on
-    selections with locality and 1.03x on a chunked row, so v8's separate merge stays the default (NOTES v9).
+    selections with locality and 1.03x on a chunked row, so v8's separate merge stays the default (NOTES v9); with
+    ``tile_impl="cuda"`` (no spills there) it pays: 128K f = 0.9 24.3 ms vs 32.5 (NOTES v10).
     ``partial_dtype``: dtype of the KV-outer partial outputs (default q's dtype; ``torch.int8`` with a per-row
     scale halves their bytes and memory, 6.8e-3 output error at M3 shapes: 1.04-1.05x on random selections, 0.97x
     at f = 0.9 on the H200, so opt-in; NOTES v10t).
+    ``tile_impl="cuda"`` (v10, opt-in): the tile-outer step on the FA3-style sm_90a kernel of ``kernels.msa.cuda``
+    (bf16, 16 query heads per KV head, head_dim 128, bf16 partials; with ``fuse_merge`` too; NOTES.md v10).
     ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
     Selection slots may be in any order, with -1 entries anywhere.
     """
@@ -328,9 +332,17 @@ def sparse_attention_triton(
     partial_o, partial_lse, partial_scale = kv_outer_partials(
         q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2], scale, chunk, num_warps, num_stages,
         prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype)
-    tile_outer_attention(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
-                         num_warps=tile_warps, num_stages=tile_stages, keys=tile_keys, per_sm=tile_per_sm,
-                         k_scale=k_scale, v_scale=v_scale, fuse_merge=fuse_merge, partial_scale=partial_scale)
+    if tile_impl == "cuda":
+        from kernels.msa.cuda import tile_outer_attention_cuda
+
+        if partial_scale is not None:
+            raise ValueError("tile_impl='cuda' takes bf16 partials only")
+        tile_outer_attention_cuda(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
+                                  fuse_merge=fuse_merge)
+    else:
+        tile_outer_attention(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
+                             num_warps=tile_warps, num_stages=tile_stages, keys=tile_keys, per_sm=tile_per_sm,
+                             k_scale=k_scale, v_scale=v_scale, fuse_merge=fuse_merge, partial_scale=partial_scale)
     # the merge runs over the rows the tile-outer kernel did not write (tiles left to KV-outer whole)
     merge_partials(partial_o, partial_lse, out, split.merge_sel, skip=split.owned if fuse_merge else split.direct,
                    partial_scale=partial_scale)

@@ -27,3 +27,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q -e ".[kernels,dev]"
   touch "$stamp"
 fi
+# CUTLASS/CuTe headers for the sm_90a MSA tile-outer kernel (kernels/msa/cuda, the `gpu-kernels` extra): only the
+# headers are used, so the wheel goes in without its Python dependencies; the CPU tests compile the kernel with nvcc.
+if ! .venv/bin/python -c "import cutlass_library" 2>/dev/null; then
+  echo "[setup] pip install --no-deps nvidia-cutlass==4.2.0.0 (headers)"
+  .venv/bin/pip install -q --no-deps "nvidia-cutlass==4.2.0.0"
+fi

@@ -1,0 +1,212 @@
+"""The tile-outer step of MSA prefill as an FA3-style CUDA C++ kernel for Hopper (sm_90a, CUTLASS/CuTe headers).
+
+Drop-in for ``kernels.msa.tile_outer.tile_outer_attention`` (the v8 contract, bf16, M3's 16 query heads per KV head,
+head_dim 128, 8-token tiles): same inputs (q, the vLLM-layout KV cache, the ``TileSplit`` of ``tile_unions``) and
+outputs (direct rows into ``out``, the other rows into their carrier slot of the partials + log2-sum-exp).
+
+Built with nvcc into a plain shared library (no torch headers: one nvcc call, ~30 s on 2 cores, and the library
+works with any torch version) and called through ctypes; the build is cached by a hash of the sources and flags.
+CUTLASS's headers come from the ``nvidia-cutlass`` wheel (``pip install nvidia-cutlass``, the ``gpu-kernels`` extra).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+SOURCE = HERE / "tile_outer_sm90.cu"
+HEADERS = (HERE / "tile_outer_sm90.h",)
+GROUP = 16
+"""Query heads per KV head the kernel is built for (M3)."""
+HEAD_DIM = 128
+TILE_T = 8
+VARIANTS = {
+    0: "2 stages, in sequence", 1: "2 stages, intra-warpgroup overlap", 2: "3 stages, intra-warpgroup overlap",
+    3: "v2 + FFMA/ex2.approx softmax", 4: "v3 + ping-pong of the 2 consumers",
+    5: "v3 + next tile's Q by cp.async (persistent grid)",
+}
+"""Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times."""
+DEFAULT_VARIANT = 5
+DEFAULT_PER_SM = 1
+"""A persistent grid (1 CTA per SM walking the work list): with variant 5 the next tile's Q loads during the last
+blocks of the current one (H200: 16.4 vs 17.6 ms for variant 3 per item at 128K f = 1; NOTES.md v10)."""
+NVCC_FLAGS = (
+    "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
+    "-Xcompiler", "-fPIC", "-shared",
+)
+"""sm_90a (not sm_90): wgmma and setmaxnreg exist only there (HOPPER.md: the -gencode form)."""
+
+
+class CudaBuildError(RuntimeError):
+    """nvcc or the CUTLASS headers are missing, or the kernel did not compile."""
+
+
+def cutlass_include(override: Path | None = None) -> Path:
+    """CUTLASS/CuTe's include directory, from the installed ``nvidia-cutlass`` wheel (or ``override``: a copy of
+    its headers, e.g. on a machine without the wheel)."""
+    if override is not None:
+        if not (Path(override) / "cute" / "tensor.hpp").is_file():
+            raise CudaBuildError(f"no CuTe headers under {override}")
+        return Path(override)
+    try:
+        import cutlass_library
+    except ImportError as exc:
+        raise CudaBuildError("CUTLASS headers not found: pip install nvidia-cutlass (extra 'gpu-kernels')") from exc
+    inc = Path(cutlass_library.__file__).resolve().parent / "source" / "include"
+    if not (inc / "cute" / "tensor.hpp").is_file():
+        raise CudaBuildError(f"the nvidia-cutlass wheel has no CuTe headers under {inc}")
+    return inc
+
+
+def find_nvcc() -> Path:
+    """nvcc from PATH, else CUDA_HOME / the usual install prefix."""
+    found = shutil.which("nvcc")
+    candidates = [Path(found)] if found else []
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home:
+            candidates.append(Path(home) / "bin" / "nvcc")
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise CudaBuildError("nvcc not found (PATH, CUDA_HOME, /usr/local/cuda)")
+
+
+def nvcc_command(nvcc: Path, include: Path, output: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    return [str(nvcc), *NVCC_FLAGS, *extra, f"-I{include}", f"-I{HERE}", str(SOURCE), "-o", str(output)]
+
+
+def library_name(extra_flags: tuple[str, ...] = ()) -> str:
+    """File name of the built library: a hash of the sources and flags (the CUTLASS version is pinned)."""
+    digest = hashlib.sha256()
+    for path in (SOURCE, *HEADERS):
+        digest.update(path.read_bytes())
+    digest.update(" ".join((*NVCC_FLAGS, *extra_flags)).encode())
+    return f"tile_outer_sm90-{digest.hexdigest()[:16]}.so"
+
+
+def build(cache_dir: Path | None = None, include: Path | None = None, extra_flags: tuple[str, ...] = ()) -> Path:
+    """Compile the kernel into a shared library, unless ``cache_dir`` already holds this build; returns its path."""
+    cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "m3lab" / "msa_sm90"
+    lib = cache / library_name(extra_flags)
+    if lib.is_file():
+        return lib
+    nvcc, include = find_nvcc(), cutlass_include(include)
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        out = Path(tmp) / lib.name
+        proc = subprocess.run(nvcc_command(nvcc, include, out, extra_flags), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise CudaBuildError(f"nvcc failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        os.replace(out, lib)  # atomic: concurrent builders never see a half-written library
+    return lib
+
+
+class _Params(ctypes.Structure):
+    """Mirror of TileOuterParams in tile_outer_sm90.h (field order and types must match)."""
+    _fields_ = [
+        *[(name, ctypes.c_void_p) for name in (
+            "q", "out", "partial_o", "partial_lse", "union_blocks", "pages", "count", "clean", "tokmask", "carrier",
+            "direct", "work", "num_work", "positions")],
+        *[(name, ctypes.c_int64) for name in ("stride_qt", "stride_qh", "stride_ot", "stride_oh")],
+        *[(name, ctypes.c_int32) for name in (
+            "num_tokens", "num_tiles", "num_kv_heads", "num_pages", "max_union", "top_k", "use_clean")],
+        ("scale_log2", ctypes.c_float),
+        ("rest", ctypes.c_void_p),
+        ("fuse_merge", ctypes.c_int32),
+    ]
+
+
+_LIB: list[ctypes.CDLL] = []
+
+
+def load(cache_dir: Path | None = None, include: Path | None = None) -> ctypes.CDLL:
+    """The kernel's library, built on first use (later calls return the loaded one)."""
+    if _LIB:
+        return _LIB[0]
+    lib = ctypes.CDLL(str(build(cache_dir, include)))
+    lib.msa_tile_outer_sm90.restype = ctypes.c_int
+    lib.msa_tile_outer_sm90.argtypes = [ctypes.POINTER(_Params), ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                        ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+    lib.msa_tile_outer_sm90_error.restype = ctypes.c_char_p
+    lib.msa_tile_outer_sm90_error.argtypes = [ctypes.c_int]
+    lib.msa_tile_outer_sm90_smem_bytes.argtypes = [ctypes.c_int]
+    _LIB.append(lib)
+    return lib
+
+
+def check_inputs(q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tensor, tile_t: int) -> list[str]:
+    """Every reason this kernel cannot take these inputs (empty: it can)."""
+    problems = []
+    if q.dtype != torch.bfloat16 or kv_cache.dtype != torch.bfloat16 or partial_o.dtype != torch.bfloat16:
+        problems.append(f"bf16 q / kv cache / partials only, got {q.dtype} / {kv_cache.dtype} / {partial_o.dtype}")
+    if q.dim() != 3 or q.shape[2] != HEAD_DIM or kv_cache.dim() != 4 or kv_cache.shape[3] != 2 * HEAD_DIM:
+        problems.append(f"head_dim {HEAD_DIM} only, got q {tuple(q.shape)}, kv {tuple(kv_cache.shape)}")
+    elif q.shape[1] != GROUP * kv_cache.shape[1]:
+        problems.append(f"{GROUP} query heads per KV head only, got {q.shape[1]} / {kv_cache.shape[1]}")
+    if tile_t != TILE_T:
+        problems.append(f"tiles of {TILE_T} tokens only, got {tile_t}")
+    if q.stride(2) != 1 or q.stride(0) % 8 or q.stride(1) % 8 or q.data_ptr() % 16:
+        problems.append("q needs a unit last stride and 16-byte aligned rows")
+    if kv_cache.stride(3) != 1 or any(s % 8 for s in kv_cache.stride()[:3]) or kv_cache.data_ptr() % 16:
+        problems.append("kv_cache needs a unit last stride and 16-byte aligned rows (TMA)")
+    if not partial_o.is_contiguous():
+        problems.append("partial_o must be contiguous")
+    return problems
+
+
+def tile_outer_attention_cuda(
+    q: torch.Tensor,
+    kv_cache: torch.Tensor,
+    seq_lens: torch.Tensor,
+    positions: torch.Tensor,
+    requests: torch.Tensor,
+    split,
+    scale: float,
+    out: torch.Tensor,
+    partial_o: torch.Tensor,
+    partial_lse: torch.Tensor,
+    tile_t: int = TILE_T,
+    use_clean: bool = True,
+    per_sm: int = DEFAULT_PER_SM,
+    variant: int = DEFAULT_VARIANT,
+    fuse_merge: bool = False,
+) -> None:
+    """``tile_outer_attention`` (v8 contract) on the sm_90a kernel. ``seq_lens`` / ``requests`` are accepted for
+    the same signature: a key is visible when its position <= the token's, which already keeps it < seq_len.
+    ``per_sm``: CTAs per SM walking the work list (0: one CTA per possible work item, as the Triton default);
+    ``variant``: one of ``VARIANTS``; ``fuse_merge``: as the Triton kernel's (v9): the rows' KV-outer parts
+    (``partial_o`` / ``partial_lse``, already written; slots in ``split.rest``) are folded in on chip and every row of
+    a tile in the work list is written to ``out`` (the merge then skips ``split.owned``)."""
+    from kernels.msa.merge import LOG2E
+
+    problems = check_inputs(q, kv_cache, partial_o, tile_t)
+    if variant not in VARIANTS:
+        problems.append(f"variant must be one of {sorted(VARIANTS)}, got {variant}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    num_kv_heads, num_tiles = split.union_size.shape
+    if num_tiles == 0:
+        return
+    pos = positions if positions.dtype == torch.int32 else positions.to(torch.int32)
+    prm = _Params(
+        q.data_ptr(), out.data_ptr(), partial_o.data_ptr(), partial_lse.data_ptr(), split.union.data_ptr(),
+        split.pages.data_ptr(), split.union_size.data_ptr(), split.clean.data_ptr(), split.tokmask.data_ptr(),
+        split.carrier.data_ptr(), split.direct.data_ptr(), split.work.data_ptr(), split.num_work.data_ptr(),
+        pos.data_ptr(), q.stride(0), q.stride(1), out.stride(0), out.stride(1),
+        q.shape[0], num_tiles, num_kv_heads, kv_cache.shape[0], split.union.shape[2], split.rest.shape[2],
+        int(use_clean), scale * LOG2E, split.rest.data_ptr(), int(fuse_merge),
+    )
+    items = num_tiles * num_kv_heads
+    grid = items if per_sm <= 0 else min(items, per_sm * torch.cuda.get_device_properties(q.device).multi_processor_count)
+    stream = torch.cuda.current_stream(q.device).cuda_stream
+    err = load().msa_tile_outer_sm90(ctypes.byref(prm), kv_cache.data_ptr(), kv_cache.stride(0),
+                                         kv_cache.stride(1), kv_cache.stride(2), grid, variant, stream)
+    if err != 0:
+        raise RuntimeError(f"tile_outer_sm90 launch failed: {load().msa_tile_outer_sm90_error(err).decode()}")

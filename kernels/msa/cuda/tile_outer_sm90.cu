@@ -1,0 +1,509 @@
+// MSA prefill, tile-outer step, as an FA3-style Hopper kernel (CUTLASS/CuTe, sm_90a).
+//
+// Same contract as `_tile_outer_kernel` in kernels/msa/tile_outer.py (the v8 path, bf16 only): one work item =
+// (query tile of 8 tokens, KV head) from the split's device-side work list; its rows are 8 tokens x 16 query heads
+// = 128 MMA rows; it walks the tile's union of shared 128-token KV blocks (a page table: `pages`), the first
+// `clean` of them without a mask, the others with the per-row mask (own selection bit & causal); the softmax
+// stays on chip. A `direct` row goes to `out`, another row to its carrier slot of the partials (+ log2-sum-exp).
+//
+// Structure (FlashAttention-3's forward, without its scheduler): 3 warpgroups per CTA.
+//   warpgroup 0 = producer: one thread issues TMA loads of each union page's K [128 keys, 128] and V^T
+//                 [128, 128 keys] into a STAGES-deep shared-memory ring (full/empty mbarriers); 24 registers.
+//   warpgroups 1, 2 = consumers, 64 rows (4 tokens x 16 heads) each, 240 registers: S = Q K^T by wgmma (Q and K
+//                 from shared memory), mask + online softmax in registers, O += P V by wgmma with P from registers.
+//                 Each warp of a consumer holds 16 rows = one token, so a row's token, position and selection
+//                 bits are warp-uniform.
+// With OVERLAP, a consumer issues the next block's S = Q K^T before the softmax of the current one, so the tensor
+// cores work during the exponentials (FA3's intra-warpgroup overlap); the two consumers interleave on their own.
+// The CTA walks the work list with a stride of gridDim.x (gridDim.x = list bound: one CTA per work item, exits
+// when its index is past the list's filled length). Why each choice: kernels/msa/NOTES.md v10.
+
+#include <cstdint>
+#include <cuda_runtime.h>
+
+#include <cute/tensor.hpp>
+#include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
+#include <cutlass/cutlass.h>
+#include <cutlass/numeric_types.h>
+
+#include "tile_outer_sm90.h"
+
+namespace msa_sm90 {
+
+using namespace cute;
+using Element = cutlass::bfloat16_t;
+
+constexpr int kHeadDim = 128;
+constexpr int kKeys = 128;       // one page = one sparse block
+constexpr int kGroup = 16;       // query heads per KV head (M3)
+constexpr int kTileT = 8;        // tokens per tile
+constexpr int kRowsWG = 64;      // rows per consumer warpgroup = 4 tokens x 16 heads
+constexpr int kThreads = 384;    // producer + 2 consumer warpgroups
+
+using TileS = Shape<Int<kRowsWG>, Int<kKeys>, Int<kHeadDim>>;   // S = Q K^T: M rows, N keys, K head dim
+using TileO = Shape<Int<kRowsWG>, Int<kHeadDim>, Int<kKeys>>;   // O = P V:   M rows, N head dim, K keys
+using MmaS = decltype(make_tiled_mma(GMMA::ss_op_selector<Element, Element, float, TileS>()));
+using MmaO = decltype(make_tiled_mma(
+    GMMA::rs_op_selector<Element, Element, float, TileO, GMMA::Major::K, GMMA::Major::MN>()));
+
+using SmemLayoutQ = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<Int<kRowsWG>, Int<kHeadDim>>{}));
+template <int STAGES>
+using SmemLayoutK = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{},
+                                           Shape<Int<kKeys>, Int<kHeadDim>, Int<STAGES>>{}));
+// V^T (head dim x keys), head dim contiguous in the cache: MN-major for the P V product (as FA3's Vt)
+template <int STAGES>
+using SmemLayoutVt = decltype(tile_to_shape(GMMA::Layout_MN_SW128_Atom<Element>{},
+                                            Shape<Int<kHeadDim>, Int<kKeys>, Int<STAGES>>{}, Step<_2, _1, _3>{}));
+
+template <int STAGES>  // 3 stages: 32 KiB Q + 3 x 64 KiB K/V = 225 KiB of the 227 KiB a CTA may have
+struct SharedStorage {
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q[2];
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK<STAGES>>> k;
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutVt<STAGES>>> vt;
+  uint64_t full[STAGES];
+  uint64_t empty[STAGES];
+};
+
+// GMEM views of the cache for TMA: K = (key, d, kv head, page), V^T = (d, key, kv head, page).
+using GShape = Shape<Int<128>, Int<128>, int32_t, int32_t>;  // static tile modes: the TMA box is the whole page
+using GStrideK = Stride<int64_t, _1, int64_t, int64_t>;
+using GStrideVt = Stride<_1, int64_t, int64_t, int64_t>;
+using TmaK = decltype(make_tma_copy(SM90_TMA_LOAD{},
+    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShape{}, GStrideK{}), take<0, 2>(SmemLayoutK<1>{})));
+using TmaVt = decltype(make_tma_copy(SM90_TMA_LOAD{},
+    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShape{}, GStrideVt{}), take<0, 2>(SmemLayoutVt<1>{})));
+
+constexpr uint32_t kStageBytes = 2 * kKeys * kHeadDim * sizeof(Element);
+
+// The wgmma accumulator ((2, 2, N/8), MMA_M, MMA_N) seen as (rows = (2, MMA_M), cols = (2, N/8, MMA_N)), as FA3.
+template <class L>
+CUTLASS_DEVICE auto rowcol(L l) {
+  return make_layout(make_layout(get<0, 1>(l), get<1>(l)), make_layout(get<0, 0>(l), get<0, 2>(l), get<2>(l)));
+}
+
+// The same accumulator re-read as the A operand (bf16 registers) of the next wgmma: ((2, 2, 2), MMA_M, (N/16, MMA_N)).
+template <class L>
+CUTLASS_DEVICE auto acc_as_a(L l) {
+  auto d = logical_divide(get<0, 2>(l), Tile<_2>{});
+  return make_layout(make_layout(get<0, 0>(l), get<0, 1>(l), get<0, 0>(d)), get<1>(l),
+                     coalesce(make_layout(get<0, 1>(d), get<2>(l))));
+}
+
+template <class TA, class TB, class TC>
+CUTLASS_DEVICE void wgmma(MmaS& mma, TA const& a, TB const& b, TC& c, bool zero) { // issue only; caller waits
+  warpgroup_fence_operand(c);
+  warpgroup_arrive();
+  mma.accumulate_ = zero ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
+  CUTLASS_PRAGMA_UNROLL
+  for (int kb = 0; kb < size<2>(a); ++kb) {
+    cute::gemm(mma, a(_, _, kb), b(_, _, kb), c);
+    mma.accumulate_ = GMMA::ScaleOut::One;
+  }
+  warpgroup_commit_batch();
+}
+
+template <class TA, class TB, class TC>
+CUTLASS_DEVICE void wgmma_rs(MmaO& mma, TA& a, TB const& b, TC& c) {
+  warpgroup_fence_operand(a);
+  warpgroup_fence_operand(c);
+  warpgroup_arrive();
+  mma.accumulate_ = GMMA::ScaleOut::One;
+  CUTLASS_PRAGMA_UNROLL
+  for (int kb = 0; kb < size<2>(a); ++kb) {
+    cute::gemm(mma, a(_, _, kb), b(_, _, kb), c);
+  }
+  warpgroup_commit_batch();
+}
+
+CUTLASS_DEVICE float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+CUTLASS_DEVICE float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// Per consumer thread: its 2 rows (same token) and their online-softmax state.
+CUTLASS_DEVICE void NamedBarrierSync(int cw) { cutlass::arch::NamedBarrier::sync(128, 1 + cw); }
+
+struct RowState {
+  float m[2];   // running max of the scaled base-2 scores (-inf: nothing visible yet)
+  float l[2];   // this thread's share of the running sum (reduced over the quad at the end)
+};
+
+CUTLASS_DEVICE float ex2_approx(float x) {  // 2^x on the special-function unit (ex2.approx(-inf) = +0)
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Mask (when MASKED) and online softmax of one S tile, in place: s becomes exp2(s * scale - max); alpha = the
+// factor the rows' O must be scaled by (applied by the caller once the previous P V product has finished).
+// FAST: the max is taken on the raw scores (scale > 0) and each exponent is one FFMA + ex2.approx, FA3's form; else
+// a scaled copy first and exp2f (v0-v2 as measured).
+template <bool MASKED, bool FAST, class TS, class TC>
+CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&alpha)[2], float scale_log2,
+                                 bool chosen, int kpos0, int pos) {
+  Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
+  Tensor c_rc = make_tensor(coord.data(), rowcol(coord.layout()));
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < size<0>(s_rc); ++r) {
+    float mx = -INFINITY;
+    CUTLASS_PRAGMA_UNROLL
+    for (int c = 0; c < size<1>(s_rc); ++c) {
+      float v = FAST ? s_rc(r, c) : s_rc(r, c) * scale_log2;
+      if constexpr (MASKED) {
+        int kpos = kpos0 + get<1>(c_rc(r, c));
+        v = (chosen && kpos <= pos) ? v : -INFINITY;
+      }
+      s_rc(r, c) = v;
+      mx = fmaxf(mx, v);
+    }
+    if constexpr (FAST) mx *= scale_log2;  // -inf stays -inf
+    float m_new = fmaxf(st.m[r], quad_max(mx));
+    float m_safe = m_new == -INFINITY ? 0.f : m_new;  // rows with nothing visible yet stay finite
+    alpha[r] = FAST ? ex2_approx(st.m[r] - m_safe) : exp2f(st.m[r] - m_safe);
+    float sum = 0.f;
+    CUTLASS_PRAGMA_UNROLL
+    for (int c = 0; c < size<1>(s_rc); ++c) {
+      float e = FAST ? ex2_approx(fmaf(s_rc(r, c), scale_log2, -m_safe)) : exp2f(s_rc(r, c) - m_safe);
+      s_rc(r, c) = e;
+      sum += e;
+    }
+    st.l[r] = st.l[r] * alpha[r] + sum;
+    st.m[r] = m_new;
+  }
+}
+
+template <class TO>
+CUTLASS_DEVICE void rescale(TO& o, float const (&alpha)[2]) {
+  Tensor o_rc = make_tensor(o.data(), rowcol(o.layout()));
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < size<0>(o_rc); ++r) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int c = 0; c < size<1>(o_rc); ++c) o_rc(r, c) *= alpha[r];
+  }
+}
+
+template <class TS, class TP>
+CUTLASS_DEVICE void to_bf16(TS const& s, TP& p) {
+  CUTLASS_PRAGMA_UNROLL
+  for (int i = 0; i < size(s); ++i) p(i) = static_cast<Element>(s(i));
+}
+
+// A tile's Q rows for consumer cw into sQ: plain 16-byte loads and stores, or (ASYNC) cp.async with zero fill for
+// rows past the last token, completed by the caller's cp.async.wait_group.
+template <class TQ>
+CUTLASS_DEVICE void load_q(TQ& sQ, TileOuterParams const& prm, int64_t tile, int cw, int tid, bool async) {
+  int const h = static_cast<int>(tile / prm.num_tiles);
+  int const i = static_cast<int>(tile % prm.num_tiles);
+  Element const* q = static_cast<Element const*>(prm.q);
+  for (int idx = tid; idx < kRowsWG * kHeadDim / 8; idx += 128) {
+    int const r = idx / (kHeadDim / 8);
+    int const c = (idx % (kHeadDim / 8)) * 8;
+    int const tq = i * kTileT + cw * 4 + r / kGroup;
+    bool const ok = tq < prm.num_tokens;
+    Element const* src = ok ? q + tq * prm.stride_qt + (h * kGroup + r % kGroup) * prm.stride_qh + c : q;
+    if (async) {
+      uint32_t const dst = static_cast<uint32_t>(__cvta_generic_to_shared(&sQ(r, c)));
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(dst), "l"(src), "r"(ok ? 16 : 0));
+    } else {
+      *reinterpret_cast<uint4*>(&sQ(r, c)) = ok ? *reinterpret_cast<uint4 const*>(src) : make_uint4(0, 0, 0, 0);
+    }
+  }
+  if (async) asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH>
+__global__ void __launch_bounds__(kThreads, 1)
+tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
+                  CUTE_GRID_CONSTANT TileOuterParams const prm) {
+  extern __shared__ char smem_raw[];
+  SharedStorage<STAGES>& sh = *reinterpret_cast<SharedStorage<STAGES>*>(smem_raw);
+  int const wg = threadIdx.x / 128;
+  int const tid = threadIdx.x % 128;
+
+  if (threadIdx.x == 0) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int s = 0; s < STAGES; ++s) {
+      cutlass::arch::ClusterTransactionBarrier::init(&sh.full[s], 1);
+      cutlass::arch::ClusterBarrier::init(&sh.empty[s], 2 * 128);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+  int const num_work = *prm.num_work;
+
+  Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), SmemLayoutK<STAGES>{});
+  Tensor sVt = make_tensor(make_smem_ptr(sh.vt.data()), SmemLayoutVt<STAGES>{});
+
+  if (wg == 0) {  // producer
+    cutlass::arch::warpgroup_reg_dealloc<24>();
+    if (threadIdx.x / 32 != 0 || !cute::elect_one_sync()) return;
+    Tensor mK = tma_k.get_tma_tensor(GShape{Int<kKeys>{}, Int<kHeadDim>{}, prm.num_kv_heads, prm.num_pages});
+    Tensor mVt = tma_vt.get_tma_tensor(GShape{Int<kHeadDim>{}, Int<kKeys>{}, prm.num_kv_heads, prm.num_pages});
+    int it = 0;
+    for (int w = blockIdx.x; w < num_work; w += gridDim.x) {
+      int64_t const tile = prm.work[w];
+      int const h = static_cast<int>(tile / prm.num_tiles);
+      int const cnt = prm.count[tile];
+      auto [tKg, tKs] = tma_partition(tma_k, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sK),
+                                      group_modes<0, 2>(mK(_, _, h, _)));
+      auto [tVg, tVs] = tma_partition(tma_vt, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sVt),
+                                      group_modes<0, 2>(mVt(_, _, h, _)));
+      for (int j = 0; j < cnt; ++j, ++it) {
+        int const stage = it % STAGES;
+        int const page = prm.pages[tile * prm.max_union + j];
+        cutlass::arch::ClusterBarrier::wait(&sh.empty[stage], ((it / STAGES) & 1) ^ 1);
+        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.full[stage], kStageBytes);
+        copy(tma_k.with(sh.full[stage]), tKg(_, page), tKs(_, stage));
+        copy(tma_vt.with(sh.full[stage]), tVg(_, page), tVs(_, stage));
+      }
+    }
+    return;
+  }
+
+  // consumers
+  cutlass::arch::warpgroup_reg_alloc<240>();
+  int const cw = wg - 1;  // 0, 1: rows 64 * cw ...
+  Tensor sQ = make_tensor(make_smem_ptr(sh.q[cw].data()), SmemLayoutQ{});
+  MmaS mma_s;
+  MmaO mma_o;
+  auto thr_s = mma_s.get_thread_slice(tid);
+  auto thr_o = mma_o.get_thread_slice(tid);
+  Tensor tSrQ = thr_s.partition_fragment_A(sQ);
+  Tensor tSrK = thr_s.partition_fragment_B(sK);
+  Tensor tOrVt = thr_o.partition_fragment_B(sVt);
+  Tensor cS = thr_s.partition_C(make_identity_tensor(Shape<Int<kRowsWG>, Int<kKeys>>{}));
+  Tensor cO = thr_o.partition_C(make_identity_tensor(Shape<Int<kRowsWG>, Int<kHeadDim>>{}));
+  Tensor cS_rc = make_tensor(cS.data(), rowcol(cS.layout()));
+  Tensor cO_rc = make_tensor(cO.data(), rowcol(cO.layout()));
+  int const row0 = get<0>(cS_rc(0, 0));       // this thread's rows: row0, row0 + 8 (same 16-row warp slice)
+  int const tok_local = cw * 4 + row0 / 16;   // token of the tile this warp holds
+
+  // PINGPONG (FA3's warp-scheduler barriers): the two consumers take turns issuing their wgmmas (named barriers
+  // 3 and 4: one syncs on its own, the other arrives on it), so one's softmax runs under the other's products.
+  // Consumer 1 opens consumer 0's first turn; every issue is one turn of each, so the counts stay matched.
+  auto my_turn = [&] { if constexpr (PINGPONG) cutlass::arch::NamedBarrier::sync(256, 3 + cw); };
+  auto their_turn = [&] { if constexpr (PINGPONG) cutlass::arch::NamedBarrier::arrive(256, 3 + (1 - cw)); };
+  if (cw == 1) their_turn();
+  int it = 0;
+  for (int w = blockIdx.x; w < num_work; w += gridDim.x) {
+    int64_t const tile = prm.work[w];
+    int const h = static_cast<int>(tile / prm.num_tiles);
+    int const i = static_cast<int>(tile % prm.num_tiles);
+    int const cnt = prm.count[tile];
+    int const n_clean = prm.use_clean ? prm.clean[tile] : 0;
+    int const t = i * kTileT + tok_local;
+    bool const tok_ok = t < prm.num_tokens;
+    int const pos = tok_ok ? prm.positions[t] : -1;
+    uint64_t const tm = static_cast<uint64_t>(prm.tokmask[tile * kTileT + tok_local]);
+
+    // Q rows of this warpgroup (4 tokens x 16 heads) into shared memory, 16 bytes per access; with QPREFETCH
+    // (after the first tile) they were requested by cp.async during the previous tile, once its last S was done.
+    if (!QPREFETCH || w == static_cast<int>(blockIdx.x)) {
+      NamedBarrierSync(cw);  // the previous tile's wgmmas of this warpgroup are done with sQ (they were waited)
+      load_q(sQ, prm, tile, cw, tid, false);
+    } else {
+      asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    }
+    cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read next by wgmma (async proxy)
+    NamedBarrierSync(cw);
+
+    Tensor tOrO = partition_fragment_C(mma_o, Shape<Int<kRowsWG>, Int<kHeadDim>>{});
+    clear(tOrO);
+    RowState st{{-INFINITY, -INFINITY}, {0.f, 0.f}};
+    Tensor tSrS = partition_fragment_C(mma_s, Shape<Int<kRowsWG>, Int<kKeys>>{});
+    Tensor rP = make_tensor_like<Element>(tSrS);
+    Tensor tOrP = make_tensor(rP.data(), acc_as_a(rP.layout()));
+
+    float alpha[2];
+    // S of block j (masked unless clean), softmax in place; O is rescaled by the caller
+    auto scores = [&](int j, int stage) {
+      wgmma(mma_s, tSrQ, tSrK(_, _, _, stage), tSrS, true);
+    };
+    auto softmax = [&](int j) {
+      if (j < n_clean) {
+        softmax_step<false, FAST>(tSrS, cS, st, alpha, prm.scale_log2, true, 0, 0);
+      } else {
+        int const blk = prm.union_blocks[tile * prm.max_union + j];
+        softmax_step<true, FAST>(tSrS, cS, st, alpha, prm.scale_log2, ((tm >> j) & 1) != 0, blk * kKeys, pos);
+      }
+    };
+    auto prefetch_next_q = [&] {  // sQ is free once every warp's last S of this tile has completed
+      if constexpr (QPREFETCH) {
+        if (w + static_cast<int>(gridDim.x) < num_work) {
+          NamedBarrierSync(cw);
+          load_q(sQ, prm, prm.work[w + gridDim.x], cw, tid, true);
+        }
+      }
+    };
+    auto wait_full = [&](int k) {
+      cutlass::arch::ClusterTransactionBarrier::wait(&sh.full[k % STAGES], (k / STAGES) & 1);
+    };
+    if constexpr (!OVERLAP) {
+      for (int j = 0; j < cnt; ++j, ++it) {
+        int const stage = it % STAGES;
+        wait_full(it);
+        scores(j, stage);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tSrS);
+        softmax(j);
+        rescale(tOrO, alpha);
+        to_bf16(tSrS, rP);
+        wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, stage), tOrO);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tOrO);
+        cutlass::arch::ClusterBarrier::arrive(&sh.empty[stage]);
+      }
+    } else {
+      // FA3's intra-warpgroup overlap: S of block j runs on the tensor cores while ... P V of block j - 1 too,
+      // and the softmax of block j runs while P V of block j - 1 finishes.
+      wait_full(it);
+      my_turn();
+      scores(0, it % STAGES);
+      their_turn();
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tSrS);
+      if (cnt == 1) prefetch_next_q();
+      softmax(0);
+      to_bf16(tSrS, rP);
+      for (int j = 1; j < cnt; ++j, ++it) {
+        int const prev = it % STAGES;
+        int const stage = (it + 1) % STAGES;
+        wait_full(it + 1);
+        my_turn();
+        scores(j, stage);
+        wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, prev), tOrO);
+        their_turn();
+        warpgroup_wait<1>();  // S of block j is done (groups complete in order); P V of j - 1 may still run
+        warpgroup_fence_operand(tSrS);
+        if (j == cnt - 1) prefetch_next_q();
+        softmax(j);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tOrO);
+        cutlass::arch::ClusterBarrier::arrive(&sh.empty[prev]);
+        rescale(tOrO, alpha);
+        to_bf16(tSrS, rP);  // only now: the P V of block j - 1 read rP from registers until it finished
+      }
+      my_turn();
+      wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, it % STAGES), tOrO);
+      their_turn();
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tOrO);
+      cutlass::arch::ClusterBarrier::arrive(&sh.empty[it % STAGES]);
+      ++it;
+    }
+
+    // Epilogue: normalise; a direct row -> out, else -> its carrier slot of the partials (+ log2-sum-exp). With
+    // fuse_merge (v9's option, here with register headroom): the row's KV-outer parts (written before this launch;
+    // `rest` lists their slots) are folded into the softmax state first, and every row of the tile goes to out.
+    Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
+    int64_t const row = static_cast<int64_t>(h) * prm.num_tokens + t;
+    float lsum[2] = {quad_sum(st.l[0]), quad_sum(st.l[1])};
+    if (prm.fuse_merge && tok_ok) {
+      int32_t const* rest = prm.rest + row * prm.top_k;
+      for (int k = 0; k < prm.top_k; ++k) {
+        if (rest[k] < 0) continue;  // one token per warp: uniform
+        CUTLASS_PRAGMA_UNROLL
+        for (int r = 0; r < 2; ++r) {
+          int64_t const part = (row * prm.top_k + k) * kGroup + (row0 + 8 * r) % kGroup;
+          float const lse = prm.partial_lse[part];
+          float const m_new = fmaxf(st.m[r], lse);
+          float const m_safe = m_new == -INFINITY ? 0.f : m_new;
+          float const a = ex2_approx(st.m[r] - m_safe);
+          float const wk = ex2_approx(lse - m_safe);
+          lsum[r] = lsum[r] * a + wk;
+          st.m[r] = m_new;
+          Element const* po = static_cast<Element const*>(prm.partial_o) + part * kHeadDim;
+          CUTLASS_PRAGMA_UNROLL
+          for (int c = 0; c < size<1>(o_rc); c += 2) {
+            float2 const v = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 const*>(po + get<1>(cO_rc(r, c))));
+            o_rc(r, c) = o_rc(r, c) * a + wk * v.x;
+            o_rc(r, c + 1) = o_rc(r, c + 1) * a + wk * v.y;
+          }
+        }
+      }
+    }
+    bool const direct = tok_ok && (prm.fuse_merge || prm.direct[row] != 0);
+    int const carrier = tok_ok && !prm.fuse_merge ? prm.carrier[row] : -1;
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      float const l = lsum[r];
+      float const inv = l > 0.f ? 1.f / l : 1.f;
+      int const g = (row0 + 8 * r) % kGroup;
+      Element* dst = nullptr;
+      if (direct) {
+        dst = static_cast<Element*>(prm.out) + t * prm.stride_ot + (h * kGroup + g) * prm.stride_oh;
+      } else if (tok_ok && carrier >= 0) {
+        int64_t const part = (row * prm.top_k + carrier) * kGroup + g;
+        dst = static_cast<Element*>(prm.partial_o) + part * kHeadDim;
+        if ((threadIdx.x & 3) == 0) prm.partial_lse[part] = l > 0.f ? st.m[r] + log2f(l) : -INFINITY;
+      }
+      if (dst != nullptr) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(o_rc); c += 2) {  // columns c, c + 1 are adjacent: one 4-byte store
+          int const d = get<1>(cO_rc(r, c));
+          __nv_bfloat162 v = __floats2bfloat162_rn(o_rc(r, c) * inv, o_rc(r, c + 1) * inv);
+          *reinterpret_cast<__nv_bfloat162*>(dst + d) = v;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace msa_sm90
+
+using namespace msa_sm90;
+
+template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false>
+cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TileOuterParams const& prm, int grid,
+                           cudaStream_t stream) {
+  int const smem = static_cast<int>(sizeof(SharedStorage<STAGES>));
+  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess || grid <= 0) return err;
+  kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
+  return cudaGetLastError();
+}
+
+int tile_outer_sm90_smem_bytes(int variant) {
+  return static_cast<int>(variant >= 2 ? sizeof(SharedStorage<3>) : sizeof(SharedStorage<2>));
+}
+
+// variant 0: 2 stages, S / softmax / P V in sequence per warpgroup; 1: 2 stages with the intra-warpgroup overlap;
+// 2: 3 stages with the overlap; 3: 2 + the FFMA / ex2.approx softmax; 4: 3 + ping-pong between the consumers;
+// 5: 3 + the next tile's Q fetched during the current tile (pays off with a persistent grid).
+cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
+                                   int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
+  Element const* kv = static_cast<Element const*>(kv_raw);
+  GShape const shape{Int<kKeys>{}, Int<kHeadDim>{}, int32_t(prm.num_kv_heads), int32_t(prm.num_pages)};
+  Tensor gK = make_tensor(make_gmem_ptr(kv), shape, make_stride(stride_kvt, _1{}, stride_kvh, stride_kvp));
+  Tensor gVt = make_tensor(make_gmem_ptr(kv + kHeadDim), shape, make_stride(_1{}, stride_kvt, stride_kvh, stride_kvp));
+  TmaK tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(SmemLayoutK<1>{}));
+  TmaVt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(SmemLayoutVt<1>{}));
+  switch (variant) {
+    case 0: return launch_variant<2, false>(tma_k, tma_vt, prm, grid, stream);
+    case 1: return launch_variant<2, true>(tma_k, tma_vt, prm, grid, stream);
+    case 2: return launch_variant<3, true>(tma_k, tma_vt, prm, grid, stream);
+    case 3: return launch_variant<3, true, true>(tma_k, tma_vt, prm, grid, stream);
+    case 4: return launch_variant<3, true, true, true>(tma_k, tma_vt, prm, grid, stream);
+    case 5: return launch_variant<3, true, true, false, true>(tma_k, tma_vt, prm, grid, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+// C entry points for ctypes (kernels/msa/cuda/__init__.py): no torch headers, so one nvcc call builds the library
+// and the same build serves any torch version. Returns a cudaError_t.
+extern "C" int msa_tile_outer_sm90(TileOuterParams const* prm, void const* kv, int64_t stride_kvp, int64_t stride_kvh,
+                                   int64_t stride_kvt, int grid, int variant, void* stream) {
+  return static_cast<int>(tile_outer_sm90_launch(*prm, kv, stride_kvp, stride_kvh, stride_kvt, grid, variant,
+                                                 static_cast<cudaStream_t>(stream)));
+}
+
+extern "C" char const* msa_tile_outer_sm90_error(int err) { return cudaGetErrorString(static_cast<cudaError_t>(err)); }
+
+extern "C" int msa_tile_outer_sm90_smem_bytes(int variant) { return tile_outer_sm90_smem_bytes(variant); }

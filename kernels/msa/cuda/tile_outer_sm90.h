@@ -1,0 +1,36 @@
+// Host-side contract of the sm_90a tile-outer kernel (tile_outer_sm90.cu); plain C++ so the torch binding can
+// include it without CUTLASS. Tensors are those of kernels/msa/tile_outer.py's TileSplit and the partial buffers.
+#pragma once
+#include <cstdint>
+#include <cuda_runtime.h>
+
+struct TileOuterParams {
+  void const* q;                 // bf16 [T, H, 128], unit last stride
+  void* out;                     // bf16 [T, H, 128]
+  void* partial_o;               // bf16 [Hkv, T, top_k, 16, 128] contiguous
+  float* partial_lse;            // fp32 [Hkv, T, top_k, 16] contiguous
+  int32_t const* union_blocks;   // [Hkv, tiles, max_union] logical block ids
+  int32_t const* pages;          // [Hkv, tiles, max_union] cache pages of those blocks
+  int32_t const* count;          // [Hkv, tiles] union size
+  int32_t const* clean;          // [Hkv, tiles] leading unmasked union entries
+  int64_t const* tokmask;        // [Hkv, tiles * 8] bit j: the token chose union entry j
+  int32_t const* carrier;        // [Hkv, T]
+  int8_t const* direct;          // [Hkv, T]
+  int32_t const* work;           // [Hkv * tiles] tiles with tile-outer work
+  int32_t const* num_work;       // [1]
+  int32_t const* positions;      // [T]
+  int64_t stride_qt, stride_qh, stride_ot, stride_oh;
+  int32_t num_tokens, num_tiles, num_kv_heads, num_pages, max_union, top_k, use_clean;
+  float scale_log2;              // softmax scale * log2(e)
+  int32_t const* rest;           // [Hkv, T, top_k] slots left to KV-outer (-1: none), read with fuse_merge
+  int32_t fuse_merge;            // 1: fold the rows' KV-outer parts in and write every row of the tile to out
+};
+
+int tile_outer_sm90_smem_bytes(int variant);
+
+// variant: 0 = 2 stages, no overlap; 1 = 2 stages + intra-warpgroup overlap; 2 = 3 stages + overlap;
+// 3 = 2 + FFMA/ex2.approx softmax; 4 = 3 + ping-pong between the two consumer warpgroups; 5 = 3 + next tile's Q
+// prefetched by cp.async (for a persistent grid).
+// kv: bf16 cache [pages, Hkv, 128, 256] (strides in elements); grid: CTAs (each walks the work list with stride grid).
+cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv, int64_t stride_kvp, int64_t stride_kvh,
+                                   int64_t stride_kvt, int grid, int variant, cudaStream_t stream);

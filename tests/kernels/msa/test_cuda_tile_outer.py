@@ -1,0 +1,99 @@
+"""The sm_90a CUDA tile-outer kernel (kernels/msa/cuda): it compiles for sm_90a with nvcc and uses wgmma (CPU, skipped
+without nvcc or the CUTLASS headers), it names every input it cannot take (CPU), and on a GPU (marked `gpu`) the
+adaptive prefill with it matches the Triton path on every token and the fp32 reference, for each compiled variant."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from kernels.msa import cuda
+from tests.kernels.msa.checks import GPU, TOL, rel_err
+
+
+def _toolchain_missing() -> str:
+    try:
+        cuda.find_nvcc()
+        cuda.cutlass_include()
+    except cuda.CudaBuildError as exc:
+        return str(exc)
+    return ""
+
+
+@pytest.mark.skipif(bool(_toolchain_missing()), reason=f"cannot build: {_toolchain_missing()}")
+def test_kernel_compiles_for_sm90a(tmp_path):
+    lib = cuda.build(cache_dir=tmp_path)
+    assert lib.is_file() and lib.parent == tmp_path
+    assert cuda.build(cache_dir=tmp_path) == lib  # cached: same sources, same library
+    import triton
+
+    cuobjdump = shutil.which("cuobjdump") or Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    if not Path(cuobjdump).is_file():
+        pytest.skip("no cuobjdump to read the SASS")
+    sass = subprocess.run([str(cuobjdump), "-sass", str(lib)], capture_output=True, text=True, check=True).stdout
+    assert "HGMMA.64x128x16.F32.BF16" in sass  # wgmma, the Hopper tensor-core path (not mma.sync)
+    assert "UTMALDG" in sass  # K/V pages by TMA
+    assert "USETMAXREG" in sass  # producer / consumer register reallocation took effect
+    assert "LDL" not in sass and "STL" not in sass  # no spills to local memory
+
+
+def test_inputs_it_cannot_take_are_named():
+    q = torch.zeros(8, 32, 64, dtype=torch.float32)
+    kv = torch.zeros(3, 4, 128, 128, dtype=torch.float32)
+    po = torch.zeros(4, 8, 16, 8, 64).transpose(0, 1)
+    problems = cuda.check_inputs(q, kv, po, tile_t=4)
+    text = "; ".join(problems)
+    assert "bf16" in text and "head_dim 128" in text and "tiles of 8" in text and "contiguous" in text
+    ok = cuda.check_inputs(torch.zeros(8, 64, 128, dtype=torch.bfloat16),
+                           torch.zeros(3, 4, 128, 256, dtype=torch.bfloat16),
+                           torch.zeros(4, 8, 16, 16, 128, dtype=torch.bfloat16), 8)
+    assert ok == []
+    grouped = cuda.check_inputs(torch.zeros(8, 32, 128, dtype=torch.bfloat16),
+                                torch.zeros(3, 4, 128, 256, dtype=torch.bfloat16),
+                                torch.zeros(4, 8, 16, 8, 128, dtype=torch.bfloat16), 8)
+    assert grouped and "16 query heads per KV head" in grouped[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
+@pytest.mark.parametrize("variant", sorted(cuda.VARIANTS))
+@pytest.mark.parametrize("per_sm", [0, 1])
+@pytest.mark.parametrize("shared", [1.0, 0.3])
+def test_cuda_tile_outer_matches_triton(variant, per_sm, shared):
+    from kernels.bench.tile_outer_cuda_bench import tile_outer_runner
+    from kernels.msa import sparse_attention
+    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.prefill import sparse_attention_triton
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("sm_90a kernel: needs a Hopper GPU")
+    # two requests (the second a chunk after 400 tokens of context): tiles spanning the boundary stay KV-outer
+    case = make_case([700, 1500], [700, 1100], 64, 4, 128, torch.bfloat16, "cuda", seed=int(shared * 10) + variant)
+    sel = local_selection(case.query_start_loc, case.seq_lens, 4, shared, seed=7)
+    sel = sel[:, :, torch.randperm(sel.shape[2], device="cuda")].contiguous()  # slots in any order
+    # the kernel alone: direct rows and carrier parts (+ LSE) as the Triton kernel writes them, nothing else
+    fn_t, (out_t, po_t, lse_t), split, _ = tile_outer_runner(case, sel, "triton")
+    fn_c, (out_c, po_c, lse_c), _, _ = tile_outer_runner(case, sel, "cuda", variant=variant, per_sm=per_sm)
+    fn_t()
+    fn_c()
+    rows = split.direct.T[:, :, None].expand(-1, -1, 16).reshape(case.q.shape[:2])
+    parts = ~torch.isnan(lse_t)
+    assert bool(rows.any()) or bool(parts.any())
+    assert rel_err(out_c[rows], out_t[rows].float()) < TOL
+    assert torch.equal(parts, ~torch.isnan(lse_c))  # the same parts written, no others
+    if bool(parts.any()):
+        assert rel_err(po_c[parts], po_t[parts].float()) < TOL
+        assert float((lse_c[parts] - lse_t[parts]).abs().max()) < 1e-3
+    assert bool(torch.isnan(out_c[~rows]).all())  # rows left to the merge are not touched
+    # the whole adaptive prefill with the default variant (and the fused merge), against Triton and the fp32 reference
+    args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
+    ref = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel.cpu(), case.block_table.cpu(),
+                           case.query_start_loc.cpu(), case.seq_lens.cpu())
+    want = sparse_attention_triton(*args).float()
+    for fuse in (False, True):
+        got = torch.full_like(case.q, float("nan"))
+        sparse_attention_triton(*args, out=got, tile_impl="cuda", fuse_merge=fuse)
+        assert rel_err(got, want) < TOL and rel_err(got, ref) < TOL, fuse
