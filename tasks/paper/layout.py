@@ -109,9 +109,11 @@ def page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None = None) -> 
                 mono=bool(main["flags"] & MONO_FLAG) or bool(MONO_FONT.search(main["font"])),
             ))
     height = page.rect.height
-    lines = [ln for ln in lines if not (PAGE_NUMBER.match(ln.text) and (
+    # Page numbers are dropped after the row's pieces are joined: a heading's number low on the page ("2" of
+    # "2 Key Ideas") is a piece of its row, not a page number.
+    lines = merge_rows(lines, page.rect.width / 2)
+    return [ln for ln in lines if not (PAGE_NUMBER.match(ln.text) and (
         ln.bbox[3] < MARGIN_SHARE[0] * height or ln.bbox[1] > MARGIN_SHARE[1] * height))]
-    return merge_rows(lines, page.rect.width / 2)
 
 
 MARGIN_ZONE = 0.09
@@ -173,7 +175,10 @@ def _same_row(a: Line, b: Line, mid: float | None) -> bool:
     """Pieces of one printed line; on two-column pages (`mid` given) only on the same side of the middle."""
     height = min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
     gap = b.bbox[0] - a.bbox[2]
-    same_side = mid is None or (a.bbox[2] <= mid + GUTTER_PT) == (b.bbox[2] <= mid + GUTTER_PT)
+    # A piece that starts left of the middle is no right-column line: it continues a full-width row ("2.3" then
+    # its title running past the middle on a one-column page with figures beside the text).
+    same_side = mid is None or (a.bbox[2] <= mid + GUTTER_PT) == (b.bbox[2] <= mid + GUTTER_PT) \
+        or b.bbox[0] < mid - GUTTER_PT
     # A much smaller neighbour is another block (a side bar's "Edited by" beside the heading "1 Introduction").
     alike = min(a.size, b.size) >= ROW_SIZE_RATIO * max(a.size, b.size)
     return abs(a.center[1] - b.center[1]) < 0.35 * height and -1 <= gap < 1.6 * max(a.size, b.size) \
