@@ -31,10 +31,10 @@ KNOWN_HEADINGS = {
     "bibliography", "appendix",
 }
 REFERENCE_HEADINGS = {"references", "bibliography"}
-SECTION_NUMBER = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)*\.?)\s+")
-"""A heading's number: "3", "3.1.", "IV.", appendix "A", "A.", "A.1" (a bare capital only where the outline or a
+SECTION_NUMBER = re.compile(r"^(?:Appendix\s+[A-Z](?:\.\d+)*[.:]?|\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)*\.?)\s+")
+"""A heading's number: "3", "3.1.", "IV.", appendix "A", "A.", "A.1", "Appendix E." (JMLR/PMLR) (a bare capital only where the outline or a
 known name confirms the heading: "A Appendix", not "A model of...")."""
-NUMBERED_HEADING = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)+\.?|[A-Z]\.)\s+[A-Z][^.]{1,80}$")
+NUMBERED_HEADING = re.compile(r"^(?:Appendix\s+[A-Z](?:\.\d+)*[.:]?|\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)+\.?|[A-Z]\.)\s+[A-Z][^.]{1,80}$")
 CAPITALS_HEADING = re.compile(r"^[A-Z]\.\s+[A-Z][A-Z0-9 ,:&–\-/()]{2,80}$")
 """A lettered sub-heading in capitals ("A. EVALUATION METRICS")."""
 APPENDIX_HEADING = re.compile(r"^[A-Z]\s+[A-Z][^.]{1,80}$")

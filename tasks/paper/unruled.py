@@ -326,6 +326,19 @@ def _header_below(rows: Sequence[Row], count: int) -> bool:
     return rows[count].words[0].bbox[0] > max(r.words[0].bbox[2] for r in rest)
 
 
+def _header_between_rules(rows: Sequence[Row], rules: Sequence[float], count: int) -> bool:
+    """A second header line set between two rules ("choice of S | DSC (%) ↑ | HD (mm) ↓" under "Datasets | BraTS
+    | FLARE"): bold, no number in it, a rule under it and numbers in the line after."""
+    if count + 1 >= len(rows):
+        return False
+    line, after = rows[count], rows[count + 1]
+    worded = [w.bold for w in line.words if any(ch.isalpha() for ch in w.text)]  # arrows and math symbols aside
+    return bool(worded) and sum(worded) >= 0.75 * len(worded) \
+        and all(parse_number(w.text) is None for w in line.words) \
+        and any(line.baseline < y < after.baseline for y in rules) \
+        and any(parse_number(w.text) is not None for w in after.words[1:])
+
+
 def _header_count(rows: Sequence[Row], rules: Sequence[float], boxed: bool = False) -> int:
     """Header lines: those above the first rule under the first line (booktabs' midrule, a ruled grid's line);
     without rules, the lines before the first one that holds a number; none in a boxed grid (`boxed`: vertical
@@ -337,7 +350,7 @@ def _header_count(rows: Sequence[Row], rules: Sequence[float], boxed: bool = Fal
         cut = min(inner)
         count = sum(1 for r in rows if r.baseline < cut)
         if 0 < count < len(rows):
-            return count + (boxed and _header_below(rows, count))
+            return count + ((boxed and _header_below(rows, count)) or _header_between_rules(rows, rules, count))
     for i, row in enumerate(rows):
         if any(parse_number(w.text) is not None for w in row.words[1:]):
             return max(i, 1)
