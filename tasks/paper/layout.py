@@ -40,6 +40,8 @@ CAPITALS_HEADING = re.compile(r"^[A-Z]\.\s+[A-Z][A-Z0-9 ,:&–\-/()]{2,80}$")
 APPENDIX_HEADING = re.compile(r"^[A-Z]\s+[A-Z][^.]{1,80}$")
 """An appendix heading numbered by a bare letter ("A Significance Tests", "B Weight update equations")."""
 CAPTION = re.compile(r"^(Table|Figure|Fig\.)\s*(\d+|[IVX]+)\s*[:.]", re.IGNORECASE)
+NUMBER_PIECE = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[A-Z](?:\.\d+)+\.?)$")
+"""A heading's number set as a piece of its own ("2.3", "A.1")."""
 EQUATION_NUMBER = re.compile(r"^\((\d+[a-z]?)\)$")
 MATH_CHARS = set("=≤≥≈∑∏∫√∂∇±×·→←∈∉⊂⊆∀∃αβγδεθλμσφψωΣΠΔ∞")
 MATH_FONT = re.compile(r"CMMI|CMSY|CMEX|MSBM|MSAM|Math|Symbol|STIX|rsfs|esint|LMMathItalic|LMMathSymbols", re.IGNORECASE)
@@ -175,10 +177,10 @@ def _same_row(a: Line, b: Line, mid: float | None) -> bool:
     """Pieces of one printed line; on two-column pages (`mid` given) only on the same side of the middle."""
     height = min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
     gap = b.bbox[0] - a.bbox[2]
-    # A piece that starts left of the middle is no right-column line: it continues a full-width row ("2.3" then
-    # its title running past the middle on a one-column page with figures beside the text).
+    # A heading's number and its title that runs past the middle are one row when the title starts left of the
+    # middle ("2.3" then "Key Idea 1: ..." on a one-column page with figures beside the text).
     same_side = mid is None or (a.bbox[2] <= mid + GUTTER_PT) == (b.bbox[2] <= mid + GUTTER_PT) \
-        or b.bbox[0] < mid - GUTTER_PT
+        or (b.bbox[0] < mid - GUTTER_PT and a.bold and b.bold and bool(NUMBER_PIECE.match(a.text)))
     # A much smaller neighbour is another block (a side bar's "Edited by" beside the heading "1 Introduction").
     alike = min(a.size, b.size) >= ROW_SIZE_RATIO * max(a.size, b.size)
     return abs(a.center[1] - b.center[1]) < 0.35 * height and -1 <= gap < 1.6 * max(a.size, b.size) \

@@ -26,8 +26,10 @@ BARE_POWER = re.compile(r"^([-+]?)10([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)$")
 TEXT_POWER = re.compile(r"(?<![\w.\-×·])([-+]?)10([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)(?![\w])")
 TEXT_NUMBER = re.compile(
     r"(?<![\w.\-])([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+)(" + _EXP + r")?"
-    r"(\s?%|[x×](?![A-Za-z\d]))?(?![\w]|\.\d)"
+    r"(\s?%|[x×](?![A-Za-z\d])|k(?![A-Za-z\d]))?(?![\w]|\.\d)"
 )
+"""A number in running text, with its printed power of ten, "%", "×" or thousands "k" ("21.4k lines of code": the
+value as printed, 21.4, as `parse_value` reads a "21.4k" cell)."""
 NOT_RESULTS = re.compile(
     r"(?:Table|Tab\.|Figure|Fig\.|Section|Sec\.|Eq\.|Equation|Appendix|Algorithm|Alg\.|Step|Line|Chapter)\s*$",
     re.IGNORECASE,

@@ -63,10 +63,12 @@ E["geodesic_label_smoothing_midl"] = dict(
 ])
 # ACM acmart (PACMPL, one column): unlabelled abstract, CCS concepts, keywords, "ACM Reference Format" and the
 # licence box on page 1; heading numbers set apart from their titles; Table 1 printed as two halves side by side.
+# Headline: the evaluation's cost of the proofs (2.8k LOC added to 19.3k, 14 %); the development's total size (21.4k
+# LOC) describes the artefact and is left out.
 E["compcertoc_pldi"] = dict(
  _source="PLDI 2025 (Proc. ACM Program. Lang. 9, PLDI, Article 173), CC BY 4.0, shared/paper_corpus/compcertoc_pldi.pdf "
          "(see README.md)",
- figures=13, headline=["21.4k", "14%", "2.8k", "19.3k"], tables=[
+ figures=13, headline=["14%", "2.8k", "19.3k"], tables=[
  dict(number="1", caption="Significant Passes of CompCertOC", cells=cells([
   ("SimplLocals", "Interfaces/Conventions", "c_(tinjp)"), ("Cminorgen", "Interfaces/Conventions", "c_(tinjp)"),
   ("Selection", "Interfaces/Conventions", "wt · c_(ext)"), ("RTLgen", "Interfaces/Conventions", "c_(ext)"),
