@@ -30,6 +30,7 @@ from tasks.paper.layout import (
 )
 from tasks.paper.numbers import numbers_in_sentence, sentences
 from tasks.paper.pdf import DEFAULT_MAX_PAGES, check_usable, open_pdf
+from tasks.paper.rotated import upright
 from tasks.paper.tables import extract_tables, table_numbers
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
     """Extract `pdf` into `out_dir`; raises a `PaperError` subclass for unusable PDFs."""
     doc = open_pdf(pdf, password=password, max_pages=max_pages)
     use_ocr = check_usable(doc, pdf)
+    doc = upright(doc)  # landscape tables on portrait pages read like any other page
     pages = [_page_lines(page, use_ocr) for page in doc.pages()]
     running = running_lines(pages, [page.rect.height for page in doc.pages()])
     pages = [[ln for ln in lines if id(ln) not in running and not is_licence(ln)] for lines in pages]
@@ -126,8 +128,10 @@ def _outline(doc: pymupdf.Document) -> dict[int, set[str]]:
 
 
 def _in_outline(line: Line, outline: dict[int, set[str]]) -> bool:
-    """A short line whose text is a bookmark title of its page: a heading even without bold or numbering."""
-    return len(line.text) <= 90 and _bare(line.text) in outline.get(line.page, ())
+    """A short line whose text is a bookmark title of its page (or of the page before: the bookmark's anchor is
+    set before TeX breaks the page above a heading): a heading even without bold or numbering."""
+    bare = _bare(line.text)
+    return len(line.text) <= 90 and (bare in outline.get(line.page, ()) or bare in outline.get(line.page - 1, ()))
 
 
 def _continues_heading(heading: Line, line: Line, body_size: float) -> bool:

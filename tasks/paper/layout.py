@@ -63,6 +63,8 @@ def join_accents(text: str) -> str:
 PAGE_NUMBER = re.compile(r"^(?:page\s*)?(?:\d{1,4}|[ivxlc]{1,6})$", re.IGNORECASE)
 MARGIN_SHARE = (0.07, 0.86)
 """Lines above 7% or below 86% of the page height that are only a number are page numbers."""
+SIDE_MARGIN_SHARE = 0.08
+"""So are lines of a number only in the outer 8 % at the left or right edge."""
 
 
 @dataclass
@@ -102,7 +104,7 @@ def page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None = None) -> 
             math = sum(len(s["text"].strip()) for s in spans if MATH_FONT.search(s["font"]))
             lines.append(Line(
                 page=page.number,
-                bbox=tuple(round(v, 2) for v in raw["bbox"]),
+                bbox=tuple(round(v, 2) for v in _line_box(raw, main)),
                 text=text,
                 size=round(main["size"], 1),
                 bold=bool(main["flags"] & BOLD_FLAG) or "bold" in main["font"].lower() or "CMBX" in main["font"],
@@ -113,9 +115,22 @@ def page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None = None) -> 
     height = page.rect.height
     # Page numbers are dropped after the row's pieces are joined: a heading's number low on the page ("2" of
     # "2 Key Ideas") is a piece of its row, not a page number.
+    # A number alone at a side edge is one too: a page turned upright (a landscape table) has it there.
     lines = merge_rows(lines, page.rect.width / 2)
+    width = page.rect.width
     return [ln for ln in lines if not (PAGE_NUMBER.match(ln.text) and (
-        ln.bbox[3] < MARGIN_SHARE[0] * height or ln.bbox[1] > MARGIN_SHARE[1] * height))]
+        ln.bbox[3] < MARGIN_SHARE[0] * height or ln.bbox[1] > MARGIN_SHARE[1] * height
+        or ln.bbox[2] < SIDE_MARGIN_SHARE * width or ln.bbox[0] > (1 - SIDE_MARGIN_SHARE) * width))]
+
+
+def _line_box(raw: dict, main: dict) -> Sequence[float]:
+    """A line's box; where it is far lower than its font size (fonts embedded with a scaled matrix report boxes a
+    third of the glyphs' height: AutoML's Libertine), the font's ascender and descender around the baseline."""
+    x0, y0, x1, y1 = raw["bbox"]
+    if abs(raw["dir"][0]) < 0.5 or y1 - y0 >= 0.6 * main["size"]:
+        return raw["bbox"]
+    baseline = main["origin"][1]
+    return x0, baseline - main["ascender"] * main["size"], x1, baseline - main["descender"] * main["size"]
 
 
 MARGIN_ZONE = 0.09
@@ -298,17 +313,38 @@ def caption_blocks(lines: Sequence[Line]) -> dict[int, tuple[str, list[Line]]]:
                          and abs(other.center[1] - first.center[1]) < 0.35 * first.size
                          and 0 <= other.bbox[0] - first.bbox[2] < 1.2 * first.size and not caption_kind(other.text)),
                         key=lambda ln: ln.bbox[0])
+        hang: float | None = None
         for nxt in ordered[i + 1:]:
             last = parts[-1]
             if nxt.bbox[0] >= first.bbox[2] or nxt.bbox[2] <= first.bbox[0] or nxt.bbox[1] < last.bbox[1] + 1:
                 continue  # the other column, or the same row
-            # A caption's later lines start where its first line starts (a paragraph); table rows do not.
+            # A caption's later lines start where its first line starts (a paragraph) or, hanging, where its text
+            # starts after the label ("Table 3: Point..." over "metric) on 29..."); table rows do not.
+            if hang is None and len(parts) == 1 and _hangs(first, nxt):
+                hang = nxt.bbox[0]
+            aligned = abs(nxt.bbox[0] - first.bbox[0]) <= 2.0 or (hang is not None and abs(nxt.bbox[0] - hang) <= 2.0)
             if nxt.bbox[1] - last.bbox[3] > 0.6 * last.size or caption_kind(nxt.text) \
-                    or abs(nxt.size - first.size) > 0.5 or abs(nxt.bbox[0] - first.bbox[0]) > 2.0:
+                    or abs(nxt.size - first.size) > 0.5 or not aligned:
                 break
             parts.append(nxt)
         blocks[id(first)] = (" ".join(p.text for p in parts), parts)
     return blocks
+
+
+HANGING_TEXT_CHARS = 20
+"""A hanging caption's first line holds at least this much text after its label."""
+
+
+def _hangs(first: Line, nxt: Line) -> bool:
+    """`nxt` is the second line of a hanging caption: the first line holds text after its label ("Table 3: Point
+    forecast..."; a sentence's "Table 14." opening a line is no caption), and `nxt` starts where that text starts
+    (about the label's width in) and runs to the first line's right edge."""
+    label = CAPTION.match(first.text)
+    if label is None or len(first.text) < label.end() + HANGING_TEXT_CHARS:
+        return False
+    label_width = (first.bbox[2] - first.bbox[0]) * label.end() / len(first.text)
+    return 2.0 < nxt.bbox[0] - first.bbox[0] and abs(nxt.bbox[0] - first.bbox[0] - label_width) <= 1.5 * first.size \
+        and nxt.bbox[2] >= first.bbox[2] - 2 * first.size
 
 
 def caption_text(block: tuple[str, list[Line]], area: Sequence[float]) -> str:

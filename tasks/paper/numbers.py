@@ -18,9 +18,12 @@ CELL_NUMBER = re.compile(
     r"^[(\[]?([-+]?" + _NUM + r")(" + _EXP + r")?\s*(%)?\s*(?:" + _SPREAD + r")?" + _UNIT
     + r"[)\]]?\s*[*†‡§¶⋆∗]*$"
 )
-INTERVAL_CELL = re.compile(r"^\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[\[(]\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[,;–-]?\s*"
+INTERVAL_CELL = re.compile(r"^\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[\[(]\s*([-+]?\d[\d,]*(?:\.\d+)?)(?:\s*[,;–-]\s*|\s+)"
                            r"([-+]?\d[\d,]*(?:\.\d+)?)\s*[\])]\s*$")
-"""A value with its interval, "224.80 [196.80 284.20]" or "54 (32–72)" (a median or estimate and its interval)."""
+"""A value with its interval, "224.80 [196.80 284.20]" or "54 (32–72)" (a median or estimate and its interval);
+the two bounds are set apart ("0.751 (0.002)" is no interval from 0.00 to 2)."""
+WITH_SPREAD = re.compile(r"^([-+]?\d[\d,]*(?:\.\d+)?)\s*\(\s*(\d*\.\d+)\s*\)$")
+"""A mean with its standard deviation in parentheses, in small print after it: "0.751 (0.002)"."""
 SPREAD_ONLY = re.compile(r"^" + _SPREAD + r"$")
 BARE_POWER = re.compile(r"^([-+]?)10([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)$")
 TEXT_POWER = re.compile(r"(?<![\w.\-×·])([-+]?)10([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)(?![\w])")
@@ -43,6 +46,10 @@ def _exponent(text: str | None) -> int:
         return 0
     digits = re.search(r"([-+]?\d+)\)?\s*$", text.translate(FROM_SUPERSCRIPT).translate(MINUS_SIGNS).replace(" ", ""))
     return int(digits.group(1)) if digits else 0
+
+
+MAX_EXPONENT = 300
+"""Floats end near 10³⁰⁸: a larger "exponent" is something else set as superscript digits."""
 
 
 def _value(number: str, exponent: str | None) -> float:
@@ -68,6 +75,9 @@ def parse_value(text: str) -> tuple[float, float | None] | None:
     if interval:
         value, low, high = (float(g.replace(",", "")) for g in interval.groups())
         return (value, max(value - low, high - value)) if low <= value <= high else None
+    spread = WITH_SPREAD.match(cleaned)
+    if spread:  # a decimal in brackets after a decimal value: its spread (a count with a rank is not matched)
+        return float(spread.group(1).replace(",", "")), float(spread.group(2))
     share = COUNT_WITH_SHARE.match(cleaned)
     if share:  # "61 (49.59%)": a count with its share of the total; the count is the cell's value
         return float(share.group(1).replace(",", "")), None
@@ -78,6 +88,8 @@ def parse_value(text: str) -> tuple[float, float | None] | None:
     if not match or not re.search(r"\d", match.group(1) or ""):
         return None
     # "(2.1 ± 0.3) × 10⁻³" is printed "2.1 ± 0.3 × 10⁻³" too: the power after the spread applies to both.
+    if abs(_exponent(match.group(2) or match.group(5))) > MAX_EXPONENT:
+        return None  # no printed power of ten: digits set small after the value (a spread in small print)
     value = _value(match.group(1), match.group(2) or match.group(5))
     spread = _value(match.group(4), match.group(5)) if match.group(4) and re.search(r"\d", match.group(4)) else None
     return value, spread

@@ -34,7 +34,8 @@ MAX_CLAIMS = 8
 NOT_RESULTS_TABLE = re.compile(
     r"hyper-?param|\bparameters?\b(?! estimate)|\bpriors?\b|overview of|\bdata used\b|setting|configuration|(?:data ?(?:set)?|corpus|corpora) statistic|statistics of the data|notation|definition|prompt|example|implementation detail|"
     r"training detail|glossary|symbol|overview of (?:the )?data|data ?sets? (?:used|summary|details)|licen[cs]e|"
-    r"(?:quantity|amount|size) of (?:the )?(?:data|training)",
+    r"(?:quantity|amount|size) of (?:the )?(?:data|training)|statistics of (?:the )?(?:\w+ )?data|"
+    r"(?:software|framework|library|package)s? versions?|versions? of (?:the )?(?:software|frameworks?|librar(?:y|ies)|packages?|tools?)",
     re.IGNORECASE)
 MEASURED_SCORE = re.compile(r"\bF[1₁] scores?\b|\baccuracy\b|\bBLEU\b|\bperplexity\b", re.IGNORECASE)
 IDENTIFIER_CELL = re.compile(r"^\d+[A-Za-z]$")
