@@ -40,6 +40,11 @@ REFERENCE_START = re.compile(r"^(\[\d+\]|\d+\.(?:\s|$))")
 """A numbered reference entry: "[3] ...", "3. ...", or the number alone in the margin ("3." then the text)."""
 FOOTNOTE_START = re.compile(r"^(\d{1,2}|[*∗†‡§¶])\s*\S")
 FOOTNOTE_ZONE = 0.75
+RUN_IN_ABSTRACT = re.compile(r"^(Abstract|ABSTRACT)\s*[—–:.]?\s+([A-Z].*)$")
+FRONT_MATTER = re.compile(r"^(?:CCS Concepts|Additional Key Words and Phrases|Keywords|Index Terms|ACM Reference Format)\b",
+                          re.IGNORECASE)
+ABSTRACT_LINE_SHARE = 0.8
+"""An unlabelled abstract starts at the first line on page 1 this wide (of the widest there): author lines are short."""
 RUN_IN_HEADING = re.compile(r"^(\S.{0,58}?)\s*[—–:.]\s+(\S.*)$")
 """A paragraph's opening words ended by a dash, colon or full stop: a run-in heading when the outline agrees."""
 
@@ -94,7 +99,7 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
         tables += page_tables
         figures += page_figures
         equations += page_eqs.values()
-    sections, references, warnings = _sections(stream)
+    sections, references, warnings = _sections(_front_matter(stream, outline))
     if not sections and not tables and not figures:
         raise EmptyPdfError(f"{pdf}: no text, tables or figures could be extracted")
     numbers = _numbers(sections, tables, figures)
@@ -151,11 +156,45 @@ def _joined(a: Line, b: Line) -> Line:
 
 def _run_in_heading(line: Line, outline: dict[int, set[str]]) -> tuple[Line, Line] | None:
     """A paragraph that opens with its own heading ("Results — We were able to...", "Abstract. We..."), split
-    into heading and text when the PDF's outline names that heading on this page."""
+    into heading and text when the PDF's outline names that heading on this page; on page 1, "Abstract" set
+    before its first words ("Abstract We introduce...") even without an outline."""
     match = RUN_IN_HEADING.match(line.text)
-    if not match or _bare(match.group(1)) not in outline.get(line.page, ()):
-        return None
-    return replace(line, text=match.group(1)), replace(line, text=match.group(2))
+    if match and _bare(match.group(1)) in outline.get(line.page, ()):
+        return replace(line, text=match.group(1)), replace(line, text=match.group(2))
+    match = RUN_IN_ABSTRACT.match(line.text)
+    if match and line.page == 0:
+        return replace(line, text=match.group(1)), replace(line, text=match.group(2))
+    return None
+
+
+def _front_matter(stream: list[tuple[str, Line]], outline: dict[int, set[str]]) -> list[tuple[str, Line]]:
+    """The stream without the first page's indexing blocks (ACM's "CCS Concepts", "Additional Key Words and
+    Phrases", "ACM Reference Format"; "Keywords", "Index Terms"), each up to the next heading; an abstract set
+    without a label (ACM's journals) gets its heading back where the outline names it: the full-width lines
+    before the first heading."""
+    out: list[tuple[str, Line]] = []
+    skipping = False
+    for role, line in stream:
+        if role == "heading":
+            skipping = False
+        elif line.page == 0 and FRONT_MATTER.match(line.text):
+            skipping = True
+        if not skipping:
+            out.append((role, line))
+    if "abstract" not in outline.get(0, ()) or any(role == "heading" and _bare(ln.text) == "abstract"
+                                                   for role, ln in out):
+        return out
+    first = next((i for i, (role, _) in enumerate(out) if role == "heading"), len(out))
+    front = [ln for role, ln in out[:first] if role == "text" and ln.page == 0]
+    if not front:
+        return out
+    width = max(ln.bbox[2] - ln.bbox[0] for ln in front)
+    start = next(i for i, (role, ln) in enumerate(out) if role == "text" and ln.page == 0
+                 and ln.bbox[2] - ln.bbox[0] >= ABSTRACT_LINE_SHARE * width)
+    if start >= first:
+        return out
+    heading = replace(out[start][1], text="Abstract")
+    return [*out[:start], ("heading", heading), *out[start:]]
 
 
 def _page_lines(page: pymupdf.Page, use_ocr: bool) -> list[Line]:
