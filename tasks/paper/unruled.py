@@ -181,9 +181,28 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
         header = cells.pop(0)
         styles.pop(0)
     _join_citation_columns(header_rows, header, cells, styles)
+    _unfold_halves(header_rows, header, cells, styles)
     box = (min(w.bbox[0] for r in rows for w in r.words), min(w.bbox[1] for r in rows for w in r.words),
            max(w.bbox[2] for r in rows for w in r.words), max(w.bbox[3] for r in rows for w in r.words))
     return Grid(rounded_box(*box), header_rows, header, cells, styles)
+
+
+def _unfold_halves(header_rows: list[list[str]], header: list[str], cells: list[list[str]],
+                   styles: list[list[str]]) -> None:
+    """A long narrow table printed as halves side by side under a repeated header ("Class | #Images | Class |
+    #Images"): the right half's rows go under the left half's, so every row has its own label."""
+    n = len(header)
+    half = n // 2
+    if n < 4 or n % 2 or not any(header[:half]) or header[:half] != header[half:]:
+        return
+    right = [row[half:] for row in cells]
+    right_styles = [row[half:] for row in styles]
+    for lines in (header_rows, [header], cells, styles):
+        for line in lines:
+            del line[half:]
+    kept = [i for i, row in enumerate(right) if any(row)]
+    cells += [right[i] for i in kept]
+    styles += [right_styles[i] for i in kept]
 
 
 CITATION_MARK = re.compile(r"\[\d+(?:[,–-]\s*\d+)*\]")
