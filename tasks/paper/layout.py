@@ -338,13 +338,12 @@ HANGING_TEXT_CHARS = 20
 def _hangs(first: Line, nxt: Line) -> bool:
     """`nxt` is the second line of a hanging caption: the first line holds text after its label ("Table 3: Point
     forecast..."; a sentence's "Table 14." opening a line is no caption), and `nxt` starts where that text starts
-    (about the label's width in) and runs to the first line's right edge."""
+    (about the label's width in)."""
     label = CAPTION.match(first.text)
     if label is None or len(first.text) < label.end() + HANGING_TEXT_CHARS:
         return False
     label_width = (first.bbox[2] - first.bbox[0]) * label.end() / len(first.text)
-    return 2.0 < nxt.bbox[0] - first.bbox[0] and abs(nxt.bbox[0] - first.bbox[0] - label_width) <= 1.5 * first.size \
-        and nxt.bbox[2] >= first.bbox[2] - 2 * first.size
+    return 2.0 < nxt.bbox[0] - first.bbox[0] and abs(nxt.bbox[0] - first.bbox[0] - label_width) <= 1.5 * first.size
 
 
 def caption_text(block: tuple[str, list[Line]], area: Sequence[float]) -> str:

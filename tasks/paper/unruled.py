@@ -18,6 +18,8 @@ from tasks.paper.numbers import is_spread, parse_number
 from tasks.paper.words import BBox, Row, Word
 
 CELL_GAP_EM = 0.42
+MONO_SPACE_EM = 0.3
+"""Added to the cell gap between two words set in a monospaced font (a space there is ~0.5 em, not ~0.3)."""
 """Words further apart than this share of the font size are in different cells."""
 SHORT_LABEL_CHARS = 6
 """A one-cell line this short is a row-group label (its column counts), not a section line across the table."""
@@ -52,7 +54,9 @@ def _groups(row: Row, verticals: Sequence[float] = ()) -> list[list[Word]]:
     groups: list[list[Word]] = []
     for word in row.words:
         ruled = groups and any(groups[-1][-1].bbox[2] - 0.5 <= x <= word.bbox[0] + 0.5 for x in verticals)
-        if groups and not ruled and word.bbox[0] - groups[-1][-1].bbox[2] < CELL_GAP_EM * row.size:
+        # Code keeps its spaces: between two words of a monospaced font a space is a full character wide.
+        gap = (CELL_GAP_EM + MONO_SPACE_EM) if groups and word.mono and groups[-1][-1].mono else CELL_GAP_EM
+        if groups and not ruled and word.bbox[0] - groups[-1][-1].bbox[2] < gap * row.size:
             groups[-1].append(word)
         else:
             groups.append([word])
