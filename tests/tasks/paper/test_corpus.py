@@ -7,11 +7,13 @@ import json
 import shutil
 from pathlib import Path
 
+import pymupdf
 import pytest
 
 from benchmarks.paper_ingest_bench import CORPUS, corpus_pdf, corpus_pdfs, score_bundle
 from tasks.paper.ingest import ingest_pdf
 from tasks.paper.numbers import parse_value
+from tasks.paper.rotated import upright
 
 # (paper, min share of tables found, of checked cells right, of headline numbers, of headings)
 LEVELS = [
@@ -27,6 +29,10 @@ LEVELS = [
     ("multilingual_ner_acl", 1.0, 0.98, 1.0, 1.0),  # ACL: one-column tables beside text, rotated headers, multirow
     ("numeracy_literacy_emnlp", 1.0, 1.0, 1.0, 1.0),  # ACL: titles over column groups, a table of text cells
     ("doc_embeddings_cosine_acl", 1.0, 1.0, 1.0, 1.0),  # ACL: labels wrapped under their values, "x (+d)" cells
+    ("fewshot_hematopoiesis_midl", 1.0, 1.0, 1.0, 1.0),  # PMLR: "Appendix E." headings, halves side by side
+    ("geodesic_label_smoothing_midl", 1.0, 1.0, 1.0, 1.0),  # PMLR: rotated metric labels, header between rules
+    ("autogluon_timeseries_automl", 1.0, 1.0, 1.0, 1.0),  # landscape tables, hanging captions, code cells
+    ("compcertoc_pldi", 1.0, 1.0, 1.0, 1.0),  # ACM: heading numbers apart, unlabelled abstract, CCS block
     # IEEE Access: tables printed as glyph outlines, read by Tesseract (CI installs it); headings in capitals.
     pytest.param("polyp_segmentation_ieee", 0.8, 0.7, 1.0, 1.0, marks=pytest.mark.skipif(
         shutil.which("tesseract") is None, reason="tables printed as outlines need Tesseract")),
@@ -151,3 +157,37 @@ def test_tables_printed_as_outlines_are_read_by_ocr(tmp_path: Path) -> None:
     assert "OCR" in tables["table_5"].warnings[0]
     # The raised minus of "2.5e⁻⁴" comes out of OCR as a dash or "~": read as the exponent's sign.
     assert tables["table_2"].rows[0][:2] == ["Faster R-CNN [51]", "2.5e-4"] and parse_value("2.5e-4") == (0.00025, None)
+
+
+def test_landscape_tables_are_read_upright(tmp_path: Path) -> None:
+    """A sidewaystable (the page's text set upwards) is read as if the page were turned: caption, header, rows
+    and the "mean (sd)" cells in small print; the page number at the turned page's edge is in no table."""
+    tables = {t.id: t for t in ingest_pdf(corpus_pdf("autogluon_timeseries_automl"), tmp_path / "a").tables}
+    table9 = tables["table_9"]
+    assert table9.caption.startswith("Table 9: Point forecast accuracy, as measured by MASE")
+    assert table9.header == ["", "SeasonalNaive", "AutoARIMA", "AutoETS", "AutoTheta", "StatEnsemble", "DeepAR", "TFT",
+                             "AutoPyTorch", "AutoGluon"]
+    assert table9.rows[0] == ["Car Parts", "1.127", "1.118", "1.133", "1.208", "1.052", "0.749 (0.001)", "0.751 (0.002)",
+                              "0.746 (0.0)", "0.747 (0.0)"]
+    assert table9.rows[-1][0] == "Web Traffic Weekly" and parse_value("0.751 (0.002)") == (0.751, 0.002)
+    assert tables["table_11"].rows[3][:3] == ["Electricity Hourly", "0.2", ">360"]
+    # Hanging captions ("Table 6:" with its lines indented) and code in a cell with its spaces kept.
+    assert ["DeepAR", "context_length", "max(10, 2 * prediction_length)"] in tables["table_6"].rows
+    # Only pages set sideways are turned: a paper without one is read from the opened document itself.
+    doc = pymupdf.open(corpus_pdf("meta_learning"))
+    assert upright(doc) is doc
+
+
+def test_acm_front_matter_and_split_heading_numbers(tmp_path: Path) -> None:
+    """ACM (acmart): the abstract has no label (the outline names it), CCS concepts, key words, the reference
+    format and the licence box stay out of the body; a heading's number set apart from its title joins it."""
+    bundle = ingest_pdf(corpus_pdf("compcertoc_pldi"), tmp_path / "c")
+    titles = [s.title for s in bundle.sections]
+    assert titles[:3] == ["Abstract", "1 Introduction", "2 Key Ideas"]
+    assert "2.3 Key Idea 1: Threaded Kripke Memory Relations" in titles
+    assert bundle.sections[0].text.startswith("It is a long-standing open problem")
+    text = " ".join(s.text for s in bundle.sections)
+    assert "CCS Concepts" not in text and "ACM Reference Format" not in text and "Creative Commons" not in text
+    # Two halves side by side under a repeated header: one row per pass.
+    table1 = next(t for t in bundle.tables if t.id == "table_1")
+    assert table1.header == ["Languages/Passes", "Interfaces/Conventions"] and ["Asmgen", "mach_(ext) · MA"] in table1.rows
