@@ -104,7 +104,7 @@ def page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None = None) -> 
             math = sum(len(s["text"].strip()) for s in spans if MATH_FONT.search(s["font"]))
             lines.append(Line(
                 page=page.number,
-                bbox=tuple(round(v, 2) for v in _line_box(raw, main)),
+                bbox=_line_box(raw, main),
                 text=text,
                 size=round(main["size"], 1),
                 bold=bool(main["flags"] & BOLD_FLAG) or "bold" in main["font"].lower() or "CMBX" in main["font"],
@@ -123,14 +123,14 @@ def page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None = None) -> 
         or ln.bbox[2] < SIDE_MARGIN_SHARE * width or ln.bbox[0] > (1 - SIDE_MARGIN_SHARE) * width))]
 
 
-def _line_box(raw: dict, main: dict) -> Sequence[float]:
+def _line_box(raw: dict, main: dict) -> tuple[float, float, float, float]:
     """A line's box; where it is far lower than its font size (fonts embedded with a scaled matrix report boxes a
     third of the glyphs' height: AutoML's Libertine), the font's ascender and descender around the baseline."""
-    x0, y0, x1, y1 = raw["bbox"]
-    if abs(raw["dir"][0]) < 0.5 or y1 - y0 >= 0.6 * main["size"]:
-        return raw["bbox"]
-    baseline = main["origin"][1]
-    return x0, baseline - main["ascender"] * main["size"], x1, baseline - main["descender"] * main["size"]
+    x0, y0, x1, y1 = (float(v) for v in raw["bbox"])
+    if abs(raw["dir"][0]) >= 0.5 and y1 - y0 < 0.6 * main["size"]:
+        baseline = main["origin"][1]
+        y0, y1 = baseline - main["ascender"] * main["size"], baseline - main["descender"] * main["size"]
+    return round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2)
 
 
 MARGIN_ZONE = 0.09

@@ -75,9 +75,9 @@ def parse_value(text: str) -> tuple[float, float | None] | None:
     if interval:
         value, low, high = (float(g.replace(",", "")) for g in interval.groups())
         return (value, max(value - low, high - value)) if low <= value <= high else None
-    spread = WITH_SPREAD.match(cleaned)
-    if spread:  # a decimal in brackets after a decimal value: its spread (a count with a rank is not matched)
-        return float(spread.group(1).replace(",", "")), float(spread.group(2))
+    mean_sd = WITH_SPREAD.match(cleaned)
+    if mean_sd:  # a decimal in brackets after a value: its spread (a count with a rank is not matched)
+        return float(mean_sd.group(1).replace(",", "")), float(mean_sd.group(2))
     share = COUNT_WITH_SHARE.match(cleaned)
     if share:  # "61 (49.59%)": a count with its share of the total; the count is the cell's value
         return float(share.group(1).replace(",", "")), None
