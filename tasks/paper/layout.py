@@ -34,7 +34,7 @@ REFERENCE_HEADINGS = {"references", "bibliography"}
 SECTION_NUMBER = re.compile(r"^(?:Appendix\s+[A-Z](?:\.\d+)*[.:]?|\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)*\.?)\s+")
 """A heading's number: "3", "3.1.", "IV.", appendix "A", "A.", "A.1", "Appendix E." (JMLR/PMLR) (a bare capital only where the outline or a
 known name confirms the heading: "A Appendix", not "A model of...")."""
-NUMBERED_HEADING = re.compile(r"^(?:Appendix\s+[A-Z](?:\.\d+)*[.:]?|\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)+\.?|[A-Z]\.)\s+[A-Z][^.]{1,80}$")
+NUMBERED_HEADING = re.compile(r"^(?:Appendix\s+[A-Z](?:\.\d+)*[.:]?|\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)+\.?|[A-Z]\.)\s+[A-ZΑ-Ω][^.]{1,80}$")
 CAPITALS_HEADING = re.compile(r"^[A-Z]\.\s+[A-Z][A-Z0-9 ,:&–\-/()]{2,80}$")
 """A lettered sub-heading in capitals ("A. EVALUATION METRICS")."""
 APPENDIX_HEADING = re.compile(r"^[A-Z]\s+[A-Z][^.]{1,80}$")
@@ -294,6 +294,8 @@ def looks_like_equation(line: Line) -> bool:
     text = line.text.strip()
     if len(text) > 140 or EQUATION_NUMBER.match(text) or line.mono or ". . ." in text:
         return False  # code listings have "=" too; ". . ." is a table of contents' dot leader
+    if line.bold and NUMBERED_HEADING.match(text):
+        return False  # a numbered bold heading with a symbol in it ("3.4 Π-types")
     words = re.findall(r"[A-Za-z]{4,}", text)
     mathy = line.math_share >= 0.25 or any(ch in MATH_CHARS for ch in text)
     # A final period ends a sentence, or a displayed formula that closes a sentence ("a = b.").

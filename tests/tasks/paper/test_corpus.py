@@ -33,6 +33,7 @@ LEVELS = [
     ("geodesic_label_smoothing_midl", 1.0, 1.0, 1.0, 1.0),  # PMLR: rotated metric labels, header between rules
     ("autogluon_timeseries_automl", 1.0, 1.0, 1.0, 1.0),  # landscape tables, hanging captions, code cells
     ("compcertoc_pldi", 1.0, 1.0, 1.0, 1.0),  # ACM: heading numbers apart, unlabelled abstract, CCS block
+    ("cubical_agda_cpp", 1.0, 1.0, 1.0, 1.0),  # ACM two-column (sigplan): front matter, "3.4 Π-types"
     # IEEE Access: tables printed as glyph outlines, read by Tesseract (CI installs it); headings in capitals.
     pytest.param("polyp_segmentation_ieee", 0.8, 0.7, 1.0, 1.0, marks=pytest.mark.skipif(
         shutil.which("tesseract") is None, reason="tables printed as outlines need Tesseract")),
@@ -189,5 +190,11 @@ def test_acm_front_matter_and_split_heading_numbers(tmp_path: Path) -> None:
     text = " ".join(s.text for s in bundle.sections)
     assert "CCS Concepts" not in text and "ACM Reference Format" not in text and "Creative Commons" not in text
     # Two halves side by side under a repeated header: one row per pass.
+    two_column = ingest_pdf(corpus_pdf("cubical_agda_cpp"), tmp_path / "a")
+    assert [s.title for s in two_column.sections][:2] == ["Abstract", "1 Introduction"]
+    assert two_column.sections[0].text.endswith("whether or not the notion of natural model is used.")
+    assert "3.4 Π-types" in [s.title for s in two_column.sections]
+    text = " ".join(s.text for s in two_column.sections)
+    assert "CCS Concepts" not in text and "Reference Format" not in text and "Creative Commons" not in text
     table1 = next(t for t in bundle.tables if t.id == "table_1")
     assert table1.header == ["Languages/Passes", "Interfaces/Conventions"] and ["Asmgen", "mach_(ext) · MA"] in table1.rows

@@ -120,6 +120,15 @@ E["autogluon_timeseries_automl"] = dict(
   ("M4 Monthly", "StatEnsemble", "340.3"), ("M4 Monthly", "AutoGluon", "112.1"), ("Pedestrian Counts", "DeepAR", "13.5"),
   ("Web Traffic Weekly", "DeepAR", "N/A"), ("Web Traffic Weekly", "AutoPyTorch", "260.5"), ("Web Traffic Weekly", "AutoGluon", "106.0")])),
 ])
+# ACM acmart two-column (sigplan, CPP 2026): printed "Abstract" and CCS/keywords/reference-format blocks in the left
+# column, the licence box at the foot of column 1, code in the text; no tables or numbered figures, no numeric
+# results. Headings as printed (the outline spells "3.4 Π-types" as "Pi-types").
+E["cubical_agda_cpp"] = dict(
+ _source="CPP 2026 (ACM SIGPLAN, DOI 10.1145/3779031.3779090), CC BY 4.0, shared/paper_corpus/cubical_agda_cpp.pdf "
+         "(see README.md)",
+ _headings=[t[1].replace("Pi-types", "Π-types").replace("`", "‘").replace("' and", "’ and") for t in
+            pymupdf.open(corpus_pdf("cubical_agda_cpp")).get_toc() if t[0] <= 2 and t[1] != "References"],
+ figures=0, headline=[], tables=[])
 # ACM acmart (PACMPL, one column): unlabelled abstract, CCS concepts, keywords, "ACM Reference Format" and the
 # licence box on page 1; heading numbers set apart from their titles; Table 1 printed as two halves side by side.
 # Headline: the evaluation's cost of the proofs (2.8k LOC added to 19.3k, 14 %); the development's total size (21.4k
