@@ -168,10 +168,13 @@ def _run_in_heading(line: Line, outline: dict[int, set[str]]) -> tuple[Line, Lin
 
 
 def _front_matter(stream: list[tuple[str, Line]], outline: dict[int, set[str]]) -> list[tuple[str, Line]]:
-    """The stream without the first page's indexing blocks (ACM's "CCS Concepts", "Additional Key Words and
-    Phrases", "ACM Reference Format"; "Keywords", "Index Terms"), each up to the next heading; an abstract set
-    without a label (ACM's journals) gets its heading back where the outline names it: the full-width lines
-    before the first heading."""
+    """The stream without page 1's indexing blocks, and with the heading of an unlabelled abstract put back."""
+    return _unlabelled_abstract(_without_indexing_blocks(stream), outline)
+
+
+def _without_indexing_blocks(stream: list[tuple[str, Line]]) -> list[tuple[str, Line]]:
+    """Page 1's indexing blocks (ACM's "CCS Concepts", "Additional Key Words and Phrases", "ACM Reference Format";
+    "Keywords", "Index Terms"), each up to the next heading, are no body text."""
     out: list[tuple[str, Line]] = []
     skipping = False
     for role, line in stream:
@@ -181,20 +184,22 @@ def _front_matter(stream: list[tuple[str, Line]], outline: dict[int, set[str]]) 
             skipping = True
         if not skipping:
             out.append((role, line))
+    return out
+
+
+def _unlabelled_abstract(stream: list[tuple[str, Line]], outline: dict[int, set[str]]) -> list[tuple[str, Line]]:
+    """An abstract set without a label (ACM's journals) gets its heading back where the outline names one on
+    page 1: before the first full-width line above the first heading (the author lines above it are short)."""
     if "abstract" not in outline.get(0, ()) or any(role == "heading" and _bare(ln.text) == "abstract"
-                                                   for role, ln in out):
-        return out
-    first = next((i for i, (role, _) in enumerate(out) if role == "heading"), len(out))
-    front = [ln for role, ln in out[:first] if role == "text" and ln.page == 0]
+                                                   for role, ln in stream):
+        return stream
+    first = next((i for i, (role, _) in enumerate(stream) if role == "heading"), len(stream))
+    front = [(i, ln) for i, (role, ln) in enumerate(stream[:first]) if role == "text" and ln.page == 0]
     if not front:
-        return out
-    width = max(ln.bbox[2] - ln.bbox[0] for ln in front)
-    start = next(i for i, (role, ln) in enumerate(out) if role == "text" and ln.page == 0
-                 and ln.bbox[2] - ln.bbox[0] >= ABSTRACT_LINE_SHARE * width)
-    if start >= first:
-        return out
-    heading = replace(out[start][1], text="Abstract")
-    return [*out[:start], ("heading", heading), *out[start:]]
+        return stream
+    width = max(ln.bbox[2] - ln.bbox[0] for _, ln in front)
+    start = next(i for i, ln in front if ln.bbox[2] - ln.bbox[0] >= ABSTRACT_LINE_SHARE * width)
+    return [*stream[:start], ("heading", replace(stream[start][1], text="Abstract")), *stream[start:]]
 
 
 def _page_lines(page: pymupdf.Page, use_ocr: bool) -> list[Line]:
