@@ -33,6 +33,7 @@ TEXT_NUMBER = re.compile(
 )
 """A number in running text, with its printed power of ten, "%", "×" or thousands "k" ("21.4k lines of code": the
 value as printed, 21.4, as `parse_value` reads a "21.4k" cell)."""
+DOI = re.compile(r"\b10\.\d{4,9}/\S+")
 NOT_RESULTS = re.compile(
     r"(?:Table|Tab\.|Figure|Fig\.|Section|Sec\.|Eq\.|Equation|Appendix|Algorithm|Alg\.|Step|Line|Chapter)\s*$",
     re.IGNORECASE,
@@ -119,7 +120,7 @@ def sentences(text: str) -> list[str]:
 def numbers_in_sentence(sentence: str) -> list[tuple[float, str]]:
     """(value, printed text) of each reported number, skipping labels like "Table 1" or citations "[3]"."""
     found: list[tuple[float, str]] = []
-    plain = sentence.translate(MINUS_SIGNS)
+    plain = DOI.sub(" ", sentence.translate(MINUS_SIGNS))  # "10.5281/zenodo.3160540" is an identifier
     for match in TEXT_NUMBER.finditer(plain):
         before = plain[: match.start()]
         if NOT_RESULTS.search(before) or before.rstrip().endswith(("[", ",")) and "[" in before[-12:]:
