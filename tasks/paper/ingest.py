@@ -30,6 +30,7 @@ from tasks.paper.layout import (
 )
 from tasks.paper.numbers import numbers_in_sentence, sentences
 from tasks.paper.pdf import DEFAULT_MAX_PAGES, check_usable, open_pdf
+from tasks.paper.rotated import upright
 from tasks.paper.tables import extract_tables, table_numbers
 
 if TYPE_CHECKING:
@@ -39,6 +40,11 @@ REFERENCE_START = re.compile(r"^(\[\d+\]|\d+\.(?:\s|$))")
 """A numbered reference entry: "[3] ...", "3. ...", or the number alone in the margin ("3." then the text)."""
 FOOTNOTE_START = re.compile(r"^(\d{1,2}|[*∗†‡§¶])\s*\S")
 FOOTNOTE_ZONE = 0.75
+RUN_IN_ABSTRACT = re.compile(r"^(Abstract|ABSTRACT)\s*[—–:.]?\s+([A-Z].*)$")
+FRONT_MATTER = re.compile(r"^(?:CCS Concepts|Additional Key Words and Phrases|Keywords|Index Terms|ACM Reference Format)\b",
+                          re.IGNORECASE)
+ABSTRACT_LINE_SHARE = 0.8
+"""An unlabelled abstract starts at the first line on page 1 this wide (of the widest there): author lines are short."""
 RUN_IN_HEADING = re.compile(r"^(\S.{0,58}?)\s*[—–:.]\s+(\S.*)$")
 """A paragraph's opening words ended by a dash, colon or full stop: a run-in heading when the outline agrees."""
 
@@ -47,6 +53,7 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
     """Extract `pdf` into `out_dir`; raises a `PaperError` subclass for unusable PDFs."""
     doc = open_pdf(pdf, password=password, max_pages=max_pages)
     use_ocr = check_usable(doc, pdf)
+    doc = upright(doc)  # landscape tables on portrait pages read like any other page
     pages = [_page_lines(page, use_ocr) for page in doc.pages()]
     running = running_lines(pages, [page.rect.height for page in doc.pages()])
     pages = [[ln for ln in lines if id(ln) not in running and not is_licence(ln)] for lines in pages]
@@ -92,7 +99,7 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
         tables += page_tables
         figures += page_figures
         equations += page_eqs.values()
-    sections, references, warnings = _sections(stream)
+    sections, references, warnings = _sections(_front_matter(stream, outline))
     if not sections and not tables and not figures:
         raise EmptyPdfError(f"{pdf}: no text, tables or figures could be extracted")
     numbers = _numbers(sections, tables, figures)
@@ -126,8 +133,10 @@ def _outline(doc: pymupdf.Document) -> dict[int, set[str]]:
 
 
 def _in_outline(line: Line, outline: dict[int, set[str]]) -> bool:
-    """A short line whose text is a bookmark title of its page: a heading even without bold or numbering."""
-    return len(line.text) <= 90 and _bare(line.text) in outline.get(line.page, ())
+    """A short line whose text is a bookmark title of its page (or of the page before: the bookmark's anchor is
+    set before TeX breaks the page above a heading): a heading even without bold or numbering."""
+    bare = _bare(line.text)
+    return len(line.text) <= 90 and (bare in outline.get(line.page, ()) or bare in outline.get(line.page - 1, ()))
 
 
 def _continues_heading(heading: Line, line: Line, body_size: float) -> bool:
@@ -147,11 +156,50 @@ def _joined(a: Line, b: Line) -> Line:
 
 def _run_in_heading(line: Line, outline: dict[int, set[str]]) -> tuple[Line, Line] | None:
     """A paragraph that opens with its own heading ("Results — We were able to...", "Abstract. We..."), split
-    into heading and text when the PDF's outline names that heading on this page."""
+    into heading and text when the PDF's outline names that heading on this page; on page 1, "Abstract" set
+    before its first words ("Abstract We introduce...") even without an outline."""
     match = RUN_IN_HEADING.match(line.text)
-    if not match or _bare(match.group(1)) not in outline.get(line.page, ()):
-        return None
-    return replace(line, text=match.group(1)), replace(line, text=match.group(2))
+    if match and _bare(match.group(1)) in outline.get(line.page, ()):
+        return replace(line, text=match.group(1)), replace(line, text=match.group(2))
+    match = RUN_IN_ABSTRACT.match(line.text)
+    if match and line.page == 0:
+        return replace(line, text=match.group(1)), replace(line, text=match.group(2))
+    return None
+
+
+def _front_matter(stream: list[tuple[str, Line]], outline: dict[int, set[str]]) -> list[tuple[str, Line]]:
+    """The stream without page 1's indexing blocks, and with the heading of an unlabelled abstract put back."""
+    return _unlabelled_abstract(_without_indexing_blocks(stream), outline)
+
+
+def _without_indexing_blocks(stream: list[tuple[str, Line]]) -> list[tuple[str, Line]]:
+    """Page 1's indexing blocks (ACM's "CCS Concepts", "Additional Key Words and Phrases", "ACM Reference Format";
+    "Keywords", "Index Terms"), each up to the next heading, are no body text."""
+    out: list[tuple[str, Line]] = []
+    skipping = False
+    for role, line in stream:
+        if role == "heading":
+            skipping = False
+        elif line.page == 0 and FRONT_MATTER.match(line.text):
+            skipping = True
+        if not skipping:
+            out.append((role, line))
+    return out
+
+
+def _unlabelled_abstract(stream: list[tuple[str, Line]], outline: dict[int, set[str]]) -> list[tuple[str, Line]]:
+    """An abstract set without a label (ACM's journals) gets its heading back where the outline names one on
+    page 1: before the first full-width line above the first heading (the author lines above it are short)."""
+    if "abstract" not in outline.get(0, ()) or any(role == "heading" and _bare(ln.text) == "abstract"
+                                                   for role, ln in stream):
+        return stream
+    first = next((i for i, (role, _) in enumerate(stream) if role == "heading"), len(stream))
+    front = [(i, ln) for i, (role, ln) in enumerate(stream[:first]) if role == "text" and ln.page == 0]
+    if not front:
+        return stream
+    width = max(ln.bbox[2] - ln.bbox[0] for _, ln in front)
+    start = next(i for i, ln in front if ln.bbox[2] - ln.bbox[0] >= ABSTRACT_LINE_SHARE * width)
+    return [*stream[:start], ("heading", replace(stream[start][1], text="Abstract")), *stream[start:]]
 
 
 def _page_lines(page: pymupdf.Page, use_ocr: bool) -> list[Line]:

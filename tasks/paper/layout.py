@@ -31,15 +31,17 @@ KNOWN_HEADINGS = {
     "bibliography", "appendix",
 }
 REFERENCE_HEADINGS = {"references", "bibliography"}
-SECTION_NUMBER = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)*\.?)\s+")
-"""A heading's number: "3", "3.1.", "IV.", appendix "A", "A.", "A.1" (a bare capital only where the outline or a
+SECTION_NUMBER = re.compile(r"^(?:Appendix\s+[A-Z](?:\.\d+)*[.:]?|\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)*\.?)\s+")
+"""A heading's number: "3", "3.1.", "IV.", appendix "A", "A.", "A.1", "Appendix E." (JMLR/PMLR) (a bare capital only where the outline or a
 known name confirms the heading: "A Appendix", not "A model of...")."""
-NUMBERED_HEADING = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)+\.?|[A-Z]\.)\s+[A-Z][^.]{1,80}$")
+NUMBERED_HEADING = re.compile(r"^(?:Appendix\s+[A-Z](?:\.\d+)*[.:]?|\d+(?:\.\d+)*\.?|[IVX]+\.|[A-Z](?:\.\d+)+\.?|[A-Z]\.)\s+[A-ZΑ-Ω][^.]{1,80}$")
 CAPITALS_HEADING = re.compile(r"^[A-Z]\.\s+[A-Z][A-Z0-9 ,:&–\-/()]{2,80}$")
 """A lettered sub-heading in capitals ("A. EVALUATION METRICS")."""
 APPENDIX_HEADING = re.compile(r"^[A-Z]\s+[A-Z][^.]{1,80}$")
 """An appendix heading numbered by a bare letter ("A Significance Tests", "B Weight update equations")."""
 CAPTION = re.compile(r"^(Table|Figure|Fig\.)\s*(\d+|[IVX]+)\s*[:.]", re.IGNORECASE)
+NUMBER_PIECE = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[A-Z](?:\.\d+)+\.?)$")
+"""A heading's number set as a piece of its own ("2.3", "A.1")."""
 EQUATION_NUMBER = re.compile(r"^\((\d+[a-z]?)\)$")
 MATH_CHARS = set("=≤≥≈∑∏∫√∂∇±×·→←∈∉⊂⊆∀∃αβγδεθλμσφψωΣΠΔ∞")
 MATH_FONT = re.compile(r"CMMI|CMSY|CMEX|MSBM|MSAM|Math|Symbol|STIX|rsfs|esint|LMMathItalic|LMMathSymbols", re.IGNORECASE)
@@ -61,6 +63,8 @@ def join_accents(text: str) -> str:
 PAGE_NUMBER = re.compile(r"^(?:page\s*)?(?:\d{1,4}|[ivxlc]{1,6})$", re.IGNORECASE)
 MARGIN_SHARE = (0.07, 0.86)
 """Lines above 7% or below 86% of the page height that are only a number are page numbers."""
+SIDE_MARGIN_SHARE = 0.08
+"""So are lines of a number only in the outer 8 % at the left or right edge."""
 
 
 @dataclass
@@ -100,7 +104,7 @@ def page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None = None) -> 
             math = sum(len(s["text"].strip()) for s in spans if MATH_FONT.search(s["font"]))
             lines.append(Line(
                 page=page.number,
-                bbox=tuple(round(v, 2) for v in raw["bbox"]),
+                bbox=_line_box(raw, main),
                 text=text,
                 size=round(main["size"], 1),
                 bold=bool(main["flags"] & BOLD_FLAG) or "bold" in main["font"].lower() or "CMBX" in main["font"],
@@ -109,9 +113,24 @@ def page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None = None) -> 
                 mono=bool(main["flags"] & MONO_FLAG) or bool(MONO_FONT.search(main["font"])),
             ))
     height = page.rect.height
-    lines = [ln for ln in lines if not (PAGE_NUMBER.match(ln.text) and (
-        ln.bbox[3] < MARGIN_SHARE[0] * height or ln.bbox[1] > MARGIN_SHARE[1] * height))]
-    return merge_rows(lines, page.rect.width / 2)
+    # Page numbers are dropped after the row's pieces are joined: a heading's number low on the page ("2" of
+    # "2 Key Ideas") is a piece of its row, not a page number.
+    # A number alone at a side edge is one too: a page turned upright (a landscape table) has it there.
+    lines = merge_rows(lines, page.rect.width / 2)
+    width = page.rect.width
+    return [ln for ln in lines if not (PAGE_NUMBER.match(ln.text) and (
+        ln.bbox[3] < MARGIN_SHARE[0] * height or ln.bbox[1] > MARGIN_SHARE[1] * height
+        or ln.bbox[2] < SIDE_MARGIN_SHARE * width or ln.bbox[0] > (1 - SIDE_MARGIN_SHARE) * width))]
+
+
+def _line_box(raw: dict, main: dict) -> tuple[float, float, float, float]:
+    """A line's box; where it is far lower than its font size (fonts embedded with a scaled matrix report boxes a
+    third of the glyphs' height: AutoML's Libertine), the font's ascender and descender around the baseline."""
+    x0, y0, x1, y1 = (float(v) for v in raw["bbox"])
+    if abs(raw["dir"][0]) >= 0.5 and y1 - y0 < 0.6 * main["size"]:
+        baseline = main["origin"][1]
+        y0, y1 = baseline - main["ascender"] * main["size"], baseline - main["descender"] * main["size"]
+    return round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2)
 
 
 MARGIN_ZONE = 0.09
@@ -173,7 +192,10 @@ def _same_row(a: Line, b: Line, mid: float | None) -> bool:
     """Pieces of one printed line; on two-column pages (`mid` given) only on the same side of the middle."""
     height = min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
     gap = b.bbox[0] - a.bbox[2]
-    same_side = mid is None or (a.bbox[2] <= mid + GUTTER_PT) == (b.bbox[2] <= mid + GUTTER_PT)
+    # A heading's number and its title that runs past the middle are one row when the title starts left of the
+    # middle ("2.3" then "Key Idea 1: ..." on a one-column page with figures beside the text).
+    same_side = mid is None or (a.bbox[2] <= mid + GUTTER_PT) == (b.bbox[2] <= mid + GUTTER_PT) \
+        or (b.bbox[0] < mid - GUTTER_PT and a.bold and b.bold and bool(NUMBER_PIECE.match(a.text)))
     # A much smaller neighbour is another block (a side bar's "Edited by" beside the heading "1 Introduction").
     alike = min(a.size, b.size) >= ROW_SIZE_RATIO * max(a.size, b.size)
     return abs(a.center[1] - b.center[1]) < 0.35 * height and -1 <= gap < 1.6 * max(a.size, b.size) \
@@ -272,6 +294,8 @@ def looks_like_equation(line: Line) -> bool:
     text = line.text.strip()
     if len(text) > 140 or EQUATION_NUMBER.match(text) or line.mono or ". . ." in text:
         return False  # code listings have "=" too; ". . ." is a table of contents' dot leader
+    if line.bold and NUMBERED_HEADING.match(text):
+        return False  # a numbered bold heading with a symbol in it ("3.4 Π-types")
     words = re.findall(r"[A-Za-z]{4,}", text)
     mathy = line.math_share >= 0.25 or any(ch in MATH_CHARS for ch in text)
     # A final period ends a sentence, or a displayed formula that closes a sentence ("a = b.").
@@ -291,17 +315,37 @@ def caption_blocks(lines: Sequence[Line]) -> dict[int, tuple[str, list[Line]]]:
                          and abs(other.center[1] - first.center[1]) < 0.35 * first.size
                          and 0 <= other.bbox[0] - first.bbox[2] < 1.2 * first.size and not caption_kind(other.text)),
                         key=lambda ln: ln.bbox[0])
+        hang: float | None = None
         for nxt in ordered[i + 1:]:
             last = parts[-1]
             if nxt.bbox[0] >= first.bbox[2] or nxt.bbox[2] <= first.bbox[0] or nxt.bbox[1] < last.bbox[1] + 1:
                 continue  # the other column, or the same row
-            # A caption's later lines start where its first line starts (a paragraph); table rows do not.
+            # A caption's later lines start where its first line starts (a paragraph) or, hanging, where its text
+            # starts after the label ("Table 3: Point..." over "metric) on 29..."); table rows do not.
+            if hang is None and len(parts) == 1 and _hangs(first, nxt):
+                hang = nxt.bbox[0]
+            aligned = abs(nxt.bbox[0] - first.bbox[0]) <= 2.0 or (hang is not None and abs(nxt.bbox[0] - hang) <= 2.0)
             if nxt.bbox[1] - last.bbox[3] > 0.6 * last.size or caption_kind(nxt.text) \
-                    or abs(nxt.size - first.size) > 0.5 or abs(nxt.bbox[0] - first.bbox[0]) > 2.0:
+                    or abs(nxt.size - first.size) > 0.5 or not aligned:
                 break
             parts.append(nxt)
         blocks[id(first)] = (" ".join(p.text for p in parts), parts)
     return blocks
+
+
+HANGING_TEXT_CHARS = 20
+"""A hanging caption's first line holds at least this much text after its label."""
+
+
+def _hangs(first: Line, nxt: Line) -> bool:
+    """`nxt` is the second line of a hanging caption: the first line holds text after its label ("Table 3: Point
+    forecast..."; a sentence's "Table 14." opening a line is no caption), and `nxt` starts where that text starts
+    (about the label's width in)."""
+    label = CAPTION.match(first.text)
+    if label is None or len(first.text) < label.end() + HANGING_TEXT_CHARS:
+        return False
+    label_width = (first.bbox[2] - first.bbox[0]) * label.end() / len(first.text)
+    return 2.0 < nxt.bbox[0] - first.bbox[0] and abs(nxt.bbox[0] - first.bbox[0] - label_width) <= 1.5 * first.size
 
 
 def caption_text(block: tuple[str, list[Line]], area: Sequence[float]) -> str:

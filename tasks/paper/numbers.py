@@ -18,16 +18,22 @@ CELL_NUMBER = re.compile(
     r"^[(\[]?([-+]?" + _NUM + r")(" + _EXP + r")?\s*(%)?\s*(?:" + _SPREAD + r")?" + _UNIT
     + r"[)\]]?\s*[*†‡§¶⋆∗]*$"
 )
-INTERVAL_CELL = re.compile(r"^\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[\[(]\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[,;–-]?\s*"
+INTERVAL_CELL = re.compile(r"^\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*[\[(]\s*([-+]?\d[\d,]*(?:\.\d+)?)(?:\s*[,;–-]\s*|\s+)"
                            r"([-+]?\d[\d,]*(?:\.\d+)?)\s*[\])]\s*$")
-"""A value with its interval, "224.80 [196.80 284.20]" or "54 (32–72)" (a median or estimate and its interval)."""
+"""A value with its interval, "224.80 [196.80 284.20]" or "54 (32–72)" (a median or estimate and its interval);
+the two bounds are set apart ("0.751 (0.002)" is no interval from 0.00 to 2)."""
+WITH_SPREAD = re.compile(r"^([-+]?\d[\d,]*(?:\.\d+)?)\s*\(\s*(\d*\.\d+)\s*\)$")
+"""A mean with its standard deviation in parentheses, in small print after it: "0.751 (0.002)"."""
 SPREAD_ONLY = re.compile(r"^" + _SPREAD + r"$")
 BARE_POWER = re.compile(r"^([-+]?)10([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)$")
 TEXT_POWER = re.compile(r"(?<![\w.\-×·])([-+]?)10([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)(?![\w])")
 TEXT_NUMBER = re.compile(
     r"(?<![\w.\-])([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+)(" + _EXP + r")?"
-    r"(\s?%|[x×](?![A-Za-z\d]))?(?![\w]|\.\d)"
+    r"(\s?%|[x×](?![A-Za-z\d])|k(?![A-Za-z\d]))?(?![\w]|\.\d)"
 )
+"""A number in running text, with its printed power of ten, "%", "×" or thousands "k" ("21.4k lines of code": the
+value as printed, 21.4, as `parse_value` reads a "21.4k" cell)."""
+DOI = re.compile(r"\b10\.\d{4,9}/\S+")
 NOT_RESULTS = re.compile(
     r"(?:Table|Tab\.|Figure|Fig\.|Section|Sec\.|Eq\.|Equation|Appendix|Algorithm|Alg\.|Step|Line|Chapter)\s*$",
     re.IGNORECASE,
@@ -41,6 +47,10 @@ def _exponent(text: str | None) -> int:
         return 0
     digits = re.search(r"([-+]?\d+)\)?\s*$", text.translate(FROM_SUPERSCRIPT).translate(MINUS_SIGNS).replace(" ", ""))
     return int(digits.group(1)) if digits else 0
+
+
+MAX_EXPONENT = 300
+"""Floats end near 10³⁰⁸: a larger "exponent" is something else set as superscript digits."""
 
 
 def _value(number: str, exponent: str | None) -> float:
@@ -66,6 +76,9 @@ def parse_value(text: str) -> tuple[float, float | None] | None:
     if interval:
         value, low, high = (float(g.replace(",", "")) for g in interval.groups())
         return (value, max(value - low, high - value)) if low <= value <= high else None
+    mean_sd = WITH_SPREAD.match(cleaned)
+    if mean_sd:  # a decimal in brackets after a value: its spread (a count with a rank is not matched)
+        return float(mean_sd.group(1).replace(",", "")), float(mean_sd.group(2))
     share = COUNT_WITH_SHARE.match(cleaned)
     if share:  # "61 (49.59%)": a count with its share of the total; the count is the cell's value
         return float(share.group(1).replace(",", "")), None
@@ -76,6 +89,8 @@ def parse_value(text: str) -> tuple[float, float | None] | None:
     if not match or not re.search(r"\d", match.group(1) or ""):
         return None
     # "(2.1 ± 0.3) × 10⁻³" is printed "2.1 ± 0.3 × 10⁻³" too: the power after the spread applies to both.
+    if abs(_exponent(match.group(2) or match.group(5))) > MAX_EXPONENT:
+        return None  # no printed power of ten: digits set small after the value (a spread in small print)
     value = _value(match.group(1), match.group(2) or match.group(5))
     spread = _value(match.group(4), match.group(5)) if match.group(4) and re.search(r"\d", match.group(4)) else None
     return value, spread
@@ -105,7 +120,7 @@ def sentences(text: str) -> list[str]:
 def numbers_in_sentence(sentence: str) -> list[tuple[float, str]]:
     """(value, printed text) of each reported number, skipping labels like "Table 1" or citations "[3]"."""
     found: list[tuple[float, str]] = []
-    plain = sentence.translate(MINUS_SIGNS)
+    plain = DOI.sub(" ", sentence.translate(MINUS_SIGNS))  # "10.5281/zenodo.3160540" is an identifier
     for match in TEXT_NUMBER.finditer(plain):
         before = plain[: match.start()]
         if NOT_RESULTS.search(before) or before.rstrip().endswith(("[", ",")) and "[" in before[-12:]:

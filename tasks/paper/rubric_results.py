@@ -34,8 +34,10 @@ MAX_CLAIMS = 8
 NOT_RESULTS_TABLE = re.compile(
     r"hyper-?param|\bparameters?\b(?! estimate)|\bpriors?\b|overview of|\bdata used\b|setting|configuration|(?:data ?(?:set)?|corpus|corpora) statistic|statistics of the data|notation|definition|prompt|example|implementation detail|"
     r"training detail|glossary|symbol|overview of (?:the )?data|data ?sets? (?:used|summary|details)|licen[cs]e|"
-    r"(?:quantity|amount|size) of (?:the )?(?:data|training)",
+    r"(?:quantity|amount|size) of (?:the )?(?:data|training)|statistics of (?:the )?(?:\w+ )?data|"
+    r"(?:software|framework|library|package)s? versions?|versions? of (?:the )?(?:software|frameworks?|librar(?:y|ies)|packages?|tools?)",
     re.IGNORECASE)
+ELIDED_CELL = re.compile(r"(?:\.\s*){3}|(?:·\s*){3}|…|⋮|⋯")
 MEASURED_SCORE = re.compile(r"\bF[1₁] scores?\b|\baccuracy\b|\bBLEU\b|\bperplexity\b", re.IGNORECASE)
 IDENTIFIER_CELL = re.compile(r"^\d+[A-Za-z]$")
 SUMMARY_COLUMN = re.compile(r"\b(?:average|avg|mean|overall|total|all)\b", re.IGNORECASE)
@@ -118,7 +120,11 @@ def is_ours(label: str, name: str | None) -> bool:
 
 def is_results_table(table: Table) -> bool:
     """Not a table of set-up, data or examples, unless its caption also names the scores it reports ("The size
-    of training and test sets ... F1 scores on the test set")."""
+    of training and test sets ... F1 scores on the test set"). A table with an elided row ("· · ·", "...") shows
+    the layout of some data (a data frame's first and last rows), not results."""
+    if any(row and all(ELIDED_CELL.fullmatch(c.strip()) for c in row if c.strip()) and any(c.strip() for c in row)
+           for row in table.rows):
+        return False
     return not NOT_RESULTS_TABLE.search(table.caption) or bool(MEASURED_SCORE.search(table.caption))
 
 

@@ -234,7 +234,7 @@ def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Seq
     for line in side:
         gap = line.bbox[1] - ref if below else ref - line.bbox[3]
         # Line height of the table so far (a larger heading after the table must not widen the allowed gap).
-        height = max(min([ln.bbox[3] - ln.bbox[1] for ln in picked[-3:]] + [line.bbox[3] - line.bbox[1]]), 1.0)
+        height = max(min([_height(ln) for ln in picked[-3:]] + [_height(line)]), 1.0)
         near = line.bbox[1] if below else line.bbox[3]
         # A rule in a wide gap (under a header, between row groups) keeps the table going when it sits close
         # to both lines; a figure after the bottom rule is further away.
@@ -259,6 +259,12 @@ def _neighbours(page_words: Sequence[tuple], caption: Sequence[Line], lines: Seq
             for y, _, _ in rules):
         stop = picked.pop()
     return picked if below else picked[::-1]
+
+
+def _height(line: Line) -> float:
+    """A line's height, at least its font size: fonts embedded without ascender and descender give boxes a
+    third of the glyphs' height (AutoML's Libertine), and the gaps between rows would all look wide."""
+    return max(line.bbox[3] - line.bbox[1], line.size)
 
 
 def _hugs(line: Line, prose: Line) -> bool:

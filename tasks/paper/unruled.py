@@ -18,6 +18,8 @@ from tasks.paper.numbers import is_spread, parse_number
 from tasks.paper.words import BBox, Row, Word
 
 CELL_GAP_EM = 0.42
+MONO_SPACE_EM = 0.3
+"""Added to the cell gap between two words set in a monospaced font (a space there is ~0.5 em, not ~0.3)."""
 """Words further apart than this share of the font size are in different cells."""
 SHORT_LABEL_CHARS = 6
 """A one-cell line this short is a row-group label (its column counts), not a section line across the table."""
@@ -52,7 +54,9 @@ def _groups(row: Row, verticals: Sequence[float] = ()) -> list[list[Word]]:
     groups: list[list[Word]] = []
     for word in row.words:
         ruled = groups and any(groups[-1][-1].bbox[2] - 0.5 <= x <= word.bbox[0] + 0.5 for x in verticals)
-        if groups and not ruled and word.bbox[0] - groups[-1][-1].bbox[2] < CELL_GAP_EM * row.size:
+        # Code keeps its spaces: between two words of a monospaced font a space is a full character wide.
+        gap = (CELL_GAP_EM + MONO_SPACE_EM) if groups and word.mono and groups[-1][-1].mono else CELL_GAP_EM
+        if groups and not ruled and word.bbox[0] - groups[-1][-1].bbox[2] < gap * row.size:
             groups[-1].append(word)
         else:
             groups.append([word])
@@ -182,9 +186,28 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
         header = cells.pop(0)
         styles.pop(0)
     _join_citation_columns(header_rows, header, cells, styles)
+    _unfold_halves(header_rows, header, cells, styles)
     box = (min(w.bbox[0] for r in rows for w in r.words), min(w.bbox[1] for r in rows for w in r.words),
            max(w.bbox[2] for r in rows for w in r.words), max(w.bbox[3] for r in rows for w in r.words))
     return Grid(rounded_box(*box), header_rows, header, cells, styles)
+
+
+def _unfold_halves(header_rows: list[list[str]], header: list[str], cells: list[list[str]],
+                   styles: list[list[str]]) -> None:
+    """A long narrow table printed as halves side by side under a repeated header ("Class | #Images | Class |
+    #Images"): the right half's rows go under the left half's, so every row has its own label."""
+    n = len(header)
+    half = n // 2
+    if n < 4 or n % 2 or not any(header[:half]) or header[:half] != header[half:]:
+        return
+    right = [row[half:] for row in cells]
+    right_styles = [row[half:] for row in styles]
+    for lines in (header_rows, [header], cells, styles):
+        for line in lines:
+            del line[half:]
+    kept = [i for i, row in enumerate(right) if any(row)]
+    cells += [right[i] for i in kept]
+    styles += [right_styles[i] for i in kept]
 
 
 CITATION_MARK = re.compile(r"\[\d+(?:[,–-]\s*\d+)*\]")
@@ -327,6 +350,19 @@ def _header_below(rows: Sequence[Row], count: int) -> bool:
     return rows[count].words[0].bbox[0] > max(r.words[0].bbox[2] for r in rest)
 
 
+def _header_between_rules(rows: Sequence[Row], rules: Sequence[float], count: int) -> bool:
+    """A second header line set between two rules ("choice of S | DSC (%) ↑ | HD (mm) ↓" under "Datasets | BraTS
+    | FLARE"): bold, no number in it, a rule under it and numbers in the line after."""
+    if count + 1 >= len(rows):
+        return False
+    line, after = rows[count], rows[count + 1]
+    worded = [w.bold for w in line.words if any(ch.isalpha() for ch in w.text)]  # arrows and math symbols aside
+    return bool(worded) and sum(worded) >= 0.75 * len(worded) \
+        and all(parse_number(w.text) is None for w in line.words) \
+        and any(line.baseline < y < after.baseline for y in rules) \
+        and any(parse_number(w.text) is not None for w in after.words[1:])
+
+
 def _header_count(rows: Sequence[Row], rules: Sequence[float], boxed: bool = False) -> int:
     """Header lines: those above the first rule under the first line (booktabs' midrule, a ruled grid's line);
     without rules, the lines before the first one that holds a number; none in a boxed grid (`boxed`: vertical
@@ -338,7 +374,7 @@ def _header_count(rows: Sequence[Row], rules: Sequence[float], boxed: bool = Fal
         cut = min(inner)
         count = sum(1 for r in rows if r.baseline < cut)
         if 0 < count < len(rows):
-            return count + (boxed and _header_below(rows, count))
+            return count + ((boxed and _header_below(rows, count)) or _header_between_rules(rows, rules, count))
     for i, row in enumerate(rows):
         if any(parse_number(w.text) is not None for w in row.words[1:]):
             return max(i, 1)

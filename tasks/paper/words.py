@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tasks.paper.layout import SMALL_CAPS_GLYPHS, join_accents
+from tasks.paper.layout import MONO_FONT, SMALL_CAPS_GLYPHS, join_accents
 from tasks.paper.numbers import SUBSCRIPTS, SUPERSCRIPTS
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ class Word:
     italic: bool
     bold: bool = False
     """Heavier than the table's body text (set by `mark_bold`)."""
+    mono: bool = False
+    """Set in a monospaced (typewriter) font: code, whose spaces are a full character wide."""
 
     @property
     def cy(self) -> float:
@@ -119,6 +121,7 @@ def _flush(chars: list[tuple[dict, dict]], words: list[Word]) -> None:
         baseline=span["origin"][1] + drop,
         weight=font_weight(font, span["flags"]),
         italic=bool(span["flags"] & 2) or any(k in font for k in ITALIC_FONT),
+        mono=bool(span["flags"] & 8) or bool(MONO_FONT.search(font)),
     ))
 
 

@@ -7,11 +7,13 @@ import json
 import shutil
 from pathlib import Path
 
+import pymupdf
 import pytest
 
 from benchmarks.paper_ingest_bench import CORPUS, corpus_pdf, corpus_pdfs, score_bundle
 from tasks.paper.ingest import ingest_pdf
 from tasks.paper.numbers import parse_value
+from tasks.paper.rotated import upright
 
 # (paper, min share of tables found, of checked cells right, of headline numbers, of headings)
 LEVELS = [
@@ -27,6 +29,11 @@ LEVELS = [
     ("multilingual_ner_acl", 1.0, 0.98, 1.0, 1.0),  # ACL: one-column tables beside text, rotated headers, multirow
     ("numeracy_literacy_emnlp", 1.0, 1.0, 1.0, 1.0),  # ACL: titles over column groups, a table of text cells
     ("doc_embeddings_cosine_acl", 1.0, 1.0, 1.0, 1.0),  # ACL: labels wrapped under their values, "x (+d)" cells
+    ("fewshot_hematopoiesis_midl", 1.0, 1.0, 1.0, 1.0),  # PMLR: "Appendix E." headings, halves side by side
+    ("geodesic_label_smoothing_midl", 1.0, 1.0, 1.0, 1.0),  # PMLR: rotated metric labels, header between rules
+    ("autogluon_timeseries_automl", 1.0, 1.0, 1.0, 1.0),  # landscape tables, hanging captions, code cells
+    ("compcertoc_pldi", 1.0, 1.0, 1.0, 1.0),  # ACM: heading numbers apart, unlabelled abstract, CCS block
+    ("cubical_agda_cpp", 1.0, 1.0, 1.0, 1.0),  # ACM two-column (sigplan): front matter, "3.4 Π-types"
     # IEEE Access: tables printed as glyph outlines, read by Tesseract (CI installs it); headings in capitals.
     pytest.param("polyp_segmentation_ieee", 1.0, 0.93, 1.0, 1.0, marks=pytest.mark.skipif(
         shutil.which("tesseract") is None, reason="tables printed as outlines need Tesseract")),
@@ -158,3 +165,43 @@ def test_tables_printed_as_outlines_are_read_by_ocr(tmp_path: Path) -> None:
     # Cells of two lines beside cells of one (a text table, ruled between its rows) are read too.
     kvasir = next(row for row in tables["table_1"].rows if row[0] == "Kvasir [19]" and row[4])
     assert kvasir[1:] == ["Whole GI", kvasir[2], "z-line, pylorus, cecum, dyed polyp,", "8,000 images", "Classification"]
+
+
+def test_landscape_tables_are_read_upright(tmp_path: Path) -> None:
+    """A sidewaystable (the page's text set upwards) is read as if the page were turned: caption, header, rows
+    and the "mean (sd)" cells in small print; the page number at the turned page's edge is in no table."""
+    tables = {t.id: t for t in ingest_pdf(corpus_pdf("autogluon_timeseries_automl"), tmp_path / "a").tables}
+    table9 = tables["table_9"]
+    assert table9.caption.startswith("Table 9: Point forecast accuracy, as measured by MASE")
+    assert table9.header == ["", "SeasonalNaive", "AutoARIMA", "AutoETS", "AutoTheta", "StatEnsemble", "DeepAR", "TFT",
+                             "AutoPyTorch", "AutoGluon"]
+    assert table9.rows[0] == ["Car Parts", "1.127", "1.118", "1.133", "1.208", "1.052", "0.749 (0.001)", "0.751 (0.002)",
+                              "0.746 (0.0)", "0.747 (0.0)"]
+    assert table9.rows[-1][0] == "Web Traffic Weekly" and parse_value("0.751 (0.002)") == (0.751, 0.002)
+    assert tables["table_11"].rows[3][:3] == ["Electricity Hourly", "0.2", ">360"]
+    # Hanging captions ("Table 6:" with its lines indented) and code in a cell with its spaces kept.
+    assert ["DeepAR", "context_length", "max(10, 2 * prediction_length)"] in tables["table_6"].rows
+    # Only pages set sideways are turned: a paper without one is read from the opened document itself.
+    doc = pymupdf.open(corpus_pdf("meta_learning"))
+    assert upright(doc) is doc
+
+
+def test_acm_front_matter_and_split_heading_numbers(tmp_path: Path) -> None:
+    """ACM (acmart): the abstract has no label (the outline names it), CCS concepts, key words, the reference
+    format and the licence box stay out of the body; a heading's number set apart from its title joins it."""
+    bundle = ingest_pdf(corpus_pdf("compcertoc_pldi"), tmp_path / "c")
+    titles = [s.title for s in bundle.sections]
+    assert titles[:3] == ["Abstract", "1 Introduction", "2 Key Ideas"]
+    assert "2.3 Key Idea 1: Threaded Kripke Memory Relations" in titles
+    assert bundle.sections[0].text.startswith("It is a long-standing open problem")
+    text = " ".join(s.text for s in bundle.sections)
+    assert "CCS Concepts" not in text and "ACM Reference Format" not in text and "Creative Commons" not in text
+    # Two halves side by side under a repeated header: one row per pass.
+    two_column = ingest_pdf(corpus_pdf("cubical_agda_cpp"), tmp_path / "a")
+    assert [s.title for s in two_column.sections][:2] == ["Abstract", "1 Introduction"]
+    assert two_column.sections[0].text.endswith("whether or not the notion of natural model is used.")
+    assert "3.4 Π-types" in [s.title for s in two_column.sections]
+    text = " ".join(s.text for s in two_column.sections)
+    assert "CCS Concepts" not in text and "Reference Format" not in text and "Creative Commons" not in text
+    table1 = next(t for t in bundle.tables if t.id == "table_1")
+    assert table1.header == ["Languages/Passes", "Interfaces/Conventions"] and ["Asmgen", "mach_(ext) · MA"] in table1.rows
