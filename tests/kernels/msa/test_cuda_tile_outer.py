@@ -92,8 +92,9 @@ def test_cuda_tile_outer_matches_triton(variant, per_sm, shared):
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
     ref = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel.cpu(), case.block_table.cpu(),
                            case.query_start_loc.cpu(), case.seq_lens.cpu())
-    want = sparse_attention_triton(*args).float()
-    for fuse in (False, True):
+    assert cuda.choose(case.q, case.kv_cache, po_c, 8) is None  # built and loaded: auto takes the CUDA step
+    want = sparse_attention_triton(*args, tile_impl="triton").float()
+    for impl, fuse in (("cuda", False), ("cuda", True), ("auto", None)):  # auto: the CUDA step, fused (v11)
         got = torch.full_like(case.q, float("nan"))
-        sparse_attention_triton(*args, out=got, tile_impl="cuda", fuse_merge=fuse)
-        assert rel_err(got, want) < TOL and rel_err(got, ref) < TOL, fuse
+        sparse_attention_triton(*args, out=got, tile_impl=impl, fuse_merge=fuse)
+        assert rel_err(got, want) < TOL and rel_err(got, ref) < TOL, (impl, fuse)
