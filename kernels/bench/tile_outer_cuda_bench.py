@@ -131,7 +131,7 @@ def correctness(out: Path | None) -> None:
         check_prefill(m3, sel, label, out)
 
 
-def timings(sizes: list[int], out: Path | None, kinds: list[str], all_variants: bool = True) -> None:
+def timings(sizes: list[int], out: Path | None, kinds: list[str], all_variants: bool = True, repeat: int = 1) -> None:
     """``kinds``: shared fractions f of ``local_selection`` ("1.0", "0.9", ...) or "indexer" (the indexer's
     selections on random inputs: little sharing, most entries stay KV-outer)."""
     from kernels.msa.indexer import msa_index_topk_triton
@@ -168,7 +168,7 @@ def timings(sizes: list[int], out: Path | None, kinds: list[str], all_variants: 
                 del fn
             args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
             buf = torch.empty_like(case.q)
-            for impl, fuse in (("triton", False), ("cuda", False), ("cuda", True), ("auto", None)):
+            for impl, fuse in (("triton", False), ("cuda", False), ("cuda", True), ("auto", None)) * repeat:
                 t = bench_ms(lambda impl=impl, fuse=fuse: sparse_attention_triton(*args, out=buf, tile_impl=impl,
                                                                                   fuse_merge=fuse))
                 times.setdefault(f"prefill {impl}", t)
@@ -204,6 +204,7 @@ def main() -> None:
     parser.add_argument("--lib-cache", type=Path, default=None, help="folder holding (or to hold) the built library")
     parser.add_argument("--cutlass-include", type=Path, default=None, help="CUTLASS headers, if not from the wheel")
     parser.add_argument("--skip-check", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1, help="times the whole-prefill rows are timed, interleaved")
     parser.add_argument("--defaults-only", action="store_true",
                         help="tile-outer rows: Triton and the default CUDA variant only (whole-prefill rows: all)")
     parser.add_argument("--once", type=int, default=0, help="N: one launch of each kernel at N tokens (profiling)")
@@ -221,7 +222,7 @@ def main() -> None:
     if not a.skip_check:
         correctness(a.out)
     timings([int(s) for s in a.sizes.split(",") if s], a.out, [f for f in a.fractions.split(",") if f],
-            all_variants=not a.defaults_only)
+            all_variants=not a.defaults_only, repeat=a.repeat)
     print("\n## table")
     for row in ROWS:
         print(" | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
