@@ -94,7 +94,7 @@ def nvcc_command(nvcc: Path, include: Path, output: Path, extra: tuple[str, ...]
     return [str(nvcc), *NVCC_FLAGS, *extra, f"-I{include}", f"-I{HERE}", str(SOURCE), "-o", str(output)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache  # the sources do not change within a process
 def library_name(extra_flags: tuple[str, ...] = ()) -> str:
     """File name of the built library: a hash of the sources and flags (the CUTLASS version is pinned)."""
     digest = hashlib.sha256()
