@@ -97,12 +97,12 @@ def check_prefill(case, sel, label: str, out: Path | None, tail: int = 16) -> No
     from kernels.msa.prefill import sparse_attention_triton
 
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
-    out_t = sparse_attention_triton(*args)
+    out_t = sparse_attention_triton(*args, tile_impl="triton")
     ref_t = reference_tail(case, sel, out_t, tail)
-    for fuse in (False, True):
+    for impl, fuse in (("cuda", False), ("cuda", True), ("auto", None)):
         out_c = torch.full_like(case.q, float("nan"))
-        sparse_attention_triton(*args, out=out_c, tile_impl="cuda", fuse_merge=fuse)
-        emit(out, kind="prefill check", case=label, fuse_merge=fuse, vs_triton=rel_diff(out_c, out_t),
+        sparse_attention_triton(*args, out=out_c, tile_impl=impl, fuse_merge=fuse)
+        emit(out, kind="prefill check", case=label, impl=impl, fuse_merge=fuse, vs_triton=rel_diff(out_c, out_t),
              ref_err_cuda=reference_tail(case, sel, out_c, tail), ref_err_triton=ref_t, nan=int(torch.isnan(out_c).sum()))
 
 
@@ -131,7 +131,7 @@ def correctness(out: Path | None) -> None:
         check_prefill(m3, sel, label, out)
 
 
-def timings(sizes: list[int], out: Path | None, kinds: list[str]) -> None:
+def timings(sizes: list[int], out: Path | None, kinds: list[str], all_variants: bool = True, repeat: int = 1) -> None:
     """``kinds``: shared fractions f of ``local_selection`` ("1.0", "0.9", ...) or "indexer" (the indexer's
     selections on random inputs: little sharing, most entries stay KV-outer)."""
     from kernels.msa.indexer import msa_index_topk_triton
@@ -153,12 +153,12 @@ def timings(sizes: list[int], out: Path | None, kinds: list[str]) -> None:
                 label = f"N={n // 1024}K f={f}"
             flops_sel = attention_flops(sel, pos)
             times = {}
-            for name, impl, knobs in (("triton", "triton", {"per_sm": 0}),
-                                      *((f"cuda v{v}: {d}", "cuda", {"variant": v, "per_sm": 0})
-                                        for v, d in VARIANTS.items()),
-                                      ("cuda v3, 1 CTA/SM persistent", "cuda", {"variant": 3, "per_sm": 1}),
-                                      ("cuda v4, 1 CTA/SM persistent", "cuda", {"variant": 4, "per_sm": 1}),
-                                      ("cuda v5, 1 CTA/SM persistent", "cuda", {"variant": 5, "per_sm": 1})):
+            rows = (("triton", "triton", {"per_sm": 0}),
+                    *((f"cuda v{v}: {d}", "cuda", {"variant": v, "per_sm": 0}) for v, d in VARIANTS.items()),
+                    ("cuda v3, 1 CTA/SM persistent", "cuda", {"variant": 3, "per_sm": 1}),
+                    ("cuda v4, 1 CTA/SM persistent", "cuda", {"variant": 4, "per_sm": 1}),
+                    ("cuda v5, 1 CTA/SM persistent", "cuda", {"variant": 5, "per_sm": 1}))
+            for name, impl, knobs in rows if all_variants else (rows[0], rows[-1]):
                 fn, _, split, _ = tile_outer_runner(case, sel, impl, **knobs)
                 t = bench_ms(fn)
                 times[name] = t
@@ -168,11 +168,12 @@ def timings(sizes: list[int], out: Path | None, kinds: list[str]) -> None:
                 del fn
             args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
             buf = torch.empty_like(case.q)
-            for impl, fuse in (("triton", False), ("cuda", False), ("cuda", True)):
+            for impl, fuse in (("triton", False), ("cuda", False), ("cuda", True), ("auto", None)) * repeat:
                 t = bench_ms(lambda impl=impl, fuse=fuse: sparse_attention_triton(*args, out=buf, tile_impl=impl,
                                                                                   fuse_merge=fuse))
                 times.setdefault(f"prefill {impl}", t)
-                name = impl if impl == "triton" else f"cuda (defaults: v{DEFAULT_VARIANT}, {DEFAULT_PER_SM} CTA/SM)"
+                name = {"triton": "triton", "auto": "auto (the default: v11 policy)"}.get(
+                    impl, f"cuda (v{DEFAULT_VARIANT}, {DEFAULT_PER_SM} CTA/SM)")
                 name += " + fused merge" if fuse else ""
                 emit(out, kind="whole prefill", case=label, impl=name, ms=t, sel_tflops=flops_sel / t / 1e9,
                      vs_triton=times["prefill triton"] / t)
@@ -203,6 +204,9 @@ def main() -> None:
     parser.add_argument("--lib-cache", type=Path, default=None, help="folder holding (or to hold) the built library")
     parser.add_argument("--cutlass-include", type=Path, default=None, help="CUTLASS headers, if not from the wheel")
     parser.add_argument("--skip-check", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1, help="times the whole-prefill rows are timed, interleaved")
+    parser.add_argument("--defaults-only", action="store_true",
+                        help="tile-outer rows: Triton and the default CUDA variant only (whole-prefill rows: all)")
     parser.add_argument("--once", type=int, default=0, help="N: one launch of each kernel at N tokens (profiling)")
     parser.add_argument("--variant", type=int, default=3, help="CUDA variant for --once")
     a = parser.parse_args()
@@ -217,7 +221,8 @@ def main() -> None:
         return
     if not a.skip_check:
         correctness(a.out)
-    timings([int(s) for s in a.sizes.split(",") if s], a.out, [f for f in a.fractions.split(",") if f])
+    timings([int(s) for s in a.sizes.split(",") if s], a.out, [f for f in a.fractions.split(",") if f],
+            all_variants=not a.defaults_only, repeat=a.repeat)
     print("\n## table")
     for row in ROWS:
         print(" | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))

@@ -279,9 +279,9 @@ def sparse_attention_triton(
     tile_per_sm: int = 0,
     k_scale: float = 1.0,
     v_scale: float = 1.0,
-    fuse_merge: bool = False,
+    fuse_merge: bool | None = None,
     partial_dtype: torch.dtype | None = None,
-    tile_impl: str = "triton",
+    tile_impl: str = "auto",
 ) -> torch.Tensor:
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
@@ -294,20 +294,26 @@ def sparse_attention_triton(
     ``tile_*`` knobs: the tile-outer kernel's warps, pipeline stages, key piece and programs per SM (0: one per tile).
     ``kv_cache`` may be float8 e4m3 (``torch.float8_e4m3fn``, vLLM's layout) with per-tensor ``k_scale`` /
     ``v_scale`` (H200: 0.99x the bf16 cache on random selections, 0.79x at f = 0.9; NOTES.md v10t).
-    ``fuse_merge`` (v9, off by default): the tile-outer kernel folds its rows' KV-outer parts in on chip and
+    ``fuse_merge`` (v9): the tile-outer kernel folds its rows' KV-outer parts in on chip and
     writes them (no carrier part, no merge pass over those rows); on the H200 it was 0.88-0.98x the v8 path on
     selections with locality and 1.03x on a chunked row, so v8's separate merge stays the default (NOTES v9); with
     ``tile_impl="cuda"`` (no spills there) it pays: 128K f = 0.9 24.3 ms vs 32.5 (NOTES v10).
     ``partial_dtype``: dtype of the KV-outer partial outputs (default q's dtype; ``torch.int8`` with a per-row
     scale halves their bytes and memory, 6.8e-3 output error at M3 shapes: 1.04-1.05x on random selections, 0.97x
     at f = 0.9 on the H200, so opt-in; NOTES v10t).
-    ``tile_impl="cuda"`` (v10, opt-in): the tile-outer step on the FA3-style sm_90a kernel of ``kernels.msa.cuda``
-    (bf16, 16 query heads per KV head, head_dim 128, bf16 partials; with ``fuse_merge`` too; NOTES.md v10).
+    ``tile_impl``: "auto" (v11, the default) runs the tile-outer step on the FA3-style sm_90a kernel of
+    ``kernels.msa.cuda`` when ``kernels.msa.cuda.choose`` accepts the call (sm_90 device; bf16, 16 query heads per
+    KV head, head_dim 128, bf16 partials; library already built, see ``kernels.msa.cuda.prepare``), else on Triton
+    with one logged line saying why; "cuda" forces it (builds on first use, errors if it cannot run); "triton"
+    forces the Triton kernel (NOTES.md v10, v11). ``fuse_merge=None`` (default): on with the CUDA step (it skips the
+    fold on rows without KV-outer parts, so it costs nothing where it does not pay; v11), off with Triton.
     ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
     Selection slots may be in any order, with -1 entries anywhere.
     """
     num_tokens, num_heads, head_dim = q.shape
     _check(q, kv_cache, selection)
+    if tile_impl not in TILE_IMPLS:
+        raise ValueError(f"tile_impl must be one of {TILE_IMPLS}, got {tile_impl!r}")
     if block_table.shape[0] != query_start_loc.numel() - 1:
         raise MSAShapeError(f"block_table has {block_table.shape[0]} rows for {query_start_loc.numel() - 1} requests")
     scale = sm_scale if sm_scale is not None else head_dim ** -0.5
@@ -332,6 +338,9 @@ def sparse_attention_triton(
     partial_o, partial_lse, partial_scale = kv_outer_partials(
         q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2], scale, chunk, num_warps, num_stages,
         prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype)
+    tile_impl = _tile_impl(tile_impl, q, kv_cache, partial_o, union_tile, k_scale, v_scale)
+    if fuse_merge is None:
+        fuse_merge = tile_impl == "cuda"
     if tile_impl == "cuda":
         from kernels.msa.cuda import tile_outer_attention_cuda
 
@@ -347,6 +356,20 @@ def sparse_attention_triton(
     merge_partials(partial_o, partial_lse, out, split.merge_sel, skip=split.owned if fuse_merge else split.direct,
                    partial_scale=partial_scale)
     return out
+
+
+TILE_IMPLS = ("auto", "cuda", "triton")
+
+
+def _tile_impl(tile_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tensor, tile_t: int,
+               k_scale: float, v_scale: float) -> str:
+    """The tile-outer kernel this call runs: "cuda" or "triton" (``tile_impl="auto"``: see kernels.msa.cuda.choose;
+    imported lazily so Triton-only installs never touch ctypes/nvcc)."""
+    if tile_impl != "auto":
+        return tile_impl
+    from kernels.msa import cuda
+
+    return "triton" if cuda.choose(q, kv_cache, partial_o, tile_t, k_scale, v_scale) else "cuda"
 
 
 def _check(q: torch.Tensor, kv_cache: torch.Tensor, selection: torch.Tensor) -> None:

@@ -103,6 +103,13 @@ class TritonMSAIndexerImpl(MSAIndexerImpl):
 
 
 class TritonMSASparseImpl(MSASparseImpl):
-    """SM90 + bf16 KV: m3lab Triton KV-outer prefill and split-K decode."""
+    """SM90 + bf16 KV: m3lab Triton KV-outer prefill and split-K decode (tile-outer step: the sm_90a CUDA kernel
+    when it builds, else Triton; kernels/msa/cuda)."""
 
     kernels = msa_calls.TRITON
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        from kernels.msa import cuda
+
+        cuda.prepare()  # build (once, cached) at model load, never inside a request; a failure logs one line

@@ -7,11 +7,18 @@ outputs (direct rows into ``out``, the other rows into their carrier slot of the
 Built with nvcc into a plain shared library (no torch headers: one nvcc call, ~30 s on 2 cores, and the library
 works with any torch version) and called through ctypes; the build is cached by a hash of the sources and flags.
 CUTLASS's headers come from the ``nvidia-cutlass`` wheel (``pip install nvidia-cutlass``, the ``gpu-kernels`` extra).
+
+Policy (v11): ``sparse_attention_triton(tile_impl="auto")``, the default, runs this kernel when ``choose()`` says so:
+an sm_90 device, inputs it takes, and a library already built (never built inside a call: a request must not stall
+~30 s on nvcc). It is built ahead by ``prepare()`` (the vLLM plugin calls it when the sparse layer is made) or by
+``python -m kernels.msa.cuda build``; anything else falls back to the Triton kernel with one logged line saying why.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -42,6 +49,11 @@ NVCC_FLAGS = (
     "-Xcompiler", "-fPIC", "-shared",
 )
 """sm_90a (not sm_90): wgmma and setmaxnreg exist only there (HOPPER.md: the -gencode form)."""
+
+
+LOG = logging.getLogger("kernels.msa.cuda")
+SM = (9, 0)
+"""The one compute capability the library is built for (sm_90a)."""
 
 
 class CudaBuildError(RuntimeError):
@@ -82,6 +94,7 @@ def nvcc_command(nvcc: Path, include: Path, output: Path, extra: tuple[str, ...]
     return [str(nvcc), *NVCC_FLAGS, *extra, f"-I{include}", f"-I{HERE}", str(SOURCE), "-o", str(output)]
 
 
+@functools.cache  # the sources do not change within a process
 def library_name(extra_flags: tuple[str, ...] = ()) -> str:
     """File name of the built library: a hash of the sources and flags (the CUTLASS version is pinned)."""
     digest = hashlib.sha256()
@@ -91,9 +104,15 @@ def library_name(extra_flags: tuple[str, ...] = ()) -> str:
     return f"tile_outer_sm90-{digest.hexdigest()[:16]}.so"
 
 
+def default_cache() -> Path:
+    """Where built libraries live: ``$M3LAB_MSA_CUDA_CACHE``, else ``~/.cache/m3lab/msa_sm90``."""
+    env = os.environ.get("M3LAB_MSA_CUDA_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "m3lab" / "msa_sm90"
+
+
 def build(cache_dir: Path | None = None, include: Path | None = None, extra_flags: tuple[str, ...] = ()) -> Path:
     """Compile the kernel into a shared library, unless ``cache_dir`` already holds this build; returns its path."""
-    cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "m3lab" / "msa_sm90"
+    cache = Path(cache_dir) if cache_dir else default_cache()
     lib = cache / library_name(extra_flags)
     if lib.is_file():
         return lib
@@ -103,7 +122,8 @@ def build(cache_dir: Path | None = None, include: Path | None = None, extra_flag
         out = Path(tmp) / lib.name
         proc = subprocess.run(nvcc_command(nvcc, include, out, extra_flags), capture_output=True, text=True)
         if proc.returncode != 0:
-            raise CudaBuildError(f"nvcc failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+            first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), "no error line")
+            raise CudaBuildError(f"nvcc failed ({proc.returncode}): {first.strip()}\n{proc.stderr[-4000:]}")
         os.replace(out, lib)  # atomic: concurrent builders never see a half-written library
     return lib
 
@@ -139,6 +159,85 @@ def load(cache_dir: Path | None = None, include: Path | None = None) -> ctypes.C
     lib.msa_tile_outer_sm90_smem_bytes.argtypes = [ctypes.c_int]
     _LIB.append(lib)
     return lib
+
+
+_UNAVAILABLE: list[str] = []
+"""Why the library cannot be used in this process (set once by ``prepare``/``library_reason``; empty: unknown)."""
+_LOGGED: set[str] = set()
+
+
+def prepare(cache_dir: Path | None = None, include: Path | None = None) -> str | None:
+    """Build (once, cached by source hash) and load the library ahead of any request; None when it is ready, else
+    the one-line reason it is not (also logged once). Never raises: callers fall back to Triton."""
+    if _LIB:
+        return None
+    if _UNAVAILABLE:
+        return _UNAVAILABLE[0]
+    try:
+        load(cache_dir, include)
+        return None
+    except (CudaBuildError, OSError, AttributeError) as exc:
+        reason = _one_line(exc)
+    _UNAVAILABLE.append(reason)
+    _log_once(f"CUDA tile-outer kernel unavailable, Triton used: {reason}")
+    return reason
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error (nvcc's log stays in the exception, not in the fallback's log line)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _log_once(message: str) -> None:
+    if message not in _LOGGED:
+        _LOGGED.add(message)
+        LOG.warning(message)
+
+
+def library_reason(cache_dir: Path | None = None) -> str | None:
+    """Why the library cannot be used now without building it (None: loaded, or loadable from the cache). A
+    cache hit is loaded here (~ms); a miss is not built: it names the missing tool or the build command."""
+    if _LIB:
+        return None
+    if _UNAVAILABLE:
+        return _UNAVAILABLE[0]
+    if not ((Path(cache_dir) if cache_dir else default_cache()) / library_name()).is_file():
+        try:
+            find_nvcc()
+            cutlass_include()
+        except CudaBuildError as exc:
+            return _one_line(exc)
+        return "not built yet: run `python -m kernels.msa.cuda build` (the vLLM plugin builds it at start)"
+    return prepare(cache_dir)
+
+
+def device_reason(device: torch.device) -> str | None:
+    """Why ``device`` cannot run the sm_90a kernel (None: it can)."""
+    if device.type != "cuda":
+        return f"device {device.type} is not CUDA"
+    cap = torch.cuda.get_device_capability(device)
+    if tuple(cap) != SM:
+        return f"device is sm_{cap[0]}{cap[1]}, the kernel is built for sm_90a only"
+    return None
+
+
+def choose(q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tensor, tile_t: int,
+           k_scale: float = 1.0, v_scale: float = 1.0) -> str | None:
+    """``tile_impl="auto"``: None when the CUDA step takes this call, else why not (logged once per reason). No
+    host sync and no build: a few attribute checks and a file test the first time."""
+    problems = [r for r in (device_reason(q.device),) if r]
+    if not problems:
+        problems = check_inputs(q, kv_cache, partial_o, tile_t)
+        if k_scale != 1.0 or v_scale != 1.0:
+            problems.append("K/V scales (fp8 cache) are not taken")
+    if not problems:
+        reason = library_reason()
+        problems = [reason] if reason else []
+    if problems:
+        _log_once(f"MSA tile-outer step on Triton: {'; '.join(problems)}")
+        return "; ".join(problems)
+    return None
 
 
 def check_inputs(q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tensor, tile_t: int) -> list[str]:

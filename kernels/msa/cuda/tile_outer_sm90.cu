@@ -404,7 +404,9 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
     Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
     int64_t const row = static_cast<int64_t>(h) * prm.num_tokens + t;
     float lsum[2] = {quad_sum(st.l[0]), quad_sum(st.l[1])};
-    if (prm.fuse_merge && tok_ok) {
+    // A direct row (no KV-outer entry: every row at f = 1) has nothing to fold: one warp-uniform byte skips the
+    // top_k loads of `rest` (v11: the fused merge then costs nothing where it does not pay).
+    if (prm.fuse_merge && tok_ok && prm.direct[row] == 0) {
       int32_t const* rest = prm.rest + row * prm.top_k;
       for (int k = 0; k < prm.top_k; ++k) {
         if (rest[k] < 0) continue;  // one token per warp: uniform

@@ -92,8 +92,37 @@ def test_cuda_tile_outer_matches_triton(variant, per_sm, shared):
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
     ref = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel.cpu(), case.block_table.cpu(),
                            case.query_start_loc.cpu(), case.seq_lens.cpu())
-    want = sparse_attention_triton(*args).float()
-    for fuse in (False, True):
+    assert cuda.choose(case.q, case.kv_cache, po_c, 8) is None  # built and loaded: auto takes the CUDA step
+    want = sparse_attention_triton(*args, tile_impl="triton").float()
+    for impl, fuse in (("cuda", False), ("cuda", True), ("auto", None)):  # auto: the CUDA step, fused (v11)
         got = torch.full_like(case.q, float("nan"))
-        sparse_attention_triton(*args, out=got, tile_impl="cuda", fuse_merge=fuse)
-        assert rel_err(got, want) < TOL and rel_err(got, ref) < TOL, fuse
+        sparse_attention_triton(*args, out=got, tile_impl=impl, fuse_merge=fuse)
+        assert rel_err(got, want) < TOL and rel_err(got, ref) < TOL, (impl, fuse)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
+def test_default_prefill_replays_from_a_cuda_graph():
+    """The default path (tile_impl="auto": the CUDA step with the fused merge on an H200) has no host sync: it
+    captures into a CUDA graph (as vLLM's piecewise graphs would) and a replay on new inputs gives the eager result."""
+    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.prefill import sparse_attention_triton
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("sm_90a kernel: needs a Hopper GPU")
+    case = make_case([1500], [1500], 64, 4, 128, torch.bfloat16, "cuda", seed=11)
+    sel = local_selection(case.query_start_loc, case.seq_lens, 4, 0.9, seed=12)
+    args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
+    out = torch.empty_like(case.q)
+    sparse_attention_triton(*args, out=out)  # warm-up: compiles, loads the library
+    assert cuda.choose(case.q, case.kv_cache, torch.empty(4, 1500, 16, 16, 128, dtype=torch.bfloat16,
+                                                          device="cuda"), 8) is None
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        sparse_attention_triton(*args, out=out)
+    case.q.copy_(torch.randn_like(case.q))  # new inputs in the captured buffers
+    sel.copy_(local_selection(case.query_start_loc, case.seq_lens, 4, 1.0, seed=13))
+    graph.replay()
+    torch.cuda.synchronize()
+    want = sparse_attention_triton(*args, tile_impl="triton")
+    assert rel_err(out, want.float()) < TOL
