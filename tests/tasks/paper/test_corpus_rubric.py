@@ -29,6 +29,7 @@ RESULTS_TABLES = {
     "doc_embeddings_cosine_acl": {"1", "3", "4"}, "polyp_segmentation_ieee": {"3", "5"},
     "fewshot_hematopoiesis_midl": {"1", "3"}, "geodesic_label_smoothing_midl": {"1", "2", "3"}, "compcertoc_pldi": set(),
     "autogluon_timeseries_automl": {"3", "4", "5", "9", "10", "11"}, "cubical_agda_cpp": set(),
+    "deepsphere_iclr": {"1", "2", "3", "4", "5", "6", "7", "8"},
 }
 SETUP_TABLES = {
     "food_chain_chaos": {"1"}, "graph_ordering": {"1"}, "insect_phenology": {"1"}, "label_smoothing": {"1", "5"},
@@ -78,7 +79,8 @@ def test_corpus_rubric_has_result_leaves_for_results_tables_only(name: str, tmp_
     # Tolerances: the printed ± or interval, else at most 5% (or one printed unit): never wider.
     printed_spread = re.compile(r"±|[\[(]\s*[-\d.]+\s*[–,; -]\s*[-\d.]+\s*[\])]")
     wide = [leaf.id for leaf in leaves if "metric" in leaf.extra and not printed_spread.search(leaf.requirements)
-            and not 0 < leaf.extra["tolerance"] <= max(0.05 * abs(leaf.extra["expected"]), 1.0)]
+            # (1e-9 of slack: the rubric prints 6 digits, and 5 % of 38.41 is 1.92049... in binary floats)
+            and not 0 < leaf.extra["tolerance"] <= max(0.05 * abs(leaf.extra["expected"]), 1.0) * (1 + 1e-9)]
     assert not wide, f"tolerance wider than the paper's own spread: {wide[:3]}"
     # The headline results (hand-listed in the expectation file) are each a leaf's number or quoted by a leaf.
     headline = json.loads((CORPUS / f"{name}.expect.json").read_text())["headline"]
