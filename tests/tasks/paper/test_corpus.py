@@ -34,7 +34,6 @@ LEVELS = [
     ("autogluon_timeseries_automl", 1.0, 1.0, 1.0, 1.0),  # landscape tables, hanging captions, code cells
     ("compcertoc_pldi", 1.0, 1.0, 1.0, 1.0),  # ACM: heading numbers apart, unlabelled abstract, CCS block
     ("cubical_agda_cpp", 1.0, 1.0, 1.0, 1.0),  # ACM two-column (sigplan): front matter, "3.4 Π-types"
-    ("deepsphere_iclr", 1.0, 1.0, 1.0, 1.0),  # ICLR: small-caps headings, two-level booktabs headers, ± cells
     # IEEE Access: tables printed as glyph outlines, read by Tesseract (CI installs it); headings in capitals.
     pytest.param("polyp_segmentation_ieee", 1.0, 0.93, 1.0, 1.0, marks=pytest.mark.skipif(
         shutil.which("tesseract") is None, reason="tables printed as outlines need Tesseract")),

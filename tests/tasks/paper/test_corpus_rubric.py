@@ -29,7 +29,6 @@ RESULTS_TABLES = {
     "doc_embeddings_cosine_acl": {"1", "3", "4"}, "polyp_segmentation_ieee": {"3", "5"},
     "fewshot_hematopoiesis_midl": {"1", "3"}, "geodesic_label_smoothing_midl": {"1", "2", "3"}, "compcertoc_pldi": set(),
     "autogluon_timeseries_automl": {"3", "4", "5", "9", "10", "11"}, "cubical_agda_cpp": set(),
-    "deepsphere_iclr": {"1", "2", "3", "4", "5", "6", "7", "8"},
 }
 SETUP_TABLES = {
     "food_chain_chaos": {"1"}, "graph_ordering": {"1"}, "insect_phenology": {"1"}, "label_smoothing": {"1", "5"},

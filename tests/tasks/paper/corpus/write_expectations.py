@@ -573,66 +573,6 @@ E["polyp_segmentation_ieee"] = dict(_source=(
   ("UNet [58] ResNet34", "Overall Acc.", "0.9681"), ("ColonSegNet (Proposed)", "FPS", "182.3812"),
   ("ColonSegNet (Proposed)", "DSC", "0.8206")])),
 ])
-# ICLR 2020 (iclr2020.sty, camera-ready): Times, small-caps section titles ("4 EXPERIMENTS", "4.1 3D OBJECTS
-# RECOGNITION"), booktabs tables with two-level headers ("performance: F1 mAP", "micro (label average): P@N ..."),
-# "± sd" cells, rule-separated row groups, unit cells ("1400 k", "38.0 ms"), captions under the tables. Built from
-# the authors' CC BY 4.0 sources (see README.md); cells read off the pages rendered with PyMuPDF at 110-120 dpi.
-E["deepsphere_iclr"] = dict(
- _source="ICLR 2020, built from the authors' CC BY 4.0 LaTeX sources, shared/paper_corpus/deepsphere_iclr.pdf (see README.md)",
- figures=7, headline=["80.7", "68.6", "92.5", "97.8", "89.16"], tables=[
- dict(number="1", caption="Results on SHREC’17 (3D shapes). DeepSphere achieves similar performance", cells=cells([
-  ("Cohen et al. (2018) (b = 128)", "mAP", "67.6"), ("Cohen et al. (2018) (b = 128)", "params", "1400 k"),
-  ("Cohen et al. (2018) (b = 128)", "inference", "38.0 ms"), ("Cohen et al. (2018) (simplified", "F1", "78.9"),
-  ("Cohen et al. (2018) (simplified", "training", "32 h"), ("Esteves et al. (2018)", "F1", "79.4"),
-  ("Esteves et al. (2018)", "training", "3 h"), ("DeepSphere (equiangular", "mAP", "66.5"), ("DeepSphere (HEALPix", "F1", "80.7"),
-  ("DeepSphere (HEALPix", "mAP", "68.6"), ("DeepSphere (HEALPix", "params", "190 k"), ("DeepSphere (HEALPix", "inference", "0.9 ms"),
-  ("DeepSphere (HEALPix", "training", "50 m")])),
- dict(number="2", caption="Results on the classification of partial convergence maps", cells=cells([
-  ("2D CNN baseline", "accuracy", "54.2"), ("2D CNN baseline", "time", "104 ms"), ("CNN variant", "accuracy", "62.1"),
-  ("FCN variant", "accuracy", "83.8"), ("FCN variant", "time", "185 ms"), ("k = 8 neighbors", "accuracy", "87.1"),
-  ("k = 20 neighbors", "accuracy", "91.3"), ("k = 20 neighbors", "time", "250 ms"), ("k = 40 neighbors", "accuracy", "92.5"),
-  ("k = 40 neighbors", "time", "363 ms")])),
- dict(number="3", caption="Results on climate event segmentation: mean accuracy (over TC, AR, BG) and mean average precision",
-  cells=cells([
-  ("Jiang et al. (2019) (rerun)", "accuracy", "94.95"), ("Jiang et al. (2019) (rerun)", "mAP", "38.41"),
-  ("Cohen et al. (2019) (S2R)", "accuracy", "97.5"), ("Cohen et al. (2019) (S2R)", "mAP", "68.6"),
-  ("Cohen et al. (2019) (R2R)", "accuracy", "97.7"), ("Cohen et al. (2019) (R2R)", "mAP", "75.9"),
-  ("DeepSphere (weighted loss)", "accuracy", "97.8 ± 0.3"), ("DeepSphere (weighted loss)", "mAP", "77.15 ± 1.94"),
-  ("DeepSphere (non-weighted loss)", "accuracy", "87.8 ± 0.5"), ("DeepSphere (non-weighted loss)", "mAP", "89.16 ± 1.37")])),
- # Two-level header: three groups of MSE / MAE / R2; the row label is the polynomial order (header "order P").
- dict(number="4", caption="Prediction results on data from weather stations", cells=cells([
-  ("0", "past MSE", "10.88"), ("0", "past MAE", "2.42"), ("0", "past R2", "0.896"), ("4", "past MSE", "8.20"),
-  ("4", "past R2", "0.919"), ("0", "temperature R2", "0.882"), ("4", "temperature MSE", "0.05"), ("4", "temperature R2", "0.969"),
-  ("0", "precipitations MSE", "0.58"), ("0", "precipitations R2", "−0.980"), ("4", "precipitations MAE", "0.18"),
-  ("4", "precipitations R2", "0.597")])),
- dict(number="5", caption="Official metrics from the SHREC’17 object retrieval competition", cells=cells([
-  ("Cohen et al. (2018) (b = 128)", "micro P@N", "0.701"), ("Cohen et al. (2018) (b = 128)", "micro mAP", "0.676"),
-  ("Cohen et al. (2018) (simplified", "macro P@N", "0.430"), ("Cohen et al. (2018) (simplified", "macro mAP", "0.385"),
-  ("Esteves et al. (2018)", "micro R@N", "0.737"), ("Esteves et al. (2018)", "macro R@N", "0.550"),
-  ("DeepSphere (equiangular", "micro F1@N", "0.698"), ("DeepSphere (equiangular", "macro mAP", "0.403"),
-  ("DeepSphere (HEALPix", "micro P@N", "0.725"), ("DeepSphere (HEALPix", "micro mAP", "0.686"),
-  ("DeepSphere (HEALPix", "macro F1@N", "0.468"), ("DeepSphere (HEALPix", "macro R@N", "0.508")])),
- dict(number="6", caption="Results on climate event segmentation: accuracy. Tropical cyclones (TC)", cells=cells([
-  ("Mudigonda et al. (2017)", "mean", "78.67"), ("Jiang et al. (2019) (paper)", "TC", "94"),
-  ("Jiang et al. (2019) (rerun)", "AR", "95.7"), ("Cohen et al. (2019) (S2R)", "BG", "97.3"), ("Cohen et al. (2019) (R2R)", "TC", "97.9"),
-  ("DS (Jiang architecture, weighted loss)", "BG", "96.5"), ("DS (weighted loss)", "TC", "97.4 ± 1.1"),
-  ("DS (weighted loss)", "mean", "97.8 ± 0.3"), ("DS (wider architecture, weighted loss)", "mean", "94.6"),
-  ("DS (Jiang architecture, non-weighted loss)", "TC", "33.6"), ("DS (non-weighted loss)", "AR", "94.5 ± 2.9"),
-  ("DS (non-weighted loss)", "BG", "99.7 ± 0.1"), ("DS (wider architecture, non-weighted loss)", "BG", "99.8")])),
- dict(number="7", caption="Results on climate event segmentation: average precision. Tropical cyclones (TC)", cells=cells([
-  ("Jiang et al. (2019) (rerun)", "TC", "11.08"), ("Jiang et al. (2019) (rerun)", "AR", "65.21"),
-  ("Cohen et al. (2019) (S2R)", "mean", "68.6"), ("DS (Jiang architecture, non-weighted loss)", "TC", "46.2"),
-  ("DS (non-weighted loss)", "TC", "80.86 ± 2.42"), ("DS (non-weighted loss)", "mean", "89.16 ± 1.37"),
-  ("DS (wider architecture, non-weighted loss)", "AR", "98.05"), ("DS (Jiang architecture, weighted loss)", "mean", "69.5"),
-  ("DS (weighted loss)", "AR", "95.41 ± 1.51"), ("DS (wider architecture, weighted loss)", "TC", "52.80"),
-  ("DS (wider architecture, weighted loss)", "mean", "73.79")])),
- dict(number="8", caption="Results on climate event segmentation: size and speed", cells=cells([
-  ("Jiang et al. (2019)", "params", "330 k"), ("Jiang et al. (2019)", "inference", "10 ms"), ("Jiang et al. (2019)", "training", "10 h"),
-  ("DeepSphere (Jiang architecture)", "params", "590 k"), ("DeepSphere (Jiang architecture)", "inference", "5 ms"),
-  ("DeepSphere (Jiang architecture)", "training", "3 h"), ("DeepSphere", "params", "13 M"),
-  ("DeepSphere (wider architecture)", "params", "52 M"), ("DeepSphere (wider architecture)", "inference", "50 ms"),
-  ("DeepSphere (wider architecture)", "training", "20 h")])),
-])
 for name, e in E.items():
     pdf = corpus_pdf(name)
     levels = e.pop("_toc", (1, 2))
