@@ -177,6 +177,12 @@ def _widen(members: list[Line], caption: Sequence[Line], lines: Sequence[Line], 
     band = [ln for ln in lines if id(ln) not in inside and y0 - 1 <= ln.center[1] <= y1 + 1
             and not caption_kind(ln.text) and not _is_prose(ln, page_words) and not _wrapped_text(ln)
             and (column is None or _one_column([ln], lines) == column)]
+    # A figure or table set beside this one (its caption beside ours, not over it) holds the lines above its own
+    # caption: a plot's tick labels beside a table are no cells of it.
+    cx0, cx1 = min(ln.bbox[0] for ln in caption), max(ln.bbox[2] for ln in caption)
+    beside = [ln.bbox for ln in lines if ln not in caption and caption_kind(ln.text)
+              and abs(ln.bbox[1] - caption[0].bbox[1]) < 3 * _height(caption[0]) and (ln.bbox[0] >= cx1 or ln.bbox[2] <= cx0)]
+    band = [ln for ln in band if not any(a <= ln.center[0] <= b for a, _, b, _ in beside)]
     x0, x1 = min(ln.bbox[0] for ln in members), max(ln.bbox[2] for ln in members)
     added = True
     while added:

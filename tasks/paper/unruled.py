@@ -162,7 +162,7 @@ def build_grid(rows: Sequence[Row], segments: Sequence[tuple[float, float, float
                       for group, cols in placed]
             taken = {c for _, cols in placed for c in cols}
         for group, cols in placed:
-            for c in _centred_span(cols, taken, spans, sum(_span(group)) / 2, above):
+            for c in _centred_span(cols, taken, spans, sum(_span(group)) / 2, above, _span(group)):
                 line[c] = f"{line[c]} {_text(group)}".strip()
         header_rows.append(line)
     labels = _label_columns(cells)
@@ -273,11 +273,13 @@ def _under_rule(group: list[Word], line: Sequence[list[Word]], top: float, botto
 
 
 def _centred_span(cols: list[int], taken: set[int], spans: Sequence[tuple[float, float]], centre: float,
-                  above: Sequence[str] | None = None) -> list[int]:
+                  above: Sequence[str] | None = None, edges: tuple[float, float] | None = None) -> list[int]:
     """A header centred over several columns without a rule under it ("Accuracy [%]" over five α columns):
     widen it symmetrically while both neighbours in its line are empty; one centred over the gap between two
     columns spans both ("Estimate (%)" over "original" and "reproduction"). Under a header line that has its
-    own cell in this column, it is that cell's second line ("tenor" / "sax.") and stays in its column."""
+    own cell in this column, it is that cell's second line ("tenor" / "sax.") and stays in its column. A short
+    header flush with its column's edge ("TC" over a left-aligned "97.4 ± 1.1") is aligned, not centred over the
+    gap beside that edge."""
     if len(cols) != 1:
         return cols
     c = cols[0]
@@ -287,7 +289,8 @@ def _centred_span(cols: list[int], taken: set[int], spans: Sequence[tuple[float,
     lo = hi = cols[0]
     middle = (spans[lo][0] + spans[lo][1]) / 2
     for other in (lo - 1, lo + 1):
-        if 0 <= other < n and other not in taken:
+        flush = edges is not None and abs(edges[0] - spans[lo][0] if other < lo else edges[1] - spans[lo][1]) <= 1.0
+        if 0 <= other < n and other not in taken and not flush:
             gap = (spans[min(lo, other)][1] + spans[max(lo, other)][0]) / 2
             if abs(centre - gap) < abs(centre - middle):
                 lo, hi = min(lo, other), max(hi, other)

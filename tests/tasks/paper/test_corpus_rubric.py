@@ -78,7 +78,8 @@ def test_corpus_rubric_has_result_leaves_for_results_tables_only(name: str, tmp_
     # Tolerances: the printed ± or interval, else at most 5% (or one printed unit): never wider.
     printed_spread = re.compile(r"±|[\[(]\s*[-\d.]+\s*[–,; -]\s*[-\d.]+\s*[\])]")
     wide = [leaf.id for leaf in leaves if "metric" in leaf.extra and not printed_spread.search(leaf.requirements)
-            and not 0 < leaf.extra["tolerance"] <= max(0.05 * abs(leaf.extra["expected"]), 1.0)]
+            # (1e-9 of slack: the rubric prints 6 digits, and 5 % of 38.41 is 1.92049... in binary floats)
+            and not 0 < leaf.extra["tolerance"] <= max(0.05 * abs(leaf.extra["expected"]), 1.0) * (1 + 1e-9)]
     assert not wide, f"tolerance wider than the paper's own spread: {wide[:3]}"
     # The headline results (hand-listed in the expectation file) are each a leaf's number or quoted by a leaf.
     headline = json.loads((CORPUS / f"{name}.expect.json").read_text())["headline"]

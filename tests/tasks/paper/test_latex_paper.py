@@ -107,3 +107,16 @@ def test_longer_paper_subsections_full_width_and_unruled_tables(longer_bundle: B
     assert len(longer_bundle.references) == 2 and longer_bundle.references[0].endswith("Systems, 2017.")
     assert longer_bundle.footnotes == ["*Equal contribution."]
     assert not any("contribution" in s.text for s in longer_bundle.sections)
+
+
+def test_table_beside_a_plot_and_flush_left_headers(tmp_path: Path) -> None:
+    """A plot's tick labels beside a table (its caption beside the table's) are no cells; a short header flush
+    left over its column stays there, not spread over the empty label header beside it."""
+    bundle = ingest_pdf(_compile("side_by_side.tex", tmp_path), tmp_path / "bundle")
+    beside, flush = bundle.tables
+    assert beside.header == ["", "accuracy", "time"]
+    assert beside.rows == [["Grid baseline, k = 8", "54.2", "104 ms"], ["Graph, k = 20 neighbours", "91.3", "250 ms"],
+                           ["Graph, k = 40 neighbours", "92.5", "363 ms"]]
+    assert flush.header == ["", "TC", "AR", "mean"]
+    assert flush.rows[1] == ["Graph (weighted loss)", "58.88 ± 3.17", "95.41 ± 1.51", "77.15 ± 1.94"]
+    assert [f.caption for f in bundle.figures] == ["Figure 1: Cost against accuracy."]
