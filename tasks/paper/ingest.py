@@ -45,6 +45,12 @@ FRONT_MATTER = re.compile(r"^(?:CCS Concepts|Additional Key Words and Phrases|Ke
                           re.IGNORECASE)
 ABSTRACT_LINE_SHARE = 0.8
 """An unlabelled abstract starts at the first line on page 1 this wide (of the widest there): author lines are short."""
+TITLE_SIZE_SLACK = 0.5
+TITLE_LINE_GAP = 0.8
+"""A title's lines are stacked closer than this many of its font sizes (the author block sits further below)."""
+ROW_SLACK_PT = 2.0
+REFERENCE_INDENT_PT = 3.0
+"""A reference line set this far right of its column's left edge continues an entry (a hanging indent)."""
 RUN_IN_HEADING = re.compile(r"^(\S.{0,58}?)\s*[—–:.]\s+(\S.*)$")
 """A paragraph's opening words ended by a dash, colon or full stop: a run-in heading when the outline agrees."""
 
@@ -59,7 +65,7 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
     pages = [[ln for ln in lines if id(ln) not in running and not is_licence(ln)] for lines in pages]
     outline = _outline(doc)
     body_size = body_font_size(line for lines in pages for line in lines)
-    title, title_line = _title(doc, pages)
+    title, title_lines = _title(doc, pages)
     tables: list[Table] = []
     figures: list[Figure] = []
     equations: list[Equation] = []
@@ -72,7 +78,7 @@ def ingest_pdf(pdf: Path, out_dir: Path, password: str | None = None, max_pages:
         page_tables = extract_tables(page, lines, captions, out_dir, taken)
         page_figures = extract_figures(page, lines, captions, [t.bbox for t in page_tables], out_dir, taken,
                                        scanned=use_ocr)
-        text_lines = _running_text(lines, page_tables, page_figures, captions, title_line)
+        text_lines = _running_text(lines, page_tables, page_figures, captions, title_lines)
         notes = [ln for ln in text_lines if _is_footnote(ln, body_size, page.rect.height)]
         footnotes += _join_footnotes(notes)
         text_lines = [ln for ln in text_lines if ln not in notes]
@@ -207,14 +213,41 @@ def _page_lines(page: pymupdf.Page, use_ocr: bool) -> list[Line]:
     return page_lines(page, textpage)
 
 
-def _title(doc: pymupdf.Document, pages: Sequence[Sequence[Line]]) -> tuple[str, Line | None]:
-    """The largest line in the top half of page 1 (the metadata title is often missing or a file name)."""
-    top = [ln for ln in pages[0] if ln.bbox[1] < doc[0].rect.height / 2] if pages else []
+def _title(doc: pymupdf.Document, pages: Sequence[Sequence[Line]]) -> tuple[str, list[Line]]:
+    """The title block of page 1: its largest line in the top half and the lines of the same size stacked with it
+    (a title set over two or three lines); else the metadata title (often missing or a file name)."""
+    top = [ln for ln in pages[0] if ln.page == 0 and ln.bbox[1] < doc[0].rect.height / 2] if pages else []
     if top:
         line = max(top, key=lambda ln: ln.size)
         if line.size > body_font_size(pages[0]) + 1:
-            return line.text, line
-    return (doc.metadata or {}).get("title") or Path(doc.name or "paper").stem, None
+            block = _stacked(line, top)
+            return _join([ln.text for ln in block]), block
+    return (doc.metadata or {}).get("title") or Path(doc.name or "paper").stem, []
+
+
+def _stacked(seed: Line, lines: Sequence[Line]) -> list[Line]:
+    """``seed`` and the lines of its size directly above and below it (no other line between), top to bottom."""
+    # Only lines under or over the seed count as neighbours (a side bar beside the title does not part it).
+    order = sorted((ln for ln in lines if min(ln.bbox[2], seed.bbox[2]) > max(ln.bbox[0], seed.bbox[0])),
+                   key=lambda ln: ln.bbox[1])
+    same = [ln for ln in order if abs(ln.size - seed.size) <= TITLE_SIZE_SLACK]
+    block = [seed]
+    for step in (-1, 1):
+        edge = seed
+        while True:
+            at = order.index(edge) + step
+            if not 0 <= at < len(order) or order[at] not in same:
+                break
+            nxt = order[at]
+            gap = (edge.bbox[1] - nxt.bbox[3]) if step < 0 else (nxt.bbox[1] - edge.bbox[3])
+            if gap > TITLE_LINE_GAP * seed.size:
+                break
+            if step < 0:
+                block.insert(0, nxt)
+            else:
+                block.append(nxt)
+            edge = nxt
+    return block
 
 
 def _inside(line: Line, bbox: Sequence[float]) -> bool:
@@ -229,13 +262,13 @@ def _front_matter_end(lines: Sequence[Line], body_size: float) -> float:
 
 
 def _running_text(lines: Sequence[Line], tables: Sequence[Table], figures: Sequence[Figure],
-                  captions: dict[int, tuple[str, list[Line]]], title_line: Line | None) -> list[Line]:
+                  captions: dict[int, tuple[str, list[Line]]], title_lines: Sequence[Line]) -> list[Line]:
     """Lines that are neither inside a table/figure, nor part of a caption, nor the title."""
-    caption_lines = {id(part) for _, parts in captions.values() for part in parts}
+    skip = {id(part) for _, parts in captions.values() for part in parts} | {id(ln) for ln in title_lines}
     areas = [t.bbox for t in tables] + [f.bbox for f in figures]
     return [
         ln for ln in lines
-        if ln is not title_line and id(ln) not in caption_lines and not any(_inside(ln, a) for a in areas)
+        if id(ln) not in skip and not any(_inside(ln, a) for a in areas)
     ]
 
 
@@ -265,10 +298,72 @@ def _join(parts: list[str]) -> str:
     return text
 
 
+def reference_entries(lines: Sequence[Line]) -> list[str]:
+    """The references section's entries, in order. Numbered styles start an entry at "[3]" / "3."; author-year
+    styles (ACL, JMLR/PMLR, ACM) set each entry with a hanging indent: an entry starts at its column's left edge and
+    its other lines are indented. Where a column shows no indent at all, an entry starts after a gap wider than the
+    column's tightest line spacing (evenly spaced lines stay one entry: nothing tells them apart)."""
+    rows = _rows(lines)
+    if not rows:
+        return []
+    if REFERENCE_START.match(rows[0][1]):
+        starts = [bool(REFERENCE_START.match(text)) for _, text in rows]
+    else:
+        starts = _hanging_starts([line for line, _ in rows])
+    entries: list[list[str]] = []
+    for (_, text), start in zip(rows, starts, strict=True):
+        if start or not entries:
+            entries.append([text])
+        else:
+            entries[-1].append(text)
+    return [_join(parts) for parts in entries]
+
+
+def _rows(lines: Sequence[Line]) -> list[tuple[Line, str]]:
+    """Pieces of one printed row joined, left to right ("1." in the margin and its entry; a justified line cut at a
+    wide space): (the row's leftmost piece, the row's text), in reading order."""
+    rows: list[list[Line]] = []
+    for line in lines:
+        last = rows[-1][-1] if rows else None
+        if last is not None and last.page == line.page and abs(last.bbox[1] - line.bbox[1]) < ROW_SLACK_PT \
+                and line.bbox[0] >= last.bbox[2] - ROW_SLACK_PT:
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+    return [(row[0], " ".join(piece.text for piece in row)) for row in rows]
+
+
+def _hanging_starts(lines: Sequence[Line]) -> list[bool]:
+    """Per row's first piece: does an author-year entry start here (see `reference_entries`)? Rows are grouped
+    by page and column (a jump of more than a third of the page's text width between left edges splits columns)."""
+    groups: dict[tuple[int, bool], list[int]] = {}
+    for page in sorted({ln.page for ln in lines}):
+        members = [i for i, ln in enumerate(lines) if ln.page == page]
+        lefts = sorted({lines[i].bbox[0] for i in members})
+        width = max(lines[i].bbox[2] for i in members) - lefts[0]
+        jumps = [(b - a, b) for a, b in zip(lefts, lefts[1:], strict=False)]
+        split = max(jumps)[1] if jumps and max(jumps)[0] > width / 3 else float("inf")
+        for i in members:
+            groups.setdefault((page, lines[i].bbox[0] >= split), []).append(i)
+    starts = [False] * len(lines)
+    for members in groups.values():
+        left = min(lines[i].bbox[0] for i in members)
+        indented = [lines[i].bbox[0] > left + REFERENCE_INDENT_PT for i in members]
+        if any(indented):
+            for i, ind in zip(members, indented, strict=True):
+                starts[i] = not ind
+            continue
+        gaps = [lines[b].bbox[1] - lines[a].bbox[3] for a, b in zip(members, members[1:], strict=False)]
+        usual = min(gaps, default=0.0)  # the tightest spacing is inside an entry
+        starts[members[0]] = True
+        for (a, b), gap in zip(zip(members, members[1:], strict=False), gaps, strict=True):
+            starts[b] = gap > usual + 0.3 * lines[a].size
+    return starts
+
+
 def _sections(stream: Sequence[tuple[str, Line]]) -> tuple[list[Section], list[str], list[str]]:
     """Split the line stream at headings; the references section becomes a list of entries."""
     sections: list[Section] = []
-    references: list[str] = []
     current: tuple[str, int, list[str]] | None = None
     in_refs = False
     front: list[str] = []
@@ -277,21 +372,20 @@ def _sections(stream: Sequence[tuple[str, Line]]) -> tuple[list[Section], list[s
         if current is not None:
             sections.append(Section(current[0], current[1], _join(current[2])))
 
+    reference_lines: list[Line] = []
     for role, line in stream:
         if role == "heading":
             close()
             in_refs = is_reference_heading(line.text)
             current = None if in_refs else (line.text, line.page, [])
         elif in_refs:
-            if not references or REFERENCE_START.match(line.text) and REFERENCE_START.match(references[0]):
-                references.append(line.text)
-            else:
-                references[-1] = _join([references[-1], line.text])
+            reference_lines.append(line)
         elif current is not None:
             current[2].append(line.text)
         else:
             front.append(line.text)
     close()
+    references = reference_entries(reference_lines)
     warnings: list[str] = []
     if not sections and front:
         warnings.append("no section headings recognised: all running text is in one section 'Body'")

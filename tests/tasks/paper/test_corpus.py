@@ -80,6 +80,23 @@ def test_references_split_into_numbered_entries_in_order(tmp_path: Path) -> None
     assert [r.split(".")[0] for r in refs] == [str(i) for i in range(1, len(refs) + 1)] and len(refs) >= 10
 
 
+def test_author_year_references_and_titles_over_lines(tmp_path: Path) -> None:
+    """Author-year lists (ACL, ACM, PMLR) are split at each entry's hanging indent, over both columns and page
+    breaks, in the printed order; a title set over two or three lines is one title (a side bar beside it is not)."""
+    acl = ingest_pdf(corpus_pdf("numeracy_literacy_emnlp"), tmp_path / "acl")
+    assert acl.references[0].startswith("Taylor Berg-Kirkpatrick and Daniel Spokoyny. 2020. An empirical")
+    assert acl.references[1].startswith("Chung-Chi Chen, Hen-Hsen Huang")
+    assert acl.references[-1].startswith("Ben Zhou, Qiang Ning, Daniel Khashabi, and Dan Roth. 2020.")
+    assert any(r.startswith("Mor Geva, Ankit Gupta, and Jonathan Berant. 2020.") for r in acl.references)
+    assert not any(r[:1].islower() for r in acl.references)  # no continuation line taken for an entry
+    assert len(acl.references) == 19
+    acm = ingest_pdf(corpus_pdf("compcertoc_pldi"), tmp_path / "acm")
+    assert acm.references[0].startswith("Minki Cho") and acm.references[0].endswith("doi:10.1145/3519939.3523718")
+    assert acm.title == "CompCertOC: Verified Compositional Compilation of Multi-Threaded Programs with Shared Stacks"
+    rescience = ingest_pdf(corpus_pdf("insect_phenology"), tmp_path / "re")
+    assert rescience.title == "[Re] Modeling Insect Phenology Using Ordinal Regression and Continuation Ratio Models"
+
+
 def test_wrapped_and_multirow_row_labels(tmp_path: Path) -> None:
     """Labels printed over several lines or once for a group of rows name every row they belong to, and the
     label-only lines leave no empty rows behind."""
