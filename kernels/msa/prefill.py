@@ -282,6 +282,7 @@ def sparse_attention_triton(
     fuse_merge: bool | None = None,
     partial_dtype: torch.dtype | None = None,
     tile_impl: str = "auto",
+    kv_impl: str = "auto",
 ) -> torch.Tensor:
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
@@ -307,6 +308,10 @@ def sparse_attention_triton(
     with one logged line saying why; "cuda" forces it (builds on first use, errors if it cannot run); "triton"
     forces the Triton kernel (NOTES.md v10, v11). ``fuse_merge=None`` (default): on with the CUDA step (it skips the
     fold on rows without KV-outer parts, so it costs nothing where it does not pay; v11), off with Triton.
+    ``kv_impl`` (v12k): the KV-outer stage on the warp-specialised sm_90a kernel (``kernels.msa.cuda.
+    kv_outer_partials_cuda``, "cuda"), on Triton ("triton"), or "auto": CUDA when ``kernels.msa.cuda.choose_kv``
+    accepts the call (as ``tile_impl``: sm_90, bf16 cache and partials, no K/V scales, library built) and
+    ``KV_AUTO_CUDA`` (set from the H200 measurements, NOTES.md v12k), else Triton with one logged reason.
     ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
     Selection slots may be in any order, with -1 entries anywhere.
     """
@@ -314,6 +319,8 @@ def sparse_attention_triton(
     _check(q, kv_cache, selection)
     if tile_impl not in TILE_IMPLS:
         raise ValueError(f"tile_impl must be one of {TILE_IMPLS}, got {tile_impl!r}")
+    if kv_impl not in TILE_IMPLS:
+        raise ValueError(f"kv_impl must be one of {TILE_IMPLS}, got {kv_impl!r}")
     if block_table.shape[0] != query_start_loc.numel() - 1:
         raise MSAShapeError(f"block_table has {block_table.shape[0]} rows for {query_start_loc.numel() - 1} requests")
     scale = sm_scale if sm_scale is not None else head_dim ** -0.5
@@ -324,9 +331,9 @@ def sparse_attention_triton(
     pos = device_positions(query_start_loc, seq_lens, num_tokens)
     if max_union <= 0:  # KV-outer only
         csr = build_block_csr(selection, query_start_loc, block_table.shape[1], chunk, window)
-        partial_o, partial_lse, partial_scale = kv_outer_partials(
-            q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2], scale, chunk, num_warps, num_stages,
-            prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype)
+        partial_o, partial_lse, partial_scale = _kv_partials(
+            kv_impl, q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2], scale, chunk, num_warps,
+            num_stages, prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype)
         merge_partials(partial_o, partial_lse, out, selection, partial_scale=partial_scale)
         return out
     req = device_requests(query_start_loc, num_tokens)
@@ -335,9 +342,9 @@ def sparse_attention_triton(
                         csr_blocks=0 if window else block_table.shape[1])
     csr = (build_block_csr(split.rest, query_start_loc, block_table.shape[1], chunk, window) if window
            else csr_from_split(split, req, block_table.shape[1], chunk))
-    partial_o, partial_lse, partial_scale = kv_outer_partials(
-        q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2], scale, chunk, num_warps, num_stages,
-        prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype)
+    partial_o, partial_lse, partial_scale = _kv_partials(
+        kv_impl, q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2], scale, chunk, num_warps,
+        num_stages, prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype)
     tile_impl = _tile_impl(tile_impl, q, kv_cache, partial_o, union_tile, k_scale, v_scale)
     if fuse_merge is None:
         fuse_merge = tile_impl == "cuda"
@@ -370,6 +377,33 @@ def _tile_impl(tile_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, partial_
     from kernels.msa import cuda
 
     return "triton" if cuda.choose(q, kv_cache, partial_o, tile_t, k_scale, v_scale) else "cuda"
+
+
+KV_AUTO_CUDA = False
+"""Whether ``kv_impl="auto"`` may pick the CUDA KV-outer kernel at all (v12k: only where the H200 rows showed it
+never slower than Triton; NOTES.md v12k)."""
+
+
+def _kv_partials(kv_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, block_table: torch.Tensor,
+                 seq_lens: torch.Tensor, csr: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int],
+                 pos: torch.Tensor, top_k: int, scale: float, chunk: int, num_warps: int, num_stages: int,
+                 prefetch: bool, tile_rows: int, k_scale: float, v_scale: float, partial_dtype: torch.dtype | None,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The KV-outer stage on the kernel ``kv_impl`` names (see ``sparse_attention_triton``)."""
+    if kv_impl == "auto":
+        from kernels.msa import cuda
+
+        kv_impl = "triton"
+        if KV_AUTO_CUDA and cuda.choose_kv(q, kv_cache, partial_dtype, k_scale, v_scale) is None:
+            kv_impl = "cuda"
+    if kv_impl == "cuda":
+        from kernels.msa.cuda import kv_outer_partials_cuda
+
+        return kv_outer_partials_cuda(q, kv_cache, block_table, seq_lens, csr, pos, top_k, scale, chunk,
+                                      k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype)
+    return kv_outer_partials(q, kv_cache, block_table, seq_lens, csr, pos, top_k, scale, chunk, num_warps,
+                             num_stages, prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale,
+                             partial_dtype=partial_dtype)
 
 
 def _check(q: torch.Tensor, kv_cache: torch.Tensor, selection: torch.Tensor) -> None:

@@ -1,4 +1,5 @@
-"""The tile-outer step of MSA prefill as an FA3-style CUDA C++ kernel for Hopper (sm_90a, CUTLASS/CuTe headers).
+"""The tile-outer step of MSA prefill as an FA3-style CUDA C++ kernel for Hopper (sm_90a, CUTLASS/CuTe headers), and
+(v12k) its KV-outer stage as a warp-specialised kernel in the same library (``kv_outer_partials_cuda``).
 
 Drop-in for ``kernels.msa.tile_outer.tile_outer_attention`` (the v8 contract, bf16, M3's 16 query heads per KV head,
 head_dim 128, 8-token tiles): same inputs (q, the vLLM-layout KV cache, the ``TileSplit`` of ``tile_unions``) and
@@ -29,7 +30,9 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "tile_outer_sm90.cu"
-HEADERS = (HERE / "tile_outer_sm90.h",)
+SOURCES = (SOURCE, HERE / "kv_outer_sm90.cu")
+"""Compiled by one nvcc call into one library (one hash, one build)."""
+HEADERS = (HERE / "tile_outer_sm90.h", HERE / "kv_outer_sm90.h")
 GROUP = 16
 """Query heads per KV head the kernel is built for (M3)."""
 HEAD_DIM = 128
@@ -91,14 +94,14 @@ def find_nvcc() -> Path:
 
 
 def nvcc_command(nvcc: Path, include: Path, output: Path, extra: tuple[str, ...] = ()) -> list[str]:
-    return [str(nvcc), *NVCC_FLAGS, *extra, f"-I{include}", f"-I{HERE}", str(SOURCE), "-o", str(output)]
+    return [str(nvcc), *NVCC_FLAGS, *extra, f"-I{include}", f"-I{HERE}", *map(str, SOURCES), "-o", str(output)]
 
 
 @functools.cache  # the sources do not change within a process
 def library_name(extra_flags: tuple[str, ...] = ()) -> str:
     """File name of the built library: a hash of the sources and flags (the CUTLASS version is pinned)."""
     digest = hashlib.sha256()
-    for path in (SOURCE, *HEADERS):
+    for path in (*SOURCES, *HEADERS):
         digest.update(path.read_bytes())
     digest.update(" ".join((*NVCC_FLAGS, *extra_flags)).encode())
     return f"tile_outer_sm90-{digest.hexdigest()[:16]}.so"
@@ -143,6 +146,20 @@ class _Params(ctypes.Structure):
     ]
 
 
+class _KvParams(ctypes.Structure):
+    """Mirror of KvOuterParams in kv_outer_sm90.h (field order and types must match)."""
+    _fields_ = [
+        *[(name, ctypes.c_void_p) for name in (
+            "q", "partial_o", "partial_lse", "perm", "row_ptr", "work_seg", "work_chunk", "block_table", "seq_lens",
+            "positions")],
+        *[(name, ctypes.c_int64) for name in ("stride_qt", "stride_qh", "stride_btr")],
+        *[(name, ctypes.c_int32) for name in (
+            "num_tokens", "num_segs", "num_work", "blocks_per_head", "max_blocks", "num_kv_heads", "num_pages",
+            "top_k", "chunk")],
+        ("scale_log2", ctypes.c_float),
+    ]
+
+
 _LIB: list[ctypes.CDLL] = []
 
 
@@ -157,6 +174,10 @@ def load(cache_dir: Path | None = None, include: Path | None = None) -> ctypes.C
     lib.msa_tile_outer_sm90_error.restype = ctypes.c_char_p
     lib.msa_tile_outer_sm90_error.argtypes = [ctypes.c_int]
     lib.msa_tile_outer_sm90_smem_bytes.argtypes = [ctypes.c_int]
+    lib.msa_kv_outer_sm90.restype = ctypes.c_int
+    lib.msa_kv_outer_sm90.argtypes = [ctypes.POINTER(_KvParams), ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                      ctypes.c_int64, ctypes.c_int, ctypes.c_void_p]
+    lib.msa_kv_outer_sm90_smem_bytes.argtypes = []
     _LIB.append(lib)
     return lib
 
@@ -309,3 +330,112 @@ def tile_outer_attention_cuda(
                                          kv_cache.stride(1), kv_cache.stride(2), grid, variant, stream)
     if err != 0:
         raise RuntimeError(f"tile_outer_sm90 launch failed: {load().msa_tile_outer_sm90_error(err).decode()}")
+
+
+KV_DEFAULT_PER_SM = 1
+"""The KV-outer kernel's grid: CTAs per SM (1: 224 KiB of shared memory each), each walking the work list."""
+
+
+def choose_kv(q: torch.Tensor, kv_cache: torch.Tensor, partial_dtype: torch.dtype | None = None,
+              k_scale: float = 1.0, v_scale: float = 1.0) -> str | None:
+    """``kv_impl="auto"`` (v12k): None when the CUDA KV-outer kernel takes this call, else why not (logged once per
+    reason). No host sync and no build, as ``choose``."""
+    problems = [r for r in (device_reason(q.device),) if r]
+    if not problems:
+        problems = check_kv_inputs(q, kv_cache, partial_dtype)
+        if k_scale != 1.0 or v_scale != 1.0:
+            problems.append("K/V scales (fp8 cache) are not taken")
+    if not problems:
+        reason = library_reason()
+        problems = [reason] if reason else []
+    if problems:
+        _log_once(f"MSA KV-outer step on Triton: {'; '.join(problems)}")
+        return "; ".join(problems)
+    return None
+
+
+def check_kv_inputs(q: torch.Tensor, kv_cache: torch.Tensor, partial_dtype: torch.dtype | None) -> list[str]:
+    """Every reason the KV-outer kernel cannot take these inputs (empty: it can)."""
+    problems = []
+    if q.dtype != torch.bfloat16 or kv_cache.dtype != torch.bfloat16:
+        problems.append(f"bf16 q / kv cache only, got {q.dtype} / {kv_cache.dtype}")
+    if partial_dtype not in (None, q.dtype) or q.dtype != torch.bfloat16:
+        problems.append(f"bf16 partials only (int8 partials run on Triton), got {partial_dtype or q.dtype}")
+    if q.dim() != 3 or q.shape[2] != HEAD_DIM or kv_cache.dim() != 4 or kv_cache.shape[3] != 2 * HEAD_DIM:
+        problems.append(f"head_dim {HEAD_DIM} only, got q {tuple(q.shape)}, kv {tuple(kv_cache.shape)}")
+    elif q.shape[1] != GROUP * kv_cache.shape[1]:
+        problems.append(f"{GROUP} query heads per KV head only, got {q.shape[1]} / {kv_cache.shape[1]}")
+    if q.dim() == 3 and (q.stride(2) != 1 or q.stride(0) % 8 or q.stride(1) % 8 or q.data_ptr() % 16):
+        problems.append("q needs a unit last stride and 16-byte aligned rows (TMA)")
+    if kv_cache.dim() == 4 and (kv_cache.stride(3) != 1 or any(s % 8 for s in kv_cache.stride()[:3])
+                                or kv_cache.data_ptr() % 16):
+        problems.append("kv_cache needs a unit last stride and 16-byte aligned rows (TMA)")
+    if q.dim() == 3 and kv_cache.dim() == 4 and q.shape[0] * kv_cache.shape[1] * 16 * 16 >= 2 ** 31:
+        problems.append("more than 2^31 partial rows")  # generous top_k bound: the TMA store indexes entries in int32
+    return problems
+
+
+def kv_outer_partials_cuda(
+    q: torch.Tensor,
+    kv_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    seq_lens: torch.Tensor,
+    csr: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int],
+    positions: torch.Tensor,
+    top_k: int,
+    scale: float,
+    chunk: int,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
+    partial_dtype: torch.dtype | None = None,
+    per_sm: int = KV_DEFAULT_PER_SM,
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, None]:
+    """``kernels.msa.prefill.kv_outer_partials`` (same inputs and outputs: partial_o bf16 [Hkv, T, top_k, 16, 128],
+    partial_lse fp32 [Hkv, T, top_k, 16], no scales) on the sm_90a kernel; the Triton-only knobs (warps, stages,
+    tile rows) have no meaning here. Entries the CSR does not list (-1 selections) are never written. ``out``:
+    (partial_o, partial_lse) buffers to write into (contiguous, those shapes), else new ones."""
+    from kernels.msa.merge import LOG2E
+
+    problems = check_kv_inputs(q, kv_cache, partial_dtype)
+    if k_scale != 1.0 or v_scale != 1.0:
+        problems.append("K/V scales (fp8 cache) are not taken")
+    if problems:
+        raise ValueError("; ".join(problems))
+    num_tokens, num_heads, head_dim = q.shape
+    num_kv_heads = kv_cache.shape[1]
+    perm, row_ptr, work_seg, work_chunk, num_segs = csr
+    max_blocks = block_table.shape[1]
+    shape = (num_kv_heads, num_tokens, top_k, GROUP)
+    if out is None:
+        partial_o = torch.empty((*shape, head_dim), dtype=q.dtype, device=q.device)
+        partial_lse = torch.empty(shape, dtype=torch.float32, device=q.device)
+    else:
+        partial_o, partial_lse = out
+        if (tuple(partial_o.shape) != (*shape, head_dim) or tuple(partial_lse.shape) != shape or partial_o.dtype != q.dtype
+                or partial_lse.dtype != torch.float32 or not partial_o.is_contiguous() or not partial_lse.is_contiguous()):
+            raise ValueError(f"out must be contiguous bf16 {(*shape, head_dim)} and fp32 {shape} buffers")
+    if num_tokens == 0 or work_seg.numel() == 0:
+        return partial_o, partial_lse, None
+    # the kernel's index types (no-ops for the CSR builders' and device_positions' outputs)
+    perm = perm.to(torch.int32)
+    row_ptr = row_ptr.to(torch.int64)
+    work_seg, work_chunk = work_seg.to(torch.int32), work_chunk.to(torch.int32)
+    table = block_table.to(torch.int32)
+    lens = seq_lens.to(torch.int32)
+    pos = positions.to(torch.int32)
+    prm = _KvParams(
+        q.data_ptr(), partial_o.data_ptr(), partial_lse.data_ptr(), perm.data_ptr(), row_ptr.data_ptr(),
+        work_seg.data_ptr(), work_chunk.data_ptr(), table.data_ptr(), lens.data_ptr(), pos.data_ptr(),
+        q.stride(0), q.stride(1), table.stride(0),
+        num_tokens, num_segs, work_seg.numel(), block_table.shape[0] * max_blocks, max_blocks, num_kv_heads,
+        kv_cache.shape[0], top_k, chunk, scale * LOG2E,
+    )
+    sms = torch.cuda.get_device_properties(q.device).multi_processor_count
+    grid = work_seg.numel() if per_sm <= 0 else min(work_seg.numel(), per_sm * sms)
+    stream = torch.cuda.current_stream(q.device).cuda_stream
+    err = load().msa_kv_outer_sm90(ctypes.byref(prm), kv_cache.data_ptr(), kv_cache.stride(0), kv_cache.stride(1),
+                                   kv_cache.stride(2), grid, stream)
+    if err != 0:
+        raise RuntimeError(f"kv_outer_sm90 launch failed: {load().msa_tile_outer_sm90_error(err).decode()}")
+    return partial_o, partial_lse, None

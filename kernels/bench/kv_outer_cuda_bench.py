@@ -1,0 +1,244 @@
+"""The KV-outer stage of MSA prefill: Triton (`_kv_outer_kernel`) vs the warp-specialised sm_90a CUDA kernel
+(`kernels.msa.cuda.kv_outer_partials_cuda`, v12k), in one run: correctness (both kernels' partials entry by entry
+into poisoned buffers, -1 entries never written, the whole prefill with each against the fp32 reference, a CUDA
+graph replay), then timings at M3 shapes (64 query heads, 4 KV heads, d = 128, bf16): the stage alone on the CSR
+the default path builds and on every entry (KV-outer only), and the whole default prefill with each kernel, on the
+indexer's selections of random inputs, f = 0.9 / 1.0, and a 32K chunk after 1M of context. Rows print as measured;
+a table last; everything also goes to ``--out`` (JSON lines).
+
+    python -m kernels.bench.kv_outer_cuda_bench [--sizes 131072] [--chunked 1] [--out results.jsonl]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from kernels.bench.msa_bench import HEAD_DIM, HEADS, KV_HEADS, bench_ms, reference_tail, rel_diff
+
+ROWS: list[dict] = []
+GROUP = HEADS // KV_HEADS
+
+
+def emit(out: Path | None, **row) -> None:
+    """Print one row now (a run cut short keeps what it measured) and append it to the results file."""
+    ROWS.append(row)
+    print(" | ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    if out is not None:
+        with out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def default_csr(case, sel, chunk: int = 128):
+    """(CSR of the entries the default adaptive path leaves to KV-outer, positions) as sparse_attention_triton."""
+    from kernels.msa.merge import device_positions, device_requests
+    from kernels.msa.prefill import csr_from_split
+    from kernels.msa.tile_outer import tile_unions
+
+    n = case.q.shape[0]
+    pos = device_positions(case.query_start_loc, case.seq_lens, n)
+    req = device_requests(case.query_start_loc, n)
+    nb = case.block_table.shape[1]
+    split = tile_unions(sel, req, pos, case.block_table, csr_blocks=nb)
+    return csr_from_split(split, req, nb, chunk), pos
+
+
+def all_csr(case, sel, chunk: int = 128, window: int = 0):
+    """(CSR of every entry (the KV-outer-only path), positions)."""
+    from kernels.msa.merge import device_positions
+    from kernels.msa.prefill import build_block_csr
+
+    pos = device_positions(case.query_start_loc, case.seq_lens, case.q.shape[0])
+    return build_block_csr(sel, case.query_start_loc, case.block_table.shape[1], chunk, window), pos
+
+
+def stage_runner(case, csr, pos, top_k: int, impl: str, chunk: int = 128, per_sm: int = 1, poison: bool = False):
+    """(callable running the KV-outer stage alone, a list that holds its last (partial_o, partial_lse)). Both
+    kernels allocate their buffers per call (as in the prefill); ``poison``: the CUDA kernel writes into NaN-filled
+    buffers instead (entries it must not write stay NaN)."""
+    from kernels.msa.cuda import kv_outer_partials_cuda
+    from kernels.msa.prefill import kv_outer_partials
+
+    scale = HEAD_DIM ** -0.5
+    args = (case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos, top_k, scale, chunk)
+    got: list = []
+    bufs = None
+    if poison:
+        n = case.q.shape[0]
+        bufs = (torch.full((KV_HEADS, n, top_k, GROUP, HEAD_DIM), float("nan"), dtype=case.q.dtype, device="cuda"),
+                torch.full((KV_HEADS, n, top_k, GROUP), float("nan"), dtype=torch.float32, device="cuda"))
+
+    def run() -> None:
+        if impl == "cuda":
+            got[:] = kv_outer_partials_cuda(*args, per_sm=per_sm, out=bufs)[:2]
+        else:
+            got[:] = kv_outer_partials(*args)[:2]
+    return run, got
+
+
+def compare_stage(case, sel, csr, pos, label: str, out: Path | None, chunk: int = 128, per_sm: int = 1) -> bool:
+    """Both kernels on one CSR: every listed entry's part and LSE agree, unlisted entries stay poisoned (NaN)."""
+    fn_t, got_t = stage_runner(case, csr, pos, sel.shape[2], "triton", chunk)
+    fn_c, got_c = stage_runner(case, csr, pos, sel.shape[2], "cuda", chunk, per_sm, poison=True)
+    fn_t()
+    fn_c()
+    torch.cuda.synchronize()
+    po_t, lse_t = got_t
+    po_c, lse_c = got_c
+    listed = torch.zeros(sel.numel(), dtype=torch.bool, device="cuda")
+    perm, row_ptr = csr[0], csr[1]
+    listed[perm[: int(row_ptr[-1])].long()] = True
+    listed = listed.view(sel.shape)
+    fin = listed[..., None] & torch.isfinite(lse_t)
+    p_err = rel_diff(po_c[listed], po_t[listed]) if bool(listed.any()) else 0.0
+    lse_err = float((lse_c[fin] - lse_t[fin]).abs().max()) if bool(fin.any()) else 0.0
+    inf_same = bool(torch.equal(torch.isinf(lse_c[listed]), torch.isinf(lse_t[listed])))
+    nan_left = int(torch.isnan(po_c[listed]).sum()) + int(torch.isnan(lse_c[listed]).sum())
+    written_extra = int((~torch.isnan(lse_c[~listed])).sum()) + int((~torch.isnan(po_c[~listed])).sum())
+    ok = p_err < 2e-2 and lse_err < 1e-2 and inf_same and nan_left == 0 and written_extra == 0
+    emit(out, kind="stage check", case=label, chunk=chunk, per_sm=per_sm, entries=int(listed.sum()), part_err=p_err,
+         lse_max_abs=lse_err, inf_lse_same=inf_same, nan_left=nan_left, unlisted_written=written_extra, ok=ok)
+    return ok
+
+
+def check_prefill(case, sel, label: str, out: Path | None, tail: int = 48) -> None:
+    """The whole prefill with each KV-outer kernel (default adaptive path and KV-outer only): every token vs the
+    Triton kernel, the tail vs the fp32 reference."""
+    from kernels.msa.prefill import sparse_attention_triton
+    from kernels.msa.tile_outer import DEFAULT_MAX_UNION
+
+    args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
+    for max_union in (DEFAULT_MAX_UNION, 0):
+        want = sparse_attention_triton(*args, kv_impl="triton", max_union=max_union)
+        got = torch.full_like(case.q, float("nan"))
+        sparse_attention_triton(*args, out=got, kv_impl="cuda", max_union=max_union)
+        emit(out, kind="prefill check", case=label, path="default adaptive" if max_union else "KV-outer only",
+             vs_triton=rel_diff(got, want), ref_err_cuda=reference_tail(case, sel, got, tail),
+             ref_err_triton=reference_tail(case, sel, want, tail), nan=int(torch.isnan(got).sum()))
+
+
+def check_graph(out: Path | None) -> None:
+    """kv_impl="cuda" captured in a CUDA graph; a replay on new q equals the eager call."""
+    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.prefill import sparse_attention_triton
+
+    case = make_case([1500], [1500], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=11)
+    sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, 0.9, seed=12)
+    args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
+    res = torch.empty_like(case.q)
+    sparse_attention_triton(*args, out=res, kv_impl="cuda")
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        sparse_attention_triton(*args, out=res, kv_impl="cuda")
+    case.q.copy_(torch.randn_like(case.q))
+    graph.replay()
+    want = sparse_attention_triton(*args, kv_impl="cuda")
+    emit(out, kind="graph check", case="1.5K f=0.9", replay_vs_eager=rel_diff(res, want))
+
+
+def correctness(out: Path | None) -> None:
+    from kernels.msa.indexer import msa_index_topk_triton
+    from kernels.msa.inputs import local_selection, make_case
+
+    # two requests, the second a chunk after 400 tokens of context; slots shuffled; ~15 % of entries -1
+    small = make_case([700, 1500], [700, 1100], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=3)
+    sel = local_selection(small.query_start_loc, small.seq_lens, KV_HEADS, 0.9, seed=5)
+    sel = sel[:, :, torch.randperm(sel.shape[2], device="cuda")].contiguous()
+    drop = torch.rand(sel.shape, device="cuda", generator=torch.Generator("cuda").manual_seed(9)) < 0.15
+    sel = torch.where(drop, -1, sel).contiguous()
+    for chunk, window, per_sm in ((128, 0, 1), (5, 0, 1), (128, 256, 1), (128, 0, 0)):
+        csr, pos = all_csr(small, sel, chunk, window)
+        compare_stage(small, sel, csr, pos, f"small f=0.9 -1s window={window}", out, chunk, per_sm)
+    csr, pos = default_csr(small, sel)
+    compare_stage(small, sel, csr, pos, "small f=0.9 -1s, default split CSR", out)
+    check_prefill(small, sel, "small f=0.9 shuffled, -1s", out, tail=64)
+    n = 8192
+    m3 = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=41)
+    idx = msa_index_topk_triton(m3.index_q, m3.index_k_cache, m3.block_table, m3.query_start_loc, m3.seq_lens,
+                                max_query_len=n)
+    for label, s in (("8K indexer sel", idx),
+                     ("8K f=0.9", local_selection(m3.query_start_loc, m3.seq_lens, KV_HEADS, 0.9, seed=42))):
+        csr, pos = all_csr(m3, s)
+        compare_stage(m3, s, csr, pos, label, out)
+        check_prefill(m3, s, label, out)
+    check_graph(out)
+
+
+def time_case(case, sel, label: str, out: Path | None, repeat: int = 2) -> None:
+    """The stage alone (default CSR and every entry) and the whole default prefill, Triton vs CUDA KV-outer."""
+    from kernels.msa.prefill import sparse_attention_triton
+
+    for csr_name, (csr, pos) in (("default split CSR", default_csr(case, sel)), ("all entries", all_csr(case, sel))):
+        entries = int(csr[1][-1])
+        times = {}
+        for impl in ("triton", "cuda"):
+            fn, _ = stage_runner(case, csr, pos, sel.shape[2], impl)
+            times[impl] = bench_ms(fn)
+            # bytes the stage must move: Q gathers + bf16 parts (4 KiB each) + LSE; K/V per work item ignored
+            gbs = entries * (2 * 4096 + 64) / times[impl] / 1e6
+            emit(out, kind="KV-outer stage", case=label, csr=csr_name, impl=impl, entries=entries, ms=times[impl],
+                 tb_per_s=gbs / 1e3, vs_triton=times["triton"] / times[impl])
+            del fn
+        torch.cuda.empty_cache()
+    args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
+    buf = torch.empty_like(case.q)
+    times = {}
+    for rep in range(repeat):  # interleaved, to tell a difference from drift
+        for impl in ("triton", "cuda"):
+            t = bench_ms(lambda impl=impl: sparse_attention_triton(*args, out=buf, kv_impl=impl))
+            times.setdefault(impl, t)
+            emit(out, kind="whole prefill", case=label, kv_impl=impl, run=rep + 1, ms=t,
+                 vs_triton=times["triton"] / t)
+
+
+def timings(sizes: list[int], chunked: bool, out: Path | None) -> None:
+    from kernels.msa.indexer import msa_index_topk_triton
+    from kernels.msa.inputs import local_selection, make_case
+
+    for n in sizes:
+        case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
+        for kind in ("indexer", "0.9", "1.0"):
+            if kind == "indexer":
+                sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
+                                            case.seq_lens, max_query_len=n)
+            else:
+                sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, float(kind), seed=n + 9)
+            time_case(case, sel, f"N={n // 1024}K {'indexer sel' if kind == 'indexer' else 'f=' + kind}", out)
+            del sel
+        del case
+        torch.cuda.empty_cache()
+    if chunked:
+        chunk, ctx = 32768, 1 << 20
+        case = make_case([ctx + chunk], [chunk], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=7)
+        sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
+                                    case.seq_lens, max_query_len=chunk)
+        time_case(case, sel, "chunk=32K ctx=1M indexer sel", out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="131072")
+    parser.add_argument("--chunked", type=int, default=1, help="1: also a 32K chunk after 1M of context")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--lib-cache", type=Path, default=None, help="folder holding (or to hold) the built library")
+    parser.add_argument("--skip-check", action="store_true")
+    a = parser.parse_args()
+    from kernels.msa import cuda
+
+    t0 = time.time()
+    lib = cuda.load(a.lib_cache)
+    emit(a.out, kind="build", library=Path(lib._name).name, seconds=time.time() - t0,
+         smem_bytes=lib.msa_kv_outer_sm90_smem_bytes(), device=torch.cuda.get_device_name())
+    if not a.skip_check:
+        correctness(a.out)
+    timings([int(s) for s in a.sizes.split(",") if s], bool(a.chunked), a.out)
+    print("\n## table")
+    for row in ROWS:
+        print(" | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,443 @@
+// MSA prefill, KV-outer ("gather Q") stage, as a warp-specialised Hopper kernel (CUTLASS/CuTe, sm_90a).
+//
+// Same contract as `_kv_outer_kernel` in kernels/msa/prefill.py (bf16 only): a work item = a chunk of the entries
+// of one segment (KV head, request, 128-key block) of the selection's CSR; the block's K and V are loaded once and
+// every entry (token, slot) of the chunk streams through them: 16 query heads x 128 = 4 KiB of Q gathered, softmax
+// over the block's 128 keys (single block: no online rescale), a normalised 16 x 128 partial output + its 16
+// log2-sum-exps written to the entry's slot.
+//
+// Structure: 3 warpgroups per CTA, a persistent grid walking the work list with stride gridDim.x.
+//   warp 0 = producer: per work item, one TMA of the page's K [128 keys, 128] and V^T into a 2-deep ring; per tile of
+//            4 entries (4 tokens x 16 heads = 64 MMA rows), the perm / position loads (a warp loads 128 entries at
+//            once) and 2 TMA boxes [16 rows, 64 cols] per entry (q viewed as (head, d, kv head, token)) into a
+//            QSTAGES-deep ring; the entries' ids and positions go to shared memory beside the tile.
+//   warpgroups 1, 2 = consumers, taking tiles alternately (one's softmax runs under the other's MMAs): S = Q K^T
+//            (wgmma, both from shared memory), mask (only where a key may be past the token), softmax with FFMA +
+//            ex2.approx, O = P V (wgmma, P from registers), normalise; each warp holds one entry (16 rows), stages
+//            its 4 KiB of O in shared memory and writes it with two TMA stores (not 4-byte scattered stores).
+// Why each choice: kernels/msa/NOTES.md v12k.
+
+#include <cstdint>
+#include <cuda_runtime.h>
+
+#include <cute/tensor.hpp>
+#include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
+#include <cutlass/cutlass.h>
+#include <cutlass/numeric_types.h>
+
+#include "kv_outer_sm90.h"
+
+namespace msa_kv_sm90 {
+
+using namespace cute;
+using Element = cutlass::bfloat16_t;
+
+constexpr int kHeadDim = 128;
+constexpr int kKeys = 128;        // one page = one sparse block
+constexpr int kGroup = 16;        // query heads per KV head (M3)
+constexpr int kTileE = 4;         // entries per tile (one per consumer warp)
+constexpr int kRowsWG = kTileE * kGroup;  // 64 MMA rows
+constexpr int kThreads = 384;     // producer + 2 consumer warpgroups
+constexpr int kKvStages = 2;
+constexpr int kQStages = 4;
+constexpr int kBatch = 128;       // entries the producer warp loads at once (4 per lane)
+
+using TileS = Shape<Int<kRowsWG>, Int<kKeys>, Int<kHeadDim>>;
+using TileO = Shape<Int<kRowsWG>, Int<kHeadDim>, Int<kKeys>>;
+using MmaS = decltype(make_tiled_mma(GMMA::ss_op_selector<Element, Element, float, TileS>()));
+using MmaO = decltype(make_tiled_mma(
+    GMMA::rs_op_selector<Element, Element, float, TileO, GMMA::Major::K, GMMA::Major::MN>()));
+
+// A tile of 64 rows x 128 (Q, and O staged for the store): K-major, 128-byte swizzle. Its rows 16j..16j+15 of
+// columns 64kb..64kb+63 are one contiguous, 1024-byte aligned 2 KiB box: box (kb * 4 + j) of SmemLayoutBoxes.
+template <int N>
+using SmemLayoutRows = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{},
+                                              Shape<Int<kRowsWG>, Int<kHeadDim>, Int<N>>{}));
+using SmemLayoutBox = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<_16, _64>{}));
+template <int N>
+using SmemLayoutBoxes = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<_16, _64, Int<N>>{}));
+template <int N>
+using SmemLayoutK = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<Int<kKeys>, Int<kHeadDim>, Int<N>>{}));
+template <int N>
+using SmemLayoutVt = decltype(tile_to_shape(GMMA::Layout_MN_SW128_Atom<Element>{},
+                                            Shape<Int<kHeadDim>, Int<kKeys>, Int<N>>{}, Step<_2, _1, _3>{}));
+
+struct SharedStorage {  // 128 KiB K/V + 64 KiB Q + 32 KiB O = 224 KiB of the 227 KiB a CTA may have
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK<kKvStages>>> k;
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutVt<kKvStages>>> vt;
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutRows<kQStages>>> q;
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutRows<2>>> o;  // one tile per consumer
+  uint64_t kv_full[kKvStages];
+  uint64_t kv_empty[kKvStages];
+  uint64_t q_full[kQStages];
+  uint64_t q_empty[kQStages];
+  int32_t kv_meta[kKvStages][4];      // tiles of the item (-1: the list ended), first key position, seq_len
+  int32_t q_ent[kQStages][kTileE];    // entry of each tile row group (-1: none)
+  int32_t q_pos[kQStages][kTileE];    // its token's position
+};
+
+// GMEM views for TMA. K = (key, d, kv head, page), V^T = (d, key, kv head, page) as in tile_outer_sm90.cu;
+// Q = (head in group, d in half, half, kv head, token); partial O = (head in group, d in half, half, entry).
+using GShape = Shape<Int<128>, Int<128>, int32_t, int32_t>;
+using GStrideK = Stride<int64_t, _1, int64_t, int64_t>;
+using GStrideVt = Stride<_1, int64_t, int64_t, int64_t>;
+using GShapeQ = Shape<_16, _64, int32_t, int32_t, int32_t>;
+using GStrideQ = Stride<int64_t, _1, int64_t, int64_t, int64_t>;
+using GShapeO = Shape<_16, _64, int32_t, int32_t>;
+using GStrideO = Stride<int64_t, _1, int64_t, int64_t>;
+using TmaK = decltype(make_tma_copy(SM90_TMA_LOAD{},
+    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShape{}, GStrideK{}), take<0, 2>(SmemLayoutK<1>{})));
+using TmaVt = decltype(make_tma_copy(SM90_TMA_LOAD{},
+    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShape{}, GStrideVt{}), take<0, 2>(SmemLayoutVt<1>{})));
+using TmaQ = decltype(make_tma_copy(SM90_TMA_LOAD{},
+    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShapeQ{}, GStrideQ{}), SmemLayoutBox{}));
+using TmaO = decltype(make_tma_copy(SM90_TMA_STORE{},
+    make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GShapeO{}, GStrideO{}), SmemLayoutBox{}));
+
+constexpr uint32_t kKvBytes = 2 * kKeys * kHeadDim * sizeof(Element);
+constexpr uint32_t kEntryBytes = kGroup * kHeadDim * sizeof(Element);
+
+template <class L>
+CUTLASS_DEVICE auto rowcol(L l) {  // wgmma accumulator as (rows, cols), as FA3
+  return make_layout(make_layout(get<0, 1>(l), get<1>(l)), make_layout(get<0, 0>(l), get<0, 2>(l), get<2>(l)));
+}
+
+template <class L>
+CUTLASS_DEVICE auto acc_as_a(L l) {  // the accumulator re-read as the A operand of the next wgmma
+  auto d = logical_divide(get<0, 2>(l), Tile<_2>{});
+  return make_layout(make_layout(get<0, 0>(l), get<0, 1>(l), get<0, 0>(d)), get<1>(l),
+                     coalesce(make_layout(get<0, 1>(d), get<2>(l))));
+}
+
+CUTLASS_DEVICE float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+CUTLASS_DEVICE float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+CUTLASS_DEVICE float ex2_approx(float x) {  // 2^x on the special-function unit (ex2.approx(-inf) = +0)
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Softmax of one block's scores in place (s becomes 2^(s * scale - max)); lse = this thread's rows' log2-sum-exp
+// (-inf where no key is visible), inv = 1 / sum (0 there). MASKED: keys j > lim are invisible (warp-uniform lim).
+template <bool MASKED, class TS, class TC>
+CUTLASS_DEVICE void softmax_block(TS& s, TC const& coord, float scale_log2, int lim, float (&lse)[2],
+                                  float (&inv)[2]) {
+  Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
+  Tensor c_rc = make_tensor(coord.data(), rowcol(coord.layout()));
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < size<0>(s_rc); ++r) {
+    float mx = -INFINITY;
+    CUTLASS_PRAGMA_UNROLL
+    for (int c = 0; c < size<1>(s_rc); ++c) {
+      if constexpr (MASKED) {
+        if (get<1>(c_rc(r, c)) > lim) s_rc(r, c) = -INFINITY;
+      }
+      mx = fmaxf(mx, s_rc(r, c));
+    }
+    mx = quad_max(mx) * scale_log2;  // scale > 0; -inf stays -inf
+    float const m_safe = mx == -INFINITY ? 0.f : mx;
+    float sum = 0.f;
+    CUTLASS_PRAGMA_UNROLL
+    for (int c = 0; c < size<1>(s_rc); ++c) {
+      float const e = ex2_approx(fmaf(s_rc(r, c), scale_log2, -m_safe));
+      s_rc(r, c) = e;
+      sum += e;
+    }
+    sum = quad_sum(sum);
+    lse[r] = sum > 0.f ? mx + __log2f(sum) : -INFINITY;
+    inv[r] = sum > 0.f ? 1.f / sum : 0.f;
+  }
+}
+
+// Element offset of (row, d) in tile `tile` of SmemLayoutRows = o_row + o_column (checked against CuTe's layout on the host, NOTES v12k):
+// the 128-byte swizzle XORs the 16-byte chunk index with row % 8. Written out because CuTe's per-element address
+// is hoisted out of the tile loop as one register per element (64 more live registers: spills).
+CUTLASS_DEVICE int o_column(int row, int d) {
+  return (d / 64) * 4096 + ((((d / 8) % 8) ^ (row % 8)) * 8) + d % 8;
+}
+
+CUTLASS_DEVICE int o_row(int tile, int row) { return tile * kRowsWG * kHeadDim + (row / 8) * 512 + (row % 8) * 64; }
+
+__global__ void __launch_bounds__(kThreads, 1)
+kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
+                CUTE_GRID_CONSTANT TmaQ const tma_q, CUTE_GRID_CONSTANT TmaO const tma_o,
+                CUTE_GRID_CONSTANT KvOuterParams const prm, int32_t const num_entries) {
+  extern __shared__ char smem_raw[];
+  SharedStorage& sh = *reinterpret_cast<SharedStorage*>(smem_raw);
+  int const wg = threadIdx.x / 128;
+  int const tid = threadIdx.x % 128;
+  int const lane = threadIdx.x % 32;
+
+  if (threadIdx.x == 0) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int s = 0; s < kKvStages; ++s) {
+      cutlass::arch::ClusterTransactionBarrier::init(&sh.kv_full[s], 1);
+      cutlass::arch::ClusterBarrier::init(&sh.kv_empty[s], 2 * 128);
+    }
+    CUTLASS_PRAGMA_UNROLL
+    for (int s = 0; s < kQStages; ++s) {
+      cutlass::arch::ClusterTransactionBarrier::init(&sh.q_full[s], 1);
+      cutlass::arch::ClusterBarrier::init(&sh.q_empty[s], 128);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+
+  Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), SmemLayoutK<kKvStages>{});
+  Tensor sVt = make_tensor(make_smem_ptr(sh.vt.data()), SmemLayoutVt<kKvStages>{});
+
+  if (wg == 0) {  // producer: warp 0
+    cutlass::arch::warpgroup_reg_dealloc<40>();
+    if (threadIdx.x / 32 != 0) return;
+    Tensor mK = tma_k.get_tma_tensor(GShape{Int<kKeys>{}, Int<kHeadDim>{}, prm.num_kv_heads, prm.num_pages});
+    Tensor mVt = tma_vt.get_tma_tensor(GShape{Int<kHeadDim>{}, Int<kKeys>{}, prm.num_kv_heads, prm.num_pages});
+    Tensor mQ = tma_q.get_tma_tensor(GShapeQ{_16{}, _64{}, 2, prm.num_kv_heads, prm.num_tokens});
+    Tensor sQb = make_tensor(make_smem_ptr(sh.q.data()), SmemLayoutBoxes<8 * kQStages>{});
+    bool const leader = lane == 0;
+    int q_it = 0;
+    int kv_it = 0;
+    for (int w = blockIdx.x; w < prm.num_work; w += gridDim.x, ++kv_it) {
+      int const seg = prm.work_seg[w];
+      if (seg >= prm.num_segs) break;  // padding: the rest of the list is padding too
+      int64_t const start = prm.row_ptr[seg] + static_cast<int64_t>(prm.work_chunk[w]) * prm.chunk;
+      int64_t const end = min(start + prm.chunk, prm.row_ptr[seg + 1]);
+      int const h = (seg / prm.blocks_per_head) % prm.num_kv_heads;
+      int const req = (seg % prm.blocks_per_head) / prm.max_blocks;
+      int const blk = seg % prm.max_blocks;
+      int const page = prm.block_table[req * prm.stride_btr + blk];
+      int const kvs = kv_it % kKvStages;
+      cutlass::arch::ClusterBarrier::wait(&sh.kv_empty[kvs], ((kv_it / kKvStages) & 1) ^ 1);
+      if (leader) {
+        sh.kv_meta[kvs][0] = static_cast<int>((end - start + kTileE - 1) / kTileE);
+        sh.kv_meta[kvs][1] = blk * kKeys;
+        sh.kv_meta[kvs][2] = prm.seq_lens[req];
+        auto [tKg, tKs] = tma_partition(tma_k, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sK),
+                                        group_modes<0, 2>(mK(_, _, h, _)));
+        auto [tVg, tVs] = tma_partition(tma_vt, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sVt),
+                                        group_modes<0, 2>(mVt(_, _, h, _)));
+        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.kv_full[kvs], kKvBytes);
+        copy(tma_k.with(sh.kv_full[kvs]), tKg(_, page), tKs(_, kvs));
+        copy(tma_vt.with(sh.kv_full[kvs]), tVg(_, page), tVs(_, kvs));
+      }
+      __syncwarp();
+      auto [tQg0, tQs0] = tma_partition(tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQb),
+                                        group_modes<0, 2>(mQ(_, _, 0, h, _)));
+      auto [tQg1, tQs1] = tma_partition(tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQb),
+                                        group_modes<0, 2>(mQ(_, _, 1, h, _)));
+      for (int64_t b = start; b < end; b += kBatch) {
+        int32_t ent[4];
+        int32_t pos[4];
+        CUTLASS_PRAGMA_UNROLL
+        for (int k = 0; k < 4; ++k) {
+          int64_t const idx = b + 32 * k + lane;
+          ent[k] = idx < end ? prm.perm[idx] : -1;
+        }
+        CUTLASS_PRAGMA_UNROLL
+        for (int k = 0; k < 4; ++k) pos[k] = ent[k] >= 0 ? prm.positions[(ent[k] / prm.top_k) % prm.num_tokens] : 0;
+        CUTLASS_PRAGMA_UNROLL
+        for (int k = 0; k < 4; ++k) {
+          CUTLASS_PRAGMA_UNROLL
+          for (int sub = 0; sub < 32 / kTileE; ++sub) {
+            if (b + 32 * k + kTileE * sub >= end) continue;  // warp-uniform
+            int32_t e[kTileE];
+            int32_t p[kTileE];
+            CUTLASS_PRAGMA_UNROLL
+            for (int j = 0; j < kTileE; ++j) {
+              e[j] = __shfl_sync(0xffffffffu, ent[k], kTileE * sub + j);
+              p[j] = __shfl_sync(0xffffffffu, pos[k], kTileE * sub + j);
+            }
+            int const qs = q_it % kQStages;
+            cutlass::arch::ClusterBarrier::wait(&sh.q_empty[qs], ((q_it / kQStages) & 1) ^ 1);
+            if (leader) {
+              uint32_t bytes = 0;
+              CUTLASS_PRAGMA_UNROLL
+              for (int j = 0; j < kTileE; ++j) {
+                sh.q_ent[qs][j] = e[j];
+                sh.q_pos[qs][j] = p[j];
+                bytes += e[j] >= 0 ? 2 * (kEntryBytes / 2) : 0;
+              }
+              cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.q_full[qs], bytes);
+              CUTLASS_PRAGMA_UNROLL
+              for (int j = 0; j < kTileE; ++j) {
+                if (e[j] < 0) continue;
+                int const t = (e[j] / prm.top_k) % prm.num_tokens;
+                copy(tma_q.with(sh.q_full[qs]), tQg0(_, t), tQs0(_, qs * 8 + j));
+                copy(tma_q.with(sh.q_full[qs]), tQg1(_, t), tQs1(_, qs * 8 + 4 + j));
+              }
+            }
+            __syncwarp();
+            ++q_it;
+          }
+        }
+      }
+    }
+    // end of the list: an item with -1 tiles tells the consumers to stop
+    int const kvs = kv_it % kKvStages;
+    cutlass::arch::ClusterBarrier::wait(&sh.kv_empty[kvs], ((kv_it / kKvStages) & 1) ^ 1);
+    if (leader) {
+      sh.kv_meta[kvs][0] = -1;
+      cutlass::arch::ClusterBarrier::arrive(&sh.kv_full[kvs]);
+    }
+    return;
+  }
+
+  // consumers
+  cutlass::arch::warpgroup_reg_alloc<232>();
+  int const cw = wg - 1;
+  int const warp = tid / 32;  // the entry of the tile this warp holds
+  Tensor sQ = make_tensor(make_smem_ptr(sh.q.data()), SmemLayoutRows<kQStages>{});
+  Tensor sOb = make_tensor(make_smem_ptr(sh.o.data()), SmemLayoutBoxes<16>{});
+  Tensor mO = tma_o.get_tma_tensor(GShapeO{_16{}, _64{}, 2, num_entries});
+  auto [tOg0, tOs0] = tma_partition(tma_o, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sOb),
+                                    group_modes<0, 2>(mO(_, _, 0, _)));
+  auto [tOg1, tOs1] = tma_partition(tma_o, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sOb),
+                                    group_modes<0, 2>(mO(_, _, 1, _)));
+  MmaS mma_s;
+  MmaO mma_o;
+  auto thr_s = mma_s.get_thread_slice(tid);
+  auto thr_o = mma_o.get_thread_slice(tid);
+  Tensor tSrQ = thr_s.partition_fragment_A(sQ);
+  Tensor tSrK = thr_s.partition_fragment_B(sK);
+  Tensor tOrVt = thr_o.partition_fragment_B(sVt);
+  Tensor cS = thr_s.partition_C(make_identity_tensor(Shape<Int<kRowsWG>, Int<kKeys>>{}));
+  Tensor cO = thr_o.partition_C(make_identity_tensor(Shape<Int<kRowsWG>, Int<kHeadDim>>{}));
+  Tensor cO_rc = make_tensor(cO.data(), rowcol(cO.layout()));
+  Tensor cS_rc = make_tensor(cS.data(), rowcol(cS.layout()));
+  int const row0 = get<0>(cS_rc(0, 0));  // this thread's rows: row0, row0 + 8 (heads g, g + 8 of its warp's entry)
+
+  int q_it = 0;
+  for (int kv_it = 0;; ++kv_it) {
+    int const kvs = kv_it % kKvStages;
+    cutlass::arch::ClusterTransactionBarrier::wait(&sh.kv_full[kvs], (kv_it / kKvStages) & 1);
+    int const ntiles = sh.kv_meta[kvs][0];
+    if (ntiles < 0) break;
+    int const kpos0 = sh.kv_meta[kvs][1];
+    int const last_key = sh.kv_meta[kvs][2] - 1;  // keys past seq_len are invisible
+    for (int i = 0; i < ntiles; ++i, ++q_it) {
+      if ((q_it & 1) != cw) continue;
+      int const qs = q_it % kQStages;
+      cutlass::arch::ClusterTransactionBarrier::wait(&sh.q_full[qs], (q_it / kQStages) & 1);
+      int const e = sh.q_ent[qs][warp];
+      int const lim = min(sh.q_pos[qs][warp], last_key) - kpos0;  // keys j <= lim are visible
+
+      Tensor tSrS = partition_fragment_C(mma_s, Shape<Int<kRowsWG>, Int<kKeys>>{});
+      warpgroup_fence_operand(tSrS);
+      warpgroup_arrive();
+      mma_s.accumulate_ = GMMA::ScaleOut::Zero;
+      CUTLASS_PRAGMA_UNROLL
+      for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
+        cute::gemm(mma_s, tSrQ(_, _, kb, qs), tSrK(_, _, kb, kvs), tSrS);
+        mma_s.accumulate_ = GMMA::ScaleOut::One;
+      }
+      warpgroup_commit_batch();
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tSrS);
+      cutlass::arch::ClusterBarrier::arrive(&sh.q_empty[qs]);  // Q read: the producer may refill the stage
+
+      float lse[2];
+      float inv[2];
+      if (__any_sync(0xffffffffu, lim < kKeys - 1)) {  // warp-uniform: a key of the block may be invisible
+        softmax_block<true>(tSrS, cS, prm.scale_log2, lim, lse, inv);
+      } else {
+        softmax_block<false>(tSrS, cS, prm.scale_log2, lim, lse, inv);
+      }
+      Tensor rP = make_tensor_like<Element>(tSrS);
+      CUTLASS_PRAGMA_UNROLL
+      for (int x = 0; x < size(tSrS); ++x) rP(x) = static_cast<Element>(tSrS(x));
+      Tensor tOrP = make_tensor(rP.data(), acc_as_a(rP.layout()));
+      Tensor tOrO = partition_fragment_C(mma_o, Shape<Int<kRowsWG>, Int<kHeadDim>>{});
+      warpgroup_fence_operand(tOrP);
+      warpgroup_fence_operand(tOrO);
+      warpgroup_arrive();
+      mma_o.accumulate_ = GMMA::ScaleOut::Zero;
+      CUTLASS_PRAGMA_UNROLL
+      for (int kb = 0; kb < size<2>(tOrP); ++kb) {
+        cute::gemm(mma_o, tOrP(_, _, kb), tOrVt(_, _, kb, kvs), tOrO);
+        mma_o.accumulate_ = GMMA::ScaleOut::One;
+      }
+      warpgroup_commit_batch();
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tOrO);
+
+      // Epilogue: this warp's entry (16 rows) -> its O tile rows in shared memory -> two TMA stores; the LSEs.
+      if (e >= 0) {
+        if (lane == 0) tma_store_wait<0>();  // the previous store of these rows has read them
+        __syncwarp();
+        Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
+        CUTLASS_PRAGMA_UNROLL
+        for (int r = 0; r < 2; ++r) {
+          Element* base = sh.o.data() + o_row(cw, get<0>(cO_rc(r, 0)));
+          CUTLASS_PRAGMA_UNROLL
+          for (int c = 0; c < size<1>(o_rc); c += 2) {  // columns c, c + 1 are adjacent: one 4-byte store
+            int const d = get<1>(cO_rc(r, c));
+            *reinterpret_cast<__nv_bfloat162*>(base + o_column(get<0>(cO_rc(r, 0)), d)) =
+                __floats2bfloat162_rn(o_rc(r, c) * inv[r], o_rc(r, c + 1) * inv[r]);
+          }
+        }
+        cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read next by the TMA (async proxy)
+        __syncwarp();
+        if (lane == 0) {
+          copy(tma_o, tOs0(_, cw * 8 + warp), tOg0(_, e));
+          copy(tma_o, tOs1(_, cw * 8 + 4 + warp), tOg1(_, e));
+          tma_store_arrive();
+        }
+        if ((lane & 3) == 0) {
+          float* dst = prm.partial_lse + static_cast<int64_t>(e) * kGroup;
+          dst[row0 % kGroup] = lse[0];
+          dst[(row0 + 8) % kGroup] = lse[1];
+        }
+      }
+    }
+    cutlass::arch::ClusterBarrier::arrive(&sh.kv_empty[kvs]);  // every MMA on this K/V has completed
+  }
+  if (lane == 0) tma_store_wait<0>();  // shared memory must outlive the stores
+}
+
+}  // namespace msa_kv_sm90
+
+using namespace msa_kv_sm90;
+
+int kv_outer_sm90_smem_bytes() { return static_cast<int>(sizeof(SharedStorage)); }
+
+cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, int64_t stride_kvp, int64_t stride_kvh,
+                                 int64_t stride_kvt, int grid, cudaStream_t stream) {
+  Element const* kv = static_cast<Element const*>(kv_raw);
+  GShape const shape{Int<kKeys>{}, Int<kHeadDim>{}, int32_t(prm.num_kv_heads), int32_t(prm.num_pages)};
+  Tensor gK = make_tensor(make_gmem_ptr(kv), shape, make_stride(stride_kvt, _1{}, stride_kvh, stride_kvp));
+  Tensor gVt = make_tensor(make_gmem_ptr(kv + kHeadDim), shape, make_stride(_1{}, stride_kvt, stride_kvh, stride_kvp));
+  Element const* q = static_cast<Element const*>(prm.q);
+  Tensor gQ = make_tensor(make_gmem_ptr(q), GShapeQ{_16{}, _64{}, 2, prm.num_kv_heads, prm.num_tokens},
+                          GStrideQ{prm.stride_qh, _1{}, int64_t(64), kGroup * prm.stride_qh, prm.stride_qt});
+  int64_t const entries = static_cast<int64_t>(prm.num_kv_heads) * prm.num_tokens * prm.top_k;
+  if (entries >= (int64_t(1) << 31)) return cudaErrorInvalidValue;
+  Tensor gO = make_tensor(make_gmem_ptr(static_cast<Element*>(prm.partial_o)),
+                          GShapeO{_16{}, _64{}, 2, static_cast<int32_t>(entries)},
+                          GStrideO{int64_t(kHeadDim), _1{}, int64_t(64), int64_t(kGroup * kHeadDim)});
+  TmaK tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(SmemLayoutK<1>{}));
+  TmaVt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(SmemLayoutVt<1>{}));
+  TmaQ tma_q = make_tma_copy(SM90_TMA_LOAD{}, gQ, SmemLayoutBox{});
+  TmaO tma_o = make_tma_copy(SM90_TMA_STORE{}, gO, SmemLayoutBox{});
+  int const smem = static_cast<int>(sizeof(SharedStorage));
+  cudaError_t err = cudaFuncSetAttribute(kv_outer_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess || grid <= 0 || prm.num_work <= 0) return err;
+  kv_outer_kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, tma_q, tma_o, prm, static_cast<int32_t>(entries));
+  return cudaGetLastError();
+}
+
+// C entry points for ctypes (kernels/msa/cuda/__init__.py). Returns a cudaError_t.
+extern "C" int msa_kv_outer_sm90(KvOuterParams const* prm, void const* kv, int64_t stride_kvp, int64_t stride_kvh,
+                                 int64_t stride_kvt, int grid, void* stream) {
+  return static_cast<int>(kv_outer_sm90_launch(*prm, kv, stride_kvp, stride_kvh, stride_kvt, grid,
+                                               static_cast<cudaStream_t>(stream)));
+}
+
+extern "C" int msa_kv_outer_sm90_smem_bytes() { return kv_outer_sm90_smem_bytes(); }

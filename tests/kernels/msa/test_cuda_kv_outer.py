@@ -1,0 +1,189 @@
+"""The sm_90a CUDA KV-outer kernel (kernels/msa/cuda/kv_outer_sm90.cu, v12k): it compiles for sm_90a in the shared
+library with wgmma, TMA loads and TMA stores and no spills (CPU, skipped without nvcc or the CUTLASS headers); the
+``kv_impl`` policy names every input it cannot take, logs once and never builds in a call (CPU); on a GPU (marked
+`gpu`) its partials match the Triton kernel's entry by entry into poisoned buffers, and the whole prefill with it
+matches Triton and the fp32 reference, also replayed from a CUDA graph."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: the prefill test runs the kernels on the CPU
+
+from kernels.msa import cuda
+from tests.kernels.msa.checks import GPU, TOL, rel_err
+
+
+def _toolchain_missing() -> str:
+    try:
+        cuda.find_nvcc()
+        cuda.cutlass_include()
+    except cuda.CudaBuildError as exc:
+        return str(exc)
+    return ""
+
+
+def _kernel_sass(sass: str, name: str) -> str:
+    """The SASS of the one function whose mangled name contains ``name`` (cuobjdump prints one section each)."""
+    sections = sass.split("Function : ")
+    found = [s for s in sections[1:] if name in s.splitlines()[0]]
+    assert len(found) == 1, [s.splitlines()[0] for s in sections[1:]]
+    return found[0]
+
+
+@pytest.mark.skipif(bool(_toolchain_missing()), reason=f"cannot build: {_toolchain_missing()}")
+def test_kv_outer_kernel_compiles_into_the_shared_library(tmp_path):
+    lib = cuda.build(cache_dir=tmp_path)
+    assert {p.name for p in cuda.SOURCES} == {"tile_outer_sm90.cu", "kv_outer_sm90.cu"}  # one library, one hash
+    import triton
+
+    cuobjdump = shutil.which("cuobjdump") or Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    if not Path(cuobjdump).is_file():
+        pytest.skip("no cuobjdump to read the SASS")
+    sass = _kernel_sass(subprocess.run([str(cuobjdump), "-sass", str(lib)], capture_output=True, text=True,
+                                       check=True).stdout, "kv_outer_kernel")
+    assert "HGMMA.64x128x16.F32.BF16" in sass  # S = Q K^T and O = P V on wgmma
+    assert "UTMALDG.4D" in sass and "UTMALDG.5D" in sass  # K/V pages and the gathered Q boxes by TMA
+    assert "UTMASTG" in sass  # partial outputs leave by TMA store, not scattered 4-byte stores
+    assert "USETMAXREG" in sass  # producer / consumer register reallocation
+    assert "LDL" not in sass and "STL" not in sass  # no spills to local memory
+
+
+@pytest.fixture
+def fresh_policy(monkeypatch, tmp_path):
+    monkeypatch.setattr(cuda, "_LIB", [])
+    monkeypatch.setattr(cuda, "_UNAVAILABLE", [])
+    monkeypatch.setattr(cuda, "_LOGGED", set())
+    monkeypatch.setenv("M3LAB_MSA_CUDA_CACHE", str(tmp_path / "cache"))
+
+
+def m3_inputs(dtype=torch.bfloat16):
+    return torch.zeros(8, 64, 128, dtype=dtype), torch.zeros(3, 4, 128, 256, dtype=dtype)
+
+
+def test_kv_inputs_it_cannot_take_are_named():
+    q, kv = m3_inputs()
+    assert cuda.check_kv_inputs(q, kv, None) == [] and cuda.check_kv_inputs(q, kv, torch.bfloat16) == []
+    assert "int8 partials run on Triton" in "; ".join(cuda.check_kv_inputs(q, kv, torch.int8))
+    assert "bf16 q / kv cache" in "; ".join(cuda.check_kv_inputs(q, kv.to(torch.float8_e4m3fn), None))
+    text = "; ".join(cuda.check_kv_inputs(torch.zeros(8, 32, 64), torch.zeros(3, 4, 128, 128), None))
+    assert "bf16" in text and "head_dim 128" in text
+    grouped = cuda.check_kv_inputs(torch.zeros(8, 32, 128, dtype=torch.bfloat16), kv, None)
+    assert grouped and "16 query heads per KV head" in grouped[0]
+    strided = torch.zeros(8, 64, 130, dtype=torch.bfloat16)[:, :, 1:129]
+    assert "16-byte aligned" in "; ".join(cuda.check_kv_inputs(strided, kv, None))
+    with pytest.raises(ValueError, match="scales"):
+        cuda.kv_outer_partials_cuda(q, kv, torch.zeros(1, 1, dtype=torch.int32), torch.zeros(1), None, None, 16,
+                                    1.0, 128, k_scale=0.5)
+
+
+def test_kv_policy_reasons_are_logged_once_and_never_build(fresh_policy, monkeypatch, caplog):
+    monkeypatch.setattr(cuda, "build", lambda *_a, **_k: pytest.fail("a call must not build"))
+    q, kv = m3_inputs()
+    assert "not CUDA" in cuda.choose_kv(q, kv)  # CPU tensors
+    monkeypatch.setattr(cuda, "device_reason", lambda _device: None)  # as on an H200
+    monkeypatch.setattr(cuda, "find_nvcc", lambda: Path("/usr/bin/true"))
+    monkeypatch.setattr(cuda, "cutlass_include", lambda *_a: Path("/"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kernels.msa.cuda"):
+        for _ in range(3):
+            reason = cuda.choose_kv(q, kv)
+    assert reason and "python -m kernels.msa.cuda build" in reason
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith("MSA KV-outer step on Triton:")
+    assert "scales (fp8 cache)" in cuda.choose_kv(q, kv, k_scale=0.5, v_scale=2.0)
+    assert "int8" in cuda.choose_kv(q, kv, torch.int8)
+    monkeypatch.setattr(cuda, "library_reason", lambda *_a: None)  # built and loadable
+    assert cuda.choose_kv(q, kv) is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU tensors under the interpreter (the GPU tests cover auto)")
+def test_prefill_kv_impl_on_cpu_runs_triton_and_rejects_unknown_impl():
+    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.prefill import sparse_attention_triton
+
+    case = make_case([40], [40], 4, 2, 32, torch.float32, "cpu", seed=1)
+    sel = local_selection(case.query_start_loc, case.seq_lens, 2, 1.0, seed=2)
+    args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
+    auto = sparse_attention_triton(*args, max_union=0)
+    assert torch.equal(auto, sparse_attention_triton(*args, max_union=0, kv_impl="triton"))
+    with pytest.raises(ValueError, match="kv_impl must be one of"):
+        sparse_attention_triton(*args, kv_impl="cutlass")
+
+
+def _gpu_hopper() -> None:
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("sm_90a kernel: needs a Hopper GPU")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
+@pytest.mark.parametrize(("chunk", "window", "per_sm"), [(128, 0, 1), (5, 0, 1), (128, 256, 1), (128, 0, 0)])
+def test_cuda_kv_outer_matches_triton(chunk, window, per_sm):
+    from kernels.bench.kv_outer_cuda_bench import all_csr, stage_runner
+    from kernels.msa.inputs import local_selection, make_case
+
+    _gpu_hopper()
+    # two requests, the second a chunk after 400 tokens of context; slots in any order; ~15 % of entries -1
+    case = make_case([700, 1500], [700, 1100], 64, 4, 128, torch.bfloat16, "cuda", seed=3)
+    sel = local_selection(case.query_start_loc, case.seq_lens, 4, 0.9, seed=5)
+    sel = sel[:, :, torch.randperm(sel.shape[2], device="cuda")]
+    drop = torch.rand(sel.shape, device="cuda") < 0.15
+    sel = torch.where(drop, -1, sel).contiguous()
+    csr, pos = all_csr(case, sel, chunk, window)
+    fn_t, got_t = stage_runner(case, csr, pos, 16, "triton", chunk)
+    fn_c, got_c = stage_runner(case, csr, pos, 16, "cuda", chunk, per_sm, poison=True)
+    fn_t()
+    fn_c()
+    (po_t, lse_t), (po_c, lse_c) = got_t, got_c
+    listed = (sel >= 0)
+    assert rel_err(po_c[listed], po_t[listed].float()) < TOL
+    fin = listed[..., None] & torch.isfinite(lse_t)
+    assert float((lse_c[fin] - lse_t[fin]).abs().max()) < 1e-2
+    assert torch.equal(torch.isinf(lse_c[listed]), torch.isinf(lse_t[listed]))  # no visible key: -inf, both
+    assert bool(torch.isnan(po_c[~listed]).all()) and bool(torch.isnan(lse_c[~listed]).all())  # -1: never written
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
+@pytest.mark.parametrize("kind", ["indexer", "0.9"])
+def test_prefill_with_cuda_kv_outer_matches_triton_and_reference(kind):
+    from kernels.msa import sparse_attention
+    from kernels.msa.indexer import msa_index_topk_triton
+    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.prefill import sparse_attention_triton
+    from kernels.msa.tile_outer import DEFAULT_MAX_UNION
+
+    _gpu_hopper()
+    n = 2048
+    case = make_case([n // 2, n], [n // 2, n // 2], 64, 4, 128, torch.bfloat16, "cuda", seed=21)
+    if kind == "indexer":
+        sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
+                                    case.seq_lens, max_query_len=n // 2)
+    else:
+        sel = local_selection(case.query_start_loc, case.seq_lens, 4, 0.9, seed=22)
+    args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
+    ref = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel.cpu(), case.block_table.cpu(),
+                           case.query_start_loc.cpu(), case.seq_lens.cpu())
+    for max_union in (DEFAULT_MAX_UNION, 0):  # the default adaptive path, KV-outer only
+        want = sparse_attention_triton(*args, kv_impl="triton", max_union=max_union).float()
+        got = torch.full_like(case.q, float("nan"))
+        sparse_attention_triton(*args, out=got, kv_impl="cuda", max_union=max_union)
+        assert rel_err(got, want) < TOL and rel_err(got, ref) < TOL, max_union
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
+def test_cuda_kv_outer_replays_from_a_cuda_graph():
+    from kernels.bench.kv_outer_cuda_bench import ROWS, check_graph
+
+    _gpu_hopper()
+    check_graph(None)
+    assert ROWS[-1]["replay_vs_eager"] < 1e-6
