@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from kernels.bench.msa_bench import HEAD_DIM, HEADS, KV_HEADS, bench_ms, reference_tail, rel_diff
+from kernels.msa.cuda import KV_DEFAULT_VARIANT, KV_VARIANTS
 
 ROWS: list[dict] = []
 GROUP = HEADS // KV_HEADS
@@ -55,7 +56,8 @@ def all_csr(case, sel, chunk: int = 128, window: int = 0):
     return build_block_csr(sel, case.query_start_loc, case.block_table.shape[1], chunk, window), pos
 
 
-def stage_runner(case, csr, pos, top_k: int, impl: str, chunk: int = 128, per_sm: int = 1, poison: bool = False):
+def stage_runner(case, csr, pos, top_k: int, impl: str, chunk: int = 128, per_sm: int = 1, poison: bool = False,
+                 variant: int | None = None):
     """(callable running the KV-outer stage alone, a list that holds its last (partial_o, partial_lse)). Both
     kernels allocate their buffers per call (as in the prefill); ``poison``: the CUDA kernel writes into NaN-filled
     buffers instead (entries it must not write stay NaN)."""
@@ -73,16 +75,18 @@ def stage_runner(case, csr, pos, top_k: int, impl: str, chunk: int = 128, per_sm
 
     def run() -> None:
         if impl == "cuda":
-            got[:] = kv_outer_partials_cuda(*args, per_sm=per_sm, out=bufs)[:2]
+            got[:] = kv_outer_partials_cuda(*args, per_sm=per_sm, out=bufs,
+                                            variant=KV_DEFAULT_VARIANT if variant is None else variant)[:2]
         else:
             got[:] = kv_outer_partials(*args)[:2]
     return run, got
 
 
-def compare_stage(case, sel, csr, pos, label: str, out: Path | None, chunk: int = 128, per_sm: int = 1) -> bool:
+def compare_stage(case, sel, csr, pos, label: str, out: Path | None, chunk: int = 128, per_sm: int = 1,
+                  variant: int | None = None) -> bool:
     """Both kernels on one CSR: every listed entry's part and LSE agree, unlisted entries stay poisoned (NaN)."""
     fn_t, got_t = stage_runner(case, csr, pos, sel.shape[2], "triton", chunk)
-    fn_c, got_c = stage_runner(case, csr, pos, sel.shape[2], "cuda", chunk, per_sm, poison=True)
+    fn_c, got_c = stage_runner(case, csr, pos, sel.shape[2], "cuda", chunk, per_sm, poison=True, variant=variant)
     fn_t()
     fn_c()
     torch.cuda.synchronize()
@@ -99,7 +103,7 @@ def compare_stage(case, sel, csr, pos, label: str, out: Path | None, chunk: int 
     nan_left = int(torch.isnan(po_c[listed]).sum()) + int(torch.isnan(lse_c[listed]).sum())
     written_extra = int((~torch.isnan(lse_c[~listed])).sum()) + int((~torch.isnan(po_c[~listed])).sum())
     ok = p_err < 2e-2 and lse_err < 1e-2 and inf_same and nan_left == 0 and written_extra == 0
-    emit(out, kind="stage check", case=label, chunk=chunk, per_sm=per_sm, entries=int(listed.sum()), part_err=p_err,
+    emit(out, kind="stage check", case=label, chunk=chunk, per_sm=per_sm, variant=variant, entries=int(listed.sum()), part_err=p_err,
          lse_max_abs=lse_err, inf_lse_same=inf_same, nan_left=nan_left, unlisted_written=written_extra, ok=ok)
     return ok
 
@@ -151,7 +155,8 @@ def correctness(out: Path | None) -> None:
     sel = torch.where(drop, -1, sel).contiguous()
     for chunk, window, per_sm in ((128, 0, 1), (5, 0, 1), (128, 256, 1), (128, 0, 0)):
         csr, pos = all_csr(small, sel, chunk, window)
-        compare_stage(small, sel, csr, pos, f"small f=0.9 -1s window={window}", out, chunk, per_sm)
+        for variant in KV_VARIANTS:
+            compare_stage(small, sel, csr, pos, f"small f=0.9 -1s window={window}", out, chunk, per_sm, variant)
     csr, pos = default_csr(small, sel)
     compare_stage(small, sel, csr, pos, "small f=0.9 -1s, default split CSR", out)
     check_prefill(small, sel, "small f=0.9 shuffled, -1s", out, tail=64)
@@ -171,16 +176,20 @@ def time_case(case, sel, label: str, out: Path | None, repeat: int = 2) -> None:
     """The stage alone (default CSR and every entry) and the whole default prefill, Triton vs CUDA KV-outer."""
     from kernels.msa.prefill import sparse_attention_triton
 
-    for csr_name, (csr, pos) in (("default split CSR", default_csr(case, sel)), ("all entries", all_csr(case, sel))):
+    for csr_name, chunk, (csr, pos) in (("default split CSR", 128, default_csr(case, sel)),
+                                        ("all entries", 128, all_csr(case, sel)),
+                                        ("all entries, chunk 256", 256, all_csr(case, sel, 256))):
         entries = int(csr[1][-1])
-        times = {}
-        for impl in ("triton", "cuda"):
-            fn, _ = stage_runner(case, csr, pos, sel.shape[2], impl)
-            times[impl] = bench_ms(fn)
+        times: dict[str, float] = {}
+        variants = list(KV_VARIANTS) if csr_name == "all entries" else [KV_DEFAULT_VARIANT]
+        for impl, variant in (("triton", None), *(("cuda", v) for v in variants)):
+            fn, _ = stage_runner(case, csr, pos, sel.shape[2], impl, chunk, variant=variant)
+            name = impl if variant is None else f"cuda v{variant}"
+            times[name] = bench_ms(fn)
             # bytes the stage must move: Q gathers + bf16 parts (4 KiB each) + LSE; K/V per work item ignored
-            gbs = entries * (2 * 4096 + 64) / times[impl] / 1e6
-            emit(out, kind="KV-outer stage", case=label, csr=csr_name, impl=impl, entries=entries, ms=times[impl],
-                 tb_per_s=gbs / 1e3, vs_triton=times["triton"] / times[impl])
+            gbs = entries * (2 * 4096 + 64) / times[name] / 1e6
+            emit(out, kind="KV-outer stage", case=label, csr=csr_name, impl=name, entries=entries, ms=times[name],
+                 tb_per_s=gbs / 1e3, vs_triton=times["triton"] / times[name])
             del fn
         torch.cuda.empty_cache()
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
@@ -231,7 +240,7 @@ def main() -> None:
     t0 = time.time()
     lib = cuda.load(a.lib_cache)
     emit(a.out, kind="build", library=Path(lib._name).name, seconds=time.time() - t0,
-         smem_bytes=lib.msa_kv_outer_sm90_smem_bytes(), device=torch.cuda.get_device_name())
+         smem_bytes=[lib.msa_kv_outer_sm90_smem_bytes(v) for v in KV_VARIANTS], device=torch.cuda.get_device_name())
     if not a.skip_check:
         correctness(a.out)
     timings([int(s) for s in a.sizes.split(",") if s], bool(a.chunked), a.out)

@@ -379,7 +379,7 @@ def _tile_impl(tile_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, partial_
     return "triton" if cuda.choose(q, kv_cache, partial_o, tile_t, k_scale, v_scale) else "cuda"
 
 
-KV_AUTO_CUDA = False
+KV_AUTO_CUDA = True
 """Whether ``kv_impl="auto"`` may pick the CUDA KV-outer kernel at all (v12k: only where the H200 rows showed it
 never slower than Triton; NOTES.md v12k)."""
 

@@ -176,8 +176,8 @@ def load(cache_dir: Path | None = None, include: Path | None = None) -> ctypes.C
     lib.msa_tile_outer_sm90_smem_bytes.argtypes = [ctypes.c_int]
     lib.msa_kv_outer_sm90.restype = ctypes.c_int
     lib.msa_kv_outer_sm90.argtypes = [ctypes.POINTER(_KvParams), ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                                      ctypes.c_int64, ctypes.c_int, ctypes.c_void_p]
-    lib.msa_kv_outer_sm90_smem_bytes.argtypes = []
+                                      ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+    lib.msa_kv_outer_sm90_smem_bytes.argtypes = [ctypes.c_int]
     _LIB.append(lib)
     return lib
 
@@ -334,6 +334,9 @@ def tile_outer_attention_cuda(
 
 KV_DEFAULT_PER_SM = 1
 """The KV-outer kernel's grid: CTAs per SM (1: 224 KiB of shared memory each), each walking the work list."""
+KV_VARIANTS = {0: "2 K/V stages, 4 Q stages", 1: "1 K/V stage, 8 Q stages (K/V and Q from two producer warps)"}
+"""Compiled variants of the KV-outer kernel (``variant=``); NOTES.md v12k has their times."""
+KV_DEFAULT_VARIANT = 1
 
 
 def choose_kv(q: torch.Tensor, kv_cache: torch.Tensor, partial_dtype: torch.dtype | None = None,
@@ -389,6 +392,7 @@ def kv_outer_partials_cuda(
     v_scale: float = 1.0,
     partial_dtype: torch.dtype | None = None,
     per_sm: int = KV_DEFAULT_PER_SM,
+    variant: int = KV_DEFAULT_VARIANT,
     out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, None]:
     """``kernels.msa.prefill.kv_outer_partials`` (same inputs and outputs: partial_o bf16 [Hkv, T, top_k, 16, 128],
@@ -400,6 +404,8 @@ def kv_outer_partials_cuda(
     problems = check_kv_inputs(q, kv_cache, partial_dtype)
     if k_scale != 1.0 or v_scale != 1.0:
         problems.append("K/V scales (fp8 cache) are not taken")
+    if variant not in KV_VARIANTS:
+        problems.append(f"variant must be one of {sorted(KV_VARIANTS)}, got {variant}")
     if problems:
         raise ValueError("; ".join(problems))
     num_tokens, num_heads, head_dim = q.shape
@@ -435,7 +441,7 @@ def kv_outer_partials_cuda(
     grid = work_seg.numel() if per_sm <= 0 else min(work_seg.numel(), per_sm * sms)
     stream = torch.cuda.current_stream(q.device).cuda_stream
     err = load().msa_kv_outer_sm90(ctypes.byref(prm), kv_cache.data_ptr(), kv_cache.stride(0), kv_cache.stride(1),
-                                   kv_cache.stride(2), grid, stream)
+                                   kv_cache.stride(2), grid, variant, stream)
     if err != 0:
         raise RuntimeError(f"kv_outer_sm90 launch failed: {load().msa_tile_outer_sm90_error(err).decode()}")
     return partial_o, partial_lse, None

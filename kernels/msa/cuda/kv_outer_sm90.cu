@@ -39,8 +39,6 @@ constexpr int kGroup = 16;        // query heads per KV head (M3)
 constexpr int kTileE = 4;         // entries per tile (one per consumer warp)
 constexpr int kRowsWG = kTileE * kGroup;  // 64 MMA rows
 constexpr int kThreads = 384;     // producer + 2 consumer warpgroups
-constexpr int kKvStages = 2;
-constexpr int kQStages = 4;
 constexpr int kBatch = 128;       // entries the producer warp loads at once (4 per lane)
 
 using TileS = Shape<Int<kRowsWG>, Int<kKeys>, Int<kHeadDim>>;
@@ -63,11 +61,12 @@ template <int N>
 using SmemLayoutVt = decltype(tile_to_shape(GMMA::Layout_MN_SW128_Atom<Element>{},
                                             Shape<Int<kHeadDim>, Int<kKeys>, Int<N>>{}, Step<_2, _1, _3>{}));
 
-struct SharedStorage {  // 128 KiB K/V + 64 KiB Q + 32 KiB O = 224 KiB of the 227 KiB a CTA may have
+template <int kKvStages, int kQStages>  // (2, 4) and (1, 8): 224 KiB of the 227 KiB a CTA may have
+struct SharedStorage {
   alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK<kKvStages>>> k;
   alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutVt<kKvStages>>> vt;
   alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutRows<kQStages>>> q;
-  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutRows<2>>> o;  // one tile per consumer
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutRows<2>>> o;  // one O tile per consumer
   uint64_t kv_full[kKvStages];
   uint64_t kv_empty[kKvStages];
   uint64_t q_full[kQStages];
@@ -167,12 +166,30 @@ CUTLASS_DEVICE int o_column(int row, int d) {
 
 CUTLASS_DEVICE int o_row(int tile, int row) { return tile * kRowsWG * kHeadDim + (row / 8) * 512 + (row % 8) * 64; }
 
+// Segment id -> (KV head, request, block): seg = ((window * Hkv + h) * requests + req) * max_blocks + blk.
+struct Item {
+  int64_t start, end;
+  int h, req, blk;
+};
+
+CUTLASS_DEVICE bool load_item(KvOuterParams const& prm, int w, Item& it) {
+  int const seg = prm.work_seg[w];
+  if (seg >= prm.num_segs) return false;  // padding: the rest of the list is padding too
+  it.start = prm.row_ptr[seg] + static_cast<int64_t>(prm.work_chunk[w]) * prm.chunk;
+  it.end = min(it.start + prm.chunk, prm.row_ptr[seg + 1]);
+  it.h = (seg / prm.blocks_per_head) % prm.num_kv_heads;
+  it.req = (seg % prm.blocks_per_head) / prm.max_blocks;
+  it.blk = seg % prm.max_blocks;
+  return true;
+}
+
+template <int kKvStages, int kQStages>
 __global__ void __launch_bounds__(kThreads, 1)
 kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
                 CUTE_GRID_CONSTANT TmaQ const tma_q, CUTE_GRID_CONSTANT TmaO const tma_o,
                 CUTE_GRID_CONSTANT KvOuterParams const prm, int32_t const num_entries) {
   extern __shared__ char smem_raw[];
-  SharedStorage& sh = *reinterpret_cast<SharedStorage*>(smem_raw);
+  auto& sh = *reinterpret_cast<SharedStorage<kKvStages, kQStages>*>(smem_raw);
   int const wg = threadIdx.x / 128;
   int const tid = threadIdx.x % 128;
   int const lane = threadIdx.x % 32;
@@ -195,45 +212,55 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
   Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), SmemLayoutK<kKvStages>{});
   Tensor sVt = make_tensor(make_smem_ptr(sh.vt.data()), SmemLayoutVt<kKvStages>{});
 
-  if (wg == 0) {  // producer: warp 0
+  if (wg == 0) {  // producers: warp 0 streams the Q tiles, warp 1 the K/V pages (independent rings)
     cutlass::arch::warpgroup_reg_dealloc<40>();
-    if (threadIdx.x / 32 != 0) return;
-    Tensor mK = tma_k.get_tma_tensor(GShape{Int<kKeys>{}, Int<kHeadDim>{}, prm.num_kv_heads, prm.num_pages});
-    Tensor mVt = tma_vt.get_tma_tensor(GShape{Int<kHeadDim>{}, Int<kKeys>{}, prm.num_kv_heads, prm.num_pages});
-    Tensor mQ = tma_q.get_tma_tensor(GShapeQ{_16{}, _64{}, 2, prm.num_kv_heads, prm.num_tokens});
-    Tensor sQb = make_tensor(make_smem_ptr(sh.q.data()), SmemLayoutBoxes<8 * kQStages>{});
+    int const pw = threadIdx.x / 32;
+    if (pw > 1) return;
     bool const leader = lane == 0;
-    int q_it = 0;
-    int kv_it = 0;
-    for (int w = blockIdx.x; w < prm.num_work; w += gridDim.x, ++kv_it) {
-      int const seg = prm.work_seg[w];
-      if (seg >= prm.num_segs) break;  // padding: the rest of the list is padding too
-      int64_t const start = prm.row_ptr[seg] + static_cast<int64_t>(prm.work_chunk[w]) * prm.chunk;
-      int64_t const end = min(start + prm.chunk, prm.row_ptr[seg + 1]);
-      int const h = (seg / prm.blocks_per_head) % prm.num_kv_heads;
-      int const req = (seg % prm.blocks_per_head) / prm.max_blocks;
-      int const blk = seg % prm.max_blocks;
-      int const page = prm.block_table[req * prm.stride_btr + blk];
+    if (pw == 1) {
+      Tensor mK = tma_k.get_tma_tensor(GShape{Int<kKeys>{}, Int<kHeadDim>{}, prm.num_kv_heads, prm.num_pages});
+      Tensor mVt = tma_vt.get_tma_tensor(GShape{Int<kHeadDim>{}, Int<kKeys>{}, prm.num_kv_heads, prm.num_pages});
+      int kv_it = 0;
+      Item it;
+      for (int w = blockIdx.x; w < prm.num_work && load_item(prm, w, it); w += gridDim.x, ++kv_it) {
+        int const page = prm.block_table[it.req * prm.stride_btr + it.blk];
+        int const seq_len = prm.seq_lens[it.req];
+        int const kvs = kv_it % kKvStages;
+        cutlass::arch::ClusterBarrier::wait(&sh.kv_empty[kvs], ((kv_it / kKvStages) & 1) ^ 1);
+        if (leader) {
+          sh.kv_meta[kvs][0] = static_cast<int>((it.end - it.start + kTileE - 1) / kTileE);
+          sh.kv_meta[kvs][1] = it.blk * kKeys;
+          sh.kv_meta[kvs][2] = seq_len;
+          auto [tKg, tKs] = tma_partition(tma_k, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sK),
+                                          group_modes<0, 2>(mK(_, _, it.h, _)));
+          auto [tVg, tVs] = tma_partition(tma_vt, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sVt),
+                                          group_modes<0, 2>(mVt(_, _, it.h, _)));
+          cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.kv_full[kvs], kKvBytes);
+          copy(tma_k.with(sh.kv_full[kvs]), tKg(_, page), tKs(_, kvs));
+          copy(tma_vt.with(sh.kv_full[kvs]), tVg(_, page), tVs(_, kvs));
+        }
+        __syncwarp();
+      }
+      // end of the list: an item with -1 tiles tells the consumers to stop
       int const kvs = kv_it % kKvStages;
       cutlass::arch::ClusterBarrier::wait(&sh.kv_empty[kvs], ((kv_it / kKvStages) & 1) ^ 1);
       if (leader) {
-        sh.kv_meta[kvs][0] = static_cast<int>((end - start + kTileE - 1) / kTileE);
-        sh.kv_meta[kvs][1] = blk * kKeys;
-        sh.kv_meta[kvs][2] = prm.seq_lens[req];
-        auto [tKg, tKs] = tma_partition(tma_k, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sK),
-                                        group_modes<0, 2>(mK(_, _, h, _)));
-        auto [tVg, tVs] = tma_partition(tma_vt, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sVt),
-                                        group_modes<0, 2>(mVt(_, _, h, _)));
-        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.kv_full[kvs], kKvBytes);
-        copy(tma_k.with(sh.kv_full[kvs]), tKg(_, page), tKs(_, kvs));
-        copy(tma_vt.with(sh.kv_full[kvs]), tVg(_, page), tVs(_, kvs));
+        sh.kv_meta[kvs][0] = -1;
+        cutlass::arch::ClusterBarrier::arrive(&sh.kv_full[kvs]);
       }
-      __syncwarp();
+      return;
+    }
+    Tensor mQ = tma_q.get_tma_tensor(GShapeQ{_16{}, _64{}, 2, prm.num_kv_heads, prm.num_tokens});
+    Tensor sQb = make_tensor(make_smem_ptr(sh.q.data()), SmemLayoutBoxes<8 * kQStages>{});
+    int q_it = 0;
+    Item it;
+    for (int w = blockIdx.x; w < prm.num_work && load_item(prm, w, it); w += gridDim.x) {
       auto [tQg0, tQs0] = tma_partition(tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQb),
-                                        group_modes<0, 2>(mQ(_, _, 0, h, _)));
+                                        group_modes<0, 2>(mQ(_, _, 0, it.h, _)));
       auto [tQg1, tQs1] = tma_partition(tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQb),
-                                        group_modes<0, 2>(mQ(_, _, 1, h, _)));
-      for (int64_t b = start; b < end; b += kBatch) {
+                                        group_modes<0, 2>(mQ(_, _, 1, it.h, _)));
+      int64_t const end = it.end;
+      for (int64_t b = it.start; b < end; b += kBatch) {
         int32_t ent[4];
         int32_t pos[4];
         CUTLASS_PRAGMA_UNROLL
@@ -245,9 +272,9 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
         for (int k = 0; k < 4; ++k) pos[k] = ent[k] >= 0 ? prm.positions[(ent[k] / prm.top_k) % prm.num_tokens] : 0;
         CUTLASS_PRAGMA_UNROLL
         for (int k = 0; k < 4; ++k) {
-          CUTLASS_PRAGMA_UNROLL
+#pragma unroll 1
           for (int sub = 0; sub < 32 / kTileE; ++sub) {
-            if (b + 32 * k + kTileE * sub >= end) continue;  // warp-uniform
+            if (b + 32 * k + kTileE * sub >= end) break;  // warp-uniform
             int32_t e[kTileE];
             int32_t p[kTileE];
             CUTLASS_PRAGMA_UNROLL
@@ -263,7 +290,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
               for (int j = 0; j < kTileE; ++j) {
                 sh.q_ent[qs][j] = e[j];
                 sh.q_pos[qs][j] = p[j];
-                bytes += e[j] >= 0 ? 2 * (kEntryBytes / 2) : 0;
+                bytes += e[j] >= 0 ? kEntryBytes : 0;
               }
               cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.q_full[qs], bytes);
               CUTLASS_PRAGMA_UNROLL
@@ -279,13 +306,6 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
           }
         }
       }
-    }
-    // end of the list: an item with -1 tiles tells the consumers to stop
-    int const kvs = kv_it % kKvStages;
-    cutlass::arch::ClusterBarrier::wait(&sh.kv_empty[kvs], ((kv_it / kKvStages) & 1) ^ 1);
-    if (leader) {
-      sh.kv_meta[kvs][0] = -1;
-      cutlass::arch::ClusterBarrier::arrive(&sh.kv_full[kvs]);
     }
     return;
   }
@@ -406,10 +426,23 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
 
 using namespace msa_kv_sm90;
 
-int kv_outer_sm90_smem_bytes() { return static_cast<int>(sizeof(SharedStorage)); }
+template <int KV, int QS>
+cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TmaQ const& tma_q, TmaO const& tma_o,
+                           KvOuterParams const& prm, int32_t entries, int grid, cudaStream_t stream) {
+  int const smem = static_cast<int>(sizeof(SharedStorage<KV, QS>));
+  auto kernel = kv_outer_kernel<KV, QS>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess || grid <= 0 || prm.num_work <= 0) return err;
+  kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, tma_q, tma_o, prm, entries);
+  return cudaGetLastError();
+}
+
+int kv_outer_sm90_smem_bytes(int variant) {
+  return static_cast<int>(variant == 0 ? sizeof(SharedStorage<2, 4>) : sizeof(SharedStorage<1, 8>));
+}
 
 cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, int64_t stride_kvp, int64_t stride_kvh,
-                                 int64_t stride_kvt, int grid, cudaStream_t stream) {
+                                 int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
   Element const* kv = static_cast<Element const*>(kv_raw);
   GShape const shape{Int<kKeys>{}, Int<kHeadDim>{}, int32_t(prm.num_kv_heads), int32_t(prm.num_pages)};
   Tensor gK = make_tensor(make_gmem_ptr(kv), shape, make_stride(stride_kvt, _1{}, stride_kvh, stride_kvp));
@@ -426,18 +459,19 @@ cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, i
   TmaVt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(SmemLayoutVt<1>{}));
   TmaQ tma_q = make_tma_copy(SM90_TMA_LOAD{}, gQ, SmemLayoutBox{});
   TmaO tma_o = make_tma_copy(SM90_TMA_STORE{}, gO, SmemLayoutBox{});
-  int const smem = static_cast<int>(sizeof(SharedStorage));
-  cudaError_t err = cudaFuncSetAttribute(kv_outer_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (err != cudaSuccess || grid <= 0 || prm.num_work <= 0) return err;
-  kv_outer_kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, tma_q, tma_o, prm, static_cast<int32_t>(entries));
-  return cudaGetLastError();
+  int32_t const n = static_cast<int32_t>(entries);
+  switch (variant) {
+    case 0: return launch_variant<2, 4>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
+    case 1: return launch_variant<1, 8>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
+    default: return cudaErrorInvalidValue;
+  }
 }
 
 // C entry points for ctypes (kernels/msa/cuda/__init__.py). Returns a cudaError_t.
 extern "C" int msa_kv_outer_sm90(KvOuterParams const* prm, void const* kv, int64_t stride_kvp, int64_t stride_kvh,
-                                 int64_t stride_kvt, int grid, void* stream) {
-  return static_cast<int>(kv_outer_sm90_launch(*prm, kv, stride_kvp, stride_kvh, stride_kvt, grid,
+                                 int64_t stride_kvt, int grid, int variant, void* stream) {
+  return static_cast<int>(kv_outer_sm90_launch(*prm, kv, stride_kvp, stride_kvh, stride_kvt, grid, variant,
                                                static_cast<cudaStream_t>(stream)));
 }
 
-extern "C" int msa_kv_outer_sm90_smem_bytes() { return kv_outer_sm90_smem_bytes(); }
+extern "C" int msa_kv_outer_sm90_smem_bytes(int variant) { return kv_outer_sm90_smem_bytes(variant); }

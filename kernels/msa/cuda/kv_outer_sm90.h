@@ -20,9 +20,10 @@ struct KvOuterParams {
   float scale_log2;              // softmax scale * log2(e)
 };
 
-int kv_outer_sm90_smem_bytes();
+int kv_outer_sm90_smem_bytes(int variant);
 
 // kv: bf16 cache [pages, Hkv, 128, 256] (K in columns 0..127, V in 128..255; strides in elements);
-// grid: CTAs (each walks the work list with stride grid).
+// grid: CTAs (each walks the work list with stride grid); variant: 0 = 2 K/V stages + 4 Q stages,
+// 1 = 1 K/V stage + 8 Q stages (twice the Q gathers in flight).
 cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv, int64_t stride_kvp, int64_t stride_kvh,
-                                 int64_t stride_kvt, int grid, cudaStream_t stream);
+                                 int64_t stride_kvt, int grid, int variant, cudaStream_t stream);

@@ -30,12 +30,10 @@ def _toolchain_missing() -> str:
     return ""
 
 
-def _kernel_sass(sass: str, name: str) -> str:
-    """The SASS of the one function whose mangled name contains ``name`` (cuobjdump prints one section each)."""
+def _kernel_sass(sass: str, name: str) -> list[str]:
+    """The SASS of each function whose mangled name contains ``name`` (cuobjdump prints one section each)."""
     sections = sass.split("Function : ")
-    found = [s for s in sections[1:] if name in s.splitlines()[0]]
-    assert len(found) == 1, [s.splitlines()[0] for s in sections[1:]]
-    return found[0]
+    return [s for s in sections[1:] if name in s.splitlines()[0]]
 
 
 @pytest.mark.skipif(bool(_toolchain_missing()), reason=f"cannot build: {_toolchain_missing()}")
@@ -47,13 +45,15 @@ def test_kv_outer_kernel_compiles_into_the_shared_library(tmp_path):
     cuobjdump = shutil.which("cuobjdump") or Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
     if not Path(cuobjdump).is_file():
         pytest.skip("no cuobjdump to read the SASS")
-    sass = _kernel_sass(subprocess.run([str(cuobjdump), "-sass", str(lib)], capture_output=True, text=True,
-                                       check=True).stdout, "kv_outer_kernel")
-    assert "HGMMA.64x128x16.F32.BF16" in sass  # S = Q K^T and O = P V on wgmma
-    assert "UTMALDG.4D" in sass and "UTMALDG.5D" in sass  # K/V pages and the gathered Q boxes by TMA
-    assert "UTMASTG" in sass  # partial outputs leave by TMA store, not scattered 4-byte stores
-    assert "USETMAXREG" in sass  # producer / consumer register reallocation
-    assert "LDL" not in sass and "STL" not in sass  # no spills to local memory
+    kernels = _kernel_sass(subprocess.run([str(cuobjdump), "-sass", str(lib)], capture_output=True, text=True,
+                                          check=True).stdout, "kv_outer_kernel")
+    assert len(kernels) == len(cuda.KV_VARIANTS)
+    for sass in kernels:
+        assert "HGMMA.64x128x16.F32.BF16" in sass  # S = Q K^T and O = P V on wgmma
+        assert "UTMALDG.4D" in sass and "UTMALDG.5D" in sass  # K/V pages and the gathered Q boxes by TMA
+        assert "UTMASTG" in sass  # partial outputs leave by TMA store, not scattered 4-byte stores
+        assert "USETMAXREG" in sass  # producer / consumer register reallocation
+        assert "LDL" not in sass and "STL" not in sass  # no spills to local memory
 
 
 @pytest.fixture
@@ -126,7 +126,8 @@ def _gpu_hopper() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
 @pytest.mark.parametrize(("chunk", "window", "per_sm"), [(128, 0, 1), (5, 0, 1), (128, 256, 1), (128, 0, 0)])
-def test_cuda_kv_outer_matches_triton(chunk, window, per_sm):
+@pytest.mark.parametrize("variant", sorted(cuda.KV_VARIANTS))
+def test_cuda_kv_outer_matches_triton(chunk, window, per_sm, variant):
     from kernels.bench.kv_outer_cuda_bench import all_csr, stage_runner
     from kernels.msa.inputs import local_selection, make_case
 
@@ -139,7 +140,7 @@ def test_cuda_kv_outer_matches_triton(chunk, window, per_sm):
     sel = torch.where(drop, -1, sel).contiguous()
     csr, pos = all_csr(case, sel, chunk, window)
     fn_t, got_t = stage_runner(case, csr, pos, 16, "triton", chunk)
-    fn_c, got_c = stage_runner(case, csr, pos, 16, "cuda", chunk, per_sm, poison=True)
+    fn_c, got_c = stage_runner(case, csr, pos, 16, "cuda", chunk, per_sm, poison=True, variant=variant)
     fn_t()
     fn_c()
     (po_t, lse_t), (po_c, lse_c) = got_t, got_c
