@@ -75,8 +75,7 @@ def stage_runner(case, csr, pos, top_k: int, impl: str, chunk: int = 128, per_sm
 
     def run() -> None:
         if impl == "cuda":
-            got[:] = kv_outer_partials_cuda(*args, per_sm=per_sm, out=bufs,
-                                            variant=KV_DEFAULT_VARIANT if variant is None else variant)[:2]
+            got[:] = kv_outer_partials_cuda(*args, per_sm=per_sm, out=bufs, variant=variant)[:2]
         else:
             got[:] = kv_outer_partials(*args)[:2]
     return run, got
@@ -173,7 +172,9 @@ def correctness(out: Path | None) -> None:
 
 
 def time_case(case, sel, label: str, out: Path | None, repeat: int = 2) -> None:
-    """The stage alone (default CSR and every entry) and the whole default prefill, Triton vs CUDA KV-outer."""
+    """The stage alone (default CSR and every entry) and the whole default prefill, Triton vs CUDA KV-outer (the
+    default variant and the fastest on this row's stage, if another)."""
+    from kernels.msa import cuda
     from kernels.msa.prefill import sparse_attention_triton
 
     for csr_name, chunk, (csr, pos) in (("default split CSR", 128, default_csr(case, sel)),
@@ -191,16 +192,22 @@ def time_case(case, sel, label: str, out: Path | None, repeat: int = 2) -> None:
             emit(out, kind="KV-outer stage", case=label, csr=csr_name, impl=name, entries=entries, ms=times[name],
                  tb_per_s=gbs / 1e3, vs_triton=times["triton"] / times[name])
             del fn
+        if csr_name == "all entries":
+            best = min(KV_VARIANTS, key=lambda v: times[f"cuda v{v}"])
         torch.cuda.empty_cache()
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
     buf = torch.empty_like(case.q)
     times = {}
+    runs = [("triton", None), ("cuda", KV_DEFAULT_VARIANT)] + ([("cuda", best)] if best != KV_DEFAULT_VARIANT else [])
     for rep in range(repeat):  # interleaved, to tell a difference from drift
-        for impl in ("triton", "cuda"):
+        for impl, variant in runs:
+            cuda.KV_DEFAULT_VARIANT = variant if variant is not None else KV_DEFAULT_VARIANT
+            name = impl if variant is None else f"cuda v{variant}"
             t = bench_ms(lambda impl=impl: sparse_attention_triton(*args, out=buf, kv_impl=impl))
-            times.setdefault(impl, t)
-            emit(out, kind="whole prefill", case=label, kv_impl=impl, run=rep + 1, ms=t,
+            times.setdefault(name, t)
+            emit(out, kind="whole prefill", case=label, kv_impl=name, run=rep + 1, ms=t,
                  vs_triton=times["triton"] / t)
+    cuda.KV_DEFAULT_VARIANT = KV_DEFAULT_VARIANT
 
 
 def timings(sizes: list[int], chunked: bool, out: Path | None) -> None:

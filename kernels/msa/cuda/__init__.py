@@ -334,7 +334,7 @@ def tile_outer_attention_cuda(
 
 KV_DEFAULT_PER_SM = 1
 """The KV-outer kernel's grid: CTAs per SM (1: 224 KiB of shared memory each), each walking the work list."""
-KV_VARIANTS = {0: "2 K/V stages, 4 Q stages", 1: "1 K/V stage, 8 Q stages (K/V and Q from two producer warps)"}
+KV_VARIANTS = {0: "2 K/V stages, 4 Q stages", 1: "1 K/V stage, 8 Q stages"}
 """Compiled variants of the KV-outer kernel (``variant=``); NOTES.md v12k has their times."""
 KV_DEFAULT_VARIANT = 1
 
@@ -392,18 +392,20 @@ def kv_outer_partials_cuda(
     v_scale: float = 1.0,
     partial_dtype: torch.dtype | None = None,
     per_sm: int = KV_DEFAULT_PER_SM,
-    variant: int = KV_DEFAULT_VARIANT,
+    variant: int | None = None,
     out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, None]:
     """``kernels.msa.prefill.kv_outer_partials`` (same inputs and outputs: partial_o bf16 [Hkv, T, top_k, 16, 128],
     partial_lse fp32 [Hkv, T, top_k, 16], no scales) on the sm_90a kernel; the Triton-only knobs (warps, stages,
     tile rows) have no meaning here. Entries the CSR does not list (-1 selections) are never written. ``out``:
-    (partial_o, partial_lse) buffers to write into (contiguous, those shapes), else new ones."""
+    (partial_o, partial_lse) buffers to write into (contiguous, those shapes), else new ones. ``variant``: one of
+    ``KV_VARIANTS`` (None: ``KV_DEFAULT_VARIANT``)."""
     from kernels.msa.merge import LOG2E
 
     problems = check_kv_inputs(q, kv_cache, partial_dtype)
     if k_scale != 1.0 or v_scale != 1.0:
         problems.append("K/V scales (fp8 cache) are not taken")
+    variant = KV_DEFAULT_VARIANT if variant is None else variant
     if variant not in KV_VARIANTS:
         problems.append(f"variant must be one of {sorted(KV_VARIANTS)}, got {variant}")
     if problems:
