@@ -373,8 +373,6 @@ def check_kv_inputs(q: torch.Tensor, kv_cache: torch.Tensor, partial_dtype: torc
     if kv_cache.dim() == 4 and (kv_cache.stride(3) != 1 or any(s % 8 for s in kv_cache.stride()[:3])
                                 or kv_cache.data_ptr() % 16):
         problems.append("kv_cache needs a unit last stride and 16-byte aligned rows (TMA)")
-    if q.dim() == 3 and kv_cache.dim() == 4 and q.shape[0] * kv_cache.shape[1] * 16 * 16 >= 2 ** 31:
-        problems.append("more than 2^31 partial rows")  # generous top_k bound: the TMA store indexes entries in int32
     return problems
 
 
@@ -408,6 +406,8 @@ def kv_outer_partials_cuda(
     variant = KV_DEFAULT_VARIANT if variant is None else variant
     if variant not in KV_VARIANTS:
         problems.append(f"variant must be one of {sorted(KV_VARIANTS)}, got {variant}")
+    if not problems and q.shape[0] * kv_cache.shape[1] * top_k >= 2 ** 31:
+        problems.append("2^31 or more selection entries (the kernel indexes entries in int32)")
     if problems:
         raise ValueError("; ".join(problems))
     num_tokens, num_heads, head_dim = q.shape

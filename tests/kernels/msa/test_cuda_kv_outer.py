@@ -79,9 +79,13 @@ def test_kv_inputs_it_cannot_take_are_named():
     assert grouped and "16 query heads per KV head" in grouped[0]
     strided = torch.zeros(8, 64, 130, dtype=torch.bfloat16)[:, :, 1:129]
     assert "16-byte aligned" in "; ".join(cuda.check_kv_inputs(strided, kv, None))
+    table, lens = torch.zeros(1, 1, dtype=torch.int32), torch.zeros(1, dtype=torch.int32)
     with pytest.raises(ValueError, match="scales"):
-        cuda.kv_outer_partials_cuda(q, kv, torch.zeros(1, 1, dtype=torch.int32), torch.zeros(1), None, None, 16,
-                                    1.0, 128, k_scale=0.5)
+        cuda.kv_outer_partials_cuda(q, kv, table, lens, None, None, 16, 1.0, 128, k_scale=0.5)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        cuda.kv_outer_partials_cuda(q, kv, table, lens, None, None, 16, 1.0, 128, variant=7)
+    with pytest.raises(ValueError, match="2\\^31 or more selection entries"):  # checked before any allocation
+        cuda.kv_outer_partials_cuda(q, kv, table, lens, None, None, 2 ** 26, 1.0, 128)
 
 
 def test_kv_policy_reasons_are_logged_once_and_never_build(fresh_policy, monkeypatch, caplog):
