@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.msa.merge import LOG2E, device_positions, device_requests, merge_partials, store_part
+from kernels.msa.merge import LOG2E, CarrierParts, device_positions, device_requests, merge_partials, store_part
 from kernels.msa.reference import BLOCK_SIZE, MSAShapeError
 from kernels.msa.tile_outer import (
     DEFAULT_MAX_UNION,
@@ -341,20 +341,23 @@ def sparse_attention_triton(
     tile_impl = _tile_impl(tile_impl, q, kv_cache, partial_o, union_tile, k_scale, v_scale)
     if fuse_merge is None:
         fuse_merge = tile_impl == "cuda"
+    # v12m: with int8 partials the unfused tile-outer step writes its carrier parts to a bf16 side buffer (its
+    # epilogue keeps the bf16 store) and the merge reads them from there, the KV-outer parts from `rest`'s slots
+    carrier = (CarrierParts.empty(split.carrier, q.shape[1] // kv_cache.shape[1], head_dim, q.dtype)
+               if partial_scale is not None and not fuse_merge else None)
     if tile_impl == "cuda":
         from kernels.msa.cuda import tile_outer_attention_cuda
 
-        if partial_scale is not None:
-            raise ValueError("tile_impl='cuda' takes bf16 partials only")
         tile_outer_attention_cuda(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
-                                  fuse_merge=fuse_merge)
+                                  fuse_merge=fuse_merge, partial_scale=partial_scale, carrier_parts=carrier)
     else:
         tile_outer_attention(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
                              num_warps=tile_warps, num_stages=tile_stages, keys=tile_keys, per_sm=tile_per_sm,
-                             k_scale=k_scale, v_scale=v_scale, fuse_merge=fuse_merge, partial_scale=partial_scale)
+                             k_scale=k_scale, v_scale=v_scale, fuse_merge=fuse_merge, partial_scale=partial_scale,
+                             carrier_parts=carrier)
     # the merge runs over the rows the tile-outer kernel did not write (tiles left to KV-outer whole)
-    merge_partials(partial_o, partial_lse, out, split.merge_sel, skip=split.owned if fuse_merge else split.direct,
-                   partial_scale=partial_scale)
+    merge_partials(partial_o, partial_lse, out, split.merge_sel if carrier is None else split.rest,
+                   skip=split.owned if fuse_merge else split.direct, partial_scale=partial_scale, carrier=carrier)
     return out
 
 
