@@ -299,11 +299,12 @@ def sparse_attention_triton(
     selections with locality and 1.03x on a chunked row, so v8's separate merge stays the default (NOTES v9); with
     ``tile_impl="cuda"`` (no spills there) it pays: 128K f = 0.9 24.3 ms vs 32.5 (NOTES v10).
     ``partial_dtype``: dtype of the KV-outer partial outputs (default q's dtype; ``torch.int8`` with a per-row
-    scale halves their bytes and memory, 6.8e-3 output error at M3 shapes: 1.04-1.05x on random selections, 0.97x
-    at f = 0.9 on the H200, so opt-in; NOTES v10t).
+    scale halves their bytes and memory, 6.8e-3 output error at M3 shapes: 1.02-1.05x on random selections and
+    chunked, 0.98x at f = 0.9 on the H200 with the CUDA step, so opt-in; NOTES v10t, v12m). With int8 partials the
+    CUDA step's fused merge decodes them on chip; unfused, carrier parts go to a bf16 side buffer (v12m).
     ``tile_impl``: "auto" (v11, the default) runs the tile-outer step on the FA3-style sm_90a kernel of
     ``kernels.msa.cuda`` when ``kernels.msa.cuda.choose`` accepts the call (sm_90 device; bf16, 16 query heads per
-    KV head, head_dim 128, bf16 partials; library already built, see ``kernels.msa.cuda.prepare``), else on Triton
+    KV head, head_dim 128, bf16 or int8 partials; library already built, see ``kernels.msa.cuda.prepare``), else on Triton
     with one logged line saying why; "cuda" forces it (builds on first use, errors if it cannot run); "triton"
     forces the Triton kernel (NOTES.md v10, v11). ``fuse_merge=None`` (default): on with the CUDA step (it skips the
     fold on rows without KV-outer parts, so it costs nothing where it does not pay; v11), off with Triton.
