@@ -376,6 +376,41 @@ def vllm_attention(case, sel: torch.Tensor, vllm_sparse):
     return fn, out
 
 
+def whole_layer_rows(case, n: int, vllm_sparse, vllm_index, rows: list[Row], label: str,
+                     variants: tuple[tuple[str, dict[str, Any]], ...] = (("default", {}),)) -> None:
+    """The issue's whole-layer rows (indexer + attention on its own selections, timed as one call each): ours per
+    ``variants`` (knobs of sparse_attention_triton) and vLLM's two kernels, in the same run (v12m)."""
+    from kernels.msa.indexer import msa_index_topk_triton
+    from kernels.msa.prefill import sparse_attention_triton
+
+    args = (case.index_q, case.index_k_cache, case.block_table, case.query_start_loc, case.seq_lens)
+    out = torch.empty_like(case.q)
+    times = {}
+    for name, knobs in variants:
+        def ours(knobs=knobs) -> None:
+            sel = msa_index_topk_triton(*args, max_query_len=n)
+            sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,
+                                    case.seq_lens, HEAD_DIM ** -0.5, out, **knobs)
+
+        times[name] = bench_ms(ours)
+    t_v = float("nan")
+    if vllm_sparse is not None and vllm_index is not None:
+        prefix = torch.zeros(case.seq_lens.numel(), dtype=torch.int32, device="cuda")
+        out_v = torch.empty_like(case.q)
+
+        def theirs() -> None:
+            score = vllm_index.minimax_m3_index_score(*args, prefix, n, n, KV_HEADS)
+            sel = vllm_index.minimax_m3_index_topk(score, case.query_start_loc, prefix, n, 16, 0, 1)
+            vllm_sparse.minimax_m3_sparse_attn(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,
+                                               case.seq_lens, prefix, n, KV_HEADS, HEAD_DIM ** -0.5, out_v)
+
+        t_v = bench_ms(theirs)
+        rows.append(Row("layer", label, "vLLM whole layer (index_score + topk + sparse_attn)", t_v))
+    for name, t in times.items():
+        rows.append(Row("layer", label, f"ours whole layer (indexer + attention, {name})", t,
+                        note=f"{t_v / t:.2f}x vLLM's layer" if t_v == t_v else ""))
+
+
 def tile_outer_share(case, sel: torch.Tensor, knobs: dict) -> tuple[float, float]:
     """(share of selection entries computed tile-outer, share of (token, KV head) rows that skip the merge)."""
     from kernels.msa.merge import device_positions, device_requests
@@ -392,6 +427,7 @@ def tile_outer_share(case, sel: torch.Tensor, knobs: dict) -> tuple[float, float
 
 ADAPTIVE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (  # (label, knobs of sparse_attention_triton)
     ("int8 partials", {"partial_dtype": torch.int8}),
+    ("int8 partials, unfused (bf16 carrier side buffer)", {"partial_dtype": torch.int8, "fuse_merge": False}),
     ("KV-outer only + int8 partials", {"max_union": 0, "partial_dtype": torch.int8}),
     ("fused merge", {"fuse_merge": True}),
     ("no gate + fused merge", {"fuse_merge": True, "min_shared_pct": 0}),
@@ -605,6 +641,8 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
             rows.append(Row("locality", label, "vLLM query-outer (Hopper Triton)", tv, flops / tv / 1e9,
                             note=f"default {tv / t7:.2f}x, v6 {tv / t0:.2f}x faster; ‖ours−vLLM‖/‖vLLM‖ "
                                  f"{diff:.1e}; layer {t_idx_v + tv:.2f} ms (vLLM indexer)"))
+        if kind == "indexer sel" and not SectionClock.over(rows, "locality", label, "whole layer"):
+            whole_layer_rows(case, n, vllm_sparse, vllm_index, rows, label)
         if fp8 and not SectionClock.over(rows, "locality", label, "fp8 KV cache"):
             fp8_prefill_row(case, sel, label, rows, flops, t7, out0)
         if SectionClock.over(rows, "locality", label, "v10t stages"):

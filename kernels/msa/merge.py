@@ -7,6 +7,7 @@ Prefill writes one part per selection slot (KV-outer); decode one part per split
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import triton
@@ -70,14 +71,46 @@ def load_part(po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM: tl.constexpr):
     return tl.load(ptrs, mask=mask[:, None], other=0.0).to(tl.float32)
 
 
+class CarrierParts(NamedTuple):
+    """v12m: the tile-outer step's carrier parts in bf16, one per (KV head, token), beside int8 KV-outer partials,
+    so the tile-outer kernels keep their bf16 epilogue (the int8 store there cost the Triton kernel spills, NOTES
+    v10t). The merge folds the part of a row whose ``slot`` >= 0 in with the row's KV-outer parts."""
+
+    slot: torch.Tensor
+    """[Hkv, T] int32: >= 0 where the tile-outer kernel wrote a part for the row (``TileSplit.carrier``)"""
+    o: torch.Tensor
+    """[Hkv, T, G, d] bf16 (q's dtype): the normalised tile-outer output of the row"""
+    lse: torch.Tensor
+    """[Hkv, T, G] fp32: its log2-sum-exp"""
+
+    @classmethod
+    def empty(cls, slot: torch.Tensor, group: int, head_dim: int, dtype: torch.dtype) -> CarrierParts:
+        num_kv_heads, num_tokens = slot.shape
+        return cls(slot, torch.empty((num_kv_heads, num_tokens, group, head_dim), dtype=dtype, device=slot.device),
+                   torch.empty((num_kv_heads, num_tokens, group), dtype=torch.float32, device=slot.device))
+
+
+@triton.jit
+def fold_part(m, denom, acc, lse, po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM: tl.constexpr):
+    """One part (rows ``part`` of ``po_ptr``, log2-sum-exp ``lse``; -inf: absent) folded into the online-softmax
+    state (m, denom, acc) of the merge; returns the new state."""
+    m_new = tl.maximum(m, lse)
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m - m_safe)
+    w = tl.exp2(lse - m_safe)
+    o = load_part(po_ptr, ps_ptr, part, offs_d, mask & (w > 0), HEAD_DIM)  # absent: no bytes
+    o = tl.where((w > 0)[:, None], o, 0.0)  # a missing part may hold garbage (NaN)
+    return m_new, denom * alpha + w, acc * alpha[:, None] + w[:, None] * o
+
+
 @triton.jit
 def _merge_kernel(
-    po_ptr, plse_ptr, ps_ptr, sel_ptr, skip_ptr, out_ptr,
+    po_ptr, plse_ptr, ps_ptr, sel_ptr, skip_ptr, out_ptr, cslot_ptr, co_ptr, clse_ptr,
     num_tokens,
     stride_sh, stride_st,
     stride_ot, stride_oh,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_PARTS: tl.constexpr,
-    TILE_T: tl.constexpr, HAS_SEL: tl.constexpr, HAS_SKIP: tl.constexpr,
+    TILE_T: tl.constexpr, HAS_SEL: tl.constexpr, HAS_SKIP: tl.constexpr, HAS_CARRIER: tl.constexpr,
 ):
     # Rows = TILE_T tokens x GROUP_PAD heads of one KV head; one online pass over the parts.
     h = tl.program_id(1)
@@ -94,20 +127,18 @@ def _merge_kernel(
     m = tl.full((TILE_T * GROUP_PAD,), float("-inf"), tl.float32)
     denom = tl.zeros((TILE_T * GROUP_PAD,), tl.float32)
     acc = tl.zeros((TILE_T * GROUP_PAD, HEAD_DIM), tl.float32)
+    if HAS_CARRIER:  # v12m: the row's tile-outer part, from its bf16 side buffer (int8 KV-outer parts)
+        side = (h.to(tl.int64) * num_tokens + t) * GROUP + g
+        has = row_ok & (tl.load(cslot_ptr + h * num_tokens + t, mask=row_ok, other=-1) >= 0)
+        lse = tl.load(clse_ptr + side, mask=has, other=float("-inf"))
+        m, denom, acc = fold_part(m, denom, acc, lse, co_ptr, ps_ptr, side, offs_d, has, HEAD_DIM)
     for k in range(NUM_PARTS):
         lse = tl.load(plse_ptr + (base + k) * GROUP + g, mask=row_ok, other=float("-inf"))
         if HAS_SEL:  # parts of -1 selection entries were never written
             blk = tl.load(sel_ptr + h * stride_sh + t.to(tl.int64) * stride_st + k, mask=row_ok, other=-1)
             lse = tl.where(blk >= 0, lse, float("-inf"))
-        m_new = tl.maximum(m, lse)
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m - m_safe)
-        w = tl.exp2(lse - m_safe)
-        o = load_part(po_ptr, ps_ptr, (base + k) * GROUP + g, offs_d, row_ok & (w > 0), HEAD_DIM)  # absent: no bytes
-        o = tl.where((w > 0)[:, None], o, 0.0)  # a missing part may hold garbage (NaN)
-        denom = denom * alpha + w
-        acc = acc * alpha[:, None] + w[:, None] * o
-        m = m_new
+        m, denom, acc = fold_part(m, denom, acc, lse, po_ptr, ps_ptr, (base + k) * GROUP + g, offs_d, row_ok,
+                                  HEAD_DIM)
     acc = acc / tl.where(denom > 0, denom, 1.0)[:, None]
     out = out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + g)[:, None] * stride_oh + offs_d[None, :]
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
@@ -121,11 +152,13 @@ def merge_partials(
     rows: int | None = None,
     skip: torch.Tensor | None = None,
     partial_scale: torch.Tensor | None = None,
+    carrier: CarrierParts | None = None,
 ) -> None:
     """out[t, h*G + g] = softmax-weighted sum over parts; ``selection`` (if given) marks which parts exist.
 
     ``skip`` [kv_heads, tokens] bool: (token, KV head) rows to leave untouched (written by another kernel).
     ``partial_scale``: the per-row scales of int8 partials (``store_part``).
+    ``carrier``: one more part per row kept apart (bf16 tile-outer parts beside int8 partials, v12m).
     """
     num_kv_heads, num_tokens, num_parts, group, head_dim = partial_o.shape
     if num_tokens == 0:
@@ -136,12 +169,13 @@ def merge_partials(
     # so go wide.
     tile_t = max(1, (rows or (16 if partial_o.is_cuda else 512)) // group_pad)
     scales = partial_scale if partial_scale is not None else partial_lse  # unused pointer unless int8 partials
+    side = carrier if carrier is not None else (partial_lse, partial_o, partial_lse)  # unused pointers without one
     _merge_kernel[(triton.cdiv(num_tokens, tile_t), num_kv_heads)](
-        partial_o, partial_lse, scales, sel, skip.view(torch.uint8) if skip is not None else sel, out,
+        partial_o, partial_lse, scales, sel, skip.view(torch.uint8) if skip is not None else sel, out, *side,
         num_tokens,
         sel.stride(0), sel.stride(1),
         out.stride(0), out.stride(1),
         GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, NUM_PARTS=num_parts,
-        TILE_T=tile_t, HAS_SEL=selection is not None, HAS_SKIP=skip is not None,
+        TILE_T=tile_t, HAS_SEL=selection is not None, HAS_SKIP=skip is not None, HAS_CARRIER=carrier is not None,
         num_warps=4,
     )

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.msa.merge import LOG2E, device_positions, device_requests, merge_partials, store_part
+from kernels.msa.merge import LOG2E, CarrierParts, device_positions, device_requests, merge_partials, store_part
 from kernels.msa.reference import BLOCK_SIZE, MSAShapeError
 from kernels.msa.tile_outer import (
     DEFAULT_MAX_UNION,
@@ -300,11 +300,12 @@ def sparse_attention_triton(
     selections with locality and 1.03x on a chunked row, so v8's separate merge stays the default (NOTES v9); with
     ``tile_impl="cuda"`` (no spills there) it pays: 128K f = 0.9 24.3 ms vs 32.5 (NOTES v10).
     ``partial_dtype``: dtype of the KV-outer partial outputs (default q's dtype; ``torch.int8`` with a per-row
-    scale halves their bytes and memory, 6.8e-3 output error at M3 shapes: 1.04-1.05x on random selections, 0.97x
-    at f = 0.9 on the H200, so opt-in; NOTES v10t).
+    scale halves their bytes and memory, 6.8e-3 output error at M3 shapes: 1.02-1.05x on random selections and
+    chunked, 0.98x at f = 0.9 on the H200 with the CUDA step, so opt-in; NOTES v10t, v12m). With int8 partials the
+    CUDA step's fused merge decodes them on chip; unfused, carrier parts go to a bf16 side buffer (v12m).
     ``tile_impl``: "auto" (v11, the default) runs the tile-outer step on the FA3-style sm_90a kernel of
     ``kernels.msa.cuda`` when ``kernels.msa.cuda.choose`` accepts the call (sm_90 device; bf16, 16 query heads per
-    KV head, head_dim 128, bf16 partials; library already built, see ``kernels.msa.cuda.prepare``), else on Triton
+    KV head, head_dim 128, bf16 or int8 partials; library already built, see ``kernels.msa.cuda.prepare``), else on Triton
     with one logged line saying why; "cuda" forces it (builds on first use, errors if it cannot run); "triton"
     forces the Triton kernel (NOTES.md v10, v11). ``fuse_merge=None`` (default): on with the CUDA step (it skips the
     fold on rows without KV-outer parts, so it costs nothing where it does not pay; v11), off with Triton.
@@ -348,20 +349,23 @@ def sparse_attention_triton(
     tile_impl = _tile_impl(tile_impl, q, kv_cache, partial_o, union_tile, k_scale, v_scale)
     if fuse_merge is None:
         fuse_merge = tile_impl == "cuda"
+    # v12m: with int8 partials the unfused tile-outer step writes its carrier parts to a bf16 side buffer (its
+    # epilogue keeps the bf16 store) and the merge reads them from there, the KV-outer parts from `rest`'s slots
+    carrier = (CarrierParts.empty(split.carrier, q.shape[1] // kv_cache.shape[1], head_dim, q.dtype)
+               if partial_scale is not None and not fuse_merge else None)
     if tile_impl == "cuda":
         from kernels.msa.cuda import tile_outer_attention_cuda
 
-        if partial_scale is not None:
-            raise ValueError("tile_impl='cuda' takes bf16 partials only")
         tile_outer_attention_cuda(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
-                                  fuse_merge=fuse_merge)
+                                  fuse_merge=fuse_merge, partial_scale=partial_scale, carrier_parts=carrier)
     else:
         tile_outer_attention(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
                              num_warps=tile_warps, num_stages=tile_stages, keys=tile_keys, per_sm=tile_per_sm,
-                             k_scale=k_scale, v_scale=v_scale, fuse_merge=fuse_merge, partial_scale=partial_scale)
+                             k_scale=k_scale, v_scale=v_scale, fuse_merge=fuse_merge, partial_scale=partial_scale,
+                             carrier_parts=carrier)
     # the merge runs over the rows the tile-outer kernel did not write (tiles left to KV-outer whole)
-    merge_partials(partial_o, partial_lse, out, split.merge_sel, skip=split.owned if fuse_merge else split.direct,
-                   partial_scale=partial_scale)
+    merge_partials(partial_o, partial_lse, out, split.merge_sel if carrier is None else split.rest,
+                   skip=split.owned if fuse_merge else split.direct, partial_scale=partial_scale, carrier=carrier)
     return out
 
 

@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.msa.merge import LOG2E, load_part, store_part
+from kernels.msa.merge import LOG2E, CarrierParts, load_part, store_part
 from kernels.msa.reference import BLOCK_SIZE
 
 DEFAULT_TILE_T = 8
@@ -242,14 +242,14 @@ def tile_unions(
 @triton.jit
 def _tile_outer_kernel(
     q_ptr, kv_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, carrier_ptr, direct_ptr, work_ptr,
-    nwork_ptr, seq_lens_ptr, pos_ptr, req_ptr, rest_ptr, out_ptr, po_ptr, plse_ptr, ps_ptr,
+    nwork_ptr, seq_lens_ptr, pos_ptr, req_ptr, rest_ptr, out_ptr, po_ptr, plse_ptr, ps_ptr, co_ptr, clse_ptr,
     num_tokens, num_tiles, sm_scale_log2, v_scale,
     stride_qt, stride_qh,
     stride_kvp, stride_kvh, stride_kvt,
     stride_ot, stride_oh,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, TILE_T: tl.constexpr,
     TOPK: tl.constexpr, MAX_UNION: tl.constexpr, KEYS: tl.constexpr, BLOCK: tl.constexpr, USE_CLEAN: tl.constexpr,
-    WARP_SPEC: tl.constexpr, SCALE_V: tl.constexpr, FUSE_MERGE: tl.constexpr,
+    WARP_SPEC: tl.constexpr, SCALE_V: tl.constexpr, FUSE_MERGE: tl.constexpr, SIDE: tl.constexpr,
 ):
     ROWS: tl.constexpr = TILE_T * GROUP_PAD
     PIECES: tl.constexpr = BLOCK // KEYS  # KEYS < BLOCK walks each block in pieces (smaller S tile, fewer registers)
@@ -343,20 +343,24 @@ def _tile_outer_kernel(
                + offs_d[None, :])
         if FUSE_MERGE:
             tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
-        else:
-            _write_direct_or_part(acc, l, m, row, row_ok, r_g, offs_d, out, direct_ptr, carrier_ptr, po_ptr, plse_ptr,
-                                  ps_ptr, GROUP, HEAD_DIM, TOPK)
+        else:  # carrier parts into co_ptr / clse_ptr: the partials themselves, or (SIDE, v12m) a bf16 side buffer
+            _write_direct_or_part(acc, l, m, row, row_ok, r_g, offs_d, out, direct_ptr, carrier_ptr, co_ptr, clse_ptr,
+                                  ps_ptr, GROUP, HEAD_DIM, TOPK, SIDE)
 
 
 @triton.jit
 def _write_direct_or_part(acc, l, m, row, row_ok, r_g, offs_d, out, direct_ptr, carrier_ptr, po_ptr, plse_ptr,
-                          ps_ptr, GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, TOPK: tl.constexpr):
-    # v8: tokens whose every entry was shared get their output here; the others hand a part to the merge.
+                          ps_ptr, GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, TOPK: tl.constexpr, SIDE: tl.constexpr):
+    # v8: tokens whose every entry was shared get their output here; the others hand a part to the merge: in
+    # their carrier slot of the partials, or (SIDE) in the row's entry of a separate bf16 buffer [Hkv, T, G, d].
     direct = tl.load(direct_ptr + row, mask=row_ok, other=0) != 0
     carrier = tl.load(carrier_ptr + row, mask=row_ok, other=-1)
     tl.store(out, acc.to(out.dtype.element_ty), mask=(row_ok & direct)[:, None])
     part_ok = row_ok & (direct == 0) & (carrier >= 0)
-    part = (row * TOPK + carrier) * GROUP + r_g
+    if SIDE:
+        part = row * GROUP + r_g
+    else:
+        part = (row * TOPK + carrier) * GROUP + r_g
     store_part(po_ptr, ps_ptr, part, offs_d, acc, part_ok, HEAD_DIM)
     tl.store(plse_ptr + part, tl.where(l > 0, m + tl.log2(l), float("-inf")), mask=part_ok)
 
@@ -393,6 +397,7 @@ def tile_outer_attention(
     v_scale: float = 1.0,
     fuse_merge: bool = False,
     partial_scale: torch.Tensor | None = None,
+    carrier_parts: CarrierParts | None = None,
 ):
     """Attention over each tile's shared blocks. ``fuse_merge`` (v9, opt-in): the KV-outer parts of the tile's
     rows (``split.rest``; ``partial_o`` / ``partial_lse`` [Hkv, T, top_k, G, d] / [Hkv, T, top_k, G], already
@@ -400,7 +405,9 @@ def tile_outer_attention(
     ``out`` for ``split.direct`` rows, else into the carrier slot of the partials, for the merge kernel.
     ``use_clean=False`` masks every block (the v7 loop; for measurements); ``per_sm``: persistent programs per SM
     (0: one program per tile); ``warp_specialize``: Triton's automatic warp specialisation of the loops;
-    ``k_scale`` / ``v_scale``: per-tensor scales of an fp8 cache; ``partial_scale``: int8 partials' row scales. Returns Triton's launch handle
+    ``k_scale`` / ``v_scale``: per-tensor scales of an fp8 cache; ``partial_scale``: int8 partials' row scales;
+    ``carrier_parts`` (v12m, unfused only): carrier parts go there in bf16 instead of into the partials' carrier
+    slot (with int8 partials the tile-outer epilogue then keeps its bf16 store). Returns Triton's launch handle
     (registers, spills and shared memory of the compiled kernel, for the benchmark), None if nothing ran."""
     num_tokens, num_heads, head_dim = q.shape
     num_kv_heads = kv_cache.shape[1]
@@ -415,12 +422,14 @@ def tile_outer_attention(
         q, kv_cache, split.union, split.pages, split.union_size, split.clean, split.tokmask, split.carrier,
         split.direct.view(torch.int8), split.work, split.num_work, seq_lens, positions, requests, split.rest, out,
         partial_o, partial_lse, partial_scale if partial_scale is not None else partial_lse,
+        *(carrier_parts[1:] if carrier_parts is not None else (partial_o, partial_lse)),
         num_tokens, num_tiles, scale * k_scale * LOG2E, float(v_scale),
         q.stride(0), q.stride(1),
         kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
         out.stride(0), out.stride(1),
         GROUP=group, GROUP_PAD=triton.next_power_of_2(group), HEAD_DIM=head_dim, TILE_T=tile_t,
         TOPK=split.rest.shape[2], MAX_UNION=split.union.shape[2], KEYS=keys, BLOCK=BLOCK_SIZE, USE_CLEAN=use_clean,
-        WARP_SPEC=warp_specialize, SCALE_V=v_scale != 1.0, FUSE_MERGE=fuse_merge, num_stages=num_stages,
+        WARP_SPEC=warp_specialize, SCALE_V=v_scale != 1.0, FUSE_MERGE=fuse_merge, SIDE=carrier_parts is not None,
+        num_stages=num_stages,
         num_warps=num_warps or 4,  # H200 128K sweep: 4 warps x 64-key pieces 24.3 ms, 8 x 128 keys 26.6 ms
     )

@@ -25,8 +25,12 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from kernels.msa.merge import CarrierParts
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "tile_outer_sm90.cu"
@@ -143,6 +147,7 @@ class _Params(ctypes.Structure):
         ("scale_log2", ctypes.c_float),
         ("rest", ctypes.c_void_p),
         ("fuse_merge", ctypes.c_int32),
+        *[(name, ctypes.c_void_p) for name in ("partial_scale", "carrier_o", "carrier_lse")],
     ]
 
 
@@ -261,11 +266,17 @@ def choose(q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tensor, til
     return None
 
 
+PARTIAL_DTYPES = (torch.bfloat16, torch.int8)
+"""KV-outer partials the kernel reads (fused merge) and writes beside (carrier parts: bf16 into the partials, or into
+a bf16 side buffer when they are int8, v12m)."""
+
+
 def check_inputs(q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tensor, tile_t: int) -> list[str]:
     """Every reason this kernel cannot take these inputs (empty: it can)."""
     problems = []
-    if q.dtype != torch.bfloat16 or kv_cache.dtype != torch.bfloat16 or partial_o.dtype != torch.bfloat16:
-        problems.append(f"bf16 q / kv cache / partials only, got {q.dtype} / {kv_cache.dtype} / {partial_o.dtype}")
+    if q.dtype != torch.bfloat16 or kv_cache.dtype != torch.bfloat16 or partial_o.dtype not in PARTIAL_DTYPES:
+        problems.append(f"bf16 q / kv cache and bf16 or int8 partials only, got {q.dtype} / {kv_cache.dtype} / "
+                        f"{partial_o.dtype}")
     if q.dim() != 3 or q.shape[2] != HEAD_DIM or kv_cache.dim() != 4 or kv_cache.shape[3] != 2 * HEAD_DIM:
         problems.append(f"head_dim {HEAD_DIM} only, got q {tuple(q.shape)}, kv {tuple(kv_cache.shape)}")
     elif q.shape[1] != GROUP * kv_cache.shape[1]:
@@ -297,18 +308,30 @@ def tile_outer_attention_cuda(
     per_sm: int = DEFAULT_PER_SM,
     variant: int = DEFAULT_VARIANT,
     fuse_merge: bool = False,
+    partial_scale: torch.Tensor | None = None,
+    carrier_parts: CarrierParts | None = None,
 ) -> None:
     """``tile_outer_attention`` (v8 contract) on the sm_90a kernel. ``seq_lens`` / ``requests`` are accepted for
     the same signature: a key is visible when its position <= the token's, which already keeps it < seq_len.
     ``per_sm``: CTAs per SM walking the work list (0: one CTA per possible work item, as the Triton default);
     ``variant``: one of ``VARIANTS``; ``fuse_merge``: as the Triton kernel's (v9): the rows' KV-outer parts
     (``partial_o`` / ``partial_lse``, already written; slots in ``split.rest``) are folded in on chip and every row of
-    a tile in the work list is written to ``out`` (the merge then skips ``split.owned``)."""
+    a tile in the work list is written to ``out`` (the merge then skips ``split.owned``).
+    int8 partials (v12m, ``partial_scale``: their fp32 row scales, ``merge.store_part``'s format): the fused merge
+    decodes them on chip; without it the carrier parts go to ``carrier_parts`` (``merge.CarrierParts``, bf16), which
+    is then required. ``carrier_parts`` with bf16 partials: carrier parts there too."""
     from kernels.msa.merge import LOG2E
 
     problems = check_inputs(q, kv_cache, partial_o, tile_t)
     if variant not in VARIANTS:
         problems.append(f"variant must be one of {sorted(VARIANTS)}, got {variant}")
+    if (partial_o.dtype == torch.int8) != (partial_scale is not None):
+        problems.append("int8 partials need their row scales (partial_scale), and only they take one")
+    if partial_o.dtype == torch.int8 and not fuse_merge and carrier_parts is None:
+        problems.append("int8 partials without the fused merge need carrier_parts (a bf16 side buffer)")
+    if carrier_parts is not None and (carrier_parts.o.dtype != torch.bfloat16 or not carrier_parts.o.is_contiguous()
+                                      or not carrier_parts.lse.is_contiguous()):
+        problems.append("carrier_parts must be contiguous, bf16 parts and fp32 log2-sum-exps")
     if problems:
         raise ValueError("; ".join(problems))
     num_kv_heads, num_tiles = split.union_size.shape
@@ -322,6 +345,9 @@ def tile_outer_attention_cuda(
         pos.data_ptr(), q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         q.shape[0], num_tiles, num_kv_heads, kv_cache.shape[0], split.union.shape[2], split.rest.shape[2],
         int(use_clean), scale * LOG2E, split.rest.data_ptr(), int(fuse_merge),
+        partial_scale.data_ptr() if partial_scale is not None else None,
+        carrier_parts.o.data_ptr() if carrier_parts is not None else None,
+        carrier_parts.lse.data_ptr() if carrier_parts is not None else None,
     )
     items = num_tiles * num_kv_heads
     grid = items if per_sm <= 0 else min(items, per_sm * torch.cuda.get_device_properties(q.device).multi_processor_count)

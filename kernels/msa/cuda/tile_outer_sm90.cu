@@ -4,7 +4,8 @@
 // (query tile of 8 tokens, KV head) from the split's device-side work list; its rows are 8 tokens x 16 query heads
 // = 128 MMA rows; it walks the tile's union of shared 128-token KV blocks (a page table: `pages`), the first
 // `clean` of them without a mask, the others with the per-row mask (own selection bit & causal); the softmax
-// stays on chip. A `direct` row goes to `out`, another row to its carrier slot of the partials (+ log2-sum-exp).
+// stays on chip. A `direct` row goes to `out`, another row to its carrier slot of the partials (+ log2-sum-exp), or
+// (v12m, with int8 partials) to its entry of a bf16 side buffer. The fused merge reads bf16 or int8 partials.
 //
 // Structure (FlashAttention-3's forward, without its scheduler): 3 warpgroups per CTA.
 //   warpgroup 0 = producer: one thread issues TMA loads of each union page's K [128 keys, 128] and V^T
@@ -176,6 +177,15 @@ CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&a
     st.l[r] = st.l[r] * alpha[r] + sum;
     st.m[r] = m_new;
   }
+}
+
+// Two int8 partial values (little-endian bytes of u) as floats, without an int -> float conversion (v10t's codec,
+// merge.load_part): a byte with its sign bit flipped (x + 128) in the mantissa of 1.5 * 2^23 is 1.5 * 2^23 + 128 + x.
+CUTLASS_DEVICE float2 int8x2_to_float2(uint32_t u) {
+  uint32_t const b = (u ^ 0x8080u) & 0xFFFFu;
+  float const lo = __uint_as_float((b & 0xFFu) | 0x4B400000u);
+  float const hi = __uint_as_float((b >> 8) | 0x4B400000u);
+  return make_float2(lo - 12583040.f, hi - 12583040.f);  // 12583040 = 1.5 * 2^23 + 128
 }
 
 template <class TO>
@@ -420,12 +430,24 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
           float const wk = ex2_approx(lse - m_safe);
           lsum[r] = lsum[r] * a + wk;
           st.m[r] = m_new;
-          Element const* po = static_cast<Element const*>(prm.partial_o) + part * kHeadDim;
-          CUTLASS_PRAGMA_UNROLL
-          for (int c = 0; c < size<1>(o_rc); c += 2) {
-            float2 const v = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 const*>(po + get<1>(cO_rc(r, c))));
-            o_rc(r, c) = o_rc(r, c) * a + wk * v.x;
-            o_rc(r, c + 1) = o_rc(r, c + 1) * a + wk * v.y;
+          if (prm.partial_scale == nullptr) {
+            Element const* po = static_cast<Element const*>(prm.partial_o) + part * kHeadDim;
+            CUTLASS_PRAGMA_UNROLL
+            for (int c = 0; c < size<1>(o_rc); c += 2) {
+              float2 const v = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 const*>(po + get<1>(cO_rc(r, c))));
+              o_rc(r, c) = o_rc(r, c) * a + wk * v.x;
+              o_rc(r, c + 1) = o_rc(r, c + 1) * a + wk * v.y;
+            }
+          } else {  // int8 parts (v12m): the row's scale folds into the weight; bytes decoded as merge.load_part
+            float const ws = wk * prm.partial_scale[part];
+            int8_t const* po = static_cast<int8_t const*>(prm.partial_o) + part * kHeadDim;
+            CUTLASS_PRAGMA_UNROLL
+            for (int c = 0; c < size<1>(o_rc); c += 2) {
+              uint32_t const u = *reinterpret_cast<uint16_t const*>(po + get<1>(cO_rc(r, c)));
+              float2 const v = int8x2_to_float2(u);
+              o_rc(r, c) = o_rc(r, c) * a + ws * v.x;
+              o_rc(r, c + 1) = o_rc(r, c + 1) * a + ws * v.y;
+            }
           }
         }
       }
@@ -440,10 +462,12 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       Element* dst = nullptr;
       if (direct) {
         dst = static_cast<Element*>(prm.out) + t * prm.stride_ot + (h * kGroup + g) * prm.stride_oh;
-      } else if (tok_ok && carrier >= 0) {
-        int64_t const part = (row * prm.top_k + carrier) * kGroup + g;
-        dst = static_cast<Element*>(prm.partial_o) + part * kHeadDim;
-        if ((threadIdx.x & 3) == 0) prm.partial_lse[part] = l > 0.f ? st.m[r] + log2f(l) : -INFINITY;
+      } else if (tok_ok && carrier >= 0) {  // the partials' carrier slot, or (v12m) the row's bf16 side buffer
+        bool const side = prm.carrier_o != nullptr;
+        int64_t const part = side ? row * kGroup + g : (row * prm.top_k + carrier) * kGroup + g;
+        dst = static_cast<Element*>(side ? prm.carrier_o : prm.partial_o) + part * kHeadDim;
+        float* lse = side ? prm.carrier_lse : prm.partial_lse;
+        if ((threadIdx.x & 3) == 0) lse[part] = l > 0.f ? st.m[r] + log2f(l) : -INFINITY;
       }
       if (dst != nullptr) {
         CUTLASS_PRAGMA_UNROLL

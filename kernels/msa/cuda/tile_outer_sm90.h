@@ -7,7 +7,7 @@
 struct TileOuterParams {
   void const* q;                 // bf16 [T, H, 128], unit last stride
   void* out;                     // bf16 [T, H, 128]
-  void* partial_o;               // bf16 [Hkv, T, top_k, 16, 128] contiguous
+  void* partial_o;               // bf16 (or int8, see partial_scale) [Hkv, T, top_k, 16, 128] contiguous
   float* partial_lse;            // fp32 [Hkv, T, top_k, 16] contiguous
   int32_t const* union_blocks;   // [Hkv, tiles, max_union] logical block ids
   int32_t const* pages;          // [Hkv, tiles, max_union] cache pages of those blocks
@@ -24,6 +24,10 @@ struct TileOuterParams {
   float scale_log2;              // softmax scale * log2(e)
   int32_t const* rest;           // [Hkv, T, top_k] slots left to KV-outer (-1: none), read with fuse_merge
   int32_t fuse_merge;            // 1: fold the rows' KV-outer parts in and write every row of the tile to out
+  // v12m: int8 partials (merge.store_part's format: int8 [Hkv, T, top_k, 16, 128] + one fp32 scale per row of 128)
+  float const* partial_scale;    // [Hkv, T, top_k, 16] fp32 row scales when partial_o is int8, else null
+  void* carrier_o;               // bf16 [Hkv, T, 16, 128]: carrier parts go here instead of partial_o (null: there)
+  float* carrier_lse;            // fp32 [Hkv, T, 16]: their log2-sum-exp
 };
 
 int tile_outer_sm90_smem_bytes(int variant);

@@ -102,6 +102,67 @@ def test_cuda_tile_outer_matches_triton(variant, per_sm, shared):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
+@pytest.mark.parametrize("shared", [0.9, 0.3])
+def test_cuda_step_with_int8_partials(shared):
+    """v12m: int8 KV-outer partials with the CUDA step. Unfused, the kernel writes its carrier parts to the bf16 side
+    buffer (as the Triton kernel does, the int8 partials untouched); fused, it decodes the int8 parts on chip. The
+    whole prefill (cuda unfused / fused, auto, Triton) matches the bf16 path and the fp32 reference."""
+    from kernels.bench.tile_outer_cuda_bench import split_for
+    from kernels.msa import sparse_attention
+    from kernels.msa.cuda import tile_outer_attention_cuda
+    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.merge import CarrierParts
+    from kernels.msa.prefill import sparse_attention_triton
+    from kernels.msa.tile_outer import tile_outer_attention
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("sm_90a kernel: needs a Hopper GPU")
+    # contexts longer than 16 blocks, so tokens' selections differ and tiles have carrier parts and KV-outer parts
+    case = make_case([3000, 6000], [700, 1100], 64, 4, 128, torch.bfloat16, "cuda", seed=int(shared * 10) + 31)
+    sel = local_selection(case.query_start_loc, case.seq_lens, 4, shared, seed=8)
+    sel = sel[:, :, torch.randperm(sel.shape[2], device="cuda")].contiguous()  # slots in any order
+    sel[1, 100, 3] = -1  # a hole
+    split, pos, req = split_for(case, sel)
+    n = case.q.shape[0]
+    sides = []
+    for impl in ("triton", "cuda"):  # the step alone: carrier parts into the side buffer, int8 partials untouched
+        out = torch.full_like(case.q, float("nan"))
+        po = torch.full((4, n, 16, 16, 128), 7, dtype=torch.int8, device="cuda")
+        plse = torch.full(po.shape[:-1], float("nan"), device="cuda")
+        scale = torch.full(po.shape[:-1], float("nan"), device="cuda")
+        side = CarrierParts.empty(split.carrier, 16, 128, torch.bfloat16)
+        side.lse.fill_(float("nan"))
+        args = (case.q, case.kv_cache, case.seq_lens, pos, req, split, 128 ** -0.5, out, po, plse)
+        if impl == "cuda":
+            tile_outer_attention_cuda(*args, partial_scale=scale, carrier_parts=side)
+        else:
+            tile_outer_attention(*args, partial_scale=scale, carrier_parts=side)
+        torch.cuda.synchronize()
+        assert bool((po == 7).all()) and bool(plse.isnan().all()), impl
+        sides.append((out, side))
+    (out_t, side_t), (out_c, side_c) = sides
+    written = ~side_t.lse.isnan()
+    assert bool(written.any()) and torch.equal(written, ~side_c.lse.isnan())
+    assert rel_err(side_c.o[written], side_t.o[written].float()) < TOL
+    assert float((side_c.lse[written] - side_t.lse[written]).abs().max()) < 1e-3
+    assert torch.equal(out_t.isnan(), out_c.isnan())
+    # the whole prefill
+    args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
+    ref = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel.cpu(), case.block_table.cpu(),
+                           case.query_start_loc.cpu(), case.seq_lens.cpu())
+    po8 = torch.empty(4, n, 16, 16, 128, dtype=torch.int8, device="cuda")
+    assert cuda.choose(case.q, case.kv_cache, po8, 8) is None  # auto takes the CUDA step with int8 partials
+    want = sparse_attention_triton(*args, tile_impl="triton").float()
+    for impl, fuse in (("cuda", False), ("cuda", True), ("auto", None), ("triton", None), ("triton", True)):
+        got = torch.full_like(case.q, float("nan"))
+        sparse_attention_triton(*args, out=got, tile_impl=impl, fuse_merge=fuse, partial_dtype=torch.int8)
+        err, diff = rel_err(got, ref), rel_err(got, want)
+        print(f"int8 partials, f={shared}, {impl} fuse={fuse}: ref err {err:.2e}, vs bf16 Triton path {diff:.2e}")
+        assert err < TOL and diff < TOL, (impl, fuse)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
 def test_default_prefill_replays_from_a_cuda_graph():
     """The default path (tile_impl="auto": the CUDA step with the fused merge on an H200) has no host sync: it
     captures into a CUDA graph (as vLLM's piecewise graphs would) and a replay on new inputs gives the eager result."""

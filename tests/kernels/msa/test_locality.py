@@ -211,6 +211,70 @@ def test_int8_partials(max_union, fuse):
     assert err < PARTIAL_TOL
 
 
+@pytest.mark.parametrize("shared,fuse,per_sm", [(0.9, False, 2), (0.5, False, 0), (0.9, True, 0)])
+def test_int8_partials_with_bf16_carrier_parts(shared, fuse, per_sm):
+    """v12m: with int8 partials the unfused tile-outer step writes its carrier parts to a side buffer in q's dtype
+    (bf16 on a GPU); the merge reads the int8 KV-outer parts (``rest``'s slots) and that part. Chunked prefill with
+    context, a tile spanning two requests, slots in any order, -1 holes; against the reference and the bf16 path."""
+    case = make_case([5000, 3000], [41, 300], num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE,
+                     device=DEVICE, seed=26)  # contexts longer than 16 blocks: the tokens' selections differ
+    sel = _shuffled(local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, shared, window=8, seed=13), 14)
+    sel[0, 7, 2] = sel[1, 30, 0] = sel[1, 200, 5] = -1  # holes in the middle of rows
+    args = (case.q, case.kv_cache, sel.to(DEVICE), case.block_table, case.query_start_loc, case.seq_lens)
+    knobs = {"union_tile": TILE, "min_share": 2, "min_shared_pct": 0, "tile_per_sm": per_sm, "fuse_merge": fuse}
+    n = sel.shape[1]
+    split = tile_unions(sel.to(DEVICE), device_requests(case.query_start_loc, n),
+                        device_positions(case.query_start_loc, case.seq_lens, n), case.block_table, TILE, 32, 2,
+                        min_shared_pct=0)
+    carriers = float(((split.carrier >= 0) & ~split.direct).float().mean())
+    assert carriers > 0.02 and float((split.rest >= 0).float().mean()) > 0.02, "carrier parts and KV-outer parts"
+    want = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel, case.block_table.cpu(),
+                            case.query_start_loc.cpu(), case.seq_lens.cpu())
+    plain = sparse_attention_triton(*args, **knobs)
+    out = torch.full_like(case.q, float("nan"))
+    sparse_attention_triton(*args, out=out, partial_dtype=torch.int8, **knobs)
+    err, diff = rel_err(out, want), rel_err(out, plain)
+    print(f"int8 + side buffer, f={shared}, fuse={fuse}: ref err {err:.2e}, vs unquantised partials {diff:.2e}")
+    assert err < PARTIAL_TOL and diff < PARTIAL_TOL
+
+
+def test_tile_outer_side_buffer_holds_the_carrier_parts():
+    """The tile-outer kernel with ``carrier_parts`` writes each carrier part (and its log2-sum-exp) to the row's
+    side-buffer entry, bit for bit what it writes into the partials' carrier slot without it, the same direct rows,
+    and nothing into the (int8) partials or their scales."""
+    from kernels.msa.merge import CarrierParts
+    from kernels.msa.tile_outer import tile_outer_attention
+
+    case = make_case([2400, 300], [41, 300], num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE,
+                     device=DEVICE, seed=27)
+    sel = _shuffled(local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, 0.8, window=8, seed=15), 16)
+    n, group = sel.shape[1], 8
+    req = device_requests(case.query_start_loc, n)
+    pos = device_positions(case.query_start_loc, case.seq_lens, n)
+    split = tile_unions(sel.to(DEVICE), req, pos, case.block_table, TILE, 32, 2, min_shared_pct=0)
+    common = (case.q, case.kv_cache, case.seq_lens, pos, req, split, HEAD_DIM ** -0.5)
+
+    def nans(shape, dtype=torch.float32):
+        return torch.full(shape, float("nan"), dtype=dtype, device=DEVICE)
+
+    out_a, po_a, lse_a = nans(case.q.shape, DTYPE), nans((2, n, 16, group, HEAD_DIM), DTYPE), nans((2, n, 16, group))
+    tile_outer_attention(*common, out_a, po_a, lse_a, TILE, per_sm=2)
+    out_b, lse_b, scale_b = nans(case.q.shape, DTYPE), nans((2, n, 16, group)), nans((2, n, 16, group))
+    po_b = torch.full((2, n, 16, group, HEAD_DIM), 7, dtype=torch.int8, device=DEVICE)
+    side = CarrierParts.empty(split.carrier, group, HEAD_DIM, DTYPE)
+    side.o.fill_(float("nan"))
+    side.lse.fill_(float("nan"))
+    tile_outer_attention(*common, out_b, po_b, lse_b, TILE, per_sm=2, partial_scale=scale_b, carrier_parts=side)
+    carrier, direct = split.carrier.cpu().long(), split.direct.cpu()
+    h, t = ((carrier >= 0) & ~direct).nonzero(as_tuple=True)
+    assert h.numel() > 0, "the case must have carrier parts"
+    k = carrier[h, t]
+    assert torch.equal(side.o.cpu()[h, t], po_a.cpu()[h, t, k]) and torch.equal(side.lse.cpu()[h, t], lse_a.cpu()[h, t, k])
+    assert torch.equal(out_a.isnan(), out_b.isnan()) and torch.equal(out_a[~out_a.isnan()], out_b[~out_b.isnan()])
+    assert bool((po_b == 7).all()) and bool(lse_b.isnan().all()) and bool(scale_b.isnan().all())
+    assert int((~side.lse.isnan()).sum()) == h.numel() * group  # only carrier rows' entries were written
+
+
 def test_fp8_partials_refused():
     """fp8 e4m3 partials were removed (v10t: over the tolerance at M3 shapes): asking for them is a clear error."""
     case = make_case([300], [300], num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE, device=DEVICE, seed=2)

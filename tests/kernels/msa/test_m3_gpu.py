@@ -48,7 +48,9 @@ def test_m3_prefill_variants(case, kind):
     ref = _reference_tail(case, sel)
     kv_outer = sparse_attention_triton(*args, max_union=0)
     for knobs, tol in (({}, TOL), ({"fuse_merge": True}, TOL), ({"fuse_merge": True, "min_shared_pct": 0}, TOL),
-                       ({"partial_dtype": torch.int8}, TOL), ({"partial_dtype": torch.int8, "max_union": 0}, TOL)):
+                       ({"partial_dtype": torch.int8}, TOL), ({"partial_dtype": torch.int8, "max_union": 0}, TOL),
+                       ({"partial_dtype": torch.int8, "fuse_merge": False}, TOL),  # v12m: bf16 carrier side buffer
+                       ({"partial_dtype": torch.int8, "tile_impl": "triton"}, TOL)):
         out = torch.full_like(case.q, float("nan"))
         sparse_attention_triton(*args, out=out, **knobs)
         err, diff = rel_err(out[-TAIL:], ref), rel_err(out, kv_outer.float())

@@ -128,7 +128,8 @@ def test_inputs_the_kernel_does_not_take_go_to_triton(monkeypatch):
     assert cuda.choose(*m3_inputs(), tile_t=8) is None
     assert "bf16" in cuda.choose(*m3_inputs(torch.float16), tile_t=8)
     q, kv, po = m3_inputs()
-    assert "bf16" in cuda.choose(q, kv, po.to(torch.int8), tile_t=8)  # int8 partials (opt-in) stay on Triton
+    assert cuda.choose(q, kv, po.to(torch.int8), tile_t=8) is None  # v12m: int8 partials go to the CUDA step too
+    assert "bf16" in cuda.choose(q, kv, po.to(torch.float16), tile_t=8)
     assert "scales" in cuda.choose(q, kv, po, tile_t=8, k_scale=0.5)
 
 
