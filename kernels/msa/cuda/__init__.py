@@ -162,6 +162,7 @@ class _KvParams(ctypes.Structure):
             "num_tokens", "num_segs", "num_work", "blocks_per_head", "max_blocks", "num_kv_heads", "num_pages",
             "top_k", "chunk")],
         ("scale_log2", ctypes.c_float),
+        ("partial_scale", ctypes.c_void_p),
     ]
 
 
@@ -360,9 +361,13 @@ def tile_outer_attention_cuda(
 
 KV_DEFAULT_PER_SM = 1
 """The KV-outer kernel's grid: CTAs per SM (1: 224 KiB of shared memory each), each walking the work list."""
-KV_VARIANTS = {0: "2 K/V stages, 4 Q stages", 1: "1 K/V stage, 8 Q stages"}
-"""Compiled variants of the KV-outer kernel (``variant=``); NOTES.md v12k has their times."""
-KV_DEFAULT_VARIANT = 1
+KV_VARIANTS = {2: "1 K/V stage, 8 Q stages, metadata warp", 3: "2 K/V stages, 4 Q stages, metadata warp"}
+"""Compiled variants of the KV-outer kernel (``variant=``), each with bf16 or int8 parts; NOTES.md v12n has their
+times (v12k's variants 0 and 1, without the metadata warp, lost on every row and were removed)."""
+KV_INT8_VARIANTS = (2, 3)
+"""The variants compiled with int8 parts too (v12n: all)."""
+KV_DEFAULT_VARIANT = 2
+KV_DEFAULT_INT8_VARIANT = 3
 
 
 def choose_kv(q: torch.Tensor, kv_cache: torch.Tensor, partial_dtype: torch.dtype | None = None,
@@ -388,8 +393,8 @@ def check_kv_inputs(q: torch.Tensor, kv_cache: torch.Tensor, partial_dtype: torc
     problems = []
     if q.dtype != torch.bfloat16 or kv_cache.dtype != torch.bfloat16:
         problems.append(f"bf16 q / kv cache only, got {q.dtype} / {kv_cache.dtype}")
-    if partial_dtype not in (None, q.dtype) or q.dtype != torch.bfloat16:
-        problems.append(f"bf16 partials only (int8 partials run on Triton), got {partial_dtype or q.dtype}")
+    if partial_dtype not in (None, q.dtype, torch.int8) or q.dtype != torch.bfloat16:
+        problems.append(f"bf16 or int8 partials only, got {partial_dtype or q.dtype}")
     if q.dim() != 3 or q.shape[2] != HEAD_DIM or kv_cache.dim() != 4 or kv_cache.shape[3] != 2 * HEAD_DIM:
         problems.append(f"head_dim {HEAD_DIM} only, got q {tuple(q.shape)}, kv {tuple(kv_cache.shape)}")
     elif q.shape[1] != GROUP * kv_cache.shape[1]:
@@ -417,21 +422,27 @@ def kv_outer_partials_cuda(
     partial_dtype: torch.dtype | None = None,
     per_sm: int = KV_DEFAULT_PER_SM,
     variant: int | None = None,
-    out: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, None]:
-    """``kernels.msa.prefill.kv_outer_partials`` (same inputs and outputs: partial_o bf16 [Hkv, T, top_k, 16, 128],
-    partial_lse fp32 [Hkv, T, top_k, 16], no scales) on the sm_90a kernel; the Triton-only knobs (warps, stages,
-    tile rows) have no meaning here. Entries the CSR does not list (-1 selections) are never written. ``out``:
-    (partial_o, partial_lse) buffers to write into (contiguous, those shapes), else new ones. ``variant``: one of
-    ``KV_VARIANTS`` (None: ``KV_DEFAULT_VARIANT``)."""
+    out: tuple[torch.Tensor, ...] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``kernels.msa.prefill.kv_outer_partials`` (same inputs and outputs: partial_o [Hkv, T, top_k, 16, 128] bf16,
+    or int8 with ``partial_dtype=torch.int8`` (v12n: ``merge.store_part``'s format), partial_lse fp32
+    [Hkv, T, top_k, 16], the int8 parts' per-row fp32 scales (same shape; None for bf16)) on the sm_90a kernel; the
+    Triton-only knobs (warps, stages, tile rows) have no meaning here. Entries the CSR does not list (-1 selections)
+    are never written. ``out``: (partial_o, partial_lse[, partial_scale]) buffers to write into (contiguous, those
+    shapes and dtypes), else new ones. ``variant``: one of ``KV_VARIANTS`` (None: ``KV_DEFAULT_VARIANT``, with int8
+    ``KV_DEFAULT_INT8_VARIANT``; int8 needs one of ``KV_INT8_VARIANTS``)."""
     from kernels.msa.merge import LOG2E
 
     problems = check_kv_inputs(q, kv_cache, partial_dtype)
     if k_scale != 1.0 or v_scale != 1.0:
         problems.append("K/V scales (fp8 cache) are not taken")
-    variant = KV_DEFAULT_VARIANT if variant is None else variant
+    int8 = partial_dtype == torch.int8
+    if variant is None:
+        variant = KV_DEFAULT_INT8_VARIANT if int8 else KV_DEFAULT_VARIANT
     if variant not in KV_VARIANTS:
         problems.append(f"variant must be one of {sorted(KV_VARIANTS)}, got {variant}")
+    elif int8 and variant not in KV_INT8_VARIANTS:
+        problems.append(f"int8 partials need a variant of {list(KV_INT8_VARIANTS)}, got {variant}")
     if not problems and q.shape[0] * kv_cache.shape[1] * top_k >= 2 ** 31:
         problems.append("2^31 or more selection entries (the kernel indexes entries in int32)")
     if problems:
@@ -441,16 +452,22 @@ def kv_outer_partials_cuda(
     perm, row_ptr, work_seg, work_chunk, num_segs = csr
     max_blocks = block_table.shape[1]
     shape = (num_kv_heads, num_tokens, top_k, GROUP)
+    o_dtype = torch.int8 if int8 else q.dtype
     if out is None:
-        partial_o = torch.empty((*shape, head_dim), dtype=q.dtype, device=q.device)
+        partial_o = torch.empty((*shape, head_dim), dtype=o_dtype, device=q.device)
         partial_lse = torch.empty(shape, dtype=torch.float32, device=q.device)
+        partial_scale = torch.empty(shape, dtype=torch.float32, device=q.device) if int8 else None
     else:
-        partial_o, partial_lse = out
-        if (tuple(partial_o.shape) != (*shape, head_dim) or tuple(partial_lse.shape) != shape or partial_o.dtype != q.dtype
-                or partial_lse.dtype != torch.float32 or not partial_o.is_contiguous() or not partial_lse.is_contiguous()):
-            raise ValueError(f"out must be contiguous bf16 {(*shape, head_dim)} and fp32 {shape} buffers")
+        partial_o, partial_lse = out[0], out[1]
+        partial_scale = out[2] if len(out) > 2 else None
+        fp32 = [t for t in (partial_lse, partial_scale) if t is not None]
+        if (tuple(partial_o.shape) != (*shape, head_dim) or partial_o.dtype != o_dtype or not partial_o.is_contiguous()
+                or len(fp32) != 1 + int8 or any(tuple(t.shape) != shape or t.dtype != torch.float32
+                                                 or not t.is_contiguous() for t in fp32)):
+            extra = " + fp32 scales" if int8 else ""
+            raise ValueError(f"out must be contiguous {o_dtype} {(*shape, head_dim)} and fp32 {shape}{extra} buffers")
     if num_tokens == 0 or work_seg.numel() == 0:
-        return partial_o, partial_lse, None
+        return partial_o, partial_lse, partial_scale
     # the kernel's index types (no-ops for the CSR builders' and device_positions' outputs)
     perm = perm.to(torch.int32)
     row_ptr = row_ptr.to(torch.int64)
@@ -463,7 +480,7 @@ def kv_outer_partials_cuda(
         work_seg.data_ptr(), work_chunk.data_ptr(), table.data_ptr(), lens.data_ptr(), pos.data_ptr(),
         q.stride(0), q.stride(1), table.stride(0),
         num_tokens, num_segs, work_seg.numel(), block_table.shape[0] * max_blocks, max_blocks, num_kv_heads,
-        kv_cache.shape[0], top_k, chunk, scale * LOG2E,
+        kv_cache.shape[0], top_k, chunk, scale * LOG2E, None if partial_scale is None else partial_scale.data_ptr(),
     )
     sms = torch.cuda.get_device_properties(q.device).multi_processor_count
     grid = work_seg.numel() if per_sm <= 0 else min(work_seg.numel(), per_sm * sms)
@@ -472,4 +489,4 @@ def kv_outer_partials_cuda(
                                    kv_cache.stride(2), grid, variant, stream)
     if err != 0:
         raise RuntimeError(f"kv_outer_sm90 launch failed: {load().msa_tile_outer_sm90_error(err).decode()}")
-    return partial_o, partial_lse, None
+    return partial_o, partial_lse, partial_scale

@@ -7,14 +7,17 @@
 // log2-sum-exps written to the entry's slot.
 //
 // Structure: 3 warpgroups per CTA, a persistent grid walking the work list with stride gridDim.x.
-//   warp 0 = producer: per work item, one TMA of the page's K [128 keys, 128] and V^T into a 2-deep ring; per tile of
-//            4 entries (4 tokens x 16 heads = 64 MMA rows), the perm / position loads (a warp loads 128 entries at
-//            once) and 2 TMA boxes [16 rows, 64 cols] per entry (q viewed as (head, d, kv head, token)) into a
-//            QSTAGES-deep ring; the entries' ids and positions go to shared memory beside the tile.
+//   warpgroup 0 = producers (v12n): a metadata warp walks the work items and writes each group of 32 entries (8
+//            tiles of 4 entries = 4 tokens x 16 heads = 64 MMA rows) with their tokens and positions into a 4-group
+//            ring in shared memory, so the chain work_seg -> row_ptr -> perm -> positions runs ahead of the Q warp;
+//            the Q warp issues 2 TMA boxes [16 rows, 64 cols] per entry (q viewed as (head, d, kv head, token)) into
+//            a QSTAGES-deep ring, the entries' ids and positions beside the tile; the K/V warp one TMA of the page's
+//            K [128 keys, 128] and V^T per work item into a KVSTAGES-deep ring.
 //   warpgroups 1, 2 = consumers, taking tiles alternately (one's softmax runs under the other's MMAs): S = Q K^T
 //            (wgmma, both from shared memory), mask (only where a key may be past the token), softmax with FFMA +
 //            ex2.approx, O = P V (wgmma, P from registers), normalise; each warp holds one entry (16 rows), stages
-//            its 4 KiB of O in shared memory and writes it with two TMA stores (not 4-byte scattered stores).
+//            its 4 KiB of O in shared memory and writes it with two TMA stores (not 4-byte scattered stores); int8
+//            parts (v12n, merge.store_part's format): 2 KiB per entry by 16-byte stores + one fp32 scale per row.
 // Why each choice: kernels/msa/NOTES.md v12k.
 
 #include <cstdint>
@@ -39,7 +42,7 @@ constexpr int kGroup = 16;        // query heads per KV head (M3)
 constexpr int kTileE = 4;         // entries per tile (one per consumer warp)
 constexpr int kRowsWG = kTileE * kGroup;  // 64 MMA rows
 constexpr int kThreads = 384;     // producer + 2 consumer warpgroups
-constexpr int kBatch = 128;       // entries the producer warp loads at once (4 per lane)
+constexpr int kMetaSlots = 4;     // v12n: groups of 32 entries (8 tiles) the metadata warp runs ahead of the Q warp
 
 using TileS = Shape<Int<kRowsWG>, Int<kKeys>, Int<kHeadDim>>;
 using TileO = Shape<Int<kRowsWG>, Int<kHeadDim>, Int<kKeys>>;
@@ -74,6 +77,13 @@ struct SharedStorage {
   int32_t kv_meta[kKvStages][4];      // tiles of the item (-1: the list ended), first key position, seq_len
   int32_t q_ent[kQStages][kTileE];    // entry of each tile row group (-1: none)
   int32_t q_pos[kQStages][kTileE];    // its token's position
+  // v12n metadata ring (variants with the metadata warp): a group = up to 32 entries of one work item, in order
+  uint64_t meta_full[kMetaSlots];
+  uint64_t meta_empty[kMetaSlots];
+  int32_t meta_hdr[kMetaSlots][2];    // tiles in the group (-1: the list ended), KV head
+  int32_t meta_ent[kMetaSlots][32];   // entry (-1: none), its token, the token's position
+  int32_t meta_tok[kMetaSlots][32];
+  int32_t meta_pos[kMetaSlots][32];
 };
 
 // GMEM views for TMA. K = (key, d, kv head, page), V^T = (d, key, kv head, page) as in tile_outer_sm90.cu;
@@ -183,7 +193,7 @@ CUTLASS_DEVICE bool load_item(KvOuterParams const& prm, int w, Item& it) {
   return true;
 }
 
-template <int kKvStages, int kQStages>
+template <int kKvStages, int kQStages, bool kInt8>
 __global__ void __launch_bounds__(kThreads, 1)
 kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
                 CUTE_GRID_CONSTANT TmaQ const tma_q, CUTE_GRID_CONSTANT TmaO const tma_o,
@@ -205,6 +215,11 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
       cutlass::arch::ClusterTransactionBarrier::init(&sh.q_full[s], 1);
       cutlass::arch::ClusterBarrier::init(&sh.q_empty[s], 128);
     }
+    CUTLASS_PRAGMA_UNROLL
+    for (int s = 0; s < kMetaSlots; ++s) {
+      cutlass::arch::ClusterBarrier::init(&sh.meta_full[s], 32);
+      cutlass::arch::ClusterBarrier::init(&sh.meta_empty[s], 1);
+    }
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();
@@ -212,11 +227,39 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
   Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), SmemLayoutK<kKvStages>{});
   Tensor sVt = make_tensor(make_smem_ptr(sh.vt.data()), SmemLayoutVt<kKvStages>{});
 
-  if (wg == 0) {  // producers: warp 0 streams the Q tiles, warp 1 the K/V pages (independent rings)
+  if (wg == 0) {  // producers: warp 0 streams the Q tiles, warp 1 the K/V pages (independent rings), warp 2 the
+                  // entries / tokens / positions of the next groups of tiles into the metadata ring (v12n)
     cutlass::arch::warpgroup_reg_dealloc<40>();
     int const pw = threadIdx.x / 32;
-    if (pw > 1) return;
+    if (pw > 2) return;
     bool const leader = lane == 0;
+    if (pw == 2) {  // the chain work_seg -> row_ptr -> perm -> positions, off the Q warp's path (v12n)
+      int g_it = 0;
+      Item it;
+      for (int w = blockIdx.x; w < prm.num_work && load_item(prm, w, it); w += gridDim.x) {
+        for (int64_t b = it.start; b < it.end; b += 32, ++g_it) {
+          int64_t const idx = b + lane;
+          int32_t const e = idx < it.end ? prm.perm[idx] : -1;
+          int32_t const t = e >= 0 ? (e / prm.top_k) % prm.num_tokens : 0;
+          int32_t const p = e >= 0 ? prm.positions[t] : 0;
+          int const slot = g_it % kMetaSlots;
+          cutlass::arch::ClusterBarrier::wait(&sh.meta_empty[slot], ((g_it / kMetaSlots) & 1) ^ 1);
+          sh.meta_ent[slot][lane] = e;
+          sh.meta_tok[slot][lane] = t;
+          sh.meta_pos[slot][lane] = p;
+          if (leader) {
+            sh.meta_hdr[slot][0] = static_cast<int>((min(it.end - b, int64_t(32)) + kTileE - 1) / kTileE);
+            sh.meta_hdr[slot][1] = it.h;
+          }
+          cutlass::arch::ClusterBarrier::arrive(&sh.meta_full[slot]);
+        }
+      }
+      int const slot = g_it % kMetaSlots;
+      cutlass::arch::ClusterBarrier::wait(&sh.meta_empty[slot], ((g_it / kMetaSlots) & 1) ^ 1);
+      if (leader) sh.meta_hdr[slot][0] = -1;
+      cutlass::arch::ClusterBarrier::arrive(&sh.meta_full[slot]);
+      return;
+    }
     if (pw == 1) {
       Tensor mK = tma_k.get_tma_tensor(GShape{Int<kKeys>{}, Int<kHeadDim>{}, prm.num_kv_heads, prm.num_pages});
       Tensor mVt = tma_vt.get_tma_tensor(GShape{Int<kHeadDim>{}, Int<kKeys>{}, prm.num_kv_heads, prm.num_pages});
@@ -253,59 +296,42 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
     Tensor mQ = tma_q.get_tma_tensor(GShapeQ{_16{}, _64{}, 2, prm.num_kv_heads, prm.num_tokens});
     Tensor sQb = make_tensor(make_smem_ptr(sh.q.data()), SmemLayoutBoxes<8 * kQStages>{});
     int q_it = 0;
-    Item it;
-    for (int w = blockIdx.x; w < prm.num_work && load_item(prm, w, it); w += gridDim.x) {
+    // the Q warp only issues: each group's entries are in the metadata ring already (v12n)
+    for (int g_it = 0;; ++g_it) {
+      int const slot = g_it % kMetaSlots;
+      cutlass::arch::ClusterBarrier::wait(&sh.meta_full[slot], (g_it / kMetaSlots) & 1);
+      int const ntiles = sh.meta_hdr[slot][0];
+      if (ntiles < 0) break;
+      int const h = sh.meta_hdr[slot][1];
       auto [tQg0, tQs0] = tma_partition(tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQb),
-                                        group_modes<0, 2>(mQ(_, _, 0, it.h, _)));
+                                        group_modes<0, 2>(mQ(_, _, 0, h, _)));
       auto [tQg1, tQs1] = tma_partition(tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQb),
-                                        group_modes<0, 2>(mQ(_, _, 1, it.h, _)));
-      int64_t const end = it.end;
-      for (int64_t b = it.start; b < end; b += kBatch) {
-        int32_t ent[4];
-        int32_t pos[4];
-        CUTLASS_PRAGMA_UNROLL
-        for (int k = 0; k < 4; ++k) {
-          int64_t const idx = b + 32 * k + lane;
-          ent[k] = idx < end ? prm.perm[idx] : -1;
-        }
-        CUTLASS_PRAGMA_UNROLL
-        for (int k = 0; k < 4; ++k) pos[k] = ent[k] >= 0 ? prm.positions[(ent[k] / prm.top_k) % prm.num_tokens] : 0;
-        CUTLASS_PRAGMA_UNROLL
-        for (int k = 0; k < 4; ++k) {
+                                        group_modes<0, 2>(mQ(_, _, 1, h, _)));
 #pragma unroll 1
-          for (int sub = 0; sub < 32 / kTileE; ++sub) {
-            if (b + 32 * k + kTileE * sub >= end) break;  // warp-uniform
-            int32_t e[kTileE];
-            int32_t p[kTileE];
-            CUTLASS_PRAGMA_UNROLL
-            for (int j = 0; j < kTileE; ++j) {
-              e[j] = __shfl_sync(0xffffffffu, ent[k], kTileE * sub + j);
-              p[j] = __shfl_sync(0xffffffffu, pos[k], kTileE * sub + j);
-            }
-            int const qs = q_it % kQStages;
-            cutlass::arch::ClusterBarrier::wait(&sh.q_empty[qs], ((q_it / kQStages) & 1) ^ 1);
-            if (leader) {
-              uint32_t bytes = 0;
-              CUTLASS_PRAGMA_UNROLL
-              for (int j = 0; j < kTileE; ++j) {
-                sh.q_ent[qs][j] = e[j];
-                sh.q_pos[qs][j] = p[j];
-                bytes += e[j] >= 0 ? kEntryBytes : 0;
-              }
-              cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.q_full[qs], bytes);
-              CUTLASS_PRAGMA_UNROLL
-              for (int j = 0; j < kTileE; ++j) {
-                if (e[j] < 0) continue;
-                int const t = (e[j] / prm.top_k) % prm.num_tokens;
-                copy(tma_q.with(sh.q_full[qs]), tQg0(_, t), tQs0(_, qs * 8 + j));
-                copy(tma_q.with(sh.q_full[qs]), tQg1(_, t), tQs1(_, qs * 8 + 4 + j));
-              }
-            }
-            __syncwarp();
-            ++q_it;
+      for (int i = 0; i < ntiles; ++i, ++q_it) {
+        int const qs = q_it % kQStages;
+        cutlass::arch::ClusterBarrier::wait(&sh.q_empty[qs], ((q_it / kQStages) & 1) ^ 1);
+        if (leader) {
+          uint32_t bytes = 0;
+          CUTLASS_PRAGMA_UNROLL
+          for (int j = 0; j < kTileE; ++j) {
+            int32_t const e = sh.meta_ent[slot][kTileE * i + j];
+            sh.q_ent[qs][j] = e;
+            sh.q_pos[qs][j] = sh.meta_pos[slot][kTileE * i + j];
+            bytes += e >= 0 ? kEntryBytes : 0;
+          }
+          cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.q_full[qs], bytes);
+          CUTLASS_PRAGMA_UNROLL
+          for (int j = 0; j < kTileE; ++j) {
+            if (sh.meta_ent[slot][kTileE * i + j] < 0) continue;
+            int const t = sh.meta_tok[slot][kTileE * i + j];
+            copy(tma_q.with(sh.q_full[qs]), tQg0(_, t), tQs0(_, qs * 8 + j));
+            copy(tma_q.with(sh.q_full[qs]), tQg1(_, t), tQs1(_, qs * 8 + 4 + j));
           }
         }
+        __syncwarp();
       }
+      if (leader) cutlass::arch::ClusterBarrier::arrive(&sh.meta_empty[slot]);  // its reads are done
     }
     return;
   }
@@ -388,6 +414,54 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
       warpgroup_wait<0>();
       warpgroup_fence_operand(tOrO);
 
+      // Epilogue, int8 parts (v12n, merge.store_part's format: per row (entry, head) the int8 round(o * 127 /
+      // max|o|) and the fp32 scale max|o| / 127): the row's quad max, v10t's rounding add, the bytes staged per warp
+      // in shared memory (16-byte chunks XOR-swizzled with row % 8: no bank conflicts) and written as the entry's
+      // contiguous 2 KiB by 16-byte stores; the LSEs and scales by the quad leaders.
+      if constexpr (kInt8) {
+        if (e >= 0) {
+          __syncwarp();  // every lane has read this warp's previous staged entry
+          Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
+          uint8_t* stage = reinterpret_cast<uint8_t*>(sh.o.data()) + (cw * kTileE + warp) * (kGroup * kHeadDim);
+          float amax[2];
+          CUTLASS_PRAGMA_UNROLL
+          for (int r = 0; r < 2; ++r) {
+            float mx = 0.f;
+            CUTLASS_PRAGMA_UNROLL
+            for (int c = 0; c < size<1>(o_rc); ++c) mx = fmaxf(mx, fabsf(o_rc(r, c)));
+            mx = quad_max(mx);
+            amax[r] = mx * inv[r];  // max |o| of the normalised row
+            float const mult = mx > 0.f ? 127.f / mx : 0.f;  // o * mult = normalised o * 127 / amax
+            int const row = get<0>(cO_rc(r, 0)) % kGroup;
+            CUTLASS_PRAGMA_UNROLL
+            for (int c = 0; c < size<1>(o_rc); c += 2) {  // columns c, c + 1 are adjacent: one 2-byte store
+              int const d = get<1>(cO_rc(r, c));
+              // + 1.5 * 2^23 leaves round(y) in the low byte as two's complement (no float->int conversion)
+              uint32_t const a = __float_as_uint(fmaf(o_rc(r, c), mult, 12582912.f));
+              uint32_t const b = __float_as_uint(fmaf(o_rc(r, c + 1), mult, 12582912.f));
+              *reinterpret_cast<uint16_t*>(stage + row * kHeadDim + (((d / 16) ^ (row % 8)) * 16) + d % 16) =
+                  static_cast<uint16_t>(__byte_perm(a, b, 0x0040));
+            }
+          }
+          __syncwarp();
+          int8_t* dst_o = static_cast<int8_t*>(prm.partial_o) + static_cast<int64_t>(e) * (kGroup * kHeadDim);
+          CUTLASS_PRAGMA_UNROLL
+          for (int k = 0; k < 4; ++k) {  // 128 chunks of 16 bytes, in order: 512 contiguous bytes per instruction
+            int const ch = 32 * k + lane;
+            int const row = ch / 8;
+            *reinterpret_cast<uint4*>(dst_o + ch * 16) =
+                *reinterpret_cast<uint4 const*>(stage + row * kHeadDim + ((ch % 8) ^ (row % 8)) * 16);
+          }
+          if ((lane & 3) == 0) {
+            int64_t const at = static_cast<int64_t>(e) * kGroup;
+            prm.partial_lse[at + row0 % kGroup] = lse[0];
+            prm.partial_lse[at + (row0 + 8) % kGroup] = lse[1];
+            prm.partial_scale[at + row0 % kGroup] = amax[0] / 127.f;
+            prm.partial_scale[at + (row0 + 8) % kGroup] = amax[1] / 127.f;
+          }
+        }
+        continue;
+      }
       // Epilogue: this warp's entry (16 rows) -> its O tile rows in shared memory -> two TMA stores; the LSEs.
       if (e >= 0) {
         if (lane == 0) tma_store_wait<0>();  // the previous store of these rows has read them
@@ -419,18 +493,18 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
     }
     cutlass::arch::ClusterBarrier::arrive(&sh.kv_empty[kvs]);  // every MMA on this K/V has completed
   }
-  if (lane == 0) tma_store_wait<0>();  // shared memory must outlive the stores
+  if (!kInt8 && lane == 0) tma_store_wait<0>();  // shared memory must outlive the stores
 }
 
 }  // namespace msa_kv_sm90
 
 using namespace msa_kv_sm90;
 
-template <int KV, int QS>
+template <int KV, int QS, bool INT8>
 cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TmaQ const& tma_q, TmaO const& tma_o,
                            KvOuterParams const& prm, int32_t entries, int grid, cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<KV, QS>));
-  auto kernel = kv_outer_kernel<KV, QS>;
+  auto kernel = kv_outer_kernel<KV, QS, INT8>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0 || prm.num_work <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, tma_q, tma_o, prm, entries);
@@ -438,7 +512,7 @@ cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TmaQ const& t
 }
 
 int kv_outer_sm90_smem_bytes(int variant) {
-  return static_cast<int>(variant == 0 ? sizeof(SharedStorage<2, 4>) : sizeof(SharedStorage<1, 8>));
+  return static_cast<int>(variant == 3 ? sizeof(SharedStorage<2, 4>) : sizeof(SharedStorage<1, 8>));
 }
 
 cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, int64_t stride_kvp, int64_t stride_kvh,
@@ -460,9 +534,12 @@ cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, i
   TmaQ tma_q = make_tma_copy(SM90_TMA_LOAD{}, gQ, SmemLayoutBox{});
   TmaO tma_o = make_tma_copy(SM90_TMA_STORE{}, gO, SmemLayoutBox{});
   int32_t const n = static_cast<int32_t>(entries);
-  switch (variant) {
-    case 0: return launch_variant<2, 4>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
-    case 1: return launch_variant<1, 8>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
+  bool const int8 = prm.partial_scale != nullptr;
+  switch (variant) {  // v12k's variants 0 and 1 (no metadata warp) lost on every row of v12n's run a: removed
+    case 2: return int8 ? launch_variant<1, 8, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
+                        : launch_variant<1, 8, false>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
+    case 3: return int8 ? launch_variant<2, 4, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
+                        : launch_variant<2, 4, false>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     default: return cudaErrorInvalidValue;
   }
 }

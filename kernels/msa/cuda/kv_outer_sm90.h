@@ -18,12 +18,15 @@ struct KvOuterParams {
   int64_t stride_qt, stride_qh, stride_btr;
   int32_t num_tokens, num_segs, num_work, blocks_per_head, max_blocks, num_kv_heads, num_pages, top_k, chunk;
   float scale_log2;              // softmax scale * log2(e)
+  float* partial_scale;          // v12n: null: bf16 parts; else int8 parts (partial_o int8, same shape) and their
+                                 // fp32 per-row scales [Hkv, T, top_k, 16] (merge.store_part's format)
 };
 
 int kv_outer_sm90_smem_bytes(int variant);
 
 // kv: bf16 cache [pages, Hkv, 128, 256] (K in columns 0..127, V in 128..255; strides in elements);
-// grid: CTAs (each walks the work list with stride grid); variant: 0 = 2 K/V stages + 4 Q stages,
-// 1 = 1 K/V stage + 8 Q stages (twice the Q gathers in flight).
+// grid: CTAs (each walks the work list with stride grid); variant (v12n; every variant has a metadata warp loading
+// the entries, tokens and positions of the next tiles ahead of the Q warp; v12k's 0 and 1 without it were removed):
+// 2 = 1 K/V stage + 8 Q stages, 3 = 2 K/V stages + 4 Q stages; bf16 or int8 parts (partial_scale set) with either.
 cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv, int64_t stride_kvp, int64_t stride_kvh,
                                  int64_t stride_kvt, int grid, int variant, cudaStream_t stream);

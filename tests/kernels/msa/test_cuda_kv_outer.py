@@ -2,7 +2,9 @@
 library with wgmma, TMA loads and TMA stores and no spills (CPU, skipped without nvcc or the CUTLASS headers); the
 ``kv_impl`` policy names every input it cannot take, logs once and never builds in a call (CPU); on a GPU (marked
 `gpu`) its partials match the Triton kernel's entry by entry into poisoned buffers, and the whole prefill with it
-matches Triton and the fp32 reference, also replayed from a CUDA graph."""
+matches Triton and the fp32 reference, also replayed from a CUDA graph. v12n: the metadata-warp variants and int8
+parts in ``merge.store_part``'s format (each int8 value within one quantum of the Triton int8 kernel's, unlisted
+entries untouched), the whole prefill with int8 parts on CUDA vs Triton and the reference."""
 from __future__ import annotations
 
 import logging
@@ -47,13 +49,18 @@ def test_kv_outer_kernel_compiles_into_the_shared_library(tmp_path):
         pytest.skip("no cuobjdump to read the SASS")
     kernels = _kernel_sass(subprocess.run([str(cuobjdump), "-sass", str(lib)], capture_output=True, text=True,
                                           check=True).stdout, "kv_outer_kernel")
-    assert len(kernels) == len(cuda.KV_VARIANTS)
+    assert len(kernels) == len(cuda.KV_VARIANTS) + len(cuda.KV_INT8_VARIANTS)  # bf16 and int8 parts
+    int8 = [sass for sass in kernels if "UTMASTG" not in sass]
+    assert len(int8) == len(cuda.KV_INT8_VARIANTS)  # bf16 parts leave by TMA store, int8 parts by 16-byte stores
     for sass in kernels:
         assert "HGMMA.64x128x16.F32.BF16" in sass  # S = Q K^T and O = P V on wgmma
         assert "UTMALDG.4D" in sass and "UTMALDG.5D" in sass  # K/V pages and the gathered Q boxes by TMA
-        assert "UTMASTG" in sass  # partial outputs leave by TMA store, not scattered 4-byte stores
         assert "USETMAXREG" in sass  # producer / consumer register reallocation
         assert "LDL" not in sass and "STL" not in sass  # no spills to local memory
+    bf16_conversions = min(sass.count("F2I") for sass in kernels if sass not in int8)
+    for sass in int8:
+        assert "STG.E.128" in sass  # a warp writes its entry's 2 KiB of int8 parts as 16-byte stores
+        assert sass.count("F2I") <= bf16_conversions  # v10t's codec: no float -> int conversion per element
 
 
 @pytest.fixture
@@ -71,7 +78,8 @@ def m3_inputs(dtype=torch.bfloat16):
 def test_kv_inputs_it_cannot_take_are_named():
     q, kv = m3_inputs()
     assert cuda.check_kv_inputs(q, kv, None) == [] and cuda.check_kv_inputs(q, kv, torch.bfloat16) == []
-    assert "int8 partials run on Triton" in "; ".join(cuda.check_kv_inputs(q, kv, torch.int8))
+    assert cuda.check_kv_inputs(q, kv, torch.int8) == []  # v12n: int8 parts on CUDA too
+    assert "bf16 or int8 partials only" in "; ".join(cuda.check_kv_inputs(q, kv, torch.float16))
     assert "bf16 q / kv cache" in "; ".join(cuda.check_kv_inputs(q, kv.to(torch.float8_e4m3fn), None))
     text = "; ".join(cuda.check_kv_inputs(torch.zeros(8, 32, 64), torch.zeros(3, 4, 128, 128), None))
     assert "bf16" in text and "head_dim 128" in text
@@ -84,6 +92,7 @@ def test_kv_inputs_it_cannot_take_are_named():
         cuda.kv_outer_partials_cuda(q, kv, table, lens, None, None, 16, 1.0, 128, k_scale=0.5)
     with pytest.raises(ValueError, match="variant must be one of"):
         cuda.kv_outer_partials_cuda(q, kv, table, lens, None, None, 16, 1.0, 128, variant=7)
+    assert cuda.KV_DEFAULT_INT8_VARIANT in cuda.KV_INT8_VARIANTS and cuda.KV_DEFAULT_VARIANT in cuda.KV_VARIANTS
     with pytest.raises(ValueError, match="2\\^31 or more selection entries"):  # checked before any allocation
         cuda.kv_outer_partials_cuda(q, kv, table, lens, None, None, 2 ** 26, 1.0, 128)
 
@@ -103,9 +112,9 @@ def test_kv_policy_reasons_are_logged_once_and_never_build(fresh_policy, monkeyp
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and lines[0].startswith("MSA KV-outer step on Triton:")
     assert "scales (fp8 cache)" in cuda.choose_kv(q, kv, k_scale=0.5, v_scale=2.0)
-    assert "int8" in cuda.choose_kv(q, kv, torch.int8)
+    assert "int8" not in cuda.choose_kv(q, kv, torch.int8)  # v12n: only the missing library stops int8
     monkeypatch.setattr(cuda, "library_reason", lambda *_a: None)  # built and loadable
-    assert cuda.choose_kv(q, kv) is None
+    assert cuda.choose_kv(q, kv) is None and cuda.choose_kv(q, kv, torch.int8) is None
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU tensors under the interpreter (the GPU tests cover auto)")
@@ -158,6 +167,23 @@ def test_cuda_kv_outer_matches_triton(chunk, window, per_sm, variant):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
+@pytest.mark.parametrize(("chunk", "window", "per_sm"), [(128, 0, 1), (5, 0, 1), (128, 256, 1)])
+@pytest.mark.parametrize("variant", sorted(cuda.KV_INT8_VARIANTS))
+def test_cuda_kv_outer_int8_parts_match_triton(chunk, window, per_sm, variant):
+    from kernels.bench.kv_outer_cuda_bench import ROWS, all_csr, compare_stage_int8
+    from kernels.msa.inputs import local_selection, make_case
+
+    _gpu_hopper()
+    case = make_case([700, 1500], [700, 1100], 64, 4, 128, torch.bfloat16, "cuda", seed=3)
+    sel = local_selection(case.query_start_loc, case.seq_lens, 4, 0.9, seed=5)
+    sel = sel[:, :, torch.randperm(sel.shape[2], device="cuda")]
+    sel = torch.where(torch.rand(sel.shape, device="cuda") < 0.15, -1, sel).contiguous()
+    csr, pos = all_csr(case, sel, chunk, window)
+    assert compare_stage_int8(case, sel, csr, pos, "test", None, chunk, per_sm, variant), ROWS[-1]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
 @pytest.mark.parametrize("kind", ["indexer", "0.9"])
 def test_prefill_with_cuda_kv_outer_matches_triton_and_reference(kind):
     from kernels.msa import sparse_attention
@@ -182,6 +208,11 @@ def test_prefill_with_cuda_kv_outer_matches_triton_and_reference(kind):
         got = torch.full_like(case.q, float("nan"))
         sparse_attention_triton(*args, out=got, kv_impl="cuda", max_union=max_union)
         assert rel_err(got, want) < TOL and rel_err(got, ref) < TOL, max_union
+        # v12n: int8 parts from the CUDA kernel, then the merge / fused fold of int8 parts
+        want8 = sparse_attention_triton(*args, kv_impl="triton", max_union=max_union, partial_dtype=torch.int8)
+        got8 = torch.full_like(case.q, float("nan"))
+        sparse_attention_triton(*args, out=got8, kv_impl="cuda", max_union=max_union, partial_dtype=torch.int8)
+        assert rel_err(got8, want8.float()) < TOL and rel_err(got8, ref) < TOL, max_union
 
 
 @pytest.mark.gpu
