@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "tile_outer_sm90.cu"
 SOURCES = (SOURCE, HERE / "kv_outer_sm90.cu")
 """Compiled by one nvcc call into one library (one hash, one build)."""
-HEADERS = (HERE / "tile_outer_sm90.h", HERE / "kv_outer_sm90.h")
+HEADERS = (HERE / "tile_outer_sm90.h", HERE / "kv_outer_sm90.h", HERE / "msa_sm90_common.cuh")
 GROUP = 16
 """Query heads per KV head the kernel is built for (M3)."""
 HEAD_DIM = 128
@@ -253,16 +254,23 @@ def choose(q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tensor, til
            k_scale: float = 1.0, v_scale: float = 1.0) -> str | None:
     """``tile_impl="auto"``: None when the CUDA step takes this call, else why not (logged once per reason). No
     host sync and no build: a few attribute checks and a file test the first time."""
+    return _choice("tile-outer", q, lambda: check_inputs(q, kv_cache, partial_o, tile_t), k_scale, v_scale)
+
+
+def _choice(step: str, q: torch.Tensor, input_problems: Callable[[], list[str]], k_scale: float,
+            v_scale: float) -> str | None:
+    """The shared policy of ``choose`` / ``choose_kv``: device, then the step's inputs and K/V scales, then the
+    built library; the first failing level's reasons, joined and logged once (None: CUDA runs the step)."""
     problems = [r for r in (device_reason(q.device),) if r]
     if not problems:
-        problems = check_inputs(q, kv_cache, partial_o, tile_t)
+        problems = input_problems()
         if k_scale != 1.0 or v_scale != 1.0:
             problems.append("K/V scales (fp8 cache) are not taken")
     if not problems:
         reason = library_reason()
         problems = [reason] if reason else []
     if problems:
-        _log_once(f"MSA tile-outer step on Triton: {'; '.join(problems)}")
+        _log_once(f"MSA {step} step on Triton: {'; '.join(problems)}")
         return "; ".join(problems)
     return None
 
@@ -374,18 +382,7 @@ def choose_kv(q: torch.Tensor, kv_cache: torch.Tensor, partial_dtype: torch.dtyp
               k_scale: float = 1.0, v_scale: float = 1.0) -> str | None:
     """``kv_impl="auto"`` (v12k): None when the CUDA KV-outer kernel takes this call, else why not (logged once per
     reason). No host sync and no build, as ``choose``."""
-    problems = [r for r in (device_reason(q.device),) if r]
-    if not problems:
-        problems = check_kv_inputs(q, kv_cache, partial_dtype)
-        if k_scale != 1.0 or v_scale != 1.0:
-            problems.append("K/V scales (fp8 cache) are not taken")
-    if not problems:
-        reason = library_reason()
-        problems = [reason] if reason else []
-    if problems:
-        _log_once(f"MSA KV-outer step on Triton: {'; '.join(problems)}")
-        return "; ".join(problems)
-    return None
+    return _choice("KV-outer", q, lambda: check_kv_inputs(q, kv_cache, partial_dtype), k_scale, v_scale)
 
 
 def check_kv_inputs(q: torch.Tensor, kv_cache: torch.Tensor, partial_dtype: torch.dtype | None) -> list[str]:

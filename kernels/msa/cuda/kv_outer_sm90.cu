@@ -30,25 +30,16 @@
 #include <cutlass/numeric_types.h>
 
 #include "kv_outer_sm90.h"
+#include "msa_sm90_common.cuh"
 
 namespace msa_kv_sm90 {
 
 using namespace cute;
-using Element = cutlass::bfloat16_t;
+using namespace msa_sm90_common;
 
-constexpr int kHeadDim = 128;
-constexpr int kKeys = 128;        // one page = one sparse block
-constexpr int kGroup = 16;        // query heads per KV head (M3)
 constexpr int kTileE = 4;         // entries per tile (one per consumer warp)
-constexpr int kRowsWG = kTileE * kGroup;  // 64 MMA rows
-constexpr int kThreads = 384;     // producer + 2 consumer warpgroups
+static_assert(kTileE * kGroup == kRowsWG, "a tile is one consumer warpgroup's 64 MMA rows");
 constexpr int kMetaSlots = 4;     // v12n: groups of 32 entries (8 tiles) the metadata warp runs ahead of the Q warp
-
-using TileS = Shape<Int<kRowsWG>, Int<kKeys>, Int<kHeadDim>>;
-using TileO = Shape<Int<kRowsWG>, Int<kHeadDim>, Int<kKeys>>;
-using MmaS = decltype(make_tiled_mma(GMMA::ss_op_selector<Element, Element, float, TileS>()));
-using MmaO = decltype(make_tiled_mma(
-    GMMA::rs_op_selector<Element, Element, float, TileO, GMMA::Major::K, GMMA::Major::MN>()));
 
 // A tile of 64 rows x 128 (Q, and O staged for the store): K-major, 128-byte swizzle. Its rows 16j..16j+15 of
 // columns 64kb..64kb+63 are one contiguous, 1024-byte aligned 2 KiB box: box (kb * 4 + j) of SmemLayoutBoxes.
@@ -58,11 +49,6 @@ using SmemLayoutRows = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>
 using SmemLayoutBox = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<_16, _64>{}));
 template <int N>
 using SmemLayoutBoxes = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<_16, _64, Int<N>>{}));
-template <int N>
-using SmemLayoutK = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<Int<kKeys>, Int<kHeadDim>, Int<N>>{}));
-template <int N>
-using SmemLayoutVt = decltype(tile_to_shape(GMMA::Layout_MN_SW128_Atom<Element>{},
-                                            Shape<Int<kHeadDim>, Int<kKeys>, Int<N>>{}, Step<_2, _1, _3>{}));
 
 template <int kKvStages, int kQStages>  // (2, 4) and (1, 8): 224 KiB of the 227 KiB a CTA may have
 struct SharedStorage {
@@ -86,54 +72,19 @@ struct SharedStorage {
   int32_t meta_pos[kMetaSlots][32];
 };
 
-// GMEM views for TMA. K = (key, d, kv head, page), V^T = (d, key, kv head, page) as in tile_outer_sm90.cu;
+// GMEM views for TMA (K and V^T of a page: msa_sm90_common.cuh):
 // Q = (head in group, d in half, half, kv head, token); partial O = (head in group, d in half, half, entry).
-using GShape = Shape<Int<128>, Int<128>, int32_t, int32_t>;
-using GStrideK = Stride<int64_t, _1, int64_t, int64_t>;
-using GStrideVt = Stride<_1, int64_t, int64_t, int64_t>;
 using GShapeQ = Shape<_16, _64, int32_t, int32_t, int32_t>;
 using GStrideQ = Stride<int64_t, _1, int64_t, int64_t, int64_t>;
 using GShapeO = Shape<_16, _64, int32_t, int32_t>;
 using GStrideO = Stride<int64_t, _1, int64_t, int64_t>;
-using TmaK = decltype(make_tma_copy(SM90_TMA_LOAD{},
-    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShape{}, GStrideK{}), take<0, 2>(SmemLayoutK<1>{})));
-using TmaVt = decltype(make_tma_copy(SM90_TMA_LOAD{},
-    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShape{}, GStrideVt{}), take<0, 2>(SmemLayoutVt<1>{})));
 using TmaQ = decltype(make_tma_copy(SM90_TMA_LOAD{},
     make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShapeQ{}, GStrideQ{}), SmemLayoutBox{}));
 using TmaO = decltype(make_tma_copy(SM90_TMA_STORE{},
     make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GShapeO{}, GStrideO{}), SmemLayoutBox{}));
 
-constexpr uint32_t kKvBytes = 2 * kKeys * kHeadDim * sizeof(Element);
+constexpr uint32_t kKvBytes = kPageBytes;
 constexpr uint32_t kEntryBytes = kGroup * kHeadDim * sizeof(Element);
-
-template <class L>
-CUTLASS_DEVICE auto rowcol(L l) {  // wgmma accumulator as (rows, cols), as FA3
-  return make_layout(make_layout(get<0, 1>(l), get<1>(l)), make_layout(get<0, 0>(l), get<0, 2>(l), get<2>(l)));
-}
-
-template <class L>
-CUTLASS_DEVICE auto acc_as_a(L l) {  // the accumulator re-read as the A operand of the next wgmma
-  auto d = logical_divide(get<0, 2>(l), Tile<_2>{});
-  return make_layout(make_layout(get<0, 0>(l), get<0, 1>(l), get<0, 0>(d)), get<1>(l),
-                     coalesce(make_layout(get<0, 1>(d), get<2>(l))));
-}
-
-CUTLASS_DEVICE float quad_max(float x) {
-  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-
-CUTLASS_DEVICE float quad_sum(float x) {
-  x += __shfl_xor_sync(0xffffffffu, x, 1);
-  return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
-
-CUTLASS_DEVICE float ex2_approx(float x) {  // 2^x on the special-function unit (ex2.approx(-inf) = +0)
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 // Softmax of one block's scores in place (s becomes 2^(s * scale - max)); lse = this thread's rows' log2-sum-exp
 // (-inf where no key is visible), inv = 1 / sum (0 there). MASKED: keys j > lim are invisible (warp-uniform lim).

@@ -28,34 +28,17 @@
 #include <cutlass/cutlass.h>
 #include <cutlass/numeric_types.h>
 
+#include "msa_sm90_common.cuh"
 #include "tile_outer_sm90.h"
 
 namespace msa_sm90 {
 
 using namespace cute;
-using Element = cutlass::bfloat16_t;
+using namespace msa_sm90_common;
 
-constexpr int kHeadDim = 128;
-constexpr int kKeys = 128;       // one page = one sparse block
-constexpr int kGroup = 16;       // query heads per KV head (M3)
-constexpr int kTileT = 8;        // tokens per tile
-constexpr int kRowsWG = 64;      // rows per consumer warpgroup = 4 tokens x 16 heads
-constexpr int kThreads = 384;    // producer + 2 consumer warpgroups
-
-using TileS = Shape<Int<kRowsWG>, Int<kKeys>, Int<kHeadDim>>;   // S = Q K^T: M rows, N keys, K head dim
-using TileO = Shape<Int<kRowsWG>, Int<kHeadDim>, Int<kKeys>>;   // O = P V:   M rows, N head dim, K keys
-using MmaS = decltype(make_tiled_mma(GMMA::ss_op_selector<Element, Element, float, TileS>()));
-using MmaO = decltype(make_tiled_mma(
-    GMMA::rs_op_selector<Element, Element, float, TileO, GMMA::Major::K, GMMA::Major::MN>()));
+constexpr int kTileT = 8;        // tokens per tile: 2 consumer warpgroups of kRowsWG rows
 
 using SmemLayoutQ = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<Int<kRowsWG>, Int<kHeadDim>>{}));
-template <int STAGES>
-using SmemLayoutK = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{},
-                                           Shape<Int<kKeys>, Int<kHeadDim>, Int<STAGES>>{}));
-// V^T (head dim x keys), head dim contiguous in the cache: MN-major for the P V product (as FA3's Vt)
-template <int STAGES>
-using SmemLayoutVt = decltype(tile_to_shape(GMMA::Layout_MN_SW128_Atom<Element>{},
-                                            Shape<Int<kHeadDim>, Int<kKeys>, Int<STAGES>>{}, Step<_2, _1, _3>{}));
 
 template <int STAGES>  // 3 stages: 32 KiB Q + 3 x 64 KiB K/V = 225 KiB of the 227 KiB a CTA may have
 struct SharedStorage {
@@ -66,30 +49,7 @@ struct SharedStorage {
   uint64_t empty[STAGES];
 };
 
-// GMEM views of the cache for TMA: K = (key, d, kv head, page), V^T = (d, key, kv head, page).
-using GShape = Shape<Int<128>, Int<128>, int32_t, int32_t>;  // static tile modes: the TMA box is the whole page
-using GStrideK = Stride<int64_t, _1, int64_t, int64_t>;
-using GStrideVt = Stride<_1, int64_t, int64_t, int64_t>;
-using TmaK = decltype(make_tma_copy(SM90_TMA_LOAD{},
-    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShape{}, GStrideK{}), take<0, 2>(SmemLayoutK<1>{})));
-using TmaVt = decltype(make_tma_copy(SM90_TMA_LOAD{},
-    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShape{}, GStrideVt{}), take<0, 2>(SmemLayoutVt<1>{})));
-
-constexpr uint32_t kStageBytes = 2 * kKeys * kHeadDim * sizeof(Element);
-
-// The wgmma accumulator ((2, 2, N/8), MMA_M, MMA_N) seen as (rows = (2, MMA_M), cols = (2, N/8, MMA_N)), as FA3.
-template <class L>
-CUTLASS_DEVICE auto rowcol(L l) {
-  return make_layout(make_layout(get<0, 1>(l), get<1>(l)), make_layout(get<0, 0>(l), get<0, 2>(l), get<2>(l)));
-}
-
-// The same accumulator re-read as the A operand (bf16 registers) of the next wgmma: ((2, 2, 2), MMA_M, (N/16, MMA_N)).
-template <class L>
-CUTLASS_DEVICE auto acc_as_a(L l) {
-  auto d = logical_divide(get<0, 2>(l), Tile<_2>{});
-  return make_layout(make_layout(get<0, 0>(l), get<0, 1>(l), get<0, 0>(d)), get<1>(l),
-                     coalesce(make_layout(get<0, 1>(d), get<2>(l))));
-}
+constexpr uint32_t kStageBytes = kPageBytes;
 
 template <class TA, class TB, class TC>
 CUTLASS_DEVICE void wgmma(MmaS& mma, TA const& a, TB const& b, TC& c, bool zero) { // issue only; caller waits
@@ -117,16 +77,6 @@ CUTLASS_DEVICE void wgmma_rs(MmaO& mma, TA& a, TB const& b, TC& c) {
   warpgroup_commit_batch();
 }
 
-CUTLASS_DEVICE float quad_max(float x) {
-  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-
-CUTLASS_DEVICE float quad_sum(float x) {
-  x += __shfl_xor_sync(0xffffffffu, x, 1);
-  return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
-
 // Per consumer thread: its 2 rows (same token) and their online-softmax state.
 CUTLASS_DEVICE void NamedBarrierSync(int cw) { cutlass::arch::NamedBarrier::sync(128, 1 + cw); }
 
@@ -134,12 +84,6 @@ struct RowState {
   float m[2];   // running max of the scaled base-2 scores (-inf: nothing visible yet)
   float l[2];   // this thread's share of the running sum (reduced over the quad at the end)
 };
-
-CUTLASS_DEVICE float ex2_approx(float x) {  // 2^x on the special-function unit (ex2.approx(-inf) = +0)
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 // Mask (when MASKED) and online softmax of one S tile, in place: s becomes exp2(s * scale - max); alpha = the
 // factor the rows' O must be scaled by (applied by the caller once the previous P V product has finished).
