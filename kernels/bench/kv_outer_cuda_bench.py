@@ -299,6 +299,25 @@ def timings(sizes: list[int], chunked: bool, out: Path | None, repeat: int = 2) 
         time_case(case, sel, "chunk=32K ctx=1M indexer sel", out, repeat)
 
 
+def run_once(n: int) -> None:
+    """One launch of each KV-outer kernel (Triton, then CUDA) on every entry of the indexer's selections at N = n,
+    after a warm-up, for a profiler wrapped around this process (``ncu --kernel-name regex:kv_outer --launch-skip 2
+    ...``: launches 1-2 warm up, 3-4 are the profiled pair)."""
+    from kernels.msa.indexer import msa_index_topk_triton
+    from kernels.msa.inputs import make_case
+
+    case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
+    sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
+                                case.seq_lens, max_query_len=n)
+    csr, pos = all_csr(case, sel)
+    fn_t, _ = stage_runner(case, csr, pos, sel.shape[2], "triton")
+    fn_c, _ = stage_runner(case, csr, pos, sel.shape[2], "cuda")
+    for _ in range(2):
+        fn_t()
+        fn_c()
+    torch.cuda.synchronize()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="131072")
@@ -307,7 +326,11 @@ def main() -> None:
     parser.add_argument("--lib-cache", type=Path, default=None, help="folder holding (or to hold) the built library")
     parser.add_argument("--skip-check", action="store_true")
     parser.add_argument("--repeat", type=int, default=2, help="interleaved runs of each whole-prefill row")
+    parser.add_argument("--once", type=int, default=0, help="N: one launch of each KV-outer kernel (profiling)")
     a = parser.parse_args()
+    if a.once:
+        run_once(a.once)
+        return
     from kernels.msa import cuda
 
     t0 = time.time()

@@ -433,6 +433,7 @@ ADAPTIVE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (  # (label, knobs o
     ("no gate + fused merge", {"fuse_merge": True, "min_shared_pct": 0}),
     ("tile-outer on the sm_90a CUDA kernel", {"tile_impl": "cuda"}),  # needs nvcc + nvidia-cutlass
     ("CUDA tile-outer + fused merge", {"tile_impl": "cuda", "fuse_merge": True}),
+    ("KV-outer on Triton (v11 default)", {"kv_impl": "triton"}),  # the default before v12k's CUDA KV-outer stage
 )
 """Options timed against the default (``--locality-variants``: all, or a comma list of these labels). v8's knob
 variants (persistent grid, 8 warps x 128 keys) lost to its default in the v8 run (RESULTS.md v8)."""
