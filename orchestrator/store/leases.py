@@ -89,10 +89,12 @@ class Lease:
         self.index.write(path, meta, self.owner)
 
     def release(self) -> None:
-        """Stop the heartbeat and free the run for the next worker (only if we still own it)."""
+        """Stop the heartbeat and free the run for the next worker (only if we still own it). The row is freed
+        before the heartbeat thread is joined: a renew still in flight matches no row once the owner is NULL, and
+        a run that reads as ended is not left owned while a slow heartbeat finishes (up to the join's 5 s)."""
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
         with self.index.pool.connection() as conn:
             conn.execute("UPDATE m3lab_runs SET owner = NULL, lease_until = NULL WHERE id = %s AND owner = %s",
                          (self.run_id, self.owner))
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)

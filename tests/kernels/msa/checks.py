@@ -11,6 +11,18 @@ TOL = 2e-2 if GPU else 1e-5
 HEAD_DIM = 128 if GPU else 32
 
 
+def cuda_toolchain_missing() -> str:
+    """Why the sm_90a library cannot be built here (nvcc or the CUTLASS headers missing), "" when it can."""
+    from kernels.msa import cuda
+
+    try:
+        cuda.find_nvcc()
+        cuda.cutlass_include()
+    except cuda.CudaBuildError as exc:
+        return str(exc)
+    return ""
+
+
 def assert_selection_equivalent(got: torch.Tensor, want: torch.Tensor, scores: torch.Tensor, tol: float) -> None:
     """Same blocks per (head, token) as the reference, up to near-ties (score gap < tol).
 

@@ -20,16 +20,7 @@ if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: the prefill test runs the kernels on the CPU
 
 from kernels.msa import cuda
-from tests.kernels.msa.checks import GPU, TOL, rel_err
-
-
-def _toolchain_missing() -> str:
-    try:
-        cuda.find_nvcc()
-        cuda.cutlass_include()
-    except cuda.CudaBuildError as exc:
-        return str(exc)
-    return ""
+from tests.kernels.msa.checks import GPU, TOL, cuda_toolchain_missing, rel_err
 
 
 def _kernel_sass(sass: str, name: str) -> list[str]:
@@ -38,7 +29,7 @@ def _kernel_sass(sass: str, name: str) -> list[str]:
     return [s for s in sections[1:] if name in s.splitlines()[0]]
 
 
-@pytest.mark.skipif(bool(_toolchain_missing()), reason=f"cannot build: {_toolchain_missing()}")
+@pytest.mark.skipif(bool(cuda_toolchain_missing()), reason=f"cannot build: {cuda_toolchain_missing()}")
 def test_kv_outer_kernel_compiles_into_the_shared_library(tmp_path):
     lib = cuda.build(cache_dir=tmp_path)
     assert {p.name for p in cuda.SOURCES} == {"tile_outer_sm90.cu", "kv_outer_sm90.cu"}  # one library, one hash
@@ -61,14 +52,6 @@ def test_kv_outer_kernel_compiles_into_the_shared_library(tmp_path):
     for sass in int8:
         assert "STG.E.128" in sass  # a warp writes its entry's 2 KiB of int8 parts as 16-byte stores
         assert sass.count("F2I") <= bf16_conversions  # v10t's codec: no float -> int conversion per element
-
-
-@pytest.fixture
-def fresh_policy(monkeypatch, tmp_path):
-    monkeypatch.setattr(cuda, "_LIB", [])
-    monkeypatch.setattr(cuda, "_UNAVAILABLE", [])
-    monkeypatch.setattr(cuda, "_LOGGED", set())
-    monkeypatch.setenv("M3LAB_MSA_CUDA_CACHE", str(tmp_path / "cache"))
 
 
 def m3_inputs(dtype=torch.bfloat16):

@@ -11,19 +11,10 @@ import pytest
 import torch
 
 from kernels.msa import cuda
-from tests.kernels.msa.checks import GPU, TOL, rel_err
+from tests.kernels.msa.checks import GPU, TOL, cuda_toolchain_missing, rel_err
 
 
-def _toolchain_missing() -> str:
-    try:
-        cuda.find_nvcc()
-        cuda.cutlass_include()
-    except cuda.CudaBuildError as exc:
-        return str(exc)
-    return ""
-
-
-@pytest.mark.skipif(bool(_toolchain_missing()), reason=f"cannot build: {_toolchain_missing()}")
+@pytest.mark.skipif(bool(cuda_toolchain_missing()), reason=f"cannot build: {cuda_toolchain_missing()}")
 def test_kernel_compiles_for_sm90a(tmp_path):
     lib = cuda.build(cache_dir=tmp_path)
     assert lib.is_file() and lib.parent == tmp_path

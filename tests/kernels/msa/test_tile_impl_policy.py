@@ -18,14 +18,7 @@ if not torch.cuda.is_available():
 from kernels.msa import cuda
 from kernels.msa.cuda.__main__ import main as cuda_cli
 
-
-@pytest.fixture(autouse=True)
-def fresh_policy(monkeypatch, tmp_path):
-    """Each test starts with no library loaded, no failure recorded, nothing logged and an empty build cache."""
-    monkeypatch.setattr(cuda, "_LIB", [])
-    monkeypatch.setattr(cuda, "_UNAVAILABLE", [])
-    monkeypatch.setattr(cuda, "_LOGGED", set())
-    monkeypatch.setenv("M3LAB_MSA_CUDA_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("fresh_policy")
 
 
 def m3_inputs(dtype=torch.bfloat16):
