@@ -311,8 +311,8 @@ def sparse_attention_triton(
     fold on rows without KV-outer parts, so it costs nothing where it does not pay; v11), off with Triton.
     ``kv_impl`` (v12k): the KV-outer stage on the warp-specialised sm_90a kernel (``kernels.msa.cuda.
     kv_outer_partials_cuda``, "cuda"), on Triton ("triton"), or "auto": CUDA when ``kernels.msa.cuda.choose_kv``
-    accepts the call (as ``tile_impl``: sm_90, bf16 cache and partials, no K/V scales, library built) and
-    ``KV_AUTO_CUDA`` (set from the H200 measurements, NOTES.md v12k), else Triton with one logged reason.
+    accepts the call (as ``tile_impl``: sm_90, bf16 cache, bf16 or int8 partials, no K/V scales, library built; never
+    slower than Triton on a measured H200 row, NOTES.md v12k/v12n), else Triton with one logged reason.
     ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
     Selection slots may be in any order, with -1 entries anywhere.
     """
@@ -383,11 +383,6 @@ def _tile_impl(tile_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, partial_
     return "triton" if cuda.choose(q, kv_cache, partial_o, tile_t, k_scale, v_scale) else "cuda"
 
 
-KV_AUTO_CUDA = True
-"""Whether ``kv_impl="auto"`` may pick the CUDA KV-outer kernel at all (v12k: only where the H200 rows showed it
-never slower than Triton; NOTES.md v12k)."""
-
-
 def _kv_partials(kv_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, block_table: torch.Tensor,
                  seq_lens: torch.Tensor, csr: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int],
                  pos: torch.Tensor, top_k: int, scale: float, chunk: int, num_warps: int, num_stages: int,
@@ -397,9 +392,7 @@ def _kv_partials(kv_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, block_ta
     if kv_impl == "auto":
         from kernels.msa import cuda
 
-        kv_impl = "triton"
-        if KV_AUTO_CUDA and cuda.choose_kv(q, kv_cache, partial_dtype, k_scale, v_scale) is None:
-            kv_impl = "cuda"
+        kv_impl = "triton" if cuda.choose_kv(q, kv_cache, partial_dtype, k_scale, v_scale) else "cuda"
     if kv_impl == "cuda":
         from kernels.msa.cuda import kv_outer_partials_cuda
 
