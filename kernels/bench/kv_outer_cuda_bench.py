@@ -275,19 +275,48 @@ def time_case(case, sel, label: str, out: Path | None, repeat: int = 2) -> None:
             cuda.KV_DEFAULT_VARIANT, cuda.KV_DEFAULT_INT8_VARIANT = KV_DEFAULT_VARIANT, KV_DEFAULT_INT8_VARIANT
 
 
-def timings(sizes: list[int], chunked: bool, out: Path | None, repeat: int = 2) -> None:
+def time_whole(case, sel, label: str, out: Path | None, repeat: int, variants: list[int]) -> None:
+    """v13q: the whole default prefill only, Triton and the CUDA ``variants`` (bf16, then int8 where compiled),
+    interleaved ``repeat`` times (the stage rows of ``time_case`` left out: the default decision's rows)."""
+    from kernels.msa import cuda
+    from kernels.msa.prefill import sparse_attention_triton
+
+    args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
+    buf = torch.empty_like(case.q)
+    runs = [("triton", None, None), *(("cuda", v, None) for v in variants),
+            *(("cuda", v, torch.int8) for v in variants if v in KV_INT8_VARIANTS)]
+    times: dict[str, float] = {}
+    for rep in range(repeat):
+        for impl, variant, dtype in runs:
+            if variant is not None:
+                cuda.KV_DEFAULT_VARIANT = cuda.KV_DEFAULT_INT8_VARIANT = variant
+            name = (impl if variant is None else f"cuda v{variant}") + (" int8" if dtype else "")
+            t = bench_ms(lambda impl=impl, dtype=dtype: sparse_attention_triton(*args, out=buf, kv_impl=impl,
+                                                                                partial_dtype=dtype))
+            times.setdefault(name, t)
+            emit(out, kind="whole prefill", case=label, kv_impl=name, run=rep + 1, ms=t,
+                 vs_triton=times["triton"] / t,
+                 vs_cuda_default=times.get(f"cuda v{KV_DEFAULT_VARIANT}", float("nan")) / t)
+            cuda.KV_DEFAULT_VARIANT, cuda.KV_DEFAULT_INT8_VARIANT = KV_DEFAULT_VARIANT, KV_DEFAULT_INT8_VARIANT
+
+
+def timings(sizes: list[int], chunked: bool, out: Path | None, repeat: int = 2, whole: list[int] | None = None) -> None:
     from kernels.msa.indexer import msa_index_topk_triton
     from kernels.msa.inputs import local_selection, make_case
 
     for n in sizes:
         case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
-        for kind in ("indexer", "0.9", "1.0"):
+        for kind in ("indexer", "0.9") if whole else ("indexer", "0.9", "1.0"):  # f = 1: no KV-outer entries
             if kind == "indexer":
                 sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
                                             case.seq_lens, max_query_len=n)
             else:
                 sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, float(kind), seed=n + 9)
-            time_case(case, sel, f"N={n // 1024}K {'indexer sel' if kind == 'indexer' else 'f=' + kind}", out, repeat)
+            label = f"N={n // 1024}K {'indexer sel' if kind == 'indexer' else 'f=' + kind}"
+            if whole:
+                time_whole(case, sel, label, out, repeat, whole)
+            else:
+                time_case(case, sel, label, out, repeat)
             del sel
         del case
         torch.cuda.empty_cache()
@@ -296,10 +325,13 @@ def timings(sizes: list[int], chunked: bool, out: Path | None, repeat: int = 2) 
         case = make_case([ctx + chunk], [chunk], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=7)
         sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
                                     case.seq_lens, max_query_len=chunk)
-        time_case(case, sel, "chunk=32K ctx=1M indexer sel", out, repeat)
+        if whole:
+            time_whole(case, sel, "chunk=32K ctx=1M indexer sel", out, repeat, whole)
+        else:
+            time_case(case, sel, "chunk=32K ctx=1M indexer sel", out, repeat)
 
 
-def run_once(n: int) -> None:
+def run_once(n: int, variant: int | None = None) -> None:
     """One launch of each KV-outer kernel (Triton, then CUDA) on every entry of the indexer's selections at N = n,
     after a warm-up, for a profiler wrapped around this process (``ncu --kernel-name regex:kv_outer --launch-skip 2
     ...``: launches 1-2 warm up, 3-4 are the profiled pair)."""
@@ -311,11 +343,35 @@ def run_once(n: int) -> None:
                                 case.seq_lens, max_query_len=n)
     csr, pos = all_csr(case, sel)
     fn_t, _ = stage_runner(case, csr, pos, sel.shape[2], "triton")
-    fn_c, _ = stage_runner(case, csr, pos, sel.shape[2], "cuda")
+    fn_c, _ = stage_runner(case, csr, pos, sel.shape[2], "cuda", variant=variant)
     for _ in range(2):
         fn_t()
         fn_c()
     torch.cuda.synchronize()
+
+
+def diagnostics(n: int, out: Path | None, repeat: int = 3) -> None:
+    """v13q: the stage's time split by diagnostic variants (``cuda.KV_DIAG_VARIANTS``: no math, no Q gathers, no
+    stores; their parts are wrong by design) next to the real variants, on the indexer's selections at N = n (default
+    split CSR and every entry), interleaved ``repeat`` times."""
+    from kernels.msa.cuda import KV_DIAG_VARIANTS
+    from kernels.msa.indexer import msa_index_topk_triton
+    from kernels.msa.inputs import make_case
+
+    case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
+    sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
+                                case.seq_lens, max_query_len=n)
+    for csr_name, (csr, pos) in (("default split CSR", default_csr(case, sel)), ("all entries", all_csr(case, sel))):
+        entries = int(csr[1][-1])
+        for rep in range(repeat):
+            for variant in (*KV_VARIANTS, *KV_DIAG_VARIANTS):
+                fn, _ = stage_runner(case, csr, pos, sel.shape[2], "cuda", variant=variant)
+                ms = bench_ms(fn)
+                emit(out, kind="diag stage", case=f"N={n // 1024}K indexer sel", csr=csr_name, run=rep + 1,
+                     variant=variant, what=KV_DIAG_VARIANTS.get(variant, KV_VARIANTS.get(variant)), entries=entries,
+                     ms=ms, tb_per_s=entries * (4096 + 4096 + 64) / ms / 1e9)
+                del fn
+        torch.cuda.empty_cache()
 
 
 def main() -> None:
@@ -327,9 +383,15 @@ def main() -> None:
     parser.add_argument("--skip-check", action="store_true")
     parser.add_argument("--repeat", type=int, default=2, help="interleaved runs of each whole-prefill row")
     parser.add_argument("--once", type=int, default=0, help="N: one launch of each KV-outer kernel (profiling)")
+    parser.add_argument("--variant", type=int, default=None, help="--once: the CUDA variant (default: the default)")
+    parser.add_argument("--whole", default="", help="variants, e.g. 2,6,7: only the whole-prefill rows (v13q)")
+    parser.add_argument("--diag", type=int, default=0, help="N: the stage split by diagnostic variants (v13q)")
     a = parser.parse_args()
     if a.once:
-        run_once(a.once)
+        run_once(a.once, a.variant)
+        return
+    if a.diag:
+        diagnostics(a.diag, a.out, a.repeat)
         return
     from kernels.msa import cuda
 
@@ -339,7 +401,8 @@ def main() -> None:
          smem_bytes=[lib.msa_kv_outer_sm90_smem_bytes(v) for v in KV_VARIANTS], device=torch.cuda.get_device_name())
     if not a.skip_check:
         correctness(a.out)
-    timings([int(s) for s in a.sizes.split(",") if s], bool(a.chunked), a.out, a.repeat)
+    timings([int(s) for s in a.sizes.split(",") if s], bool(a.chunked), a.out, a.repeat,
+            [int(v) for v in a.whole.split(",") if v] or None)
     print("\n## table")
     for row in ROWS:
         print(" | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))

@@ -369,11 +369,16 @@ def tile_outer_attention_cuda(
 
 KV_DEFAULT_PER_SM = 1
 """The KV-outer kernel's grid: CTAs per SM (1: 224 KiB of shared memory each), each walking the work list."""
-KV_VARIANTS = {2: "1 K/V stage, 8 Q stages, metadata warp", 3: "2 K/V stages, 4 Q stages, metadata warp"}
+KV_VARIANTS = {2: "1 K/V stage, 8 Q stages, metadata warp", 3: "2 K/V stages, 4 Q stages, metadata warp",
+               6: "v2 + the softmax's latency cut (v13q)", 7: "v3 + the softmax's latency cut (v13q)"}
 """Compiled variants of the KV-outer kernel (``variant=``), each with bf16 or int8 parts; NOTES.md v12n has their
 times (v12k's variants 0 and 1, without the metadata warp, lost on every row and were removed)."""
-KV_INT8_VARIANTS = (2, 3)
+KV_INT8_VARIANTS = (2, 3, 6, 7)
 """The variants compiled with int8 parts too (v12n: all)."""
+KV_DIAG_VARIANTS = {90: "v6, consumers skip S / softmax / P V (memory-only time)",
+                    91: "v6, no Q gathers (math + K/V + stores)", 92: "v6, no stores (Q gathers + K/V + math)"}
+"""v13q timing diagnostics (bf16): their parts are WRONG by design; only kernels/bench/kv_outer_cuda_bench's
+``--diag`` uses them, to split the stage's time (NOTES.md v13q)."""
 KV_DEFAULT_VARIANT = 2
 KV_DEFAULT_INT8_VARIANT = 3
 
@@ -436,7 +441,7 @@ def kv_outer_partials_cuda(
     int8 = partial_dtype == torch.int8
     if variant is None:
         variant = KV_DEFAULT_INT8_VARIANT if int8 else KV_DEFAULT_VARIANT
-    if variant not in KV_VARIANTS:
+    if variant not in KV_VARIANTS and (int8 or variant not in KV_DIAG_VARIANTS):
         problems.append(f"variant must be one of {sorted(KV_VARIANTS)}, got {variant}")
     elif int8 and variant not in KV_INT8_VARIANTS:
         problems.append(f"int8 partials need a variant of {list(KV_INT8_VARIANTS)}, got {variant}")

@@ -118,6 +118,67 @@ CUTLASS_DEVICE void softmax_block(TS& s, TC const& coord, float scale_log2, int 
   }
 }
 
+// v13q: softmax_block's result with the latency taken out (ncu, NOTES v13q: the softmax was 39 % of a consumer's
+// time, its SASS one row at a time with serial 32-long FMNMX and FADD chains, then an IEEE log2 and division with
+// their denormal branches): both rows at once, 4 partial maxima / sums per row (chains of 8), lg2.approx and
+// rcp.approx (the LSE and 1 / sum to ~1 ulp, far under the bf16 parts' rounding).
+template <bool MASKED, class TS, class TC>
+CUTLASS_DEVICE void softmax_rows(TS& s, TC const& coord, float scale_log2, int lim, float (&lse)[2],
+                                 float (&inv)[2]) {
+  Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
+  Tensor c_rc = make_tensor(coord.data(), rowcol(coord.layout()));
+  constexpr int R = decltype(size<0>(s_rc))::value;
+  constexpr int C = decltype(size<1>(s_rc))::value;
+  static_assert(R == 2 && C % 4 == 0, "two rows per thread, columns in groups of 4");
+  float mx[R][4];
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < R; ++r) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int k = 0; k < 4; ++k) mx[r][k] = -INFINITY;
+  }
+  CUTLASS_PRAGMA_UNROLL
+  for (int c = 0; c < C; ++c) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < R; ++r) {
+      if constexpr (MASKED) {
+        if (get<1>(c_rc(r, c)) > lim) s_rc(r, c) = -INFINITY;
+      }
+      mx[r][c % 4] = fmaxf(mx[r][c % 4], s_rc(r, c));
+    }
+  }
+  float m_safe[R];
+  float row_max[R];
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < R; ++r) {
+    row_max[r] = quad_max(fmaxf(fmaxf(mx[r][0], mx[r][1]), fmaxf(mx[r][2], mx[r][3]))) * scale_log2;
+    m_safe[r] = row_max[r] == -INFINITY ? 0.f : row_max[r];
+  }
+  float sum[R][4];
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < R; ++r) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int k = 0; k < 4; ++k) sum[r][k] = 0.f;
+  }
+  CUTLASS_PRAGMA_UNROLL
+  for (int c = 0; c < C; ++c) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < R; ++r) {
+      float const e = ex2_approx(fmaf(s_rc(r, c), scale_log2, -m_safe[r]));
+      s_rc(r, c) = e;
+      sum[r][c % 4] += e;
+    }
+  }
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < R; ++r) {
+    float const total = quad_sum((sum[r][0] + sum[r][1]) + (sum[r][2] + sum[r][3]));
+    float lg, rc;
+    asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(lg) : "f"(total));
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(rc) : "f"(total));
+    lse[r] = total > 0.f ? row_max[r] + lg : -INFINITY;
+    inv[r] = total > 0.f ? rc : 0.f;
+  }
+}
+
 // Element offset of (row, d) in tile `tile` of SmemLayoutRows = o_row + o_column (checked against CuTe's layout on the host, NOTES v12k):
 // the 128-byte swizzle XORs the 16-byte chunk index with row % 8. Written out because CuTe's per-element address
 // is hoisted out of the tile loop as one register per element (64 more live registers: spills).
@@ -144,7 +205,11 @@ CUTLASS_DEVICE bool load_item(KvOuterParams const& prm, int w, Item& it) {
   return true;
 }
 
-template <int kKvStages, int kQStages, bool kInt8>
+// kDiag (v13q, timing diagnostics only, bf16; the parts they write are wrong): 0 = the kernel; 1 = the consumers
+// skip the math (S, softmax, P V: memory-only time); 2 = the Q warp issues no Q gathers (the consumers compute on
+// stale tiles: math + K/V + stores); 3 = the consumers store nothing (Q gathers + K/V + math).
+// kFast (v13q): softmax_rows instead of softmax_block, and the int8 epilogue's row maxima the same way.
+template <int kKvStages, int kQStages, bool kInt8, int kDiag = 0, bool kFast = false>
 __global__ void __launch_bounds__(kThreads, 1)
 kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
                 CUTE_GRID_CONSTANT TmaQ const tma_q, CUTE_GRID_CONSTANT TmaO const tma_o,
@@ -269,12 +334,12 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
             int32_t const e = sh.meta_ent[slot][kTileE * i + j];
             sh.q_ent[qs][j] = e;
             sh.q_pos[qs][j] = sh.meta_pos[slot][kTileE * i + j];
-            bytes += e >= 0 ? kEntryBytes : 0;
+            bytes += e >= 0 && kDiag != 2 ? kEntryBytes : 0;
           }
           cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.q_full[qs], bytes);
           CUTLASS_PRAGMA_UNROLL
           for (int j = 0; j < kTileE; ++j) {
-            if (sh.meta_ent[slot][kTileE * i + j] < 0) continue;
+            if (kDiag == 2 || sh.meta_ent[slot][kTileE * i + j] < 0) continue;
             int const t = sh.meta_tok[slot][kTileE * i + j];
             copy(tma_q.with(sh.q_full[qs]), tQg0(_, t), tQs0(_, qs * 8 + j));
             copy(tma_q.with(sh.q_full[qs]), tQg1(_, t), tQs1(_, qs * 8 + 4 + j));
@@ -326,44 +391,52 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
       int const e = sh.q_ent[qs][warp];
       int const lim = min(sh.q_pos[qs][warp], last_key) - kpos0;  // keys j <= lim are visible
 
-      Tensor tSrS = partition_fragment_C(mma_s, Shape<Int<kRowsWG>, Int<kKeys>>{});
-      warpgroup_fence_operand(tSrS);
-      warpgroup_arrive();
-      mma_s.accumulate_ = GMMA::ScaleOut::Zero;
-      CUTLASS_PRAGMA_UNROLL
-      for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
-        cute::gemm(mma_s, tSrQ(_, _, kb, qs), tSrK(_, _, kb, kvs), tSrS);
-        mma_s.accumulate_ = GMMA::ScaleOut::One;
-      }
-      warpgroup_commit_batch();
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tSrS);
-      cutlass::arch::ClusterBarrier::arrive(&sh.q_empty[qs]);  // Q read: the producer may refill the stage
-
       float lse[2];
       float inv[2];
-      if (__any_sync(0xffffffffu, lim < kKeys - 1)) {  // warp-uniform: a key of the block may be invisible
-        softmax_block<true>(tSrS, cS, prm.scale_log2, lim, lse, inv);
-      } else {
-        softmax_block<false>(tSrS, cS, prm.scale_log2, lim, lse, inv);
-      }
-      Tensor rP = make_tensor_like<Element>(tSrS);
-      CUTLASS_PRAGMA_UNROLL
-      for (int x = 0; x < size(tSrS); ++x) rP(x) = static_cast<Element>(tSrS(x));
-      Tensor tOrP = make_tensor(rP.data(), acc_as_a(rP.layout()));
       Tensor tOrO = partition_fragment_C(mma_o, Shape<Int<kRowsWG>, Int<kHeadDim>>{});
-      warpgroup_fence_operand(tOrP);
-      warpgroup_fence_operand(tOrO);
-      warpgroup_arrive();
-      mma_o.accumulate_ = GMMA::ScaleOut::Zero;
-      CUTLASS_PRAGMA_UNROLL
-      for (int kb = 0; kb < size<2>(tOrP); ++kb) {
-        cute::gemm(mma_o, tOrP(_, _, kb), tOrVt(_, _, kb, kvs), tOrO);
-        mma_o.accumulate_ = GMMA::ScaleOut::One;
+      if constexpr (kDiag == 1) {  // memory-only timing: no MMA, no softmax
+        cutlass::arch::ClusterBarrier::arrive(&sh.q_empty[qs]);
+        clear(tOrO);
+        lse[0] = lse[1] = inv[0] = inv[1] = 0.f;
+      } else {
+        Tensor tSrS = partition_fragment_C(mma_s, Shape<Int<kRowsWG>, Int<kKeys>>{});
+        warpgroup_fence_operand(tSrS);
+        warpgroup_arrive();
+        mma_s.accumulate_ = GMMA::ScaleOut::Zero;
+        CUTLASS_PRAGMA_UNROLL
+        for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
+          cute::gemm(mma_s, tSrQ(_, _, kb, qs), tSrK(_, _, kb, kvs), tSrS);
+          mma_s.accumulate_ = GMMA::ScaleOut::One;
+        }
+        warpgroup_commit_batch();
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tSrS);
+        cutlass::arch::ClusterBarrier::arrive(&sh.q_empty[qs]);  // Q read: the producer may refill the stage
+
+        if (__any_sync(0xffffffffu, lim < kKeys - 1)) {  // warp-uniform: a key of the block may be invisible
+          if constexpr (kFast) softmax_rows<true>(tSrS, cS, prm.scale_log2, lim, lse, inv);
+          else softmax_block<true>(tSrS, cS, prm.scale_log2, lim, lse, inv);
+        } else {
+          if constexpr (kFast) softmax_rows<false>(tSrS, cS, prm.scale_log2, lim, lse, inv);
+          else softmax_block<false>(tSrS, cS, prm.scale_log2, lim, lse, inv);
+        }
+        Tensor rP = make_tensor_like<Element>(tSrS);
+        CUTLASS_PRAGMA_UNROLL
+        for (int x = 0; x < size(tSrS); ++x) rP(x) = static_cast<Element>(tSrS(x));
+        Tensor tOrP = make_tensor(rP.data(), acc_as_a(rP.layout()));
+        warpgroup_fence_operand(tOrP);
+        warpgroup_fence_operand(tOrO);
+        warpgroup_arrive();
+        mma_o.accumulate_ = GMMA::ScaleOut::Zero;
+        CUTLASS_PRAGMA_UNROLL
+        for (int kb = 0; kb < size<2>(tOrP); ++kb) {
+          cute::gemm(mma_o, tOrP(_, _, kb), tOrVt(_, _, kb, kvs), tOrO);
+          mma_o.accumulate_ = GMMA::ScaleOut::One;
+        }
+        warpgroup_commit_batch();
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tOrO);
       }
-      warpgroup_commit_batch();
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tOrO);
 
       // Epilogue, int8 parts (v12n, merge.store_part's format: per row (entry, head) the int8 round(o * 127 /
       // max|o|) and the fp32 scale max|o| / 127): the row's quad max, v10t's rounding add, the bytes staged per warp
@@ -375,11 +448,23 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
           Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
           uint8_t* stage = reinterpret_cast<uint8_t*>(sh.o.data()) + (cw * kTileE + warp) * (kGroup * kHeadDim);
           float amax[2];
+          float rmax[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};  // kFast: 4 chains per row, rows together
+          if constexpr (kFast) {
+            CUTLASS_PRAGMA_UNROLL
+            for (int c = 0; c < size<1>(o_rc); ++c) {
+              CUTLASS_PRAGMA_UNROLL
+              for (int r = 0; r < 2; ++r) rmax[r][c % 4] = fmaxf(rmax[r][c % 4], fabsf(o_rc(r, c)));
+            }
+          }
           CUTLASS_PRAGMA_UNROLL
           for (int r = 0; r < 2; ++r) {
             float mx = 0.f;
-            CUTLASS_PRAGMA_UNROLL
-            for (int c = 0; c < size<1>(o_rc); ++c) mx = fmaxf(mx, fabsf(o_rc(r, c)));
+            if constexpr (kFast) {
+              mx = fmaxf(fmaxf(rmax[r][0], rmax[r][1]), fmaxf(rmax[r][2], rmax[r][3]));
+            } else {
+              CUTLASS_PRAGMA_UNROLL
+              for (int c = 0; c < size<1>(o_rc); ++c) mx = fmaxf(mx, fabsf(o_rc(r, c)));
+            }
             mx = quad_max(mx);
             amax[r] = mx * inv[r];  // max |o| of the normalised row
             float const mult = mx > 0.f ? 127.f / mx : 0.f;  // o * mult = normalised o * 127 / amax
@@ -414,7 +499,8 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
         continue;
       }
       // Epilogue: this warp's entry (16 rows) -> its O tile rows in shared memory -> two TMA stores; the LSEs.
-      if (e >= 0) {
+      // kDiag 3: the store is skipped on a condition the compiler cannot decide (num_tokens >= 0), so the math stays
+      if (e >= 0 && (kDiag != 3 || prm.num_tokens < 0)) {
         if (lane == 0) tma_store_wait<0>();  // the previous store of these rows has read them
         __syncwarp();
         Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
@@ -451,11 +537,11 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
 
 using namespace msa_kv_sm90;
 
-template <int KV, int QS, bool INT8>
+template <int KV, int QS, bool INT8, int DIAG = 0, bool FAST = false>
 cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TmaQ const& tma_q, TmaO const& tma_o,
                            KvOuterParams const& prm, int32_t entries, int grid, cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<KV, QS>));
-  auto kernel = kv_outer_kernel<KV, QS, INT8>;
+  auto kernel = kv_outer_kernel<KV, QS, INT8, DIAG, FAST>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0 || prm.num_work <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, tma_q, tma_o, prm, entries);
@@ -463,7 +549,7 @@ cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TmaQ const& t
 }
 
 int kv_outer_sm90_smem_bytes(int variant) {
-  return static_cast<int>(variant == 3 ? sizeof(SharedStorage<2, 4>) : sizeof(SharedStorage<1, 8>));
+  return static_cast<int>(variant == 3 || variant == 7 ? sizeof(SharedStorage<2, 4>) : sizeof(SharedStorage<1, 8>));
 }
 
 cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, int64_t stride_kvp, int64_t stride_kvh,
@@ -491,6 +577,14 @@ cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, i
                         : launch_variant<1, 8, false>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     case 3: return int8 ? launch_variant<2, 4, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
                         : launch_variant<2, 4, false>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
+    case 6: return int8 ? launch_variant<1, 8, true, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
+                        : launch_variant<1, 8, false, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
+    case 7: return int8 ? launch_variant<2, 4, true, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
+                        : launch_variant<2, 4, false, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
+    // v13q timing diagnostics (variant 6, bf16; wrong parts): no math / no Q gathers / no stores
+    case 90: return int8 ? cudaErrorInvalidValue : launch_variant<1, 8, false, 1, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
+    case 91: return int8 ? cudaErrorInvalidValue : launch_variant<1, 8, false, 2, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
+    case 92: return int8 ? cudaErrorInvalidValue : launch_variant<1, 8, false, 3, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     default: return cudaErrorInvalidValue;
   }
 }

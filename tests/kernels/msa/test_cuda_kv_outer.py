@@ -38,9 +38,21 @@ def test_kv_outer_kernel_compiles_into_the_shared_library(tmp_path):
     cuobjdump = shutil.which("cuobjdump") or Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
     if not Path(cuobjdump).is_file():
         pytest.skip("no cuobjdump to read the SASS")
-    kernels = _kernel_sass(subprocess.run([str(cuobjdump), "-sass", str(lib)], capture_output=True, text=True,
-                                          check=True).stdout, "kv_outer_kernel")
+    every = _kernel_sass(subprocess.run([str(cuobjdump), "-sass", str(lib)], capture_output=True, text=True,
+                                         check=True).stdout, "kv_outer_kernel")
+    # v13q: kv_outer_kernel<kv stages, q stages, int8, diag, fast>; diag != 0 are the timing diagnostics (bf16)
+    diag = [sass for sass in every if "ELi0ELb" not in sass.splitlines()[0]]
+    kernels = [sass for sass in every if sass not in diag]
+    assert len(diag) == len(cuda.KV_DIAG_VARIANTS)
     assert len(kernels) == len(cuda.KV_VARIANTS) + len(cuda.KV_INT8_VARIANTS)  # bf16 and int8 parts
+    fast = [sass for sass in kernels if "ELb1EEEv" in sass.splitlines()[0]]
+    assert len(fast) == 4  # variants 6 and 7, bf16 and int8: the softmax with lg2 / rcp approximations
+    for sass in fast:
+        assert "MUFU.LG2" in sass and "MUFU.RCP" in sass
+        if "UTMASTG" in sass:  # bf16 parts: no IEEE division slow path left (int8 keeps 127 / max|o| exact)
+            assert "CALL.REL" not in sass
+    for sass in diag:
+        assert "LDL" not in sass and "STL" not in sass
     int8 = [sass for sass in kernels if "UTMASTG" not in sass]
     assert len(int8) == len(cuda.KV_INT8_VARIANTS)  # bf16 parts leave by TMA store, int8 parts by 16-byte stores
     for sass in kernels:
@@ -74,7 +86,10 @@ def test_kv_inputs_it_cannot_take_are_named():
     with pytest.raises(ValueError, match="scales"):
         cuda.kv_outer_partials_cuda(q, kv, table, lens, None, None, 16, 1.0, 128, k_scale=0.5)
     with pytest.raises(ValueError, match="variant must be one of"):
-        cuda.kv_outer_partials_cuda(q, kv, table, lens, None, None, 16, 1.0, 128, variant=7)
+        cuda.kv_outer_partials_cuda(q, kv, table, lens, None, None, 16, 1.0, 128, variant=8)
+    with pytest.raises(ValueError, match="variant must be one of"):  # v13q's timing diagnostics: bf16 only
+        cuda.kv_outer_partials_cuda(q, kv, table, lens, None, None, 16, 1.0, 128, variant=90,
+                                    partial_dtype=torch.int8)
     assert cuda.KV_DEFAULT_INT8_VARIANT in cuda.KV_INT8_VARIANTS and cuda.KV_DEFAULT_VARIANT in cuda.KV_VARIANTS
     with pytest.raises(ValueError, match="2\\^31 or more selection entries"):  # checked before any allocation
         cuda.kv_outer_partials_cuda(q, kv, table, lens, None, None, 2 ** 26, 1.0, 128)
