@@ -379,8 +379,11 @@ KV_DIAG_VARIANTS = {90: "v6, consumers skip S / softmax / P V (memory-only time)
                     91: "v6, no Q gathers (math + K/V + stores)", 92: "v6, no stores (Q gathers + K/V + math)"}
 """v13q timing diagnostics (bf16): their parts are WRONG by design; only kernels/bench/kv_outer_cuda_bench's
 ``--diag`` uses them, to split the stage's time (NOTES.md v13q)."""
-KV_DEFAULT_VARIANT = 2
-KV_DEFAULT_INT8_VARIANT = 3
+KV_DEFAULT_VARIANT = 7
+KV_DEFAULT_INT8_VARIANT = 7
+"""v13q: variant 7 (v3's rings + the softmax's latency cut) for bf16 and int8 parts: whole default prefill, same
+runs, vs the v12n defaults (bf16 v2, int8 v3) 1.04x on the 128K indexer row, 1.09x on the 32K chunk at 1M, f = 0.9
+inside noise (NOTES.md v13q)."""
 
 
 def choose_kv(q: torch.Tensor, kv_cache: torch.Tensor, partial_dtype: torch.dtype | None = None,
