@@ -5,7 +5,9 @@ graph replay), then timings at M3 shapes (64 query heads, 4 KV heads, d = 128, b
 the default path builds and on every entry (KV-outer only), and the whole default prefill with each kernel, on the
 indexer's selections of random inputs, f = 0.9 / 1.0, and a 32K chunk after 1M of context. v12n: the metadata-warp
 variants and int8 parts (``partial_dtype=torch.int8``: CUDA vs Triton, both int8, and the bf16 default, interleaved).
-Rows print as measured; a table last; everything also goes to ``--out`` (JSON lines).
+Rows print as measured; a table last; everything also goes to ``--out`` (JSON lines). v13q: ``--diag N`` (the stage
+split by diagnostic variants), ``--whole 2,6,7`` (only the whole-prefill rows of those variants), ``--once N
+--variant V`` (one launch for a profiler).
 
     python -m kernels.bench.kv_outer_cuda_bench [--sizes 131072] [--chunked 1] [--out results.jsonl]
 """

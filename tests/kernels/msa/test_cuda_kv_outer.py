@@ -4,7 +4,9 @@ library with wgmma, TMA loads and TMA stores and no spills (CPU, skipped without
 `gpu`) its partials match the Triton kernel's entry by entry into poisoned buffers, and the whole prefill with it
 matches Triton and the fp32 reference, also replayed from a CUDA graph. v12n: the metadata-warp variants and int8
 parts in ``merge.store_part``'s format (each int8 value within one quantum of the Triton int8 kernel's, unlisted
-entries untouched), the whole prefill with int8 parts on CUDA vs Triton and the reference."""
+entries untouched), the whole prefill with int8 parts on CUDA vs Triton and the reference. v13q: the fast-softmax
+variants (approximate log2 / reciprocal, no division slow path in the bf16 ones) and the timing diagnostics compile
+without spills; the diagnostics refuse int8 parts."""
 from __future__ import annotations
 
 import logging
