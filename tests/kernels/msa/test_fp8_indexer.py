@@ -47,6 +47,14 @@ def _check(got, q, k, table, qsl, seq_lens, init_blocks=0) -> None:
     assert bool(((got.cpu().long() == local).any(-1) | (nb == 0)).all())
 
 
+def test_reference_scores_e4m3_exactly():
+    """The reference widens e4m3 to fp32 (exact): its scores equal those of the widened copies, bit for bit."""
+    case = make_case([700], [9], num_heads=4, num_kv_heads=2, head_dim=32, dtype=torch.float32, device="cpu", seed=60)
+    q, k = _inputs(case, True, True)
+    meta = (case.block_table, case.query_start_loc, case.seq_lens)
+    assert torch.equal(index_block_scores(q, k, *meta), index_block_scores(q.float(), k.float(), *meta))
+
+
 @pytest.mark.parametrize("q_fp8,k_fp8", [(True, True), (True, False), (False, True)])
 @pytest.mark.parametrize("seq_lens,q_lens,heads,kv_heads", CASES)
 def test_fp8_indexer_prefill(seq_lens, q_lens, heads, kv_heads, q_fp8, k_fp8):
