@@ -709,6 +709,8 @@ def bench_fp8_indexer(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tfl
                          f"({overlap_ref8:.2%} of ids; last {samples} tokens), bf16 sel = its ref {same_ref16:.2%} "
                          f"({overlap_ref16:.2%}); fp8 sel = bf16 sel of the unquantised inputs {same_bf16:.2%} rows "
                          f"({overlap_bf16:.2%} of ids; every token at >= 2048)"))
+    whole_layer_rows(case, n, vllm_sparse, vllm_index, rows, f"{shape} indexer sel (bf16 index)")
+    whole_layer_rows(case8, n, vllm_sparse, vllm_index, rows, f"{shape} indexer sel (fp8 e4m3 index)")
     if sweep:
         args = (case8.index_q, case8.index_k_cache, case.block_table, case.query_start_loc, case.seq_lens)
         out = torch.empty_like(sel8)
@@ -724,8 +726,6 @@ def bench_fp8_indexer(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tfl
             rows.append(Row("indexer", shape, f"ours fp8, rows x stages x warps = {cfg}", min(ts),
                             score_flops / min(ts) / 1e9, note=f"runs {', '.join(f'{t:.2f}' for t in ts)} ms"
                                                               f"{' (default)' if cfg == indexer.FP8_CONFIG else ''}"))
-    whole_layer_rows(case, n, vllm_sparse, vllm_index, rows, f"{shape} indexer sel (bf16 index)")
-    whole_layer_rows(case8, n, vllm_sparse, vllm_index, rows, f"{shape} indexer sel (fp8 e4m3 index)")
     del case8, case
     torch.cuda.empty_cache()
 
