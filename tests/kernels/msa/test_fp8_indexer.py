@@ -23,6 +23,9 @@ from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM, assert_select
 E4M3 = torch.float8_e4m3fn
 SCORE_TOL = 1e-2 if GPU else 1e-4
 """Near-tie gap within which the kernel may pick another block than the reference (fp32 accumulation order)."""
+FP8_MMA_NEAR_TIES = 1 / 50
+"""Share of rows that may be near-ties with an e4m3 x e4m3 wgmma: Hopper's FP8 MMA accumulates with fewer bits than
+fp32 (H200, v13r: 0.5 % of rows at 8K, 1.0 % at 32K and 128K, each within SCORE_TOL; bf16 MMAs: none)."""
 CASES = [  # (seq_lens, q_lens, heads, kv_heads)
     ([300], [300], 8, 2),  # fewer than 16 blocks: everything visible is selected
     ([2200, 129], [40, 129], 8, 2),  # ragged; chunked prefill with 2160 tokens of context
@@ -40,7 +43,8 @@ def _check(got, q, k, table, qsl, seq_lens, init_blocks=0) -> None:
     c = dict(index_q=q.cpu(), index_k_cache=k.cpu(), block_table=table.cpu(), query_start_loc=qsl.cpu(),
              seq_lens=seq_lens.cpu())
     want = msa_index_topk(**c, init_blocks=init_blocks)
-    assert_selection_equivalent(got, want, index_block_scores(**c), tol=SCORE_TOL)
+    share = FP8_MMA_NEAR_TIES if GPU and q.dtype == k.dtype == E4M3 else 1 / 500
+    assert_selection_equivalent(got, want, index_block_scores(**c), tol=SCORE_TOL, max_near_tie_share=share)
     nb = (want >= 0).sum(-1)  # the local block (the last visible one) is always among the picks
     _, pos = token_positions(qsl.cpu(), seq_lens.cpu())
     local = (pos // 128)[None, :, None].expand_as(got.cpu()).long()
