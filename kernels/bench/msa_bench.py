@@ -72,14 +72,15 @@ def attention_flops(selection: torch.Tensor, positions: torch.Tensor) -> float:
     return float(keys) * (HEADS // KV_HEADS) * HEAD_DIM * 4
 
 
-def bench_indexer(case, vllm_index, rows: list[Row], n: int, gemm_tflops: float) -> torch.Tensor:
+def bench_indexer(case, vllm_index, rows: list[Row], n: int, gemm_tflops: float, tag: str = "") -> torch.Tensor:
+    """Ours vs vLLM's indexer on the case's index q / cache (``tag`` names their dtype in the rows, v13r)."""
     from kernels.msa.indexer import msa_index_topk_triton
 
     args = (case.index_q, case.index_k_cache, case.block_table, case.query_start_loc, case.seq_lens)
     sel = msa_index_topk_triton(*args, max_query_len=n)
     score_flops = KV_HEADS * 2 * HEAD_DIM * 128 * sum(p // 128 + 1 for p in range(0, n, 128)) * 128
     t = bench_ms(lambda: msa_index_topk_triton(*args, max_query_len=n))
-    rows.append(Row("indexer", f"N={n // 1024}K", "ours: fused block-max + top-k", t, score_flops / t / 1e9,
+    rows.append(Row("indexer", f"N={n // 1024}K", f"ours: fused block-max + top-k{tag}", t, score_flops / t / 1e9,
                     note=f"{score_flops / t / 1e9 / gemm_tflops:.0%} of GEMM"))
     if vllm_index is not None:
         prefix = torch.zeros(1, dtype=torch.int32, device="cuda")
@@ -92,7 +93,7 @@ def bench_indexer(case, vllm_index, rows: list[Row], n: int, gemm_tflops: float)
         ref = vllm_run()
         t_v = bench_ms(vllm_run)
         same = (sel.sort(-1).values == ref.sort(-1).values).all(-1).float().mean().item()
-        rows.append(Row("indexer", f"N={n // 1024}K", "vLLM index_score + topk", t_v, score_flops / t_v / 1e9,
+        rows.append(Row("indexer", f"N={n // 1024}K", f"vLLM index_score + topk{tag}", t_v, score_flops / t_v / 1e9,
                         note=f"ours {t_v / t:.2f}x faster; same set on {same:.2%} rows"))
     return sel
 
@@ -656,6 +657,79 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
         torch.cuda.empty_cache()
 
 
+FP8_INDEXER_CONFIGS = ((128, 3, 8), (128, 4, 8), (128, 2, 8), (128, 3, 4), (256, 2, 8), (256, 3, 8), (64, 3, 4))
+"""(MMA rows per program, stages, warps) the v13r sweep times for the fp8 pair (kernels.msa.indexer._launch)."""
+
+
+def selection_agreement(got: torch.Tensor, want: torch.Tensor) -> tuple[float, float]:
+    """(share of (head, token) rows whose selected set equals, share of ``want``'s valid ids also in ``got``)."""
+    same = (got.sort(-1).values == want.sort(-1).values).all(-1).float().mean().item()
+    shared = ((want[..., :, None] == got[..., None, :]) & (want[..., :, None] >= 0)).sum().item()
+    return same, shared / max(1, int((want >= 0).sum()))
+
+
+def reference_sample(case, sel: torch.Tensor, n: int, tail: int) -> tuple[float, float]:
+    """Agreement of ``sel`` with the fp32 reference (kernels/msa/reference.py, on the CPU) over the last ``tail``
+    tokens (about n / 128 visible blocks each: a real choice; one request, so the keys are gathered once)."""
+    from kernels.msa import msa_index_topk
+
+    qsl = torch.tensor([0, tail], dtype=torch.int32)
+    ref = msa_index_topk(case.index_q[-tail:].cpu(), case.index_k_cache.cpu(), case.block_table.cpu(), qsl,
+                         case.seq_lens.cpu())
+    return selection_agreement(sel[:, -tail:].cpu(), ref)
+
+
+def bench_fp8_indexer(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops: float, sweep: bool,
+                      samples: int = 512) -> None:
+    """v13r: the indexer on e4m3 index q + e4m3 index cache (vLLM's `indexer_kv_dtype="fp8"`: plain casts, no
+    scale) against vLLM's fp8 indexer and our bf16 indexer in the same run; selection agreement with the fp32
+    reference on the same e4m3 values and with the bf16 selection of the unquantised inputs; the whole layer
+    (indexer + default attention) with each; ``sweep``: the fp8 tile configurations."""
+    import dataclasses
+
+    from kernels.msa import indexer
+    from kernels.msa.inputs import make_case
+
+    shape = f"N={n // 1024}K"
+    case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
+    sel16 = bench_indexer(case, vllm_index, rows, n, gemm_tflops, tag=" (bf16)")
+    t16 = next(r.time_ms for r in reversed(rows) if r.impl.startswith("ours: fused") and r.shape == shape)
+    e4m3 = torch.float8_e4m3fn
+    case8 = dataclasses.replace(case, index_q=case.index_q.to(e4m3), index_k_cache=case.index_k_cache.to(e4m3))
+    sel8 = bench_indexer(case8, vllm_index, rows, n, gemm_tflops, tag=" (fp8 e4m3)")
+    t8 = next(r.time_ms for r in reversed(rows) if r.impl.startswith("ours: fused") and r.shape == shape)
+    score_flops = KV_HEADS * 2 * HEAD_DIM * 128 * sum(p // 128 + 1 for p in range(0, n, 128)) * 128
+    real = torch.arange(n, device=sel16.device) >= 2048  # tokens with a real choice (more than 16 visible blocks)
+    same_bf16, overlap_bf16 = selection_agreement(sel8[:, real], sel16[:, real])
+    same_ref8, overlap_ref8 = reference_sample(case8, sel8, n, samples)
+    same_ref16, overlap_ref16 = reference_sample(case, sel16, n, samples)
+    rows.append(Row("indexer", shape, "ours fp8 vs ours bf16 / fp32 references", t8,
+                    note=f"{t16 / t8:.2f}x ours bf16; floor at the fp8 rate {score_flops / (2 * gemm_tflops) / 1e9:.2f}"
+                         f" ms (bf16 GEMM x2); fp8 sel = fp32 ref on the same e4m3 values: {same_ref8:.2%} rows "
+                         f"({overlap_ref8:.2%} of ids; last {samples} tokens), bf16 sel = its ref {same_ref16:.2%} "
+                         f"({overlap_ref16:.2%}); fp8 sel = bf16 sel of the unquantised inputs {same_bf16:.2%} rows "
+                         f"({overlap_bf16:.2%} of ids; every token at >= 2048)"))
+    whole_layer_rows(case, n, vllm_sparse, vllm_index, rows, f"{shape} indexer sel (bf16 index)")
+    whole_layer_rows(case8, n, vllm_sparse, vllm_index, rows, f"{shape} indexer sel (fp8 e4m3 index)")
+    if sweep:
+        args = (case8.index_q, case8.index_k_cache, case.block_table, case.query_start_loc, case.seq_lens)
+        out = torch.empty_like(sel8)
+        times = {}
+        for repeat in range(2):  # interleaved twice: the run's noise next to the configurations' differences
+            for cfg in FP8_INDEXER_CONFIGS:
+                fn = lambda cfg=cfg: indexer._launch(*args, out, 16, 0, 1, n, *cfg)  # noqa: E731
+                fn()
+                if repeat == 0 and not torch.equal(out, sel8):
+                    rows.append(Row("indexer", shape, f"fp8 config {cfg} differs from the default", float("nan")))
+                times.setdefault(cfg, []).append(bench_ms(fn))
+        for cfg, ts in times.items():
+            rows.append(Row("indexer", shape, f"ours fp8, rows x stages x warps = {cfg}", min(ts),
+                            score_flops / min(ts) / 1e9, note=f"runs {', '.join(f'{t:.2f}' for t in ts)} ms"
+                                                              f"{' (default)' if cfg == indexer.FP8_CONFIG else ''}"))
+    del case8, case
+    torch.cuda.empty_cache()
+
+
 TILE_OUTER_STAGE_CONFIGS = (  # (warps, stages, keys, clean loop, programs per SM (0: one per tile), warp spec.)
     (4, 2, 64, True, 2, False), (4, 2, 64, True, 0, False), (4, 2, 64, False, 0, False), (8, 3, 128, True, 2, False),
     (8, 3, 128, True, 0, False), (4, 2, 64, True, 2, True), (8, 3, 128, True, 2, True),
@@ -837,6 +911,8 @@ def main() -> None:
     parser.add_argument("--locality-kinds", default="", help="only these selections, e.g. 'indexer sel,f=1.0'")
     parser.add_argument("--chunked", default="", help="chunk x context[+decodes], e.g. 8192x131072,32768x1048576+16")
     parser.add_argument("--fp8", action="store_true", help="also our decode and prefill on an fp8 e4m3 KV cache")
+    parser.add_argument("--fp8-indexer", default="", help="v13r: fp8 e4m3 index rows at these N (e.g. 32768,131072)")
+    parser.add_argument("--fp8-indexer-sweep", action="store_true", help="with --fp8-indexer: tile configs at 128K")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     import triton
@@ -863,6 +939,9 @@ def main() -> None:
     for n in (int(x) for x in args.locality.split(",") if x):
         guarded(rows, "locality", str(n), bench_locality, n, vllm_sparse, vllm_index, rows, gemm_tflops,
                 args.locality_variants, args.locality_stages, args.locality_kinds, args.fp8)
+    for n in (int(x) for x in args.fp8_indexer.split(",") if x):
+        guarded(rows, "indexer", f"{n} fp8", bench_fp8_indexer, n, vllm_sparse, vllm_index, rows, gemm_tflops,
+                args.fp8_indexer_sweep and n >= 131072)
     for spec in (x for x in args.chunked.split(",") if x):
         sizes, _, dec = spec.partition("+")
         chunk, ctx = (int(x) for x in sizes.split("x"))

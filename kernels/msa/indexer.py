@@ -8,6 +8,11 @@ and inserts the block into a per-row running top-k held in registers. Scores nev
 Ranking key (int64, larger = better): (order-preserving bits of the fp32 score + 2^31) << 31 | (2^31 - 1 - block).
 Forced blocks (init and local) get +inf as score; equal scores prefer the lower block id; empty slots hold
 distinct negative keys. Selection semantics: see reference.select_blocks (local_blocks >= 1 here).
+
+FP8 (v13r), as vLLM's `indexer_kv_dtype="fp8"` serves it: the index-key cache is float8_e4m3fn (no scale) and the
+fused q/k-norm + RoPE kernel emits index_q in e4m3 too. Both e4m3 -> a native FP8 MMA (wgmma e4m3 x e4m3, fp32
+accumulator: half the bf16 MMA time on Hopper, half the key bytes); one e4m3 operand -> it is widened to the
+other operand's dtype (there is no mixed-dtype MMA), vLLM's rule.
 """
 from __future__ import annotations
 
@@ -16,6 +21,9 @@ import triton
 import triton.language as tl
 
 from kernels.msa.reference import BLOCK_SIZE, TOP_K, MSAShapeError
+
+INDEX_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float8_e4m3fn)
+"""dtypes index_q and index_k_cache may have; only float8_e4m3fn may differ from the other operand's dtype."""
 
 
 @triton.jit
@@ -58,6 +66,8 @@ def _index_topk_kernel(
     offs_k = tl.arange(0, 128)
     q = tl.load(iq_ptr + (q_start + tok).to(tl.int64)[:, None] * stride_iqt + head[:, None] * stride_iqh
                 + offs_d[None, :], mask=row_ok[:, None], other=0.0)
+    if q.dtype.is_fp8() and q.dtype != ik_ptr.dtype.element_ty:  # no mixed-dtype MMA: widen the e4m3 side, once
+        q = q.to(ik_ptr.dtype.element_ty)
 
     offs_s = tl.arange(0, TOPK)
     keys = tl.zeros((ROWS, TOPK), dtype=tl.int64) - 1 - offs_s[None, :].to(tl.int64)  # distinct empties
@@ -66,8 +76,11 @@ def _index_topk_kernel(
     bt_row = bt_ptr + req.to(tl.int64) * stride_btr
     for blk in tl.range(0, n_blocks, num_stages=NUM_STAGES):
         page = tl.load(bt_row + blk).to(tl.int64)
-        k = tl.load(ik_ptr + page * stride_ikp + offs_k[None, :] * stride_ikt + offs_d[:, None])  # [D, 128]
-        s = tl.max(tl.dot(q, k), axis=1)
+        # [D, 128], d contiguous: the K-major B operand FP8 wgmma needs (no transpose through shared memory)
+        k = tl.load(ik_ptr + page * stride_ikp + offs_k[None, :] * stride_ikt + offs_d[:, None])
+        if k.dtype != q.dtype:  # e4m3 cache with a wider q: widen the page
+            k = k.to(q.dtype)
+        s = tl.max(tl.dot(q, k, out_dtype=tl.float32), axis=1)
         forced = (blk < INIT_BLOCKS) | (blk >= nb_row - LOCAL_BLOCKS)
         s = tl.where(forced, float("inf"), s)
         key = _block_key(s, tl.zeros((ROWS,), dtype=tl.int64) + blk)
@@ -106,7 +119,27 @@ def msa_index_topk_triton(
         return out
     if max_query_len is None:
         max_query_len = int((query_start_loc[1:] - query_start_loc[:-1]).max())
-    block_t = max(1, 128 // num_heads)  # 128 rows per MMA tile
+    rows, stages, warps = _config(index_q.dtype, index_k_cache.dtype)
+    return _launch(index_q, index_k_cache, block_table, query_start_loc, seq_lens, out, top_k, init_blocks,
+                   local_blocks, max_query_len, rows, stages, warps)
+
+
+FP8_CONFIG = (128, 3, 8)
+"""(MMA rows per program, pipeline stages, warps) when index_q and the cache are both e4m3 (v13r)."""
+WIDE_CONFIG = (128, 3, 8)
+"""The same for bf16 / fp16 / fp32 MMAs (v4)."""
+
+
+def _config(q_dtype: torch.dtype, k_dtype: torch.dtype) -> tuple[int, int, int]:
+    return FP8_CONFIG if q_dtype == k_dtype == torch.float8_e4m3fn else WIDE_CONFIG
+
+
+def _launch(index_q: torch.Tensor, index_k_cache: torch.Tensor, block_table: torch.Tensor,
+            query_start_loc: torch.Tensor, seq_lens: torch.Tensor, out: torch.Tensor, top_k: int, init_blocks: int,
+            local_blocks: int, max_query_len: int, rows: int, stages: int, warps: int) -> torch.Tensor:
+    """One launch with an explicit tile shape (the benchmark's sweep calls this directly)."""
+    num_tokens, num_heads, head_dim = index_q.shape
+    block_t = max(1, rows // num_heads)  # rows = tokens x index heads of one MMA tile
     n_tiles = triton.cdiv(max_query_len, block_t)
     grid = (n_tiles, seq_lens.numel())
     _index_topk_kernel[grid](
@@ -117,8 +150,8 @@ def msa_index_topk_triton(
         block_table.stride(0),
         n_tiles,
         NUM_HEADS=num_heads, HEAD_DIM=head_dim, BLOCK_T=block_t, TOPK=top_k,
-        INIT_BLOCKS=init_blocks, LOCAL_BLOCKS=local_blocks, NUM_STAGES=3,
-        num_warps=8,
+        INIT_BLOCKS=init_blocks, LOCAL_BLOCKS=local_blocks, NUM_STAGES=stages,
+        num_warps=warps,
     )
     return out
 
@@ -133,6 +166,10 @@ def _check(index_q: torch.Tensor, index_k_cache: torch.Tensor, top_k: int, local
         problems.append(f"index_k_cache must be [pages, {BLOCK_SIZE}, head_dim], got {tuple(index_k_cache.shape)}")
     elif index_q.dim() == 3 and index_k_cache.shape[2] != index_q.shape[2]:
         problems.append(f"head_dim mismatch: index_q {index_q.shape[2]}, index_k_cache {index_k_cache.shape[2]}")
+    dtypes = (index_q.dtype, index_k_cache.dtype)
+    if any(d not in INDEX_DTYPES for d in dtypes) or (dtypes[0] != dtypes[1] and torch.float8_e4m3fn not in dtypes):
+        problems.append(f"index_q / index_k_cache dtypes {dtypes[0]} / {dtypes[1]} not supported: each one of "
+                        "float32, bfloat16, float16, float8_e4m3fn, the same unless one is float8_e4m3fn")
     if top_k & (top_k - 1):
         problems.append(f"top_k must be a power of two, got {top_k}")
     if local_blocks < 1:

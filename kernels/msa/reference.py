@@ -70,6 +70,8 @@ def index_block_scores(
     """Block-max index scores [num_kv_heads, num_tokens, max_blocks] (fp32; -inf where not visible).
 
     s[t] = q_idx · k_idx[t] over visible keys t <= p; a block's score is the max over its visible keys.
+    Any input dtype, float8_e4m3fn included (vLLM's fp8 index path): both sides are widened to fp32 first, which is
+    exact, so the scores are those of the stored values.
     """
     num_tokens, num_heads, _ = index_q.shape
     req, pos = token_positions(query_start_loc, seq_lens)

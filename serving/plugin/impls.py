@@ -32,7 +32,8 @@ def batch_of(md: MiniMaxM3IndexerMetadata | MiniMaxM3SparseMetadata) -> msa_call
 
 
 class MSAIndexerImpl(MiniMaxM3IndexerImpl):
-    """Index score + top-k into the shared selection buffer (bf16 index cache)."""
+    """Index score + top-k into the shared selection buffer (bf16 index cache, or e4m3 with an e4m3 index_query as
+    vLLM's `indexer_kv_dtype="fp8"` emits it: the Triton indexer runs an FP8 MMA then)."""
 
     kernels: ClassVar[msa_calls.MSAKernels] = msa_calls.REFERENCE
 
@@ -97,7 +98,7 @@ class TorchMSASparseImpl(MSASparseImpl):
 
 
 class TritonMSAIndexerImpl(MSAIndexerImpl):
-    """SM90 + bf16 KV: m3lab Triton indexer (score + top-k)."""
+    """SM90 + bf16 or fp8 e4m3 index cache: m3lab Triton indexer (score + top-k)."""
 
     kernels = msa_calls.TRITON
 

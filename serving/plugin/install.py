@@ -132,7 +132,8 @@ def after_indexer_module(module: ModuleType) -> None:
     original = module.select_indexer_impl_cls
 
     def select_indexer_impl_cls(*, topk_blocks: int, indexer_kv_dtype: Any = "bf16") -> type:
-        selection = select_implementation(platform_facts("bfloat16" if indexer_kv_dtype == "bf16" else indexer_kv_dtype))
+        kv = "bfloat16" if indexer_kv_dtype == "bf16" else str(indexer_kv_dtype)
+        selection = select_implementation(platform_facts(kv), "indexer")
         cls = _impl_cls(selection, "indexer") or original(topk_blocks=topk_blocks, indexer_kv_dtype=indexer_kv_dtype)
         _record("indexer", cls, selection)
         return cls

@@ -2,13 +2,15 @@
 
 Rules (issue 8): Hopper (SM90) with a bf16 KV cache -> our Triton MSA kernels (kernels/msa), when they are
 installed; the CPU build -> our torch paths (vLLM's Triton kernels cannot run there); everything else -> vLLM's
-own choice (SM100 MSA, ROCm AITER, Triton elsewhere, fp8 KV caches...).
+own choice (SM100 MSA, ROCm AITER, Triton elsewhere, fp8 KV caches...). The indexer's side cache has its own dtype
+(`indexer_kv_dtype`): our Triton indexer takes a bf16 or an fp8 e4m3 one (issue 16, v13r).
 """
 from __future__ import annotations
 
 import enum
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 SUPPORTED_VLLM_SERIES: tuple[tuple[int, int], ...] = ((0, 32),)
 """vLLM major.minor series whose `vllm/models/minimax_m3/` hook points this plugin was written against."""
@@ -68,16 +70,28 @@ def check_vllm_version(version: str) -> None:
         )
 
 
-def select_implementation(facts: PlatformFacts) -> Selection:
-    """The implementation for M3's sparse layers in a process with these facts."""
+OUR_KV_DTYPES: dict[str, tuple[str, ...]] = {
+    "main": ("bfloat16", "bf16"),
+    "indexer": ("bfloat16", "bf16", "fp8", "fp8_e4m3"),
+}
+"""Cache dtypes our Triton kernels take per layer kind (the indexer: bf16, or e4m3 with an e4m3 index q)."""
+
+
+def select_implementation(facts: PlatformFacts, layer: Literal["main", "indexer"] = "main") -> Selection:
+    """The implementation for M3's sparse layers (``layer``: the attention or the indexer, whose
+    ``facts.kv_cache_dtype`` is its side cache's) in a process with these facts."""
     if facts.device == "cpu":
         return Selection(Implementation.M3LAB_TORCH_CPU, "CPU build of vLLM: its Triton MSA kernels cannot run")
     if facts.device != "cuda":
         return Selection(Implementation.VLLM, f"device {facts.device!r}: vLLM's own choice")
     if facts.capability is None or facts.capability[0] != 9:
         return Selection(Implementation.VLLM, f"CUDA capability {facts.capability}: not SM90, vLLM's own choice")
-    if facts.kv_cache_dtype not in ("bfloat16", "bf16"):
-        return Selection(Implementation.VLLM, f"KV cache {facts.kv_cache_dtype}: not bf16, vLLM's own choice")
+    kv = facts.kv_cache_dtype
+    if kv not in OUR_KV_DTYPES[layer]:
+        return Selection(Implementation.VLLM, f"{layer} KV cache {kv}: not {'/'.join(OUR_KV_DTYPES[layer])}, "
+                                              "vLLM's own choice")
     if not facts.m3lab_triton_available:
-        return Selection(Implementation.VLLM, "SM90 + bf16 KV, but kernels/msa has no Triton kernels installed")
+        return Selection(Implementation.VLLM, f"SM90 + {kv} KV, but kernels/msa has no Triton kernels installed")
+    if layer == "indexer" and kv.startswith("fp8"):
+        return Selection(Implementation.M3LAB_TRITON, f"SM90 + {kv} index cache: m3lab Triton indexer (FP8 MMA)")
     return Selection(Implementation.M3LAB_TRITON, "SM90 + bf16 KV cache: m3lab Triton MSA kernels")

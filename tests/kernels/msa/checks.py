@@ -23,8 +23,10 @@ def cuda_toolchain_missing() -> str:
     return ""
 
 
-def assert_selection_equivalent(got: torch.Tensor, want: torch.Tensor, scores: torch.Tensor, tol: float) -> None:
-    """Same blocks per (head, token) as the reference, up to near-ties (score gap < tol).
+def assert_selection_equivalent(got: torch.Tensor, want: torch.Tensor, scores: torch.Tensor, tol: float,
+                                max_near_tie_share: float = 1 / 500) -> None:
+    """Same blocks per (head, token) as the reference, up to near-ties (score gap < tol) on at most
+    ``max_near_tie_share`` of the rows.
 
     Also checks the layout contract: valid ids first, -1 after, no duplicates.
     """
@@ -40,7 +42,8 @@ def assert_selection_equivalent(got: torch.Tensor, want: torch.Tensor, scores: t
         missing = set(sw[h, t].tolist()) - set(sg[h, t].tolist())
         gap = max(abs(float(scores[h, t, a]) - float(scores[h, t, b])) for a in extra for b in missing)
         assert gap < tol, f"head {h} token {t}: picked {sorted(extra)} over {sorted(missing)} (gap {gap})"
-    assert len(bad) <= max(2, got.shape[0] * got.shape[1] // 500), f"{len(bad)} near-tie rows is too many"
+    limit = max(2, int(got.shape[0] * got.shape[1] * max_near_tie_share))
+    assert len(bad) <= limit, f"{len(bad)} near-tie rows is too many (limit {limit})"
 
 
 def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:

@@ -37,6 +37,31 @@ def test_selection_matrix(f: PlatformFacts, expected: Implementation) -> None:
     assert selection.reason
 
 
+@pytest.mark.parametrize(
+    ("f", "expected"),
+    [
+        (facts(kv="bf16"), Implementation.M3LAB_TRITON),
+        (facts(kv="fp8"), Implementation.M3LAB_TRITON),  # v13r: e4m3 index cache -> our FP8-MMA indexer
+        (facts(kv="fp8_e4m3"), Implementation.M3LAB_TRITON),
+        (facts(kv="fp8_e5m2"), Implementation.VLLM),
+        (facts(kv="fp8", triton=False), Implementation.VLLM),  # vLLM's own fallback where we cannot run
+        (facts(kv="fp8", capability=(10, 0)), Implementation.VLLM),
+        (facts(kv="fp8", capability=(8, 9)), Implementation.VLLM),
+        (facts(device="rocm", capability=None, kv="fp8"), Implementation.VLLM),
+        (facts(device="cpu", capability=None, kv="fp8"), Implementation.M3LAB_TORCH_CPU),  # as before v13r
+    ],
+)
+def test_indexer_selection_matrix(f: PlatformFacts, expected: Implementation) -> None:
+    selection = select_implementation(f, "indexer")
+    assert selection.implementation is expected
+    assert selection.reason
+
+
+def test_fp8_index_cache_reason_names_it() -> None:
+    assert "fp8" in select_implementation(facts(kv="fp8"), "indexer").reason
+    assert "not bfloat16" in select_implementation(facts(kv="fp8"), "main").reason  # the attention keeps vLLM's
+
+
 def test_sm90_without_our_kernels_says_why() -> None:
     assert "no Triton kernels" in select_implementation(facts(triton=False)).reason
 

@@ -13,8 +13,11 @@ def _name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def select_under(facts: Any) -> dict[str, str]:
-    """Call vLLM's (hooked) selectors as the M3 layers do, with platform facts forced to `facts`."""
+def select_under(facts: Any, indexer_kv_dtype: str = "bf16") -> dict[str, str]:
+    """Call vLLM's (hooked) selectors as the M3 layers do, with platform facts forced to `facts` (for the indexer
+    with its own cache dtype when `indexer_kv_dtype` is not bf16, as `--attention-config` sets it)."""
+    import dataclasses
+
     from vllm.models.minimax_m3.common import indexer
     from vllm.models.minimax_m3.nvidia import model
 
@@ -24,10 +27,15 @@ def select_under(facts: Any) -> dict[str, str]:
     install.platform_facts = lambda kv: facts  # type: ignore[assignment]
     try:
         backend, impl = model.select_main_backend_and_impl_cls(topk_blocks=16, kv_cache_dtype="bfloat16", num_kv_heads=4)
-        index_impl = indexer.select_indexer_impl_cls(topk_blocks=16, indexer_kv_dtype="bf16")
+        if indexer_kv_dtype != "bf16":
+            install.platform_facts = lambda kv: dataclasses.replace(facts, kv_cache_dtype=kv)  # type: ignore[assignment]
+        try:
+            index_name = _name(indexer.select_indexer_impl_cls(topk_blocks=16, indexer_kv_dtype=indexer_kv_dtype))
+        except NotImplementedError as exc:  # vLLM's own selector refusing (fp8 without CUDA here): data for the test
+            index_name = f"NotImplementedError: {exc}"
     finally:
         install.platform_facts = saved
-    return {"backend": _name(backend), "main": _name(impl), "indexer": _name(index_impl)}
+    return {"backend": _name(backend), "main": _name(impl), "indexer": index_name}
 
 
 def enabled() -> dict[str, Any]:
@@ -61,6 +69,8 @@ def enabled() -> dict[str, Any]:
         "sm90_bf16": select_under(PlatformFacts("cuda", (9, 0), "bfloat16", True)),
         "sm90_bf16_no_kernels": select_under(PlatformFacts("cuda", (9, 0), "bfloat16", False)),
         "sm90_fp8": select_under(PlatformFacts("cuda", (9, 0), "fp8_e4m3", True)),
+        "sm90_bf16_fp8_index": select_under(PlatformFacts("cuda", (9, 0), "bfloat16", True), "fp8"),
+        "sm90_fp8_index_no_kernels": select_under(PlatformFacts("cuda", (9, 0), "bfloat16", False), "fp8"),
         "sm100_bf16": select_under(PlatformFacts("cuda", (10, 0), "bfloat16", True)),
         "rocm": select_under(PlatformFacts("rocm", None, "bfloat16", True)),
     }
