@@ -166,17 +166,58 @@ def _work_items(row_ptr: torch.Tensor, chunk: int, num_entries: int) -> tuple[to
 
 
 @triton.jit
-def _csr_scatter_kernel(rest_ptr, seg_pos_ptr, req_ptr, row_ptr, perm_ptr, num_entries, num_tokens, num_requests,
-                        max_blocks, TOPK: tl.constexpr, BLOCK_E: tl.constexpr):
-    e = tl.program_id(0).to(tl.int64) * BLOCK_E + tl.arange(0, BLOCK_E)  # e = (h * T + t) * TOPK + slot
-    ok = e < num_entries
-    x = tl.load(rest_ptr + e, mask=ok, other=-1)
-    keep = x >= 0
-    slot = tl.load(seg_pos_ptr + e, mask=keep, other=0)
-    t = (e // TOPK) % num_tokens
-    req = tl.load(req_ptr + t, mask=keep, other=0)
-    seg = ((e // TOPK) // num_tokens * num_requests + req) * max_blocks + x
-    tl.store(perm_ptr + tl.load(row_ptr + seg, mask=keep, other=0) + slot, e.to(tl.int32), mask=keep)
+def _csr_offsets_kernel(count_ptr, row_ptr, work_end_ptr, num_segs, CHUNK: tl.constexpr, BLOCK_S: tl.constexpr):
+    """One program: ``row_ptr`` = [0, cumsum(counts)] (int64) and ``work_end`` = cumsum(ceil(count / CHUNK)), the
+    prefix sums ``_work_items`` takes with torch ops (v13s: two launches for the whole CSR instead of ~15)."""
+    offs = tl.arange(0, BLOCK_S)
+    carry = tl.zeros((), tl.int64)
+    carry_w = tl.zeros((), tl.int32)
+    tl.store(row_ptr, carry)
+    for s0 in range(0, num_segs, BLOCK_S):
+        ok = s0 + offs < num_segs
+        c = tl.load(count_ptr + s0 + offs, mask=ok, other=0)
+        ends = carry + tl.cumsum(c.to(tl.int64), 0)
+        tl.store(row_ptr + 1 + s0 + offs, ends, mask=ok)
+        chunks = (c + CHUNK - 1) // CHUNK
+        work_ends = carry_w + tl.cumsum(chunks, 0)
+        tl.store(work_end_ptr + s0 + offs, work_ends, mask=ok)
+        carry = tl.max(ends, 0)  # counts are >= 0: the last prefix sum is the largest
+        carry_w = tl.max(work_ends, 0)
+
+
+@triton.jit
+def _csr_fill_kernel(rest_ptr, seg_pos_ptr, req_ptr, row_ptr, perm_ptr, work_end_ptr, work_seg_ptr, work_chunk_ptr,
+                     num_entries, num_tokens, num_requests, max_blocks, num_segs, num_work, search_steps,
+                     scatter_programs, TOPK: tl.constexpr, BLOCK_E: tl.constexpr):
+    """The first ``scatter_programs`` programs put every KV-outer entry at its segment's offset + its slot; the
+    others write the work items as ``_work_items`` does (``searchsorted(work_end, w, right=True)`` by a binary
+    search, the tail past the last item pointing at ``num_segs``)."""
+    pid = tl.program_id(0)
+    if pid < scatter_programs:
+        e = pid.to(tl.int64) * BLOCK_E + tl.arange(0, BLOCK_E)  # e = (h * T + t) * TOPK + slot
+        ok = e < num_entries
+        x = tl.load(rest_ptr + e, mask=ok, other=-1)
+        keep = x >= 0
+        slot = tl.load(seg_pos_ptr + e, mask=keep, other=0)
+        t = (e // TOPK) % num_tokens
+        req = tl.load(req_ptr + t, mask=keep, other=0)
+        seg = ((e // TOPK) // num_tokens * num_requests + req) * max_blocks + x
+        tl.store(perm_ptr + tl.load(row_ptr + seg, mask=keep, other=0) + slot, e.to(tl.int32), mask=keep)
+    else:
+        w = (pid - scatter_programs) * BLOCK_E + tl.arange(0, BLOCK_E)
+        ok = w < num_work
+        lo = tl.zeros((BLOCK_E,), tl.int32)  # number of work_end values <= w, searched in [lo, hi]
+        hi = tl.full((BLOCK_E,), num_segs, tl.int32)
+        for _ in range(search_steps):
+            mid = (lo + hi) // 2
+            open_ = lo < hi
+            right = open_ & (tl.load(work_end_ptr + mid, mask=open_, other=0) <= w)
+            lo = tl.where(right, mid + 1, lo)
+            hi = tl.where(open_ & ~right, mid, hi)
+        last = tl.minimum(lo, num_segs - 1)
+        start = tl.load(work_end_ptr + last - 1, mask=ok & (last > 0), other=0)
+        tl.store(work_seg_ptr + w, lo, mask=ok)
+        tl.store(work_chunk_ptr + w, w - start, mask=ok)
 
 
 def csr_from_split(
@@ -184,21 +225,28 @@ def csr_from_split(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """The CSR of ``build_block_csr(split.rest, ...)`` (same offsets and work items; entries of a segment in the
     order the split kernel's atomics gave them) from the split kernel's counts and slots (``tile_unions`` with
-    ``csr_blocks``): a cumsum and one scatter instead of a sort of every entry (v10t)."""
+    ``csr_blocks``): prefix sums and one scatter instead of a sort of every entry (v10t), in two launches (v13s)."""
     if split.seg_count is None or split.seg_pos is None:
         raise ValueError("the split has no CSR counts: call tile_unions with csr_blocks=max_blocks")
     num_kv_heads, num_tokens, top_k = split.rest.shape
     num_segs = split.seg_count.numel()
-    row_ptr = torch.zeros(num_segs + 1, dtype=torch.int64, device=split.rest.device)
-    row_ptr[1:] = torch.cumsum(split.seg_count, 0)
     num_entries = split.rest.numel()
-    perm = torch.empty(num_entries, dtype=torch.int32, device=split.rest.device)
+    num_work = num_segs + triton.cdiv(num_entries, chunk)  # the bound _work_items pads to
+    dev = split.rest.device
+    row_ptr = torch.empty(num_segs + 1, dtype=torch.int64, device=dev)
+    work_end = torch.empty(num_segs, dtype=torch.int32, device=dev)
+    perm = torch.empty(num_entries, dtype=torch.int32, device=dev)
+    work_seg = torch.empty(num_work, dtype=torch.int32, device=dev)
+    work_chunk = torch.empty(num_work, dtype=torch.int32, device=dev)
+    _csr_offsets_kernel[(1,)](split.seg_count, row_ptr, work_end, num_segs, CHUNK=chunk, BLOCK_S=4096,
+                              num_warps=8)
     block_e = 1024
-    if num_entries:
-        _csr_scatter_kernel[(triton.cdiv(num_entries, block_e),)](
-            split.rest, split.seg_pos, requests, row_ptr, perm, num_entries, num_tokens,
-            num_segs // (num_kv_heads * max_blocks), max_blocks, TOPK=top_k, BLOCK_E=block_e)
-    return (perm, row_ptr, *_work_items(row_ptr, chunk, num_entries), num_segs)
+    scatter_programs = triton.cdiv(num_entries, block_e)
+    _csr_fill_kernel[(scatter_programs + triton.cdiv(num_work, block_e),)](
+        split.rest, split.seg_pos, requests, row_ptr, perm, work_end, work_seg, work_chunk, num_entries, num_tokens,
+        num_segs // (num_kv_heads * max_blocks), max_blocks, num_segs, num_work, num_segs.bit_length(),
+        scatter_programs, TOPK=top_k, BLOCK_E=block_e)
+    return perm, row_ptr, work_seg, work_chunk, num_segs
 
 
 def kv_outer_partials(

@@ -46,6 +46,29 @@ def _bit_or(a, b):
 
 
 @triton.jit
+def _tile_matches(sel_h, x, valid, t0, num_tokens, stride_st, TILE_T: tl.constexpr, TOPK: tl.constexpr):
+    """Per entry of the tile (``x``, N = TILE_T x TOPK ids, -1 invalid): how many of the tile's entries hold its id
+    (= how many tokens chose it: a token's ids are distinct), and the index of the first one (itself if invalid).
+    Each thread compares its own entries with every id of the tile, read as scalars (one broadcast load each),
+    last first so that the earliest match is the last one written: no N x N matrix, few registers."""
+    N: tl.constexpr = TILE_T * TOPK
+    offs = tl.arange(0, N)
+    n_same = tl.zeros((N,), tl.int32)
+    first_idx = offs
+    xv = tl.where(valid, x, -2)  # -2: an invalid entry matches nothing (padding ids are -1)
+    for jj in tl.range(0, TILE_T):
+        j = TILE_T - 1 - jj
+        row = sel_h + (t0 + j).to(tl.int64) * stride_st
+        live = t0 + j < num_tokens
+        for kk in tl.static_range(TOPK):
+            k = TOPK - 1 - kk
+            eq = xv == tl.load(row + k, mask=live, other=-1)
+            n_same += eq.to(tl.int32)
+            first_idx = tl.where(eq, j * TOPK + k, first_idx)
+    return n_same, first_idx
+
+
+@triton.jit
 def _tile_union_kernel(
     sel_ptr, req_ptr, pos_ptr, bt_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, rest_ptr, msel_ptr,
     carrier_ptr, direct_ptr, owned_ptr, work_ptr, nwork_ptr, seg_count_ptr, seg_pos_ptr,
@@ -68,31 +91,30 @@ def _tile_union_kernel(
     tok_ok = t_tok < num_tokens
     row = h.to(tl.int64) * num_tokens + t_tok
     tile = h.to(tl.int64) * num_tiles + i
-    # Distinct ids without a sort: same[a, b] = entries a and b hold one id. A token's ids are distinct, so the
-    # number of entries holding an id is the number of the tile's tokens that chose it.
-    same = (x[:, None] == x[None, :]) & valid[:, None]
-    n_same = tl.sum(same.to(tl.int32), axis=1)
+    # v13s: who else in the tile chose each entry's block, token by token (TOPK x N compares reduced inside each
+    # thread's registers) instead of one N x N all-pairs matrix (255 registers + spills, 4 programs per SM).
+    n_same, first_idx = _tile_matches(sel_ptr + h * stride_sh, x, valid, i * TILE_T, num_tokens, stride_st,
+                                      TILE_T, TOPK)
     shared = valid & (n_same >= MIN_SHARE)
     # A tile must belong to one request (its blocks index that request's block table), and be worth it: most of
     # its entries shared, else the tile-outer pass (and one more part per token in the merge) is paid on top of
     # KV-outer's full cost (random selections share only the local block). Rejected tiles stop here, before the
-    # rest of the all-pairs work (NOTES v8: this is what the split costs on random selections).
+    # union's ranks, pages and masks (NOTES v8).
     r = tl.load(req_ptr + t, mask=ok, other=-1)
     r0 = tl.load(req_ptr + i * TILE_T)
     mixed = tl.max(tl.where(ok & (r != r0), 1, 0), axis=0)
     few = tl.sum(shared.to(tl.int32), 0) * 100 < MIN_SHARED_PCT * tl.sum(valid.to(tl.int32), 0)
     if (mixed != 0) | few:
-        _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
-                       owned_ptr, TILE_T, MAX_UNION)
+        _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, clean_ptr, rest_ptr, msel_ptr, carrier_ptr,
+                       direct_ptr, owned_ptr, TILE_T, MAX_UNION)
         if CSR:
             _csr_slots(x, valid, r, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok)
         return
-    earlier = offs[None, :] < offs[:, None]
-    first = shared & (tl.max(tl.where(same & earlier, 1, 0), axis=1) == 0)
+    first = shared & (first_idx == offs)  # the tile's first entry holding its id
     count = tl.sum(first.to(tl.int32), 0)
     if count > MAX_UNION:
-        _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
-                       owned_ptr, TILE_T, MAX_UNION)
+        _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, clean_ptr, rest_ptr, msel_ptr, carrier_ptr,
+                       direct_ptr, owned_ptr, TILE_T, MAX_UNION)
         if CSR:
             _csr_slots(x, valid, r, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok)
         return
@@ -104,7 +126,7 @@ def _tile_union_kernel(
     n_clean = tl.sum(clean.to(tl.int32), 0)
     rank = tl.where(clean, tl.cumsum(clean.to(tl.int32), 0) - 1,
                     n_clean + tl.cumsum((first & ~clean).to(tl.int32), 0) - 1)  # union position of first entries
-    slot = tl.max(tl.where(same & first[None, :], rank[None, :], -1), axis=1)  # union position of every entry
+    slot = tl.gather(rank, first_idx, 0)  # union position of every shared entry (that of its id's first entry)
     tl.store(union_ptr + tile * MAX_UNION + rank, x, mask=first)
     # the page of each union block, so the attention loop's K/V addresses hang on one load, not two
     page = tl.load(bt_ptr + r0.to(tl.int64) * stride_btr + x, mask=first, other=0)
@@ -144,10 +166,11 @@ def _csr_slots(x, kv_outer, req, h, entry, seg_count_ptr, seg_pos_ptr, num_reque
 
 
 @triton.jit
-def _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
-                   owned_ptr, TILE_T: tl.constexpr, MAX_UNION: tl.constexpr):
+def _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, clean_ptr, rest_ptr, msel_ptr, carrier_ptr,
+                   direct_ptr, owned_ptr, TILE_T: tl.constexpr, MAX_UNION: tl.constexpr):
     """The whole tile goes KV-outer: every entry stays in ``rest`` and the merge, no carrier, no direct row."""
     tl.store(count_ptr + tile, MAX_UNION + 1)
+    tl.store(clean_ptr + tile, 0)  # (v13s: every tile writes its ``clean``, so the field needs no memset)
     tl.store(rest_ptr + entry, x, mask=ok)
     tl.store(msel_ptr + entry, x, mask=ok)
     tl.store(carrier_ptr + row, tl.full((TILE_T,), -1, tl.int32), mask=tok_ok)
@@ -208,11 +231,14 @@ def tile_unions(
         raise ValueError(f"max_union must be <= 63 (int64 token masks), got {max_union}")
     num_tiles = triton.cdiv(num_tokens, tile_t)
     dev = selection.device
+    # one memset for the two zero-initialised counters (v13s: each torch op is a launch); seg_count 16-B aligned
+    num_segs = num_kv_heads * block_table.shape[0] * csr_blocks
+    zeros = torch.zeros((4 + num_segs,), dtype=torch.int32, device=dev)
     split = TileSplit(
         union=torch.empty((num_kv_heads, num_tiles, max_union), dtype=torch.int32, device=dev),
         pages=torch.empty((num_kv_heads, num_tiles, max_union), dtype=torch.int32, device=dev),
         union_size=torch.empty((num_kv_heads, num_tiles), dtype=torch.int32, device=dev),
-        clean=torch.zeros((num_kv_heads, num_tiles), dtype=torch.int32, device=dev),
+        clean=torch.empty((num_kv_heads, num_tiles), dtype=torch.int32, device=dev),
         tokmask=torch.empty((num_kv_heads, num_tiles * tile_t), dtype=torch.int64, device=dev),
         rest=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev),
         merge_sel=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev),
@@ -220,9 +246,8 @@ def tile_unions(
         direct=torch.empty((num_kv_heads, num_tokens), dtype=torch.bool, device=dev),
         owned=torch.empty((num_kv_heads, num_tokens), dtype=torch.bool, device=dev),
         work=torch.empty((num_kv_heads * num_tiles,), dtype=torch.int32, device=dev),
-        num_work=torch.zeros((1,), dtype=torch.int32, device=dev),
-        seg_count=(torch.zeros((num_kv_heads * block_table.shape[0] * csr_blocks,), dtype=torch.int32, device=dev)
-                   if csr_blocks else None),
+        num_work=zeros[:1],
+        seg_count=zeros[4:] if csr_blocks else None,
         seg_pos=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev) if csr_blocks else None,
     )
     if num_tiles:

@@ -64,6 +64,7 @@ def test_tile_unions_match_sets(min_share):
             blocks = {b for b in blocks if sum(b in ts for ts in token_sets) >= min_share}
         if blocks is None or len(blocks) > max_union:
             assert int(count[h, i]) > max_union, (h, i)
+            assert int(clean[h, i]) == 0, (h, i)  # v13s: written by the kernel (no memset)
             large += 1
             blocks = set()
         else:
@@ -291,15 +292,17 @@ def _segment_sorted(perm: torch.Tensor, row_ptr: torch.Tensor) -> torch.Tensor:
     return perm.cpu().long()[torch.argsort(seg * (perm.numel() + 1) + perm.cpu().long())]
 
 
-@pytest.mark.parametrize("seq_lens,q_lens,shared,min_shared_pct", [
-    ([2400, 300], [41, 300], 0.8, 0),  # chunked prefill with context; a tile spans the two requests; padding tile
-    ([2400, 300], [41, 300], 0.5, 75),  # the gate rejects some tiles: those go KV-outer whole
-    ([3000], [203], 0.0, 75),  # random selections: every tile rejected, the CSR holds every entry
-    ([2600], [150], 1.0, 0),  # all shared: the CSR is (almost) empty
+@pytest.mark.parametrize("seq_lens,q_lens,shared,min_shared_pct,spare_blocks", [
+    ([2400, 300], [41, 300], 0.8, 0, 0),  # chunked prefill with context; a tile spans the two requests; padding tile
+    ([2400, 300], [41, 300], 0.5, 75, 0),  # the gate rejects some tiles: those go KV-outer whole
+    ([3000], [203], 0.0, 75, 0),  # random selections: every tile rejected, the CSR holds every entry
+    ([2600], [150], 1.0, 0, 0),  # all shared: the CSR is (almost) empty
+    ([3000], [203], 0.3, 75, 2100),  # a wide block table: 4248 segments, more than one block of the offsets scan
 ])
-def test_split_csr_matches_torch_build(seq_lens, q_lens, shared, min_shared_pct):
+def test_split_csr_matches_torch_build(seq_lens, q_lens, shared, min_shared_pct, spare_blocks):
     """v10t: the CSR counted by the split kernel (atomics, no sort) has the torch build's offsets and work items,
-    and the same entries per segment; slots in any order with -1 holes."""
+    and the same entries per segment; slots in any order with -1 holes. v13s: built by two kernels (prefix sums,
+    scatter + work items), also over more segments than one program's scan block."""
     from kernels.msa.prefill import build_block_csr, csr_from_split
 
     qsl = torch.tensor([0, *torch.tensor(q_lens).cumsum(0).tolist()], dtype=torch.int32)
@@ -307,7 +310,7 @@ def test_split_csr_matches_torch_build(seq_lens, q_lens, shared, min_shared_pct)
     n = int(qsl[-1])
     sel = _shuffled(local_selection(qsl, lens, 2, shared, window=8, seed=11), 12)
     sel[:, 5, 3] = -1  # a hole in the middle of a row
-    blocks = (max(seq_lens) + 127) // 128
+    blocks = (max(seq_lens) + 127) // 128 + spare_blocks
     table = torch.randperm(len(seq_lens) * blocks, generator=torch.Generator().manual_seed(3)).view(-1, blocks)
     req, pos = device_requests(qsl, n).to(DEVICE), device_positions(qsl, lens, n).to(DEVICE)
     split = tile_unions(sel.to(DEVICE), req, pos, table.to(torch.int32).to(DEVICE), TILE, 32, 2, min_shared_pct,
