@@ -57,10 +57,15 @@ def store_part(po_ptr, ps_ptr, part, offs_d, o, mask, HEAD_DIM: tl.constexpr):
 
 
 @triton.jit
-def load_part(po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM: tl.constexpr, EVICT: tl.constexpr = ""):
-    """Rows ``part`` of the partial buffer as fp32 (masked rows: 0), undoing ``store_part``'s int8 scale; ``part``
-    and ``mask`` of any shape S give S x [HEAD_DIM] (v13p's merge loads several parts at once as [parts, rows]).
-    ``EVICT``: the loads' eviction policy ("evict_first": parts read once, v13p)."""
+def load_part(po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM: tl.constexpr):
+    """Rows ``part`` of the partial buffer as fp32 (masked rows: 0), undoing ``store_part``'s int8 scale."""
+    return load_parts(po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM, "")
+
+
+@triton.jit
+def load_parts(po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM: tl.constexpr, EVICT: tl.constexpr):
+    """``load_part`` for ``part`` and ``mask`` of any shape S: S x [HEAD_DIM] (v13p's merge loads several parts at
+    once as [parts, rows]); ``EVICT``: the loads' eviction policy ("evict_first": parts read once)."""
     ptrs = po_ptr + tl.expand_dims(part, len(part.shape)) * HEAD_DIM + offs_d
     mask_d = tl.expand_dims(mask, len(mask.shape))
     if po_ptr.dtype.element_ty == tl.int8:
@@ -147,7 +152,7 @@ def _merge_kernel(
     if HAS_CARRIER:
         w = tl.exp2(c_lse - m)[None, :]
         denom += tl.sum(w, axis=0)
-        o = load_part(co_ptr, ps_ptr, side[None, :], offs_d, has[None, :] & (w > 0), HEAD_DIM, EVICT)
+        o = load_parts(co_ptr, ps_ptr, side[None, :], offs_d, has[None, :] & (w > 0), HEAD_DIM, EVICT)
         acc += tl.sum(w[:, :, None] * o, axis=0)
     for j in tl.static_range(0, PARTS_PAD, PARTS_PER_LOAD):
         k = j + tl.arange(0, PARTS_PER_LOAD)
@@ -155,8 +160,8 @@ def _merge_kernel(
         w = tl.exp2(_part_lse(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, NUM_PARTS, GROUP, HAS_SEL) - m[None, :])
         denom += tl.sum(w, axis=0)
         # absent or underflowing parts: masked, so no bytes, and 0 (not their garbage) in the sum
-        o = load_part(po_ptr, ps_ptr, lse_row[None, :] + k[:, None] * GROUP, offs_d, row_ok[None, :] & (w > 0),
-                      HEAD_DIM, EVICT)
+        o = load_parts(po_ptr, ps_ptr, lse_row[None, :] + k[:, None] * GROUP, offs_d, row_ok[None, :] & (w > 0),
+                       HEAD_DIM, EVICT)
         acc += tl.sum(w[:, :, None] * o, axis=0)
     acc = acc / tl.where(denom > 0, denom, 1.0)[:, None]
     out = out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + g)[:, None] * stride_oh + offs_d[None, :]
@@ -182,14 +187,17 @@ def merge_partials(
     launch_merge(partial_o, partial_lse, out, selection, skip, partial_scale, carrier, rows)
 
 
-MERGE_WARPS, MERGE_PARTS_PER_LOAD, MERGE_EVICT = 4, 8, "evict_first"
-"""v13p defaults of the merge launch (``launch_merge``): warps per 16-row program, parts per load (the bytes each
-program has in flight), the part loads' eviction policy."""
+MERGE_PARTS_PER_LOAD = {1: 4, 2: 16, 4: 8}
+"""v13p: parts per load by the parts' element size (int8, bf16, fp32): the bytes each 16-row program has in flight,
+bounded by registers (Triton 3.6 for sm_90 without spills, 4 warps: int8 4 parts 128 registers, bf16 16 parts 168;
+more spill)."""
+MERGE_WARPS, MERGE_EVICT = 4, "evict_first"
+"""v13p: warps per 16-row program; the part loads' eviction policy (parts are read once)."""
 
 
 def launch_merge(partial_o: torch.Tensor, partial_lse: torch.Tensor, out: torch.Tensor, selection: torch.Tensor | None,
                  skip: torch.Tensor | None, partial_scale: torch.Tensor | None, carrier: CarrierParts | None,
-                 rows: int | None = None, num_warps: int = MERGE_WARPS, parts_per_load: int = MERGE_PARTS_PER_LOAD,
+                 rows: int | None = None, num_warps: int = MERGE_WARPS, parts_per_load: int | None = None,
                  evict: str = MERGE_EVICT) -> None:
     """``merge_partials`` with the launch knobs exposed (``kernels.bench.merge_bench`` sweeps them)."""
     num_kv_heads, num_tokens, num_parts, group, head_dim = partial_o.shape
@@ -208,7 +216,7 @@ def launch_merge(partial_o: torch.Tensor, partial_lse: torch.Tensor, out: torch.
         sel.stride(0), sel.stride(1),
         out.stride(0), out.stride(1),
         GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, NUM_PARTS=num_parts, PARTS_PAD=parts_pad,
-        PARTS_PER_LOAD=min(parts_per_load, parts_pad),
+        PARTS_PER_LOAD=min(parts_per_load or MERGE_PARTS_PER_LOAD.get(partial_o.element_size(), 8), parts_pad),
         TILE_T=tile_t, HAS_SEL=selection is not None, HAS_SKIP=skip is not None, HAS_CARRIER=carrier is not None,
         EVICT=evict, num_warps=num_warps,
     )
