@@ -5,11 +5,14 @@ Run (on the GPU machine, from the repo root; the CUDA library built ahead, ``pyt
 At M3 shapes (64 query heads, 4 KV heads, d = 128, bf16), N tokens (default 128K) with the indexer's selections of
 random inputs, on the partial buffers the default prefill builds (bf16 and int8 parts; the CUDA KV-outer stage when
 the library is there; ``merge_sel`` / ``skip=owned`` as ``sparse_attention_triton`` passes them), on every entry
-(the KV-outer-only path) and with int8 parts plus the bf16 carrier side buffer (the unfused step, v12m):
-1. correctness: the merge against the v6-v12 one (``legacy_merge``, kept here only as this run's baseline) on the same
-   buffers, both into NaN-poisoned outputs (skip rows must keep the poison);
-2. the merge alone: the v12 kernel, the library's launch and a sweep of its knobs, interleaved ``--repeat`` times,
-   with the bytes it must move and GB/s against the copy rate measured in the same run (the floor);
+(the KV-outer-only path) and with int8 parts plus the bf16 carrier side buffer (the unfused step, v12m), the
+library's merge (v6-v12: an online softmax over the parts) against the v13p candidate kept in this file (all the
+rows' LSEs first, then several parts per [parts, rows, d] load; tried and slower on the device's Triton 3.6, NOTES
+v13p):
+1. correctness: the candidate (and each swept launch) against the library's merge on the same buffers, both into
+   NaN-poisoned outputs (skip rows must keep the poison);
+2. the merge alone, interleaved ``--repeat`` times, with the bytes it must move and GB/s against the copy rate
+   measured in the same run (the floor);
 3. the whole default prefill (bf16 and int8 parts) and decode B = 64 x 128K with each merge, interleaved.
 Rows print as measured; a table last.
 """
@@ -18,9 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import triton
@@ -40,103 +44,150 @@ from kernels.bench.msa_bench import (
     rel_diff,
     timed_attention,
 )
-from kernels.msa.merge import load_part
+from kernels.msa.merge import _MAGIC, _MAGIC_BITS, CarrierParts, merge_partials
 
 GROUP = HEADS // KV_HEADS
 
 
-# --- the v6-v12 merge (kernels/msa/merge.py at commit 5349e18), this run's baseline only ---------------------------
+# --- the v13p candidate (tried, slower on the device's Triton 3.6: NOTES v13p), kept here to reproduce the result -----
 @triton.jit
-def _legacy_fold_part(m, denom, acc, lse, po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM: tl.constexpr):
-    m_new = tl.maximum(m, lse)
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-    alpha = tl.exp2(m - m_safe)
-    w = tl.exp2(lse - m_safe)
-    o = load_part(po_ptr, ps_ptr, part, offs_d, mask & (w > 0), HEAD_DIM)
-    o = tl.where((w > 0)[:, None], o, 0.0)
-    return m_new, denom * alpha + w, acc * alpha[:, None] + w[:, None] * o
+def _v13p_load_parts(po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM: tl.constexpr, EVICT: tl.constexpr):
+    """``load_part`` for ``part`` and ``mask`` of any shape S: S x [HEAD_DIM] (v13p's merge loads several parts at
+    once as [parts, rows]); ``EVICT``: the loads' eviction policy ("evict_first": parts read once)."""
+    ptrs = po_ptr + tl.expand_dims(part, len(part.shape)) * HEAD_DIM + offs_d
+    mask_d = tl.expand_dims(mask, len(mask.shape))
+    if po_ptr.dtype.element_ty == tl.int8:
+        raw = tl.load(ptrs, mask=mask_d, other=0, eviction_policy=EVICT)
+        # int8 -> fp32 without an int->float conversion (1/8 rate; 16 per thread per part in the merge): the
+        # zero-extended byte with its sign bit flipped is x + 128; placed in the mantissa of 1.5 * 2^23 (OR), the
+        # float is 1.5 * 2^23 + 128 + x, so one subtraction gives x exactly.
+        u = raw.to(tl.uint8, bitcast=True).to(tl.int32)
+        o = ((u ^ 0x80) | _MAGIC_BITS).to(tl.float32, bitcast=True) - (_MAGIC + 128.0)
+        return o * tl.expand_dims(tl.load(ps_ptr + part, mask=mask, other=0.0), len(part.shape))
+    return tl.load(ptrs, mask=mask_d, other=0.0, eviction_policy=EVICT).to(tl.float32)
 
 
 @triton.jit
-def _legacy_merge_kernel(
+def _v13p_part_lse(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, NUM_PARTS: tl.constexpr, GROUP: tl.constexpr,
+              HAS_SEL: tl.constexpr):
+    """log2-sum-exp [parts, rows] of parts ``k`` of each row; -inf where the part is absent (k past the parts, or a -1
+    selection entry: never written, its LSE may be garbage)."""
+    ok = row_ok[None, :] & (k < NUM_PARTS)[:, None]
+    lse = tl.load(plse_ptr + lse_row[None, :] + k[:, None] * GROUP, mask=ok, other=float("-inf"))
+    if HAS_SEL:
+        blk = tl.load(sel_ptr + sel_row[None, :] + k[:, None], mask=ok, other=-1)
+        lse = tl.where(blk >= 0, lse, float("-inf"))
+    return lse
+
+
+@triton.jit
+def _v13p_merge_kernel(
     po_ptr, plse_ptr, ps_ptr, sel_ptr, skip_ptr, out_ptr, cslot_ptr, co_ptr, clse_ptr,
     num_tokens,
     stride_sh, stride_st,
     stride_ot, stride_oh,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_PARTS: tl.constexpr,
+    PARTS_PAD: tl.constexpr, PARTS_PER_LOAD: tl.constexpr,
     TILE_T: tl.constexpr, HAS_SEL: tl.constexpr, HAS_SKIP: tl.constexpr, HAS_CARRIER: tl.constexpr,
+    EVICT: tl.constexpr,
 ):
+    # Rows = TILE_T tokens x GROUP_PAD heads of one KV head. v13p: the rows' LSEs of all parts first (one [parts,
+    # rows] load: the max), then PARTS_PER_LOAD parts per load as one [parts, rows, d] tensor, so those parts' bytes
+    # are in flight together (v6-v12's online softmax chained LSE -> weight -> 4 KiB load per part: latency-bound,
+    # 3.4 TB/s with bf16 parts and 2.2 with int8 at 128K; NOTES v13p). Absent parts (weight 0) cost no bytes.
     h = tl.program_id(1)
     offs_r = tl.arange(0, TILE_T * GROUP_PAD)
     t = tl.program_id(0) * TILE_T + offs_r // GROUP_PAD
     g = offs_r % GROUP_PAD
     row_ok = (t < num_tokens) & (g < GROUP)
-    if HAS_SKIP:
+    if HAS_SKIP:  # rows another kernel (tile-outer prefill) owns: neither read nor written here
         row_ok = row_ok & (tl.load(skip_ptr + h * num_tokens + t, mask=row_ok, other=1) == 0)
-        if tl.max(row_ok.to(tl.int32), axis=0) == 0:
+        if tl.max(row_ok.to(tl.int32), axis=0) == 0:  # 16 masked passes cost 5.6 ms at 128K (NOTES v7)
             return
     offs_d = tl.arange(0, HEAD_DIM)
-    base = (h.to(tl.int64) * num_tokens + t) * NUM_PARTS
-    m = tl.full((TILE_T * GROUP_PAD,), float("-inf"), tl.float32)
+    ht = h.to(tl.int64) * num_tokens + t  # (kv head, token) of each row
+    lse_row = ht * NUM_PARTS * GROUP + g  # part k of the row: (ht * NUM_PARTS + k) * GROUP + g
+    sel_row = h * stride_sh + t.to(tl.int64) * stride_st
+    m = tl.max(_v13p_part_lse(plse_ptr, sel_ptr, lse_row, sel_row, tl.arange(0, PARTS_PAD), row_ok, NUM_PARTS, GROUP,
+                         HAS_SEL), axis=0)
+    if HAS_CARRIER:  # v12m: the row's tile-outer part, from its bf16 side buffer (int8 KV-outer parts)
+        side = ht * GROUP + g
+        has = row_ok & (tl.load(cslot_ptr + ht, mask=row_ok, other=-1) >= 0)
+        c_lse = tl.load(clse_ptr + side, mask=has, other=float("-inf"))
+        m = tl.maximum(m, c_lse)
+    m = tl.where(m == float("-inf"), 0.0, m)  # no part at all: every weight 0, the row writes zeros
     denom = tl.zeros((TILE_T * GROUP_PAD,), tl.float32)
     acc = tl.zeros((TILE_T * GROUP_PAD, HEAD_DIM), tl.float32)
     if HAS_CARRIER:
-        side = (h.to(tl.int64) * num_tokens + t) * GROUP + g
-        has = row_ok & (tl.load(cslot_ptr + h * num_tokens + t, mask=row_ok, other=-1) >= 0)
-        lse = tl.load(clse_ptr + side, mask=has, other=float("-inf"))
-        m, denom, acc = _legacy_fold_part(m, denom, acc, lse, co_ptr, ps_ptr, side, offs_d, has, HEAD_DIM)
-    for k in range(NUM_PARTS):
-        lse = tl.load(plse_ptr + (base + k) * GROUP + g, mask=row_ok, other=float("-inf"))
-        if HAS_SEL:
-            blk = tl.load(sel_ptr + h * stride_sh + t.to(tl.int64) * stride_st + k, mask=row_ok, other=-1)
-            lse = tl.where(blk >= 0, lse, float("-inf"))
-        m, denom, acc = _legacy_fold_part(m, denom, acc, lse, po_ptr, ps_ptr, (base + k) * GROUP + g, offs_d, row_ok,
-                                          HEAD_DIM)
+        w = tl.exp2(c_lse - m)[None, :]
+        denom += tl.sum(w, axis=0)
+        o = _v13p_load_parts(co_ptr, ps_ptr, side[None, :], offs_d, has[None, :] & (w > 0), HEAD_DIM, EVICT)
+        acc += tl.sum(w[:, :, None] * o, axis=0)
+    for j in tl.static_range(0, PARTS_PAD, PARTS_PER_LOAD):
+        k = j + tl.arange(0, PARTS_PER_LOAD)
+        # the LSEs again (L1 hits): the weights need the max first
+        w = tl.exp2(_v13p_part_lse(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, NUM_PARTS, GROUP, HAS_SEL) - m[None, :])
+        denom += tl.sum(w, axis=0)
+        # absent or underflowing parts: masked, so no bytes, and 0 (not their garbage) in the sum
+        o = _v13p_load_parts(po_ptr, ps_ptr, lse_row[None, :] + k[:, None] * GROUP, offs_d, row_ok[None, :] & (w > 0),
+                       HEAD_DIM, EVICT)
+        acc += tl.sum(w[:, :, None] * o, axis=0)
     acc = acc / tl.where(denom > 0, denom, 1.0)[:, None]
     out = out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + g)[:, None] * stride_oh + offs_d[None, :]
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
 
 
-def legacy_merge(partial_o, partial_lse, out, selection, rows=None, skip=None, partial_scale=None, carrier=None):
-    """``merge_partials`` as it was before v13p (same signature)."""
+V13P_PARTS_PER_LOAD = {1: 4, 2: 16, 4: 8}
+"""v13p: parts per load by the parts' element size (int8, bf16, fp32): the bytes each 16-row program has in flight,
+bounded by registers (Triton 3.6 for sm_90 without spills, 4 warps: int8 4 parts 128 registers, bf16 16 parts 168;
+more spill)."""
+V13P_WARPS, V13P_EVICT = 4, "evict_first"
+"""v13p: warps per 16-row program; the part loads' eviction policy (parts are read once)."""
+
+
+def v13p_merge_launch(partial_o: torch.Tensor, partial_lse: torch.Tensor, out: torch.Tensor, selection: torch.Tensor | None,
+                 skip: torch.Tensor | None, partial_scale: torch.Tensor | None, carrier: CarrierParts | None,
+                 rows: int | None = None, num_warps: int = V13P_WARPS, parts_per_load: int | None = None,
+                 evict: str = V13P_EVICT) -> None:
+    """The v13p candidate with ``merge_partials``'s arguments and its launch knobs."""
     num_kv_heads, num_tokens, num_parts, group, head_dim = partial_o.shape
     if num_tokens == 0:
         return
-    sel = selection if selection is not None else partial_lse
-    group_pad = triton.next_power_of_2(group)
-    tile_t = max(1, (rows or 16) // group_pad)
-    scales = partial_scale if partial_scale is not None else partial_lse
-    side = carrier if carrier is not None else (partial_lse, partial_o, partial_lse)
-    _legacy_merge_kernel[(triton.cdiv(num_tokens, tile_t), num_kv_heads)](
+    sel = selection if selection is not None else partial_lse  # unused pointer when HAS_SEL is False
+    group_pad, parts_pad = triton.next_power_of_2(group), triton.next_power_of_2(num_parts)
+    # 16 rows on the GPU (H100 sweep: 16 < 32 < 128 rows by ~5%); under the CPU interpreter the cost is per op,
+    # so go wide.
+    tile_t = max(1, (rows or (16 if partial_o.is_cuda else 512)) // group_pad)
+    scales = partial_scale if partial_scale is not None else partial_lse  # unused pointer unless int8 partials
+    side = carrier if carrier is not None else (partial_lse, partial_o, partial_lse)  # unused pointers without one
+    _v13p_merge_kernel[(triton.cdiv(num_tokens, tile_t), num_kv_heads)](
         partial_o, partial_lse, scales, sel, skip.view(torch.uint8) if skip is not None else sel, out, *side,
-        num_tokens, sel.stride(0), sel.stride(1), out.stride(0), out.stride(1),
-        GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, NUM_PARTS=num_parts,
+        num_tokens,
+        sel.stride(0), sel.stride(1),
+        out.stride(0), out.stride(1),
+        GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, NUM_PARTS=num_parts, PARTS_PAD=parts_pad,
+        PARTS_PER_LOAD=min(parts_per_load or V13P_PARTS_PER_LOAD.get(partial_o.element_size(), 8), parts_pad),
         TILE_T=tile_t, HAS_SEL=selection is not None, HAS_SKIP=skip is not None, HAS_CARRIER=carrier is not None,
-        num_warps=4,
+        EVICT=evict, num_warps=num_warps,
     )
 
 
-# --- the new merge's launch knobs -------------------------------------------------------------------------------
 SWEEP: tuple[tuple[str, dict[str, Any]], ...] = (
     ("parts/load 4, 4 warps", {"parts_per_load": 4, "num_warps": 4}),
     ("parts/load 8, 4 warps", {"parts_per_load": 8, "num_warps": 4}),
     ("parts/load 16, 4 warps", {"parts_per_load": 16, "num_warps": 4}),
     ("parts/load 8, 8 warps", {"parts_per_load": 8, "num_warps": 8}),
     ("parts/load 16, 8 warps", {"parts_per_load": 16, "num_warps": 8}),
-    ("library's parts/load, no evict hint", {"evict": ""}),
+    ("default parts/load, no evict hint", {"evict": ""}),
 )
-"""(label, ``merge.launch_merge`` knobs) tried besides the library's defaults."""
+"""(label, ``v13p_merge_launch`` knobs) tried besides its defaults."""
+BASELINE = "v12 merge (library, baseline)"
 
 
-def new_merge(**knobs) -> Callable:
-    """``merge_partials`` with ``launch_merge`` knobs (none: the library's call)."""
-    from kernels.msa.merge import launch_merge, merge_partials
-
-    if not knobs:
-        return merge_partials
-
+def candidate(**knobs) -> Callable:
+    """The v13p candidate with ``merge_partials``'s signature."""
     def run(partial_o, partial_lse, out, selection, rows=None, skip=None, partial_scale=None, carrier=None):
-        launch_merge(partial_o, partial_lse, out, selection, skip, partial_scale, carrier, **knobs)
+        v13p_merge_launch(partial_o, partial_lse, out, selection, skip, partial_scale, carrier, rows, **knobs)
     return run
 
 
@@ -198,18 +249,18 @@ def run_merge(fn: Callable, buf: dict[str, Any], out: torch.Tensor) -> None:
 
 
 def check_merge(buf: dict[str, Any], label: str, q: torch.Tensor, rows: list[Row]) -> None:
-    """The new merge (library launch and every swept knob) against the v12 one into NaN-poisoned outputs."""
+    """The v13p candidate (defaults and every swept knob) against the library's merge into NaN-poisoned outputs."""
     old = torch.full_like(q, float("nan"))
-    run_merge(legacy_merge, buf, old)
-    for name, knobs in (("library", {}), *SWEEP):
+    run_merge(merge_partials, buf, old)
+    for name, knobs in (("defaults", {}), *SWEEP):
         new = torch.full_like(q, float("nan"))
-        run_merge(new_merge(**knobs), buf, new)
+        run_merge(candidate(**knobs), buf, new)
         same_poison = bool(torch.equal(old.isnan(), new.isnan()))
         written = ~old.isnan()
         diff = float((new[written].float() - old[written].float()).abs().max()) if bool(written.any()) else 0.0
         scale = float(old[written].float().abs().max()) if bool(written.any()) else 1.0
         ok = same_poison and diff <= 1e-2 * scale
-        rows.append(Row("check", label, f"new merge ({name}) vs v12 merge", float("nan"),
+        rows.append(Row("check", label, f"v13p candidate ({name}) vs v12 merge", float("nan"),
                         note=f"{'ok' if ok else 'MISMATCH'}: poison pattern equal {same_poison}, max |diff| {diff:.2e} "
                              f"(max |out| {scale:.2e}), {int(written.sum()) // HEAD_DIM} rows written, "
                              f"rel {rel_diff(new[written], old[written]):.1e}"))
@@ -217,19 +268,19 @@ def check_merge(buf: dict[str, Any], label: str, q: torch.Tensor, rows: list[Row
 
 def time_merge(buf: dict[str, Any], label: str, q: torch.Tensor, repeat: int, copy_tbs: float, sweep: bool,
                rows: list[Row]) -> dict[str, float]:
-    """The merge alone: v12 vs the library's launch (vs the sweep), interleaved ``repeat`` times. Returns the best
-    time of each."""
+    """The merge alone: the library's (v12) vs the v13p candidate (and its sweep), interleaved ``repeat`` times.
+    Returns the best time of each."""
     out = torch.empty_like(q)
-    fns = {"v12 merge (baseline)": legacy_merge, "new merge (library)": new_merge()}
+    fns = {BASELINE: merge_partials, "v13p candidate (defaults)": candidate()}
     if sweep:
-        fns.update({f"new merge ({name})": new_merge(**knobs) for name, knobs in SWEEP})
+        fns.update({f"v13p candidate ({name})": candidate(**knobs) for name, knobs in SWEEP})
     nbytes = merge_bytes(buf)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
             times[name].append(bench_ms(lambda fn=fn: run_merge(fn, buf, out), rep_ms=60))
     floor_ms = nbytes / (copy_tbs * 1e9)
-    base = times["v12 merge (baseline)"]
+    base = times[BASELINE]
     for name, ts in times.items():
         t = min(ts)
         rows.append(Row("merge", label, name, t, tb_per_s=nbytes / t / 1e9,
@@ -304,9 +355,9 @@ def decode_rows(merges: dict[str, Callable], repeat: int, rows: list[Row], batch
 
 
 def best_knobs(times: dict[str, float]) -> tuple[str, dict[str, Any]]:
-    """The fastest new launch of a sweep (label, knobs)."""
-    knobs = {f"new merge ({name})": k for name, k in SWEEP}
-    knobs["new merge (library)"] = {}
+    """The fastest candidate launch of a sweep (label, knobs)."""
+    knobs = {f"v13p candidate ({name})": k for name, k in SWEEP}
+    knobs["v13p candidate (defaults)"] = {}
     name = min((n for n in times if n in knobs), key=times.__getitem__)
     return name, knobs[name]
 
@@ -339,11 +390,11 @@ def main() -> None:
         buf = default_buffers(case, sel, dtype)
         guarded(rows, "check", label, check_merge, buf, label, case.q, rows)
         times: dict[str, float] = {}
-        guarded(rows, "merge", label, lambda: times.update(time_merge(buf, label, case.q, args.repeat, copy_tbs, True,
-                                                                      rows)))
+        guarded(rows, "merge", label, lambda *a: times.update(time_merge(*a)), buf, label, case.q, args.repeat,
+                copy_tbs, True, rows)
         if times:
             name, best[dtype_name] = best_knobs(times)
-            rows.append(Row("merge", label, f"fastest new launch: {name}", times[name]))
+            rows.append(Row("merge", label, f"fastest candidate launch: {name}", times[name]))
         del buf
         torch.cuda.empty_cache()
     for dtype_name, dtype in (("bf16 parts", None), ("int8 parts", torch.int8)):
@@ -360,10 +411,10 @@ def main() -> None:
         guarded(rows, "merge", label, time_merge, buf, label, case.q, args.repeat, copy_tbs, False, rows)
         del buf
         torch.cuda.empty_cache()
-    merges = {"v12 merge": legacy_merge, "new merge (library)": new_merge()}
+    merges = {"v12 merge (library)": merge_partials, "v13p candidate (defaults)": candidate()}
     for dtype_name, knobs in best.items():
         if knobs:
-            merges[f"new merge, fastest for {dtype_name} ({knobs})"] = new_merge(**knobs)
+            merges[f"v13p candidate, fastest for {dtype_name} ({knobs})"] = candidate(**knobs)
     guarded(rows, "prefill", shape, prefill_rows, case, sel, shape, merges, args.repeat, rows)
     del case, sel
     torch.cuda.empty_cache()

@@ -59,24 +59,16 @@ def store_part(po_ptr, ps_ptr, part, offs_d, o, mask, HEAD_DIM: tl.constexpr):
 @triton.jit
 def load_part(po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM: tl.constexpr):
     """Rows ``part`` of the partial buffer as fp32 (masked rows: 0), undoing ``store_part``'s int8 scale."""
-    return load_parts(po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM, "")
-
-
-@triton.jit
-def load_parts(po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM: tl.constexpr, EVICT: tl.constexpr):
-    """``load_part`` for ``part`` and ``mask`` of any shape S: S x [HEAD_DIM] (v13p's merge loads several parts at
-    once as [parts, rows]); ``EVICT``: the loads' eviction policy ("evict_first": parts read once)."""
-    ptrs = po_ptr + tl.expand_dims(part, len(part.shape)) * HEAD_DIM + offs_d
-    mask_d = tl.expand_dims(mask, len(mask.shape))
+    ptrs = po_ptr + part[:, None] * HEAD_DIM + offs_d[None, :]
     if po_ptr.dtype.element_ty == tl.int8:
-        raw = tl.load(ptrs, mask=mask_d, other=0, eviction_policy=EVICT)
+        raw = tl.load(ptrs, mask=mask[:, None], other=0)
         # int8 -> fp32 without an int->float conversion (1/8 rate; 16 per thread per part in the merge): the
         # zero-extended byte with its sign bit flipped is x + 128; placed in the mantissa of 1.5 * 2^23 (OR), the
         # float is 1.5 * 2^23 + 128 + x, so one subtraction gives x exactly.
         u = raw.to(tl.uint8, bitcast=True).to(tl.int32)
         o = ((u ^ 0x80) | _MAGIC_BITS).to(tl.float32, bitcast=True) - (_MAGIC + 128.0)
-        return o * tl.expand_dims(tl.load(ps_ptr + part, mask=mask, other=0.0), len(part.shape))
-    return tl.load(ptrs, mask=mask_d, other=0.0, eviction_policy=EVICT).to(tl.float32)
+        return o * tl.load(ps_ptr + part, mask=mask, other=0.0)[:, None]
+    return tl.load(ptrs, mask=mask[:, None], other=0.0).to(tl.float32)
 
 
 class CarrierParts(NamedTuple):
@@ -99,16 +91,16 @@ class CarrierParts(NamedTuple):
 
 
 @triton.jit
-def _part_lse(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, NUM_PARTS: tl.constexpr, GROUP: tl.constexpr,
-              HAS_SEL: tl.constexpr):
-    """log2-sum-exp [parts, rows] of parts ``k`` of each row; -inf where the part is absent (k past the parts, or a -1
-    selection entry: never written, its LSE may be garbage)."""
-    ok = row_ok[None, :] & (k < NUM_PARTS)[:, None]
-    lse = tl.load(plse_ptr + lse_row[None, :] + k[:, None] * GROUP, mask=ok, other=float("-inf"))
-    if HAS_SEL:
-        blk = tl.load(sel_ptr + sel_row[None, :] + k[:, None], mask=ok, other=-1)
-        lse = tl.where(blk >= 0, lse, float("-inf"))
-    return lse
+def fold_part(m, denom, acc, lse, po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM: tl.constexpr):
+    """One part (rows ``part`` of ``po_ptr``, log2-sum-exp ``lse``; -inf: absent) folded into the online-softmax
+    state (m, denom, acc) of the merge; returns the new state."""
+    m_new = tl.maximum(m, lse)
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m - m_safe)
+    w = tl.exp2(lse - m_safe)
+    o = load_part(po_ptr, ps_ptr, part, offs_d, mask & (w > 0), HEAD_DIM)  # absent: no bytes
+    o = tl.where((w > 0)[:, None], o, 0.0)  # a missing part may hold garbage (NaN)
+    return m_new, denom * alpha + w, acc * alpha[:, None] + w[:, None] * o
 
 
 @triton.jit
@@ -118,14 +110,9 @@ def _merge_kernel(
     stride_sh, stride_st,
     stride_ot, stride_oh,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_PARTS: tl.constexpr,
-    PARTS_PAD: tl.constexpr, PARTS_PER_LOAD: tl.constexpr,
     TILE_T: tl.constexpr, HAS_SEL: tl.constexpr, HAS_SKIP: tl.constexpr, HAS_CARRIER: tl.constexpr,
-    EVICT: tl.constexpr,
 ):
-    # Rows = TILE_T tokens x GROUP_PAD heads of one KV head. v13p: the rows' LSEs of all parts first (one [parts,
-    # rows] load: the max), then PARTS_PER_LOAD parts per load as one [parts, rows, d] tensor, so those parts' bytes
-    # are in flight together (v6-v12's online softmax chained LSE -> weight -> 4 KiB load per part: latency-bound,
-    # 3.4 TB/s with bf16 parts and 2.2 with int8 at 128K; NOTES v13p). Absent parts (weight 0) cost no bytes.
+    # Rows = TILE_T tokens x GROUP_PAD heads of one KV head; one online pass over the parts.
     h = tl.program_id(1)
     offs_r = tl.arange(0, TILE_T * GROUP_PAD)
     t = tl.program_id(0) * TILE_T + offs_r // GROUP_PAD
@@ -136,33 +123,22 @@ def _merge_kernel(
         if tl.max(row_ok.to(tl.int32), axis=0) == 0:  # 16 masked passes cost 5.6 ms at 128K (NOTES v7)
             return
     offs_d = tl.arange(0, HEAD_DIM)
-    ht = h.to(tl.int64) * num_tokens + t  # (kv head, token) of each row
-    lse_row = ht * NUM_PARTS * GROUP + g  # part k of the row: (ht * NUM_PARTS + k) * GROUP + g
-    sel_row = h * stride_sh + t.to(tl.int64) * stride_st
-    m = tl.max(_part_lse(plse_ptr, sel_ptr, lse_row, sel_row, tl.arange(0, PARTS_PAD), row_ok, NUM_PARTS, GROUP,
-                         HAS_SEL), axis=0)
-    if HAS_CARRIER:  # v12m: the row's tile-outer part, from its bf16 side buffer (int8 KV-outer parts)
-        side = ht * GROUP + g
-        has = row_ok & (tl.load(cslot_ptr + ht, mask=row_ok, other=-1) >= 0)
-        c_lse = tl.load(clse_ptr + side, mask=has, other=float("-inf"))
-        m = tl.maximum(m, c_lse)
-    m = tl.where(m == float("-inf"), 0.0, m)  # no part at all: every weight 0, the row writes zeros
+    base = (h.to(tl.int64) * num_tokens + t) * NUM_PARTS  # first part of each row's (kv head, token)
+    m = tl.full((TILE_T * GROUP_PAD,), float("-inf"), tl.float32)
     denom = tl.zeros((TILE_T * GROUP_PAD,), tl.float32)
     acc = tl.zeros((TILE_T * GROUP_PAD, HEAD_DIM), tl.float32)
-    if HAS_CARRIER:
-        w = tl.exp2(c_lse - m)[None, :]
-        denom += tl.sum(w, axis=0)
-        o = load_parts(co_ptr, ps_ptr, side[None, :], offs_d, has[None, :] & (w > 0), HEAD_DIM, EVICT)
-        acc += tl.sum(w[:, :, None] * o, axis=0)
-    for j in tl.static_range(0, PARTS_PAD, PARTS_PER_LOAD):
-        k = j + tl.arange(0, PARTS_PER_LOAD)
-        # the LSEs again (L1 hits): the weights need the max first
-        w = tl.exp2(_part_lse(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, NUM_PARTS, GROUP, HAS_SEL) - m[None, :])
-        denom += tl.sum(w, axis=0)
-        # absent or underflowing parts: masked, so no bytes, and 0 (not their garbage) in the sum
-        o = load_parts(po_ptr, ps_ptr, lse_row[None, :] + k[:, None] * GROUP, offs_d, row_ok[None, :] & (w > 0),
-                       HEAD_DIM, EVICT)
-        acc += tl.sum(w[:, :, None] * o, axis=0)
+    if HAS_CARRIER:  # v12m: the row's tile-outer part, from its bf16 side buffer (int8 KV-outer parts)
+        side = (h.to(tl.int64) * num_tokens + t) * GROUP + g
+        has = row_ok & (tl.load(cslot_ptr + h * num_tokens + t, mask=row_ok, other=-1) >= 0)
+        lse = tl.load(clse_ptr + side, mask=has, other=float("-inf"))
+        m, denom, acc = fold_part(m, denom, acc, lse, co_ptr, ps_ptr, side, offs_d, has, HEAD_DIM)
+    for k in range(NUM_PARTS):
+        lse = tl.load(plse_ptr + (base + k) * GROUP + g, mask=row_ok, other=float("-inf"))
+        if HAS_SEL:  # parts of -1 selection entries were never written
+            blk = tl.load(sel_ptr + h * stride_sh + t.to(tl.int64) * stride_st + k, mask=row_ok, other=-1)
+            lse = tl.where(blk >= 0, lse, float("-inf"))
+        m, denom, acc = fold_part(m, denom, acc, lse, po_ptr, ps_ptr, (base + k) * GROUP + g, offs_d, row_ok,
+                                  HEAD_DIM)
     acc = acc / tl.where(denom > 0, denom, 1.0)[:, None]
     out = out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + g)[:, None] * stride_oh + offs_d[None, :]
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
@@ -184,27 +160,11 @@ def merge_partials(
     ``partial_scale``: the per-row scales of int8 partials (``store_part``).
     ``carrier``: one more part per row kept apart (bf16 tile-outer parts beside int8 partials, v12m).
     """
-    launch_merge(partial_o, partial_lse, out, selection, skip, partial_scale, carrier, rows)
-
-
-MERGE_PARTS_PER_LOAD = {1: 4, 2: 16, 4: 8}
-"""v13p: parts per load by the parts' element size (int8, bf16, fp32): the bytes each 16-row program has in flight,
-bounded by registers (Triton 3.6 for sm_90 without spills, 4 warps: int8 4 parts 128 registers, bf16 16 parts 168;
-more spill)."""
-MERGE_WARPS, MERGE_EVICT = 4, "evict_first"
-"""v13p: warps per 16-row program; the part loads' eviction policy (parts are read once)."""
-
-
-def launch_merge(partial_o: torch.Tensor, partial_lse: torch.Tensor, out: torch.Tensor, selection: torch.Tensor | None,
-                 skip: torch.Tensor | None, partial_scale: torch.Tensor | None, carrier: CarrierParts | None,
-                 rows: int | None = None, num_warps: int = MERGE_WARPS, parts_per_load: int | None = None,
-                 evict: str = MERGE_EVICT) -> None:
-    """``merge_partials`` with the launch knobs exposed (``kernels.bench.merge_bench`` sweeps them)."""
     num_kv_heads, num_tokens, num_parts, group, head_dim = partial_o.shape
     if num_tokens == 0:
         return
     sel = selection if selection is not None else partial_lse  # unused pointer when HAS_SEL is False
-    group_pad, parts_pad = triton.next_power_of_2(group), triton.next_power_of_2(num_parts)
+    group_pad = triton.next_power_of_2(group)
     # 16 rows on the GPU (H100 sweep: 16 < 32 < 128 rows by ~5%); under the CPU interpreter the cost is per op,
     # so go wide.
     tile_t = max(1, (rows or (16 if partial_o.is_cuda else 512)) // group_pad)
@@ -215,8 +175,7 @@ def launch_merge(partial_o: torch.Tensor, partial_lse: torch.Tensor, out: torch.
         num_tokens,
         sel.stride(0), sel.stride(1),
         out.stride(0), out.stride(1),
-        GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, NUM_PARTS=num_parts, PARTS_PAD=parts_pad,
-        PARTS_PER_LOAD=min(parts_per_load or MERGE_PARTS_PER_LOAD.get(partial_o.element_size(), 8), parts_pad),
+        GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, NUM_PARTS=num_parts,
         TILE_T=tile_t, HAS_SEL=selection is not None, HAS_SKIP=skip is not None, HAS_CARRIER=carrier is not None,
-        EVICT=evict, num_warps=num_warps,
+        num_warps=4,
     )
