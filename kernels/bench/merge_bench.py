@@ -6,10 +6,10 @@ At M3 shapes (64 query heads, 4 KV heads, d = 128, bf16), N tokens (default 128K
 random inputs, on the partial buffers the default prefill builds (bf16 and int8 parts; the CUDA KV-outer stage when
 the library is there; ``merge_sel`` / ``skip=owned`` as ``sparse_attention_triton`` passes them), on every entry
 (the KV-outer-only path) and with int8 parts plus the bf16 carrier side buffer (the unfused step, v12m), the
-library's merge (v6-v12: an online softmax over the parts) against the v13p candidate kept in this file (all the
-rows' LSEs first, then several parts per [parts, rows, d] load; tried and slower on the device's Triton 3.6, NOTES
-v13p):
-1. correctness: the candidate (and each swept launch) against the library's merge on the same buffers, both into
+library's merge (v6-v12: an online softmax over the parts) against the two v13p candidates kept in this file (both
+load all the rows' LSEs first; "3-D tile": then several parts per [parts, rows, d] load, measured in run 2 and slower
+on the device's Triton 3.6; "unrolled": then single-part loads in an unrolled loop, not measured yet; NOTES v13p):
+1. correctness: each candidate (and each swept launch) against the library's merge on the same buffers, both into
    NaN-poisoned outputs (skip rows must keep the poison);
 2. the merge alone, interleaved ``--repeat`` times, with the bytes it must move and GB/s against the copy rate
    measured in the same run (the floor);
@@ -49,7 +49,7 @@ from kernels.msa.merge import _MAGIC, _MAGIC_BITS, CarrierParts, merge_partials
 GROUP = HEADS // KV_HEADS
 
 
-# --- the v13p candidate (tried, slower on the device's Triton 3.6: NOTES v13p), kept here to reproduce the result -----
+# --- the v13p candidates (NOTES v13p), kept here to reproduce and continue the result ---------------------------
 @triton.jit
 def _v13p_load_parts(po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM: tl.constexpr, EVICT: tl.constexpr):
     """``load_part`` for ``part`` and ``mask`` of any shape S: S x [HEAD_DIM] (v13p's merge loads several parts at
@@ -137,6 +137,69 @@ def _v13p_merge_kernel(
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
 
 
+@triton.jit
+def _v13p_unrolled_kernel(
+    po_ptr, plse_ptr, ps_ptr, sel_ptr, skip_ptr, out_ptr, cslot_ptr, co_ptr, clse_ptr,
+    num_tokens,
+    stride_sh, stride_st,
+    stride_ot, stride_oh,
+    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_PARTS: tl.constexpr,
+    PARTS_PAD: tl.constexpr, PARTS_PER_LOAD: tl.constexpr,
+    TILE_T: tl.constexpr, HAS_SEL: tl.constexpr, HAS_SKIP: tl.constexpr, HAS_CARRIER: tl.constexpr,
+    EVICT: tl.constexpr,
+):
+    # The second candidate (not measured yet): the rows' LSEs of every part first (the max), then an unrolled loop of
+    # single-part 2-D [rows, d] loads with their weights known, so no part load waits on an LSE round trip or on
+    # another part's math, and no 3-D tile (whose reduction over parts cost the first candidate 8x the instructions
+    # under Triton 3.6). Triton 3.6 AOT, sm_90: 1216 instructions / 72 registers (bf16), 2184 / 48 (int8).
+    h = tl.program_id(1)
+    offs_r = tl.arange(0, TILE_T * GROUP_PAD)
+    t = tl.program_id(0) * TILE_T + offs_r // GROUP_PAD
+    g = offs_r % GROUP_PAD
+    row_ok = (t < num_tokens) & (g < GROUP)
+    if HAS_SKIP:
+        row_ok = row_ok & (tl.load(skip_ptr + h * num_tokens + t, mask=row_ok, other=1) == 0)
+        if tl.max(row_ok.to(tl.int32), axis=0) == 0:
+            return
+    offs_d = tl.arange(0, HEAD_DIM)
+    ht = h.to(tl.int64) * num_tokens + t
+    lse_row = ht * NUM_PARTS * GROUP + g
+    sel_row = h * stride_sh + t.to(tl.int64) * stride_st
+    m = tl.full((TILE_T * GROUP_PAD,), float("-inf"), tl.float32)
+    if HAS_CARRIER:
+        side = ht * GROUP + g
+        has = row_ok & (tl.load(cslot_ptr + ht, mask=row_ok, other=-1) >= 0)
+        c_lse = tl.load(clse_ptr + side, mask=has, other=float("-inf"))
+        m = c_lse
+    for k in tl.static_range(NUM_PARTS):
+        m = tl.maximum(m, _v13p_part_lse1(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, GROUP, HAS_SEL))
+    m = tl.where(m == float("-inf"), 0.0, m)
+    denom = tl.zeros((TILE_T * GROUP_PAD,), tl.float32)
+    acc = tl.zeros((TILE_T * GROUP_PAD, HEAD_DIM), tl.float32)
+    if HAS_CARRIER:
+        w = tl.exp2(c_lse - m)
+        denom += w
+        acc += w[:, None] * _v13p_load_parts(co_ptr, ps_ptr, side, offs_d, has & (w > 0), HEAD_DIM, EVICT)
+    for k in tl.static_range(NUM_PARTS):
+        w = tl.exp2(_v13p_part_lse1(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, GROUP, HAS_SEL) - m)
+        denom += w
+        acc += w[:, None] * _v13p_load_parts(po_ptr, ps_ptr, lse_row + k * GROUP, offs_d, row_ok & (w > 0), HEAD_DIM,
+                                             EVICT)
+    acc = acc / tl.where(denom > 0, denom, 1.0)[:, None]
+    out = out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + g)[:, None] * stride_oh + offs_d[None, :]
+    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+
+
+@triton.jit
+def _v13p_part_lse1(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, GROUP: tl.constexpr, HAS_SEL: tl.constexpr):
+    """log2-sum-exp [rows] of part ``k``; -inf where absent (a -1 entry: never written, garbage)."""
+    lse = tl.load(plse_ptr + lse_row + k * GROUP, mask=row_ok, other=float("-inf"))
+    if HAS_SEL:
+        blk = tl.load(sel_ptr + sel_row + k, mask=row_ok, other=-1)
+        lse = tl.where(blk >= 0, lse, float("-inf"))
+    return lse
+
+
 V13P_PARTS_PER_LOAD = {1: 4, 2: 16, 4: 8}
 """v13p: parts per load by the parts' element size (int8, bf16, fp32): the bytes each 16-row program has in flight,
 bounded by registers (Triton 3.6 for sm_90 without spills, 4 warps: int8 4 parts 128 registers, bf16 16 parts 168;
@@ -148,8 +211,9 @@ V13P_WARPS, V13P_EVICT = 4, "evict_first"
 def v13p_merge_launch(partial_o: torch.Tensor, partial_lse: torch.Tensor, out: torch.Tensor, selection: torch.Tensor | None,
                  skip: torch.Tensor | None, partial_scale: torch.Tensor | None, carrier: CarrierParts | None,
                  rows: int | None = None, num_warps: int = V13P_WARPS, parts_per_load: int | None = None,
-                 evict: str = V13P_EVICT) -> None:
-    """The v13p candidate with ``merge_partials``'s arguments and its launch knobs."""
+                 evict: str = V13P_EVICT, unrolled: bool = False) -> None:
+    """The v13p candidates with ``merge_partials``'s arguments and their launch knobs (``unrolled``: the second one,
+    single-part loads in an unrolled loop, instead of [parts, rows, d] tiles)."""
     num_kv_heads, num_tokens, num_parts, group, head_dim = partial_o.shape
     if num_tokens == 0:
         return
@@ -160,7 +224,8 @@ def v13p_merge_launch(partial_o: torch.Tensor, partial_lse: torch.Tensor, out: t
     tile_t = max(1, (rows or (16 if partial_o.is_cuda else 512)) // group_pad)
     scales = partial_scale if partial_scale is not None else partial_lse  # unused pointer unless int8 partials
     side = carrier if carrier is not None else (partial_lse, partial_o, partial_lse)  # unused pointers without one
-    _v13p_merge_kernel[(triton.cdiv(num_tokens, tile_t), num_kv_heads)](
+    kernel = _v13p_unrolled_kernel if unrolled else _v13p_merge_kernel
+    kernel[(triton.cdiv(num_tokens, tile_t), num_kv_heads)](
         partial_o, partial_lse, scales, sel, skip.view(torch.uint8) if skip is not None else sel, out, *side,
         num_tokens,
         sel.stride(0), sel.stride(1),
@@ -172,22 +237,28 @@ def v13p_merge_launch(partial_o: torch.Tensor, partial_lse: torch.Tensor, out: t
     )
 
 
-SWEEP: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("parts/load 4, 4 warps", {"parts_per_load": 4, "num_warps": 4}),
-    ("parts/load 8, 4 warps", {"parts_per_load": 8, "num_warps": 4}),
-    ("parts/load 16, 4 warps", {"parts_per_load": 16, "num_warps": 4}),
-    ("parts/load 8, 8 warps", {"parts_per_load": 8, "num_warps": 8}),
-    ("parts/load 16, 8 warps", {"parts_per_load": 16, "num_warps": 8}),
-    ("default parts/load, no evict hint", {"evict": ""}),
+CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("v13p 3-D tile", {}),
+    ("v13p unrolled", {"unrolled": True}),
 )
-"""(label, ``v13p_merge_launch`` knobs) tried besides its defaults."""
+"""(label, ``v13p_merge_launch`` knobs): the candidates at their defaults. Run 2 measured the 3-D tile one (0.26x /
+0.67x the v12 merge, bf16 / int8); the unrolled one is not measured yet."""
+SWEEP: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("v13p unrolled, 2 warps", {"unrolled": True, "num_warps": 2}),
+    ("v13p unrolled, 8 warps", {"unrolled": True, "num_warps": 8}),
+    ("v13p unrolled, 32 rows", {"unrolled": True, "rows": 32}),
+    ("v13p unrolled, 32 rows, 8 warps", {"unrolled": True, "rows": 32, "num_warps": 8}),
+    ("v13p unrolled, no evict hint", {"unrolled": True, "evict": ""}),
+)
+"""(label, knobs) swept on the default path's buffers besides ``CANDIDATES`` (run 2 swept the 3-D tile's parts per
+load and warps: every other launch was slower; NOTES v13p)."""
 BASELINE = "v12 merge (library, baseline)"
 
 
 def candidate(**knobs) -> Callable:
-    """The v13p candidate with ``merge_partials``'s signature."""
+    """A v13p candidate with ``merge_partials``'s signature."""
     def run(partial_o, partial_lse, out, selection, rows=None, skip=None, partial_scale=None, carrier=None):
-        v13p_merge_launch(partial_o, partial_lse, out, selection, skip, partial_scale, carrier, rows, **knobs)
+        v13p_merge_launch(partial_o, partial_lse, out, selection, skip, partial_scale, carrier, **{"rows": rows, **knobs})
     return run
 
 
@@ -249,10 +320,10 @@ def run_merge(fn: Callable, buf: dict[str, Any], out: torch.Tensor) -> None:
 
 
 def check_merge(buf: dict[str, Any], label: str, q: torch.Tensor, rows: list[Row]) -> None:
-    """The v13p candidate (defaults and every swept knob) against the library's merge into NaN-poisoned outputs."""
+    """The v13p candidates (and every swept launch) against the library's merge into NaN-poisoned outputs."""
     old = torch.full_like(q, float("nan"))
     run_merge(merge_partials, buf, old)
-    for name, knobs in (("defaults", {}), *SWEEP):
+    for name, knobs in (*CANDIDATES, *SWEEP):
         new = torch.full_like(q, float("nan"))
         run_merge(candidate(**knobs), buf, new)
         same_poison = bool(torch.equal(old.isnan(), new.isnan()))
@@ -260,7 +331,7 @@ def check_merge(buf: dict[str, Any], label: str, q: torch.Tensor, rows: list[Row
         diff = float((new[written].float() - old[written].float()).abs().max()) if bool(written.any()) else 0.0
         scale = float(old[written].float().abs().max()) if bool(written.any()) else 1.0
         ok = same_poison and diff <= 1e-2 * scale
-        rows.append(Row("check", label, f"v13p candidate ({name}) vs v12 merge", float("nan"),
+        rows.append(Row("check", label, f"{name} vs v12 merge", float("nan"),
                         note=f"{'ok' if ok else 'MISMATCH'}: poison pattern equal {same_poison}, max |diff| {diff:.2e} "
                              f"(max |out| {scale:.2e}), {int(written.sum()) // HEAD_DIM} rows written, "
                              f"rel {rel_diff(new[written], old[written]):.1e}"))
@@ -268,12 +339,12 @@ def check_merge(buf: dict[str, Any], label: str, q: torch.Tensor, rows: list[Row
 
 def time_merge(buf: dict[str, Any], label: str, q: torch.Tensor, repeat: int, copy_tbs: float, sweep: bool,
                rows: list[Row]) -> dict[str, float]:
-    """The merge alone: the library's (v12) vs the v13p candidate (and its sweep), interleaved ``repeat`` times.
+    """The merge alone: the library's (v12) vs the v13p candidates (and the sweep), interleaved ``repeat`` times.
     Returns the best time of each."""
     out = torch.empty_like(q)
-    fns = {BASELINE: merge_partials, "v13p candidate (defaults)": candidate()}
+    fns = {BASELINE: merge_partials, **{name: candidate(**knobs) for name, knobs in CANDIDATES}}
     if sweep:
-        fns.update({f"v13p candidate ({name})": candidate(**knobs) for name, knobs in SWEEP})
+        fns.update({name: candidate(**knobs) for name, knobs in SWEEP})
     nbytes = merge_bytes(buf)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
@@ -356,8 +427,7 @@ def decode_rows(merges: dict[str, Callable], repeat: int, rows: list[Row], batch
 
 def best_knobs(times: dict[str, float]) -> tuple[str, dict[str, Any]]:
     """The fastest candidate launch of a sweep (label, knobs)."""
-    knobs = {f"v13p candidate ({name})": k for name, k in SWEEP}
-    knobs["v13p candidate (defaults)"] = {}
+    knobs = dict((*CANDIDATES, *SWEEP))
     name = min((n for n in times if n in knobs), key=times.__getitem__)
     return name, knobs[name]
 
@@ -411,10 +481,10 @@ def main() -> None:
         guarded(rows, "merge", label, time_merge, buf, label, case.q, args.repeat, copy_tbs, False, rows)
         del buf
         torch.cuda.empty_cache()
-    merges = {"v12 merge (library)": merge_partials, "v13p candidate (defaults)": candidate()}
+    merges = {"v12 merge (library)": merge_partials, "v13p unrolled": candidate(unrolled=True)}
     for dtype_name, knobs in best.items():
-        if knobs:
-            merges[f"v13p candidate, fastest for {dtype_name} ({knobs})"] = candidate(**knobs)
+        if knobs != {"unrolled": True}:
+            merges[f"fastest candidate for {dtype_name} ({knobs})"] = candidate(**knobs)
     guarded(rows, "prefill", shape, prefill_rows, case, sel, shape, merges, args.repeat, rows)
     del case, sel
     torch.cuda.empty_cache()
