@@ -1,0 +1,500 @@
+"""The partial merge (``kernels.msa.merge.merge_partials``) against its bandwidth floor (v13p), in one run on one GPU.
+
+Run (on the GPU machine, from the repo root; the CUDA library built ahead, ``python -m kernels.msa.cuda build``):
+    python -m kernels.bench.merge_bench --json $OUT/merge_v13p.json
+At M3 shapes (64 query heads, 4 KV heads, d = 128, bf16), N tokens (default 128K) with the indexer's selections of
+random inputs, on the partial buffers the default prefill builds (bf16 and int8 parts; the CUDA KV-outer stage when
+the library is there; ``merge_sel`` / ``skip=owned`` as ``sparse_attention_triton`` passes them), on every entry
+(the KV-outer-only path) and with int8 parts plus the bf16 carrier side buffer (the unfused step, v12m), the
+library's merge (v6-v12: an online softmax over the parts) against the two v13p candidates kept in this file (both
+load all the rows' LSEs first; "3-D tile": then several parts per [parts, rows, d] load, measured in run 2 and slower
+on the device's Triton 3.6; "unrolled": then single-part loads in an unrolled loop, not measured yet; NOTES v13p):
+1. correctness: each candidate (and each swept launch) against the library's merge on the same buffers, both into
+   NaN-poisoned outputs (skip rows must keep the poison);
+2. the merge alone, interleaved ``--repeat`` times, with the bytes it must move and GB/s against the copy rate
+   measured in the same run (the floor);
+3. the whole default prefill (bf16 and int8 parts) and decode B = 64 x 128K with each merge, interleaved.
+Rows print as measured; a table last.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.bench.msa_bench import (
+    HEAD_DIM,
+    HEADS,
+    KV_HEADS,
+    PrintedRows,
+    Row,
+    bench_ms,
+    ceilings,
+    graph_ms,
+    guarded,
+    print_table,
+    rel_diff,
+    timed_attention,
+)
+from kernels.msa.merge import _MAGIC, _MAGIC_BITS, CarrierParts, merge_partials
+
+GROUP = HEADS // KV_HEADS
+
+
+# --- the v13p candidates (NOTES v13p), kept here to reproduce and continue the result ---------------------------
+@triton.jit
+def _v13p_load_parts(po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM: tl.constexpr, EVICT: tl.constexpr):
+    """``load_part`` for ``part`` and ``mask`` of any shape S: S x [HEAD_DIM] (v13p's merge loads several parts at
+    once as [parts, rows]); ``EVICT``: the loads' eviction policy ("evict_first": parts read once)."""
+    ptrs = po_ptr + tl.expand_dims(part, len(part.shape)) * HEAD_DIM + offs_d
+    mask_d = tl.expand_dims(mask, len(mask.shape))
+    if po_ptr.dtype.element_ty == tl.int8:
+        raw = tl.load(ptrs, mask=mask_d, other=0, eviction_policy=EVICT)
+        # int8 -> fp32 without an int->float conversion (1/8 rate; 16 per thread per part in the merge): the
+        # zero-extended byte with its sign bit flipped is x + 128; placed in the mantissa of 1.5 * 2^23 (OR), the
+        # float is 1.5 * 2^23 + 128 + x, so one subtraction gives x exactly.
+        u = raw.to(tl.uint8, bitcast=True).to(tl.int32)
+        o = ((u ^ 0x80) | _MAGIC_BITS).to(tl.float32, bitcast=True) - (_MAGIC + 128.0)
+        return o * tl.expand_dims(tl.load(ps_ptr + part, mask=mask, other=0.0), len(part.shape))
+    return tl.load(ptrs, mask=mask_d, other=0.0, eviction_policy=EVICT).to(tl.float32)
+
+
+@triton.jit
+def _v13p_part_lse(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, NUM_PARTS: tl.constexpr, GROUP: tl.constexpr,
+              HAS_SEL: tl.constexpr):
+    """log2-sum-exp [parts, rows] of parts ``k`` of each row; -inf where the part is absent (k past the parts, or a -1
+    selection entry: never written, its LSE may be garbage)."""
+    ok = row_ok[None, :] & (k < NUM_PARTS)[:, None]
+    lse = tl.load(plse_ptr + lse_row[None, :] + k[:, None] * GROUP, mask=ok, other=float("-inf"))
+    if HAS_SEL:
+        blk = tl.load(sel_ptr + sel_row[None, :] + k[:, None], mask=ok, other=-1)
+        lse = tl.where(blk >= 0, lse, float("-inf"))
+    return lse
+
+
+@triton.jit
+def _v13p_merge_kernel(
+    po_ptr, plse_ptr, ps_ptr, sel_ptr, skip_ptr, out_ptr, cslot_ptr, co_ptr, clse_ptr,
+    num_tokens,
+    stride_sh, stride_st,
+    stride_ot, stride_oh,
+    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_PARTS: tl.constexpr,
+    PARTS_PAD: tl.constexpr, PARTS_PER_LOAD: tl.constexpr,
+    TILE_T: tl.constexpr, HAS_SEL: tl.constexpr, HAS_SKIP: tl.constexpr, HAS_CARRIER: tl.constexpr,
+    EVICT: tl.constexpr,
+):
+    # Rows = TILE_T tokens x GROUP_PAD heads of one KV head. v13p: the rows' LSEs of all parts first (one [parts,
+    # rows] load: the max), then PARTS_PER_LOAD parts per load as one [parts, rows, d] tensor, so those parts' bytes
+    # are in flight together (v6-v12's online softmax chained LSE -> weight -> 4 KiB load per part: latency-bound,
+    # 3.4 TB/s with bf16 parts and 2.2 with int8 at 128K; NOTES v13p). Absent parts (weight 0) cost no bytes.
+    h = tl.program_id(1)
+    offs_r = tl.arange(0, TILE_T * GROUP_PAD)
+    t = tl.program_id(0) * TILE_T + offs_r // GROUP_PAD
+    g = offs_r % GROUP_PAD
+    row_ok = (t < num_tokens) & (g < GROUP)
+    if HAS_SKIP:  # rows another kernel (tile-outer prefill) owns: neither read nor written here
+        row_ok = row_ok & (tl.load(skip_ptr + h * num_tokens + t, mask=row_ok, other=1) == 0)
+        if tl.max(row_ok.to(tl.int32), axis=0) == 0:  # 16 masked passes cost 5.6 ms at 128K (NOTES v7)
+            return
+    offs_d = tl.arange(0, HEAD_DIM)
+    ht = h.to(tl.int64) * num_tokens + t  # (kv head, token) of each row
+    lse_row = ht * NUM_PARTS * GROUP + g  # part k of the row: (ht * NUM_PARTS + k) * GROUP + g
+    sel_row = h * stride_sh + t.to(tl.int64) * stride_st
+    m = tl.max(_v13p_part_lse(plse_ptr, sel_ptr, lse_row, sel_row, tl.arange(0, PARTS_PAD), row_ok, NUM_PARTS, GROUP,
+                         HAS_SEL), axis=0)
+    if HAS_CARRIER:  # v12m: the row's tile-outer part, from its bf16 side buffer (int8 KV-outer parts)
+        side = ht * GROUP + g
+        has = row_ok & (tl.load(cslot_ptr + ht, mask=row_ok, other=-1) >= 0)
+        c_lse = tl.load(clse_ptr + side, mask=has, other=float("-inf"))
+        m = tl.maximum(m, c_lse)
+    m = tl.where(m == float("-inf"), 0.0, m)  # no part at all: every weight 0, the row writes zeros
+    denom = tl.zeros((TILE_T * GROUP_PAD,), tl.float32)
+    acc = tl.zeros((TILE_T * GROUP_PAD, HEAD_DIM), tl.float32)
+    if HAS_CARRIER:
+        w = tl.exp2(c_lse - m)[None, :]
+        denom += tl.sum(w, axis=0)
+        o = _v13p_load_parts(co_ptr, ps_ptr, side[None, :], offs_d, has[None, :] & (w > 0), HEAD_DIM, EVICT)
+        acc += tl.sum(w[:, :, None] * o, axis=0)
+    for j in tl.static_range(0, PARTS_PAD, PARTS_PER_LOAD):
+        k = j + tl.arange(0, PARTS_PER_LOAD)
+        # the LSEs again (L1 hits): the weights need the max first
+        w = tl.exp2(_v13p_part_lse(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, NUM_PARTS, GROUP, HAS_SEL) - m[None, :])
+        denom += tl.sum(w, axis=0)
+        # absent or underflowing parts: masked, so no bytes, and 0 (not their garbage) in the sum
+        o = _v13p_load_parts(po_ptr, ps_ptr, lse_row[None, :] + k[:, None] * GROUP, offs_d, row_ok[None, :] & (w > 0),
+                       HEAD_DIM, EVICT)
+        acc += tl.sum(w[:, :, None] * o, axis=0)
+    acc = acc / tl.where(denom > 0, denom, 1.0)[:, None]
+    out = out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + g)[:, None] * stride_oh + offs_d[None, :]
+    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+
+
+@triton.jit
+def _v13p_unrolled_kernel(
+    po_ptr, plse_ptr, ps_ptr, sel_ptr, skip_ptr, out_ptr, cslot_ptr, co_ptr, clse_ptr,
+    num_tokens,
+    stride_sh, stride_st,
+    stride_ot, stride_oh,
+    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_PARTS: tl.constexpr,
+    PARTS_PAD: tl.constexpr, PARTS_PER_LOAD: tl.constexpr,
+    TILE_T: tl.constexpr, HAS_SEL: tl.constexpr, HAS_SKIP: tl.constexpr, HAS_CARRIER: tl.constexpr,
+    EVICT: tl.constexpr,
+):
+    # The second candidate (not measured yet): the rows' LSEs of every part first (the max), then an unrolled loop of
+    # single-part 2-D [rows, d] loads with their weights known, so no part load waits on an LSE round trip or on
+    # another part's math, and no 3-D tile (whose reduction over parts cost the first candidate 8x the instructions
+    # under Triton 3.6). Triton 3.6 AOT, sm_90: 1216 instructions / 72 registers (bf16), 2184 / 48 (int8).
+    h = tl.program_id(1)
+    offs_r = tl.arange(0, TILE_T * GROUP_PAD)
+    t = tl.program_id(0) * TILE_T + offs_r // GROUP_PAD
+    g = offs_r % GROUP_PAD
+    row_ok = (t < num_tokens) & (g < GROUP)
+    if HAS_SKIP:
+        row_ok = row_ok & (tl.load(skip_ptr + h * num_tokens + t, mask=row_ok, other=1) == 0)
+        if tl.max(row_ok.to(tl.int32), axis=0) == 0:
+            return
+    offs_d = tl.arange(0, HEAD_DIM)
+    ht = h.to(tl.int64) * num_tokens + t
+    lse_row = ht * NUM_PARTS * GROUP + g
+    sel_row = h * stride_sh + t.to(tl.int64) * stride_st
+    m = tl.full((TILE_T * GROUP_PAD,), float("-inf"), tl.float32)
+    if HAS_CARRIER:
+        side = ht * GROUP + g
+        has = row_ok & (tl.load(cslot_ptr + ht, mask=row_ok, other=-1) >= 0)
+        c_lse = tl.load(clse_ptr + side, mask=has, other=float("-inf"))
+        m = c_lse
+    for k in tl.static_range(NUM_PARTS):
+        m = tl.maximum(m, _v13p_part_lse1(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, GROUP, HAS_SEL))
+    m = tl.where(m == float("-inf"), 0.0, m)
+    denom = tl.zeros((TILE_T * GROUP_PAD,), tl.float32)
+    acc = tl.zeros((TILE_T * GROUP_PAD, HEAD_DIM), tl.float32)
+    if HAS_CARRIER:
+        w = tl.exp2(c_lse - m)
+        denom += w
+        acc += w[:, None] * _v13p_load_parts(co_ptr, ps_ptr, side, offs_d, has & (w > 0), HEAD_DIM, EVICT)
+    for k in tl.static_range(NUM_PARTS):
+        w = tl.exp2(_v13p_part_lse1(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, GROUP, HAS_SEL) - m)
+        denom += w
+        acc += w[:, None] * _v13p_load_parts(po_ptr, ps_ptr, lse_row + k * GROUP, offs_d, row_ok & (w > 0), HEAD_DIM,
+                                             EVICT)
+    acc = acc / tl.where(denom > 0, denom, 1.0)[:, None]
+    out = out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + g)[:, None] * stride_oh + offs_d[None, :]
+    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+
+
+@triton.jit
+def _v13p_part_lse1(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, GROUP: tl.constexpr, HAS_SEL: tl.constexpr):
+    """log2-sum-exp [rows] of part ``k``; -inf where absent (a -1 entry: never written, garbage)."""
+    lse = tl.load(plse_ptr + lse_row + k * GROUP, mask=row_ok, other=float("-inf"))
+    if HAS_SEL:
+        blk = tl.load(sel_ptr + sel_row + k, mask=row_ok, other=-1)
+        lse = tl.where(blk >= 0, lse, float("-inf"))
+    return lse
+
+
+V13P_PARTS_PER_LOAD = {1: 4, 2: 16, 4: 8}
+"""v13p: parts per load by the parts' element size (int8, bf16, fp32): the bytes each 16-row program has in flight,
+bounded by registers (Triton 3.6 for sm_90 without spills, 4 warps: int8 4 parts 128 registers, bf16 16 parts 168;
+more spill)."""
+V13P_WARPS, V13P_EVICT = 4, "evict_first"
+"""v13p: warps per 16-row program; the part loads' eviction policy (parts are read once)."""
+
+
+def v13p_merge_launch(partial_o: torch.Tensor, partial_lse: torch.Tensor, out: torch.Tensor, selection: torch.Tensor | None,
+                 skip: torch.Tensor | None, partial_scale: torch.Tensor | None, carrier: CarrierParts | None,
+                 rows: int | None = None, num_warps: int = V13P_WARPS, parts_per_load: int | None = None,
+                 evict: str = V13P_EVICT, unrolled: bool = False) -> None:
+    """The v13p candidates with ``merge_partials``'s arguments and their launch knobs (``unrolled``: the second one,
+    single-part loads in an unrolled loop, instead of [parts, rows, d] tiles)."""
+    num_kv_heads, num_tokens, num_parts, group, head_dim = partial_o.shape
+    if num_tokens == 0:
+        return
+    sel = selection if selection is not None else partial_lse  # unused pointer when HAS_SEL is False
+    group_pad, parts_pad = triton.next_power_of_2(group), triton.next_power_of_2(num_parts)
+    # 16 rows on the GPU (H100 sweep: 16 < 32 < 128 rows by ~5%); under the CPU interpreter the cost is per op,
+    # so go wide.
+    tile_t = max(1, (rows or (16 if partial_o.is_cuda else 512)) // group_pad)
+    scales = partial_scale if partial_scale is not None else partial_lse  # unused pointer unless int8 partials
+    side = carrier if carrier is not None else (partial_lse, partial_o, partial_lse)  # unused pointers without one
+    kernel = _v13p_unrolled_kernel if unrolled else _v13p_merge_kernel
+    kernel[(triton.cdiv(num_tokens, tile_t), num_kv_heads)](
+        partial_o, partial_lse, scales, sel, skip.view(torch.uint8) if skip is not None else sel, out, *side,
+        num_tokens,
+        sel.stride(0), sel.stride(1),
+        out.stride(0), out.stride(1),
+        GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, NUM_PARTS=num_parts, PARTS_PAD=parts_pad,
+        PARTS_PER_LOAD=min(parts_per_load or V13P_PARTS_PER_LOAD.get(partial_o.element_size(), 8), parts_pad),
+        TILE_T=tile_t, HAS_SEL=selection is not None, HAS_SKIP=skip is not None, HAS_CARRIER=carrier is not None,
+        EVICT=evict, num_warps=num_warps,
+    )
+
+
+CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("v13p 3-D tile", {}),
+    ("v13p unrolled", {"unrolled": True}),
+)
+"""(label, ``v13p_merge_launch`` knobs): the candidates at their defaults. Run 2 measured the 3-D tile one (0.26x /
+0.67x the v12 merge, bf16 / int8); the unrolled one is not measured yet."""
+SWEEP: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("v13p unrolled, 2 warps", {"unrolled": True, "num_warps": 2}),
+    ("v13p unrolled, 8 warps", {"unrolled": True, "num_warps": 8}),
+    ("v13p unrolled, 32 rows", {"unrolled": True, "rows": 32}),
+    ("v13p unrolled, 32 rows, 8 warps", {"unrolled": True, "rows": 32, "num_warps": 8}),
+    ("v13p unrolled, no evict hint", {"unrolled": True, "evict": ""}),
+)
+"""(label, knobs) swept on the default path's buffers besides ``CANDIDATES`` (run 2 swept the 3-D tile's parts per
+load and warps: every other launch was slower; NOTES v13p)."""
+BASELINE = "v12 merge (library, baseline)"
+
+
+def candidate(**knobs) -> Callable:
+    """A v13p candidate with ``merge_partials``'s signature."""
+    def run(partial_o, partial_lse, out, selection, rows=None, skip=None, partial_scale=None, carrier=None):
+        v13p_merge_launch(partial_o, partial_lse, out, selection, skip, partial_scale, carrier, **{"rows": rows, **knobs})
+    return run
+
+
+# --- partial buffers as the prefill builds them ---------------------------------------------------------------------
+def default_buffers(case, sel: torch.Tensor, dtype: torch.dtype | None, unfused: bool = False) -> dict[str, Any]:
+    """The default path's KV-outer partials and the merge's arguments (``sparse_attention_triton``'s order); with
+    ``unfused`` the tile-outer step runs first into the bf16 carrier side buffer (int8 parts, v12m)."""
+    from kernels.msa import prefill
+    from kernels.msa.merge import CarrierParts, device_positions, device_requests
+    from kernels.msa.tile_outer import tile_unions
+
+    n, nb, scale = case.q.shape[0], case.block_table.shape[1], HEAD_DIM ** -0.5
+    pos = device_positions(case.query_start_loc, case.seq_lens, n)
+    req = device_requests(case.query_start_loc, n)
+    split = tile_unions(sel, req, pos, case.block_table, prefill.DEFAULT_TILE_T, prefill.DEFAULT_MAX_UNION,
+                        prefill.DEFAULT_MIN_SHARE, prefill.DEFAULT_MIN_SHARED_PCT, csr_blocks=nb)
+    csr = prefill.csr_from_split(split, req, nb, 128)
+    po, plse, ps = prefill._kv_partials("auto", case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos,
+                                        sel.shape[2], scale, 128, 4, 2, True, 64, 1.0, 1.0, dtype)
+    if not unfused:
+        return {"po": po, "plse": plse, "ps": ps, "sel": split.merge_sel, "skip": split.owned, "carrier": None}
+    from kernels.msa.cuda import tile_outer_attention_cuda
+
+    carrier = CarrierParts.empty(split.carrier, GROUP, HEAD_DIM, case.q.dtype)
+    tile_outer_attention_cuda(case.q, case.kv_cache, case.seq_lens, pos, req, split, scale, torch.empty_like(case.q),
+                              po, plse, prefill.DEFAULT_TILE_T, fuse_merge=False, partial_scale=ps,
+                              carrier_parts=carrier)
+    return {"po": po, "plse": plse, "ps": ps, "sel": split.rest, "skip": split.direct, "carrier": carrier}
+
+
+def kv_only_buffers(case, sel: torch.Tensor, dtype: torch.dtype | None) -> dict[str, Any]:
+    """Every entry KV-outer (``max_union=0``): the merge reads all 16 parts of every row."""
+    from kernels.msa import prefill
+    from kernels.msa.merge import device_positions
+
+    pos = device_positions(case.query_start_loc, case.seq_lens, case.q.shape[0])
+    csr = prefill.build_block_csr(sel, case.query_start_loc, case.block_table.shape[1], 128, 0)
+    po, plse, ps = prefill._kv_partials("auto", case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos,
+                                        sel.shape[2], HEAD_DIM ** -0.5, 128, 4, 2, True, 64, 1.0, 1.0, dtype)
+    return {"po": po, "plse": plse, "ps": ps, "sel": sel, "skip": None, "carrier": None}
+
+
+def merge_bytes(buf: dict[str, Any]) -> int:
+    """Fewest bytes the merge moves: per merged row (token, KV head) its present parts (values, and the int8 scale),
+    all its parts' LSEs and selection entries, the carrier part where one exists, and its output."""
+    po, sel, skip, carrier = buf["po"], buf["sel"], buf["skip"], buf["carrier"]
+    merged = ~skip if skip is not None else torch.ones(sel.shape[:2], dtype=torch.bool, device=sel.device)
+    rows = int(merged.sum())
+    present = int(((sel >= 0) & merged[..., None]).sum())
+    part = GROUP * (HEAD_DIM * po.element_size() + (4 if buf["ps"] is not None else 0))
+    total = present * part + rows * sel.shape[2] * (GROUP * 4 + 4) + rows * GROUP * HEAD_DIM * 2
+    if carrier is not None:
+        total += int(((carrier.slot >= 0) & merged).sum()) * GROUP * (HEAD_DIM * 2 + 4) + rows * 4
+    return total
+
+
+def run_merge(fn: Callable, buf: dict[str, Any], out: torch.Tensor) -> None:
+    fn(buf["po"], buf["plse"], out, buf["sel"], skip=buf["skip"], partial_scale=buf["ps"], carrier=buf["carrier"])
+
+
+def check_merge(buf: dict[str, Any], label: str, q: torch.Tensor, rows: list[Row]) -> None:
+    """The v13p candidates (and every swept launch) against the library's merge into NaN-poisoned outputs."""
+    old = torch.full_like(q, float("nan"))
+    run_merge(merge_partials, buf, old)
+    for name, knobs in (*CANDIDATES, *SWEEP):
+        new = torch.full_like(q, float("nan"))
+        run_merge(candidate(**knobs), buf, new)
+        same_poison = bool(torch.equal(old.isnan(), new.isnan()))
+        written = ~old.isnan()
+        diff = float((new[written].float() - old[written].float()).abs().max()) if bool(written.any()) else 0.0
+        scale = float(old[written].float().abs().max()) if bool(written.any()) else 1.0
+        ok = same_poison and diff <= 1e-2 * scale
+        rows.append(Row("check", label, f"{name} vs v12 merge", float("nan"),
+                        note=f"{'ok' if ok else 'MISMATCH'}: poison pattern equal {same_poison}, max |diff| {diff:.2e} "
+                             f"(max |out| {scale:.2e}), {int(written.sum()) // HEAD_DIM} rows written, "
+                             f"rel {rel_diff(new[written], old[written]):.1e}"))
+
+
+def time_merge(buf: dict[str, Any], label: str, q: torch.Tensor, repeat: int, copy_tbs: float, sweep: bool,
+               rows: list[Row]) -> dict[str, float]:
+    """The merge alone: the library's (v12) vs the v13p candidates (and the sweep), interleaved ``repeat`` times.
+    Returns the best time of each."""
+    out = torch.empty_like(q)
+    fns = {BASELINE: merge_partials, **{name: candidate(**knobs) for name, knobs in CANDIDATES}}
+    if sweep:
+        fns.update({name: candidate(**knobs) for name, knobs in SWEEP})
+    nbytes = merge_bytes(buf)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            times[name].append(bench_ms(lambda fn=fn: run_merge(fn, buf, out), rep_ms=60))
+    floor_ms = nbytes / (copy_tbs * 1e9)
+    base = times[BASELINE]
+    for name, ts in times.items():
+        t = min(ts)
+        rows.append(Row("merge", label, name, t, tb_per_s=nbytes / t / 1e9,
+                        note=f"runs {' / '.join(f'{x:.2f}' for x in ts)} ms; {min(base) / t:.3f}x v12 (best/best), "
+                             f"{sum(base) / sum(ts):.3f}x (mean/mean); {nbytes / 1e9:.1f} GB moved, floor "
+                             f"{floor_ms:.2f} ms at the run's copy rate {copy_tbs:.2f} TB/s = {floor_ms / t:.0%} of it"))
+    return {name: min(ts) for name, ts in times.items()}
+
+
+def patched(module, merge: Callable, fn: Callable) -> Callable:
+    """``fn`` with ``module.merge_partials`` (looked up at call time) set to ``merge`` for each call."""
+    def run():
+        module.merge_partials = merge
+        return fn()
+    return run
+
+
+def prefill_rows(case, sel: torch.Tensor, label: str, merges: dict[str, Callable], repeat: int,
+                 rows: list[Row]) -> None:
+    """The whole default prefill (bf16 and int8 parts) with each merge, interleaved."""
+    from kernels.msa import merge as merge_mod
+    from kernels.msa import prefill
+
+    try:
+        for dtype_name, knobs in (("bf16 parts", {}), ("int8 parts", {"partial_dtype": torch.int8})):
+            fns, outs = {}, {}
+            for name, merge in merges.items():
+                prefill.merge_partials = merge
+                fn, outs[name] = timed_attention(case, sel, **knobs)
+                fns[name] = patched(prefill, merge, fn)
+            times: dict[str, list[float]] = {name: [] for name in fns}
+            for _ in range(repeat):
+                for name, fn in fns.items():
+                    times[name].append(bench_ms(fn))
+            base = next(iter(times))
+            for name, ts in times.items():
+                rows.append(Row("prefill", f"{label}, {dtype_name}", f"default prefill, {name}", min(ts),
+                                note=f"runs {' / '.join(f'{x:.2f}' for x in ts)} ms; {min(times[base]) / min(ts):.3f}x "
+                                     f"(best/best), {sum(times[base]) / sum(ts):.3f}x (mean/mean) the v12 merge; "
+                                     f"out vs v12 merge's {rel_diff(outs[name], outs[base]):.1e}"))
+    finally:
+        prefill.merge_partials = merge_mod.merge_partials
+
+
+def decode_rows(merges: dict[str, Callable], repeat: int, rows: list[Row], batch: int = 64, ctx: int = 131072) -> None:
+    """Decode B x ctx (graph replay, as msa_bench) with each merge, interleaved."""
+    from kernels.msa import decode
+    from kernels.msa import merge as merge_mod
+    from kernels.msa.indexer import msa_index_topk_triton
+    from kernels.msa.inputs import make_case
+
+    case = make_case([ctx] * batch, [1] * batch, HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=batch + ctx)
+    sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
+                                case.seq_lens, max_query_len=1)
+    outs = {name: torch.empty_like(case.q) for name in merges}
+    try:
+        times: dict[str, list[float]] = {name: [] for name in merges}
+        for _ in range(repeat):
+            for name, merge in merges.items():
+                decode.merge_partials = merge
+                out = outs[name]
+                times[name].append(graph_ms(lambda out=out: decode.sparse_decode_triton(
+                    case.q, case.kv_cache, sel, case.block_table, case.seq_lens, 1, HEAD_DIM ** -0.5, out)))
+        base = next(iter(times))
+        for name, ts in times.items():
+            rows.append(Row("decode", f"B={batch} ctx={ctx // 1024}K", f"split-K + {name} (graph)", min(ts),
+                            note=f"runs {' / '.join(f'{x * 1e3:.1f}' for x in ts)} us; "
+                                 f"{min(times[base]) / min(ts):.3f}x the v12 merge; "
+                                 f"out vs v12 merge's {rel_diff(outs[name], outs[base]):.1e}"))
+    finally:
+        decode.merge_partials = merge_mod.merge_partials
+
+
+def best_knobs(times: dict[str, float]) -> tuple[str, dict[str, Any]]:
+    """The fastest candidate launch of a sweep (label, knobs)."""
+    knobs = dict((*CANDIDATES, *SWEEP))
+    name = min((n for n in times if n in knobs), key=times.__getitem__)
+    return name, knobs[name]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=131072)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    from kernels.msa import cuda
+    from kernels.msa.indexer import msa_index_topk_triton
+    from kernels.msa.inputs import make_case
+
+    rows = PrintedRows()
+    if args.json:
+        rows.jsonl = args.json.with_suffix(".jsonl")
+    copy_tbs, _ = ceilings()
+    n = args.n
+    case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
+    sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
+                                case.seq_lens, max_query_len=n)
+    shape = f"N={n // 1024}K indexer sel"
+    kv_cuda = cuda.choose_kv(case.q, case.kv_cache, torch.int8) is None
+    rows.append(Row("setup", shape, "KV-outer stage", float("nan"),
+                    note=f"{'CUDA' if kv_cuda else 'Triton'} (auto); copy {copy_tbs:.2f} TB/s (read + write)"))
+    best: dict[str, dict[str, Any]] = {}
+    for dtype_name, dtype in (("bf16 parts", None), ("int8 parts", torch.int8)):
+        label = f"{shape}, default path, {dtype_name}"
+        buf = default_buffers(case, sel, dtype)
+        guarded(rows, "check", label, check_merge, buf, label, case.q, rows)
+        times: dict[str, float] = {}
+        guarded(rows, "merge", label, lambda *a: times.update(time_merge(*a)), buf, label, case.q, args.repeat,
+                copy_tbs, True, rows)
+        if times:
+            name, best[dtype_name] = best_knobs(times)
+            rows.append(Row("merge", label, f"fastest candidate launch: {name}", times[name]))
+        del buf
+        torch.cuda.empty_cache()
+    for dtype_name, dtype in (("bf16 parts", None), ("int8 parts", torch.int8)):
+        label = f"{shape}, KV-outer only, {dtype_name}"
+        buf = kv_only_buffers(case, sel, dtype)
+        guarded(rows, "check", label, check_merge, buf, label, case.q, rows)
+        guarded(rows, "merge", label, time_merge, buf, label, case.q, args.repeat, copy_tbs, False, rows)
+        del buf
+        torch.cuda.empty_cache()
+    if kv_cuda:
+        label = f"{shape}, int8 parts + bf16 carrier side buffer (unfused step)"
+        buf = default_buffers(case, sel, torch.int8, unfused=True)
+        guarded(rows, "check", label, check_merge, buf, label, case.q, rows)
+        guarded(rows, "merge", label, time_merge, buf, label, case.q, args.repeat, copy_tbs, False, rows)
+        del buf
+        torch.cuda.empty_cache()
+    merges = {"v12 merge (library)": merge_partials, "v13p unrolled": candidate(unrolled=True)}
+    for dtype_name, knobs in best.items():
+        if knobs != {"unrolled": True}:
+            merges[f"fastest candidate for {dtype_name} ({knobs})"] = candidate(**knobs)
+    guarded(rows, "prefill", shape, prefill_rows, case, sel, shape, merges, args.repeat, rows)
+    del case, sel
+    torch.cuda.empty_cache()
+    guarded(rows, "decode", "B=64 ctx=128K", decode_rows, merges, args.repeat, rows)
+    header = (f"{torch.cuda.get_device_name()} | torch {torch.__version__} | triton {triton.__version__} | "
+              f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC")
+    if args.json:
+        args.json.write_text(json.dumps({"header": header, "rows": [asdict(r) for r in rows]}, indent=1))
+    print_table(rows, header)
+
+
+if __name__ == "__main__":
+    main()
