@@ -338,11 +338,11 @@ def check_merge(buf: dict[str, Any], label: str, q: torch.Tensor, rows: list[Row
 
 
 def time_merge(buf: dict[str, Any], label: str, q: torch.Tensor, repeat: int, copy_tbs: float, sweep: bool,
-               rows: list[Row]) -> dict[str, float]:
-    """The merge alone: the library's (v12) vs the v13p candidates (and the sweep), interleaved ``repeat`` times.
-    Returns the best time of each."""
+               rows: list[Row], only: str = "") -> dict[str, float]:
+    """The merge alone: the library's (v12) vs the v13p candidates whose label contains ``only`` (and the sweep),
+    interleaved ``repeat`` times. Returns the best time of each."""
     out = torch.empty_like(q)
-    fns = {BASELINE: merge_partials, **{name: candidate(**knobs) for name, knobs in CANDIDATES}}
+    fns = {BASELINE: merge_partials, **{name: candidate(**knobs) for name, knobs in CANDIDATES if only in name}}
     if sweep:
         fns.update({name: candidate(**knobs) for name, knobs in SWEEP})
     nbytes = merge_bytes(buf)
@@ -437,6 +437,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=131072)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--quick", action="store_true",
+                        help="only the unrolled candidate vs the v12 merge, alone, on the default path's buffers")
     args = parser.parse_args()
     from kernels.msa import cuda
     from kernels.msa.indexer import msa_index_topk_triton
@@ -461,12 +463,14 @@ def main() -> None:
         guarded(rows, "check", label, check_merge, buf, label, case.q, rows)
         times: dict[str, float] = {}
         guarded(rows, "merge", label, lambda *a: times.update(time_merge(*a)), buf, label, case.q, args.repeat,
-                copy_tbs, True, rows)
+                copy_tbs, not args.quick, rows, "unrolled" if args.quick else "")
         if times:
             name, best[dtype_name] = best_knobs(times)
             rows.append(Row("merge", label, f"fastest candidate launch: {name}", times[name]))
         del buf
         torch.cuda.empty_cache()
+    if args.quick:
+        return finish(rows, args.json)
     for dtype_name, dtype in (("bf16 parts", None), ("int8 parts", torch.int8)):
         label = f"{shape}, KV-outer only, {dtype_name}"
         buf = kv_only_buffers(case, sel, dtype)
@@ -489,10 +493,15 @@ def main() -> None:
     del case, sel
     torch.cuda.empty_cache()
     guarded(rows, "decode", "B=64 ctx=128K", decode_rows, merges, args.repeat, rows)
+    finish(rows, args.json)
+
+
+def finish(rows: list[Row], json_path: Path | None) -> None:
+    """The JSON file (if asked) and the table, last."""
     header = (f"{torch.cuda.get_device_name()} | torch {torch.__version__} | triton {triton.__version__} | "
               f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC")
-    if args.json:
-        args.json.write_text(json.dumps({"header": header, "rows": [asdict(r) for r in rows]}, indent=1))
+    if json_path:
+        json_path.write_text(json.dumps({"header": header, "rows": [asdict(r) for r in rows]}, indent=1))
     print_table(rows, header)
 
 
