@@ -118,11 +118,46 @@ CUTLASS_DEVICE void softmax_block(TS& s, TC const& coord, float scale_log2, int 
   }
 }
 
+// v13t: 2^x on the FMA pipe (FA4's software exp2), for a part of the softmax's columns so that the MUFU pipe (16
+// lanes / clock / SM, ~8 issue slots' worth per warp instruction) and the FMA pipe share the 2^x (ncu, NOTES v13q:
+// the softmax issue-bound, MUFU queue stalls "mio" 14 %). Cody-Waite: n = rint(x) by the 1.5 * 2^23 rounding add,
+// f = x - n in [-0.5, 0.5], 2^f by a degree-5 polynomial with p(0) = 1 (Horner, FFMA), n << 23 added into the
+// exponent bits (bits(1.5 * 2^23) << 23 = 0 mod 2^32, so bits(j) << 23 = n << 23). x >= -127: a masked key (-inf)
+// gives +0 exactly, as ex2.approx. Coefficients, fit and an fp32 emulation: kernels/msa/cuda/exp2_poly.py (relative
+// error <= 1.7e-7 on [-126, 0], ex2.approx ~2^-22); 10 instructions instead of one MUFU.EX2.
+constexpr float kExp2C1 = 0.6931470036506653f;
+constexpr float kExp2C2 = 0.24022242426872253f;
+constexpr float kExp2C3 = 0.05550733953714371f;
+constexpr float kExp2C4 = 0.009671509265899658f;
+constexpr float kExp2C5 = 0.0013264698209241033f;
+
+CUTLASS_DEVICE float ex2_poly(float x) {
+  x = fmaxf(x, -127.f);
+  float const j = __fadd_rn(x, 12582912.f);  // 1.5 * 2^23 + rint(x); __fadd_rn: never reassociated or contracted
+  float const f = __fsub_rn(x, __fsub_rn(j, 12582912.f));
+  float p = fmaf(kExp2C5, f, kExp2C4);
+  p = fmaf(p, f, kExp2C3);
+  p = fmaf(p, f, kExp2C2);
+  p = fmaf(p, f, kExp2C1);
+  p = fmaf(p, f, 1.f);
+  return __uint_as_float(__float_as_uint(p) + (__float_as_uint(j) << 23));
+}
+
+// v13t: which 2^x of softmax_rows run on the FMA pipe: every kPoly-th pair of columns (0: none; 4: 16 of a
+// thread's 64 per tile). A compile-time split, so each column's choice is fixed in the unrolled code.
+template <int kPoly>
+CUTLASS_DEVICE float ex2_split(float x, int c) {
+  if constexpr (kPoly > 0) {
+    if ((c / 2) % kPoly == kPoly - 1) return ex2_poly(x);
+  }
+  return ex2_approx(x);
+}
+
 // v13q: softmax_block's result with the latency taken out (ncu, NOTES v13q: the softmax was 39 % of a consumer's
 // time, its SASS one row at a time with serial 32-long FMNMX and FADD chains, then an IEEE log2 and division with
 // their denormal branches): both rows at once, 4 partial maxima / sums per row (chains of 8), lg2.approx and
-// rcp.approx (the LSE and 1 / sum to ~1 ulp, far under the bf16 parts' rounding).
-template <bool MASKED, class TS, class TC>
+// rcp.approx (the LSE and 1 / sum to ~1 ulp, far under the bf16 parts' rounding). kPoly (v13t): ex2_split.
+template <bool MASKED, int kPoly, class TS, class TC>
 CUTLASS_DEVICE void softmax_rows(TS& s, TC const& coord, float scale_log2, int lim, float (&lse)[2],
                                  float (&inv)[2]) {
   Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
@@ -163,7 +198,7 @@ CUTLASS_DEVICE void softmax_rows(TS& s, TC const& coord, float scale_log2, int l
   for (int c = 0; c < C; ++c) {
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < R; ++r) {
-      float const e = ex2_approx(fmaf(s_rc(r, c), scale_log2, -m_safe[r]));
+      float const e = ex2_split<kPoly>(fmaf(s_rc(r, c), scale_log2, -m_safe[r]), c);
       s_rc(r, c) = e;
       sum[r][c % 4] += e;
     }
@@ -209,7 +244,8 @@ CUTLASS_DEVICE bool load_item(KvOuterParams const& prm, int w, Item& it) {
 // skip the math (S, softmax, P V: memory-only time); 2 = the Q warp issues no Q gathers (the consumers compute on
 // stale tiles: math + K/V + stores); 3 = the consumers store nothing (Q gathers + K/V + math).
 // kFast (v13q): softmax_rows instead of softmax_block, and the int8 epilogue's row maxima the same way.
-template <int kKvStages, int kQStages, bool kInt8, int kDiag = 0, bool kFast = false>
+// kPoly (v13t, with kFast): every kPoly-th column pair's 2^x on the FMA pipe (ex2_split; 0: all on MUFU).
+template <int kKvStages, int kQStages, bool kInt8, int kDiag = 0, bool kFast = false, int kPoly = 0>
 __global__ void __launch_bounds__(kThreads, 1)
 kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
                 CUTE_GRID_CONSTANT TmaQ const tma_q, CUTE_GRID_CONSTANT TmaO const tma_o,
@@ -414,10 +450,10 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
         cutlass::arch::ClusterBarrier::arrive(&sh.q_empty[qs]);  // Q read: the producer may refill the stage
 
         if (__any_sync(0xffffffffu, lim < kKeys - 1)) {  // warp-uniform: a key of the block may be invisible
-          if constexpr (kFast) softmax_rows<true>(tSrS, cS, prm.scale_log2, lim, lse, inv);
+          if constexpr (kFast) softmax_rows<true, kPoly>(tSrS, cS, prm.scale_log2, lim, lse, inv);
           else softmax_block<true>(tSrS, cS, prm.scale_log2, lim, lse, inv);
         } else {
-          if constexpr (kFast) softmax_rows<false>(tSrS, cS, prm.scale_log2, lim, lse, inv);
+          if constexpr (kFast) softmax_rows<false, kPoly>(tSrS, cS, prm.scale_log2, lim, lse, inv);
           else softmax_block<false>(tSrS, cS, prm.scale_log2, lim, lse, inv);
         }
         Tensor rP = make_tensor_like<Element>(tSrS);
@@ -537,11 +573,11 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
 
 using namespace msa_kv_sm90;
 
-template <int KV, int QS, bool INT8, int DIAG = 0, bool FAST = false>
+template <int KV, int QS, bool INT8, int DIAG = 0, bool FAST = false, int POLY = 0>
 cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TmaQ const& tma_q, TmaO const& tma_o,
                            KvOuterParams const& prm, int32_t entries, int grid, cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<KV, QS>));
-  auto kernel = kv_outer_kernel<KV, QS, INT8, DIAG, FAST>;
+  auto kernel = kv_outer_kernel<KV, QS, INT8, DIAG, FAST, POLY>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0 || prm.num_work <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, tma_q, tma_o, prm, entries);
@@ -549,7 +585,7 @@ cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TmaQ const& t
 }
 
 int kv_outer_sm90_smem_bytes(int variant) {
-  return static_cast<int>(variant == 3 || variant == 7 ? sizeof(SharedStorage<2, 4>) : sizeof(SharedStorage<1, 8>));
+  return static_cast<int>(variant == 3 || variant == 7 || variant == 8 ? sizeof(SharedStorage<2, 4>) : sizeof(SharedStorage<1, 8>));
 }
 
 cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, int64_t stride_kvp, int64_t stride_kvh,
@@ -581,6 +617,9 @@ cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, i
                         : launch_variant<1, 8, false, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     case 7: return int8 ? launch_variant<2, 4, true, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
                         : launch_variant<2, 4, false, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
+    // v13t: variant 7 + every 4th column pair's 2^x on the FMA pipe (16 of 64 per thread and tile)
+    case 8: return int8 ? launch_variant<2, 4, true, 0, true, 4>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
+                        : launch_variant<2, 4, false, 0, true, 4>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     // v13q timing diagnostics (variant 6, bf16; wrong parts): no math / no Q gathers / no stores
     case 90: return int8 ? cudaErrorInvalidValue : launch_variant<1, 8, false, 1, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     case 91: return int8 ? cudaErrorInvalidValue : launch_variant<1, 8, false, 2, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
