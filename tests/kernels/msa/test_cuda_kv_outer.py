@@ -106,6 +106,42 @@ def test_kv_outer_kernel_compiles_into_the_shared_library(tmp_path):
         assert sass.count("F2I") <= bf16_conversions  # v10t's codec: no float -> int conversion per element
 
 
+HALF_PAGE_CHECK = r"""
+#include <cstdio>
+#include "msa_sm90_common.cuh"
+using namespace cute;
+using namespace msa_sm90_common;
+// v13t: variant 9 slices the page's K as the kernel does; every (key, d, stage) of each half must be the page's
+// element (64 h + key, d, stage), for 1 and 2 K/V stages
+template <int S>
+int mismatches() {
+  static Element buf[cosize_v<SmemLayoutK<S>>];
+  Tensor sK = make_tensor(make_smem_ptr(buf), SmemLayoutK<S>{});
+  auto h0 = local_tile(sK, Shape<Int<kKeys / 2>, Int<kHeadDim>>{}, make_coord(_0{}, _0{}));
+  auto h1 = local_tile(sK, Shape<Int<kKeys / 2>, Int<kHeadDim>>{}, make_coord(_1{}, _0{}));
+  int bad = 0;
+  for (int k = 0; k < kKeys / 2; ++k)
+    for (int d = 0; d < kHeadDim; ++d)
+      for (int s = 0; s < S; ++s)
+        bad += (&h0(k, d, s) != &sK(k, d, s)) + (&h1(k, d, s) != &sK(kKeys / 2 + k, d, s));
+  return bad;
+}
+int main() { std::printf("%d\n", mismatches<1>() + mismatches<2>()); }
+"""
+
+
+@pytest.mark.skipif(bool(cuda_toolchain_missing()), reason=f"cannot build: {cuda_toolchain_missing()}")
+def test_half_page_k_slices_address_the_page_rows(tmp_path):
+    """v13t: variant 9's two 64-key halves of K (CuTe's local_tile of the swizzled page layout) are the page's rows
+    0-63 and 64-127, checked element by element on the host (nvcc, no GPU)."""
+    src = tmp_path / "half_page.cu"
+    src.write_text(HALF_PAGE_CHECK)
+    exe = tmp_path / "half_page"
+    subprocess.run([str(cuda.find_nvcc()), "-std=c++17", "--expt-relaxed-constexpr", f"-I{cuda.cutlass_include()}",
+                    f"-I{cuda.HERE}", str(src), "-o", str(exe)], check=True, capture_output=True)
+    assert subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.strip() == "0"
+
+
 def test_software_exp2_is_as_accurate_as_ex2_approx():
     """v13t: variant 8's 2^x, emulated step by step in fp32, against the exact 2^x on the range the kernel sees
     (x <= 0 after the row maximum; -inf for masked keys)."""
