@@ -11,6 +11,7 @@ emulated in fp32 on the CPU against the exact 2^x, its coefficients the kernel's
 7's MUFU.EX2 on FFMA instead; the prefill and graph GPU tests run the default and the new variants."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -30,6 +31,12 @@ from tests.kernels.msa.checks import GPU, TOL, cuda_toolchain_missing, rel_err
 
 NEW_VARIANTS = (8, 9)
 """v13t's variants: the GPU prefill and graph tests run them beside the default."""
+PREFILL_VARIANTS = sorted({cuda.KV_DEFAULT_VARIANT, *NEW_VARIANTS})
+
+
+def _variant_id(variant: int) -> str:
+    """Test ids ``v9`` etc., so that one variant can be selected or left out (``-k "not v9"``)."""
+    return f"v{variant}"
 KERNEL_ARGS = re.compile(r"kv_outer_kernelILi(\d+)ELi(\d+)ELb([01])ELi(\d+)ELb([01])ELi(\d+)ELi(\d+)EE")
 """kv_outer_kernel<kv stages, q stages, int8, diag, fast, poly, consumers> in a mangled name."""
 
@@ -234,7 +241,7 @@ def _gpu_hopper() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
 @pytest.mark.parametrize(("chunk", "window", "per_sm"), [(128, 0, 1), (5, 0, 1), (128, 256, 1), (128, 0, 0)])
-@pytest.mark.parametrize("variant", sorted(cuda.KV_VARIANTS))
+@pytest.mark.parametrize("variant", sorted(cuda.KV_VARIANTS), ids=_variant_id)
 def test_cuda_kv_outer_matches_triton(chunk, window, per_sm, variant):
     from kernels.bench.kv_outer_cuda_bench import all_csr, stage_runner
     from kernels.msa.inputs import local_selection, make_case
@@ -263,7 +270,7 @@ def test_cuda_kv_outer_matches_triton(chunk, window, per_sm, variant):
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
 @pytest.mark.parametrize(("chunk", "window", "per_sm"), [(128, 0, 1), (5, 0, 1), (128, 256, 1)])
-@pytest.mark.parametrize("variant", sorted(cuda.KV_INT8_VARIANTS))
+@pytest.mark.parametrize("variant", sorted(cuda.KV_INT8_VARIANTS), ids=_variant_id)
 def test_cuda_kv_outer_int8_parts_match_triton(chunk, window, per_sm, variant):
     from kernels.bench.kv_outer_cuda_bench import ROWS, all_csr, compare_stage_int8
     from kernels.msa.inputs import local_selection, make_case
@@ -277,17 +284,16 @@ def test_cuda_kv_outer_int8_parts_match_triton(chunk, window, per_sm, variant):
     assert compare_stage_int8(case, sel, csr, pos, "test", None, chunk, per_sm, variant), ROWS[-1]
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
-@pytest.mark.parametrize("kind", ["indexer", "0.9"])
-def test_prefill_with_cuda_kv_outer_matches_triton_and_reference(kind, monkeypatch):
+@functools.cache
+def _prefill_case(kind: str):
+    """The prefill check's inputs, fp32 reference and Triton outputs (bf16 and int8 parts; per max_union: the
+    default adaptive path and KV-outer only), built once per selection kind for every variant (v13t)."""
     from kernels.msa import sparse_attention
     from kernels.msa.indexer import msa_index_topk_triton
     from kernels.msa.inputs import local_selection, make_case
     from kernels.msa.prefill import sparse_attention_triton
     from kernels.msa.tile_outer import DEFAULT_MAX_UNION
 
-    _gpu_hopper()
     n = 2048
     case = make_case([n // 2, n], [n // 2, n // 2], 64, 4, 128, torch.bfloat16, "cuda", seed=21)
     if kind == "indexer":
@@ -298,24 +304,37 @@ def test_prefill_with_cuda_kv_outer_matches_triton_and_reference(kind, monkeypat
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
     ref = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel.cpu(), case.block_table.cpu(),
                            case.query_start_loc.cpu(), case.seq_lens.cpu())
-    for max_union in (DEFAULT_MAX_UNION, 0):  # the default adaptive path, KV-outer only
-        want = sparse_attention_triton(*args, kv_impl="triton", max_union=max_union).float()
-        # v12n: int8 parts from the CUDA kernel, then the merge / fused fold of int8 parts
-        want8 = sparse_attention_triton(*args, kv_impl="triton", max_union=max_union, partial_dtype=torch.int8)
-        for variant in sorted({cuda.KV_DEFAULT_VARIANT, *NEW_VARIANTS}):  # v13t: the new variants as the default
-            monkeypatch.setattr(cuda, "KV_DEFAULT_VARIANT", variant)
-            monkeypatch.setattr(cuda, "KV_DEFAULT_INT8_VARIANT", variant)
-            got = torch.full_like(case.q, float("nan"))
-            sparse_attention_triton(*args, out=got, kv_impl="cuda", max_union=max_union)
-            assert rel_err(got, want) < TOL and rel_err(got, ref) < TOL, (max_union, variant)
-            got8 = torch.full_like(case.q, float("nan"))
-            sparse_attention_triton(*args, out=got8, kv_impl="cuda", max_union=max_union, partial_dtype=torch.int8)
-            assert rel_err(got8, want8.float()) < TOL and rel_err(got8, ref) < TOL, (max_union, variant)
+    want = {max_union: (sparse_attention_triton(*args, kv_impl="triton", max_union=max_union).float(),
+                        sparse_attention_triton(*args, kv_impl="triton", max_union=max_union,
+                                                partial_dtype=torch.int8).float())
+            for max_union in (DEFAULT_MAX_UNION, 0)}
+    return args, ref, want
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
-@pytest.mark.parametrize("variant", sorted({cuda.KV_DEFAULT_VARIANT, *NEW_VARIANTS}))
+@pytest.mark.parametrize("variant", PREFILL_VARIANTS, ids=_variant_id)
+@pytest.mark.parametrize("kind", ["indexer", "0.9"])
+def test_prefill_with_cuda_kv_outer_matches_triton_and_reference(kind, variant, monkeypatch):
+    from kernels.msa.prefill import sparse_attention_triton
+
+    _gpu_hopper()
+    monkeypatch.setattr(cuda, "KV_DEFAULT_VARIANT", variant)  # v13t: each new variant as the default
+    monkeypatch.setattr(cuda, "KV_DEFAULT_INT8_VARIANT", variant)
+    args, ref, want = _prefill_case(kind)
+    for max_union, (want16, want8) in want.items():  # the default adaptive path, KV-outer only
+        got = torch.full_like(args[0], float("nan"))
+        sparse_attention_triton(*args, out=got, kv_impl="cuda", max_union=max_union)
+        assert rel_err(got, want16) < TOL and rel_err(got, ref) < TOL, max_union
+        # v12n: int8 parts from the CUDA kernel, then the merge / fused fold of int8 parts
+        got8 = torch.full_like(args[0], float("nan"))
+        sparse_attention_triton(*args, out=got8, kv_impl="cuda", max_union=max_union, partial_dtype=torch.int8)
+        assert rel_err(got8, want8) < TOL and rel_err(got8, ref) < TOL, max_union
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
+@pytest.mark.parametrize("variant", PREFILL_VARIANTS, ids=_variant_id)
 def test_cuda_kv_outer_replays_from_a_cuda_graph(variant, monkeypatch):
     from kernels.bench.kv_outer_cuda_bench import ROWS, check_graph
 
