@@ -314,6 +314,11 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
                 CUTE_GRID_CONSTANT KvOuterParams const prm, int32_t const num_entries) {
   extern __shared__ char smem_raw[];
   static_assert(kCons == 2 || (kCons == 3 && kFast && kDiag == 0), "3 consumers: the fast softmax, no diagnostics");
+  // setmaxnreg: the consumers' TRY_ALLOC spins until the producers' DEALLOC has returned enough to the CTA's pool,
+  // so the split must fit the 64K registers (ptxas gives 168 x 384 and 128 x 512 at entry: both splits are exact)
+  constexpr int kProducerRegs = kCons == 3 ? 32 : 40;
+  constexpr int kConsumerRegs = kCons == 3 ? 160 : 232;
+  static_assert(128 * (kProducerRegs + kCons * kConsumerRegs) <= 64 * 1024, "register split over the SM's 64K");
   auto& sh = *reinterpret_cast<SharedStorage<kKvStages, kQStages, kCons>*>(smem_raw);
   int const wg = threadIdx.x / 128;
   int const tid = threadIdx.x % 128;
@@ -344,8 +349,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
 
   if (wg == 0) {  // producers: warp 0 streams the Q tiles, warp 1 the K/V pages (independent rings), warp 2 the
                   // entries / tokens / positions of the next groups of tiles into the metadata ring (v12n)
-    // registers: 40 + 2 x 232 (384 threads), 32 + 3 x 160 (512 threads) per thread of each warpgroup: <= 512 / SM
-    cutlass::arch::warpgroup_reg_dealloc<kCons == 3 ? 32 : 40>();
+    cutlass::arch::warpgroup_reg_dealloc<kProducerRegs>();
     int const pw = threadIdx.x / 32;
     if (pw > 2) return;
     bool const leader = lane == 0;
@@ -453,7 +457,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
   }
 
   // consumers
-  cutlass::arch::warpgroup_reg_alloc<kCons == 3 ? 160 : 232>();
+  cutlass::arch::warpgroup_reg_alloc<kConsumerRegs>();
   int const cw = wg - 1;
   int const warp = tid / 32;  // the entry of the tile this warp holds
   Tensor sQ = make_tensor(make_smem_ptr(sh.q.data()), SmemLayoutRows<kQStages>{});
