@@ -370,12 +370,10 @@ def tile_outer_attention_cuda(
 KV_DEFAULT_PER_SM = 1
 """The KV-outer kernel's grid: CTAs per SM (1: 224 KiB of shared memory each), each walking the work list."""
 KV_VARIANTS = {2: "1 K/V stage, 8 Q stages, metadata warp", 3: "2 K/V stages, 4 Q stages, metadata warp",
-               6: "v2 + the softmax's latency cut (v13q)", 7: "v3 + the softmax's latency cut (v13q)",
-               8: "v7 + a quarter of the 2^x on the FMA pipe (v13t)",
-               9: "3 consumer warpgroups, the page in two 64-key halves, 1 K/V + 6 Q stages (v13t)"}
+               6: "v2 + the softmax's latency cut (v13q)", 7: "v3 + the softmax's latency cut (v13q)"}
 """Compiled variants of the KV-outer kernel (``variant=``), each with bf16 or int8 parts; NOTES.md v12n has their
 times (v12k's variants 0 and 1, without the metadata warp, lost on every row and were removed)."""
-KV_INT8_VARIANTS = (2, 3, 6, 7, 8, 9)
+KV_INT8_VARIANTS = (2, 3, 6, 7)
 """The variants compiled with int8 parts too (v12n: all)."""
 KV_DIAG_VARIANTS = {90: "v6, consumers skip S / softmax / P V (memory-only time)",
                     91: "v6, no Q gathers (math + K/V + stores)", 92: "v6, no stores (Q gathers + K/V + math)"}

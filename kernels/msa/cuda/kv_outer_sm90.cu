@@ -18,10 +18,7 @@
 //            ex2.approx, O = P V (wgmma, P from registers), normalise; each warp holds one entry (16 rows), stages
 //            its 4 KiB of O in shared memory and writes it with two TMA stores (not 4-byte scattered stores); int8
 //            parts (v12n, merge.store_part's format): 2 KiB per entry by 16-byte stores + one fp32 scale per row.
-//   v13t: variant 9 has a third consumer warpgroup (512 threads, 32 / 160 registers per producer / consumer
-//            thread): each consumer takes the page as two 64-key halves with an online softmax across them (S = 32
-//            registers), tiles dealt round-robin; 1 K/V + 6 Q stages and 3 O staging tiles (208 KiB).
-// Why each choice: kernels/msa/NOTES.md v12k (v13t for variants 8 and 9).
+// Why each choice: kernels/msa/NOTES.md v12k.
 
 #include <cstdint>
 #include <cuda_runtime.h>
@@ -53,12 +50,12 @@ using SmemLayoutBox = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{
 template <int N>
 using SmemLayoutBoxes = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<_16, _64, Int<N>>{}));
 
-template <int kKvStages, int kQStages, int kCons = 2>  // (2, 4, 2), (1, 8, 2), (1, 6, 3): 224 KiB of 227
+template <int kKvStages, int kQStages>  // (2, 4) and (1, 8): 224 KiB of the 227 KiB a CTA may have
 struct SharedStorage {
   alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK<kKvStages>>> k;
   alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutVt<kKvStages>>> vt;
   alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutRows<kQStages>>> q;
-  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutRows<kCons>>> o;  // one O tile per consumer
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutRows<2>>> o;  // one O tile per consumer
   uint64_t kv_full[kKvStages];
   uint64_t kv_empty[kKvStages];
   uint64_t q_full[kQStages];
@@ -87,9 +84,6 @@ using TmaO = decltype(make_tma_copy(SM90_TMA_STORE{},
     make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GShapeO{}, GStrideO{}), SmemLayoutBox{}));
 
 constexpr uint32_t kKvBytes = kPageBytes;
-// v13t (variant 9): S of one 64-key half of the page (64 rows x 64 keys: 32 fp32 registers per thread)
-using MmaSH = decltype(make_tiled_mma(
-    GMMA::ss_op_selector<Element, Element, float, Shape<Int<kRowsWG>, Int<kKeys / 2>, Int<kHeadDim>>>()));
 constexpr uint32_t kEntryBytes = kGroup * kHeadDim * sizeof(Element);
 
 // Softmax of one block's scores in place (s becomes 2^(s * scale - max)); lse = this thread's rows' log2-sum-exp
@@ -124,46 +118,11 @@ CUTLASS_DEVICE void softmax_block(TS& s, TC const& coord, float scale_log2, int 
   }
 }
 
-// v13t: 2^x on the FMA pipe (FA4's software exp2), for a part of the softmax's columns so that the MUFU pipe (16
-// lanes / clock / SM, ~8 issue slots' worth per warp instruction) and the FMA pipe share the 2^x (ncu, NOTES v13q:
-// the softmax issue-bound, MUFU queue stalls "mio" 14 %). Cody-Waite: n = rint(x) by the 1.5 * 2^23 rounding add,
-// f = x - n in [-0.5, 0.5], 2^f by a degree-5 polynomial with p(0) = 1 (Horner, FFMA), n << 23 added into the
-// exponent bits (bits(1.5 * 2^23) << 23 = 0 mod 2^32, so bits(j) << 23 = n << 23). x >= -127: a masked key (-inf)
-// gives +0 exactly, as ex2.approx. Coefficients, fit and an fp32 emulation: kernels/msa/cuda/exp2_poly.py (relative
-// error <= 1.7e-7 on [-126, 0], ex2.approx ~2^-22); 10 instructions instead of one MUFU.EX2.
-constexpr float kExp2C1 = 0.6931470036506653f;
-constexpr float kExp2C2 = 0.24022242426872253f;
-constexpr float kExp2C3 = 0.05550733953714371f;
-constexpr float kExp2C4 = 0.009671509265899658f;
-constexpr float kExp2C5 = 0.0013264698209241033f;
-
-CUTLASS_DEVICE float ex2_poly(float x) {
-  x = fmaxf(x, -127.f);
-  float const j = __fadd_rn(x, 12582912.f);  // 1.5 * 2^23 + rint(x); __fadd_rn: never reassociated or contracted
-  float const f = __fsub_rn(x, __fsub_rn(j, 12582912.f));
-  float p = fmaf(kExp2C5, f, kExp2C4);
-  p = fmaf(p, f, kExp2C3);
-  p = fmaf(p, f, kExp2C2);
-  p = fmaf(p, f, kExp2C1);
-  p = fmaf(p, f, 1.f);
-  return __uint_as_float(__float_as_uint(p) + (__float_as_uint(j) << 23));
-}
-
-// v13t: which 2^x of softmax_rows run on the FMA pipe: every kPoly-th pair of columns (0: none; 4: 16 of a
-// thread's 64 per tile). A compile-time split, so each column's choice is fixed in the unrolled code.
-template <int kPoly>
-CUTLASS_DEVICE float ex2_split(float x, int c) {
-  if constexpr (kPoly > 0) {
-    if ((c / 2) % kPoly == kPoly - 1) return ex2_poly(x);
-  }
-  return ex2_approx(x);
-}
-
 // v13q: softmax_block's result with the latency taken out (ncu, NOTES v13q: the softmax was 39 % of a consumer's
 // time, its SASS one row at a time with serial 32-long FMNMX and FADD chains, then an IEEE log2 and division with
 // their denormal branches): both rows at once, 4 partial maxima / sums per row (chains of 8), lg2.approx and
-// rcp.approx (the LSE and 1 / sum to ~1 ulp, far under the bf16 parts' rounding). kPoly (v13t): ex2_split.
-template <bool MASKED, int kPoly, class TS, class TC>
+// rcp.approx (the LSE and 1 / sum to ~1 ulp, far under the bf16 parts' rounding).
+template <bool MASKED, class TS, class TC>
 CUTLASS_DEVICE void softmax_rows(TS& s, TC const& coord, float scale_log2, int lim, float (&lse)[2],
                                  float (&inv)[2]) {
   Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
@@ -204,7 +163,7 @@ CUTLASS_DEVICE void softmax_rows(TS& s, TC const& coord, float scale_log2, int l
   for (int c = 0; c < C; ++c) {
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < R; ++r) {
-      float const e = ex2_split<kPoly>(fmaf(s_rc(r, c), scale_log2, -m_safe[r]), c);
+      float const e = ex2_approx(fmaf(s_rc(r, c), scale_log2, -m_safe[r]));
       s_rc(r, c) = e;
       sum[r][c % 4] += e;
     }
@@ -218,61 +177,6 @@ CUTLASS_DEVICE void softmax_rows(TS& s, TC const& coord, float scale_log2, int l
     lse[r] = total > 0.f ? row_max[r] + lg : -INFINITY;
     inv[r] = total > 0.f ? rc : 0.f;
   }
-}
-
-// v13t (variant 9): the online softmax over one 64-key half of the page (a thread's 2 rows x 16 columns). row_max
-// (scaled, log2 units) and the thread's partial sums carry over from the first half (start: -inf, 0); corr = the
-// factor the earlier sums and O take, 2^(old max - new max) (0 where the old max was -inf: nothing to rescale).
-template <bool MASKED, int kPoly, class TS, class TC>
-CUTLASS_DEVICE void softmax_half(TS& s, TC const& coord, float scale_log2, int lim, float (&row_max)[2],
-                                 float (&sum)[2], float (&corr)[2]) {
-  Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
-  Tensor c_rc = make_tensor(coord.data(), rowcol(coord.layout()));
-  constexpr int R = decltype(size<0>(s_rc))::value;
-  constexpr int C = decltype(size<1>(s_rc))::value;
-  static_assert(R == 2 && C % 4 == 0, "two rows per thread, columns in groups of 4");
-  float mx[R][4];
-  CUTLASS_PRAGMA_UNROLL
-  for (int r = 0; r < R; ++r) {
-    CUTLASS_PRAGMA_UNROLL
-    for (int k = 0; k < 4; ++k) mx[r][k] = -INFINITY;
-  }
-  CUTLASS_PRAGMA_UNROLL
-  for (int c = 0; c < C; ++c) {
-    CUTLASS_PRAGMA_UNROLL
-    for (int r = 0; r < R; ++r) {
-      if constexpr (MASKED) {
-        if (get<1>(c_rc(r, c)) > lim) s_rc(r, c) = -INFINITY;
-      }
-      mx[r][c % 4] = fmaxf(mx[r][c % 4], s_rc(r, c));
-    }
-  }
-  float m_safe[R];
-  CUTLASS_PRAGMA_UNROLL
-  for (int r = 0; r < R; ++r) {
-    float const m_new = fmaxf(row_max[r],
-                              quad_max(fmaxf(fmaxf(mx[r][0], mx[r][1]), fmaxf(mx[r][2], mx[r][3]))) * scale_log2);
-    m_safe[r] = m_new == -INFINITY ? 0.f : m_new;
-    corr[r] = ex2_approx(row_max[r] - m_safe[r]);  // row_max -inf: ex2.approx(-inf) = +0
-    row_max[r] = m_new;
-  }
-  float part[R][4];
-  CUTLASS_PRAGMA_UNROLL
-  for (int r = 0; r < R; ++r) {
-    CUTLASS_PRAGMA_UNROLL
-    for (int k = 0; k < 4; ++k) part[r][k] = 0.f;
-  }
-  CUTLASS_PRAGMA_UNROLL
-  for (int c = 0; c < C; ++c) {
-    CUTLASS_PRAGMA_UNROLL
-    for (int r = 0; r < R; ++r) {
-      float const e = ex2_split<kPoly>(fmaf(s_rc(r, c), scale_log2, -m_safe[r]), c);
-      s_rc(r, c) = e;
-      part[r][c % 4] += e;
-    }
-  }
-  CUTLASS_PRAGMA_UNROLL
-  for (int r = 0; r < R; ++r) sum[r] = fmaf(sum[r], corr[r], (part[r][0] + part[r][1]) + (part[r][2] + part[r][3]));
 }
 
 // Element offset of (row, d) in tile `tile` of SmemLayoutRows = o_row + o_column (checked against CuTe's layout on the host, NOTES v12k):
@@ -305,21 +209,13 @@ CUTLASS_DEVICE bool load_item(KvOuterParams const& prm, int w, Item& it) {
 // skip the math (S, softmax, P V: memory-only time); 2 = the Q warp issues no Q gathers (the consumers compute on
 // stale tiles: math + K/V + stores); 3 = the consumers store nothing (Q gathers + K/V + math).
 // kFast (v13q): softmax_rows instead of softmax_block, and the int8 epilogue's row maxima the same way.
-// kPoly (v13t, with kFast): every kPoly-th column pair's 2^x on the FMA pipe (ex2_split; 0: all on MUFU).
-// kCons (v13t): consumer warpgroups; 3 = 512 threads, each consumer's page as two 64-key halves (consume_halves).
-template <int kKvStages, int kQStages, bool kInt8, int kDiag = 0, bool kFast = false, int kPoly = 0, int kCons = 2>
-__global__ void __launch_bounds__(128 * (1 + kCons), 1)
+template <int kKvStages, int kQStages, bool kInt8, int kDiag = 0, bool kFast = false>
+__global__ void __launch_bounds__(kThreads, 1)
 kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
                 CUTE_GRID_CONSTANT TmaQ const tma_q, CUTE_GRID_CONSTANT TmaO const tma_o,
                 CUTE_GRID_CONSTANT KvOuterParams const prm, int32_t const num_entries) {
   extern __shared__ char smem_raw[];
-  static_assert(kCons == 2 || (kCons == 3 && kFast && kDiag == 0), "3 consumers: the fast softmax, no diagnostics");
-  // setmaxnreg: the consumers' TRY_ALLOC spins until the producers' DEALLOC has returned enough to the CTA's pool,
-  // so the split must fit the 64K registers (ptxas gives 168 x 384 and 128 x 512 at entry: both splits are exact)
-  constexpr int kProducerRegs = kCons == 3 ? 32 : 40;
-  constexpr int kConsumerRegs = kCons == 3 ? 160 : 232;
-  static_assert(128 * (kProducerRegs + kCons * kConsumerRegs) <= 64 * 1024, "register split over the SM's 64K");
-  auto& sh = *reinterpret_cast<SharedStorage<kKvStages, kQStages, kCons>*>(smem_raw);
+  auto& sh = *reinterpret_cast<SharedStorage<kKvStages, kQStages>*>(smem_raw);
   int const wg = threadIdx.x / 128;
   int const tid = threadIdx.x % 128;
   int const lane = threadIdx.x % 32;
@@ -328,7 +224,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
     CUTLASS_PRAGMA_UNROLL
     for (int s = 0; s < kKvStages; ++s) {
       cutlass::arch::ClusterTransactionBarrier::init(&sh.kv_full[s], 1);
-      cutlass::arch::ClusterBarrier::init(&sh.kv_empty[s], kCons * 128);  // every consumer thread, every item
+      cutlass::arch::ClusterBarrier::init(&sh.kv_empty[s], 2 * 128);
     }
     CUTLASS_PRAGMA_UNROLL
     for (int s = 0; s < kQStages; ++s) {
@@ -349,7 +245,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
 
   if (wg == 0) {  // producers: warp 0 streams the Q tiles, warp 1 the K/V pages (independent rings), warp 2 the
                   // entries / tokens / positions of the next groups of tiles into the metadata ring (v12n)
-    cutlass::arch::warpgroup_reg_dealloc<kProducerRegs>();
+    cutlass::arch::warpgroup_reg_dealloc<40>();
     int const pw = threadIdx.x / 32;
     if (pw > 2) return;
     bool const leader = lane == 0;
@@ -457,11 +353,11 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
   }
 
   // consumers
-  cutlass::arch::warpgroup_reg_alloc<kConsumerRegs>();
+  cutlass::arch::warpgroup_reg_alloc<232>();
   int const cw = wg - 1;
   int const warp = tid / 32;  // the entry of the tile this warp holds
   Tensor sQ = make_tensor(make_smem_ptr(sh.q.data()), SmemLayoutRows<kQStages>{});
-  Tensor sOb = make_tensor(make_smem_ptr(sh.o.data()), SmemLayoutBoxes<8 * kCons>{});
+  Tensor sOb = make_tensor(make_smem_ptr(sh.o.data()), SmemLayoutBoxes<16>{});
   Tensor mO = tma_o.get_tma_tensor(GShapeO{_16{}, _64{}, 2, num_entries});
   auto [tOg0, tOs0] = tma_partition(tma_o, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sOb),
                                     group_modes<0, 2>(mO(_, _, 0, _)));
@@ -488,15 +384,12 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
     if (ntiles < 0) break;
     int const kpos0 = sh.kv_meta[kvs][1];
     int const last_key = sh.kv_meta[kvs][2] - 1;  // keys past seq_len are invisible
-    for (int i = 0; i < (kCons == 3 ? sh.kv_meta[kvs][0] : ntiles); ++i, ++q_it) {  // (3: re-read, as lim)
-      if (q_it % kCons != cw) continue;  // tiles dealt round-robin to the consumers
+    for (int i = 0; i < ntiles; ++i, ++q_it) {
+      if ((q_it & 1) != cw) continue;
       int const qs = q_it % kQStages;
       cutlass::arch::ClusterTransactionBarrier::wait(&sh.q_full[qs], (q_it / kQStages) & 1);
       int const e = sh.q_ent[qs][warp];
-      // keys j <= lim are visible; 3 consumers (160 registers) re-read the item's first key and seq_len from shared
-      // memory (valid until this item's kv_empty arrival) instead of holding them across the tile loop
-      int const lim = kCons == 3 ? min(sh.q_pos[qs][warp], sh.kv_meta[kvs][2] - 1) - sh.kv_meta[kvs][1]
-                                 : min(sh.q_pos[qs][warp], last_key) - kpos0;
+      int const lim = min(sh.q_pos[qs][warp], last_key) - kpos0;  // keys j <= lim are visible
 
       float lse[2];
       float inv[2];
@@ -505,86 +398,6 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
         cutlass::arch::ClusterBarrier::arrive(&sh.q_empty[qs]);
         clear(tOrO);
         lse[0] = lse[1] = inv[0] = inv[1] = 0.f;
-      } else if constexpr (kCons == 3) {
-        // v13t: the page as two 64-key halves, S = 32 registers (3 consumers at 160 registers each), the online
-        // softmax across them: S0, softmax, P0 V0 issued; S1 issued under it; both waited; softmax of S1, O *= corr,
-        // P1 V1. The Q stage is released once S1 has read it.
-        // the same Q, each half of the page's K, the half's S coordinates (keys 0..63 of the half)
-        MmaSH mma_sh;
-        auto thr_sh = mma_sh.get_thread_slice(tid);
-        Tensor tHrQ = thr_sh.partition_fragment_A(sQ);
-        Tensor tHrK0 = thr_sh.partition_fragment_B(local_tile(sK, Shape<Int<kKeys / 2>, Int<kHeadDim>>{},
-                                                              make_coord(_0{}, _0{})));
-        Tensor tHrK1 = thr_sh.partition_fragment_B(local_tile(sK, Shape<Int<kKeys / 2>, Int<kHeadDim>>{},
-                                                              make_coord(_1{}, _0{})));
-        Tensor cH = thr_sh.partition_C(make_identity_tensor(Shape<Int<kRowsWG>, Int<kKeys / 2>>{}));
-        float row_max[2] = {-INFINITY, -INFINITY};
-        float sum[2] = {0.f, 0.f};
-        float corr[2];
-        Tensor tSrS = partition_fragment_C(mma_sh, Shape<Int<kRowsWG>, Int<kKeys / 2>>{});
-        Tensor rP = make_tensor_like<Element>(tSrS);
-        Tensor tOrP = make_tensor(rP.data(), acc_as_a(rP.layout()));
-        auto s_gemm = [&](auto const& tHrK) {
-          warpgroup_fence_operand(tSrS);
-          warpgroup_arrive();
-          mma_sh.accumulate_ = GMMA::ScaleOut::Zero;
-          CUTLASS_PRAGMA_UNROLL
-          for (int kb = 0; kb < size<2>(tHrQ); ++kb) {
-            cute::gemm(mma_sh, tHrQ(_, _, kb, qs), tHrK(_, _, kb, kvs), tSrS);
-            mma_sh.accumulate_ = GMMA::ScaleOut::One;
-          }
-          warpgroup_commit_batch();
-        };
-        auto softmax = [&](int lim_h) {  // lim_h: the last visible key of this half (warp-uniform test as above)
-          if (__any_sync(0xffffffffu, lim_h < kKeys / 2 - 1)) {
-            softmax_half<true, kPoly>(tSrS, cH, prm.scale_log2, lim_h, row_max, sum, corr);
-          } else {
-            softmax_half<false, kPoly>(tSrS, cH, prm.scale_log2, lim_h, row_max, sum, corr);
-          }
-          CUTLASS_PRAGMA_UNROLL
-          for (int x = 0; x < size(tSrS); ++x) rP(x) = static_cast<Element>(tSrS(x));
-        };
-        auto pv_gemm = [&](int kb0, bool first) {  // O (+)= P V over the half's 4 k-blocks of 16 keys
-          warpgroup_fence_operand(tOrP);
-          warpgroup_fence_operand(tOrO);
-          warpgroup_arrive();
-          mma_o.accumulate_ = first ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
-          CUTLASS_PRAGMA_UNROLL
-          for (int kb = 0; kb < size<2>(tOrP); ++kb) {
-            cute::gemm(mma_o, tOrP(_, _, kb), tOrVt(_, _, kb0 + kb, kvs), tOrO);
-            mma_o.accumulate_ = GMMA::ScaleOut::One;
-          }
-          warpgroup_commit_batch();
-        };
-        s_gemm(tHrK0);
-        warpgroup_wait<0>();
-        warpgroup_fence_operand(tSrS);
-        softmax(lim);
-        pv_gemm(0, true);
-        s_gemm(tHrK1);
-        warpgroup_wait<0>();  // P0 V0 and S1 done: P0's registers and O are free, Q is read
-        warpgroup_fence_operand(tSrS);
-        warpgroup_fence_operand(tOrO);
-        cutlass::arch::ClusterBarrier::arrive(&sh.q_empty[qs]);  // Q read: the producer may refill the stage
-        softmax(lim - kKeys / 2);
-        Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
-        CUTLASS_PRAGMA_UNROLL
-        for (int r = 0; r < 2; ++r) {
-          CUTLASS_PRAGMA_UNROLL
-          for (int c = 0; c < size<1>(o_rc); ++c) o_rc(r, c) *= corr[r];
-        }
-        pv_gemm(size<2>(tOrP), false);
-        warpgroup_wait<0>();
-        warpgroup_fence_operand(tOrO);
-        CUTLASS_PRAGMA_UNROLL
-        for (int r = 0; r < 2; ++r) {
-          float const total = quad_sum(sum[r]);
-          float lg, rc;
-          asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(lg) : "f"(total));
-          asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(rc) : "f"(total));
-          lse[r] = total > 0.f ? row_max[r] + lg : -INFINITY;
-          inv[r] = total > 0.f ? rc : 0.f;
-        }
       } else {
         Tensor tSrS = partition_fragment_C(mma_s, Shape<Int<kRowsWG>, Int<kKeys>>{});
         warpgroup_fence_operand(tSrS);
@@ -601,10 +414,10 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
         cutlass::arch::ClusterBarrier::arrive(&sh.q_empty[qs]);  // Q read: the producer may refill the stage
 
         if (__any_sync(0xffffffffu, lim < kKeys - 1)) {  // warp-uniform: a key of the block may be invisible
-          if constexpr (kFast) softmax_rows<true, kPoly>(tSrS, cS, prm.scale_log2, lim, lse, inv);
+          if constexpr (kFast) softmax_rows<true>(tSrS, cS, prm.scale_log2, lim, lse, inv);
           else softmax_block<true>(tSrS, cS, prm.scale_log2, lim, lse, inv);
         } else {
-          if constexpr (kFast) softmax_rows<false, kPoly>(tSrS, cS, prm.scale_log2, lim, lse, inv);
+          if constexpr (kFast) softmax_rows<false>(tSrS, cS, prm.scale_log2, lim, lse, inv);
           else softmax_block<false>(tSrS, cS, prm.scale_log2, lim, lse, inv);
         }
         Tensor rP = make_tensor_like<Element>(tSrS);
@@ -724,20 +537,19 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
 
 using namespace msa_kv_sm90;
 
-template <int KV, int QS, bool INT8, int DIAG = 0, bool FAST = false, int POLY = 0, int CONS = 2>
+template <int KV, int QS, bool INT8, int DIAG = 0, bool FAST = false>
 cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TmaQ const& tma_q, TmaO const& tma_o,
                            KvOuterParams const& prm, int32_t entries, int grid, cudaStream_t stream) {
-  int const smem = static_cast<int>(sizeof(SharedStorage<KV, QS, CONS>));
-  auto kernel = kv_outer_kernel<KV, QS, INT8, DIAG, FAST, POLY, CONS>;
+  int const smem = static_cast<int>(sizeof(SharedStorage<KV, QS>));
+  auto kernel = kv_outer_kernel<KV, QS, INT8, DIAG, FAST>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0 || prm.num_work <= 0) return err;
-  kernel<<<grid, 128 * (1 + CONS), smem, stream>>>(tma_k, tma_vt, tma_q, tma_o, prm, entries);
+  kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, tma_q, tma_o, prm, entries);
   return cudaGetLastError();
 }
 
 int kv_outer_sm90_smem_bytes(int variant) {
-  if (variant == 9) return static_cast<int>(sizeof(SharedStorage<1, 6, 3>));
-  return static_cast<int>(variant == 3 || variant == 7 || variant == 8 ? sizeof(SharedStorage<2, 4>) : sizeof(SharedStorage<1, 8>));
+  return static_cast<int>(variant == 3 || variant == 7 ? sizeof(SharedStorage<2, 4>) : sizeof(SharedStorage<1, 8>));
 }
 
 cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, int64_t stride_kvp, int64_t stride_kvh,
@@ -769,12 +581,6 @@ cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, i
                         : launch_variant<1, 8, false, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     case 7: return int8 ? launch_variant<2, 4, true, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
                         : launch_variant<2, 4, false, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
-    // v13t: variant 7 + every 4th column pair's 2^x on the FMA pipe (16 of 64 per thread and tile)
-    case 8: return int8 ? launch_variant<2, 4, true, 0, true, 4>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
-                        : launch_variant<2, 4, false, 0, true, 4>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
-    // v13t: 3 consumer warpgroups (512 threads), the page in two 64-key halves, 1 K/V + 6 Q stages, v7's softmax
-    case 9: return int8 ? launch_variant<1, 6, true, 0, true, 0, 3>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
-                        : launch_variant<1, 6, false, 0, true, 0, 3>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     // v13q timing diagnostics (variant 6, bf16; wrong parts): no math / no Q gathers / no stores
     case 90: return int8 ? cudaErrorInvalidValue : launch_variant<1, 8, false, 1, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     case 91: return int8 ? cudaErrorInvalidValue : launch_variant<1, 8, false, 2, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
