@@ -6,10 +6,9 @@ At M3 shapes (64 query heads, 4 KV heads, d = 128, bf16), N tokens (default 128K
 random inputs, on the partial buffers the default prefill builds (bf16 and int8 parts; the CUDA KV-outer stage when
 the library is there; ``merge_sel`` / ``skip=owned`` as ``sparse_attention_triton`` passes them), on every entry
 (the KV-outer-only path) and with int8 parts plus the bf16 carrier side buffer (the unfused step, v12m), the
-library's merge (v6-v12: an online softmax over the parts) against the two v13p candidates kept in this file (both
-load all the rows' LSEs first; "3-D tile": then several parts per [parts, rows, d] load, measured in run 2 and slower
-on the device's Triton 3.6; "unrolled": then single-part loads in an unrolled loop, not measured yet; NOTES v13p):
-1. correctness: each candidate (and each swept launch) against the library's merge on the same buffers, both into
+library's merge (v13p: every part's LSE first, then an unrolled pass of single-part loads) against the v12 merge
+(an online softmax over the parts, each load behind its own LSE; a copy kept in this file as the baseline):
+1. correctness: the library's merge (and each swept launch) against the v12 merge on the same buffers, both into
    NaN-poisoned outputs (skip rows must keep the poison);
 2. the merge alone, interleaved ``--repeat`` times, with the bytes it must move and GB/s against the copy rate
    measured in the same run (the floor);
@@ -44,114 +43,32 @@ from kernels.bench.msa_bench import (
     rel_diff,
     timed_attention,
 )
-from kernels.msa.merge import _MAGIC, _MAGIC_BITS, CarrierParts, merge_partials
+from kernels.msa.merge import CarrierParts, load_part, merge_partials
 
 GROUP = HEADS // KV_HEADS
 
 
-# --- the v13p candidates (NOTES v13p), kept here to reproduce and continue the result ---------------------------
+# --- the v12 merge (v6-v12's online softmax over the parts), kept here only as this bench's same-run baseline -------
 @triton.jit
-def _v13p_load_parts(po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM: tl.constexpr, EVICT: tl.constexpr):
-    """``load_part`` for ``part`` and ``mask`` of any shape S: S x [HEAD_DIM] (v13p's merge loads several parts at
-    once as [parts, rows]); ``EVICT``: the loads' eviction policy ("evict_first": parts read once)."""
-    ptrs = po_ptr + tl.expand_dims(part, len(part.shape)) * HEAD_DIM + offs_d
-    mask_d = tl.expand_dims(mask, len(mask.shape))
-    if po_ptr.dtype.element_ty == tl.int8:
-        raw = tl.load(ptrs, mask=mask_d, other=0, eviction_policy=EVICT)
-        # int8 -> fp32 without an int->float conversion (1/8 rate; 16 per thread per part in the merge): the
-        # zero-extended byte with its sign bit flipped is x + 128; placed in the mantissa of 1.5 * 2^23 (OR), the
-        # float is 1.5 * 2^23 + 128 + x, so one subtraction gives x exactly.
-        u = raw.to(tl.uint8, bitcast=True).to(tl.int32)
-        o = ((u ^ 0x80) | _MAGIC_BITS).to(tl.float32, bitcast=True) - (_MAGIC + 128.0)
-        return o * tl.expand_dims(tl.load(ps_ptr + part, mask=mask, other=0.0), len(part.shape))
-    return tl.load(ptrs, mask=mask_d, other=0.0, eviction_policy=EVICT).to(tl.float32)
+def _v12_fold_part(m, denom, acc, lse, po_ptr, ps_ptr, part, offs_d, mask, HEAD_DIM: tl.constexpr):
+    m_new = tl.maximum(m, lse)
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m - m_safe)
+    w = tl.exp2(lse - m_safe)
+    o = load_part(po_ptr, ps_ptr, part, offs_d, mask & (w > 0), HEAD_DIM, "")
+    o = tl.where((w > 0)[:, None], o, 0.0)
+    return m_new, denom * alpha + w, acc * alpha[:, None] + w[:, None] * o
 
 
 @triton.jit
-def _v13p_part_lse(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, NUM_PARTS: tl.constexpr, GROUP: tl.constexpr,
-              HAS_SEL: tl.constexpr):
-    """log2-sum-exp [parts, rows] of parts ``k`` of each row; -inf where the part is absent (k past the parts, or a -1
-    selection entry: never written, its LSE may be garbage)."""
-    ok = row_ok[None, :] & (k < NUM_PARTS)[:, None]
-    lse = tl.load(plse_ptr + lse_row[None, :] + k[:, None] * GROUP, mask=ok, other=float("-inf"))
-    if HAS_SEL:
-        blk = tl.load(sel_ptr + sel_row[None, :] + k[:, None], mask=ok, other=-1)
-        lse = tl.where(blk >= 0, lse, float("-inf"))
-    return lse
-
-
-@triton.jit
-def _v13p_merge_kernel(
+def _v12_merge_kernel(
     po_ptr, plse_ptr, ps_ptr, sel_ptr, skip_ptr, out_ptr, cslot_ptr, co_ptr, clse_ptr,
     num_tokens,
     stride_sh, stride_st,
     stride_ot, stride_oh,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_PARTS: tl.constexpr,
-    PARTS_PAD: tl.constexpr, PARTS_PER_LOAD: tl.constexpr,
     TILE_T: tl.constexpr, HAS_SEL: tl.constexpr, HAS_SKIP: tl.constexpr, HAS_CARRIER: tl.constexpr,
-    EVICT: tl.constexpr,
 ):
-    # Rows = TILE_T tokens x GROUP_PAD heads of one KV head. v13p: the rows' LSEs of all parts first (one [parts,
-    # rows] load: the max), then PARTS_PER_LOAD parts per load as one [parts, rows, d] tensor, so those parts' bytes
-    # are in flight together (v6-v12's online softmax chained LSE -> weight -> 4 KiB load per part: latency-bound,
-    # 3.4 TB/s with bf16 parts and 2.2 with int8 at 128K; NOTES v13p). Absent parts (weight 0) cost no bytes.
-    h = tl.program_id(1)
-    offs_r = tl.arange(0, TILE_T * GROUP_PAD)
-    t = tl.program_id(0) * TILE_T + offs_r // GROUP_PAD
-    g = offs_r % GROUP_PAD
-    row_ok = (t < num_tokens) & (g < GROUP)
-    if HAS_SKIP:  # rows another kernel (tile-outer prefill) owns: neither read nor written here
-        row_ok = row_ok & (tl.load(skip_ptr + h * num_tokens + t, mask=row_ok, other=1) == 0)
-        if tl.max(row_ok.to(tl.int32), axis=0) == 0:  # 16 masked passes cost 5.6 ms at 128K (NOTES v7)
-            return
-    offs_d = tl.arange(0, HEAD_DIM)
-    ht = h.to(tl.int64) * num_tokens + t  # (kv head, token) of each row
-    lse_row = ht * NUM_PARTS * GROUP + g  # part k of the row: (ht * NUM_PARTS + k) * GROUP + g
-    sel_row = h * stride_sh + t.to(tl.int64) * stride_st
-    m = tl.max(_v13p_part_lse(plse_ptr, sel_ptr, lse_row, sel_row, tl.arange(0, PARTS_PAD), row_ok, NUM_PARTS, GROUP,
-                         HAS_SEL), axis=0)
-    if HAS_CARRIER:  # v12m: the row's tile-outer part, from its bf16 side buffer (int8 KV-outer parts)
-        side = ht * GROUP + g
-        has = row_ok & (tl.load(cslot_ptr + ht, mask=row_ok, other=-1) >= 0)
-        c_lse = tl.load(clse_ptr + side, mask=has, other=float("-inf"))
-        m = tl.maximum(m, c_lse)
-    m = tl.where(m == float("-inf"), 0.0, m)  # no part at all: every weight 0, the row writes zeros
-    denom = tl.zeros((TILE_T * GROUP_PAD,), tl.float32)
-    acc = tl.zeros((TILE_T * GROUP_PAD, HEAD_DIM), tl.float32)
-    if HAS_CARRIER:
-        w = tl.exp2(c_lse - m)[None, :]
-        denom += tl.sum(w, axis=0)
-        o = _v13p_load_parts(co_ptr, ps_ptr, side[None, :], offs_d, has[None, :] & (w > 0), HEAD_DIM, EVICT)
-        acc += tl.sum(w[:, :, None] * o, axis=0)
-    for j in tl.static_range(0, PARTS_PAD, PARTS_PER_LOAD):
-        k = j + tl.arange(0, PARTS_PER_LOAD)
-        # the LSEs again (L1 hits): the weights need the max first
-        w = tl.exp2(_v13p_part_lse(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, NUM_PARTS, GROUP, HAS_SEL) - m[None, :])
-        denom += tl.sum(w, axis=0)
-        # absent or underflowing parts: masked, so no bytes, and 0 (not their garbage) in the sum
-        o = _v13p_load_parts(po_ptr, ps_ptr, lse_row[None, :] + k[:, None] * GROUP, offs_d, row_ok[None, :] & (w > 0),
-                       HEAD_DIM, EVICT)
-        acc += tl.sum(w[:, :, None] * o, axis=0)
-    acc = acc / tl.where(denom > 0, denom, 1.0)[:, None]
-    out = out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + g)[:, None] * stride_oh + offs_d[None, :]
-    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
-
-
-@triton.jit
-def _v13p_unrolled_kernel(
-    po_ptr, plse_ptr, ps_ptr, sel_ptr, skip_ptr, out_ptr, cslot_ptr, co_ptr, clse_ptr,
-    num_tokens,
-    stride_sh, stride_st,
-    stride_ot, stride_oh,
-    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_PARTS: tl.constexpr,
-    PARTS_PAD: tl.constexpr, PARTS_PER_LOAD: tl.constexpr,
-    TILE_T: tl.constexpr, HAS_SEL: tl.constexpr, HAS_SKIP: tl.constexpr, HAS_CARRIER: tl.constexpr,
-    EVICT: tl.constexpr,
-):
-    # The second candidate (not measured yet): the rows' LSEs of every part first (the max), then an unrolled loop of
-    # single-part 2-D [rows, d] loads with their weights known, so no part load waits on an LSE round trip or on
-    # another part's math, and no 3-D tile (whose reduction over parts cost the first candidate 8x the instructions
-    # under Triton 3.6). Triton 3.6 AOT, sm_90: 1216 instructions / 72 registers (bf16), 2184 / 48 (int8).
     h = tl.program_id(1)
     offs_r = tl.arange(0, TILE_T * GROUP_PAD)
     t = tl.program_id(0) * TILE_T + offs_r // GROUP_PAD
@@ -162,104 +79,59 @@ def _v13p_unrolled_kernel(
         if tl.max(row_ok.to(tl.int32), axis=0) == 0:
             return
     offs_d = tl.arange(0, HEAD_DIM)
-    ht = h.to(tl.int64) * num_tokens + t
-    lse_row = ht * NUM_PARTS * GROUP + g
-    sel_row = h * stride_sh + t.to(tl.int64) * stride_st
+    base = (h.to(tl.int64) * num_tokens + t) * NUM_PARTS
     m = tl.full((TILE_T * GROUP_PAD,), float("-inf"), tl.float32)
-    if HAS_CARRIER:
-        side = ht * GROUP + g
-        has = row_ok & (tl.load(cslot_ptr + ht, mask=row_ok, other=-1) >= 0)
-        c_lse = tl.load(clse_ptr + side, mask=has, other=float("-inf"))
-        m = c_lse
-    for k in tl.static_range(NUM_PARTS):
-        m = tl.maximum(m, _v13p_part_lse1(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, GROUP, HAS_SEL))
-    m = tl.where(m == float("-inf"), 0.0, m)
     denom = tl.zeros((TILE_T * GROUP_PAD,), tl.float32)
     acc = tl.zeros((TILE_T * GROUP_PAD, HEAD_DIM), tl.float32)
     if HAS_CARRIER:
-        w = tl.exp2(c_lse - m)
-        denom += w
-        acc += w[:, None] * _v13p_load_parts(co_ptr, ps_ptr, side, offs_d, has & (w > 0), HEAD_DIM, EVICT)
-    for k in tl.static_range(NUM_PARTS):
-        w = tl.exp2(_v13p_part_lse1(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, GROUP, HAS_SEL) - m)
-        denom += w
-        acc += w[:, None] * _v13p_load_parts(po_ptr, ps_ptr, lse_row + k * GROUP, offs_d, row_ok & (w > 0), HEAD_DIM,
-                                             EVICT)
+        side = (h.to(tl.int64) * num_tokens + t) * GROUP + g
+        has = row_ok & (tl.load(cslot_ptr + h * num_tokens + t, mask=row_ok, other=-1) >= 0)
+        lse = tl.load(clse_ptr + side, mask=has, other=float("-inf"))
+        m, denom, acc = _v12_fold_part(m, denom, acc, lse, co_ptr, ps_ptr, side, offs_d, has, HEAD_DIM)
+    for k in range(NUM_PARTS):
+        lse = tl.load(plse_ptr + (base + k) * GROUP + g, mask=row_ok, other=float("-inf"))
+        if HAS_SEL:
+            blk = tl.load(sel_ptr + h * stride_sh + t.to(tl.int64) * stride_st + k, mask=row_ok, other=-1)
+            lse = tl.where(blk >= 0, lse, float("-inf"))
+        m, denom, acc = _v12_fold_part(m, denom, acc, lse, po_ptr, ps_ptr, (base + k) * GROUP + g, offs_d, row_ok,
+                                       HEAD_DIM)
     acc = acc / tl.where(denom > 0, denom, 1.0)[:, None]
     out = out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + g)[:, None] * stride_oh + offs_d[None, :]
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
 
 
-@triton.jit
-def _v13p_part_lse1(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, GROUP: tl.constexpr, HAS_SEL: tl.constexpr):
-    """log2-sum-exp [rows] of part ``k``; -inf where absent (a -1 entry: never written, garbage)."""
-    lse = tl.load(plse_ptr + lse_row + k * GROUP, mask=row_ok, other=float("-inf"))
-    if HAS_SEL:
-        blk = tl.load(sel_ptr + sel_row + k, mask=row_ok, other=-1)
-        lse = tl.where(blk >= 0, lse, float("-inf"))
-    return lse
-
-
-V13P_PARTS_PER_LOAD = {1: 4, 2: 16, 4: 8}
-"""v13p: parts per load by the parts' element size (int8, bf16, fp32): the bytes each 16-row program has in flight,
-bounded by registers (Triton 3.6 for sm_90 without spills, 4 warps: int8 4 parts 128 registers, bf16 16 parts 168;
-more spill)."""
-V13P_WARPS, V13P_EVICT = 4, "evict_first"
-"""v13p: warps per 16-row program; the part loads' eviction policy (parts are read once)."""
-
-
-def v13p_merge_launch(partial_o: torch.Tensor, partial_lse: torch.Tensor, out: torch.Tensor, selection: torch.Tensor | None,
-                 skip: torch.Tensor | None, partial_scale: torch.Tensor | None, carrier: CarrierParts | None,
-                 rows: int | None = None, num_warps: int = V13P_WARPS, parts_per_load: int | None = None,
-                 evict: str = V13P_EVICT, unrolled: bool = False) -> None:
-    """The v13p candidates with ``merge_partials``'s arguments and their launch knobs (``unrolled``: the second one,
-    single-part loads in an unrolled loop, instead of [parts, rows, d] tiles)."""
+def v12_merge(partial_o: torch.Tensor, partial_lse: torch.Tensor, out: torch.Tensor, selection: torch.Tensor | None,
+              rows: int | None = None, skip: torch.Tensor | None = None, partial_scale: torch.Tensor | None = None,
+              carrier: CarrierParts | None = None) -> None:
+    """The v12 library merge with ``merge_partials``' signature (its launch: 16 rows, 4 warps)."""
     num_kv_heads, num_tokens, num_parts, group, head_dim = partial_o.shape
     if num_tokens == 0:
         return
-    sel = selection if selection is not None else partial_lse  # unused pointer when HAS_SEL is False
-    group_pad, parts_pad = triton.next_power_of_2(group), triton.next_power_of_2(num_parts)
-    # 16 rows on the GPU (H100 sweep: 16 < 32 < 128 rows by ~5%); under the CPU interpreter the cost is per op,
-    # so go wide.
+    sel = selection if selection is not None else partial_lse
+    group_pad = triton.next_power_of_2(group)
     tile_t = max(1, (rows or (16 if partial_o.is_cuda else 512)) // group_pad)
-    scales = partial_scale if partial_scale is not None else partial_lse  # unused pointer unless int8 partials
-    side = carrier if carrier is not None else (partial_lse, partial_o, partial_lse)  # unused pointers without one
-    kernel = _v13p_unrolled_kernel if unrolled else _v13p_merge_kernel
-    kernel[(triton.cdiv(num_tokens, tile_t), num_kv_heads)](
+    scales = partial_scale if partial_scale is not None else partial_lse
+    side = carrier if carrier is not None else (partial_lse, partial_o, partial_lse)
+    _v12_merge_kernel[(triton.cdiv(num_tokens, tile_t), num_kv_heads)](
         partial_o, partial_lse, scales, sel, skip.view(torch.uint8) if skip is not None else sel, out, *side,
-        num_tokens,
-        sel.stride(0), sel.stride(1),
-        out.stride(0), out.stride(1),
-        GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, NUM_PARTS=num_parts, PARTS_PAD=parts_pad,
-        PARTS_PER_LOAD=min(parts_per_load or V13P_PARTS_PER_LOAD.get(partial_o.element_size(), 8), parts_pad),
+        num_tokens, sel.stride(0), sel.stride(1), out.stride(0), out.stride(1),
+        GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, NUM_PARTS=num_parts,
         TILE_T=tile_t, HAS_SEL=selection is not None, HAS_SKIP=skip is not None, HAS_CARRIER=carrier is not None,
-        EVICT=evict, num_warps=num_warps,
+        num_warps=4,
     )
 
 
-CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("v13p 3-D tile", {}),
-    ("v13p unrolled", {"unrolled": True}),
-)
-"""(label, ``v13p_merge_launch`` knobs): the candidates at their defaults. Run 2 measured the 3-D tile one (0.26x /
-0.67x the v12 merge, bf16 / int8); the unrolled one is not measured yet."""
-SWEEP: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("v13p unrolled, 2 warps", {"unrolled": True, "num_warps": 2}),
-    ("v13p unrolled, 8 warps", {"unrolled": True, "num_warps": 8}),
-    ("v13p unrolled, 32 rows", {"unrolled": True, "rows": 32}),
-    ("v13p unrolled, 32 rows, 8 warps", {"unrolled": True, "rows": 32, "num_warps": 8}),
-    ("v13p unrolled, no evict hint", {"unrolled": True, "evict": ""}),
-)
-"""(label, knobs) swept on the default path's buffers besides ``CANDIDATES`` (run 2 swept the 3-D tile's parts per
-load and warps: every other launch was slower; NOTES v13p)."""
-BASELINE = "v12 merge (library, baseline)"
-
-
-def candidate(**knobs) -> Callable:
-    """A v13p candidate with ``merge_partials``'s signature."""
-    def run(partial_o, partial_lse, out, selection, rows=None, skip=None, partial_scale=None, carrier=None):
-        v13p_merge_launch(partial_o, partial_lse, out, selection, skip, partial_scale, carrier, **{"rows": rows, **knobs})
+def library_rows(rows: int) -> Callable:
+    """The library merge with another ``rows`` per program (the sweep)."""
+    def run(partial_o, partial_lse, out, selection, _rows=None, skip=None, partial_scale=None, carrier=None):
+        merge_partials(partial_o, partial_lse, out, selection, rows, skip, partial_scale, carrier)
     return run
+
+
+BASELINE = "v12 merge (legacy copy in this bench)"
+LIBRARY = "v13p merge (library)"
+SWEEP: tuple[tuple[str, int], ...] = (("v13p merge, 32 rows per program", 32), ("v13p merge, 64 rows per program", 64))
+"""(label, rows per program) swept on the default path's buffers besides the library's 16."""
 
 
 # --- partial buffers as the prefill builds them ---------------------------------------------------------------------
@@ -320,12 +192,12 @@ def run_merge(fn: Callable, buf: dict[str, Any], out: torch.Tensor) -> None:
 
 
 def check_merge(buf: dict[str, Any], label: str, q: torch.Tensor, rows: list[Row]) -> None:
-    """The v13p candidates (and every swept launch) against the library's merge into NaN-poisoned outputs."""
+    """The library's merge (and every swept launch) against the v12 merge, both into NaN-poisoned outputs."""
     old = torch.full_like(q, float("nan"))
-    run_merge(merge_partials, buf, old)
-    for name, knobs in (*CANDIDATES, *SWEEP):
+    run_merge(v12_merge, buf, old)
+    for name, fn in ((LIBRARY, merge_partials), *((n, library_rows(r)) for n, r in SWEEP)):
         new = torch.full_like(q, float("nan"))
-        run_merge(candidate(**knobs), buf, new)
+        run_merge(fn, buf, new)
         same_poison = bool(torch.equal(old.isnan(), new.isnan()))
         written = ~old.isnan()
         diff = float((new[written].float() - old[written].float()).abs().max()) if bool(written.any()) else 0.0
@@ -338,13 +210,13 @@ def check_merge(buf: dict[str, Any], label: str, q: torch.Tensor, rows: list[Row
 
 
 def time_merge(buf: dict[str, Any], label: str, q: torch.Tensor, repeat: int, copy_tbs: float, sweep: bool,
-               rows: list[Row], only: str = "") -> dict[str, float]:
-    """The merge alone: the library's (v12) vs the v13p candidates whose label contains ``only`` (and the sweep),
-    interleaved ``repeat`` times. Returns the best time of each."""
+               rows: list[Row]) -> dict[str, float]:
+    """The merge alone: the v12 merge vs the library's (and the sweep), interleaved ``repeat`` times. Returns the
+    best time of each."""
     out = torch.empty_like(q)
-    fns = {BASELINE: merge_partials, **{name: candidate(**knobs) for name, knobs in CANDIDATES if only in name}}
+    fns = {BASELINE: v12_merge, LIBRARY: merge_partials}
     if sweep:
-        fns.update({name: candidate(**knobs) for name, knobs in SWEEP})
+        fns.update({name: library_rows(r) for name, r in SWEEP})
     nbytes = merge_bytes(buf)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
@@ -425,20 +297,13 @@ def decode_rows(merges: dict[str, Callable], repeat: int, rows: list[Row], batch
         decode.merge_partials = merge_mod.merge_partials
 
 
-def best_knobs(times: dict[str, float]) -> tuple[str, dict[str, Any]]:
-    """The fastest candidate launch of a sweep (label, knobs)."""
-    knobs = dict((*CANDIDATES, *SWEEP))
-    name = min((n for n in times if n in knobs), key=times.__getitem__)
-    return name, knobs[name]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=131072)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--quick", action="store_true",
-                        help="only the unrolled candidate vs the v12 merge, alone, on the default path's buffers")
+                        help="only the merge alone on the default path's buffers (no sweep, other paths, prefill, decode)")
     args = parser.parse_args()
     from kernels.msa import cuda
     from kernels.msa.indexer import msa_index_topk_triton
@@ -456,17 +321,11 @@ def main() -> None:
     kv_cuda = cuda.choose_kv(case.q, case.kv_cache, torch.int8) is None
     rows.append(Row("setup", shape, "KV-outer stage", float("nan"),
                     note=f"{'CUDA' if kv_cuda else 'Triton'} (auto); copy {copy_tbs:.2f} TB/s (read + write)"))
-    best: dict[str, dict[str, Any]] = {}
     for dtype_name, dtype in (("bf16 parts", None), ("int8 parts", torch.int8)):
         label = f"{shape}, default path, {dtype_name}"
         buf = default_buffers(case, sel, dtype)
         guarded(rows, "check", label, check_merge, buf, label, case.q, rows)
-        times: dict[str, float] = {}
-        guarded(rows, "merge", label, lambda *a: times.update(time_merge(*a)), buf, label, case.q, args.repeat,
-                copy_tbs, not args.quick, rows, "unrolled" if args.quick else "")
-        if times:
-            name, best[dtype_name] = best_knobs(times)
-            rows.append(Row("merge", label, f"fastest candidate launch: {name}", times[name]))
+        guarded(rows, "merge", label, time_merge, buf, label, case.q, args.repeat, copy_tbs, not args.quick, rows)
         del buf
         torch.cuda.empty_cache()
     if args.quick:
@@ -485,10 +344,7 @@ def main() -> None:
         guarded(rows, "merge", label, time_merge, buf, label, case.q, args.repeat, copy_tbs, False, rows)
         del buf
         torch.cuda.empty_cache()
-    merges = {"v12 merge (library)": merge_partials, "v13p unrolled": candidate(unrolled=True)}
-    for dtype_name, knobs in best.items():
-        if knobs != {"unrolled": True}:
-            merges[f"fastest candidate for {dtype_name} ({knobs})"] = candidate(**knobs)
+    merges = {BASELINE: v12_merge, LIBRARY: merge_partials}
     guarded(rows, "prefill", shape, prefill_rows, case, sel, shape, merges, args.repeat, rows)
     del case, sel
     torch.cuda.empty_cache()

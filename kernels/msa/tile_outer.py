@@ -359,7 +359,7 @@ def _tile_outer_kernel(
                     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
                     alpha = tl.exp2(m - m_safe)
                     wk = tl.exp2(lse - m_safe)  # (not `w`: the work-list loop's variable)
-                    o = load_part(po_ptr, ps_ptr, part, offs_d, has & (wk > 0), HEAD_DIM)
+                    o = load_part(po_ptr, ps_ptr, part, offs_d, has & (wk > 0), HEAD_DIM, "")
                     l = l * alpha + wk
                     acc = acc * alpha[:, None] + wk[:, None] * o
                     m = m_new

@@ -27,7 +27,7 @@ def _round_trip_kernel(o_ptr, po_ptr, ps_ptr, back_ptr, ROWS: tl.constexpr, D: t
     o = tl.load(o_ptr + offs_r[:, None] * D + offs_d[None, :])
     keep = offs_r != 3  # one masked row: neither written nor read
     store_part(po_ptr, ps_ptr, offs_r, offs_d, o, keep, D)
-    tl.store(back_ptr + offs_r[:, None] * D + offs_d[None, :], load_part(po_ptr, ps_ptr, offs_r, offs_d, keep, D))
+    tl.store(back_ptr + offs_r[:, None] * D + offs_d[None, :], load_part(po_ptr, ps_ptr, offs_r, offs_d, keep, D, ""))
 
 
 def _rows() -> torch.Tensor:
