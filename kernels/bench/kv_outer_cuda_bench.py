@@ -232,9 +232,6 @@ def time_case(case, sel, label: str, out: Path | None, repeat: int = 2) -> None:
     """v12n: the stage alone (default CSR and every entry; Triton and every CUDA variant, bf16 and int8 parts) and the
     whole default prefill (Triton, the CUDA default, the fastest bf16 variant on this row's stage if another, and
     int8 parts on Triton and CUDA), interleaved ``repeat`` times."""
-    from kernels.msa import cuda
-    from kernels.msa.prefill import sparse_attention_triton
-
     stage: dict[str, float] = {}
     for csr_name, chunk, (csr, pos) in (("default split CSR", 128, default_csr(case, sel)),
                                         ("all entries", 128, all_csr(case, sel))):
@@ -257,36 +254,31 @@ def time_case(case, sel, label: str, out: Path | None, repeat: int = 2) -> None:
             stage = times
         torch.cuda.empty_cache()
     best = min(KV_VARIANTS, key=lambda v: stage[f"cuda v{v}"])
-    args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
-    buf = torch.empty_like(case.q)
-    times = {}
     runs: list[tuple[str, int | None, torch.dtype | None]] = [("triton", None, None), ("cuda", KV_DEFAULT_VARIANT, None)]
     runs += [("cuda", best, None)] if best != KV_DEFAULT_VARIANT else []
     runs += [("triton", None, torch.int8), *(("cuda", v, torch.int8) for v in KV_INT8_VARIANTS)]
-    for rep in range(repeat):  # interleaved, to tell a difference from drift
-        for impl, variant, dtype in runs:
-            if variant is not None:
-                cuda.KV_DEFAULT_VARIANT = cuda.KV_DEFAULT_INT8_VARIANT = variant
-            name = (impl if variant is None else f"cuda v{variant}") + (" int8" if dtype else "")
-            t = bench_ms(lambda impl=impl, dtype=dtype: sparse_attention_triton(*args, out=buf, kv_impl=impl,
-                                                                                partial_dtype=dtype))
-            times.setdefault(name, t)
-            emit(out, kind="whole prefill", case=label, kv_impl=name, run=rep + 1, ms=t,
-                 vs_triton=times["triton"] / t,
-                 vs_cuda_default=times.get(f"cuda v{KV_DEFAULT_VARIANT}", float("nan")) / t)
-            cuda.KV_DEFAULT_VARIANT, cuda.KV_DEFAULT_INT8_VARIANT = KV_DEFAULT_VARIANT, KV_DEFAULT_INT8_VARIANT
+    interleaved_whole(case, sel, label, out, repeat, runs)
 
 
 def time_whole(case, sel, label: str, out: Path | None, repeat: int, variants: list[int]) -> None:
     """v13q: the whole default prefill only, Triton and the CUDA ``variants`` (bf16, then int8 where compiled),
     interleaved ``repeat`` times (the stage rows of ``time_case`` left out: the default decision's rows)."""
+    runs: list[tuple[str, int | None, torch.dtype | None]] = [
+        ("triton", None, None), *(("cuda", v, None) for v in variants),
+        *(("cuda", v, torch.int8) for v in variants if v in KV_INT8_VARIANTS)]
+    interleaved_whole(case, sel, label, out, repeat, runs)
+
+
+def interleaved_whole(case, sel, label: str, out: Path | None, repeat: int,
+                      runs: list[tuple[str, int | None, torch.dtype | None]]) -> None:
+    """The whole default prefill for each (kv_impl, CUDA variant or None, partial dtype or None) of ``runs``, the
+    list repeated ``repeat`` times (interleaved, to tell a difference from drift); a run's variant is made the
+    default for it and the defaults restored after."""
     from kernels.msa import cuda
     from kernels.msa.prefill import sparse_attention_triton
 
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
     buf = torch.empty_like(case.q)
-    runs = [("triton", None, None), *(("cuda", v, None) for v in variants),
-            *(("cuda", v, torch.int8) for v in variants if v in KV_INT8_VARIANTS)]
     times: dict[str, float] = {}
     for rep in range(repeat):
         for impl, variant, dtype in runs:

@@ -10,18 +10,15 @@ import triton.language as tl
 
 from kernels.msa.prefill import _work_items
 from kernels.msa.reference import BLOCK_SIZE
-from kernels.msa.tile_outer import (
+from kernels.msa.tile_outer import (  # the helpers v13s left as they were
     DEFAULT_MAX_UNION,
     DEFAULT_MIN_SHARE,
     DEFAULT_MIN_SHARED_PCT,
     DEFAULT_TILE_T,
     TileSplit,
+    _bit_or,
+    _csr_slots,
 )
-
-
-@triton.jit
-def _bit_or(a, b):
-    return a | b
 
 
 @triton.jit
@@ -109,17 +106,6 @@ def _tile_union_kernel(
     tl.store(msel_ptr + entry, tl.where(shared & (k == carrier_e), x, rest), mask=ok)
     if CSR:
         _csr_slots(x, valid & ~shared, r0, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok)
-
-
-@triton.jit
-def _csr_slots(x, kv_outer, req, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok):
-    """v10t: the KV-outer CSR's counting pass, done here instead of a torch sort of the whole selection. Each entry
-    left to KV-outer takes the next free slot of its segment (KV head, request, block) by an atomic increment of the
-    segment's count; ``csr_from_split`` turns counts and slots into offsets and the entry list. The order of entries
-    inside a segment is the order of the atomics, which changes no result (each entry is its own partial)."""
-    seg = (h * num_requests + req) * max_blocks + x
-    slot = tl.atomic_add(seg_count_ptr + seg, 1, mask=kv_outer & ok, sem="relaxed")
-    tl.store(seg_pos_ptr + entry, tl.where(kv_outer, slot, -1), mask=ok)
 
 
 @triton.jit
