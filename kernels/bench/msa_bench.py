@@ -714,7 +714,7 @@ def bench_fp8_indexer(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tfl
     if sweep:
         args = (case8.index_q, case8.index_k_cache, case.block_table, case.query_start_loc, case.seq_lens)
         out = torch.empty_like(sel8)
-        times = {}
+        times: dict[tuple[int, int, int], list[float]] = {}
         for repeat in range(2):  # interleaved twice: the run's noise next to the configurations' differences
             for cfg in FP8_INDEXER_CONFIGS:
                 fn = lambda cfg=cfg: indexer._launch(*args, out, 16, 0, 1, n, *cfg)  # noqa: E731

@@ -19,6 +19,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -131,7 +132,7 @@ def bench_case(case, sel: torch.Tensor, label: str, rows: list[Row], repeat: int
     rows.append(Row("check", label, "new vs legacy", float("nan"),
                     note=f"split+CSR fields differing: {bad or 'none'}; prefill output bit-identical: {same_out}; "
                          f"CUDA graph replay equal: {graph_ok}; KV-outer entries {kept:.0%}"))
-    stages = {
+    stages: dict[str, dict[str, Any]] = {
         "split (tile_unions, csr_blocks)": {v: splits[v] for v in splits},
         "CSR from the split (csr_from_split)": {v: (lambda v=v: csr_fns[v](split[v], req, nb, 128)) for v in splits},
         "split + CSR": {v: (lambda v=v: csr_fns[v](splits[v](), req, nb, 128)) for v in splits},
