@@ -1,6 +1,7 @@
 """The split + CSR kernels as they were before v13s (commit 5349e18), kept only as the same-run baseline of
 ``split_csr_bench.py``: ``_tile_union_kernel`` (all-pairs compares, one atomic per KV-outer entry), ``tile_unions``
-and ``csr_from_split`` (a torch cumsum, the scatter kernel and the torch work-item chain). Not used by the library.
+and ``csr_from_split`` (a torch cumsum, the scatter kernel and the torch work-item chain, ``_work_items``).
+Not used by the library.
 """
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.msa.prefill import _work_items
 from kernels.msa.reference import BLOCK_SIZE
 from kernels.msa.tile_outer import (  # the helpers v13s left as they were
     DEFAULT_MAX_UNION,
@@ -203,5 +203,17 @@ def csr_from_split(
             split.rest, split.seg_pos, requests, row_ptr, perm, num_entries, num_tokens,
             num_segs // (num_kv_heads * max_blocks), max_blocks, TOPK=top_k, BLOCK_E=block_e)
     return (perm, row_ptr, *_work_items(row_ptr, chunk, num_entries), num_segs)
+
+
+def _work_items(row_ptr: torch.Tensor, chunk: int, num_entries: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """v12's torch work items (the library's ``prefill._work_items`` runs v13s' kernels since)."""
+    num_segs = row_ptr.numel() - 1
+    counts = row_ptr[1:] - row_ptr[:-1]
+    chunks = (counts + chunk - 1) // chunk
+    work_end = torch.cumsum(chunks, 0)
+    w = torch.arange(num_segs + triton.cdiv(num_entries, chunk), device=row_ptr.device)
+    work_seg = torch.searchsorted(work_end, w, right=True)
+    work_chunk = w - (work_end - chunks).gather(0, work_seg.clamp(max=num_segs - 1))
+    return work_seg.to(torch.int32), work_chunk.to(torch.int32)
 
 

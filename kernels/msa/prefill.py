@@ -154,21 +154,26 @@ def build_block_csr(
 
 def _work_items(row_ptr: torch.Tensor, chunk: int, num_entries: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(work_seg, work_chunk) int32: one work item per ``chunk`` entries of each segment, padded to a host-known
-    bound (sum(ceil(c / chunk)) <= segments + entries / chunk) with seg == num_segs."""
+    bound (sum(ceil(c / chunk)) <= segments + entries / chunk) with seg == num_segs. The same two kernels as
+    ``csr_from_split`` (prefix sums, then the work items), without its scatter."""
     num_segs = row_ptr.numel() - 1
-    counts = row_ptr[1:] - row_ptr[:-1]
-    chunks = (counts + chunk - 1) // chunk
-    work_end = torch.cumsum(chunks, 0)
-    w = torch.arange(num_segs + triton.cdiv(num_entries, chunk), device=row_ptr.device)
-    work_seg = torch.searchsorted(work_end, w, right=True)
-    work_chunk = w - (work_end - chunks).gather(0, work_seg.clamp(max=num_segs - 1))
-    return work_seg.to(torch.int32), work_chunk.to(torch.int32)
+    num_work = num_segs + triton.cdiv(num_entries, chunk)
+    dev = row_ptr.device
+    counts = (row_ptr[1:] - row_ptr[:-1]).to(torch.int32)
+    offsets = torch.empty(num_segs + 1, dtype=torch.int64, device=dev)  # row_ptr again: the kernel writes both sums
+    work_end = torch.empty(num_segs, dtype=torch.int32, device=dev)
+    work_seg = torch.empty(num_work, dtype=torch.int32, device=dev)
+    work_chunk = torch.empty(num_work, dtype=torch.int32, device=dev)
+    _csr_offsets_kernel[(1,)](counts, offsets, work_end, num_segs, CHUNK=chunk, BLOCK_S=4096, num_warps=8)
+    _work_items_kernel[(triton.cdiv(num_work, WORK_BLOCK),)](work_end, work_seg, work_chunk, num_segs, num_work,
+                                                             num_segs.bit_length(), BLOCK=WORK_BLOCK)
+    return work_seg, work_chunk
 
 
 @triton.jit
 def _csr_offsets_kernel(count_ptr, row_ptr, work_end_ptr, num_segs, CHUNK: tl.constexpr, BLOCK_S: tl.constexpr):
     """One program: ``row_ptr`` = [0, cumsum(counts)] (int64) and ``work_end`` = cumsum(ceil(count / CHUNK)), the
-    prefix sums ``_work_items`` takes with torch ops (v13s: two launches for the whole CSR instead of ~15)."""
+    prefix sums of the CSR and its work items (v13s: two launches for the whole CSR instead of ~15)."""
     offs = tl.arange(0, BLOCK_S)
     carry = tl.zeros((), tl.int64)
     carry_w = tl.zeros((), tl.int32)
@@ -190,8 +195,7 @@ def _csr_fill_kernel(rest_ptr, seg_pos_ptr, req_ptr, row_ptr, perm_ptr, work_end
                      num_entries, num_tokens, num_requests, max_blocks, num_segs, num_work, search_steps,
                      scatter_programs, TOPK: tl.constexpr, BLOCK_E: tl.constexpr):
     """The first ``scatter_programs`` programs put every KV-outer entry at its segment's offset + its slot; the
-    others write the work items as ``_work_items`` does (``searchsorted(work_end, w, right=True)`` by a binary
-    search, the tail past the last item pointing at ``num_segs``)."""
+    others write the work items (``_work_item_block``)."""
     pid = tl.program_id(0)
     if pid < scatter_programs:
         e = pid.to(tl.int64) * BLOCK_E + tl.arange(0, BLOCK_E)  # e = (h * T + t) * TOPK + slot
@@ -204,20 +208,40 @@ def _csr_fill_kernel(rest_ptr, seg_pos_ptr, req_ptr, row_ptr, perm_ptr, work_end
         seg = ((e // TOPK) // num_tokens * num_requests + req) * max_blocks + x
         tl.store(perm_ptr + tl.load(row_ptr + seg, mask=keep, other=0) + slot, e.to(tl.int32), mask=keep)
     else:
-        w = (pid - scatter_programs) * BLOCK_E + tl.arange(0, BLOCK_E)
-        ok = w < num_work
-        lo = tl.zeros((BLOCK_E,), tl.int32)  # number of work_end values <= w, searched in [lo, hi]
-        hi = tl.full((BLOCK_E,), num_segs, tl.int32)
-        for _ in range(search_steps):
-            mid = (lo + hi) // 2
-            open_ = lo < hi
-            right = open_ & (tl.load(work_end_ptr + mid, mask=open_, other=0) <= w)
-            lo = tl.where(right, mid + 1, lo)
-            hi = tl.where(open_ & ~right, mid, hi)
-        last = tl.minimum(lo, num_segs - 1)
-        start = tl.load(work_end_ptr + last - 1, mask=ok & (last > 0), other=0)
-        tl.store(work_seg_ptr + w, lo, mask=ok)
-        tl.store(work_chunk_ptr + w, w - start, mask=ok)
+        _work_item_block(work_end_ptr, work_seg_ptr, work_chunk_ptr, pid - scatter_programs, num_segs, num_work,
+                         search_steps, BLOCK_E)
+
+
+WORK_BLOCK = 1024
+"""Work items per program of ``_work_items_kernel``."""
+
+
+@triton.jit
+def _work_item_block(work_end_ptr, work_seg_ptr, work_chunk_ptr, b, num_segs, num_work, search_steps,
+                     BLOCK: tl.constexpr):
+    """Work items [b * BLOCK, (b + 1) * BLOCK): seg = ``searchsorted(work_end, w, right=True)`` by a binary search
+    (the tail past the last item points at ``num_segs``), chunk = w - the segment's first item."""
+    w = b * BLOCK + tl.arange(0, BLOCK)
+    ok = w < num_work
+    lo = tl.zeros((BLOCK,), tl.int32)  # number of work_end values <= w, searched in [lo, hi]
+    hi = tl.full((BLOCK,), num_segs, tl.int32)
+    for _ in range(search_steps):
+        mid = (lo + hi) // 2
+        open_ = lo < hi
+        right = open_ & (tl.load(work_end_ptr + mid, mask=open_, other=0) <= w)
+        lo = tl.where(right, mid + 1, lo)
+        hi = tl.where(open_ & ~right, mid, hi)
+    last = tl.minimum(lo, num_segs - 1)
+    start = tl.load(work_end_ptr + last - 1, mask=ok & (last > 0), other=0)
+    tl.store(work_seg_ptr + w, lo, mask=ok)
+    tl.store(work_chunk_ptr + w, w - start, mask=ok)
+
+
+@triton.jit
+def _work_items_kernel(work_end_ptr, work_seg_ptr, work_chunk_ptr, num_segs, num_work, search_steps,
+                       BLOCK: tl.constexpr):
+    _work_item_block(work_end_ptr, work_seg_ptr, work_chunk_ptr, tl.program_id(0), num_segs, num_work,
+                     search_steps, BLOCK)
 
 
 def csr_from_split(

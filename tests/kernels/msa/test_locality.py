@@ -292,6 +292,29 @@ def _segment_sorted(perm: torch.Tensor, row_ptr: torch.Tensor) -> torch.Tensor:
     return perm.cpu().long()[torch.argsort(seg * (perm.numel() + 1) + perm.cpu().long())]
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 128])
+def test_work_items_match_their_definition(chunk):
+    """``prefill._work_items`` (the kernels ``csr_from_split`` uses, without its scatter) against its definition in
+    torch: one item per ``chunk`` entries of each segment, ``seg = searchsorted(work_end, w, right=True)``, padded
+    to segments + entries / chunk items; empty segments, a segment count past one scan block (4096)."""
+    from kernels.msa.prefill import _work_items
+
+    gen = torch.Generator().manual_seed(chunk)
+    counts = torch.randint(0, 300, (4500,), generator=gen) * (torch.rand(4500, generator=gen) < 0.3)
+    row_ptr = torch.zeros(counts.numel() + 1, dtype=torch.int64)
+    row_ptr[1:] = counts.cumsum(0)
+    num_entries = int(row_ptr[-1])
+    chunks = (counts + chunk - 1) // chunk
+    work_end = chunks.cumsum(0)
+    w = torch.arange(counts.numel() + -(-num_entries // chunk))
+    want_seg = torch.searchsorted(work_end, w, right=True)
+    want_chunk = w - (work_end - chunks).gather(0, want_seg.clamp(max=counts.numel() - 1))
+    seg, chunk_idx = _work_items(row_ptr.to(DEVICE), chunk, num_entries)
+    assert seg.dtype == chunk_idx.dtype == torch.int32
+    assert torch.equal(seg.cpu().long(), want_seg)
+    assert torch.equal(chunk_idx.cpu().long(), want_chunk)
+
+
 @pytest.mark.parametrize("seq_lens,q_lens,shared,min_shared_pct,spare_blocks", [
     ([2400, 300], [41, 300], 0.8, 0, 0),  # chunked prefill with context; a tile spans the two requests; padding tile
     ([2400, 300], [41, 300], 0.5, 75, 0),  # the gate rejects some tiles: those go KV-outer whole
