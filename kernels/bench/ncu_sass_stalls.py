@@ -43,6 +43,8 @@ def main() -> None:
     by_reason = Counter({c: sum(number(r[c]) for r in rows) for c in reasons})
     print(f"instructions {len(rows)}, stall samples {total:.0f}")
     print("by reason:", ", ".join(f"{c} {v / total:.1%}" for c, v in by_reason.most_common(12) if v))
+    # ncu's CSV has no column for some reasons (seen: the samples on HGMMA lines, the wgmma issue's own stall)
+    print(f"samples without a listed reason: {1 - sum(by_reason.values()) / total:.1%}")
     ranked = sorted(enumerate(rows), key=lambda ir: -number(ir[1][total_col]))[: a.top]
     for i, r in ranked:
         top = Counter({c: number(r[c]) for c in reasons}).most_common(3)

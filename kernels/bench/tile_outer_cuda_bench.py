@@ -13,12 +13,17 @@ import contextlib
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from kernels.bench.msa_bench import HEAD_DIM, HEADS, KV_HEADS, attention_flops, bench_ms, reference_tail, rel_diff
 from kernels.msa.cuda import DEFAULT_PER_SM, DEFAULT_VARIANT, VARIANTS
+
+if TYPE_CHECKING:
+    from kernels.msa.tile_outer import TileSplit
 
 ROWS: list[dict] = []
 
@@ -43,7 +48,11 @@ def split_for(case, sel):
     return tile_unions(sel, req, pos, case.block_table), pos, req
 
 
-def step_args(case, sel) -> tuple:
+StepArgs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "TileSplit", float,
+                 torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def step_args(case, sel) -> StepArgs:
     """The tile-outer step's arguments (q, cache, seq_lens, positions, requests, split, scale, out, partial_o,
     partial_lse) with NaN-poisoned output buffers."""
     split, pos, req = split_for(case, sel)
@@ -142,8 +151,7 @@ def correctness(out: Path | None) -> None:
 def timings(sizes: list[int], out: Path | None, kinds: list[str], all_variants: bool = True, repeat: int = 1) -> None:
     """``kinds``: shared fractions f of ``local_selection`` ("1.0", "0.9", ...) or "indexer" (the indexer's
     selections on random inputs: little sharing, most entries stay KV-outer)."""
-    from kernels.msa.indexer import msa_index_topk_triton
-    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.inputs import make_case
     from kernels.msa.merge import device_positions
     from kernels.msa.prefill import sparse_attention_triton
 
@@ -151,14 +159,7 @@ def timings(sizes: list[int], out: Path | None, kinds: list[str], all_variants: 
         case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
         pos = device_positions(case.query_start_loc, case.seq_lens, n)
         for kind in kinds:
-            if kind == "indexer":
-                sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
-                                            case.seq_lens, max_query_len=n)
-                label = f"N={n // 1024}K indexer sel"
-            else:
-                f = float(kind)
-                sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
-                label = f"N={n // 1024}K f={f}"
+            sel, label = make_selection(case, kind, n)
             flops_sel = attention_flops(sel, pos)
             times = {}
             rows = (("triton", "triton", {"per_sm": 0}),
@@ -199,7 +200,8 @@ def make_selection(case, kind: str, n: int) -> tuple[torch.Tensor, str]:
                                     case.seq_lens, max_query_len=n)
         return sel, f"N={n // 1024}K indexer sel"
     f = float(kind)
-    return local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10)), f"N={n // 1024}K f={f}"
+    sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
+    return sel, f"N={n // 1024}K f={f}"
 
 
 @contextlib.contextmanager
@@ -246,10 +248,16 @@ def check_variants(out: Path | None, variants: list[int], n: int = 8192) -> None
                  nan=int(torch.isnan(full).sum()))
 
 
+def step_fn(args: StepArgs, variant: int) -> Callable[[], None]:
+    """The CUDA step alone with ``variant`` on a persistent grid (1 CTA/SM)."""
+    from kernels.msa.cuda import tile_outer_attention_cuda
+
+    return lambda: tile_outer_attention_cuda(*args, variant=variant, per_sm=1)
+
+
 def compare_timings(sizes: list[int], out: Path | None, kinds: list[str], variants: list[int], repeat: int) -> None:
     """v14w: ``repeat`` interleaved rounds, per size and selection, of the step alone (each variant, 1 CTA/SM, the
     same split and buffers) and of the whole default prefill with each variant as the default."""
-    from kernels.msa.cuda import tile_outer_attention_cuda
     from kernels.msa.inputs import make_case
     from kernels.msa.merge import device_positions
     from kernels.msa.prefill import sparse_attention_triton
@@ -266,7 +274,7 @@ def compare_timings(sizes: list[int], out: Path | None, kinds: list[str], varian
             buf = torch.empty_like(case.q)
             for r in range(repeat):
                 for v in variants:
-                    t = bench_ms(lambda v=v, a=args: tile_outer_attention_cuda(*a, variant=v, per_sm=1))
+                    t = bench_ms(step_fn(args, v))
                     emit(out, kind="A/B step", case=label, variant=v, round=r, ms=t, mma_tflops=mma / t / 1e9)
                 for v in variants:
                     with default_variant(v):

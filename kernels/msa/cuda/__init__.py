@@ -48,8 +48,10 @@ VARIANTS = {
     5: "v3 + next tile's Q by cp.async (persistent grid)",
     6: "v5 + the softmax's latency cut, masks split per token (v14w)",
     7: "v6 + FA3's rescale order, next item's metadata ahead, its Q after the last softmax (v14w)",
+    8: "v5 + next item's metadata ahead, its Q after the last softmax, 32-bit index math (v14w)",
 }
-"""Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times."""
+"""Compiled variants of the kernel (``variant=``); NOTES.md v10 (0-5) and v14w (6-8: slower or equal) have their
+times."""
 DEFAULT_VARIANT = 5
 DEFAULT_PER_SM = 1
 """A persistent grid (1 CTA per SM walking the work list): with variant 5 the next tile's Q loads during the last

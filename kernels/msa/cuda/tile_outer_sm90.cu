@@ -205,10 +205,11 @@ CUTLASS_DEVICE void to_bf16(TS const& s, TP& p) {
 
 // A tile's Q rows for consumer cw into sQ: plain 16-byte loads and stores, or (ASYNC) cp.async with zero fill for
 // rows past the last token, completed by the caller's cp.async.wait_group.
-template <class TQ>
+// I32 (v14w): the tile's head and index by a 32-bit division (work ids are int32; the 64-bit one is a call).
+template <bool I32 = false, class TQ>
 CUTLASS_DEVICE void load_q(TQ& sQ, TileOuterParams const& prm, int64_t tile, int cw, int tid, bool async) {
-  int const h = static_cast<int>(tile / prm.num_tiles);
-  int const i = static_cast<int>(tile % prm.num_tiles);
+  int const h = I32 ? static_cast<int>(tile) / prm.num_tiles : static_cast<int>(tile / prm.num_tiles);
+  int const i = I32 ? static_cast<int>(tile) % prm.num_tiles : static_cast<int>(tile % prm.num_tiles);
   Element const* q = static_cast<Element const*>(prm.q);
   for (int idx = tid; idx < kRowsWG * kHeadDim / 8; idx += 128) {
     int const r = idx / (kHeadDim / 8);
@@ -235,11 +236,12 @@ struct TileMeta {
   int8_t direct;
 };
 
+template <bool I32>  // as load_q's
 CUTLASS_DEVICE TileMeta load_meta(TileOuterParams const& prm, int w, int tok_local) {
   TileMeta m;
   m.tile = prm.work[w];
-  int const h = static_cast<int>(m.tile / prm.num_tiles);
-  int const i = static_cast<int>(m.tile % prm.num_tiles);
+  int const h = I32 ? static_cast<int>(m.tile) / prm.num_tiles : static_cast<int>(m.tile / prm.num_tiles);
+  int const i = I32 ? static_cast<int>(m.tile) % prm.num_tiles : static_cast<int>(m.tile % prm.num_tiles);
   m.cnt = prm.count[m.tile];
   m.n_clean = prm.use_clean ? prm.clean[m.tile] : 0;
   int const t = i * kTileT + tok_local;
@@ -256,8 +258,9 @@ CUTLASS_DEVICE TileMeta load_meta(TileOuterParams const& prm, int w, int tok_loc
 // FA3ORDER (v14w): O is rescaled between the issue of S(j) and of P V(j - 1), as FA3 does, so the rescale is off the
 // path from softmax(j) to the issue of S(j + 1), and the next item's Q is requested after the last softmax (not
 // before it); META: the next work item's metadata loaded during the current one.
+// QLATE (v14w, with v5's loop): the next item's Q requested after the last softmax, its index math in 32 bits.
 template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH, bool ROWS = false,
-          bool FA3ORDER = false, bool META = false>
+          bool FA3ORDER = false, bool META = false, bool QLATE = false>
 __global__ void __launch_bounds__(kThreads, 1)
 tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
                   CUTE_GRID_CONSTANT TileOuterParams const prm) {
@@ -333,17 +336,17 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
   int it = 0;
   TileMeta nxt{};
   if constexpr (META) {
-    if (static_cast<int>(blockIdx.x) < num_work) nxt = load_meta(prm, blockIdx.x, tok_local);
+    if (static_cast<int>(blockIdx.x) < num_work) nxt = load_meta<QLATE>(prm, blockIdx.x, tok_local);
   }
   for (int w = blockIdx.x; w < num_work; w += gridDim.x) {
     TileMeta cur{};  // without META: unused, the loads below are v5's
     if constexpr (META) {
       cur = nxt;
-      if (w + static_cast<int>(gridDim.x) < num_work) nxt = load_meta(prm, w + gridDim.x, tok_local);
+      if (w + static_cast<int>(gridDim.x) < num_work) nxt = load_meta<QLATE>(prm, w + gridDim.x, tok_local);
     }
     int64_t const tile = META ? cur.tile : prm.work[w];
-    int const h = static_cast<int>(tile / prm.num_tiles);
-    int const i = static_cast<int>(tile % prm.num_tiles);
+    int const h = QLATE ? static_cast<int>(tile) / prm.num_tiles : static_cast<int>(tile / prm.num_tiles);
+    int const i = QLATE ? static_cast<int>(tile) % prm.num_tiles : static_cast<int>(tile % prm.num_tiles);
     int const cnt = META ? cur.cnt : prm.count[tile];
     int const n_clean = META ? cur.n_clean : prm.use_clean ? prm.clean[tile] : 0;
     int const t = i * kTileT + tok_local;
@@ -355,7 +358,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
     // (after the first tile) they were requested by cp.async during the previous tile, once its last S was done.
     if (!QPREFETCH || w == static_cast<int>(blockIdx.x)) {
       NamedBarrierSync(cw);  // the previous tile's wgmmas of this warpgroup are done with sQ (they were waited)
-      load_q(sQ, prm, tile, cw, tid, false);
+      load_q<QLATE>(sQ, prm, tile, cw, tid, false);
     } else {
       asm volatile("cp.async.wait_group 0;\n" ::: "memory");
     }
@@ -399,7 +402,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       if constexpr (QPREFETCH) {
         if (w + static_cast<int>(gridDim.x) < num_work) {
           NamedBarrierSync(cw);
-          load_q(sQ, prm, prm.work[w + gridDim.x], cw, tid, true);
+          load_q<QLATE>(sQ, prm, prm.work[w + gridDim.x], cw, tid, true);
         }
       }
     };
@@ -463,8 +466,9 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       their_turn();
       warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
-      if (cnt == 1) prefetch_next_q();
+      if (!QLATE && cnt == 1) prefetch_next_q();
       softmax(0);
+      if (QLATE && cnt == 1) prefetch_next_q();
       to_bf16(tSrS, rP);
       for (int j = 1; j < cnt; ++j, ++it) {
         int const prev = it % STAGES;
@@ -476,8 +480,9 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
         their_turn();
         warpgroup_wait<1>();  // S of block j is done (groups complete in order); P V of j - 1 may still run
         warpgroup_fence_operand(tSrS);
-        if (j == cnt - 1) prefetch_next_q();
+        if (!QLATE && j == cnt - 1) prefetch_next_q();
         softmax(j);
+        if (QLATE && j == cnt - 1) prefetch_next_q();
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
         cutlass::arch::ClusterBarrier::arrive(&sh.empty[prev]);
@@ -571,11 +576,11 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
 using namespace msa_sm90;
 
 template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false,
-          bool ROWS = false, bool FA3ORDER = false, bool META = false>
+          bool ROWS = false, bool FA3ORDER = false, bool META = false, bool QLATE = false>
 cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TileOuterParams const& prm, int grid,
                            cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<STAGES>));
-  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, ROWS, FA3ORDER, META>;
+  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, ROWS, FA3ORDER, META, QLATE>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
@@ -590,7 +595,7 @@ int tile_outer_sm90_smem_bytes(int variant) {
 // 2: 3 stages with the overlap; 3: 2 + the FFMA / ex2.approx softmax; 4: 3 + ping-pong between the consumers;
 // 5: 3 + the next tile's Q fetched during the current tile (pays off with a persistent grid); v14w: 6 = 5 + the
 // softmax's latency cut and masks split per token (ROWS); 7 = 6 + FA3's rescale order, next item's metadata and Q
-// later.
+// later; 8 = 5 + next item's metadata ahead + its Q after the last softmax with 32-bit index math (META, QLATE).
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
                                    int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
   Element const* kv = static_cast<Element const*>(kv_raw);
@@ -608,6 +613,8 @@ cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_ra
     case 5: return launch_variant<3, true, true, false, true>(tma_k, tma_vt, prm, grid, stream);
     case 6: return launch_variant<3, true, true, false, true, true>(tma_k, tma_vt, prm, grid, stream);
     case 7: return launch_variant<3, true, true, false, true, true, true, true>(tma_k, tma_vt, prm, grid, stream);
+    case 8:
+      return launch_variant<3, true, true, false, true, false, false, true, true>(tma_k, tma_vt, prm, grid, stream);
     default: return cudaErrorInvalidValue;
   }
 }
