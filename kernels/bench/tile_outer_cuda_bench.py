@@ -9,14 +9,21 @@ are measured; a table last; everything also goes to ``--out`` (JSON lines).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from kernels.bench.msa_bench import HEAD_DIM, HEADS, KV_HEADS, attention_flops, bench_ms, reference_tail, rel_diff
 from kernels.msa.cuda import DEFAULT_PER_SM, DEFAULT_VARIANT, VARIANTS
+
+if TYPE_CHECKING:
+    from kernels.msa.tile_outer import TileSplit
 
 ROWS: list[dict] = []
 
@@ -41,19 +48,29 @@ def split_for(case, sel):
     return tile_unions(sel, req, pos, case.block_table), pos, req
 
 
-def tile_outer_runner(case, sel, impl: str, **knobs):
-    """(callable running only the tile-outer step into fixed buffers, (out, partial_o, partial_lse), split, pos)."""
-    from kernels.msa.cuda import tile_outer_attention_cuda
-    from kernels.msa.tile_outer import tile_outer_attention
+StepArgs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "TileSplit", float,
+                 torch.Tensor, torch.Tensor, torch.Tensor]
 
+
+def step_args(case, sel) -> StepArgs:
+    """The tile-outer step's arguments (q, cache, seq_lens, positions, requests, split, scale, out, partial_o,
+    partial_lse) with NaN-poisoned output buffers."""
     split, pos, req = split_for(case, sel)
     n = case.q.shape[0]
     out = torch.full_like(case.q, float("nan"))
     po = torch.full((KV_HEADS, n, sel.shape[2], HEADS // KV_HEADS, HEAD_DIM), float("nan"), dtype=case.q.dtype,
                     device="cuda")
     plse = torch.full(po.shape[:-1], float("nan"), dtype=torch.float32, device="cuda")
-    scale = HEAD_DIM ** -0.5
-    args = (case.q, case.kv_cache, case.seq_lens, pos, req, split, scale, out, po, plse)
+    return case.q, case.kv_cache, case.seq_lens, pos, req, split, HEAD_DIM ** -0.5, out, po, plse
+
+
+def tile_outer_runner(case, sel, impl: str, **knobs):
+    """(callable running only the tile-outer step into fixed buffers, (out, partial_o, partial_lse), split, pos)."""
+    from kernels.msa.cuda import tile_outer_attention_cuda
+    from kernels.msa.tile_outer import tile_outer_attention
+
+    args = step_args(case, sel)
+    split, pos, out, po, plse = args[5], args[3], args[7], args[8], args[9]
     if impl == "cuda":
         fn = lambda: tile_outer_attention_cuda(*args, **knobs)  # noqa: E731
     else:
@@ -134,8 +151,7 @@ def correctness(out: Path | None) -> None:
 def timings(sizes: list[int], out: Path | None, kinds: list[str], all_variants: bool = True, repeat: int = 1) -> None:
     """``kinds``: shared fractions f of ``local_selection`` ("1.0", "0.9", ...) or "indexer" (the indexer's
     selections on random inputs: little sharing, most entries stay KV-outer)."""
-    from kernels.msa.indexer import msa_index_topk_triton
-    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.inputs import make_case
     from kernels.msa.merge import device_positions
     from kernels.msa.prefill import sparse_attention_triton
 
@@ -143,14 +159,7 @@ def timings(sizes: list[int], out: Path | None, kinds: list[str], all_variants: 
         case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
         pos = device_positions(case.query_start_loc, case.seq_lens, n)
         for kind in kinds:
-            if kind == "indexer":
-                sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
-                                            case.seq_lens, max_query_len=n)
-                label = f"N={n // 1024}K indexer sel"
-            else:
-                f = float(kind)
-                sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
-                label = f"N={n // 1024}K f={f}"
+            sel, label = make_selection(case, kind, n)
             flops_sel = attention_flops(sel, pos)
             times = {}
             rows = (("triton", "triton", {"per_sm": 0}),
@@ -181,6 +190,116 @@ def timings(sizes: list[int], out: Path | None, kinds: list[str], all_variants: 
         torch.cuda.empty_cache()
 
 
+def make_selection(case, kind: str, n: int) -> tuple[torch.Tensor, str]:
+    """(selection, label): "indexer" = the indexer's on the case's random inputs, else synthetic with locality f."""
+    from kernels.msa.indexer import msa_index_topk_triton
+    from kernels.msa.inputs import local_selection
+
+    if kind == "indexer":
+        sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
+                                    case.seq_lens, max_query_len=n)
+        return sel, f"N={n // 1024}K indexer sel"
+    f = float(kind)
+    sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
+    return sel, f"N={n // 1024}K f={f}"
+
+
+@contextlib.contextmanager
+def default_variant(variant: int):
+    """The whole prefill (``tile_impl="auto"``) with ``variant`` as the CUDA step's default for the block."""
+    from kernels.msa import cuda
+
+    old = cuda.DEFAULT_VARIANT
+    cuda.DEFAULT_VARIANT = variant
+    try:
+        yield
+    finally:
+        cuda.DEFAULT_VARIANT = old
+
+
+def check_variants(out: Path | None, variants: list[int], n: int = 8192) -> None:
+    """v14w: each variant's step output (1 CTA/SM) against the first variant's on the same split (direct rows, carrier
+    parts, LSE; poisoned buffers), and the whole default prefill with it as the default against the fp32 reference."""
+    from kernels.msa.cuda import tile_outer_attention_cuda
+    from kernels.msa.inputs import make_case
+    from kernels.msa.prefill import sparse_attention_triton
+
+    case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=41)
+    for kind in ("indexer", "0.5", "0.9", "1.0"):
+        sel, label = make_selection(case, kind, n)
+        first = None
+        for v in variants:
+            args = step_args(case, sel)
+            tile_outer_attention_cuda(*args, variant=v, per_sm=1)
+            torch.cuda.synchronize()
+            split, o, po, plse = args[5], args[7], args[8], args[9]
+            first = first or (o, po, plse)
+            rows = split.direct.T[:, :, None].expand(-1, -1, HEADS // KV_HEADS).reshape(o.shape[:2])
+            parts = ~torch.isnan(first[2])
+            emit(out, kind="variant check", case=label, variant=v, direct_vs_first=rel_diff(o[rows], first[0][rows]),
+                 parts_vs_first=rel_diff(po[parts], first[1][parts]) if bool(parts.any()) else 0.0,
+                 lse_max_abs=float((plse[parts] - first[2][parts]).abs().max()) if bool(parts.any()) else 0.0,
+                 same_parts=bool(torch.equal(parts, ~torch.isnan(plse))), nan_left=int(torch.isnan(o[rows]).sum()))
+            full = torch.full_like(case.q, float("nan"))
+            with default_variant(v):
+                sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,
+                                        case.seq_lens, out=full)
+            emit(out, kind="variant prefill check", case=label, variant=v, ref_err=reference_tail(case, sel, full, 64),
+                 nan=int(torch.isnan(full).sum()))
+
+
+def step_fn(args: StepArgs, variant: int) -> Callable[[], None]:
+    """The CUDA step alone with ``variant`` on a persistent grid (1 CTA/SM)."""
+    from kernels.msa.cuda import tile_outer_attention_cuda
+
+    return lambda: tile_outer_attention_cuda(*args, variant=variant, per_sm=1)
+
+
+def compare_timings(sizes: list[int], out: Path | None, kinds: list[str], variants: list[int], repeat: int) -> None:
+    """v14w: ``repeat`` interleaved rounds, per size and selection, of the step alone (each variant, 1 CTA/SM, the
+    same split and buffers) and of the whole default prefill with each variant as the default."""
+    from kernels.msa.inputs import make_case
+    from kernels.msa.merge import device_positions
+    from kernels.msa.prefill import sparse_attention_triton
+
+    for n in sizes:
+        case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
+        pos = device_positions(case.query_start_loc, case.seq_lens, n)
+        for kind in kinds:
+            sel, label = make_selection(case, kind, n)
+            args = step_args(case, sel)
+            mma = tile_outer_flops(args[5])
+            flops_sel = attention_flops(sel, pos)
+            whole = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
+            buf = torch.empty_like(case.q)
+            for r in range(repeat):
+                for v in variants:
+                    t = bench_ms(step_fn(args, v))
+                    emit(out, kind="A/B step", case=label, variant=v, round=r, ms=t, mma_tflops=mma / t / 1e9)
+                for v in variants:
+                    with default_variant(v):
+                        t = bench_ms(lambda b=buf: sparse_attention_triton(*whole, out=b))
+                    emit(out, kind="A/B whole prefill", case=label, variant=v, round=r, ms=t,
+                         sel_tflops=flops_sel / t / 1e9)
+            del args, buf
+            torch.cuda.empty_cache()
+        del case
+        torch.cuda.empty_cache()
+
+
+def compare_table(variants: list[int]) -> None:
+    """Medians of the A/B rows per (kind, case, variant), with the spread and the ratio to the first variant."""
+    groups: dict[tuple, list[float]] = {}
+    for row in ROWS:
+        if row["kind"].startswith("A/B"):
+            groups.setdefault((row["kind"], row["case"], row["variant"]), []).append(row["ms"])
+    print(f"\n## A/B (medians of interleaved rounds; ratio = variant {variants[0]} / variant)")
+    for (kind, case, v), ms in groups.items():
+        base = statistics.median(groups[(kind, case, variants[0])])
+        med = statistics.median(ms)
+        print(f"{kind} | {case} | v{v} | {med:.3f} ms | {min(ms):.3f}-{max(ms):.3f} | {base / med:.3f}x")
+
+
 def run_once(n: int, variant: int) -> None:
     """One launch of each tile-outer kernel after a warm-up, for a profiler wrapped around this process
     (``ncu --kernel-name regex:tile_outer_kernel --launch-skip 2 ...``)."""
@@ -209,6 +328,8 @@ def main() -> None:
                         help="tile-outer rows: Triton and the default CUDA variant only (whole-prefill rows: all)")
     parser.add_argument("--once", type=int, default=0, help="N: one launch of each kernel at N tokens (profiling)")
     parser.add_argument("--variant", type=int, default=3, help="CUDA variant for --once")
+    parser.add_argument("--compare", default="", help="v14w: CUDA variants to check and time against each other "
+                        "(first = baseline), e.g. 5,6,7; uses --sizes, --fractions, --repeat, --skip-check")
     a = parser.parse_args()
     from kernels.msa import cuda
 
@@ -218,6 +339,14 @@ def main() -> None:
          smem_bytes=[lib.msa_tile_outer_sm90_smem_bytes(v) for v in VARIANTS], device=torch.cuda.get_device_name())
     if a.once:
         run_once(a.once, a.variant)
+        return
+    if a.compare:
+        variants = [int(v) for v in a.compare.split(",")]
+        if not a.skip_check:
+            check_variants(a.out, variants)
+        compare_timings([int(s) for s in a.sizes.split(",") if s], a.out, [f for f in a.fractions.split(",") if f],
+                        variants, a.repeat)
+        compare_table(variants)
         return
     if not a.skip_check:
         correctness(a.out)

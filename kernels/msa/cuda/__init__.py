@@ -46,8 +46,12 @@ VARIANTS = {
     0: "2 stages, in sequence", 1: "2 stages, intra-warpgroup overlap", 2: "3 stages, intra-warpgroup overlap",
     3: "v2 + FFMA/ex2.approx softmax", 4: "v3 + ping-pong of the 2 consumers",
     5: "v3 + next tile's Q by cp.async (persistent grid)",
+    6: "v5 + the softmax's latency cut, masks split per token (v14w)",
+    7: "v6 + FA3's rescale order, next item's metadata ahead, its Q after the last softmax (v14w)",
+    8: "v5 + next item's metadata ahead, its Q after the last softmax, 32-bit index math (v14w)",
 }
-"""Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times."""
+"""Compiled variants of the kernel (``variant=``); NOTES.md v10 (0-5) and v14w (6-8: slower or equal) have their
+times."""
 DEFAULT_VARIANT = 5
 DEFAULT_PER_SM = 1
 """A persistent grid (1 CTA per SM walking the work list): with variant 5 the next tile's Q loads during the last
@@ -315,7 +319,7 @@ def tile_outer_attention_cuda(
     tile_t: int = TILE_T,
     use_clean: bool = True,
     per_sm: int = DEFAULT_PER_SM,
-    variant: int = DEFAULT_VARIANT,
+    variant: int | None = None,
     fuse_merge: bool = False,
     partial_scale: torch.Tensor | None = None,
     carrier_parts: CarrierParts | None = None,
@@ -323,15 +327,17 @@ def tile_outer_attention_cuda(
     """``tile_outer_attention`` (v8 contract) on the sm_90a kernel. ``seq_lens`` / ``requests`` are accepted for
     the same signature: a key is visible when its position <= the token's, which already keeps it < seq_len.
     ``per_sm``: CTAs per SM walking the work list (0: one CTA per possible work item, as the Triton default);
-    ``variant``: one of ``VARIANTS``; ``fuse_merge``: as the Triton kernel's (v9): the rows' KV-outer parts
-    (``partial_o`` / ``partial_lse``, already written; slots in ``split.rest``) are folded in on chip and every row of
-    a tile in the work list is written to ``out`` (the merge then skips ``split.owned``).
+    ``variant``: one of ``VARIANTS`` (None: ``DEFAULT_VARIANT``, read at the call); ``fuse_merge``: as the Triton
+    kernel's (v9): the rows' KV-outer parts (``partial_o`` / ``partial_lse``, already written; slots in
+    ``split.rest``) are folded in on chip and every row of a tile in the work list is written to ``out`` (the merge
+    then skips ``split.owned``).
     int8 partials (v12m, ``partial_scale``: their fp32 row scales, ``merge.store_part``'s format): the fused merge
     decodes them on chip; without it the carrier parts go to ``carrier_parts`` (``merge.CarrierParts``, bf16), which
     is then required. ``carrier_parts`` with bf16 partials: carrier parts there too."""
     from kernels.msa.merge import LOG2E
 
     problems = check_inputs(q, kv_cache, partial_o, tile_t)
+    variant = DEFAULT_VARIANT if variant is None else variant
     if variant not in VARIANTS:
         problems.append(f"variant must be one of {sorted(VARIANTS)}, got {variant}")
     if (partial_o.dtype == torch.int8) != (partial_scale is not None):

@@ -13,6 +13,10 @@ import torch
 from kernels.msa import cuda
 from tests.kernels.msa.checks import GPU, TOL, cuda_toolchain_missing, rel_err
 
+PERSISTENT_VARIANTS = sorted(v for v in cuda.VARIANTS if v >= 5)
+"""The variants made for the persistent grid (the default, 5, and v14w's 6-8): the default path's tests run with
+each of them as the default."""
+
 
 @pytest.mark.skipif(bool(cuda_toolchain_missing()), reason=f"cannot build: {cuda_toolchain_missing()}")
 def test_kernel_compiles_for_sm90a(tmp_path):
@@ -53,7 +57,7 @@ def test_inputs_it_cannot_take_are_named():
 @pytest.mark.parametrize("variant", sorted(cuda.VARIANTS))
 @pytest.mark.parametrize("per_sm", [0, 1])
 @pytest.mark.parametrize("shared", [1.0, 0.3])
-def test_cuda_tile_outer_matches_triton(variant, per_sm, shared):
+def test_cuda_tile_outer_matches_triton(variant, per_sm, shared, monkeypatch):
     from kernels.bench.tile_outer_cuda_bench import tile_outer_runner
     from kernels.msa import sparse_attention
     from kernels.msa.inputs import local_selection, make_case
@@ -79,7 +83,9 @@ def test_cuda_tile_outer_matches_triton(variant, per_sm, shared):
         assert rel_err(po_c[parts], po_t[parts].float()) < TOL
         assert float((lse_c[parts] - lse_t[parts]).abs().max()) < 1e-3
     assert bool(torch.isnan(out_c[~rows]).all())  # rows left to the merge are not touched
-    # the whole adaptive prefill with the default variant (and the fused merge), against Triton and the fp32 reference
+    # the whole adaptive prefill with this variant as the default (unfused and with the fused merge), against Triton
+    # and the fp32 reference
+    monkeypatch.setattr(cuda, "DEFAULT_VARIANT", variant)
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
     ref = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel.cpu(), case.block_table.cpu(),
                            case.query_start_loc.cpu(), case.seq_lens.cpu())
@@ -94,7 +100,8 @@ def test_cuda_tile_outer_matches_triton(variant, per_sm, shared):
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
 @pytest.mark.parametrize("shared", [0.9, 0.3])
-def test_cuda_step_with_int8_partials(shared):
+@pytest.mark.parametrize("variant", PERSISTENT_VARIANTS)
+def test_cuda_step_with_int8_partials(shared, variant, monkeypatch):
     """v12m: int8 KV-outer partials with the CUDA step. Unfused, the kernel writes its carrier parts to the bf16 side
     buffer (as the Triton kernel does, the int8 partials untouched); fused, it decodes the int8 parts on chip. The
     whole prefill (cuda unfused / fused, auto, Triton) matches the bf16 path and the fp32 reference."""
@@ -108,6 +115,7 @@ def test_cuda_step_with_int8_partials(shared):
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("sm_90a kernel: needs a Hopper GPU")
+    monkeypatch.setattr(cuda, "DEFAULT_VARIANT", variant)  # the step alone and the whole prefill below
     # contexts longer than 16 blocks, so tokens' selections differ and tiles have carrier parts and KV-outer parts
     case = make_case([3000, 6000], [700, 1100], 64, 4, 128, torch.bfloat16, "cuda", seed=int(shared * 10) + 31)
     sel = local_selection(case.query_start_loc, case.seq_lens, 4, shared, seed=8)
@@ -154,7 +162,8 @@ def test_cuda_step_with_int8_partials(shared):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
-def test_default_prefill_replays_from_a_cuda_graph():
+@pytest.mark.parametrize("variant", PERSISTENT_VARIANTS)
+def test_default_prefill_replays_from_a_cuda_graph(variant, monkeypatch):
     """The default path (tile_impl="auto": the CUDA step with the fused merge on an H200) has no host sync: it
     captures into a CUDA graph (as vLLM's piecewise graphs would) and a replay on new inputs gives the eager result."""
     from kernels.msa.inputs import local_selection, make_case
@@ -162,6 +171,7 @@ def test_default_prefill_replays_from_a_cuda_graph():
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("sm_90a kernel: needs a Hopper GPU")
+    monkeypatch.setattr(cuda, "DEFAULT_VARIANT", variant)
     case = make_case([1500], [1500], 64, 4, 128, torch.bfloat16, "cuda", seed=11)
     sel = local_selection(case.query_start_loc, case.seq_lens, 4, 0.9, seed=12)
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
