@@ -217,7 +217,8 @@ def test_v14v_variants_are_bit_close_to_variant_7(chunk, window):
         fin = listed[..., None] & torch.isfinite(lse7)
         assert float((lse[fin] - lse7[fin]).abs().max()) < 3e-3, variant
         assert bool(torch.isnan(po[~listed]).all()) and bool(torch.isnan(lse[~listed]).all()), variant
-    assert torch.equal(parts[12][0][listed], parts[11][0][listed]) and torch.equal(parts[12][1], parts[11][1])
+    assert torch.equal(parts[12][0][listed], parts[11][0][listed]) and torch.equal(parts[12][1][listed],
+                                                                                   parts[11][1][listed])
 
 
 @pytest.mark.gpu
