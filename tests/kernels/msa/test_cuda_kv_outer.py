@@ -6,7 +6,9 @@ matches Triton and the fp32 reference, also replayed from a CUDA graph. v12n: th
 parts in ``merge.store_part``'s format (each int8 value within one quantum of the Triton int8 kernel's, unlisted
 entries untouched), the whole prefill with int8 parts on CUDA vs Triton and the reference. v13q: the fast-softmax
 variants (approximate log2 / reciprocal, no division slow path in the bf16 ones) and the timing diagnostics compile
-without spills; the diagnostics refuse int8 parts."""
+without spills; the diagnostics refuse int8 parts. v14v: variants 10-12 (stmatrix staging, row sums by a wgmma) have
+the stmatrix / m64n8k16 wgmma counts their template arguments say; on a GPU 10 writes variant 7's bytes, 11 / 12 stay
+within one bf16 rounding of them, and the prefill with each matches the fp32 reference."""
 from __future__ import annotations
 
 import logging
