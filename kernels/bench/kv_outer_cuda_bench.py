@@ -344,10 +344,10 @@ def run_once(n: int, variant: int | None = None) -> None:
     torch.cuda.synchronize()
 
 
-def diagnostics(n: int, out: Path | None, repeat: int = 3) -> None:
+def diagnostics(n: int, out: Path | None, repeat: int = 3, variants: list[int] | None = None) -> None:
     """v13q: the stage's time split by diagnostic variants (``cuda.KV_DIAG_VARIANTS``: no math, no Q gathers, no
     stores; their parts are wrong by design) next to the real variants, on the indexer's selections at N = n (default
-    split CSR and every entry), interleaved ``repeat`` times."""
+    split CSR and every entry), interleaved ``repeat`` times; ``variants`` (v14v): only these, in this order."""
     from kernels.msa.cuda import KV_DIAG_VARIANTS
     from kernels.msa.indexer import msa_index_topk_triton
     from kernels.msa.inputs import make_case
@@ -358,7 +358,7 @@ def diagnostics(n: int, out: Path | None, repeat: int = 3) -> None:
     for csr_name, (csr, pos) in (("default split CSR", default_csr(case, sel)), ("all entries", all_csr(case, sel))):
         entries = int(csr[1][-1])
         for rep in range(repeat):
-            for variant in (*KV_VARIANTS, *KV_DIAG_VARIANTS):
+            for variant in variants or (*KV_VARIANTS, *KV_DIAG_VARIANTS):
                 fn, _ = stage_runner(case, csr, pos, sel.shape[2], "cuda", variant=variant)
                 ms = bench_ms(fn)
                 emit(out, kind="diag stage", case=f"N={n // 1024}K indexer sel", csr=csr_name, run=rep + 1,
@@ -380,12 +380,13 @@ def main() -> None:
     parser.add_argument("--variant", type=int, default=None, help="--once: the CUDA variant (default: the default)")
     parser.add_argument("--whole", default="", help="variants, e.g. 2,6,7: only the whole-prefill rows (v13q)")
     parser.add_argument("--diag", type=int, default=0, help="N: the stage split by diagnostic variants (v13q)")
+    parser.add_argument("--stage-variants", default="", help="--diag: only these variants, e.g. 7,10,11,12 (v14v)")
     a = parser.parse_args()
     if a.once:
         run_once(a.once, a.variant)
         return
     if a.diag:
-        diagnostics(a.diag, a.out, a.repeat)
+        diagnostics(a.diag, a.out, a.repeat, [int(v) for v in a.stage_variants.split(",") if v] or None)
         return
     from kernels.msa import cuda
 

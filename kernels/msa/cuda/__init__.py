@@ -376,11 +376,15 @@ def tile_outer_attention_cuda(
 KV_DEFAULT_PER_SM = 1
 """The KV-outer kernel's grid: CTAs per SM (1: 224 KiB of shared memory each), each walking the work list."""
 KV_VARIANTS = {2: "1 K/V stage, 8 Q stages, metadata warp", 3: "2 K/V stages, 4 Q stages, metadata warp",
-               6: "v2 + the softmax's latency cut (v13q)", 7: "v3 + the softmax's latency cut (v13q)"}
-"""Compiled variants of the KV-outer kernel (``variant=``), each with bf16 or int8 parts; NOTES.md v12n has their
-times (v12k's variants 0 and 1, without the metadata warp, lost on every row and were removed)."""
+               6: "v2 + the softmax's latency cut (v13q)", 7: "v3 + the softmax's latency cut (v13q)",
+               10: "v7 + O staged by stmatrix (v14v)", 11: "v7 + row sums by a wgmma against ones (v14v)",
+               12: "v7 + stmatrix + row sums by wgmma (v14v)"}
+"""Compiled variants of the KV-outer kernel (``variant=``), with bf16 parts (and int8: ``KV_INT8_VARIANTS``);
+NOTES.md v12n, v13q and v14v have their times (v12k's variants 0 and 1, without the metadata warp, lost on every row
+and were removed)."""
 KV_INT8_VARIANTS = (2, 3, 6, 7)
-"""The variants compiled with int8 parts too (v12n: all)."""
+"""The variants compiled with int8 parts too (v12n: all of v12n / v13q; v14v's 10-12 change the bf16 epilogue and
+row sums and are bf16 only)."""
 KV_DIAG_VARIANTS = {90: "v6, consumers skip S / softmax / P V (memory-only time)",
                     91: "v6, no Q gathers (math + K/V + stores)", 92: "v6, no stores (Q gathers + K/V + math)"}
 """v13q timing diagnostics (bf16): their parts are WRONG by design; only kernels/bench/kv_outer_cuda_bench's
