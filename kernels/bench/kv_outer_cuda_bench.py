@@ -380,7 +380,7 @@ def main() -> None:
     parser.add_argument("--variant", type=int, default=None, help="--once: the CUDA variant (default: the default)")
     parser.add_argument("--whole", default="", help="variants, e.g. 2,6,7: only the whole-prefill rows (v13q)")
     parser.add_argument("--diag", type=int, default=0, help="N: the stage split by diagnostic variants (v13q)")
-    parser.add_argument("--stage-variants", default="", help="--diag: only these variants, e.g. 7,10,11,12 (v14v)")
+    parser.add_argument("--stage-variants", default="", help="--diag: only these variants, e.g. 6,7")
     a = parser.parse_args()
     if a.once:
         run_once(a.once, a.variant)

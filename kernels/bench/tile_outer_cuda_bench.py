@@ -329,7 +329,7 @@ def main() -> None:
     parser.add_argument("--once", type=int, default=0, help="N: one launch of each kernel at N tokens (profiling)")
     parser.add_argument("--variant", type=int, default=3, help="CUDA variant for --once")
     parser.add_argument("--compare", default="", help="v14w: CUDA variants to check and time against each other "
-                        "(first = baseline), e.g. 5,6,7; uses --sizes, --fractions, --repeat, --skip-check")
+                        "(first = baseline), e.g. 5,4; uses --sizes, --fractions, --repeat, --skip-check")
     a = parser.parse_args()
     from kernels.msa import cuda
 

@@ -46,12 +46,9 @@ VARIANTS = {
     0: "2 stages, in sequence", 1: "2 stages, intra-warpgroup overlap", 2: "3 stages, intra-warpgroup overlap",
     3: "v2 + FFMA/ex2.approx softmax", 4: "v3 + ping-pong of the 2 consumers",
     5: "v3 + next tile's Q by cp.async (persistent grid)",
-    6: "v5 + the softmax's latency cut, masks split per token (v14w)",
-    7: "v6 + FA3's rescale order, next item's metadata ahead, its Q after the last softmax (v14w)",
-    8: "v5 + next item's metadata ahead, its Q after the last softmax, 32-bit index math (v14w)",
 }
-"""Compiled variants of the kernel (``variant=``); NOTES.md v10 (0-5) and v14w (6-8: slower or equal) have their
-times."""
+"""Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times (v14w's 6-8 were correct and slower
+or equal on every row: not merged, branch ``i16w``)."""
 DEFAULT_VARIANT = 5
 DEFAULT_PER_SM = 1
 """A persistent grid (1 CTA per SM walking the work list): with variant 5 the next tile's Q loads during the last
@@ -376,15 +373,12 @@ def tile_outer_attention_cuda(
 KV_DEFAULT_PER_SM = 1
 """The KV-outer kernel's grid: CTAs per SM (1: 224 KiB of shared memory each), each walking the work list."""
 KV_VARIANTS = {2: "1 K/V stage, 8 Q stages, metadata warp", 3: "2 K/V stages, 4 Q stages, metadata warp",
-               6: "v2 + the softmax's latency cut (v13q)", 7: "v3 + the softmax's latency cut (v13q)",
-               10: "v7 + O staged by stmatrix (v14v)", 11: "v7 + row sums by a wgmma against ones (v14v)",
-               12: "v7 + stmatrix + row sums by wgmma (v14v)"}
-"""Compiled variants of the KV-outer kernel (``variant=``), with bf16 parts (and int8: ``KV_INT8_VARIANTS``);
-NOTES.md v12n, v13q and v14v have their times (v12k's variants 0 and 1, without the metadata warp, lost on every row
-and were removed)."""
+               6: "v2 + the softmax's latency cut (v13q)", 7: "v3 + the softmax's latency cut (v13q)"}
+"""Compiled variants of the KV-outer kernel (``variant=``), each with bf16 or int8 parts; NOTES.md v12n and v13q have
+their times (v12k's variants 0 and 1, without the metadata warp, lost on every row and were removed; v14v's 10-12,
+stmatrix staging and row sums by a wgmma, were correct and not faster: not merged, branch ``i16v``)."""
 KV_INT8_VARIANTS = (2, 3, 6, 7)
-"""The variants compiled with int8 parts too (v12n: all of v12n / v13q; v14v's 10-12 change the bf16 epilogue and
-row sums and are bf16 only)."""
+"""The variants compiled with int8 parts too (v12n: all)."""
 KV_DIAG_VARIANTS = {90: "v6, consumers skip S / softmax / P V (memory-only time)",
                     91: "v6, no Q gathers (math + K/V + stores)", 92: "v6, no stores (Q gathers + K/V + math)"}
 """v13q timing diagnostics (bf16): their parts are WRONG by design; only kernels/bench/kv_outer_cuda_bench's

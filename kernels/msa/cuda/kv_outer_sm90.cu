@@ -40,7 +40,6 @@ using namespace msa_sm90_common;
 constexpr int kTileE = 4;         // entries per tile (one per consumer warp)
 static_assert(kTileE * kGroup == kRowsWG, "a tile is one consumer warpgroup's 64 MMA rows");
 constexpr int kMetaSlots = 4;     // v12n: groups of 32 entries (8 tiles) the metadata warp runs ahead of the Q warp
-constexpr int kOnesElems = 256;   // v14v: 512 B of bf16 ones; the row-sum wgmma's B reads at most 384 + 128 of them
 
 // A tile of 64 rows x 128 (Q, and O staged for the store): K-major, 128-byte swizzle. Its rows 16j..16j+15 of
 // columns 64kb..64kb+63 are one contiguous, 1024-byte aligned 2 KiB box: box (kb * 4 + j) of SmemLayoutBoxes.
@@ -57,7 +56,6 @@ struct SharedStorage {
   alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutVt<kKvStages>>> vt;
   alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutRows<kQStages>>> q;
   alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutRows<2>>> o;  // one O tile per consumer
-  alignas(128) Element ones[kOnesElems];  // v14v: B of the row-sum wgmma (P times a column of ones)
   uint64_t kv_full[kKvStages];
   uint64_t kv_empty[kKvStages];
   uint64_t q_full[kQStages];
@@ -124,9 +122,7 @@ CUTLASS_DEVICE void softmax_block(TS& s, TC const& coord, float scale_log2, int 
 // time, its SASS one row at a time with serial 32-long FMNMX and FADD chains, then an IEEE log2 and division with
 // their denormal branches): both rows at once, 4 partial maxima / sums per row (chains of 8), lg2.approx and
 // rcp.approx (the LSE and 1 / sum to ~1 ulp, far under the bf16 parts' rounding).
-// kRowSum = false (v14v): no row sums here (the P V wgmma sums the bf16 P against a column of ones); lse returns
-// the row maxima (-inf: no visible key) for finish_rows.
-template <bool MASKED, bool kRowSum = true, class TS, class TC>
+template <bool MASKED, class TS, class TC>
 CUTLASS_DEVICE void softmax_rows(TS& s, TC const& coord, float scale_log2, int lim, float (&lse)[2],
                                  float (&inv)[2]) {
   Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
@@ -169,13 +165,11 @@ CUTLASS_DEVICE void softmax_rows(TS& s, TC const& coord, float scale_log2, int l
     for (int r = 0; r < R; ++r) {
       float const e = ex2_approx(fmaf(s_rc(r, c), scale_log2, -m_safe[r]));
       s_rc(r, c) = e;
-      if constexpr (kRowSum) sum[r][c % 4] += e;
+      sum[r][c % 4] += e;
     }
   }
   CUTLASS_PRAGMA_UNROLL
-  for (int r = 0; r < R && !kRowSum; ++r) lse[r] = row_max[r];
-  CUTLASS_PRAGMA_UNROLL
-  for (int r = 0; r < R && kRowSum; ++r) {
+  for (int r = 0; r < R; ++r) {
     float const total = quad_sum((sum[r][0] + sum[r][1]) + (sum[r][2] + sum[r][3]));
     float lg, rc;
     asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(lg) : "f"(total));
@@ -183,42 +177,6 @@ CUTLASS_DEVICE void softmax_rows(TS& s, TC const& coord, float scale_log2, int l
     lse[r] = total > 0.f ? row_max[r] + lg : -INFINITY;
     inv[r] = total > 0.f ? rc : 0.f;
   }
-}
-
-// v14v: lse (the row maxima from softmax_rows<.., false>) and inv from the row sums of the bf16 P (the row-sum
-// wgmma): the same forms as softmax_rows' (lg2.approx / rcp.approx; sum 0 = no visible key).
-CUTLASS_DEVICE void finish_rows(float const (&total)[2], float (&lse)[2], float (&inv)[2]) {
-  CUTLASS_PRAGMA_UNROLL
-  for (int r = 0; r < 2; ++r) {
-    float lg, rc;
-    asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(lg) : "f"(total[r]));
-    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(rc) : "f"(total[r]));
-    lse[r] = total[r] > 0.f ? lse[r] + lg : -INFINITY;
-    inv[r] = total[r] > 0.f ? rc : 0.f;
-  }
-}
-
-// v14v: the wgmma descriptor of the row-sum B operand (8 columns x 16 keys of ones, K-major, no swizzle): every core
-// matrix it names (start, start + LBO, start + SBO, ...) lies inside the 512-byte ones tile, so the product P x B has
-// each row's sum of P in all 8 columns whatever the core-matrix order.
-CUTLASS_DEVICE uint64_t ones_desc(Element const* ones) {
-  GmmaDescriptor d;
-  d.bitfield.start_address_ = static_cast<uint16_t>(cast_smem_ptr_to_uint(ones) >> 4);
-  d.bitfield.leading_byte_offset_ = 128 >> 4;
-  d.bitfield.stride_byte_offset_ = 128 >> 4;
-  d.bitfield.base_offset_ = 0;
-  d.bitfield.layout_type_ = 0;  // no swizzle
-  return d.desc_;
-}
-
-CUTLASS_DEVICE void stsm_x4(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
-  asm volatile("stmatrix.sync.aligned.x4.m8n8.shared.b16 [%0], {%1, %2, %3, %4};\n"
-               :: "r"(addr), "r"(r0), "r"(r1), "r"(r2), "r"(r3));
-}
-
-CUTLASS_DEVICE uint32_t pack_bf16(float a, float b) {
-  __nv_bfloat162 const v = __floats2bfloat162_rn(a, b);
-  return *reinterpret_cast<uint32_t const*>(&v);
 }
 
 // Element offset of (row, d) in tile `tile` of SmemLayoutRows = o_row + o_column (checked against CuTe's layout on the host, NOTES v12k):
@@ -251,11 +209,7 @@ CUTLASS_DEVICE bool load_item(KvOuterParams const& prm, int w, Item& it) {
 // skip the math (S, softmax, P V: memory-only time); 2 = the Q warp issues no Q gathers (the consumers compute on
 // stale tiles: math + K/V + stores); 3 = the consumers store nothing (Q gathers + K/V + math).
 // kFast (v13q): softmax_rows instead of softmax_block, and the int8 epilogue's row maxima the same way.
-// v14v (bf16 parts, with kFast): kStsm = the epilogue stages O by 8 stmatrix.x4 per thread instead of 32 4-byte
-// stores; kMmaSum = the row sums come from the P V batch (P x a column of ones, 8 m64n8k16 wgmma) instead of 64 FADD
-// + the quad shuffles per thread.
-template <int kKvStages, int kQStages, bool kInt8, int kDiag = 0, bool kFast = false, bool kStsm = false,
-          bool kMmaSum = false>
+template <int kKvStages, int kQStages, bool kInt8, int kDiag = 0, bool kFast = false>
 __global__ void __launch_bounds__(kThreads, 1)
 kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
                 CUTE_GRID_CONSTANT TmaQ const tma_q, CUTE_GRID_CONSTANT TmaO const tma_o,
@@ -283,10 +237,6 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
       cutlass::arch::ClusterBarrier::init(&sh.meta_empty[s], 1);
     }
     cutlass::arch::fence_barrier_init();
-  }
-  if constexpr (kMmaSum) {  // the ones tile, read by the row-sum wgmma (async proxy) after the barrier
-    for (int i = threadIdx.x; i < kOnesElems; i += blockDim.x) sh.ones[i] = Element(1.f);
-    cutlass::arch::fence_view_async_shared();
   }
   __syncthreads();
 
@@ -425,7 +375,6 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
   Tensor cO_rc = make_tensor(cO.data(), rowcol(cO.layout()));
   Tensor cS_rc = make_tensor(cS.data(), rowcol(cS.layout()));
   int const row0 = get<0>(cS_rc(0, 0));  // this thread's rows: row0, row0 + 8 (heads g, g + 8 of its warp's entry)
-  uint64_t const sum_desc = ones_desc(sh.ones);
 
   int q_it = 0;
   for (int kv_it = 0;; ++kv_it) {
@@ -465,10 +414,10 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
         cutlass::arch::ClusterBarrier::arrive(&sh.q_empty[qs]);  // Q read: the producer may refill the stage
 
         if (__any_sync(0xffffffffu, lim < kKeys - 1)) {  // warp-uniform: a key of the block may be invisible
-          if constexpr (kFast) softmax_rows<true, !kMmaSum>(tSrS, cS, prm.scale_log2, lim, lse, inv);
+          if constexpr (kFast) softmax_rows<true>(tSrS, cS, prm.scale_log2, lim, lse, inv);
           else softmax_block<true>(tSrS, cS, prm.scale_log2, lim, lse, inv);
         } else {
-          if constexpr (kFast) softmax_rows<false, !kMmaSum>(tSrS, cS, prm.scale_log2, lim, lse, inv);
+          if constexpr (kFast) softmax_rows<false>(tSrS, cS, prm.scale_log2, lim, lse, inv);
           else softmax_block<false>(tSrS, cS, prm.scale_log2, lim, lse, inv);
         }
         Tensor rP = make_tensor_like<Element>(tSrS);
@@ -484,27 +433,9 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
           cute::gemm(mma_o, tOrP(_, _, kb), tOrVt(_, _, kb, kvs), tOrO);
           mma_o.accumulate_ = GMMA::ScaleOut::One;
         }
-        float rsum[4] = {0.f, 0.f, 0.f, 0.f};  // v14v: rows row0, row0 + 8 of P x ones (every column = the sum)
-        if constexpr (kMmaSum) {
-          CUTLASS_PRAGMA_UNROLL
-          for (int k = 0; k < 4; ++k) warpgroup_fence_operand(rsum[k]);
-          CUTLASS_PRAGMA_UNROLL
-          for (int kb = 0; kb < size<2>(tOrP); ++kb) {  // the same A registers as the P V wgmma of this kb
-            Tensor a = recast<uint32_t>(tOrP(_, _, kb));
-            SM90::GMMA::MMA_64x8x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>::fma(
-                a(0), a(1), a(2), a(3), sum_desc, rsum[0], rsum[1], rsum[2], rsum[3],
-                kb == 0 ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One);
-          }
-        }
         warpgroup_commit_batch();
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
-        if constexpr (kMmaSum) {
-          CUTLASS_PRAGMA_UNROLL
-          for (int k = 0; k < 4; ++k) warpgroup_fence_operand(rsum[k]);
-          float const total[2] = {rsum[0], rsum[2]};
-          finish_rows(total, lse, inv);
-        }
       }
 
       // Epilogue, int8 parts (v12n, merge.store_part's format: per row (entry, head) the int8 round(o * 127 /
@@ -573,32 +504,14 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
         if (lane == 0) tma_store_wait<0>();  // the previous store of these rows has read them
         __syncwarp();
         Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
-        if constexpr (kStsm) {
-          // v14v: the accumulator's 8 x 8 blocks are stmatrix's fragments (row lane / 4, columns 2 (lane % 4) + 0, 1;
-          // column c of o_rc is d = 8 (c / 2) + c % 2 + 2 (lane % 4)): stmatrix.x4 k stores rows 0-7 / 8-15 of the
-          // warp's entry x columns 16k..16k+7 and 16k+8..16k+15; lane l names row l % 8 of matrix l / 8.
-          int const m = lane / 8;
-          int const row = warp * kGroup + (m % 2) * 8 + lane % 8;
-          uint32_t const base = cast_smem_ptr_to_uint(sh.o.data() + o_row(cw, row));
+        CUTLASS_PRAGMA_UNROLL
+        for (int r = 0; r < 2; ++r) {
+          Element* base = sh.o.data() + o_row(cw, get<0>(cO_rc(r, 0)));
           CUTLASS_PRAGMA_UNROLL
-          for (int k = 0; k < 8; ++k) {
-            int const d = 16 * k + 8 * (m / 2);
-            stsm_x4(base + 2 * o_column(row, d),
-                    pack_bf16(o_rc(0, 4 * k) * inv[0], o_rc(0, 4 * k + 1) * inv[0]),
-                    pack_bf16(o_rc(1, 4 * k) * inv[1], o_rc(1, 4 * k + 1) * inv[1]),
-                    pack_bf16(o_rc(0, 4 * k + 2) * inv[0], o_rc(0, 4 * k + 3) * inv[0]),
-                    pack_bf16(o_rc(1, 4 * k + 2) * inv[1], o_rc(1, 4 * k + 3) * inv[1]));
-          }
-        } else {
-          CUTLASS_PRAGMA_UNROLL
-          for (int r = 0; r < 2; ++r) {
-            Element* base = sh.o.data() + o_row(cw, get<0>(cO_rc(r, 0)));
-            CUTLASS_PRAGMA_UNROLL
-            for (int c = 0; c < size<1>(o_rc); c += 2) {  // columns c, c + 1 are adjacent: one 4-byte store
-              int const d = get<1>(cO_rc(r, c));
-              *reinterpret_cast<__nv_bfloat162*>(base + o_column(get<0>(cO_rc(r, 0)), d)) =
-                  __floats2bfloat162_rn(o_rc(r, c) * inv[r], o_rc(r, c + 1) * inv[r]);
-            }
+          for (int c = 0; c < size<1>(o_rc); c += 2) {  // columns c, c + 1 are adjacent: one 4-byte store
+            int const d = get<1>(cO_rc(r, c));
+            *reinterpret_cast<__nv_bfloat162*>(base + o_column(get<0>(cO_rc(r, 0)), d)) =
+                __floats2bfloat162_rn(o_rc(r, c) * inv[r], o_rc(r, c + 1) * inv[r]);
           }
         }
         cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read next by the TMA (async proxy)
@@ -624,11 +537,11 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
 
 using namespace msa_kv_sm90;
 
-template <int KV, int QS, bool INT8, int DIAG = 0, bool FAST = false, bool STSM = false, bool MMASUM = false>
+template <int KV, int QS, bool INT8, int DIAG = 0, bool FAST = false>
 cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TmaQ const& tma_q, TmaO const& tma_o,
                            KvOuterParams const& prm, int32_t entries, int grid, cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<KV, QS>));
-  auto kernel = kv_outer_kernel<KV, QS, INT8, DIAG, FAST, STSM, MMASUM>;
+  auto kernel = kv_outer_kernel<KV, QS, INT8, DIAG, FAST>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0 || prm.num_work <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, tma_q, tma_o, prm, entries);
@@ -636,8 +549,7 @@ cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TmaQ const& t
 }
 
 int kv_outer_sm90_smem_bytes(int variant) {
-  bool const two_kv = variant == 3 || variant == 7 || variant == 10 || variant == 11 || variant == 12;
-  return static_cast<int>(two_kv ? sizeof(SharedStorage<2, 4>) : sizeof(SharedStorage<1, 8>));
+  return static_cast<int>(variant == 3 || variant == 7 ? sizeof(SharedStorage<2, 4>) : sizeof(SharedStorage<1, 8>));
 }
 
 cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, int64_t stride_kvp, int64_t stride_kvh,
@@ -669,10 +581,6 @@ cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, i
                         : launch_variant<1, 8, false, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     case 7: return int8 ? launch_variant<2, 4, true, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
                         : launch_variant<2, 4, false, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
-    // v14v: variant 7 + the stmatrix epilogue (10), + the row sums by wgmma (11), both (12); bf16 parts only
-    case 10: return int8 ? cudaErrorInvalidValue : launch_variant<2, 4, false, 0, true, true, false>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
-    case 11: return int8 ? cudaErrorInvalidValue : launch_variant<2, 4, false, 0, true, false, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
-    case 12: return int8 ? cudaErrorInvalidValue : launch_variant<2, 4, false, 0, true, true, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     // v13q timing diagnostics (variant 6, bf16; wrong parts): no math / no Q gathers / no stores
     case 90: return int8 ? cudaErrorInvalidValue : launch_variant<1, 8, false, 1, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     case 91: return int8 ? cudaErrorInvalidValue : launch_variant<1, 8, false, 2, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);

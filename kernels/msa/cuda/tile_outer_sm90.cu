@@ -123,61 +123,6 @@ CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&a
   }
 }
 
-// v14w: softmax_step (FAST form) with the latency taken out, as v13q did for the KV-outer kernel (ncu, NOTES v14w:
-// the softmax was 38 % of the stall samples, 45 % of them "wait" on its serial 32-long FMNMX / FADD chains, one row
-// after the other): both rows at once, 4 partial maxima / sums per row (chains of 8). MASKED: keys past column `lim`
-// (warp-uniform: one token per warp) are invisible; the caller takes the blocks whose every key is visible unmasked.
-template <bool MASKED, class TS, class TC>
-CUTLASS_DEVICE void softmax_rows(TS& s, TC const& coord, RowState& st, float (&alpha)[2], float scale_log2, int lim) {
-  Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
-  Tensor c_rc = make_tensor(coord.data(), rowcol(coord.layout()));
-  constexpr int R = decltype(size<0>(s_rc))::value;
-  constexpr int C = decltype(size<1>(s_rc))::value;
-  static_assert(R == 2 && C % 4 == 0, "two rows per thread, columns in groups of 4");
-  float mx[R][4];
-  CUTLASS_PRAGMA_UNROLL
-  for (int r = 0; r < R; ++r) {
-    CUTLASS_PRAGMA_UNROLL
-    for (int k = 0; k < 4; ++k) mx[r][k] = -INFINITY;
-  }
-  CUTLASS_PRAGMA_UNROLL
-  for (int c = 0; c < C; ++c) {
-    CUTLASS_PRAGMA_UNROLL
-    for (int r = 0; r < R; ++r) {
-      if constexpr (MASKED) {
-        if (get<1>(c_rc(r, c)) > lim) s_rc(r, c) = -INFINITY;
-      }
-      mx[r][c % 4] = fmaxf(mx[r][c % 4], s_rc(r, c));
-    }
-  }
-  float m_safe[R];
-  CUTLASS_PRAGMA_UNROLL
-  for (int r = 0; r < R; ++r) {  // the max on raw scores (scale > 0; -inf stays -inf), as softmax_step's FAST form
-    float const mr = quad_max(fmaxf(fmaxf(mx[r][0], mx[r][1]), fmaxf(mx[r][2], mx[r][3])));
-    float const m_new = fmaxf(st.m[r], mr * scale_log2);
-    m_safe[r] = m_new == -INFINITY ? 0.f : m_new;
-    alpha[r] = ex2_approx(st.m[r] - m_safe[r]);
-    st.m[r] = m_new;
-  }
-  float sum[R][4];
-  CUTLASS_PRAGMA_UNROLL
-  for (int r = 0; r < R; ++r) {
-    CUTLASS_PRAGMA_UNROLL
-    for (int k = 0; k < 4; ++k) sum[r][k] = 0.f;
-  }
-  CUTLASS_PRAGMA_UNROLL
-  for (int c = 0; c < C; ++c) {
-    CUTLASS_PRAGMA_UNROLL
-    for (int r = 0; r < R; ++r) {
-      float const e = ex2_approx(fmaf(s_rc(r, c), scale_log2, -m_safe[r]));
-      s_rc(r, c) = e;
-      sum[r][c % 4] += e;
-    }
-  }
-  CUTLASS_PRAGMA_UNROLL
-  for (int r = 0; r < R; ++r) st.l[r] = st.l[r] * alpha[r] + ((sum[r][0] + sum[r][1]) + (sum[r][2] + sum[r][3]));
-}
-
 // Two int8 partial values (little-endian bytes of u) as floats, without an int -> float conversion (v10t's codec,
 // merge.load_part): a byte with its sign bit flipped (x + 128) in the mantissa of 1.5 * 2^23 is 1.5 * 2^23 + 128 + x.
 CUTLASS_DEVICE float2 int8x2_to_float2(uint32_t u) {
@@ -205,11 +150,10 @@ CUTLASS_DEVICE void to_bf16(TS const& s, TP& p) {
 
 // A tile's Q rows for consumer cw into sQ: plain 16-byte loads and stores, or (ASYNC) cp.async with zero fill for
 // rows past the last token, completed by the caller's cp.async.wait_group.
-// I32 (v14w): the tile's head and index by a 32-bit division (work ids are int32; the 64-bit one is a call).
-template <bool I32 = false, class TQ>
+template <class TQ>
 CUTLASS_DEVICE void load_q(TQ& sQ, TileOuterParams const& prm, int64_t tile, int cw, int tid, bool async) {
-  int const h = I32 ? static_cast<int>(tile) / prm.num_tiles : static_cast<int>(tile / prm.num_tiles);
-  int const i = I32 ? static_cast<int>(tile) % prm.num_tiles : static_cast<int>(tile % prm.num_tiles);
+  int const h = static_cast<int>(tile / prm.num_tiles);
+  int const i = static_cast<int>(tile % prm.num_tiles);
   Element const* q = static_cast<Element const*>(prm.q);
   for (int idx = tid; idx < kRowsWG * kHeadDim / 8; idx += 128) {
     int const r = idx / (kHeadDim / 8);
@@ -227,40 +171,7 @@ CUTLASS_DEVICE void load_q(TQ& sQ, TileOuterParams const& prm, int64_t tile, int
   if (async) asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
-// What a consumer warp needs of one work item (its token's row of it). v14w (META): loaded one item ahead, so the
-// dependent loads (work -> tile -> count / clean / tokmask / position, direct / carrier) leave the item's start.
-struct TileMeta {
-  int64_t tile;
-  uint64_t tm;       // bit j: the warp's token chose union entry j
-  int cnt, n_clean, pos, carrier;
-  int8_t direct;
-};
-
-template <bool I32>  // as load_q's
-CUTLASS_DEVICE TileMeta load_meta(TileOuterParams const& prm, int w, int tok_local) {
-  TileMeta m;
-  m.tile = prm.work[w];
-  int const h = I32 ? static_cast<int>(m.tile) / prm.num_tiles : static_cast<int>(m.tile / prm.num_tiles);
-  int const i = I32 ? static_cast<int>(m.tile) % prm.num_tiles : static_cast<int>(m.tile % prm.num_tiles);
-  m.cnt = prm.count[m.tile];
-  m.n_clean = prm.use_clean ? prm.clean[m.tile] : 0;
-  int const t = i * kTileT + tok_local;
-  bool const tok_ok = t < prm.num_tokens;
-  m.pos = tok_ok ? prm.positions[t] : -1;
-  m.tm = static_cast<uint64_t>(prm.tokmask[m.tile * kTileT + tok_local]);
-  int64_t const row = static_cast<int64_t>(h) * prm.num_tokens + t;
-  m.direct = tok_ok ? prm.direct[row] : int8_t(0);
-  m.carrier = tok_ok && !prm.fuse_merge ? prm.carrier[row] : -1;
-  return m;
-}
-
-// ROWS (v14w): softmax_rows for every block (a masked block the warp's token sees whole runs without the mask);
-// FA3ORDER (v14w): O is rescaled between the issue of S(j) and of P V(j - 1), as FA3 does, so the rescale is off the
-// path from softmax(j) to the issue of S(j + 1), and the next item's Q is requested after the last softmax (not
-// before it); META: the next work item's metadata loaded during the current one.
-// QLATE (v14w, with v5's loop): the next item's Q requested after the last softmax, its index math in 32 bits.
-template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH, bool ROWS = false,
-          bool FA3ORDER = false, bool META = false, bool QLATE = false>
+template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH>
 __global__ void __launch_bounds__(kThreads, 1)
 tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
                   CUTE_GRID_CONSTANT TileOuterParams const prm) {
@@ -334,31 +245,22 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
   auto their_turn = [&] { if constexpr (PINGPONG) cutlass::arch::NamedBarrier::arrive(256, 3 + (1 - cw)); };
   if (cw == 1) their_turn();
   int it = 0;
-  TileMeta nxt{};
-  if constexpr (META) {
-    if (static_cast<int>(blockIdx.x) < num_work) nxt = load_meta<QLATE>(prm, blockIdx.x, tok_local);
-  }
   for (int w = blockIdx.x; w < num_work; w += gridDim.x) {
-    TileMeta cur{};  // without META: unused, the loads below are v5's
-    if constexpr (META) {
-      cur = nxt;
-      if (w + static_cast<int>(gridDim.x) < num_work) nxt = load_meta<QLATE>(prm, w + gridDim.x, tok_local);
-    }
-    int64_t const tile = META ? cur.tile : prm.work[w];
-    int const h = QLATE ? static_cast<int>(tile) / prm.num_tiles : static_cast<int>(tile / prm.num_tiles);
-    int const i = QLATE ? static_cast<int>(tile) % prm.num_tiles : static_cast<int>(tile % prm.num_tiles);
-    int const cnt = META ? cur.cnt : prm.count[tile];
-    int const n_clean = META ? cur.n_clean : prm.use_clean ? prm.clean[tile] : 0;
+    int64_t const tile = prm.work[w];
+    int const h = static_cast<int>(tile / prm.num_tiles);
+    int const i = static_cast<int>(tile % prm.num_tiles);
+    int const cnt = prm.count[tile];
+    int const n_clean = prm.use_clean ? prm.clean[tile] : 0;
     int const t = i * kTileT + tok_local;
     bool const tok_ok = t < prm.num_tokens;
-    int const pos = META ? cur.pos : tok_ok ? prm.positions[t] : -1;
-    uint64_t const tm = META ? cur.tm : static_cast<uint64_t>(prm.tokmask[tile * kTileT + tok_local]);
+    int const pos = tok_ok ? prm.positions[t] : -1;
+    uint64_t const tm = static_cast<uint64_t>(prm.tokmask[tile * kTileT + tok_local]);
 
     // Q rows of this warpgroup (4 tokens x 16 heads) into shared memory, 16 bytes per access; with QPREFETCH
     // (after the first tile) they were requested by cp.async during the previous tile, once its last S was done.
     if (!QPREFETCH || w == static_cast<int>(blockIdx.x)) {
       NamedBarrierSync(cw);  // the previous tile's wgmmas of this warpgroup are done with sQ (they were waited)
-      load_q<QLATE>(sQ, prm, tile, cw, tid, false);
+      load_q(sQ, prm, tile, cw, tid, false);
     } else {
       asm volatile("cp.async.wait_group 0;\n" ::: "memory");
     }
@@ -378,19 +280,6 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       wgmma(mma_s, tSrQ, tSrK(_, _, _, stage), tSrS, true);
     };
     auto softmax = [&](int j) {
-      if constexpr (ROWS) {
-        // a masked block by what the warp's token sees of it: every key (as a clean block: no mask work) or the
-        // keys up to column lim (none: lim = -1, every score masked). A third path skipping the exponentials where
-        // the token sees nothing made ptxas spill (v14w), so it is not there.
-        int const lim = j < n_clean ? kKeys - 1
-                        : ((tm >> j) & 1) == 0 ? -1 : pos - prm.union_blocks[tile * prm.max_union + j] * kKeys;
-        if (lim >= kKeys - 1) {
-          softmax_rows<false>(tSrS, cS, st, alpha, prm.scale_log2, 0);
-        } else {
-          softmax_rows<true>(tSrS, cS, st, alpha, prm.scale_log2, lim);
-        }
-        return;
-      }
       if (j < n_clean) {
         softmax_step<false, FAST>(tSrS, cS, st, alpha, prm.scale_log2, true, 0, 0);
       } else {
@@ -402,7 +291,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       if constexpr (QPREFETCH) {
         if (w + static_cast<int>(gridDim.x) < num_work) {
           NamedBarrierSync(cw);
-          load_q<QLATE>(sQ, prm, prm.work[w + gridDim.x], cw, tid, true);
+          load_q(sQ, prm, prm.work[w + gridDim.x], cw, tid, true);
         }
       }
     };
@@ -424,39 +313,6 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
         warpgroup_fence_operand(tOrO);
         cutlass::arch::ClusterBarrier::arrive(&sh.empty[stage]);
       }
-    } else if constexpr (FA3ORDER) {
-      // As below, with FA3's order inside an iteration: issue S(j); rescale O by alpha(j - 1) while it runs; issue
-      // P V(j - 1); softmax(j); convert P(j) once P V(j - 1) is done. No accumulator is defined under a branch. The
-      // next item's Q request (4 % of v5's stall samples, before the last softmax) moves after it.
-      wait_full(it);
-      scores(0, it % STAGES);
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tSrS);
-      softmax(0);
-      if (cnt == 1) prefetch_next_q();
-      to_bf16(tSrS, rP);
-      for (int j = 1; j < cnt; ++j, ++it) {
-        int const prev = it % STAGES;
-        int const stage = (it + 1) % STAGES;
-        wait_full(it + 1);
-        scores(j, stage);
-        rescale(tOrO, alpha);  // alpha of block j - 1 (softmax(j) below overwrites it)
-        wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, prev), tOrO);
-        warpgroup_wait<1>();  // S of block j is done (groups complete in order); P V of j - 1 may still run
-        warpgroup_fence_operand(tSrS);
-        softmax(j);
-        if (j == cnt - 1) prefetch_next_q();  // after the softmax: under P V(j - 1), not before the softmax
-        warpgroup_wait<0>();
-        warpgroup_fence_operand(tOrO);
-        cutlass::arch::ClusterBarrier::arrive(&sh.empty[prev]);
-        to_bf16(tSrS, rP);  // only now: the P V of block j - 1 read rP from registers until it finished
-      }
-      rescale(tOrO, alpha);
-      wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, it % STAGES), tOrO);
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tOrO);
-      cutlass::arch::ClusterBarrier::arrive(&sh.empty[it % STAGES]);
-      ++it;
     } else {
       // FA3's intra-warpgroup overlap: S of block j runs on the tensor cores while ... P V of block j - 1 too,
       // and the softmax of block j runs while P V of block j - 1 finishes.
@@ -466,9 +322,8 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       their_turn();
       warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
-      if (!QLATE && cnt == 1) prefetch_next_q();
+      if (cnt == 1) prefetch_next_q();
       softmax(0);
-      if (QLATE && cnt == 1) prefetch_next_q();
       to_bf16(tSrS, rP);
       for (int j = 1; j < cnt; ++j, ++it) {
         int const prev = it % STAGES;
@@ -480,9 +335,8 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
         their_turn();
         warpgroup_wait<1>();  // S of block j is done (groups complete in order); P V of j - 1 may still run
         warpgroup_fence_operand(tSrS);
-        if (!QLATE && j == cnt - 1) prefetch_next_q();
+        if (j == cnt - 1) prefetch_next_q();
         softmax(j);
-        if (QLATE && j == cnt - 1) prefetch_next_q();
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
         cutlass::arch::ClusterBarrier::arrive(&sh.empty[prev]);
@@ -506,7 +360,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
     float lsum[2] = {quad_sum(st.l[0]), quad_sum(st.l[1])};
     // A direct row (no KV-outer entry: every row at f = 1) has nothing to fold: one warp-uniform byte skips the
     // top_k loads of `rest` (v11: the fused merge then costs nothing where it does not pay).
-    if (prm.fuse_merge && tok_ok && (META ? cur.direct : prm.direct[row]) == 0) {
+    if (prm.fuse_merge && tok_ok && prm.direct[row] == 0) {
       int32_t const* rest = prm.rest + row * prm.top_k;
       for (int k = 0; k < prm.top_k; ++k) {
         if (rest[k] < 0) continue;  // one token per warp: uniform
@@ -542,8 +396,8 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
         }
       }
     }
-    bool const direct = tok_ok && (prm.fuse_merge || (META ? cur.direct : prm.direct[row]) != 0);
-    int const carrier = META ? cur.carrier : tok_ok && !prm.fuse_merge ? prm.carrier[row] : -1;
+    bool const direct = tok_ok && (prm.fuse_merge || prm.direct[row] != 0);
+    int const carrier = tok_ok && !prm.fuse_merge ? prm.carrier[row] : -1;
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < 2; ++r) {
       float const l = lsum[r];
@@ -575,12 +429,11 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
 
 using namespace msa_sm90;
 
-template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false,
-          bool ROWS = false, bool FA3ORDER = false, bool META = false, bool QLATE = false>
+template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false>
 cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TileOuterParams const& prm, int grid,
                            cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<STAGES>));
-  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, ROWS, FA3ORDER, META, QLATE>;
+  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
@@ -593,9 +446,7 @@ int tile_outer_sm90_smem_bytes(int variant) {
 
 // variant 0: 2 stages, S / softmax / P V in sequence per warpgroup; 1: 2 stages with the intra-warpgroup overlap;
 // 2: 3 stages with the overlap; 3: 2 + the FFMA / ex2.approx softmax; 4: 3 + ping-pong between the consumers;
-// 5: 3 + the next tile's Q fetched during the current tile (pays off with a persistent grid); v14w: 6 = 5 + the
-// softmax's latency cut and masks split per token (ROWS); 7 = 6 + FA3's rescale order, next item's metadata and Q
-// later; 8 = 5 + next item's metadata ahead + its Q after the last softmax with 32-bit index math (META, QLATE).
+// 5: 3 + the next tile's Q fetched during the current tile (pays off with a persistent grid).
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
                                    int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
   Element const* kv = static_cast<Element const*>(kv_raw);
@@ -611,10 +462,6 @@ cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_ra
     case 3: return launch_variant<3, true, true>(tma_k, tma_vt, prm, grid, stream);
     case 4: return launch_variant<3, true, true, true>(tma_k, tma_vt, prm, grid, stream);
     case 5: return launch_variant<3, true, true, false, true>(tma_k, tma_vt, prm, grid, stream);
-    case 6: return launch_variant<3, true, true, false, true, true>(tma_k, tma_vt, prm, grid, stream);
-    case 7: return launch_variant<3, true, true, false, true, true, true, true>(tma_k, tma_vt, prm, grid, stream);
-    case 8:
-      return launch_variant<3, true, true, false, true, false, false, true, true>(tma_k, tma_vt, prm, grid, stream);
     default: return cudaErrorInvalidValue;
   }
 }

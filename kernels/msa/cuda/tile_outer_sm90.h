@@ -34,9 +34,7 @@ int tile_outer_sm90_smem_bytes(int variant);
 
 // variant: 0 = 2 stages, no overlap; 1 = 2 stages + intra-warpgroup overlap; 2 = 3 stages + overlap;
 // 3 = 2 + FFMA/ex2.approx softmax; 4 = 3 + ping-pong between the two consumer warpgroups; 5 = 3 + next tile's Q
-// prefetched by cp.async (for a persistent grid); 6 = 5 + the softmax's latency cut and per-token mask cases (v14w);
-// 7 = 6 + FA3's rescale order + the next item's metadata loaded ahead and its Q requested after the last softmax;
-// 8 = 5 + the next item's metadata ahead and its Q after the last softmax (32-bit index math).
+// prefetched by cp.async (for a persistent grid).
 // kv: bf16 cache [pages, Hkv, 128, 256] (strides in elements); grid: CTAs (each walks the work list with stride grid).
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv, int64_t stride_kvp, int64_t stride_kvh,
                                    int64_t stride_kvt, int grid, int variant, cudaStream_t stream);
