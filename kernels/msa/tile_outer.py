@@ -29,6 +29,7 @@ import triton.language as tl
 
 from kernels.msa.merge import LOG2E, CarrierParts, load_part, store_part
 from kernels.msa.reference import BLOCK_SIZE
+from kernels.msa.workspace import PrefillWorkspace, empty
 
 DEFAULT_TILE_T = 8
 """Tokens per tile-outer tile: 8 tokens x 16 heads = 128 MMA rows (M3's group of 16)."""
@@ -217,6 +218,7 @@ def tile_unions(
     selection: torch.Tensor, requests: torch.Tensor, positions: torch.Tensor, block_table: torch.Tensor,
     tile_t: int = DEFAULT_TILE_T, max_union: int = DEFAULT_MAX_UNION, min_share: int = DEFAULT_MIN_SHARE,
     min_shared_pct: int = DEFAULT_MIN_SHARED_PCT, num_warps: int = 2, csr_blocks: int = 0,
+    workspace: PrefillWorkspace | None = None,
 ) -> TileSplit:
     """Split the selection between tile-outer (blocks chosen by >= ``min_share`` of a tile's tokens, when the
     tile belongs to one request, has at most ``max_union`` such blocks and at least ``min_shared_pct`` % of its
@@ -225,6 +227,7 @@ def tile_unions(
     ``min_share=1``: a whole tile goes one way or the other.
     ``csr_blocks`` > 0 (the block table's width): also count the KV-outer entries per segment and give each its
     slot (``seg_count``, ``seg_pos``), from which ``prefill.csr_from_split`` builds the CSR without a sort.
+    ``workspace``: take the split's arrays from there instead of allocating them (v14u).
     """
     num_kv_heads, num_tokens, top_k = selection.shape
     if max_union > 63:
@@ -233,22 +236,28 @@ def tile_unions(
     dev = selection.device
     # one memset for the two zero-initialised counters (v13s: each torch op is a launch); seg_count 16-B aligned
     num_segs = num_kv_heads * block_table.shape[0] * csr_blocks
-    zeros = torch.zeros((4 + num_segs,), dtype=torch.int32, device=dev)
+    zeros = (torch.zeros((4 + num_segs,), dtype=torch.int32, device=dev) if workspace is None
+             else workspace.zeros("split_counters", (4 + num_segs,), torch.int32, dev))
+
+    def buf(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        return empty(workspace, f"split_{name}", shape, dtype, dev)
+
+    entries, rows = (num_kv_heads, num_tokens, top_k), (num_kv_heads, num_tokens)
     split = TileSplit(
-        union=torch.empty((num_kv_heads, num_tiles, max_union), dtype=torch.int32, device=dev),
-        pages=torch.empty((num_kv_heads, num_tiles, max_union), dtype=torch.int32, device=dev),
-        union_size=torch.empty((num_kv_heads, num_tiles), dtype=torch.int32, device=dev),
-        clean=torch.empty((num_kv_heads, num_tiles), dtype=torch.int32, device=dev),
-        tokmask=torch.empty((num_kv_heads, num_tiles * tile_t), dtype=torch.int64, device=dev),
-        rest=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev),
-        merge_sel=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev),
-        carrier=torch.empty((num_kv_heads, num_tokens), dtype=torch.int32, device=dev),
-        direct=torch.empty((num_kv_heads, num_tokens), dtype=torch.bool, device=dev),
-        owned=torch.empty((num_kv_heads, num_tokens), dtype=torch.bool, device=dev),
-        work=torch.empty((num_kv_heads * num_tiles,), dtype=torch.int32, device=dev),
+        union=buf("union", (num_kv_heads, num_tiles, max_union), torch.int32),
+        pages=buf("pages", (num_kv_heads, num_tiles, max_union), torch.int32),
+        union_size=buf("union_size", (num_kv_heads, num_tiles), torch.int32),
+        clean=buf("clean", (num_kv_heads, num_tiles), torch.int32),
+        tokmask=buf("tokmask", (num_kv_heads, num_tiles * tile_t), torch.int64),
+        rest=buf("rest", entries, torch.int32),
+        merge_sel=buf("merge_sel", entries, torch.int32),
+        carrier=buf("carrier", rows, torch.int32),
+        direct=buf("direct", rows, torch.bool),
+        owned=buf("owned", rows, torch.bool),
+        work=buf("work", (num_kv_heads * num_tiles,), torch.int32),
         num_work=zeros[:1],
         seg_count=zeros[4:] if csr_blocks else None,
-        seg_pos=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev) if csr_blocks else None,
+        seg_pos=buf("seg_pos", entries, torch.int32) if csr_blocks else None,
     )
     if num_tiles:
         _tile_union_kernel[(num_tiles, num_kv_heads)](
