@@ -165,23 +165,34 @@ def _work_items(row_ptr: torch.Tensor, chunk: int, num_entries: int) -> tuple[to
     work_end = torch.empty(num_segs, dtype=torch.int32, device=dev)
     work_seg = torch.empty(num_work, dtype=torch.int32, device=dev)
     work_chunk = torch.empty(num_work, dtype=torch.int32, device=dev)
-    _csr_offsets_kernel[(1,)](counts, offsets, work_end, num_segs, CHUNK=chunk, BLOCK_S=4096, num_warps=8)
+    _csr_offsets_kernel[(1,)](counts, offsets, work_end, offsets, num_segs, CHUNK=chunk, BLOCK_S=4096, LANES=1,
+                              num_warps=8)
     _work_items_kernel[(triton.cdiv(num_work, WORK_BLOCK),)](work_end, work_seg, work_chunk, num_segs, num_work,
                                                              num_segs.bit_length(), BLOCK=WORK_BLOCK)
     return work_seg, work_chunk
 
 
 @triton.jit
-def _csr_offsets_kernel(count_ptr, row_ptr, work_end_ptr, num_segs, CHUNK: tl.constexpr, BLOCK_S: tl.constexpr):
+def _csr_offsets_kernel(count_ptr, row_ptr, work_end_ptr, lane_start_ptr, num_segs, CHUNK: tl.constexpr,
+                        BLOCK_S: tl.constexpr, LANES: tl.constexpr):
     """One program: ``row_ptr`` = [0, cumsum(counts)] (int64) and ``work_end`` = cumsum(ceil(count / CHUNK)), the
-    prefix sums of the CSR and its work items (v13s: two launches for the whole CSR instead of ~15)."""
+    prefix sums of the CSR and its work items (v13s: two launches for the whole CSR instead of ~15). v14u: with
+    LANES > 1 the counts are [LANES, num_segs] (lane-major); a segment's count is their sum and ``lane_start``
+    [num_segs, LANES] gets each lane's first slot inside its segment (exclusive prefix over the lanes)."""
     offs = tl.arange(0, BLOCK_S)
     carry = tl.zeros((), tl.int64)
     carry_w = tl.zeros((), tl.int32)
     tl.store(row_ptr, carry)
     for s0 in range(0, num_segs, BLOCK_S):
         ok = s0 + offs < num_segs
-        c = tl.load(count_ptr + s0 + offs, mask=ok, other=0)
+        if LANES == 1:
+            c = tl.load(count_ptr + s0 + offs, mask=ok, other=0)
+        else:
+            lanes = tl.arange(0, LANES)
+            c2 = tl.load(count_ptr + lanes[None, :] * num_segs + (s0 + offs)[:, None], mask=ok[:, None], other=0)
+            c = tl.sum(c2, 1)
+            tl.store(lane_start_ptr + (s0 + offs)[:, None] * LANES + lanes[None, :], tl.cumsum(c2, 1) - c2,
+                     mask=ok[:, None])
         ends = carry + tl.cumsum(c.to(tl.int64), 0)
         tl.store(row_ptr + 1 + s0 + offs, ends, mask=ok)
         chunks = (c + CHUNK - 1) // CHUNK
@@ -192,11 +203,11 @@ def _csr_offsets_kernel(count_ptr, row_ptr, work_end_ptr, num_segs, CHUNK: tl.co
 
 
 @triton.jit
-def _csr_fill_kernel(rest_ptr, seg_pos_ptr, req_ptr, row_ptr, perm_ptr, work_end_ptr, work_seg_ptr, work_chunk_ptr,
-                     num_entries, num_tokens, num_requests, max_blocks, num_segs, num_work, search_steps,
-                     scatter_programs, TOPK: tl.constexpr, BLOCK_E: tl.constexpr):
-    """The first ``scatter_programs`` programs put every KV-outer entry at its segment's offset + its slot; the
-    others write the work items (``_work_item_block``)."""
+def _csr_fill_kernel(rest_ptr, seg_pos_ptr, req_ptr, row_ptr, lane_start_ptr, perm_ptr, work_end_ptr, work_seg_ptr,
+                     work_chunk_ptr, num_entries, num_tokens, num_requests, max_blocks, num_segs, num_work,
+                     search_steps, scatter_programs, TOPK: tl.constexpr, BLOCK_E: tl.constexpr, LANES: tl.constexpr):
+    """The first ``scatter_programs`` programs put every KV-outer entry at its segment's offset + its lane's start
+    (v14u) + its slot; the others write the work items (``_work_item_block``)."""
     pid = tl.program_id(0)
     if pid < scatter_programs:
         e = pid.to(tl.int64) * BLOCK_E + tl.arange(0, BLOCK_E)  # e = (h * T + t) * TOPK + slot
@@ -207,6 +218,8 @@ def _csr_fill_kernel(rest_ptr, seg_pos_ptr, req_ptr, row_ptr, perm_ptr, work_end
         t = (e // TOPK) % num_tokens
         req = tl.load(req_ptr + t, mask=keep, other=0)
         seg = ((e // TOPK) // num_tokens * num_requests + req) * max_blocks + x
+        if LANES > 1:
+            slot += tl.load(lane_start_ptr + seg * LANES + t % LANES, mask=keep, other=0)
         tl.store(perm_ptr + tl.load(row_ptr + seg, mask=keep, other=0) + slot, e.to(tl.int32), mask=keep)
     else:
         _work_item_block(work_end_ptr, work_seg_ptr, work_chunk_ptr, pid - scatter_programs, num_segs, num_work,
@@ -255,7 +268,8 @@ def csr_from_split(
     if split.seg_count is None or split.seg_pos is None:
         raise ValueError("the split has no CSR counts: call tile_unions with csr_blocks=max_blocks")
     num_kv_heads, num_tokens, top_k = split.rest.shape
-    num_segs = split.seg_count.numel()
+    lanes = split.csr_lanes
+    num_segs = split.seg_count.numel() // lanes
     num_entries = split.rest.numel()
     num_work = num_segs + triton.cdiv(num_entries, chunk)  # the bound _work_items pads to
     dev = split.rest.device
@@ -264,14 +278,15 @@ def csr_from_split(
     perm = empty(workspace, "csr_perm", (num_entries,), torch.int32, dev)
     work_seg = empty(workspace, "csr_work_seg", (num_work,), torch.int32, dev)
     work_chunk = empty(workspace, "csr_work_chunk", (num_work,), torch.int32, dev)
-    _csr_offsets_kernel[(1,)](split.seg_count, row_ptr, work_end, num_segs, CHUNK=chunk, BLOCK_S=4096,
-                              num_warps=8)
+    lane_start = empty(workspace, "csr_lane_start", (num_segs * lanes,), torch.int32, dev) if lanes > 1 else work_end
+    _csr_offsets_kernel[(1,)](split.seg_count, row_ptr, work_end, lane_start, num_segs, CHUNK=chunk,
+                              BLOCK_S=4096 // lanes, LANES=lanes, num_warps=8)
     block_e = 1024
     scatter_programs = triton.cdiv(num_entries, block_e)
     _csr_fill_kernel[(scatter_programs + triton.cdiv(num_work, block_e),)](
-        split.rest, split.seg_pos, requests, row_ptr, perm, work_end, work_seg, work_chunk, num_entries, num_tokens,
-        num_segs // (num_kv_heads * max_blocks), max_blocks, num_segs, num_work, num_segs.bit_length(),
-        scatter_programs, TOPK=top_k, BLOCK_E=block_e)
+        split.rest, split.seg_pos, requests, row_ptr, lane_start, perm, work_end, work_seg, work_chunk, num_entries,
+        num_tokens, num_segs // (num_kv_heads * max_blocks), max_blocks, num_segs, num_work, num_segs.bit_length(),
+        scatter_programs, TOPK=top_k, BLOCK_E=block_e, LANES=lanes)
     return perm, row_ptr, work_seg, work_chunk, num_segs
 
 
@@ -426,7 +441,7 @@ def sparse_attention_triton(
     split = tile_unions(selection, req, pos, block_table, union_tile, max_union, min_share, min_shared_pct,
                         csr_blocks=0 if window else block_table.shape[1], workspace=workspace)
     csr = (build_block_csr(split.rest, query_start_loc, block_table.shape[1], chunk, window) if window
-           else csr_from_split(split, req, block_table.shape[1], chunk, workspace))
+           else csr_from_split(split, req, block_table.shape[1], chunk, workspace=workspace))
     partial_o, partial_lse, partial_scale = _kv_partials(
         kv_impl, q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2], scale, chunk, num_warps,
         num_stages, prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype,
