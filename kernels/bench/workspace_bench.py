@@ -130,6 +130,7 @@ def parent(repeat: int, out: Path | None) -> None:
         measure("msa_bench process", f"default, no workspace (round {r + 1})", default_prefill(case, sel, res), out)
         measure("msa_bench process", f"default, workspace from the cache (round {r + 1})",
                 default_prefill(case, sel, res, ws), out)
+        torch.cuda.empty_cache()  # room for the child (run 1 lost rounds 2-3 to OOM at 102 GiB held here)
         cmd = [sys.executable, "-m", "kernels.bench.workspace_bench", "--child"] + (["--out", str(out)] if out else [])
         rc = subprocess.run(cmd, check=False).returncode
         if rc:
