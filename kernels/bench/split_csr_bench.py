@@ -150,10 +150,10 @@ def bench_case(case, sel: torch.Tensor, label: str, rows: list[Row], repeat: int
            for b in compare_splits(split["old"], split[v]) + compare_csrs(csr["old"], csr[v])]
     graph_ok = graph_equal(lambda: (lambda s: (s, prefill.csr_from_split(s, req, nb, 128)))(splits["new"]()),
                            (split["new"], csr["new"]))
-    fns, outs = {}, {}
+    prefill_fns, outs = {}, {}
     for v in splits:
         with legacy_split(v):
-            fns[v], outs[v] = timed_attention(case, sel)
+            prefill_fns[v], outs[v] = timed_attention(case, sel)
     same_out = torch.equal(outs["old"], outs["new"]) and torch.equal(outs["v13s"], outs["new"])
     kept = float((split["new"].rest >= 0).sum()) / max(1.0, float((sel >= 0).sum()))
     rows.append(Row("check", label, "new vs legacy", float("nan"),
@@ -171,7 +171,7 @@ def bench_case(case, sel: torch.Tensor, label: str, rows: list[Row], repeat: int
                 times.setdefault((stage, v), []).append(bench_ms(f, rep_ms=100))
         for v in splits:
             with legacy_split(v):
-                times.setdefault(("default prefill", v), []).append(bench_ms(fns[v]))
+                times.setdefault(("default prefill", v), []).append(bench_ms(prefill_fns[v]))
     for stage in (*stages, "default prefill"):
         old, v13s, new = times[stage, "old"], times[stage, "v13s"], times[stage, "new"]
         rows.append(Row("v13s", label, f"{stage}: old (v12)", min(old), note=" / ".join(f"{t:.3f}" for t in old)))
