@@ -9,6 +9,7 @@ produced by the indexer on random inputs. Every timing is a median of CUDA-event
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -355,6 +356,16 @@ def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
+@functools.cache
+def bench_workspace():  # noqa: ANN201 - a kernels.msa.workspace.PrefillWorkspace (imported on use)
+    """The prefill workspace our rows run with, as a server keeps one per device (v14u); one per section (``guarded``
+    drops it): the locality rows (KV-outer only, the default, the variants, fp8 cache) and the whole layer; the
+    baselines (v6, v9) and the chunked rows (they report each call's peak memory) allocate per call."""
+    from kernels.msa.workspace import PrefillWorkspace
+
+    return PrefillWorkspace()
+
+
 def timed_attention(case, sel: torch.Tensor, **knobs):
     """(callable running our prefill attention into a fixed output, that output)."""
     from kernels.msa.prefill import sparse_attention_triton
@@ -391,7 +402,7 @@ def whole_layer_rows(case, n: int, vllm_sparse, vllm_index, rows: list[Row], lab
         def ours(knobs=knobs) -> None:
             sel = msa_index_topk_triton(*args, max_query_len=n)
             sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,
-                                    case.seq_lens, HEAD_DIM ** -0.5, out, **knobs)
+                                    case.seq_lens, HEAD_DIM ** -0.5, out, workspace=bench_workspace(), **knobs)
 
         times[name] = bench_ms(ours)
     t_v = float("nan")
@@ -574,7 +585,7 @@ def fp8_prefill_row(case, sel: torch.Tensor, label: str, rows: list[Row], flops:
 
     kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
     case8 = dataclasses.replace(case, kv_cache=kv8)
-    fn, out = timed_attention(case8, sel, k_scale=k_scale, v_scale=v_scale)
+    fn, out = timed_attention(case8, sel, k_scale=k_scale, v_scale=v_scale, workspace=bench_workspace())
     t = bench_ms(fn)
     rows.append(Row("locality", label, "ours default, fp8 e4m3 KV cache", t, flops / t / 1e9,
                     note=f"{t_bf16 / t:.2f}x the bf16 cache; ref err (bf16 cache's reference) "
@@ -612,7 +623,7 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
         t0 = bench_ms(fn0)
         rows.append(Row("locality", label, "v6 (v7 CSR build)", t0, flops / t0 / 1e9,
                         note=f"floor {flops / gemm_tflops / 1e9:.2f} ms; layer {t_idx + t0:.2f} ms"))
-        fn6, out6 = timed_attention(case, sel, max_union=0)
+        fn6, out6 = timed_attention(case, sel, max_union=0, workspace=bench_workspace())
         t6 = bench_ms(fn6)
         rows.append(Row("locality", label, "ours KV-outer only (max_union=0)", t6, flops / t6 / 1e9,
                         note=f"{t0 / t6:.2f}x v6; vs v6 {rel_diff(out6, out0):.1e}; layer {t_idx + t6:.2f} ms"))
@@ -620,7 +631,7 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
         t9 = bench_ms(fn9)
         rows.append(Row("locality", label, "v9 default (adaptive, torch CSR)", t9, flops / t9 / 1e9,
                         note=f"{t0 / t9:.2f}x v6; vs v6 {rel_diff(out9, out0):.1e}; layer {t_idx + t9:.2f} ms"))
-        fn_def, out = timed_attention(case, sel)
+        fn_def, out = timed_attention(case, sel, workspace=bench_workspace())
         t7 = bench_ms(fn_def)
         share, direct = tile_outer_share(case, sel, {})
         rows.append(Row("locality", label, "ours: default (adaptive, split-counted CSR)", t7, flops / t7 / 1e9,
@@ -630,7 +641,7 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
         for name, knobs in chosen_variants(variants):
             if SectionClock.over(rows, "locality", label, name):
                 return
-            fn, out = timed_attention(case, sel, **knobs)
+            fn, out = timed_attention(case, sel, workspace=bench_workspace(), **knobs)
             t = bench_ms(fn)
             check = f"ref err {reference_tail(case, sel, out):.1e}; " if "partials" in name else ""
             rows.append(Row("locality", label, name, t, flops / t / 1e9,
@@ -865,6 +876,7 @@ def guarded(rows: list[Row], section: str, shape: str, fn, *args, **kwargs) -> N
     except Exception as exc:  # noqa: BLE001 - recorded in the table, the run goes on
         traceback.print_exc()
         rows.append(Row(section, shape, "FAILED", float("nan"), note=f"{type(exc).__name__}: {str(exc)[:100]}"))
+    bench_workspace.cache_clear()  # the next section starts without this one's workspace (34 GB at 128K)
     torch.cuda.empty_cache()
 
 

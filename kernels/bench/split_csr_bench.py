@@ -53,13 +53,24 @@ def compare_splits(old, new) -> list[str]:
     if not torch.equal(torch.where(written, old.tokmask, 0), torch.where(written, new.tokmask, 0)):
         bad.append("tokmask")  # (written for the tiles that went tile-outer only)
     for name in ("clean", "rest", "merge_sel", "carrier", "direct", "owned", "num_work", "seg_count"):
-        a, b = getattr(old, name), getattr(new, name)
-        if (a is None) != (b is None) or (a is not None and not torch.equal(a, b)):
+        a, b = seg_totals(old, name), seg_totals(new, name)
+        if a is None or b is None:
+            if (a is None) != (b is None):
+                bad.append(name)
+        elif not torch.equal(a, b):
             bad.append(name)
     k = int(old.num_work)
     if not torch.equal(old.work[:k].sort().values, new.work[:k].sort().values):
         bad.append("work")
     return bad
+
+
+def seg_totals(split, name: str) -> torch.Tensor | None:  # noqa: ANN001 - a TileSplit of either version
+    """Field ``name``; for ``seg_count`` the per-segment totals over the v14u lanes (the v12 split has one)."""
+    field = getattr(split, name)
+    if name != "seg_count" or field is None:
+        return field
+    return field.view(getattr(split, "csr_lanes", 1), -1).sum(0, dtype=torch.int32)
 
 
 def segment_sorted(perm: torch.Tensor, row_ptr: torch.Tensor) -> torch.Tensor:
@@ -81,12 +92,25 @@ def compare_csrs(old, new) -> list[str]:
 
 
 @contextlib.contextmanager
-def legacy_split():
-    """``sparse_attention_triton`` with the v12 split + CSR (the names it calls at run time swapped)."""
-    from kernels.msa import prefill
+def legacy_split(version: str = "old"):
+    """``sparse_attention_triton`` with the v12 split + CSR ("old"), or v13s's one counter per segment ("v13s"):
+    the names it calls at run time swapped; "new" changes nothing."""
+    from kernels.msa import prefill, tile_outer
+
+    def old_split(*args: Any, workspace: Any = None, **kwargs: Any) -> Any:  # (v12 took no workspace)
+        return legacy.tile_unions(*args, **kwargs)
+
+    def old_csr(*args: Any, **kwargs: Any) -> Any:  # drops workspace=
+        return legacy.csr_from_split(*args)
+
+    def one_lane(*args: Any, **kwargs: Any) -> Any:
+        return tile_outer.tile_unions(*args, **{**kwargs, "csr_lanes": 1})
 
     saved = prefill.tile_unions, prefill.csr_from_split
-    prefill.tile_unions, prefill.csr_from_split = legacy.tile_unions, legacy.csr_from_split
+    if version == "old":
+        prefill.tile_unions, prefill.csr_from_split = old_split, old_csr
+    elif version == "v13s":
+        prefill.tile_unions = one_lane
     try:
         yield
     finally:
@@ -117,17 +141,20 @@ def bench_case(case, sel: torch.Tensor, label: str, rows: list[Row], repeat: int
     req = device_requests(case.query_start_loc, n)
     pos = device_positions(case.query_start_loc, case.seq_lens, n)
     splits = {"old": lambda: legacy.tile_unions(sel, req, pos, case.block_table, csr_blocks=nb),
+              "v13s": lambda: tile_outer.tile_unions(sel, req, pos, case.block_table, csr_blocks=nb, csr_lanes=1),
               "new": lambda: tile_outer.tile_unions(sel, req, pos, case.block_table, csr_blocks=nb)}
-    csr_fns = {"old": legacy.csr_from_split, "new": prefill.csr_from_split}
+    csr_fns = {"old": legacy.csr_from_split, "v13s": prefill.csr_from_split, "new": prefill.csr_from_split}
     split = {v: f() for v, f in splits.items()}
     csr = {v: csr_fns[v](split[v], req, nb, 128) for v in splits}
-    bad = compare_splits(split["old"], split["new"]) + compare_csrs(csr["old"], csr["new"])
+    bad = [f"{v}: {b}" for v in ("v13s", "new")
+           for b in compare_splits(split["old"], split[v]) + compare_csrs(csr["old"], csr[v])]
     graph_ok = graph_equal(lambda: (lambda s: (s, prefill.csr_from_split(s, req, nb, 128)))(splits["new"]()),
                            (split["new"], csr["new"]))
-    fn_new, out_new = timed_attention(case, sel)
-    with legacy_split():
-        fn_old, out_old = timed_attention(case, sel)
-    same_out = torch.equal(out_old, out_new)
+    prefill_fns, outs = {}, {}
+    for v in splits:
+        with legacy_split(v):
+            prefill_fns[v], outs[v] = timed_attention(case, sel)
+    same_out = torch.equal(outs["old"], outs["new"]) and torch.equal(outs["v13s"], outs["new"])
     kept = float((split["new"].rest >= 0).sum()) / max(1.0, float((sel >= 0).sum()))
     rows.append(Row("check", label, "new vs legacy", float("nan"),
                     note=f"split+CSR fields differing: {bad or 'none'}; prefill output bit-identical: {same_out}; "
@@ -142,15 +169,17 @@ def bench_case(case, sel: torch.Tensor, label: str, rows: list[Row], repeat: int
         for stage, fns in stages.items():
             for v, f in fns.items():
                 times.setdefault((stage, v), []).append(bench_ms(f, rep_ms=100))
-        times.setdefault(("default prefill", "new"), []).append(bench_ms(fn_new))
-        with legacy_split():
-            times.setdefault(("default prefill", "old"), []).append(bench_ms(fn_old))
+        for v in splits:
+            with legacy_split(v):
+                times.setdefault(("default prefill", v), []).append(bench_ms(prefill_fns[v]))
     for stage in (*stages, "default prefill"):
-        old, new = times[stage, "old"], times[stage, "new"]
+        old, v13s, new = times[stage, "old"], times[stage, "v13s"], times[stage, "new"]
         rows.append(Row("v13s", label, f"{stage}: old (v12)", min(old), note=" / ".join(f"{t:.3f}" for t in old)))
-        rows.append(Row("v13s", label, f"{stage}: new", min(new),
-                        note=f"{' / '.join(f'{t:.3f}' for t in new)}; {min(old) / min(new):.2f}x old (best of "
-                             f"{repeat}), {sum(old) / sum(new):.2f}x (mean)"))
+        rows.append(Row("v13s", label, f"{stage}: v13s (1 counter per segment)", min(v13s),
+                        note=f"{' / '.join(f'{t:.3f}' for t in v13s)}; {min(old) / min(v13s):.2f}x old"))
+        rows.append(Row("v13s", label, f"{stage}: new (v14u lanes)", min(new),
+                        note=f"{' / '.join(f'{t:.3f}' for t in new)}; {min(v13s) / min(new):.2f}x v13s (best of "
+                             f"{repeat}), {sum(v13s) / sum(new):.2f}x (mean); {min(old) / min(new):.2f}x old"))
 
 
 def shuffled_with_holes(sel: torch.Tensor, seed: int) -> torch.Tensor:

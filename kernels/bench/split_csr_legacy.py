@@ -61,7 +61,7 @@ def _tile_union_kernel(
         _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
                        owned_ptr, TILE_T, MAX_UNION)
         if CSR:
-            _csr_slots(x, valid, r, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok)
+            _csr_slots(x, valid, r, h, t, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, 0, ok, 1)
         return
     earlier = offs[None, :] < offs[:, None]
     first = shared & (tl.max(tl.where(same & earlier, 1, 0), axis=1) == 0)
@@ -70,7 +70,7 @@ def _tile_union_kernel(
         _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, rest_ptr, msel_ptr, carrier_ptr, direct_ptr,
                        owned_ptr, TILE_T, MAX_UNION)
         if CSR:
-            _csr_slots(x, valid, r, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok)
+            _csr_slots(x, valid, r, h, t, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, 0, ok, 1)
         return
     # Clean blocks (chosen by every token of the tile and wholly before its first token) need no mask in the
     # tile-outer loop: they come first in the union, the masked ones after.
@@ -105,7 +105,8 @@ def _tile_union_kernel(
     tl.store(rest_ptr + entry, rest, mask=ok)
     tl.store(msel_ptr + entry, tl.where(shared & (k == carrier_e), x, rest), mask=ok)
     if CSR:
-        _csr_slots(x, valid & ~shared, r0, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok)
+        _csr_slots(x, valid & ~shared, r0, h, t, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, 0, ok,
+                   1)
 
 
 @triton.jit

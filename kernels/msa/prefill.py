@@ -29,6 +29,7 @@ from kernels.msa.tile_outer import (
     tile_outer_attention,
     tile_unions,
 )
+from kernels.msa.workspace import PrefillWorkspace, empty, partial_buffers
 
 
 @triton.jit
@@ -164,23 +165,34 @@ def _work_items(row_ptr: torch.Tensor, chunk: int, num_entries: int) -> tuple[to
     work_end = torch.empty(num_segs, dtype=torch.int32, device=dev)
     work_seg = torch.empty(num_work, dtype=torch.int32, device=dev)
     work_chunk = torch.empty(num_work, dtype=torch.int32, device=dev)
-    _csr_offsets_kernel[(1,)](counts, offsets, work_end, num_segs, CHUNK=chunk, BLOCK_S=4096, num_warps=8)
+    _csr_offsets_kernel[(1,)](counts, offsets, work_end, offsets, num_segs, CHUNK=chunk, BLOCK_S=4096, LANES=1,
+                              num_warps=8)
     _work_items_kernel[(triton.cdiv(num_work, WORK_BLOCK),)](work_end, work_seg, work_chunk, num_segs, num_work,
                                                              num_segs.bit_length(), BLOCK=WORK_BLOCK)
     return work_seg, work_chunk
 
 
 @triton.jit
-def _csr_offsets_kernel(count_ptr, row_ptr, work_end_ptr, num_segs, CHUNK: tl.constexpr, BLOCK_S: tl.constexpr):
+def _csr_offsets_kernel(count_ptr, row_ptr, work_end_ptr, lane_start_ptr, num_segs, CHUNK: tl.constexpr,
+                        BLOCK_S: tl.constexpr, LANES: tl.constexpr):
     """One program: ``row_ptr`` = [0, cumsum(counts)] (int64) and ``work_end`` = cumsum(ceil(count / CHUNK)), the
-    prefix sums of the CSR and its work items (v13s: two launches for the whole CSR instead of ~15)."""
+    prefix sums of the CSR and its work items (v13s: two launches for the whole CSR instead of ~15). v14u: with
+    LANES > 1 the counts are [LANES, num_segs] (lane-major); a segment's count is their sum and ``lane_start``
+    [num_segs, LANES] gets each lane's first slot inside its segment (exclusive prefix over the lanes)."""
     offs = tl.arange(0, BLOCK_S)
     carry = tl.zeros((), tl.int64)
     carry_w = tl.zeros((), tl.int32)
     tl.store(row_ptr, carry)
     for s0 in range(0, num_segs, BLOCK_S):
         ok = s0 + offs < num_segs
-        c = tl.load(count_ptr + s0 + offs, mask=ok, other=0)
+        if LANES == 1:
+            c = tl.load(count_ptr + s0 + offs, mask=ok, other=0)
+        else:
+            lanes = tl.arange(0, LANES)
+            c2 = tl.load(count_ptr + lanes[None, :] * num_segs + (s0 + offs)[:, None], mask=ok[:, None], other=0)
+            c = tl.sum(c2, 1)
+            tl.store(lane_start_ptr + (s0 + offs)[:, None] * LANES + lanes[None, :], tl.cumsum(c2, 1) - c2,
+                     mask=ok[:, None])
         ends = carry + tl.cumsum(c.to(tl.int64), 0)
         tl.store(row_ptr + 1 + s0 + offs, ends, mask=ok)
         chunks = (c + CHUNK - 1) // CHUNK
@@ -191,11 +203,11 @@ def _csr_offsets_kernel(count_ptr, row_ptr, work_end_ptr, num_segs, CHUNK: tl.co
 
 
 @triton.jit
-def _csr_fill_kernel(rest_ptr, seg_pos_ptr, req_ptr, row_ptr, perm_ptr, work_end_ptr, work_seg_ptr, work_chunk_ptr,
-                     num_entries, num_tokens, num_requests, max_blocks, num_segs, num_work, search_steps,
-                     scatter_programs, TOPK: tl.constexpr, BLOCK_E: tl.constexpr):
-    """The first ``scatter_programs`` programs put every KV-outer entry at its segment's offset + its slot; the
-    others write the work items (``_work_item_block``)."""
+def _csr_fill_kernel(rest_ptr, seg_pos_ptr, req_ptr, row_ptr, lane_start_ptr, perm_ptr, work_end_ptr, work_seg_ptr,
+                     work_chunk_ptr, num_entries, num_tokens, num_requests, max_blocks, num_segs, num_work,
+                     search_steps, scatter_programs, TOPK: tl.constexpr, BLOCK_E: tl.constexpr, LANES: tl.constexpr):
+    """The first ``scatter_programs`` programs put every KV-outer entry at its segment's offset + its lane's start
+    (v14u) + its slot; the others write the work items (``_work_item_block``)."""
     pid = tl.program_id(0)
     if pid < scatter_programs:
         e = pid.to(tl.int64) * BLOCK_E + tl.arange(0, BLOCK_E)  # e = (h * T + t) * TOPK + slot
@@ -206,6 +218,8 @@ def _csr_fill_kernel(rest_ptr, seg_pos_ptr, req_ptr, row_ptr, perm_ptr, work_end
         t = (e // TOPK) % num_tokens
         req = tl.load(req_ptr + t, mask=keep, other=0)
         seg = ((e // TOPK) // num_tokens * num_requests + req) * max_blocks + x
+        if LANES > 1:
+            slot += tl.load(lane_start_ptr + seg * LANES + t % LANES, mask=keep, other=0)
         tl.store(perm_ptr + tl.load(row_ptr + seg, mask=keep, other=0) + slot, e.to(tl.int32), mask=keep)
     else:
         _work_item_block(work_end_ptr, work_seg_ptr, work_chunk_ptr, pid - scatter_programs, num_segs, num_work,
@@ -245,31 +259,34 @@ def _work_items_kernel(work_end_ptr, work_seg_ptr, work_chunk_ptr, num_segs, num
 
 
 def csr_from_split(
-    split: TileSplit, requests: torch.Tensor, max_blocks: int, chunk: int
+    split: TileSplit, requests: torch.Tensor, max_blocks: int, chunk: int, workspace: PrefillWorkspace | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """The CSR of ``build_block_csr(split.rest, ...)`` (same offsets and work items; entries of a segment in the
     order the split kernel's atomics gave them) from the split kernel's counts and slots (``tile_unions`` with
-    ``csr_blocks``): prefix sums and one scatter instead of a sort of every entry (v10t), in two launches (v13s)."""
+    ``csr_blocks``): prefix sums and one scatter instead of a sort of every entry (v10t), in two launches (v13s).
+    ``workspace``: take its arrays from there instead of allocating them (v14u)."""
     if split.seg_count is None or split.seg_pos is None:
         raise ValueError("the split has no CSR counts: call tile_unions with csr_blocks=max_blocks")
     num_kv_heads, num_tokens, top_k = split.rest.shape
-    num_segs = split.seg_count.numel()
+    lanes = split.csr_lanes
+    num_segs = split.seg_count.numel() // lanes
     num_entries = split.rest.numel()
     num_work = num_segs + triton.cdiv(num_entries, chunk)  # the bound _work_items pads to
     dev = split.rest.device
-    row_ptr = torch.empty(num_segs + 1, dtype=torch.int64, device=dev)
-    work_end = torch.empty(num_segs, dtype=torch.int32, device=dev)
-    perm = torch.empty(num_entries, dtype=torch.int32, device=dev)
-    work_seg = torch.empty(num_work, dtype=torch.int32, device=dev)
-    work_chunk = torch.empty(num_work, dtype=torch.int32, device=dev)
-    _csr_offsets_kernel[(1,)](split.seg_count, row_ptr, work_end, num_segs, CHUNK=chunk, BLOCK_S=4096,
-                              num_warps=8)
+    row_ptr = empty(workspace, "csr_row_ptr", (num_segs + 1,), torch.int64, dev)
+    work_end = empty(workspace, "csr_work_end", (num_segs,), torch.int32, dev)
+    perm = empty(workspace, "csr_perm", (num_entries,), torch.int32, dev)
+    work_seg = empty(workspace, "csr_work_seg", (num_work,), torch.int32, dev)
+    work_chunk = empty(workspace, "csr_work_chunk", (num_work,), torch.int32, dev)
+    lane_start = empty(workspace, "csr_lane_start", (num_segs * lanes,), torch.int32, dev) if lanes > 1 else work_end
+    _csr_offsets_kernel[(1,)](split.seg_count, row_ptr, work_end, lane_start, num_segs, CHUNK=chunk,
+                              BLOCK_S=4096 // lanes, LANES=lanes, num_warps=8)
     block_e = 1024
     scatter_programs = triton.cdiv(num_entries, block_e)
     _csr_fill_kernel[(scatter_programs + triton.cdiv(num_work, block_e),)](
-        split.rest, split.seg_pos, requests, row_ptr, perm, work_end, work_seg, work_chunk, num_entries, num_tokens,
-        num_segs // (num_kv_heads * max_blocks), max_blocks, num_segs, num_work, num_segs.bit_length(),
-        scatter_programs, TOPK=top_k, BLOCK_E=block_e)
+        split.rest, split.seg_pos, requests, row_ptr, lane_start, perm, work_end, work_seg, work_chunk, num_entries,
+        num_tokens, num_segs // (num_kv_heads * max_blocks), max_blocks, num_segs, num_work, num_segs.bit_length(),
+        scatter_programs, TOPK=top_k, BLOCK_E=block_e, LANES=lanes)
     return perm, row_ptr, work_seg, work_chunk, num_segs
 
 
@@ -292,10 +309,12 @@ def kv_outer_partials(
     k_scale: float = 1.0,
     v_scale: float = 1.0,
     partial_dtype: torch.dtype | None = None,
+    out: tuple[torch.Tensor, ...] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The attention stage alone: (partial_o [Hkv, T, top_k, G, d] in ``partial_dtype`` (default q's dtype; also
     ``torch.int8``), partial_lse fp32 [Hkv, T, top_k, G], the per-row scales of int8 partials (fp32, same shape;
-    None for other dtypes))."""
+    None for other dtypes)). ``out``: (partial_o, partial_lse[, partial_scale]) buffers of those shapes to write
+    into (v14u: a ``PrefillWorkspace``'s), else new ones."""
     if partial_dtype not in (None, q.dtype, torch.int8):
         raise ValueError(f"partial_dtype must be q's dtype or torch.int8, got {partial_dtype} (fp8 partials were "
                          "removed in v10t: 2.7e-2 output error at M3 shapes, NOTES.md)")
@@ -305,10 +324,13 @@ def kv_outer_partials(
     group_pad = triton.next_power_of_2(group)
     perm, row_ptr, work_seg, work_chunk, num_segs = csr
     max_blocks = block_table.shape[1]
-    partial_o = torch.empty((num_kv_heads, num_tokens, top_k, group, head_dim), dtype=partial_dtype or q.dtype,
-                            device=q.device)
-    partial_lse = torch.empty((num_kv_heads, num_tokens, top_k, group), dtype=torch.float32, device=q.device)
-    partial_scale = torch.empty_like(partial_lse) if partial_o.dtype == torch.int8 else None
+    if out is None:
+        partial_o = torch.empty((num_kv_heads, num_tokens, top_k, group, head_dim), dtype=partial_dtype or q.dtype,
+                                device=q.device)
+        partial_lse = torch.empty((num_kv_heads, num_tokens, top_k, group), dtype=torch.float32, device=q.device)
+        partial_scale = torch.empty_like(partial_lse) if partial_o.dtype == torch.int8 else None
+    else:
+        partial_o, partial_lse, partial_scale = out[0], out[1], out[2] if len(out) > 2 else None
     extra = {"maxnreg": maxnreg} if maxnreg else {}  # register cap: trades spills for programs per SM
     _kv_outer_kernel[(work_seg.numel(),)](
         q, kv_cache, perm, row_ptr, work_seg, work_chunk, block_table, seq_lens, positions,
@@ -355,6 +377,7 @@ def sparse_attention_triton(
     partial_dtype: torch.dtype | None = None,
     tile_impl: str = "auto",
     kv_impl: str = "auto",
+    workspace: PrefillWorkspace | None = None,
 ) -> torch.Tensor:
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
@@ -385,6 +408,9 @@ def sparse_attention_triton(
     kv_outer_partials_cuda``, "cuda"), on Triton ("triton"), or "auto": CUDA when ``kernels.msa.cuda.choose_kv``
     accepts the call (as ``tile_impl``: sm_90, bf16 cache, bf16 or int8 partials, no K/V scales, library built; never
     slower than Triton on a measured H200 row, NOTES.md v12k/v12n), else Triton with one logged reason.
+    ``workspace`` (v14u): a ``kernels.msa.workspace.PrefillWorkspace`` to take the per-call buffers from
+    (partials, split, CSR, carrier parts) instead of allocating them; same output bit for bit. A server keeps one
+    per device; once it has seen the largest call, a call allocates nothing but a few small index tensors.
     ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
     Selection slots may be in any order, with -1 entries anywhere.
     """
@@ -406,24 +432,26 @@ def sparse_attention_triton(
         csr = build_block_csr(selection, query_start_loc, block_table.shape[1], chunk, window)
         partial_o, partial_lse, partial_scale = _kv_partials(
             kv_impl, q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2], scale, chunk, num_warps,
-            num_stages, prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype)
+            num_stages, prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype,
+            workspace=workspace)
         merge_partials(partial_o, partial_lse, out, selection, partial_scale=partial_scale)
         return out
     req = device_requests(query_start_loc, num_tokens)
     # v10t: the split kernel also counts the CSR's segments (no sort); token windows keep the torch build
     split = tile_unions(selection, req, pos, block_table, union_tile, max_union, min_share, min_shared_pct,
-                        csr_blocks=0 if window else block_table.shape[1])
+                        csr_blocks=0 if window else block_table.shape[1], workspace=workspace)
     csr = (build_block_csr(split.rest, query_start_loc, block_table.shape[1], chunk, window) if window
-           else csr_from_split(split, req, block_table.shape[1], chunk))
+           else csr_from_split(split, req, block_table.shape[1], chunk, workspace=workspace))
     partial_o, partial_lse, partial_scale = _kv_partials(
         kv_impl, q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2], scale, chunk, num_warps,
-        num_stages, prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype)
+        num_stages, prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype,
+        workspace=workspace)
     tile_impl = _tile_impl(tile_impl, q, kv_cache, partial_o, union_tile, k_scale, v_scale)
     if fuse_merge is None:
         fuse_merge = tile_impl == "cuda"
     # v12m: with int8 partials the unfused tile-outer step writes its carrier parts to a bf16 side buffer (its
     # epilogue keeps the bf16 store) and the merge reads them from there, the KV-outer parts from `rest`'s slots
-    carrier = (CarrierParts.empty(split.carrier, q.shape[1] // kv_cache.shape[1], head_dim, q.dtype)
+    carrier = (_carrier_parts(split.carrier, q.shape[1] // kv_cache.shape[1], head_dim, q.dtype, workspace)
                if partial_scale is not None and not fuse_merge else None)
     if tile_impl == "cuda":
         from kernels.msa.cuda import tile_outer_attention_cuda
@@ -459,20 +487,37 @@ def _kv_partials(kv_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, block_ta
                  seq_lens: torch.Tensor, csr: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int],
                  pos: torch.Tensor, top_k: int, scale: float, chunk: int, num_warps: int, num_stages: int,
                  prefetch: bool, tile_rows: int, k_scale: float, v_scale: float, partial_dtype: torch.dtype | None,
+                 workspace: PrefillWorkspace | None = None,
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The KV-outer stage on the kernel ``kv_impl`` names (see ``sparse_attention_triton``)."""
+    """The KV-outer stage on the kernel ``kv_impl`` names (see ``sparse_attention_triton``), into the workspace's
+    partial buffers when there is one."""
     if kv_impl == "auto":
         from kernels.msa import cuda
 
         kv_impl = "triton" if cuda.choose_kv(q, kv_cache, partial_dtype, k_scale, v_scale) else "cuda"
+    num_kv_heads = kv_cache.shape[1]
+    out = (None if workspace is None else
+           partial_buffers(workspace, num_kv_heads, q.shape[0], top_k, q.shape[1] // num_kv_heads, q.shape[2],
+                           partial_dtype or q.dtype, q.device))
     if kv_impl == "cuda":
         from kernels.msa.cuda import kv_outer_partials_cuda
 
         return kv_outer_partials_cuda(q, kv_cache, block_table, seq_lens, csr, pos, top_k, scale, chunk,
-                                      k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype)
+                                      k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype, out=out)
     return kv_outer_partials(q, kv_cache, block_table, seq_lens, csr, pos, top_k, scale, chunk, num_warps,
                              num_stages, prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale,
-                             partial_dtype=partial_dtype)
+                             partial_dtype=partial_dtype, out=out)
+
+
+def _carrier_parts(slot: torch.Tensor, group: int, head_dim: int, dtype: torch.dtype,
+                   workspace: PrefillWorkspace | None) -> CarrierParts:
+    """``CarrierParts.empty``, or its two buffers from the workspace."""
+    if workspace is None:
+        return CarrierParts.empty(slot, group, head_dim, dtype)
+    num_kv_heads, num_tokens = slot.shape
+    return CarrierParts(slot, workspace.take("carrier_o", (num_kv_heads, num_tokens, group, head_dim), dtype,
+                                             slot.device),
+                        workspace.take("carrier_lse", (num_kv_heads, num_tokens, group), torch.float32, slot.device))
 
 
 def _check(q: torch.Tensor, kv_cache: torch.Tensor, selection: torch.Tensor) -> None:

@@ -29,6 +29,7 @@ import triton.language as tl
 
 from kernels.msa.merge import LOG2E, CarrierParts, load_part, store_part
 from kernels.msa.reference import BLOCK_SIZE
+from kernels.msa.workspace import PrefillWorkspace, empty
 
 DEFAULT_TILE_T = 8
 """Tokens per tile-outer tile: 8 tokens x 16 heads = 128 MMA rows (M3's group of 16)."""
@@ -38,6 +39,10 @@ DEFAULT_MIN_SHARE = 3
 """A block goes tile-outer when at least this many of the tile's tokens chose it (NOTES.md v7)."""
 DEFAULT_MIN_SHARED_PCT = 75
 """A tile goes tile-outer only if at least this share (%) of its entries are on shared blocks (NOTES.md v7)."""
+DEFAULT_CSR_LANES = 8
+"""v14u: counters per CSR segment (lane = token % lanes, lane-major so a segment's lanes sit in different 32-byte
+sectors): on random selections every resident tile hits the same ~512 hot sectors of the 4096 counters, and the
+same-sector atomics queue in the L2 (NOTES v13s); 1 = v13s's one counter per segment."""
 
 
 @triton.jit
@@ -72,10 +77,10 @@ def _tile_matches(sel_h, x, valid, t0, num_tokens, stride_st, TILE_T: tl.constex
 def _tile_union_kernel(
     sel_ptr, req_ptr, pos_ptr, bt_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, rest_ptr, msel_ptr,
     carrier_ptr, direct_ptr, owned_ptr, work_ptr, nwork_ptr, seg_count_ptr, seg_pos_ptr,
-    num_tokens, num_tiles, num_requests, max_blocks,
+    num_tokens, num_tiles, num_requests, max_blocks, num_segs,
     stride_sh, stride_st, stride_btr,
     TILE_T: tl.constexpr, TOPK: tl.constexpr, MAX_UNION: tl.constexpr, MIN_SHARE: tl.constexpr,
-    MIN_SHARED_PCT: tl.constexpr, BLOCK: tl.constexpr, CSR: tl.constexpr,
+    MIN_SHARED_PCT: tl.constexpr, BLOCK: tl.constexpr, CSR: tl.constexpr, LANES: tl.constexpr,
 ):
     i = tl.program_id(0)
     h = tl.program_id(1)
@@ -108,7 +113,8 @@ def _tile_union_kernel(
         _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, clean_ptr, rest_ptr, msel_ptr, carrier_ptr,
                        direct_ptr, owned_ptr, TILE_T, MAX_UNION)
         if CSR:
-            _csr_slots(x, valid, r, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok)
+            _csr_slots(x, valid, r, h, t, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, num_segs, ok,
+                       LANES)
         return
     first = shared & (first_idx == offs)  # the tile's first entry holding its id
     count = tl.sum(first.to(tl.int32), 0)
@@ -116,7 +122,8 @@ def _tile_union_kernel(
         _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, clean_ptr, rest_ptr, msel_ptr, carrier_ptr,
                        direct_ptr, owned_ptr, TILE_T, MAX_UNION)
         if CSR:
-            _csr_slots(x, valid, r, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok)
+            _csr_slots(x, valid, r, h, t, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, num_segs, ok,
+                       LANES)
         return
     # Clean blocks (chosen by every token of the tile and wholly before its first token) need no mask in the
     # tile-outer loop: they come first in the union, the masked ones after.
@@ -151,16 +158,21 @@ def _tile_union_kernel(
     tl.store(rest_ptr + entry, rest, mask=ok)
     tl.store(msel_ptr + entry, tl.where(shared & (k == carrier_e), x, rest), mask=ok)
     if CSR:
-        _csr_slots(x, valid & ~shared, r0, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok)
+        _csr_slots(x, valid & ~shared, r0, h, t, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks,
+                   num_segs, ok, LANES)
 
 
 @triton.jit
-def _csr_slots(x, kv_outer, req, h, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, ok):
+def _csr_slots(x, kv_outer, req, h, t, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, num_segs, ok,
+               LANES: tl.constexpr):
     """v10t: the KV-outer CSR's counting pass, done here instead of a torch sort of the whole selection. Each entry
     left to KV-outer takes the next free slot of its segment (KV head, request, block) by an atomic increment of the
     segment's count; ``csr_from_split`` turns counts and slots into offsets and the entry list. The order of entries
-    inside a segment is the order of the atomics, which changes no result (each entry is its own partial)."""
+    inside a segment is the order of the atomics, which changes no result (each entry is its own partial).
+    v14u: the count of lane ``t % LANES`` of the segment (counters lane-major: [LANES, num_segs])."""
     seg = (h * num_requests + req) * max_blocks + x
+    if LANES > 1:
+        seg += (t % LANES) * num_segs
     slot = tl.atomic_add(seg_count_ptr + seg, 1, mask=kv_outer & ok, sem="relaxed")
     tl.store(seg_pos_ptr + entry, tl.where(kv_outer, slot, -1), mask=ok)
 
@@ -207,16 +219,20 @@ class TileSplit(NamedTuple):
     num_work: torch.Tensor
     """[1] int32: how many entries of ``work`` are filled"""
     seg_count: torch.Tensor | None = None
-    """[Hkv * requests * max_blocks] int32 (with ``csr_blocks``): KV-outer entries per segment (KV head, request,
-    block), the CSR's counts (v10t)"""
+    """[csr_lanes * Hkv * requests * max_blocks] int32 (with ``csr_blocks``): KV-outer entries per lane and segment
+    (KV head, request, block), lane-major, the CSR's counts (v10t; lanes v14u)"""
     seg_pos: torch.Tensor | None = None
-    """[Hkv, T, top_k] int32 (with ``csr_blocks``): each KV-outer entry's slot inside its segment, -1 elsewhere"""
+    """[Hkv, T, top_k] int32 (with ``csr_blocks``): each KV-outer entry's slot inside its lane of its segment, -1
+    elsewhere"""
+    csr_lanes: int = 1
+    """Counters per segment in ``seg_count`` (an entry of token t counts in lane t % csr_lanes)"""
 
 
 def tile_unions(
     selection: torch.Tensor, requests: torch.Tensor, positions: torch.Tensor, block_table: torch.Tensor,
     tile_t: int = DEFAULT_TILE_T, max_union: int = DEFAULT_MAX_UNION, min_share: int = DEFAULT_MIN_SHARE,
     min_shared_pct: int = DEFAULT_MIN_SHARED_PCT, num_warps: int = 2, csr_blocks: int = 0,
+    workspace: PrefillWorkspace | None = None, csr_lanes: int = DEFAULT_CSR_LANES,
 ) -> TileSplit:
     """Split the selection between tile-outer (blocks chosen by >= ``min_share`` of a tile's tokens, when the
     tile belongs to one request, has at most ``max_union`` such blocks and at least ``min_shared_pct`` % of its
@@ -225,30 +241,42 @@ def tile_unions(
     ``min_share=1``: a whole tile goes one way or the other.
     ``csr_blocks`` > 0 (the block table's width): also count the KV-outer entries per segment and give each its
     slot (``seg_count``, ``seg_pos``), from which ``prefill.csr_from_split`` builds the CSR without a sort.
+    ``workspace``: take the split's arrays from there instead of allocating them (v14u).
+    ``csr_lanes``: counters per segment (``DEFAULT_CSR_LANES``; 1 = v13s).
     """
     num_kv_heads, num_tokens, top_k = selection.shape
     if max_union > 63:
         raise ValueError(f"max_union must be <= 63 (int64 token masks), got {max_union}")
+    if csr_lanes < 1 or csr_lanes & (csr_lanes - 1):
+        raise ValueError(f"csr_lanes must be a power of two, got {csr_lanes}")
     num_tiles = triton.cdiv(num_tokens, tile_t)
     dev = selection.device
     # one memset for the two zero-initialised counters (v13s: each torch op is a launch); seg_count 16-B aligned
     num_segs = num_kv_heads * block_table.shape[0] * csr_blocks
-    zeros = torch.zeros((4 + num_segs,), dtype=torch.int32, device=dev)
+    lanes = csr_lanes if csr_blocks else 1
+    zeros = (torch.zeros((4 + num_segs * lanes,), dtype=torch.int32, device=dev) if workspace is None
+             else workspace.zeros("split_counters", (4 + num_segs * lanes,), torch.int32, dev))
+
+    def buf(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        return empty(workspace, f"split_{name}", shape, dtype, dev)
+
+    entries, rows = (num_kv_heads, num_tokens, top_k), (num_kv_heads, num_tokens)
     split = TileSplit(
-        union=torch.empty((num_kv_heads, num_tiles, max_union), dtype=torch.int32, device=dev),
-        pages=torch.empty((num_kv_heads, num_tiles, max_union), dtype=torch.int32, device=dev),
-        union_size=torch.empty((num_kv_heads, num_tiles), dtype=torch.int32, device=dev),
-        clean=torch.empty((num_kv_heads, num_tiles), dtype=torch.int32, device=dev),
-        tokmask=torch.empty((num_kv_heads, num_tiles * tile_t), dtype=torch.int64, device=dev),
-        rest=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev),
-        merge_sel=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev),
-        carrier=torch.empty((num_kv_heads, num_tokens), dtype=torch.int32, device=dev),
-        direct=torch.empty((num_kv_heads, num_tokens), dtype=torch.bool, device=dev),
-        owned=torch.empty((num_kv_heads, num_tokens), dtype=torch.bool, device=dev),
-        work=torch.empty((num_kv_heads * num_tiles,), dtype=torch.int32, device=dev),
+        union=buf("union", (num_kv_heads, num_tiles, max_union), torch.int32),
+        pages=buf("pages", (num_kv_heads, num_tiles, max_union), torch.int32),
+        union_size=buf("union_size", (num_kv_heads, num_tiles), torch.int32),
+        clean=buf("clean", (num_kv_heads, num_tiles), torch.int32),
+        tokmask=buf("tokmask", (num_kv_heads, num_tiles * tile_t), torch.int64),
+        rest=buf("rest", entries, torch.int32),
+        merge_sel=buf("merge_sel", entries, torch.int32),
+        carrier=buf("carrier", rows, torch.int32),
+        direct=buf("direct", rows, torch.bool),
+        owned=buf("owned", rows, torch.bool),
+        work=buf("work", (num_kv_heads * num_tiles,), torch.int32),
         num_work=zeros[:1],
         seg_count=zeros[4:] if csr_blocks else None,
-        seg_pos=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev) if csr_blocks else None,
+        seg_pos=buf("seg_pos", entries, torch.int32) if csr_blocks else None,
+        csr_lanes=lanes,
     )
     if num_tiles:
         _tile_union_kernel[(num_tiles, num_kv_heads)](
@@ -256,10 +284,10 @@ def tile_unions(
             split.tokmask, split.rest, split.merge_sel, split.carrier, split.direct.view(torch.int8),
             split.owned.view(torch.int8), split.work, split.num_work,
             split.seg_count if csr_blocks else split.union_size, split.seg_pos if csr_blocks else split.rest,
-            num_tokens, num_tiles, block_table.shape[0], max(csr_blocks, 1),
+            num_tokens, num_tiles, block_table.shape[0], max(csr_blocks, 1), num_segs,
             selection.stride(0), selection.stride(1), block_table.stride(0),
             TILE_T=tile_t, TOPK=top_k, MAX_UNION=max_union, MIN_SHARE=min_share, MIN_SHARED_PCT=min_shared_pct,
-            BLOCK=BLOCK_SIZE, CSR=csr_blocks > 0, num_warps=num_warps,
+            BLOCK=BLOCK_SIZE, CSR=csr_blocks > 0, LANES=lanes, num_warps=num_warps,
         )
     return split
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from kernels.msa.reference import decode_query_start_loc
+from kernels.msa.workspace import PrefillWorkspace
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,23 @@ class MSAKernels:
     decode: str
     in_place: bool
     """The functions take `out=` (and the indexer `max_query_len=`); else they return a fresh tensor to copy."""
+    workspace: bool = False
+    """The attention takes `workspace=` (a `kernels.msa.workspace.PrefillWorkspace` for its per-call buffers)."""
 
 
 REFERENCE = MSAKernels("kernels.msa.reference:msa_index_topk", "kernels.msa.reference:sparse_attention",
                        "kernels.msa.reference:sparse_decode", in_place=False)
 TRITON = MSAKernels("kernels.msa.indexer:msa_index_topk_triton", "kernels.msa.prefill:sparse_attention_triton",
-                    "kernels.msa.decode:sparse_decode_triton", in_place=True)
+                    "kernels.msa.decode:sparse_decode_triton", in_place=True, workspace=True)
+
+_WORKSPACES: dict[torch.device, PrefillWorkspace] = {}
+"""One prefill workspace per device, shared by every sparse layer: the layers of a forward run one after another on
+one stream, so the buffers (34 GB of partials for a 128K-token prefill) are needed by one layer at a time (v14u)."""
+
+
+def prefill_workspace(device: torch.device) -> PrefillWorkspace:
+    """The device's prefill workspace (made on first use; it grows to the largest prefill seen, then stays)."""
+    return _WORKSPACES.setdefault(device, PrefillWorkspace())
 
 
 @dataclass(frozen=True)
@@ -101,13 +113,14 @@ def attend_batch(kernels: MSAKernels, batch: Batch, q: torch.Tensor, kv_cache: t
               d.seq_lens, d.query_len, scale)
     if batch.prefill is not None:
         p = batch.prefill
+        extra = {"workspace": prefill_workspace(q.device)} if kernels.workspace else {}
         _call(kernels.attention, kernels.in_place, out[nd:n], q[nd:n], kv_cache, sel[:, nd:n].contiguous(),
-              p.block_table, p.cu_seqlens_q, p.seq_lens, scale)
+              p.block_table, p.cu_seqlens_q, p.seq_lens, scale, **extra)
 
 
-def _call(path: str, in_place: bool, out: torch.Tensor, *args: Any) -> None:
+def _call(path: str, in_place: bool, out: torch.Tensor, *args: Any, **kwargs: Any) -> None:
     fn = _fn(path)
     if in_place:
-        fn(*args, out=out)
+        fn(*args, out=out, **kwargs)
     else:
         out.copy_(fn(*args).to(out.dtype))

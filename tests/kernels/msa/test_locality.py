@@ -289,7 +289,8 @@ def _segment_sorted(perm: torch.Tensor, row_ptr: torch.Tensor) -> torch.Tensor:
     """``perm`` with each segment's entries in ascending order (the split kernel lists them in atomic order)."""
     pos = torch.arange(perm.numel())
     seg = torch.searchsorted(row_ptr.cpu(), pos, right=True) - 1
-    return perm.cpu().long()[torch.argsort(seg * (perm.numel() + 1) + perm.cpu().long())]
+    span = int(perm.max()) + 1 if perm.numel() else 1  # entry ids go past perm's length (a prefix of the entries)
+    return perm.cpu().long()[torch.argsort(seg * span + perm.cpu().long())]
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 128])
@@ -315,17 +316,20 @@ def test_work_items_match_their_definition(chunk):
     assert torch.equal(chunk_idx.cpu().long(), want_chunk)
 
 
-@pytest.mark.parametrize("seq_lens,q_lens,shared,min_shared_pct,spare_blocks", [
-    ([2400, 300], [41, 300], 0.8, 0, 0),  # chunked prefill with context; a tile spans the two requests; padding tile
-    ([2400, 300], [41, 300], 0.5, 75, 0),  # the gate rejects some tiles: those go KV-outer whole
-    ([3000], [203], 0.0, 75, 0),  # random selections: every tile rejected, the CSR holds every entry
-    ([2600], [150], 1.0, 0, 0),  # all shared: the CSR is (almost) empty
-    ([3000], [203], 0.3, 75, 2100),  # a wide block table: 4248 segments, more than one block of the offsets scan
+@pytest.mark.parametrize("seq_lens,q_lens,shared,min_shared_pct,spare_blocks,lanes", [
+    ([2400, 300], [41, 300], 0.8, 0, 0, 8),  # chunked prefill with context; a tile spans the two requests; padding tile
+    ([2400, 300], [41, 300], 0.5, 75, 0, 8),  # the gate rejects some tiles: those go KV-outer whole
+    ([2400, 300], [41, 300], 0.5, 75, 0, 1),  # the same with v13s's one counter per segment
+    ([3000], [203], 0.0, 75, 0, 8),  # random selections: every tile rejected, the CSR holds every entry
+    ([2600], [150], 1.0, 0, 0, 8),  # all shared: the CSR is (almost) empty
+    ([3000], [203], 0.3, 75, 2100, 8),  # a wide block table: 4248 segments, more than one block of the offsets scan
+    ([3000], [203], 0.3, 75, 2100, 2),
 ])
-def test_split_csr_matches_torch_build(seq_lens, q_lens, shared, min_shared_pct, spare_blocks):
+def test_split_csr_matches_torch_build(seq_lens, q_lens, shared, min_shared_pct, spare_blocks, lanes):
     """v10t: the CSR counted by the split kernel (atomics, no sort) has the torch build's offsets and work items,
     and the same entries per segment; slots in any order with -1 holes. v13s: built by two kernels (prefix sums,
-    scatter + work items), also over more segments than one program's scan block."""
+    scatter + work items), also over more segments than one program's scan block. v14u: with ``lanes`` counters
+    per segment, their totals equal one counter's."""
     from kernels.msa.prefill import build_block_csr, csr_from_split
 
     qsl = torch.tensor([0, *torch.tensor(q_lens).cumsum(0).tolist()], dtype=torch.int32)
@@ -337,7 +341,8 @@ def test_split_csr_matches_torch_build(seq_lens, q_lens, shared, min_shared_pct,
     table = torch.randperm(len(seq_lens) * blocks, generator=torch.Generator().manual_seed(3)).view(-1, blocks)
     req, pos = device_requests(qsl, n).to(DEVICE), device_positions(qsl, lens, n).to(DEVICE)
     split = tile_unions(sel.to(DEVICE), req, pos, table.to(torch.int32).to(DEVICE), TILE, 32, 2, min_shared_pct,
-                        csr_blocks=blocks)
+                        csr_blocks=blocks, csr_lanes=lanes)
+    assert split.seg_count is not None and split.seg_count.numel() == lanes * 2 * len(seq_lens) * blocks
     for chunk in (4, 128):
         got = csr_from_split(split, req, blocks, chunk)
         want = build_block_csr(split.rest, qsl.to(DEVICE), blocks, chunk)

@@ -87,3 +87,14 @@ def test_fp8_index_cache_through_the_plumbing() -> None:
     assert bool((got[n:] == SENTINEL).all()) and bool((got[:n] != SENTINEL).all())
     same = torch.sort(got[:n], dim=-1).values == torch.sort(ref[:n], dim=-1).values
     assert float(same.all(-1).float().mean()) > 0.99
+
+
+def test_triton_prefill_keeps_one_workspace_per_device() -> None:
+    """v14u: the prefill rows run with the device's ``PrefillWorkspace``: it holds the partials after the first batch
+    and a second batch of the same shape allocates nothing (and gives the same output)."""
+    first_buf, first_out = run(msa_calls.TRITON)
+    ws = msa_calls.prefill_workspace(first_out.device)
+    grows = ws.grows
+    assert grows > 0 and ws.nbytes > 0
+    buf, out = run(msa_calls.TRITON)
+    assert ws.grows == grows and torch.equal(buf, first_buf) and torch.equal(out, first_out)
