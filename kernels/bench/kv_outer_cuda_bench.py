@@ -79,7 +79,7 @@ def stage_runner(case, csr, pos, top_k: int, impl: str, chunk: int = 128, per_sm
         rows = [torch.full(shape, float("nan"), dtype=torch.float32, device="cuda") for _ in range(1 + int8)]
         parts = (torch.full((*shape, HEAD_DIM), -128, dtype=torch.int8, device="cuda") if int8
                  else torch.full((*shape, HEAD_DIM), float("nan"), dtype=case.q.dtype, device="cuda"))
-        bufs = (parts, *rows)
+        bufs = (parts, rows[0], rows[1] if int8 else None)
     keep = 3 if int8 else 2
 
     def run() -> None:

@@ -13,7 +13,7 @@ import contextlib
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ from kernels.bench.msa_bench import HEAD_DIM, HEADS, KV_HEADS, attention_flops, 
 from kernels.msa.cuda import DEFAULT_PER_SM, DEFAULT_VARIANT, VARIANTS
 
 if TYPE_CHECKING:
+    from kernels.msa.inputs import MSACase
     from kernels.msa.tile_outer import TileSplit
 
 ROWS: list[dict] = []
@@ -151,42 +152,50 @@ def correctness(out: Path | None) -> None:
 def timings(sizes: list[int], out: Path | None, kinds: list[str], all_variants: bool = True, repeat: int = 1) -> None:
     """``kinds``: shared fractions f of ``local_selection`` ("1.0", "0.9", ...) or "indexer" (the indexer's
     selections on random inputs: little sharing, most entries stay KV-outer)."""
+    from kernels.msa.prefill import sparse_attention_triton
+
+    for case, pos, sel, label in selections(sizes, kinds):
+        flops_sel = attention_flops(sel, pos)
+        times = {}
+        rows = (("triton", "triton", {"per_sm": 0}),
+                *((f"cuda v{v}: {d}", "cuda", {"variant": v, "per_sm": 0}) for v, d in VARIANTS.items()),
+                ("cuda v3, 1 CTA/SM persistent", "cuda", {"variant": 3, "per_sm": 1}),
+                ("cuda v4, 1 CTA/SM persistent", "cuda", {"variant": 4, "per_sm": 1}),
+                ("cuda v5, 1 CTA/SM persistent", "cuda", {"variant": 5, "per_sm": 1}))
+        for name, impl, knobs in rows if all_variants else (rows[0], rows[-1]):
+            fn, _, split, _ = tile_outer_runner(case, sel, impl, **knobs)
+            t = bench_ms(fn)
+            times[name] = t
+            mma = tile_outer_flops(split)
+            emit(out, kind="tile-outer kernel", case=label, impl=name, ms=t, mma_tflops=mma / t / 1e9,
+                 vs_triton=times["triton"] / t)
+            del fn
+        args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
+        buf = torch.empty_like(case.q)
+        for impl, fuse in (("triton", False), ("cuda", False), ("cuda", True), ("auto", None)) * repeat:
+            t = bench_ms(lambda impl=impl, fuse=fuse: sparse_attention_triton(*args, out=buf, tile_impl=impl,
+                                                                              fuse_merge=fuse))
+            times.setdefault(f"prefill {impl}", t)
+            name = {"triton": "triton", "auto": "auto (the default: v11 policy)"}.get(
+                impl, f"cuda (v{DEFAULT_VARIANT}, {DEFAULT_PER_SM} CTA/SM)")
+            name += " + fused merge" if fuse else ""
+            emit(out, kind="whole prefill", case=label, impl=name, ms=t, sel_tflops=flops_sel / t / 1e9,
+                 vs_triton=times["prefill triton"] / t)
+
+
+def selections(sizes: list[int], kinds: list[str]) -> Iterator[tuple[MSACase, torch.Tensor, torch.Tensor, str]]:
+    """(case, token positions, selection, label) per size and kind: one random case of n tokens per size (the
+    selections as ``make_selection`` makes them), the cache emptied between them."""
     from kernels.msa.inputs import make_case
     from kernels.msa.merge import device_positions
-    from kernels.msa.prefill import sparse_attention_triton
 
     for n in sizes:
         case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
         pos = device_positions(case.query_start_loc, case.seq_lens, n)
         for kind in kinds:
-            sel, label = make_selection(case, kind, n)
-            flops_sel = attention_flops(sel, pos)
-            times = {}
-            rows = (("triton", "triton", {"per_sm": 0}),
-                    *((f"cuda v{v}: {d}", "cuda", {"variant": v, "per_sm": 0}) for v, d in VARIANTS.items()),
-                    ("cuda v3, 1 CTA/SM persistent", "cuda", {"variant": 3, "per_sm": 1}),
-                    ("cuda v4, 1 CTA/SM persistent", "cuda", {"variant": 4, "per_sm": 1}),
-                    ("cuda v5, 1 CTA/SM persistent", "cuda", {"variant": 5, "per_sm": 1}))
-            for name, impl, knobs in rows if all_variants else (rows[0], rows[-1]):
-                fn, _, split, _ = tile_outer_runner(case, sel, impl, **knobs)
-                t = bench_ms(fn)
-                times[name] = t
-                mma = tile_outer_flops(split)
-                emit(out, kind="tile-outer kernel", case=label, impl=name, ms=t, mma_tflops=mma / t / 1e9,
-                     vs_triton=times["triton"] / t)
-                del fn
-            args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
-            buf = torch.empty_like(case.q)
-            for impl, fuse in (("triton", False), ("cuda", False), ("cuda", True), ("auto", None)) * repeat:
-                t = bench_ms(lambda impl=impl, fuse=fuse: sparse_attention_triton(*args, out=buf, tile_impl=impl,
-                                                                                  fuse_merge=fuse))
-                times.setdefault(f"prefill {impl}", t)
-                name = {"triton": "triton", "auto": "auto (the default: v11 policy)"}.get(
-                    impl, f"cuda (v{DEFAULT_VARIANT}, {DEFAULT_PER_SM} CTA/SM)")
-                name += " + fused merge" if fuse else ""
-                emit(out, kind="whole prefill", case=label, impl=name, ms=t, sel_tflops=flops_sel / t / 1e9,
-                     vs_triton=times["prefill triton"] / t)
-        del case
+            yield (case, pos, *make_selection(case, kind, n))
+            torch.cuda.empty_cache()
+        del case, pos
         torch.cuda.empty_cache()
 
 
@@ -258,33 +267,24 @@ def step_fn(args: StepArgs, variant: int) -> Callable[[], None]:
 def compare_timings(sizes: list[int], out: Path | None, kinds: list[str], variants: list[int], repeat: int) -> None:
     """v14w: ``repeat`` interleaved rounds, per size and selection, of the step alone (each variant, 1 CTA/SM, the
     same split and buffers) and of the whole default prefill with each variant as the default."""
-    from kernels.msa.inputs import make_case
-    from kernels.msa.merge import device_positions
     from kernels.msa.prefill import sparse_attention_triton
 
-    for n in sizes:
-        case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
-        pos = device_positions(case.query_start_loc, case.seq_lens, n)
-        for kind in kinds:
-            sel, label = make_selection(case, kind, n)
-            args = step_args(case, sel)
-            mma = tile_outer_flops(args[5])
-            flops_sel = attention_flops(sel, pos)
-            whole = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
-            buf = torch.empty_like(case.q)
-            for r in range(repeat):
-                for v in variants:
-                    t = bench_ms(step_fn(args, v))
-                    emit(out, kind="A/B step", case=label, variant=v, round=r, ms=t, mma_tflops=mma / t / 1e9)
-                for v in variants:
-                    with default_variant(v):
-                        t = bench_ms(lambda b=buf: sparse_attention_triton(*whole, out=b))
-                    emit(out, kind="A/B whole prefill", case=label, variant=v, round=r, ms=t,
-                         sel_tflops=flops_sel / t / 1e9)
-            del args, buf
-            torch.cuda.empty_cache()
-        del case
-        torch.cuda.empty_cache()
+    for case, pos, sel, label in selections(sizes, kinds):
+        args = step_args(case, sel)
+        mma = tile_outer_flops(args[5])
+        flops_sel = attention_flops(sel, pos)
+        whole = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
+        buf = torch.empty_like(case.q)
+        for r in range(repeat):
+            for v in variants:
+                t = bench_ms(step_fn(args, v))
+                emit(out, kind="A/B step", case=label, variant=v, round=r, ms=t, mma_tflops=mma / t / 1e9)
+            for v in variants:
+                with default_variant(v):
+                    t = bench_ms(lambda b=buf: sparse_attention_triton(*whole, out=b))
+                emit(out, kind="A/B whole prefill", case=label, variant=v, round=r, ms=t,
+                     sel_tflops=flops_sel / t / 1e9)
+        del args, buf
 
 
 def compare_table(variants: list[int]) -> None:

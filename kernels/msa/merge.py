@@ -13,6 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.msa.workspace import PrefillWorkspace, empty
+
 LOG2E = math.log2(math.e)
 """1 / ln(2): the kernels take softmax in base 2 (exp2), so scores are scaled by sm_scale * log2(e)."""
 _MAGIC: tl.constexpr = tl.constexpr(12582912.0)
@@ -85,10 +87,12 @@ class CarrierParts(NamedTuple):
     """[Hkv, T, G] fp32: its log2-sum-exp"""
 
     @classmethod
-    def empty(cls, slot: torch.Tensor, group: int, head_dim: int, dtype: torch.dtype) -> CarrierParts:
+    def empty(cls, slot: torch.Tensor, group: int, head_dim: int, dtype: torch.dtype,
+              workspace: PrefillWorkspace | None = None) -> CarrierParts:
+        """Uninitialised parts for ``slot``'s rows (from ``workspace`` when given, v14u)."""
         num_kv_heads, num_tokens = slot.shape
-        return cls(slot, torch.empty((num_kv_heads, num_tokens, group, head_dim), dtype=dtype, device=slot.device),
-                   torch.empty((num_kv_heads, num_tokens, group), dtype=torch.float32, device=slot.device))
+        return cls(slot, empty(workspace, "carrier_o", (num_kv_heads, num_tokens, group, head_dim), dtype, slot.device),
+                   empty(workspace, "carrier_lse", (num_kv_heads, num_tokens, group), torch.float32, slot.device))
 
 
 @triton.jit

@@ -29,7 +29,7 @@ from kernels.msa.tile_outer import (
     tile_outer_attention,
     tile_unions,
 )
-from kernels.msa.workspace import PrefillWorkspace, empty, partial_buffers
+from kernels.msa.workspace import PartialBuffers, PrefillWorkspace, empty, partial_buffers
 
 
 @triton.jit
@@ -309,12 +309,11 @@ def kv_outer_partials(
     k_scale: float = 1.0,
     v_scale: float = 1.0,
     partial_dtype: torch.dtype | None = None,
-    out: tuple[torch.Tensor, ...] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    out: PartialBuffers | None = None,
+) -> PartialBuffers:
     """The attention stage alone: (partial_o [Hkv, T, top_k, G, d] in ``partial_dtype`` (default q's dtype; also
     ``torch.int8``), partial_lse fp32 [Hkv, T, top_k, G], the per-row scales of int8 partials (fp32, same shape;
-    None for other dtypes)). ``out``: (partial_o, partial_lse[, partial_scale]) buffers of those shapes to write
-    into (v14u: a ``PrefillWorkspace``'s), else new ones."""
+    None for other dtypes)). ``out``: such buffers to write into (v14u: a ``PrefillWorkspace``'s), else new ones."""
     if partial_dtype not in (None, q.dtype, torch.int8):
         raise ValueError(f"partial_dtype must be q's dtype or torch.int8, got {partial_dtype} (fp8 partials were "
                          "removed in v10t: 2.7e-2 output error at M3 shapes, NOTES.md)")
@@ -324,13 +323,8 @@ def kv_outer_partials(
     group_pad = triton.next_power_of_2(group)
     perm, row_ptr, work_seg, work_chunk, num_segs = csr
     max_blocks = block_table.shape[1]
-    if out is None:
-        partial_o = torch.empty((num_kv_heads, num_tokens, top_k, group, head_dim), dtype=partial_dtype or q.dtype,
-                                device=q.device)
-        partial_lse = torch.empty((num_kv_heads, num_tokens, top_k, group), dtype=torch.float32, device=q.device)
-        partial_scale = torch.empty_like(partial_lse) if partial_o.dtype == torch.int8 else None
-    else:
-        partial_o, partial_lse, partial_scale = out[0], out[1], out[2] if len(out) > 2 else None
+    partial_o, partial_lse, partial_scale = out or partial_buffers(None, num_kv_heads, num_tokens, top_k, group,
+                                                                   head_dim, partial_dtype or q.dtype, q.device)
     extra = {"maxnreg": maxnreg} if maxnreg else {}  # register cap: trades spills for programs per SM
     _kv_outer_kernel[(work_seg.numel(),)](
         q, kv_cache, perm, row_ptr, work_seg, work_chunk, block_table, seq_lens, positions,
@@ -451,7 +445,7 @@ def sparse_attention_triton(
         fuse_merge = tile_impl == "cuda"
     # v12m: with int8 partials the unfused tile-outer step writes its carrier parts to a bf16 side buffer (its
     # epilogue keeps the bf16 store) and the merge reads them from there, the KV-outer parts from `rest`'s slots
-    carrier = (_carrier_parts(split.carrier, q.shape[1] // kv_cache.shape[1], head_dim, q.dtype, workspace)
+    carrier = (CarrierParts.empty(split.carrier, q.shape[1] // kv_cache.shape[1], head_dim, q.dtype, workspace)
                if partial_scale is not None and not fuse_merge else None)
     if tile_impl == "cuda":
         from kernels.msa.cuda import tile_outer_attention_cuda
@@ -488,7 +482,7 @@ def _kv_partials(kv_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, block_ta
                  pos: torch.Tensor, top_k: int, scale: float, chunk: int, num_warps: int, num_stages: int,
                  prefetch: bool, tile_rows: int, k_scale: float, v_scale: float, partial_dtype: torch.dtype | None,
                  workspace: PrefillWorkspace | None = None,
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                 ) -> PartialBuffers:
     """The KV-outer stage on the kernel ``kv_impl`` names (see ``sparse_attention_triton``), into the workspace's
     partial buffers when there is one."""
     if kv_impl == "auto":
@@ -496,9 +490,8 @@ def _kv_partials(kv_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, block_ta
 
         kv_impl = "triton" if cuda.choose_kv(q, kv_cache, partial_dtype, k_scale, v_scale) else "cuda"
     num_kv_heads = kv_cache.shape[1]
-    out = (None if workspace is None else
-           partial_buffers(workspace, num_kv_heads, q.shape[0], top_k, q.shape[1] // num_kv_heads, q.shape[2],
-                           partial_dtype or q.dtype, q.device))
+    out = partial_buffers(workspace, num_kv_heads, q.shape[0], top_k, q.shape[1] // num_kv_heads, q.shape[2],
+                          partial_dtype or q.dtype, q.device)
     if kv_impl == "cuda":
         from kernels.msa.cuda import kv_outer_partials_cuda
 
@@ -508,16 +501,6 @@ def _kv_partials(kv_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, block_ta
                              num_stages, prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale,
                              partial_dtype=partial_dtype, out=out)
 
-
-def _carrier_parts(slot: torch.Tensor, group: int, head_dim: int, dtype: torch.dtype,
-                   workspace: PrefillWorkspace | None) -> CarrierParts:
-    """``CarrierParts.empty``, or its two buffers from the workspace."""
-    if workspace is None:
-        return CarrierParts.empty(slot, group, head_dim, dtype)
-    num_kv_heads, num_tokens = slot.shape
-    return CarrierParts(slot, workspace.take("carrier_o", (num_kv_heads, num_tokens, group, head_dim), dtype,
-                                             slot.device),
-                        workspace.take("carrier_lse", (num_kv_heads, num_tokens, group), torch.float32, slot.device))
 
 
 def _check(q: torch.Tensor, kv_cache: torch.Tensor, selection: torch.Tensor) -> None:

@@ -254,8 +254,7 @@ def tile_unions(
     # one memset for the two zero-initialised counters (v13s: each torch op is a launch); seg_count 16-B aligned
     num_segs = num_kv_heads * block_table.shape[0] * csr_blocks
     lanes = csr_lanes if csr_blocks else 1
-    zeros = (torch.zeros((4 + num_segs * lanes,), dtype=torch.int32, device=dev) if workspace is None
-             else workspace.zeros("split_counters", (4 + num_segs * lanes,), torch.int32, dev))
+    zeros = empty(workspace, "split_counters", (4 + num_segs * lanes,), torch.int32, dev).zero_()
 
     def buf(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         return empty(workspace, f"split_{name}", shape, dtype, dev)

@@ -60,10 +60,6 @@ class PrefillWorkspace:
             buf = self._grow(name, nbytes, torch.device(device))
         return buf[:nbytes].view(dtype).view(shape)
 
-    def zeros(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """``take`` zero-filled (one memset, as ``torch.zeros`` would launch)."""
-        return self.take(name, shape, dtype, device).zero_()
-
     def reserve(self, num_tokens: int, num_kv_heads: int, group: int, head_dim: int, top_k: int,
                 partial_dtype: torch.dtype, device: torch.device) -> None:
         """Size the KV-outer partial buffers for calls of up to ``num_tokens`` query tokens (a token budget, like
@@ -90,13 +86,16 @@ def empty(workspace: PrefillWorkspace | None, name: str, shape: tuple[int, ...],
     return workspace.take(name, shape, dtype, device)
 
 
-def partial_buffers(workspace: PrefillWorkspace, num_kv_heads: int, num_tokens: int, top_k: int, group: int,
-                    head_dim: int, partial_dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """The KV-outer stage's output buffers from the workspace: (partial_o [Hkv, T, top_k, G, d] in
-    ``partial_dtype``, partial_lse fp32 [Hkv, T, top_k, G], and with int8 partials their fp32 per-row scales)."""
+PartialBuffers = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+"""(partial_o [Hkv, T, top_k, G, d], partial_lse fp32 [Hkv, T, top_k, G], int8 partials' fp32 row scales or None)."""
+
+
+def partial_buffers(workspace: PrefillWorkspace | None, num_kv_heads: int, num_tokens: int, top_k: int, group: int,
+                    head_dim: int, partial_dtype: torch.dtype, device: torch.device) -> PartialBuffers:
+    """The KV-outer stage's output buffers (``PartialBuffers``; partial_o in ``partial_dtype``), new or from the
+    workspace; the per-row scales only for int8 partials."""
     shape = (num_kv_heads, num_tokens, top_k, group)
-    bufs = [workspace.take("partial_o", (*shape, head_dim), partial_dtype, device),
-            workspace.take("partial_lse", shape, torch.float32, device)]
-    if partial_dtype == torch.int8:
-        bufs.append(workspace.take("partial_scale", shape, torch.float32, device))
-    return tuple(bufs)
+    scale = (empty(workspace, "partial_scale", shape, torch.float32, device) if partial_dtype == torch.int8
+             else None)
+    return (empty(workspace, "partial_o", (*shape, head_dim), partial_dtype, device),
+            empty(workspace, "partial_lse", shape, torch.float32, device), scale)

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from kernels.msa.workspace import PartialBuffers, partial_buffers
+
 if TYPE_CHECKING:
     from kernels.msa.merge import CarrierParts
 
@@ -431,7 +433,7 @@ def kv_outer_partials_cuda(
     partial_dtype: torch.dtype | None = None,
     per_sm: int = KV_DEFAULT_PER_SM,
     variant: int | None = None,
-    out: tuple[torch.Tensor, ...] | None = None,
+    out: tuple[torch.Tensor, torch.Tensor] | PartialBuffers | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``kernels.msa.prefill.kv_outer_partials`` (same inputs and outputs: partial_o [Hkv, T, top_k, 16, 128] bf16,
     or int8 with ``partial_dtype=torch.int8`` (v12n: ``merge.store_part``'s format), partial_lse fp32
@@ -463,9 +465,8 @@ def kv_outer_partials_cuda(
     shape = (num_kv_heads, num_tokens, top_k, GROUP)
     o_dtype = torch.int8 if int8 else q.dtype
     if out is None:
-        partial_o = torch.empty((*shape, head_dim), dtype=o_dtype, device=q.device)
-        partial_lse = torch.empty(shape, dtype=torch.float32, device=q.device)
-        partial_scale = torch.empty(shape, dtype=torch.float32, device=q.device) if int8 else None
+        partial_o, partial_lse, partial_scale = partial_buffers(None, num_kv_heads, num_tokens, top_k, GROUP,
+                                                                head_dim, o_dtype, q.device)
     else:
         partial_o, partial_lse = out[0], out[1]
         partial_scale = out[2] if len(out) > 2 else None
