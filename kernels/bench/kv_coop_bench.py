@@ -15,6 +15,8 @@ import argparse
 import json
 import statistics
 from collections import defaultdict
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -101,6 +103,15 @@ def with_default(variant: int, fn):
         cuda.KV_DEFAULT_VARIANT, cuda.KV_DEFAULT_INT8_VARIANT = old
 
 
+def whole(args: tuple[torch.Tensor, ...], res: torch.Tensor, variant: int, dtype: torch.dtype | None) -> object:
+    """The whole default prefill into ``res`` with ``variant`` as the KV-outer default."""
+    from kernels.msa.prefill import sparse_attention_triton
+
+    q, kv_cache, sel, table, qsl, lens = args
+    return with_default(variant, lambda: sparse_attention_triton(q, kv_cache, sel, table, qsl, lens, out=res,
+                                                                 partial_dtype=dtype))
+
+
 def check_prefill(case, sel, label: str, variants: list[int], out: Path | None, tail: int = 32) -> bool:
     """The whole default prefill with each variant as the default: = variant 7's output bit for bit, and the last
     ``tail`` tokens vs the fp32 reference."""
@@ -122,7 +133,7 @@ def check_prefill(case, sel, label: str, variants: list[int], out: Path | None, 
     return ok_all
 
 
-def timed_rounds(label: str, runs: dict[str, object], rounds: int, out: Path | None) -> None:
+def timed_rounds(label: str, runs: Mapping[str, Callable[[], object]], rounds: int, out: Path | None) -> None:
     """Every run once per round, rounds alternated (drift shows as a trend, not a difference)."""
     for r in range(rounds):
         for name, fn in runs.items():
@@ -149,7 +160,6 @@ def main() -> None:
     from kernels.msa import cuda
     from kernels.msa.indexer import msa_index_topk_triton
     from kernels.msa.inputs import make_case
-    from kernels.msa.prefill import sparse_attention_triton
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", default="7,13,14")
@@ -179,18 +189,14 @@ def main() -> None:
     top_k = sel.shape[2]
     sbuf = poisoned(n, top_k, False)
     timed_rounds(label + ", stage (default split CSR)",
-                 {f"v{v}": (lambda v=v, b=sbuf: stage(case, dcsr, pos, top_k, v, False, b)) for v in variants},
+                 {f"v{v}": partial(stage, case, dcsr, pos, top_k, v, False, sbuf) for v in variants},
                  a.rounds, a.out)
     del sbuf
     torch.cuda.empty_cache()
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
     res = torch.empty_like(case.q)
-    runs = {}
-    for v in variants:
-        runs[f"v{v}"] = lambda v=v: with_default(v, lambda: sparse_attention_triton(*args, out=res))
-    for v in variants:
-        runs[f"v{v} int8"] = lambda v=v: with_default(
-            v, lambda: sparse_attention_triton(*args, out=res, partial_dtype=torch.int8))
+    runs = {f"v{v}": partial(whole, args, res, v, None) for v in variants}
+    runs |= {f"v{v} int8": partial(whole, args, res, v, torch.int8) for v in variants}
     timed_rounds(label + ", whole default prefill", runs, a.rounds, a.out)
     del case, sel, dcsr, pos, res, runs, args
     torch.cuda.empty_cache()
@@ -206,8 +212,7 @@ def main() -> None:
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
     res = torch.empty_like(case.q)
     timed_rounds(label + ", whole default prefill",
-                 {f"v{v}": (lambda v=v: with_default(v, lambda: sparse_attention_triton(*args, out=res)))
-                  for v in variants}, a.chunk_rounds, a.out)
+                 {f"v{v}": partial(whole, args, res, v, None) for v in variants}, a.chunk_rounds, a.out)
     table()
 
 
