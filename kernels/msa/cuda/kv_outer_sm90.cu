@@ -350,7 +350,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
           for (int j = 0; j < kStageE; ++j) {
             if (kDiag == 2 || sh.meta_ent[slot][kStageE * i + j] < 0) continue;
             int const t = sh.meta_tok[slot][kStageE * i + j];
-            int const box = (qs * kStageTiles + j / kTileE) * 8 + j % kTileE;  // the entry's 64-row tile, rows
+            int const box = (qs * kStageTiles + j / kTileE) * 8 + j % kTileE;  // its 16 rows, columns 0-63
             copy(tma_q.with(sh.q_full[qs]), tQg0(_, t), tQs0(_, box));
             copy(tma_q.with(sh.q_full[qs]), tQg1(_, t), tQs1(_, box + 4));
           }
