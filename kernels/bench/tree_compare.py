@@ -89,12 +89,18 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=131072)
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--table", type=Path, help="print the table of a finished JSONL file and exit")
+    parser.add_argument("--kv-variant", type=int, default=None,
+                        help="v15y: this CUDA KV-outer variant as the default (bf16 and int8) for this round")
     args = parser.parse_args()
     if args.table:
         print_table(args.table)
         return
     if not (args.tree and args.jsonl):
         parser.error("--tree and --jsonl are needed to time a round")
+    if args.kv_variant is not None:
+        from kernels.msa import cuda
+
+        cuda.KV_DEFAULT_VARIANT = cuda.KV_DEFAULT_INT8_VARIANT = args.kv_variant
     rows = time_tree(args.tree, args.n, args.kinds.split(","))
     with args.jsonl.open("a") as f:
         for r in rows:

@@ -375,12 +375,16 @@ def tile_outer_attention_cuda(
 KV_DEFAULT_PER_SM = 1
 """The KV-outer kernel's grid: CTAs per SM (1: 224 KiB of shared memory each), each walking the work list."""
 KV_VARIANTS = {2: "1 K/V stage, 8 Q stages, metadata warp", 3: "2 K/V stages, 4 Q stages, metadata warp",
-               6: "v2 + the softmax's latency cut (v13q)", 7: "v3 + the softmax's latency cut (v13q)"}
+               6: "v2 + the softmax's latency cut (v13q)", 7: "v3 + the softmax's latency cut (v13q)",
+               13: "v6 as FA3's cooperative tile: 1 K/V + 4 Q stages of 128 rows, both consumers on each (v15y)",
+               14: "v7 as FA3's cooperative tile: 2 K/V + 2 Q stages of 128 rows, both consumers on each (v15y)"}
 """Compiled variants of the KV-outer kernel (``variant=``), each with bf16 or int8 parts; NOTES.md v12n and v13q have
 their times (v12k's variants 0 and 1, without the metadata warp, lost on every row and were removed; v14v's 10-12,
 stmatrix staging and row sums by a wgmma, were correct and not faster: not merged, branch ``i16v``)."""
-KV_INT8_VARIANTS = (2, 3, 6, 7)
+KV_INT8_VARIANTS = (2, 3, 6, 7, 13, 14)
 """The variants compiled with int8 parts too (v12n: all)."""
+KV_COOP_VARIANTS = (13, 14)
+"""v15y: the cooperative 128-row Q stage (template argument ``kCoop``; NOTES.md v15y)."""
 KV_DIAG_VARIANTS = {90: "v6, consumers skip S / softmax / P V (memory-only time)",
                     91: "v6, no Q gathers (math + K/V + stores)", 92: "v6, no stores (Q gathers + K/V + math)"}
 """v13q timing diagnostics (bf16): their parts are WRONG by design; only kernels/bench/kv_outer_cuda_bench's
