@@ -48,6 +48,8 @@ VARIANTS = {
     0: "2 stages, in sequence", 1: "2 stages, intra-warpgroup overlap", 2: "3 stages, intra-warpgroup overlap",
     3: "v2 + FFMA/ex2.approx softmax", 4: "v3 + ping-pong of the 2 consumers",
     5: "v3 + next tile's Q by cp.async (persistent grid)",
+    9: "v5 + separate K / V rings + turn passed after S (consumers out of phase, v15z)",
+    10: "v5 + separate K / V rings + FA3's turns (v4's, v15z)", 11: "v5 + separate K / V rings (v15z)",
 }
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times (v14w's 6-8 were correct and slower
 or equal on every row: not merged, branch ``i16w``)."""
