@@ -34,6 +34,21 @@ date -u
 timeout ${AB_TIMEOUT:-200} python -m kernels.bench.tile_outer_cuda_bench --compare "$VARIANTS" --sizes 131072 \
     --fractions 1.0,0.9,indexer --repeat "$REPEAT" --out "$OUT/ab.jsonl" 2>&1 | tee "$OUT/ab.log" | grep -v "^kind=A/B"
 date -u
+if [ "$TREE_DEFAULT" = auto ]; then  # the variant (not the first) with the best product of whole-prefill medians
+  TREE_DEFAULT=$(python - <<'PY'
+import json, statistics, os
+rows = [json.loads(l) for l in open(os.environ["OUT"] + "/ab.jsonl") if '"A/B whole prefill"' in l]
+vs = [int(v) for v in os.environ["VARIANTS"].split(",")][1:]
+def score(v):
+    p = 1.0
+    for case in sorted({r["case"] for r in rows}):
+        p *= statistics.median(r["ms"] for r in rows if r["variant"] == v and r["case"] == case)
+    return p
+print(min(vs, key=score))
+PY
+)
+  echo "tree_compare candidate default: $TREE_DEFAULT"
+fi
 if [ -n "$TREES" ]; then
   rm -rf /tmp/cand && cp -r . /tmp/cand && sed -i "s/^DEFAULT_VARIANT = .*/DEFAULT_VARIANT = ${TREE_DEFAULT}/" \
       /tmp/cand/kernels/msa/cuda/__init__.py

@@ -50,6 +50,7 @@ VARIANTS = {
     5: "v3 + next tile's Q by cp.async (persistent grid)",
     9: "v5 + separate K / V rings + turn passed after S (consumers out of phase, v15z)",
     10: "v5 + separate K / V rings + FA3's turns (v4's, v15z)", 11: "v5 + separate K / V rings (v15z)",
+    12: "v9 + a quarter of the 2^x on the FMA pipe (v15z)", 13: "v9 + an eighth of the 2^x on the FMA pipe (v15z)",
 }
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times (v14w's 6-8 were correct and slower
 or equal on every row: not merged, branch ``i16w``)."""

@@ -87,11 +87,43 @@ struct RowState {
   float l[2];   // this thread's share of the running sum (reduced over the quad at the end)
 };
 
+// v15z: 2^x on the FMA pipe for a part of the columns (FA4's software exp2, v13t's code from branch i16t: Cody-Waite,
+// n = rint(x) by the 1.5 * 2^23 rounding add, f = x - n in [-0.5, 0.5], 2^f by a degree-5 polynomial with p(0) = 1,
+// n << 23 added into the exponent bits by one IMAD; x >= -127, so a masked key (-inf) gives +0 exactly, as
+// ex2.approx; relative error <= 1.7e-7 on [-126, 0] by v13t's fp32 emulation, ex2.approx ~2^-22). 10 instructions
+// instead of one MUFU.EX2 (8 cycles of its scheduler's MUFU quarter per warp).
+constexpr float kExp2C1 = 0.6931470036506653f;
+constexpr float kExp2C2 = 0.24022242426872253f;
+constexpr float kExp2C3 = 0.05550733953714371f;
+constexpr float kExp2C4 = 0.009671509265899658f;
+constexpr float kExp2C5 = 0.0013264698209241033f;
+
+CUTLASS_DEVICE float ex2_poly(float x) {
+  x = fmaxf(x, -127.f);
+  float const j = __fadd_rn(x, 12582912.f);  // 1.5 * 2^23 + rint(x); __fadd_rn: never reassociated or contracted
+  float const f = __fsub_rn(x, __fsub_rn(j, 12582912.f));
+  float p = fmaf(kExp2C5, f, kExp2C4);
+  p = fmaf(p, f, kExp2C3);
+  p = fmaf(p, f, kExp2C2);
+  p = fmaf(p, f, kExp2C1);
+  p = fmaf(p, f, 1.f);
+  return __uint_as_float(__float_as_uint(p) + (__float_as_uint(j) << 23));
+}
+
+// Every POLY-th pair of a row's columns takes ex2_poly (0: all on MUFU); compile-time per unrolled column.
+template <int POLY>
+CUTLASS_DEVICE float ex2_split(float x, int c) {
+  if constexpr (POLY > 0) {
+    if ((c / 2) % POLY == POLY - 1) return ex2_poly(x);
+  }
+  return ex2_approx(x);
+}
+
 // Mask (when MASKED) and online softmax of one S tile, in place: s becomes exp2(s * scale - max); alpha = the
 // factor the rows' O must be scaled by (applied by the caller once the previous P V product has finished).
 // FAST: the max is taken on the raw scores (scale > 0) and each exponent is one FFMA + ex2.approx, FA3's form; else
 // a scaled copy first and exp2f (v0-v2 as measured).
-template <bool MASKED, bool FAST, class TS, class TC>
+template <bool MASKED, bool FAST, int POLY = 0, class TS, class TC>
 CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&alpha)[2], float scale_log2,
                                  bool chosen, int kpos0, int pos) {
   Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
@@ -116,7 +148,7 @@ CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&a
     float sum = 0.f;
     CUTLASS_PRAGMA_UNROLL
     for (int c = 0; c < size<1>(s_rc); ++c) {
-      float e = FAST ? ex2_approx(fmaf(s_rc(r, c), scale_log2, -m_safe)) : exp2f(s_rc(r, c) - m_safe);
+      float e = FAST ? ex2_split<POLY>(fmaf(s_rc(r, c), scale_log2, -m_safe), c) : exp2f(s_rc(r, c) - m_safe);
       s_rc(r, c) = e;
       sum += e;
     }
@@ -179,7 +211,7 @@ CUTLASS_DEVICE void load_q(TQ& sQ, TileOuterParams const& prm, int64_t tile, int
 // barriers and producer warps (warp 0: K, warp 1: V^T); a K stage is released as soon as both S products that
 // read it are done, a V^T stage after both P V products, so a consumer running half a block behind the other holds
 // no K stage the producer needs.
-template <int STAGES, bool OVERLAP, bool FAST, int PINGPONG, bool QPREFETCH, bool SPLITKV = false>
+template <int STAGES, bool OVERLAP, bool FAST, int PINGPONG, bool QPREFETCH, bool SPLITKV = false, int POLY = 0>
 __global__ void __launch_bounds__(kThreads, 1)
 tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
                   CUTE_GRID_CONSTANT TileOuterParams const prm) {
@@ -311,10 +343,10 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
     };
     auto softmax = [&](int j) {
       if (j < n_clean) {
-        softmax_step<false, FAST>(tSrS, cS, st, alpha, prm.scale_log2, true, 0, 0);
+        softmax_step<false, FAST, POLY>(tSrS, cS, st, alpha, prm.scale_log2, true, 0, 0);
       } else {
         int const blk = prm.union_blocks[tile * prm.max_union + j];
-        softmax_step<true, FAST>(tSrS, cS, st, alpha, prm.scale_log2, ((tm >> j) & 1) != 0, blk * kKeys, pos);
+        softmax_step<true, FAST, POLY>(tSrS, cS, st, alpha, prm.scale_log2, ((tm >> j) & 1) != 0, blk * kKeys, pos);
       }
     };
     auto prefetch_next_q = [&] {  // sQ is free once every warp's last S of this tile has completed
@@ -474,11 +506,12 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
 
 using namespace msa_sm90;
 
-template <int STAGES, bool OVERLAP, bool FAST = false, int PINGPONG = 0, bool QPREFETCH = false, bool SPLITKV = false>
+template <int STAGES, bool OVERLAP, bool FAST = false, int PINGPONG = 0, bool QPREFETCH = false, bool SPLITKV = false,
+          int POLY = 0>
 cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TileOuterParams const& prm, int grid,
                            cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<STAGES>));
-  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, SPLITKV>;
+  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, SPLITKV, POLY>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
@@ -493,7 +526,8 @@ int tile_outer_sm90_smem_bytes(int variant) {
 // 2: 3 stages with the overlap; 3: 2 + the FFMA / ex2.approx softmax; 4: 3 + ping-pong between the consumers;
 // 5: 3 + the next tile's Q fetched during the current tile (pays off with a persistent grid).
 // v15z: 9 = 5 + separate K / V^T rings + the turn passed once S is complete (consumers out of phase); 10 = 5 +
-// separate rings + FA3's turns (v4's); 11 = 5 + separate rings alone.
+// separate rings + FA3's turns (v4's); 11 = 5 + separate rings alone; 12 / 13 = 9 + a quarter / an eighth of the
+// softmax's 2^x on the FMA pipe (ex2_poly).
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
                                    int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
   Element const* kv = static_cast<Element const*>(kv_raw);
@@ -512,6 +546,8 @@ cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_ra
     case 9: return launch_variant<3, true, true, 2, true, true>(tma_k, tma_vt, prm, grid, stream);
     case 10: return launch_variant<3, true, true, 1, true, true>(tma_k, tma_vt, prm, grid, stream);
     case 11: return launch_variant<3, true, true, 0, true, true>(tma_k, tma_vt, prm, grid, stream);
+    case 12: return launch_variant<3, true, true, 2, true, true, 4>(tma_k, tma_vt, prm, grid, stream);
+    case 13: return launch_variant<3, true, true, 2, true, true, 8>(tma_k, tma_vt, prm, grid, stream);
     default: return cudaErrorInvalidValue;
   }
 }
