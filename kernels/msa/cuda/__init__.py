@@ -53,7 +53,8 @@ VARIANTS = {
     12: "v9 + a quarter of the 2^x on the FMA pipe (v15z)", 13: "v9 + an eighth of the 2^x on the FMA pipe (v15z)",
 }
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times (v14w's 6-8 were correct and slower
-or equal on every row: not merged, branch ``i16w``)."""
+or equal on every row: not merged, branch ``i16w``). v15z's 9-13 (NOTES.md v15z): 9 is bit-identical to 5 and its
+step 1.6-3.7 % faster at f >= 0.9, the whole prefill unchanged within noise; 10-13 equal or slower."""
 DEFAULT_VARIANT = 5
 DEFAULT_PER_SM = 1
 """A persistent grid (1 CTA per SM walking the work list): with variant 5 the next tile's Q loads during the last
