@@ -266,7 +266,8 @@ def step_fn(args: StepArgs, variant: int) -> Callable[[], None]:
 
 def compare_timings(sizes: list[int], out: Path | None, kinds: list[str], variants: list[int], repeat: int) -> None:
     """v14w: ``repeat`` interleaved rounds, per size and selection, of the step alone (each variant, 1 CTA/SM, the
-    same split and buffers) and of the whole default prefill with each variant as the default."""
+    same split and buffers) and of the whole default prefill with each variant as the default (v15z: odd rounds in
+    the reverse order)."""
     from kernels.msa.prefill import sparse_attention_triton
 
     for case, pos, sel, label in selections(sizes, kinds):
@@ -276,10 +277,11 @@ def compare_timings(sizes: list[int], out: Path | None, kinds: list[str], varian
         whole = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
         buf = torch.empty_like(case.q)
         for r in range(repeat):
-            for v in variants:
+            order = variants if r % 2 == 0 else variants[::-1]  # v15z: alternate the order (v14w saw order effects)
+            for v in order:
                 t = bench_ms(step_fn(args, v))
                 emit(out, kind="A/B step", case=label, variant=v, round=r, ms=t, mma_tflops=mma / t / 1e9)
-            for v in variants:
+            for v in order:
                 with default_variant(v):
                     t = bench_ms(lambda b=buf: sparse_attention_triton(*whole, out=b))
                 emit(out, kind="A/B whole prefill", case=label, variant=v, round=r, ms=t,
@@ -297,7 +299,8 @@ def compare_table(variants: list[int]) -> None:
     for (kind, case, v), ms in groups.items():
         base = statistics.median(groups[(kind, case, variants[0])])
         med = statistics.median(ms)
-        print(f"{kind} | {case} | v{v} | {med:.3f} ms | {min(ms):.3f}-{max(ms):.3f} | {base / med:.3f}x")
+        samples = " / ".join(f"{x:.2f}" for x in ms)
+        print(f"{kind} | {case} | v{v} | {med:.3f} ms | {min(ms):.3f}-{max(ms):.3f} | {base / med:.3f}x | {samples}")
 
 
 def run_once(n: int, variant: int) -> None:

@@ -48,9 +48,13 @@ VARIANTS = {
     0: "2 stages, in sequence", 1: "2 stages, intra-warpgroup overlap", 2: "3 stages, intra-warpgroup overlap",
     3: "v2 + FFMA/ex2.approx softmax", 4: "v3 + ping-pong of the 2 consumers",
     5: "v3 + next tile's Q by cp.async (persistent grid)",
+    9: "v5 + separate K / V rings + turn passed after S (consumers out of phase, v15z)",
+    10: "v5 + separate K / V rings + FA3's turns (v4's, v15z)", 11: "v5 + separate K / V rings (v15z)",
+    12: "v9 + a quarter of the 2^x on the FMA pipe (v15z)", 13: "v9 + an eighth of the 2^x on the FMA pipe (v15z)",
 }
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times (v14w's 6-8 were correct and slower
-or equal on every row: not merged, branch ``i16w``)."""
+or equal on every row: not merged, branch ``i16w``). v15z's 9-13 (NOTES.md v15z): 9 is bit-identical to 5 and its
+step 1.6-3.7 % faster at f >= 0.9, the whole prefill unchanged within noise; 10-13 equal or slower."""
 DEFAULT_VARIANT = 5
 DEFAULT_PER_SM = 1
 """A persistent grid (1 CTA per SM walking the work list): with variant 5 the next tile's Q loads during the last
