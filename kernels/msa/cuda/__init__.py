@@ -48,13 +48,10 @@ VARIANTS = {
     0: "2 stages, in sequence", 1: "2 stages, intra-warpgroup overlap", 2: "3 stages, intra-warpgroup overlap",
     3: "v2 + FFMA/ex2.approx softmax", 4: "v3 + ping-pong of the 2 consumers",
     5: "v3 + next tile's Q by cp.async (persistent grid)",
-    9: "v5 + separate K / V rings + turn passed after S (consumers out of phase, v15z)",
-    10: "v5 + separate K / V rings + FA3's turns (v4's, v15z)", 11: "v5 + separate K / V rings (v15z)",
-    12: "v9 + a quarter of the 2^x on the FMA pipe (v15z)", 13: "v9 + an eighth of the 2^x on the FMA pipe (v15z)",
 }
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times (v14w's 6-8 were correct and slower
-or equal on every row: not merged, branch ``i16w``). v15z's 9-13 (NOTES.md v15z): 9 is bit-identical to 5 and its
-step 1.6-3.7 % faster at f >= 0.9, the whole prefill unchanged within noise; 10-13 equal or slower."""
+or equal on every row: reverted, code in merge 7a16812; v15z's 9-13, consumers out of phase, correct, the step
+1.6-3.7 % faster and the whole prefill unchanged: reverted, code in merge 338c501)."""
 DEFAULT_VARIANT = 5
 DEFAULT_PER_SM = 1
 """A persistent grid (1 CTA per SM walking the work list): with variant 5 the next tile's Q loads during the last
@@ -379,16 +376,13 @@ def tile_outer_attention_cuda(
 KV_DEFAULT_PER_SM = 1
 """The KV-outer kernel's grid: CTAs per SM (1: 224 KiB of shared memory each), each walking the work list."""
 KV_VARIANTS = {2: "1 K/V stage, 8 Q stages, metadata warp", 3: "2 K/V stages, 4 Q stages, metadata warp",
-               6: "v2 + the softmax's latency cut (v13q)", 7: "v3 + the softmax's latency cut (v13q)",
-               13: "v6 as FA3's cooperative tile: 1 K/V + 4 Q stages of 128 rows, both consumers on each (v15y)",
-               14: "v7 as FA3's cooperative tile: 2 K/V + 2 Q stages of 128 rows, both consumers on each (v15y)"}
+               6: "v2 + the softmax's latency cut (v13q)", 7: "v3 + the softmax's latency cut (v13q)"}
 """Compiled variants of the KV-outer kernel (``variant=``), each with bf16 or int8 parts; NOTES.md v12n and v13q have
 their times (v12k's variants 0 and 1, without the metadata warp, lost on every row and were removed; v14v's 10-12,
-stmatrix staging and row sums by a wgmma, were correct and not faster: not merged, branch ``i16v``)."""
-KV_INT8_VARIANTS = (2, 3, 6, 7, 13, 14)
+stmatrix staging and row sums by a wgmma, were correct and not faster: reverted, code in merge 2491747; v15y's 13-14,
+FA3's cooperative 128-row tile, the same: code in merge f1df290)."""
+KV_INT8_VARIANTS = (2, 3, 6, 7)
 """The variants compiled with int8 parts too (v12n: all)."""
-KV_COOP_VARIANTS = (13, 14)
-"""v15y: the cooperative 128-row Q stage (template argument ``kCoop``; NOTES.md v15y)."""
 KV_DIAG_VARIANTS = {90: "v6, consumers skip S / softmax / P V (memory-only time)",
                     91: "v6, no Q gathers (math + K/V + stores)", 92: "v6, no stores (Q gathers + K/V + math)"}
 """v13q timing diagnostics (bf16): their parts are WRONG by design; only kernels/bench/kv_outer_cuda_bench's

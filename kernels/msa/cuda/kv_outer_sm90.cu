@@ -50,21 +50,19 @@ using SmemLayoutBox = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{
 template <int N>
 using SmemLayoutBoxes = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<_16, _64, Int<N>>{}));
 
-// kStageE: entries per Q stage, kTileE (one 64-row tile, one consumer warpgroup) or 2 kTileE (v15y's cooperative
-// 128-row stage: both consumers' tiles, rows 0-63 = consumer 0, 64-127 = consumer 1)
-template <int kKvStages, int kQStages, int kStageE = kTileE>  // (2, 4) and (1, 8), v15y (1, 4, 8) and (2, 2, 8):
-struct SharedStorage {                                         // 224 KiB of the 227 KiB a CTA may have
+template <int kKvStages, int kQStages>  // (2, 4) and (1, 8): 224 KiB of the 227 KiB a CTA may have
+struct SharedStorage {
   alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK<kKvStages>>> k;
   alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutVt<kKvStages>>> vt;
-  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutRows<kQStages * kStageE / kTileE>>> q;
+  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutRows<kQStages>>> q;
   alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutRows<2>>> o;  // one O tile per consumer
   uint64_t kv_full[kKvStages];
   uint64_t kv_empty[kKvStages];
   uint64_t q_full[kQStages];
   uint64_t q_empty[kQStages];
   int32_t kv_meta[kKvStages][4];      // tiles of the item (-1: the list ended), first key position, seq_len
-  int32_t q_ent[kQStages][kStageE];   // entry of each tile row group (-1: none)
-  int32_t q_pos[kQStages][kStageE];   // its token's position
+  int32_t q_ent[kQStages][kTileE];    // entry of each tile row group (-1: none)
+  int32_t q_pos[kQStages][kTileE];    // its token's position
   // v12n metadata ring (variants with the metadata warp): a group = up to 32 entries of one work item, in order
   uint64_t meta_full[kMetaSlots];
   uint64_t meta_empty[kMetaSlots];
@@ -211,20 +209,13 @@ CUTLASS_DEVICE bool load_item(KvOuterParams const& prm, int w, Item& it) {
 // skip the math (S, softmax, P V: memory-only time); 2 = the Q warp issues no Q gathers (the consumers compute on
 // stale tiles: math + K/V + stores); 3 = the consumers store nothing (Q gathers + K/V + math).
 // kFast (v13q): softmax_rows instead of softmax_block, and the int8 epilogue's row maxima the same way.
-// kCoop (v15y, FA3's cooperative shape): a Q stage holds 8 entries = 128 rows and both consumer warpgroups take every
-// stage, consumer c its rows 64c..64c+63 (entries 4c..4c+3), on the same K/V stage; the stage is released when both
-// have read it (256 arrivals). kQStages then counts 128-row stages. Without it the consumers take 64-row stages
-// alternately. A consumer whose half of a stage is empty (the item's last, short stage) skips its math.
-template <int kKvStages, int kQStages, bool kInt8, int kDiag = 0, bool kFast = false, bool kCoop = false>
+template <int kKvStages, int kQStages, bool kInt8, int kDiag = 0, bool kFast = false>
 __global__ void __launch_bounds__(kThreads, 1)
 kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
                 CUTE_GRID_CONSTANT TmaQ const tma_q, CUTE_GRID_CONSTANT TmaO const tma_o,
                 CUTE_GRID_CONSTANT KvOuterParams const prm, int32_t const num_entries) {
-  constexpr int kStageE = kCoop ? 2 * kTileE : kTileE;  // entries per Q stage
-  constexpr int kStageTiles = kStageE / kTileE;          // 64-row tiles per Q stage
-  static_assert(32 % kStageE == 0, "a metadata group of 32 entries is whole Q stages");
   extern __shared__ char smem_raw[];
-  auto& sh = *reinterpret_cast<SharedStorage<kKvStages, kQStages, kStageE>*>(smem_raw);
+  auto& sh = *reinterpret_cast<SharedStorage<kKvStages, kQStages>*>(smem_raw);
   int const wg = threadIdx.x / 128;
   int const tid = threadIdx.x % 128;
   int const lane = threadIdx.x % 32;
@@ -238,7 +229,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
     CUTLASS_PRAGMA_UNROLL
     for (int s = 0; s < kQStages; ++s) {
       cutlass::arch::ClusterTransactionBarrier::init(&sh.q_full[s], 1);
-      cutlass::arch::ClusterBarrier::init(&sh.q_empty[s], 128 * kStageTiles);  // every consumer reading it
+      cutlass::arch::ClusterBarrier::init(&sh.q_empty[s], 128);
     }
     CUTLASS_PRAGMA_UNROLL
     for (int s = 0; s < kMetaSlots; ++s) {
@@ -273,7 +264,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
           sh.meta_tok[slot][lane] = t;
           sh.meta_pos[slot][lane] = p;
           if (leader) {
-            sh.meta_hdr[slot][0] = static_cast<int>((min(it.end - b, int64_t(32)) + kStageE - 1) / kStageE);
+            sh.meta_hdr[slot][0] = static_cast<int>((min(it.end - b, int64_t(32)) + kTileE - 1) / kTileE);
             sh.meta_hdr[slot][1] = it.h;
           }
           cutlass::arch::ClusterBarrier::arrive(&sh.meta_full[slot]);
@@ -296,7 +287,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
         int const kvs = kv_it % kKvStages;
         cutlass::arch::ClusterBarrier::wait(&sh.kv_empty[kvs], ((kv_it / kKvStages) & 1) ^ 1);
         if (leader) {
-          sh.kv_meta[kvs][0] = static_cast<int>((it.end - it.start + kStageE - 1) / kStageE);
+          sh.kv_meta[kvs][0] = static_cast<int>((it.end - it.start + kTileE - 1) / kTileE);
           sh.kv_meta[kvs][1] = it.blk * kKeys;
           sh.kv_meta[kvs][2] = seq_len;
           auto [tKg, tKs] = tma_partition(tma_k, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sK),
@@ -319,7 +310,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
       return;
     }
     Tensor mQ = tma_q.get_tma_tensor(GShapeQ{_16{}, _64{}, 2, prm.num_kv_heads, prm.num_tokens});
-    Tensor sQb = make_tensor(make_smem_ptr(sh.q.data()), SmemLayoutBoxes<8 * kQStages * kStageTiles>{});
+    Tensor sQb = make_tensor(make_smem_ptr(sh.q.data()), SmemLayoutBoxes<8 * kQStages>{});
     int q_it = 0;
     // the Q warp only issues: each group's entries are in the metadata ring already (v12n)
     for (int g_it = 0;; ++g_it) {
@@ -339,20 +330,19 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
         if (leader) {
           uint32_t bytes = 0;
           CUTLASS_PRAGMA_UNROLL
-          for (int j = 0; j < kStageE; ++j) {
-            int32_t const e = sh.meta_ent[slot][kStageE * i + j];
+          for (int j = 0; j < kTileE; ++j) {
+            int32_t const e = sh.meta_ent[slot][kTileE * i + j];
             sh.q_ent[qs][j] = e;
-            sh.q_pos[qs][j] = sh.meta_pos[slot][kStageE * i + j];
+            sh.q_pos[qs][j] = sh.meta_pos[slot][kTileE * i + j];
             bytes += e >= 0 && kDiag != 2 ? kEntryBytes : 0;
           }
           cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.q_full[qs], bytes);
           CUTLASS_PRAGMA_UNROLL
-          for (int j = 0; j < kStageE; ++j) {
-            if (kDiag == 2 || sh.meta_ent[slot][kStageE * i + j] < 0) continue;
-            int const t = sh.meta_tok[slot][kStageE * i + j];
-            int const box = (qs * kStageTiles + j / kTileE) * 8 + j % kTileE;  // its 16 rows, columns 0-63
-            copy(tma_q.with(sh.q_full[qs]), tQg0(_, t), tQs0(_, box));
-            copy(tma_q.with(sh.q_full[qs]), tQg1(_, t), tQs1(_, box + 4));
+          for (int j = 0; j < kTileE; ++j) {
+            if (kDiag == 2 || sh.meta_ent[slot][kTileE * i + j] < 0) continue;
+            int const t = sh.meta_tok[slot][kTileE * i + j];
+            copy(tma_q.with(sh.q_full[qs]), tQg0(_, t), tQs0(_, qs * 8 + j));
+            copy(tma_q.with(sh.q_full[qs]), tQg1(_, t), tQs1(_, qs * 8 + 4 + j));
           }
         }
         __syncwarp();
@@ -366,7 +356,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
   cutlass::arch::warpgroup_reg_alloc<232>();
   int const cw = wg - 1;
   int const warp = tid / 32;  // the entry of the tile this warp holds
-  Tensor sQ = make_tensor(make_smem_ptr(sh.q.data()), SmemLayoutRows<kQStages * kStageTiles>{});
+  Tensor sQ = make_tensor(make_smem_ptr(sh.q.data()), SmemLayoutRows<kQStages>{});
   Tensor sOb = make_tensor(make_smem_ptr(sh.o.data()), SmemLayoutBoxes<16>{});
   Tensor mO = tma_o.get_tma_tensor(GShapeO{_16{}, _64{}, 2, num_entries});
   auto [tOg0, tOs0] = tma_partition(tma_o, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sOb),
@@ -395,17 +385,11 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
     int const kpos0 = sh.kv_meta[kvs][1];
     int const last_key = sh.kv_meta[kvs][2] - 1;  // keys past seq_len are invisible
     for (int i = 0; i < ntiles; ++i, ++q_it) {
-      if (!kCoop && (q_it & 1) != cw) continue;
+      if ((q_it & 1) != cw) continue;
       int const qs = q_it % kQStages;
       cutlass::arch::ClusterTransactionBarrier::wait(&sh.q_full[qs], (q_it / kQStages) & 1);
-      int const ew = kCoop ? cw * kTileE + warp : warp;  // this warp's entry in the stage
-      int const e = sh.q_ent[qs][ew];
-      int const lim = min(sh.q_pos[qs][ew], last_key) - kpos0;  // keys j <= lim are visible
-      int const qt = qs * kStageTiles + (kCoop ? cw : 0);  // this warpgroup's 64-row Q tile
-      if (kCoop && sh.q_ent[qs][cw * kTileE] < 0) {  // warpgroup-uniform: its half of the stage is empty
-        cutlass::arch::ClusterBarrier::arrive(&sh.q_empty[qs]);
-        continue;
-      }
+      int const e = sh.q_ent[qs][warp];
+      int const lim = min(sh.q_pos[qs][warp], last_key) - kpos0;  // keys j <= lim are visible
 
       float lse[2];
       float inv[2];
@@ -421,7 +405,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
         mma_s.accumulate_ = GMMA::ScaleOut::Zero;
         CUTLASS_PRAGMA_UNROLL
         for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
-          cute::gemm(mma_s, tSrQ(_, _, kb, qt), tSrK(_, _, kb, kvs), tSrS);
+          cute::gemm(mma_s, tSrQ(_, _, kb, qs), tSrK(_, _, kb, kvs), tSrS);
           mma_s.accumulate_ = GMMA::ScaleOut::One;
         }
         warpgroup_commit_batch();
@@ -553,11 +537,11 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
 
 using namespace msa_kv_sm90;
 
-template <int KV, int QS, bool INT8, int DIAG = 0, bool FAST = false, bool COOP = false>
+template <int KV, int QS, bool INT8, int DIAG = 0, bool FAST = false>
 cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TmaQ const& tma_q, TmaO const& tma_o,
                            KvOuterParams const& prm, int32_t entries, int grid, cudaStream_t stream) {
-  int const smem = static_cast<int>(sizeof(SharedStorage<KV, QS, COOP ? 2 * kTileE : kTileE>));
-  auto kernel = kv_outer_kernel<KV, QS, INT8, DIAG, FAST, COOP>;
+  int const smem = static_cast<int>(sizeof(SharedStorage<KV, QS>));
+  auto kernel = kv_outer_kernel<KV, QS, INT8, DIAG, FAST>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0 || prm.num_work <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, tma_q, tma_o, prm, entries);
@@ -565,8 +549,6 @@ cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TmaQ const& t
 }
 
 int kv_outer_sm90_smem_bytes(int variant) {
-  if (variant == 13) return static_cast<int>(sizeof(SharedStorage<1, 4, 2 * kTileE>));
-  if (variant == 14) return static_cast<int>(sizeof(SharedStorage<2, 2, 2 * kTileE>));
   return static_cast<int>(variant == 3 || variant == 7 ? sizeof(SharedStorage<2, 4>) : sizeof(SharedStorage<1, 8>));
 }
 
@@ -599,11 +581,6 @@ cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, i
                         : launch_variant<1, 8, false, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     case 7: return int8 ? launch_variant<2, 4, true, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
                         : launch_variant<2, 4, false, 0, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
-    // v15y: FA3's cooperative 128-row Q stage (both consumers on every stage), v6's / v7's rings in 128-row stages
-    case 13: return int8 ? launch_variant<1, 4, true, 0, true, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
-                         : launch_variant<1, 4, false, 0, true, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
-    case 14: return int8 ? launch_variant<2, 2, true, 0, true, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
-                         : launch_variant<2, 2, false, 0, true, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     // v13q timing diagnostics (variant 6, bf16; wrong parts): no math / no Q gathers / no stores
     case 90: return int8 ? cudaErrorInvalidValue : launch_variant<1, 8, false, 1, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);
     case 91: return int8 ? cudaErrorInvalidValue : launch_variant<1, 8, false, 2, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);

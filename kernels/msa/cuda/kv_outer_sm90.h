@@ -27,8 +27,6 @@ int kv_outer_sm90_smem_bytes(int variant);
 // kv: bf16 cache [pages, Hkv, 128, 256] (K in columns 0..127, V in 128..255; strides in elements);
 // grid: CTAs (each walks the work list with stride grid); variant (v12n; every variant has a metadata warp loading
 // the entries, tokens and positions of the next tiles ahead of the Q warp; v12k's 0 and 1 without it were removed):
-// 2 = 1 K/V stage + 8 Q stages, 3 = 2 K/V stages + 4 Q stages; 6 / 7 = 2 / 3 with v13q's softmax; v15y: 13 / 14 =
-// 6 / 7's rings as cooperative 128-row Q stages (1 K/V + 4, 2 K/V + 2 stages, both consumer warpgroups on each
-// stage); bf16 or int8 parts (partial_scale set) with each.
+// 2 = 1 K/V stage + 8 Q stages, 3 = 2 K/V stages + 4 Q stages; bf16 or int8 parts (partial_scale set) with either.
 cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv, int64_t stride_kvp, int64_t stride_kvh,
                                  int64_t stride_kvt, int grid, int variant, cudaStream_t stream);

@@ -47,8 +47,6 @@ struct SharedStorage {
   alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutVt<STAGES>>> vt;
   uint64_t full[STAGES];
   uint64_t empty[STAGES];
-  uint64_t vfull[STAGES];   // v15z (SPLITKV): V^T's own ring barriers; full / empty then hold K only
-  uint64_t vempty[STAGES];  // (sizeof is a multiple of 1024 either way: the other variants' size is unchanged)
 };
 
 constexpr uint32_t kStageBytes = kPageBytes;
@@ -87,43 +85,11 @@ struct RowState {
   float l[2];   // this thread's share of the running sum (reduced over the quad at the end)
 };
 
-// v15z: 2^x on the FMA pipe for a part of the columns (FA4's software exp2, v13t's code from branch i16t: Cody-Waite,
-// n = rint(x) by the 1.5 * 2^23 rounding add, f = x - n in [-0.5, 0.5], 2^f by a degree-5 polynomial with p(0) = 1,
-// n << 23 added into the exponent bits by one IMAD; x >= -127, so a masked key (-inf) gives +0 exactly, as
-// ex2.approx; relative error <= 1.7e-7 on [-126, 0] by v13t's fp32 emulation, ex2.approx ~2^-22). 10 instructions
-// instead of one MUFU.EX2 (8 cycles of its scheduler's MUFU quarter per warp).
-constexpr float kExp2C1 = 0.6931470036506653f;
-constexpr float kExp2C2 = 0.24022242426872253f;
-constexpr float kExp2C3 = 0.05550733953714371f;
-constexpr float kExp2C4 = 0.009671509265899658f;
-constexpr float kExp2C5 = 0.0013264698209241033f;
-
-CUTLASS_DEVICE float ex2_poly(float x) {
-  x = fmaxf(x, -127.f);
-  float const j = __fadd_rn(x, 12582912.f);  // 1.5 * 2^23 + rint(x); __fadd_rn: never reassociated or contracted
-  float const f = __fsub_rn(x, __fsub_rn(j, 12582912.f));
-  float p = fmaf(kExp2C5, f, kExp2C4);
-  p = fmaf(p, f, kExp2C3);
-  p = fmaf(p, f, kExp2C2);
-  p = fmaf(p, f, kExp2C1);
-  p = fmaf(p, f, 1.f);
-  return __uint_as_float(__float_as_uint(p) + (__float_as_uint(j) << 23));
-}
-
-// Every POLY-th pair of a row's columns takes ex2_poly (0: all on MUFU); compile-time per unrolled column.
-template <int POLY>
-CUTLASS_DEVICE float ex2_split(float x, int c) {
-  if constexpr (POLY > 0) {
-    if ((c / 2) % POLY == POLY - 1) return ex2_poly(x);
-  }
-  return ex2_approx(x);
-}
-
 // Mask (when MASKED) and online softmax of one S tile, in place: s becomes exp2(s * scale - max); alpha = the
 // factor the rows' O must be scaled by (applied by the caller once the previous P V product has finished).
 // FAST: the max is taken on the raw scores (scale > 0) and each exponent is one FFMA + ex2.approx, FA3's form; else
 // a scaled copy first and exp2f (v0-v2 as measured).
-template <bool MASKED, bool FAST, int POLY = 0, class TS, class TC>
+template <bool MASKED, bool FAST, class TS, class TC>
 CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&alpha)[2], float scale_log2,
                                  bool chosen, int kpos0, int pos) {
   Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
@@ -148,7 +114,7 @@ CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&a
     float sum = 0.f;
     CUTLASS_PRAGMA_UNROLL
     for (int c = 0; c < size<1>(s_rc); ++c) {
-      float e = FAST ? ex2_split<POLY>(fmaf(s_rc(r, c), scale_log2, -m_safe), c) : exp2f(s_rc(r, c) - m_safe);
+      float e = FAST ? ex2_approx(fmaf(s_rc(r, c), scale_log2, -m_safe)) : exp2f(s_rc(r, c) - m_safe);
       s_rc(r, c) = e;
       sum += e;
     }
@@ -205,13 +171,7 @@ CUTLASS_DEVICE void load_q(TQ& sQ, TileOuterParams const& prm, int64_t tile, int
   if (async) asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
-// PINGPONG: 0 = none, 1 = FA3's turns (v4: the turn passes once this warpgroup's wgmmas are issued), 2 = v15z: the
-// turn passes once this warpgroup's S is complete, so the other's S starts only then and the two softmaxes are out
-// of phase (one runs under the other's S and P V). SPLITKV (v15z): K and V^T in separate rings with their own
-// barriers and producer warps (warp 0: K, warp 1: V^T); a K stage is released as soon as both S products that
-// read it are done, a V^T stage after both P V products, so a consumer running half a block behind the other holds
-// no K stage the producer needs.
-template <int STAGES, bool OVERLAP, bool FAST, int PINGPONG, bool QPREFETCH, bool SPLITKV = false, int POLY = 0>
+template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH>
 __global__ void __launch_bounds__(kThreads, 1)
 tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
                   CUTE_GRID_CONSTANT TileOuterParams const prm) {
@@ -225,10 +185,6 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
     for (int s = 0; s < STAGES; ++s) {
       cutlass::arch::ClusterTransactionBarrier::init(&sh.full[s], 1);
       cutlass::arch::ClusterBarrier::init(&sh.empty[s], 2 * 128);
-      if constexpr (SPLITKV) {
-        cutlass::arch::ClusterTransactionBarrier::init(&sh.vfull[s], 1);
-        cutlass::arch::ClusterBarrier::init(&sh.vempty[s], 2 * 128);
-      }
     }
     cutlass::arch::fence_barrier_init();
   }
@@ -240,8 +196,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
 
   if (wg == 0) {  // producer
     cutlass::arch::warpgroup_reg_dealloc<24>();
-    int const pw = threadIdx.x / 32;  // SPLITKV: warp 0 loads K, warp 1 V^T; else warp 0 both
-    if (pw > (SPLITKV ? 1 : 0) || !cute::elect_one_sync()) return;
+    if (threadIdx.x / 32 != 0 || !cute::elect_one_sync()) return;
     Tensor mK = tma_k.get_tma_tensor(GShape{Int<kKeys>{}, Int<kHeadDim>{}, prm.num_kv_heads, prm.num_pages});
     Tensor mVt = tma_vt.get_tma_tensor(GShape{Int<kHeadDim>{}, Int<kKeys>{}, prm.num_kv_heads, prm.num_pages});
     int it = 0;
@@ -256,18 +211,6 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       for (int j = 0; j < cnt; ++j, ++it) {
         int const stage = it % STAGES;
         int const page = prm.pages[tile * prm.max_union + j];
-        if constexpr (SPLITKV) {
-          uint64_t* const fb = pw == 0 ? sh.full : sh.vfull;
-          uint64_t* const eb = pw == 0 ? sh.empty : sh.vempty;
-          cutlass::arch::ClusterBarrier::wait(&eb[stage], ((it / STAGES) & 1) ^ 1);
-          cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&fb[stage], kStageBytes / 2);
-          if (pw == 0) {
-            copy(tma_k.with(sh.full[stage]), tKg(_, page), tKs(_, stage));
-          } else {
-            copy(tma_vt.with(sh.vfull[stage]), tVg(_, page), tVs(_, stage));
-          }
-          continue;
-        }
         cutlass::arch::ClusterBarrier::wait(&sh.empty[stage], ((it / STAGES) & 1) ^ 1);
         cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.full[stage], kStageBytes);
         copy(tma_k.with(sh.full[stage]), tKg(_, page), tKs(_, stage));
@@ -298,14 +241,9 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
   // PINGPONG (FA3's warp-scheduler barriers): the two consumers take turns issuing their wgmmas (named barriers
   // 3 and 4: one syncs on its own, the other arrives on it), so one's softmax runs under the other's products.
   // Consumer 1 opens consumer 0's first turn; every issue is one turn of each, so the counts stay matched.
-  // PINGPONG 2 (v15z) passes the turn later: after its S wait (their_turn_s), or after the issue of a tile's last P V.
-  auto my_turn = [&] { if constexpr (PINGPONG != 0) cutlass::arch::NamedBarrier::sync(256, 3 + cw); };
-  auto their_turn = [&] { if constexpr (PINGPONG == 1) cutlass::arch::NamedBarrier::arrive(256, 3 + (1 - cw)); };
-  auto their_turn_s = [&] { if constexpr (PINGPONG == 2) cutlass::arch::NamedBarrier::arrive(256, 3 + (1 - cw)); };
-  auto their_turn_last = [&] { if constexpr (PINGPONG != 0) cutlass::arch::NamedBarrier::arrive(256, 3 + (1 - cw)); };
-  if constexpr (PINGPONG != 0) {
-    if (cw == 1) cutlass::arch::NamedBarrier::arrive(256, 3);  // opens consumer 0's first turn
-  }
+  auto my_turn = [&] { if constexpr (PINGPONG) cutlass::arch::NamedBarrier::sync(256, 3 + cw); };
+  auto their_turn = [&] { if constexpr (PINGPONG) cutlass::arch::NamedBarrier::arrive(256, 3 + (1 - cw)); };
+  if (cw == 1) their_turn();
   int it = 0;
   for (int w = blockIdx.x; w < num_work; w += gridDim.x) {
     int64_t const tile = prm.work[w];
@@ -343,10 +281,10 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
     };
     auto softmax = [&](int j) {
       if (j < n_clean) {
-        softmax_step<false, FAST, POLY>(tSrS, cS, st, alpha, prm.scale_log2, true, 0, 0);
+        softmax_step<false, FAST>(tSrS, cS, st, alpha, prm.scale_log2, true, 0, 0);
       } else {
         int const blk = prm.union_blocks[tile * prm.max_union + j];
-        softmax_step<true, FAST, POLY>(tSrS, cS, st, alpha, prm.scale_log2, ((tm >> j) & 1) != 0, blk * kKeys, pos);
+        softmax_step<true, FAST>(tSrS, cS, st, alpha, prm.scale_log2, ((tm >> j) & 1) != 0, blk * kKeys, pos);
       }
     };
     auto prefetch_next_q = [&] {  // sQ is free once every warp's last S of this tile has completed
@@ -357,17 +295,8 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
         }
       }
     };
-    auto wait_full = [&](int k) {  // SPLITKV: K of block k only
+    auto wait_full = [&](int k) {
       cutlass::arch::ClusterTransactionBarrier::wait(&sh.full[k % STAGES], (k / STAGES) & 1);
-    };
-    auto wait_v = [&](int k) {  // SPLITKV: V^T of block k (else it came with K)
-      if constexpr (SPLITKV) cutlass::arch::ClusterTransactionBarrier::wait(&sh.vfull[k % STAGES], (k / STAGES) & 1);
-    };
-    auto release_k = [&](int k) {  // SPLITKV: after this warpgroup's S of block k completed
-      if constexpr (SPLITKV) cutlass::arch::ClusterBarrier::arrive(&sh.empty[k % STAGES]);
-    };
-    auto release_kv = [&](int k) {  // after this warpgroup's P V of block k completed: the stage, or (SPLITKV) V^T
-      cutlass::arch::ClusterBarrier::arrive(SPLITKV ? &sh.vempty[k % STAGES] : &sh.empty[k % STAGES]);
     };
     if constexpr (!OVERLAP) {
       for (int j = 0; j < cnt; ++j, ++it) {
@@ -393,8 +322,6 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       their_turn();
       warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
-      release_k(it);
-      their_turn_s();
       if (cnt == 1) prefetch_next_q();
       softmax(0);
       to_bf16(tSrS, rP);
@@ -402,30 +329,26 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
         int const prev = it % STAGES;
         int const stage = (it + 1) % STAGES;
         wait_full(it + 1);
-        wait_v(it);
         my_turn();
         scores(j, stage);
         wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, prev), tOrO);
         their_turn();
         warpgroup_wait<1>();  // S of block j is done (groups complete in order); P V of j - 1 may still run
         warpgroup_fence_operand(tSrS);
-        release_k(it + 1);
-        their_turn_s();
         if (j == cnt - 1) prefetch_next_q();
         softmax(j);
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
-        release_kv(it);
+        cutlass::arch::ClusterBarrier::arrive(&sh.empty[prev]);
         rescale(tOrO, alpha);
         to_bf16(tSrS, rP);  // only now: the P V of block j - 1 read rP from registers until it finished
       }
-      wait_v(it);
       my_turn();
       wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, it % STAGES), tOrO);
-      their_turn_last();
+      their_turn();
       warpgroup_wait<0>();
       warpgroup_fence_operand(tOrO);
-      release_kv(it);
+      cutlass::arch::ClusterBarrier::arrive(&sh.empty[it % STAGES]);
       ++it;
     }
 
@@ -506,12 +429,11 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
 
 using namespace msa_sm90;
 
-template <int STAGES, bool OVERLAP, bool FAST = false, int PINGPONG = 0, bool QPREFETCH = false, bool SPLITKV = false,
-          int POLY = 0>
+template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false>
 cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TileOuterParams const& prm, int grid,
                            cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<STAGES>));
-  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, SPLITKV, POLY>;
+  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
@@ -525,9 +447,6 @@ int tile_outer_sm90_smem_bytes(int variant) {
 // variant 0: 2 stages, S / softmax / P V in sequence per warpgroup; 1: 2 stages with the intra-warpgroup overlap;
 // 2: 3 stages with the overlap; 3: 2 + the FFMA / ex2.approx softmax; 4: 3 + ping-pong between the consumers;
 // 5: 3 + the next tile's Q fetched during the current tile (pays off with a persistent grid).
-// v15z: 9 = 5 + separate K / V^T rings + the turn passed once S is complete (consumers out of phase); 10 = 5 +
-// separate rings + FA3's turns (v4's); 11 = 5 + separate rings alone; 12 / 13 = 9 + a quarter / an eighth of the
-// softmax's 2^x on the FMA pipe (ex2_poly).
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
                                    int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
   Element const* kv = static_cast<Element const*>(kv_raw);
@@ -541,13 +460,8 @@ cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_ra
     case 1: return launch_variant<2, true>(tma_k, tma_vt, prm, grid, stream);
     case 2: return launch_variant<3, true>(tma_k, tma_vt, prm, grid, stream);
     case 3: return launch_variant<3, true, true>(tma_k, tma_vt, prm, grid, stream);
-    case 4: return launch_variant<3, true, true, 1>(tma_k, tma_vt, prm, grid, stream);
-    case 5: return launch_variant<3, true, true, 0, true>(tma_k, tma_vt, prm, grid, stream);
-    case 9: return launch_variant<3, true, true, 2, true, true>(tma_k, tma_vt, prm, grid, stream);
-    case 10: return launch_variant<3, true, true, 1, true, true>(tma_k, tma_vt, prm, grid, stream);
-    case 11: return launch_variant<3, true, true, 0, true, true>(tma_k, tma_vt, prm, grid, stream);
-    case 12: return launch_variant<3, true, true, 2, true, true, 4>(tma_k, tma_vt, prm, grid, stream);
-    case 13: return launch_variant<3, true, true, 2, true, true, 8>(tma_k, tma_vt, prm, grid, stream);
+    case 4: return launch_variant<3, true, true, true>(tma_k, tma_vt, prm, grid, stream);
+    case 5: return launch_variant<3, true, true, false, true>(tma_k, tma_vt, prm, grid, stream);
     default: return cudaErrorInvalidValue;
   }
 }

@@ -34,9 +34,7 @@ int tile_outer_sm90_smem_bytes(int variant);
 
 // variant: 0 = 2 stages, no overlap; 1 = 2 stages + intra-warpgroup overlap; 2 = 3 stages + overlap;
 // 3 = 2 + FFMA/ex2.approx softmax; 4 = 3 + ping-pong between the two consumer warpgroups; 5 = 3 + next tile's Q
-// prefetched by cp.async (for a persistent grid); v15z: 9 = 5 + separate K / V^T rings + the turn passed after S
-// (consumers out of phase), 10 = 5 + separate rings + FA3's turns, 11 = 5 + separate rings, 12 / 13 = 9 + a quarter /
-// an eighth of the softmax's 2^x on the FMA pipe.
+// prefetched by cp.async (for a persistent grid).
 // kv: bf16 cache [pages, Hkv, 128, 256] (strides in elements); grid: CTAs (each walks the work list with stride grid).
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv, int64_t stride_kvp, int64_t stride_kvh,
                                    int64_t stride_kvt, int grid, int variant, cudaStream_t stream);

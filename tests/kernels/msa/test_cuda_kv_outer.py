@@ -6,13 +6,11 @@ matches Triton and the fp32 reference, also replayed from a CUDA graph. v12n: th
 parts in ``merge.store_part``'s format (each int8 value within one quantum of the Triton int8 kernel's, unlisted
 entries untouched), the whole prefill with int8 parts on CUDA vs Triton and the reference. v13q: the fast-softmax
 variants (approximate log2 / reciprocal, no division slow path in the bf16 ones) and the timing diagnostics compile
-without spills; the diagnostics refuse int8 parts. v15y: the cooperative 128-row variants (13, 14) compile, match
-Triton on every stage case and give variant 7's whole prefill bit for bit."""
+without spills; the diagnostics refuse int8 parts."""
 from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -33,13 +31,6 @@ def _kernel_sass(sass: str, name: str) -> list[str]:
     return [s for s in sections[1:] if name in s.splitlines()[0]]
 
 
-def _template_args(sass: str) -> tuple[int, ...]:
-    """kv_outer_kernel's integer / bool template arguments, from the mangled name on the section's first line."""
-    name = sass.splitlines()[0]
-    head = name[name.index("kv_outer_kernelI") + len("kv_outer_kernelI"):name.index("EEEv") + 1]
-    return tuple(int(x) for x in re.findall(r"L[ib](\d+)E", head))
-
-
 @pytest.mark.skipif(bool(cuda_toolchain_missing()), reason=f"cannot build: {cuda_toolchain_missing()}")
 def test_kv_outer_kernel_compiles_into_the_shared_library(tmp_path):
     lib = cuda.build(cache_dir=tmp_path)
@@ -51,19 +42,13 @@ def test_kv_outer_kernel_compiles_into_the_shared_library(tmp_path):
         pytest.skip("no cuobjdump to read the SASS")
     every = _kernel_sass(subprocess.run([str(cuobjdump), "-sass", str(lib)], capture_output=True, text=True,
                                          check=True).stdout, "kv_outer_kernel")
-    # kv_outer_kernel<kv stages, q stages, int8, diag (v13q), fast (v13q), coop (v15y)>, read off the mangled name;
-    # diag != 0 are the timing diagnostics (bf16)
-    args = {id(sass): _template_args(sass) for sass in every}
-    diag = [sass for sass in every if args[id(sass)][3] != 0]
+    # v13q: kv_outer_kernel<kv stages, q stages, int8, diag, fast>; diag != 0 are the timing diagnostics (bf16)
+    diag = [sass for sass in every if "ELi0ELb" not in sass.splitlines()[0]]
     kernels = [sass for sass in every if sass not in diag]
     assert len(diag) == len(cuda.KV_DIAG_VARIANTS)
     assert len(kernels) == len(cuda.KV_VARIANTS) + len(cuda.KV_INT8_VARIANTS)  # bf16 and int8 parts
-    fast = [sass for sass in kernels if args[id(sass)][4]]
-    assert len(fast) == 8  # variants 6, 7, 13, 14, bf16 and int8: the softmax with lg2 / rcp approximations
-    # v15y: the cooperative variants, (1 K/V + 4) and (2 K/V + 2) Q stages of 128 rows, bf16 and int8 parts
-    coop = sorted(args[id(sass)][:3] for sass in kernels if args[id(sass)][5])
-    assert coop == [(1, 4, 0), (1, 4, 1), (2, 2, 0), (2, 2, 1)]
-    assert len(coop) == 2 * len(cuda.KV_COOP_VARIANTS)
+    fast = [sass for sass in kernels if "ELb1EEEv" in sass.splitlines()[0]]
+    assert len(fast) == 4  # variants 6 and 7, bf16 and int8: the softmax with lg2 / rcp approximations
     for sass in fast:
         assert "MUFU.LG2" in sass and "MUFU.RCP" in sass
         if "UTMASTG" in sass:  # bf16 parts: no IEEE division slow path left (int8 keeps 127 / max|o| exact)
@@ -238,42 +223,3 @@ def test_cuda_kv_outer_replays_from_a_cuda_graph():
     _gpu_hopper()
     check_graph(None)
     assert ROWS[-1]["replay_vs_eager"] < 1e-6
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
-@pytest.mark.parametrize("variant", sorted(cuda.KV_COOP_VARIANTS))
-@pytest.mark.parametrize("kind", ["indexer", "0.9"])
-def test_prefill_with_cooperative_variant_as_default_equals_v7(kind, variant, monkeypatch):
-    """v15y: the cooperative 128-row variants compute every 64-row tile as variant 7 does (same rows, same softmax),
-    so the whole prefill with one as the default is variant 7's output bit for bit (bf16 and int8 parts; the default
-    adaptive path and KV-outer only; two requests, the second a chunk after context), and within TOL of the fp32
-    reference."""
-    from kernels.msa import sparse_attention
-    from kernels.msa.indexer import msa_index_topk_triton
-    from kernels.msa.inputs import local_selection, make_case
-    from kernels.msa.prefill import sparse_attention_triton
-    from kernels.msa.tile_outer import DEFAULT_MAX_UNION
-
-    _gpu_hopper()
-    n = 2048
-    case = make_case([n // 2, n], [n // 2, n // 2], 64, 4, 128, torch.bfloat16, "cuda", seed=23)
-    if kind == "indexer":
-        sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
-                                    case.seq_lens, max_query_len=n // 2)
-    else:
-        sel = local_selection(case.query_start_loc, case.seq_lens, 4, 0.9, seed=24)
-    args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
-    ref = sparse_attention(case.q.cpu(), case.kv_cache.cpu(), sel.cpu(), case.block_table.cpu(),
-                           case.query_start_loc.cpu(), case.seq_lens.cpu())
-    for max_union in (DEFAULT_MAX_UNION, 0):
-        for dtype in (None, torch.int8):
-            monkeypatch.setattr(cuda, "KV_DEFAULT_VARIANT", 7)
-            monkeypatch.setattr(cuda, "KV_DEFAULT_INT8_VARIANT", 7)
-            want = sparse_attention_triton(*args, kv_impl="cuda", max_union=max_union, partial_dtype=dtype)
-            monkeypatch.setattr(cuda, "KV_DEFAULT_VARIANT", variant)
-            monkeypatch.setattr(cuda, "KV_DEFAULT_INT8_VARIANT", variant)
-            got = torch.full_like(case.q, float("nan"))
-            sparse_attention_triton(*args, out=got, kv_impl="cuda", max_union=max_union, partial_dtype=dtype)
-            assert torch.equal(got, want), (max_union, dtype)
-            assert rel_err(got, ref) < TOL, (max_union, dtype)

@@ -14,8 +14,8 @@ from kernels.msa import cuda
 from tests.kernels.msa.checks import GPU, TOL, cuda_toolchain_missing, rel_err
 
 PERSISTENT_VARIANTS = sorted(v for v in cuda.VARIANTS if v >= 5)
-"""The variants made for the persistent grid (the default 5 and v15z's 9-13): the default path's tests run with each
-of them as the default."""
+"""The variants made for the persistent grid (today only the default, 5): the default path's tests run with each of
+them as the default."""
 
 
 @pytest.mark.skipif(bool(cuda_toolchain_missing()), reason=f"cannot build: {cuda_toolchain_missing()}")
