@@ -43,7 +43,7 @@ def _index_topk_kernel(
     stride_btr,
     n_tiles,
     NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr, TOPK: tl.constexpr,
-    INIT_BLOCKS: tl.constexpr, LOCAL_BLOCKS: tl.constexpr, NUM_STAGES: tl.constexpr,
+    INIT_BLOCKS: tl.constexpr, LOCAL_BLOCKS: tl.constexpr, NUM_STAGES: tl.constexpr, UPDATE: tl.constexpr = 1,
 ):
     ROWS: tl.constexpr = BLOCK_T * NUM_HEADS
     # Longest tiles (latest positions) first: the causal work grows with the tile index.
@@ -70,23 +70,56 @@ def _index_topk_kernel(
         q = q.to(ik_ptr.dtype.element_ty)
 
     offs_s = tl.arange(0, TOPK)
-    keys = tl.zeros((ROWS, TOPK), dtype=tl.int64) - 1 - offs_s[None, :].to(tl.int64)  # distinct empties
     last_pos = prefix + tl.minimum(q_len, (tile + 1) * BLOCK_T) - 1
     n_blocks = last_pos // 128 + 1
     bt_row = bt_ptr + req.to(tl.int64) * stride_btr
-    for blk in tl.range(0, n_blocks, num_stages=NUM_STAGES):
-        page = tl.load(bt_row + blk).to(tl.int64)
-        # [D, 128], d contiguous: the K-major B operand FP8 wgmma needs (no transpose through shared memory)
-        k = tl.load(ik_ptr + page * stride_ikp + offs_k[None, :] * stride_ikt + offs_d[:, None])
-        if k.dtype != q.dtype:  # e4m3 cache with a wider q: widen the page
-            k = k.to(q.dtype)
-        s = tl.max(tl.dot(q, k, out_dtype=tl.float32), axis=1)
-        forced = (blk < INIT_BLOCKS) | (blk >= nb_row - LOCAL_BLOCKS)
-        s = tl.where(forced, float("inf"), s)
-        key = _block_key(s, tl.zeros((ROWS,), dtype=tl.int64) + blk)
-        cur_min = tl.min(keys, axis=1)
-        insert = row_ok & (blk < nb_row) & (key > cur_min)
-        keys = tl.where((keys == cur_min[:, None]) & insert[:, None], key[:, None], keys)
+    if UPDATE == 0:  # v14: int64 keys, a min over them per page
+        keys = tl.zeros((ROWS, TOPK), dtype=tl.int64) - 1 - offs_s[None, :].to(tl.int64)  # distinct empties
+        for blk in tl.range(0, n_blocks, num_stages=NUM_STAGES):
+            page = tl.load(bt_row + blk).to(tl.int64)
+            # [D, 128], d contiguous: the K-major B operand FP8 wgmma needs (no transpose through shared memory)
+            k = tl.load(ik_ptr + page * stride_ikp + offs_k[None, :] * stride_ikt + offs_d[:, None])
+            if k.dtype != q.dtype:  # e4m3 cache with a wider q: widen the page
+                k = k.to(q.dtype)
+            s = tl.max(tl.dot(q, k, out_dtype=tl.float32), axis=1)
+            forced = (blk < INIT_BLOCKS) | (blk >= nb_row - LOCAL_BLOCKS)
+            s = tl.where(forced, float("inf"), s)
+            key = _block_key(s, tl.zeros((ROWS,), dtype=tl.int64) + blk)
+            cur_min = tl.min(keys, axis=1)
+            insert = row_ok & (blk < nb_row) & (key > cur_min)
+            keys = tl.where((keys == cur_min[:, None]) & insert[:, None], key[:, None], keys)
+    else:
+        # v15x: fp32 scores + int32 ids. Blocks arrive by ascending id, so a block whose score EQUALS the kept
+        # minimum ranks below it (equal scores -> lower id): `s > thr` on fp32 is the exact v14 key test. The
+        # victim is the lowest-ranked kept slot: an empty one if any (ids >= EMPTY, score -inf), else the highest
+        # id among the slots holding the minimum score. thr and the victim depend on the kept set only, so they are
+        # computed after each update for the next page (off the path from the MMA to the update).
+        EMPTY: tl.constexpr = 1 << 30
+        scores = tl.full((ROWS, TOPK), float("-inf"), dtype=tl.float32)
+        ids = tl.zeros((ROWS, TOPK), dtype=tl.int32) + EMPTY + offs_s[None, :]  # distinct empties
+        thr = tl.full((ROWS,), float("-inf"), dtype=tl.float32)
+        victim = tl.zeros((ROWS,), dtype=tl.int32) + EMPTY + TOPK - 1
+        for blk in tl.range(0, n_blocks, num_stages=NUM_STAGES):
+            page = tl.load(bt_row + blk).to(tl.int64)
+            k = tl.load(ik_ptr + page * stride_ikp + offs_k[None, :] * stride_ikt + offs_d[:, None])
+            if k.dtype != q.dtype:
+                k = k.to(q.dtype)
+            s = tl.max(tl.dot(q, k, out_dtype=tl.float32), axis=1)
+            forced = (blk < INIT_BLOCKS) | (blk >= nb_row - LOCAL_BLOCKS)
+            s = tl.where(forced, float("inf"), s)
+            if UPDATE == 2:  # timing diagnostic: no top-k update at all (wrong selections by design)
+                scores = tl.maximum(scores, s[:, None])
+            else:
+                insert = row_ok & (blk < nb_row) & ((s > thr) | (victim >= EMPTY))
+                hit = (ids == victim[:, None]) & insert[:, None]
+                scores = tl.where(hit, s[:, None], scores)
+                ids = tl.where(hit, blk, ids)
+                thr = tl.min(scores, axis=1)
+                victim = tl.max(tl.where(scores == thr[:, None], ids, -1), axis=1)
+        if UPDATE == 2:
+            ids = tl.zeros((ROWS, TOPK), dtype=tl.int32) + offs_s[None, :]
+        # + 0.0: -0.0 -> +0.0, so the final order treats them as equal, as the fp32 compares above (and the reference) do
+        keys = tl.where(ids < EMPTY, _block_key(scores + 0.0, ids.to(tl.int64)), -1 - offs_s[None, :].to(tl.int64))
 
     keys = tl.sort(keys, dim=1, descending=True)
     ids = tl.where(keys >= 0, 2147483647 - (keys & 2147483647), -1).to(tl.int32)
@@ -136,8 +169,13 @@ def _config(q_dtype: torch.dtype, k_dtype: torch.dtype) -> tuple[int, int, int]:
 
 def _launch(index_q: torch.Tensor, index_k_cache: torch.Tensor, block_table: torch.Tensor,
             query_start_loc: torch.Tensor, seq_lens: torch.Tensor, out: torch.Tensor, top_k: int, init_blocks: int,
-            local_blocks: int, max_query_len: int, rows: int, stages: int, warps: int) -> torch.Tensor:
-    """One launch with an explicit tile shape (the benchmark's sweep calls this directly)."""
+            local_blocks: int, max_query_len: int, rows: int, stages: int, warps: int,
+            update: int = 1) -> torch.Tensor:
+    """One launch with an explicit tile shape (the benchmark's sweep calls this directly).
+
+    ``update``: the running top-k's update, 1 = v15x (fp32 scores, int32 ids; the default), 0 = v14 (int64 keys),
+    2 = none (a timing diagnostic: wrong selections by design).
+    """
     num_tokens, num_heads, head_dim = index_q.shape
     block_t = max(1, rows // num_heads)  # rows = tokens x index heads of one MMA tile
     n_tiles = triton.cdiv(max_query_len, block_t)
@@ -150,7 +188,7 @@ def _launch(index_q: torch.Tensor, index_k_cache: torch.Tensor, block_table: tor
         block_table.stride(0),
         n_tiles,
         NUM_HEADS=num_heads, HEAD_DIM=head_dim, BLOCK_T=block_t, TOPK=top_k,
-        INIT_BLOCKS=init_blocks, LOCAL_BLOCKS=local_blocks, NUM_STAGES=stages,
+        INIT_BLOCKS=init_blocks, LOCAL_BLOCKS=local_blocks, NUM_STAGES=stages, UPDATE=update,
         num_warps=warps,
     )
     return out
