@@ -6,12 +6,17 @@ Loads the baseline's ``kernels/msa/indexer.py`` under another module name (``--b
    bf16 and on e4m3 index q + cache, for the default update and every swept tile shape, and on exact ties (integer
    inputs: equal block scores everywhere) at top_k 8 / 16 / 32;
 2. times, in ``--rounds`` alternated rounds (median of do_bench per sample), the baseline's indexer, this tree's
-   (default and ``--configs`` rows x stages x warps), the no-update diagnostic (``update=2``: the bookkeeping's
-   cost, wrong selections by design), and the whole layer (indexer + default attention on its selections, as
-   tree_compare's row) with either indexer;
+   (each ``--updates`` variant at the default tile, ``--configs`` rows x stages x warps), the no-update diagnostic
+   (``update=2``: the bookkeeping's cost, wrong selections by design), and the whole layer (indexer + default
+   attention on its selections, as tree_compare's row) with either indexer; a row whose selections differ from the
+   baseline's is not timed;
 3. prints a table (median, all samples, ratio baseline / this tree by medians) last; ``--out`` keeps JSON.
 
     python -m kernels.bench.indexer_topk_bench --baseline ../v14 --out $OUT/indexer_topk.json
+
+On a CPU (TRITON_INTERPRET=1) only as a smoke test: tiny --n, --tie-n 0, --no-layer, wall-clock times (minutes).
+The v15x runs (results/indexer_topk_v15x_call*.log) named today's update 1 "u3" (call 2; call 1's "v15x" and call 2's
+"u1" were the same update with thr / victim computed after the update, removed: no faster than v14 in bf16).
 """
 from __future__ import annotations
 
@@ -62,7 +67,7 @@ def integer_inputs(n: int, levels: int, dtype: torch.dtype, seed: int) -> tuple[
     """index q [n, 4, 128] and an index cache of n tokens with values in {-levels..levels}: exact block scores."""
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     q = torch.randint(-levels, levels + 1, (n, KV_HEADS, HEAD_DIM), generator=gen, device=DEVICE)
-    k = torch.randint(-levels, levels + 1, (n // 128 + 1, 128, HEAD_DIM), generator=gen, device=DEVICE)
+    k = torch.randint(-levels, levels + 1, (-(-n // 128) + 1, 128, HEAD_DIM), generator=gen, device=DEVICE)  # make_case: +1 page
     return q.to(torch.float32).to(dtype), k.to(torch.float32).to(dtype)
 
 
@@ -71,10 +76,13 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, required=True, help="checkout whose indexer is the baseline")
     parser.add_argument("--n", type=int, default=131072)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--configs", default="bf16:128x4x8,bf16:64x4x4,fp8:128x3x4",
-                        help="extra tile shapes of this tree's indexer: dtype:rows x stages x warps, comma-separated")
-    parser.add_argument("--tie-n", type=int, default=16384)
+    parser.add_argument("--configs", default="",
+                        help="extra tile shapes (last of --updates): dtype:rows x stages x warps, comma-separated; "
+                             "v15x call 1 swept bf16:128x4x8,bf16:64x4x4,fp8:128x3x4")
+    parser.add_argument("--tie-n", type=int, default=16384, help="tokens of the exact-ties checks (0: none)")
     parser.add_argument("--no-layer", action="store_true", help="skip the whole-layer rows")
+    parser.add_argument("--updates", default="1", help="this tree's top-k updates to check and time (_launch's "
+                        "update: 1 v15x, 0 v14's int64 keys)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -91,8 +99,8 @@ def main() -> None:
     device = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu"
     result: dict = {"n": n, "device": device, "checks": {}, "samples": {}}
 
-    def ours_fn(dt: str, rows: int, stages: int, warps: int, update: int = 1,
-                top_k: int = 16, qk: tuple | None = None, m: tuple = meta, qlen: int = n) -> Callable[[], torch.Tensor]:
+    def ours_fn(dt: str, rows: int, stages: int, warps: int, update: int = 1, top_k: int = 16,
+                qk: tuple | None = None, m: tuple = meta, qlen: int = n) -> Callable[[], torch.Tensor]:
         q, k = qk or inputs[dt]
         out = torch.empty((KV_HEADS, q.shape[0], top_k), dtype=torch.int32, device=DEVICE)
         return lambda: ours._launch(q, k, *m, out, top_k, 0, 1, qlen, rows, stages, warps, update)
@@ -102,39 +110,54 @@ def main() -> None:
         q, k = qk or inputs[dt]
         return lambda: base.msa_index_topk_triton(q, k, *m, top_k=top_k, max_query_len=qlen)
 
+    updates = [int(u) for u in args.updates.split(",")]
     rows: dict[str, Callable[[], object]] = {}
+    shape = {dt: (ours.FP8_CONFIG if dt == "fp8" else ours.WIDE_CONFIG) for dt in ("bf16", "fp8")}
     for dt in ("bf16", "fp8"):
-        default = ours.FP8_CONFIG if dt == "fp8" else ours.WIDE_CONFIG
+        default = shape[dt]
         rows[f"{dt} indexer, baseline"] = base_fn(dt)
-        rows[f"{dt} indexer, v15x {'x'.join(map(str, default))}"] = ours_fn(dt, *default)
-        for spec in args.configs.split(","):
-            cdt, shape = spec.split(":")
+        for u in updates:
+            rows[f"{dt} indexer, v15x u{u} {'x'.join(map(str, default))}"] = ours_fn(dt, *default, update=u)
+        for spec in filter(None, args.configs.split(",")):
+            cdt, tile = spec.split(":")
             if cdt == dt:
-                rows[f"{dt} indexer, v15x {shape}"] = ours_fn(dt, *(int(x) for x in shape.split("x")))
+                rows[f"{dt} indexer, v15x u{updates[-1]} {tile}"] = ours_fn(dt, *(int(x) for x in tile.split("x")),
+                                                                          update=updates[-1])
         rows[f"{dt} indexer, no update (diagnostic)"] = ours_fn(dt, *default, update=2)
 
     # 1. selections == the baseline's
-    for name, fn in rows.items():
+    for name, fn in list(rows.items()):
         if "baseline" in name or "diagnostic" in name:
             continue
         dt = name.split()[0]
-        want, got = rows[f"{dt} indexer, baseline"]().clone(), fn().clone()
-        sync()
+        want = rows[f"{dt} indexer, baseline"]().clone()
+        try:
+            got = fn().clone()
+            sync()
+        except Exception as exc:  # noqa: BLE001 - an experiment that does not compile drops its row, not the run
+            print(f"check {name}: FAILED {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+            result["checks"][name] = f"failed: {exc}"[:300]
+            continue
         diff = int((want != got).any(-1).sum())
         result["checks"][name] = diff
+        if diff:
+            rows.pop(name)  # not timed: a faster wrong kernel is no candidate
         print(f"check {name}: {diff} rows differ of {want.shape[0] * want.shape[1]}", flush=True)
-    tie_meta_case = make_case([args.tie_n], [args.tie_n], KV_HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, DEVICE, seed=5)
+    tie_n = max(args.tie_n, 128)
+    tie_meta_case = make_case([tie_n], [tie_n], KV_HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, DEVICE,
+                              seed=5)
     tm = (tie_meta_case.block_table, tie_meta_case.query_start_loc, tie_meta_case.seq_lens)
-    for dt, dtype in (("bf16", torch.bfloat16), ("fp8", E4M3)):
+    for dt, dtype in (("bf16", torch.bfloat16), ("fp8", E4M3)) if args.tie_n else ():
         for levels in (1, 0):
             qk = integer_inputs(args.tie_n, levels, dtype, seed=7 + levels)
             for top_k in ((8, 16, 32) if dt == "bf16" else (16,)):
                 want = base_fn(dt, top_k, qk, tm, args.tie_n)().clone()
-                got = ours_fn(dt, 128, 3, 8, top_k=top_k, qk=qk, m=tm, qlen=args.tie_n)().clone()
-                sync()
-                diff = int((want != got).any(-1).sum())
-                result["checks"][f"ties {dt} levels={levels} top_k={top_k}"] = diff
-                print(f"check ties {dt} levels={levels} top_k={top_k}: {diff} rows differ", flush=True)
+                for u in updates:
+                    got = ours_fn(dt, 128, 3, 8, update=u, top_k=top_k, qk=qk, m=tm, qlen=args.tie_n)().clone()
+                    sync()
+                    diff = int((want != got).any(-1).sum())
+                    result["checks"][f"ties {dt} u{u} levels={levels} top_k={top_k}"] = diff
+                    print(f"check ties {dt} u{u} levels={levels} top_k={top_k}: {diff} rows differ", flush=True)
     print(f"checks done in {time.time() - t0:.0f} s", flush=True)
 
     # 2. alternated timing rounds
@@ -145,15 +168,16 @@ def main() -> None:
             return lambda: sparse_attention_triton(case.q, case.kv_cache, index(), *meta, HEAD_DIM ** -0.5, out)
 
         for dt in ("bf16", "fp8"):
-            default = ours.FP8_CONFIG if dt == "fp8" else ours.WIDE_CONFIG
+            default = shape[dt]
             rows[f"{dt} whole layer, baseline indexer"] = layer(base_fn(dt))
-            rows[f"{dt} whole layer, v15x indexer"] = layer(ours_fn(dt, *default))
+            for u in updates:
+                if result["checks"].get(f"{dt} indexer, v15x u{u} {'x'.join(map(str, default))}") == 0:
+                    rows[f"{dt} whole layer, v15x u{u} indexer"] = layer(ours_fn(dt, *default, update=u))
     samples: dict[str, list[float]] = defaultdict(list)
     for r in range(args.rounds):
         for name, fn in rows.items():
             samples[name].append(bench_ms(fn, rep=500 if "layer" in name else 200))
-        print(f"round {r + 1}: " + ", ".join(f"{k.split(',')[0][:4]}{k.split(',')[-1][:14]} {v[-1]:.2f}"
-                                             for k, v in samples.items()), flush=True)
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in samples.items()), flush=True)
     result["samples"] = samples
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
