@@ -42,6 +42,8 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 def load_baseline(tree: Path) -> ModuleType:
     """The baseline checkout's indexer module, imported as ``baseline_indexer`` (its imports resolve here)."""
     spec = importlib.util.spec_from_file_location("baseline_indexer", tree / "kernels" / "msa" / "indexer.py")
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"no indexer at {tree}/kernels/msa/indexer.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules["baseline_indexer"] = mod
     spec.loader.exec_module(mod)
@@ -94,24 +96,25 @@ def main() -> None:
     n = args.n
     t0 = time.time()
     case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, DEVICE, seed=n)
-    meta = (case.block_table, case.query_start_loc, case.seq_lens)
+    Meta = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    meta: Meta = (case.block_table, case.query_start_loc, case.seq_lens)
     inputs = {"bf16": (case.index_q, case.index_k_cache), "fp8": (case.index_q.to(E4M3), case.index_k_cache.to(E4M3))}
     device = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu"
     result: dict = {"n": n, "device": device, "checks": {}, "samples": {}}
 
     def ours_fn(dt: str, rows: int, stages: int, warps: int, update: int = 1, top_k: int = 16,
-                qk: tuple | None = None, m: tuple = meta, qlen: int = n) -> Callable[[], torch.Tensor]:
+                qk: tuple | None = None, m: Meta = meta, qlen: int = n) -> Callable[[], torch.Tensor]:
         q, k = qk or inputs[dt]
         out = torch.empty((KV_HEADS, q.shape[0], top_k), dtype=torch.int32, device=DEVICE)
-        return lambda: ours._launch(q, k, *m, out, top_k, 0, 1, qlen, rows, stages, warps, update)
+        return lambda: ours._launch(q, k, m[0], m[1], m[2], out, top_k, 0, 1, qlen, rows, stages, warps, update)
 
-    def base_fn(dt: str, top_k: int = 16, qk: tuple | None = None, m: tuple = meta,
+    def base_fn(dt: str, top_k: int = 16, qk: tuple | None = None, m: Meta = meta,
                 qlen: int = n) -> Callable[[], torch.Tensor]:
         q, k = qk or inputs[dt]
         return lambda: base.msa_index_topk_triton(q, k, *m, top_k=top_k, max_query_len=qlen)
 
     updates = [int(u) for u in args.updates.split(",")]
-    rows: dict[str, Callable[[], object]] = {}
+    rows: dict[str, Callable[[], torch.Tensor]] = {}
     shape = {dt: (ours.FP8_CONFIG if dt == "fp8" else ours.WIDE_CONFIG) for dt in ("bf16", "fp8")}
     for dt in ("bf16", "fp8"):
         default = shape[dt]
@@ -121,8 +124,8 @@ def main() -> None:
         for spec in filter(None, args.configs.split(",")):
             cdt, tile = spec.split(":")
             if cdt == dt:
-                rows[f"{dt} indexer, v15x u{updates[-1]} {tile}"] = ours_fn(dt, *(int(x) for x in tile.split("x")),
-                                                                          update=updates[-1])
+                r, s, w = (int(x) for x in tile.split("x"))
+                rows[f"{dt} indexer, v15x u{updates[-1]} {tile}"] = ours_fn(dt, r, s, w, update=updates[-1])
         rows[f"{dt} indexer, no update (diagnostic)"] = ours_fn(dt, *default, update=2)
 
     # 1. selections == the baseline's
@@ -164,7 +167,7 @@ def main() -> None:
     if not args.no_layer:
         out = torch.empty_like(case.q)
 
-        def layer(index: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        def layer(index: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
             return lambda: sparse_attention_triton(case.q, case.kv_cache, index(), *meta, HEAD_DIM ** -0.5, out)
 
         for dt in ("bf16", "fp8"):
