@@ -5,9 +5,11 @@ is one shared head, so the 4 heads share every K load: rows = BLOCK_T x heads). 
 index-key pages once; for each page it computes the [rows, 128] scores on the tensor cores, takes the max,
 and inserts the block into a per-row running top-k held in registers. Scores never touch memory.
 
-Ranking key (int64, larger = better): (order-preserving bits of the fp32 score + 2^31) << 31 | (2^31 - 1 - block).
-Forced blocks (init and local) get +inf as score; equal scores prefer the lower block id; empty slots hold
-distinct negative keys. Selection semantics: see reference.select_blocks (local_blocks >= 1 here).
+Rank: score descending, equal scores -> lower block id; forced blocks (init and local) get +inf as score. Running
+state (v15x): fp32 scores + int32 ids per slot, insert iff s > the kept minimum (exact: blocks arrive by ascending
+id), the victim an empty slot else the highest id at the minimum; v14's int64 keys ((order-preserving bits of the
+score + 2^31) << 31 | (2^31 - 1 - block), one int64 min per page) remain as `_launch(update=0)`, same selections.
+The output is sorted by that int64 key. Selection semantics: see reference.select_blocks (local_blocks >= 1 here).
 
 FP8 (v13r), as vLLM's `indexer_kv_dtype="fp8"` serves it: the index-key cache is float8_e4m3fn (no scale) and the
 fused q/k-norm + RoPE kernel emits index_q in e4m3 too. Both e4m3 -> a native FP8 MMA (wgmma e4m3 x e4m3, fp32
@@ -43,7 +45,7 @@ def _index_topk_kernel(
     stride_btr,
     n_tiles,
     NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr, TOPK: tl.constexpr,
-    INIT_BLOCKS: tl.constexpr, LOCAL_BLOCKS: tl.constexpr, NUM_STAGES: tl.constexpr,
+    INIT_BLOCKS: tl.constexpr, LOCAL_BLOCKS: tl.constexpr, NUM_STAGES: tl.constexpr, UPDATE: tl.constexpr = 1,
 ):
     ROWS: tl.constexpr = BLOCK_T * NUM_HEADS
     # Longest tiles (latest positions) first: the causal work grows with the tile index.
@@ -70,10 +72,13 @@ def _index_topk_kernel(
         q = q.to(ik_ptr.dtype.element_ty)
 
     offs_s = tl.arange(0, TOPK)
-    keys = tl.zeros((ROWS, TOPK), dtype=tl.int64) - 1 - offs_s[None, :].to(tl.int64)  # distinct empties
     last_pos = prefix + tl.minimum(q_len, (tile + 1) * BLOCK_T) - 1
     n_blocks = last_pos // 128 + 1
     bt_row = bt_ptr + req.to(tl.int64) * stride_btr
+    EMPTY: tl.constexpr = 1 << 30  # ids of empty slots: EMPTY + slot (distinct, above every block id)
+    keys = tl.zeros((ROWS, TOPK), dtype=tl.int64) - 1 - offs_s[None, :].to(tl.int64)  # UPDATE 0: distinct empties
+    scores = tl.full((ROWS, TOPK), float("-inf"), dtype=tl.float32)  # UPDATE 1 (and 2)
+    ids = tl.zeros((ROWS, TOPK), dtype=tl.int32) + EMPTY + offs_s[None, :]
     for blk in tl.range(0, n_blocks, num_stages=NUM_STAGES):
         page = tl.load(bt_row + blk).to(tl.int64)
         # [D, 128], d contiguous: the K-major B operand FP8 wgmma needs (no transpose through shared memory)
@@ -83,10 +88,30 @@ def _index_topk_kernel(
         s = tl.max(tl.dot(q, k, out_dtype=tl.float32), axis=1)
         forced = (blk < INIT_BLOCKS) | (blk >= nb_row - LOCAL_BLOCKS)
         s = tl.where(forced, float("inf"), s)
-        key = _block_key(s, tl.zeros((ROWS,), dtype=tl.int64) + blk)
-        cur_min = tl.min(keys, axis=1)
-        insert = row_ok & (blk < nb_row) & (key > cur_min)
-        keys = tl.where((keys == cur_min[:, None]) & insert[:, None], key[:, None], keys)
+        if UPDATE == 0:  # v14: int64 keys, an int64 min over the slots per page
+            key = _block_key(s, tl.zeros((ROWS,), dtype=tl.int64) + blk)
+            cur_min = tl.min(keys, axis=1)
+            insert = row_ok & (blk < nb_row) & (key > cur_min)
+            keys = tl.where((keys == cur_min[:, None]) & insert[:, None], key[:, None], keys)
+        elif UPDATE == 1:
+            # v15x: fp32 scores + int32 ids. Blocks arrive by ascending id, so a block whose score EQUALS the kept
+            # minimum ranks below it (equal scores -> lower id): `s > thr` on fp32 is exactly v14's key test. The
+            # victim is the lowest-ranked kept slot: an empty one if any (score -inf, id >= EMPTY), else the highest
+            # id among the slots at the minimum score. thr and victim depend on the kept set only: computed from it
+            # at the top of the page they overlap the row max, and the path from the MMA to the update is a compare
+            # and two selects.
+            thr = tl.min(scores, axis=1)
+            victim = tl.max(tl.where(scores == thr[:, None], ids, -1), axis=1)
+            insert = row_ok & (blk < nb_row) & ((s > thr) | (victim >= EMPTY))
+            hit = (ids == victim[:, None]) & insert[:, None]
+            scores = tl.where(hit, s[:, None], scores)
+            ids = tl.where(hit, blk, ids)
+        else:  # timing diagnostic: no top-k update (wrong selections by design; the bookkeeping's cost)
+            scores = tl.maximum(scores, s[:, None])
+    if UPDATE == 2:
+        ids = tl.zeros((ROWS, TOPK), dtype=tl.int32) + offs_s[None, :]
+    if UPDATE != 0:  # + 0.0: -0.0 -> +0.0, equal in the order as in the compares above (and in the reference)
+        keys = tl.where(ids < EMPTY, _block_key(scores + 0.0, ids.to(tl.int64)), -1 - offs_s[None, :].to(tl.int64))
 
     keys = tl.sort(keys, dim=1, descending=True)
     ids = tl.where(keys >= 0, 2147483647 - (keys & 2147483647), -1).to(tl.int32)
@@ -136,8 +161,13 @@ def _config(q_dtype: torch.dtype, k_dtype: torch.dtype) -> tuple[int, int, int]:
 
 def _launch(index_q: torch.Tensor, index_k_cache: torch.Tensor, block_table: torch.Tensor,
             query_start_loc: torch.Tensor, seq_lens: torch.Tensor, out: torch.Tensor, top_k: int, init_blocks: int,
-            local_blocks: int, max_query_len: int, rows: int, stages: int, warps: int) -> torch.Tensor:
-    """One launch with an explicit tile shape (the benchmark's sweep calls this directly)."""
+            local_blocks: int, max_query_len: int, rows: int, stages: int, warps: int,
+            update: int = 1) -> torch.Tensor:
+    """One launch with an explicit tile shape (the benchmark's sweep calls this directly).
+
+    ``update``: the running top-k's update, 1 = v15x (fp32 scores + int32 ids; the default), 0 = v14 (int64 keys;
+    the same selections), 2 = none (a timing diagnostic: wrong selections by design).
+    """
     num_tokens, num_heads, head_dim = index_q.shape
     block_t = max(1, rows // num_heads)  # rows = tokens x index heads of one MMA tile
     n_tiles = triton.cdiv(max_query_len, block_t)
@@ -150,7 +180,7 @@ def _launch(index_q: torch.Tensor, index_k_cache: torch.Tensor, block_table: tor
         block_table.stride(0),
         n_tiles,
         NUM_HEADS=num_heads, HEAD_DIM=head_dim, BLOCK_T=block_t, TOPK=top_k,
-        INIT_BLOCKS=init_blocks, LOCAL_BLOCKS=local_blocks, NUM_STAGES=stages,
+        INIT_BLOCKS=init_blocks, LOCAL_BLOCKS=local_blocks, NUM_STAGES=stages, UPDATE=update,
         num_warps=warps,
     )
     return out
