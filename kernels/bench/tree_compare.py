@@ -10,7 +10,8 @@ and the new one timed alternately on the same machine. Each call times one tree 
     python -m kernels.bench.tree_compare --table $OUT/trees.jsonl
 
 Only public entry points that have not changed since v12 are used (``make_case``, ``local_selection``,
-``msa_index_topk_triton``, ``sparse_attention_triton``), so an older checkout runs this file from the newer one.
+``msa_index_topk_triton``, ``sparse_attention_triton``), so an older checkout runs this file from the newer one
+(the fp8 indexer row needs v13r or later).
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def time_tree(tree: str, n: int, kinds: list[str]) -> list[dict]:
         sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens,
                                 HEAD_DIM ** -0.5, out, **knobs)
 
+    fp8 = (case.index_q.to(torch.float8_e4m3fn), case.index_k_cache.to(torch.float8_e4m3fn))  # v13r and later
     selections = {"indexer sel": index()}
     for f in (0.9, 1.0):  # the seeds msa_bench uses, so the rows are the same selections as its own
         selections[f"f={f}"] = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
@@ -60,6 +62,10 @@ def time_tree(tree: str, n: int, kinds: list[str]) -> list[dict]:
         if kind == "indexer sel":
             rows.append({"tree": tree, "row": f"N={n // 1024}K indexer sel, whole layer (indexer + attention)",
                          "ms": bench_ms(lambda: attend(index()))})
+            rows.append({"tree": tree, "row": f"N={n // 1024}K indexer alone, bf16", "ms": bench_ms(index)})
+            rows.append({"tree": tree, "row": f"N={n // 1024}K indexer alone, fp8 e4m3 q + cache",
+                         "ms": bench_ms(lambda: msa_index_topk_triton(*fp8, case.block_table, case.query_start_loc,
+                                                                      case.seq_lens, max_query_len=n))})
     return rows
 
 
