@@ -3,20 +3,21 @@
 Loads the baseline's ``kernels/msa/indexer.py`` under another module name (``--baseline`` = a checkout such as
 .devtree/v14), then on one GPU:
 1. checks this tree's selections == the baseline's, id for id, at N tokens (M3 shapes: 4 index heads, d = 128) on
-   bf16 and on e4m3 index q + cache, for the default update and every swept tile shape, and on exact ties (integer
+   bf16 and on e4m3 index q + cache, at the default tile and every swept tile shape, and on exact ties (integer
    inputs: equal block scores everywhere) at top_k 8 / 16 / 32;
 2. times, in ``--rounds`` alternated rounds (median of do_bench per sample), the baseline's indexer, this tree's
-   (each ``--updates`` variant at the default tile, ``--configs`` rows x stages x warps), the no-update diagnostic
-   (``update=2``: the bookkeeping's cost, wrong selections by design), and the whole layer (indexer + default
-   attention on its selections, as tree_compare's row) with either indexer; a row whose selections differ from the
-   baseline's is not timed;
+   (the default tile and ``--configs`` rows x stages x warps), the no-update diagnostic (``no_update=True``: the
+   bookkeeping's cost, wrong selections by design), and the whole layer (indexer + default attention on its
+   selections, as tree_compare's row) with either indexer; a row whose selections differ from the baseline's is not
+   timed;
 3. prints a table (median, all samples, ratio baseline / this tree by medians) last; ``--out`` keeps JSON.
 
     python -m kernels.bench.indexer_topk_bench --baseline ../v14 --out $OUT/indexer_topk.json
 
 On a CPU (TRITON_INTERPRET=1) only as a smoke test: tiny --n, --tie-n 0, --no-layer, wall-clock times (minutes).
-The v15x runs (results/indexer_topk_v15x_call*.log) named today's update 1 "u3" (call 2; call 1's "v15x" and call 2's
-"u1" were the same update with thr / victim computed after the update, removed: no faster than v14 in bf16).
+The v15x runs (results/indexer_topk_v15x_call*.log) timed candidate updates in one tree (then ``--updates``): today's
+is call 2's "u3"; call 1's "v15x" and call 2's "u1" computed thr / victim after the update (removed: no faster than
+v14 in bf16). The v14 update itself is now only in a baseline checkout.
 """
 from __future__ import annotations
 
@@ -79,12 +80,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=131072)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--configs", default="",
-                        help="extra tile shapes (last of --updates): dtype:rows x stages x warps, comma-separated; "
+                        help="extra tile shapes: dtype:rows x stages x warps, comma-separated; "
                              "v15x call 1 swept bf16:128x4x8,bf16:64x4x4,fp8:128x3x4")
     parser.add_argument("--tie-n", type=int, default=16384, help="tokens of the exact-ties checks (0: none)")
     parser.add_argument("--no-layer", action="store_true", help="skip the whole-layer rows")
-    parser.add_argument("--updates", default="1", help="this tree's top-k updates to check and time (_launch's "
-                        "update: 1 v15x, 0 v14's int64 keys)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -102,31 +101,29 @@ def main() -> None:
     device = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu"
     result: dict = {"n": n, "device": device, "checks": {}, "samples": {}}
 
-    def ours_fn(dt: str, rows: int, stages: int, warps: int, update: int = 1, top_k: int = 16,
+    def ours_fn(dt: str, rows: int, stages: int, warps: int, no_update: bool = False, top_k: int = 16,
                 qk: tuple | None = None, m: Meta = meta, qlen: int = n) -> Callable[[], torch.Tensor]:
         q, k = qk or inputs[dt]
         out = torch.empty((KV_HEADS, q.shape[0], top_k), dtype=torch.int32, device=DEVICE)
-        return lambda: ours._launch(q, k, m[0], m[1], m[2], out, top_k, 0, 1, qlen, rows, stages, warps, update)
+        return lambda: ours._launch(q, k, m[0], m[1], m[2], out, top_k, 0, 1, qlen, rows, stages, warps, no_update)
 
     def base_fn(dt: str, top_k: int = 16, qk: tuple | None = None, m: Meta = meta,
                 qlen: int = n) -> Callable[[], torch.Tensor]:
         q, k = qk or inputs[dt]
         return lambda: base.msa_index_topk_triton(q, k, *m, top_k=top_k, max_query_len=qlen)
 
-    updates = [int(u) for u in args.updates.split(",")]
     rows: dict[str, Callable[[], torch.Tensor]] = {}
     shape = {dt: (ours.FP8_CONFIG if dt == "fp8" else ours.WIDE_CONFIG) for dt in ("bf16", "fp8")}
     for dt in ("bf16", "fp8"):
         default = shape[dt]
         rows[f"{dt} indexer, baseline"] = base_fn(dt)
-        for u in updates:
-            rows[f"{dt} indexer, v15x u{u} {'x'.join(map(str, default))}"] = ours_fn(dt, *default, update=u)
+        rows[f"{dt} indexer, this tree {'x'.join(map(str, default))}"] = ours_fn(dt, *default)
         for spec in filter(None, args.configs.split(",")):
             cdt, tile = spec.split(":")
             if cdt == dt:
                 r, s, w = (int(x) for x in tile.split("x"))
-                rows[f"{dt} indexer, v15x u{updates[-1]} {tile}"] = ours_fn(dt, r, s, w, update=updates[-1])
-        rows[f"{dt} indexer, no update (diagnostic)"] = ours_fn(dt, *default, update=2)
+                rows[f"{dt} indexer, this tree {tile}"] = ours_fn(dt, r, s, w)
+        rows[f"{dt} indexer, no update (diagnostic)"] = ours_fn(dt, *default, no_update=True)
 
     # 1. selections == the baseline's
     for name, fn in list(rows.items()):
@@ -155,12 +152,11 @@ def main() -> None:
             qk = integer_inputs(args.tie_n, levels, dtype, seed=7 + levels)
             for top_k in ((8, 16, 32) if dt == "bf16" else (16,)):
                 want = base_fn(dt, top_k, qk, tm, args.tie_n)().clone()
-                for u in updates:
-                    got = ours_fn(dt, 128, 3, 8, update=u, top_k=top_k, qk=qk, m=tm, qlen=args.tie_n)().clone()
-                    sync()
-                    diff = int((want != got).any(-1).sum())
-                    result["checks"][f"ties {dt} u{u} levels={levels} top_k={top_k}"] = diff
-                    print(f"check ties {dt} u{u} levels={levels} top_k={top_k}: {diff} rows differ", flush=True)
+                got = ours_fn(dt, *shape[dt], top_k=top_k, qk=qk, m=tm, qlen=args.tie_n)().clone()
+                sync()
+                diff = int((want != got).any(-1).sum())
+                result["checks"][f"ties {dt} levels={levels} top_k={top_k}"] = diff
+                print(f"check ties {dt} levels={levels} top_k={top_k}: {diff} rows differ", flush=True)
     print(f"checks done in {time.time() - t0:.0f} s", flush=True)
 
     # 2. alternated timing rounds
@@ -173,9 +169,8 @@ def main() -> None:
         for dt in ("bf16", "fp8"):
             default = shape[dt]
             rows[f"{dt} whole layer, baseline indexer"] = layer(base_fn(dt))
-            for u in updates:
-                if result["checks"].get(f"{dt} indexer, v15x u{u} {'x'.join(map(str, default))}") == 0:
-                    rows[f"{dt} whole layer, v15x u{u} indexer"] = layer(ours_fn(dt, *default, update=u))
+            if result["checks"].get(f"{dt} indexer, this tree {'x'.join(map(str, default))}") == 0:
+                rows[f"{dt} whole layer, this tree's indexer"] = layer(ours_fn(dt, *default))
     samples: dict[str, list[float]] = defaultdict(list)
     for r in range(args.rounds):
         for name, fn in rows.items():

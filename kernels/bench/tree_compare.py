@@ -49,7 +49,6 @@ def time_tree(tree: str, n: int, kinds: list[str]) -> list[dict]:
         sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens,
                                 HEAD_DIM ** -0.5, out, **knobs)
 
-    fp8 = (case.index_q.to(torch.float8_e4m3fn), case.index_k_cache.to(torch.float8_e4m3fn))  # v13r and later
     selections = {"indexer sel": index()}
     for f in (0.9, 1.0):  # the seeds msa_bench uses, so the rows are the same selections as its own
         selections[f"f={f}"] = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
@@ -63,6 +62,7 @@ def time_tree(tree: str, n: int, kinds: list[str]) -> list[dict]:
             rows.append({"tree": tree, "row": f"N={n // 1024}K indexer sel, whole layer (indexer + attention)",
                          "ms": bench_ms(lambda: attend(index()))})
             rows.append({"tree": tree, "row": f"N={n // 1024}K indexer alone, bf16", "ms": bench_ms(index)})
+            fp8 = (case.index_q.to(torch.float8_e4m3fn), case.index_k_cache.to(torch.float8_e4m3fn))  # v13r on
             rows.append({"tree": tree, "row": f"N={n // 1024}K indexer alone, fp8 e4m3 q + cache",
                          "ms": bench_ms(lambda: msa_index_topk_triton(*fp8, case.block_table, case.query_start_loc,
                                                                       case.seq_lens, max_query_len=n))})

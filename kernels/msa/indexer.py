@@ -7,9 +7,10 @@ and inserts the block into a per-row running top-k held in registers. Scores nev
 
 Rank: score descending, equal scores -> lower block id; forced blocks (init and local) get +inf as score. Running
 state (v15x): fp32 scores + int32 ids per slot, insert iff s > the kept minimum (exact: blocks arrive by ascending
-id), the victim an empty slot else the highest id at the minimum; v14's int64 keys ((order-preserving bits of the
-score + 2^31) << 31 | (2^31 - 1 - block), one int64 min per page) remain as `_launch(update=0)`, same selections.
-The output is sorted by that int64 key. Selection semantics: see reference.select_blocks (local_blocks >= 1 here).
+id), the victim an empty slot else the highest id at the minimum (v14 kept int64 keys and took their min per page:
+the same selections, 5-7 % slower; `kernels/bench/indexer_topk_bench.py --baseline` compares against such a
+checkout). The output is sorted by the int64 key (order-preserving bits of the score + 2^31) << 31 | (2^31 - 1 -
+block). Selection semantics: see reference.select_blocks (local_blocks >= 1 here).
 
 FP8 (v13r), as vLLM's `indexer_kv_dtype="fp8"` serves it: the index-key cache is float8_e4m3fn (no scale) and the
 fused q/k-norm + RoPE kernel emits index_q in e4m3 too. Both e4m3 -> a native FP8 MMA (wgmma e4m3 x e4m3, fp32
@@ -45,7 +46,7 @@ def _index_topk_kernel(
     stride_btr,
     n_tiles,
     NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr, TOPK: tl.constexpr,
-    INIT_BLOCKS: tl.constexpr, LOCAL_BLOCKS: tl.constexpr, NUM_STAGES: tl.constexpr, UPDATE: tl.constexpr = 1,
+    INIT_BLOCKS: tl.constexpr, LOCAL_BLOCKS: tl.constexpr, NUM_STAGES: tl.constexpr, NO_UPDATE: tl.constexpr = False,
 ):
     ROWS: tl.constexpr = BLOCK_T * NUM_HEADS
     # Longest tiles (latest positions) first: the causal work grows with the tile index.
@@ -76,8 +77,7 @@ def _index_topk_kernel(
     n_blocks = last_pos // 128 + 1
     bt_row = bt_ptr + req.to(tl.int64) * stride_btr
     EMPTY: tl.constexpr = 1 << 30  # ids of empty slots: EMPTY + slot (distinct, above every block id)
-    keys = tl.zeros((ROWS, TOPK), dtype=tl.int64) - 1 - offs_s[None, :].to(tl.int64)  # UPDATE 0: distinct empties
-    scores = tl.full((ROWS, TOPK), float("-inf"), dtype=tl.float32)  # UPDATE 1 (and 2)
+    scores = tl.full((ROWS, TOPK), float("-inf"), dtype=tl.float32)
     ids = tl.zeros((ROWS, TOPK), dtype=tl.int32) + EMPTY + offs_s[None, :]
     for blk in tl.range(0, n_blocks, num_stages=NUM_STAGES):
         page = tl.load(bt_row + blk).to(tl.int64)
@@ -88,12 +88,9 @@ def _index_topk_kernel(
         s = tl.max(tl.dot(q, k, out_dtype=tl.float32), axis=1)
         forced = (blk < INIT_BLOCKS) | (blk >= nb_row - LOCAL_BLOCKS)
         s = tl.where(forced, float("inf"), s)
-        if UPDATE == 0:  # v14: int64 keys, an int64 min over the slots per page
-            key = _block_key(s, tl.zeros((ROWS,), dtype=tl.int64) + blk)
-            cur_min = tl.min(keys, axis=1)
-            insert = row_ok & (blk < nb_row) & (key > cur_min)
-            keys = tl.where((keys == cur_min[:, None]) & insert[:, None], key[:, None], keys)
-        elif UPDATE == 1:
+        if NO_UPDATE:  # timing diagnostic: no top-k update (wrong selections by design; the bookkeeping's cost)
+            scores = tl.maximum(scores, s[:, None])
+        else:
             # v15x: fp32 scores + int32 ids. Blocks arrive by ascending id, so a block whose score EQUALS the kept
             # minimum ranks below it (equal scores -> lower id): `s > thr` on fp32 is exactly v14's key test. The
             # victim is the lowest-ranked kept slot: an empty one if any (score -inf, id >= EMPTY), else the highest
@@ -106,12 +103,11 @@ def _index_topk_kernel(
             hit = (ids == victim[:, None]) & insert[:, None]
             scores = tl.where(hit, s[:, None], scores)
             ids = tl.where(hit, blk, ids)
-        else:  # timing diagnostic: no top-k update (wrong selections by design; the bookkeeping's cost)
-            scores = tl.maximum(scores, s[:, None])
-    if UPDATE == 2:
+    if NO_UPDATE:
         ids = tl.zeros((ROWS, TOPK), dtype=tl.int32) + offs_s[None, :]
-    if UPDATE != 0:  # + 0.0: -0.0 -> +0.0, equal in the order as in the compares above (and in the reference)
-        keys = tl.where(ids < EMPTY, _block_key(scores + 0.0, ids.to(tl.int64)), -1 - offs_s[None, :].to(tl.int64))
+    # Rank once: + 0.0 turns -0.0 into +0.0, equal in the order as in the compares above (and in the reference);
+    # empty slots get distinct negative keys, i.e. -1 after the decode below.
+    keys = tl.where(ids < EMPTY, _block_key(scores + 0.0, ids.to(tl.int64)), -1 - offs_s[None, :].to(tl.int64))
 
     keys = tl.sort(keys, dim=1, descending=True)
     ids = tl.where(keys >= 0, 2147483647 - (keys & 2147483647), -1).to(tl.int32)
@@ -162,11 +158,10 @@ def _config(q_dtype: torch.dtype, k_dtype: torch.dtype) -> tuple[int, int, int]:
 def _launch(index_q: torch.Tensor, index_k_cache: torch.Tensor, block_table: torch.Tensor,
             query_start_loc: torch.Tensor, seq_lens: torch.Tensor, out: torch.Tensor, top_k: int, init_blocks: int,
             local_blocks: int, max_query_len: int, rows: int, stages: int, warps: int,
-            update: int = 1) -> torch.Tensor:
+            no_update: bool = False) -> torch.Tensor:
     """One launch with an explicit tile shape (the benchmark's sweep calls this directly).
 
-    ``update``: the running top-k's update, 1 = v15x (fp32 scores + int32 ids; the default), 0 = v14 (int64 keys;
-    the same selections), 2 = none (a timing diagnostic: wrong selections by design).
+    ``no_update``: a timing diagnostic that skips the running top-k's update (wrong selections by design).
     """
     num_tokens, num_heads, head_dim = index_q.shape
     block_t = max(1, rows // num_heads)  # rows = tokens x index heads of one MMA tile
@@ -180,7 +175,7 @@ def _launch(index_q: torch.Tensor, index_k_cache: torch.Tensor, block_table: tor
         block_table.stride(0),
         n_tiles,
         NUM_HEADS=num_heads, HEAD_DIM=head_dim, BLOCK_T=block_t, TOPK=top_k,
-        INIT_BLOCKS=init_blocks, LOCAL_BLOCKS=local_blocks, NUM_STAGES=stages, UPDATE=update,
+        INIT_BLOCKS=init_blocks, LOCAL_BLOCKS=local_blocks, NUM_STAGES=stages, NO_UPDATE=no_update,
         num_warps=warps,
     )
     return out
