@@ -106,32 +106,22 @@ def _part_lse(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, GROUP: tl.constexp
 
 
 @triton.jit
-def _merge_kernel(
-    po_ptr, plse_ptr, ps_ptr, sel_ptr, skip_ptr, out_ptr, cslot_ptr, co_ptr, clse_ptr,
-    num_tokens,
-    stride_sh, stride_st,
-    stride_ot, stride_oh,
-    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_PARTS: tl.constexpr,
-    TILE_T: tl.constexpr, HAS_SEL: tl.constexpr, HAS_SKIP: tl.constexpr, HAS_CARRIER: tl.constexpr,
+def _merge_rows(
+    po_ptr, plse_ptr, ps_ptr, sel_ptr, out_ptr, cslot_ptr, co_ptr, clse_ptr, t, g, h, row_ok,
+    num_tokens, stride_sh, stride_st, stride_ot, stride_oh,
+    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_PARTS: tl.constexpr, ROWS: tl.constexpr,
+    HAS_SEL: tl.constexpr, HAS_CARRIER: tl.constexpr,
 ):
-    # Rows = TILE_T tokens x GROUP_PAD heads of one KV head. v13p: every part's LSE first (the rows' max), then one
-    # unrolled pass of single-part loads whose weights are already known, so all the parts' bytes can be in flight
-    # together; v6-v12 ran an online softmax where each part's load waited on its own LSE -> weight chain (H200,
-    # 128K: 82 % of the copy-rate floor with bf16 parts, 60 % with int8; this: 100 % / 73 %, NOTES v13p).
-    h = tl.program_id(1)
-    offs_r = tl.arange(0, TILE_T * GROUP_PAD)
-    t = tl.program_id(0) * TILE_T + offs_r // GROUP_PAD
-    g = offs_r % GROUP_PAD
-    row_ok = (t < num_tokens) & (g < GROUP)
-    if HAS_SKIP:  # rows another kernel (tile-outer prefill) owns: neither read nor written here
-        row_ok = row_ok & (tl.load(skip_ptr + h * num_tokens + t, mask=row_ok, other=1) == 0)
-        if tl.max(row_ok.to(tl.int32), axis=0) == 0:  # 16 masked passes cost 5.6 ms at 128K (NOTES v7)
-            return
+    """Merge ``ROWS`` rows (tokens ``t``, query heads ``g`` of KV head ``h``; ``row_ok`` masks the rest). v13p: every
+    part's LSE first (the rows' max), then one unrolled pass of single-part loads whose weights are already known, so
+    all the parts' bytes can be in flight together; v6-v12 ran an online softmax where each part's load waited on its
+    own LSE -> weight chain (H200, 128K: 82 % of the copy-rate floor with bf16 parts, 60 % with int8; this: 100 % /
+    73 %, NOTES v13p)."""
     offs_d = tl.arange(0, HEAD_DIM)
     ht = h.to(tl.int64) * num_tokens + t
     lse_row = ht * NUM_PARTS * GROUP + g  # the row's LSE of part 0; part k's is k * GROUP further (and its rows)
     sel_row = h * stride_sh + t.to(tl.int64) * stride_st
-    m = tl.full((TILE_T * GROUP_PAD,), float("-inf"), tl.float32)
+    m = tl.full((ROWS,), float("-inf"), tl.float32)
     if HAS_CARRIER:  # v12m: the row's tile-outer part, from its bf16 side buffer (int8 KV-outer parts)
         side = ht * GROUP + g
         has = row_ok & (tl.load(cslot_ptr + ht, mask=row_ok, other=-1) >= 0)
@@ -140,8 +130,8 @@ def _merge_kernel(
     for k in tl.static_range(NUM_PARTS):
         m = tl.maximum(m, _part_lse(plse_ptr, sel_ptr, lse_row, sel_row, k, row_ok, GROUP, HAS_SEL))
     m = tl.where(m == float("-inf"), 0.0, m)  # a row without parts: every weight 0, the output 0
-    denom = tl.zeros((TILE_T * GROUP_PAD,), tl.float32)
-    acc = tl.zeros((TILE_T * GROUP_PAD, HEAD_DIM), tl.float32)
+    denom = tl.zeros((ROWS,), tl.float32)
+    acc = tl.zeros((ROWS, HEAD_DIM), tl.float32)
     if HAS_CARRIER:
         w = tl.exp2(c_lse - m)
         denom += w
@@ -157,6 +147,41 @@ def _merge_kernel(
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
 
 
+@triton.jit
+def _merge_kernel(
+    po_ptr, plse_ptr, ps_ptr, sel_ptr, skip_ptr, out_ptr, cslot_ptr, co_ptr, clse_ptr,
+    num_tokens,
+    stride_sh, stride_st,
+    stride_ot, stride_oh,
+    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_PARTS: tl.constexpr,
+    TILE_T: tl.constexpr, SPAN: tl.constexpr, HAS_SEL: tl.constexpr, HAS_SKIP: tl.constexpr,
+    HAS_CARRIER: tl.constexpr,
+):
+    # A program merges SPAN tiles of TILE_T tokens x GROUP_PAD heads of one KV head, one tile after the other. With
+    # `skip`, one load of the span's flags first: a span whose rows another kernel (tile-outer prefill) owns exits
+    # there (v16: at f >= 0.9 every row is owned, and one program per 16-row tile cost 0.4 ms of launches at 128K).
+    h = tl.program_id(1)
+    t0 = tl.program_id(0) * (SPAN * TILE_T)
+    if HAS_SKIP:
+        span_t = t0 + tl.arange(0, SPAN * TILE_T)
+        owned = tl.load(skip_ptr + h * num_tokens + span_t, mask=span_t < num_tokens, other=1)
+        if tl.min(owned, axis=0) != 0:  # 16 masked passes cost 5.6 ms at 128K (NOTES v7)
+            return
+    offs_r = tl.arange(0, TILE_T * GROUP_PAD)
+    g = offs_r % GROUP_PAD
+    for s in range(SPAN):
+        t = t0 + s * TILE_T + offs_r // GROUP_PAD
+        row_ok = (t < num_tokens) & (g < GROUP)
+        any_row = True
+        if HAS_SKIP:  # rows neither read nor written here
+            row_ok = row_ok & (tl.load(skip_ptr + h * num_tokens + t, mask=row_ok, other=1) == 0)
+            any_row = tl.max(row_ok.to(tl.int32), axis=0) != 0
+        if any_row:
+            _merge_rows(po_ptr, plse_ptr, ps_ptr, sel_ptr, out_ptr, cslot_ptr, co_ptr, clse_ptr, t, g, h, row_ok,
+                        num_tokens, stride_sh, stride_st, stride_ot, stride_oh, GROUP, HEAD_DIM, NUM_PARTS,
+                        TILE_T * GROUP_PAD, HAS_SEL, HAS_CARRIER)
+
+
 def merge_partials(
     partial_o: torch.Tensor,
     partial_lse: torch.Tensor,
@@ -166,12 +191,14 @@ def merge_partials(
     skip: torch.Tensor | None = None,
     partial_scale: torch.Tensor | None = None,
     carrier: CarrierParts | None = None,
+    span: int | None = None,
 ) -> None:
     """out[t, h*G + g] = softmax-weighted sum over parts; ``selection`` (if given) marks which parts exist.
 
     ``skip`` [kv_heads, tokens] bool: (token, KV head) rows to leave untouched (written by another kernel).
     ``partial_scale``: the per-row scales of int8 partials (``store_part``).
     ``carrier``: one more part per row kept apart (bf16 tile-outer parts beside int8 partials, v12m).
+    ``span``: row tiles per program (default 8 with ``skip`` on the GPU, else 1; tests set it to cover both).
     """
     num_kv_heads, num_tokens, num_parts, group, head_dim = partial_o.shape
     if num_tokens == 0:
@@ -181,14 +208,19 @@ def merge_partials(
     # 16 rows on the GPU (H100 sweep: 16 < 32 < 128 rows by ~5%); under the CPU interpreter the cost is per op,
     # so go wide.
     tile_t = max(1, (rows or (16 if partial_o.is_cuda else 512)) // group_pad)
+    # with `skip`, SPAN tiles per program (one flags check for all of them; CPU: the interpreter's cost is per op)
+    span = span or (8 if skip is not None and partial_o.is_cuda else 1)
+    if span & (span - 1) or tile_t & (tile_t - 1):
+        raise ValueError(f"span ({span}) and rows per tile ({tile_t} tokens) must be powers of two")
     scales = partial_scale if partial_scale is not None else partial_lse  # unused pointer unless int8 partials
     side = carrier if carrier is not None else (partial_lse, partial_o, partial_lse)  # unused pointers without one
-    _merge_kernel[(triton.cdiv(num_tokens, tile_t), num_kv_heads)](
+    _merge_kernel[(triton.cdiv(num_tokens, tile_t * span), num_kv_heads)](
         partial_o, partial_lse, scales, sel, skip.view(torch.uint8) if skip is not None else sel, out, *side,
         num_tokens,
         sel.stride(0), sel.stride(1),
         out.stride(0), out.stride(1),
         GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, NUM_PARTS=num_parts,
-        TILE_T=tile_t, HAS_SEL=selection is not None, HAS_SKIP=skip is not None, HAS_CARRIER=carrier is not None,
+        TILE_T=tile_t, SPAN=span, HAS_SEL=selection is not None, HAS_SKIP=skip is not None,
+        HAS_CARRIER=carrier is not None,
         num_warps=4,
     )

@@ -95,13 +95,16 @@ def _int8_parts(o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return q, scale, q.float() * scale[..., None]
 
 
-@pytest.mark.parametrize("parts,rows", [("bf16", None), ("bf16", 12), ("int8", None), ("int8+carrier", 8),
-                                        ("fp32, no selection", 4), ("bf16+skip", 8)])
-def test_merge_partials_semantics(parts, rows):
+@pytest.mark.parametrize("parts,rows,span", [("bf16", None, None), ("bf16", 12, None), ("int8", None, None),
+                                             ("int8+carrier", 8, None), ("fp32, no selection", 4, None),
+                                             ("bf16+skip", 8, None), ("bf16+skip", 8, 2), ("bf16+skip", 16, 4)])
+def test_merge_partials_semantics(parts, rows, span):
     """v13p: the merge (all parts' LSEs first, then independent part loads) against its definition: -1 selection
     entries anywhere (parts never written: NaN garbage in their values and LSEs), rows with no part at all (zeros),
     a group that is not a power of two, tiles that end mid-row-set, ``skip`` rows left as they were (NaN poison),
-    int8 parts with per-row scales, a bf16 carrier part beside them, and decode's form (fp32 parts, no selection)."""
+    int8 parts with per-row scales, a bf16 carrier part beside them, and decode's form (fp32 parts, no selection).
+    ``span`` (v16): several row tiles per program, a span owned whole (it exits at its flags) and a last span that
+    ends past the tokens."""
     from kernels.msa.merge import CarrierParts, merge_partials
 
     gen = torch.Generator().manual_seed(16)
@@ -135,10 +138,11 @@ def test_merge_partials_semantics(parts, rows):
     if parts.endswith("skip"):
         skip = torch.rand(hkv, t, generator=gen) < 0.4
         skip[0, 5] = False
+        skip[1, :24] = True  # whole spans owned (tokens 0-23: spans of 2 or 8 tokens)
     out = torch.full((t, hkv * g, d), float("nan"), dtype=torch.bfloat16, device=DEVICE)
     merge_partials(po.to(DEVICE), plse.to(DEVICE), out, sel.to(DEVICE) if has_sel else None, rows=rows,
                    skip=skip.to(DEVICE) if skip is not None else None,
-                   partial_scale=scale.to(DEVICE) if scale is not None else None, carrier=carrier)
+                   partial_scale=scale.to(DEVICE) if scale is not None else None, carrier=carrier, span=span)
     want = _merge_reference(values, lse, present,
                             (carrier.slot.cpu(), carrier.o.float().cpu(), carrier.lse.cpu()) if carrier else None)
     out = out.float().cpu()

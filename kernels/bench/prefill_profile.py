@@ -1,0 +1,97 @@
+"""Where the default prefill's time goes: per-kernel device time of ``sparse_attention_triton`` under torch.profiler.
+
+For each selection kind (the indexer's selections on random inputs, synthetic f = 0.9 / 1.0, the seeds msa_bench and
+tree_compare use) the default call is timed alone (``do_bench``) and then profiled over ``--calls`` calls; the table
+lists every kernel's device time per call, their sum, and the wall time the sum leaves unexplained (launch gaps and
+host work between launches). This is the stage breakdown the NOTES' "outside the step" estimates come from:
+
+    PYTHONPATH=$PWD python -m kernels.bench.prefill_profile --n 131072 --json $OUT/profile.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from kernels.bench.tree_compare import HEAD_DIM, HEADS, KINDS, KV_HEADS, bench_ms
+
+
+def kernel_times(fn, calls: int) -> dict[str, float]:  # noqa: ANN001 - a callable launching GPU work
+    """Device milliseconds per call of each kernel ``fn`` launches (summed over its launches within one call)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    per_kernel: dict[str, float] = defaultdict(float)
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA and event.device_time_total > 0:
+            per_kernel[short_name(event.name)] += event.device_time_total / 1000.0 / calls
+    return dict(sorted(per_kernel.items(), key=lambda kv: -kv[1]))
+
+
+def short_name(name: str) -> str:
+    """A kernel's name without its template arguments and parameter list (CUDA C++ names are long)."""
+    for cut in ("<", "("):
+        name = name.split(cut, 1)[0]
+    return name.removeprefix("void ").strip()[:60]
+
+
+def profile_kinds(n: int, kinds: list[str], calls: int) -> list[dict]:
+    from kernels.msa.indexer import msa_index_topk_triton
+    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.prefill import sparse_attention_triton
+
+    case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
+    out = torch.empty_like(case.q)
+    rows = []
+    for kind in kinds:
+        if kind == "indexer sel":
+            sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
+                                        case.seq_lens, max_query_len=n)
+        else:  # the seeds tree_compare and msa_bench use
+            f = float(kind.removeprefix("f="))
+            sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
+
+        def attend(sel: torch.Tensor = sel) -> None:
+            sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,
+                                    case.seq_lens, HEAD_DIM ** -0.5, out)
+
+        wall = bench_ms(attend)
+        kernels = kernel_times(attend, calls)
+        rows.append({"n": n, "kind": kind, "wall_ms": wall, "kernels_ms": kernels})
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    for row in rows:
+        total = sum(row["kernels_ms"].values())
+        print(f"\nN={row['n'] // 1024}K {row['kind']}: wall {row['wall_ms']:.2f} ms, kernels {total:.2f} ms, "
+              f"outside kernels {row['wall_ms'] - total:.2f} ms")
+        print("| kernel | ms per call | share of wall |")
+        print("| --- | --- | --- |")
+        for name, ms in row["kernels_ms"].items():
+            print(f"| {name} | {ms:.3f} | {ms / row['wall_ms']:.1%} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=131072)
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--calls", type=int, default=5, help="profiled calls per kind")
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    args = parser.parse_args()
+    rows = profile_kinds(args.n, [k for k in args.kinds.split(",") if k], args.calls)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
