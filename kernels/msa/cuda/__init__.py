@@ -279,6 +279,9 @@ def _choice(step: str, q: torch.Tensor, input_problems: Callable[[], list[str]],
     return None
 
 
+MAX_FOLD_SLOTS = 32
+"""Largest top_k the tile-outer kernel takes (kMaxFoldSlots in tile_outer_sm90.cu: its fused merge loads a row's
+slot entries in one batch, v16)."""
 PARTIAL_DTYPES = (torch.bfloat16, torch.int8)
 """KV-outer partials the kernel reads (fused merge) and writes beside (carrier parts: bf16 into the partials, or into
 a bf16 side buffer when they are int8, v12m)."""
@@ -302,6 +305,9 @@ def check_inputs(q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tenso
         problems.append("kv_cache needs a unit last stride and 16-byte aligned rows (TMA)")
     if not partial_o.is_contiguous():
         problems.append("partial_o must be contiguous")
+    if partial_o.dim() == 5 and partial_o.shape[2] > MAX_FOLD_SLOTS:
+        problems.append(f"top_k <= {MAX_FOLD_SLOTS} only (the fused merge reads a row's slots in one batch), "
+                        f"got {partial_o.shape[2]}")
     return problems
 
 

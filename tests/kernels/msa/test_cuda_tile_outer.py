@@ -50,6 +50,10 @@ def test_inputs_it_cannot_take_are_named():
                                 torch.zeros(3, 4, 128, 256, dtype=torch.bfloat16),
                                 torch.zeros(4, 8, 16, 8, 128, dtype=torch.bfloat16), 8)
     assert grouped and "16 query heads per KV head" in grouped[0]
+    wide = cuda.check_inputs(torch.zeros(8, 64, 128, dtype=torch.bfloat16),
+                             torch.zeros(3, 4, 128, 256, dtype=torch.bfloat16),
+                             torch.zeros(4, 8, cuda.MAX_FOLD_SLOTS + 1, 16, 128, dtype=torch.bfloat16), 8)
+    assert wide and "top_k <= 32" in wide[0]  # the fused merge loads a row's slots in one batch (v16)
 
 
 @pytest.mark.gpu
