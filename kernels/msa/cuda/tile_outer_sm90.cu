@@ -173,16 +173,11 @@ CUTLASS_DEVICE void load_q(TQ& sQ, TileOuterParams const& prm, int64_t tile, int
 
 constexpr int kMaxFoldSlots = 32;  // top_k the fold reads in one batch (tile_outer_attention_cuda checks it)
 
-// The fused merge (v9 / v11): fold a row's KV-outer parts (its `rest` slots >= 0) into its softmax state and O.
-// v16: every slot's entry is loaded before any is tested, and each present part's LSEs (int8: scales) and values are
-// loaded before any is used, so a row pays ~1 memory latency for its slots and ~1 per present part. The v9-v15 loop
-// tested each slot right after its load: ~16 + 4 per part dependent loads per item (~2 ms at 128K f = 0.9). Same
-// arithmetic in the same order as before (output unchanged bit for bit).
-template <class TO, class TC>
-CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, int row0, RowState& st, float (&lsum)[2],
-                               TO& o_rc, TC const& cO_rc) {
-  constexpr int kCols = kHeadDim / 4;  // columns of a row this thread holds (wgmma m64 accumulator: quad-shared rows)
-  static_assert(decltype(size<1>(o_rc))::value == kCols, "accumulator layout");
+// The fused merge (v9 / v11): a row's KV-outer parts (its `rest` slots >= 0), as a bit mask of slots. v16: every
+// slot's entry is loaded before any is tested (one memory latency; the v9-v15 loop tested each slot right after its
+// load: 16 dependent loads per item), and the kernel asks for the mask under the item's first S, so the latency
+// overlaps the tensor cores; a direct row (every entry shared) has no slot >= 0, so no `direct` load is needed.
+CUTLASS_DEVICE uint32_t fold_slots(TileOuterParams const& prm, int64_t row) {
   int32_t const* rest = prm.rest + row * prm.top_k;
   uint32_t present = 0;
   CUTLASS_PRAGMA_UNROLL
@@ -190,6 +185,17 @@ CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, int row0
     int32_t const slot = k < prm.top_k ? rest[k] : -1;
     present |= slot >= 0 ? 1u << k : 0u;
   }
+  return present;
+}
+
+// Fold the parts of `present` into the row's softmax state and O. Each part's LSEs (int8: scales) and values are
+// loaded before any is used (one memory latency per part, v16); the arithmetic and its order are v9-v15's (output
+// unchanged bit for bit with bf16 parts).
+template <class TO, class TC>
+CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t present, int row0, RowState& st,
+                               float (&lsum)[2], TO& o_rc, TC const& cO_rc) {
+  constexpr int kCols = kHeadDim / 4;  // columns of a row this thread holds (wgmma m64 accumulator: quad-shared rows)
+  static_assert(decltype(size<1>(o_rc))::value == kCols, "accumulator layout");
   bool const int8 = prm.partial_scale != nullptr;
   while (present != 0) {  // one token per warp: uniform
     int const k = __ffs(present) - 1;
@@ -316,6 +322,11 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
     bool const tok_ok = t < prm.num_tokens;
     int const pos = tok_ok ? prm.positions[t] : -1;
     uint64_t const tm = static_cast<uint64_t>(prm.tokmask[tile * kTileT + tok_local]);
+    int64_t const row = static_cast<int64_t>(h) * prm.num_tokens + t;
+    uint32_t present = 0;  // fused merge: the row's KV-outer slots, asked for under the first S (find_slots)
+    auto find_slots = [&] {
+      if (prm.fuse_merge && tok_ok) present = fold_slots(prm, row);
+    };
 
     // Q rows of this warpgroup (4 tokens x 16 heads) into shared memory, 16 bytes per access; with QPREFETCH
     // (after the first tile) they were requested by cp.async during the previous tile, once its last S was done.
@@ -364,6 +375,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
         int const stage = it % STAGES;
         wait_full(it);
         scores(j, stage);
+        if (j == 0) find_slots();
         warpgroup_wait<0>();
         warpgroup_fence_operand(tSrS);
         softmax(j);
@@ -381,6 +393,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       my_turn();
       scores(0, it % STAGES);
       their_turn();
+      find_slots();
       warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
       if (cnt == 1) prefetch_next_q();
@@ -417,13 +430,10 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
     // fuse_merge (v9's option, here with register headroom): the row's KV-outer parts (written before this launch;
     // `rest` lists their slots) are folded into the softmax state first, and every row of the tile goes to out.
     Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
-    int64_t const row = static_cast<int64_t>(h) * prm.num_tokens + t;
     float lsum[2] = {quad_sum(st.l[0]), quad_sum(st.l[1])};
-    // A direct row (no KV-outer entry: every row at f = 1) has nothing to fold: one warp-uniform byte skips the
-    // top_k loads of `rest` (v11: the fused merge then costs nothing where it does not pay).
-    if (prm.fuse_merge && tok_ok && prm.direct[row] == 0) {
-      fold_parts(prm, row, row0, st, lsum, o_rc, cO_rc);
-    }
+    // A direct row (no KV-outer entry: every row at f = 1) has nothing to fold (v11: the fused merge then costs
+    // nothing where it does not pay); one token per warp, so the test is warp-uniform.
+    if (present != 0) fold_parts(prm, row, present, row0, st, lsum, o_rc, cO_rc);
     bool const direct = tok_ok && (prm.fuse_merge || prm.direct[row] != 0);
     int const carrier = tok_ok && !prm.fuse_merge ? prm.carrier[row] : -1;
     CUTLASS_PRAGMA_UNROLL
