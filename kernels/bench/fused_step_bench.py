@@ -15,20 +15,20 @@ from pathlib import Path
 
 import torch
 
-from kernels.bench.tree_compare import HEAD_DIM, HEADS, KV_HEADS, bench_ms
+from kernels.bench.tree_compare import HEAD_DIM, HEADS, KV_HEADS, bench_ms, selection
 
 
 def fused_step(n: int, f: float):  # noqa: ANN201 - a callable launching the step
     """The step of ``sparse_attention_triton``'s default path at ``n`` tokens and locality ``f`` (tree_compare's
     seeds), its split, CSR and KV-outer parts made once beforehand."""
     from kernels.msa.cuda import tile_outer_attention_cuda
-    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.inputs import make_case
     from kernels.msa.merge import device_positions, device_requests
     from kernels.msa.prefill import _kv_partials, csr_from_split
     from kernels.msa.tile_outer import tile_unions
 
     case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
-    sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
+    sel = selection(case, f"f={f}", n)
     nb, scale = case.block_table.shape[1], HEAD_DIM ** -0.5
     pos = device_positions(case.query_start_loc, case.seq_lens, n)
     req = device_requests(case.query_start_loc, n)

@@ -134,9 +134,9 @@ def main() -> None:
     args = parser.parse_args()
     import triton
 
+    from kernels.bench.tree_compare import selection
     from kernels.bench.vllm_standin import load_vllm_ops
-    from kernels.msa.indexer import msa_index_topk_triton
-    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.inputs import make_case
 
     vllm_sparse, vllm_index = load_vllm_ops(args.vllm_ops) if args.vllm_ops.is_dir() else (None, None)
     rows = PrintedRows()
@@ -146,12 +146,7 @@ def main() -> None:
     case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
     shape = f"N={n // 1024}K"
     for kind in args.kinds.split(","):
-        if kind == "indexer sel":
-            sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
-                                        case.seq_lens, max_query_len=n)
-        else:
-            f = float(kind.removeprefix("f="))
-            sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
+        sel = selection(case, kind, n)
         if args.stages:
             guarded(rows, "stages", f"{shape} {kind}", stage_rows, case, sel, f"{shape} {kind}", rows)
         if args.skip_variants:

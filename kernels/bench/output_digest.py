@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from kernels.bench.tree_compare import HEAD_DIM, HEADS, KV_HEADS
+from kernels.bench.tree_compare import HEAD_DIM, HEADS, KV_HEADS, selection
 
 KINDS = ("indexer sel", "f=0.5", "f=0.9", "f=1.0")
 
@@ -39,19 +39,13 @@ def main() -> None:
     parser.add_argument("--save", type=Path, help="keep each output here (torch.save)")
     parser.add_argument("--against", type=Path, help="compare each output with the one saved here")
     args = parser.parse_args()
-    from kernels.msa.indexer import msa_index_topk_triton
-    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.inputs import make_case
     from kernels.msa.prefill import sparse_attention_triton
 
     n = args.n
     case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
     for kind in (k for k in args.kinds.split(",") if k):
-        if kind == "indexer sel":
-            sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
-                                        case.seq_lens, max_query_len=n)
-        else:
-            f = float(kind.removeprefix("f="))
-            sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
+        sel = selection(case, kind, n)
         for parts, knobs in (("bf16 parts", {}), ("int8 parts", {"partial_dtype": torch.int8})):
             out = sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,
                                           case.seq_lens, HEAD_DIM ** -0.5, **knobs)

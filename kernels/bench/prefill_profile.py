@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from kernels.bench.tree_compare import HEAD_DIM, HEADS, KINDS, KV_HEADS, bench_ms
+from kernels.bench.tree_compare import HEAD_DIM, HEADS, KINDS, KV_HEADS, bench_ms, selection
 
 
 def kernel_times(fn, calls: int) -> dict[str, float]:  # noqa: ANN001 - a callable launching GPU work
@@ -44,20 +44,14 @@ def short_name(name: str) -> str:
 
 
 def profile_kinds(n: int, kinds: list[str], calls: int) -> list[dict]:
-    from kernels.msa.indexer import msa_index_topk_triton
-    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.inputs import make_case
     from kernels.msa.prefill import sparse_attention_triton
 
     case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
     out = torch.empty_like(case.q)
     rows = []
     for kind in kinds:
-        if kind == "indexer sel":
-            sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
-                                        case.seq_lens, max_query_len=n)
-        else:  # the seeds tree_compare and msa_bench use
-            f = float(kind.removeprefix("f="))
-            sel = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
+        sel = selection(case, kind, n)
 
         def attend(sel: torch.Tensor = sel) -> None:
             sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,

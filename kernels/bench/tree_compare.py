@@ -32,10 +32,23 @@ def bench_ms(fn) -> float:  # noqa: ANN001 - a callable launching GPU work
     return float(triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median"))
 
 
+def selection(case, kind: str, n: int) -> torch.Tensor:  # noqa: ANN001 - a kernels.msa.inputs.MSACase
+    """The selections every tree is timed on: "indexer sel" (the indexer on the case's random inputs) or "f=<x>"
+    (synthetic locality x, with the seeds msa_bench uses, so the rows are the same selections as its own)."""
+    from kernels.msa.indexer import msa_index_topk_triton
+    from kernels.msa.inputs import local_selection
+
+    if kind == "indexer sel":
+        return msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
+                                     case.seq_lens, max_query_len=n)
+    f = float(kind.removeprefix("f="))
+    return local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
+
+
 def time_tree(tree: str, n: int, kinds: list[str]) -> list[dict]:
     """One round of every row under the checkout on sys.path."""
     from kernels.msa.indexer import msa_index_topk_triton
-    from kernels.msa.inputs import local_selection, make_case
+    from kernels.msa.inputs import make_case
     from kernels.msa.prefill import sparse_attention_triton
 
     case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
@@ -49,9 +62,7 @@ def time_tree(tree: str, n: int, kinds: list[str]) -> list[dict]:
         sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens,
                                 HEAD_DIM ** -0.5, out, **knobs)
 
-    selections = {"indexer sel": index()}
-    for f in (0.9, 1.0):  # the seeds msa_bench uses, so the rows are the same selections as its own
-        selections[f"f={f}"] = local_selection(case.query_start_loc, case.seq_lens, KV_HEADS, f, seed=n + int(f * 10))
+    selections = {kind: selection(case, kind, n) for kind in KINDS}
     rows = []
     for kind in kinds:
         sel = selections[kind]
