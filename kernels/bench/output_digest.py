@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -46,7 +47,9 @@ def main() -> None:
     case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
     for kind in (k for k in args.kinds.split(",") if k):
         sel = selection(case, kind, n)
-        for parts, knobs in (("bf16 parts", {}), ("int8 parts", {"partial_dtype": torch.int8})):
+        variants: tuple[tuple[str, dict[str, Any]], ...] = (
+            ("bf16 parts", {}), ("int8 parts", {"partial_dtype": torch.int8}))
+        for parts, knobs in variants:
             out = sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,
                                           case.seq_lens, HEAD_DIM ** -0.5, **knobs)
             line = f"N={n} {kind} {parts}: {digest(out)} nan={int(torch.isnan(out).sum())}"
