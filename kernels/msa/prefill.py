@@ -29,6 +29,7 @@ from kernels.msa.tile_outer import (
     tile_outer_attention,
     tile_unions,
 )
+from kernels.msa.widen import FP8_CACHE_DTYPE, widen_fp8_pages
 from kernels.msa.workspace import PartialBuffers, PrefillWorkspace, empty, partial_buffers
 
 
@@ -372,6 +373,7 @@ def sparse_attention_triton(
     tile_impl: str = "auto",
     kv_impl: str = "auto",
     workspace: PrefillWorkspace | None = None,
+    widen_fp8: bool | None = None,
 ) -> torch.Tensor:
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
@@ -383,7 +385,10 @@ def sparse_attention_triton(
     and 1.36-1.98x at f >= 0.9 (NOTES.md v8, RESULTS.md); ``max_union=0`` runs KV-outer only (v6).
     ``tile_*`` knobs: the tile-outer kernel's warps, pipeline stages, key piece and programs per SM (0: one per tile).
     ``kv_cache`` may be float8 e4m3 (``torch.float8_e4m3fn``, vLLM's layout) with per-tensor ``k_scale`` /
-    ``v_scale`` (H200: 0.99x the bf16 cache on random selections, 0.79x at f = 0.9; NOTES.md v10t).
+    ``v_scale``. ``widen_fp8`` (v17): the pages this call reads are widened once into a compact cache of q's dtype
+    (``kernels.msa.widen``: K exact with k_scale folded into the softmax scale, V x v_scale rounded once) so the
+    CUDA kernels run; None (default): when ``kernels.msa.cuda.choose_kv`` would take a bf16 cache here; False: the
+    Triton kernels widen after each load (no extra memory; H200 v9: 0.79x the bf16 cache at f = 0.9).
     ``fuse_merge`` (v9): the tile-outer kernel folds its rows' KV-outer parts in on chip and
     writes them (no carrier part, no merge pass over those rows); on the H200 it was 0.88-0.98x the v8 path on
     selections with locality and 1.03x on a chunked row, so v8's separate merge stays the default (NOTES v9); with
@@ -421,6 +426,9 @@ def sparse_attention_triton(
         out = torch.empty_like(q)
     if num_tokens == 0:
         return out
+    if _widens(widen_fp8, q, kv_cache, partial_dtype, (tile_impl, kv_impl)):
+        kv_cache, block_table = widen_fp8_pages(kv_cache, block_table, seq_lens, v_scale, q.dtype, workspace)
+        scale, k_scale, v_scale = scale * k_scale, 1.0, 1.0
     pos = device_positions(query_start_loc, seq_lens, num_tokens)
     if max_union <= 0:  # KV-outer only
         csr = build_block_csr(selection, query_start_loc, block_table.shape[1], chunk, window)
@@ -464,6 +472,22 @@ def sparse_attention_triton(
 
 
 TILE_IMPLS = ("auto", "cuda", "triton")
+
+
+def _widens(widen_fp8: bool | None, q: torch.Tensor, kv_cache: torch.Tensor, partial_dtype: torch.dtype | None,
+            impls: tuple[str, str]) -> bool:
+    """Whether this call widens its fp8 cache's pages to bf16 first (see ``widen_fp8``): asked for, or (None) when
+    a step may run on CUDA and the CUDA KV-outer kernel would take these inputs with a bf16 cache (checked on a
+    meta tensor: no allocation, no sync)."""
+    if kv_cache.dtype != FP8_CACHE_DTYPE or widen_fp8 is False:
+        return False
+    if widen_fp8:
+        return True
+    if all(impl == "triton" for impl in impls):
+        return False
+    from kernels.msa import cuda
+
+    return cuda.choose_kv(q, torch.empty(kv_cache.shape, dtype=q.dtype, device="meta"), partial_dtype) is None
 
 
 def _tile_impl(tile_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tensor, tile_t: int,

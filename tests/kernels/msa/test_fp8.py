@@ -1,4 +1,4 @@
-"""FP8 (e4m3, per-tensor scale) KV cache in the decode and prefill kernels: exact against the fp32 reference on the
+"""FP8 (e4m3, per-tensor scale) KV cache in the decode and prefill kernels (in-kernel or widened pages, v17): exact against the fp32 reference on the
 dequantized cache (what the kernels compute with), and close to the reference on the original bf16/fp32 cache (the
 quantisation error). CPU under TRITON_INTERPRET=1 (small shapes, fp32 queries); bf16 on a GPU when one is present."""
 from __future__ import annotations
@@ -58,3 +58,85 @@ def test_fp8_prefill(max_union, fuse):
     exact = sparse_attention(case.q.cpu(), dequantize_kv_fp8(kv8, k_scale, v_scale).cpu(), *args)
     assert rel_err(out, exact) < TOL
     assert rel_err(out, sparse_attention(case.q.cpu(), case.kv_cache.cpu(), *args)) < FP8_TOL
+
+
+def _shared_page_case():
+    """Three requests, the second and third sharing their first page (prefix caching), the block table padded with
+    pages other requests own (never read), and a spare page no request reads."""
+    case = make_case([700, 300, 260], [700, 40, 3], num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE,
+                     device=DEVICE, seed=34)
+    table = case.block_table.clone()
+    table[2, 0] = table[1, 0]
+    return case, table
+
+
+def test_page_slots_number_each_read_page_once():
+    from kernels.msa.widen import page_slots
+
+    case, table = _shared_page_case()
+    num_pages = case.kv_cache.shape[0]
+    slots = page_slots(table, case.seq_lens, num_pages).cpu()
+    read = {int(table[r, j]) for r, n in enumerate(case.seq_lens.tolist()) for j in range(-(-n // 128))}
+    assert sorted(int(p) for p in torch.nonzero(slots >= 0).flatten()) == sorted(read)
+    assert sorted(slots[slots >= 0].tolist()) == list(range(len(read)))  # compact, in physical page order
+    assert bool((slots[slots >= 0].diff() > 0).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_widen_fp8_pages(dtype):
+    """Each read page lands in its slot: K exact, V x v_scale rounded once; the renumbered table points at it."""
+    from kernels.msa.widen import widen_fp8_pages
+
+    case, table = _shared_page_case()
+    kv8, _, v_scale = quantize_kv_fp8(case.kv_cache)
+    wide, wide_table = widen_fp8_pages(kv8, table, case.seq_lens, v_scale, dtype)
+    assert wide.dtype == dtype and wide_table.dtype == table.dtype and wide_table.shape == table.shape
+    d = HEAD_DIM
+    for r, n in enumerate(case.seq_lens.tolist()):
+        for j in range(-(-n // 128)):
+            src, dst = kv8[int(table[r, j])], wide[int(wide_table[r, j])]
+            assert torch.equal(dst[..., :d], src[..., :d].to(dtype))
+            want = (src[..., d:].float() * v_scale).to(dtype)
+            if GPU or dtype == torch.float32:
+                assert torch.equal(dst[..., d:], want)
+            else:  # the interpreter's fp32 -> bf16 cast truncates where the GPU rounds to nearest: 1 ulp apart
+                torch.testing.assert_close(dst[..., d:], want, rtol=2 ** -7, atol=0)
+
+
+@pytest.mark.parametrize("max_union", [0, 63])  # KV-outer only; adaptive
+def test_fp8_prefill_widened(max_union):
+    """The call on widened pages (forced here; on an sm_90 GPU the default) against the exact reference, with
+    shared pages and a padded block table."""
+    case, table = _shared_page_case()
+    sel = local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, 0.8, window=8, seed=5)
+    kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
+    out = sparse_attention_triton(case.q, kv8, sel.to(DEVICE), table, case.query_start_loc, case.seq_lens,
+                                  max_union=max_union, union_tile=8 if GPU else 2, min_share=2, min_shared_pct=0,
+                                  k_scale=k_scale, v_scale=v_scale, widen_fp8=True)
+    args = (sel, table.cpu(), case.query_start_loc.cpu(), case.seq_lens.cpu())
+    exact = sparse_attention(case.q.cpu(), dequantize_kv_fp8(kv8, k_scale, v_scale).cpu(), *args)
+    assert rel_err(out, exact) < TOL
+    unwidened = sparse_attention_triton(case.q, kv8, sel.to(DEVICE), table, case.query_start_loc, case.seq_lens,
+                                        max_union=max_union, union_tile=8 if GPU else 2, min_share=2,
+                                        min_shared_pct=0, k_scale=k_scale, v_scale=v_scale, widen_fp8=False)
+    assert rel_err(out, unwidened) < TOL
+
+
+def test_widen_policy(fresh_policy, monkeypatch):
+    """Auto widens an fp8 cache only when the CUDA KV-outer kernel would take its bf16 form; never a bf16 cache,
+    never when both steps are forced onto Triton, always when asked."""
+    from kernels.msa import cuda
+    from kernels.msa.prefill import _widens
+
+    q = torch.zeros(4, 16, 128, dtype=torch.bfloat16)
+    kv8 = torch.zeros(3, 1, 128, 256, dtype=torch.float8_e4m3fn)
+    auto = ("auto", "auto")
+    assert not _widens(None, q, kv8, None, auto)  # CPU: the CUDA kernels cannot run
+    seen = []
+    monkeypatch.setattr(cuda, "choose_kv", lambda q_, kv, pd: seen.append((kv.dtype, kv.device.type)))
+    assert _widens(None, q, kv8, None, auto) and seen == [(torch.bfloat16, "meta")]
+    assert not _widens(None, q, kv8, None, ("triton", "triton"))
+    assert _widens(None, q, kv8, None, ("triton", "auto"))
+    assert not _widens(None, q, kv8.view(torch.uint8).to(torch.bfloat16), None, auto)
+    assert not _widens(False, q, kv8, None, auto)
+    assert _widens(True, q, kv8, None, ("triton", "triton"))

@@ -1,0 +1,86 @@
+"""FP8 KV cache -> bf16 pages for the sm_90a prefill kernels (v17).
+
+The CUDA KV-outer and tile-outer kernels read bf16 K/V straight into the tensor cores (TMA, no conversion step),
+so an fp8 e4m3 cache used to send the whole prefill to the Triton kernels (which widen after each load) at about
+half the CUDA path's speed. Here the pages a prefill call can read (each request's first ceil(seq_len / 128)
+block-table entries) are widened once per call into a compact bf16 cache, and the block table is renumbered to
+point into it; the CUDA kernels then run unchanged. This is vLLM's own pattern for quantised caches in prefill
+(MLA's ``gather_and_maybe_dequant_cache`` into a workspace).
+
+Exactness: e4m3 values are exact in bf16, so K is copied exactly and its per-tensor scale is folded into the
+softmax scale by the caller; V is multiplied by its scale in fp32 and rounded once to bf16 (a relative 2^-9 per
+element, 1/32 of e4m3's own step). Cost: read fp8 + write bf16 of the referenced pages (128K tokens x 4 KV heads:
+128 MB in, 256 MB out) once per call. Memory: one page per distinct physical page the call references, at most
+``min(cache pages, block-table entries)`` bf16 pages (2x the fp8 bytes), taken from the prefill workspace when there
+is one. No host sync: the page numbering is a scatter + cumsum on the device (CUDA-graph safe).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.msa.reference import BLOCK_SIZE
+from kernels.msa.workspace import PrefillWorkspace, empty
+
+FP8_CACHE_DTYPE = torch.float8_e4m3fn
+"""The fp8 cache dtype the MSA kernels take (vLLM's "fp8" / "fp8_e4m3" on CUDA)."""
+
+
+@triton.jit
+def _widen_kernel(src_ptr, dst_ptr, slot_ptr, v_scale,
+                  s_page, s_head, s_row, d_page, d_head,
+                  BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """One (physical page, KV head): the page's K copied, its V times ``v_scale``, into compact page ``slot``
+    (slot < 0: the call does not read this page)."""
+    page = tl.program_id(0)
+    head = tl.program_id(1)
+    slot = tl.load(slot_ptr + page)
+    if slot < 0:
+        return
+    rows = tl.arange(0, BLOCK)[:, None]
+    cols = tl.arange(0, HEAD_DIM)[None, :]
+    src = src_ptr + page.to(tl.int64) * s_page + head * s_head + rows * s_row + cols
+    dst = dst_ptr + slot.to(tl.int64) * d_page + head * d_head + rows * (2 * HEAD_DIM) + cols
+    k = tl.load(src)
+    tl.store(dst, k.to(dst_ptr.dtype.element_ty))
+    v = tl.load(src + HEAD_DIM)
+    tl.store(dst + HEAD_DIM, (v.to(tl.float32) * v_scale).to(dst_ptr.dtype.element_ty))
+
+
+def page_slots(block_table: torch.Tensor, seq_lens: torch.Tensor, num_pages: int) -> torch.Tensor:
+    """int32 [num_pages]: for each physical cache page the call reads, its index in the compact cache (pages in
+    physical order, each once even when several requests share it); -1 for pages it does not read."""
+    width = block_table.shape[1]
+    used_blocks = (seq_lens.to(torch.int64) + BLOCK_SIZE - 1) // BLOCK_SIZE
+    valid = torch.arange(width, device=block_table.device)[None, :] < used_blocks[:, None]
+    # entries past a request's length go to a dump slot at num_pages (no boolean indexing: that would sync)
+    pages = torch.where(valid, block_table.to(torch.int64), num_pages)
+    used = torch.zeros(num_pages + 1, dtype=torch.int32, device=block_table.device)
+    used.scatter_(0, pages.flatten(), 1)
+    used = used[:num_pages]
+    return torch.where(used > 0, torch.cumsum(used, 0, dtype=torch.int32) - 1, -1).to(torch.int32)
+
+
+def max_widened_pages(block_table: torch.Tensor, num_pages: int) -> int:
+    """Host-side bound on the compact cache's pages (no sync): a page per block-table entry, and never more than
+    the cache holds."""
+    return max(1, min(num_pages, block_table.numel()))
+
+
+def widen_fp8_pages(kv_cache: torch.Tensor, block_table: torch.Tensor, seq_lens: torch.Tensor, v_scale: float,
+                    dtype: torch.dtype = torch.bfloat16, workspace: PrefillWorkspace | None = None,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``dtype`` cache [pages', kv_heads, 128, 2 * head_dim] of the pages this call reads, block table renumbered
+    into it; bf16 for the CUDA kernels, q's dtype in general). K is the fp8 K widened exactly (apply ``k_scale`` to the softmax scale); V is ``v_scale`` x the fp8 V.
+    Block-table entries past a request's length are set to 0 (never read)."""
+    num_pages, num_kv_heads, block, two_d = kv_cache.shape
+    slots = page_slots(block_table, seq_lens, num_pages)
+    widened = empty(workspace, "widened_kv", (max_widened_pages(block_table, num_pages), num_kv_heads, block, two_d),
+                    dtype, kv_cache.device)
+    _widen_kernel[(num_pages, num_kv_heads)](
+        kv_cache, widened, slots, float(v_scale),
+        kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2), widened.stride(0), widened.stride(1),
+        BLOCK=block, HEAD_DIM=two_d // 2, num_warps=4)
+    table = slots[block_table.to(torch.int64).clamp(0, num_pages - 1)].clamp_min(0).to(block_table.dtype)
+    return widened, table
