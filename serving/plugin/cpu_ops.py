@@ -2,12 +2,17 @@
 
 - Gemma RMSNorm (vLLM's M3 imports FlashInfer inside forward): y = x / rms(x) * (1 + w), fp32 inside.
 - The fused per-head q/k norm + partial NeoX RoPE + paged-cache insert (`fused_minimax_m3_qknorm_rope_kv_insert`,
-  a CUDA-only op), with the same in-place contract as the CUDA kernel.
+  a CUDA-only op), with the same in-place contract as the CUDA kernel (bf16/fp16/fp32 or fp8 e4m3 KV caches).
 - The w13 reorder that lets the CPU experts' `swigluoai` (gate/up interleaved) run M3's half-split weights.
 """
 from __future__ import annotations
 
 import torch
+
+UNQUANTIZED = ("auto", "bfloat16", "float16", "float32")
+FP8_E4M3 = ("fp8", "fp8_e4m3")
+"""vLLM's names of an fp8 e4m3 KV cache (on CPU and CUDA "fp8" is e4m3)."""
+FP8_E4M3_MAX = 448.0
 
 
 class FusedOpUnsupported(ValueError):
@@ -98,8 +103,8 @@ def fused_qknorm_rope_kv_insert(
     problems = []
     if q_fp8_out is not None or kv_k_scale is not None or kv_v_scale is not None:
         problems.append("fp8 query output / nvfp4 KV scales")
-    if kv_cache_dtype not in ("auto", "bfloat16", "float16", "float32"):
-        problems.append(f"kv_cache_dtype={kv_cache_dtype!r} (only unquantized caches)")
+    if kv_cache_dtype not in UNQUANTIZED + FP8_E4M3:
+        problems.append(f"kv_cache_dtype={kv_cache_dtype!r} (unquantized or fp8 e4m3 caches only)")
     if problems:
         raise FusedOpUnsupported("torch fused q/k-norm op does not implement: " + "; ".join(problems))
     head_dim = q_norm_weight.shape[0]
@@ -113,6 +118,8 @@ def fused_qknorm_rope_kv_insert(
     k.copy_(k_new)
     (q_out.view(n, num_heads, head_dim) if q_out is not None else q).copy_(q_new)
     if kv_cache is not None and slot_mapping is not None and kv_cache.numel() > 0:
+        if kv_cache_dtype in FP8_E4M3:  # vLLM allocates it as bytes
+            kv_cache = kv_cache.view(torch.float8_e4m3fn)
         _insert_kv(kv_cache, slot_mapping[:n], k_new, v)
     if num_index_heads <= 0 or skip_index_branch:
         return
@@ -143,8 +150,16 @@ def _insert_kv(kv_cache: torch.Tensor, slots: torch.Tensor, k: torch.Tensor, v: 
     page, offset = s // block, s % block
     head_dim = k.shape[-1]
     # Advanced indexing [page, :, offset] puts the token axis first: [T, Hkv, 2D].
-    kv_cache[page, :, offset, :head_dim] = k[keep].to(kv_cache.dtype)
-    kv_cache[page, :, offset, head_dim:] = v[keep].to(kv_cache.dtype)
+    kv_cache[page, :, offset, :head_dim] = _to_cache(k[keep], kv_cache.dtype)
+    kv_cache[page, :, offset, head_dim:] = _to_cache(v[keep], kv_cache.dtype)
+
+
+def _to_cache(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x in the cache's dtype; into fp8 e4m3 a saturating cast with no scale (the fused op takes no K/V scale for
+    an fp8 cache; the attention applies the layer's per-tensor scales), never NaN for |x| > 448."""
+    if dtype == torch.float8_e4m3fn:
+        return x.float().clamp(-FP8_E4M3_MAX, FP8_E4M3_MAX).to(dtype)
+    return x.to(dtype)
 
 
 def interleave_w13(w13: torch.Tensor) -> torch.Tensor:

@@ -57,14 +57,15 @@ class MSAIndexerImpl(MiniMaxM3IndexerImpl):
 
 
 class MSASparseImpl(MiniMaxM3SparseImpl):
-    """Exact attention over the selected blocks (bf16/fp16 KV cache)."""
+    """Exact attention over the selected blocks (bf16/fp16 KV cache, or fp8 e4m3 with per-tensor K/V scales)."""
 
     kernels: ClassVar[msa_calls.MSAKernels] = msa_calls.REFERENCE
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        if self.use_fp8_kv:
-            raise NotImplementedError(f"m3lab MSA impl: fp8 KV cache ({self.kv_cache_dtype}) is not supported")
+        if self.use_fp8_kv and self.kv_cache_fp8_dtype != torch.float8_e4m3fn:
+            raise NotImplementedError(f"m3lab MSA impl: fp8 KV cache {self.kv_cache_dtype} "
+                                      f"({self.kv_cache_fp8_dtype}) is not supported: float8_e4m3fn only")
 
     def forward(
         self,
@@ -84,9 +85,13 @@ class MSASparseImpl(MiniMaxM3SparseImpl):
         n = batch.num_tokens
         q = query[:n].view(-1, self.num_heads, self.head_size)
         out = output[:n].view(-1, self.num_heads, self.head_size)
+        kv_scales = msa_calls.layer_kv_scales(layer) if self.use_fp8_kv else None
+        if self.use_fp8_kv:
+            kv_cache = kv_cache.view(self.kv_cache_fp8_dtype)  # vLLM allocates fp8 caches as uint8
         msa_calls.attend_batch(self.kernels, batch, q, kv_cache, layer.topk_indices_buffer, out,  # type: ignore[attr-defined]
-                               self.scale)
+                               self.scale, kv_scales)
         return output
+
 
 
 class TorchMSAIndexerImpl(MSAIndexerImpl):
@@ -104,8 +109,9 @@ class TritonMSAIndexerImpl(MSAIndexerImpl):
 
 
 class TritonMSASparseImpl(MSASparseImpl):
-    """SM90 + bf16 KV: m3lab Triton KV-outer prefill and split-K decode (tile-outer step: the sm_90a CUDA kernel
-    when it builds, else Triton; kernels/msa/cuda)."""
+    """SM90 + bf16 or fp8 e4m3 KV: m3lab Triton KV-outer prefill and split-K decode (tile-outer step: the sm_90a CUDA
+    kernel when it builds, else Triton; kernels/msa/cuda; an fp8 cache's pages are widened to bf16 for the CUDA steps,
+    kernels/msa/widen.py)."""
 
     kernels = msa_calls.TRITON
 

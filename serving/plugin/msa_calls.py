@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from kernels.msa.inputs import dequantize_kv_fp8
 from kernels.msa.reference import decode_query_start_loc
 from kernels.msa.workspace import PrefillWorkspace
 
@@ -29,12 +30,15 @@ class MSAKernels:
     """The functions take `out=` (and the indexer `max_query_len=`); else they return a fresh tensor to copy."""
     workspace: bool = False
     """The attention takes `workspace=` (a `kernels.msa.workspace.PrefillWorkspace` for its per-call buffers)."""
+    kv_scales: bool = False
+    """The attention and decode take an fp8 e4m3 cache with `k_scale=` / `v_scale=`; else such a cache is
+    dequantised to fp32 before the call (the reference)."""
 
 
 REFERENCE = MSAKernels("kernels.msa.reference:msa_index_topk", "kernels.msa.reference:sparse_attention",
                        "kernels.msa.reference:sparse_decode", in_place=False)
 TRITON = MSAKernels("kernels.msa.indexer:msa_index_topk_triton", "kernels.msa.prefill:sparse_attention_triton",
-                    "kernels.msa.decode:sparse_decode_triton", in_place=True, workspace=True)
+                    "kernels.msa.decode:sparse_decode_triton", in_place=True, workspace=True, kv_scales=True)
 
 _WORKSPACES: dict[torch.device, PrefillWorkspace] = {}
 """One prefill workspace per device, shared by every sparse layer: the layers of a forward run one after another on
@@ -103,19 +107,36 @@ def index_batch(kernels: MSAKernels, batch: Batch, index_q: torch.Tensor, index_
 
 
 def attend_batch(kernels: MSAKernels, batch: Batch, q: torch.Tensor, kv_cache: torch.Tensor, buffer: torch.Tensor,
-                 out: torch.Tensor, scale: float) -> None:
-    """out[:num_tokens] = attention of q [tokens, heads, d] over the blocks selected in buffer."""
+                 out: torch.Tensor, scale: float, kv_scales: tuple[float, float] | None = None) -> None:
+    """out[:num_tokens] = attention of q [tokens, heads, d] over the blocks selected in buffer. ``kv_scales``:
+    (k_scale, v_scale) of an fp8 e4m3 ``kv_cache`` (vLLM's per-tensor ``_k_scale_float`` / ``_v_scale_float``)."""
     n, nd = batch.num_tokens, batch.num_decode_tokens
     sel = buffer[:n].transpose(0, 1)  # [kv_heads, tokens, k]
+    scales: dict[str, Any] = {}
+    if kv_scales is not None and kernels.kv_scales:
+        scales = {"k_scale": kv_scales[0], "v_scale": kv_scales[1]}
+    elif kv_scales is not None:
+        kv_cache = dequantize_kv_fp8(kv_cache, *kv_scales)
     if batch.decode is not None:
         d = batch.decode
         _call(kernels.decode, kernels.in_place, out[:nd], q[:nd], kv_cache, sel[:, :nd].contiguous(), d.block_table,
-              d.seq_lens, d.query_len, scale)
+              d.seq_lens, d.query_len, scale, **scales)
     if batch.prefill is not None:
         p = batch.prefill
         extra = {"workspace": prefill_workspace(q.device)} if kernels.workspace else {}
         _call(kernels.attention, kernels.in_place, out[nd:n], q[nd:n], kv_cache, sel[:, nd:n].contiguous(),
-              p.block_table, p.cu_seqlens_q, p.seq_lens, scale, **extra)
+              p.block_table, p.cu_seqlens_q, p.seq_lens, scale, **extra, **scales)
+
+
+def layer_kv_scales(layer: object) -> tuple[float, float]:
+    """(k_scale, v_scale) of an fp8 KV cache: vLLM's per-tensor floats, as its SM100 MSA kernels read them. Per-head
+    scale tensors (more than one element) are refused: the kernels take one scale per tensor."""
+    for name in ("_k_scale", "_v_scale"):
+        scale = getattr(layer, name, None)
+        if isinstance(scale, torch.Tensor) and scale.numel() != 1:
+            raise NotImplementedError(f"m3lab MSA impl: per-head fp8 KV scales ({name} has {scale.numel()} "
+                                      "elements); one scale per tensor only")
+    return float(getattr(layer, "_k_scale_float", 1.0)), float(getattr(layer, "_v_scale_float", 1.0))
 
 
 def _call(path: str, in_place: bool, out: torch.Tensor, *args: Any, **kwargs: Any) -> None:
@@ -123,4 +144,4 @@ def _call(path: str, in_place: bool, out: torch.Tensor, *args: Any, **kwargs: An
     if in_place:
         fn(*args, out=out, **kwargs)
     else:
-        out.copy_(fn(*args).to(out.dtype))
+        out.copy_(fn(*args, **kwargs).to(out.dtype))

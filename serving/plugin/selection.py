@@ -71,10 +71,11 @@ def check_vllm_version(version: str) -> None:
 
 
 OUR_KV_DTYPES: dict[str, tuple[str, ...]] = {
-    "main": ("bfloat16", "bf16"),
+    "main": ("bfloat16", "bf16", "fp8", "fp8_e4m3"),
     "indexer": ("bfloat16", "bf16", "fp8", "fp8_e4m3"),
 }
-"""Cache dtypes our Triton kernels take per layer kind (the indexer: bf16, or e4m3 with an e4m3 index q)."""
+"""Cache dtypes our kernels take per layer kind (the attention: bf16, or e4m3 with vLLM's per-tensor K/V scales;
+the indexer: bf16, or e4m3 with an e4m3 index q). On CUDA vLLM's "fp8" is e4m3."""
 
 
 def select_implementation(facts: PlatformFacts, layer: Literal["main", "indexer"] = "main") -> Selection:
@@ -94,4 +95,7 @@ def select_implementation(facts: PlatformFacts, layer: Literal["main", "indexer"
         return Selection(Implementation.VLLM, f"SM90 + {kv} KV, but kernels/msa has no Triton kernels installed")
     if layer == "indexer" and kv.startswith("fp8"):
         return Selection(Implementation.M3LAB_TRITON, f"SM90 + {kv} index cache: m3lab Triton indexer (FP8 MMA)")
+    if kv.startswith("fp8"):
+        return Selection(Implementation.M3LAB_TRITON, f"SM90 + {kv} KV cache: m3lab MSA kernels (the prefill widens "
+                                                      "the pages it reads to bf16 for its CUDA steps)")
     return Selection(Implementation.M3LAB_TRITON, "SM90 + bf16 KV cache: m3lab Triton MSA kernels")

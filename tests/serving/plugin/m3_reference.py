@@ -20,14 +20,21 @@ def _bf16(x: torch.Tensor) -> torch.Tensor:
     return x.bfloat16().float()
 
 
+def _e4m3(x: torch.Tensor) -> torch.Tensor:
+    """Through an fp8 e4m3 cache and back (saturating at +-448, no scale)."""
+    return x.clamp(-448.0, 448.0).to(torch.float8_e4m3fn).float()
+
+
 class TinyM3Reference:
     """Loads config.json + model.safetensors of a tiny M3 dir; `logprobs(ids)` gives [len(ids), vocab] log-softmax."""
 
-    def __init__(self, model_dir: Path, *, prune: bool = True) -> None:
-        """prune=False attends to every visible block in the sparse layers (negative control: no top-k)."""
+    def __init__(self, model_dir: Path, *, prune: bool = True, kv_fp8: bool = False) -> None:
+        """prune=False attends to every visible block in the sparse layers (negative control: no top-k); kv_fp8:
+        K and V go through fp8 e4m3 as vLLM's `--kv-cache-dtype fp8` stores them (saturating cast, scale 1)."""
         from safetensors.torch import load_file
 
         self.prune = prune
+        self.kv_fp8 = kv_fp8
         self.cfg = json.loads((model_dir / "config.json").read_text())["text_config"]
         self.w = {k: v.float() for k, v in load_file(str(model_dir / "model.safetensors")).items()}
         self.sparse = self.cfg["sparse_attention_config"]
@@ -89,6 +96,8 @@ class TinyM3Reference:
         q = self._heads(_bf16(x @ w[f"{p}.q_proj.weight"].T), nh, w[f"{p}.q_norm.weight"], positions)
         k = self._heads(_bf16(x @ w[f"{p}.k_proj.weight"].T), nkv, w[f"{p}.k_norm.weight"], positions)
         v = _bf16(x @ w[f"{p}.v_proj.weight"].T).view(-1, nkv, d)
+        if self.kv_fp8:
+            k, v = _e4m3(k), _e4m3(v)
         if self.sparse["sparse_attention_freq"][i] and self.prune:
             out = self._sparse(x, p, q, k, v, positions)
         else:

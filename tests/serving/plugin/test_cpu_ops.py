@@ -82,12 +82,41 @@ def test_dense_layer_in_place_without_caches() -> None:
     torch.testing.assert_close(qkv[:, (nh + nkv) * HD:], v)  # v untouched
 
 
-def test_fp8_paths_are_refused() -> None:
+def test_unsupported_paths_are_refused() -> None:
     qkv = make_qkv(1, 4, 2, 0)
     w = torch.zeros(HD)
     with pytest.raises(cpu_ops.FusedOpUnsupported, match="kv_cache_dtype"):
         cpu_ops.fused_qknorm_rope_kv_insert(qkv, w, w, cos_sin_cache(), torch.tensor([0]), 4, 2, RD, EPS,
-                                            kv_cache_dtype="fp8")
+                                            kv_cache_dtype="fp8_e5m2")
+    with pytest.raises(cpu_ops.FusedOpUnsupported, match="nvfp4"):
+        cpu_ops.fused_qknorm_rope_kv_insert(qkv, w, w, cos_sin_cache(), torch.tensor([0]), 4, 2, RD, EPS,
+                                            kv_cache_dtype="nvfp4", kv_k_scale=torch.ones(1))
+
+
+@pytest.mark.parametrize("kv_cache_dtype", ["fp8", "fp8_e4m3"])
+def test_fp8_cache_insert(kv_cache_dtype: str) -> None:
+    """An fp8 e4m3 cache (vLLM allocates it as uint8): k (normed, roped) and v land as saturating e4m3 casts at
+    their slots; the padding token and the rest of the cache stay zero."""
+    t, nh, nkv, block, pages = 3, 4, 2, 128, 2
+    qkv = make_qkv(t, nh, nkv, 0, seed=5)
+    qkv[2, (nh + nkv) * HD] = 1000.0  # a V value past e4m3's range: saturates to 448, never NaN
+    v = qkv[:, (nh + nkv) * HD:(nh + 2 * nkv) * HD].view(t, nkv, HD).clone()
+    w = torch.zeros(HD)
+    pos, slots = torch.tensor([0, 5, 200]), torch.tensor([3, -1, 129])
+    kv_cache = torch.zeros(pages, nkv, block, 2 * HD, dtype=torch.uint8)
+    cpu_ops.fused_qknorm_rope_kv_insert(qkv, w, w, cos_sin_cache(), pos, nh, nkv, RD, EPS, slot_mapping=slots,
+                                        kv_cache=kv_cache, block_size=block, kv_cache_dtype=kv_cache_dtype)
+    cache = kv_cache.view(torch.float8_e4m3fn).float()
+    k = qkv[:, nh * HD:(nh + nkv) * HD].view(t, nkv, HD)  # normed + roped in place
+    for token, slot in ((0, 3), (2, 129)):
+        page, offset = divmod(slot, block)
+        assert torch.equal(cache[page, :, offset, :HD], k[token].float().to(torch.float8_e4m3fn).float())
+        want_v = v[token].float().clamp(-448, 448).to(torch.float8_e4m3fn).float()
+        assert torch.equal(cache[page, :, offset, HD:], want_v)
+    assert float(cache[1, 0, 1, HD]) == 448.0 and not bool(torch.isnan(cache).any())
+    kv_cache[0, :, 3] = 0
+    kv_cache[1, :, 1] = 0
+    assert not bool(kv_cache.any())  # nothing else written (bytes: e4m3's -0 is not a zero byte)
 
 
 def test_gemma_norms() -> None:

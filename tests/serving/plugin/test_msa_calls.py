@@ -98,3 +98,40 @@ def test_triton_prefill_keeps_one_workspace_per_device() -> None:
     assert grows > 0 and ws.nbytes > 0
     buf, out = run(msa_calls.TRITON)
     assert ws.grows == grows and torch.equal(buf, first_buf) and torch.equal(out, first_out)
+
+
+@pytest.mark.parametrize("kernels", [msa_calls.REFERENCE, msa_calls.TRITON], ids=["reference", "triton"])
+def test_fp8_kv_cache_through_the_plumbing(kernels: msa_calls.MSAKernels) -> None:
+    """`--kv-cache-dtype fp8` (v17): an e4m3 cache with the layer's per-tensor scales, decode and prefill rows, equals
+    the reference on the dequantised cache (the Triton kernels take the scales; the reference gets the cache
+    dequantised first)."""
+    from kernels.msa.inputs import dequantize_kv_fp8, quantize_kv_fp8
+
+    case, batch = mixed_batch()
+    n = batch.num_tokens
+    buf = torch.full((n + 4, 2, TOP_K), SENTINEL, dtype=torch.int32, device=DEVICE)
+    msa_calls.index_batch(msa_calls.REFERENCE, batch, case.index_q, case.index_k_cache, buf, TOP_K, 0, 1)
+    kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
+    out = torch.zeros_like(case.q)
+    msa_calls.attend_batch(kernels, batch, case.q, kv8, buf, out, HEAD_DIM ** -0.5, (k_scale, v_scale))
+    want = torch.zeros_like(case.q)
+    msa_calls.attend_batch(msa_calls.REFERENCE, batch, case.q, dequantize_kv_fp8(kv8, k_scale, v_scale), buf, want,
+                           HEAD_DIM ** -0.5)
+    tol = 2e-2 if GPU else 1e-4
+    torch.testing.assert_close(out.float(), want.float(), atol=tol, rtol=tol)
+
+
+def test_layer_kv_scales() -> None:
+    """vLLM's per-tensor float scales are read; per-head scale tensors are refused with a clear error."""
+
+    class Layer:
+        _k_scale = torch.tensor([0.5])
+        _v_scale = torch.tensor([2.0])
+        _k_scale_float = 0.5
+        _v_scale_float = 2.0
+
+    assert msa_calls.layer_kv_scales(Layer()) == (0.5, 2.0)
+    assert msa_calls.layer_kv_scales(object()) == (1.0, 1.0)
+    Layer._k_scale = torch.ones(4)
+    with pytest.raises(NotImplementedError, match="per-head"):
+        msa_calls.layer_kv_scales(Layer())

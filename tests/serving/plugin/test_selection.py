@@ -20,8 +20,11 @@ def facts(device="cuda", capability=(9, 0), kv="bfloat16", triton=True) -> Platf
     [
         (facts(), Implementation.M3LAB_TRITON),
         (facts(kv="bf16"), Implementation.M3LAB_TRITON),
-        (facts(capability=(9, 0), kv="fp8"), Implementation.VLLM),
-        (facts(capability=(9, 0), kv="fp8_e4m3"), Implementation.VLLM),
+        (facts(capability=(9, 0), kv="fp8"), Implementation.M3LAB_TRITON),  # v17: e4m3 KV cache with K/V scales
+        (facts(capability=(9, 0), kv="fp8_e4m3"), Implementation.M3LAB_TRITON),
+        (facts(capability=(9, 0), kv="fp8_e5m2"), Implementation.VLLM),
+        (facts(capability=(10, 0), kv="fp8"), Implementation.VLLM),
+        (facts(device="cpu", capability=None, kv="fp8"), Implementation.M3LAB_TORCH_CPU),
         (facts(capability=(10, 0)), Implementation.VLLM),
         (facts(capability=(8, 0)), Implementation.VLLM),
         (facts(capability=None), Implementation.VLLM),
@@ -59,7 +62,8 @@ def test_indexer_selection_matrix(f: PlatformFacts, expected: Implementation) ->
 
 def test_fp8_index_cache_reason_names_it() -> None:
     assert "fp8" in select_implementation(facts(kv="fp8"), "indexer").reason
-    assert "not bfloat16" in select_implementation(facts(kv="fp8"), "main").reason  # the attention keeps vLLM's
+    assert "fp8" in select_implementation(facts(kv="fp8"), "main").reason
+    assert "not bfloat16" in select_implementation(facts(kv="fp8_e5m2"), "main").reason  # vLLM's own for e5m2
 
 
 def test_sm90_without_our_kernels_says_why() -> None:

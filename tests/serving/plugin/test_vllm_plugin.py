@@ -53,7 +53,8 @@ def test_cpu_build_gets_the_missing_pieces(enabled: dict) -> None:
         ("cpu", OURS + "TorchMSASparseImpl", OURS + "TorchMSAIndexerImpl"),
         ("sm90_bf16", OURS + "TritonMSASparseImpl", OURS + "TritonMSAIndexerImpl"),
         ("sm90_bf16_no_kernels", VLLM_MAIN, VLLM_INDEXER),
-        ("sm90_fp8", VLLM_MAIN, OURS + "TritonMSAIndexerImpl"),  # v13r: our indexer takes an e4m3 index cache
+        ("sm90_fp8", OURS + "TritonMSASparseImpl", OURS + "TritonMSAIndexerImpl"),  # v17 / v13r: e4m3 caches
+        ("sm90_fp8_e5m2", VLLM_MAIN, VLLM_INDEXER),
         ("sm90_bf16_fp8_index", OURS + "TritonMSASparseImpl", OURS + "TritonMSAIndexerImpl"),
         # vLLM's own selector decides; on this CPU machine it refuses an fp8 index cache (no CUDA fp8)
         ("sm90_fp8_index_no_kernels", VLLM_MAIN, "NotImplementedError: indexer_kv_dtype='fp8' requires CUDA fp8 support."),

@@ -68,11 +68,13 @@ def free_port() -> int:
 
 
 def start_server(python: Path, model_dir: Path, log_path: Path, *, plugins: str | None = None,
-                 max_batched_tokens: int = 256, timeout_s: float = 600.0) -> RunningServer:
+                 max_batched_tokens: int = 256, timeout_s: float = 600.0, extra_args: tuple[str, ...] = (),
+                 ) -> RunningServer:
     """Serve model_dir with `python -m vllm.entrypoints.openai.api_server`; wait for /v1/models.
 
     plugins: value for VLLM_PLUGINS (None = unset = every installed plugin, ours included).
     max_batched_tokens 256 splits a 4-block prompt into chunks (chunked prefill with context).
+    extra_args: more server flags (e.g. `--kv-cache-dtype fp8`).
     """
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
@@ -82,7 +84,7 @@ def start_server(python: Path, model_dir: Path, log_path: Path, *, plugins: str 
     cmd = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
            "--served-model-name", SERVED_NAME, "--dtype", "bfloat16", "--max-model-len", "2048",
            "--block-size", "128", "--max-num-batched-tokens", str(max_batched_tokens), "--max-num-seqs", "4",
-           "--enforce-eager", "--host", "127.0.0.1", "--port", str(port)]
+           "--enforce-eager", "--host", "127.0.0.1", "--port", str(port), *extra_args]
     log = log_path.open("w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=log_path.parent,
                             start_new_session=True)

@@ -69,6 +69,7 @@ def enabled() -> dict[str, Any]:
         "sm90_bf16": select_under(PlatformFacts("cuda", (9, 0), "bfloat16", True)),
         "sm90_bf16_no_kernels": select_under(PlatformFacts("cuda", (9, 0), "bfloat16", False)),
         "sm90_fp8": select_under(PlatformFacts("cuda", (9, 0), "fp8_e4m3", True)),
+        "sm90_fp8_e5m2": select_under(PlatformFacts("cuda", (9, 0), "fp8_e5m2", True)),
         "sm90_bf16_fp8_index": select_under(PlatformFacts("cuda", (9, 0), "bfloat16", True), "fp8"),
         "sm90_fp8_index_no_kernels": select_under(PlatformFacts("cuda", (9, 0), "bfloat16", False), "fp8"),
         "sm100_bf16": select_under(PlatformFacts("cuda", (10, 0), "bfloat16", True)),
