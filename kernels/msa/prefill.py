@@ -374,6 +374,7 @@ def sparse_attention_triton(
     kv_impl: str = "auto",
     workspace: PrefillWorkspace | None = None,
     widen_fp8: bool | None = None,
+    max_read_pages: int | None = None,
 ) -> torch.Tensor:
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
@@ -388,7 +389,9 @@ def sparse_attention_triton(
     ``v_scale``. ``widen_fp8`` (v17): the pages this call reads are widened once into a compact cache of q's dtype
     (``kernels.msa.widen``: K exact with k_scale folded into the softmax scale, V x v_scale rounded once) so the
     CUDA kernels run; None (default): when ``kernels.msa.cuda.choose_kv`` would take a bf16 cache here; False: the
-    Triton kernels widen after each load (no extra memory; H200 v9: 0.79x the bf16 cache at f = 0.9).
+    Triton kernels widen after each load (no extra memory; H200 v17: 0.56-0.68x the widened path at 128K).
+    ``max_read_pages``: a host-known upper bound on the cache pages the call reads (vLLM's ``total_kv_blocks``); it
+    sizes the widened cache, else ``min(cache pages, block-table entries)``.
     ``fuse_merge`` (v9): the tile-outer kernel folds its rows' KV-outer parts in on chip and
     writes them (no carrier part, no merge pass over those rows); on the H200 it was 0.88-0.98x the v8 path on
     selections with locality and 1.03x on a chunked row, so v8's separate merge stays the default (NOTES v9); with
@@ -427,7 +430,8 @@ def sparse_attention_triton(
     if num_tokens == 0:
         return out
     if _widens(widen_fp8, q, kv_cache, partial_dtype, (tile_impl, kv_impl)):
-        kv_cache, block_table = widen_fp8_pages(kv_cache, block_table, seq_lens, v_scale, q.dtype, workspace)
+        kv_cache, block_table = widen_fp8_pages(kv_cache, block_table, seq_lens, v_scale, q.dtype, workspace,
+                                                max_read_pages)
         scale, k_scale, v_scale = scale * k_scale, 1.0, 1.0
     pos = device_positions(query_start_loc, seq_lens, num_tokens)
     if max_union <= 0:  # KV-outer only

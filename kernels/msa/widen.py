@@ -11,8 +11,8 @@ Exactness: e4m3 values are exact in bf16, so K is copied exactly and its per-ten
 softmax scale by the caller; V is multiplied by its scale in fp32 and rounded once to bf16 (a relative 2^-9 per
 element, 1/32 of e4m3's own step). Cost: read fp8 + write bf16 of the referenced pages (128K tokens x 4 KV heads:
 128 MB in, 256 MB out) once per call. Memory: one page per distinct physical page the call references, at most
-``min(cache pages, block-table entries)`` bf16 pages (2x the fp8 bytes), taken from the prefill workspace when there
-is one. No host sync: the page numbering is a scatter + cumsum on the device (CUDA-graph safe).
+``min(cache pages, block-table entries, the caller's bound)`` bf16 pages (2x the fp8 bytes), taken from the prefill
+workspace when there is one. No host sync: the page numbering is a scatter + cumsum on the device (CUDA-graph safe).
 """
 from __future__ import annotations
 
@@ -28,15 +28,16 @@ FP8_CACHE_DTYPE = torch.float8_e4m3fn
 
 
 @triton.jit
-def _widen_kernel(src_ptr, dst_ptr, slot_ptr, v_scale,
+def _widen_kernel(src_ptr, dst_ptr, slot_ptr, v_scale, capacity,
                   s_page, s_head, s_row, d_page, d_head,
                   BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr):
     """One (physical page, KV head): the page's K copied, its V times ``v_scale``, into compact page ``slot``
-    (slot < 0: the call does not read this page)."""
+    (slot < 0: the call does not read this page; slot >= capacity only if a caller's page bound was wrong: never
+    written out of bounds)."""
     page = tl.program_id(0)
     head = tl.program_id(1)
     slot = tl.load(slot_ptr + page)
-    if slot < 0:
+    if slot < 0 or slot >= capacity:
         return
     rows = tl.arange(0, BLOCK)[:, None]
     cols = tl.arange(0, HEAD_DIM)[None, :]
@@ -62,24 +63,30 @@ def page_slots(block_table: torch.Tensor, seq_lens: torch.Tensor, num_pages: int
     return torch.where(used > 0, torch.cumsum(used, 0, dtype=torch.int32) - 1, -1).to(torch.int32)
 
 
-def max_widened_pages(block_table: torch.Tensor, num_pages: int) -> int:
-    """Host-side bound on the compact cache's pages (no sync): a page per block-table entry, and never more than
-    the cache holds."""
-    return max(1, min(num_pages, block_table.numel()))
+def max_widened_pages(block_table: torch.Tensor, num_pages: int, max_read_pages: int | None = None) -> int:
+    """Host-side bound on the compact cache's pages (no sync): a page per block-table entry, never more than the
+    cache holds, and at most ``max_read_pages`` when the caller knows that bound (vLLM's ``total_kv_blocks``: the
+    prefills' ceil(seq_len / 128) summed on the host, where the table is as wide as the longest model length)."""
+    bound = min(num_pages, block_table.numel())
+    if max_read_pages is not None:
+        bound = min(bound, max_read_pages)
+    return max(1, bound)
 
 
 def widen_fp8_pages(kv_cache: torch.Tensor, block_table: torch.Tensor, seq_lens: torch.Tensor, v_scale: float,
                     dtype: torch.dtype = torch.bfloat16, workspace: PrefillWorkspace | None = None,
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+                    max_read_pages: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(``dtype`` cache [pages', kv_heads, 128, 2 * head_dim] of the pages this call reads, block table renumbered
-    into it; bf16 for the CUDA kernels, q's dtype in general). K is the fp8 K widened exactly (apply ``k_scale`` to the softmax scale); V is ``v_scale`` x the fp8 V.
-    Block-table entries past a request's length are set to 0 (never read)."""
+    into it; bf16 for the CUDA kernels, q's dtype in general). K is the fp8 K widened exactly (apply ``k_scale`` to
+    the softmax scale); V is ``v_scale`` x the fp8 V. Block-table entries past a request's length are set to 0
+    (never read). ``max_read_pages``: an upper bound on the pages the call reads (sizes the compact cache; a bound
+    too small leaves pages unwritten, never writes out of bounds)."""
     num_pages, num_kv_heads, block, two_d = kv_cache.shape
     slots = page_slots(block_table, seq_lens, num_pages)
-    widened = empty(workspace, "widened_kv", (max_widened_pages(block_table, num_pages), num_kv_heads, block, two_d),
-                    dtype, kv_cache.device)
+    capacity = max_widened_pages(block_table, num_pages, max_read_pages)
+    widened = empty(workspace, "widened_kv", (capacity, num_kv_heads, block, two_d), dtype, kv_cache.device)
     _widen_kernel[(num_pages, num_kv_heads)](
-        kv_cache, widened, slots, float(v_scale),
+        kv_cache, widened, slots, float(v_scale), capacity,
         kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2), widened.stride(0), widened.stride(1),
         BLOCK=block, HEAD_DIM=two_d // 2, num_warps=4)
     table = slots[block_table.to(torch.int64).clamp(0, num_pages - 1)].clamp_min(0).to(block_table.dtype)

@@ -27,7 +27,9 @@ def batch_of(md: MiniMaxM3IndexerMetadata | MiniMaxM3SparseMetadata) -> msa_call
     if md.num_prefills > 0:
         p = md.prefill
         assert p is not None
-        prefill = msa_calls.PrefillPart(p.block_table, p.cu_seqlens_q, p.seq_lens, p.max_query_len)
+        # total_kv_blocks: only the sparse builder's metadata has it (the attention's bound for widened fp8 pages)
+        prefill = msa_calls.PrefillPart(p.block_table, p.cu_seqlens_q, p.seq_lens, p.max_query_len,
+                                        getattr(p, "total_kv_blocks", None))
     return msa_calls.Batch(md.num_actual_tokens, md.num_decode_tokens, decode, prefill)
 
 

@@ -66,6 +66,9 @@ class PrefillPart:
     """[num_prefills + 1], rebased to 0 at the first prefill row."""
     seq_lens: torch.Tensor
     max_query_len: int
+    total_kv_blocks: int | None = None
+    """Host-side upper bound on the cache pages the prefills read (vLLM's metadata: their ceil(seq_len / 128)
+    summed); sizes the bf16 copy of an fp8 cache's pages."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,9 @@ def attend_batch(kernels: MSAKernels, batch: Batch, q: torch.Tensor, kv_cache: t
               d.seq_lens, d.query_len, scale, **scales)
     if batch.prefill is not None:
         p = batch.prefill
-        extra = {"workspace": prefill_workspace(q.device)} if kernels.workspace else {}
+        extra: dict[str, Any] = {"workspace": prefill_workspace(q.device)} if kernels.workspace else {}
+        if scales:
+            extra["max_read_pages"] = p.total_kv_blocks
         _call(kernels.attention, kernels.in_place, out[nd:n], q[nd:n], kv_cache, sel[:, nd:n].contiguous(),
               p.block_table, p.cu_seqlens_q, p.seq_lens, scale, **extra, **scales)
 

@@ -140,3 +140,19 @@ def test_widen_policy(fresh_policy, monkeypatch):
     assert not _widens(None, q, kv8.view(torch.uint8).to(torch.bfloat16), None, auto)
     assert not _widens(False, q, kv8, None, auto)
     assert _widens(True, q, kv8, None, ("triton", "triton"))
+
+
+def test_widen_bound_sizes_the_copy():
+    """``max_read_pages`` (vLLM's total_kv_blocks) sizes the compact cache: the exact count gives the same pages;
+    a bound that is too small leaves pages unwritten but never writes past the buffer."""
+    from kernels.msa.widen import page_slots, widen_fp8_pages
+
+    case, table = _shared_page_case()
+    kv8, _, v_scale = quantize_kv_fp8(case.kv_cache)
+    read = int((page_slots(table, case.seq_lens, kv8.shape[0]) >= 0).sum())
+    full, full_table = widen_fp8_pages(kv8, table, case.seq_lens, v_scale, torch.float32)
+    tight, tight_table = widen_fp8_pages(kv8, table, case.seq_lens, v_scale, torch.float32, max_read_pages=read)
+    assert tight.shape[0] == read < full.shape[0]
+    assert torch.equal(tight_table, full_table) and torch.equal(tight, full[:read])
+    small, _ = widen_fp8_pages(kv8, table, case.seq_lens, v_scale, torch.float32, max_read_pages=2)
+    assert small.shape[0] == 2 and torch.equal(small, full[:2])

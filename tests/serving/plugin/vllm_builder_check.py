@@ -82,6 +82,7 @@ def main(model_dir: str) -> dict:
 
     import serving.plugin.impls as impls
     from kernels.msa import reference
+    from kernels.msa.inputs import dequantize_kv_fp8, quantize_kv_fp8
 
     g = torch.Generator().manual_seed(0)
     seq_lens = [c + q for c, q in REQUESTS]
@@ -112,15 +113,26 @@ def main(model_dir: str) -> dict:
         indexer.index_cache.kv_cache = index_cache
         attend = impls.TorchMSASparseImpl(HEADS, HEAD_DIM, HEAD_DIM ** -0.5, KV_HEADS, "auto",
                                           topk_blocks=TOP_K, sparse_block_size=BLOCK)
+        attend8 = impls.TorchMSASparseImpl(HEADS, HEAD_DIM, HEAD_DIM ** -0.5, KV_HEADS, "fp8",
+                                           topk_blocks=TOP_K, sparse_block_size=BLOCK)
     impls.get_forward_context = lambda: SimpleNamespace(attn_metadata={"t.attn": md, "t.attn.index_cache": imd})
     indexer(iq)
     out = torch.zeros(n, HEADS * HEAD_DIM, dtype=torch.bfloat16)
     layer = SimpleNamespace(layer_name="t.attn", topk_indices_buffer=buf)
     attend.forward(layer, q, kv_cache, out)
+    # --kv-cache-dtype fp8: vLLM hands the cache as bytes and the layer carries per-tensor float scales
+    kv8, k_scale, v_scale = quantize_kv_fp8(kv_cache)
+    layer8 = SimpleNamespace(layer_name="t.attn", topk_indices_buffer=buf, _k_scale=torch.tensor([k_scale]),
+                             _v_scale=torch.tensor([v_scale]), _k_scale_float=k_scale, _v_scale_float=v_scale)
+    out8 = torch.zeros_like(out)
+    attend8.forward(layer8, q, kv8.view(torch.uint8), out8)
+    kv_deq = dequantize_kv_fp8(kv8, k_scale, v_scale)
 
     # Expected: each request alone, its pages laid out in order (identity block table).
     result = {"split": [md.num_decodes, md.num_prefills, imd.num_decodes, imd.num_prefills],
-              "selection_mismatches": 0, "max_abs_err": 0.0, "pruned_tokens": 0, "untouched_rows_ok": True}
+              "selection_mismatches": 0, "max_abs_err": 0.0, "max_abs_err_fp8": 0.0, "pruned_tokens": 0,
+              "untouched_rows_ok": True, "total_kv_blocks": impls.batch_of(md).prefill.total_kv_blocks,
+              "prefill_pages": sum((s + BLOCK - 1) // BLOCK for s in seq_lens[md.num_decodes:])}
     start = 0
     for r, (s, ql) in enumerate(zip(seq_lens, q_lens, strict=True)):
         nb = (s + BLOCK - 1) // BLOCK
@@ -142,6 +154,10 @@ def main(model_dir: str) -> dict:
                                          HEAD_DIM ** -0.5)
         err = (out[rows].view(ql, HEADS, HEAD_DIM).float() - exp).abs().max().item()
         result["max_abs_err"] = max(result["max_abs_err"], err)
+        exp8 = reference.sparse_attention(q[rows].view(ql, HEADS, HEAD_DIM), kv_deq[pages_r], sel, ident, qsl, sl,
+                                          HEAD_DIM ** -0.5)
+        err8 = (out8[rows].view(ql, HEADS, HEAD_DIM).float() - exp8).abs().max().item()
+        result["max_abs_err_fp8"] = max(result["max_abs_err_fp8"], err8)
         start += ql
     result["untouched_rows_ok"] = bool((buf[n:] == -7).all())
     result["num_tokens"] = n
