@@ -1,5 +1,5 @@
-"""The fp8-cache bench's rows on the CPU (TRITON_INTERPRET=1, a tiny case, the timer replaced by one call): every
-row is produced, and the accuracy columns it prints are small for both fp8 paths (the bench itself needs a GPU)."""
+"""The fp8-cache bench's rows on a tiny case with the timer replaced by one call (CPU: TRITON_INTERPRET=1, fp32; a GPU:
+bf16): every row is produced, and the accuracy columns it prints are small for both fp8 paths."""
 from __future__ import annotations
 
 import os
@@ -26,8 +26,10 @@ def test_rows_on_a_tiny_case(monkeypatch, tmp_path):
     monkeypatch.setattr(fp8_cache_bench, "peak_extra_bytes", lambda fn: 0)
     monkeypatch.setattr(msa_bench, "bench_workspace", lambda: None)
     monkeypatch.setattr(fp8_cache_bench, "bench_workspace", lambda: None)
-    case = make_case([260], [20], num_heads=16, num_kv_heads=1, head_dim=HEAD_DIM, dtype=torch.float32, seed=3)
-    sel = local_selection(case.query_start_loc, case.seq_lens, 1, 0.9, seed=4)
+    gpu = torch.cuda.is_available()
+    case = make_case([260], [20], num_heads=16, num_kv_heads=1, head_dim=HEAD_DIM,
+                     dtype=torch.bfloat16 if gpu else torch.float32, device="cuda" if gpu else "cpu", seed=3)
+    sel = local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 1, 0.9, seed=4).to(case.q.device)
     rows = PrintedRows()
     rows.jsonl = tmp_path / "rows.jsonl"
     fp8_cache_bench.fp8_rows(case, sel, "tiny", rows, False)
@@ -36,4 +38,4 @@ def test_rows_on_a_tiny_case(monkeypatch, tmp_path):
     assert len(rows.jsonl.read_text().splitlines()) == 4
     for row in rows[1:3]:
         unquantised, dequantised = (float(x) for x in re.findall(r"ref ([0-9.e+-]+)", row.note))
-        assert unquantised < 0.1 and dequantised < 1e-4, row.note
+        assert unquantised < 0.1 and dequantised < (2e-2 if gpu else 1e-4), row.note
