@@ -95,7 +95,6 @@ class MSASparseImpl(MiniMaxM3SparseImpl):
         return output
 
 
-
 class TorchMSAIndexerImpl(MSAIndexerImpl):
     """CPU build: the fp32 torch reference."""
 
