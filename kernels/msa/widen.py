@@ -63,6 +63,13 @@ def page_slots(block_table: torch.Tensor, seq_lens: torch.Tensor, num_pages: int
     return torch.where(used > 0, torch.cumsum(used, 0, dtype=torch.int32) - 1, -1).to(torch.int32)
 
 
+def widened_buffer(workspace: PrefillWorkspace | None, pages: int, num_kv_heads: int, head_dim: int,
+                   dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The compact cache [pages, kv_heads, 128, 2 * head_dim], new or the workspace's ``widened_kv`` buffer (a
+    server reserves it ahead with this too: see ``serving.plugin.msa_calls.reserve_prefill``)."""
+    return empty(workspace, "widened_kv", (pages, num_kv_heads, BLOCK_SIZE, 2 * head_dim), dtype, device)
+
+
 def max_widened_pages(block_table: torch.Tensor, num_pages: int, max_read_pages: int | None = None) -> int:
     """Host-side bound on the compact cache's pages (no sync): a page per block-table entry, never more than the
     cache holds, and at most ``max_read_pages`` when the caller knows that bound (vLLM's ``total_kv_blocks``: the
@@ -84,7 +91,7 @@ def widen_fp8_pages(kv_cache: torch.Tensor, block_table: torch.Tensor, seq_lens:
     num_pages, num_kv_heads, block, two_d = kv_cache.shape
     slots = page_slots(block_table, seq_lens, num_pages)
     capacity = max_widened_pages(block_table, num_pages, max_read_pages)
-    widened = empty(workspace, "widened_kv", (capacity, num_kv_heads, block, two_d), dtype, kv_cache.device)
+    widened = widened_buffer(workspace, capacity, num_kv_heads, two_d // 2, dtype, kv_cache.device)
     _widen_kernel[(num_pages, num_kv_heads)](
         kv_cache, widened, slots, float(v_scale), capacity,
         kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2), widened.stride(0), widened.stride(1),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+from vllm.config import get_current_vllm_config_or_none
 from vllm.forward_context import get_forward_context
 from vllm.models.minimax_m3.common.indexer import MiniMaxM3IndexerImpl, MiniMaxM3IndexerMetadata
 from vllm.models.minimax_m3.common.sparse_attention import MiniMaxM3SparseImpl, MiniMaxM3SparseMetadata
@@ -68,6 +69,9 @@ class MSASparseImpl(MiniMaxM3SparseImpl):
         if self.use_fp8_kv and self.kv_cache_fp8_dtype != torch.float8_e4m3fn:
             raise NotImplementedError(f"m3lab MSA impl: fp8 KV cache {self.kv_cache_dtype} "
                                       f"({self.kv_cache_fp8_dtype}) is not supported: float8_e4m3fn only")
+        # the model length (0: unknown) sizes the widened fp8 pages reserved in the memory-profiling run
+        config = get_current_vllm_config_or_none()
+        self.max_model_len = config.model_config.max_model_len if config and config.model_config else 0
 
     def forward(
         self,
@@ -79,8 +83,10 @@ class MSASparseImpl(MiniMaxM3SparseImpl):
         query_fp8: torch.Tensor | None = None,
     ) -> torch.Tensor:
         attn_metadata = get_forward_context().attn_metadata
-        if not isinstance(attn_metadata, dict):
-            return output  # memory-profiling run
+        if not isinstance(attn_metadata, dict):  # memory-profiling run: caches unbound
+            if self.kernels.workspace:
+                self._reserve_workspace(query)
+            return output
         md = attn_metadata[layer.layer_name]  # type: ignore[attr-defined]
         assert isinstance(md, MiniMaxM3SparseMetadata)
         batch = batch_of(md)
@@ -93,6 +99,13 @@ class MSASparseImpl(MiniMaxM3SparseImpl):
         msa_calls.attend_batch(self.kernels, batch, q, kv_cache, layer.topk_indices_buffer, out,  # type: ignore[attr-defined]
                                self.scale, kv_scales)
         return output
+
+    def _reserve_workspace(self, query: torch.Tensor) -> None:
+        """In vLLM's profiling run (``query`` has the token budget's rows): the prefill workspace at its working
+        size, so vLLM counts it before it sizes the KV cache (``msa_calls.reserve_prefill``)."""
+        pages = -(-self.max_model_len // self.block_size) if self.use_fp8_kv else 0
+        msa_calls.reserve_prefill(query.device, query.shape[0], self.num_kv_heads, self.num_heads // self.num_kv_heads,
+                                  self.head_size, self.topk_blocks, pages, query.dtype)
 
 
 class TorchMSAIndexerImpl(MSAIndexerImpl):

@@ -50,6 +50,24 @@ def prefill_workspace(device: torch.device) -> PrefillWorkspace:
     return _WORKSPACES.setdefault(device, PrefillWorkspace())
 
 
+def reserve_prefill(device: torch.device, num_tokens: int, num_kv_heads: int, group: int, head_dim: int, top_k: int,
+                    widened_pages: int = 0, dtype: torch.dtype = torch.bfloat16) -> PrefillWorkspace:
+    """Size the device's prefill workspace during vLLM's memory-profiling run, so that the memory vLLM measures
+    there (and leaves out of the KV cache) includes it: the partials (``dtype``: q's, the plugin's default) for
+    ``num_tokens`` query tokens (the profiling batch is the token budget) and, for an fp8 cache, ``widened_pages``
+    pages widened to ``dtype`` (one request of the model's length). Without it the first long prefill would allocate them on top of a cache sized to fill the card.
+    Nothing grows while a CUDA graph is being captured."""
+    from kernels.msa.widen import widened_buffer
+
+    ws = prefill_workspace(device)
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return ws
+    ws.reserve(num_tokens, num_kv_heads, group, head_dim, top_k, dtype, device)
+    if widened_pages > 0:
+        widened_buffer(ws, widened_pages, num_kv_heads, head_dim, dtype, device)
+    return ws
+
+
 @dataclass(frozen=True)
 class DecodePart:
     num_requests: int

@@ -135,3 +135,15 @@ def test_layer_kv_scales() -> None:
     Layer._k_scale = torch.ones(4)
     with pytest.raises(NotImplementedError, match="per-head"):
         msa_calls.layer_kv_scales(Layer())
+
+
+def test_reserved_workspace_serves_the_prefill(monkeypatch) -> None:
+    """`reserve_prefill` (vLLM's profiling run) sizes the partials for the token budget: a later prefill of that
+    many tokens takes them without reallocating."""
+    monkeypatch.setattr(msa_calls, "_WORKSPACES", {})
+    case, batch = mixed_batch()
+    ws = msa_calls.reserve_prefill(case.q.device, batch.num_tokens, 2, 4, HEAD_DIM, TOP_K, dtype=case.q.dtype)
+    reserved = dict(ws._buffers)
+    assert set(reserved) == {"partial_o", "partial_lse"}
+    run(msa_calls.TRITON)
+    assert all(ws._buffers[name] is buf for name, buf in reserved.items())  # not regrown

@@ -80,7 +80,15 @@ def main(model_dir: str) -> dict:
     from vllm.models.minimax_m3.common.sparse_attention import MiniMaxM3SparseMetadataBuilder
     from vllm.v1.kv_cache_interface import FullAttentionSpec, MLAAttentionSpec
 
+    import dataclasses
+
     import serving.plugin.impls as impls
+    from serving.plugin import msa_calls
+
+    class WorkspaceImpl(impls.TorchMSASparseImpl):
+        """The CPU impl with a workspace, as the Triton one has (its __init__ would build the CUDA library)."""
+
+        kernels = dataclasses.replace(msa_calls.REFERENCE, workspace=True)
     from kernels.msa import reference
     from kernels.msa.inputs import dequantize_kv_fp8, quantize_kv_fp8
 
@@ -115,6 +123,8 @@ def main(model_dir: str) -> dict:
                                           topk_blocks=TOP_K, sparse_block_size=BLOCK)
         attend8 = impls.TorchMSASparseImpl(HEADS, HEAD_DIM, HEAD_DIM ** -0.5, KV_HEADS, "fp8",
                                            topk_blocks=TOP_K, sparse_block_size=BLOCK)
+        reserving = WorkspaceImpl(HEADS, HEAD_DIM, HEAD_DIM ** -0.5, KV_HEADS, "fp8", topk_blocks=TOP_K,
+                                  sparse_block_size=BLOCK)
     impls.get_forward_context = lambda: SimpleNamespace(attn_metadata={"t.attn": md, "t.attn.index_cache": imd})
     indexer(iq)
     out = torch.zeros(n, HEADS * HEAD_DIM, dtype=torch.bfloat16)
@@ -127,12 +137,21 @@ def main(model_dir: str) -> dict:
     out8 = torch.zeros_like(out)
     attend8.forward(layer8, q, kv8.view(torch.uint8), out8)
     kv_deq = dequantize_kv_fp8(kv8, k_scale, v_scale)
+    # vLLM's memory-profiling run (no metadata): an impl with a workspace sizes it there, so vLLM counts it
+    impls.get_forward_context = lambda: SimpleNamespace(attn_metadata=None)
+    reserving.forward(layer8, q, kv8.view(torch.uint8), torch.zeros_like(out))
+    reserved = msa_calls.prefill_workspace(q.device).nbytes
 
     # Expected: each request alone, its pages laid out in order (identity block table).
     result = {"split": [md.num_decodes, md.num_prefills, imd.num_decodes, imd.num_prefills],
               "selection_mismatches": 0, "max_abs_err": 0.0, "max_abs_err_fp8": 0.0, "pruned_tokens": 0,
               "untouched_rows_ok": True, "total_kv_blocks": impls.batch_of(md).prefill.total_kv_blocks,
-              "prefill_pages": sum((s + BLOCK - 1) // BLOCK for s in seq_lens[md.num_decodes:])}
+              "prefill_pages": sum((s + BLOCK - 1) // BLOCK for s in seq_lens[md.num_decodes:]),
+              # partials (bf16 values + fp32 LSEs) for the profiling batch's n tokens + one max-length request's
+              # pages widened to bf16 (max_model_len 2048)
+              "reserved_bytes": reserved,
+              "expected_reserve_bytes": KV_HEADS * n * TOP_K * (HEADS // KV_HEADS) * (HEAD_DIM * 2 + 4)
+              + (2048 // BLOCK) * KV_HEADS * BLOCK * 2 * HEAD_DIM * 2}
     start = 0
     for r, (s, ql) in enumerate(zip(seq_lens, q_lens, strict=True)):
         nb = (s + BLOCK - 1) // BLOCK
