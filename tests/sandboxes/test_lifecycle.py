@@ -123,8 +123,13 @@ def test_one_off_docker_sandbox_leaves_nothing_warm(docker_engine, sandbox_image
     assert {c.id for c in _labelled(docker_engine)} - before == set()
 
 
-def _spawn_owner(backend: str, workspace: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.sandboxes.owner_driver", backend, str(workspace)],
+def _pids_running(command: str) -> list[str]:
+    """Pids of processes whose command line contains ``command``."""
+    return subprocess.run(["pgrep", "-f", command], capture_output=True, text=True).stdout.split()
+
+
+def _spawn_owner(backend: str, workspace: Path, duration: str = "600") -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.sandboxes.owner_driver", backend, str(workspace), duration],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     sandbox_id = proc.stdout.readline().strip()
@@ -150,11 +155,14 @@ def test_containers_of_killed_parent_are_reaped(docker_engine, sandbox_image: st
 
 
 def test_process_sandbox_of_killed_parent_dies_and_is_reaped(bwrap: str, tmp_path: Path) -> None:
-    proc, name = _spawn_owner("process", tmp_path)
+    # an unusual duration: `pgrep -f "sleep 600"` also matched an unrelated shell's `sleep 600` on the machine
+    duration = f"600.{os.getpid() % 10 ** 6:06d}1"
+    proc, name = _spawn_owner("process", tmp_path, duration)
+    assert _pids_running(f"sleep {duration}"), "the sandboxed command is not running before the kill"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     for _ in range(50):  # --die-with-parent: bwrap's command dies with its parent
-        alive = subprocess.run(["pgrep", "-f", "sleep 600"], capture_output=True, text=True).stdout.split()
+        alive = _pids_running(f"sleep {duration}")
         if not alive:
             break
         time.sleep(0.1)
