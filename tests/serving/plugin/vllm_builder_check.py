@@ -8,6 +8,7 @@ Usage: python vllm_builder_check.py MODEL_DIR
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from types import SimpleNamespace
@@ -79,8 +80,6 @@ def main(model_dir: str) -> dict:
     from vllm.models.minimax_m3.common.indexer import MiniMaxM3IndexerTritonMetadataBuilder
     from vllm.models.minimax_m3.common.sparse_attention import MiniMaxM3SparseMetadataBuilder
     from vllm.v1.kv_cache_interface import FullAttentionSpec, MLAAttentionSpec
-
-    import dataclasses
 
     import serving.plugin.impls as impls
     from serving.plugin import msa_calls
