@@ -6,6 +6,10 @@ lists every kernel's device time per call, their sum, and the wall time the sum 
 host work between launches). This is the stage breakdown the NOTES' "outside the step" estimates come from:
 
     PYTHONPATH=$PWD python -m kernels.bench.prefill_profile --n 131072 --json $OUT/profile.json
+
+``--fp8-step V`` profiles the FP8 step instead (v18: an fp8 e4m3 copy of the cache, ``fp8_step=True``, variant V);
+``--unfused`` turns the tile-outer step's fused merge off (``fuse_merge=False``); ``--variant V`` runs the bf16 step's
+variant V as the default (``kernels.msa.cuda.DEFAULT_VARIANT``).
 """
 from __future__ import annotations
 
@@ -43,19 +47,28 @@ def short_name(name: str) -> str:
     return name.removeprefix("void ").strip()[:60]
 
 
-def profile_kinds(n: int, kinds: list[str], calls: int) -> list[dict]:
-    from kernels.msa.inputs import make_case
+def profile_kinds(n: int, kinds: list[str], calls: int, fp8_step: int | None = None,
+                  fuse_merge: bool | None = None, variant: int | None = None) -> list[dict]:
+    from kernels.msa import cuda
+    from kernels.msa.inputs import make_case, quantize_kv_fp8
     from kernels.msa.prefill import sparse_attention_triton
 
     case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
     out = torch.empty_like(case.q)
+    kv_cache, k_scale, v_scale = case.kv_cache, 1.0, 1.0
+    if variant is not None:
+        cuda.DEFAULT_VARIANT = variant  # read by the step at each call
+    if fp8_step is not None:
+        kv_cache, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
+        cuda.FP8_DEFAULT_VARIANT = fp8_step  # read by the step at each call
     rows = []
     for kind in kinds:
         sel = selection(case, kind, n)
 
         def attend(sel: torch.Tensor = sel) -> None:
-            sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,
-                                    case.seq_lens, HEAD_DIM ** -0.5, out)
+            sparse_attention_triton(case.q, kv_cache, sel, case.block_table, case.query_start_loc,
+                                    case.seq_lens, HEAD_DIM ** -0.5, out, fuse_merge=fuse_merge, k_scale=k_scale,
+                                    v_scale=v_scale, fp8_step=fp8_step is not None)
 
         wall = bench_ms(attend)
         kernels = kernel_times(attend, calls)
@@ -80,8 +93,12 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--calls", type=int, default=5, help="profiled calls per kind")
     parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--fp8-step", type=int, help="profile the FP8 step (fp8 cache) with this variant")
+    parser.add_argument("--unfused", action="store_true", help="fuse_merge=False")
+    parser.add_argument("--variant", type=int, help="the bf16 step's variant (default: kernels.msa.cuda's)")
     args = parser.parse_args()
-    rows = profile_kinds(args.n, [k for k in args.kinds.split(",") if k], args.calls)
+    rows = profile_kinds(args.n, [k for k in args.kinds.split(",") if k], args.calls, args.fp8_step,
+                         False if args.unfused else None, args.variant)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print_table(rows)

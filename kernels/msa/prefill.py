@@ -29,7 +29,7 @@ from kernels.msa.tile_outer import (
     tile_outer_attention,
     tile_unions,
 )
-from kernels.msa.widen import FP8_CACHE_DTYPE, widen_fp8_pages
+from kernels.msa.widen import FP8_CACHE_DTYPE, widen_and_transpose
 from kernels.msa.workspace import PartialBuffers, PrefillWorkspace, empty, partial_buffers
 
 
@@ -375,6 +375,7 @@ def sparse_attention_triton(
     workspace: PrefillWorkspace | None = None,
     widen_fp8: bool | None = None,
     max_read_pages: int | None = None,
+    fp8_step: bool = False,
 ) -> torch.Tensor:
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
@@ -392,6 +393,9 @@ def sparse_attention_triton(
     Triton kernels widen after each load (no extra memory; H200 v17: 0.56-0.68x the widened path at 128K).
     ``max_read_pages``: a host-known upper bound on the cache pages the call reads (vLLM's ``total_kv_blocks``); it
     sizes the widened cache, else ``min(cache pages, block-table entries)``.
+    ``fp8_step`` (v18, fp8 cache, CUDA step): the tile-outer step runs FP8 wgmma (Q quantised per row on chip, P in
+    e4m3) on e4m3 K / V^T pages written by the same widening pass (``widen_and_transpose``); the KV-outer stage
+    keeps the bf16 widened pages. Raises ValueError when the CUDA step cannot run.
     ``fuse_merge`` (v9): the tile-outer kernel folds its rows' KV-outer parts in on chip and
     writes them (no carrier part, no merge pass over those rows); on the H200 it was 0.88-0.98x the v8 path on
     selections with locality and 1.03x on a chunked row, so v8's separate merge stays the default (NOTES v9); with
@@ -429,9 +433,12 @@ def sparse_attention_triton(
         out = torch.empty_like(q)
     if num_tokens == 0:
         return out
-    if _widens(widen_fp8, q, kv_cache, partial_dtype, (tile_impl, kv_impl)):
-        kv_cache, block_table = widen_fp8_pages(kv_cache, block_table, seq_lens, v_scale, q.dtype, workspace,
-                                                max_read_pages)
+    fp8_pages, fp8_v_scale = None, v_scale
+    if fp8_step and (kv_cache.dtype != FP8_CACHE_DTYPE or tile_impl == "triton" or widen_fp8 is False):
+        raise ValueError("fp8_step needs an fp8 e4m3 cache, the CUDA tile-outer step and widened pages")
+    if fp8_step or _widens(widen_fp8, q, kv_cache, partial_dtype, (tile_impl, kv_impl)):
+        kv_cache, fp8_pages, block_table = widen_and_transpose(kv_cache, block_table, seq_lens, v_scale, q.dtype,
+                                                               workspace, max_read_pages, transposed=fp8_step)
         scale, k_scale, v_scale = scale * k_scale, 1.0, 1.0
     pos = device_positions(query_start_loc, seq_lens, num_tokens)
     if max_union <= 0:  # KV-outer only
@@ -453,6 +460,8 @@ def sparse_attention_triton(
         num_stages, prefetch, tile_rows, k_scale=k_scale, v_scale=v_scale, partial_dtype=partial_dtype,
         workspace=workspace)
     tile_impl = _tile_impl(tile_impl, q, kv_cache, partial_o, union_tile, k_scale, v_scale)
+    if fp8_pages is not None and tile_impl != "cuda":
+        raise ValueError("fp8_step needs the CUDA tile-outer step, which cannot run here (see kernels.msa.cuda.choose)")
     if fuse_merge is None:
         fuse_merge = tile_impl == "cuda"
     # v12m: with int8 partials the unfused tile-outer step writes its carrier parts to a bf16 side buffer (its
@@ -462,8 +471,10 @@ def sparse_attention_triton(
     if tile_impl == "cuda":
         from kernels.msa.cuda import tile_outer_attention_cuda
 
-        tile_outer_attention_cuda(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
-                                  fuse_merge=fuse_merge, partial_scale=partial_scale, carrier_parts=carrier)
+        step_kv, step_v_scale = (kv_cache, 1.0) if fp8_pages is None else (fp8_pages, fp8_v_scale)
+        tile_outer_attention_cuda(q, step_kv, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
+                                  fuse_merge=fuse_merge, partial_scale=partial_scale, carrier_parts=carrier,
+                                  v_scale=step_v_scale)
     else:
         tile_outer_attention(q, kv_cache, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
                              num_warps=tile_warps, num_stages=tile_stages, keys=tile_keys, per_sm=tile_per_sm,

@@ -13,6 +13,12 @@ element, 1/32 of e4m3's own step). Cost: read fp8 + write bf16 of the referenced
 128 MB in, 256 MB out) once per call. Memory: one page per distinct physical page the call references, at most
 ``min(cache pages, block-table entries, the caller's bound)`` bf16 pages (2x the fp8 bytes), taken from the prefill
 workspace when there is one. No host sync: the page numbering is a scatter + cumsum on the device (CUDA-graph safe).
+
+v18, pages for the FP8 tile-outer step (``transposed=True``): the same pass also writes each page as e4m3 bytes with
+K as it is and V transposed (V^T: head dim x keys, keys contiguous), because FP8 wgmma takes both operands K-major
+only; within each 32-key group the keys are stored in ``fp8_key_order`` so that the S accumulator's registers are
+the P operand as they lie (kernels/msa/cuda/tile_outer_sm90.cu, ``to_fp8``). Scales are not applied there (the
+kernel takes them). Extra: 1 B per element of the pages read (half the bf16 copy).
 """
 from __future__ import annotations
 
@@ -28,12 +34,21 @@ FP8_CACHE_DTYPE = torch.float8_e4m3fn
 
 
 @triton.jit
-def _widen_kernel(src_ptr, dst_ptr, slot_ptr, v_scale, capacity,
-                  s_page, s_head, s_row, d_page, d_head,
-                  BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr):
+def _fp8_key(p):
+    """Key stored at position p of a transposed page (``fp8_key_order``'s rule)."""
+    r = p % 16
+    t = r // 4
+    j = r % 4
+    return p - r + tl.where(j < 2, 2 * t + j, 6 + 2 * t + j)
+
+
+@triton.jit
+def _widen_kernel(src_ptr, dst_ptr, t_ptr, slot_ptr, v_scale, capacity,
+                  s_page, s_head, s_row, d_page, d_head, t_page, t_head,
+                  BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr, TRANSPOSED: tl.constexpr):
     """One (physical page, KV head): the page's K copied, its V times ``v_scale``, into compact page ``slot``
     (slot < 0: the call does not read this page; slot >= capacity only if a caller's page bound was wrong: never
-    written out of bounds)."""
+    written out of bounds). TRANSPOSED: also the page's e4m3 K and V^T (keys in ``fp8_key_order``) into ``t_ptr``."""
     page = tl.program_id(0)
     head = tl.program_id(1)
     slot = tl.load(slot_ptr + page)
@@ -41,12 +56,30 @@ def _widen_kernel(src_ptr, dst_ptr, slot_ptr, v_scale, capacity,
         return
     rows = tl.arange(0, BLOCK)[:, None]
     cols = tl.arange(0, HEAD_DIM)[None, :]
-    src = src_ptr + page.to(tl.int64) * s_page + head * s_head + rows * s_row + cols
+    base = src_ptr + page.to(tl.int64) * s_page + head * s_head
+    src = base + rows * s_row + cols
     dst = dst_ptr + slot.to(tl.int64) * d_page + head * d_head + rows * (2 * HEAD_DIM) + cols
     k = tl.load(src)
     tl.store(dst, k.to(dst_ptr.dtype.element_ty))
     v = tl.load(src + HEAD_DIM)
     tl.store(dst + HEAD_DIM, (v.to(tl.float32) * v_scale).to(dst_ptr.dtype.element_ty))
+    if TRANSPOSED:
+        t_dst = t_ptr + slot.to(tl.int64) * t_page + head * t_head
+        tl.store(t_dst + rows * (2 * HEAD_DIM) + cols, k)
+        dims = tl.arange(0, HEAD_DIM)[:, None]
+        positions = tl.arange(0, BLOCK)[None, :]
+        vt = tl.load(base + _fp8_key(positions) * s_row + HEAD_DIM + dims)
+        tl.store(t_dst + dims * (2 * HEAD_DIM) + HEAD_DIM + positions, vt)
+
+
+def fp8_key_order(block: int = BLOCK_SIZE) -> torch.Tensor:
+    """int64 [block]: the key each position of a transposed page's V^T holds. Per 32-key group, position 4t + j
+    (t < 4, j < 4) holds key 2t + j for j < 2 and 8 + 2t + j - 2 otherwise, the same for positions 16 + ..., i.e. the
+    keys in the order a thread of an m64nNk32 FP8 wgmma finds them in its S accumulator."""
+    p = torch.arange(block)
+    r = p % 16
+    t, j = r // 4, r % 4
+    return p - r + torch.where(j < 2, 2 * t + j, 6 + 2 * t + j)
 
 
 def page_slots(block_table: torch.Tensor, seq_lens: torch.Tensor, num_pages: int) -> torch.Tensor:
@@ -80,6 +113,13 @@ def max_widened_pages(block_table: torch.Tensor, num_pages: int, max_read_pages:
     return max(1, bound)
 
 
+def transposed_buffer(workspace: PrefillWorkspace | None, pages: int, num_kv_heads: int, head_dim: int,
+                      device: torch.device) -> torch.Tensor:
+    """The FP8 step's pages [pages, kv_heads, 128, 2 * head_dim] e4m3 (K rows, then V^T rows), new or the
+    workspace's ``fp8_pages`` buffer."""
+    return empty(workspace, "fp8_pages", (pages, num_kv_heads, BLOCK_SIZE, 2 * head_dim), FP8_CACHE_DTYPE, device)
+
+
 def widen_fp8_pages(kv_cache: torch.Tensor, block_table: torch.Tensor, seq_lens: torch.Tensor, v_scale: float,
                     dtype: torch.dtype = torch.bfloat16, workspace: PrefillWorkspace | None = None,
                     max_read_pages: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,13 +128,28 @@ def widen_fp8_pages(kv_cache: torch.Tensor, block_table: torch.Tensor, seq_lens:
     the softmax scale); V is ``v_scale`` x the fp8 V. Block-table entries past a request's length are set to 0
     (never read). ``max_read_pages``: an upper bound on the pages the call reads (sizes the compact cache; a bound
     too small leaves pages unwritten, never writes out of bounds)."""
+    widened, _, table = widen_and_transpose(kv_cache, block_table, seq_lens, v_scale, dtype, workspace,
+                                            max_read_pages, transposed=False)
+    return widened, table
+
+
+def widen_and_transpose(kv_cache: torch.Tensor, block_table: torch.Tensor, seq_lens: torch.Tensor, v_scale: float,
+                        dtype: torch.dtype = torch.bfloat16, workspace: PrefillWorkspace | None = None,
+                        max_read_pages: int | None = None, transposed: bool = True,
+                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """``widen_fp8_pages`` in one pass with (``transposed``) the FP8 step's pages: (widened cache, e4m3 transposed
+    pages or None, renumbered block table); both caches use the same page numbers."""
     num_pages, num_kv_heads, block, two_d = kv_cache.shape
+    if transposed and two_d != 2 * block:  # V^T's rows (one per head dim) must be a page row long
+        raise ValueError(f"transposed pages need head_dim == {block} (the keys of a page), got {two_d // 2}")
     slots = page_slots(block_table, seq_lens, num_pages)
     capacity = max_widened_pages(block_table, num_pages, max_read_pages)
     widened = widened_buffer(workspace, capacity, num_kv_heads, two_d // 2, dtype, kv_cache.device)
+    pages = transposed_buffer(workspace, capacity, num_kv_heads, two_d // 2, kv_cache.device) if transposed else None
+    t = pages if pages is not None else widened  # an unused pointer when not transposed
     _widen_kernel[(num_pages, num_kv_heads)](
-        kv_cache, widened, slots, float(v_scale), capacity,
+        kv_cache, widened, t, slots, float(v_scale), capacity,
         kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2), widened.stride(0), widened.stride(1),
-        BLOCK=block, HEAD_DIM=two_d // 2, num_warps=4)
+        t.stride(0), t.stride(1), BLOCK=block, HEAD_DIM=two_d // 2, TRANSPOSED=transposed, num_warps=4)
     table = slots[block_table.to(torch.int64).clamp(0, num_pages - 1)].clamp_min(0).to(block_table.dtype)
-    return widened, table
+    return widened, pages, table

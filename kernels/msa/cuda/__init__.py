@@ -48,11 +48,21 @@ VARIANTS = {
     0: "2 stages, in sequence", 1: "2 stages, intra-warpgroup overlap", 2: "3 stages, intra-warpgroup overlap",
     3: "v2 + FFMA/ex2.approx softmax", 4: "v3 + ping-pong of the 2 consumers",
     5: "v3 + next tile's Q by cp.async (persistent grid)",
+    6: "FP8 wgmma on widen.py's transposed e4m3 pages, Q quantised per row on chip, 4 stages, overlap",
+    8: "v6 + next tile's bf16 Q staged by cp.async (persistent grid)",
+    10: "v8 + the fused merge's first part loaded during the item's last block",
 }
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times (v14w's 6-8 were correct and slower
 or equal on every row: reverted, code in merge 7a16812; v15z's 9-13, consumers out of phase, correct, the step
-1.6-3.7 % faster and the whole prefill unchanged: reverted, code in merge 338c501)."""
+1.6-3.7 % faster and the whole prefill unchanged: reverted, code in merge 338c501; v18's FP8 7 and 9, other stage
+counts, within 1 % of 6 and 8; FP8 + ping-pong, 3-4 % slower at f = 0.9; 11, bf16 v5 + the fold prefetch, no gain:
+removed)."""
 DEFAULT_VARIANT = 5
+FP8_VARIANTS = (6, 8, 10)
+"""v18: the variants that take e4m3 transposed pages (``kernels.msa.widen.widen_and_transpose``) instead of bf16."""
+FP8_DEFAULT_VARIANT = 10
+"""H200, 128K (NOTES v18): f = 0.9 18.76-18.91 ms (8: 19.11-19.33, 6: 19.27-19.46), f = 1 14.22 (8: 14.21-14.34, 6:
+15.05-15.20)."""
 DEFAULT_PER_SM = 1
 """A persistent grid (1 CTA per SM walking the work list): with variant 5 the next tile's Q loads during the last
 blocks of the current one (H200: 16.4 vs 17.6 ms for variant 3 per item at 128K f = 1; NOTES.md v10)."""
@@ -153,6 +163,7 @@ class _Params(ctypes.Structure):
         ("rest", ctypes.c_void_p),
         ("fuse_merge", ctypes.c_int32),
         *[(name, ctypes.c_void_p) for name in ("partial_scale", "carrier_o", "carrier_lse")],
+        ("v_scale", ctypes.c_float),
     ]
 
 
@@ -287,12 +298,15 @@ PARTIAL_DTYPES = (torch.bfloat16, torch.int8)
 a bf16 side buffer when they are int8, v12m)."""
 
 
-def check_inputs(q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tensor, tile_t: int) -> list[str]:
-    """Every reason this kernel cannot take these inputs (empty: it can)."""
+def check_inputs(q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tensor, tile_t: int,
+                 fp8: bool = False) -> list[str]:
+    """Every reason this kernel cannot take these inputs (empty: it can). ``fp8``: for the FP8 variants, whose
+    ``kv_cache`` is e4m3 transposed pages."""
     problems = []
-    if q.dtype != torch.bfloat16 or kv_cache.dtype != torch.bfloat16 or partial_o.dtype not in PARTIAL_DTYPES:
-        problems.append(f"bf16 q / kv cache and bf16 or int8 partials only, got {q.dtype} / {kv_cache.dtype} / "
-                        f"{partial_o.dtype}")
+    kv_dtype = torch.float8_e4m3fn if fp8 else torch.bfloat16
+    if q.dtype != torch.bfloat16 or kv_cache.dtype != kv_dtype or partial_o.dtype not in PARTIAL_DTYPES:
+        problems.append(f"bf16 q, {kv_dtype} kv cache and bf16 or int8 partials only, got {q.dtype} / "
+                        f"{kv_cache.dtype} / {partial_o.dtype}")
     if q.dim() != 3 or q.shape[2] != HEAD_DIM or kv_cache.dim() != 4 or kv_cache.shape[3] != 2 * HEAD_DIM:
         problems.append(f"head_dim {HEAD_DIM} only, got q {tuple(q.shape)}, kv {tuple(kv_cache.shape)}")
     elif q.shape[1] != GROUP * kv_cache.shape[1]:
@@ -301,7 +315,8 @@ def check_inputs(q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tenso
         problems.append(f"tiles of {TILE_T} tokens only, got {tile_t}")
     if q.stride(2) != 1 or q.stride(0) % 8 or q.stride(1) % 8 or q.data_ptr() % 16:
         problems.append("q needs a unit last stride and 16-byte aligned rows")
-    if kv_cache.stride(3) != 1 or any(s % 8 for s in kv_cache.stride()[:3]) or kv_cache.data_ptr() % 16:
+    align = 16 // kv_cache.element_size()  # TMA: 16-byte strides
+    if kv_cache.stride(3) != 1 or any(s % align for s in kv_cache.stride()[:3]) or kv_cache.data_ptr() % 16:
         problems.append("kv_cache needs a unit last stride and 16-byte aligned rows (TMA)")
     if not partial_o.is_contiguous():
         problems.append("partial_o must be contiguous")
@@ -329,6 +344,7 @@ def tile_outer_attention_cuda(
     fuse_merge: bool = False,
     partial_scale: torch.Tensor | None = None,
     carrier_parts: CarrierParts | None = None,
+    v_scale: float = 1.0,
 ) -> None:
     """``tile_outer_attention`` (v8 contract) on the sm_90a kernel. ``seq_lens`` / ``requests`` are accepted for
     the same signature: a key is visible when its position <= the token's, which already keeps it < seq_len.
@@ -339,13 +355,22 @@ def tile_outer_attention_cuda(
     then skips ``split.owned``).
     int8 partials (v12m, ``partial_scale``: their fp32 row scales, ``merge.store_part``'s format): the fused merge
     decodes them on chip; without it the carrier parts go to ``carrier_parts`` (``merge.CarrierParts``, bf16), which
-    is then required. ``carrier_parts`` with bf16 partials: carrier parts there too."""
+    is then required. ``carrier_parts`` with bf16 partials: carrier parts there too.
+    FP8 step (v18): ``kv_cache`` e4m3 transposed pages (``kernels.msa.widen.widen_and_transpose``; ``split.pages``
+    numbered into them), ``scale`` with K's scale in it, ``v_scale`` V's; the variant defaults to
+    ``FP8_DEFAULT_VARIANT``."""
     from kernels.msa.merge import LOG2E
 
-    problems = check_inputs(q, kv_cache, partial_o, tile_t)
-    variant = DEFAULT_VARIANT if variant is None else variant
+    fp8 = kv_cache.dtype == torch.float8_e4m3fn
+    problems = check_inputs(q, kv_cache, partial_o, tile_t, fp8)
+    variant = (FP8_DEFAULT_VARIANT if fp8 else DEFAULT_VARIANT) if variant is None else variant
     if variant not in VARIANTS:
         problems.append(f"variant must be one of {sorted(VARIANTS)}, got {variant}")
+    elif (variant in FP8_VARIANTS) != fp8:
+        problems.append(f"variants {list(FP8_VARIANTS)} take e4m3 transposed pages and only they do "
+                        f"(variant {variant}, cache {kv_cache.dtype})")
+    if not fp8 and v_scale != 1.0:
+        problems.append("v_scale is taken by the FP8 variants only")
     if (partial_o.dtype == torch.int8) != (partial_scale is not None):
         problems.append("int8 partials need their row scales (partial_scale), and only they take one")
     if partial_o.dtype == torch.int8 and not fuse_merge and carrier_parts is None:
@@ -369,6 +394,7 @@ def tile_outer_attention_cuda(
         partial_scale.data_ptr() if partial_scale is not None else None,
         carrier_parts.o.data_ptr() if carrier_parts is not None else None,
         carrier_parts.lse.data_ptr() if carrier_parts is not None else None,
+        float(v_scale),
     )
     items = num_tiles * num_kv_heads
     grid = items if per_sm <= 0 else min(items, per_sm * torch.cuda.get_device_properties(q.device).multi_processor_count)

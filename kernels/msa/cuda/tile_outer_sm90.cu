@@ -20,6 +20,7 @@
 // when its index is past the list's filled length). Why each choice: kernels/msa/NOTES.md v10.
 
 #include <cstdint>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cute/tensor.hpp>
@@ -39,20 +40,55 @@ using namespace msa_sm90_common;
 constexpr int kTileT = 8;        // tokens per tile: 2 consumer warpgroups of kRowsWG rows
 
 using SmemLayoutQ = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<Int<kRowsWG>, Int<kHeadDim>>{}));
+using ElementF8 = cutlass::float_e4m3_t;
 
-template <int STAGES>  // 3 stages: 32 KiB Q + 3 x 64 KiB K/V = 225 KiB of the 227 KiB a CTA may have
-struct SharedStorage {
-  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q[2];
-  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK<STAGES>>> k;
-  alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutVt<STAGES>>> vt;
-  uint64_t full[STAGES];
-  uint64_t empty[STAGES];
+// The operand types of one build of the kernel: bf16 (variants 0-5) or FP8 e4m3 (v18, variants 6-7). FP8 wgmma takes
+// both operands K-major only, so V arrives as V^T with keys contiguous (widen.py writes those pages), which makes its
+// TMA view and shared layout the same as K's.
+template <bool FP8>
+struct Ops {
+  using E = Element;
+  using SmemQ = SmemLayoutQ;
+  template <int STAGES> using SmemK = SmemLayoutK<STAGES>;
+  template <int STAGES> using SmemVt = SmemLayoutVt<STAGES>;
+  using MmaSt = MmaS;
+  using MmaOt = MmaO;
+  using TmaKt = TmaK;
+  using TmaVtt = TmaVt;
+  static constexpr uint32_t kStageBytes = kPageBytes;
 };
 
-constexpr uint32_t kStageBytes = kPageBytes;
+template <>
+struct Ops<true> {
+  using E = ElementF8;
+  using SmemQ = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<E>{}, Shape<Int<kRowsWG>, Int<kHeadDim>>{}));
+  template <int STAGES>
+  using SmemK = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<E>{}, Shape<Int<kKeys>, Int<kHeadDim>, Int<STAGES>>{}));
+  template <int STAGES>  // V^T (head dim x keys), keys contiguous: K-major, as FP8 wgmma requires of B
+  using SmemVt = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<E>{}, Shape<Int<kHeadDim>, Int<kKeys>, Int<STAGES>>{}));
+  using MmaSt = decltype(make_tiled_mma(GMMA::ss_op_selector<E, E, float, TileS>()));
+  using MmaOt = decltype(make_tiled_mma(GMMA::rs_op_selector<E, E, float, TileO>()));
+  using TmaKt = decltype(make_tma_copy(SM90_TMA_LOAD{},
+      make_tensor(make_gmem_ptr(static_cast<E const*>(nullptr)), GShape{}, GStrideK{}), take<0, 2>(SmemK<1>{})));
+  using TmaVtt = TmaKt;
+  static constexpr uint32_t kStageBytes = 2 * kKeys * kHeadDim;
+};
 
-template <class TA, class TB, class TC>
-CUTLASS_DEVICE void wgmma(MmaS& mma, TA const& a, TB const& b, TC& c, bool zero) { // issue only; caller waits
+template <int STAGES, bool FP8 = false, bool STAGE_Q = false>  // bf16, 3 stages: 32 KiB Q + 3 x 64 KiB K/V = 225 KiB
+struct SharedStorage {
+  using O = Ops<FP8>;
+  alignas(1024) cute::array_aligned<typename O::E, cosize_v<typename O::SmemQ>> q[2];
+  alignas(1024) cute::array_aligned<typename O::E, cosize_v<typename O::template SmemK<STAGES>>> k;
+  alignas(1024) cute::array_aligned<typename O::E, cosize_v<typename O::template SmemVt<STAGES>>> vt;
+  uint64_t full[STAGES];
+  uint64_t empty[STAGES];
+  float q_scale[2][FP8 ? kRowsWG : 1];  // FP8: each Q row's dequantisation scale
+  // FP8 with the Q prefetch: the next tile's bf16 Q rows (row-major), quantised into q at the tile's start
+  alignas(128) cute::array_aligned<Element, STAGE_Q ? kRowsWG * kHeadDim : 1> q_stage[2];
+};
+
+template <class Mma, class TA, class TB, class TC>
+CUTLASS_DEVICE void wgmma(Mma& mma, TA const& a, TB const& b, TC& c, bool zero) { // issue only; caller waits
   warpgroup_fence_operand(c);
   warpgroup_arrive();
   mma.accumulate_ = zero ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
@@ -64,8 +100,8 @@ CUTLASS_DEVICE void wgmma(MmaS& mma, TA const& a, TB const& b, TC& c, bool zero)
   warpgroup_commit_batch();
 }
 
-template <class TA, class TB, class TC>
-CUTLASS_DEVICE void wgmma_rs(MmaO& mma, TA& a, TB const& b, TC& c) {
+template <class Mma, class TA, class TB, class TC>
+CUTLASS_DEVICE void wgmma_rs(Mma& mma, TA& a, TB const& b, TC& c) {
   warpgroup_fence_operand(a);
   warpgroup_fence_operand(c);
   warpgroup_arrive();
@@ -88,10 +124,12 @@ struct RowState {
 // Mask (when MASKED) and online softmax of one S tile, in place: s becomes exp2(s * scale - max); alpha = the
 // factor the rows' O must be scaled by (applied by the caller once the previous P V product has finished).
 // FAST: the max is taken on the raw scores (scale > 0) and each exponent is one FFMA + ex2.approx, FA3's form; else
-// a scaled copy first and exp2f (v0-v2 as measured).
-template <bool MASKED, bool FAST, class TS, class TC>
-CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&alpha)[2], float scale_log2,
-                                 bool chosen, int kpos0, int pos) {
+// a scaled copy first and exp2f (v0-v2 as measured). scale_log2: per row (FP8: Q's row scale is in it). P_OFF: the
+// exponents are taken against max - P_OFF, so P = 2^P_OFF x the usual one (FP8: P in [0, 256] keeps the small
+// probabilities out of e4m3's subnormals; the caller subtracts P_OFF from m before using it as a softmax state).
+template <bool MASKED, bool FAST, int P_OFF = 0, class TS, class TC>
+CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&alpha)[2],
+                                 float const (&scale_log2)[2], bool chosen, int kpos0, int pos) {
   Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
   Tensor c_rc = make_tensor(coord.data(), rowcol(coord.layout()));
   CUTLASS_PRAGMA_UNROLL
@@ -99,7 +137,7 @@ CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&a
     float mx = -INFINITY;
     CUTLASS_PRAGMA_UNROLL
     for (int c = 0; c < size<1>(s_rc); ++c) {
-      float v = FAST ? s_rc(r, c) : s_rc(r, c) * scale_log2;
+      float v = FAST ? s_rc(r, c) : s_rc(r, c) * scale_log2[r];
       if constexpr (MASKED) {
         int kpos = kpos0 + get<1>(c_rc(r, c));
         v = (chosen && kpos <= pos) ? v : -INFINITY;
@@ -107,14 +145,15 @@ CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&a
       s_rc(r, c) = v;
       mx = fmaxf(mx, v);
     }
-    if constexpr (FAST) mx *= scale_log2;  // -inf stays -inf
+    if constexpr (FAST) mx *= scale_log2[r];  // -inf stays -inf
     float m_new = fmaxf(st.m[r], quad_max(mx));
     float m_safe = m_new == -INFINITY ? 0.f : m_new;  // rows with nothing visible yet stay finite
     alpha[r] = FAST ? ex2_approx(st.m[r] - m_safe) : exp2f(st.m[r] - m_safe);
+    float const m_exp = P_OFF != 0 ? m_safe - static_cast<float>(P_OFF) : m_safe;
     float sum = 0.f;
     CUTLASS_PRAGMA_UNROLL
     for (int c = 0; c < size<1>(s_rc); ++c) {
-      float e = FAST ? ex2_approx(fmaf(s_rc(r, c), scale_log2, -m_safe)) : exp2f(s_rc(r, c) - m_safe);
+      float e = FAST ? ex2_approx(fmaf(s_rc(r, c), scale_log2[r], -m_exp)) : exp2f(s_rc(r, c) - m_exp);
       s_rc(r, c) = e;
       sum += e;
     }
@@ -146,6 +185,71 @@ template <class TS, class TP>
 CUTLASS_DEVICE void to_bf16(TS const& s, TP& p) {
   CUTLASS_PRAGMA_UNROLL
   for (int i = 0; i < size(s); ++i) p(i) = static_cast<Element>(s(i));
+}
+
+CUTLASS_DEVICE uint32_t e4m3x4(float a, float b, float c, float d) {  // a in the lowest byte; saturating
+  uint32_t const lo = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
+  uint32_t const hi = __nv_cvt_float2_to_fp8x2(make_float2(c, d), __NV_SATFINITE, __NV_E4M3);
+  return lo | (hi << 16);
+}
+
+// v18: P (the S accumulator of 64 rows x 128 keys, fp32) as the A operand of the FP8 P V wgmma (m64nNk32), with no
+// register shuffle. A thread's accumulator holds, per 32-key group and row, keys {2t, 2t+1, 8+2t, 9+2t} (+16) (t = lane
+// % 4), while an FP8 A fragment holds k positions {4t..4t+3} (+16) per row in one register. So the bytes are packed
+// as they lie (key 2t -> position 4t, 2t+1 -> 4t+1, 8+2t -> 4t+2, 9+2t -> 4t+3) and V^T's keys are stored in that
+// order (widen.py's transposed pages: position p of a 32-key group holds key fp8_key_order(p)); the sum over
+// positions equals the sum over keys. The masks use the accumulator's own coordinates, so they are unaffected.
+template <class TS, class TP>
+CUTLASS_DEVICE void to_fp8(TS const& s, TP& p) {
+  static_assert(decltype(size(s))::value == 64 && decltype(size(p))::value == 64, "64 rows x 128 keys per warpgroup");
+  uint32_t* reg = reinterpret_cast<uint32_t*>(raw_pointer_cast(p.data()));
+  CUTLASS_PRAGMA_UNROLL
+  for (int kb = 0; kb < 4; ++kb) {
+    int const b = 16 * kb;  // accumulator index = col pair bit + 2 x row half + 4 x 8-key chunk
+    reg[4 * kb + 0] = e4m3x4(s(b + 0), s(b + 1), s(b + 4), s(b + 5));      // row g,     positions 4t..4t+3
+    reg[4 * kb + 1] = e4m3x4(s(b + 2), s(b + 3), s(b + 6), s(b + 7));      // row g + 8
+    reg[4 * kb + 2] = e4m3x4(s(b + 8), s(b + 9), s(b + 12), s(b + 13));    // row g,     positions 16 + 4t..
+    reg[4 * kb + 3] = e4m3x4(s(b + 10), s(b + 11), s(b + 14), s(b + 15));  // row g + 8
+  }
+}
+
+// v18: a tile's Q rows for consumer cw into sQ as e4m3, each (token, head) row scaled by its own amax / 448 (the scale
+// goes to q_scale[row], and into that row's softmax scale). A row's 128 values are 16 threads' 8 each (a half warp).
+// From global memory, or (stage != null) from the bf16 rows this thread's own cp.asyncs put in shared memory.
+template <class TQ>
+CUTLASS_DEVICE void load_q_fp8(TQ& sQ, float* q_scale, TileOuterParams const& prm, int64_t tile, int cw, int tid,
+                               Element const* stage = nullptr) {
+  int const h = static_cast<int>(tile / prm.num_tiles);
+  int const i = static_cast<int>(tile % prm.num_tiles);
+  Element const* q = static_cast<Element const*>(prm.q);
+  CUTLASS_PRAGMA_UNROLL
+  for (int idx = tid; idx < kRowsWG * kHeadDim / 8; idx += 128) {
+    int const r = idx / (kHeadDim / 8);
+    int const c = (idx % (kHeadDim / 8)) * 8;
+    int const tq = i * kTileT + cw * 4 + r / kGroup;
+    bool const ok = tq < prm.num_tokens;
+    uint4 const raw = stage != nullptr ? *reinterpret_cast<uint4 const*>(stage + r * kHeadDim + c)
+                      : ok ? *reinterpret_cast<uint4 const*>(q + tq * prm.stride_qt + (h * kGroup + r % kGroup) *
+                                                             prm.stride_qh + c)
+                           : make_uint4(0, 0, 0, 0);
+    __nv_bfloat162 const* pair = reinterpret_cast<__nv_bfloat162 const*>(&raw);
+    float2 f[4];
+    float amax = 0.f;
+    CUTLASS_PRAGMA_UNROLL
+    for (int k = 0; k < 4; ++k) {
+      f[k] = __bfloat1622float2(pair[k]);
+      amax = fmaxf(amax, fmaxf(fabsf(f[k].x), fabsf(f[k].y)));
+    }
+    CUTLASS_PRAGMA_UNROLL
+    for (int m = 8; m >= 1; m >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, m));
+    float const sc = amax > 0.f ? amax * (1.f / 448.f) : 1.f;
+    float const inv = 1.f / sc;
+    uint2 packed;
+    packed.x = e4m3x4(f[0].x * inv, f[0].y * inv, f[1].x * inv, f[1].y * inv);
+    packed.y = e4m3x4(f[2].x * inv, f[2].y * inv, f[3].x * inv, f[3].y * inv);
+    *reinterpret_cast<uint2*>(&sQ(r, c)) = packed;  // 8 bytes: inside one 16-byte unit of the 128B swizzle
+    if ((tid & 15) == 0) q_scale[r] = sc;
+  }
 }
 
 // A tile's Q rows for consumer cw into sQ: plain 16-byte loads and stores, or (ASYNC) cp.async with zero fill for
@@ -188,62 +292,88 @@ CUTLASS_DEVICE uint32_t fold_slots(TileOuterParams const& prm, int64_t row) {
   return present;
 }
 
-// Fold the parts of `present` into the row's softmax state and O. Each part's LSEs (int8: scales) and values are
-// loaded before any is used (one memory latency per part, v16); the arithmetic and its order are v9-v15's (output
-// unchanged bit for bit with bf16 parts).
-template <class TO, class TC>
-CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t present, int row0, RowState& st,
-                               float (&lsum)[2], TO& o_rc, TC const& cO_rc) {
+// One KV-outer part of a row pair, in registers: its two rows' LSEs, int8 scales and raw values (bf16: a bf16x2 per
+// column pair; int8: two bytes in the low half).
+struct PartRegs {
+  float lse[2], scale[2];
+  uint32_t raw[2][kHeadDim / 8];
+};
+
+// Load part k of the rows (all loads issued before any is used: one memory latency, v16).
+template <class TC>
+CUTLASS_DEVICE void load_part(TileOuterParams const& prm, int64_t row, int k, int row0, TC const& cO_rc, PartRegs& pr) {
   constexpr int kCols = kHeadDim / 4;  // columns of a row this thread holds (wgmma m64 accumulator: quad-shared rows)
-  static_assert(decltype(size<1>(o_rc))::value == kCols, "accumulator layout");
   bool const int8 = prm.partial_scale != nullptr;
-  while (present != 0) {  // one token per warp: uniform
-    int const k = __ffs(present) - 1;
-    present &= present - 1;
-    int64_t part[2];
-    float lse[2], scale[2];
-    uint32_t raw[2][kCols / 2];  // bf16: a bf16x2 per column pair; int8: two bytes in the low half
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < 2; ++r) {
+    int64_t const part = (row * prm.top_k + k) * kGroup + (row0 + 8 * r) % kGroup;
+    pr.lse[r] = prm.partial_lse[part];
+    pr.scale[r] = int8 ? prm.partial_scale[part] : 1.f;
     CUTLASS_PRAGMA_UNROLL
-    for (int r = 0; r < 2; ++r) {
-      part[r] = (row * prm.top_k + k) * kGroup + (row0 + 8 * r) % kGroup;
-      lse[r] = prm.partial_lse[part[r]];
-      scale[r] = int8 ? prm.partial_scale[part[r]] : 1.f;
-      CUTLASS_PRAGMA_UNROLL
-      for (int c = 0; c < kCols; c += 2) {
-        int const d = get<1>(cO_rc(r, c));
-        raw[r][c / 2] = int8 ? *reinterpret_cast<uint16_t const*>(static_cast<int8_t const*>(prm.partial_o) +
-                                                                  part[r] * kHeadDim + d)
-                             : *reinterpret_cast<uint32_t const*>(static_cast<Element const*>(prm.partial_o) +
-                                                                  part[r] * kHeadDim + d);
-      }
-    }
-    CUTLASS_PRAGMA_UNROLL
-    for (int r = 0; r < 2; ++r) {
-      float const m_new = fmaxf(st.m[r], lse[r]);
-      float const m_safe = m_new == -INFINITY ? 0.f : m_new;
-      float const a = ex2_approx(st.m[r] - m_safe);
-      float const wk = ex2_approx(lse[r] - m_safe);
-      lsum[r] = lsum[r] * a + wk;
-      st.m[r] = m_new;
-      float const ws = wk * scale[r];  // int8 (v12m): the row's scale folds into the weight
-      CUTLASS_PRAGMA_UNROLL
-      for (int c = 0; c < kCols; c += 2) {
-        uint32_t const u = raw[r][c / 2];
-        float2 const v = int8 ? int8x2_to_float2(u)
-                              : __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 const*>(&u));
-        o_rc(r, c) = o_rc(r, c) * a + ws * v.x;
-        o_rc(r, c + 1) = o_rc(r, c + 1) * a + ws * v.y;
-      }
+    for (int c = 0; c < kCols; c += 2) {
+      int const d = get<1>(cO_rc(r, c));
+      pr.raw[r][c / 2] = int8 ? *reinterpret_cast<uint16_t const*>(static_cast<int8_t const*>(prm.partial_o) +
+                                                                   part * kHeadDim + d)
+                              : *reinterpret_cast<uint32_t const*>(static_cast<Element const*>(prm.partial_o) +
+                                                                   part * kHeadDim + d);
     }
   }
 }
 
-template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH>
+// Fold one loaded part into the rows' softmax state and O (v9-v15's arithmetic and order).
+template <class TO>
+CUTLASS_DEVICE void apply_part(TileOuterParams const& prm, PartRegs const& pr, RowState& st, float (&lsum)[2],
+                               TO& o_rc) {
+  constexpr int kCols = kHeadDim / 4;
+  static_assert(decltype(size<1>(o_rc))::value == kCols, "accumulator layout");
+  bool const int8 = prm.partial_scale != nullptr;
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < 2; ++r) {
+    float const m_new = fmaxf(st.m[r], pr.lse[r]);
+    float const m_safe = m_new == -INFINITY ? 0.f : m_new;
+    float const a = ex2_approx(st.m[r] - m_safe);
+    float const wk = ex2_approx(pr.lse[r] - m_safe);
+    lsum[r] = lsum[r] * a + wk;
+    st.m[r] = m_new;
+    float const ws = wk * pr.scale[r];  // int8 (v12m): the row's scale folds into the weight
+    CUTLASS_PRAGMA_UNROLL
+    for (int c = 0; c < kCols; c += 2) {
+      uint32_t const u = pr.raw[r][c / 2];
+      float2 const v = int8 ? int8x2_to_float2(u) : __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 const*>(&u));
+      o_rc(r, c) = o_rc(r, c) * a + ws * v.x;
+      o_rc(r, c + 1) = o_rc(r, c + 1) * a + ws * v.y;
+    }
+  }
+}
+
+// Fold the parts of `present` into the row's softmax state and O, lowest slot first. `first` (v18, FOLDPRE): the
+// lowest present part, already loaded during the item's last block, so its latency hid under the tensor work.
+template <class TO, class TC>
+CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t present, int row0, RowState& st,
+                               float (&lsum)[2], TO& o_rc, TC const& cO_rc, PartRegs const* first = nullptr) {
+  if (first != nullptr && present != 0) {
+    apply_part(prm, *first, st, lsum, o_rc);
+    present &= present - 1;
+  }
+  while (present != 0) {  // one token per warp: uniform
+    int const k = __ffs(present) - 1;
+    present &= present - 1;
+    PartRegs pr;
+    load_part(prm, row, k, row0, cO_rc, pr);
+    apply_part(prm, pr, st, lsum, o_rc);
+  }
+}
+
+template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH, bool FP8, bool FOLDPRE>
 __global__ void __launch_bounds__(kThreads, 1)
-tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
+tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
+                  CUTE_GRID_CONSTANT typename Ops<FP8>::TmaVtt const tma_vt,
                   CUTE_GRID_CONSTANT TileOuterParams const prm) {
+  static_assert(OVERLAP || !FOLDPRE, "the fold's first part is loaded in the overlapped loop");
+  using O = Ops<FP8>;
+  using Storage = SharedStorage<STAGES, FP8, FP8 && QPREFETCH>;
   extern __shared__ char smem_raw[];
-  SharedStorage<STAGES>& sh = *reinterpret_cast<SharedStorage<STAGES>*>(smem_raw);
+  Storage& sh = *reinterpret_cast<Storage*>(smem_raw);
   int const wg = threadIdx.x / 128;
   int const tid = threadIdx.x % 128;
 
@@ -258,8 +388,8 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
   __syncthreads();
   int const num_work = *prm.num_work;
 
-  Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), SmemLayoutK<STAGES>{});
-  Tensor sVt = make_tensor(make_smem_ptr(sh.vt.data()), SmemLayoutVt<STAGES>{});
+  Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), typename O::template SmemK<STAGES>{});
+  Tensor sVt = make_tensor(make_smem_ptr(sh.vt.data()), typename O::template SmemVt<STAGES>{});
 
   if (wg == 0) {  // producer
     cutlass::arch::warpgroup_reg_dealloc<24>();
@@ -279,7 +409,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
         int const stage = it % STAGES;
         int const page = prm.pages[tile * prm.max_union + j];
         cutlass::arch::ClusterBarrier::wait(&sh.empty[stage], ((it / STAGES) & 1) ^ 1);
-        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.full[stage], kStageBytes);
+        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&sh.full[stage], O::kStageBytes);
         copy(tma_k.with(sh.full[stage]), tKg(_, page), tKs(_, stage));
         copy(tma_vt.with(sh.full[stage]), tVg(_, page), tVs(_, stage));
       }
@@ -290,9 +420,9 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
   // consumers
   cutlass::arch::warpgroup_reg_alloc<240>();
   int const cw = wg - 1;  // 0, 1: rows 64 * cw ...
-  Tensor sQ = make_tensor(make_smem_ptr(sh.q[cw].data()), SmemLayoutQ{});
-  MmaS mma_s;
-  MmaO mma_o;
+  Tensor sQ = make_tensor(make_smem_ptr(sh.q[cw].data()), typename O::SmemQ{});
+  typename O::MmaSt mma_s;
+  typename O::MmaOt mma_o;
   auto thr_s = mma_s.get_thread_slice(tid);
   auto thr_o = mma_o.get_thread_slice(tid);
   Tensor tSrQ = thr_s.partition_fragment_A(sQ);
@@ -327,24 +457,59 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
     auto find_slots = [&] {
       if (prm.fuse_merge && tok_ok) present = fold_slots(prm, row);
     };
+    // FOLDPRE (v18): the lowest present part is loaded during the item's last block (its latency under the tensor
+    // work and the last softmax), the rest in the epilogue as before
+    PartRegs first_part;
+    auto prefetch_fold = [&] {
+      if constexpr (FOLDPRE) {
+        if (present != 0) load_part(prm, row, __ffs(present) - 1, row0, cO_rc, first_part);
+      }
+    };
 
     // Q rows of this warpgroup (4 tokens x 16 heads) into shared memory, 16 bytes per access; with QPREFETCH
     // (after the first tile) they were requested by cp.async during the previous tile, once its last S was done.
     if (!QPREFETCH || w == static_cast<int>(blockIdx.x)) {
       NamedBarrierSync(cw);  // the previous tile's wgmmas of this warpgroup are done with sQ (they were waited)
-      load_q(sQ, prm, tile, cw, tid, false);
+      if constexpr (FP8) {
+        load_q_fp8(sQ, sh.q_scale[cw], prm, tile, cw, tid);
+      } else {
+        load_q(sQ, prm, tile, cw, tid, false);
+      }
     } else {
       asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+      // FP8: each thread quantises the bf16 chunks its own cp.asyncs staged (sQ is free: the previous tile's last
+      // P V, which every warp issued after its last S, has completed)
+      if constexpr (FP8) load_q_fp8(sQ, sh.q_scale[cw], prm, tile, cw, tid, sh.q_stage[cw].data());
     }
     cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read next by wgmma (async proxy)
     NamedBarrierSync(cw);
+    float scale_log2[2] = {prm.scale_log2, prm.scale_log2};  // FP8: times each row's Q scale
+    if constexpr (FP8) {
+      scale_log2[0] *= sh.q_scale[cw][row0];
+      scale_log2[1] *= sh.q_scale[cw][row0 + 8];
+    }
 
     Tensor tOrO = partition_fragment_C(mma_o, Shape<Int<kRowsWG>, Int<kHeadDim>>{});
     clear(tOrO);
     RowState st{{-INFINITY, -INFINITY}, {0.f, 0.f}};
     Tensor tSrS = partition_fragment_C(mma_s, Shape<Int<kRowsWG>, Int<kKeys>>{});
-    Tensor rP = make_tensor_like<Element>(tSrS);
-    Tensor tOrP = make_tensor(rP.data(), acc_as_a(rP.layout()));
+    // P as the P V product's A operand: bf16, the accumulator's own order (acc_as_a); FP8, 16 bytes per 32 keys in
+    // the order to_fp8 packs them (4 registers per k-step, as the m64nNk32 atom takes them)
+    auto tOrP = [&] {
+      if constexpr (FP8) {
+        return make_tensor<ElementF8>(Layout<Shape<Shape<_4, _2, _2>, _1, _4>, Stride<Stride<_1, _4, _8>, _0, _16>>{});
+      } else {
+        return make_tensor<Element>(acc_as_a(make_layout(tSrS.shape())));
+      }
+    }();
+    auto to_p = [&] {
+      if constexpr (FP8) {
+        to_fp8(tSrS, tOrP);
+      } else {
+        Tensor rP = make_tensor(tOrP.data(), tSrS.layout());
+        to_bf16(tSrS, rP);
+      }
+    };
 
     float alpha[2];
     // S of block j (masked unless clean), softmax in place; O is rescaled by the caller
@@ -353,17 +518,24 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
     };
     auto softmax = [&](int j) {
       if (j < n_clean) {
-        softmax_step<false, FAST>(tSrS, cS, st, alpha, prm.scale_log2, true, 0, 0);
+        softmax_step<false, FAST, FP8 ? 8 : 0>(tSrS, cS, st, alpha, scale_log2, true, 0, 0);
       } else {
         int const blk = prm.union_blocks[tile * prm.max_union + j];
-        softmax_step<true, FAST>(tSrS, cS, st, alpha, prm.scale_log2, ((tm >> j) & 1) != 0, blk * kKeys, pos);
+        softmax_step<true, FAST, FP8 ? 8 : 0>(tSrS, cS, st, alpha, scale_log2, ((tm >> j) & 1) != 0, blk * kKeys,
+                                              pos);
       }
     };
     auto prefetch_next_q = [&] {  // sQ is free once every warp's last S of this tile has completed
       if constexpr (QPREFETCH) {
         if (w + static_cast<int>(gridDim.x) < num_work) {
           NamedBarrierSync(cw);
-          load_q(sQ, prm, prm.work[w + gridDim.x], cw, tid, true);
+          if constexpr (FP8) {  // bf16 rows into the stage, row-major (quantised at the next tile's start)
+            Tensor sStage = make_tensor(make_smem_ptr(sh.q_stage[cw].data()),
+                                        make_layout(Shape<Int<kRowsWG>, Int<kHeadDim>>{}, LayoutRight{}));
+            load_q(sStage, prm, prm.work[w + gridDim.x], cw, tid, true);
+          } else {
+            load_q(sQ, prm, prm.work[w + gridDim.x], cw, tid, true);
+          }
         }
       }
     };
@@ -380,7 +552,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
         warpgroup_fence_operand(tSrS);
         softmax(j);
         rescale(tOrO, alpha);
-        to_bf16(tSrS, rP);
+        to_p();
         wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, stage), tOrO);
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
@@ -394,11 +566,12 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
       scores(0, it % STAGES);
       their_turn();
       find_slots();
+      if (cnt == 1) prefetch_fold();
       warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
       if (cnt == 1) prefetch_next_q();
       softmax(0);
-      to_bf16(tSrS, rP);
+      to_p();
       for (int j = 1; j < cnt; ++j, ++it) {
         int const prev = it % STAGES;
         int const stage = (it + 1) % STAGES;
@@ -407,6 +580,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
         scores(j, stage);
         wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, prev), tOrO);
         their_turn();
+        if (j == cnt - 1) prefetch_fold();
         warpgroup_wait<1>();  // S of block j is done (groups complete in order); P V of j - 1 may still run
         warpgroup_fence_operand(tSrS);
         if (j == cnt - 1) prefetch_next_q();
@@ -415,7 +589,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
         warpgroup_fence_operand(tOrO);
         cutlass::arch::ClusterBarrier::arrive(&sh.empty[prev]);
         rescale(tOrO, alpha);
-        to_bf16(tSrS, rP);  // only now: the P V of block j - 1 read rP from registers until it finished
+        to_p();  // only now: the P V of block j - 1 read P from registers until it finished
       }
       my_turn();
       wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, it % STAGES), tOrO);
@@ -429,11 +603,17 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
     // Epilogue: normalise; a direct row -> out, else -> its carrier slot of the partials (+ log2-sum-exp). With
     // fuse_merge (v9's option, here with register headroom): the row's KV-outer parts (written before this launch;
     // `rest` lists their slots) are folded into the softmax state first, and every row of the tile goes to out.
+    if constexpr (FP8) {  // O and l are 2^8 x the usual ones (softmax_step's P_OFF) and O lacks V's scale
+      float const vs[2] = {prm.v_scale, prm.v_scale};
+      rescale(tOrO, vs);
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < 2; ++r) st.m[r] -= 8.f;  // -inf stays -inf
+    }
     Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
     float lsum[2] = {quad_sum(st.l[0]), quad_sum(st.l[1])};
     // A direct row (no KV-outer entry: every row at f = 1) has nothing to fold (v11: the fused merge then costs
     // nothing where it does not pay); one token per warp, so the test is warp-uniform.
-    if (present != 0) fold_parts(prm, row, present, row0, st, lsum, o_rc, cO_rc);
+    if (present != 0) fold_parts(prm, row, present, row0, st, lsum, o_rc, cO_rc, FOLDPRE ? &first_part : nullptr);
     bool const direct = tok_ok && (prm.fuse_merge || prm.direct[row] != 0);
     int const carrier = tok_ok && !prm.fuse_merge ? prm.carrier[row] : -1;
     CUTLASS_PRAGMA_UNROLL
@@ -467,11 +647,12 @@ tile_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt 
 
 using namespace msa_sm90;
 
-template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false>
-cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TileOuterParams const& prm, int grid,
-                           cudaStream_t stream) {
-  int const smem = static_cast<int>(sizeof(SharedStorage<STAGES>));
-  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH>;
+template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false, bool FP8 = false,
+          bool FOLDPRE = false>
+cudaError_t launch_variant(typename Ops<FP8>::TmaKt const& tma_k, typename Ops<FP8>::TmaVtt const& tma_vt,
+                           TileOuterParams const& prm, int grid, cudaStream_t stream) {
+  int const smem = static_cast<int>(sizeof(SharedStorage<STAGES, FP8, FP8 && QPREFETCH>));
+  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, FP8, FOLDPRE>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
@@ -479,7 +660,29 @@ cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TileOuterPara
 }
 
 int tile_outer_sm90_smem_bytes(int variant) {
+  if (variant == 6) return static_cast<int>(sizeof(SharedStorage<4, true>));
+  if (variant == 8 || variant == 10) return static_cast<int>(sizeof(SharedStorage<4, true, true>));
   return static_cast<int>(variant >= 2 ? sizeof(SharedStorage<3>) : sizeof(SharedStorage<2>));
+}
+
+// v18: the FP8 variants on widen.py's transposed e4m3 pages: K rows [key][d] at column 0, V^T rows [d][key position]
+// at column 128 of the same [pages, Hkv, 128, 256] bytes, so both are K-major views with the row stride of the page.
+cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
+                                       int64_t stride_kvh, int64_t stride_kvt, int grid, int variant,
+                                       cudaStream_t stream) {
+  using O = Ops<true>;
+  ElementF8 const* kv = static_cast<ElementF8 const*>(kv_raw);
+  GShape const shape{Int<kKeys>{}, Int<kHeadDim>{}, int32_t(prm.num_kv_heads), int32_t(prm.num_pages)};
+  Tensor gK = make_tensor(make_gmem_ptr(kv), shape, make_stride(stride_kvt, _1{}, stride_kvh, stride_kvp));
+  Tensor gVt = make_tensor(make_gmem_ptr(kv + kHeadDim), shape, make_stride(stride_kvt, _1{}, stride_kvh, stride_kvp));
+  O::TmaKt tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(O::SmemK<1>{}));
+  O::TmaVtt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(O::SmemVt<1>{}));
+  switch (variant) {
+    case 6: return launch_variant<4, true, true, false, false, true>(tma_k, tma_vt, prm, grid, stream);
+    case 8: return launch_variant<4, true, true, false, true, true>(tma_k, tma_vt, prm, grid, stream);
+    case 10: return launch_variant<4, true, true, false, true, true, true>(tma_k, tma_vt, prm, grid, stream);
+    default: return cudaErrorInvalidValue;
+  }
 }
 
 // variant 0: 2 stages, S / softmax / P V in sequence per warpgroup; 1: 2 stages with the intra-warpgroup overlap;
@@ -487,6 +690,8 @@ int tile_outer_sm90_smem_bytes(int variant) {
 // 5: 3 + the next tile's Q fetched during the current tile (pays off with a persistent grid).
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
                                    int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
+  if (variant >= 6 && variant <= 10) return tile_outer_sm90_launch_fp8(prm, kv_raw, stride_kvp, stride_kvh, stride_kvt, grid, variant,
+                                                      stream);
   Element const* kv = static_cast<Element const*>(kv_raw);
   GShape const shape{Int<kKeys>{}, Int<kHeadDim>{}, int32_t(prm.num_kv_heads), int32_t(prm.num_pages)};
   Tensor gK = make_tensor(make_gmem_ptr(kv), shape, make_stride(stride_kvt, _1{}, stride_kvh, stride_kvp));

@@ -28,13 +28,20 @@ struct TileOuterParams {
   float const* partial_scale;    // [Hkv, T, top_k, 16] fp32 row scales when partial_o is int8, else null
   void* carrier_o;               // bf16 [Hkv, T, 16, 128]: carrier parts go here instead of partial_o (null: there)
   float* carrier_lse;            // fp32 [Hkv, T, 16]: their log2-sum-exp
+  // v18: the FP8 step (variants 6, 8, 10) reads e4m3 K and V^T pages (kernels/msa/widen.py's transposed pages); V's
+  // per-tensor scale is applied to O on chip (K's is in scale_log2). Ignored by the bf16 variants.
+  float v_scale;
 };
 
 int tile_outer_sm90_smem_bytes(int variant);
 
 // variant: 0 = 2 stages, no overlap; 1 = 2 stages + intra-warpgroup overlap; 2 = 3 stages + overlap;
 // 3 = 2 + FFMA/ex2.approx softmax; 4 = 3 + ping-pong between the two consumer warpgroups; 5 = 3 + next tile's Q
-// prefetched by cp.async (for a persistent grid).
-// kv: bf16 cache [pages, Hkv, 128, 256] (strides in elements); grid: CTAs (each walks the work list with stride grid).
+// prefetched by cp.async (for a persistent grid); 6 = FP8 wgmma (Q quantised per row on chip, e4m3 K and V^T pages),
+// 4 stages, overlap, FFMA softmax; 8 = 6 + the next tile's bf16 Q staged by cp.async (quantised at the tile's start;
+// persistent grid); 10 = 8 + the fused merge's first KV-outer part loaded during the item's last block. (7, 9, 11:
+// measured and removed, NOTES v18.)
+// kv: bf16 cache [pages, Hkv, 128, 256] (strides in elements), or for variants 6, 8, 10 the e4m3 transposed pages
+// (same shape: K rows, then V^T rows of 128 keys in widen.py's order); grid: CTAs (each walks the work list).
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv, int64_t stride_kvp, int64_t stride_kvh,
                                    int64_t stride_kvt, int grid, int variant, cudaStream_t stream);
