@@ -437,8 +437,10 @@ def sparse_attention_triton(
     if fp8_step and (kv_cache.dtype != FP8_CACHE_DTYPE or tile_impl == "triton" or widen_fp8 is False):
         raise ValueError("fp8_step needs an fp8 e4m3 cache, the CUDA tile-outer step and widened pages")
     if fp8_step or _widens(widen_fp8, q, kv_cache, partial_dtype, (tile_impl, kv_impl)):
+        # transposed pages only where a tile-outer step will read them (max_union <= 0: KV-outer only)
         kv_cache, fp8_pages, block_table = widen_and_transpose(kv_cache, block_table, seq_lens, v_scale, q.dtype,
-                                                               workspace, max_read_pages, transposed=fp8_step)
+                                                               workspace, max_read_pages,
+                                                               transposed=fp8_step and max_union > 0)
         scale, k_scale, v_scale = scale * k_scale, 1.0, 1.0
     pos = device_positions(query_start_loc, seq_lens, num_tokens)
     if max_union <= 0:  # KV-outer only

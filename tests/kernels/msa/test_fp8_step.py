@@ -170,3 +170,22 @@ def test_fp8_step_replays_from_a_cuda_graph():
     torch.cuda.synchronize()
     want = sparse_attention_triton(*args, **knobs)
     assert rel_err(out, want.float()) < 1e-3  # the same kernels on the same inputs (new q: a stale replay is O(1))
+
+
+def test_fp8_step_without_tile_outer_writes_no_transposed_pages(monkeypatch):
+    """max_union=0 runs KV-outer only: fp8_step then has no step to feed, so no transposed pages are written (on the
+    CPU they could not be: head_dim 32) and the output is the widened KV-outer path's."""
+    from kernels.msa import prefill
+    from kernels.msa.prefill import sparse_attention_triton
+
+    calls = []
+    real = prefill.widen_and_transpose
+    monkeypatch.setattr(prefill, "widen_and_transpose", lambda *a, **kw: calls.append(kw["transposed"]) or real(*a, **kw))
+    case = make_case([300], [300], num_heads=16, num_kv_heads=1, head_dim=HEAD_DIM, dtype=DTYPE, device=DEVICE, seed=59)
+    sel = local_selection(case.query_start_loc, case.seq_lens, 1, 0.9, seed=2).to(DEVICE)
+    kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
+    args = (case.q, kv8, sel, case.block_table, case.query_start_loc, case.seq_lens)
+    knobs = {"k_scale": k_scale, "v_scale": v_scale, "max_union": 0, "widen_fp8": True}
+    out = sparse_attention_triton(*args, fp8_step=True, **knobs)
+    want = sparse_attention_triton(*args, **knobs)
+    assert calls == [False, False] and torch.equal(out, want)
