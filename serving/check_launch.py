@@ -2,7 +2,8 @@
 
 Runs inside the vLLM venv (`python -m serving.check_launch < argvs.json`): reads a JSON list of argument lists
 (the part after `-m vllm.entrypoints.openai.api_server`), parses each with vLLM's own serve parser, runs its
-pre-load validation and checks the tool-call / reasoning parser names against vLLM's registries. Prints a JSON list
+pre-load validation, checks the tool-call / reasoning parser names against vLLM's registries and our plugin's
+section of `--additional-config`. Prints a JSON list
 of `{"ok": bool, "problems": [...]}`. This is how `m3lab serve --dry-run --check` proves a profile matches the vLLM
 version it will run on.
 """
@@ -27,6 +28,8 @@ def check_args(parser: Any, args: list[str]) -> dict[str, Any]:
     from vllm.reasoning import ReasoningParserManager
     from vllm.tool_parsers import ToolParserManager
 
+    from serving.plugin.options import PluginOptionError, plugin_options
+
     problems: list[str] = []
     stderr = io.StringIO()
     try:
@@ -44,6 +47,10 @@ def check_args(parser: Any, args: list[str]) -> dict[str, Any]:
     reasoning = getattr(parsed, "reasoning_parser", None)
     if reasoning and reasoning not in ReasoningParserManager.list_registered():
         problems.append(f"unknown --reasoning-parser {reasoning!r}")
+    try:  # our plugin's section of --additional-config (the plugin would refuse it at model load)
+        plugin_options(getattr(parsed, "additional_config", None))
+    except PluginOptionError as exc:
+        problems.append(str(exc))
     return {"ok": not problems, "problems": problems}
 
 

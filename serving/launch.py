@@ -5,6 +5,7 @@ Pure functions except `visible_gpu_count`, which looks at the machine. `m3lab se
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -37,6 +38,7 @@ class LaunchOptions:
     max_model_len: int | None = None
     kv_cache_dtype: str | None = None
     msa_plugin: bool | None = None
+    msa_fp8_step: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,21 @@ def _feature_args(profile: Profile) -> list[str]:
     return args
 
 
+def _plugin_args(profile: Profile, options: LaunchOptions, msa_plugin: bool) -> list[str]:
+    """Our plugin's engine options as vLLM's `--additional-config` (serving/plugin/options.py); the FP8 step is
+    refused here when the command could not honour it (no plugin, no fp8 KV cache)."""
+    from serving.plugin.options import PluginOptions
+
+    fp8_step = profile.msa_fp8_step if options.msa_fp8_step is None else options.msa_fp8_step
+    kv_dtype = options.kv_cache_dtype or profile.kv_cache_dtype
+    if fp8_step and not msa_plugin:
+        raise LaunchError("--msa-fp8-step needs the MSA plugin (drop --no-msa-plugin)")
+    if fp8_step and kv_dtype not in ("fp8", "fp8_e4m3"):
+        raise LaunchError(f"--msa-fp8-step needs an fp8 e4m3 KV cache (--kv-cache-dtype fp8), got {kv_dtype!r}")
+    config = PluginOptions(fp8_step=fp8_step).as_config()
+    return ["--additional-config", json.dumps(config, separators=(",", ":"))] if config else []
+
+
 def _environment(profile: Profile, msa_plugin: bool, device: str) -> dict[str, str]:
     env = dict(profile.env)
     if device == "cpu":
@@ -154,8 +171,8 @@ def build_launch(profile: Profile, config: ServingConfig, options: LaunchOptions
         argv.append("--enable-expert-parallel")
     if device == "cuda" and profile.gpu_memory_utilization is not None:
         argv += ["--gpu-memory-utilization", str(profile.gpu_memory_utilization)]
-    argv += _feature_args(profile) + list(profile.extra_args)
     msa = profile.msa_plugin if options.msa_plugin is None else options.msa_plugin
+    argv += _feature_args(profile) + _plugin_args(profile, options, msa) + list(profile.extra_args)
     return LaunchPlan(argv=tuple(argv), env=_environment(profile, msa, device),
                       model=_model_source(profile, options, config), served_model_name=profile.served_model_name, host=options.host, port=options.port,
                       device=device, tensor_parallel=tp, expert_parallel=tp if expert_parallel else 1,
@@ -177,8 +194,6 @@ class ArgsCheck:
 
 def check_with_vllm(plans: list[LaunchPlan], config: ServingConfig, timeout_s: float = 300.0) -> list[ArgsCheck]:
     """Parse and validate each plan's arguments with the installed vLLM (in its venv); starts no server."""
-    import json
-
     if not vllm_installed(config):
         raise LaunchError(f"no vLLM environment at {config.vllm_venv}; run scripts/setup/vllm.sh")
     argvs = [list(plan.argv[3:]) for plan in plans]  # after `python -m vllm.entrypoints.openai.api_server`

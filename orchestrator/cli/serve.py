@@ -40,6 +40,9 @@ def serve(
     max_model_len: int | None = typer.Option(None, "--max-model-len", help="Context length override (<= 1M)."),
     kv_cache_dtype: str | None = typer.Option(None, "--kv-cache-dtype", help="KV-cache dtype override."),
     msa_plugin: bool | None = typer.Option(None, "--msa-plugin/--no-msa-plugin", help="Load our MSA vLLM plugin."),
+    msa_fp8_step: bool | None = typer.Option(
+        None, "--msa-fp8-step/--no-msa-fp8-step",
+        help="With --kv-cache-dtype fp8 on SM90: the MSA prefill's tile-outer step in FP8 (faster, less exact)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the vLLM command and exit."),
     check: bool = typer.Option(False, "--check", help="With --dry-run: validate the command with the installed vLLM."),
     ready_timeout: float | None = typer.Option(None, "--ready-timeout", help="Seconds to wait for readiness."),
@@ -60,7 +63,8 @@ def serve(
 
     config = _config(config_file, host=host, port=port, ready_timeout_s=ready_timeout)
     options = LaunchOptions(port=config.port, host=config.host, model=model, gpus=gpus, tensor_parallel=tp,
-                            max_model_len=max_model_len, kv_cache_dtype=kv_cache_dtype, msa_plugin=msa_plugin)
+                            max_model_len=max_model_len, kv_cache_dtype=kv_cache_dtype, msa_plugin=msa_plugin,
+                            msa_fp8_step=msa_fp8_step)
     try:
         plan = build_launch(load_profile(name, config.profiles_dir), config, options, dry_run=dry_run)
     except (ProfileError, LaunchError) as exc:

@@ -16,6 +16,7 @@ from vllm.models.minimax_m3.common.indexer import MiniMaxM3IndexerImpl, MiniMaxM
 from vllm.models.minimax_m3.common.sparse_attention import MiniMaxM3SparseImpl, MiniMaxM3SparseMetadata
 
 from serving.plugin import msa_calls
+from serving.plugin.options import CONFIG_KEY, plugin_options
 
 
 def batch_of(md: MiniMaxM3IndexerMetadata | MiniMaxM3SparseMetadata) -> msa_calls.Batch:
@@ -72,6 +73,16 @@ class MSASparseImpl(MiniMaxM3SparseImpl):
         # the model length (0: unknown) sizes the widened fp8 pages reserved in the memory-profiling run
         config = get_current_vllm_config_or_none()
         self.max_model_len = config.model_config.max_model_len if config and config.model_config else 0
+        # our engine options (--additional-config '{"m3lab_msa": {...}}'); refused here, at model load, when this
+        # process cannot honour them, rather than in the first request
+        self.options = plugin_options(config.additional_config if config else None)
+        if self.options.fp8_step:
+            device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+            problem = msa_calls.fp8_step_problem(self.kernels, self.use_fp8_kv, self.num_heads, self.num_kv_heads,
+                                                 self.head_size, self.topk_blocks, device)
+            if problem:
+                raise ValueError(f"m3lab MSA plugin: additional_config {CONFIG_KEY}.fp8_step cannot run here: "
+                                 f"{problem}")
 
     def forward(
         self,
@@ -97,7 +108,7 @@ class MSASparseImpl(MiniMaxM3SparseImpl):
         if self.use_fp8_kv:
             kv_cache = kv_cache.view(self.kv_cache_fp8_dtype)  # vLLM allocates fp8 caches as uint8
         msa_calls.attend_batch(self.kernels, batch, q, kv_cache, layer.topk_indices_buffer, out,  # type: ignore[attr-defined]
-                               self.scale, kv_scales)
+                               self.scale, kv_scales, self.options.fp8_step)
         return output
 
     def _reserve_workspace(self, query: torch.Tensor) -> None:
@@ -105,7 +116,7 @@ class MSASparseImpl(MiniMaxM3SparseImpl):
         size, so vLLM counts it before it sizes the KV cache (``msa_calls.reserve_prefill``)."""
         pages = -(-self.max_model_len // self.block_size) if self.use_fp8_kv else 0
         msa_calls.reserve_prefill(query.device, query.shape[0], self.num_kv_heads, self.num_heads // self.num_kv_heads,
-                                  self.head_size, self.topk_blocks, pages, query.dtype)
+                                  self.head_size, self.topk_blocks, pages, query.dtype, self.options.fp8_step)
 
 
 class TorchMSAIndexerImpl(MSAIndexerImpl):

@@ -159,6 +159,8 @@ def after_model_module(module: ModuleType) -> None:
         ours = _impl_cls(selection, "main")
         if ours is not None:
             impl = ours  # backend stays vLLM's MiniMaxM3SparseBackend: same cache layout and metadata builder
+        else:
+            _refuse_options_for_vllm_impl(selection)
         _record("main", impl, selection)
         return backend, impl
 
@@ -189,6 +191,20 @@ def _impl_cls(selection: Selection, layer: str) -> type | None:
 
     return getattr(impls, names[layer])
 
+
+
+def _refuse_options_for_vllm_impl(selection: Selection) -> None:
+    """Our engine options change our kernels only: asked for where vLLM's own impl serves, they would be ignored
+    in silence, so they are refused (one line) at model load instead."""
+    from vllm.config import get_current_vllm_config_or_none
+
+    from serving.plugin.options import CONFIG_KEY, PluginOptions, plugin_options
+
+    config = get_current_vllm_config_or_none()
+    options = plugin_options(config.additional_config if config else None)
+    if options != PluginOptions():
+        raise ValueError(f"m3lab MSA plugin: additional_config {options.as_config()} applies to the m3lab kernels, "
+                         f"but vLLM's own MSA impl serves here ({selection.reason}); drop {CONFIG_KEY!r}")
 
 
 def _record(kind: str, cls: type, selection: Selection) -> None:

@@ -33,12 +33,15 @@ class MSAKernels:
     kv_scales: bool = False
     """The attention and decode take an fp8 e4m3 cache with `k_scale=` / `v_scale=`; else such a cache is
     dequantised to fp32 before the call (the reference)."""
+    fp8_step: bool = False
+    """The attention takes ``fp8_step=`` (its tile-outer step in FP8 on an fp8 e4m3 cache, kernels/msa v18)."""
 
 
 REFERENCE = MSAKernels("kernels.msa.reference:msa_index_topk", "kernels.msa.reference:sparse_attention",
                        "kernels.msa.reference:sparse_decode", in_place=False)
 TRITON = MSAKernels("kernels.msa.indexer:msa_index_topk_triton", "kernels.msa.prefill:sparse_attention_triton",
-                    "kernels.msa.decode:sparse_decode_triton", in_place=True, workspace=True, kv_scales=True)
+                    "kernels.msa.decode:sparse_decode_triton", in_place=True, workspace=True, kv_scales=True,
+                    fp8_step=True)
 
 _WORKSPACES: dict[torch.device, PrefillWorkspace] = {}
 """One prefill workspace per device, shared by every sparse layer: the layers of a forward run one after another on
@@ -51,13 +54,15 @@ def prefill_workspace(device: torch.device) -> PrefillWorkspace:
 
 
 def reserve_prefill(device: torch.device, num_tokens: int, num_kv_heads: int, group: int, head_dim: int, top_k: int,
-                    widened_pages: int = 0, dtype: torch.dtype = torch.bfloat16) -> PrefillWorkspace:
+                    widened_pages: int = 0, dtype: torch.dtype = torch.bfloat16,
+                    fp8_step: bool = False) -> PrefillWorkspace:
     """Size the device's prefill workspace during vLLM's memory-profiling run, so that the memory vLLM measures
     there (and leaves out of the KV cache) includes it: the partials (``dtype``: q's, the plugin's default) for
     ``num_tokens`` query tokens (the profiling batch is the token budget) and, for an fp8 cache, ``widened_pages``
-    pages widened to ``dtype`` (one request of the model's length). Without it the first long prefill would allocate them on top of a cache sized to fill the card.
-    Nothing grows while a CUDA graph is being captured."""
-    from kernels.msa.widen import widened_buffer
+    pages widened to ``dtype`` (one request of the model's length), and with ``fp8_step`` the FP8 step's e4m3
+    K / V^T copy of those pages. Without it the first long prefill would allocate them on top of a cache sized to
+    fill the card. Nothing grows while a CUDA graph is being captured."""
+    from kernels.msa.widen import transposed_buffer, widened_buffer
 
     ws = prefill_workspace(device)
     if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
@@ -65,7 +70,29 @@ def reserve_prefill(device: torch.device, num_tokens: int, num_kv_heads: int, gr
     ws.reserve(num_tokens, num_kv_heads, group, head_dim, top_k, dtype, device)
     if widened_pages > 0:
         widened_buffer(ws, widened_pages, num_kv_heads, head_dim, dtype, device)
+        if fp8_step:
+            transposed_buffer(ws, widened_pages, num_kv_heads, head_dim, device)
     return ws
+
+
+def fp8_step_problem(kernels: MSAKernels, fp8_cache: bool, num_heads: int, num_kv_heads: int, head_dim: int,
+                     top_k: int, device: torch.device | None) -> str | None:
+    """Why a sparse layer of this shape (one rank's heads) cannot run its prefill with ``fp8_step`` (None: it
+    can). Asked once at model load: it builds and loads the sm_90a library if needed (the FP8 step has no Triton
+    twin), so a request never meets the failure."""
+    if not fp8_cache:
+        return "the KV cache is not fp8 e4m3 (serve with --kv-cache-dtype fp8)"
+    if not kernels.fp8_step:
+        return f"{kernels.attention} has no FP8 step (SM90 with the m3lab Triton/CUDA kernels only)"
+    from kernels.msa import cuda
+
+    if num_kv_heads * cuda.GROUP != num_heads or head_dim != cuda.HEAD_DIM or top_k > cuda.MAX_FOLD_SLOTS:
+        return (f"the CUDA step takes {cuda.GROUP} query heads per KV head, head_dim {cuda.HEAD_DIM}, top-k <= "
+                f"{cuda.MAX_FOLD_SLOTS}; this rank's layer has {num_heads} / {num_kv_heads} heads, head_dim "
+                f"{head_dim}, top-k {top_k} (M3: tensor parallel <= 4)")
+    if device is None:
+        return "no CUDA device"
+    return cuda.device_reason(device) or cuda.prepare()
 
 
 @dataclass(frozen=True)
@@ -128,9 +155,15 @@ def index_batch(kernels: MSAKernels, batch: Batch, index_q: torch.Tensor, index_
 
 
 def attend_batch(kernels: MSAKernels, batch: Batch, q: torch.Tensor, kv_cache: torch.Tensor, buffer: torch.Tensor,
-                 out: torch.Tensor, scale: float, kv_scales: tuple[float, float] | None = None) -> None:
+                 out: torch.Tensor, scale: float, kv_scales: tuple[float, float] | None = None,
+                 fp8_step: bool = False) -> None:
     """out[:num_tokens] = attention of q [tokens, heads, d] over the blocks selected in buffer. ``kv_scales``:
-    (k_scale, v_scale) of an fp8 e4m3 ``kv_cache`` (vLLM's per-tensor ``_k_scale_float`` / ``_v_scale_float``)."""
+    (k_scale, v_scale) of an fp8 e4m3 ``kv_cache`` (vLLM's per-tensor ``_k_scale_float`` / ``_v_scale_float``).
+    ``fp8_step``: the prefill rows' tile-outer step in FP8 (``kernels.fp8_step`` and an fp8 cache; decode rows are
+    unchanged); ValueError when either is missing."""
+    if fp8_step and not (kernels.fp8_step and kv_scales is not None):
+        raise ValueError(f"fp8_step needs an fp8 e4m3 KV cache and kernels that take it "
+                         f"({kernels.attention} with {'an fp8' if kv_scales is not None else 'a non-fp8'} cache)")
     n, nd = batch.num_tokens, batch.num_decode_tokens
     sel = buffer[:n].transpose(0, 1)  # [kv_heads, tokens, k]
     scales: dict[str, Any] = {}
@@ -147,6 +180,8 @@ def attend_batch(kernels: MSAKernels, batch: Batch, q: torch.Tensor, kv_cache: t
         extra: dict[str, Any] = {"workspace": prefill_workspace(q.device)} if kernels.workspace else {}
         if scales:
             extra["max_read_pages"] = p.total_kv_blocks
+        if fp8_step:
+            extra["fp8_step"] = True
         _call(kernels.attention, kernels.in_place, out[nd:n], q[nd:n], kv_cache, sel[:, nd:n].contiguous(),
               p.block_table, p.cu_seqlens_q, p.seq_lens, scale, **extra, **scales)
 

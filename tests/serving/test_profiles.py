@@ -1,6 +1,8 @@
 """Profiles and the launch commands they produce (no server needed)."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import shlex
 from pathlib import Path
 
@@ -49,6 +51,26 @@ def test_m3_overrides(config):
     assert _flag(plan.argv, "--tensor-parallel-size") == "2" and plan.expert_parallel == 2
     assert _flag(plan.argv, "--max-model-len") == "131072" and _flag(plan.argv, "--kv-cache-dtype") == "fp8"
     assert plan.env["VLLM_PLUGINS"] == "" and plan.base_url == "http://127.0.0.1:9001/v1"
+
+
+def test_m3_fp8_step_goes_to_the_plugin_as_additional_config(config):
+    """--msa-fp8-step reaches our plugin through vLLM's --additional-config (serving/plugin/options.py reads it
+    back); it is refused at launch where it could not run (no fp8 cache, no plugin)."""
+    from serving.plugin.options import plugin_options
+
+    plain = build_launch(load_profile("m3"), config, LaunchOptions(gpus=4), dry_run=True)
+    assert "--additional-config" not in plain.argv
+    options = LaunchOptions(gpus=4, kv_cache_dtype="fp8", msa_fp8_step=True)
+    argv = build_launch(load_profile("m3"), config, options, dry_run=True).argv
+    assert plugin_options(json.loads(_flag(argv, "--additional-config"))).fp8_step
+    with pytest.raises(LaunchError, match="--kv-cache-dtype fp8"):
+        build_launch(load_profile("m3"), config, LaunchOptions(gpus=4, msa_fp8_step=True), dry_run=True)
+    with pytest.raises(LaunchError, match="needs the MSA plugin"):
+        build_launch(load_profile("m3"), config, dataclasses.replace(options, msa_plugin=False), dry_run=True)
+    profile = dataclasses.replace(load_profile("m3"), kv_cache_dtype="fp8", msa_fp8_step=True)
+    assert "--additional-config" in build_launch(profile, config, LaunchOptions(gpus=4), dry_run=True).argv
+    off = build_launch(profile, config, LaunchOptions(gpus=4, msa_fp8_step=False), dry_run=True)
+    assert "--additional-config" not in off.argv
 
 
 def test_m3_without_gpus(config, monkeypatch):
@@ -114,6 +136,11 @@ def test_cli_dry_run_prints_the_command(monkeypatch):
     assert words[words.index("--tensor-parallel-size") + 1] == "8" and words[words.index("--port") + 1] == "8100"
     bad = CliRunner().invoke(app, ["serve", "--profile", "nope", "--dry-run"])
     assert bad.exit_code == 1 and "unknown profile" in bad.output
+    fp8 = CliRunner().invoke(app, ["serve", "--profile", "m3", "--dry-run", "--gpus", "4", "--kv-cache-dtype", "fp8",
+                                   "--msa-fp8-step"])
+    assert fp8.exit_code == 0 and "--additional-config" in fp8.stdout, fp8.output
+    refused = CliRunner().invoke(app, ["serve", "--profile", "m3", "--dry-run", "--gpus", "4", "--msa-fp8-step"])
+    assert refused.exit_code == 1 and "fp8 e4m3 KV cache" in refused.output
 
 
 @pytest.mark.vllm
@@ -131,10 +158,15 @@ def test_profile_commands_are_accepted_by_the_installed_vllm(tmp_path):
     bad_file.write_text('name = "bad"\nmodel = "x"\nserved_model_name = "x"\nmax_model_len = 8\n'
                         'tool_call_parser = "no_such_parser"\n')
     bad = build_launch(load_profile(str(bad_file)), config, LaunchOptions())
-    results = check_with_vllm([m3, embedded, bad], config)
+    fp8_step = build_launch(load_profile("m3"), config,
+                            LaunchOptions(gpus=8, kv_cache_dtype="fp8", msa_fp8_step=True), dry_run=True)
+    typo = dataclasses.replace(m3, argv=(*m3.argv, "--additional-config", '{"m3lab_msa": {"fp8_stepp": true}}'))
+    results = check_with_vllm([m3, embedded, bad, fp8_step, typo], config)
     assert results[0].ok, results[0].problems
     assert results[1].ok, results[1].problems
     assert not results[2].ok and "no_such_parser" in " ".join(results[2].problems)
+    assert results[3].ok, results[3].problems  # --additional-config as JSON, --kv-cache-dtype fp8
+    assert not results[4].ok and "unknown option(s) fp8_stepp" in " ".join(results[4].problems)
 
 
 def test_m3_on_one_gpu_has_no_expert_parallel(config):

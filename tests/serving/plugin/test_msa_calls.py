@@ -147,3 +147,77 @@ def test_reserved_workspace_serves_the_prefill(monkeypatch) -> None:
     assert set(reserved) == {"partial_o", "partial_lse"}
     run(msa_calls.TRITON)
     assert all(ws._buffers[name] is buf for name, buf in reserved.items())  # not regrown
+
+
+def test_reserved_workspace_holds_the_fp8_step_pages(monkeypatch) -> None:
+    """With ``fp8_step`` the profiling run also reserves the FP8 step's e4m3 K / V^T copy of the widened pages."""
+    monkeypatch.setattr(msa_calls, "_WORKSPACES", {})
+    ws = msa_calls.reserve_prefill(torch.device(DEVICE), 64, 2, 16, 128, TOP_K, widened_pages=5, fp8_step=True)
+    assert set(ws._buffers) == {"partial_o", "partial_lse", "widened_kv", "fp8_pages"}
+    assert ws._buffers["fp8_pages"].nbytes >= 5 * 2 * 128 * 256  # one byte per e4m3 element (stored as bytes)
+
+
+def test_fp8_step_problem_names_what_is_missing() -> None:
+    """vLLM's additional_config asks for the FP8 step at model load; each missing condition is named in one line."""
+    m3 = dict(num_heads=16, num_kv_heads=1, head_dim=128, top_k=16)  # one TP-4 rank of M3's sparse layer
+    cpu = torch.device("cpu")
+    assert "not fp8 e4m3" in msa_calls.fp8_step_problem(msa_calls.TRITON, False, device=cpu, **m3)
+    assert "has no FP8 step" in msa_calls.fp8_step_problem(msa_calls.REFERENCE, True, device=cpu, **m3)
+    tp8 = dict(m3, num_heads=8)  # TP 8: 8 query heads per KV head on a rank
+    assert "tensor parallel <= 4" in msa_calls.fp8_step_problem(msa_calls.TRITON, True, device=cpu, **tp8)
+    assert msa_calls.fp8_step_problem(msa_calls.TRITON, True, device=None, **m3) == "no CUDA device"
+    assert "not CUDA" in msa_calls.fp8_step_problem(msa_calls.TRITON, True, device=cpu, **m3)
+
+
+def test_fp8_step_is_refused_without_an_fp8_cache_or_kernels_that_take_it() -> None:
+    case, batch = mixed_batch()
+    buf = torch.zeros((batch.num_tokens, 2, TOP_K), dtype=torch.int32, device=DEVICE)
+    out = torch.zeros_like(case.q)
+    with pytest.raises(ValueError, match="non-fp8 cache"):
+        msa_calls.attend_batch(msa_calls.TRITON, batch, case.q, case.kv_cache, buf, out, 1.0, fp8_step=True)
+    with pytest.raises(ValueError, match="reference:sparse_attention with an fp8 cache"):
+        msa_calls.attend_batch(msa_calls.REFERENCE, batch, case.q, case.kv_cache.to(torch.float8_e4m3fn), buf, out,
+                               1.0, (1.0, 1.0), fp8_step=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU or torch.cuda.get_device_capability() != (9, 0), reason="needs an sm_90 GPU")
+def test_fp8_step_through_the_plumbing(monkeypatch) -> None:
+    """M3's per-rank group (16 query heads per KV head, head_dim 128; 2 KV heads) on an fp8 cache, decodes then a
+    chunked and a fresh prefill: ``fp8_step`` changes the prefill rows only, within the FP8 step's error bound
+    (tests/kernels/msa/test_fp8_step.py) of the widened path and of the reference on the dequantised cache, and
+    takes its pages from the reserved workspace."""
+    from kernels.msa.inputs import quantize_kv_fp8
+    from tests.kernels.msa.checks import rel_err
+    from tests.kernels.msa.test_fp8_step import STEP_TOL
+
+    monkeypatch.setattr(msa_calls, "_WORKSPACES", {})
+    requests = [(3000, 1), (700, 1), (4096 + 2048, 2048), (3000, 3000)]
+    case = make_case([s for s, _ in requests], [q for _, q in requests], num_heads=32, num_kv_heads=2,
+                     head_dim=128, dtype=torch.bfloat16, device="cuda", seed=5)
+    qsl, nd, top_k = case.query_start_loc, 2, 8
+    batch = msa_calls.Batch(int(qsl[-1]), nd, msa_calls.DecodePart(2, case.block_table[:2], case.seq_lens[:2], 1),
+                            msa_calls.PrefillPart(case.block_table[2:], (qsl[2:] - qsl[2]).to(torch.int32),
+                                                  case.seq_lens[2:], 3000))
+    assert msa_calls.fp8_step_problem(msa_calls.TRITON, True, 32, 2, 128, top_k, case.q.device) is None
+    n = batch.num_tokens
+    buf = torch.full((n, 2, top_k), SENTINEL, dtype=torch.int32, device="cuda")
+    msa_calls.index_batch(msa_calls.TRITON, batch, case.index_q, case.index_k_cache, buf, top_k, 1, 2)
+    kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
+    pages = int(sum(-(-s // 128) for s, _ in requests[2:]))
+    ws = msa_calls.reserve_prefill(case.q.device, n, 2, 16, 128, top_k, pages, fp8_step=True)
+    reserved = ws._buffers["fp8_pages"]
+    outs = {}
+    for name, kernels, fp8_step in [("step", msa_calls.TRITON, True), ("widened", msa_calls.TRITON, False),
+                                    ("ref", msa_calls.REFERENCE, False)]:
+        outs[name] = torch.zeros_like(case.q)
+        msa_calls.attend_batch(kernels, batch, case.q, kv8, buf, outs[name], 128 ** -0.5, (k_scale, v_scale),
+                               fp8_step=fp8_step)
+    assert ws._buffers["fp8_pages"] is reserved  # not regrown
+    assert torch.equal(outs["step"][:nd], outs["widened"][:nd])  # decode rows: no FP8 step
+    step, widened, ref = outs["step"][nd:], outs["widened"][nd:], outs["ref"][nd:].float()
+    assert torch.isfinite(step).all()
+    diff, err = rel_err(step, widened.float()), rel_err(step, ref)
+    print(f"fp8_step through the plumbing: vs widened {diff:.2e}, vs dequantised reference {err:.2e}, "
+          f"widened vs reference {rel_err(widened, ref):.2e}")
+    assert 1e-3 < diff < STEP_TOL and err < STEP_TOL  # the FP8 step ran (its error is visible) and is in bound

@@ -99,3 +99,10 @@ def test_impls_with_metadata_from_vllm_builders(tiny_dir: Path) -> None:
     assert result["total_kv_blocks"] == result["prefill_pages"], result
     # the profiling run reserves the workspace (whole 2 MiB granules, so at most one granule per buffer more)
     assert 0 <= result["reserved_bytes"] - result["expected_reserve_bytes"] < 3 * 2 ** 21, result
+    # --additional-config '{"m3lab_msa": {"fp8_step": true}}' refused at model load where it cannot run
+    refusals = result["option_refusals"]
+    assert "fp8_step cannot run here: the KV cache is not fp8 e4m3" in refusals["bf16_cache"], refusals
+    assert "kernels.msa.reference:sparse_attention has no FP8 step" in refusals["cpu_reference"], refusals
+    assert "unknown option(s) fp8_stepp" in refusals["typo"], refusals
+    assert "vLLM's own MSA impl serves here (CUDA capability (10, 0)" in refusals["vllm_impl"], refusals
+    assert refusals["none_asked"] is None, refusals

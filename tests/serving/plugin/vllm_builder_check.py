@@ -20,11 +20,11 @@ BLOCK, HEAD_DIM, KV_HEADS, HEADS, TOP_K = 128, 128, 2, 4, 2
 REQUESTS = [(300, 1), (519, 1), (256, 200), (0, 300)]
 
 
-def vllm_config(model_dir: str):  # noqa: ANN201
+def vllm_config(model_dir: str, additional_config: dict | None = None):  # noqa: ANN201
     from vllm.engine.arg_utils import EngineArgs
 
     args = EngineArgs(model=model_dir, dtype="bfloat16", block_size=BLOCK, max_model_len=2048,
-                      max_num_batched_tokens=1024, enforce_eager=True)
+                      max_num_batched_tokens=1024, enforce_eager=True, additional_config=additional_config or {})
     return args.create_engine_config()
 
 
@@ -70,6 +70,42 @@ def single_process_groups() -> None:
     init_distributed_environment(world_size=1, rank=0, local_rank=0,
                                  distributed_init_method=f"tcp://127.0.0.1:{port}", backend="gloo")
     initialize_model_parallel(1, 1)
+
+
+def refused_options(model_dir: str) -> dict[str, str | None]:
+    """Our engine options (``--additional-config '{"m3lab_msa": ...}'``) where this process cannot honour them: the
+    impl (or, for vLLM's own impl, the selection hook) refuses them at model load; the error text per case."""
+    from vllm.config import set_current_vllm_config
+
+    import serving.plugin.impls as impls
+    from serving.plugin import install
+    from serving.plugin.selection import Implementation, Selection
+
+    def attempt(make) -> str | None:  # noqa: ANN001
+        try:
+            make()
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    fp8_step = {"m3lab_msa": {"fp8_step": True}}
+    cases = {
+        "bf16_cache": (fp8_step, lambda: impls.TorchMSASparseImpl(HEADS, HEAD_DIM, HEAD_DIM ** -0.5, KV_HEADS, "auto",
+                                                                   topk_blocks=TOP_K, sparse_block_size=BLOCK)),
+        "cpu_reference": (fp8_step, lambda: impls.TorchMSASparseImpl(HEADS, HEAD_DIM, HEAD_DIM ** -0.5, KV_HEADS,
+                                                                      "fp8", topk_blocks=TOP_K, sparse_block_size=BLOCK)),
+        "typo": ({"m3lab_msa": {"fp8_stepp": True}}, lambda: impls.TorchMSASparseImpl(
+            HEADS, HEAD_DIM, HEAD_DIM ** -0.5, KV_HEADS, "fp8", topk_blocks=TOP_K, sparse_block_size=BLOCK)),
+        "vllm_impl": (fp8_step, lambda: install._refuse_options_for_vllm_impl(
+            Selection(Implementation.VLLM, "CUDA capability (10, 0): not SM90, vLLM's own choice"))),
+        "none_asked": ({"other_plugin": {"x": 1}}, lambda: install._refuse_options_for_vllm_impl(
+            Selection(Implementation.VLLM, "CUDA capability (10, 0): not SM90, vLLM's own choice"))),
+    }
+    refusals = {}
+    for name, (config, make) in cases.items():
+        with set_current_vllm_config(vllm_config(model_dir, config)):
+            refusals[name] = attempt(make)
+    return refusals
 
 
 def main(model_dir: str) -> dict:
@@ -141,6 +177,8 @@ def main(model_dir: str) -> dict:
     reserving.forward(layer8, q, kv8.view(torch.uint8), torch.zeros_like(out))
     reserved = msa_calls.prefill_workspace(q.device).nbytes
 
+    option_refusals = refused_options(model_dir)
+
     # Expected: each request alone, its pages laid out in order (identity block table).
     result = {"split": [md.num_decodes, md.num_prefills, imd.num_decodes, imd.num_prefills],
               "selection_mismatches": 0, "max_abs_err": 0.0, "max_abs_err_fp8": 0.0, "pruned_tokens": 0,
@@ -178,6 +216,7 @@ def main(model_dir: str) -> dict:
         result["max_abs_err_fp8"] = max(result["max_abs_err_fp8"], err8)
         start += ql
     result["untouched_rows_ok"] = bool((buf[n:] == -7).all())
+    result["option_refusals"] = option_refusals
     result["num_tokens"] = n
     return result
 
