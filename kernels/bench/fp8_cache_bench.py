@@ -56,8 +56,9 @@ def fp8_rows(case, sel: torch.Tensor, shape: str, rows: list[Row], workspace: bo
     widened_out = None
     paths: list[tuple[str, dict]] = [("fp8 cache, in-kernel widening (Triton, widen_fp8=False)", {"widen_fp8": False}),
              ("fp8 cache, widened pages (default)", {})]
-    paths += [(f"fp8 cache, FP8 step (fp8_step=True, variant {v})", {"fp8_step": True, "variant": v})
-              for v in step_variants]
+    paths += [(f"fp8 cache, FP8 step (fp8_step=True, variant {v}"
+               f"{', timing diagnostic, output WRONG' if v in cuda.FP8_DIAG_VARIANTS else ''})",
+               {"fp8_step": True, "variant": v}) for v in step_variants]
     default_fp8 = cuda.FP8_DEFAULT_VARIANT
     for i, (name, knobs) in enumerate(paths):
         cuda.FP8_DEFAULT_VARIANT = knobs.pop("variant", default_fp8)  # read by the step at each call

@@ -5,6 +5,8 @@
 
 Prints the total samples, the samples per stall reason (columns whose name says "stall"), and the top instructions
 with their largest reasons: enough to tell which part of a kernel (GEMM waits, softmax, barriers, stores) holds it.
+``--regions "name:a-b;name:c-d"`` also sums the samples over SASS line ranges [a, b) (the L numbers printed), once
+a region's lines are known from the listing (v18p).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("csv", type=Path)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--regions", default="", help='"name:a-b;name:c-d": samples per SASS line range [a, b)')
     a = parser.parse_args()
     header, rows = read_rows(a.csv)
     total_col = next((c for c in header if c.startswith("Warp Stall Sampling (All")), None)
@@ -50,6 +53,19 @@ def main() -> None:
         top = Counter({c: number(r[c]) for c in reasons}).most_common(3)
         why = ", ".join(f"{c.split('_', 1)[-1]} {v:.0f}" for c, v in top if v)
         print(f"{number(r[total_col]):8.0f} {number(r[total_col]) / total:6.1%} L{i:5d} {r[source][:60]:60s} [{why}]")
+    for name, first, end in parse_regions(a.regions):
+        share = sum(number(r[total_col]) for r in rows[first:end]) / total
+        print(f"region {name:45s} L{first:5d}-{end:5d} {share:6.1%}")
+
+
+def parse_regions(spec: str) -> list[tuple[str, int, int]]:
+    """``"name:a-b;..."`` -> [(name, a, b)] (SASS line ranges, end exclusive)."""
+    regions = []
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        name, _, span = part.rpartition(":")
+        first, _, end = span.partition("-")
+        regions.append((name, int(first), int(end)))
+    return regions
 
 
 if __name__ == "__main__":

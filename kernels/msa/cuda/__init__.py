@@ -51,18 +51,22 @@ VARIANTS = {
     6: "FP8 wgmma on widen.py's transposed e4m3 pages, Q quantised per row on chip, 4 stages, overlap",
     8: "v6 + next tile's bf16 Q staged by cp.async (persistent grid)",
     10: "v8 + the fused merge's first part loaded during the item's last block",
+    12: "v10, the next tile's Q staged two threads per row (one shuffle for a row's amax instead of four)",
 }
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times (v14w's 6-8 were correct and slower
 or equal on every row: reverted, code in merge 7a16812; v15z's 9-13, consumers out of phase, correct, the step
 1.6-3.7 % faster and the whole prefill unchanged: reverted, code in merge 338c501; v18's FP8 7 and 9, other stage
-counts, within 1 % of 6 and 8; FP8 + ping-pong, 3-4 % slower at f = 0.9; 11, bf16 v5 + the fold prefetch, no gain:
-removed)."""
+counts, within 1 % of 6 and 8; FP8 + ping-pong, 3-4 % slower at f = 0.9; 11, bf16 v5 + the fold prefetch, no gain;
+v18p's 14, 12 with the next Q requested at the item's start, 0.1-1.6 % slower than 12: removed)."""
 DEFAULT_VARIANT = 5
-FP8_VARIANTS = (6, 8, 10)
+FP8_VARIANTS = (6, 8, 10, 12)
 """v18: the variants that take e4m3 transposed pages (``kernels.msa.widen.widen_and_transpose``) instead of bf16."""
-FP8_DEFAULT_VARIANT = 10
-"""H200, 128K (NOTES v18): f = 0.9 18.76-18.91 ms (8: 19.11-19.33, 6: 19.27-19.46), f = 1 14.22 (8: 14.21-14.34, 6:
-15.05-15.20)."""
+FP8_DIAG_VARIANTS = {90: "v10, the staged bf16 Q not quantised (sQ keeps the previous tile's Q)"}
+"""v18p timing diagnostics (FP8): their output is WRONG by design; only ``kernels.bench.fp8_cache_bench
+--step-variants 10,90`` uses them, to split the step's time (NOTES.md v18p)."""
+FP8_DEFAULT_VARIANT = 12
+"""H200, 128K (NOTES v18p): f = 0.9 17.63-17.73 ms (10: 18.81-18.83), f = 1 13.43-13.52 (10: 14.25-14.27), the indexer's
+selections 29.55-29.62 (10: 29.85-29.90); v18: 10 vs 8 vs 6, f = 0.9 18.76-18.91 / 19.11-19.33 / 19.27-19.46."""
 DEFAULT_PER_SM = 1
 """A persistent grid (1 CTA per SM walking the work list): with variant 5 the next tile's Q loads during the last
 blocks of the current one (H200: 16.4 vs 17.6 ms for variant 3 per item at 128K f = 1; NOTES.md v10)."""
@@ -364,9 +368,9 @@ def tile_outer_attention_cuda(
     fp8 = kv_cache.dtype == torch.float8_e4m3fn
     problems = check_inputs(q, kv_cache, partial_o, tile_t, fp8)
     variant = (FP8_DEFAULT_VARIANT if fp8 else DEFAULT_VARIANT) if variant is None else variant
-    if variant not in VARIANTS:
+    if variant not in VARIANTS and variant not in FP8_DIAG_VARIANTS:
         problems.append(f"variant must be one of {sorted(VARIANTS)}, got {variant}")
-    elif (variant in FP8_VARIANTS) != fp8:
+    elif (variant in FP8_VARIANTS or variant in FP8_DIAG_VARIANTS) != fp8:
         problems.append(f"variants {list(FP8_VARIANTS)} take e4m3 transposed pages and only they do "
                         f"(variant {variant}, cache {kv_cache.dtype})")
     if not fp8 and v_scale != 1.0:

@@ -252,6 +252,63 @@ CUTLASS_DEVICE void load_q_fp8(TQ& sQ, float* q_scale, TileOuterParams const& pr
   }
 }
 
+// v18p (variant 12): the next tile's bf16 Q rows for consumer cw staged by cp.async as two threads per row:
+// thread tid takes row tid / 2 and its 16-byte chunks hf, hf + 2, ..., hf + 14 (hf = tid % 2, so a row's two threads
+// read neighbouring 16 bytes: one 32-byte sector), chunk k at stage[k][tid] (a warp reads 512 contiguous bytes back).
+// load_q_fp8's layout spreads a row over 16 threads, so its amax needs 4 dependent shuffles per 8 values; here one.
+static_assert(kRowsWG * 2 == 128, "two threads per Q row of a warpgroup");
+CUTLASS_DEVICE void stage_q_pairs(Element* stage, TileOuterParams const& prm, int64_t tile, int cw, int tid) {
+  int const h = static_cast<int>(tile / prm.num_tiles);
+  int const i = static_cast<int>(tile % prm.num_tiles);
+  int const r = tid >> 1, hf = tid & 1;
+  int const tq = i * kTileT + cw * 4 + r / kGroup;
+  bool const ok = tq < prm.num_tokens;
+  Element const* q = static_cast<Element const*>(prm.q);
+  Element const* row = ok ? q + tq * prm.stride_qt + (h * kGroup + r % kGroup) * prm.stride_qh : q;
+  CUTLASS_PRAGMA_UNROLL
+  for (int k = 0; k < kHeadDim / 16; ++k) {
+    uint32_t const dst = static_cast<uint32_t>(__cvta_generic_to_shared(stage + (k * 128 + tid) * 8));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+                 :: "r"(dst), "l"(row + (hf + 2 * k) * 8), "r"(ok ? 16 : 0));
+  }
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// v18p: stage_q_pairs' rows (this thread's own chunks; the caller waited for its cp.asyncs) quantised into sQ as
+// load_q_fp8 does: each row scaled by its amax / 448 (the scale to q_scale[row]).
+template <class TQ>
+CUTLASS_DEVICE void quantize_q_pairs(TQ& sQ, float* q_scale, Element const* stage, int tid) {
+  int const r = tid >> 1, hf = tid & 1;
+  uint4 raw[kHeadDim / 16];
+  float amax[4] = {0.f, 0.f, 0.f, 0.f};  // four chains: the 64 values' maximum without a 64-long dependency
+  CUTLASS_PRAGMA_UNROLL
+  for (int k = 0; k < kHeadDim / 16; ++k) {
+    raw[k] = *reinterpret_cast<uint4 const*>(stage + (k * 128 + tid) * 8);
+    __nv_bfloat162 const* pair = reinterpret_cast<__nv_bfloat162 const*>(&raw[k]);
+    CUTLASS_PRAGMA_UNROLL
+    for (int j = 0; j < 4; ++j) {
+      float2 const f = __bfloat1622float2(pair[j]);
+      amax[j] = fmaxf(amax[j], fmaxf(fabsf(f.x), fabsf(f.y)));
+    }
+  }
+  float m = fmaxf(fmaxf(amax[0], amax[1]), fmaxf(amax[2], amax[3]));
+  m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+  float const sc = m > 0.f ? m * (1.f / 448.f) : 1.f;
+  float const inv = 1.f / sc;
+  CUTLASS_PRAGMA_UNROLL
+  for (int k = 0; k < kHeadDim / 16; ++k) {
+    __nv_bfloat162 const* pair = reinterpret_cast<__nv_bfloat162 const*>(&raw[k]);
+    float2 f[4];
+    CUTLASS_PRAGMA_UNROLL
+    for (int j = 0; j < 4; ++j) f[j] = __bfloat1622float2(pair[j]);
+    uint2 packed;
+    packed.x = e4m3x4(f[0].x * inv, f[0].y * inv, f[1].x * inv, f[1].y * inv);
+    packed.y = e4m3x4(f[2].x * inv, f[2].y * inv, f[3].x * inv, f[3].y * inv);
+    *reinterpret_cast<uint2*>(&sQ(r, (hf + 2 * k) * 8)) = packed;  // 8 bytes inside a 16-byte swizzle unit
+  }
+  if (hf == 0) q_scale[r] = sc;
+}
+
 // A tile's Q rows for consumer cw into sQ: plain 16-byte loads and stores, or (ASYNC) cp.async with zero fill for
 // rows past the last token, completed by the caller's cp.async.wait_group.
 template <class TQ>
@@ -364,7 +421,8 @@ CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t
   }
 }
 
-template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH, bool FP8, bool FOLDPRE>
+template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH, bool FP8, bool FOLDPRE, bool DIAG_NOQ,
+          bool QPAIRS>
 __global__ void __launch_bounds__(kThreads, 1)
 tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
                   CUTE_GRID_CONSTANT typename Ops<FP8>::TmaVtt const tma_vt,
@@ -479,7 +537,12 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
       asm volatile("cp.async.wait_group 0;\n" ::: "memory");
       // FP8: each thread quantises the bf16 chunks its own cp.asyncs staged (sQ is free: the previous tile's last
       // P V, which every warp issued after its last S, has completed)
-      if constexpr (FP8) load_q_fp8(sQ, sh.q_scale[cw], prm, tile, cw, tid, sh.q_stage[cw].data());
+      // DIAG_NOQ (timing diagnostic, WRONG output): the staged rows are not quantised, sQ keeps the previous Q
+      if constexpr (FP8 && QPAIRS) {
+        quantize_q_pairs(sQ, sh.q_scale[cw], sh.q_stage[cw].data(), tid);
+      } else if constexpr (FP8 && !DIAG_NOQ) {
+        load_q_fp8(sQ, sh.q_scale[cw], prm, tile, cw, tid, sh.q_stage[cw].data());
+      }
     }
     cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read next by wgmma (async proxy)
     NamedBarrierSync(cw);
@@ -529,7 +592,9 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
       if constexpr (QPREFETCH) {
         if (w + static_cast<int>(gridDim.x) < num_work) {
           NamedBarrierSync(cw);
-          if constexpr (FP8) {  // bf16 rows into the stage, row-major (quantised at the next tile's start)
+          if constexpr (FP8 && QPAIRS) {
+            stage_q_pairs(sh.q_stage[cw].data(), prm, prm.work[w + gridDim.x], cw, tid);
+          } else if constexpr (FP8) {  // bf16 rows into the stage, row-major (quantised at the next tile's start)
             Tensor sStage = make_tensor(make_smem_ptr(sh.q_stage[cw].data()),
                                         make_layout(Shape<Int<kRowsWG>, Int<kHeadDim>>{}, LayoutRight{}));
             load_q(sStage, prm, prm.work[w + gridDim.x], cw, tid, true);
@@ -648,11 +713,11 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
 using namespace msa_sm90;
 
 template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false, bool FP8 = false,
-          bool FOLDPRE = false>
+          bool FOLDPRE = false, bool DIAG_NOQ = false, bool QPAIRS = false>
 cudaError_t launch_variant(typename Ops<FP8>::TmaKt const& tma_k, typename Ops<FP8>::TmaVtt const& tma_vt,
                            TileOuterParams const& prm, int grid, cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<STAGES, FP8, FP8 && QPREFETCH>));
-  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, FP8, FOLDPRE>;
+  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, FP8, FOLDPRE, DIAG_NOQ, QPAIRS>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
@@ -661,7 +726,7 @@ cudaError_t launch_variant(typename Ops<FP8>::TmaKt const& tma_k, typename Ops<F
 
 int tile_outer_sm90_smem_bytes(int variant) {
   if (variant == 6) return static_cast<int>(sizeof(SharedStorage<4, true>));
-  if (variant == 8 || variant == 10) return static_cast<int>(sizeof(SharedStorage<4, true, true>));
+  if (variant == 8 || variant == 10 || variant == 12 || variant == 90) return static_cast<int>(sizeof(SharedStorage<4, true, true>));
   return static_cast<int>(variant >= 2 ? sizeof(SharedStorage<3>) : sizeof(SharedStorage<2>));
 }
 
@@ -681,6 +746,8 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
     case 6: return launch_variant<4, true, true, false, false, true>(tma_k, tma_vt, prm, grid, stream);
     case 8: return launch_variant<4, true, true, false, true, true>(tma_k, tma_vt, prm, grid, stream);
     case 10: return launch_variant<4, true, true, false, true, true, true>(tma_k, tma_vt, prm, grid, stream);
+    case 12: return launch_variant<4, true, true, false, true, true, true, false, true>(tma_k, tma_vt, prm, grid, stream);
+    case 90: return launch_variant<4, true, true, false, true, true, true, true>(tma_k, tma_vt, prm, grid, stream);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -690,7 +757,7 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
 // 5: 3 + the next tile's Q fetched during the current tile (pays off with a persistent grid).
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
                                    int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
-  if (variant >= 6 && variant <= 10) return tile_outer_sm90_launch_fp8(prm, kv_raw, stride_kvp, stride_kvh, stride_kvt, grid, variant,
+  if ((variant >= 6 && variant <= 12) || variant == 90) return tile_outer_sm90_launch_fp8(prm, kv_raw, stride_kvp, stride_kvh, stride_kvt, grid, variant,
                                                       stream);
   Element const* kv = static_cast<Element const*>(kv_raw);
   GShape const shape{Int<kKeys>{}, Int<kHeadDim>{}, int32_t(prm.num_kv_heads), int32_t(prm.num_pages)};
