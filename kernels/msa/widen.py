@@ -19,8 +19,14 @@ K as it is and V transposed (V^T: head dim x keys, keys contiguous), because FP8
 only; within each 32-key group the keys are stored in ``fp8_key_order`` so that the S accumulator's registers are
 the P operand as they lie (kernels/msa/cuda/tile_outer_sm90.cu, ``to_fp8``). Scales are not applied there (the
 kernel takes them). Extra: 1 B per element of the pages read (half the bf16 copy).
+
+v18p: a prefill with the FP8 step widens after its tile split and writes the transposed copy only of the (page, KV
+head) pairs some tile-outer work item reads (``tile_read_flags`` from the split's unions): a chunk whose selections
+give no tile a shared block (the indexer's random selections at long context) writes none.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import triton
@@ -43,12 +49,13 @@ def _fp8_key(p):
 
 
 @triton.jit
-def _widen_kernel(src_ptr, dst_ptr, t_ptr, slot_ptr, v_scale, capacity,
+def _widen_kernel(src_ptr, dst_ptr, t_ptr, slot_ptr, read_ptr, v_scale, capacity,
                   s_page, s_head, s_row, d_page, d_head, t_page, t_head,
-                  BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr, TRANSPOSED: tl.constexpr):
+                  BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr, TRANSPOSED: tl.constexpr, READ: tl.constexpr):
     """One (physical page, KV head): the page's K copied, its V times ``v_scale``, into compact page ``slot``
     (slot < 0: the call does not read this page; slot >= capacity only if a caller's page bound was wrong: never
-    written out of bounds). TRANSPOSED: also the page's e4m3 K and V^T (keys in ``fp8_key_order``) into ``t_ptr``."""
+    written out of bounds). TRANSPOSED: also the page's e4m3 K and V^T (keys in ``fp8_key_order``) into ``t_ptr``,
+    with READ only where ``read_ptr`` [capacity, kv_heads] flags the pair (``tile_read_flags``)."""
     page = tl.program_id(0)
     head = tl.program_id(1)
     slot = tl.load(slot_ptr + page)
@@ -63,13 +70,47 @@ def _widen_kernel(src_ptr, dst_ptr, t_ptr, slot_ptr, v_scale, capacity,
     tl.store(dst, k.to(dst_ptr.dtype.element_ty))
     v = tl.load(src + HEAD_DIM)
     tl.store(dst + HEAD_DIM, (v.to(tl.float32) * v_scale).to(dst_ptr.dtype.element_ty))
-    if TRANSPOSED:
+    wanted = TRANSPOSED
+    if READ:
+        wanted = tl.load(read_ptr + slot.to(tl.int64) * tl.num_programs(1) + head) != 0
+    if wanted:
         t_dst = t_ptr + slot.to(tl.int64) * t_page + head * t_head
         tl.store(t_dst + rows * (2 * HEAD_DIM) + cols, k)
         dims = tl.arange(0, HEAD_DIM)[:, None]
         positions = tl.arange(0, BLOCK)[None, :]
         vt = tl.load(base + _fp8_key(positions) * s_row + HEAD_DIM + dims)
         tl.store(t_dst + dims * (2 * HEAD_DIM) + HEAD_DIM + positions, vt)
+
+
+@triton.jit
+def _mark_kernel(pages_ptr, size_ptr, flags_ptr, num_tiles, max_union, capacity,
+                 TILES: tl.constexpr, UNION: tl.constexpr):
+    """Flag [page, KV head] for every union entry of a tile with tile-outer work (union size <= max_union)."""
+    h = tl.program_id(1)
+    t = tl.program_id(0) * TILES + tl.arange(0, TILES)[:, None]
+    j = tl.arange(0, UNION)[None, :]
+    row = h.to(tl.int64) * num_tiles + t
+    n = tl.load(size_ptr + row, mask=t < num_tiles, other=0)
+    ok = (t < num_tiles) & (j < n) & (n <= max_union)
+    p = tl.load(pages_ptr + row * max_union + j, mask=ok, other=0)
+    ok = ok & (p >= 0) & (p < capacity)  # a wrong page bound leaves pages unflagged, never writes out of bounds
+    tl.store(flags_ptr + p.to(tl.int64) * tl.num_programs(1) + h, tl.full(p.shape, 1, tl.int8), mask=ok)
+
+
+def tile_read_flags(pages: torch.Tensor, union_size: torch.Tensor, capacity: int,
+                    workspace: PrefillWorkspace | None = None) -> torch.Tensor:
+    """int8 [capacity, kv_heads]: 1 where a tile-outer work item reads the compact page on that KV head (a tile
+    split's ``pages`` [kv_heads, tiles, max_union] and ``union_size`` [kv_heads, tiles]; sizes > max_union run
+    KV-outer and read nothing here). On the device, no sync."""
+    num_kv_heads, num_tiles, max_union = pages.shape
+    if not (pages.is_contiguous() and union_size.is_contiguous()):
+        raise ValueError("tile_read_flags needs the split's contiguous pages and union_size")
+    flags = empty(workspace, "fp8_read", (capacity, num_kv_heads), torch.int8, pages.device).zero_()
+    tiles = 16
+    _mark_kernel[(triton.cdiv(num_tiles, tiles), num_kv_heads)](
+        pages, union_size, flags, num_tiles, max_union, capacity, TILES=tiles,
+        UNION=triton.next_power_of_2(max(max_union, 1)), num_warps=2)
+    return flags
 
 
 def fp8_key_order(block: int = BLOCK_SIZE) -> torch.Tensor:
@@ -133,23 +174,53 @@ def widen_fp8_pages(kv_cache: torch.Tensor, block_table: torch.Tensor, seq_lens:
     return widened, table
 
 
+class CompactPages(NamedTuple):
+    """Where the pages a call reads go in the compact caches (``compact_pages``)."""
+
+    slots: torch.Tensor
+    """int32 [cache pages]: compact index of each page the call reads, -1 for the others (``page_slots``)."""
+    table: torch.Tensor
+    """The block table renumbered into the compact caches (entries past a request's length: 0, never read)."""
+    capacity: int
+    """Host-side bound on the compact caches' pages (``max_widened_pages``)."""
+
+
+def compact_pages(block_table: torch.Tensor, seq_lens: torch.Tensor, num_pages: int,
+                  max_read_pages: int | None = None) -> CompactPages:
+    """The compact numbering of the pages a call reads (no kernel launch beyond a scatter + cumsum, no sync)."""
+    slots = page_slots(block_table, seq_lens, num_pages)
+    table = slots[block_table.to(torch.int64).clamp(0, num_pages - 1)].clamp_min(0).to(block_table.dtype)
+    return CompactPages(slots, table, max_widened_pages(block_table, num_pages, max_read_pages))
+
+
+def widen_pages(kv_cache: torch.Tensor, pages: CompactPages, v_scale: float, dtype: torch.dtype = torch.bfloat16,
+                workspace: PrefillWorkspace | None = None, transposed: bool = False,
+                read: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(widened cache, e4m3 transposed pages or None) in ``pages``' numbering, in one pass; ``read`` (int8
+    [capacity, kv_heads], ``tile_read_flags``): the transposed pages written only where flagged (None: all)."""
+    num_pages, num_kv_heads, block, two_d = kv_cache.shape
+    if transposed and two_d != 2 * block:  # V^T's rows (one per head dim) must be a page row long
+        raise ValueError(f"transposed pages need head_dim == {block} (the keys of a page), got {two_d // 2}")
+    if read is not None and tuple(read.shape) != (pages.capacity, num_kv_heads):
+        raise ValueError(f"read flags must be [{pages.capacity}, {num_kv_heads}], got {tuple(read.shape)}")
+    widened = widened_buffer(workspace, pages.capacity, num_kv_heads, two_d // 2, dtype, kv_cache.device)
+    t_pages = (transposed_buffer(workspace, pages.capacity, num_kv_heads, two_d // 2, kv_cache.device)
+               if transposed else None)
+    t = t_pages if t_pages is not None else widened  # an unused pointer when not transposed
+    _widen_kernel[(num_pages, num_kv_heads)](
+        kv_cache, widened, t, pages.slots, read if read is not None else pages.slots, float(v_scale),
+        pages.capacity, kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2), widened.stride(0),
+        widened.stride(1), t.stride(0), t.stride(1), BLOCK=block, HEAD_DIM=two_d // 2, TRANSPOSED=transposed,
+        READ=transposed and read is not None, num_warps=4)
+    return widened, t_pages
+
+
 def widen_and_transpose(kv_cache: torch.Tensor, block_table: torch.Tensor, seq_lens: torch.Tensor, v_scale: float,
                         dtype: torch.dtype = torch.bfloat16, workspace: PrefillWorkspace | None = None,
                         max_read_pages: int | None = None, transposed: bool = True,
                         ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """``widen_fp8_pages`` in one pass with (``transposed``) the FP8 step's pages: (widened cache, e4m3 transposed
-    pages or None, renumbered block table); both caches use the same page numbers."""
-    num_pages, num_kv_heads, block, two_d = kv_cache.shape
-    if transposed and two_d != 2 * block:  # V^T's rows (one per head dim) must be a page row long
-        raise ValueError(f"transposed pages need head_dim == {block} (the keys of a page), got {two_d // 2}")
-    slots = page_slots(block_table, seq_lens, num_pages)
-    capacity = max_widened_pages(block_table, num_pages, max_read_pages)
-    widened = widened_buffer(workspace, capacity, num_kv_heads, two_d // 2, dtype, kv_cache.device)
-    pages = transposed_buffer(workspace, capacity, num_kv_heads, two_d // 2, kv_cache.device) if transposed else None
-    t = pages if pages is not None else widened  # an unused pointer when not transposed
-    _widen_kernel[(num_pages, num_kv_heads)](
-        kv_cache, widened, t, slots, float(v_scale), capacity,
-        kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2), widened.stride(0), widened.stride(1),
-        t.stride(0), t.stride(1), BLOCK=block, HEAD_DIM=two_d // 2, TRANSPOSED=transposed, num_warps=4)
-    table = slots[block_table.to(torch.int64).clamp(0, num_pages - 1)].clamp_min(0).to(block_table.dtype)
-    return widened, pages, table
+    """``widen_fp8_pages`` in one pass with (``transposed``) the FP8 step's pages for every page read: (widened
+    cache, e4m3 transposed pages or None, renumbered block table); both caches use the same page numbers."""
+    pages = compact_pages(block_table, seq_lens, kv_cache.shape[0], max_read_pages)
+    widened, t_pages = widen_pages(kv_cache, pages, v_scale, dtype, workspace, transposed)
+    return widened, t_pages, pages.table

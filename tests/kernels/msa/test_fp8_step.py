@@ -179,8 +179,8 @@ def test_fp8_step_without_tile_outer_writes_no_transposed_pages(monkeypatch):
     from kernels.msa.prefill import sparse_attention_triton
 
     calls = []
-    real = prefill.widen_and_transpose
-    monkeypatch.setattr(prefill, "widen_and_transpose", lambda *a, **kw: calls.append(kw["transposed"]) or real(*a, **kw))
+    real = prefill.widen_pages
+    monkeypatch.setattr(prefill, "widen_pages", lambda *a, **kw: calls.append(kw["transposed"]) or real(*a, **kw))
     case = make_case([300], [300], num_heads=16, num_kv_heads=1, head_dim=HEAD_DIM, dtype=DTYPE, device=DEVICE, seed=59)
     sel = local_selection(case.query_start_loc, case.seq_lens, 1, 0.9, seed=2).to(DEVICE)
     kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
@@ -189,3 +189,69 @@ def test_fp8_step_without_tile_outer_writes_no_transposed_pages(monkeypatch):
     out = sparse_attention_triton(*args, fp8_step=True, **knobs)
     want = sparse_attention_triton(*args, **knobs)
     assert calls == [False, False] and torch.equal(out, want)
+
+
+def _split_of(case, sel):  # noqa: ANN001, ANN202
+    from kernels.msa.merge import device_positions, device_requests
+    from kernels.msa.tile_outer import tile_unions
+
+    n = case.q.shape[0]
+    return tile_unions(sel, device_requests(case.query_start_loc, n),
+                       device_positions(case.query_start_loc, case.seq_lens, n), case.block_table)
+
+
+def test_tile_read_flags_mark_exactly_the_pages_tiles_read():
+    """v18p: the flags are the (page, KV head) pairs of every union entry of a tile with tile-outer work; a tile left
+    to KV-outer (union larger than max_union) marks nothing; bounds are respected."""
+    from kernels.msa.widen import tile_read_flags
+
+    case = make_case([900, 400], [900, 400], num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE,
+                     device=DEVICE, seed=60)
+    sel = local_selection(case.query_start_loc, case.seq_lens, 2, 0.5, top_k=4, seed=61).to(DEVICE)
+    split = _split_of(case, sel)
+    capacity = int(case.block_table.max()) + 1
+    flags = tile_read_flags(split.pages, split.union_size, capacity).cpu()
+    want = torch.zeros(capacity, 2, dtype=torch.int8)
+    pages, sizes = split.pages.cpu(), split.union_size.cpu()
+    max_union = pages.shape[2]
+    for h in range(2):
+        for t in range(pages.shape[1]):
+            n = int(sizes[h, t])
+            if n <= max_union:
+                want[pages[h, t, :n].long(), h] = 1
+    assert want.any() and not want.all()  # some pairs read, some not: the test can tell
+    assert torch.equal(flags, want)
+    small = tile_read_flags(split.pages, split.union_size, 2).cpu()  # a bound too small: flags inside it only
+    assert torch.equal(small, want[:2])
+
+
+def test_transposed_pages_only_where_flagged():
+    """widen_pages with read flags: flagged (page, KV head) pairs hold K and V^T exactly as without flags, unflagged
+    ones are not written (their poison stays); the bf16 copy is complete either way."""
+    from kernels.msa.widen import compact_pages, transposed_buffer, widen_pages
+    from kernels.msa.workspace import PrefillWorkspace
+
+    case = make_case([700, 300], [700, 40], num_heads=16, num_kv_heads=2, head_dim=128, dtype=DTYPE,
+                     device=DEVICE, seed=62)
+    kv8, _, v_scale = quantize_kv_fp8(case.kv_cache)
+    pages = compact_pages(case.block_table, case.seq_lens, kv8.shape[0])
+    full_w, full_t = widen_pages(kv8, pages, v_scale, torch.float32, transposed=True)
+    read = torch.zeros(pages.capacity, 2, dtype=torch.int8, device=DEVICE)
+    read[::2, 0] = 1
+    read[1::3, 1] = 1
+    ws = PrefillWorkspace()
+    poison = transposed_buffer(ws, pages.capacity, 2, 128, kv8.device)
+    poison.view(torch.uint8).fill_(0x7F)
+    part_w, part_t = widen_pages(kv8, pages, v_scale, torch.float32, ws, transposed=True, read=read)
+    used = torch.unique(pages.table[pages.table >= 0]).cpu()  # pages past these are never written (empty memory)
+    assert part_t is not None and full_t is not None and torch.equal(part_w[used], full_w[used])
+    got, want = part_t.view(torch.uint8).cpu(), full_t.view(torch.uint8).cpu()
+    flags = read.cpu()
+    for page in used.tolist():
+        for h in range(2):
+            if flags[page, h]:
+                assert torch.equal(got[page, h], want[page, h])
+            else:
+                assert bool((got[page, h] == 0x7F).all())
+    with pytest.raises(ValueError, match="read flags must be"):
+        widen_pages(kv8, pages, v_scale, torch.float32, transposed=True, read=read[:1])
