@@ -26,8 +26,9 @@ class PluginOptionError(ValueError):
 class PluginOptions:
     fp8_step: bool = False
     """With an fp8 e4m3 KV cache on SM90: the prefill's tile-outer step runs FP8 wgmma (Q quantised per row on
-    chip, P in e4m3; kernels/msa NOTES v18). H200, 128K prefill: f = 1 1.20x, f = 0.9 1.11x the bf16 widened path;
-    output error vs the fp32 reference on the dequantised cache ~3.5e-2 instead of ~2.8e-3, hence opt-in."""
+    chip, P in e4m3; kernels/msa NOTES v18, v18p). H200, 128K prefill: f = 1 1.24x, f = 0.9 1.18x the bf16 widened
+    path on the same fp8 cache; output error vs the fp32 reference on the dequantised cache ~3.5e-2 instead of
+    ~2.8e-3, hence opt-in."""
 
     def as_config(self) -> dict[str, Any]:
         """The ``additional_config`` that asks for these options (only what differs from the defaults)."""
