@@ -436,24 +436,26 @@ def sparse_attention_triton(
     fp8_pages, fp8_v_scale = None, v_scale
     if fp8_step and (kv_cache.dtype != FP8_CACHE_DTYPE or tile_impl == "triton" or widen_fp8 is False):
         raise ValueError("fp8_step needs an fp8 e4m3 cache, the CUDA tile-outer step and widened pages")
-    compact, fp8_cache = None, kv_cache
+    compact = None
     if fp8_step or _widens(widen_fp8, q, kv_cache, partial_dtype, (tile_impl, kv_impl)):
-        # renumbered now (the split reads the compact table), widened after the split (v18p): the FP8 step's
+        # renumbered before the split (it reads the compact table), widened after it (v18q): the FP8 step's
         # transposed copy only of the (page, KV head) pairs a tile-outer work item reads
         compact = compact_pages(block_table, seq_lens, kv_cache.shape[0], max_read_pages)
         block_table = compact.table
-
-    def widen(split: TileSplit | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        assert compact is not None
-        if not fp8_step or split is None:  # max_union <= 0: KV-outer only, no step to feed
-            return widen_pages(fp8_cache, compact, fp8_v_scale, q.dtype, workspace, transposed=False)
-        read = tile_read_flags(split.pages, split.union_size, compact.capacity, workspace)
-        return widen_pages(fp8_cache, compact, fp8_v_scale, q.dtype, workspace, transposed=True, read=read)
-
     pos = device_positions(query_start_loc, seq_lens, num_tokens)
-    if max_union <= 0:  # KV-outer only
-        if compact is not None:
-            (kv_cache, _), scale, k_scale, v_scale = widen(None), scale * k_scale, 1.0, 1.0
+    split = None  # max_union <= 0: KV-outer only
+    if max_union > 0:
+        req = device_requests(query_start_loc, num_tokens)
+        # v10t: the split kernel also counts the CSR's segments (no sort); token windows keep the torch build
+        split = tile_unions(selection, req, pos, block_table, union_tile, max_union, min_share, min_shared_pct,
+                            csr_blocks=0 if window else block_table.shape[1], workspace=workspace)
+    if compact is not None:  # with fp8_step and a split to feed: the pairs a tile reads, transposed too
+        read = (tile_read_flags(split.pages, split.union_size, compact.capacity, workspace)
+                if fp8_step and split is not None else None)
+        kv_cache, fp8_pages = widen_pages(kv_cache, compact, v_scale, q.dtype, workspace, transposed=read is not None,
+                                          read=read)
+        scale, k_scale, v_scale = scale * k_scale, 1.0, 1.0
+    if split is None:
         csr = build_block_csr(selection, query_start_loc, block_table.shape[1], chunk, window)
         partial_o, partial_lse, partial_scale = _kv_partials(
             kv_impl, q, kv_cache, block_table, seq_lens, csr, pos, selection.shape[2], scale, chunk, num_warps,
@@ -461,12 +463,6 @@ def sparse_attention_triton(
             workspace=workspace)
         merge_partials(partial_o, partial_lse, out, selection, partial_scale=partial_scale)
         return out
-    req = device_requests(query_start_loc, num_tokens)
-    # v10t: the split kernel also counts the CSR's segments (no sort); token windows keep the torch build
-    split = tile_unions(selection, req, pos, block_table, union_tile, max_union, min_share, min_shared_pct,
-                        csr_blocks=0 if window else block_table.shape[1], workspace=workspace)
-    if compact is not None:
-        (kv_cache, fp8_pages), scale, k_scale, v_scale = widen(split), scale * k_scale, 1.0, 1.0
     csr = (build_block_csr(split.rest, query_start_loc, block_table.shape[1], chunk, window) if window
            else csr_from_split(split, req, block_table.shape[1], chunk, workspace=workspace))
     partial_o, partial_lse, partial_scale = _kv_partials(

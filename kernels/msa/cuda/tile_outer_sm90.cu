@@ -193,6 +193,13 @@ CUTLASS_DEVICE uint32_t e4m3x4(float a, float b, float c, float d) {  // a in th
   return lo | (hi << 16);
 }
 
+// 8 values times inv as 8 e4m3 bytes (value 0 in the lowest byte): a Q row's chunk as load_q_fp8 and
+// quantize_q_pairs store it
+CUTLASS_DEVICE uint2 e4m3x8(float2 const (&f)[4], float inv) {
+  return make_uint2(e4m3x4(f[0].x * inv, f[0].y * inv, f[1].x * inv, f[1].y * inv),
+                    e4m3x4(f[2].x * inv, f[2].y * inv, f[3].x * inv, f[3].y * inv));
+}
+
 // v18: P (the S accumulator of 64 rows x 128 keys, fp32) as the A operand of the FP8 P V wgmma (m64nNk32), with no
 // register shuffle. A thread's accumulator holds, per 32-key group and row, keys {2t, 2t+1, 8+2t, 9+2t} (+16) (t = lane
 // % 4), while an FP8 A fragment holds k positions {4t..4t+3} (+16) per row in one register. So the bytes are packed
@@ -243,11 +250,7 @@ CUTLASS_DEVICE void load_q_fp8(TQ& sQ, float* q_scale, TileOuterParams const& pr
     CUTLASS_PRAGMA_UNROLL
     for (int m = 8; m >= 1; m >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, m));
     float const sc = amax > 0.f ? amax * (1.f / 448.f) : 1.f;
-    float const inv = 1.f / sc;
-    uint2 packed;
-    packed.x = e4m3x4(f[0].x * inv, f[0].y * inv, f[1].x * inv, f[1].y * inv);
-    packed.y = e4m3x4(f[2].x * inv, f[2].y * inv, f[3].x * inv, f[3].y * inv);
-    *reinterpret_cast<uint2*>(&sQ(r, c)) = packed;  // 8 bytes: inside one 16-byte unit of the 128B swizzle
+    *reinterpret_cast<uint2*>(&sQ(r, c)) = e4m3x8(f, 1.f / sc);  // 8 bytes: inside one 16-byte unit of the 128B swizzle
     if ((tid & 15) == 0) q_scale[r] = sc;
   }
 }
@@ -301,10 +304,7 @@ CUTLASS_DEVICE void quantize_q_pairs(TQ& sQ, float* q_scale, Element const* stag
     float2 f[4];
     CUTLASS_PRAGMA_UNROLL
     for (int j = 0; j < 4; ++j) f[j] = __bfloat1622float2(pair[j]);
-    uint2 packed;
-    packed.x = e4m3x4(f[0].x * inv, f[0].y * inv, f[1].x * inv, f[1].y * inv);
-    packed.y = e4m3x4(f[2].x * inv, f[2].y * inv, f[3].x * inv, f[3].y * inv);
-    *reinterpret_cast<uint2*>(&sQ(r, (hf + 2 * k) * 8)) = packed;  // 8 bytes inside a 16-byte swizzle unit
+    *reinterpret_cast<uint2*>(&sQ(r, (hf + 2 * k) * 8)) = e4m3x8(f, inv);  // 8 bytes inside a 16-byte swizzle unit
   }
   if (hf == 0) q_scale[r] = sc;
 }
