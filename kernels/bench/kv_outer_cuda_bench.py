@@ -24,7 +24,6 @@ from kernels.bench.msa_bench import HEAD_DIM, HEADS, KV_HEADS, bench_ms, referen
 from kernels.msa.cuda import KV_DEFAULT_INT8_VARIANT, KV_DEFAULT_VARIANT, KV_INT8_VARIANTS, KV_VARIANTS
 
 ROWS: list[dict] = []
-GROUP = HEADS // KV_HEADS
 
 
 def emit(out: Path | None, **row) -> None:
@@ -74,8 +73,9 @@ def stage_runner(case, csr, pos, top_k: int, impl: str, chunk: int = 128, per_sm
     bufs = None
     dtype = torch.int8 if int8 else None
     if poison:
-        n = case.q.shape[0]
-        shape = (KV_HEADS, n, top_k, GROUP)
+        n, heads = case.q.shape[:2]
+        kv_heads = case.kv_cache.shape[1]
+        shape = (kv_heads, n, top_k, heads // kv_heads)
         rows = [torch.full(shape, float("nan"), dtype=torch.float32, device="cuda") for _ in range(1 + int8)]
         parts = (torch.full((*shape, HEAD_DIM), -128, dtype=torch.int8, device="cuda") if int8
                  else torch.full((*shape, HEAD_DIM), float("nan"), dtype=case.q.dtype, device="cuda"))

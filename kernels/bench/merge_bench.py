@@ -140,13 +140,19 @@ def default_buffers(case, sel: torch.Tensor, dtype: torch.dtype | None, unfused:
     ``unfused`` the tile-outer step runs first into the bf16 carrier side buffer (int8 parts, v12m)."""
     from kernels.msa import prefill
     from kernels.msa.merge import CarrierParts, device_positions, device_requests
-    from kernels.msa.tile_outer import tile_unions
+    from kernels.msa.tile_outer import (
+        DEFAULT_MAX_UNION,
+        DEFAULT_MIN_SHARE,
+        DEFAULT_MIN_SHARED_PCT,
+        DEFAULT_TILE_T,
+        tile_unions,
+    )
 
     n, nb, scale = case.q.shape[0], case.block_table.shape[1], HEAD_DIM ** -0.5
     pos = device_positions(case.query_start_loc, case.seq_lens, n)
     req = device_requests(case.query_start_loc, n)
-    split = tile_unions(sel, req, pos, case.block_table, prefill.DEFAULT_TILE_T, prefill.DEFAULT_MAX_UNION,
-                        prefill.DEFAULT_MIN_SHARE, prefill.DEFAULT_MIN_SHARED_PCT, csr_blocks=nb)
+    split = tile_unions(sel, req, pos, case.block_table, DEFAULT_TILE_T, DEFAULT_MAX_UNION, DEFAULT_MIN_SHARE,
+                        DEFAULT_MIN_SHARED_PCT, csr_blocks=nb)
     csr = prefill.csr_from_split(split, req, nb, 128)
     po, plse, ps = prefill._kv_partials("auto", case.q, case.kv_cache, case.block_table, case.seq_lens, csr, pos,
                                         sel.shape[2], scale, 128, 4, 2, True, 64, 1.0, 1.0, dtype)
@@ -156,7 +162,7 @@ def default_buffers(case, sel: torch.Tensor, dtype: torch.dtype | None, unfused:
 
     carrier = CarrierParts.empty(split.carrier, GROUP, HEAD_DIM, case.q.dtype)
     tile_outer_attention_cuda(case.q, case.kv_cache, case.seq_lens, pos, req, split, scale, torch.empty_like(case.q),
-                              po, plse, prefill.DEFAULT_TILE_T, fuse_merge=False, partial_scale=ps,
+                              po, plse, DEFAULT_TILE_T, fuse_merge=False, partial_scale=ps,
                               carrier_parts=carrier)
     return {"po": po, "plse": plse, "ps": ps, "sel": split.rest, "skip": split.direct, "carrier": carrier}
 

@@ -39,14 +39,16 @@ def emit(out: Path | None, **row) -> None:
 
 
 def split_for(case, sel):
-    """(split, positions, requests) of the v8 defaults, as sparse_attention_triton makes them."""
+    """(split, positions, requests) of the defaults, as sparse_attention_triton makes them (v18r: the tile's tokens
+    and min_share follow the case's query heads per KV head)."""
     from kernels.msa.merge import device_positions, device_requests
-    from kernels.msa.tile_outer import tile_unions
+    from kernels.msa.tile_outer import min_share_for, tile_tokens, tile_unions
 
     n = case.q.shape[0]
     pos = device_positions(case.query_start_loc, case.seq_lens, n)
     req = device_requests(case.query_start_loc, n)
-    return tile_unions(sel, req, pos, case.block_table), pos, req
+    tile_t = tile_tokens(case.q.shape[1] // case.kv_cache.shape[1])
+    return tile_unions(sel, req, pos, case.block_table, tile_t, min_share=min_share_for(tile_t)), pos, req
 
 
 StepArgs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "TileSplit", float,
@@ -57,9 +59,10 @@ def step_args(case, sel) -> StepArgs:
     """The tile-outer step's arguments (q, cache, seq_lens, positions, requests, split, scale, out, partial_o,
     partial_lse) with NaN-poisoned output buffers."""
     split, pos, req = split_for(case, sel)
-    n = case.q.shape[0]
+    n, heads = case.q.shape[:2]
+    kv_heads = case.kv_cache.shape[1]
     out = torch.full_like(case.q, float("nan"))
-    po = torch.full((KV_HEADS, n, sel.shape[2], HEADS // KV_HEADS, HEAD_DIM), float("nan"), dtype=case.q.dtype,
+    po = torch.full((kv_heads, n, sel.shape[2], heads // kv_heads, HEAD_DIM), float("nan"), dtype=case.q.dtype,
                     device="cuda")
     plse = torch.full(po.shape[:-1], float("nan"), dtype=torch.float32, device="cuda")
     return case.q, case.kv_cache, case.seq_lens, pos, req, split, HEAD_DIM ** -0.5, out, po, plse
@@ -72,10 +75,11 @@ def tile_outer_runner(case, sel, impl: str, **knobs):
 
     args = step_args(case, sel)
     split, pos, out, po, plse = args[5], args[3], args[7], args[8], args[9]
+    tile_t = split.tokmask.shape[1] // max(1, split.union_size.shape[1])
     if impl == "cuda":
-        fn = lambda: tile_outer_attention_cuda(*args, **knobs)  # noqa: E731
+        fn = lambda: tile_outer_attention_cuda(*args, tile_t, **knobs)  # noqa: E731
     else:
-        fn = lambda: tile_outer_attention(*args, num_warps=4, num_stages=2, keys=64, **knobs)  # noqa: E731
+        fn = lambda: tile_outer_attention(*args, tile_t, num_warps=4, num_stages=2, keys=64, **knobs)  # noqa: E731
     return fn, (out, po, plse), split, pos
 
 

@@ -22,11 +22,11 @@ from kernels.msa.merge import LOG2E, CarrierParts, device_positions, device_requ
 from kernels.msa.reference import BLOCK_SIZE, MSAShapeError
 from kernels.msa.tile_outer import (
     DEFAULT_MAX_UNION,
-    DEFAULT_MIN_SHARE,
     DEFAULT_MIN_SHARED_PCT,
-    DEFAULT_TILE_T,
     TileSplit,
+    min_share_for,
     tile_outer_attention,
+    tile_tokens,
     tile_unions,
 )
 from kernels.msa.widen import FP8_CACHE_DTYPE, compact_pages, tile_read_flags, widen_pages
@@ -359,8 +359,8 @@ def sparse_attention_triton(
     prefetch: bool = True,
     tile_rows: int = 64,
     max_union: int = DEFAULT_MAX_UNION,
-    union_tile: int = DEFAULT_TILE_T,
-    min_share: int = DEFAULT_MIN_SHARE,
+    union_tile: int | None = None,
+    min_share: int | None = None,
     tile_keys: int = 64,
     tile_stages: int = 2,
     min_shared_pct: int = DEFAULT_MIN_SHARED_PCT,
@@ -380,7 +380,8 @@ def sparse_attention_triton(
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
     Per tile of ``union_tile`` tokens and KV head, the blocks chosen by >= ``min_share`` of the tile's tokens
-    (when there are at most ``max_union`` of them) run tile-outer (tile_outer.py: all the tile's rows at once, no
+    (None: ``tile_outer.tile_tokens`` of the group, 8 at 16 query heads per KV head, 16 at 8, and
+    ``min_share_for`` it, 3 / 6: v18r) (when there are at most ``max_union`` of them) run tile-outer (tile_outer.py: all the tile's rows at once, no
     partials); the other entries run KV-outer (CSR + partials); the merge combines the two per token, and tokens
     with no KV-outer entry skip it. All choices are made on the device, per tile (no host sync, graph-safe).
     The adaptive path is the default (v8): on the H200 it was 1.02-1.10x v6 on selections with little sharing
@@ -389,7 +390,8 @@ def sparse_attention_triton(
     ``kv_cache`` may be float8 e4m3 (``torch.float8_e4m3fn``, vLLM's layout) with per-tensor ``k_scale`` /
     ``v_scale``. ``widen_fp8`` (v17): the pages this call reads are widened once into a compact cache of q's dtype
     (``kernels.msa.widen``: K exact with k_scale folded into the softmax scale, V x v_scale rounded once) so the
-    CUDA kernels run; None (default): when ``kernels.msa.cuda.choose_kv`` would take a bf16 cache here; False: the
+    CUDA kernels run; None (default): when a step is forced onto CUDA or ``kernels.msa.cuda.choose_kv`` (v18r: or
+    ``choose``) would take a bf16 cache here (a forced CUDA step on an unwidened fp8 cache is refused); False: the
     Triton kernels widen after each load (no extra memory; H200 v17: 0.56-0.68x the widened path at 128K).
     ``max_read_pages``: a host-known upper bound on the cache pages the call reads (vLLM's ``total_kv_blocks``); it
     sizes the widened cache, else ``min(cache pages, block-table entries)``.
@@ -405,8 +407,8 @@ def sparse_attention_triton(
     chunked, 0.98x at f = 0.9 on the H200 with the CUDA step, so opt-in; NOTES v10t, v12m). With int8 partials the
     CUDA step's fused merge decodes them on chip; unfused, carrier parts go to a bf16 side buffer (v12m).
     ``tile_impl``: "auto" (v11, the default) runs the tile-outer step on the FA3-style sm_90a kernel of
-    ``kernels.msa.cuda`` when ``kernels.msa.cuda.choose`` accepts the call (sm_90 device; bf16, 16 query heads per
-    KV head, head_dim 128, bf16 or int8 partials; library already built, see ``kernels.msa.cuda.prepare``), else on Triton
+    ``kernels.msa.cuda`` when ``kernels.msa.cuda.choose`` accepts the call (sm_90 device; bf16, 16 or 8 query heads
+    per KV head, head_dim 128, bf16 or int8 partials; library already built, see ``kernels.msa.cuda.prepare``), else on Triton
     with one logged line saying why; "cuda" forces it (builds on first use, errors if it cannot run); "triton"
     forces the Triton kernel (NOTES.md v10, v11). ``fuse_merge=None`` (default): on with the CUDA step (it skips the
     fold on rows without KV-outer parts, so it costs nothing where it does not pay; v11), off with Triton.
@@ -433,11 +435,14 @@ def sparse_attention_triton(
         out = torch.empty_like(q)
     if num_tokens == 0:
         return out
+    union_tile = tile_tokens(num_heads // kv_cache.shape[1]) if union_tile is None else union_tile
+    min_share = min_share_for(union_tile) if min_share is None else min_share
     fp8_pages, fp8_v_scale = None, v_scale
     if fp8_step and (kv_cache.dtype != FP8_CACHE_DTYPE or tile_impl == "triton" or widen_fp8 is False):
         raise ValueError("fp8_step needs an fp8 e4m3 cache, the CUDA tile-outer step and widened pages")
     compact = None
-    if fp8_step or _widens(widen_fp8, q, kv_cache, partial_dtype, (tile_impl, kv_impl)):
+    if fp8_step or _widens(widen_fp8, q, kv_cache, partial_dtype, (tile_impl, kv_impl), selection.shape[2],
+                           union_tile):
         # renumbered before the split (it reads the compact table), widened after it (v18q): the FP8 step's
         # transposed copy only of the (page, KV head) pairs a tile-outer work item reads
         compact = compact_pages(block_table, seq_lens, kv_cache.shape[0], max_read_pages)
@@ -472,6 +477,9 @@ def sparse_attention_triton(
     tile_impl = _tile_impl(tile_impl, q, kv_cache, partial_o, union_tile, k_scale, v_scale)
     if fp8_pages is not None and tile_impl != "cuda":
         raise ValueError("fp8_step needs the CUDA tile-outer step, which cannot run here (see kernels.msa.cuda.choose)")
+    if tile_impl == "cuda" and fp8_pages is None and kv_cache.dtype == FP8_CACHE_DTYPE:
+        raise ValueError("the CUDA tile-outer step reads bf16 pages (or with fp8_step its e4m3 transposed pages), "
+                         "not an fp8 cache as vLLM lays it out: leave widen_fp8 on")
     if fuse_merge is None:
         fuse_merge = tile_impl == "cuda"
     # v12m: with int8 partials the unfused tile-outer step writes its carrier parts to a bf16 side buffer (its
@@ -500,19 +508,26 @@ TILE_IMPLS = ("auto", "cuda", "triton")
 
 
 def _widens(widen_fp8: bool | None, q: torch.Tensor, kv_cache: torch.Tensor, partial_dtype: torch.dtype | None,
-            impls: tuple[str, str]) -> bool:
-    """Whether this call widens its fp8 cache's pages to bf16 first (see ``widen_fp8``): asked for, or (None) when
-    a step may run on CUDA and the CUDA KV-outer kernel would take these inputs with a bf16 cache (checked on a
-    meta tensor: no allocation, no sync)."""
+            impls: tuple[str, str], top_k: int, tile_t: int) -> bool:
+    """Whether this call widens its fp8 cache's pages to bf16 first (see ``widen_fp8``): asked for; or (None) when a
+    step is forced onto CUDA (its kernels read bf16 pages), or a step on "auto" would run on CUDA with a bf16 cache:
+    the KV-outer kernel, or (v18r) the tile-outer one alone (M3 at TP 8: the CUDA KV-outer kernel takes 16 query
+    heads per KV head only). Checked on meta tensors: no allocation, no sync."""
     if kv_cache.dtype != FP8_CACHE_DTYPE or widen_fp8 is False:
         return False
-    if widen_fp8:
+    if widen_fp8 or "cuda" in impls:
         return True
-    if all(impl == "triton" for impl in impls):
-        return False
+    tile_impl, kv_impl = impls
     from kernels.msa import cuda
 
-    return cuda.choose_kv(q, torch.empty(kv_cache.shape, dtype=q.dtype, device="meta"), partial_dtype) is None
+    bf16 = torch.empty(kv_cache.shape, dtype=q.dtype, device="meta")
+    if kv_impl == "auto" and cuda.choose_kv(q, bf16, partial_dtype) is None:
+        return True
+    if tile_impl != "auto":
+        return False
+    parts = torch.empty((kv_cache.shape[1], 1, top_k, q.shape[1] // kv_cache.shape[1], q.shape[2]),
+                        dtype=partial_dtype or q.dtype, device="meta")
+    return cuda.choose(q, bf16, parts, tile_t) is None
 
 
 def _tile_impl(tile_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tensor, tile_t: int,

@@ -37,6 +37,21 @@ DEFAULT_MAX_UNION = 32
 """Largest union (distinct shared blocks per tile and KV head) handled tile-outer; bit masks are int64."""
 DEFAULT_MIN_SHARE = 3
 """A block goes tile-outer when at least this many of the tile's tokens chose it (NOTES.md v7)."""
+TILE_ROWS = 128
+MAX_TILE_T = 16
+
+
+def tile_tokens(group: int) -> int:
+    """v18r: tokens per tile for ``group`` query heads per KV head: 128 MMA rows (8 tokens at M3's 16 heads per KV
+    head, 16 at TP 8's 8), kept within [8, 16] tokens (the split kernel compares all pairs of a tile's entries)."""
+    return min(MAX_TILE_T, max(DEFAULT_TILE_T, TILE_ROWS // max(1, group)))
+
+
+def min_share_for(tile_t: int) -> int:
+    """v18r: ``DEFAULT_MIN_SHARE`` scaled to the tile: NOTES v7's break-even of 3 of 8 tokens weighs a block's fixed
+    tile-outer cost (128 rows) against KV-outer's cost per (token, block), which is proportional to the group, so a
+    16-token tile of 8 heads per token needs 6."""
+    return -(-DEFAULT_MIN_SHARE * tile_t // DEFAULT_TILE_T)
 DEFAULT_MIN_SHARED_PCT = 75
 """A tile goes tile-outer only if at least this share (%) of its entries are on shared blocks (NOTES.md v7)."""
 DEFAULT_CSR_LANES = 8

@@ -86,10 +86,11 @@ def fp8_step_problem(kernels: MSAKernels, fp8_cache: bool, num_heads: int, num_k
         return f"{kernels.attention} has no FP8 step (SM90 with the m3lab Triton/CUDA kernels only)"
     from kernels.msa import cuda
 
-    if num_kv_heads * cuda.GROUP != num_heads or head_dim != cuda.HEAD_DIM or top_k > cuda.MAX_FOLD_SLOTS:
-        return (f"the CUDA step takes {cuda.GROUP} query heads per KV head, head_dim {cuda.HEAD_DIM}, top-k <= "
-                f"{cuda.MAX_FOLD_SLOTS}; this rank's layer has {num_heads} / {num_kv_heads} heads, head_dim "
-                f"{head_dim}, top-k {top_k} (M3: tensor parallel <= 4)")
+    groups = [g * num_kv_heads for g in cuda.GROUPS]
+    if num_heads not in groups or head_dim != cuda.HEAD_DIM or top_k > cuda.MAX_FOLD_SLOTS:
+        return (f"the CUDA step takes {' or '.join(map(str, cuda.GROUPS))} query heads per KV head, head_dim "
+                f"{cuda.HEAD_DIM}, top-k <= {cuda.MAX_FOLD_SLOTS}; this rank's layer has {num_heads} / "
+                f"{num_kv_heads} heads, head_dim {head_dim}, top-k {top_k}")
     if device is None:
         return "no CUDA device"
     return cuda.device_reason(device) or cuda.prepare()

@@ -1,8 +1,8 @@
 """The tile-outer step of MSA prefill as an FA3-style CUDA C++ kernel for Hopper (sm_90a, CUTLASS/CuTe headers), and
 (v12k) its KV-outer stage as a warp-specialised kernel in the same library (``kv_outer_partials_cuda``).
 
-Drop-in for ``kernels.msa.tile_outer.tile_outer_attention`` (the v8 contract, bf16, M3's 16 query heads per KV head,
-head_dim 128, 8-token tiles): same inputs (q, the vLLM-layout KV cache, the ``TileSplit`` of ``tile_unions``) and
+Drop-in for ``kernels.msa.tile_outer.tile_outer_attention`` (the v8 contract, bf16, M3's 16 query heads per KV head in
+8-token tiles or, v18r, 8 per KV head (TP 8) in 16-token tiles, head_dim 128): same inputs (q, the vLLM-layout KV cache, the ``TileSplit`` of ``tile_unions``) and
 outputs (direct rows into ``out``, the other rows into their carrier slot of the partials + log2-sum-exp).
 
 Built with nvcc into a plain shared library (no torch headers: one nvcc call, ~30 s on 2 cores, and the library
@@ -41,9 +41,13 @@ SOURCES = (SOURCE, HERE / "kv_outer_sm90.cu")
 """Compiled by one nvcc call into one library (one hash, one build)."""
 HEADERS = (HERE / "tile_outer_sm90.h", HERE / "kv_outer_sm90.h", HERE / "msa_sm90_common.cuh")
 GROUP = 16
-"""Query heads per KV head the kernel is built for (M3)."""
+"""Query heads per KV head of M3 on a rank at tensor parallel <= 4 (the kernels' first and fully built group)."""
+GROUPS = (16, 8)
+"""Query heads per KV head both kernels take (v18r: 8 is M3 at tensor parallel 8, with fewer variants built)."""
 HEAD_DIM = 128
-TILE_T = 8
+TILE_ROWS = 128
+"""MMA rows of a tile-outer item: tokens x query heads (2 consumer warpgroups of 64)."""
+TILE_T = TILE_ROWS // GROUP
 VARIANTS = {
     0: "2 stages, in sequence", 1: "2 stages, intra-warpgroup overlap", 2: "3 stages, intra-warpgroup overlap",
     3: "v2 + FFMA/ex2.approx softmax", 4: "v3 + ping-pong of the 2 consumers",
@@ -52,6 +56,7 @@ VARIANTS = {
     8: "v6 + next tile's bf16 Q staged by cp.async (persistent grid)",
     10: "v8 + the fused merge's first part loaded during the item's last block",
     12: "v10, the next tile's Q staged two threads per row (one shuffle for a row's amax instead of four)",
+    16: "v12 without v10's first-part load (GROUP 8 only: its registers spill there)",
 }
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times (v14w's 6-8 were correct and slower
 or equal on every row: reverted, code in merge 7a16812; v15z's 9-13, consumers out of phase, correct, the step
@@ -59,12 +64,26 @@ or equal on every row: reverted, code in merge 7a16812; v15z's 9-13, consumers o
 counts, within 1 % of 6 and 8; FP8 + ping-pong, 3-4 % slower at f = 0.9; 11, bf16 v5 + the fold prefetch, no gain;
 v18p's 14, 12 with the next Q requested at the item's start, 0.1-1.6 % slower than 12: removed)."""
 DEFAULT_VARIANT = 5
-FP8_VARIANTS = (6, 8, 10, 12)
+FP8_VARIANTS = (6, 8, 10, 12, 16)
 """v18: the variants that take e4m3 transposed pages (``kernels.msa.widen.widen_and_transpose``) instead of bf16."""
 FP8_DIAG_VARIANTS = {90: "v10, the staged bf16 Q not quantised (sQ keeps the previous tile's Q)"}
 """v18p timing diagnostics (FP8): their output is WRONG by design; only ``kernels.bench.fp8_cache_bench
 --step-variants 10,90`` uses them, to split the step's time (NOTES.md v18p)."""
 FP8_DEFAULT_VARIANT = 12
+GROUP8_VARIANTS = (5, 16)
+"""v18r: the variants built for 8 query heads per KV head (M3 at TP 8): the bf16 default and FP8 12 without its
+first-part load (with it the consumer's registers spill at GROUP 8); GROUP 16 takes every other variant."""
+
+
+def group_variants(group: int) -> tuple[int, ...]:
+    return GROUP8_VARIANTS if group == 8 else tuple(v for v in VARIANTS if v != 16)  # 16: built for GROUP 8 only
+
+
+def default_variant(group: int, fp8: bool) -> int:
+    """The variant a call gets when it names none (the GROUP 16 defaults are read at the call: benches set them)."""
+    if group == 8:
+        return GROUP8_VARIANTS[1] if fp8 else GROUP8_VARIANTS[0]
+    return FP8_DEFAULT_VARIANT if fp8 else DEFAULT_VARIANT
 """H200, 128K (NOTES v18p): f = 0.9 17.63-17.73 ms (10: 18.81-18.83), f = 1 13.43-13.52 (10: 14.25-14.27), the indexer's
 selections 29.55-29.62 (10: 29.85-29.90); v18: 10 vs 8 vs 6, f = 0.9 18.76-18.91 / 19.11-19.33 / 19.27-19.46."""
 DEFAULT_PER_SM = 1
@@ -168,6 +187,7 @@ class _Params(ctypes.Structure):
         ("fuse_merge", ctypes.c_int32),
         *[(name, ctypes.c_void_p) for name in ("partial_scale", "carrier_o", "carrier_lse")],
         ("v_scale", ctypes.c_float),
+        ("group", ctypes.c_int32),
     ]
 
 
@@ -183,6 +203,7 @@ class _KvParams(ctypes.Structure):
             "top_k", "chunk")],
         ("scale_log2", ctypes.c_float),
         ("partial_scale", ctypes.c_void_p),
+        ("group", ctypes.c_int32),
     ]
 
 
@@ -193,7 +214,14 @@ def load(cache_dir: Path | None = None, include: Path | None = None) -> ctypes.C
     """The kernel's library, built on first use (later calls return the loaded one)."""
     if _LIB:
         return _LIB[0]
-    lib = ctypes.CDLL(str(build(cache_dir, include)))
+    _LIB.append(open_library(build(cache_dir, include)))
+    return _LIB[0]
+
+
+def open_library(path: Path) -> ctypes.CDLL:
+    """A built library with its entry points typed (``load`` keeps one per process; benches open older builds to
+    time them beside it)."""
+    lib = ctypes.CDLL(str(path))
     lib.msa_tile_outer_sm90.restype = ctypes.c_int
     lib.msa_tile_outer_sm90.argtypes = [ctypes.POINTER(_Params), ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                         ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
@@ -204,7 +232,6 @@ def load(cache_dir: Path | None = None, include: Path | None = None) -> ctypes.C
     lib.msa_kv_outer_sm90.argtypes = [ctypes.POINTER(_KvParams), ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                       ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
     lib.msa_kv_outer_sm90_smem_bytes.argtypes = [ctypes.c_int]
-    _LIB.append(lib)
     return lib
 
 
@@ -313,10 +340,12 @@ def check_inputs(q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tenso
                         f"{kv_cache.dtype} / {partial_o.dtype}")
     if q.dim() != 3 or q.shape[2] != HEAD_DIM or kv_cache.dim() != 4 or kv_cache.shape[3] != 2 * HEAD_DIM:
         problems.append(f"head_dim {HEAD_DIM} only, got q {tuple(q.shape)}, kv {tuple(kv_cache.shape)}")
-    elif q.shape[1] != GROUP * kv_cache.shape[1]:
-        problems.append(f"{GROUP} query heads per KV head only, got {q.shape[1]} / {kv_cache.shape[1]}")
-    if tile_t != TILE_T:
-        problems.append(f"tiles of {TILE_T} tokens only, got {tile_t}")
+    elif q.shape[1] not in [g * kv_cache.shape[1] for g in GROUPS]:
+        problems.append(f"{' or '.join(map(str, GROUPS))} query heads per KV head only, got {q.shape[1]} / "
+                        f"{kv_cache.shape[1]}")
+    elif tile_t != TILE_ROWS // (q.shape[1] // kv_cache.shape[1]):
+        problems.append(f"tiles of {TILE_ROWS} rows ({TILE_ROWS // (q.shape[1] // kv_cache.shape[1])} tokens) only, "
+                        f"got {tile_t} tokens")
     if q.stride(2) != 1 or q.stride(0) % 8 or q.stride(1) % 8 or q.data_ptr() % 16:
         problems.append("q needs a unit last stride and 16-byte aligned rows")
     align = 16 // kv_cache.element_size()  # TMA: 16-byte strides
@@ -341,7 +370,7 @@ def tile_outer_attention_cuda(
     out: torch.Tensor,
     partial_o: torch.Tensor,
     partial_lse: torch.Tensor,
-    tile_t: int = TILE_T,
+    tile_t: int | None = None,
     use_clean: bool = True,
     per_sm: int = DEFAULT_PER_SM,
     variant: int | None = None,
@@ -353,7 +382,8 @@ def tile_outer_attention_cuda(
     """``tile_outer_attention`` (v8 contract) on the sm_90a kernel. ``seq_lens`` / ``requests`` are accepted for
     the same signature: a key is visible when its position <= the token's, which already keeps it < seq_len.
     ``per_sm``: CTAs per SM walking the work list (0: one CTA per possible work item, as the Triton default);
-    ``variant``: one of ``VARIANTS`` (None: ``DEFAULT_VARIANT``, read at the call); ``fuse_merge``: as the Triton
+    ``tile_t``: tokens per tile of ``split`` (None: ``TILE_ROWS`` // query heads per KV head, the only size taken);
+    ``variant``: one of ``group_variants`` (None: ``default_variant``, read at the call); ``fuse_merge``: as the Triton
     kernel's (v9): the rows' KV-outer parts (``partial_o`` / ``partial_lse``, already written; slots in
     ``split.rest``) are folded in on chip and every row of a tile in the work list is written to ``out`` (the merge
     then skips ``split.owned``).
@@ -366,10 +396,13 @@ def tile_outer_attention_cuda(
     from kernels.msa.merge import LOG2E
 
     fp8 = kv_cache.dtype == torch.float8_e4m3fn
-    problems = check_inputs(q, kv_cache, partial_o, tile_t, fp8)
-    variant = (FP8_DEFAULT_VARIANT if fp8 else DEFAULT_VARIANT) if variant is None else variant
+    group = q.shape[1] // max(1, kv_cache.shape[1])
+    problems = check_inputs(q, kv_cache, partial_o, TILE_ROWS // max(1, group) if tile_t is None else tile_t, fp8)
+    variant = default_variant(group, fp8) if variant is None else variant
     if variant not in VARIANTS and variant not in FP8_DIAG_VARIANTS:
         problems.append(f"variant must be one of {sorted(VARIANTS)}, got {variant}")
+    elif group in GROUPS and variant not in group_variants(group) and variant not in FP8_DIAG_VARIANTS:
+        problems.append(f"{group} query heads per KV head: variants {list(group_variants(group))} only, got {variant}")
     elif (variant in FP8_VARIANTS or variant in FP8_DIAG_VARIANTS) != fp8:
         problems.append(f"variants {list(FP8_VARIANTS)} take e4m3 transposed pages and only they do "
                         f"(variant {variant}, cache {kv_cache.dtype})")
@@ -398,7 +431,7 @@ def tile_outer_attention_cuda(
         partial_scale.data_ptr() if partial_scale is not None else None,
         carrier_parts.o.data_ptr() if carrier_parts is not None else None,
         carrier_parts.lse.data_ptr() if carrier_parts is not None else None,
-        float(v_scale),
+        float(v_scale), group,
     )
     items = num_tiles * num_kv_heads
     grid = items if per_sm <= 0 else min(items, per_sm * torch.cuda.get_device_properties(q.device).multi_processor_count)
@@ -425,6 +458,8 @@ KV_DIAG_VARIANTS = {90: "v6, consumers skip S / softmax / P V (memory-only time)
 ``--diag`` uses them, to split the stage's time (NOTES.md v13q)."""
 KV_DEFAULT_VARIANT = 7
 KV_DEFAULT_INT8_VARIANT = 7
+KV_GROUP8_VARIANTS = (7,)
+"""v18r: the KV-outer variants built for 8 query heads per KV head (M3 at TP 8): the default, bf16 and int8 parts."""
 """v13q: variant 7 (v3's rings + the softmax's latency cut) for bf16 and int8 parts: whole default prefill, same
 runs, vs the v12n defaults (bf16 v2, int8 v3) 1.04x on the 128K indexer row, 1.09x on the 32K chunk at 1M, f = 0.9
 inside noise (NOTES.md v13q)."""
@@ -446,8 +481,9 @@ def check_kv_inputs(q: torch.Tensor, kv_cache: torch.Tensor, partial_dtype: torc
         problems.append(f"bf16 or int8 partials only, got {partial_dtype or q.dtype}")
     if q.dim() != 3 or q.shape[2] != HEAD_DIM or kv_cache.dim() != 4 or kv_cache.shape[3] != 2 * HEAD_DIM:
         problems.append(f"head_dim {HEAD_DIM} only, got q {tuple(q.shape)}, kv {tuple(kv_cache.shape)}")
-    elif q.shape[1] != GROUP * kv_cache.shape[1]:
-        problems.append(f"{GROUP} query heads per KV head only, got {q.shape[1]} / {kv_cache.shape[1]}")
+    elif q.shape[1] not in [g * kv_cache.shape[1] for g in GROUPS]:
+        problems.append(f"{' or '.join(map(str, GROUPS))} query heads per KV head only, got {q.shape[1]} / "
+                        f"{kv_cache.shape[1]}")
     if q.dim() == 3 and (q.stride(2) != 1 or q.stride(0) % 8 or q.stride(1) % 8 or q.data_ptr() % 16):
         problems.append("q needs a unit last stride and 16-byte aligned rows (TMA)")
     if kv_cache.dim() == 4 and (kv_cache.stride(3) != 1 or any(s % 8 for s in kv_cache.stride()[:3])
@@ -473,9 +509,9 @@ def kv_outer_partials_cuda(
     variant: int | None = None,
     out: tuple[torch.Tensor, torch.Tensor] | PartialBuffers | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """``kernels.msa.prefill.kv_outer_partials`` (same inputs and outputs: partial_o [Hkv, T, top_k, 16, 128] bf16,
-    or int8 with ``partial_dtype=torch.int8`` (v12n: ``merge.store_part``'s format), partial_lse fp32
-    [Hkv, T, top_k, 16], the int8 parts' per-row fp32 scales (same shape; None for bf16)) on the sm_90a kernel; the
+    """``kernels.msa.prefill.kv_outer_partials`` (same inputs and outputs: partial_o [Hkv, T, top_k, G, 128] bf16 (G:
+    query heads per KV head, 16 or, v18r, 8 with variant 7 only), or int8 with ``partial_dtype=torch.int8`` (v12n:
+    ``merge.store_part``'s format), partial_lse fp32 [Hkv, T, top_k, G], the int8 parts' per-row fp32 scales (same shape; None for bf16)) on the sm_90a kernel; the
     Triton-only knobs (warps, stages, tile rows) have no meaning here. Entries the CSR does not list (-1 selections)
     are never written. ``out``: (partial_o, partial_lse[, partial_scale]) buffers to write into (contiguous, those
     shapes and dtypes), else new ones. ``variant``: one of ``KV_VARIANTS`` (None: ``KV_DEFAULT_VARIANT``, with int8
@@ -492,6 +528,8 @@ def kv_outer_partials_cuda(
         problems.append(f"variant must be one of {sorted(KV_VARIANTS)}, got {variant}")
     elif int8 and variant not in KV_INT8_VARIANTS:
         problems.append(f"int8 partials need a variant of {list(KV_INT8_VARIANTS)}, got {variant}")
+    elif q.shape[1] == 8 * kv_cache.shape[1] and variant not in KV_GROUP8_VARIANTS:
+        problems.append(f"8 query heads per KV head: variants {list(KV_GROUP8_VARIANTS)} only, got {variant}")
     if not problems and q.shape[0] * kv_cache.shape[1] * top_k >= 2 ** 31:
         problems.append("2^31 or more selection entries (the kernel indexes entries in int32)")
     if problems:
@@ -500,10 +538,11 @@ def kv_outer_partials_cuda(
     num_kv_heads = kv_cache.shape[1]
     perm, row_ptr, work_seg, work_chunk, num_segs = csr
     max_blocks = block_table.shape[1]
-    shape = (num_kv_heads, num_tokens, top_k, GROUP)
+    group = num_heads // num_kv_heads
+    shape = (num_kv_heads, num_tokens, top_k, group)
     o_dtype = torch.int8 if int8 else q.dtype
     if out is None:
-        partial_o, partial_lse, partial_scale = partial_buffers(None, num_kv_heads, num_tokens, top_k, GROUP,
+        partial_o, partial_lse, partial_scale = partial_buffers(None, num_kv_heads, num_tokens, top_k, group,
                                                                 head_dim, o_dtype, q.device)
     else:
         partial_o, partial_lse = out[0], out[1]
@@ -529,6 +568,7 @@ def kv_outer_partials_cuda(
         q.stride(0), q.stride(1), table.stride(0),
         num_tokens, num_segs, work_seg.numel(), block_table.shape[0] * max_blocks, max_blocks, num_kv_heads,
         kv_cache.shape[0], top_k, chunk, scale * LOG2E, None if partial_scale is None else partial_scale.data_ptr(),
+        group,
     )
     sms = torch.cuda.get_device_properties(q.device).multi_processor_count
     grid = work_seg.numel() if per_sm <= 0 else min(work_seg.numel(), per_sm * sms)

@@ -15,9 +15,10 @@
 //            K [128 keys, 128] and V^T per work item into a KVSTAGES-deep ring.
 //   warpgroups 1, 2 = consumers, taking tiles alternately (one's softmax runs under the other's MMAs): S = Q K^T
 //            (wgmma, both from shared memory), mask (only where a key may be past the token), softmax with FFMA +
-//            ex2.approx, O = P V (wgmma, P from registers), normalise; each warp holds one entry (16 rows), stages
-//            its 4 KiB of O in shared memory and writes it with two TMA stores (not 4-byte scattered stores); int8
-//            parts (v12n, merge.store_part's format): 2 KiB per entry by 16-byte stores + one fp32 scale per row.
+//            ex2.approx, O = P V (wgmma, P from registers), normalise; each warp holds one entry (16 rows; v18r,
+//            8 query heads per KV head: two entries of 8), stages its 4 KiB of O in shared memory and writes it with
+//            two TMA stores per entry (not 4-byte scattered stores); int8 parts (v12n, merge.store_part's format):
+//            the entry's bytes by 16-byte stores + one fp32 scale per row.
 // Why each choice: kernels/msa/NOTES.md v12k.
 
 #include <cstdint>
@@ -37,18 +38,29 @@ namespace msa_kv_sm90 {
 using namespace cute;
 using namespace msa_sm90_common;
 
-constexpr int kTileE = 4;         // entries per tile (one per consumer warp)
-static_assert(kTileE * kGroup == kRowsWG, "a tile is one consumer warpgroup's 64 MMA rows");
-constexpr int kMetaSlots = 4;     // v12n: groups of 32 entries (8 tiles) the metadata warp runs ahead of the Q warp
+// An entry = one (token, slot) of a KV head: G query heads x 128. A tile = one consumer warpgroup's 64 MMA rows =
+// kTileE entries; G = 16 (M3 at TP <= 4): 4 entries, one per warp; G = 8 (TP 8, v18r): 8 entries, a warp's two row
+// halves (a thread's rows g and g + 8) two entries, so an entry's values are per row half and stay warp-uniform.
+template <int G>
+struct Ent {
+  static_assert(G == 16 || G == 8, "16 or 8 query heads per KV head");
+  static constexpr int kTileE = kRowsWG / G;  // entries per tile
+  static constexpr int kPerWarp = 16 / G;     // entries per warp
+  static CUTLASS_DEVICE constexpr int of(int rr) { return kPerWarp == 2 ? rr : 0; }  // row half rr's entry
+};
+constexpr int kMaxTileE = 8;
+constexpr int kMetaSlots = 4;     // v12n: groups of 32 entries (8 or 4 tiles) the metadata warp runs ahead of the Q warp
 
-// A tile of 64 rows x 128 (Q, and O staged for the store): K-major, 128-byte swizzle. Its rows 16j..16j+15 of
-// columns 64kb..64kb+63 are one contiguous, 1024-byte aligned 2 KiB box: box (kb * 4 + j) of SmemLayoutBoxes.
+// A tile of 64 rows x 128 (Q, and O staged for the store): K-major, 128-byte swizzle. Its rows Gj..Gj+G-1 of
+// columns 64kb..64kb+63 are one contiguous, 1024-byte aligned box (G x 128 bytes; the swizzle atom is 8 rows):
+// box (kb * kTileE + j) of SmemLayoutBoxes<G, N>.
 template <int N>
 using SmemLayoutRows = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{},
                                               Shape<Int<kRowsWG>, Int<kHeadDim>, Int<N>>{}));
-using SmemLayoutBox = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<_16, _64>{}));
-template <int N>
-using SmemLayoutBoxes = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<_16, _64, Int<N>>{}));
+template <int G>
+using SmemLayoutBox = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<Int<G>, _64>{}));
+template <int G, int N>
+using SmemLayoutBoxes = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<Int<G>, _64, Int<N>>{}));
 
 template <int kKvStages, int kQStages>  // (2, 4) and (1, 8): 224 KiB of the 227 KiB a CTA may have
 struct SharedStorage {
@@ -61,8 +73,8 @@ struct SharedStorage {
   uint64_t q_full[kQStages];
   uint64_t q_empty[kQStages];
   int32_t kv_meta[kKvStages][4];      // tiles of the item (-1: the list ended), first key position, seq_len
-  int32_t q_ent[kQStages][kTileE];    // entry of each tile row group (-1: none)
-  int32_t q_pos[kQStages][kTileE];    // its token's position
+  int32_t q_ent[kQStages][kMaxTileE];  // entry of each tile row group (-1: none)
+  int32_t q_pos[kQStages][kMaxTileE];  // its token's position
   // v12n metadata ring (variants with the metadata warp): a group = up to 32 entries of one work item, in order
   uint64_t meta_full[kMetaSlots];
   uint64_t meta_empty[kMetaSlots];
@@ -74,22 +86,26 @@ struct SharedStorage {
 
 // GMEM views for TMA (K and V^T of a page: msa_sm90_common.cuh):
 // Q = (head in group, d in half, half, kv head, token); partial O = (head in group, d in half, half, entry).
-using GShapeQ = Shape<_16, _64, int32_t, int32_t, int32_t>;
+template <int G>
+using GShapeQ = Shape<Int<G>, _64, int32_t, int32_t, int32_t>;
 using GStrideQ = Stride<int64_t, _1, int64_t, int64_t, int64_t>;
-using GShapeO = Shape<_16, _64, int32_t, int32_t>;
+template <int G>
+using GShapeO = Shape<Int<G>, _64, int32_t, int32_t>;
 using GStrideO = Stride<int64_t, _1, int64_t, int64_t>;
+template <int G>
 using TmaQ = decltype(make_tma_copy(SM90_TMA_LOAD{},
-    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShapeQ{}, GStrideQ{}), SmemLayoutBox{}));
+    make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GShapeQ<G>{}, GStrideQ{}), SmemLayoutBox<G>{}));
+template <int G>
 using TmaO = decltype(make_tma_copy(SM90_TMA_STORE{},
-    make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GShapeO{}, GStrideO{}), SmemLayoutBox{}));
+    make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GShapeO<G>{}, GStrideO{}), SmemLayoutBox<G>{}));
 
 constexpr uint32_t kKvBytes = kPageBytes;
-constexpr uint32_t kEntryBytes = kGroup * kHeadDim * sizeof(Element);
 
 // Softmax of one block's scores in place (s becomes 2^(s * scale - max)); lse = this thread's rows' log2-sum-exp
-// (-inf where no key is visible), inv = 1 / sum (0 there). MASKED: keys j > lim are invisible (warp-uniform lim).
+// (-inf where no key is visible), inv = 1 / sum (0 there). MASKED: keys j > lim[r] are invisible in row half r
+// (warp-uniform per half: its entry's token).
 template <bool MASKED, class TS, class TC>
-CUTLASS_DEVICE void softmax_block(TS& s, TC const& coord, float scale_log2, int lim, float (&lse)[2],
+CUTLASS_DEVICE void softmax_block(TS& s, TC const& coord, float scale_log2, int const (&lim)[2], float (&lse)[2],
                                   float (&inv)[2]) {
   Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
   Tensor c_rc = make_tensor(coord.data(), rowcol(coord.layout()));
@@ -99,7 +115,7 @@ CUTLASS_DEVICE void softmax_block(TS& s, TC const& coord, float scale_log2, int 
     CUTLASS_PRAGMA_UNROLL
     for (int c = 0; c < size<1>(s_rc); ++c) {
       if constexpr (MASKED) {
-        if (get<1>(c_rc(r, c)) > lim) s_rc(r, c) = -INFINITY;
+        if (get<1>(c_rc(r, c)) > lim[r]) s_rc(r, c) = -INFINITY;
       }
       mx = fmaxf(mx, s_rc(r, c));
     }
@@ -123,7 +139,7 @@ CUTLASS_DEVICE void softmax_block(TS& s, TC const& coord, float scale_log2, int 
 // their denormal branches): both rows at once, 4 partial maxima / sums per row (chains of 8), lg2.approx and
 // rcp.approx (the LSE and 1 / sum to ~1 ulp, far under the bf16 parts' rounding).
 template <bool MASKED, class TS, class TC>
-CUTLASS_DEVICE void softmax_rows(TS& s, TC const& coord, float scale_log2, int lim, float (&lse)[2],
+CUTLASS_DEVICE void softmax_rows(TS& s, TC const& coord, float scale_log2, int const (&lim)[2], float (&lse)[2],
                                  float (&inv)[2]) {
   Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
   Tensor c_rc = make_tensor(coord.data(), rowcol(coord.layout()));
@@ -141,7 +157,7 @@ CUTLASS_DEVICE void softmax_rows(TS& s, TC const& coord, float scale_log2, int l
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < R; ++r) {
       if constexpr (MASKED) {
-        if (get<1>(c_rc(r, c)) > lim) s_rc(r, c) = -INFINITY;
+        if (get<1>(c_rc(r, c)) > lim[r]) s_rc(r, c) = -INFINITY;
       }
       mx[r][c % 4] = fmaxf(mx[r][c % 4], s_rc(r, c));
     }
@@ -209,11 +225,15 @@ CUTLASS_DEVICE bool load_item(KvOuterParams const& prm, int w, Item& it) {
 // skip the math (S, softmax, P V: memory-only time); 2 = the Q warp issues no Q gathers (the consumers compute on
 // stale tiles: math + K/V + stores); 3 = the consumers store nothing (Q gathers + K/V + math).
 // kFast (v13q): softmax_rows instead of softmax_block, and the int8 epilogue's row maxima the same way.
-template <int kKvStages, int kQStages, bool kInt8, int kDiag = 0, bool kFast = false>
+template <int kKvStages, int kQStages, bool kInt8, int kDiag = 0, bool kFast = false, int G = kGroup>
 __global__ void __launch_bounds__(kThreads, 1)
 kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt const tma_vt,
-                CUTE_GRID_CONSTANT TmaQ const tma_q, CUTE_GRID_CONSTANT TmaO const tma_o,
+                CUTE_GRID_CONSTANT TmaQ<G> const tma_q, CUTE_GRID_CONSTANT TmaO<G> const tma_o,
                 CUTE_GRID_CONSTANT KvOuterParams const prm, int32_t const num_entries) {
+  using E = Ent<G>;
+  constexpr int kTileE = E::kTileE;
+  constexpr int NE = E::kPerWarp;
+  constexpr uint32_t kEntryBytes = G * kHeadDim * sizeof(Element);
   extern __shared__ char smem_raw[];
   auto& sh = *reinterpret_cast<SharedStorage<kKvStages, kQStages>*>(smem_raw);
   int const wg = threadIdx.x / 128;
@@ -309,8 +329,8 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
       }
       return;
     }
-    Tensor mQ = tma_q.get_tma_tensor(GShapeQ{_16{}, _64{}, 2, prm.num_kv_heads, prm.num_tokens});
-    Tensor sQb = make_tensor(make_smem_ptr(sh.q.data()), SmemLayoutBoxes<8 * kQStages>{});
+    Tensor mQ = tma_q.get_tma_tensor(GShapeQ<G>{Int<G>{}, _64{}, 2, prm.num_kv_heads, prm.num_tokens});
+    Tensor sQb = make_tensor(make_smem_ptr(sh.q.data()), SmemLayoutBoxes<G, 2 * kTileE * kQStages>{});
     int q_it = 0;
     // the Q warp only issues: each group's entries are in the metadata ring already (v12n)
     for (int g_it = 0;; ++g_it) {
@@ -341,8 +361,8 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
           for (int j = 0; j < kTileE; ++j) {
             if (kDiag == 2 || sh.meta_ent[slot][kTileE * i + j] < 0) continue;
             int const t = sh.meta_tok[slot][kTileE * i + j];
-            copy(tma_q.with(sh.q_full[qs]), tQg0(_, t), tQs0(_, qs * 8 + j));
-            copy(tma_q.with(sh.q_full[qs]), tQg1(_, t), tQs1(_, qs * 8 + 4 + j));
+            copy(tma_q.with(sh.q_full[qs]), tQg0(_, t), tQs0(_, qs * 2 * kTileE + j));
+            copy(tma_q.with(sh.q_full[qs]), tQg1(_, t), tQs1(_, qs * 2 * kTileE + kTileE + j));
           }
         }
         __syncwarp();
@@ -355,10 +375,10 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
   // consumers
   cutlass::arch::warpgroup_reg_alloc<232>();
   int const cw = wg - 1;
-  int const warp = tid / 32;  // the entry of the tile this warp holds
+  int const warp = tid / 32;  // the tile's entries warp * NE + u (u < NE) are this warp's
   Tensor sQ = make_tensor(make_smem_ptr(sh.q.data()), SmemLayoutRows<kQStages>{});
-  Tensor sOb = make_tensor(make_smem_ptr(sh.o.data()), SmemLayoutBoxes<16>{});
-  Tensor mO = tma_o.get_tma_tensor(GShapeO{_16{}, _64{}, 2, num_entries});
+  Tensor sOb = make_tensor(make_smem_ptr(sh.o.data()), SmemLayoutBoxes<G, 2 * 2 * kTileE>{});
+  Tensor mO = tma_o.get_tma_tensor(GShapeO<G>{Int<G>{}, _64{}, 2, num_entries});
   auto [tOg0, tOs0] = tma_partition(tma_o, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sOb),
                                     group_modes<0, 2>(mO(_, _, 0, _)));
   auto [tOg1, tOs1] = tma_partition(tma_o, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sOb),
@@ -374,7 +394,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
   Tensor cO = thr_o.partition_C(make_identity_tensor(Shape<Int<kRowsWG>, Int<kHeadDim>>{}));
   Tensor cO_rc = make_tensor(cO.data(), rowcol(cO.layout()));
   Tensor cS_rc = make_tensor(cS.data(), rowcol(cS.layout()));
-  int const row0 = get<0>(cS_rc(0, 0));  // this thread's rows: row0, row0 + 8 (heads g, g + 8 of its warp's entry)
+  int const row0 = get<0>(cS_rc(0, 0));  // this thread's rows: row0, row0 + 8 (G 16: heads g, g + 8 of one entry)
 
   int q_it = 0;
   for (int kv_it = 0;; ++kv_it) {
@@ -388,8 +408,16 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
       if ((q_it & 1) != cw) continue;
       int const qs = q_it % kQStages;
       cutlass::arch::ClusterTransactionBarrier::wait(&sh.q_full[qs], (q_it / kQStages) & 1);
-      int const e = sh.q_ent[qs][warp];
-      int const lim = min(sh.q_pos[qs][warp], last_key) - kpos0;  // keys j <= lim are visible
+      int ent[NE];
+      int any_ent = -1;  // >= 0: the warp has an entry (warp-uniform)
+      CUTLASS_PRAGMA_UNROLL
+      for (int u = 0; u < NE; ++u) {
+        ent[u] = sh.q_ent[qs][warp * NE + u];
+        any_ent = max(any_ent, ent[u]);
+      }
+      int lim[2];  // per row half: keys j <= lim are visible
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < 2; ++r) lim[r] = min(sh.q_pos[qs][warp * NE + E::of(r)], last_key) - kpos0;
 
       float lse[2];
       float inv[2];
@@ -413,7 +441,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
         warpgroup_fence_operand(tSrS);
         cutlass::arch::ClusterBarrier::arrive(&sh.q_empty[qs]);  // Q read: the producer may refill the stage
 
-        if (__any_sync(0xffffffffu, lim < kKeys - 1)) {  // warp-uniform: a key of the block may be invisible
+        if (__any_sync(0xffffffffu, min(lim[0], lim[1]) < kKeys - 1)) {  // warp-uniform: a key may be invisible
           if constexpr (kFast) softmax_rows<true>(tSrS, cS, prm.scale_log2, lim, lse, inv);
           else softmax_block<true>(tSrS, cS, prm.scale_log2, lim, lse, inv);
         } else {
@@ -443,10 +471,10 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
       // in shared memory (16-byte chunks XOR-swizzled with row % 8: no bank conflicts) and written as the entry's
       // contiguous 2 KiB by 16-byte stores; the LSEs and scales by the quad leaders.
       if constexpr (kInt8) {
-        if (e >= 0) {
-          __syncwarp();  // every lane has read this warp's previous staged entry
+        if (any_ent >= 0) {
+          __syncwarp();  // every lane has read this warp's previous staged entries
           Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
-          uint8_t* stage = reinterpret_cast<uint8_t*>(sh.o.data()) + (cw * kTileE + warp) * (kGroup * kHeadDim);
+          uint8_t* stage = reinterpret_cast<uint8_t*>(sh.o.data()) + (cw * 4 + warp) * (16 * kHeadDim);  // 16 rows
           float amax[2];
           float rmax[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};  // kFast: 4 chains per row, rows together
           if constexpr (kFast) {
@@ -468,7 +496,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
             mx = quad_max(mx);
             amax[r] = mx * inv[r];  // max |o| of the normalised row
             float const mult = mx > 0.f ? 127.f / mx : 0.f;  // o * mult = normalised o * 127 / amax
-            int const row = get<0>(cO_rc(r, 0)) % kGroup;
+            int const row = get<0>(cO_rc(r, 0)) % 16;  // in the warp's 16 rows (its entries' rows in order)
             CUTLASS_PRAGMA_UNROLL
             for (int c = 0; c < size<1>(o_rc); c += 2) {  // columns c, c + 1 are adjacent: one 2-byte store
               int const d = get<1>(cO_rc(r, c));
@@ -480,27 +508,32 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
             }
           }
           __syncwarp();
-          int8_t* dst_o = static_cast<int8_t*>(prm.partial_o) + static_cast<int64_t>(e) * (kGroup * kHeadDim);
           CUTLASS_PRAGMA_UNROLL
           for (int k = 0; k < 4; ++k) {  // 128 chunks of 16 bytes, in order: 512 contiguous bytes per instruction
             int const ch = 32 * k + lane;
             int const row = ch / 8;
-            *reinterpret_cast<uint4*>(dst_o + ch * 16) =
+            int const u = row / G;  // the entry (of this warp's NE) the row belongs to
+            if (ent[u] < 0) continue;
+            int8_t* dst_o = static_cast<int8_t*>(prm.partial_o) + static_cast<int64_t>(ent[u]) * (G * kHeadDim);
+            *reinterpret_cast<uint4*>(dst_o + (ch - u * G * 8) * 16) =
                 *reinterpret_cast<uint4 const*>(stage + row * kHeadDim + ((ch % 8) ^ (row % 8)) * 16);
           }
           if ((lane & 3) == 0) {
-            int64_t const at = static_cast<int64_t>(e) * kGroup;
-            prm.partial_lse[at + row0 % kGroup] = lse[0];
-            prm.partial_lse[at + (row0 + 8) % kGroup] = lse[1];
-            prm.partial_scale[at + row0 % kGroup] = amax[0] / 127.f;
-            prm.partial_scale[at + (row0 + 8) % kGroup] = amax[1] / 127.f;
+            CUTLASS_PRAGMA_UNROLL
+            for (int r = 0; r < 2; ++r) {
+              int const er = ent[E::of(r)];
+              if (er < 0) continue;
+              int64_t const at = static_cast<int64_t>(er) * G + (row0 + 8 * r) % G;
+              prm.partial_lse[at] = lse[r];
+              prm.partial_scale[at] = amax[r] / 127.f;
+            }
           }
         }
         continue;
       }
       // Epilogue: this warp's entry (16 rows) -> its O tile rows in shared memory -> two TMA stores; the LSEs.
       // kDiag 3: the store is skipped on a condition the compiler cannot decide (num_tokens >= 0), so the math stays
-      if (e >= 0 && (kDiag != 3 || prm.num_tokens < 0)) {
+      if (any_ent >= 0 && (kDiag != 3 || prm.num_tokens < 0)) {
         if (lane == 0) tma_store_wait<0>();  // the previous store of these rows has read them
         __syncwarp();
         Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
@@ -517,14 +550,21 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
         cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read next by the TMA (async proxy)
         __syncwarp();
         if (lane == 0) {
-          copy(tma_o, tOs0(_, cw * 8 + warp), tOg0(_, e));
-          copy(tma_o, tOs1(_, cw * 8 + 4 + warp), tOg1(_, e));
+          CUTLASS_PRAGMA_UNROLL
+          for (int u = 0; u < NE; ++u) {
+            if (ent[u] < 0) continue;
+            int const box = cw * 2 * kTileE + warp * NE + u;
+            copy(tma_o, tOs0(_, box), tOg0(_, ent[u]));
+            copy(tma_o, tOs1(_, box + kTileE), tOg1(_, ent[u]));
+          }
           tma_store_arrive();
         }
         if ((lane & 3) == 0) {
-          float* dst = prm.partial_lse + static_cast<int64_t>(e) * kGroup;
-          dst[row0 % kGroup] = lse[0];
-          dst[(row0 + 8) % kGroup] = lse[1];
+          CUTLASS_PRAGMA_UNROLL
+          for (int r = 0; r < 2; ++r) {
+            int const er = ent[E::of(r)];
+            if (er >= 0) prm.partial_lse[static_cast<int64_t>(er) * G + (row0 + 8 * r) % G] = lse[r];
+          }
         }
       }
     }
@@ -537,11 +577,11 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
 
 using namespace msa_kv_sm90;
 
-template <int KV, int QS, bool INT8, int DIAG = 0, bool FAST = false>
-cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TmaQ const& tma_q, TmaO const& tma_o,
+template <int KV, int QS, bool INT8, int DIAG = 0, bool FAST = false, int G = kGroup>
+cudaError_t launch_variant(TmaK const& tma_k, TmaVt const& tma_vt, TmaQ<G> const& tma_q, TmaO<G> const& tma_o,
                            KvOuterParams const& prm, int32_t entries, int grid, cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<KV, QS>));
-  auto kernel = kv_outer_kernel<KV, QS, INT8, DIAG, FAST>;
+  auto kernel = kv_outer_kernel<KV, QS, INT8, DIAG, FAST, G>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0 || prm.num_work <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, tma_q, tma_o, prm, entries);
@@ -552,26 +592,45 @@ int kv_outer_sm90_smem_bytes(int variant) {
   return static_cast<int>(variant == 3 || variant == 7 ? sizeof(SharedStorage<2, 4>) : sizeof(SharedStorage<1, 8>));
 }
 
+// The TMA views of q and the partial outputs for G query heads per KV head (entry boxes of G rows x 64 columns).
+template <int G>
+struct EntryTmas {
+  TmaQ<G> q;
+  TmaO<G> o;
+};
+
+template <int G>
+EntryTmas<G> entry_tmas(KvOuterParams const& prm, int32_t entries) {
+  Element const* q = static_cast<Element const*>(prm.q);
+  Tensor gQ = make_tensor(make_gmem_ptr(q), GShapeQ<G>{Int<G>{}, _64{}, 2, prm.num_kv_heads, prm.num_tokens},
+                          GStrideQ{prm.stride_qh, _1{}, int64_t(64), G * prm.stride_qh, prm.stride_qt});
+  Tensor gO = make_tensor(make_gmem_ptr(static_cast<Element*>(prm.partial_o)), GShapeO<G>{Int<G>{}, _64{}, 2, entries},
+                          GStrideO{int64_t(kHeadDim), _1{}, int64_t(64), int64_t(G * kHeadDim)});
+  return {make_tma_copy(SM90_TMA_LOAD{}, gQ, SmemLayoutBox<G>{}), make_tma_copy(SM90_TMA_STORE{}, gO, SmemLayoutBox<G>{})};
+}
+
 cudaError_t kv_outer_sm90_launch(KvOuterParams const& prm, void const* kv_raw, int64_t stride_kvp, int64_t stride_kvh,
                                  int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
   Element const* kv = static_cast<Element const*>(kv_raw);
   GShape const shape{Int<kKeys>{}, Int<kHeadDim>{}, int32_t(prm.num_kv_heads), int32_t(prm.num_pages)};
   Tensor gK = make_tensor(make_gmem_ptr(kv), shape, make_stride(stride_kvt, _1{}, stride_kvh, stride_kvp));
   Tensor gVt = make_tensor(make_gmem_ptr(kv + kHeadDim), shape, make_stride(_1{}, stride_kvt, stride_kvh, stride_kvp));
-  Element const* q = static_cast<Element const*>(prm.q);
-  Tensor gQ = make_tensor(make_gmem_ptr(q), GShapeQ{_16{}, _64{}, 2, prm.num_kv_heads, prm.num_tokens},
-                          GStrideQ{prm.stride_qh, _1{}, int64_t(64), kGroup * prm.stride_qh, prm.stride_qt});
   int64_t const entries = static_cast<int64_t>(prm.num_kv_heads) * prm.num_tokens * prm.top_k;
   if (entries >= (int64_t(1) << 31)) return cudaErrorInvalidValue;
-  Tensor gO = make_tensor(make_gmem_ptr(static_cast<Element*>(prm.partial_o)),
-                          GShapeO{_16{}, _64{}, 2, static_cast<int32_t>(entries)},
-                          GStrideO{int64_t(kHeadDim), _1{}, int64_t(64), int64_t(kGroup * kHeadDim)});
   TmaK tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(SmemLayoutK<1>{}));
   TmaVt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(SmemLayoutVt<1>{}));
-  TmaQ tma_q = make_tma_copy(SM90_TMA_LOAD{}, gQ, SmemLayoutBox{});
-  TmaO tma_o = make_tma_copy(SM90_TMA_STORE{}, gO, SmemLayoutBox{});
   int32_t const n = static_cast<int32_t>(entries);
   bool const int8 = prm.partial_scale != nullptr;
+  if (prm.group == 8) {  // v18r: M3 at tensor parallel 8; variant 7 only (the default, bf16 and int8 parts)
+    if (variant != 7) return cudaErrorInvalidValue;
+    EntryTmas<8> const t = entry_tmas<8>(prm, n);
+    return int8 ? launch_variant<2, 4, true, 0, true, 8>(tma_k, tma_vt, t.q, t.o, prm, n, grid, stream)
+                : launch_variant<2, 4, false, 0, true, 8>(tma_k, tma_vt, t.q, t.o, prm, n, grid, stream);
+  }
+  if (prm.group != kGroup) return cudaErrorInvalidValue;
+  EntryTmas<kGroup> const t16 = entry_tmas<kGroup>(prm, n);
+  TmaQ<kGroup> const& tma_q = t16.q;
+  TmaO<kGroup> const& tma_o = t16.o;
   switch (variant) {  // v12k's variants 0 and 1 (no metadata warp) lost on every row of v12n's run a: removed
     case 2: return int8 ? launch_variant<1, 8, true>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream)
                         : launch_variant<1, 8, false>(tma_k, tma_vt, tma_q, tma_o, prm, n, grid, stream);

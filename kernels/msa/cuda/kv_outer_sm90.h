@@ -5,9 +5,9 @@
 #include <cuda_runtime.h>
 
 struct KvOuterParams {
-  void const* q;                 // bf16 [T, Hkv * 16, 128], unit last stride
-  void* partial_o;               // bf16 [Hkv, T, top_k, 16, 128] contiguous (one entry = 16 x 128 = 4 KiB)
-  float* partial_lse;            // fp32 [Hkv, T, top_k, 16] contiguous (log2-sum-exp; -inf: no visible key)
+  void const* q;                 // bf16 [T, Hkv * group, 128], unit last stride
+  void* partial_o;               // bf16 [Hkv, T, top_k, group, 128] contiguous (one entry = group x 128)
+  float* partial_lse;            // fp32 [Hkv, T, top_k, group] contiguous (log2-sum-exp; -inf: no visible key)
   int32_t const* perm;           // CSR entries (flat index into [Hkv, T, top_k]) grouped by segment
   int64_t const* row_ptr;        // [num_segs + 1]
   int32_t const* work_seg;       // [num_work] segment of each work item (num_segs: padding, ends the list)
@@ -19,7 +19,8 @@ struct KvOuterParams {
   int32_t num_tokens, num_segs, num_work, blocks_per_head, max_blocks, num_kv_heads, num_pages, top_k, chunk;
   float scale_log2;              // softmax scale * log2(e)
   float* partial_scale;          // v12n: null: bf16 parts; else int8 parts (partial_o int8, same shape) and their
-                                 // fp32 per-row scales [Hkv, T, top_k, 16] (merge.store_part's format)
+                                 // fp32 per-row scales [Hkv, T, top_k, group] (merge.store_part's format)
+  int32_t group;                 // v18r: query heads per KV head, 16, or 8 (M3 at TP 8: variant 7 only)
 };
 
 int kv_outer_sm90_smem_bytes(int variant);

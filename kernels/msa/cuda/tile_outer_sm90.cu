@@ -10,10 +10,10 @@
 // Structure (FlashAttention-3's forward, without its scheduler): 3 warpgroups per CTA.
 //   warpgroup 0 = producer: one thread issues TMA loads of each union page's K [128 keys, 128] and V^T
 //                 [128, 128 keys] into a STAGES-deep shared-memory ring (full/empty mbarriers); 24 registers.
-//   warpgroups 1, 2 = consumers, 64 rows (4 tokens x 16 heads) each, 240 registers: S = Q K^T by wgmma (Q and K
-//                 from shared memory), mask + online softmax in registers, O += P V by wgmma with P from registers.
-//                 Each warp of a consumer holds 16 rows = one token, so a row's token, position and selection
-//                 bits are warp-uniform.
+//   warpgroups 1, 2 = consumers, 64 rows (4 tokens x 16 heads; v18r, GROUP 8: 8 x 8) each, 240 registers: S = Q K^T
+//                 by wgmma (Q and K from shared memory), mask + online softmax in registers, O += P V by wgmma with P
+//                 from registers. Each warp of a consumer holds 16 rows = one token (GROUP 8: one per row half), so
+//                 a row's token, position and selection bits are warp-uniform.
 // With OVERLAP, a consumer issues the next block's S = Q K^T before the softmax of the current one, so the tensor
 // cores work during the exponentials (FA3's intra-warpgroup overlap); the two consumers interleave on their own.
 // The CTA walks the work list with a stride of gridDim.x (gridDim.x = list bound: one CTA per work item, exits
@@ -37,7 +37,19 @@ namespace msa_sm90 {
 using namespace cute;
 using namespace msa_sm90_common;
 
-constexpr int kTileT = 8;        // tokens per tile: 2 consumer warpgroups of kRowsWG rows
+// How a tile's 128 MMA rows (2 consumer warpgroups of kRowsWG) map to tokens x query heads: row r of consumer cw is
+// head r % GROUP of token cw * kTokWG + r / GROUP. GROUP 16 (M3 at tensor parallel <= 4): 8 tokens, a warp's 16 rows
+// are one token. GROUP 8 (M3 at TP 8, v18r): 16 tokens, a warp's two row halves (a thread's rows g and g + 8) are two
+// tokens, so token-level values become per row half and stay warp-uniform.
+template <int GROUP>
+struct Rows {
+  static_assert(GROUP == 16 || GROUP == 8, "16 or 8 query heads per KV head");
+  static constexpr int kTileT = 2 * kRowsWG / GROUP;  // tokens per tile
+  static constexpr int kTokWG = kRowsWG / GROUP;      // tokens per consumer warpgroup
+  static constexpr int kTokWarp = 16 / GROUP;         // tokens per warp: 1, or 2 (one per row half)
+  // the token (of this warp's kTokWarp) that a thread's row half rr (row g + 8 rr) belongs to
+  static CUTLASS_DEVICE constexpr int tok(int rr) { return kTokWarp == 2 ? rr : 0; }
+};
 
 using SmemLayoutQ = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<Int<kRowsWG>, Int<kHeadDim>>{}));
 using ElementF8 = cutlass::float_e4m3_t;
@@ -127,9 +139,11 @@ struct RowState {
 // a scaled copy first and exp2f (v0-v2 as measured). scale_log2: per row (FP8: Q's row scale is in it). P_OFF: the
 // exponents are taken against max - P_OFF, so P = 2^P_OFF x the usual one (FP8: P in [0, 256] keeps the small
 // probabilities out of e4m3's subnormals; the caller subtracts P_OFF from m before using it as a softmax state).
+// chosen / pos: per row half (its token's selection bit and position; the same token for both at GROUP 16).
 template <bool MASKED, bool FAST, int P_OFF = 0, class TS, class TC>
 CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&alpha)[2],
-                                 float const (&scale_log2)[2], bool chosen, int kpos0, int pos) {
+                                 float const (&scale_log2)[2], bool const (&chosen)[2], int kpos0,
+                                 int const (&pos)[2]) {
   Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
   Tensor c_rc = make_tensor(coord.data(), rowcol(coord.layout()));
   CUTLASS_PRAGMA_UNROLL
@@ -140,7 +154,7 @@ CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&a
       float v = FAST ? s_rc(r, c) : s_rc(r, c) * scale_log2[r];
       if constexpr (MASKED) {
         int kpos = kpos0 + get<1>(c_rc(r, c));
-        v = (chosen && kpos <= pos) ? v : -INFINITY;
+        v = (chosen[r] && kpos <= pos[r]) ? v : -INFINITY;
       }
       s_rc(r, c) = v;
       mx = fmaxf(mx, v);
@@ -223,7 +237,7 @@ CUTLASS_DEVICE void to_fp8(TS const& s, TP& p) {
 // v18: a tile's Q rows for consumer cw into sQ as e4m3, each (token, head) row scaled by its own amax / 448 (the scale
 // goes to q_scale[row], and into that row's softmax scale). A row's 128 values are 16 threads' 8 each (a half warp).
 // From global memory, or (stage != null) from the bf16 rows this thread's own cp.asyncs put in shared memory.
-template <class TQ>
+template <int GROUP, class TQ>
 CUTLASS_DEVICE void load_q_fp8(TQ& sQ, float* q_scale, TileOuterParams const& prm, int64_t tile, int cw, int tid,
                                Element const* stage = nullptr) {
   int const h = static_cast<int>(tile / prm.num_tiles);
@@ -233,10 +247,10 @@ CUTLASS_DEVICE void load_q_fp8(TQ& sQ, float* q_scale, TileOuterParams const& pr
   for (int idx = tid; idx < kRowsWG * kHeadDim / 8; idx += 128) {
     int const r = idx / (kHeadDim / 8);
     int const c = (idx % (kHeadDim / 8)) * 8;
-    int const tq = i * kTileT + cw * 4 + r / kGroup;
+    int const tq = i * Rows<GROUP>::kTileT + cw * Rows<GROUP>::kTokWG + r / GROUP;
     bool const ok = tq < prm.num_tokens;
     uint4 const raw = stage != nullptr ? *reinterpret_cast<uint4 const*>(stage + r * kHeadDim + c)
-                      : ok ? *reinterpret_cast<uint4 const*>(q + tq * prm.stride_qt + (h * kGroup + r % kGroup) *
+                      : ok ? *reinterpret_cast<uint4 const*>(q + tq * prm.stride_qt + (h * GROUP + r % GROUP) *
                                                              prm.stride_qh + c)
                            : make_uint4(0, 0, 0, 0);
     __nv_bfloat162 const* pair = reinterpret_cast<__nv_bfloat162 const*>(&raw);
@@ -260,14 +274,15 @@ CUTLASS_DEVICE void load_q_fp8(TQ& sQ, float* q_scale, TileOuterParams const& pr
 // read neighbouring 16 bytes: one 32-byte sector), chunk k at stage[k][tid] (a warp reads 512 contiguous bytes back).
 // load_q_fp8's layout spreads a row over 16 threads, so its amax needs 4 dependent shuffles per 8 values; here one.
 static_assert(kRowsWG * 2 == 128, "two threads per Q row of a warpgroup");
+template <int GROUP>
 CUTLASS_DEVICE void stage_q_pairs(Element* stage, TileOuterParams const& prm, int64_t tile, int cw, int tid) {
   int const h = static_cast<int>(tile / prm.num_tiles);
   int const i = static_cast<int>(tile % prm.num_tiles);
   int const r = tid >> 1, hf = tid & 1;
-  int const tq = i * kTileT + cw * 4 + r / kGroup;
+  int const tq = i * Rows<GROUP>::kTileT + cw * Rows<GROUP>::kTokWG + r / GROUP;
   bool const ok = tq < prm.num_tokens;
   Element const* q = static_cast<Element const*>(prm.q);
-  Element const* row = ok ? q + tq * prm.stride_qt + (h * kGroup + r % kGroup) * prm.stride_qh : q;
+  Element const* row = ok ? q + tq * prm.stride_qt + (h * GROUP + r % GROUP) * prm.stride_qh : q;
   CUTLASS_PRAGMA_UNROLL
   for (int k = 0; k < kHeadDim / 16; ++k) {
     uint32_t const dst = static_cast<uint32_t>(__cvta_generic_to_shared(stage + (k * 128 + tid) * 8));
@@ -311,7 +326,7 @@ CUTLASS_DEVICE void quantize_q_pairs(TQ& sQ, float* q_scale, Element const* stag
 
 // A tile's Q rows for consumer cw into sQ: plain 16-byte loads and stores, or (ASYNC) cp.async with zero fill for
 // rows past the last token, completed by the caller's cp.async.wait_group.
-template <class TQ>
+template <int GROUP, class TQ>
 CUTLASS_DEVICE void load_q(TQ& sQ, TileOuterParams const& prm, int64_t tile, int cw, int tid, bool async) {
   int const h = static_cast<int>(tile / prm.num_tiles);
   int const i = static_cast<int>(tile % prm.num_tiles);
@@ -319,9 +334,9 @@ CUTLASS_DEVICE void load_q(TQ& sQ, TileOuterParams const& prm, int64_t tile, int
   for (int idx = tid; idx < kRowsWG * kHeadDim / 8; idx += 128) {
     int const r = idx / (kHeadDim / 8);
     int const c = (idx % (kHeadDim / 8)) * 8;
-    int const tq = i * kTileT + cw * 4 + r / kGroup;
+    int const tq = i * Rows<GROUP>::kTileT + cw * Rows<GROUP>::kTokWG + r / GROUP;
     bool const ok = tq < prm.num_tokens;
-    Element const* src = ok ? q + tq * prm.stride_qt + (h * kGroup + r % kGroup) * prm.stride_qh + c : q;
+    Element const* src = ok ? q + tq * prm.stride_qt + (h * GROUP + r % GROUP) * prm.stride_qh + c : q;
     if (async) {
       uint32_t const dst = static_cast<uint32_t>(__cvta_generic_to_shared(&sQ(r, c)));
       asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(dst), "l"(src), "r"(ok ? 16 : 0));
@@ -334,19 +349,16 @@ CUTLASS_DEVICE void load_q(TQ& sQ, TileOuterParams const& prm, int64_t tile, int
 
 constexpr int kMaxFoldSlots = 32;  // top_k the fold reads in one batch (tile_outer_attention_cuda checks it)
 
-// The fused merge (v9 / v11): a row's KV-outer parts (its `rest` slots >= 0), as a bit mask of slots. v16: every
-// slot's entry is loaded before any is tested (one memory latency; the v9-v15 loop tested each slot right after its
-// load: 16 dependent loads per item), and the kernel asks for the mask under the item's first S, so the latency
-// overlaps the tensor cores; a direct row (every entry shared) has no slot >= 0, so no `direct` load is needed.
-CUTLASS_DEVICE uint32_t fold_slots(TileOuterParams const& prm, int64_t row) {
-  int32_t const* rest = prm.rest + row * prm.top_k;
-  uint32_t present = 0;
-  CUTLASS_PRAGMA_UNROLL
-  for (int k = 0; k < kMaxFoldSlots; ++k) {
-    int32_t const slot = k < prm.top_k ? rest[k] : -1;
-    present |= slot >= 0 ? 1u << k : 0u;
-  }
-  return present;
+// The fused merge (v9 / v11): a row's KV-outer parts (its `rest` slots >= 0), as a bit mask of slots; the kernel asks
+// for it under the item's first S, so the latency overlaps the tensor cores; a direct row (every entry shared) has no
+// slot >= 0, so no `direct` load is needed. v18r: lane k of the warp loads slot k (top_k <= 32) and a ballot gathers
+// the mask: one load per lane and one memory latency (v16 loaded every slot in every thread: the same latency with
+// top_k loads and registers per thread, which GROUP 8's two tokens per warp could not afford). Called by the whole
+// warp with a warp-uniform row and `ok`.
+CUTLASS_DEVICE uint32_t fold_slots(TileOuterParams const& prm, int64_t row, bool ok) {
+  int const lane = threadIdx.x % 32;
+  int32_t const slot = ok && lane < prm.top_k ? prm.rest[row * prm.top_k + lane] : -1;
+  return __ballot_sync(0xffffffffu, slot >= 0);
 }
 
 // One KV-outer part of a row pair, in registers: its two rows' LSEs, int8 scales and raw values (bf16: a bf16x2 per
@@ -356,14 +368,24 @@ struct PartRegs {
   uint32_t raw[2][kHeadDim / 8];
 };
 
-// Load part k of the rows (all loads issued before any is used: one memory latency, v16).
-template <class TC>
-CUTLASS_DEVICE void load_part(TileOuterParams const& prm, int64_t row, int k, int row0, TC const& cO_rc, PartRegs& pr) {
+// Which part each row half of a thread folds next: its token's row, the slot, and whether it has one (GROUP 8: the
+// two halves are two tokens with their own slots; GROUP 16: one token, both halves alike).
+struct PartPick {
+  int64_t row[2];
+  int k[2];
+  bool on[2];
+};
+
+// Load part pick.k of the rows that have one (all loads issued before any is used: one memory latency, v16).
+template <int GROUP, class TC>
+CUTLASS_DEVICE void load_part(TileOuterParams const& prm, PartPick const& pick, int row0, TC const& cO_rc,
+                              PartRegs& pr) {
   constexpr int kCols = kHeadDim / 4;  // columns of a row this thread holds (wgmma m64 accumulator: quad-shared rows)
   bool const int8 = prm.partial_scale != nullptr;
   CUTLASS_PRAGMA_UNROLL
   for (int r = 0; r < 2; ++r) {
-    int64_t const part = (row * prm.top_k + k) * kGroup + (row0 + 8 * r) % kGroup;
+    if (!pick.on[r]) continue;  // warp-uniform
+    int64_t const part = (pick.row[r] * prm.top_k + pick.k[r]) * GROUP + (row0 + 8 * r) % GROUP;
     pr.lse[r] = prm.partial_lse[part];
     pr.scale[r] = int8 ? prm.partial_scale[part] : 1.f;
     CUTLASS_PRAGMA_UNROLL
@@ -379,13 +401,14 @@ CUTLASS_DEVICE void load_part(TileOuterParams const& prm, int64_t row, int k, in
 
 // Fold one loaded part into the rows' softmax state and O (v9-v15's arithmetic and order).
 template <class TO>
-CUTLASS_DEVICE void apply_part(TileOuterParams const& prm, PartRegs const& pr, RowState& st, float (&lsum)[2],
-                               TO& o_rc) {
+CUTLASS_DEVICE void apply_part(TileOuterParams const& prm, PartRegs const& pr, bool const (&on)[2], RowState& st,
+                               float (&lsum)[2], TO& o_rc) {
   constexpr int kCols = kHeadDim / 4;
   static_assert(decltype(size<1>(o_rc))::value == kCols, "accumulator layout");
   bool const int8 = prm.partial_scale != nullptr;
   CUTLASS_PRAGMA_UNROLL
   for (int r = 0; r < 2; ++r) {
+    if (!on[r]) continue;  // warp-uniform
     float const m_new = fmaxf(st.m[r], pr.lse[r]);
     float const m_safe = m_new == -INFINITY ? 0.f : m_new;
     float const a = ex2_approx(st.m[r] - m_safe);
@@ -403,32 +426,60 @@ CUTLASS_DEVICE void apply_part(TileOuterParams const& prm, PartRegs const& pr, R
   }
 }
 
-// Fold the parts of `present` into the row's softmax state and O, lowest slot first. `first` (v18, FOLDPRE): the
-// lowest present part, already loaded during the item's last block, so its latency hid under the tensor work.
-template <class TO, class TC>
-CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t present, int row0, RowState& st,
-                               float (&lsum)[2], TO& o_rc, TC const& cO_rc, PartRegs const* first = nullptr) {
-  if (first != nullptr && present != 0) {
-    apply_part(prm, *first, st, lsum, o_rc);
-    present &= present - 1;
+template <int GROUP>
+CUTLASS_DEVICE bool any_present(uint32_t const (&present)[16 / GROUP]) {
+  uint32_t all = 0;
+  CUTLASS_PRAGMA_UNROLL
+  for (int u = 0; u < 16 / GROUP; ++u) all |= present[u];
+  return all != 0;
+}
+
+// The lowest present slot of each row half's token, and those slots taken out of `present` (one per token).
+// `row`: the row ([Hkv, T] index) of the warp's first token; its tokens' rows follow it.
+template <int GROUP>
+CUTLASS_DEVICE PartPick pick_parts(int64_t row, uint32_t (&present)[16 / GROUP]) {
+  using R = Rows<GROUP>;
+  PartPick pick;
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < 2; ++r) {
+    pick.row[r] = row + R::tok(r);
+    pick.k[r] = __ffs(present[R::tok(r)]) - 1;
+    pick.on[r] = present[R::tok(r)] != 0;
   }
-  while (present != 0) {  // one token per warp: uniform
-    int const k = __ffs(present) - 1;
-    present &= present - 1;
+  CUTLASS_PRAGMA_UNROLL
+  for (int u = 0; u < R::kTokWarp; ++u) present[u] &= present[u] - 1;
+  return pick;
+}
+
+// Fold the parts of `present` (per token of the warp) into the rows' softmax state and O, lowest slot first.
+// `first` (v18, FOLDPRE): the lowest present parts, already loaded during the item's last block (pick_parts on a
+// copy of `present`), so their latency hid under the tensor work.
+template <int GROUP, class TO, class TC>
+CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t (&present)[16 / GROUP], int row0,
+                               RowState& st, float (&lsum)[2], TO& o_rc, TC const& cO_rc,
+                               PartRegs const* first = nullptr) {
+  if (first != nullptr) {
+    PartPick const pick = pick_parts<GROUP>(row, present);
+    apply_part(prm, *first, pick.on, st, lsum, o_rc);
+  }
+  while (any_present<GROUP>(present)) {  // the warp's tokens: uniform
+    PartPick const pick = pick_parts<GROUP>(row, present);
     PartRegs pr;
-    load_part(prm, row, k, row0, cO_rc, pr);
-    apply_part(prm, pr, st, lsum, o_rc);
+    load_part<GROUP>(prm, pick, row0, cO_rc, pr);
+    apply_part(prm, pr, pick.on, st, lsum, o_rc);
   }
 }
 
 template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH, bool FP8, bool FOLDPRE, bool DIAG_NOQ,
-          bool QPAIRS>
+          bool QPAIRS, int GROUP>
 __global__ void __launch_bounds__(kThreads, 1)
 tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
                   CUTE_GRID_CONSTANT typename Ops<FP8>::TmaVtt const tma_vt,
                   CUTE_GRID_CONSTANT TileOuterParams const prm) {
   static_assert(OVERLAP || !FOLDPRE, "the fold's first part is loaded in the overlapped loop");
   using O = Ops<FP8>;
+  using R = Rows<GROUP>;
+  constexpr int NT = R::kTokWarp;
   using Storage = SharedStorage<STAGES, FP8, FP8 && QPREFETCH>;
   extern __shared__ char smem_raw[];
   Storage& sh = *reinterpret_cast<Storage*>(smem_raw);
@@ -491,7 +542,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
   Tensor cS_rc = make_tensor(cS.data(), rowcol(cS.layout()));
   Tensor cO_rc = make_tensor(cO.data(), rowcol(cO.layout()));
   int const row0 = get<0>(cS_rc(0, 0));       // this thread's rows: row0, row0 + 8 (same 16-row warp slice)
-  int const tok_local = cw * 4 + row0 / 16;   // token of the tile this warp holds
+  int const tok_local = cw * R::kTokWG + (row0 / 16) * NT;  // the tile's first token this warp holds (of NT)
 
   // PINGPONG (FA3's warp-scheduler barriers): the two consumers take turns issuing their wgmmas (named barriers
   // 3 and 4: one syncs on its own, the other arrives on it), so one's softmax runs under the other's products.
@@ -506,21 +557,38 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
     int const i = static_cast<int>(tile % prm.num_tiles);
     int const cnt = prm.count[tile];
     int const n_clean = prm.use_clean ? prm.clean[tile] : 0;
-    int const t = i * kTileT + tok_local;
-    bool const tok_ok = t < prm.num_tokens;
-    int const pos = tok_ok ? prm.positions[t] : -1;
-    uint64_t const tm = static_cast<uint64_t>(prm.tokmask[tile * kTileT + tok_local]);
-    int64_t const row = static_cast<int64_t>(h) * prm.num_tokens + t;
-    uint32_t present = 0;  // fused merge: the row's KV-outer slots, asked for under the first S (find_slots)
+    // the warp's tokens t0 + u (u < NT): positions, selection bits of the union, rows of [Hkv, T]
+    int const t0 = i * R::kTileT + tok_local;
+    int64_t const row = static_cast<int64_t>(h) * prm.num_tokens + t0;  // token t0 + u's row: row + u
+    int tpos[NT];
+    uint64_t tm[NT];
+    bool tok_ok[NT];
+    uint32_t present[NT];  // fused merge: the rows' KV-outer slots, asked for under the first S (find_slots)
+    CUTLASS_PRAGMA_UNROLL
+    for (int u = 0; u < NT; ++u) {
+      tok_ok[u] = t0 + u < prm.num_tokens;
+      tpos[u] = tok_ok[u] ? prm.positions[t0 + u] : -1;
+      tm[u] = static_cast<uint64_t>(prm.tokmask[tile * R::kTileT + tok_local + u]);
+      present[u] = 0;
+    }
+    int const pos[2] = {tpos[R::tok(0)], tpos[R::tok(1)]};  // per row half
     auto find_slots = [&] {
-      if (prm.fuse_merge && tok_ok) present = fold_slots(prm, row);
+      CUTLASS_PRAGMA_UNROLL
+      for (int u = 0; u < NT; ++u) {
+        if (prm.fuse_merge) present[u] = fold_slots(prm, row + u, tok_ok[u]);
+      }
     };
-    // FOLDPRE (v18): the lowest present part is loaded during the item's last block (its latency under the tensor
-    // work and the last softmax), the rest in the epilogue as before
+    // FOLDPRE (v18): the lowest present parts are loaded during the item's last block (their latency under the
+    // tensor work and the last softmax), the rest in the epilogue as before
     PartRegs first_part;
     auto prefetch_fold = [&] {
       if constexpr (FOLDPRE) {
-        if (present != 0) load_part(prm, row, __ffs(present) - 1, row0, cO_rc, first_part);
+        if (any_present<GROUP>(present)) {
+          uint32_t peek[NT];
+          CUTLASS_PRAGMA_UNROLL
+          for (int u = 0; u < NT; ++u) peek[u] = present[u];
+          load_part<GROUP>(prm, pick_parts<GROUP>(row, peek), row0, cO_rc, first_part);
+        }
       }
     };
 
@@ -529,9 +597,9 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
     if (!QPREFETCH || w == static_cast<int>(blockIdx.x)) {
       NamedBarrierSync(cw);  // the previous tile's wgmmas of this warpgroup are done with sQ (they were waited)
       if constexpr (FP8) {
-        load_q_fp8(sQ, sh.q_scale[cw], prm, tile, cw, tid);
+        load_q_fp8<GROUP>(sQ, sh.q_scale[cw], prm, tile, cw, tid);
       } else {
-        load_q(sQ, prm, tile, cw, tid, false);
+        load_q<GROUP>(sQ, prm, tile, cw, tid, false);
       }
     } else {
       asm volatile("cp.async.wait_group 0;\n" ::: "memory");
@@ -541,7 +609,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
       if constexpr (FP8 && QPAIRS) {
         quantize_q_pairs(sQ, sh.q_scale[cw], sh.q_stage[cw].data(), tid);
       } else if constexpr (FP8 && !DIAG_NOQ) {
-        load_q_fp8(sQ, sh.q_scale[cw], prm, tile, cw, tid, sh.q_stage[cw].data());
+        load_q_fp8<GROUP>(sQ, sh.q_scale[cw], prm, tile, cw, tid, sh.q_stage[cw].data());
       }
     }
     cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read next by wgmma (async proxy)
@@ -581,11 +649,11 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
     };
     auto softmax = [&](int j) {
       if (j < n_clean) {
-        softmax_step<false, FAST, FP8 ? 8 : 0>(tSrS, cS, st, alpha, scale_log2, true, 0, 0);
+        softmax_step<false, FAST, FP8 ? 8 : 0>(tSrS, cS, st, alpha, scale_log2, {true, true}, 0, pos);
       } else {
         int const blk = prm.union_blocks[tile * prm.max_union + j];
-        softmax_step<true, FAST, FP8 ? 8 : 0>(tSrS, cS, st, alpha, scale_log2, ((tm >> j) & 1) != 0, blk * kKeys,
-                                              pos);
+        bool const chosen[2] = {((tm[R::tok(0)] >> j) & 1) != 0, ((tm[R::tok(1)] >> j) & 1) != 0};
+        softmax_step<true, FAST, FP8 ? 8 : 0>(tSrS, cS, st, alpha, scale_log2, chosen, blk * kKeys, pos);
       }
     };
     auto prefetch_next_q = [&] {  // sQ is free once every warp's last S of this tile has completed
@@ -593,13 +661,13 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
         if (w + static_cast<int>(gridDim.x) < num_work) {
           NamedBarrierSync(cw);
           if constexpr (FP8 && QPAIRS) {
-            stage_q_pairs(sh.q_stage[cw].data(), prm, prm.work[w + gridDim.x], cw, tid);
+            stage_q_pairs<GROUP>(sh.q_stage[cw].data(), prm, prm.work[w + gridDim.x], cw, tid);
           } else if constexpr (FP8) {  // bf16 rows into the stage, row-major (quantised at the next tile's start)
             Tensor sStage = make_tensor(make_smem_ptr(sh.q_stage[cw].data()),
                                         make_layout(Shape<Int<kRowsWG>, Int<kHeadDim>>{}, LayoutRight{}));
-            load_q(sStage, prm, prm.work[w + gridDim.x], cw, tid, true);
+            load_q<GROUP>(sStage, prm, prm.work[w + gridDim.x], cw, tid, true);
           } else {
-            load_q(sQ, prm, prm.work[w + gridDim.x], cw, tid, true);
+            load_q<GROUP>(sQ, prm, prm.work[w + gridDim.x], cw, tid, true);
           }
         }
       }
@@ -677,21 +745,29 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
     Tensor o_rc = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
     float lsum[2] = {quad_sum(st.l[0]), quad_sum(st.l[1])};
     // A direct row (no KV-outer entry: every row at f = 1) has nothing to fold (v11: the fused merge then costs
-    // nothing where it does not pay); one token per warp, so the test is warp-uniform.
-    if (present != 0) fold_parts(prm, row, present, row0, st, lsum, o_rc, cO_rc, FOLDPRE ? &first_part : nullptr);
-    bool const direct = tok_ok && (prm.fuse_merge || prm.direct[row] != 0);
-    int const carrier = tok_ok && !prm.fuse_merge ? prm.carrier[row] : -1;
+    // nothing where it does not pay); the warp's tokens are the same in every lane, so the test is warp-uniform.
+    if (any_present<GROUP>(present)) {
+      fold_parts<GROUP>(prm, row, present, row0, st, lsum, o_rc, cO_rc, FOLDPRE ? &first_part : nullptr);
+    }
+    bool direct[NT];
+    int carrier[NT];
+    CUTLASS_PRAGMA_UNROLL
+    for (int u = 0; u < NT; ++u) {
+      direct[u] = tok_ok[u] && (prm.fuse_merge || prm.direct[row + u] != 0);
+      carrier[u] = tok_ok[u] && !prm.fuse_merge ? prm.carrier[row + u] : -1;
+    }
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < 2; ++r) {
+      int const u = R::tok(r);
       float const l = lsum[r];
       float const inv = l > 0.f ? 1.f / l : 1.f;
-      int const g = (row0 + 8 * r) % kGroup;
+      int const g = (row0 + 8 * r) % GROUP;
       Element* dst = nullptr;
-      if (direct) {
-        dst = static_cast<Element*>(prm.out) + t * prm.stride_ot + (h * kGroup + g) * prm.stride_oh;
-      } else if (tok_ok && carrier >= 0) {  // the partials' carrier slot, or (v12m) the row's bf16 side buffer
+      if (direct[u]) {
+        dst = static_cast<Element*>(prm.out) + (t0 + u) * prm.stride_ot + (h * GROUP + g) * prm.stride_oh;
+      } else if (tok_ok[u] && carrier[u] >= 0) {  // the partials' carrier slot, or (v12m) the row's bf16 side buffer
         bool const side = prm.carrier_o != nullptr;
-        int64_t const part = side ? row * kGroup + g : (row * prm.top_k + carrier) * kGroup + g;
+        int64_t const part = side ? (row + u) * GROUP + g : ((row + u) * prm.top_k + carrier[u]) * GROUP + g;
         dst = static_cast<Element*>(side ? prm.carrier_o : prm.partial_o) + part * kHeadDim;
         float* lse = side ? prm.carrier_lse : prm.partial_lse;
         if ((threadIdx.x & 3) == 0) lse[part] = l > 0.f ? st.m[r] + log2f(l) : -INFINITY;
@@ -713,11 +789,11 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
 using namespace msa_sm90;
 
 template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false, bool FP8 = false,
-          bool FOLDPRE = false, bool DIAG_NOQ = false, bool QPAIRS = false>
+          bool FOLDPRE = false, bool DIAG_NOQ = false, bool QPAIRS = false, int GROUP = kGroup>
 cudaError_t launch_variant(typename Ops<FP8>::TmaKt const& tma_k, typename Ops<FP8>::TmaVtt const& tma_vt,
                            TileOuterParams const& prm, int grid, cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<STAGES, FP8, FP8 && QPREFETCH>));
-  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, FP8, FOLDPRE, DIAG_NOQ, QPAIRS>;
+  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, FP8, FOLDPRE, DIAG_NOQ, QPAIRS, GROUP>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
@@ -726,7 +802,7 @@ cudaError_t launch_variant(typename Ops<FP8>::TmaKt const& tma_k, typename Ops<F
 
 int tile_outer_sm90_smem_bytes(int variant) {
   if (variant == 6) return static_cast<int>(sizeof(SharedStorage<4, true>));
-  if (variant == 8 || variant == 10 || variant == 12 || variant == 90) return static_cast<int>(sizeof(SharedStorage<4, true, true>));
+  if (variant == 8 || variant == 10 || variant == 12 || variant == 16 || variant == 90) return static_cast<int>(sizeof(SharedStorage<4, true, true>));
   return static_cast<int>(variant >= 2 ? sizeof(SharedStorage<3>) : sizeof(SharedStorage<2>));
 }
 
@@ -742,6 +818,12 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
   Tensor gVt = make_tensor(make_gmem_ptr(kv + kHeadDim), shape, make_stride(stride_kvt, _1{}, stride_kvh, stride_kvp));
   O::TmaKt tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(O::SmemK<1>{}));
   O::TmaVtt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(O::SmemVt<1>{}));
+  if (prm.group == 8) {  // v18r: M3 at tensor parallel 8; variant 16 only (12 without FOLDPRE, whose registers
+    // spill at GROUP 8: a warp's two tokens keep two positions, selection masks and slot masks)
+    if (variant != 16) return cudaErrorInvalidValue;
+    return launch_variant<4, true, true, false, true, true, false, false, true, 8>(tma_k, tma_vt, prm, grid, stream);
+  }
+  if (prm.group != kGroup) return cudaErrorInvalidValue;
   switch (variant) {
     case 6: return launch_variant<4, true, true, false, false, true>(tma_k, tma_vt, prm, grid, stream);
     case 8: return launch_variant<4, true, true, false, true, true>(tma_k, tma_vt, prm, grid, stream);
@@ -757,7 +839,7 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
 // 5: 3 + the next tile's Q fetched during the current tile (pays off with a persistent grid).
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
                                    int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
-  if ((variant >= 6 && variant <= 12) || variant == 90) return tile_outer_sm90_launch_fp8(prm, kv_raw, stride_kvp, stride_kvh, stride_kvt, grid, variant,
+  if ((variant >= 6 && variant <= 12) || variant == 16 || variant == 90) return tile_outer_sm90_launch_fp8(prm, kv_raw, stride_kvp, stride_kvh, stride_kvt, grid, variant,
                                                       stream);
   Element const* kv = static_cast<Element const*>(kv_raw);
   GShape const shape{Int<kKeys>{}, Int<kHeadDim>{}, int32_t(prm.num_kv_heads), int32_t(prm.num_pages)};
@@ -765,6 +847,11 @@ cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_ra
   Tensor gVt = make_tensor(make_gmem_ptr(kv + kHeadDim), shape, make_stride(_1{}, stride_kvt, stride_kvh, stride_kvp));
   TmaK tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(SmemLayoutK<1>{}));
   TmaVt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(SmemLayoutVt<1>{}));
+  if (prm.group == 8) {  // v18r: M3 at tensor parallel 8; the default variant only
+    if (variant != 5) return cudaErrorInvalidValue;
+    return launch_variant<3, true, true, false, true, false, false, false, false, 8>(tma_k, tma_vt, prm, grid, stream);
+  }
+  if (prm.group != kGroup) return cudaErrorInvalidValue;
   switch (variant) {
     case 0: return launch_variant<2, false>(tma_k, tma_vt, prm, grid, stream);
     case 1: return launch_variant<2, true>(tma_k, tma_vt, prm, grid, stream);

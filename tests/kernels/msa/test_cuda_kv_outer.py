@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -42,13 +43,16 @@ def test_kv_outer_kernel_compiles_into_the_shared_library(tmp_path):
         pytest.skip("no cuobjdump to read the SASS")
     every = _kernel_sass(subprocess.run([str(cuobjdump), "-sass", str(lib)], capture_output=True, text=True,
                                          check=True).stdout, "kv_outer_kernel")
-    # v13q: kv_outer_kernel<kv stages, q stages, int8, diag, fast>; diag != 0 are the timing diagnostics (bf16)
+    # v13q: kv_outer_kernel<kv stages, q stages, int8, diag, fast, group>; diag != 0 are the timing diagnostics
+    # (bf16); v18r: group 8 (M3 at TP 8) for the default variant 7, bf16 and int8 parts
     diag = [sass for sass in every if "ELi0ELb" not in sass.splitlines()[0]]
     kernels = [sass for sass in every if sass not in diag]
     assert len(diag) == len(cuda.KV_DIAG_VARIANTS)
-    assert len(kernels) == len(cuda.KV_VARIANTS) + len(cuda.KV_INT8_VARIANTS)  # bf16 and int8 parts
-    fast = [sass for sass in kernels if "ELb1EEEv" in sass.splitlines()[0]]
-    assert len(fast) == 4  # variants 6 and 7, bf16 and int8: the softmax with lg2 / rcp approximations
+    group8 = 2 * len(cuda.KV_GROUP8_VARIANTS)
+    assert len(kernels) == len(cuda.KV_VARIANTS) + len(cuda.KV_INT8_VARIANTS) + group8  # bf16 and int8 parts
+    assert sum("ELi8EEEv" in sass.splitlines()[0] for sass in kernels) == group8
+    fast = [sass for sass in kernels if re.search(r"ELb1ELi(16|8)EEEv", sass.splitlines()[0])]
+    assert len(fast) == 4 + group8  # variants 6 and 7, bf16 and int8: the softmax with lg2 / rcp approximations
     for sass in fast:
         assert "MUFU.LG2" in sass and "MUFU.RCP" in sass
         if "UTMASTG" in sass:  # bf16 parts: no IEEE division slow path left (int8 keeps 127 / max|o| exact)
@@ -56,7 +60,8 @@ def test_kv_outer_kernel_compiles_into_the_shared_library(tmp_path):
     for sass in diag:
         assert "LDL" not in sass and "STL" not in sass
     int8 = [sass for sass in kernels if "UTMASTG" not in sass]
-    assert len(int8) == len(cuda.KV_INT8_VARIANTS)  # bf16 parts leave by TMA store, int8 parts by 16-byte stores
+    # bf16 parts leave by TMA store, int8 parts by 16-byte stores
+    assert len(int8) == len(cuda.KV_INT8_VARIANTS) + len(cuda.KV_GROUP8_VARIANTS)
     for sass in kernels:
         assert "HGMMA.64x128x16.F32.BF16" in sass  # S = Q K^T and O = P V on wgmma
         assert "UTMALDG.4D" in sass and "UTMALDG.5D" in sass  # K/V pages and the gathered Q boxes by TMA
@@ -80,8 +85,9 @@ def test_kv_inputs_it_cannot_take_are_named():
     assert "bf16 q / kv cache" in "; ".join(cuda.check_kv_inputs(q, kv.to(torch.float8_e4m3fn), None))
     text = "; ".join(cuda.check_kv_inputs(torch.zeros(8, 32, 64), torch.zeros(3, 4, 128, 128), None))
     assert "bf16" in text and "head_dim 128" in text
-    grouped = cuda.check_kv_inputs(torch.zeros(8, 32, 128, dtype=torch.bfloat16), kv, None)
-    assert grouped and "16 query heads per KV head" in grouped[0]
+    grouped = cuda.check_kv_inputs(torch.zeros(8, 16, 128, dtype=torch.bfloat16), kv, None)
+    assert grouped and "16 or 8 query heads per KV head" in grouped[0]
+    assert cuda.check_kv_inputs(torch.zeros(8, 32, 128, dtype=torch.bfloat16), kv, None) == []  # v18r: M3 at TP 8
     strided = torch.zeros(8, 64, 130, dtype=torch.bfloat16)[:, :, 1:129]
     assert "16-byte aligned" in "; ".join(cuda.check_kv_inputs(strided, kv, None))
     table, lens = torch.zeros(1, 1, dtype=torch.int32), torch.zeros(1, dtype=torch.int32)
@@ -139,14 +145,16 @@ def _gpu_hopper() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
 @pytest.mark.parametrize(("chunk", "window", "per_sm"), [(128, 0, 1), (5, 0, 1), (128, 256, 1), (128, 0, 0)])
-@pytest.mark.parametrize("variant", sorted(cuda.KV_VARIANTS))
-def test_cuda_kv_outer_matches_triton(chunk, window, per_sm, variant):
+@pytest.mark.parametrize(("variant", "group"), [(v, 16) for v in sorted(cuda.KV_VARIANTS)]
+                         + [(v, 8) for v in cuda.KV_GROUP8_VARIANTS])
+def test_cuda_kv_outer_matches_triton(chunk, window, per_sm, variant, group):
+    """Group 16 (M3 at TP <= 4) and 8 (TP 8, v18r: two entries per consumer warp)."""
     from kernels.bench.kv_outer_cuda_bench import all_csr, stage_runner
     from kernels.msa.inputs import local_selection, make_case
 
     _gpu_hopper()
     # two requests, the second a chunk after 400 tokens of context; slots in any order; ~15 % of entries -1
-    case = make_case([700, 1500], [700, 1100], 64, 4, 128, torch.bfloat16, "cuda", seed=3)
+    case = make_case([700, 1500], [700, 1100], 4 * group, 4, 128, torch.bfloat16, "cuda", seed=3)
     sel = local_selection(case.query_start_loc, case.seq_lens, 4, 0.9, seed=5)
     sel = sel[:, :, torch.randperm(sel.shape[2], device="cuda")]
     drop = torch.rand(sel.shape, device="cuda") < 0.15
@@ -168,13 +176,14 @@ def test_cuda_kv_outer_matches_triton(chunk, window, per_sm, variant):
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
 @pytest.mark.parametrize(("chunk", "window", "per_sm"), [(128, 0, 1), (5, 0, 1), (128, 256, 1)])
-@pytest.mark.parametrize("variant", sorted(cuda.KV_INT8_VARIANTS))
-def test_cuda_kv_outer_int8_parts_match_triton(chunk, window, per_sm, variant):
+@pytest.mark.parametrize(("variant", "group"), [(v, 16) for v in sorted(cuda.KV_INT8_VARIANTS)]
+                         + [(v, 8) for v in cuda.KV_GROUP8_VARIANTS])
+def test_cuda_kv_outer_int8_parts_match_triton(chunk, window, per_sm, variant, group):
     from kernels.bench.kv_outer_cuda_bench import ROWS, all_csr, compare_stage_int8
     from kernels.msa.inputs import local_selection, make_case
 
     _gpu_hopper()
-    case = make_case([700, 1500], [700, 1100], 64, 4, 128, torch.bfloat16, "cuda", seed=3)
+    case = make_case([700, 1500], [700, 1100], 4 * group, 4, 128, torch.bfloat16, "cuda", seed=3)
     sel = local_selection(case.query_start_loc, case.seq_lens, 4, 0.9, seed=5)
     sel = sel[:, :, torch.randperm(sel.shape[2], device="cuda")]
     sel = torch.where(torch.rand(sel.shape, device="cuda") < 0.15, -1, sel).contiguous()
@@ -185,7 +194,8 @@ def test_cuda_kv_outer_int8_parts_match_triton(chunk, window, per_sm, variant):
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
 @pytest.mark.parametrize("kind", ["indexer", "0.9"])
-def test_prefill_with_cuda_kv_outer_matches_triton_and_reference(kind):
+@pytest.mark.parametrize("group", [16, 8])
+def test_prefill_with_cuda_kv_outer_matches_triton_and_reference(kind, group):
     from kernels.msa import sparse_attention
     from kernels.msa.indexer import msa_index_topk_triton
     from kernels.msa.inputs import local_selection, make_case
@@ -194,7 +204,7 @@ def test_prefill_with_cuda_kv_outer_matches_triton_and_reference(kind):
 
     _gpu_hopper()
     n = 2048
-    case = make_case([n // 2, n], [n // 2, n // 2], 64, 4, 128, torch.bfloat16, "cuda", seed=21)
+    case = make_case([n // 2, n], [n // 2, n // 2], 4 * group, 4, 128, torch.bfloat16, "cuda", seed=21)
     if kind == "indexer":
         sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
                                     case.seq_lens, max_query_len=n // 2)

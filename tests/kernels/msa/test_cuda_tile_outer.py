@@ -43,15 +43,20 @@ def test_inputs_it_cannot_take_are_named():
     po = torch.zeros(4, 8, 16, 8, 64).transpose(0, 1)
     problems = cuda.check_inputs(q, kv, po, tile_t=4)
     text = "; ".join(problems)
-    assert "bf16" in text and "head_dim 128" in text and "tiles of 8" in text and "contiguous" in text
-    ok = cuda.check_inputs(torch.zeros(8, 64, 128, dtype=torch.bfloat16),
-                           torch.zeros(3, 4, 128, 256, dtype=torch.bfloat16),
-                           torch.zeros(4, 8, 16, 16, 128, dtype=torch.bfloat16), 8)
-    assert ok == []
-    grouped = cuda.check_inputs(torch.zeros(8, 32, 128, dtype=torch.bfloat16),
+    assert "bf16" in text and "head_dim 128" in text and "contiguous" in text
+    m3 = (torch.zeros(8, 64, 128, dtype=torch.bfloat16), torch.zeros(3, 4, 128, 256, dtype=torch.bfloat16),
+          torch.zeros(4, 8, 16, 16, 128, dtype=torch.bfloat16))
+    assert cuda.check_inputs(*m3, 8) == []
+    assert "tiles of 128 rows (8 tokens)" in "; ".join(cuda.check_inputs(*m3, 4))
+    grouped = cuda.check_inputs(torch.zeros(8, 16, 128, dtype=torch.bfloat16),
                                 torch.zeros(3, 4, 128, 256, dtype=torch.bfloat16),
-                                torch.zeros(4, 8, 16, 8, 128, dtype=torch.bfloat16), 8)
-    assert grouped and "16 query heads per KV head" in grouped[0]
+                                torch.zeros(4, 8, 16, 4, 128, dtype=torch.bfloat16), 8)
+    assert grouped and "16 or 8 query heads per KV head" in grouped[0]
+    # v18r: 8 query heads per KV head (M3 at TP 8) in 16-token tiles (128 rows), and only those
+    tp8 = (torch.zeros(8, 32, 128, dtype=torch.bfloat16), torch.zeros(3, 4, 128, 256, dtype=torch.bfloat16),
+           torch.zeros(4, 8, 16, 8, 128, dtype=torch.bfloat16))
+    assert cuda.check_inputs(*tp8, 16) == []
+    assert "tiles of 128 rows (16 tokens)" in "; ".join(cuda.check_inputs(*tp8, 8))
     wide = cuda.check_inputs(torch.zeros(8, 64, 128, dtype=torch.bfloat16),
                              torch.zeros(3, 4, 128, 256, dtype=torch.bfloat16),
                              torch.zeros(4, 8, cuda.MAX_FOLD_SLOTS + 1, 16, 128, dtype=torch.bfloat16), 8)

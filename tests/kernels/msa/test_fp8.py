@@ -123,23 +123,46 @@ def test_fp8_prefill_widened(max_union):
 
 
 def test_widen_policy(fresh_policy, monkeypatch):
-    """Auto widens an fp8 cache only when the CUDA KV-outer kernel would take its bf16 form; never a bf16 cache,
-    never when both steps are forced onto Triton, always when asked."""
+    """Auto widens an fp8 cache only when a CUDA kernel would take its bf16 form (the KV-outer one, or v18r the
+    tile-outer one alone); never a bf16 cache, never when both steps are forced onto Triton, always when asked or
+    when a step is forced onto CUDA."""
     from kernels.msa import cuda
     from kernels.msa.prefill import _widens
 
     q = torch.zeros(4, 16, 128, dtype=torch.bfloat16)
     kv8 = torch.zeros(3, 1, 128, 256, dtype=torch.float8_e4m3fn)
     auto = ("auto", "auto")
-    assert not _widens(None, q, kv8, None, auto)  # CPU: the CUDA kernels cannot run
+
+    def widens(widen, kv, impls):  # noqa: ANN001, ANN202
+        return _widens(widen, q, kv, None, impls, 16, 8)
+
+    assert not widens(None, kv8, auto)  # CPU: the CUDA kernels cannot run
     seen = []
     monkeypatch.setattr(cuda, "choose_kv", lambda q_, kv, pd: seen.append((kv.dtype, kv.device.type)))
-    assert _widens(None, q, kv8, None, auto) and seen == [(torch.bfloat16, "meta")]
-    assert not _widens(None, q, kv8, None, ("triton", "triton"))
-    assert _widens(None, q, kv8, None, ("triton", "auto"))
-    assert not _widens(None, q, kv8.view(torch.uint8).to(torch.bfloat16), None, auto)
-    assert not _widens(False, q, kv8, None, auto)
-    assert _widens(True, q, kv8, None, ("triton", "triton"))
+    assert widens(None, kv8, auto) and seen == [(torch.bfloat16, "meta")]
+    assert not widens(None, kv8, ("triton", "triton"))
+    assert widens(None, kv8, ("triton", "auto"))
+    assert not widens(None, kv8.view(torch.uint8).to(torch.bfloat16), auto)
+    assert not widens(False, kv8, auto)
+    assert widens(True, kv8, ("triton", "triton"))
+    assert widens(None, kv8, ("cuda", "triton"))  # a forced CUDA step reads bf16 pages
+    # v18r: the KV-outer kernel refuses (M3 at TP 8), the tile-outer one would take the widened cache
+    monkeypatch.setattr(cuda, "choose_kv", lambda q_, kv, pd: "8 query heads per KV head")
+    monkeypatch.setattr(cuda, "choose", lambda q_, kv, parts, tile_t: seen.append((parts.shape, tile_t)))
+    assert widens(None, kv8, auto) and seen[-1] == ((1, 1, 16, 16, 128), 8)
+    assert not widens(None, kv8, ("triton", "auto"))
+
+
+def test_cuda_step_refuses_an_unwidened_fp8_cache():
+    """The CUDA tile-outer step reads bf16 pages or the FP8 step's transposed ones, which an fp8 cache in vLLM's
+    layout has the dtype of: forced onto it with widening off, the call is refused (v18r: it once ran the FP8 kernel
+    on the raw cache)."""
+    case = make_case([300], [300], 16, 1, HEAD_DIM, DTYPE, DEVICE, seed=81)
+    kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
+    sel = local_selection(case.query_start_loc, case.seq_lens, 1, 1.0, seed=82).to(DEVICE)
+    with pytest.raises(ValueError, match="leave widen_fp8 on"):
+        sparse_attention_triton(case.q, kv8, sel, case.block_table, case.query_start_loc, case.seq_lens,
+                                k_scale=k_scale, v_scale=v_scale, widen_fp8=False, tile_impl="cuda")
 
 
 def test_widen_bound_sizes_the_copy():

@@ -163,8 +163,10 @@ def test_fp8_step_problem_names_what_is_missing() -> None:
     cpu = torch.device("cpu")
     assert "not fp8 e4m3" in msa_calls.fp8_step_problem(msa_calls.TRITON, False, device=cpu, **m3)
     assert "has no FP8 step" in msa_calls.fp8_step_problem(msa_calls.REFERENCE, True, device=cpu, **m3)
-    tp8 = dict(m3, num_heads=8)  # TP 8: 8 query heads per KV head on a rank
-    assert "tensor parallel <= 4" in msa_calls.fp8_step_problem(msa_calls.TRITON, True, device=cpu, **tp8)
+    tp8 = dict(m3, num_heads=8)  # TP 8: 8 query heads per KV head on a rank (v18r: taken; only the device is missing)
+    assert "not CUDA" in msa_calls.fp8_step_problem(msa_calls.TRITON, True, device=cpu, **tp8)
+    odd = dict(m3, num_heads=4)
+    assert "16 or 8 query heads per KV head" in msa_calls.fp8_step_problem(msa_calls.TRITON, True, device=cpu, **odd)
     assert msa_calls.fp8_step_problem(msa_calls.TRITON, True, device=None, **m3) == "no CUDA device"
     assert "not CUDA" in msa_calls.fp8_step_problem(msa_calls.TRITON, True, device=cpu, **m3)
 
@@ -182,9 +184,10 @@ def test_fp8_step_is_refused_without_an_fp8_cache_or_kernels_that_take_it() -> N
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU or torch.cuda.get_device_capability() != (9, 0), reason="needs an sm_90 GPU")
-def test_fp8_step_through_the_plumbing(monkeypatch) -> None:
-    """M3's per-rank group (16 query heads per KV head, head_dim 128; 2 KV heads) on an fp8 cache, decodes then a
-    chunked and a fresh prefill: ``fp8_step`` changes the prefill rows only, within the FP8 step's error bound
+@pytest.mark.parametrize("group", [16, 8])
+def test_fp8_step_through_the_plumbing(group, monkeypatch) -> None:
+    """M3's per-rank group (16 query heads per KV head at TP <= 4, 8 at TP 8; head_dim 128; 2 KV heads) on an fp8
+    cache, decodes then a chunked and a fresh prefill: ``fp8_step`` changes the prefill rows only, within the FP8 step's error bound
     (tests/kernels/msa/test_fp8_step.py) of the widened path and of the reference on the dequantised cache, and
     takes its pages from the reserved workspace."""
     from kernels.msa.inputs import quantize_kv_fp8
@@ -193,19 +196,19 @@ def test_fp8_step_through_the_plumbing(monkeypatch) -> None:
 
     monkeypatch.setattr(msa_calls, "_WORKSPACES", {})
     requests = [(3000, 1), (700, 1), (4096 + 2048, 2048), (3000, 3000)]
-    case = make_case([s for s, _ in requests], [q for _, q in requests], num_heads=32, num_kv_heads=2,
+    case = make_case([s for s, _ in requests], [q for _, q in requests], num_heads=2 * group, num_kv_heads=2,
                      head_dim=128, dtype=torch.bfloat16, device="cuda", seed=5)
     qsl, nd, top_k = case.query_start_loc, 2, 8
     batch = msa_calls.Batch(int(qsl[-1]), nd, msa_calls.DecodePart(2, case.block_table[:2], case.seq_lens[:2], 1),
                             msa_calls.PrefillPart(case.block_table[2:], (qsl[2:] - qsl[2]).to(torch.int32),
                                                   case.seq_lens[2:], 3000))
-    assert msa_calls.fp8_step_problem(msa_calls.TRITON, True, 32, 2, 128, top_k, case.q.device) is None
+    assert msa_calls.fp8_step_problem(msa_calls.TRITON, True, 2 * group, 2, 128, top_k, case.q.device) is None
     n = batch.num_tokens
     buf = torch.full((n, 2, top_k), SENTINEL, dtype=torch.int32, device="cuda")
     msa_calls.index_batch(msa_calls.TRITON, batch, case.index_q, case.index_k_cache, buf, top_k, 1, 2)
     kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
     pages = int(sum(-(-s // 128) for s, _ in requests[2:]))
-    ws = msa_calls.reserve_prefill(case.q.device, n, 2, 16, 128, top_k, pages, fp8_step=True)
+    ws = msa_calls.reserve_prefill(case.q.device, n, 2, group, 128, top_k, pages, fp8_step=True)
     reserved = ws._buffers["fp8_pages"]
     outs = {}
     for name, kernels, fp8_step in [("step", msa_calls.TRITON, True), ("widened", msa_calls.TRITON, False),
@@ -218,6 +221,6 @@ def test_fp8_step_through_the_plumbing(monkeypatch) -> None:
     step, widened, ref = outs["step"][nd:], outs["widened"][nd:], outs["ref"][nd:].float()
     assert torch.isfinite(step).all()
     diff, err = rel_err(step, widened.float()), rel_err(step, ref)
-    print(f"fp8_step through the plumbing: vs widened {diff:.2e}, vs dequantised reference {err:.2e}, "
+    print(f"fp8_step through the plumbing, group {group}: vs widened {diff:.2e}, vs dequantised reference {err:.2e}, "
           f"widened vs reference {rel_err(widened, ref):.2e}")
     assert 1e-3 < diff < STEP_TOL and err < STEP_TOL  # the FP8 step ran (its error is visible) and is in bound
