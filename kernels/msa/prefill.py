@@ -379,10 +379,10 @@ def sparse_attention_triton(
 ) -> torch.Tensor:
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
-    Per tile of ``union_tile`` tokens and KV head, the blocks chosen by >= ``min_share`` of the tile's tokens
-    (None: ``tile_outer.tile_tokens`` of the group, 8 at 16 query heads per KV head, 16 at 8, and
-    ``min_share_for`` it, 3 / 6: v18r) (when there are at most ``max_union`` of them) run tile-outer (tile_outer.py: all the tile's rows at once, no
-    partials); the other entries run KV-outer (CSR + partials); the merge combines the two per token, and tokens
+    Per tile of ``union_tile`` tokens and KV head, the blocks chosen by >= ``min_share`` of the tile's tokens (when
+    there are at most ``max_union`` of them) run tile-outer (tile_outer.py: all the tile's rows at once, no
+    partials); None for both (v18r): ``tile_outer.tile_tokens`` of the group (8 tokens at 16 query heads per KV head,
+    16 at 8) and ``tile_outer.min_share_for`` that tile (3 / 6); the other entries run KV-outer (CSR + partials); the merge combines the two per token, and tokens
     with no KV-outer entry skip it. All choices are made on the device, per tile (no host sync, graph-safe).
     The adaptive path is the default (v8): on the H200 it was 1.02-1.10x v6 on selections with little sharing
     and 1.36-1.98x at f >= 0.9 (NOTES.md v8, RESULTS.md); ``max_union=0`` runs KV-outer only (v6).
@@ -408,8 +408,8 @@ def sparse_attention_triton(
     CUDA step's fused merge decodes them on chip; unfused, carrier parts go to a bf16 side buffer (v12m).
     ``tile_impl``: "auto" (v11, the default) runs the tile-outer step on the FA3-style sm_90a kernel of
     ``kernels.msa.cuda`` when ``kernels.msa.cuda.choose`` accepts the call (sm_90 device; bf16, 16 or 8 query heads
-    per KV head, head_dim 128, bf16 or int8 partials; library already built, see ``kernels.msa.cuda.prepare``), else on Triton
-    with one logged line saying why; "cuda" forces it (builds on first use, errors if it cannot run); "triton"
+    per KV head, head_dim 128, bf16 or int8 partials; library already built, see ``kernels.msa.cuda.prepare``), else
+    on Triton with one logged line saying why; "cuda" forces it (builds on first use, errors if it cannot run); "triton"
     forces the Triton kernel (NOTES.md v10, v11). ``fuse_merge=None`` (default): on with the CUDA step (it skips the
     fold on rows without KV-outer parts, so it costs nothing where it does not pay; v11), off with Triton.
     ``kv_impl`` (v12k): the KV-outer stage on the warp-specialised sm_90a kernel (``kernels.msa.cuda.

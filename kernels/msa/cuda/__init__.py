@@ -2,8 +2,8 @@
 (v12k) its KV-outer stage as a warp-specialised kernel in the same library (``kv_outer_partials_cuda``).
 
 Drop-in for ``kernels.msa.tile_outer.tile_outer_attention`` (the v8 contract, bf16, M3's 16 query heads per KV head in
-8-token tiles or, v18r, 8 per KV head (TP 8) in 16-token tiles, head_dim 128): same inputs (q, the vLLM-layout KV cache, the ``TileSplit`` of ``tile_unions``) and
-outputs (direct rows into ``out``, the other rows into their carrier slot of the partials + log2-sum-exp).
+8-token tiles or, v18r, 8 per KV head (TP 8) in 16-token tiles, head_dim 128): same inputs (q, the vLLM-layout KV
+cache, the ``TileSplit`` of ``tile_unions``) and outputs (direct rows into ``out``, the other rows into their carrier slot of the partials + log2-sum-exp).
 
 Built with nvcc into a plain shared library (no torch headers: one nvcc call, ~30 s on 2 cores, and the library
 works with any torch version) and called through ctypes; the build is cached by a hash of the sources and flags.
@@ -70,6 +70,8 @@ FP8_DIAG_VARIANTS = {90: "v10, the staged bf16 Q not quantised (sQ keeps the pre
 """v18p timing diagnostics (FP8): their output is WRONG by design; only ``kernels.bench.fp8_cache_bench
 --step-variants 10,90`` uses them, to split the step's time (NOTES.md v18p)."""
 FP8_DEFAULT_VARIANT = 12
+"""H200, 128K (NOTES v18p): f = 0.9 17.63-17.73 ms (10: 18.81-18.83), f = 1 13.43-13.52 (10: 14.25-14.27), the indexer's
+selections 29.55-29.62 (10: 29.85-29.90); v18: 10 vs 8 vs 6, f = 0.9 18.76-18.91 / 19.11-19.33 / 19.27-19.46."""
 GROUP8_VARIANTS = (5, 16)
 """v18r: the variants built for 8 query heads per KV head (M3 at TP 8): the bf16 default and FP8 12 without its
 first-part load (with it the consumer's registers spill at GROUP 8); GROUP 16 takes every other variant."""
@@ -84,8 +86,8 @@ def default_variant(group: int, fp8: bool) -> int:
     if group == 8:
         return GROUP8_VARIANTS[1] if fp8 else GROUP8_VARIANTS[0]
     return FP8_DEFAULT_VARIANT if fp8 else DEFAULT_VARIANT
-"""H200, 128K (NOTES v18p): f = 0.9 17.63-17.73 ms (10: 18.81-18.83), f = 1 13.43-13.52 (10: 14.25-14.27), the indexer's
-selections 29.55-29.62 (10: 29.85-29.90); v18: 10 vs 8 vs 6, f = 0.9 18.76-18.91 / 19.11-19.33 / 19.27-19.46."""
+
+
 DEFAULT_PER_SM = 1
 """A persistent grid (1 CTA per SM walking the work list): with variant 5 the next tile's Q loads during the last
 blocks of the current one (H200: 16.4 vs 17.6 ms for variant 3 per item at 128K f = 1; NOTES.md v10)."""
@@ -458,11 +460,11 @@ KV_DIAG_VARIANTS = {90: "v6, consumers skip S / softmax / P V (memory-only time)
 ``--diag`` uses them, to split the stage's time (NOTES.md v13q)."""
 KV_DEFAULT_VARIANT = 7
 KV_DEFAULT_INT8_VARIANT = 7
-KV_GROUP8_VARIANTS = (7,)
-"""v18r: the KV-outer variants built for 8 query heads per KV head (M3 at TP 8): the default, bf16 and int8 parts."""
 """v13q: variant 7 (v3's rings + the softmax's latency cut) for bf16 and int8 parts: whole default prefill, same
 runs, vs the v12n defaults (bf16 v2, int8 v3) 1.04x on the 128K indexer row, 1.09x on the 32K chunk at 1M, f = 0.9
 inside noise (NOTES.md v13q)."""
+KV_GROUP8_VARIANTS = (7,)
+"""v18r: the KV-outer variants built for 8 query heads per KV head (M3 at TP 8): the default, bf16 and int8 parts."""
 
 
 def choose_kv(q: torch.Tensor, kv_cache: torch.Tensor, partial_dtype: torch.dtype | None = None,
@@ -511,8 +513,8 @@ def kv_outer_partials_cuda(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``kernels.msa.prefill.kv_outer_partials`` (same inputs and outputs: partial_o [Hkv, T, top_k, G, 128] bf16 (G:
     query heads per KV head, 16 or, v18r, 8 with variant 7 only), or int8 with ``partial_dtype=torch.int8`` (v12n:
-    ``merge.store_part``'s format), partial_lse fp32 [Hkv, T, top_k, G], the int8 parts' per-row fp32 scales (same shape; None for bf16)) on the sm_90a kernel; the
-    Triton-only knobs (warps, stages, tile rows) have no meaning here. Entries the CSR does not list (-1 selections)
+    ``merge.store_part``'s format), partial_lse fp32 [Hkv, T, top_k, G], the int8 parts' per-row fp32 scales (same
+    shape; None for bf16)) on the sm_90a kernel; the Triton-only knobs (warps, stages, tile rows) have no meaning here. Entries the CSR does not list (-1 selections)
     are never written. ``out``: (partial_o, partial_lse[, partial_scale]) buffers to write into (contiguous, those
     shapes and dtypes), else new ones. ``variant``: one of ``KV_VARIANTS`` (None: ``KV_DEFAULT_VARIANT``, with int8
     ``KV_DEFAULT_INT8_VARIANT``; int8 needs one of ``KV_INT8_VARIANTS``)."""
