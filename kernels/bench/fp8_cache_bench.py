@@ -104,10 +104,7 @@ def main() -> None:
     from kernels.msa.indexer import msa_index_topk_triton
     from kernels.msa.inputs import make_case
 
-    rows = PrintedRows()
-    if args.jsonl:
-        args.jsonl.parent.mkdir(parents=True, exist_ok=True)
-        rows.jsonl = args.jsonl
+    rows = PrintedRows.writing_to(args.jsonl)
 
     steps = tuple(int(v) for v in args.step_variants.split(",") if v)
     n = args.n

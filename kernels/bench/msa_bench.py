@@ -887,6 +887,15 @@ class PrintedRows(list):
     jsonl: Path | None = None
     """Each row is also appended here as one JSON line (a run killed by its time limit keeps them)."""
 
+    @classmethod
+    def writing_to(cls, jsonl: Path | None) -> PrintedRows:
+        """Rows that are also appended to ``jsonl`` (its folder made), or only printed when it is None."""
+        rows = cls()
+        if jsonl is not None:
+            jsonl.parent.mkdir(parents=True, exist_ok=True)
+            rows.jsonl = jsonl
+        return rows
+
     def append(self, row: Row) -> None:
         print(row, flush=True)
         if self.jsonl is not None:

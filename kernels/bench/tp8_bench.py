@@ -113,10 +113,7 @@ def main() -> None:
     parser.add_argument("--old-lib", type=Path, help="an older library build to time the 16-head defaults against")
     parser.add_argument("--jsonl", type=Path)
     args = parser.parse_args()
-    rows = PrintedRows()
-    if args.jsonl:
-        args.jsonl.parent.mkdir(parents=True, exist_ok=True)
-        rows.jsonl = args.jsonl
+    rows = PrintedRows.writing_to(args.jsonl)
     kinds = [k for k in args.kinds.split(",") if k]
     for kind in kinds:
         tp8_rows(args.n, kind, rows)

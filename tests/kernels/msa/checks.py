@@ -52,3 +52,42 @@ def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
     if not bool(torch.isfinite(got).all()):
         return float("inf")
     return float((got - want).norm() / want.norm())
+
+
+def assert_step_writes_like(split, group: int, want: tuple, got: tuple) -> None:  # noqa: ANN001 - a TileSplit
+    """The tile-outer step alone, two kernels on one split (``want`` / ``got``: (out, partial_o, partial_lse), NaN
+    before the call): the same direct rows of ``out`` and carrier parts (+ LSE), no other part, and the rows left to
+    the merge untouched."""
+    (out_t, po_t, lse_t), (out_c, po_c, lse_c) = want, got
+    rows = split.direct.T[:, :, None].expand(-1, -1, group).reshape(out_t.shape[:2])
+    parts = ~torch.isnan(lse_t)
+    assert bool(rows.any()) or bool(parts.any())
+    assert rel_err(out_c[rows], out_t[rows].float()) < TOL
+    assert torch.equal(parts, ~torch.isnan(lse_c))  # the same parts written, no others
+    if bool(parts.any()):
+        assert rel_err(po_c[parts], po_t[parts].float()) < TOL
+        assert float((lse_c[parts] - lse_t[parts]).abs().max()) < 1e-3
+    assert bool(torch.isnan(out_c[~rows]).all())  # rows left to the merge are not touched
+
+
+def kind_selection(case, kind: str, seed: int, max_query_len: int) -> torch.Tensor:  # noqa: ANN001 - an MSACase
+    """"indexer": the indexer's top-k on the case's random inputs; else synthetic locality f = float(kind)."""
+    from kernels.msa.indexer import msa_index_topk_triton
+    from kernels.msa.inputs import local_selection
+
+    if kind == "indexer":
+        return msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
+                                     case.seq_lens, max_query_len=max_query_len)
+    return local_selection(case.query_start_loc, case.seq_lens, case.kv_cache.shape[1], float(kind), seed=seed)
+
+
+def dequantised_tail_reference(case, kv8: torch.Tensor, k_scale: float, v_scale: float, sel: torch.Tensor,  # noqa: ANN001
+                               tail: int) -> torch.Tensor:
+    """The fp32 reference on the dequantised fp8 cache for the last ``tail`` tokens of the last request."""
+    from kernels.msa import sparse_attention
+    from kernels.msa.inputs import dequantize_kv_fp8
+
+    qsl = torch.tensor([0, tail], dtype=torch.int32)
+    return sparse_attention(case.q[-tail:].cpu(), dequantize_kv_fp8(kv8, k_scale, v_scale).cpu(),
+                            sel[:, -tail:].cpu().contiguous(), case.block_table[-1:].cpu(), qsl,
+                            case.seq_lens[-1:].cpu())

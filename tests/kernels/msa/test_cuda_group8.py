@@ -16,9 +16,19 @@ if not torch.cuda.is_available():  # must be set before the kernels' @triton.jit
 import pytest  # noqa: E402
 
 from kernels.msa import cuda, sparse_attention  # noqa: E402
-from kernels.msa.inputs import dequantize_kv_fp8, local_selection, make_case, quantize_kv_fp8  # noqa: E402
+from kernels.msa.inputs import local_selection, make_case, quantize_kv_fp8  # noqa: E402
 from kernels.msa.tile_outer import min_share_for, tile_tokens  # noqa: E402
-from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM, TOL, rel_err  # noqa: E402
+from tests.kernels.msa.checks import (  # noqa: E402
+    DEVICE,
+    DTYPE,
+    GPU,
+    HEAD_DIM,
+    TOL,
+    assert_step_writes_like,
+    dequantised_tail_reference,
+    kind_selection,
+    rel_err,
+)
 
 SM90 = GPU and torch.cuda.get_device_capability() == (9, 0)
 needs_sm90 = pytest.mark.skipif(not SM90, reason="needs an sm_90 GPU (the CUDA library: built here, or prebuilt and "
@@ -72,15 +82,7 @@ def test_group8_cuda_step_matches_triton(shared):
     assert split.tokmask.shape[1] == split.union_size.shape[1] * 16
     fn_t()
     fn_c()
-    rows = split.direct.T[:, :, None].expand(-1, -1, 8).reshape(case.q.shape[:2])
-    parts = ~torch.isnan(lse_t)
-    assert bool(rows.any()) or bool(parts.any())
-    assert rel_err(out_c[rows], out_t[rows].float()) < TOL
-    assert torch.equal(parts, ~torch.isnan(lse_c))
-    if bool(parts.any()):
-        assert rel_err(po_c[parts], po_t[parts].float()) < TOL
-        assert float((lse_c[parts] - lse_t[parts]).abs().max()) < 1e-3
-    assert bool(torch.isnan(out_c[~rows]).all())  # rows left to the merge are not touched
+    assert_step_writes_like(split, 8, (out_t, po_t, lse_t), (out_c, po_c, lse_c))
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
     ref = sparse_attention(*(a.cpu() for a in args))
     assert cuda.choose(case.q, case.kv_cache, po_c, 16) is None  # auto takes the CUDA step at TP 8
@@ -101,13 +103,7 @@ def test_group8_fp8_step(kind):
     from kernels.msa.prefill import sparse_attention_triton
 
     case = _case([8192 + 4096, 5000], [8192, 5000], seed=61)
-    if kind == "indexer":
-        from kernels.msa.indexer import msa_index_topk_triton
-
-        sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
-                                    case.seq_lens, max_query_len=8192)
-    else:
-        sel = local_selection(case.query_start_loc, case.seq_lens, 4, float(kind), seed=62)
+    sel = kind_selection(case, kind, 62, 8192)
     kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
     case8 = dataclasses.replace(case, kv_cache=kv8)
     args = (case8.q, kv8, sel, case8.block_table, case8.query_start_loc, case8.seq_lens)
@@ -115,9 +111,7 @@ def test_group8_fp8_step(kind):
     widened = sparse_attention_triton(*args, **knobs)
     out = sparse_attention_triton(*args, fp8_step=True, **knobs)
     tail = 32
-    qsl = torch.tensor([0, tail], dtype=torch.int32)
-    ref = sparse_attention(case.q[-tail:].cpu(), dequantize_kv_fp8(kv8, k_scale, v_scale).cpu(),
-                           sel[:, -tail:].cpu().contiguous(), case.block_table[-1:].cpu(), qsl, case.seq_lens[-1:].cpu())
+    ref = dequantised_tail_reference(case, kv8, k_scale, v_scale, sel, tail)
     err, diff = rel_err(out[-tail:], ref), rel_err(out, widened.float())
     print(f"TP-8 FP8 step {kind}: err vs dequantised ref {err:.2e}, vs widened {diff:.2e}")
     assert err < FP8_TOL and diff < FP8_TOL, (err, diff)

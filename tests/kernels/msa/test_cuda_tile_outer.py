@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from kernels.msa import cuda
-from tests.kernels.msa.checks import GPU, TOL, cuda_toolchain_missing, rel_err
+from tests.kernels.msa.checks import GPU, TOL, assert_step_writes_like, cuda_toolchain_missing, rel_err
 
 BF16_VARIANTS = sorted(v for v in cuda.VARIANTS if v not in cuda.FP8_VARIANTS)
 """The variants that read a bf16 cache (the FP8 ones, v18, are tested in test_fp8_step.py)."""
@@ -85,15 +85,7 @@ def test_cuda_tile_outer_matches_triton(variant, per_sm, shared, monkeypatch):
     fn_c, (out_c, po_c, lse_c), _, _ = tile_outer_runner(case, sel, "cuda", variant=variant, per_sm=per_sm)
     fn_t()
     fn_c()
-    rows = split.direct.T[:, :, None].expand(-1, -1, 16).reshape(case.q.shape[:2])
-    parts = ~torch.isnan(lse_t)
-    assert bool(rows.any()) or bool(parts.any())
-    assert rel_err(out_c[rows], out_t[rows].float()) < TOL
-    assert torch.equal(parts, ~torch.isnan(lse_c))  # the same parts written, no others
-    if bool(parts.any()):
-        assert rel_err(po_c[parts], po_t[parts].float()) < TOL
-        assert float((lse_c[parts] - lse_t[parts]).abs().max()) < 1e-3
-    assert bool(torch.isnan(out_c[~rows]).all())  # rows left to the merge are not touched
+    assert_step_writes_like(split, 16, (out_t, po_t, lse_t), (out_c, po_c, lse_c))
     # the whole adaptive prefill with this variant as the default (unfused and with the fused merge), against Triton
     # and the fp32 reference
     monkeypatch.setattr(cuda, "DEFAULT_VARIANT", variant)

@@ -15,10 +15,17 @@ if not torch.cuda.is_available():  # must be set before the kernels' @triton.jit
 
 import pytest  # noqa: E402
 
-from kernels.msa import sparse_attention  # noqa: E402
-from kernels.msa.inputs import dequantize_kv_fp8, local_selection, make_case, quantize_kv_fp8  # noqa: E402
+from kernels.msa.inputs import local_selection, make_case, quantize_kv_fp8  # noqa: E402
 from kernels.msa.widen import fp8_key_order, widen_and_transpose, widen_fp8_pages  # noqa: E402
-from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM, rel_err  # noqa: E402
+from tests.kernels.msa.checks import (  # noqa: E402
+    DEVICE,
+    DTYPE,
+    GPU,
+    HEAD_DIM,
+    dequantised_tail_reference,
+    kind_selection,
+    rel_err,
+)
 
 
 def _accumulator_coords(lane: int, warp: int, n: int) -> list[tuple[int, int]]:
@@ -101,13 +108,7 @@ def test_m3_fp8_step(m3_case, kind, partials):
     from kernels.msa.prefill import sparse_attention_triton
 
     case = m3_case
-    if kind == "indexer":
-        from kernels.msa.indexer import msa_index_topk_triton
-
-        sel = msa_index_topk_triton(case.index_q, case.index_k_cache, case.block_table, case.query_start_loc,
-                                    case.seq_lens, max_query_len=8192)
-    else:
-        sel = local_selection(case.query_start_loc, case.seq_lens, 4, float(kind), seed=53)
+    sel = kind_selection(case, kind, 53, 8192)
     kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
     case8 = dataclasses.replace(case, kv_cache=kv8)
     args = (sel, case8.block_table, case8.query_start_loc, case8.seq_lens)
@@ -120,10 +121,7 @@ def test_m3_fp8_step(m3_case, kind, partials):
         finally:
             cuda.FP8_DEFAULT_VARIANT = default
         tail = 32
-        qsl = torch.tensor([0, tail], dtype=torch.int32)
-        ref = sparse_attention(case.q[-tail:].cpu(), dequantize_kv_fp8(kv8, k_scale, v_scale).cpu(),
-                               sel[:, -tail:].cpu().contiguous(), case.block_table[-1:].cpu(), qsl,
-                               case.seq_lens[-1:].cpu())
+        ref = dequantised_tail_reference(case, kv8, k_scale, v_scale, sel, tail)
         err, diff = rel_err(out[-tail:], ref), rel_err(out, widened.float())
         print(f"FP8 step v{variant} {kind} {partials}: err vs dequantised ref {err:.2e}, vs widened {diff:.2e}")
         assert torch.isfinite(out).all()
