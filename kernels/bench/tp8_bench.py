@@ -5,7 +5,7 @@ Rows per selection at 128K (32 query heads on 4 KV heads: four TP-8 ranks' heads
 tiles per KV head and the selections are msa_bench's own): the Triton steps with 8-token tiles and min_share 3 (the
 defaults before v18r), the Triton steps with v18r's 16-token tiles and min_share 6, the CUDA tile-outer step with
 the Triton KV-outer stage, the default (v18r: both CUDA steps on 16-token tiles), and on an fp8 cache the Triton steps widening in-kernel (the
-default before v18r), the widened pages (v18r's default) and the FP8 step (variant 16). Each row's error against the fp32 reference (last 16 tokens; fp8 rows on the dequantised cache).
+default before v18r), the widened pages (v18r's default) and the FP8 step (its default variant). Each row's error against the fp32 reference (last 16 tokens; fp8 rows on the dequantised cache).
 ``--old-lib PATH``: a library built from older sources; the 16-head rows (64 / 4 heads: bf16 default, FP8 step) then
 alternate between it and this build, so a change to the shared kernel shows as a same-run ratio. Prints the table
 and writes JSON lines as it goes:
@@ -69,7 +69,8 @@ def tp8_rows(n: int, kind: str, rows: list[Row]) -> None:
     for name, knobs in (("fp8 cache, in-kernel widening (Triton, widen_fp8=False; the default before v18r)",
                          {"widen_fp8": False}),
                         ("fp8 cache, widened pages (v18r default: both CUDA steps)", {}),
-                        ("fp8 cache, FP8 step (fp8_step=True, variant 16)", {"fp8_step": True})):
+                        (f"fp8 cache, FP8 step (fp8_step=True, variant {cuda.default_variant(8, fp8=True)})",
+                         {"fp8_step": True})):
         fn, out = timed_attention(case8, sel, k_scale=k_scale, v_scale=v_scale, **knobs, **ws)
         fp8.append(bench_ms(fn))
         rows.append(Row("tp8", shape, name, fp8[-1],

@@ -57,34 +57,45 @@ VARIANTS = {
     10: "v8 + the fused merge's first part loaded during the item's last block",
     12: "v10, the next tile's Q staged two threads per row (one shuffle for a row's amax instead of four)",
     16: "v12 without v10's first-part load (GROUP 8 only: its registers spill there)",
+    19: "v12 with the fused merge's first two parts staged in shared memory by cp.async at the item's start "
+        "(instead of v10's first part in registers); 3 stages (both groups)",
 }
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times (v14w's 6-8 were correct and slower
 or equal on every row: reverted, code in merge 7a16812; v15z's 9-13, consumers out of phase, correct, the step
 1.6-3.7 % faster and the whole prefill unchanged: reverted, code in merge 338c501; v18's FP8 7 and 9, other stage
 counts, within 1 % of 6 and 8; FP8 + ping-pong, 3-4 % slower at f = 0.9; 11, bf16 v5 + the fold prefetch, no gain;
-v18p's 14, 12 with the next Q requested at the item's start, 0.1-1.6 % slower than 12: removed)."""
+v18p's 14, 12 with the next Q requested at the item's start, 0.1-1.6 % slower than 12; v18s's parts prefetched
+into L2, one part staged, the mask per row half, the union's block ids from registers: no gain, removed; NOTES
+v18s describes them)."""
 DEFAULT_VARIANT = 5
-FP8_VARIANTS = (6, 8, 10, 12, 16)
+FP8_VARIANTS = (6, 8, 10, 12, 16, 19)
 """v18: the variants that take e4m3 transposed pages (``kernels.msa.widen.widen_and_transpose``) instead of bf16."""
-FP8_DIAG_VARIANTS = {90: "v10, the staged bf16 Q not quantised (sQ keeps the previous tile's Q)"}
-"""v18p timing diagnostics (FP8): their output is WRONG by design; only ``kernels.bench.fp8_cache_bench
---step-variants 10,90`` uses them, to split the step's time (NOTES.md v18p)."""
-FP8_DEFAULT_VARIANT = 12
-"""H200, 128K (NOTES v18p): f = 0.9 17.63-17.73 ms (10: 18.81-18.83), f = 1 13.43-13.52 (10: 14.25-14.27), the indexer's
-selections 29.55-29.62 (10: 29.85-29.90); v18: 10 vs 8 vs 6, f = 0.9 18.76-18.91 / 19.11-19.33 / 19.27-19.46."""
-GROUP8_VARIANTS = (5, 16)
-"""v18r: the variants built for 8 query heads per KV head (M3 at TP 8): the bf16 default and FP8 12 without its
-first-part load (with it the consumer's registers spill at GROUP 8); GROUP 16 takes every other variant."""
+FP8_DIAG_VARIANTS = {90: "v10, the staged bf16 Q not quantised (sQ keeps the previous tile's Q)",
+                     91: "v12 without the fused merge's fold", 92: "v12 with no union block masked"}
+"""Timing diagnostics (FP8, v18p and v18s): their output is WRONG by design; only the benches' variant options
+(``fp8_cache_bench --step-variants``, ``prefill_profile --fp8-step``, ``step_variant_bench``) use them, to split the
+step's time (NOTES.md v18p, v18s)."""
+FP8_DEFAULT_VARIANT = 19
+"""H200, 128K, alternated with 12 in one process (NOTES v18s): f = 0.9 17.06-17.12 ms (12: 17.86-17.89), f = 1
+13.38-13.42 (12: 13.33-13.36), the indexer's selections 29.20-29.56 (12: 29.02-29.81); v18p: 12 vs 10, f = 0.9
+17.63-17.73 vs 18.81-18.83."""
+GROUP8_VARIANTS = (5, 16, 19)
+"""v18r: the variants built for 8 query heads per KV head (M3 at TP 8): the bf16 default, FP8 16 (12 without its
+first-part load, whose registers spill at GROUP 8) and 19; GROUP 16 takes every other variant."""
+GROUP8_ONLY = (16,)
+GROUP8_DEFAULT_VARIANT = 5
+GROUP8_FP8_DEFAULT_VARIANT = 19
+"""v18s: f = 0.9 9.13 ms vs 16's 9.44 (1.03x), f = 1 and the indexer's selections equal (NOTES v18s)."""
 
 
 def group_variants(group: int) -> tuple[int, ...]:
-    return GROUP8_VARIANTS if group == 8 else tuple(v for v in VARIANTS if v != 16)  # 16: built for GROUP 8 only
+    return GROUP8_VARIANTS if group == 8 else tuple(v for v in VARIANTS if v not in GROUP8_ONLY)
 
 
 def default_variant(group: int, fp8: bool) -> int:
-    """The variant a call gets when it names none (the GROUP 16 defaults are read at the call: benches set them)."""
+    """The variant a call gets when it names none (the defaults are read at the call: benches set them)."""
     if group == 8:
-        return GROUP8_VARIANTS[1] if fp8 else GROUP8_VARIANTS[0]
+        return GROUP8_FP8_DEFAULT_VARIANT if fp8 else GROUP8_DEFAULT_VARIANT
     return FP8_DEFAULT_VARIANT if fp8 else DEFAULT_VARIANT
 
 

@@ -86,7 +86,9 @@ struct Ops<true> {
   static constexpr uint32_t kStageBytes = 2 * kKeys * kHeadDim;
 };
 
-template <int STAGES, bool FP8 = false, bool STAGE_Q = false>  // bf16, 3 stages: 32 KiB Q + 3 x 64 KiB K/V = 225 KiB
+constexpr int kFoldWords = 16 * kHeadDim / 2;  // v18s: one staged part of a warp (16 rows x 128 bf16) in 32-bit words
+
+template <int STAGES, bool FP8 = false, bool STAGE_Q = false, int FOLD_SLOTS = 0>  // bf16, 3 stages: 225 KiB
 struct SharedStorage {
   using O = Ops<FP8>;
   alignas(1024) cute::array_aligned<typename O::E, cosize_v<typename O::SmemQ>> q[2];
@@ -97,6 +99,10 @@ struct SharedStorage {
   float q_scale[2][FP8 ? kRowsWG : 1];  // FP8: each Q row's dequantisation scale
   // FP8 with the Q prefetch: the next tile's bf16 Q rows (row-major), quantised into q at the tile's start
   alignas(128) cute::array_aligned<Element, STAGE_Q ? kRowsWG * kHeadDim : 1> q_stage[2];
+  // v18s: the fused merge's first FOLD_SLOTS parts of each warp's rows, staged by cp.async at the item's start
+  // ([consumer][slot][warp]: 16 rows as fold_word lays them out; their LSEs [consumer][slot][warp][16 rows])
+  alignas(128) cute::array_aligned<uint32_t, FOLD_SLOTS ? 2 * FOLD_SLOTS * 4 * kFoldWords : 1> fold;
+  alignas(16) cute::array_aligned<float, FOLD_SLOTS ? 2 * FOLD_SLOTS * 4 * 16 : 1> fold_lse;
 };
 
 template <class Mma, class TA, class TB, class TC>
@@ -399,30 +405,70 @@ CUTLASS_DEVICE void load_part(TileOuterParams const& prm, PartPick const& pick, 
   }
 }
 
-// Fold one loaded part into the rows' softmax state and O (v9-v15's arithmetic and order).
-template <class TO>
-CUTLASS_DEVICE void apply_part(TileOuterParams const& prm, PartRegs const& pr, bool const (&on)[2], RowState& st,
-                               float (&lsum)[2], TO& o_rc) {
+// Fold one part into the rows' softmax state and O (v9-v15's arithmetic and order). `lse(r)`, `scale(r)` and
+// `raw(r, c)` (the bf16x2 or int8x2 of columns c, c + 1 of row half r) read it from registers or (v18s) shared memory.
+template <class TO, class Lse, class Scale, class Raw>
+CUTLASS_DEVICE void apply_part_from(bool int8, Lse const& lse, Scale const& scale, Raw const& raw,
+                                    bool const (&on)[2], RowState& st, float (&lsum)[2], TO& o_rc) {
   constexpr int kCols = kHeadDim / 4;
   static_assert(decltype(size<1>(o_rc))::value == kCols, "accumulator layout");
-  bool const int8 = prm.partial_scale != nullptr;
   CUTLASS_PRAGMA_UNROLL
   for (int r = 0; r < 2; ++r) {
     if (!on[r]) continue;  // warp-uniform
-    float const m_new = fmaxf(st.m[r], pr.lse[r]);
+    float const lse_r = lse(r);
+    float const m_new = fmaxf(st.m[r], lse_r);
     float const m_safe = m_new == -INFINITY ? 0.f : m_new;
     float const a = ex2_approx(st.m[r] - m_safe);
-    float const wk = ex2_approx(pr.lse[r] - m_safe);
+    float const wk = ex2_approx(lse_r - m_safe);
     lsum[r] = lsum[r] * a + wk;
     st.m[r] = m_new;
-    float const ws = wk * pr.scale[r];  // int8 (v12m): the row's scale folds into the weight
+    float const ws = wk * scale(r);  // int8 (v12m): the row's scale folds into the weight
     CUTLASS_PRAGMA_UNROLL
     for (int c = 0; c < kCols; c += 2) {
-      uint32_t const u = pr.raw[r][c / 2];
+      uint32_t const u = raw(r, c);
       float2 const v = int8 ? int8x2_to_float2(u) : __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 const*>(&u));
       o_rc(r, c) = o_rc(r, c) * a + ws * v.x;
       o_rc(r, c + 1) = o_rc(r, c + 1) * a + ws * v.y;
     }
+  }
+}
+
+template <class TO>
+CUTLASS_DEVICE void apply_part(TileOuterParams const& prm, PartRegs const& pr, bool const (&on)[2], RowState& st,
+                               float (&lsum)[2], TO& o_rc) {
+  apply_part_from(
+      prm.partial_scale != nullptr, [&](int r) { return pr.lse[r]; }, [&](int r) { return pr.scale[r]; },
+      [&](int r, int c) { return pr.raw[r][c / 2]; }, on, st, lsum, o_rc);
+}
+
+// v18s: where word `word` (columns 2 word, 2 word + 1) of row `row16` of a warp's staged part lies: rows of 64 words,
+// a row's 16-byte chunks XOR-swizzled by row % 8, so the fold's reads (8 rows x 4 words per instruction: a thread's
+// rows g, g + 8 and words 4j + t) fall in 32 different banks, and the 16-byte cp.asyncs stay contiguous.
+CUTLASS_DEVICE int fold_word(int row16, int word) { return row16 * (kHeadDim / 2) + (word ^ ((row16 % 8) << 2)); }
+
+// v18s: issue cp.asyncs of one pick's parts (bf16) into a warp's staged slot: lane l copies 16-byte chunks
+// l + 32 i (row (l + 32 i) / 16 of the warp's 16, so row half i / 4: warp-uniform) and lanes 0-3 the 16 LSEs in
+// 4-row chunks. `wrow`: the warp's first row of its consumer's 64. The caller commits the group.
+template <int GROUP>
+CUTLASS_DEVICE void stage_part(TileOuterParams const& prm, PartPick const& pick, uint32_t* words, float* lse,
+                               int wrow) {
+  int const lane = threadIdx.x % 32;
+  Element const* po = static_cast<Element const*>(prm.partial_o);
+  CUTLASS_PRAGMA_UNROLL
+  for (int i = 0; i < 8; ++i) {
+    int const c = lane + 32 * i;
+    int const row16 = c / 16, r = i / 4;
+    if (!pick.on[r]) continue;  // warp-uniform
+    int64_t const part = (pick.row[r] * prm.top_k + pick.k[r]) * GROUP + (wrow + row16) % GROUP;
+    uint32_t const dst = static_cast<uint32_t>(__cvta_generic_to_shared(words + fold_word(row16, (c % 16) * 4)));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(po + part * kHeadDim + (c % 16) * 8));
+  }
+  bool const hi = lane >= 2;  // LSE chunk `lane`: row half lane / 2 (selects, not an index: the pick stays in registers)
+  if (lane < 4 && (hi ? pick.on[1] : pick.on[0])) {
+    int64_t const part = ((hi ? pick.row[1] : pick.row[0]) * prm.top_k + (hi ? pick.k[1] : pick.k[0])) * GROUP +
+                         (wrow + 4 * lane) % GROUP;
+    uint32_t const dst = static_cast<uint32_t>(__cvta_generic_to_shared(lse + 4 * lane));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(prm.partial_lse + part));
   }
 }
 
@@ -454,13 +500,25 @@ CUTLASS_DEVICE PartPick pick_parts(int64_t row, uint32_t (&present)[16 / GROUP])
 // Fold the parts of `present` (per token of the warp) into the rows' softmax state and O, lowest slot first.
 // `first` (v18, FOLDPRE): the lowest present parts, already loaded during the item's last block (pick_parts on a
 // copy of `present`), so their latency hid under the tensor work.
+// `staged` (v18s, FOLD_SLOTS): the lowest n_staged present parts (bf16), already in shared memory (slot s at
+// staged + 4 s kFoldWords, its LSEs at staged_lse + 64 s: slots of a consumer's 4 warps; the caller waited for them).
 template <int GROUP, class TO, class TC>
 CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t (&present)[16 / GROUP], int row0,
                                RowState& st, float (&lsum)[2], TO& o_rc, TC const& cO_rc,
-                               PartRegs const* first = nullptr) {
+                               PartRegs const* first = nullptr, uint32_t const* staged = nullptr,
+                               float const* staged_lse = nullptr, int n_staged = 0) {
   if (first != nullptr) {
     PartPick const pick = pick_parts<GROUP>(row, present);
     apply_part(prm, *first, pick.on, st, lsum, o_rc);
+  }
+  int const g = row0 % 8;  // the thread's rows in its warp's 16: g and g + 8
+  for (int s = 0; s < n_staged && any_present<GROUP>(present); ++s) {
+    PartPick const pick = pick_parts<GROUP>(row, present);
+    uint32_t const* words = staged + s * 4 * kFoldWords;
+    float const* lse = staged_lse + s * 4 * 16;
+    apply_part_from(
+        false, [&](int r) { return lse[g + 8 * r]; }, [](int) { return 1.f; },
+        [&](int r, int c) { return words[fold_word(g + 8 * r, get<1>(cO_rc(r, c)) / 2)]; }, pick.on, st, lsum, o_rc);
   }
   while (any_present<GROUP>(present)) {  // the warp's tokens: uniform
     PartPick const pick = pick_parts<GROUP>(row, present);
@@ -470,17 +528,19 @@ CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t
   }
 }
 
-template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH, bool FP8, bool FOLDPRE, bool DIAG_NOQ,
-          bool QPAIRS, int GROUP>
+template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH, bool FP8, bool FOLDPRE, int DIAG,
+          bool QPAIRS, int GROUP, int FOLD_SLOTS>
 __global__ void __launch_bounds__(kThreads, 1)
 tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
                   CUTE_GRID_CONSTANT typename Ops<FP8>::TmaVtt const tma_vt,
                   CUTE_GRID_CONSTANT TileOuterParams const prm) {
   static_assert(OVERLAP || !FOLDPRE, "the fold's first part is loaded in the overlapped loop");
+  static_assert(!(FOLDPRE && FOLD_SLOTS), "the first part comes from registers or from shared memory");
+  static_assert(!FOLD_SLOTS || QPREFETCH, "the staged parts' cp.async group is counted against the next Q's");
   using O = Ops<FP8>;
   using R = Rows<GROUP>;
   constexpr int NT = R::kTokWarp;
-  using Storage = SharedStorage<STAGES, FP8, FP8 && QPREFETCH>;
+  using Storage = SharedStorage<STAGES, FP8, FP8 && QPREFETCH, FOLD_SLOTS>;
   extern __shared__ char smem_raw[];
   Storage& sh = *reinterpret_cast<Storage*>(smem_raw);
   int const wg = threadIdx.x / 128;
@@ -572,10 +632,30 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
       present[u] = 0;
     }
     int const pos[2] = {tpos[R::tok(0)], tpos[R::tok(1)]};  // per row half
+    // FOLD_SLOTS (v18s): bf16 parts are staged by cp.async right away, a whole item ahead of the fold
+    bool const stage_fold = FOLD_SLOTS > 0 && prm.fuse_merge && prm.partial_scale == nullptr;
+    int const wrow = (row0 / 16) * 16;  // the warp's first row of the consumer's 64
+    // the warp's slot 0 in sh.fold ([consumer][slot][warp]); slot s at + s * 4 * kFoldWords
+    uint32_t* const staged = FOLD_SLOTS ? sh.fold.data() + (cw * FOLD_SLOTS * 4 + row0 / 16) * kFoldWords : nullptr;
+    float* const staged_lse = FOLD_SLOTS ? sh.fold_lse.data() + (cw * FOLD_SLOTS * 4 + row0 / 16) * 16 : nullptr;
     auto find_slots = [&] {
       CUTLASS_PRAGMA_UNROLL
       for (int u = 0; u < NT; ++u) {
         if (prm.fuse_merge) present[u] = fold_slots(prm, row + u, tok_ok[u]);
+      }
+      if constexpr (FOLD_SLOTS > 0) {
+        if (stage_fold && any_present<GROUP>(present)) {
+          __syncwarp();  // every lane's reads of the previous item's staged parts are done
+          uint32_t peek[NT];
+          CUTLASS_PRAGMA_UNROLL
+          for (int u = 0; u < NT; ++u) peek[u] = present[u];
+          CUTLASS_PRAGMA_UNROLL
+          for (int s = 0; s < FOLD_SLOTS; ++s) {
+            stage_part<GROUP>(prm, pick_parts<GROUP>(row, peek), staged + s * 4 * kFoldWords, staged_lse + s * 4 * 16,
+                              wrow);
+          }
+          asm volatile("cp.async.commit_group;\n" ::: "memory");
+        }
       }
     };
     // FOLDPRE (v18): the lowest present parts are loaded during the item's last block (their latency under the
@@ -605,10 +685,10 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
       asm volatile("cp.async.wait_group 0;\n" ::: "memory");
       // FP8: each thread quantises the bf16 chunks its own cp.asyncs staged (sQ is free: the previous tile's last
       // P V, which every warp issued after its last S, has completed)
-      // DIAG_NOQ (timing diagnostic, WRONG output): the staged rows are not quantised, sQ keeps the previous Q
+      // DIAG 1 (timing diagnostic, WRONG output): the staged rows are not quantised, sQ keeps the previous Q
       if constexpr (FP8 && QPAIRS) {
         quantize_q_pairs(sQ, sh.q_scale[cw], sh.q_stage[cw].data(), tid);
-      } else if constexpr (FP8 && !DIAG_NOQ) {
+      } else if constexpr (FP8 && DIAG != 1) {
         load_q_fp8<GROUP>(sQ, sh.q_scale[cw], prm, tile, cw, tid, sh.q_stage[cw].data());
       }
     }
@@ -648,7 +728,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
       wgmma(mma_s, tSrQ, tSrK(_, _, _, stage), tSrS, true);
     };
     auto softmax = [&](int j) {
-      if (j < n_clean) {
+      if (j < n_clean || DIAG == 3) {  // DIAG 3 (timing diagnostic, WRONG output): no block masked
         softmax_step<false, FAST, FP8 ? 8 : 0>(tSrS, cS, st, alpha, scale_log2, {true, true}, 0, pos);
       } else {
         int const blk = prm.union_blocks[tile * prm.max_union + j];
@@ -746,8 +826,19 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
     float lsum[2] = {quad_sum(st.l[0]), quad_sum(st.l[1])};
     // A direct row (no KV-outer entry: every row at f = 1) has nothing to fold (v11: the fused merge then costs
     // nothing where it does not pay); the warp's tokens are the same in every lane, so the test is warp-uniform.
-    if (any_present<GROUP>(present)) {
-      fold_parts<GROUP>(prm, row, present, row0, st, lsum, o_rc, cO_rc, FOLDPRE ? &first_part : nullptr);
+    if (DIAG != 2 && any_present<GROUP>(present)) {  // DIAG 2 (timing diagnostic, WRONG output): no fold
+      if constexpr (FOLD_SLOTS > 0) {
+        if (stage_fold) {  // the staged group, or it and the next Q's (committed after it)
+          if (w + static_cast<int>(gridDim.x) < num_work) {
+            asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+          } else {
+            asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+          }
+          __syncwarp();  // the other lanes' copies are visible
+        }
+      }
+      fold_parts<GROUP>(prm, row, present, row0, st, lsum, o_rc, cO_rc, FOLDPRE ? &first_part : nullptr, staged,
+                        staged_lse, stage_fold ? FOLD_SLOTS : 0);
     }
     bool direct[NT];
     int carrier[NT];
@@ -789,11 +880,12 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
 using namespace msa_sm90;
 
 template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false, bool FP8 = false,
-          bool FOLDPRE = false, bool DIAG_NOQ = false, bool QPAIRS = false, int GROUP = kGroup>
+          bool FOLDPRE = false, int DIAG = 0, bool QPAIRS = false, int GROUP = kGroup, int FOLD_SLOTS = 0>
 cudaError_t launch_variant(typename Ops<FP8>::TmaKt const& tma_k, typename Ops<FP8>::TmaVtt const& tma_vt,
                            TileOuterParams const& prm, int grid, cudaStream_t stream) {
-  int const smem = static_cast<int>(sizeof(SharedStorage<STAGES, FP8, FP8 && QPREFETCH>));
-  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, FP8, FOLDPRE, DIAG_NOQ, QPAIRS, GROUP>;
+  int const smem = static_cast<int>(sizeof(SharedStorage<STAGES, FP8, FP8 && QPREFETCH, FOLD_SLOTS>));
+  auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, FP8, FOLDPRE, DIAG, QPAIRS, GROUP,
+                                  FOLD_SLOTS>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
@@ -802,7 +894,10 @@ cudaError_t launch_variant(typename Ops<FP8>::TmaKt const& tma_k, typename Ops<F
 
 int tile_outer_sm90_smem_bytes(int variant) {
   if (variant == 6) return static_cast<int>(sizeof(SharedStorage<4, true>));
-  if (variant == 8 || variant == 10 || variant == 12 || variant == 16 || variant == 90) return static_cast<int>(sizeof(SharedStorage<4, true, true>));
+  if (variant == 19) return static_cast<int>(sizeof(SharedStorage<3, true, true, 2>));
+  if (variant == 8 || variant == 10 || variant == 12 || variant == 16 || variant >= 90) {
+    return static_cast<int>(sizeof(SharedStorage<4, true, true>));
+  }
   return static_cast<int>(variant >= 2 ? sizeof(SharedStorage<3>) : sizeof(SharedStorage<2>));
 }
 
@@ -818,18 +913,24 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
   Tensor gVt = make_tensor(make_gmem_ptr(kv + kHeadDim), shape, make_stride(stride_kvt, _1{}, stride_kvh, stride_kvp));
   O::TmaKt tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(O::SmemK<1>{}));
   O::TmaVtt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(O::SmemVt<1>{}));
-  if (prm.group == 8) {  // v18r: M3 at tensor parallel 8; variant 16 only (12 without FOLDPRE, whose registers
-    // spill at GROUP 8: a warp's two tokens keep two positions, selection masks and slot masks)
-    if (variant != 16) return cudaErrorInvalidValue;
-    return launch_variant<4, true, true, false, true, true, false, false, true, 8>(tma_k, tma_vt, prm, grid, stream);
+  if (prm.group == 8) {  // v18r: M3 at tensor parallel 8; variant 16 (12 without FOLDPRE, whose registers spill at
+    // GROUP 8: a warp's two tokens keep two positions, selection masks and slot masks) and v18s's 19
+    switch (variant) {
+      case 16: return launch_variant<4, true, true, false, true, true, false, 0, true, 8>(tma_k, tma_vt, prm, grid, stream);
+      case 19: return launch_variant<3, true, true, false, true, true, false, 0, true, 8, 2>(tma_k, tma_vt, prm, grid, stream);
+      default: return cudaErrorInvalidValue;
+    }
   }
   if (prm.group != kGroup) return cudaErrorInvalidValue;
   switch (variant) {
     case 6: return launch_variant<4, true, true, false, false, true>(tma_k, tma_vt, prm, grid, stream);
     case 8: return launch_variant<4, true, true, false, true, true>(tma_k, tma_vt, prm, grid, stream);
     case 10: return launch_variant<4, true, true, false, true, true, true>(tma_k, tma_vt, prm, grid, stream);
-    case 12: return launch_variant<4, true, true, false, true, true, true, false, true>(tma_k, tma_vt, prm, grid, stream);
-    case 90: return launch_variant<4, true, true, false, true, true, true, true>(tma_k, tma_vt, prm, grid, stream);
+    case 12: return launch_variant<4, true, true, false, true, true, true, 0, true>(tma_k, tma_vt, prm, grid, stream);
+    case 19: return launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 2>(tma_k, tma_vt, prm, grid, stream);
+    case 90: return launch_variant<4, true, true, false, true, true, true, 1>(tma_k, tma_vt, prm, grid, stream);
+    case 91: return launch_variant<4, true, true, false, true, true, true, 2, true>(tma_k, tma_vt, prm, grid, stream);
+    case 92: return launch_variant<4, true, true, false, true, true, true, 3, true>(tma_k, tma_vt, prm, grid, stream);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -839,8 +940,9 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
 // 5: 3 + the next tile's Q fetched during the current tile (pays off with a persistent grid).
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
                                    int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
-  if ((variant >= 6 && variant <= 12) || variant == 16 || variant == 90) return tile_outer_sm90_launch_fp8(prm, kv_raw, stride_kvp, stride_kvh, stride_kvt, grid, variant,
-                                                      stream);
+  if (variant == 6 || variant == 8 || variant == 10 || variant == 12 || variant == 16 || variant == 19 || variant >= 90) {
+    return tile_outer_sm90_launch_fp8(prm, kv_raw, stride_kvp, stride_kvh, stride_kvt, grid, variant, stream);
+  }
   Element const* kv = static_cast<Element const*>(kv_raw);
   GShape const shape{Int<kKeys>{}, Int<kHeadDim>{}, int32_t(prm.num_kv_heads), int32_t(prm.num_pages)};
   Tensor gK = make_tensor(make_gmem_ptr(kv), shape, make_stride(stride_kvt, _1{}, stride_kvh, stride_kvp));
@@ -849,7 +951,7 @@ cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_ra
   TmaVt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(SmemLayoutVt<1>{}));
   if (prm.group == 8) {  // v18r: M3 at tensor parallel 8; the default variant only
     if (variant != 5) return cudaErrorInvalidValue;
-    return launch_variant<3, true, true, false, true, false, false, false, false, 8>(tma_k, tma_vt, prm, grid, stream);
+    return launch_variant<3, true, true, false, true, false, false, 0, false, 8>(tma_k, tma_vt, prm, grid, stream);
   }
   if (prm.group != kGroup) return cudaErrorInvalidValue;
   switch (variant) {

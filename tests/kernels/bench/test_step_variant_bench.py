@@ -1,0 +1,21 @@
+"""The step-variant bench's set syntax (its timing needs an sm_90 GPU: the CUDA step)."""
+from __future__ import annotations
+
+import pytest
+
+from kernels.bench.step_variant_bench import DEFAULT_NAMES, VariantSet
+
+
+def test_sets_parse_with_the_base_first():
+    vs = VariantSet.parse("8:fp8:16,19")
+    assert (vs.group, vs.fp8, vs.variants) == (8, True, (16, 19))
+    assert VariantSet.parse("16:bf16:5").variants == (5,)
+    with pytest.raises(ValueError, match="bf16 or fp8"):
+        VariantSet.parse("16:fp16:5,7")
+
+
+def test_every_set_names_a_default_the_prefill_reads():
+    from kernels.msa import cuda
+
+    for (group, fp8), name in DEFAULT_NAMES.items():
+        assert getattr(cuda, name) == cuda.default_variant(group, fp8)
