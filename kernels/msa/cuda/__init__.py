@@ -364,8 +364,9 @@ def check_inputs(q: torch.Tensor, kv_cache: torch.Tensor, partial_o: torch.Tenso
     align = 16 // kv_cache.element_size()  # TMA: 16-byte strides
     if kv_cache.stride(3) != 1 or any(s % align for s in kv_cache.stride()[:3]) or kv_cache.data_ptr() % 16:
         problems.append("kv_cache needs a unit last stride and 16-byte aligned rows (TMA)")
-    if not partial_o.is_contiguous():
-        problems.append("partial_o must be contiguous")
+    if not partial_o.is_contiguous() or partial_o.data_ptr() % 16:
+        problems.append("partial_o must be contiguous and 16-byte aligned (the fused merge stages parts by 16-byte "
+                        "copies, v18s)")
     if partial_o.dim() == 5 and partial_o.shape[2] > MAX_FOLD_SLOTS:
         problems.append(f"top_k <= {MAX_FOLD_SLOTS} only (the fused merge reads a row's slots in one batch), "
                         f"got {partial_o.shape[2]}")
@@ -421,6 +422,9 @@ def tile_outer_attention_cuda(
                         f"(variant {variant}, cache {kv_cache.dtype})")
     if not fp8 and v_scale != 1.0:
         problems.append("v_scale is taken by the FP8 variants only")
+    if fuse_merge and (not partial_lse.is_contiguous() or partial_lse.data_ptr() % 16):
+        problems.append("partial_lse must be contiguous and 16-byte aligned (the fused merge stages it by 16-byte "
+                        "copies, v18s)")
     if (partial_o.dtype == torch.int8) != (partial_scale is not None):
         problems.append("int8 partials need their row scales (partial_scale), and only they take one")
     if partial_o.dtype == torch.int8 and not fuse_merge and carrier_parts is None:

@@ -12,6 +12,8 @@ def test_sets_parse_with_the_base_first():
     assert VariantSet.parse("16:bf16:5").variants == (5,)
     with pytest.raises(ValueError, match="bf16 or fp8"):
         VariantSet.parse("16:fp16:5,7")
+    with pytest.raises(ValueError, match="GROUP:bf16"):
+        VariantSet.parse("16:5,7")
 
 
 def test_every_set_names_a_default_the_prefill_reads():

@@ -47,6 +47,8 @@ def test_inputs_it_cannot_take_are_named():
     m3 = (torch.zeros(8, 64, 128, dtype=torch.bfloat16), torch.zeros(3, 4, 128, 256, dtype=torch.bfloat16),
           torch.zeros(4, 8, 16, 16, 128, dtype=torch.bfloat16))
     assert cuda.check_inputs(*m3, 8) == []
+    shifted = torch.zeros(4 * 8 * 16 * 16 * 128 + 1, dtype=torch.bfloat16)[1:].view(4, 8, 16, 16, 128)
+    assert "16-byte aligned" in "; ".join(cuda.check_inputs(*m3[:2], shifted, 8))
     assert "tiles of 128 rows (8 tokens)" in "; ".join(cuda.check_inputs(*m3, 4))
     grouped = cuda.check_inputs(torch.zeros(8, 16, 128, dtype=torch.bfloat16),
                                 torch.zeros(3, 4, 128, 256, dtype=torch.bfloat16),
