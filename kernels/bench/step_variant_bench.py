@@ -28,10 +28,6 @@ from kernels.bench.msa_bench import (
 )
 from kernels.bench.tree_compare import selection
 
-DEFAULT_NAMES = {(16, False): "DEFAULT_VARIANT", (16, True): "FP8_DEFAULT_VARIANT",
-                 (8, False): "GROUP8_DEFAULT_VARIANT", (8, True): "GROUP8_FP8_DEFAULT_VARIANT"}
-"""The module global of kernels.msa.cuda that names the variant a prefill takes (read at each call)."""
-
 
 @dataclasses.dataclass(frozen=True)
 class VariantSet:
@@ -64,20 +60,15 @@ def set_rows(vs: VariantSet, n: int, kind: str, rounds: int, rows: list[Row]) ->
         exact = dataclasses.replace(case, kv_cache=dequantize_kv_fp8(kv8, k_scale, v_scale))
         case = dataclasses.replace(case, kv_cache=kv8)
         knobs |= {"k_scale": k_scale, "v_scale": v_scale, "fp8_step": True}
-    name = DEFAULT_NAMES[vs.group, vs.fp8]
-    default = getattr(cuda, name)
     times: dict[int, list[float]] = {v: [] for v in vs.variants}
     outs: dict[int, torch.Tensor] = {}
-    try:
-        for _ in range(rounds):
-            for v in vs.variants[1:] or vs.variants:  # a set of the base alone times it alone
-                for w in dict.fromkeys((vs.variants[0], v)):
-                    setattr(cuda, name, w)
+    for _ in range(rounds):
+        for v in vs.variants[1:] or vs.variants:  # a set of the base alone times it alone
+            for w in dict.fromkeys((vs.variants[0], v)):
+                with cuda.variant_as_default(vs.group, vs.fp8, w):
                     fn, out = timed_attention(case, sel, **knobs)
                     times[w].append(bench_ms(fn))
-                    outs.setdefault(w, out)
-    finally:
-        setattr(cuda, name, default)
+                outs.setdefault(w, out)
     shape = f"N={n // 1024}K {kind}, {vs.group} q heads / KV head, {'fp8 (FP8 step)' if vs.fp8 else 'bf16'}"
     base = vs.variants[0]
     t_base = min(times[base])

@@ -16,6 +16,7 @@ an sm_90 device, inputs it takes, and a library already built (never built insid
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -24,7 +25,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,11 +93,27 @@ def group_variants(group: int) -> tuple[int, ...]:
     return GROUP8_VARIANTS if group == 8 else tuple(v for v in VARIANTS if v not in GROUP8_ONLY)
 
 
+DEFAULT_NAMES = {(16, False): "DEFAULT_VARIANT", (16, True): "FP8_DEFAULT_VARIANT",
+                 (8, False): "GROUP8_DEFAULT_VARIANT", (8, True): "GROUP8_FP8_DEFAULT_VARIANT"}
+"""(query heads per KV head, FP8 step) -> the module global naming the variant a call takes when it names none."""
+
+
 def default_variant(group: int, fp8: bool) -> int:
     """The variant a call gets when it names none (the defaults are read at the call: benches set them)."""
-    if group == 8:
-        return GROUP8_FP8_DEFAULT_VARIANT if fp8 else GROUP8_DEFAULT_VARIANT
-    return FP8_DEFAULT_VARIANT if fp8 else DEFAULT_VARIANT
+    return globals()[DEFAULT_NAMES[8 if group == 8 else 16, fp8]]
+
+
+@contextlib.contextmanager
+def variant_as_default(group: int, fp8: bool, variant: int) -> Iterator[None]:
+    """Within the block, calls that name no variant take ``variant`` (benches and tests compare variants through the
+    whole prefill, which names none)."""
+    name = DEFAULT_NAMES[group, fp8]
+    old = globals()[name]
+    globals()[name] = variant
+    try:
+        yield
+    finally:
+        globals()[name] = old
 
 
 DEFAULT_PER_SM = 1

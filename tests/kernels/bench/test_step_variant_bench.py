@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.bench.step_variant_bench import DEFAULT_NAMES, VariantSet
+from kernels.bench.step_variant_bench import VariantSet
 
 
 def test_sets_parse_with_the_base_first():
@@ -16,8 +16,11 @@ def test_sets_parse_with_the_base_first():
         VariantSet.parse("16:5,7")
 
 
-def test_every_set_names_a_default_the_prefill_reads():
+def test_a_variant_is_the_default_only_within_the_block():
     from kernels.msa import cuda
 
-    for (group, fp8), name in DEFAULT_NAMES.items():
-        assert getattr(cuda, name) == cuda.default_variant(group, fp8)
+    for group, fp8 in cuda.DEFAULT_NAMES:
+        before = cuda.default_variant(group, fp8)
+        with cuda.variant_as_default(group, fp8, 99):
+            assert cuda.default_variant(group, fp8) == 99
+        assert cuda.default_variant(group, fp8) == before

@@ -5,7 +5,6 @@ bf16 and int8 partials (int8 parts are not staged: they take the register path),
 many KV-outer parts per token. GPU (sm_90) only; the CPU side is the variant tables."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import pytest
@@ -29,18 +28,6 @@ def test_staged_variant_is_built_for_both_groups_and_is_the_fp8_default():
         assert cuda.default_variant(group, fp8=True) == STAGED
 
 
-@contextlib.contextmanager
-def _fp8_default(group: int, variant: int):
-    """The FP8 variant a prefill call takes when it names none (the module's defaults are read at the call)."""
-    name = "FP8_DEFAULT_VARIANT" if group == 16 else "GROUP8_FP8_DEFAULT_VARIANT"
-    old = getattr(cuda, name)
-    setattr(cuda, name, variant)
-    try:
-        yield
-    finally:
-        setattr(cuda, name, old)
-
-
 @pytest.mark.gpu
 @needs_sm90
 @pytest.mark.parametrize("group", [16, 8])
@@ -57,7 +44,7 @@ def test_staged_fold_equals_the_register_fold_bit_for_bit(group, kind):
     knobs = {"tile_impl": "cuda", "fuse_merge": True, "k_scale": k_scale, "v_scale": v_scale, "fp8_step": True}
 
     def run(variant: int, partials: torch.dtype | None) -> torch.Tensor:
-        with _fp8_default(group, variant):
+        with cuda.variant_as_default(group, True, variant):
             return sparse_attention_triton(*args, partial_dtype=partials, **knobs)
 
     for partials in (None, torch.int8):
