@@ -59,15 +59,11 @@ def fp8_rows(case, sel: torch.Tensor, shape: str, rows: list[Row], workspace: bo
     paths += [(f"fp8 cache, FP8 step (fp8_step=True, variant {v}"
                f"{', timing diagnostic, output WRONG' if v in cuda.FP8_DIAG_VARIANTS else ''})",
                {"fp8_step": True, "variant": v}) for v in step_variants]
-    default_fp8 = cuda.FP8_DEFAULT_VARIANT
     for i, (name, knobs) in enumerate(paths):
-        cuda.FP8_DEFAULT_VARIANT = knobs.pop("variant", default_fp8)  # read by the step at each call
-        try:
+        with cuda.variant_as_default(16, True, knobs.pop("variant", cuda.FP8_DEFAULT_VARIANT)):
             fn, out = timed_attention(case8, sel, k_scale=k_scale, v_scale=v_scale, **knobs, **ws)
             times[name] = t = bench_ms(fn)
             mem = "" if workspace else f"; peak extra memory {peak_extra_bytes(fn) / 2 ** 30:.2f} GiB"
-        finally:
-            cuda.FP8_DEFAULT_VARIANT = default_fp8
         vs = "" if i == 0 else f"{times[paths[0][0]] / t:.2f}x in-kernel; "
         if knobs.get("fp8_step") and widened_out is not None:
             vs += (f"{times[paths[1][0]] / t:.2f}x widened; ‖step−widened‖/‖widened‖ "

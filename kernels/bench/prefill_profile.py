@@ -14,6 +14,7 @@ variant V as the default (``kernels.msa.cuda.DEFAULT_VARIANT``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -56,23 +57,25 @@ def profile_kinds(n: int, kinds: list[str], calls: int, fp8_step: int | None = N
     case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
     out = torch.empty_like(case.q)
     kv_cache, k_scale, v_scale = case.kv_cache, 1.0, 1.0
+    pinned = contextlib.ExitStack()  # the defaults the step reads at each call, for this function's calls only
     if variant is not None:
-        cuda.DEFAULT_VARIANT = variant  # read by the step at each call
+        pinned.enter_context(cuda.variant_as_default(16, False, variant))
     if fp8_step is not None:
         kv_cache, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
-        cuda.FP8_DEFAULT_VARIANT = fp8_step  # read by the step at each call
+        pinned.enter_context(cuda.variant_as_default(16, True, fp8_step))
     rows = []
-    for kind in kinds:
-        sel = selection(case, kind, n)
+    with pinned:
+        for kind in kinds:
+            sel = selection(case, kind, n)
 
-        def attend(sel: torch.Tensor = sel) -> None:
-            sparse_attention_triton(case.q, kv_cache, sel, case.block_table, case.query_start_loc,
-                                    case.seq_lens, HEAD_DIM ** -0.5, out, fuse_merge=fuse_merge, k_scale=k_scale,
-                                    v_scale=v_scale, fp8_step=fp8_step is not None)
+            def attend(sel: torch.Tensor = sel) -> None:
+                sparse_attention_triton(case.q, kv_cache, sel, case.block_table, case.query_start_loc,
+                                        case.seq_lens, HEAD_DIM ** -0.5, out, fuse_merge=fuse_merge, k_scale=k_scale,
+                                        v_scale=v_scale, fp8_step=fp8_step is not None)
 
-        wall = bench_ms(attend)
-        kernels = kernel_times(attend, calls)
-        rows.append({"n": n, "kind": kind, "wall_ms": wall, "kernels_ms": kernels})
+            wall = bench_ms(attend)
+            kernels = kernel_times(attend, calls)
+            rows.append({"n": n, "kind": kind, "wall_ms": wall, "kernels_ms": kernels})
     return rows
 
 

@@ -9,7 +9,6 @@ are measured; a table last; everything also goes to ``--out`` (JSON lines).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import time
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from kernels.bench.msa_bench import HEAD_DIM, HEADS, KV_HEADS, attention_flops, bench_ms, reference_tail, rel_diff
+from kernels.msa import cuda
 from kernels.msa.cuda import DEFAULT_PER_SM, DEFAULT_VARIANT, VARIANTS
 
 if TYPE_CHECKING:
@@ -217,19 +217,6 @@ def make_selection(case, kind: str, n: int) -> tuple[torch.Tensor, str]:
     return sel, f"N={n // 1024}K f={f}"
 
 
-@contextlib.contextmanager
-def default_variant(variant: int):
-    """The whole prefill (``tile_impl="auto"``) with ``variant`` as the CUDA step's default for the block."""
-    from kernels.msa import cuda
-
-    old = cuda.DEFAULT_VARIANT
-    cuda.DEFAULT_VARIANT = variant
-    try:
-        yield
-    finally:
-        cuda.DEFAULT_VARIANT = old
-
-
 def check_variants(out: Path | None, variants: list[int], n: int = 8192) -> None:
     """v14w: each variant's step output (1 CTA/SM) against the first variant's on the same split (direct rows, carrier
     parts, LSE; poisoned buffers), and the whole default prefill with it as the default against the fp32 reference."""
@@ -254,7 +241,7 @@ def check_variants(out: Path | None, variants: list[int], n: int = 8192) -> None
                  lse_max_abs=float((plse[parts] - first[2][parts]).abs().max()) if bool(parts.any()) else 0.0,
                  same_parts=bool(torch.equal(parts, ~torch.isnan(plse))), nan_left=int(torch.isnan(o[rows]).sum()))
             full = torch.full_like(case.q, float("nan"))
-            with default_variant(v):
+            with cuda.variant_as_default(16, False, v):
                 sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,
                                         case.seq_lens, out=full)
             emit(out, kind="variant prefill check", case=label, variant=v, ref_err=reference_tail(case, sel, full, 64),
@@ -286,7 +273,7 @@ def compare_timings(sizes: list[int], out: Path | None, kinds: list[str], varian
                 t = bench_ms(step_fn(args, v))
                 emit(out, kind="A/B step", case=label, variant=v, round=r, ms=t, mma_tflops=mma / t / 1e9)
             for v in order:
-                with default_variant(v):
+                with cuda.variant_as_default(16, False, v):
                     t = bench_ms(lambda b=buf: sparse_attention_triton(*whole, out=b))
                 emit(out, kind="A/B whole prefill", case=label, variant=v, round=r, ms=t,
                      sel_tflops=flops_sel / t / 1e9)
@@ -338,8 +325,6 @@ def main() -> None:
     parser.add_argument("--compare", default="", help="v14w: CUDA variants to check and time against each other "
                         "(first = baseline), e.g. 5,4; uses --sizes, --fractions, --repeat, --skip-check")
     a = parser.parse_args()
-    from kernels.msa import cuda
-
     t0 = time.time()
     lib = cuda.load(a.lib_cache, a.cutlass_include)
     emit(a.out, kind="build", library=Path(lib._name).name, seconds=time.time() - t0,

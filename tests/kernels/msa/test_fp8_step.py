@@ -115,11 +115,8 @@ def test_m3_fp8_step(m3_case, kind, partials):
     knobs = {"k_scale": k_scale, "v_scale": v_scale, "partial_dtype": partials, "tile_impl": "cuda"}
     widened = sparse_attention_triton(case8.q, kv8, *args, **knobs)
     for variant in (v for v in cuda.FP8_VARIANTS if v in cuda.group_variants(16)):
-        cuda.FP8_DEFAULT_VARIANT, default = variant, cuda.FP8_DEFAULT_VARIANT
-        try:
+        with cuda.variant_as_default(16, True, variant):
             out = sparse_attention_triton(case8.q, kv8, *args, fp8_step=True, **knobs)
-        finally:
-            cuda.FP8_DEFAULT_VARIANT = default
         tail = 32
         ref = dequantised_tail_reference(case, kv8, k_scale, v_scale, sel, tail)
         err, diff = rel_err(out[-tail:], ref), rel_err(out, widened.float())
