@@ -54,6 +54,10 @@ def min_share_for(tile_t: int) -> int:
     return -(-DEFAULT_MIN_SHARE * tile_t // DEFAULT_TILE_T)
 DEFAULT_MIN_SHARED_PCT = 75
 """A tile goes tile-outer only if at least this share (%) of its entries are on shared blocks (NOTES.md v7)."""
+SPLIT_WARPS = 1
+"""Warps per program of the split kernel (v18t, H200, 128K: 1 warp 0.25 ms at f = 0.9 / 1 and 0.29 on the indexer's
+selections, 2 warps 0.45 / 0.42, 4 0.40 / 0.33, 8 0.80 / 0.67: its compares are per-thread work, more resident
+programs hide its loads' latency)."""
 DEFAULT_CSR_LANES = 8
 """v14u: counters per CSR segment (lane = token % lanes, lane-major so a segment's lanes sit in different 32-byte
 sectors): on random selections every resident tile hits the same ~512 hot sectors of the 4096 counters, and the
@@ -246,7 +250,7 @@ class TileSplit(NamedTuple):
 def tile_unions(
     selection: torch.Tensor, requests: torch.Tensor, positions: torch.Tensor, block_table: torch.Tensor,
     tile_t: int = DEFAULT_TILE_T, max_union: int = DEFAULT_MAX_UNION, min_share: int = DEFAULT_MIN_SHARE,
-    min_shared_pct: int = DEFAULT_MIN_SHARED_PCT, num_warps: int = 2, csr_blocks: int = 0,
+    min_shared_pct: int = DEFAULT_MIN_SHARED_PCT, num_warps: int = SPLIT_WARPS, csr_blocks: int = 0,
     workspace: PrefillWorkspace | None = None, csr_lanes: int = DEFAULT_CSR_LANES,
 ) -> TileSplit:
     """Split the selection between tile-outer (blocks chosen by >= ``min_share`` of a tile's tokens, when the
