@@ -9,7 +9,8 @@ host work between launches). This is the stage breakdown the NOTES' "outside the
 
 ``--fp8-step V`` profiles the FP8 step instead (v18: an fp8 e4m3 copy of the cache, ``fp8_step=True``, variant V);
 ``--unfused`` turns the tile-outer step's fused merge off (``fuse_merge=False``); ``--variant V`` runs the bf16 step's
-variant V as the default (``kernels.msa.cuda.DEFAULT_VARIANT``).
+variant V as the default (``kernels.msa.cuda.DEFAULT_VARIANT``); ``--int8`` takes int8 KV-outer partials
+(``partial_dtype=torch.int8``).
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def short_name(name: str) -> str:
 
 
 def profile_kinds(n: int, kinds: list[str], calls: int, fp8_step: int | None = None,
-                  fuse_merge: bool | None = None, variant: int | None = None) -> list[dict]:
+                  fuse_merge: bool | None = None, variant: int | None = None, int8: bool = False) -> list[dict]:
     from kernels.msa import cuda
     from kernels.msa.inputs import make_case, quantize_kv_fp8
     from kernels.msa.prefill import sparse_attention_triton
@@ -71,7 +72,8 @@ def profile_kinds(n: int, kinds: list[str], calls: int, fp8_step: int | None = N
             def attend(sel: torch.Tensor = sel) -> None:
                 sparse_attention_triton(case.q, kv_cache, sel, case.block_table, case.query_start_loc,
                                         case.seq_lens, HEAD_DIM ** -0.5, out, fuse_merge=fuse_merge, k_scale=k_scale,
-                                        v_scale=v_scale, fp8_step=fp8_step is not None)
+                                        v_scale=v_scale, fp8_step=fp8_step is not None,
+                                        partial_dtype=torch.int8 if int8 else None)
 
             wall = bench_ms(attend)
             kernels = kernel_times(attend, calls)
@@ -99,9 +101,10 @@ def main() -> None:
     parser.add_argument("--fp8-step", type=int, help="profile the FP8 step (fp8 cache) with this variant")
     parser.add_argument("--unfused", action="store_true", help="fuse_merge=False")
     parser.add_argument("--variant", type=int, help="the bf16 step's variant (default: kernels.msa.cuda's)")
+    parser.add_argument("--int8", action="store_true", help="int8 KV-outer partials (partial_dtype=torch.int8)")
     args = parser.parse_args()
     rows = profile_kinds(args.n, [k for k in args.kinds.split(",") if k], args.calls, args.fp8_step,
-                         False if args.unfused else None, args.variant)
+                         False if args.unfused else None, args.variant, args.int8)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print_table(rows)

@@ -3,9 +3,11 @@ query heads per KV head: M3 at TP <= 4, 64 / 4 heads; 8: TP 8, 32 / 4 heads), ca
 step) and selection (128K, the issue's kinds), every variant timed in alternated rounds (base, v, base, v, ...), best
 of the rounds, ratio base / variant; each output compared with the base's (max abs difference: 0 where a variant
 changes only where data comes from) and the base's with the fp32 reference (last 16 tokens; fp8 on the dequantised
-cache). Prints the table and writes JSON lines as it goes:
+cache). A variant written ``V/int8`` runs with int8 KV-outer partials (v18t; else bf16). Prints the table and writes
+JSON lines as it goes:
 
     python -m kernels.bench.step_variant_bench --jsonl OUT/steps.jsonl --rounds 3 --sets "16:fp8:12,19;8:fp8:16,19"
+    python -m kernels.bench.step_variant_bench --sets "16:fp8:19,19/int8,20/int8"
 """
 from __future__ import annotations
 
@@ -30,21 +32,38 @@ from kernels.bench.tree_compare import selection
 
 
 @dataclasses.dataclass(frozen=True)
+class Candidate:
+    variant: int
+    int8: bool = False  # int8 KV-outer partials (else bf16)
+
+    @classmethod
+    def parse(cls, text: str) -> Candidate:
+        """``V`` or ``V/int8``."""
+        variant, _, partials = text.partition("/")
+        if partials not in ("", "bf16", "int8"):
+            raise ValueError(f"a variant is V or V/int8, got {text!r}")
+        return cls(int(variant), partials == "int8")
+
+    def __str__(self) -> str:
+        return f"variant {self.variant}{', int8 parts' if self.int8 else ''}"
+
+
+@dataclasses.dataclass(frozen=True)
 class VariantSet:
     group: int
     fp8: bool
-    variants: tuple[int, ...]  # the first is the base
+    variants: tuple[Candidate, ...]  # the first is the base
 
     @classmethod
     def parse(cls, text: str) -> VariantSet:
-        """``GROUP:bf16|fp8:BASE,V1,V2``."""
+        """``GROUP:bf16|fp8:BASE,V1,V2/int8``."""
         fields = text.split(":")
         if len(fields) != 3:
             raise ValueError(f"a set is GROUP:bf16|fp8:BASE,V1,..., got {text!r}")
         group, cache, variants = fields
         if cache not in ("bf16", "fp8"):
             raise ValueError(f"cache must be bf16 or fp8, got {cache!r}")
-        return cls(int(group), cache == "fp8", tuple(int(v) for v in variants.split(",")))
+        return cls(int(group), cache == "fp8", tuple(Candidate.parse(v) for v in variants.split(",")))
 
 
 def set_rows(vs: VariantSet, n: int, kind: str, rounds: int, rows: list[Row]) -> None:
@@ -60,13 +79,13 @@ def set_rows(vs: VariantSet, n: int, kind: str, rounds: int, rows: list[Row]) ->
         exact = dataclasses.replace(case, kv_cache=dequantize_kv_fp8(kv8, k_scale, v_scale))
         case = dataclasses.replace(case, kv_cache=kv8)
         knobs |= {"k_scale": k_scale, "v_scale": v_scale, "fp8_step": True}
-    times: dict[int, list[float]] = {v: [] for v in vs.variants}
-    outs: dict[int, torch.Tensor] = {}
+    times: dict[Candidate, list[float]] = {v: [] for v in vs.variants}
+    outs: dict[Candidate, torch.Tensor] = {}
     for _ in range(rounds):
         for v in vs.variants[1:] or vs.variants:  # a set of the base alone times it alone
             for w in dict.fromkeys((vs.variants[0], v)):
-                with cuda.variant_as_default(vs.group, vs.fp8, w):
-                    fn, out = timed_attention(case, sel, **knobs)
+                with cuda.variant_as_default(vs.group, vs.fp8, w.variant):
+                    fn, out = timed_attention(case, sel, **knobs, partial_dtype=torch.int8 if w.int8 else None)
                     times[w].append(bench_ms(fn))
                 outs.setdefault(w, out)
     shape = f"N={n // 1024}K {kind}, {vs.group} q heads / KV head, {'fp8 (FP8 step)' if vs.fp8 else 'bf16'}"
@@ -79,7 +98,7 @@ def set_rows(vs: VariantSet, n: int, kind: str, rounds: int, rows: list[Row]) ->
                 f"max |out - base's| {diff:.1e}")
         if v == base:
             note += f"; err vs {'dequantised ' if vs.fp8 else ''}ref {reference_tail(exact, sel, outs[v]):.1e}"
-        rows.append(Row("step variants", shape, f"variant {v}{' (base)' if v == base else ''}", t, note=note))
+        rows.append(Row("step variants", shape, f"{v}{' (base)' if v == base else ''}", t, note=note))
 
 
 def main() -> None:

@@ -59,7 +59,8 @@ VARIANTS = {
     12: "v10, the next tile's Q staged two threads per row (one shuffle for a row's amax instead of four)",
     16: "v12 without v10's first-part load (GROUP 8 only: its registers spill there)",
     19: "v12 with the fused merge's first two parts staged in shared memory by cp.async at the item's start "
-        "(instead of v10's first part in registers); 3 stages (both groups)",
+        "(instead of v10's first part in registers), v18t: or its first four int8 parts (2 KiB per warp and part, "
+        "the same shared memory; a build for each partial dtype); 3 stages (both groups)",
 }
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times (v14w's 6-8 were correct and slower
 or equal on every row: reverted, code in merge 7a16812; v15z's 9-13, consumers out of phase, correct, the step
@@ -444,6 +445,9 @@ def tile_outer_attention_cuda(
                         "copies, v18s)")
     if (partial_o.dtype == torch.int8) != (partial_scale is not None):
         problems.append("int8 partials need their row scales (partial_scale), and only they take one")
+    elif fuse_merge and partial_scale is not None and (not partial_scale.is_contiguous() or partial_scale.data_ptr() % 16):
+        problems.append("partial_scale must be contiguous and 16-byte aligned (the fused merge stages it by 16-byte "
+                        "copies, v18t)")
     if partial_o.dtype == torch.int8 and not fuse_merge and carrier_parts is None:
         problems.append("int8 partials without the fused merge need carrier_parts (a bf16 side buffer)")
     if carrier_parts is not None and (carrier_parts.o.dtype != torch.bfloat16 or not carrier_parts.o.is_contiguous()

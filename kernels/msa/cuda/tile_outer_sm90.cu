@@ -19,6 +19,7 @@
 // The CTA walks the work list with a stride of gridDim.x (gridDim.x = list bound: one CTA per work item, exits
 // when its index is past the list's filled length). Why each choice: kernels/msa/NOTES.md v10.
 
+#include <algorithm>
 #include <cstdint>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
@@ -54,9 +55,9 @@ struct Rows {
 using SmemLayoutQ = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{}, Shape<Int<kRowsWG>, Int<kHeadDim>>{}));
 using ElementF8 = cutlass::float_e4m3_t;
 
-// The operand types of one build of the kernel: bf16 (variants 0-5) or FP8 e4m3 (v18, variants 6-7). FP8 wgmma takes
-// both operands K-major only, so V arrives as V^T with keys contiguous (widen.py writes those pages), which makes its
-// TMA view and shared layout the same as K's.
+// The operand types of one build of the kernel: bf16 (variants 0-5) or FP8 e4m3 (v18 on: FP8_VARIANTS in
+// __init__.py). FP8 wgmma takes both operands K-major only, so V arrives as V^T with keys contiguous (widen.py writes
+// those pages), which makes its TMA view and shared layout the same as K's.
 template <bool FP8>
 struct Ops {
   using E = Element;
@@ -86,10 +87,12 @@ struct Ops<true> {
   static constexpr uint32_t kStageBytes = 2 * kKeys * kHeadDim;
 };
 
-constexpr int kFoldWords = 16 * kHeadDim / 2;  // v18s: one staged part of a warp (16 rows x 128 bf16) in 32-bit words
+// v18s: one staged part of a warp in 32-bit words: 16 rows x 128 bf16, or (v18t, I8) 16 rows x 128 int8 bytes
+template <bool I8 = false>
+constexpr int kFoldWords = 16 * kHeadDim / (I8 ? 4 : 2);
 
-template <int STAGES, bool FP8 = false, bool STAGE_Q = false, int FOLD_SLOTS = 0>  // bf16, 3 stages: 225 KiB
-struct SharedStorage {
+template <int STAGES, bool FP8 = false, bool STAGE_Q = false, int FOLD_SLOTS = 0, bool FOLD_I8 = false>
+struct SharedStorage {  // bf16, 3 stages: 225 KiB
   using O = Ops<FP8>;
   alignas(1024) cute::array_aligned<typename O::E, cosize_v<typename O::SmemQ>> q[2];
   alignas(1024) cute::array_aligned<typename O::E, cosize_v<typename O::template SmemK<STAGES>>> k;
@@ -100,9 +103,11 @@ struct SharedStorage {
   // FP8 with the Q prefetch: the next tile's bf16 Q rows (row-major), quantised into q at the tile's start
   alignas(128) cute::array_aligned<Element, STAGE_Q ? kRowsWG * kHeadDim : 1> q_stage[2];
   // v18s: the fused merge's first FOLD_SLOTS parts of each warp's rows, staged by cp.async at the item's start
-  // ([consumer][slot][warp]: 16 rows as fold_word lays them out; their LSEs [consumer][slot][warp][16 rows])
-  alignas(128) cute::array_aligned<uint32_t, FOLD_SLOTS ? 2 * FOLD_SLOTS * 4 * kFoldWords : 1> fold;
+  // ([consumer][slot][warp]: 16 rows as fold_word / fold_byte lay them out; their LSEs [consumer][slot][warp][16
+  // rows]; v18t, int8 parts: their row scales alike)
+  alignas(128) cute::array_aligned<uint32_t, FOLD_SLOTS ? 2 * FOLD_SLOTS * 4 * kFoldWords<FOLD_I8> : 1> fold;
   alignas(16) cute::array_aligned<float, FOLD_SLOTS ? 2 * FOLD_SLOTS * 4 * 16 : 1> fold_lse;
+  alignas(16) cute::array_aligned<float, FOLD_SLOTS && FOLD_I8 ? 2 * FOLD_SLOTS * 4 * 16 : 1> fold_scale;
 };
 
 template <class Mma, class TA, class TB, class TC>
@@ -472,6 +477,39 @@ CUTLASS_DEVICE void stage_part(TileOuterParams const& prm, PartPick const& pick,
   }
 }
 
+// v18t: the byte of column d of row `row16` of a warp's staged int8 part: rows of 128 bytes, a row's 16-byte chunks
+// XOR-swizzled by row % 8 as fold_word does, so the fold's 2-byte reads (8 rows x 8 bytes per instruction, a quad's
+// columns 8j .. 8j + 7) fall in 16 different banks.
+CUTLASS_DEVICE int fold_byte(int row16, int d) { return row16 * kHeadDim + (((d >> 4) ^ (row16 % 8)) << 4) + (d & 15); }
+
+// v18t: stage_part for int8 parts: lane l copies 16-byte chunks l + 32 i (row (l + 32 i) / 8, so row half i / 2),
+// lanes 0-3 the 16 LSEs and lanes 4-7 the 16 row scales in 4-row chunks.
+template <int GROUP>
+CUTLASS_DEVICE void stage_part_i8(TileOuterParams const& prm, PartPick const& pick, uint32_t* words, float* lse,
+                                  float* scale, int wrow) {
+  int const lane = threadIdx.x % 32;
+  int8_t const* po = static_cast<int8_t const*>(prm.partial_o);
+  uint8_t* bytes = reinterpret_cast<uint8_t*>(words);
+  CUTLASS_PRAGMA_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    int const c = lane + 32 * i;
+    int const row16 = c / 8, r = i / 2;
+    if (!pick.on[r]) continue;  // warp-uniform
+    int64_t const part = (pick.row[r] * prm.top_k + pick.k[r]) * GROUP + (wrow + row16) % GROUP;
+    uint32_t const dst = static_cast<uint32_t>(__cvta_generic_to_shared(bytes + fold_byte(row16, (c % 8) * 16)));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(po + part * kHeadDim + (c % 8) * 16));
+  }
+  int const q4 = lane % 4;  // the 4-row chunk
+  bool const hi = q4 >= 2;  // its row half (selects, not an index: the pick stays in registers)
+  if (lane < 8 && (hi ? pick.on[1] : pick.on[0])) {
+    int64_t const part = ((hi ? pick.row[1] : pick.row[0]) * prm.top_k + (hi ? pick.k[1] : pick.k[0])) * GROUP +
+                         (wrow + 4 * q4) % GROUP;
+    float const* src = (lane < 4 ? prm.partial_lse : prm.partial_scale) + part;
+    uint32_t const dst = static_cast<uint32_t>(__cvta_generic_to_shared((lane < 4 ? lse : scale) + 4 * q4));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(src));
+  }
+}
+
 template <int GROUP>
 CUTLASS_DEVICE bool any_present(uint32_t const (&present)[16 / GROUP]) {
   uint32_t all = 0;
@@ -500,13 +538,15 @@ CUTLASS_DEVICE PartPick pick_parts(int64_t row, uint32_t (&present)[16 / GROUP])
 // Fold the parts of `present` (per token of the warp) into the rows' softmax state and O, lowest slot first.
 // `first` (v18, FOLDPRE): the lowest present parts, already loaded during the item's last block (pick_parts on a
 // copy of `present`), so their latency hid under the tensor work.
-// `staged` (v18s, FOLD_SLOTS): the lowest n_staged present parts (bf16), already in shared memory (slot s at
-// staged + 4 s kFoldWords, its LSEs at staged_lse + 64 s: slots of a consumer's 4 warps; the caller waited for them).
-template <int GROUP, class TO, class TC>
+// `staged` (v18s, FOLD_SLOTS): the lowest n_staged present parts (bf16; v18t, I8: int8), already in shared memory
+// (slot s at staged + 4 s kFoldWords<I8>, its LSEs at staged_lse + 64 s, int8 row scales at staged_scale + 64 s:
+// slots of a consumer's 4 warps; the caller waited for them).
+template <int GROUP, bool I8 = false, class TO, class TC>
 CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t (&present)[16 / GROUP], int row0,
                                RowState& st, float (&lsum)[2], TO& o_rc, TC const& cO_rc,
                                PartRegs const* first = nullptr, uint32_t const* staged = nullptr,
-                               float const* staged_lse = nullptr, int n_staged = 0) {
+                               float const* staged_lse = nullptr, int n_staged = 0,
+                               float const* staged_scale = nullptr) {
   if (first != nullptr) {
     PartPick const pick = pick_parts<GROUP>(row, present);
     apply_part(prm, *first, pick.on, st, lsum, o_rc);
@@ -514,11 +554,24 @@ CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t
   int const g = row0 % 8;  // the thread's rows in its warp's 16: g and g + 8
   for (int s = 0; s < n_staged && any_present<GROUP>(present); ++s) {
     PartPick const pick = pick_parts<GROUP>(row, present);
-    uint32_t const* words = staged + s * 4 * kFoldWords;
+    uint32_t const* words = staged + s * 4 * kFoldWords<I8>;
     float const* lse = staged_lse + s * 4 * 16;
-    apply_part_from(
-        false, [&](int r) { return lse[g + 8 * r]; }, [](int) { return 1.f; },
-        [&](int r, int c) { return words[fold_word(g + 8 * r, get<1>(cO_rc(r, c)) / 2)]; }, pick.on, st, lsum, o_rc);
+    if constexpr (I8) {
+      uint8_t const* bytes = reinterpret_cast<uint8_t const*>(words);
+      float const* scale = staged_scale + s * 4 * 16;
+      apply_part_from(
+          true, [&](int r) { return lse[g + 8 * r]; }, [&](int r) { return scale[g + 8 * r]; },
+          [&](int r, int c) {
+            return static_cast<uint32_t>(
+                *reinterpret_cast<uint16_t const*>(bytes + fold_byte(g + 8 * r, get<1>(cO_rc(r, c)))));
+          },
+          pick.on, st, lsum, o_rc);
+    } else {
+      apply_part_from(
+          false, [&](int r) { return lse[g + 8 * r]; }, [](int) { return 1.f; },
+          [&](int r, int c) { return words[fold_word(g + 8 * r, get<1>(cO_rc(r, c)) / 2)]; }, pick.on, st, lsum,
+          o_rc);
+    }
   }
   while (any_present<GROUP>(present)) {  // the warp's tokens: uniform
     PartPick const pick = pick_parts<GROUP>(row, present);
@@ -529,7 +582,7 @@ CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t
 }
 
 template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH, bool FP8, bool FOLDPRE, int DIAG,
-          bool QPAIRS, int GROUP, int FOLD_SLOTS>
+          bool QPAIRS, int GROUP, int FOLD_SLOTS, bool FOLD_I8>
 __global__ void __launch_bounds__(kThreads, 1)
 tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
                   CUTE_GRID_CONSTANT typename Ops<FP8>::TmaVtt const tma_vt,
@@ -540,7 +593,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
   using O = Ops<FP8>;
   using R = Rows<GROUP>;
   constexpr int NT = R::kTokWarp;
-  using Storage = SharedStorage<STAGES, FP8, FP8 && QPREFETCH, FOLD_SLOTS>;
+  using Storage = SharedStorage<STAGES, FP8, FP8 && QPREFETCH, FOLD_SLOTS, FOLD_I8>;
   extern __shared__ char smem_raw[];
   Storage& sh = *reinterpret_cast<Storage*>(smem_raw);
   int const wg = threadIdx.x / 128;
@@ -632,12 +685,15 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
       present[u] = 0;
     }
     int const pos[2] = {tpos[R::tok(0)], tpos[R::tok(1)]};  // per row half
-    // FOLD_SLOTS (v18s): bf16 parts are staged by cp.async right away, a whole item ahead of the fold
-    bool const stage_fold = FOLD_SLOTS > 0 && prm.fuse_merge && prm.partial_scale == nullptr;
+    // FOLD_SLOTS (v18s): bf16 parts (v18t, FOLD_I8: int8 parts) are staged by cp.async right away, a whole item
+    // ahead of the fold; parts of the other dtype take the register path
+    bool const stage_fold = FOLD_SLOTS > 0 && prm.fuse_merge && (prm.partial_scale != nullptr) == FOLD_I8;
     int const wrow = (row0 / 16) * 16;  // the warp's first row of the consumer's 64
-    // the warp's slot 0 in sh.fold ([consumer][slot][warp]); slot s at + s * 4 * kFoldWords
-    uint32_t* const staged = FOLD_SLOTS ? sh.fold.data() + (cw * FOLD_SLOTS * 4 + row0 / 16) * kFoldWords : nullptr;
-    float* const staged_lse = FOLD_SLOTS ? sh.fold_lse.data() + (cw * FOLD_SLOTS * 4 + row0 / 16) * 16 : nullptr;
+    // the warp's slot 0 in sh.fold ([consumer][slot][warp]); slot s at + s * 4 * kFoldWords<FOLD_I8>
+    int const slot0 = cw * FOLD_SLOTS * 4 + row0 / 16;
+    uint32_t* const staged = FOLD_SLOTS ? sh.fold.data() + slot0 * kFoldWords<FOLD_I8> : nullptr;
+    float* const staged_lse = FOLD_SLOTS ? sh.fold_lse.data() + slot0 * 16 : nullptr;
+    float* const staged_scale = FOLD_SLOTS && FOLD_I8 ? sh.fold_scale.data() + slot0 * 16 : nullptr;
     auto find_slots = [&] {
       CUTLASS_PRAGMA_UNROLL
       for (int u = 0; u < NT; ++u) {
@@ -651,8 +707,13 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
           for (int u = 0; u < NT; ++u) peek[u] = present[u];
           CUTLASS_PRAGMA_UNROLL
           for (int s = 0; s < FOLD_SLOTS; ++s) {
-            stage_part<GROUP>(prm, pick_parts<GROUP>(row, peek), staged + s * 4 * kFoldWords, staged_lse + s * 4 * 16,
-                              wrow);
+            uint32_t* const words = staged + s * 4 * kFoldWords<FOLD_I8>;
+            if constexpr (FOLD_I8) {
+              stage_part_i8<GROUP>(prm, pick_parts<GROUP>(row, peek), words, staged_lse + s * 4 * 16,
+                                   staged_scale + s * 4 * 16, wrow);
+            } else {
+              stage_part<GROUP>(prm, pick_parts<GROUP>(row, peek), words, staged_lse + s * 4 * 16, wrow);
+            }
           }
           asm volatile("cp.async.commit_group;\n" ::: "memory");
         }
@@ -837,8 +898,8 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
           __syncwarp();  // the other lanes' copies are visible
         }
       }
-      fold_parts<GROUP>(prm, row, present, row0, st, lsum, o_rc, cO_rc, FOLDPRE ? &first_part : nullptr, staged,
-                        staged_lse, stage_fold ? FOLD_SLOTS : 0);
+      fold_parts<GROUP, FOLD_I8>(prm, row, present, row0, st, lsum, o_rc, cO_rc, FOLDPRE ? &first_part : nullptr,
+                                 staged, staged_lse, stage_fold ? FOLD_SLOTS : 0, staged_scale);
     }
     bool direct[NT];
     int carrier[NT];
@@ -880,12 +941,13 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
 using namespace msa_sm90;
 
 template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false, bool FP8 = false,
-          bool FOLDPRE = false, int DIAG = 0, bool QPAIRS = false, int GROUP = kGroup, int FOLD_SLOTS = 0>
+          bool FOLDPRE = false, int DIAG = 0, bool QPAIRS = false, int GROUP = kGroup, int FOLD_SLOTS = 0,
+          bool FOLD_I8 = false>
 cudaError_t launch_variant(typename Ops<FP8>::TmaKt const& tma_k, typename Ops<FP8>::TmaVtt const& tma_vt,
                            TileOuterParams const& prm, int grid, cudaStream_t stream) {
-  int const smem = static_cast<int>(sizeof(SharedStorage<STAGES, FP8, FP8 && QPREFETCH, FOLD_SLOTS>));
+  int const smem = static_cast<int>(sizeof(SharedStorage<STAGES, FP8, FP8 && QPREFETCH, FOLD_SLOTS, FOLD_I8>));
   auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, FP8, FOLDPRE, DIAG, QPAIRS, GROUP,
-                                  FOLD_SLOTS>;
+                                  FOLD_SLOTS, FOLD_I8>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
@@ -894,7 +956,9 @@ cudaError_t launch_variant(typename Ops<FP8>::TmaKt const& tma_k, typename Ops<F
 
 int tile_outer_sm90_smem_bytes(int variant) {
   if (variant == 6) return static_cast<int>(sizeof(SharedStorage<4, true>));
-  if (variant == 19) return static_cast<int>(sizeof(SharedStorage<3, true, true, 2>));
+  if (variant == 19) {  // the larger of its two builds (bf16 parts, int8 parts)
+    return static_cast<int>(std::max(sizeof(SharedStorage<3, true, true, 2>), sizeof(SharedStorage<3, true, true, 4, true>)));
+  }
   if (variant == 8 || variant == 10 || variant == 12 || variant == 16 || variant >= 90) {
     return static_cast<int>(sizeof(SharedStorage<4, true, true>));
   }
@@ -913,11 +977,14 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
   Tensor gVt = make_tensor(make_gmem_ptr(kv + kHeadDim), shape, make_stride(stride_kvt, _1{}, stride_kvh, stride_kvp));
   O::TmaKt tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(O::SmemK<1>{}));
   O::TmaVtt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(O::SmemVt<1>{}));
+  // v18t: variant 19 stages two bf16 parts per row, or four int8 parts in the same shared memory (a build each)
+  bool const int8_parts = prm.partial_scale != nullptr;
   if (prm.group == 8) {  // v18r: M3 at tensor parallel 8; variant 16 (12 without FOLDPRE, whose registers spill at
     // GROUP 8: a warp's two tokens keep two positions, selection masks and slot masks) and v18s's 19
     switch (variant) {
       case 16: return launch_variant<4, true, true, false, true, true, false, 0, true, 8>(tma_k, tma_vt, prm, grid, stream);
-      case 19: return launch_variant<3, true, true, false, true, true, false, 0, true, 8, 2>(tma_k, tma_vt, prm, grid, stream);
+      case 19: return int8_parts ? launch_variant<3, true, true, false, true, true, false, 0, true, 8, 4, true>(tma_k, tma_vt, prm, grid, stream)
+                                 : launch_variant<3, true, true, false, true, true, false, 0, true, 8, 2>(tma_k, tma_vt, prm, grid, stream);
       default: return cudaErrorInvalidValue;
     }
   }
@@ -927,7 +994,8 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
     case 8: return launch_variant<4, true, true, false, true, true>(tma_k, tma_vt, prm, grid, stream);
     case 10: return launch_variant<4, true, true, false, true, true, true>(tma_k, tma_vt, prm, grid, stream);
     case 12: return launch_variant<4, true, true, false, true, true, true, 0, true>(tma_k, tma_vt, prm, grid, stream);
-    case 19: return launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 2>(tma_k, tma_vt, prm, grid, stream);
+    case 19: return int8_parts ? launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 4, true>(tma_k, tma_vt, prm, grid, stream)
+                               : launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 2>(tma_k, tma_vt, prm, grid, stream);
     case 90: return launch_variant<4, true, true, false, true, true, true, 1>(tma_k, tma_vt, prm, grid, stream);
     case 91: return launch_variant<4, true, true, false, true, true, true, 2, true>(tma_k, tma_vt, prm, grid, stream);
     case 92: return launch_variant<4, true, true, false, true, true, true, 3, true>(tma_k, tma_vt, prm, grid, stream);

@@ -1,8 +1,9 @@
 """v18s: the FP8 tile-outer step's fused merge with its first two KV-outer parts per row staged in shared memory at the
-item's start (variant 19, the default since v18s). The parts are folded in the same order with the same arithmetic, so
-the whole prefill must equal the variant it replaced bit for bit (12 at 16 query heads per KV head, 16 at 8), with
-bf16 and int8 partials (int8 parts are not staged: they take the register path), on selections with few and with
-many KV-outer parts per token. GPU (sm_90) only; the CPU side is the variant tables."""
+item's start (variant 19, the default since v18s); v18t: with int8 partials, their first four parts. The parts are
+folded in the same order with the same arithmetic, so the whole prefill must equal the variant it replaced (12 at 16
+query heads per KV head, 16 at 8): bit for bit with bf16 partials, within a bf16 rounding with int8 ones (nvcc
+contracts the int8 decode's subtraction into the fold's FMA differently for the shared-memory reads), on selections
+with few and with many KV-outer parts per token. GPU (sm_90) only; the CPU side is the variant tables."""
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +33,7 @@ def test_staged_variant_is_built_for_both_groups_and_is_the_fp8_default():
 @needs_sm90
 @pytest.mark.parametrize("group", [16, 8])
 @pytest.mark.parametrize("kind", ["0.9", "0.5"])
-def test_staged_fold_equals_the_register_fold_bit_for_bit(group, kind):
+def test_staged_fold_equals_the_register_fold(group, kind):
     from kernels.msa.prefill import sparse_attention_triton
 
     case = make_case([8192 + 2048, 3000], [8192, 3000], 4 * group, 4, 128, torch.bfloat16, "cuda", seed=81)
@@ -52,4 +53,8 @@ def test_staged_fold_equals_the_register_fold_bit_for_bit(group, kind):
         assert torch.isfinite(base).all()
         assert torch.equal(run(BASES[group], partials), base)  # the premise: a run repeats bit for bit
         got = run(STAGED, partials)
-        assert torch.equal(got, base), (partials, (got.float() - base.float()).abs().max().item())
+        diff = (got.float() - base.float()).abs().max().item()
+        if partials is None:
+            assert torch.equal(got, base), diff
+        else:  # a bf16 rounding step of the output's largest values at most
+            assert diff <= 2 ** -8 * base.float().abs().max().item(), diff

@@ -65,6 +65,20 @@ def test_inputs_it_cannot_take_are_named():
     assert wide and "top_k <= 32" in wide[0]  # the fused merge loads a row's slots in one batch (v16)
 
 
+def test_fused_merge_refuses_unaligned_lse_and_scales():
+    """v18s / v18t: the fused merge stages a row's LSEs and int8 scales by 16-byte copies, so both must be aligned;
+    refused before any launch (no GPU needed)."""
+    q, kv = torch.zeros(8, 64, 128, dtype=torch.bfloat16), torch.zeros(3, 4, 128, 256, dtype=torch.bfloat16)
+    po = torch.zeros(4, 8, 16, 16, 128, dtype=torch.int8)
+    n = 4 * 8 * 16 * 16
+    aligned = torch.zeros(n, dtype=torch.float32).view(4, 8, 16, 16)
+    shifted = torch.zeros(n + 1, dtype=torch.float32)[1:].view(4, 8, 16, 16)
+    for lse, scale, what in ((shifted, aligned, "partial_lse"), (aligned, shifted, "partial_scale")):
+        with pytest.raises(ValueError, match=f"{what} must be contiguous and 16-byte aligned"):
+            cuda.tile_outer_attention_cuda(q, kv, None, None, None, None, 1.0, torch.empty_like(q), po, lse,
+                                           fuse_merge=True, partial_scale=scale)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (sm_90)")
 @pytest.mark.parametrize("variant", BF16_VARIANTS)
