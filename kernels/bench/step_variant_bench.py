@@ -7,7 +7,7 @@ cache). A variant written ``V/int8`` runs with int8 KV-outer partials (v18t; els
 JSON lines as it goes:
 
     python -m kernels.bench.step_variant_bench --jsonl OUT/steps.jsonl --rounds 3 --sets "16:fp8:12,19;8:fp8:16,19"
-    python -m kernels.bench.step_variant_bench --sets "16:fp8:19,19/int8,20/int8"
+    python -m kernels.bench.step_variant_bench --rounds 3 --sets "16:fp8:19,19/int8,12/int8"
 """
 from __future__ import annotations
 
