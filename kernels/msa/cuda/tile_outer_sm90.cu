@@ -103,7 +103,7 @@ struct SharedStorage {  // bf16, 3 stages: 225 KiB
   // FP8 with the Q prefetch: the next tile's bf16 Q rows (row-major), quantised into q at the tile's start
   alignas(128) cute::array_aligned<Element, STAGE_Q ? kRowsWG * kHeadDim : 1> q_stage[2];
   // v18s: the fused merge's first FOLD_SLOTS parts of each warp's rows, staged by cp.async at the item's start
-  // ([consumer][slot][warp]: 16 rows as fold_word / fold_byte lay them out; their LSEs [consumer][slot][warp][16
+  // ([consumer][slot][warp]: 16 rows as fold_at lays them out; their LSEs [consumer][slot][warp][16
   // rows]; v18t, int8 parts: their row scales alike)
   alignas(128) cute::array_aligned<uint32_t, FOLD_SLOTS ? 2 * FOLD_SLOTS * 4 * kFoldWords<FOLD_I8> : 1> fold;
   alignas(16) cute::array_aligned<float, FOLD_SLOTS ? 2 * FOLD_SLOTS * 4 * 16 : 1> fold_lse;
@@ -446,62 +446,41 @@ CUTLASS_DEVICE void apply_part(TileOuterParams const& prm, PartRegs const& pr, b
       [&](int r, int c) { return pr.raw[r][c / 2]; }, on, st, lsum, o_rc);
 }
 
-// v18s: where word `word` (columns 2 word, 2 word + 1) of row `row16` of a warp's staged part lies: rows of 64 words,
-// a row's 16-byte chunks XOR-swizzled by row % 8, so the fold's reads (8 rows x 4 words per instruction: a thread's
-// rows g, g + 8 and words 4j + t) fall in 32 different banks, and the 16-byte cp.asyncs stay contiguous.
-CUTLASS_DEVICE int fold_word(int row16, int word) { return row16 * (kHeadDim / 2) + (word ^ ((row16 % 8) << 2)); }
-
-// v18s: issue cp.asyncs of one pick's parts (bf16) into a warp's staged slot: lane l copies 16-byte chunks
-// l + 32 i (row (l + 32 i) / 16 of the warp's 16, so row half i / 4: warp-uniform) and lanes 0-3 the 16 LSEs in
-// 4-row chunks. `wrow`: the warp's first row of its consumer's 64. The caller commits the group.
-template <int GROUP>
-CUTLASS_DEVICE void stage_part(TileOuterParams const& prm, PartPick const& pick, uint32_t* words, float* lse,
-                               int wrow) {
-  int const lane = threadIdx.x % 32;
-  Element const* po = static_cast<Element const*>(prm.partial_o);
-  CUTLASS_PRAGMA_UNROLL
-  for (int i = 0; i < 8; ++i) {
-    int const c = lane + 32 * i;
-    int const row16 = c / 16, r = i / 4;
-    if (!pick.on[r]) continue;  // warp-uniform
-    int64_t const part = (pick.row[r] * prm.top_k + pick.k[r]) * GROUP + (wrow + row16) % GROUP;
-    uint32_t const dst = static_cast<uint32_t>(__cvta_generic_to_shared(words + fold_word(row16, (c % 16) * 4)));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(po + part * kHeadDim + (c % 16) * 8));
-  }
-  bool const hi = lane >= 2;  // LSE chunk `lane`: row half lane / 2 (selects, not an index: the pick stays in registers)
-  if (lane < 4 && (hi ? pick.on[1] : pick.on[0])) {
-    int64_t const part = ((hi ? pick.row[1] : pick.row[0]) * prm.top_k + (hi ? pick.k[1] : pick.k[0])) * GROUP +
-                         (wrow + 4 * lane) % GROUP;
-    uint32_t const dst = static_cast<uint32_t>(__cvta_generic_to_shared(lse + 4 * lane));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(prm.partial_lse + part));
-  }
+// v18s: the byte offset of byte `byte` of row `row16` in a warp's staged part (rows of kHeadDim parts: 256 bytes for
+// bf16, 128 for int8, v18t): a row's 16-byte chunks XOR-swizzled by row % 8, so the fold's reads (8 rows per
+// instruction: 4 words of a row for bf16, 8 bytes for int8) fall in different banks and the 16-byte cp.asyncs stay
+// contiguous.
+template <bool I8>
+CUTLASS_DEVICE int fold_at(int row16, int byte) {
+  constexpr int kRowBytes = kHeadDim * (I8 ? 1 : 2);
+  return row16 * kRowBytes + (((byte >> 4) ^ (row16 % 8)) << 4) + (byte & 15);
 }
 
-// v18t: the byte of column d of row `row16` of a warp's staged int8 part: rows of 128 bytes, a row's 16-byte chunks
-// XOR-swizzled by row % 8 as fold_word does, so the fold's 2-byte reads (8 rows x 8 bytes per instruction, a quad's
-// columns 8j .. 8j + 7) fall in 16 different banks.
-CUTLASS_DEVICE int fold_byte(int row16, int d) { return row16 * kHeadDim + (((d >> 4) ^ (row16 % 8)) << 4) + (d & 15); }
-
-// v18t: stage_part for int8 parts: lane l copies 16-byte chunks l + 32 i (row (l + 32 i) / 8, so row half i / 2),
-// lanes 0-3 the 16 LSEs and lanes 4-7 the 16 row scales in 4-row chunks.
-template <int GROUP>
-CUTLASS_DEVICE void stage_part_i8(TileOuterParams const& prm, PartPick const& pick, uint32_t* words, float* lse,
-                                  float* scale, int wrow) {
+// v18s: issue cp.asyncs of one pick's parts into a warp's staged slot: lane l copies 16-byte chunks l + 32 i (row
+// (l + 32 i) / kChunks of the warp's 16, so the row half depends on i only: warp-uniform), lanes 0-3 the 16 LSEs
+// in 4-row chunks and, for int8 parts (v18t), lanes 4-7 the 16 row scales. `wrow`: the warp's first row of its
+// consumer's 64. The caller commits the group.
+template <int GROUP, bool I8>
+CUTLASS_DEVICE void stage_part(TileOuterParams const& prm, PartPick const& pick, uint32_t* words, float* lse,
+                               float* scale, int wrow) {
+  constexpr int kRowBytes = kHeadDim * (I8 ? 1 : 2);
+  constexpr int kChunks = kRowBytes / 16;  // 16-byte chunks per row
   int const lane = threadIdx.x % 32;
-  int8_t const* po = static_cast<int8_t const*>(prm.partial_o);
-  uint8_t* bytes = reinterpret_cast<uint8_t*>(words);
+  char const* po = static_cast<char const*>(prm.partial_o);
+  char* bytes = reinterpret_cast<char*>(words);
   CUTLASS_PRAGMA_UNROLL
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < 16 * kChunks / 32; ++i) {
     int const c = lane + 32 * i;
-    int const row16 = c / 8, r = i / 2;
+    int const row16 = c / kChunks, r = 32 * i / kChunks / 8;
     if (!pick.on[r]) continue;  // warp-uniform
     int64_t const part = (pick.row[r] * prm.top_k + pick.k[r]) * GROUP + (wrow + row16) % GROUP;
-    uint32_t const dst = static_cast<uint32_t>(__cvta_generic_to_shared(bytes + fold_byte(row16, (c % 8) * 16)));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(po + part * kHeadDim + (c % 8) * 16));
+    int const byte = (c % kChunks) * 16;
+    uint32_t const dst = static_cast<uint32_t>(__cvta_generic_to_shared(bytes + fold_at<I8>(row16, byte)));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(po + part * kRowBytes + byte));
   }
   int const q4 = lane % 4;  // the 4-row chunk
   bool const hi = q4 >= 2;  // its row half (selects, not an index: the pick stays in registers)
-  if (lane < 8 && (hi ? pick.on[1] : pick.on[0])) {
+  if (lane < (I8 ? 8 : 4) && (hi ? pick.on[1] : pick.on[0])) {
     int64_t const part = ((hi ? pick.row[1] : pick.row[0]) * prm.top_k + (hi ? pick.k[1] : pick.k[0])) * GROUP +
                          (wrow + 4 * q4) % GROUP;
     float const* src = (lane < 4 ? prm.partial_lse : prm.partial_scale) + part;
@@ -554,23 +533,24 @@ CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t
   int const g = row0 % 8;  // the thread's rows in its warp's 16: g and g + 8
   for (int s = 0; s < n_staged && any_present<GROUP>(present); ++s) {
     PartPick const pick = pick_parts<GROUP>(row, present);
-    uint32_t const* words = staged + s * 4 * kFoldWords<I8>;
+    char const* bytes = reinterpret_cast<char const*>(staged + s * 4 * kFoldWords<I8>);
     float const* lse = staged_lse + s * 4 * 16;
     if constexpr (I8) {
-      uint8_t const* bytes = reinterpret_cast<uint8_t const*>(words);
       float const* scale = staged_scale + s * 4 * 16;
       apply_part_from(
           true, [&](int r) { return lse[g + 8 * r]; }, [&](int r) { return scale[g + 8 * r]; },
           [&](int r, int c) {
             return static_cast<uint32_t>(
-                *reinterpret_cast<uint16_t const*>(bytes + fold_byte(g + 8 * r, get<1>(cO_rc(r, c)))));
+                *reinterpret_cast<uint16_t const*>(bytes + fold_at<true>(g + 8 * r, get<1>(cO_rc(r, c)))));
           },
           pick.on, st, lsum, o_rc);
     } else {
       apply_part_from(
           false, [&](int r) { return lse[g + 8 * r]; }, [](int) { return 1.f; },
-          [&](int r, int c) { return words[fold_word(g + 8 * r, get<1>(cO_rc(r, c)) / 2)]; }, pick.on, st, lsum,
-          o_rc);
+          [&](int r, int c) {
+            return *reinterpret_cast<uint32_t const*>(bytes + fold_at<false>(g + 8 * r, 2 * get<1>(cO_rc(r, c))));
+          },
+          pick.on, st, lsum, o_rc);
     }
   }
   while (any_present<GROUP>(present)) {  // the warp's tokens: uniform
@@ -708,12 +688,9 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
           CUTLASS_PRAGMA_UNROLL
           for (int s = 0; s < FOLD_SLOTS; ++s) {
             uint32_t* const words = staged + s * 4 * kFoldWords<FOLD_I8>;
-            if constexpr (FOLD_I8) {
-              stage_part_i8<GROUP>(prm, pick_parts<GROUP>(row, peek), words, staged_lse + s * 4 * 16,
-                                   staged_scale + s * 4 * 16, wrow);
-            } else {
-              stage_part<GROUP>(prm, pick_parts<GROUP>(row, peek), words, staged_lse + s * 4 * 16, wrow);
-            }
+            float* const scale = FOLD_I8 ? staged_scale + s * 4 * 16 : nullptr;
+            stage_part<GROUP, FOLD_I8>(prm, pick_parts<GROUP>(row, peek), words, staged_lse + s * 4 * 16, scale,
+                                       wrow);
           }
           asm volatile("cp.async.commit_group;\n" ::: "memory");
         }
