@@ -254,7 +254,7 @@ def prefill_rows(case, sel: torch.Tensor, label: str, merges: dict[str, Callable
     from kernels.msa import prefill
 
     try:
-        for dtype_name, knobs in (("bf16 parts", {}), ("int8 parts", {"partial_dtype": torch.int8})):
+        for dtype_name, knobs in (("bf16 parts", {"partial_dtype": torch.bfloat16}), ("int8 parts", {"partial_dtype": torch.int8})):
             fns, outs = {}, {}
             for name, merge in merges.items():
                 prefill.merge_partials = merge

@@ -48,7 +48,7 @@ def main() -> None:
     for kind in (k for k in args.kinds.split(",") if k):
         sel = selection(case, kind, n)
         variants: tuple[tuple[str, dict[str, Any]], ...] = (
-            ("bf16 parts", {}), ("int8 parts", {"partial_dtype": torch.int8}))
+            ("bf16 parts", {"partial_dtype": torch.bfloat16}), ("int8 parts", {"partial_dtype": torch.int8}))
         for parts, knobs in variants:
             out = sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,
                                           case.seq_lens, HEAD_DIM ** -0.5, **knobs)

@@ -10,7 +10,7 @@ host work between launches). This is the stage breakdown the NOTES' "outside the
 ``--fp8-step V`` profiles the FP8 step instead (v18: an fp8 e4m3 copy of the cache, ``fp8_step=True``, variant V);
 ``--unfused`` turns the tile-outer step's fused merge off (``fuse_merge=False``); ``--variant V`` runs the bf16 step's
 variant V as the default (``kernels.msa.cuda.DEFAULT_VARIANT``); ``--int8`` takes int8 KV-outer partials
-(``partial_dtype=torch.int8``).
+(``partial_dtype=torch.int8``; else bf16 ones).
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def profile_kinds(n: int, kinds: list[str], calls: int, fp8_step: int | None = N
                 sparse_attention_triton(case.q, kv_cache, sel, case.block_table, case.query_start_loc,
                                         case.seq_lens, HEAD_DIM ** -0.5, out, fuse_merge=fuse_merge, k_scale=k_scale,
                                         v_scale=v_scale, fp8_step=fp8_step is not None,
-                                        partial_dtype=torch.int8 if int8 else None)
+                                        partial_dtype=torch.int8 if int8 else torch.bfloat16)
 
             wall = bench_ms(attend)
             kernels = kernel_times(attend, calls)

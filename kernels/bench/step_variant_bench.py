@@ -85,7 +85,8 @@ def set_rows(vs: VariantSet, n: int, kind: str, rounds: int, rows: list[Row]) ->
         for v in vs.variants[1:] or vs.variants:  # a set of the base alone times it alone
             for w in dict.fromkeys((vs.variants[0], v)):
                 with cuda.variant_as_default(vs.group, vs.fp8, w.variant):
-                    fn, out = timed_attention(case, sel, **knobs, partial_dtype=torch.int8 if w.int8 else None)
+                    parts = torch.int8 if w.int8 else torch.bfloat16  # explicit: the default depends on the group
+                    fn, out = timed_attention(case, sel, **knobs, partial_dtype=parts)
                     times[w].append(bench_ms(fn))
                 outs.setdefault(w, out)
     shape = f"N={n // 1024}K {kind}, {vs.group} q heads / KV head, {'fp8 (FP8 step)' if vs.fp8 else 'bf16'}"

@@ -66,7 +66,7 @@ def time_tree(tree: str, n: int, kinds: list[str]) -> list[dict]:
     rows = []
     for kind in kinds:
         sel = selections[kind]
-        for parts, knobs in (("bf16 parts", {}), ("int8 parts", {"partial_dtype": torch.int8})):
+        for parts, knobs in (("bf16 parts", {"partial_dtype": torch.bfloat16}), ("int8 parts", {"partial_dtype": torch.int8})):
             rows.append({"tree": tree, "row": f"N={n // 1024}K {kind}, prefill, {parts}",
                          "ms": bench_ms(lambda sel=sel, knobs=knobs: attend(sel, **knobs))})
         if kind == "indexer sel":

@@ -402,9 +402,10 @@ def sparse_attention_triton(
     writes them (no carrier part, no merge pass over those rows); on the H200 it was 0.88-0.98x the v8 path on
     selections with locality and 1.03x on a chunked row, so v8's separate merge stays the default (NOTES v9); with
     ``tile_impl="cuda"`` (no spills there) it pays: 128K f = 0.9 24.3 ms vs 32.5 (NOTES v10).
-    ``partial_dtype``: dtype of the KV-outer partial outputs (default q's dtype; ``torch.int8`` with a per-row
-    scale halves their bytes and memory, 6.8e-3 output error at M3 shapes: 1.02-1.05x on random selections and
-    chunked, 0.98x at f = 0.9 on the H200 with the CUDA step, so opt-in; NOTES v10t, v12m). With int8 partials the
+    ``partial_dtype``: dtype of the KV-outer partial outputs (None: ``default_partial_dtype``, q's dtype except
+    with ``fp8_step`` at 8 query heads per KV head, v18u; ``torch.int8`` with a per-row scale halves their bytes and
+    memory, 6.8e-3 output error at M3 shapes: 1.02-1.05x on random selections and chunked, 0.98x at f = 0.9 on the
+    H200 with the bf16 CUDA step; NOTES v10t, v12m). With int8 partials the
     CUDA step's fused merge decodes them on chip; unfused, carrier parts go to a bf16 side buffer (v12m).
     ``tile_impl``: "auto" (v11, the default) runs the tile-outer step on the FA3-style sm_90a kernel of
     ``kernels.msa.cuda`` when ``kernels.msa.cuda.choose`` accepts the call (sm_90 device; bf16, 16 or 8 query heads
@@ -440,6 +441,8 @@ def sparse_attention_triton(
     fp8_pages, fp8_v_scale = None, v_scale
     if fp8_step and (kv_cache.dtype != FP8_CACHE_DTYPE or tile_impl == "triton" or widen_fp8 is False):
         raise ValueError("fp8_step needs an fp8 e4m3 cache, the CUDA tile-outer step and widened pages")
+    if partial_dtype is None:
+        partial_dtype = default_partial_dtype(q.dtype, num_heads // kv_cache.shape[1], fp8_step)
     compact = None
     if fp8_step or _widens(widen_fp8, q, kv_cache, partial_dtype, (tile_impl, kv_impl), selection.shape[2],
                            union_tile):
@@ -502,6 +505,20 @@ def sparse_attention_triton(
     merge_partials(partial_o, partial_lse, out, split.merge_sel if carrier is None else split.rest,
                    skip=split.owned if fuse_merge else split.direct, partial_scale=partial_scale, carrier=carrier)
     return out
+
+
+INT8_PARTIAL_GROUPS = (8,)
+"""v18u: query heads per KV head (8: M3 at TP 8) at which the FP8 step's KV-outer partials default to int8. H200,
+128K, alternated with bf16 parts in one process (NOTES v18t, v18u): f = 0.9 1.023-1.035x, f = 1 1.000-1.004x, the
+indexer's selections 1.042-1.050x, and half the partials' memory; at 16 query heads per KV head 0.978-1.007x, so
+bf16 parts stay there."""
+
+
+def default_partial_dtype(q_dtype: torch.dtype, group: int, fp8_step: bool) -> torch.dtype:
+    """The KV-outer partials' dtype of a call that names none (``partial_dtype=None``): int8 with the FP8 step at
+    ``INT8_PARTIAL_GROUPS`` query heads per KV head, else q's dtype. A server's workspace reservation asks the same
+    function, so it reserves what the prefill takes."""
+    return torch.int8 if fp8_step and group in INT8_PARTIAL_GROUPS else q_dtype
 
 
 TILE_IMPLS = ("auto", "cuda", "triton")

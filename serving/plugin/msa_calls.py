@@ -57,17 +57,19 @@ def reserve_prefill(device: torch.device, num_tokens: int, num_kv_heads: int, gr
                     widened_pages: int = 0, dtype: torch.dtype = torch.bfloat16,
                     fp8_step: bool = False) -> PrefillWorkspace:
     """Size the device's prefill workspace during vLLM's memory-profiling run, so that the memory vLLM measures
-    there (and leaves out of the KV cache) includes it: the partials (``dtype``: q's, the plugin's default) for
-    ``num_tokens`` query tokens (the profiling batch is the token budget) and, for an fp8 cache, ``widened_pages``
-    pages widened to ``dtype`` (one request of the model's length), and with ``fp8_step`` the FP8 step's e4m3
-    K / V^T copy of those pages. Without it the first long prefill would allocate them on top of a cache sized to
+    there (and leaves out of the KV cache) includes it: the partials (in the dtype the prefill takes,
+    ``kernels.msa.prefill.default_partial_dtype``: ``dtype``, q's, or int8 for the FP8 step at 8 query heads per KV
+    head) for ``num_tokens`` query tokens (the profiling batch is the token budget) and, for an fp8 cache,
+    ``widened_pages`` pages widened to ``dtype`` (one request of the model's length), and with ``fp8_step`` the FP8
+    step's e4m3 K / V^T copy of those pages. Without it the first long prefill would allocate them on top of a cache sized to
     fill the card. Nothing grows while a CUDA graph is being captured."""
+    from kernels.msa.prefill import default_partial_dtype
     from kernels.msa.widen import transposed_buffer, widened_buffer
 
     ws = prefill_workspace(device)
     if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
         return ws
-    ws.reserve(num_tokens, num_kv_heads, group, head_dim, top_k, dtype, device)
+    ws.reserve(num_tokens, num_kv_heads, group, head_dim, top_k, default_partial_dtype(dtype, group, fp8_step), device)
     if widened_pages > 0:
         widened_buffer(ws, widened_pages, num_kv_heads, head_dim, dtype, device)
         if fp8_step:

@@ -149,11 +149,16 @@ def test_reserved_workspace_serves_the_prefill(monkeypatch) -> None:
     assert all(ws._buffers[name] is buf for name, buf in reserved.items())  # not regrown
 
 
-def test_reserved_workspace_holds_the_fp8_step_pages(monkeypatch) -> None:
-    """With ``fp8_step`` the profiling run also reserves the FP8 step's e4m3 K / V^T copy of the widened pages."""
+@pytest.mark.parametrize("group", [16, 8])
+def test_reserved_workspace_holds_the_fp8_step_pages(group, monkeypatch) -> None:
+    """With ``fp8_step`` the profiling run also reserves the FP8 step's e4m3 K / V^T copy of the widened pages, and
+    the partials in the dtype that prefill takes (v18u: int8, with their row scales, at 8 query heads per KV head)."""
     monkeypatch.setattr(msa_calls, "_WORKSPACES", {})
-    ws = msa_calls.reserve_prefill(torch.device(DEVICE), 64, 2, 16, 128, TOP_K, widened_pages=5, fp8_step=True)
-    assert set(ws._buffers) == {"partial_o", "partial_lse", "widened_kv", "fp8_pages"}
+    ws = msa_calls.reserve_prefill(torch.device(DEVICE), 64, 2, group, 128, TOP_K, widened_pages=5, fp8_step=True)
+    int8 = group == 8
+    assert set(ws._buffers) == {"partial_o", "partial_lse", "widened_kv", "fp8_pages"} | ({"partial_scale"} if int8
+                                                                                          else set())
+    assert ws._buffers["partial_o"].nbytes >= 2 * 64 * TOP_K * group * 128 * (1 if int8 else 2)
     assert ws._buffers["fp8_pages"].nbytes >= 5 * 2 * 128 * 256  # one byte per e4m3 element (stored as bytes)
 
 
@@ -209,14 +214,16 @@ def test_fp8_step_through_the_plumbing(group, monkeypatch) -> None:
     kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
     pages = int(sum(-(-s // 128) for s, _ in requests[2:]))
     ws = msa_calls.reserve_prefill(case.q.device, n, 2, group, 128, top_k, pages, fp8_step=True)
-    reserved = ws._buffers["fp8_pages"]
+    parts = ("partial_o", "partial_lse") + (("partial_scale",) if group == 8 else ())  # v18u: int8 at 8 heads
+    reserved = {name: ws._buffers[name] for name in ("fp8_pages", *parts)}
     outs = {}
     for name, kernels, fp8_step in [("step", msa_calls.TRITON, True), ("widened", msa_calls.TRITON, False),
                                     ("ref", msa_calls.REFERENCE, False)]:
         outs[name] = torch.zeros_like(case.q)
         msa_calls.attend_batch(kernels, batch, case.q, kv8, buf, outs[name], 128 ** -0.5, (k_scale, v_scale),
                                fp8_step=fp8_step)
-    assert ws._buffers["fp8_pages"] is reserved  # not regrown
+        if name == "step":  # the FP8 step's prefill took the reserved pages and partials: not regrown
+            assert all(ws._buffers[key] is buf for key, buf in reserved.items())
     assert torch.equal(outs["step"][:nd], outs["widened"][:nd])  # decode rows: no FP8 step
     step, widened, ref = outs["step"][nd:], outs["widened"][nd:], outs["ref"][nd:].float()
     assert torch.isfinite(step).all()
