@@ -576,9 +576,10 @@ def split_csr_stages(case, sel: torch.Tensor, label: str, rows: list[Row]) -> No
 
 
 def fp8_prefill_row(case, sel: torch.Tensor, label: str, rows: list[Row], flops: float, t_bf16: float,
-                    out_v6: torch.Tensor) -> None:
-    """Our default prefill on an fp8 e4m3 copy of the cache (per-tensor scales): time, error against the fp32
-    reference on the original cache (last 16 tokens), difference from the bf16 cache's output."""
+                    out_v6: torch.Tensor, t_vllm: float | None = None) -> None:
+    """Our default prefill on an fp8 e4m3 copy of the cache (per-tensor scales), and with the FP8 step (v18:
+    ``fp8_step=True``, sm_90 only): time, error against the fp32 reference on the original cache (last 16 tokens),
+    difference from the bf16 cache's output, and vLLM's kernel (bf16 cache, same run) over ours."""
     import dataclasses
 
     from kernels.msa.inputs import quantize_kv_fp8
@@ -590,6 +591,16 @@ def fp8_prefill_row(case, sel: torch.Tensor, label: str, rows: list[Row], flops:
     rows.append(Row("locality", label, "ours default, fp8 e4m3 KV cache", t, flops / t / 1e9,
                     note=f"{t_bf16 / t:.2f}x the bf16 cache; ref err (bf16 cache's reference) "
                          f"{reference_tail(case, sel, out):.1e}; ‖fp8−v6 bf16‖/‖v6‖ {rel_diff(out, out_v6):.1e}"))
+    from kernels.msa import cuda
+
+    if cuda.device_reason(case.q.device) is None:
+        fn, out = timed_attention(case8, sel, k_scale=k_scale, v_scale=v_scale, workspace=bench_workspace(),
+                                  fp8_step=True)
+        t = bench_ms(fn)
+        vs_vllm = f"vLLM {t_vllm / t:.2f}x slower; " if t_vllm is not None else ""
+        rows.append(Row("locality", label, "ours, FP8 step, fp8 e4m3 KV cache", t, flops / t / 1e9,
+                        note=f"{t_bf16 / t:.2f}x the bf16 cache; {vs_vllm}ref err (bf16 cache's reference) "
+                             f"{reference_tail(case, sel, out):.1e}"))
     del kv8, case8
 
 
@@ -657,7 +668,7 @@ def bench_locality(n: int, vllm_sparse, vllm_index, rows: list[Row], gemm_tflops
         if kind == "indexer sel" and not SectionClock.over(rows, "locality", label, "whole layer"):
             whole_layer_rows(case, n, vllm_sparse, vllm_index, rows, label)
         if fp8 and not SectionClock.over(rows, "locality", label, "fp8 KV cache"):
-            fp8_prefill_row(case, sel, label, rows, flops, t7, out0)
+            fp8_prefill_row(case, sel, label, rows, flops, t7, out0, tv if vllm_sparse is not None else None)
         if SectionClock.over(rows, "locality", label, "v10t stages"):
             return
         split_csr_stages(case, sel, label, rows)

@@ -61,6 +61,8 @@ VARIANTS = {
     19: "v12 with the fused merge's first two parts staged in shared memory by cp.async at the item's start "
         "(instead of v10's first part in registers), v18t: or its first four int8 parts (2 KiB per warp and part, "
         "the same shared memory; a build for each partial dtype); 3 stages (both groups)",
+    24: "v19 with one softmax body for clean and masked blocks: a token's unchosen block by its row's max and "
+        "exponent offset, the per-key causal compare only in a block reaching past a row's position (v18u)",
 }
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times (v14w's 6-8 were correct and slower
 or equal on every row: reverted, code in merge 7a16812; v15z's 9-13, consumers out of phase, correct, the step
@@ -70,24 +72,26 @@ v18p's 14, 12 with the next Q requested at the item's start, 0.1-1.6 % slower th
 into L2, one part staged, the mask per row half, the union's block ids from registers: no gain, removed; NOTES
 v18s describes them)."""
 DEFAULT_VARIANT = 5
-FP8_VARIANTS = (6, 8, 10, 12, 16, 19)
+FP8_VARIANTS = (6, 8, 10, 12, 16, 19, 24)
 """v18: the variants that take e4m3 transposed pages (``kernels.msa.widen.widen_and_transpose``) instead of bf16."""
 FP8_DIAG_VARIANTS = {90: "v10, the staged bf16 Q not quantised (sQ keeps the previous tile's Q)",
                      91: "v12 without the fused merge's fold", 92: "v12 with no union block masked"}
 """Timing diagnostics (FP8, v18p and v18s): their output is WRONG by design; only the benches' variant options
 (``fp8_cache_bench --step-variants``, ``prefill_profile --fp8-step``, ``step_variant_bench``) use them, to split the
 step's time (NOTES.md v18p, v18s)."""
-FP8_DEFAULT_VARIANT = 19
-"""H200, 128K, alternated with 12 in one process (NOTES v18s): f = 0.9 17.06-17.12 ms (12: 17.86-17.89), f = 1
+FP8_DEFAULT_VARIANT = 24
+"""v18u: H200, 128K, alternated with 19 in one process, the same output bit for bit (NOTES v18u). 19 (v18s),
+alternated with 12 in one process: f = 0.9 17.06-17.12 ms (12: 17.86-17.89), f = 1
 13.38-13.42 (12: 13.33-13.36), the indexer's selections 29.20-29.56 (12: 29.02-29.81); v18p: 12 vs 10, f = 0.9
 17.63-17.73 vs 18.81-18.83."""
-GROUP8_VARIANTS = (5, 16, 19)
+GROUP8_VARIANTS = (5, 16, 19, 24)
 """v18r: the variants built for 8 query heads per KV head (M3 at TP 8): the bf16 default, FP8 16 (12 without its
-first-part load, whose registers spill at GROUP 8) and 19; GROUP 16 takes every other variant."""
+first-part load, whose registers spill at GROUP 8), 19 and 24; GROUP 16 takes every other variant."""
 GROUP8_ONLY = (16,)
 GROUP8_DEFAULT_VARIANT = 5
-GROUP8_FP8_DEFAULT_VARIANT = 19
-"""v18s: f = 0.9 9.13 ms vs 16's 9.44 (1.03x), f = 1 and the indexer's selections equal (NOTES v18s)."""
+GROUP8_FP8_DEFAULT_VARIANT = 24
+"""v18u: 24 vs 19 as at 16 heads (NOTES v18u); v18s: 19 f = 0.9 9.13 ms vs 16's 9.44 (1.03x), f = 1 and the
+indexer's selections equal."""
 
 
 def group_variants(group: int) -> tuple[int, ...]:

@@ -187,6 +187,53 @@ CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&a
   }
 }
 
+// v18u (ONE_BODY): the same result as softmax_step<true> from one body for clean and masked blocks. A row whose
+// token did not choose the block takes no max and its exponents are taken against +inf (P = 0, state unchanged:
+// what softmax_step's per-key -inf gives), and the per-key causal compare runs only where the block reaches past a
+// row's position (`causal`: the diagonal block, warp-uniform), so a masked block elsewhere costs what a clean one does.
+template <bool FAST, int P_OFF = 0, class TS, class TC>
+CUTLASS_DEVICE void softmax_step_rows(TS& s, TC const& coord, RowState& st, float (&alpha)[2],
+                                      float const (&scale_log2)[2], bool const (&chosen)[2], bool causal, int kpos0,
+                                      int const (&pos)[2]) {
+  Tensor s_rc = make_tensor(s.data(), rowcol(s.layout()));
+  Tensor c_rc = make_tensor(coord.data(), rowcol(coord.layout()));
+  if (causal) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < size<0>(s_rc); ++r) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < size<1>(s_rc); ++c) {
+        s_rc(r, c) = kpos0 + get<1>(c_rc(r, c)) <= pos[r] ? s_rc(r, c) : -INFINITY;
+      }
+    }
+  }
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < size<0>(s_rc); ++r) {
+    float mx = -INFINITY;
+    CUTLASS_PRAGMA_UNROLL
+    for (int c = 0; c < size<1>(s_rc); ++c) {
+      float const v = FAST ? s_rc(r, c) : s_rc(r, c) * scale_log2[r];
+      s_rc(r, c) = v;
+      mx = fmaxf(mx, v);
+    }
+    if constexpr (FAST) mx *= scale_log2[r];  // -inf stays -inf
+    mx = chosen[r] ? mx : -INFINITY;
+    float m_new = fmaxf(st.m[r], quad_max(mx));
+    float m_safe = m_new == -INFINITY ? 0.f : m_new;  // rows with nothing visible yet stay finite
+    alpha[r] = FAST ? ex2_approx(st.m[r] - m_safe) : exp2f(st.m[r] - m_safe);
+    float m_exp = P_OFF != 0 ? m_safe - static_cast<float>(P_OFF) : m_safe;
+    m_exp = chosen[r] ? m_exp : INFINITY;  // every exponent -inf: P = 0
+    float sum = 0.f;
+    CUTLASS_PRAGMA_UNROLL
+    for (int c = 0; c < size<1>(s_rc); ++c) {
+      float e = FAST ? ex2_approx(fmaf(s_rc(r, c), scale_log2[r], -m_exp)) : exp2f(s_rc(r, c) - m_exp);
+      s_rc(r, c) = e;
+      sum += e;
+    }
+    st.l[r] = st.l[r] * alpha[r] + sum;
+    st.m[r] = m_new;
+  }
+}
+
 // Two int8 partial values (little-endian bytes of u) as floats, without an int -> float conversion (v10t's codec,
 // merge.load_part): a byte with its sign bit flipped (x + 128) in the mantissa of 1.5 * 2^23 is 1.5 * 2^23 + 128 + x.
 CUTLASS_DEVICE float2 int8x2_to_float2(uint32_t u) {
@@ -562,7 +609,7 @@ CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t
 }
 
 template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH, bool FP8, bool FOLDPRE, int DIAG,
-          bool QPAIRS, int GROUP, int FOLD_SLOTS, bool FOLD_I8>
+          bool QPAIRS, int GROUP, int FOLD_SLOTS, bool FOLD_I8, bool ONE_BODY>
 __global__ void __launch_bounds__(kThreads, 1)
 tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
                   CUTE_GRID_CONSTANT typename Ops<FP8>::TmaVtt const tma_vt,
@@ -570,6 +617,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
   static_assert(OVERLAP || !FOLDPRE, "the fold's first part is loaded in the overlapped loop");
   static_assert(!(FOLDPRE && FOLD_SLOTS), "the first part comes from registers or from shared memory");
   static_assert(!FOLD_SLOTS || QPREFETCH, "the staged parts' cp.async group is counted against the next Q's");
+  static_assert(!ONE_BODY || OVERLAP, "the masked block's id is asked for in the overlapped loop");
   using O = Ops<FP8>;
   using R = Rows<GROUP>;
   constexpr int NT = R::kTokWarp;
@@ -765,7 +813,21 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
     auto scores = [&](int j, int stage) {
       wgmma(mma_s, tSrQ, tSrK(_, _, _, stage), tSrS, true);
     };
+    // ONE_BODY (v18u): a masked block's id, asked for right after its S is issued (the load runs under the wgmma)
+    int blk_ahead = 0;
+    auto block_ahead = [&](int j) {
+      if constexpr (ONE_BODY) blk_ahead = j < n_clean ? 0 : prm.union_blocks[tile * prm.max_union + j];
+    };
     auto softmax = [&](int j) {
+      if constexpr (ONE_BODY) {
+        bool const masked = j >= n_clean;
+        bool const chosen[2] = {!masked || ((tm[R::tok(0)] >> j) & 1) != 0,
+                                !masked || ((tm[R::tok(1)] >> j) & 1) != 0};
+        int const kpos0 = blk_ahead * kKeys;
+        bool const causal = masked && kpos0 + kKeys - 1 > (pos[0] < pos[1] ? pos[0] : pos[1]);
+        softmax_step_rows<FAST, FP8 ? 8 : 0>(tSrS, cS, st, alpha, scale_log2, chosen, causal, kpos0, pos);
+        return;
+      }
       if (j < n_clean || DIAG == 3) {  // DIAG 3 (timing diagnostic, WRONG output): no block masked
         softmax_step<false, FAST, FP8 ? 8 : 0>(tSrS, cS, st, alpha, scale_log2, {true, true}, 0, pos);
       } else {
@@ -816,6 +878,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
       my_turn();
       scores(0, it % STAGES);
       their_turn();
+      block_ahead(0);
       find_slots();
       if (cnt == 1) prefetch_fold();
       warpgroup_wait<0>();
@@ -831,6 +894,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
         scores(j, stage);
         wgmma_rs(mma_o, tOrP, tOrVt(_, _, _, prev), tOrO);
         their_turn();
+        block_ahead(j);
         if (j == cnt - 1) prefetch_fold();
         warpgroup_wait<1>();  // S of block j is done (groups complete in order); P V of j - 1 may still run
         warpgroup_fence_operand(tSrS);
@@ -919,12 +983,12 @@ using namespace msa_sm90;
 
 template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false, bool FP8 = false,
           bool FOLDPRE = false, int DIAG = 0, bool QPAIRS = false, int GROUP = kGroup, int FOLD_SLOTS = 0,
-          bool FOLD_I8 = false>
+          bool FOLD_I8 = false, bool ONE_BODY = false>
 cudaError_t launch_variant(typename Ops<FP8>::TmaKt const& tma_k, typename Ops<FP8>::TmaVtt const& tma_vt,
                            TileOuterParams const& prm, int grid, cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<STAGES, FP8, FP8 && QPREFETCH, FOLD_SLOTS, FOLD_I8>));
   auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, FP8, FOLDPRE, DIAG, QPAIRS, GROUP,
-                                  FOLD_SLOTS, FOLD_I8>;
+                                  FOLD_SLOTS, FOLD_I8, ONE_BODY>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
@@ -933,7 +997,7 @@ cudaError_t launch_variant(typename Ops<FP8>::TmaKt const& tma_k, typename Ops<F
 
 int tile_outer_sm90_smem_bytes(int variant) {
   if (variant == 6) return static_cast<int>(sizeof(SharedStorage<4, true>));
-  if (variant == 19) {  // the larger of its two builds (bf16 parts, int8 parts)
+  if (variant == 19 || variant == 24) {  // the larger of its two builds (bf16 parts, int8 parts)
     return static_cast<int>(std::max(sizeof(SharedStorage<3, true, true, 2>), sizeof(SharedStorage<3, true, true, 4, true>)));
   }
   if (variant == 8 || variant == 10 || variant == 12 || variant == 16 || variant >= 90) {
@@ -962,6 +1026,8 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
       case 16: return launch_variant<4, true, true, false, true, true, false, 0, true, 8>(tma_k, tma_vt, prm, grid, stream);
       case 19: return int8_parts ? launch_variant<3, true, true, false, true, true, false, 0, true, 8, 4, true>(tma_k, tma_vt, prm, grid, stream)
                                  : launch_variant<3, true, true, false, true, true, false, 0, true, 8, 2>(tma_k, tma_vt, prm, grid, stream);
+      case 24: return int8_parts ? launch_variant<3, true, true, false, true, true, false, 0, true, 8, 4, true, true>(tma_k, tma_vt, prm, grid, stream)
+                                 : launch_variant<3, true, true, false, true, true, false, 0, true, 8, 2, false, true>(tma_k, tma_vt, prm, grid, stream);
       default: return cudaErrorInvalidValue;
     }
   }
@@ -973,6 +1039,8 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
     case 12: return launch_variant<4, true, true, false, true, true, true, 0, true>(tma_k, tma_vt, prm, grid, stream);
     case 19: return int8_parts ? launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 4, true>(tma_k, tma_vt, prm, grid, stream)
                                : launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 2>(tma_k, tma_vt, prm, grid, stream);
+    case 24: return int8_parts ? launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 4, true, true>(tma_k, tma_vt, prm, grid, stream)
+                               : launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 2, false, true>(tma_k, tma_vt, prm, grid, stream);
     case 90: return launch_variant<4, true, true, false, true, true, true, 1>(tma_k, tma_vt, prm, grid, stream);
     case 91: return launch_variant<4, true, true, false, true, true, true, 2, true>(tma_k, tma_vt, prm, grid, stream);
     case 92: return launch_variant<4, true, true, false, true, true, true, 3, true>(tma_k, tma_vt, prm, grid, stream);
@@ -985,7 +1053,8 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
 // 5: 3 + the next tile's Q fetched during the current tile (pays off with a persistent grid).
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
                                    int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
-  if (variant == 6 || variant == 8 || variant == 10 || variant == 12 || variant == 16 || variant == 19 || variant >= 90) {
+  if (variant == 6 || variant == 8 || variant == 10 || variant == 12 || variant == 16 || variant == 19 || variant == 24 ||
+      variant >= 90) {
     return tile_outer_sm90_launch_fp8(prm, kv_raw, stride_kvp, stride_kvh, stride_kvt, grid, variant, stream);
   }
   Element const* kv = static_cast<Element const*>(kv_raw);

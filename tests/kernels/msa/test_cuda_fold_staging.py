@@ -1,9 +1,14 @@
-"""v18s: the FP8 tile-outer step's fused merge with its first two KV-outer parts per row staged in shared memory at the
-item's start (variant 19, the default since v18s); v18t: with int8 partials, their first four parts. The parts are
-folded in the same order with the same arithmetic, so the whole prefill must equal the variant it replaced (12 at 16
-query heads per KV head, 16 at 8): bit for bit with bf16 partials, within a bf16 rounding with int8 ones (nvcc
-contracts the int8 decode's subtraction into the fold's FMA differently for the shared-memory reads), on selections
-with few and with many KV-outer parts per token. GPU (sm_90) only; the CPU side is the variant tables."""
+"""Variants of the FP8 tile-outer step that change where data comes from or which code computes it, never the
+arithmetic, against the variant each replaced, on selections with few and with many KV-outer parts per token (the
+whole prefill, both groups: 16 query heads per KV head, 8):
+- v18s: variant 19 stages the fused merge's first two KV-outer parts per row in shared memory at the item's start
+  (v18t: four int8 parts); it must equal 12 (16 at 8 heads) bit for bit with bf16 partials, and within a bf16
+  rounding with int8 ones (nvcc contracts the int8 decode's subtraction into the fold's FMA differently for the
+  shared-memory reads).
+- v18u: variant 24 (the default) runs clean and masked blocks through one softmax body (a token's unchosen block by
+  its row's max and exponent offset, the per-key causal compare only in a block reaching past a row's position); it
+  must equal 19 bit for bit with both partial dtypes.
+GPU (sm_90) only; the CPU side is the variant tables."""
 from __future__ import annotations
 
 import dataclasses
@@ -21,19 +26,21 @@ needs_sm90 = pytest.mark.skipif(not SM90, reason="needs an sm_90 GPU (the CUDA l
 BASES = {16: 12, 8: 16}
 """Per group, the FP8 variant 19 changes only in where the fold's parts come from."""
 STAGED = 19
+ONE_BODY = 24
+PAIRS = [(16, BASES[16], STAGED), (8, BASES[8], STAGED), (16, STAGED, ONE_BODY), (8, STAGED, ONE_BODY)]
 
 
-def test_staged_variant_is_built_for_both_groups_and_is_the_fp8_default():
-    for group, base in BASES.items():
-        assert {base, STAGED} <= set(cuda.group_variants(group)) and STAGED in cuda.FP8_VARIANTS
-        assert cuda.default_variant(group, fp8=True) == STAGED
+def test_staged_and_one_body_variants_are_built_for_both_groups_and_24_is_the_fp8_default():
+    for group, base, variant in PAIRS:
+        assert {base, variant} <= set(cuda.group_variants(group)) and variant in cuda.FP8_VARIANTS
+        assert cuda.default_variant(group, fp8=True) == ONE_BODY
 
 
 @pytest.mark.gpu
 @needs_sm90
-@pytest.mark.parametrize("group", [16, 8])
+@pytest.mark.parametrize("group,base,variant", PAIRS)
 @pytest.mark.parametrize("kind", ["0.9", "0.5"])
-def test_staged_fold_equals_the_register_fold(group, kind):
+def test_variant_equals_the_one_it_replaced(group, base, variant, kind):
     from kernels.msa.prefill import sparse_attention_triton
 
     case = make_case([8192 + 2048, 3000], [8192, 3000], 4 * group, 4, 128, torch.bfloat16, "cuda", seed=81)
@@ -44,17 +51,17 @@ def test_staged_fold_equals_the_register_fold(group, kind):
     args = (case.q, kv, sel, case.block_table, case.query_start_loc, case.seq_lens)
     knobs = {"tile_impl": "cuda", "fuse_merge": True, "k_scale": k_scale, "v_scale": v_scale, "fp8_step": True}
 
-    def run(variant: int, partials: torch.dtype | None) -> torch.Tensor:
-        with cuda.variant_as_default(group, True, variant):
+    def run(v: int, partials: torch.dtype) -> torch.Tensor:
+        with cuda.variant_as_default(group, True, v):
             return sparse_attention_triton(*args, partial_dtype=partials, **knobs)
 
-    for partials in (None, torch.int8):
-        base = run(BASES[group], partials)
-        assert torch.isfinite(base).all()
-        assert torch.equal(run(BASES[group], partials), base)  # the premise: a run repeats bit for bit
-        got = run(STAGED, partials)
-        diff = (got.float() - base.float()).abs().max().item()
-        if partials is None:
-            assert torch.equal(got, base), diff
+    for partials in (torch.bfloat16, torch.int8):
+        want = run(base, partials)
+        assert torch.isfinite(want).all()
+        assert torch.equal(run(base, partials), want)  # the premise: a run repeats bit for bit
+        got = run(variant, partials)
+        diff = (got.float() - want.float()).abs().max().item()
+        if partials == torch.bfloat16 or variant == ONE_BODY:
+            assert torch.equal(got, want), diff
         else:  # a bf16 rounding step of the output's largest values at most
-            assert diff <= 2 ** -8 * base.float().abs().max().item(), diff
+            assert diff <= 2 ** -8 * want.float().abs().max().item(), diff

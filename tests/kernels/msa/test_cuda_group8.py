@@ -1,6 +1,6 @@
 """M3 at tensor parallel 8 (v18r): 8 query heads per KV head on a rank. The tile of the adaptive prefill is then 16
 tokens (128 rows) with a block shared by >= 6 of them (CPU, under the interpreter: the whole Triton path at that
-group against the fp32 reference), and on an sm_90 GPU the CUDA tile-outer step (bf16 variant 5, FP8 variant 19)
+group against the fp32 reference), and on an sm_90 GPU the CUDA tile-outer step (bf16 variant 5, FP8 variant 24)
 takes it: the step alone writes what the Triton step writes, and the whole prefill (unfused, fused, int8 partials,
 the FP8 step, a CUDA-graph replay) matches the Triton path and the fp32 reference."""
 from __future__ import annotations
@@ -42,7 +42,7 @@ def test_tile_shape_follows_the_group():
     assert (tile_tokens(8), min_share_for(tile_tokens(8))) == (16, 6)  # TP 8: 128 rows, KV-outer half as dear
     assert tile_tokens(64) == 8 and tile_tokens(2) == 16  # kept within [8, 16] tokens
     assert {5, 16} <= set(cuda.group_variants(8)) and 16 not in cuda.group_variants(16)
-    assert cuda.default_variant(8, fp8=False) == 5 and cuda.default_variant(8, fp8=True) == 19
+    assert cuda.default_variant(8, fp8=False) == 5 and cuda.default_variant(8, fp8=True) == 24
 
 
 def _case(seq_lens, q_lens, seed):
@@ -98,7 +98,7 @@ def test_group8_cuda_step_matches_triton(shared):
 @needs_sm90
 @pytest.mark.parametrize("kind", ["indexer", "0.9"])
 def test_group8_fp8_step(kind):
-    """The FP8 step (the default, variant 19) at TP 8's group: a chunked request and a whole one, against the widened bf16 path
+    """The FP8 step (the default, variant 24) at TP 8's group: a chunked request and a whole one, against the widened bf16 path
     on the same fp8 cache and the fp32 reference on the dequantised cache."""
     from kernels.msa.prefill import sparse_attention_triton
 
