@@ -15,3 +15,12 @@ def fresh_policy(monkeypatch, tmp_path):
     monkeypatch.setattr(cuda, "_UNAVAILABLE", [])
     monkeypatch.setattr(cuda, "_LOGGED", set())
     monkeypatch.setenv("M3LAB_MSA_CUDA_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def built_library(tmp_path_factory):
+    """The CUDA library built once for the session's compile tests (one nvcc call builds both kernels: ~2.5 min on
+    2 cores), in its own cache directory."""
+    from kernels.msa import cuda
+
+    return cuda.build(cache_dir=tmp_path_factory.mktemp("msa_cuda_lib"))

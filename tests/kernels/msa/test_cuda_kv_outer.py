@@ -33,8 +33,8 @@ def _kernel_sass(sass: str, name: str) -> list[str]:
 
 
 @pytest.mark.skipif(bool(cuda_toolchain_missing()), reason=f"cannot build: {cuda_toolchain_missing()}")
-def test_kv_outer_kernel_compiles_into_the_shared_library(tmp_path):
-    lib = cuda.build(cache_dir=tmp_path)
+def test_kv_outer_kernel_compiles_into_the_shared_library(built_library):
+    lib = built_library
     assert {p.name for p in cuda.SOURCES} == {"tile_outer_sm90.cu", "kv_outer_sm90.cu"}  # one library, one hash
     import triton
 

@@ -21,10 +21,10 @@ them as the default."""
 
 
 @pytest.mark.skipif(bool(cuda_toolchain_missing()), reason=f"cannot build: {cuda_toolchain_missing()}")
-def test_kernel_compiles_for_sm90a(tmp_path):
-    lib = cuda.build(cache_dir=tmp_path)
-    assert lib.is_file() and lib.parent == tmp_path
-    assert cuda.build(cache_dir=tmp_path) == lib  # cached: same sources, same library
+def test_kernel_compiles_for_sm90a(built_library):
+    lib = built_library
+    assert lib.is_file()
+    assert cuda.build(cache_dir=lib.parent) == lib  # cached: same sources, same library
     import triton
 
     cuobjdump = shutil.which("cuobjdump") or Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"

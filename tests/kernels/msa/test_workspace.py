@@ -46,7 +46,7 @@ def test_workspace_output_is_bit_identical(knobs):
     """Chunked prefill with context (two requests, a tile spanning both), shuffled slots, -1 holes: the same output
     with fresh buffers and with a workspace holding a previous call's (poisoned) leftovers; no growth on the
     second call of the same shape."""
-    case = make_case([5000, 3000], [41, 300], num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE,
+    case = make_case([5000, 3000], [41, 120], num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE,
                      device=DEVICE, seed=26)
     args = (case.q, case.kv_cache, _selection(case, 0.9, 13), case.block_table, case.query_start_loc, case.seq_lens)
     knobs = {"union_tile": TILE, **knobs}
