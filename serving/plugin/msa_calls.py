@@ -61,8 +61,8 @@ def reserve_prefill(device: torch.device, num_tokens: int, num_kv_heads: int, gr
     ``kernels.msa.prefill.default_partial_dtype``: ``dtype``, q's, or int8 for the FP8 step at 8 query heads per KV
     head) for ``num_tokens`` query tokens (the profiling batch is the token budget) and, for an fp8 cache,
     ``widened_pages`` pages widened to ``dtype`` (one request of the model's length), and with ``fp8_step`` the FP8
-    step's e4m3 K / V^T copy of those pages. Without it the first long prefill would allocate them on top of a cache sized to
-    fill the card. Nothing grows while a CUDA graph is being captured."""
+    step's e4m3 K / V^T copy of those pages. Without it the first long prefill would allocate them on top of a
+    cache sized to fill the card. Nothing grows while a CUDA graph is being captured."""
     from kernels.msa.prefill import default_partial_dtype
     from kernels.msa.widen import transposed_buffer, widened_buffer
 
