@@ -144,6 +144,31 @@ struct RowState {
   float l[2];   // this thread's share of the running sum (reduced over the quad at the end)
 };
 
+// The online-softmax update of row r of one S tile from its block max mx (of the values in s_rc: scaled unless
+// FAST): alpha[r] = the factor the row's O must be scaled by, the row's values become their exponents, l and m
+// move on. ROW_CHOSEN false (v18u, softmax_step_rows): the row's token did not choose the block: it takes no max and
+// its exponents are taken against +inf (P = 0, the state unchanged: what a per-key -inf gives).
+template <bool FAST, int P_OFF, class TR>
+CUTLASS_DEVICE void softmax_row(TR& s_rc, int r, float mx, bool row_chosen, RowState& st, float (&alpha)[2],
+                                float const (&scale_log2)[2]) {
+  if constexpr (FAST) mx *= scale_log2[r];  // -inf stays -inf
+  mx = row_chosen ? mx : -INFINITY;
+  float m_new = fmaxf(st.m[r], quad_max(mx));
+  float m_safe = m_new == -INFINITY ? 0.f : m_new;  // rows with nothing visible yet stay finite
+  alpha[r] = FAST ? ex2_approx(st.m[r] - m_safe) : exp2f(st.m[r] - m_safe);
+  float m_exp = P_OFF != 0 ? m_safe - static_cast<float>(P_OFF) : m_safe;
+  m_exp = row_chosen ? m_exp : INFINITY;  // every exponent -inf: P = 0
+  float sum = 0.f;
+  CUTLASS_PRAGMA_UNROLL
+  for (int c = 0; c < size<1>(s_rc); ++c) {
+    float e = FAST ? ex2_approx(fmaf(s_rc(r, c), scale_log2[r], -m_exp)) : exp2f(s_rc(r, c) - m_exp);
+    s_rc(r, c) = e;
+    sum += e;
+  }
+  st.l[r] = st.l[r] * alpha[r] + sum;
+  st.m[r] = m_new;
+}
+
 // Mask (when MASKED) and online softmax of one S tile, in place: s becomes exp2(s * scale - max); alpha = the
 // factor the rows' O must be scaled by (applied by the caller once the previous P V product has finished).
 // FAST: the max is taken on the raw scores (scale > 0) and each exponent is one FFMA + ex2.approx, FA3's form; else
@@ -170,27 +195,14 @@ CUTLASS_DEVICE void softmax_step(TS& s, TC const& coord, RowState& st, float (&a
       s_rc(r, c) = v;
       mx = fmaxf(mx, v);
     }
-    if constexpr (FAST) mx *= scale_log2[r];  // -inf stays -inf
-    float m_new = fmaxf(st.m[r], quad_max(mx));
-    float m_safe = m_new == -INFINITY ? 0.f : m_new;  // rows with nothing visible yet stay finite
-    alpha[r] = FAST ? ex2_approx(st.m[r] - m_safe) : exp2f(st.m[r] - m_safe);
-    float const m_exp = P_OFF != 0 ? m_safe - static_cast<float>(P_OFF) : m_safe;
-    float sum = 0.f;
-    CUTLASS_PRAGMA_UNROLL
-    for (int c = 0; c < size<1>(s_rc); ++c) {
-      float e = FAST ? ex2_approx(fmaf(s_rc(r, c), scale_log2[r], -m_exp)) : exp2f(s_rc(r, c) - m_exp);
-      s_rc(r, c) = e;
-      sum += e;
-    }
-    st.l[r] = st.l[r] * alpha[r] + sum;
-    st.m[r] = m_new;
+    softmax_row<FAST, P_OFF>(s_rc, r, mx, true, st, alpha, scale_log2);
   }
 }
 
-// v18u (ONE_BODY): the same result as softmax_step<true> from one body for clean and masked blocks. A row whose
-// token did not choose the block takes no max and its exponents are taken against +inf (P = 0, state unchanged:
-// what softmax_step's per-key -inf gives), and the per-key causal compare runs only where the block reaches past a
-// row's position (`causal`: the diagonal block, warp-uniform), so a masked block elsewhere costs what a clean one does.
+// v18u (ONE_BODY): the same result as softmax_step<true> from one body for clean and masked blocks: a row whose
+// token did not choose the block goes through softmax_row's row_chosen, and the per-key causal compare runs only
+// where the block reaches past a row's position (`causal`: the diagonal block, warp-uniform), so a masked block
+// elsewhere costs what a clean one does.
 template <bool FAST, int P_OFF = 0, class TS, class TC>
 CUTLASS_DEVICE void softmax_step_rows(TS& s, TC const& coord, RowState& st, float (&alpha)[2],
                                       float const (&scale_log2)[2], bool const (&chosen)[2], bool causal, int kpos0,
@@ -215,22 +227,7 @@ CUTLASS_DEVICE void softmax_step_rows(TS& s, TC const& coord, RowState& st, floa
       s_rc(r, c) = v;
       mx = fmaxf(mx, v);
     }
-    if constexpr (FAST) mx *= scale_log2[r];  // -inf stays -inf
-    mx = chosen[r] ? mx : -INFINITY;
-    float m_new = fmaxf(st.m[r], quad_max(mx));
-    float m_safe = m_new == -INFINITY ? 0.f : m_new;  // rows with nothing visible yet stay finite
-    alpha[r] = FAST ? ex2_approx(st.m[r] - m_safe) : exp2f(st.m[r] - m_safe);
-    float m_exp = P_OFF != 0 ? m_safe - static_cast<float>(P_OFF) : m_safe;
-    m_exp = chosen[r] ? m_exp : INFINITY;  // every exponent -inf: P = 0
-    float sum = 0.f;
-    CUTLASS_PRAGMA_UNROLL
-    for (int c = 0; c < size<1>(s_rc); ++c) {
-      float e = FAST ? ex2_approx(fmaf(s_rc(r, c), scale_log2[r], -m_exp)) : exp2f(s_rc(r, c) - m_exp);
-      s_rc(r, c) = e;
-      sum += e;
-    }
-    st.l[r] = st.l[r] * alpha[r] + sum;
-    st.m[r] = m_new;
+    softmax_row<FAST, P_OFF>(s_rc, r, mx, chosen[r], st, alpha, scale_log2);
   }
 }
 
