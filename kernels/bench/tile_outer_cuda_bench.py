@@ -165,7 +165,9 @@ def timings(sizes: list[int], out: Path | None, kinds: list[str], all_variants: 
                 *((f"cuda v{v}: {d}", "cuda", {"variant": v, "per_sm": 0}) for v, d in VARIANTS.items()),
                 ("cuda v3, 1 CTA/SM persistent", "cuda", {"variant": 3, "per_sm": 1}),
                 ("cuda v4, 1 CTA/SM persistent", "cuda", {"variant": 4, "per_sm": 1}),
-                ("cuda v5, 1 CTA/SM persistent", "cuda", {"variant": 5, "per_sm": 1}))
+                ("cuda v5, 1 CTA/SM persistent", "cuda", {"variant": 5, "per_sm": 1}),
+                (f"cuda v{DEFAULT_VARIANT} (the default), 1 CTA/SM persistent", "cuda",
+                 {"variant": DEFAULT_VARIANT, "per_sm": 1}))
         for name, impl, knobs in rows if all_variants else (rows[0], rows[-1]):
             fn, _, split, _ = tile_outer_runner(case, sel, impl, **knobs)
             t = bench_ms(fn)

@@ -63,6 +63,9 @@ VARIANTS = {
         "the same shared memory; a build for each partial dtype); 3 stages (both groups)",
     24: "v19 with one softmax body for clean and masked blocks: a token's unchosen block by its row's max and "
         "exponent offset, the per-key causal compare only in a block reaching past a row's position (v18u)",
+    26: "v5 with v24's one softmax body for the masked blocks (a token's unchosen block by its row's max and "
+        "exponent offset, the causal compare only in a block reaching past a row's position), clean blocks in "
+        "their own (bf16, both groups; v18v)",
 }
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times (v14w's 6-8 were correct and slower
 or equal on every row: reverted, code in merge 7a16812; v15z's 9-13, consumers out of phase, correct, the step
@@ -70,8 +73,11 @@ or equal on every row: reverted, code in merge 7a16812; v15z's 9-13, consumers o
 counts, within 1 % of 6 and 8; FP8 + ping-pong, 3-4 % slower at f = 0.9; 11, bf16 v5 + the fold prefetch, no gain;
 v18p's 14, 12 with the next Q requested at the item's start, 0.1-1.6 % slower than 12; v18s's parts prefetched
 into L2, one part staged, the mask per row half, the union's block ids from registers: no gain, removed; NOTES
-v18s describes them)."""
-DEFAULT_VARIANT = 5
+v18s describes them; v18v's 25, bf16 with one body for every block as 24, 0.975-1.038x of 5, and 27, FP8 24 with
+clean blocks apart as 26, 0.963-1.007x of 24: removed)."""
+DEFAULT_VARIANT = 26
+"""v18v: H200, 128K, alternated with 5 in one process, the same output bit for bit (NOTES v18v): f = 0.9 1.024-1.035x,
+f = 1 0.999-1.011x, the indexer's selections 1.007-1.010x."""
 FP8_VARIANTS = (6, 8, 10, 12, 16, 19, 24)
 """v18: the variants that take e4m3 transposed pages (``kernels.msa.widen.widen_and_transpose``) instead of bf16."""
 FP8_DIAG_VARIANTS = {90: "v10, the staged bf16 Q not quantised (sQ keeps the previous tile's Q)",
@@ -84,11 +90,12 @@ FP8_DEFAULT_VARIANT = 24
 alternated with 12 in one process: f = 0.9 17.06-17.12 ms (12: 17.86-17.89), f = 1
 13.38-13.42 (12: 13.33-13.36), the indexer's selections 29.20-29.56 (12: 29.02-29.81); v18p: 12 vs 10, f = 0.9
 17.63-17.73 vs 18.81-18.83."""
-GROUP8_VARIANTS = (5, 16, 19, 24)
+GROUP8_VARIANTS = (5, 16, 19, 24, 26)
 """v18r: the variants built for 8 query heads per KV head (M3 at TP 8): the bf16 default, FP8 16 (12 without its
-first-part load, whose registers spill at GROUP 8), 19 and 24; GROUP 16 takes every other variant."""
+first-part load, whose registers spill at GROUP 8), 19 and 24, and bf16 26; GROUP 16 takes every other variant."""
 GROUP8_ONLY = (16,)
-GROUP8_DEFAULT_VARIANT = 5
+GROUP8_DEFAULT_VARIANT = 26
+"""v18v: 26 vs 5 as at 16 heads: f = 0.9 1.031-1.034x, f = 1 0.998-1.010x, the indexer's selections 0.994-1.000x."""
 GROUP8_FP8_DEFAULT_VARIANT = 24
 """v18u: 24 vs 19 as at 16 heads (NOTES v18u); v18s: 19 f = 0.9 9.13 ms vs 16's 9.44 (1.03x), f = 1 and the
 indexer's selections equal."""

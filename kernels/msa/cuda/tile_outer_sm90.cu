@@ -606,7 +606,7 @@ CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t
 }
 
 template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH, bool FP8, bool FOLDPRE, int DIAG,
-          bool QPAIRS, int GROUP, int FOLD_SLOTS, bool FOLD_I8, bool ONE_BODY>
+          bool QPAIRS, int GROUP, int FOLD_SLOTS, bool FOLD_I8, bool ONE_BODY, bool CLEAN_APART>
 __global__ void __launch_bounds__(kThreads, 1)
 tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
                   CUTE_GRID_CONSTANT typename Ops<FP8>::TmaVtt const tma_vt,
@@ -818,6 +818,12 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
     auto softmax = [&](int j) {
       if constexpr (ONE_BODY) {
         bool const masked = j >= n_clean;
+        if constexpr (CLEAN_APART) {  // v18v (variant 26, bf16): clean blocks keep their own body
+          if (!masked) {
+            softmax_step<false, FAST, FP8 ? 8 : 0>(tSrS, cS, st, alpha, scale_log2, {true, true}, 0, pos);
+            return;
+          }
+        }
         bool const chosen[2] = {!masked || ((tm[R::tok(0)] >> j) & 1) != 0,
                                 !masked || ((tm[R::tok(1)] >> j) & 1) != 0};
         int const kpos0 = blk_ahead * kKeys;
@@ -980,12 +986,12 @@ using namespace msa_sm90;
 
 template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false, bool FP8 = false,
           bool FOLDPRE = false, int DIAG = 0, bool QPAIRS = false, int GROUP = kGroup, int FOLD_SLOTS = 0,
-          bool FOLD_I8 = false, bool ONE_BODY = false>
+          bool FOLD_I8 = false, bool ONE_BODY = false, bool CLEAN_APART = false>
 cudaError_t launch_variant(typename Ops<FP8>::TmaKt const& tma_k, typename Ops<FP8>::TmaVtt const& tma_vt,
                            TileOuterParams const& prm, int grid, cudaStream_t stream) {
   int const smem = static_cast<int>(sizeof(SharedStorage<STAGES, FP8, FP8 && QPREFETCH, FOLD_SLOTS, FOLD_I8>));
   auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, FP8, FOLDPRE, DIAG, QPAIRS, GROUP,
-                                  FOLD_SLOTS, FOLD_I8, ONE_BODY>;
+                                  FOLD_SLOTS, FOLD_I8, ONE_BODY, CLEAN_APART>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
@@ -1047,7 +1053,8 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
 
 // variant 0: 2 stages, S / softmax / P V in sequence per warpgroup; 1: 2 stages with the intra-warpgroup overlap;
 // 2: 3 stages with the overlap; 3: 2 + the FFMA / ex2.approx softmax; 4: 3 + ping-pong between the consumers;
-// 5: 3 + the next tile's Q fetched during the current tile (pays off with a persistent grid).
+// 5: 3 + the next tile's Q fetched during the current tile (pays off with a persistent grid); 26 (v18v): 5 with FP8
+// variant 24's one softmax body for the masked blocks (CLEAN_APART: clean blocks keep their own).
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
                                    int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
   if (variant == 6 || variant == 8 || variant == 10 || variant == 12 || variant == 16 || variant == 19 || variant == 24 ||
@@ -1061,8 +1068,11 @@ cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_ra
   TmaK tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(SmemLayoutK<1>{}));
   TmaVt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(SmemLayoutVt<1>{}));
   if (prm.group == 8) {  // v18r: M3 at tensor parallel 8; the default variant only
-    if (variant != 5) return cudaErrorInvalidValue;
-    return launch_variant<3, true, true, false, true, false, false, 0, false, 8>(tma_k, tma_vt, prm, grid, stream);
+    switch (variant) {
+      case 5: return launch_variant<3, true, true, false, true, false, false, 0, false, 8>(tma_k, tma_vt, prm, grid, stream);
+      case 26: return launch_variant<3, true, true, false, true, false, false, 0, false, 8, 0, false, true, true>(tma_k, tma_vt, prm, grid, stream);
+      default: return cudaErrorInvalidValue;
+    }
   }
   if (prm.group != kGroup) return cudaErrorInvalidValue;
   switch (variant) {
@@ -1072,6 +1082,7 @@ cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_ra
     case 3: return launch_variant<3, true, true>(tma_k, tma_vt, prm, grid, stream);
     case 4: return launch_variant<3, true, true, true>(tma_k, tma_vt, prm, grid, stream);
     case 5: return launch_variant<3, true, true, false, true>(tma_k, tma_vt, prm, grid, stream);
+    case 26: return launch_variant<3, true, true, false, true, false, false, 0, false, kGroup, 0, false, true, true>(tma_k, tma_vt, prm, grid, stream);
     default: return cudaErrorInvalidValue;
   }
 }

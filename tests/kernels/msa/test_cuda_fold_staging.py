@@ -7,7 +7,8 @@ whole prefill, both groups: 16 query heads per KV head, 8):
   shared-memory reads).
 - v18u: variant 24 (the default) runs clean and masked blocks through one softmax body (a token's unchosen block by
   its row's max and exponent offset, the per-key causal compare only in a block reaching past a row's position); it
-  must equal 19 bit for bit with both partial dtypes.
+  must equal 19 bit for bit with both partial dtypes; v18v: variant 26 (the bf16 default) does the same for the
+  bf16 step's masked blocks (on the bf16 cache) and must equal 5 bit for bit.
 GPU (sm_90) only; the CPU side is the variant tables."""
 from __future__ import annotations
 
@@ -27,32 +28,42 @@ BASES = {16: 12, 8: 16}
 """Per group, the FP8 variant 19 changes only in where the fold's parts come from."""
 STAGED = 19
 ONE_BODY = 24
-PAIRS = [(16, BASES[16], STAGED), (8, BASES[8], STAGED), (16, STAGED, ONE_BODY), (8, STAGED, ONE_BODY)]
+BF16_BASE = 5
+BF16_ONE_BODY = 26
+PAIRS = [(16, BASES[16], STAGED, True), (8, BASES[8], STAGED, True), (16, STAGED, ONE_BODY, True),
+         (8, STAGED, ONE_BODY, True), (16, BF16_BASE, BF16_ONE_BODY, False), (8, BF16_BASE, BF16_ONE_BODY, False)]
+"""(query heads per KV head, base, variant, FP8 step)"""
+EXACT = (ONE_BODY, BF16_ONE_BODY)
+"""Variants that must equal their base bit for bit with int8 partials too."""
 
 
-def test_staged_and_one_body_variants_are_built_for_both_groups_and_24_is_the_fp8_default():
-    for group, base, variant in PAIRS:
-        assert {base, variant} <= set(cuda.group_variants(group)) and variant in cuda.FP8_VARIANTS
+def test_staged_and_one_body_variants_are_built_for_both_groups_and_are_the_defaults():
+    for group, base, variant, fp8 in PAIRS:
+        assert {base, variant} <= set(cuda.group_variants(group))
+        assert (base in cuda.FP8_VARIANTS, variant in cuda.FP8_VARIANTS) == (fp8, fp8)
         assert cuda.default_variant(group, fp8=True) == ONE_BODY
+        assert cuda.default_variant(group, fp8=False) == BF16_ONE_BODY
 
 
 @pytest.mark.gpu
 @needs_sm90
-@pytest.mark.parametrize("group,base,variant", PAIRS)
+@pytest.mark.parametrize("group,base,variant,fp8", PAIRS)
 @pytest.mark.parametrize("kind", ["0.9", "0.5"])
-def test_variant_equals_the_one_it_replaced(group, base, variant, kind):
+def test_variant_equals_the_one_it_replaced(group, base, variant, fp8, kind):
     from kernels.msa.prefill import sparse_attention_triton
 
     case = make_case([8192 + 2048, 3000], [8192, 3000], 4 * group, 4, 128, torch.bfloat16, "cuda", seed=81)
     sel = kind_selection(case, kind, 82, 8192)
     sel = sel[:, :, torch.randperm(sel.shape[2], device="cuda")].contiguous()  # slots in any order
-    kv, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
-    case = dataclasses.replace(case, kv_cache=kv)
-    args = (case.q, kv, sel, case.block_table, case.query_start_loc, case.seq_lens)
-    knobs = {"tile_impl": "cuda", "fuse_merge": True, "k_scale": k_scale, "v_scale": v_scale, "fp8_step": True}
+    knobs = {"tile_impl": "cuda", "fuse_merge": True}
+    if fp8:
+        kv, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
+        case = dataclasses.replace(case, kv_cache=kv)
+        knobs |= {"k_scale": k_scale, "v_scale": v_scale, "fp8_step": True}
+    args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
 
     def run(v: int, partials: torch.dtype) -> torch.Tensor:
-        with cuda.variant_as_default(group, True, v):
+        with cuda.variant_as_default(group, fp8, v):
             return sparse_attention_triton(*args, partial_dtype=partials, **knobs)
 
     for partials in (torch.bfloat16, torch.int8):
@@ -61,7 +72,7 @@ def test_variant_equals_the_one_it_replaced(group, base, variant, kind):
         assert torch.equal(run(base, partials), want)  # the premise: a run repeats bit for bit
         got = run(variant, partials)
         diff = (got.float() - want.float()).abs().max().item()
-        if partials == torch.bfloat16 or variant == ONE_BODY:
+        if partials == torch.bfloat16 or variant in EXACT:
             assert torch.equal(got, want), diff
         else:  # a bf16 rounding step of the output's largest values at most
             assert diff <= 2 ** -8 * want.float().abs().max().item(), diff
