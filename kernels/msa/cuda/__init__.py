@@ -74,7 +74,8 @@ counts, within 1 % of 6 and 8; FP8 + ping-pong, 3-4 % slower at f = 0.9; 11, bf1
 v18p's 14, 12 with the next Q requested at the item's start, 0.1-1.6 % slower than 12; v18s's parts prefetched
 into L2, one part staged, the mask per row half, the union's block ids from registers: no gain, removed; NOTES
 v18s describes them; v18v's 25, bf16 with one body for every block as 24, 0.975-1.038x of 5, and 27, FP8 24 with
-clean blocks apart as 26, 0.963-1.007x of 24: removed)."""
+clean blocks apart as 26, 0.963-1.007x of 24, and 28, 26 at 2 stages with 2 staged bf16 parts, 0.77-0.83x of 26 at
+f >= 0.9: removed)."""
 DEFAULT_VARIANT = 26
 """v18v: H200, 128K, alternated with 5 in one process, the same output bit for bit (NOTES v18v): f = 0.9 1.024-1.035x,
 f = 1 0.999-1.011x, the indexer's selections 1.007-1.010x."""
