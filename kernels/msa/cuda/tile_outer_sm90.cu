@@ -146,7 +146,7 @@ struct RowState {
 
 // The online-softmax update of row r of one S tile from its block max mx (of the values in s_rc: scaled unless
 // FAST): alpha[r] = the factor the row's O must be scaled by, the row's values become their exponents, l and m
-// move on. ROW_CHOSEN false (v18u, softmax_step_rows): the row's token did not choose the block: it takes no max and
+// move on. row_chosen false (v18u, softmax_step_rows): the row's token did not choose the block: it takes no max and
 // its exponents are taken against +inf (P = 0, the state unchanged: what a per-key -inf gives).
 template <bool FAST, int P_OFF, class TR>
 CUTLASS_DEVICE void softmax_row(TR& s_rc, int r, float mx, bool row_chosen, RowState& st, float (&alpha)[2],
@@ -1067,7 +1067,7 @@ cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_ra
   Tensor gVt = make_tensor(make_gmem_ptr(kv + kHeadDim), shape, make_stride(_1{}, stride_kvt, stride_kvh, stride_kvp));
   TmaK tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(SmemLayoutK<1>{}));
   TmaVt tma_vt = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(SmemLayoutVt<1>{}));
-  if (prm.group == 8) {  // v18r: M3 at tensor parallel 8; the default variant only
+  if (prm.group == 8) {  // v18r: M3 at tensor parallel 8; the default variant (v18v: 26) and its base 5 only
     switch (variant) {
       case 5: return launch_variant<3, true, true, false, true, false, false, 0, false, 8>(tma_k, tma_vt, prm, grid, stream);
       case 26: return launch_variant<3, true, true, false, true, false, false, 0, false, 8, 0, false, true, true>(tma_k, tma_vt, prm, grid, stream);
