@@ -2,8 +2,11 @@
 loaded here so every test folder can use them."""
 from __future__ import annotations
 
+import dataclasses
+import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -23,3 +26,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under TRITON_INTERPRET, drop the interpreter's integer-overflow sanitizer when its asserts are off anyway.
+
+    Triton 3.x builds, for every int32 add / sub / mul of a kernel, an int64 copy of the operation, two range compares
+    and a ``device_assert`` -- which returns unchecked unless ``debug`` is on (``semantic.device_assert``). Compiled
+    kernels drop that code; the interpreter runs it, and it took ~45 % of an interpreted prefill's time (cProfile of
+    test_fp8_prefill_widened). The test modules have set TRITON_INTERPRET and imported triton by the end of
+    collection, so the interpreter's one builder exists here; with ``debug`` on the sanitizer stays."""
+    interpreter = sys.modules.get("triton.runtime.interpreter")
+    if not os.environ.get("TRITON_INTERPRET") or interpreter is None:
+        return
+    builder = getattr(interpreter, "interpreter_builder", None)
+    options = getattr(builder, "options", None)
+    if options is not None and getattr(options, "sanitize_overflow", False) and not options.debug:
+        builder.options = dataclasses.replace(options, sanitize_overflow=False)
