@@ -93,6 +93,19 @@ def _tile_matches(sel_h, x, valid, t0, num_tokens, stride_st, TILE_T: tl.constex
 
 
 @triton.jit
+def _tile_matches_all_pairs(x, valid, TILE_T: tl.constexpr, TOPK: tl.constexpr):
+    """``_tile_matches`` as one N x N compare of the tile's entries (same results): for the interpreter, where each
+    of the loop's TILE_T x TOPK scalar steps pays Python's overhead and one N x N numpy compare does not. (On a GPU
+    the matrix needs 255 registers and spills: v13s.)"""
+    N: tl.constexpr = TILE_T * TOPK
+    offs = tl.arange(0, N)
+    eq = tl.where(valid, x, -2)[:, None] == x[None, :]  # x holds -1 where padded: an invalid entry matches nothing
+    n_same = tl.sum(eq.to(tl.int32), 1)
+    first_idx = tl.minimum(tl.min(tl.where(eq, offs[None, :], N), 1), offs)
+    return n_same, first_idx
+
+
+@triton.jit
 def _tile_union_kernel(
     sel_ptr, req_ptr, pos_ptr, bt_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, rest_ptr, msel_ptr,
     carrier_ptr, direct_ptr, owned_ptr, work_ptr, nwork_ptr, seg_count_ptr, seg_pos_ptr,
@@ -100,6 +113,7 @@ def _tile_union_kernel(
     stride_sh, stride_st, stride_btr,
     TILE_T: tl.constexpr, TOPK: tl.constexpr, MAX_UNION: tl.constexpr, MIN_SHARE: tl.constexpr,
     MIN_SHARED_PCT: tl.constexpr, BLOCK: tl.constexpr, CSR: tl.constexpr, LANES: tl.constexpr,
+    ALL_PAIRS: tl.constexpr,
 ):
     i = tl.program_id(0)
     h = tl.program_id(1)
@@ -117,8 +131,11 @@ def _tile_union_kernel(
     tile = h.to(tl.int64) * num_tiles + i
     # v13s: who else in the tile chose each entry's block, token by token (TOPK x N compares reduced inside each
     # thread's registers) instead of one N x N all-pairs matrix (255 registers + spills, 4 programs per SM).
-    n_same, first_idx = _tile_matches(sel_ptr + h * stride_sh, x, valid, i * TILE_T, num_tokens, stride_st,
-                                      TILE_T, TOPK)
+    if ALL_PAIRS:
+        n_same, first_idx = _tile_matches_all_pairs(x, valid, TILE_T, TOPK)
+    else:
+        n_same, first_idx = _tile_matches(sel_ptr + h * stride_sh, x, valid, i * TILE_T, num_tokens, stride_st,
+                                          TILE_T, TOPK)
     shared = valid & (n_same >= MIN_SHARE)
     # A tile must belong to one request (its blocks index that request's block table), and be worth it: most of
     # its entries shared, else the tile-outer pass (and one more part per token in the merge) is paid on top of
@@ -305,9 +322,15 @@ def tile_unions(
             num_tokens, num_tiles, block_table.shape[0], max(csr_blocks, 1), num_segs,
             selection.stride(0), selection.stride(1), block_table.stride(0),
             TILE_T=tile_t, TOPK=top_k, MAX_UNION=max_union, MIN_SHARE=min_share, MIN_SHARED_PCT=min_shared_pct,
-            BLOCK=BLOCK_SIZE, CSR=csr_blocks > 0, LANES=lanes, num_warps=num_warps,
+            BLOCK=BLOCK_SIZE, CSR=csr_blocks > 0, LANES=lanes, ALL_PAIRS=compare_all_pairs(dev),
+            num_warps=num_warps,
         )
     return split
+
+
+def compare_all_pairs(device: torch.device) -> bool:
+    """The tile's matches as one all-pairs compare on the CPU (the interpreter), token by token on a GPU."""
+    return device.type == "cpu"
 
 
 @triton.jit

@@ -14,7 +14,7 @@ if not torch.cuda.is_available():  # must be set before the kernels' @triton.jit
 
 import pytest  # noqa: E402
 
-from kernels.msa import msa_index_topk, sparse_attention  # noqa: E402
+from kernels.msa import msa_index_topk, sparse_attention, tile_outer  # noqa: E402
 from kernels.msa.inputs import local_selection, make_case  # noqa: E402
 from kernels.msa.merge import device_positions, device_requests  # noqa: E402
 from kernels.msa.prefill import sparse_attention_triton  # noqa: E402
@@ -44,9 +44,12 @@ def _expected_unions(sel: torch.Tensor, req: torch.Tensor, tile: int):
     return out
 
 
+@pytest.mark.parametrize("all_pairs", [False, True])
 @pytest.mark.parametrize("min_share", [1, 2])
-def test_tile_unions_match_sets(min_share):
-    """Union, token masks and the split of every entry between the two paths, against Python sets."""
+def test_tile_unions_match_sets(min_share, all_pairs, monkeypatch):
+    """Union, token masks and the split of every entry between the two paths, against Python sets; with the tile's
+    matches found token by token (the GPU's form) and all pairs at once (the interpreter's), on either device."""
+    monkeypatch.setattr(tile_outer, "compare_all_pairs", lambda device: all_pairs)
     seq_lens, _q_lens = [2300, 700], [37, 300]  # 37 tokens: the last tile of request 0 spans both requests
     qsl = torch.tensor([0, 37, 337], dtype=torch.int32)
     sel = _shuffled(local_selection(qsl, torch.tensor(seq_lens, dtype=torch.int32), 2, 0.7, window=8, seed=1), 2)
