@@ -5,14 +5,14 @@ Drop-in for ``kernels.msa.tile_outer.tile_outer_attention`` (the v8 contract, bf
 8-token tiles or, v18r, 8 per KV head (TP 8) in 16-token tiles, head_dim 128): same inputs (q, the vLLM-layout KV
 cache, the ``TileSplit`` of ``tile_unions``) and outputs (direct rows into ``out``, the other rows into their carrier slot of the partials + log2-sum-exp).
 
-Built with nvcc into a plain shared library (no torch headers: the two sources compile in parallel, ~75 s on 2 cores,
+Built with nvcc into a plain shared library (no torch headers: the two sources compile in parallel, ~90 s on 2 cores,
 and the library works with any torch version) and called through ctypes; the build is cached by a hash of the sources
 and flags.
 CUTLASS's headers come from the ``nvidia-cutlass`` wheel (``pip install nvidia-cutlass``, the ``gpu-kernels`` extra).
 
 Policy (v11): ``sparse_attention_triton(tile_impl="auto")``, the default, runs this kernel when ``choose()`` says so:
 an sm_90 device, inputs it takes, and a library already built (never built inside a call: a request must not stall
-~75 s on nvcc). It is built ahead by ``prepare()`` (the vLLM plugin calls it when the sparse layer is made) or by
+~90 s on nvcc). It is built ahead by ``prepare()`` (the vLLM plugin calls it when the sparse layer is made) or by
 ``python -m kernels.msa.cuda build``; anything else falls back to the Triton kernel with one logged line saying why.
 """
 from __future__ import annotations
@@ -225,7 +225,7 @@ def build(cache_dir: Path | None = None, include: Path | None = None, extra_flag
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         objects = [Path(tmp) / f"{source.stem}.o" for source in SOURCES]
-        # the sources compile in parallel (each nvcc is one process): ~75 s instead of ~130 s on 2 cores
+        # the sources compile in parallel (each nvcc is one process): 93 s, not ~132 s, on 2 cores
         with ThreadPoolExecutor(max_workers=len(SOURCES)) as pool:
             list(pool.map(run_nvcc, [compile_command(nvcc, include, source, obj, extra_flags)
                                      for source, obj in zip(SOURCES, objects, strict=True)]))

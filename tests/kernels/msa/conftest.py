@@ -19,7 +19,7 @@ def fresh_policy(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def built_library(tmp_path_factory):
-    """The CUDA library built once for the session's compile tests (both sources compile in parallel: ~75 s on
+    """The CUDA library built once for the session's compile tests (both sources compile in parallel: ~90 s on
     2 cores), in its own cache directory."""
     from kernels.msa import cuda
 
