@@ -44,7 +44,7 @@ def first_report(output: str) -> str:
     return "\n".join(body[-3:])[:1500] or output[-800:]
 
 
-def _summary_clean(tool: str, output: str) -> bool:
+def summary_clean(tool: str, output: str) -> bool:
     if tool == "racecheck":
         return "RACECHECK SUMMARY: 0 hazards" in output or "ERROR SUMMARY: 0 errors" in output
     return "ERROR SUMMARY: 0 errors" in output
@@ -68,7 +68,7 @@ def run_tool(tool: str, sanitizer: str, wcfg: WorkerConfig, shape: dict[str, Any
         return {"ok": False, "report": f"did not finish within {timeout_s:.0f} s", "exit_code": None}
     out = proc.stdout + proc.stderr
     (wcfg.log_path.parent / f"sanitize_{tool}.log").write_text(out[-200000:])
-    ok = proc.returncode == 0 and _summary_clean(tool, out)
+    ok = proc.returncode == 0 and summary_clean(tool, out)
     return {"ok": ok, "exit_code": proc.returncode, "report": "" if ok else first_report(out)}
 
 

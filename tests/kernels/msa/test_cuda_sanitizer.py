@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks.kernel.harness.sanitize import find_sanitizer, first_report
+from tasks.kernel.harness.sanitize import ERROR_EXIT, find_sanitizer, first_report, summary_clean
 from tests.kernels.msa.checks import GPU
 
 ROOT = Path(__file__).resolve().parents[3]
-ERROR_EXIT = 86
 TIMEOUT_S = 1200
 INITCHECK_CASES = ["indexer", "decode"]
 
@@ -37,12 +36,6 @@ def sanitize(tool: str, cases: list[str]) -> subprocess.CompletedProcess[str]:
     # Each tensor its own allocation: a read past its end is reported, not served from a neighbour in the pool.
     env = dict(os.environ, PYTORCH_NO_CUDA_MEMORY_CACHING="1")
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-
-
-def summary_clean(tool: str, output: str) -> bool:
-    if tool == "racecheck":
-        return "RACECHECK SUMMARY: 0 hazards" in output or "ERROR SUMMARY: 0 errors" in output
-    return "ERROR SUMMARY: 0 errors" in output
 
 
 @pytest.mark.gpu
