@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from kernels.bench.build_ab import build_vs_build_rows
 from kernels.bench.msa_bench import (
     HEAD_DIM,
     KV_HEADS,
@@ -33,6 +34,9 @@ from kernels.bench.msa_bench import (
 )
 from kernels.bench.tree_compare import selection
 
+OLD_VS_NEW: tuple[tuple[str, dict], ...] = (("bf16 cache, default", {}),
+                                            ("fp8 cache, FP8 step", {"fp8_cache": True, "fp8_step": True}))
+"""The 16-head defaults ``--old-lib`` times on both builds."""
 TP8_HEADS = 32
 """Four TP-8 ranks' query heads (8 per KV head) on msa_bench's 4 KV heads."""
 
@@ -79,34 +83,6 @@ def tp8_rows(n: int, kind: str, rows: list[Row]) -> None:
         del out
 
 
-def old_vs_new_rows(n: int, kind: str, old_lib: Path, rows: list[Row], rounds: int = 2) -> None:
-    """The 16-head defaults (bf16 cache; fp8 cache with the FP8 step) on this build and on ``old_lib``, alternated."""
-    from kernels.msa import cuda
-    from kernels.msa.inputs import make_case, quantize_kv_fp8
-
-    heads = KV_HEADS * 16
-    case = make_case([n], [n], heads, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
-    sel = selection(case, kind, n)
-    kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
-    case8 = dataclasses.replace(case, kv_cache=kv8)
-    new, old = cuda.load(), cuda.open_library(old_lib)
-    shape = f"N={n // 1024}K {kind}, 16 q heads / KV head"
-    for label, c, knobs in (("bf16 cache, default", case, {}),
-                            ("fp8 cache, FP8 step", case8, {"k_scale": k_scale, "v_scale": v_scale, "fp8_step": True})):
-        got: dict[str, list[float]] = {"this build": [], f"old build {old_lib.name}": []}
-        for _ in range(rounds):
-            for build, lib in zip(got, (new, old), strict=True):
-                cuda._LIB[0] = lib
-                fn, out = timed_attention(c, sel, **knobs, workspace=bench_workspace())
-                got[build].append(bench_ms(fn))
-                del out
-        cuda._LIB[0] = new
-        t_new, t_old = (min(v) for v in got.values())
-        for build, ts in got.items():
-            rows.append(Row("16 heads, build vs build", shape, f"{label}, {build}", min(ts),
-                            note=f"runs {', '.join(f'{t:.2f}' for t in ts)} ms; old / this {t_old / t_new:.3f}"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=131072)
@@ -121,7 +97,7 @@ def main() -> None:
         torch.cuda.empty_cache()
     if args.old_lib:
         for kind in kinds:
-            old_vs_new_rows(args.n, kind, args.old_lib, rows)
+            build_vs_build_rows(args.n, kind, args.old_lib, rows, paths=OLD_VS_NEW)
             torch.cuda.empty_cache()
     print_table(rows, f"M3 at TP 8 (8 query heads per KV head), {torch.cuda.get_device_name()}")
 

@@ -254,7 +254,7 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
     CUTLASS_PRAGMA_UNROLL
     for (int s = 0; s < kMetaSlots; ++s) {
       cutlass::arch::ClusterBarrier::init(&sh.meta_full[s], 32);
-      cutlass::arch::ClusterBarrier::init(&sh.meta_empty[s], 1);
+      cutlass::arch::ClusterBarrier::init(&sh.meta_empty[s], 32);  // every Q-warp lane reads the group's header
     }
     cutlass::arch::fence_barrier_init();
   }
@@ -367,7 +367,9 @@ kv_outer_kernel(CUTE_GRID_CONSTANT TmaK const tma_k, CUTE_GRID_CONSTANT TmaVt co
         }
         __syncwarp();
       }
-      if (leader) cutlass::arch::ClusterBarrier::arrive(&sh.meta_empty[slot]);  // its reads are done
+      // Each lane releases the slot itself (v18y): all 32 read its header; with the leader's arrive alone, the
+      // others' reads were ordered before the refill only through __syncwarp, and racecheck reported the hazard.
+      cutlass::arch::ClusterBarrier::arrive(&sh.meta_empty[slot]);
     }
     return;
   }
