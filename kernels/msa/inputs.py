@@ -82,6 +82,37 @@ def make_case(
     )
 
 
+def peaked_case(case: MSACase) -> MSACase:
+    """``case`` shaped like trained attention rather than unit normals (v18y): q x 4 and two outlier key channels
+    (5 and 77, x 10, as LLMs' "massive activations") spread a token's scores ~6x wider, so a few keys take most of
+    the weight; values x 64; and the last request's last key made 16x longer with the last token's queries of KV
+    head 0 aimed at it (score ~200 there, the others ~N(0, 6): every other weight ~2^-260, so those heads' output
+    is that key's value, ``dominated_value``)."""
+    d = case.q.shape[-1]
+    kv = case.kv_cache.clone()
+    kv[..., [5, 77]] *= 10
+    kv[..., d:] *= 64
+    page, slot = _last_key(case)
+    kv[page, 0, slot, :d] *= 16
+    key = kv[page, 0, slot, :d].float()
+    q = case.q * 4
+    q[-1, :q.shape[1] // kv.shape[1]] = (8 * key / key.norm()).to(q.dtype)
+    return MSACase(q.contiguous(), case.index_q, kv, case.index_k_cache, case.block_table, case.query_start_loc,
+                   case.seq_lens)
+
+
+def dominated_value(case: MSACase) -> torch.Tensor:
+    """The value row (fp32, CPU) a ``peaked_case``'s last token returns on KV head 0's query heads."""
+    page, slot = _last_key(case)
+    return case.kv_cache[page, 0, slot, case.q.shape[-1]:].float().cpu()
+
+
+def _last_key(case: MSACase) -> tuple[int, int]:
+    """(page, slot) of the last request's last key."""
+    last = int(case.seq_lens[-1]) - 1
+    return int(case.block_table[-1, last // BLOCK_SIZE]), last % BLOCK_SIZE
+
+
 def local_selection(
     query_start_loc: torch.Tensor,
     seq_lens: torch.Tensor,
