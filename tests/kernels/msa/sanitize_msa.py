@@ -138,8 +138,8 @@ CASES: dict[str, Callable[[], None]] = {f.__name__: f for f in (
     indexer, prefill_group16, prefill_group8, prefill_fp8_step, prefill_workspace, decode, kv_parts,
     prefill_kv_outer_only)}
 """What ``test_cuda_sanitizer`` runs (clean under memcheck, racecheck and synccheck on the H200, NOTES.md v18x,
-v18y). The last two are the only cases in which a CTA of the CUDA KV-outer stage takes more than four groups of
-32 entries, so its metadata ring wraps: racecheck's hazard on the ring's header (v18y) showed only there."""
+v18y). The last two give a CTA of the CUDA KV-outer stage more than four groups of 32 entries, so its metadata ring
+wraps (4.5 and 15 groups per CTA on 132 SMs); racecheck's hazard on the ring's header (v18y) showed only with them."""
 
 
 def main(argv: list[str] | None = None) -> int:
