@@ -84,10 +84,11 @@ f = 1 0.999-1.011x, the indexer's selections 1.007-1.010x."""
 FP8_VARIANTS = (6, 8, 10, 12, 16, 19, 24)
 """v18: the variants that take e4m3 transposed pages (``kernels.msa.widen.widen_and_transpose``) instead of bf16."""
 FP8_DIAG_VARIANTS = {90: "v10, the staged bf16 Q not quantised (sQ keeps the previous tile's Q)",
-                     91: "v12 without the fused merge's fold", 92: "v12 with no union block masked"}
-"""Timing diagnostics (FP8, v18p and v18s): their output is WRONG by design; only the benches' variant options
+                     91: "v12 without the fused merge's fold", 92: "v12 with no union block masked",
+                     95: "v18u's 24 with S's product issued twice (bf16 parts; 16 query heads per KV head)"}
+"""Timing diagnostics (FP8, v18p, v18s, v18y): their output is WRONG by design; only the benches' variant options
 (``fp8_cache_bench --step-variants``, ``prefill_profile --fp8-step``, ``step_variant_bench``) use them, to split the
-step's time (NOTES.md v18p, v18s)."""
+step's time (NOTES.md v18p, v18s) or bound a change's cost (v18y: 95, the least a two-term Q adds)."""
 FP8_DEFAULT_VARIANT = 24
 """v18u: H200, 128K, alternated with 19 in one process, the same output bit for bit (NOTES v18u). 19 (v18s),
 alternated with 12 in one process: f = 0.9 17.06-17.12 ms (12: 17.86-17.89), f = 1

@@ -809,6 +809,9 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
     // S of block j (masked unless clean), softmax in place; O is rescaled by the caller
     auto scores = [&](int j, int stage) {
       wgmma(mma_s, tSrQ, tSrK(_, _, _, stage), tSrS, true);
+      // DIAG 4 (timing diagnostic, WRONG output, v18y): S's product twice (a second group; the waits for S that
+      // follow wait for both), the tensor work a two-term Q would add at the least
+      if constexpr (DIAG == 4) wgmma(mma_s, tSrQ, tSrK(_, _, _, stage), tSrS, false);
     };
     // ONE_BODY (v18u): a masked block's id, asked for right after its S is issued (the load runs under the wgmma)
     int blk_ahead = 0;
@@ -1000,7 +1003,7 @@ cudaError_t launch_variant(typename Ops<FP8>::TmaKt const& tma_k, typename Ops<F
 
 int tile_outer_sm90_smem_bytes(int variant) {
   if (variant == 6) return static_cast<int>(sizeof(SharedStorage<4, true>));
-  if (variant == 19 || variant == 24) {  // the larger of its two builds (bf16 parts, int8 parts)
+  if (variant == 19 || variant == 24 || variant == 95) {  // the larger of its two builds (bf16 parts, int8 parts)
     return static_cast<int>(std::max(sizeof(SharedStorage<3, true, true, 2>), sizeof(SharedStorage<3, true, true, 4, true>)));
   }
   if (variant == 8 || variant == 10 || variant == 12 || variant == 16 || variant >= 90) {
@@ -1044,6 +1047,8 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
                                : launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 2>(tma_k, tma_vt, prm, grid, stream);
     case 24: return int8_parts ? launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 4, true, true>(tma_k, tma_vt, prm, grid, stream)
                                : launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 2, false, true>(tma_k, tma_vt, prm, grid, stream);
+    case 95: return int8_parts ? cudaErrorInvalidValue  // a diagnostic of the bf16-parts build only
+                               : launch_variant<3, true, true, false, true, true, false, 4, true, kGroup, 2, false, true>(tma_k, tma_vt, prm, grid, stream);
     case 90: return launch_variant<4, true, true, false, true, true, true, 1>(tma_k, tma_vt, prm, grid, stream);
     case 91: return launch_variant<4, true, true, false, true, true, true, 2, true>(tma_k, tma_vt, prm, grid, stream);
     case 92: return launch_variant<4, true, true, false, true, true, true, 3, true>(tma_k, tma_vt, prm, grid, stream);
