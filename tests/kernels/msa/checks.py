@@ -81,13 +81,20 @@ def kind_selection(case, kind: str, seed: int, max_query_len: int) -> torch.Tens
     return local_selection(case.query_start_loc, case.seq_lens, case.kv_cache.shape[1], float(kind), seed=seed)
 
 
+def tail_reference(case, sel: torch.Tensor, tail: int) -> torch.Tensor:  # noqa: ANN001 - an MSACase
+    """The fp32 reference (on the CPU) for the last ``tail`` tokens of the last request."""
+    from kernels.msa import sparse_attention
+
+    qsl = torch.tensor([0, tail], dtype=torch.int32)
+    return sparse_attention(case.q[-tail:].cpu(), case.kv_cache.cpu(), sel[:, -tail:].cpu().contiguous(),
+                            case.block_table[-1:].cpu(), qsl, case.seq_lens[-1:].cpu())
+
+
 def dequantised_tail_reference(case, kv8: torch.Tensor, k_scale: float, v_scale: float, sel: torch.Tensor,  # noqa: ANN001
                                tail: int) -> torch.Tensor:
     """The fp32 reference on the dequantised fp8 cache for the last ``tail`` tokens of the last request."""
-    from kernels.msa import sparse_attention
+    import dataclasses
+
     from kernels.msa.inputs import dequantize_kv_fp8
 
-    qsl = torch.tensor([0, tail], dtype=torch.int32)
-    return sparse_attention(case.q[-tail:].cpu(), dequantize_kv_fp8(kv8, k_scale, v_scale).cpu(),
-                            sel[:, -tail:].cpu().contiguous(), case.block_table[-1:].cpu(), qsl,
-                            case.seq_lens[-1:].cpu())
+    return tail_reference(dataclasses.replace(case, kv_cache=dequantize_kv_fp8(kv8, k_scale, v_scale)), sel, tail)

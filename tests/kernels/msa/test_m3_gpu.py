@@ -9,9 +9,8 @@ import dataclasses
 import pytest
 import torch
 
-from kernels.msa import sparse_attention
 from kernels.msa.inputs import local_selection, make_case, quantize_kv_fp8
-from tests.kernels.msa.checks import GPU, TOL, rel_err
+from tests.kernels.msa.checks import GPU, TOL, rel_err, tail_reference
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not GPU, reason="needs a CUDA GPU")]
 
@@ -33,19 +32,13 @@ def _selection(case, kind: str) -> torch.Tensor:
     return local_selection(case.query_start_loc, case.seq_lens, 4, float(kind), seed=42)
 
 
-def _reference_tail(case, sel: torch.Tensor, kv_cache: torch.Tensor | None = None) -> torch.Tensor:
-    qsl = torch.tensor([0, TAIL], dtype=torch.int32)
-    return sparse_attention(case.q[-TAIL:].cpu(), (kv_cache if kv_cache is not None else case.kv_cache).cpu(),
-                            sel[:, -TAIL:].cpu().contiguous(), case.block_table.cpu(), qsl, case.seq_lens.cpu())
-
-
 @pytest.mark.parametrize("kind", ["indexer", "0.9", "1.0"])
 def test_m3_prefill_variants(case, kind):
     from kernels.msa.prefill import sparse_attention_triton
 
     sel = _selection(case, kind)
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
-    ref = _reference_tail(case, sel)
+    ref = tail_reference(case, sel, TAIL)
     kv_outer = sparse_attention_triton(*args, max_union=0)
     for knobs, tol in (({}, TOL), ({"fuse_merge": True}, TOL), ({"fuse_merge": True, "min_shared_pct": 0}, TOL),
                        ({"partial_dtype": torch.int8}, TOL), ({"partial_dtype": torch.int8, "max_union": 0}, TOL),
@@ -67,6 +60,6 @@ def test_m3_prefill_fp8_kv_cache(case, widen_fp8):
     case8 = dataclasses.replace(case, kv_cache=kv8)
     out = sparse_attention_triton(case8.q, kv8, sel, case8.block_table, case8.query_start_loc, case8.seq_lens,
                                   k_scale=k_scale, v_scale=v_scale, widen_fp8=widen_fp8)
-    err = rel_err(out[-TAIL:], _reference_tail(case, sel))
+    err = rel_err(out[-TAIL:], tail_reference(case, sel, TAIL))
     print(f"M3 fp8 KV cache, widen_fp8={widen_fp8}: ref err (unquantised cache) {err:.2e}")
     assert err < FP8_KV_TOL

@@ -2,9 +2,9 @@
 (GPU): a peaked softmax (q scaled so a token's scores spread ~6x wider: a few keys take most of the weight), outlier
 key channels (2 of K's 128 channels 10x the rest, as LLMs' "massive activations"), large values (V x 64), and one
 token whose score on one key dwarfs all others (every other weight ~2^-260: its output is that key's value).
-Every prefill path, decode, and the fp8 e4m3 cache (widened and FP8 step), against the fp32 reference. With unit normals the
-softmax is nearly flat over a token's 2048 keys, so a path that mis-scales its running max, drops a rescale or
-clips a part's range can still pass; these inputs make each of those show."""
+Every prefill path, decode, and the fp8 e4m3 cache (widened and FP8 step), against the fp32 reference. With unit
+normals the softmax is nearly flat over a token's 2048 keys, so a path that mis-scales its running max, drops a
+rescale or clips a part's range can still pass; these inputs make each of those show."""
 from __future__ import annotations
 
 import pytest
@@ -12,7 +12,14 @@ import torch
 
 from kernels.msa import sparse_attention
 from kernels.msa.inputs import MSACase, dominated_value, make_case, peaked_case, quantize_kv_fp8
-from tests.kernels.msa.checks import GPU, TOL, dequantised_tail_reference, kind_selection, rel_err
+from tests.kernels.msa.checks import (
+    GPU,
+    TOL,
+    dequantised_tail_reference,
+    kind_selection,
+    rel_err,
+    tail_reference,
+)
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not GPU, reason="needs a CUDA GPU")]
 
@@ -28,19 +35,13 @@ def case() -> MSACase:
     return peaked_case(make_case([N], [N], 64, 4, D, torch.bfloat16, "cuda", seed=61))
 
 
-def reference_tail(case: MSACase, sel: torch.Tensor) -> torch.Tensor:
-    qsl = torch.tensor([0, TAIL], dtype=torch.int32)
-    return sparse_attention(case.q[-TAIL:].cpu(), case.kv_cache.cpu(), sel[:, -TAIL:].cpu().contiguous(),
-                            case.block_table.cpu(), qsl, case.seq_lens.cpu())
-
-
 @pytest.mark.parametrize("kind", ["indexer", "0.9"])
 def test_prefill_paths_on_hard_inputs(case, kind):
     from kernels.msa.prefill import sparse_attention_triton
 
     sel = kind_selection(case, kind, seed=62, max_query_len=N)
     args = (case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens)
-    ref = reference_tail(case, sel)
+    ref = tail_reference(case, sel, TAIL)
     # the inputs do what they claim: the last token's KV-head-0 heads return their aimed-at key's value
     assert rel_err(ref[-1, :16], dominated_value(case).expand(16, -1)) < 1e-3
     for knobs in ({}, {"partial_dtype": torch.int8}, {"fuse_merge": False}, {"max_union": 0},
