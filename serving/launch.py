@@ -39,6 +39,7 @@ class LaunchOptions:
     kv_cache_dtype: str | None = None
     msa_plugin: bool | None = None
     msa_fp8_step: bool | None = None
+    msa_fp8_q_terms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,12 @@ def _plugin_args(profile: Profile, options: LaunchOptions, msa_plugin: bool) -> 
         raise LaunchError("--msa-fp8-step needs the MSA plugin (drop --no-msa-plugin)")
     if fp8_step and kv_dtype not in ("fp8", "fp8_e4m3"):
         raise LaunchError(f"--msa-fp8-step needs an fp8 e4m3 KV cache (--kv-cache-dtype fp8), got {kv_dtype!r}")
-    config = PluginOptions(fp8_step=fp8_step).as_config()
+    q_terms = profile.msa_fp8_q_terms if options.msa_fp8_q_terms is None else options.msa_fp8_q_terms
+    if q_terms not in (1, 2):
+        raise LaunchError(f"--msa-fp8-q-terms must be 1 or 2, got {q_terms}")
+    if q_terms == 2 and not fp8_step:
+        raise LaunchError("--msa-fp8-q-terms 2 needs --msa-fp8-step")
+    config = PluginOptions(fp8_step=fp8_step, fp8_q_terms=q_terms).as_config()
     return ["--additional-config", json.dumps(config, separators=(",", ":"))] if config else []
 
 

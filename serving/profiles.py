@@ -57,6 +57,9 @@ class Profile:
     msa_fp8_step: bool = False
     """With the plugin and an fp8 KV cache on SM90: the prefill's tile-outer step in FP8 (faster, ~10x the bf16
     step's error; serving/plugin/options.py), passed as vLLM's `--additional-config`."""
+    msa_fp8_q_terms: int = 1
+    """With `msa_fp8_step`: 2 carries Q as two e4m3 terms (the FP8 step's error on peaked attention 6.9e-2 -> 7.7e-3,
+    ~14 % slower at 128K; serving/plugin/options.py)."""
     gpu_memory_utilization: float | None = None
     """Fraction of each GPU vLLM may take; ignored on CPU."""
     extra_args: tuple[str, ...] = ()
@@ -73,7 +76,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "description": (str,), "dtype": (str,), "kv_cache_dtype": (str,), "block_size": (int,),
     "enforce_eager": (bool,), "trust_remote_code": (bool,), "parallel": (str,), "default_gpus": (int,),
     "expert_parallel": (bool,), "tool_call_parser": (str,), "reasoning_parser": (str,), "msa_plugin": (bool,),
-    "msa_fp8_step": (bool,),
+    "msa_fp8_step": (bool,), "msa_fp8_q_terms": (int,),
     "gpu_memory_utilization": (float, int), "extra_args": (list,), "env": (dict,), "cpu_env": (dict,),
 }
 

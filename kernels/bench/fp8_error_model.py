@@ -2,8 +2,8 @@
 head) of a 128K-shaped case's last tokens, the exact softmax over the selected visible keys of the dequantised fp8
 cache (the reference the GPU tests use) against the step's roundings one at a time — Q per row to e4m3 (scale
 amax / 448, as ``load_q_fp8``), P = 2^(s - max + 8) to e4m3 (``to_fp8``; P_OFF 8), and the normaliser from the
-fp32 P (the step's ``st.l``) or from the rounded P; and a candidate, Q as two e4m3 terms (S from two FP8
-products). Unit-normal inputs (``make_case``) and ``peaked_case`` (a few
+fp32 P (the step's ``st.l``) or from the rounded P; and Q as two e4m3 terms at one row scale (variant 30, v18z:
+the rounding and its residual, S from two FP8 products). Unit-normal inputs (``make_case``) and ``peaked_case`` (a few
 keys take most of the weight, as in trained attention). No GPU: the numbers say which rounding to change, the GPU
 tests measure the kernel itself (``test_fp8_step.py``, ``test_m3_hard_inputs.py``).
 
@@ -30,7 +30,7 @@ from kernels.msa.inputs import (
 FP8_MAX = 448.0
 P_OFF = 8
 VARIANTS = ("Q and P in e4m3, l from fp32 P (the step)", "Q and P in e4m3, l from e4m3 P", "Q in e4m3 only",
-            "P in e4m3 only", "Q as two e4m3 terms (hi + lo), P in e4m3")
+            "P in e4m3 only", "Q as two e4m3 terms at one row scale (hi + lo), P in e4m3")
 
 
 def e4m3(x: torch.Tensor) -> torch.Tensor:
@@ -41,11 +41,10 @@ def row_outputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> dict[str, 
     """Each variant's attention output (and the exact one, "exact") for queries q [G, D] over keys k, v [n, D]."""
     d = q.shape[-1]
     amax = q.abs().amax(-1, keepdim=True).clamp_min(1e-12)
-    qq = e4m3(q / amax * FP8_MAX) * amax / FP8_MAX
-    # a candidate, not the step: Q ~ hi + lo, each e4m3 with its own row scale (S = two FP8 products summed)
-    rest = q - qq
-    rmax = rest.abs().amax(-1, keepdim=True).clamp_min(1e-30)
-    q2 = qq + e4m3(rest / rmax * FP8_MAX) * rmax / FP8_MAX
+    hi = e4m3(q / amax * FP8_MAX)
+    qq = hi * amax / FP8_MAX
+    # variant 30 (fp8_q_terms=2): Q ~ hi + lo, lo the e4m3 of hi's residual at the same row scale (e4m3x8_residual)
+    q2 = (hi + e4m3(q / amax * FP8_MAX - hi)) * amax / FP8_MAX
     outs = {"exact": torch.softmax(q @ k.T / math.sqrt(d), -1) @ v}
     for name, q_used, round_p, l_rounded in ((VARIANTS[0], qq, True, False), (VARIANTS[1], qq, True, True),
                                              (VARIANTS[2], qq, False, False), (VARIANTS[3], q, True, False),

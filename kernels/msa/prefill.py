@@ -376,6 +376,7 @@ def sparse_attention_triton(
     widen_fp8: bool | None = None,
     max_read_pages: int | None = None,
     fp8_step: bool = False,
+    fp8_q_terms: int = 1,
 ) -> torch.Tensor:
     """Locality-adaptive sparse attention; returns ``out`` [num_tokens, num_heads, head_dim] in q's dtype.
 
@@ -397,7 +398,10 @@ def sparse_attention_triton(
     sizes the widened cache, else ``min(cache pages, block-table entries)``.
     ``fp8_step`` (v18, fp8 cache, CUDA step): the tile-outer step runs FP8 wgmma (Q quantised per row on chip, P in
     e4m3) on e4m3 K / V^T pages written by the same widening pass (``widen_and_transpose``); the KV-outer stage
-    keeps the bf16 widened pages. Raises ValueError when the CUDA step cannot run.
+    keeps the bf16 widened pages. Raises ValueError when the CUDA step cannot run. ``fp8_q_terms`` (v18z, with
+    ``fp8_step``): 2 carries each Q row as two e4m3 terms at one scale (its rounding and the residual's), so S is two
+    FP8 products and Q is exact to ~2^-8 as in bf16: on peaked attention the step's error falls from 6.9e-2 to
+    P's rounding (NOTES v18z), for twice the S product's tensor work.
     ``fuse_merge`` (v9): the tile-outer kernel folds its rows' KV-outer parts in on chip and
     writes them (no carrier part, no merge pass over those rows); on the H200 it was 0.88-0.98x the v8 path on
     selections with locality and 1.03x on a chunked row, so v8's separate merge stays the default (NOTES v9); with
@@ -441,6 +445,8 @@ def sparse_attention_triton(
     fp8_pages, fp8_v_scale = None, v_scale
     if fp8_step and (kv_cache.dtype != FP8_CACHE_DTYPE or tile_impl == "triton" or widen_fp8 is False):
         raise ValueError("fp8_step needs an fp8 e4m3 cache, the CUDA tile-outer step and widened pages")
+    if fp8_q_terms not in (1, 2) or (fp8_q_terms == 2 and not fp8_step):
+        raise ValueError(f"fp8_q_terms must be 1 or 2 (2 only with fp8_step), got {fp8_q_terms}")
     if partial_dtype is None:
         partial_dtype = default_partial_dtype(q.dtype, num_heads // kv_cache.shape[1], fp8_step)
     compact = None
@@ -490,10 +496,11 @@ def sparse_attention_triton(
     carrier = (CarrierParts.empty(split.carrier, q.shape[1] // kv_cache.shape[1], head_dim, q.dtype, workspace)
                if partial_scale is not None and not fuse_merge else None)
     if tile_impl == "cuda":
-        from kernels.msa.cuda import tile_outer_attention_cuda
+        from kernels.msa.cuda import FP8_TWO_TERM_Q_VARIANT, tile_outer_attention_cuda
 
         step_kv, step_v_scale = (kv_cache, 1.0) if fp8_pages is None else (fp8_pages, fp8_v_scale)
         tile_outer_attention_cuda(q, step_kv, seq_lens, pos, req, split, scale, out, partial_o, partial_lse, union_tile,
+                                  variant=FP8_TWO_TERM_Q_VARIANT if fp8_q_terms == 2 else None,
                                   fuse_merge=fuse_merge, partial_scale=partial_scale, carrier_parts=carrier,
                                   v_scale=step_v_scale)
     else:

@@ -108,7 +108,7 @@ class MSASparseImpl(MiniMaxM3SparseImpl):
         if self.use_fp8_kv:
             kv_cache = kv_cache.view(self.kv_cache_fp8_dtype)  # vLLM allocates fp8 caches as uint8
         msa_calls.attend_batch(self.kernels, batch, q, kv_cache, layer.topk_indices_buffer, out,  # type: ignore[attr-defined]
-                               self.scale, kv_scales, self.options.fp8_step)
+                               self.scale, kv_scales, self.options.fp8_step, self.options.fp8_q_terms)
         return output
 
     def _reserve_workspace(self, query: torch.Tensor) -> None:

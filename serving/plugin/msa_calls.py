@@ -159,11 +159,12 @@ def index_batch(kernels: MSAKernels, batch: Batch, index_q: torch.Tensor, index_
 
 def attend_batch(kernels: MSAKernels, batch: Batch, q: torch.Tensor, kv_cache: torch.Tensor, buffer: torch.Tensor,
                  out: torch.Tensor, scale: float, kv_scales: tuple[float, float] | None = None,
-                 fp8_step: bool = False) -> None:
+                 fp8_step: bool = False, fp8_q_terms: int = 1) -> None:
     """out[:num_tokens] = attention of q [tokens, heads, d] over the blocks selected in buffer. ``kv_scales``:
     (k_scale, v_scale) of an fp8 e4m3 ``kv_cache`` (vLLM's per-tensor ``_k_scale_float`` / ``_v_scale_float``).
     ``fp8_step``: the prefill rows' tile-outer step in FP8 (``kernels.fp8_step`` and an fp8 cache; decode rows are
-    unchanged); ValueError when either is missing."""
+    unchanged); ValueError when either is missing. ``fp8_q_terms``: with ``fp8_step``, Q as 1 or 2 e4m3 terms
+    (the prefill's ``fp8_q_terms``)."""
     if fp8_step and not (kernels.fp8_step and kv_scales is not None):
         raise ValueError(f"fp8_step needs an fp8 e4m3 KV cache and kernels that take it "
                          f"({kernels.attention} with {'an fp8' if kv_scales is not None else 'a non-fp8'} cache)")
@@ -185,6 +186,8 @@ def attend_batch(kernels: MSAKernels, batch: Batch, q: torch.Tensor, kv_cache: t
             extra["max_read_pages"] = p.total_kv_blocks
         if fp8_step:
             extra["fp8_step"] = True
+            if fp8_q_terms != 1:
+                extra["fp8_q_terms"] = fp8_q_terms
         _call(kernels.attention, kernels.in_place, out[nd:n], q[nd:n], kv_cache, sel[:, nd:n].contiguous(),
               p.block_table, p.cu_seqlens_q, p.seq_lens, scale, **extra, **scales)
 

@@ -71,6 +71,11 @@ def test_m3_fp8_step_goes_to_the_plugin_as_additional_config(config):
     assert "--additional-config" in build_launch(profile, config, LaunchOptions(gpus=4), dry_run=True).argv
     off = build_launch(profile, config, LaunchOptions(gpus=4, msa_fp8_step=False), dry_run=True)
     assert "--additional-config" not in off.argv
+    two = build_launch(load_profile("m3"), config, dataclasses.replace(options, msa_fp8_q_terms=2), dry_run=True)
+    assert plugin_options(json.loads(_flag(two.argv, "--additional-config"))).fp8_q_terms == 2
+    with pytest.raises(LaunchError, match="needs --msa-fp8-step"):
+        build_launch(load_profile("m3"), config, LaunchOptions(gpus=4, kv_cache_dtype="fp8", msa_fp8_q_terms=2),
+                     dry_run=True)
 
 
 def test_m3_without_gpus(config, monkeypatch):
@@ -141,6 +146,12 @@ def test_cli_dry_run_prints_the_command(monkeypatch):
     assert fp8.exit_code == 0 and "--additional-config" in fp8.stdout, fp8.output
     refused = CliRunner().invoke(app, ["serve", "--profile", "m3", "--dry-run", "--gpus", "4", "--msa-fp8-step"])
     assert refused.exit_code == 1 and "fp8 e4m3 KV cache" in refused.output
+    two = CliRunner().invoke(app, ["serve", "--profile", "m3", "--dry-run", "--gpus", "4", "--kv-cache-dtype", "fp8",
+                                   "--msa-fp8-step", "--msa-fp8-q-terms", "2"])
+    assert two.exit_code == 0 and '"fp8_q_terms":2' in two.stdout, two.output
+    lone = CliRunner().invoke(app, ["serve", "--profile", "m3", "--dry-run", "--gpus", "4", "--kv-cache-dtype", "fp8",
+                                    "--msa-fp8-q-terms", "2"])
+    assert lone.exit_code == 1 and "needs --msa-fp8-step" in lone.output
 
 
 @pytest.mark.vllm

@@ -68,6 +68,8 @@ VARIANTS = {
     26: "v5 with v24's one softmax body for the masked blocks (a token's unchosen block by its row's max and "
         "exponent offset, the causal compare only in a block reaching past a row's position), clean blocks in "
         "their own (bf16, both groups; v18v)",
+    30: "v24 with Q as two e4m3 terms at one row scale (hi and the residual lo; S = Q_hi K^T + Q_lo K^T in one "
+        "accumulator): Q to ~2^-8 instead of 2^-4, twice S's tensor work; int8 parts staged three deep (v18z)",
 }
 """Compiled variants of the kernel (``variant=``); NOTES.md v10 has their times (v14w's 6-8 were correct and slower
 or equal on every row: reverted, code in merge 7a16812; v15z's 9-13, consumers out of phase, correct, the step
@@ -81,7 +83,7 @@ f >= 0.9: removed)."""
 DEFAULT_VARIANT = 26
 """v18v: H200, 128K, alternated with 5 in one process, the same output bit for bit (NOTES v18v): f = 0.9 1.024-1.035x,
 f = 1 0.999-1.011x, the indexer's selections 1.007-1.010x."""
-FP8_VARIANTS = (6, 8, 10, 12, 16, 19, 24)
+FP8_VARIANTS = (6, 8, 10, 12, 16, 19, 24, 30)
 """v18: the variants that take e4m3 transposed pages (``kernels.msa.widen.widen_and_transpose``) instead of bf16."""
 FP8_DIAG_VARIANTS = {90: "v10, the staged bf16 Q not quantised (sQ keeps the previous tile's Q)",
                      91: "v12 without the fused merge's fold", 92: "v12 with no union block masked",
@@ -94,7 +96,9 @@ FP8_DEFAULT_VARIANT = 24
 alternated with 12 in one process: f = 0.9 17.06-17.12 ms (12: 17.86-17.89), f = 1
 13.38-13.42 (12: 13.33-13.36), the indexer's selections 29.20-29.56 (12: 29.02-29.81); v18p: 12 vs 10, f = 0.9
 17.63-17.73 vs 18.81-18.83."""
-GROUP8_VARIANTS = (5, 16, 19, 24, 26)
+FP8_TWO_TERM_Q_VARIANT = 30
+"""v18z: the FP8 step a call with ``fp8_q_terms=2`` runs (24 with Q as two e4m3 terms; both groups)."""
+GROUP8_VARIANTS = (5, 16, 19, 24, 26, 30)
 """v18r: the variants built for 8 query heads per KV head (M3 at TP 8): the bf16 default, FP8 16 (12 without its
 first-part load, whose registers spill at GROUP 8), 19 and 24, and bf16 26; GROUP 16 takes every other variant."""
 GROUP8_ONLY = (16,)

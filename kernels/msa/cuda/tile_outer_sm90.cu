@@ -91,10 +91,13 @@ struct Ops<true> {
 template <bool I8 = false>
 constexpr int kFoldWords = 16 * kHeadDim / (I8 ? 4 : 2);
 
-template <int STAGES, bool FP8 = false, bool STAGE_Q = false, int FOLD_SLOTS = 0, bool FOLD_I8 = false>
+template <int STAGES, bool FP8 = false, bool STAGE_Q = false, int FOLD_SLOTS = 0, bool FOLD_I8 = false,
+          bool Q_LO = false>
 struct SharedStorage {  // bf16, 3 stages: 225 KiB
   using O = Ops<FP8>;
   alignas(1024) cute::array_aligned<typename O::E, cosize_v<typename O::SmemQ>> q[2];
+  // v18z (QTWO): Q's second e4m3 term, the residual of q at the same row scale (S = the two FP8 products summed)
+  alignas(1024) cute::array_aligned<typename O::E, Q_LO ? cosize_v<typename O::SmemQ> : 1> q_lo[2];
   alignas(1024) cute::array_aligned<typename O::E, cosize_v<typename O::template SmemK<STAGES>>> k;
   alignas(1024) cute::array_aligned<typename O::E, cosize_v<typename O::template SmemVt<STAGES>>> vt;
   uint64_t full[STAGES];
@@ -120,6 +123,22 @@ CUTLASS_DEVICE void wgmma(Mma& mma, TA const& a, TB const& b, TC& c, bool zero) 
     cute::gemm(mma, a(_, _, kb), b(_, _, kb), c);
     mma.accumulate_ = GMMA::ScaleOut::One;
   }
+  warpgroup_commit_batch();
+}
+
+// v18z: S = Q_hi K^T + Q_lo K^T, both products in one commit group into one accumulator (the same row scale)
+template <class Mma, class TA, class TB, class TC>
+CUTLASS_DEVICE void wgmma_two(Mma& mma, TA const& a, TA const& a_lo, TB const& b, TC& c) {
+  warpgroup_fence_operand(c);
+  warpgroup_arrive();
+  mma.accumulate_ = GMMA::ScaleOut::Zero;
+  CUTLASS_PRAGMA_UNROLL
+  for (int kb = 0; kb < size<2>(a); ++kb) {
+    cute::gemm(mma, a(_, _, kb), b(_, _, kb), c);
+    mma.accumulate_ = GMMA::ScaleOut::One;
+  }
+  CUTLASS_PRAGMA_UNROLL
+  for (int kb = 0; kb < size<2>(a_lo); ++kb) cute::gemm(mma, a_lo(_, _, kb), b(_, _, kb), c);
   warpgroup_commit_batch();
 }
 
@@ -269,6 +288,20 @@ CUTLASS_DEVICE uint2 e4m3x8(float2 const (&f)[4], float inv) {
                     e4m3x4(f[2].x * inv, f[2].y * inv, f[3].x * inv, f[3].y * inv));
 }
 
+CUTLASS_DEVICE float2 e4m3x2_to_float2(uint32_t two) {  // the two e4m3 bytes in the low half of `two`
+  __half2_raw const h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(two & 0xffffu), __NV_E4M3);
+  return __half22float2(*reinterpret_cast<__half2 const*>(&h));
+}
+
+// v18z (QTWO): the chunk's second term, what e4m3x8 left of the 8 values times inv (hi = its bytes), as e4m3 at the
+// same scale: hi + lo carries a Q element to ~2^-8 relative (e4m3 alone: 2^-4), the residual's own rounding aside
+CUTLASS_DEVICE uint2 e4m3x8_residual(float2 const (&f)[4], float inv, uint2 hi) {
+  float2 const h0 = e4m3x2_to_float2(hi.x), h1 = e4m3x2_to_float2(hi.x >> 16);
+  float2 const h2 = e4m3x2_to_float2(hi.y), h3 = e4m3x2_to_float2(hi.y >> 16);
+  return make_uint2(e4m3x4(f[0].x * inv - h0.x, f[0].y * inv - h0.y, f[1].x * inv - h1.x, f[1].y * inv - h1.y),
+                    e4m3x4(f[2].x * inv - h2.x, f[2].y * inv - h2.y, f[3].x * inv - h3.x, f[3].y * inv - h3.y));
+}
+
 // v18: P (the S accumulator of 64 rows x 128 keys, fp32) as the A operand of the FP8 P V wgmma (m64nNk32), with no
 // register shuffle. A thread's accumulator holds, per 32-key group and row, keys {2t, 2t+1, 8+2t, 9+2t} (+16) (t = lane
 // % 4), while an FP8 A fragment holds k positions {4t..4t+3} (+16) per row in one register. So the bytes are packed
@@ -294,7 +327,7 @@ CUTLASS_DEVICE void to_fp8(TS const& s, TP& p) {
 // From global memory, or (stage != null) from the bf16 rows this thread's own cp.asyncs put in shared memory.
 template <int GROUP, class TQ>
 CUTLASS_DEVICE void load_q_fp8(TQ& sQ, float* q_scale, TileOuterParams const& prm, int64_t tile, int cw, int tid,
-                               Element const* stage = nullptr) {
+                               Element const* stage = nullptr, TQ* sQlo = nullptr) {
   int const h = static_cast<int>(tile / prm.num_tiles);
   int const i = static_cast<int>(tile % prm.num_tiles);
   Element const* q = static_cast<Element const*>(prm.q);
@@ -319,7 +352,9 @@ CUTLASS_DEVICE void load_q_fp8(TQ& sQ, float* q_scale, TileOuterParams const& pr
     CUTLASS_PRAGMA_UNROLL
     for (int m = 8; m >= 1; m >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, m));
     float const sc = amax > 0.f ? amax * (1.f / 448.f) : 1.f;
-    *reinterpret_cast<uint2*>(&sQ(r, c)) = e4m3x8(f, 1.f / sc);  // 8 bytes: inside one 16-byte unit of the 128B swizzle
+    uint2 const hi = e4m3x8(f, 1.f / sc);
+    *reinterpret_cast<uint2*>(&sQ(r, c)) = hi;  // 8 bytes: inside one 16-byte unit of the 128B swizzle
+    if (sQlo != nullptr) *reinterpret_cast<uint2*>(&(*sQlo)(r, c)) = e4m3x8_residual(f, 1.f / sc, hi);
     if ((tid & 15) == 0) q_scale[r] = sc;
   }
 }
@@ -350,7 +385,7 @@ CUTLASS_DEVICE void stage_q_pairs(Element* stage, TileOuterParams const& prm, in
 // v18p: stage_q_pairs' rows (this thread's own chunks; the caller waited for its cp.asyncs) quantised into sQ as
 // load_q_fp8 does: each row scaled by its amax / 448 (the scale to q_scale[row]).
 template <class TQ>
-CUTLASS_DEVICE void quantize_q_pairs(TQ& sQ, float* q_scale, Element const* stage, int tid) {
+CUTLASS_DEVICE void quantize_q_pairs(TQ& sQ, float* q_scale, Element const* stage, int tid, TQ* sQlo = nullptr) {
   int const r = tid >> 1, hf = tid & 1;
   uint4 raw[kHeadDim / 16];
   float amax[4] = {0.f, 0.f, 0.f, 0.f};  // four chains: the 64 values' maximum without a 64-long dependency
@@ -374,7 +409,9 @@ CUTLASS_DEVICE void quantize_q_pairs(TQ& sQ, float* q_scale, Element const* stag
     float2 f[4];
     CUTLASS_PRAGMA_UNROLL
     for (int j = 0; j < 4; ++j) f[j] = __bfloat1622float2(pair[j]);
-    *reinterpret_cast<uint2*>(&sQ(r, (hf + 2 * k) * 8)) = e4m3x8(f, inv);  // 8 bytes inside a 16-byte swizzle unit
+    uint2 const hi = e4m3x8(f, inv);
+    *reinterpret_cast<uint2*>(&sQ(r, (hf + 2 * k) * 8)) = hi;  // 8 bytes inside a 16-byte swizzle unit
+    if (sQlo != nullptr) *reinterpret_cast<uint2*>(&(*sQlo)(r, (hf + 2 * k) * 8)) = e4m3x8_residual(f, inv, hi);
   }
   if (hf == 0) q_scale[r] = sc;
 }
@@ -606,7 +643,7 @@ CUTLASS_DEVICE void fold_parts(TileOuterParams const& prm, int64_t row, uint32_t
 }
 
 template <int STAGES, bool OVERLAP, bool FAST, bool PINGPONG, bool QPREFETCH, bool FP8, bool FOLDPRE, int DIAG,
-          bool QPAIRS, int GROUP, int FOLD_SLOTS, bool FOLD_I8, bool ONE_BODY, bool CLEAN_APART>
+          bool QPAIRS, int GROUP, int FOLD_SLOTS, bool FOLD_I8, bool ONE_BODY, bool CLEAN_APART, bool QTWO>
 __global__ void __launch_bounds__(kThreads, 1)
 tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
                   CUTE_GRID_CONSTANT typename Ops<FP8>::TmaVtt const tma_vt,
@@ -615,10 +652,11 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
   static_assert(!(FOLDPRE && FOLD_SLOTS), "the first part comes from registers or from shared memory");
   static_assert(!FOLD_SLOTS || QPREFETCH, "the staged parts' cp.async group is counted against the next Q's");
   static_assert(!ONE_BODY || OVERLAP, "the masked block's id is asked for in the overlapped loop");
+  static_assert(!QTWO || (FP8 && QPAIRS && QPREFETCH), "Q's second term is made where the FP8 step quantises Q");
   using O = Ops<FP8>;
   using R = Rows<GROUP>;
   constexpr int NT = R::kTokWarp;
-  using Storage = SharedStorage<STAGES, FP8, FP8 && QPREFETCH, FOLD_SLOTS, FOLD_I8>;
+  using Storage = SharedStorage<STAGES, FP8, FP8 && QPREFETCH, FOLD_SLOTS, FOLD_I8, QTWO>;
   extern __shared__ char smem_raw[];
   Storage& sh = *reinterpret_cast<Storage*>(smem_raw);
   int const wg = threadIdx.x / 128;
@@ -673,6 +711,9 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
   auto thr_s = mma_s.get_thread_slice(tid);
   auto thr_o = mma_o.get_thread_slice(tid);
   Tensor tSrQ = thr_s.partition_fragment_A(sQ);
+  Tensor sQlo = make_tensor(make_smem_ptr(QTWO ? sh.q_lo[cw].data() : sh.q[cw].data()), typename O::SmemQ{});
+  Tensor tSrQlo = thr_s.partition_fragment_A(sQlo);
+  auto* const q_lo = QTWO ? &sQlo : nullptr;  // where the quantisers write Q's second term (QTWO), or none
   Tensor tSrK = thr_s.partition_fragment_B(sK);
   Tensor tOrVt = thr_o.partition_fragment_B(sVt);
   Tensor cS = thr_s.partition_C(make_identity_tensor(Shape<Int<kRowsWG>, Int<kKeys>>{}));
@@ -760,7 +801,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
     if (!QPREFETCH || w == static_cast<int>(blockIdx.x)) {
       NamedBarrierSync(cw);  // the previous tile's wgmmas of this warpgroup are done with sQ (they were waited)
       if constexpr (FP8) {
-        load_q_fp8<GROUP>(sQ, sh.q_scale[cw], prm, tile, cw, tid);
+        load_q_fp8<GROUP>(sQ, sh.q_scale[cw], prm, tile, cw, tid, nullptr, q_lo);
       } else {
         load_q<GROUP>(sQ, prm, tile, cw, tid, false);
       }
@@ -770,7 +811,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
       // P V, which every warp issued after its last S, has completed)
       // DIAG 1 (timing diagnostic, WRONG output): the staged rows are not quantised, sQ keeps the previous Q
       if constexpr (FP8 && QPAIRS) {
-        quantize_q_pairs(sQ, sh.q_scale[cw], sh.q_stage[cw].data(), tid);
+        quantize_q_pairs(sQ, sh.q_scale[cw], sh.q_stage[cw].data(), tid, q_lo);
       } else if constexpr (FP8 && DIAG != 1) {
         load_q_fp8<GROUP>(sQ, sh.q_scale[cw], prm, tile, cw, tid, sh.q_stage[cw].data());
       }
@@ -808,7 +849,11 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
     float alpha[2];
     // S of block j (masked unless clean), softmax in place; O is rescaled by the caller
     auto scores = [&](int j, int stage) {
-      wgmma(mma_s, tSrQ, tSrK(_, _, _, stage), tSrS, true);
+      if constexpr (QTWO) {
+        wgmma_two(mma_s, tSrQ, tSrQlo, tSrK(_, _, _, stage), tSrS);
+      } else {
+        wgmma(mma_s, tSrQ, tSrK(_, _, _, stage), tSrS, true);
+      }
       // DIAG 4 (timing diagnostic, WRONG output, v18y): S's product twice (a second group; the waits for S that
       // follow wait for both), the tensor work a two-term Q would add at the least
       if constexpr (DIAG == 4) wgmma(mma_s, tSrQ, tSrK(_, _, _, stage), tSrS, false);
@@ -989,12 +1034,14 @@ using namespace msa_sm90;
 
 template <int STAGES, bool OVERLAP, bool FAST = false, bool PINGPONG = false, bool QPREFETCH = false, bool FP8 = false,
           bool FOLDPRE = false, int DIAG = 0, bool QPAIRS = false, int GROUP = kGroup, int FOLD_SLOTS = 0,
-          bool FOLD_I8 = false, bool ONE_BODY = false, bool CLEAN_APART = false>
+          bool FOLD_I8 = false, bool ONE_BODY = false, bool CLEAN_APART = false, bool QTWO = false>
 cudaError_t launch_variant(typename Ops<FP8>::TmaKt const& tma_k, typename Ops<FP8>::TmaVtt const& tma_vt,
                            TileOuterParams const& prm, int grid, cudaStream_t stream) {
-  int const smem = static_cast<int>(sizeof(SharedStorage<STAGES, FP8, FP8 && QPREFETCH, FOLD_SLOTS, FOLD_I8>));
+  using Storage = SharedStorage<STAGES, FP8, FP8 && QPREFETCH, FOLD_SLOTS, FOLD_I8, QTWO>;
+  static_assert(sizeof(Storage) <= 227 * 1024, "over sm_90's 227 KiB of shared memory per block");
+  int const smem = static_cast<int>(sizeof(Storage));
   auto kernel = tile_outer_kernel<STAGES, OVERLAP, FAST, PINGPONG, QPREFETCH, FP8, FOLDPRE, DIAG, QPAIRS, GROUP,
-                                  FOLD_SLOTS, FOLD_I8, ONE_BODY, CLEAN_APART>;
+                                  FOLD_SLOTS, FOLD_I8, ONE_BODY, CLEAN_APART, QTWO>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess || grid <= 0) return err;
   kernel<<<grid, kThreads, smem, stream>>>(tma_k, tma_vt, prm);
@@ -1005,6 +1052,10 @@ int tile_outer_sm90_smem_bytes(int variant) {
   if (variant == 6) return static_cast<int>(sizeof(SharedStorage<4, true>));
   if (variant == 19 || variant == 24 || variant == 95) {  // the larger of its two builds (bf16 parts, int8 parts)
     return static_cast<int>(std::max(sizeof(SharedStorage<3, true, true, 2>), sizeof(SharedStorage<3, true, true, 4, true>)));
+  }
+  if (variant == 30) {  // v18z: with Q's second term; int8 parts staged three deep (four do not fit beside it)
+    return static_cast<int>(std::max(sizeof(SharedStorage<3, true, true, 2, false, true>),
+                                     sizeof(SharedStorage<3, true, true, 3, true, true>)));
   }
   if (variant == 8 || variant == 10 || variant == 12 || variant == 16 || variant >= 90) {
     return static_cast<int>(sizeof(SharedStorage<4, true, true>));
@@ -1034,6 +1085,8 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
                                  : launch_variant<3, true, true, false, true, true, false, 0, true, 8, 2>(tma_k, tma_vt, prm, grid, stream);
       case 24: return int8_parts ? launch_variant<3, true, true, false, true, true, false, 0, true, 8, 4, true, true>(tma_k, tma_vt, prm, grid, stream)
                                  : launch_variant<3, true, true, false, true, true, false, 0, true, 8, 2, false, true>(tma_k, tma_vt, prm, grid, stream);
+      case 30: return int8_parts ? launch_variant<3, true, true, false, true, true, false, 0, true, 8, 3, true, true, false, true>(tma_k, tma_vt, prm, grid, stream)
+                                 : launch_variant<3, true, true, false, true, true, false, 0, true, 8, 2, false, true, false, true>(tma_k, tma_vt, prm, grid, stream);
       default: return cudaErrorInvalidValue;
     }
   }
@@ -1047,6 +1100,8 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
                                : launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 2>(tma_k, tma_vt, prm, grid, stream);
     case 24: return int8_parts ? launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 4, true, true>(tma_k, tma_vt, prm, grid, stream)
                                : launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 2, false, true>(tma_k, tma_vt, prm, grid, stream);
+    case 30: return int8_parts ? launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 3, true, true, false, true>(tma_k, tma_vt, prm, grid, stream)
+                               : launch_variant<3, true, true, false, true, true, false, 0, true, kGroup, 2, false, true, false, true>(tma_k, tma_vt, prm, grid, stream);
     case 95: return int8_parts ? cudaErrorInvalidValue  // a diagnostic of the bf16-parts build only
                                : launch_variant<3, true, true, false, true, true, false, 4, true, kGroup, 2, false, true>(tma_k, tma_vt, prm, grid, stream);
     case 90: return launch_variant<4, true, true, false, true, true, true, 1>(tma_k, tma_vt, prm, grid, stream);
@@ -1063,7 +1118,7 @@ cudaError_t tile_outer_sm90_launch_fp8(TileOuterParams const& prm, void const* k
 cudaError_t tile_outer_sm90_launch(TileOuterParams const& prm, void const* kv_raw, int64_t stride_kvp,
                                    int64_t stride_kvh, int64_t stride_kvt, int grid, int variant, cudaStream_t stream) {
   if (variant == 6 || variant == 8 || variant == 10 || variant == 12 || variant == 16 || variant == 19 || variant == 24 ||
-      variant >= 90) {
+      variant == 30 || variant >= 90) {
     return tile_outer_sm90_launch_fp8(prm, kv_raw, stride_kvp, stride_kvh, stride_kvt, grid, variant, stream);
   }
   Element const* kv = static_cast<Element const*>(kv_raw);

@@ -1,5 +1,5 @@
 """The FP8 error model (CPU): on peaked inputs Q's e4m3 rounding is what the FP8 step's error is made of, and the
-two-term Q candidate removes it; and ``peaked_case`` does what it says (its last token returns the aimed-at value)."""
+two-term Q of variant 30 removes it; and ``peaked_case`` does what it says (its last token returns the aimed-at value)."""
 from __future__ import annotations
 
 import torch

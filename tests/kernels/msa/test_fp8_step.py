@@ -135,6 +135,18 @@ def test_fp8_step_needs_an_fp8_cache():
                                 fp8_step=True)
 
 
+@pytest.mark.parametrize("knobs", [{"fp8_q_terms": 2}, {"fp8_q_terms": 3, "fp8_step": True}])
+def test_two_term_q_needs_the_fp8_step(knobs):
+    case = make_case([300], [300], num_heads=16, num_kv_heads=1, head_dim=HEAD_DIM, dtype=DTYPE, device=DEVICE, seed=54)
+    sel = local_selection(case.query_start_loc, case.seq_lens, 1, 0.9, seed=1).to(DEVICE)
+    kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
+    from kernels.msa.prefill import sparse_attention_triton
+
+    with pytest.raises(ValueError, match="fp8_q_terms"):
+        sparse_attention_triton(case.q, kv8, sel, case.block_table, case.query_start_loc, case.seq_lens,
+                                k_scale=k_scale, v_scale=v_scale, **knobs)
+
+
 def test_transposed_pages_need_head_dim_128():
     case = make_case([300], [30], num_heads=16, num_kv_heads=1, head_dim=32, dtype=DTYPE, device=DEVICE, seed=55)
     kv8, _, v_scale = quantize_kv_fp8(case.kv_cache)
@@ -144,7 +156,8 @@ def test_transposed_pages_need_head_dim_128():
 
 @pytest.mark.gpu
 @needs_step
-def test_fp8_step_replays_from_a_cuda_graph():
+@pytest.mark.parametrize("q_terms", [1, 2])
+def test_fp8_step_replays_from_a_cuda_graph(q_terms):
     """The FP8 step's path (widening + transposed pages, the split, the steps, the merge) has no host sync: captured
     into a CUDA graph and replayed on new inputs it gives the eager result."""
     from kernels.msa.prefill import sparse_attention_triton
@@ -153,7 +166,7 @@ def test_fp8_step_replays_from_a_cuda_graph():
     kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
     sel = local_selection(case.query_start_loc, case.seq_lens, 4, 0.9, seed=57)
     args = (case.q, kv8, sel, case.block_table, case.query_start_loc, case.seq_lens)
-    knobs = {"k_scale": k_scale, "v_scale": v_scale, "fp8_step": True}
+    knobs = {"k_scale": k_scale, "v_scale": v_scale, "fp8_step": True, "fp8_q_terms": q_terms}
     out = torch.empty_like(case.q)
     sparse_attention_triton(*args, out=out, **knobs)  # warm-up: compiles, loads the library
     graph = torch.cuda.CUDAGraph()

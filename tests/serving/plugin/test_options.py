@@ -20,9 +20,12 @@ def test_fp8_step_from_the_command_line_json() -> None:
 
 
 @pytest.mark.parametrize(("section", "message"), [
-    ({"fp8_stepp": True}, "unknown option(s) fp8_stepp (known: fp8_step)"),
+    ({"fp8_stepp": True}, "unknown option(s) fp8_stepp (known: fp8_step, fp8_q_terms)"),
     ({"fp8_step": 1}, "['fp8_step'] must be bool, got 1"),
     ({"fp8_step": "true"}, "must be bool, got 'true'"),
+    ({"fp8_step": True, "fp8_q_terms": 3}, "['fp8_q_terms'] must be 1 or 2, got 3"),
+    ({"fp8_step": True, "fp8_q_terms": True}, "['fp8_q_terms'] must be 1 or 2, got True"),
+    ({"fp8_q_terms": 2}, "fp8_q_terms 2 needs fp8_step true"),
     (True, "must be an object of options, got bool"),
 ])
 def test_bad_sections_are_refused_in_one_line(section: object, message: str) -> None:
@@ -36,3 +39,6 @@ def test_as_config_round_trips_and_omits_defaults() -> None:
     asked = PluginOptions(fp8_step=True)
     assert asked.as_config() == {CONFIG_KEY: {"fp8_step": True}}
     assert plugin_options(json.loads(json.dumps(asked.as_config()))) == asked
+    two = PluginOptions(fp8_step=True, fp8_q_terms=2)
+    assert two.as_config() == {CONFIG_KEY: {"fp8_step": True, "fp8_q_terms": 2}}
+    assert plugin_options(json.loads(json.dumps(two.as_config()))) == two
