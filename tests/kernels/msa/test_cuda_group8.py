@@ -97,9 +97,11 @@ def test_group8_cuda_step_matches_triton(shared):
 @pytest.mark.gpu
 @needs_sm90
 @pytest.mark.parametrize("kind", ["indexer", "0.9"])
-def test_group8_fp8_step(kind):
-    """The FP8 step (the default, variant 24) at TP 8's group: a chunked request and a whole one, against the widened bf16 path
-    on the same fp8 cache and the fp32 reference on the dequantised cache."""
+@pytest.mark.parametrize("q_terms", [1, 2])
+def test_group8_fp8_step(kind, q_terms):
+    """The FP8 step (the default, variant 24; v18z, ``fp8_q_terms=2``: variant 30) at TP 8's group: a chunked request
+    and a whole one, against the widened bf16 path on the same fp8 cache and the fp32 reference on the dequantised
+    cache."""
     from kernels.msa.prefill import sparse_attention_triton
 
     case = _case([8192 + 4096, 5000], [8192, 5000], seed=61)
@@ -109,11 +111,11 @@ def test_group8_fp8_step(kind):
     args = (case8.q, kv8, sel, case8.block_table, case8.query_start_loc, case8.seq_lens)
     knobs = {"k_scale": k_scale, "v_scale": v_scale, "tile_impl": "cuda"}
     widened = sparse_attention_triton(*args, **knobs)
-    out = sparse_attention_triton(*args, fp8_step=True, **knobs)
+    out = sparse_attention_triton(*args, fp8_step=True, fp8_q_terms=q_terms, **knobs)
     tail = 32
     ref = dequantised_tail_reference(case, kv8, k_scale, v_scale, sel, tail)
     err, diff = rel_err(out[-tail:], ref), rel_err(out, widened.float())
-    print(f"TP-8 FP8 step {kind}: err vs dequantised ref {err:.2e}, vs widened {diff:.2e}")
+    print(f"TP-8 FP8 step {kind}, {q_terms} Q term(s): err vs dequantised ref {err:.2e}, vs widened {diff:.2e}")
     assert err < FP8_TOL and diff < FP8_TOL, (err, diff)
 
 
