@@ -30,6 +30,8 @@ from kernels.bench.msa_bench import (
 from kernels.bench.tree_compare import selection
 
 PATHS: tuple[tuple[str, dict], ...] = (("default prefill", {}), ("KV-outer only (max_union=0)", {"max_union": 0}))
+FP8_STEP_PATH: tuple[str, dict] = ("FP8 step on the fp8 cache", {"fp8_cache": True, "fp8_step": True})
+"""With ``--fp8-step``: the opt-in FP8 step's default variant too (a change to the FP8 build of the kernel)."""
 
 
 def build_vs_build_rows(n: int, kind: str, old_lib: Path, rows: list[Row], rounds: int = 2, group: int = 16,
@@ -79,11 +81,13 @@ def main() -> None:
     parser.add_argument("--kinds", default="indexer sel,f=0.9")
     parser.add_argument("--group", type=int, default=16, choices=[16, 8], help="query heads per KV head")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--fp8-step", action="store_true", help="also the FP8 step on an fp8 copy of the cache")
     parser.add_argument("--jsonl", type=Path)
     args = parser.parse_args()
     rows = PrintedRows.writing_to(args.jsonl)
+    paths = PATHS + ((FP8_STEP_PATH,) if args.fp8_step else ())
     for kind in [k for k in args.kinds.split(",") if k]:
-        build_vs_build_rows(args.n, kind, args.old_lib, rows, args.rounds, args.group)
+        build_vs_build_rows(args.n, kind, args.old_lib, rows, args.rounds, args.group, paths)
         torch.cuda.empty_cache()
     print_table(rows, f"Library build vs build, {torch.cuda.get_device_name()}")
 
