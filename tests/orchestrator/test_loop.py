@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import git
+import httpx
 import openai
 import pytest
 from langchain_core.messages import AIMessage
@@ -152,7 +153,8 @@ class _DownThenUp:
 
         def make(role, endpoint, thinking, max_tokens=None):
             if role == "producer" and not self.up:
-                raise openai.APIConnectionError(request=None)  # type: ignore[arg-type]
+                # a real request, as the client raises it (openai >= 3.60 reads its headers)
+                raise openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions"))
             return inner(role, endpoint, thinking, max_tokens)
         return make
 
