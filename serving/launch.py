@@ -135,7 +135,7 @@ def _feature_args(profile: Profile) -> list[str]:
 def _plugin_args(profile: Profile, options: LaunchOptions, msa_plugin: bool) -> list[str]:
     """Our plugin's engine options as vLLM's `--additional-config` (serving/plugin/options.py); the FP8 step is
     refused here when the command could not honour it (no plugin, no fp8 KV cache)."""
-    from serving.plugin.options import PluginOptions
+    from serving.plugin.options import PluginOptionError, PluginOptions
 
     fp8_step = profile.msa_fp8_step if options.msa_fp8_step is None else options.msa_fp8_step
     kv_dtype = options.kv_cache_dtype or profile.kv_cache_dtype
@@ -144,11 +144,12 @@ def _plugin_args(profile: Profile, options: LaunchOptions, msa_plugin: bool) -> 
     if fp8_step and kv_dtype not in ("fp8", "fp8_e4m3"):
         raise LaunchError(f"--msa-fp8-step needs an fp8 e4m3 KV cache (--kv-cache-dtype fp8), got {kv_dtype!r}")
     q_terms = profile.msa_fp8_q_terms if options.msa_fp8_q_terms is None else options.msa_fp8_q_terms
-    if q_terms not in (1, 2):
-        raise LaunchError(f"--msa-fp8-q-terms must be 1 or 2, got {q_terms}")
     if q_terms == 2 and not fp8_step:
         raise LaunchError("--msa-fp8-q-terms 2 needs --msa-fp8-step")
-    config = PluginOptions(fp8_step=fp8_step, fp8_q_terms=q_terms).as_config()
+    try:  # the options' own checks (e.g. a profile's msa_fp8_q_terms = 3), as one launch error
+        config = PluginOptions(fp8_step=fp8_step, fp8_q_terms=q_terms).as_config()
+    except PluginOptionError as exc:
+        raise LaunchError(f"msa_fp8_q_terms: {exc}") from exc
     return ["--additional-config", json.dumps(config, separators=(",", ":"))] if config else []
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from kernels.bench.msa_bench import HEAD_DIM, HEADS, KV_HEADS, Row, bench_ms, ceilings, print_table
-from kernels.bench.prefill_profile import kernel_times
+from kernels.bench.prefill_profile import profile_kinds
 from kernels.bench.tree_compare import selection
 
 N = 131072
@@ -89,20 +89,12 @@ def step_mma_flops(case, sel: torch.Tensor) -> float:  # noqa: ANN001 - a kernel
 
 def our_rows(kinds: list[str], rows: list[Row]) -> None:
     from kernels.msa.inputs import make_case
-    from kernels.msa.prefill import sparse_attention_triton
 
-    case = make_case([N], [N], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=N)
-    out = torch.empty_like(case.q)
-    for kind in kinds:
-        sel = selection(case, kind, N)
-
-        def attend(sel: torch.Tensor = sel) -> None:
-            sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,
-                                    case.seq_lens, HEAD_DIM ** -0.5, out)
-
-        wall = bench_ms(attend)
-        step = sum(ms for name, ms in kernel_times(attend, 5).items() if "tile_outer_kernel" in name)
-        flops = step_mma_flops(case, sel)
+    case = make_case([N], [N], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=N)  # profile_kinds' case
+    for profiled in profile_kinds(N, kinds, 5):
+        kind, wall = profiled["kind"], profiled["wall_ms"]
+        step = sum(ms for name, ms in profiled["kernels_ms"].items() if "tile_outer_kernel" in name)
+        flops = step_mma_flops(case, selection(case, kind, N))
         rows.append(Row("ours", f"N=128K {kind}", "tile-outer step (bf16 default), in the default prefill", step,
                         flops / step / 1e9, note=f"whole prefill {wall:.2f} ms; step MMA work {flops / 1e12:.2f} TFLOP"))
 
