@@ -425,7 +425,10 @@ def sparse_attention_triton(
     (partials, split, CSR, carrier parts) instead of allocating them; same output bit for bit. A server keeps one
     per device; once it has seen the largest call, a call allocates nothing but a few small index tensors.
     ``block_table`` rows must cover every request (its row count is the request count used for the CSR).
-    Selection slots may be in any order, with -1 entries anywhere.
+    Selection slots may be in any order, with -1 entries anywhere; a row's valid ids must be distinct and below its
+    request's block count (the indexer's contract; not checked, a check would sync). A block past a token's own
+    position is masked causally, as in the reference. ``q`` may be a strided view (vLLM's slice of the fused QKV
+    projection: unit last stride, 16-byte aligned rows for the CUDA kernels).
     """
     num_tokens, num_heads, head_dim = q.shape
     _check(q, kv_cache, selection)

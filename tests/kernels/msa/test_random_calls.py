@@ -14,6 +14,7 @@ CPU under TRITON_INTERPRET=1 (fp32, head_dim 32, small calls); on a GPU bf16 at 
 where the library is built (``python -m kernels.msa.cuda build``)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from dataclasses import dataclass
@@ -78,6 +79,9 @@ class RandomCall:
     """Holes of tokens with later blocks in their request take one of those (wholly past the token's position)."""
     shuffle: bool
     seed: int
+    q_in_qkv: bool = False
+    """q is a strided view into a fused [tokens, (heads + 2 kv_heads) * head_dim] projection, as vLLM slices it (the
+    rest of each row NaN, so a kernel that assumes a contiguous q reads NaN)."""
 
 
 def draw_call(seed: int, gpu: bool) -> RandomCall:
@@ -95,12 +99,29 @@ def draw_call(seed: int, gpu: bool) -> RandomCall:
         num_kv_heads=rng.choice([1, 2, 4] if gpu else [1, 2]), top_k=rng.choice([16, 16, 8, 32, 64]),
         kind=rng.choice(["indexer", "f=0.5", "f=0.9", "f=1.0"]), init_blocks=rng.choice([0, 1]),
         local_blocks=rng.choice([1, 2]), holes=rng.choice([0.0, 0.0, 0.2]), future=rng.random() < 0.3,
-        shuffle=rng.random() < 0.5, seed=seed)
+        shuffle=rng.random() < 0.5, seed=seed, q_in_qkv=_later_draw(seed))
+
+
+def _later_draw(seed: int) -> bool:
+    """Fields added after the first GPU record come from their own stream, so the earlier fields' draws (and the
+    record in kernels/bench/results/random_calls_v18z_*) stay as they were."""
+    return random.Random(seed + 7777).random() < 0.5
 
 
 def call_case(call: RandomCall) -> MSACase:
-    return make_case(list(call.seq_lens), list(call.q_lens), num_heads=call.group * call.num_kv_heads,
+    case = make_case(list(call.seq_lens), list(call.q_lens), num_heads=call.group * call.num_kv_heads,
                      num_kv_heads=call.num_kv_heads, head_dim=HEAD_DIM, dtype=DTYPE, device=DEVICE, seed=call.seed)
+    return dataclasses.replace(case, q=in_qkv(case.q, call.num_kv_heads)) if call.q_in_qkv else case
+
+
+def in_qkv(q: torch.Tensor, num_kv_heads: int) -> torch.Tensor:
+    """The same values as a view into a fused QKV row buffer (token stride (heads + 2 kv_heads) * head_dim), the
+    K / V columns NaN."""
+    tokens, heads, head_dim = q.shape
+    qkv = torch.full((tokens, (heads + 2 * num_kv_heads) * head_dim), float("nan"), dtype=q.dtype, device=q.device)
+    view = qkv[:, :heads * head_dim].unflatten(1, (heads, head_dim))
+    view.copy_(q)
+    return view
 
 
 def call_selection(call: RandomCall, case: MSACase) -> torch.Tensor:
@@ -198,6 +219,7 @@ def test_draws_cover_the_space():
     assert any(c.holes for c in calls) and any(c.future for c in calls) and any(c.shuffle for c in calls)
     assert any(1 in c.q_lens for c in calls) and any(len(c.q_lens) > 1 for c in calls)
     assert any(s > q for c in calls for s, q in zip(c.seq_lens, c.q_lens, strict=True))
+    assert any(c.q_in_qkv for c in calls) and not all(c.q_in_qkv for c in calls)
 
 
 def test_perturb_keeps_the_contract():
@@ -270,6 +292,7 @@ class RandomDecode:
     top_k: int
     shuffle: bool
     seed: int
+    q_in_qkv: bool = False
 
 
 def draw_decode(seed: int, gpu: bool) -> RandomDecode:
@@ -278,7 +301,7 @@ def draw_decode(seed: int, gpu: bool) -> RandomDecode:
     lens = tuple(rng.choice([rng.randint(2, BLOCK_SIZE), rng.randint(2, max_len)]) for _ in range(rng.randint(1, 6)))
     return RandomDecode(seq_lens=lens, query_len=rng.choice([1, 2]), group=rng.choice([16, 8]),
                         num_kv_heads=rng.choice([1, 2, 4] if gpu else [1, 2]), top_k=rng.choice([16, 8, 32]),
-                        shuffle=rng.random() < 0.5, seed=seed)
+                        shuffle=rng.random() < 0.5, seed=seed, q_in_qkv=_later_draw(1000 + seed))
 
 
 @pytest.mark.parametrize("seed", DECODE_SEEDS)
@@ -289,6 +312,8 @@ def test_random_decode_calls(seed):
     case = make_case(list(call.seq_lens), [call.query_len] * len(call.seq_lens),
                      num_heads=call.group * call.num_kv_heads, num_kv_heads=call.num_kv_heads, head_dim=HEAD_DIM,
                      dtype=DTYPE, device=DEVICE, seed=seed)
+    if call.q_in_qkv:
+        case = dataclasses.replace(case, q=in_qkv(case.q, call.num_kv_heads))
     sel = local_selection(case.query_start_loc, case.seq_lens, call.num_kv_heads, 0.5, top_k=call.top_k, seed=seed)
     if call.shuffle:
         gen = torch.Generator().manual_seed(seed)
