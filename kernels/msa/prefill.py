@@ -594,6 +594,10 @@ def _kv_partials(kv_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, block_ta
 
 
 
+Q_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+"""Query dtypes the prefill and decode kernels take (the output has q's dtype)."""
+
+
 def _check(q: torch.Tensor, kv_cache: torch.Tensor, selection: torch.Tensor) -> None:
     problems = []
     if q.dim() != 3 or q.stride(2) != 1:
@@ -602,6 +606,10 @@ def _check(q: torch.Tensor, kv_cache: torch.Tensor, selection: torch.Tensor) -> 
         problems.append(f"kv_cache must be [pages, kv_heads, {BLOCK_SIZE}, 2*head_dim], got {tuple(kv_cache.shape)}")
     elif q.dim() == 3 and (kv_cache.shape[3] != 2 * q.shape[2] or q.shape[1] % kv_cache.shape[1]):
         problems.append(f"q {tuple(q.shape)} does not fit kv_cache {tuple(kv_cache.shape)}")
+    if q.dtype not in Q_DTYPES or kv_cache.dtype not in (q.dtype, FP8_CACHE_DTYPE):
+        # vLLM's caches are q's dtype or fp8; a bf16 q on an fp32 cache used to run and return garbage
+        problems.append(f"q / kv_cache dtypes {q.dtype} / {kv_cache.dtype} not supported: q float32, bfloat16 or "
+                        f"float16, the cache the same or {FP8_CACHE_DTYPE}")
     if selection.dim() != 3 or not selection.is_contiguous():
         problems.append(f"selection must be a contiguous [kv_heads, tokens, top_k] tensor, got {tuple(selection.shape)}")
     elif q.dim() == 3 and kv_cache.dim() == 4 and tuple(selection.shape[:2]) != (kv_cache.shape[1], q.shape[0]):

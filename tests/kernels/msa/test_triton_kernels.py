@@ -89,3 +89,19 @@ def test_selection_with_holes_is_handled():
     got = sparse_attention_triton(case.q, case.kv_cache, holed.to(DEVICE), case.block_table, case.query_start_loc,
                                   case.seq_lens)
     assert rel_err(got, want) < TOL
+
+
+@pytest.mark.parametrize("q_dtype, kv_dtype", [(torch.bfloat16, torch.float32), (torch.float32, torch.float16),
+                                               (torch.int8, torch.int8)])
+def test_mixed_dtypes_are_refused(q_dtype, kv_dtype):
+    """A cache of another dtype than q (fp8 aside) is refused in one line by prefill and decode (a bf16 q on an fp32
+    cache used to run and return values off by ~1e9)."""
+    from kernels.msa import MSAShapeError
+
+    case = make_case([300], [40], num_heads=8, num_kv_heads=2, head_dim=32, dtype=torch.float32)
+    q, kv = case.q.to(q_dtype), case.kv_cache.to(kv_dtype)
+    sel = torch.zeros((2, 40, 16), dtype=torch.int32)
+    with pytest.raises(MSAShapeError, match="dtypes .* not supported"):
+        sparse_attention_triton(q, kv, sel, case.block_table, case.query_start_loc, case.seq_lens)
+    with pytest.raises(MSAShapeError, match="dtypes .* not supported"):
+        sparse_decode_triton(q[:1], kv, sel[:, :1].contiguous(), case.block_table, case.seq_lens)
