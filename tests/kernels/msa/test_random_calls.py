@@ -1,14 +1,15 @@
 """Seeded random calls of the prefill and decode kernels against the fp32 reference, every output row checked.
 
 The fixed-shape tests pin what each version changed; these draw what a server hands the kernels and nobody wrote down
-beforehand: 1-3 requests of any length (single tokens, tails past the last full tile, context before the queries),
-16 or 8 query heads per KV head, 1-4 KV heads, top_k 8 / 16 / 32 / 64 (64: past the CUDA step's limit, so the
-fallback is drawn too), the indexer's selections (with sink and local blocks) or synthetic locality at any share,
-slots shuffled, -1 holes anywhere and, in some calls, blocks past a token's own position (the reference masks them
-causally; a kernel that trusts "only the local block reaches past the position" would read the future). Each call
-runs every path a server can reach (default, KV-outer only, the Triton kernels, int8 parts, the unfused merge; on
-an fp8 cache: widened, the FP8 step with one and two Q terms) and one workspace is reused across the calls, as a
-server's is. The error is per (token, query head): a wrong block for one token cannot hide in a whole-output norm.
+beforehand: 1-3 requests of any length (single tokens, tails past the last full tile, context before the queries), 16
+or 8 query heads per KV head, 1-4 KV heads, top_k 8 / 16 / 32 / 64 (64: past the CUDA step's limit, so the fallback is
+drawn too), the indexer's selections (with sink and local blocks) or synthetic locality at any share, slots shuffled,
+-1 holes anywhere and, in some calls, blocks past a token's own position (the reference masks them causally; a kernel
+that trusts "only the local block reaches past the position" would read the future), and q as a strided view into a
+fused QKV buffer (NaN around it) in half the calls. Each call runs every path a server can reach (default, KV-outer
+only, the Triton kernels, int8 parts, the unfused merge; on an fp8 cache: widened, the FP8 step with one and two Q
+terms) and one workspace is reused across the calls, as a server's is. The error is per (token, query head): a wrong
+block for one token cannot hide in a whole-output norm.
 
 CPU under TRITON_INTERPRET=1 (fp32, head_dim 32, small calls); on a GPU bf16 at head_dim 128 with the CUDA kernels
 where the library is built (``python -m kernels.msa.cuda build``)."""
