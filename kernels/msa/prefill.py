@@ -593,7 +593,6 @@ def _kv_partials(kv_impl: str, q: torch.Tensor, kv_cache: torch.Tensor, block_ta
                              partial_dtype=partial_dtype, out=out)
 
 
-
 Q_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 """Query dtypes the prefill and decode kernels take (the output has q's dtype)."""
 
