@@ -46,6 +46,14 @@ def assert_selection_equivalent(got: torch.Tensor, want: torch.Tensor, scores: t
     assert len(bad) <= limit, f"{len(bad)} near-tie rows is too many (limit {limit})"
 
 
+def shuffled_slots(sel: torch.Tensor, seed: int) -> torch.Tensor:
+    """Every (head, token) row's slots in a different random order (-1 holes end up anywhere); contiguous, on the
+    CPU."""
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.rand(sel.shape, generator=gen).argsort(-1)
+    return sel.cpu().gather(-1, order).contiguous()
+
+
 def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
     """||got - want|| / ||want|| in fp64; NaN anywhere gives inf."""
     got, want = got.double().cpu(), want.double().cpu()

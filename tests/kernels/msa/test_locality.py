@@ -19,16 +19,9 @@ from kernels.msa.inputs import local_selection, make_case  # noqa: E402
 from kernels.msa.merge import device_positions, device_requests  # noqa: E402
 from kernels.msa.prefill import sparse_attention_triton  # noqa: E402
 from kernels.msa.tile_outer import tile_unions  # noqa: E402
-from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM, TOL, rel_err  # noqa: E402
+from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM, TOL, rel_err, shuffled_slots  # noqa: E402
 
 TILE = 8 if GPU else 2  # tokens per tile-outer tile: x 8 query heads per KV head = 16 MMA rows on the CPU
-
-
-def _shuffled(sel: torch.Tensor, seed: int) -> torch.Tensor:
-    """Every (head, token) row's slots in a different random order (-1 holes end up anywhere)."""
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.rand(sel.shape, generator=gen).argsort(-1)
-    return sel.cpu().gather(-1, order).contiguous()
 
 
 def _expected_unions(sel: torch.Tensor, req: torch.Tensor, tile: int):
@@ -52,7 +45,7 @@ def test_tile_unions_match_sets(min_share, all_pairs, monkeypatch):
     monkeypatch.setattr(tile_outer, "compare_all_pairs", lambda device: all_pairs)
     seq_lens, _q_lens = [2300, 700], [37, 300]  # 37 tokens: the last tile of request 0 spans both requests
     qsl = torch.tensor([0, 37, 337], dtype=torch.int32)
-    sel = _shuffled(local_selection(qsl, torch.tensor(seq_lens, dtype=torch.int32), 2, 0.7, window=8, seed=1), 2)
+    sel = shuffled_slots(local_selection(qsl, torch.tensor(seq_lens, dtype=torch.int32), 2, 0.7, window=8, seed=1), 2)
     req = device_requests(qsl, sel.shape[1])
     max_union = 20
     table = torch.randperm(2 * 24).view(2, 24).to(torch.int32)  # request -> block -> page
@@ -112,7 +105,7 @@ def test_tile_unions_match_sets(min_share, all_pairs, monkeypatch):
 def test_adaptive_prefill_matches_reference(seq_lens, q_lens, shared, max_union, min_share, keys, per_sm, fuse):
     case = make_case(seq_lens, q_lens, num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE, device=DEVICE,
                      seed=21)
-    sel = _shuffled(local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, shared, window=8, seed=5), 6)
+    sel = shuffled_slots(local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, shared, window=8, seed=5), 6)
     if max_union:
         n = sel.shape[1]
         split = tile_unions(sel.to(DEVICE), device_requests(case.query_start_loc, n),
@@ -203,7 +196,7 @@ PARTIAL_TOL = 2e-2
 def test_int8_partials(max_union, fuse):
     case = make_case([2400, 300], [41, 300], num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE,
                      device=DEVICE, seed=24)
-    sel = _shuffled(local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, 0.5, window=8, seed=9), 10)
+    sel = shuffled_slots(local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, 0.5, window=8, seed=9), 10)
     out = torch.full_like(case.q, float("nan"))
     sparse_attention_triton(case.q, case.kv_cache, sel.to(DEVICE), case.block_table, case.query_start_loc,
                             case.seq_lens, out=out, max_union=max_union, union_tile=TILE, min_share=2,
@@ -222,7 +215,7 @@ def test_int8_partials_with_bf16_carrier_parts(shared, fuse, per_sm):
     context, a tile spanning two requests, slots in any order, -1 holes; against the reference and the bf16 path."""
     case = make_case([5000, 3000], [41, 160], num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE,
                      device=DEVICE, seed=26)  # contexts longer than 16 blocks: the tokens' selections differ
-    sel = _shuffled(local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, shared, window=8, seed=13), 14)
+    sel = shuffled_slots(local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, shared, window=8, seed=13), 14)
     sel[0, 7, 2] = sel[1, 30, 0] = sel[1, 150, 5] = -1  # holes in the middle of rows
     args = (case.q, case.kv_cache, sel.to(DEVICE), case.block_table, case.query_start_loc, case.seq_lens)
     knobs = {"union_tile": TILE, "min_share": 2, "min_shared_pct": 0, "tile_per_sm": per_sm, "fuse_merge": fuse}
@@ -251,7 +244,7 @@ def test_tile_outer_side_buffer_holds_the_carrier_parts():
 
     case = make_case([2400, 300], [41, 300], num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE,
                      device=DEVICE, seed=27)
-    sel = _shuffled(local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, 0.8, window=8, seed=15), 16)
+    sel = shuffled_slots(local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, 0.8, window=8, seed=15), 16)
     n, group = sel.shape[1], 8
     req = device_requests(case.query_start_loc, n)
     pos = device_positions(case.query_start_loc, case.seq_lens, n)
@@ -338,7 +331,7 @@ def test_split_csr_matches_torch_build(seq_lens, q_lens, shared, min_shared_pct,
     qsl = torch.tensor([0, *torch.tensor(q_lens).cumsum(0).tolist()], dtype=torch.int32)
     lens = torch.tensor(seq_lens, dtype=torch.int32)
     n = int(qsl[-1])
-    sel = _shuffled(local_selection(qsl, lens, 2, shared, window=8, seed=11), 12)
+    sel = shuffled_slots(local_selection(qsl, lens, 2, shared, window=8, seed=11), 12)
     sel[:, 5, 3] = -1  # a hole in the middle of a row
     blocks = (max(seq_lens) + 127) // 128 + spare_blocks
     table = torch.randperm(len(seq_lens) * blocks, generator=torch.Generator().manual_seed(3)).view(-1, blocks)

@@ -27,14 +27,14 @@ if not torch.cuda.is_available():  # must be set before the kernels' @triton.jit
 
 import pytest  # noqa: E402
 
-from kernels.msa import sparse_attention  # noqa: E402
+from kernels.msa import sparse_attention, token_positions  # noqa: E402
 from kernels.msa.decode import sparse_decode_triton  # noqa: E402
 from kernels.msa.indexer import msa_index_topk_triton  # noqa: E402
 from kernels.msa.inputs import MSACase, dequantize_kv_fp8, local_selection, make_case, quantize_kv_fp8  # noqa: E402
 from kernels.msa.prefill import sparse_attention_triton  # noqa: E402
 from kernels.msa.reference import BLOCK_SIZE  # noqa: E402
 from kernels.msa.workspace import PrefillWorkspace  # noqa: E402
-from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM  # noqa: E402
+from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM, shuffled_slots  # noqa: E402
 
 PREFILL_SEEDS = range(12) if GPU else range(8)
 DECODE_SEEDS = range(6) if GPU else range(3)
@@ -163,13 +163,9 @@ def perturb(sel: torch.Tensor, case: MSACase, call: RandomCall) -> torch.Tensor:
 
 def _token_blocks(case: MSACase) -> tuple[torch.Tensor, torch.Tensor]:
     """Per token: its own (local) block and its request's block count."""
-    qsl, lens = case.query_start_loc.tolist(), case.seq_lens.tolist()
-    local, blocks = [], []
-    for r, seq_len in enumerate(lens):
-        n = qsl[r + 1] - qsl[r]
-        local += [p // BLOCK_SIZE for p in range(seq_len - n, seq_len)]
-        blocks += [-(-seq_len // BLOCK_SIZE)] * n
-    return torch.tensor(local), torch.tensor(blocks)
+    req, pos = token_positions(case.query_start_loc, case.seq_lens)
+    blocks = (case.seq_lens.cpu().long() + BLOCK_SIZE - 1) // BLOCK_SIZE
+    return pos // BLOCK_SIZE, blocks[req]
 
 
 def row_errors(got: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
@@ -317,8 +313,7 @@ def test_random_decode_calls(seed):
         case = dataclasses.replace(case, q=in_qkv(case.q, call.num_kv_heads))
     sel = local_selection(case.query_start_loc, case.seq_lens, call.num_kv_heads, 0.5, top_k=call.top_k, seed=seed)
     if call.shuffle:
-        gen = torch.Generator().manual_seed(seed)
-        sel = sel.cpu().gather(-1, torch.rand(sel.shape, generator=gen).argsort(-1)).to(DEVICE).contiguous()
+        sel = shuffled_slots(sel, seed).to(DEVICE)
     caches = [("decode", case.kv_cache, 1.0, 1.0, case.kv_cache)]
     if GPU:
         kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)

@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 from kernels.msa.inputs import local_selection, make_case  # noqa: E402
 from kernels.msa.prefill import sparse_attention_triton  # noqa: E402
 from kernels.msa.workspace import PrefillWorkspace, WorkspaceGrowthError  # noqa: E402
-from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM  # noqa: E402
+from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM, shuffled_slots  # noqa: E402
 
 TILE = 8 if GPU else 2
 
@@ -30,8 +30,7 @@ def _poison(ws: PrefillWorkspace) -> None:
 def _selection(case, shared: float, seed: int) -> torch.Tensor:  # noqa: ANN001 - a kernels.msa.inputs case
     sel = local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), case.kv_cache.shape[1], shared, window=8,
                           seed=seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    sel = sel.gather(-1, torch.rand(sel.shape, generator=gen).argsort(-1))  # slots in any order
+    sel = shuffled_slots(sel, seed + 1)
     sel[0, 7, 2] = sel[1, 30, 0] = -1  # holes in the middle of rows
     return sel.contiguous().to(DEVICE)
 
