@@ -152,6 +152,8 @@ def tile_unions(
         owned=torch.empty((num_kv_heads, num_tokens), dtype=torch.bool, device=dev),
         work=torch.empty((num_kv_heads * num_tiles,), dtype=torch.int32, device=dev),
         num_work=torch.zeros((1,), dtype=torch.int32, device=dev),
+        # the tiles this split cut (multiples of tile_t over the batch), as v19's attention kernels read them
+        tile_first=(torch.arange(num_tiles + 1, dtype=torch.int32, device=dev) * tile_t).clamp_(max=num_tokens),
         seg_count=(torch.zeros((num_kv_heads * block_table.shape[0] * csr_blocks,), dtype=torch.int32, device=dev)
                    if csr_blocks else None),
         seg_pos=torch.empty((num_kv_heads, num_tokens, top_k), dtype=torch.int32, device=dev) if csr_blocks else None,

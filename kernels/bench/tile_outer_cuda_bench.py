@@ -133,7 +133,7 @@ def correctness(out: Path | None) -> None:
     from kernels.msa.inputs import local_selection, make_case
 
     small = make_case([700, 1500], [700, 1100], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=3)
-    for f in (1.0, 0.9):  # two requests, chunked prefill with context, tiles spanning the request boundary
+    for f in (1.0, 0.9):  # two requests, chunked prefill with context, request 0's last tile short
         sel = local_selection(small.query_start_loc, small.seq_lens, KV_HEADS, f, seed=5)
         for variant, per_sm in CHECKED:
             compare_kernels(small, sel, f"small f={f}", out, variant, per_sm)

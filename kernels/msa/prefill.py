@@ -465,7 +465,8 @@ def sparse_attention_triton(
         req = device_requests(query_start_loc, num_tokens)
         # v10t: the split kernel also counts the CSR's segments (no sort); token windows keep the torch build
         split = tile_unions(selection, req, pos, block_table, union_tile, max_union, min_share, min_shared_pct,
-                            csr_blocks=0 if window else block_table.shape[1], workspace=workspace)
+                            csr_blocks=0 if window else block_table.shape[1], workspace=workspace,
+                            query_start_loc=query_start_loc)
     if compact is not None:  # with fp8_step and a split to feed: the pairs a tile reads, transposed too
         read = (tile_read_flags(split.pages, split.union_size, compact.capacity, workspace)
                 if fp8_step and split is not None else None)

@@ -9,7 +9,8 @@ runs one program per (tile, KV head): the tile's tokens x 16 query heads are the
 8), each shared block's K/V is loaded once for all of them (in KEYS-key pieces), each row is masked to its own
 token's selection and causality, and the softmax stays on chip. A token whose entries were all shared gets its
 output directly; another one hands its tile-outer result to the merge as one more part (in its carrier slot),
-next to its KV-outer parts. Tiles spanning two requests, with more than MAX_UNION shared blocks, or with fewer than
+next to its KV-outer parts. Tiles are cut per request (``request_tiles``: a request's last tile may be short), so
+a request's rows are the same alone or in any batch. Tiles with more than MAX_UNION shared blocks, or with fewer than
 MIN_SHARED_PCT % of their entries on shared blocks (random selections share only the local block) stay KV-outer
 whole; the split kernel stops early for them. The union lists first the *clean* blocks (chosen by every token of the
 tile and wholly before its first token), which the attention loop runs without any mask, then the others; and the
@@ -70,7 +71,7 @@ def _bit_or(a, b):
 
 
 @triton.jit
-def _tile_matches(sel_h, x, valid, t0, num_tokens, stride_st, TILE_T: tl.constexpr, TOPK: tl.constexpr):
+def _tile_matches(sel_h, x, valid, t0, t_end, stride_st, TILE_T: tl.constexpr, TOPK: tl.constexpr):
     """Per entry of the tile (``x``, N = TILE_T x TOPK ids, -1 invalid): how many of the tile's entries hold its id
     (= how many tokens chose it: a token's ids are distinct), and the index of the first one (itself if invalid).
     Each thread compares its own entries with every id of the tile, read as scalars (one broadcast load each),
@@ -83,7 +84,7 @@ def _tile_matches(sel_h, x, valid, t0, num_tokens, stride_st, TILE_T: tl.constex
     for jj in tl.range(0, TILE_T):
         j = TILE_T - 1 - jj
         row = sel_h + (t0 + j).to(tl.int64) * stride_st
-        live = t0 + j < num_tokens
+        live = t0 + j < t_end
         for kk in tl.static_range(TOPK):
             k = TOPK - 1 - kk
             eq = xv == tl.load(row + k, mask=live, other=-1)
@@ -107,7 +108,7 @@ def _tile_matches_all_pairs(x, valid, TILE_T: tl.constexpr, TOPK: tl.constexpr):
 
 @triton.jit
 def _tile_union_kernel(
-    sel_ptr, req_ptr, pos_ptr, bt_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, rest_ptr, msel_ptr,
+    sel_ptr, req_ptr, pos_ptr, bt_ptr, first_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, rest_ptr, msel_ptr,
     carrier_ptr, direct_ptr, owned_ptr, work_ptr, nwork_ptr, seg_count_ptr, seg_pos_ptr,
     num_tokens, num_tiles, num_requests, max_blocks, num_segs,
     stride_sh, stride_st, stride_btr,
@@ -119,14 +120,17 @@ def _tile_union_kernel(
     h = tl.program_id(1)
     N: tl.constexpr = TILE_T * TOPK
     offs = tl.arange(0, N)
-    t = i * TILE_T + offs // TOPK
+    # v19: tile i is tokens [first[i], first[i + 1]) of one request (``request_tiles``; empty past the last one)
+    t0 = tl.load(first_ptr + i)
+    t_end = tl.load(first_ptr + i + 1)
+    t = t0 + offs // TOPK
     k = offs % TOPK
-    ok = t < num_tokens
+    ok = t < t_end
     entry = (h.to(tl.int64) * num_tokens + t) * TOPK + k
     x = tl.load(sel_ptr + h * stride_sh + t.to(tl.int64) * stride_st + k, mask=ok, other=-1)
     valid = x >= 0
-    t_tok = i * TILE_T + tl.arange(0, TILE_T)
-    tok_ok = t_tok < num_tokens
+    t_tok = t0 + tl.arange(0, TILE_T)
+    tok_ok = t_tok < t_end
     row = h.to(tl.int64) * num_tokens + t_tok
     tile = h.to(tl.int64) * num_tiles + i
     # v13s: who else in the tile chose each entry's block, token by token (TOPK x N compares reduced inside each
@@ -134,18 +138,15 @@ def _tile_union_kernel(
     if ALL_PAIRS:
         n_same, first_idx = _tile_matches_all_pairs(x, valid, TILE_T, TOPK)
     else:
-        n_same, first_idx = _tile_matches(sel_ptr + h * stride_sh, x, valid, i * TILE_T, num_tokens, stride_st,
+        n_same, first_idx = _tile_matches(sel_ptr + h * stride_sh, x, valid, t0, t_end, stride_st,
                                           TILE_T, TOPK)
     shared = valid & (n_same >= MIN_SHARE)
-    # A tile must belong to one request (its blocks index that request's block table), and be worth it: most of
-    # its entries shared, else the tile-outer pass (and one more part per token in the merge) is paid on top of
-    # KV-outer's full cost (random selections share only the local block). Rejected tiles stop here, before the
-    # union's ranks, pages and masks (NOTES v8).
+    # A tile must be worth it: most of its entries shared, else the tile-outer pass (and one more part per token in
+    # the merge) is paid on top of KV-outer's full cost (random selections share only the local block). Rejected
+    # tiles stop here, before the union's ranks, pages and masks (NOTES v8); so do the empty tiles past the last.
     r = tl.load(req_ptr + t, mask=ok, other=-1)
-    r0 = tl.load(req_ptr + i * TILE_T)
-    mixed = tl.max(tl.where(ok & (r != r0), 1, 0), axis=0)
     few = tl.sum(shared.to(tl.int32), 0) * 100 < MIN_SHARED_PCT * tl.sum(valid.to(tl.int32), 0)
-    if (mixed != 0) | few:
+    if few | (t_end <= t0):
         _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, clean_ptr, rest_ptr, msel_ptr, carrier_ptr,
                        direct_ptr, owned_ptr, TILE_T, MAX_UNION)
         if CSR:
@@ -163,8 +164,9 @@ def _tile_union_kernel(
         return
     # Clean blocks (chosen by every token of the tile and wholly before its first token) need no mask in the
     # tile-outer loop: they come first in the union, the masked ones after.
-    n_tok = tl.minimum(num_tokens - i * TILE_T, TILE_T)
-    p0 = tl.load(pos_ptr + i * TILE_T)
+    n_tok = t_end - t0
+    p0 = tl.load(pos_ptr + t0)
+    r0 = tl.load(req_ptr + t0)
     clean = first & (n_same == n_tok) & ((x + 1) * BLOCK <= p0 + 1)
     n_clean = tl.sum(clean.to(tl.int32), 0)
     rank = tl.where(clean, tl.cumsum(clean.to(tl.int32), 0) - 1,
@@ -254,6 +256,9 @@ class TileSplit(NamedTuple):
     """[Hkv * tiles] int32: the tiles (h * tiles + i) that have tile-outer work, in no particular order"""
     num_work: torch.Tensor
     """[1] int32: how many entries of ``work`` are filled"""
+    tile_first: torch.Tensor
+    """[tiles + 1] int32 (v19, ``request_tiles``): tile i is the tokens [tile_first[i], tile_first[i + 1]) of one
+    request; the tiles past the last one are empty (= num_tokens)"""
     seg_count: torch.Tensor | None = None
     """[csr_lanes * Hkv * requests * max_blocks] int32 (with ``csr_blocks``): KV-outer entries per lane and segment
     (KV head, request, block), lane-major, the CSR's counts (v10t; lanes v14u)"""
@@ -269,6 +274,7 @@ def tile_unions(
     tile_t: int = DEFAULT_TILE_T, max_union: int = DEFAULT_MAX_UNION, min_share: int = DEFAULT_MIN_SHARE,
     min_shared_pct: int = DEFAULT_MIN_SHARED_PCT, num_warps: int = SPLIT_WARPS, csr_blocks: int = 0,
     workspace: PrefillWorkspace | None = None, csr_lanes: int = DEFAULT_CSR_LANES,
+    query_start_loc: torch.Tensor | None = None,
 ) -> TileSplit:
     """Split the selection between tile-outer (blocks chosen by >= ``min_share`` of a tile's tokens, when the
     tile belongs to one request, has at most ``max_union`` such blocks and at least ``min_shared_pct`` % of its
@@ -279,13 +285,14 @@ def tile_unions(
     slot (``seg_count``, ``seg_pos``), from which ``prefill.csr_from_split`` builds the CSR without a sort.
     ``workspace``: take the split's arrays from there instead of allocating them (v14u).
     ``csr_lanes``: counters per segment (``DEFAULT_CSR_LANES``; 1 = v13s).
+    ``query_start_loc``: the batch's, if the caller has it (the tiles are cut per request, ``request_tiles``).
     """
     num_kv_heads, num_tokens, top_k = selection.shape
     if max_union > 63:
         raise ValueError(f"max_union must be <= 63 (int64 token masks), got {max_union}")
     if csr_lanes < 1 or csr_lanes & (csr_lanes - 1):
         raise ValueError(f"csr_lanes must be a power of two, got {csr_lanes}")
-    num_tiles = triton.cdiv(num_tokens, tile_t)
+    num_tiles = request_tile_count(num_tokens, block_table.shape[0], tile_t)
     dev = selection.device
     # one memset for the two zero-initialised counters (v13s: each torch op is a launch); seg_count 16-B aligned
     num_segs = num_kv_heads * block_table.shape[0] * csr_blocks
@@ -309,13 +316,14 @@ def tile_unions(
         owned=buf("owned", rows, torch.bool),
         work=buf("work", (num_kv_heads * num_tiles,), torch.int32),
         num_work=zeros[:1],
+        tile_first=request_tiles(requests, block_table.shape[0], tile_t, workspace, query_start_loc),
         seg_count=zeros[4:] if csr_blocks else None,
         seg_pos=buf("seg_pos", entries, torch.int32) if csr_blocks else None,
         csr_lanes=lanes,
     )
     if num_tiles:
         _tile_union_kernel[(num_tiles, num_kv_heads)](
-            selection, requests, positions, block_table, split.union, split.pages, split.union_size, split.clean,
+            selection, requests, positions, block_table, split.tile_first, split.union, split.pages, split.union_size, split.clean,
             split.tokmask, split.rest, split.merge_sel, split.carrier, split.direct.view(torch.int8),
             split.owned.view(torch.int8), split.work, split.num_work,
             split.seg_count if csr_blocks else split.union_size, split.seg_pos if csr_blocks else split.rest,
@@ -328,6 +336,58 @@ def tile_unions(
     return split
 
 
+def request_tile_count(num_tokens: int, num_requests: int, tile_t: int) -> int:
+    """Tiles ``request_tiles`` lays out for any batch of ``num_tokens`` tokens in ``num_requests`` requests: each
+    request's last tile may be short, so up to one more per request boundary (known on the host, no sync)."""
+    return triton.cdiv(num_tokens, tile_t) + num_requests - 1 if num_tokens else 0
+
+
+def request_tiles(requests: torch.Tensor, num_requests: int, tile_t: int,
+                  workspace: PrefillWorkspace | None = None,
+                  query_start_loc: torch.Tensor | None = None) -> torch.Tensor:
+    """v19: the tiles as runs of ``tile_t`` tokens of one request (a request's last run may be short), in token
+    order: [request_tile_count + 1] int32, tile i = tokens [first[i], first[i + 1]), empty past the last tile.
+
+    Tiles never span two requests, so a request's split, unions and tile-outer rows do not depend on the other
+    requests of its batch (batch invariance: its output is the same bits alone or batched; v8-v18 cut tiles at
+    multiples of ``tile_t`` over the whole batch and sent the tiles across a boundary to KV-outer).
+    ``requests``: the request id of each token (int64, non-decreasing, ``merge.device_requests``);
+    ``query_start_loc`` (the caller's, if it has it): else found from ``requests``. One kernel, no host sync."""
+    num_tokens = requests.numel()
+    num_tiles = request_tile_count(num_tokens, num_requests, tile_t)
+    first = empty(workspace, "split_tile_first", (num_tiles + 1,), torch.int32, requests.device)
+    if query_start_loc is None:
+        query_start_loc = torch.searchsorted(requests, torch.arange(num_requests + 1, device=requests.device))
+    _request_tiles_kernel[(triton.cdiv(max(num_tokens, num_tiles + 1), REQUEST_TILES_BLOCK),)](
+        requests, query_start_loc, first, num_tokens, num_requests, num_tiles, TILE_T=tile_t,
+        R_PAD=triton.next_power_of_2(max(num_requests, 1)), BLOCK=REQUEST_TILES_BLOCK)
+    return first
+
+
+REQUEST_TILES_BLOCK = 1024
+
+
+@triton.jit
+def _request_tiles_kernel(req_ptr, qsl_ptr, first_ptr, num_tokens, num_requests, num_tiles, TILE_T: tl.constexpr,
+                          R_PAD: tl.constexpr, BLOCK: tl.constexpr):
+    """Every program lays out the requests' tiles (all R_PAD at once: tiles per request, tiles before it); then each
+    of its tokens that opens a tile (its request's 0th, TILE_T-th, ... token) writes itself as that tile's first,
+    and its share of the tiles past the last one get ``num_tokens`` (empty)."""
+    r = tl.arange(0, R_PAD)
+    live = r < num_requests
+    counts = (tl.load(qsl_ptr + r + 1, mask=live, other=0) - tl.load(qsl_ptr + r, mask=live, other=0)
+              + TILE_T - 1) // TILE_T
+    before = (tl.cumsum(counts, 0) - counts).to(tl.int32)
+    used = tl.sum(counts, 0)
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = i < num_tokens
+    req = tl.load(req_ptr + i, mask=ok, other=0).to(tl.int32)
+    local = i - tl.load(qsl_ptr + req, mask=ok, other=0).to(tl.int32)
+    tile = tl.gather(before, req, 0) + local // TILE_T
+    tl.store(first_ptr + tile, i, mask=ok & (local % TILE_T == 0))
+    tl.store(first_ptr + i, tl.full((BLOCK,), 0, tl.int32) + num_tokens, mask=(i >= used) & (i <= num_tiles))
+
+
 def compare_all_pairs(device: torch.device) -> bool:
     """The tile's matches as one all-pairs compare on the CPU (the interpreter), token by token on a GPU."""
     return device.type == "cpu"
@@ -336,8 +396,8 @@ def compare_all_pairs(device: torch.device) -> bool:
 @triton.jit
 def _tile_outer_kernel(
     q_ptr, kv_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, carrier_ptr, direct_ptr, work_ptr,
-    nwork_ptr, seq_lens_ptr, pos_ptr, req_ptr, rest_ptr, out_ptr, po_ptr, plse_ptr, ps_ptr, co_ptr, clse_ptr,
-    num_tokens, num_tiles, sm_scale_log2, v_scale,
+    nwork_ptr, first_ptr, seq_lens_ptr, pos_ptr, req_ptr, rest_ptr, out_ptr, po_ptr, plse_ptr, ps_ptr, co_ptr,
+    clse_ptr, num_tokens, num_tiles, sm_scale_log2, v_scale,
     stride_qt, stride_qh,
     stride_kvp, stride_kvh, stride_kvt,
     stride_ot, stride_oh,
@@ -362,13 +422,15 @@ def _tile_outer_kernel(
         n_clean = 0
         if USE_CLEAN:
             n_clean = tl.load(clean_ptr + tile)
-        t = i * TILE_T + r_tok
-        row_ok = (t < num_tokens) & (r_g < GROUP)
+        t0 = tl.load(first_ptr + i)
+        n_tok = tl.load(first_ptr + i + 1) - t0
+        t = t0 + r_tok
+        row_ok = (r_tok < n_tok) & (r_g < GROUP)
         q = tl.load(q_ptr + t.to(tl.int64)[:, None] * stride_qt + (h * GROUP + r_g)[:, None] * stride_qh
                     + offs_d[None, :], mask=row_ok[:, None], other=0.0)
         p_t = tl.load(pos_ptr + t, mask=row_ok, other=-1)
         tm = tl.load(tokmask_ptr + tile * TILE_T + r_tok)
-        seq_len = tl.load(seq_lens_ptr + tl.load(req_ptr + i * TILE_T))
+        seq_len = tl.load(seq_lens_ptr + tl.load(req_ptr + t0))
         kv_head = kv_ptr + h * stride_kvh
         m = tl.full((ROWS,), float("-inf"), tl.float32)  # running max of the scaled (base-2) scores
         l = tl.zeros((ROWS,), tl.float32)
@@ -417,8 +479,8 @@ def _tile_outer_kernel(
             # v9: fold this tile's KV-outer parts (written before this launch) into the on-chip softmax state
             # and write every row: no carrier part is written and read back, no merge pass over these rows.
             ent = tl.arange(0, TILE_T * TOPK)
-            n_rest = tl.sum((tl.load(rest_ptr + (h.to(tl.int64) * num_tokens + i * TILE_T) * TOPK + ent,
-                                     mask=i * TILE_T + ent // TOPK < num_tokens, other=-1) >= 0).to(tl.int32), 0)
+            n_rest = tl.sum((tl.load(rest_ptr + (h.to(tl.int64) * num_tokens + t0) * TOPK + ent,
+                                     mask=ent // TOPK < n_tok, other=-1) >= 0).to(tl.int32), 0)
             if n_rest > 0:  # f = 1: nothing to fold, skip the 16 passes
                 for k in range(TOPK):
                     has = tl.load(rest_ptr + row * TOPK + k, mask=row_ok, other=-1) >= 0
@@ -514,7 +576,8 @@ def tile_outer_attention(
     grid = (persistent_programs(q.device, num_tiles * num_kv_heads, per_sm),)
     return _tile_outer_kernel[grid](
         q, kv_cache, split.union, split.pages, split.union_size, split.clean, split.tokmask, split.carrier,
-        split.direct.view(torch.int8), split.work, split.num_work, seq_lens, positions, requests, split.rest, out,
+        split.direct.view(torch.int8), split.work, split.num_work, split.tile_first, seq_lens, positions, requests,
+        split.rest, out,
         partial_o, partial_lse, partial_scale if partial_scale is not None else partial_lse,
         *(carrier_parts[1:] if carrier_parts is not None else (partial_o, partial_lse)),
         num_tokens, num_tiles, scale * k_scale * LOG2E, float(v_scale),

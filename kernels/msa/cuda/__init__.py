@@ -255,6 +255,7 @@ class _Params(ctypes.Structure):
         *[(name, ctypes.c_void_p) for name in ("partial_scale", "carrier_o", "carrier_lse")],
         ("v_scale", ctypes.c_float),
         ("group", ctypes.c_int32),
+        ("tile_first", ctypes.c_void_p),
     ]
 
 
@@ -505,7 +506,7 @@ def tile_outer_attention_cuda(
         partial_scale.data_ptr() if partial_scale is not None else None,
         carrier_parts.o.data_ptr() if carrier_parts is not None else None,
         carrier_parts.lse.data_ptr() if carrier_parts is not None else None,
-        float(v_scale), group,
+        float(v_scale), group, split.tile_first.data_ptr(),
     )
     items = num_tiles * num_kv_heads
     grid = items if per_sm <= 0 else min(items, per_sm * torch.cuda.get_device_properties(q.device).multi_processor_count)

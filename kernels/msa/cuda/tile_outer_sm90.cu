@@ -330,13 +330,14 @@ CUTLASS_DEVICE void load_q_fp8(TQ& sQ, float* q_scale, TileOuterParams const& pr
                                Element const* stage = nullptr, TQ* sQlo = nullptr) {
   int const h = static_cast<int>(tile / prm.num_tiles);
   int const i = static_cast<int>(tile % prm.num_tiles);
+  int const t0 = prm.tile_first[i], t_end = prm.tile_first[i + 1];  // v19: the tile's tokens, of one request
   Element const* q = static_cast<Element const*>(prm.q);
   CUTLASS_PRAGMA_UNROLL
   for (int idx = tid; idx < kRowsWG * kHeadDim / 8; idx += 128) {
     int const r = idx / (kHeadDim / 8);
     int const c = (idx % (kHeadDim / 8)) * 8;
-    int const tq = i * Rows<GROUP>::kTileT + cw * Rows<GROUP>::kTokWG + r / GROUP;
-    bool const ok = tq < prm.num_tokens;
+    int const tq = t0 + cw * Rows<GROUP>::kTokWG + r / GROUP;
+    bool const ok = tq < t_end;
     uint4 const raw = stage != nullptr ? *reinterpret_cast<uint4 const*>(stage + r * kHeadDim + c)
                       : ok ? *reinterpret_cast<uint4 const*>(q + tq * prm.stride_qt + (h * GROUP + r % GROUP) *
                                                              prm.stride_qh + c)
@@ -368,9 +369,10 @@ template <int GROUP>
 CUTLASS_DEVICE void stage_q_pairs(Element* stage, TileOuterParams const& prm, int64_t tile, int cw, int tid) {
   int const h = static_cast<int>(tile / prm.num_tiles);
   int const i = static_cast<int>(tile % prm.num_tiles);
+  int const t0 = prm.tile_first[i], t_end = prm.tile_first[i + 1];  // v19: the tile's tokens, of one request
   int const r = tid >> 1, hf = tid & 1;
-  int const tq = i * Rows<GROUP>::kTileT + cw * Rows<GROUP>::kTokWG + r / GROUP;
-  bool const ok = tq < prm.num_tokens;
+  int const tq = t0 + cw * Rows<GROUP>::kTokWG + r / GROUP;
+  bool const ok = tq < t_end;
   Element const* q = static_cast<Element const*>(prm.q);
   Element const* row = ok ? q + tq * prm.stride_qt + (h * GROUP + r % GROUP) * prm.stride_qh : q;
   CUTLASS_PRAGMA_UNROLL
@@ -422,12 +424,13 @@ template <int GROUP, class TQ>
 CUTLASS_DEVICE void load_q(TQ& sQ, TileOuterParams const& prm, int64_t tile, int cw, int tid, bool async) {
   int const h = static_cast<int>(tile / prm.num_tiles);
   int const i = static_cast<int>(tile % prm.num_tiles);
+  int const t0 = prm.tile_first[i], t_end = prm.tile_first[i + 1];  // v19: the tile's tokens, of one request
   Element const* q = static_cast<Element const*>(prm.q);
   for (int idx = tid; idx < kRowsWG * kHeadDim / 8; idx += 128) {
     int const r = idx / (kHeadDim / 8);
     int const c = (idx % (kHeadDim / 8)) * 8;
-    int const tq = i * Rows<GROUP>::kTileT + cw * Rows<GROUP>::kTokWG + r / GROUP;
-    bool const ok = tq < prm.num_tokens;
+    int const tq = t0 + cw * Rows<GROUP>::kTokWG + r / GROUP;
+    bool const ok = tq < t_end;
     Element const* src = ok ? q + tq * prm.stride_qt + (h * GROUP + r % GROUP) * prm.stride_qh + c : q;
     if (async) {
       uint32_t const dst = static_cast<uint32_t>(__cvta_generic_to_shared(&sQ(r, c)));
@@ -737,7 +740,8 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
     int const cnt = prm.count[tile];
     int const n_clean = prm.use_clean ? prm.clean[tile] : 0;
     // the warp's tokens t0 + u (u < NT): positions, selection bits of the union, rows of [Hkv, T]
-    int const t0 = i * R::kTileT + tok_local;
+    int const t0 = prm.tile_first[i] + tok_local;  // v19: tiles are runs of one request's tokens
+    int const t_end = prm.tile_first[i + 1];
     int64_t const row = static_cast<int64_t>(h) * prm.num_tokens + t0;  // token t0 + u's row: row + u
     int tpos[NT];
     uint64_t tm[NT];
@@ -745,7 +749,7 @@ tile_outer_kernel(CUTE_GRID_CONSTANT typename Ops<FP8>::TmaKt const tma_k,
     uint32_t present[NT];  // fused merge: the rows' KV-outer slots, asked for under the first S (find_slots)
     CUTLASS_PRAGMA_UNROLL
     for (int u = 0; u < NT; ++u) {
-      tok_ok[u] = t0 + u < prm.num_tokens;
+      tok_ok[u] = t0 + u < t_end;
       tpos[u] = tok_ok[u] ? prm.positions[t0 + u] : -1;
       tm[u] = static_cast<uint64_t>(prm.tokmask[tile * R::kTileT + tok_local + u]);
       present[u] = 0;

@@ -33,6 +33,8 @@ struct TileOuterParams {
   float v_scale;
   // v18r: query heads per KV head, 16 (M3 at TP <= 4) or 8 (TP 8: 16-token tiles, variants 5 and 12 only)
   int32_t group;
+  // v19: tile i is the tokens [tile_first[i], tile_first[i + 1]) of one request (tile_outer.request_tiles)
+  int32_t const* tile_first;     // [tiles + 1]
 };
 
 int tile_outer_sm90_smem_bytes(int variant);

@@ -52,7 +52,7 @@ def _case(seq_lens, q_lens, seed):
 @pytest.mark.parametrize("shared", [1.0, 0.5])
 def test_group8_default_prefill_matches_the_reference(shared):
     """The whole default prefill at 8 query heads per KV head (16-token tiles) on Triton: a chunked request and a
-    whole one, slots in any order; tiles spanning the two requests stay KV-outer."""
+    whole one, slots in any order; the first request's last tile is short (tiles are cut per request)."""
     from kernels.msa.prefill import sparse_attention_triton
 
     seq_lens, q_lens = ([700, 1500], [700, 1100]) if GPU else ([40, 2600], [40, 70])

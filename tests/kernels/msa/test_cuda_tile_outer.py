@@ -92,7 +92,7 @@ def test_cuda_tile_outer_matches_triton(variant, per_sm, shared, monkeypatch):
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("sm_90a kernel: needs a Hopper GPU")
-    # two requests (the second a chunk after 400 tokens of context): tiles spanning the boundary stay KV-outer
+    # two requests (the second a chunk after 400 tokens of context): request 0's last tile is short (700 = 87 x 8 + 4)
     case = make_case([700, 1500], [700, 1100], 64, 4, 128, torch.bfloat16, "cuda", seed=int(shared * 10) + variant)
     sel = local_selection(case.query_start_loc, case.seq_lens, 4, shared, seed=7)
     sel = sel[:, :, torch.randperm(sel.shape[2], device="cuda")].contiguous()  # slots in any order

@@ -1,8 +1,9 @@
 """Locality-adaptive prefill (tile-outer where a tile's union of blocks is small, KV-outer elsewhere) against the
 fp32 reference: on CPU under TRITON_INTERPRET=1 (small shapes, fp32), on a GPU when one is present (bf16).
 
-Covers tiles on both sides of the union threshold in one call, tiles that span two requests, selection slots in
-any order with -1 holes, padding tokens past the last full tile, and chunked prefill with context."""
+Covers tiles on both sides of the union threshold in one call, requests whose last tile is short (tiles are cut
+per request), selection slots in any order with -1 holes, padding tokens past the last full tile, and chunked
+prefill with context."""
 from __future__ import annotations
 
 import os
@@ -24,17 +25,38 @@ from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM, TOL, rel_err,
 TILE = 8 if GPU else 2  # tokens per tile-outer tile: x 8 query heads per KV head = 16 MMA rows on the CPU
 
 
-def _expected_unions(sel: torch.Tensor, req: torch.Tensor, tile: int):
-    """Per (head, tile): set of blocks (None where the tile spans two requests) and each token's set."""
-    heads, tokens, _ = sel.shape
+def _request_tiles(qsl: list[int], tile: int) -> list[range]:
+    """The tokens of each tile: runs of ``tile`` tokens of one request, in order (a request's last run may be
+    short)."""
+    return [range(t, min(t + tile, end)) for start, end in zip(qsl[:-1], qsl[1:], strict=True)
+            for t in range(start, end, tile)]
+
+
+def _expected_unions(sel: torch.Tensor, tiles: list[range]):
+    """Per (head, tile): (set of blocks, each token's set, the tile's tokens)."""
     out = {}
-    for h in range(heads):
-        for i in range((tokens + tile - 1) // tile):
-            rows = range(i * tile, min(tokens, (i + 1) * tile))
+    for h in range(sel.shape[0]):
+        for i, rows in enumerate(tiles):
             sets = [set(sel[h, t].tolist()) - {-1} for t in rows]
-            one_request = len({int(req[t]) for t in rows}) == 1
-            out[h, i] = (set().union(*sets) if one_request else None, sets)
+            out[h, i] = (set().union(*sets), sets, rows)
     return out
+
+
+def test_request_tiles_cut_each_request():
+    """Tiles are runs of one request's tokens (a request's last one short, empty requests none), then empty tiles up
+    to the bound the host sizes the buffers for; with the caller's query_start_loc or found from the request ids."""
+    gen = torch.Generator().manual_seed(4)
+    for trial in range(30):
+        num_requests = int(torch.randint(1, 40, (1,), generator=gen))
+        lens = [int(x) for x in torch.randint(0, 3000 if trial % 3 else 12, (num_requests,), generator=gen)]
+        tile = (2, 4, 8, 16)[trial % 4]
+        qsl = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
+        n = int(qsl[-1])
+        tiles = _request_tiles(qsl.tolist(), tile)
+        want = [r.start for r in tiles] + [n] * (tile_outer.request_tile_count(n, num_requests, tile) + 1 - len(tiles))
+        req = device_requests(qsl, n).to(DEVICE)
+        for given in (qsl.to(DEVICE), None):
+            assert tile_outer.request_tiles(req, num_requests, tile, query_start_loc=given).tolist() == want
 
 
 @pytest.mark.parametrize("all_pairs", [False, True])
@@ -43,22 +65,23 @@ def test_tile_unions_match_sets(min_share, all_pairs, monkeypatch):
     """Union, token masks and the split of every entry between the two paths, against Python sets; with the tile's
     matches found token by token (the GPU's form) and all pairs at once (the interpreter's), on either device."""
     monkeypatch.setattr(tile_outer, "compare_all_pairs", lambda device: all_pairs)
-    seq_lens, _q_lens = [2300, 700], [37, 300]  # 37 tokens: the last tile of request 0 spans both requests
+    seq_lens, _q_lens = [2300, 700], [37, 300]  # 37 tokens: request 0's last tile is one token
     qsl = torch.tensor([0, 37, 337], dtype=torch.int32)
     sel = shuffled_slots(local_selection(qsl, torch.tensor(seq_lens, dtype=torch.int32), 2, 0.7, window=8, seed=1), 2)
     req = device_requests(qsl, sel.shape[1])
-    max_union = 20
+    max_union = 16  # request 0 sees 18 blocks: its tiles fall on both sides (request 1 sees 6)
     table = torch.randperm(2 * 24).view(2, 24).to(torch.int32)  # request -> block -> page
     pos = device_positions(qsl, torch.tensor(seq_lens, dtype=torch.int32), sel.shape[1])
     split = tile_unions(sel.to(DEVICE), req.to(DEVICE), pos.to(DEVICE), table.to(DEVICE), 4, max_union, min_share,
                         min_shared_pct=0)
     union, pages, count, clean, tokmask, rest, msel, carrier, direct, owned, work, num_work = (x.cpu() for x in split[:12])
     small = large = listed = 0
-    for (h, i), (blocks, token_sets) in _expected_unions(sel, req, 4).items():
-        rows = range(i * 4, min(sel.shape[1], (i + 1) * 4))
-        if blocks is not None:
-            blocks = {b for b in blocks if sum(b in ts for ts in token_sets) >= min_share}
-        if blocks is None or len(blocks) > max_union:
+    tiles = _request_tiles(qsl.tolist(), 4)
+    assert split.tile_first.tolist() == [r.start for r in tiles] + [sel.shape[1]] * (count.shape[1] + 1 - len(tiles))
+    assert bool((count[:, len(tiles):] > max_union).all())  # the bound's spare tiles: empty, never in the work list
+    for (h, i), (blocks, token_sets, rows) in _expected_unions(sel, tiles).items():
+        blocks = {b for b in blocks if sum(b in ts for ts in token_sets) >= min_share}
+        if len(blocks) > max_union:
             assert int(count[h, i]) > max_union, (h, i)
             assert int(clean[h, i]) == 0, (h, i)  # v13s: written by the kernel (no memset)
             large += 1
@@ -68,9 +91,9 @@ def test_tile_unions_match_sets(min_share, all_pairs, monkeypatch):
             assert int(count[h, i]) == len(blocks)
             got = union[h, i, :len(blocks)].tolist()
             assert set(got) == blocks
-            assert pages[h, i, :len(blocks)].tolist() == [int(table[req[i * 4], b]) for b in got]
+            assert pages[h, i, :len(blocks)].tolist() == [int(table[req[rows[0]], b]) for b in got]
             # clean blocks (chosen by every token, wholly before the tile's first token) come first
-            want_clean = {b for b in blocks if all(b in ts for ts in token_sets) and (b + 1) * 128 <= pos[i * 4] + 1}
+            want_clean = {b for b in blocks if all(b in ts for ts in token_sets) and (b + 1) * 128 <= pos[rows[0]] + 1}
             assert set(got[:int(clean[h, i])]) == want_clean, (h, i)
             listed += bool(blocks)
             for k, want in enumerate(token_sets):
@@ -89,10 +112,10 @@ def test_tile_unions_match_sets(min_share, all_pairs, monkeypatch):
     assert small and large, "the case must put tiles on both sides of the threshold"
     assert int(clean.sum()) > 0, "the case must have clean blocks"
     # the work list holds exactly the tiles with tile-outer work, once each
-    tiles = sorted(work[:int(num_work)].tolist())
-    assert tiles == sorted(h * count.shape[1] + i for h in range(count.shape[0]) for i in range(count.shape[1])
+    listed_tiles = sorted(work[:int(num_work)].tolist())
+    assert listed_tiles == sorted(h * count.shape[1] + i for h in range(count.shape[0]) for i in range(count.shape[1])
                            if 0 < int(count[h, i]) <= max_union)
-    assert len(tiles) == listed
+    assert len(listed_tiles) == listed
 
 
 @pytest.mark.parametrize("seq_lens,q_lens,shared,max_union,min_share,keys,per_sm,fuse", [
@@ -212,7 +235,7 @@ def test_int8_partials(max_union, fuse):
 def test_int8_partials_with_bf16_carrier_parts(shared, fuse, per_sm):
     """v12m: with int8 partials the unfused tile-outer step writes its carrier parts to a side buffer in q's dtype
     (bf16 on a GPU); the merge reads the int8 KV-outer parts (``rest``'s slots) and that part. Chunked prefill with
-    context, a tile spanning two requests, slots in any order, -1 holes; against the reference and the bf16 path."""
+    context, a request's short last tile, slots in any order, -1 holes; against the reference and the bf16 path."""
     case = make_case([5000, 3000], [41, 160], num_heads=16, num_kv_heads=2, head_dim=HEAD_DIM, dtype=DTYPE,
                      device=DEVICE, seed=26)  # contexts longer than 16 blocks: the tokens' selections differ
     sel = shuffled_slots(local_selection(case.query_start_loc.cpu(), case.seq_lens.cpu(), 2, shared, window=8, seed=13), 14)
@@ -313,7 +336,7 @@ def test_work_items_match_their_definition(chunk):
 
 
 @pytest.mark.parametrize("seq_lens,q_lens,shared,min_shared_pct,spare_blocks,lanes", [
-    ([2400, 300], [41, 300], 0.8, 0, 0, 8),  # chunked prefill with context; a tile spans the two requests; padding tile
+    ([2400, 300], [41, 300], 0.8, 0, 0, 8),  # chunked prefill with context; request 0's last tile short; padding tile
     ([2400, 300], [41, 300], 0.5, 75, 0, 8),  # the gate rejects some tiles: those go KV-outer whole
     ([2400, 300], [41, 300], 0.5, 75, 0, 1),  # the same with v13s's one counter per segment
     ([3000], [203], 0.0, 75, 0, 8),  # random selections: every tile rejected, the CSR holds every entry

@@ -9,7 +9,8 @@ that trusts "only the local block reaches past the position" would read the futu
 fused QKV buffer (NaN around it) in half the calls. Each call runs every path a server can reach (default, KV-outer
 only, the Triton kernels, int8 parts, the unfused merge; on an fp8 cache: widened, the FP8 step with one and two Q
 terms) and one workspace is reused across the calls, as a server's is. The error is per (token, query head): a wrong
-block for one token cannot hide in a whole-output norm.
+block for one token cannot hide in a whole-output norm. Each call is also repeated and each of its requests run alone:
+both must give the batched output's bits (batch invariance, kernels/msa NOTES v19).
 
 CPU under TRITON_INTERPRET=1 (fp32, head_dim 32, small calls); on a GPU bf16 at head_dim 128 with the CUDA kernels
 where the library is built (``python -m kernels.msa.cuda build``)."""
@@ -277,6 +278,42 @@ def test_random_prefill_calls_fp8_cache(call, workspace):
                 sparse_attention_triton(*args, **kwargs)
             continue
         assert_rows_close(path, call, sparse_attention_triton(*args, **kwargs), want)
+
+
+def request_alone(case: MSACase, sel: torch.Tensor, i: int) -> tuple:
+    """Request ``i`` of the call as a call of its own: (q, selection, block_table, query_start_loc, seq_lens)."""
+    start, end = (int(x) for x in case.query_start_loc[i:i + 2])
+    qsl = torch.tensor([0, end - start], dtype=torch.int32, device=case.q.device)
+    return (case.q[start:end], sel[:, start:end].contiguous(), case.block_table[i:i + 1], qsl,
+            case.seq_lens[i:i + 1])
+
+
+@pytest.mark.parametrize("call", PREFILL_CALLS, ids=lambda c: f"seed{c.seed}")
+def test_random_prefill_calls_repeat_and_batch_invariance(call, workspace):
+    """What a server that replays or re-batches a request expects: the same call twice gives the same bits, and a
+    request's rows do not depend on the other requests of its batch (bit for bit: the tiles, unions and work lists
+    are per request, and each output row is its own dot products and softmax). Every bf16 path, and the FP8 step
+    where it runs."""
+    case = call_case(call)
+    sel = call_selection(call, case)
+    paths = [(p, case.kv_cache, o) for p, o in BF16_PATHS.items()] if GPU else [("default", case.kv_cache, {})]
+    if GPU and cuda_paths_ready() and call.top_k <= 32:
+        kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
+        paths.append(("fp8 step", kv8, {"fp8_step": True, "k_scale": k_scale, "v_scale": v_scale}))
+    batch = (case.q, sel, case.block_table, case.query_start_loc, case.seq_lens)
+    for path, kv, options in paths:
+        first = run_path(kv, options, workspace, *batch)
+        assert torch.equal(first, run_path(kv, options, workspace, *batch)), f"{path}: a repeated call differs in {call}"
+        for i in range(len(call.q_lens) if len(call.q_lens) > 1 else 0):
+            start, end = (int(x) for x in case.query_start_loc[i:i + 2])
+            alone = run_path(kv, options, workspace, *request_alone(case, sel, i))
+            diff = float((alone.float() - first[start:end].float()).abs().max())
+            assert torch.equal(alone, first[start:end]), f"{path}: request {i} alone differs by {diff:.3g} in {call}"
+
+
+def run_path(kv: torch.Tensor, options: dict, workspace: PrefillWorkspace, q: torch.Tensor, sel: torch.Tensor,
+             block_table: torch.Tensor, query_start_loc: torch.Tensor, seq_lens: torch.Tensor) -> torch.Tensor:
+    return sparse_attention_triton(q, kv, sel, block_table, query_start_loc, seq_lens, workspace=workspace, **options)
 
 
 @dataclass(frozen=True)
