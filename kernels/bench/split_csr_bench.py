@@ -44,7 +44,8 @@ def compare_splits(old, new) -> list[str]:
     bad = []
     size = old.union_size
     tiles, new_tiles = size.shape[1], new.union_size.shape[1]
-    if not torch.equal(size, new.union_size[:, :tiles]) or bool((new.union_size[:, tiles:] <= new.union.shape[2]).any()):
+    spare_listed = bool((new.union_size[:, tiles:] <= new.union.shape[2]).any())
+    if not torch.equal(size, new.union_size[:, :tiles]) or spare_listed:
         return ["union_size"]
     k = int(new.num_work)
     work = new.work[:k].long()

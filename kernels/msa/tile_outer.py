@@ -108,8 +108,8 @@ def _tile_matches_all_pairs(x, valid, TILE_T: tl.constexpr, TOPK: tl.constexpr):
 
 @triton.jit
 def _tile_union_kernel(
-    sel_ptr, req_ptr, pos_ptr, bt_ptr, first_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, rest_ptr, msel_ptr,
-    carrier_ptr, direct_ptr, owned_ptr, work_ptr, nwork_ptr, seg_count_ptr, seg_pos_ptr,
+    sel_ptr, req_ptr, pos_ptr, bt_ptr, first_ptr, union_ptr, upage_ptr, count_ptr, clean_ptr, tokmask_ptr, rest_ptr,
+    msel_ptr, carrier_ptr, direct_ptr, owned_ptr, work_ptr, nwork_ptr, seg_count_ptr, seg_pos_ptr,
     num_tokens, num_tiles, num_requests, max_blocks, num_segs,
     stride_sh, stride_st, stride_btr,
     TILE_T: tl.constexpr, TOPK: tl.constexpr, MAX_UNION: tl.constexpr, MIN_SHARE: tl.constexpr,
@@ -277,8 +277,8 @@ def tile_unions(
     query_start_loc: torch.Tensor | None = None,
 ) -> TileSplit:
     """Split the selection between tile-outer (blocks chosen by >= ``min_share`` of a tile's tokens, when the
-    tile belongs to one request, has at most ``max_union`` such blocks and at least ``min_shared_pct`` % of its
-    entries are on them) and KV-outer (everything else).
+    tile (a run of one request's tokens, ``request_tiles``) has at most ``max_union`` such blocks and at least
+    ``min_shared_pct`` % of its entries are on them) and KV-outer (everything else).
     ``requests``: request id of every token (int64); ``positions``: its position (int32).
     ``min_share=1``: a whole tile goes one way or the other.
     ``csr_blocks`` > 0 (the block table's width): also count the KV-outer entries per segment and give each its
@@ -323,8 +323,8 @@ def tile_unions(
     )
     if num_tiles:
         _tile_union_kernel[(num_tiles, num_kv_heads)](
-            selection, requests, positions, block_table, split.tile_first, split.union, split.pages, split.union_size, split.clean,
-            split.tokmask, split.rest, split.merge_sel, split.carrier, split.direct.view(torch.int8),
+            selection, requests, positions, block_table, split.tile_first, split.union, split.pages, split.union_size,
+            split.clean, split.tokmask, split.rest, split.merge_sel, split.carrier, split.direct.view(torch.int8),
             split.owned.view(torch.int8), split.work, split.num_work,
             split.seg_count if csr_blocks else split.union_size, split.seg_pos if csr_blocks else split.rest,
             num_tokens, num_tiles, block_table.shape[0], max(csr_blocks, 1), num_segs,

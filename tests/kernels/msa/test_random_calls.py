@@ -303,7 +303,8 @@ def test_random_prefill_calls_repeat_and_batch_invariance(call, workspace):
     batch = (case.q, sel, case.block_table, case.query_start_loc, case.seq_lens)
     for path, kv, options in paths:
         first = run_path(kv, options, workspace, *batch)
-        assert torch.equal(first, run_path(kv, options, workspace, *batch)), f"{path}: a repeated call differs in {call}"
+        again = run_path(kv, options, workspace, *batch)
+        assert torch.equal(first, again), f"{path}: a repeated call differs in {call}"
         for i in range(len(call.q_lens) if len(call.q_lens) > 1 else 0):
             start, end = (int(x) for x in case.query_start_loc[i:i + 2])
             alone = run_path(kv, options, workspace, *request_alone(case, sel, i))
