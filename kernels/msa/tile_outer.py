@@ -144,13 +144,13 @@ def _tile_union_kernel(
     # A tile must be worth it: most of its entries shared, else the tile-outer pass (and one more part per token in
     # the merge) is paid on top of KV-outer's full cost (random selections share only the local block). Rejected
     # tiles stop here, before the union's ranks, pages and masks (NOTES v8); so do the empty tiles past the last.
-    r = tl.load(req_ptr + t, mask=ok, other=-1)
+    r0 = tl.load(req_ptr + t0, mask=t0 < t_end, other=0)  # the tile's one request (any id for an empty tile)
     few = tl.sum(shared.to(tl.int32), 0) * 100 < MIN_SHARED_PCT * tl.sum(valid.to(tl.int32), 0)
     if few | (t_end <= t0):
         _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, clean_ptr, rest_ptr, msel_ptr, carrier_ptr,
                        direct_ptr, owned_ptr, TILE_T, MAX_UNION)
         if CSR:
-            _csr_slots(x, valid, r, h, t, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, num_segs, ok,
+            _csr_slots(x, valid, r0, h, t, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, num_segs, ok,
                        LANES)
         return
     first = shared & (first_idx == offs)  # the tile's first entry holding its id
@@ -159,14 +159,13 @@ def _tile_union_kernel(
         _kv_outer_tile(x, ok, entry, row, tok_ok, tile, count_ptr, clean_ptr, rest_ptr, msel_ptr, carrier_ptr,
                        direct_ptr, owned_ptr, TILE_T, MAX_UNION)
         if CSR:
-            _csr_slots(x, valid, r, h, t, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, num_segs, ok,
+            _csr_slots(x, valid, r0, h, t, entry, seg_count_ptr, seg_pos_ptr, num_requests, max_blocks, num_segs, ok,
                        LANES)
         return
     # Clean blocks (chosen by every token of the tile and wholly before its first token) need no mask in the
     # tile-outer loop: they come first in the union, the masked ones after.
     n_tok = t_end - t0
     p0 = tl.load(pos_ptr + t0)
-    r0 = tl.load(req_ptr + t0)
     clean = first & (n_same == n_tok) & ((x + 1) * BLOCK <= p0 + 1)
     n_clean = tl.sum(clean.to(tl.int32), 0)
     rank = tl.where(clean, tl.cumsum(clean.to(tl.int32), 0) - 1,
