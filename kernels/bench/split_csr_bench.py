@@ -39,8 +39,9 @@ from kernels.bench.msa_bench import (
 
 def compare_splits(old, new) -> list[str]:
     """Names of the ``TileSplit`` fields that differ (unwritten union entries and token masks, and the work list's
-    order ignored; ``seg_pos`` is checked through the CSR it builds). v19's split lays out one more (empty) tile
-    per request boundary: the cases here put every boundary on a tile edge, so its first tiles are the old ones."""
+    order ignored; ``seg_pos`` is checked through the CSR it builds). v19's split sizes up to two more (empty) tiles
+    per request and cuts at the requests' positions: the cases here put every request boundary and every context
+    length on a tile edge, so its first tiles are the old ones."""
     bad = []
     size = old.union_size
     tiles, new_tiles = size.shape[1], new.union_size.shape[1]

@@ -1,20 +1,22 @@
 """Triton MSA prefill attention, tile-outer: the blocks that most of a query tile's tokens selected.
 
-Neighbouring query tokens usually select mostly the same key blocks. For a tile of TILE_T consecutive tokens of
-one request and one KV head, ``tile_unions`` (one program per (tile, KV head), an all-pairs compare of the tile's
-TILE_T x 16 entries, no sort, no host sync) marks as shared the blocks that >= MIN_SHARE of the tile's tokens
-chose, lists them (at most MAX_UNION, with their pages), and records per token a bit mask of the shared blocks it
-chose, the entries left to KV-outer (``rest``), a carrier slot and a ``direct`` flag. ``tile_outer_attention`` then
-runs one program per (tile, KV head): the tile's tokens x 16 query heads are the MMA rows (128 rows for TILE_T =
-8), each shared block's K/V is loaded once for all of them (in KEYS-key pieces), each row is masked to its own
-token's selection and causality, and the softmax stays on chip. A token whose entries were all shared gets its
-output directly; another one hands its tile-outer result to the merge as one more part (in its carrier slot),
-next to its KV-outer parts. Tiles are cut per request (``request_tiles``: a request's last tile may be short), so
-a request's rows are the same alone or in any batch. Tiles with more than MAX_UNION shared blocks, or with fewer than
-MIN_SHARED_PCT % of their entries on shared blocks (random selections share only the local block) stay KV-outer
-whole; the split kernel stops early for them. The union lists first the *clean* blocks (chosen by every token of the
-tile and wholly before its first token), which the attention loop runs without any mask, then the others; and the
-split kernel appends each tile with tile-outer work to a device-side work list, which the attention kernel walks.
+Neighbouring query tokens usually select mostly the same key blocks. For a tile of TILE_T consecutive tokens of one
+request and one KV head, ``tile_unions`` (one program per (tile, KV head), an all-pairs compare of the tile's TILE_T
+x 16 entries, no sort, no host sync) marks as shared the blocks that >= MIN_SHARE of the tile's tokens chose, lists
+them (at most MAX_UNION, with their pages), and records per token a bit mask of the shared blocks it chose, the
+entries left to KV-outer (``rest``), a carrier slot and a ``direct`` flag. ``tile_outer_attention`` then runs one
+program per (tile, KV head): the tile's tokens x 16 query heads are the MMA rows (128 rows for TILE_T = 8), each
+shared block's K/V is loaded once for all of them (in KEYS-key pieces), each row is masked to its own token's
+selection and causality, and the softmax stays on chip. A token whose entries were all shared gets its output
+directly; another one hands its tile-outer result to the merge as one more part (in its carrier slot), next to its
+KV-outer parts. Tiles are cut per request at multiples of TILE_T of the token positions (``request_tiles``: a
+request's first and last tiles may be short), so a request's rows are the same alone or in any batch, and a prompt's
+rows the same prefilled whole or in chunks that start at such a multiple. Tiles with more than MAX_UNION shared
+blocks, or with fewer than MIN_SHARED_PCT % of their entries on shared blocks (random selections share only the
+local block) stay KV-outer whole; the split kernel stops early for them. The union lists first the *clean* blocks
+(chosen by every token of the tile and wholly before its first token), which the attention loop runs without any
+mask, then the others; and the split kernel appends each tile with tile-outer work to a device-side work list, which
+the attention kernel walks.
 
 Why thresholds: a tile-outer block costs 128 rows x 128 keys of MMA work whoever chose it, KV-outer costs a Q
 gather + a partial write + a merge read per chosen (token, block); on the H200 a block is worth doing tile-outer
@@ -315,7 +317,7 @@ def tile_unions(
         owned=buf("owned", rows, torch.bool),
         work=buf("work", (num_kv_heads * num_tiles,), torch.int32),
         num_work=zeros[:1],
-        tile_first=request_tiles(requests, block_table.shape[0], tile_t, workspace, query_start_loc),
+        tile_first=request_tiles(requests, positions, block_table.shape[0], tile_t, workspace, query_start_loc),
         seg_count=zeros[4:] if csr_blocks else None,
         seg_pos=buf("seg_pos", entries, torch.int32) if csr_blocks else None,
         csr_lanes=lanes,
@@ -336,29 +338,33 @@ def tile_unions(
 
 
 def request_tile_count(num_tokens: int, num_requests: int, tile_t: int) -> int:
-    """Tiles ``request_tiles`` lays out for any batch of ``num_tokens`` tokens in ``num_requests`` requests: each
-    request's last tile may be short, so up to one more per request boundary (known on the host, no sync)."""
-    return triton.cdiv(num_tokens, tile_t) + num_requests - 1 if num_tokens else 0
+    """Tiles ``request_tiles`` lays out for any batch of ``num_tokens`` tokens in ``num_requests`` requests (known
+    on the host, no sync): a request's first tile may be short (it starts at its context's position, v19b) and so
+    may its last, so at most ``ceil(n / tile_t) + 1`` per request, and the sum is below ``num_tokens / tile_t +
+    2 * num_requests``."""
+    return triton.cdiv(num_tokens, tile_t) + 2 * num_requests - 1 if num_tokens else 0
 
 
-def request_tiles(requests: torch.Tensor, num_requests: int, tile_t: int,
+def request_tiles(requests: torch.Tensor, positions: torch.Tensor, num_requests: int, tile_t: int,
                   workspace: PrefillWorkspace | None = None,
                   query_start_loc: torch.Tensor | None = None) -> torch.Tensor:
-    """v19: the tiles as runs of ``tile_t`` tokens of one request (a request's last run may be short), in token
-    order: [request_tile_count + 1] int32, tile i = tokens [first[i], first[i + 1]), empty past the last tile.
+    """The tiles as runs of one request's tokens cut at the multiples of ``tile_t`` of their *positions* (v19b), in
+    token order: [request_tile_count + 1] int32, tile i = tokens [first[i], first[i + 1]), empty past the last tile.
 
-    Tiles never span two requests, so a request's split, unions and tile-outer rows do not depend on the other
-    requests of its batch (batch invariance: its output is the same bits alone or batched; v8-v18 cut tiles at
-    multiples of ``tile_t`` over the whole batch and sent the tiles across a boundary to KV-outer).
-    ``requests``: the request id of each token (int64, non-decreasing, ``merge.device_requests``);
-    ``query_start_loc`` (the caller's, if it has it): else found from ``requests``. One kernel, no host sync."""
+    Tiles never span two requests (v19), so a request's split, unions and tile-outer rows do not depend on the
+    other requests of its batch (batch invariance). Cut at absolute positions, the tiles of a prompt's tokens are
+    also the same whether it is prefilled whole or in chunks that start at a multiple of ``tile_t`` (a prefix-cache
+    hit, whole KV-cache blocks; a chunked prefill's chunks of such a size): the same bits either way.
+    ``requests``: the request id of each token (int64, non-decreasing, ``merge.device_requests``); ``positions``:
+    each token's position (consecutive within a request, ``merge.device_positions``); ``query_start_loc`` (the
+    caller's, if it has it): else found from ``requests``. One kernel, no host sync."""
     num_tokens = requests.numel()
     num_tiles = request_tile_count(num_tokens, num_requests, tile_t)
     first = empty(workspace, "split_tile_first", (num_tiles + 1,), torch.int32, requests.device)
     if query_start_loc is None:
         query_start_loc = torch.searchsorted(requests, torch.arange(num_requests + 1, device=requests.device))
     _request_tiles_kernel[(triton.cdiv(max(num_tokens, num_tiles + 1), REQUEST_TILES_BLOCK),)](
-        requests, query_start_loc, first, num_tokens, num_requests, num_tiles, TILE_T=tile_t,
+        requests, positions, query_start_loc, first, num_tokens, num_requests, num_tiles, TILE_T=tile_t,
         R_PAD=triton.next_power_of_2(max(num_requests, 1)), BLOCK=REQUEST_TILES_BLOCK)
     return first
 
@@ -367,23 +373,27 @@ REQUEST_TILES_BLOCK = 1024
 
 
 @triton.jit
-def _request_tiles_kernel(req_ptr, qsl_ptr, first_ptr, num_tokens, num_requests, num_tiles, TILE_T: tl.constexpr,
-                          R_PAD: tl.constexpr, BLOCK: tl.constexpr):
-    """Every program lays out the requests' tiles (all R_PAD at once: tiles per request, tiles before it); then each
-    of its tokens that opens a tile (its request's 0th, TILE_T-th, ... token) writes itself as that tile's first,
+def _request_tiles_kernel(req_ptr, pos_ptr, qsl_ptr, first_ptr, num_tokens, num_requests, num_tiles,
+                          TILE_T: tl.constexpr, R_PAD: tl.constexpr, BLOCK: tl.constexpr):
+    """Every program lays out the requests' tiles (all R_PAD at once: each request's first token's offset inside
+    its tile of positions, its tile count, the tiles before it); then each of its tokens that opens a tile (its
+    request's first, and every one at a position that is a multiple of TILE_T) writes itself as that tile's first,
     and its share of the tiles past the last one get ``num_tokens`` (empty)."""
     r = tl.arange(0, R_PAD)
     live = r < num_requests
-    counts = (tl.load(qsl_ptr + r + 1, mask=live, other=0) - tl.load(qsl_ptr + r, mask=live, other=0)
-              + TILE_T - 1) // TILE_T
+    start = tl.load(qsl_ptr + r, mask=live, other=0)
+    n = tl.load(qsl_ptr + r + 1, mask=live, other=0) - start
+    lead = tl.load(pos_ptr + start, mask=live & (n > 0), other=0) % TILE_T
+    counts = tl.where(n > 0, (lead + n + TILE_T - 1) // TILE_T, 0)
     before = (tl.cumsum(counts, 0) - counts).to(tl.int32)
     used = tl.sum(counts, 0)
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = i < num_tokens
     req = tl.load(req_ptr + i, mask=ok, other=0).to(tl.int32)
     local = i - tl.load(qsl_ptr + req, mask=ok, other=0).to(tl.int32)
-    tile = tl.gather(before, req, 0) + local // TILE_T
-    tl.store(first_ptr + tile, i, mask=ok & (local % TILE_T == 0))
+    at = tl.gather(lead, req, 0).to(tl.int32) + local  # the token's offset from its request's first tile's start
+    tile = tl.gather(before, req, 0) + at // TILE_T
+    tl.store(first_ptr + tile, i, mask=ok & ((local == 0) | (at % TILE_T == 0)))
     tl.store(first_ptr + i, tl.full((BLOCK,), 0, tl.int32) + num_tokens, mask=(i >= used) & (i <= num_tiles))
 
 

@@ -27,7 +27,8 @@ from kernels.msa.workspace import PrefillWorkspace
 SEQ_LENS, Q_LENS = [2600, 700], [300, 700]
 """A chunk of 300 queries after 2300 tokens of context (more visible blocks than top-k, so tokens' selections
 differ) next to a whole 700-token request (its first tokens see fewer than 16 blocks); 1000 tokens in all, which
-is not a multiple of either tile (8 or 16 tokens)."""
+is not a multiple of either tile (8 or 16 tokens). The context is not either: the chunk's first tile is 4 tokens
+(tiles are cut at positions, v19b)."""
 
 
 def _case(num_heads: int, seed: int) -> MSACase:

@@ -25,11 +25,16 @@ from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM, TOL, rel_err,
 TILE = 8 if GPU else 2  # tokens per tile-outer tile: x 8 query heads per KV head = 16 MMA rows on the CPU
 
 
-def _request_tiles(qsl: list[int], tile: int) -> list[range]:
-    """The tokens of each tile: runs of ``tile`` tokens of one request, in order (a request's last run may be
+def _request_tiles(qsl: list[int], tile: int, first_pos: list[int] | None = None) -> list[range]:
+    """The tokens of each tile: runs of one request's tokens cut where a token's position is a multiple of ``tile``
+    (``first_pos``: each request's first position, its context length; a request's first and last runs may be
     short)."""
-    return [range(t, min(t + tile, end)) for start, end in zip(qsl[:-1], qsl[1:], strict=True)
-            for t in range(start, end, tile)]
+    first_pos = first_pos or [0] * (len(qsl) - 1)
+    tiles = []
+    for start, end, p0 in zip(qsl[:-1], qsl[1:], first_pos, strict=True):
+        cuts = [start] + [t for t in range(start + 1, end) if (p0 + t - start) % tile == 0] + [end]
+        tiles += [range(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+    return tiles
 
 
 def _expected_unions(sel: torch.Tensor, tiles: list[range]):
@@ -43,20 +48,37 @@ def _expected_unions(sel: torch.Tensor, tiles: list[range]):
 
 
 def test_request_tiles_cut_each_request():
-    """Tiles are runs of one request's tokens (a request's last one short, empty requests none), then empty tiles up
-    to the bound the host sizes the buffers for; with the caller's query_start_loc or found from the request ids."""
+    """Tiles are runs of one request's tokens cut at the multiples of the tile size of their positions (a request's
+    first and last ones short, empty requests none), then empty tiles up to the bound the host sizes the buffers
+    for; with the caller's query_start_loc or found from the request ids."""
     gen = torch.Generator().manual_seed(4)
     for trial in range(30):
         num_requests = int(torch.randint(1, 40, (1,), generator=gen))
         lens = [int(x) for x in torch.randint(0, 3000 if trial % 3 else 12, (num_requests,), generator=gen)]
+        context = [int(x) for x in torch.randint(0, 40, (num_requests,), generator=gen)] if trial % 2 else None
         tile = (2, 4, 8, 16)[trial % 4]
         qsl = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
+        seq_lens = torch.tensor(lens) + torch.tensor(context or [0] * num_requests)
         n = int(qsl[-1])
-        tiles = _request_tiles(qsl.tolist(), tile)
-        want = [r.start for r in tiles] + [n] * (tile_outer.request_tile_count(n, num_requests, tile) + 1 - len(tiles))
+        tiles = _request_tiles(qsl.tolist(), tile, context)
+        bound = tile_outer.request_tile_count(n, num_requests, tile)
+        assert len(tiles) <= bound
+        want = [r.start for r in tiles] + [n] * (bound + 1 - len(tiles))
         req = device_requests(qsl, n).to(DEVICE)
+        pos = device_positions(qsl, seq_lens.to(torch.int32), n).to(DEVICE)
         for given in (qsl.to(DEVICE), None):
-            assert tile_outer.request_tiles(req, num_requests, tile, query_start_loc=given).tolist() == want
+            assert tile_outer.request_tiles(req, pos, num_requests, tile, query_start_loc=given).tolist() == want
+
+
+def test_request_tile_count_is_reached():
+    """Two-token requests that each straddle a tile boundary of positions take two tiles each, inside the bound."""
+    tile, num_requests = 8, 5
+    qsl = torch.arange(0, 2 * num_requests + 1, 2, dtype=torch.int32)
+    seq_lens = torch.full((num_requests,), tile + 1, dtype=torch.int32)  # tokens at positions 7 and 8
+    req, pos = device_requests(qsl, 2 * num_requests), device_positions(qsl, seq_lens, 2 * num_requests)
+    first = tile_outer.request_tiles(req.to(DEVICE), pos.to(DEVICE), num_requests, tile).tolist()
+    assert first[:2 * num_requests] == list(range(2 * num_requests))
+    assert len(first) - 1 == tile_outer.request_tile_count(2 * num_requests, num_requests, tile) == 11
 
 
 @pytest.mark.parametrize("all_pairs", [False, True])
@@ -65,7 +87,7 @@ def test_tile_unions_match_sets(min_share, all_pairs, monkeypatch):
     """Union, token masks and the split of every entry between the two paths, against Python sets; with the tile's
     matches found token by token (the GPU's form) and all pairs at once (the interpreter's), on either device."""
     monkeypatch.setattr(tile_outer, "compare_all_pairs", lambda device: all_pairs)
-    seq_lens, _q_lens = [2300, 700], [37, 300]  # 37 tokens: request 0's last tile is one token
+    seq_lens, q_lens = [2300, 700], [37, 300]  # request 0 starts at position 2263: its first tile is one token
     qsl = torch.tensor([0, 37, 337], dtype=torch.int32)
     sel = shuffled_slots(local_selection(qsl, torch.tensor(seq_lens, dtype=torch.int32), 2, 0.7, window=8, seed=1), 2)
     req = device_requests(qsl, sel.shape[1])
@@ -76,7 +98,7 @@ def test_tile_unions_match_sets(min_share, all_pairs, monkeypatch):
                         min_shared_pct=0)
     union, pages, count, clean, tokmask, rest, msel, carrier, direct, owned, work, num_work = (x.cpu() for x in split[:12])
     small = large = listed = 0
-    tiles = _request_tiles(qsl.tolist(), 4)
+    tiles = _request_tiles(qsl.tolist(), 4, [s - q for s, q in zip(seq_lens, q_lens, strict=True)])
     assert split.tile_first.tolist() == [r.start for r in tiles] + [sel.shape[1]] * (count.shape[1] + 1 - len(tiles))
     assert bool((count[:, len(tiles):] > max_union).all())  # the bound's spare tiles: empty, never in the work list
     for (h, i), (blocks, token_sets, rows) in _expected_unions(sel, tiles).items():
@@ -176,9 +198,11 @@ def test_gate_sends_unshared_tiles_to_kv_outer():
     assert torch.equal(split.rest.cpu(), sel) and torch.equal(split.merge_sel.cpu(), sel)
     assert not bool(split.direct.any()) and int(split.num_work) == 0  # no tile-outer work at all
     ungated = tile_unions(sel.to(DEVICE), req, pos, table.to(DEVICE), 4, 32, 2, 0)
-    assert bool((ungated.union_size.cpu() <= 32).all())  # the local block alone is shared
-    assert bool((ungated.clean.cpu() == 0).all())  # ... and it is causal-masked: not clean
-    assert int(ungated.num_work) == ungated.union_size.numel()
+    tiles = 64 // 4  # the context (39936) is on a tile edge; the bound's spare tile after them is empty
+    assert bool((ungated.union_size.cpu()[:, :tiles] <= 32).all())  # the local block alone is shared
+    assert bool((ungated.union_size.cpu()[:, tiles:] > 32).all())
+    assert bool((ungated.clean.cpu()[:, :tiles] == 0).all())  # ... and it is causal-masked: not clean
+    assert int(ungated.num_work) == ungated.union_size.shape[0] * tiles
 
 
 def test_indexer_selection_both_paths_agree():

@@ -10,13 +10,15 @@ fused QKV buffer (NaN around it) in half the calls. Each call runs every path a 
 only, the Triton kernels, int8 parts, the unfused merge; on an fp8 cache: widened, the FP8 step with one and two Q
 terms) and one workspace is reused across the calls, as a server's is. The error is per (token, query head): a wrong
 block for one token cannot hide in a whole-output norm. Each call is also repeated and each of its requests run alone:
-both must give the batched output's bits (batch invariance, kernels/msa NOTES v19).
+both must give the batched output's bits (batch invariance, kernels/msa NOTES v19); and each request cut into two
+chunks at a tile edge of positions must give its whole prefill's bits (chunk invariance, v19b).
 
 CPU under TRITON_INTERPRET=1 (fp32, head_dim 32, small calls); on a GPU bf16 at head_dim 128 with the CUDA kernels
 where the library is built (``python -m kernels.msa.cuda build``)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import random
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from kernels.msa.indexer import msa_index_topk_triton  # noqa: E402
 from kernels.msa.inputs import MSACase, dequantize_kv_fp8, local_selection, make_case, quantize_kv_fp8  # noqa: E402
 from kernels.msa.prefill import sparse_attention_triton  # noqa: E402
 from kernels.msa.reference import BLOCK_SIZE  # noqa: E402
+from kernels.msa.tile_outer import tile_tokens  # noqa: E402
 from kernels.msa.workspace import PrefillWorkspace  # noqa: E402
 from tests.kernels.msa.checks import DEVICE, DTYPE, GPU, HEAD_DIM, shuffled_slots  # noqa: E402
 
@@ -296,12 +299,8 @@ def test_random_prefill_calls_repeat_and_batch_invariance(call, workspace):
     where it runs."""
     case = call_case(call)
     sel = call_selection(call, case)
-    paths = [(p, case.kv_cache, o) for p, o in BF16_PATHS.items()] if GPU else [("default", case.kv_cache, {})]
-    if GPU and cuda_paths_ready() and call.top_k <= 32:
-        kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
-        paths.append(("fp8 step", kv8, {"fp8_step": True, "k_scale": k_scale, "v_scale": v_scale}))
     batch = (case.q, sel, case.block_table, case.query_start_loc, case.seq_lens)
-    for path, kv, options in paths:
+    for path, kv, options in prefill_paths(call, case):
         first = run_path(kv, options, workspace, *batch)
         again = run_path(kv, options, workspace, *batch)
         assert torch.equal(first, again), f"{path}: a repeated call differs in {call}"
@@ -310,6 +309,65 @@ def test_random_prefill_calls_repeat_and_batch_invariance(call, workspace):
             alone = run_path(kv, options, workspace, *request_alone(case, sel, i))
             diff = float((alone.float() - first[start:end].float()).abs().max())
             assert torch.equal(alone, first[start:end]), f"{path}: request {i} alone differs by {diff:.3g} in {call}"
+
+
+def prefill_paths(call: RandomCall, case: MSACase) -> list[tuple[str, torch.Tensor, dict]]:
+    """(path, cache, options) the invariance tests run: every bf16 path, and the FP8 step where it runs (GPU); the
+    default on the CPU."""
+    if not GPU:
+        return [("default", case.kv_cache, {})]
+    paths = [(p, case.kv_cache, o) for p, o in BF16_PATHS.items()]
+    if cuda_paths_ready() and call.top_k <= 32:
+        kv8, k_scale, v_scale = quantize_kv_fp8(case.kv_cache)
+        paths.append(("fp8 step", kv8, {"fp8_step": True, "k_scale": k_scale, "v_scale": v_scale}))
+    return paths
+
+
+def chunked(q: torch.Tensor, sel: torch.Tensor, block_table: torch.Tensor, seq_len: torch.Tensor,
+            cut: int) -> list[tuple]:
+    """One request's queries as two calls: tokens [0, cut) with the context before them, then the rest with
+    everything before it as context (the KV cache already holds all the tokens, as a server's does by then)."""
+    q_len = q.shape[0]
+    parts = []
+    for start, end in ((0, cut), (cut, q_len)):
+        qsl = torch.tensor([0, end - start], dtype=torch.int32, device=q.device)
+        parts.append((q[start:end], sel[:, start:end].contiguous(), block_table, qsl, seq_len - (q_len - end)))
+    return parts
+
+
+@pytest.mark.parametrize("call", PREFILL_CALLS, ids=lambda c: f"seed{c.seed}")
+def test_random_prefill_calls_chunk_invariance(call, workspace):
+    """A prompt prefilled in two chunks cut at a position that is a multiple of the tile size (a prefix-cache hit
+    on whole KV-cache blocks, or a chunked prefill's chunk boundary) gets its whole prefill's rows bit for bit: tiles
+    are cut at positions (v19b). The indexer's selections of the second chunk equal the whole prompt's too."""
+    case = call_case(call)
+    sel = call_selection(call, case)
+    tile = tile_tokens(call.group)
+    rng = random.Random(call.seed + 555)
+    checked = 0
+    for i, (seq_len, q_len) in enumerate(zip(call.seq_lens, call.q_lens, strict=True)):
+        cuts = [c for c in range(1, q_len) if (seq_len - q_len + c) % tile == 0]
+        if not cuts:
+            continue
+        cut = rng.choice(cuts)
+        q, req_sel, table, qsl, lens = request_alone(case, sel, i)
+        for path, kv, options in prefill_paths(call, case):
+            whole = run_path(kv, options, workspace, q, req_sel, table, qsl, lens)
+            pieces = [run_path(kv, options, workspace, *part) for part in chunked(q, req_sel, table, lens, cut)]
+            diff = float((torch.cat(pieces).float() - whole.float()).abs().max())
+            assert torch.equal(torch.cat(pieces), whole), (
+                f"{path}: request {i} cut at {cut} of {q_len} differs by {diff:.3g} in {call}")
+        if call.kind == "indexer":
+            start = int(case.query_start_loc[i])
+            index_q = case.index_q[start:start + q_len]
+            tail_qsl, tail_lens = chunked(q, req_sel, table, lens, cut)[1][3:]
+            pick = functools.partial(msa_index_topk_triton, index_k_cache=case.index_k_cache, block_table=table,
+                                     top_k=call.top_k, init_blocks=call.init_blocks, local_blocks=call.local_blocks)
+            whole_pick = pick(index_q, query_start_loc=qsl, seq_lens=lens)
+            tail_pick = pick(index_q[cut:], query_start_loc=tail_qsl, seq_lens=tail_lens)
+            assert torch.equal(tail_pick, whole_pick[:, cut:]), f"indexer: request {i} cut at {cut} in {call}"
+        checked += 1
+    print(f"chunked requests checked: {checked} of {len(call.q_lens)} in {call}")  # pytest -s
 
 
 def run_path(kv: torch.Tensor, options: dict, workspace: PrefillWorkspace, q: torch.Tensor, sel: torch.Tensor,
