@@ -39,8 +39,8 @@ from kernels.bench.msa_bench import (
 
 def compare_splits(old, new) -> list[str]:
     """Names of the ``TileSplit`` fields that differ (unwritten union entries and token masks, and the work list's
-    order ignored; ``seg_pos`` is checked through the CSR it builds). v19's split sizes up to two more (empty) tiles
-    per request and cuts at the requests' positions: the cases here put every request boundary and every context
+    order ignored; ``seg_pos`` is checked through the CSR it builds). v19b's split sizes up to two more (empty) tiles
+    per request and cuts at the tokens' positions: the cases here put every request boundary and every context
     length on a tile edge, so its first tiles are the old ones."""
     bad = []
     size = old.union_size

@@ -70,7 +70,7 @@ def test_request_tiles_cut_each_request():
             assert tile_outer.request_tiles(req, pos, num_requests, tile, query_start_loc=given).tolist() == want
 
 
-def test_request_tile_count_is_reached():
+def test_requests_straddling_a_tile_edge_fit_the_bound():
     """Two-token requests that each straddle a tile boundary of positions take two tiles each, inside the bound."""
     tile, num_requests = 8, 5
     qsl = torch.arange(0, 2 * num_requests + 1, 2, dtype=torch.int32)

@@ -344,6 +344,7 @@ def test_random_prefill_calls_chunk_invariance(call, workspace):
     sel = call_selection(call, case)
     tile = tile_tokens(call.group)
     rng = random.Random(call.seed + 555)
+    paths = prefill_paths(call, case)
     checked = 0
     for i, (seq_len, q_len) in enumerate(zip(call.seq_lens, call.q_lens, strict=True)):
         cuts = [c for c in range(1, q_len) if (seq_len - q_len + c) % tile == 0]
@@ -351,16 +352,17 @@ def test_random_prefill_calls_chunk_invariance(call, workspace):
             continue
         cut = rng.choice(cuts)
         q, req_sel, table, qsl, lens = request_alone(case, sel, i)
-        for path, kv, options in prefill_paths(call, case):
+        parts = chunked(q, req_sel, table, lens, cut)
+        for path, kv, options in paths:
             whole = run_path(kv, options, workspace, q, req_sel, table, qsl, lens)
-            pieces = [run_path(kv, options, workspace, *part) for part in chunked(q, req_sel, table, lens, cut)]
+            pieces = [run_path(kv, options, workspace, *part) for part in parts]
             diff = float((torch.cat(pieces).float() - whole.float()).abs().max())
             assert torch.equal(torch.cat(pieces), whole), (
                 f"{path}: request {i} cut at {cut} of {q_len} differs by {diff:.3g} in {call}")
         if call.kind == "indexer":
             start = int(case.query_start_loc[i])
             index_q = case.index_q[start:start + q_len]
-            tail_qsl, tail_lens = chunked(q, req_sel, table, lens, cut)[1][3:]
+            tail_qsl, tail_lens = parts[1][3:]
             pick = functools.partial(msa_index_topk_triton, index_k_cache=case.index_k_cache, block_table=table,
                                      top_k=call.top_k, init_blocks=call.init_blocks, local_blocks=call.local_blocks)
             whole_pick = pick(index_q, query_start_loc=qsl, seq_lens=lens)
