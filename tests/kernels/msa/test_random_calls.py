@@ -11,7 +11,8 @@ only, the Triton kernels, int8 parts, the unfused merge; on an fp8 cache: widene
 terms) and one workspace is reused across the calls, as a server's is. The error is per (token, query head): a wrong
 block for one token cannot hide in a whole-output norm. Each call is also repeated and each of its requests run alone:
 both must give the batched output's bits (batch invariance, kernels/msa NOTES v19); and each request cut into two
-chunks at a tile edge of positions must give its whole prefill's bits (chunk invariance, v19b).
+chunks at a tile edge of positions must give its whole prefill's bits (chunk invariance, v19b); on the CPU these
+two run with ``tl.dot`` made row-position independent, as a GPU's MMA is (conftest ``row_exact_dot``).
 
 CPU under TRITON_INTERPRET=1 (fp32, head_dim 32, small calls); on a GPU bf16 at head_dim 128 with the CUDA kernels
 where the library is built (``python -m kernels.msa.cuda build``)."""
@@ -292,7 +293,7 @@ def request_alone(case: MSACase, sel: torch.Tensor, i: int) -> tuple:
 
 
 @pytest.mark.parametrize("call", PREFILL_CALLS, ids=lambda c: f"seed{c.seed}")
-def test_random_prefill_calls_repeat_and_batch_invariance(call, workspace):
+def test_random_prefill_calls_repeat_and_batch_invariance(call, workspace, row_exact_dot):
     """What a server that replays or re-batches a request expects: the same call twice gives the same bits, and a
     request's rows do not depend on the other requests of its batch (bit for bit: the tiles, unions and work lists
     are per request, and each output row is its own dot products and softmax). Every bf16 path, and the FP8 step
@@ -336,7 +337,7 @@ def chunked(q: torch.Tensor, sel: torch.Tensor, block_table: torch.Tensor, seq_l
 
 
 @pytest.mark.parametrize("call", PREFILL_CALLS, ids=lambda c: f"seed{c.seed}")
-def test_random_prefill_calls_chunk_invariance(call, workspace):
+def test_random_prefill_calls_chunk_invariance(call, workspace, row_exact_dot):
     """A prompt prefilled in two chunks cut at a position that is a multiple of the tile size (a prefix-cache hit
     on whole KV-cache blocks, or a chunked prefill's chunk boundary) gets its whole prefill's rows bit for bit: tiles
     are cut at positions (v19b). The indexer's selections of the second chunk equal the whole prompt's too."""
