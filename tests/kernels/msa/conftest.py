@@ -44,9 +44,9 @@ def row_exact_dot(monkeypatch):
 
     original = interpreter.InterpreterBuilder.create_dot
 
-    def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):  # noqa: ANN001, ANN202 - Triton's own
+    def create_dot(self, a, b, d, *precision):  # noqa: ANN001, ANN002, ANN202 - Triton's own signature
         if a.data.dtype != np.float32 or b.data.dtype != np.float32:
-            return original(self, a, b, d, input_precision, max_num_imprecise_acc)
+            return original(self, a, b, d, *precision)
         acc = d.data.dtype
         products = a.data[..., :, :, None].astype(acc) * b.data[..., None, :, :].astype(acc)
         total = np.add.reduce(products, axis=-2)  # a strided axis: numpy adds the k slices one after another
