@@ -23,7 +23,7 @@ from orchestrator.runner import start_run
 from serving.client import ModelEndpoint
 from tasks.base import CheckContext, CheckReport
 from tasks.code.task import CodeTask
-from tests.orchestrator.crash_driver import start
+from tests.orchestrator.crash_driver import min_kills, start
 from tests.orchestrator.support import PolicyChatModel, Script, fix_after, local_opener, make_code_workspace, tool_call
 
 GOOD = "def add(a, b):\n    return a + b\n"
@@ -215,7 +215,7 @@ def test_sigkill_mid_rounds_then_resume_loses_and_repeats_no_island_verdict(tmp_
     run = next(p for p in runs.iterdir() if not p.name.startswith(".") and (p / "run.json").exists())
     m: dict[str, Any] = meta(run)
     assert m["status"] == "succeeded", err.decode()[-3000:]
-    assert kills >= 3, "the run finished too early to exercise crashes"
+    assert kills >= min_kills(rounds=5, max_life=3.0) >= 3, "the run finished too early to exercise crashes"
     assert m["iteration"] == 15  # fix_after(4): five rounds of three islands
     recs = assert_each_iteration_once(run, 3)
     assert [r["verdict"]["verdict"] for r in recs] == ["fail"] * 12 + ["pass"] * 3
