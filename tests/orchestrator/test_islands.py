@@ -201,11 +201,12 @@ def test_islands_config_is_read_and_checked(tmp_path: Path) -> None:
 
 def test_sigkill_mid_rounds_then_resume_loses_and_repeats_no_island_verdict(tmp_path: Path) -> None:
     rng = random.Random(4321)
+    max_life = 3.0  # each process is killed within this many seconds (min_kills' bound)
     src, runs = make_code_workspace(tmp_path), tmp_path / "runs"
     kills = 0
     while kills < 6:
         proc = start(runs, src, islands=3)
-        time.sleep(rng.uniform(1.0, 3.0))
+        time.sleep(rng.uniform(1.0, max_life))
         if proc.poll() is not None:
             break
         os.kill(proc.pid, signal.SIGKILL)
@@ -215,7 +216,7 @@ def test_sigkill_mid_rounds_then_resume_loses_and_repeats_no_island_verdict(tmp_
     run = next(p for p in runs.iterdir() if not p.name.startswith(".") and (p / "run.json").exists())
     m: dict[str, Any] = meta(run)
     assert m["status"] == "succeeded", err.decode()[-3000:]
-    assert kills >= min_kills(rounds=5, max_life=3.0) >= 3, "the run finished too early to exercise crashes"
+    assert kills >= min_kills(rounds=5, max_life=max_life) >= 3, "the run finished too early to exercise crashes"
     assert m["iteration"] == 15  # fix_after(4): five rounds of three islands
     recs = assert_each_iteration_once(run, 3)
     assert [r["verdict"]["verdict"] for r in recs] == ["fail"] * 12 + ["pass"] * 3
