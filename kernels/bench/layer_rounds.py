@@ -7,9 +7,14 @@ Each round times, in an order that rotates from round to round: the indexer alon
 indexer's selections, and the whole layer (the indexer then the prefill in one call, as msa_bench's layer row). Every
 call's time is kept (triton's do_bench, ``return_mode="all"``), and a thread samples the card's SM clock and board
 power (nvidia-smi) meanwhile. Prints, per part, the median over all calls, the spread of the rounds' medians and the
-clock and power while it ran, then the layer's excess over its two parts; writes JSON.
+clock and power while it ran, then the layer's excess over its two parts; writes JSON. ``--int8`` adds the attention
+and the layer with int8 KV-outer partials (``partial_dtype=torch.int8``) to every round: an A/B under the same
+sustained load, where the card sits at its power cap and bytes not moved can buy clock (NOTES v19c). ``--vllm-ops
+DIR`` (vLLM's M3 Triton files, ``kernels/bench/vllm_standin.py``) adds vLLM's attention on the same selections and
+vLLM's whole layer (index_score + topk + sparse_attn) to every round, and prints the goal's same-run ratios: one
+card's clock under the cap moves both kernels, so the ratio is what carries from card to card.
 
-    python -m kernels.bench.layer_rounds [--rounds 5] [--rep-ms 1000] [--json OUT/layer_rounds.json]
+    python -m kernels.bench.layer_rounds [--rounds 5] [--rep-ms 1000] [--int8] [--vllm-ops DIR] [--json OUT/x.json]
 """
 from __future__ import annotations
 
@@ -22,8 +27,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from kernels.msa.workspace import PrefillWorkspace
 
 PARTS = ("indexer", "attention", "layer")
 SMI_QUERY = ("nvidia-smi", "--query-gpu=clocks.sm,power.draw", "--format=csv,noheader,nounits")
@@ -102,9 +111,19 @@ def rotated(parts: tuple[str, ...], round_index: int) -> list[str]:
     return list(parts[k:] + parts[:k])
 
 
-def layer_parts(n: int) -> dict[str, Callable[[], object]]:
-    """The three timed callables on M3's shapes at ``n`` tokens (msa_bench's case and seed)."""
-    from kernels.bench.msa_bench import HEAD_DIM, HEADS, KV_HEADS, bench_workspace, timed_attention
+def layer_parts(n: int, int8: bool = False, vllm_ops: Path | None = None) -> dict[str, Callable[[], object]]:
+    """The three timed callables on M3's shapes at ``n`` tokens (msa_bench's case and seed); with ``int8`` also
+    "attention int8" and "layer int8", the same two with int8 KV-outer partials; with ``vllm_ops`` also
+    "vLLM attention" and "vLLM layer"."""
+    from kernels.bench.msa_bench import (
+        HEAD_DIM,
+        HEADS,
+        KV_HEADS,
+        bench_workspace,
+        timed_attention,
+        vllm_attention,
+        vllm_layer,
+    )
     from kernels.msa.indexer import msa_index_topk_triton
     from kernels.msa.inputs import make_case
     from kernels.msa.prefill import sparse_attention_triton
@@ -115,13 +134,31 @@ def layer_parts(n: int) -> dict[str, Callable[[], object]]:
     def indexer() -> torch.Tensor:
         return msa_index_topk_triton(*index_args, max_query_len=n)
 
-    attention, out = timed_attention(case, indexer(), workspace=bench_workspace())
+    sel = indexer()
+    knob_sets = {"": {}, " int8": {"partial_dtype": torch.int8}} if int8 else {"": {}}
+    fns: dict[str, Callable[[], object]] = {"indexer": indexer}
+    for suffix, knobs in knob_sets.items():
+        workspace = bench_workspace()  # one per knob set, kept across calls as a server keeps its own
+        attention, out = timed_attention(case, sel, workspace=workspace, **knobs)
 
-    def layer() -> None:
-        sparse_attention_triton(case.q, case.kv_cache, indexer(), case.block_table, case.query_start_loc,
-                                case.seq_lens, HEAD_DIM ** -0.5, out, workspace=bench_workspace())
+        def layer(out: torch.Tensor = out, knobs: dict = knobs, workspace: PrefillWorkspace = workspace) -> None:
+            sparse_attention_triton(case.q, case.kv_cache, indexer(), case.block_table, case.query_start_loc,
+                                    case.seq_lens, HEAD_DIM ** -0.5, out, workspace=workspace, **knobs)
 
-    return {"indexer": indexer, "attention": attention, "layer": layer}
+        fns["attention" + suffix], fns["layer" + suffix] = attention, layer
+    if vllm_ops is not None:
+        from kernels.bench.vllm_standin import load_vllm_ops
+
+        vllm_sparse, vllm_index = load_vllm_ops(vllm_ops)
+        fns["vLLM attention"] = vllm_attention(case, sel, vllm_sparse)[0]
+        fns["vLLM layer"] = vllm_layer(case, n, vllm_sparse, vllm_index)[0]
+    return fns
+
+
+def vllm_ratios(summary: dict[str, dict[str, float]]) -> dict[str, float]:
+    """vLLM's median over ours per part both were timed for (the goal's "x vLLM", same run, same load)."""
+    return {part: summary["vLLM " + part]["median_ms"] / summary[part]["median_ms"]
+            for part in ("attention", "layer") if part in summary and "vLLM " + part in summary}
 
 
 def time_rounds(fns: dict[str, Callable[[], object]], rounds: int, rep_ms: float,
@@ -154,6 +191,8 @@ def print_summary(summary: dict[str, dict[str, float]], card: dict[str, list[dic
         print(f"| {part} | {s['median_ms']:.2f} ms | {s['round_min_ms']:.2f} - {s['round_max_ms']:.2f} ms | "
               f"{s['calls']:.0f} | {mhz} | {watts} |")
     print(f"\nlayer - (indexer + attention): {layer_excess(summary):+.2f} ms")
+    for part, ratio in vllm_ratios(summary).items():
+        print(f"{part}: {ratio:.2f}x vLLM's (medians, same rounds)")
 
 
 def main() -> None:
@@ -161,11 +200,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=131072)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rep-ms", type=float, default=1000.0, help="do_bench's time per part and round")
+    parser.add_argument("--int8", action="store_true", help="also the attention and layer with int8 partials")
+    parser.add_argument("--vllm-ops", type=Path, help="vLLM's M3 Triton files: also time vLLM's attention and layer")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("layer_rounds needs a CUDA GPU")
-    fns = layer_parts(args.n)
+    fns = layer_parts(args.n, args.int8, args.vllm_ops)
     with CardSampler() as sampler:
         calls, card = time_rounds(fns, args.rounds, args.rep_ms, sampler)
     summary = summarise(calls)
@@ -174,7 +215,8 @@ def main() -> None:
     print_summary(summary, card, header)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"header": header, "summary": summary, "card": card, "calls": calls}))
+        args.json.write_text(json.dumps({"header": header, "summary": summary, "vllm_ratios": vllm_ratios(summary),
+                                         "card": card, "calls": calls}))
 
 
 if __name__ == "__main__":

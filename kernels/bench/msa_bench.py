@@ -388,6 +388,22 @@ def vllm_attention(case, sel: torch.Tensor, vllm_sparse):
     return fn, out
 
 
+def vllm_layer(case, n: int, vllm_sparse, vllm_index):
+    """(callable running vLLM's whole MSA layer, index_score + topk + sparse_attn, into a fixed output, that output)."""
+    args = (case.index_q, case.index_k_cache, case.block_table, case.query_start_loc, case.seq_lens)
+    prefix = torch.zeros(case.seq_lens.numel(), dtype=torch.int32, device="cuda")
+    out = torch.empty_like(case.q)
+
+    def fn() -> None:
+        score = vllm_index.minimax_m3_index_score(*args, prefix, n, n, KV_HEADS)
+        sel = vllm_index.minimax_m3_index_topk(score, case.query_start_loc, prefix, n, 16, 0, 1)
+        vllm_sparse.minimax_m3_sparse_attn(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,
+                                           case.seq_lens, prefix, n, KV_HEADS, HEAD_DIM ** -0.5, out)
+
+    fn()
+    return fn, out
+
+
 def whole_layer_rows(case, n: int, vllm_sparse, vllm_index, rows: list[Row], label: str,
                      variants: tuple[tuple[str, dict[str, Any]], ...] = (("default", {}),)) -> None:
     """The issue's whole-layer rows (indexer + attention on its own selections, timed as one call each): ours per
@@ -407,16 +423,7 @@ def whole_layer_rows(case, n: int, vllm_sparse, vllm_index, rows: list[Row], lab
         times[name] = bench_ms(ours)
     t_v = float("nan")
     if vllm_sparse is not None and vllm_index is not None:
-        prefix = torch.zeros(case.seq_lens.numel(), dtype=torch.int32, device="cuda")
-        out_v = torch.empty_like(case.q)
-
-        def theirs() -> None:
-            score = vllm_index.minimax_m3_index_score(*args, prefix, n, n, KV_HEADS)
-            sel = vllm_index.minimax_m3_index_topk(score, case.query_start_loc, prefix, n, 16, 0, 1)
-            vllm_sparse.minimax_m3_sparse_attn(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,
-                                               case.seq_lens, prefix, n, KV_HEADS, HEAD_DIM ** -0.5, out_v)
-
-        t_v = bench_ms(theirs)
+        t_v = bench_ms(vllm_layer(case, n, vllm_sparse, vllm_index)[0])
         rows.append(Row("layer", label, "vLLM whole layer (index_score + topk + sparse_attn)", t_v))
     for name, t in times.items():
         rows.append(Row("layer", label, f"ours whole layer (indexer + attention, {name})", t,

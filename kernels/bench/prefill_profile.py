@@ -2,8 +2,11 @@
 
 For each selection kind (the indexer's selections on random inputs, synthetic f = 0.9 / 1.0, the seeds msa_bench and
 tree_compare use) the default call is timed alone (``do_bench``) and then profiled over ``--calls`` calls; the table
-lists every kernel's device time per call, their sum, and the wall time the sum leaves unexplained (launch gaps and
-host work between launches). This is the stage breakdown the NOTES' "outside the step" estimates come from:
+lists every kernel's device time per call, their sum, and the wall time the sum leaves unexplained; then the profiled
+calls' timeline (their span per call, the time some kernel ran, the idle stretches and the kernels around them) and
+the same calls timed back to back without the profiler and without do_bench's L2 flush, which tells idle device time
+(launch gaps, host work) from the difference between two measurements. This is the stage breakdown the NOTES'
+"outside the step" estimates come from:
 
     PYTHONPATH=$PWD python -m kernels.bench.prefill_profile --n 131072 --json $OUT/profile.json
 
@@ -24,9 +27,13 @@ import torch
 
 from kernels.bench.tree_compare import HEAD_DIM, HEADS, KINDS, KV_HEADS, bench_ms, selection
 
+Launch = tuple[float, float, str]
+"""One kernel on the device's timeline: start and end (microseconds), short name."""
 
-def kernel_times(fn, calls: int) -> dict[str, float]:  # noqa: ANN001 - a callable launching GPU work
-    """Device milliseconds per call of each kernel ``fn`` launches (summed over its launches within one call)."""
+
+def kernel_times(fn, calls: int) -> tuple[dict[str, float], dict]:  # noqa: ANN001 - a callable launching GPU work
+    """Device milliseconds per call of each kernel ``fn`` launches (summed over its launches within one call), and
+    the profiled calls' ``timeline`` (where the device sat idle between them)."""
     from torch.profiler import ProfilerActivity, profile
 
     fn()
@@ -36,10 +43,49 @@ def kernel_times(fn, calls: int) -> dict[str, float]:  # noqa: ANN001 - a callab
             fn()
         torch.cuda.synchronize()
     per_kernel: dict[str, float] = defaultdict(float)
+    launches: list[Launch] = []
     for event in prof.events():
         if event.device_type == torch.autograd.DeviceType.CUDA and event.device_time_total > 0:
             per_kernel[short_name(event.name)] += event.device_time_total / 1000.0 / calls
-    return dict(sorted(per_kernel.items(), key=lambda kv: -kv[1]))
+            launches.append((event.time_range.start, event.time_range.end, short_name(event.name)))
+    return dict(sorted(per_kernel.items(), key=lambda kv: -kv[1])), timeline(launches, calls)
+
+
+def back_to_back_ms(fn, calls: int) -> float:  # noqa: ANN001 - a callable launching GPU work
+    """Milliseconds per call of ``calls`` calls queued back to back between two events, as the profiler sees them."""
+    fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(calls):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / calls
+
+
+def timeline(launches: list[Launch], calls: int, most: int = 4) -> dict:
+    """Per call: the span from the first kernel's start to the last one's end, the time some kernel ran (their
+    union: overlapping kernels count once), the idle rest, and the ``most`` largest idle stretches summed by the pair
+    of kernels around them — where the wall time a do_bench reports and the kernels' sum part (a host behind the
+    device, a sync, or no idle at all: then the difference is the clock between the two measurements)."""
+    if not launches:
+        return {"span_ms": 0.0, "busy_ms": 0.0, "idle_ms": 0.0, "gaps": []}
+    ordered = sorted(launches)
+    busy, reach = 0.0, ordered[0][0]
+    last_name = ordered[0][2]
+    gaps: dict[tuple[str, str], float] = defaultdict(float)
+    for start, end, name in ordered:
+        if start > reach:
+            gaps[(last_name, name)] += start - reach
+        busy += max(0.0, end - max(start, reach))
+        if end >= reach:
+            reach, last_name = end, name
+    span = reach - ordered[0][0]
+    top = sorted(gaps.items(), key=lambda kv: -kv[1])[:most]
+    return {"span_ms": span / 1000.0 / calls, "busy_ms": busy / 1000.0 / calls,
+            "idle_ms": (span - busy) / 1000.0 / calls,
+            "gaps": [{"after": a, "before": b, "ms": us / 1000.0 / calls} for (a, b), us in top]}
 
 
 def short_name(name: str) -> str:
@@ -76,8 +122,9 @@ def profile_kinds(n: int, kinds: list[str], calls: int, fp8_step: int | None = N
                                         partial_dtype=torch.int8 if int8 else torch.bfloat16)
 
             wall = bench_ms(attend)
-            kernels = kernel_times(attend, calls)
-            rows.append({"n": n, "kind": kind, "wall_ms": wall, "kernels_ms": kernels})
+            kernels, line = kernel_times(attend, calls)
+            line["back_to_back_ms"] = back_to_back_ms(attend, calls)
+            rows.append({"n": n, "kind": kind, "wall_ms": wall, "kernels_ms": kernels, "timeline": line})
     return rows
 
 
@@ -90,6 +137,12 @@ def print_table(rows: list[dict]) -> None:
         print("| --- | --- | --- |")
         for name, ms in row["kernels_ms"].items():
             print(f"| {name} | {ms:.3f} | {ms / row['wall_ms']:.1%} |")
+        line = row.get("timeline")
+        if line:
+            print(f"profiled calls: span {line['span_ms']:.3f} ms per call, a kernel running {line['busy_ms']:.3f}, "
+                  f"idle {line['idle_ms']:.3f}; back to back unprofiled {line.get('back_to_back_ms', 0.0):.3f} ms")
+            for gap in line["gaps"]:
+                print(f"  idle {gap['ms'] * 1000:.1f} us per call after {gap['after']} before {gap['before']}")
 
 
 def main() -> None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.bench.layer_rounds import PARTS, card_during, layer_excess, parse_smi_line, rotated, summarise
+from kernels.bench.layer_rounds import (
+    PARTS,
+    card_during,
+    layer_excess,
+    parse_smi_line,
+    rotated,
+    summarise,
+    vllm_ratios,
+)
 
 
 def test_smi_lines_parse_or_are_dropped():
@@ -39,3 +47,11 @@ def test_each_part_takes_each_place_equally_often():
     for place in range(len(PARTS)):
         assert sorted(order[place] for order in orders) == sorted(PARTS)
     assert rotated(PARTS, 3) == rotated(PARTS, 0) == list(PARTS)
+
+
+def test_vllm_ratios_are_theirs_over_ours_for_the_parts_both_ran():
+    summary = {"attention": {"median_ms": 30.0}, "vLLM attention": {"median_ms": 75.0},
+               "layer": {"median_ms": 45.0}, "indexer": {"median_ms": 14.5}}
+    assert vllm_ratios(summary) == {"attention": pytest.approx(2.5)}  # no vLLM layer timed: no layer ratio
+    summary["vLLM layer"] = {"median_ms": 99.0}
+    assert vllm_ratios(summary)["layer"] == pytest.approx(2.2)
