@@ -206,7 +206,10 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("layer_rounds needs a CUDA GPU")
-    fns = layer_parts(args.n, args.int8, args.vllm_ops)
+    try:
+        fns = layer_parts(args.n, args.int8, args.vllm_ops)
+    except FileNotFoundError as err:  # --vllm-ops without vLLM's two files: say which, no traceback
+        raise SystemExit(f"layer_rounds: {err}") from None
     with CardSampler() as sampler:
         calls, card = time_rounds(fns, args.rounds, args.rep_ms, sampler)
     summary = summarise(calls)
