@@ -43,7 +43,7 @@ from kernels.bench.msa_bench import (
     rel_diff,
     timed_attention,
 )
-from kernels.msa.merge import CarrierParts, load_part, merge_partials
+from kernels.msa.merge import CarrierParts, merge_partials, weighted_part
 
 GROUP = HEADS // KV_HEADS
 
@@ -55,9 +55,8 @@ def _v12_fold_part(m, denom, acc, lse, po_ptr, ps_ptr, part, offs_d, mask, HEAD_
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
     alpha = tl.exp2(m - m_safe)
     w = tl.exp2(lse - m_safe)
-    o = load_part(po_ptr, ps_ptr, part, offs_d, mask & (w > 0), HEAD_DIM, "")
-    o = tl.where((w > 0)[:, None], o, 0.0)
-    return m_new, denom * alpha + w, acc * alpha[:, None] + w[:, None] * o
+    return m_new, denom * alpha + w, acc * alpha[:, None] + weighted_part(po_ptr, ps_ptr, part, w, offs_d, mask,
+                                                                          HEAD_DIM, "")
 
 
 @triton.jit

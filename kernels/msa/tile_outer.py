@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.msa.merge import LOG2E, CarrierParts, load_part, store_part
+from kernels.msa.merge import LOG2E, CarrierParts, store_part, weighted_part
 from kernels.msa.reference import BLOCK_SIZE
 from kernels.msa.workspace import PrefillWorkspace, empty
 
@@ -499,9 +499,8 @@ def _tile_outer_kernel(
                     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
                     alpha = tl.exp2(m - m_safe)
                     wk = tl.exp2(lse - m_safe)  # (not `w`: the work-list loop's variable)
-                    o = load_part(po_ptr, ps_ptr, part, offs_d, has & (wk > 0), HEAD_DIM, "")
                     l = l * alpha + wk
-                    acc = acc * alpha[:, None] + wk[:, None] * o
+                    acc = acc * alpha[:, None] + weighted_part(po_ptr, ps_ptr, part, wk, offs_d, has, HEAD_DIM, "")
                     m = m_new
         acc = acc / tl.where(l > 0, l, 1.0)[:, None]
         out = (out_ptr + t.to(tl.int64)[:, None] * stride_ot + (h * GROUP + r_g)[:, None] * stride_oh

@@ -1,4 +1,4 @@
-"""The partial-output codecs (``merge.store_part`` / ``load_part``) against torch: int8 with a per-row absmax scale
+"""The partial-output codecs (``merge.store_part`` / ``weighted_part``) against torch: int8 with a per-row absmax scale
 must equal round-half-even(o / scale) exactly (v10t encodes and decodes it with float bit tricks instead of
 float<->int conversions), bf16 a plain cast. CPU under TRITON_INTERPRET=1, or the GPU when present."""
 from __future__ import annotations
@@ -14,10 +14,12 @@ import pytest  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from kernels.msa.merge import load_part, store_part  # noqa: E402
+from kernels.msa.merge import store_part, weighted_part  # noqa: E402
 from tests.kernels.msa.checks import DEVICE  # noqa: E402
 
 ROWS, D = 16, 32
+WEIGHTLESS: tl.constexpr = tl.constexpr(5)
+"""The row read back with weight 0."""
 
 
 @triton.jit
@@ -27,7 +29,9 @@ def _round_trip_kernel(o_ptr, po_ptr, ps_ptr, back_ptr, ROWS: tl.constexpr, D: t
     o = tl.load(o_ptr + offs_r[:, None] * D + offs_d[None, :])
     keep = offs_r != 3  # one masked row: neither written nor read
     store_part(po_ptr, ps_ptr, offs_r, offs_d, o, keep, D)
-    tl.store(back_ptr + offs_r[:, None] * D + offs_d[None, :], load_part(po_ptr, ps_ptr, offs_r, offs_d, keep, D, ""))
+    w = tl.where(offs_r == WEIGHTLESS, 0.0, 1.0)  # a written row of weight 0 reads as zeros
+    tl.store(back_ptr + offs_r[:, None] * D + offs_d[None, :],
+             weighted_part(po_ptr, ps_ptr, offs_r, w, offs_d, keep, D, ""))
 
 
 def _rows() -> torch.Tensor:
@@ -52,6 +56,8 @@ def test_partial_codec_round_trip(dtype):
     keep = torch.arange(ROWS) != 3
     o, po, ps, back = o.cpu(), po.cpu(), ps.cpu(), back.cpu()
     assert torch.equal(back[3], torch.zeros(D)), "a masked row must read as zeros"
+    assert torch.equal(back[5], torch.zeros(D)), "a row of weight 0 must read as zeros"
+    read = keep & (torch.arange(ROWS) != 5)  # row 5 is written (checked through po) but read with weight 0
     if dtype == torch.int8:
         amax = o.abs().amax(1)
         scale = amax / 127.0
@@ -59,13 +65,13 @@ def test_partial_codec_round_trip(dtype):
         assert torch.equal(po[keep], want[keep])
         assert torch.equal(po[3], torch.full((D,), 7, dtype=torch.int8)) and float(ps[3]) == -1.0
         assert torch.allclose(ps[keep], scale[keep], rtol=1e-6, atol=0)
-        assert torch.allclose(back[keep], (want.float() * ps[:, None])[keep], rtol=1e-6, atol=0)
+        assert torch.allclose(back[read], (want.float() * ps[:, None])[read], rtol=1e-6, atol=0)
         assert int(po[2, 0]) == -127 and int(po[2, 1]) == 127
-        err = (back - o)[keep].abs() / amax[keep, None].clamp_min(1e-30)
+        err = (back - o)[read].abs() / amax[read, None].clamp_min(1e-30)
         assert float(err.max()) <= 0.5 / 127 + 1e-6  # at most half a step of the row's scale
     else:  # a plain cast (the interpreter truncates where the GPU rounds to nearest: one bf16 step either way)
         assert bool(((po.float() - o).abs() <= o.abs() * 2.0 ** -7)[keep].all())
-        assert torch.equal(back[keep], po[keep].float())
+        assert torch.equal(back[read], po[read].float())
 
 
 def _merge_reference(po: torch.Tensor, plse: torch.Tensor, present: torch.Tensor,
