@@ -91,7 +91,7 @@ def stage_runner(case, csr, pos, top_k: int, impl: str, chunk: int = 128, per_sm
 
 
 def decode_int8(parts: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """int8 parts + row scales as fp32 (``merge.load_part``)."""
+    """int8 parts + row scales as fp32 (``merge.weighted_part`` with weight 1)."""
     return parts.float() * scale[..., None]
 
 

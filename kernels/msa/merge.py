@@ -19,7 +19,7 @@ LOG2E = math.log2(math.e)
 """1 / ln(2): the kernels take softmax in base 2 (exp2), so scores are scaled by sm_scale * log2(e)."""
 _MAGIC: tl.constexpr = tl.constexpr(12582912.0)
 """1.5 * 2^23: a float in [2^23, 2^24) has unit spacing, so x + _MAGIC rounds x (|x| < 2^22) to an integer held in the
-low mantissa bits (int8 partials, ``store_part`` / ``load_part``)."""
+low mantissa bits (int8 partials, ``store_part`` / ``weighted_part``)."""
 _MAGIC_BITS: tl.constexpr = tl.constexpr(0x4B400000)
 """The bits of _MAGIC (low byte zero)."""
 
