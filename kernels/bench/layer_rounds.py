@@ -27,12 +27,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
-
-if TYPE_CHECKING:
-    from kernels.msa.workspace import PrefillWorkspace
 
 PARTS = ("indexer", "attention", "layer")
 SMI_QUERY = ("nvidia-smi", "--query-gpu=clocks.sm,power.draw", "--format=csv,noheader,nounits")
@@ -120,13 +116,13 @@ def layer_parts(n: int, int8: bool = False, vllm_ops: Path | None = None) -> dic
         HEADS,
         KV_HEADS,
         bench_workspace,
+        ours_layer,
         timed_attention,
         vllm_attention,
         vllm_layer,
     )
     from kernels.msa.indexer import msa_index_topk_triton
     from kernels.msa.inputs import make_case
-    from kernels.msa.prefill import sparse_attention_triton
 
     case = make_case([n], [n], HEADS, KV_HEADS, HEAD_DIM, torch.bfloat16, "cuda", seed=n)
     index_args = (case.index_q, case.index_k_cache, case.block_table, case.query_start_loc, case.seq_lens)
@@ -138,14 +134,8 @@ def layer_parts(n: int, int8: bool = False, vllm_ops: Path | None = None) -> dic
     knob_sets = {"": {}, " int8": {"partial_dtype": torch.int8}} if int8 else {"": {}}
     fns: dict[str, Callable[[], object]] = {"indexer": indexer}
     for suffix, knobs in knob_sets.items():
-        workspace = bench_workspace()  # one per knob set, kept across calls as a server keeps its own
-        attention, out = timed_attention(case, sel, workspace=workspace, **knobs)
-
-        def layer(out: torch.Tensor = out, knobs: dict = knobs, workspace: PrefillWorkspace = workspace) -> None:
-            sparse_attention_triton(case.q, case.kv_cache, indexer(), case.block_table, case.query_start_loc,
-                                    case.seq_lens, HEAD_DIM ** -0.5, out, workspace=workspace, **knobs)
-
-        fns["attention" + suffix], fns["layer" + suffix] = attention, layer
+        fns["attention" + suffix] = timed_attention(case, sel, workspace=bench_workspace(), **knobs)[0]
+        fns["layer" + suffix] = ours_layer(case, n, **knobs)[0]
     if vllm_ops is not None:
         from kernels.bench.vllm_standin import load_vllm_ops
 

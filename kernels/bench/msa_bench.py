@@ -404,23 +404,30 @@ def vllm_layer(case, n: int, vllm_sparse, vllm_index):
     return fn, out
 
 
-def whole_layer_rows(case, n: int, vllm_sparse, vllm_index, rows: list[Row], label: str,
-                     variants: tuple[tuple[str, dict[str, Any]], ...] = (("default", {}),)) -> None:
-    """The issue's whole-layer rows (indexer + attention on its own selections, timed as one call each): ours per
-    ``variants`` (knobs of sparse_attention_triton) and vLLM's two kernels, in the same run (v12m)."""
+def ours_layer(case, n: int, **knobs):
+    """(callable running our whole MSA layer, the indexer then the prefill on its selections with ``knobs``, into a
+    fixed output with one workspace kept across calls as a server keeps its own, that output)."""
     from kernels.msa.indexer import msa_index_topk_triton
     from kernels.msa.prefill import sparse_attention_triton
 
     args = (case.index_q, case.index_k_cache, case.block_table, case.query_start_loc, case.seq_lens)
     out = torch.empty_like(case.q)
-    times = {}
-    for name, knobs in variants:
-        def ours(knobs=knobs) -> None:
-            sel = msa_index_topk_triton(*args, max_query_len=n)
-            sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc,
-                                    case.seq_lens, HEAD_DIM ** -0.5, out, workspace=bench_workspace(), **knobs)
+    workspace = bench_workspace()
 
-        times[name] = bench_ms(ours)
+    def fn() -> None:
+        sel = msa_index_topk_triton(*args, max_query_len=n)
+        sparse_attention_triton(case.q, case.kv_cache, sel, case.block_table, case.query_start_loc, case.seq_lens,
+                                HEAD_DIM ** -0.5, out, workspace=workspace, **knobs)
+
+    fn()
+    return fn, out
+
+
+def whole_layer_rows(case, n: int, vllm_sparse, vllm_index, rows: list[Row], label: str,
+                     variants: tuple[tuple[str, dict[str, Any]], ...] = (("default", {}),)) -> None:
+    """The issue's whole-layer rows (indexer + attention on its own selections, timed as one call each): ours per
+    ``variants`` (knobs of sparse_attention_triton) and vLLM's two kernels, in the same run (v12m)."""
+    times = {name: bench_ms(ours_layer(case, n, **knobs)[0]) for name, knobs in variants}
     t_v = float("nan")
     if vllm_sparse is not None and vllm_index is not None:
         t_v = bench_ms(vllm_layer(case, n, vllm_sparse, vllm_index)[0])
