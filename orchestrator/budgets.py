@@ -25,7 +25,8 @@ _VOLATILE = re.compile(r"0x[0-9a-f]+|\d+(\.\d+)?|/tmp/\S+")
 def failure_signature(verdict: str, summary: str, findings: list[str]) -> str:
     """Equal for 'the same error again': numbers, addresses and temp paths are masked before hashing."""
     text = _VOLATILE.sub("#", (summary + "\n" + "\n".join(findings)).lower())
-    return hashlib.sha1(f"{verdict}|{text}".encode()).hexdigest()[:12]
+    # surrogatepass: a finding may name a file whose bytes are not UTF-8, or carry a model's lone surrogate
+    return hashlib.sha1(f"{verdict}|{text}".encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 def is_stuck(history: list[str], patience: int) -> bool:

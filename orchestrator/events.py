@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict, cast
 
+from rich.markup import escape
+
 from tasks.base import CheckReport
-from tasks.text import shorten
+from tasks.text import printable, shorten
 
 Kind = Literal["run_started", "run_resumed", "lease_acquired", "plan", "iteration_started", "model_call",
                "tool_call", "exec", "rollback", "commit", "check", "verdict", "decision", "steer", "strategy_change",
@@ -241,6 +243,12 @@ def read_record(path: Path) -> IterationRecord:
 
 # --- one line of text per event ------------------------------------------------------------------------------
 
+def _shown(value: Any, width: int | None = None) -> str:
+    """A field of an event as rich text: what a sandbox or a model wrote is never markup nor a terminal control."""
+    text = str(value)
+    return escape(printable(shorten(text, width) if width else text))
+
+
 def _summary(e: Mapping[str, Any]) -> str | None:
     """The live line of the events worth showing while a run is in the foreground (rich markup), else None."""
     it, kind = e.get("iteration"), e.get("kind")
@@ -249,21 +257,22 @@ def _summary(e: Mapping[str, Any]) -> str | None:
     if kind == "model_call":
         mode = "thinking" if e.get("thinking") else "fast"
         cut = f", cut at the {e.get('completion_limit')}-token limit" if e.get("cut_at_limit") else ""
-        return f"  {e['role']}: {e['total_tokens']} tokens ({mode}, {e['latency_s']:.1f} s{cut})"
+        return f"  {_shown(e['role'])}: {e['total_tokens']} tokens ({mode}, {e['latency_s']:.1f} s{cut})"
     if kind == "tool_call":
-        args = ", ".join(f"{k}={str(v)[:60]!r}" for k, v in (e.get("args") or {}).items() if k != "content")
-        return f"  {e['tool']}({args}) -> {'ok' if e.get('ok') else 'failed'}"
+        args = ", ".join(f"{_shown(k)}={_shown(repr(str(v)[:60]))}" for k, v in (e.get("args") or {}).items()
+                         if k != "content")
+        return f"  {_shown(e['tool'])}({args}) -> {'ok' if e.get('ok') else 'failed'}"
     if kind == "check":
         return f"  check: {'passed' if e['passed'] else 'failed'} (score {e['score']:.4g})"
     if kind == "verdict":
-        return f"  verdict: [bold]{e['verdict']}[/bold] {shorten((e.get('findings') or [''])[0], 160)}"
+        return f"  verdict: [bold]{_shown(e['verdict'])}[/bold] {_shown((e.get('findings') or [''])[0], 160)}"
     if kind == "repeated_output":
-        return f"  {e.get('role')} repeated its previous reply word for word: {e.get('action', '')}"
+        return f"  {_shown(e.get('role'))} repeated its previous reply word for word: {_shown(e.get('action', ''))}"
     if kind == "migration":
         return f"  migration: iteration {it} (island {e.get('source_island')}) -> islands {e.get('to')}"
     if kind in ("decision", "strategy_change", "steer", "error", "status"):
         rest = e.get("reason") or e.get("text") or e.get("message") or ""
-        return f"  {kind}: {e.get('action', '')} — {shorten(str(rest), 160)}"
+        return f"  {kind}: {_shown(e.get('action', ''))} — {_shown(rest, 160)}"
     return None
 
 
@@ -278,4 +287,4 @@ def format_event(e: Mapping[str, Any], live: bool = False) -> str | None:
     stamp = time.strftime("%H:%M:%S", time.localtime(e.get("ts") or 0))
     fields = " ".join(f"{k}={json.dumps(v)[:160]}" for k, v in e.items() if k not in _HEADER and k[0] != "_")
     where = f"it {e.get('iteration')}" + (f" island {e['island']}" if e.get("island") is not None else "")
-    return f"{stamp} #{e.get('seq')} [{where}] {e.get('kind')}: {fields}"
+    return printable(f"{stamp} #{e.get('seq')} [{where}] {e.get('kind')}: {fields}")

@@ -29,7 +29,7 @@ from orchestrator.runtime import Runtime
 from orchestrator.tokens import Usage
 from orchestrator.workspace import commit_tree, stage_tree
 from sandboxes.base import SandboxError
-from tasks.text import shorten
+from tasks.text import printable, shorten
 
 HISTORY = 8
 COMPACT_FACTOR = 2
@@ -344,8 +344,8 @@ def close_iteration(rt: Runtime, after: dict[str, Any], tree: str, verdict: Verd
     `after` is the loop state the iteration leaves. Returns the commit. An island's runtime (`rt.island`) journals
     its commit too: a round closes several iterations, and only the last one is HEAD after a crash."""
     run, iteration = rt.run, after["completed"]
-    line = f"{verdict.verdict} (score {verdict.score:.4g})" + (f": {shorten(verdict.findings[0], 120)}"
-                                                               if verdict.findings else "")
+    line = f"{verdict.verdict} (score {verdict.score:.4g})" + (f": {printable(shorten(verdict.findings[0], 120))}"
+                                                               if verdict.findings else "")  # a NUL cannot be in argv
     if rt.island is None:
         sha = commit_tree(run.git_dir, iteration, tree, line)
     else:

@@ -9,7 +9,7 @@ from typing import Any, cast
 from orchestrator.agents.verifier import Verdict
 from orchestrator.events import Decision, IterationRecord, VerdictJSON, iteration_key, read_record
 from orchestrator.rundir import RunDir, atomic_write_json
-from tasks.text import shorten
+from tasks.text import md_fenced, md_inline, shorten
 
 
 def write_iteration_record(run: RunDir, iteration: int, sha: str, verdict: Verdict, action: str, reason: str,
@@ -60,7 +60,7 @@ def write_report(rt: Any, state: Mapping[str, Any]) -> None:
     lines += ["| iteration |" + (" island |" if islands else "") + " verdict | score | decision | first finding |",
               "|---|" + ("---|" if islands else "") + "---|---|---|---|"]
     for rec in iteration_records(run):
-        first = shorten(rec.findings[0] if rec.findings else "", 160).replace("|", "\\|")
+        first = md_inline(rec.findings[0] if rec.findings else "", 160)  # model and sandbox text: never markup
         island = f" {rec.island} |" if islands else ""
         lines.append(f"| {rec.iteration} |{island} {rec.verdict_kind} | {rec.score:.4g} | {rec.decision.action} | "
                      f"{first} |")
@@ -77,7 +77,7 @@ def _last_findings(run: RunDir) -> list[str]:
         return []
     lines = ["", f"## Findings of iteration {records[0].iteration}"]
     for finding in records[0].findings:
-        lines += ["", "~~~text", finding, "~~~"]
+        lines += ["", *md_fenced(finding)]
     return lines
 
 

@@ -28,6 +28,7 @@ SAFE_CONFIG = (
     "core.askPass=",
     "core.editor=false",
     "credential.helper=",
+    "core.bigFileThreshold=16m",  # diffs show larger blobs as binary: git never loads a sandbox-sized file whole
     "gc.auto=0",
     "maintenance.auto=false",
     "protocol.allow=never",
@@ -67,21 +68,47 @@ def clean_env() -> dict[str, str]:
     }
 
 
-def git(git_dir: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> bytes:
-    """Run `git --git-dir=<git_dir> <args>` safely; returns stdout, raises GitFailed on a non-zero exit."""
+def _argv(git_dir: Path, args: Sequence[str]) -> list[str]:
     argv = [GIT, f"--git-dir={git_dir}"]
     for item in SAFE_CONFIG:
         argv += ["-c", item]
-    proc = subprocess.run([*argv, *args], input=input, capture_output=True, cwd=str(git_dir),
-                          env={**clean_env(), **(env or {})}, stdin=None if input is not None else subprocess.DEVNULL)
+    return [*argv, *args]
+
+
+def git(git_dir: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None,
+        stdout: int | None = None) -> bytes:
+    """Run `git --git-dir=<git_dir> <args>` safely; returns stdout (written to the fd `stdout` instead when given),
+    raises GitFailed on a non-zero exit."""
+    proc = subprocess.run(_argv(git_dir, args), input=input, stdout=subprocess.PIPE if stdout is None else stdout,
+                          stderr=subprocess.PIPE, cwd=str(git_dir), env={**clean_env(), **(env or {})},
+                          stdin=None if input is not None else subprocess.DEVNULL)
     if proc.returncode != 0:
         raise GitFailed(f"git {' '.join(args[:3])} failed ({proc.returncode}): "
                         f"{proc.stderr.decode(errors='replace').strip()[:500]}")
-    return proc.stdout
+    return proc.stdout or b""
 
 
 def git_text(git_dir: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
     return git(git_dir, *args, input=input, env=env).decode("utf-8", errors="replace")
+
+
+def git_head(git_dir: Path, *args: str, max_bytes: int) -> tuple[bytes, bool]:
+    """The first `max_bytes` of a command's output and whether it was cut there (git is stopped at the cut): for
+    output whose size the sandbox decides (patches), which is never read whole."""
+    with tempfile.TemporaryFile() as err, subprocess.Popen(
+            _argv(git_dir, args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, cwd=str(git_dir),
+            env=clean_env()) as proc:
+        assert proc.stdout is not None
+        out = proc.stdout.read(max_bytes + 1)
+        cut = len(out) > max_bytes
+        if cut:
+            proc.kill()
+        code = proc.wait()
+        if code != 0 and not cut:
+            err.seek(0)
+            raise GitFailed(f"git {' '.join(args[:3])} failed ({code}): "
+                            f"{err.read(4000).decode(errors='replace').strip()[:500]}")
+    return out[:max_bytes], cut
 
 
 def init_bare(git_dir: Path) -> None:

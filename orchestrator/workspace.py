@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat
 import threading
 import time
@@ -19,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from orchestrator.safegit import GitFailed, git, git_text, init_bare, patch_args
+from orchestrator.safegit import GitFailed, git, git_head, git_text, init_bare, patch_args
 from sandboxes import hostfs
 
 SYMLINK_MODE = "120000"
@@ -78,6 +77,36 @@ def _write_object(git_dir: Path, kind: bytes, data: bytes) -> str:
     return sha
 
 
+def _store_blob(git_dir: Path, fd: int, size: int) -> str | None:
+    """Store the file open at `fd` (`size` bytes) as a loose blob, read and compressed 1 MiB at a time: a file
+    of any size costs no more memory than that. None when the file's length changed while it was read."""
+    header = b"blob %d\0" % size
+    digest = hashlib.sha1(header)
+    packer = zlib.compressobj(1)
+    tmp = git_dir / "objects" / f".tmp-{os.getpid()}-{threading.get_ident()}-blob"  # islands stage at once
+    with open(tmp, "wb") as out:
+        out.write(packer.compress(header))
+        left = size
+        while left:
+            chunk = os.read(fd, min(1 << 20, left))
+            if not chunk:
+                break
+            digest.update(chunk)
+            out.write(packer.compress(chunk))
+            left -= len(chunk)
+        out.write(packer.flush())
+    sha = digest.hexdigest()
+    path = git_dir / "objects" / sha[:2] / sha[2:]
+    changed = bool(left) or bool(os.read(fd, 1))  # shorter or longer than its stat said
+    if changed or path.exists():
+        tmp.unlink()
+        return None if changed else sha
+    path.parent.mkdir(exist_ok=True)
+    os.chmod(tmp, 0o444)
+    os.replace(tmp, path)
+    return sha
+
+
 def _is_git_name(name: str) -> bool:
     """Names git refuses in a tree (`.git` in any case, its NTFS short name): data git cannot hold."""
     lowered = name.lower().rstrip(". ")
@@ -98,8 +127,14 @@ def _blob_of(git_dir: Path, root: Path, rel: str, st: os.stat_result) -> str | N
     if cached is not None and cached[0] == sig:
         return cached[1]
     try:
-        sha = _write_object(git_dir, b"blob", hostfs.read_bytes(root, rel))
+        fd = hostfs.open_regular(root, rel)
     except (hostfs.UnsafePath, FileNotFoundError):
+        return None
+    try:
+        sha = _store_blob(git_dir, fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    if sha is None:
         return None
     if time.time() - st.st_ctime_ns / 1e9 > RACY_S:  # a file changed just now could change again unseen
         _seen[key] = (sig, sha)
@@ -122,6 +157,8 @@ def _tree_entries(git_dir: Path, root: Path, parts: tuple[str, ...]) -> list[tup
                 continue
             rel = "/".join((*parts, name))
             if stat.S_ISDIR(st.st_mode):
+                if len(parts) + 1 >= hostfs.MAX_DEPTH:
+                    continue  # nested past what the host reads: left out (the quota stops such a tree anyway)
                 try:
                     sub = _tree_entries(git_dir, root, (*parts, name))
                 except (hostfs.UnsafePath, FileNotFoundError):
@@ -196,21 +233,23 @@ def _safe_link(target: bytes) -> bool:
     return bool(target) and b"\0" not in target and not path.is_absolute() and ".." not in path.parts
 
 
-def _ls_tree(git_dir: Path, tree: str) -> list[tuple[str, str, str]]:
-    """(mode, sha, path) of every blob of a tree."""
-    out = git(git_dir, "ls-tree", "-r", "-z", "--full-tree", tree)
+def _ls_tree(git_dir: Path, tree: str) -> list[tuple[str, str, int, str]]:
+    """(mode, sha, size, path) of every blob of a tree."""
+    out = git(git_dir, "ls-tree", "-r", "-z", "--long", "--full-tree", tree)
     rows = []
     for record in out.split(b"\0"):
         if record:
             meta, path = record.split(b"\t", 1)
-            mode, kind, sha = meta.decode().split()
+            mode, kind, sha, size = meta.decode().split()
             if kind == "blob":
-                rows.append((mode, sha, os.fsdecode(path)))
+                rows.append((mode, sha, int(size), os.fsdecode(path)))
     return rows
 
 
 BATCH_BYTES = 256 << 20
 """Blob bytes read per `git cat-file --batch` call: an export of a large tree never holds it all in memory."""
+STREAM_BYTES = 16 << 20
+"""Blobs larger than this are written to their file straight from git, never held in memory."""
 
 
 def _batch(git_dir: Path, shas: list[str]) -> dict[str, bytes]:
@@ -225,20 +264,16 @@ def _batch(git_dir: Path, shas: list[str]) -> dict[str, bytes]:
     return blobs
 
 
-def _blobs(git_dir: Path, shas: list[str]) -> Iterator[dict[str, bytes]]:
-    """The contents of blobs, in batches of about BATCH_BYTES (sizes from one `cat-file --batch-check`)."""
-    unique = list(dict.fromkeys(shas))
-    if not unique:
-        return
-    sizes = git(git_dir, "cat-file", "--batch-check=%(objectsize)", input=("\n".join(unique) + "\n").encode())
+def _blobs(git_dir: Path, sizes: dict[str, int]) -> Iterator[dict[str, bytes]]:
+    """The contents of blobs (sha -> size), in batches of about BATCH_BYTES."""
     batch: list[str] = []
     total = 0
-    for sha, size in zip(unique, sizes.split(), strict=True):  # one size per object asked for
-        if batch and total + int(size) > BATCH_BYTES:
+    for sha, size in sizes.items():
+        if batch and total + size > BATCH_BYTES:
             yield _batch(git_dir, batch)
             batch, total = [], 0
         batch.append(sha)
-        total += int(size)
+        total += size
     if batch:
         yield _batch(git_dir, batch)
 
@@ -248,15 +283,33 @@ def export_tree(git_dir: Path, tree: str, dest: Path) -> Export:
     dropped (noted in `dropped`): nothing in an export can lead a host step out of it."""
     require_git_dir(git_dir)
     if dest.exists() or dest.is_symlink():
-        shutil.rmtree(dest)
+        hostfs.remove_tree(dest)
     dest.mkdir(parents=True)
     rows = _ls_tree(git_dir, tree)
     result = Export(dest)
-    for blobs in _blobs(git_dir, [sha for _, sha, _ in rows]):
-        for mode, sha, rel in rows:
+    small = {sha: size for mode, sha, size, _ in rows if size <= STREAM_BYTES}
+    for blobs in _blobs(git_dir, small):
+        for mode, sha, _, rel in rows:
             if sha in blobs:
                 _export_one(dest, mode, rel, blobs[sha], result)
+    for mode, sha, size, rel in rows:
+        if size > STREAM_BYTES:
+            _export_large(git_dir, dest, mode, sha, rel, result)
     return result
+
+
+def _export_large(git_dir: Path, dest: Path, mode: str, sha: str, rel: str, result: Export) -> None:
+    """Write one large blob into an export straight from `git cat-file` (a link this large is no link)."""
+    if mode == SYMLINK_MODE:
+        result.dropped.append(f"symbolic link {rel} was left out of the checked copy: its target is too long")
+        return
+    perms = 0o755 if mode == "100755" else 0o644
+    fd = hostfs.open_file(dest, rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms, create_parents=True)
+    try:
+        os.fchmod(fd, perms)
+        git(git_dir, "cat-file", "blob", sha, stdout=fd)
+    finally:
+        os.close(fd)
 
 
 def _export_one(dest: Path, mode: str, rel: str, data: bytes, result: Export) -> None:
@@ -280,7 +333,7 @@ def restore_tree(git_dir: Path, tree: str, workspace: Path) -> Export:
     export = export_tree(git_dir, tree, staging)
     for child in list(workspace.iterdir()):
         if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
+            hostfs.remove_tree(child)  # sandbox-written: nested however deep
         else:
             child.unlink()
     for child in list(staging.iterdir()):
@@ -290,26 +343,46 @@ def restore_tree(git_dir: Path, tree: str, workspace: Path) -> Export:
     return Export(workspace, export.dropped)
 
 
+MAX_PATCH_BYTES = 16 << 20
+"""The most of a patch ever read: its size is the sandbox's to choose (up to the disk quota)."""
+
+
 def diff_tree(git_dir: Path, tree: str, max_chars: int | None = None, base: str = "HEAD") -> str:
     """The staged change against the last commit, or `base` (an island's own last commit): what the verifier
     reviews."""
-    text = git_text(require_git_dir(git_dir), "diff", *patch_args(["--stat", "--patch"]), base, tree, "--")
-    return _clip(text, max_chars)
+    return _patch(require_git_dir(git_dir), ["diff", *patch_args(["--stat", "--patch"]), base, tree, "--"], max_chars)
 
 
-def _clip(text: str, max_chars: int | None) -> str:
+def _patch(git_dir: Path, args: list[str], max_chars: int | None) -> str:
+    """A patch cut at `max_chars` (and at MAX_PATCH_BYTES whatever is asked), with the cut said at its end."""
+    limit = MAX_PATCH_BYTES if max_chars is None else min(MAX_PATCH_BYTES, 4 * max_chars)
+    data, cut = git_head(git_dir, *args, max_bytes=limit)
+    text = data.decode("utf-8", errors="replace")
     if max_chars is not None and len(text) > max_chars:
-        return text[:max_chars] + f"\n[... diff cut at {max_chars} of {len(text)} chars]"
+        return text[:max_chars] + f"\n[... diff cut at {max_chars} of {'more than ' if cut else ''}{len(text)} chars]"
+    if cut:
+        return text + f"\n[... diff cut at {limit} bytes]"
     return text
 
 
 def share_tree(root: Path) -> None:
     """Make a tree the host just wrote writable by the sandbox's non-root user (the loop runs as root; the
-    code never does). Links are skipped, never followed."""
+    code never does). Each entry is changed through its own fd, reached without following links: a path too
+    long for one system call, or a link swapped in, is never a problem."""
     os.chmod(root, 0o777)
     for rel, st in hostfs.walk(root):
-        if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
-            os.chmod(root / rel, 0o777 if stat.S_ISDIR(st.st_mode) else 0o666)
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            continue
+        try:
+            fd = hostfs.open_file(root, rel, os.O_RDONLY | os.O_NONBLOCK)
+        except (hostfs.UnsafePath, FileNotFoundError):
+            continue  # replaced since the walk saw it: left as it is
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+                os.fchmod(fd, 0o777 if stat.S_ISDIR(mode) else 0o666)
+        finally:
+            os.close(fd)
 
 
 def commit_for_iteration(git_dir: Path, iteration: int) -> tuple[str, str] | None:
@@ -322,11 +395,11 @@ def commit_for_iteration(git_dir: Path, iteration: int) -> tuple[str, str] | Non
     return None
 
 
-def show_commit(git_dir: Path, sha: str) -> tuple[str, str, str]:
-    """(full sha, message, stat + patch against its parent) of a commit."""
+def show_commit(git_dir: Path, sha: str, max_chars: int | None = None) -> tuple[str, str, str]:
+    """(full sha, message, stat + patch against its parent, cut at `max_chars`) of a commit."""
     require_git_dir(git_dir)
     full = git_text(git_dir, "rev-parse", "--verify", "--end-of-options", f"{sha}^{{commit}}").strip()
-    patch = git_text(git_dir, "show", *patch_args(["--stat", "--patch", "--format="]), full, "--")
+    patch = _patch(git_dir, ["show", *patch_args(["--stat", "--patch", "--format="]), full, "--"], max_chars)
     return full, _message(git_dir, full).strip(), patch
 
 
@@ -335,4 +408,4 @@ def diff_for_iteration(git_dir: Path, iteration: int, max_chars: int | None = No
     found = commit_for_iteration(git_dir, iteration)
     if found is None:
         raise KeyError(f"no commit for iteration {iteration}")
-    return _clip(show_commit(git_dir, found[0])[2], max_chars)
+    return show_commit(git_dir, found[0], max_chars)[2]

@@ -33,6 +33,8 @@ BOOT = "import sys, json; exec(compile(json.loads(sys.stdin.readline()), 'm3lab-
 """The agent's command line: reads its own source from stdin."""
 ANSWER_GRACE_S = 10.0
 """How long past the command's deadline the host waits for the agent's answer before declaring it dead."""
+MAX_LINE_BYTES = 16 << 20
+"""An answer holds at most ~2 MiB of each stream (agent_main.CAP), base64: a longer line is not the agent's."""
 
 
 class AgentDied(RuntimeError):
@@ -43,7 +45,7 @@ class LineAgent:
     """The protocol, over a transport given by `_send` and `_recv`; `close` ends the agent."""
 
     def __init__(self) -> None:
-        self._stdout = b""
+        self._stdout = bytearray()
 
     def _send(self, data: bytes) -> None:
         raise NotImplementedError
@@ -63,9 +65,14 @@ class LineAgent:
         raise NotImplementedError
 
     def _read_line(self, deadline: float) -> dict[str, Any]:
-        while b"\n" not in self._stdout:
+        seen = 0
+        while (end := self._stdout.find(b"\n", seen)) < 0:
+            if len(self._stdout) > MAX_LINE_BYTES:
+                raise AgentDied(f"agent sent a line longer than {MAX_LINE_BYTES} bytes")
+            seen = len(self._stdout)
             self._stdout += self._recv(deadline)
-        line, _, self._stdout = self._stdout.partition(b"\n")
+        line = bytes(self._stdout[:end])
+        del self._stdout[:end + 1]
         try:
             return json.loads(line)
         except ValueError as exc:

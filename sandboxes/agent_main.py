@@ -5,6 +5,11 @@ per container through one long-lived exec and then spawns each command itself, s
 fork. Protocol: one JSON request per line on stdin ({"argv", "env", "cwd", "timeout", "kill_after"}), one
 JSON response per line on stdout ({"code", "out", "err", "timed_out", "error"}; output base64, tail-capped).
 Nothing here is trusted by the host for limits: memory, pids and OOM accounting stay with the cgroup.
+
+Commands run as this process's user, so before answering anything the agent makes itself non-dumpable: its
+/proc entries then belong to root, and a command can neither write a forged answer into the agent's stdout
+(/proc/<agent>/fd/1) nor read its requests or memory. An agent that cannot do that does not start (the sandbox
+then runs each command without it).
 """
 import base64
 import json
@@ -78,7 +83,15 @@ def run(req):
             "err": base64.b64encode(b"".join(err)).decode(), "timed_out": timed_out, "error": ""}
 
 
+def protect():
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE, 0
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
 def main():
+    protect()
     sys.stdout.write(json.dumps({"ready": os.getpid()}) + "\n")
     sys.stdout.flush()
     for line in sys.stdin:

@@ -90,6 +90,7 @@ def enforce(spec: SandboxSpec, result: ExecResult) -> ExecResult:
     used = over_quota(spec)
     if used is None:
         return result
-    note = (f"\n[m3lab sandbox] the workspace holds {used:.0f} MB, over its disk quota of {spec.disk_mb} MB: "
-            "the command was stopped")
+    held = (f"holds {used:.0f} MB" if used != float("inf") else
+            f"cannot be measured (a folder nested more than {hostfs.MAX_DEPTH} deep, or one the host cannot read)")
+    note = f"\n[m3lab sandbox] the workspace {held}, over its disk quota of {spec.disk_mb} MB: the command was stopped"
     return replace(result, stderr=result.stderr + note, reason="quota")

@@ -15,6 +15,9 @@ from sandboxes import hostfs
 from sandboxes.base import ExecResult, Sandbox
 
 MAX_LIST = 500
+MAX_READ_BYTES = 8 << 20
+"""The most of one file the file tools read (the sandbox decides how large a file is; observations are clipped
+far below this anyway)."""
 
 
 @dataclass(frozen=True)
@@ -66,14 +69,18 @@ def list_files(workspace: Path, rel: str = ".") -> str:
     return "\n".join(names) or "(no files)"
 
 
-def _read_text(workspace: Path, rel: str) -> str:
-    return hostfs.read_bytes(workspace, _relative(rel)).decode("utf-8", errors="replace")
+def _read(workspace: Path, rel: str) -> tuple[bytes, bool]:
+    """The file's first MAX_READ_BYTES, and whether it holds more."""
+    data = hostfs.read_bytes(workspace, _relative(rel), MAX_READ_BYTES + 1)
+    return data[:MAX_READ_BYTES], len(data) > MAX_READ_BYTES
 
 
 def read_file(workspace: Path, rel: str, start: int | None = None, end: int | None = None) -> str:
-    lines = _read_text(workspace, rel).splitlines()
+    data, more = _read(workspace, rel)
+    lines = data.decode("utf-8", errors="replace").splitlines()
     lo, hi = (start or 1), (end or len(lines))
-    return "\n".join(f"{i:5d}  {line}" for i, line in enumerate(lines[lo - 1:hi], start=lo)) or "(empty file)"
+    text = "\n".join(f"{i:5d}  {line}" for i, line in enumerate(lines[lo - 1:hi], start=lo)) or "(empty file)"
+    return text + (f"\n[only the first {MAX_READ_BYTES} bytes of {rel} were read]" if more else "")
 
 
 def write_file(workspace: Path, rel: str, content: str) -> str:
@@ -82,7 +89,10 @@ def write_file(workspace: Path, rel: str, content: str) -> str:
 
 
 def edit_file(workspace: Path, rel: str, old: str, new: str) -> str:
-    text = hostfs.read_bytes(workspace, _relative(rel)).decode("utf-8")
+    data, more = _read(workspace, rel)
+    if more:
+        raise ValueError(f"{rel} is larger than {MAX_READ_BYTES} bytes: edit it with a command")
+    text = data.decode("utf-8")
     count = text.count(old)
     if count != 1:
         raise ValueError(f"`old` occurs {count} times in {rel}; it must occur exactly once")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from orchestrator import events, prompts
 from orchestrator.runtime import Runtime
 from orchestrator.tokens import CHARS_PER_TOKEN, Usage
 from orchestrator.workspace import diff_tree, export_tree, share_tree
+from sandboxes import hostfs
 from sandboxes.base import SandboxError
 from serving.client import EndpointUnavailable
 from tasks.base import CheckContext, CheckReport
@@ -136,7 +136,10 @@ def run_check(rt: Runtime, iteration: int, tree: str, usages: list[Usage]) -> Ch
         return CheckReport(False, 0.0, f"the check itself failed: {exc!r}", findings=[f"check crashed: {exc!r}"],
                            evidence_path=str(log))
     finally:
-        shutil.rmtree(export, ignore_errors=True)
+        try:
+            hostfs.remove_tree(export)  # the check sandbox wrote in it: nested however deep
+        except OSError:
+            pass
 
 
 def _with_dropped(report: CheckReport, dropped: list[str]) -> CheckReport:

@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from tasks.text import printable
+
 console = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="m3lab.toml to use (default ./m3lab.toml).")]
@@ -24,7 +26,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
         print_json({"error": message})
     else:
         # The message is data (paths, "[budget]" tables, the model's text): escaped, never read as markup.
-        console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(printable(message))}", soft_wrap=True)
     raise typer.Exit(code)
 
 

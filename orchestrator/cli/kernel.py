@@ -110,10 +110,13 @@ def kernel_eval(
 
 def _print_verdict(verdict, folder: Path) -> None:  # noqa: ANN001
     from rich.console import Console
+    from rich.markup import escape
+
+    from tasks.text import printable
 
     out = Console()
-    colour = "green" if verdict.accepted else "red"
-    out.print(f"[{colour}]{verdict.summary()}[/{colour}]")
+    colour = "green" if verdict.accepted else "red"  # the candidate's messages: never markup, never a terminal control
+    out.print(f"[{colour}]{escape(printable(verdict.summary()))}[/{colour}]")
     comp = verdict.compile
     if comp:
         out.print(f"  compile: {comp.get('stage_s', comp.get('seconds', 0)):.1f} s, "
@@ -125,9 +128,9 @@ def _print_verdict(verdict, folder: Path) -> None:  # noqa: ANN001
     for label, items in (("cheat", verdict.cheats), ("wrong", verdict.failures), ("error", verdict.errors),
                          ("flag", verdict.flags), ("warning", verdict.warnings)):
         for item in items:
-            out.print(f"  {label}: {item[:400]}")
-    out.print(f"  {verdict.checked_calls} checked calls on {verdict.device_name}, {verdict.eval_s:.1f} s; "
-              f"logs in {folder}")
+            out.print(f"  {label}: {escape(printable(item[:400]))}")
+    out.print(f"  {verdict.checked_calls} checked calls on {escape(printable(str(verdict.device_name)))}, "
+              f"{verdict.eval_s:.1f} s; logs in {folder}")
 
 
 @kernel_app.command("targets")

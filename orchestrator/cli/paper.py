@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from orchestrator.cli.cluster import ClusterOpt, submit  # [issue 15]
 from orchestrator.cli.common import ConfigOpt, JsonOpt, console, fail, launch, load, print_json
+from tasks.text import printable
 
 paper_app = typer.Typer(help="Paper reproduction: ingest a PDF, make or check its rubric.", no_args_is_help=True)
 
@@ -116,7 +117,8 @@ def _make_rubric(bundle: Any, use_model: bool, settings: Any) -> Any:
             console.print(f"[yellow]model unavailable ({escape(str(exc))}); using the deterministic rubric[/yellow]")
     result = generate_rubric(bundle, ask, max_chars)
     if result.source == "fallback" and ask is not None:
-        console.print(f"[yellow]the model's rubric was not usable ({'; '.join(result.problems)[:300]}); "
+        problems = escape(printable("; ".join(result.problems)[:300]))  # they quote the model's reply
+        console.print(f"[yellow]the model's rubric was not usable ({problems}); "
                       "using the deterministic rubric[/yellow]")
     return result
 

@@ -7,11 +7,13 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.cli.cluster import ClusterOpt, submit  # [issue 15]
 from orchestrator.cli.common import ConfigOpt, IslandsOpt, JsonOpt, fail, launch, load, print_json
-from tasks.text import shorten
+from tasks.text import printable, shorten
 
 console = Console()
 run_app = typer.Typer(help="Start a run of a task kind.", no_args_is_help=True)
@@ -102,9 +104,14 @@ DROP_ORDER = ("tokens", "kind", "best", "title", "iter")
 TITLE_MIN = 16
 
 
+def _shown(value: Any) -> str:
+    """Run data (much of it written by a sandbox or a model) as rich markup: never markup, never a terminal control."""
+    return escape(printable(str(value)))
+
+
 def runs_table(rows: list[dict[str, Any]], width: int) -> Table:
     """One line per run; ids are never cut or wrapped: the title shrinks first, then columns are dropped."""
-    cells = {name: [get(r) for r in rows] for name, get in LIST_COLUMNS.items()}
+    cells = {name: [printable(get(r)) for r in rows] for name, get in LIST_COLUMNS.items()}
     need = {name: max([len(name), *map(len, values)]) + 3 for name, values in cells.items()}  # + padding, rule
     need["title"] = min(need["title"], TITLE_MIN + 3)
     shown = list(LIST_COLUMNS)
@@ -121,7 +128,7 @@ def runs_table(rows: list[dict[str, Any]], width: int) -> Table:
         else:
             column.min_width = need[str(column.header)] - 3
     for i in range(len(rows)):
-        table.add_row(*(cells[name][i] for name in shown))
+        table.add_row(*(Text(cells[name][i]) for name in shown))  # Text: a title is never read as markup
     return table
 
 
@@ -143,8 +150,8 @@ def runs_show(run_id: str, config: ConfigOpt = None, json_out: JsonOpt = False) 
     if json_out:
         return print_json(row)
     limits, used = row["budget"].get("limits", {}), row["budget"].get("used", {})
-    console.print(f"[bold]{row['id']}[/bold]  {row['title']}")
-    console.print(f"status: [bold]{row['status']}[/bold] {row['stop_reason']}")
+    console.print(f"[bold]{_shown(row['id'])}[/bold]  {_shown(row['title'])}")
+    console.print(f"status: [bold]{_shown(row['status'])}[/bold] {_shown(row['stop_reason'])}")
     label = "best speed-up" if row["kind"] == "kernel" else "best score"
     console.print(f"{label}: {row['best_score']:.4g} (iteration {row['best_iteration'] or '-'})")
     console.print(f"budget: iterations {used.get('iterations', 0)}/{limits.get('max_iterations')}, "
@@ -154,7 +161,8 @@ def runs_show(run_id: str, config: ConfigOpt = None, json_out: JsonOpt = False) 
     table = Table("iter", "verdict", "score", "decision", "first finding")
     for it in row["iterations_detail"]:
         first = shorten(it["findings"][0], 160) if it["findings"] else ""  # wraps in its cell
-        table.add_row(str(it["iteration"]), it["verdict"], f"{it['score']:.4g}", it["decision"], first)
+        table.add_row(str(it["iteration"]), *(Text(printable(c)) for c in (it["verdict"], f"{it['score']:.4g}",
+                                                                           it["decision"], first)))
     console.print(table)
 
 
@@ -188,8 +196,8 @@ def runs_diff(run_id: str, iteration: int, config: ConfigOpt = None) -> None:
     from orchestrator.workspace import LegacyRun, diff_for_iteration
 
     run = _find(run_id, config)
-    try:
-        print(diff_for_iteration(run.git_dir, iteration))
+    try:  # the patch and the findings hold what the sandbox wrote: printed as text, never as terminal controls
+        print(printable(diff_for_iteration(run.git_dir, iteration)))
     except KeyError as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
     except (LegacyRun, GitFailed) as exc:
@@ -197,9 +205,9 @@ def runs_diff(run_id: str, iteration: int, config: ConfigOpt = None) -> None:
     path = run.iteration_path(iteration)
     if path.exists():
         record = read_record(path)
-        print(f"\nverdict: {record.verdict_kind} (score {record.score:.4g})")
+        print(printable(f"\nverdict: {record.verdict_kind} (score {record.score:.4g})"))
         for finding in record.findings:
-            print(f"- {finding}")
+            print(printable(f"- {finding}"))
 
 
 @runs_app.command("resume")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import mimetypes
 import threading
 from collections.abc import AsyncIterator
@@ -44,6 +45,28 @@ TIMELINE_PAGE = 100
 MAX_PAGE = 2000
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def dumps(data: Any) -> str:
+    """JSON of run data as stored, always valid for a browser: text a model or a sandbox wrote may hold lone
+    surrogates (escaped here) and a model's numbers may be NaN or infinite (null here); either would otherwise
+    fail the whole page, hiding the run or iteration it belongs to."""
+    return json.dumps(_finite(data), ensure_ascii=True, separators=(",", ":"), default=str)
+
+
+class RunJSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return dumps(content).encode("ascii")
+
+
 def _store(request: Request) -> RunStore:
     return request.app.state.store
 
@@ -65,7 +88,7 @@ async def index(request: Request) -> Response:
 
 async def list_runs(request: Request) -> Response:
     rows = _store(request).list_runs()
-    return JSONResponse({"runs": [r.to_json() for r in rows], "runs_dir": str(_store(request).runs_dir)})
+    return RunJSON({"runs": [r.to_json() for r in rows], "runs_dir": str(_store(request).runs_dir)})
 
 
 async def run_detail(request: Request) -> Response:
@@ -75,7 +98,7 @@ async def run_detail(request: Request) -> Response:
     numbers = store.iteration_numbers(run_id)
     run_dir = store.run_dir(run_id)
     page = eventlog.tail(run_dir / "events.jsonl", TAIL_EVENTS)
-    return JSONResponse({
+    return RunJSON({
         "summary": summary.to_json(),
         "meta": meta,
         "timeline": store.iteration_rows(run_id, numbers[-TIMELINE_PAGE:]),
@@ -90,7 +113,7 @@ async def older_events(request: Request) -> Response:
     run_dir = _store(request).run_dir(request.path_params["run_id"])
     limit = min(_int_param(request, "limit", TAIL_EVENTS) or TAIL_EVENTS, MAX_PAGE)
     page = eventlog.tail(run_dir / "events.jsonl", limit, before=_int_param(request, "before", None))
-    return JSONResponse(page.to_json())
+    return RunJSON(page.to_json())
 
 
 async def timeline(request: Request) -> Response:
@@ -101,12 +124,12 @@ async def timeline(request: Request) -> Response:
     limit = min(_int_param(request, "limit", TIMELINE_PAGE) or TIMELINE_PAGE, MAX_PAGE)
     if before is not None:
         numbers = [n for n in numbers if n < before]
-    return JSONResponse({"timeline": store.iteration_rows(run_id, numbers[-limit:]), "remaining": max(0, len(numbers) - limit)})
+    return RunJSON({"timeline": store.iteration_rows(run_id, numbers[-limit:]), "remaining": max(0, len(numbers) - limit)})
 
 
 def _sse(event: str, data: Any, event_id: int | None = None) -> str:
     head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n"
+    return f"{head}event: {event}\ndata: {dumps(data)}\n\n"
 
 
 async def _follow(request: Request, run_dir: Path, offset: int) -> AsyncIterator[str]:
@@ -161,7 +184,7 @@ async def iteration_detail(request: Request) -> Response:
     except gitdiff.DiffUnavailable as exc:
         diff = {"error": str(exc)}
     page, truncated = eventlog.iteration_events(run_dir / "events.jsonl", number)
-    return JSONResponse({
+    return RunJSON({
         "iteration": record.to_json(),
         "diff": diff,
         "events": page.events,
@@ -197,22 +220,22 @@ async def steer(request: Request) -> Response:
     run_dir = _store(request).run_dir(request.path_params["run_id"])
     body = await _json_body(request)
     control.add_steer(run_dir, str(body.get("text", "")))
-    return JSONResponse({"ok": True})
+    return RunJSON({"ok": True})
 
 
 async def stop(request: Request) -> Response:
     run_dir = _store(request).run_dir(request.path_params["run_id"])
     body = await _json_body(request)
     control.request_stop(run_dir, str(body.get("reason") or "user"))
-    return JSONResponse({"ok": True, "stop_requested": control.stop_requested(run_dir)})
+    return RunJSON({"ok": True, "stop_requested": control.stop_requested(run_dir)})
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": str(exc)}, status_code=404)
+    return RunJSON({"error": str(exc)}, status_code=404)
 
 
 async def _bad_request(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": str(exc)}, status_code=400)
+    return RunJSON({"error": str(exc)}, status_code=400)
 
 
 def create_app(runs_dir: Path, access: Access | None = None, store: StoreSettings | None = None) -> Starlette:

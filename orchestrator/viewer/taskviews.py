@@ -51,16 +51,20 @@ def _is_file(run_dir: Path, path: Path) -> bool:
 
 
 def read_csv(run_dir: Path, path: Path, max_rows: int = _MAX_ROWS) -> dict[str, Any]:
-    """A CSV file of the run as columns + rows (strings), capped at `max_rows`."""
-    with io.StringIO(_text(run_dir, path), newline="") as f:
-        reader = csv.reader(f)
-        columns = next(reader, [])
-        rows: list[list[str]] = []
-        total = 0
-        for row in reader:
-            total += 1
-            if len(rows) < max_rows:
-                rows.append(row)
+    """A CSV file of the run as columns + rows (strings), capped at `max_rows`; one that is no CSV (a re-run wrote
+    its content) is a one-cell table saying why, never an error of the whole page."""
+    rows: list[list[str]] = []
+    total = 0
+    try:
+        with io.StringIO(_text(run_dir, path), newline="") as f:
+            reader = csv.reader(f)
+            columns = next(reader, [])
+            for row in reader:
+                total += 1
+                if len(rows) < max_rows:
+                    rows.append(row)
+    except csv.Error as exc:
+        return {"columns": ["unreadable"], "rows": [[f"{path.name}: {exc}"]], "total": 1}
     return {"columns": columns, "rows": rows, "total": total}
 
 

@@ -17,6 +17,8 @@ TEXT_RESULTS = {".csv", ".json", ".txt", ".md", ".tsv"}
 RESULT_DIRS = ("results", "figures")
 MAX_FILE_CHARS = 6000
 MAX_RESULT_FILE_CHARS = 2000
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+"""A re-run's figure larger than this is not sent to the judge (it is read whole and base64-encoded)."""
 KINDS = ("code", "execution", "results")
 
 
@@ -99,5 +101,5 @@ def figure_images(extra: dict, ev: Evidence) -> list[Path]:
     sandbox-written: shown only as a regular file reached without links."""
     paper_png = ev.paper_dir / "figures" / f"{extra['figure']}.png"
     output = extra.get("output", "")
-    return ([paper_png] if paper_png.is_file() else []) + (
-        [ev.repo / output] if output and hostfs.is_regular(ev.repo, output) else [])
+    shown = output and hostfs.is_regular(ev.repo, output) and hostfs.lstat(ev.repo, output).st_size <= MAX_IMAGE_BYTES
+    return ([paper_png] if paper_png.is_file() else []) + ([ev.repo / output] if shown else [])

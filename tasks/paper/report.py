@@ -14,6 +14,7 @@ from tasks.paper.bundle import Bundle, Table, load_bundle
 from tasks.paper.grading import Grading, LeafGrade
 from tasks.paper.numbers import parse_number
 from tasks.paper.rubric import RubricNode, load_rubric, save_rubric
+from tasks.text import md_inline
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +35,9 @@ def write_report(run_dir: Path) -> str:
     figures = [_compare_figure(f.id, art.bundle / f.image, outputs / "figures" / f"{f.id}.png", art.root)
                for f in bundle.figures]
     verdicts = _verdicts(run_dir)
-    art.html.write_text(_html(bundle, rubric, n, grading, tables, figures, verdicts), encoding="utf-8")
+    # backslashreplace: findings and the judge's explanations may hold lone surrogates (a model's JSON escapes)
+    art.html.write_text(_html(bundle, rubric, n, grading, tables, figures, verdicts), encoding="utf-8",
+                        errors="backslashreplace")
     return _markdown(rubric, n, grading, verdicts)
 
 
@@ -100,10 +103,12 @@ def _compare_figure(fig_id: str, paper_png: Path, reproduced_png: Path, root: Pa
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, path, title in ((axes[0], paper_png, "paper"), (axes[1], reproduced_png, "reproduced")):
         ax.axis("off")
-        ax.set_title(f"{fig_id}: {title}")
-        ax.text(0.5, 0.5, "not produced by the re-run", ha="center", va="center")
+        # parse_math=False: an error message quotes the re-run's file ("chunk b'$\\^$'"), never mathtext to parse
+        ax.set_title(f"{fig_id}: {title}", parse_math=False)
+        ax.text(0.5, 0.5, "not produced by the re-run", ha="center", va="center", parse_math=False)
         if path.is_file():
             try:
+                _check_pixels(path)
                 ax.imshow(mpimg.imread(path))
                 ax.texts[-1].remove()
             except Exception as exc:  # noqa: BLE001 - a broken image from the re-run must not break the report
@@ -113,6 +118,25 @@ def _compare_figure(fig_id: str, paper_png: Path, reproduced_png: Path, root: Pa
     fig.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return fig_id, out.relative_to(root).as_posix()
+
+
+MAX_PIXELS = 16_000_000
+"""The largest image drawn into a comparison (4000 x 4000): a PNG of a few hundred KB can hold 150 megapixels,
+which matplotlib would decode to gigabytes of floats."""
+
+
+def _check_pixels(path: Path) -> None:
+    """ValueError for an image with more than MAX_PIXELS pixels (only its header is read)."""
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with the reason
+        with Image.open(path) as image:
+            width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"{width}x{height} pixels, more than {MAX_PIXELS}")
 
 
 def _verdicts(run_dir: Path) -> list[dict[str, Any]]:
@@ -156,7 +180,8 @@ def _markdown(rubric: RubricNode, n: int, grading: Grading, verdicts: list[dict[
         lines.append(f"| {g.id} | {g.expected:g} | {got} | {dev} | {rel} | ±{g.tolerance:g} | {'yes' if g.score else 'no'} |")
     if verdicts:
         lines += ["", "### Verifier verdicts", ""]
-        lines += [f"- iteration {v['iteration']}: {v['verdict']}" + "".join(f"\n  - {f}" for f in v["findings"][:5])
+        lines += [f"- iteration {v['iteration']}: {md_inline(str(v['verdict']))}"
+                  + "".join(f"\n  - {md_inline(str(f))}" for f in v["findings"][:5])
                   for v in verdicts]
     return "\n".join(lines) + "\n"
 

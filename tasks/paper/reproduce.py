@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sandboxes import hostfs
 from sandboxes.base import Sandbox, SandboxSpec
 
 OpenSandbox = Callable[[SandboxSpec], Sandbox]
@@ -44,17 +46,10 @@ class Reproduction:
 
 
 def listing(root: Path) -> dict[str, list[float]]:
-    """Every file under `root` except .git: relative path -> [size, mtime]."""
-    found: dict[str, list[float]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d != ".git"]
-        for name in filenames:
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                continue
-            stat = path.stat()
-            found[path.relative_to(root).as_posix()] = [stat.st_size, stat.st_mtime]
-    return found
+    """Every regular file under `root` except .git: relative path -> [size, mtime]. The tree is sandbox-written:
+    read with sandboxes.hostfs (no link followed; a tree nested past hostfs.MAX_DEPTH raises UnsafePath)."""
+    return {rel: [st.st_size, st.st_mtime] for rel, st in hostfs.walk(root, skip_dirs=frozenset({".git"}))
+            if stat.S_ISREG(st.st_mode)}
 
 
 def fresh_files(before: dict[str, list[float]], after: dict[str, list[float]], started_at: float) -> list[str]:
@@ -65,8 +60,7 @@ def run_reproduction(source: Path, work: Path, open_sandbox: OpenSandbox, timeou
                      base_spec: SandboxSpec) -> Reproduction:
     """Copy `source` to `work/repo`, run reproduce.sh there in a NEW sandbox, and save the log in `work`."""
     repo = work / "repo"
-    if repo.exists():
-        shutil.rmtree(repo)
+    hostfs.remove_tree(repo)  # a re-run's leftover is sandbox-written
     shutil.copytree(source, repo, symlinks=True)
     _open_permissions(repo)
     log_path = work / "reproduce.log"

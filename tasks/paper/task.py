@@ -102,7 +102,10 @@ class PaperTask:
         grading = grade(rubric, Evidence(work / "repo", rep, art.bundle), ctx.judge, ctx.judge_prompt_chars)
         (work / "grades.json").write_text(json.dumps(grading.to_json(), indent=1), encoding="utf-8")
         _keep_outputs(work / "repo", rep.fresh, work / "outputs")
-        shutil.rmtree(work / "repo", ignore_errors=True)
+        try:
+            hostfs.remove_tree(work / "repo")  # sandbox-written: nested however deep
+        except OSError:
+            pass
         failed = [g for g in grading.leaves if g.score < 1]
         # Most actionable first: the run itself, then numbers off target, then the judge's reasons.
         order = {"rule": 0, "numeric": 1, "judge": 2, "none": 3}

@@ -220,3 +220,26 @@ def test_a_workspace_filled_past_its_quota_is_stopped_and_rolled_back(tmp_path: 
     assert "big1.bin" not in execs[2]["stdout_tail"] and "sparse.bin" not in execs[2]["stdout_tail"]
     assert not any(n.endswith(".bin") for n in _tree(run))
     assert sum(p.stat().st_size for p in (run / "workspace").rglob("*") if p.is_file()) < 1 << 20
+
+
+NEST = "python3 -c \"import os\nfor _ in range(3000):\n    os.mkdir('d'); os.chdir('d')\nprint('nested')\""
+EMPTY = "python3 -c \"import os\nos.mkdir('e')\nfor i in range(20000):\n    open(f'e/{i}', 'w').close()\nprint('made')\""
+
+
+def test_trees_shaped_to_slip_past_the_quota_are_stopped_and_rolled_back(tmp_path: Path, sandbox_image: str) -> None:
+    """3,000 nested folders (past Python's recursion limit: the quota's watcher died, the run failed, and what the
+    command wrote after them stayed on the host's disk), and 20,000 empty files (no bytes, but host inodes)."""
+    from sandboxes import hostfs
+
+    fill = "for i in $(seq 1 40); do head -c 8M /dev/zero > big$i.bin || break; sleep 0.05; done; echo filled"
+    try:
+        run = _run(tmp_path, sandbox_image, [f"{NEST}; sleep 2; {fill}", EMPTY, "ls /work && du -sm /work"],
+                   quota_mb=64)
+        execs = [e for e in _events(run) if e["kind"] == "exec" and e["where"] == "producer"]
+        assert [e["reason"] for e in execs] == ["quota", "quota", "exited"], execs
+        assert "cannot be measured" in execs[0]["stderr_tail"] and "filled" not in execs[0]["stdout_tail"]
+        assert len([e for e in _events(run) if e["kind"] == "rollback"]) == 2
+        assert json.loads((run / "run.json").read_text())["status"] == "succeeded"
+        assert sorted(os.listdir(run / "workspace")) == ["calc.py", "check.sh", "tests"]
+    finally:
+        hostfs.remove_tree(tmp_path / "runs")  # pytest's clean-up could not remove a chain left by a failure

@@ -84,3 +84,110 @@ def test_runs_of_the_old_layout_fail_with_a_clear_message(tmp_path: Path) -> Non
                                                   "source": str(tmp_path), "check_command": "true"}}}))
     with pytest.raises(RunNotResumable, match="start a new run"):
         resume_run(run, Settings(runs_dir=tmp_path / "runs"))
+
+
+def _nest(root: Path, depth: int) -> None:
+    """A chain of `depth` folders under root, made one level at a time as a sandbox can (no path is too long)."""
+    fd = os.open(root, os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        sub = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    file = os.open("deep.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(file, b"at the bottom\n")
+    os.close(file)
+    os.close(fd)
+
+
+def test_a_tree_nested_past_the_host_limits_is_refused_not_crashed(tmp_path: Path) -> None:
+    """3,000 nested folders, past Python's recursion limit: the quota reads the tree as unmeasurable (over), the
+    producer's tools answer, staging leaves the chain out, and the rollback removes it."""
+    from orchestrator.agents.actions import Action
+    from orchestrator.agents.tools import execute
+    from orchestrator.workspace import restore_tree
+    from sandboxes import hostfs, quota
+    from sandboxes.base import SandboxSpec
+
+    ws, git_dir = tmp_path / "ws", tmp_path / "git"
+    ws.mkdir()
+    (ws / "a.py").write_text("A = 1\n")
+    head = init_repo(git_dir, ws)
+    _nest(ws, 3000)
+    try:
+        with pytest.raises(hostfs.UnsafePath, match="nested"):
+            hostfs.disk_usage(ws)
+        assert quota.over_quota(SandboxSpec(workspace=ws, disk_mb=64)) == float("inf")
+        obs, _ = execute(Action("list_files", {"path": "."}), ws, lambda: None, 10, 4000)  # type: ignore[arg-type, return-value]
+        assert not obs.ok and "nested" in obs.text
+        tree = stage_tree(git_dir, ws)
+        assert git_text(git_dir, "ls-tree", "-r", "--name-only", tree).split() == ["a.py"]
+        restore_tree(git_dir, git_text(git_dir, "rev-parse", f"{head}^{{tree}}").strip(), ws)
+        assert sorted(os.listdir(ws)) == ["a.py"]
+    finally:
+        hostfs.remove_tree(ws)  # pytest's own clean-up (shutil.rmtree) could not remove the chain
+
+
+def test_sandbox_sized_files_cost_the_host_bounded_memory(tmp_path: Path) -> None:
+    """A file as large as the quota allows is staged, exported, read and diffed without the host holding it
+    (before: twice its size in memory at staging and export, the whole patch at `runs diff` and in the viewer)."""
+    import tracemalloc
+
+    from orchestrator.agents.tools import read_file
+
+    ws, git_dir = tmp_path / "ws", tmp_path / "git"
+    ws.mkdir()
+    init_repo(git_dir, ws)
+    with open(ws / "big.bin", "wb") as f:
+        f.truncate(256 << 20)  # sparse: costs the test no disk
+    line = "x" * 99 + "\n"
+    for name in ("a.txt", "b.txt"):
+        (ws / name).write_text(line * 100_000)  # 10 MB each: a 20 MB patch
+    tracemalloc.start()
+    try:
+        tree = stage_tree(git_dir, ws)
+        commit_tree(git_dir, 1, tree, "fail")
+        out = export_tree(git_dir, tree, tmp_path / "export")
+        diff = diff_for_iteration(git_dir, 1)
+        text = read_file(ws, "big.bin", 1, 2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 80 << 20, f"peak {peak >> 20} MB"
+    assert (out.path / "big.bin").stat().st_size == 256 << 20 and (out.path / "a.txt").read_text() == line * 100_000
+    assert "Bin 0 -> 268435456 bytes" in diff and diff.endswith(f"[... diff cut at {16 << 20} bytes]")
+    assert "only the first" in text
+
+
+def test_entries_that_hold_no_bytes_still_count_against_the_quota(tmp_path: Path) -> None:
+    """Empty files, folders and links use the host's inodes: at zero bytes, millions would pass any quota."""
+    from sandboxes import hostfs
+
+    for i in range(1000):
+        (tmp_path / f"e{i}").touch()
+    assert hostfs.disk_usage(tmp_path) >= 1000 * 4096  # an inode and a block each
+
+
+def test_paths_longer_than_the_system_allows_are_exported_and_shared(tmp_path: Path) -> None:
+    """20 folders of 250-character names: every step reaches them one component at a time (before: sharing the
+    verifier's copy failed with ENAMETOOLONG, which failed the run)."""
+    from orchestrator.workspace import restore_tree, share_tree
+
+    ws, git_dir = tmp_path / "ws", tmp_path / "git"
+    ws.mkdir()
+    head = init_repo(git_dir, ws)
+    fd = os.open(ws, os.O_RDONLY)
+    for _ in range(20):
+        os.mkdir("n" * 250, dir_fd=fd)
+        sub = os.open("n" * 250, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    file = os.open("x.py", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd)
+    os.close(file)
+    os.close(fd)
+    tree = stage_tree(git_dir, ws)
+    out = export_tree(git_dir, tree, tmp_path / "export")
+    share_tree(out.path)
+    assert git_text(git_dir, "ls-tree", "-r", "--name-only", tree).strip().endswith("/x.py")
+    restore_tree(git_dir, git_text(git_dir, "rev-parse", f"{head}^{{tree}}").strip(), ws)
+    assert os.listdir(ws) == []

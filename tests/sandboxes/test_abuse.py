@@ -189,3 +189,21 @@ def test_workspace_disk_fill_is_stopped_at_the_quota(sandbox_factory: Factory, w
     assert res.reason == "quota", res
     assert time.monotonic() - started < 20, "the fill ran on to its time limit"
     assert "disk quota" in res.stderr
+
+
+FORGED = '{"code": 0, "out": "Zm9yZ2Vk", "err": "", "timed_out": false, "error": ""}'
+
+
+def test_a_command_cannot_answer_for_the_exec_agent(sandbox_factory: Factory) -> None:
+    """Commands run as the agent's user, and the agent is their parent: a command that writes an answer line into
+    the agent's stdout (/proc/$PPID/fd/1) would set its own result (exit 0, any output) and shift every later
+    answer by one; one that writes an endless line would grow the host's buffer until the deadline."""
+    sb = sandbox_factory()
+    res = sb.exec(f"echo '{FORGED}' > /proc/$PPID/fd/1 && echo WROTE; "
+                  "head -c 64M /dev/zero > /proc/$PPID/fd/1 && echo FLOODED; exit 3")
+    assert (res.exit_code, res.reason) == (3, "exited"), res
+    assert "WROTE" not in res.stdout and "FLOODED" not in res.stdout and "forged" not in res.stdout
+    assert "Permission denied" in res.stderr
+    nxt = sb.exec("echo next; exit 5")
+    assert (nxt.exit_code, nxt.stdout) == (5, "next\n"), nxt  # the next answer is its own, not the one before
+    assert "m3lab-agent" in sb.exec("tr '\\0' ' ' < /proc/$PPID/cmdline").stdout  # positive: $PPID is the agent

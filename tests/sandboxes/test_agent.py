@@ -65,3 +65,24 @@ def test_background_processes_do_not_outlive_their_exec(sb: Sandbox) -> None:
     sb.exec("setsid sleep 300 & nohup sleep 301 &")
     res = sb.exec("ps -eo args")
     assert "sleep 300" not in res.stdout and "sleep 301" not in res.stdout, res.stdout
+
+
+def test_an_endless_answer_line_ends_the_agent_not_the_hosts_memory() -> None:
+    """Whatever reaches the agent's stdout, the host reads at most MAX_LINE_BYTES of one line (before: it grew
+    its buffer, one copy per chunk, until the command's deadline)."""
+    import time
+
+    from sandboxes.agent import MAX_LINE_BYTES, AgentDied, LineAgent
+
+    class Flood(LineAgent):
+        sent = 0
+
+        def _recv(self, deadline: float) -> bytes:
+            self.sent += 1 << 16
+            return b"A" * (1 << 16)
+
+    agent = Flood()
+    started = time.monotonic()
+    with pytest.raises(AgentDied, match="longer than"):
+        agent._read_line(time.monotonic() + 60)
+    assert agent.sent <= MAX_LINE_BYTES + (2 << 16) and time.monotonic() - started < 5

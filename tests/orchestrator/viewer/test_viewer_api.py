@@ -13,7 +13,7 @@ import pytest
 from orchestrator import control
 from orchestrator.viewer.server import PortBusy, ViewerServer
 
-from .builder import RunBuilder
+from .builder import RunBuilder, paper_artifacts
 
 
 def test_runs_list_has_every_run(viewer: ViewerServer, sample_runs: dict[str, RunBuilder]) -> None:
@@ -152,3 +152,16 @@ def test_benchmark_run_opens(tmp_path: Path) -> None:
         it = httpx.get(f"{server.url}/api/runs/bench-run/iterations/7").json()
         assert it["diff"]["message"] == "iteration 7: pass"
         assert {e["iteration"] for e in it["events"]} == {7} and len(it["events"]) == 20
+
+
+def test_a_reproduced_table_that_is_no_csv_leaves_the_run_page_working(runs_dir: Path) -> None:
+    """The paper task rewrites the re-run's table with pandas, which keeps a 200 KB cell; Python's csv module
+    refuses it (a 500 for the whole run page before)."""
+    run = RunBuilder(runs_dir, "20261126-paper-big", "paper", "big cell")
+    paper_artifacts(run)
+    (run.dir / "artifacts" / "paper" / "tables" / "table_1.reproduced.csv").write_text(f"a,b\n{'x' * 200_000},1\n")
+    with ViewerServer(runs_dir, port=0) as viewer:
+        response = httpx.get(f"{viewer.url}/api/runs/{run.dir.name}")
+    assert response.status_code == 200, response.text[:300]
+    pair = next(p for p in response.json()["task"]["pairs"] if p["name"] == "tables/table_1")
+    assert pair["reproduced"]["table"]["columns"] == ["unreadable"]
