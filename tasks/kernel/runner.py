@@ -38,10 +38,19 @@ class EvalFailed(RuntimeError):
     """The evaluation could not run at all (sandbox failure, no verdict line)."""
 
 
+def _over_quota(eval_dir: Path, disk_mb: int) -> str:
+    """Why the candidate-written folder is over its quota ("" when it is not): its size, or that it cannot be
+    measured (nested past hostfs.MAX_DEPTH, or unreadable)."""
+    try:
+        used = hostfs.disk_usage(eval_dir)
+    except hostfs.UnsafePath as exc:
+        return f"cannot be measured ({exc})"
+    return f"held {used >> 20} MB" if used > disk_mb << 20 else ""
+
+
 def prepare_eval_dir(eval_dir: Path, target: Path, candidate: Path) -> str:
     """Fresh folder: harness/, target.py, cand/<candidate + sibling helper modules>, nonce. Returns the nonce."""
-    if eval_dir.exists():
-        shutil.rmtree(eval_dir)
+    hostfs.remove_tree(eval_dir)  # an earlier evaluation's folder: candidate-written, nested however deep
     cand_dir = eval_dir / Path(CANDIDATE_FILE).parent
     cand_dir.mkdir(parents=True)
     shutil.copytree(HARNESS_DIR, eval_dir / "harness", ignore=shutil.ignore_patterns("__pycache__"))
@@ -242,14 +251,14 @@ def evaluate_candidate(target: Path, candidate: Path, opts: EvalOptions, eval_di
         code, out, err = _run_subprocess(eval_dir, opts, target, nonce)
     else:
         code, out, err = _run_sandbox(eval_dir, opts, opener, cache)
-    used = hostfs.disk_usage(eval_dir)
-    if used > opts.disk_mb << 20:
-        shutil.rmtree(eval_dir)  # the bytes that filled it go; the log below says why
+    over = _over_quota(eval_dir, opts.disk_mb)
+    if over:
+        hostfs.remove_tree(eval_dir)  # the bytes that filled it go (at any depth); the log below says why
         eval_dir.mkdir()
-        err += f"\n[quota] the evaluation folder held {used >> 20} MB, over its quota of {opts.disk_mb} MB"
+        err += f"\n[quota] the evaluation folder {over}, over its quota of {opts.disk_mb} MB"
     (eval_dir / "evaluator.log").write_text(f"exit code {code}\n--- stdout\n{out[-20000:]}\n--- stderr\n{err[-20000:]}")
-    if used > opts.disk_mb << 20:
-        raise EvalFailed(f"the evaluation folder went over its disk quota of {opts.disk_mb} MB ({used >> 20} MB)")
+    if over:
+        raise EvalFailed(f"the evaluation folder went over its disk quota of {opts.disk_mb} MB ({over})")
     try:
         verdict = parse_verdict(out, nonce)
     except EvalFailed as exc:

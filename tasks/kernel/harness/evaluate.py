@@ -2,11 +2,19 @@
 verdict as `M3LAB-VERDICT <nonce> <json>`. The nonce is read from a file that is deleted before any candidate
 code runs, so a candidate that writes to our stdout (or exits early) cannot produce an accepted verdict.
 
-Stages: static -> compile (C++/CUDA extensions, own time limit) -> import -> quick check -> full correctness ->
-timing -> roofline/flags -> compute-sanitizer (optional, CUDA)."""
+Stages: static -> (references start) -> compile (C++/CUDA extensions, own time limit) -> import -> quick check ->
+full correctness -> timing -> roofline/flags -> compute-sanitizer (optional, CUDA).
+
+Nothing trusted loads anything from the evaluation folder once candidate code may have run (its files are
+writable by the candidate's user): every harness module is imported at start, the reference workers start (and
+load the target) before the compile stage runs the candidate's module body, and the evaluator and the references
+then take the folder off their import path. The folder itself is hashed before any candidate code runs and checked
+again before each later process loads the candidate and at the end: a candidate that rewrites its files (or the
+target, or the harness copy) is rejected. The evaluator is the subreaper of every process a worker starts."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -35,8 +43,9 @@ from .options import (
     OptionsError,
     load_options,
 )
-from .procs import WorkerConfig, WorkerFailed, WorkerHandle, would_drop
+from .procs import WorkerConfig, WorkerFailed, WorkerHandle, children, live_children, set_subreaper, would_drop
 from .protocol import Message
+from .sanitize import run_sanitizers  # imported now: nothing is imported from the folder after candidate code ran
 from .spec import (
     Target,
     TargetError,
@@ -47,12 +56,13 @@ from .spec import (
     make_inputs,
     random_shape,
     resolved_shape,
+    seal_import_path,
     set_shape,
     timing_shapes,
     tolerance,
 )
 from .static_checks import check_native, check_source, imported_helpers, native_texts
-from .timing import roofline_floor_ms, time_shape
+from .timing import CPU_SLACK, roofline_floor_ms, time_shape
 from .verdict import ShapeTiming, Verdict
 
 
@@ -157,7 +167,7 @@ class WarmRefs:
 
     def get(self, evaluation: Evaluation) -> dict[str, WorkerHandle]:
         key = (evaluation.cfg.device, evaluation.cfg.threads, evaluation.cfg.start_timeout_s)
-        if key != self.key or not self._answering():
+        if key != self.key or not self._answering() or any(h.tampering() for h in self.handles.values()):
             self.close()
             self.handles = {n: evaluation.start_worker(n, self.home.target, "Model", self.home) for n in REFS}
             for handle in self.handles.values():
@@ -192,6 +202,7 @@ class Evaluation:
         self.workers: dict[str, WorkerHandle] = {}
         self._target: Target | None = None
         self.cuda_arch = ""
+        self._folder: dict[str, str] = {}
 
     @property
     def target(self) -> Target:
@@ -206,7 +217,7 @@ class Evaluation:
         return WorkerConfig(module=module.resolve(), target=paths.target.resolve(), cls=cls, device=cfg.device,
                             threads=cfg.threads, eval_dir=paths.root.resolve(),
                             log_path=paths.log_dir / f"{name}.log", home=paths.log_dir / f"home_{name}",
-                            drop_privileges=candidate_side and cfg.drop_privileges,
+                            drop_privileges=candidate_side and cfg.drop_privileges, reference=name in REFS,
                             cpus=None if name in ("compile", "sanitize") else self._cpus(),
                             ext_build=paths.ext_build if candidate_side else None,
                             ext_cache=(cfg.ext_cache,) if cfg.ext_cache else (),
@@ -233,9 +244,10 @@ class Evaluation:
     def run(self) -> Verdict:
         v = self.verdict
         start = time.monotonic()
+        _kill(self._strays())  # (a warm evaluator) anything an earlier evaluation's candidate left: not this one's
         try:
-            steps = [("setup", self._setup), ("static", self._static), ("compile", self._compile),
-                     ("import", self._start_workers), ("correctness", self._correctness)]
+            steps = [("setup", self._setup), ("static", self._static), ("references", self._start_references),
+                     ("compile", self._compile), ("import", self._start_workers), ("correctness", self._correctness)]
             steps += [("timing", self._timing)] if self.cfg.timing else []
             for name, step in [*steps, ("sanitize", self._sanitize)]:
                 began = time.monotonic()
@@ -280,6 +292,7 @@ class Evaluation:
     def _static(self) -> None:
         v = self.verdict
         v.stage = "static"
+        self._folder = folder_state(self.paths.root)  # before any candidate code runs
         source = self.paths.candidate.read_text()
         report = check_source(source, self.target.meta.forbidden_ops)
         sources = [source]
@@ -340,9 +353,8 @@ class Evaluation:
         if cfg.device != "cuda":
             v.warnings.append("compute-sanitizer skipped: it checks CUDA kernels (device is cpu)")
             return
-        from .sanitize import run_sanitizers
-
         v.stage = "sanitize"
+        self._check_folder(stop=True)  # the sanitizer loads the candidate's files again: the ones checked
         wcfg = self._worker_config("sanitize", self.paths.candidate, "ModelNew")
         v.sanitizer = run_sanitizers(wcfg, self.target.meta.shapes[0], self.rng.getrandbits(62),
                                      cfg.sanitize_timeout_s)
@@ -350,8 +362,9 @@ class Evaluation:
             if not res.get("ok"):
                 v.errors.append(f"compute-sanitizer {tool}: {res.get('report', '')}"[:2000])
 
-    def _start_workers(self) -> None:
-        # Reference workers start first, so nothing the candidate does afterwards can touch their code.
+    def _start_references(self) -> None:
+        """Reference workers start before any candidate code runs (the compile stage runs the candidate's module
+        body), and load all they need at start: nothing the candidate does afterwards can touch their code."""
         self.verdict.stage = "import"
         if self.cfg.timing and self.warm is not None:
             self.workers.update(self.warm.get(self))
@@ -359,6 +372,10 @@ class Evaluation:
             refs = [self._worker(n, self.paths.target, "Model", wait=False) for n in REFS]
             for ref in refs:  # started together, both ready before any candidate code runs
                 ref.wait_ready()
+
+    def _start_workers(self) -> None:
+        self.verdict.stage = "import"
+        self._check_folder(stop=True)  # the compile stage ran candidate code: the files must be the ones checked
         cand = self._candidate_worker()
         if self.warm is not None and self.cfg.prestart:
             self.warm.prestart(self)  # the next candidate's process starts while this one is checked
@@ -403,10 +420,10 @@ class Evaluation:
         for si, shape in enumerate(self._shapes()):
             v.stage = "quick" if si == 0 else "full"
             ref_model = self._init_shape(shape, ["cand"])
-            for trial in range(1 if si == 0 else self.target.meta.trials):
+            for _trial in range(1 if si == 0 else self.target.meta.trials):
                 inputs = make_inputs(self.target, self.rng.getrandbits(62), self.cfg.device)
                 refs = _outputs(ref_model, inputs)
-                reply = cand.request(Message({"cmd": "run", "trace": trial == 0}, inputs), self.cfg.call_timeout_s)
+                reply = cand.request(Message({"cmd": "run", "trace": True}, inputs), self.cfg.call_timeout_s)
                 self._judge_run(shape, reply, inputs, refs)
                 v.checked_calls += 1
                 if v.failures or v.cheats:
@@ -450,18 +467,21 @@ class Evaluation:
             full_shape = resolved_shape(self.target, shape)
             last_bytes = [0.0]
 
-            def next_case() -> tuple[int, list[torch.Tensor]]:
+            def next_case() -> tuple[int, list[torch.Tensor], list[torch.Tensor]]:
                 seed = secrets.randbits(62)  # independent of the correctness seeds
                 inputs = make_inputs(self.target, seed, cfg.device)
                 refs = _outputs(ref_model, inputs)
                 params = sum(p.numel() * p.element_size() for p in ref_model.state_dict().values())
                 last_bytes[0] = params + sum(t.numel() * t.element_size() for t in inputs + refs)
-                return seed, refs
+                return seed, inputs, refs
 
-            _, probe_refs = next_case()
+            _, _, probe_refs = next_case()
             tols = [tolerance(self.target, r.dtype) for r in probe_refs]
             res = time_shape(workers, full_shape, next_case, tols, self.rng, cfg.warmup, cfg.iters,
-                             self.cfg.call_timeout_s)
+                             self.cfg.call_timeout_s, self.target.meta.forbidden_ops, self._guard, self._cpus())
+            if res.cheats:
+                v.cheats.extend(res.cheats)
+                raise _Stop
             if res.problems:
                 v.failures.extend(res.problems)
                 v.correct = False
@@ -486,18 +506,103 @@ class Evaluation:
         if res.stage_excess_ms > 0.1 * res.cand_ms:
             v.flags.append(f"shape {shape}: candidate spent {res.stage_excess_ms:.3g} ms more than the reference in "
                            "the untimed staging step (charged to its time)")
+        cores = self._cores()
+        for what, key in (("timed calls", "go"), ("turns (staging, call, check)", "turn")):
+            used, wall = res.cpu.get(key, 0.0), res.cpu.get(f"{key}_wall", 0.0)
+            if cores and used > wall * cores * CPU_SLACK + 0.002:
+                v.cheats.append(f"candidate used {used * 1e3:.1f} ms of CPU in {wall * 1e3:.1f} ms of its {what}: more "
+                                f"than the {cores} core(s) it is given (threads on other CPUs)")
+                break
         if res.background_cpu_s > max(0.05, 0.05 * res.ref_window_s):
             v.cheats.append(f"candidate process used {res.background_cpu_s:.2f} s of CPU while the reference was "
                             "being timed (background work slowing the baseline)")
+
+    def _cores(self) -> int | None:
+        """CPU timing: the cores a worker may use (the timing core when pinned, else its threads); None on GPUs."""
+        if self.cfg.device != "cpu":
+            return None
+        cpus = self._cpus()
+        return len(cpus) if cpus else self.cfg.threads
+
+    def _strays(self) -> list[int]:
+        """Live processes the candidate started: the candidate worker's children, and any other child of ours (we
+        are the subreaper: a double-forked or setsid helper ends up here) that is not one of our workers. Orphans
+        that already ended are reaped."""
+        known = {h.pid for h in self.workers.values()}
+        if self.warm is not None:
+            known |= {h.pid for h in [*self.warm.handles.values(), *self.warm.waiting]}
+        found = live_children(os.getpid()) - known
+        cand = self.workers.get("cand")
+        if cand is not None and cand.proc.poll() is None:
+            found |= live_children(cand.pid)
+        for pid in {c for c, state in children(os.getpid()).items() if state == "Z"} - known:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        return sorted(found)
+
+    def _guard(self) -> list[str]:
+        """Between the candidate's turns in timing (it is stopped): no process of the candidate's may be running."""
+        strays = self._strays()
+        return [f"candidate started {len(strays)} process(es) still running while the references are timed"] \
+            if strays else []
+
+    def _check_folder(self, stop: bool = False) -> None:
+        """The evaluation folder is as it was before any candidate code ran (logs and extension builds aside)."""
+        if not self._folder:
+            return
+        now = folder_state(self.paths.root)
+        changed = sorted(k for k in set(self._folder) | set(now) if self._folder.get(k) != now.get(k))
+        if changed:
+            self.verdict.cheats.append(f"candidate changed the evaluation folder ({', '.join(changed[:5])}): what "
+                                       "runs or is checked after that would not be what was checked")
+            self._folder = {}
+            if stop:
+                raise _Stop
 
     def _finish_checks(self) -> None:
         cand = self.workers.get("cand")
         if cand is not None and cand.proc.poll() is None:
             if cand.affinity_changed():
                 self.verdict.cheats.append("candidate changed its CPU affinity (escaping the shared timing core)")
-            extra = cand.descendants()
-            if extra:
-                self.verdict.cheats.append(f"candidate left {len(extra)} extra process(es) running")
+        extra = self._strays()
+        if extra:
+            self.verdict.cheats.append(f"candidate left {len(extra)} extra process(es) running")
+            _kill(extra)  # a warm evaluator outlives this evaluation: they must not reach the next one
+        self._check_folder()
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def folder_state(root: Path) -> dict[str, str]:
+    """Every entry of the evaluation folder but the logs and extension builds: relative path -> a hash of a
+    regular file's bytes, a link's target, or its kind. Links are never followed."""
+    state: dict[str, str] = {}
+    skip = {Path(LOG_DIR), Path(EXT_BUILD)}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = Path(dirpath).relative_to(root)
+        dirnames[:] = [d for d in dirnames if rel / d not in skip]
+        for name in dirnames + filenames:
+            path, key = Path(dirpath, name), str(rel / name)
+            if path.is_symlink():
+                state[key] = "link:" + os.readlink(path)
+            elif path.is_dir():
+                state[key] = "dir"
+            elif path.is_file():
+                try:
+                    state[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+                except OSError:
+                    state[key] = "unreadable"
+            else:
+                state[key] = "special"
+    return state
 
 
 def _compile_block(report: dict | None, wall_s: float) -> dict[str, Any]:
@@ -522,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
     from .worker import _set_nondumpable
 
     _set_nondumpable()
+    set_subreaper()
+    seal_import_path(Path.cwd())  # everything is imported: nothing more may come from the evaluation folder
     try:
         opts = load_options(Path(OPTIONS_FILE))
     except OptionsError as exc:  # never a pass: the verdict says why

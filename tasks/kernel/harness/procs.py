@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,9 @@ class WorkerConfig:
     """The compile stage: import the module (building its extensions), report, exit."""
     cuda_arch: str = ""
     """TORCH_CUDA_ARCH_LIST for the visible card: builds for this card only (faster, and the cache key)."""
+    reference: bool = False
+    """A reference worker (trusted): it loads everything at start and then takes the evaluation folder off its
+    import path."""
     prestart: bool = False
     """Start before the candidate is known (module/target unused until `WorkerHandle.load`): python up, torch
     imported, the device initialised; `home` is then a folder the worker can read but not write."""
@@ -131,6 +135,61 @@ def candidate_traceback(text: str, module: Path) -> str:
     return "\n".join([lines[0], *kept, lines[-1]])[-1500:]
 
 
+def _stat(pid: int | str, tid: int | str | None = None) -> list[str] | None:
+    """The fields of /proc/<pid>[/task/<tid>]/stat after the command name (state first); None when gone."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    try:
+        return Path(path).read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time of process `pid`, all its threads (ended ones too), from the kernel's per-process CPU clock
+    (nanoseconds); /proc's clock ticks where that clock cannot be read; 0 when the process is gone."""
+    try:
+        return time.clock_gettime((~pid << 3) | 2)  # CPUCLOCK_SCHED of the whole process (clock_getcpuclockid)
+    except OSError:
+        fields = _stat(pid)
+        try:
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+        except (IndexError, ValueError):
+            return 0.0
+
+
+def children(pid: int) -> dict[int, str]:
+    """The children of `pid` and their states ("Z": ended, not reaped yet), from /proc/<pid>/task/*/children, else
+    from a scan of /proc."""
+    found: set[int] = set()
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found.update(int(c) for c in (task / "children").read_text().split())
+    except FileNotFoundError:  # no CONFIG_PROC_CHILDREN: scan
+        for entry in Path("/proc").iterdir():
+            fields = _stat(entry.name) if entry.name.isdigit() else None
+            if fields and len(fields) > 1 and fields[1] == str(pid):
+                found.add(int(entry.name))
+    except OSError:
+        return {}
+    return {c: f[0] for c in found if (f := _stat(c))}
+
+
+def live_children(pid: int) -> set[int]:
+    """Children of `pid` that are still running (not zombies)."""
+    return {c for c, state in children(pid).items() if state != "Z"}
+
+
+def set_subreaper() -> None:
+    """Become the child subreaper (PR_SET_CHILD_SUBREAPER): a process a worker starts and orphans (double fork,
+    setsid) is re-parented to us, not to init, so it can never leave our process tree unseen."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _world_usable(path: Path) -> bool:
     """True when uid nobody can reach `path` (every parent searchable, the file itself readable)."""
     path = path.resolve()
@@ -160,7 +219,7 @@ def worker_args(cfg: WorkerConfig) -> list[str]:
     if cfg.prestart:
         return [sys.executable, "-s", "-m", "harness.worker", "--prestart", *common]
     return [sys.executable, "-s", "-m", "harness.worker", "--module", str(cfg.module), "--target", str(cfg.target),
-            "--cls", cfg.cls, *common, *ext_args(cfg)]
+            "--cls", cfg.cls, *common, *ext_args(cfg), *(["--reference"] if cfg.reference else [])]
 
 
 def pin_threads(pid: int, cpus: frozenset[int]) -> None:
@@ -207,6 +266,9 @@ class WorkerHandle:
             os.sched_setaffinity(self.proc.pid, cfg.cpus)  # before the worker starts any thread
         self._oom_before = oom_kills()
         self.start_timeout_s = start_timeout_s
+        # What the worker inherited from us: anything else later was done to it (see `tampering`).
+        self._cpus = set(cfg.cpus) if cfg.cpus else os.sched_getaffinity(0)
+        self._sched = (str(os.getpriority(os.PRIO_PROCESS, 0)), str(os.sched_getscheduler(0)))
         if wait:
             self.wait_ready()
 
@@ -320,12 +382,77 @@ class WorkerHandle:
             return ""
 
     def cpu_seconds(self) -> float:
-        """utime + stime of the worker (all its threads), from /proc; 0 when unreadable."""
+        """CPU time of the worker, all its threads (ended ones too), in nanosecond resolution; 0 when gone."""
+        return process_cpu_seconds(self.pid)
+
+    def stop_group(self, timeout_s: float = 2.0) -> None:
+        """SIGSTOP the worker's process group (it is a session leader: its threads and the children it did not move
+        elsewhere) and wait until the worker itself is stopped (or gone). A stopped process runs nothing: no
+        thread, no signal to another process, no new GPU launch."""
         try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return 0.0
+            os.killpg(self.pid, signal.SIGSTOP)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            fields = _stat(self.pid)
+            if fields is None or fields[0] in "TtZX":
+                return
+            time.sleep(0.0002)
+
+    def resume_group(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGCONT)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def thread_runs(self) -> dict[str, tuple[int, int, int]]:
+        """Each thread's CPU time so far (ns, /proc schedstat), the CPU it last ran on, and how many times the
+        scheduler moved it between CPUs (se.nr_migrations of /proc sched; -1 where the kernel does not show it)."""
+        found = {}
+        try:
+            tids = [t.name for t in Path(f"/proc/{self.pid}/task").iterdir()]
+        except OSError:
+            return {}
+        for tid in tids:
+            task = Path(f"/proc/{self.pid}/task/{tid}")
+            fields = _stat(self.pid, tid)
+            try:
+                ran = int((task / "schedstat").read_text().split()[0])
+            except (OSError, IndexError, ValueError):
+                continue
+            moved = -1
+            try:
+                for line in (task / "sched").read_text().splitlines():
+                    if line.startswith("se.nr_migrations"):
+                        moved = int(line.split(":")[1])
+            except (OSError, IndexError, ValueError):
+                pass
+            found[tid] = (ran, int(fields[36]) if fields and len(fields) > 36 else -1, moved)
+        return found
+
+    def tampering(self) -> list[str]:
+        """What someone else did to this (reference) worker: stopped it, moved a thread off its CPUs, changed a
+        thread's priority or scheduling policy (a candidate with the same uid can do all of these)."""
+        found: set[str] = set()
+        try:
+            tids = [t.name for t in Path(f"/proc/{self.pid}/task").iterdir()]
+        except OSError:
+            return []
+        for tid in tids:
+            fields = _stat(self.pid, tid)
+            if fields is None or len(fields) < 39:
+                continue
+            if fields[0] in "Tt":
+                found.add("stopped (SIGSTOP or a tracer)")
+            if (fields[16], fields[38]) != self._sched:
+                found.add(f"priority/scheduling policy changed to nice {fields[16]}, policy {fields[38]}")
+            try:
+                if os.sched_getaffinity(int(tid)) != self._cpus:
+                    found.add("moved to other CPUs")
+            except OSError:
+                pass
+        return sorted(found)
 
     def affinity_changed(self) -> bool:
         """True when the worker moved any of its threads off the CPUs it was given."""
@@ -336,20 +463,6 @@ class WorkerHandle:
                        for t in Path(f"/proc/{self.pid}/task").iterdir())
         except (OSError, ValueError):
             return False
-
-    def descendants(self) -> list[int]:
-        """Other live processes in the worker's process group (it was started as a session leader)."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == self.pid:
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == self.pid or int(fields[1]) == self.pid:
-                found.append(int(entry.name))
-        return found
 
     def close(self) -> None:
         try:

@@ -32,9 +32,11 @@ def evaluate_folder(line: str, warm: WarmRefs) -> tuple[str, Verdict]:
 
 
 def main() -> int:
+    from .procs import set_subreaper
     from .worker import _set_nondumpable
 
     _set_nondumpable()
+    set_subreaper()  # a helper a candidate worker double-forks stays our child: found as a stray process
     warm = WarmRefs(Layout(Path.cwd()))
     try:
         for line in sys.stdin:

@@ -82,6 +82,20 @@ def _parse_meta(raw: dict[str, Any]) -> TargetMeta:
     )
 
 
+def seal_import_path(folder: Path) -> None:
+    """Take `folder` (the evaluation folder, writable by candidate code) and everything under it off sys.path, once
+    a trusted process (the evaluator, a reference worker) has imported all it needs: a module the candidate plants
+    there can then never shadow one that process imports later."""
+    root = Path(folder).resolve()
+
+    def inside(entry: str) -> bool:
+        where = Path(entry or ".").resolve()
+        return where == root or root in where.parents
+
+    sys.path[:] = [entry for entry in sys.path if not inside(entry)]
+    sys.path_importer_cache.clear()
+
+
 def load_module(path: Path, name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:

@@ -15,6 +15,8 @@ _BANNED_IMPORTS = {
     "inspect": "stack inspection",
     "ctypes": "raw memory access",
     "threading": "background threads (work outside the timed window)",
+    "_thread": "background threads (work outside the timed window)",
+    "__main__": "reaches into the harness's worker (its __main__ module)",
     "multiprocessing": "background processes",
     "concurrent": "background threads",
     "subprocess": "spawns processes",
@@ -44,7 +46,23 @@ _BANNED_ATTRS = {
     "_make_subclass": "tensor subclass (lazy results)", "_make_wrapper_subclass": "tensor subclass (lazy results)",
     "shared_memory": "shared memory", "sched_setaffinity": "moves itself to another CPU core",
     "setpriority": "changes its scheduling priority", "nice": "changes its scheduling priority", "from_file": "replays results from files", "load": None,
+    "killpg": "signals", "pidfd_send_signal": "signals", "sched_setscheduler": "changes scheduling",
+    "sched_setparam": "changes scheduling",
+    **dict.fromkeys(("posix_spawn", "posix_spawnp", "spawnv", "spawnve", "spawnvp", "spawnvpe", "spawnl", "spawnle",
+                     "spawnlp", "spawnlpe", "execv", "execve", "execvp", "execvpe", "execl", "execle", "execlp",
+                     "execlpe", "forkpty"), "spawns processes"),
+    **dict.fromkeys(("f_globals", "tb_frame", "walk_stack", "extract_stack", "__globals__", "gi_frame", "cr_frame"),
+                    "stack inspection (reaches the harness's frames)"),
+    **dict.fromkeys(("_get_current_dispatch_mode", "_len_torch_dispatch_stack", "_get_dispatch_mode",
+                     "_python_dispatch", "_get_torch_function_mode", "_is_torch_function_mode_enabled"),
+                    "looks for the harness's op trace (behaves differently when observed)"),
+    **dict.fromkeys(("write_text", "write_bytes", "unlink", "rmtree", "symlink_to", "hardlink_to"),
+                    "writes files (its own source, the target or the harness copy)"),
 }
+# Attributes of `os` that open, write or move files (`os.open` etc.: the builtin `open` is banned as a call).
+_OS_FILE_ATTRS = {"open", "write", "rename", "replace", "remove", "unlink", "symlink", "link", "chmod", "truncate",
+                  "ftruncate", "mkfifo", "dup2", "makedirs", "mkdir"}
+_TORCH_HOOKS = {"__torch_function__", "__torch_dispatch__"}
 _PATCHABLE_ROOTS = {"torch", "time", "triton", "F", "nn", "np", "numpy", "math", "os", "sys"}
 _TARGET_NAMES = {"Model", "m3lab_target", "target", "reference"}
 
@@ -59,6 +77,25 @@ def _root_name(node: ast.AST) -> str | None:
     while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
         node = node.func if isinstance(node, ast.Call) else node.value
     return node.id if isinstance(node, ast.Name) else None
+
+
+def _const_str(node: ast.AST) -> str | None:
+    """The value of a string expression built from constants only ("a" + "b", f"{'a'}b", "".join(["a", "b"])),
+    else None: names hidden in pieces are checked like plain ones."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _const_str(node.left), _const_str(node.right)
+        return left + right if left is not None and right is not None else None
+    if isinstance(node, ast.JoinedStr):
+        parts = [_const_str(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values]
+        return "".join(parts) if all(part is not None for part in parts) else None  # type: ignore[arg-type]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join" \
+            and len(node.args) == 1 and isinstance(node.args[0], (ast.List, ast.Tuple)):
+        sep = _const_str(node.func.value)
+        parts = [_const_str(e) for e in node.args[0].elts]
+        return sep.join(parts) if sep is not None and all(part is not None for part in parts) else None  # type: ignore[arg-type]
+    return None
 
 
 def _call_name(node: ast.Call) -> str | None:
@@ -96,11 +133,30 @@ class _Visitor(ast.NodeVisitor):
                 self.cheat(node, f"imports {alias.name} from {node.module}: reuses the reference")
             if alias.name in _BANNED_ATTRS and _BANNED_ATTRS[alias.name]:
                 self.cheat(node, f"imports {alias.name}: {_BANNED_ATTRS[alias.name]}")
+            if node.module == "os" and alias.name in _OS_FILE_ATTRS:
+                self.cheat(node, f"imports os.{alias.name}: file access")
+            if node.module == "sys" and alias.name == "modules":
+                self.cheat(node, "imports sys.modules: reaches into the harness's own modules")
+
+    def _named(self, node: ast.AST, text: str) -> None:
+        """A name reached through a string (getattr, hasattr): checked like an attribute written out."""
+        if _BANNED_ATTRS.get(text):
+            self.cheat(node, f"reaches .{text} through a string: {_BANNED_ATTRS[text]}")
+        elif text in _OS_FILE_ATTRS | _TORCH_HOOKS | {"modules", "_make_subclass"}:
+            self.cheat(node, f"reaches .{text} through a string (files, the harness's modules or a tensor subclass)")
+        if any(op in text.lower() for op in self.forbidden):
+            self.cheat(node, f"reaches {text!r} through a string: the target forbids this library op")
 
     def visit_Call(self, node: ast.Call) -> None:
         name = _call_name(node)
         if isinstance(node.func, ast.Name) and name in _BANNED_CALLS:
             self.cheat(node, f"calls {name}(): {_BANNED_CALLS[name]}")
+        if isinstance(node.func, ast.Name) and name in ("getattr", "hasattr") and len(node.args) >= 2:
+            text = _const_str(node.args[1])
+            if text is None:
+                self.warn(node, f"{name}() with a computed name: check what it reaches")
+            else:
+                self._named(node, text)
         if name and any(op in name.lower() for op in self.forbidden):
             self.cheat(node, f"calls {name}: the target forbids this library op")
         if name == "Model":
@@ -111,6 +167,11 @@ class _Visitor(ast.NodeVisitor):
         why = _BANNED_ATTRS.get(node.attr)
         if why:
             self.cheat(node, f"uses .{node.attr}: {why}")
+        root = _root_name(node.value) if isinstance(node.value, (ast.Attribute, ast.Name)) else None
+        if root == "os" and node.attr in _OS_FILE_ATTRS:
+            self.cheat(node, f"uses os.{node.attr}: file access")
+        if root == "sys" and node.attr == "modules":
+            self.cheat(node, "uses sys.modules: reaches into the harness's own modules")
         if node.attr == "data_ptr":
             self.warn(node, "uses data_ptr(): fine for kernel launches, suspicious as a cache key")
         self.generic_visit(node)
@@ -120,6 +181,25 @@ class _Visitor(ast.NodeVisitor):
             return
         if isinstance(node.value, str) and ("/proc" in node.value or "/dev/shm" in node.value):
             self.cheat(node, f"mentions {node.value[:40]!r}: reads process memory or shared memory")
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        text = _const_str(node)
+        if text is not None and ("/proc" in text or "/dev/shm" in text):
+            self.cheat(node, f"builds {text[:40]!r}: reads process memory or shared memory")
+        self.generic_visit(node)
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
+        parts = "".join(v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str))
+        if "/proc" in parts or "/dev/shm" in parts or ("/pr" in parts and "oc" in parts):
+            self.cheat(node, f"builds {parts[:40]!r}: reads process memory or shared memory")
+        self.generic_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        if node.name in _TORCH_HOOKS:
+            self.cheat(node, f"defines {node.name}: a tensor subclass (lazy/deferred results)")
+        self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
 
     def visit_Try(self, node: ast.Try) -> None:
         self.cheat(node, "try/except: a silent fallback path (kernels must fail loudly)")

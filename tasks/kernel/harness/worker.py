@@ -3,8 +3,10 @@ the evaluator's requests over two pipe fds. The same code serves the reference a
 are timed through an identical path. Nothing here is trusted by the evaluator: it compares the data it gets.
 
 Requests: init (build the model, load the reference weights), run (one correctness call: outputs, inputs as
-left after the call, the aten ops dispatched), stage (inputs onto the device, poison freed memory, flush L2),
-go (the timed call: run, synchronize the whole device, return values at secret probe positions), ping, quit.
+left after the call, the aten ops dispatched), digest (a timing shape's checksum weights), stage (inputs onto the
+device, this call's checksum shift, poison freed memory, flush L2), go (the timed call: run, synchronize the whole
+device, keep the outputs; nothing about what will be checked is known yet), check (after the clock stopped: values at secret probe positions and a checksum of
+each whole output), ping, quit.
 
 Pre-started (`--prestart`, warm evaluators): the worker starts before its candidate is known (python up, torch
 imported, the device initialised, no candidate code), says it is ready and waits; the evaluator then hands it ONE
@@ -48,6 +50,7 @@ if __name__ == "__main__":
         os._exit(0)
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import traceback  # noqa: E402
@@ -56,6 +59,7 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
+from .compare import digest_weights, output_digest  # noqa: E402
 from .protocol import Message, ProtocolError, dtype_name, recv, send  # noqa: E402
 
 # Captured before any candidate code runs (a candidate that rebinds torch.cuda.synchronize afterwards does not
@@ -85,6 +89,9 @@ class Worker:
         self.target: Any = None
         self.model: Any = None
         self.staged: list[torch.Tensor] = []
+        self.weights: list[torch.Tensor] = []
+        self.shifts: list[int] = []
+        self.last: list[Any] = []
         if flush is None and device == "cuda":
             flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.uint8, device=device)
         self.flush = flush
@@ -117,41 +124,51 @@ class Worker:
         return list(out) if isinstance(out, (tuple, list)) else [out]
 
     def run(self, msg: Message) -> Message:
-        inputs = [t.to(self.device) for t in msg.tensors]
+        # Copies: fresh tensors like the timed calls' (a view of the message buffer would tell the two apart).
+        inputs = [t.to(self.device, copy=True) for t in msg.tensors]
         self.poison()
         self.sync()
         ops: set[str] = set()
-        if msg.header.get("trace"):
-            with _recorder(ops):
-                outs = self._call(inputs)
-        else:
+        # The trace also covers describing and copying the outputs: work a lazy result defers until it is first
+        # touched is dispatched there, not in the call.
+        with _recorder(ops) if msg.header.get("trace") else contextlib.nullcontext():
             outs = self._call(inputs)
-        self.sync()
-        infos, tensors = [], []
-        for o in outs:
-            is_tensor = isinstance(o, torch.Tensor)
-            infos.append({
-                "type": f"{type(o).__module__}.{type(o).__qualname__}",
-                "dtype": dtype_name(o.dtype) if is_tensor else None,
-                "shape": list(o.shape) if is_tensor else None,
-                "stride": list(o.stride()) if is_tensor else None,
-                "device_type": o.device.type if is_tensor else None,
-            })
-            tensors.append(o.detach().to("cpu").as_subclass(torch.Tensor) if is_tensor else torch.empty(0))
+            self.sync()
+            infos, tensors = [], []
+            for o in outs:
+                is_tensor = isinstance(o, torch.Tensor)
+                exact = type(o) is torch.Tensor  # not the type's name: a subclass can call itself anything
+                infos.append({
+                    "type": "torch.Tensor" if exact else f"{type(o).__module__}.{type(o).__qualname__}"
+                    + (" (a torch.Tensor subclass)" if is_tensor else ""),
+                    "dtype": dtype_name(o.dtype) if is_tensor else None,
+                    "shape": list(o.shape) if is_tensor else None,
+                    "stride": list(o.stride()) if is_tensor else None,
+                    "device_type": o.device.type if is_tensor else None,
+                })
+                tensors.append(o.detach().to("cpu").as_subclass(torch.Tensor) if is_tensor else torch.empty(0))
         return Message({"ok": True, "outputs": infos, "ops": sorted(ops)}, tensors + [t.to("cpu") for t in inputs])
 
-    def stage(self, msg: Message) -> Message:
-        # Timing inputs are generated here from a seed (no 64 MB pipe transfers per call); a worker that generates
-        # anything else computes the wrong outputs, which the probes of the timed call catch.
+    def load_target(self) -> None:
+        """The target module that generates timing inputs, loaded at start (a reference worker loads nothing from
+        the evaluation folder once candidate code may have run)."""
         if self.target is None:
             from .spec import load_module
 
             self.target = load_module(Path(self.target_path), "m3lab_target_inputs")
+
+    def stage(self, msg: Message) -> Message:
+        # Timing inputs are generated here from a seed (no 64 MB pipe transfers per call); a worker that generates
+        # anything else computes the wrong outputs, which the checks after the timed call catch. The checksum's
+        # weights are rotated by a fresh shift per call, given here (nothing could be precomputed for it before).
+        self.load_target()
         for key, value in msg.header["shape"].items():
             setattr(self.target, key, value)
         from .spec import generate_inputs
 
         self.staged = generate_inputs(self.target, int(msg.header["seed"]), self.device)
+        self.shifts = [int(s) for s in msg.header["shifts"]]
+        self.last = []
         self.poison()
         if self.flush is not None:
             self.flush.zero_()  # evict L2 so every timed call starts cold
@@ -159,18 +176,44 @@ class Worker:
         return Message({"ok": True})
 
     def go(self, msg: Message) -> Message:
-        outs = self._call(self.staged)
-        self.sync()
-        vals = []
-        for o, idx in zip(outs, msg.tensors, strict=False):
-            # Gathered on the default stream after a whole-device sync: work left on a side stream or thread
-            # shows up as wrong values here.
-            vals.append(o.reshape(-1)[idx.to(o.device)].to("cpu"))
-        return Message({"ok": True}, vals)
+        """The timed call. It learns nothing about what will be checked (positions, checksum), so a worker that
+        rewrote this method cannot compute only that: whatever it leaves for `check` is charged to it."""
+        ops: set[str] = set()
+        if msg.header.get("trace"):  # a secret few timed-looking calls are traced (and not timed)
+            with _recorder(ops):
+                outs = self._call(self.staged)
+                self.sync()
+                outs = [o.detach().as_subclass(torch.Tensor) if isinstance(o, torch.Tensor) else o for o in outs]
+        else:
+            outs = self._call(self.staged)
+            self.sync()
+        self.last = outs
+        return Message({"ok": True, "ops": sorted(ops)})
+
+    def digest(self, msg: Message) -> Message:
+        """A timing shape's checksum weights (untimed, once per shape); each call rotates them (`stage`)."""
+        seed = int(msg.header["seed"])
+        self.weights = [digest_weights(seed + i, int(n), self.device) for i, n in enumerate(msg.header["numels"])]
+        return Message({"ok": True})
+
+    def check(self, msg: Message) -> Message:
+        """After the clock stopped: each output's values at the secret probe positions, then its checksums, then the
+        inputs' values at their secret positions (as the call left them)."""
+        n = int(msg.header.get("outputs", len(msg.tensors)))
+        vals, digests = [], []
+        for o, idx, w, shift in zip(self.last, msg.tensors[:n], self.weights, self.shifts, strict=False):
+            # Read on the default stream: work left on a side stream or thread shows up as wrong values here.
+            flat = o.reshape(-1)
+            vals.append(flat[idx.to(flat.device)].to("cpu"))
+            digests.append(output_digest(flat, w, shift))
+        kept = [x.reshape(-1)[idx.to(x.device)].to("cpu") for x, idx in zip(self.staged, msg.tensors[n:], strict=False)]
+        self.last = []
+        return Message({"ok": True}, vals + digests + kept)
 
 
 def _serve(worker: Worker, fd_in: int, fd_out: int) -> None:
-    handlers = {"init": worker.init, "run": worker.run, "stage": worker.stage, "go": worker.go,
+    handlers = {"init": worker.init, "run": worker.run, "digest": worker.digest, "stage": worker.stage, "go": worker.go,
+                "check": worker.check,
                 "ping": lambda msg: Message({"ok": True})}  # a warm reference is asked before each evaluation
     while True:
         msg = recv(fd_in)
@@ -249,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile-only", action="store_true", help="the compile stage: import (build), report, exit")
     p.add_argument("--prestart", action="store_true", help="start before the candidate is known; one `load` later")
     p.add_argument("--parent-pid", type=int, help="the evaluator: exit at once if it is already gone")
+    p.add_argument("--reference", action="store_true",
+                   help="a reference worker: everything loaded at start, the evaluation folder off sys.path after")
     args = p.parse_args(argv)
     _set_nondumpable(die_with_parent=True)
     torch.set_num_threads(args.threads)
@@ -280,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
         module = load_module(args.module, "m3lab_model_under_test")
         worker = None if args.compile_only else Worker(getattr(module, args.cls), args.device,
                                                        os.path.abspath(args.target), flush)
+        if worker is not None and args.reference:
+            from .spec import seal_import_path
+
+            worker.load_target()
+            seal_import_path(Path.cwd())
         hello = Message({"ok": True, "pid": os.getpid()})
     except BaseException as exc:  # import/compile errors are the producer's feedback
         hello = Message({"ok": False, "error": f"{type(exc).__name__}: {exc}",

@@ -78,3 +78,17 @@ def test_an_evaluation_folder_filled_past_its_quota_fails_and_is_emptied(tmp_pat
     verdict = evaluate_candidate(TARGETS_DIR / "softmax.py", filler, roomy, tmp_path / "eval2")
     assert verdict.correct, verdict.to_json()
     assert (tmp_path / "eval2" / "cand" / "fill.bin").stat().st_size == 24 << 20
+
+
+def test_an_evaluation_folder_nested_past_what_the_host_reads_fails_and_is_emptied(tmp_path: Path) -> None:
+    """A candidate nesting 300 folders: the host cannot measure the folder (hostfs.MAX_DEPTH), so it counts as over
+    its quota, and it is removed at any depth (shutil.rmtree would recurse once per level)."""
+    honest = (TARGETS_DIR / "candidates" / "softmax_torch.py").read_text()
+    nester = tmp_path / "ws" / "candidate.py"
+    nester.parent.mkdir()
+    nester.write_text("import os\n_here = os.path.dirname(os.path.abspath(__file__))\n"
+                      "os.makedirs(os.path.join(_here, *['d'] * 300))\n" + honest)
+    opts = EvalOptions(isolation="subprocess", timing=False, static=False)
+    with pytest.raises(EvalFailed, match="cannot be measured"):
+        evaluate_candidate(TARGETS_DIR / "softmax.py", nester, opts, tmp_path / "eval")
+    assert [p.name for p in (tmp_path / "eval").iterdir()] == ["evaluator.log"]

@@ -58,8 +58,8 @@ def test_static_flags_or_leaves_to_dynamic(name: str) -> None:
         assert check_source((CHEATS / name).read_text()).cheats
         return
     dynamic_only = {"c01_reuse_freed_memory.py", "c02_mutate_inputs.py", "c06_cache_results.py",
-                    "c07b_known_shapes.py", "c08_precision_downgrade.py", "c09b_forbidden_op.py",
-                    "c10_nan_wildcard.py", "c12_warmup_vs_timed.py", "c13_collapse_shape.py", "c15_oob_read.py"}
+                    "c07b_known_shapes.py", "c08_precision_downgrade.py",
+                    "c10_nan_wildcard.py", "c29_inplace_when_timed.py", "c12_warmup_vs_timed.py", "c13_collapse_shape.py", "c15_oob_read.py"}
     report = check_source((CHEATS / name).read_text(), ["layer_norm"])
     assert bool(report.cheats) != (name in dynamic_only), report.cheats
 
@@ -118,3 +118,52 @@ def test_verdict_roundtrip_and_nonce() -> None:
     with pytest.raises(EvalFailed):
         parse_verdict(forged, "abc")
     assert Verdict(correct=True, speedup=3.0, cheats=["x"]).score == 0.0
+
+
+def test_whole_output_checksum_needs_the_whole_output() -> None:
+    """The checksum asked for after each timed call: a correct output passes at any rotation of the weights; half an
+    output, or the right output under another rotation, does not."""
+    from tasks.kernel.harness.compare import check_digests, digest_weights, output_digest
+
+    ref = torch.randn(64, 100)
+    w = digest_weights(7, ref.numel(), "cpu")
+    assert torch.equal(w, digest_weights(7, ref.numel(), "cpu"))  # the same in every process
+    tol = [(1e-4, 1e-4)]
+    for shift in (0, 1, 4321):
+        close = ref + 1e-5 * torch.randn_like(ref)
+        assert check_digests([output_digest(close, w, shift)], [ref], [w], [shift], tol) == []
+        half = ref.clone()
+        half[32:] = 0
+        assert check_digests([output_digest(half, w, shift)], [ref], [w], [shift], tol)
+        assert check_digests([output_digest(ref, w, shift + 1)], [ref], [w], [shift], tol)
+    flat = ref.reshape(-1).double()
+    rolled = torch.stack([torch.dot(flat, torch.roll(w, -5)), torch.dot(flat * flat, torch.roll(w, -5))])
+    assert torch.allclose(output_digest(ref, w, 5), rolled)
+    assert check_digests([torch.tensor([float("nan"), 0.0])], [ref], [w], [0], tol)
+
+
+@pytest.mark.parametrize("line", [
+    "f = getattr(torch.nn.functional, 'layer' + '_norm')",
+    "m = sys.modules['__main__']",
+    "import __main__",
+    "fd = os.open('x', os.O_RDONLY)",
+    "os.killpg(123, 19)",
+    "os.posix_spawn('/bin/true', ['true'], {})",
+    "import _thread",
+    "p = '/pr' + 'oc/self/task'",
+    "Path(__file__).write_text('')",
+    "m = torch.utils._python_dispatch._get_current_dispatch_mode()",
+    "s = getattr(os, 'sched_' + 'setaffinity')",
+    "class L(T):\n    def __torch_function__(cls, func, types, args=(), kwargs=None):\n        return func(*args)",
+])
+def test_static_sees_through_pieces_and_aliases(line: str) -> None:
+    assert check_source(f"import os, sys, torch\nfrom pathlib import Path\n{line}\n", ["layer_norm"]).cheats
+
+
+def test_static_leaves_ordinary_code_alone() -> None:
+    src = ("import torch\n\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n"
+           "        n = sum(1 for _ in self.modules())\n        return getattr(torch, 'relu')(x) * n\n\n"
+           "if __name__ == '__main__':\n    print(ModelNew()(torch.ones(2)))\n")
+    report = check_source(src, ["layer_norm"])
+    assert report.cheats == [], report.cheats
+    assert check_source("import torch\nname = 'relu'\nf = getattr(torch, name)\n").warnings

@@ -1,5 +1,6 @@
 """Cheat 9b (layernorm target): call the library op the target forbids (F.layer_norm) instead of a kernel.
-Caught by: static check, and the aten ops dispatched during the quick check are traced in the worker."""
+Caught by: static check (the name's pieces are joined before matching), and the aten ops dispatched during every
+correctness call (and a secret few timed-looking calls) are traced in the worker."""
 import torch
 import torch.nn as nn
 
